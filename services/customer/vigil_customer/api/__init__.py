@@ -1,0 +1,4 @@
+"""HTTP views of the customer service: thin, they parse, authorise, call the domain, commit."""
+from .customers import blp as customers_blp
+
+BLUEPRINTS = [customers_blp]

@@ -1,0 +1,172 @@
+"""Settings from ``VIGIL_*`` environment variables.
+
+Every variable any Vigil process reads is declared once in :data:`SETTINGS`, so the README table,
+the compose-file check and the code can never disagree about what exists.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICES = ("customer", "property", "billing", "credit")
+"""The four data-owning services, in port order."""
+
+PROCESS_NAMES = ("gateway",) + SERVICES
+
+DEFAULT_PORTS = {"gateway": 8000, "customer": 8001, "property": 8002, "billing": 8003, "credit": 8004}
+WORKER_HEALTH_PORT_OFFSET = 100  # customer worker answers health checks on 8101, its relay on 8201
+RELAY_HEALTH_PORT_OFFSET = 200
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    description: str
+
+
+def _per_process(template: str, default: str, description: str, names=PROCESS_NAMES) -> list[Setting]:
+    return [
+        Setting(template.format(NAME=n.upper()), default.format(name=n), description.format(name=n))
+        for n in names
+    ]
+
+
+SETTINGS: list[Setting] = [
+    Setting("VIGIL_VAR_DIR", "./var", "Directory for embedded databases, the file broker, uploads and generated secrets."),
+    Setting("VIGIL_ENV", "development", "`production` refuses to start without explicit secrets."),
+    Setting("VIGIL_BROKER_URL", "filesystem://", "kombu broker URL: `filesystem://` (embedded), `amqp://user:pass@host:5672//`, `redis://host:6379/0`."),
+    Setting("VIGIL_BROKER_DIR", "$VIGIL_VAR_DIR/broker", "Message folder of the embedded filesystem broker."),
+    Setting("VIGIL_QUEUE_PREFIX", "vigil", "Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker."),
+    Setting("VIGIL_INTERNAL_SECRET", "generated into var/secrets.env by the runner", "HMAC key of the short-lived identity token the gateway passes to services. Same value on the gateway and every service."),
+    Setting("VIGIL_SECRET_KEY", "generated into var/secrets.env by the runner", "Gateway only: signs user access tokens."),
+    Setting("VIGIL_ACCESS_TOKEN_TTL", "900", "Seconds an access token from `/api/v1/auth/token` stays valid."),
+    Setting("VIGIL_IDENTITY_TOKEN_TTL", "60", "Seconds the gateway-to-service identity token stays valid."),
+    Setting("VIGIL_ADMIN_USERNAME", "admin", "First admin user, created by `make run` / `vigil-gateway create-admin`."),
+    Setting("VIGIL_ADMIN_PASSWORD", "(generated and printed once)", "Password of the first admin user."),
+    Setting("VIGIL_MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 beyond)."),
+    Setting("VIGIL_UPSTREAM_TIMEOUT", "10", "Gateway: seconds to wait for a service before answering 503."),
+    Setting("VIGIL_BIND_HOST", "127.0.0.1", "Address every HTTP process listens on (`0.0.0.0` in containers)."),
+    Setting("VIGIL_WEB_WORKERS", "1", "gunicorn worker processes per HTTP service."),
+    Setting("VIGIL_WEB_THREADS", "8", "Threads per gunicorn worker."),
+    Setting("VIGIL_WORKER_CONCURRENCY", "1", "Celery worker processes per service."),
+    Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
+    Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
+    *_per_process("VIGIL_{NAME}_DATABASE_URL", "sqlite:///$VIGIL_VAR_DIR/{name}.db",
+                  "SQLAlchemy URL of the {name} database, e.g. `postgresql+psycopg://user@host/vigil_{name}`."),
+    *_per_process("VIGIL_{NAME}_PORT", "", "HTTP port of the {name} process."),
+    *_per_process("VIGIL_{NAME}_URL", "http://127.0.0.1:<port>", "Where the gateway and other services reach the {name} service.", SERVICES),
+    *_per_process("VIGIL_{NAME}_WORKER_HEALTH_PORT", "", "Port of the {name} Celery worker's /healthz and /readyz.", SERVICES),
+    *_per_process("VIGIL_{NAME}_RELAY_HEALTH_PORT", "", "Port of the {name} outbox relay's /healthz and /readyz.", SERVICES),
+]
+KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    assert name in KNOWN_SETTINGS, f"{name} is not declared in vigil_shared.config.SETTINGS"
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the process refuses to start."""
+
+
+def var_dir() -> Path:
+    return Path(env("VIGIL_VAR_DIR", "./var")).resolve()
+
+
+def default_port(process: str, kind: str = "web") -> int:
+    base = DEFAULT_PORTS[process]
+    return base + {"web": 0, "worker": WORKER_HEALTH_PORT_OFFSET, "relay": RELAY_HEALTH_PORT_OFFSET}[kind]
+
+
+def _int(name: str, default: int) -> int:
+    raw = env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def service_url(service: str) -> str:
+    port = _int(f"VIGIL_{service.upper()}_PORT", default_port(service))
+    return env(f"VIGIL_{service.upper()}_URL", f"http://127.0.0.1:{port}").rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one process (a service or the gateway) needs to run."""
+
+    name: str
+    database_url: str
+    broker_url: str
+    broker_dir: Path
+    queue_prefix: str
+    internal_secret: str
+    identity_token_ttl: int
+    port: int
+    worker_health_port: int
+    relay_health_port: int
+    bind_host: str
+    web_workers: int
+    web_threads: int
+    worker_concurrency: int
+    relay_interval: float
+    max_body_bytes: int
+    log_level: str
+    production: bool
+
+    @classmethod
+    def from_env(cls, name: str, **overrides) -> "Settings":
+        upper = name.upper()
+        vdir = var_dir()
+        production = env("VIGIL_ENV", "development") == "production"
+        secret = overrides.pop("internal_secret", None) or env("VIGIL_INTERNAL_SECRET")
+        if not secret:
+            raise ConfigError(
+                "VIGIL_INTERNAL_SECRET is not set. `make run` generates one into var/secrets.env; "
+                "in production set the same random value on the gateway and every service."
+            )
+        values = dict(
+            name=name,
+            database_url=env(f"VIGIL_{upper}_DATABASE_URL", f"sqlite:///{vdir / (name + '.db')}"),
+            broker_url=env("VIGIL_BROKER_URL", "filesystem://"),
+            broker_dir=Path(env("VIGIL_BROKER_DIR", str(vdir / "broker"))).resolve(),
+            queue_prefix=env("VIGIL_QUEUE_PREFIX", "vigil"),
+            internal_secret=secret,
+            identity_token_ttl=_int("VIGIL_IDENTITY_TOKEN_TTL", 60),
+            port=_int(f"VIGIL_{upper}_PORT", default_port(name)),
+            worker_health_port=_int(f"VIGIL_{upper}_WORKER_HEALTH_PORT", default_port(name, "worker"))
+            if name in SERVICES else 0,
+            relay_health_port=_int(f"VIGIL_{upper}_RELAY_HEALTH_PORT", default_port(name, "relay"))
+            if name in SERVICES else 0,
+            bind_host=env("VIGIL_BIND_HOST", "127.0.0.1"),
+            web_workers=_int("VIGIL_WEB_WORKERS", 1),
+            web_threads=_int("VIGIL_WEB_THREADS", 8),
+            worker_concurrency=_int("VIGIL_WORKER_CONCURRENCY", 1),
+            relay_interval=_float("VIGIL_RELAY_INTERVAL", 0.2),
+            max_body_bytes=_int("VIGIL_MAX_BODY_BYTES", 1024 * 1024),
+            log_level=env("VIGIL_LOG_LEVEL", "INFO").upper(),
+            production=production,
+        )
+        values.update(overrides)
+        if production and len(values["internal_secret"]) < 32:
+            raise ConfigError("VIGIL_INTERNAL_SECRET must be at least 32 characters in production")
+        return cls(**values)
+
+    def queue_name(self, service: str | None = None) -> str:
+        return f"{self.queue_prefix}.{service or self.name}"

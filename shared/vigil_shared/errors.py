@@ -1,0 +1,137 @@
+"""RFC 9457 problem+json for every error any Vigil process answers.
+
+Domain code raises :class:`Problem`; HTTP exceptions from Flask, webargs and werkzeug are turned
+into the same shape. Nothing here ever puts a traceback, SQL or a stored value into a response.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any, Mapping
+
+from flask import Flask, Response, g, has_request_context, request
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("vigil.errors")
+
+# Problem types with a meaning of their own; everything else is "about:blank" + the status phrase.
+VALIDATION = "urn:vigil:problem:validation"
+CONFLICT = "urn:vigil:problem:conflict"
+NOT_FOUND = "urn:vigil:problem:not-found"
+UNAUTHENTICATED = "urn:vigil:problem:unauthenticated"
+FORBIDDEN = "urn:vigil:problem:forbidden"
+STALE = "urn:vigil:problem:stale-etag"
+UNAVAILABLE = "urn:vigil:problem:service-unavailable"
+
+
+class Problem(Exception):
+    """An error meant for the caller: raised anywhere, answered as problem+json."""
+
+    def __init__(self, status: int, detail: str | None = None, *, title: str | None = None,
+                 type: str = "about:blank", errors: Mapping[str, list[str]] | None = None,
+                 headers: Mapping[str, str] | None = None, **extra: Any):
+        super().__init__(detail or title or HTTPStatus(status).phrase)
+        self.status = status
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.type = type
+        self.errors = dict(errors) if errors else None
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+def validation_problem(errors: Mapping[str, list[str]], detail: str = "The request has invalid fields.") -> Problem:
+    return Problem(422, detail, title="Validation failed", type=VALIDATION, errors=errors)
+
+
+def not_found(what: str = "resource") -> Problem:
+    return Problem(404, f"The {what} does not exist or is not visible to you.", type=NOT_FOUND)
+
+
+def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra) -> Problem:
+    return Problem(409, detail, type=CONFLICT, errors=errors, **extra)
+
+
+def problem_body(status: int, *, title: str | None = None, detail: str | None = None,
+                 type: str = "about:blank", errors: Mapping | None = None, **extra) -> dict:
+    body: dict[str, Any] = {
+        "type": type,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail or title or HTTPStatus(status).phrase,
+    }
+    if has_request_context():
+        body["instance"] = request.path
+        body["request_id"] = g.get("request_id")
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return body
+
+
+def problem_response(status: int, headers: Mapping[str, str] | None = None, **kwargs) -> Response:
+    response = Response(json.dumps(problem_body(status, **kwargs)), status=status, mimetype=PROBLEM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """webargs/marshmallow nest errors by location and field; callers want ``{"field": [msg]}``."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            key = str(key)
+            if not prefix and key in ("json", "query", "form", "files", "headers", "path", "view_args"):
+                name = ""  # the location is not a field
+            else:
+                name = f"{prefix}.{key}" if prefix else key
+            for field, msgs in flatten_messages(value, name).items():
+                flat.setdefault(field, []).extend(msgs)
+    elif isinstance(messages, (list, tuple)):
+        if all(isinstance(m, str) for m in messages):
+            flat.setdefault(prefix or "_body", []).extend(messages)
+        else:
+            for m in messages:
+                for field, msgs in flatten_messages(m, prefix).items():
+                    flat.setdefault(field, []).extend(msgs)
+    elif messages is not None:
+        flat.setdefault(prefix or "_body", []).append(str(messages))
+    return flat
+
+
+def http_exception_response(error: HTTPException) -> Response:
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages")
+    headers = dict(data.get("headers") or {})
+    if status in (400, 422) and messages:
+        errors = flatten_messages(messages)
+        if status == 400:
+            return problem_response(400, headers=headers, detail="The request body is not valid JSON.", errors=errors)
+        return problem_response(422, headers=headers, title="Validation failed", type=VALIDATION,
+                                detail="The request has invalid fields.", errors=errors)
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    if status == 405 and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
+    detail = data.get("message") or error.description
+    return problem_response(status, headers=headers, detail=detail)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def _problem(error: Problem):
+        return problem_response(error.status, headers=error.headers, title=error.title, detail=error.detail,
+                                type=error.type, errors=error.errors, **error.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException):
+        return http_exception_response(error)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        return problem_response(500, detail="An unexpected error occurred. Quote the request id when reporting it.")

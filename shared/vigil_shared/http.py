@@ -1,0 +1,81 @@
+"""Conventions every list and single resource follows: pagination with Link headers, ETag/If-Match."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from flask import request
+from marshmallow import Schema, fields, validate
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from .errors import Problem, STALE
+
+MAX_PER_PAGE = 100
+
+
+class PaginationArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+
+
+def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
+    """The list envelope ``{"items", "page", "per_page", "total"}`` for OpenAPI and dumping."""
+    return type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item_schema), required=True),
+        "page": fields.Integer(required=True),
+        "per_page": fields.Integer(required=True),
+        "total": fields.Integer(required=True),
+    })
+
+
+@dataclass
+class Page:
+    items: list
+    page: int
+    per_page: int
+    total: int
+
+    def body(self) -> dict:
+        return {"items": self.items, "page": self.page, "per_page": self.per_page, "total": self.total}
+
+    def link_header(self) -> str:
+        links = []
+        base = request.base_url
+        args = request.args.to_dict()
+
+        def url(page: int) -> str:
+            return f"{base}?{urlencode(args | {'page': page, 'per_page': self.per_page})}"
+
+        if self.page * self.per_page < self.total:
+            links.append(f'<{url(self.page + 1)}>; rel="next"')
+        if self.page > 1:
+            links.append(f'<{url(self.page - 1)}>; rel="prev"')
+        return ", ".join(links)
+
+    def headers(self) -> dict:
+        link = self.link_header()
+        return {"Link": link} if link else {}
+
+
+def paginate(session: Session, statement: Select, page: int, per_page: int) -> Page:
+    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+    items = session.scalars(statement.limit(per_page).offset((page - 1) * per_page)).all()
+    return Page(items=list(items), page=page, per_page=per_page, total=total or 0)
+
+
+def etag_of(resource_id, version: int) -> str:
+    return f'"{resource_id}.{version}"'
+
+
+def check_if_match(resource_id, version: int) -> None:
+    """412 when the caller's ``If-Match`` names another version; no header means last write wins."""
+    if_match = request.headers.get("If-Match")
+    if not if_match:
+        return
+    current = etag_of(resource_id, version)
+    candidates = [tag.strip() for tag in if_match.split(",")]
+    if "*" in candidates or current in candidates:
+        return
+    raise Problem(412, "The record changed since you read it. Reload it and apply your change again.",
+                  type=STALE, headers={"ETag": current})

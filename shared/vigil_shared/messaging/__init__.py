@@ -1,0 +1,1 @@
+"""Cross-service messaging: Celery app factory, versioned contracts, transactional outbox and inbox."""

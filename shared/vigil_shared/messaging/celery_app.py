@@ -1,0 +1,73 @@
+"""The one way a Vigil process builds its Celery app.
+
+At-least-once settings everywhere: late acks, redelivery when a worker dies, one message at a time,
+JSON only. Each service consumes its own queue and nothing else.
+"""
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Connection, Exchange, Queue
+
+from ..config import Settings
+
+
+def broker_transport_options(settings: Settings) -> dict:
+    if settings.broker_url.startswith("filesystem:"):
+        folder = settings.broker_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "control").mkdir(exist_ok=True)
+        return {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+    if settings.broker_url.startswith(("amqp:", "pyamqp:")):
+        return {"confirm_publish": True}
+    return {}
+
+
+def make_celery(settings: Settings) -> Celery:
+    queue = settings.queue_name()
+    app = Celery(f"vigil-{settings.name}", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=queue,
+        task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True)],
+        task_create_missing_queues=True,
+        broker_transport_options=broker_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        worker_enable_remote_control=False,  # the embedded broker has no fanout pidbox; health is served over HTTP
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        enable_utc=True,
+        timezone="UTC",
+    )
+    return app
+
+
+def send_to_queue(app: Celery, task_name: str, queue: str, args: list, headers: dict | None = None) -> None:
+    app.send_task(task_name, args=args, queue=Queue(queue, Exchange(queue, type="direct"), routing_key=queue),
+                  headers=headers or {}, retry=True,
+                  retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
+
+
+def ping_broker(settings: Settings, timeout: float = 2.0) -> None:
+    if settings.broker_url.startswith("filesystem:"):
+        broker_transport_options(settings)  # makes sure the folder exists
+        probe = settings.broker_dir / ".ready-probe"
+        probe.write_text("ok")
+        probe.unlink()
+        return
+    with Connection(settings.broker_url, connect_timeout=timeout,
+                    transport_options=broker_transport_options(settings)) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)

@@ -1,0 +1,108 @@
+"""pytest fixtures for one service's unit tests (each service's suite runs in its own pytest process).
+
+A service's ``conftest.py`` enables this plugin and provides ``service_program`` and
+``service_metadata``; it then gets ``app``, ``runtime``, ``session`` and ``api`` (a test client
+that sends a signed admin identity unless told otherwise), on a fresh database per run and with
+every table emptied after each test.
+"""
+from __future__ import annotations
+
+import pytest
+
+from . import migrations
+from .config import Settings
+from .identity import Identity
+from .testing import ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, identity_headers
+
+_BACKEND = choose_backend()
+
+
+def pytest_report_header(config):
+    if _BACKEND == "postgres":
+        return "vigil: unit tests on PostgreSQL (fresh database per run)"
+    return "vigil: unit tests on the embedded default (SQLite); PostgreSQL not reachable"
+
+
+@pytest.fixture(scope="session")
+def test_databases(tmp_path_factory):
+    databases = TestDatabases(_BACKEND, str(tmp_path_factory.mktemp("db")))
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def service_settings(service_program, test_databases, tmp_path_factory, monkeypatch_session):
+    monkeypatch_session.setenv("VIGIL_VAR_DIR", str(tmp_path_factory.mktemp("var")))
+    url = test_databases.url_for(service_program.name)
+    migrations.upgrade(service_program.package, url)
+    return Settings.from_env(service_program.name, database_url=url, internal_secret=TEST_SECRET,
+                             broker_url="memory://", log_level="WARNING")
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session():
+    patcher = pytest.MonkeyPatch()
+    yield patcher
+    patcher.undo()
+
+
+@pytest.fixture(scope="session")
+def app(service_program, service_settings):
+    app = service_program.create_app(service_settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def runtime(app):
+    return app.extensions["vigil_runtime"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables_after_test(request):
+    if "app" not in request.fixturenames and "runtime" not in request.fixturenames and "api" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    metadata = request.getfixturevalue("service_metadata")
+    with clean_tables(app.extensions["vigil_runtime"].db, metadata):
+        yield
+
+
+@pytest.fixture
+def session(runtime):
+    with runtime.db.new_session() as session:
+        yield session
+
+
+class ApiClient:
+    """Flask test client that signs the identity header like the gateway does."""
+
+    def __init__(self, app, identity: Identity | None = ADMIN):
+        self._client = app.test_client()
+        self.identity = identity
+
+    def as_(self, identity: Identity | None) -> "ApiClient":
+        return ApiClient(self._client.application, identity)
+
+    def open(self, method: str, path: str, headers: dict | None = None, **kwargs):
+        all_headers = identity_headers(self.identity) if self.identity else {}
+        all_headers.update(headers or {})
+        return self._client.open(path, method=method, headers=all_headers, **kwargs)
+
+    def get(self, path, **kw):
+        return self.open("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.open("POST", path, **kw)
+
+    def patch(self, path, **kw):
+        return self.open("PATCH", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.open("DELETE", path, **kw)
+
+
+@pytest.fixture
+def api(app):
+    return ApiClient(app)

@@ -1,0 +1,200 @@
+"""One service's runtime objects and its command line: migrate, web, worker, relay.
+
+Every service is the same program with different models, views and handlers, so the process
+entry points live here once; a service's ``cli.py`` only names its parts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from celery import Celery
+from flask import Flask, current_app
+
+from . import migrations
+from .config import ConfigError, Settings
+from .db import Database
+from .logs import configure_logging
+from .messaging.celery_app import make_celery, ping_broker
+from .messaging.outbox import EventConsumer, MessagingModels, Outbox, OutboxRelay
+
+log = logging.getLogger("vigil.runtime")
+
+
+@dataclass
+class ServiceRuntime:
+    """What a service's views, tasks and relay share: settings, database, broker, outbox tables."""
+
+    settings: Settings
+    db: Database
+    messaging: MessagingModels
+    celery: Celery = field(repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, messaging: MessagingModels) -> "ServiceRuntime":
+        return cls(settings=settings, db=Database(settings.database_url), messaging=messaging,
+                   celery=make_celery(settings))
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def ready_checks(self) -> dict[str, Callable[[], None]]:
+        return {"database": self.db.ping, "broker": lambda: ping_broker(self.settings)}
+
+    def outbox(self, request_id: str | None = None) -> Outbox:
+        return Outbox(self.messaging, self.name, request_id)
+
+    def consumer(self) -> EventConsumer:
+        return EventConsumer(service=self.name, db=self.db, models=self.messaging)
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(service=self.name, db=self.db, models=self.messaging, celery=self.celery,
+                           queue_name=self.settings.queue_name, interval=self.settings.relay_interval)
+
+
+def current_runtime() -> ServiceRuntime:
+    return current_app.extensions["vigil_runtime"]
+
+
+def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[], None]]) -> ThreadingHTTPServer:
+    """``/healthz`` and ``/readyz`` for processes that are not web apps (workers, relays)."""
+    from .web import run_checks
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server naming
+            if self.path == "/healthz":
+                status, body = 200, {"status": "ok", "process": name}
+            elif self.path == "/readyz":
+                report, ready = run_checks(checks)
+                status, body = (200 if ready else 503), {"status": "ready" if ready else "unavailable",
+                                                        "checks": report}
+            else:
+                status, body = 404, {"type": "about:blank", "title": "Not Found", "status": 404,
+                                     "detail": "Only /healthz and /readyz are served here."}
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json" if status != 404 else "application/problem+json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):  # health probes would drown the logs
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name=f"{name}-health", daemon=True).start()
+    return server
+
+
+def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class VigilWeb(BaseApplication):
+        def load_config(self):
+            options = {
+                "bind": f"{settings.bind_host}:{settings.port}",
+                "workers": settings.web_workers,
+                "threads": settings.web_threads,
+                "worker_class": "gthread",
+                "accesslog": None,  # the app logs one JSON line per request itself
+                "errorlog": "-",
+                "loglevel": settings.log_level.lower(),
+                "timeout": 60,
+                "graceful_timeout": 10,
+                "keepalive": 75,
+                "proc_name": f"vigil-{settings.name}",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app_factory()
+
+    VigilWeb().run()
+
+
+@dataclass
+class ServiceProgram:
+    """The parts that make one service; ``main`` turns them into the ``vigil-<name>`` command."""
+
+    name: str
+    package: str
+    messaging: MessagingModels
+    blueprints: list = field(default_factory=list)
+    register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
+
+    def create_app(self, settings: Settings | None = None) -> Flask:
+        from .web import create_service_app
+
+        runtime = self.runtime(settings)
+        app = create_service_app(self.name, runtime.settings, runtime.db, self.blueprints, runtime.ready_checks())
+        app.extensions["vigil_runtime"] = runtime
+        return app
+
+    def runtime(self, settings: Settings | None = None) -> ServiceRuntime:
+        return ServiceRuntime.build(settings or Settings.from_env(self.name), self.messaging)
+
+    def worker_app(self, settings: Settings | None = None) -> Celery:
+        runtime = self.runtime(settings)
+        self.register_tasks(runtime)
+        return runtime.celery
+
+    def main(self, argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(prog=f"vigil-{self.name}", description=f"Vigil {self.name} service")
+        commands = parser.add_subparsers(dest="command", required=True)
+        commands.add_parser("migrate", help="apply database migrations")
+        commands.add_parser("web", help="serve the HTTP API with gunicorn")
+        commands.add_parser("worker", help="run the Celery worker of this service's queue")
+        commands.add_parser("relay", help="publish the transactional outbox")
+        rev = commands.add_parser("revision", help="autogenerate a migration from the models")
+        rev.add_argument("-m", "--message", required=True)
+        args = parser.parse_args(argv)
+        try:
+            settings = Settings.from_env(self.name)
+        except ConfigError as exc:
+            print(f"vigil-{self.name}: {exc}", file=sys.stderr)
+            return 2
+        configure_logging(settings.log_level, process=f"{self.name}-{args.command}")
+        if args.command == "migrate":
+            migrations.upgrade(self.package, settings.database_url)
+            log.info("migrations applied", extra={"service": self.name})
+        elif args.command == "revision":
+            migrations.revision(self.package, settings.database_url, args.message)
+        elif args.command == "web":
+            run_gunicorn(lambda: self.create_app(settings), settings)
+        elif args.command == "worker":
+            self._run_worker(settings)
+        elif args.command == "relay":
+            self._run_relay(settings)
+        return 0
+
+    def _run_worker(self, settings: Settings) -> None:
+        runtime = self.runtime(settings)
+        self.register_tasks(runtime)
+        serve_health(settings.bind_host, settings.worker_health_port, f"{self.name}-worker", runtime.ready_checks())
+        runtime.celery.worker_main([
+            "worker", "--loglevel", settings.log_level, "-Q", settings.queue_name(),
+            "-c", str(settings.worker_concurrency), "-n", f"{self.name}@%h",
+            "--without-mingle", "--without-gossip", "--without-heartbeat",
+        ])
+
+    def _run_relay(self, settings: Settings) -> None:
+        runtime = self.runtime(settings)
+        relay = runtime.relay()
+        checks = runtime.ready_checks() | {"relay_loop": lambda: _relay_alive(relay)}
+        serve_health(settings.bind_host, settings.relay_health_port, f"{self.name}-relay", checks)
+        relay.run_forever()
+
+
+def _relay_alive(relay: OutboxRelay) -> None:
+    if relay.last_cycle_ok is None or time.monotonic() - relay.last_cycle_ok > 30:
+        raise RuntimeError("relay has not completed a cycle in 30 s")

@@ -1,0 +1,119 @@
+"""Test support every service's suite uses: a real database per run, signed identities, clean tables.
+
+Backend choice, made once per test run and printed in pytest's header:
+- ``VIGIL_TEST_BACKEND=postgres`` or ``embedded`` forces one;
+- otherwise PostgreSQL is used when ``VIGIL_TEST_POSTGRES_URL`` (default
+  ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) answers, SQLite files otherwise.
+Each run gets fresh databases, dropped afterwards.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import urlparse
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from .identity import Identity, sign_identity
+
+TEST_SECRET = "test-internal-secret-0123456789abcdef"
+ADMIN = Identity(subject="1", username="admin", permissions=frozenset({"*"}))
+
+
+def _reachable(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get("VIGIL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def rabbitmq_url() -> str:
+    return os.environ.get("VIGIL_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def _url_reachable(url: str) -> bool:
+    parsed = urlparse(url.replace("postgresql+psycopg", "postgresql"))
+    return _reachable(parsed.hostname or "127.0.0.1", parsed.port or 5432)
+
+
+def choose_backend() -> str:
+    """``postgres`` (PostgreSQL + RabbitMQ) when reachable or forced, ``embedded`` otherwise."""
+    forced = os.environ.get("VIGIL_TEST_BACKEND", "auto")
+    if forced in ("postgres", "embedded"):
+        return forced
+    if _url_reachable(postgres_admin_url()) and _url_reachable(rabbitmq_url().replace("amqp", "http", 1)):
+        return "postgres"
+    return "embedded"
+
+
+def _postgres_can_login() -> bool:
+    try:
+        engine = create_engine(postgres_admin_url())
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+
+
+@dataclass
+class TestDatabases:
+    """Creates fresh databases for one test run and drops them at the end."""
+
+    backend: str
+    tmp_dir: str
+    run_id: str = uuid.uuid4().hex[:10]
+
+    def __post_init__(self):
+        self.created: list[str] = []
+        if self.backend == "postgres" and not _postgres_can_login():
+            raise RuntimeError(f"PostgreSQL at {postgres_admin_url()} is reachable but refuses to log in")
+
+    def url_for(self, name: str) -> str:
+        if self.backend == "embedded":
+            return f"sqlite:///{os.path.join(self.tmp_dir, name + '.db')}"
+        db_name = f"vigil_t{self.run_id}_{name}"
+        engine = create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db_name}"'))
+        engine.dispose()
+        self.created.append(db_name)
+        return str(make_url(postgres_admin_url()).set(database=db_name).render_as_string(hide_password=False))
+
+    def drop_all(self) -> None:
+        if not self.created:
+            return
+        engine = create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            for db_name in self.created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        engine.dispose()
+        self.created.clear()
+
+
+def identity_headers(identity: Identity = ADMIN, secret: str = TEST_SECRET) -> dict[str, str]:
+    from .identity import IDENTITY_HEADER
+
+    return {IDENTITY_HEADER: sign_identity(identity, secret)}
+
+
+@contextmanager
+def clean_tables(db, metadata) -> Iterator[None]:
+    """Empties every table after a test so the next one starts from nothing."""
+    try:
+        yield
+    finally:
+        with db.transaction() as session:
+            for table in reversed(metadata.sorted_tables):
+                session.execute(table.delete())

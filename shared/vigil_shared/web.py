@@ -1,0 +1,190 @@
+"""The Flask app every service is built on: one behaviour for ids, identity, errors, logs and health.
+
+A service's ``create_app`` calls :func:`create_service_app` with its settings, database and
+blueprints; everything a caller can rely on across services (problem+json, ``X-Request-ID``,
+401 without a gateway identity, 415 for non-JSON bodies, JSON request logs, ``/healthz`` and
+``/readyz``) is set up here once.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Callable, Iterable
+
+from flask import Flask, g, jsonify, request
+from flask_smorest import Api, Blueprint
+from marshmallow import Schema, fields
+
+from .config import Settings
+from .db import Database
+from .errors import Problem, UNAUTHENTICATED, register_error_handlers
+from .identity import IDENTITY_HEADER, Identity, InvalidIdentity, verify_identity
+from .logs import configure_logging
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+access_log = logging.getLogger("vigil.access")
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details, as every error response is shaped."""
+
+    type = fields.String(metadata={"description": "URI identifying the problem type"})
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    instance = fields.String()
+    request_id = fields.String()
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                         metadata={"description": "Field name → messages, for validation problems"})
+
+
+class VigilApi(Api):
+    """flask-smorest with problem+json errors and documented bearer security."""
+
+    ERROR_SCHEMA = ProblemSchema
+    DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
+
+    def _register_error_handlers(self):
+        register_error_handlers(self._app)
+
+
+def incoming_request_id() -> str:
+    rid = request.headers.get(REQUEST_ID_HEADER, "")
+    return rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+
+
+def current_identity() -> Identity:
+    identity = g.get("identity")
+    if identity is None:
+        raise Problem(401, "Authentication required.", type=UNAUTHENTICATED)
+    return identity
+
+
+def base_app(name: str, settings: Settings) -> Flask:
+    """Flask app with request ids, problem+json errors, size limits and one JSON log line per request."""
+    configure_logging(settings.log_level, process=name)
+    app = Flask(f"vigil_{name}")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        API_TITLE=f"Vigil {name} service",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    app.extensions["vigil_settings"] = settings
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        g.request_id = incoming_request_id()
+
+    @app.after_request
+    def _finish(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        started = g.get("started")
+        access_log.info("request", extra={
+            "request_id": g.get("request_id"), "method": request.method, "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+            "user": getattr(g.get("identity"), "username", None),
+        })
+        return response
+
+    return app
+
+
+def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]]) -> None:
+    """``/healthz``: the process answers. ``/readyz``: every dependency answers (503 otherwise)."""
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", process=app.name)
+
+    @app.get("/readyz")
+    def readyz():
+        report, ready = run_checks(checks)
+        response = jsonify(status="ready" if ready else "unavailable", checks=report)
+        response.status_code = 200 if ready else 503
+        return response
+
+
+def run_checks(checks: dict[str, Callable[[], None]]) -> tuple[dict, bool]:
+    report, ready = {}, True
+    for check_name, check in checks.items():
+        try:
+            check()
+            report[check_name] = {"status": "ok"}
+        except Exception as exc:  # noqa: BLE001 - readiness reports any failure, by name only
+            ready = False
+            report[check_name] = {"status": "unavailable", "error": type(exc).__name__}
+    return report, ready
+
+
+def create_service_app(name: str, settings: Settings, db: Database, blueprints: Iterable[Blueprint],
+                       ready_checks: dict[str, Callable[[], None]],
+                       multipart_endpoints: frozenset[str] = frozenset()) -> Flask:
+    app = base_app(name, settings)
+    app.teardown_appcontext(db.close_request_session)
+
+    @app.before_request
+    def _require_identity():
+        if request.path in PUBLIC_PATHS:
+            return None
+        token = request.headers.get(IDENTITY_HEADER)
+        if not token:
+            raise Problem(401, "This service is reached through the Vigil gateway only.", type=UNAUTHENTICATED)
+        try:
+            g.identity = verify_identity(token, settings.internal_secret)
+        except InvalidIdentity:
+            raise Problem(401, "The gateway identity token is invalid or expired.", type=UNAUTHENTICATED) from None
+        return None
+
+    @app.before_request
+    def _require_json_body():
+        if request.method in BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
+            if request.endpoint in multipart_endpoints:
+                return None
+            if not request.is_json:
+                raise Problem(415, "Send the request body as application/json.")
+        return None
+
+    api = VigilApi(app, spec_kwargs={
+        "info": {"description": f"The {name} service of Vigil. Reached through the gateway only."},
+    })
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    api.spec.options["security"] = [{"bearerAuth": []}]
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint)
+    add_health_routes(app, ready_checks)
+    app.extensions["vigil_api"] = api
+    return app
+
+
+def require(permission: str) -> Identity:
+    """403 unless the caller holds ``permission``; returns the caller."""
+    identity = current_identity()
+    if not identity.can(permission):
+        raise Problem(403, f"You need the '{permission}' permission for this.", type="urn:vigil:problem:forbidden",
+                      permission=permission)
+    return identity
+
+
+def request_outbox():
+    """The current service's outbox, stamped with this request's id."""
+    from .runtime import current_runtime
+
+    return current_runtime().outbox(g.get("request_id"))
+
+
+def request_session():
+    from .runtime import current_runtime
+
+    return current_runtime().db.request_session()
