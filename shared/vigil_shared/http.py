@@ -41,7 +41,7 @@ class Page:
 
     def link_header(self) -> str:
         links = []
-        base = request.base_url
+        base = request.path  # relative: resolved against the public URL the caller used
         args = request.args.to_dict()
 
         def url(page: int) -> str:

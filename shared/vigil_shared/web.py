@@ -69,7 +69,7 @@ def current_identity() -> Identity:
 def base_app(name: str, settings: Settings) -> Flask:
     """Flask app with request ids, problem+json errors, size limits and one JSON log line per request."""
     configure_logging(settings.log_level, process=name)
-    app = Flask(f"vigil_{name}")
+    app = Flask(f"vigil_{name}", static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
@@ -99,6 +99,17 @@ def base_app(name: str, settings: Settings) -> Flask:
         return response
 
     return app
+
+
+def enforce_json_bodies(app: Flask, exempt_endpoints: frozenset[str] = frozenset()) -> None:
+    """415 for a request body that is not JSON, before any parsing (uploads are exempted by endpoint)."""
+
+    @app.before_request
+    def _require_json_body():
+        if request.method in BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
+            if request.endpoint not in exempt_endpoints and not request.is_json:
+                raise Problem(415, "Send the request body as application/json.")
+        return None
 
 
 def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]]) -> None:
@@ -147,14 +158,7 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
             raise Problem(401, "The gateway identity token is invalid or expired.", type=UNAUTHENTICATED) from None
         return None
 
-    @app.before_request
-    def _require_json_body():
-        if request.method in BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
-            if request.endpoint in multipart_endpoints:
-                return None
-            if not request.is_json:
-                raise Problem(415, "Send the request body as application/json.")
-        return None
+    enforce_json_bodies(app, exempt_endpoints=multipart_endpoints)
 
     api = VigilApi(app, spec_kwargs={
         "info": {"description": f"The {name} service of Vigil. Reached through the gateway only."},

@@ -1,0 +1,111 @@
+import json
+import threading
+
+import pytest
+from flask import Flask, jsonify, request
+from werkzeug.serving import make_server
+
+from vigil_gateway.app import create_app
+from vigil_gateway.settings import GatewaySettings
+from vigil_gateway.models import Base
+from vigil_gateway.users import ensure_admin
+from vigil_shared import migrations
+from vigil_shared.config import Settings
+from vigil_shared.db import Database
+from vigil_shared.identity import IDENTITY_HEADER, verify_identity
+from vigil_shared.testing import TEST_SECRET, TestDatabases, choose_backend, clean_tables
+
+SECRET_KEY = "gateway-test-secret-key-0123456789abcdef"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def pytest_report_header(config):
+    return f"vigil gateway: unit tests on {choose_backend()}"
+
+
+def _stub_service_app() -> Flask:
+    """A stand-in upstream that echoes what the gateway forwarded (the e2e suite uses the real services)."""
+    stub = Flask("stub")
+
+    @stub.route("/api/v1/customers", methods=["GET", "POST"])
+    @stub.route("/api/v1/customers/<path:rest>", methods=["GET", "POST", "PATCH", "DELETE"])
+    def echo(rest=None):
+        identity = verify_identity(request.headers[IDENTITY_HEADER], TEST_SECRET)
+        if request.args.get("fail") == "conflict":
+            return (json.dumps({"type": "urn:vigil:problem:conflict", "title": "Conflict", "status": 409,
+                                "detail": "taken"}), 409, {"Content-Type": "application/problem+json"})
+        return jsonify(method=request.method, path=request.path, query=request.query_string.decode(),
+                       body=request.get_data(as_text=True), user=identity.username,
+                       permissions=sorted(identity.permissions),
+                       authorization=request.headers.get("Authorization"),
+                       request_id=request.headers.get("X-Request-ID"),
+                       if_match=request.headers.get("If-Match")), 200, {"ETag": '"1.1"', "Location": "/api/v1/customers/1"}
+
+    @stub.get("/openapi.json")
+    def spec():
+        verify_identity(request.headers[IDENTITY_HEADER], TEST_SECRET)
+        return jsonify(openapi="3.1.0", info={"title": "stub", "version": "v1"}, tags=[{"name": "customers"}],
+                       paths={"/api/v1/customers": {"get": {"responses": {"200": {"description": "ok"}}}}},
+                       components={"schemas": {"Customer": {"type": "object"}}})
+
+    return stub
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    server = make_server("127.0.0.1", 0, _stub_service_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def gateway_db_url(tmp_path_factory):
+    databases = TestDatabases(choose_backend(), str(tmp_path_factory.mktemp("db")))
+    url = databases.url_for("gateway")
+    migrations.upgrade("vigil_gateway", url)
+    yield url
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def settings(gateway_db_url, upstream, tmp_path_factory):
+    base = Settings.from_env("gateway", database_url=gateway_db_url, internal_secret=TEST_SECRET,
+                             broker_url="memory://", log_level="WARNING",
+                             broker_dir=tmp_path_factory.mktemp("broker"))
+    return GatewaySettings.from_env(base=base, secret_key=SECRET_KEY, upstream_timeout=2.0,
+                                    service_urls={"customer": upstream, "property": "http://127.0.0.1:9",
+                                                  "billing": "http://127.0.0.1:9", "credit": "http://127.0.0.1:9"})
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def db(gateway_db_url):
+    database = Database(gateway_db_url)
+    with clean_tables(database, Base.metadata):
+        yield database
+    database.dispose()
+
+
+@pytest.fixture
+def client(app, db):
+    with db.transaction() as session:
+        ensure_admin(session, "admin", ADMIN_PASSWORD)
+    return app.test_client()
+
+
+@pytest.fixture
+def token(client):
+    response = client.post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert response.status_code == 200, response.json
+    return response.json["access_token"]
+
+
+@pytest.fixture
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}

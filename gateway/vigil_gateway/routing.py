@@ -1,0 +1,17 @@
+"""Which service owns which public path. First match wins, so the narrower rules come first."""
+from __future__ import annotations
+
+import re
+
+ROUTES: list[tuple[re.Pattern, str]] = [
+    (re.compile(r"^/api/v1/customers/[^/]+/properties(/.*)?$"), "property"),
+    (re.compile(r"^/api/v1/customers(/.*)?$"), "customer"),
+    (re.compile(r"^/api/v1/properties(/.*)?$"), "property"),
+]
+
+
+def service_for(path: str) -> str | None:
+    for pattern, service in ROUTES:
+        if pattern.match(path):
+            return service
+    return None
