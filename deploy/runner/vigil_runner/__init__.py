@@ -1,0 +1,4 @@
+"""Local process supervisor for Vigil."""
+from .stack import Stack
+
+__all__ = ["Stack"]
