@@ -137,3 +137,9 @@ def test_create_admin_is_idempotent_and_resettable(db):
     with db.transaction() as session:
         reset = ensure_admin(session, "boss", "new-password-123", reset=True)
     assert reset.password == "new-password-123"
+
+
+def test_ops_routes_go_to_their_service():
+    for name in ("customer", "property", "billing", "credit"):
+        assert service_for(f"/api/v1/ops/{name}/outbox") == name
+    assert service_for("/api/v1/ops/gateway/outbox") is None

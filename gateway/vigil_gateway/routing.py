@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import re
 
+from vigil_shared.config import SERVICES
+
 ROUTES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"^/api/v1/customers/[^/]+/properties(/.*)?$"), "property"),
     (re.compile(r"^/api/v1/customers(/.*)?$"), "customer"),
     (re.compile(r"^/api/v1/properties(/.*)?$"), "property"),
+    *[(re.compile(rf"^/api/v1/ops/{name}(/.*)?$"), name) for name in SERVICES],
 ]
 
 

@@ -102,8 +102,31 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return flat
 
 
+# An oversized body is refused before it is read; reading (and dropping) a bounded amount of it lets
+# the client, still sending, receive the 413 instead of a connection reset.
+DRAIN_LIMIT = 32 * 1024 * 1024
+
+
+def _drain_unread_body() -> None:
+    length = request.content_length or 0
+    if not length or length > DRAIN_LIMIT:
+        return
+    stream = request.environ.get("wsgi.input")
+    remaining = length
+    try:
+        while remaining > 0 and stream is not None:
+            chunk = stream.read(min(65536, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except OSError:
+        pass
+
+
 def http_exception_response(error: HTTPException) -> Response:
     status = error.code or 500
+    if status == 413 and has_request_context():
+        _drain_unread_body()
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
     headers = dict(data.get("headers") or {})

@@ -65,6 +65,7 @@ def create_messaging_tables(op) -> None:
         sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("type", sa.String(100), nullable=False),
         sa.Column("processed_at", UTCDateTime(), nullable=False),
+        sa.Column("duplicates", sa.Integer(), nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("event_id", name="pk_processed_events"),
     )
 

@@ -12,15 +12,14 @@ import pytest
 from . import migrations
 from .config import Settings
 from .identity import Identity
-from .testing import ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, identity_headers
+from .testing import (ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, describe_backend,
+                      identity_headers)
 
 _BACKEND = choose_backend()
 
 
 def pytest_report_header(config):
-    if _BACKEND == "postgres":
-        return "vigil: unit tests on PostgreSQL (fresh database per run)"
-    return "vigil: unit tests on the embedded default (SQLite); PostgreSQL not reachable"
+    return f"vigil: unit tests on {describe_backend(_BACKEND)}"
 
 
 @pytest.fixture(scope="session")

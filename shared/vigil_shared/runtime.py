@@ -133,10 +133,12 @@ class ServiceProgram:
     register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
 
     def create_app(self, settings: Settings | None = None) -> Flask:
+        from .ops import ops_blueprint
         from .web import create_service_app
 
         runtime = self.runtime(settings)
-        app = create_service_app(self.name, runtime.settings, runtime.db, self.blueprints, runtime.ready_checks())
+        app = create_service_app(self.name, runtime.settings, runtime.db, [*self.blueprints, ops_blueprint(self.name)],
+                                 runtime.ready_checks())
         app.extensions["vigil_runtime"] = runtime
         return app
 

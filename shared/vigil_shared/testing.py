@@ -56,6 +56,14 @@ def choose_backend() -> str:
     return "embedded"
 
 
+def describe_backend(backend: str) -> str:
+    forced = os.environ.get("VIGIL_TEST_BACKEND") in ("postgres", "embedded")
+    if backend == "postgres":
+        return "PostgreSQL (fresh databases per run)" + (" [forced]" if forced else "")
+    reason = "forced by VIGIL_TEST_BACKEND" if forced else "PostgreSQL/RabbitMQ not reachable"
+    return f"the embedded default, SQLite ({reason})"
+
+
 def _postgres_can_login() -> bool:
     try:
         engine = create_engine(postgres_admin_url())
@@ -117,3 +125,30 @@ def clean_tables(db, metadata) -> Iterator[None]:
         with db.transaction() as session:
             for table in reversed(metadata.sorted_tables):
                 session.execute(table.delete())
+
+
+def assert_migrations_round_trip(package: str, metadata, url: str) -> None:
+    """Migrations create exactly the models' tables, go down to nothing and up again cleanly."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from . import migrations
+    from .db import build_engine
+
+    tables = set(metadata.tables) | {"alembic_version"}
+    engine = build_engine(url)
+    try:
+        migrations.upgrade(package, url)
+        with engine.connect() as conn:
+            assert set(inspect(conn).get_table_names()) == tables
+            drift = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+            assert drift == [], f"models and migrations differ: {drift}"
+        migrations.downgrade(package, url, "base")
+        with engine.connect() as conn:
+            assert set(inspect(conn).get_table_names()) == {"alembic_version"}
+        migrations.upgrade(package, url)
+        with engine.connect() as conn:
+            assert set(inspect(conn).get_table_names()) == tables
+    finally:
+        engine.dispose()

@@ -139,3 +139,19 @@ def test_customer_rows_are_real(session, api):
     api.post("/api/v1/customers", json=ALICE)
     stored = session.scalars(select(Customer)).one()
     assert stored.email_key == "alice@example.com" and stored.version == 1
+
+
+def test_operators_can_list_and_redeliver_outbox_events(api, session):
+    api.post("/api/v1/customers", json=ALICE)
+    listed = api.get("/api/v1/ops/customer/outbox?type=customer.created")
+    assert listed.status_code == 200 and listed.json["total"] == 1
+    event = listed.json["items"][0]
+    assert event["published_at"] is None and event["data"]["customer_id"] > 0
+    session.execute(messaging.OutboxEvent.__table__.update().values(published_at=messaging.OutboxEvent.occurred_at))
+    session.commit()
+    redelivered = api.post(f"/api/v1/ops/customer/outbox/{event['event_id']}/redeliver")
+    assert redelivered.status_code == 202 and redelivered.json["published_at"] is None
+    assert api.post("/api/v1/ops/customer/outbox/nope/redeliver").status_code == 404
+    assert api.get("/api/v1/ops/customer/inbox/nope").status_code == 404
+    clerk = api.as_(Identity(subject="9", username="clerk", permissions=frozenset({"customers.view"})))
+    assert clerk.get("/api/v1/ops/customer/outbox").status_code == 403

@@ -60,6 +60,7 @@ def messaging_models(Base) -> MessagingModels:
         event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
         type: Mapped[str] = mapped_column(String(100))
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+        duplicates: Mapped[int] = mapped_column(Integer, default=0)  # repeats absorbed, for operators
 
     return MessagingModels(OutboxEvent, ProcessedEvent)
 
@@ -160,17 +161,20 @@ class EventConsumer:
             log.warning("no handler for event", extra={"event_type": event.type, "event_id": event.id})
             return False
         ProcessedEvent = self.models.ProcessedEvent
-        try:
-            with self.db.transaction() as session:
-                if session.get(ProcessedEvent, event.id) is not None:
-                    log.info("duplicate event ignored", extra={"event_id": event.id, "event_type": event.type})
-                    return False
-                session.add(ProcessedEvent(event_id=event.id, type=event.type, processed_at=utcnow()))
+        with self.db.transaction() as session:
+            seen = session.get(ProcessedEvent, event.id)
+            if seen is not None:
+                seen.duplicates += 1
+                log.info("duplicate event ignored", extra={"event_id": event.id, "event_type": event.type})
+                return False
+            session.add(ProcessedEvent(event_id=event.id, type=event.type, processed_at=utcnow(), duplicates=0))
+            try:
                 session.flush()  # a concurrent delivery of the same id fails here, before any effect
-                handler(session, event)
-        except IntegrityError:
-            log.info("duplicate event ignored (concurrent)", extra={"event_id": event.id})
-            return False
+            except IntegrityError:
+                session.rollback()
+                log.info("duplicate event ignored (concurrent)", extra={"event_id": event.id})
+                return False
+            handler(session, event)  # its own errors propagate: the task retries, nothing was recorded
         log.info("event processed", extra={"event_id": event.id, "event_type": event.type,
                                             "request_id": event.request_id})
         return True

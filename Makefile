@@ -1,0 +1,31 @@
+# Vigil: `make run` starts everything on embedded defaults, `make test` runs every test suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PACKAGES := shared services/customer services/property services/billing services/credit gateway deploy/runner
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+
+.PHONY: install run test lock clean
+
+install: $(STAMP)
+
+$(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24" -c constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		$(addprefix -e ,$(PACKAGES)) -r requirements-dev.txt
+	touch $(STAMP)
+
+run: install
+	$(BIN)/vigil-run
+
+test: install
+	$(BIN)/python tools/run_tests.py
+
+# Re-pin every dependency after changing a pyproject.toml or requirements-dev.txt.
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' | sed '/^vigil-/d' > constraints.txt
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,3 @@
+"""HTTP views of the credit service. None yet: every /api/v1 path answers 401 without an identity, 404 with one."""
+
+BLUEPRINTS: list = []

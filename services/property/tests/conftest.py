@@ -1,0 +1,16 @@
+import pytest
+
+from vigil_property.app import program
+from vigil_property.models import Base
+
+pytest_plugins = ["vigil_shared.pytest_plugin"]
+
+
+@pytest.fixture(scope="session")
+def service_program():
+    return program
+
+
+@pytest.fixture(scope="session")
+def service_metadata():
+    return Base.metadata

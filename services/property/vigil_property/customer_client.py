@@ -1,0 +1,50 @@
+"""Asks the customer service whether a customer exists, for when the replica has not heard of it yet.
+
+The ``customer.created`` event can trail the customer's creation by a moment; a client that creates
+a customer and then at once a property for it must not get a 422 for that.
+"""
+from __future__ import annotations
+
+import logging
+
+import urllib3
+from flask import g
+
+from vigil_shared.config import service_url
+from vigil_shared.errors import UNAVAILABLE, Problem
+from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
+from vigil_shared.runtime import current_runtime
+from vigil_shared.web import REQUEST_ID_HEADER
+
+log = logging.getLogger("vigil.property.customer_client")
+
+TIMEOUT_SECONDS = 3.0
+_http = urllib3.PoolManager(maxsize=8, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
+
+
+def _unavailable() -> Problem:
+    return Problem(503, "The customer service could not be asked whether this customer exists. Try again shortly.",
+                   type=UNAVAILABLE)
+
+
+def customer_exists(customer_id: int) -> bool:
+    """True for 200, False for 404; 503 problem when the customer service cannot answer."""
+    settings = current_runtime().settings
+    request_id = g.get("request_id")
+    token = sign_identity(service_identity("property", {"customers.view"}, request_id),
+                          settings.internal_secret, settings.identity_token_ttl)
+    headers = {IDENTITY_HEADER: token}
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    url = f"{service_url('customer')}/api/v1/customers/{customer_id}"
+    try:
+        response = _http.request("GET", url, headers=headers)
+    except urllib3.exceptions.HTTPError as exc:
+        log.warning("customer service unreachable", extra={"request_id": request_id, "error": type(exc).__name__})
+        raise _unavailable() from None
+    if response.status == 200:
+        return True
+    if response.status == 404:
+        return False
+    log.warning("customer service answered unexpectedly", extra={"request_id": request_id, "status": response.status})
+    raise _unavailable()

@@ -1,0 +1,5 @@
+from vigil_shared.migrations import run_migrations
+
+from vigil_property.models import Base
+
+run_migrations(Base.metadata)

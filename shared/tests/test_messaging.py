@@ -1,0 +1,155 @@
+import threading
+import uuid
+
+import pytest
+from kombu import Connection, Queue
+from marshmallow import ValidationError
+from sqlalchemy import func, select
+
+from vigil_shared.config import Settings
+from vigil_shared.messaging.celery_app import make_celery
+from vigil_shared.messaging.contracts import (EVENT_SCHEMAS, SUBSCRIPTIONS, UnknownContract, handle_event_task,
+                                               new_event, parse_event, subscribers)
+from vigil_shared.messaging.outbox import EventConsumer, Outbox, OutboxRelay
+
+from conftest import Note, messaging
+
+SECRET = "s" * 40
+
+
+def settings(**overrides) -> Settings:
+    return Settings.from_env("customer", internal_secret=SECRET, broker_url="memory://", **overrides)
+
+
+def test_events_are_validated_against_their_contract():
+    event = new_event("customer.deleted", {"customer_id": 3}, source="customer")
+    assert parse_event(event.to_message()).data == {"customer_id": 3}
+    with pytest.raises(ValidationError):
+        new_event("customer.deleted", {"customer_id": "three"}, source="customer")
+    with pytest.raises(UnknownContract):
+        new_event("customer.exploded", {}, source="customer")
+    with pytest.raises(ValidationError):
+        parse_event({"id": "not-a-uuid", "type": "customer.deleted", "version": 1, "data": {}, "source": "x"})
+
+
+def test_every_subscription_names_a_known_contract():
+    known = {event_type for event_type, _ in EVENT_SCHEMAS}
+    for service, types in SUBSCRIPTIONS.items():
+        assert types <= known, service
+    assert subscribers("customer.deleted") == ["property"]
+
+
+def test_outbox_rows_commit_or_roll_back_with_the_change(db):
+    outbox = Outbox(messaging, "customer", "req-1")
+    with db.transaction() as session:
+        session.add(Note(text="kept"))
+        outbox.add(session, "customer.created", {"customer_id": 1})
+    with pytest.raises(RuntimeError):
+        with db.transaction() as session:
+            session.add(Note(text="lost"))
+            outbox.add(session, "customer.created", {"customer_id": 2})
+            raise RuntimeError("the change fails")
+    with db.new_session() as session:
+        rows = session.scalars(select(messaging.OutboxEvent)).all()
+    assert [r.data for r in rows] == [{"customer_id": 1}] and rows[0].request_id == "req-1"
+
+
+def test_relay_publishes_to_each_subscriber_queue_once(db):
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    config = settings(queue_prefix=prefix)
+    celery = make_celery(config)
+    with db.transaction() as session:
+        Outbox(messaging, "customer").add(session, "customer.deleted", {"customer_id": 9})
+        Outbox(messaging, "customer").add(session, "customer.updated", {"customer_id": 9, "changed": ["phone"]})
+    relay = OutboxRelay(service="customer", db=db, models=messaging, celery=celery, queue_name=config.queue_name)
+    assert relay.publish_pending() == 2
+    assert relay.publish_pending() == 0, "published rows are not sent again"
+    received = []
+    with Connection("memory://") as conn:
+        queue = Queue(f"{prefix}.property")
+        with conn.SimpleQueue(queue) as simple:
+            while True:
+                try:
+                    message = simple.get(timeout=0.5)
+                except simple.Empty:
+                    break
+                received.append((message.headers["task"], message.payload[0][0]))
+                message.ack()
+    assert [(task, body["type"]) for task, body in received] == [(handle_event_task("property"), "customer.deleted")]
+    assert parse_event(received[0][1]).data == {"customer_id": 9}
+
+
+def _consumer(db) -> EventConsumer:
+    consumer = EventConsumer(service="property", db=db, models=messaging)
+
+    @consumer.on("customer.deleted")
+    def record(session, event):
+        session.add(Note(text=f"deleted {event.data['customer_id']}"))
+
+    return consumer
+
+
+def test_consumer_applies_an_event_once(db):
+    consumer = _consumer(db)
+    message = new_event("customer.deleted", {"customer_id": 4}, source="customer").to_message()
+    assert consumer.consume(message) is True
+    assert consumer.consume(message) is False
+    assert consumer.consume(message) is False
+    with db.new_session() as session:
+        assert session.scalar(select(func.count()).select_from(Note)) == 1
+        processed = session.get(messaging.ProcessedEvent, message["id"])
+        assert processed.duplicates == 2
+
+
+def test_concurrent_deliveries_of_one_event_apply_once(db):
+    consumer = _consumer(db)
+    message = new_event("customer.deleted", {"customer_id": 5}, source="customer").to_message()
+    results, barrier = [], threading.Barrier(4)
+
+    def deliver():
+        barrier.wait()
+        try:
+            results.append(consumer.consume(message))
+        except Exception as exc:  # SQLite may report the lock instead of the duplicate; either is a refusal
+            results.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    with db.new_session() as session:
+        assert session.scalar(select(func.count()).select_from(Note)) == 1
+
+
+def test_a_failing_handler_leaves_no_trace_so_a_retry_can_succeed(db):
+    consumer = EventConsumer(service="property", db=db, models=messaging)
+    attempts = []
+
+    @consumer.on("customer.deleted")
+    def flaky(session, event):
+        session.add(Note(text="half"))
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("database went away")
+
+    message = new_event("customer.deleted", {"customer_id": 6}, source="customer").to_message()
+    with pytest.raises(ConnectionError):
+        consumer.consume(message)
+    assert consumer.consume(message) is True
+    with db.new_session() as session:
+        assert session.scalar(select(func.count()).select_from(Note)) == 1
+
+
+def test_unknown_event_types_are_ignored(db):
+    consumer = EventConsumer(service="property", db=db, models=messaging)
+    assert consumer.consume(new_event("customer.updated", {"customer_id": 1, "changed": []},
+                                      source="customer").to_message()) is False
+
+
+def test_celery_app_is_configured_for_at_least_once_delivery():
+    conf = make_celery(settings()).conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.task_default_queue == "vigil.customer"

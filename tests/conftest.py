@@ -1,0 +1,129 @@
+"""The end-to-end suite: the whole of Vigil started as real processes, driven over HTTP only.
+
+On PostgreSQL + RabbitMQ when reachable (fresh databases and queues per run, removed afterwards),
+on the embedded defaults (SQLite + filesystem broker in a temporary var/) otherwise.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+
+import pytest
+import requests
+
+from vigil_runner.stack import Stack
+from vigil_shared.config import PROCESS_NAMES, SERVICES
+from vigil_shared.testing import TestDatabases, choose_backend, rabbitmq_url
+
+BACKEND = choose_backend()
+
+
+def pytest_report_header(config):
+    if BACKEND == "postgres":
+        return "vigil e2e: whole system as processes on PostgreSQL + RabbitMQ"
+    return "vigil e2e: whole system as processes on the embedded defaults (SQLite + filesystem broker)"
+
+
+def _delete_queues(prefix: str) -> None:
+    from kombu import Connection
+
+    with Connection(rabbitmq_url(), connect_timeout=5) as conn:
+        channel = conn.channel()
+        for name in SERVICES:
+            try:
+                channel.queue_delete(f"{prefix}.{name}")
+            except Exception:  # noqa: BLE001 - a queue never declared is fine
+                channel = conn.channel()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("var")
+    overrides = {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_ADMIN_USERNAME": "admin",
+                 "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "INFO",
+                 "VIGIL_RELAY_INTERVAL": "0.1"}
+    databases = TestDatabases(BACKEND, str(var_dir))
+    prefix = None
+    if BACKEND == "postgres":
+        for name in PROCESS_NAMES:
+            overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
+        prefix = f"vigil-e2e-{uuid.uuid4().hex[:8]}"
+        overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=prefix)
+    running = Stack.from_environment(overrides, dynamic_ports=True, inherit_vigil_settings=False)
+    try:
+        running.prepare()
+        running.start()
+        running.wait_ready(timeout=180)
+        yield running
+    finally:
+        running.stop()
+        databases.drop_all()
+        if prefix:
+            _delete_queues(prefix)
+
+
+class Gateway:
+    """A caller of the public API."""
+
+    def __init__(self, base_url: str, token: str | None = None):
+        self.base_url = base_url
+        self.http = requests.Session()
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 15)
+        return self.http.request(method, self.url(path), **kwargs)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def patch(self, path, **kw):
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def wait_for(self, check, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+        """Polls ``check`` (returning a truthy value when done) until the event has been processed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def admin_password(stack):
+    return stack.env["VIGIL_ADMIN_PASSWORD"]
+
+
+@pytest.fixture(scope="session")
+def anonymous(stack):
+    return Gateway(stack.gateway_url)
+
+
+@pytest.fixture(scope="session")
+def gateway(stack, anonymous, admin_password):
+    response = anonymous.post("/api/v1/auth/token", json={"username": "admin", "password": admin_password})
+    assert response.status_code == 200, response.text
+    return Gateway(stack.gateway_url, response.json()["access_token"])
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, f"{response.status_code}: {response.text}"
+    assert response.headers["Content-Type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["type"]
+    assert "Traceback" not in response.text
+    return body
