@@ -24,11 +24,18 @@ class Setting:
     name: str
     default: str
     description: str
+    documented_as: str = ""  # the README's one row for a per-process family, e.g. VIGIL_<NAME>_PORT
+
+    @property
+    def readme_name(self) -> str:
+        return self.documented_as or self.name
 
 
 def _per_process(template: str, default: str, description: str, names=PROCESS_NAMES) -> list[Setting]:
+    placeholder = "<NAME>" if names == PROCESS_NAMES else "<SERVICE>"
     return [
-        Setting(template.format(NAME=n.upper()), default.format(name=n), description.format(name=n))
+        Setting(template.format(NAME=n.upper()), default.format(name=n), description.format(name=n),
+                documented_as=template.format(NAME=placeholder))
         for n in names
     ]
 

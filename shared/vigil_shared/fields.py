@@ -1,6 +1,8 @@
 """Marshmallow fields shared by every service's schemas."""
 from __future__ import annotations
 
+from datetime import timezone
+
 from marshmallow import fields
 
 
@@ -10,3 +12,15 @@ class TrimmedString(fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
         result = super()._deserialize(value, attr, data, **kwargs)
         return result.strip() if isinstance(result, str) else result
+
+
+class Timestamp(fields.AwareDateTime):
+    """A moment in UTC written as every Vigil response writes it: ``2026-11-22T14:03:00Z``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="iso", default_timezone=timezone.utc, **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

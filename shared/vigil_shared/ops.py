@@ -13,6 +13,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from .errors import not_found
+from .fields import Timestamp
 from .http import PaginationArgs, page_schema, paginate
 from .runtime import current_runtime
 from .web import request_session, require
@@ -24,8 +25,8 @@ class OutboxEventSchema(Schema):
     event_id = fields.String()
     type = fields.String()
     version = fields.Integer()
-    occurred_at = fields.AwareDateTime(format="iso")
-    published_at = fields.AwareDateTime(format="iso", allow_none=True)
+    occurred_at = Timestamp()
+    published_at = Timestamp(allow_none=True)
     request_id = fields.String(allow_none=True)
     data = fields.Dict()
 
@@ -33,7 +34,7 @@ class OutboxEventSchema(Schema):
 class ProcessedEventSchema(Schema):
     event_id = fields.String()
     type = fields.String()
-    processed_at = fields.AwareDateTime(format="iso")
+    processed_at = Timestamp()
     duplicates = fields.Integer(metadata={"description": "Repeated deliveries absorbed without effect"})
 
 

@@ -1,3 +1,5 @@
+import re
+
 from sqlalchemy import select
 
 from vigil_customer.models import Customer, messaging
@@ -17,6 +19,7 @@ def test_create_read_update_delete_cycle(api, session):
     assert created.status_code == 201, created.json
     body = created.json
     assert body["email"] == "Alice@Example.com" and body["active"] is True
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["created_at"]), body["created_at"]
     assert created.headers["Location"].endswith(f"/api/v1/customers/{body['id']}")
     etag = created.headers["ETag"]
 

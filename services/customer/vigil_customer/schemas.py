@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from vigil_shared.fields import TrimmedString
+from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
 NAME = validate.Length(min=1, max=100)
@@ -17,8 +17,8 @@ class CustomerSchema(Schema):
     phone = fields.String(allow_none=True)
     notes = fields.String(allow_none=True)
     active = fields.Boolean()
-    created_at = fields.AwareDateTime(dump_only=True, format="iso")
-    updated_at = fields.AwareDateTime(dump_only=True, format="iso")
+    created_at = Timestamp(dump_only=True)
+    updated_at = Timestamp(dump_only=True)
 
 
 class CustomerCreateSchema(Schema):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from vigil_shared.fields import TrimmedString
+from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import page_schema
 
 
@@ -14,8 +14,8 @@ class PropertySchema(Schema):
     address = fields.String(allow_none=True)
     city = fields.String(allow_none=True)
     postal_code = fields.String(allow_none=True)
-    created_at = fields.AwareDateTime(dump_only=True, format="iso")
-    updated_at = fields.AwareDateTime(dump_only=True, format="iso")
+    created_at = Timestamp(dump_only=True)
+    updated_at = Timestamp(dump_only=True)
 
 
 class PropertyCreateSchema(Schema):
