@@ -70,7 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
             g.identity = _authenticate(settings, db)
 
     def fetch_document(service: str) -> dict:
-        identity = service_identity("gateway", set(), g.get("request_id"))
+        identity = service_identity("gateway", request_id=g.get("request_id"))
         headers = {IDENTITY_HEADER: sign_identity(identity, base.internal_secret, base.identity_token_ttl),
                    REQUEST_ID_HEADER: g.get("request_id", "")}
         return fetch_service_document(pool, settings.service_urls[service], headers)

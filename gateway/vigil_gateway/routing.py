@@ -1,15 +1,26 @@
-"""Which service owns which public path. First match wins, so the narrower rules come first."""
+"""Which service owns which public path. First match wins, so the narrower rules come first.
+
+Paths the gateway answers itself (auth, users, roles, locations, API keys, audit, aggregates such
+as the customer summary and the technician lookup) are Flask routes and never reach this table.
+"""
 from __future__ import annotations
 
 import re
 
 from vigil_shared.config import SERVICES
 
+
+def _rule(pattern: str, service: str) -> tuple[re.Pattern, str]:
+    return re.compile(f"^/api/v1/{pattern}(/.*)?$"), service
+
+
 ROUTES: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"^/api/v1/customers/[^/]+/properties(/.*)?$"), "property"),
-    (re.compile(r"^/api/v1/customers(/.*)?$"), "customer"),
-    (re.compile(r"^/api/v1/properties(/.*)?$"), "property"),
-    *[(re.compile(rf"^/api/v1/ops/{name}(/.*)?$"), name) for name in SERVICES],
+    # property-owned resources hanging under a customer
+    _rule(r"customers/[^/]+/(properties|appointments)", "property"),
+    _rule("customers", "customer"),
+    _rule("(tags|custom-fields)", "customer"),
+    _rule("(properties|appointments|system-kinds)", "property"),
+    *[_rule(f"ops/{name}", name) for name in SERVICES],
 ]
 
 

@@ -4,13 +4,15 @@ import pytest
 from vigil_shared import config
 from vigil_shared.config import ConfigError, Settings
 from vigil_shared.errors import flatten_messages
-from vigil_shared.identity import Identity, InvalidIdentity, sign_identity, verify_identity
+from vigil_shared.identity import Identity, InvalidIdentity, service_identity, sign_identity, verify_identity
 
 SECRET = "k" * 40
 
 
 def test_identity_round_trip_and_tampering():
-    identity = Identity(subject="3", username="sam", permissions=frozenset({"customers.view"}), request_id="r1")
+    identity = Identity(subject="3", username="sam", permissions=frozenset({"users.manage"}),
+                        locations={1: frozenset({"customers.view"}), 7: frozenset({"customers.view", "customers.modify"})},
+                        request_id="r1", client_ip="10.0.0.1")
     token = sign_identity(identity, SECRET)
     assert verify_identity(token, SECRET) == identity
     with pytest.raises(InvalidIdentity):
@@ -20,8 +22,22 @@ def test_identity_round_trip_and_tampering():
     expired = sign_identity(identity, SECRET, ttl_seconds=-30)
     with pytest.raises(InvalidIdentity):
         verify_identity(expired, SECRET)
-    assert identity.can("customers.view") and not identity.can("customers.delete")
-    assert Identity(subject="1", username="a", permissions=frozenset({"*"})).can("anything")
+    assert identity.can("customers.view", 1) and not identity.can("customers.modify", 1)
+    assert identity.can("customers.modify", 7) and not identity.can("customers.view", 2)
+    assert identity.locations_with("customers.view") == {1, 7} and identity.can_anywhere("customers.modify")
+    assert identity.has("users.manage") and identity.can("users.manage", None)
+    assert not identity.can_anywhere("customers.delete")
+    service = service_identity("property", {"customers.view"})
+    assert service.can("customers.view", 99) and service.location_filter("customers.view") is None
+    assert not service.can("customers.delete", 99)
+
+
+def test_identity_claims_share_permission_sets_between_locations():
+    same = frozenset({"customers.view", "notes.view"})
+    identity = Identity(subject="1", username="a", locations={loc: same for loc in range(40)})
+    claims = identity.to_claims()
+    assert len(claims["sets"]) == 1 and len(claims["locs"]) == 40
+    assert Identity.from_claims(claims) == identity
 
 
 def test_validation_messages_flatten_to_field_names():
@@ -46,7 +62,7 @@ def test_production_needs_long_secrets(monkeypatch):
 def test_malformed_numbers_are_config_errors(monkeypatch):
     monkeypatch.setenv("VIGIL_CUSTOMER_PORT", "eighty")
     with pytest.raises(ConfigError):
-        Settings.from_env("customer", internal_secret=SECRET)
+        Settings.from_env("customer", internal_secret=SECRET, encryption_keys=("k",), blind_index_key="b")
 
 
 def test_defaults_work_on_a_fresh_machine(monkeypatch, tmp_path):
@@ -54,7 +70,7 @@ def test_defaults_work_on_a_fresh_machine(monkeypatch, tmp_path):
     for name in list(config.KNOWN_SETTINGS):
         if name not in ("VIGIL_VAR_DIR",):
             monkeypatch.delenv(name, raising=False)
-    settings = Settings.from_env("property", internal_secret=SECRET)
+    settings = Settings.from_env("property", internal_secret=SECRET, encryption_keys=("k",), blind_index_key="b")
     assert settings.database_url == f"sqlite:///{tmp_path / 'property.db'}"
     assert settings.broker_url == "filesystem://" and settings.port == 8002
     assert settings.worker_health_port == 8102 and settings.relay_health_port == 8202
@@ -64,3 +80,26 @@ def test_defaults_work_on_a_fresh_machine(monkeypatch, tmp_path):
 def test_only_declared_settings_can_be_read():
     with pytest.raises(AssertionError):
         config.env("VIGIL_NOT_A_SETTING")
+
+
+def test_services_need_encryption_keys(monkeypatch):
+    monkeypatch.delenv("VIGIL_CUSTOMER_ENCRYPTION_KEYS", raising=False)
+    with pytest.raises(ConfigError):
+        Settings.from_env("customer", internal_secret=SECRET)
+
+
+def test_encryption_round_trip_rotation_and_blind_index():
+    from vigil_shared.crypto import DecryptionError, FieldCipher, digits_only, generate_key
+
+    old_key, new_key = generate_key(), generate_key()
+    old = FieldCipher([old_key], "index")
+    token = old.encrypt("123-45-6789")
+    assert "6789" not in token and old.decrypt(token) == "123-45-6789"
+    rotated_config = FieldCipher([new_key, old_key], "index")
+    assert rotated_config.decrypt(token) == "123-45-6789" and not rotated_config.is_current(token)
+    rotated = rotated_config.rotate(token)
+    assert rotated_config.is_current(rotated) and FieldCipher([new_key], "index").decrypt(rotated) == "123-45-6789"
+    with pytest.raises(DecryptionError):
+        FieldCipher([generate_key()], "index").decrypt(token)
+    assert old.blind_index("123-45-6789", digits_only) == rotated_config.blind_index("123456789", digits_only)
+    assert old.blind_index("123456789", digits_only) != FieldCipher([old_key], "other").blind_index("123456789", digits_only)

@@ -64,6 +64,10 @@ SETTINGS: list[Setting] = [
                   "SQLAlchemy URL of the {name} database, e.g. `postgresql+psycopg://user@host/vigil_{name}`."),
     *_per_process("VIGIL_{NAME}_PORT", "", "HTTP port of the {name} process."),
     *_per_process("VIGIL_{NAME}_URL", "http://127.0.0.1:<port>", "Where the gateway and other services reach the {name} service.", SERVICES),
+    *_per_process("VIGIL_{NAME}_ENCRYPTION_KEYS", "generated into var/secrets.env by the runner",
+                  "Comma-separated Fernet keys encrypting the {name} service's confidential fields; the first encrypts, all decrypt (rotation).", SERVICES),
+    *_per_process("VIGIL_{NAME}_BLIND_INDEX_KEY", "generated into var/secrets.env by the runner",
+                  "Key of the {name} service's blind indexes (equality search over encrypted fields).", SERVICES),
     *_per_process("VIGIL_{NAME}_WORKER_HEALTH_PORT", "", "Port of the {name} Celery worker's /healthz and /readyz.", SERVICES),
     *_per_process("VIGIL_{NAME}_RELAY_HEALTH_PORT", "", "Port of the {name} outbox relay's /healthz and /readyz.", SERVICES),
 ]
@@ -136,6 +140,8 @@ class Settings:
     max_body_bytes: int
     log_level: str
     production: bool
+    encryption_keys: tuple[str, ...] = ()
+    blind_index_key: str = ""
 
     @classmethod
     def from_env(cls, name: str, **overrides) -> "Settings":
@@ -170,7 +176,15 @@ class Settings:
             log_level=env("VIGIL_LOG_LEVEL", "INFO").upper(),
             production=production,
         )
+        if name in SERVICES:
+            values["encryption_keys"] = tuple(
+                key.strip() for key in (env(f"VIGIL_{upper}_ENCRYPTION_KEYS") or "").split(",") if key.strip())
+            values["blind_index_key"] = env(f"VIGIL_{upper}_BLIND_INDEX_KEY", "")
         values.update(overrides)
+        if name in SERVICES and (not values["encryption_keys"] or not values["blind_index_key"]):
+            raise ConfigError(f"VIGIL_{upper}_ENCRYPTION_KEYS and VIGIL_{upper}_BLIND_INDEX_KEY are not set. "
+                              "`make run` generates them into var/secrets.env; in production generate them with "
+                              "`python -c 'from vigil_shared.crypto import generate_key; print(generate_key())'`.")
         if production and len(values["internal_secret"]) < 32:
             raise ConfigError("VIGIL_INTERNAL_SECRET must be at least 32 characters in production")
         return cls(**values)

@@ -1,21 +1,28 @@
 """The caller's identity as the gateway passes it to services.
 
-The gateway authenticates the caller, then signs a short-lived token (HS256 with
-``VIGIL_INTERNAL_SECRET``) carrying who the caller is and what they may do. Services trust nothing
-else: a request without a valid token is refused with 401, even on a service's own port.
+The gateway authenticates the caller, resolves their roles into effective permissions (company-wide
+ones, and per office location), then signs a short-lived token (HS256 with
+``VIGIL_INTERNAL_SECRET``) carrying them. Services trust nothing else: a request without a valid
+token is refused with 401, even on a service's own port.
+
+On the wire, per-location permissions are deduplicated: ``sets`` lists each distinct permission set
+once and ``locs`` maps location ids to an index in it, so a user granted one role in forty
+locations costs one set, not forty.
 """
 from __future__ import annotations
 
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import jwt
+
+from .permissions import GLOBAL, scope_of
 
 IDENTITY_HEADER = "X-Vigil-Identity"
 ISSUER = "vigil-gateway"
 AUDIENCE = "vigil-services"
-ALL = "*"
 
 
 class InvalidIdentity(Exception):
@@ -27,33 +34,67 @@ class Identity:
     subject: str
     username: str
     kind: str = "user"  # "user", "api_key" or "service"
-    permissions: frozenset[str] = field(default_factory=frozenset)
+    permissions: frozenset[str] = field(default_factory=frozenset)  # company-wide
+    locations: Mapping[int, frozenset[str]] = field(default_factory=dict)  # location id -> permissions there
     request_id: str | None = None
+    client_ip: str | None = None
 
-    def can(self, permission: str) -> bool:
-        return ALL in self.permissions or permission in self.permissions
+    def has(self, permission: str) -> bool:
+        """A company-wide permission."""
+        return permission in self.permissions
+
+    @property
+    def is_service(self) -> bool:
+        """Another Vigil service calling on its own behalf: its permissions hold in every location."""
+        return self.kind == "service"
+
+    def can(self, permission: str, location_id: int | None) -> bool:
+        """A location-scoped permission at one location (global permissions ignore the location)."""
+        if scope_of(permission) == GLOBAL or self.is_service:
+            return self.has(permission)
+        return location_id is not None and permission in self.locations.get(location_id, ())
+
+    def locations_with(self, permission: str) -> frozenset[int]:
+        return frozenset(loc for loc, perms in self.locations.items() if permission in perms)
+
+    def location_filter(self, permission: str) -> frozenset[int] | None:
+        """The locations whose rows a list may show; ``None`` means every location (services only)."""
+        if self.is_service and self.has(permission):
+            return None
+        return self.locations_with(permission)
+
+    def can_anywhere(self, permission: str) -> bool:
+        if scope_of(permission) == GLOBAL or self.is_service:
+            return self.has(permission)
+        return any(permission in perms for perms in self.locations.values())
 
     def to_claims(self) -> dict:
-        return {
-            "sub": self.subject,
-            "name": self.username,
-            "kind": self.kind,
-            "perms": sorted(self.permissions),
-            "rid": self.request_id,
-        }
+        sets: list[list[str]] = []
+        index: dict[frozenset[str], int] = {}
+        locs: dict[str, int] = {}
+        for location_id, perms in sorted(self.locations.items()):
+            if perms not in index:
+                index[perms] = len(sets)
+                sets.append(sorted(perms))
+            locs[str(location_id)] = index[perms]
+        return {"sub": self.subject, "name": self.username, "kind": self.kind, "perms": sorted(self.permissions),
+                "sets": sets, "locs": locs, "rid": self.request_id, "ip": self.client_ip}
 
     @classmethod
     def from_claims(cls, claims: dict) -> "Identity":
         try:
+            sets = [frozenset(s) for s in claims.get("sets") or []]
             return cls(
                 subject=str(claims["sub"]),
                 username=str(claims["name"]),
                 kind=str(claims.get("kind", "user")),
                 permissions=frozenset(claims.get("perms") or ()),
+                locations={int(loc): sets[i] for loc, i in (claims.get("locs") or {}).items()},
                 request_id=claims.get("rid"),
+                client_ip=claims.get("ip"),
             )
-        except (KeyError, TypeError) as exc:
-            raise InvalidIdentity("identity token is missing claims") from exc
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise InvalidIdentity("identity token is missing or has malformed claims") from exc
 
 
 def sign_identity(identity: Identity, secret: str, ttl_seconds: int = 60) -> str:
@@ -76,7 +117,9 @@ def verify_identity(token: str, secret: str) -> Identity:
     return Identity.from_claims(claims)
 
 
-def service_identity(service: str, permissions: set[str], request_id: str | None = None) -> Identity:
+def service_identity(service: str, permissions: set[str] = frozenset(),
+                     locations: Mapping[int, frozenset[str]] | None = None,
+                     request_id: str | None = None) -> Identity:
     """The identity a service uses when it calls another service on its own behalf."""
     return Identity(subject=f"service:{service}", username=service, kind="service",
-                    permissions=frozenset(permissions), request_id=request_id)
+                    permissions=frozenset(permissions), locations=dict(locations or {}), request_id=request_id)

@@ -44,7 +44,7 @@ def run_migrations(metadata: sa.MetaData) -> None:
 
 
 def create_messaging_tables(op) -> None:
-    """Outbox and inbox tables, identical in every service (see ``messaging.outbox``)."""
+    """Outbox, inbox and idempotency tables, identical in every service (see ``messaging.outbox``)."""
     op.create_table(
         "outbox_events",
         sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
@@ -68,9 +68,25 @@ def create_messaging_tables(op) -> None:
         sa.Column("duplicates", sa.Integer(), nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("event_id", name="pk_processed_events"),
     )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("caller", sa.String(100), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("response_status", sa.Integer(), nullable=True),
+        sa.Column("response_body", sa.Text(), nullable=True),
+        sa.Column("response_headers", sa.JSON(), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("expires_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("caller", "key", name="pk_idempotency_keys"),
+    )
+    op.create_index("ix_idempotency_keys_expires_at", "idempotency_keys", ["expires_at"])
 
 
 def drop_messaging_tables(op) -> None:
+    op.drop_index("ix_idempotency_keys_expires_at", table_name="idempotency_keys")
+    op.drop_table("idempotency_keys")
     op.drop_table("processed_events")
     op.drop_index("ix_outbox_events_published_at", table_name="outbox_events")
     op.drop_table("outbox_events")

@@ -16,7 +16,7 @@ from .errors import not_found
 from .fields import Timestamp
 from .http import PaginationArgs, page_schema, paginate
 from .runtime import current_runtime
-from .web import request_session, require
+from .web import request_session, requires
 
 OPS_PERMISSION = "ops.manage"
 
@@ -49,11 +49,11 @@ def ops_blueprint(service: str) -> Blueprint:
 
     @blp.route("/outbox")
     class Outbox(MethodView):
+        @requires(OPS_PERMISSION)
         @blp.arguments(OutboxArgs, location="query", as_kwargs=True)
         @blp.response(200, page)
         def get(self, page, per_page, type=None):
             """Events this service wrote, newest first."""
-            require(OPS_PERMISSION)
             model = current_runtime().messaging.OutboxEvent
             statement = select(model).order_by(model.position.desc())
             if type:
@@ -62,10 +62,10 @@ def ops_blueprint(service: str) -> Blueprint:
             return result.body(), 200, result.headers()
 
     @blp.route("/outbox/<string:event_id>/redeliver", methods=["POST"])
+    @requires(OPS_PERMISSION)
     @blp.response(202, OutboxEventSchema)
     def redeliver(event_id):
         """Publish an event again to every subscriber (idempotent consumers absorb the repeat)."""
-        require(OPS_PERMISSION)
         session = request_session()
         model = current_runtime().messaging.OutboxEvent
         event = session.scalar(select(model).where(model.event_id == event_id))
@@ -76,10 +76,10 @@ def ops_blueprint(service: str) -> Blueprint:
         return event
 
     @blp.route("/inbox/<string:event_id>")
+    @requires(OPS_PERMISSION)
     @blp.response(200, ProcessedEventSchema)
     def inbox(event_id):
         """Whether this service processed an event, when, and how many repeats it absorbed."""
-        require(OPS_PERMISSION)
         processed = request_session().get(current_runtime().messaging.ProcessedEvent, event_id)
         if processed is None:
             raise not_found("processed event")

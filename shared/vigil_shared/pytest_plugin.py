@@ -11,6 +11,7 @@ import pytest
 
 from . import migrations
 from .config import Settings
+from .crypto import generate_key
 from .identity import Identity
 from .testing import (ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, describe_backend,
                       identity_headers)
@@ -35,7 +36,8 @@ def service_settings(service_program, test_databases, tmp_path_factory, monkeypa
     url = test_databases.url_for(service_program.name)
     migrations.upgrade(service_program.package, url)
     return Settings.from_env(service_program.name, database_url=url, internal_secret=TEST_SECRET,
-                             broker_url="memory://", log_level="WARNING")
+                             broker_url="memory://", log_level="WARNING",
+                             encryption_keys=(generate_key(),), blind_index_key="test-blind-index-key")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from flask import Flask, current_app
 
 from . import migrations
 from .config import ConfigError, Settings
+from .crypto import FieldCipher
 from .db import Database
 from .logs import configure_logging
 from .messaging.celery_app import make_celery, ping_broker
@@ -36,11 +37,12 @@ class ServiceRuntime:
     db: Database
     messaging: MessagingModels
     celery: Celery = field(repr=False)
+    cipher: FieldCipher = field(repr=False, default=None)
 
     @classmethod
     def build(cls, settings: Settings, messaging: MessagingModels) -> "ServiceRuntime":
         return cls(settings=settings, db=Database(settings.database_url), messaging=messaging,
-                   celery=make_celery(settings))
+                   celery=make_celery(settings), cipher=FieldCipher(settings.encryption_keys, settings.blind_index_key))
 
     @property
     def name(self) -> str:
@@ -131,6 +133,7 @@ class ServiceProgram:
     messaging: MessagingModels
     blueprints: list = field(default_factory=list)
     register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
+    encrypted_columns: list = field(default_factory=list)  # model attributes holding FieldCipher tokens
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         from .ops import ops_blueprint
@@ -157,6 +160,7 @@ class ServiceProgram:
         commands.add_parser("web", help="serve the HTTP API with gunicorn")
         commands.add_parser("worker", help="run the Celery worker of this service's queue")
         commands.add_parser("relay", help="publish the transactional outbox")
+        commands.add_parser("rotate-keys", help="re-encrypt confidential fields under the first encryption key")
         rev = commands.add_parser("revision", help="autogenerate a migration from the models")
         rev.add_argument("-m", "--message", required=True)
         args = parser.parse_args(argv)
@@ -171,6 +175,9 @@ class ServiceProgram:
             log.info("migrations applied", extra={"service": self.name})
         elif args.command == "revision":
             migrations.revision(self.package, settings.database_url, args.message)
+        elif args.command == "rotate-keys":
+            rotated = rotate_keys(self.runtime(settings), self.encrypted_columns)
+            print(f"re-encrypted {rotated} value(s) under the current key")
         elif args.command == "web":
             run_gunicorn(lambda: self.create_app(settings), settings)
         elif args.command == "worker":
@@ -200,3 +207,29 @@ class ServiceProgram:
 def _relay_alive(relay: OutboxRelay) -> None:
     if relay.last_cycle_ok is None or time.monotonic() - relay.last_cycle_ok > 30:
         raise RuntimeError("relay has not completed a cycle in 30 s")
+
+
+def rotate_keys(runtime: ServiceRuntime, columns: list, batch_size: int = 500) -> int:
+    """Re-encrypts every value of ``columns`` not yet under the primary key, in short transactions."""
+    from sqlalchemy import select
+
+    cipher, rotated = runtime.cipher, 0
+    for column in columns:
+        model = column.class_
+        primary_key = model.__mapper__.primary_key[0]
+        last = None
+        while True:
+            with runtime.db.transaction() as session:
+                statement = select(model).where(column.isnot(None)).order_by(primary_key).limit(batch_size)
+                if last is not None:
+                    statement = statement.where(primary_key > last)
+                rows = session.scalars(statement).all()
+                for row in rows:
+                    token = getattr(row, column.key)
+                    if not cipher.is_current(token):
+                        setattr(row, column.key, cipher.rotate(token))
+                        rotated += 1
+                if not rows:
+                    break
+                last = getattr(rows[-1], primary_key.key)
+    return rotated

@@ -20,9 +20,22 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from .identity import Identity, sign_identity
+from .permissions import GLOBAL_PERMISSIONS, LOCATION_PERMISSIONS
 
 TEST_SECRET = "test-internal-secret-0123456789abcdef"
-ADMIN = Identity(subject="1", username="admin", permissions=frozenset({"*"}))
+HOME_LOCATION, OTHER_LOCATION = 1, 2
+ADMIN = Identity(subject="1", username="admin", permissions=GLOBAL_PERMISSIONS,
+                 locations={HOME_LOCATION: LOCATION_PERMISSIONS, OTHER_LOCATION: LOCATION_PERMISSIONS})
+
+
+def identity_with(*permissions: str, locations=(HOME_LOCATION,), username: str = "clerk") -> Identity:
+    """A user holding exactly ``permissions``: global ones company-wide, the others at ``locations``."""
+    global_perms = frozenset(p for p in permissions if p in GLOBAL_PERMISSIONS)
+    located = frozenset(p for p in permissions if p in LOCATION_PERMISSIONS)
+    unknown = set(permissions) - global_perms - located
+    assert not unknown, f"not in the catalog: {unknown}"
+    return Identity(subject=f"user:{username}", username=username, permissions=global_perms,
+                    locations={loc: located for loc in locations} if located else {})
 
 
 def _reachable(host: str, port: int, timeout: float = 0.5) -> bool:

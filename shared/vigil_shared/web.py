@@ -7,10 +7,13 @@ blueprints; everything a caller can rely on across services (problem+json, ``X-R
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 import uuid
+from copy import deepcopy
+from functools import wraps
 from typing import Callable, Iterable
 
 from flask import Flask, g, jsonify, request
@@ -19,11 +22,13 @@ from marshmallow import Schema, fields
 
 from .config import Settings
 from .db import Database
-from .errors import Problem, UNAUTHENTICATED, register_error_handlers
+from .errors import FORBIDDEN, Problem, UNAUTHENTICATED, register_error_handlers
 from .identity import IDENTITY_HEADER, Identity, InvalidIdentity, verify_identity
 from .logs import configure_logging
+from .permissions import AUTHENTICATED, scope_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
+CONFIDENTIAL_READS_HEADER = "X-Vigil-Confidential-Reads"  # service → gateway only, recorded in the audit log
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -160,6 +165,13 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
 
     enforce_json_bodies(app, exempt_endpoints=multipart_endpoints)
 
+    @app.after_request
+    def _report_confidential_reads(response):
+        reads = g.get("confidential_reads")
+        if reads:
+            response.headers[CONFIDENTIAL_READS_HEADER] = json.dumps(reads, separators=(",", ":"))
+        return response
+
     api = VigilApi(app, spec_kwargs={
         "info": {"description": f"The {name} service of Vigil. Reached through the gateway only."},
     })
@@ -172,13 +184,42 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
     return app
 
 
-def require(permission: str) -> Identity:
-    """403 unless the caller holds ``permission``; returns the caller."""
+def require(permission: str, location_id: int | None = None) -> Identity:
+    """403 unless the caller holds ``permission`` (at ``location_id`` when given, else anywhere)."""
     identity = current_identity()
-    if not identity.can(permission):
-        raise Problem(403, f"You need the '{permission}' permission for this.", type="urn:vigil:problem:forbidden",
-                      permission=permission)
+    allowed = identity.can(permission, location_id) if location_id is not None else identity.can_anywhere(permission)
+    if not allowed:
+        raise forbidden(permission)
     return identity
+
+
+def forbidden(permission: str) -> Problem:
+    return Problem(403, f"You need the '{permission}' permission for this.", type=FORBIDDEN, permission=permission)
+
+
+def requires(permission: str):
+    """Refuses, before any parsing, callers who hold ``permission`` nowhere, and documents the rule.
+
+    The operation's OpenAPI entry gets ``x-vigil-permission`` and ``x-vigil-scope``; the
+    route × role × location test reads them, so an operation without this decorator fails it.
+    Location checks on the record itself stay with the view (``require(permission, location_id)``).
+    """
+    scope = "none" if permission == AUTHENTICATED else scope_of(permission)
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if permission == AUTHENTICATED:
+                current_identity()
+            else:
+                require(permission)
+            return view(*args, **kwargs)
+
+        wrapper._apidoc = deepcopy(getattr(view, "_apidoc", {}))
+        wrapper._apidoc.setdefault("manual_doc", {}).update({"x-vigil-permission": permission, "x-vigil-scope": scope})
+        return wrapper
+
+    return decorator
 
 
 def request_outbox():
@@ -192,3 +233,10 @@ def request_session():
     from .runtime import current_runtime
 
     return current_runtime().db.request_session()
+
+
+def note_confidential_read(target_type: str, target_id, fields: list[str]) -> None:
+    """Records that this response shows ``fields`` of a record unmasked; the gateway audits it."""
+    if fields:
+        g.setdefault("confidential_reads", []).append(
+            {"target_type": target_type, "target_id": str(target_id), "fields": sorted(fields)})

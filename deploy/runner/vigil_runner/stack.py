@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vigil_shared.config import DEFAULT_PORTS, SERVICES, default_port
+from vigil_shared.crypto import generate_key
 
 BIN = Path(sys.executable).parent
-GENERATED_SECRETS = ("VIGIL_INTERNAL_SECRET", "VIGIL_SECRET_KEY")
+GENERATED_SECRETS = ("VIGIL_INTERNAL_SECRET", "VIGIL_SECRET_KEY",
+                     *(f"VIGIL_{name.upper()}_{kind}" for name in SERVICES
+                       for kind in ("ENCRYPTION_KEYS", "BLIND_INDEX_KEY")))
 
 
 @dataclass
@@ -53,7 +56,7 @@ def load_or_create_secrets(var_dir: Path) -> dict[str, str]:
     missing = [key for key in GENERATED_SECRETS if not values.get(key)]
     if missing:
         for key in missing:
-            values[key] = secrets.token_urlsafe(48)
+            values[key] = generate_key() if key.endswith("_ENCRYPTION_KEYS") else secrets.token_urlsafe(48)
         var_dir.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         path.chmod(0o600)

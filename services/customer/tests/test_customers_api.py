@@ -3,7 +3,7 @@ import re
 from sqlalchemy import select
 
 from vigil_customer.models import Customer, messaging
-from vigil_shared.identity import Identity
+from vigil_shared.testing import identity_with
 from vigil_shared.messaging.contracts import parse_event
 
 ALICE = {"first_name": "Alice", "last_name": "Martin", "email": "Alice@Example.com", "phone": "613-555-1234"}
@@ -106,7 +106,7 @@ def test_requests_without_a_gateway_identity_are_refused(api):
 
 
 def test_permissions_are_enforced(api):
-    viewer = api.as_(Identity(subject="7", username="viewer", permissions=frozenset({"customers.view"})))
+    viewer = api.as_(identity_with("customers.view", username="viewer"))
     assert viewer.get("/api/v1/customers").status_code == 200
     refused = viewer.post("/api/v1/customers", json=ALICE)
     assert refused.status_code == 403 and refused.json["permission"] == "customers.create"
@@ -156,5 +156,27 @@ def test_operators_can_list_and_redeliver_outbox_events(api, session):
     assert redelivered.status_code == 202 and redelivered.json["published_at"] is None
     assert api.post("/api/v1/ops/customer/outbox/nope/redeliver").status_code == 404
     assert api.get("/api/v1/ops/customer/inbox/nope").status_code == 404
-    clerk = api.as_(Identity(subject="9", username="clerk", permissions=frozenset({"customers.view"})))
+    clerk = api.as_(identity_with("customers.view", username="clerk"))
     assert clerk.get("/api/v1/ops/customer/outbox").status_code == 403
+
+
+def test_idempotency_key_executes_a_post_once(api, session):
+    headers = {"Idempotency-Key": "create-alice-1"}
+    first = api.post("/api/v1/customers", json=ALICE, headers=headers)
+    again = api.post("/api/v1/customers", json=ALICE, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json and again.headers["Location"] == first.headers["Location"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(outbox_events(session, "customer.created")) == 1
+    different = api.post("/api/v1/customers", json=ALICE | {"first_name": "Other"}, headers=headers)
+    assert different.status_code == 422 and "Idempotency-Key" in different.json["errors"]
+    other_caller = api.as_(identity_with("customers.create", username="someone-else"))
+    assert other_caller.post("/api/v1/customers", json=ALICE, headers=headers).status_code == 409  # email taken
+
+
+def test_a_failed_post_releases_its_idempotency_key(api):
+    headers = {"Idempotency-Key": "retry-me"}
+    assert api.post("/api/v1/customers", json={"first_name": "A"}, headers=headers).status_code == 422
+    assert api.post("/api/v1/customers", json={"first_name": "A"}, headers=headers).status_code == 422
+    corrected = api.post("/api/v1/customers", json={"first_name": "A", "last_name": "B"}, headers=headers)
+    assert corrected.status_code == 201, "the failed attempts released the key, so the corrected retry runs"

@@ -4,7 +4,7 @@ from sqlalchemy import select
 from vigil_property import customer_client
 from vigil_property.models import KnownCustomer, Property
 from vigil_shared.errors import UNAVAILABLE, Problem
-from vigil_shared.identity import Identity
+from vigil_shared.testing import identity_with
 
 HOME = {"account_number": "A-1001", "address": "12 Elm Street", "city": "Ottawa", "postal_code": "K1A 0B1"}
 
@@ -119,11 +119,11 @@ def test_requests_without_a_gateway_identity_are_refused(api):
 
 def test_permissions_are_enforced(api, session):
     known(session, 7)
-    viewer = api.as_(Identity(subject="5", username="viewer", permissions=frozenset({"properties.view"})))
+    viewer = api.as_(identity_with("properties.view", username="viewer"))
     assert viewer.get("/api/v1/customers/7/properties").status_code == 200
     refused = viewer.post("/api/v1/customers/7/properties", json=HOME)
     assert refused.status_code == 403 and refused.json["permission"] == "properties.create"
-    nobody = api.as_(Identity(subject="6", username="nobody"))
+    nobody = api.as_(identity_with(username="nobody"))
     assert nobody.get("/api/v1/properties/1").json["permission"] == "properties.view"
 
 

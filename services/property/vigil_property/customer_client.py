@@ -31,7 +31,7 @@ def customer_exists(customer_id: int) -> bool:
     """True for 200, False for 404; 503 problem when the customer service cannot answer."""
     settings = current_runtime().settings
     request_id = g.get("request_id")
-    token = sign_identity(service_identity("property", {"customers.view"}, request_id),
+    token = sign_identity(service_identity("property", {"customers.view"}, request_id=request_id),
                           settings.internal_secret, settings.identity_token_ttl)
     headers = {IDENTITY_HEADER: token}
     if request_id:

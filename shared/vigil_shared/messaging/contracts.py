@@ -33,29 +33,83 @@ class EventEnvelopeV1(_Strict):
 
 
 # --- customer service events -------------------------------------------------------------------
+# Events carry ids, kinds, locations and the names of changed fields, never confidential values.
 
 class CustomerCreatedV1(_Strict):
     customer_id = fields.Integer(required=True)
+    location_id = fields.Integer(allow_none=True, load_default=None)
+    kind = fields.String(validate=validate.OneOf(["customer", "lead"]), load_default="customer")
 
 
 class CustomerUpdatedV1(_Strict):
     customer_id = fields.Integer(required=True)
     changed = fields.List(fields.String(), required=True)
+    location_id = fields.Integer(allow_none=True, load_default=None)
+
+
+class CustomerConvertedV1(_Strict):
+    customer_id = fields.Integer(required=True)
+    location_id = fields.Integer(allow_none=True, load_default=None)
 
 
 class CustomerDeletedV1(_Strict):
     customer_id = fields.Integer(required=True)
 
 
+# --- property service events -------------------------------------------------------------------
+
+class PropertyCreatedV1(_Strict):
+    property_id = fields.Integer(required=True)
+    customer_id = fields.Integer(required=True)
+    account_number = fields.String(allow_none=True, load_default=None)
+
+
+class PropertyUpdatedV1(_Strict):
+    property_id = fields.Integer(required=True)
+    customer_id = fields.Integer(required=True)
+    changed = fields.List(fields.String(), required=True)
+    account_number = fields.String(allow_none=True, load_default=None)
+
+
+class PropertyMonitoringChangedV1(_Strict):
+    property_id = fields.Integer(required=True)
+    customer_id = fields.Integer(required=True)
+    old_status = fields.String(required=True)
+    new_status = fields.String(required=True)
+
+
+class PropertyStateV1(_Strict):
+    """Deactivated, reactivated or deleted: which property, of which customer."""
+
+    property_id = fields.Integer(required=True)
+    customer_id = fields.Integer(required=True)
+
+
+class PropertyTransferredV1(_Strict):
+    property_id = fields.Integer(required=True)
+    from_customer_id = fields.Integer(required=True)
+    to_customer_id = fields.Integer(required=True)
+    account_number = fields.String(allow_none=True, load_default=None)
+
+
 EVENT_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
     ("customer.created", 1): CustomerCreatedV1,
     ("customer.updated", 1): CustomerUpdatedV1,
+    ("customer.converted", 1): CustomerConvertedV1,
     ("customer.deleted", 1): CustomerDeletedV1,
+    ("property.created", 1): PropertyCreatedV1,
+    ("property.updated", 1): PropertyUpdatedV1,
+    ("property.monitoring_changed", 1): PropertyMonitoringChangedV1,
+    ("property.deactivated", 1): PropertyStateV1,
+    ("property.reactivated", 1): PropertyStateV1,
+    ("property.deleted", 1): PropertyStateV1,
+    ("property.transferred", 1): PropertyTransferredV1,
 }
 
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
-    "property": frozenset({"customer.created", "customer.deleted"}),
+    "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
+    "customer": frozenset({"property.created", "property.updated", "property.deleted", "property.transferred"}),
 }
 
 HANDLE_EVENT_TASK = "{service}.handle_event.v1"

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from celery import Celery
-from sqlalchemy import JSON, BigInteger, Integer, String, delete, select
+from sqlalchemy import JSON, BigInteger, Integer, String, Text, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -36,6 +36,7 @@ OUTBOX_RETENTION = timedelta(days=7)
 class MessagingModels:
     OutboxEvent: type
     ProcessedEvent: type
+    IdempotencyRecord: type
 
 
 def messaging_models(Base) -> MessagingModels:
@@ -62,7 +63,22 @@ def messaging_models(Base) -> MessagingModels:
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
         duplicates: Mapped[int] = mapped_column(Integer, default=0)  # repeats absorbed, for operators
 
-    return MessagingModels(OutboxEvent, ProcessedEvent)
+    class IdempotencyRecord(Base):
+        """The first response to a POST sent with an ``Idempotency-Key`` (see ``vigil_shared.idempotency``)."""
+
+        __tablename__ = "idempotency_keys"
+
+        caller: Mapped[str] = mapped_column(String(100), primary_key=True)
+        key: Mapped[str] = mapped_column(String(200), primary_key=True)
+        request_hash: Mapped[str] = mapped_column(String(64))
+        state: Mapped[str] = mapped_column(String(20))
+        response_status: Mapped[int | None] = mapped_column(Integer)
+        response_body: Mapped[str | None] = mapped_column(Text)
+        response_headers: Mapped[dict | None] = mapped_column(JSON)
+        created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+        expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+    return MessagingModels(OutboxEvent, ProcessedEvent, IdempotencyRecord)
 
 
 def record_event(session: Session, models: MessagingModels, event_type: str, data: dict, *, source: str,
@@ -113,8 +129,10 @@ class OutboxRelay:
 
     def prune(self) -> None:
         OutboxEvent = self.models.OutboxEvent
+        IdempotencyRecord = self.models.IdempotencyRecord
         with self.db.transaction() as session:
             session.execute(delete(OutboxEvent).where(OutboxEvent.published_at < utcnow() - OUTBOX_RETENTION))
+            session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < utcnow()))
 
     def run_forever(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from vigil_shared.http import check_if_match, etag_of
-from vigil_shared.web import request_outbox, request_session, require
+from vigil_shared.idempotency import idempotent
+from vigil_shared.web import request_outbox, request_session, requires
 
 from .. import customers as domain
 from ..schemas import CustomerCreateSchema, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema, CustomerSchema
@@ -19,20 +20,21 @@ def _headers(customer, **extra) -> dict:
 
 @blp.route("")
 class Customers(MethodView):
+    @requires("customers.view")
     @blp.arguments(CustomerListArgs, location="query", as_kwargs=True)
     @blp.response(200, CustomerPageSchema)
     def get(self, page, per_page, sort, q=None, active=None):
         """List customers, 20 a page, filtered by `q` (name or email) and `active`."""
-        require("customers.view")
         result = domain.list_customers(request_session(), page=page, per_page=per_page, q=q, active=active, sort=sort)
         return result.body(), 200, result.headers()
 
+    @requires("customers.create")
+    @idempotent
     @blp.arguments(CustomerCreateSchema)
     @blp.response(201, CustomerSchema)
     @blp.alt_response(409, description="The email address is already used by another customer")
     def post(self, data):
         """Create a customer. The email address, when given, is unique (case-insensitive)."""
-        require("customers.create")
         session = request_session()
         customer = domain.create_customer(session, request_outbox(), data)
         session.commit()
@@ -41,20 +43,20 @@ class Customers(MethodView):
 
 @blp.route("/<int:customer_id>")
 class CustomerItem(MethodView):
+    @requires("customers.view")
     @blp.response(200, CustomerSchema)
     def get(self, customer_id):
         """Read one customer; the `ETag` header is what `If-Match` expects."""
-        require("customers.view")
         customer = domain.get_customer(request_session(), customer_id)
         return customer, 200, _headers(customer)
 
+    @requires("customers.modify")
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(409, description="The email address is already used by another customer")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id):
         """Change some fields of a customer."""
-        require("customers.modify")
         session = request_session()
         customer = domain.get_customer(session, customer_id)
         check_if_match(customer.id, customer.version)
@@ -62,11 +64,11 @@ class CustomerItem(MethodView):
         session.commit()
         return customer, 200, _headers(customer)
 
+    @requires("customers.delete")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
         """Delete a customer and, through the `customer.deleted` event, everything other services hold for it."""
-        require("customers.delete")
         session = request_session()
         customer = domain.get_customer(session, customer_id)
         check_if_match(customer.id, customer.version)

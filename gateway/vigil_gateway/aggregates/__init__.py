@@ -1,0 +1,5 @@
+"""Operations the gateway answers by combining several services (summaries, technician lookup).
+
+Each aggregate is a flask-smorest Blueprint in its own module of this package, listed here.
+"""
+BLUEPRINTS: list = []

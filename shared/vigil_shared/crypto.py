@@ -1,0 +1,78 @@
+"""Encryption at rest for confidential fields, with keys that rotate without downtime.
+
+- ``encrypt``/``decrypt``: Fernet (AES-128-CBC + HMAC-SHA256) through MultiFernet. The first key
+  of ``VIGIL_<SERVICE>_ENCRYPTION_KEYS`` encrypts; every listed key decrypts. To rotate: put a new
+  key first and keep the old ones, restart, run ``vigil-<service> rotate-keys`` (re-encrypts every
+  row under the new key), then drop the old keys.
+- ``blind_index``: a keyed HMAC of the normalised value, stored beside the ciphertext, so equality
+  lookups (duplicate SSN) need no decryption. Its key (``VIGIL_<SERVICE>_BLIND_INDEX_KEY``) does
+  not rotate with the encryption keys.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Callable
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class DecryptionError(Exception):
+    """A stored value could not be decrypted with any configured key."""
+
+
+def generate_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+def digits_only(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())
+
+
+class FieldCipher:
+    def __init__(self, keys: list[str] | tuple[str, ...], index_key: str):
+        if not keys:
+            raise ValueError("at least one encryption key is needed")
+        self._fernets = [Fernet(key.encode() if isinstance(key, str) else key) for key in keys]
+        self._multi = MultiFernet(self._fernets)
+        self._index_key = hashlib.sha256(("vigil-blind-index:" + index_key).encode()).digest()
+
+    def encrypt(self, plaintext: str | None) -> str | None:
+        if plaintext is None:
+            return None
+        return self._multi.encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, token: str | None) -> str | None:
+        if token is None:
+            return None
+        try:
+            return self._multi.decrypt(token.encode()).decode()
+        except InvalidToken as exc:
+            raise DecryptionError("no configured key decrypts this value") from exc
+
+    def is_current(self, token: str) -> bool:
+        """True when the primary key encrypted ``token`` (nothing to rotate)."""
+        try:
+            self._fernets[0].decrypt(token.encode())
+            return True
+        except InvalidToken:
+            return False
+
+    def rotate(self, token: str | None) -> str | None:
+        """Re-encrypts under the primary key (MultiFernet keeps the original timestamp)."""
+        if token is None:
+            return None
+        try:
+            return self._multi.rotate(token.encode()).decode()
+        except InvalidToken as exc:
+            raise DecryptionError("no configured key decrypts this value") from exc
+
+    def blind_index(self, value: str | None, normalize: Callable[[str], str] = lambda v: v.strip().lower()) -> str | None:
+        if value is None:
+            return None
+        normalized = normalize(value)
+        if not normalized:
+            return None
+        digest = hmac.new(self._index_key, normalized.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
