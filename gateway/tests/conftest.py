@@ -31,12 +31,16 @@ def _stub_service_app() -> Flask:
     @stub.route("/api/v1/customers/<path:rest>", methods=["GET", "POST", "PATCH", "DELETE"])
     def echo(rest=None):
         identity = verify_identity(request.headers[IDENTITY_HEADER], TEST_SECRET)
+        if request.args.get("reveal"):
+            return jsonify(ssn="123-45-6789"), 200, {"X-Vigil-Confidential-Reads": json.dumps(
+                [{"target_type": "customer", "target_id": "5", "fields": ["ssn"]}])}
         if request.args.get("fail") == "conflict":
             return (json.dumps({"type": "urn:vigil:problem:conflict", "title": "Conflict", "status": 409,
                                 "detail": "taken"}), 409, {"Content-Type": "application/problem+json"})
         return jsonify(method=request.method, path=request.path, query=request.query_string.decode(),
                        body=request.get_data(as_text=True), user=identity.username,
                        permissions=sorted(identity.permissions),
+                       locations={str(k): sorted(v) for k, v in identity.locations.items()},
                        authorization=request.headers.get("Authorization"),
                        request_id=request.headers.get("X-Request-ID"),
                        if_match=request.headers.get("If-Match")), 200, {"ETag": '"1.1"', "Location": "/api/v1/customers/1"}
@@ -87,7 +91,7 @@ def app(settings):
 @pytest.fixture
 def db(gateway_db_url):
     database = Database(gateway_db_url)
-    with clean_tables(database, Base.metadata):
+    with clean_tables(database, Base.metadata, keep=frozenset({"audit_entries"})):
         yield database
     database.dispose()
 
@@ -109,3 +113,13 @@ def token(client):
 @pytest.fixture
 def auth(token):
     return {"Authorization": f"Bearer {token}"}
+
+
+def sign_in(client, username: str, password: str) -> dict:
+    response = client.post("/api/v1/auth/token", json={"username": username, "password": password})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def bearer(tokens: dict) -> dict:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}

@@ -23,6 +23,7 @@ def test_token_for_good_credentials(client):
     response = client.post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD})
     assert response.status_code == 200
     assert response.json["token_type"] == "Bearer" and response.json["expires_in"] == 900
+    assert response.json["refresh_token"].startswith("vrt_")
 
 
 @pytest.mark.parametrize("body", [{"username": "admin", "password": "wrong"}, {"username": "ghost", "password": "x"}])
@@ -52,10 +53,11 @@ def test_every_api_route_needs_a_token(client, path):
 
 def test_invalid_and_expired_tokens_are_refused(client, db):
     is_problem(client.get("/api/v1/customers", headers={"Authorization": "Bearer not-a-jwt"}), 401)
-    expired = jwt.encode({"sub": "1", "typ": "access", "iss": ISSUER, "aud": AUDIENCE, "iat": 1, "exp": 2, "jti": "x"},
+    expired = jwt.encode({"sub": "1", "sid": "s", "typ": "access", "iss": ISSUER, "aud": AUDIENCE, "iat": 1, "exp": 2,
+                          "jti": "x"},
                          SECRET_KEY, algorithm="HS256")
     is_problem(client.get("/api/v1/customers", headers={"Authorization": f"Bearer {expired}"}), 401)
-    forged = jwt.encode({"sub": "1", "typ": "access", "iss": ISSUER, "aud": AUDIENCE, "iat": int(time.time()),
+    forged = jwt.encode({"sub": "1", "sid": "s", "typ": "access", "iss": ISSUER, "aud": AUDIENCE, "iat": int(time.time()),
                          "exp": int(time.time()) + 60, "jti": "x"}, "another-key" * 4, algorithm="HS256")
     is_problem(client.get("/api/v1/customers", headers={"Authorization": f"Bearer {forged}"}), 401)
 
@@ -74,7 +76,9 @@ def test_proxy_forwards_request_and_signed_identity(client, auth):
     echoed = response.json
     assert echoed["method"] == "PATCH" and echoed["path"] == "/api/v1/customers/5" and echoed["query"] == "x=1&y=2"
     assert echoed["body"] == '{"a": 1}' or echoed["body"] == '{"a":1}'
-    assert echoed["user"] == "admin" and echoed["permissions"] == ["*"]
+    assert echoed["user"] == "admin" and "users.manage" in echoed["permissions"]
+    assert len(echoed["locations"]) == 1, "the first admin comes with a first office location"
+    assert "customers.delete" in next(iter(echoed["locations"].values())), "an admin holds everything everywhere"
     assert echoed["authorization"] is None, "the caller's bearer token must not reach services"
     assert echoed["request_id"] == "req-42" and echoed["if_match"] == '"5.1"'
     assert response.headers["X-Request-ID"] == "req-42"

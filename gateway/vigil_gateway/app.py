@@ -2,48 +2,91 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from datetime import timedelta
 
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from vigil_shared import migrations
 from vigil_shared.config import ConfigError, SERVICES, env
-from vigil_shared.db import Database
+from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import Problem, UNAUTHENTICATED, not_found
 from vigil_shared.identity import IDENTITY_HEADER, Identity, service_identity, sign_identity
 from vigil_shared.logs import configure_logging
 from vigil_shared.messaging.celery_app import ping_broker
 from vigil_shared.runtime import run_gunicorn
-from vigil_shared.web import REQUEST_ID_HEADER, VigilApi, add_health_routes, base_app, enforce_json_bodies
+from vigil_shared.web import (CONFIDENTIAL_READS_HEADER, REQUEST_ID_HEADER, VigilApi, add_health_routes, base_app,
+                              enforce_json_bodies)
 
-from .api.auth import blp as auth_blp
-from .models import User
+from . import audit
+from .access import api_key_identity, user_identity
+from .aggregates import BLUEPRINTS as AGGREGATE_BLUEPRINTS
+from .api import BLUEPRINTS as API_BLUEPRINTS
+from .models import Session as SignInSession, User
 from .openapi import DOCS_HTML, MergedSpec, fetch_service_document
 from .proxy import UpstreamPool, forward
 from .routing import service_for
 from .settings import GatewaySettings
-from .tokens import InvalidToken, verify_access_token
-from .users import ensure_admin, permissions_of
+from .tokens import API_KEY_PREFIX, InvalidToken, find_api_key, verify_access_token
+from .users import ensure_admin
 
-PUBLIC_API_PATHS = frozenset({"/api/v1/auth/token", "/api/v1/openapi.json", "/api/v1/docs"})
+PUBLIC_API_PATHS = frozenset({"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/openapi.json", "/api/v1/docs"})
 PACKAGE = "vigil_gateway"
+API_KEY_HEADER = "X-API-Key"
+KEY_USE_RESOLUTION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
+
+
+def _unauthenticated(detail: str) -> Problem:
+    return Problem(401, detail, type=UNAUTHENTICATED)
 
 
 def _authenticate(settings: GatewaySettings, db: Database) -> Identity:
+    """Bearer access token (a user's session) or API key → the identity passed on to services."""
+    session = db.request_session()
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Problem(401, "Send `Authorization: Bearer <token>`; get a token from POST /api/v1/auth/token.",
-                      type=UNAUTHENTICATED)
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    api_key = request.headers.get(API_KEY_HEADER) or (credential if credential.startswith(API_KEY_PREFIX) else None)
+    if api_key:
+        try:
+            key = find_api_key(session, api_key)
+        except InvalidToken:
+            raise _unauthenticated("The API key is invalid, expired or revoked.") from None
+        if key.last_used_at is None or key.last_used_at < utcnow() - KEY_USE_RESOLUTION:
+            key.last_used_at = utcnow()
+            session.commit()
+        return api_key_identity(session, key, g.request_id, request.remote_addr)
+    if scheme.lower() != "bearer" or not credential:
+        raise _unauthenticated("Send `Authorization: Bearer <token>`; get a token from POST /api/v1/auth/token.")
     try:
-        claims = verify_access_token(token.strip(), settings.secret_key)
+        claims = verify_access_token(credential, settings.secret_key)
     except InvalidToken:
-        raise Problem(401, "The access token is invalid or expired.", type=UNAUTHENTICATED) from None
-    user = db.request_session().get(User, int(claims["sub"]))
-    if user is None or not user.active:
-        raise Problem(401, "The account behind this token is disabled.", type=UNAUTHENTICATED)
-    return Identity(subject=str(user.id), username=user.username, kind="user",
-                    permissions=permissions_of(user), request_id=g.request_id)
+        raise _unauthenticated("The access token is invalid or expired.") from None
+    signed_in = session.get(SignInSession, claims["sid"])
+    if signed_in is None or signed_in.revoked_at is not None:
+        raise _unauthenticated("This session has ended; sign in again.")
+    user = session.get(User, int(claims["sub"]))
+    if user is None or not user.active or signed_in.user_id != user.id:
+        raise _unauthenticated("The account behind this token is disabled.")
+    g.user, g.session_id = user, signed_in.id
+    return user_identity(session, user, g.request_id, request.remote_addr)
+
+
+def _audit_confidential_reads(db: Database, response):
+    """Services name the confidential values they showed unmasked; each such response is audited."""
+    reads = response.headers.pop(CONFIDENTIAL_READS_HEADER, None)
+    if reads:
+        try:
+            entries = json.loads(reads)
+        except ValueError:
+            entries = [{"unparsed": reads[:500]}]
+        for entry in entries:
+            audit.record(db, "confidential.read", target_type=entry.get("target_type"),
+                         target_id=entry.get("target_id"), details={"fields": entry.get("fields"),
+                                                                     "path": request.path})
+    return response
 
 
 def create_app(settings: GatewaySettings | None = None) -> Flask:
@@ -51,16 +94,20 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     base = settings.base
     db = Database(base.database_url)
     app = base_app("gateway", base)
+    if settings.trusted_proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=settings.trusted_proxy_hops)
     app.config["OPENAPI_URL_PREFIX"] = None  # the merged document is served below instead
     app.config["API_TITLE"] = "Vigil API"
-    app.extensions.update(vigil_gateway_settings=settings, vigil_gateway_db=db)
-    app.teardown_appcontext(db.close_request_session)
     pool = UpstreamPool(settings.upstream_timeout)
+    app.extensions.update(vigil_gateway_settings=settings, vigil_gateway_db=db, vigil_gateway_pool=pool)
+    app.teardown_appcontext(db.close_request_session)
 
     api = VigilApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    api.spec.options["security"] = [{"bearerAuth": []}]
-    api.register_blueprint(auth_blp)
+    api.spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": API_KEY_HEADER})
+    api.spec.options["security"] = [{"bearerAuth": []}, {"apiKey": []}]
+    for blueprint in [*API_BLUEPRINTS, *AGGREGATE_BLUEPRINTS]:
+        api.register_blueprint(blueprint)
 
     enforce_json_bodies(app, exempt_endpoints=frozenset({"proxy"}))  # services judge their own bodies
 
@@ -68,6 +115,10 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def _authenticate_api_calls():
         if request.path.startswith("/api/") and request.path not in PUBLIC_API_PATHS:
             g.identity = _authenticate(settings, db)
+
+    @app.after_request
+    def _audit(response):
+        return _audit_confidential_reads(db, response)
 
     def fetch_document(service: str) -> dict:
         identity = service_identity("gateway", request_id=g.get("request_id"))

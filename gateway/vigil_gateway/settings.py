@@ -6,13 +6,32 @@ from dataclasses import dataclass
 from vigil_shared.config import SERVICES, ConfigError, Settings, env, service_url
 
 
+def _int(name: str, default: int) -> int:
+    raw = env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    failures_per_user_per_minute: int = 5
+    failures_per_address_per_15min: int = 30
+    lockout_threshold: int = 10
+    lockout_seconds: int = 900
+
+
 @dataclass(frozen=True)
 class GatewaySettings:
     base: Settings
     secret_key: str
     access_token_ttl: int
+    refresh_token_ttl: int
     upstream_timeout: float
     service_urls: dict[str, str]
+    login_policy: LoginPolicy
+    trusted_proxy_hops: int
 
     @classmethod
     def from_env(cls, **overrides) -> "GatewaySettings":
@@ -26,9 +45,17 @@ class GatewaySettings:
         values = dict(
             base=base,
             secret_key=secret,
-            access_token_ttl=int(env("VIGIL_ACCESS_TOKEN_TTL", "900")),
+            access_token_ttl=_int("VIGIL_ACCESS_TOKEN_TTL", 900),
+            refresh_token_ttl=_int("VIGIL_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
             upstream_timeout=float(env("VIGIL_UPSTREAM_TIMEOUT", "10")),
             service_urls={name: service_url(name) for name in SERVICES},
+            login_policy=LoginPolicy(
+                failures_per_user_per_minute=_int("VIGIL_LOGIN_FAILURES_PER_USER", 5),
+                failures_per_address_per_15min=_int("VIGIL_LOGIN_FAILURES_PER_ADDRESS", 30),
+                lockout_threshold=_int("VIGIL_LOCKOUT_THRESHOLD", 10),
+                lockout_seconds=_int("VIGIL_LOCKOUT_SECONDS", 900),
+            ),
+            trusted_proxy_hops=_int("VIGIL_TRUSTED_PROXY_HOPS", 0),
         )
         values.update(overrides)
         return cls(**values)

@@ -1,4 +1,4 @@
-"""Users and their credentials. Passwords are hashed with Argon2id and never leave this module."""
+"""Users, their credentials and their role grants. Passwords are hashed with Argon2id."""
 from __future__ import annotations
 
 import secrets
@@ -6,38 +6,97 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vigil_shared.identity import ALL
+from vigil_shared.db import utcnow
+from vigil_shared.errors import conflict, not_found, validation_problem
 
-from .models import User
+from .models import Grant, Location, Role, User
 
 _hasher = PasswordHasher()
 # Verified when the username is unknown, so a wrong username costs as much time as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+DEFAULT_LOCATION = "Main office"
 
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    user = session.scalar(select(User).where(User.username == username))
+def find_user(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+
+
+def password_matches(user: User | None, password: str) -> bool:
+    """Constant-time whatever the user: an unknown username is checked against a dummy hash."""
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return None
-    if user is None or not user.active:
-        return None
+        return False
+    return user is not None
+
+
+def set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+
+
+def rehash_if_needed(user: User, password: str) -> None:
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise not_found("user")
     return user
 
 
-def permissions_of(user: User) -> frozenset[str]:
-    """The foundation knows admins only; roles and per-location grants come with the identity issue."""
-    return frozenset({ALL}) if user.is_admin else frozenset()
+def _check_username_free(session: Session, username: str, exclude: int | None = None) -> None:
+    existing = find_user(session, username)
+    if existing is not None and existing.id != exclude:
+        raise conflict("Another user already has this username.", errors={"username": ["Already in use."]})
+
+
+def replace_grants(session: Session, user: User, grants: list[dict]) -> None:
+    """Sets the user's role grants to exactly ``grants`` (``[{role_id, location_id|None}]``)."""
+    errors: dict[str, list[str]] = {}
+    seen = set()
+    for index, grant in enumerate(grants):
+        if session.get(Role, grant["role_id"]) is None:
+            errors.setdefault(f"grants.{index}.role_id", []).append("No such role.")
+        if grant.get("location_id") is not None and session.get(Location, grant["location_id"]) is None:
+            errors.setdefault(f"grants.{index}.location_id", []).append("No such location.")
+        seen.add((grant["role_id"], grant.get("location_id")))
+    if errors:
+        raise validation_problem(errors)
+    user.grants.clear()
+    session.flush()
+    for role_id, location_id in sorted(seen, key=lambda pair: (pair[0], pair[1] or 0)):
+        user.grants.append(Grant(role_id=role_id, location_id=location_id))
+
+
+def create_user(session: Session, data: dict) -> User:
+    _check_username_free(session, data["username"])
+    user = User(username=data["username"], email=data.get("email"), name=data.get("name"),
+                active=data.get("active", True), is_admin=data.get("is_admin", False), failed_logins=0)
+    set_password(user, data["password"])
+    session.add(user)
+    session.flush()
+    if data.get("grants"):
+        replace_grants(session, user, data["grants"])
+    return user
+
+
+def active_admins(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True), User.active.is_(True)))
+
+
+def would_remove_last_admin(session: Session, user: User, changes: dict) -> bool:
+    losing = (changes.get("active") is False and user.active) or (changes.get("is_admin") is False and user.is_admin)
+    return bool(losing and user.is_admin and user.active and active_admins(session) <= 1)
 
 
 @dataclass(frozen=True)
@@ -48,17 +107,18 @@ class AdminSetup:
 
 
 def ensure_admin(session: Session, username: str, password: str | None, reset: bool = False) -> AdminSetup:
-    """Creates the first admin once; a later call changes nothing unless ``reset`` is asked for."""
-    user = session.scalar(select(User).where(User.username == username))
+    """Creates the first admin (and a first office location) once; later calls change nothing unless ``reset``."""
+    if session.scalar(select(func.count()).select_from(Location)) == 0:
+        session.add(Location(name=DEFAULT_LOCATION, active=True))
+    user = find_user(session, username)
     if user is not None and not reset:
         return AdminSetup(username, created=False, password=None)
     password = password or secrets.token_urlsafe(18)
     if user is None:
-        user = User(username=username, name="Administrator", is_admin=True, active=True,
-                    password_hash=hash_password(password))
+        user = User(username=username, name="Administrator", is_admin=True, active=True, failed_logins=0)
+        set_password(user, password)
         session.add(user)
         return AdminSetup(username, created=True, password=password)
-    user.password_hash = hash_password(password)
-    user.active = True
-    user.is_admin = True
+    set_password(user, password)
+    user.active, user.is_admin, user.failed_logins, user.locked_until = True, True, 0, None
     return AdminSetup(username, created=False, password=password)

@@ -1,1 +1,7 @@
 """The gateway's own operations; everything else under /api/v1 is forwarded to a service."""
+from .access import blp as access_blp
+from .audit import blp as audit_blp
+from .auth import blp as auth_blp
+from .users import blp as users_blp
+
+BLUEPRINTS = [auth_blp, users_blp, access_blp, audit_blp]

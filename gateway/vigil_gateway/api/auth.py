@@ -1,40 +1,98 @@
 from __future__ import annotations
 
-from flask import current_app
+from flask import g, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
 
+from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem, UNAUTHENTICATED
+from vigil_shared.permissions import AUTHENTICATED
+from vigil_shared.web import requires
 
-from ..tokens import issue_access_token
-from ..users import authenticate
+from .. import audit, login_guard
+from ..context import database, db_session, settings
+from ..models import Session
+from ..schemas import RefreshRequestSchema, TokenRequestSchema, TokenSchema
+from ..tokens import InvalidToken, RefreshReused, open_session, refresh_session
+from ..users import find_user, password_matches, rehash_if_needed
 
-blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Authentication")
+blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in, token refresh and logout")
 
 
-class TokenRequestSchema(Schema):
-    username = fields.String(required=True, validate=validate.Length(min=1, max=150))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
-
-
-class TokenSchema(Schema):
-    access_token = fields.String(required=True)
-    token_type = fields.String(required=True, metadata={"example": "Bearer"})
-    expires_in = fields.Integer(required=True, metadata={"description": "Seconds until the token expires"})
+def _refused(detail: str = "Invalid username or password.") -> Problem:
+    return Problem(401, detail, type=UNAUTHENTICATED)
 
 
 @blp.route("/token", methods=["POST"])
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
 @blp.alt_response(401, description="Wrong username or password, or the account is disabled")
+@blp.alt_response(429, description="Too many failed sign-ins (per username, per address) or account locked; see Retry-After")
 @blp.doc(security=[])
 def token(credentials):
-    """Exchange a username and password for a bearer access token."""
-    settings = current_app.extensions["vigil_gateway_settings"]
-    session = current_app.extensions["vigil_gateway_db"].request_session()
-    user = authenticate(session, credentials["username"], credentials["password"])
-    if user is None:
-        raise Problem(401, "Invalid username or password.", type=UNAUTHENTICATED)
-    session.commit()  # keeps a password rehash, if Argon2 parameters changed
-    return {"access_token": issue_access_token(user.id, user.username, settings.secret_key, settings.access_token_ttl),
-            "token_type": "Bearer", "expires_in": settings.access_token_ttl}
+    """Sign in: exchange a username and password for an access token and a refresh token."""
+    config, session = settings(), db_session()
+    username, address = credentials["username"], request.remote_addr
+    user = find_user(session, username)
+    try:
+        login_guard.check(session, config.login_policy, username, address, user)
+    except login_guard.Throttled as throttled:
+        audit.record(database(), "auth.login", audit.DENIED, actor_name=username,
+                     target_type="user", target_id=user.id if user else None, details={"reason": throttled.reason})
+        raise
+    if not password_matches(user, credentials["password"]) or not user.active:
+        locked = login_guard.record_failure(session, config.login_policy, username, address,
+                                            user if user and user.active else None)
+        session.commit()
+        audit.record(database(), "auth.login", audit.FAILURE, actor_name=username,
+                     target_type="user", target_id=user.id if user else None)
+        if locked:
+            audit.record(database(), "auth.lockout", audit.SUCCESS, actor_name=username, target_type="user",
+                         target_id=user.id, details={"seconds": config.login_policy.lockout_seconds})
+        raise _refused()
+    login_guard.record_success(session, user)
+    rehash_if_needed(user, credentials["password"])
+    pair = open_session(session, user, secret=config.secret_key, access_ttl=config.access_token_ttl,
+                        refresh_ttl=config.refresh_token_ttl, client_ip=address,
+                        user_agent=request.headers.get("User-Agent"))
+    session.commit()
+    audit.record(database(), "auth.login", audit.SUCCESS, actor_name=user.username, target_type="user",
+                 target_id=user.id)
+    return pair.body()
+
+
+@blp.route("/refresh", methods=["POST"])
+@blp.arguments(RefreshRequestSchema)
+@blp.response(200, TokenSchema)
+@blp.alt_response(401, description="Unknown, replaced, expired or revoked refresh token")
+@blp.doc(security=[])
+def refresh(body):
+    """Trade a refresh token for a new pair; the old refresh token stops working."""
+    config, session = settings(), db_session()
+    try:
+        pair, record, user = refresh_session(session, body["refresh_token"], secret=config.secret_key,
+                                             access_ttl=config.access_token_ttl, refresh_ttl=config.refresh_token_ttl)
+    except RefreshReused as reused:
+        session.commit()
+        audit.record(database(), "auth.refresh_reuse", audit.DENIED, target_type="session",
+                     target_id=reused.session_id, details={"user_id": reused.user_id, "session_revoked": True})
+        raise _refused("This refresh token was already used; the session has been closed. Sign in again.") from None
+    except InvalidToken:
+        raise _refused("The refresh token is invalid or expired. Sign in again.") from None
+    session.commit()
+    audit.record(database(), "auth.refresh", audit.SUCCESS, actor_name=user.username, target_type="session",
+                 target_id=record.id)
+    return pair.body()
+
+
+@blp.route("/logout", methods=["POST"])
+@requires(AUTHENTICATED)
+@blp.response(204)
+def logout():
+    """End the current sign-in: its access and refresh tokens stop working at once."""
+    session_id = g.get("session_id")
+    if session_id is None:
+        raise Problem(400, "API keys are revoked, not logged out: DELETE /api/v1/api-keys/{id}.")
+    record = db_session().get(Session, session_id)
+    record.revoked_at = utcnow()
+    db_session().commit()
+    audit.record(database(), "auth.logout", target_type="session", target_id=session_id)

@@ -1,0 +1,258 @@
+"""Users, roles, locations, sessions, API keys, login throttling and the audit log."""
+import dataclasses
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from vigil_gateway.app import create_app
+from vigil_gateway.models import AuditEntry
+from vigil_gateway.settings import LoginPolicy
+from vigil_shared.permissions import CATALOG
+
+from conftest import ADMIN_PASSWORD, bearer, sign_in
+
+PASSWORD = "a-long-enough-password"
+
+
+def problem(response, status):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == "application/problem+json"
+    return response.json
+
+
+@pytest.fixture
+def setup(client, auth):
+    """Two office locations and a role, created through the API."""
+    north = client.post("/api/v1/locations", json={"name": "North"}, headers=auth).json
+    south = client.post("/api/v1/locations", json={"name": "South"}, headers=auth).json
+    clerk = client.post("/api/v1/roles", json={"name": "Clerk", "permissions": ["customers.view", "customers.modify"]},
+                        headers=auth).json
+    return {"north": north["id"], "south": south["id"], "clerk": clerk["id"]}
+
+
+def make_user(client, auth, username, grants=(), **fields):
+    response = client.post("/api/v1/users", headers=auth, json={"username": username, "password": PASSWORD,
+                                                                "grants": list(grants)} | fields)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def audit_actions(db, **filters):
+    with db.new_session() as session:
+        statement = select(AuditEntry).order_by(AuditEntry.id)
+        for key, value in filters.items():
+            statement = statement.where(getattr(AuditEntry, key) == value)
+        return session.scalars(statement).all()
+
+
+def test_permission_catalog(client, auth):
+    catalog = client.get("/api/v1/permissions", headers=auth).json
+    assert {p["name"] for p in catalog} == {p.name for p in CATALOG}
+    assert {p["scope"] for p in catalog} == {"location", "global"}
+
+
+def test_me_shows_effective_rights_per_location(client, auth, setup):
+    make_user(client, auth, "carol", grants=[{"role_id": setup["clerk"], "location_id": setup["north"]}])
+    me = client.get("/api/v1/me", headers=bearer(sign_in(client, "carol", PASSWORD))).json
+    assert me["username"] == "carol" and me["permissions"] == [] and me["is_admin"] is False
+    assert me["locations"] == [{"location_id": setup["north"], "name": "North",
+                                "permissions": ["customers.modify", "customers.view"]}]
+
+
+def test_a_grant_without_location_holds_everywhere(client, auth, setup):
+    make_user(client, auth, "dave", grants=[{"role_id": setup["clerk"], "location_id": None}])
+    me = client.get("/api/v1/me", headers=bearer(sign_in(client, "dave", PASSWORD))).json
+    assert {loc["location_id"] for loc in me["locations"]} >= {setup["north"], setup["south"]}
+
+
+def test_user_admin_rules(client, auth, setup):
+    manager_role = client.post("/api/v1/roles", headers=auth,
+                               json={"name": "HR", "permissions": ["users.manage"]}).json
+    make_user(client, auth, "hr-anna", grants=[{"role_id": manager_role["id"], "location_id": None}])
+    hr = bearer(sign_in(client, "hr-anna", PASSWORD))
+    assert client.post("/api/v1/users", headers=hr, json={"username": "xavier1", "password": PASSWORD}).status_code == 201
+    escalation = problem(client.post("/api/v1/users", headers=hr, json={"username": "xavier2", "password": PASSWORD,
+                                                                         "is_admin": True}), 403)
+    assert "is_admin" in escalation["errors"]
+    granting = problem(client.post("/api/v1/users", headers=hr, json={
+        "username": "xavier3", "password": PASSWORD, "grants": [{"role_id": setup["clerk"]}]}), 403)
+    assert "grants" in granting["errors"]
+    assert problem(client.get("/api/v1/roles", headers=hr), 403)["permission"] == "roles.manage"
+
+
+def test_user_validation_and_mass_assignment(client, auth):
+    errors = problem(client.post("/api/v1/users", headers=auth, json={"username": "a b", "password": "short"}), 422)["errors"]
+    assert set(errors) == {"username", "password"}
+    make_user(client, auth, "erin")
+    assert problem(client.post("/api/v1/users", headers=auth, json={"username": "ERIN", "password": PASSWORD}), 409)
+    user_id = client.get("/api/v1/users?q=erin", headers=auth).json["items"][0]["id"]
+    for field, value in (("id", 99), ("created_at", "2020-01-01T00:00:00Z"), ("password_hash", "x"),
+                         ("failed_logins", 0)):
+        assert field in problem(client.patch(f"/api/v1/users/{user_id}", headers=auth, json={field: value}), 422)["errors"]
+    assert problem(client.post("/api/v1/users", headers=auth, json={
+        "username": "frank", "password": PASSWORD, "grants": [{"role_id": 999}]}), 422)["errors"] == {
+        "grants.0.role_id": ["No such role."]}
+
+
+def test_deactivating_a_user_ends_their_sessions_at_once(client, auth, db):
+    user = make_user(client, auth, "gina")
+    tokens = bearer(sign_in(client, "gina", PASSWORD))
+    assert client.get("/api/v1/me", headers=tokens).status_code == 200
+    assert client.patch(f"/api/v1/users/{user['id']}", headers=auth, json={"active": False}).status_code == 200
+    problem(client.get("/api/v1/me", headers=tokens), 401)
+    problem(client.post("/api/v1/auth/token", json={"username": "gina", "password": PASSWORD}), 401)
+    assert audit_actions(db, action="user.deactivate", target_id=str(user["id"]))
+
+
+def test_the_last_admin_cannot_be_removed(client, auth):
+    admin_id = client.get("/api/v1/me", headers=auth).json["id"]
+    problem(client.patch(f"/api/v1/users/{admin_id}", headers=auth, json={"active": False}), 409)
+
+
+def test_refresh_rotates_and_a_replayed_refresh_token_closes_the_session(client, auth, db):
+    make_user(client, auth, "hank")
+    first = sign_in(client, "hank", PASSWORD)
+    second = client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}).json
+    assert second["refresh_token"] != first["refresh_token"]
+    assert client.get("/api/v1/me", headers=bearer(second)).status_code == 200
+    problem(client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}), 401)
+    problem(client.get("/api/v1/me", headers=bearer(second)), 401)
+    problem(client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}), 401)
+    assert audit_actions(db, action="auth.refresh_reuse")
+    problem(client.post("/api/v1/auth/refresh", json={"refresh_token": "vrt_nope.nope"}), 401)
+
+
+def test_logout_revokes_the_session(client, auth):
+    make_user(client, auth, "ivy")
+    tokens = sign_in(client, "ivy", PASSWORD)
+    other = sign_in(client, "ivy", PASSWORD)
+    assert client.post("/api/v1/auth/logout", headers=bearer(tokens)).status_code == 204
+    problem(client.get("/api/v1/me", headers=bearer(tokens)), 401)
+    problem(client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401)
+    assert client.get("/api/v1/me", headers=bearer(other)).status_code == 200, "other sessions stay open"
+
+
+def test_password_change_and_reset(client, auth):
+    user = make_user(client, auth, "jack")
+    here, elsewhere = sign_in(client, "jack", PASSWORD), sign_in(client, "jack", PASSWORD)
+    problem(client.post("/api/v1/me/password", headers=bearer(here),
+                        json={"current_password": "wrong", "new_password": "another-long-password"}), 401)
+    assert client.post("/api/v1/me/password", headers=bearer(here),
+                       json={"current_password": PASSWORD, "new_password": "another-long-password"}).status_code == 204
+    assert client.get("/api/v1/me", headers=bearer(here)).status_code == 200
+    problem(client.get("/api/v1/me", headers=bearer(elsewhere)), 401)
+    assert client.post(f"/api/v1/users/{user['id']}/password", headers=auth,
+                       json={"password": "reset-by-the-admin"}).status_code == 204
+    problem(client.get("/api/v1/me", headers=bearer(here)), 401)
+    sign_in(client, "jack", "reset-by-the-admin")
+
+
+def test_failed_logins_are_throttled_per_username(client):
+    for _ in range(5):
+        problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": "wrong"}), 401)
+    throttled = problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}), 429)
+    assert int(client.post("/api/v1/auth/token", json={"username": "admin", "password": "x"}).headers["Retry-After"]) >= 1
+    assert throttled["type"] == "urn:vigil:problem:rate-limited"
+
+
+@pytest.fixture
+def strict_client(settings, db):
+    policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=3,
+                         lockout_seconds=600)
+    app = create_app(dataclasses.replace(settings, login_policy=policy))
+    from vigil_gateway.users import ensure_admin
+
+    with db.transaction() as session:
+        ensure_admin(session, "admin", ADMIN_PASSWORD)
+    return app.test_client()
+
+
+def test_repeated_failures_lock_the_account(strict_client, db):
+    for _ in range(3):
+        problem(strict_client.post("/api/v1/auth/token", json={"username": "admin", "password": "wrong"}), 401)
+    locked = strict_client.post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert problem(locked, 429) and 590 <= int(locked.headers["Retry-After"]) <= 600
+    assert audit_actions(db, action="auth.lockout")
+
+
+def test_failed_logins_are_throttled_per_address(settings, db):
+    policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=4, lockout_threshold=100)
+    client = create_app(dataclasses.replace(settings, login_policy=policy)).test_client()
+    for i in range(4):
+        problem(client.post("/api/v1/auth/token", json={"username": f"guess{i}", "password": "x"}), 401)
+    problem(client.post("/api/v1/auth/token", json={"username": "someone-else", "password": "x"}), 429)
+    other_address = client.post("/api/v1/auth/token", json={"username": "someone-else", "password": "x"},
+                                environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    problem(other_address, 401)
+
+
+def test_api_keys_carry_a_subset_shown_once_and_revocable(client, auth, setup, db):
+    created = client.post("/api/v1/api-keys", headers=auth, json={
+        "name": "central station", "permissions": ["customers.view"], "location_ids": [setup["north"]]})
+    assert created.status_code == 201
+    key = created.json["key"]
+    assert key.startswith("vgk_") and key not in client.get("/api/v1/api-keys", headers=auth).get_data(as_text=True)
+    me = client.get("/api/v1/me", headers={"X-API-Key": key}).json
+    assert me["kind"] == "api_key" and me["locations"] == [
+        {"location_id": setup["north"], "name": "North", "permissions": ["customers.view"]}]
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert client.get(f"/api/v1/api-keys/{created.json['id']}", headers=auth).json["last_used_at"]
+    problem(client.get("/api/v1/users", headers={"X-API-Key": key}), 403)
+    assert client.delete(f"/api/v1/api-keys/{created.json['id']}", headers=auth).status_code == 204
+    problem(client.get("/api/v1/me", headers={"X-API-Key": key}), 401)
+    problem(client.get("/api/v1/me", headers={"X-API-Key": key[:-3] + "abc"}), 401)
+    assert audit_actions(db, action="api_key.create") and audit_actions(db, action="api_key.revoke")
+
+
+def test_an_api_key_cannot_carry_more_than_its_creator_holds(client, auth, setup):
+    keymaker = client.post("/api/v1/roles", headers=auth, json={
+        "name": "Keymaker", "permissions": ["api_keys.manage", "customers.view"]}).json
+    make_user(client, auth, "kim", grants=[{"role_id": keymaker["id"], "location_id": setup["north"]}])
+    kim = bearer(sign_in(client, "kim", PASSWORD))
+    assert client.post("/api/v1/api-keys", headers=kim, json={
+        "name": "ok", "permissions": ["customers.view"], "location_ids": [setup["north"]]}).status_code == 201
+    too_much = problem(client.post("/api/v1/api-keys", headers=kim, json={
+        "name": "no", "permissions": ["customers.delete"], "location_ids": [setup["north"]]}), 403)
+    assert too_much["errors"]["permissions"] == ["Not yours to give: customers.delete"]
+    problem(client.post("/api/v1/api-keys", headers=kim, json={
+        "name": "no", "permissions": ["customers.view"], "location_ids": [setup["south"]]}), 403)
+    problem(client.post("/api/v1/api-keys", headers=kim, json={"name": "no", "permissions": ["customers.view"]}), 403)
+    assert "permissions" in problem(client.post("/api/v1/api-keys", headers=auth, json={
+        "name": "x", "permissions": ["customers.fly"]}), 422)["errors"]
+
+
+def test_roles_and_locations(client, auth, setup):
+    assert problem(client.post("/api/v1/roles", headers=auth, json={"name": "clerk", "permissions": []}), 409)
+    assert problem(client.post("/api/v1/locations", headers=auth, json={"name": "north"}), 409)
+    make_user(client, auth, "lee", grants=[{"role_id": setup["clerk"], "location_id": setup["north"]}])
+    problem(client.delete(f"/api/v1/roles/{setup['clerk']}", headers=auth), 409)
+    lee = bearer(sign_in(client, "lee", PASSWORD))
+    assert [loc["id"] for loc in client.get("/api/v1/locations", headers=lee).json["items"]] == [setup["north"]]
+    problem(client.get(f"/api/v1/locations/{setup['south']}", headers=lee), 403)
+    problem(client.post("/api/v1/locations", headers=lee, json={"name": "West"}), 403)
+    changed = client.patch(f"/api/v1/roles/{setup['clerk']}", headers=auth, json={"permissions": ["customers.view"]})
+    assert changed.status_code == 200
+    me = client.get("/api/v1/me", headers=lee).json
+    assert me["locations"][0]["permissions"] == ["customers.view"], "a role change applies on the next call"
+
+
+def test_audit_log_is_filterable_and_append_only(client, auth, db):
+    problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": "nope"}), 401)
+    failures = client.get("/api/v1/audit?action=auth.login&outcome=failure", headers=auth).json
+    assert failures["total"] >= 1 and failures["items"][0]["actor_name"] == "admin"
+    assert client.get("/api/v1/audit?action=auth.*", headers=auth).json["total"] >= 2
+    assert "since" not in client.get("/api/v1/audit?from=2020-01-01T00:00:00Z", headers=auth).json
+    with pytest.raises(DBAPIError):
+        with db.transaction() as session:
+            session.execute(text("UPDATE audit_entries SET outcome = 'success'"))
+    with pytest.raises(DBAPIError):
+        with db.transaction() as session:
+            session.execute(text("DELETE FROM audit_entries"))
+
+
+def test_confidential_reads_reported_by_a_service_are_audited_and_not_leaked(client, auth, db):
+    response = client.get("/api/v1/customers/5?reveal=1", headers=auth)
+    assert response.status_code == 200 and "X-Vigil-Confidential-Reads" not in response.headers
+    entry = audit_actions(db, action="confidential.read")[-1]
+    assert entry.target_id == "5" and entry.details["fields"] == ["ssn"] and entry.actor_name == "admin"

@@ -1,0 +1,64 @@
+"""From a user or an API key to the identity the services receive: effective rights per location."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vigil_shared.identity import Identity
+from vigil_shared.permissions import GLOBAL_PERMISSIONS, LOCATION_PERMISSIONS
+
+from .models import ApiKey, Location, User
+
+
+def all_location_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Location.id).order_by(Location.id)))
+
+
+def effective_rights(session: Session, user: User) -> tuple[frozenset[str], dict[int, frozenset[str]]]:
+    """Company-wide permissions, and permissions per location, from the user's role grants."""
+    locations = all_location_ids(session)
+    if user.is_admin:
+        full = frozenset(LOCATION_PERMISSIONS)
+        return frozenset(GLOBAL_PERMISSIONS), {loc: full for loc in locations}
+    company: set[str] = set()
+    per_location: dict[int, set[str]] = defaultdict(set)
+    for grant in user.grants:
+        granted = set(grant.role.permissions)
+        company |= granted & GLOBAL_PERMISSIONS
+        located = granted & LOCATION_PERMISSIONS
+        if located:
+            for loc in ([grant.location_id] if grant.location_id is not None else locations):
+                per_location[loc] |= located
+    return frozenset(company), {loc: frozenset(perms) for loc, perms in per_location.items()}
+
+
+def user_identity(session: Session, user: User, request_id: str | None, client_ip: str | None) -> Identity:
+    company, per_location = effective_rights(session, user)
+    return Identity(subject=str(user.id), username=user.username, kind="user", permissions=company,
+                    locations=per_location, request_id=request_id, client_ip=client_ip)
+
+
+def api_key_identity(session: Session, key: ApiKey, request_id: str | None, client_ip: str | None) -> Identity:
+    granted = set(key.permissions)
+    located = frozenset(granted & LOCATION_PERMISSIONS)
+    locations = key.location_ids if key.location_ids is not None else all_location_ids(session)
+    return Identity(subject=f"api_key:{key.id}", username=f"api-key:{key.name}", kind="api_key",
+                    permissions=frozenset(granted & GLOBAL_PERMISSIONS),
+                    locations={loc: located for loc in locations} if located else {},
+                    request_id=request_id, client_ip=client_ip)
+
+
+def exceeds(caller: Identity, permissions: set[str], location_ids: list[int] | None,
+            every_location: list[int]) -> list[str]:
+    """The permissions a caller would hand out without holding them where they would apply."""
+    targets = location_ids if location_ids is not None else every_location
+    missing = []
+    for permission in sorted(permissions):
+        if permission in GLOBAL_PERMISSIONS:
+            if not caller.has(permission):
+                missing.append(permission)
+        elif not all(caller.can(permission, loc) for loc in targets):
+            missing.append(permission)
+    return missing

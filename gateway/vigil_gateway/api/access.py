@@ -1,0 +1,196 @@
+"""Roles, office locations and API keys."""
+from __future__ import annotations
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from vigil_shared.db import utcnow
+from vigil_shared.http import PaginationArgs, paginate
+from vigil_shared.permissions import AUTHENTICATED
+from vigil_shared.web import current_identity, requires
+
+from .. import audit, rights
+from ..context import database, db_session, signed_in_user
+from ..models import ApiKey, Location, Role
+from ..schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyPageSchema, ApiKeySchema, LocationCreateSchema,
+                       LocationPageSchema, LocationPatchSchema, LocationSchema, RoleCreateSchema, RolePageSchema,
+                       RolePatchSchema, RoleSchema)
+from ..tokens import create_api_key
+
+blp = Blueprint("access", __name__, url_prefix="/api/v1", description="Roles, office locations and API keys")
+
+
+def _page(statement, args):
+    result = paginate(db_session(), statement, args["page"], args["per_page"])
+    return result.body(), 200, result.headers()
+
+
+# --- roles ---------------------------------------------------------------------------------------
+
+@blp.route("/roles")
+class Roles(MethodView):
+    @requires("roles.manage")
+    @blp.arguments(PaginationArgs, location="query")
+    @blp.response(200, RolePageSchema)
+    def get(self, args):
+        """List roles."""
+        return _page(select(Role).order_by(Role.name), args)
+
+    @requires("roles.manage")
+    @blp.arguments(RoleCreateSchema)
+    @blp.response(201, RoleSchema)
+    def post(self, data):
+        """Create a role: a named set of permissions from the catalog."""
+        session = db_session()
+        rights.check_role_name_free(session, data["name"])
+        role = Role(name=data["name"], description=data.get("description"), permissions=sorted(set(data["permissions"])))
+        session.add(role)
+        session.commit()
+        audit.record(database(), "role.create", target_type="role", target_id=role.id,
+                     details={"name": role.name, "permissions": role.permissions})
+        return role, 201, {"Location": url_for("access.RoleItem", role_id=role.id)}
+
+
+@blp.route("/roles/<int:role_id>")
+class RoleItem(MethodView):
+    @requires("roles.manage")
+    @blp.response(200, RoleSchema)
+    def get(self, role_id):
+        """Read one role."""
+        return rights.get_role(db_session(), role_id)
+
+    @requires("roles.manage")
+    @blp.arguments(RolePatchSchema)
+    @blp.response(200, RoleSchema)
+    def patch(self, changes, role_id):
+        """Change a role; every holder's rights change with it on their next call."""
+        session = db_session()
+        role = rights.get_role(session, role_id)
+        before = list(role.permissions)
+        if "name" in changes:
+            rights.check_role_name_free(session, changes["name"], exclude=role.id)
+            role.name = changes["name"]
+        if "description" in changes:
+            role.description = changes["description"]
+        if "permissions" in changes:
+            role.permissions = sorted(set(changes["permissions"]))
+        session.commit()
+        audit.record(database(), "role.update", target_type="role", target_id=role.id,
+                     details={"fields": sorted(changes), "permissions_before": before,
+                              "permissions_after": role.permissions})
+        return role
+
+    @requires("roles.manage")
+    @blp.response(204)
+    @blp.alt_response(409, description="Users still hold this role")
+    def delete(self, role_id):
+        """Delete a role no one holds any more."""
+        session = db_session()
+        role = rights.get_role(session, role_id)
+        rights.delete_role(session, role)
+        session.commit()
+        audit.record(database(), "role.delete", target_type="role", target_id=role_id, details={"name": role.name})
+
+
+# --- locations -----------------------------------------------------------------------------------
+
+@blp.route("/locations")
+class Locations(MethodView):
+    @requires(AUTHENTICATED)
+    @blp.arguments(PaginationArgs, location="query")
+    @blp.response(200, LocationPageSchema)
+    def get(self, args):
+        """Office locations I hold rights at (all of them for location, user and role managers)."""
+        return _page(rights.visible_locations(db_session(), current_identity()), args)
+
+    @requires("locations.manage")
+    @blp.arguments(LocationCreateSchema)
+    @blp.response(201, LocationSchema)
+    def post(self, data):
+        """Open an office location."""
+        session = db_session()
+        rights.check_location_name_free(session, data["name"])
+        location = Location(**({"active": True} | data))
+        session.add(location)
+        session.commit()
+        audit.record(database(), "location.create", target_type="location", target_id=location.id,
+                     details={"name": location.name})
+        return location, 201, {"Location": url_for("access.LocationItem", location_id=location.id)}
+
+
+@blp.route("/locations/<int:location_id>")
+class LocationItem(MethodView):
+    @requires(AUTHENTICATED)
+    @blp.response(200, LocationSchema)
+    def get(self, location_id):
+        """Read one office location (403 if I hold no rights there)."""
+        return rights.get_location(db_session(), current_identity(), location_id)
+
+    @requires("locations.manage")
+    @blp.arguments(LocationPatchSchema)
+    @blp.response(200, LocationSchema)
+    def patch(self, changes, location_id):
+        """Rename or deactivate an office location."""
+        session = db_session()
+        location = rights.get_location(session, current_identity(), location_id)
+        if "name" in changes:
+            rights.check_location_name_free(session, changes["name"], exclude=location.id)
+        for field, value in changes.items():
+            setattr(location, field, value)
+        session.commit()
+        audit.record(database(), "location.update", target_type="location", target_id=location.id,
+                     details={"fields": sorted(changes)})
+        return location
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+@blp.route("/api-keys")
+class ApiKeys(MethodView):
+    @requires("api_keys.manage")
+    @blp.arguments(PaginationArgs, location="query")
+    @blp.response(200, ApiKeyPageSchema)
+    def get(self, args):
+        """List API keys (never the keys themselves)."""
+        return _page(select(ApiKey).order_by(ApiKey.id.desc()), args)
+
+    @requires("api_keys.manage")
+    @blp.arguments(ApiKeyCreateSchema)
+    @blp.response(201, ApiKeyCreatedSchema)
+    def post(self, data):
+        """Create an API key with a subset of my permissions; the key is in this response only."""
+        session = db_session()
+        rights.check_api_key_rights(session, current_identity(), data["permissions"], data["location_ids"])
+        user = signed_in_user()
+        created = create_api_key(session, name=data["name"], permissions=data["permissions"],
+                                 location_ids=data["location_ids"], created_by=user.id if user else None,
+                                 expires_at=data["expires_at"])
+        session.commit()
+        audit.record(database(), "api_key.create", target_type="api_key", target_id=created.record.id,
+                     details={"name": created.record.name, "permissions": created.record.permissions,
+                              "location_ids": created.record.location_ids})
+        created.record.key = created.plaintext  # transient: dumped in this response only
+        return created.record, 201, {"Location": url_for("access.ApiKeyItem", key_id=created.record.id)}
+
+
+@blp.route("/api-keys/<int:key_id>")
+class ApiKeyItem(MethodView):
+    @requires("api_keys.manage")
+    @blp.response(200, ApiKeySchema)
+    def get(self, key_id):
+        """Read one API key's description and last use."""
+        return rights.get_api_key(db_session(), key_id)
+
+    @requires("api_keys.manage")
+    @blp.response(204)
+    def delete(self, key_id):
+        """Revoke an API key: it stops working at once (it stays listed, revoked)."""
+        session = db_session()
+        key = rights.get_api_key(session, key_id)
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+            session.commit()
+            audit.record(database(), "api_key.revoke", target_type="api_key", target_id=key.id,
+                         details={"name": key.name})

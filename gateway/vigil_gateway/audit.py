@@ -1,0 +1,66 @@
+"""The append-only audit log: sign-ins, credentials, rights, and every unmasked confidential read.
+
+Entries are written in their own short transaction so a refused request (rolled back) still leaves
+its trace; the table itself refuses UPDATE and DELETE (database triggers, see migration 0002).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from flask import g, has_request_context, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vigil_shared.db import Database, utcnow
+from vigil_shared.identity import Identity
+
+from .models import AuditEntry
+
+log = logging.getLogger("vigil.gateway.audit")
+
+SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
+
+
+def record(db: Database, action: str, outcome: str = SUCCESS, *, actor: Identity | None = None,
+           actor_name: str | None = None, target_type: str | None = None, target_id=None,
+           details: dict | None = None) -> None:
+    actor = actor or (g.get("identity") if has_request_context() else None)
+    entry = AuditEntry(
+        occurred_at=utcnow(),
+        actor_id=actor.subject if actor else None,
+        actor_name=actor.username if actor else actor_name,
+        actor_kind=actor.kind if actor else None,
+        client_ip=(request.remote_addr if has_request_context() else None),
+        request_id=(g.get("request_id") if has_request_context() else None),
+        action=action, outcome=outcome, target_type=target_type,
+        target_id=None if target_id is None else str(target_id), details=details or None,
+    )
+    try:
+        with db.transaction() as session:
+            session.add(entry)
+    except Exception:  # an audit write must never be silently lost: it is logged in full instead
+        log.exception("audit entry could not be stored", extra={"audit_action": action, "outcome": outcome})
+        raise
+
+
+def query(session: Session, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
+          target_type: str | None = None, target_id: str | None = None, since: datetime | None = None,
+          until: datetime | None = None):
+    statement = select(AuditEntry)
+    if actor:
+        statement = statement.where(AuditEntry.actor_name == actor)
+    if action:
+        statement = (statement.where(AuditEntry.action.startswith(action[:-1])) if action.endswith("*")
+                     else statement.where(AuditEntry.action == action))
+    if outcome:
+        statement = statement.where(AuditEntry.outcome == outcome)
+    if target_type:
+        statement = statement.where(AuditEntry.target_type == target_type)
+    if target_id:
+        statement = statement.where(AuditEntry.target_id == target_id)
+    if since:
+        statement = statement.where(AuditEntry.occurred_at >= since)
+    if until:
+        statement = statement.where(AuditEntry.occurred_at < until)
+    return statement.order_by(AuditEntry.id.desc())

@@ -1,0 +1,27 @@
+"""The gateway's per-request handles: its settings, its database session, the signed-in user."""
+from __future__ import annotations
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from vigil_shared.db import Database
+
+from .models import User
+from .settings import GatewaySettings
+
+
+def settings() -> GatewaySettings:
+    return current_app.extensions["vigil_gateway_settings"]
+
+
+def database() -> Database:
+    return current_app.extensions["vigil_gateway_db"]
+
+
+def db_session() -> Session:
+    return database().request_session()
+
+
+def signed_in_user() -> User | None:
+    """The user behind the current call (None for API keys)."""
+    return g.get("user")
