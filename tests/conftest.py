@@ -127,3 +127,45 @@ def assert_problem(response, status: int) -> dict:
     assert body["status"] == status and body["title"] and body["type"]
     assert "Traceback" not in response.text
     return body
+
+
+# --- callers with chosen rights -----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def locations(gateway) -> dict[str, int]:
+    """Two office locations: ``home`` (where the fixtures' records live) and ``other``."""
+    ids = {}
+    for key, name in (("home", "E2E Home Office"), ("other", "E2E Other Office")):
+        response = gateway.post("/api/v1/locations", json={"name": name})
+        assert response.status_code == 201, response.text
+        ids[key] = response.json()["id"]
+    return ids
+
+
+@pytest.fixture(scope="session")
+def gateway_as(stack, gateway):
+    """``gateway_as(["customers.view"], [location_id])``: a signed-in caller holding exactly those rights."""
+    made: dict[tuple, Gateway] = {}
+
+    def make(permissions, location_ids=(), *, everywhere: bool = False) -> Gateway:
+        key = (tuple(sorted(permissions)), tuple(sorted(location_ids)), everywhere)
+        if key in made:
+            return made[key]
+        suffix = uuid.uuid4().hex[:8]
+        role = gateway.post("/api/v1/roles", json={"name": f"e2e-role-{suffix}", "permissions": list(permissions)})
+        assert role.status_code == 201, role.text
+        grants = ([{"role_id": role.json()["id"], "location_id": None}] if everywhere else
+                  [{"role_id": role.json()["id"], "location_id": loc} for loc in location_ids])
+        if not grants and permissions:
+            grants = [{"role_id": role.json()["id"], "location_id": None}]  # company-wide permissions only
+        password = secrets.token_urlsafe(16)
+        user = gateway.post("/api/v1/users", json={"username": f"e2e-{suffix}", "password": password,
+                                                  "grants": grants})
+        assert user.status_code == 201, user.text
+        token = Gateway(stack.gateway_url).post("/api/v1/auth/token", json={"username": f"e2e-{suffix}",
+                                                                         "password": password})
+        assert token.status_code == 200, token.text
+        made[key] = Gateway(stack.gateway_url, token.json()["access_token"])
+        return made[key]
+
+    return make

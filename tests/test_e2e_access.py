@@ -1,0 +1,148 @@
+"""Route × role × location: generated from the merged OpenAPI document, so no route is left out.
+
+Every operation must declare its rule (`x-vigil-permission`, set by `vigil_shared.web.requires`),
+or be public (`security: []`). Then, for every operation:
+- a signed-in caller holding no permission is refused (403);
+- for location-scoped operations on a record of the *home* location, a caller holding that very
+  permission only at the *other* location is refused (403);
+- lists answered to that caller never contain a home-location row (OWASP API1/API5).
+A path parameter the fixtures cannot fill with a real home-location record fails the suite:
+a new route must bring its fixture.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import assert_problem
+
+METHODS = ("get", "post", "put", "patch", "delete")
+PARAM = re.compile(r"{(\w+)}")
+
+
+def operations(doc: dict):
+    for path, item in doc["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def is_public(operation: dict) -> bool:
+    return operation.get("security") == []
+
+
+@pytest.fixture(scope="session")
+def openapi(gateway) -> dict:
+    doc = gateway.get("/api/v1/openapi.json").json()
+    assert "x-vigil-unavailable-services" not in doc, doc.get("x-vigil-unavailable-services")
+    return doc
+
+
+@pytest.fixture(scope="session")
+def home_records(gateway, locations) -> dict[str, str]:
+    """Real records in the home location, by the path parameter that names them."""
+    customer = gateway.post("/api/v1/customers", json=home_customer_body(locations["home"]))
+    assert customer.status_code == 201, customer.text
+    customer_id = customer.json()["id"]
+    prop = gateway.post(f"/api/v1/customers/{customer_id}/properties", json={"address": "1 Home Rd"})
+    assert prop.status_code == 201, prop.text
+    return {"customer_id": str(customer_id), "property_id": str(prop.json()["id"]),
+            "location_id": str(locations["home"])}
+
+
+def home_customer_body(location_id: int) -> dict:
+    return {"kind": "customer", "first_name": "Homer", "last_name": "Access", "city": "Springfield",
+            "state": "IL", "primary_phone": "217-555-0101", "account_type": "Residential",
+            "location_id": location_id}
+
+
+def fill(path: str, records: dict[str, str], scope: str) -> str:
+    def value(match):
+        name = match.group(1)
+        if name in records:
+            return records[name]
+        if scope != "location":
+            return "1"  # company-wide rules do not depend on which record
+        raise AssertionError(f"no home-location fixture for path parameter {{{name}}} in {path}: "
+                             "add one to home_records in tests/test_e2e_access.py")
+    return PARAM.sub(value, path)
+
+
+def test_every_operation_declares_its_permission(openapi):
+    missing = [f"{method.upper()} {path}" for path, method, op in operations(openapi)
+               if not is_public(op) and "x-vigil-permission" not in op]
+    assert missing == [], f"operations without a permission rule: {missing}"
+
+
+def test_a_caller_without_permissions_is_refused_everywhere(openapi, gateway_as, home_records):
+    nobody = gateway_as([])
+    wrong = []
+    for path, method, op in operations(openapi):
+        rule = op.get("x-vigil-permission")
+        if is_public(op) or rule == "authenticated":
+            continue
+        response = nobody.request(method.upper(), fill(path, home_records, op.get("x-vigil-scope")), json={})
+        if response.status_code != 403:
+            wrong.append(f"{method.upper()} {path}: {response.status_code}")
+        else:
+            assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert wrong == [], f"answered a caller holding no permission: {wrong}"
+
+
+def test_a_caller_from_another_location_is_refused_on_home_records(openapi, gateway_as, locations, home_records):
+    wrong = []
+    for path, method, op in operations(openapi):
+        if op.get("x-vigil-scope") != "location" or not PARAM.search(path):
+            continue
+        outsider = gateway_as([op["x-vigil-permission"]], [locations["other"]])
+        response = outsider.request(method.upper(), fill(path, home_records, "location"), json={})
+        if response.status_code != 403:
+            wrong.append(f"{method.upper()} {path} as holder of {op['x-vigil-permission']} elsewhere: "
+                         f"{response.status_code}")
+    assert wrong == [], f"home-location records reachable from another location: {wrong}"
+
+
+def test_lists_never_show_another_locations_rows(openapi, gateway_as, locations, home_records):
+    leaks = []
+    home_ids = {int(v) for k, v in home_records.items() if k != "location_id"}
+    for path, method, op in operations(openapi):
+        if method != "get" or op.get("x-vigil-scope") != "location" or PARAM.search(path):
+            continue
+        outsider = gateway_as([op["x-vigil-permission"]], [locations["other"]])
+        response = outsider.get(path, params={"per_page": 100})
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
+        for item in response.json().get("items", []):
+            if item.get("location_id") == locations["home"] or item.get("id") in home_ids:
+                leaks.append(f"GET {path}: {item.get('id')}")
+    assert leaks == [], f"home-location rows listed to another location: {leaks}"
+
+
+def test_patch_cannot_set_fields_the_caller_may_not_set(openapi, gateway, locations, home_records):
+    """Mass assignment (OWASP API3): protected fields are refused and nothing changes."""
+    protected = {"id": 999999, "created_at": "2001-01-01T00:00:00Z", "updated_at": "2001-01-01T00:00:00Z",
+                 "location_id": locations["other"], "permissions": ["users.manage"], "is_admin": True,
+                 "version": 99}
+    wrong = []
+    for path, method, op in operations(openapi):
+        if method != "patch" or op.get("x-vigil-scope") != "location":
+            continue
+        target = fill(path, home_records, "location")
+        before = gateway.get(target)
+        for field, value in protected.items():
+            if field == "location_id":
+                continue  # moving a record between locations is a rule of its own, tested per service
+            response = gateway.patch(target, json={field: value})
+            if response.status_code not in (403, 422):
+                wrong.append(f"PATCH {path} with {field}: {response.status_code}")
+        after = gateway.get(target)
+        if before.status_code == 200 and before.json() != after.json():
+            wrong.append(f"PATCH {path}: the record changed")
+    assert wrong == [], wrong
+
+
+def test_admin_only_routes_refuse_a_location_manager(gateway_as, locations):
+    clerk = gateway_as(["customers.view", "customers.modify"], [locations["home"]])
+    for method, path in (("GET", "/api/v1/users"), ("POST", "/api/v1/roles"), ("GET", "/api/v1/audit"),
+                         ("POST", "/api/v1/api-keys"), ("GET", "/api/v1/ops/customer/outbox")):
+        assert_problem(clerk.request(method, path, json={}), 403)
