@@ -11,7 +11,8 @@ from vigil_property.models import KnownCustomer
 from vigil_shared.identity import verify_identity
 from vigil_shared.testing import TEST_SECRET
 
-ANSWERS = {1: 200, 2: 404, 3: 500}
+ANSWERS = {1: 200, 2: 404, 3: 500, 4: 200}
+BODIES = {1: {"id": 1, "location_id": 2}, 4: {"id": 4}}
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def customer_service(monkeypatch):
         def do_GET(self):  # noqa: N802 - http.server naming
             seen.append((self.path, dict(self.headers)))
             status = ANSWERS[int(self.path.rsplit("/", 1)[-1])]
-            payload = json.dumps({"id": 1} if status == 200 else {"status": status}).encode()
+            payload = json.dumps(BODIES.get(int(self.path.rsplit("/", 1)[-1]), {"status": status})).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -42,14 +43,21 @@ def customer_service(monkeypatch):
 
 def test_existing_customer_is_asked_for_with_a_service_identity(api, session, customer_service):
     response = api.post("/api/v1/customers/1/properties", json={}, headers={"X-Request-ID": "req-42"})
-    assert response.status_code == 201
-    assert session.scalar(select(KnownCustomer.deleted).where(KnownCustomer.customer_id == 1)) is False
+    assert response.status_code == 201 and response.json["location_id"] == 2
+    known = session.get(KnownCustomer, 1)
+    assert known.deleted is False and known.location_id == 2
     [(path, headers)] = customer_service
     assert path == "/api/v1/customers/1"
     assert headers["X-Request-ID"] == "req-42"
     caller = verify_identity(headers["X-Vigil-Identity"], TEST_SECRET)
     assert caller.kind == "service" and caller.username == "property"
     assert caller.permissions == {"customers.view"} and caller.request_id == "req-42"
+
+
+def test_a_customer_without_location_is_visible_to_no_user(api, session, customer_service):
+    response = api.post("/api/v1/customers/4/properties", json={})
+    assert response.status_code == 403 and response.json["permission"] == "properties.create"
+    assert session.get(KnownCustomer, 4) is None  # a refused request keeps nothing; the next one asks again
 
 
 def test_missing_customer_is_422(api, customer_service):

@@ -1,14 +1,15 @@
-"""App factory and command line of the property service (``vigil-property migrate|web|worker|relay``)."""
+"""App factory and command line of the property service (``vigil-property migrate|web|worker|relay|rotate-keys``)."""
 from __future__ import annotations
 
 from vigil_shared.runtime import ServiceProgram
 
 from .api import BLUEPRINTS
-from .models import messaging
+from .models import Property, messaging
 from .tasks import register_tasks
 
 program = ServiceProgram(name="property", package="vigil_property", messaging=messaging,
-                         blueprints=BLUEPRINTS, register_tasks=register_tasks)
+                         blueprints=BLUEPRINTS, register_tasks=register_tasks,
+                         encrypted_columns=[Property.pin_encrypted])
 create_app = program.create_app
 
 

@@ -1,11 +1,14 @@
-"""Asks the customer service whether a customer exists, for when the replica has not heard of it yet.
+"""Asks the customer service about a customer, for when the replica has not heard of it yet.
 
 The ``customer.created`` event can trail the customer's creation by a moment; a client that creates
-a customer and then at once a property for it must not get a 422 for that.
+a customer and then at once a property for it must not get a 422 for that. The answer also carries
+the customer's office location, which decides who may see the customer's properties.
 """
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 
 import urllib3
 from flask import g
@@ -22,13 +25,26 @@ TIMEOUT_SECONDS = 3.0
 _http = urllib3.PoolManager(maxsize=8, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
 
 
+@dataclass(frozen=True)
+class CustomerFacts:
+    """What the property service needs to know about a customer."""
+
+    customer_id: int
+    location_id: int | None
+
+
 def _unavailable() -> Problem:
-    return Problem(503, "The customer service could not be asked whether this customer exists. Try again shortly.",
-                   type=UNAVAILABLE)
+    return Problem(503, "The customer service could not be asked about this customer. Try again shortly.",
+                   type=UNAVAILABLE, headers={"Retry-After": "5"})
 
 
-def customer_exists(customer_id: int) -> bool:
-    """True for 200, False for 404; 503 problem when the customer service cannot answer."""
+def _location_of(payload) -> int | None:
+    value = payload.get("location_id") if isinstance(payload, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def lookup_customer(customer_id: int) -> CustomerFacts | None:
+    """The customer's facts for 200, None for 404; 503 problem when the customer service cannot answer."""
     settings = current_runtime().settings
     request_id = g.get("request_id")
     token = sign_identity(service_identity("property", {"customers.view"}, request_id=request_id),
@@ -43,8 +59,12 @@ def customer_exists(customer_id: int) -> bool:
         log.warning("customer service unreachable", extra={"request_id": request_id, "error": type(exc).__name__})
         raise _unavailable() from None
     if response.status == 200:
-        return True
+        try:
+            payload = json.loads(response.data)
+        except ValueError:
+            payload = None
+        return CustomerFacts(customer_id, _location_of(payload))
     if response.status == 404:
-        return False
+        return None
     log.warning("customer service answered unexpectedly", extra={"request_id": request_id, "status": response.status})
     raise _unavailable()

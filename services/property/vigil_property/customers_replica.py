@@ -1,19 +1,27 @@
-"""The property service's replica of which customers exist, and what a customer's deletion removes.
+"""The property service's replica of which customers exist and in which office location.
 
 Writes are single ``INSERT … ON CONFLICT`` statements, so the event consumer and a request that has
-just asked the customer service can record the same customer at once without either failing.
+just asked the customer service can record the same customer at once without either failing. A
+location is only ever replaced by one known at a later moment (``location_as_of``), so events
+arriving out of order cannot move a customer back to where it was.
 """
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
 
-from .models import KnownCustomer, Property
+from .customer_client import CustomerFacts
+from .models import KnownCustomer
 
 _UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+Lookup = Callable[[int], "CustomerFacts | None"]
 
 
 def _insert(session: Session):
@@ -29,20 +37,48 @@ def known_customer(session: Session, customer_id: int, *, lock: bool = False) ->
     return session.scalar(statement.execution_options(populate_existing=True))
 
 
-def customer_created(session: Session, customer_id: int) -> None:
-    """Records the customer as existing; a tombstone stays a tombstone."""
-    session.execute(
-        _insert(session).values(customer_id=customer_id, deleted=False, updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=[KnownCustomer.customer_id])
-    )
+def customer_seen(session: Session, customer_id: int, location_id: int | None, as_of: datetime) -> None:
+    """Records that the customer exists (in ``location_id`` as of ``as_of``); a tombstone stays one.
+
+    An unknown location (``None``) never erases a known one: it means the sender did not say.
+    """
+    now = utcnow()
+    statement = _insert(session).values(customer_id=customer_id, deleted=False, location_id=location_id,
+                                        location_as_of=as_of if location_id is not None else None, updated_at=now)
+    if location_id is None:
+        statement = statement.on_conflict_do_nothing(index_elements=[KnownCustomer.customer_id])
+    else:
+        statement = statement.on_conflict_do_update(
+            index_elements=[KnownCustomer.customer_id],
+            set_={"location_id": location_id, "location_as_of": as_of, "updated_at": now},
+            where=and_(KnownCustomer.deleted.is_(False),
+                       or_(KnownCustomer.location_as_of.is_(None), KnownCustomer.location_as_of <= as_of)),
+        )
+    session.execute(statement)
 
 
-def customer_deleted(session: Session, customer_id: int) -> int:
-    """Tombstones the customer and removes every property it had; returns how many properties went."""
+def customer_deleted(session: Session, customer_id: int) -> None:
+    """Tombstones the customer (what it had is removed by ``properties.remove_customer``)."""
     now = utcnow()
     session.execute(
         _insert(session).values(customer_id=customer_id, deleted=True, updated_at=now)
         .on_conflict_do_update(index_elements=[KnownCustomer.customer_id], set_={"deleted": True, "updated_at": now})
     )
-    result = session.execute(delete(Property).where(Property.customer_id == customer_id))
-    return result.rowcount
+
+
+def resolve(session: Session, customer_id: int, lookup: Lookup) -> KnownCustomer | None:
+    """The live replica entry of a customer, or None when there is no such customer.
+
+    The customer service is asked (once) when the replica has never heard of the customer, or knows
+    it but not yet its location (customers replicated before locations existed).
+    """
+    known = known_customer(session, customer_id)
+    if known is not None and (known.deleted or known.location_id is not None):
+        return None if known.deleted else known
+    asked_at = utcnow()
+    facts = lookup(customer_id)
+    if facts is None:
+        return known  # unknown stays unknown; a known one's deletion event is on its way
+    customer_seen(session, customer_id, facts.location_id, asked_at)
+    known = known_customer(session, customer_id)
+    return None if known is None or known.deleted else known

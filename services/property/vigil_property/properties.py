@@ -1,26 +1,66 @@
-"""Property domain logic: plain functions over a session, no HTTP in here."""
+"""Property domain logic: plain functions over a session and the outbox, no HTTP in here.
+
+Who may do what is decided by the API layer before these are called; these keep the record's own
+rules: unique account numbers, inactive properties frozen until reactivated, every change in the
+history and in an event written in the same transaction.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
+from vigil_shared.crypto import FieldCipher
+from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem, conflict, not_found, validation_problem
 from vigil_shared.http import Page, paginate
+from vigil_shared.messaging.outbox import Outbox
 
 from . import customers_replica as replica
-from .models import Property
+from . import history, pins
+from .history import Actor
+from .models import KnownCustomer, Property
+
+# the API's nested ``access`` object ↔ the columns holding it
+ACCESS_COLUMNS = {"managed_by": "access_managed_by", "name": "access_name", "phone": "access_phone",
+                  "email": "access_email", "notes": "access_notes"}
+PLAIN_FIELDS = ("account_number", "type", "system_type", "address", "city", "postal_code", "monitoring_status",
+                "notes")
+SORTS = {
+    "id": Property.id.asc(), "-id": Property.id.desc(),
+    "account_number": Property.account_number.asc(), "-account_number": Property.account_number.desc(),
+    "city": Property.city.asc(), "-city": Property.city.desc(),
+    "created_at": Property.created_at.asc(), "-created_at": Property.created_at.desc(),
+}
 
 
-def _no_such_customer() -> Problem:
-    return validation_problem({"customer_id": ["No such customer."]}, detail="The customer does not exist.")
+def no_such_customer(field: str = "customer_id") -> Problem:
+    return validation_problem({field: ["No such customer."]}, detail="The customer does not exist.")
 
 
 def _account_taken() -> Problem:
     return conflict("Another property already uses this account number.",
                     errors={"account_number": ["Already in use."]})
+
+
+def ensure_editable(prop: Property) -> None:
+    """409 for an inactive property: it stays frozen until reactivated."""
+    if not prop.active:
+        raise conflict("The property is inactive. Reactivate it before changing it.", state="inactive")
+
+
+def flush(session: Session) -> None:
+    """Flushes, turning a lost race into the caller's 409 instead of a 500."""
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent request took the account number between our check and our write
+        raise _account_taken() from None
+    except StaleDataError:  # changed or removed by someone else since we read it
+        raise conflict("The record was changed or removed by someone else meanwhile. Reload it and try again.") \
+            from None
 
 
 def get_property(session: Session, property_id: int) -> Property:
@@ -30,42 +70,173 @@ def get_property(session: Session, property_id: int) -> Property:
     return found
 
 
-def list_properties(session: Session, customer_id: int, *, page: int, per_page: int) -> Page:
-    statement = select(Property).where(Property.customer_id == customer_id).order_by(Property.id.asc())
-    return paginate(session, statement, page, per_page)
+def _in_locations(statement, locations: frozenset[int] | None):
+    """Only properties whose customer is live and, unless ``locations`` is None, in those locations."""
+    statement = statement.join(KnownCustomer, KnownCustomer.customer_id == Property.customer_id) \
+        .where(KnownCustomer.deleted.is_(False))
+    if locations is not None:
+        statement = statement.where(KnownCustomer.location_id.in_(sorted(locations)))
+    return statement
 
 
-def _require_customer(session: Session, customer_id: int, customer_exists: Callable[[int], bool]) -> None:
-    """422 unless the customer exists; asks ``customer_exists`` only when the replica has no entry."""
-    known = replica.known_customer(session, customer_id)
-    if known is None:
-        if not customer_exists(customer_id):
-            raise _no_such_customer()
-        replica.customer_created(session, customer_id)
-    elif known.deleted:
-        raise _no_such_customer()
+def list_properties(session: Session, *, locations: frozenset[int] | None, page: int, per_page: int,
+                    customer_id: int | None = None, q: str | None = None, account_number: str | None = None,
+                    monitoring_status: str | None = None, type: str | None = None, active: bool | None = None,
+                    sort: str = "id") -> Page:
+    statement = _in_locations(select(Property), locations)
+    if customer_id is not None:
+        statement = statement.where(Property.customer_id == customer_id)
+    if account_number is not None:
+        statement = statement.where(Property.account_number == account_number)
+    if q:
+        pattern = f"%{q.lower()}%"
+        statement = statement.where(or_(*(func.lower(column).like(pattern) for column in (
+            Property.account_number, Property.address, Property.city, Property.postal_code, Property.system_type))))
+    if monitoring_status is not None:
+        statement = statement.where(Property.monitoring_status == monitoring_status)
+    if type is not None:
+        statement = statement.where(Property.type == type)
+    if active is not None:
+        statement = statement.where(Property.active.is_(active))
+    return paginate(session, statement.order_by(SORTS[sort], Property.id.asc()), page, per_page)
 
 
-def create_property(session: Session, customer_id: int, data: dict, *,
-                    customer_exists: Callable[[int], bool]) -> Property:
-    """Adds a property to an existing customer.
+def locations_of(session: Session, customer_ids: Iterable[int]) -> dict[int, int | None]:
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(KnownCustomer.customer_id, KnownCustomer.location_id)
+                           .where(KnownCustomer.customer_id.in_(ids)))
+    return dict(rows.all())
+
+
+def _columns(data: dict) -> dict:
+    """API fields → column values (the nested ``access`` object flattened, the PIN left out)."""
+    values = {key: data[key] for key in PLAIN_FIELDS if key in data}
+    for key, value in (data.get("access") or {}).items():
+        values[ACCESS_COLUMNS[key]] = value
+    return values
+
+
+def _ensure_account_free(session: Session, account_number: str | None, exclude_id: int | None = None) -> None:
+    if account_number is None:
+        return
+    statement = select(Property.id).where(Property.account_number == account_number)
+    if exclude_id is not None:
+        statement = statement.where(Property.id != exclude_id)
+    if session.scalar(statement) is not None:
+        raise _account_taken()
+
+
+def _api_name(column: str) -> str:
+    for key, name in ACCESS_COLUMNS.items():
+        if name == column:
+            return f"access.{key}"
+    return column
+
+
+def create_property(session: Session, outbox: Outbox, cipher: FieldCipher, customer_id: int, data: dict,
+                    actor: Actor) -> Property:
+    """Adds a property to a customer the caller has already resolved in the replica.
 
     After the insert the replica entry is read again under a row lock (SQLite: under the write lock
     the insert took), so a ``customer.deleted`` handled concurrently is either seen here (422) or
     runs after this transaction and removes the new property with the others.
     """
-    _require_customer(session, customer_id, customer_exists)
-    account_number = data.get("account_number")
-    if account_number is not None and session.scalar(
-            select(Property.id).where(Property.account_number == account_number)) is not None:
-        raise _account_taken()
-    created = Property(customer_id=customer_id, **data)
+    values = _columns(data)
+    _ensure_account_free(session, values.get("account_number"))
+    created = Property(customer_id=customer_id, active=True, **({"monitoring_status": "active"} | values),
+                       **pins.seal(cipher, data.get("pin") or pins.DEFAULT_PIN))
     session.add(created)
-    try:
-        session.flush()
-    except IntegrityError:  # a concurrent request took the account number between our check and our write
-        raise _account_taken() from None
+    flush(session)
     known = replica.known_customer(session, customer_id, lock=True)
     if known is None or known.deleted:
-        raise _no_such_customer()
+        raise no_such_customer()
+    history.record(session, created.id, "created", actor)
+    outbox.add(session, "property.created", {"property_id": created.id, "customer_id": customer_id,
+                                             "account_number": created.account_number})
     return created
+
+
+def update_property(session: Session, outbox: Outbox, cipher: FieldCipher, prop: Property, changes: dict,
+                    actor: Actor) -> list[str]:
+    """Applies ``changes`` (API fields); returns the names of the fields that really changed."""
+    ensure_editable(prop)
+    values = _columns(changes)
+    changed = sorted(column for column, value in values.items() if getattr(prop, column) != value)
+    new_pin = changes.get("pin")
+    pin_changed = new_pin is not None and not pins.matches(cipher, prop, new_pin)
+    if not changed and not pin_changed:
+        return []
+    if "account_number" in changed:
+        _ensure_account_free(session, values["account_number"], exclude_id=prop.id)
+    old_status = prop.monitoring_status
+    for column in changed:
+        history.record(session, prop.id, "updated", actor, field=_api_name(column), old=getattr(prop, column),
+                       new=values[column])
+        setattr(prop, column, values[column])
+    if pin_changed:
+        history.record(session, prop.id, "updated", actor, field="pin")
+        for column, value in pins.seal(cipher, new_pin).items():
+            setattr(prop, column, value)
+    prop.updated_at = utcnow()
+    flush(session)
+    names = sorted([_api_name(column) for column in changed] + (["pin"] if pin_changed else []))
+    outbox.add(session, "property.updated", {"property_id": prop.id, "customer_id": prop.customer_id,
+                                             "changed": names, "account_number": prop.account_number})
+    if "monitoring_status" in changed:
+        outbox.add(session, "property.monitoring_changed", {
+            "property_id": prop.id, "customer_id": prop.customer_id, "old_status": old_status,
+            "new_status": prop.monitoring_status})
+    return names
+
+
+def set_active(session: Session, outbox: Outbox, prop: Property, active: bool, actor: Actor,
+               reason: str | None = None) -> Property:
+    """Deactivates or reactivates; asking for the state the property is already in is a 409."""
+    if prop.active == active:
+        raise conflict(f"The property is already {'active' if active else 'inactive'}.",
+                       state="active" if active else "inactive")
+    prop.active = active
+    prop.deactivated_at = None if active else utcnow()
+    action = "reactivated" if active else "deactivated"
+    history.record(session, prop.id, action, actor, field="active", old=not active, new=active, reason=reason)
+    flush(session)
+    outbox.add(session, f"property.{action}", {"property_id": prop.id, "customer_id": prop.customer_id})
+    return prop
+
+
+def transfer_property(session: Session, outbox: Outbox, prop: Property, to_customer_id: int, actor: Actor,
+                      reason: str | None = None) -> Property:
+    """Moves the property, and with it its systems, equipment, appointments and history, to another customer.
+
+    Everything attached refers to the property, not to the customer, so one update moves it all.
+    The new customer's replica entry is re-read under lock afterwards, as for a create.
+    """
+    ensure_editable(prop)
+    if prop.customer_id == to_customer_id:
+        raise validation_problem({"to_customer_id": ["The property already belongs to this customer."]})
+    from_customer_id = prop.customer_id
+    prop.customer_id = to_customer_id
+    prop.updated_at = utcnow()
+    history.record(session, prop.id, "transferred", actor, field="customer_id", old=from_customer_id,
+                   new=to_customer_id, reason=reason)
+    flush(session)
+    known = replica.known_customer(session, to_customer_id, lock=True)
+    if known is None or known.deleted:
+        raise no_such_customer("to_customer_id")
+    outbox.add(session, "property.transferred", {
+        "property_id": prop.id, "from_customer_id": from_customer_id, "to_customer_id": to_customer_id,
+        "account_number": prop.account_number})
+    return prop
+
+
+def remove_customer(session: Session, outbox: Outbox, customer_id: int) -> list[int]:
+    """Everything held for a deleted customer goes: its properties and, by cascade, what hangs on them."""
+    removed = list(session.scalars(select(Property.id).where(Property.customer_id == customer_id)
+                                   .order_by(Property.id)))
+    if removed:
+        session.execute(delete(Property).where(Property.id.in_(removed)))
+        for property_id in removed:
+            outbox.add(session, "property.deleted", {"property_id": property_id, "customer_id": customer_id})
+    return removed

@@ -1,29 +1,150 @@
-"""Request and response shapes of the property API."""
+"""Request and response shapes of the property API.
+
+Request bodies refuse every field they do not declare (422 naming it); fields the server owns
+(``id``, ``customer_id``, ``location_id``, timestamps, ``active``…) are named as read-only, so a
+client learns which action sets them instead of seeing them silently ignored.
+"""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from vigil_shared.fields import Timestamp, TrimmedString
-from vigil_shared.http import page_schema
+from vigil_shared.http import PaginationArgs, page_schema
+
+from .models import ACCESS_MANAGERS, MONITORING_STATUSES, PROPERTY_TYPES
+from .pins import PIN_PATTERN
+
+READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."
+
+
+class Choice(fields.String):
+    """One of ``choices``, case-insensitive; an empty string means none when ``allow_none``."""
+
+    def __init__(self, choices, **kwargs):
+        self.choices = tuple(choices)
+        metadata = {"enum": [*self.choices, *([None] if kwargs.get("allow_none") else [])]}
+        super().__init__(metadata=metadata | kwargs.pop("metadata", {}), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip().lower()
+        if text == "" and self.allow_none:
+            return None
+        if text not in self.choices:
+            raise ValidationError(f"Must be one of: {', '.join(self.choices)}.")
+        return text
+
+
+class Input(Schema):
+    """A request body: undeclared fields are refused, server-owned ones named as read-only."""
+
+    READ_ONLY: frozenset[str] = frozenset({"id", "customer_id", "location_id", "created_at", "updated_at",
+                                           "version", "active", "deactivated_at"})
+
+    def handle_error(self, error, data, *, many, **kwargs):
+        messages = error.messages if isinstance(error.messages, dict) else {}
+        for name in self.READ_ONLY & set(messages):
+            if messages[name] == [self.error_messages["unknown"]]:
+                messages[name] = [READ_ONLY_MESSAGE]
+
+
+def text(max_length: int, **kwargs) -> TrimmedString:
+    return TrimmedString(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
+
+
+class AccessSchema(Schema):
+    """Who manages access to the site (a tenant, a letting agent…) and how to get in."""
+
+    managed_by = Choice(ACCESS_MANAGERS, allow_none=True,
+                        metadata={"description": "Who manages access: owner, tenant, letting_agent or other"})
+    name = text(200)
+    phone = text(40)
+    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
+    notes = text(5000, metadata={"description": "Gate, key-safe and entry notes"})
+
+
+class AccessInput(AccessSchema, Input):
+    pass
 
 
 class PropertySchema(Schema):
     id = fields.Integer(dump_only=True)
     customer_id = fields.Integer(dump_only=True)
+    location_id = fields.Integer(dump_only=True, allow_none=True,
+                                 metadata={"description": "Office location: the customer's"})
     account_number = fields.String(allow_none=True)
+    pin = fields.String(metadata={"description": "Account PIN; `***` without confidential.installation_codes.view"})
+    type = fields.String(allow_none=True, metadata={"enum": [*PROPERTY_TYPES, None]})
+    system_type = fields.String(allow_none=True)
     address = fields.String(allow_none=True)
     city = fields.String(allow_none=True)
     postal_code = fields.String(allow_none=True)
-    created_at = Timestamp(dump_only=True)
-    updated_at = Timestamp(dump_only=True)
+    monitoring_status = fields.String(metadata={"enum": list(MONITORING_STATUSES)})
+    notes = fields.String(allow_none=True)
+    access = fields.Nested(AccessSchema)
+    active = fields.Boolean(metadata={"description": "False once deactivated; inactive properties cannot be edited"})
+    deactivated_at = Timestamp(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
 
 
-class PropertyCreateSchema(Schema):
+class PropertyCreateSchema(Input):
     account_number = TrimmedString(allow_none=True, validate=validate.Length(min=1, max=40),
                                    metadata={"description": "Monitoring account number, unique"})
-    address = TrimmedString(allow_none=True, validate=validate.Length(max=200))
-    city = TrimmedString(allow_none=True, validate=validate.Length(max=100))
-    postal_code = TrimmedString(allow_none=True, validate=validate.Length(max=20))
+    pin = fields.String(validate=validate.Regexp(PIN_PATTERN, error="Exactly 4 digits."),
+                        metadata={"description": "Account PIN for the technician portal, 4 digits; 0000 by default"})
+    type = Choice(PROPERTY_TYPES, allow_none=True, metadata={"description": "residential, commercial or empty"})
+    system_type = text(200, metadata={"description": "e.g. DSC 1832 + CCTV"})
+    address = text(200)
+    city = text(100)
+    postal_code = text(20)
+    monitoring_status = Choice(MONITORING_STATUSES, metadata={"description": "active (default), suspended, cancelled"})
+    notes = text(10_000)
+    access = fields.Nested(AccessInput)
+
+
+class PropertyPatchSchema(PropertyCreateSchema):
+    """Any subset of the fields; ``access`` changes only the sub-fields it names."""
+
+
+class PropertyListArgs(PaginationArgs):
+    q = TrimmedString(validate=validate.Length(max=200),
+                      metadata={"description": "Matches account number, address, city, postal code or system type"})
+    account_number = TrimmedString(validate=validate.Length(max=40))
+    customer_id = fields.Integer()
+    monitoring_status = Choice(MONITORING_STATUSES)
+    type = Choice(PROPERTY_TYPES)
+    active = fields.Boolean()
+    sort = fields.String(load_default="id", validate=validate.OneOf(
+        ["id", "-id", "account_number", "-account_number", "city", "-city", "created_at", "-created_at"]))
+
+
+class CustomerPropertiesArgs(PaginationArgs):
+    active = fields.Boolean()
+
+
+class StateChangeSchema(Input):
+    reason = text(500, metadata={"description": "Why, kept in the property's history"})
+
+
+class TransferSchema(Input):
+    to_customer_id = fields.Integer(required=True, validate=validate.Range(min=1),
+                                    metadata={"description": "The customer receiving the property"})
+    reason = text(500, metadata={"description": "Why, kept in the property's history (e.g. house sold)"})
+
+
+class HistoryEntrySchema(Schema):
+    id = fields.Integer()
+    action = fields.String(metadata={"description": "created, updated, deactivated, reactivated or transferred"})
+    field = fields.String(allow_none=True)
+    old_value = fields.String(allow_none=True)
+    new_value = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    actor_id = fields.String(allow_none=True)
+    actor_name = fields.String(allow_none=True)
+    source = fields.String(metadata={"description": "api, integration or workflow"})
+    request_id = fields.String(allow_none=True)
+    at = Timestamp()
 
 
 PropertyPageSchema = page_schema(PropertySchema, "PropertyPage")
+HistoryPageSchema = page_schema(HistoryEntrySchema, "PropertyHistoryPage")

@@ -1,0 +1,41 @@
+"""Records as a caller sees them: confidential values in clear only for those allowed, and noted.
+
+Every response passes through here, so a PIN or system password never leaves unmasked by accident;
+each unmasked value is reported to the gateway (``note_confidential_read``), which audits it.
+"""
+from __future__ import annotations
+
+from vigil_shared.identity import Identity
+from vigil_shared.masking import mask
+from vigil_shared.runtime import current_runtime
+from vigil_shared.web import current_identity, note_confidential_read
+
+from .. import pins
+from ..models import Property
+from ..properties import ACCESS_COLUMNS
+
+CODES_VIEW = "confidential.installation_codes.view"
+
+
+def may_see_codes(location_id: int | None, identity: Identity | None = None) -> bool:
+    return (identity or current_identity()).can(CODES_VIEW, location_id)
+
+
+def property_body(prop: Property, location_id: int | None) -> dict:
+    body = {column: getattr(prop, column) for column in (
+        "id", "customer_id", "account_number", "type", "system_type", "address", "city", "postal_code",
+        "monitoring_status", "notes", "active", "deactivated_at", "created_at", "updated_at")}
+    body["location_id"] = location_id
+    body["access"] = {key: getattr(prop, column) for key, column in ACCESS_COLUMNS.items()}
+    if may_see_codes(location_id):
+        body["pin"] = pins.reveal(current_runtime().cipher, prop)
+        note_confidential_read("property", prop.id, ["pin"])
+    else:
+        body["pin"] = mask(pins.DEFAULT_PIN)
+    return body
+
+
+def property_page(page, locations: dict[int, int | None]) -> dict:
+    body = page.body()
+    body["items"] = [property_body(item, locations.get(item.customer_id)) for item in page.items]
+    return body

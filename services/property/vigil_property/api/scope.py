@@ -1,0 +1,77 @@
+"""Who may touch which record: the caller's signed identity against the record's office location.
+
+A property's location is its customer's, read from the replica (the customer service is asked once
+when the replica does not know it yet). A record in a location where the caller lacks the
+permission answers 403, as the seed's offices expect; lists are filtered instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import g
+
+from vigil_shared.identity import Identity
+from vigil_shared.web import current_identity, forbidden
+
+from .. import customer_client
+from .. import customers_replica as replica
+from ..history import Actor
+from ..models import KnownCustomer, Property
+from ..properties import get_property, no_such_customer
+
+
+@dataclass(frozen=True)
+class Scoped:
+    """A property the caller may act on, with the location that decided it."""
+
+    property: Property
+    location_id: int | None
+
+
+def lookup(customer_id: int):
+    # resolved at call time so tests can stand in for the customer service
+    return customer_client.lookup_customer(customer_id)
+
+
+def actor() -> Actor:
+    return Actor.of(current_identity(), g.get("request_id"))
+
+
+def live_customer(session, customer_id: int, field: str = "customer_id") -> KnownCustomer:
+    """The customer's replica entry; 422 naming ``field`` when there is no such (live) customer."""
+    known = replica.resolve(session, customer_id, lookup)
+    if known is None:
+        raise no_such_customer(field)
+    return known
+
+
+def customer_location(session, customer_id: int) -> int | None:
+    known = replica.resolve(session, customer_id, lookup)
+    return None if known is None else known.location_id
+
+
+def require_at(permission: str, location_id: int | None) -> None:
+    """403 unless the caller holds ``permission`` at this location.
+
+    Unlike ``vigil_shared.web.require``, an unknown location (``None``) is not "anywhere": a record
+    whose location is not known yet is refused to every user (services, which act everywhere, pass).
+    """
+    if not current_identity().can(permission, location_id):
+        raise forbidden(permission)
+
+
+def property_in_scope(session, property_id: int, permission: str, *more: str) -> Scoped:
+    """404 when there is no such property, 403 unless the caller holds every permission at its location."""
+    found = get_property(session, property_id)
+    location_id = customer_location(session, found.customer_id)
+    for name in (permission, *more):
+        require_at(name, location_id)
+    return Scoped(found, location_id)
+
+
+def require_field(identity: Identity, permission: str, location_id: int | None, field: str) -> None:
+    """403 naming ``field`` when the caller may not set it at this location; nothing is changed."""
+    if not identity.can(permission, location_id):
+        problem = forbidden(permission)
+        problem.errors = {field: [f"You need the '{permission}' permission to set this field."]}
+        raise problem
