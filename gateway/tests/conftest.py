@@ -91,7 +91,7 @@ def app(settings):
 @pytest.fixture
 def db(gateway_db_url):
     database = Database(gateway_db_url)
-    with clean_tables(database, Base.metadata, keep=frozenset({"audit_entries"})):
+    with clean_tables(database, Base.metadata, keep=frozenset({"audit_entries", "auth_state"})):
         yield database
     database.dispose()
 

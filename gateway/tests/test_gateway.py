@@ -63,10 +63,14 @@ def test_invalid_and_expired_tokens_are_refused(client, db):
 
 
 def test_disabling_a_user_stops_its_token_at_once(client, auth, db):
-    assert client.get("/api/v1/customers", headers=auth).status_code == 200
-    with db.transaction() as session:
-        session.scalar(select(User)).active = False
-    is_problem(client.get("/api/v1/customers", headers=auth), 401)
+    """Rights are cached per session while nothing changes; a deactivation applies on the next call."""
+    other = client.post("/api/v1/users", headers=auth, json={"username": "temp-user", "password": "x" * 12}).json
+    token = client.post("/api/v1/auth/token", json={"username": "temp-user", "password": "x" * 12}).json
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
+    assert client.get("/api/v1/me", headers=headers).status_code == 200  # now from the cache
+    assert client.patch(f"/api/v1/users/{other['id']}", headers=auth, json={"active": False}).status_code == 200
+    is_problem(client.get("/api/v1/me", headers=headers), 401)
 
 
 def test_proxy_forwards_request_and_signed_identity(client, auth):

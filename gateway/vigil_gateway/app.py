@@ -7,13 +7,14 @@ import sys
 from datetime import timedelta
 
 from flask import Flask, Response, g, jsonify, request
+from sqlalchemy import update
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from vigil_shared import migrations
 from vigil_shared.config import ConfigError, SERVICES, env
 from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import Problem, UNAUTHENTICATED, not_found
-from vigil_shared.identity import IDENTITY_HEADER, Identity, service_identity, sign_identity
+from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
 from vigil_shared.logs import configure_logging
 from vigil_shared.messaging.celery_app import ping_broker
 from vigil_shared.runtime import run_gunicorn
@@ -24,7 +25,8 @@ from . import audit
 from .access import api_key_identity, user_identity
 from .aggregates import BLUEPRINTS as AGGREGATE_BLUEPRINTS
 from .api import BLUEPRINTS as API_BLUEPRINTS
-from .models import Session as SignInSession, User
+from .identity_cache import Entry, IdentityCache
+from .models import ApiKey, Session as SignInSession, User
 from .openapi import DOCS_HTML, MergedSpec, fetch_service_document
 from .proxy import UpstreamPool, forward
 from .routing import service_for
@@ -42,36 +44,58 @@ def _unauthenticated(detail: str) -> Problem:
     return Problem(401, detail, type=UNAUTHENTICATED)
 
 
-def _authenticate(settings: GatewaySettings, db: Database) -> Identity:
-    """Bearer access token (a user's session) or API key → the identity passed on to services."""
-    session = db.request_session()
+def _authenticate(settings: GatewaySettings, db: Database, cache: IdentityCache) -> Entry:
+    """Bearer access token (a user's session) or API key → the identity passed on to services.
+
+    Resolved identities are cached while ``auth_state.epoch`` is unchanged, so a call costs one
+    small query; any revocation or rights change bumps the epoch and applies on the next call.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")
     credential = credential.strip()
     api_key = request.headers.get(API_KEY_HEADER) or (credential if credential.startswith(API_KEY_PREFIX) else None)
+    epoch = cache.epoch()
+    address = request.remote_addr
     if api_key:
-        try:
-            key = find_api_key(session, api_key)
-        except InvalidToken:
-            raise _unauthenticated("The API key is invalid, expired or revoked.") from None
-        if key.last_used_at is None or key.last_used_at < utcnow() - KEY_USE_RESOLUTION:
-            key.last_used_at = utcnow()
-            session.commit()
-        return api_key_identity(session, key, g.request_id, request.remote_addr)
+        cache_key = ("key", api_key, address)
+        entry = cache.get(cache_key, epoch)
+        if entry is None or (entry.expires_at and entry.expires_at < utcnow()):
+            session = db.request_session()
+            try:
+                key = find_api_key(session, api_key)
+            except InvalidToken:
+                raise _unauthenticated("The API key is invalid, expired or revoked.") from None
+            entry = cache.put(cache_key, Entry(epoch, api_key_identity(session, key, None, address), None, None,
+                                               key_id=key.id, expires_at=key.expires_at))
+        _note_key_use(db, entry)
+        return entry
     if scheme.lower() != "bearer" or not credential:
         raise _unauthenticated("Send `Authorization: Bearer <token>`; get a token from POST /api/v1/auth/token.")
     try:
         claims = verify_access_token(credential, settings.secret_key)
     except InvalidToken:
         raise _unauthenticated("The access token is invalid or expired.") from None
-    signed_in = session.get(SignInSession, claims["sid"])
-    if signed_in is None or signed_in.revoked_at is not None:
-        raise _unauthenticated("This session has ended; sign in again.")
-    user = session.get(User, int(claims["sub"]))
-    if user is None or not user.active or signed_in.user_id != user.id:
-        raise _unauthenticated("The account behind this token is disabled.")
-    g.user, g.session_id = user, signed_in.id
-    return user_identity(session, user, g.request_id, request.remote_addr)
+    cache_key = ("session", claims["sid"], address)
+    entry = cache.get(cache_key, epoch)
+    if entry is None:
+        session = db.request_session()
+        signed_in = session.get(SignInSession, claims["sid"])
+        if signed_in is None or signed_in.revoked_at is not None:
+            raise _unauthenticated("This session has ended; sign in again.")
+        user = session.get(User, int(claims["sub"]))
+        if user is None or not user.active or signed_in.user_id != user.id:
+            raise _unauthenticated("The account behind this token is disabled.")
+        entry = cache.put(cache_key, Entry(epoch, user_identity(session, user, None, address), user.id, signed_in.id))
+    return entry
+
+
+def _note_key_use(db: Database, entry: Entry) -> None:
+    """Records an API key's last use, at most once a minute."""
+    now = utcnow()
+    if entry.last_used_written is None or now - entry.last_used_written > KEY_USE_RESOLUTION:
+        with db.transaction() as session:
+            session.execute(update(ApiKey).where(ApiKey.id == entry.key_id).values(last_used_at=now))
+        entry.last_used_written = now
 
 
 def _audit_confidential_reads(db: Database, response):
@@ -111,10 +135,16 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
 
     enforce_json_bodies(app, exempt_endpoints=frozenset({"proxy"}))  # services judge their own bodies
 
+    identity_cache = IdentityCache(db)
+    app.extensions["vigil_gateway_identity_cache"] = identity_cache
+
     @app.before_request
     def _authenticate_api_calls():
         if request.path.startswith("/api/") and request.path not in PUBLIC_API_PATHS:
-            g.identity = _authenticate(settings, db)
+            entry = _authenticate(settings, db, identity_cache)
+            g.identity, g.user_id, g.session_id = entry.identity, entry.user_id, entry.session_id
+            g.identity_token = identity_cache.signed_token(
+                entry, lambda identity, ttl: sign_identity(identity, base.internal_secret, ttl), base.identity_token_ttl)
 
     @app.after_request
     def _audit(response):
@@ -141,8 +171,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         service = service_for(request.path)
         if service is None:
             raise not_found("resource")
-        return forward(pool, service, settings.service_urls[service], g.identity, base.internal_secret,
-                       base.identity_token_ttl)
+        return forward(pool, service, settings.service_urls[service], g.identity_token)
 
     add_health_routes(app, {"database": db.ping, "broker": lambda: ping_broker(base)})
     return app

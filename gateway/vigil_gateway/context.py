@@ -23,5 +23,8 @@ def db_session() -> Session:
 
 
 def signed_in_user() -> User | None:
-    """The user behind the current call (None for API keys)."""
-    return g.get("user")
+    """The user behind the current call (None for API keys), loaded on first use."""
+    if "user" not in g:
+        user_id = g.get("user_id")
+        g.user = db_session().get(User, user_id) if user_id is not None else None
+    return g.user

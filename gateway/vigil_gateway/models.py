@@ -135,3 +135,14 @@ class AuditEntry(Base):
     target_type: Mapped[str | None] = mapped_column(String(40))
     target_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class AuthState(Base):
+    """One row: ``epoch`` grows with every change to who may do what (sessions, users, grants, roles,
+    locations, keys). Gateways cache resolved identities and reuse them while the epoch stands still,
+    so a revocation applies on the very next call without resolving rights on every call."""
+
+    __tablename__ = "auth_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)

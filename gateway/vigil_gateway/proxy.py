@@ -14,7 +14,7 @@ from flask import Response, g, request
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from vigil_shared.errors import Problem, UNAVAILABLE
-from vigil_shared.identity import IDENTITY_HEADER, Identity, sign_identity
+from vigil_shared.identity import IDENTITY_HEADER
 from vigil_shared.web import REQUEST_ID_HEADER
 
 log = logging.getLogger("vigil.gateway.proxy")
@@ -53,10 +53,10 @@ class UpstreamPool:
                                  redirect=False, preload_content=True, decode_content=False)
 
 
-def forward(pool: UpstreamPool, service: str, base_url: str, identity: Identity, secret: str, ttl: int) -> Response:
+def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str) -> Response:
     headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
     headers[REQUEST_ID_HEADER] = g.request_id
-    headers[IDENTITY_HEADER] = sign_identity(identity, secret, ttl)
+    headers[IDENTITY_HEADER] = identity_token
     headers["X-Forwarded-For"] = request.remote_addr or ""
     headers["X-Forwarded-Proto"] = request.scheme
     body = request.get_data(cache=False) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None

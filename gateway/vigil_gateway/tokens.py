@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from vigil_shared.db import utcnow
 
+from .identity_cache import bump
 from .models import ApiKey, Session, User
 
 ISSUER = "vigil-gateway"
@@ -103,6 +104,7 @@ def refresh_session(db_session: DbSession, refresh_token: str, *, secret: str, a
     presented_hash = _hash(presented)
     if _same(presented_hash, record.previous_refresh_hash):
         record.revoked_at = utcnow()
+        bump(db_session)
         raise RefreshReused(record.id, record.user_id)
     if not _same(presented_hash, record.refresh_hash):
         raise InvalidToken("unknown refresh token")
@@ -125,6 +127,7 @@ def revoke_sessions(db_session: DbSession, user_id: int, keep: str | None = None
                  .values(revoked_at=utcnow()))
     if keep:
         statement = statement.where(Session.id != keep)
+    bump(db_session)
     return db_session.execute(statement).rowcount
 
 

@@ -41,9 +41,9 @@ def call_service(service: str, method: str, path: str, *, json_body=None, params
 
     settings = current_app.extensions["vigil_gateway_settings"]
     pool = current_app.extensions["vigil_gateway_pool"]
-    identity = identity or g.identity
-    headers = {IDENTITY_HEADER: sign_identity(identity, settings.base.internal_secret,
-                                              settings.base.identity_token_ttl),
+    token = (sign_identity(identity, settings.base.internal_secret, settings.base.identity_token_ttl)
+             if identity is not None else g.identity_token)
+    headers = {IDENTITY_HEADER: token,
                REQUEST_ID_HEADER: g.get("request_id", ""), "Accept": "application/json"}
     body = None
     if json_body is not None:

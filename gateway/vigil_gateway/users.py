@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from vigil_shared.db import utcnow
 from vigil_shared.errors import conflict, not_found, validation_problem
 
+from .identity_cache import bump
 from .models import Grant, Location, Role, User
 
 _hasher = PasswordHasher()
@@ -121,4 +122,5 @@ def ensure_admin(session: Session, username: str, password: str | None, reset: b
         return AdminSetup(username, created=True, password=password)
     set_password(user, password)
     user.active, user.is_admin, user.failed_logins, user.locked_until = True, True, 0, None
+    bump(session)
     return AdminSetup(username, created=False, password=password)

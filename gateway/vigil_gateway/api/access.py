@@ -13,6 +13,7 @@ from vigil_shared.web import current_identity, requires
 
 from .. import audit, rights
 from ..context import database, db_session, signed_in_user
+from ..identity_cache import bump
 from ..models import ApiKey, Location, Role
 from ..schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyPageSchema, ApiKeySchema, LocationCreateSchema,
                        LocationPageSchema, LocationPatchSchema, LocationSchema, RoleCreateSchema, RolePageSchema,
@@ -76,6 +77,7 @@ class RoleItem(MethodView):
             role.description = changes["description"]
         if "permissions" in changes:
             role.permissions = sorted(set(changes["permissions"]))
+        bump(session)
         session.commit()
         audit.record(database(), "role.update", target_type="role", target_id=role.id,
                      details={"fields": sorted(changes), "permissions_before": before,
@@ -90,6 +92,7 @@ class RoleItem(MethodView):
         session = db_session()
         role = rights.get_role(session, role_id)
         rights.delete_role(session, role)
+        bump(session)
         session.commit()
         audit.record(database(), "role.delete", target_type="role", target_id=role_id, details={"name": role.name})
 
@@ -114,6 +117,7 @@ class Locations(MethodView):
         rights.check_location_name_free(session, data["name"])
         location = Location(**({"active": True} | data))
         session.add(location)
+        bump(session)
         session.commit()
         audit.record(database(), "location.create", target_type="location", target_id=location.id,
                      details={"name": location.name})
@@ -139,6 +143,7 @@ class LocationItem(MethodView):
             rights.check_location_name_free(session, changes["name"], exclude=location.id)
         for field, value in changes.items():
             setattr(location, field, value)
+        bump(session)
         session.commit()
         audit.record(database(), "location.update", target_type="location", target_id=location.id,
                      details={"fields": sorted(changes)})
@@ -191,6 +196,7 @@ class ApiKeyItem(MethodView):
         key = rights.get_api_key(session, key_id)
         if key.revoked_at is None:
             key.revoked_at = utcnow()
+            bump(session)
             session.commit()
             audit.record(database(), "api_key.revoke", target_type="api_key", target_id=key.id,
                          details={"name": key.name})

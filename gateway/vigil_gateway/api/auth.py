@@ -10,6 +10,7 @@ from vigil_shared.web import requires
 
 from .. import audit, login_guard
 from ..context import database, db_session, settings
+from ..identity_cache import bump
 from ..models import Session
 from ..schemas import RefreshRequestSchema, TokenRequestSchema, TokenSchema
 from ..tokens import InvalidToken, RefreshReused, open_session, refresh_session
@@ -94,5 +95,6 @@ def logout():
         raise Problem(400, "API keys are revoked, not logged out: DELETE /api/v1/api-keys/{id}.")
     record = db_session().get(Session, session_id)
     record.revoked_at = utcnow()
+    bump(db_session())
     db_session().commit()
     audit.record(database(), "auth.logout", target_type="session", target_id=session_id)

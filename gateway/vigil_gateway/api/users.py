@@ -12,6 +12,7 @@ from vigil_shared.web import current_identity, requires
 
 from .. import audit
 from ..context import database, db_session, signed_in_user
+from ..identity_cache import bump
 from ..models import Location, User
 from ..schemas import (MeSchema, PasswordChangeSchema, PasswordResetSchema, PermissionSchema, UserCreateSchema,
                        UserListArgs, UserPageSchema, UserPatchSchema, UserSchema)
@@ -95,6 +96,7 @@ class UserItem(MethodView):
         if "grants" in changes:
             replace_grants(session, user, changes["grants"])
         revoked = revoke_sessions(session, user.id) if before["active"] and not user.active else 0
+        bump(session)  # rights may have changed: cached identities are resolved again
         session.commit()
         after = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
         if revoked or (before["active"] and not user.active):

@@ -1,0 +1,73 @@
+"""Resolved identities, reused between calls while nothing about access has changed.
+
+Resolving a caller's rights takes several queries; a call needs only to know that nothing changed
+since the last resolution. Every change that affects access bumps ``auth_state.epoch`` in its own
+transaction (:func:`bump`), and every call reads that one integer (:meth:`IdentityCache.epoch`):
+an unchanged epoch means the cached identity, and the identity token signed for it, still hold.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from vigil_shared.db import Database
+from vigil_shared.identity import Identity
+
+from .models import AuthState
+
+MAX_ENTRIES = 10_000
+
+
+def bump(session: Session) -> None:
+    """Marks every cached identity stale; call in the transaction that changes access."""
+    session.execute(update(AuthState).where(AuthState.id == 1).values(epoch=AuthState.epoch + 1))
+
+
+@dataclass
+class Entry:
+    epoch: int
+    identity: Identity
+    user_id: int | None
+    session_id: str | None
+    key_id: int | None = None
+    expires_at: datetime | None = None  # API keys may expire between two changes of the epoch
+    last_used_written: datetime | None = None
+    signed: str | None = None
+    signed_until: float = 0.0
+
+
+class IdentityCache:
+    def __init__(self, db: Database):
+        self.db = db
+        self._entries: dict[tuple, Entry] = {}
+        self._lock = threading.Lock()
+        self._epoch_query = select(AuthState.epoch).where(AuthState.id == 1)
+
+    def epoch(self) -> int:
+        with self.db.engine.connect() as conn:
+            return conn.execute(self._epoch_query).scalar_one()
+
+    def get(self, key: tuple, epoch: int) -> Entry | None:
+        entry = self._entries.get(key)
+        return entry if entry is not None and entry.epoch == epoch else None
+
+    def put(self, key: tuple, entry: Entry) -> Entry:
+        with self._lock:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = entry
+        return entry
+
+    @staticmethod
+    def signed_token(entry: Entry, sign, ttl: int) -> str:
+        """The service identity token for this entry, re-signed when half its lifetime is gone."""
+        now = time.monotonic()
+        if entry.signed is None or now >= entry.signed_until:
+            entry.signed = sign(entry.identity, ttl)
+            entry.signed_until = now + ttl / 2
+        return entry.signed
