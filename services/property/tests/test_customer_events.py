@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from vigil_property import properties
 from vigil_property.history import SYSTEM
-from vigil_property.models import KnownCustomer, Property, messaging
+from vigil_property.models import Equipment, KnownCustomer, Property, PropertyHistory, System, SystemKind, messaging
 from vigil_property.tasks import event_consumer, register_tasks
 from vigil_shared.messaging.contracts import SUBSCRIPTIONS, handle_event_task, new_event
 from vigil_shared.testing import identity_with
@@ -131,3 +131,15 @@ def test_a_deletion_racing_a_create_waits_for_it_and_removes_the_new_property(ru
     worker.join(15)
     assert not worker.is_alive()
     assert properties_of(session, 6) == [] and replica(session, 6) is True
+
+
+def test_customer_deleted_removes_systems_equipment_and_history_too(api, session, consumer):
+    consumer.consume(message("customer.created", 7, location_id=1))
+    property_id = api.post("/api/v1/customers/7/properties", json={}).json["id"]
+    kind_id = api.post("/api/v1/system-kinds", json={"name": "Panel"}).json["id"]
+    assert api.post(f"/api/v1/properties/{property_id}/systems", json={"kind_id": kind_id}).status_code == 201
+    assert api.post(f"/api/v1/properties/{property_id}/equipment", json={"item": "Keypad"}).status_code == 201
+    consumer.consume(message("customer.deleted", 7))
+    for model in (System, Equipment, PropertyHistory):
+        assert session.scalar(select(func.count()).select_from(model)) == 0, model.__name__
+    assert session.scalar(select(func.count()).select_from(SystemKind)) == 1  # the catalog stays

@@ -4,12 +4,12 @@ from __future__ import annotations
 from vigil_shared.runtime import ServiceProgram
 
 from .api import BLUEPRINTS
-from .models import Property, messaging
+from .models import Property, System, messaging
 from .tasks import register_tasks
 
 program = ServiceProgram(name="property", package="vigil_property", messaging=messaging,
                          blueprints=BLUEPRINTS, register_tasks=register_tasks,
-                         encrypted_columns=[Property.pin_encrypted])
+                         encrypted_columns=[Property.pin_encrypted, System.password_encrypted])
 create_app = program.create_app
 
 

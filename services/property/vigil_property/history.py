@@ -5,6 +5,7 @@ Confidential values (the PIN) are written as ``***``: the history never holds th
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from vigil_shared.masking import MASK
 
 from .models import PropertyHistory
 
-CONFIDENTIAL_FIELDS = frozenset({"pin"})
+CONFIDENTIAL_FIELDS = frozenset({"pin", "password"})
 SOURCES = {"user": "api", "api_key": "integration", "service": "workflow"}
 
 
@@ -43,16 +44,30 @@ def _text(value) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
     return str(value)
 
 
 def record(session: Session, property_id: int, action: str, actor: Actor, *, field: str | None = None,
-           old=None, new=None, reason: str | None = None) -> None:
+           old=None, new=None, reason: str | None = None, subject: str | None = None) -> None:
+    """One history entry; ``subject`` names a system or equipment of the property ("system 3")."""
     if field in CONFIDENTIAL_FIELDS:
-        old, new = MASK, MASK
-    session.add(PropertyHistory(property_id=property_id, action=action, field=field, old_value=_text(old),
-                                new_value=_text(new), reason=reason, actor_id=actor.id, actor_name=actor.name,
-                                source=actor.source, request_id=actor.request_id))
+        old, new = (None if old is None else MASK), (None if new is None else MASK)
+    session.add(PropertyHistory(property_id=property_id, action=action, subject=subject, field=field,
+                                old_value=_text(old), new_value=_text(new), reason=reason, actor_id=actor.id,
+                                actor_name=actor.name, source=actor.source, request_id=actor.request_id))
+
+
+def record_changes(session: Session, property_id: int, record_: object, values: dict, actor: Actor, *,
+                   action: str = "updated", subject: str | None = None) -> list[str]:
+    """Sets the attributes of ``record_`` that ``values`` changes, one history entry each; returns their names."""
+    changed = sorted(name for name, value in values.items() if getattr(record_, name) != value)
+    for name in changed:
+        record(session, property_id, action, actor, subject=subject, field=name, old=getattr(record_, name),
+               new=values[name])
+        setattr(record_, name, values[name])
+    return changed
 
 
 def list_history(session: Session, property_id: int, *, page: int, per_page: int) -> Page:

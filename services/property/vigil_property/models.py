@@ -7,9 +7,9 @@ properties at once.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, true
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
@@ -21,6 +21,7 @@ messaging = messaging_models(Base)
 PROPERTY_TYPES = ("residential", "commercial")
 MONITORING_STATUSES = ("active", "suspended", "cancelled")
 ACCESS_MANAGERS = ("owner", "tenant", "letting_agent", "other")
+EQUIPMENT_STATUSES = ("installed", "faulty", "removed")
 
 
 class Property(Base):
@@ -63,7 +64,8 @@ class PropertyHistory(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), index=True)
-    action: Mapped[str] = mapped_column(String(30))  # created, updated, deactivated, reactivated, transferred
+    action: Mapped[str] = mapped_column(String(30))  # created, updated, deactivated, reactivated, transferred…
+    subject: Mapped[str | None] = mapped_column(String(50))  # "system 3", "equipment 5"; None: the property itself
     field: Mapped[str | None] = mapped_column(String(50))
     old_value: Mapped[str | None] = mapped_column(Text)  # confidential values are stored as "***"
     new_value: Mapped[str | None] = mapped_column(Text)
@@ -73,6 +75,71 @@ class PropertyHistory(Base):
     source: Mapped[str] = mapped_column(String(20), default="api")
     request_id: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SystemKind(Base):
+    """A kind of system an admin defines once ("DSC PowerSeries", "Hikvision NVR") and the fields it asks for.
+
+    ``fields`` is a list of ``{"name", "label", "required"}``; a name is either one of the system's
+    own fields (``ip_address``, ``port``, ``username``, ``password``, ``version``) or a custom one
+    whose values live in the system's ``details``.
+    """
+
+    __tablename__ = "system_kinds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    manufacturer: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    fields: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+
+class System(Base):
+    """A system of some kind installed at a property, with how to reach and log in to it."""
+
+    __tablename__ = "systems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), index=True)
+    kind_id: Mapped[int] = mapped_column(ForeignKey("system_kinds.id", ondelete="RESTRICT"), index=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    port: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str | None] = mapped_column(String(100))
+    password_encrypted: Mapped[str | None] = mapped_column(Text)  # FieldCipher token, never the password
+    version: Mapped[str | None] = mapped_column(String(50))  # the system's software or firmware version
+    notes: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)  # the kind's custom fields
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+
+class Equipment(Base):
+    """A piece of equipment installed at a property (a sensor, a keypad, a camera…)."""
+
+    __tablename__ = "equipment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), index=True)
+    item: Mapped[str] = mapped_column(String(200))
+    zone: Mapped[str | None] = mapped_column(String(50))
+    serial_number: Mapped[str | None] = mapped_column(String(100))
+    install_date: Mapped[date | None] = mapped_column(Date)
+    warranty_end: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="installed")
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": row_version}
 
 
 class KnownCustomer(Base):

@@ -9,9 +9,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import utcnow
@@ -20,7 +18,7 @@ from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.outbox import Outbox
 
 from . import customers_replica as replica
-from . import history, pins
+from . import history, pins, writes
 from .history import Actor
 from .models import KnownCustomer, Property
 
@@ -53,14 +51,8 @@ def ensure_editable(prop: Property) -> None:
 
 
 def flush(session: Session) -> None:
-    """Flushes, turning a lost race into the caller's 409 instead of a 500."""
-    try:
-        session.flush()
-    except IntegrityError:  # a concurrent request took the account number between our check and our write
-        raise _account_taken() from None
-    except StaleDataError:  # changed or removed by someone else since we read it
-        raise conflict("The record was changed or removed by someone else meanwhile. Reload it and try again.") \
-            from None
+    # an integrity error here is a concurrent request taking the account number after our check
+    writes.flush(session, _account_taken)
 
 
 def get_property(session: Session, property_id: int) -> Property:
@@ -176,7 +168,7 @@ def update_property(session: Session, outbox: Outbox, cipher: FieldCipher, prop:
                        new=values[column])
         setattr(prop, column, values[column])
     if pin_changed:
-        history.record(session, prop.id, "updated", actor, field="pin")
+        history.record(session, prop.id, "updated", actor, field="pin", old="(previous)", new=new_pin)
         for column, value in pins.seal(cipher, new_pin).items():
             setattr(prop, column, value)
     prop.updated_at = utcnow()

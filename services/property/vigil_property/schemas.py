@@ -6,12 +6,14 @@ client learns which action sets them instead of seeing them silently ignored.
 """
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate
+import ipaddress
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
-from .models import ACCESS_MANAGERS, MONITORING_STATUSES, PROPERTY_TYPES
+from .models import ACCESS_MANAGERS, EQUIPMENT_STATUSES, MONITORING_STATUSES, PROPERTY_TYPES
 from .pins import PIN_PATTERN
 
 READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."
@@ -38,7 +40,8 @@ class Input(Schema):
     """A request body: undeclared fields are refused, server-owned ones named as read-only."""
 
     READ_ONLY: frozenset[str] = frozenset({"id", "customer_id", "location_id", "created_at", "updated_at",
-                                           "version", "active", "deactivated_at"})
+                                           "version", "active", "deactivated_at", "property_id", "kind_id",
+                                           "kind_name", "status", "cancelled_at", "cancelled_by"})
 
     def handle_error(self, error, data, *, many, **kwargs):
         messages = error.messages if isinstance(error.messages, dict) else {}
@@ -134,7 +137,10 @@ class TransferSchema(Input):
 
 class HistoryEntrySchema(Schema):
     id = fields.Integer()
-    action = fields.String(metadata={"description": "created, updated, deactivated, reactivated or transferred"})
+    action = fields.String(metadata={"description": "created, updated, deactivated, reactivated, transferred, "
+                                                    "system_added, system_removed, equipment_added, equipment_deleted"})
+    subject = fields.String(allow_none=True, metadata={"description": "The system or equipment changed, if not "
+                                                                      "the property itself (e.g. `system 3`)"})
     field = fields.String(allow_none=True)
     old_value = fields.String(allow_none=True)
     new_value = fields.String(allow_none=True)
@@ -146,5 +152,140 @@ class HistoryEntrySchema(Schema):
     at = Timestamp()
 
 
+# --- system kinds and systems ------------------------------------------------------------------
+
+SLUG = validate.Regexp(r"^[a-z][a-z0-9_]{0,49}$", error="Lower-case letters, digits and _, starting with a letter.")
+
+
+def ip_address(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValidationError("Not an IPv4 or IPv6 address.") from None
+
+
+class KindFieldSchema(Schema):
+    name = fields.String(required=True, validate=SLUG, metadata={
+        "description": "ip_address, port, username, password, version, or a custom name kept in `details`"})
+    label = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
+    required = fields.Boolean(load_default=False)
+
+
+class KindFieldInput(KindFieldSchema, Input):
+    pass
+
+
+class SystemKindSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    manufacturer = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    # "fields" would shadow marshmallow's own attribute of that name
+    field_specs = fields.List(fields.Nested(KindFieldSchema), data_key="fields", attribute="fields",
+                              metadata={"description": "What a system of this kind asks for"})
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class SystemKindPatchSchema(Input):
+    name = TrimmedString(validate=validate.Length(min=1, max=100))
+    manufacturer = text(100)
+    description = text(5000)
+    field_specs = fields.List(fields.Nested(KindFieldInput), data_key="fields", attribute="fields",
+                              validate=validate.Length(max=50))
+
+    @validates_schema
+    def _unique_field_names(self, data, **kwargs):
+        names = [spec["name"] for spec in data.get("fields") or []]
+        if len(names) != len(set(names)):
+            raise ValidationError("Each field name may appear once.", field_name="fields")
+
+
+class SystemKindCreateSchema(SystemKindPatchSchema):
+    name = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
+
+
+class SystemKindListArgs(PaginationArgs):
+    q = TrimmedString(validate=validate.Length(max=100), metadata={"description": "Matches name or manufacturer"})
+
+
+class SystemSchema(Schema):
+    id = fields.Integer()
+    property_id = fields.Integer()
+    kind_id = fields.Integer()
+    kind_name = fields.String()
+    ip_address = fields.String(allow_none=True)
+    port = fields.Integer(allow_none=True)
+    username = fields.String(allow_none=True)
+    password = fields.String(allow_none=True, metadata={
+        "description": "`***` without confidential.installation_codes.view; null when none is stored"})
+    version = fields.String(allow_none=True, metadata={"description": "Software or firmware version"})
+    notes = fields.String(allow_none=True)
+    details = fields.Dict(keys=fields.String(), values=fields.String(),
+                          metadata={"description": "Values of the kind's custom fields"})
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class SystemPatchSchema(Input):
+    """Any subset; ``details`` changes only the keys it names (null removes one)."""
+
+    ip_address = TrimmedString(allow_none=True, validate=ip_address)
+    port = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=65535))
+    username = text(100)
+    password = fields.String(allow_none=True, validate=validate.Length(min=1, max=200), metadata={
+        "description": "Stored encrypted. Changing a stored one needs confidential.installation_codes.modify"})
+    version = text(50)
+    notes = text(10_000)
+    details = fields.Dict(keys=fields.String(validate=SLUG), values=TrimmedString(allow_none=True,
+                          validate=validate.Length(max=500)))
+
+
+class SystemCreateSchema(SystemPatchSchema):
+    READ_ONLY = Input.READ_ONLY - {"kind_id"}
+
+    kind_id = fields.Integer(required=True, metadata={"description": "A system kind from /system-kinds"})
+
+
+# --- equipment -----------------------------------------------------------------------------------
+
+class EquipmentSchema(Schema):
+    id = fields.Integer()
+    property_id = fields.Integer()
+    item = fields.String()
+    zone = fields.String(allow_none=True)
+    serial_number = fields.String(allow_none=True)
+    install_date = fields.Date(allow_none=True)
+    warranty_end = fields.Date(allow_none=True)
+    status = fields.String(metadata={"enum": list(EQUIPMENT_STATUSES)})
+    notes = fields.String(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class EquipmentPatchSchema(Input):
+    READ_ONLY = Input.READ_ONLY - {"status"}
+
+    item = TrimmedString(validate=validate.Length(min=1, max=200), metadata={"description": "e.g. PIR motion sensor"})
+    zone = text(50)
+    serial_number = text(100)
+    install_date = fields.Date(allow_none=True)
+    warranty_end = fields.Date(allow_none=True)
+    status = Choice(EQUIPMENT_STATUSES, metadata={"description": "installed (default), faulty, removed"})
+    notes = text(10_000)
+
+
+class EquipmentCreateSchema(EquipmentPatchSchema):
+    item = TrimmedString(required=True, validate=validate.Length(min=1, max=200),
+                         metadata={"description": "e.g. PIR motion sensor"})
+
+
+class EquipmentListArgs(PaginationArgs):
+    status = Choice(EQUIPMENT_STATUSES)
+
+
 PropertyPageSchema = page_schema(PropertySchema, "PropertyPage")
+SystemKindPageSchema = page_schema(SystemKindSchema, "SystemKindPage")
+SystemPageSchema = page_schema(SystemSchema, "SystemPage")
+EquipmentPageSchema = page_schema(EquipmentSchema, "EquipmentPage")
 HistoryPageSchema = page_schema(HistoryEntrySchema, "PropertyHistoryPage")

@@ -1,4 +1,7 @@
 """HTTP views of the property service: thin, they parse, authorise, call the domain, commit."""
+from .equipment import blp as equipment_blp
 from .properties import blp as properties_blp
+from .system_kinds import blp as system_kinds_blp
+from .systems import blp as systems_blp
 
-BLUEPRINTS = [properties_blp]
+BLUEPRINTS = [properties_blp, systems_blp, equipment_blp, system_kinds_blp]

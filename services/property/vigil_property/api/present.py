@@ -11,7 +11,7 @@ from vigil_shared.runtime import current_runtime
 from vigil_shared.web import current_identity, note_confidential_read
 
 from .. import pins
-from ..models import Property
+from ..models import Property, System, SystemKind
 from ..properties import ACCESS_COLUMNS
 
 CODES_VIEW = "confidential.installation_codes.view"
@@ -38,4 +38,20 @@ def property_body(prop: Property, location_id: int | None) -> dict:
 def property_page(page, locations: dict[int, int | None]) -> dict:
     body = page.body()
     body["items"] = [property_body(item, locations.get(item.customer_id)) for item in page.items]
+    return body
+
+
+def system_body(system: System, kind: SystemKind | None, location_id: int | None, identity: Identity | None = None) -> dict:
+    body = {column: getattr(system, column) for column in (
+        "id", "property_id", "kind_id", "ip_address", "port", "username", "version", "notes", "created_at",
+        "updated_at")}
+    body["kind_name"] = kind.name if kind else None
+    body["details"] = dict(system.details or {})
+    if system.password_encrypted is None:
+        body["password"] = None
+    elif may_see_codes(location_id, identity):
+        body["password"] = current_runtime().cipher.decrypt(system.password_encrypted)
+        note_confidential_read("system", system.id, ["password"])
+    else:
+        body["password"] = mask(system.password_encrypted)
     return body

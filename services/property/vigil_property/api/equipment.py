@@ -1,0 +1,90 @@
+"""Equipment installed at a property (equipment.view / equipment.modify at its location)."""
+from __future__ import annotations
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from vigil_shared.http import check_if_match, etag_of
+from vigil_shared.idempotency import idempotent
+from vigil_shared.web import request_session, requires
+
+from .. import equipment as domain
+from ..schemas import (EquipmentCreateSchema, EquipmentListArgs, EquipmentPageSchema, EquipmentPatchSchema,
+                       EquipmentSchema)
+from . import scope
+
+blp = Blueprint("equipment", __name__, url_prefix="/api/v1/properties/<int:property_id>/equipment",
+                description="Equipment installed at a property")
+
+
+def _headers(item, **extra) -> dict:
+    return {"ETag": etag_of(item.id, item.row_version), **extra}
+
+
+@blp.route("")
+class PropertyEquipment(MethodView):
+    @requires("equipment.view")
+    @blp.arguments(EquipmentListArgs, location="query", as_kwargs=True)
+    @blp.response(200, EquipmentPageSchema)
+    def get(self, property_id, page, per_page, status=None):
+        """List the equipment at a property by zone, optionally by `status`."""
+        session = request_session()
+        scope.property_in_scope(session, property_id, "equipment.view")
+        result = domain.list_equipment(session, property_id, page=page, per_page=per_page, status=status)
+        return result.body(), 200, result.headers()
+
+    @requires("equipment.modify")
+    @idempotent
+    @blp.arguments(EquipmentCreateSchema)
+    @blp.response(201, EquipmentSchema)
+    @blp.alt_response(409, description="The property is inactive")
+    def post(self, data, property_id):
+        """Record equipment installed at the property."""
+        session = request_session()
+        scoped = scope.property_in_scope(session, property_id, "equipment.modify")
+        created = domain.add_equipment(session, scoped.property, data, scope.actor())
+        session.commit()
+        return created, 201, _headers(created, Location=url_for(
+            "equipment.PropertyEquipmentItem", property_id=property_id, equipment_id=created.id))
+
+
+@blp.route("/<int:equipment_id>")
+class PropertyEquipmentItem(MethodView):
+    @requires("equipment.view")
+    @blp.response(200, EquipmentSchema)
+    def get(self, property_id, equipment_id):
+        """Read one piece of equipment."""
+        session = request_session()
+        scope.property_in_scope(session, property_id, "equipment.view")
+        found = domain.get_equipment(session, property_id, equipment_id)
+        return found, 200, _headers(found)
+
+    @requires("equipment.modify")
+    @blp.arguments(EquipmentPatchSchema)
+    @blp.response(200, EquipmentSchema)
+    @blp.alt_response(409, description="The property is inactive")
+    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    def patch(self, changes, property_id, equipment_id):
+        """Change some fields; equipment taken out of the site is marked `removed`."""
+        session = request_session()
+        scoped = scope.property_in_scope(session, property_id, "equipment.modify")
+        found = domain.get_equipment(session, property_id, equipment_id)
+        check_if_match(found.id, found.row_version)
+        domain.update_equipment(session, scoped.property, found, changes, scope.actor())
+        session.commit()
+        return found, 200, _headers(found)
+
+    @requires("equipment.modify")
+    @blp.response(204)
+    @blp.alt_response(409, description="The property is inactive")
+    @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
+    def delete(self, property_id, equipment_id):
+        """Delete a record entered by mistake."""
+        session = request_session()
+        scoped = scope.property_in_scope(session, property_id, "equipment.modify")
+        found = domain.get_equipment(session, property_id, equipment_id)
+        check_if_match(found.id, found.row_version)
+        domain.remove_equipment(session, scoped.property, found, scope.actor())
+        session.commit()
+        return None
