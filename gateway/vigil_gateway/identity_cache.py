@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database
@@ -46,11 +46,21 @@ class IdentityCache:
         self.db = db
         self._entries: dict[tuple, Entry] = {}
         self._lock = threading.Lock()
-        self._epoch_query = select(AuthState.epoch).where(AuthState.id == 1)
 
     def epoch(self) -> int:
-        with self.db.engine.connect() as conn:
-            return conn.execute(self._epoch_query).scalar_one()
+        """One integer per call, read through the driver directly: this runs before every request."""
+        connection = self.db.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT epoch FROM auth_state WHERE id = 1")
+            row = cursor.fetchone()
+            cursor.close()
+            connection.commit()  # ends the read transaction; nothing was written
+        finally:
+            connection.close()  # back to the pool
+        if row is None:
+            raise RuntimeError("auth_state has no row: run `vigil-gateway migrate`")
+        return row[0]
 
     def get(self, key: tuple, epoch: int) -> Entry | None:
         entry = self._entries.get(key)

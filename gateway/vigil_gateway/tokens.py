@@ -51,7 +51,24 @@ def issue_access_token(user_id: int, username: str, session_id: str, secret: str
                       secret, algorithm="HS256")
 
 
+_verified: dict[str, dict] = {}  # token → its claims: a token's signature is checked once per process
+_VERIFIED_MAX = 10_000
+
+
 def verify_access_token(token: str, secret: str) -> dict:
+    claims = _verified.get(token)
+    if claims is not None:
+        if claims["exp"] > time.time():
+            return claims
+        _verified.pop(token, None)
+    claims = _decode_access_token(token, secret)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[token] = claims
+    return claims
+
+
+def _decode_access_token(token: str, secret: str) -> dict:
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
                             options={"require": ["exp", "iat", "sub", "jti", "sid"]})
