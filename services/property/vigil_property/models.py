@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, true
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
@@ -22,6 +22,8 @@ PROPERTY_TYPES = ("residential", "commercial")
 MONITORING_STATUSES = ("active", "suspended", "cancelled")
 ACCESS_MANAGERS = ("owner", "tenant", "letting_agent", "other")
 EQUIPMENT_STATUSES = ("installed", "faulty", "removed")
+APPOINTMENT_TYPES = ("install", "service", "inspection", "sale")
+APPOINTMENT_STATUSES = ("scheduled", "completed", "cancelled")
 
 
 class Property(Base):
@@ -135,6 +137,31 @@ class Equipment(Base):
     warranty_end: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20), default="installed")
     notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+
+class Appointment(Base):
+    """A technician or sales visit at a property. Cancelled ones stay, with who cancelled, when and why."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (Index("ix_appointments_technician_id_starts_at", "technician_id", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(20))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    technician_id: Mapped[int | None] = mapped_column(Integer)  # a gateway user id
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    notes: Mapped[str | None] = mapped_column(Text)
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_by: Mapped[str | None] = mapped_column(String(150))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     row_version: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -13,7 +13,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
-from .models import ACCESS_MANAGERS, EQUIPMENT_STATUSES, MONITORING_STATUSES, PROPERTY_TYPES
+from .models import (ACCESS_MANAGERS, APPOINTMENT_STATUSES, APPOINTMENT_TYPES, EQUIPMENT_STATUSES, MONITORING_STATUSES,
+                     PROPERTY_TYPES)
 from .pins import PIN_PATTERN
 
 READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."
@@ -284,7 +285,74 @@ class EquipmentListArgs(PaginationArgs):
     status = Choice(EQUIPMENT_STATUSES)
 
 
+# --- appointments --------------------------------------------------------------------------------
+
+class AppointmentSchema(Schema):
+    id = fields.Integer()
+    property_id = fields.Integer()
+    customer_id = fields.Integer()
+    type = fields.String(metadata={"enum": list(APPOINTMENT_TYPES)})
+    starts_at = Timestamp()
+    ends_at = Timestamp()
+    technician_id = fields.Integer(allow_none=True, metadata={"description": "The assigned technician's user id"})
+    status = fields.String(metadata={"enum": list(APPOINTMENT_STATUSES)})
+    notes = fields.String(allow_none=True)
+    cancel_reason = fields.String(allow_none=True)
+    cancelled_at = Timestamp(allow_none=True)
+    cancelled_by = fields.String(allow_none=True)
+    completed_at = Timestamp(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class AppointmentPatchSchema(Input):
+    """Any subset; the status changes only through `/cancel` and `/complete`."""
+
+    type = Choice(APPOINTMENT_TYPES, metadata={"description": "install, service, inspection or sale"})
+    starts_at = Timestamp(metadata={"description": "UTC; an offset-less time is taken as UTC"})
+    ends_at = Timestamp()
+    technician_id = fields.Integer(allow_none=True, validate=validate.Range(min=1),
+                                   metadata={"description": "User id of the technician; null leaves it unassigned"})
+    notes = text(10_000)
+
+
+class AppointmentCreateSchema(AppointmentPatchSchema):
+    type = Choice(APPOINTMENT_TYPES, required=True, metadata={"description": "install, service, inspection or sale"})
+    starts_at = Timestamp(required=True, metadata={"description": "UTC; an offset-less time is taken as UTC"})
+    ends_at = Timestamp(required=True)
+
+
+class CancelSchema(Input):
+    reason = TrimmedString(required=True, validate=validate.Length(min=1, max=500),
+                           metadata={"description": "Why the visit is called off; kept with it and in the history"})
+
+
+class CompleteSchema(Input):
+    notes = text(10_000, metadata={"description": "The technician's notes; replaces the appointment's notes"})
+
+
+class AppointmentListArgs(PaginationArgs):
+    technician = fields.Integer(metadata={"description": "Technician's user id"})
+    from_ = Timestamp(data_key="from", metadata={"description": "Keeps appointments ending after this moment"})
+    to = Timestamp(metadata={"description": "Keeps appointments starting before this moment"})
+    status = Choice(APPOINTMENT_STATUSES)
+    type = Choice(APPOINTMENT_TYPES)
+    property_id = fields.Integer()
+    sort = fields.String(load_default="starts_at", validate=validate.OneOf(["starts_at", "-starts_at"]))
+
+    @validates_schema
+    def _window(self, data, **kwargs):
+        if data.get("from_") and data.get("to") and data["to"] <= data["from_"]:
+            raise ValidationError("Must be after `from`.", field_name="to")
+
+
+class RelatedAppointmentListArgs(PaginationArgs):
+    status = Choice(APPOINTMENT_STATUSES)
+    sort = fields.String(load_default="starts_at", validate=validate.OneOf(["starts_at", "-starts_at"]))
+
+
 PropertyPageSchema = page_schema(PropertySchema, "PropertyPage")
+AppointmentPageSchema = page_schema(AppointmentSchema, "AppointmentPage")
 SystemKindPageSchema = page_schema(SystemKindSchema, "SystemKindPage")
 SystemPageSchema = page_schema(SystemSchema, "SystemPage")
 EquipmentPageSchema = page_schema(EquipmentSchema, "EquipmentPage")

@@ -1,7 +1,8 @@
 """HTTP views of the property service: thin, they parse, authorise, call the domain, commit."""
+from .appointments import blp as appointments_blp
 from .equipment import blp as equipment_blp
 from .properties import blp as properties_blp
 from .system_kinds import blp as system_kinds_blp
 from .systems import blp as systems_blp
 
-BLUEPRINTS = [properties_blp, systems_blp, equipment_blp, system_kinds_blp]
+BLUEPRINTS = [properties_blp, systems_blp, equipment_blp, system_kinds_blp, appointments_blp]
