@@ -134,6 +134,7 @@ class ServiceProgram:
     blueprints: list = field(default_factory=list)
     register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
     encrypted_columns: list = field(default_factory=list)  # model attributes holding FieldCipher tokens
+    multipart_endpoints: frozenset = frozenset()  # endpoints taking multipart/form-data (uploads)
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         from .ops import ops_blueprint
@@ -141,7 +142,7 @@ class ServiceProgram:
 
         runtime = self.runtime(settings)
         app = create_service_app(self.name, runtime.settings, runtime.db, [*self.blueprints, ops_blueprint(self.name)],
-                                 runtime.ready_checks())
+                                 runtime.ready_checks(), multipart_endpoints=frozenset(self.multipart_endpoints))
         app.extensions["vigil_runtime"] = runtime
         return app
 

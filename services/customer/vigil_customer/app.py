@@ -1,14 +1,20 @@
-"""App factory and command line of the customer service (``vigil-customer migrate|web|worker|relay``)."""
+"""App factory and command line of the customer service (``vigil-customer migrate|web|worker|relay|rotate-keys``)."""
 from __future__ import annotations
 
 from vigil_shared.runtime import ServiceProgram
 
-from .api import BLUEPRINTS
-from .models import messaging
+from .api import BLUEPRINTS, MULTIPART_ENDPOINTS
+from .models import Contact, Customer, HistoryEntry, messaging
 from .tasks import register_tasks
 
-program = ServiceProgram(name="customer", package="vigil_customer", messaging=messaging,
-                         blueprints=BLUEPRINTS, register_tasks=register_tasks)
+program = ServiceProgram(
+    name="customer", package="vigil_customer", messaging=messaging, blueprints=BLUEPRINTS,
+    register_tasks=register_tasks, multipart_endpoints=MULTIPART_ENDPOINTS,
+    # every column holding FieldCipher tokens, re-encrypted by `vigil-customer rotate-keys`
+    encrypted_columns=[Customer.ssn_enc, Customer.birthdate_enc, Customer.confirmation_number_enc,
+                       Customer.receiver_number_enc, Customer.abort_code_enc, Contact.passcode_enc,
+                       HistoryEntry.old_value_enc, HistoryEntry.new_value_enc],
+)
 create_app = program.create_app
 
 

@@ -1,36 +1,56 @@
-"""Customer domain logic: plain functions over a session and the outbox, no HTTP in here."""
+"""Customer and lead operations: create, change, convert, copy, delete. No HTTP in here.
+
+Every operation checks the caller's rights on the fields it touches (``access``), validates and
+normalises values (``record``), keeps the search index current (``search``), writes history
+(``history``) and its event (outbox) in the caller's transaction. Nothing is changed unless
+everything asked for is allowed and valid.
+"""
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vigil_shared.errors import conflict, not_found
-from vigil_shared.http import Page, paginate
+from vigil_shared.crypto import FieldCipher
+from vigil_shared.db import utcnow
+from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validation_problem
 from vigil_shared.messaging.outbox import Outbox
+from vigil_shared.web import forbidden
 
-from .models import Customer
+from . import custom_fields, duplicates, history, record, search, validation
+from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, INSTALLATION_FIELDS, LEAD, READ_ONLY, SALE_FIELDS, Access,
+                     base_permission, field_forbidden, fields_of)
+from .models import Customer, CustomerFile
 
-SORTS = {
-    "id": Customer.id.asc(), "-id": Customer.id.desc(),
-    "last_name": Customer.last_name.asc(), "-last_name": Customer.last_name.desc(),
-    "created_at": Customer.created_at.asc(), "-created_at": Customer.created_at.desc(),
+DUPLICATES = "urn:vigil:problem:duplicates"
+REQUIRED = {
+    CUSTOMER: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "account_type"),
+    LEAD: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "lead_status"),
 }
+# What the cross-field rules read from the stored record.
+RULE_FIELDS = {kind: (*required, "canceled", "cancel_date", "cancel_reason", "zip", "state")
+               for kind, required in REQUIRED.items()}
+# Per-account identifiers and states a copy must not inherit (seed 001 "Duplicate Customer").
+NOT_COPIED = frozenset({"email", "account_number", "adt_number", "adt_serial_man", "confirmation_number",
+                        "receiver_number", "abort_code", "canceled", "cancel_date", "cancel_reason",
+                        "installation_appointment_id", "collections_date"})
 
 
-def _email_key(email: str | None) -> str | None:
-    return email.strip().lower() if email else None
+@dataclass(frozen=True)
+class Context:
+    """What every write needs: the session, the outbox, who is acting, the field cipher."""
 
+    session: Session
+    outbox: Outbox
+    actor: history.Actor
+    cipher: FieldCipher
 
-def _ensure_email_free(session: Session, email: str | None, exclude_id: int | None = None) -> None:
-    key = _email_key(email)
-    if key is None:
-        return
-    statement = select(Customer.id).where(Customer.email_key == key)
-    if exclude_id is not None:
-        statement = statement.where(Customer.id != exclude_id)
-    if session.scalar(statement) is not None:
-        raise conflict("Another customer already uses this email address.", errors={"email": ["Already in use."]})
+    @property
+    def identity(self):
+        return self.actor.identity
 
 
 def get_customer(session: Session, customer_id: int) -> Customer:
@@ -40,55 +60,338 @@ def get_customer(session: Session, customer_id: int) -> Customer:
     return customer
 
 
-def list_customers(session: Session, *, page: int, per_page: int, q: str | None = None,
-                   active: bool | None = None, sort: str = "id") -> Page:
-    statement = select(Customer)
-    if q:
-        pattern = f"%{q.lower()}%"
-        statement = statement.where(or_(
-            func.lower(Customer.first_name).like(pattern),
-            func.lower(Customer.last_name).like(pattern),
-            Customer.email_key.like(pattern),
-        ))
-    if active is not None:
-        statement = statement.where(Customer.active.is_(active))
-    statement = statement.order_by(SORTS[sort], Customer.id.asc())
-    return paginate(session, statement, page, per_page)
+def authorize(identity, customer: Customer, action: str) -> Access:
+    """403 unless the caller holds the record's ``view``/``modify``/``delete`` permission at its location."""
+    access = Access(identity, customer.kind, customer.location_id)
+    if not access.can_record(action):
+        raise forbidden(base_permission(customer.kind, action))
+    return access
 
 
-def _flush_unique(session: Session) -> None:
+def touch(session: Session, customer_id: int) -> None:
+    """Marks activity on the record (a note, a contact, a file…) without changing its ETag."""
+    session.execute(sql_update(Customer).where(Customer.id == customer_id).values(last_activity_at=utcnow())
+                    .execution_options(synchronize_session=False))
+
+
+# --- applying values ------------------------------------------------------------------------------
+
+def _kind_errors(kind: str, fields) -> dict[str, list[str]]:
+    allowed = set(fields_of(kind))
+    errors = {}
+    for name in fields:
+        if name in READ_ONLY and name not in CREATE_ONLY:
+            errors[name] = ["Read-only field."]
+        elif name not in allowed and name not in CREATE_ONLY:
+            other = "customers" if kind == LEAD else "leads"
+            errors[name] = [f"Only {other} have this field."]
+    return errors
+
+
+def _is_mask(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("***")
+
+
+def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool,
+           check_access: bool = True) -> list[tuple[str, Any, Any]]:
+    """Validates ``incoming`` against the record and the caller's rights, then writes it.
+
+    Returns ``(field, old, new)`` for every field that really changed. Raises 403 naming the
+    fields the caller may not set, or 422 naming the invalid ones, before writing anything.
+    """
+    incoming = dict(incoming)
+    custom_incoming = incoming.pop("custom_fields", None)
+    kind = customer.kind
+    errors = _kind_errors(kind, [f for f in incoming if not (creating and f in CREATE_ONLY)])
+    if errors:
+        raise validation_problem(errors)
+
+    state = incoming.get("state", customer.state)
+    if isinstance(state, str) and state.strip():
+        try:
+            state = validation.normalize_state(state)
+        except ValueError:
+            state = None
+    values, errors = record.normalize(incoming, state)
+
+    current = {name: record.read(customer, name, ctx.cipher) for name in incoming} if not creating else \
+        {name: None for name in incoming}
+    access = Access(ctx.identity, kind, incoming.get("location_id", customer.location_id) if creating
+                    else customer.location_id)
+    for name in list(values):
+        if name in CONFIDENTIAL and record.is_masked_echo(name, values[name], current.get(name)):
+            del values[name]
+        elif name in CONFIDENTIAL and _is_mask(values[name]):
+            errors.setdefault(name, []).append("Send the full value; a masked value cannot be saved.")
+    changed = {name: value for name, value in values.items() if value != current.get(name)}
+
+    if check_access:
+        refusals = {}
+        for name in incoming:
+            if name not in values and name not in errors:
+                continue  # a masked echo
+            if name not in changed and name not in errors and access.can_view_field(name) and (
+                    name not in CONFIDENTIAL or access.can_see_confidential(name)):
+                continue  # sent back unchanged: nothing is being set
+            refusal = access.write_refusal(name, creating=creating, has_saved_value=current.get(name) is not None)
+            if refusal:
+                refusals[name] = refusal
+        if custom_incoming is not None and not access.can_record("create" if creating else "modify"):
+            refusals["custom_fields"] = base_permission(kind, "create" if creating else "modify")
+        if "location_id" in changed and not creating:
+            target = Access(ctx.identity, kind, changed["location_id"])
+            if not target.can_record("modify"):
+                refusals["location_id"] = base_permission(kind, "modify")
+        if refusals:
+            raise field_forbidden(refusals)
+    if errors:
+        raise validation_problem(errors)
+
+    merged = {} if creating else {name: record.read(customer, name, ctx.cipher) for name in RULE_FIELDS[kind]}
+    merged.update(values)
+    _check_rules(ctx.session, customer, kind, merged, changed, values, creating)
+    for name in changed:
+        if name not in current:
+            current[name] = None if creating else record.read(customer, name, ctx.cipher)
+
+    if custom_incoming is not None or creating:
+        stored = dict(customer.custom_fields or {})
+        merged_custom, custom_errors = custom_fields.validate_values(ctx.session, kind, custom_incoming or {},
+                                                                     stored, creating=creating)
+        if custom_errors:
+            raise validation_problem(custom_errors)
+        if merged_custom != stored:
+            changed["custom_fields"] = merged_custom
+            current["custom_fields"] = stored
+
+    if "email" in changed and changed["email"]:
+        _ensure_email_free(ctx.session, changed["email"], exclude_id=customer.id)
+
+    # state first: phones are parsed in its country
+    for name in sorted(changed, key=lambda n: n != "state"):
+        record.write(customer, name, changed[name], ctx.cipher)
+    record.refresh_derived(customer)
+    return [(name, current.get(name), changed[name]) for name in changed]
+
+
+def _check_rules(session: Session, customer: Customer, kind: str, merged: dict, changed: dict, sent: dict,
+                 creating: bool) -> None:
+    """Rules across fields: required per kind, cancellation, ZIP against a new state, parent customer."""
+    errors: dict[str, list[str]] = {}
+    for name in REQUIRED[kind]:
+        value = merged.get(name)
+        if value is None or value == "":
+            if creating or name in sent:
+                errors[name] = [f"Required for {'leads' if kind == LEAD else 'customers'}."]
+    if kind == CUSTOMER:
+        if merged.get("canceled"):
+            for name in ("cancel_date", "cancel_reason"):
+                if not merged.get(name):
+                    errors.setdefault(name, []).append("Required when the account is canceled.")
+        else:
+            for name in ("cancel_date", "cancel_reason"):
+                if sent.get(name) is not None:
+                    errors.setdefault(name, []).append("Only for a canceled account (set canceled to true).")
+            if "canceled" in changed:
+                for name in ("cancel_date", "cancel_reason"):
+                    if merged.get(name) is not None:
+                        changed[name] = None
+                        merged[name] = None
+    if "state" in changed and "zip" not in sent and merged.get("zip"):
+        try:
+            validation.normalize_zip(merged["zip"], merged.get("state"))
+        except ValueError as exc:
+            errors.setdefault("zip", []).append(f"Does not match the new state: {exc}")
+    parent_id = changed.get("parent_customer_id")
+    if parent_id is not None:
+        errors.update(_parent_errors(session, customer, parent_id))
+    if errors:
+        raise validation_problem(errors)
+
+
+def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict[str, list[str]]:
+    """Seed 001: a flat two-level hierarchy; only top-level customers can be parents."""
+    if customer.id is not None and parent_id == customer.id:
+        return {"parent_customer_id": ["A customer cannot be its own parent."]}
+    parent = session.get(Customer, parent_id)
+    if parent is None or parent.kind != CUSTOMER:
+        return {"parent_customer_id": ["No such customer."]}
+    if parent.parent_customer_id is not None:
+        return {"parent_customer_id": ["That customer is itself a sub-customer; only top-level customers can be parents."]}
+    if customer.id is not None and session.scalar(
+            select(Customer.id).where(Customer.parent_customer_id == customer.id).limit(1)) is not None:
+        return {"parent_customer_id": ["This customer has sub-customers, so it cannot become one."]}
+    return {}
+
+
+def _email_in_use() -> Problem:
+    return conflict("Another customer already uses this email address.", errors={"email": ["Already in use."]})
+
+
+def _ensure_email_free(session: Session, email: str, exclude_id: int | None = None) -> None:
+    statement = select(Customer.id).where(Customer.email_key == email.strip().lower())
+    if exclude_id is not None:
+        statement = statement.where(Customer.id != exclude_id)
+    if session.scalar(statement) is not None:
+        raise _email_in_use()
+
+
+def _flush(session: Session) -> None:
     try:
         session.flush()
     except IntegrityError:  # a concurrent request took the email between our check and our write
-        raise conflict("Another customer already uses this email address.",
-                       errors={"email": ["Already in use."]}) from None
+        session.rollback()
+        raise _email_in_use() from None
 
 
-def create_customer(session: Session, outbox: Outbox, data: dict) -> Customer:
-    _ensure_email_free(session, data.get("email"))
-    customer = Customer(**data, email_key=_email_key(data.get("email")))
-    session.add(customer)
-    _flush_unique(session)
-    outbox.add(session, "customer.created", {"customer_id": customer.id})
+def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, Any, Any]], action: str) -> None:
+    for name, old, new in changes:
+        confidential = CONFIDENTIAL.get(name)
+        history.record(ctx.session, ctx.actor, customer.id, action, field=name, old=old, new=new,
+                       confidential=confidential, cipher=ctx.cipher)
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+def duplicate_problem(matches: list[duplicates.Match], identity) -> Problem:
+    """409 listing each match; names of records the caller may not view are withheld."""
+    listed = []
+    for match in matches:
+        item = match.as_dict()
+        if not Access(identity, match.kind, match.location_id).can_record("view"):
+            item["name"] = None
+        listed.append(item)
+    errors = {"email": ["Already in use."]} if any("email" in m.reasons for m in matches) else None
+    return Problem(409, "Possible duplicates of this record exist. Check them, or repeat the request with "
+                        "?allow_duplicates=true to create it anyway.", title="Possible duplicates",
+                   type=DUPLICATES, errors=errors, matches=listed)
+
+
+def create(ctx: Context, data: dict, *, allow_duplicates: bool = False, copied_from: Customer | None = None) -> Customer:
+    data = dict(data)
+    kind = data.pop("kind", CUSTOMER)
+    location_id = data.get("location_id")
+    if location_id is None:
+        raise validation_problem({"location_id": [f"Required for {'leads' if kind == LEAD else 'customers'}."]})
+    access = Access(ctx.identity, kind, location_id)
+    if not access.can_record("create"):
+        raise field_forbidden({"location_id": base_permission(kind, "create")})
+    customer = Customer(kind=kind, custom_fields={}, active=True, currency="USD", mmr_a_la_carte=False,
+                        canceled=False, installed=False, created_by=ctx.actor.name,
+                        **{name: False for name in ("two_way_voice", "cellular_backup", "guard_response",
+                                                    "maintenance", "invoicing", "aarp", "tellular", "pulse")})
+    changes = _apply(ctx, customer, data, creating=True)
+    if not allow_duplicates:
+        matches = duplicates.find(ctx.session, duplicates.Candidate.of(customer))
+        if matches:
+            raise duplicate_problem(matches, ctx.identity)
+    elif customer.email_key:
+        _ensure_email_free(ctx.session, customer.email_key)
+    now = utcnow()
+    customer.created_at = customer.updated_at = customer.last_activity_at = now
+    ctx.session.add(customer)
+    _flush(ctx.session)
+    if copied_from is not None:
+        history.record(ctx.session, ctx.actor, customer.id, "create", field=None, new=f"copy of #{copied_from.id}")
+        history.record(ctx.session, ctx.actor, copied_from.id, "duplicate", field=None, new=f"copied to #{customer.id}")
+    else:
+        history.record(ctx.session, ctx.actor, customer.id, "create", new=kind)
+    _record_changes(ctx, customer, changes, "create")
+    search.reindex(ctx.session, customer)
+    ctx.outbox.add(ctx.session, "customer.created",
+                   {"customer_id": customer.id, "location_id": customer.location_id, "kind": customer.kind})
     return customer
 
 
-def update_customer(session: Session, outbox: Outbox, customer: Customer, changes: dict) -> Customer:
-    changed = sorted(key for key, value in changes.items() if getattr(customer, key) != value)
-    if not changed:
-        return customer
-    if "email" in changed:
-        _ensure_email_free(session, changes["email"], exclude_id=customer.id)
-        customer.email_key = _email_key(changes["email"])
-    for key in changed:
-        setattr(customer, key, changes[key])
-    _flush_unique(session)
-    outbox.add(session, "customer.updated", {"customer_id": customer.id, "changed": changed})
-    return customer
+def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
+    """Applies a PATCH; returns the names of the fields that changed (empty: nothing to do)."""
+    applied = _apply(ctx, customer, changes, creating=False)
+    if not applied:
+        return []
+    customer.last_activity_at = utcnow()
+    _flush(ctx.session)
+    _record_changes(ctx, customer, applied, "update")
+    names = sorted(name for name, _, _ in applied)
+    if record.SEARCHED & set(names):
+        search.reindex(ctx.session, customer)
+    ctx.outbox.add(ctx.session, "customer.updated",
+                   {"customer_id": customer.id, "changed": names, "location_id": customer.location_id})
+    return names
 
 
-def delete_customer(session: Session, outbox: Outbox, customer: Customer) -> None:
-    """Removes the record; every service drops what it holds for it on ``customer.deleted``."""
-    session.delete(customer)
-    session.flush()
-    outbox.add(session, "customer.deleted", {"customer_id": customer.id})
+def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
+    """Seed 001 "Converting a lead": office location and sold-by are required; data and history stay."""
+    if lead.kind != LEAD:
+        raise Problem(409, "Only a lead can be converted to a customer.", type=CONFLICT)
+    target = data["location_id"]
+    if not Access(ctx.identity, CUSTOMER, target).can_record("create"):
+        raise field_forbidden({"location_id": "customers.create"})
+    errors = {}
+    account_type = data.get("account_type") or lead.account_type
+    if not account_type:
+        errors["account_type"] = ["Required for customers; the lead has none, so send it."]
+    if errors:
+        raise validation_problem(errors)
+    before = {"kind": lead.kind, "location_id": lead.location_id, "sold_by": lead.sold_by,
+              "account_type": lead.account_type}
+    stored = dict(lead.custom_fields or {})
+    merged_custom, custom_errors = custom_fields.validate_values(ctx.session, CUSTOMER, data.get("custom_fields") or {},
+                                                                 stored, creating=True)
+    if custom_errors:
+        raise validation_problem(custom_errors)
+    lead.kind = CUSTOMER
+    lead.location_id = target
+    lead.sold_by = data["sold_by"]
+    lead.account_type = account_type
+    lead.custom_fields = merged_custom
+    lead.converted_at = lead.last_activity_at = utcnow()
+    _flush(ctx.session)
+    after = {"kind": lead.kind, "location_id": lead.location_id, "sold_by": lead.sold_by,
+             "account_type": lead.account_type}
+    for name in before:
+        if before[name] != after[name]:
+            history.record(ctx.session, ctx.actor, lead.id, "convert", field=name, old=before[name], new=after[name])
+    if merged_custom != stored:
+        history.record(ctx.session, ctx.actor, lead.id, "convert", field="custom_fields", old=stored, new=merged_custom)
+    search.reindex(ctx.session, lead)
+    ctx.outbox.add(ctx.session, "customer.converted", {"customer_id": lead.id, "location_id": lead.location_id})
+    return lead
+
+
+def copy_values(ctx: Context, source: Customer) -> dict:
+    """The fields a copy starts with: what the caller may see of the source, minus per-account values."""
+    access = Access(ctx.identity, source.kind, source.location_id)
+    values = {}
+    for name in fields_of(source.kind):
+        if name in READ_ONLY or name in NOT_COPIED or not access.can_view_field(name):
+            continue
+        value = record.read(source, name, ctx.cipher)
+        if value is None or value is False or value == {}:
+            continue
+        values[name] = value
+    return values
+
+
+def duplicate(ctx: Context, source: Customer, overrides: dict) -> Customer:
+    """Seed 001 "Duplicate Customer": a new record starting as a copy (not a merge) of ``source``."""
+    data = copy_values(ctx, source)
+    target = Access(ctx.identity, source.kind, overrides.get("location_id", source.location_id))
+    for name in list(data):  # leave out what the caller could not have entered on a new record
+        if name in SALE_FIELDS or name in INSTALLATION_FIELDS or name in CONFIDENTIAL or name == "credit_score" \
+                or name == "credit_tracking_number":
+            if target.write_refusal(name, creating=True, has_saved_value=False):
+                del data[name]
+    data.update(overrides)
+    data["kind"] = source.kind
+    return create(ctx, data, allow_duplicates=True, copied_from=source)
+
+
+def delete(ctx: Context, customer: Customer) -> list[str]:
+    """Removes the record and its notes, contacts, tags, files and history; returns file store keys
+    to remove once committed. Every other service drops its own data on ``customer.deleted``."""
+    keys = list(ctx.session.scalars(select(CustomerFile.storage_key).where(CustomerFile.customer_id == customer.id)))
+    customer_id = customer.id
+    ctx.session.delete(customer)
+    ctx.session.flush()
+    ctx.outbox.add(ctx.session, "customer.deleted", {"customer_id": customer_id})
+    return keys

@@ -1,10 +1,14 @@
-"""Tables the customer service owns. No other service reads them."""
+"""Tables the customer service owns. No other service reads them.
+
+Confidential values (SSN, birthdate, installation codes, contact passcodes) are stored only as
+FieldCipher tokens in ``*_enc`` columns; the SSN also has a keyed blind index for equality lookups.
+"""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
 from vigil_shared.messaging.outbox import messaging_models
@@ -13,20 +17,308 @@ Base = new_declarative_base()
 messaging = messaging_models(Base)
 
 
+def binary_string(length: int) -> String:
+    """Byte-order text: prefix ranges and keyset comparisons behave the same in SQL and Python."""
+    return String(length, collation="C").with_variant(String(length), "sqlite")
+
+
 class Customer(Base):
+    """A customer or a lead (``kind``): the whole Home-page record of seed 001."""
+
     __tablename__ = "customers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), default="customer", server_default="customer")
+    location_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+    # personal information
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
+    birthdate_enc: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(20))
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    city: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str | None] = mapped_column(String(2))
+    zip: Mapped[str | None] = mapped_column(String(10))
+    county: Mapped[str | None] = mapped_column(String(100))
+    cross_street: Mapped[str | None] = mapped_column(String(200))
+    primary_phone: Mapped[str | None] = mapped_column(String(40))
+    primary_phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
+    work_phone: Mapped[str | None] = mapped_column(String(40))
+    work_phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
+    cell_phone: Mapped[str | None] = mapped_column(String(40))
+    cell_phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
+    other_phone: Mapped[str | None] = mapped_column(String(40))
+    other_phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
     email: Mapped[str | None] = mapped_column(String(254))
     # lower-cased email: uniqueness is case-insensitive on every database
     email_key: Mapped[str | None] = mapped_column(String(254), unique=True)
-    phone: Mapped[str | None] = mapped_column(String(40))
+    best_time_to_contact: Mapped[str | None] = mapped_column(String(200))
+    ssn_enc: Mapped[str | None] = mapped_column(Text)
+    ssn_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    spouse: Mapped[str | None] = mapped_column(String(200))
+    credit_score: Mapped[int | None] = mapped_column(Integer)
+    credit_tracking_number: Mapped[str | None] = mapped_column(String(100))
+    account_type: Mapped[str | None] = mapped_column(String(20))
+    account_class: Mapped[str | None] = mapped_column(String(100))
+    business_name: Mapped[str | None] = mapped_column(String(200))
+    business_contact: Mapped[str | None] = mapped_column(String(200))
+    dba_name: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(String(100))
+    source_campaign: Mapped[str | None] = mapped_column(String(100))
+
+    # general
+    company: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    custom_fields: Mapped[dict] = mapped_column(JSON, default=dict)
+    parent_customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+
+    # sale information (customers)
+    sale_date: Mapped[date | None] = mapped_column(Date)
+    sold_by: Mapped[str | None] = mapped_column(String(100))
+    trainee_trainer: Mapped[str | None] = mapped_column(String(100))
+    lead_rep: Mapped[str | None] = mapped_column(String(100))
+    call_center_rep: Mapped[str | None] = mapped_column(String(100))
+    adt_number: Mapped[str | None] = mapped_column(String(50))
+    adt_serial_man: Mapped[str | None] = mapped_column(String(50))
+    account_number: Mapped[str | None] = mapped_column(String(50))
+    mmr: Mapped[int | None] = mapped_column(Integer)  # minor units of ``currency``
+    mmr_a_la_carte: Mapped[bool] = mapped_column(Boolean, default=False)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    monitoring_plan: Mapped[str | None] = mapped_column(String(100))
+    canceled: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_date: Mapped[date | None] = mapped_column(Date)
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    discount_affiliate: Mapped[str | None] = mapped_column(String(100))
+    discount_affiliate_member_number: Mapped[str | None] = mapped_column(String(100))
+    monitored_by: Mapped[str | None] = mapped_column(String(100))
+    interactive_services_provider: Mapped[str | None] = mapped_column(String(100))
+    adt_system_type: Mapped[str | None] = mapped_column(String(100))
+    contract_term_months: Mapped[int | None] = mapped_column(Integer)
+    activation_fee: Mapped[int | None] = mapped_column(Integer)  # minor units of ``currency``
+    warranty_term_months: Mapped[int | None] = mapped_column(Integer)
+    dealer_number: Mapped[str | None] = mapped_column(String(50))
+    collections_date: Mapped[date | None] = mapped_column(Date)
+    funding_status: Mapped[str | None] = mapped_column(String(50))
+    funded_date: Mapped[date | None] = mapped_column(Date)
+
+    # installation & equipment (customers)
+    installation_appointment_id: Mapped[int | None] = mapped_column(Integer)
+    install_date: Mapped[date | None] = mapped_column(Date)
+    install_tech: Mapped[str | None] = mapped_column(String(100))
+    install_tech_reports_to: Mapped[str | None] = mapped_column(String(100))
+    confirmation_number_enc: Mapped[str | None] = mapped_column(Text)
+    receiver_number_enc: Mapped[str | None] = mapped_column(Text)
+    abort_code_enc: Mapped[str | None] = mapped_column(Text)
+    installed: Mapped[bool] = mapped_column(Boolean, default=False)
+    two_way_voice: Mapped[bool] = mapped_column(Boolean, default=False)
+    cellular_backup: Mapped[bool] = mapped_column(Boolean, default=False)
+    guard_response: Mapped[bool] = mapped_column(Boolean, default=False)
+    maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    invoicing: Mapped[bool] = mapped_column(Boolean, default=False)
+    aarp: Mapped[bool] = mapped_column(Boolean, default=False)
+    tellular: Mapped[bool] = mapped_column(Boolean, default=False)
+    pulse: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # lead information (leads)
+    callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lead_disposition: Mapped[str | None] = mapped_column(String(100))
+    callcenter_comments: Mapped[str | None] = mapped_column(Text)
+    lead_status: Mapped[str | None] = mapped_column(String(50))
+    lead_comments: Mapped[str | None] = mapped_column(Text)
+
+    # bookkeeping
+    sort_name: Mapped[str] = mapped_column(binary_string(220), default="")
+    name_address_key: Mapped[str | None] = mapped_column(String(400), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        Index("ix_customers_sort", "sort_name", "id"),
+        Index("ix_customers_created", "created_at", "id"),
+        Index("ix_customers_activity", "last_activity_at", "id"),
+    )
+
+
+class SearchTerm(Base):
+    """One searchable word of a record (name, business, DBA, email, phone digits, account number).
+
+    Word-prefix search is a range scan of ``(term, ...)``; kind, location and the sort key ride
+    along so page 1 and its bounded count are answered from the index alone.
+    """
+
+    __tablename__ = "customer_search_terms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    term: Mapped[str] = mapped_column(binary_string(120))
+    kind: Mapped[str] = mapped_column(String(10))
+    location_id: Mapped[int | None] = mapped_column(Integer)
+    sort_name: Mapped[str] = mapped_column(binary_string(220))
+
+    __table_args__ = (
+        Index("ix_customer_search_terms_lookup", "term", "location_id", "kind", "sort_name", "customer_id"),
+    )
+
+
+class PropertyAccount(Base):
+    """Replica of the property service's account numbers, fed by property events (search by account).
+
+    A deleted property stays as a tombstone so a late or repeated event cannot bring it back.
+    """
+
+    __tablename__ = "property_accounts"
+
+    property_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    account_number: Mapped[str | None] = mapped_column(String(100))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HistoryEntry(Base):
+    """One changed field (or one event on a child) of a record, with who, when, how and from where."""
+
+    __tablename__ = "customer_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor_id: Mapped[str | None] = mapped_column(String(100))
+    actor_name: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(20))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(30))
+    target_type: Mapped[str] = mapped_column(String(20))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    field: Mapped[str | None] = mapped_column(String(100))
+    # values as text; a confidential field's values only as FieldCipher tokens, in the *_enc columns
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    old_value_enc: Mapped[str | None] = mapped_column(Text)
+    new_value_enc: Mapped[str | None] = mapped_column(Text)
+    confidential: Mapped[str | None] = mapped_column(String(30))  # ssn, birthdate or installation_codes
+
+    __table_args__ = (Index("ix_customer_history_customer", "customer_id", "at", "id"),)
+
+
+class Note(Base):
+    """A note, or a ticket (a note with assignee, due date, priority and status)."""
+
+    __tablename__ = "customer_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10), default="note")
+    text: Mapped[str] = mapped_column(Text)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    assignee: Mapped[str | None] = mapped_column(String(100))
+    due_date: Mapped[date | None] = mapped_column(Date)
+    priority: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str | None] = mapped_column(String(20))
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (Index("ix_customer_notes_customer", "customer_id", "urgent", "created_at"),)
+
+
+class Contact(Base):
+    """An emergency contact (called in ``call_priority`` order) or another contact of the record."""
+
+    __tablename__ = "customer_contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(200))
+    relation: Mapped[str | None] = mapped_column(String(100))
+    role: Mapped[str | None] = mapped_column(String(100))
+    phones: Mapped[list] = mapped_column(JSON, default=list)  # [{"label", "number", "e164"}]
+    email: Mapped[str | None] = mapped_column(String(254))
+    has_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    call_priority: Mapped[int | None] = mapped_column(Integer)
+    passcode_enc: Mapped[str | None] = mapped_column(Text)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (Index("ix_customer_contacts_customer", "customer_id", "type", "call_priority"),)
+
+
+class Tag(Base):
+    """An entry of the company's tag catalog."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    name_key: Mapped[str] = mapped_column(String(50), unique=True)
+    color: Mapped[str | None] = mapped_column(String(7))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class CustomerTag(Base):
+    __tablename__ = "customer_tags"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    applied_by: Mapped[str | None] = mapped_column(String(100))
+
+    tag: Mapped[Tag] = relationship(lazy="joined")
+
+
+class CustomerFile(Base):
+    """Metadata of an uploaded file; the bytes live in the file store under ``storage_key``."""
+
+    __tablename__ = "customer_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str | None] = mapped_column(String(500))
+    uploaded_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CustomFieldDefinition(Base):
+    """An admin-defined field of customers and/or leads; values live in ``Customer.custom_fields``."""
+
+    __tablename__ = "custom_fields"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(50), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(10))
+    options: Mapped[list] = mapped_column(JSON, default=list)
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    applies_to: Mapped[str] = mapped_column(String(10), default="both")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}

@@ -2,3 +2,4 @@
 from .customers import blp as customers_blp
 
 BLUEPRINTS = [customers_blp]
+MULTIPART_ENDPOINTS: frozenset[str] = frozenset()

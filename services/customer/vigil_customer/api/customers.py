@@ -1,77 +1,184 @@
+"""Customers and leads: one resource with ``kind``. Views parse, authorise, call the domain, commit."""
 from __future__ import annotations
 
-from flask import url_for
+from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_of
+from vigil_shared.http import Page, check_if_match, paginate
 from vigil_shared.idempotency import idempotent
-from vigil_shared.web import request_outbox, request_session, requires
+from vigil_shared.web import current_identity, note_confidential_read, request_session, requires
 
 from .. import customers as domain
-from ..schemas import CustomerCreateSchema, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema, CustomerSchema
+from .. import files as file_domain
+from .. import history, present, search
+from ..access import Access
+from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
+                       CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
+from .common import cipher, context, etag_headers, load_for, load_record
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
 
-def _headers(customer, **extra) -> dict:
-    return {"ETag": etag_of(customer.id, customer.version), **extra}
+def visibility() -> search.Visibility:
+    identity = current_identity()
+    return search.Visibility(identity.location_filter("customers.view"), identity.location_filter("leads.view"))
+
+
+def record_response(session, customer, status: int = 200, **headers):
+    body = present.customer_view(session, customer, current_identity(), cipher())
+    return body, status, etag_headers(customer, **headers)
+
+
+def list_response(session, query: search.ListQuery, vis: search.Visibility):
+    result = search.list_customers(session, query, vis)
+    identity = current_identity()
+    tags = search.tags_of(session, [c.id for c in result.rows])
+    items = [present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
+             for c in result.rows]
+    args = request.args.to_dict(flat=False)
+    return result.body(items), 200, result.headers(request.path, {k: v if len(v) > 1 else v[0] for k, v in args.items()})
 
 
 @blp.route("")
 class Customers(MethodView):
     @requires("customers.view")
-    @blp.arguments(CustomerListArgs, location="query", as_kwargs=True)
+    @blp.arguments(CustomerListArgs, location="query")
     @blp.response(200, CustomerPageSchema)
-    def get(self, page, per_page, sort, q=None, active=None):
-        """List customers, 20 a page, filtered by `q` (name or email) and `active`."""
-        result = domain.list_customers(request_session(), page=page, per_page=per_page, q=q, active=active, sort=sort)
-        return result.body(), 200, result.headers()
+    def get(self, args):
+        """List and search customers and leads of the locations you may view, 20 a page.
+
+        `q` matches the start of any word of the name, business or DBA name, email, phone digits in
+        any format, the customer id and property account numbers. `total` is exact up to 10,000 and
+        flagged `total_estimated` beyond. Follow the `Link` headers (they carry a keyset `cursor`)
+        to page deep without slowing down. Leads appear only where you also hold `leads.view`.
+        """
+        return list_response(request_session(), search.ListQuery(**args), visibility())
 
     @requires("customers.create")
     @idempotent
+    @blp.arguments(CreateArgs, location="query", as_kwargs=True)
     @blp.arguments(CustomerCreateSchema)
     @blp.response(201, CustomerSchema)
-    @blp.alt_response(409, description="The email address is already used by another customer")
-    def post(self, data):
-        """Create a customer. The email address, when given, is unique (case-insensitive)."""
+    @blp.alt_response(403, description="You may not create records in this location, or set some of the fields")
+    @blp.alt_response(409, description="Likely duplicates (`matches`: id, name, reasons) or the email is in use")
+    def post(self, data, allow_duplicates=False):
+        """Create a customer, or a lead with `kind: lead` (which also needs `leads.create`).
+
+        Likely duplicates (same phone, email, SSN, or name and address) answer 409 listing them;
+        repeat with `?allow_duplicates=true` to create the record anyway.
+        """
         session = request_session()
-        customer = domain.create_customer(session, request_outbox(), data)
+        customer = domain.create(context(session), data, allow_duplicates=allow_duplicates)
         session.commit()
-        return customer, 201, _headers(customer, Location=url_for("customers.CustomerItem", customer_id=customer.id))
+        return record_response(session, customer, 201,
+                               Location=url_for("customers.CustomerItem", customer_id=customer.id))
 
 
 @blp.route("/<int:customer_id>")
 class CustomerItem(MethodView):
     @requires("customers.view")
     @blp.response(200, CustomerSchema)
+    @blp.alt_response(403, description="The record is in a location you may not view")
     def get(self, customer_id):
-        """Read one customer; the `ETag` header is what `If-Match` expects."""
-        customer = domain.get_customer(request_session(), customer_id)
-        return customer, 200, _headers(customer)
+        """Read one record as you may see it; the `ETag` header is what `If-Match` expects.
+
+        Sale and installation sections appear only with their view permission; confidential fields
+        are masked unless you hold their confidential view permission. A lead needs `leads.view`.
+        """
+        customer, _ = load_record(customer_id, "view")
+        return record_response(request_session(), customer)
 
     @requires("customers.modify")
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
-    @blp.alt_response(409, description="The email address is already used by another customer")
+    @blp.alt_response(403, description="Some fields need a permission you lack (named in `errors`)")
+    @blp.alt_response(409, description="The email address is already used by another record")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id):
-        """Change some fields of a customer."""
+        """Change some fields. Nothing changes unless every field sent may be set and is valid."""
         session = request_session()
-        customer = domain.get_customer(session, customer_id)
+        customer, _ = load_record(customer_id, "modify", session)
         check_if_match(customer.id, customer.version)
-        domain.update_customer(session, request_outbox(), customer, changes)
+        domain.update(context(session), customer, changes)
         session.commit()
-        return customer, 200, _headers(customer)
+        return record_response(session, customer)
 
     @requires("customers.delete")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
-        """Delete a customer and, through the `customer.deleted` event, everything other services hold for it."""
+        """Delete a record with its notes, contacts, tags, files and history; other services drop
+        theirs on `customer.deleted`. A lead needs `leads.delete`."""
         session = request_session()
-        customer = domain.get_customer(session, customer_id)
+        customer, _ = load_record(customer_id, "delete", session)
         check_if_match(customer.id, customer.version)
-        domain.delete_customer(session, request_outbox(), customer)
+        keys = domain.delete(context(session), customer)
         session.commit()
+        file_domain.remove_blobs(keys)
         return None
+
+
+@blp.route("/<int:customer_id>/convert")
+class ConvertLead(MethodView):
+    @requires("leads.modify")
+    @idempotent
+    @blp.arguments(ConvertSchema)
+    @blp.response(200, CustomerSchema)
+    @blp.alt_response(409, description="The record is not a lead")
+    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    def post(self, data, customer_id):
+        """Convert a lead to a customer in an office location, with its sales rep.
+
+        The record keeps its id, data and history and gains the customer-only sections. Needs
+        `leads.modify` on the lead and `customers.create` in the target location.
+        """
+        session = request_session()
+        customer, _ = load_record(customer_id, "modify", session)
+        check_if_match(customer.id, customer.version)
+        domain.convert(context(session), customer, data)
+        session.commit()
+        return record_response(session, customer)
+
+
+@blp.route("/<int:customer_id>/duplicate")
+class DuplicateCustomer(MethodView):
+    @requires("customers.create")
+    @idempotent
+    @blp.arguments(DuplicateSchema)
+    @blp.response(201, CustomerSchema)
+    def post(self, overrides, customer_id):
+        """Create a new record starting as a copy of this one (not a merge).
+
+        The copy takes what you may see and enter of the original except per-account values
+        (email, account and ADT numbers, installation codes, cancellation); fields in the body
+        replace the copied ones.
+        """
+        session = request_session()
+        source, _ = load_record(customer_id, "view", session)
+        copy = domain.duplicate(context(session), source, overrides)
+        session.commit()
+        return record_response(session, copy, 201, Location=url_for("customers.CustomerItem", customer_id=copy.id))
+
+
+@blp.route("/<int:customer_id>/history")
+class CustomerHistory(MethodView):
+    @requires("history.view")
+    @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
+    @blp.response(200, HistoryPageSchema)
+    def get(self, customer_id, page, per_page, **filters):
+        """Every change to the record and its notes, contacts, tags and files, newest first.
+
+        Filter by `field`, `user`, `source`, `action` and a `since`/`until` range. Confidential
+        values are masked unless you hold their view permission; sections you may not view are left out.
+        """
+        session = request_session()
+        customer = load_for(customer_id, "history.view", session)
+        statement = history.query(customer.id, **filters)
+        result = paginate(session, statement, page, per_page)
+        items, shown = history.present(result.items, Access(current_identity(), customer.kind, customer.location_id),
+                                       cipher())
+        if shown:
+            note_confidential_read("customer_history", customer.id, shown)
+        page_out = Page(items=items, page=result.page, per_page=result.per_page, total=result.total)
+        return page_out.body(), 200, page_out.headers()

@@ -1,0 +1,215 @@
+"""Issue 3 inside the customer service: locations, sections, confidential fields, mass assignment."""
+import json
+
+import pytest
+
+from helpers import create, customer, lead
+from vigil_shared.identity import service_identity
+from vigil_shared.testing import ADMIN, identity_with
+
+READ = ("customers.view",)
+EDIT = ("customers.view", "customers.modify", "customers.contact_info.modify")
+SECRET = {"ssn": "123-45-6789", "birthdate": "1980-02-03", "confirmation_number": "CONF-77",
+          "receiver_number": "RCV-88", "abort_code": "4242"}
+
+
+def as_(api, *permissions, locations=(1,), username="clerk"):
+    return api.as_(identity_with(*permissions, locations=locations, username=username))
+
+
+def confidential_reads(response):
+    header = response.headers.get("X-Vigil-Confidential-Reads")
+    return json.loads(header) if header else []
+
+
+def test_a_record_in_a_location_you_cannot_view_is_403(api):
+    other = create(api, customer(location_id=2))
+    clerk = as_(api, *READ)
+    response = clerk.get(f"/api/v1/customers/{other['id']}")
+    assert response.status_code == 403 and response.json["permission"] == "customers.view"
+    assert clerk.get("/api/v1/customers/999999").status_code == 404
+
+
+def test_callers_without_the_permission_anywhere_are_refused_on_every_operation(api):
+    record = create(api)
+    nobody = as_(api, "notes.view")
+    assert nobody.get("/api/v1/customers").status_code == 403
+    assert nobody.get(f"/api/v1/customers/{record['id']}").status_code == 403
+    assert nobody.post("/api/v1/customers", json=customer()).status_code == 403
+    assert nobody.patch(f"/api/v1/customers/{record['id']}", json={"spouse": "x"}).status_code == 403
+    assert nobody.delete(f"/api/v1/customers/{record['id']}").status_code == 403
+
+
+def test_modify_and_delete_check_the_records_own_location(api):
+    there = create(api, customer(location_id=2))
+    editor = as_(api, *EDIT, "customers.delete", locations=(1,))
+    refused = editor.patch(f"/api/v1/customers/{there['id']}", json={"spouse": "x"})
+    assert refused.status_code == 403 and refused.json["permission"] == "customers.modify"
+    assert editor.delete(f"/api/v1/customers/{there['id']}").status_code == 403
+    assert api.get(f"/api/v1/customers/{there['id']}").json["spouse"] is None
+
+
+def test_creating_needs_create_in_the_target_location(api):
+    creator = as_(api, "customers.view", "customers.create", locations=(1,))
+    refused = creator.post("/api/v1/customers", json=customer(location_id=2))
+    assert refused.status_code == 403 and "location_id" in refused.json["errors"]
+    assert creator.post("/api/v1/customers", json=customer(location_id=1)).status_code == 201
+
+
+def test_lists_only_show_locations_you_may_view(api):
+    mine = create(api, customer(location_id=1, first_name="Mine"))
+    create(api, customer(location_id=2, first_name="Theirs"))
+    listed = as_(api, *READ).get("/api/v1/customers")
+    assert [item["id"] for item in listed.json["items"]] == [mine["id"]] and listed.json["total"] == 1
+    searched = as_(api, *READ).get("/api/v1/customers?q=theirs")
+    assert searched.json["total"] == 0
+    assert api.get("/api/v1/customers").json["total"] == 2  # the admin sees both
+
+
+def test_a_service_identity_sees_every_location(api):
+    create(api, customer(location_id=1))
+    create(api, customer(location_id=2))
+    service = api.as_(service_identity("gateway", {"customers.view"}))
+    assert service.get("/api/v1/customers").json["total"] == 2
+
+
+def test_leads_need_lead_permissions(api):
+    a_lead = create(api, lead())
+    customers_only = as_(api, "customers.view", "customers.create")
+    assert customers_only.get(f"/api/v1/customers/{a_lead['id']}").json["permission"] == "leads.view"
+    assert customers_only.get("/api/v1/customers").json["total"] == 0
+    refused = customers_only.post("/api/v1/customers", json=lead())
+    assert refused.status_code == 403 and refused.json["permission"] == "leads.create"
+    both = as_(api, "customers.view", "leads.view")
+    assert both.get(f"/api/v1/customers/{a_lead['id']}").status_code == 200
+    assert both.get("/api/v1/customers?kind=lead").json["total"] == 1
+    lead_editor = as_(api, "customers.modify", "leads.view", "customers.contact_info.modify")
+    assert lead_editor.patch(f"/api/v1/customers/{a_lead['id']}", json={"spouse": "x"}).json["permission"] == \
+        "leads.modify"
+
+
+def test_contact_fields_need_the_contact_information_permission(api):
+    record = create(api)
+    no_contact = as_(api, "customers.view", "customers.modify")
+    refused = no_contact.patch(f"/api/v1/customers/{record['id']}", json={"first_name": "New", "notes": "ok"})
+    assert refused.status_code == 403
+    assert refused.json["errors"] == {"first_name": ["Needs the 'customers.contact_info.modify' permission."]}
+    assert api.get(f"/api/v1/customers/{record['id']}").json["notes"] is None, "nothing changed"
+    assert no_contact.patch(f"/api/v1/customers/{record['id']}", json={"notes": "ok"}).status_code == 200
+    unchanged = no_contact.patch(f"/api/v1/customers/{record['id']}", json={"first_name": record["first_name"]})
+    assert unchanged.status_code == 200, "sending back a value you may see but not change is not a change"
+
+
+def test_sections_are_hidden_without_view_and_locked_without_modify(api):
+    record = create(api, customer(sale_date="2026-01-01", install_tech="tech"))
+    plain = as_(api, *EDIT).get(f"/api/v1/customers/{record['id']}").json
+    assert "sale_date" not in plain and "install_tech" not in plain and "two_way_voice" not in plain
+    assert plain["first_name"] == "Dana"
+    viewer = as_(api, *EDIT, "customers.sale_info.view", "customers.installation_info.view")
+    seen = viewer.get(f"/api/v1/customers/{record['id']}").json
+    assert seen["sale_date"] == "2026-01-01" and seen["install_tech"] == "tech"
+    refused = viewer.patch(f"/api/v1/customers/{record['id']}", json={"sold_by": "me", "installed": True})
+    assert refused.status_code == 403 and set(refused.json["errors"]) == {"sold_by", "installed"}
+    hidden = as_(api, *EDIT).patch(f"/api/v1/customers/{record['id']}", json={"sale_date": "2026-01-01"})
+    assert hidden.status_code == 403, "a hidden field cannot be probed by sending its current value"
+    editor = as_(api, *EDIT, "customers.sale_info.view", "customers.sale_info.modify")
+    assert editor.patch(f"/api/v1/customers/{record['id']}", json={"sold_by": "me"}).json["sold_by"] == "me"
+
+
+def test_confidential_fields_are_masked_without_permission(api):
+    record = create(api, customer(**SECRET))
+    clerk = as_(api, *READ, "customers.installation_info.view")
+    seen = clerk.get(f"/api/v1/customers/{record['id']}")
+    assert seen.json["ssn"] == "***-**-6789" and seen.json["birthdate"] == "***"
+    assert seen.json["confirmation_number"] == seen.json["receiver_number"] == seen.json["abort_code"] == "***"
+    assert confidential_reads(seen) == []
+    assert "123-45-6789" not in seen.get_data(as_text=True)
+
+
+def test_unmasked_reads_are_reported_for_the_audit_log(api):
+    record = create(api, customer(**SECRET))
+    reader = as_(api, *READ, "confidential.ssn.view", "confidential.birthdate.view")
+    seen = reader.get(f"/api/v1/customers/{record['id']}")
+    assert seen.json["ssn"] == "123-45-6789" and seen.json["birthdate"] == "1980-02-03"
+    assert confidential_reads(seen) == [{"target_type": "customer", "target_id": str(record["id"]),
+                                         "fields": ["birthdate", "ssn"]}]
+    full = api.get(f"/api/v1/customers/{record['id']}")
+    assert confidential_reads(full)[0]["fields"] == ["abort_code", "birthdate", "confirmation_number",
+                                                     "receiver_number", "ssn"]
+
+
+def test_an_ssn_may_be_entered_where_none_exists_but_changing_it_needs_the_confidential_permission(api):
+    record = create(api)
+    url = f"/api/v1/customers/{record['id']}"
+    editor = as_(api, *EDIT)
+    entered = editor.patch(url, json={"ssn": "123-45-6789"})
+    assert entered.status_code == 200 and entered.json["ssn"] == "***-**-6789"
+    changed = editor.patch(url, json={"ssn": "234-56-7890"})
+    assert changed.status_code == 403 and changed.json["permission"] == "confidential.ssn.modify"
+    cleared = editor.patch(url, json={"ssn": None})
+    assert cleared.status_code == 403
+    echo = editor.patch(url, json={"ssn": "***-**-6789", "spouse": "Sam"})
+    assert echo.status_code == 200 and echo.json["spouse"] == "Sam", "the masked value sent back changes nothing"
+    bogus_mask = editor.patch(url, json={"ssn": "***-**-0000"})
+    assert bogus_mask.status_code in (403, 422)
+    allowed = as_(api, *EDIT, "confidential.ssn.modify", "confidential.ssn.view")
+    assert allowed.patch(url, json={"ssn": "234-56-7890"}).json["ssn"] == "234-56-7890"
+
+
+def test_installation_codes_follow_the_same_rule(api):
+    record = create(api)
+    url = f"/api/v1/customers/{record['id']}"
+    installer = as_(api, *EDIT, "customers.installation_info.view", "customers.installation_info.modify")
+    assert installer.patch(url, json={"abort_code": "1111"}).json["abort_code"] == "***"
+    refused = installer.patch(url, json={"abort_code": "2222"})
+    assert refused.json["permission"] == "confidential.installation_codes.modify"
+
+
+def test_credit_score_needs_the_credit_permission(api):
+    record = create(api)
+    url = f"/api/v1/customers/{record['id']}"
+    refused = as_(api, *EDIT).patch(url, json={"credit_score": 720})
+    assert refused.status_code == 403 and refused.json["errors"] == {
+        "credit_score": ["Needs the 'credit.create' permission."]}
+    assert as_(api, *EDIT, "credit.create").patch(url, json={"credit_score": 720}).json["credit_grade"] == "A"
+
+
+@pytest.mark.parametrize("field,value", [("location_id", 2), ("credit_score", 800), ("credit_tracking_number", "X")])
+def test_mass_assignment_is_refused_and_changes_nothing(api, field, value):
+    record = create(api)
+    editor = as_(api, *EDIT, locations=(1,))
+    response = editor.patch(f"/api/v1/customers/{record['id']}", json={field: value, "spouse": "Sam"})
+    assert response.status_code == 403 and field in response.json["errors"]
+    after = api.get(f"/api/v1/customers/{record['id']}").json
+    assert after["spouse"] is None and after[field] == record[field]
+
+
+def test_moving_a_record_needs_modify_in_both_locations(api):
+    record = create(api)
+    mover = as_(api, *EDIT, locations=(1, 2))
+    moved = mover.patch(f"/api/v1/customers/{record['id']}", json={"location_id": 2})
+    assert moved.status_code == 200 and moved.json["location_id"] == 2
+
+
+def test_history_masks_confidential_values(api):
+    record = create(api, customer(ssn="123-45-6789"))
+    api.patch(f"/api/v1/customers/{record['id']}", json={"ssn": "234-56-7890"})
+    reader = as_(api, *READ, "history.view")
+    entries = reader.get(f"/api/v1/customers/{record['id']}/history?field=ssn").json["items"]
+    assert [(e["old_value"], e["new_value"]) for e in entries] == [("***-**-6789", "***-**-7890"),
+                                                                    (None, "***-**-6789")]
+    full = api.get(f"/api/v1/customers/{record['id']}/history?field=ssn")
+    assert full.json["items"][0]["new_value"] == "234-56-7890"
+    assert confidential_reads(full) == [{"target_type": "customer_history", "target_id": str(record["id"]),
+                                         "fields": ["ssn"]}]
+
+
+def test_history_leaves_out_sections_the_reader_may_not_view(api):
+    record = create(api, customer(sold_by="rep"))
+    reader = as_(api, *READ, "history.view")
+    fields = {e["field"] for e in reader.get(f"/api/v1/customers/{record['id']}/history?per_page=100").json["items"]}
+    assert "sold_by" not in fields and "first_name" in fields
+
+
+def test_the_admin_fixture_holds_everything():
+    assert ADMIN.can("confidential.ssn.view", 1) and ADMIN.can("customers.modify", 2)

@@ -1,0 +1,121 @@
+"""The change history of a record: who changed what, when, from where and how (seed 001 History).
+
+Every write in this service goes through :func:`record`, in the same transaction as the change.
+Confidential values are stored as FieldCipher tokens and shown to a reader unmasked only when
+they hold the confidential permission for that field.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from vigil_shared.crypto import FieldCipher
+from vigil_shared.identity import Identity
+from vigil_shared.masking import mask, mask_ssn
+
+from .access import INSTALLATION_FIELDS, SALE_FIELDS
+from .models import HistoryEntry
+
+SOURCES = ("api", "import", "workflow", "integration")
+SECTIONED = frozenset(SALE_FIELDS) | frozenset(INSTALLATION_FIELDS)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is making a change, and through what (``api`` for people, ``integration`` for API keys)."""
+
+    identity: Identity
+    source: str = "api"
+
+    @classmethod
+    def of(cls, identity: Identity, source: str | None = None) -> "Actor":
+        if source is None:
+            source = {"api_key": "integration", "service": "workflow"}.get(identity.kind, "api")
+        return cls(identity, source)
+
+    @property
+    def name(self) -> str:
+        return self.identity.username
+
+
+def as_text(value) -> str | None:
+    """History keeps values as text: ISO dates, ``true``/``false``, numbers as written."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def record(session: Session, actor: Actor, customer_id: int, action: str, *, target_type: str = "customer",
+           target_id: int | None = None, field: str | None = None, old=None, new=None,
+           confidential: str | None = None, cipher: FieldCipher | None = None) -> HistoryEntry:
+    old_text, new_text = as_text(old), as_text(new)
+    values = {"old_value": old_text, "new_value": new_text}
+    if confidential:
+        values = {"old_value_enc": cipher.encrypt(old_text), "new_value_enc": cipher.encrypt(new_text)}
+    entry = HistoryEntry(customer_id=customer_id, actor_id=actor.identity.subject, actor_name=actor.name,
+                         source=actor.source, client_ip=actor.identity.client_ip,
+                         request_id=actor.identity.request_id, action=action, target_type=target_type,
+                         target_id=target_id, field=field, confidential=confidential, **values)
+    session.add(entry)
+    return entry
+
+
+def query(customer_id: int, *, field: str | None = None, user: str | None = None, source: str | None = None,
+          action: str | None = None, since: datetime | None = None, until: datetime | None = None) -> Select:
+    """Newest first; ``user`` matches the actor's id or name."""
+    statement = select(HistoryEntry).where(HistoryEntry.customer_id == customer_id)
+    if field:
+        statement = statement.where(HistoryEntry.field == field)
+    if user:
+        statement = statement.where((HistoryEntry.actor_name == user) | (HistoryEntry.actor_id == user))
+    if source:
+        statement = statement.where(HistoryEntry.source == source)
+    if action:
+        statement = statement.where(HistoryEntry.action == action)
+    if since:
+        statement = statement.where(HistoryEntry.at >= since)
+    if until:
+        statement = statement.where(HistoryEntry.at < until)
+    return statement.order_by(HistoryEntry.at.desc(), HistoryEntry.id.desc())
+
+
+def present(entries: list[HistoryEntry], access, cipher: FieldCipher) -> tuple[list[dict], list[str]]:
+    """Entries as the caller may see them, and the confidential fields shown unmasked.
+
+    Changes to a section the caller may not view (sale, installation) are left out; confidential
+    values are masked unless the caller holds that field's confidential view permission.
+    """
+    shown: set[str] = set()
+    items = []
+    for entry in entries:
+        if entry.target_type == "customer" and entry.field and entry.field in SECTIONED and \
+                not access.can_view_field(entry.field):
+            continue
+        old, new = entry.old_value, entry.new_value
+        if entry.confidential:
+            old, new = cipher.decrypt(entry.old_value_enc), cipher.decrypt(entry.new_value_enc)
+            if access.can(f"confidential.{entry.confidential}.view"):
+                if old is not None or new is not None:
+                    shown.add(entry.field)
+            else:
+                hide = mask_ssn if entry.confidential == "ssn" else mask
+                old, new = hide(old), hide(new)
+        items.append({"id": entry.id, "at": entry.at, "actor_id": entry.actor_id, "actor_name": entry.actor_name,
+                      "source": entry.source, "client_ip": entry.client_ip, "request_id": entry.request_id,
+                      "action": entry.action, "target_type": entry.target_type, "target_id": entry.target_id,
+                      "field": entry.field, "old_value": old, "new_value": new,
+                      "confidential": entry.confidential is not None})
+    return items, sorted(shown)
