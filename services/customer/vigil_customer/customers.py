@@ -164,7 +164,7 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool,
             changed["custom_fields"] = merged_custom
             current["custom_fields"] = stored
 
-    if "email" in changed and changed["email"]:
+    if "email" in changed and changed["email"] and not creating:  # create reports duplicates first
         _ensure_email_free(ctx.session, changed["email"], exclude_id=customer.id)
 
     # state first: phones are parsed in its country
@@ -285,7 +285,7 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False, copied_f
         matches = duplicates.find(ctx.session, duplicates.Candidate.of(customer))
         if matches:
             raise duplicate_problem(matches, ctx.identity)
-    elif customer.email_key:
+    if customer.email_key:
         _ensure_email_free(ctx.session, customer.email_key)
     now = utcnow()
     customer.created_at = customer.updated_at = customer.last_activity_at = now

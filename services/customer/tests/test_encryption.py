@@ -1,0 +1,42 @@
+"""Confidential values at rest: ciphertext only, re-encrypted by `vigil-customer rotate-keys`."""
+from dataclasses import replace
+
+from sqlalchemy import select, text
+
+from helpers import create, customer
+from vigil_customer.app import program
+from vigil_customer.models import Customer, HistoryEntry
+from vigil_shared.crypto import FieldCipher, generate_key
+from vigil_shared.runtime import rotate_keys
+
+
+def test_confidential_values_are_stored_encrypted(api, session):
+    record = create(api, customer(ssn="123-45-6789", birthdate="1980-02-03", abort_code="4242"))
+    api.patch(f"/api/v1/customers/{record['id']}", json={"abort_code": "5151"})
+    raw = session.execute(text("SELECT * FROM customers")).mappings().one()
+    dumped = " ".join(str(v) for v in raw.values())
+    for secret in ("123-45-6789", "123456789", "1980-02-03", "4242", "5151"):
+        assert secret not in dumped
+    history = " ".join(str(v) for v in session.execute(text("SELECT * FROM customer_history")).all())
+    for secret in ("123-45-6789", "4242", "5151"):
+        assert secret not in history
+
+
+def test_rotate_keys_re_encrypts_every_confidential_column(api, runtime, session):
+    record = create(api, customer(ssn="123-45-6789", birthdate="1980-02-03", receiver_number="R-1"))
+    api.patch(f"/api/v1/customers/{record['id']}", json={"receiver_number": "R-2"})
+    old_cipher = runtime.cipher
+    new_key = generate_key()
+    rotated_runtime = replace(runtime, cipher=FieldCipher([new_key, *runtime.settings.encryption_keys],
+                                                          runtime.settings.blind_index_key))
+    count = rotate_keys(rotated_runtime, program.encrypted_columns)
+    assert count == 8  # ssn, birthdate, receiver number, and five history values
+    assert rotate_keys(rotated_runtime, program.encrypted_columns) == 0, "a second run has nothing to do"
+    only_new = FieldCipher([new_key], runtime.settings.blind_index_key)
+    session.expire_all()
+    stored = session.scalars(select(Customer)).one()
+    assert only_new.decrypt(stored.ssn_enc) == "123-45-6789"
+    assert only_new.decrypt(stored.receiver_number_enc) == "R-2"
+    entries = session.scalars(select(HistoryEntry).where(HistoryEntry.new_value_enc.isnot(None))).all()
+    assert {only_new.decrypt(e.new_value_enc) for e in entries} == {"123-45-6789", "1980-02-03", "R-1", "R-2"}
+    assert old_cipher is runtime.cipher
