@@ -428,3 +428,26 @@ def test_rotate_keys_re_encrypts_pins_under_the_new_key(app, api, known, session
     session.expire_all()
     token = session.get(Property, property_id).pin_encrypted
     assert FieldCipher([new_key], "unused").decrypt(token) == "2468"
+
+
+def test_another_locations_record_is_refused_before_the_body_is_read(api, known):
+    """The route matrix sends `{}` everywhere: an outsider gets 403, never a 422 about the body."""
+    known(8, location_id=2)
+    there = api.post("/api/v1/customers/8/properties", json={}).json["id"]
+    appointment = api.post(f"/api/v1/properties/{there}/appointments", json={
+        "type": "service", "starts_at": "2026-12-01T09:00:00Z", "ends_at": "2026-12-01T10:00:00Z"}).json["id"]
+    outsider = api.as_(identity_with("properties.view", "properties.create", "properties.modify", "equipment.modify",
+                                     "appointments.modify", locations=(1,)))
+    for path in (f"/api/v1/properties/{there}/transfer", f"/api/v1/properties/{there}/systems",
+                 f"/api/v1/properties/{there}/equipment", f"/api/v1/properties/{there}/appointments",
+                 f"/api/v1/appointments/{appointment}/cancel", "/api/v1/customers/8/properties"):
+        assert outsider.post(path, json={"unknown": 1}).status_code == 403, path
+    assert outsider.patch(f"/api/v1/properties/{there}", json={"id": 1}).status_code == 403
+
+
+def test_the_system_kind_catalog_is_readable_by_any_signed_in_caller(api):
+    kind = api.post("/api/v1/system-kinds", json={"name": "Hikvision NVR"}).json
+    anyone = api.as_(identity_with(username="nobody"))
+    assert anyone.get("/api/v1/system-kinds").json["total"] == 1
+    assert anyone.get(f"/api/v1/system-kinds/{kind['id']}").status_code == 200
+    assert anyone.delete(f"/api/v1/system-kinds/{kind['id']}").status_code == 403

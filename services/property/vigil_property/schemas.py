@@ -291,6 +291,7 @@ class AppointmentSchema(Schema):
     id = fields.Integer()
     property_id = fields.Integer()
     customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True, metadata={"description": "Office location: the customer's"})
     type = fields.String(metadata={"enum": list(APPOINTMENT_TYPES)})
     starts_at = Timestamp()
     ends_at = Timestamp()

@@ -25,24 +25,23 @@ def _headers(item, **extra) -> dict:
 @blp.route("")
 class PropertyEquipment(MethodView):
     @requires("equipment.view")
+    @scope.scoped_property("equipment.view")
     @blp.arguments(EquipmentListArgs, location="query", as_kwargs=True)
     @blp.response(200, EquipmentPageSchema)
     def get(self, property_id, page, per_page, status=None):
         """List the equipment at a property by zone, optionally by `status`."""
-        session = request_session()
-        scope.property_in_scope(session, property_id, "equipment.view")
-        result = domain.list_equipment(session, property_id, page=page, per_page=per_page, status=status)
+        result = domain.list_equipment(request_session(), property_id, page=page, per_page=per_page, status=status)
         return result.body(), 200, result.headers()
 
     @requires("equipment.modify")
+    @scope.scoped_property("equipment.modify")
     @idempotent
     @blp.arguments(EquipmentCreateSchema)
     @blp.response(201, EquipmentSchema)
     @blp.alt_response(409, description="The property is inactive")
     def post(self, data, property_id):
         """Record equipment installed at the property."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "equipment.modify")
+        session, scoped = request_session(), scope.current()
         created = domain.add_equipment(session, scoped.property, data, scope.actor())
         session.commit()
         return created, 201, _headers(created, Location=url_for(
@@ -52,23 +51,22 @@ class PropertyEquipment(MethodView):
 @blp.route("/<int:equipment_id>")
 class PropertyEquipmentItem(MethodView):
     @requires("equipment.view")
+    @scope.scoped_property("equipment.view")
     @blp.response(200, EquipmentSchema)
     def get(self, property_id, equipment_id):
         """Read one piece of equipment."""
-        session = request_session()
-        scope.property_in_scope(session, property_id, "equipment.view")
-        found = domain.get_equipment(session, property_id, equipment_id)
+        found = domain.get_equipment(request_session(), property_id, equipment_id)
         return found, 200, _headers(found)
 
     @requires("equipment.modify")
+    @scope.scoped_property("equipment.modify")
     @blp.arguments(EquipmentPatchSchema)
     @blp.response(200, EquipmentSchema)
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, property_id, equipment_id):
         """Change some fields; equipment taken out of the site is marked `removed`."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "equipment.modify")
+        session, scoped = request_session(), scope.current()
         found = domain.get_equipment(session, property_id, equipment_id)
         check_if_match(found.id, found.row_version)
         domain.update_equipment(session, scoped.property, found, changes, scope.actor())
@@ -76,13 +74,13 @@ class PropertyEquipmentItem(MethodView):
         return found, 200, _headers(found)
 
     @requires("equipment.modify")
+    @scope.scoped_property("equipment.modify")
     @blp.response(204)
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, property_id, equipment_id):
         """Delete a record entered by mistake."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "equipment.modify")
+        session, scoped = request_session(), scope.current()
         found = domain.get_equipment(session, property_id, equipment_id)
         check_if_match(found.id, found.row_version)
         domain.remove_equipment(session, scoped.property, found, scope.actor())

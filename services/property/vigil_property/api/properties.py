@@ -47,20 +47,18 @@ class Properties(MethodView):
 @blp.route("/customers/<int:customer_id>/properties")
 class CustomerProperties(MethodView):
     @requires("properties.view")
+    @scope.scoped_customer("properties.view")
     @blp.arguments(CustomerPropertiesArgs, location="query", as_kwargs=True)
     @blp.response(200, PropertyPageSchema)
     def get(self, customer_id, page, per_page, active=None):
         """List a customer's properties (inactive ones included, marked), 20 a page, oldest first."""
-        session = request_session()
-        location_id = scope.customer_location(session, customer_id)
-        if location_id is not None:
-            scope.require_at("properties.view", location_id)
         locations = current_identity().location_filter("properties.view")
-        result = domain.list_properties(session, locations=locations, customer_id=customer_id, active=active,
-                                        page=page, per_page=per_page)
-        return property_page(result, {customer_id: location_id}), 200, result.headers()
+        result = domain.list_properties(request_session(), locations=locations, customer_id=customer_id,
+                                        active=active, page=page, per_page=per_page)
+        return property_page(result, {customer_id: scope.current_location()}), 200, result.headers()
 
     @requires("properties.create")
+    @scope.scoped_customer("properties.create", must_exist=True)
     @idempotent
     @blp.arguments(PropertyCreateSchema)
     @blp.response(201, PropertySchema)
@@ -69,32 +67,31 @@ class CustomerProperties(MethodView):
     def post(self, data, customer_id):
         """Add a property to a customer. An unknown or deleted customer answers 422."""
         session = request_session()
-        known = scope.live_customer(session, customer_id)
-        scope.require_at("properties.create", known.location_id)
         created = domain.create_property(session, request_outbox(), current_runtime().cipher, customer_id, data,
                                          scope.actor())
         session.commit()
-        return _answer(scope.Scoped(created, known.location_id), 201,
+        return _answer(scope.Scoped(created, scope.current_location()), 201,
                        Location=url_for("properties.PropertyItem", property_id=created.id))
 
 
 @blp.route("/properties/<int:property_id>")
 class PropertyItem(MethodView):
     @requires("properties.view")
+    @scope.scoped_property("properties.view")
     @blp.response(200, PropertySchema)
     def get(self, property_id):
         """Read one property; the `ETag` header is what `If-Match` expects."""
-        return _answer(scope.property_in_scope(request_session(), property_id, "properties.view"))
+        return _answer(scope.current())
 
     @requires("properties.modify")
+    @scope.scoped_property("properties.modify")
     @blp.arguments(PropertyPatchSchema)
     @blp.response(200, PropertySchema)
     @blp.alt_response(409, description="The property is inactive, or the account number is taken")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, property_id):
         """Change some fields. Changing the PIN needs `confidential.installation_codes.modify`."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "properties.modify")
+        session, scoped = request_session(), scope.current()
         check_if_match(scoped.property.id, scoped.property.version)
         if "pin" in changes:
             scope.require_field(current_identity(), CODES_MODIFY, scoped.location_id, "pin")
@@ -107,6 +104,7 @@ class PropertyItem(MethodView):
 @blp.route("/properties/<int:property_id>/deactivate")
 class PropertyDeactivation(MethodView):
     @requires("properties.modify")
+    @scope.scoped_property("properties.modify")
     @idempotent
     @blp.arguments(StateChangeSchema, required=False)
     @blp.response(200, PropertySchema)
@@ -120,6 +118,7 @@ class PropertyDeactivation(MethodView):
 @blp.route("/properties/<int:property_id>/reactivate")
 class PropertyReactivation(MethodView):
     @requires("properties.modify")
+    @scope.scoped_property("properties.modify")
     @idempotent
     @blp.arguments(StateChangeSchema, required=False)
     @blp.response(200, PropertySchema)
@@ -131,8 +130,7 @@ class PropertyReactivation(MethodView):
 
 
 def _set_active(property_id: int, active: bool, data: dict):
-    session = request_session()
-    scoped = scope.property_in_scope(session, property_id, "properties.modify")
+    session, scoped = request_session(), scope.current()
     check_if_match(scoped.property.id, scoped.property.version)
     domain.set_active(session, request_outbox(), scoped.property, active, scope.actor(), (data or {}).get("reason"))
     session.commit()
@@ -142,6 +140,7 @@ def _set_active(property_id: int, active: bool, data: dict):
 @blp.route("/properties/<int:property_id>/transfer")
 class PropertyTransfer(MethodView):
     @requires("properties.modify")
+    @scope.scoped_property("properties.modify")
     @idempotent
     @blp.arguments(TransferSchema)
     @blp.response(200, PropertySchema)
@@ -155,8 +154,7 @@ class PropertyTransfer(MethodView):
         move is written in the property's history and, through `property.transferred`, in both
         customers' histories.
         """
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "properties.modify")
+        session, scoped = request_session(), scope.current()
         check_if_match(scoped.property.id, scoped.property.version)
         domain.ensure_editable(scoped.property)
         target = scope.live_customer(session, data["to_customer_id"], field="to_customer_id")
@@ -170,11 +168,10 @@ class PropertyTransfer(MethodView):
 @blp.route("/properties/<int:property_id>/history")
 class PropertyHistory(MethodView):
     @requires("history.view")
+    @scope.scoped_property("properties.view", "history.view")
     @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
     @blp.response(200, HistoryPageSchema)
     def get(self, property_id, page, per_page):
         """The property's changes, newest first: monitoring status, account number, life cycle, transfers."""
-        session = request_session()
-        scope.property_in_scope(session, property_id, "properties.view", "history.view")
-        result = history.list_history(session, property_id, page=page, per_page=per_page)
+        result = history.list_history(request_session(), property_id, page=page, per_page=per_page)
         return result.body(), 200, result.headers()

@@ -1,4 +1,8 @@
-"""The catalog of system kinds: defined by admins (catalogs.manage), read by whoever sees properties."""
+"""The catalog of system kinds: defined by admins (catalogs.manage), readable by every signed-in caller.
+
+The catalog names products ("DSC PowerSeries") and the fields they ask for; it holds nothing about
+any customer or location, so reading it needs no location-scoped right.
+"""
 from __future__ import annotations
 
 from flask import url_for
@@ -7,6 +11,7 @@ from flask_smorest import Blueprint
 
 from vigil_shared.http import check_if_match, etag_of
 from vigil_shared.idempotency import idempotent
+from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
 
 from .. import systems as domain
@@ -23,7 +28,7 @@ def _headers(kind, **extra) -> dict:
 
 @blp.route("")
 class SystemKinds(MethodView):
-    @requires("properties.view")
+    @requires(AUTHENTICATED)
     @blp.arguments(SystemKindListArgs, location="query", as_kwargs=True)
     @blp.response(200, SystemKindPageSchema)
     def get(self, page, per_page, q=None):
@@ -46,7 +51,7 @@ class SystemKinds(MethodView):
 
 @blp.route("/<int:kind_id>")
 class SystemKindItem(MethodView):
-    @requires("properties.view")
+    @requires(AUTHENTICATED)
     @blp.response(200, SystemKindSchema)
     def get(self, kind_id):
         """Read one system kind."""

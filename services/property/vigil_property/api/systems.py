@@ -35,12 +35,12 @@ def _answer(system, location_id, status=200, **headers):
 @blp.route("")
 class PropertySystems(MethodView):
     @requires("properties.view")
+    @scope.scoped_property("properties.view")
     @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
     @blp.response(200, SystemPageSchema)
     def get(self, property_id, page, per_page):
         """List the systems at a property."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "properties.view")
+        session, scoped = request_session(), scope.current()
         result = domain.list_systems(session, property_id, page=page, per_page=per_page)
         kinds = domain.kinds_by_id(session, (system.kind_id for system in result.items))
         body = result.body()
@@ -48,14 +48,14 @@ class PropertySystems(MethodView):
         return body, 200, result.headers()
 
     @requires("properties.modify")
+    @scope.scoped_property("properties.modify")
     @idempotent
     @blp.arguments(SystemCreateSchema)
     @blp.response(201, SystemSchema)
     @blp.alt_response(409, description="The property is inactive")
     def post(self, data, property_id):
         """Assign a system of some kind to the property, with the fields the kind asks for."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "properties.modify")
+        session, scoped = request_session(), scope.current()
         system = domain.add_system(session, current_runtime().cipher, scoped.property, data, scope.actor())
         session.commit()
         return _answer(system, scoped.location_id, 201,
@@ -65,22 +65,21 @@ class PropertySystems(MethodView):
 @blp.route("/<int:system_id>")
 class PropertySystem(MethodView):
     @requires("properties.view")
+    @scope.scoped_property("properties.view")
     @blp.response(200, SystemSchema)
     def get(self, property_id, system_id):
         """Read one system."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "properties.view")
-        return _answer(domain.get_system(session, property_id, system_id), scoped.location_id)
+        return _answer(domain.get_system(request_session(), property_id, system_id), scope.current().location_id)
 
     @requires("properties.modify")
+    @scope.scoped_property("properties.modify")
     @blp.arguments(SystemPatchSchema)
     @blp.response(200, SystemSchema)
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, property_id, system_id):
         """Change some fields of a system."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "properties.modify")
+        session, scoped = request_session(), scope.current()
         system = domain.get_system(session, property_id, system_id)
         check_if_match(system.id, system.row_version)
         if "password" in changes and system.password_encrypted is not None:
@@ -90,13 +89,13 @@ class PropertySystem(MethodView):
         return _answer(system, scoped.location_id)
 
     @requires("properties.modify")
+    @scope.scoped_property("properties.modify")
     @blp.response(204)
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, property_id, system_id):
         """Remove a system from the property."""
-        session = request_session()
-        scoped = scope.property_in_scope(session, property_id, "properties.modify")
+        session, scoped = request_session(), scope.current()
         system = domain.get_system(session, property_id, system_id)
         check_if_match(system.id, system.row_version)
         domain.remove_system(session, scoped.property, system, scope.actor())
