@@ -348,7 +348,7 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
     on_terms = bool(tokens) and query.sort.lstrip("-") == "name"
     if tokens and on_terms:
         base = _term_statement(query, visibility, tokens).subquery()
-        id_col, key_cols = base.c.id, (base.c.sort_name, base.c.id)
+        key_cols = (base.c.sort_name, base.c.id)
         statement = select(base.c.id, base.c.sort_name)
         count_statement = _term_statement(query, visibility, tokens)
     else:
@@ -357,7 +357,6 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
             matched = _term_statement(query, visibility, tokens).subquery()
             conditions.append(Customer.id.in_(select(matched.c.id)))
         key_cols = _key_columns(query.sort, False)
-        id_col = Customer.id
         statement = select(Customer.id, Customer.sort_name, Customer.created_at).where(*conditions)
         count_statement = select(Customer.id).where(*conditions)
 
@@ -391,7 +390,6 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
         if rows and more_after else None
     prev_cursor = _encode_cursor({"s": query.sort, "d": "prev", "p": page - 1, "k": _key_of(rows[0], query.sort)}) \
         if rows and page > 1 else None
-    del id_col
     return Result(rows, page, query.per_page, total, estimated, next_cursor, prev_cursor)
 
 

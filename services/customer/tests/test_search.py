@@ -1,0 +1,218 @@
+"""The list and search: paging with keyset cursors, `q` over every searchable field, filters, totals."""
+import uuid
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from sqlalchemy import update
+
+from helpers import create, customer, lead
+from vigil_customer import search
+from vigil_customer.models import Customer
+from vigil_customer.tasks import event_consumer
+
+
+def ids(response):
+    assert response.status_code == 200, response.json
+    return [item["id"] for item in response.json["items"]]
+
+
+def next_link(response):
+    link = response.headers.get("Link", "")
+    for part in link.split(","):
+        if 'rel="next"' in part:
+            return part.split(";")[0].strip().strip("<>")
+    return None
+
+
+def property_event(event_type, **data):
+    return {"id": str(uuid.uuid4()), "type": event_type, "version": 1,
+            "occurred_at": datetime.now(timezone.utc).isoformat(), "data": data, "source": "property"}
+
+
+@pytest.fixture
+def consumer(runtime):
+    return event_consumer(runtime)
+
+
+def test_twenty_a_page_by_name_with_links_that_walk_every_row(api):
+    made = [create(api, customer(first_name=f"N{i:02d}", last_name=f"Smith{i % 7}")) for i in range(45)]
+    first = api.get("/api/v1/customers")
+    assert first.json["per_page"] == 20 and len(first.json["items"]) == 20
+    assert first.json["total"] == 45 and first.json["total_estimated"] is False
+    assert 'rel="prev"' not in first.headers["Link"]
+    walked, url, pages = [], "/api/v1/customers", 0
+    while url:
+        response = api.get(url)
+        walked += ids(response)
+        url = next_link(response)
+        pages += 1
+    expected = [c["id"] for c in sorted(made, key=lambda c: (c["last_name"].lower(), c["first_name"].lower(), c["id"]))]
+    assert walked == expected and pages == 3
+    assert ids(api.get("/api/v1/customers?page=2")) == expected[20:40], "a bare page number still works"
+
+
+def test_prev_links_walk_back(api):
+    for i in range(30):
+        create(api, customer(first_name=f"P{i:02d}"))
+    first = api.get("/api/v1/customers?per_page=10&sort=id")
+    second = api.get(next_link(first))
+    prev_url = [p.split(";")[0].strip().strip("<>") for p in second.headers["Link"].split(",") if 'rel="prev"' in p][0]
+    assert ids(api.get(prev_url)) == ids(first)
+    assert parse_qs(urlparse(prev_url).query)["page"] == ["1"]
+
+
+def test_cursors_are_checked(api):
+    assert api.get("/api/v1/customers?cursor=garbage").status_code == 422
+    create(api)
+    create(api)
+    page = api.get("/api/v1/customers?per_page=1&sort=id")
+    cursor = parse_qs(urlparse(next_link(page)).query)["cursor"][0]
+    assert api.get(f"/api/v1/customers?sort=-id&cursor={cursor}").status_code == 422
+
+
+def test_sorting(api):
+    a = create(api, customer(first_name="Zed", last_name="Adams"))
+    b = create(api, customer(first_name="Amy", last_name="Zane"))
+    c = create(api, customer(first_name="Bob", last_name="Adams"))
+    assert ids(api.get("/api/v1/customers?sort=name")) == [c["id"], a["id"], b["id"]]
+    assert ids(api.get("/api/v1/customers?sort=-name")) == [b["id"], a["id"], c["id"]]
+    assert ids(api.get("/api/v1/customers?sort=id")) == [a["id"], b["id"], c["id"]]
+    assert ids(api.get("/api/v1/customers?sort=-id")) == [c["id"], b["id"], a["id"]]
+    assert ids(api.get("/api/v1/customers?sort=created")) == [a["id"], b["id"], c["id"]]
+    assert ids(api.get("/api/v1/customers?sort=-created&q=adams")) == [c["id"], a["id"]]
+    assert api.get("/api/v1/customers?sort=password").status_code == 422
+
+
+def test_q_matches_the_start_of_names_business_and_dba(api):
+    dana = create(api, customer(first_name="Dana", last_name="O'Brien-Smith"))
+    shop = create(api, customer(first_name="Kim", last_name="Ng", business_name="Acme Alarms", dba_name="Night Watch"))
+    accent = create(api, customer(first_name="José", last_name="Núñez"))
+    assert ids(api.get("/api/v1/customers?q=dan")) == [dana["id"]]
+    assert ids(api.get("/api/v1/customers?q=obrien")) == [dana["id"]]
+    assert ids(api.get("/api/v1/customers?q=smith")) == [dana["id"]]
+    assert ids(api.get("/api/v1/customers?q=Dana%20o'brien")) == [dana["id"]]
+    assert ids(api.get("/api/v1/customers?q=dana%20ng")) == [], "every word must match"
+    assert ids(api.get("/api/v1/customers?q=acme")) == [shop["id"]]
+    assert ids(api.get("/api/v1/customers?q=night%20wat")) == [shop["id"]]
+    assert ids(api.get("/api/v1/customers?q=nunez")) == [accent["id"]]
+    assert ids(api.get("/api/v1/customers?q=N%C3%BA%C3%B1")) == [accent["id"]]
+    assert ids(api.get("/api/v1/customers?q=ana")) == [], "matching is by word start"
+
+
+def test_q_matches_email_phone_digits_and_id(api):
+    record = create(api, customer(email="Dana.Reyes@Example.com", primary_phone="801-555-0142",
+                                  cell_phone="(613) 555-0177"))
+    other = create(api, customer(first_name="Other"))
+    for q in ("dana.reyes@ex", "DANA.REYES@EXAMPLE.COM", "example.com", "801-555-0142", "(801) 555 0142",
+              "+1 801 555 0142", "8015550142", "555-0142", "6135550177", "613 555", f"#{record['id']}"):
+        assert ids(api.get("/api/v1/customers", query_string={"q": q})) == [record["id"]], q
+    assert record["id"] in ids(api.get("/api/v1/customers", query_string={"q": str(record["id"])}))
+    assert other["id"] not in ids(api.get("/api/v1/customers", query_string={"q": f"#{record['id']}"}))
+
+
+def test_q_matches_property_account_numbers_from_the_replica(api, consumer):
+    owner = create(api, customer(first_name="Owner"))
+    buyer = create(api, customer(first_name="Buyer"))
+    assert consumer.consume(property_event("property.created", property_id=10, customer_id=owner["id"],
+                                           account_number="ACC-1001"))
+    for q in ("ACC-1001", "acc1001", "1001"):
+        assert owner["id"] in ids(api.get("/api/v1/customers", query_string={"q": q})), q
+    consumer.consume(property_event("property.updated", property_id=10, customer_id=owner["id"], changed=["x"],
+                                    account_number="ACC-2002"))
+    assert ids(api.get("/api/v1/customers?q=acc-1001")) == []
+    assert ids(api.get("/api/v1/customers?q=acc-2002")) == [owner["id"]]
+    consumer.consume(property_event("property.transferred", property_id=10, from_customer_id=owner["id"],
+                                    to_customer_id=buyer["id"], account_number="ACC-2002"))
+    assert ids(api.get("/api/v1/customers?q=acc-2002")) == [buyer["id"]]
+    deleted = property_event("property.deleted", property_id=10, customer_id=buyer["id"])
+    assert consumer.consume(deleted)
+    assert ids(api.get("/api/v1/customers?q=acc-2002")) == []
+    assert consumer.consume(deleted) is False, "a repeated event is absorbed by the inbox"
+    late = property_event("property.created", property_id=10, customer_id=buyer["id"], account_number="ACC-2002")
+    consumer.consume(late)
+    assert ids(api.get("/api/v1/customers?q=acc-2002")) == [], "a tombstone keeps a late create out"
+
+
+def test_renaming_reindexes(api):
+    record = create(api, customer(first_name="Old"))
+    api.patch(f"/api/v1/customers/{record['id']}", json={"first_name": "Newname"})
+    assert ids(api.get("/api/v1/customers?q=old")) == []
+    assert ids(api.get("/api/v1/customers?q=newn")) == [record["id"]]
+
+
+def test_filters(api, session):
+    home = create(api, customer(city="Provo", state="UT", account_type="residential"))
+    shop = create(api, customer(city="Ottawa", state="ON", zip=None, primary_phone="613-555-0100",
+                                account_type="commercial", location_id=2))
+    prospect = create(api, lead())
+    idle = create(api, customer(active=False))
+    session.execute(update(Customer).where(Customer.id == idle["id"]).values(
+        archived_at=datetime.now(timezone.utc), created_at=datetime(2020, 1, 1, tzinfo=timezone.utc),
+        last_activity_at=datetime(2020, 6, 1, tzinfo=timezone.utc)))
+    session.commit()
+    everyone = {home["id"], shop["id"], prospect["id"], idle["id"]}
+
+    def found(query):
+        return set(ids(api.get(f"/api/v1/customers?{query}")))
+
+    assert found("") == everyone
+    assert found("kind=lead") == {prospect["id"]}
+    assert found("kind=customer") == everyone - {prospect["id"]}
+    assert found("active=false") == {idle["id"]}
+    assert found("archived=only") == {idle["id"]}
+    assert found("archived=none") == everyone - {idle["id"]}
+    assert found("archived=all") == everyone
+    assert found("location_id=2") == {shop["id"]}
+    assert found("location_id=1&location_id=2") == everyone
+    assert found("account_type=commercial") == {shop["id"]}
+    assert found("city=ottawa") == {shop["id"], prospect["id"]}
+    assert found("state=on") == {shop["id"], prospect["id"]}
+    assert found("created_to=2021-01-01T00:00:00Z") == {idle["id"]}
+    assert found("created_from=2021-01-01T00:00:00Z") == everyone - {idle["id"]}
+    assert found("activity_to=2021-01-01T00:00:00Z") == {idle["id"]}
+    assert found("activity_from=2021-01-01T00:00:00Z&kind=customer") == {home["id"], shop["id"]}
+    assert found("q=dana&active=true") == {home["id"], shop["id"]}
+    assert api.get("/api/v1/customers?archived=maybe").status_code == 422
+    assert api.get("/api/v1/customers?per_page=101").status_code == 422
+
+
+def test_totals_are_exact_up_to_the_limit_then_flagged(api, monkeypatch, session):
+    for i in range(7):
+        create(api, customer(first_name=f"Tot{i}"))
+    monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 5)
+    listed = api.get("/api/v1/customers?per_page=2")
+    searched = api.get("/api/v1/customers?per_page=2&q=reyes")
+    if session.get_bind().dialect.name == "postgresql":
+        for response in (listed, searched):
+            assert response.json["total_estimated"] is True and response.json["total"] >= 6
+    else:
+        for response in (listed, searched):
+            assert response.json["total"] == 7 and response.json["total_estimated"] is False
+    monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 10)
+    assert api.get("/api/v1/customers?q=tot3").json == api.get("/api/v1/customers?q=tot3").json
+    assert api.get("/api/v1/customers?q=reyes").json["total"] == 7
+
+
+def test_query_tokens():
+    assert search.query_tokens("(613) 555-1234") == ["6135551234"]
+    assert search.query_tokens("+1 613 555 1234") == ["6135551234"]
+    assert search.query_tokens("Dana  O'Brien") == ["dana", "o'brien"]
+    assert search.query_tokens("ACC-1001") == ["acc-1001"]
+    assert search.query_tokens("1001") == ["1001"]
+    assert search.query_tokens("  ,  ") == []
+
+
+def test_an_empty_query_after_folding_returns_nothing(api):
+    create(api)
+    response = api.get("/api/v1/customers", query_string={"q": "..."})
+    assert response.status_code == 200 and response.json["total"] == 0
+
+
+def test_recent_records_sort_by_created(api, session):
+    old = create(api)
+    new = create(api)
+    session.execute(update(Customer).where(Customer.id == old["id"]).values(
+        created_at=datetime.now(timezone.utc) - timedelta(days=3)))
+    session.commit()
+    assert ids(api.get("/api/v1/customers?sort=-created")) == [new["id"], old["id"]]
