@@ -169,6 +169,28 @@ class Appointment(Base):
     __mapper_args__ = {"version_id_col": row_version}
 
 
+class PinGuard(Base):
+    """Wrong technician-portal PINs of one property in a row, and until when it is locked."""
+
+    __tablename__ = "pin_guards"
+
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), primary_key=True,
+                                             autoincrement=False)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LookupWindow(Base):
+    """Technician-portal attempts of one client (its address) in the current rate-limit window."""
+
+    __tablename__ = "lookup_windows"
+
+    client: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class KnownCustomer(Base):
     """Local replica of which customers exist and in which office location, fed by ``customer.*`` events.
 

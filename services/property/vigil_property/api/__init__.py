@@ -4,5 +4,6 @@ from .equipment import blp as equipment_blp
 from .properties import blp as properties_blp
 from .system_kinds import blp as system_kinds_blp
 from .systems import blp as systems_blp
+from .tech import blp as tech_blp
 
-BLUEPRINTS = [properties_blp, systems_blp, equipment_blp, system_kinds_blp, appointments_blp]
+BLUEPRINTS = [properties_blp, systems_blp, equipment_blp, system_kinds_blp, appointments_blp, tech_blp]

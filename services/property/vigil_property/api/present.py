@@ -21,12 +21,14 @@ def may_see_codes(location_id: int | None, identity: Identity | None = None) -> 
     return (identity or current_identity()).can(CODES_VIEW, location_id)
 
 
-def property_body(prop: Property, location_id: int | None) -> dict:
+def property_body(prop: Property, location_id: int | None, *, with_pin: bool = True) -> dict:
     body = {column: getattr(prop, column) for column in (
         "id", "customer_id", "account_number", "type", "system_type", "address", "city", "postal_code",
         "monitoring_status", "notes", "active", "deactivated_at", "created_at", "updated_at")}
     body["location_id"] = location_id
     body["access"] = {key: getattr(prop, column) for key, column in ACCESS_COLUMNS.items()}
+    if not with_pin:
+        return body
     if may_see_codes(location_id):
         body["pin"] = pins.reveal(current_runtime().cipher, prop)
         note_confidential_read("property", prop.id, ["pin"])

@@ -1,0 +1,70 @@
+"""The property side of the technician portal: check an account number and PIN, answer what is needed on site.
+
+Only the gateway calls this (its ``POST /api/v1/tech/lookup`` adds the emergency contacts and
+audits every lookup), so the route is not routed publicly and stays out of the published API
+document. It still declares its rule like every operation.
+"""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from vigil_shared.db import utcnow
+from vigil_shared.identity import Identity
+from vigil_shared.runtime import current_runtime
+from vigil_shared.web import current_identity, request_session, requires
+
+from .. import appointments, equipment, pins, systems, tech
+from ..schemas import OnSiteSchema, TechVerifySchema
+from . import scope
+from .present import property_body, system_body
+
+
+class InternalBlueprint(Blueprint):
+    """A blueprint whose operations are left out of the OpenAPI document (service-to-service only)."""
+
+    def register_views_in_doc(self, api, app, spec, *, name, parameters):
+        return None
+
+
+blp = InternalBlueprint("tech", __name__, url_prefix="/api/v1/tech")
+
+ON_SITE_PROPERTY_FIELDS = ("id", "customer_id", "location_id", "account_number", "type", "system_type", "address",
+                           "city", "postal_code", "monitoring_status", "active", "notes", "access")
+
+
+def _client(identity: Identity) -> str:
+    """Attempts are counted per client address; a caller without one counts on its own."""
+    return (identity.client_ip or f"{identity.kind}:{identity.subject}")[:100]
+
+
+@blp.route("/verify")
+class TechVerify(MethodView):
+    @requires("tech_portal.use")
+    @blp.arguments(TechVerifySchema)
+    @blp.response(200, OnSiteSchema)
+    def post(self, data):
+        """Check an account number and PIN (constant time); 404 for either wrong, 429 when locked or too fast."""
+        identity, runtime, now = current_identity(), current_runtime(), utcnow()
+        tech.count_attempt(runtime.db, _client(identity), now)
+        session = request_session()
+        prop = tech.find_property(session, data["account_number"])
+        if prop is not None:
+            tech.ensure_unlocked(session, prop.id, now)
+        if not pins.matches(runtime.cipher, prop, data["pin"]):
+            if prop is not None and (until := tech.record_failure(runtime.db, prop.id, now)) is not None:
+                raise tech.locked(until, now)
+            raise tech.no_match()
+        location_id = scope.customer_location(session, prop.customer_id)
+        scope.require_at("tech_portal.use", location_id)
+        tech.clear_failures(session, prop.id)
+        session.commit()
+        body = property_body(prop, location_id, with_pin=False)
+        found = systems.systems_of(session, prop.id)
+        kinds = systems.kinds_by_id(session, (s.kind_id for s in found))
+        return {
+            "property": {key: body[key] for key in ON_SITE_PROPERTY_FIELDS},
+            "systems": [system_body(s, kinds.get(s.kind_id), location_id, identity) for s in found],
+            "equipment": equipment.equipment_of(session, prop.id),
+            "open_appointments": appointments.open_appointments(session, prop.id),
+        }
