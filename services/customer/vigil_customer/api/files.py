@@ -1,0 +1,95 @@
+"""Files of a record: `files.view` to list and download, `files.modify` to upload and delete.
+
+Uploads are `multipart/form-data` with a `file` part (and an optional `description`); the size
+limit is the smaller of 10 MiB and `VIGIL_MAX_BODY_BYTES`, and the declared type must be an
+accepted one that the file's first bytes agree with.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Response, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from vigil_shared.http import PaginationArgs, paginate
+from vigil_shared.idempotency import idempotent
+from vigil_shared.web import request_session, requires
+
+from .. import files as domain
+from ..child_schemas import FileFormSchema, FilePageSchema, FileSchema, FileUploadSchema
+from .common import context, load_for
+
+blp = Blueprint("customer_files", __name__, url_prefix="/api/v1/customers/<int:customer_id>/files",
+                description="Files of a customer or lead")
+UPLOAD_ENDPOINT = "customer_files.Files"
+
+
+@blp.route("")
+class Files(MethodView):
+    @requires("files.view")
+    @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
+    @blp.response(200, FilePageSchema)
+    def get(self, customer_id, page, per_page):
+        """The record's files, newest first."""
+        session = request_session()
+        load_for(customer_id, "files.view", session)
+        result = paginate(session, domain.list_statement(customer_id), page, per_page)
+        return result.body(), 200, result.headers()
+
+    @requires("files.modify")
+    @idempotent
+    @blp.arguments(FileUploadSchema, location="files")
+    @blp.arguments(FileFormSchema, location="form")
+    @blp.response(201, FileSchema)
+    @blp.alt_response(413, description="The file is larger than the limit")
+    @blp.alt_response(415, description="The type is not accepted, or the contents do not match it")
+    def post(self, upload, form, customer_id):
+        """Upload a file (multipart/form-data: `file`, optional `description`)."""
+        session = request_session()
+        load_for(customer_id, "files.modify", session)
+        item = domain.store_upload(session, context(session).actor, customer_id, upload["file"],
+                                   form.get("description"))
+        session.commit()
+        return item, 201, {"Location": url_for("customer_files.FileItem", customer_id=customer_id, file_id=item.id)}
+
+
+@blp.route("/<int:file_id>")
+class FileItem(MethodView):
+    @requires("files.view")
+    @blp.response(200, FileSchema)
+    def get(self, customer_id, file_id):
+        """A file's details; its bytes are at `…/content`."""
+        session = request_session()
+        load_for(customer_id, "files.view", session)
+        return domain.get_file(session, customer_id, file_id)
+
+    @requires("files.modify")
+    @blp.response(204)
+    def delete(self, customer_id, file_id):
+        """Delete a file (the record's history keeps its name)."""
+        session = request_session()
+        load_for(customer_id, "files.modify", session)
+        key = domain.delete_file(session, context(session).actor, domain.get_file(session, customer_id, file_id))
+        session.commit()
+        domain.remove_blobs([key])
+        return None
+
+
+@blp.route("/<int:file_id>/content")
+class FileContent(MethodView):
+    @requires("files.view")
+    @blp.response(200, description="The file's bytes, as an attachment",
+                  content_type="application/octet-stream")
+    def get(self, customer_id, file_id):
+        """Download a file."""
+        session = request_session()
+        load_for(customer_id, "files.view", session)
+        item = domain.get_file(session, customer_id, file_id)
+        response = Response(domain.file_store().open(item.storage_key), mimetype=item.content_type,
+                            direct_passthrough=True)
+        response.headers["Content-Length"] = str(item.size)
+        response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(item.filename)}"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["ETag"] = f'"{item.sha256}"'
+        return response

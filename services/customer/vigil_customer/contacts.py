@@ -1,0 +1,195 @@
+"""Contacts of a record (seed 001 "Contacts", seed 002): emergency contacts in call order, others, a primary.
+
+Emergency contacts are called in ``call_priority`` order; giving a contact a priority already
+taken moves that one and the ones after it down by one, so the order stays a clean sequence.
+The passcode a contact gives the central station is confidential: encrypted at rest and masked
+like the installation codes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from vigil_shared.crypto import FieldCipher
+from vigil_shared.errors import not_found, validation_problem
+from vigil_shared.identity import Identity
+from vigil_shared.masking import MASK, mask
+
+from . import history, validation
+from .access import field_forbidden
+from .customers import touch
+from .models import Contact, Customer
+
+EMERGENCY, OTHER = "emergency", "other"
+EMERGENCY_ONLY = ("relation", "has_key", "call_priority", "passcode")
+OTHER_ONLY = ("role",)
+EDITABLE = ("name", "relation", "role", "phones", "email", "has_key", "call_priority", "passcode", "is_primary")
+PASSCODE_VIEW = "confidential.installation_codes.view"
+PASSCODE_MODIFY = "confidential.installation_codes.modify"
+
+
+def _check_type(contact_type: str, data: dict) -> None:
+    wrong = EMERGENCY_ONLY if contact_type == OTHER else OTHER_ONLY
+    stray = [name for name in wrong if data.get(name) not in (None, False)]
+    if stray:
+        other = "emergency" if contact_type == OTHER else "other"
+        raise validation_problem({name: [f"Only {other} contacts have this field."] for name in stray})
+
+
+def _phones(phones: list[dict] | None, state: str | None) -> list[dict]:
+    result, errors = [], {}
+    for index, phone in enumerate(phones or []):
+        try:
+            display, e164 = validation.parse_phone(phone["number"], state)
+        except ValueError as exc:
+            errors[f"phones.{index}.number"] = [str(exc)]
+            continue
+        result.append({"label": phone.get("label") or "phone", "number": display, "e164": e164})
+    if errors:
+        raise validation_problem(errors)
+    return result
+
+
+def _place(session: Session, contact: Contact, wanted: int | None) -> None:
+    """Puts an emergency contact at ``wanted`` (or last), shifting the ones from there down."""
+    others = (Contact.customer_id == contact.customer_id) & (Contact.type == EMERGENCY)
+    if contact.id is not None:
+        others &= Contact.id != contact.id
+    last = session.scalar(select(func.max(Contact.call_priority)).where(others)) or 0
+    if wanted is None or wanted > last:
+        contact.call_priority = last + 1
+        return
+    taken = session.scalar(select(Contact.id).where(others, Contact.call_priority == wanted))
+    if taken is not None:
+        session.execute(update(Contact).where(others, Contact.call_priority >= wanted)
+                        .values(call_priority=Contact.call_priority + 1, version=Contact.version + 1)
+                        .execution_options(synchronize_session=False))
+    contact.call_priority = wanted
+
+
+def _make_primary(session: Session, contact: Contact) -> None:
+    session.execute(update(Contact).where(Contact.customer_id == contact.customer_id, Contact.id != contact.id,
+                                          Contact.is_primary.is_(True))
+                    .values(is_primary=False, version=Contact.version + 1)
+                    .execution_options(synchronize_session=False))
+
+
+def create_contact(session: Session, actor: history.Actor, cipher: FieldCipher, customer: Customer,
+                   data: dict) -> Contact:
+    contact_type = data["type"]
+    _check_type(contact_type, data)
+    contact = Contact(customer_id=customer.id, type=contact_type, name=data["name"], relation=data.get("relation"),
+                      role=data.get("role"), phones=_phones(data.get("phones"), customer.state),
+                      email=data.get("email"), has_key=bool(data.get("has_key")),
+                      passcode_enc=cipher.encrypt(data.get("passcode") or None),
+                      is_primary=bool(data.get("is_primary")))
+    session.add(contact)
+    session.flush()
+    if contact_type == EMERGENCY:
+        _place(session, contact, data.get("call_priority"))
+    if contact.is_primary:
+        _make_primary(session, contact)
+    session.flush()
+    history.record(session, actor, customer.id, "contact_add", target_type="contact", target_id=contact.id,
+                   field="name", new=contact.name)
+    touch(session, customer.id)
+    return contact
+
+
+def get_contact(session: Session, customer_id: int, contact_id: int) -> Contact:
+    contact = session.get(Contact, contact_id)
+    if contact is None or contact.customer_id != customer_id:
+        raise not_found("contact")
+    return contact
+
+
+def update_contact(session: Session, actor: history.Actor, cipher: FieldCipher, identity: Identity,
+                   customer: Customer, contact: Contact, changes: dict) -> list[str]:
+    _check_type(contact.type, changes)
+    changes = dict(changes)
+    if "passcode" in changes:
+        saved = cipher.decrypt(contact.passcode_enc)
+        wanted = changes["passcode"] or None
+        if wanted == saved or (saved is not None and wanted == MASK):
+            del changes["passcode"]  # unchanged, or the mask the caller was shown
+        elif wanted == MASK:
+            raise validation_problem({"passcode": ["Send the full value; a masked value cannot be saved."]})
+        elif saved is not None and not identity.can(PASSCODE_MODIFY, customer.location_id):
+            raise field_forbidden({"passcode": PASSCODE_MODIFY})
+    if "phones" in changes:
+        changes["phones"] = _phones(changes["phones"], customer.state)
+    changed = []
+    for name in EDITABLE:
+        if name not in changes:
+            continue
+        if name == "passcode":
+            history.record(session, actor, customer.id, "contact_update", target_type="contact", target_id=contact.id,
+                           field="passcode", old=cipher.decrypt(contact.passcode_enc), new=changes[name] or None,
+                           confidential="installation_codes", cipher=cipher)
+            contact.passcode_enc = cipher.encrypt(changes[name] or None)
+            changed.append(name)
+            continue
+        if name == "call_priority":
+            if contact.type == EMERGENCY and changes[name] is not None and changes[name] != contact.call_priority:
+                old = contact.call_priority
+                _place(session, contact, changes[name])
+                history.record(session, actor, customer.id, "contact_update", target_type="contact",
+                               target_id=contact.id, field=name, old=old, new=contact.call_priority)
+                changed.append(name)
+            continue
+        old = getattr(contact, name)
+        if old != changes[name]:
+            history.record(session, actor, customer.id, "contact_update", target_type="contact", target_id=contact.id,
+                           field=name, old=_phones_text(old) if name == "phones" else old,
+                           new=_phones_text(changes[name]) if name == "phones" else changes[name])
+            setattr(contact, name, changes[name])
+            changed.append(name)
+    if "is_primary" in changed and contact.is_primary:
+        _make_primary(session, contact)
+    if changed:
+        session.flush()
+        touch(session, customer.id)
+    return changed
+
+
+def _phones_text(phones: list[dict] | None) -> str | None:
+    return ", ".join(p["number"] for p in phones or []) or None
+
+
+def delete_contact(session: Session, actor: history.Actor, contact: Contact) -> None:
+    history.record(session, actor, contact.customer_id, "contact_delete", target_type="contact",
+                   target_id=contact.id, field="name", old=contact.name)
+    session.delete(contact)
+    session.flush()
+    if contact.type == EMERGENCY and contact.call_priority is not None:
+        session.execute(update(Contact).where(Contact.customer_id == contact.customer_id, Contact.type == EMERGENCY,
+                                              Contact.call_priority > contact.call_priority)
+                        .values(call_priority=Contact.call_priority - 1, version=Contact.version + 1)
+                        .execution_options(synchronize_session=False))
+    touch(session, contact.customer_id)
+
+
+def list_statement(customer_id: int, contact_type: str | None = None):
+    """Emergency contacts first, in call order; then the others by name."""
+    statement = select(Contact).where(Contact.customer_id == customer_id)
+    if contact_type:
+        statement = statement.where(Contact.type == contact_type)
+    return statement.order_by(case((Contact.type == EMERGENCY, 0), else_=1), Contact.call_priority,
+                              func.lower(Contact.name), Contact.id)
+
+
+def present(contact: Contact, identity: Identity, location_id: int | None, cipher: FieldCipher) -> tuple[dict, bool]:
+    """The contact as the caller may see it, and whether a passcode was shown unmasked."""
+    passcode = cipher.decrypt(contact.passcode_enc)
+    shown = passcode is not None and identity.can(PASSCODE_VIEW, location_id)
+    body: dict[str, Any] = {
+        "id": contact.id, "customer_id": contact.customer_id, "type": contact.type, "name": contact.name,
+        "relation": contact.relation, "role": contact.role,
+        "phones": [{"label": p["label"], "number": p["number"]} for p in contact.phones or []],
+        "email": contact.email, "has_key": contact.has_key, "call_priority": contact.call_priority,
+        "passcode": passcode if shown else mask(passcode), "is_primary": contact.is_primary,
+        "created_at": contact.created_at, "updated_at": contact.updated_at,
+    }
+    return body, shown
