@@ -2,4 +2,6 @@
 
 Each aggregate is a flask-smorest Blueprint in its own module of this package, listed here.
 """
-BLUEPRINTS: list = []
+from .tech import blp as tech_blp
+
+BLUEPRINTS: list = [tech_blp]

@@ -1,0 +1,239 @@
+"""Technician portal: ``POST /api/v1/tech/lookup`` with an account number and PIN, answered on site.
+
+The property service checks the PIN (constant time, 5 wrong ones lock the account for 15 minutes,
+attempts rate-limited per client address, ``tech_portal.use`` at the property's location) and
+answers the site: address, system type, access information, systems, equipment, open appointments.
+The gateway adds the emergency contacts from the customer service; when that service is down the
+answer is still given, marked ``partial``. Nothing else of the customer (SSN, birthdate, billing)
+is asked for, and the response schema below lets only the documented fields out.
+
+Every lookup, good or bad (refused, malformed, locked, wrong PIN), is written to the audit log as
+``tech.lookup`` with the account number tried, never the PIN.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from werkzeug.exceptions import HTTPException
+
+from vigil_shared.errors import UNAVAILABLE, Problem
+from vigil_shared.identity import service_identity
+from vigil_shared.web import CONFIDENTIAL_READS_HEADER, requires
+
+from .. import audit
+from ..context import database
+from ..upstream import ServiceUnavailable, call_service
+
+blp = Blueprint("tech", __name__, url_prefix="/api/v1/tech", description="Technician portal")
+
+VERIFY_PATH = "/api/v1/tech/verify"
+CONTACT_FIELDS = ("id", "name", "relation", "role", "phones", "email", "has_key", "call_priority", "is_primary")
+PROBLEM_EXTRAS = ("permission",)
+
+
+class TechLookupRequest(Schema):
+    account_number = fields.String(required=True, validate=validate.Length(min=1, max=40),
+                                   metadata={"description": "The property's monitoring account number"})
+    pin = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{4}$", error="Exactly 4 digits."),
+                        metadata={"description": "The property's 4-digit account PIN"})
+
+
+class TechAccess(Schema):
+    managed_by = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    notes = fields.String(allow_none=True)
+
+
+class TechSite(Schema):
+    id = fields.Integer()
+    customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+    account_number = fields.String(allow_none=True)
+    type = fields.String(allow_none=True)
+    system_type = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+    city = fields.String(allow_none=True)
+    postal_code = fields.String(allow_none=True)
+    monitoring_status = fields.String()
+    active = fields.Boolean()
+    notes = fields.String(allow_none=True)
+    access = fields.Nested(TechAccess)
+
+
+class TechSystem(Schema):
+    id = fields.Integer()
+    kind_id = fields.Integer()
+    kind_name = fields.String(allow_none=True)
+    ip_address = fields.String(allow_none=True)
+    port = fields.Integer(allow_none=True)
+    username = fields.String(allow_none=True)
+    password = fields.String(allow_none=True, metadata={
+        "description": "`***` without confidential.installation_codes.view at the property's location"})
+    version = fields.String(allow_none=True)
+    notes = fields.String(allow_none=True)
+    details = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class TechEquipment(Schema):
+    id = fields.Integer()
+    item = fields.String()
+    zone = fields.String(allow_none=True)
+    serial_number = fields.String(allow_none=True)
+    install_date = fields.String(allow_none=True, metadata={"format": "date"})
+    warranty_end = fields.String(allow_none=True, metadata={"format": "date"})
+    status = fields.String()
+
+
+class TechAppointment(Schema):
+    id = fields.Integer()
+    type = fields.String()
+    starts_at = fields.String(metadata={"format": "date-time"})
+    ends_at = fields.String(metadata={"format": "date-time"})
+    technician_id = fields.Integer(allow_none=True)
+    notes = fields.String(allow_none=True)
+
+
+class TechContactPhone(Schema):
+    label = fields.String(allow_none=True)
+    number = fields.String(allow_none=True)
+    e164 = fields.String(allow_none=True)
+
+
+class TechContact(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    relation = fields.String(allow_none=True)
+    role = fields.String(allow_none=True)
+    phones = fields.List(fields.Nested(TechContactPhone))
+    email = fields.String(allow_none=True)
+    has_key = fields.Boolean()
+    call_priority = fields.Integer(allow_none=True)
+    is_primary = fields.Boolean()
+
+
+class TechLookupResult(Schema):
+    property = fields.Nested(TechSite)
+    systems = fields.List(fields.Nested(TechSystem))
+    equipment = fields.List(fields.Nested(TechEquipment))
+    open_appointments = fields.List(fields.Nested(TechAppointment))
+    emergency_contacts = fields.List(fields.Nested(TechContact), allow_none=True, metadata={
+        "description": "In calling order; null when the customer service could not be asked (see `partial`)"})
+    partial = fields.Boolean(metadata={"description": "True when a part could not be fetched"})
+    unavailable = fields.List(fields.String(), metadata={"description": "Services that did not answer"})
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return audit.SUCCESS
+    return audit.DENIED if status in (401, 403, 429) else audit.FAILURE
+
+
+def _account_tried() -> str | None:
+    body = request.get_json(silent=True)
+    value = body.get("account_number") if isinstance(body, dict) else None
+    return value[:40] if isinstance(value, str) else None
+
+
+def _audit(status: int, reason: str | None = None) -> None:
+    details = {"account_number": _account_tried(), "status": status}
+    if reason:
+        details["reason"] = reason
+    found = g.get("tech_site") or {}
+    if found.get("customer_id") is not None:
+        details["customer_id"] = found["customer_id"]
+    if g.get("tech_partial"):
+        details["partial"] = True
+    audit.record(database(), "tech.lookup", _outcome(status), target_type="property" if found else None,
+                 target_id=found.get("id"), details=details)
+
+
+def audited(view):
+    """Writes one ``tech.lookup`` audit entry for whatever becomes of the request, refusals included."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        try:
+            response = view(*args, **kwargs)
+        except Problem as problem:
+            _audit(problem.status, problem.type if problem.type != "about:blank" else problem.title)
+            raise
+        except HTTPException as error:
+            _audit(error.code or 500, error.name)
+            raise
+        except Exception:
+            _audit(500, "unexpected error")
+            raise
+        _audit(response.status_code)
+        return response
+
+    wrapper._apidoc = dict(getattr(view, "_apidoc", {}))
+    return wrapper
+
+
+# --- the operation -------------------------------------------------------------------------------
+
+def _refusal(reply) -> Problem:
+    """The property service's problem, re-issued as the gateway's own (its path is internal)."""
+    body = reply.body if isinstance(reply.body, dict) else {}
+    headers = {name: reply.headers[name] for name in ("Retry-After",) if name in reply.headers}
+    extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
+    return Problem(reply.status, body.get("detail"), title=body.get("title"), type=body.get("type", "about:blank"),
+                   errors=body.get("errors"), headers=headers, **extras)
+
+
+def _emergency_contacts(customer_id: int) -> list | None:
+    """The customer's emergency contacts, in calling order; None when the customer service cannot say."""
+    identity = service_identity("gateway", {"contacts.view"}, request_id=g.get("request_id"))
+    try:
+        reply = call_service("customer", "GET", f"/api/v1/customers/{customer_id}/contacts",
+                             params={"type": "emergency", "per_page": 100}, identity=identity)
+    except ServiceUnavailable:
+        return None
+    if reply.status != 200:
+        return None
+    items = reply.body.get("items") if isinstance(reply.body, dict) else reply.body
+    if not isinstance(items, list):
+        return None
+    contacts = [{key: item[key] for key in CONTACT_FIELDS if key in item} for item in items if isinstance(item, dict)]
+    return sorted(contacts, key=lambda c: (c.get("call_priority") is None, c.get("call_priority") or 0))
+
+
+@blp.route("/lookup")
+class TechLookup(MethodView):
+    @audited
+    @requires("tech_portal.use")
+    @blp.arguments(TechLookupRequest)
+    @blp.response(200, TechLookupResult)
+    @blp.alt_response(404, description="No property matches this account number and PIN")
+    @blp.alt_response(429, description="Too many attempts from your address, or the account is locked "
+                                       "after 5 wrong PINs (see `Retry-After`)")
+    @blp.alt_response(503, description="The property service is unavailable")
+    def post(self, data):
+        """Identify a property on site with its account number and PIN; get what the visit needs.
+
+        Needs `tech_portal.use` at the property's location. Every lookup is audited.
+        """
+        try:
+            reply = call_service("property", "POST", VERIFY_PATH, json_body=data)
+        except ServiceUnavailable:
+            raise Problem(503, "The property service is unavailable. Try again shortly.", type=UNAVAILABLE,
+                          headers={"Retry-After": "5"}) from None
+        if not reply.ok:
+            raise _refusal(reply)
+        site = reply.body
+        g.tech_site = site["property"]
+        contacts = _emergency_contacts(site["property"]["customer_id"])
+        g.tech_partial = contacts is None
+        headers = {}
+        if CONFIDENTIAL_READS_HEADER in reply.headers:  # audited by the gateway on the way out
+            headers[CONFIDENTIAL_READS_HEADER] = reply.headers[CONFIDENTIAL_READS_HEADER]
+        return site | {"emergency_contacts": contacts, "partial": contacts is None,
+                       "unavailable": ["customer"] if contacts is None else []}, 200, headers
