@@ -48,7 +48,25 @@ def home_records(gateway, locations) -> dict[str, str]:
     prop = gateway.post(f"/api/v1/customers/{customer_id}/properties", json={"address": "1 Home Rd"})
     assert prop.status_code == 201, prop.text
     return {"customer_id": str(customer_id), "property_id": str(prop.json()["id"]),
-            "location_id": str(locations["home"])}
+            "location_id": str(locations["home"]), **customer_children(gateway, customer_id)}
+
+
+CUSTOMER_CHILDREN = ("note_id", "contact_id", "file_id", "tag_id")
+
+
+def customer_children(gateway, customer_id: int) -> dict[str, str]:
+    """A note, a contact, a file and a tag on the home customer (the customer service's sub-routes)."""
+    base = f"/api/v1/customers/{customer_id}"
+    note = gateway.post(f"{base}/notes", json={"text": "Home note"})
+    contact = gateway.post(f"{base}/contacts", json={"type": "emergency", "name": "Home Contact"})
+    upload = gateway.post(f"{base}/files", files={"file": ("home.txt", b"home file\n", "text/plain")})
+    tag = gateway.post("/api/v1/tags", json={"name": f"e2e-access-{customer_id}"})
+    for response in (note, contact, upload, tag):
+        assert response.status_code == 201, response.text
+    applied = gateway.post(f"{base}/tags", json={"tag_id": tag.json()["id"]})
+    assert applied.status_code == 201, applied.text
+    return {"note_id": str(note.json()["id"]), "contact_id": str(contact.json()["id"]),
+            "file_id": str(upload.json()["id"]), "tag_id": str(tag.json()["id"])}
 
 
 def home_customer_body(location_id: int) -> dict:
@@ -105,7 +123,8 @@ def test_a_caller_from_another_location_is_refused_on_home_records(openapi, gate
 
 def test_lists_never_show_another_locations_rows(openapi, gateway_as, locations, home_records):
     leaks = []
-    home_ids = {int(v) for k, v in home_records.items() if k != "location_id"}
+    # customers and properties are what lists show; note, contact, file and tag ids live in other tables
+    home_ids = {int(v) for k, v in home_records.items() if k not in ("location_id", *CUSTOMER_CHILDREN)}
     for path, method, op in operations(openapi):
         if method != "get" or op.get("x-vigil-scope") != "location" or PARAM.search(path):
             continue

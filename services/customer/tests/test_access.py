@@ -213,3 +213,16 @@ def test_history_leaves_out_sections_the_reader_may_not_view(api):
 
 def test_the_admin_fixture_holds_everything():
     assert ADMIN.can("confidential.ssn.view", 1) and ADMIN.can("customers.modify", 2)
+
+
+def test_the_records_location_is_checked_before_the_body(api):
+    home = create(api)
+    base = f"/api/v1/customers/{home['id']}"
+    for permission, method, path in (
+            ("customers.modify", "PATCH", base), ("leads.modify", "POST", f"{base}/convert"),
+            ("customers.create", "POST", f"{base}/duplicate"), ("notes.modify", "POST", f"{base}/notes"),
+            ("contacts.modify", "POST", f"{base}/contacts"), ("tags.modify", "POST", f"{base}/tags"),
+            ("files.modify", "POST", f"{base}/files")):
+        outsider = as_(api, permission, locations=(2,))
+        response = outsider.open(method, path, json={"not": "valid"})
+        assert response.status_code == 403, (method, path, response.status_code)

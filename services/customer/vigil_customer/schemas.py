@@ -26,6 +26,17 @@ NAME = validate.Length(min=1, max=100)
 MONEY = validate.Range(min=0, max=100_000_000)
 
 
+class Choice(fields.String):
+    """One of a few lower-case words, accepted in any case (``Residential`` → ``residential``)."""
+
+    def __init__(self, choices, **kwargs):
+        super().__init__(validate=validate.OneOf(choices), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        return result.strip().lower() if isinstance(result, str) else result
+
+
 class MaskableDate(fields.Date):
     """A date, or the ``***`` mask a caller without the confidential permission was shown (ignored)."""
 
@@ -64,7 +75,7 @@ class RecordFieldsSchema(Schema):
     credit_score = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=300, max=850),
                                   metadata={"description": "Needs `credit.create`; its letter grade is derived"})
     credit_tracking_number = text(100)
-    account_type = fields.String(allow_none=True, validate=validate.OneOf(["residential", "commercial"]))
+    account_type = Choice(["residential", "commercial"], allow_none=True)
     account_class = text(100)
     business_name = text(200)
     business_contact = text(200)
@@ -140,7 +151,7 @@ class RecordFieldsSchema(Schema):
 
 
 class CustomerCreateSchema(RecordFieldsSchema):
-    kind = fields.String(load_default="customer", validate=validate.OneOf(["customer", "lead"]))
+    kind = Choice(["customer", "lead"], load_default="customer")
     call_center_rep = text(100, metadata={"description": "Set once, when the record is created"})
 
 
@@ -156,8 +167,7 @@ class CreateArgs(Schema):
 class ConvertSchema(Schema):
     location_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     sold_by = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
-    account_type = fields.String(validate=validate.OneOf(["residential", "commercial"]),
-                                 metadata={"description": "Required when the lead has none"})
+    account_type = Choice(["residential", "commercial"], metadata={"description": "Required when the lead has none"})
     custom_fields = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
 
 
@@ -313,7 +323,7 @@ class CustomerListArgs(PaginationArgs):
     active = fields.Boolean()
     archived = fields.String(load_default="all", validate=validate.OneOf(["all", "only", "none"]))
     location_id = fields.List(fields.Integer(validate=validate.Range(min=1)), load_default=list)
-    account_type = fields.String(validate=validate.OneOf(["residential", "commercial"]))
+    account_type = Choice(["residential", "commercial"])
     tag = fields.List(TrimmedString(validate=validate.Length(min=1, max=50)), load_default=list)
     city = TrimmedString(validate=validate.Length(max=100))
     state = TrimmedString(validate=validate.Length(max=2))

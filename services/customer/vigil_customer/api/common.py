@@ -1,6 +1,8 @@
 """What every view of this service shares: the write context, loading a record the caller may use."""
 from __future__ import annotations
 
+from functools import wraps
+
 from sqlalchemy.orm import Session
 
 from vigil_shared.http import etag_of
@@ -41,3 +43,26 @@ def load_for(customer_id: int, permission: str, session: Session | None = None):
 
 def etag_headers(item, **extra) -> dict:
     return {"ETag": etag_of(item.id, item.version), **extra}
+
+
+def record_rule(*, action: str | None = None, permission: str | None = None):
+    """Checks the record's own location before the request body is even parsed.
+
+    Place it right under ``@requires``: a caller who holds the permission only in another
+    location gets 403 for this record whatever they send, never a 422 about their body.
+    ``action`` checks the record's own ``view``/``modify``/``delete`` right (customers.* or
+    leads.* by kind); ``permission`` checks a tab's permission (notes, contacts, files…).
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if action:
+                load_record(kwargs["customer_id"], action)
+            else:
+                load_for(kwargs["customer_id"], permission)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

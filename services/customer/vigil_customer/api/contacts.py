@@ -15,7 +15,7 @@ from vigil_shared.web import current_identity, note_confidential_read, request_s
 
 from .. import contacts as domain
 from ..child_schemas import ContactCreateSchema, ContactListArgs, ContactPageSchema, ContactPatchSchema, ContactSchema
-from .common import cipher, context, etag_headers, load_for
+from .common import cipher, context, etag_headers, load_for, record_rule
 
 blp = Blueprint("customer_contacts", __name__, url_prefix="/api/v1/customers/<int:customer_id>/contacts",
                 description="Emergency and other contacts of a customer or lead")
@@ -37,6 +37,7 @@ def shown(customer, contacts):
 @blp.route("")
 class Contacts(MethodView):
     @requires("contacts.view")
+    @record_rule(permission="contacts.view")
     @blp.arguments(ContactListArgs, location="query", as_kwargs=True)
     @blp.response(200, ContactPageSchema)
     def get(self, customer_id, page, per_page, type=None):
@@ -48,6 +49,7 @@ class Contacts(MethodView):
         return listed.body(), 200, listed.headers()
 
     @requires("contacts.modify")
+    @record_rule(permission="contacts.modify")
     @idempotent
     @blp.arguments(ContactCreateSchema)
     @blp.response(201, ContactSchema)
@@ -65,6 +67,7 @@ class Contacts(MethodView):
 @blp.route("/<int:contact_id>")
 class ContactItem(MethodView):
     @requires("contacts.view")
+    @record_rule(permission="contacts.view")
     @blp.response(200, ContactSchema)
     def get(self, customer_id, contact_id):
         """One contact; its passcode is masked unless you may see installation codes."""
@@ -74,6 +77,7 @@ class ContactItem(MethodView):
         return shown(customer, [contact])[0], 200, etag_headers(contact)
 
     @requires("contacts.modify")
+    @record_rule(permission="contacts.modify")
     @blp.arguments(ContactPatchSchema)
     @blp.response(200, ContactSchema)
     @blp.alt_response(403, description="Changing a saved passcode needs `confidential.installation_codes.modify`")
@@ -91,6 +95,7 @@ class ContactItem(MethodView):
         return shown(customer, [contact])[0], 200, etag_headers(contact)
 
     @requires("contacts.modify")
+    @record_rule(permission="contacts.modify")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, contact_id):

@@ -15,7 +15,7 @@ from .. import history, present, search
 from ..access import Access
 from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
                        CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
-from .common import cipher, context, etag_headers, load_for, load_record
+from .common import cipher, context, etag_headers, load_for, load_record, record_rule
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
@@ -78,6 +78,7 @@ class Customers(MethodView):
 @blp.route("/<int:customer_id>")
 class CustomerItem(MethodView):
     @requires("customers.view")
+    @record_rule(action="view")
     @blp.response(200, CustomerSchema)
     @blp.alt_response(403, description="The record is in a location you may not view")
     def get(self, customer_id):
@@ -90,6 +91,7 @@ class CustomerItem(MethodView):
         return record_response(request_session(), customer)
 
     @requires("customers.modify")
+    @record_rule(action="modify")
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(403, description="Some fields need a permission you lack (named in `errors`)")
@@ -105,6 +107,7 @@ class CustomerItem(MethodView):
         return record_response(session, customer)
 
     @requires("customers.delete")
+    @record_rule(action="delete")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
@@ -122,6 +125,7 @@ class CustomerItem(MethodView):
 @blp.route("/<int:customer_id>/convert")
 class ConvertLead(MethodView):
     @requires("leads.modify")
+    @record_rule(action="modify")
     @idempotent
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
@@ -144,6 +148,7 @@ class ConvertLead(MethodView):
 @blp.route("/<int:customer_id>/duplicate")
 class DuplicateCustomer(MethodView):
     @requires("customers.create")
+    @record_rule(action="view")
     @idempotent
     @blp.arguments(DuplicateSchema)
     @blp.response(201, CustomerSchema)
@@ -164,6 +169,7 @@ class DuplicateCustomer(MethodView):
 @blp.route("/<int:customer_id>/history")
 class CustomerHistory(MethodView):
     @requires("history.view")
+    @record_rule(permission="history.view")
     @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
     @blp.response(200, HistoryPageSchema)
     def get(self, customer_id, page, per_page, **filters):

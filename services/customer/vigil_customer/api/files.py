@@ -18,7 +18,7 @@ from vigil_shared.web import request_session, requires
 
 from .. import files as domain
 from ..child_schemas import FileFormSchema, FilePageSchema, FileSchema, FileUploadSchema
-from .common import context, load_for
+from .common import context, load_for, record_rule
 
 blp = Blueprint("customer_files", __name__, url_prefix="/api/v1/customers/<int:customer_id>/files",
                 description="Files of a customer or lead")
@@ -28,6 +28,7 @@ UPLOAD_ENDPOINT = "customer_files.Files"
 @blp.route("")
 class Files(MethodView):
     @requires("files.view")
+    @record_rule(permission="files.view")
     @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
     @blp.response(200, FilePageSchema)
     def get(self, customer_id, page, per_page):
@@ -38,6 +39,7 @@ class Files(MethodView):
         return result.body(), 200, result.headers()
 
     @requires("files.modify")
+    @record_rule(permission="files.modify")
     @idempotent
     @blp.arguments(FileUploadSchema, location="files")
     @blp.arguments(FileFormSchema, location="form")
@@ -57,6 +59,7 @@ class Files(MethodView):
 @blp.route("/<int:file_id>")
 class FileItem(MethodView):
     @requires("files.view")
+    @record_rule(permission="files.view")
     @blp.response(200, FileSchema)
     def get(self, customer_id, file_id):
         """A file's details; its bytes are at `…/content`."""
@@ -65,6 +68,7 @@ class FileItem(MethodView):
         return domain.get_file(session, customer_id, file_id)
 
     @requires("files.modify")
+    @record_rule(permission="files.modify")
     @blp.response(204)
     def delete(self, customer_id, file_id):
         """Delete a file (the record's history keeps its name)."""
@@ -79,6 +83,7 @@ class FileItem(MethodView):
 @blp.route("/<int:file_id>/content")
 class FileContent(MethodView):
     @requires("files.view")
+    @record_rule(permission="files.view")
     @blp.response(200, description="The file's bytes, as an attachment",
                   content_type="application/octet-stream")
     def get(self, customer_id, file_id):

@@ -11,7 +11,7 @@ from vigil_shared.web import request_session, requires
 
 from .. import notes as domain
 from ..child_schemas import NoteCreateSchema, NoteListArgs, NotePageSchema, NotePatchSchema, NoteSchema
-from .common import context, etag_headers, load_for
+from .common import context, etag_headers, load_for, record_rule
 
 blp = Blueprint("customer_notes", __name__, url_prefix="/api/v1/customers/<int:customer_id>/notes",
                 description="Notes and tickets of a customer or lead")
@@ -20,6 +20,7 @@ blp = Blueprint("customer_notes", __name__, url_prefix="/api/v1/customers/<int:c
 @blp.route("")
 class Notes(MethodView):
     @requires("notes.view")
+    @record_rule(permission="notes.view")
     @blp.arguments(NoteListArgs, location="query", as_kwargs=True)
     @blp.response(200, NotePageSchema)
     def get(self, customer_id, page, per_page, kind=None, status=None, open=None, assignee=None):
@@ -31,6 +32,7 @@ class Notes(MethodView):
         return result.body(), 200, result.headers()
 
     @requires("notes.modify")
+    @record_rule(permission="notes.modify")
     @idempotent
     @blp.arguments(NoteCreateSchema)
     @blp.response(201, NoteSchema)
@@ -48,6 +50,7 @@ class Notes(MethodView):
 @blp.route("/<int:note_id>")
 class NoteItem(MethodView):
     @requires("notes.view")
+    @record_rule(permission="notes.view")
     @blp.response(200, NoteSchema)
     def get(self, customer_id, note_id):
         """One note or ticket."""
@@ -57,6 +60,7 @@ class NoteItem(MethodView):
         return note, 200, etag_headers(note)
 
     @requires("notes.modify")
+    @record_rule(permission="notes.modify")
     @blp.arguments(NotePatchSchema)
     @blp.response(200, NoteSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
@@ -71,6 +75,7 @@ class NoteItem(MethodView):
         return note, 200, etag_headers(note)
 
     @requires("notes.modify")
+    @record_rule(permission="notes.modify")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, note_id):

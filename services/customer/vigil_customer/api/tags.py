@@ -1,4 +1,9 @@
-"""The tag catalog (`catalogs.manage` to change it) and the tags on a record (`tags.view`/`tags.modify`)."""
+"""The tag catalog and the tags on a record.
+
+The catalog is company-wide and names no customer, so any signed-in caller may read it (tag
+pickers need it); `catalogs.manage` changes it. Tags on a record need `tags.view`/`tags.modify`
+at the record's location.
+"""
 from __future__ import annotations
 
 from flask import url_for
@@ -7,12 +12,13 @@ from flask_smorest import Blueprint
 
 from vigil_shared.http import check_if_match, paginate
 from vigil_shared.idempotency import idempotent
+from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
 
 from .. import tags as domain
 from ..child_schemas import (ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema,
                              TagSchema)
-from .common import context, etag_headers, load_for
+from .common import context, etag_headers, load_for, record_rule
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint("customer_tags", __name__, url_prefix="/api/v1/customers/<int:customer_id>/tags",
@@ -21,7 +27,7 @@ applied = Blueprint("customer_tags", __name__, url_prefix="/api/v1/customers/<in
 
 @catalog.route("")
 class TagCatalog(MethodView):
-    @requires("tags.view")
+    @requires(AUTHENTICATED)
     @catalog.arguments(TagListArgs, location="query", as_kwargs=True)
     @catalog.response(200, TagPageSchema)
     def get(self, page, per_page, q=None):
@@ -44,7 +50,7 @@ class TagCatalog(MethodView):
 
 @catalog.route("/<int:tag_id>")
 class TagItem(MethodView):
-    @requires("tags.view")
+    @requires(AUTHENTICATED)
     @catalog.response(200, TagSchema)
     def get(self, tag_id):
         """One tag of the catalog."""
@@ -81,6 +87,7 @@ class TagItem(MethodView):
 @applied.route("")
 class CustomerTags(MethodView):
     @requires("tags.view")
+    @record_rule(permission="tags.view")
     @applied.arguments(TagListArgs, location="query", as_kwargs=True)
     @applied.response(200, TagPageSchema)
     def get(self, customer_id, page, per_page, q=None):
@@ -91,6 +98,7 @@ class CustomerTags(MethodView):
         return result.body(), 200, result.headers()
 
     @requires("tags.modify")
+    @record_rule(permission="tags.modify")
     @idempotent
     @applied.arguments(ApplyTagSchema)
     @applied.response(201, TagSchema)
@@ -109,6 +117,7 @@ class CustomerTags(MethodView):
 @applied.route("/<int:tag_id>")
 class CustomerTagItem(MethodView):
     @requires("tags.modify")
+    @record_rule(permission="tags.modify")
     @applied.response(204)
     def delete(self, customer_id, tag_id):
         """Remove a tag from the record."""
