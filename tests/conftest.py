@@ -169,3 +169,9 @@ def gateway_as(stack, gateway):
         return made[key]
 
     return make
+
+
+def customer_body(location_id: int, **fields) -> dict:
+    """A valid new customer (seed 001's required fields) at ``location_id``; ``fields`` override."""
+    return {"kind": "customer", "first_name": "Dana", "last_name": "Reyes", "city": "Ottawa", "state": "ON",
+            "primary_phone": "613-555-0100", "account_type": "Residential", "location_id": location_id} | fields

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from conftest import assert_problem
+from conftest import assert_problem, customer_body
 
 METHODS = ("get", "post", "put", "patch", "delete")
 PARAM = re.compile(r"{(\w+)}")
@@ -42,7 +42,8 @@ def openapi(gateway) -> dict:
 @pytest.fixture(scope="session")
 def home_records(gateway, locations) -> dict[str, str]:
     """Real records in the home location, by the path parameter that names them."""
-    customer = gateway.post("/api/v1/customers", json=home_customer_body(locations["home"]))
+    customer = gateway.post("/api/v1/customers", json=customer_body(locations["home"], first_name="Homer", last_name="Access",
+                                                                  primary_phone="217-555-0101"))
     assert customer.status_code == 201, customer.text
     customer_id = customer.json()["id"]
     prop = gateway.post(f"/api/v1/customers/{customer_id}/properties", json={"address": "1 Home Rd"})
@@ -67,12 +68,6 @@ def customer_children(gateway, customer_id: int) -> dict[str, str]:
     assert applied.status_code == 201, applied.text
     return {"note_id": str(note.json()["id"]), "contact_id": str(contact.json()["id"]),
             "file_id": str(upload.json()["id"]), "tag_id": str(tag.json()["id"])}
-
-
-def home_customer_body(location_id: int) -> dict:
-    return {"kind": "customer", "first_name": "Homer", "last_name": "Access", "city": "Springfield",
-            "state": "IL", "primary_phone": "217-555-0101", "account_type": "Residential",
-            "location_id": location_id}
 
 
 def fill(path: str, records: dict[str, str], scope: str) -> str:

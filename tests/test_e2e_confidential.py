@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from conftest import customer_body
+
 SSN = "219-09-9999"
 SSN_DIGITS = SSN.replace("-", "")
 BIRTHDATE = "1961-04-12"
@@ -17,10 +19,9 @@ def leaks(text: str) -> bool:
 
 @pytest.fixture(scope="session")
 def secret_customer(gateway, locations) -> dict:
-    response = gateway.post("/api/v1/customers", json={
-        "kind": "customer", "first_name": "Cora", "last_name": "Secret", "city": "Ottawa", "state": "ON",
-        "primary_phone": "613-555-0199", "account_type": "Residential", "location_id": locations["home"],
-        "ssn": SSN, "birthdate": BIRTHDATE})
+    response = gateway.post("/api/v1/customers", json=customer_body(
+        locations["home"], first_name="Cora", last_name="Secret", primary_phone="613-555-0199", ssn=SSN,
+        birthdate=BIRTHDATE))
     assert response.status_code == 201, response.text
     return response.json()
 
