@@ -91,8 +91,11 @@ def list_systems(session: Session, property_id: int, *, page: int, per_page: int
     return paginate(session, statement, page, per_page)
 
 
-def systems_of(session: Session, property_id: int) -> list[System]:
-    return list(session.scalars(select(System).where(System.property_id == property_id).order_by(System.id)))
+def systems_with_kinds(session: Session, property_id: int) -> list[tuple[System, SystemKind]]:
+    """The property's systems with their kinds, in one query."""
+    return [tuple(row) for row in session.execute(
+        select(System, SystemKind).join(SystemKind, SystemKind.id == System.kind_id)
+        .where(System.property_id == property_id).order_by(System.id))]
 
 
 def kinds_by_id(session: Session, kind_ids) -> dict[int, SystemKind]:

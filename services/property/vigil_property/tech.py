@@ -5,23 +5,23 @@
 - ``MAX_WRONG_PINS`` wrong PINs in a row lock the account for ``LOCK_DURATION``; while it is locked
   even the right PIN is refused. A right PIN clears the count.
 
-Counts are written in their own short transactions, so they stick even though the request that
-caused them is answered with an error (and rolled back). The state lives in the database, so every
-web worker of the service sees the same counts.
+Counts are committed as soon as they are made (one ``INSERT … ON CONFLICT … RETURNING`` each), so
+they stick even though the request that caused them is answered with an error. The state lives in
+the database, so every web worker of the service sees the same counts.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import Database
 from vigil_shared.errors import Problem
 
-from .models import LookupWindow, PinGuard, Property
+from .models import KnownCustomer, LookupWindow, PinGuard, Property
 
 MAX_WRONG_PINS = 5
 LOCK_DURATION = timedelta(minutes=15)
@@ -49,52 +49,75 @@ def no_match() -> Problem:
     return Problem(404, "No property matches this account number and PIN.", type=NO_MATCH)
 
 
-def _ensure_row(session: Session, model, **values) -> None:
-    insert = _INSERTS[session.get_bind().dialect.name]
-    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+def _upsert(session: Session, model):
+    return _INSERTS[session.get_bind().dialect.name](model)
 
 
-def count_attempt(db: Database, client: str, now: datetime) -> None:
-    """Counts one attempt for ``client``; 429 with ``Retry-After`` past the limit of the window."""
-    with db.transaction() as session:
-        _ensure_row(session, LookupWindow, client=client, window_start=now, attempts=0)
-        window = session.get(LookupWindow, client, with_for_update=True, populate_existing=True)
-        if window.window_start <= now - WINDOW:
-            window.window_start, window.attempts = now, 0
-        window.attempts += 1
-        over, window_end = window.attempts > ATTEMPTS_PER_WINDOW, window.window_start + WINDOW
-    if over:
+def count_attempt(session: Session, client: str, now: datetime) -> None:
+    """Counts one attempt for ``client`` and commits it; 429 with ``Retry-After`` past the window's limit.
+
+    One statement: the row is created, or its window restarted or its count raised, atomically.
+    """
+    statement = _upsert(session, LookupWindow).values(client=client, window_start=now, attempts=1)
+    expired = LookupWindow.window_start <= now - WINDOW
+    statement = statement.on_conflict_do_update(index_elements=[LookupWindow.client], set_={
+        "attempts": case((expired, 1), else_=LookupWindow.attempts + 1),
+        "window_start": case((expired, now), else_=LookupWindow.window_start),
+    }).returning(LookupWindow.attempts, LookupWindow.window_start)
+    attempts, window_start = session.execute(statement).one()
+    session.commit()
+    if attempts > ATTEMPTS_PER_WINDOW:
         raise Problem(429, f"Too many technician-portal attempts from your address; at most {ATTEMPTS_PER_WINDOW} "
                            "a minute.", title="Too Many Requests", type=RATE_LIMITED,
-                      headers={"Retry-After": _retry_after(window_end, now)})
+                      headers={"Retry-After": _retry_after(window_start + WINDOW, now)})
 
 
-def find_property(session: Session, account_number: str) -> Property | None:
-    return session.scalar(select(Property).where(Property.account_number == account_number))
+@dataclass(frozen=True)
+class Candidate:
+    """The property an account number names, with its lock and its customer's location, in one query."""
+
+    property: Property
+    locked_until: datetime | None
+    failures: int
+    location_id: int | None
 
 
-def ensure_unlocked(session: Session, property_id: int, now: datetime) -> None:
-    guard = session.get(PinGuard, property_id)
-    if guard is not None and guard.locked_until is not None and guard.locked_until > now:
-        raise locked(guard.locked_until, now)
+def find_candidate(session: Session, account_number: str) -> Candidate | None:
+    row = session.execute(
+        select(Property, PinGuard.locked_until, PinGuard.failures, KnownCustomer.location_id)
+        .outerjoin(PinGuard, PinGuard.property_id == Property.id)
+        .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
+        .where(Property.account_number == account_number)).first()
+    return None if row is None else Candidate(row[0], row[1], row[2] or 0, row[3])
 
 
-def record_failure(db: Database, property_id: int, now: datetime) -> datetime | None:
-    """Counts a wrong PIN; returns until when the account is locked if this one locked it."""
-    with db.transaction() as session:
-        _ensure_row(session, PinGuard, property_id=property_id, failures=0)
-        guard = session.get(PinGuard, property_id, with_for_update=True, populate_existing=True)
-        if guard.locked_until is not None and guard.locked_until <= now:
-            guard.failures, guard.locked_until = 0, None  # an expired lock starts a fresh count
-        guard.failures += 1
-        guard.last_failure_at = now
-        if guard.failures >= MAX_WRONG_PINS:
-            guard.failures, guard.locked_until = 0, now + LOCK_DURATION
-            return guard.locked_until
-    return None
+def ensure_unlocked(candidate: Candidate, now: datetime) -> None:
+    if candidate.locked_until is not None and candidate.locked_until > now:
+        raise locked(candidate.locked_until, now)
 
 
-def clear_failures(session: Session, property_id: int) -> None:
-    guard = session.get(PinGuard, property_id)
-    if guard is not None and (guard.failures or guard.locked_until is not None):
-        guard.failures, guard.locked_until = 0, None
+def record_failure(session: Session, property_id: int, now: datetime) -> datetime | None:
+    """Counts a wrong PIN and commits it; returns until when the account is locked if this one locked it."""
+    lapsed = PinGuard.locked_until.is_not(None) & (PinGuard.locked_until <= now)  # a fresh count after a lock
+    statement = _upsert(session, PinGuard).values(property_id=property_id, failures=1, last_failure_at=now)
+    statement = statement.on_conflict_do_update(index_elements=[PinGuard.property_id], set_={
+        "failures": case((lapsed, 1), else_=PinGuard.failures + 1),
+        "locked_until": case((lapsed, None), else_=PinGuard.locked_until),
+        "last_failure_at": now,
+    }).returning(PinGuard.failures)
+    failures = session.execute(statement).scalar_one()
+    until = None
+    if failures >= MAX_WRONG_PINS:
+        until = now + LOCK_DURATION
+        session.execute(update(PinGuard).where(PinGuard.property_id == property_id)
+                        .values(failures=0, locked_until=until))
+    session.commit()
+    return until
+
+
+def clear_failures(session: Session, candidate: Candidate) -> None:
+    """A right PIN starts the count again (written only when there is something to clear)."""
+    if candidate.failures or candidate.locked_until is not None:
+        session.execute(update(PinGuard).where(PinGuard.property_id == candidate.property.id)
+                        .values(failures=0, locked_until=None))
+        session.commit()

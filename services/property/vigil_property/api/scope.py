@@ -18,7 +18,7 @@ from .. import appointments, customer_client
 from .. import customers_replica as replica
 from ..history import Actor
 from ..models import KnownCustomer, Property
-from ..properties import get_property, no_such_customer
+from ..properties import no_such_customer, property_with_location
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,9 @@ def require_at(permission: str, location_id: int | None) -> None:
 
 def property_in_scope(session, property_id: int, permission: str, *more: str) -> Scoped:
     """404 when there is no such property, 403 unless the caller holds every permission at its location."""
-    found = get_property(session, property_id)
-    location_id = customer_location(session, found.customer_id)
+    found, location_id = property_with_location(session, property_id)
+    if location_id is None:  # not replicated with its location yet: ask the customer service once
+        location_id = customer_location(session, found.customer_id)
     for name in (permission, *more):
         require_at(name, location_id)
     return Scoped(found, location_id)

@@ -46,25 +46,26 @@ class TechVerify(MethodView):
     def post(self, data):
         """Check an account number and PIN (constant time); 404 for either wrong, 429 when locked or too fast."""
         identity, runtime, now = current_identity(), current_runtime(), utcnow()
-        tech.count_attempt(runtime.db, _client(identity), now)
         session = request_session()
-        prop = tech.find_property(session, data["account_number"])
-        if prop is not None:
-            tech.ensure_unlocked(session, prop.id, now)
-        if not pins.matches(runtime.cipher, prop, data["pin"]):
-            if prop is not None and (until := tech.record_failure(runtime.db, prop.id, now)) is not None:
+        tech.count_attempt(session, _client(identity), now)
+        candidate = tech.find_candidate(session, data["account_number"])
+        if candidate is not None:
+            tech.ensure_unlocked(candidate, now)
+        if not pins.matches(runtime.cipher, candidate.property if candidate else None, data["pin"]):
+            if candidate is not None and (until := tech.record_failure(session, candidate.property.id, now)):
                 raise tech.locked(until, now)
             raise tech.no_match()
-        location_id = scope.customer_location(session, prop.customer_id)
+        prop, location_id = candidate.property, candidate.location_id
+        if location_id is None:  # not replicated with its location yet: ask once, keep the answer
+            location_id = scope.customer_location(session, prop.customer_id)
+            session.commit()
         scope.require_at("tech_portal.use", location_id)
-        tech.clear_failures(session, prop.id)
-        session.commit()
+        tech.clear_failures(session, candidate)
         body = property_body(prop, location_id, with_pin=False)
-        found = systems.systems_of(session, prop.id)
-        kinds = systems.kinds_by_id(session, (s.kind_id for s in found))
         return {
             "property": {key: body[key] for key in ON_SITE_PROPERTY_FIELDS},
-            "systems": [system_body(s, kinds.get(s.kind_id), location_id, identity) for s in found],
+            "systems": [system_body(system, kind, location_id, identity)
+                        for system, kind in systems.systems_with_kinds(session, prop.id)],
             "equipment": equipment.equipment_of(session, prop.id),
             "open_appointments": appointments.open_appointments(session, prop.id),
         }

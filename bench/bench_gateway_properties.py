@@ -1,0 +1,396 @@
+"""Throughput and latency of property reads and of the technician lookup: through the gateway and direct.
+
+    .venv/bin/python bench/bench_gateway_properties.py [--duration 10] [--processes 2] [--threads 4]
+
+It starts its own Vigil on free ports, like the e2e suite (PostgreSQL + RabbitMQ when they answer,
+the embedded defaults otherwise; ``VIGIL_TEST_BACKEND`` forces one), fills in one monitored property,
+then measures, one after the other and with the same load:
+
+- ``GET /api/v1/properties/{id}``: through the gateway (bearer token) and on the property service's
+  own port with an identity header signed here, as the gateway would;
+- the technician lookup: ``POST /api/v1/tech/lookup`` through the gateway (the property service's
+  verification, the customer service's emergency contacts and an audit entry), the property
+  service's ``POST /api/v1/tech/verify`` reached directly, and, as the like-for-like baseline of
+  the aggregate, that verification followed by the emergency-contacts call, both made directly.
+
+Lookups are rate limited per client address (20 a minute), so the load plays many technicians: every
+20 lookups come from another address (``X-Forwarded-For``, trusted for one proxy hop here; in the
+signed identity for direct calls). Each figure is requests per second over the measured window and
+the 50th/99th percentile latency; the gateway's share of the direct throughput is printed for each.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from vigil_runner.stack import Stack
+from vigil_shared.config import PROCESS_NAMES
+from vigil_shared.identity import IDENTITY_HEADER, Identity, service_identity, sign_identity
+from vigil_shared.testing import TestDatabases, choose_backend, describe_backend, rabbitmq_url
+
+LOOKUPS_PER_ADDRESS = 20  # the property service's limit per client address and minute
+GOAL = 0.60
+# What the benchmark's technician holds at the bench location: an office or field user, who sees the
+# PIN and system passwords masked (an unmasked read would add an audit write to every call).
+BENCH_PERMISSIONS = ("properties.view", "equipment.view", "appointments.view", "tech_portal.use")
+
+
+# --- a small keep-alive HTTP client -------------------------------------------------------------
+
+class Client:
+    """One keep-alive connection (what a pooled client or a browser keeps open)."""
+
+    def __init__(self, base_url: str):
+        parsed = urlparse(base_url)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        try:
+            self.conn.request(method, path, body=body, headers=headers or {})
+            response = self.conn.getresponse()
+            return response.status, response.read()
+        except (http.client.HTTPException, OSError):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            return 599, b""
+
+
+def call(base_url: str, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
+    all_headers = {"Content-Type": "application/json"} | (headers or {})
+    status, data = Client(base_url).request(method, path, json.dumps(body).encode() if body is not None else None,
+                                            all_headers)
+    return status, (json.loads(data) if data else {})
+
+
+# --- the load -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """What one measurement sends: where, how, and how each request is signed."""
+
+    name: str
+    base_url: str
+    method: str
+    path: str
+    body: bytes | None
+    bearer: str | None = None  # through the gateway
+    secret: str | None = None  # direct: identity signed here
+    user_id: int = 0
+    location_id: int = 0
+    vary_address: bool = False  # tech lookups: a new client address every LOOKUPS_PER_ADDRESS requests
+    then_url: str | None = None  # direct pair: after a 200, also GET this (the emergency contacts)
+
+
+def _address(worker: int, thread: int, round_: int, count: int) -> str:
+    """A distinct address per measurement, process, thread and run of LOOKUPS_PER_ADDRESS requests."""
+    serial = ((round_ % 32 * 16 + worker % 16) * 16 + thread % 16) * 2048 + (count // LOOKUPS_PER_ADDRESS) % 2048
+    return f"10.{(serial >> 16) & 255}.{(serial >> 8) & 255}.{serial & 255}"
+
+
+def _identity(user_id: int, location_id: int, address: str | None) -> Identity:
+    """The identity the gateway passes on for the bench user."""
+    return Identity(subject=str(user_id), username="bench-tech", kind="user",
+                    locations={location_id: frozenset(BENCH_PERMISSIONS)}, client_ip=address)
+
+
+def _thread_load(target: Target, deadline: float, start: float, worker: int, thread: int, round_: int,
+                 latencies: list, outcome: dict) -> None:
+    client = Client(target.base_url)
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if target.bearer:
+        headers["Authorization"] = f"Bearer {target.bearer}"
+    tokens: dict[str | None, tuple[float, str]] = {}
+    follow = Client(target.then_url) if target.then_url else None
+    follow_path = urlparse(target.then_url).path + "?" + urlparse(target.then_url).query if follow else ""
+    follow_headers: dict[str, str] = {}
+    follow_signed_at = 0.0
+    count = errors = 0
+    while True:
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+        address = _address(worker, thread, round_, count) if target.vary_address else None
+        if target.secret:
+            signed = tokens.get(address)
+            if signed is None or now - signed[0] > 30:  # identity tokens live 60 s
+                signed = (now, sign_identity(_identity(target.user_id, target.location_id, address), target.secret, 60))
+                tokens = {address: signed}
+            headers[IDENTITY_HEADER] = signed[1]
+        elif address:
+            headers["X-Forwarded-For"] = address
+        began = time.perf_counter()
+        status, _ = client.request(target.method, target.path, target.body, headers)
+        if follow is not None and status == 200:
+            if now - follow_signed_at > 30:
+                follow_signed_at = now
+                follow_headers = {IDENTITY_HEADER: sign_identity(
+                    service_identity("gateway", {"contacts.view"}), target.secret, 60), "Accept": "application/json"}
+            status, _ = follow.request("GET", follow_path, None, follow_headers)
+        ended = time.perf_counter()
+        if began >= start:  # the warm-up's answers are not counted
+            if status == 200:
+                latencies.append(ended - began)
+            else:
+                errors += 1
+        count += 1
+    outcome["errors"] = outcome.get("errors", 0) + errors
+
+
+def _process_load(args) -> tuple[list[float], int]:
+    target, threads, warmup, duration, worker, round_ = args
+    start = time.perf_counter() + warmup
+    deadline = start + duration
+    latencies: list[float] = []
+    outcome: dict = {}
+    workers = [threading.Thread(target=_thread_load, args=(target, deadline, start, worker, t, round_, latencies,
+                                                           outcome)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return latencies, outcome.get("errors", 0)
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_ms: dict  # CPU milliseconds per answered request, by process group
+
+
+def measure(pool, target: Target, processes: int, threads: int, warmup: float, duration: float,
+            round_: int, stack: Stack, database_prefix: str | None = None) -> Result:
+    load_pids = {child.pid for child in multiprocessing.active_children()}
+    jobs = pool.map_async(_process_load, [(target, threads, warmup, duration, w, round_) for w in range(processes)])
+    time.sleep(warmup)  # the CPU is counted over the measured window only
+    before = cpu_by_group(stack, load_pids, database_prefix)
+    time.sleep(duration)
+    after = cpu_by_group(stack, load_pids, database_prefix)
+    parts = jobs.get()
+    latencies = sorted(lat for part, _ in parts for lat in part)
+    errors = sum(err for _, err in parts)
+    if not latencies:
+        return Result(0.0, float("nan"), float("nan"), errors, {})
+    cpu = {group: max(0.0, after.get(group, 0.0) - before.get(group, 0.0)) * 1000 / len(latencies)
+           for group in after}
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return Result(len(latencies) / duration, statistics.median(latencies) * 1000, p99 * 1000, errors, cpu)
+
+
+# --- where the CPU goes: per-request CPU time of each process, from /proc ------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> tuple[str, int, float] | None:
+    """(command, parent pid, CPU seconds) of a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    command = raw[raw.index("(") + 1:raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2:].split()
+    return command, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _serves(pid: int, database_prefix: str) -> bool:
+    """A PostgreSQL backend connected to one of this run's databases (its title names the database)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return database_prefix.encode() in handle.read()
+    except OSError:
+        return False
+
+
+def cpu_by_group(stack: Stack, load_pids: set[int], database_prefix: str | None) -> dict[str, float]:
+    """CPU seconds so far of the gateway, property and customer web processes (with their workers), the
+    other Vigil processes, the PostgreSQL backends serving this run's databases and the load generator."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+            stats[int(entry)] = stat
+    children: dict[int, list[int]] = {}
+    for pid, (_, parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+
+    def tree(root: int) -> list[int]:
+        found, todo = [], [root]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
+    groups: dict[str, float] = {}
+    for process in stack.processes:
+        group = process.name if process.name in ("gateway", "property", "customer") else "other vigil"
+        for pid in tree(process.popen.pid):
+            if pid in stats:
+                groups[group] = groups.get(group, 0.0) + stats[pid][2]
+    if database_prefix:
+        groups["postgres"] = sum(cpu for pid, (command, _, cpu) in stats.items()
+                                 if command.startswith("postgres") and _serves(pid, database_prefix))
+    groups["load generator"] = sum(stats[pid][2] for pid in load_pids if pid in stats)
+    return groups
+
+
+# --- the installation under test ----------------------------------------------------------------
+
+def start_stack(var_dir: str) -> tuple[Stack, TestDatabases, str]:
+    backend = choose_backend()
+    overrides = {"VIGIL_VAR_DIR": var_dir, "VIGIL_ADMIN_USERNAME": "admin",
+                 "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_TRUSTED_PROXY_HOPS": "1"}
+    databases = TestDatabases(backend, var_dir)
+    if backend == "postgres":
+        for name in PROCESS_NAMES:
+            overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
+        overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=f"vigil-bench-{uuid.uuid4().hex[:8]}")
+    stack = Stack.from_environment(overrides, dynamic_ports=True, inherit_vigil_settings=False)
+    stack.prepare()
+    stack.start()
+    stack.wait_ready(timeout=180)
+    return stack, databases, backend
+
+
+def seed(stack: Stack) -> dict:
+    """A location, a customer with an emergency contact, and a property with a system, equipment and a visit."""
+    gateway = stack.gateway_url
+    status, token = call(gateway, "POST", "/api/v1/auth/token",
+                         {"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]})
+    assert status == 200, token
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+
+    def post(path, body):
+        status, answer = call(gateway, "POST", path, body, auth)
+        assert status == 201, (path, status, answer)
+        return answer
+
+    location = post("/api/v1/locations", {"name": "Bench Office"})
+    customer_path = "/api/v1/customers?allow_duplicates=true"
+    customer = post(customer_path, {"kind": "customer", "first_name": "Bench", "last_name": "Mark", "city": "Ottawa",
+                                    "state": "ON", "primary_phone": "613-555-0123", "account_type": "residential",
+                                    "location_id": location["id"]})
+    post(f"/api/v1/customers/{customer['id']}/contacts", {"type": "emergency", "name": "Nora Neighbour",
+                                                           "phones": [{"label": "mobile", "number": "613-555-0177"}]})
+    prop = post(f"/api/v1/customers/{customer['id']}/properties", {
+        "account_number": "BENCH-1", "pin": "2468", "address": "1 Bench Street", "city": "Ottawa",
+        "system_type": "DSC 1832", "access": {"managed_by": "tenant", "name": "Tina Tenant"}})
+    kind = post("/api/v1/system-kinds", {"name": "DSC PowerSeries"})
+    post(f"/api/v1/properties/{prop['id']}/systems", {"kind_id": kind["id"], "ip_address": "10.0.0.7",
+                                                      "password": "5555"})
+    post(f"/api/v1/properties/{prop['id']}/equipment", {"item": "Keypad", "zone": "1"})
+    post(f"/api/v1/properties/{prop['id']}/appointments", {"type": "service", "starts_at": "2030-01-02T09:00:00Z",
+                                                           "ends_at": "2030-01-02T10:00:00Z", "technician_id": 1})
+    role = post("/api/v1/roles", {"name": "Bench technician", "permissions": list(BENCH_PERMISSIONS)})
+    password = secrets.token_urlsafe(18)
+    user = post("/api/v1/users", {"username": "bench-tech", "password": password,
+                                  "grants": [{"role_id": role["id"], "location_id": location["id"]}]})
+    status, signed_in = call(gateway, "POST", "/api/v1/auth/token", {"username": "bench-tech", "password": password})
+    assert status == 200, signed_in
+    return {"token": signed_in["access_token"], "user_id": user["id"], "property_id": prop["id"],
+            "location_id": location["id"], "customer_id": customer["id"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per figure")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measurement")
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--threads", type=int, default=4, help="connections (threads) per client process")
+    parser.add_argument("--rounds", type=int, default=1, help="measure each pair this many times, keep the best")
+    args = parser.parse_args(argv)
+
+    var_dir = tempfile.mkdtemp(prefix="vigil-bench-")
+    stack = databases = None
+    try:
+        stack, databases, backend = start_stack(var_dir)
+        data = seed(stack)
+        env = stack.env
+        property_url = env["VIGIL_PROPERTY_URL"]
+        secret = env["VIGIL_INTERNAL_SECRET"]
+        lookup = json.dumps({"account_number": "BENCH-1", "pin": "2468"}).encode()
+        read_path = f"/api/v1/properties/{data['property_id']}"
+        pairs = [
+            ("GET /api/v1/properties/{id}", [
+                Target("direct", property_url, "GET", read_path, None, secret=secret, user_id=data["user_id"],
+                       location_id=data["location_id"]),
+                Target("gateway", stack.gateway_url, "GET", read_path, None, bearer=data["token"])]),
+            ("technician lookup", [
+                Target("direct", property_url, "POST", "/api/v1/tech/verify", lookup, secret=secret,
+                       user_id=data["user_id"], location_id=data["location_id"], vary_address=True),
+                Target("direct+contacts", property_url, "POST", "/api/v1/tech/verify", lookup, secret=secret,
+                       user_id=data["user_id"], location_id=data["location_id"], vary_address=True,
+                       then_url=f"{env['VIGIL_CUSTOMER_URL']}/api/v1/customers/{data['customer_id']}/contacts"
+                                "?type=emergency&per_page=100"),
+                Target("gateway", stack.gateway_url, "POST", "/api/v1/tech/lookup", lookup, bearer=data["token"],
+                       vary_address=True)]),
+        ]
+        connections = args.processes * args.threads
+        print(f"vigil bench: {os.cpu_count()} CPU(s), {describe_backend(backend)}, "
+              f"{args.processes} client process(es) x {args.threads} connection(s), "
+              f"{args.duration:g} s measured after {args.warmup:g} s warm-up per figure, "
+              f"gunicorn {env.get('VIGIL_WEB_WORKERS', '1')} worker(s) x {env.get('VIGIL_WEB_THREADS', '8')} threads",
+              flush=True)
+        print(f"{'':40}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        shares = []
+        with multiprocessing.get_context("fork").Pool(args.processes) as pool:
+            for title, targets in pairs:
+                print(title, flush=True)
+                best: dict[str, Result] = {}
+                for round_ in range(args.rounds):
+                    for target in targets:
+                        result = measure(pool, target, args.processes, args.threads, args.warmup, args.duration,
+                                         round_ * len(targets) + targets.index(target), stack,
+                                         f"vigil_t{databases.run_id}_" if backend == "postgres" else None)
+                        if target.name not in best or result.rps > best[target.name].rps:
+                            best[target.name] = result
+                for target in targets:
+                    label = (f"  {target.name} {target.method} {target.path}"
+                             + (" + contacts" if target.then_url else ""))[:40]
+                    r = best[target.name]
+                    print(f"{label:40}{r.rps:10.1f}{r.p50_ms:10.2f}{r.p99_ms:10.2f}{r.errors:8d}", flush=True)
+                for target in targets:
+                    spent = best[target.name].cpu_ms
+                    parts = ", ".join(f"{group} {ms:.2f}" for group, ms in sorted(spent.items(), key=lambda i: -i[1])
+                                      if ms >= 0.005)
+                    print(f"    CPU ms per request, {target.name}: {sum(spent.values()):.2f} = {parts}")
+                share = best["gateway"].rps / best["direct"].rps if best["direct"].rps else 0.0
+                shares.append(share)
+                verdict = "meets" if share >= GOAL else "misses"
+                print(f"  the gateway keeps {share:.0%} of the direct throughput ({verdict} the {GOAL:.0%} goal)",
+                      flush=True)
+                if "direct+contacts" in best and best["direct+contacts"].rps:
+                    pair = best["gateway"].rps / best["direct+contacts"].rps
+                    print(f"  and {pair:.0%} of the same two service calls made directly (verify, then contacts)",
+                          flush=True)
+        print(f"({connections} concurrent connections. Load average now {os.getloadavg()[0]:.1f}: other work on this "
+              "machine skews the figures. PostgreSQL CPU counts this run's backends only; backends that exit "
+              "during a measurement are not counted.)")
+        return 0 if all(share >= GOAL for share in shares) else 1
+    finally:
+        if stack is not None:
+            stack.stop()
+        if databases is not None:
+            databases.drop_all()
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
