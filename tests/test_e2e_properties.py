@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import assert_problem
+from conftest import assert_problem, customer_body
 from vigil_runner.stack import is_ready
 
 CODES_VIEW = "confidential.installation_codes.view"
@@ -22,10 +22,8 @@ def unique(prefix: str) -> str:
 
 
 def new_customer(gateway, location_id: int, last_name: str = "Owner") -> dict:
-    response = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, json={
-        "kind": "customer", "first_name": "Pat", "last_name": last_name, "city": "Ottawa", "state": "ON",
-        "primary_phone": f"613-555-{uuid.uuid4().int % 10_000:04d}", "account_type": "residential",
-        "location_id": location_id})
+    response = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, json=customer_body(
+        location_id, first_name="Pat", last_name=last_name, primary_phone=f"613-555-{uuid.uuid4().int % 10_000:04d}"))
     assert response.status_code == 201, response.text
     return response.json()
 
