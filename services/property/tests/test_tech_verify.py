@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import update
 
 from vigil_property import tech
-from vigil_property.models import PinGuard, Property
+from vigil_property.models import LookupWindow, PinGuard, Property
 from vigil_shared.db import utcnow
 from vigil_shared.testing import identity_with
 
@@ -129,3 +129,13 @@ def test_bad_requests_are_422(api, site, body, field):
 
 def test_the_internal_route_is_not_in_the_published_document(app):
     assert not [path for path in app.extensions["vigil_api"].spec.to_dict()["paths"] if "/tech/" in path]
+
+
+def test_ended_windows_are_pruned(api, session, site, monkeypatch):
+    verify(api, technician(ip="198.51.100.20"))
+    session.execute(update(LookupWindow).values(window_start=utcnow() - timedelta(minutes=5)))
+    session.commit()
+    monkeypatch.setattr(tech, "PRUNE_SHARE", 1.0)
+    verify(api, technician(ip="198.51.100.21"))
+    session.expire_all()
+    assert [w.client for w in session.query(LookupWindow)] == ["198.51.100.21"]

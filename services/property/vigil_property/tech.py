@@ -12,10 +12,11 @@ the database, so every web worker of the service sees the same counts.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,8 @@ MAX_WRONG_PINS = 5
 LOCK_DURATION = timedelta(minutes=15)
 ATTEMPTS_PER_WINDOW = 20
 WINDOW = timedelta(minutes=1)
+
+PRUNE_SHARE = 0.01  # one attempt in a hundred also removes the ended windows of every client
 
 RATE_LIMITED = "urn:vigil:problem:rate-limited"
 ACCOUNT_LOCKED = "urn:vigil:problem:account-locked"
@@ -65,11 +68,18 @@ def count_attempt(session: Session, client: str, now: datetime) -> None:
         "window_start": case((expired, now), else_=LookupWindow.window_start),
     }).returning(LookupWindow.attempts, LookupWindow.window_start)
     attempts, window_start = session.execute(statement).one()
+    if random.random() < PRUNE_SHARE:
+        prune_windows(session, now)
     session.commit()
     if attempts > ATTEMPTS_PER_WINDOW:
         raise Problem(429, f"Too many technician-portal attempts from your address; at most {ATTEMPTS_PER_WINDOW} "
                            "a minute.", title="Too Many Requests", type=RATE_LIMITED,
                       headers={"Retry-After": _retry_after(window_start + WINDOW, now)})
+
+
+def prune_windows(session: Session, now: datetime) -> int:
+    """Forgets clients whose window has ended (their next attempt starts a new one anyway)."""
+    return session.execute(delete(LookupWindow).where(LookupWindow.window_start <= now - WINDOW)).rowcount
 
 
 @dataclass(frozen=True)
