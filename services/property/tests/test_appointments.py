@@ -34,7 +34,8 @@ def test_schedule_and_read_an_appointment(api, site, book):
     assert created.status_code == 201, created.json
     body = created.json
     assert body | {"id": 0, "created_at": "", "updated_at": ""} == {
-        "id": 0, "property_id": site["id"], "customer_id": 7, "location_id": 1, "type": "install", "starts_at": NINE, "ends_at": TEN,
+        "id": 0, "property_id": site["id"], "customer_id": 7, "location_id": 1, "type": "install",
+        "starts_at": NINE, "ends_at": TEN,
         "technician_id": TECH, "status": "scheduled", "notes": "Replace keypad battery", "cancel_reason": None,
         "cancelled_at": None, "cancelled_by": None, "completed_at": None, "created_at": "", "updated_at": ""}
     assert created.headers["Location"].endswith(f"/api/v1/appointments/{body['id']}")

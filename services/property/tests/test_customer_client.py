@@ -5,7 +5,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select
 
 from vigil_property.models import KnownCustomer
 from vigil_shared.identity import verify_identity

@@ -53,7 +53,8 @@ def test_the_right_pin_answers_what_is_needed_on_site(api, site):
     assert body["property"]["access"]["name"] == "Tina Tenant" and body["property"]["customer_id"] == 7
     assert "pin" not in body["property"] and "2468" not in response.text
     [system] = body["systems"]
-    assert system["ip_address"] == "10.0.0.7" and system["password"] == "***" and system["kind_name"] == "DSC PowerSeries"
+    assert system["ip_address"] == "10.0.0.7" and system["password"] == "***"
+    assert system["kind_name"] == "DSC PowerSeries"
     assert [e["item"] for e in body["equipment"]] == ["Keypad"]
     assert len(body["open_appointments"]) == 1 and body["open_appointments"][0]["technician_id"] == 5
     assert "X-Vigil-Confidential-Reads" not in response.headers

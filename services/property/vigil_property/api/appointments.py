@@ -86,8 +86,8 @@ class CustomerAppointments(MethodView):
     def get(self, customer_id, page, per_page, **filters):
         """The appointments at all of a customer's properties."""
         locations = current_identity().location_filter("appointments.view")
-        return _page(domain.list_appointments(request_session(), locations=locations, customer_id=customer_id, page=page,
-                                              per_page=per_page, **filters))
+        return _page(domain.list_appointments(request_session(), locations=locations, customer_id=customer_id,
+                                              page=page, per_page=per_page, **filters))
 
 
 @blp.route("/appointments/<int:appointment_id>")

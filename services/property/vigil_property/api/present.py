@@ -43,7 +43,8 @@ def property_page(page, locations: dict[int, int | None]) -> dict:
     return body
 
 
-def system_body(system: System, kind: SystemKind | None, location_id: int | None, identity: Identity | None = None) -> dict:
+def system_body(system: System, kind: SystemKind | None, location_id: int | None,
+                identity: Identity | None = None) -> dict:
     body = {column: getattr(system, column) for column in (
         "id", "property_id", "kind_id", "ip_address", "port", "username", "version", "notes", "created_at",
         "updated_at")}
