@@ -79,6 +79,8 @@ def test_pin_is_masked_without_the_confidential_permission_and_audited_with_it(a
     listed = clerk.get("/api/v1/customers/7/properties")
     assert [item["pin"] for item in listed.json["items"]] == ["***"]
     allowed = api.as_(identity_with("properties.view", CODES_VIEW))
+    in_list = allowed.get("/api/v1/customers/7/properties")
+    assert in_list.json["items"][0]["pin"] == "***" and "X-Vigil-Confidential-Reads" not in in_list.headers
     clear = allowed.get(f"/api/v1/properties/{property_id}")
     assert clear.json["pin"] == "4821"
     assert json.loads(clear.headers["X-Vigil-Confidential-Reads"]) == [

@@ -21,7 +21,8 @@ def may_see_codes(location_id: int | None, identity: Identity | None = None) -> 
     return (identity or current_identity()).can(CODES_VIEW, location_id)
 
 
-def property_body(prop: Property, location_id: int | None, *, with_pin: bool = True) -> dict:
+def property_body(prop: Property, location_id: int | None, *, with_pin: bool = True, reveal: bool = True) -> dict:
+    """The property as the caller sees it; ``reveal=False`` masks the PIN even for those allowed to see it."""
     body = {column: getattr(prop, column) for column in (
         "id", "customer_id", "account_number", "type", "system_type", "address", "city", "postal_code",
         "monitoring_status", "notes", "active", "deactivated_at", "created_at", "updated_at")}
@@ -29,7 +30,7 @@ def property_body(prop: Property, location_id: int | None, *, with_pin: bool = T
     body["access"] = {key: getattr(prop, column) for key, column in ACCESS_COLUMNS.items()}
     if not with_pin:
         return body
-    if may_see_codes(location_id):
+    if reveal and may_see_codes(location_id):
         body["pin"] = pins.reveal(current_runtime().cipher, prop)
         note_confidential_read("property", prop.id, ["pin"])
     else:
@@ -38,8 +39,9 @@ def property_body(prop: Property, location_id: int | None, *, with_pin: bool = T
 
 
 def property_page(page, locations: dict[int, int | None]) -> dict:
+    """A list never shows PINs, so no single call can collect them in bulk: read the property for that."""
     body = page.body()
-    body["items"] = [property_body(item, locations.get(item.customer_id)) for item in page.items]
+    body["items"] = [property_body(item, locations.get(item.customer_id), reveal=False) for item in page.items]
     return body
 
 
