@@ -12,7 +12,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from vigil_shared.testing import choose_backend, postgres_admin_url, rabbitmq_url
+from vigil_shared.testing import choose_backend, describe_backend, postgres_admin_url, rabbitmq_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -44,8 +44,8 @@ def main(argv: list[str]) -> int:
         print(f"vigil: integration and e2e tests use PostgreSQL ({postgres_admin_url().split('@')[-1]}) "
               f"and RabbitMQ ({rabbitmq_url().split('@')[-1]})", flush=True)
     else:
-        print("vigil: PostgreSQL/RabbitMQ not reachable: integration and e2e tests use the embedded defaults "
-              "(SQLite + filesystem broker)", flush=True)
+        print(f"vigil: integration and e2e tests use {describe_backend(backend)} and the filesystem broker",
+              flush=True)
     reports = ROOT / "var" / "test-reports"
     reports.mkdir(parents=True, exist_ok=True)
     passed = failed = skipped = 0
