@@ -212,6 +212,8 @@ class TechLookup(MethodView):
     @requires("tech_portal.use")
     @blp.arguments(TechLookupRequest)
     @blp.response(200, TechLookupResult)
+    @blp.alt_response(403, description="You lack `tech_portal.use`, or hold it only at other locations than the "
+                                       "property's (said once the PIN is right)")
     @blp.alt_response(404, description="No property matches this account number and PIN")
     @blp.alt_response(429, description="Too many attempts from your address, or the account is locked "
                                        "after 5 wrong PINs (see `Retry-After`)")
