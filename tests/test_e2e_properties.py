@@ -214,6 +214,19 @@ def test_technician_lookup_answers_the_site_and_emergency_contacts(gateway_as, l
         assert secret not in response.text
 
 
+def test_a_technician_allowed_to_see_codes_gets_the_password_and_the_read_is_audited(gateway, gateway_as, locations,
+                                                                                      tech_site):
+    tech = gateway_as(["tech_portal.use", CODES_VIEW], [locations["home"]])
+    response = lookup(tech, tech_site)
+    assert response.status_code == 200, response.text
+    [system] = response.json()["systems"]
+    assert system["password"] == "9999-code" and "X-Vigil-Confidential-Reads" not in response.headers
+    entries = gateway.get("/api/v1/audit", params={"action": "confidential.read", "target_type": "system",
+                                                   "target_id": system["id"]}).json()
+    newest = entries["items"][0]  # the admin who created the system saw it too, earlier
+    assert newest["details"] == {"fields": ["password"], "path": "/api/v1/tech/lookup"}
+
+
 def test_technician_lookup_needs_the_permission_at_the_propertys_location(gateway_as, locations, tech_site):
     assert_problem(lookup(gateway_as(["properties.view"], [locations["home"]]), tech_site), 403)
     assert_problem(lookup(gateway_as(["tech_portal.use"], [locations["other"]]), tech_site), 403)
