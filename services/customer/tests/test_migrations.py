@@ -26,10 +26,12 @@ def test_existing_customers_survive_the_move_to_the_full_record(test_databases):
         migrations.upgrade("vigil_customer", url)
         with engine.connect() as conn:
             row = conn.execute(text("SELECT id, kind, primary_phone, primary_phone_e164, sort_name FROM customers")).one()
-            terms = set(conn.execute(text("SELECT term FROM customer_search_terms")).scalars())
+            covered = dict(conn.execute(text("SELECT term, covered FROM customer_search_terms")).all())
+            terms = set(covered)
         assert row.kind == "customer" and row.primary_phone == "613-555-1234"
         assert row.primary_phone_e164 == "+16135551234" and row.sort_name == "nunez jose"
         assert {"jose", "nunez", "j@x.com", "6135551234", "5551234", f"#{row.id}"} <= terms
+        assert covered["j@x.com"] == 0 and covered["jose"] == 0
         migrations.downgrade("vigil_customer", url, "0001")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT phone FROM customers")).scalar() == "613-555-1234"

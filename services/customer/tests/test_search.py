@@ -178,20 +178,29 @@ def test_filters(api, session):
 
 
 def test_totals_are_exact_up_to_the_limit_then_flagged(api, monkeypatch, session):
-    for i in range(7):
+    for i in range(10):
         create(api, customer(first_name=f"Tot{i}"))
-    monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 5)
-    listed = api.get("/api/v1/customers?per_page=2")
-    searched = api.get("/api/v1/customers?per_page=2&q=reyes")
+    monkeypatch.setattr(search, "SMALL_RESULT", 2)  # past the one-read path, into the bounded counts
+    monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 3)
+    within = api.get("/api/v1/customers?q=tot1").json
+    assert within["total"] == 1 and within["total_estimated"] is False
+    monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 1)
+    listed = api.get("/api/v1/customers?per_page=2").json
+    searched = api.get("/api/v1/customers?per_page=2&q=reyes").json
     if session.get_bind().dialect.name == "postgresql":
-        for response in (listed, searched):
-            assert response.json["total_estimated"] is True and response.json["total"] >= 6
+        for body in (listed, searched):
+            assert body["total_estimated"] is True and body["total"] >= 2
     else:
-        for response in (listed, searched):
-            assert response.json["total"] == 7 and response.json["total_estimated"] is False
-    monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 10)
-    assert api.get("/api/v1/customers?q=tot3").json == api.get("/api/v1/customers?q=tot3").json
-    assert api.get("/api/v1/customers?q=reyes").json["total"] == 7
+        for body in (listed, searched):
+            assert body["total"] == 10 and body["total_estimated"] is False
+    assert len(searched["items"]) == 2
+
+
+def test_a_record_matching_twice_is_listed_and_counted_once(api):
+    record = create(api, customer(first_name="John", last_name="Johnson", email="john.johnson@example.com",
+                                  business_name="Johnson Johns"))
+    response = api.get("/api/v1/customers?q=john").json
+    assert [item["id"] for item in response["items"]] == [record["id"]] and response["total"] == 1
 
 
 def test_query_tokens():
@@ -216,3 +225,43 @@ def test_recent_records_sort_by_created(api, session):
         created_at=datetime.now(timezone.utc) - timedelta(days=3)))
     session.commit()
     assert ids(api.get("/api/v1/customers?sort=-created")) == [new["id"], old["id"]]
+
+
+def test_pages_stay_distinct_when_records_match_many_times(api):
+    made = [create(api, customer(first_name="John", last_name=f"Johnson{i}", email=f"john.johnson{i}@example.com",
+                                 business_name="Johnson Johns Johnny")) for i in range(3)]
+    seen, url = [], "/api/v1/customers?q=john&per_page=1"
+    while url:
+        response = api.get(url)
+        seen += ids(response)
+        url = next_link(response)
+    assert seen == [c["id"] for c in made]
+
+
+def test_small_and_large_result_paths_agree(api, monkeypatch):
+    made = [create(api, customer(first_name=f"Same{i}", last_name="Pathway")) for i in range(7)]
+    small = [ids(api.get(f"/api/v1/customers?q=pathway&per_page=3&page={n}")) for n in (1, 2, 3)]
+    walked_small, url = [], "/api/v1/customers?q=pathway&per_page=3"
+    while url:
+        response = api.get(url)
+        walked_small += ids(response)
+        url = next_link(response)
+    monkeypatch.setattr(search, "SMALL_RESULT", 1)
+    walked_large, url = [], "/api/v1/customers?q=pathway&per_page=3"
+    while url:
+        response = api.get(url)
+        walked_large += ids(response)
+        url = next_link(response)
+    expected = [c["id"] for c in made]
+    assert walked_small == walked_large == expected == [i for page in small for i in page]
+    assert ids(api.get("/api/v1/customers?q=pathway&sort=-name")) == expected[::-1]
+
+
+def test_covered_lengths():
+    covered = search.covered_lengths({"john", "johnson", "john.johnson@x.com", "x.com", "#7"})
+    assert covered == {"john": 0, "johnson": 4, "john.johnson@x.com": 4, "x.com": 0, "#7": 0}
+
+
+def test_the_ordered_walk_folds_records_matching_twice(api, monkeypatch):
+    monkeypatch.setattr(search, "SMALL_RESULT", 1)
+    test_pages_stay_distinct_when_records_match_many_times(api)

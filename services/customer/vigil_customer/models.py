@@ -144,7 +144,7 @@ class Customer(Base):
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
-        Index("ix_customers_sort", "sort_name", "id"),
+        Index("ix_customers_sort", "sort_name", "id", "location_id", "kind"),  # covering: deep pages read no rows
         Index("ix_customers_created", "created_at", "id"),
         Index("ix_customers_activity", "last_activity_at", "id"),
     )
@@ -153,8 +153,11 @@ class Customer(Base):
 class SearchTerm(Base):
     """One searchable word of a record (name, business, DBA, email, phone digits, account number).
 
-    Word-prefix search is a range scan of ``(term, ...)``; kind, location and the sort key ride
-    along so page 1 and its bounded count are answered from the index alone.
+    Word-prefix search is a range scan of ``term``; kind, location and the sort key ride along so
+    page 1 and its bounded count are answered from the index alone. ``covered`` is the length of
+    the longest *other* term of the same record that is a prefix of this one (``john`` covers
+    ``john.smith@example.com``): a search word no longer than that already matches the shorter
+    term, so the index skips the covered entries and a record rarely matches twice.
     """
 
     __tablename__ = "customer_search_terms"
@@ -162,12 +165,19 @@ class SearchTerm(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     term: Mapped[str] = mapped_column(binary_string(120))
+    head: Mapped[str] = mapped_column(binary_string(3), default="", server_default="")  # term[:3]
+    covered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     kind: Mapped[str] = mapped_column(String(10))
     location_id: Mapped[int | None] = mapped_column(Integer)
     sort_name: Mapped[str] = mapped_column(binary_string(220))
 
     __table_args__ = (
-        Index("ix_customer_search_terms_lookup", "term", "location_id", "kind", "sort_name", "customer_id"),
+        # few matches: a range of terms, read at once
+        Index("ix_customer_search_terms_match", "covered", "term", "location_id", "kind", "sort_name",
+              "customer_id"),
+        # many matches: the terms sharing the first three characters, already in name order
+        Index("ix_customer_search_terms_walk", "head", "sort_name", "customer_id", "covered", "term",
+              "location_id", "kind"),
     )
 
 

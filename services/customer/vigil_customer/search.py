@@ -18,10 +18,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, delete, false, func, insert, or_, select, tuple_
+from sqlalchemy import and_, delete, distinct, false, func, insert, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from vigil_shared.errors import validation_problem
@@ -30,6 +30,8 @@ from .models import Customer, CustomerTag, PropertyAccount, SearchTerm, Tag
 from .validation import fold, national_digits
 
 EXACT_TOTAL_LIMIT = 10_000
+SMALL_RESULT = 2_000  # up to this many matching index entries, one read answers page and total
+HEAD = 3  # search words shorter than this match whole words only; longer ones walk the terms sharing it
 TERM_MAX = 120
 _WORD_SPLIT = re.compile(r"[^\w'@.+-]+", re.UNICODE)
 _PARTS = re.compile(r"[a-z0-9]+")
@@ -90,6 +92,12 @@ def terms_of(customer: Customer, account_numbers: list[str]) -> set[str]:
     return {t[:TERM_MAX] for t in terms if t}
 
 
+def covered_lengths(terms: set[str]) -> dict[str, int]:
+    """For each term, the length of the longest other term of the same record that prefixes it."""
+    return {term: max((len(other) for other in terms if other != term and term.startswith(other)), default=0)
+            for term in terms}
+
+
 def reindex(session: Session, customer: Customer) -> None:
     """Rewrites the record's search terms (after a change to a searched field, kind or location)."""
     session.flush()
@@ -97,8 +105,10 @@ def reindex(session: Session, customer: Customer) -> None:
         PropertyAccount.customer_id == customer.id, PropertyAccount.deleted.is_(False),
         PropertyAccount.account_number.isnot(None))).all()
     session.execute(delete(SearchTerm).where(SearchTerm.customer_id == customer.id))
-    rows = [{"customer_id": customer.id, "term": term, "kind": customer.kind, "location_id": customer.location_id,
-             "sort_name": customer.sort_name} for term in sorted(terms_of(customer, list(accounts)))]
+    covered = covered_lengths(terms_of(customer, list(accounts)))
+    rows = [{"customer_id": customer.id, "term": term, "head": term[:HEAD], "covered": covered[term],
+             "kind": customer.kind, "location_id": customer.location_id, "sort_name": customer.sort_name}
+            for term in sorted(covered)]
     if rows:
         session.execute(insert(SearchTerm), rows)
 
@@ -133,13 +143,18 @@ def _prefix_range(column, prefix: str):
     return and_(column >= prefix, column < upper)
 
 
-def _token_condition(column, token: str):
-    condition = _prefix_range(column, token)
-    if token.isdigit() and len(token) <= 9:
-        condition = or_(condition, column == f"#{int(token)}")
+def _token_condition(table, token: str):
+    """Terms starting with ``token`` and not covered by a shorter matching term of the same record;
+    a number also matches the record id exactly (``#123``)."""
     id_match = _ID_QUERY.match(token)
     if id_match:
-        condition = column == f"#{int(id_match.group(1))}"
+        return and_(table.c.covered == 0, table.c.term == f"#{int(id_match.group(1))}")
+    if len(token) < HEAD:
+        condition = and_(table.c.covered.in_(range(len(token))), table.c.term == token)
+    else:
+        condition = and_(table.c.covered.in_(range(len(token))), _prefix_range(table.c.term, token))
+    if token.isdigit() and len(token) <= 9:
+        condition = or_(condition, and_(table.c.covered == 0, table.c.term == f"#{int(token)}"))
     return condition
 
 
@@ -299,10 +314,24 @@ def _needs_customer_table(query: ListQuery) -> bool:
                 query.created_from, query.created_to, query.activity_from, query.activity_to, query.tag])
 
 
-def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str]):
-    """Matching (customer_id, sort_name) pairs from the terms index: every token must match a term."""
+def _walkable(token: str) -> bool:
+    return len(token) >= HEAD and not token.isdigit() and not _ID_QUERY.match(token)
+
+
+def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str], *, walk: bool = False):
+    """(customer id, sort name) of every matching term row: every token must match a term of the record.
+
+    A record can match through several of its terms (``john`` in the first name and ``johnson``
+    as the last), so rows may repeat; callers deduplicate. With ``walk``, the first word is
+    matched through the terms sharing its first three characters, which the walk index keeps in
+    name order (the prefix test is written so that only that index can serve it).
+    """
     first, rest = tokens[0], tokens[1:]
-    conditions = [_token_condition(SearchTerm.term, first)]
+    if walk:
+        conditions = [SearchTerm.head == first[:HEAD], SearchTerm.covered < len(first),
+                      func.substr(SearchTerm.term, 1, len(first)) == first]
+    else:
+        conditions = [_token_condition(SearchTerm.__table__, first)]
     seen = visibility.condition(SearchTerm.kind, SearchTerm.location_id)
     if seen is not None:
         conditions.append(seen)
@@ -313,30 +342,108 @@ def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str])
     for token in rest:
         other = SearchTerm.__table__.alias()
         conditions.append(SearchTerm.customer_id.in_(
-            select(other.c.customer_id).where(_token_condition(other.c.term, token))))
+            select(other.c.customer_id).where(_token_condition(other, token))))
     if _needs_customer_table(query):
         conditions.append(SearchTerm.customer_id.in_(
             select(Customer.id).where(*_customer_filters(query, Visibility(None, None)))))
-    return select(SearchTerm.customer_id.label("id"), SearchTerm.sort_name.label("sort_name")) \
-        .where(*conditions).distinct()
+    return select(SearchTerm.customer_id.label("id"), SearchTerm.sort_name.label("sort_name")).where(*conditions)
+
+
+def _estimate(session: Session, statement) -> int | None:
+    """The planner's row estimate (PostgreSQL); None where the database has none."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return None
+    compiled = statement.compile(dialect=bind.dialect, compile_kwargs={"render_postcompile": True})
+    plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def _bounded_count(session: Session, statement) -> tuple[int, bool]:
-    """Exact count up to the limit; beyond it the planner's estimate (PostgreSQL) or an exact count."""
-    limited = statement.order_by(None).limit(EXACT_TOTAL_LIMIT + 1).subquery()
+    """Rows of ``statement`` (one per record): exact up to the limit, then an estimate (exact on SQLite)."""
+    statement = statement.order_by(None)
+    limited = statement.limit(EXACT_TOTAL_LIMIT + 1).subquery()
     counted = session.scalar(select(func.count()).select_from(limited)) or 0
     if counted <= EXACT_TOTAL_LIMIT:
         return counted, False
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        compiled = statement.order_by(None).compile(dialect=bind.dialect, compile_kwargs={"render_postcompile": True})
-        plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar()
-        if isinstance(plan, str):
-            plan = json.loads(plan)
-        estimate = int(plan[0]["Plan"]["Plan Rows"])
+    estimate = _estimate(session, statement)
+    if estimate is not None:
         return max(estimate, EXACT_TOTAL_LIMIT + 1), True
-    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
-    return total, False
+    return session.scalar(select(func.count()).select_from(statement.subquery())) or 0, False
+
+
+def _term_count(session: Session, matches) -> tuple[int, bool]:
+    """Distinct records among matching term rows, reading a bounded number of index entries.
+
+    Up to the limit the count is exact. Covered terms are skipped, so a record rarely matches
+    twice; when some do and the first read hit the limit, a longer read may still find the exact
+    total. Beyond that, the planner's estimate, flagged.
+    """
+    matches = matches.order_by(None)
+    for cap in (EXACT_TOTAL_LIMIT * 11 // 10, 4 * EXACT_TOTAL_LIMIT):
+        sample = matches.limit(cap).subquery()
+        rows, records = session.execute(select(func.count(), func.count(distinct(sample.c.id)))).one()
+        if rows < cap:
+            return records, False
+        if records > EXACT_TOTAL_LIMIT:  # already more records than the limit
+            break
+    distinct_matches = select(matches.subquery().c.id).distinct()
+    estimate = _estimate(session, distinct_matches)
+    if estimate is not None:
+        return max(estimate, EXACT_TOTAL_LIMIT + 1), True
+    return session.scalar(select(func.count()).select_from(distinct_matches.subquery())) or 0, False
+
+
+def _first_rows(session: Session, statement, want: int) -> list:
+    """The first ``want`` distinct records of an ordered statement whose rows may repeat a record.
+
+    Repeats are adjacent (same sort key), so a few extra rows are read and folded; this lets the
+    database run a top-N sort straight off the index instead of de-duplicating every match.
+    """
+    fetch = want * 2
+    while True:
+        rows = session.execute(statement.limit(fetch)).all()
+        unique, last = [], None
+        for row in rows:
+            if row.id != last:
+                unique.append(row)
+                last = row.id
+        if len(unique) >= want or len(rows) < fetch:
+            return unique[:want]
+        fetch *= 4
+
+
+class _Match(NamedTuple):
+    id: int
+    sort_name: str
+
+
+def _small_result(session: Session, matches, key, forward: bool, want: int,
+                  multi_word: bool) -> tuple[list, int] | None:
+    """All matches at once when there are few: one read gives the page and the exact total.
+
+    Most searches (a name and a surname, an email, a phone number, an account) match a handful of
+    records; reading them unordered and sorting here spares a second pass over the index.
+    Returns None when the matches are too many for that.
+    """
+    if multi_word:  # the join of several words is the costly part: read once, at most the threshold
+        rows = session.execute(matches.order_by(None).limit(SMALL_RESULT)).all()
+        if len(rows) >= SMALL_RESULT:
+            return None
+    else:  # one word: count a bounded range first, it costs less than fetching a large one
+        sample = matches.order_by(None).limit(SMALL_RESULT).subquery()
+        if (session.scalar(select(func.count()).select_from(sample)) or 0) >= SMALL_RESULT:
+            return None
+        rows = session.execute(matches).all()
+    found = sorted({_Match(row.id, row.sort_name) for row in rows}, key=lambda m: (m.sort_name, m.id),
+                   reverse=not forward)
+    total = len(found)
+    if key is not None:
+        bound = (key[0], key[1])
+        found = [m for m in found if ((m.sort_name, m.id) > bound if forward else (m.sort_name, m.id) < bound)]
+    return found[:want], total
 
 
 def list_customers(session: Session, query: ListQuery, visibility: Visibility) -> Result:
@@ -345,43 +452,57 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
     tokens = query_tokens(query.q) if query.q else []
     if visibility.nothing or (query.q and not tokens):
         return Result([], query.page, query.per_page, 0, False, None, None)
-    on_terms = bool(tokens) and query.sort.lstrip("-") == "name"
-    if tokens and on_terms:
-        base = _term_statement(query, visibility, tokens).subquery()
-        key_cols = (base.c.sort_name, base.c.id)
-        statement = select(base.c.id, base.c.sort_name)
-        count_statement = _term_statement(query, visibility, tokens)
-    else:
-        conditions = _customer_filters(query, visibility)
-        if tokens:
-            matched = _term_statement(query, visibility, tokens).subquery()
-            conditions.append(Customer.id.in_(select(matched.c.id)))
-        key_cols = _key_columns(query.sort, False)
-        statement = select(Customer.id, Customer.sort_name, Customer.created_at).where(*conditions)
-        count_statement = select(Customer.id).where(*conditions)
 
     descending = query.sort.startswith("-")
     page, direction, key = query.page, "next", None
     if query.cursor:
         cursor = _decode_cursor(query.cursor, query.sort)
         page, direction, key = int(cursor["p"]), cursor["d"], _key_values(cursor["k"], query.sort)
-    forward = (direction == "next") != descending  # ascending walk in key order?
-    if key is not None:
-        row_key = tuple_(*key_cols) if len(key_cols) > 1 else key_cols[0]
-        bound = tuple_(*key) if len(key_cols) > 1 else key[0]
-        statement = statement.where(row_key > bound if forward else row_key < bound)
-    order = [c.asc() if forward else c.desc() for c in key_cols]
-    statement = statement.order_by(*order).limit(query.per_page + 1)
-    if key is None and page > 1:
-        statement = statement.offset((page - 1) * query.per_page)
-    fetched = session.execute(statement).all()
+    forward = (direction == "next") != descending  # walking the key order upwards?
+    jump = key is None and page > 1  # a bare page number: OFFSET over distinct records
+    want = query.per_page + 1
+
+    on_terms = bool(tokens) and query.sort.lstrip("-") == "name"
+    fetched, counted = None, None
+    if on_terms:
+        matches = _term_statement(query, visibility, tokens)
+        if not jump:
+            small = _small_result(session, matches, key, forward, want, len(tokens) > 1)
+            if small is not None:
+                fetched, counted = small[0], (small[1], False)
+        if jump:
+            base = matches.distinct().subquery()
+            statement, key_cols = select(base.c.id, base.c.sort_name), (base.c.sort_name, base.c.id)
+        else:
+            statement = _term_statement(query, visibility, tokens, walk=True) if _walkable(tokens[0]) else matches
+            key_cols = (SearchTerm.sort_name, SearchTerm.customer_id)
+        counter = lambda: _term_count(session, matches)  # noqa: E731 - deferred until the page is read
+    else:
+        conditions = _customer_filters(query, visibility)
+        if tokens:
+            matched = _term_statement(query, visibility, tokens).subquery()
+            conditions.append(Customer.id.in_(select(matched.c.id)))
+        key_cols = _key_columns(query.sort, False)
+        statement = select(*dict.fromkeys((Customer.id, *key_cols))).where(*conditions)  # index-only when it can
+        counter = lambda: _bounded_count(session, select(Customer.id).where(*conditions))  # noqa: E731
+
+    if fetched is None:
+        if key is not None:
+            row_key = tuple_(*key_cols) if len(key_cols) > 1 else key_cols[0]
+            bound = tuple_(*key) if len(key_cols) > 1 else key[0]
+            statement = statement.where(row_key > bound if forward else row_key < bound)
+        statement = statement.order_by(*[c.asc() if forward else c.desc() for c in key_cols])
+        if jump:
+            fetched = session.execute(statement.limit(want).offset((page - 1) * query.per_page)).all()
+        else:
+            fetched = _first_rows(session, statement, want)
     has_more = len(fetched) > query.per_page
-    fetched = fetched[:query.per_page]
+    fetched = list(fetched[:query.per_page])
     if direction == "prev":
         fetched.reverse()
     ids = [row.id for row in fetched]
 
-    total, estimated = _bounded_count(session, count_statement)
+    total, estimated = counted or counter()
     rows_by_id = {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(ids)))} if ids else {}
     rows = [rows_by_id[i] for i in ids if i in rows_by_id]
 

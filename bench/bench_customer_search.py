@@ -1,0 +1,523 @@
+"""Customer search speed: page 1 through the service against naive SQL, and deep pages.
+
+    .venv/bin/python bench/bench_customer_search.py                  # 1,000,000 on PostgreSQL + 100,000 on SQLite
+    .venv/bin/python bench/bench_customer_search.py --customers 200000 --skip-sqlite
+
+What it does:
+1. Loads customers with realistically skewed names into a fresh PostgreSQL database. Surnames and
+   first names follow a Zipf-like curve over census-style lists plus a long tail of rare names.
+   About 80 % of the customers get a property account number, and a tenth get a business name.
+   Rows go in with COPY; the search terms are derived in SQL, checked against the service's own
+   term builder on a sample, and the indexes are built after the load.
+2. Times page 1 of `GET /api/v1/customers?q=…` through the customer service (the Flask app with
+   a signed identity holding `customers.view` in 3 of 5 locations). Four kinds of search are
+   timed: a name fragment (common, full and rare), an email, a phone number as typed, and an
+   account number.
+3. Times the same searches as naive SQL, each with a trigram index: `ILIKE '%…%'`, `ORDER BY`
+   name, `LIMIT 20`, plus a `count(*)`.
+4. Times deep pages. A keyset cursor at row 500,000 (as the `Link` headers give) is compared with
+   `page=25001` through the service and with raw `OFFSET 500000`.
+5. Repeats the service searches on SQLite with 100,000 customers.
+
+Targets (issue 4): PostgreSQL p95 ≤ 30 ms on page 1, deep pages as fast as page 1, SQLite p95 ≤ 100 ms.
+The database is dropped at the end unless `--keep`.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from vigil_customer import search
+from vigil_customer.app import program
+from vigil_customer.models import Customer
+from vigil_shared import migrations
+from vigil_shared.config import Settings
+from vigil_shared.crypto import generate_key
+from vigil_shared.identity import Identity
+from vigil_shared.testing import TEST_SECRET, identity_headers, postgres_admin_url
+
+SURNAMES = """smith johnson williams brown jones garcia miller davis rodriguez martinez hernandez lopez gonzalez
+wilson anderson thomas taylor moore jackson martin lee perez thompson white harris sanchez clark ramirez lewis
+robinson walker young allen king wright scott torres nguyen hill flores green adams nelson baker hall rivera
+campbell mitchell carter roberts gomez phillips evans turner diaz parker cruz edwards collins reyes stewart morris
+morales murphy cook rogers gutierrez ortiz morgan cooper peterson bailey reed kelly howard ramos kim cox ward
+richardson watson brooks chavez wood james bennett gray mendoza ruiz hughes price alvarez castillo sanders patel
+myers long ross foster jimenez powell jenkins perry russell sullivan bell coleman butler henderson barnes gonzales
+fisher vasquez simmons romero jordan patterson alexander hamilton graham reynolds griffin wallace moreno west cole
+hayes bryant herrera gibson ellis tran medina aguilar stevens murray ford castro marshall owens harrison fernandez
+mcdonald woods washington kennedy wells vargas henry chen freeman webb tucker guzman burns crawford olson simpson
+porter hunter gordon mendez silva shaw snyder mason dixon munoz hunt hicks holmes palmer wagner black robertson
+boyd rose stone salazar fox warren mills meyer rice schmidt garza daniels ferguson nichols stephens soto weaver
+ryan gardner payne grant dunn kelley spencer hawkins arnold pierce vazquez hansen peters santos hart bradley knight
+elliott cunningham duncan armstrong hudson carroll lane riley andrews alvarado ray delgado berry perkins hoffman
+johnston matthews pena richards willis carpenter lawrence sandoval guerrero george chapman rios estrada ortega
+watkins greene nunez wheeler valdez harper burke larson santiago maldonado morrison franklin carlson austin dominguez
+carr lawson jacobs obrien lynch singh vega bishop montgomery oliver jensen harvey williamson gilbert dean sims espinoza
+howell li wong reid hanson le mccoy garrett burton fuller wang weber welch rojas lucas marquez fields park yang little
+banks padilla day walsh bowman schultz luna fowler mejia davidson acosta brewer may holland juarez newman pearson
+curtis cortez douglas schneider joseph barrett navarro figueroa keller avila wade molina stanley hopkins campos
+barnett bates chambers caldwell beck lambert miranda byrd craig ayala lowe frazier powers neal leonard gregory
+carrillo sutton fleming rhodes shelton schwartz norris jennings watts duran walters cohen mcdaniel moran parks steele
+vaughn becker holt deleon barker terry hale leon hail benson haynes horton miles lyons pham graves bush thornton
+wolfe warner cabrera mckinney mann zimmerman dawson lara fletcher page mccarthy love robles cervantes solis erickson
+reeves chang klein salinas fuentes baldwin daniel simon velasquez hardy higgins aguirre lin cummings chandler sharp
+barber bowen ochoa dennis robbins liu ramsey francis griffith paul blair oconnor cardenas pacheco cross calderon
+quinn moss swanson chan rivas khan rodgers serrano fitzgerald rosales stevenson christensen manning gill curry
+mclaughlin harmon mcgee gross doyle garner newton burgess reese walton blake trujillo adkins brady goodman roman
+webster goodwin fischer huang potter delacruz montoya todd wu hines mullins castaneda malone cannon tate mack sherman
+hubbard hodges zhang guerra wolf valencia saunders franco rowe gallagher farmer hammond hampton townsend ingram
+wise gallegos clarke barton schroeder maxwell waters logan camacho strickland norman person colon parsons frank
+harrington glover osborne buchanan casey floyd patton ibarra ball tyler suarez bowers orozco salas cobb gibbs
+andrade bauer conner moody escobar mcguire lloyd mueller hartman french kramer mcbride pope lindsey velazquez norton
+mccormick sparks flynn yates hogan marsh macias villanueva zamora pratt stokes owen ballard lang brock villarreal
+charles drake barrera cain patrick pineda burnett mercado santana shepherd bautista ali shaffer lamb trevino mckenzie
+hess beil olsen cochran morton nash wilkins petersen briggs shah roth nicholson holloway lozano rangel flowers
+hoover short arias mora valenzuela bryan meyers weiss underwood bass greer summers houston carson morrow clayton
+whitaker decker yoder collier zuniga carey wilcox melendez poole roberson larsen conley davenport copeland massey
+lam huff rocha cameron jefferson hood monroe anthony pittman huynh randall singleton kirk combs mathis christian
+skinner bradford richard galvan wall boone kirby wilkinson bridges bruce atkinson velez meza roy vincent york hodge
+villa abbott allison tapia gates chase sosa sweeney farrell wyatt dalton horn barron phelps yu dickerson heath""".split()
+
+FIRST_NAMES = """james mary robert patricia john jennifer michael linda david elizabeth william barbara richard susan
+joseph jessica thomas sarah christopher karen charles lisa daniel nancy matthew betty anthony sandra mark margaret
+donald ashley steven kimberly andrew emily paul donna joshua michelle kenneth carol kevin amanda brian melissa george
+deborah timothy stephanie ronald dorothy jason rebecca edward sharon jeffrey laura ryan cynthia jacob amy gary kathleen
+nicholas angela eric shirley jonathan brenda stephen emma larry anna justin pamela scott nicole brandon samantha
+benjamin katherine samuel christine gregory helen alexander debra frank rachel patrick carolyn raymond janet jack maria
+dennis catherine jerry heather tyler diane aaron olivia jose julie adam joyce nathan victoria henry ruth zachary
+virginia douglas lauren peter kelly kyle christina noah joan ethan evelyn jeremy judith walter andrea christian hannah
+keith megan roger cheryl terry jacqueline austin martha sean madison gerald teresa carl gloria harold sara dylan
+janice arthur ann lawrence kathryn jordan abigail jesse sophia bryan frances billy jean bruce alice gabriel judy joe
+isabella logan julia alan grace juan amber albert denise willie danielle elijah marilyn wayne beverly randy charlotte
+vincent natalie mason theresa roy diana ralph brittany bobby doris russell kayla bradley alexis philip lori eugene
+dana dana reyes""".split()
+
+SYLLABLES = "ka lo mi ra ten vor zu bel dan fi gor hal is jen ko lar mun nor pel quin ros sal tor ul vin wes xan yor zel".split()
+BUSINESS_WORDS = "alarm secure guard home shield watch safe tech systems bakery dental auto cafe realty market".split()
+CITIES = [("Provo", "UT"), ("Salt Lake City", "UT"), ("Ottawa", "ON"), ("Toronto", "ON"), ("Denver", "CO"),
+          ("Austin", "TX"), ("Phoenix", "AZ"), ("Boise", "ID"), ("Reno", "NV"), ("Calgary", "AB")]
+AREA_CODES = {"UT": ("801", "385"), "ON": ("613", "416"), "CO": ("303", "720"), "TX": ("512", "737"),
+              "AZ": ("602", "480"), "ID": ("208", "986"), "NV": ("775", "702"), "AB": ("403", "587")}
+PHONE_FORMATS = ("({a}) {p}-{s}", "{a}-{p}-{s}", "{a}.{p}.{s}", "+1 {a} {p} {s}", "{a}{p}{s}")
+LOCATION_WEIGHTS = (40, 25, 15, 12, 8)  # five offices, the first one biggest
+VISIBLE_LOCATIONS = (1, 2, 4)
+EXCHANGES = [f"{n:03d}" for n in range(200, 1000) if n % 100 not in (11,) and n != 555 and not 950 <= n <= 959]
+
+
+def zipf_weights(n: int, s: float, offset: float) -> list[float]:
+    """A Zipf-Mandelbrot curve: with the defaults below, like US census frequencies (Smith ≈ 1 %)."""
+    return [1 / ((rank + offset) ** s) for rank in range(1, n + 1)]
+
+
+# --- generating rows ------------------------------------------------------------------------------
+
+COLUMNS = ("id", "kind", "location_id", "first_name", "last_name", "email", "email_key", "primary_phone",
+           "primary_phone_e164", "city", "state", "account_type", "business_name", "active", "sort_name",
+           "custom_fields", "mmr_a_la_carte", "currency", "canceled", "installed", "two_way_voice",
+           "cellular_backup", "guard_response", "maintenance", "invoicing", "aarp", "tellular", "pulse",
+           "created_at", "updated_at", "last_activity_at", "version", "lead_status")
+
+
+def generate(count: int, seed: int = 7):
+    """Yields (customer row, account number or None) for ids 1..count."""
+    rnd = random.Random(seed)
+    surname_weights = zipf_weights(len(SURNAMES), 0.75, 5)
+    first_weights = zipf_weights(len(FIRST_NAMES), 0.7, 12)
+    start = datetime(2016, 1, 1, tzinfo=timezone.utc)
+    span = (datetime(2026, 11, 1, tzinfo=timezone.utc) - start).total_seconds()
+    used_phones: set[str] = set()
+    batch = 50_000
+    for base in range(1, count + 1, batch):
+        n = min(batch, count + 1 - base)
+        lasts = rnd.choices(SURNAMES, surname_weights, k=n)
+        firsts = rnd.choices(FIRST_NAMES, first_weights, k=n)
+        locations = rnd.choices(range(1, 6), LOCATION_WEIGHTS, k=n)
+        for offset in range(n):
+            cid = base + offset
+            last = lasts[offset]
+            if rnd.random() < 0.4:  # the long tail: about 40 % of people carry a rare surname
+                last = "".join(rnd.choice(SYLLABLES) for _ in range(rnd.randint(2, 4)))
+            first, last = firsts[offset].capitalize(), last.capitalize()
+            city, state = CITIES[rnd.randrange(len(CITIES))]
+            while True:
+                area, exchange, line = rnd.choice(AREA_CODES[state]), rnd.choice(EXCHANGES), f"{rnd.randrange(10_000):04d}"
+                e164 = f"+1{area}{exchange}{line}"
+                if e164 not in used_phones:
+                    used_phones.add(e164)
+                    break
+            shown = rnd.choice(PHONE_FORMATS).format(a=area, p=exchange, s=line)
+            email = f"{first.lower()}.{last.lower()}{cid}@{rnd.choice(('example.com', 'mail.test', 'corp.test'))}"
+            business = None
+            if rnd.random() < 0.1:
+                business = f"{last} {rnd.choice(BUSINESS_WORDS).capitalize()} {rnd.choice(BUSINESS_WORDS).capitalize()}"
+            kind = "lead" if rnd.random() < 0.08 else "customer"
+            created = start + timedelta(seconds=span * cid / (count + 1))
+            row = (cid, kind, locations[offset], first, last, email, email, shown, e164, city, state,
+                   "commercial" if business else "residential", business, rnd.random() > 0.05,
+                   f"{last.lower()} {first.lower()}", "{}", False, "USD", False, False, False, False, False, False,
+                   False, False, False, False, created, created, created, 1, "new" if kind == "lead" else None)
+            account = f"ACC-{cid * 7 % 10_000_000:07d}" if rnd.random() < 0.8 else None
+            yield row, account
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+def row_terms(row: tuple, account: str | None) -> set[str]:
+    """The search terms the service writes for a generated row (ASCII names: folding is lower-casing).
+
+    ``check_terms`` compares a sample with the service's own ``search.terms_of``.
+    """
+    cid, email, e164, business = row[0], row[5], row[8], row[12]
+    terms = {f"#{cid}", row[3].lower(), row[4].lower(), email, email.split("@")[1], e164[2:], e164[5:]}
+    if business:
+        terms.update(business.lower().split())
+    if account:
+        folded = account.lower()
+        terms.update({folded, folded.replace("-", ""), folded.rsplit("-", 1)[1]})
+    return terms
+
+
+def pg_load(url: str, count: int) -> None:
+    import psycopg
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        conn.execute("SET max_parallel_maintenance_workers = 2")
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('customers', 'customer_search_terms', "
+            "'property_accounts') AND indexname NOT LIKE 'pk_%' AND indexname NOT LIKE 'uq_%'").fetchall()
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        conn.execute("ALTER TABLE customers DROP CONSTRAINT uq_customers_email_key")
+        started = time.perf_counter()
+        accounts = []
+        with conn.cursor().copy(f"COPY customers ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row, account in generate(count):
+                copy.write_row(row)
+                if account:
+                    accounts.append((row[0] * 3, row[0], account, False, row[29]))
+        with conn.cursor().copy("COPY property_accounts (property_id, customer_id, account_number, deleted, "
+                                "updated_at) FROM STDIN") as copy:
+            for account in accounts:
+                copy.write_row(account)
+        print(f"  customers and accounts copied in {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
+        terms = 0
+        with conn.cursor().copy("COPY customer_search_terms (customer_id, term, head, covered, kind, location_id, "
+                                "sort_name) FROM STDIN") as copy:
+            lines = []
+            for row, account in generate(count):
+                prefix, suffix = f"{row[0]}\t", f"\t{row[1]}\t{row[2]}\t{row[14]}\n"
+                lines.extend(f"{prefix}{term}\t{term[:3]}\t{covered}{suffix}"
+                             for term, covered in search.covered_lengths(row_terms(row, account)).items())
+                if len(lines) >= 100_000:
+                    terms += len(lines)
+                    copy.write("".join(lines))
+                    lines = []
+            terms += len(lines)
+            copy.write("".join(lines))
+        print(f"  {terms:,} search terms copied in {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
+        conn.execute("ALTER TABLE customers ADD CONSTRAINT uq_customers_email_key UNIQUE (email_key)")
+        for _, definition in indexes:
+            conn.execute(definition)
+        conn.execute(f"SELECT setval('customers_id_seq', {count})")
+        conn.execute("SELECT setval(pg_get_serial_sequence('customer_search_terms', 'id'), "
+                     "(SELECT max(id) FROM customer_search_terms))")
+        print(f"  {len(indexes) + 1} indexes rebuilt in {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
+        conn.execute("VACUUM (ANALYZE) customers")
+        conn.execute("VACUUM (ANALYZE) customer_search_terms")
+        conn.execute("VACUUM (ANALYZE) property_accounts")
+        print(f"  vacuum and analyze in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def sqlite_load(url: str, count: int) -> None:
+    engine = create_engine(url)
+    placeholders = ", ".join(f":{c}" for c in COLUMNS)
+    with engine.begin() as conn:
+        rows, accounts = [], []
+        for row, account in generate(count, seed=11):
+            rows.append(dict(zip(COLUMNS, row)))
+            if account:
+                accounts.append({"property_id": row[0] * 3, "customer_id": row[0], "account_number": account,
+                                 "deleted": False, "updated_at": row[29]})
+        conn.execute(text(f"INSERT INTO customers ({', '.join(COLUMNS)}) VALUES ({placeholders})"), rows)
+        conn.execute(text("INSERT INTO property_accounts VALUES (:property_id, :customer_id, :account_number, "
+                          ":deleted, :updated_at)"), accounts)
+    by_customer = {a["customer_id"]: [a["account_number"]] for a in accounts}
+    term_rows = []
+    for values in rows:
+        customer = Customer(**{k: v for k, v in values.items() if k != "custom_fields"})
+        terms = search.covered_lengths(search.terms_of(customer, by_customer.get(customer.id, [])))
+        for term, covered in terms.items():
+            term_rows.append({"customer_id": customer.id, "term": term, "head": term[:search.HEAD],
+                              "covered": covered, "kind": customer.kind, "location_id": customer.location_id,
+                              "sort_name": customer.sort_name})
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO customer_search_terms (customer_id, term, head, covered, kind, location_id, "
+                          "sort_name) VALUES (:customer_id, :term, :head, :covered, :kind, :location_id, "
+                          ":sort_name)"), term_rows)
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+
+
+def check_terms(url: str, sample: int = 300) -> None:
+    """The SQL-derived terms equal what the service itself would write for the same records."""
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(url)
+    with Session(engine) as session:
+        ids = [row[0] for row in session.execute(text(f"SELECT id FROM customers ORDER BY random() LIMIT {sample}"))]
+        for customer in session.query(Customer).filter(Customer.id.in_(ids)):
+            accounts = session.scalars(text("SELECT account_number FROM property_accounts WHERE customer_id = :c"),
+                                       {"c": customer.id}).all()
+            expected = search.covered_lengths(search.terms_of(customer, list(accounts)))
+            stored = dict(session.execute(text("SELECT term, covered FROM customer_search_terms "
+                                               "WHERE customer_id = :c"), {"c": customer.id}).all())
+            assert stored == expected, (customer.id, set(stored.items()) ^ set(expected.items()))
+    engine.dispose()
+    print(f"  terms of {sample} sampled records equal the service's own term builder", flush=True)
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def timed(fn, samples: list, runs: int, warmup: int = 5) -> tuple[list[float], object]:
+    last = None
+    for i in range(warmup):
+        fn(samples[i % len(samples)])
+    times = []
+    for i in range(runs):
+        started = time.perf_counter()
+        last = fn(samples[i % len(samples)])
+        times.append((time.perf_counter() - started) * 1000)
+    return times, last
+
+
+def service_client(url: str, var_dir: str):
+    os.environ.setdefault("VIGIL_VAR_DIR", var_dir)
+    settings = Settings.from_env("customer", database_url=url, internal_secret=TEST_SECRET, broker_url="memory://",
+                                 log_level="WARNING", encryption_keys=(generate_key(),), blind_index_key="bench")
+    app = program.create_app(settings)
+    client = app.test_client()
+    perms = frozenset({"customers.view", "leads.view", "tags.view"})
+    user = Identity(subject="bench", username="bench", locations={loc: perms for loc in VISIBLE_LOCATIONS})
+
+    def get(path: str, **params):
+        response = client.get(path, query_string=params, headers=identity_headers(user))
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.json
+
+    return app, get
+
+
+def samples_from(url: str) -> dict[str, list[str]]:
+    engine = create_engine(url)
+    locations = ", ".join(str(v) for v in VISIBLE_LOCATIONS)
+    with engine.connect() as conn:
+        def pick(sql: str) -> list[str]:
+            return [row[0] for row in conn.execute(text(sql))]
+
+        picks = {
+            "name: common fragment": ["smi", "john", "garc", "will", "brow", "mar", "dav", "rod", "lop", "mill"],
+            "name: full, common": ["james smith", "mary johnson", "john williams", "robert brown", "linda jones"],
+            "name: rare": pick(f"SELECT lower(last_name) FROM customers WHERE location_id IN ({locations}) "
+                               f"AND lower(last_name) NOT IN ({', '.join(repr(n) for n in SURNAMES)}) "
+                               "ORDER BY id LIMIT 20 OFFSET 777"),
+            "email": pick(f"SELECT substr(email, 1, 14) FROM customers WHERE location_id IN ({locations}) "
+                          "AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET 1000"),
+            "phone as typed": pick(f"SELECT primary_phone FROM customers WHERE location_id IN ({locations}) "
+                                   "AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET 5000"),
+            "account number": pick(f"SELECT p.account_number FROM property_accounts p JOIN customers c ON "
+                                   f"c.id = p.customer_id WHERE c.location_id IN ({locations}) AND c.kind = 'customer' "
+                                   "ORDER BY p.customer_id LIMIT 20 OFFSET 9000"),
+        }
+    engine.dispose()
+    return picks
+
+
+NAIVE = {
+    "name": ("(c.first_name || ' ' || c.last_name) ILIKE :pattern", ""),
+    "email": ("c.email ILIKE :pattern", ""),
+    "phone": ("c.primary_phone ILIKE :pattern", ""),
+    "account": ("p.account_number ILIKE :pattern", "JOIN property_accounts p ON p.customer_id = c.id"),
+}
+NAIVE_INDEXES = (
+    "CREATE INDEX bench_trgm_name ON customers USING gin ((first_name || ' ' || last_name) gin_trgm_ops)",
+    "CREATE INDEX bench_trgm_email ON customers USING gin (email gin_trgm_ops)",
+    "CREATE INDEX bench_trgm_phone ON customers USING gin (primary_phone gin_trgm_ops)",
+    "CREATE INDEX bench_trgm_account ON property_accounts USING gin (account_number gin_trgm_ops)",
+)
+
+
+def naive_query(conn, kind: str, value: str) -> int:
+    where, join = NAIVE[kind]
+    visible = "c.location_id IN (1, 2, 4)"
+    params = {"pattern": f"%{value}%"}
+    conn.execute(text(f"SELECT c.id, c.first_name, c.last_name, c.email, c.primary_phone FROM customers c {join} "
+                      f"WHERE {where} AND {visible} ORDER BY c.last_name, c.first_name, c.id LIMIT 20"), params).all()
+    return conn.execute(text(f"SELECT count(*) FROM customers c {join} WHERE {where} AND {visible}"), params).scalar()
+
+
+def naive_kind(label: str) -> str:
+    return {"email": "email", "phone as typed": "phone", "account number": "account"}.get(label, "name")
+
+
+def report(rows: list[tuple], target: float | None) -> bool:
+    ok = True
+    print(f"  {'search':<24}{'service p50':>12}{'service p95':>12}{'naive p50':>11}{'naive p95':>11}"
+          f"{'matches':>10}  example")
+    for label, service_times, naive_times, total, estimated, example in rows:
+        p95 = percentile(service_times, 95)
+        ok &= target is None or p95 <= target
+        naive = f"{percentile(naive_times, 50):>9.1f}ms{percentile(naive_times, 95):>9.1f}ms" if naive_times \
+            else f"{'-':>11}{'-':>11}"
+        shown_total = f"~{total:,}" if estimated else f"{total:,}"
+        print(f"  {label:<24}{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}{shown_total:>10}  {example!r}")
+    return ok
+
+
+def measure_searches(get, url: str, runs: int, naive: bool) -> list[tuple]:
+    picks = samples_from(url)
+    rows = []
+    engine = create_engine(url) if naive else None
+    for label, values in picks.items():
+        values = [v for v in values if v]
+        service_times, body = timed(lambda q: get("/api/v1/customers", q=q), values, runs)
+        naive_times = []
+        if engine is not None:
+            with engine.connect() as conn:
+                naive_times, _ = timed(lambda v: naive_query(conn, naive_kind(label), v), values, runs)
+        first = get("/api/v1/customers", q=values[0])
+        rows.append((label, service_times, naive_times, first["total"], first["total_estimated"], values[0]))
+    if engine is not None:
+        engine.dispose()
+    return rows
+
+
+def measure_deep(get, url: str, runs: int, depth: int) -> None:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        key = conn.execute(text("SELECT sort_name, id FROM customers WHERE location_id IN (1, 2, 4) "
+                                "ORDER BY sort_name, id OFFSET :depth LIMIT 1"), {"depth": depth}).one()
+        conn.execute(text("CREATE INDEX IF NOT EXISTS bench_name_order ON customers (last_name, first_name, id)"))
+        conn.execute(text("VACUUM ANALYZE customers"))
+        raw_times, _ = timed(lambda _: conn.execute(text(
+            "SELECT id FROM customers ORDER BY last_name, first_name, id OFFSET :depth LIMIT 20"),
+            {"depth": depth}).all(), [0], max(5, runs // 5), 1)
+    engine.dispose()
+    page = depth // 20 + 1
+    cursor = base64.urlsafe_b64encode(json.dumps(
+        {"s": "name", "d": "next", "p": page, "k": [key.sort_name, key.id]}, separators=(",", ":")).encode()
+    ).decode().rstrip("=")
+    first_times, _ = timed(lambda _: get("/api/v1/customers"), [0], runs)
+    keyset_times, body = timed(lambda _: get("/api/v1/customers", cursor=cursor), [0], runs)
+    offset_times, _ = timed(lambda _: get("/api/v1/customers", page=page), [0], max(5, runs // 5), 1)
+    assert len(body["items"]) == 20 and body["page"] == page
+    print(f"  page 1 (no q) through the service       p50 {percentile(first_times, 50):6.1f} ms   "
+          f"p95 {percentile(first_times, 95):6.1f} ms")
+    print(f"  page {page:,} by keyset cursor (service)   p50 {percentile(keyset_times, 50):6.1f} ms   "
+          f"p95 {percentile(keyset_times, 95):6.1f} ms")
+    print(f"  page {page:,} by page number (service)   p50 {percentile(offset_times, 50):6.1f} ms   "
+          f"p95 {percentile(offset_times, 95):6.1f} ms")
+    print(f"  raw SQL OFFSET {depth:,} (index only)     p50 {percentile(raw_times, 50):6.1f} ms   "
+          f"p95 {percentile(raw_times, 95):6.1f} ms")
+
+
+# --- the two runs ---------------------------------------------------------------------------------
+
+def run_postgres(args) -> bool:
+    admin = args.postgres_url or postgres_admin_url()
+    name = f"vigil_bench_{uuid.uuid4().hex[:8]}"
+    admin_engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    print(f"\nPostgreSQL: {args.customers:,} customers in database {name}", flush=True)
+    try:
+        started = time.perf_counter()
+        migrations.upgrade("vigil_customer", url)
+        pg_load(url, args.customers)
+        check_terms(url)
+        print(f"  loaded in {time.perf_counter() - started:.0f} s", flush=True)
+        with create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
+            started = time.perf_counter()
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+            conn.execute(text("SET maintenance_work_mem = '512MB'"))
+            for statement in NAIVE_INDEXES:
+                conn.execute(text(statement))
+            conn.execute(text("ANALYZE customers"))
+            conn.execute(text("ANALYZE property_accounts"))
+            print(f"  trigram indexes for the naive queries built in {time.perf_counter() - started:.0f} s")
+        with tempfile.TemporaryDirectory() as var_dir:
+            _, get = service_client(url, var_dir)
+            print(f"\n  page 1, {args.runs} requests per search through the service (target p95 <= 30 ms), "
+                  "naive SQL beside it:")
+            ok = report(measure_searches(get, url, args.runs, naive=True), 30.0)
+            print("\n  deep pages:")
+            measure_deep(get, url, args.runs, min(500_000, int(args.customers * 0.55)))
+        return ok
+    finally:
+        if not args.keep:
+            with admin_engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        else:
+            print(f"  kept database {name}")
+        admin_engine.dispose()
+
+
+def run_sqlite(args) -> bool:
+    with tempfile.TemporaryDirectory() as directory:
+        url = f"sqlite:///{Path(directory) / 'customer.db'}"
+        print(f"\nSQLite: {args.sqlite_customers:,} customers", flush=True)
+        started = time.perf_counter()
+        migrations.upgrade("vigil_customer", url)
+        sqlite_load(url, args.sqlite_customers)
+        print(f"  loaded in {time.perf_counter() - started:.0f} s", flush=True)
+        _, get = service_client(url, directory)
+        print(f"\n  page 1, {args.runs} requests per search through the service (target p95 <= 100 ms):")
+        return report(measure_searches(get, url, args.runs, naive=False), 100.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000, help="PostgreSQL customers (default 1,000,000)")
+    parser.add_argument("--sqlite-customers", type=int, default=100_000, help="SQLite customers (default 100,000)")
+    parser.add_argument("--runs", type=int, default=60, help="timed requests per kind of search")
+    parser.add_argument("--postgres-url", help="admin URL (default: VIGIL_TEST_POSTGRES_URL or local postgres)")
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database afterwards")
+    args = parser.parse_args(argv)
+    results = []
+    if not args.skip_postgres:
+        results.append(("PostgreSQL", run_postgres(args)))
+    if not args.skip_sqlite:
+        results.append(("SQLite", run_sqlite(args)))
+    print()
+    for name, ok in results:
+        print(f"{name}: {'every p95 within target' if ok else 'SOME p95 ABOVE TARGET'}")
+    return 0 if all(ok for _, ok in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
