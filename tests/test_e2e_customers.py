@@ -257,3 +257,14 @@ def test_summary_is_partial_while_the_property_service_is_down(stack, gateway, h
         assert data["customer"]["id"] == record["id"]
     finally:
         _restart(property_web, stack)
+
+
+def test_a_lead_only_user_works_through_the_leads_routes(gateway_as, home):
+    rep = gateway_as(["leads.view", "leads.create", "leads.modify", "customers.contact_info.modify"], [home])
+    created = rep.post("/api/v1/leads", json=body(home, kind="lead", lead_status="new", account_type=None,
+                                                  first_name="Onlylead"))
+    assert created.status_code == 201, created.text
+    lead_id = created.json()["id"]
+    assert rep.patch(f"/api/v1/leads/{lead_id}", json={"lead_status": "hot"}).json()["lead_status"] == "hot"
+    assert [c["id"] for c in rep.get("/api/v1/leads", params={"q": "onlylead"}).json()["items"]] == [lead_id]
+    assert_problem(rep.get("/api/v1/customers"), 403)
