@@ -32,7 +32,11 @@ def test_upload_list_download_delete(api, runtime):
     assert downloaded.headers["X-Content-Type-Options"] == "nosniff"
     with runtime_app(api):
         assert any(files_domain.var_dir().joinpath("customer-files").rglob("*"))
-    assert api.delete(f"/api/v1/customers/{record['id']}/files/{item['id']}").status_code == 204
+    assert uploaded.headers["ETag"] == api.get(f"/api/v1/customers/{record['id']}/files/{item['id']}").headers["ETag"]
+    stale = api.delete(f"/api/v1/customers/{record['id']}/files/{item['id']}", headers={"If-Match": '"0.0"'})
+    assert stale.status_code == 412
+    assert api.delete(f"/api/v1/customers/{record['id']}/files/{item['id']}",
+                      headers={"If-Match": uploaded.headers["ETag"]}).status_code == 204
     assert api.get(f"/api/v1/customers/{record['id']}/files/{item['id']}").status_code == 404
     actions = [e["action"] for e in api.get(f"/api/v1/customers/{record['id']}/history").json["items"]]
     assert actions[:2] == ["file_delete", "file_add"]

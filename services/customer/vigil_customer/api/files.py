@@ -12,7 +12,7 @@ from flask import Response, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, paginate
+from vigil_shared.http import PaginationArgs, check_if_match, etag_of, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
@@ -23,6 +23,7 @@ from .common import context, load_for, record_rule
 blp = Blueprint("customer_files", __name__, url_prefix="/api/v1/customers/<int:customer_id>/files",
                 description="Files of a customer or lead")
 UPLOAD_ENDPOINT = "customer_files.Files"
+FILE_VERSION = 1  # a stored file never changes: to replace one, upload another
 
 
 @blp.route("")
@@ -53,7 +54,8 @@ class Files(MethodView):
         item = domain.store_upload(session, context(session).actor, customer_id, upload["file"],
                                    form.get("description"))
         session.commit()
-        return item, 201, {"Location": url_for("customer_files.FileItem", customer_id=customer_id, file_id=item.id)}
+        return item, 201, {"Location": url_for("customer_files.FileItem", customer_id=customer_id, file_id=item.id),
+                           "ETag": etag_of(item.id, FILE_VERSION)}
 
 
 @blp.route("/<int:file_id>")
@@ -65,16 +67,20 @@ class FileItem(MethodView):
         """A file's details; its bytes are at `…/content`."""
         session = request_session()
         load_for(customer_id, "files.view", session)
-        return domain.get_file(session, customer_id, file_id)
+        item = domain.get_file(session, customer_id, file_id)
+        return item, 200, {"ETag": etag_of(item.id, FILE_VERSION)}
 
     @requires("files.modify")
     @record_rule(permission="files.modify")
     @blp.response(204)
+    @blp.alt_response(412, description="`If-Match` names another file version; nothing was deleted")
     def delete(self, customer_id, file_id):
         """Delete a file (the record's history keeps its name)."""
         session = request_session()
         load_for(customer_id, "files.modify", session)
-        key = domain.delete_file(session, context(session).actor, domain.get_file(session, customer_id, file_id))
+        item = domain.get_file(session, customer_id, file_id)
+        check_if_match(item.id, FILE_VERSION)
+        key = domain.delete_file(session, context(session).actor, item)
         session.commit()
         domain.remove_blobs([key])
         return None
