@@ -9,7 +9,7 @@ import logging
 from datetime import datetime
 
 from flask import g, has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database, utcnow
@@ -26,7 +26,7 @@ def record(db: Database, action: str, outcome: str = SUCCESS, *, actor: Identity
            actor_name: str | None = None, target_type: str | None = None, target_id=None,
            details: dict | None = None) -> None:
     actor = actor or (g.get("identity") if has_request_context() else None)
-    entry = AuditEntry(
+    row = dict(
         occurred_at=utcnow(),
         actor_id=actor.subject if actor else None,
         actor_name=actor.username if actor else actor_name,
@@ -37,10 +37,11 @@ def record(db: Database, action: str, outcome: str = SUCCESS, *, actor: Identity
         target_id=None if target_id is None else str(target_id), details=details or None,
     )
     try:
-        with db.transaction() as session:
-            session.add(entry)
+        with db.engine.begin() as conn:  # one plain INSERT: this runs on every sign-in and confidential read
+            conn.execute(insert(AuditEntry), [row])
     except Exception:  # an audit write must never be silently lost: it is logged in full instead
-        log.exception("audit entry could not be stored", extra={"audit_action": action, "outcome": outcome})
+        log.exception("audit entry could not be stored", extra={"audit_action": action, "outcome": outcome,
+                                                                 "audit_entry": {k: str(v) for k, v in row.items()}})
         raise
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import Database
+from vigil_shared.db import Database, build_engine
 from vigil_shared.identity import Identity
 
 from .models import AuthState
@@ -44,23 +45,23 @@ class Entry:
 class IdentityCache:
     def __init__(self, db: Database):
         self.db = db
+        self._epoch_engine = build_engine(db.url, autocommit=True)
         self._entries: dict[tuple, Entry] = {}
         self._lock = threading.Lock()
 
     def epoch(self) -> int:
-        """One integer per call, read through the driver directly: this runs before every request."""
-        connection = self.db.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute("SELECT epoch FROM auth_state WHERE id = 1")
-            row = cursor.fetchone()
-            cursor.close()
-            connection.commit()  # ends the read transaction; nothing was written
-        finally:
-            connection.close()  # back to the pool
-        if row is None:
+        """One integer per call, one round trip: an autocommit connection without a liveness probe."""
+        for attempt in (1, 2):
+            try:
+                with self._epoch_engine.connect() as conn:
+                    value = conn.exec_driver_sql("SELECT epoch FROM auth_state WHERE id = 1").scalar()
+                break
+            except DBAPIError as error:
+                if not error.connection_invalidated or attempt == 2:
+                    raise  # a connection the database dropped is retried once on a fresh one
+        if value is None:
             raise RuntimeError("auth_state has no row: run `vigil-gateway migrate`")
-        return row[0]
+        return value
 
     def get(self, key: tuple, epoch: int) -> Entry | None:
         entry = self._entries.get(key)

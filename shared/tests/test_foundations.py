@@ -103,3 +103,18 @@ def test_encryption_round_trip_rotation_and_blind_index():
         FieldCipher([generate_key()], "index").decrypt(token)
     assert old.blind_index("123-45-6789", digits_only) == rotated_config.blind_index("123456789", digits_only)
     assert old.blind_index("123456789", digits_only) != FieldCipher([old_key], "other").blind_index("123456789", digits_only)
+
+
+def test_require_refuses_a_record_without_location():
+    from flask import Flask, g
+
+    from vigil_shared.errors import Problem
+    from vigil_shared.web import require
+
+    with Flask("t").test_request_context():
+        g.identity = Identity(subject="1", username="a", locations={1: frozenset({"customers.view"})})
+        assert require("customers.view") and require("customers.view", 1)
+        with pytest.raises(Problem):
+            require("customers.view", None)
+        with pytest.raises(Problem):
+            require("customers.view", 2)

@@ -67,17 +67,24 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def build_engine(url: str) -> Engine:
-    """``hide_parameters``: a failing statement's values (SSNs, PINs) never reach an error message or log."""
+def build_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """``hide_parameters``: a failing statement's values (SSNs, PINs) never reach an error message or log.
+
+    ``autocommit`` engines are for single read statements on a hot path: no transaction to end and
+    no liveness probe before each use (the caller retries once on a dropped connection instead).
+    """
     parsed = make_url(url)
+    options: dict = {"hide_parameters": True}
+    if autocommit:
+        options["isolation_level"] = "AUTOCOMMIT"
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, hide_parameters=True)
+        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_recycle=1800,
-                         hide_parameters=True)
+    return create_engine(url, pool_pre_ping=not autocommit, pool_size=10, max_overflow=10, pool_recycle=1800,
+                         **options)
 
 
 class Database:

@@ -184,10 +184,17 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
     return app
 
 
-def require(permission: str, location_id: int | None = None) -> Identity:
-    """403 unless the caller holds ``permission`` (at ``location_id`` when given, else anywhere)."""
+ANYWHERE = object()  # "at some location": distinct from None, which is a record whose location is unknown
+
+
+def require(permission: str, location_id=ANYWHERE) -> Identity:
+    """403 unless the caller holds ``permission`` at ``location_id`` (or at some location when omitted).
+
+    A ``None`` location (a record not yet placed) is refused for location permissions, never read as
+    "anywhere".
+    """
     identity = current_identity()
-    allowed = identity.can(permission, location_id) if location_id is not None else identity.can_anywhere(permission)
+    allowed = identity.can_anywhere(permission) if location_id is ANYWHERE else identity.can(permission, location_id)
     if not allowed:
         raise forbidden(permission)
     return identity
