@@ -88,7 +88,8 @@ hoover short arias mora valenzuela bryan meyers weiss underwood bass greer summe
 whitaker decker yoder collier zuniga carey wilcox melendez poole roberson larsen conley davenport copeland massey
 lam huff rocha cameron jefferson hood monroe anthony pittman huynh randall singleton kirk combs mathis christian
 skinner bradford richard galvan wall boone kirby wilkinson bridges bruce atkinson velez meza roy vincent york hodge
-villa abbott allison tapia gates chase sosa sweeney farrell wyatt dalton horn barron phelps yu dickerson heath""".split()
+villa abbott allison tapia gates chase sosa sweeney farrell wyatt dalton horn barron phelps yu dickerson
+heath""".split()
 
 FIRST_NAMES = """james mary robert patricia john jennifer michael linda david elizabeth william barbara richard susan
 joseph jessica thomas sarah christopher karen charles lisa daniel nancy matthew betty anthony sandra mark margaret
@@ -104,7 +105,8 @@ isabella logan julia alan grace juan amber albert denise willie danielle elijah 
 vincent natalie mason theresa roy diana ralph brittany bobby doris russell kayla bradley alexis philip lori eugene
 dana dana reyes""".split()
 
-SYLLABLES = "ka lo mi ra ten vor zu bel dan fi gor hal is jen ko lar mun nor pel quin ros sal tor ul vin wes xan yor zel".split()
+SYLLABLES = ("ka lo mi ra ten vor zu bel dan fi gor hal is jen ko lar mun nor pel quin ros sal tor ul vin wes xan "
+             "yor zel").split()
 BUSINESS_WORDS = "alarm secure guard home shield watch safe tech systems bakery dental auto cafe realty market".split()
 CITIES = [("Provo", "UT"), ("Salt Lake City", "UT"), ("Ottawa", "ON"), ("Toronto", "ON"), ("Denver", "CO"),
           ("Austin", "TX"), ("Phoenix", "AZ"), ("Boise", "ID"), ("Reno", "NV"), ("Calgary", "AB")]
@@ -152,7 +154,8 @@ def generate(count: int, seed: int = 7):
             first, last = firsts[offset].capitalize(), last.capitalize()
             city, state = CITIES[rnd.randrange(len(CITIES))]
             while True:
-                area, exchange, line = rnd.choice(AREA_CODES[state]), rnd.choice(EXCHANGES), f"{rnd.randrange(10_000):04d}"
+                area, exchange = rnd.choice(AREA_CODES[state]), rnd.choice(EXCHANGES)
+                line = f"{rnd.randrange(10_000):04d}"
                 e164 = f"+1{area}{exchange}{line}"
                 if e164 not in used_phones:
                     used_phones.add(e164)
@@ -391,7 +394,8 @@ def report(rows: list[tuple], target: float | None) -> bool:
         naive = f"{percentile(naive_times, 50):>9.1f}ms{percentile(naive_times, 95):>9.1f}ms" if naive_times \
             else f"{'-':>11}{'-':>11}"
         shown_total = f"~{total:,}" if estimated else f"{total:,}"
-        print(f"  {label:<24}{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}{shown_total:>10}  {example!r}")
+        print(f"  {label:<24}{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}{shown_total:>10}"
+              f"  {example!r}")
     return ok
 
 

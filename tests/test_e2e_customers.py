@@ -70,7 +70,8 @@ def test_duplicates_are_reported_and_can_be_overridden(gateway, home):
     again = gateway.post("/api/v1/customers", json=body(home, primary_phone=number))
     problem = assert_problem(again, 409)
     assert problem["matches"] == [{"id": first["id"], "name": "Dupe Reyes", "kind": "customer", "reasons": ["phone"]}]
-    forced = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, json=body(home, primary_phone=number))
+    forced = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"},
+                          json=body(home, primary_phone=number))
     assert forced.status_code == 201
 
 
@@ -192,7 +193,8 @@ def test_notes_contacts_tags_files_and_custom_fields(gateway, home):
     assert_problem(disguised, 415)
 
     key = f"gate_{uuid.uuid4().hex[:6]}"
-    assert gateway.post("/api/v1/custom-fields", json={"key": key, "label": "Gate", "type": "number"}).status_code == 201
+    defined = gateway.post("/api/v1/custom-fields", json={"key": key, "label": "Gate", "type": "number"})
+    assert defined.status_code == 201
     assert assert_problem(gateway.patch(base, json={"custom_fields": {key: "x"}}), 422)["errors"]
     assert gateway.patch(base, json={"custom_fields": {key: 4}}).json()["custom_fields"][key] == 4
     actions = {e["action"] for e in gateway.get(f"{base}/history", params={"per_page": 100}).json()["items"]}

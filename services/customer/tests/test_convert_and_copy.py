@@ -96,3 +96,16 @@ def test_history_filters(api):
     assert api.get(f"{url}?until=2099-01-01T00:00:00Z").json["total"] > 2
     assert api.get(f"{url}?source=telepathy").status_code == 422
     assert api.as_(identity_with("customers.view")).get(url).status_code == 403
+
+
+def test_history_keeps_the_client_address_request_and_source(api):
+    from vigil_shared.identity import Identity
+    from vigil_shared.testing import ADMIN
+
+    record = create(api)
+    integration = Identity(subject="key:7", username="alarm-sync", kind="api_key", permissions=ADMIN.permissions,
+                           locations=ADMIN.locations, request_id="req-42", client_ip="203.0.113.9")
+    api.as_(integration).patch(f"/api/v1/customers/{record['id']}", json={"spouse": "Sam"})
+    entry = api.get(f"/api/v1/customers/{record['id']}/history?field=spouse").json["items"][0]
+    assert (entry["client_ip"], entry["request_id"], entry["source"], entry["actor_id"], entry["actor_name"]) == \
+        ("203.0.113.9", "req-42", "integration", "key:7", "alarm-sync")

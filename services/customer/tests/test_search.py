@@ -254,6 +254,7 @@ def test_small_and_large_result_paths_agree(api, monkeypatch):
         url = next_link(response)
     expected = [c["id"] for c in made]
     assert walked_small == walked_large == expected == [i for page in small for i in page]
+    assert ids(api.get("/api/v1/customers?q=same%20pathway")) == expected, "two words, walking the first"
     assert ids(api.get("/api/v1/customers?q=pathway&sort=-name")) == expected[::-1]
 
 

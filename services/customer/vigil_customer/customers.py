@@ -92,8 +92,7 @@ def _is_mask(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("***")
 
 
-def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool,
-           check_access: bool = True) -> list[tuple[str, Any, Any]]:
+def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) -> list[tuple[str, Any, Any]]:
     """Validates ``incoming`` against the record and the caller's rights, then writes it.
 
     Returns ``(field, old, new)`` for every field that really changed. Raises 403 naming the
@@ -125,25 +124,24 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool,
             errors.setdefault(name, []).append("Send the full value; a masked value cannot be saved.")
     changed = {name: value for name, value in values.items() if value != current.get(name)}
 
-    if check_access:
-        refusals = {}
-        for name in incoming:
-            if name not in values and name not in errors:
-                continue  # a masked echo
-            if name not in changed and name not in errors and access.can_view_field(name) and (
-                    name not in CONFIDENTIAL or access.can_see_confidential(name)):
-                continue  # sent back unchanged: nothing is being set
-            refusal = access.write_refusal(name, creating=creating, has_saved_value=current.get(name) is not None)
-            if refusal:
-                refusals[name] = refusal
-        if custom_incoming is not None and not access.can_record("create" if creating else "modify"):
-            refusals["custom_fields"] = base_permission(kind, "create" if creating else "modify")
-        if "location_id" in changed and not creating:
-            target = Access(ctx.identity, kind, changed["location_id"])
-            if not target.can_record("modify"):
-                refusals["location_id"] = base_permission(kind, "modify")
-        if refusals:
-            raise field_forbidden(refusals)
+    refusals = {}
+    for name in incoming:
+        if name not in values and name not in errors:
+            continue  # a masked echo
+        if name not in changed and name not in errors and access.can_view_field(name) and (
+                name not in CONFIDENTIAL or access.can_see_confidential(name)):
+            continue  # sent back unchanged: nothing is being set
+        refusal = access.write_refusal(name, creating=creating, has_saved_value=current.get(name) is not None)
+        if refusal:
+            refusals[name] = refusal
+    if custom_incoming is not None and not access.can_record("create" if creating else "modify"):
+        refusals["custom_fields"] = base_permission(kind, "create" if creating else "modify")
+    if "location_id" in changed and not creating:
+        target = Access(ctx.identity, kind, changed["location_id"])
+        if not target.can_record("modify"):
+            refusals["location_id"] = base_permission(kind, "modify")
+    if refusals:
+        raise field_forbidden(refusals)
     if errors:
         raise validation_problem(errors)
 
@@ -217,7 +215,8 @@ def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict
     if parent is None or parent.kind != CUSTOMER:
         return {"parent_customer_id": ["No such customer."]}
     if parent.parent_customer_id is not None:
-        return {"parent_customer_id": ["That customer is itself a sub-customer; only top-level customers can be parents."]}
+        return {"parent_customer_id": ["That customer is itself a sub-customer; only top-level customers can "
+                                       "be parents."]}
     if customer.id is not None and session.scalar(
             select(Customer.id).where(Customer.parent_customer_id == customer.id).limit(1)) is not None:
         return {"parent_customer_id": ["This customer has sub-customers, so it cannot become one."]}
@@ -267,7 +266,8 @@ def duplicate_problem(matches: list[duplicates.Match], identity) -> Problem:
                    type=DUPLICATES, errors=errors, matches=listed)
 
 
-def create(ctx: Context, data: dict, *, allow_duplicates: bool = False, copied_from: Customer | None = None) -> Customer:
+def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
+           copied_from: Customer | None = None) -> Customer:
     data = dict(data)
     kind = data.pop("kind", CUSTOMER)
     location_id = data.get("location_id")

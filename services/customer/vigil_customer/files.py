@@ -84,7 +84,8 @@ class _Prefixed:
         return self.rest.read(size)
 
 
-def store_upload(session: Session, actor: history.Actor, customer_id: int, upload, description: str | None) -> CustomerFile:
+def store_upload(session: Session, actor: history.Actor, customer_id: int, upload,
+                 description: str | None) -> CustomerFile:
     content_type = (upload.mimetype or "").lower()
     if content_type not in ALLOWED:
         raise Problem(415, "This type of file is not accepted.", errors={
@@ -100,7 +101,8 @@ def store_upload(session: Session, actor: history.Actor, customer_id: int, uploa
     try:
         stored = store.put(_Prefixed(head, upload.stream), limit)
     except TooLarge:
-        raise Problem(413, f"Files are limited to {limit} bytes.", errors={"file": [f"At most {limit} bytes."]}) from None
+        raise Problem(413, f"Files are limited to {limit} bytes.",
+                      errors={"file": [f"At most {limit} bytes."]}) from None
     item = CustomerFile(customer_id=customer_id, filename=safe_filename(upload.filename), content_type=content_type,
                         size=stored.size, sha256=stored.sha256, storage_key=stored.key, description=description,
                         uploaded_by=actor.name)

@@ -136,10 +136,11 @@ def normalize(fields: dict[str, Any], state: str | None) -> tuple[dict[str, Any]
             elif field in PHONE_FIELDS:
                 values[field] = validation.parse_phone(value, state)[0]
             elif field == "ssn":
-                values[field] = value if value.strip() in ("", MASK) or value.startswith("***-") else \
-                    validation.normalize_ssn(value)
-                if values[field] is not None and not values[field].strip():
+                text = value.strip()  # a mask passes here; the caller checks it is the one it was shown
+                if not text:
                     values[field] = None
+                else:
+                    values[field] = text if text.startswith(MASK) else validation.normalize_ssn(text)
             elif field == "language":
                 values[field] = validation.normalize_language(value)
             elif field in ("confirmation_number", "receiver_number", "abort_code"):

@@ -374,8 +374,8 @@ HistoryPageSchema = page_schema(HistoryEntrySchema, "CustomerHistoryPage")
 # --- custom field definitions -----------------------------------------------------------------------
 
 class CustomFieldCreateSchema(Schema):
-    key = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,49}$", error=
-                                                                 "Lower-case letters, digits and _, starting with a letter."))
+    key = fields.String(required=True, validate=validate.Regexp(
+        r"^[a-z][a-z0-9_]{0,49}$", error="Lower-case letters, digits and _, starting with a letter."))
     label = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
     type = fields.String(required=True, validate=validate.OneOf(TYPES))
     options = fields.List(TrimmedString(validate=validate.Length(min=1, max=100)), validate=validate.Length(max=200))

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, delete, distinct, false, func, insert, or_, select, tuple_
+from sqlalchemy import and_, delete, distinct, false, func, insert, intersect, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from vigil_shared.errors import validation_problem
@@ -225,7 +225,8 @@ class Result:
         links = []
         base = {k: v for k, v in args.items() if k not in ("cursor", "page")}
         if self.next_cursor:
-            links.append(f'<{path}?{urlencode(base | {"page": self.page + 1, "cursor": self.next_cursor})}>; rel="next"')
+            following = base | {"page": self.page + 1, "cursor": self.next_cursor}
+            links.append(f'<{path}?{urlencode(following)}>; rel="next"')
         if self.page > 1:
             prev = base | {"page": self.page - 1}
             if self.prev_cursor:
@@ -319,34 +320,46 @@ def _walkable(token: str) -> bool:
 
 
 def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str], *, walk: bool = False):
-    """(customer id, sort name) of every matching term row: every token must match a term of the record.
+    """``(id, sort_name)`` of the records matching every word of the search.
 
-    A record can match through several of its terms (``john`` in the first name and ``johnson``
-    as the last), so rows may repeat; callers deduplicate. With ``walk``, the first word is
-    matched through the terms sharing its first three characters, which the walk index keeps in
-    name order (the prefix test is written so that only that index can serve it).
+    One word: its matching term rows. A record can match through several of its terms (``john``
+    in the first name and ``johnson`` as the last), so rows may repeat; callers deduplicate.
+    Several words: the intersection of each word's matches, each read from the match index
+    alone. (A semi-join would depend on the planner guessing each word's frequency; an
+    intersection costs the same whatever it guesses.)
+
+    With ``walk``, the first word is matched through the terms sharing its first three
+    characters, which the walk index keeps in name order (the prefix test is written so that
+    only that index can serve it); the other words then filter those rows.
     """
+    def scoped(table, condition):
+        conditions = [condition]
+        seen = visibility.condition(table.c.kind, table.c.location_id)
+        if seen is not None:
+            conditions.append(seen)
+        if query.kind:
+            conditions.append(table.c.kind == query.kind)
+        if query.location_id:
+            conditions.append(table.c.location_id.in_(query.location_id))
+        if _needs_customer_table(query):
+            conditions.append(table.c.customer_id.in_(
+                select(Customer.id).where(*_customer_filters(query, Visibility(None, None)))))
+        return select(table.c.customer_id.label("id"), table.c.sort_name.label("sort_name")).where(*conditions)
+
+    terms = SearchTerm.__table__
     first, rest = tokens[0], tokens[1:]
     if walk:
-        conditions = [SearchTerm.head == first[:HEAD], SearchTerm.covered < len(first),
-                      func.substr(SearchTerm.term, 1, len(first)) == first]
-    else:
-        conditions = [_token_condition(SearchTerm.__table__, first)]
-    seen = visibility.condition(SearchTerm.kind, SearchTerm.location_id)
-    if seen is not None:
-        conditions.append(seen)
-    if query.kind:
-        conditions.append(SearchTerm.kind == query.kind)
-    if query.location_id:
-        conditions.append(SearchTerm.location_id.in_(query.location_id))
-    for token in rest:
-        other = SearchTerm.__table__.alias()
-        conditions.append(SearchTerm.customer_id.in_(
-            select(other.c.customer_id).where(_token_condition(other, token))))
-    if _needs_customer_table(query):
-        conditions.append(SearchTerm.customer_id.in_(
-            select(Customer.id).where(*_customer_filters(query, Visibility(None, None)))))
-    return select(SearchTerm.customer_id.label("id"), SearchTerm.sort_name.label("sort_name")).where(*conditions)
+        statement = scoped(terms, and_(terms.c.head == first[:HEAD], terms.c.covered < len(first),
+                                       func.substr(terms.c.term, 1, len(first)) == first))
+        for token in rest:
+            other = terms.alias()
+            statement = statement.where(terms.c.customer_id.in_(
+                select(other.c.customer_id).where(_token_condition(other, token))))
+        return statement
+    if not rest:
+        return scoped(terms, _token_condition(terms, first))
+    both = intersect(*[scoped(terms, _token_condition(terms, token)) for token in tokens]).subquery()
+    return select(both.c.id, both.c.sort_name)
 
 
 def _estimate(session: Session, statement) -> int | None:
@@ -475,7 +488,7 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
             statement, key_cols = select(base.c.id, base.c.sort_name), (base.c.sort_name, base.c.id)
         else:
             statement = _term_statement(query, visibility, tokens, walk=True) if _walkable(tokens[0]) else matches
-            key_cols = (SearchTerm.sort_name, SearchTerm.customer_id)
+            key_cols = (statement.selected_columns.sort_name, statement.selected_columns.id)
         counter = lambda: _term_count(session, matches)  # noqa: E731 - deferred until the page is read
     else:
         conditions = _customer_filters(query, visibility)

@@ -37,7 +37,8 @@ def list_response(session, query: search.ListQuery, vis: search.Visibility):
     items = [present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
              for c in result.rows]
     args = request.args.to_dict(flat=False)
-    return result.body(items), 200, result.headers(request.path, {k: v if len(v) > 1 else v[0] for k, v in args.items()})
+    args = {k: v if len(v) > 1 else v[0] for k, v in args.items()}
+    return result.body(items), 200, result.headers(request.path, args)
 
 
 @blp.route("")

@@ -107,7 +107,10 @@ class CustomerTags(MethodView):
         """Apply a catalog tag (by `tag_id` or `name`) to the record."""
         session = request_session()
         load_for(customer_id, "tags.modify", session)
-        tag = domain.get_tag(session, data["tag_id"]) if "tag_id" in data else domain.find_by_name(session, data["name"])
+        if "tag_id" in data:
+            tag = domain.get_tag(session, data["tag_id"])
+        else:
+            tag = domain.find_by_name(session, data["name"])
         added = domain.apply(session, context(session).actor, customer_id, tag)
         session.commit()
         return tag, 201 if added else 200, {
