@@ -87,7 +87,7 @@ def test_idempotency_key_replays_the_first_answer(gateway, home):
 # --- permissions ----------------------------------------------------------------------------------
 
 def test_locations_sections_and_confidential_fields(gateway, gateway_as, home, other):
-    record = create(gateway, home, ssn="219-09-9999", sale_date="2026-01-02", first_name="Scoped")
+    record = create(gateway, home, ssn="123-45-6781", sale_date="2026-01-02", first_name="Scoped")
     url = f"/api/v1/customers/{record['id']}"
     outsider = gateway_as(["customers.view"], [other])
     assert assert_problem(outsider.get(url), 403)["permission"] == "customers.view"
@@ -96,7 +96,7 @@ def test_locations_sections_and_confidential_fields(gateway, gateway_as, home, o
 
     clerk = gateway_as(["customers.view", "customers.modify", "customers.contact_info.modify"], [home])
     seen = clerk.get(url).json()
-    assert seen["ssn"] == "***-**-9999" and "sale_date" not in seen
+    assert seen["ssn"] == "***-**-6781" and "sale_date" not in seen
     refused = clerk.patch(url, json={"credit_score": 800, "spouse": "Sam"})
     assert assert_problem(refused, 403)["errors"] == {"credit_score": ["Needs the 'credit.create' permission."]}
     moved = clerk.patch(url, json={"location_id": other})
