@@ -229,7 +229,8 @@ def transfer_property(session: Session, outbox: Outbox, prop: Property, to_custo
         raise no_such_customer("to_customer_id")
     outbox.add(session, "property.transferred", {
         "property_id": prop.id, "from_customer_id": from_customer_id, "to_customer_id": to_customer_id,
-        "account_number": prop.account_number})
+        "account_number": prop.account_number, "actor_id": actor.id, "actor_name": actor.name,
+        "source": actor.source, "reason": reason})
     return prop
 
 

@@ -90,6 +90,11 @@ class PropertyTransferredV1(_Strict):
     from_customer_id = fields.Integer(required=True)
     to_customer_id = fields.Integer(required=True)
     account_number = fields.String(allow_none=True, load_default=None)
+    # who moved it and why, for both customers' history (optional: added without a new version)
+    actor_id = fields.String(allow_none=True, load_default=None)
+    actor_name = fields.String(allow_none=True, load_default=None)
+    source = fields.String(allow_none=True, load_default=None)
+    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
 
 
 EVENT_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
