@@ -288,7 +288,8 @@ def test_transfer_moves_the_property_to_another_customer(api, create, known, out
     assert (entry["action"], entry["field"], entry["old_value"], entry["new_value"], entry["reason"]) == (
         "transferred", "customer_id", "7", "8", "House sold")
     assert outbox("property.transferred") == [("property.transferred", {
-        "property_id": created["id"], "from_customer_id": 7, "to_customer_id": 8, "account_number": "A-1001"})]
+        "property_id": created["id"], "from_customer_id": 7, "to_customer_id": 8, "account_number": "A-1001",
+        "actor_id": "1", "actor_name": "admin", "source": "api", "reason": "House sold"})]
 
 
 def test_transfer_is_refused_for_bad_targets(api, create, known):
