@@ -336,6 +336,8 @@ def samples_from(url: str) -> dict[str, list[str]]:
     engine = create_engine(url)
     locations = ", ".join(str(v) for v in VISIBLE_LOCATIONS)
     with engine.connect() as conn:
+        size = conn.execute(text("SELECT count(*) FROM customers")).scalar()
+
         def pick(sql: str) -> list[str]:
             return [row[0] for row in conn.execute(text(sql))]
 
@@ -344,14 +346,14 @@ def samples_from(url: str) -> dict[str, list[str]]:
             "name: full, common": ["james smith", "mary johnson", "john williams", "robert brown", "linda jones"],
             "name: rare": pick(f"SELECT lower(last_name) FROM customers WHERE location_id IN ({locations}) "
                                f"AND lower(last_name) NOT IN ({', '.join(repr(n) for n in SURNAMES)}) "
-                               "ORDER BY id LIMIT 20 OFFSET 777"),
+                               f"ORDER BY id LIMIT 20 OFFSET {size // 1000}"),
             "email": pick(f"SELECT substr(email, 1, 14) FROM customers WHERE location_id IN ({locations}) "
-                          "AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET 1000"),
+                          f"AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET {size // 500}"),
             "phone as typed": pick(f"SELECT primary_phone FROM customers WHERE location_id IN ({locations}) "
-                                   "AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET 5000"),
+                                   f"AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET {size // 200}"),
             "account number": pick(f"SELECT p.account_number FROM property_accounts p JOIN customers c ON "
                                    f"c.id = p.customer_id WHERE c.location_id IN ({locations}) AND c.kind = 'customer' "
-                                   "ORDER BY p.customer_id LIMIT 20 OFFSET 9000"),
+                                   f"ORDER BY p.customer_id LIMIT 20 OFFSET {size // 100}"),
         }
     engine.dispose()
     return picks
