@@ -50,7 +50,7 @@ def test_existing_customer_is_asked_for_with_a_service_identity(api, session, cu
     assert headers["X-Request-ID"] == "req-42"
     caller = verify_identity(headers["X-Vigil-Identity"], TEST_SECRET)
     assert caller.kind == "service" and caller.username == "property"
-    assert caller.permissions == {"customers.view"} and caller.request_id == "req-42"
+    assert caller.permissions == {"customers.view", "leads.view"} and caller.request_id == "req-42"
 
 
 def test_a_customer_without_location_is_visible_to_no_user(api, session, customer_service):

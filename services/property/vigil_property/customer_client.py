@@ -47,7 +47,7 @@ def lookup_customer(customer_id: int) -> CustomerFacts | None:
     """The customer's facts for 200, None for 404; 503 problem when the customer service cannot answer."""
     settings = current_runtime().settings
     request_id = g.get("request_id")
-    token = sign_identity(service_identity("property", {"customers.view"}, request_id=request_id),
+    token = sign_identity(service_identity("property", {"customers.view", "leads.view"}, request_id=request_id),
                           settings.internal_secret, settings.identity_token_ttl)
     headers = {IDENTITY_HEADER: token}
     if request_id:
