@@ -68,6 +68,11 @@ def etag_of(resource_id, version: int) -> str:
     return f'"{resource_id}.{version}"'
 
 
+def etag_headers(item, *, version_attr: str = "version", **extra: str) -> dict:
+    """Response headers of a single resource: its ``ETag``, plus ``extra`` (``Location=…``)."""
+    return {"ETag": etag_of(item.id, getattr(item, version_attr)), **extra}
+
+
 def check_if_match(resource_id, version: int) -> None:
     """412 when the caller's ``If-Match`` names another version; no header means last write wins."""
     if_match = request.headers.get("If-Match")

@@ -5,7 +5,6 @@ from functools import wraps
 
 from sqlalchemy.orm import Session
 
-from vigil_shared.http import etag_of
 from vigil_shared.runtime import current_runtime
 from vigil_shared.web import current_identity, request_outbox, request_session
 
@@ -41,8 +40,6 @@ def load_for(customer_id: int, permission: str, session: Session | None = None):
     return customer
 
 
-def etag_headers(item, **extra) -> dict:
-    return {"ETag": etag_of(item.id, item.version), **extra}
 
 
 def record_rule(*, action: str | None = None, permission: str | None = None):

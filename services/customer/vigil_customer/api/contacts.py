@@ -9,13 +9,13 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import Page, check_if_match, paginate
+from vigil_shared.http import Page, check_if_match, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, note_confidential_read, request_session, requires
 
 from .. import contacts as domain
 from ..child_schemas import ContactCreateSchema, ContactListArgs, ContactPageSchema, ContactPatchSchema, ContactSchema
-from .common import cipher, context, etag_headers, load_for, record_rule
+from .common import cipher, context, load_for, record_rule
 
 blp = Blueprint("customer_contacts", __name__, url_prefix="/api/v1/customers/<int:customer_id>/contacts",
                 description="Emergency and other contacts of a customer or lead")

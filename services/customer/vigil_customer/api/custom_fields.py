@@ -5,7 +5,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match
+from vigil_shared.http import check_if_match, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
@@ -13,7 +13,7 @@ from vigil_shared.web import request_session, requires
 from .. import custom_fields as domain
 from ..schemas import (CustomFieldArgs, CustomFieldCreateSchema, CustomFieldListSchema, CustomFieldPatchSchema,
                        CustomFieldSchema)
-from .common import etag_headers
+
 
 blp = Blueprint("custom_fields", __name__, url_prefix="/api/v1/custom-fields",
                 description="Admin-defined fields of customers and leads")

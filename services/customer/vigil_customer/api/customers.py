@@ -5,7 +5,7 @@ from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import Page, check_if_match, paginate
+from vigil_shared.http import Page, check_if_match, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, note_confidential_read, request_session, requires
 
@@ -15,7 +15,7 @@ from .. import history, present, search
 from ..access import Access
 from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
                        CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
-from .common import cipher, context, etag_headers, load_for, load_record, record_rule
+from .common import cipher, context, load_for, load_record, record_rule
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 

@@ -5,13 +5,13 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, paginate
+from vigil_shared.http import check_if_match, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
 from .. import notes as domain
 from ..child_schemas import NoteCreateSchema, NoteListArgs, NotePageSchema, NotePatchSchema, NoteSchema
-from .common import context, etag_headers, load_for, record_rule
+from .common import context, load_for, record_rule
 
 blp = Blueprint("customer_notes", __name__, url_prefix="/api/v1/customers/<int:customer_id>/notes",
                 description="Notes and tickets of a customer or lead")

@@ -10,7 +10,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, paginate
+from vigil_shared.http import check_if_match, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
@@ -18,7 +18,7 @@ from vigil_shared.web import request_session, requires
 from .. import tags as domain
 from ..child_schemas import (ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema,
                              TagSchema)
-from .common import context, etag_headers, load_for, record_rule
+from .common import context, load_for, record_rule
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint("customer_tags", __name__, url_prefix="/api/v1/customers/<int:customer_id>/tags",

@@ -5,7 +5,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_of
+from vigil_shared.http import check_if_match, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, request_session, requires
 
@@ -26,7 +26,7 @@ def _body(appointment, customer_id: int | None, location_id: int | None) -> dict
 def _answer(appointment, status: int = 200, **headers):
     scoped = scope.current()
     return (_body(appointment, scoped.property.customer_id, scoped.location_id), status,
-            {"ETag": etag_of(appointment.id, appointment.row_version), **headers})
+            etag_headers(appointment, version_attr="row_version", **headers))
 
 
 def _page(result):

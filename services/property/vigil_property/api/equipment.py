@@ -5,7 +5,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_of
+from vigil_shared.http import check_if_match, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
@@ -17,9 +17,6 @@ from . import scope
 blp = Blueprint("equipment", __name__, url_prefix="/api/v1/properties/<int:property_id>/equipment",
                 description="Equipment installed at a property")
 
-
-def _headers(item, **extra) -> dict:
-    return {"ETag": etag_of(item.id, item.row_version), **extra}
 
 
 @blp.route("")
@@ -44,7 +41,7 @@ class PropertyEquipment(MethodView):
         session, scoped = request_session(), scope.current()
         created = domain.add_equipment(session, scoped.property, data, scope.actor())
         session.commit()
-        return created, 201, _headers(created, Location=url_for(
+        return created, 201, etag_headers(created, version_attr="row_version", Location=url_for(
             "equipment.PropertyEquipmentItem", property_id=property_id, equipment_id=created.id))
 
 
@@ -56,7 +53,7 @@ class PropertyEquipmentItem(MethodView):
     def get(self, property_id, equipment_id):
         """Read one piece of equipment."""
         found = domain.get_equipment(request_session(), property_id, equipment_id)
-        return found, 200, _headers(found)
+        return found, 200, etag_headers(found, version_attr="row_version")
 
     @requires("equipment.modify")
     @scope.scoped_property("equipment.modify")
@@ -71,7 +68,7 @@ class PropertyEquipmentItem(MethodView):
         check_if_match(found.id, found.row_version)
         domain.update_equipment(session, scoped.property, found, changes, scope.actor())
         session.commit()
-        return found, 200, _headers(found)
+        return found, 200, etag_headers(found, version_attr="row_version")
 
     @requires("equipment.modify")
     @scope.scoped_property("equipment.modify")

@@ -5,7 +5,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, check_if_match, etag_of
+from vigil_shared.http import PaginationArgs, check_if_match, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.runtime import current_runtime
 from vigil_shared.web import current_identity, request_outbox, request_session, requires
@@ -22,12 +22,9 @@ blp = Blueprint("properties", __name__, url_prefix="/api/v1", description="Monit
 CODES_MODIFY = "confidential.installation_codes.modify"
 
 
-def _headers(item, **extra) -> dict:
-    return {"ETag": etag_of(item.id, item.version), **extra}
-
 
 def _answer(scoped: scope.Scoped, status: int = 200, **headers):
-    return property_body(scoped.property, scoped.location_id), status, _headers(scoped.property, **headers)
+    return property_body(scoped.property, scoped.location_id), status, etag_headers(scoped.property, **headers)
 
 
 @blp.route("/properties")

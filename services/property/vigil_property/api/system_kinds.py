@@ -9,7 +9,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_of
+from vigil_shared.http import check_if_match, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
@@ -21,9 +21,6 @@ from ..schemas import (SystemKindCreateSchema, SystemKindListArgs, SystemKindPag
 blp = Blueprint("system_kinds", __name__, url_prefix="/api/v1/system-kinds",
                 description="The catalog of system kinds and the fields each asks for")
 
-
-def _headers(kind, **extra) -> dict:
-    return {"ETag": etag_of(kind.id, kind.row_version), **extra}
 
 
 @blp.route("")
@@ -46,7 +43,7 @@ class SystemKinds(MethodView):
         session = request_session()
         kind = domain.create_kind(session, data)
         session.commit()
-        return kind, 201, _headers(kind, Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id))
+        return kind, 201, etag_headers(kind, version_attr="row_version", Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id))
 
 
 @blp.route("/<int:kind_id>")
@@ -56,7 +53,7 @@ class SystemKindItem(MethodView):
     def get(self, kind_id):
         """Read one system kind."""
         kind = domain.get_kind(request_session(), kind_id)
-        return kind, 200, _headers(kind)
+        return kind, 200, etag_headers(kind, version_attr="row_version")
 
     @requires("catalogs.manage")
     @blp.arguments(SystemKindPatchSchema)
@@ -70,7 +67,7 @@ class SystemKindItem(MethodView):
         check_if_match(kind.id, kind.row_version)
         domain.update_kind(session, kind, changes)
         session.commit()
-        return kind, 200, _headers(kind)
+        return kind, 200, etag_headers(kind, version_attr="row_version")
 
     @requires("catalogs.manage")
     @blp.response(204)

@@ -10,7 +10,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, check_if_match, etag_of
+from vigil_shared.http import PaginationArgs, check_if_match, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.runtime import current_runtime
 from vigil_shared.web import current_identity, request_session, requires
@@ -29,7 +29,7 @@ CODES_MODIFY = "confidential.installation_codes.modify"
 def _answer(system, location_id, status=200, **headers):
     session = request_session()
     kind = domain.kinds_by_id(session, [system.kind_id]).get(system.kind_id)
-    return system_body(system, kind, location_id), status, {"ETag": etag_of(system.id, system.row_version), **headers}
+    return system_body(system, kind, location_id), status, etag_headers(system, version_attr="row_version", **headers)
 
 
 @blp.route("")
