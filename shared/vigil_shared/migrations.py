@@ -36,11 +36,70 @@ def run_migrations(metadata: sa.MetaData) -> None:
     url = context.config.attributes["database_url"]
     engine = build_engine(url)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=metadata,
-                          render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _foreign_keys(connection, on=False)
+        context.configure(connection=connection, target_metadata=metadata, render_as_batch=sqlite,
+                          compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            _foreign_keys(connection, on=True)
     engine.dispose()
+
+
+def _foreign_keys(connection, *, on: bool) -> None:
+    """SQLite's own recipe for changing a table: foreign keys off while tables are rebuilt, checked after.
+
+    A rebuild (``batch_alter_table``) drops the old table, and with foreign keys on, dropping
+    ``users`` would first delete every row referring to it (``ON DELETE CASCADE``). The pragma only
+    takes effect outside a transaction, hence the commits around it.
+    """
+    connection.commit()
+    if on:
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration left rows whose foreign keys point nowhere: {broken[:10]}")
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.commit()
+
+
+def rebuild_never_reusing_ids(op, tables: dict[str, list[str]]) -> None:
+    """Rebuilds SQLite tables with ``AUTOINCREMENT`` so their ids are never handed out twice.
+
+    ``tables`` maps a table to queries that each return an id the table may have used before and
+    that something outside it may still name (a retained event, an audit entry); the next id is
+    above all of them and above the highest id in the table. Data, indexes and constraints are
+    kept; triggers are not (SQLite drops them with the table), so a caller whose table has any
+    creates them again. PostgreSQL: nothing to do, a sequence never goes back.
+    """
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    for table, floor_queries in tables.items():
+        with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": True}):
+            pass
+        floors = [op.get_bind().exec_driver_sql(query).scalar() for query in floor_queries]
+        floor = max([int(value) for value in floors if value is not None], default=0)
+        if floor:
+            _raise_sequence(op, table, floor)
+
+
+def _raise_sequence(op, table: str, floor: int) -> None:
+    bind = op.get_bind()
+    current = bind.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}).scalar()
+    if current is None:
+        bind.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :seq)"), {"t": table, "seq": floor})
+    elif current < floor:
+        bind.execute(sa.text("UPDATE sqlite_sequence SET seq = :seq WHERE name = :t"), {"t": table, "seq": floor})
+
+
+def rebuild_reusing_ids(op, tables) -> None:
+    """The downgrade of :func:`rebuild_never_reusing_ids`: the tables as plain SQLite tables again."""
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    for table in tables:
+        with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": False}):
+            pass
 
 
 def create_messaging_tables(op) -> None:
