@@ -40,6 +40,15 @@ def never_reuse_ids(table: Table) -> Table:
     return table
 
 
+@event.listens_for(Table, "before_create")
+def _never_reuse_ids_on_sqlite(table: Table, connection, **_kw) -> None:
+    """Every table created on SQLite, by a model or by a migration, is created so: ``op.create_table``
+    and each ``batch_alter_table`` rebuild included (SQLite's reflection does not carry the option
+    over, so a rebuild would silently drop it otherwise)."""
+    if connection.dialect.name == "sqlite":
+        never_reuse_ids(table)
+
+
 def new_declarative_base() -> type[DeclarativeBase]:
     """A fresh declarative base with its own metadata: each service owns its tables.
 

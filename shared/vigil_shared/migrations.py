@@ -11,6 +11,25 @@ from alembic.config import Config
 
 from .db import UTCDateTime, build_engine
 
+BATCH_TABLE_PREFIX = "_alembic_tmp_"  # alembic's name for the copy a batch_alter_table rebuild fills
+
+
+@sa.event.listens_for(sa.Table, "after_create")
+def _carry_the_id_sequence_over(table: sa.Table, connection, **_kw) -> None:
+    """A ``batch_alter_table`` rebuild on SQLite keeps the table's next id, not just its rows.
+
+    The copy's ``AUTOINCREMENT`` counter would start at the highest id copied, so the ids of the
+    newest deleted rows would be handed out again after any later migration that rebuilds the table.
+    The counter is copied before the rows (SQLite renames it with the table).
+    """
+    if connection is None or connection.dialect.name != "sqlite" or not table.name.startswith(BATCH_TABLE_PREFIX):
+        return
+    original = table.name[len(BATCH_TABLE_PREFIX):]
+    seq = connection.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": original}).scalar()
+    if seq and table.autoincrement_column is not None:
+        connection.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :seq)"),
+                           {"t": table.name, "seq": seq})
+
 
 def alembic_config(package: str, database_url: str) -> Config:
     config = Config()
@@ -91,15 +110,6 @@ def _raise_sequence(op, table: str, floor: int) -> None:
         bind.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :seq)"), {"t": table, "seq": floor})
     elif current < floor:
         bind.execute(sa.text("UPDATE sqlite_sequence SET seq = :seq WHERE name = :t"), {"t": table, "seq": floor})
-
-
-def rebuild_reusing_ids(op, tables) -> None:
-    """The downgrade of :func:`rebuild_never_reusing_ids`: the tables as plain SQLite tables again."""
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    for table in tables:
-        with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": False}):
-            pass
 
 
 def create_messaging_tables(op) -> None:

@@ -11,7 +11,7 @@ retained events ever named. PostgreSQL: nothing to do, sequences never go back.
 """
 from alembic import op
 
-from vigil_shared.migrations import rebuild_never_reusing_ids, rebuild_reusing_ids
+from vigil_shared.migrations import rebuild_never_reusing_ids
 
 revision = "0006"
 down_revision = "0005"
@@ -37,4 +37,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    rebuild_reusing_ids(op, TABLES)
+    """Nothing to undo: the older code works as well on tables that never reuse an id."""
