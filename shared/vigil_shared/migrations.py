@@ -57,30 +57,38 @@ def run_migrations(metadata: sa.MetaData) -> None:
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
-            _foreign_keys(connection, on=False)
+            broken_before = _foreign_keys_off(connection)
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=sqlite,
                           compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
         if sqlite:
-            _foreign_keys(connection, on=True)
+            _foreign_keys_on(connection, broken_before)
     engine.dispose()
 
 
-def _foreign_keys(connection, *, on: bool) -> None:
-    """SQLite's own recipe for changing a table: foreign keys off while tables are rebuilt, checked after.
+def _foreign_keys_off(connection) -> set:
+    """SQLite's own recipe for changing tables: foreign keys off while tables are rebuilt, checked after.
 
     A rebuild (``batch_alter_table``) drops the old table, and with foreign keys on, dropping
     ``users`` would first delete every row referring to it (``ON DELETE CASCADE``). The pragma only
-    takes effect outside a transaction, hence the commits around it.
+    takes effect outside a transaction, hence the commits around it. Returns the rows that already
+    pointed nowhere, so only what a migration broke is reported afterwards.
     """
     connection.commit()
-    if on:
-        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-        if broken:
-            raise RuntimeError(f"migration left rows whose foreign keys point nowhere: {broken[:10]}")
-    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    broken = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall())
     connection.commit()
+    return broken
+
+
+def _foreign_keys_on(connection, broken_before: set) -> None:
+    connection.commit()
+    broken = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()) - broken_before
+    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+    connection.commit()
+    if broken:
+        raise RuntimeError(f"a migration left rows whose foreign keys point nowhere: {sorted(broken)[:10]}")
 
 
 def rebuild_never_reusing_ids(op, tables: dict[str, list[str]]) -> None:
