@@ -45,7 +45,7 @@ def _never_reuse_ids_on_sqlite(table: Table, connection, **_kw) -> None:
     """Every table created on SQLite, by a model or by a migration, is created so: ``op.create_table``
     and each ``batch_alter_table`` rebuild included (SQLite's reflection does not carry the option
     over, so a rebuild would silently drop it otherwise)."""
-    if connection.dialect.name == "sqlite":
+    if connection is not None and connection.dialect.name == "sqlite":
         never_reuse_ids(table)
 
 
@@ -53,8 +53,8 @@ def new_declarative_base() -> type[DeclarativeBase]:
     """A fresh declarative base with its own metadata: each service owns its tables.
 
     Every table mapped on it gets :func:`never_reuse_ids`, so a new table is safe without anyone
-    remembering to ask (its migration must create it with ``sqlite_autoincrement=True`` too;
-    ``vigil_shared.testing.assert_ids_never_reused`` checks that for every service).
+    remembering to ask; its migration gets it from the ``before_create`` hook below, and
+    ``vigil_shared.testing.assert_ids_never_reused`` checks the migrated database of every service.
     """
 
     class Base(DeclarativeBase):

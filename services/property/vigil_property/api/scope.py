@@ -1,8 +1,9 @@
 """Who may touch which record: the caller's signed identity against the record's office location.
 
 A property's location is its customer's, read from the replica (the customer service is asked once
-when the replica does not know it yet, and always before a record is attached to a customer). A record in a location where the caller lacks the
-permission answers 403, as the seed's offices expect; lists are filtered instead.
+when the replica does not know it yet, and always before a record is attached to a customer). A
+record in a location where the caller lacks the permission answers 403, as the seed's offices
+expect; lists are filtered instead.
 """
 from __future__ import annotations
 
