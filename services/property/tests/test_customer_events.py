@@ -165,3 +165,16 @@ def test_a_create_after_the_customer_was_deleted_is_refused_before_the_event_arr
     assert transfer.status_code == 422 and set(transfer.json["errors"]) == {"to_customer_id"}
     assert properties_of(session, 8) == []
     assert customer_service.asked == [9, 8, 8]
+
+
+def test_a_create_the_customer_service_cannot_confirm_is_503_and_stores_nothing(api, session, known,
+                                                                                 customer_service):
+    """Availability gives way to correctness: without the source, a deleted customer could not be told apart."""
+    from vigil_shared.errors import UNAVAILABLE, Problem
+
+    known(11)
+    customer_service.failure = Problem(503, "down", type=UNAVAILABLE)
+    response = api.post("/api/v1/customers/11/properties", json={"address": "1 Quiet Road"})
+    assert response.status_code == 503 and response.headers["Content-Type"] == "application/problem+json"
+    assert properties_of(session, 11) == []
+    assert api.get("/api/v1/customers/11/properties").status_code == 200  # reads use the replica alone
