@@ -22,8 +22,8 @@ from vigil_shared.web import forbidden
 
 from . import custom_fields, duplicates, history, record, search, validation
 from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, INSTALLATION_FIELDS, LEAD, READ_ONLY, SALE_FIELDS, Access,
-                     base_permission, field_forbidden, fields_of)
-from .models import Customer, CustomerFile
+                     base_permission, field_forbidden, fields_of, move_forbidden, unmasked_by_move, visible_field)
+from .models import Contact, Customer, CustomerFile, HistoryEntry
 
 DUPLICATES = "urn:vigil:problem:duplicates"
 REQUIRED = {
@@ -72,6 +72,47 @@ def touch(session: Session, customer_id: int) -> None:
     """Marks activity on the record (a note, a contact, a file…) without changing its ETag."""
     session.execute(sql_update(Customer).where(Customer.id == customer_id).values(last_activity_at=utcnow())
                     .execution_options(synchronize_session=False))
+
+
+# --- moving a record between offices ---------------------------------------------------------------
+
+# Values every record starts with: holding one reveals nothing about the customer.
+_DEFAULTS = {"currency": "USD", "active": True}
+PASSCODE_VIEW = "confidential.installation_codes.view"
+
+
+def _holds_value(customer: Customer, name: str) -> bool:
+    if name in record.ENCRYPTED:
+        return getattr(customer, record.ENCRYPTED[name]) is not None  # nothing decrypted to answer
+    value = getattr(customer, name, None)
+    return value not in (None, False, "", {}, []) and _DEFAULTS.get(name, object()) != value
+
+
+def ensure_move_reveals_nothing(ctx: Context, customer: Customer, kind: str, location_id: int | None) -> None:
+    """403 when moving ``customer`` to ``location_id`` as ``kind`` would show the caller a value
+    they may not see where it is now: a field of the record, a contact's passcode, or a
+    confidential value kept in its history (a masked SSN must not be unmasked by moving it to an
+    office whose SSNs the caller may see)."""
+    identity = ctx.identity
+    source = Access(identity, customer.kind, customer.location_id)
+    target = Access(identity, kind, location_id)
+    names = [name for name in dict.fromkeys((*fields_of(customer.kind), *fields_of(kind)))
+             if name not in ("custom_fields", "location_id") and _holds_value(customer, name)]
+    refusals = unmasked_by_move(source, target, names)
+    sees_passcodes = lambda loc: identity.can("contacts.view", loc) and identity.can(PASSCODE_VIEW, loc)  # noqa: E731
+    if sees_passcodes(location_id) and not sees_passcodes(customer.location_id) and ctx.session.scalar(
+            select(Contact.id).where(Contact.customer_id == customer.id, Contact.passcode_enc.isnot(None)).limit(1)):
+        refusals["contacts.passcode"] = PASSCODE_VIEW
+    if identity.can("history.view", location_id):
+        kept = ctx.session.scalars(select(HistoryEntry.confidential).where(
+            HistoryEntry.customer_id == customer.id, HistoryEntry.confidential.isnot(None)).distinct())
+        for category in kept:
+            permission = f"confidential.{category}.view"
+            if identity.can(permission, location_id) and not (
+                    identity.can("history.view", customer.location_id) and identity.can(permission, customer.location_id)):
+                refusals.setdefault(f"history.{category}", permission)
+    if refusals:
+        raise move_forbidden(refusals)
 
 
 # --- applying values ------------------------------------------------------------------------------
@@ -142,6 +183,8 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
             refusals["location_id"] = base_permission(kind, "modify")
     if refusals:
         raise field_forbidden(refusals)
+    if "location_id" in changed and not creating:
+        ensure_move_reveals_nothing(ctx, customer, kind, changed["location_id"])
     if errors:
         raise validation_problem(errors)
 
@@ -326,6 +369,7 @@ def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
     target = data["location_id"]
     if not Access(ctx.identity, CUSTOMER, target).can_record("create"):
         raise field_forbidden({"location_id": "customers.create"})
+    ensure_move_reveals_nothing(ctx, lead, CUSTOMER, target)
     errors = {}
     account_type = data.get("account_type") or lead.account_type
     if not account_type:
@@ -359,11 +403,18 @@ def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
 
 
 def copy_values(ctx: Context, source: Customer) -> dict:
-    """The fields a copy starts with: what the caller may see of the source, minus per-account values."""
+    """The fields a copy starts with: what the caller may see *of the source, where it is*, minus
+    per-account values. A confidential value masked for the caller there is left empty, whatever
+    they may see where the copy goes: a copy never carries a value its maker could not read."""
     access = Access(ctx.identity, source.kind, source.location_id)
     values = {}
     for name in fields_of(source.kind):
-        if name in READ_ONLY or name in NOT_COPIED or not access.can_view_field(name):
+        if name in READ_ONLY or name in NOT_COPIED or not visible_field(access, name):
+            continue
+        if name == "custom_fields":  # only the values of fields still defined (those shown)
+            value = custom_fields.visible_values(ctx.session, source.kind, source.custom_fields)
+            if value:
+                values[name] = value
             continue
         value = record.read(source, name, ctx.cipher)
         if value is None or value is False or value == {}:
