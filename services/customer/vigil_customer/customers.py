@@ -295,18 +295,36 @@ def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, A
 
 # --- operations -----------------------------------------------------------------------------------
 
-def duplicate_problem(matches: list[duplicates.Match], identity) -> Problem:
-    """409 listing each match; names of records the caller may not view are withheld."""
-    listed = []
+def visible_matches(matches: list[duplicates.Match], identity) -> tuple[list[dict], int]:
+    """What the caller may learn of likely duplicates: ``(listed, others)``.
+
+    A reason counts only when the caller may see that field on the matching record, so an SSN
+    match says nothing to a caller who sees that record's SSN masked (or not at all): a guessed
+    SSN is never confirmed. Matches on records the caller may view are listed with their
+    reasons; matches elsewhere are only counted, with no id, name, kind or reason.
+    """
+    listed, others = [], 0
     for match in matches:
-        item = match.as_dict()
-        if not Access(identity, match.kind, match.location_id).can_record("view"):
-            item["name"] = None
-        listed.append(item)
-    errors = {"email": ["Already in use."]} if any("email" in m.reasons for m in matches) else None
-    return Problem(409, "Possible duplicates of this record exist. Check them, or repeat the request with "
-                        "?allow_duplicates=true to create it anyway.", title="Possible duplicates",
-                   type=DUPLICATES, errors=errors, matches=listed)
+        access = Access(identity, match.kind, match.location_id)
+        reasons = [reason for reason in match.reasons if reason != "ssn" or visible_field(access, "ssn")]
+        if not reasons:
+            continue
+        if access.can_record("view"):
+            listed.append({**match.as_dict(), "reasons": reasons})
+        else:
+            others += 1
+    return listed, others
+
+
+def duplicate_problem(listed: list[dict], others: int) -> Problem:
+    """409 listing the matches the caller may view, and how many others exist elsewhere."""
+    errors = {"email": ["Already in use."]} if any("email" in m["reasons"] for m in listed) else None
+    detail = "Possible duplicates of this record exist"
+    if others:
+        detail += f" ({others} in locations you may not view)"
+    return Problem(409, detail + ". Check them, or repeat the request with ?allow_duplicates=true to create it "
+                                 "anyway.", title="Possible duplicates",
+                   type=DUPLICATES, errors=errors, matches=listed, other_matches=others)
 
 
 def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
@@ -325,9 +343,10 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
                                                     "maintenance", "invoicing", "aarp", "tellular", "pulse")})
     changes = _apply(ctx, customer, data, creating=True)
     if not allow_duplicates:
-        matches = duplicates.find(ctx.session, duplicates.Candidate.of(customer))
-        if matches:
-            raise duplicate_problem(matches, ctx.identity)
+        listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)),
+                                         ctx.identity)
+        if listed or others:
+            raise duplicate_problem(listed, others)
     if customer.email_key:
         _ensure_email_free(ctx.session, customer.email_key)
     now = utcnow()

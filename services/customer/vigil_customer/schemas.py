@@ -334,10 +334,12 @@ class CustomerListArgs(PaginationArgs):
 
 
 class DuplicateMatchSchema(Schema):
+    """A likely duplicate the caller may view; ``reasons`` name only fields they may see on it."""
+
     id = fields.Integer()
-    name = fields.String(allow_none=True)
+    name = fields.String()
     kind = fields.String()
-    reasons = fields.List(fields.String())
+    reasons = fields.List(fields.String(validate=validate.OneOf(("phone", "email", "ssn", "name_address"))))
 
 
 # --- history -------------------------------------------------------------------------------------
