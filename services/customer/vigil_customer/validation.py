@@ -86,6 +86,19 @@ def national_digits(e164: str | None) -> str | None:
     return phonenumbers.national_significant_number(parsed)
 
 
+def searched_phone(query: str) -> str | None:
+    """The national digits of a searched phone number, read as stored numbers are (E.164 through
+    ``phonenumbers``, US/Canada by default): ``16133742291``, ``+1 613 374 2291`` and
+    ``(613) 374-2291`` all give ``6133742291``. None when the query is not a valid number."""
+    try:
+        parsed = phonenumbers.parse(query.strip(), "US")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.national_significant_number(parsed)
+
+
 def normalize_ssn(value: str) -> str:
     """``123-45-6789`` (dashes optional on input); numbers the SSA never issues are refused."""
     match = _SSN.match(value.strip())
