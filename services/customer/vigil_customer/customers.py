@@ -26,10 +26,7 @@ from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, INSTALLATION_FIELDS, L
 from .models import Contact, Customer, CustomerFile, HistoryEntry
 
 DUPLICATES = "urn:vigil:problem:duplicates"
-REQUIRED = {
-    CUSTOMER: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "account_type"),
-    LEAD: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "lead_status"),
-}
+REQUIRED = record.REQUIRED
 # What the cross-field rules read from the stored record.
 RULE_FIELDS = {kind: (*required, "canceled", "cancel_date", "cancel_reason", "zip", "state")
                for kind, required in REQUIRED.items()}
@@ -142,9 +139,9 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
     incoming = dict(incoming)
     custom_incoming = incoming.pop("custom_fields", None)
     kind = customer.kind
+    # every 422 problem is gathered and reported at once; a 403 (a field the caller may not set) comes first
     errors = _kind_errors(kind, [f for f in incoming if not (creating and f in CREATE_ONLY)])
-    if errors:
-        raise validation_problem(errors)
+    wrong_kind = set(errors)
 
     state = incoming.get("state", customer.state)
     if isinstance(state, str) and state.strip():
@@ -152,10 +149,13 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
             state = validation.normalize_state(state)
         except ValueError:
             state = None
-    values, errors = record.normalize(incoming, state)
+    values, value_errors = record.normalize({k: v for k, v in incoming.items() if k not in wrong_kind}, state)
+    for name, messages in value_errors.items():
+        errors.setdefault(name, []).extend(messages)
 
-    current = {name: record.read(customer, name, ctx.cipher) for name in incoming} if not creating else \
-        {name: None for name in incoming}
+    sent = [name for name in incoming if name not in wrong_kind]
+    current = {name: record.read(customer, name, ctx.cipher) for name in sent} if not creating else \
+        {name: None for name in sent}
     access = Access(ctx.identity, kind, incoming.get("location_id", customer.location_id) if creating
                     else customer.location_id)
     for name in list(values):
@@ -167,8 +167,8 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
 
     refusals = {}
     for name in incoming:
-        if name not in values and name not in errors:
-            continue  # a masked echo
+        if name in wrong_kind or (name not in values and name not in errors):
+            continue  # a field of the other kind (422), or a masked echo
         if name not in changed and name not in errors and access.can_view_field(name) and (
                 name not in CONFIDENTIAL or access.can_see_confidential(name)):
             continue  # sent back unchanged: nothing is being set
@@ -185,25 +185,26 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
         raise field_forbidden(refusals)
     if "location_id" in changed and not creating:
         ensure_move_reveals_nothing(ctx, customer, kind, changed["location_id"])
-    if errors:
-        raise validation_problem(errors)
 
     merged = {} if creating else {name: record.read(customer, name, ctx.cipher) for name in RULE_FIELDS[kind]}
     merged.update(values)
-    _check_rules(ctx.session, customer, kind, merged, changed, values, creating)
+    for name, messages in _rule_errors(ctx.session, customer, kind, merged, changed, values, creating,
+                                       reported=set(errors)).items():
+        errors.setdefault(name, []).extend(messages)
     for name in changed:
         if name not in current:
             current[name] = None if creating else record.read(customer, name, ctx.cipher)
 
+    stored = dict(customer.custom_fields or {})
     if custom_incoming is not None or creating:
-        stored = dict(customer.custom_fields or {})
         merged_custom, custom_errors = custom_fields.validate_values(ctx.session, kind, custom_incoming or {},
                                                                      stored, creating=creating)
-        if custom_errors:
-            raise validation_problem(custom_errors)
-        if merged_custom != stored:
-            changed["custom_fields"] = merged_custom
-            current["custom_fields"] = stored
+        errors.update(custom_errors)
+    if errors:
+        raise validation_problem(errors)
+    if (custom_incoming is not None or creating) and merged_custom != stored:
+        changed["custom_fields"] = merged_custom
+        current["custom_fields"] = stored
 
     if "email" in changed and changed["email"] and not creating:  # create reports duplicates first
         _ensure_email_free(ctx.session, changed["email"], exclude_id=customer.id)
@@ -215,15 +216,17 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
     return [(name, current.get(name), changed[name]) for name in changed]
 
 
-def _check_rules(session: Session, customer: Customer, kind: str, merged: dict, changed: dict, sent: dict,
-                 creating: bool) -> None:
-    """Rules across fields: required per kind, cancellation, ZIP against a new state, parent customer."""
+def _rule_errors(session: Session, customer: Customer, kind: str, merged: dict, changed: dict, sent: dict,
+                 creating: bool, reported: set[str]) -> dict[str, list[str]]:
+    """Rules across fields: required per kind, cancellation, ZIP against a new state, parent customer.
+
+    ``reported`` names fields whose value was already refused (not "missing" then)."""
     errors: dict[str, list[str]] = {}
     for name in REQUIRED[kind]:
         value = merged.get(name)
-        if value is None or value == "":
+        if (value is None or value == "") and name not in reported:
             if creating or name in sent:
-                errors[name] = [f"Required for {'leads' if kind == LEAD else 'customers'}."]
+                errors[name] = [record.required_message(kind)]
     if kind == CUSTOMER:
         if merged.get("canceled"):
             for name in ("cancel_date", "cancel_reason"):
@@ -246,8 +249,7 @@ def _check_rules(session: Session, customer: Customer, kind: str, merged: dict, 
     parent_id = changed.get("parent_customer_id")
     if parent_id is not None:
         errors.update(_parent_errors(session, customer, parent_id))
-    if errors:
-        raise validation_problem(errors)
+    return errors
 
 
 def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict[str, list[str]]:
@@ -332,8 +334,8 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
     data = dict(data)
     kind = data.pop("kind", CUSTOMER)
     location_id = data.get("location_id")
-    if location_id is None:
-        raise validation_problem({"location_id": [f"Required for {'leads' if kind == LEAD else 'customers'}."]})
+    if location_id is None:  # no office to check rights in: report every problem of the body itself
+        raise validation_problem(record.payload_errors(kind, data, data))
     access = Access(ctx.identity, kind, location_id)
     if not access.can_record("create"):
         raise field_forbidden({"location_id": base_permission(kind, "create")})

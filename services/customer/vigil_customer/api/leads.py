@@ -22,8 +22,8 @@ from .. import customers as domain
 from .. import files as file_domain
 from .. import search
 from ..access import LEAD
-from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
-                       CustomerPatchSchema, CustomerSchema)
+from ..schemas import (ConvertSchema, CreateArgs, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema,
+                       CustomerSchema, LeadCreateSchema)
 from .common import context
 from .customers import list_response, record_response
 
@@ -74,7 +74,7 @@ class Leads(MethodView):
     @requires("leads.create")
     @idempotent
     @blp.arguments(CreateArgs, location="query", as_kwargs=True)
-    @blp.arguments(CustomerCreateSchema)
+    @blp.arguments(LeadCreateSchema)
     @blp.response(201, CustomerSchema)
     @blp.alt_response(409, description="Likely duplicates (`matches`: id, name, reasons) or the email is in use")
     def post(self, data, allow_duplicates=False):
