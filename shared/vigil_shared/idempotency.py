@@ -7,6 +7,7 @@ response or an exception) releases its key, so the client's retry really runs.
 from __future__ import annotations
 
 import hashlib
+from copy import deepcopy
 from datetime import timedelta
 from functools import wraps
 
@@ -88,10 +89,11 @@ def idempotent(view):
             record.response_headers = {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers}
         return response
 
-    apidoc = dict(getattr(view, "_apidoc", {}))
-    manual = dict(apidoc.get("manual_doc", {}))
-    manual["parameters"] = [*manual.get("parameters", []), *_HEADER_DOC["parameters"]]
-    apidoc["manual_doc"] = manual
+    # Listed with the operation's arguments: a manual_doc "parameters" list would replace (not
+    # join) the query arguments flask-smorest documents, hiding e.g. ``?allow_duplicates``.
+    apidoc = deepcopy(getattr(view, "_apidoc", {}))
+    arguments = apidoc.setdefault("arguments", {})
+    arguments["parameters"] = [*arguments.get("parameters", []), *deepcopy(_HEADER_DOC["parameters"])]
     wrapper._apidoc = apidoc
     return wrapper
 

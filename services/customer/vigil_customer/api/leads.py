@@ -24,7 +24,7 @@ from .. import search
 from ..access import LEAD
 from ..schemas import (ConvertSchema, CreateArgs, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema,
                        CustomerSchema, LeadCreateSchema)
-from .common import context
+from .common import context, if_match
 from .customers import list_response, record_response
 
 blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Leads (customers of kind `lead`)")
@@ -98,6 +98,7 @@ class LeadItem(MethodView):
 
     @requires("leads.modify")
     @lead_rule("modify")
+    @if_match
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
@@ -112,6 +113,7 @@ class LeadItem(MethodView):
 
     @requires("leads.delete")
     @lead_rule("delete")
+    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
@@ -130,6 +132,7 @@ class ConvertLeadHere(MethodView):
     @requires("leads.modify")
     @lead_rule("modify")
     @idempotent
+    @if_match
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
