@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import utcnow
@@ -50,8 +51,12 @@ class Context:
         return self.actor.identity
 
 
-def get_customer(session: Session, customer_id: int) -> Customer:
-    customer = session.get(Customer, customer_id)
+def get_customer(session: Session, customer_id: int, *, for_update: bool = False) -> Customer:
+    """The record, or 404. ``for_update`` locks its row until the transaction ends (PostgreSQL), so
+    concurrent writes to one record run one after the other: each sees the version the previous
+    one left, ``If-Match`` is judged against it, and none fails on a version it never saw."""
+    customer = session.get(Customer, customer_id, with_for_update=True if for_update else None,
+                           populate_existing=for_update)
     if customer is None:
         raise not_found("customer")
     return customer
@@ -286,6 +291,10 @@ def _flush(session: Session) -> None:
     except IntegrityError:  # a concurrent request took the email between our check and our write
         session.rollback()
         raise _email_in_use() from None
+    except StaleDataError:  # another request changed the record after we read it (where rows are not locked)
+        session.rollback()
+        raise Problem(409, "The record was changed by another request at the same moment. Reload it and apply "
+                           "your change again.", title="Changed concurrently", type=CONFLICT) from None
 
 
 def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, Any, Any]], action: str) -> None:

@@ -13,6 +13,11 @@ from ..customers import Context, authorize, get_customer
 from ..history import Actor
 
 
+# Writes lock the record's row from the first read (see ``get_customer``); a tab's writes (a
+# contact, a note…) lock it too, so e.g. two call-order moves cannot interleave.
+WRITES = frozenset({"modify", "delete"})
+
+
 def context(session: Session | None = None) -> Context:
     return Context(session or request_session(), request_outbox(), Actor.of(current_identity()),
                    current_runtime().cipher)
@@ -25,7 +30,7 @@ def cipher():
 def load_record(customer_id: int, action: str, session: Session | None = None):
     """The record (404 when missing), after checking the caller's ``action`` right at its location (403)."""
     session = session or request_session()
-    customer = get_customer(session, customer_id)
+    customer = get_customer(session, customer_id, for_update=action in WRITES)
     access = authorize(current_identity(), customer, action)
     return customer, access
 
@@ -35,7 +40,7 @@ def load_for(customer_id: int, permission: str, session: Session | None = None):
     from vigil_shared.web import forbidden
 
     session = session or request_session()
-    customer = get_customer(session, customer_id)
+    customer = get_customer(session, customer_id, for_update=permission.endswith(".modify"))
     if not current_identity().can(permission, customer.location_id):
         raise forbidden(permission)
     return customer

@@ -33,7 +33,7 @@ blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Lead
 def _lead(customer_id: int, action: str):
     """The record after checking `leads.<action>` at its location (403); a customer here is 404."""
     session = request_session()
-    record = domain.get_customer(session, customer_id)
+    record = domain.get_customer(session, customer_id, for_update=action in ("modify", "delete"))
     if not current_identity().can(f"leads.{action}", record.location_id):
         raise forbidden(f"leads.{action}")
     return record
