@@ -101,7 +101,9 @@ def ensure_move_reveals_nothing(ctx: Context, customer: Customer, kind: str, loc
     names = [name for name in dict.fromkeys((*fields_of(customer.kind), *fields_of(kind)))
              if name not in ("custom_fields", "location_id") and _holds_value(customer, name)]
     refusals = unmasked_by_move(source, target, names)
-    sees_passcodes = lambda loc: identity.can("contacts.view", loc) and identity.can(PASSCODE_VIEW, loc)  # noqa: E731
+    def sees_passcodes(loc):
+        return identity.can("contacts.view", loc) and identity.can(PASSCODE_VIEW, loc)
+
     if sees_passcodes(location_id) and not sees_passcodes(customer.location_id) and ctx.session.scalar(
             select(Contact.id).where(Contact.customer_id == customer.id, Contact.passcode_enc.isnot(None)).limit(1)):
         refusals["contacts.passcode"] = PASSCODE_VIEW
@@ -110,8 +112,9 @@ def ensure_move_reveals_nothing(ctx: Context, customer: Customer, kind: str, loc
             HistoryEntry.customer_id == customer.id, HistoryEntry.confidential.isnot(None)).distinct())
         for category in kept:
             permission = f"confidential.{category}.view"
-            if identity.can(permission, location_id) and not (
-                    identity.can("history.view", customer.location_id) and identity.can(permission, customer.location_id)):
+            seen_here = identity.can("history.view", customer.location_id) and identity.can(permission,
+                                                                                            customer.location_id)
+            if identity.can(permission, location_id) and not seen_here:
                 refusals.setdefault(f"history.{category}", permission)
     if refusals:
         raise move_forbidden(refusals)
