@@ -62,7 +62,9 @@ class Customers(MethodView):
     @blp.arguments(CustomerCreateSchema)
     @blp.response(201, CustomerSchema)
     @blp.alt_response(403, description="You may not create records in this location, or set some of the fields")
-    @blp.alt_response(409, description="Likely duplicates (`matches`: id, name, reasons) or the email is in use")
+    @blp.alt_response(409, description="Likely duplicates (`matches` you may view: id, name, kind and the "
+                                       "reasons you may see; `other_matches`: how many elsewhere) or the email "
+                                       "is in use")
     def post(self, data, allow_duplicates=False):
         """Create a customer, or a lead with `kind: lead` (which also needs `leads.create`).
 
@@ -133,6 +135,8 @@ class ConvertLead(MethodView):
     @if_match
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
+    @blp.alt_response(403, description="No right in the target location, or the conversion would show you values "
+                                       "masked for you where the lead is now (named in `errors`)")
     @blp.alt_response(409, description="The record is not a lead")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, customer_id):
@@ -159,9 +163,9 @@ class DuplicateCustomer(MethodView):
     def post(self, overrides, customer_id):
         """Create a new record starting as a copy of this one (not a merge).
 
-        The copy takes what you may see and enter of the original except per-account values
-        (email, account and ADT numbers, installation codes, cancellation); fields in the body
-        replace the copied ones.
+        The copy takes what you may see of the original *where it is* and may enter, except
+        per-account values (email, account and ADT numbers, installation codes, cancellation): a
+        value masked for you there stays empty in the copy. Fields in the body replace the copied ones.
         """
         session = request_session()
         source, _ = load_record(customer_id, "view", session)

@@ -76,7 +76,9 @@ class Leads(MethodView):
     @blp.arguments(CreateArgs, location="query", as_kwargs=True)
     @blp.arguments(LeadCreateSchema)
     @blp.response(201, CustomerSchema)
-    @blp.alt_response(409, description="Likely duplicates (`matches`: id, name, reasons) or the email is in use")
+    @blp.alt_response(409, description="Likely duplicates (`matches` you may view: id, name, kind and the "
+                                       "reasons you may see; `other_matches`: how many elsewhere) or the email "
+                                       "is in use")
     def post(self, data, allow_duplicates=False):
         """Create a lead (`lead_status` is required); duplicates answer 409 unless `?allow_duplicates=true`."""
         if data.get("kind", LEAD) != LEAD:
