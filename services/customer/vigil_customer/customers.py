@@ -24,7 +24,7 @@ from vigil_shared.web import forbidden
 from . import custom_fields, duplicates, history, record, search, validation
 from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, INSTALLATION_FIELDS, LEAD, READ_ONLY, SALE_FIELDS, Access,
                      base_permission, field_forbidden, fields_of, move_forbidden, unmasked_by_move, visible_field)
-from .models import Contact, Customer, CustomerFile, HistoryEntry
+from .models import Contact, Customer, CustomerFile, HistoryEntry, PropertyAccount
 
 DUPLICATES = "urn:vigil:problem:duplicates"
 REQUIRED = record.REQUIRED
@@ -92,7 +92,8 @@ def _holds_value(customer: Customer, name: str) -> bool:
 
 def ensure_move_reveals_nothing(ctx: Context, customer: Customer, kind: str, location_id: int | None) -> None:
     """403 when moving ``customer`` to ``location_id`` as ``kind`` would show the caller a value
-    they may not see where it is now: a field of the record, a contact's passcode, or a
+    they may not see where it is now: a field of the record, a contact's passcode, its properties'
+    PINs and alarm passwords (masked by the owner's location in the property service), or a
     confidential value kept in its history (a masked SSN must not be unmasked by moving it to an
     office whose SSNs the caller may see)."""
     identity = ctx.identity
@@ -107,6 +108,14 @@ def ensure_move_reveals_nothing(ctx: Context, customer: Customer, kind: str, loc
     if sees_passcodes(location_id) and not sees_passcodes(customer.location_id) and ctx.session.scalar(
             select(Contact.id).where(Contact.customer_id == customer.id, Contact.passcode_enc.isnot(None)).limit(1)):
         refusals["contacts.passcode"] = PASSCODE_VIEW
+
+    def sees_pins(loc):  # the property service shows PINs and alarm passwords by the owner's location
+        return identity.can("properties.view", loc) and identity.can(PASSCODE_VIEW, loc)
+
+    if sees_pins(location_id) and not sees_pins(customer.location_id) and ctx.session.scalar(
+            select(PropertyAccount.property_id).where(PropertyAccount.customer_id == customer.id,
+                                                      PropertyAccount.deleted.is_(False)).limit(1)):
+        refusals["properties.pin"] = PASSCODE_VIEW
     if identity.can("history.view", location_id):
         kept = ctx.session.scalars(select(HistoryEntry.confidential).where(
             HistoryEntry.customer_id == customer.id, HistoryEntry.confidential.isnot(None)).distinct())
