@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from datetime import timedelta
@@ -142,9 +143,10 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def _authenticate_api_calls():
         if request.path.startswith("/api/") and request.path not in PUBLIC_API_PATHS:
             entry = _authenticate(settings, db, identity_cache)
-            g.identity, g.user_id, g.session_id = entry.identity, entry.user_id, entry.session_id
-            g.identity_token = identity_cache.signed_token(
-                entry, lambda identity, ttl: sign_identity(identity, base.internal_secret, ttl), base.identity_token_ttl)
+            g.identity = dataclasses.replace(entry.identity, request_id=g.request_id)
+            g.user_id, g.session_id = entry.user_id, entry.session_id
+            g.identity_token = identity_cache.signed_token(entry, base.internal_secret, base.identity_token_ttl,
+                                                           g.request_id)
 
     @app.after_request
     def _audit(response):
