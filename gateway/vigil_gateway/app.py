@@ -66,8 +66,11 @@ def _authenticate(settings: GatewaySettings, db: Database, cache: IdentityCache)
                 key = find_api_key(session, api_key)
             except InvalidToken:
                 raise _unauthenticated("The API key is invalid, expired or revoked.") from None
-            entry = cache.put(cache_key, Entry(epoch, api_key_identity(session, key, None, address), None, None,
-                                               key_id=key.id, expires_at=key.expires_at))
+            identity = api_key_identity(session, key, None, address)
+            if identity is None:
+                raise _unauthenticated("The API key's creator is no longer active; the key no longer works.")
+            entry = cache.put(cache_key, Entry(epoch, identity, None, None, key_id=key.id,
+                                               key_creator_id=key.created_by, expires_at=key.expires_at))
         _note_key_use(db, entry)
         return entry
     if scheme.lower() != "bearer" or not credential:
@@ -144,7 +147,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         if request.path.startswith("/api/") and request.path not in PUBLIC_API_PATHS:
             entry = _authenticate(settings, db, identity_cache)
             g.identity = dataclasses.replace(entry.identity, request_id=g.request_id)
-            g.user_id, g.session_id = entry.user_id, entry.session_id
+            g.user_id, g.session_id, g.key_creator_id = entry.user_id, entry.session_id, entry.key_creator_id
             g.identity_token = identity_cache.signed_token(entry, base.internal_secret, base.identity_token_ttl,
                                                            g.request_id)
 

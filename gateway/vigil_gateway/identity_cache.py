@@ -43,6 +43,7 @@ class Entry:
     user_id: int | None
     session_id: str | None
     key_id: int | None = None
+    key_creator_id: int | None = None  # an API key's creator, whose rights bound the key's
     expires_at: datetime | None = None  # API keys may expire between two changes of the epoch
     last_used_written: datetime | None = None
     claims: dict | None = None  # the identity's claims, computed once per entry

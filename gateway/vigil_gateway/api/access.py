@@ -1,7 +1,7 @@
 """Roles, office locations and API keys."""
 from __future__ import annotations
 
-from flask import url_for
+from flask import g, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -46,6 +46,7 @@ class Roles(MethodView):
         """Create a role: a named set of permissions from the catalog."""
         session = db_session()
         rights.check_role_name_free(session, data["name"])
+        rights.ensure_can_set_role_permissions(session, current_identity(), None, data["permissions"])
         role = Role(name=data["name"], description=data.get("description"), permissions=sorted(set(data["permissions"])))
         session.add(role)
         session.commit()
@@ -76,6 +77,7 @@ class RoleItem(MethodView):
         if "description" in changes:
             role.description = changes["description"]
         if "permissions" in changes:
+            rights.ensure_can_set_role_permissions(session, current_identity(), role, changes["permissions"])
             role.permissions = sorted(set(changes["permissions"]))
         bump(session)
         session.commit()
@@ -169,8 +171,10 @@ class ApiKeys(MethodView):
         session = db_session()
         rights.check_api_key_rights(session, current_identity(), data["permissions"], data["location_ids"])
         user = signed_in_user()
+        # A key made with a key answers to the same person: its rights stay bounded by theirs.
+        creator = user.id if user else g.get("key_creator_id")
         created = create_api_key(session, name=data["name"], permissions=data["permissions"],
-                                 location_ids=data["location_ids"], created_by=user.id if user else None,
+                                 location_ids=data["location_ids"], created_by=creator,
                                  expires_at=data["expires_at"])
         session.commit()
         audit.record(database(), "api_key.create", target_type="api_key", target_id=created.record.id,

@@ -10,7 +10,7 @@ from vigil_shared.http import paginate
 from vigil_shared.permissions import AUTHENTICATED, CATALOG
 from vigil_shared.web import current_identity, requires
 
-from .. import audit
+from .. import audit, rights
 from ..context import database, db_session, signed_in_user
 from ..identity_cache import bump
 from ..models import Location, User
@@ -30,7 +30,7 @@ def _grant_view(user: User) -> list[dict]:
 def _guard_privileges(data: dict) -> None:
     """Admin rights are given by admins only; grants by holders of roles.manage."""
     caller = signed_in_user()
-    if "is_admin" in data and not (caller and caller.is_admin):
+    if "is_admin" in data and not rights.is_administrator(caller):
         raise Problem(403, "Only an administrator can grant or remove administrator rights.",
                       type="urn:vigil:problem:forbidden", errors={"is_admin": ["Not yours to set."]})
     if "grants" in data and not current_identity().has("roles.manage"):
@@ -63,7 +63,7 @@ class Users(MethodView):
         """Create a user, optionally with role grants (those need 'roles.manage')."""
         _guard_privileges(data)
         session = db_session()
-        user = create_user(session, data)
+        user = create_user(session, data, current_identity())
         session.commit()
         audit.record(database(), "user.create", target_type="user", target_id=user.id,
                      details={"username": user.username, "is_admin": user.is_admin, "grants": _grant_view(user)})
@@ -87,6 +87,7 @@ class UserItem(MethodView):
         _guard_privileges(changes)
         session = db_session()
         user = get_user(session, user_id)
+        rights.ensure_can_act_on(session, current_identity(), signed_in_user(), user)
         if would_remove_last_admin(session, user, changes):
             raise conflict("Vigil needs at least one active administrator.")
         before = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
@@ -94,7 +95,7 @@ class UserItem(MethodView):
             if field in changes:
                 setattr(user, field, changes[field])
         if "grants" in changes:
-            replace_grants(session, user, changes["grants"])
+            replace_grants(session, user, changes["grants"], current_identity())
         revoked = revoke_sessions(session, user.id) if before["active"] and not user.active else 0
         bump(session)  # rights may have changed: cached identities are resolved again
         session.commit()
@@ -117,9 +118,12 @@ class UserItem(MethodView):
 @blp.arguments(PasswordResetSchema)
 @blp.response(204)
 def reset_password(body, user_id):
-    """Set a user's password (for a user who forgot theirs); ends their sessions."""
+    """Set a user's password (for a user who forgot theirs); ends their sessions.
+
+    Only for a user whose every right the caller holds (administrators: by administrators only)."""
     session = db_session()
     user = get_user(session, user_id)
+    rights.ensure_can_act_on(session, current_identity(), signed_in_user(), user)
     set_password(user, body["password"])
     user.failed_logins, user.locked_until = 0, None
     revoked = revoke_sessions(session, user.id)
