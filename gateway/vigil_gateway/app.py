@@ -15,6 +15,7 @@ from vigil_shared import migrations
 from vigil_shared.config import ConfigError, SERVICES, env
 from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import Problem, UNAUTHENTICATED, not_found
+from vigil_shared.idempotency import register_idempotency
 from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
 from vigil_shared.logs import configure_logging
 from vigil_shared.messaging.celery_app import ping_broker
@@ -27,7 +28,7 @@ from .access import api_key_identity, user_identity
 from .aggregates import BLUEPRINTS as AGGREGATE_BLUEPRINTS
 from .api import BLUEPRINTS as API_BLUEPRINTS
 from .identity_cache import Entry, IdentityCache
-from .models import ApiKey, Session as SignInSession, User
+from .models import ApiKey, IdempotencyRecord, Session as SignInSession, User
 from .openapi import DOCS_HTML, MergedSpec, fetch_service_document
 from .proxy import UpstreamPool, forward
 from .routing import service_for
@@ -129,6 +130,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     pool = UpstreamPool(settings.upstream_timeout)
     app.extensions.update(vigil_gateway_settings=settings, vigil_gateway_db=db, vigil_gateway_pool=pool)
     app.teardown_appcontext(db.close_request_session)
+    register_idempotency(app, db, IdempotencyRecord, settings.reply_cipher())
 
     api = VigilApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})

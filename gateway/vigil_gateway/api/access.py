@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from vigil_shared.db import utcnow
 from vigil_shared.http import PaginationArgs, paginate
+from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import current_identity, requires
 
@@ -19,6 +20,7 @@ from ..schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyPageSchema
                        LocationPageSchema, LocationPatchSchema, LocationSchema, RoleCreateSchema, RolePageSchema,
                        RolePatchSchema, RoleSchema)
 from ..tokens import create_api_key
+from ..versions import claim_next_version, etag_headers
 
 blp = Blueprint("access", __name__, url_prefix="/api/v1", description="Roles, office locations and API keys")
 
@@ -40,6 +42,7 @@ class Roles(MethodView):
         return _page(select(Role).order_by(Role.name), args)
 
     @requires("roles.manage")
+    @idempotent
     @blp.arguments(RoleCreateSchema)
     @blp.response(201, RoleSchema)
     def post(self, data):
@@ -52,7 +55,7 @@ class Roles(MethodView):
         session.commit()
         audit.record(database(), "role.create", target_type="role", target_id=role.id,
                      details={"name": role.name, "permissions": role.permissions})
-        return role, 201, {"Location": url_for("access.RoleItem", role_id=role.id)}
+        return role, 201, etag_headers(role, Location=url_for("access.RoleItem", role_id=role.id))
 
 
 @blp.route("/roles/<int:role_id>")
@@ -61,7 +64,8 @@ class RoleItem(MethodView):
     @blp.response(200, RoleSchema)
     def get(self, role_id):
         """Read one role."""
-        return rights.get_role(db_session(), role_id)
+        role = rights.get_role(db_session(), role_id)
+        return role, 200, etag_headers(role)
 
     @requires("roles.manage")
     @blp.arguments(RolePatchSchema)
@@ -70,6 +74,7 @@ class RoleItem(MethodView):
         """Change a role; every holder's rights change with it on their next call."""
         session = db_session()
         role = rights.get_role(session, role_id)
+        claim_next_version(session, role)
         before = list(role.permissions)
         if "name" in changes:
             rights.check_role_name_free(session, changes["name"], exclude=role.id)
@@ -84,7 +89,7 @@ class RoleItem(MethodView):
         audit.record(database(), "role.update", target_type="role", target_id=role.id,
                      details={"fields": sorted(changes), "permissions_before": before,
                               "permissions_after": role.permissions})
-        return role
+        return role, 200, etag_headers(role)
 
     @requires("roles.manage")
     @blp.response(204)
@@ -93,6 +98,7 @@ class RoleItem(MethodView):
         """Delete a role no one holds any more."""
         session = db_session()
         role = rights.get_role(session, role_id)
+        claim_next_version(session, role)
         rights.delete_role(session, role)
         bump(session)
         session.commit()
@@ -111,6 +117,7 @@ class Locations(MethodView):
         return _page(rights.visible_locations(db_session(), current_identity()), args)
 
     @requires("locations.manage")
+    @idempotent
     @blp.arguments(LocationCreateSchema)
     @blp.response(201, LocationSchema)
     def post(self, data):
@@ -123,7 +130,7 @@ class Locations(MethodView):
         session.commit()
         audit.record(database(), "location.create", target_type="location", target_id=location.id,
                      details={"name": location.name})
-        return location, 201, {"Location": url_for("access.LocationItem", location_id=location.id)}
+        return location, 201, etag_headers(location, Location=url_for("access.LocationItem", location_id=location.id))
 
 
 @blp.route("/locations/<int:location_id>")
@@ -132,7 +139,8 @@ class LocationItem(MethodView):
     @blp.response(200, LocationSchema)
     def get(self, location_id):
         """Read one office location (403 if I hold no rights there)."""
-        return rights.get_location(db_session(), current_identity(), location_id)
+        location = rights.get_location(db_session(), current_identity(), location_id)
+        return location, 200, etag_headers(location)
 
     @requires("locations.manage")
     @blp.arguments(LocationPatchSchema)
@@ -141,6 +149,7 @@ class LocationItem(MethodView):
         """Rename or deactivate an office location."""
         session = db_session()
         location = rights.get_location(session, current_identity(), location_id)
+        claim_next_version(session, location)
         if "name" in changes:
             rights.check_location_name_free(session, changes["name"], exclude=location.id)
         for field, value in changes.items():
@@ -149,7 +158,7 @@ class LocationItem(MethodView):
         session.commit()
         audit.record(database(), "location.update", target_type="location", target_id=location.id,
                      details={"fields": sorted(changes)})
-        return location
+        return location, 200, etag_headers(location)
 
 
 # --- API keys ------------------------------------------------------------------------------------
@@ -164,6 +173,7 @@ class ApiKeys(MethodView):
         return _page(select(ApiKey).order_by(ApiKey.id.desc()), args)
 
     @requires("api_keys.manage")
+    @idempotent
     @blp.arguments(ApiKeyCreateSchema)
     @blp.response(201, ApiKeyCreatedSchema)
     def post(self, data):
@@ -181,7 +191,8 @@ class ApiKeys(MethodView):
                      details={"name": created.record.name, "permissions": created.record.permissions,
                               "location_ids": created.record.location_ids})
         created.record.key = created.plaintext  # transient: dumped in this response only
-        return created.record, 201, {"Location": url_for("access.ApiKeyItem", key_id=created.record.id)}
+        return created.record, 201, etag_headers(created.record,
+                                                 Location=url_for("access.ApiKeyItem", key_id=created.record.id))
 
 
 @blp.route("/api-keys/<int:key_id>")
@@ -190,7 +201,8 @@ class ApiKeyItem(MethodView):
     @blp.response(200, ApiKeySchema)
     def get(self, key_id):
         """Read one API key's description and last use."""
-        return rights.get_api_key(db_session(), key_id)
+        key = rights.get_api_key(db_session(), key_id)
+        return key, 200, etag_headers(key)
 
     @requires("api_keys.manage")
     @blp.response(204)
@@ -199,6 +211,7 @@ class ApiKeyItem(MethodView):
         session = db_session()
         key = rights.get_api_key(session, key_id)
         if key.revoked_at is None:
+            claim_next_version(session, key)
             key.revoked_at = utcnow()
             bump(session)
             session.commit()

@@ -7,6 +7,7 @@ from sqlalchemy import func, or_, select
 
 from vigil_shared.errors import Problem, UNAUTHENTICATED, conflict
 from vigil_shared.http import paginate
+from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED, CATALOG
 from vigil_shared.web import current_identity, requires
 
@@ -17,6 +18,7 @@ from ..models import Location, User
 from ..schemas import (MeSchema, PasswordChangeSchema, PasswordResetSchema, PermissionSchema, UserCreateSchema,
                        UserListArgs, UserPageSchema, UserPatchSchema, UserSchema)
 from ..tokens import revoke_sessions
+from ..versions import claim_next_version, etag_headers
 from ..users import (create_user, get_user, password_matches, replace_grants, set_password,
                      would_remove_last_admin)
 
@@ -56,6 +58,7 @@ class Users(MethodView):
         return result.body(), 200, result.headers()
 
     @requires("users.manage")
+    @idempotent
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserSchema)
     @blp.alt_response(409, description="The username is taken")
@@ -67,7 +70,7 @@ class Users(MethodView):
         session.commit()
         audit.record(database(), "user.create", target_type="user", target_id=user.id,
                      details={"username": user.username, "is_admin": user.is_admin, "grants": _grant_view(user)})
-        return user, 201, {"Location": url_for("users.UserItem", user_id=user.id)}
+        return user, 201, etag_headers(user, Location=url_for("users.UserItem", user_id=user.id))
 
 
 @blp.route("/users/<int:user_id>")
@@ -76,20 +79,23 @@ class UserItem(MethodView):
     @blp.response(200, UserSchema)
     def get(self, user_id):
         """Read one user with their role grants."""
-        return get_user(db_session(), user_id)
+        user = get_user(db_session(), user_id)
+        return user, 200, etag_headers(user)
 
     @requires("users.manage")
     @blp.arguments(UserPatchSchema)
     @blp.response(200, UserSchema)
     @blp.alt_response(409, description="The change would leave no active administrator")
+    @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, user_id):
-        """Change a user. `active: false` ends every session of theirs at once."""
+        """Change a user. `active: false` ends every session of theirs at once; honours `If-Match`."""
         _guard_privileges(changes)
         session = db_session()
         user = get_user(session, user_id)
         rights.ensure_can_act_on(session, current_identity(), signed_in_user(), user)
         if would_remove_last_admin(session, user, changes):
             raise conflict("Vigil needs at least one active administrator.")
+        claim_next_version(session, user)
         before = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
         for field in ("email", "name", "active", "is_admin"):
             if field in changes:
@@ -110,11 +116,12 @@ class UserItem(MethodView):
         if set(changes) - {"grants", "is_admin", "active"} or before["active"] != after["active"]:
             audit.record(database(), "user.update", target_type="user", target_id=user.id,
                          details={"fields": sorted(changes)})
-        return user
+        return user, 200, etag_headers(user)
 
 
 @blp.route("/users/<int:user_id>/password", methods=["POST"])
 @requires("users.manage")
+@idempotent
 @blp.arguments(PasswordResetSchema)
 @blp.response(204)
 def reset_password(body, user_id):
