@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import wraps
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, make_response, request
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
@@ -146,7 +146,7 @@ def idempotent(view):
                 raise Problem(409, "A request with this Idempotency-Key is still being processed.", type=CONFLICT)
             return store.replay(existing)
         try:
-            response = view(*args, **kwargs)
+            response = make_response(view(*args, **kwargs))
         except BaseException:
             _release(store, caller, key)
             raise
