@@ -70,6 +70,7 @@ class RoleItem(MethodView):
     @requires("roles.manage")
     @blp.arguments(RolePatchSchema)
     @blp.response(200, RoleSchema)
+    @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, role_id):
         """Change a role; every holder's rights change with it on their next call."""
         session = db_session()
@@ -94,6 +95,7 @@ class RoleItem(MethodView):
     @requires("roles.manage")
     @blp.response(204)
     @blp.alt_response(409, description="Users still hold this role")
+    @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, role_id):
         """Delete a role no one holds any more."""
         session = db_session()
@@ -145,6 +147,7 @@ class LocationItem(MethodView):
     @requires("locations.manage")
     @blp.arguments(LocationPatchSchema)
     @blp.response(200, LocationSchema)
+    @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, location_id):
         """Rename or deactivate an office location."""
         session = db_session()
@@ -206,6 +209,7 @@ class ApiKeyItem(MethodView):
 
     @requires("api_keys.manage")
     @blp.response(204)
+    @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, key_id):
         """Revoke an API key: it stops working at once (it stays listed, revoked)."""
         session = db_session()
