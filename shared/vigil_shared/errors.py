@@ -150,8 +150,18 @@ def http_exception_response(error: HTTPException) -> Response:
 CONCURRENCY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 
 
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # SQLite's "another connection holds the write lock" (extended codes too)
+
+
 def _sqlstate(error: DBAPIError) -> str | None:
     return getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+
+
+def _lost_race(error: DBAPIError) -> bool:
+    sqlite_code = getattr(error.orig, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int) and sqlite_code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED):
+        return True
+    return _sqlstate(error) in CONCURRENCY_SQLSTATES
 
 
 def concurrency_problem() -> Problem:
@@ -171,7 +181,7 @@ def database_problem(error: DBAPIError) -> Problem | None:
 
     Only the class of the error is used: never its message, which would name tables, columns or SQL.
     """
-    if _sqlstate(error) in CONCURRENCY_SQLSTATES:
+    if _lost_race(error):
         return concurrency_problem()
     if isinstance(error, IntegrityError):
         return conflict("The change conflicts with existing records (a duplicate, or a record it refers to "

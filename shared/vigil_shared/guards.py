@@ -189,8 +189,8 @@ def buffer_streamed_body(max_bytes: int) -> None:
     forwarding) sees all of it and nothing ever sees a silently truncated one.
     """
     environ = request.environ
-    if environ.get("CONTENT_LENGTH") or "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        return
+    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return  # Content-Length framing: werkzeug refuses it over the limit before reading
     stream = environ["wsgi.input"]
     chunks, size = [], 0
     while True:
