@@ -212,6 +212,8 @@ def test_unsupported_methods_are_405_with_the_real_allow(gateway, customer, prop
     response = gateway.request("PUT", f"/api/v1/users/{users[0]['id']}", json={})
     assert_problem(response, 405)
     assert "PUT" not in _allow(response) and {"GET", "PATCH"} <= _allow(response)
+    options = gateway.request("OPTIONS", f"/api/v1/customers/{customer['id']}")
+    assert options.status_code == 200 and "PATCH" in _allow(options) and not _allow(options) & {"PUT", "POST"}
     response = gateway.request("POST", "/api/v1/customers/1/history", json={})
     assert_problem(response, 405)
     assert _allow(response) & {"POST", "PUT", "PATCH", "DELETE"} == set()

@@ -166,7 +166,9 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def openapi_docs():
         return Response(DOCS_HTML, mimetype="text/html")
 
-    @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    # OPTIONS is forwarded too: the service that owns the path states its real methods in `Allow`.
+    @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+               provide_automatic_options=False)
     def proxy(subpath):
         service = service_for(request.path)
         if service is None:
