@@ -112,7 +112,7 @@ def test_nul_and_control_characters_are_422_in_bodies_queries_and_sign_in(gatewa
     # (the app's own check answers 422 behind servers that let it through)
     assert_problem(gateway.post("/api/v1/customers", json=customer_body(locations["home"]),
                                 headers={"Idempotency-Key": "key\x01"}), 400)
-    assert_problem(gateway.get(f"/api/v1/ops/customer/inbox/abc%00def"), 404)
+    assert_problem(gateway.get("/api/v1/ops/customer/inbox/abc%00def"), 404)
     multi_line = gateway.patch(f"/api/v1/customers/{customer['id']}", json={"notes": "line 1\n\tline 2"})
     assert multi_line.status_code == 200, multi_line.text
 

@@ -10,7 +10,9 @@ A new route is safe without thinking about it because nothing here is per-view:
 - **text**: NUL, other C0 control characters (tab, newline and carriage return are allowed), DEL and
   lone surrogates in a JSON body (keys and values), a query parameter, a form field or a header
   answer 422; in the path, 404. PostgreSQL refuses NUL and lone surrogates cannot be encoded, so
-  without this each would be a 500 somewhere.
+  without this each would be a 500 somewhere. (gunicorn already refuses control characters in
+  headers as malformed HTTP, a problem+json 400 from ``gunicorn_worker``; the header check here
+  covers servers that let them through.)
 - **structure**: JSON nested deeper than ``MAX_JSON_DEPTH`` answers 400, judged on the raw bytes
   before any parser recurses into them.
 - **size**: a body sent with ``Transfer-Encoding: chunked`` is read up to the limit; over it, 413,
