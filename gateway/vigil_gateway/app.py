@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from vigil_shared import migrations
 from vigil_shared.config import ConfigError, SERVICES, env
 from vigil_shared.db import Database, utcnow
-from vigil_shared.errors import Problem, UNAUTHENTICATED, not_found
+from vigil_shared.errors import Problem, UNAUTHENTICATED
 from vigil_shared.idempotency import register_idempotency
 from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
 from vigil_shared.logs import configure_logging
@@ -30,7 +30,7 @@ from .api import BLUEPRINTS as API_BLUEPRINTS
 from .identity_cache import Entry, IdentityCache
 from .models import ApiKey, IdempotencyRecord, Session as SignInSession, User
 from .openapi import DOCS_HTML, MergedSpec, fetch_service_document
-from .proxy import UpstreamPool, forward
+from .proxy import UpstreamPool, forward, unrouted
 from .routing import service_for
 from .settings import GatewaySettings
 from .tokens import API_KEY_PREFIX, InvalidToken, find_api_key, verify_access_token
@@ -173,11 +173,13 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def openapi_docs():
         return Response(DOCS_HTML, mimetype="text/html")
 
-    @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    # OPTIONS is forwarded too: the service that owns the path states its real methods in `Allow`.
+    @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+               provide_automatic_options=False)
     def proxy(subpath):
         service = service_for(request.path)
         if service is None:
-            raise not_found("resource")
+            raise unrouted()  # 405 with the real Allow on the gateway's own resources, else 404
         return forward(pool, service, settings.service_urls[service], g.identity_token)
 
     add_health_routes(app, {"database": db.ping, "broker": lambda: ping_broker(base)})
