@@ -22,7 +22,7 @@ def test_a_new_role_never_gets_the_id_of_a_deleted_one(client, auth):
 def old_database(tmp_path):
     databases = TestDatabases(choose_backend(), str(tmp_path))
     url = databases.url_for("gateway_ids_migration")
-    migrations.upgrade("vigil_gateway", url, "0003")
+    migrations.upgrade("vigil_gateway", url, "0004")
     engine = build_engine(url)
     yield url, engine
     engine.dispose()

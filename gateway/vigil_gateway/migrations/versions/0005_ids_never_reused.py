@@ -1,7 +1,7 @@
 """ids never reused on SQLite: users, roles, locations, grants, API keys, audit entries
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01
 
 Without AUTOINCREMENT SQLite hands the id of the newest deleted row to the next one, so an audit
@@ -13,8 +13,8 @@ from alembic import op
 
 from vigil_shared.migrations import rebuild_never_reusing_ids
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
