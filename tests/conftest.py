@@ -42,7 +42,9 @@ def stack(tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("var")
     overrides = {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_ADMIN_USERNAME": "admin",
                  "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "INFO",
-                 "VIGIL_RELAY_INTERVAL": "0.1"}
+                 "VIGIL_RELAY_INTERVAL": "0.1",
+                 # cheap Argon2id: sign-ins are many here; the gateway unit suite checks the production ones
+                 "VIGIL_PASSWORD_HASHING": "fast-for-tests"}
     databases = TestDatabases(BACKEND, str(var_dir))
     prefix = None
     if BACKEND == "postgres":

@@ -8,6 +8,7 @@ from werkzeug.serving import make_server
 from vigil_gateway.app import create_app
 from vigil_gateway.settings import GatewaySettings
 from vigil_gateway.models import Base
+from vigil_gateway.passwords import FAST_FOR_TESTS, Passwords
 from vigil_gateway.users import ensure_admin
 from vigil_shared import migrations
 from vigil_shared.config import Settings
@@ -17,6 +18,8 @@ from vigil_shared.testing import TEST_SECRET, TestDatabases, choose_backend, cle
 
 SECRET_KEY = "gateway-test-secret-key-0123456789abcdef"
 ADMIN_PASSWORD = "correct horse battery staple"
+# Unit tests hash with the cheapest Argon2id parameters; test_passwords.py checks the production ones.
+TEST_PASSWORDS = Passwords(FAST_FOR_TESTS)
 
 
 def pytest_report_header(config):
@@ -79,6 +82,7 @@ def settings(gateway_db_url, upstream, tmp_path_factory):
                              broker_url="memory://", log_level="WARNING",
                              broker_dir=tmp_path_factory.mktemp("broker"))
     return GatewaySettings.from_env(base=base, secret_key=SECRET_KEY, upstream_timeout=2.0,
+                                    password_hashing=FAST_FOR_TESTS,
                                     service_urls={"customer": upstream, "property": "http://127.0.0.1:9",
                                                   "billing": "http://127.0.0.1:9", "credit": "http://127.0.0.1:9"})
 
@@ -99,7 +103,7 @@ def db(gateway_db_url):
 @pytest.fixture
 def client(app, db):
     with db.transaction() as session:
-        ensure_admin(session, "admin", ADMIN_PASSWORD)
+        ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
     return app.test_client()
 
 

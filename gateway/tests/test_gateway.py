@@ -9,7 +9,7 @@ from vigil_gateway.routing import service_for
 from vigil_gateway.tokens import AUDIENCE, ISSUER
 from vigil_gateway.users import ensure_admin
 
-from conftest import ADMIN_PASSWORD, SECRET_KEY
+from conftest import ADMIN_PASSWORD, SECRET_KEY, TEST_PASSWORDS
 
 
 def is_problem(response, status):
@@ -146,13 +146,13 @@ def test_health_and_readiness(client):
 
 def test_create_admin_is_idempotent_and_resettable(db):
     with db.transaction() as session:
-        first = ensure_admin(session, "boss", None)
+        first = ensure_admin(session, TEST_PASSWORDS, "boss", None)
     assert first.created and first.password
     with db.transaction() as session:
-        again = ensure_admin(session, "boss", None)
+        again = ensure_admin(session, TEST_PASSWORDS, "boss", None)
     assert not again.created and again.password is None
     with db.transaction() as session:
-        reset = ensure_admin(session, "boss", "new-password-123", reset=True)
+        reset = ensure_admin(session, TEST_PASSWORDS, "boss", "new-password-123", reset=True)
     assert reset.password == "new-password-123"
 
 

@@ -13,7 +13,7 @@ from vigil_gateway.users import ensure_admin
 from vigil_gateway.settings import LoginPolicy
 from vigil_shared.permissions import CATALOG
 
-from conftest import ADMIN_PASSWORD, bearer, sign_in
+from conftest import ADMIN_PASSWORD, TEST_PASSWORDS, bearer, sign_in
 
 PASSWORD = "a-long-enough-password"
 
@@ -167,7 +167,7 @@ def strict_client(settings, db):
     from vigil_gateway.users import ensure_admin
 
     with db.transaction() as session:
-        ensure_admin(session, "admin", ADMIN_PASSWORD)
+        ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
     return app.test_client()
 
 
@@ -198,7 +198,7 @@ def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=30, lockout_threshold=100)
     app = create_app(dataclasses.replace(settings, login_policy=policy))
     with db.transaction() as session:
-        ensure_admin(session, "admin", ADMIN_PASSWORD)
+        ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
     start = threading.Barrier(6)
 
     def attempt(i):
@@ -222,7 +222,7 @@ def test_concurrent_failures_of_one_account_all_count_toward_its_lockout(setting
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=12)
     app = create_app(dataclasses.replace(settings, login_policy=policy))
     with db.transaction() as session:
-        ensure_admin(session, "admin", ADMIN_PASSWORD)
+        ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
     start = threading.Barrier(6)
 
     def attempt(i):

@@ -30,6 +30,7 @@ from .api import BLUEPRINTS as API_BLUEPRINTS
 from .identity_cache import Entry, IdentityCache
 from .models import ApiKey, IdempotencyRecord, Session as SignInSession, User
 from .openapi import DOCS_HTML, MergedSpec, fetch_service_document
+from .passwords import Passwords
 from .proxy import UpstreamPool, forward, unrouted
 from .routing import service_for
 from .settings import GatewaySettings
@@ -128,7 +129,8 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     app.config["OPENAPI_URL_PREFIX"] = None  # the merged document is served below instead
     app.config["API_TITLE"] = "Vigil API"
     pool = UpstreamPool(settings.upstream_timeout)
-    app.extensions.update(vigil_gateway_settings=settings, vigil_gateway_db=db, vigil_gateway_pool=pool)
+    app.extensions.update(vigil_gateway_settings=settings, vigil_gateway_db=db, vigil_gateway_pool=pool,
+                          vigil_gateway_passwords=Passwords(settings.password_hashing))
     app.teardown_appcontext(db.close_request_session)
     register_idempotency(app, db, IdempotencyRecord, settings.reply_cipher())
 
@@ -205,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "create-admin":
         db = Database(settings.base.database_url)
         with db.transaction() as session:
-            setup = ensure_admin(session, env("VIGIL_ADMIN_USERNAME", "admin"), env("VIGIL_ADMIN_PASSWORD"),
-                                 reset=args.reset)
+            setup = ensure_admin(session, Passwords(settings.password_hashing), env("VIGIL_ADMIN_USERNAME", "admin"),
+                                 env("VIGIL_ADMIN_PASSWORD"), reset=args.reset)
         if setup.password and not env("VIGIL_ADMIN_PASSWORD"):
             print(f"Admin user '{setup.username}' password (shown once): {setup.password}")
         elif setup.created or setup.password:

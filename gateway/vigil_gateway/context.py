@@ -1,4 +1,4 @@
-"""The gateway's per-request handles: its settings, its database session, the signed-in user."""
+"""The gateway's per-request handles: its settings, its database session, its password hasher, the signed-in user."""
 from __future__ import annotations
 
 from flask import current_app, g
@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from vigil_shared.db import Database
 
 from .models import User
+from .passwords import Passwords
 from .settings import GatewaySettings
 
 
@@ -16,6 +17,10 @@ def settings() -> GatewaySettings:
 
 def database() -> Database:
     return current_app.extensions["vigil_gateway_db"]
+
+
+def passwords() -> Passwords:
+    return current_app.extensions["vigil_gateway_passwords"]
 
 
 def db_session() -> Session:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from vigil_shared.config import SERVICES, ConfigError, Settings, env, service_url
 from vigil_shared.crypto import FieldCipher
 
+from .passwords import HASHING_CHOICES, STANDARD, PasswordHashing
+
 
 def _int(name: str, default: int) -> int:
     raw = env(name, str(default))
@@ -15,6 +17,13 @@ def _int(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _password_hashing() -> PasswordHashing:
+    raw = env("VIGIL_PASSWORD_HASHING", "standard")
+    if raw not in HASHING_CHOICES:
+        raise ConfigError(f"VIGIL_PASSWORD_HASHING must be one of {', '.join(HASHING_CHOICES)}, got {raw!r}")
+    return HASHING_CHOICES[raw]
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class GatewaySettings:
     service_urls: dict[str, str]
     login_policy: LoginPolicy
     trusted_proxy_hops: int
+    password_hashing: PasswordHashing = STANDARD
 
     @classmethod
     def from_env(cls, **overrides) -> "GatewaySettings":
@@ -59,8 +69,12 @@ class GatewaySettings:
                 lockout_seconds=_int("VIGIL_LOCKOUT_SECONDS", 900),
             ),
             trusted_proxy_hops=_int("VIGIL_TRUSTED_PROXY_HOPS", 0),
+            password_hashing=_password_hashing(),
         )
         values.update(overrides)
+        if base.production and not values["password_hashing"].at_least(STANDARD):
+            raise ConfigError("Password hashing weaker than the standard Argon2id parameters is for tests only; "
+                              "unset VIGIL_PASSWORD_HASHING in production")
         return cls(**values)
 
     def reply_cipher(self) -> FieldCipher:

@@ -1,11 +1,9 @@
-"""Users, their credentials and their role grants. Passwords are hashed with Argon2id."""
+"""Users, their credentials and their role grants. Passwords are hashed with Argon2id (:mod:`.passwords`)."""
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -15,40 +13,31 @@ from vigil_shared.errors import conflict, not_found, validation_problem
 from vigil_shared.identity import Identity
 
 from .identity_cache import bump
-from .rights import ensure_can_add_grants
 from .models import Grant, Location, Role, User
+from .passwords import Passwords
+from .rights import ensure_can_add_grants
 
-_hasher = PasswordHasher()
-# Verified when the username is unknown, so a wrong username costs as much time as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 DEFAULT_LOCATION = "Main office"
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
 
 
 def find_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.username) == username.lower()))
 
 
-def password_matches(user: User | None, password: str) -> bool:
+def password_matches(passwords: Passwords, user: User | None, password: str) -> bool:
     """Constant-time whatever the user: an unknown username is checked against a dummy hash."""
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
-    return user is not None
+    return passwords.matches(user.password_hash if user else None, password)
 
 
-def set_password(user: User, password: str) -> None:
-    user.password_hash = hash_password(password)
+def set_password(passwords: Passwords, user: User, password: str) -> None:
+    user.password_hash = passwords.hash(password)
     user.password_changed_at = utcnow()
 
 
-def rehash_if_needed(user: User, password: str) -> None:
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+def rehash_if_needed(passwords: Passwords, user: User, password: str) -> None:
+    """A hash made with weaker (or other) parameters than the configured ones is replaced on sign-in."""
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -84,11 +73,11 @@ def replace_grants(session: Session, user: User, grants: list[dict], caller: Ide
         user.grants.append(Grant(role_id=role_id, location_id=location_id))
 
 
-def create_user(session: Session, data: dict, caller: Identity) -> User:
+def create_user(session: Session, passwords: Passwords, data: dict, caller: Identity) -> User:
     _check_username_free(session, data["username"])
     user = User(username=data["username"], email=data.get("email"), name=data.get("name"),
                 active=data.get("active", True), is_admin=data.get("is_admin", False), failed_logins=0)
-    set_password(user, data["password"])
+    set_password(passwords, user, data["password"])
     session.add(user)
     session.flush()
     if data.get("grants"):
@@ -112,7 +101,8 @@ class AdminSetup:
     password: str | None  # only when this call set it
 
 
-def ensure_admin(session: Session, username: str, password: str | None, reset: bool = False) -> AdminSetup:
+def ensure_admin(session: Session, passwords: Passwords, username: str, password: str | None,
+                 reset: bool = False) -> AdminSetup:
     """Creates the first admin (and a first office location) once; later calls change nothing unless ``reset``."""
     if session.scalar(select(func.count()).select_from(Location)) == 0:
         session.add(Location(name=DEFAULT_LOCATION, active=True))
@@ -122,10 +112,10 @@ def ensure_admin(session: Session, username: str, password: str | None, reset: b
     password = password or secrets.token_urlsafe(18)
     if user is None:
         user = User(username=username, name="Administrator", is_admin=True, active=True, failed_logins=0)
-        set_password(user, password)
+        set_password(passwords, user, password)
         session.add(user)
         return AdminSetup(username, created=True, password=password)
-    set_password(user, password)
+    set_password(passwords, user, password)
     user.active, user.is_admin, user.failed_logins, user.locked_until = True, True, 0, None
     bump(session)
     return AdminSetup(username, created=False, password=password)

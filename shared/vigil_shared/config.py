@@ -54,6 +54,7 @@ SETTINGS: list[Setting] = [
     Setting("VIGIL_LOGIN_FAILURES_PER_ADDRESS", "30", "Failed sign-ins per client address per 15 minutes before 429."),
     Setting("VIGIL_LOCKOUT_THRESHOLD", "10", "Consecutive failed sign-ins that lock an account."),
     Setting("VIGIL_LOCKOUT_SECONDS", "900", "How long a locked account stays locked."),
+    Setting("VIGIL_PASSWORD_HASHING", "standard", "Tests only: `fast-for-tests` hashes passwords with the cheapest Argon2id parameters so test suites sign in quickly; refused when `VIGIL_ENV=production`. `standard` is RFC 9106's low-memory Argon2id profile."),
     Setting("VIGIL_TRUSTED_PROXY_HOPS", "0", "Gateway: reverse proxies in front of it whose X-Forwarded-For is trusted for the client address."),
     Setting("VIGIL_IDENTITY_TOKEN_TTL", "60", "Seconds the gateway-to-service identity token stays valid."),
     Setting("VIGIL_ADMIN_USERNAME", "admin", "First admin user, created by `make run` / `vigil-gateway create-admin`."),

@@ -9,7 +9,7 @@ from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import requires
 
 from .. import audit, login_guard
-from ..context import database, db_session, settings
+from ..context import database, db_session, passwords, settings
 from ..identity_cache import bump
 from ..models import Session
 from ..schemas import RefreshRequestSchema, TokenRequestSchema, TokenSchema
@@ -40,7 +40,7 @@ def token(credentials):
         audit.record(database(), "auth.login", audit.DENIED, actor_name=username,
                      target_type="user", target_id=user.id if user else None, details={"reason": throttled.reason})
         raise
-    if not password_matches(user, credentials["password"]) or not user.active:
+    if not password_matches(passwords(), user, credentials["password"]) or not user.active:
         locked = login_guard.record_failure(session, config.login_policy, username, address,
                                             user if user and user.active else None)
         session.commit()
@@ -51,7 +51,7 @@ def token(credentials):
                          target_id=user.id, details={"seconds": config.login_policy.lockout_seconds})
         raise _refused()
     login_guard.record_success(session, user)
-    rehash_if_needed(user, credentials["password"])
+    rehash_if_needed(passwords(), user, credentials["password"])
     pair = open_session(session, user, secret=config.secret_key, access_ttl=config.access_token_ttl,
                         refresh_ttl=config.refresh_token_ttl, client_ip=address,
                         user_agent=request.headers.get("User-Agent"))

@@ -12,7 +12,7 @@ from vigil_shared.permissions import AUTHENTICATED, CATALOG
 from vigil_shared.web import current_identity, requires
 
 from .. import audit, rights
-from ..context import database, db_session, signed_in_user
+from ..context import database, db_session, passwords, signed_in_user
 from ..identity_cache import bump
 from ..models import Location, User
 from ..schemas import (MeSchema, PasswordChangeSchema, PasswordResetSchema, PermissionSchema, UserCreateSchema,
@@ -66,7 +66,7 @@ class Users(MethodView):
         """Create a user, optionally with role grants (those need 'roles.manage')."""
         _guard_privileges(data)
         session = db_session()
-        user = create_user(session, data, current_identity())
+        user = create_user(session, passwords(), data, current_identity())
         session.commit()
         audit.record(database(), "user.create", target_type="user", target_id=user.id,
                      details={"username": user.username, "is_admin": user.is_admin, "grants": _grant_view(user)})
@@ -131,7 +131,7 @@ def reset_password(body, user_id):
     session = db_session()
     user = get_user(session, user_id)
     rights.ensure_can_act_on(session, current_identity(), signed_in_user(), user)
-    set_password(user, body["password"])
+    set_password(passwords(), user, body["password"])
     user.failed_logins, user.locked_until = 0, None
     revoked = revoke_sessions(session, user.id)
     session.commit()
@@ -165,11 +165,11 @@ def change_my_password(body):
     user = signed_in_user()
     if user is None:
         raise Problem(400, "API keys have no password.")
-    if not password_matches(user, body["current_password"]):
+    if not password_matches(passwords(), user, body["current_password"]):
         audit.record(database(), "user.password_change", audit.FAILURE, target_type="user", target_id=user.id)
         raise Problem(401, "The current password is wrong.", type=UNAUTHENTICATED)
     session = db_session()
-    set_password(user, body["new_password"])
+    set_password(passwords(), user, body["new_password"])
     revoked = revoke_sessions(session, user.id, keep=g.get("session_id"))
     session.commit()
     audit.record(database(), "user.password_change", target_type="user", target_id=user.id,
