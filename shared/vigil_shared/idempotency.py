@@ -9,8 +9,8 @@ the body and the replayed headers are kept only encrypted (Fernet, the process's
 and the request fingerprint is a keyed HMAC, not a bare SHA-256 that would let anyone reading the
 table test guesses of a confidential value sent in the body.
 
-A service uses its runtime's database, ``idempotency_keys`` table and cipher; any other app (the
-gateway) registers its own with :func:`register_idempotency`.
+Every app registers where its keys live with :func:`register_idempotency`: a service's program
+does it with its runtime's database, ``idempotency_keys`` table and cipher; the gateway with its own.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import hashlib
 import json
 import threading
 import time
-from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import wraps
@@ -27,10 +26,11 @@ from flask import Flask, Response, current_app, make_response, request
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from .apidoc import document
+from .authz import current_identity
 from .crypto import DecryptionError, FieldCipher
 from .db import Database, utcnow
 from .errors import CONFLICT, Problem, validation_problem
-from .web import current_identity
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 KEY_LIFETIME = timedelta(hours=24)
@@ -95,17 +95,14 @@ def register_idempotency(app: Flask, db: Database, record_model: type, cipher: F
 def _store() -> IdempotencyStore:
     store = current_app.extensions.get(EXTENSION)
     if store is None:
-        from .runtime import current_runtime
-
-        runtime = current_runtime()
-        store = register_idempotency(current_app, runtime.db, runtime.messaging.IdempotencyRecord, runtime.cipher)
+        raise RuntimeError("@idempotent needs register_idempotency(app, ...) when the app is created")
     return store
 
 
-_HEADER_DOC = {"parameters": [{
+HEADER_DOC = {
     "in": "header", "name": IDEMPOTENCY_HEADER, "required": False, "schema": {"type": "string", "maxLength": 200},
     "description": "Makes a retry safe: the first response is returned again for 24 hours.",
-}]}
+}
 
 
 def _request_hash() -> str:
@@ -116,7 +113,9 @@ def _request_hash() -> str:
 
 
 def idempotent(view):
-    """Decorates a POST view (place it under ``@requires`` and above the flask-smorest decorators)."""
+    """Decorates a POST view (place it under ``@requires``, so a refused caller never takes a key, and
+    above the flask-smorest decorators, so a replay skips parsing); the operation documents the header
+    whatever the order (:mod:`vigil_shared.apidoc`)."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -161,13 +160,8 @@ def idempotent(view):
         store.prune()
         return response
 
-    # Listed with the operation's arguments: a manual_doc "parameters" list would replace (not
-    # join) the query arguments flask-smorest documents, hiding e.g. ``?allow_duplicates``.
-    apidoc = deepcopy(getattr(view, "_apidoc", {}))
-    arguments = apidoc.setdefault("arguments", {})
-    arguments["parameters"] = [*arguments.get("parameters", []), *deepcopy(_HEADER_DOC["parameters"])]
-    wrapper._apidoc = apidoc
-    return wrapper
+    # Joins the parameters flask-smorest documents (a @blp.doc "parameters" list would replace them).
+    return document(wrapper, parameters=(HEADER_DOC,))
 
 
 def _release(store: IdempotencyStore, caller: str, key: str) -> None:

@@ -12,11 +12,11 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from .authz import requires
 from .errors import not_found
 from .fields import Timestamp
 from .http import PaginationArgs, page_schema, paginate
-from .runtime import current_runtime
-from .web import request_session, requires
+from .service import current_runtime, request_session
 
 OPS_PERMISSION = "ops.manage"
 

@@ -1,7 +1,9 @@
-"""One service's runtime objects and its command line: migrate, web, worker, relay.
+"""One service's command line: migrate, web, worker, relay, rotate-keys, revision.
 
 Every service is the same program with different models, views and handlers, so the process
-entry points live here once; a service's ``cli.py`` only names its parts.
+entry points live here once; a service's ``app.py`` only names its parts (:class:`ServiceProgram`).
+This is the top of ``vigil_shared``: it assembles the runtime objects (:mod:`vigil_shared.service`),
+the web app (:mod:`vigil_shared.web`) and the operator endpoints (:mod:`vigil_shared.ops`).
 """
 from __future__ import annotations
 
@@ -16,59 +18,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from celery import Celery
-from flask import Flask, current_app
+from flask import Flask
 
 from . import migrations
 from .config import ConfigError, Settings
-from .crypto import FieldCipher
-from .db import Database
+from .health import run_checks
+from .idempotency import register_idempotency
 from .logs import configure_logging
-from .messaging.celery_app import make_celery, ping_broker
-from .messaging.outbox import EventConsumer, MessagingModels, Outbox, OutboxRelay
+from .messaging.outbox import MessagingModels, OutboxRelay
+from .ops import ops_blueprint
+# Re-exported: services and tests name them from here.
+from .service import EXTENSION, ServiceRuntime, current_runtime  # noqa: F401
+from .web import create_service_app
 
 log = logging.getLogger("vigil.runtime")
 
 
-@dataclass
-class ServiceRuntime:
-    """What a service's views, tasks and relay share: settings, database, broker, outbox tables."""
-
-    settings: Settings
-    db: Database
-    messaging: MessagingModels
-    celery: Celery = field(repr=False)
-    cipher: FieldCipher = field(repr=False, default=None)
-
-    @classmethod
-    def build(cls, settings: Settings, messaging: MessagingModels) -> "ServiceRuntime":
-        return cls(settings=settings, db=Database(settings.database_url), messaging=messaging,
-                   celery=make_celery(settings), cipher=FieldCipher(settings.encryption_keys, settings.blind_index_key))
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    def ready_checks(self) -> dict[str, Callable[[], None]]:
-        return {"database": self.db.ping, "broker": lambda: ping_broker(self.settings)}
-
-    def outbox(self, request_id: str | None = None) -> Outbox:
-        return Outbox(self.messaging, self.name, request_id)
-
-    def consumer(self) -> EventConsumer:
-        return EventConsumer(service=self.name, db=self.db, models=self.messaging)
-
-    def relay(self) -> OutboxRelay:
-        return OutboxRelay(service=self.name, db=self.db, models=self.messaging, celery=self.celery,
-                           queue_name=self.settings.queue_name, interval=self.settings.relay_interval)
-
-
-def current_runtime() -> ServiceRuntime:
-    return current_app.extensions["vigil_runtime"]
-
-
 def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[], None]]) -> ThreadingHTTPServer:
     """``/healthz`` and ``/readyz`` for processes that are not web apps (workers, relays)."""
-    from .web import run_checks
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server naming
@@ -141,13 +108,11 @@ class ServiceProgram:
     multipart_endpoints: frozenset = frozenset()  # endpoints taking multipart/form-data (uploads)
 
     def create_app(self, settings: Settings | None = None) -> Flask:
-        from .ops import ops_blueprint
-        from .web import create_service_app
-
         runtime = self.runtime(settings)
         app = create_service_app(self.name, runtime.settings, runtime.db, [*self.blueprints, ops_blueprint(self.name)],
                                  runtime.ready_checks(), multipart_endpoints=frozenset(self.multipart_endpoints))
-        app.extensions["vigil_runtime"] = runtime
+        app.extensions[EXTENSION] = runtime
+        register_idempotency(app, runtime.db, runtime.messaging.IdempotencyRecord, runtime.cipher)
         return app
 
     def runtime(self, settings: Settings | None = None) -> ServiceRuntime:

@@ -14,21 +14,23 @@ import logging
 import re
 import time
 import uuid
-from copy import deepcopy
-from functools import wraps
 from typing import Callable, Iterable
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, g, request
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
 
+from . import guards
+from .apidoc import OperationDocPlugin
+# Re-exported for views: what a view needs comes from here, wherever it is defined.
+from .authz import ANYWHERE, current_identity, forbidden, require, requires  # noqa: F401
 from .config import Settings
 from .db import Database
-from . import guards
-from .errors import FORBIDDEN, Problem, UNAUTHENTICATED, register_error_handlers
-from .identity import IDENTITY_HEADER, Identity, InvalidIdentity, verify_identity
+from .errors import Problem, UNAUTHENTICATED, register_error_handlers
+from .health import WEB_OPTIONAL_CHECKS, add_health_routes, run_checks  # noqa: F401
+from .identity import IDENTITY_HEADER, InvalidIdentity, verify_identity
 from .logs import configure_logging
-from .permissions import AUTHENTICATED, scope_of
+from .service import request_outbox, request_session  # noqa: F401
 
 REQUEST_ID_HEADER = "X-Request-ID"
 CONFIDENTIAL_READS_HEADER = "X-Vigil-Confidential-Reads"  # service → gateway only, recorded in the audit log
@@ -53,10 +55,21 @@ class ProblemSchema(Schema):
 
 
 class VigilApi(Api):
-    """flask-smorest with problem+json errors and documented bearer security."""
+    """flask-smorest with problem+json errors, documented bearer security, and the operation fields
+    Vigil's own decorators declare (:mod:`vigil_shared.apidoc`)."""
 
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
+
+    def __init__(self, app: Flask | None = None, *, spec_kwargs: dict | None = None, **kwargs):
+        self.operation_docs = OperationDocPlugin()
+        spec_kwargs = dict(spec_kwargs or {})
+        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), self.operation_docs]
+        super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
+
+    def init_app(self, app: Flask, *, spec_kwargs: dict | None = None) -> None:
+        self.operation_docs.app = app
+        super().init_app(app, spec_kwargs=spec_kwargs)
 
     def _register_error_handlers(self):
         register_error_handlers(self._app)
@@ -71,13 +84,6 @@ class VigilApi(Api):
 def incoming_request_id() -> str:
     rid = request.headers.get(REQUEST_ID_HEADER, "")
     return rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
-
-
-def current_identity() -> Identity:
-    identity = g.get("identity")
-    if identity is None:
-        raise Problem(401, "Authentication required.", type=UNAUTHENTICATED)
-    return identity
 
 
 def base_app(name: str, settings: Settings) -> Flask:
@@ -129,48 +135,6 @@ def enforce_json_bodies(app: Flask, exempt_endpoints: frozenset[str] = frozenset
         return None
 
 
-WEB_OPTIONAL_CHECKS = frozenset({"broker"})
-
-
-def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]],
-                      optional: frozenset[str] = WEB_OPTIONAL_CHECKS) -> None:
-    """``/healthz``: the process answers. ``/readyz``: it can serve requests (503 otherwise).
-
-    A web process serves requests as long as its database answers: writes go to the outbox, which
-    the relay publishes once the broker is back. So a failing ``optional`` check (the broker)
-    leaves it ready and is reported in the body as ``degraded``; a load balancer keeps the API up.
-    Workers and relays (``runtime.serve_health``) still need every check, the broker included.
-    """
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok", process=app.name)
-
-    @app.get("/readyz")
-    def readyz():
-        report, ready = run_checks(checks, optional)
-        degraded = any(entry["status"] == "degraded" for entry in report.values())
-        response = jsonify(status=("degraded" if degraded else "ready") if ready else "unavailable", checks=report)
-        response.status_code = 200 if ready else 503
-        return response
-
-
-def run_checks(checks: dict[str, Callable[[], None]], optional: frozenset[str] = frozenset()) -> tuple[dict, bool]:
-    """Runs each check; ready unless a check not in ``optional`` fails (those report ``degraded``)."""
-    report, ready = {}, True
-    for check_name, check in checks.items():
-        try:
-            check()
-            report[check_name] = {"status": "ok"}
-        except Exception as exc:  # noqa: BLE001 - readiness reports any failure, by name only
-            if check_name in optional:
-                report[check_name] = {"status": "degraded", "error": type(exc).__name__}
-            else:
-                ready = False
-                report[check_name] = {"status": "unavailable", "error": type(exc).__name__}
-    return report, ready
-
-
 def create_service_app(name: str, settings: Settings, db: Database, blueprints: Iterable[Blueprint],
                        ready_checks: dict[str, Callable[[], None]],
                        multipart_endpoints: frozenset[str] = frozenset()) -> Flask:
@@ -210,64 +174,6 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
     add_health_routes(app, ready_checks)
     app.extensions["vigil_api"] = api
     return app
-
-
-ANYWHERE = object()  # "at some location": distinct from None, which is a record whose location is unknown
-
-
-def require(permission: str, location_id=ANYWHERE) -> Identity:
-    """403 unless the caller holds ``permission`` at ``location_id`` (or at some location when omitted).
-
-    A ``None`` location (a record not yet placed) is refused for location permissions, never read as
-    "anywhere".
-    """
-    identity = current_identity()
-    allowed = identity.can_anywhere(permission) if location_id is ANYWHERE else identity.can(permission, location_id)
-    if not allowed:
-        raise forbidden(permission)
-    return identity
-
-
-def forbidden(permission: str) -> Problem:
-    return Problem(403, f"You need the '{permission}' permission for this.", type=FORBIDDEN, permission=permission)
-
-
-def requires(permission: str):
-    """Refuses, before any parsing, callers who hold ``permission`` nowhere, and documents the rule.
-
-    The operation's OpenAPI entry gets ``x-vigil-permission`` and ``x-vigil-scope``; the
-    route × role × location test reads them, so an operation without this decorator fails it.
-    Location checks on the record itself stay with the view (``require(permission, location_id)``).
-    """
-    scope = "none" if permission == AUTHENTICATED else scope_of(permission)
-
-    def decorator(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            if permission == AUTHENTICATED:
-                current_identity()
-            else:
-                require(permission)
-            return view(*args, **kwargs)
-
-        wrapper._apidoc = deepcopy(getattr(view, "_apidoc", {}))
-        wrapper._apidoc.setdefault("manual_doc", {}).update({"x-vigil-permission": permission, "x-vigil-scope": scope})
-        return wrapper
-
-    return decorator
-
-
-def request_outbox():
-    """The current service's outbox, stamped with this request's id."""
-    from .runtime import current_runtime
-
-    return current_runtime().outbox(g.get("request_id"))
-
-
-def request_session():
-    from .runtime import current_runtime
-
-    return current_runtime().db.request_session()
 
 
 def note_confidential_read(target_type: str, target_id, fields: list[str]) -> None:

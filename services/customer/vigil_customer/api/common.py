@@ -1,11 +1,11 @@
 """What every view of this service shares: the write context, loading a record the caller may use."""
 from __future__ import annotations
 
-from copy import deepcopy
 from functools import wraps
 
 from sqlalchemy.orm import Session
 
+from vigil_shared.apidoc import document
 from vigil_shared.runtime import current_runtime
 from vigil_shared.web import current_identity, request_outbox, request_session
 
@@ -58,15 +58,10 @@ IF_MATCH_DOC = {
 def if_match(view):
     """Documents the ``If-Match`` header a view reads through ``check_if_match``.
 
-    Place it with the flask-smorest decorators (under ``@requires``/``@record_rule``): it joins the
-    operation's documented arguments, so the OpenAPI lists every header and query parameter the
-    view reads (a ``manual_doc`` list would replace the query arguments instead).
+    It joins the operation's documented parameters whatever the decorator order
+    (:mod:`vigil_shared.apidoc`), so the OpenAPI lists every header and query parameter the view reads.
     """
-    apidoc = deepcopy(getattr(view, "_apidoc", {}))
-    arguments = apidoc.setdefault("arguments", {})
-    arguments["parameters"] = [*arguments.get("parameters", []), deepcopy(IF_MATCH_DOC)]
-    view._apidoc = apidoc
-    return view
+    return document(view, parameters=(IF_MATCH_DOC,))
 
 
 def record_rule(*, action: str | None = None, permission: str | None = None):

@@ -1,0 +1,65 @@
+"""Who is calling and what they may do: the caller's identity for this request, and permission checks.
+
+The gateway and the services share these; ``vigil_shared.web`` re-exports them for views.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import g
+
+from .apidoc import document
+from .errors import FORBIDDEN, UNAUTHENTICATED, Problem
+from .identity import Identity
+from .permissions import AUTHENTICATED, scope_of
+
+ANYWHERE = object()  # "at some location": distinct from None, which is a record whose location is unknown
+
+
+def current_identity() -> Identity:
+    identity = g.get("identity")
+    if identity is None:
+        raise Problem(401, "Authentication required.", type=UNAUTHENTICATED)
+    return identity
+
+
+def require(permission: str, location_id=ANYWHERE) -> Identity:
+    """403 unless the caller holds ``permission`` at ``location_id`` (or at some location when omitted).
+
+    A ``None`` location (a record not yet placed) is refused for location permissions, never read as
+    "anywhere".
+    """
+    identity = current_identity()
+    allowed = identity.can_anywhere(permission) if location_id is ANYWHERE else identity.can(permission, location_id)
+    if not allowed:
+        raise forbidden(permission)
+    return identity
+
+
+def forbidden(permission: str) -> Problem:
+    return Problem(403, f"You need the '{permission}' permission for this.", type=FORBIDDEN, permission=permission)
+
+
+def requires(permission: str):
+    """Refuses, before any parsing, callers who hold ``permission`` nowhere, and documents the rule.
+
+    The operation's OpenAPI entry gets ``x-vigil-permission`` and ``x-vigil-scope`` (through
+    :mod:`vigil_shared.apidoc`, whatever the decorator order); the route × role × location test
+    reads them, so an operation without this decorator fails it. Place it above the flask-smorest
+    decorators so the refusal comes before parsing. Location checks on the record itself stay
+    with the view (``require(permission, location_id)``).
+    """
+    scope = "none" if permission == AUTHENTICATED else scope_of(permission)
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if permission == AUTHENTICATED:
+                current_identity()
+            else:
+                require(permission)
+            return view(*args, **kwargs)
+
+        return document(wrapper, fields={"x-vigil-permission": permission, "x-vigil-scope": scope})
+
+    return decorator

@@ -1,0 +1,67 @@
+"""One service's runtime objects: what its views, tasks and relay share (settings, database, broker, outbox).
+
+The command line that builds and runs them is :mod:`vigil_shared.runtime`; this module sits below
+the web layer, so views reach the runtime (:func:`request_session`, :func:`request_outbox`)
+without importing the program that created the app.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from celery import Celery
+from flask import current_app, g
+
+from .config import Settings
+from .crypto import FieldCipher
+from .db import Database
+from .messaging.celery_app import make_celery, ping_broker
+from .messaging.outbox import EventConsumer, MessagingModels, Outbox, OutboxRelay
+
+EXTENSION = "vigil_runtime"
+
+
+@dataclass
+class ServiceRuntime:
+    """What a service's views, tasks and relay share: settings, database, broker, outbox tables."""
+
+    settings: Settings
+    db: Database
+    messaging: MessagingModels
+    celery: Celery = field(repr=False)
+    cipher: FieldCipher = field(repr=False, default=None)
+
+    @classmethod
+    def build(cls, settings: Settings, messaging: MessagingModels) -> "ServiceRuntime":
+        return cls(settings=settings, db=Database(settings.database_url), messaging=messaging,
+                   celery=make_celery(settings), cipher=FieldCipher(settings.encryption_keys, settings.blind_index_key))
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def ready_checks(self) -> dict[str, Callable[[], None]]:
+        return {"database": self.db.ping, "broker": lambda: ping_broker(self.settings)}
+
+    def outbox(self, request_id: str | None = None) -> Outbox:
+        return Outbox(self.messaging, self.name, request_id)
+
+    def consumer(self) -> EventConsumer:
+        return EventConsumer(service=self.name, db=self.db, models=self.messaging)
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(service=self.name, db=self.db, models=self.messaging, celery=self.celery,
+                           queue_name=self.settings.queue_name, interval=self.settings.relay_interval)
+
+
+def current_runtime() -> ServiceRuntime:
+    return current_app.extensions[EXTENSION]
+
+
+def request_outbox() -> Outbox:
+    """The current service's outbox, stamped with this request's id."""
+    return current_runtime().outbox(g.get("request_id"))
+
+
+def request_session():
+    return current_runtime().db.request_session()
