@@ -5,6 +5,7 @@ its trace; the table itself refuses UPDATE and DELETE (database triggers, see mi
 """
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database, utcnow
 from vigil_shared.identity import Identity
+from vigil_shared.web import CONFIDENTIAL_READS_HEADER
 
 from .models import AuditEntry
 
@@ -65,3 +67,18 @@ def query(session: Session, *, actor: str | None = None, action: str | None = No
     if until:
         statement = statement.where(AuditEntry.occurred_at < until)
     return statement.order_by(AuditEntry.id.desc())
+
+
+def confidential_reads(db: Database, response):
+    """Services name the confidential values they showed unmasked; each such response is audited
+    (an ``after_request`` hook: the header is removed before the response leaves the gateway)."""
+    reads = response.headers.pop(CONFIDENTIAL_READS_HEADER, None)
+    if reads:
+        try:
+            entries = json.loads(reads)
+        except ValueError:
+            entries = [{"unparsed": reads[:500]}]
+        for entry in entries:
+            record(db, "confidential.read", target_type=entry.get("target_type"),
+                   target_id=entry.get("target_id"), details={"fields": entry.get("fields"), "path": request.path})
+    return response

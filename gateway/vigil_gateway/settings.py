@@ -5,18 +5,10 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from vigil_shared.config import SERVICES, ConfigError, Settings, env, service_url
+from vigil_shared.config import SERVICES, ConfigError, Settings, env, env_float, env_int, service_url
 from vigil_shared.crypto import FieldCipher
 
 from .passwords import HASHING_CHOICES, STANDARD, PasswordHashing
-
-
-def _int(name: str, default: int) -> int:
-    raw = env(name, str(default))
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
 def _password_hashing() -> PasswordHashing:
@@ -58,17 +50,17 @@ class GatewaySettings:
         values = dict(
             base=base,
             secret_key=secret,
-            access_token_ttl=_int("VIGIL_ACCESS_TOKEN_TTL", 900),
-            refresh_token_ttl=_int("VIGIL_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
-            upstream_timeout=float(env("VIGIL_UPSTREAM_TIMEOUT", "10")),
+            access_token_ttl=env_int("VIGIL_ACCESS_TOKEN_TTL", 900),
+            refresh_token_ttl=env_int("VIGIL_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
+            upstream_timeout=env_float("VIGIL_UPSTREAM_TIMEOUT", 10.0),
             service_urls={name: service_url(name) for name in SERVICES},
             login_policy=LoginPolicy(
-                failures_per_user_per_minute=_int("VIGIL_LOGIN_FAILURES_PER_USER", 5),
-                failures_per_address_per_15min=_int("VIGIL_LOGIN_FAILURES_PER_ADDRESS", 30),
-                lockout_threshold=_int("VIGIL_LOCKOUT_THRESHOLD", 10),
-                lockout_seconds=_int("VIGIL_LOCKOUT_SECONDS", 900),
+                failures_per_user_per_minute=env_int("VIGIL_LOGIN_FAILURES_PER_USER", 5),
+                failures_per_address_per_15min=env_int("VIGIL_LOGIN_FAILURES_PER_ADDRESS", 30),
+                lockout_threshold=env_int("VIGIL_LOCKOUT_THRESHOLD", 10),
+                lockout_seconds=env_int("VIGIL_LOCKOUT_SECONDS", 900),
             ),
-            trusted_proxy_hops=_int("VIGIL_TRUSTED_PROXY_HOPS", 0),
+            trusted_proxy_hops=env_int("VIGIL_TRUSTED_PROXY_HOPS", 0),
             password_hashing=_password_hashing(),
         )
         values.update(overrides)

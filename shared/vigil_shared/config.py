@@ -100,7 +100,7 @@ def default_port(process: str, kind: str = "web") -> int:
     return base + {"web": 0, "worker": WORKER_HEALTH_PORT_OFFSET, "relay": RELAY_HEALTH_PORT_OFFSET}[kind]
 
 
-def _int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     raw = env(name)
     if raw is None:
         return default
@@ -110,7 +110,7 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
-def _float(name: str, default: float) -> float:
+def env_float(name: str, default: float) -> float:
     raw = env(name)
     if raw is None:
         return default
@@ -121,7 +121,7 @@ def _float(name: str, default: float) -> float:
 
 
 def service_url(service: str) -> str:
-    port = _int(f"VIGIL_{service.upper()}_PORT", default_port(service))
+    port = env_int(f"VIGIL_{service.upper()}_PORT", default_port(service))
     return env(f"VIGIL_{service.upper()}_URL", f"http://127.0.0.1:{port}").rstrip("/")
 
 
@@ -168,18 +168,18 @@ class Settings:
             broker_dir=Path(env("VIGIL_BROKER_DIR", str(vdir / "broker"))).resolve(),
             queue_prefix=env("VIGIL_QUEUE_PREFIX", "vigil"),
             internal_secret=secret,
-            identity_token_ttl=_int("VIGIL_IDENTITY_TOKEN_TTL", 60),
-            port=_int(f"VIGIL_{upper}_PORT", default_port(name)),
-            worker_health_port=_int(f"VIGIL_{upper}_WORKER_HEALTH_PORT", default_port(name, "worker"))
+            identity_token_ttl=env_int("VIGIL_IDENTITY_TOKEN_TTL", 60),
+            port=env_int(f"VIGIL_{upper}_PORT", default_port(name)),
+            worker_health_port=env_int(f"VIGIL_{upper}_WORKER_HEALTH_PORT", default_port(name, "worker"))
             if name in SERVICES else 0,
-            relay_health_port=_int(f"VIGIL_{upper}_RELAY_HEALTH_PORT", default_port(name, "relay"))
+            relay_health_port=env_int(f"VIGIL_{upper}_RELAY_HEALTH_PORT", default_port(name, "relay"))
             if name in SERVICES else 0,
             bind_host=env("VIGIL_BIND_HOST", "127.0.0.1"),
-            web_workers=_int("VIGIL_WEB_WORKERS", 1),
-            web_threads=_int("VIGIL_WEB_THREADS", 8),
-            worker_concurrency=_int("VIGIL_WORKER_CONCURRENCY", 1),
-            relay_interval=_float("VIGIL_RELAY_INTERVAL", 0.2),
-            max_body_bytes=_int("VIGIL_MAX_BODY_BYTES", 1024 * 1024),
+            web_workers=env_int("VIGIL_WEB_WORKERS", 1),
+            web_threads=env_int("VIGIL_WEB_THREADS", 8),
+            worker_concurrency=env_int("VIGIL_WORKER_CONCURRENCY", 1),
+            relay_interval=env_float("VIGIL_RELAY_INTERVAL", 0.2),
+            max_body_bytes=env_int("VIGIL_MAX_BODY_BYTES", 1024 * 1024),
             log_level=env("VIGIL_LOG_LEVEL", "INFO").upper(),
             production=production,
         )

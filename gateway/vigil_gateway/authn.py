@@ -1,0 +1,96 @@
+"""Authentication of every public API call: a user's bearer access token or an API key → the identity
+the services receive (``g.identity``, signed into ``g.identity_token`` for the forwarded call)."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from flask import Flask, g, request
+from sqlalchemy import update
+
+from vigil_shared.db import Database, utcnow
+from vigil_shared.errors import UNAUTHENTICATED, Problem
+
+from .access import api_key_identity, user_identity
+from .identity_cache import Entry, IdentityCache
+from .models import ApiKey, Session as SignInSession, User
+from .settings import GatewaySettings
+from .tokens import API_KEY_PREFIX, InvalidToken, find_api_key, verify_access_token
+
+PUBLIC_API_PATHS = frozenset({"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/openapi.json", "/api/v1/docs"})
+API_KEY_HEADER = "X-API-Key"
+KEY_USE_RESOLUTION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
+
+
+def _unauthenticated(detail: str) -> Problem:
+    return Problem(401, detail, type=UNAUTHENTICATED)
+
+
+def authenticate(settings: GatewaySettings, db: Database, cache: IdentityCache) -> Entry:
+    """Bearer access token (a user's session) or API key → the identity passed on to services.
+
+    Resolved identities are cached while ``auth_state.epoch`` is unchanged, so a call costs one
+    small query; any revocation or rights change bumps the epoch and applies on the next call.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    api_key = request.headers.get(API_KEY_HEADER) or (credential if credential.startswith(API_KEY_PREFIX) else None)
+    epoch = cache.epoch()
+    address = request.remote_addr
+    if api_key:
+        cache_key = ("key", api_key, address)
+        entry = cache.get(cache_key, epoch)
+        if entry is None or (entry.expires_at and entry.expires_at < utcnow()):
+            session = db.request_session()
+            try:
+                key = find_api_key(session, api_key)
+            except InvalidToken:
+                raise _unauthenticated("The API key is invalid, expired or revoked.") from None
+            identity = api_key_identity(session, key, None, address)
+            if identity is None:
+                raise _unauthenticated("The API key's creator is no longer active; the key no longer works.")
+            entry = cache.put(cache_key, Entry(epoch, identity, None, None, key_id=key.id,
+                                               key_creator_id=key.created_by, expires_at=key.expires_at))
+        _note_key_use(db, entry)
+        return entry
+    if scheme.lower() != "bearer" or not credential:
+        raise _unauthenticated("Send `Authorization: Bearer <token>`; get a token from POST /api/v1/auth/token.")
+    try:
+        claims = verify_access_token(credential, settings.secret_key)
+    except InvalidToken:
+        raise _unauthenticated("The access token is invalid or expired.") from None
+    cache_key = ("session", claims["sid"], address)
+    entry = cache.get(cache_key, epoch)
+    if entry is None:
+        session = db.request_session()
+        signed_in = session.get(SignInSession, claims["sid"])
+        if signed_in is None or signed_in.revoked_at is not None:
+            raise _unauthenticated("This session has ended; sign in again.")
+        user = session.get(User, int(claims["sub"]))
+        if user is None or not user.active or signed_in.user_id != user.id:
+            raise _unauthenticated("The account behind this token is disabled.")
+        entry = cache.put(cache_key, Entry(epoch, user_identity(session, user, None, address), user.id, signed_in.id))
+    return entry
+
+
+def _note_key_use(db: Database, entry: Entry) -> None:
+    """Records an API key's last use, at most once a minute."""
+    now = utcnow()
+    if entry.last_used_written is None or now - entry.last_used_written > KEY_USE_RESOLUTION:
+        with db.transaction() as session:
+            session.execute(update(ApiKey).where(ApiKey.id == entry.key_id).values(last_used_at=now))
+        entry.last_used_written = now
+
+
+def install_authentication(app: Flask, settings: GatewaySettings, db: Database, cache: IdentityCache) -> None:
+    """Every ``/api/`` call but sign-in, refresh and the documentation is authenticated before anything else."""
+    base = settings.base
+
+    @app.before_request
+    def _authenticate_api_calls():
+        if request.path.startswith("/api/") and request.path not in PUBLIC_API_PATHS:
+            entry = authenticate(settings, db, cache)
+            g.identity = dataclasses.replace(entry.identity, request_id=g.request_id)
+            g.user_id, g.session_id, g.key_creator_id = entry.user_id, entry.session_id, entry.key_creator_id
+            g.identity_token = cache.signed_token(entry, base.internal_secret, base.identity_token_ttl, g.request_id)

@@ -1,0 +1,57 @@
+"""The gateway's command line: ``vigil-gateway migrate|create-admin|web``.
+
+Like a service's (``vigil_shared.runtime.ServiceProgram.main``): settings from the environment, a
+refused setting is a one-line error and exit status 2, one log configuration per command.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vigil_shared import migrations
+from vigil_shared.config import ConfigError, env
+from vigil_shared.db import Database
+from vigil_shared.logs import configure_logging
+from vigil_shared.runtime import run_gunicorn
+
+from .app import PACKAGE, create_app
+from .passwords import Passwords
+from .settings import GatewaySettings
+from .users import ensure_admin
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vigil-gateway", description="Vigil gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations")
+    admin = commands.add_parser("create-admin", help="create the first admin (VIGIL_ADMIN_USERNAME/PASSWORD)")
+    admin.add_argument("--reset", action="store_true", help="set a new password on an existing admin")
+    commands.add_parser("web", help="serve the public API with gunicorn")
+    args = parser.parse_args(argv)
+    try:
+        settings = GatewaySettings.from_env()
+    except ConfigError as exc:
+        print(f"vigil-gateway: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.base.log_level, process=f"gateway-{args.command}")
+    if args.command == "migrate":
+        migrations.upgrade(PACKAGE, settings.base.database_url)
+    elif args.command == "create-admin":
+        _create_admin(settings, reset=args.reset)
+    elif args.command == "web":
+        run_gunicorn(lambda: create_app(settings), settings.base)
+    return 0
+
+
+def _create_admin(settings: GatewaySettings, reset: bool) -> None:
+    db = Database(settings.base.database_url)
+    with db.transaction() as session:
+        setup = ensure_admin(session, Passwords(settings.password_hashing), env("VIGIL_ADMIN_USERNAME", "admin"),
+                             env("VIGIL_ADMIN_PASSWORD"), reset=reset)
+    if setup.password and not env("VIGIL_ADMIN_PASSWORD"):
+        print(f"Admin user '{setup.username}' password (shown once): {setup.password}")
+    elif setup.created or setup.password:
+        print(f"Admin user '{setup.username}' {'created' if setup.created else 'password reset'}.")
+    else:
+        print(f"Admin user '{setup.username}' already exists; password unchanged "
+              "(vigil-gateway create-admin --reset sets a new one).")
