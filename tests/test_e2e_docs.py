@@ -64,3 +64,15 @@ def test_docs_page_renders_operations_in_headless_chromium(stack, tmp_path):
     for path in ("/api/v1/customers", "/api/v1/properties/{property_id}", "/api/v1/auth/token"):
         assert f'data-path="{path}"' in dom or f">{path}<" in dom.replace("\u200b", ""), path
     assert "Failed to load API definition" not in dom
+
+
+def test_readme_names_only_documents_the_repository_has():
+    """The README once sent readers to a CONVENTIONS.md that was never in the repository."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    named = set(re.findall(r"\]\(([^)#\s]+\.md)\)", readme)) | set(re.findall(r"`([\w./-]+\.md)`", readme))
+    assert "docs/api.md" in named
+    missing = sorted(name for name in named if not (root / name).is_file())
+    assert not missing, f"README names documents that do not exist: {missing}"
