@@ -83,7 +83,7 @@ def _run(stack, tmp_path: Path, label: str, api_key: str | None = None, *, only:
         argv += ["--include-name", name]
     for name in exclude:
         argv += ["--exclude-name", name]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 3 + 120,
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 3 + 120, cwd=tmp_path,  # its cache
                           env=os.environ | {"NO_COLOR": "1", "SCHEMATHESIS_HOOKS": str(HOOKS),
                                             "VIGIL_FUZZ_GATEWAY": stack.gateway_url,
                                             "VIGIL_FUZZ_PASSWORD": stack.env["VIGIL_ADMIN_PASSWORD"],
