@@ -2,7 +2,7 @@
 OpenAPI document and the proxy to the services. Its command line is :mod:`.cli`."""
 from __future__ import annotations
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from vigil_shared.config import SERVICES
@@ -18,7 +18,7 @@ from .api import BLUEPRINTS as API_BLUEPRINTS
 from .authn import API_KEY_HEADER, install_authentication
 from .identity_cache import IdentityCache
 from .models import IdempotencyRecord
-from .openapi import DOCS_HTML, MergedSpec, fetch_service_document
+from .openapi import MergedSpec, docs_blueprint, fetch_service_document
 from .passwords import Passwords
 from .proxy import UpstreamPool, forward, unrouted
 from .routing import service_for
@@ -71,9 +71,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def openapi_document():
         return jsonify(merged_spec.document())
 
-    @app.get("/api/v1/docs")
-    def openapi_docs():
-        return Response(DOCS_HTML, mimetype="text/html")
+    app.register_blueprint(docs_blueprint())  # the Swagger UI page and its assets, served offline
 
     # OPTIONS is forwarded too: the service that owns the path states its real methods in `Allow`.
     @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

@@ -14,10 +14,11 @@ from vigil_shared.errors import UNAUTHENTICATED, Problem
 from .access import api_key_identity, user_identity
 from .identity_cache import Entry, IdentityCache
 from .models import ApiKey, Session as SignInSession, User
+from .openapi import PUBLIC_DOCS_PATHS
 from .settings import GatewaySettings
 from .tokens import API_KEY_PREFIX, InvalidToken, find_api_key, verify_access_token
 
-PUBLIC_API_PATHS = frozenset({"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/openapi.json", "/api/v1/docs"})
+PUBLIC_API_PATHS = frozenset({"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/openapi.json"}) | PUBLIC_DOCS_PATHS
 API_KEY_HEADER = "X-API-Key"
 KEY_USE_RESOLUTION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
 
