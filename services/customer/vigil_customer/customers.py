@@ -321,7 +321,8 @@ def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, A
 def visible_matches(matches: list[duplicates.Match], identity) -> tuple[list[dict], int]:
     """What the caller may learn of likely duplicates: ``(listed, others)``.
 
-    A reason counts only when the caller may see that field on the matching record, so an SSN
+    A reason resting on a confidential field counts only when the caller may see that field unmasked
+    on the matching record (``duplicates.REASON_FIELDS``), so an SSN
     match says nothing to a caller who sees that record's SSN masked (or not at all): a guessed
     SSN is never confirmed. Matches on records the caller may view are listed with their
     reasons; matches elsewhere are only counted, with no id, name, kind or reason.
@@ -329,7 +330,9 @@ def visible_matches(matches: list[duplicates.Match], identity) -> tuple[list[dic
     listed, others = [], 0
     for match in matches:
         access = Access(identity, match.kind, match.location_id)
-        reasons = [reason for reason in match.reasons if reason != "ssn" or visible_field(access, "ssn")]
+        reasons = [reason for reason in match.reasons
+                   if all(name not in CONFIDENTIAL or visible_field(access, name)
+                          for name in duplicates.REASON_FIELDS[reason])]
         if not reasons:
             continue
         if access.can_record("view"):

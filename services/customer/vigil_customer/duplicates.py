@@ -16,6 +16,10 @@ from .models import Customer
 from .record import PHONE_FIELDS
 
 REASONS = ("phone", "email", "ssn", "name_address")
+# The fields each reason compares: a reason resting on a confidential field is told only to callers
+# who may see that field unmasked on the matching record (``customers.visible_matches``).
+REASON_FIELDS = {"phone": PHONE_FIELDS, "email": ("email",), "ssn": ("ssn",),
+                 "name_address": ("first_name", "last_name", "address_line1", "zip", "city")}
 # The E.164 column of every phone field: a shared number is a reason
 PHONE_COLUMNS = tuple(getattr(Customer, f"{name}_e164") for name in PHONE_FIELDS)
 MAX_MATCHES = 20
