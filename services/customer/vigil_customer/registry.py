@@ -159,7 +159,6 @@ class SecretDate(Secret):
 class Phone(Type):
     """A phone number stored as entered, with its E.164 form in ``<name>_e164`` for matching."""
 
-
     def input(self, doc):
         return TrimmedString(allow_none=True, validate=validate.Length(max=40), **_doc(doc))
 
@@ -171,7 +170,6 @@ class Phone(Type):
 @dataclass(frozen=True)
 class Email(Type):
     """An email address; ``email_key`` (lower case) keeps it unique whatever the case, on every database."""
-
 
     def input(self, doc):
         return fields.Email(allow_none=True, validate=validate.Length(max=254), **_doc(doc))
