@@ -37,7 +37,8 @@ class Customer(Base):
     kind: Mapped[str] = mapped_column(String(10), default="customer", server_default="customer")
     # the SSN's keyed blind index: equality lookups without decrypting
     ssn_index: Mapped[str | None] = mapped_column(String(64), index=True)
-    locals().update(registry.column_definitions())  # every field's columns, declared once in the registry
+    # every field's columns, declared once in the registry (a class body's locals() is its namespace)
+    locals().update(registry.column_definitions())
 
     # bookkeeping
     sort_name: Mapped[str] = mapped_column(binary_string(220), default="")
