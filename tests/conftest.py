@@ -197,6 +197,16 @@ def gateway_as(stack, gateway):
     return make
 
 
+_EXCHANGES = [e for e in range(230, 1000) if e % 100 != 11]  # real-looking, never an N11 service code
+
+
+def unique_phone(area: str = "801") -> str:
+    """A valid number no other record of the run is likely to share (7.5 million per area code), so
+    a phone-based duplicate check never joins two tests' records."""
+    n = uuid.uuid4().int
+    return f"{area}-{_EXCHANGES[n % len(_EXCHANGES)]}-{(n >> 16) % 10_000:04d}"
+
+
 def customer_body(location_id: int, **fields) -> dict:
     """A valid new customer (seed 001's required fields) at ``location_id``; ``fields`` override."""
     return {"kind": "customer", "first_name": "Dana", "last_name": "Reyes", "city": "Ottawa", "state": "ON",

@@ -25,7 +25,7 @@ from sqlalchemy import JSON, LargeBinary, MetaData, String, Table, Text, create_
 
 from vigil_shared.config import PROCESS_NAMES
 
-from conftest import customer_body
+from conftest import customer_body, unique_phone
 
 pytestmark = pytest.mark.run_last(2)
 
@@ -68,7 +68,7 @@ def _plant(gateway, stack, planted: dict) -> dict:
     location_id = location.json()["id"]
     sensitive = {"ssn": planted["ssn"], "birthdate": planted["birthdate"]}
     body = customer_body(location_id, first_name="Plant", last_name=f"Rest{uuid.uuid4().hex[:6]}",
-                         primary_phone=f"613-555-{random.randint(1000, 9999)}", **sensitive)
+                         primary_phone=unique_phone("613"), **sensitive)
     key = {"Idempotency-Key": uuid.uuid4().hex}
     created = gateway.post("/api/v1/customers?allow_duplicates=true", json=body, headers=key)
     assert created.status_code == 201, created.text

@@ -28,6 +28,7 @@ from .config import Settings
 from .db import Database
 from .errors import Problem, UNAUTHENTICATED, register_error_handlers
 from .health import WEB_OPTIONAL_CHECKS, add_health_routes, run_checks  # noqa: F401
+from .http import PreconditionPlugin
 from .identity import IDENTITY_HEADER, InvalidIdentity, verify_identity
 from .logs import configure_logging
 from .service import request_outbox, request_session  # noqa: F401
@@ -64,7 +65,8 @@ class VigilApi(Api):
     def __init__(self, app: Flask | None = None, *, spec_kwargs: dict | None = None, **kwargs):
         self.operation_docs = OperationDocPlugin()
         spec_kwargs = dict(spec_kwargs or {})
-        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), self.operation_docs]
+        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), PreconditionPlugin(),
+                                        self.operation_docs]
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
     def init_app(self, app: Flask, *, spec_kwargs: dict | None = None) -> None:

@@ -5,7 +5,6 @@ from functools import wraps
 
 from sqlalchemy.orm import Session
 
-from vigil_shared.apidoc import document
 from vigil_shared.runtime import current_runtime
 from vigil_shared.web import current_identity, request_outbox, request_session
 
@@ -44,24 +43,6 @@ def load_for(customer_id: int, permission: str, session: Session | None = None):
     if not current_identity().can(permission, customer.location_id):
         raise forbidden(permission)
     return customer
-
-
-
-
-IF_MATCH_DOC = {
-    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string", "maxLength": 200},
-    "description": "The `ETag` you read: the change is refused with 412 if the resource changed since. "
-                   "Without it the last write wins.",
-}
-
-
-def if_match(view):
-    """Documents the ``If-Match`` header a view reads through ``check_if_match``.
-
-    It joins the operation's documented parameters whatever the decorator order
-    (:mod:`vigil_shared.apidoc`), so the OpenAPI lists every header and query parameter the view reads.
-    """
-    return document(view, parameters=(IF_MATCH_DOC,))
 
 
 def record_rule(*, action: str | None = None, permission: str | None = None):
