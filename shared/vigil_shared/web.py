@@ -65,8 +65,8 @@ class VigilApi(Api):
     def __init__(self, app: Flask | None = None, *, spec_kwargs: dict | None = None, **kwargs):
         self.operation_docs = OperationDocPlugin()
         spec_kwargs = dict(spec_kwargs or {})
-        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), PreconditionPlugin(),
-                                        self.operation_docs]
+        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), self.operation_docs,
+                                        PreconditionPlugin()]
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
     def init_app(self, app: Flask, *, spec_kwargs: dict | None = None) -> None:
