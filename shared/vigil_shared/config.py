@@ -43,8 +43,8 @@ def _per_process(template: str, default: str, description: str, names=PROCESS_NA
 SETTINGS: list[Setting] = [
     Setting("VIGIL_VAR_DIR", "./var", "Directory for embedded databases, the file broker, uploads and generated secrets."),
     Setting("VIGIL_ENV", "development", "`production` refuses to start without explicit secrets."),
-    Setting("VIGIL_BROKER_URL", "filesystem://", "kombu broker URL: `filesystem://` (embedded), `amqp://user:pass@host:5672//`, `redis://host:6379/0`."),
-    Setting("VIGIL_BROKER_DIR", "$VIGIL_VAR_DIR/broker", "Message folder of the embedded filesystem broker."),
+    Setting("VIGIL_BROKER_URL", "sqlite:///$VIGIL_VAR_DIR/broker.sqlite", "kombu broker URL: `sqlite:///<file>` (the embedded SQLite broker), `amqp://user:pass@host:5672//`, `redis://host:6379/0`; `filesystem://` (kombu's, not recommended) still works."),
+    Setting("VIGIL_BROKER_DIR", "$VIGIL_VAR_DIR/broker", "Message folder of kombu's `filesystem://` broker (only with that URL)."),
     Setting("VIGIL_QUEUE_PREFIX", "vigil", "Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker."),
     Setting("VIGIL_INTERNAL_SECRET", "generated into var/secrets.env by the runner", "HMAC key of the short-lived identity token the gateway passes to services. Same value on the gateway and every service."),
     Setting("VIGIL_SECRET_KEY", "generated into var/secrets.env by the runner", "Gateway only: signs user access tokens."),
@@ -163,7 +163,7 @@ class Settings:
         values = dict(
             name=name,
             database_url=env(f"VIGIL_{upper}_DATABASE_URL", f"sqlite:///{vdir / (name + '.db')}"),
-            broker_url=env("VIGIL_BROKER_URL", "filesystem://"),
+            broker_url=env("VIGIL_BROKER_URL", f"sqlite:///{vdir / 'broker.sqlite'}"),
             broker_dir=Path(env("VIGIL_BROKER_DIR", str(vdir / "broker"))).resolve(),
             queue_prefix=env("VIGIL_QUEUE_PREFIX", "vigil"),
             internal_secret=secret,

@@ -9,10 +9,17 @@ from celery import Celery
 from kombu import Connection, Exchange, Queue
 
 from ..config import Settings
+from . import sqlite_broker  # registers the embedded ``sqlite://`` transport with kombu
+
+# Seconds a delivered, unacknowledged message stays invisible to other consumers of the embedded broker.
+# The holder renews it every third of that while alive; a killed holder's messages come back after it.
+EMBEDDED_VISIBILITY_TIMEOUT = 30
 
 
 def broker_transport_options(settings: Settings) -> dict:
-    if settings.broker_url.startswith("filesystem:"):
+    if settings.broker_url.startswith(f"{sqlite_broker.SCHEME}:"):
+        return {"visibility_timeout": EMBEDDED_VISIBILITY_TIMEOUT, "polling_interval": 0.05}
+    if settings.broker_url.startswith("filesystem:"):  # kombu's own: kept for comparison, not recommended
         folder = settings.broker_dir
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "control").mkdir(exist_ok=True)
@@ -62,6 +69,9 @@ def send_to_queue(app: Celery, task_name: str, queue: str, args: list, headers: 
 
 
 def ping_broker(settings: Settings, timeout: float = 2.0) -> None:
+    if settings.broker_url.startswith(f"{sqlite_broker.SCHEME}:"):
+        sqlite_broker.ping(settings.broker_url)
+        return
     if settings.broker_url.startswith("filesystem:"):
         broker_transport_options(settings)  # makes sure the folder exists
         probe = settings.broker_dir / ".ready-probe"
