@@ -23,6 +23,7 @@ SUITES = [
     ("billing", "services/billing/tests"),
     ("credit", "services/credit/tests"),
     ("gateway", "gateway/tests"),
+    ("runner", "deploy/runner/tests"),
     ("e2e", "tests"),
 ]
 
