@@ -151,3 +151,14 @@ def test_children_die_with_a_runner_killed_with_sigkill_and_then_free_the_lock(t
         if runner.poll() is None:
             runner.kill()
         runner.wait()
+
+
+def test_make_install_does_not_print_setuptools_editable_notices():
+    root = Path(__file__).resolve().parents[3]
+    pip = subprocess.run(["make", "-s", "--no-print-directory", "--eval", "print-pip: ; @echo '$(PIP)'", "print-pip"],
+                         cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    result = subprocess.run(f"{pip} -c constraints.txt -e deploy/runner", shell=True, cwd=root, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Editable installation" not in result.stdout + result.stderr
+    assert "BuildBackendWarning" not in result.stdout + result.stderr

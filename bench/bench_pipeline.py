@@ -1,0 +1,293 @@
+"""The event pipeline under churn: how fast each queue drains, and how soon a customer's deletion cascades.
+
+    .venv/bin/python bench/bench_pipeline.py [--brokers embedded,rabbitmq] [--rate 60] [--clients 6]
+                                             [--steady 30] [--pause 15]
+
+For each broker it starts its own Vigil on free ports: ``embedded`` is the default of ``make run``
+(SQLite databases, the SQLite broker), ``rabbitmq`` the production shape (PostgreSQL + RabbitMQ),
+``filesystem`` kombu's filesystem transport (the old embedded default, for comparison). Then:
+
+1. **Steady churn**: ``--clients`` clients together send about ``--rate`` requests/s through the
+   gateway: create a customer, add two properties, update both, delete the customer. The cascade
+   latency is the time from the DELETE's answer until both properties answer 404 (polled every
+   50 ms). Every 5xx is counted.
+2. **Drain rate**: the churn goes on while the customer and property workers are paused (SIGSTOP)
+   for ``--pause`` seconds, so a backlog builds up; after SIGCONT, each queue's drain rate is the
+   events its service's inbox recorded per second until it caught up with its source outboxes.
+
+Targets (issue 8): every queue drains at least 200 events/s; a cascade is done within 5 s.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import requests
+from sqlalchemy import column, create_engine, func, select, table, text
+
+from vigil_runner.stack import Stack
+from vigil_shared.config import PROCESS_NAMES
+from vigil_shared.messaging.contracts import SUBSCRIPTIONS
+from vigil_shared.testing import TestDatabases, rabbitmq_url
+
+TARGET_DRAIN = 200.0
+TARGET_CASCADE = 5.0
+
+
+def start(broker: str, var_dir: str) -> tuple[Stack, TestDatabases, str | None]:
+    overrides = {"VIGIL_VAR_DIR": var_dir, "VIGIL_ADMIN_USERNAME": "admin",
+                 "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "WARNING",
+                 "VIGIL_RELAY_INTERVAL": "0.1"}
+    databases = TestDatabases("postgres" if broker == "rabbitmq" else "embedded", var_dir)
+    prefix = None
+    if broker == "rabbitmq":
+        for name in PROCESS_NAMES:
+            overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
+        prefix = f"vigil-bench-{uuid.uuid4().hex[:8]}"
+        overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=prefix)
+    elif broker == "filesystem":
+        overrides["VIGIL_BROKER_URL"] = "filesystem://"
+    stack = Stack.from_environment(overrides, dynamic_ports=True, inherit_vigil_settings=False)
+    stack.prepare()
+    stack.start()
+    stack.wait_ready(timeout=180)
+    return stack, databases, prefix
+
+
+class Churn:
+    """Clients paced to a total request rate; records 5xx and cascade latencies."""
+
+    def __init__(self, base: str, token: str, location_id: int, rate: float, clients: int):
+        self.base, self.location_id = base, location_id
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.interval = clients / rate  # seconds between one client's requests
+        self.clients = clients
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.requests = self.errors = 0
+        self.server_errors: list[str] = []
+        self.pending: list[tuple[float, list[int]]] = []  # (delete answered at, property ids)
+        self.cascades: list[float] = []
+
+    def _call(self, http: requests.Session, method: str, path: str, **kwargs) -> requests.Response | None:
+        try:
+            response = http.request(method, f"{self.base}{path}", headers=self.headers, timeout=30, **kwargs)
+        except requests.RequestException as exc:
+            with self.lock:
+                self.server_errors.append(f"{method} {path}: {exc}")
+            return None
+        with self.lock:
+            self.requests += 1
+            if response.status_code >= 500:
+                self.server_errors.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
+        return response
+
+    def client(self, number: int) -> None:
+        http = requests.Session()
+        next_at = time.monotonic() + number * self.interval / self.clients
+
+        def paced(method, path, **kwargs):
+            nonlocal next_at
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            next_at = max(next_at + self.interval, time.monotonic() - self.interval)
+            return self._call(http, method, path, **kwargs)
+
+        while not self.stopping.is_set():
+            customer = paced("POST", "/api/v1/customers", params={"allow_duplicates": "true"}, json={
+                "kind": "customer", "first_name": "Bench", "last_name": f"Churn{number}", "city": "Ottawa",
+                "state": "ON", "primary_phone": f"613-555-{uuid.uuid4().int % 10_000:04d}",
+                "account_type": "Residential", "location_id": self.location_id})
+            if customer is None or customer.status_code != 201:
+                continue
+            cid = customer.json()["id"]
+            properties = []
+            for _ in range(2):
+                prop = paced("POST", f"/api/v1/customers/{cid}/properties",
+                             json={"account_number": f"B-{uuid.uuid4().hex[:12]}", "address": "1 Bench Road"})
+                if prop is not None and prop.status_code == 201:
+                    properties.append(prop.json()["id"])
+            paced("PATCH", f"/api/v1/customers/{cid}", json={"city": "Kanata"})
+            if properties:
+                paced("PATCH", f"/api/v1/properties/{properties[0]}", json={"address": "2 Bench Road"})
+            deleted = paced("DELETE", f"/api/v1/customers/{cid}")
+            if deleted is not None and deleted.status_code == 204 and properties:
+                with self.lock:
+                    self.pending.append((time.monotonic(), properties))
+
+    def watch_cascades(self) -> None:
+        http = requests.Session()
+        while not self.stopping.is_set() or self.pending:
+            with self.lock:
+                pending, self.pending = self.pending, []
+            still = []
+            for deleted_at, properties in pending:
+                left = [p for p in properties
+                        if http.get(f"{self.base}/api/v1/properties/{p}", headers=self.headers,
+                                    timeout=30).status_code != 404]
+                if left:
+                    still.append((deleted_at, left))
+                else:
+                    self.cascades.append(time.monotonic() - deleted_at)
+            with self.lock:
+                self.pending = still + self.pending
+            if self.stopping.is_set() and still and time.monotonic() - min(d for d, _ in still) > 120:
+                break  # a cascade that never finishes is reported as missing
+            time.sleep(0.05)
+
+    def run(self) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self.client, args=(n,), daemon=True) for n in range(self.clients)]
+        threads.append(threading.Thread(target=self.watch_cascades, daemon=True))
+        for thread in threads:
+            thread.start()
+        return threads
+
+
+def inbox_count(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM processed_events")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def expected_count(stack: Stack, service: str) -> int:
+    """Events the service's queue is due: every subscribed event in the other services' outboxes."""
+    types = SUBSCRIPTIONS.get(service, frozenset())
+    total = 0
+    for source in ("customer", "property", "billing", "credit"):
+        engine = create_engine(database_url(stack, source))
+        try:
+            with engine.connect() as conn:
+                outbox = table("outbox_events", column("type"))
+                total += conn.execute(select(func.count()).select_from(outbox)
+                                      .where(outbox.c.type.in_(sorted(types)))).scalar_one()
+        finally:
+            engine.dispose()
+    return total
+
+
+def database_url(stack: Stack, service: str) -> str:
+    return stack.env.get(f"VIGIL_{service.upper()}_DATABASE_URL") or f"sqlite:///{stack.env['VIGIL_VAR_DIR']}/{service}.db"
+
+
+def signal_workers(stack: Stack, services, sig) -> None:
+    for process in stack.processes:
+        if process.name in {f"{s}-worker" for s in services}:
+            os.killpg(process.popen.pid, sig)
+
+
+def measure(broker: str, args) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"vigil-bench-{broker}-") as var_dir:
+        stack, databases, prefix = start(broker, var_dir)
+        try:
+            base = stack.gateway_url
+            token = requests.post(f"{base}/api/v1/auth/token", json={
+                "username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]}, timeout=30).json()["access_token"]
+            location = requests.post(f"{base}/api/v1/locations", json={"name": f"Bench {broker}"},
+                                     headers={"Authorization": f"Bearer {token}"}, timeout=30).json()["id"]
+            churn = Churn(base, token, location, args.rate, args.clients)
+            threads = churn.run()
+            started = time.monotonic()
+            time.sleep(args.steady)
+            steady_requests, steady_seconds = churn.requests, time.monotonic() - started
+            steady_cascades = list(churn.cascades)
+            consumers = [s for s in SUBSCRIPTIONS if SUBSCRIPTIONS[s]]
+            signal_workers(stack, consumers, signal.SIGSTOP)
+            time.sleep(args.pause)
+            churn.stopping.set()  # the backlog is built; drain it without new load competing
+            for thread in threads[:-1]:
+                thread.join(60)
+            backlog = {s: expected_count(stack, s) - inbox_count(database_url(stack, s)) for s in consumers}
+            before = {s: inbox_count(database_url(stack, s)) for s in consumers}
+            resumed = time.monotonic()
+            signal_workers(stack, consumers, signal.SIGCONT)
+            drained: dict[str, float] = {}
+            while len(drained) < len(consumers) and time.monotonic() - resumed < 300:
+                for service in consumers:
+                    if service not in drained and inbox_count(database_url(stack, service)) >= before[service] + backlog[service]:
+                        drained[service] = time.monotonic() - resumed
+                time.sleep(0.1)
+            threads[-1].join(150)
+            return {
+                "broker": broker,
+                "rate": steady_requests / steady_seconds,
+                "server_errors": churn.server_errors,
+                "cascades": steady_cascades,
+                "cascades_all": churn.cascades,
+                "missing_cascades": len(churn.pending),
+                "drain": {s: (backlog[s], drained.get(s)) for s in consumers},
+            }
+        finally:
+            stack.stop()
+            databases.drop_all()
+            if prefix:
+                from kombu import Connection
+
+                with Connection(rabbitmq_url(), connect_timeout=5) as conn:
+                    channel = conn.channel()
+                    for name in ("customer", "property", "billing", "credit"):
+                        try:
+                            channel.queue_delete(f"{prefix}.{name}")
+                        except Exception:  # noqa: BLE001 - never declared
+                            channel = conn.channel()
+
+
+def report(result: dict) -> bool:
+    ok = True
+    print(f"\n== {result['broker']}: {result['rate']:.0f} requests/s of churn through the gateway")
+    print(f"   5xx / failed requests: {len(result['server_errors'])}")
+    for line in result["server_errors"][:5]:
+        print(f"     {line}")
+    ok &= not result["server_errors"]
+    cascades = sorted(result["cascades"])
+    if cascades:
+        p95 = cascades[int(0.95 * (len(cascades) - 1))]
+        print(f"   cascade (DELETE answered -> properties gone), steady churn: n={len(cascades)} "
+              f"p50={statistics.median(cascades):.2f}s p95={p95:.2f}s max={cascades[-1]:.2f}s "
+              f"(target <= {TARGET_CASCADE:.0f}s)")
+        ok &= cascades[-1] <= TARGET_CASCADE
+    if result["missing_cascades"]:
+        print(f"   cascades never finished: {result['missing_cascades']}")
+        ok = False
+    for service, (backlog, seconds) in result["drain"].items():
+        if seconds is None:
+            print(f"   queue {service}: backlog {backlog} NOT drained")
+            ok = False
+            continue
+        rate = backlog / seconds if seconds else float("inf")
+        print(f"   queue {service}: backlog of {backlog} events drained in {seconds:.1f}s = {rate:.0f} events/s "
+              f"(target >= {TARGET_DRAIN:.0f})")
+        ok &= rate >= TARGET_DRAIN
+    return ok
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--brokers", default="embedded,rabbitmq")
+    parser.add_argument("--rate", type=float, default=60.0, help="requests per second, all clients together")
+    parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument("--steady", type=float, default=30.0, help="seconds of steady churn")
+    parser.add_argument("--pause", type=float, default=15.0, help="seconds the workers are paused to build a backlog")
+    args = parser.parse_args(argv)
+    print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    ok = True
+    for broker in args.brokers.split(","):
+        ok &= report(measure(broker.strip(), args))
+    print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("targets met" if ok else "targets NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
