@@ -83,13 +83,19 @@ def _pid_alive(pid: int) -> bool:
 
 
 class QoS(virtual.QoS):
-    """Ack deletes the leased row; reject deletes it or, with requeue, makes it visible again."""
+    """Ack deletes the leased row; reject deletes it or, with requeue, makes it visible again.
+
+    Either frees a prefetch slot, so it wakes the consuming loop at once: kombu's virtual transport
+    would otherwise sleep a whole polling interval before taking the next message, which capped a
+    worker (prefetch 1) at 1/polling_interval messages a second.
+    """
 
     def ack(self, delivery_tag):
         message = self._delivered.get(delivery_tag)
         if message is not None and delivery_tag not in self._dirty:
             self.channel._finish(message)
         super().ack(delivery_tag)
+        self.channel.wake()
 
     def reject(self, delivery_tag, requeue=False):
         message = self._delivered.get(delivery_tag)
@@ -99,6 +105,7 @@ class QoS(virtual.QoS):
             else:
                 self.channel._finish(message)
         self._quick_ack(delivery_tag)
+        self.channel.wake()
 
 
 class Channel(virtual.Channel):
@@ -197,6 +204,11 @@ class Channel(virtual.Channel):
             self._write("UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL "
                         "WHERE id = ? AND receipt = ?", (time.time(), info["sqlite_id"], info["sqlite_receipt"]))
 
+    def wake(self) -> None:
+        transport = self.connection
+        if transport is not None:
+            transport.wakeup.set()
+
     def _restore(self, message):
         """Unacked at shutdown (or rejected with requeue): visible again, in its original place."""
         self._release(message)
@@ -242,6 +254,30 @@ class Transport(virtual.Transport):
     driver_type = "sqlite"
     driver_name = "sqlite3"
     implements = virtual.Transport.implements.extend(asynchronous=False, exchange_type=frozenset(["direct"]))
+
+    def __init__(self, client, **kwargs):
+        super().__init__(client, **kwargs)
+        self.wakeup = threading.Event()
+
+    def drain_events(self, connection, timeout=None):
+        """kombu's loop, except that the wait between empty polls ends early when a message is acked."""
+        started = time.monotonic()
+        while True:
+            self.wakeup.clear()
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    raise socket.timeout() from None
+                wait = self.polling_interval
+                if timeout is not None:
+                    wait = min(wait, max(0.0, timeout - (time.monotonic() - started)))
+                self.wakeup.wait(wait)
+
+    @property
+    def default_connection_params(self):
+        return {"port": None, "hostname": "localhost"}
 
     def driver_version(self):
         return sqlite3.sqlite_version
