@@ -46,7 +46,10 @@ def make_celery(settings: Settings) -> Celery:
         result_backend=None,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        # One message at a time from a network broker; the embedded one leases a few ahead, so the pool
+        # never waits for the claim of the next message after an ack (the leases are renewed, and
+        # come back within seconds if the worker is killed).
+        worker_prefetch_multiplier=4 if settings.broker_url.startswith(f"{sqlite_broker.SCHEME}:") else 1,
         task_default_queue=queue,
         task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True)],
         task_create_missing_queues=True,

@@ -277,7 +277,7 @@ class Transport(virtual.Transport):
 
     @property
     def default_connection_params(self):
-        return {"port": None, "hostname": "localhost"}
+        return {}  # a file, not a host: no "No hostname was supplied" warning in every log
 
     def driver_version(self):
         return sqlite3.sqlite_version
