@@ -205,7 +205,9 @@ def measure(broker: str, args) -> dict:
             started = time.monotonic()
             time.sleep(args.steady)
             steady_requests, steady_seconds = churn.requests, time.monotonic() - started
-            steady_deleted = dict(churn.deleted)
+            # Deletions answered just before the pause would wait it out: not a cascade latency.
+            cutoff = time.time() - TARGET_CASCADE - 1
+            steady_deleted = {c: v for c, v in churn.deleted.items() if v[0] < cutoff}
             consumers = [s for s in SUBSCRIPTIONS if SUBSCRIPTIONS[s]]
             signal_workers(stack, consumers, signal.SIGSTOP)
             time.sleep(args.pause)
