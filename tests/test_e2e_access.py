@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from conftest import assert_problem, customer_body
+from conftest import Gateway, assert_problem, customer_body
 
 METHODS = ("get", "post", "put", "patch", "delete")
 PARAM = re.compile(r"{(\w+)}")
@@ -179,3 +179,39 @@ def test_admin_only_routes_refuse_a_location_manager(gateway_as, locations):
     for method, path in (("GET", "/api/v1/users"), ("POST", "/api/v1/roles"), ("GET", "/api/v1/audit"),
                          ("POST", "/api/v1/api-keys"), ("GET", "/api/v1/ops/customer/outbox")):
         assert_problem(clerk.request(method, path, json={}), 403)
+
+
+# --- nobody gains what they do not hold (the gateway's own rules, through the real stack) --------
+
+def test_a_user_manager_cannot_take_over_an_administrator(gateway, gateway_as, anonymous, admin_password):
+    hr = gateway_as(["users.manage"])
+    admin = next(u for u in gateway.get("/api/v1/users", params={"q": "admin", "per_page": 100}).json()["items"]
+                 if u["username"] == "admin")
+    assert_problem(hr.post(f"/api/v1/users/{admin['id']}/password", json={"password": "taken-over-password"}), 403)
+    for change in ({"active": False}, {"email": "hr@example.com"}, {"name": "Puppet"}):
+        assert_problem(hr.patch(f"/api/v1/users/{admin['id']}", json=change), 403)
+    assert anonymous.post("/api/v1/auth/token", json={"username": "admin", "password": admin_password}).status_code == 200
+
+
+def test_a_role_manager_cannot_add_a_permission_they_lack(gateway_as):
+    manager = gateway_as(["roles.manage"])
+    role = manager.post("/api/v1/roles", json={"name": "e2e-escalation", "permissions": ["roles.manage"]})
+    assert role.status_code == 201, role.text
+    refused = assert_problem(manager.patch(role.headers["Location"], json={
+        "permissions": ["roles.manage", "confidential.ssn.view"]}), 403)
+    assert refused["errors"]["permissions"] == ["Not yours to give: confidential.ssn.view"]
+
+
+def test_an_api_key_stops_with_its_creator(stack, gateway, gateway_as, locations):
+    creator = gateway_as(["api_keys.manage", "customers.view", "notes.view"], [locations["home"]])
+    creator_id = creator.get("/api/v1/me").json()["id"]
+    key = creator.post("/api/v1/api-keys", json={"name": "e2e-sync", "permissions": ["customers.view"],
+                                                 "location_ids": [locations["home"]]}, headers={"Idempotency-Key": "e2e-k"})
+    replay = creator.post("/api/v1/api-keys", json={"name": "e2e-sync", "permissions": ["customers.view"],
+                                                    "location_ids": [locations["home"]]}, headers={"Idempotency-Key": "e2e-k"})
+    assert key.status_code == replay.status_code == 201 and replay.json()["id"] == key.json()["id"]
+    integration = Gateway(stack.gateway_url)
+    integration.http.headers["X-API-Key"] = key.json()["key"]
+    assert integration.get("/api/v1/customers").status_code == 200
+    assert gateway.patch(f"/api/v1/users/{creator_id}", json={"active": False}).status_code == 200
+    assert_problem(integration.get("/api/v1/customers"), 401)

@@ -3,6 +3,7 @@ process's log, not in any event. Unmasked reads by permitted callers are audited
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -68,3 +69,88 @@ def test_no_log_line_carries_a_confidential_value(stack, gateway, secret_custome
         for line in text.splitlines()[:5]:
             if line.startswith("{"):
                 json.loads(line)  # every process logs JSON lines
+
+
+# --- issue 8: no operation carries or reveals a value the caller cannot see at its source ---------
+
+@pytest.fixture(scope="module")
+def split_office_user(stack, gateway, locations):
+    """Works in both offices; sees SSNs and birthdates unmasked only in ``other`` (the target)."""
+    import secrets
+
+    from conftest import Gateway as Client
+
+    suffix = uuid.uuid4().hex[:8]
+    base = gateway.post("/api/v1/roles", json={"name": f"e2e-split-{suffix}", "permissions": [
+        "customers.view", "customers.create", "customers.modify", "customers.contact_info.modify", "leads.view",
+        "leads.create", "leads.modify", "history.view"]})
+    unmask = gateway.post("/api/v1/roles", json={"name": f"e2e-unmask-{suffix}", "permissions": [
+        "confidential.ssn.view", "confidential.birthdate.view"]})
+    assert base.status_code == unmask.status_code == 201, (base.text, unmask.text)
+    password = secrets.token_urlsafe(16)
+    grants = [{"role_id": base.json()["id"], "location_id": locations["home"]},
+              {"role_id": base.json()["id"], "location_id": locations["other"]},
+              {"role_id": unmask.json()["id"], "location_id": locations["other"]}]
+    made = gateway.post("/api/v1/users", json={"username": f"e2e-split-{suffix}", "password": password,
+                                               "grants": grants})
+    assert made.status_code == 201, made.text
+    token = Client(stack.gateway_url).post("/api/v1/auth/token", json={"username": f"e2e-split-{suffix}",
+                                                                      "password": password})
+    assert token.status_code == 200, token.text
+    return Client(stack.gateway_url, token.json()["access_token"])
+
+
+def test_a_copy_into_an_office_that_shows_ssns_carries_no_masked_value(gateway, locations, split_office_user):
+    original = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, json=customer_body(
+        locations["home"], first_name="Copy", last_name="Source", primary_phone="613-555-0188", ssn=SSN,
+        birthdate=BIRTHDATE))
+    assert original.status_code == 201, original.text
+    cid = original.json()["id"]
+    seen = split_office_user.get(f"/api/v1/customers/{cid}")
+    assert seen.json()["ssn"] == "***-**-9999" and seen.json()["birthdate"] == "***"
+    copied = split_office_user.post(f"/api/v1/customers/{cid}/duplicate", json={"location_id": locations["other"]})
+    assert copied.status_code == 201, copied.text
+    assert copied.json()["ssn"] is None and copied.json()["birthdate"] is None
+    assert not leaks(copied.text) and BIRTHDATE not in copied.text
+    again = split_office_user.get(f"/api/v1/customers/{copied.json()['id']}")
+    assert not leaks(again.text) and BIRTHDATE not in again.text
+    assert gateway.get(f"/api/v1/customers/{copied.json()['id']}").json()["ssn"] is None  # nothing stored either
+    moved = split_office_user.patch(f"/api/v1/customers/{cid}", json={"location_id": locations["other"]})
+    assert moved.status_code == 403 and not leaks(moved.text)
+    assert gateway.get(f"/api/v1/customers/{cid}").json()["location_id"] == locations["home"]
+
+
+def test_converting_a_lead_into_an_office_that_shows_ssns_is_refused(gateway, locations, split_office_user):
+    prospect = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, json=customer_body(
+        locations["home"], kind="lead", lead_status="new", account_type=None, first_name="Lead",
+        last_name="Secret", primary_phone="613-555-0187", ssn=SSN, birthdate=BIRTHDATE))
+    assert prospect.status_code == 201, prospect.text
+    lid = prospect.json()["id"]
+    refused = split_office_user.post(f"/api/v1/customers/{lid}/convert", json={
+        "location_id": locations["other"], "sold_by": "rep", "account_type": "residential"})
+    assert refused.status_code == 403 and {"ssn", "birthdate"} <= set(refused.json()["errors"])
+    assert not leaks(refused.text) and BIRTHDATE not in refused.text
+    assert gateway.get(f"/api/v1/customers/{lid}").json()["kind"] == "lead"
+    converted = split_office_user.post(f"/api/v1/customers/{lid}/convert", json={
+        "location_id": locations["home"], "sold_by": "rep", "account_type": "residential"})
+    assert converted.status_code == 200 and converted.json()["ssn"] == "***-**-9999"
+
+
+def test_the_duplicate_check_never_confirms_a_guessed_ssn(gateway, gateway_as, locations, secret_customer):
+    """The attacker sees ``***-**-9999`` on Cora's record and guesses the rest: every guess answers alike."""
+    attacker = gateway_as(["customers.view", "customers.create"], [locations["home"]])
+    assert attacker.get(f"/api/v1/customers/{secret_customer['id']}").json()["ssn"] == "***-**-9999"
+    answers = set()
+    for guess in (SSN, "219-09-9998"):
+        response = attacker.post("/api/v1/customers", json=customer_body(
+            locations["home"], first_name="Guess", last_name=guess[-4:], ssn=guess,
+            primary_phone=f"613-555-{uuid.uuid4().int % 10_000:04d}"))
+        answers.add(response.status_code)
+        assert "ssn" not in str(response.json().get("matches")), response.text
+        assert str(secret_customer["id"]) not in str(response.json().get("matches"))
+    assert answers == {201}
+    entitled = gateway_as(["customers.view", "customers.create", "confidential.ssn.view"], [locations["home"]])
+    named = entitled.post("/api/v1/customers", json=customer_body(
+        locations["home"], first_name="Real", primary_phone=f"613-555-{uuid.uuid4().int % 10_000:04d}", ssn=SSN))
+    assert named.status_code == 409
+    assert any(m["id"] == secret_customer["id"] and m["reasons"] == ["ssn"] for m in named.json()["matches"])

@@ -270,3 +270,77 @@ def test_a_lead_only_user_works_through_the_leads_routes(gateway_as, home):
     assert rep.patch(f"/api/v1/leads/{lead_id}", json={"lead_status": "hot"}).json()["lead_status"] == "hot"
     assert [c["id"] for c in rep.get("/api/v1/leads", params={"q": "onlylead"}).json()["items"]] == [lead_id]
     assert_problem(rep.get("/api/v1/customers"), 403)
+
+
+# --- issue 8: what real use broke -------------------------------------------------------------------
+
+def test_a_duplicate_in_an_office_you_cannot_view_reveals_no_id_and_no_field(gateway, gateway_as, home, other):
+    number = phone()
+    hidden = create(gateway, other, primary_phone=number, email=f"{uuid.uuid4().hex[:8]}@example.com")
+    clerk = gateway_as(["customers.view", "customers.create"], [home])
+    problem = assert_problem(clerk.post("/api/v1/customers", json=body(home, primary_phone=number)), 409)
+    assert problem["matches"] == [] and problem["other_matches"] == 1 and not problem.get("errors")
+    assert str(hidden["id"]) not in str(problem["matches"]) and hidden["email"] not in str(problem)
+
+
+def test_moving_an_emergency_contact_down_the_call_list_leaves_no_gap(gateway, home):
+    base = f"/api/v1/customers/{create(gateway, home)['id']}/contacts"
+    made = {name: gateway.post(base, json={"type": "emergency", "name": name}).json()["id"]
+            for name in ("Ann", "Bob", "Cy")}
+
+    def call_list():
+        items = gateway.get(base, params={"type": "emergency"}).json()["items"]
+        return [(c["name"], c["call_priority"]) for c in items]
+
+    assert gateway.patch(f"{base}/{made['Ann']}", json={"call_priority": 3}).status_code == 200
+    assert call_list() == [("Bob", 1), ("Cy", 2), ("Ann", 3)]
+    assert gateway.patch(f"{base}/{made['Cy']}", json={"call_priority": 9}).json()["call_priority"] == 3
+    assert call_list() == [("Bob", 1), ("Ann", 2), ("Cy", 3)]
+    assert gateway.patch(f"{base}/{made['Cy']}", json={"call_priority": 1}).status_code == 200
+    assert call_list() == [("Cy", 1), ("Bob", 2), ("Ann", 3)]
+
+
+def test_a_phone_searched_as_1_plus_ten_digits_is_found(gateway, home):
+    digits = f"61355501{uuid.uuid4().int % 100:02d}"
+    record = create(gateway, home, primary_phone=f"({digits[:3]}) {digits[3:6]}-{digits[6:]}", state="ON",
+                    city="Ottawa")
+    for q in (f"1{digits}", f"+1{digits}", digits):
+        items = gateway.get("/api/v1/customers", params={"q": q}).json()["items"]
+        assert record["id"] in [c["id"] for c in items], q
+
+
+def test_a_create_hears_of_every_field_error_at_once(gateway, home):
+    problem = assert_problem(gateway.post("/api/v1/customers", json={
+        "location_id": home, "city": "Provo", "state": "UT", "zip": "22", "primary_phone": phone(),
+        "account_type": "residential", "email": "nope"}), 422)
+    assert set(problem["errors"]) == {"first_name", "last_name", "zip", "email"}
+    record = create(gateway, home, zip="846011234")
+    assert record["zip"] == "84601-1234"
+
+
+def test_the_merged_openapi_documents_what_customer_operations_read(gateway):
+    doc = gateway.get("/api/v1/openapi.json").json()
+    create_op = doc["paths"]["/api/v1/customers"]["post"]
+    names = {(p["in"], p["name"]) for p in create_op.get("parameters", [])}
+    assert {("query", "allow_duplicates"), ("header", "Idempotency-Key")} <= names
+    for path, method in (("/api/v1/customers/{customer_id}", "patch"), ("/api/v1/customers/{customer_id}", "delete"),
+                         ("/api/v1/customers/{customer_id}/contacts/{contact_id}", "patch")):
+        assert ("header", "If-Match") in {(p["in"], p["name"]) for p in doc["paths"][path][method]["parameters"]}
+
+
+def test_concurrent_patches_of_one_customer_never_answer_500(gateway, home):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import Gateway
+
+    url = f"/api/v1/customers/{create(gateway, home)['id']}"
+
+    def patch(i):
+        caller = Gateway(gateway.base_url)  # a client per thread: requests sessions are not thread-safe
+        caller.http.headers.update(gateway.http.headers)
+        return caller.patch(url, json={"spouse": f"S{i}"}).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(patch, range(24)))
+    assert all(status in (200, 409) for status in statuses), statuses
+    assert statuses.count(200) >= 1

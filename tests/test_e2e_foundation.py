@@ -63,6 +63,18 @@ def test_request_id_is_propagated(gateway):
     assert len(gateway.get("/api/v1/customers").headers["X-Request-ID"]) == 32
 
 
+def test_the_callers_request_id_reaches_the_customer_history(gateway, home):
+    """The id a caller sees in X-Request-ID is the one the service records (the gateway once reused an
+    identity token signed without it, so every history entry had an empty request_id)."""
+    record = new_customer(gateway, home, first_name="Rid", last_name="Trace", primary_phone="613-555-0131")
+    url = f"/api/v1/customers/{record['id']}"
+    for request_id, spouse in (("abc-123", "Sam"), ("abc-456", "Kim")):  # the second call hits the identity cache
+        changed = gateway.patch(url, json={"spouse": spouse}, headers={"X-Request-ID": request_id})
+        assert changed.status_code == 200 and changed.headers["X-Request-ID"] == request_id, changed.text
+    entries = gateway.get(f"{url}/history", params={"field": "spouse"}).json()["items"]
+    assert {(e["new_value"], e["request_id"]) for e in entries} >= {("Sam", "abc-123"), ("Kim", "abc-456")}, entries
+
+
 # --- the customer → property → delete cascade --------------------------------------------------
 
 def test_property_for_unknown_customer_is_422(gateway):

@@ -89,6 +89,15 @@ def test_proxy_forwards_request_and_signed_identity(client, auth):
     assert response.headers["ETag"] == '"1.1"' and response.headers["Location"] == "/api/v1/customers/1"
 
 
+def test_each_call_signs_its_own_request_id_into_the_identity(client, auth):
+    """The identity stays cached between calls, but the token the services get names this call's id."""
+    for request_id in ("first-call", "second-call", "third-call"):
+        echoed = client.get("/api/v1/customers", headers=auth | {"X-Request-ID": request_id}).json
+        assert echoed["request_id"] == request_id and echoed["identity_request_id"] == request_id
+    generated = client.get("/api/v1/customers", headers=auth)
+    assert generated.json["identity_request_id"] == generated.headers["X-Request-ID"]
+
+
 def test_problem_json_from_a_service_passes_through(client, auth):
     response = client.get("/api/v1/customers?fail=conflict", headers=auth)
     assert is_problem(response, 409)["detail"] == "taken"

@@ -1,12 +1,15 @@
 """Users, roles, locations, sessions, API keys, login throttling and the audit log."""
 import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from vigil_gateway.app import create_app
-from vigil_gateway.models import AuditEntry
+from vigil_gateway.models import AuditEntry, LoginFailures
+from vigil_gateway.users import ensure_admin
 from vigil_gateway.settings import LoginPolicy
 from vigil_shared.permissions import CATALOG
 
@@ -185,6 +188,54 @@ def test_failed_logins_are_throttled_per_address(settings, db):
     other_address = client.post("/api/v1/auth/token", json={"username": "someone-else", "password": "x"},
                                 environ_base={"REMOTE_ADDR": "10.9.8.7"})
     problem(other_address, 401)
+
+
+def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
+    """31 wrong passwords, 6 at a time, from one address: the per-address limit (30) engages.
+
+    Counting used to read the row, add one in Python and write it back, so concurrent failures
+    overwrote each other's increments on PostgreSQL and the limit never engaged."""
+    policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=30, lockout_threshold=100)
+    app = create_app(dataclasses.replace(settings, login_policy=policy))
+    with db.transaction() as session:
+        ensure_admin(session, "admin", ADMIN_PASSWORD)
+    start = threading.Barrier(6)
+
+    def attempt(i):
+        if i < 6:
+            start.wait()  # the first six start together
+        return app.test_client().post("/api/v1/auth/token", json={"username": f"guess{i}", "password": "wrong"},
+                                      environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(attempt, range(31)))
+    assert set(statuses) <= {401, 429} and statuses.count(401) >= 30, statuses
+    with db.new_session() as session:
+        counted = session.get(LoginFailures, "addr:10.1.2.3").count
+    assert counted == statuses.count(401), f"{statuses.count(401)} failures, {counted} counted"
+    after = app.test_client().post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD},
+                                   environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert problem(after, 429)["type"] == "urn:vigil:problem:rate-limited"
+
+
+def test_concurrent_failures_of_one_account_all_count_toward_its_lockout(settings, db):
+    policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=12)
+    app = create_app(dataclasses.replace(settings, login_policy=policy))
+    with db.transaction() as session:
+        ensure_admin(session, "admin", ADMIN_PASSWORD)
+    start = threading.Barrier(6)
+
+    def attempt(i):
+        if i < 6:
+            start.wait()
+        return app.test_client().post("/api/v1/auth/token", json={"username": "admin", "password": f"wrong{i}"},
+                                      environ_base={"REMOTE_ADDR": f"10.2.0.{i}"}).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(attempt, range(12)))
+    assert statuses.count(401) == 12, statuses
+    locked = app.test_client().post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD})
+    problem(locked, 429)
 
 
 def test_api_keys_carry_a_subset_shown_once_and_revocable(client, auth, setup, db):

@@ -40,13 +40,20 @@ def user_identity(session: Session, user: User, request_id: str | None, client_i
                     locations=per_location, request_id=request_id, client_ip=client_ip)
 
 
-def api_key_identity(session: Session, key: ApiKey, request_id: str | None, client_ip: str | None) -> Identity:
+def api_key_identity(session: Session, key: ApiKey, request_id: str | None, client_ip: str | None) -> Identity | None:
+    """The key's own scope intersected with its creator's rights *now*; None once the creator is gone
+    or deactivated (the key then stops working). A key never outlives, nor outgrows, its creator."""
+    creator = session.get(User, key.created_by) if key.created_by is not None else None
+    if creator is None or not creator.active:
+        return None
+    company, per_location = effective_rights(session, creator)
     granted = set(key.permissions)
-    located = frozenset(granted & LOCATION_PERMISSIONS)
+    located = granted & LOCATION_PERMISSIONS
     locations = key.location_ids if key.location_ids is not None else all_location_ids(session)
+    scoped = {loc: frozenset(located & per_location.get(loc, frozenset())) for loc in locations}
     return Identity(subject=f"api_key:{key.id}", username=f"api-key:{key.name}", kind="api_key",
-                    permissions=frozenset(granted & GLOBAL_PERMISSIONS),
-                    locations={loc: located for loc in locations} if located else {},
+                    permissions=frozenset(granted & GLOBAL_PERMISSIONS & company),
+                    locations={loc: perms for loc, perms in scoped.items() if perms},
                     request_id=request_id, client_ip=client_ip)
 
 

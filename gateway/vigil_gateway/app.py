@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from datetime import timedelta
@@ -13,7 +14,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from vigil_shared import migrations
 from vigil_shared.config import ConfigError, SERVICES, env
 from vigil_shared.db import Database, utcnow
-from vigil_shared.errors import Problem, UNAUTHENTICATED, not_found
+from vigil_shared.errors import Problem, UNAUTHENTICATED
+from vigil_shared.idempotency import register_idempotency
 from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
 from vigil_shared.logs import configure_logging
 from vigil_shared.messaging.celery_app import ping_broker
@@ -26,9 +28,9 @@ from .access import api_key_identity, user_identity
 from .aggregates import BLUEPRINTS as AGGREGATE_BLUEPRINTS
 from .api import BLUEPRINTS as API_BLUEPRINTS
 from .identity_cache import Entry, IdentityCache
-from .models import ApiKey, Session as SignInSession, User
+from .models import ApiKey, IdempotencyRecord, Session as SignInSession, User
 from .openapi import DOCS_HTML, MergedSpec, fetch_service_document
-from .proxy import UpstreamPool, forward
+from .proxy import UpstreamPool, forward, unrouted
 from .routing import service_for
 from .settings import GatewaySettings
 from .tokens import API_KEY_PREFIX, InvalidToken, find_api_key, verify_access_token
@@ -65,8 +67,11 @@ def _authenticate(settings: GatewaySettings, db: Database, cache: IdentityCache)
                 key = find_api_key(session, api_key)
             except InvalidToken:
                 raise _unauthenticated("The API key is invalid, expired or revoked.") from None
-            entry = cache.put(cache_key, Entry(epoch, api_key_identity(session, key, None, address), None, None,
-                                               key_id=key.id, expires_at=key.expires_at))
+            identity = api_key_identity(session, key, None, address)
+            if identity is None:
+                raise _unauthenticated("The API key's creator is no longer active; the key no longer works.")
+            entry = cache.put(cache_key, Entry(epoch, identity, None, None, key_id=key.id,
+                                               key_creator_id=key.created_by, expires_at=key.expires_at))
         _note_key_use(db, entry)
         return entry
     if scheme.lower() != "bearer" or not credential:
@@ -125,6 +130,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     pool = UpstreamPool(settings.upstream_timeout)
     app.extensions.update(vigil_gateway_settings=settings, vigil_gateway_db=db, vigil_gateway_pool=pool)
     app.teardown_appcontext(db.close_request_session)
+    register_idempotency(app, db, IdempotencyRecord, settings.reply_cipher())
 
     api = VigilApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
@@ -142,9 +148,10 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def _authenticate_api_calls():
         if request.path.startswith("/api/") and request.path not in PUBLIC_API_PATHS:
             entry = _authenticate(settings, db, identity_cache)
-            g.identity, g.user_id, g.session_id = entry.identity, entry.user_id, entry.session_id
-            g.identity_token = identity_cache.signed_token(
-                entry, lambda identity, ttl: sign_identity(identity, base.internal_secret, ttl), base.identity_token_ttl)
+            g.identity = dataclasses.replace(entry.identity, request_id=g.request_id)
+            g.user_id, g.session_id, g.key_creator_id = entry.user_id, entry.session_id, entry.key_creator_id
+            g.identity_token = identity_cache.signed_token(entry, base.internal_secret, base.identity_token_ttl,
+                                                           g.request_id)
 
     @app.after_request
     def _audit(response):
@@ -166,11 +173,13 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def openapi_docs():
         return Response(DOCS_HTML, mimetype="text/html")
 
-    @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    # OPTIONS is forwarded too: the service that owns the path states its real methods in `Allow`.
+    @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+               provide_automatic_options=False)
     def proxy(subpath):
         service = service_for(request.path)
         if service is None:
-            raise not_found("resource")
+            raise unrouted()  # 405 with the real Allow on the gateway's own resources, else 404
         return forward(pool, service, settings.service_urls[service], g.identity_token)
 
     add_health_routes(app, {"database": db.ping, "broker": lambda: ping_broker(base)})

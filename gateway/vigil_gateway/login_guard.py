@@ -4,13 +4,18 @@
 - More than ``failures_per_address_per_15min`` failures from one address in 15 minutes → 429.
 - ``lockout_threshold`` consecutive failures lock the account for ``lockout_seconds``; while
   locked even the right password is refused (429 with ``Retry-After``).
-Counters live in the gateway database so every gateway process shares them.
+Counters live in the gateway database so every gateway process shares them, and every count is
+one atomic statement (an upsert with ``RETURNING`` for the windows, ``UPDATE … SET n = n + 1`` for
+the account), so concurrent failures never overwrite each other's increments.
 """
 from __future__ import annotations
 
 import math
 from datetime import timedelta
 
+from sqlalchemy import case, literal, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
@@ -55,14 +60,19 @@ def check(session: Session, policy: LoginPolicy, username: str, address: str | N
                         (row.window_start + USER_WINDOW - now).total_seconds(), "username")
 
 
-def _count(session: Session, key: str, length: timedelta) -> None:
-    row = session.get(LoginFailures, key)
-    if row is None:
-        session.add(LoginFailures(scope_key=key, window_start=utcnow(), count=1))
-    elif row.window_start + length <= utcnow():
-        row.window_start, row.count = utcnow(), 1
-    else:
-        row.count += 1
+def _count(session: Session, key: str, length: timedelta) -> int:
+    """Adds one failure to ``key``'s window (a new window once the old one is over); returns the count."""
+    now = utcnow()
+    table = LoginFailures.__table__
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+    expired = table.c.window_start <= literal(now - length, table.c.window_start.type)
+    statement = insert.values(scope_key=key, window_start=now, count=1).on_conflict_do_update(
+        index_elements=[table.c.scope_key],
+        set_={"count": case((expired, 1), else_=table.c.count + 1),
+              "window_start": case((expired, literal(now, table.c.window_start.type)), else_=table.c.window_start)},
+    ).returning(table.c.count)
+    return session.execute(statement).scalar_one()
 
 
 def record_failure(session: Session, policy: LoginPolicy, username: str, address: str | None,
@@ -73,10 +83,13 @@ def record_failure(session: Session, policy: LoginPolicy, username: str, address
         _count(session, f"addr:{address}", ADDRESS_WINDOW)
     if user is None:
         return False
-    user.failed_logins += 1
-    if user.failed_logins >= policy.lockout_threshold:
-        user.locked_until = utcnow() + timedelta(seconds=policy.lockout_seconds)
-        user.failed_logins = 0
+    failures = session.execute(
+        update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins).execution_options(synchronize_session=False)).scalar_one()
+    if failures >= policy.lockout_threshold:
+        session.execute(update(User).where(User.id == user.id)
+                        .values(locked_until=utcnow() + timedelta(seconds=policy.lockout_seconds), failed_logins=0)
+                        .execution_options(synchronize_session=False))
         return True
     return False
 

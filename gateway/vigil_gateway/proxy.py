@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from urllib.parse import quote
 
 import urllib3
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from urllib3.exceptions import HTTPError as Urllib3Error
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
-from vigil_shared.errors import Problem, UNAVAILABLE
+from vigil_shared.errors import Problem, UNAVAILABLE, not_found
 from vigil_shared.identity import IDENTITY_HEADER
 from vigil_shared.web import REQUEST_ID_HEADER
 
@@ -23,6 +26,7 @@ log = logging.getLogger("vigil.gateway.proxy")
 # stops at the gateway.
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "If-Match", "If-None-Match",
                              "Idempotency-Key", "Prefer")
+PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar delimiters kept as they are
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailers", "transfer-encoding", "upgrade", "content-length"})
 
@@ -59,9 +63,12 @@ def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str
     headers[IDENTITY_HEADER] = identity_token
     headers["X-Forwarded-For"] = request.remote_addr or ""
     headers["X-Forwarded-Proto"] = request.scheme
-    body = request.get_data(cache=False) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
+    # Whole or not at all: the request layer (vigil_shared.guards) has already read a chunked body
+    # completely or answered 413, so what is forwarded is never a body cut at the limit.
+    body = request.get_data(cache=True) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
     query = request.query_string.decode("latin-1")
-    url = f"{base_url}{request.path}" + (f"?{query}" if query else "")
+    # The path as the caller sent it (re-quoted), so %2F, spaces and the like reach the service intact.
+    url = f"{base_url}{quote(request.path, safe=PATH_SAFE)}" + (f"?{query}" if query else "")
     try:
         upstream = pool.request(request.method, url, body=body or None, headers=headers)
     except Urllib3Error as exc:
@@ -72,3 +79,30 @@ def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str
     passed = [(name, value) for name, value in upstream.headers.items()
               if name.lower() not in HOP_BY_HOP and name.lower() != REQUEST_ID_HEADER.lower()]
     return Response(upstream.data, status=upstream.status, headers=passed)
+
+
+PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def gateway_methods(proxy_endpoint: str = "proxy") -> list[str]:
+    """The methods the gateway itself answers on this path (its own routes, not the catch-all)."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in PROXY_METHODS:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except (HTTPException, RequestRedirect):
+            continue
+        if endpoint != proxy_endpoint:
+            allowed.append(method)
+    return allowed
+
+
+def unrouted() -> Problem:
+    """A path no service owns: 405 with the real ``Allow`` when the gateway answers it with other
+    methods (``PUT /users/1``), 404 otherwise. The catch-all never invents methods."""
+    allowed = gateway_methods()
+    if not allowed:
+        return not_found("resource")
+    return Problem(405, "The method is not allowed for this resource.",
+                   headers={"Allow": ", ".join([*allowed, "OPTIONS"])})

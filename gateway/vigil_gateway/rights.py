@@ -1,4 +1,14 @@
-"""Roles, locations and API keys: the rules around handing out rights."""
+"""Roles, locations and API keys, and the one rule for handing out rights.
+
+Two rules, each in one place, used by every path that grants or acts on an account:
+
+- :func:`ensure_can_grant`: nobody hands out — through a role's permissions, a role grant, an API
+  key — a permission they do not hold themselves at every location where it would apply.
+- :func:`ensure_can_act_on`: nobody acts on an account (password, email, name, activation, grants)
+  that holds a right they do not hold, so taking it over gains nothing. An *administrator* is a user
+  with ``is_admin`` (every permission at every location, including locations opened later): only
+  administrators act on administrator accounts, and only they give or remove ``is_admin``.
+"""
 from __future__ import annotations
 
 from sqlalchemy import func, select
@@ -8,8 +18,77 @@ from vigil_shared.errors import Problem, conflict, not_found, validation_problem
 from vigil_shared.identity import Identity
 from vigil_shared.permissions import GLOBAL_PERMISSIONS
 
-from .access import all_location_ids, exceeds
-from .models import ApiKey, Grant, Location, Role
+from .access import all_location_ids, effective_rights, exceeds
+from .models import ApiKey, Grant, Location, Role, User
+
+FORBIDDEN = "urn:vigil:problem:forbidden"
+
+
+def is_administrator(user: User | None) -> bool:
+    """A user with ``is_admin``: every permission in every location (see the module docstring)."""
+    return bool(user is not None and user.is_admin)
+
+
+def ensure_can_grant(session: Session, caller: Identity, permissions, location_ids: list[int] | None, *,
+                     field: str, anywhere: bool = False) -> None:
+    """403 unless ``caller`` holds each of ``permissions`` wherever the grant applies.
+
+    ``location_ids`` None: every location. ``anywhere``: the grant applies nowhere yet (a role no one
+    holds), so holding a location permission at one location is enough; granting that role later
+    goes through this rule again, at its location.
+    """
+    permissions = set(permissions)
+    if anywhere:
+        missing = sorted(p for p in permissions if not caller.can_anywhere(p))
+    else:
+        missing = exceeds(caller, permissions, location_ids, all_location_ids(session))
+    if missing:
+        raise Problem(403, "You can only give permissions you hold yourself, where you hold them.", type=FORBIDDEN,
+                      errors={field: [f"Not yours to give: {p}" for p in missing]})
+
+
+def ensure_can_act_on(session: Session, caller: Identity, caller_user: User | None, target: User) -> None:
+    """403 unless the caller may change ``target``'s account: administrators only for administrators,
+    and otherwise only a caller holding every right ``target`` holds, where ``target`` holds it."""
+    if is_administrator(caller_user):
+        return
+    if target.is_admin:
+        raise Problem(403, "Only an administrator can change an administrator's account.", type=FORBIDDEN)
+    company, per_location = effective_rights(session, target)
+    missing = {p for p in company if not caller.has(p)}
+    missing |= {p for loc, perms in per_location.items() for p in perms if not caller.can(p, loc)}
+    if missing:
+        raise Problem(403, "This user holds rights you do not hold; someone holding them must change this account.",
+                      type=FORBIDDEN, errors={"user": [f"Holds what you do not: {p}" for p in sorted(missing)]})
+
+
+def role_reach(session: Session, role: Role) -> list[int] | None | bool:
+    """Where a role's permissions apply today: None for every location, the location ids, or False
+    when no one holds it."""
+    locations = list(session.scalars(select(Grant.location_id).where(Grant.role_id == role.id).distinct()))
+    if not locations:
+        return False
+    if any(loc is None for loc in locations):
+        return None
+    return sorted(locations)
+
+
+def ensure_can_set_role_permissions(session: Session, caller: Identity, role: Role | None, permissions) -> None:
+    """Adding a permission to a role grants it to every holder: the caller must hold it wherever they do."""
+    added = set(permissions) - set(role.permissions if role is not None else ())
+    if not added:
+        return
+    reach = role_reach(session, role) if role is not None else False
+    ensure_can_grant(session, caller, added, None if reach is False else reach, field="permissions",
+                     anywhere=reach is False)
+
+
+def ensure_can_add_grants(session: Session, caller: Identity, current: set[tuple], requested: set[tuple]) -> None:
+    """Each new ``(role_id, location_id)`` grant: the caller holds the role's permissions there."""
+    for role_id, location_id in sorted(requested - current, key=lambda pair: (pair[0], pair[1] or 0)):
+        role = session.get(Role, role_id)
+        ensure_can_grant(session, caller, role.permissions, None if location_id is None else [location_id],
+                         field="grants")
 
 SEES_EVERY_LOCATION = ("locations.manage", "users.manage", "roles.manage")
 
@@ -66,10 +145,7 @@ def check_api_key_rights(session: Session, caller: Identity, permissions: list[s
             raise validation_problem({"location_ids": [f"No such location: {', '.join(map(str, unknown))}."]})
         if set(permissions) <= GLOBAL_PERMISSIONS and location_ids:
             raise validation_problem({"location_ids": ["Only location permissions are granted per location."]})
-    missing = exceeds(caller, set(permissions), location_ids, every)
-    if missing:
-        raise Problem(403, "An API key can only carry permissions you hold where it applies.",
-                      type="urn:vigil:problem:forbidden", errors={"permissions": [f"Not yours to give: {p}" for p in missing]})
+    ensure_can_grant(session, caller, permissions, location_ids, field="permissions")
 
 
 def get_api_key(session: Session, key_id: int) -> ApiKey:

@@ -1,9 +1,12 @@
 """What the gateway needs beyond the settings every process has."""
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 
 from vigil_shared.config import SERVICES, ConfigError, Settings, env, service_url
+from vigil_shared.crypto import FieldCipher
 
 
 def _int(name: str, default: int) -> int:
@@ -59,3 +62,14 @@ class GatewaySettings:
         )
         values.update(overrides)
         return cls(**values)
+
+    def reply_cipher(self) -> FieldCipher:
+        """Encrypts the gateway's stored idempotent replies (an API key's secret, a user record).
+
+        Derived from ``VIGIL_SECRET_KEY``, the gateway's one secret: changing it signs every user out
+        and leaves replies stored under the old one unreadable (their keys answer 422 until expiry).
+        """
+        def derive(purpose: str) -> str:
+            return base64.urlsafe_b64encode(hashlib.sha256(f"{purpose}:{self.secret_key}".encode()).digest()).decode()
+
+        return FieldCipher([derive("vigil-gateway-replies")], derive("vigil-gateway-reply-index"))

@@ -12,7 +12,10 @@ from sqlalchemy.orm import Session
 from vigil_shared.db import utcnow
 from vigil_shared.errors import conflict, not_found, validation_problem
 
+from vigil_shared.identity import Identity
+
 from .identity_cache import bump
+from .rights import ensure_can_add_grants
 from .models import Grant, Location, Role, User
 
 _hasher = PasswordHasher()
@@ -61,8 +64,9 @@ def _check_username_free(session: Session, username: str, exclude: int | None = 
         raise conflict("Another user already has this username.", errors={"username": ["Already in use."]})
 
 
-def replace_grants(session: Session, user: User, grants: list[dict]) -> None:
-    """Sets the user's role grants to exactly ``grants`` (``[{role_id, location_id|None}]``)."""
+def replace_grants(session: Session, user: User, grants: list[dict], caller: Identity) -> None:
+    """Sets the user's role grants to exactly ``grants`` (``[{role_id, location_id|None}]``); every grant
+    added must be the caller's to give (:func:`rights.ensure_can_add_grants`)."""
     errors: dict[str, list[str]] = {}
     seen = set()
     for index, grant in enumerate(grants):
@@ -73,13 +77,14 @@ def replace_grants(session: Session, user: User, grants: list[dict]) -> None:
         seen.add((grant["role_id"], grant.get("location_id")))
     if errors:
         raise validation_problem(errors)
+    ensure_can_add_grants(session, caller, {(g.role_id, g.location_id) for g in user.grants}, seen)
     user.grants.clear()
     session.flush()
     for role_id, location_id in sorted(seen, key=lambda pair: (pair[0], pair[1] or 0)):
         user.grants.append(Grant(role_id=role_id, location_id=location_id))
 
 
-def create_user(session: Session, data: dict) -> User:
+def create_user(session: Session, data: dict, caller: Identity) -> User:
     _check_username_free(session, data["username"])
     user = User(username=data["username"], email=data.get("email"), name=data.get("name"),
                 active=data.get("active", True), is_admin=data.get("is_admin", False), failed_logins=0)
@@ -87,7 +92,7 @@ def create_user(session: Session, data: dict) -> User:
     session.add(user)
     session.flush()
     if data.get("grants"):
-        replace_grants(session, user, data["grants"])
+        replace_grants(session, user, data["grants"], caller)
     return user
 
 

@@ -11,6 +11,8 @@ from http import HTTPStatus
 from typing import Any, Mapping
 
 from flask import Flask, Response, g, has_request_context, request
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -144,6 +146,51 @@ def http_exception_response(error: HTTPException) -> Response:
     return problem_response(status, headers=headers, detail=detail)
 
 
+# SQLSTATEs of a transaction that lost a race: serialization failure, deadlock, lock not available.
+CONCURRENCY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # SQLite's "another connection holds the write lock" (extended codes too)
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    return getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+
+
+def _lost_race(error: DBAPIError) -> bool:
+    sqlite_code = getattr(error.orig, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int) and sqlite_code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED):
+        return True
+    return _sqlstate(error) in CONCURRENCY_SQLSTATES
+
+
+def concurrency_problem() -> Problem:
+    """Another request changed the record first: 412 to a caller who sent ``If-Match``, else 409.
+
+    Either way nothing of this request was written (its transaction is rolled back); reading the
+    record again and re-applying the change is safe.
+    """
+    detail = "The record was changed by another request at the same time. Reload it and apply your change again."
+    if has_request_context() and request.headers.get("If-Match"):
+        return Problem(412, detail, type=STALE)
+    return Problem(409, detail, type=CONFLICT, headers={"Retry-After": "1"})
+
+
+def database_problem(error: DBAPIError) -> Problem | None:
+    """The caller-facing meaning of a database refusal, or None when it is the server's fault.
+
+    Only the class of the error is used: never its message, which would name tables, columns or SQL.
+    """
+    if _lost_race(error):
+        return concurrency_problem()
+    if isinstance(error, IntegrityError):
+        return conflict("The change conflicts with existing records (a duplicate, or a record it refers to "
+                        "changed at the same time).")
+    if isinstance(error, DataError):
+        return validation_problem({"_body": ["A value is out of range or not valid for its field."]})
+    return None
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Problem)
     def _problem(error: Problem):
@@ -153,6 +200,21 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
         return http_exception_response(error)
+
+    @app.errorhandler(StaleDataError)
+    def _stale(error: StaleDataError):
+        log.warning("concurrent update refused", extra={"request_id": g.get("request_id")})
+        return _problem(concurrency_problem())
+
+    @app.errorhandler(DBAPIError)
+    def _database(error: DBAPIError):
+        problem = database_problem(error)
+        if problem is None:
+            return _unexpected(error)
+        log.warning("database refused the request", extra={"request_id": g.get("request_id"),
+                                                            "error": type(error.orig).__name__,
+                                                            "sqlstate": _sqlstate(error)})
+        return _problem(problem)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -3,24 +3,104 @@
 Keys are scoped to the caller and kept 24 hours. The same key with another body answers 422; a
 second request while the first is still running answers 409. A request that failed (an error
 response or an exception) releases its key, so the client's retry really runs.
+
+Stored replies hold what the first response showed (unmasked SSNs, PINs, an API key's secret), so
+the body and the replayed headers are kept only encrypted (Fernet, the process's ``FieldCipher``),
+and the request fingerprint is a keyed HMAC, not a bare SHA-256 that would let anyone reading the
+table test guesses of a confidential value sent in the body.
+
+A service uses its runtime's database, ``idempotency_keys`` table and cipher; any other app (the
+gateway) registers its own with :func:`register_idempotency`.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
+import time
+from copy import deepcopy
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import wraps
 
-from flask import Response, request
+from flask import Flask, Response, current_app, make_response, request
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from .db import utcnow
+from .crypto import DecryptionError, FieldCipher
+from .db import Database, utcnow
 from .errors import CONFLICT, Problem, validation_problem
-from .runtime import current_runtime
 from .web import current_identity
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 KEY_LIFETIME = timedelta(hours=24)
 REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
+SEALED = "sealed"  # response_headers holds {"sealed": <Fernet token of the headers>}
+PRUNE_EVERY = 600.0  # seconds between two deletions of expired keys by one process
+EXTENSION = "vigil_idempotency"
+
+
+@dataclass
+class IdempotencyStore:
+    """Where one app keeps its keys: a database, a table shaped like ``idempotency_keys``, a cipher."""
+
+    db: Database
+    Record: type
+    cipher: FieldCipher = field(repr=False)
+    _last_prune: float = field(default=0.0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fingerprint(self, digest: str) -> str:
+        return self.cipher.blind_index(digest, normalize=lambda value: value)
+
+    def seal(self, record, response: Response) -> None:
+        headers = {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers}
+        record.response_status = response.status_code
+        record.response_body = self.cipher.encrypt(response.get_data(as_text=True))
+        record.response_headers = {SEALED: self.cipher.encrypt(json.dumps(headers))}
+
+    def replay(self, record) -> Response:
+        headers = record.response_headers or {}
+        body = record.response_body
+        if SEALED in headers:
+            try:
+                headers = json.loads(self.cipher.decrypt(headers[SEALED]))
+                body = self.cipher.decrypt(body)
+            except DecryptionError:
+                raise validation_problem({IDEMPOTENCY_HEADER: [
+                    "The first answer to this key can no longer be read (the keys changed); use a new key."]}) from None
+        response = Response(body, status=record.response_status, headers=headers)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+    def prune(self) -> None:
+        """Deletes expired keys, at most every ``PRUNE_EVERY`` seconds per process (services' relays
+        prune too; an app without a relay relies on this)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_prune < PRUNE_EVERY:
+                return
+            self._last_prune = now
+        with self.db.transaction() as session:
+            session.execute(delete(self.Record).where(self.Record.expires_at < utcnow()))
+
+
+def register_idempotency(app: Flask, db: Database, record_model: type, cipher: FieldCipher) -> IdempotencyStore:
+    """Lets ``@idempotent`` views of an app that is not a service runtime keep their keys."""
+    store = IdempotencyStore(db, record_model, cipher)
+    app.extensions[EXTENSION] = store
+    return store
+
+
+def _store() -> IdempotencyStore:
+    store = current_app.extensions.get(EXTENSION)
+    if store is None:
+        from .runtime import current_runtime
+
+        runtime = current_runtime()
+        store = register_idempotency(current_app, runtime.db, runtime.messaging.IdempotencyRecord, runtime.cipher)
+    return store
+
 
 _HEADER_DOC = {"parameters": [{
     "in": "header", "name": IDEMPOTENCY_HEADER, "required": False, "schema": {"type": "string", "maxLength": 200},
@@ -35,12 +115,6 @@ def _request_hash() -> str:
     return digest.hexdigest()
 
 
-def _replay(record) -> Response:
-    response = Response(record.response_body, status=record.response_status, headers=record.response_headers or {})
-    response.headers["Idempotent-Replayed"] = "true"
-    return response
-
-
 def idempotent(view):
     """Decorates a POST view (place it under ``@requires`` and above the flask-smorest decorators)."""
 
@@ -51,11 +125,11 @@ def idempotent(view):
             return view(*args, **kwargs)
         if not 1 <= len(key) <= 200:
             raise validation_problem({IDEMPOTENCY_HEADER: ["Must be 1 to 200 characters."]})
-        runtime = current_runtime()
-        Record = runtime.messaging.IdempotencyRecord
-        caller, digest, now = current_identity().subject, _request_hash(), utcnow()
+        store = _store()
+        Record = store.Record
+        caller, digest, now = current_identity().subject, store.fingerprint(_request_hash()), utcnow()
         try:
-            with runtime.db.transaction() as session:
+            with store.db.transaction() as session:
                 existing = session.get(Record, (caller, key))
                 if existing is not None and existing.expires_at < now:
                     session.delete(existing)
@@ -71,33 +145,33 @@ def idempotent(view):
                 raise validation_problem({IDEMPOTENCY_HEADER: ["Already used for a different request."]})
             if existing.state != "done":
                 raise Problem(409, "A request with this Idempotency-Key is still being processed.", type=CONFLICT)
-            return _replay(existing)
+            return store.replay(existing)
         try:
-            response = view(*args, **kwargs)
+            response = make_response(view(*args, **kwargs))
         except BaseException:
-            _release(runtime, Record, caller, key)
+            _release(store, caller, key)
             raise
         if response.status_code >= 400:
-            _release(runtime, Record, caller, key)
+            _release(store, caller, key)
             return response
-        with runtime.db.transaction() as session:
+        with store.db.transaction() as session:
             record = session.get(Record, (caller, key))
             record.state = "done"
-            record.response_status = response.status_code
-            record.response_body = response.get_data(as_text=True)
-            record.response_headers = {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers}
+            store.seal(record, response)
+        store.prune()
         return response
 
-    apidoc = dict(getattr(view, "_apidoc", {}))
-    manual = dict(apidoc.get("manual_doc", {}))
-    manual["parameters"] = [*manual.get("parameters", []), *_HEADER_DOC["parameters"]]
-    apidoc["manual_doc"] = manual
+    # Listed with the operation's arguments: a manual_doc "parameters" list would replace (not
+    # join) the query arguments flask-smorest documents, hiding e.g. ``?allow_duplicates``.
+    apidoc = deepcopy(getattr(view, "_apidoc", {}))
+    arguments = apidoc.setdefault("arguments", {})
+    arguments["parameters"] = [*arguments.get("parameters", []), *deepcopy(_HEADER_DOC["parameters"])]
     wrapper._apidoc = apidoc
     return wrapper
 
 
-def _release(runtime, Record, caller: str, key: str) -> None:
-    with runtime.db.transaction() as session:
-        record = session.get(Record, (caller, key))
+def _release(store: IdempotencyStore, caller: str, key: str) -> None:
+    with store.db.transaction() as session:
+        record = session.get(store.Record, (caller, key))
         if record is not None and record.state == "in_flight":
             session.delete(record)

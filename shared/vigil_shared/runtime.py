@@ -84,6 +84,7 @@ def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[],
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json" if status != 404 else "application/problem+json")
+            self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
@@ -98,7 +99,10 @@ def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[],
 
 
 def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
+    """Serves the app with gunicorn's threaded worker, whose own refusals (414, 431, 400) are problem+json."""
     from gunicorn.app.base import BaseApplication
+
+    from .gunicorn_worker import ProblemThreadWorker
 
     class VigilWeb(BaseApplication):
         def load_config(self):
@@ -106,7 +110,7 @@ def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
                 "bind": f"{settings.bind_host}:{settings.port}",
                 "workers": settings.web_workers,
                 "threads": settings.web_threads,
-                "worker_class": "gthread",
+                "worker_class": ProblemThreadWorker,
                 "accesslog": None,  # the app logs one JSON line per request itself
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),

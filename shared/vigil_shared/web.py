@@ -3,7 +3,9 @@
 A service's ``create_app`` calls :func:`create_service_app` with its settings, database and
 blueprints; everything a caller can rely on across services (problem+json, ``X-Request-ID``,
 401 without a gateway identity, 415 for non-JSON bodies, JSON request logs, ``/healthz`` and
-``/readyz``) is set up here once.
+``/readyz``) is set up here once, and so are the input rules of :mod:`vigil_shared.guards`
+(bounded ids, no control characters, bounded JSON depth, body size whatever the framing) and
+``X-Content-Type-Options: nosniff`` on every response.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from marshmallow import Schema, fields
 
 from .config import Settings
 from .db import Database
+from . import guards
 from .errors import FORBIDDEN, Problem, UNAUTHENTICATED, register_error_handlers
 from .identity import IDENTITY_HEADER, Identity, InvalidIdentity, verify_identity
 from .logs import configure_logging
@@ -58,6 +61,12 @@ class VigilApi(Api):
     def _register_error_handlers(self):
         register_error_handlers(self._app)
 
+    def register_blueprint(self, blp, **options):
+        """Bounds every Integer argument field first, so parsing and the OpenAPI document both apply it."""
+        for schema in guards.argument_schemas(blp):
+            guards.bound_integers(schema)
+        super().register_blueprint(blp, **options)
+
 
 def incoming_request_id() -> str:
     rid = request.headers.get(REQUEST_ID_HEADER, "")
@@ -91,9 +100,12 @@ def base_app(name: str, settings: Settings) -> Flask:
         g.started = time.perf_counter()
         g.request_id = incoming_request_id()
 
+    guards.install(app)  # right after the request id: before authentication, parsing or any view
+
     @app.after_request
     def _finish(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        response.headers["X-Content-Type-Options"] = "nosniff"
         started = g.get("started")
         access_log.info("request", extra={
             "request_id": g.get("request_id"), "method": request.method, "path": request.path,
@@ -117,8 +129,18 @@ def enforce_json_bodies(app: Flask, exempt_endpoints: frozenset[str] = frozenset
         return None
 
 
-def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]]) -> None:
-    """``/healthz``: the process answers. ``/readyz``: every dependency answers (503 otherwise)."""
+WEB_OPTIONAL_CHECKS = frozenset({"broker"})
+
+
+def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]],
+                      optional: frozenset[str] = WEB_OPTIONAL_CHECKS) -> None:
+    """``/healthz``: the process answers. ``/readyz``: it can serve requests (503 otherwise).
+
+    A web process serves requests as long as its database answers: writes go to the outbox, which
+    the relay publishes once the broker is back. So a failing ``optional`` check (the broker)
+    leaves it ready and is reported in the body as ``degraded``; a load balancer keeps the API up.
+    Workers and relays (``runtime.serve_health``) still need every check, the broker included.
+    """
 
     @app.get("/healthz")
     def healthz():
@@ -126,21 +148,26 @@ def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]]) -> None
 
     @app.get("/readyz")
     def readyz():
-        report, ready = run_checks(checks)
-        response = jsonify(status="ready" if ready else "unavailable", checks=report)
+        report, ready = run_checks(checks, optional)
+        degraded = any(entry["status"] == "degraded" for entry in report.values())
+        response = jsonify(status=("degraded" if degraded else "ready") if ready else "unavailable", checks=report)
         response.status_code = 200 if ready else 503
         return response
 
 
-def run_checks(checks: dict[str, Callable[[], None]]) -> tuple[dict, bool]:
+def run_checks(checks: dict[str, Callable[[], None]], optional: frozenset[str] = frozenset()) -> tuple[dict, bool]:
+    """Runs each check; ready unless a check not in ``optional`` fails (those report ``degraded``)."""
     report, ready = {}, True
     for check_name, check in checks.items():
         try:
             check()
             report[check_name] = {"status": "ok"}
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure, by name only
-            ready = False
-            report[check_name] = {"status": "unavailable", "error": type(exc).__name__}
+            if check_name in optional:
+                report[check_name] = {"status": "degraded", "error": type(exc).__name__}
+            else:
+                ready = False
+                report[check_name] = {"status": "unavailable", "error": type(exc).__name__}
     return report, ready
 
 
@@ -148,6 +175,7 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
                        ready_checks: dict[str, Callable[[], None]],
                        multipart_endpoints: frozenset[str] = frozenset()) -> Flask:
     app = base_app(name, settings)
+    app.extensions["vigil_check_forms"] = True  # services parse uploads; the gateway passes them on untouched
     app.teardown_appcontext(db.close_request_session)
 
     @app.before_request

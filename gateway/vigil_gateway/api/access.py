@@ -1,13 +1,14 @@
 """Roles, office locations and API keys."""
 from __future__ import annotations
 
-from flask import url_for
+from flask import g, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from vigil_shared.db import utcnow
 from vigil_shared.http import PaginationArgs, paginate
+from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import current_identity, requires
 
@@ -19,6 +20,7 @@ from ..schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyPageSchema
                        LocationPageSchema, LocationPatchSchema, LocationSchema, RoleCreateSchema, RolePageSchema,
                        RolePatchSchema, RoleSchema)
 from ..tokens import create_api_key
+from ..versions import claim_next_version, etag_headers
 
 blp = Blueprint("access", __name__, url_prefix="/api/v1", description="Roles, office locations and API keys")
 
@@ -40,18 +42,20 @@ class Roles(MethodView):
         return _page(select(Role).order_by(Role.name), args)
 
     @requires("roles.manage")
+    @idempotent
     @blp.arguments(RoleCreateSchema)
     @blp.response(201, RoleSchema)
     def post(self, data):
         """Create a role: a named set of permissions from the catalog."""
         session = db_session()
         rights.check_role_name_free(session, data["name"])
+        rights.ensure_can_set_role_permissions(session, current_identity(), None, data["permissions"])
         role = Role(name=data["name"], description=data.get("description"), permissions=sorted(set(data["permissions"])))
         session.add(role)
         session.commit()
         audit.record(database(), "role.create", target_type="role", target_id=role.id,
                      details={"name": role.name, "permissions": role.permissions})
-        return role, 201, {"Location": url_for("access.RoleItem", role_id=role.id)}
+        return role, 201, etag_headers(role, Location=url_for("access.RoleItem", role_id=role.id))
 
 
 @blp.route("/roles/<int:role_id>")
@@ -60,15 +64,18 @@ class RoleItem(MethodView):
     @blp.response(200, RoleSchema)
     def get(self, role_id):
         """Read one role."""
-        return rights.get_role(db_session(), role_id)
+        role = rights.get_role(db_session(), role_id)
+        return role, 200, etag_headers(role)
 
     @requires("roles.manage")
     @blp.arguments(RolePatchSchema)
     @blp.response(200, RoleSchema)
+    @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, role_id):
         """Change a role; every holder's rights change with it on their next call."""
         session = db_session()
         role = rights.get_role(session, role_id)
+        claim_next_version(session, role)
         before = list(role.permissions)
         if "name" in changes:
             rights.check_role_name_free(session, changes["name"], exclude=role.id)
@@ -76,21 +83,24 @@ class RoleItem(MethodView):
         if "description" in changes:
             role.description = changes["description"]
         if "permissions" in changes:
+            rights.ensure_can_set_role_permissions(session, current_identity(), role, changes["permissions"])
             role.permissions = sorted(set(changes["permissions"]))
         bump(session)
         session.commit()
         audit.record(database(), "role.update", target_type="role", target_id=role.id,
                      details={"fields": sorted(changes), "permissions_before": before,
                               "permissions_after": role.permissions})
-        return role
+        return role, 200, etag_headers(role)
 
     @requires("roles.manage")
     @blp.response(204)
     @blp.alt_response(409, description="Users still hold this role")
+    @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, role_id):
         """Delete a role no one holds any more."""
         session = db_session()
         role = rights.get_role(session, role_id)
+        claim_next_version(session, role)
         rights.delete_role(session, role)
         bump(session)
         session.commit()
@@ -109,6 +119,7 @@ class Locations(MethodView):
         return _page(rights.visible_locations(db_session(), current_identity()), args)
 
     @requires("locations.manage")
+    @idempotent
     @blp.arguments(LocationCreateSchema)
     @blp.response(201, LocationSchema)
     def post(self, data):
@@ -121,7 +132,7 @@ class Locations(MethodView):
         session.commit()
         audit.record(database(), "location.create", target_type="location", target_id=location.id,
                      details={"name": location.name})
-        return location, 201, {"Location": url_for("access.LocationItem", location_id=location.id)}
+        return location, 201, etag_headers(location, Location=url_for("access.LocationItem", location_id=location.id))
 
 
 @blp.route("/locations/<int:location_id>")
@@ -130,15 +141,18 @@ class LocationItem(MethodView):
     @blp.response(200, LocationSchema)
     def get(self, location_id):
         """Read one office location (403 if I hold no rights there)."""
-        return rights.get_location(db_session(), current_identity(), location_id)
+        location = rights.get_location(db_session(), current_identity(), location_id)
+        return location, 200, etag_headers(location)
 
     @requires("locations.manage")
     @blp.arguments(LocationPatchSchema)
     @blp.response(200, LocationSchema)
+    @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, location_id):
         """Rename or deactivate an office location."""
         session = db_session()
         location = rights.get_location(session, current_identity(), location_id)
+        claim_next_version(session, location)
         if "name" in changes:
             rights.check_location_name_free(session, changes["name"], exclude=location.id)
         for field, value in changes.items():
@@ -147,7 +161,7 @@ class LocationItem(MethodView):
         session.commit()
         audit.record(database(), "location.update", target_type="location", target_id=location.id,
                      details={"fields": sorted(changes)})
-        return location
+        return location, 200, etag_headers(location)
 
 
 # --- API keys ------------------------------------------------------------------------------------
@@ -162,6 +176,7 @@ class ApiKeys(MethodView):
         return _page(select(ApiKey).order_by(ApiKey.id.desc()), args)
 
     @requires("api_keys.manage")
+    @idempotent
     @blp.arguments(ApiKeyCreateSchema)
     @blp.response(201, ApiKeyCreatedSchema)
     def post(self, data):
@@ -169,15 +184,18 @@ class ApiKeys(MethodView):
         session = db_session()
         rights.check_api_key_rights(session, current_identity(), data["permissions"], data["location_ids"])
         user = signed_in_user()
+        # A key made with a key answers to the same person: its rights stay bounded by theirs.
+        creator = user.id if user else g.get("key_creator_id")
         created = create_api_key(session, name=data["name"], permissions=data["permissions"],
-                                 location_ids=data["location_ids"], created_by=user.id if user else None,
+                                 location_ids=data["location_ids"], created_by=creator,
                                  expires_at=data["expires_at"])
         session.commit()
         audit.record(database(), "api_key.create", target_type="api_key", target_id=created.record.id,
                      details={"name": created.record.name, "permissions": created.record.permissions,
                               "location_ids": created.record.location_ids})
         created.record.key = created.plaintext  # transient: dumped in this response only
-        return created.record, 201, {"Location": url_for("access.ApiKeyItem", key_id=created.record.id)}
+        return created.record, 201, etag_headers(created.record,
+                                                 Location=url_for("access.ApiKeyItem", key_id=created.record.id))
 
 
 @blp.route("/api-keys/<int:key_id>")
@@ -186,15 +204,18 @@ class ApiKeyItem(MethodView):
     @blp.response(200, ApiKeySchema)
     def get(self, key_id):
         """Read one API key's description and last use."""
-        return rights.get_api_key(db_session(), key_id)
+        key = rights.get_api_key(db_session(), key_id)
+        return key, 200, etag_headers(key)
 
     @requires("api_keys.manage")
     @blp.response(204)
+    @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, key_id):
         """Revoke an API key: it stops working at once (it stays listed, revoked)."""
         session = db_session()
         key = rights.get_api_key(session, key_id)
         if key.revoked_at is None:
+            claim_next_version(session, key)
             key.revoked_at = utcnow()
             bump(session)
             session.commit()

@@ -7,16 +7,18 @@ from sqlalchemy import func, or_, select
 
 from vigil_shared.errors import Problem, UNAUTHENTICATED, conflict
 from vigil_shared.http import paginate
+from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED, CATALOG
 from vigil_shared.web import current_identity, requires
 
-from .. import audit
+from .. import audit, rights
 from ..context import database, db_session, signed_in_user
 from ..identity_cache import bump
 from ..models import Location, User
 from ..schemas import (MeSchema, PasswordChangeSchema, PasswordResetSchema, PermissionSchema, UserCreateSchema,
                        UserListArgs, UserPageSchema, UserPatchSchema, UserSchema)
 from ..tokens import revoke_sessions
+from ..versions import claim_next_version, etag_headers
 from ..users import (create_user, get_user, password_matches, replace_grants, set_password,
                      would_remove_last_admin)
 
@@ -30,7 +32,7 @@ def _grant_view(user: User) -> list[dict]:
 def _guard_privileges(data: dict) -> None:
     """Admin rights are given by admins only; grants by holders of roles.manage."""
     caller = signed_in_user()
-    if "is_admin" in data and not (caller and caller.is_admin):
+    if "is_admin" in data and not rights.is_administrator(caller):
         raise Problem(403, "Only an administrator can grant or remove administrator rights.",
                       type="urn:vigil:problem:forbidden", errors={"is_admin": ["Not yours to set."]})
     if "grants" in data and not current_identity().has("roles.manage"):
@@ -56,6 +58,7 @@ class Users(MethodView):
         return result.body(), 200, result.headers()
 
     @requires("users.manage")
+    @idempotent
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserSchema)
     @blp.alt_response(409, description="The username is taken")
@@ -63,11 +66,11 @@ class Users(MethodView):
         """Create a user, optionally with role grants (those need 'roles.manage')."""
         _guard_privileges(data)
         session = db_session()
-        user = create_user(session, data)
+        user = create_user(session, data, current_identity())
         session.commit()
         audit.record(database(), "user.create", target_type="user", target_id=user.id,
                      details={"username": user.username, "is_admin": user.is_admin, "grants": _grant_view(user)})
-        return user, 201, {"Location": url_for("users.UserItem", user_id=user.id)}
+        return user, 201, etag_headers(user, Location=url_for("users.UserItem", user_id=user.id))
 
 
 @blp.route("/users/<int:user_id>")
@@ -76,25 +79,29 @@ class UserItem(MethodView):
     @blp.response(200, UserSchema)
     def get(self, user_id):
         """Read one user with their role grants."""
-        return get_user(db_session(), user_id)
+        user = get_user(db_session(), user_id)
+        return user, 200, etag_headers(user)
 
     @requires("users.manage")
     @blp.arguments(UserPatchSchema)
     @blp.response(200, UserSchema)
     @blp.alt_response(409, description="The change would leave no active administrator")
+    @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, user_id):
-        """Change a user. `active: false` ends every session of theirs at once."""
+        """Change a user. `active: false` ends every session of theirs at once; honours `If-Match`."""
         _guard_privileges(changes)
         session = db_session()
         user = get_user(session, user_id)
+        rights.ensure_can_act_on(session, current_identity(), signed_in_user(), user)
         if would_remove_last_admin(session, user, changes):
             raise conflict("Vigil needs at least one active administrator.")
+        claim_next_version(session, user)
         before = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
         for field in ("email", "name", "active", "is_admin"):
             if field in changes:
                 setattr(user, field, changes[field])
         if "grants" in changes:
-            replace_grants(session, user, changes["grants"])
+            replace_grants(session, user, changes["grants"], current_identity())
         revoked = revoke_sessions(session, user.id) if before["active"] and not user.active else 0
         bump(session)  # rights may have changed: cached identities are resolved again
         session.commit()
@@ -109,17 +116,21 @@ class UserItem(MethodView):
         if set(changes) - {"grants", "is_admin", "active"} or before["active"] != after["active"]:
             audit.record(database(), "user.update", target_type="user", target_id=user.id,
                          details={"fields": sorted(changes)})
-        return user
+        return user, 200, etag_headers(user)
 
 
 @blp.route("/users/<int:user_id>/password", methods=["POST"])
 @requires("users.manage")
+@idempotent
 @blp.arguments(PasswordResetSchema)
 @blp.response(204)
 def reset_password(body, user_id):
-    """Set a user's password (for a user who forgot theirs); ends their sessions."""
+    """Set a user's password (for a user who forgot theirs); ends their sessions.
+
+    Only for a user whose every right the caller holds (administrators: by administrators only)."""
     session = db_session()
     user = get_user(session, user_id)
+    rights.ensure_can_act_on(session, current_identity(), signed_in_user(), user)
     set_password(user, body["password"])
     user.failed_logins, user.locked_until = 0, None
     revoked = revoke_sessions(session, user.id)

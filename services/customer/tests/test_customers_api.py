@@ -49,7 +49,8 @@ def test_events_follow_their_contracts(api, session):
 
 def test_required_fields_per_kind(api):
     missing = api.post("/api/v1/customers", json={"first_name": "A"})
-    assert missing.status_code == 422 and set(missing.json["errors"]) == {"location_id"}
+    assert missing.status_code == 422 and set(missing.json["errors"]) == {
+        "location_id", "last_name", "city", "state", "primary_phone", "account_type"}
     missing = api.post("/api/v1/customers", json={"location_id": 1, "first_name": "A"})
     assert set(missing.json["errors"]) == {"last_name", "city", "state", "primary_phone", "account_type"}
     missing = api.post("/api/v1/customers", json={"kind": "lead", "location_id": 1, "first_name": "A"})
@@ -210,8 +211,39 @@ def test_validation_errors_name_the_field(api):
                                                    "location_id": "x"})
     assert response.status_code == 422
     assert response.headers["Content-Type"] == "application/problem+json"
-    assert set(response.json["errors"]) == {"first_name", "last_name", "email", "extra", "location_id"}
+    assert set(response.json["errors"]) == {"first_name", "last_name", "email", "extra", "location_id",
+                                            "city", "state", "primary_phone", "account_type"}
     assert response.json["type"] == "urn:vigil:problem:validation"
+
+
+def test_a_create_hears_of_every_problem_at_once(api):
+    """Issue 8: a bad ZIP hid the missing names; schema errors hid the seed rules' errors."""
+    body = {"location_id": 1, "city": "Provo", "state": "UT", "zip": "22", "primary_phone": "12",
+            "account_type": "residential", "ssn": "000-12-3456"}
+    response = api.post("/api/v1/customers", json=body)
+    assert response.status_code == 422
+    assert set(response.json["errors"]) == {"first_name", "last_name", "zip", "primary_phone", "ssn"}
+    schema_and_rules = api.post("/api/v1/customers", json=body | {"email": "nope", "language": "1"})
+    assert set(schema_and_rules.json["errors"]) == {"first_name", "last_name", "zip", "primary_phone", "ssn",
+                                                    "email", "language"}
+    lead = api.post("/api/v1/leads", json={"location_id": 1, "first_name": "L", "zip": "K1A", "state": "ON",
+                                           "email": "nope"})
+    assert set(lead.json["errors"]) == {"last_name", "city", "primary_phone", "lead_status", "zip", "email"}
+    patch = api.patch(f"/api/v1/customers/{create(api)['id']}", json={"zip": "22", "city": None, "language": "1"})
+    assert patch.status_code == 422 and set(patch.json["errors"]) == {"zip", "city", "language"}
+    with_rights = api.post("/api/v1/customers", json=body | {"canceled": True, "first_name": "A", "last_name": "B"})
+    assert set(with_rights.json["errors"]) == {"zip", "primary_phone", "ssn", "cancel_date", "cancel_reason"}
+
+
+def test_a_us_zip_plus_4_without_its_dash_is_normalised(api):
+    from vigil_customer.validation import normalize_zip
+
+    assert normalize_zip("846011234", "UT") == "84601-1234" and normalize_zip("84601 1234", "UT") == "84601-1234"
+    assert normalize_zip("84601", "UT") == "84601"
+    stored = create(api, customer(zip="846011234"))
+    assert stored["zip"] == "84601-1234"
+    for bad in ("8460112345", "84601-123", "8460-11234"):
+        assert api.post("/api/v1/customers?allow_duplicates=true", json=customer(zip=bad)).status_code == 422, bad
 
 
 def test_read_only_fields_are_named_and_nothing_changes(api):
@@ -307,3 +339,42 @@ def test_every_operation_documents_its_permission(app):
                 if method == "post" and not path.startswith("/api/v1/ops"):
                     names = [p["name"] for p in operation.get("parameters", [])]
                     assert "Idempotency-Key" in names, f"POST {path} takes no Idempotency-Key"
+
+
+def test_every_parameter_an_operation_reads_is_documented(app):
+    """Issue 8: ``?allow_duplicates`` was read but not in the OpenAPI (the Idempotency-Key doc replaced
+    the query arguments), and no write documented the ``If-Match`` it honours. Each view's source is
+    read: what it reads (``check_if_match``, ``request.args``/``headers``, keyword arguments) must be
+    listed among the operation's parameters."""
+    import inspect
+    import re as regex
+
+    spec = app.extensions["vigil_api"].spec.to_dict()
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        view_class = getattr(app.view_functions[rule.endpoint], "view_class", None)
+        if view_class is None or not rule.rule.startswith("/api/v1/") or "/ops/" in rule.rule:
+            continue
+        path = regex.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            function = getattr(view_class, method.lower())
+            source = inspect.getsource(inspect.unwrap(function))
+            documented = {p["name"] for p in spec["paths"][path][method.lower()].get("parameters", [])}
+            documented |= {p["name"] for p in spec["paths"][path].get("parameters", [])}
+            assert "request.headers" not in source and "request.args" not in source, f"{method} {path}"
+            wanted = set(inspect.signature(inspect.unwrap(function)).parameters) - {"self", "data", "changes",
+                                                                                    "overrides", "args", "upload",
+                                                                                    "form"}
+            if "check_if_match(" in source:
+                wanted.add("If-Match")
+            if method == "POST" and "Idempotency-Key" not in wanted:
+                wanted.add("Idempotency-Key")
+            if "page" in wanted:
+                wanted |= {"per_page"}
+            missing = {name.replace("**", "") for name in wanted} - documented - {"filters"}
+            assert not missing, f"{method} {path} reads {missing} without documenting them"
+            checked += 1
+    assert checked > 30
+    post = spec["paths"]["/api/v1/customers"]["post"]
+    assert {"allow_duplicates", "Idempotency-Key"} <= {p["name"] for p in post["parameters"]}
+    assert {p["in"] for p in post["parameters"] if p["name"] == "allow_duplicates"} == {"query"}

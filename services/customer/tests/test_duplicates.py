@@ -46,11 +46,43 @@ def test_the_override_creates_anyway_but_email_stays_unique(api, session):
     assert len(outbox_events(session, "customer.created")) == 2
 
 
-def test_matches_in_locations_you_cannot_view_keep_their_name_private(api):
-    hidden = create(api, customer(location_id=2, primary_phone="801-555-0005"))
+def test_matches_in_locations_you_cannot_view_reveal_no_id_and_no_field(api):
+    hidden = create(api, customer(location_id=2, primary_phone="801-555-0005", email="hid@example.com"))
     creator = api.as_(identity_with("customers.view", "customers.create", locations=(1,)))
     response = creator.post("/api/v1/customers", json=customer(primary_phone="801-555-0005"))
-    assert response.json["matches"] == [{"id": hidden["id"], "name": None, "kind": "customer", "reasons": ["phone"]}]
+    assert response.status_code == 409
+    assert response.json["matches"] == [] and response.json["other_matches"] == 1
+    assert hidden["id"] > 0 and "phone" not in response.text and "hid@" not in response.text
+    extra = set(response.json) - {"type", "title", "status", "detail", "instance", "request_id"}
+    assert extra == {"matches", "other_matches"}  # no id, name, kind, reason or field error
+
+
+def test_a_guessed_ssn_is_never_confirmed_to_a_caller_who_sees_it_masked(api):
+    """The attacker sees ``***-**-4893`` and tries the other five digits: no answer differs."""
+    target = create(api, customer(location_id=1, ssn="123-45-4893", first_name="Vic", last_name="Tim"))
+    elsewhere = create(api, customer(location_id=2, ssn="123-45-4893"))
+    attacker = api.as_(identity_with("customers.view", "customers.create", locations=(1,)))
+    assert attacker.get(f"/api/v1/customers/{target['id']}").json["ssn"] == "***-**-4893"
+    right = attacker.post("/api/v1/customers", json=customer(ssn="123-45-4893"))
+    wrong = attacker.post("/api/v1/customers", json=customer(ssn="123-45-4894"))
+    assert right.status_code == wrong.status_code == 201  # nothing matched that the caller may see
+    assert elsewhere["id"] != right.json["id"]
+    # with SSN visibility on the record, the reason is named
+    entitled = api.as_(identity_with("customers.view", "customers.create", "confidential.ssn.view", locations=(1,)))
+    named = entitled.post("/api/v1/customers", json=customer(ssn="123-45-4893"))
+    assert named.status_code == 409 and named.json["other_matches"] == 0
+    assert named.json["matches"] == [{"id": target["id"], "name": "Vic Tim", "kind": "customer", "reasons": ["ssn"]},
+                                     {"id": right.json["id"], "name": "Dana Reyes", "kind": "customer",
+                                      "reasons": ["ssn"]}]
+
+
+def test_ssn_reasons_are_dropped_but_other_visible_reasons_still_listed(api):
+    original = create(api, customer(primary_phone="801-555-0006", ssn="123-45-6789"))
+    clerk = api.as_(identity_with("customers.view", "customers.create", locations=(1,)))
+    response = clerk.post("/api/v1/customers", json=customer(primary_phone="801-555-0006", ssn="123-45-6789"))
+    assert response.status_code == 409
+    assert response.json["matches"] == [{"id": original["id"], "name": "Dana Reyes", "kind": "customer",
+                                         "reasons": ["phone"]}]
 
 
 def test_ssn_duplicates_are_found_through_the_blind_index_only(api, session):

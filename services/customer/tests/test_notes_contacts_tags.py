@@ -204,3 +204,33 @@ def test_deleting_a_catalog_tag_removes_it_everywhere(api):
     api.post(f"/api/v1/customers/{record['id']}/tags", json={"tag_id": tag["id"]})
     assert api.delete(f"/api/v1/tags/{tag['id']}").status_code == 204
     assert api.get(f"/api/v1/customers/{record['id']}/tags").json["total"] == 0
+
+
+def _call_list(api, url):
+    return [(c["name"], c["call_priority"]) for c in api.get(f"{url}?type=emergency").json["items"]]
+
+
+def test_moving_an_emergency_contact_keeps_a_clean_call_order_either_way(api):
+    """Issue 8: Ann from 1 to 3 of 3 gave Bob 2, Ann 3, Cy 4 and no 1."""
+    record = create(api)
+    url = f"/api/v1/customers/{record['id']}/contacts"
+    ids = {name: api.post(url, json={"type": "emergency", "name": name}).json["id"] for name in ("Ann", "Bob", "Cy")}
+    assert _call_list(api, url) == [("Ann", 1), ("Bob", 2), ("Cy", 3)]
+
+    def move(name, priority):
+        response = api.patch(f"{url}/{ids[name]}", json={"call_priority": priority})
+        assert response.status_code == 200, response.json
+        return response.json["call_priority"]
+
+    assert move("Ann", 3) == 3 and _call_list(api, url) == [("Bob", 1), ("Cy", 2), ("Ann", 3)]  # down to the end
+    assert move("Ann", 1) == 1 and _call_list(api, url) == [("Ann", 1), ("Bob", 2), ("Cy", 3)]  # up to the top
+    assert move("Ann", 2) == 2 and _call_list(api, url) == [("Bob", 1), ("Ann", 2), ("Cy", 3)]  # down one
+    assert move("Cy", 1) == 1 and _call_list(api, url) == [("Cy", 1), ("Bob", 2), ("Ann", 3)]  # up two
+    assert move("Bob", 99) == 3 and _call_list(api, url) == [("Cy", 1), ("Ann", 2), ("Bob", 3)]  # beyond the end
+    assert move("Ann", 2) == 2 and _call_list(api, url) == [("Cy", 1), ("Ann", 2), ("Bob", 3)]  # same place
+    added = api.post(url, json={"type": "emergency", "name": "Dee", "call_priority": 50}).json
+    assert added["call_priority"] == 4
+    api.post(url, json={"type": "emergency", "name": "Eve", "call_priority": 2})
+    assert _call_list(api, url) == [("Cy", 1), ("Eve", 2), ("Ann", 3), ("Bob", 4), ("Dee", 5)]
+    assert api.delete(f"{url}/{ids['Ann']}").status_code == 204
+    assert _call_list(api, url) == [("Cy", 1), ("Eve", 2), ("Bob", 3), ("Dee", 4)]

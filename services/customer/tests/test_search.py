@@ -111,6 +111,19 @@ def test_q_matches_email_phone_digits_and_id(api):
     assert other["id"] not in ids(api.get("/api/v1/customers", query_string={"q": f"#{record['id']}"}))
 
 
+def test_a_phone_searched_as_1_plus_ten_digits_or_with_its_country_code_matches(api):
+    """Issue 8: ``16133742291`` missed while ``+16133742291`` matched; the query is normalised as
+    stored numbers are (``phonenumbers``), so every way of typing the number finds it."""
+    record = create(api, customer(primary_phone="613-374-2291", state="ON", city="Ottawa"))
+    london = create(api, customer(work_phone="+44 20 7946 0958"))
+    for q in ("16133742291", "+16133742291", "1 613 374 2291", "1-613-374-2291", "6133742291", "(613) 374-2291",
+              "+1 (613) 374-2291"):
+        assert ids(api.get("/api/v1/customers", query_string={"q": q})) == [record["id"]], q
+    for q in ("+44 20 7946 0958", "+442079460958", "020 7946 0958"[1:]):
+        assert ids(api.get("/api/v1/customers", query_string={"q": q})) == [london["id"]], q
+    assert ids(api.get("/api/v1/customers", query_string={"q": "16133742292"})) == []
+
+
 def test_q_matches_property_account_numbers_from_the_replica(api, consumer):
     owner = create(api, customer(first_name="Owner"))
     buyer = create(api, customer(first_name="Buyer"))

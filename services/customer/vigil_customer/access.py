@@ -163,6 +163,42 @@ class Access:
         return None
 
 
+def visible_field(access: "Access", field: str) -> bool:
+    """Whether the caller sees ``field``'s value unmasked on a record with ``access``."""
+    return access.can_view_field(field) and access.can_see_confidential(field)
+
+
+def missing_view_permission(access: "Access", field: str) -> str:
+    """The permission the caller lacks to see ``field`` unmasked with ``access`` (it must lack one)."""
+    if not access.can_record("view"):
+        return base_permission(access.kind, "view")
+    section = section_of(field, access.kind)
+    if section is not None and not access.can_view_section(section):
+        return SECTION_PERMISSIONS[section][0]
+    return confidential_view_permission(field) or base_permission(access.kind, "view")
+
+
+def unmasked_by_move(source: "Access", target: "Access", fields_with_values) -> dict[str, str]:
+    """Fields holding a value the caller may not see where the record is now but would see at
+    ``target`` (a move to another office, a conversion): ``{field: permission missing at the source}``.
+
+    An operation never reveals a value the caller cannot see at its source, so a move that would
+    unmask one is refused instead (dropping the value would lose the customer's data).
+    """
+    return {name: missing_view_permission(source, name) for name in fields_with_values
+            if not visible_field(source, name) and visible_field(target, name)}
+
+
+def move_forbidden(refusals: dict[str, str]) -> Problem:
+    """403 for a move that would show the caller values hidden from them where the record is now."""
+    first = next(iter(refusals.values()))
+    return Problem(403, "Moving this record would show you values you may not see where it is now: "
+                        + ", ".join(sorted(refusals)) + ". Someone who may see them there can move it.",
+                   type=FORBIDDEN, permission=first,
+                   errors={field: [f"Needs the '{permission}' permission where the record is now."]
+                           for field, permission in refusals.items()})
+
+
 def field_forbidden(refusals: dict[str, str]) -> Problem:
     """403 naming every field the caller may not set, and the permission each one needs."""
     first = next(iter(refusals.values()))

@@ -1,7 +1,7 @@
 """Contacts of a record (seed 001 "Contacts", seed 002): emergency contacts in call order, others, a primary.
 
-Emergency contacts are called in ``call_priority`` order; giving a contact a priority already
-taken moves that one and the ones after it down by one, so the order stays a clean sequence.
+Emergency contacts are called in ``call_priority`` order, always a clean 1..N: placing a contact
+at a priority moves the others around it (up or down) so that no number is skipped or repeated.
 The passcode a contact gives the central station is confidential: encrypted at rest and masked
 like the installation codes.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select, true, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
@@ -53,20 +53,18 @@ def _phones(phones: list[dict] | None, state: str | None) -> list[dict]:
 
 
 def _place(session: Session, contact: Contact, wanted: int | None) -> None:
-    """Puts an emergency contact at ``wanted`` (or last), shifting the ones from there down."""
-    others = (Contact.customer_id == contact.customer_id) & (Contact.type == EMERGENCY)
-    if contact.id is not None:
-        others &= Contact.id != contact.id
-    last = session.scalar(select(func.max(Contact.call_priority)).where(others)) or 0
-    if wanted is None or wanted > last:
-        contact.call_priority = last + 1
-        return
-    taken = session.scalar(select(Contact.id).where(others, Contact.call_priority == wanted))
-    if taken is not None:
-        session.execute(update(Contact).where(others, Contact.call_priority >= wanted)
-                        .values(call_priority=Contact.call_priority + 1, version=Contact.version + 1)
-                        .execution_options(synchronize_session=False))
-    contact.call_priority = wanted
+    """Puts an emergency contact at ``wanted`` (1 = called first; None or beyond the end = last)
+    and renumbers the call list 1..N, so moving up, down, to the end or nowhere leaves no gap
+    and no repeat (and a list left with gaps by older versions is healed on the next move)."""
+    others = list(session.scalars(
+        select(Contact).where(Contact.customer_id == contact.customer_id, Contact.type == EMERGENCY,
+                              Contact.id != contact.id if contact.id is not None else true())
+        .order_by(Contact.call_priority.is_(None), Contact.call_priority, Contact.id)))
+    slot = len(others) if wanted is None else min(max(wanted, 1), len(others) + 1) - 1
+    ordered = [*others[:slot], contact, *others[slot:]]
+    for position, member in enumerate(ordered, start=1):
+        if member.call_priority != position:
+            member.call_priority = position
 
 
 def _make_primary(session: Session, contact: Contact) -> None:
@@ -161,14 +159,18 @@ def _phones_text(phones: list[dict] | None) -> str | None:
 def delete_contact(session: Session, actor: history.Actor, contact: Contact) -> None:
     history.record(session, actor, contact.customer_id, "contact_delete", target_type="contact",
                    target_id=contact.id, field="name", old=contact.name)
+    customer_id, emergency = contact.customer_id, contact.type == EMERGENCY
     session.delete(contact)
     session.flush()
-    if contact.type == EMERGENCY and contact.call_priority is not None:
-        session.execute(update(Contact).where(Contact.customer_id == contact.customer_id, Contact.type == EMERGENCY,
-                                              Contact.call_priority > contact.call_priority)
-                        .values(call_priority=Contact.call_priority - 1, version=Contact.version + 1)
-                        .execution_options(synchronize_session=False))
-    touch(session, contact.customer_id)
+    if emergency:  # the ones after it move up one place
+        remaining = session.scalars(select(Contact).where(Contact.customer_id == customer_id,
+                                                          Contact.type == EMERGENCY)
+                                    .order_by(Contact.call_priority.is_(None), Contact.call_priority, Contact.id))
+        for position, member in enumerate(remaining, start=1):
+            if member.call_priority != position:
+                member.call_priority = position
+        session.flush()
+    touch(session, customer_id)
 
 
 def list_statement(customer_id: int, contact_type: str | None = None):

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import utcnow
@@ -22,14 +23,11 @@ from vigil_shared.web import forbidden
 
 from . import custom_fields, duplicates, history, record, search, validation
 from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, INSTALLATION_FIELDS, LEAD, READ_ONLY, SALE_FIELDS, Access,
-                     base_permission, field_forbidden, fields_of)
-from .models import Customer, CustomerFile
+                     base_permission, field_forbidden, fields_of, move_forbidden, unmasked_by_move, visible_field)
+from .models import Contact, Customer, CustomerFile, HistoryEntry, PropertyAccount
 
 DUPLICATES = "urn:vigil:problem:duplicates"
-REQUIRED = {
-    CUSTOMER: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "account_type"),
-    LEAD: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "lead_status"),
-}
+REQUIRED = record.REQUIRED
 # What the cross-field rules read from the stored record.
 RULE_FIELDS = {kind: (*required, "canceled", "cancel_date", "cancel_reason", "zip", "state")
                for kind, required in REQUIRED.items()}
@@ -53,8 +51,12 @@ class Context:
         return self.actor.identity
 
 
-def get_customer(session: Session, customer_id: int) -> Customer:
-    customer = session.get(Customer, customer_id)
+def get_customer(session: Session, customer_id: int, *, for_update: bool = False) -> Customer:
+    """The record, or 404. ``for_update`` locks its row until the transaction ends (PostgreSQL), so
+    concurrent writes to one record run one after the other: each sees the version the previous
+    one left, ``If-Match`` is judged against it, and none fails on a version it never saw."""
+    customer = session.get(Customer, customer_id, with_for_update=True if for_update else None,
+                           populate_existing=for_update)
     if customer is None:
         raise not_found("customer")
     return customer
@@ -72,6 +74,59 @@ def touch(session: Session, customer_id: int) -> None:
     """Marks activity on the record (a note, a contact, a file…) without changing its ETag."""
     session.execute(sql_update(Customer).where(Customer.id == customer_id).values(last_activity_at=utcnow())
                     .execution_options(synchronize_session=False))
+
+
+# --- moving a record between offices ---------------------------------------------------------------
+
+# Values every record starts with: holding one reveals nothing about the customer.
+_DEFAULTS = {"currency": "USD", "active": True}
+PASSCODE_VIEW = "confidential.installation_codes.view"
+
+
+def _holds_value(customer: Customer, name: str) -> bool:
+    if name in record.ENCRYPTED:
+        return getattr(customer, record.ENCRYPTED[name]) is not None  # nothing decrypted to answer
+    value = getattr(customer, name, None)
+    return value not in (None, False, "", {}, []) and _DEFAULTS.get(name, object()) != value
+
+
+def ensure_move_reveals_nothing(ctx: Context, customer: Customer, kind: str, location_id: int | None) -> None:
+    """403 when moving ``customer`` to ``location_id`` as ``kind`` would show the caller a value
+    they may not see where it is now: a field of the record, a contact's passcode, its properties'
+    PINs and alarm passwords (masked by the owner's location in the property service), or a
+    confidential value kept in its history (a masked SSN must not be unmasked by moving it to an
+    office whose SSNs the caller may see)."""
+    identity = ctx.identity
+    source = Access(identity, customer.kind, customer.location_id)
+    target = Access(identity, kind, location_id)
+    names = [name for name in dict.fromkeys((*fields_of(customer.kind), *fields_of(kind)))
+             if name not in ("custom_fields", "location_id") and _holds_value(customer, name)]
+    refusals = unmasked_by_move(source, target, names)
+    def sees_passcodes(loc):
+        return identity.can("contacts.view", loc) and identity.can(PASSCODE_VIEW, loc)
+
+    if sees_passcodes(location_id) and not sees_passcodes(customer.location_id) and ctx.session.scalar(
+            select(Contact.id).where(Contact.customer_id == customer.id, Contact.passcode_enc.isnot(None)).limit(1)):
+        refusals["contacts.passcode"] = PASSCODE_VIEW
+
+    def sees_pins(loc):  # the property service shows PINs and alarm passwords by the owner's location
+        return identity.can("properties.view", loc) and identity.can(PASSCODE_VIEW, loc)
+
+    if sees_pins(location_id) and not sees_pins(customer.location_id) and ctx.session.scalar(
+            select(PropertyAccount.property_id).where(PropertyAccount.customer_id == customer.id,
+                                                      PropertyAccount.deleted.is_(False)).limit(1)):
+        refusals["properties.pin"] = PASSCODE_VIEW
+    if identity.can("history.view", location_id):
+        kept = ctx.session.scalars(select(HistoryEntry.confidential).where(
+            HistoryEntry.customer_id == customer.id, HistoryEntry.confidential.isnot(None)).distinct())
+        for category in kept:
+            permission = f"confidential.{category}.view"
+            seen_here = identity.can("history.view", customer.location_id) and identity.can(permission,
+                                                                                            customer.location_id)
+            if identity.can(permission, location_id) and not seen_here:
+                refusals.setdefault(f"history.{category}", permission)
+    if refusals:
+        raise move_forbidden(refusals)
 
 
 # --- applying values ------------------------------------------------------------------------------
@@ -101,9 +156,9 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
     incoming = dict(incoming)
     custom_incoming = incoming.pop("custom_fields", None)
     kind = customer.kind
+    # every 422 problem is gathered and reported at once; a 403 (a field the caller may not set) comes first
     errors = _kind_errors(kind, [f for f in incoming if not (creating and f in CREATE_ONLY)])
-    if errors:
-        raise validation_problem(errors)
+    wrong_kind = set(errors)
 
     state = incoming.get("state", customer.state)
     if isinstance(state, str) and state.strip():
@@ -111,10 +166,13 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
             state = validation.normalize_state(state)
         except ValueError:
             state = None
-    values, errors = record.normalize(incoming, state)
+    values, value_errors = record.normalize({k: v for k, v in incoming.items() if k not in wrong_kind}, state)
+    for name, messages in value_errors.items():
+        errors.setdefault(name, []).extend(messages)
 
-    current = {name: record.read(customer, name, ctx.cipher) for name in incoming} if not creating else \
-        {name: None for name in incoming}
+    sent = [name for name in incoming if name not in wrong_kind]
+    current = {name: record.read(customer, name, ctx.cipher) for name in sent} if not creating else \
+        {name: None for name in sent}
     access = Access(ctx.identity, kind, incoming.get("location_id", customer.location_id) if creating
                     else customer.location_id)
     for name in list(values):
@@ -126,8 +184,8 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
 
     refusals = {}
     for name in incoming:
-        if name not in values and name not in errors:
-            continue  # a masked echo
+        if name in wrong_kind or (name not in values and name not in errors):
+            continue  # a field of the other kind (422), or a masked echo
         if name not in changed and name not in errors and access.can_view_field(name) and (
                 name not in CONFIDENTIAL or access.can_see_confidential(name)):
             continue  # sent back unchanged: nothing is being set
@@ -142,25 +200,28 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
             refusals["location_id"] = base_permission(kind, "modify")
     if refusals:
         raise field_forbidden(refusals)
-    if errors:
-        raise validation_problem(errors)
+    if "location_id" in changed and not creating:
+        ensure_move_reveals_nothing(ctx, customer, kind, changed["location_id"])
 
     merged = {} if creating else {name: record.read(customer, name, ctx.cipher) for name in RULE_FIELDS[kind]}
     merged.update(values)
-    _check_rules(ctx.session, customer, kind, merged, changed, values, creating)
+    for name, messages in _rule_errors(ctx.session, customer, kind, merged, changed, values, creating,
+                                       reported=set(errors)).items():
+        errors.setdefault(name, []).extend(messages)
     for name in changed:
         if name not in current:
             current[name] = None if creating else record.read(customer, name, ctx.cipher)
 
+    stored = dict(customer.custom_fields or {})
     if custom_incoming is not None or creating:
-        stored = dict(customer.custom_fields or {})
         merged_custom, custom_errors = custom_fields.validate_values(ctx.session, kind, custom_incoming or {},
                                                                      stored, creating=creating)
-        if custom_errors:
-            raise validation_problem(custom_errors)
-        if merged_custom != stored:
-            changed["custom_fields"] = merged_custom
-            current["custom_fields"] = stored
+        errors.update(custom_errors)
+    if errors:
+        raise validation_problem(errors)
+    if (custom_incoming is not None or creating) and merged_custom != stored:
+        changed["custom_fields"] = merged_custom
+        current["custom_fields"] = stored
 
     if "email" in changed and changed["email"] and not creating:  # create reports duplicates first
         _ensure_email_free(ctx.session, changed["email"], exclude_id=customer.id)
@@ -172,15 +233,17 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
     return [(name, current.get(name), changed[name]) for name in changed]
 
 
-def _check_rules(session: Session, customer: Customer, kind: str, merged: dict, changed: dict, sent: dict,
-                 creating: bool) -> None:
-    """Rules across fields: required per kind, cancellation, ZIP against a new state, parent customer."""
+def _rule_errors(session: Session, customer: Customer, kind: str, merged: dict, changed: dict, sent: dict,
+                 creating: bool, reported: set[str]) -> dict[str, list[str]]:
+    """Rules across fields: required per kind, cancellation, ZIP against a new state, parent customer.
+
+    ``reported`` names fields whose value was already refused (not "missing" then)."""
     errors: dict[str, list[str]] = {}
     for name in REQUIRED[kind]:
         value = merged.get(name)
-        if value is None or value == "":
+        if (value is None or value == "") and name not in reported:
             if creating or name in sent:
-                errors[name] = [f"Required for {'leads' if kind == LEAD else 'customers'}."]
+                errors[name] = [record.required_message(kind)]
     if kind == CUSTOMER:
         if merged.get("canceled"):
             for name in ("cancel_date", "cancel_reason"):
@@ -203,8 +266,7 @@ def _check_rules(session: Session, customer: Customer, kind: str, merged: dict, 
     parent_id = changed.get("parent_customer_id")
     if parent_id is not None:
         errors.update(_parent_errors(session, customer, parent_id))
-    if errors:
-        raise validation_problem(errors)
+    return errors
 
 
 def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict[str, list[str]]:
@@ -241,6 +303,10 @@ def _flush(session: Session) -> None:
     except IntegrityError:  # a concurrent request took the email between our check and our write
         session.rollback()
         raise _email_in_use() from None
+    except StaleDataError:  # another request changed the record after we read it (where rows are not locked)
+        session.rollback()
+        raise Problem(409, "The record was changed by another request at the same moment. Reload it and apply "
+                           "your change again.", title="Changed concurrently", type=CONFLICT) from None
 
 
 def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, Any, Any]], action: str) -> None:
@@ -252,18 +318,36 @@ def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, A
 
 # --- operations -----------------------------------------------------------------------------------
 
-def duplicate_problem(matches: list[duplicates.Match], identity) -> Problem:
-    """409 listing each match; names of records the caller may not view are withheld."""
-    listed = []
+def visible_matches(matches: list[duplicates.Match], identity) -> tuple[list[dict], int]:
+    """What the caller may learn of likely duplicates: ``(listed, others)``.
+
+    A reason counts only when the caller may see that field on the matching record, so an SSN
+    match says nothing to a caller who sees that record's SSN masked (or not at all): a guessed
+    SSN is never confirmed. Matches on records the caller may view are listed with their
+    reasons; matches elsewhere are only counted, with no id, name, kind or reason.
+    """
+    listed, others = [], 0
     for match in matches:
-        item = match.as_dict()
-        if not Access(identity, match.kind, match.location_id).can_record("view"):
-            item["name"] = None
-        listed.append(item)
-    errors = {"email": ["Already in use."]} if any("email" in m.reasons for m in matches) else None
-    return Problem(409, "Possible duplicates of this record exist. Check them, or repeat the request with "
-                        "?allow_duplicates=true to create it anyway.", title="Possible duplicates",
-                   type=DUPLICATES, errors=errors, matches=listed)
+        access = Access(identity, match.kind, match.location_id)
+        reasons = [reason for reason in match.reasons if reason != "ssn" or visible_field(access, "ssn")]
+        if not reasons:
+            continue
+        if access.can_record("view"):
+            listed.append({**match.as_dict(), "reasons": reasons})
+        else:
+            others += 1
+    return listed, others
+
+
+def duplicate_problem(listed: list[dict], others: int) -> Problem:
+    """409 listing the matches the caller may view, and how many others exist elsewhere."""
+    errors = {"email": ["Already in use."]} if any("email" in m["reasons"] for m in listed) else None
+    detail = "Possible duplicates of this record exist"
+    if others:
+        detail += f" ({others} in locations you may not view)"
+    return Problem(409, detail + ". Check them, or repeat the request with ?allow_duplicates=true to create it "
+                                 "anyway.", title="Possible duplicates",
+                   type=DUPLICATES, errors=errors, matches=listed, other_matches=others)
 
 
 def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
@@ -271,8 +355,8 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
     data = dict(data)
     kind = data.pop("kind", CUSTOMER)
     location_id = data.get("location_id")
-    if location_id is None:
-        raise validation_problem({"location_id": [f"Required for {'leads' if kind == LEAD else 'customers'}."]})
+    if location_id is None:  # no office to check rights in: report every problem of the body itself
+        raise validation_problem(record.payload_errors(kind, data, data))
     access = Access(ctx.identity, kind, location_id)
     if not access.can_record("create"):
         raise field_forbidden({"location_id": base_permission(kind, "create")})
@@ -282,9 +366,10 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
                                                     "maintenance", "invoicing", "aarp", "tellular", "pulse")})
     changes = _apply(ctx, customer, data, creating=True)
     if not allow_duplicates:
-        matches = duplicates.find(ctx.session, duplicates.Candidate.of(customer))
-        if matches:
-            raise duplicate_problem(matches, ctx.identity)
+        listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)),
+                                         ctx.identity)
+        if listed or others:
+            raise duplicate_problem(listed, others)
     if customer.email_key:
         _ensure_email_free(ctx.session, customer.email_key)
     now = utcnow()
@@ -326,6 +411,7 @@ def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
     target = data["location_id"]
     if not Access(ctx.identity, CUSTOMER, target).can_record("create"):
         raise field_forbidden({"location_id": "customers.create"})
+    ensure_move_reveals_nothing(ctx, lead, CUSTOMER, target)
     errors = {}
     account_type = data.get("account_type") or lead.account_type
     if not account_type:
@@ -359,11 +445,18 @@ def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
 
 
 def copy_values(ctx: Context, source: Customer) -> dict:
-    """The fields a copy starts with: what the caller may see of the source, minus per-account values."""
+    """The fields a copy starts with: what the caller may see *of the source, where it is*, minus
+    per-account values. A confidential value masked for the caller there is left empty, whatever
+    they may see where the copy goes: a copy never carries a value its maker could not read."""
     access = Access(ctx.identity, source.kind, source.location_id)
     values = {}
     for name in fields_of(source.kind):
-        if name in READ_ONLY or name in NOT_COPIED or not access.can_view_field(name):
+        if name in READ_ONLY or name in NOT_COPIED or not visible_field(access, name):
+            continue
+        if name == "custom_fields":  # only the values of fields still defined (those shown)
+            value = custom_fields.visible_values(ctx.session, source.kind, source.custom_fields)
+            if value:
+                values[name] = value
             continue
         value = record.read(source, name, ctx.cipher)
         if value is None or value is False or value == {}:

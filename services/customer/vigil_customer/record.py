@@ -13,9 +13,13 @@ from vigil_shared.crypto import FieldCipher, digits_only
 from vigil_shared.masking import MASK, mask, mask_ssn
 
 from . import validation
-from .access import CONFIDENTIAL, SERVICE_FIELDS
+from .access import CONFIDENTIAL, CUSTOMER, LEAD, SERVICE_FIELDS
 from .models import Customer
 
+REQUIRED = {
+    CUSTOMER: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "account_type"),
+    LEAD: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "lead_status"),
+}
 PHONE_FIELDS = ("primary_phone", "work_phone", "cell_phone", "other_phone")
 ENCRYPTED = {"ssn": "ssn_enc", "birthdate": "birthdate_enc", "confirmation_number": "confirmation_number_enc",
              "receiver_number": "receiver_number_enc", "abort_code": "abort_code_enc"}
@@ -152,3 +156,29 @@ def normalize(fields: dict[str, Any], state: str | None) -> tuple[dict[str, Any]
         except ValueError as exc:
             errors.setdefault(field, []).append(str(exc))
     return values, errors
+
+
+def required_message(kind: str) -> str:
+    return f"Required for {'leads' if kind == LEAD else 'customers'}."
+
+
+def payload_errors(kind: str, valid: dict, sent, skip=()) -> dict[str, list[str]]:
+    """Every seed rule a new record's body can be checked against on its own: fields required for
+    its kind (absent or empty in ``sent``, the body as received) and the value rules of
+    :func:`normalize` (ZIP against state, phones, SSN, language) on ``valid``, the values that
+    passed the schema. ``skip`` names fields already reported. Lets one 422 name every problem."""
+    skip = set(skip)
+    errors: dict[str, list[str]] = {}
+    for name in REQUIRED.get(kind, ()):
+        raw = sent.get(name) if hasattr(sent, "get") else None
+        if name not in skip and (raw is None or (isinstance(raw, str) and not raw.strip())):
+            errors[name] = [required_message(kind)]
+    state = valid.get("state")
+    try:
+        state = validation.normalize_state(state) if isinstance(state, str) and state.strip() else None
+    except ValueError:
+        state = None
+    _, value_errors = normalize({k: v for k, v in valid.items() if k not in skip and k not in errors}, state)
+    for name, messages in value_errors.items():
+        errors.setdefault(name, []).extend(messages)
+    return errors

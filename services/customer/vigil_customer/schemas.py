@@ -6,12 +6,15 @@ live in the domain modules.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 from vigil_shared.masking import MASK
 
+from . import record
 from .access import READ_ONLY
 from .custom_fields import APPLIES_TO, TYPES
 from .history import SOURCES
@@ -153,6 +156,29 @@ class RecordFieldsSchema(Schema):
 class CustomerCreateSchema(RecordFieldsSchema):
     kind = Choice(["customer", "lead"], load_default="customer")
     call_center_rep = text(100, metadata={"description": "Set once, when the record is created"})
+
+    def load(self, data, *, many=None, partial=None, unknown=None):
+        """Schema errors come with the seed rules' errors for the same body (fields required for its
+        kind, ZIP against state, phones, SSN…), so a create missing several fields hears of all of
+        them in one 422 instead of one problem per attempt."""
+        try:
+            return super().load(data, many=many, partial=partial, unknown=unknown)
+        except ValidationError as exc:
+            if many or not isinstance(data, Mapping) or not isinstance(exc.messages, dict):
+                raise
+            valid = exc.valid_data if isinstance(exc.valid_data, dict) else {}
+            kind = valid.get("kind") or data.get("kind") or self.fields["kind"].load_default
+            more = record.payload_errors(kind if kind in ("customer", "lead") else "customer", valid, data,
+                                         skip=exc.messages)
+            if not more:
+                raise
+            raise ValidationError({**more, **exc.messages}, valid_data=valid) from None
+
+
+class LeadCreateSchema(CustomerCreateSchema):
+    """``POST /leads``: the same body, a lead unless it says otherwise."""
+
+    kind = Choice(["customer", "lead"], load_default="lead")
 
 
 class CustomerPatchSchema(RecordFieldsSchema):
@@ -334,10 +360,12 @@ class CustomerListArgs(PaginationArgs):
 
 
 class DuplicateMatchSchema(Schema):
+    """A likely duplicate the caller may view; ``reasons`` name only fields they may see on it."""
+
     id = fields.Integer()
-    name = fields.String(allow_none=True)
+    name = fields.String()
     kind = fields.String()
-    reasons = fields.List(fields.String())
+    reasons = fields.List(fields.String(validate=validate.OneOf(("phone", "email", "ssn", "name_address"))))
 
 
 # --- history -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from vigil_shared.errors import validation_problem
 
 from .models import Customer, CustomerTag, PropertyAccount, SearchTerm, Tag
-from .validation import fold, national_digits
+from .validation import fold, national_digits, searched_phone
 
 EXACT_TOTAL_LIMIT = 10_000
 SMALL_RESULT = 2_000  # up to this many matching index entries, one read answers page and total
@@ -125,8 +125,12 @@ def reindex_ids(session: Session, customer_ids) -> None:
 def query_tokens(q: str) -> list[str]:
     """The prefixes a search looks for; a phone-looking query becomes one run of digits."""
     q = q.strip()
-    if _PHONE_QUERY.match(q) and sum(ch.isdigit() for ch in q) >= 3 and not q.strip().isdigit():
-        digits = "".join(ch for ch in q if ch.isdigit())
+    if _PHONE_QUERY.match(q) and sum(ch.isdigit() for ch in q) >= 3:
+        national = searched_phone(q)  # a whole number, normalised as stored numbers are
+        if national:
+            return [national]
+    if _PHONE_QUERY.match(q) and sum(ch.isdigit() for ch in q) >= 3 and not q.isdigit():
+        digits = "".join(ch for ch in q if ch.isdigit())  # part of a number: its digits
         if len(digits) == 11 and digits.startswith("1"):
             digits = digits[1:]
         return [digits]

@@ -16,7 +16,7 @@ NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP AA
 CA_PROVINCES = frozenset("AB BC MB NB NL NS NT NU ON PE QC SK YT".split())
 STATES = US_STATES | CA_PROVINCES
 
-_US_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+_US_ZIP = re.compile(r"^(\d{5})(?:[- ]?(\d{4}))?$")
 _US_ZIP5 = re.compile(r"^\d{5}$")
 # Canada Post: no D, F, I, O, Q, U anywhere; no W or Z as the first letter.
 _CA_POSTAL = re.compile(r"^([ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z]) ?(\d[ABCEGHJ-NPRSTV-Z]\d)$")
@@ -48,8 +48,9 @@ def normalize_zip(value: str, state: str | None) -> str:
     country = country_of_state(state)
     canadian = _CA_POSTAL.match(raw)
     if country == "US":
-        if _US_ZIP.match(raw):
-            return raw
+        us = _US_ZIP.match(raw)
+        if us:  # ZIP+4 typed without the dash (846011234) or with a space is stored as 84601-1234
+            return f"{us.group(1)}-{us.group(2)}" if us.group(2) else us.group(1)
         raise ValueError("Must be a US ZIP code such as 84601 or 84601-1234.")
     if country == "CA":
         if canadian:
@@ -82,6 +83,19 @@ def national_digits(e164: str | None) -> str | None:
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.national_significant_number(parsed)
+
+
+def searched_phone(query: str) -> str | None:
+    """The national digits of a searched phone number, read as stored numbers are (E.164 through
+    ``phonenumbers``, US/Canada by default): ``16133742291``, ``+1 613 374 2291`` and
+    ``(613) 374-2291`` all give ``6133742291``. None when the query is not a valid number."""
+    try:
+        parsed = phonenumbers.parse(query.strip(), "US")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.national_significant_number(parsed)
 

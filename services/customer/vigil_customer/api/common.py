@@ -1,6 +1,7 @@
 """What every view of this service shares: the write context, loading a record the caller may use."""
 from __future__ import annotations
 
+from copy import deepcopy
 from functools import wraps
 
 from sqlalchemy.orm import Session
@@ -10,6 +11,11 @@ from vigil_shared.web import current_identity, request_outbox, request_session
 
 from ..customers import Context, authorize, get_customer
 from ..history import Actor
+
+
+# Writes lock the record's row from the first read (see ``get_customer``); a tab's writes (a
+# contact, a note…) lock it too, so e.g. two call-order moves cannot interleave.
+WRITES = frozenset({"modify", "delete"})
 
 
 def context(session: Session | None = None) -> Context:
@@ -24,7 +30,7 @@ def cipher():
 def load_record(customer_id: int, action: str, session: Session | None = None):
     """The record (404 when missing), after checking the caller's ``action`` right at its location (403)."""
     session = session or request_session()
-    customer = get_customer(session, customer_id)
+    customer = get_customer(session, customer_id, for_update=action in WRITES)
     access = authorize(current_identity(), customer, action)
     return customer, access
 
@@ -34,12 +40,33 @@ def load_for(customer_id: int, permission: str, session: Session | None = None):
     from vigil_shared.web import forbidden
 
     session = session or request_session()
-    customer = get_customer(session, customer_id)
+    customer = get_customer(session, customer_id, for_update=permission.endswith(".modify"))
     if not current_identity().can(permission, customer.location_id):
         raise forbidden(permission)
     return customer
 
 
+
+
+IF_MATCH_DOC = {
+    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string", "maxLength": 200},
+    "description": "The `ETag` you read: the change is refused with 412 if the resource changed since. "
+                   "Without it the last write wins.",
+}
+
+
+def if_match(view):
+    """Documents the ``If-Match`` header a view reads through ``check_if_match``.
+
+    Place it with the flask-smorest decorators (under ``@requires``/``@record_rule``): it joins the
+    operation's documented arguments, so the OpenAPI lists every header and query parameter the
+    view reads (a ``manual_doc`` list would replace the query arguments instead).
+    """
+    apidoc = deepcopy(getattr(view, "_apidoc", {}))
+    arguments = apidoc.setdefault("arguments", {})
+    arguments["parameters"] = [*arguments.get("parameters", []), deepcopy(IF_MATCH_DOC)]
+    view._apidoc = apidoc
+    return view
 
 
 def record_rule(*, action: str | None = None, permission: str | None = None):

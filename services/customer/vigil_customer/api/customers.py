@@ -15,7 +15,7 @@ from .. import history, present, search
 from ..access import Access
 from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
                        CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
-from .common import cipher, context, load_for, load_record, record_rule
+from .common import cipher, context, if_match, load_for, load_record, record_rule
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
@@ -62,7 +62,9 @@ class Customers(MethodView):
     @blp.arguments(CustomerCreateSchema)
     @blp.response(201, CustomerSchema)
     @blp.alt_response(403, description="You may not create records in this location, or set some of the fields")
-    @blp.alt_response(409, description="Likely duplicates (`matches`: id, name, reasons) or the email is in use")
+    @blp.alt_response(409, description="Likely duplicates (`matches` you may view: id, name, kind and the "
+                                       "reasons you may see; `other_matches`: how many elsewhere) or the email "
+                                       "is in use")
     def post(self, data, allow_duplicates=False):
         """Create a customer, or a lead with `kind: lead` (which also needs `leads.create`).
 
@@ -93,6 +95,7 @@ class CustomerItem(MethodView):
 
     @requires("customers.modify")
     @record_rule(action="modify")
+    @if_match
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(403, description="Some fields need a permission you lack (named in `errors`)")
@@ -109,6 +112,7 @@ class CustomerItem(MethodView):
 
     @requires("customers.delete")
     @record_rule(action="delete")
+    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
@@ -128,8 +132,11 @@ class ConvertLead(MethodView):
     @requires("leads.modify")
     @record_rule(action="modify")
     @idempotent
+    @if_match
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
+    @blp.alt_response(403, description="No right in the target location, or the conversion would show you values "
+                                       "masked for you where the lead is now (named in `errors`)")
     @blp.alt_response(409, description="The record is not a lead")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, customer_id):
@@ -156,9 +163,9 @@ class DuplicateCustomer(MethodView):
     def post(self, overrides, customer_id):
         """Create a new record starting as a copy of this one (not a merge).
 
-        The copy takes what you may see and enter of the original except per-account values
-        (email, account and ADT numbers, installation codes, cancellation); fields in the body
-        replace the copied ones.
+        The copy takes what you may see of the original *where it is* and may enter, except
+        per-account values (email, account and ADT numbers, installation codes, cancellation): a
+        value masked for you there stays empty in the copy. Fields in the body replace the copied ones.
         """
         session = request_session()
         source, _ = load_record(customer_id, "view", session)

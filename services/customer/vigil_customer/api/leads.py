@@ -22,9 +22,9 @@ from .. import customers as domain
 from .. import files as file_domain
 from .. import search
 from ..access import LEAD
-from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
-                       CustomerPatchSchema, CustomerSchema)
-from .common import context
+from ..schemas import (ConvertSchema, CreateArgs, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema,
+                       CustomerSchema, LeadCreateSchema)
+from .common import context, if_match
 from .customers import list_response, record_response
 
 blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Leads (customers of kind `lead`)")
@@ -33,7 +33,7 @@ blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Lead
 def _lead(customer_id: int, action: str):
     """The record after checking `leads.<action>` at its location (403); a customer here is 404."""
     session = request_session()
-    record = domain.get_customer(session, customer_id)
+    record = domain.get_customer(session, customer_id, for_update=action in ("modify", "delete"))
     if not current_identity().can(f"leads.{action}", record.location_id):
         raise forbidden(f"leads.{action}")
     return record
@@ -74,9 +74,11 @@ class Leads(MethodView):
     @requires("leads.create")
     @idempotent
     @blp.arguments(CreateArgs, location="query", as_kwargs=True)
-    @blp.arguments(CustomerCreateSchema)
+    @blp.arguments(LeadCreateSchema)
     @blp.response(201, CustomerSchema)
-    @blp.alt_response(409, description="Likely duplicates (`matches`: id, name, reasons) or the email is in use")
+    @blp.alt_response(409, description="Likely duplicates (`matches` you may view: id, name, kind and the "
+                                       "reasons you may see; `other_matches`: how many elsewhere) or the email "
+                                       "is in use")
     def post(self, data, allow_duplicates=False):
         """Create a lead (`lead_status` is required); duplicates answer 409 unless `?allow_duplicates=true`."""
         if data.get("kind", LEAD) != LEAD:
@@ -98,6 +100,7 @@ class LeadItem(MethodView):
 
     @requires("leads.modify")
     @lead_rule("modify")
+    @if_match
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
@@ -112,6 +115,7 @@ class LeadItem(MethodView):
 
     @requires("leads.delete")
     @lead_rule("delete")
+    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
@@ -130,6 +134,7 @@ class ConvertLeadHere(MethodView):
     @requires("leads.modify")
     @lead_rule("modify")
     @idempotent
+    @if_match
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")

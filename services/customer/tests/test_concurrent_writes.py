@@ -1,0 +1,81 @@
+"""Issue 8: two concurrent PATCHes of one customer gave one of them a 500 (``StaleDataError``).
+
+Both requests are made to read the record before either writes: a barrier in ``before_flush``
+holds each request's first write until the other one has reached its own (or, where the first
+request's row lock keeps the other from reading, until the barrier gives up). Where rows are
+locked (PostgreSQL) both then succeed one after the other; elsewhere the later one gets 409.
+Never a 500.
+"""
+import threading
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from helpers import create
+
+WAIT = 1.0  # how long the first writer waits for a second one that a row lock may be holding back
+
+
+@pytest.fixture
+def racing():
+    """Runs callables in threads that meet before their first flush; returns their results."""
+    barrier = threading.Barrier(2, timeout=WAIT)
+    local = threading.local()
+
+    def meet(session, flush_context, instances):
+        if getattr(local, "racing", False) and not getattr(local, "met", False):
+            local.met = True
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+
+    event.listen(Session, "before_flush", meet)
+
+    def run(*calls):
+        results = [None] * len(calls)
+
+        def worker(index, call):
+            local.racing = True
+            results[index] = call()
+
+        threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(calls)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        return results
+
+    yield run
+    event.remove(Session, "before_flush", meet)
+
+
+def test_two_concurrent_patches_of_one_customer_never_answer_500(api, racing):
+    record = create(api)
+    url = f"/api/v1/customers/{record['id']}"
+    first, second = racing(lambda: api.patch(url, json={"spouse": "Sam"}),
+                           lambda: api.patch(url, json={"best_time_to_contact": "mornings"}))
+    statuses = sorted([first.status_code, second.status_code])
+    assert all(status in (200, 409) for status in statuses), (first.json, second.json)
+    assert statuses[0] == 200
+    final = api.get(url)
+    changed = {"spouse": "Sam", "best_time_to_contact": "mornings"}
+    kept = {name: value for name, value in changed.items() if final.json[name] == value}
+    assert len(kept) == statuses.count(200)  # a 409 changed nothing, a 200 was not lost
+    assert final.headers["ETag"] == f'"{record["id"]}.{1 + statuses.count(200)}"'
+    for response in (first, second):
+        if response.status_code == 409:
+            assert response.headers["Content-Type"] == "application/problem+json"
+
+
+def test_two_concurrent_patches_with_the_same_if_match_let_exactly_one_win(api, racing):
+    record = create(api)
+    url = f"/api/v1/customers/{record['id']}"
+    etag = api.get(url).headers["ETag"]
+    first, second = racing(lambda: api.patch(url, json={"spouse": "Sam"}, headers={"If-Match": etag}),
+                           lambda: api.patch(url, json={"spouse": "Max"}, headers={"If-Match": etag}))
+    statuses = sorted([first.status_code, second.status_code])
+    assert statuses[0] == 200 and statuses[1] in (409, 412), (first.json, second.json)
+    winner = first if first.status_code == 200 else second
+    assert api.get(url).json["spouse"] == winner.json["spouse"]

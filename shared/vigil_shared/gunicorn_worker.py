@@ -1,0 +1,67 @@
+"""gunicorn's threaded worker, answering what it refuses itself as problem+json instead of HTML.
+
+gunicorn refuses some requests before the app sees them: a request line over ``limit_request_line``
+(414), headers over ``limit_request_field_size``/``limit_request_fields`` (431), malformed request
+lines, headers or chunk framing (400). Its stock answer is an HTML page; callers of a JSON API get
+the same RFC 9457 document, ``X-Request-ID`` and ``nosniff`` as from the app, whatever the size.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from http import HTTPStatus
+from ssl import SSLError
+
+from gunicorn import util
+from gunicorn.http import errors as http_errors
+from gunicorn.workers.gthread import ThreadWorker
+
+from .errors import PROBLEM_JSON
+
+# gunicorn refusal → (status, what the caller is told); anything else it parses badly is a 400.
+_REFUSALS = (
+    (http_errors.LimitRequestLine, 414, "The URL is too long."),
+    (http_errors.LimitRequestHeaders, 431, "The request headers are too large or too many."),
+    (http_errors.ExpectationFailed, 417, "The Expect header is not supported."),
+    (http_errors.UnsupportedTransferCoding, 501, "The Transfer-Encoding is not supported."),
+    (http_errors.ForbiddenProxyRequest, 403, "Proxy requests from this address are refused."),
+    (http_errors.ConfigurationProblem, 500, "The server is misconfigured."),
+)
+
+
+def refusal_of(exc: BaseException) -> tuple[int, str]:
+    """The status and detail answered for an error gunicorn raised while reading a request."""
+    for kind, status, detail in _REFUSALS:
+        if isinstance(exc, kind):
+            return status, detail
+    if isinstance(exc, (http_errors.ParseException, SSLError)):
+        if isinstance(exc, (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)):
+            return 500, "An unexpected error occurred."  # the app's fault, not the caller's
+        return 400, f"The request is malformed ({type(exc).__name__})."
+    return 500, "An unexpected error occurred. Quote the request id when reporting it."
+
+
+def problem_http_response(status: int, detail: str, request_id: str) -> bytes:
+    phrase = HTTPStatus(status).phrase
+    body = json.dumps({"type": "about:blank", "title": phrase, "status": status, "detail": detail,
+                       "request_id": request_id}).encode()
+    head = (f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\nContent-Type: {PROBLEM_JSON}\r\n"
+            f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\nX-Request-ID: {request_id}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+class ProblemThreadWorker(ThreadWorker):
+    """gthread, with problem+json refusals (set as ``worker_class`` by ``runtime.run_gunicorn``)."""
+
+    def handle_error(self, req, client, addr, exc):
+        status, detail = refusal_of(exc)
+        request_id = uuid.uuid4().hex
+        if status >= 500:
+            self.log.exception("Error handling request (request_id=%s)", request_id)
+        else:
+            self.log.warning("Invalid request from ip=%s: %s (%s, request_id=%s)", (addr or ("",))[0],
+                             type(exc).__name__, status, request_id)
+        try:
+            util.write_nonblock(client, problem_http_response(status, detail, request_id))
+        except Exception:  # noqa: BLE001 - the client may be gone; nothing else to do
+            self.log.debug("Failed to send error message.")
