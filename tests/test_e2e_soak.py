@@ -89,7 +89,12 @@ class Runner:
         assert self.popen.poll() is None, self.err.read_text()[-3000:]
 
     def pids(self) -> dict[str, int]:
-        return json.loads((self.var_dir / "run.lock").read_text())["processes"]
+        for _ in range(50):  # the runner may be rewriting it
+            try:
+                return json.loads((self.var_dir / "run.lock").read_text())["processes"]
+            except (ValueError, KeyError):
+                time.sleep(0.05)
+        raise AssertionError("var/run.lock stays unreadable")
 
     def not_ready(self) -> list[str]:
         return [p.name for p in self.plan if not is_ready(p.ready_url)]

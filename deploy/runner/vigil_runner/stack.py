@@ -69,12 +69,17 @@ def backoff_delay(quick_deaths: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, quick_deaths - 1))
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def die_with_parent(parent_pid: int):
-    """A ``preexec_fn``: the kernel sends the child SIGTERM when the runner dies, however it dies."""
+    """A ``preexec_fn``: the kernel sends the child SIGTERM when the runner dies, however it dies.
+
+    Linux ties the signal to the spawning *thread*: processes are spawned from the runner's main thread.
+    """
     def preexec() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent_pid:  # the runner died before the death signal was armed
             os._exit(1)
     return preexec
