@@ -254,6 +254,9 @@ class Transport(virtual.Transport):
     driver_type = "sqlite"
     driver_name = "sqlite3"
     implements = virtual.Transport.implements.extend(asynchronous=False, exchange_type=frozenset(["direct"]))
+    # A locked or unreadable file is an outage, as a dropped socket is: kombu and Celery retry and
+    # reconnect instead of stopping the worker or failing the publish.
+    connection_errors = virtual.Transport.connection_errors + (sqlite3.OperationalError,)
 
     def __init__(self, client, **kwargs):
         super().__init__(client, **kwargs)
