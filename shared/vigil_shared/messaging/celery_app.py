@@ -37,6 +37,7 @@ def broker_transport_options(settings: Settings) -> dict:
 
 def make_celery(settings: Settings) -> Celery:
     queue = settings.queue_name()
+    embedded = settings.broker_url.startswith(f"{sqlite_broker.SCHEME}:")
     app = Celery(f"vigil-{settings.name}", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -49,7 +50,10 @@ def make_celery(settings: Settings) -> Celery:
         # One message at a time from a network broker; the embedded one leases a few ahead, so the pool
         # never waits for the claim of the next message after an ack (the leases are renewed, and
         # come back within seconds if the worker is killed).
-        worker_prefetch_multiplier=4 if settings.broker_url.startswith(f"{sqlite_broker.SCHEME}:") else 1,
+        worker_prefetch_multiplier=4 if embedded else 1,
+        # One worker process: run the task in it. A pool of one child costs two process wake-ups per
+        # task, which on a busy machine, not the task, bounded the drain rate.
+        worker_pool="solo" if embedded and settings.worker_concurrency == 1 else "prefork",
         task_default_queue=queue,
         task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True)],
         task_create_missing_queues=True,
