@@ -135,6 +135,46 @@ def test_transfer_to_a_new_homeowner(gateway, locations, home_customer):
                               if e["data"]["property_id"] == prop["id"]], what="property.transferred")
 
 
+def test_a_property_created_after_the_owners_delete_answered_is_refused(gateway, locations):
+    """The replica hears of the deletion seconds later; a create that starts after the 204 must not slip in."""
+    for attempt in range(5):
+        owner = new_customer(gateway, locations["home"], f"Leaving{attempt}")
+        new_property(gateway, owner["id"])  # the replica knows the owner, with its location
+        assert gateway.delete(f"/api/v1/customers/{owner['id']}").status_code == 204
+        late = gateway.post(f"/api/v1/customers/{owner['id']}/properties", json={"address": "1 Too Late Road"})
+        assert_problem(late, 422)
+        assert late.json()["errors"] == {"customer_id": ["No such customer."]}
+
+
+def test_ids_of_deleted_customers_and_properties_are_never_handed_out_again(gateway, locations):
+    """A stale form, a late ``customer.deleted`` or a replica naming the old record never reaches a new one."""
+    gone = new_customer(gateway, locations["home"], "Gone")
+    gone_property = new_property(gateway, gone["id"])
+    etag = gateway.get(f"/api/v1/customers/{gone['id']}").headers["ETag"]
+    assert gateway.delete(f"/api/v1/customers/{gone['id']}").status_code == 204
+    gateway.wait_for(lambda: gateway.get(f"/api/v1/properties/{gone_property['id']}").status_code == 404,
+                     what="customer.deleted to remove the property")
+
+    newcomer = new_customer(gateway, locations["home"], "Newcomer")
+    assert newcomer["id"] > gone["id"]
+    stale = gateway.patch(f"/api/v1/customers/{gone['id']}", json={"last_name": "Overwritten"},
+                          headers={"If-Match": etag})
+    assert_problem(stale, 404)
+    fresh_property = new_property(gateway, newcomer["id"])
+    assert fresh_property["id"] > gone_property["id"]
+    assert gateway.get(f"/api/v1/customers/{newcomer['id']}").json()["last_name"] == "Newcomer"
+
+
+def test_account_numbers_are_one_account_whatever_the_case(gateway, locations, home_customer):
+    other = new_customer(gateway, locations["home"], "Casey")
+    number = unique("acc")
+    prop = new_property(gateway, home_customer["id"], account_number=number)
+    assert_problem(gateway.post(f"/api/v1/customers/{other['id']}/properties",
+                                json={"account_number": f"  {number.upper()} "}), 409)
+    found = gateway.get("/api/v1/properties", params={"account_number": number.upper()}).json()
+    assert [p["id"] for p in found["items"]] == [prop["id"]]
+
+
 # --- systems, equipment, appointments ------------------------------------------------------------
 
 def test_systems_with_encrypted_passwords_and_equipment(gateway, gateway_as, locations, home_customer):

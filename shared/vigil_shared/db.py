@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from flask import g, has_app_context
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -26,11 +26,45 @@ NAMING_CONVENTION = {
 }
 
 
+def never_reuse_ids(table: Table) -> Table:
+    """Makes SQLite hand out the ids of ``table`` like a PostgreSQL sequence: never one used before.
+
+    Without ``AUTOINCREMENT`` SQLite gives a new row the highest id in use plus one, so deleting the
+    newest customer and creating another hands its id out again, and everything that still names
+    the old one (a URL, an ``If-Match``, a late event, a replica, an audit entry) then lands on the
+    new record. Applies to a table whose primary key is one generated integer column; other tables
+    are left as they are. PostgreSQL ignores the option (its sequences never go back).
+    """
+    if table.autoincrement_column is not None:
+        table.dialect_options["sqlite"]["autoincrement"] = True
+    return table
+
+
+@event.listens_for(Table, "before_create")
+def _never_reuse_ids_on_sqlite(table: Table, connection, **_kw) -> None:
+    """Every table created on SQLite, by a model or by a migration, is created so: ``op.create_table``
+    and each ``batch_alter_table`` rebuild included (SQLite's reflection does not carry the option
+    over, so a rebuild would silently drop it otherwise)."""
+    if connection is not None and connection.dialect.name == "sqlite":
+        never_reuse_ids(table)
+
+
 def new_declarative_base() -> type[DeclarativeBase]:
-    """A fresh declarative base with its own metadata: each service owns its tables."""
+    """A fresh declarative base with its own metadata: each service owns its tables.
+
+    Every table mapped on it gets :func:`never_reuse_ids`, so a new table is safe without anyone
+    remembering to ask; its migration gets it from the ``before_create`` hook below, and
+    ``vigil_shared.testing.assert_ids_never_reused`` checks the migrated database of every service.
+    """
 
     class Base(DeclarativeBase):
         metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+        def __init_subclass__(cls, **kwargs):
+            super().__init_subclass__(**kwargs)
+            table = cls.__dict__.get("__table__")
+            if table is not None:
+                never_reuse_ids(table)
 
     return Base
 

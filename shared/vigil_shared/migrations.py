@@ -11,6 +11,25 @@ from alembic.config import Config
 
 from .db import UTCDateTime, build_engine
 
+BATCH_TABLE_PREFIX = "_alembic_tmp_"  # alembic's name for the copy a batch_alter_table rebuild fills
+
+
+@sa.event.listens_for(sa.Table, "after_create")
+def _carry_the_id_sequence_over(table: sa.Table, connection, **_kw) -> None:
+    """A ``batch_alter_table`` rebuild on SQLite keeps the table's next id, not just its rows.
+
+    The copy's ``AUTOINCREMENT`` counter would start at the highest id copied, so the ids of the
+    newest deleted rows would be handed out again after any later migration that rebuilds the table.
+    The counter is copied before the rows (SQLite renames it with the table).
+    """
+    if connection is None or connection.dialect.name != "sqlite" or not table.name.startswith(BATCH_TABLE_PREFIX):
+        return
+    original = table.name[len(BATCH_TABLE_PREFIX):]
+    seq = connection.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": original}).scalar()
+    if seq and table.autoincrement_column is not None:
+        connection.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :seq)"),
+                           {"t": table.name, "seq": seq})
+
 
 def alembic_config(package: str, database_url: str) -> Config:
     config = Config()
@@ -36,11 +55,69 @@ def run_migrations(metadata: sa.MetaData) -> None:
     url = context.config.attributes["database_url"]
     engine = build_engine(url)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=metadata,
-                          render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            broken_before = _foreign_keys_off(connection)
+        context.configure(connection=connection, target_metadata=metadata, render_as_batch=sqlite,
+                          compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            _foreign_keys_on(connection, broken_before)
     engine.dispose()
+
+
+def _foreign_keys_off(connection) -> set:
+    """SQLite's own recipe for changing tables: foreign keys off while tables are rebuilt, checked after.
+
+    A rebuild (``batch_alter_table``) drops the old table, and with foreign keys on, dropping
+    ``users`` would first delete every row referring to it (``ON DELETE CASCADE``). The pragma only
+    takes effect outside a transaction, hence the commits around it. Returns the rows that already
+    pointed nowhere, so only what a migration broke is reported afterwards.
+    """
+    connection.commit()
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    broken = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall())
+    connection.commit()
+    return broken
+
+
+def _foreign_keys_on(connection, broken_before: set) -> None:
+    connection.commit()
+    broken = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()) - broken_before
+    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+    connection.commit()
+    if broken:
+        raise RuntimeError(f"a migration left rows whose foreign keys point nowhere: {sorted(broken)[:10]}")
+
+
+def rebuild_never_reusing_ids(op, tables: dict[str, list[str]]) -> None:
+    """Rebuilds SQLite tables with ``AUTOINCREMENT`` so their ids are never handed out twice.
+
+    ``tables`` maps a table to queries that each return an id the table may have used before and
+    that something outside it may still name (a retained event, an audit entry); the next id is
+    above all of them and above the highest id in the table. Data, indexes and constraints are
+    kept; triggers are not (SQLite drops them with the table), so a caller whose table has any
+    creates them again. PostgreSQL: nothing to do, a sequence never goes back.
+    """
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    for table, floor_queries in tables.items():
+        with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": True}):
+            pass
+        floors = [op.get_bind().exec_driver_sql(query).scalar() for query in floor_queries]
+        floor = max([int(value) for value in floors if value is not None], default=0)
+        if floor:
+            _raise_sequence(op, table, floor)
+
+
+def _raise_sequence(op, table: str, floor: int) -> None:
+    bind = op.get_bind()
+    current = bind.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}).scalar()
+    if current is None:
+        bind.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :seq)"), {"t": table, "seq": floor})
+    elif current < floor:
+        bind.execute(sa.text("UPDATE sqlite_sequence SET seq = :seq WHERE name = :t"), {"t": table, "seq": floor})
 
 
 def create_messaging_tables(op) -> None:

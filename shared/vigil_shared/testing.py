@@ -156,6 +156,7 @@ def assert_migrations_round_trip(package: str, metadata, url: str) -> None:
     engine = build_engine(url)
     try:
         migrations.upgrade(package, url)
+        assert_ids_never_reused(engine, metadata)
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) == tables
             drift = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
@@ -164,7 +165,23 @@ def assert_migrations_round_trip(package: str, metadata, url: str) -> None:
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) == {"alembic_version"}
         migrations.upgrade(package, url)
+        assert_ids_never_reused(engine, metadata)
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) == tables
     finally:
         engine.dispose()
+
+
+def assert_ids_never_reused(engine, metadata) -> None:
+    """Every table with a generated integer id was created so that no id is ever handed out twice.
+
+    On SQLite that takes ``AUTOINCREMENT`` in the table's definition (``db.never_reuse_ids``);
+    PostgreSQL's sequences never go back, so there is nothing to check there.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        definitions = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
+    missing = sorted(table.name for table in metadata.sorted_tables
+                     if table.autoincrement_column is not None and "AUTOINCREMENT" not in definitions[table.name])
+    assert not missing, f"tables that would hand a deleted row's id to the next one: {missing}"

@@ -79,3 +79,49 @@ def test_two_concurrent_patches_with_the_same_if_match_let_exactly_one_win(api, 
     assert statuses[0] == 200 and statuses[1] in (409, 412), (first.json, second.json)
     winner = first if first.status_code == 200 else second
     assert api.get(url).json["spouse"] == winner.json["spouse"]
+
+
+def test_a_property_event_reindexing_a_customer_being_deleted_never_deadlocks(api, runtime, monkeypatch):
+    """The worker rewrites a record's search terms on ``property.created`` while the record is being
+    deleted. The delete holds the record and waits on the terms; a worker that replaced the terms
+    before locking the record then waited on the record: a deadlock (a 500, or a 409 with the shared
+    mapping) on PostgreSQL. Both now take the record first, so both succeed in turn."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from vigil_customer import search
+    from vigil_customer.tasks import event_consumer
+
+    if runtime.db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks and deadlocks are a PostgreSQL matter; SQLite serialises writes")
+    record = create(api)
+    terms_replaced, delete_started = threading.Event(), threading.Event()
+    real_covered_lengths = search.covered_lengths
+
+    def hold_after_replacing_terms(*args, **kwargs):  # the old terms are deleted, the new not yet written
+        terms_replaced.set()
+        delete_started.wait(5)
+        threading.Event().wait(1.5)  # let the delete reach its lock wait (deadlock_timeout is 1 s)
+        return real_covered_lengths(*args, **kwargs)
+
+    monkeypatch.setattr(search, "covered_lengths", hold_after_replacing_terms)
+    event = {"id": str(uuid.uuid4()), "type": "property.created", "version": 1, "source": "property",
+             "occurred_at": datetime.now(timezone.utc).isoformat(),
+             "data": {"property_id": 77, "customer_id": record["id"], "account_number": "ACC-77"}}
+    outcome = {}
+
+    def consume():
+        try:
+            outcome["consumed"] = event_consumer(runtime).consume(event)
+        except Exception as exc:  # noqa: BLE001 - the deadlock is what the test looks for
+            outcome["consumed"] = exc
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    assert terms_replaced.wait(10)
+    delete_started.set()
+    deleted = api.delete(f"/api/v1/customers/{record['id']}")
+    worker.join(30)
+    assert deleted.status_code == 204, deleted.json
+    assert not isinstance(outcome["consumed"], Exception), outcome["consumed"]
+    assert api.get(f"/api/v1/customers/{record['id']}").status_code == 404

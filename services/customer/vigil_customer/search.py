@@ -114,8 +114,11 @@ def reindex(session: Session, customer: Customer) -> None:
 
 
 def reindex_ids(session: Session, customer_ids) -> None:
-    for customer_id in set(customer_ids):
-        customer = session.get(Customer, customer_id)
+    """Re-indexes records named by an event. Each record's row is locked first, in id order, as every
+    write to a record does: rewriting its terms without the lock deadlocks with a concurrent delete
+    (which holds the record and waits on the terms this transaction is replacing)."""
+    for customer_id in sorted(set(customer_ids)):
+        customer = session.get(Customer, customer_id, with_for_update=True)
         if customer is not None:
             reindex(session, customer)
 

@@ -44,12 +44,15 @@ def customer_service(monkeypatch):
 
 
 @pytest.fixture
-def known(session):
-    """Puts customers in the replica: ``known(7)`` (location 1), ``known(8, location_id=2)``."""
+def known(session, customer_service):
+    """Puts customers in the replica: ``known(7)`` (location 1), ``known(8, location_id=2)``; a live one
+    also exists in the stand-in customer service, which a create asks to confirm the replica."""
 
     def add(customer_id: int, location_id: int | None = 1, deleted: bool = False):
         session.add(KnownCustomer(customer_id=customer_id, location_id=location_id, deleted=deleted))
         session.commit()
+        if not deleted and isinstance(customer_service, FakeCustomerService):
+            customer_service.customers.setdefault(customer_id, location_id)
 
     return add
 

@@ -43,7 +43,8 @@ def test_handles_exactly_the_subscribed_events(runtime, consumer):
     assert handle_event_task("property") in runtime.celery.tasks
 
 
-def test_customer_created_makes_the_customer_known_in_its_location(api, session, consumer):
+def test_customer_created_makes_the_customer_known_in_its_location(api, session, consumer, customer_service):
+    customer_service.customers[3] = 2
     assert consumer.consume(message("customer.created", 3, location_id=2)) is True
     assert replica(session, 3) is False and location(session, 3) == 2
     created = api.post("/api/v1/customers/3/properties", json={"address": "1 Bay Street"})
@@ -52,7 +53,9 @@ def test_customer_created_makes_the_customer_known_in_its_location(api, session,
     assert clerk_here.get(f"/api/v1/properties/{created.json['id']}").status_code == 403
 
 
-def test_customer_updated_and_converted_move_the_customer_and_its_properties(api, session, consumer):
+def test_customer_updated_and_converted_move_the_customer_and_its_properties(api, session, consumer,
+                                                                             customer_service):
+    customer_service.customers[3] = 1
     consumer.consume(message("customer.created", 3, location_id=1, kind="lead"))
     property_id = api.post("/api/v1/customers/3/properties", json={}).json["id"]
     assert consumer.consume(message("customer.updated", 3, changed=["location_id"], location_id=2)) is True
@@ -79,8 +82,9 @@ def test_updated_before_created_makes_the_customer_known(session, consumer):
     assert replica(session, 5) is False and location(session, 5) == 1
 
 
-def test_customer_deleted_removes_its_properties_and_only_theirs(api, session, consumer, outbox):
+def test_customer_deleted_removes_its_properties_and_only_theirs(api, session, consumer, outbox, customer_service):
     for customer_id in (1, 2):
+        customer_service.customers[customer_id] = 1
         consumer.consume(message("customer.created", customer_id, location_id=1))
     removed = [api.post("/api/v1/customers/1/properties", json={"account_number": f"ONE-{i}"}).json["id"]
                for i in range(3)]
@@ -133,7 +137,8 @@ def test_a_deletion_racing_a_create_waits_for_it_and_removes_the_new_property(ru
     assert properties_of(session, 6) == [] and replica(session, 6) is True
 
 
-def test_customer_deleted_removes_systems_equipment_and_history_too(api, session, consumer):
+def test_customer_deleted_removes_systems_equipment_and_history_too(api, session, consumer, customer_service):
+    customer_service.customers[7] = 1
     consumer.consume(message("customer.created", 7, location_id=1))
     property_id = api.post("/api/v1/customers/7/properties", json={}).json["id"]
     kind_id = api.post("/api/v1/system-kinds", json={"name": "Panel"}).json["id"]
@@ -143,3 +148,33 @@ def test_customer_deleted_removes_systems_equipment_and_history_too(api, session
     for model in (System, Equipment, PropertyHistory):
         assert session.scalar(select(func.count()).select_from(model)) == 0, model.__name__
     assert session.scalar(select(func.count()).select_from(SystemKind)) == 1  # the catalog stays
+
+
+def test_a_create_after_the_customer_was_deleted_is_refused_before_the_event_arrives(api, session, consumer,
+                                                                                     customer_service, known):
+    """The DELETE answered 204, ``customer.deleted`` is still on its way: the replica says "live"."""
+    consumer.consume(message("customer.created", 8, location_id=1))
+    known(9)
+    moving = api.post("/api/v1/customers/9/properties", json={}).json["id"]
+    assert replica(session, 8) is False
+    # the customer service has deleted customer 8 (answers 404), the property service has not heard yet
+
+    response = api.post("/api/v1/customers/8/properties", json={"address": "1 Gone Street"})
+    assert response.status_code == 422 and response.json["errors"] == {"customer_id": ["No such customer."]}
+    transfer = api.post(f"/api/v1/properties/{moving}/transfer", json={"to_customer_id": 8})
+    assert transfer.status_code == 422 and set(transfer.json["errors"]) == {"to_customer_id"}
+    assert properties_of(session, 8) == []
+    assert customer_service.asked == [9, 8, 8]
+
+
+def test_a_create_the_customer_service_cannot_confirm_is_503_and_stores_nothing(api, session, known,
+                                                                                 customer_service):
+    """Availability gives way to correctness: without the source, a deleted customer could not be told apart."""
+    from vigil_shared.errors import UNAVAILABLE, Problem
+
+    known(11)
+    customer_service.failure = Problem(503, "down", type=UNAVAILABLE)
+    response = api.post("/api/v1/customers/11/properties", json={"address": "1 Quiet Road"})
+    assert response.status_code == 503 and response.headers["Content-Type"] == "application/problem+json"
+    assert properties_of(session, 11) == []
+    assert api.get("/api/v1/customers/11/properties").status_code == 200  # reads use the replica alone

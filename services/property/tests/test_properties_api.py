@@ -48,7 +48,7 @@ def test_create_with_every_field_and_read_it_back(api, known, customer_service, 
     read = api.get(f"/api/v1/properties/{body['id']}")
     assert read.status_code == 200 and read.json == body
     assert read.headers["ETag"] == created.headers["ETag"] == f'"{body["id"]}.1"'
-    assert customer_service.asked == []
+    assert customer_service.asked == [7]  # a create confirms the replica with the customer service
     assert outbox() == [("property.created", {"property_id": body["id"], "customer_id": 7,
                                               "account_number": "A-1001"})]
 
@@ -114,8 +114,10 @@ def test_replica_miss_asks_the_customer_service_and_remembers_the_answer(api, se
     assert customer_service.asked == [8]
     known = session.get(KnownCustomer, 8)
     assert known.deleted is False and known.location_id == 2
+    assert api.get("/api/v1/customers/8/properties").status_code == 200
+    assert customer_service.asked == [8]  # a read uses the replica
     assert api.post("/api/v1/customers/8/properties", json={"address": "2 Oak Road"}).status_code == 201
-    assert customer_service.asked == [8]  # the second create used the replica
+    assert customer_service.asked == [8, 8]  # a create confirms it
 
 
 def test_a_replica_entry_without_location_is_completed_by_asking_once(api, session, known, customer_service):

@@ -66,19 +66,28 @@ def customer_deleted(session: Session, customer_id: int) -> None:
     )
 
 
-def resolve(session: Session, customer_id: int, lookup: Lookup) -> KnownCustomer | None:
+def resolve(session: Session, customer_id: int, lookup: Lookup, *, confirm: bool = False) -> KnownCustomer | None:
     """The live replica entry of a customer, or None when there is no such customer.
 
     The customer service is asked (once) when the replica has never heard of the customer, or knows
-    it but not yet its location (customers replicated before locations existed).
+    it but not yet its location (customers replicated before locations existed). With ``confirm``
+    it is asked whatever the replica says: the replica learns of a deletion only when the
+    ``customer.deleted`` event arrives, seconds after the ``DELETE`` answered 204, so anything that
+    attaches a record to a customer asks the source, and a customer deleted before the request
+    started is refused. A tombstone is final either way: ids are never reused.
     """
     known = known_customer(session, customer_id)
-    if known is not None and (known.deleted or known.location_id is not None):
-        return None if known.deleted else known
+    if known is not None and known.deleted:
+        return None
+    if not confirm and known is not None and known.location_id is not None:
+        return known
     asked_at = utcnow()
     facts = lookup(customer_id)
     if facts is None:
-        return known  # unknown stays unknown; a known one's deletion event is on its way
+        # unknown stays unknown; a known one's deletion event is on its way (a write must not wait for it)
+        return None if confirm else known
+    if known is not None and known.location_id == facts.location_id:
+        return known  # confirmed, nothing new to record
     customer_seen(session, customer_id, facts.location_id, asked_at)
     known = known_customer(session, customer_id)
     return None if known is None or known.deleted else known

@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, true
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
 from vigil_shared.messaging.outbox import messaging_models
+
+from .account_numbers import account_key as normalised_account
 
 Base = new_declarative_base()
 messaging = messaging_models(Base)
@@ -32,7 +34,9 @@ class Property(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # no foreign key: customers live in the customer service's database
     customer_id: Mapped[int] = mapped_column(Integer, index=True)
-    account_number: Mapped[str | None] = mapped_column(String(40), unique=True)
+    account_number: Mapped[str | None] = mapped_column(String(40), index=True)  # as typed, trimmed
+    # the account number as compared (``account_numbers.account_key``): unique, set with account_number
+    account_key: Mapped[str | None] = mapped_column(String(80), unique=True)
     # The PIN is never stored in clear: a keyed HMAC (with a per-row salt) to check it, and a Fernet
     # token for callers allowed to see it. Both NULL means the default PIN, 0000.
     pin_salt: Mapped[str | None] = mapped_column(String(32))
@@ -57,6 +61,11 @@ class Property(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}
+
+    @validates("account_number")
+    def _keep_key(self, _name, value):
+        self.account_key = normalised_account(value)
+        return value
 
 
 class PropertyHistory(Base):

@@ -1,7 +1,7 @@
 """Property domain logic: plain functions over a session and the outbox, no HTTP in here.
 
 Who may do what is decided by the API layer before these are called; these keep the record's own
-rules: unique account numbers, inactive properties frozen until reactivated, every change in the
+rules: unique account numbers (whatever their letter case, see ``account_numbers``), inactive properties frozen until reactivated, every change in the
 history and in an event written in the same transaction.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.outbox import Outbox
 
 from . import customers_replica as replica
+from .account_numbers import account_key
 from . import history, pins, writes
 from .history import Actor
 from .models import KnownCustomer, Property
@@ -89,7 +90,7 @@ def list_properties(session: Session, *, locations: frozenset[int] | None, page:
     if customer_id is not None:
         statement = statement.where(Property.customer_id == customer_id)
     if account_number is not None:
-        statement = statement.where(Property.account_number == account_number)
+        statement = statement.where(Property.account_key == account_key(account_number))
     if q:
         pattern = f"%{q.lower()}%"
         statement = statement.where(or_(*(func.lower(column).like(pattern) for column in (
@@ -123,7 +124,7 @@ def _columns(data: dict) -> dict:
 def _ensure_account_free(session: Session, account_number: str | None, exclude_id: int | None = None) -> None:
     if account_number is None:
         return
-    statement = select(Property.id).where(Property.account_number == account_number)
+    statement = select(Property.id).where(Property.account_key == account_key(account_number))
     if exclude_id is not None:
         statement = statement.where(Property.id != exclude_id)
     if session.scalar(statement) is not None:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.errors import Problem
 
+from .account_numbers import account_key
 from .models import KnownCustomer, LookupWindow, PinGuard, Property
 
 MAX_WRONG_PINS = 5
@@ -97,7 +98,7 @@ def find_candidate(session: Session, account_number: str) -> Candidate | None:
         select(Property, PinGuard.locked_until, PinGuard.failures, KnownCustomer.location_id)
         .outerjoin(PinGuard, PinGuard.property_id == Property.id)
         .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
-        .where(Property.account_number == account_number)).first()
+        .where(Property.account_key == account_key(account_number))).first()
     return None if row is None else Candidate(row[0], row[1], row[2] or 0, row[3])
 
 

@@ -1,8 +1,9 @@
 """Who may touch which record: the caller's signed identity against the record's office location.
 
 A property's location is its customer's, read from the replica (the customer service is asked once
-when the replica does not know it yet). A record in a location where the caller lacks the
-permission answers 403, as the seed's offices expect; lists are filtered instead.
+when the replica does not know it yet, and always before a record is attached to a customer). A
+record in a location where the caller lacks the permission answers 403, as the seed's offices
+expect; lists are filtered instead.
 """
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ def actor() -> Actor:
 
 
 def live_customer(session, customer_id: int, field: str = "customer_id") -> KnownCustomer:
-    """The customer's replica entry; 422 naming ``field`` when there is no such (live) customer."""
-    known = replica.resolve(session, customer_id, lookup)
+    """The customer's replica entry, confirmed by the customer service; 422 naming ``field`` when there
+    is no such (live) customer. For writes that attach a record to the customer (create, transfer):
+    the replica may not have heard of a deletion that has already answered 204."""
+    known = replica.resolve(session, customer_id, lookup, confirm=True)
     if known is None:
         raise no_such_customer(field)
     return known
@@ -129,6 +132,9 @@ def scoped_customer(permission: str, *, must_exist: bool = False):
             if must_exist:
                 location_id = live_customer(session, kwargs["customer_id"]).location_id
                 require_at(permission, location_id)
+                # keep what the customer service said, and release SQLite's write lock before
+                # ``@idempotent`` records the key in a transaction of its own
+                session.commit()
             else:
                 location_id = customer_location(session, kwargs["customer_id"])
                 if location_id is not None:
