@@ -48,14 +48,15 @@ TARGET_DRAIN = 200.0
 TARGET_CASCADE = 5.0
 
 
-def start(broker: str, var_dir: str) -> tuple[Stack, TestDatabases, str | None]:
+def start(broker: str, var_dir: str, rabbitmq_databases: str = "postgres") -> tuple[Stack, TestDatabases, str | None]:
     overrides = {"VIGIL_VAR_DIR": var_dir, "VIGIL_ADMIN_USERNAME": "admin",
                  "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "WARNING",
                  "VIGIL_RELAY_INTERVAL": "0.1"}
-    databases = TestDatabases("postgres" if broker == "rabbitmq" else "embedded", var_dir)
+    databases = TestDatabases("postgres" if broker == "rabbitmq" and rabbitmq_databases == "postgres" else "embedded",
+                              var_dir)
     prefix = None
     if broker == "rabbitmq":
-        for name in PROCESS_NAMES:
+        for name in PROCESS_NAMES if databases.backend == "postgres" else ():
             overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
         prefix = f"vigil-bench-{uuid.uuid4().hex[:8]}"
         overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=prefix)
@@ -216,7 +217,7 @@ def signal_workers(stack: Stack, services, sig) -> None:
 
 def measure(broker: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"vigil-bench-{broker}-") as var_dir:
-        stack, databases, prefix = start(broker, var_dir)
+        stack, databases, prefix = start(broker, var_dir, args.rabbitmq_databases)
         try:
             base = stack.gateway_url
             token = requests.post(f"{base}/api/v1/auth/token", json={
@@ -256,6 +257,7 @@ def measure(broker: str, args) -> dict:
                        for _, properties in steady_deleted.values() for p in properties)
             return {
                 "broker": broker,
+                "databases": f" (databases on {databases.backend})",
                 "rate": steady_requests / steady_seconds,
                 "server_errors": churn.server_errors,
                 "cascades": [v for v in latencies.values() if v is not None],
@@ -280,7 +282,7 @@ def measure(broker: str, args) -> dict:
 
 def report(result: dict) -> bool:
     ok = True
-    print(f"\n== {result['broker']}: {result['rate']:.0f} requests/s of churn through the gateway")
+    print(f"\n== {result['broker']}{result.get('databases', '')}: {result['rate']:.0f} requests/s of churn through the gateway")
     print(f"   5xx / failed requests: {len(result['server_errors'])}")
     for line in result["server_errors"][:5]:
         print(f"     {line}")
@@ -316,6 +318,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--steady", type=float, default=30.0, help="seconds of steady churn")
     parser.add_argument("--pause", type=float, default=15.0, help="seconds the workers are paused to build a backlog")
+    parser.add_argument("--rabbitmq-databases", choices=("postgres", "sqlite"), default="postgres",
+                        help="databases of the RabbitMQ run (sqlite: the same as the embedded run's)")
     args = parser.parse_args(argv)
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     ok = True

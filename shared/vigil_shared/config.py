@@ -63,7 +63,7 @@ SETTINGS: list[Setting] = [
     Setting("VIGIL_BIND_HOST", "127.0.0.1", "Address every HTTP process listens on (`0.0.0.0` in containers)."),
     Setting("VIGIL_WEB_WORKERS", "1", "gunicorn worker processes per HTTP service."),
     Setting("VIGIL_WEB_THREADS", "8", "Threads per gunicorn worker."),
-    Setting("VIGIL_WORKER_CONCURRENCY", "1", "Celery pool processes per service worker; with 1 (the default) the worker runs each task itself (solo pool)."),
+    Setting("VIGIL_WORKER_CONCURRENCY", "1", "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself)."),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
     *_per_process("VIGIL_{NAME}_DATABASE_URL", "sqlite:///$VIGIL_VAR_DIR/{name}.db",

@@ -51,9 +51,9 @@ def make_celery(settings: Settings) -> Celery:
         # never waits for the claim of the next message after an ack (the leases are renewed, and
         # come back within seconds if the worker is killed).
         worker_prefetch_multiplier=4 if embedded else 1,
-        # One worker process (the default): run the task in it. A pool of one child costs two process
-        # wake-ups per task, which on a busy machine, not the task, bounded the drain rate.
-        worker_pool="solo" if settings.worker_concurrency == 1 else "prefork",
+        # Embedded, one worker process (the default): run the task in it. A pool of one child costs two
+        # process wake-ups per task, which on a busy machine, not the task, bounded the drain rate.
+        worker_pool="solo" if embedded and settings.worker_concurrency == 1 else "prefork",
         task_default_queue=queue,
         task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True)],
         task_create_missing_queues=True,
