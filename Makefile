@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PACKAGES := shared services/customer services/property services/billing services/credit gateway deploy/runner
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+# setuptools prints an "Editable installation" notice (a warning) for each editable package it
+# builds: pages of them before anything useful. Silence that message only; real errors still show.
+PIP := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: install run test lock clean
 
@@ -12,8 +15,8 @@ install: $(STAMP)
 
 $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24" -c constraints.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+	$(PIP) --upgrade "pip>=24" -c constraints.txt
+	$(PIP) -c constraints.txt \
 		$(addprefix -e ,$(PACKAGES)) -r requirements-dev.txt
 	touch $(STAMP)
 

@@ -1,7 +1,7 @@
 """The end-to-end suite: the whole of Vigil started as real processes, driven over HTTP only.
 
 On PostgreSQL + RabbitMQ when reachable (fresh databases and queues per run, removed afterwards),
-on the embedded defaults (SQLite + filesystem broker in a temporary var/) otherwise.
+on the embedded defaults (SQLite databases + the SQLite broker in a temporary var/) otherwise.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ BACKEND = choose_backend()
 def pytest_report_header(config):
     if BACKEND == "postgres":
         return "vigil e2e: whole system as processes on PostgreSQL + RabbitMQ"
-    return "vigil e2e: whole system as processes on the embedded defaults (SQLite + filesystem broker)"
+    return "vigil e2e: whole system as processes on the embedded defaults (SQLite + the SQLite broker)"
 
 
 def _delete_queues(prefix: str) -> None:

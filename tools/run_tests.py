@@ -1,6 +1,7 @@
 """Runs every Vigil test suite, each in its own pytest process, and prints one total.
 
-Suites: the import boundaries (import-linter), shared, each service, the gateway, and the
+Suites: the import boundaries (import-linter), shared, each service, the gateway, the runner
+(deploy/runner/tests: supervision, the run lock), and the
 end-to-end suite in tests/. The database/broker backend is chosen once here
 (PostgreSQL + RabbitMQ when reachable, the embedded defaults otherwise) and passed to every suite.
 """
@@ -23,6 +24,7 @@ SUITES = [
     ("billing", "services/billing/tests"),
     ("credit", "services/credit/tests"),
     ("gateway", "gateway/tests"),
+    ("runner", "deploy/runner/tests"),
     ("e2e", "tests"),
 ]
 
@@ -44,7 +46,7 @@ def main(argv: list[str]) -> int:
         print(f"vigil: integration and e2e tests use PostgreSQL ({postgres_admin_url().split('@')[-1]}) "
               f"and RabbitMQ ({rabbitmq_url().split('@')[-1]})", flush=True)
     else:
-        print(f"vigil: integration and e2e tests use {describe_backend(backend)} and the filesystem broker",
+        print(f"vigil: integration and e2e tests use {describe_backend(backend)} and the embedded SQLite broker",
               flush=True)
     reports = ROOT / "var" / "test-reports"
     reports.mkdir(parents=True, exist_ok=True)

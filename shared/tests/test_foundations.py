@@ -72,7 +72,7 @@ def test_defaults_work_on_a_fresh_machine(monkeypatch, tmp_path):
             monkeypatch.delenv(name, raising=False)
     settings = Settings.from_env("property", internal_secret=SECRET, encryption_keys=("k",), blind_index_key="b")
     assert settings.database_url == f"sqlite:///{tmp_path / 'property.db'}"
-    assert settings.broker_url == "filesystem://" and settings.port == 8002
+    assert settings.broker_url == f"sqlite:///{tmp_path / 'broker.sqlite'}" and settings.port == 8002
     assert settings.worker_health_port == 8102 and settings.relay_health_port == 8202
     assert settings.queue_name() == "vigil.property"
 

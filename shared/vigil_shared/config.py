@@ -43,8 +43,8 @@ def _per_process(template: str, default: str, description: str, names=PROCESS_NA
 SETTINGS: list[Setting] = [
     Setting("VIGIL_VAR_DIR", "./var", "Directory for embedded databases, the file broker, uploads and generated secrets."),
     Setting("VIGIL_ENV", "development", "`production` refuses to start without explicit secrets."),
-    Setting("VIGIL_BROKER_URL", "filesystem://", "kombu broker URL: `filesystem://` (embedded), `amqp://user:pass@host:5672//`, `redis://host:6379/0`."),
-    Setting("VIGIL_BROKER_DIR", "$VIGIL_VAR_DIR/broker", "Message folder of the embedded filesystem broker."),
+    Setting("VIGIL_BROKER_URL", "sqlite:///$VIGIL_VAR_DIR/broker.sqlite", "kombu broker URL: `sqlite:///<file>` (the embedded SQLite broker), `amqp://user:pass@host:5672//`, `redis://host:6379/0`; `filesystem://` (kombu's, not recommended) still works."),
+    Setting("VIGIL_BROKER_DIR", "$VIGIL_VAR_DIR/broker", "Message folder of kombu's `filesystem://` broker (only with that URL)."),
     Setting("VIGIL_QUEUE_PREFIX", "vigil", "Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker."),
     Setting("VIGIL_INTERNAL_SECRET", "generated into var/secrets.env by the runner", "HMAC key of the short-lived identity token the gateway passes to services. Same value on the gateway and every service."),
     Setting("VIGIL_SECRET_KEY", "generated into var/secrets.env by the runner", "Gateway only: signs user access tokens."),
@@ -64,7 +64,7 @@ SETTINGS: list[Setting] = [
     Setting("VIGIL_BIND_HOST", "127.0.0.1", "Address every HTTP process listens on (`0.0.0.0` in containers)."),
     Setting("VIGIL_WEB_WORKERS", "1", "gunicorn worker processes per HTTP service."),
     Setting("VIGIL_WEB_THREADS", "8", "Threads per gunicorn worker."),
-    Setting("VIGIL_WORKER_CONCURRENCY", "1", "Celery worker processes per service."),
+    Setting("VIGIL_WORKER_CONCURRENCY", "1", "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself)."),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
     *_per_process("VIGIL_{NAME}_DATABASE_URL", "sqlite:///$VIGIL_VAR_DIR/{name}.db",
@@ -164,7 +164,7 @@ class Settings:
         values = dict(
             name=name,
             database_url=env(f"VIGIL_{upper}_DATABASE_URL", f"sqlite:///{vdir / (name + '.db')}"),
-            broker_url=env("VIGIL_BROKER_URL", "filesystem://"),
+            broker_url=env("VIGIL_BROKER_URL", f"sqlite:///{vdir / 'broker.sqlite'}"),
             broker_dir=Path(env("VIGIL_BROKER_DIR", str(vdir / "broker"))).resolve(),
             queue_prefix=env("VIGIL_QUEUE_PREFIX", "vigil"),
             internal_secret=secret,

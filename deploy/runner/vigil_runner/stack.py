@@ -2,11 +2,20 @@
 
 Per service: the web app (gunicorn), its Celery worker and its outbox relay; plus the gateway.
 Before starting them it generates the secrets once (``var/secrets.env``), applies every migration
-and creates the first admin. Every process gets its own session so one Ctrl-C here stops them all,
-in order, and nothing is left behind.
+and creates the first admin.
+
+Like a process manager: a process that dies is restarted with exponential backoff while the others
+keep serving (:meth:`Stack.supervise`). Every process gets its own session, so a Ctrl-C reaches the
+runner only and it stops them in order; and every process is told by the kernel to stop when the
+runner dies (``PR_SET_PDEATHSIG``), so a killed runner leaves nothing holding the ports. gunicorn
+workers and Celery pool processes follow their own parent (gunicorn checks its parent pid, Celery
+sets its own death signal). ``var/run.lock`` is held while any of them lives, so a second runner on
+the same ``var/`` says where Vigil runs instead of failing on a busy port.
 """
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import json
 import os
 import secrets
@@ -29,6 +38,12 @@ GENERATED_SECRETS = ("VIGIL_INTERNAL_SECRET", "VIGIL_SECRET_KEY",
                        for kind in ("ENCRYPTION_KEYS", "BLIND_INDEX_KEY")))
 
 
+BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that died
+BACKOFF_MAX = 30.0  # the delay doubles with every quick death, up to this
+STABLE_AFTER = 60.0  # a process up this long has recovered: its next death restarts after BACKOFF_FIRST
+PR_SET_PDEATHSIG = 1
+
+
 @dataclass
 class Process:
     name: str
@@ -36,6 +51,105 @@ class Process:
     ready_url: str
     popen: subprocess.Popen | None = None
     log_path: Path | None = None
+    started_at: float = 0.0
+    quick_deaths: int = 0  # deaths in a row, each within STABLE_AFTER of its start
+    restart_at: float | None = None  # when a dead process is due to be started again
+    restarts: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+def backoff_delay(quick_deaths: int) -> float:
+    """1 s, 2 s, 4 s … capped at BACKOFF_MAX, for the n-th death in a row."""
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, quick_deaths - 1))
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with_parent(parent_pid: int):
+    """A ``preexec_fn``: the kernel sends the child SIGTERM when the runner dies, however it dies.
+
+    Linux ties the signal to the spawning *thread*: processes are spawned from the runner's main thread.
+    """
+    def preexec() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the runner died before the death signal was armed
+            os._exit(1)
+    return preexec
+
+
+class AlreadyRunning(RuntimeError):
+    """Another runner (or processes it left stopping) holds this ``var/``."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``var/run.lock``, holding who runs Vigil and where.
+
+    Every process the runner starts inherits the locked file, so the lock lasts until the last of
+    them is gone: a second runner cannot start while anything still holds the ports.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(self.describe_holder()) from None
+        self.fd = fd
+
+    def describe_holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        pid, url = info.get("pid"), info.get("url", "?")
+        alive = pid and _pid_alive(pid)
+        where = f"runner pid {pid}, {url}" if pid else "started elsewhere"
+        if pid and not alive:
+            return (f"Vigil's processes from runner pid {pid} ({url}) are still stopping after that runner "
+                    f"died; try again in a few seconds (var: {self.path.parent}).")
+        return f"Vigil is already running on this var/ ({self.path.parent}): {where}. Stop it with Ctrl-C there."
+
+    def write(self, info: dict) -> None:
+        if self.fd is None:
+            return
+        data = json.dumps(info).encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    @property
+    def inheritable_fds(self) -> tuple[int, ...]:
+        return (self.fd,) if self.fd is not None else ()
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def free_port() -> int:
@@ -71,6 +185,7 @@ class Stack:
     log_dir: Path
     processes: list[Process] = field(default_factory=list)
     admin_message: str = ""
+    lock: RunLock | None = None
 
     @classmethod
     def from_environment(cls, overrides: dict[str, str] | None = None, dynamic_ports: bool = False,
@@ -136,18 +251,68 @@ class Stack:
             ]
         return plan
 
-    def start(self) -> None:
+    @property
+    def var_dir(self) -> Path:
+        return Path(self.env["VIGIL_VAR_DIR"])
+
+    def acquire_lock(self) -> None:
+        """Raises :class:`AlreadyRunning` (saying where) when this ``var/`` is in use."""
+        self.lock = RunLock(self.var_dir / "run.lock")
+        self.lock.acquire()
+        self._write_lock()
+
+    def _write_lock(self) -> None:
+        if self.lock:
+            self.lock.write({"pid": os.getpid(), "url": f"{self.gateway_url}/api/v1",
+                             "processes": {p.name: p.pid for p in self.processes}})
+
+    def start(self, plan: list[Process] | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for process in self._plan():
+        for process in self._plan() if plan is None else plan:
             process.log_path = self.log_dir / f"{process.name}.log"
-            log_file = open(process.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-            process.popen = subprocess.Popen(process.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
-            log_file.close()
+            self._spawn(process)
             self.processes.append(process)
+        self._write_lock()
+
+    def _spawn(self, process: Process) -> None:
+        with open(process.log_path, "ab") as log_file:  # the child keeps its own copy of the descriptor
+            process.popen = subprocess.Popen(process.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+                                             start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
+                                             pass_fds=self.lock.inheritable_fds if self.lock else ())
+        process.started_at = time.monotonic()
+        process.restart_at = None
 
     def dead(self) -> list[Process]:
         return [p for p in self.processes if p.popen and p.popen.poll() is not None]
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """One round of supervision: schedules the restart of a process that died, starts those due.
+
+        Returns what happened, for the operator. A process that ran ``STABLE_AFTER`` seconds before
+        dying restarts after ``BACKOFF_FIRST``; deaths in quick succession double the delay.
+        """
+        now = time.monotonic() if now is None else now
+        report = []
+        for process in self.processes:
+            if process.restart_at is None and process.popen and process.popen.poll() is not None:
+                code = process.popen.returncode
+                try:  # what it leaves behind (a gunicorn worker, a Celery pool process) goes too
+                    os.killpg(process.popen.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                up = now - process.started_at
+                process.quick_deaths = 1 if up >= STABLE_AFTER else process.quick_deaths + 1
+                delay = backoff_delay(process.quick_deaths)
+                process.restart_at = now + delay
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                report.append(f"{process.name} (pid {process.pid}) {how} after {up:.0f}s; "
+                              f"restarting in {delay:.0f}s (see {process.log_path})")
+            elif process.restart_at is not None and now >= process.restart_at:
+                self._spawn(process)
+                process.restarts += 1
+                report.append(f"{process.name} restarted (pid {process.pid}, restart {process.restarts})")
+                self._write_lock()
+        return report
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -184,6 +349,9 @@ class Stack:
                 pass
             process.popen.wait()
         self.processes.clear()
+        if self.lock:
+            self.lock.release()
+            self.lock = None
 
 
 def is_ready(url: str) -> bool:
