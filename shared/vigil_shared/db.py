@@ -106,6 +106,8 @@ def build_engine(url: str, *, autocommit: bool = False) -> Engine:
 
     ``autocommit`` engines are for single read statements on a hot path: no transaction to end and
     no liveness probe before each use (the caller retries once on a dropped connection instead).
+    A PostgreSQL pool keeps 5 idle connections and opens up to 15 more for a burst, closing them
+    after: a dozen processes per installation must leave the server's connection limit room.
     """
     parsed = make_url(url)
     options: dict = {"hide_parameters": True}
@@ -117,7 +119,7 @@ def build_engine(url: str, *, autocommit: bool = False) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=not autocommit, pool_size=10, max_overflow=10, pool_recycle=1800,
+    return create_engine(url, pool_pre_ping=not autocommit, pool_size=5, max_overflow=15, pool_recycle=1800,
                          **options)
 
 
