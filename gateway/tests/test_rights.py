@@ -232,3 +232,33 @@ def test_a_key_made_with_a_key_answers_to_the_same_person(client, auth, world, k
     assert child.status_code == 201 and child.json["created_by"] == kim["id"]
     assert client.patch(f"/api/v1/users/{kim['id']}", headers=auth, json={"active": False}).status_code == 200
     refused(client.get("/api/v1/me", headers={"X-API-Key": child.json["key"]}), 401)
+
+
+def test_only_an_administrator_revokes_an_administrators_key(client, auth, world, kim):
+    """A key is its creator's credential: revoking it acts on their account, under the same rule."""
+    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "monitoring", "permissions": ["customers.view"]})
+    assert admins.status_code == 201
+    refused(client.delete(f"/api/v1/api-keys/{admins.json['id']}", headers=kim["headers"]))
+    assert client.get("/api/v1/me", headers={"X-API-Key": admins.json["key"]}).status_code == 200
+    # nor a key of someone holding more than the caller
+    richer = make_role(client, auth, "Keymaker plus", ["api_keys.manage", "customers.view", "customers.delete"])
+    make_user(client, auth, "rich", grants=[{"role_id": richer, "location_id": world["north"]}])
+    rich = bearer(sign_in(client, "rich", PASSWORD))
+    theirs = client.post("/api/v1/api-keys", headers=rich, json={
+        "name": "rich-sync", "permissions": ["customers.delete"], "location_ids": [world["north"]]}).json
+    refused(client.delete(f"/api/v1/api-keys/{theirs['id']}", headers=kim["headers"]))
+    assert client.delete(f"/api/v1/api-keys/{theirs['id']}", headers=rich).status_code == 204
+
+
+def test_a_creator_and_their_keys_revoke_the_creators_keys(client, auth, world, kim):
+    mine = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "mine", "permissions": ["api_keys.manage"]}).json
+    other = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "other", "permissions": ["customers.view"], "location_ids": [world["north"]]}).json
+    assert client.delete(f"/api/v1/api-keys/{other['id']}", headers={"X-API-Key": mine["key"]}).status_code == 204
+    assert client.delete(f"/api/v1/api-keys/{mine['id']}", headers=kim["headers"]).status_code == 204
+    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "a", "permissions": ["customers.view"]}).json
+    another = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "another", "permissions": ["customers.view"], "location_ids": [world["north"]]}).json
+    assert client.delete(f"/api/v1/api-keys/{another['id']}", headers=auth).status_code == 204  # an administrator
+    assert client.delete(f"/api/v1/api-keys/{admins['id']}", headers=auth).status_code == 204

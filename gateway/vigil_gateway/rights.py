@@ -148,6 +148,20 @@ def check_api_key_rights(session: Session, caller: Identity, permissions: list[s
     ensure_can_grant(session, caller, permissions, location_ids, field="permissions")
 
 
+def ensure_can_revoke(session: Session, caller: Identity, caller_user: User | None, key: ApiKey,
+                      caller_key_creator: int | None = None) -> None:
+    """A key is its creator's credential: revoking it acts on their account (:func:`ensure_can_act_on`),
+    so only its creator (or a key answering to them) or someone who may act on them revokes it."""
+    if key.created_by is None:
+        return  # no creator: the key no longer works anyway
+    acting_for = caller_user.id if caller_user is not None else caller_key_creator
+    if acting_for == key.created_by:
+        return
+    creator = session.get(User, key.created_by)
+    if creator is not None:
+        ensure_can_act_on(session, caller, caller_user, creator)
+
+
 def get_api_key(session: Session, key_id: int) -> ApiKey:
     key = session.get(ApiKey, key_id)
     if key is None:

@@ -209,11 +209,16 @@ class ApiKeyItem(MethodView):
 
     @requires("api_keys.manage")
     @blp.response(204)
+    @blp.alt_response(403, description="The key's creator holds rights you do not hold")
     @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, key_id):
-        """Revoke an API key: it stops working at once (it stays listed, revoked)."""
+        """Revoke an API key: it stops working at once (it stays listed, revoked).
+
+        A key is its creator's credential: only they, or someone who may change their account
+        (administrators only for an administrator's keys), revoke it."""
         session = db_session()
         key = rights.get_api_key(session, key_id)
+        rights.ensure_can_revoke(session, current_identity(), signed_in_user(), key, g.get("key_creator_id"))
         if key.revoked_at is None:
             claim_next_version(session, key)
             key.revoked_at = utcnow()
