@@ -262,3 +262,40 @@ def test_a_creator_and_their_keys_revoke_the_creators_keys(client, auth, world, 
         "name": "another", "permissions": ["customers.view"], "location_ids": [world["north"]]}).json
     assert client.delete(f"/api/v1/api-keys/{another['id']}", headers=auth).status_code == 204  # an administrator
     assert client.delete(f"/api/v1/api-keys/{admins['id']}", headers=auth).status_code == 204
+
+
+def test_a_key_made_with_a_key_stops_with_that_key(client, auth, world, kim):
+    """A leaked short-lived key must not mint a lasting one: the new key answers to the key it was
+    made with, and stops when that one is revoked or expires."""
+    from datetime import datetime, timedelta, timezone
+
+    soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon}).json
+    child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
+        "name": "child", "permissions": ["api_keys.manage"], "expires_at": None}).json
+    grandchild = client.post("/api/v1/api-keys", headers={"X-API-Key": child["key"]}, json={
+        "name": "grandchild", "permissions": ["api_keys.manage"]}).json
+    assert child["made_with_key_id"] == parent["id"] and grandchild["made_with_key_id"] == child["id"]
+    assert client.get("/api/v1/me", headers={"X-API-Key": grandchild["key"]}).status_code == 200
+    assert client.delete(f"/api/v1/api-keys/{parent['id']}", headers=kim["headers"]).status_code == 204
+    refused(client.get("/api/v1/me", headers={"X-API-Key": child["key"]}), 401)
+    refused(client.get("/api/v1/me", headers={"X-API-Key": grandchild["key"]}), 401)
+
+
+def test_a_key_made_with_a_key_expires_with_that_key(client, auth, world, kim):
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    soon = datetime.now(timezone.utc) + timedelta(seconds=3)
+    parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon.isoformat()}).json
+    child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
+        "name": "child", "permissions": ["api_keys.manage"]}).json
+    assert client.get("/api/v1/me", headers={"X-API-Key": child["key"]}).status_code == 200  # now cached
+    time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+    refused(client.get("/api/v1/me", headers={"X-API-Key": child["key"]}), 401)  # nothing bumped the epoch
+    made_by_kim = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "kims", "permissions": ["api_keys.manage"]}).json
+    assert made_by_kim["made_with_key_id"] is None
+    assert client.get("/api/v1/me", headers={"X-API-Key": made_by_kim["key"]}).status_code == 200

@@ -24,7 +24,7 @@ from vigil_shared.web import (CONFIDENTIAL_READS_HEADER, REQUEST_ID_HEADER, Vigi
                               enforce_json_bodies)
 
 from . import audit
-from .access import api_key_identity, user_identity
+from .access import api_key_identity, key_lineage, user_identity
 from .aggregates import BLUEPRINTS as AGGREGATE_BLUEPRINTS
 from .api import BLUEPRINTS as API_BLUEPRINTS
 from .identity_cache import Entry, IdentityCache
@@ -69,9 +69,10 @@ def _authenticate(settings: GatewaySettings, db: Database, cache: IdentityCache)
                 raise _unauthenticated("The API key is invalid, expired or revoked.") from None
             identity = api_key_identity(session, key, None, address)
             if identity is None:
-                raise _unauthenticated("The API key's creator is no longer active; the key no longer works.")
+                raise _unauthenticated("The API key's creator is no longer active, or the key it was made with "
+                                       "was revoked or expired; the key no longer works.")
             entry = cache.put(cache_key, Entry(epoch, identity, None, None, key_id=key.id,
-                                               key_creator_id=key.created_by, expires_at=key.expires_at))
+                                               key_creator_id=key.created_by, expires_at=key_lineage(session, key)[1]))
         _note_key_use(db, entry)
         return entry
     if scheme.lower() != "bearer" or not credential:
@@ -150,6 +151,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
             entry = _authenticate(settings, db, identity_cache)
             g.identity = dataclasses.replace(entry.identity, request_id=g.request_id)
             g.user_id, g.session_id, g.key_creator_id = entry.user_id, entry.session_id, entry.key_creator_id
+            g.key_id = entry.key_id
             g.identity_token = identity_cache.signed_token(entry, base.internal_secret, base.identity_token_ttl,
                                                            g.request_id)
 

@@ -186,9 +186,10 @@ class ApiKeys(MethodView):
         user = signed_in_user()
         # A key made with a key answers to the same person: its rights stay bounded by theirs.
         creator = user.id if user else g.get("key_creator_id")
+        # ...and to the key it was made with: it stops when that key is revoked or expires.
         created = create_api_key(session, name=data["name"], permissions=data["permissions"],
                                  location_ids=data["location_ids"], created_by=creator,
-                                 expires_at=data["expires_at"])
+                                 expires_at=data["expires_at"], made_with_key_id=None if user else g.get("key_id"))
         session.commit()
         audit.record(database(), "api_key.create", target_type="api_key", target_id=created.record.id,
                      details={"name": created.record.name, "permissions": created.record.permissions,
