@@ -299,3 +299,31 @@ def test_a_key_made_with_a_key_expires_with_that_key(client, auth, world, kim):
         "name": "kims", "permissions": ["api_keys.manage"]}).json
     assert made_by_kim["made_with_key_id"] is None
     assert client.get("/api/v1/me", headers={"X-API-Key": made_by_kim["key"]}).status_code == 200
+
+
+def test_a_grant_at_every_location_needs_the_permission_at_locations_opened_later(client, auth, world):
+    """Holding a permission at each office open today is not holding it everywhere: a role granted
+    at every location reaches the next office too, where the granter holds nothing."""
+    people = make_role(client, auth, "People and places", ["users.manage", "roles.manage", "locations.manage"])
+    offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
+    make_user(client, auth, "gus", grants=[{"role_id": people, "location_id": None}]
+              + [{"role_id": world["clerk"], "location_id": office} for office in offices])
+    gus = bearer(sign_in(client, "gus", PASSWORD))
+    problem = refused(client.post("/api/v1/users", headers=gus, json={
+        "username": "puppet", "password": PASSWORD, "grants": [{"role_id": world["clerk"], "location_id": None}]}))
+    assert "including those opened later: customers.view" in " ".join(problem["errors"]["grants"])
+    for office in offices:  # office by office is the granter's to give
+        assert client.post("/api/v1/users", headers=gus, json={
+            "username": f"clerk-{office}", "password": PASSWORD,
+            "grants": [{"role_id": world["clerk"], "location_id": office}]}).status_code == 201
+    # nor by adding the permission to a role held at every location
+    everywhere = make_role(client, auth, "Everywhere", [])
+    make_user(client, auth, "eve", grants=[{"role_id": everywhere, "location_id": None}])
+    refused(client.patch(f"/api/v1/roles/{everywhere}", headers=gus, json={"permissions": ["customers.view"]}))
+    # who holds it at every location gives it at every location
+    make_user(client, auth, "gwen", grants=[{"role_id": people, "location_id": None},
+                                            {"role_id": world["clerk"], "location_id": None}])
+    gwen = bearer(sign_in(client, "gwen", PASSWORD))
+    assert client.post("/api/v1/users", headers=gwen, json={
+        "username": "clerk-all", "password": PASSWORD,
+        "grants": [{"role_id": world["clerk"], "location_id": None}]}).status_code == 201

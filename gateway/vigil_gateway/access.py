@@ -36,6 +36,17 @@ def effective_rights(session: Session, user: User) -> tuple[frozenset[str], dict
     return frozenset(company), {loc: frozenset(perms) for loc, perms in per_location.items()}
 
 
+def everywhere_permissions(user: User | None) -> frozenset[str]:
+    """The location permissions ``user`` holds at every location, including those opened later: all of
+    them for an administrator, else those of the roles granted with no location."""
+    if user is None:
+        return frozenset()
+    if user.is_admin:
+        return frozenset(LOCATION_PERMISSIONS)
+    return frozenset(p for grant in user.grants if grant.location_id is None for p in grant.role.permissions
+                     if p in LOCATION_PERMISSIONS)
+
+
 def user_identity(session: Session, user: User, request_id: str | None, client_ip: str | None) -> Identity:
     company, per_location = effective_rights(session, user)
     return Identity(subject=str(user.id), username=user.username, kind="user", permissions=company,
