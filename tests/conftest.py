@@ -5,6 +5,7 @@ on the embedded defaults (SQLite + filesystem broker in a temporary var/) otherw
 """
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import uuid
@@ -37,13 +38,17 @@ def _delete_queues(prefix: str) -> None:
                 channel = conn.channel()
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("var")
+@contextlib.contextmanager
+def running_stack(var_dir):
+    """A whole Vigil stack on fresh databases and queues, stopped and removed on exit.
+
+    The session's ``stack`` is one; a suite that must not share state with the others (the
+    schemathesis run, which signs in wrongly on purpose and edits users) starts its own.
+    """
     overrides = {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_ADMIN_USERNAME": "admin",
                  "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "INFO",
                  "VIGIL_RELAY_INTERVAL": "0.1"}
-    databases = TestDatabases(BACKEND, str(var_dir))
+    databases = TestDatabases(BACKEND, str(var_dir), run_id=uuid.uuid4().hex[:10])
     prefix = None
     if BACKEND == "postgres":
         for name in PROCESS_NAMES:
@@ -61,6 +66,25 @@ def stack(tmp_path_factory):
         databases.drop_all()
         if prefix:
             _delete_queues(prefix)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("var")) as running:
+        yield running
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``run_last(n)`` run after all others, lowest ``n`` first (the at-rest scan is last)."""
+    def rank(item):
+        marker = item.get_closest_marker("run_last")
+        return (marker.args[0] if marker and marker.args else 1) if marker else 0
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "run_last(n): run after every unmarked test, lowest n first")
 
 
 class Gateway:
@@ -169,6 +193,16 @@ def gateway_as(stack, gateway):
         return made[key]
 
     return make
+
+
+_EXCHANGES = [e for e in range(230, 1000) if e % 100 != 11]  # real-looking, never an N11 service code
+
+
+def unique_phone(area: str = "801") -> str:
+    """A valid number no other record of the run is likely to share (7.5 million per area code), so
+    a phone-based duplicate check never joins two tests' records."""
+    n = uuid.uuid4().int
+    return f"{area}-{_EXCHANGES[n % len(_EXCHANGES)]}-{(n >> 16) % 10_000:04d}"
 
 
 def customer_body(location_id: int, **fields) -> dict:

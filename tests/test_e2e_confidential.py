@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import customer_body
+from conftest import customer_body, unique_phone
 
 SSN = "219-09-9999"
 SSN_DIGITS = SSN.replace("-", "")
@@ -144,13 +144,13 @@ def test_the_duplicate_check_never_confirms_a_guessed_ssn(gateway, gateway_as, l
     for guess in (SSN, "219-09-9998"):
         response = attacker.post("/api/v1/customers", json=customer_body(
             locations["home"], first_name="Guess", last_name=guess[-4:], ssn=guess,
-            primary_phone=f"613-555-{uuid.uuid4().int % 10_000:04d}"))
+            primary_phone=unique_phone("613")))
         answers.add(response.status_code)
         assert "ssn" not in str(response.json().get("matches")), response.text
         assert str(secret_customer["id"]) not in str(response.json().get("matches"))
     assert answers == {201}
     entitled = gateway_as(["customers.view", "customers.create", "confidential.ssn.view"], [locations["home"]])
     named = entitled.post("/api/v1/customers", json=customer_body(
-        locations["home"], first_name="Real", primary_phone=f"613-555-{uuid.uuid4().int % 10_000:04d}", ssn=SSN))
+        locations["home"], first_name="Real", primary_phone=unique_phone("613"), ssn=SSN))
     assert named.status_code == 409
     assert any(m["id"] == secret_customer["id"] and m["reasons"] == ["ssn"] for m in named.json()["matches"])

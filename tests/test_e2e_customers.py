@@ -10,12 +10,12 @@ import uuid
 
 import pytest
 
-from conftest import assert_problem
+from conftest import assert_problem, unique_phone
 from vigil_runner.stack import is_ready
 
 
 def phone() -> str:
-    return f"801-555-{uuid.uuid4().int % 10_000:04d}"
+    return unique_phone("801")
 
 
 def body(location_id: int, **fields) -> dict:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import assert_problem, customer_body
+from conftest import assert_problem, customer_body, unique_phone
 from vigil_runner.stack import is_ready
 
 CODES_VIEW = "confidential.installation_codes.view"
@@ -23,7 +23,7 @@ def unique(prefix: str) -> str:
 
 def new_customer(gateway, location_id: int, last_name: str = "Owner") -> dict:
     response = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, json=customer_body(
-        location_id, first_name="Pat", last_name=last_name, primary_phone=f"613-555-{uuid.uuid4().int % 10_000:04d}"))
+        location_id, first_name="Pat", last_name=last_name, primary_phone=unique_phone("613")))
     assert response.status_code == 201, response.text
     return response.json()
 

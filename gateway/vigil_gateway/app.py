@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import timedelta
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, g, jsonify, request
 from sqlalchemy import update
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -29,14 +29,14 @@ from .aggregates import BLUEPRINTS as AGGREGATE_BLUEPRINTS
 from .api import BLUEPRINTS as API_BLUEPRINTS
 from .identity_cache import Entry, IdentityCache
 from .models import ApiKey, IdempotencyRecord, Session as SignInSession, User
-from .openapi import DOCS_HTML, MergedSpec, fetch_service_document
+from .openapi import PUBLIC_DOCS_PATHS, MergedSpec, docs_blueprint, fetch_service_document
 from .proxy import UpstreamPool, forward, unrouted
 from .routing import service_for
 from .settings import GatewaySettings
 from .tokens import API_KEY_PREFIX, InvalidToken, find_api_key, verify_access_token
 from .users import ensure_admin
 
-PUBLIC_API_PATHS = frozenset({"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/openapi.json", "/api/v1/docs"})
+PUBLIC_API_PATHS = frozenset({"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/openapi.json"}) | PUBLIC_DOCS_PATHS
 PACKAGE = "vigil_gateway"
 API_KEY_HEADER = "X-API-Key"
 KEY_USE_RESOLUTION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
@@ -171,9 +171,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     def openapi_document():
         return jsonify(merged_spec.document())
 
-    @app.get("/api/v1/docs")
-    def openapi_docs():
-        return Response(DOCS_HTML, mimetype="text/html")
+    app.register_blueprint(docs_blueprint())  # the Swagger UI page and its assets, served offline
 
     # OPTIONS is forwarded too: the service that owns the path states its real methods in `Allow`.
     @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

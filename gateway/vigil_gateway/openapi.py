@@ -9,11 +9,17 @@ its paths out and is named under ``x-vigil-unavailable-services`` rather than fa
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.resources
 import json
 import logging
 import threading
 import time
 from typing import Any, Callable
+
+from flask import Blueprint, Response
+
+from vigil_shared.errors import not_found
 
 log = logging.getLogger("vigil.gateway.openapi")
 
@@ -25,6 +31,52 @@ GATEWAY_RESPONSES = {
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+PROBLEM_TYPE = "application/problem+json"
+PROBLEM_REF = "#/components/schemas/Problem"
+
+
+def _is_error_status(status: str) -> bool:
+    return status == "default" or status[:1] in ("4", "5")
+
+
+def _as_problem(response: dict) -> dict:
+    """An error response declared as sent: ``application/problem+json`` with the Problem schema.
+
+    flask-smorest declares error responses as ``application/json`` (and ``alt_response`` entries
+    without a schema have no content at all), while every error leaves as problem+json.
+    """
+    if "$ref" in response:
+        return response
+    content = response.get("content") or {}
+    schema = next((media.get("schema") for media in content.values() if media.get("schema")), None)
+    if schema is None or schema == {"$ref": PROBLEM_REF}:
+        return response | {"content": {PROBLEM_TYPE: {"schema": {"$ref": PROBLEM_REF}}}}
+    json_media = content.get("application/json")
+    if json_media is not None and PROBLEM_TYPE not in content:
+        content = {PROBLEM_TYPE if key == "application/json" else key: value for key, value in content.items()}
+        return response | {"content": content}
+    return response
+
+
+def declare_problem_responses(document: dict) -> dict:
+    """Every error response of ``document`` (inline or a component) declared as problem+json.
+
+    The Problem schema admits extension members (RFC 9457 §3.2: ``permission``, ``matches``, …).
+    """
+    components = document.setdefault("components", {})
+    for name, response in list(components.get("responses", {}).items()):
+        if name == "DEFAULT_ERROR" or (response.get("content") or {}).get("application/json", {}).get("schema") == {
+                "$ref": PROBLEM_REF}:
+            components["responses"][name] = _as_problem(response)
+    for item in document.get("paths", {}).values():
+        for method, operation in item.items():
+            if method in HTTP_METHODS and isinstance(operation, dict):
+                operation["responses"] = {status: _as_problem(response) if _is_error_status(status) else response
+                                          for status, response in operation.get("responses", {}).items()}
+    problem = components.setdefault("schemas", {}).get("Problem")
+    if isinstance(problem, dict):
+        problem.pop("additionalProperties", None)
+    return document
 
 
 def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
@@ -79,7 +131,7 @@ def merge_documents(gateway_doc: dict, service_docs: dict[str, dict], unavailabl
     merged["paths"] = dict(sorted(paths.items()))
     if unavailable:
         merged["x-vigil-unavailable-services"] = sorted(unavailable)
-    return merged
+    return declare_problem_responses(merged)
 
 
 class MergedSpec:
@@ -116,11 +168,74 @@ def fetch_service_document(pool, base_url: str, headers: dict) -> dict:
     return json.loads(response.data)
 
 
+# --- the docs page -------------------------------------------------------------------------------
+# Swagger UI comes from the flask-swagger-ui distribution (PyPI), whose ``dist/`` folder is the
+# upstream swagger-ui-dist build; only its files are used, served by the gateway itself so the page
+# works on a machine without internet. The page has no inline script (the start-up code is a file
+# too), asks no outside validator, and every path is relative, so it also works under a path prefix.
+DOCS_PATH = "/api/v1/docs"
+SWAGGER_UI_PACKAGE = "flask_swagger_ui"
+DOCS_START_JS = """window.ui = SwaggerUIBundle({
+  url: "openapi.json",
+  dom_id: "#swagger-ui",
+  persistAuthorization: true,
+  validatorUrl: null,
+  deepLinking: true
+});
+"""
+DOCS_ASSETS = {  # file name → (source, content type); the source is the Swagger UI dist or this module
+    "swagger-ui.css": ("dist", "text/css; charset=utf-8"),
+    "swagger-ui-bundle.js": ("dist", "text/javascript; charset=utf-8"),
+    "favicon-32x32.png": ("dist", "image/png"),
+    "favicon-16x16.png": ("dist", "image/png"),
+    "vigil-docs.js": ("inline", "text/javascript; charset=utf-8"),
+}
+DOCS_ASSET_PATHS = frozenset(f"{DOCS_PATH}/{name}" for name in DOCS_ASSETS)
+PUBLIC_DOCS_PATHS = DOCS_ASSET_PATHS | {DOCS_PATH}
 DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Vigil API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="docs/swagger-ui.css">
+<link rel="icon" type="image/png" href="docs/favicon-32x32.png" sizes="32x32">
+<link rel="icon" type="image/png" href="docs/favicon-16x16.png" sizes="16x16">
+</head>
 <body><div id="swagger-ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/api/v1/openapi.json", dom_id: "#swagger-ui", persistAuthorization: true});</script>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script src="docs/vigil-docs.js"></script>
 </body></html>
 """
+
+
+@functools.lru_cache(maxsize=None)
+def docs_asset(name: str) -> tuple[bytes, str] | None:
+    """The bytes and content type of one docs asset, or ``None`` for a name that is not one."""
+    if name not in DOCS_ASSETS:
+        return None
+    source, content_type = DOCS_ASSETS[name]
+    if source == "inline":
+        return DOCS_START_JS.encode(), content_type
+    return (importlib.resources.files(SWAGGER_UI_PACKAGE) / "dist" / name).read_bytes(), content_type
+
+
+def docs_blueprint() -> Blueprint:
+    """``/api/v1/docs`` and its assets; public (the gateway lists ``PUBLIC_DOCS_PATHS`` as such)."""
+    blueprint = Blueprint("docs", __name__)
+
+    def _static(body: bytes, content_type: str, max_age: int) -> Response:
+        response = Response(body, content_type=content_type)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = f"public, max-age={max_age}"
+        return response
+
+    @blueprint.get(DOCS_PATH)
+    def docs_page():
+        return _static(DOCS_HTML.encode(), "text/html; charset=utf-8", 300)
+
+    @blueprint.get(f"{DOCS_PATH}/<name>")
+    def docs_file(name: str):
+        asset = docs_asset(name)
+        if asset is None:
+            raise not_found("resource")
+        return _static(*asset, 86400)
+
+    return blueprint

@@ -26,6 +26,7 @@ from .config import Settings
 from .db import Database
 from . import guards
 from .errors import FORBIDDEN, Problem, UNAUTHENTICATED, register_error_handlers
+from .http import PreconditionPlugin
 from .identity import IDENTITY_HEADER, Identity, InvalidIdentity, verify_identity
 from .logs import configure_logging
 from .permissions import AUTHENTICATED, scope_of
@@ -57,6 +58,11 @@ class VigilApi(Api):
 
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
+
+    def __init__(self, app=None, *, spec_kwargs=None, **kwargs):
+        spec_kwargs = dict(spec_kwargs or {})
+        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), PreconditionPlugin()]
+        super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
     def _register_error_handlers(self):
         register_error_handlers(self._app)

@@ -1,4 +1,4 @@
-"""Who may see and change which part of a record (issue 3 on the customer page of seed 001).
+"""Who may see and change which part of a record.
 
 Every field of the record belongs to a *section*; a section decides the permission needed to see
 it and to change it, per kind of record. Confidential fields add the confidential-field
@@ -12,47 +12,22 @@ from dataclasses import dataclass
 from vigil_shared.errors import FORBIDDEN, Problem
 from vigil_shared.identity import Identity
 
-CUSTOMER, LEAD = "customer", "lead"
-KINDS = (CUSTOMER, LEAD)
+from . import registry
 
-CONTACT, SALE, INSTALLATION, LEAD_INFO, GENERAL = "contact", "sale", "installation", "lead", "general"
+# Sections, kinds and each field's place are declared once, in the registry.
+CUSTOMER, LEAD, KINDS = registry.CUSTOMER, registry.LEAD, registry.KINDS
+CONTACT, SALE, INSTALLATION, LEAD_INFO, GENERAL = (registry.CONTACT, registry.SALE, registry.INSTALLATION,
+                                                   registry.LEAD_INFO, registry.GENERAL)
 
-CONTACT_FIELDS = (
-    "first_name", "last_name", "birthdate", "language", "address_line1", "address_line2", "city", "state", "zip",
-    "county", "cross_street", "primary_phone", "work_phone", "cell_phone", "other_phone", "email",
-    "best_time_to_contact", "ssn", "spouse", "credit_score", "credit_tracking_number", "account_type",
-    "account_class", "business_name", "business_contact", "dba_name",
-)
-SALE_FIELDS = (
-    "sale_date", "sold_by", "trainee_trainer", "lead_rep", "call_center_rep", "adt_number", "adt_serial_man",
-    "account_number", "mmr", "mmr_a_la_carte", "currency", "monitoring_plan", "canceled", "cancel_date",
-    "cancel_reason", "source", "source_campaign", "discount_affiliate", "discount_affiliate_member_number",
-    "monitored_by", "interactive_services_provider", "adt_system_type", "contract_term_months",
-    "contract_months_remaining", "activation_fee", "warranty_term_months", "dealer_number", "collections_date",
-    "funding_status", "funded_date", "parent_customer_id",
-)
-SERVICE_FIELDS = ("two_way_voice", "cellular_backup", "guard_response", "maintenance", "invoicing", "aarp",
-                  "tellular", "pulse")
-INSTALLATION_FIELDS = (
-    "installation_appointment_id", "install_date", "install_tech", "install_tech_reports_to",
-    "confirmation_number", "receiver_number", "installed", "abort_code", *SERVICE_FIELDS,
-)
-LEAD_FIELDS = ("source", "source_campaign", "callback_at", "lead_disposition", "callcenter_comments",
-               "lead_status", "lead_rep", "lead_comments", "call_center_rep")
-GENERAL_FIELDS = ("location_id", "active", "notes", "description", "company", "custom_fields")
-
+# Not fields of the record but named by clients: sent in a body, they are refused as read-only.
+BOOKKEEPING = frozenset({name for name, _, _ in registry.SYSTEM if name not in registry.BY_NAME} | {"version", "tags"})
 # Shown but never written through the record's PATCH (computed, or owned by another workflow).
-READ_ONLY = frozenset({
-    "id", "kind", "created_at", "updated_at", "created_by", "version", "archived_at", "converted_at",
-    "last_activity_at", "credit_grade", "contract_months_remaining", "funding_status", "funded_date",
-    "install_tech_reports_to", "call_center_rep", "tags",
-})
+READ_ONLY = BOOKKEEPING | {f.name for f in registry.FIELDS if f.writable != registry.ALWAYS}
 # Accepted when the record is created, read-only afterwards.
-CREATE_ONLY = frozenset({"call_center_rep"})
-
-CONFIDENTIAL = {"ssn": "ssn", "birthdate": "birthdate", "confirmation_number": "installation_codes",
-                "receiver_number": "installation_codes", "abort_code": "installation_codes"}
-SCORE_FIELDS = frozenset({"credit_score", "credit_tracking_number"})
+CREATE_ONLY = frozenset(f.name for f in registry.FIELDS if f.writable == registry.ON_CREATE)
+# field: confidential category (``confidential.<category>.view`` / ``.modify``)
+CONFIDENTIAL = {f.name: f.confidential for f in registry.FIELDS if f.confidential}
+SCORE_FIELDS = frozenset(f.name for f in registry.FIELDS if f.credit)
 SCORE_PERMISSION = "credit.create"
 
 SECTION_PERMISSIONS = {
@@ -72,31 +47,12 @@ def base_permission(kind: str, action: str) -> str:
 
 def section_of(field: str, kind: str) -> str | None:
     """The card a field sits on for this kind of record; None when the kind has no such field."""
-    if kind == LEAD:
-        if field in LEAD_FIELDS:
-            return LEAD_INFO
-        if field in CONTACT_FIELDS:
-            return CONTACT
-        if field in GENERAL_FIELDS:
-            return GENERAL
-        return None
-    if field in SALE_FIELDS:
-        return SALE
-    if field in INSTALLATION_FIELDS:
-        return INSTALLATION
-    if field in CONTACT_FIELDS:
-        return CONTACT
-    if field in GENERAL_FIELDS:
-        return GENERAL
-    if field in LEAD_FIELDS:  # lead tracking kept after conversion, read-only on a customer
-        return LEAD_INFO
-    return None
+    declared = registry.BY_NAME.get(field)
+    return declared.section(kind) if declared is not None else None
 
 
 def fields_of(kind: str) -> tuple[str, ...]:
-    sections = (*CONTACT_FIELDS, *GENERAL_FIELDS) + ((*LEAD_FIELDS,) if kind == LEAD else
-                                                     (*SALE_FIELDS, *INSTALLATION_FIELDS))
-    return tuple(dict.fromkeys(sections))
+    return registry.fields_of(kind)
 
 
 def confidential_view_permission(field: str) -> str | None:

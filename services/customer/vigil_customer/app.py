@@ -5,14 +5,15 @@ from vigil_shared.runtime import ServiceProgram
 
 from .api import BLUEPRINTS, MULTIPART_ENDPOINTS
 from .models import Contact, Customer, HistoryEntry, messaging
+from .record import ENCRYPTED
 from .tasks import register_tasks
 
 program = ServiceProgram(
     name="customer", package="vigil_customer", messaging=messaging, blueprints=BLUEPRINTS,
     register_tasks=register_tasks, multipart_endpoints=MULTIPART_ENDPOINTS,
     # every column holding FieldCipher tokens, re-encrypted by `vigil-customer rotate-keys`
-    encrypted_columns=[Customer.ssn_enc, Customer.birthdate_enc, Customer.confirmation_number_enc,
-                       Customer.receiver_number_enc, Customer.abort_code_enc, Contact.passcode_enc,
+    # (the record's confidential fields come from the registry)
+    encrypted_columns=[*(getattr(Customer, column) for column in ENCRYPTED.values()), Contact.passcode_enc,
                        HistoryEntry.old_value_enc, HistoryEntry.new_value_enc],
 )
 create_app = program.create_app

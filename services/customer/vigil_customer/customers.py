@@ -21,9 +21,9 @@ from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validati
 from vigil_shared.messaging.outbox import Outbox
 from vigil_shared.web import forbidden
 
-from . import custom_fields, duplicates, history, record, search, validation
-from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, INSTALLATION_FIELDS, LEAD, READ_ONLY, SALE_FIELDS, Access,
-                     base_permission, field_forbidden, fields_of, move_forbidden, unmasked_by_move, visible_field)
+from . import custom_fields, duplicates, history, record, registry, search, validation
+from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, LEAD, READ_ONLY, Access, base_permission, field_forbidden,
+                     fields_of, move_forbidden, unmasked_by_move, visible_field)
 from .models import Contact, Customer, CustomerFile, HistoryEntry, PropertyAccount
 
 DUPLICATES = "urn:vigil:problem:duplicates"
@@ -31,10 +31,10 @@ REQUIRED = record.REQUIRED
 # What the cross-field rules read from the stored record.
 RULE_FIELDS = {kind: (*required, "canceled", "cancel_date", "cancel_reason", "zip", "state")
                for kind, required in REQUIRED.items()}
-# Per-account identifiers and states a copy must not inherit (seed 001 "Duplicate Customer").
-NOT_COPIED = frozenset({"email", "account_number", "adt_number", "adt_serial_man", "confirmation_number",
-                        "receiver_number", "abort_code", "canceled", "cancel_date", "cancel_reason",
-                        "installation_appointment_id", "collections_date"})
+# Per-account identifiers and states a copy must not inherit ("Duplicate Customer").
+NOT_COPIED = frozenset(f.name for f in registry.FIELDS if not f.copied)
+# The values a new record starts with (flags, currency, custom field values).
+STARTING_VALUES = {f.name: f.type.default for f in registry.FIELDS if f.type.default is not None}
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def touch(session: Session, customer_id: int) -> None:
 # --- moving a record between offices ---------------------------------------------------------------
 
 # Values every record starts with: holding one reveals nothing about the customer.
-_DEFAULTS = {"currency": "USD", "active": True}
+_DEFAULTS = {name: value for name, value in STARTING_VALUES.items() if value not in (False, "", {}, [])}
 PASSCODE_VIEW = "confidential.installation_codes.view"
 
 
@@ -321,7 +321,8 @@ def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, A
 def visible_matches(matches: list[duplicates.Match], identity) -> tuple[list[dict], int]:
     """What the caller may learn of likely duplicates: ``(listed, others)``.
 
-    A reason counts only when the caller may see that field on the matching record, so an SSN
+    A reason resting on a confidential field counts only when the caller may see that field unmasked
+    on the matching record (``duplicates.REASON_FIELDS``), so an SSN
     match says nothing to a caller who sees that record's SSN masked (or not at all): a guessed
     SSN is never confirmed. Matches on records the caller may view are listed with their
     reasons; matches elsewhere are only counted, with no id, name, kind or reason.
@@ -329,7 +330,9 @@ def visible_matches(matches: list[duplicates.Match], identity) -> tuple[list[dic
     listed, others = [], 0
     for match in matches:
         access = Access(identity, match.kind, match.location_id)
-        reasons = [reason for reason in match.reasons if reason != "ssn" or visible_field(access, "ssn")]
+        reasons = [reason for reason in match.reasons
+                   if all(name not in CONFIDENTIAL or visible_field(access, name)
+                          for name in duplicates.REASON_FIELDS[reason])]
         if not reasons:
             continue
         if access.can_record("view"):
@@ -360,10 +363,7 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
     access = Access(ctx.identity, kind, location_id)
     if not access.can_record("create"):
         raise field_forbidden({"location_id": base_permission(kind, "create")})
-    customer = Customer(kind=kind, custom_fields={}, active=True, currency="USD", mmr_a_la_carte=False,
-                        canceled=False, installed=False, created_by=ctx.actor.name,
-                        **{name: False for name in ("two_way_voice", "cellular_backup", "guard_response",
-                                                    "maintenance", "invoicing", "aarp", "tellular", "pulse")})
+    customer = Customer(kind=kind, custom_fields={}, created_by=ctx.actor.name, **STARTING_VALUES)
     changes = _apply(ctx, customer, data, creating=True)
     if not allow_duplicates:
         listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)),
@@ -470,10 +470,8 @@ def duplicate(ctx: Context, source: Customer, overrides: dict) -> Customer:
     data = copy_values(ctx, source)
     target = Access(ctx.identity, source.kind, overrides.get("location_id", source.location_id))
     for name in list(data):  # leave out what the caller could not have entered on a new record
-        if name in SALE_FIELDS or name in INSTALLATION_FIELDS or name in CONFIDENTIAL or name == "credit_score" \
-                or name == "credit_tracking_number":
-            if target.write_refusal(name, creating=True, has_saved_value=False):
-                del data[name]
+        if name != "location_id" and target.write_refusal(name, creating=True, has_saved_value=False):
+            del data[name]
     data.update(overrides)
     data["kind"] = source.kind
     return create(ctx, data, allow_duplicates=True, copied_from=source)

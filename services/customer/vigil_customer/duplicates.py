@@ -13,8 +13,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from .models import Customer
+from .record import PHONE_FIELDS
 
 REASONS = ("phone", "email", "ssn", "name_address")
+# The fields each reason compares: a reason resting on a confidential field is told only to callers
+# who may see that field unmasked on the matching record (``customers.visible_matches``).
+REASON_FIELDS = {"phone": PHONE_FIELDS, "email": ("email",), "ssn": ("ssn",),
+                 "name_address": ("first_name", "last_name", "address_line1", "zip", "city")}
+# The E.164 column of every phone field: a shared number is a reason
+PHONE_COLUMNS = tuple(getattr(Customer, f"{name}_e164") for name in PHONE_FIELDS)
 MAX_MATCHES = 20
 
 
@@ -29,8 +36,7 @@ class Candidate:
 
     @classmethod
     def of(cls, customer: Customer) -> "Candidate":
-        phones = {customer.primary_phone_e164, customer.work_phone_e164, customer.cell_phone_e164,
-                  customer.other_phone_e164}
+        phones = {getattr(customer, column.key) for column in PHONE_COLUMNS}
         return cls(frozenset(p for p in phones if p), customer.email_key, customer.ssn_index,
                    customer.name_address_key)
 
@@ -49,12 +55,10 @@ class Match:
 
 def find(session: Session, candidate: Candidate, *, exclude_id: int | None = None) -> list[Match]:
     """Existing records that look like ``candidate``, most reasons first."""
-    phone_columns = (Customer.primary_phone_e164, Customer.work_phone_e164, Customer.cell_phone_e164,
-                     Customer.other_phone_e164)
     conditions = []
     if candidate.phones:
         phones = sorted(candidate.phones)
-        conditions += [column.in_(phones) for column in phone_columns]
+        conditions += [column.in_(phones) for column in PHONE_COLUMNS]
     if candidate.email_key:
         conditions.append(Customer.email_key == candidate.email_key)
     if candidate.ssn_index:
@@ -69,8 +73,7 @@ def find(session: Session, candidate: Candidate, *, exclude_id: int | None = Non
     matches = []
     for row in session.scalars(statement):
         reasons = []
-        if candidate.phones & {p for p in (row.primary_phone_e164, row.work_phone_e164, row.cell_phone_e164,
-                                           row.other_phone_e164) if p}:
+        if candidate.phones & {p for p in (getattr(row, column.key) for column in PHONE_COLUMNS) if p}:
             reasons.append("phone")
         if candidate.email_key and row.email_key == candidate.email_key:
             reasons.append("email")

@@ -14,13 +14,19 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.identity import Identity
-from vigil_shared.masking import mask, mask_ssn
 
-from .access import INSTALLATION_FIELDS, SALE_FIELDS
+from . import registry
+from .access import SECTION_PERMISSIONS
 from .models import HistoryEntry
 
 SOURCES = ("api", "import", "workflow", "integration")
-SECTIONED = frozenset(SALE_FIELDS) | frozenset(INSTALLATION_FIELDS)
+# Fields on a section with its own view permission (sale, installation): their changes are shown
+# only to callers who may view that section of the record.
+SECTIONED = frozenset(f.name for f in registry.FIELDS
+                      if any(section and SECTION_PERMISSIONS[section][0]
+                             for section in (f.sections.customer, f.sections.lead)))
+# confidential category: the field whose masking its history values get
+_MASKED_AS = {f.confidential: f for f in registry.FIELDS if f.confidential}
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ def present(entries: list[HistoryEntry], access, cipher: FieldCipher) -> tuple[l
                 if old is not None or new is not None:
                     shown.add(entry.field)
             else:
-                hide = mask_ssn if entry.confidential == "ssn" else mask
+                hide = _MASKED_AS[entry.confidential].masked
                 old, new = hide(old), hide(new)
         items.append({"id": entry.id, "at": entry.at, "actor_id": entry.actor_id, "actor_name": entry.actor_name,
                       "source": entry.source, "client_ip": entry.client_ip, "request_id": entry.request_id,

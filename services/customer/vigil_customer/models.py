@@ -13,6 +13,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
+from . import registry
+
 Base = new_declarative_base()
 messaging = messaging_models(Base)
 
@@ -23,113 +25,20 @@ def binary_string(length: int) -> String:
 
 
 class Customer(Base):
-    """A customer or a lead (``kind``): the whole Home-page record of seed 001."""
+    """A customer or a lead (``kind``): the whole Home-page record.
+
+    The columns behind the record's fields (``first_name``, ``ssn_enc``, ``primary_phone_e164``…)
+    come from :data:`vigil_customer.registry.FIELDS`; only bookkeeping is declared here.
+    """
 
     __tablename__ = "customers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), default="customer", server_default="customer")
-    location_id: Mapped[int | None] = mapped_column(Integer, index=True)
-
-    # personal information
-    first_name: Mapped[str] = mapped_column(String(100))
-    last_name: Mapped[str] = mapped_column(String(100))
-    birthdate_enc: Mapped[str | None] = mapped_column(Text)
-    language: Mapped[str | None] = mapped_column(String(20))
-    address_line1: Mapped[str | None] = mapped_column(String(200))
-    address_line2: Mapped[str | None] = mapped_column(String(200))
-    city: Mapped[str | None] = mapped_column(String(100))
-    state: Mapped[str | None] = mapped_column(String(2))
-    zip: Mapped[str | None] = mapped_column(String(10))
-    county: Mapped[str | None] = mapped_column(String(100))
-    cross_street: Mapped[str | None] = mapped_column(String(200))
-    primary_phone: Mapped[str | None] = mapped_column(String(40))
-    primary_phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
-    work_phone: Mapped[str | None] = mapped_column(String(40))
-    work_phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
-    cell_phone: Mapped[str | None] = mapped_column(String(40))
-    cell_phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
-    other_phone: Mapped[str | None] = mapped_column(String(40))
-    other_phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
-    email: Mapped[str | None] = mapped_column(String(254))
-    # lower-cased email: uniqueness is case-insensitive on every database
-    email_key: Mapped[str | None] = mapped_column(String(254), unique=True)
-    best_time_to_contact: Mapped[str | None] = mapped_column(String(200))
-    ssn_enc: Mapped[str | None] = mapped_column(Text)
+    # the SSN's keyed blind index: equality lookups without decrypting
     ssn_index: Mapped[str | None] = mapped_column(String(64), index=True)
-    spouse: Mapped[str | None] = mapped_column(String(200))
-    credit_score: Mapped[int | None] = mapped_column(Integer)
-    credit_tracking_number: Mapped[str | None] = mapped_column(String(100))
-    account_type: Mapped[str | None] = mapped_column(String(20))
-    account_class: Mapped[str | None] = mapped_column(String(100))
-    business_name: Mapped[str | None] = mapped_column(String(200))
-    business_contact: Mapped[str | None] = mapped_column(String(200))
-    dba_name: Mapped[str | None] = mapped_column(String(200))
-    source: Mapped[str | None] = mapped_column(String(100))
-    source_campaign: Mapped[str | None] = mapped_column(String(100))
-
-    # general
-    company: Mapped[str | None] = mapped_column(String(200))
-    description: Mapped[str | None] = mapped_column(Text)
-    notes: Mapped[str | None] = mapped_column(Text)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    custom_fields: Mapped[dict] = mapped_column(JSON, default=dict)
-    parent_customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="SET NULL"), index=True)
-
-    # sale information (customers)
-    sale_date: Mapped[date | None] = mapped_column(Date)
-    sold_by: Mapped[str | None] = mapped_column(String(100))
-    trainee_trainer: Mapped[str | None] = mapped_column(String(100))
-    lead_rep: Mapped[str | None] = mapped_column(String(100))
-    call_center_rep: Mapped[str | None] = mapped_column(String(100))
-    adt_number: Mapped[str | None] = mapped_column(String(50))
-    adt_serial_man: Mapped[str | None] = mapped_column(String(50))
-    account_number: Mapped[str | None] = mapped_column(String(50))
-    mmr: Mapped[int | None] = mapped_column(Integer)  # minor units of ``currency``
-    mmr_a_la_carte: Mapped[bool] = mapped_column(Boolean, default=False)
-    currency: Mapped[str] = mapped_column(String(3), default="USD")
-    monitoring_plan: Mapped[str | None] = mapped_column(String(100))
-    canceled: Mapped[bool] = mapped_column(Boolean, default=False)
-    cancel_date: Mapped[date | None] = mapped_column(Date)
-    cancel_reason: Mapped[str | None] = mapped_column(String(200))
-    discount_affiliate: Mapped[str | None] = mapped_column(String(100))
-    discount_affiliate_member_number: Mapped[str | None] = mapped_column(String(100))
-    monitored_by: Mapped[str | None] = mapped_column(String(100))
-    interactive_services_provider: Mapped[str | None] = mapped_column(String(100))
-    adt_system_type: Mapped[str | None] = mapped_column(String(100))
-    contract_term_months: Mapped[int | None] = mapped_column(Integer)
-    activation_fee: Mapped[int | None] = mapped_column(Integer)  # minor units of ``currency``
-    warranty_term_months: Mapped[int | None] = mapped_column(Integer)
-    dealer_number: Mapped[str | None] = mapped_column(String(50))
-    collections_date: Mapped[date | None] = mapped_column(Date)
-    funding_status: Mapped[str | None] = mapped_column(String(50))
-    funded_date: Mapped[date | None] = mapped_column(Date)
-
-    # installation & equipment (customers)
-    installation_appointment_id: Mapped[int | None] = mapped_column(Integer)
-    install_date: Mapped[date | None] = mapped_column(Date)
-    install_tech: Mapped[str | None] = mapped_column(String(100))
-    install_tech_reports_to: Mapped[str | None] = mapped_column(String(100))
-    confirmation_number_enc: Mapped[str | None] = mapped_column(Text)
-    receiver_number_enc: Mapped[str | None] = mapped_column(Text)
-    abort_code_enc: Mapped[str | None] = mapped_column(Text)
-    installed: Mapped[bool] = mapped_column(Boolean, default=False)
-    two_way_voice: Mapped[bool] = mapped_column(Boolean, default=False)
-    cellular_backup: Mapped[bool] = mapped_column(Boolean, default=False)
-    guard_response: Mapped[bool] = mapped_column(Boolean, default=False)
-    maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
-    invoicing: Mapped[bool] = mapped_column(Boolean, default=False)
-    aarp: Mapped[bool] = mapped_column(Boolean, default=False)
-    tellular: Mapped[bool] = mapped_column(Boolean, default=False)
-    pulse: Mapped[bool] = mapped_column(Boolean, default=False)
-
-    # lead information (leads)
-    callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    lead_disposition: Mapped[str | None] = mapped_column(String(100))
-    callcenter_comments: Mapped[str | None] = mapped_column(Text)
-    lead_status: Mapped[str | None] = mapped_column(String(50))
-    lead_comments: Mapped[str | None] = mapped_column(Text)
+    # every field's columns, declared once in the registry (a class body's locals() is its namespace)
+    locals().update(registry.column_definitions())
 
     # bookkeeping
     sort_name: Mapped[str] = mapped_column(binary_string(220), default="")

@@ -13,14 +13,11 @@ from vigil_shared.crypto import FieldCipher
 from vigil_shared.identity import Identity
 from vigil_shared.web import note_confidential_read
 
-from . import custom_fields, record, search, validation
-from .access import CONFIDENTIAL, READ_ONLY, Access, fields_of
+from . import custom_fields, record, registry, search
+from .access import CONFIDENTIAL, Access, fields_of
 
-ALWAYS = ("id", "kind", "location_id", "created_at", "updated_at", "created_by", "converted_at", "archived_at",
-          "last_activity_at")
-LIST_FIELDS = ("id", "kind", "location_id", "first_name", "last_name", "business_name", "dba_name", "email",
-               "primary_phone", "city", "state", "zip", "account_type", "active", "archived_at", "created_at",
-               "last_activity_at")
+ALWAYS = registry.ALWAYS_SHOWN
+LIST_FIELDS = tuple(registry.output_fields(listed_only=True))
 
 
 def customer_view(session: Session, customer, identity: Identity, cipher: FieldCipher, *,
@@ -31,11 +28,12 @@ def customer_view(session: Session, customer, identity: Identity, cipher: FieldC
     for name in fields_of(customer.kind):
         if not access.can_view_field(name):
             continue
-        if name == "custom_fields":
-            body[name] = custom_fields.visible_values(session, customer.kind, customer.custom_fields)
+        value_type = registry.BY_NAME[name].type
+        if isinstance(value_type, registry.Values):
+            body[name] = custom_fields.visible_values(session, customer.kind, getattr(customer, name))
             continue
-        if name in READ_ONLY and name not in ("call_center_rep", "funding_status", "funded_date",
-                                              "install_tech_reports_to"):
+        if isinstance(value_type, registry.Derived):  # computed from fields of its own section
+            body[name] = value_type.compute(customer)
             continue
         value = record.read(customer, name, cipher)
         if name in CONFIDENTIAL:
@@ -47,11 +45,6 @@ def customer_view(session: Session, customer, identity: Identity, cipher: FieldC
             else:
                 value = record.masked(name, value)
         body[name] = value
-    if "credit_score" in body:
-        body["credit_grade"] = validation.credit_grade(customer.credit_score)
-    if "contract_term_months" in body:
-        body["contract_months_remaining"] = validation.months_remaining(customer.contract_term_months,
-                                                                         customer.sale_date)
     if access.can("tags.view"):
         body["tags"] = search.tags_of(session, [customer.id]).get(customer.id, [])
     if audit and unmasked:

@@ -10,47 +10,36 @@ from datetime import date
 from typing import Any
 
 from vigil_shared.crypto import FieldCipher, digits_only
-from vigil_shared.masking import MASK, mask, mask_ssn
+from vigil_shared.masking import MASK
 
-from . import validation
-from .access import CONFIDENTIAL, CUSTOMER, LEAD, SERVICE_FIELDS
+from . import registry, validation
+from .access import CONFIDENTIAL, CUSTOMER, LEAD
 from .models import Customer
 
-REQUIRED = {
-    CUSTOMER: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "account_type"),
-    LEAD: ("location_id", "first_name", "last_name", "city", "state", "primary_phone", "lead_status"),
-}
-PHONE_FIELDS = ("primary_phone", "work_phone", "cell_phone", "other_phone")
-ENCRYPTED = {"ssn": "ssn_enc", "birthdate": "birthdate_enc", "confirmation_number": "confirmation_number_enc",
-             "receiver_number": "receiver_number_enc", "abort_code": "abort_code_enc"}
-# Column names equal to field names; every other field maps through the functions below.
-PLAIN_FIELDS = (
-    "location_id", "first_name", "last_name", "language", "address_line1", "address_line2", "city", "state", "zip",
-    "county", "cross_street", "best_time_to_contact", "spouse", "credit_score", "credit_tracking_number",
-    "account_type", "account_class", "business_name", "business_contact", "dba_name", "source", "source_campaign",
-    "company", "description", "notes", "active", "parent_customer_id", "sale_date", "sold_by", "trainee_trainer",
-    "lead_rep", "call_center_rep", "adt_number", "adt_serial_man", "account_number", "mmr", "mmr_a_la_carte",
-    "currency", "monitoring_plan", "canceled", "cancel_date", "cancel_reason", "discount_affiliate",
-    "discount_affiliate_member_number", "monitored_by", "interactive_services_provider", "adt_system_type",
-    "contract_term_months", "activation_fee", "warranty_term_months", "dealer_number", "collections_date",
-    "installation_appointment_id", "install_date", "install_tech", "installed", *SERVICE_FIELDS, "callback_at",
-    "lead_disposition", "callcenter_comments", "lead_status", "lead_comments", "email",
-)
-SEARCHED = frozenset({"first_name", "last_name", "business_name", "dba_name", "email", *PHONE_FIELDS,
-                      "location_id", "kind"})
+# Fields every record of a kind must have, in the registry's order.
+REQUIRED = {kind: tuple(f.name for f in registry.FIELDS if kind in f.required) for kind in (CUSTOMER, LEAD)}
+PHONE_FIELDS = tuple(f.name for f in registry.FIELDS if isinstance(f.type, registry.Phone))
+EMAIL_FIELDS = tuple(f.name for f in registry.FIELDS if isinstance(f.type, registry.Email))
+# field: the column holding its FieldCipher token
+ENCRYPTED = {f.name: f"{f.name}_enc" for f in registry.FIELDS if isinstance(f.type, registry.Secret)}
+# Fields whose change rewrites the record's search terms (kind and location ride on every term).
+SEARCHED = frozenset({f.name for f in registry.FIELDS if f.search} | {"location_id", "kind"})
+
+
+def _type(field: str) -> registry.Type | None:
+    declared = registry.BY_NAME.get(field)
+    return declared.type if declared is not None else None
 
 
 def read(customer: Customer, field: str, cipher: FieldCipher) -> Any:
     """The logical value of ``field`` (decrypted; an authorised caller's view)."""
     if field in ENCRYPTED:
         plain = cipher.decrypt(getattr(customer, ENCRYPTED[field]))
-        if field == "birthdate" and plain is not None:
+        if isinstance(_type(field), registry.SecretDate) and plain is not None:
             return date.fromisoformat(plain)
         return plain
-    if field in PHONE_FIELDS:
-        return getattr(customer, field)
-    if field == "custom_fields":
-        return dict(customer.custom_fields or {})
+    if isinstance(_type(field), registry.Values):
+        return dict(getattr(customer, field) or {})
     return getattr(customer, field)
 
 
@@ -71,12 +60,12 @@ def write(customer: Customer, field: str, value: Any, cipher: FieldCipher) -> No
             setattr(customer, field, display)
             setattr(customer, f"{field}_e164", e164)
         return
-    if field == "email":
-        customer.email = value
-        customer.email_key = value.strip().lower() if value else None
+    if field in EMAIL_FIELDS:
+        setattr(customer, field, value)
+        setattr(customer, f"{field}_key", value.strip().lower() if value else None)
         return
-    if field == "custom_fields":
-        customer.custom_fields = dict(value or {})
+    if isinstance(_type(field), registry.Values):
+        setattr(customer, field, dict(value or {}))
         return
     setattr(customer, field, value)
 
@@ -103,11 +92,7 @@ def name_address_key(first_name, last_name, address_line1, place) -> str | None:
 
 def masked(field: str, value: Any) -> Any:
     """The value a caller without the confidential permission sees."""
-    if value is None:
-        return None
-    if field == "ssn":
-        return mask_ssn(value)
-    return mask(value)
+    return registry.BY_NAME[field].masked(value)
 
 
 def is_masked_echo(field: str, incoming: Any, current: Any) -> bool:
@@ -121,7 +106,8 @@ def is_masked_echo(field: str, incoming: Any, current: Any) -> bool:
 
 
 def normalize(fields: dict[str, Any], state: str | None) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Field-level rules that need more than the schema: codes, ZIP vs state, phones, SSN, language.
+    """Field-level rules that need more than the schema (each field's ``clean`` in the registry):
+    codes, ZIP vs state, phones, SSN, language.
 
     ``state`` is the state the record will have (sent now, or stored), which decides the ZIP's
     country and the default country of phone numbers.
@@ -131,28 +117,8 @@ def normalize(fields: dict[str, Any], state: str | None) -> tuple[dict[str, Any]
         if isinstance(value, str) and field not in CONFIDENTIAL and field != "birthdate":
             value = value.strip() or None
         try:
-            if value is None:
-                values[field] = None
-            elif field == "state":
-                values[field] = validation.normalize_state(value)
-            elif field == "zip":
-                values[field] = validation.normalize_zip(value, state)
-            elif field in PHONE_FIELDS:
-                values[field] = validation.parse_phone(value, state)[0]
-            elif field == "ssn":
-                text = value.strip()  # a mask passes here; the caller checks it is the one it was shown
-                if not text:
-                    values[field] = None
-                else:
-                    values[field] = text if text.startswith(MASK) else validation.normalize_ssn(text)
-            elif field == "language":
-                values[field] = validation.normalize_language(value)
-            elif field in ("confirmation_number", "receiver_number", "abort_code"):
-                values[field] = value.strip() or None
-            elif field == "currency":
-                values[field] = value.upper()
-            else:
-                values[field] = value
+            clean = registry.BY_NAME[field].clean if field in registry.BY_NAME else None
+            values[field] = None if value is None else clean(value, state) if clean else value
         except ValueError as exc:
             errors.setdefault(field, []).append(str(exc))
     return values, errors

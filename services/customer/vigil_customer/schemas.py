@@ -12,137 +12,17 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, vali
 
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
-from vigil_shared.masking import MASK
 
-from . import record
+from . import record, registry
 from .access import READ_ONLY
 from .custom_fields import APPLIES_TO, TYPES
 from .history import SOURCES
+from .registry import Choice
 from .search import SORTS
 
 
-def text(max_length: int, **kwargs):
-    return TrimmedString(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
-
-
-NAME = validate.Length(min=1, max=100)
-MONEY = validate.Range(min=0, max=100_000_000)
-
-
-class Choice(fields.String):
-    """One of a few lower-case words, accepted in any case (``Residential`` → ``residential``)."""
-
-    def __init__(self, choices, **kwargs):
-        super().__init__(validate=validate.OneOf(choices), **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        result = super()._deserialize(value, attr, data, **kwargs)
-        return result.strip().lower() if isinstance(result, str) else result
-
-
-class MaskableDate(fields.Date):
-    """A date, or the ``***`` mask a caller without the confidential permission was shown (ignored)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value == MASK:
-            return MASK
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class RecordFieldsSchema(Schema):
-    """Every writable field of the record (sections and kinds are checked by the domain)."""
-
-    location_id = fields.Integer(strict=True, validate=validate.Range(min=1),
-                                 metadata={"description": "Office location (required for customers and leads)"})
-    # personal information
-    first_name = TrimmedString(validate=NAME)
-    last_name = TrimmedString(validate=NAME)
-    birthdate = MaskableDate(allow_none=True, metadata={"description": "Confidential: `***` unless permitted"})
-    language = text(20, metadata={"description": "Language code: en, fr, en-US"})
-    address_line1 = text(200)
-    address_line2 = text(200)
-    city = text(100)
-    state = text(2, metadata={"description": "US state or Canadian province code; decides the ZIP's country"})
-    zip = text(10, metadata={"description": "US ZIP/ZIP+4 or Canadian postal code, checked against the state"})
-    county = text(100)
-    cross_street = text(200)
-    primary_phone = text(40, metadata={"description": "Stored as entered, matched as E.164"})
-    work_phone = text(40)
-    cell_phone = text(40)
-    other_phone = text(40)
-    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
-    best_time_to_contact = text(200)
-    ssn = fields.String(allow_none=True, validate=validate.Length(max=20),
-                        metadata={"description": "Confidential: `***-**-1234` unless permitted"})
-    spouse = text(200)
-    credit_score = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=300, max=850),
-                                  metadata={"description": "Needs `credit.create`; its letter grade is derived"})
-    credit_tracking_number = text(100)
-    account_type = Choice(["residential", "commercial"], allow_none=True)
-    account_class = text(100)
-    business_name = text(200)
-    business_contact = text(200)
-    dba_name = text(200, metadata={"description": "Doing-business-as name"})
-    source = text(100)
-    source_campaign = text(100)
-    # general
-    company = text(200)
-    description = fields.String(allow_none=True, validate=validate.Length(max=10_000))
-    notes = fields.String(allow_none=True, validate=validate.Length(max=10_000),
-                          metadata={"description": "Internal notes about the record"})
-    active = fields.Boolean()
-    custom_fields = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
-                                metadata={"description": "Values of the custom fields defined for this kind"})
-    # sale information
-    parent_customer_id = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1))
-    sale_date = fields.Date(allow_none=True)
-    sold_by = text(100)
-    trainee_trainer = text(100)
-    lead_rep = text(100)
-    adt_number = text(50)
-    adt_serial_man = text(50)
-    account_number = text(50)
-    mmr = fields.Integer(allow_none=True, strict=True, validate=MONEY,
-                         metadata={"description": "Monthly monitoring charge, minor units of `currency`"})
-    mmr_a_la_carte = fields.Boolean()
-    currency = fields.String(validate=validate.Regexp(r"^[A-Za-z]{3}$"))
-    monitoring_plan = text(100)
-    canceled = fields.Boolean(metadata={"description": "With `cancel_date` and `cancel_reason`"})
-    cancel_date = fields.Date(allow_none=True)
-    cancel_reason = text(200)
-    discount_affiliate = text(100)
-    discount_affiliate_member_number = text(100)
-    monitored_by = text(100)
-    interactive_services_provider = text(100)
-    adt_system_type = text(100)
-    contract_term_months = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=120))
-    activation_fee = fields.Integer(allow_none=True, strict=True, validate=MONEY,
-                                    metadata={"description": "Minor units of `currency`"})
-    warranty_term_months = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=240))
-    dealer_number = text(50)
-    collections_date = fields.Date(allow_none=True)
-    # installation & equipment
-    installation_appointment_id = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1))
-    install_date = fields.Date(allow_none=True)
-    install_tech = text(100)
-    confirmation_number = fields.String(allow_none=True, validate=validate.Length(max=100))
-    receiver_number = fields.String(allow_none=True, validate=validate.Length(max=100))
-    abort_code = fields.String(allow_none=True, validate=validate.Length(max=100))
-    installed = fields.Boolean()
-    two_way_voice = fields.Boolean()
-    cellular_backup = fields.Boolean()
-    guard_response = fields.Boolean()
-    maintenance = fields.Boolean()
-    invoicing = fields.Boolean()
-    aarp = fields.Boolean()
-    tellular = fields.Boolean()
-    pulse = fields.Boolean()
-    # lead information
-    callback_at = Timestamp(allow_none=True)
-    lead_disposition = text(100)
-    callcenter_comments = fields.String(allow_none=True, validate=validate.Length(max=10_000))
-    lead_status = text(50)
-    lead_comments = fields.String(allow_none=True, validate=validate.Length(max=10_000))
+class RecordFieldsSchema(Schema.from_dict(registry.input_fields(), name="RecordFieldsBase")):
+    """Every writable field of the record, from the registry (sections and kinds are checked by the domain)."""
 
     @pre_load
     def _name_read_only_fields(self, data, **kwargs):
@@ -153,9 +33,10 @@ class RecordFieldsSchema(Schema):
         return data
 
 
-class CustomerCreateSchema(RecordFieldsSchema):
-    kind = Choice(["customer", "lead"], load_default="customer")
-    call_center_rep = text(100, metadata={"description": "Set once, when the record is created"})
+class CustomerCreateSchema(RecordFieldsSchema.from_dict(
+        {"kind": Choice(["customer", "lead"], load_default="customer"),
+         **registry.input_fields(registry.ON_CREATE)}, name="CustomerCreateBase")):
+    """The writable fields, the kind, and the fields set once when the record is created."""
 
     def load(self, data, *, many=None, partial=None, unknown=None):
         """Schema errors come with the seed rules' errors for the same body (fields required for its
@@ -207,126 +88,18 @@ class TagRefSchema(Schema):
     color = fields.String(allow_none=True)
 
 
-class CustomerSchema(Schema):
+class CustomerSchema(Schema.from_dict(registry.output_fields(), name="CustomerBase")):
     """The record as the caller may see it: sections without view permission are left out."""
 
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.Integer()
-    kind = fields.String()
-    location_id = fields.Integer(allow_none=True)
-    created_at = Timestamp()
-    updated_at = Timestamp()
-    created_by = fields.String(allow_none=True)
-    converted_at = Timestamp(allow_none=True)
-    archived_at = Timestamp(allow_none=True)
-    last_activity_at = Timestamp()
-    first_name = fields.String()
-    last_name = fields.String()
-    birthdate = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD, or `***` when masked"})
-    language = fields.String(allow_none=True)
-    address_line1 = fields.String(allow_none=True)
-    address_line2 = fields.String(allow_none=True)
-    city = fields.String(allow_none=True)
-    state = fields.String(allow_none=True)
-    zip = fields.String(allow_none=True)
-    county = fields.String(allow_none=True)
-    cross_street = fields.String(allow_none=True)
-    primary_phone = fields.String(allow_none=True)
-    work_phone = fields.String(allow_none=True)
-    cell_phone = fields.String(allow_none=True)
-    other_phone = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
-    best_time_to_contact = fields.String(allow_none=True)
-    ssn = fields.String(allow_none=True, metadata={"description": "`***-**-1234` when masked"})
-    spouse = fields.String(allow_none=True)
-    credit_score = fields.Integer(allow_none=True)
-    credit_grade = fields.String(allow_none=True, metadata={"description": "A ≥ 700, B ≥ 650, C ≥ 600, D ≥ 550, F"})
-    credit_tracking_number = fields.String(allow_none=True)
-    account_type = fields.String(allow_none=True)
-    account_class = fields.String(allow_none=True)
-    business_name = fields.String(allow_none=True)
-    business_contact = fields.String(allow_none=True)
-    dba_name = fields.String(allow_none=True)
-    source = fields.String(allow_none=True)
-    source_campaign = fields.String(allow_none=True)
-    company = fields.String(allow_none=True)
-    description = fields.String(allow_none=True)
-    notes = fields.String(allow_none=True)
-    active = fields.Boolean()
-    custom_fields = fields.Dict()
     tags = fields.List(fields.Nested(TagRefSchema))
-    parent_customer_id = fields.Integer(allow_none=True)
-    sale_date = fields.Date(allow_none=True)
-    sold_by = fields.String(allow_none=True)
-    trainee_trainer = fields.String(allow_none=True)
-    lead_rep = fields.String(allow_none=True)
-    call_center_rep = fields.String(allow_none=True)
-    adt_number = fields.String(allow_none=True)
-    adt_serial_man = fields.String(allow_none=True)
-    account_number = fields.String(allow_none=True)
-    mmr = fields.Integer(allow_none=True)
-    mmr_a_la_carte = fields.Boolean()
-    currency = fields.String()
-    monitoring_plan = fields.String(allow_none=True)
-    canceled = fields.Boolean()
-    cancel_date = fields.Date(allow_none=True)
-    cancel_reason = fields.String(allow_none=True)
-    discount_affiliate = fields.String(allow_none=True)
-    discount_affiliate_member_number = fields.String(allow_none=True)
-    monitored_by = fields.String(allow_none=True)
-    interactive_services_provider = fields.String(allow_none=True)
-    adt_system_type = fields.String(allow_none=True)
-    contract_term_months = fields.Integer(allow_none=True)
-    contract_months_remaining = fields.Integer(allow_none=True, metadata={"description": "From the sale date"})
-    activation_fee = fields.Integer(allow_none=True)
-    warranty_term_months = fields.Integer(allow_none=True)
-    dealer_number = fields.String(allow_none=True)
-    collections_date = fields.Date(allow_none=True)
-    funding_status = fields.String(allow_none=True)
-    funded_date = fields.Date(allow_none=True)
-    installation_appointment_id = fields.Integer(allow_none=True)
-    install_date = fields.Date(allow_none=True)
-    install_tech = fields.String(allow_none=True)
-    install_tech_reports_to = fields.String(allow_none=True)
-    confirmation_number = fields.String(allow_none=True)
-    receiver_number = fields.String(allow_none=True)
-    abort_code = fields.String(allow_none=True)
-    installed = fields.Boolean()
-    two_way_voice = fields.Boolean()
-    cellular_backup = fields.Boolean()
-    guard_response = fields.Boolean()
-    maintenance = fields.Boolean()
-    invoicing = fields.Boolean()
-    aarp = fields.Boolean()
-    tellular = fields.Boolean()
-    pulse = fields.Boolean()
-    callback_at = Timestamp(allow_none=True)
-    lead_disposition = fields.String(allow_none=True)
-    callcenter_comments = fields.String(allow_none=True)
-    lead_status = fields.String(allow_none=True)
-    lead_comments = fields.String(allow_none=True)
 
 
-class CustomerListItemSchema(Schema):
-    id = fields.Integer()
-    kind = fields.String()
-    location_id = fields.Integer(allow_none=True)
-    first_name = fields.String()
-    last_name = fields.String()
-    business_name = fields.String(allow_none=True)
-    dba_name = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
-    primary_phone = fields.String(allow_none=True)
-    city = fields.String(allow_none=True)
-    state = fields.String(allow_none=True)
-    zip = fields.String(allow_none=True)
-    account_type = fields.String(allow_none=True)
-    active = fields.Boolean()
-    archived_at = Timestamp(allow_none=True)
-    created_at = Timestamp()
-    last_activity_at = Timestamp()
+class CustomerListItemSchema(Schema.from_dict(registry.output_fields(listed_only=True), name="CustomerListItemBase")):
+    """The compact row of the list (fields marked ``listed`` in the registry)."""
+
     tags = fields.List(fields.Nested(TagRefSchema))
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from vigil_shared.errors import validation_problem
 from vigil_shared.guards import INT32_MAX
 
+from . import registry
 from .models import Customer, CustomerTag, PropertyAccount, SearchTerm, Tag
 from .validation import fold, national_digits, searched_phone
 
@@ -77,17 +78,23 @@ def _account_terms(account_number: str | None) -> set[str]:
     return terms
 
 
+# What each searched field of the registry gives: the words of a name, an email and its domain, a phone's digits.
+WORD_FIELDS = tuple(f.name for f in registry.FIELDS if f.search == "words")
+EMAIL_FIELDS = tuple(f.name for f in registry.FIELDS if f.search == "email")
+PHONE_FIELDS = tuple(f.name for f in registry.FIELDS if f.search == "phone")
+
+
 def terms_of(customer: Customer, account_numbers: list[str]) -> set[str]:
     terms: set[str] = {f"#{customer.id}"}
-    for text in (customer.first_name, customer.last_name, customer.business_name, customer.dba_name):
-        terms |= _word_terms(text)
-    if customer.email:
-        email = fold(customer.email)
-        terms.add(email)
-        terms.add(email.split("@")[-1])
-    for e164 in (customer.primary_phone_e164, customer.work_phone_e164, customer.cell_phone_e164,
-                 customer.other_phone_e164):
-        terms |= _phone_terms(e164)
+    for name in WORD_FIELDS:
+        terms |= _word_terms(getattr(customer, name))
+    for name in EMAIL_FIELDS:
+        if getattr(customer, name):
+            email = fold(getattr(customer, name))
+            terms.add(email)
+            terms.add(email.split("@")[-1])
+    for name in PHONE_FIELDS:
+        terms |= _phone_terms(getattr(customer, f"{name}_e164"))
     for number in account_numbers:
         terms |= _account_terms(number)
     return {t[:TERM_MAX] for t in terms if t}

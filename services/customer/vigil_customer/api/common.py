@@ -1,7 +1,6 @@
 """What every view of this service shares: the write context, loading a record the caller may use."""
 from __future__ import annotations
 
-from copy import deepcopy
 from functools import wraps
 
 from sqlalchemy.orm import Session
@@ -44,29 +43,6 @@ def load_for(customer_id: int, permission: str, session: Session | None = None):
     if not current_identity().can(permission, customer.location_id):
         raise forbidden(permission)
     return customer
-
-
-
-
-IF_MATCH_DOC = {
-    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string", "maxLength": 200},
-    "description": "The `ETag` you read: the change is refused with 412 if the resource changed since. "
-                   "Without it the last write wins.",
-}
-
-
-def if_match(view):
-    """Documents the ``If-Match`` header a view reads through ``check_if_match``.
-
-    Place it with the flask-smorest decorators (under ``@requires``/``@record_rule``): it joins the
-    operation's documented arguments, so the OpenAPI lists every header and query parameter the
-    view reads (a ``manual_doc`` list would replace the query arguments instead).
-    """
-    apidoc = deepcopy(getattr(view, "_apidoc", {}))
-    arguments = apidoc.setdefault("arguments", {})
-    arguments["parameters"] = [*arguments.get("parameters", []), deepcopy(IF_MATCH_DOC)]
-    view._apidoc = apidoc
-    return view
 
 
 def record_rule(*, action: str | None = None, permission: str | None = None):

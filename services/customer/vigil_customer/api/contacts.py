@@ -15,7 +15,7 @@ from vigil_shared.web import current_identity, note_confidential_read, request_s
 
 from .. import contacts as domain
 from ..child_schemas import ContactCreateSchema, ContactListArgs, ContactPageSchema, ContactPatchSchema, ContactSchema
-from .common import cipher, context, if_match, load_for, record_rule
+from .common import cipher, context, load_for, record_rule
 
 blp = Blueprint("customer_contacts", __name__, url_prefix="/api/v1/customers/<int:customer_id>/contacts",
                 description="Emergency and other contacts of a customer or lead")
@@ -78,7 +78,6 @@ class ContactItem(MethodView):
 
     @requires("contacts.modify")
     @record_rule(permission="contacts.modify")
-    @if_match
     @blp.arguments(ContactPatchSchema)
     @blp.response(200, ContactSchema)
     @blp.alt_response(403, description="Changing a saved passcode needs `confidential.installation_codes.modify`")
@@ -97,7 +96,6 @@ class ContactItem(MethodView):
 
     @requires("contacts.modify")
     @record_rule(permission="contacts.modify")
-    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, contact_id):

@@ -13,7 +13,6 @@ from vigil_shared.web import request_session, requires
 from .. import custom_fields as domain
 from ..schemas import (CustomFieldArgs, CustomFieldCreateSchema, CustomFieldListSchema, CustomFieldPatchSchema,
                        CustomFieldSchema)
-from .common import if_match
 
 
 blp = Blueprint("custom_fields", __name__, url_prefix="/api/v1/custom-fields",
@@ -53,7 +52,6 @@ class CustomFieldItem(MethodView):
         return definition, 200, etag_headers(definition)
 
     @requires("catalogs.manage")
-    @if_match
     @blp.arguments(CustomFieldPatchSchema)
     @blp.response(200, CustomFieldSchema)
     @blp.alt_response(409, description="A removed option is still used by some records")
@@ -68,7 +66,6 @@ class CustomFieldItem(MethodView):
         return definition, 200, etag_headers(definition)
 
     @requires("catalogs.manage")
-    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, definition_id):

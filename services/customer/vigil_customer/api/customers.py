@@ -15,7 +15,7 @@ from .. import history, present, search
 from ..access import Access
 from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
                        CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
-from .common import cipher, context, if_match, load_for, load_record, record_rule
+from .common import cipher, context, load_for, load_record, record_rule
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
@@ -95,7 +95,6 @@ class CustomerItem(MethodView):
 
     @requires("customers.modify")
     @record_rule(action="modify")
-    @if_match
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(403, description="Some fields need a permission you lack (named in `errors`)")
@@ -112,7 +111,6 @@ class CustomerItem(MethodView):
 
     @requires("customers.delete")
     @record_rule(action="delete")
-    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
@@ -132,7 +130,6 @@ class ConvertLead(MethodView):
     @requires("leads.modify")
     @record_rule(action="modify")
     @idempotent
-    @if_match
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(403, description="No right in the target location, or the conversion would show you values "

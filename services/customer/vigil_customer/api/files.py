@@ -18,7 +18,7 @@ from vigil_shared.web import request_session, requires
 
 from .. import files as domain
 from ..child_schemas import FileFormSchema, FilePageSchema, FileSchema, FileUploadSchema
-from .common import context, if_match, load_for, record_rule
+from .common import context, load_for, record_rule
 
 blp = Blueprint("customer_files", __name__, url_prefix="/api/v1/customers/<int:customer_id>/files",
                 description="Files of a customer or lead")
@@ -72,7 +72,6 @@ class FileItem(MethodView):
 
     @requires("files.modify")
     @record_rule(permission="files.modify")
-    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names another file version; nothing was deleted")
     def delete(self, customer_id, file_id):

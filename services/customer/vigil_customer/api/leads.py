@@ -24,7 +24,7 @@ from .. import search
 from ..access import LEAD
 from ..schemas import (ConvertSchema, CreateArgs, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema,
                        CustomerSchema, LeadCreateSchema)
-from .common import context, if_match
+from .common import context
 from .customers import list_response, record_response
 
 blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Leads (customers of kind `lead`)")
@@ -100,7 +100,6 @@ class LeadItem(MethodView):
 
     @requires("leads.modify")
     @lead_rule("modify")
-    @if_match
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
@@ -115,7 +114,6 @@ class LeadItem(MethodView):
 
     @requires("leads.delete")
     @lead_rule("delete")
-    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
@@ -134,7 +132,6 @@ class ConvertLeadHere(MethodView):
     @requires("leads.modify")
     @lead_rule("modify")
     @idempotent
-    @if_match
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")

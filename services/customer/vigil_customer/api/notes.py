@@ -11,7 +11,7 @@ from vigil_shared.web import request_session, requires
 
 from .. import notes as domain
 from ..child_schemas import NoteCreateSchema, NoteListArgs, NotePageSchema, NotePatchSchema, NoteSchema
-from .common import context, if_match, load_for, record_rule
+from .common import context, load_for, record_rule
 
 blp = Blueprint("customer_notes", __name__, url_prefix="/api/v1/customers/<int:customer_id>/notes",
                 description="Notes and tickets of a customer or lead")
@@ -61,7 +61,6 @@ class NoteItem(MethodView):
 
     @requires("notes.modify")
     @record_rule(permission="notes.modify")
-    @if_match
     @blp.arguments(NotePatchSchema)
     @blp.response(200, NoteSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
@@ -77,7 +76,6 @@ class NoteItem(MethodView):
 
     @requires("notes.modify")
     @record_rule(permission="notes.modify")
-    @if_match
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, note_id):

@@ -18,7 +18,7 @@ from vigil_shared.web import request_session, requires
 from .. import tags as domain
 from ..child_schemas import (ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema,
                              TagSchema)
-from .common import context, if_match, load_for, record_rule
+from .common import context, load_for, record_rule
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint("customer_tags", __name__, url_prefix="/api/v1/customers/<int:customer_id>/tags",
@@ -58,7 +58,6 @@ class TagItem(MethodView):
         return tag, 200, etag_headers(tag)
 
     @requires("catalogs.manage")
-    @if_match
     @catalog.arguments(TagPatchSchema)
     @catalog.response(200, TagSchema)
     @catalog.alt_response(409, description="A tag with this name (in any case) exists")
@@ -73,7 +72,6 @@ class TagItem(MethodView):
         return tag, 200, etag_headers(tag)
 
     @requires("catalogs.manage")
-    @if_match
     @catalog.response(204)
     @catalog.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, tag_id):
