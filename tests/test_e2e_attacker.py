@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import Gateway, assert_problem, customer_body
+from conftest import Gateway, assert_problem, customer_body, unique_phone
 
 
 def sign_in(stack, username: str, password: str) -> Gateway:
@@ -128,6 +128,30 @@ def test_no_way_to_take_over_or_widen(stack, gateway, locations):
                                                  "password": secrets.token_urlsafe(16), "is_admin": True}).json()
     assert gateway.patch(f"/api/v1/users/{second['id']}", json={"active": False}).status_code == 200
     assert_problem(hr.patch(f"/api/v1/users/{second['id']}", json={"active": True}), 403)
+
+
+# --- values across the mask ----------------------------------------------------------------------
+
+def test_a_property_transfer_never_shows_codes_masked_at_the_source(stack, gateway, locations):
+    """PINs are masked for the mover where the property is, visible where it would go: refused."""
+    owners = []
+    for office in ("home", "other"):
+        created = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"},
+                               json=customer_body(locations[office], last_name=f"Transfer{office}",
+                                                  primary_phone=unique_phone()))
+        assert created.status_code == 201, created.text
+        owners.append(created.json()["id"])
+    prop = gateway.post(f"/api/v1/customers/{owners[0]}/properties", json={
+        "account_number": f"ATT-{uuid.uuid4().hex[:8]}", "pin": "7319", "address": "9 Vault Road", "city": "Ottawa"})
+    assert prop.status_code == 201, prop.text
+    mover, _, _ = make_user(stack, gateway, [(["properties.view", "properties.modify"], locations["home"]),
+                                             (["properties.view", "properties.modify",
+                                               "confidential.installation_codes.view"], locations["other"])])
+    assert mover.get(f"/api/v1/properties/{prop.json()['id']}").json()["pin"] == "***"
+    refused = mover.post(f"/api/v1/properties/{prop.json()['id']}/transfer", json={"to_customer_id": owners[1]})
+    body = assert_problem(refused, 403)
+    assert body["permission"] == "confidential.installation_codes.view" and "7319" not in refused.text
+    assert gateway.get(f"/api/v1/properties/{prop.json()['id']}").json()["customer_id"] == owners[0]
 
 
 # --- no 500 for any input -------------------------------------------------------------------------
