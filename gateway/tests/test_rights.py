@@ -327,3 +327,21 @@ def test_a_grant_at_every_location_needs_the_permission_at_locations_opened_late
     assert client.post("/api/v1/users", headers=gwen, json={
         "username": "clerk-all", "password": PASSWORD,
         "grants": [{"role_id": world["clerk"], "location_id": None}]}).status_code == 201
+
+
+def test_an_account_holding_a_right_everywhere_is_not_taken_over_by_one_holding_it_office_by_office(
+        client, auth, world):
+    """Taking over an account gains what it holds, offices opened later included."""
+    people = make_role(client, auth, "Account keepers", ["users.manage"])
+    offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
+    make_user(client, auth, "otto", grants=[{"role_id": people, "location_id": None}]
+              + [{"role_id": world["clerk"], "location_id": office} for office in offices])
+    otto = bearer(sign_in(client, "otto", PASSWORD))
+    everywhere = make_user(client, auth, "wendy", grants=[{"role_id": world["clerk"], "location_id": None}])
+    problem = refused(client.post(f"/api/v1/users/{everywhere['id']}/password", headers=otto,
+                                  json={"password": "otto-is-wendy-now"}))
+    assert "Holds what you do not: customers.view" in problem["errors"]["user"]
+    office_by_office = make_user(client, auth, "olga", grants=[{"role_id": world["clerk"], "location_id": office}
+                                                               for office in offices])
+    assert client.post(f"/api/v1/users/{office_by_office['id']}/password", headers=otto,
+                       json={"password": "a-new-long-password"}).status_code == 204

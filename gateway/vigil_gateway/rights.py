@@ -81,6 +81,8 @@ def ensure_can_act_on(session: Session, caller: Identity, caller_user: User | No
     company, per_location = effective_rights(session, target)
     missing = {p for p in company if not caller.has(p)}
     missing |= {p for loc, perms in per_location.items() for p in perms if not caller.can(p, loc)}
+    # What the target holds at every location reaches offices opened later: the caller must too.
+    missing |= everywhere_permissions(target) - caller_everywhere_permissions(session)
     if missing:
         raise Problem(403, "This user holds rights you do not hold; someone holding them must change this account.",
                       type=FORBIDDEN, errors={"user": [f"Holds what you do not: {p}" for p in sorted(missing)]})
