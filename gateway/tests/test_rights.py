@@ -232,3 +232,116 @@ def test_a_key_made_with_a_key_answers_to_the_same_person(client, auth, world, k
     assert child.status_code == 201 and child.json["created_by"] == kim["id"]
     assert client.patch(f"/api/v1/users/{kim['id']}", headers=auth, json={"active": False}).status_code == 200
     refused(client.get("/api/v1/me", headers={"X-API-Key": child.json["key"]}), 401)
+
+
+def test_only_an_administrator_revokes_an_administrators_key(client, auth, world, kim):
+    """A key is its creator's credential: revoking it acts on their account, under the same rule."""
+    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "monitoring", "permissions": ["customers.view"]})
+    assert admins.status_code == 201
+    refused(client.delete(f"/api/v1/api-keys/{admins.json['id']}", headers=kim["headers"]))
+    assert client.get("/api/v1/me", headers={"X-API-Key": admins.json["key"]}).status_code == 200
+    # nor a key of someone holding more than the caller
+    richer = make_role(client, auth, "Keymaker plus", ["api_keys.manage", "customers.view", "customers.delete"])
+    make_user(client, auth, "rich", grants=[{"role_id": richer, "location_id": world["north"]}])
+    rich = bearer(sign_in(client, "rich", PASSWORD))
+    theirs = client.post("/api/v1/api-keys", headers=rich, json={
+        "name": "rich-sync", "permissions": ["customers.delete"], "location_ids": [world["north"]]}).json
+    refused(client.delete(f"/api/v1/api-keys/{theirs['id']}", headers=kim["headers"]))
+    assert client.delete(f"/api/v1/api-keys/{theirs['id']}", headers=rich).status_code == 204
+
+
+def test_a_creator_and_their_keys_revoke_the_creators_keys(client, auth, world, kim):
+    mine = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "mine", "permissions": ["api_keys.manage"]}).json
+    other = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "other", "permissions": ["customers.view"], "location_ids": [world["north"]]}).json
+    assert client.delete(f"/api/v1/api-keys/{other['id']}", headers={"X-API-Key": mine["key"]}).status_code == 204
+    assert client.delete(f"/api/v1/api-keys/{mine['id']}", headers=kim["headers"]).status_code == 204
+    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "a", "permissions": ["customers.view"]}).json
+    another = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "another", "permissions": ["customers.view"], "location_ids": [world["north"]]}).json
+    assert client.delete(f"/api/v1/api-keys/{another['id']}", headers=auth).status_code == 204  # an administrator
+    assert client.delete(f"/api/v1/api-keys/{admins['id']}", headers=auth).status_code == 204
+
+
+def test_a_key_made_with_a_key_stops_with_that_key(client, auth, world, kim):
+    """A leaked short-lived key must not mint a lasting one: the new key answers to the key it was
+    made with, and stops when that one is revoked or expires."""
+    from datetime import datetime, timedelta, timezone
+
+    soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon}).json
+    child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
+        "name": "child", "permissions": ["api_keys.manage"], "expires_at": None}).json
+    grandchild = client.post("/api/v1/api-keys", headers={"X-API-Key": child["key"]}, json={
+        "name": "grandchild", "permissions": ["api_keys.manage"]}).json
+    assert child["made_with_key_id"] == parent["id"] and grandchild["made_with_key_id"] == child["id"]
+    assert client.get("/api/v1/me", headers={"X-API-Key": grandchild["key"]}).status_code == 200
+    assert client.delete(f"/api/v1/api-keys/{parent['id']}", headers=kim["headers"]).status_code == 204
+    refused(client.get("/api/v1/me", headers={"X-API-Key": child["key"]}), 401)
+    refused(client.get("/api/v1/me", headers={"X-API-Key": grandchild["key"]}), 401)
+
+
+def test_a_key_made_with_a_key_expires_with_that_key(client, auth, world, kim):
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    soon = datetime.now(timezone.utc) + timedelta(seconds=3)
+    parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon.isoformat()}).json
+    child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
+        "name": "child", "permissions": ["api_keys.manage"]}).json
+    assert client.get("/api/v1/me", headers={"X-API-Key": child["key"]}).status_code == 200  # now cached
+    time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+    refused(client.get("/api/v1/me", headers={"X-API-Key": child["key"]}), 401)  # nothing bumped the epoch
+    made_by_kim = client.post("/api/v1/api-keys", headers=kim["headers"], json={
+        "name": "kims", "permissions": ["api_keys.manage"]}).json
+    assert made_by_kim["made_with_key_id"] is None
+    assert client.get("/api/v1/me", headers={"X-API-Key": made_by_kim["key"]}).status_code == 200
+
+
+def test_a_grant_at_every_location_needs_the_permission_at_locations_opened_later(client, auth, world):
+    """Holding a permission at each office open today is not holding it everywhere: a role granted
+    at every location reaches the next office too, where the granter holds nothing."""
+    people = make_role(client, auth, "People and places", ["users.manage", "roles.manage", "locations.manage"])
+    offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
+    make_user(client, auth, "gus", grants=[{"role_id": people, "location_id": None}]
+              + [{"role_id": world["clerk"], "location_id": office} for office in offices])
+    gus = bearer(sign_in(client, "gus", PASSWORD))
+    problem = refused(client.post("/api/v1/users", headers=gus, json={
+        "username": "puppet", "password": PASSWORD, "grants": [{"role_id": world["clerk"], "location_id": None}]}))
+    assert "including those opened later: customers.view" in " ".join(problem["errors"]["grants"])
+    for office in offices:  # office by office is the granter's to give
+        assert client.post("/api/v1/users", headers=gus, json={
+            "username": f"clerk-{office}", "password": PASSWORD,
+            "grants": [{"role_id": world["clerk"], "location_id": office}]}).status_code == 201
+    # nor by adding the permission to a role held at every location
+    everywhere = make_role(client, auth, "Everywhere", [])
+    make_user(client, auth, "eve", grants=[{"role_id": everywhere, "location_id": None}])
+    refused(client.patch(f"/api/v1/roles/{everywhere}", headers=gus, json={"permissions": ["customers.view"]}))
+    # who holds it at every location gives it at every location
+    make_user(client, auth, "gwen", grants=[{"role_id": people, "location_id": None},
+                                            {"role_id": world["clerk"], "location_id": None}])
+    gwen = bearer(sign_in(client, "gwen", PASSWORD))
+    assert client.post("/api/v1/users", headers=gwen, json={
+        "username": "clerk-all", "password": PASSWORD,
+        "grants": [{"role_id": world["clerk"], "location_id": None}]}).status_code == 201
+
+
+def test_an_account_holding_a_right_everywhere_is_not_taken_over_by_one_holding_it_office_by_office(
+        client, auth, world):
+    """Taking over an account gains what it holds, offices opened later included."""
+    people = make_role(client, auth, "Account keepers", ["users.manage"])
+    offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
+    make_user(client, auth, "otto", grants=[{"role_id": people, "location_id": None}]
+              + [{"role_id": world["clerk"], "location_id": office} for office in offices])
+    otto = bearer(sign_in(client, "otto", PASSWORD))
+    everywhere = make_user(client, auth, "wendy", grants=[{"role_id": world["clerk"], "location_id": None}])
+    problem = refused(client.post(f"/api/v1/users/{everywhere['id']}/password", headers=otto,
+                                  json={"password": "otto-is-wendy-now"}))
+    assert "Holds what you do not: customers.view" in problem["errors"]["user"]
+    office_by_office = make_user(client, auth, "olga", grants=[{"role_id": world["clerk"], "location_id": office}
+                                                               for office in offices])
+    assert client.post(f"/api/v1/users/{office_by_office['id']}/password", headers=otto,
+                       json={"password": "a-new-long-password"}).status_code == 204

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vigil_shared.db import utcnow
 from vigil_shared.identity import Identity
 from vigil_shared.permissions import GLOBAL_PERMISSIONS, LOCATION_PERMISSIONS
 
@@ -34,17 +36,49 @@ def effective_rights(session: Session, user: User) -> tuple[frozenset[str], dict
     return frozenset(company), {loc: frozenset(perms) for loc, perms in per_location.items()}
 
 
+def everywhere_permissions(user: User | None) -> frozenset[str]:
+    """The location permissions ``user`` holds at every location, including those opened later: all of
+    them for an administrator, else those of the roles granted with no location."""
+    if user is None:
+        return frozenset()
+    if user.is_admin:
+        return frozenset(LOCATION_PERMISSIONS)
+    return frozenset(p for grant in user.grants if grant.location_id is None for p in grant.role.permissions
+                     if p in LOCATION_PERMISSIONS)
+
+
 def user_identity(session: Session, user: User, request_id: str | None, client_ip: str | None) -> Identity:
     company, per_location = effective_rights(session, user)
     return Identity(subject=str(user.id), username=user.username, kind="user", permissions=company,
                     locations=per_location, request_id=request_id, client_ip=client_ip)
 
 
+def key_lineage(session: Session, key: ApiKey) -> tuple[bool, datetime | None]:
+    """Whether every key ``key`` was made with (one made with a key, that one with another…) still
+    works, and the earliest expiry along the way (when the key itself stops working at the latest).
+
+    A key made with a key answers to that key too: revoking or outliving it stops the new one, so a
+    short-lived or leaked key cannot mint a lasting one."""
+    expires, seen, parent_id = key.expires_at, {key.id}, key.made_with_key_id
+    now = utcnow()
+    while parent_id is not None and parent_id not in seen:
+        seen.add(parent_id)
+        parent = session.get(ApiKey, parent_id)
+        if parent is None or parent.revoked_at is not None or (parent.expires_at is not None
+                                                                and parent.expires_at < now):
+            return False, None
+        if parent.expires_at is not None and (expires is None or parent.expires_at < expires):
+            expires = parent.expires_at
+        parent_id = parent.made_with_key_id
+    return True, expires
+
+
 def api_key_identity(session: Session, key: ApiKey, request_id: str | None, client_ip: str | None) -> Identity | None:
     """The key's own scope intersected with its creator's rights *now*; None once the creator is gone
-    or deactivated (the key then stops working). A key never outlives, nor outgrows, its creator."""
+    or deactivated, or the key it was made with is revoked or expired (the key then stops working).
+    A key never outlives, nor outgrows, its creator or the key it was made with."""
     creator = session.get(User, key.created_by) if key.created_by is not None else None
-    if creator is None or not creator.active:
+    if creator is None or not creator.active or not key_lineage(session, key)[0]:
         return None
     company, per_location = effective_rights(session, creator)
     granted = set(key.permissions)

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import UNAUTHENTICATED, Problem
 
-from .access import api_key_identity, user_identity
+from .access import api_key_identity, key_lineage, user_identity
 from .identity_cache import Entry, IdentityCache
 from .models import ApiKey, Session as SignInSession, User
 from .openapi import PUBLIC_DOCS_PATHS
@@ -50,9 +50,10 @@ def authenticate(settings: GatewaySettings, db: Database, cache: IdentityCache) 
                 raise _unauthenticated("The API key is invalid, expired or revoked.") from None
             identity = api_key_identity(session, key, None, address)
             if identity is None:
-                raise _unauthenticated("The API key's creator is no longer active; the key no longer works.")
+                raise _unauthenticated("The API key's creator is no longer active, or the key it was made with "
+                                       "was revoked or expired; the key no longer works.")
             entry = cache.put(cache_key, Entry(epoch, identity, None, None, key_id=key.id,
-                                               key_creator_id=key.created_by, expires_at=key.expires_at))
+                                               key_creator_id=key.created_by, expires_at=key_lineage(session, key)[1]))
         _note_key_use(db, entry)
         return entry
     if scheme.lower() != "bearer" or not credential:
@@ -94,4 +95,5 @@ def install_authentication(app: Flask, settings: GatewaySettings, db: Database, 
             entry = authenticate(settings, db, cache)
             g.identity = dataclasses.replace(entry.identity, request_id=g.request_id)
             g.user_id, g.session_id, g.key_creator_id = entry.user_id, entry.session_id, entry.key_creator_id
+            g.key_id = entry.key_id
             g.identity_token = cache.signed_token(entry, base.internal_secret, base.identity_token_ttl, g.request_id)

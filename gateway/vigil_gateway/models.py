@@ -105,6 +105,8 @@ class ApiKey(Base):
     permissions: Mapped[list] = mapped_column(JSON, default=list)
     location_ids: Mapped[list | None] = mapped_column(JSON)  # None: every location
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The key this one was made with (None: made by a signed-in user); it stops when that one does.
+    made_with_key_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -11,14 +11,15 @@ Two rules, each in one place, used by every path that grants or acts on an accou
 """
 from __future__ import annotations
 
+from flask import g, has_request_context
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.errors import Problem, conflict, not_found, validation_problem
 from vigil_shared.identity import Identity
-from vigil_shared.permissions import GLOBAL_PERMISSIONS
+from vigil_shared.permissions import GLOBAL_PERMISSIONS, LOCATION_PERMISSIONS
 
-from .access import all_location_ids, effective_rights, exceeds
+from .access import all_location_ids, effective_rights, everywhere_permissions, exceeds
 from .models import ApiKey, Grant, Location, Role, User
 
 FORBIDDEN = "urn:vigil:problem:forbidden"
@@ -30,21 +31,44 @@ def is_administrator(user: User | None) -> bool:
 
 
 def ensure_can_grant(session: Session, caller: Identity, permissions, location_ids: list[int] | None, *,
-                     field: str, anywhere: bool = False) -> None:
+                     field: str, anywhere: bool = False, later_locations: bool = True) -> None:
     """403 unless ``caller`` holds each of ``permissions`` wherever the grant applies.
 
     ``location_ids`` None: every location. ``anywhere``: the grant applies nowhere yet (a role no one
     holds), so holding a location permission at one location is enough; granting that role later
-    goes through this rule again, at its location.
+    goes through this rule again, at its location. A role granted at every location (None) reaches the
+    locations opened later too, so the caller must hold its permissions there as well (through a grant
+    at every location, or as an administrator); ``later_locations=False`` for what is bounded by the
+    caller's rights on every call anyway (API keys).
     """
     permissions = set(permissions)
     if anywhere:
         missing = sorted(p for p in permissions if not caller.can_anywhere(p))
     else:
         missing = exceeds(caller, permissions, location_ids, all_location_ids(session))
-    if missing:
+    messages = [f"Not yours to give: {p}" for p in missing]
+    if location_ids is None and not anywhere and later_locations:
+        # Every location includes those opened later: holding it at each location open today is not enough.
+        forever = caller_everywhere_permissions(session)
+        messages += [f"Not yours to give at every location, including those opened later: {p}"
+                     for p in sorted(permissions & LOCATION_PERMISSIONS) if p not in missing and p not in forever]
+    if messages:
         raise Problem(403, "You can only give permissions you hold yourself, where you hold them.", type=FORBIDDEN,
-                      errors={field: [f"Not yours to give: {p}" for p in missing]})
+                      errors={field: messages})
+
+
+def caller_everywhere_permissions(session: Session) -> frozenset[str]:
+    """The location permissions the calling user or key holds at every location, including those
+    opened later (:func:`access.everywhere_permissions`); a key limited to locations holds none so."""
+    if not has_request_context():
+        return frozenset(LOCATION_PERMISSIONS)  # the command line acts as the operator
+    user_id, key_id = g.get("user_id"), g.get("key_id")
+    if user_id is not None:
+        return everywhere_permissions(session.get(User, user_id))
+    key = session.get(ApiKey, key_id) if key_id is not None else None
+    if key is None or key.location_ids is not None or key.created_by is None:
+        return frozenset()
+    return frozenset(key.permissions) & everywhere_permissions(session.get(User, key.created_by))
 
 
 def ensure_can_act_on(session: Session, caller: Identity, caller_user: User | None, target: User) -> None:
@@ -57,6 +81,8 @@ def ensure_can_act_on(session: Session, caller: Identity, caller_user: User | No
     company, per_location = effective_rights(session, target)
     missing = {p for p in company if not caller.has(p)}
     missing |= {p for loc, perms in per_location.items() for p in perms if not caller.can(p, loc)}
+    # What the target holds at every location reaches offices opened later: the caller must too.
+    missing |= everywhere_permissions(target) - caller_everywhere_permissions(session)
     if missing:
         raise Problem(403, "This user holds rights you do not hold; someone holding them must change this account.",
                       type=FORBIDDEN, errors={"user": [f"Holds what you do not: {p}" for p in sorted(missing)]})
@@ -145,7 +171,23 @@ def check_api_key_rights(session: Session, caller: Identity, permissions: list[s
             raise validation_problem({"location_ids": [f"No such location: {', '.join(map(str, unknown))}."]})
         if set(permissions) <= GLOBAL_PERMISSIONS and location_ids:
             raise validation_problem({"location_ids": ["Only location permissions are granted per location."]})
-    ensure_can_grant(session, caller, permissions, location_ids, field="permissions")
+    # A key's rights are intersected with its creator's on every call, so a location opened later
+    # gives it nothing its creator lacks there: holding each permission at every location today is enough.
+    ensure_can_grant(session, caller, permissions, location_ids, field="permissions", later_locations=False)
+
+
+def ensure_can_revoke(session: Session, caller: Identity, caller_user: User | None, key: ApiKey,
+                      caller_key_creator: int | None = None) -> None:
+    """A key is its creator's credential: revoking it acts on their account (:func:`ensure_can_act_on`),
+    so only its creator (or a key answering to them) or someone who may act on them revokes it."""
+    if key.created_by is None:
+        return  # no creator: the key no longer works anyway
+    acting_for = caller_user.id if caller_user is not None else caller_key_creator
+    if acting_for == key.created_by:
+        return
+    creator = session.get(User, key.created_by)
+    if creator is not None:
+        ensure_can_act_on(session, caller, caller_user, creator)
 
 
 def get_api_key(session: Session, key_id: int) -> ApiKey:

@@ -166,6 +166,8 @@ class ApiKeySchema(Schema):
     permissions = fields.List(fields.String())
     location_ids = fields.List(fields.Integer(), allow_none=True)
     created_by = fields.Integer(allow_none=True)
+    made_with_key_id = fields.Integer(allow_none=True, metadata={
+        "description": "The key this one was made with; it stops working when that one is revoked or expires"})
     created_at = Timestamp()
     expires_at = Timestamp(allow_none=True)
     last_used_at = Timestamp(allow_none=True)

@@ -155,12 +155,14 @@ class NewApiKey:
 
 
 def create_api_key(db_session: DbSession, *, name: str, permissions: list[str], location_ids: list[int] | None,
-                   created_by: int | None, expires_at: datetime | None) -> NewApiKey:
+                   created_by: int | None, expires_at: datetime | None,
+                   made_with_key_id: int | None = None) -> NewApiKey:
     prefix = secrets.token_hex(6)
     secret_part = secrets.token_urlsafe(32)
     record = ApiKey(name=name, prefix=prefix, secret_hash=_hash(secret_part), permissions=sorted(permissions),
                     location_ids=sorted(location_ids) if location_ids is not None else None,
-                    created_by=created_by, created_at=utcnow(), expires_at=expires_at)
+                    created_by=created_by, made_with_key_id=made_with_key_id, created_at=utcnow(),
+                    expires_at=expires_at)
     db_session.add(record)
     return NewApiKey(record, f"{API_KEY_PREFIX}{prefix}.{secret_part}")
 

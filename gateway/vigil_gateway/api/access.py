@@ -186,9 +186,10 @@ class ApiKeys(MethodView):
         user = signed_in_user()
         # A key made with a key answers to the same person: its rights stay bounded by theirs.
         creator = user.id if user else g.get("key_creator_id")
+        # ...and to the key it was made with: it stops when that key is revoked or expires.
         created = create_api_key(session, name=data["name"], permissions=data["permissions"],
                                  location_ids=data["location_ids"], created_by=creator,
-                                 expires_at=data["expires_at"])
+                                 expires_at=data["expires_at"], made_with_key_id=None if user else g.get("key_id"))
         session.commit()
         audit.record(database(), "api_key.create", target_type="api_key", target_id=created.record.id,
                      details={"name": created.record.name, "permissions": created.record.permissions,
@@ -209,11 +210,16 @@ class ApiKeyItem(MethodView):
 
     @requires("api_keys.manage")
     @blp.response(204)
+    @blp.alt_response(403, description="The key's creator holds rights you do not hold")
     @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, key_id):
-        """Revoke an API key: it stops working at once (it stays listed, revoked)."""
+        """Revoke an API key: it stops working at once (it stays listed, revoked).
+
+        A key is its creator's credential: only they, or someone who may change their account
+        (administrators only for an administrator's keys), revoke it."""
         session = db_session()
         key = rights.get_api_key(session, key_id)
+        rights.ensure_can_revoke(session, current_identity(), signed_in_user(), key, g.get("key_creator_id"))
         if key.revoked_at is None:
             claim_next_version(session, key)
             key.revoked_at = utcnow()

@@ -279,3 +279,27 @@ def test_covered_lengths():
 def test_the_ordered_walk_folds_records_matching_twice(api, monkeypatch):
     monkeypatch.setattr(search, "SMALL_RESULT", 1)
     test_pages_stay_distinct_when_records_match_many_times(api)
+
+
+@pytest.mark.parametrize("payload", [
+    {"s": "created", "d": "next", "p": 2, "k": ["garbage", 1]},  # not a timestamp
+    {"s": "created", "d": "next", "p": 2, "k": [1, 1]},
+    {"s": "name", "d": "next", "p": 2, "k": []},  # too short
+    {"s": "name", "d": "next", "p": 2, "k": [{"a": 1}, "x"]},
+    {"s": "name", "d": "next", "p": 2, "k": ["a", 10 ** 30]},  # an id no column holds
+    {"s": "id", "d": "next", "p": 2, "k": ["x"]},
+    {"s": "id", "d": "next", "p": 2, "k": [1, 2]},
+    {"s": "id", "d": "next", "p": "2", "k": [1]},
+    {"s": "id", "d": "next", "p": 10 ** 30, "k": [1]},
+])
+def test_a_made_up_cursor_is_a_422_not_a_500(api, payload):
+    """A cursor is opaque, but a client can decode and edit it: whatever it holds is judged, never crashes."""
+    import base64
+    import json
+
+    create(api)
+    cursor = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    for q in ("", "&q=dana"):
+        response = api.get(f"/api/v1/customers?sort={payload['s']}&cursor={cursor}{q}")
+        assert response.status_code == 422, response.get_data(as_text=True)
+        assert response.json["errors"]["cursor"]

@@ -25,6 +25,7 @@ from sqlalchemy import and_, delete, distinct, false, func, insert, intersect, o
 from sqlalchemy.orm import Session
 
 from vigil_shared.errors import validation_problem
+from vigil_shared.guards import INT32_MAX
 
 from . import registry
 from .models import Customer, CustomerTag, PropertyAccount, SearchTerm, Tag
@@ -254,13 +255,17 @@ def _encode_cursor(payload: dict) -> str:
 
 
 def _decode_cursor(cursor: str, sort: str) -> dict:
+    """The cursor's payload, its sort key already parsed (``payload["k"]``): anything a client made
+    up (a key of the wrong length or type, a page out of range) is the same 422 as garbage."""
     try:
         payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if payload["s"] != sort or payload["d"] not in ("next", "prev") or not isinstance(payload["k"], list):
             raise ValueError
-        int(payload["p"])
+        if not isinstance(payload["p"], int) or not 1 <= payload["p"] <= INT32_MAX:
+            raise ValueError
+        payload["k"] = _key_values(payload["k"], sort)
         return payload
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         raise validation_problem({"cursor": ["Not a cursor of this list; follow the Link headers."]}) from None
 
 
@@ -281,11 +286,20 @@ def _key_of(row, sort: str) -> list:
 
 
 def _key_values(key: list, sort: str) -> list:
+    """A cursor's key as the columns hold it; ValueError when it is not one this list made."""
+    if len(key) != (1 if sort.lstrip("-") == "id" else 2):
+        raise ValueError("a key of another length")
     if sort.lstrip("-") == "created":
-        return [datetime.fromisoformat(key[0]), int(key[1])]
-    if sort.lstrip("-") == "name":
-        return [str(key[0]), int(key[1])]
-    return [int(key[0])]
+        values = [datetime.fromisoformat(key[0]), key[1]]
+    elif sort.lstrip("-") == "name":
+        if not isinstance(key[0], str):
+            raise ValueError("a name key is text")
+        values = [key[0], key[1]]
+    else:
+        values = [key[0]]
+    if not isinstance(values[-1], int) or isinstance(values[-1], bool) or not 0 <= values[-1] <= INT32_MAX:
+        raise ValueError("an id is an integer in the id columns' range")
+    return values
 
 
 def _customer_filters(query: ListQuery, visibility: Visibility) -> list:
@@ -484,7 +498,7 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
     page, direction, key = query.page, "next", None
     if query.cursor:
         cursor = _decode_cursor(query.cursor, query.sort)
-        page, direction, key = int(cursor["p"]), cursor["d"], _key_values(cursor["k"], query.sort)
+        page, direction, key = cursor["p"], cursor["d"], cursor["k"]
     forward = (direction == "next") != descending  # walking the key order upwards?
     jump = key is None and page > 1  # a bare page number: OFFSET over distinct records
     want = query.per_page + 1

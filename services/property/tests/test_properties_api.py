@@ -456,3 +456,24 @@ def test_the_system_kind_catalog_is_readable_by_any_signed_in_caller(api):
     assert anyone.get("/api/v1/system-kinds").json["total"] == 1
     assert anyone.get(f"/api/v1/system-kinds/{kind['id']}").status_code == 200
     assert anyone.delete(f"/api/v1/system-kinds/{kind['id']}").status_code == 403
+
+
+def test_a_transfer_never_unmasks_the_codes(api, create, known):
+    """An operation never reveals a value the caller cannot see at its source: moving a property from
+    an office where its PIN and panel passwords are masked for the caller to one where they are not is
+    refused; the same move by someone who sees them at the source goes through."""
+    created = create(body=FULL)
+    known(11, location_id=2)
+    path = f"/api/v1/properties/{created['id']}/transfer"
+    mover = api.as_(Identity(subject="9", username="mover", permissions=frozenset(), locations={
+        1: frozenset({"properties.view", "properties.modify"}),
+        2: frozenset({"properties.view", "properties.modify", CODES_VIEW})}))
+    refused = mover.post(path, json={"to_customer_id": 11})
+    assert refused.status_code == 403 and refused.json["permission"] == CODES_VIEW, refused.json
+    assert "to_customer_id" in refused.json["errors"] and "4821" not in refused.get_data(as_text=True)
+    assert api.get(f"/api/v1/properties/{created['id']}").json["customer_id"] == 7
+    seer = api.as_(Identity(subject="10", username="seer", permissions=frozenset(), locations={
+        1: frozenset({"properties.view", "properties.modify", CODES_VIEW}),
+        2: frozenset({"properties.view", "properties.modify", CODES_VIEW})}))
+    moved = seer.post(path, json={"to_customer_id": 11})
+    assert moved.status_code == 200 and moved.json["pin"] == "4821"

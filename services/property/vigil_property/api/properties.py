@@ -141,14 +141,17 @@ class PropertyTransfer(MethodView):
     @idempotent
     @blp.arguments(TransferSchema)
     @blp.response(200, PropertySchema)
+    @blp.alt_response(403, description="No `properties.modify` at a customer's location, or the transfer would show "
+                                       "you codes masked for you where the property is now")
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     @blp.alt_response(503, description="The customer service could not be asked about the new customer")
     def post(self, data, property_id):
         """Move the property, with its systems, equipment, appointments and history, to another customer.
 
-        For the new homeowner case. You need `properties.modify` at both customers' locations; the
-        move is written in the property's history and, through `property.transferred`, in both
+        For the new homeowner case. You need `properties.modify` at both customers' locations, and
+        a transfer that would show you the PIN and panel passwords masked for you where the property
+        is now is refused (403): someone who may see them there transfers it. The move is written in the property's history and, through `property.transferred`, in both
         customers' histories.
         """
         session, scoped = request_session(), scope.current()
@@ -156,6 +159,7 @@ class PropertyTransfer(MethodView):
         domain.ensure_editable(scoped.property)
         target = scope.live_customer(session, data["to_customer_id"], field="to_customer_id")
         scope.require_at("properties.modify", target.location_id)
+        scope.refuse_unmasking_move(scoped.location_id, target.location_id)
         domain.transfer_property(session, request_outbox(), scoped.property, target.customer_id, scope.actor(),
                                  data.get("reason"))
         session.commit()

@@ -12,6 +12,7 @@ from functools import wraps
 
 from flask import g
 
+from vigil_shared.errors import FORBIDDEN, Problem
 from vigil_shared.identity import Identity
 from vigil_shared.web import current_identity, forbidden, request_session
 
@@ -20,6 +21,8 @@ from .. import customers_replica as replica
 from ..history import Actor
 from ..models import KnownCustomer, Property
 from ..properties import no_such_customer, property_with_location
+
+CODES_VIEW = "confidential.installation_codes.view"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,18 @@ def property_in_scope(session, property_id: int, permission: str, *more: str) ->
     for name in (permission, *more):
         require_at(name, location_id)
     return Scoped(found, location_id)
+
+
+def refuse_unmasking_move(source_location: int | None, target_location: int | None) -> None:
+    """403 when moving a record from ``source_location`` to ``target_location`` would show the caller
+    codes (the PIN, panel passwords) masked for them where it is now: an operation never reveals a
+    value the caller cannot see at its source, and dropping the codes would lose the customer's data."""
+    identity = current_identity()
+    if not identity.can(CODES_VIEW, source_location) and identity.can(CODES_VIEW, target_location):
+        raise Problem(403, "Moving this property would show you its PIN and panel passwords, masked for you "
+                           "where it is now. Someone who may see them there can move it.", type=FORBIDDEN,
+                      permission=CODES_VIEW,
+                      errors={"to_customer_id": [f"Needs the '{CODES_VIEW}' permission where the property is now."]})
 
 
 def require_field(identity: Identity, permission: str, location_id: int | None, field: str) -> None:
