@@ -50,21 +50,32 @@ def running_stack(var_dir):
                  "VIGIL_RELAY_INTERVAL": "0.1",
                  # cheap Argon2id: sign-ins are many here; the gateway unit suite checks the production ones
                  "VIGIL_PASSWORD_HASHING": "fast-for-tests"}
-    databases = TestDatabases(BACKEND, str(var_dir), run_id=uuid.uuid4().hex[:10])
+    with backend_settings(BACKEND, var_dir) as backend:
+        running = Stack.from_environment(overrides | backend, dynamic_ports=True, inherit_vigil_settings=False)
+        try:
+            running.prepare()
+            running.start()
+            running.wait_ready(timeout=180)
+            yield running
+        finally:
+            running.stop()
+
+
+@contextlib.contextmanager
+def backend_settings(backend: str, var_dir):
+    """The settings that put a stack on ``backend``: fresh PostgreSQL databases and RabbitMQ queues
+    (removed on exit), or nothing for the embedded default (SQLite and the SQLite broker in var/)."""
+    databases = TestDatabases(backend, str(var_dir), run_id=uuid.uuid4().hex[:10])
+    settings: dict[str, str] = {}
     prefix = None
-    if BACKEND == "postgres":
-        for name in PROCESS_NAMES:
-            overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
-        prefix = f"vigil-e2e-{uuid.uuid4().hex[:8]}"
-        overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=prefix)
-    running = Stack.from_environment(overrides, dynamic_ports=True, inherit_vigil_settings=False)
     try:
-        running.prepare()
-        running.start()
-        running.wait_ready(timeout=180)
-        yield running
+        if backend == "postgres":
+            for name in PROCESS_NAMES:
+                settings[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
+            prefix = f"vigil-e2e-{uuid.uuid4().hex[:8]}"
+            settings.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=prefix)
+        yield settings
     finally:
-        running.stop()
         databases.drop_all()
         if prefix:
             _delete_queues(prefix)

@@ -1,7 +1,8 @@
-"""A bounded soak of what ``make run`` starts: the real runner on the embedded defaults, under churn.
+"""A bounded soak of what ``make run`` starts: the real runner, under churn, on every backend.
 
-Whatever backend the rest of the suite uses, this starts its own ``vigil-run`` (SQLite databases and
-the SQLite broker, its own var/ and free ports). Several clients create customers, add and update
+It starts its own ``vigil-run`` (its own var/ and free ports) on the embedded defaults (SQLite
+databases and the SQLite broker) whatever backend the rest of the suite uses, and also on
+PostgreSQL + RabbitMQ when the suite runs there. Several clients create customers, add and update
 properties and delete customers for about a minute; in the middle the property worker is killed
 with ``kill -9``. In the end: no 5xx, the runner restarted the worker and every process is up, every
 event is in the inbox of each of its subscribers, and no property of a deleted customer is left.
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import customer_body
+from conftest import BACKEND, backend_settings, customer_body
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.messaging.contracts import subscribers
 
@@ -70,11 +71,11 @@ def process_groups(pgids: set[int]) -> set[int]:
 class Runner:
     """``vigil-run`` as a user starts it, on its own var/ and ports."""
 
-    def __init__(self, var_dir: Path):
+    def __init__(self, var_dir: Path, backend: dict[str, str]):
         self.stack = Stack.from_environment(
             {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_ADMIN_USERNAME": "admin",
              "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "INFO",
-             "VIGIL_RELAY_INTERVAL": "0.1"},
+             "VIGIL_RELAY_INTERVAL": "0.1"} | backend,
             dynamic_ports=True, inherit_vigil_settings=False)
         self.var_dir = var_dir
         self.plan = self.stack._plan()
@@ -109,21 +110,23 @@ class Runner:
                 self.popen.wait()
 
 
-@pytest.fixture(scope="module")
-def runner(tmp_path_factory):
-    running = Runner(tmp_path_factory.mktemp("soak-var"))
-    try:
-        running.start()
-        yield running
-    finally:
-        groups = set()
+@pytest.fixture(scope="module", params=["embedded", "postgres"] if BACKEND == "postgres" else ["embedded"])
+def runner(request, tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp(f"soak-{request.param}")
+    with backend_settings(request.param, var_dir) as backend:
+        running = Runner(var_dir, backend)
         try:
-            groups = set(running.pids().values())
-        except (OSError, AssertionError):
-            pass  # nothing was started, or the lock was already released
-        running.stop()
-        for pid in process_groups(groups):  # never leave anything behind, whatever failed
-            os.kill(pid, signal.SIGKILL)
+            running.start()
+            yield running
+        finally:
+            groups = set()
+            try:
+                groups = set(running.pids().values())
+            except (OSError, AssertionError):
+                pass  # nothing was started, or the lock was already released
+            running.stop()
+            for pid in process_groups(groups):  # never leave anything behind, whatever failed
+                os.kill(pid, signal.SIGKILL)
 
 
 class Churn:
