@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BACKEND, backend_settings, customer_body
+from conftest import BACKEND, backend_settings, customer_body, unique_phone
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.messaging.contracts import subscribers
 
@@ -165,7 +165,7 @@ class Churn:
         while not self.stopping.is_set():
             rounds += 1
             created = call("POST", "/api/v1/customers", params={"allow_duplicates": "true"}, json=customer_body(
-                self.location_id, last_name=f"Soak{number}", primary_phone=f"613-555-{uuid.uuid4().int % 10_000:04d}"))
+                self.location_id, last_name=f"Soak{number}", primary_phone=unique_phone("613")))
             if created is None or created.status_code != 201:
                 continue
             customer = created.json()["id"]
