@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BACKEND, backend_settings, customer_body, unique_phone
+from conftest import BACKEND, backend_settings, customer_body, stack_diagnostics, unique_phone
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.messaging.contracts import subscribers
 
@@ -37,11 +37,12 @@ REQUESTS_PER_CLIENT_PER_SECOND = 8
 KILL_AFTER = 20
 
 
-def wait_until(check, timeout: float, what: str, interval: float = 0.2):
+def wait_until(check, timeout: float, what: str, interval: float = 0.2, report=None):
+    """Polls ``check``; on time-out fails with ``report()`` (what the processes were doing) if given."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{report() if report else ''}")
         time.sleep(interval)
     return result
 
@@ -239,9 +240,15 @@ def test_churn_with_a_worker_killed_keeps_every_event_and_every_process(runner):
         assert response.status_code in (200, 404), response.text
         return response.json()["account_number"].upper() if response.status_code == 200 else None
 
-    def cascaded():
-        return all(account_at(prop) != account for properties in churn.deleted.values() for prop, account in properties)
-    wait_until(cascaded, 90, "every deleted customer's properties to be gone", interval=1)
+    def left_behind():
+        return [(customer, prop) for customer, properties in churn.deleted.items() for prop, account in properties
+                if account_at(prop) == account]
+
+    def cascade_report():
+        return (f"left: {left_behind()[:20]}\n{stack_diagnostics(runner.stack, lines=60)}\n--- runner.err\n"
+                + "\n".join(runner.err.read_text(errors="replace").splitlines()[-30:]))
+    wait_until(lambda: not left_behind(), 90, "every deleted customer's properties to be gone", interval=1,
+               report=cascade_report)
     for properties in churn.kept.values():
         for prop, account in properties:
             assert account_at(prop) == account
