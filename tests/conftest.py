@@ -40,19 +40,20 @@ def _delete_queues(prefix: str) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(var_dir):
+def running_stack(var_dir, backend: str = BACKEND):
     """A whole Vigil stack on fresh databases and queues, stopped and removed on exit.
 
     The session's ``stack`` is one; a suite that must not share state with the others (the
-    schemathesis run, which signs in wrongly on purpose and edits users) starts its own.
+    schemathesis run, which signs in wrongly on purpose and edits users) starts its own, on
+    ``backend`` (the suite's by default).
     """
     overrides = {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_ADMIN_USERNAME": "admin",
                  "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "INFO",
                  "VIGIL_RELAY_INTERVAL": "0.1",
                  # cheap Argon2id: sign-ins are many here; the gateway unit suite checks the production ones
                  "VIGIL_PASSWORD_HASHING": "fast-for-tests"}
-    with backend_settings(BACKEND, var_dir) as backend:
-        running = Stack.from_environment(overrides | backend, dynamic_ports=True, inherit_vigil_settings=False)
+    with backend_settings(backend, var_dir) as settings:
+        running = Stack.from_environment(overrides | settings, dynamic_ports=True, inherit_vigil_settings=False)
         try:
             running.prepare()
             running.start()
@@ -90,6 +91,11 @@ def stack(tmp_path_factory):
             yield running
         finally:
             DIAGNOSTICS.clear()
+
+
+# The backends a suite that must hold on every backend runs on: the embedded default always, and
+# PostgreSQL + RabbitMQ too when they are reachable.
+EVERY_BACKEND = ["embedded", "postgres"] if BACKEND == "postgres" else ["embedded"]
 
 
 # What a timed-out wait reports besides its own message: the tail of the workers' and relays' logs

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BACKEND, backend_settings, customer_body, stack_diagnostics, unique_phone
+from conftest import EVERY_BACKEND, backend_settings, customer_body, stack_diagnostics, unique_phone
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.messaging.contracts import subscribers
 
@@ -112,7 +112,7 @@ class Runner:
 
 
 # On the embedded default always, and on PostgreSQL + RabbitMQ too when the suite runs there.
-@pytest.fixture(scope="module", params=["embedded", "postgres"] if BACKEND == "postgres" else ["embedded"])
+@pytest.fixture(scope="module", params=EVERY_BACKEND)
 def runner(request, tmp_path_factory):
     var_dir = tmp_path_factory.mktemp(f"soak-{request.param}")
     with backend_settings(request.param, var_dir) as backend:
@@ -301,6 +301,26 @@ def test_every_process_dies_with_a_runner_killed_with_sigkill(runner):
     runner.popen.wait(10)
     wait_until(lambda: not any(alive(pid) for pid in family), 30, "every process to stop with the runner")
     # Nothing holds the ports or var/ any more: a new runner could start right away.
+    lock_file = runner.var_dir / "run.lock"
+    assert lock_holders(lock_file) == [], lock_holders(lock_file)
     after = Stack(env=runner.stack.env, log_dir=runner.var_dir / "log")
     after.acquire_lock()
     after.lock.release()
+
+
+def lock_holders(path: Path) -> list[str]:
+    """Every live process with ``path`` open: its pid, parent, process group and command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not any(os.readlink(fd) == str(path) for fd in (entry / "fd").iterdir()):
+                continue
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:150]
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            found.append(f"pid {entry.name} ppid {fields[1]} pgid {fields[2]} state {fields[0]}: {command}")
+    return found
