@@ -1,7 +1,7 @@
 """pytest fixtures for one service's unit tests (each service's suite runs in its own pytest process).
 
-A service's ``conftest.py`` enables this plugin and provides ``service_program`` and
-``service_metadata``; it then gets ``app``, ``runtime``, ``session`` and ``api`` (a test client
+A service's ``conftest.py`` enables this plugin and provides ``service_program`` (its tables'
+metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session`` and ``api`` (a test client
 that sends a signed admin identity unless told otherwise), on a fresh database per run and with
 every table emptied after each test.
 """
@@ -28,6 +28,12 @@ def test_databases(tmp_path_factory):
     databases = TestDatabases(_BACKEND, str(tmp_path_factory.mktemp("db")))
     yield databases
     databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def service_metadata(service_program):
+    """The service's tables: the metadata its messaging tables are declared on, i.e. its models' ``Base``."""
+    return service_program.messaging.OutboxEvent.metadata
 
 
 @pytest.fixture(scope="session")

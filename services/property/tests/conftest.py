@@ -4,7 +4,7 @@ from sqlalchemy import select
 from vigil_property import customer_client
 from vigil_property.app import program
 from vigil_property.customer_client import CustomerFacts
-from vigil_property.models import Base, KnownCustomer, messaging
+from vigil_property.models import KnownCustomer, messaging
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -12,11 +12,6 @@ pytest_plugins = ["vigil_shared.pytest_plugin"]
 @pytest.fixture(scope="session")
 def service_program():
     return program
-
-
-@pytest.fixture(scope="session")
-def service_metadata():
-    return Base.metadata
 
 
 class FakeCustomerService:
