@@ -219,6 +219,6 @@ def unique_phone(area: str = "801") -> str:
 
 
 def customer_body(location_id: int, **fields) -> dict:
-    """A valid new customer (seed 001's required fields) at ``location_id``; ``fields`` override."""
+    """A valid new customer (the record's required fields) at ``location_id``; ``fields`` override."""
     return {"kind": "customer", "first_name": "Dana", "last_name": "Reyes", "city": "Ottawa", "state": "ON",
             "primary_phone": "613-555-0100", "account_type": "Residential", "location_id": location_id} | fields

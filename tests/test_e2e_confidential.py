@@ -71,7 +71,7 @@ def test_no_log_line_carries_a_confidential_value(stack, gateway, secret_custome
                 json.loads(line)  # every process logs JSON lines
 
 
-# --- issue 8: no operation carries or reveals a value the caller cannot see at its source ---------
+# --- no operation carries or reveals a value the caller cannot see at its source ---------
 
 @pytest.fixture(scope="module")
 def split_office_user(stack, gateway, locations):

@@ -272,7 +272,7 @@ def test_a_lead_only_user_works_through_the_leads_routes(gateway_as, home):
     assert_problem(rep.get("/api/v1/customers"), 403)
 
 
-# --- issue 8: what real use broke -------------------------------------------------------------------
+# --- what real use broke --------------------------------------------------------------------------
 
 def test_a_duplicate_in_an_office_you_cannot_view_reveals_no_id_and_no_field(gateway, gateway_as, home, other):
     number = phone()

@@ -116,8 +116,7 @@ def audited(view):
         _audit(response.status_code)
         return response
 
-    wrapper._apidoc = dict(getattr(view, "_apidoc", {}))
-    return wrapper
+    return wrapper  # functools.wraps carries what flask-smorest documented on the view
 
 
 # --- the operation -------------------------------------------------------------------------------

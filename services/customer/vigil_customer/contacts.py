@@ -1,4 +1,4 @@
-"""Contacts of a record (seed 001 "Contacts", seed 002): emergency contacts in call order, others, a primary.
+"""Contacts of a record: emergency contacts in call order, others, a primary.
 
 Emergency contacts are called in ``call_priority`` order, always a clean 1..N: placing a contact
 at a priority moves the others around it (up or down) so that no number is skipped or repeated.

@@ -1,4 +1,4 @@
-"""Admin-defined fields (seed 001 "Custom fields"): definitions, and validation of the values a record holds.
+"""Admin-defined fields: definitions, and validation of the values a record holds.
 
 A definition has a stable ``key`` and a ``type`` that never change once created (stored values
 depend on them); its label, options, required flag, kinds and position may change.

@@ -1,4 +1,4 @@
-"""Files of a record (seed 002 "Files"): upload with a size limit and a checked content type,
+"""Files of a record: upload with a size limit and a checked content type,
 list, download, delete. Bytes go to the file store, metadata to ``customer_files``.
 
 A declared content type is accepted only from the allow-list below and only when the file's

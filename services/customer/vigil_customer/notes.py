@@ -1,7 +1,7 @@
-"""Notes and tickets of a record (seed 001 "Notes & Tickets", seed 002 urgent notes).
+"""Notes and tickets of a record, urgent ones first.
 
 A ticket is a note with an assignee, a due date, a priority and a status. Urgent notes come first
-in every list (seed 002: "brought to the front of the Notes list"). A note counts as open; a
+in every list. A note counts as open; a
 ticket is open until it is closed — that is the tab's count.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The tag catalog (admins keep it) and the tags applied to records (seed 001 "Tags").
+"""The tag catalog (admins keep it) and the tags applied to records.
 
 Tag names are unique case-insensitively; applying a tag twice is harmless, and every apply and
 removal lands in the record's history.

@@ -1,4 +1,4 @@
-"""the full customer record (seed 001), search terms, history, notes, contacts, tags, files,
+"""the full customer record, search terms, history, notes, contacts, tags, files,
 custom fields and the property account replica
 
 Existing rows keep their data: ``phone`` moves to ``primary_phone`` (with its E.164 form when it
