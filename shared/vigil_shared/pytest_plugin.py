@@ -13,8 +13,8 @@ from . import migrations
 from .config import Settings
 from .crypto import generate_key
 from .identity import Identity
-from .testing import (ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, describe_backend,
-                      identity_headers)
+from .testing import (ADMIN, TEST_SECRET, HttpVerbs, TestDatabases, choose_backend, clean_tables,
+                      describe_backend, identity_headers)
 
 _BACKEND = choose_backend()
 
@@ -82,7 +82,7 @@ def session(runtime):
         yield session
 
 
-class ApiClient:
+class ApiClient(HttpVerbs):
     """Flask test client that signs the identity header like the gateway does."""
 
     def __init__(self, app, identity: Identity | None = ADMIN):
@@ -92,22 +92,12 @@ class ApiClient:
     def as_(self, identity: Identity | None) -> "ApiClient":
         return ApiClient(self._client.application, identity)
 
-    def open(self, method: str, path: str, headers: dict | None = None, **kwargs):
+    def request(self, method: str, path: str, headers: dict | None = None, **kwargs):
         all_headers = identity_headers(self.identity) if self.identity else {}
         all_headers.update(headers or {})
         return self._client.open(path, method=method, headers=all_headers, **kwargs)
 
-    def get(self, path, **kw):
-        return self.open("GET", path, **kw)
-
-    def post(self, path, **kw):
-        return self.open("POST", path, **kw)
-
-    def patch(self, path, **kw):
-        return self.open("PATCH", path, **kw)
-
-    def delete(self, path, **kw):
-        return self.open("DELETE", path, **kw)
+    open = request  # the Flask test client's name for it
 
 
 @pytest.fixture
