@@ -75,6 +75,12 @@ class CardArgs(Schema):
 def build_blueprint(db: Database, race: dict) -> Blueprint:
     blp = Blueprint("cards", __name__, url_prefix="/api/v1/cards")
 
+    def found(session, card_id: int) -> Card:
+        card = session.get(Card, card_id)
+        if card is None:
+            raise not_found("card")
+        return card
+
     @blp.route("")
     class Cards(MethodView):
         @blp.arguments(CardArgs, location="query")
@@ -95,18 +101,13 @@ def build_blueprint(db: Database, race: dict) -> Blueprint:
     class CardItem(MethodView):
         @blp.response(200, CardOut)
         def get(self, card_id):
-            card = db.request_session().get(Card, card_id)
-            if card is None:
-                raise not_found("card")
-            return card
+            return found(db.request_session(), card_id)
 
         @blp.arguments(CardPatch)
         @blp.response(200, CardOut)
         def patch(self, data, card_id):
             session = db.request_session()
-            card = session.get(Card, card_id)
-            if card is None:
-                raise not_found("card")
+            card = found(session, card_id)
             check_if_match(card.id, card.version)
             if race.get("barrier") is not None:
                 race["barrier"].wait(timeout=10)  # both requests have read the same version
@@ -118,10 +119,7 @@ def build_blueprint(db: Database, race: dict) -> Blueprint:
     @blp.arguments(CardPatch, required=False)
     @blp.response(200, CardOut)
     def touch(data, card_id):
-        card = db.request_session().get(Card, card_id)
-        if card is None:
-            raise not_found("card")
-        return card
+        return found(db.request_session(), card_id)
 
     @blp.route("/boom")
     @blp.response(200, CardOut)

@@ -62,3 +62,10 @@ def outbox(session):
         return [(row.type, row.data) for row in rows if event_type is None or row.type == event_type]
 
     return read
+
+
+@pytest.fixture
+def site(api, known):
+    """A property (account ``S-1``) of customer 7, at location 1."""
+    known(7)
+    return api.post("/api/v1/customers/7/properties", json={"account_number": "S-1"}).json
