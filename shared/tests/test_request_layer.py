@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from vigil_shared import guards
 from vigil_shared.config import Settings
 from vigil_shared.db import Database, new_declarative_base
-from vigil_shared.errors import not_found
+from vigil_shared.errors import get_or_404
 from vigil_shared.gunicorn_worker import problem_http_response, refusal_of
 from vigil_shared.http import check_if_match, etag_headers
 from vigil_shared.messaging.celery_app import ping_broker
@@ -76,10 +76,7 @@ def build_blueprint(db: Database, race: dict) -> Blueprint:
     blp = Blueprint("cards", __name__, url_prefix="/api/v1/cards")
 
     def found(session, card_id: int) -> Card:
-        card = session.get(Card, card_id)
-        if card is None:
-            raise not_found("card")
-        return card
+        return get_or_404(session, Card, card_id, "card")
 
     @blp.route("")
     class Cards(MethodView):

@@ -13,7 +13,7 @@ from sqlalchemy import case, func, select, true, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.errors import not_found, validation_problem
+from vigil_shared.errors import get_or_404, validation_problem
 from vigil_shared.identity import Identity
 from vigil_shared.masking import MASK, mask
 
@@ -97,10 +97,7 @@ def create_contact(session: Session, actor: history.Actor, cipher: FieldCipher, 
 
 
 def get_contact(session: Session, customer_id: int, contact_id: int) -> Contact:
-    contact = session.get(Contact, contact_id)
-    if contact is None or contact.customer_id != customer_id:
-        raise not_found("contact")
-    return contact
+    return get_or_404(session, Contact, contact_id, "contact", customer_id=customer_id)
 
 
 def update_contact(session: Session, actor: history.Actor, cipher: FieldCipher, identity: Identity,

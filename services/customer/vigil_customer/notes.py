@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from vigil_shared.errors import not_found, validation_problem
+from vigil_shared.errors import get_or_404, validation_problem
 
 from . import history
 from .customers import touch
@@ -47,10 +47,7 @@ def create_note(session: Session, actor: history.Actor, customer_id: int, data: 
 
 
 def get_note(session: Session, customer_id: int, note_id: int) -> Note:
-    note = session.get(Note, note_id)
-    if note is None or note.customer_id != customer_id:
-        raise not_found("note")
-    return note
+    return get_or_404(session, Note, note_id, "note", customer_id=customer_id)
 
 
 def update_note(session: Session, actor: history.Actor, note: Note, changes: dict) -> list[str]:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
-from vigil_shared.errors import conflict, not_found
+from vigil_shared.errors import conflict, get_or_404, not_found
 
 from . import history
 from .customers import touch
@@ -29,10 +29,7 @@ def catalog_statement(q: str | None = None):
 
 
 def get_tag(session: Session, tag_id: int) -> Tag:
-    tag = session.get(Tag, tag_id)
-    if tag is None:
-        raise not_found("tag")
-    return tag
+    return get_or_404(session, Tag, tag_id, "tag")
 
 
 def find_by_name(session: Session, name: str) -> Tag:
