@@ -1,9 +1,10 @@
 """pytest fixtures for one service's unit tests (each service's suite runs in its own pytest process).
 
 A service's ``conftest.py`` enables this plugin and provides ``service_program`` (its tables'
-metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session`` and ``api`` (a test client
-that sends a signed admin identity unless told otherwise), on a fresh database per run and with
-every table emptied after each test.
+metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session``
+and ``api`` (a test client that sends a signed admin identity unless told otherwise), on a fresh
+database per run and with every table emptied after each test. ``vigil_shared.service_checks``
+holds the checks every service's suite runs.
 """
 from __future__ import annotations
 
