@@ -1,4 +1,4 @@
-"""The customer record's header (seed 001 "The sticky header"): ``GET /api/v1/customers/{id}/summary``.
+"""The customer record's sticky header: ``GET /api/v1/customers/{id}/summary``.
 
 Identity, metadata badges, status boxes and a count per tab, gathered from the services that own
 them with the caller's own identity, so every part follows the caller's permissions: a tab the
@@ -121,7 +121,7 @@ def _fetch_all(calls: dict[str, tuple[str, str, dict]]) -> dict:
 
 
 def _status_boxes(record: dict, properties_reply) -> list[dict]:
-    """Seed 001: one coloured box per category of the customer's current state (not for leads)."""
+    """One coloured box per category of the customer's current state (not for leads)."""
     if record.get("kind") != "customer":
         return []
     if record.get("archived_at"):

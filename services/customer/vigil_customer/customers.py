@@ -270,7 +270,7 @@ def _rule_errors(session: Session, customer: Customer, kind: str, merged: dict, 
 
 
 def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict[str, list[str]]:
-    """Seed 001: a flat two-level hierarchy; only top-level customers can be parents."""
+    """A flat two-level hierarchy: only top-level customers can be parents."""
     if customer.id is not None and parent_id == customer.id:
         return {"parent_customer_id": ["A customer cannot be its own parent."]}
     parent = session.get(Customer, parent_id)
@@ -405,7 +405,7 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
 
 
 def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
-    """Seed 001 "Converting a lead": office location and sold-by are required; data and history stay."""
+    """Converting a lead: office location and sold-by are required; data and history stay."""
     if lead.kind != LEAD:
         raise Problem(409, "Only a lead can be converted to a customer.", type=CONFLICT)
     target = data["location_id"]
@@ -466,7 +466,7 @@ def copy_values(ctx: Context, source: Customer) -> dict:
 
 
 def duplicate(ctx: Context, source: Customer, overrides: dict) -> Customer:
-    """Seed 001 "Duplicate Customer": a new record starting as a copy (not a merge) of ``source``."""
+    """Duplicate Customer: a new record starting as a copy (not a merge) of ``source``."""
     data = copy_values(ctx, source)
     target = Access(ctx.identity, source.kind, overrides.get("location_id", source.location_id))
     for name in list(data):  # leave out what the caller could not have entered on a new record

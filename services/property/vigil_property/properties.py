@@ -56,13 +56,6 @@ def flush(session: Session) -> None:
     writes.flush(session, _account_taken)
 
 
-def get_property(session: Session, property_id: int) -> Property:
-    found = session.get(Property, property_id)
-    if found is None:
-        raise not_found("property")
-    return found
-
-
 def property_with_location(session: Session, property_id: int) -> tuple[Property, int | None]:
     """The property and its customer's location as the replica knows it, in one query (404 if none)."""
     row = session.execute(select(Property, KnownCustomer.location_id)

@@ -1,7 +1,7 @@
 """Leads on their own: the same records as `/customers` with `kind: lead`, under the `leads.*` rights only.
 
-Seed 001 gives leads their own permissions ("Leads with View on the lead's location to see;
-Modify to edit"). A sales or call-centre user who holds `leads.*` but no `customers.*` right
+Leads have their own permissions: `leads.view` at the lead's location to see, `leads.modify` to
+edit. A sales or call-centre user who holds `leads.*` but no `customers.*` right
 works here; `/customers` serves callers who handle both kinds. Notes, contacts, tags, files and
 history of a lead are under `/customers/{id}/…`, which need only their own tab's permission.
 """

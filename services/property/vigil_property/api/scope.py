@@ -101,11 +101,6 @@ def require_field(identity: Identity, permission: str, location_id: int | None, 
 # Place them under ``@requires`` (and ``@idempotent``) and above the flask-smorest decorators, so a
 # caller from another location gets 403 whatever body they send, never a 422 about its contents.
 
-def _keep_docs(wrapper, view):
-    wrapper._apidoc = dict(getattr(view, "_apidoc", {}))
-    return wrapper
-
-
 def scoped_property(permission: str, *more: str):
     """Resolves the URL's ``property_id`` for the view (``current()``): 404, or 403 outside the caller's rights."""
 
@@ -115,7 +110,7 @@ def scoped_property(permission: str, *more: str):
             g.scoped = property_in_scope(request_session(), kwargs["property_id"], permission, *more)
             return view(*args, **kwargs)
 
-        return _keep_docs(wrapper, view)
+        return wrapper
 
     return decorator
 
@@ -131,7 +126,7 @@ def scoped_appointment(permission: str):
             g.scoped = property_in_scope(session, g.appointment.property_id, permission)
             return view(*args, **kwargs)
 
-        return _keep_docs(wrapper, view)
+        return wrapper
 
     return decorator
 
@@ -157,7 +152,7 @@ def scoped_customer(permission: str, *, must_exist: bool = False):
             g.customer_location = location_id
             return view(*args, **kwargs)
 
-        return _keep_docs(wrapper, view)
+        return wrapper
 
     return decorator
 

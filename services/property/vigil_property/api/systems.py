@@ -1,4 +1,4 @@
-"""Systems installed at a property, with IP address, login and version (seed 002).
+"""Systems installed at a property, with IP address, login and version.
 
 Seeing them needs properties.view at the property's location, changing them properties.modify; the
 password shows only to holders of confidential.installation_codes.view, and changing a stored one
