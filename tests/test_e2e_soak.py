@@ -247,7 +247,9 @@ def test_churn_with_a_worker_killed_keeps_every_event_and_every_process(runner):
     def cascade_report():
         return (f"left: {left_behind()[:20]}\n{stack_diagnostics(runner.stack, lines=60)}\n--- runner.err\n"
                 + "\n".join(runner.err.read_text(errors="replace").splitlines()[-30:]))
-    wait_until(lambda: not left_behind(), 90, "every deleted customer's properties to be gone", interval=1,
+    # Eventually, not at once: the backlog the killed worker left drains at the machine's pace (on two
+    # busy cores, a minute or more); a lost event never drains.
+    wait_until(lambda: not left_behind(), 180, "every deleted customer's properties to be gone", interval=1,
                report=cascade_report)
     for properties in churn.kept.values():
         for prop, account in properties:
