@@ -8,14 +8,15 @@ above ``@idempotent`` and the flask-smorest decorators). The view reads the reco
 from __future__ import annotations
 
 from vigil_shared.runtime import current_runtime
-from vigil_shared.web import loaded, record_rule, request_context  # noqa: F401 - views read loaded() from here
+from vigil_shared.web import if_match, loaded, record_rule, request_context  # noqa: F401 - views read these here
 
 from .. import commands
 from ..customers import Context
 
 
-def context() -> Context:
-    return request_context(Context)
+def context(version: str | None = None) -> Context:
+    """The command context; ``version`` is the caller's ``If-Match`` (``if_match()``) for a view that honours it."""
+    return request_context(Context, if_match=version)
 
 
 def cipher():

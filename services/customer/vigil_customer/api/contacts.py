@@ -16,7 +16,7 @@ from vigil_shared.web import current_identity, note_confidential_read, request_s
 from .. import commands
 from .. import contacts as domain
 from ..child_schemas import ContactCreateSchema, ContactListArgs, ContactPageSchema, ContactPatchSchema, ContactSchema
-from .common import cipher, context, customer_rule, loaded
+from .common import cipher, context, customer_rule, if_match, loaded
 
 blp = Blueprint("customer_contacts", __name__, url_prefix="/api/v1/customers/<int:customer_id>/contacts",
                 description="Emergency and other contacts of a customer or lead")
@@ -81,7 +81,7 @@ class ContactItem(MethodView):
     def patch(self, changes, customer_id, contact_id):
         """Edit a contact; a new `call_priority` moves it in the call order."""
         customer = loaded()
-        contact = commands.update_contact(context(), customer, contact_id, changes)
+        contact = commands.update_contact(context(if_match()), customer, contact_id, changes)
         request_session().refresh(contact)
         return shown(customer, [contact])[0], 200, etag_headers(contact)
 
@@ -91,5 +91,5 @@ class ContactItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, contact_id):
         """Remove a contact; the emergency contacts after it move up one place."""
-        commands.delete_contact(context(), loaded(), contact_id)
+        commands.delete_contact(context(if_match()), loaded(), contact_id)
         return None

@@ -14,7 +14,7 @@ from .. import commands
 from .. import custom_fields as domain
 from ..schemas import (CustomFieldArgs, CustomFieldCreateSchema, CustomFieldListSchema, CustomFieldPatchSchema,
                        CustomFieldSchema)
-from .common import context
+from .common import context, if_match
 
 blp = Blueprint("custom_fields", __name__, url_prefix="/api/v1/custom-fields",
                 description="Admin-defined fields of customers and leads")
@@ -57,7 +57,7 @@ class CustomFieldItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, definition_id):
         """Change a field's label, options, required flag, kinds, position or active flag (not key or type)."""
-        definition = commands.update_custom_field(context(), definition_id, changes)
+        definition = commands.update_custom_field(context(if_match()), definition_id, changes)
         return definition, 200, etag_headers(definition)
 
     @requires("catalogs.manage")
@@ -65,5 +65,5 @@ class CustomFieldItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, definition_id):
         """Remove a field; values already stored are no longer shown or checked."""
-        commands.delete_custom_field(context(), definition_id)
+        commands.delete_custom_field(context(if_match()), definition_id)
         return None

@@ -13,7 +13,7 @@ from .. import commands, history, present, search
 from ..access import Access
 from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
                        CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
-from .common import cipher, context, customer_rule, loaded
+from .common import cipher, context, customer_rule, if_match, loaded
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
@@ -97,7 +97,7 @@ class CustomerItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id):
         """Change some fields. Nothing changes unless every field sent may be set and is valid."""
-        customer = commands.update_customer(context(), loaded(), changes)
+        customer = commands.update_customer(context(if_match()), loaded(), changes)
         return record_response(request_session(), customer)
 
     @requires("customers.delete")
@@ -107,7 +107,7 @@ class CustomerItem(MethodView):
     def delete(self, customer_id):
         """Delete a record with its notes, contacts, tags, files and history; other services drop
         theirs on `customer.deleted`. A lead needs `leads.delete`."""
-        commands.delete_customer(context(), loaded())
+        commands.delete_customer(context(if_match()), loaded())
         return None
 
 
@@ -128,7 +128,7 @@ class ConvertLead(MethodView):
         The record keeps its id, data and history and gains the customer-only sections. Needs
         `leads.modify` on the lead and `customers.create` in the target location.
         """
-        customer = commands.convert_lead(context(), loaded(), data)
+        customer = commands.convert_lead(context(if_match()), loaded(), data)
         return record_response(request_session(), customer)
 
 

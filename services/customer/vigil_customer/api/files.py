@@ -19,7 +19,7 @@ from vigil_shared.web import request_session, requires
 from .. import commands
 from .. import files as domain
 from ..child_schemas import FileFormSchema, FilePageSchema, FileSchema, FileUploadSchema
-from .common import context, customer_rule, loaded
+from .common import context, customer_rule, if_match, loaded
 
 blp = Blueprint("customer_files", __name__, url_prefix="/api/v1/customers/<int:customer_id>/files",
                 description="Files of a customer or lead")
@@ -69,7 +69,7 @@ class FileItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names another file version; nothing was deleted")
     def delete(self, customer_id, file_id):
         """Delete a file (the record's history keeps its name)."""
-        commands.delete_file(context(), loaded(), file_id, FILE_VERSION)
+        commands.delete_file(context(if_match()), loaded(), file_id, FILE_VERSION)
         return None
 
 

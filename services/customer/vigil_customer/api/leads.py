@@ -19,7 +19,7 @@ from .. import commands, search
 from ..access import LEAD
 from ..schemas import (ConvertSchema, CreateArgs, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema,
                        CustomerSchema, LeadCreateSchema)
-from .common import context, lead_rule, loaded
+from .common import context, if_match, lead_rule, loaded
 from .customers import list_response, record_response
 
 blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Leads (customers of kind `lead`)")
@@ -76,7 +76,7 @@ class LeadItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id):
         """Change some fields of a lead; the same rules as `PATCH /customers/{id}`."""
-        record = commands.update_customer(context(), _only_leads(loaded()), changes)
+        record = commands.update_customer(context(if_match()), _only_leads(loaded()), changes)
         return record_response(request_session(), record)
 
     @requires("leads.delete")
@@ -85,7 +85,7 @@ class LeadItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
         """Delete a lead and everything attached to it."""
-        commands.delete_customer(context(), _only_leads(loaded()))
+        commands.delete_customer(context(if_match()), _only_leads(loaded()))
         return None
 
 
@@ -99,6 +99,6 @@ class ConvertLeadHere(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, customer_id):
         """Convert the lead to a customer (as `POST /customers/{id}/convert`); it then lives under `/customers`."""
-        record = commands.convert_lead(context(), _only_leads(loaded()), data)
+        record = commands.convert_lead(context(if_match()), _only_leads(loaded()), data)
         return record_response(request_session(), record, Location=url_for("customers.CustomerItem", customer_id=record.id))
 

@@ -12,7 +12,7 @@ from vigil_shared.web import request_session, requires
 from .. import commands
 from .. import notes as domain
 from ..child_schemas import NoteCreateSchema, NoteListArgs, NotePageSchema, NotePatchSchema, NoteSchema
-from .common import context, customer_rule, loaded
+from .common import context, customer_rule, if_match, loaded
 
 blp = Blueprint("customer_notes", __name__, url_prefix="/api/v1/customers/<int:customer_id>/notes",
                 description="Notes and tickets of a customer or lead")
@@ -59,7 +59,7 @@ class NoteItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id, note_id):
         """Edit a note, or move a ticket along (status, assignee, due date, priority)."""
-        note = commands.update_note(context(), loaded(), note_id, changes)
+        note = commands.update_note(context(if_match()), loaded(), note_id, changes)
         return note, 200, etag_headers(note)
 
     @requires("notes.modify")
@@ -68,5 +68,5 @@ class NoteItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, note_id):
         """Delete a note or ticket (the record's history keeps its text)."""
-        commands.delete_note(context(), loaded(), note_id)
+        commands.delete_note(context(if_match()), loaded(), note_id)
         return None

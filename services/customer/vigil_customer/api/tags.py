@@ -19,7 +19,7 @@ from .. import commands
 from .. import tags as domain
 from ..child_schemas import (ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema,
                              TagSchema)
-from .common import context, customer_rule, loaded
+from .common import context, customer_rule, if_match, loaded
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint("customer_tags", __name__, url_prefix="/api/v1/customers/<int:customer_id>/tags",
@@ -63,7 +63,7 @@ class TagItem(MethodView):
     @catalog.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, tag_id):
         """Rename or recolour a tag; records carrying it show the change at once."""
-        tag = commands.update_tag(context(), tag_id, changes)
+        tag = commands.update_tag(context(if_match()), tag_id, changes)
         return tag, 200, etag_headers(tag)
 
     @requires("catalogs.manage")
@@ -71,7 +71,7 @@ class TagItem(MethodView):
     @catalog.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, tag_id):
         """Remove a tag from the catalog and from every record carrying it."""
-        commands.delete_tag(context(), tag_id)
+        commands.delete_tag(context(if_match()), tag_id)
         return None
 
 

@@ -13,7 +13,7 @@ from .. import appointments as domain
 from .. import commands, properties
 from ..schemas import (AppointmentCreateSchema, AppointmentListArgs, AppointmentPageSchema, AppointmentPatchSchema,
                        AppointmentSchema, CancelSchema, CompleteSchema, RelatedAppointmentListArgs)
-from .common import appointment_rule, context, customer_rule, loaded, property_rule
+from .common import appointment_rule, context, customer_rule, if_match, loaded, property_rule
 
 blp = Blueprint("appointments", __name__, url_prefix="/api/v1", description="Technician and sales appointments")
 
@@ -106,7 +106,7 @@ class AppointmentItem(MethodView):
     def patch(self, changes, appointment_id):
         """Reschedule, reassign or annotate a scheduled appointment."""
         appointment, scoped = loaded()
-        return _answer(commands.reschedule(context(), scoped, appointment, changes), scoped)
+        return _answer(commands.reschedule(context(if_match()), scoped, appointment, changes), scoped)
 
 
 @blp.route("/appointments/<int:appointment_id>/cancel")
@@ -121,7 +121,7 @@ class AppointmentCancellation(MethodView):
     def post(self, data, appointment_id):
         """Cancel a scheduled appointment, with a reason. It stays listed as cancelled."""
         appointment, scoped = loaded()
-        return _answer(commands.cancel(context(), appointment, data["reason"]), scoped)
+        return _answer(commands.cancel(context(if_match()), appointment, data["reason"]), scoped)
 
 
 @blp.route("/appointments/<int:appointment_id>/complete")
@@ -136,4 +136,4 @@ class AppointmentCompletion(MethodView):
     def post(self, data, appointment_id):
         """Mark a scheduled appointment done, optionally with notes."""
         appointment, scoped = loaded()
-        return _answer(commands.complete(context(), appointment, (data or {}).get("notes")), scoped)
+        return _answer(commands.complete(context(if_match()), appointment, (data or {}).get("notes")), scoped)

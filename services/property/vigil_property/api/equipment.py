@@ -13,7 +13,7 @@ from .. import commands
 from .. import equipment as domain
 from ..schemas import (EquipmentCreateSchema, EquipmentListArgs, EquipmentPageSchema, EquipmentPatchSchema,
                        EquipmentSchema)
-from .common import context, loaded, property_rule
+from .common import context, if_match, loaded, property_rule
 
 blp = Blueprint("equipment", __name__, url_prefix="/api/v1/properties/<int:property_id>/equipment",
                 description="Equipment installed at a property")
@@ -62,7 +62,7 @@ class PropertyEquipmentItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, property_id, equipment_id):
         """Change some fields; equipment taken out of the site is marked `removed`."""
-        found = commands.update_equipment(context(), loaded(), equipment_id, changes)
+        found = commands.update_equipment(context(if_match()), loaded(), equipment_id, changes)
         return found, 200, etag_headers(found, version_attr="row_version")
 
     @requires("equipment.modify")
@@ -72,5 +72,5 @@ class PropertyEquipmentItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, property_id, equipment_id):
         """Delete a record entered by mistake."""
-        commands.remove_equipment(context(), loaded(), equipment_id)
+        commands.remove_equipment(context(if_match()), loaded(), equipment_id)
         return None

@@ -13,7 +13,7 @@ from .. import commands, history
 from .. import properties as domain
 from ..schemas import (CustomerPropertiesArgs, HistoryPageSchema, PropertyCreateSchema, PropertyListArgs,
                        PropertyPageSchema, PropertyPatchSchema, PropertySchema, StateChangeSchema, TransferSchema)
-from .common import context, customer_rule, loaded, property_rule
+from .common import context, customer_rule, if_match, loaded, property_rule
 from .present import property_body, property_page
 
 blp = Blueprint("properties", __name__, url_prefix="/api/v1", description="Monitored properties of customers")
@@ -80,7 +80,7 @@ class PropertyItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, property_id):
         """Change some fields. Changing the PIN needs `confidential.installation_codes.modify`."""
-        return _answer(commands.update_property(context(), loaded(), changes))
+        return _answer(commands.update_property(context(if_match()), loaded(), changes))
 
 
 @blp.route("/properties/<int:property_id>/deactivate")
@@ -94,7 +94,7 @@ class PropertyDeactivation(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, property_id):
         """Deactivate: the property stays visible, marked inactive, and cannot be edited until reactivated."""
-        return _answer(commands.set_active(context(), loaded(), False, (data or {}).get("reason")))
+        return _answer(commands.set_active(context(if_match()), loaded(), False, (data or {}).get("reason")))
 
 
 @blp.route("/properties/<int:property_id>/reactivate")
@@ -108,7 +108,7 @@ class PropertyReactivation(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, property_id):
         """Reactivate an inactive property, making it editable again."""
-        return _answer(commands.set_active(context(), loaded(), True, (data or {}).get("reason")))
+        return _answer(commands.set_active(context(if_match()), loaded(), True, (data or {}).get("reason")))
 
 
 @blp.route("/properties/<int:property_id>/transfer")
@@ -131,7 +131,7 @@ class PropertyTransfer(MethodView):
         is now is refused (403): someone who may see them there transfers it. The move is written in the property's history and, through `property.transferred`, in both
         customers' histories.
         """
-        return _answer(commands.transfer_property(context(), loaded(), data["to_customer_id"], data.get("reason")))
+        return _answer(commands.transfer_property(context(if_match()), loaded(), data["to_customer_id"], data.get("reason")))
 
 
 @blp.route("/properties/<int:property_id>/history")

@@ -18,7 +18,7 @@ from .. import commands
 from .. import systems as domain
 from ..schemas import (SystemKindCreateSchema, SystemKindListArgs, SystemKindPageSchema, SystemKindPatchSchema,
                        SystemKindSchema)
-from .common import context
+from .common import context, if_match
 
 blp = Blueprint("system_kinds", __name__, url_prefix="/api/v1/system-kinds",
                 description="The catalog of system kinds and the fields each asks for")
@@ -62,7 +62,7 @@ class SystemKindItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, kind_id):
         """Rename a kind or change the fields it asks for (existing systems keep their values)."""
-        kind = commands.update_kind(context(), kind_id, changes)
+        kind = commands.update_kind(context(if_match()), kind_id, changes)
         return kind, 200, etag_headers(kind, version_attr="row_version")
 
     @requires("catalogs.manage")
@@ -71,5 +71,5 @@ class SystemKindItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, kind_id):
         """Delete a kind no system uses any more."""
-        commands.delete_kind(context(), kind_id)
+        commands.delete_kind(context(if_match()), kind_id)
         return None

@@ -17,7 +17,7 @@ from vigil_shared.web import request_session, requires
 from .. import commands
 from .. import systems as domain
 from ..schemas import SystemCreateSchema, SystemPageSchema, SystemPatchSchema, SystemSchema
-from .common import context, loaded, property_rule
+from .common import context, if_match, loaded, property_rule
 from .present import system_body
 
 blp = Blueprint("systems", __name__, url_prefix="/api/v1/properties/<int:property_id>/systems",
@@ -76,7 +76,7 @@ class PropertySystem(MethodView):
     def patch(self, changes, property_id, system_id):
         """Change some fields of a system."""
         scoped = loaded()
-        return _answer(commands.update_system(context(), scoped, system_id, changes), scoped.location_id)
+        return _answer(commands.update_system(context(if_match()), scoped, system_id, changes), scoped.location_id)
 
     @requires("properties.modify")
     @property_rule("properties.modify")
@@ -85,5 +85,5 @@ class PropertySystem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, property_id, system_id):
         """Remove a system from the property."""
-        commands.remove_system(context(), loaded(), system_id)
+        commands.remove_system(context(if_match()), loaded(), system_id)
         return None
