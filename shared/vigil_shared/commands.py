@@ -133,5 +133,4 @@ def command(func: F) -> F:
             action()
         return result
 
-    wrapper.is_command = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
