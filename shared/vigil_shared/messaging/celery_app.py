@@ -1,6 +1,6 @@
 """The one way a Vigil process builds its Celery app.
 
-At-least-once settings everywhere: late acks, redelivery when a worker dies, one message at a time,
+At-least-once settings everywhere: late acks, redelivery when a worker dies, a short prefetch,
 JSON only. Each service consumes its own queue and nothing else.
 """
 from __future__ import annotations
@@ -14,6 +14,15 @@ from . import sqlite_broker  # registers the embedded ``sqlite://`` transport wi
 # Seconds a delivered, unacknowledged message stays invisible to other consumers of the embedded broker.
 # The holder renews it every third of that while alive; a killed holder's messages come back after it.
 EMBEDDED_VISIBILITY_TIMEOUT = 30
+
+# Seconds a publish (the relay's, a task's retry) may wait for the broker, confirm included. Without a
+# bound a publish on a connection the broker dropped can wait for ever (celery/celery#9259), and the
+# relay or the worker with it; bounded, it fails, and the relay's next cycle or the task retries.
+PUBLISH_TIMEOUT = 10
+
+# Seconds a pooled task may run before its process is replaced and the message redelivered: a task
+# stuck past every database and broker timeout above must not stop its queue for good.
+TASK_TIME_LIMIT = 120
 
 
 def broker_transport_options(settings: Settings) -> dict:
@@ -47,13 +56,16 @@ def make_celery(settings: Settings) -> Celery:
         result_backend=None,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # One message at a time from a network broker; the embedded one leases a few ahead, so the pool
-        # never waits for the claim of the next message after an ack (the leases are renewed, and
-        # come back within seconds if the worker is killed).
-        worker_prefetch_multiplier=4 if embedded else 1,
+        # A few messages ahead per worker process, so it never waits for the broker's next delivery
+        # after an ack (one at a time, that round trip bounded RabbitMQ's drain rate). Still at least
+        # once: they stay unacknowledged until done and come back if the worker dies (RabbitMQ on the
+        # closed connection; the embedded broker when their renewed leases lapse).
+        worker_prefetch_multiplier=4,
         # Embedded, one worker process (the default): run the task in it. A pool of one child costs two
         # process wake-ups per task, which on a busy machine, not the task, bounded the drain rate.
+        # Not on RabbitMQ: Celery's solo loop there drained a few events per second (measured).
         worker_pool="solo" if embedded and settings.worker_concurrency == 1 else "prefork",
+        task_time_limit=TASK_TIME_LIMIT,
         task_default_queue=queue,
         task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True)],
         task_create_missing_queues=True,
@@ -71,7 +83,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def send_to_queue(app: Celery, task_name: str, queue: str, args: list, headers: dict | None = None) -> None:
     app.send_task(task_name, args=args, queue=Queue(queue, Exchange(queue, type="direct"), routing_key=queue),
-                  headers=headers or {}, retry=True,
+                  headers=headers or {}, retry=True, timeout=PUBLISH_TIMEOUT, confirm_timeout=PUBLISH_TIMEOUT,
                   retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
 
 

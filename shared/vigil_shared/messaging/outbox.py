@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..db import Database, UTCDateTime, utcnow
-from .celery_app import send_to_queue
+from .celery_app import PUBLISH_TIMEOUT, send_to_queue
 from marshmallow import ValidationError
 
 from .contracts import Event, UnknownContract, handle_event_task, new_event, parse_event, subscribers
@@ -203,7 +203,8 @@ class EventConsumer:
 
         @celery.task(name=handle_event_task(self.service), bind=True, max_retries=10,
                      autoretry_for=(Exception,), dont_autoretry_for=(ValidationError, UnknownContract),
-                     retry_backoff=True, retry_backoff_max=300, retry_jitter=True)
+                     retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
+                     retry_kwargs={"timeout": PUBLISH_TIMEOUT, "confirm_timeout": PUBLISH_TIMEOUT})
         def handle_event(task, message: dict) -> bool:
             return consumer.consume(message)
 
