@@ -188,11 +188,11 @@ def note_confidential_read(target_type: str, target_id, fields: list[str]) -> No
             {"target_type": target_type, "target_id": str(target_id), "fields": sorted(fields)})
 
 
-def request_context(context_type: type[C] = Context, *, if_match: str | None = None) -> C:  # type: ignore[assignment]
+def request_context(context_type: type[C] = Context, *, version: str | None = None) -> C:  # type: ignore[assignment]
     """The command context of this request: its session and outbox, the caller, the field cipher.
 
-    ``if_match`` is the version the caller read (:func:`if_match`), given by the views that honour
-    it (those documenting a 412). A service passes its own
+    ``version`` is the one the caller read (:func:`if_match`), given by the views that honour it
+    (those documenting a 412). A service passes its own
     :class:`~vigil_shared.commands.Context` subclass when its commands need more (how its history
     names the actor, say).
     """
@@ -200,7 +200,7 @@ def request_context(context_type: type[C] = Context, *, if_match: str | None = N
     request_id = g.get("request_id")
     return context_type(session=runtime.db.request_session(), identity=current_identity(),
                         outbox=runtime.outbox(request_id), cipher=runtime.cipher, request_id=request_id,
-                        if_match=if_match)
+                        if_match=version)
 
 
 def if_match() -> str | None:

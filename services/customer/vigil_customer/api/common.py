@@ -16,7 +16,7 @@ from ..customers import Context
 
 def context(version: str | None = None) -> Context:
     """The command context; ``version`` is the caller's ``If-Match`` (``if_match()``) for a view that honours it."""
-    return request_context(Context, if_match=version)
+    return request_context(Context, version=version)
 
 
 def cipher():

@@ -15,7 +15,7 @@ from .. import commands
 
 def context(version: str | None = None) -> Context:
     """The command context; ``version`` is the caller's ``If-Match`` (``if_match()``) for a view that honours it."""
-    return request_context(if_match=version)
+    return request_context(version=version)
 
 
 def property_rule(permission: str, *more: str):
