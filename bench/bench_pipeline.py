@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from sqlalchemy import column, create_engine, func, select, table, text
@@ -154,7 +154,7 @@ def cascade_latencies(stack: Stack, deleted: dict[int, tuple[float, list[int]]])
         if customer in deleted and event_id in processed:
             at = processed[event_id]
             at = datetime.fromisoformat(at) if isinstance(at, str) else at
-            at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
             latencies[customer] = at.timestamp() - deleted[customer][0]
     return latencies
 

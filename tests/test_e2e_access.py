@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import Gateway, assert_problem, customer_body
 
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -21,11 +21,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import customer_body, unique_phone
 from sqlalchemy import JSON, LargeBinary, MetaData, String, Table, Text, create_engine, inspect, select
 
 from vigil_shared.config import PROCESS_NAMES
-
-from conftest import customer_body, unique_phone
 
 pytestmark = pytest.mark.run_last(2)
 

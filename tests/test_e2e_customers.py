@@ -9,8 +9,8 @@ import time
 import uuid
 
 import pytest
-
 from conftest import assert_problem, unique_phone
+
 from vigil_runner.stack import is_ready
 
 

@@ -1,10 +1,8 @@
 """The foundation end to end: auth, the customer → property → delete cascade, errors, health."""
 from __future__ import annotations
 
-import requests
-
 import pytest
-
+import requests
 from conftest import assert_problem, customer_body
 
 

@@ -7,11 +7,11 @@ import signal
 import subprocess
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from conftest import assert_problem, customer_body, unique_phone
+
 from vigil_runner.stack import is_ready
 
 CODES_VIEW = "confidential.installation_codes.view"
@@ -202,7 +202,7 @@ def test_systems_with_encrypted_passwords_and_equipment(gateway, gateway_as, loc
 def test_appointments_refuse_double_booking_and_cancel_cleanly(gateway, home_customer):
     prop = new_property(gateway, home_customer["id"])
     technician = int(uuid.uuid4().int % 1_000_000) + 1000
-    start = datetime(2027, 1, 4, 9, tzinfo=timezone.utc)
+    start = datetime(2027, 1, 4, 9, tzinfo=UTC)
 
     def book(hours_from: float, hours: float = 1):
         begins = start + timedelta(hours=hours_from)

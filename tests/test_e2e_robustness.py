@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from conftest import assert_problem, customer_body
+
 from vigil_runner.stack import BIN, free_port
 
 HUGE = "9" * 30

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import running_stack
 
 BIN = Path(sys.executable).parent

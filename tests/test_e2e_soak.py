@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import backend_settings, customer_body, unique_phone
+
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.messaging.contracts import subscribers
 

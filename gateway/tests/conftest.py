@@ -6,9 +6,9 @@ from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from vigil_gateway.app import create_app
-from vigil_gateway.settings import GatewaySettings
 from vigil_gateway.models import Base
 from vigil_gateway.passwords import FAST_FOR_TESTS, Passwords
+from vigil_gateway.settings import GatewaySettings
 from vigil_gateway.users import ensure_admin
 from vigil_shared import migrations
 from vigil_shared.config import Settings

@@ -2,14 +2,13 @@ import time
 
 import jwt
 import pytest
+from conftest import ADMIN_PASSWORD, SECRET_KEY, TEST_PASSWORDS
 from sqlalchemy import select
 
 from vigil_gateway.models import User
 from vigil_gateway.routing import service_for
 from vigil_gateway.tokens import AUDIENCE, ISSUER
 from vigil_gateway.users import ensure_admin
-
-from conftest import ADMIN_PASSWORD, SECRET_KEY, TEST_PASSWORDS
 
 
 def is_problem(response, status):

@@ -4,16 +4,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import ADMIN_PASSWORD, TEST_PASSWORDS, bearer, sign_in
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from vigil_gateway.app import create_app
 from vigil_gateway.models import AuditEntry, LoginFailures
-from vigil_gateway.users import ensure_admin
 from vigil_gateway.settings import LoginPolicy
+from vigil_gateway.users import ensure_admin
 from vigil_shared.permissions import CATALOG
-
-from conftest import ADMIN_PASSWORD, TEST_PASSWORDS, bearer, sign_in
 
 PASSWORD = "a-long-enough-password"
 
@@ -294,12 +293,10 @@ def test_audit_log_is_filterable_and_append_only(client, auth, db):
     assert failures["total"] >= 1 and failures["items"][0]["actor_name"] == "admin"
     assert client.get("/api/v1/audit?action=auth.*", headers=auth).json["total"] >= 2
     assert "since" not in client.get("/api/v1/audit?from=2020-01-01T00:00:00Z", headers=auth).json
-    with pytest.raises(DBAPIError):
-        with db.transaction() as session:
-            session.execute(text("UPDATE audit_entries SET outcome = 'success'"))
-    with pytest.raises(DBAPIError):
-        with db.transaction() as session:
-            session.execute(text("DELETE FROM audit_entries"))
+    with pytest.raises(DBAPIError), db.transaction() as session:
+        session.execute(text("UPDATE audit_entries SET outcome = 'success'"))
+    with pytest.raises(DBAPIError), db.transaction() as session:
+        session.execute(text("DELETE FROM audit_entries"))
 
 
 def test_confidential_reads_reported_by_a_service_are_audited_and_not_leaked(client, auth, db):

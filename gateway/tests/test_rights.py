@@ -6,8 +6,9 @@
   API keys;
 - an API key's rights are its own scope intersected with its creator's rights *now*.
 """
-import pytest
+from datetime import UTC
 
+import pytest
 from conftest import ADMIN_PASSWORD, bearer, sign_in
 
 PASSWORD = "a-long-enough-password"
@@ -267,9 +268,9 @@ def test_a_creator_and_their_keys_revoke_the_creators_keys(client, auth, world, 
 def test_a_key_made_with_a_key_stops_with_that_key(client, auth, world, kim):
     """A leaked short-lived key must not mint a lasting one: the new key answers to the key it was
     made with, and stops when that one is revoked or expires."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
         "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon}).json
     child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
@@ -285,15 +286,15 @@ def test_a_key_made_with_a_key_stops_with_that_key(client, auth, world, kim):
 
 def test_a_key_made_with_a_key_expires_with_that_key(client, auth, world, kim):
     import time
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    soon = datetime.now(timezone.utc) + timedelta(seconds=3)
+    soon = datetime.now(UTC) + timedelta(seconds=3)
     parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
         "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon.isoformat()}).json
     child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
         "name": "child", "permissions": ["api_keys.manage"]}).json
     assert client.get("/api/v1/me", headers={"X-API-Key": child["key"]}).status_code == 200  # now cached
-    time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
     refused(client.get("/api/v1/me", headers={"X-API-Key": child["key"]}), 401)  # nothing bumped the epoch
     made_by_kim = client.post("/api/v1/api-keys", headers=kim["headers"], json={
         "name": "kims", "permissions": ["api_keys.manage"]}).json

@@ -17,13 +17,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import jwt
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database, build_engine
-import jwt
-
 from vigil_shared.identity import AUDIENCE, ISSUER, Identity
 
 from .models import AuthState

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint)
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
@@ -57,7 +57,7 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    grants: Mapped[list["Grant"]] = relationship(back_populates="user", cascade="all, delete-orphan",
+    grants: Mapped[list[Grant]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                  lazy="selectin", order_by="Grant.id")
 
 

@@ -39,7 +39,7 @@ class GatewaySettings:
     password_hashing: PasswordHashing = STANDARD
 
     @classmethod
-    def from_env(cls, **overrides) -> "GatewaySettings":
+    def from_env(cls, **overrides) -> GatewaySettings:
         base = overrides.pop("base", None) or Settings.from_env("gateway")
         secret = overrides.pop("secret_key", None) or env("VIGIL_SECRET_KEY")
         if not secret:

@@ -32,7 +32,7 @@ class OperationDoc:
     fields: Mapping[str, Any] = field(default_factory=dict)
     parameters: tuple[Mapping[str, Any], ...] = ()
 
-    def merged(self, other: "OperationDoc") -> "OperationDoc":
+    def merged(self, other: OperationDoc) -> OperationDoc:
         """Both records; a parameter named twice (same ``in`` and ``name``) is kept once."""
         parameters = {(p["in"], p["name"]): p for p in (*self.parameters, *other.parameters)}
         return OperationDoc({**self.fields, **other.fields},

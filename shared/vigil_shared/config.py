@@ -151,7 +151,7 @@ class Settings:
     blind_index_key: str = ""
 
     @classmethod
-    def from_env(cls, name: str, **overrides) -> "Settings":
+    def from_env(cls, name: str, **overrides) -> Settings:
         upper = name.upper()
         vdir = var_dir()
         production = env("VIGIL_ENV", "development") == "production"

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError

@@ -1,7 +1,7 @@
 """Marshmallow fields shared by every service's schemas."""
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 from marshmallow import fields
 
@@ -18,9 +18,9 @@ class Timestamp(fields.AwareDateTime):
     """A moment in UTC written as every Vigil response writes it: ``2026-11-22T14:03:00Z``."""
 
     def __init__(self, **kwargs):
-        super().__init__(format="iso", default_timezone=timezone.utc, **kwargs)
+        super().__init__(format="iso", default_timezone=UTC, **kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Flask, current_app, request
 from marshmallow import Schema, class_registry, fields, validate
 from werkzeug.routing import IntegerConverter
 
-from .errors import DRAIN_LIMIT, Problem, validation_problem, not_found
+from .errors import DRAIN_LIMIT, Problem, not_found, validation_problem
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1

@@ -6,7 +6,7 @@ apps, serve the same answers from ``runtime.serve_health``. Both run the checks 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Flask, jsonify
 

@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from .errors import Problem, STALE
+from .errors import STALE, Problem
 
 MAX_PER_PAGE = 100
 

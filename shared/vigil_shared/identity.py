@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import jwt
 
@@ -81,7 +81,7 @@ class Identity:
                 "sets": sets, "locs": locs, "rid": self.request_id, "ip": self.client_ip}
 
     @classmethod
-    def from_claims(cls, claims: dict) -> "Identity":
+    def from_claims(cls, claims: dict) -> Identity:
         try:
             sets = [frozenset(s) for s in claims.get("sets") or []]
             return cls(

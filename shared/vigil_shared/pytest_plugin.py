@@ -13,8 +13,7 @@ from . import migrations
 from .config import Settings
 from .crypto import generate_key
 from .identity import Identity
-from .testing import (ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, describe_backend,
-                      identity_headers)
+from .testing import ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, describe_backend, identity_headers
 
 _BACKEND = choose_backend()
 
@@ -83,7 +82,7 @@ class ApiClient:
         self._client = app.test_client()
         self.identity = identity
 
-    def as_(self, identity: Identity | None) -> "ApiClient":
+    def as_(self, identity: Identity | None) -> ApiClient:
         return ApiClient(self._client.application, identity)
 
     def open(self, method: str, path: str, headers: dict | None = None, **kwargs):

@@ -13,9 +13,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from celery import Celery
 from flask import Flask
@@ -27,6 +27,7 @@ from .idempotency import register_idempotency
 from .logs import configure_logging
 from .messaging.outbox import MessagingModels, OutboxRelay
 from .ops import ops_blueprint
+
 # Re-exported: services and tests name them from here.
 from .service import EXTENSION, ServiceRuntime, current_runtime  # noqa: F401
 from .web import create_service_app

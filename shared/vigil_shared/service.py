@@ -6,8 +6,8 @@ without importing the program that created the app.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from celery import Celery
 from flask import current_app, g
@@ -32,7 +32,7 @@ class ServiceRuntime:
     cipher: FieldCipher = field(repr=False, default=None)
 
     @classmethod
-    def build(cls, settings: Settings, messaging: MessagingModels) -> "ServiceRuntime":
+    def build(cls, settings: Settings, messaging: MessagingModels) -> ServiceRuntime:
         return cls(settings=settings, db=Database(settings.database_url), messaging=messaging,
                    celery=make_celery(settings), cipher=FieldCipher(settings.encryption_keys, settings.blind_index_key))
 

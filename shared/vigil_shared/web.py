@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from flask import Flask, g, request
 from flask_smorest import Api, Blueprint
@@ -22,11 +22,12 @@ from marshmallow import Schema, fields
 
 from . import guards
 from .apidoc import OperationDocPlugin
+
 # Re-exported for views: what a view needs comes from here, wherever it is defined.
 from .authz import ANYWHERE, current_identity, forbidden, require, requires  # noqa: F401
 from .config import Settings
 from .db import Database
-from .errors import Problem, UNAUTHENTICATED, register_error_handlers
+from .errors import UNAUTHENTICATED, Problem, register_error_handlers
 from .health import WEB_OPTIONAL_CHECKS, add_health_routes, run_checks  # noqa: F401
 from .http import PreconditionPlugin
 from .identity import IDENTITY_HEADER, InvalidIdentity, verify_identity

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil_runner.stack import (BACKOFF_FIRST, BACKOFF_MAX, STABLE_AFTER, AlreadyRunning, Process, Stack,
-                                backoff_delay)
+from vigil_runner.stack import BACKOFF_FIRST, BACKOFF_MAX, STABLE_AFTER, AlreadyRunning, Process, Stack, backoff_delay
 
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]
 

@@ -189,7 +189,7 @@ class Stack:
 
     @classmethod
     def from_environment(cls, overrides: dict[str, str] | None = None, dynamic_ports: bool = False,
-                         inherit_vigil_settings: bool = True) -> "Stack":
+                         inherit_vigil_settings: bool = True) -> Stack:
         """``dynamic_ports`` and ``inherit_vigil_settings=False`` let a test run beside a running Vigil."""
         env = {k: v for k, v in os.environ.items() if inherit_vigil_settings or not k.startswith("VIGIL_")}
         env |= overrides or {}

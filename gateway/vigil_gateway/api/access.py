@@ -16,9 +16,20 @@ from .. import audit, rights
 from ..context import database, db_session, signed_in_user
 from ..identity_cache import bump
 from ..models import ApiKey, Location, Role
-from ..schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyPageSchema, ApiKeySchema, LocationCreateSchema,
-                       LocationPageSchema, LocationPatchSchema, LocationSchema, RoleCreateSchema, RolePageSchema,
-                       RolePatchSchema, RoleSchema)
+from ..schemas import (
+    ApiKeyCreatedSchema,
+    ApiKeyCreateSchema,
+    ApiKeyPageSchema,
+    ApiKeySchema,
+    LocationCreateSchema,
+    LocationPageSchema,
+    LocationPatchSchema,
+    LocationSchema,
+    RoleCreateSchema,
+    RolePageSchema,
+    RolePatchSchema,
+    RoleSchema,
+)
 from ..tokens import create_api_key
 from ..versions import claim_next_version, etag_headers
 

@@ -4,7 +4,7 @@ from flask import g, request
 from flask_smorest import Blueprint
 
 from vigil_shared.db import utcnow
-from vigil_shared.errors import Problem, UNAUTHENTICATED
+from vigil_shared.errors import UNAUTHENTICATED, Problem
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import requires
 

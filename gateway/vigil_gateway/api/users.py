@@ -5,7 +5,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, or_, select
 
-from vigil_shared.errors import Problem, UNAUTHENTICATED, conflict
+from vigil_shared.errors import UNAUTHENTICATED, Problem, conflict
 from vigil_shared.http import paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED, CATALOG
@@ -15,12 +15,20 @@ from .. import audit, rights
 from ..context import database, db_session, passwords, signed_in_user
 from ..identity_cache import bump
 from ..models import Location, User
-from ..schemas import (MeSchema, PasswordChangeSchema, PasswordResetSchema, PermissionSchema, UserCreateSchema,
-                       UserListArgs, UserPageSchema, UserPatchSchema, UserSchema)
+from ..schemas import (
+    MeSchema,
+    PasswordChangeSchema,
+    PasswordResetSchema,
+    PermissionSchema,
+    UserCreateSchema,
+    UserListArgs,
+    UserPageSchema,
+    UserPatchSchema,
+    UserSchema,
+)
 from ..tokens import revoke_sessions
+from ..users import create_user, get_user, password_matches, replace_grants, set_password, would_remove_last_admin
 from ..versions import claim_next_version, etag_headers
-from ..users import (create_user, get_user, password_matches, replace_grants, set_password,
-                     would_remove_last_admin)
 
 blp = Blueprint("users", __name__, url_prefix="/api/v1", description="Users, their roles, and who I am")
 

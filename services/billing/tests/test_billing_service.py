@@ -3,6 +3,7 @@ from vigil_billing.tasks import register_tasks
 from vigil_shared.messaging.contracts import handle_event_task
 from vigil_shared.testing import assert_migrations_round_trip
 
+
 def test_healthz_answers_without_identity(api):
     response = api.as_(None).get("/healthz")
     assert response.status_code == 200 and response.json["status"] == "ok"

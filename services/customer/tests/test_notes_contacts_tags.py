@@ -2,6 +2,7 @@
 import json
 
 from helpers import create, customer
+
 from vigil_shared.identity import service_identity
 from vigil_shared.testing import identity_with
 
@@ -194,7 +195,7 @@ def test_tags_on_a_record_need_the_permission_at_its_location(api):
     there = create(api, customer(location_id=2))
     clerk = as_(api, "tags.view", "tags.modify", "customers.view")
     assert clerk.post(f"/api/v1/customers/{there['id']}/tags", json={"tag_id": tag["id"]}).status_code == 403
-    hidden = as_(api, "customers.view").get(f"/api/v1/customers?per_page=5").json
+    hidden = as_(api, "customers.view").get("/api/v1/customers?per_page=5").json
     assert all("tags" not in item for item in hidden["items"])
 
 

@@ -119,12 +119,12 @@ class Access:
         return None
 
 
-def visible_field(access: "Access", field: str) -> bool:
+def visible_field(access: Access, field: str) -> bool:
     """Whether the caller sees ``field``'s value unmasked on a record with ``access``."""
     return access.can_view_field(field) and access.can_see_confidential(field)
 
 
-def missing_view_permission(access: "Access", field: str) -> str:
+def missing_view_permission(access: Access, field: str) -> str:
     """The permission the caller lacks to see ``field`` unmasked with ``access`` (it must lack one)."""
     if not access.can_record("view"):
         return base_permission(access.kind, "view")
@@ -134,7 +134,7 @@ def missing_view_permission(access: "Access", field: str) -> str:
     return confidential_view_permission(field) or base_permission(access.kind, "view")
 
 
-def unmasked_by_move(source: "Access", target: "Access", fields_with_values) -> dict[str, str]:
+def unmasked_by_move(source: Access, target: Access, fields_with_values) -> dict[str, str]:
     """Fields holding a value the caller may not see where the record is now but would see at
     ``target`` (a move to another office, a conversion): ``{field: permission missing at the source}``.
 

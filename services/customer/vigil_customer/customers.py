@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update as sql_update
+from sqlalchemy import select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -22,8 +23,20 @@ from vigil_shared.messaging.outbox import Outbox
 from vigil_shared.web import forbidden
 
 from . import custom_fields, duplicates, history, record, registry, search, validation
-from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, LEAD, READ_ONLY, Access, base_permission, field_forbidden,
-                     fields_of, move_forbidden, unmasked_by_move, visible_field)
+from .access import (
+    CONFIDENTIAL,
+    CREATE_ONLY,
+    CUSTOMER,
+    LEAD,
+    READ_ONLY,
+    Access,
+    base_permission,
+    field_forbidden,
+    fields_of,
+    move_forbidden,
+    unmasked_by_move,
+    visible_field,
+)
 from .models import Contact, Customer, CustomerFile, HistoryEntry, PropertyAccount
 
 DUPLICATES = "urn:vigil:problem:duplicates"

@@ -7,7 +7,7 @@ they hold the confidential permission for that field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -37,7 +37,7 @@ class Actor:
     source: str = "api"
 
     @classmethod
-    def of(cls, identity: Identity, source: str | None = None) -> "Actor":
+    def of(cls, identity: Identity, source: str | None = None) -> Actor:
         if source is None:
             source = {"api_key": "integration", "service": "workflow"}.get(identity.kind, "api")
         return cls(identity, source)
@@ -54,7 +54,7 @@ def as_text(value) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (list, tuple)):

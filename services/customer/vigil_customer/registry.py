@@ -12,8 +12,10 @@ Adding an optional text field is one line here plus a migration adding its colum
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dataclass_field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
 
 from marshmallow import fields, validate
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String

@@ -11,9 +11,10 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Protocol
 
 CHUNK = 64 * 1024
 _KEY = re.compile(r"^[0-9a-f]{32}$")

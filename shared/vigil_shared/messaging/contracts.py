@@ -10,9 +10,9 @@ contract, so they live here too.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -145,7 +145,7 @@ class Event:
     def to_message(self) -> dict:
         return {
             "id": self.id, "type": self.type, "version": self.version,
-            "occurred_at": self.occurred_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "occurred_at": self.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "data": self.data, "source": self.source, "request_id": self.request_id,
         }
 
@@ -162,7 +162,7 @@ def validate_data(event_type: str, version: int, data: dict) -> dict:
 
 def new_event(event_type: str, data: dict, *, source: str, version: int = 1, request_id: str | None = None) -> Event:
     return Event(id=str(uuid.uuid4()), type=event_type, version=version,
-                 occurred_at=datetime.now(timezone.utc), data=validate_data(event_type, version, data),
+                 occurred_at=datetime.now(UTC), data=validate_data(event_type, version, data),
                  source=source, request_id=request_id)
 
 

@@ -12,19 +12,18 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 
 from celery import Celery
+from marshmallow import ValidationError
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..db import Database, UTCDateTime, utcnow
 from .celery_app import send_to_queue
-from marshmallow import ValidationError
-
 from .contracts import Event, UnknownContract, handle_event_task, new_event, parse_event, subscribers
 
 log = logging.getLogger("vigil.messaging")

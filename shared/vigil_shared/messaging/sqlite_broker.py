@@ -272,7 +272,7 @@ class Transport(virtual.Transport):
                 return
             except Empty:
                 if timeout is not None and time.monotonic() - started >= timeout:
-                    raise socket.timeout() from None
+                    raise TimeoutError() from None
                 wait = self.polling_interval
                 if timeout is not None:
                     wait = min(wait, max(0.0, timeout - (time.monotonic() - started)))

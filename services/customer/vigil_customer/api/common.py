@@ -11,7 +11,6 @@ from vigil_shared.web import current_identity, request_outbox, request_session
 from ..customers import Context, authorize, get_customer
 from ..history import Actor
 
-
 # Writes lock the record's row from the first read (see ``get_customer``); a tab's writes (a
 # contact, a note…) lock it too, so e.g. two call-order moves cannot interleave.
 WRITES = frozenset({"modify", "delete"})

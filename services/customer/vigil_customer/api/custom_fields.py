@@ -11,9 +11,13 @@ from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
 
 from .. import custom_fields as domain
-from ..schemas import (CustomFieldArgs, CustomFieldCreateSchema, CustomFieldListSchema, CustomFieldPatchSchema,
-                       CustomFieldSchema)
-
+from ..schemas import (
+    CustomFieldArgs,
+    CustomFieldCreateSchema,
+    CustomFieldListSchema,
+    CustomFieldPatchSchema,
+    CustomFieldSchema,
+)
 
 blp = Blueprint("custom_fields", __name__, url_prefix="/api/v1/custom-fields",
                 description="Admin-defined fields of customers and leads")

@@ -13,8 +13,18 @@ from .. import customers as domain
 from .. import files as file_domain
 from .. import history, present, search
 from ..access import Access
-from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
-                       CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
+from ..schemas import (
+    ConvertSchema,
+    CreateArgs,
+    CustomerCreateSchema,
+    CustomerListArgs,
+    CustomerPageSchema,
+    CustomerPatchSchema,
+    CustomerSchema,
+    DuplicateSchema,
+    HistoryArgs,
+    HistoryPageSchema,
+)
 from .common import cipher, context, load_for, load_record, record_rule
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")

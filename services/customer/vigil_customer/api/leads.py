@@ -22,8 +22,15 @@ from .. import customers as domain
 from .. import files as file_domain
 from .. import search
 from ..access import LEAD
-from ..schemas import (ConvertSchema, CreateArgs, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema,
-                       CustomerSchema, LeadCreateSchema)
+from ..schemas import (
+    ConvertSchema,
+    CreateArgs,
+    CustomerListArgs,
+    CustomerPageSchema,
+    CustomerPatchSchema,
+    CustomerSchema,
+    LeadCreateSchema,
+)
 from .common import context
 from .customers import list_response, record_response
 

@@ -16,8 +16,7 @@ from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
 
 from .. import tags as domain
-from ..child_schemas import (ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema,
-                             TagSchema)
+from ..child_schemas import ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema, TagSchema
 from .common import context, load_for, record_rule
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")

@@ -10,8 +10,13 @@ from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
 from .. import equipment as domain
-from ..schemas import (EquipmentCreateSchema, EquipmentListArgs, EquipmentPageSchema, EquipmentPatchSchema,
-                       EquipmentSchema)
+from ..schemas import (
+    EquipmentCreateSchema,
+    EquipmentListArgs,
+    EquipmentPageSchema,
+    EquipmentPatchSchema,
+    EquipmentSchema,
+)
 from . import scope
 
 blp = Blueprint("equipment", __name__, url_prefix="/api/v1/properties/<int:property_id>/equipment",

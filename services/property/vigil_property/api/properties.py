@@ -12,8 +12,17 @@ from vigil_shared.web import current_identity, request_outbox, request_session, 
 
 from .. import history
 from .. import properties as domain
-from ..schemas import (CustomerPropertiesArgs, HistoryPageSchema, PropertyCreateSchema, PropertyListArgs,
-                       PropertyPageSchema, PropertyPatchSchema, PropertySchema, StateChangeSchema, TransferSchema)
+from ..schemas import (
+    CustomerPropertiesArgs,
+    HistoryPageSchema,
+    PropertyCreateSchema,
+    PropertyListArgs,
+    PropertyPageSchema,
+    PropertyPatchSchema,
+    PropertySchema,
+    StateChangeSchema,
+    TransferSchema,
+)
 from . import scope
 from .present import property_body, property_page
 

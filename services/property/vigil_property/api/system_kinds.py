@@ -15,8 +15,13 @@ from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
 
 from .. import systems as domain
-from ..schemas import (SystemKindCreateSchema, SystemKindListArgs, SystemKindPageSchema, SystemKindPatchSchema,
-                       SystemKindSchema)
+from ..schemas import (
+    SystemKindCreateSchema,
+    SystemKindListArgs,
+    SystemKindPageSchema,
+    SystemKindPatchSchema,
+    SystemKindSchema,
+)
 
 blp = Blueprint("system_kinds", __name__, url_prefix="/api/v1/system-kinds",
                 description="The catalog of system kinds and the fields each asks for")
