@@ -140,7 +140,7 @@ def _scan_databases(stack, needles) -> list[str]:
                     if not columns:
                         continue
                     for row in conn.execute(select(*columns)):
-                        for column, value in zip(columns, row):
+                        for column, value in zip(columns, row, strict=False):
                             data = _as_bytes(value)
                             for what, needle in needles.items():
                                 if data and needle.search(data):

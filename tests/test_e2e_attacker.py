@@ -54,7 +54,8 @@ def all_offices(gateway) -> list[int]:
 def test_a_key_made_with_a_short_lived_key_stops_with_it(stack, gateway, locations):
     keymaker, _, _ = make_user(stack, gateway, [(["api_keys.manage", "customers.view"], locations["home"])])
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    parent = keymaker.post("/api/v1/api-keys", json={"name": "short", "permissions": ["api_keys.manage", "customers.view"],
+    parent = keymaker.post("/api/v1/api-keys", json={"name": "short", "permissions": ["api_keys.manage",
+                                                                                      "customers.view"],
                                                      "location_ids": [locations["home"]], "expires_at": soon})
     assert parent.status_code == 201, parent.text
     child = as_key(stack, parent.json()["key"]).post("/api/v1/api-keys", json={

@@ -1,15 +1,16 @@
 """A bounded soak of what ``make run`` starts: the real runner under churn.
 
 It starts its own ``vigil-run`` (its own var/ and free ports) on the embedded defaults (SQLite
-databases and the SQLite broker) whatever backend the rest of the suite uses. Several clients create customers, add and update
-properties and delete customers for about a minute; in the middle the property worker is killed
-with ``kill -9``. In the end: no 5xx, the runner restarted the worker and every process is up, every
-event is in the inbox of each of its subscribers, and no property of a deleted customer is left.
-Then a second runner is refused with where Vigil runs, and when the runner is killed with
-``kill -9`` every process it started, and theirs, goes with it.
+databases and the SQLite broker) whatever backend the rest of the suite uses. Several clients create
+customers, add and update properties and delete customers for about a minute; in the middle the
+property worker is killed with ``kill -9``. In the end: no 5xx, the runner restarted the worker and
+every process is up, every event is in the inbox of each of its subscribers, and no property of a
+deleted customer is left. Then a second runner is refused with where Vigil runs, and when the runner
+is killed with ``kill -9`` every process it started, and theirs, goes with it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -122,10 +123,9 @@ def runner(request, tmp_path_factory):
             yield running
         finally:
             groups = set()
-            try:
+            # nothing was started, or the lock was already released
+            with contextlib.suppress(OSError, AssertionError):
                 groups = set(running.pids().values())
-            except (OSError, AssertionError):
-                pass  # nothing was started, or the lock was already released
             running.stop()
             for pid in process_groups(groups):  # never leave anything behind, whatever failed
                 os.kill(pid, signal.SIGKILL)

@@ -46,7 +46,8 @@ def _stub_service_app() -> Flask:
                        locations={str(k): sorted(v) for k, v in identity.locations.items()},
                        authorization=request.headers.get("Authorization"),
                        request_id=request.headers.get("X-Request-ID"), identity_request_id=identity.request_id,
-                       if_match=request.headers.get("If-Match")), 200, {"ETag": '"1.1"', "Location": "/api/v1/customers/1"}
+                       if_match=request.headers.get("If-Match")), 200, {"ETag": '"1.1"',
+                                                                        "Location": "/api/v1/customers/1"}
 
     @stub.get("/openapi.json")
     def spec():

@@ -73,7 +73,8 @@ def test_user_admin_rules(client, auth, setup):
                                json={"name": "HR", "permissions": ["users.manage"]}).json
     make_user(client, auth, "hr-anna", grants=[{"role_id": manager_role["id"], "location_id": None}])
     hr = bearer(sign_in(client, "hr-anna", PASSWORD))
-    assert client.post("/api/v1/users", headers=hr, json={"username": "xavier1", "password": PASSWORD}).status_code == 201
+    assert client.post("/api/v1/users", headers=hr, json={"username": "xavier1",
+                                                          "password": PASSWORD}).status_code == 201
     escalation = problem(client.post("/api/v1/users", headers=hr, json={"username": "xavier2", "password": PASSWORD,
                                                                          "is_admin": True}), 403)
     assert "is_admin" in escalation["errors"]
@@ -84,14 +85,16 @@ def test_user_admin_rules(client, auth, setup):
 
 
 def test_user_validation_and_mass_assignment(client, auth):
-    errors = problem(client.post("/api/v1/users", headers=auth, json={"username": "a b", "password": "short"}), 422)["errors"]
+    errors = problem(client.post("/api/v1/users", headers=auth, json={"username": "a b", "password": "short"}),
+                     422)["errors"]
     assert set(errors) == {"username", "password"}
     make_user(client, auth, "erin")
     assert problem(client.post("/api/v1/users", headers=auth, json={"username": "ERIN", "password": PASSWORD}), 409)
     user_id = client.get("/api/v1/users?q=erin", headers=auth).json["items"][0]["id"]
     for field, value in (("id", 99), ("created_at", "2020-01-01T00:00:00Z"), ("password_hash", "x"),
                          ("failed_logins", 0)):
-        assert field in problem(client.patch(f"/api/v1/users/{user_id}", headers=auth, json={field: value}), 422)["errors"]
+        assert field in problem(client.patch(f"/api/v1/users/{user_id}", headers=auth, json={field: value}),
+                                422)["errors"]
     assert problem(client.post("/api/v1/users", headers=auth, json={
         "username": "frank", "password": PASSWORD, "grants": [{"role_id": 999}]}), 422)["errors"] == {
         "grants.0.role_id": ["No such role."]}
@@ -154,7 +157,8 @@ def test_failed_logins_are_throttled_per_username(client):
     for _ in range(5):
         problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": "wrong"}), 401)
     throttled = problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}), 429)
-    assert int(client.post("/api/v1/auth/token", json={"username": "admin", "password": "x"}).headers["Retry-After"]) >= 1
+    assert int(client.post("/api/v1/auth/token", json={"username": "admin",
+                                                       "password": "x"}).headers["Retry-After"]) >= 1
     assert throttled["type"] == "urn:vigil:problem:rate-limited"
 
 

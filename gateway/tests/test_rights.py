@@ -91,7 +91,8 @@ def test_a_user_manager_cannot_take_over_a_user_holding_more(client, auth, world
     plain = make_user(client, auth, "pat")  # holds nothing hank lacks
     assert client.post(f"/api/v1/users/{plain['id']}/password", headers=hank,
                        json={"password": "a-new-long-password"}).status_code == 204
-    assert client.patch(f"/api/v1/users/{plain['id']}", headers=hank, json={"email": "pat@example.com"}).status_code == 200
+    assert client.patch(f"/api/v1/users/{plain['id']}", headers=hank,
+                        json={"email": "pat@example.com"}).status_code == 200
 
 
 def test_only_administrators_give_administrator_rights(client, auth, world):
@@ -122,9 +123,11 @@ def test_grants_only_of_what_the_granter_holds_where_they_hold_it(client, auth, 
     deleter = make_role(client, auth, "Deleter", ["customers.delete"])
     refused(client.patch(url, headers=manager, json={"grants": [{"role_id": deleter, "location_id": world["north"]}]}))
     refused(client.post("/api/v1/users", headers=manager, json={
-        "username": "tim", "password": PASSWORD, "grants": [{"role_id": world["clerk"], "location_id": world["south"]}]}))
+        "username": "tim", "password": PASSWORD, "grants": [{"role_id": world["clerk"],
+                                                             "location_id": world["south"]}]}))
     assert client.get(url, headers=auth).json["grants"] == []
-    allowed = client.patch(url, headers=manager, json={"grants": [{"role_id": world["clerk"], "location_id": world["north"]}]})
+    allowed = client.patch(url, headers=manager, json={"grants": [{"role_id": world["clerk"],
+                                                                   "location_id": world["north"]}]})
     assert allowed.status_code == 200 and allowed.json["grants"][0]["location_id"] == world["north"]
 
 
@@ -151,7 +154,8 @@ def test_a_role_manager_cannot_add_a_permission_they_do_not_hold(client, auth, w
         problem = refused(client.patch(f"/api/v1/roles/{people_admin['id']}", headers=manager,
                                        json={"permissions": people_admin["permissions"] + [extra]}))
         assert problem["errors"]["permissions"] == [f"Not yours to give: {extra}"]
-    refused(client.post("/api/v1/roles", headers=manager, json={"name": "Peeker", "permissions": ["confidential.ssn.view"]}))
+    refused(client.post("/api/v1/roles", headers=manager, json={"name": "Peeker",
+                                                                "permissions": ["confidential.ssn.view"]}))
     assert client.get(f"/api/v1/roles/{people_admin['id']}", headers=auth).json["permissions"] == ["roles.manage",
                                                                                                  "users.manage"]
 
@@ -201,14 +205,16 @@ def key_rights(client, key):
 
 def test_an_api_key_loses_what_its_creator_loses_at_once(client, auth, world, kim):
     key = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "sync", "permissions": ["customers.view", "customers.modify"], "location_ids": [world["north"]]}).json["key"]
+        "name": "sync", "permissions": ["customers.view", "customers.modify"], "location_ids": [world["north"]],
+    }).json["key"]
     assert key_rights(client, key) == {world["north"]: ["customers.modify", "customers.view"]}
     assert key_rights(client, key)  # from the identity cache
     narrower = make_role(client, auth, "Keymaker lite", ["api_keys.manage", "customers.view"])
     assert client.patch(f"/api/v1/users/{kim['id']}", headers=auth, json={
         "grants": [{"role_id": narrower, "location_id": world["north"]}]}).status_code == 200
     assert key_rights(client, key) == {world["north"]: ["customers.view"]}
-    assert client.patch(f"/api/v1/roles/{narrower}", headers=auth, json={"permissions": ["api_keys.manage"]}).status_code == 200
+    assert client.patch(f"/api/v1/roles/{narrower}", headers=auth,
+                        json={"permissions": ["api_keys.manage"]}).status_code == 200
     assert key_rights(client, key) == {}
 
 
@@ -237,7 +243,8 @@ def test_a_key_made_with_a_key_answers_to_the_same_person(client, auth, world, k
 
 def test_only_an_administrator_revokes_an_administrators_key(client, auth, world, kim):
     """A key is its creator's credential: revoking it acts on their account, under the same rule."""
-    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "monitoring", "permissions": ["customers.view"]})
+    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "monitoring",
+                                                                 "permissions": ["customers.view"]})
     assert admins.status_code == 201
     refused(client.delete(f"/api/v1/api-keys/{admins.json['id']}", headers=kim["headers"]))
     assert client.get("/api/v1/me", headers={"X-API-Key": admins.json["key"]}).status_code == 200

@@ -68,7 +68,9 @@ class FieldCipher:
         except InvalidToken as exc:
             raise DecryptionError("no configured key decrypts this value") from exc
 
-    def blind_index(self, value: str | None, normalize: Callable[[str], str] = lambda v: v.strip().lower()) -> str | None:
+    def blind_index(
+        self, value: str | None, normalize: Callable[[str], str] = lambda v: v.strip().lower()
+    ) -> str | None:
         if value is None:
             return None
         normalized = normalize(value)

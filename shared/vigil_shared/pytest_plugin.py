@@ -60,7 +60,11 @@ def runtime(app):
 
 @pytest.fixture(autouse=True)
 def _empty_tables_after_test(request):
-    if "app" not in request.fixturenames and "runtime" not in request.fixturenames and "api" not in request.fixturenames:
+    if (
+        "app" not in request.fixturenames
+        and "runtime" not in request.fixturenames
+        and "api" not in request.fixturenames
+    ):
         yield
         return
     app = request.getfixturevalue("app")

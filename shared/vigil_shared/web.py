@@ -132,9 +132,10 @@ def enforce_json_bodies(app: Flask, exempt_endpoints: frozenset[str] = frozenset
 
     @app.before_request
     def _require_json_body():
-        if request.method in BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
-            if request.endpoint not in exempt_endpoints and not request.is_json:
-                raise Problem(415, "Send the request body as application/json.")
+        sends_body = request.content_length or request.headers.get("Transfer-Encoding")
+        exempt = request.endpoint in exempt_endpoints
+        if request.method in BODY_METHODS and sends_body and not exempt and not request.is_json:
+            raise Problem(415, "Send the request body as application/json.")
         return None
 
 

@@ -14,6 +14,7 @@ the same ``var/`` says where Vigil runs instead of failing on a busy port.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -296,10 +297,9 @@ class Stack:
         for process in self.processes:
             if process.restart_at is None and process.popen and process.popen.poll() is not None:
                 code = process.popen.returncode
-                try:  # what it leaves behind (a gunicorn worker, a Celery pool process) goes too
+                # what it leaves behind (a gunicorn worker, a Celery pool process) goes too
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.popen.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
                 up = now - process.started_at
                 process.quick_deaths = 1 if up >= STABLE_AFTER else process.quick_deaths + 1
                 delay = backoff_delay(process.quick_deaths)
@@ -331,22 +331,16 @@ class Stack:
         """SIGTERM to every process group, then SIGKILL to whatever is still there after ``timeout``."""
         for process in self.processes:
             if process.popen and process.popen.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.popen.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + timeout
         for process in self.processes:
             if not process.popen:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.popen.pid, signal.SIGKILL)  # also reaps pool children of a worker
-            except (ProcessLookupError, PermissionError):
-                pass
             process.popen.wait()
         self.processes.clear()
         if self.lock:

@@ -61,7 +61,8 @@ class Roles(MethodView):
         session = db_session()
         rights.check_role_name_free(session, data["name"])
         rights.ensure_can_set_role_permissions(session, current_identity(), None, data["permissions"])
-        role = Role(name=data["name"], description=data.get("description"), permissions=sorted(set(data["permissions"])))
+        role = Role(name=data["name"], description=data.get("description"),
+                    permissions=sorted(set(data["permissions"])))
         session.add(role)
         session.commit()
         audit.record(database(), "role.create", target_type="role", target_id=role.id,

@@ -45,7 +45,8 @@ def _guard_privileges(data: dict) -> None:
                       type="urn:vigil:problem:forbidden", errors={"is_admin": ["Not yours to set."]})
     if "grants" in data and not current_identity().has("roles.manage"):
         raise Problem(403, "Changing a user's roles needs the 'roles.manage' permission.",
-                      type="urn:vigil:problem:forbidden", errors={"grants": ["Not yours to set."]}, permission="roles.manage")
+                      type="urn:vigil:problem:forbidden", errors={"grants": ["Not yours to set."]},
+                      permission="roles.manage")
 
 
 @blp.route("/users")
@@ -58,7 +59,8 @@ class Users(MethodView):
         statement = select(User).order_by(User.username)
         if q:
             pattern = f"%{q.lower()}%"
-            statement = statement.where(or_(func.lower(User.username).like(pattern), func.lower(User.name).like(pattern),
+            statement = statement.where(or_(func.lower(User.username).like(pattern),
+                                            func.lower(User.name).like(pattern),
                                             func.lower(User.email).like(pattern)))
         if active is not None:
             statement = statement.where(User.active.is_(active))

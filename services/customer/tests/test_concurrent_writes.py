@@ -6,6 +6,7 @@ request's row lock keeps the other from reading, until the barrier gives up). Wh
 locked (PostgreSQL) both then succeed one after the other; elsewhere the later one gets 409.
 Never a 500.
 """
+import contextlib
 import threading
 from datetime import UTC
 
@@ -26,10 +27,8 @@ def racing():
     def meet(session, flush_context, instances):
         if getattr(local, "racing", False) and not getattr(local, "met", False):
             local.met = True
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait()
-            except threading.BrokenBarrierError:
-                pass
 
     event.listen(Session, "before_flush", meet)
 

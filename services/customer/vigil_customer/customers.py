@@ -254,9 +254,8 @@ def _rule_errors(session: Session, customer: Customer, kind: str, merged: dict, 
     errors: dict[str, list[str]] = {}
     for name in REQUIRED[kind]:
         value = merged.get(name)
-        if (value is None or value == "") and name not in reported:
-            if creating or name in sent:
-                errors[name] = [record.required_message(kind)]
+        if (value is None or value == "") and name not in reported and (creating or name in sent):
+            errors[name] = [record.required_message(kind)]
     if kind == CUSTOMER:
         if merged.get("canceled"):
             for name in ("cancel_date", "cancel_reason"):

@@ -75,7 +75,7 @@ class LocalFileStore:
 
     def open(self, key: str) -> Iterator[bytes]:
         path = self._path(key)
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - chunks() below closes it, once the response is sent
 
         def chunks() -> Iterator[bytes]:
             with handle:

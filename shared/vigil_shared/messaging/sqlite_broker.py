@@ -196,13 +196,16 @@ class Channel(virtual.Channel):
     def _finish(self, message) -> None:
         info = message.delivery_info
         if "sqlite_id" in info:
-            self._write("DELETE FROM messages WHERE id = ? AND receipt = ?", (info["sqlite_id"], info["sqlite_receipt"]))
+            self._write("DELETE FROM messages WHERE id = ? AND receipt = ?", (info["sqlite_id"],
+                                                                              info["sqlite_receipt"]))
 
     def _release(self, message) -> None:
         info = message.delivery_info
         if "sqlite_id" in info:
-            self._write("UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL "
-                        "WHERE id = ? AND receipt = ?", (time.time(), info["sqlite_id"], info["sqlite_receipt"]))
+            self._write(
+                "UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL WHERE id = ? AND receipt = ?",
+                (time.time(), info["sqlite_id"], info["sqlite_receipt"]),
+            )
 
     def wake(self) -> None:
         transport = self.connection
@@ -220,16 +223,20 @@ class Channel(virtual.Channel):
         now = time.time()
         if self.qos._delivered and now - self._last_renewal >= self.visibility_timeout / 3:
             self._last_renewal = now
-            self._write("UPDATE messages SET visible_at = ? WHERE owner = ?", (now + self.visibility_timeout, self.owner))
+            self._write(
+                "UPDATE messages SET visible_at = ? WHERE owner = ?", (now + self.visibility_timeout, self.owner)
+            )
         if now - self._last_reap >= min(REAP_INTERVAL, self.visibility_timeout / 3):
             self._last_reap = now
             host = socket.gethostname()
-            for (owner,) in self._read("SELECT DISTINCT owner FROM messages WHERE owner IS NOT NULL "
-                                       "AND visible_at > ?", (now,)):
+            for (owner,) in self._read(
+                "SELECT DISTINCT owner FROM messages WHERE owner IS NOT NULL AND visible_at > ?", (now,)
+            ):
                 owner_host, _, pid = owner.rpartition(":")
                 if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-                    self._write("UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL WHERE owner = ?",
-                                (now, owner))
+                    self._write(
+                        "UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL WHERE owner = ?", (now, owner)
+                    )
 
     def drain_events(self, timeout=None, callback=None):
         if self._consumers:

@@ -160,8 +160,8 @@ class PropertyTransfer(MethodView):
 
         For the new homeowner case. You need `properties.modify` at both customers' locations, and
         a transfer that would show you the PIN and panel passwords masked for you where the property
-        is now is refused (403): someone who may see them there transfers it. The move is written in the property's history and, through `property.transferred`, in both
-        customers' histories.
+        is now is refused (403): someone who may see them there transfers it. The move is written in
+        the property's history and, through `property.transferred`, in both customers' histories.
         """
         session, scoped = request_session(), scope.current()
         check_if_match(scoped.property.id, scoped.property.version)
@@ -169,8 +169,9 @@ class PropertyTransfer(MethodView):
         target = scope.live_customer(session, data["to_customer_id"], field="to_customer_id")
         scope.require_at("properties.modify", target.location_id)
         scope.refuse_unmasking_move(scoped.location_id, target.location_id)
-        domain.transfer_property(session, request_outbox(), scoped.property, target.customer_id, scope.actor(),
-                                 data.get("reason"))
+        domain.transfer_property(
+            session, request_outbox(), scoped.property, target.customer_id, scope.actor(), data.get("reason")
+        )
         session.commit()
         return _answer(scope.Scoped(scoped.property, target.location_id))
 

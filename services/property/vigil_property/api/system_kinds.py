@@ -48,7 +48,13 @@ class SystemKinds(MethodView):
         session = request_session()
         kind = domain.create_kind(session, data)
         session.commit()
-        return kind, 201, etag_headers(kind, version_attr="row_version", Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id))
+        return (
+            kind,
+            201,
+            etag_headers(
+                kind, version_attr="row_version", Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id)
+            ),
+        )
 
 
 @blp.route("/<int:kind_id>")
