@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 SERVICES = ("customer", "property", "billing", "credit")
 """The four data-owning services, in port order."""
@@ -97,6 +98,14 @@ SETTINGS: list[Setting] = [
                   SERVICES),
 ]
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
+
+
+@overload
+def env(name: str) -> str | None: ...
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: str | None) -> str | None: ...
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
+from typing import overload
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -38,10 +39,24 @@ class FieldCipher:
         self._multi = MultiFernet(self._fernets)
         self._index_key = hashlib.sha256(("vigil-blind-index:" + index_key).encode()).digest()
 
+    @overload
+    def encrypt(self, plaintext: str) -> str: ...
+    @overload
+    def encrypt(self, plaintext: None) -> None: ...
+    @overload
+    def encrypt(self, plaintext: str | None) -> str | None: ...
+
     def encrypt(self, plaintext: str | None) -> str | None:
         if plaintext is None:
             return None
         return self._multi.encrypt(plaintext.encode()).decode()
+
+    @overload
+    def decrypt(self, token: str) -> str: ...
+    @overload
+    def decrypt(self, token: None) -> None: ...
+    @overload
+    def decrypt(self, token: str | None) -> str | None: ...
 
     def decrypt(self, token: str | None) -> str | None:
         if token is None:
@@ -58,6 +73,13 @@ class FieldCipher:
             return True
         except InvalidToken:
             return False
+
+    @overload
+    def rotate(self, token: str) -> str: ...
+    @overload
+    def rotate(self, token: None) -> None: ...
+    @overload
+    def rotate(self, token: str | None) -> str | None: ...
 
     def rotate(self, token: str | None) -> str | None:
         """Re-encrypts under the primary key (MultiFernet keeps the original timestamp)."""

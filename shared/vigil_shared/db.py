@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from flask import g, has_app_context
 from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -49,24 +50,28 @@ def _never_reuse_ids_on_sqlite(table: Table, connection, **_kw) -> None:
         never_reuse_ids(table)
 
 
-def new_declarative_base() -> type[DeclarativeBase]:
-    """A fresh declarative base with its own metadata: each service owns its tables.
+class ServiceTables:
+    """The first parent of each service's declarative base, which has metadata of its own (each
+    service owns its tables)::
+
+        class Base(ServiceTables, DeclarativeBase):
+            metadata = service_metadata()
 
     Every table mapped on it gets :func:`never_reuse_ids`, so a new table is safe without anyone
-    remembering to ask; its migration gets it from the ``before_create`` hook below, and
+    remembering to ask; its migration gets it from the ``before_create`` hook above, and
     ``vigil_shared.testing.assert_ids_never_reused`` checks the migrated database of every service.
     """
 
-    class Base(DeclarativeBase):
-        metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = cls.__dict__.get("__table__")
+        if table is not None:
+            never_reuse_ids(table)
 
-        def __init_subclass__(cls, **kwargs):
-            super().__init_subclass__(**kwargs)
-            table = cls.__dict__.get("__table__")
-            if table is not None:
-                never_reuse_ids(table)
 
-    return Base
+def service_metadata() -> MetaData:
+    """A service's own metadata, with the constraint and index naming its migrations rely on."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def utcnow() -> datetime:

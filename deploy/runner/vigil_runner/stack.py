@@ -276,6 +276,7 @@ class Stack:
         self._write_lock()
 
     def _spawn(self, process: Process) -> None:
+        assert process.log_path is not None, "start() names the log of every process it spawns"
         with open(process.log_path, "ab") as log_file:  # the child keeps its own copy of the descriptor
             process.popen = subprocess.Popen(process.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
                                              start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
@@ -319,7 +320,7 @@ class Stack:
         pending = list(self.processes)
         while pending:
             if dead := self.dead():
-                raise RuntimeError(f"{dead[0].name} exited with {dead[0].popen.returncode}; "
+                raise RuntimeError(f"{dead[0].name} exited with {dead[0].popen and dead[0].popen.returncode}; "
                                    f"see {dead[0].log_path}:\n{tail(dead[0].log_path)}")
             pending = [p for p in pending if not is_ready(p.ready_url)]
             if pending and time.monotonic() > deadline:

@@ -8,6 +8,7 @@ leaves its parts empty and the summary says so (``partial``, ``unavailable``) in
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from flask import current_app, g
 from flask.views import MethodView
@@ -91,7 +92,8 @@ class CustomerSummary(Schema):
         "description": "Per tab: open notes & tickets, contacts, files, tags, properties, appointments; "
                        "null when hidden or unavailable"})
     hidden = fields.List(fields.String(), metadata={"description": "Tabs you may not view"})
-    partial = fields.Boolean(metadata={"description": "True when a service did not answer"})
+    # marshmallow types Schema.partial (a load option) as a bool; a field of that name is what it declares here
+    partial = fields.Boolean(metadata={"description": "True when a service did not answer"})  # type: ignore[assignment]
     unavailable = fields.List(fields.String(), metadata={"description": "Services that did not answer"})
 
 
@@ -105,7 +107,9 @@ def _refusal(reply) -> Problem:
 
 def _fetch_all(calls: dict[str, tuple[str, str, dict]]) -> dict:
     """GETs in parallel on the caller's behalf: name → Reply, or ServiceUnavailable."""
-    app, identity, request_id = current_app._get_current_object(), g.identity, g.get("request_id")
+    # current_app is a werkzeug LocalProxy, typed as the Flask app it stands for
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    identity, request_id = g.identity, g.get("request_id")
 
     def fetch(service: str, path: str, params: dict):
         with app.app_context():
@@ -158,7 +162,7 @@ class Summary(MethodView):
         and `partial` is true, with the service named in `unavailable`.
         """
         base = f"/api/v1/customers/{customer_id}"
-        calls = {"record": ("customer", base, {})}
+        calls: dict[str, tuple[str, str, dict[str, Any]]] = {"record": ("customer", base, {})}
         calls |= {tab: (service, f"{base}/{path}", {"per_page": 100 if tab == "properties" else 1, **params})
                   for tab, (service, path, params) in TABS.items()}
         replies = _fetch_all(calls)
@@ -169,7 +173,8 @@ class Summary(MethodView):
             if not record_reply.ok:
                 raise _refusal(record_reply)
             record = record_reply.body
-        counts, hidden = {}, []
+        counts: dict[str, int | None] = {}
+        hidden: list[str] = []
         for tab in TABS:
             reply = replies[tab]
             if isinstance(reply, ServiceUnavailable) or reply.status == 404:
@@ -181,7 +186,8 @@ class Summary(MethodView):
                 counts[tab] = reply.body.get("total") if reply.ok and isinstance(reply.body, dict) else None
         properties_reply = replies["properties"] if not isinstance(replies["properties"], ServiceUnavailable) and \
             replies["properties"].ok else None
-        summary = {"customer": None, "sale": None, "installation": None, "status_boxes": [], "tags": None,
+        summary: dict[str, Any] = {
+                   "customer": None, "sale": None, "installation": None, "status_boxes": [], "tags": None,
                    "counts": counts, "hidden": hidden, "partial": bool(unavailable), "unavailable": unavailable}
         if record is not None:
             summary["customer"] = {key: record.get(key) for key in IDENTITY_FIELDS}

@@ -41,7 +41,7 @@ def token(credentials):
         audit.record(database(), "auth.login", audit.DENIED, actor_name=username,
                      target_type="user", target_id=user.id if user else None, details={"reason": throttled.reason})
         raise
-    if not password_matches(passwords(), user, credentials["password"]) or not user.active:
+    if not password_matches(passwords(), user, credentials["password"]) or user is None or not user.active:
         locked = login_guard.record_failure(session, config.login_policy, username, address,
                                             user if user and user.active else None)
         session.commit()
@@ -49,7 +49,8 @@ def token(credentials):
                      target_type="user", target_id=user.id if user else None)
         if locked:
             audit.record(database(), "auth.lockout", audit.SUCCESS, actor_name=username, target_type="user",
-                         target_id=user.id, details={"seconds": config.login_policy.lockout_seconds})
+                         target_id=user.id if user else None,
+                         details={"seconds": config.login_policy.lockout_seconds})
         raise _refused()
     login_guard.record_success(session, user)
     rehash_if_needed(passwords(), user, credentials["password"])
@@ -95,6 +96,7 @@ def logout():
     if session_id is None:
         raise Problem(400, "API keys are revoked, not logged out: DELETE /api/v1/api-keys/{id}.")
     record = db_session().get(Session, session_id)
+    assert record is not None, "the access token was just checked against its session"
     record.revoked_at = utcnow()
     bump(db_session())
     db_session().commit()

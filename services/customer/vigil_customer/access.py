@@ -99,6 +99,7 @@ class Access:
         birthdate and the installation codes.
         """
         section = section_of(field, self.kind)
+        assert section is not None, f"{field} is not a field of a {self.kind}"
         if field == "location_id":
             return None if self.can_record("create" if creating else "modify") else base_permission(
                 self.kind, "create" if creating else "modify")
@@ -109,8 +110,9 @@ class Access:
         view, _ = SECTION_PERMISSIONS[section]
         if view:
             needed.append(view)
-        if field in CONFIDENTIAL and has_saved_value:
-            needed.append(confidential_modify_permission(field))
+        modify_confidential = confidential_modify_permission(field)
+        if modify_confidential and has_saved_value:
+            needed.append(modify_confidential)
         if field in SCORE_FIELDS:
             needed.append(SCORE_PERMISSION)
         for permission in needed:
@@ -130,7 +132,7 @@ def missing_view_permission(access: Access, field: str) -> str:
         return base_permission(access.kind, "view")
     section = section_of(field, access.kind)
     if section is not None and not access.can_view_section(section):
-        return SECTION_PERMISSIONS[section][0]
+        return SECTION_PERMISSIONS[section][0] or base_permission(access.kind, "view")
     return confidential_view_permission(field) or base_permission(access.kind, "view")
 
 

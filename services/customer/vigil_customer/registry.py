@@ -191,7 +191,7 @@ class Int(Type):
     column_type = property(lambda self: Integer())
 
     def input(self, doc):
-        extra = {} if self.required_value else {"allow_none": True}
+        extra: dict[str, Any] = {} if self.required_value else {"allow_none": True}
         return fields.Integer(strict=True, validate=validate.Range(min=self.low, max=self.high), **extra, **_doc(doc))
 
     def output(self, doc):

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 CHUNK = 64 * 1024
 _KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -31,8 +31,14 @@ class Stored:
     sha256: str
 
 
+class Readable(Protocol):
+    """What a store reads an upload from: a binary file, or anything with its ``read``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class FileStore(Protocol):
-    def put(self, stream: BinaryIO, max_bytes: int) -> Stored: ...
+    def put(self, stream: Readable, max_bytes: int) -> Stored: ...
 
     def open(self, key: str) -> Iterator[bytes]: ...
 
@@ -50,7 +56,7 @@ class LocalFileStore:
             raise ValueError("malformed storage key")
         return self.root / key[:2] / key
 
-    def put(self, stream: BinaryIO, max_bytes: int) -> Stored:
+    def put(self, stream: Readable, max_bytes: int) -> Stored:
         key = uuid.uuid4().hex
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -179,7 +179,7 @@ def update_property(session: Session, outbox: Outbox, cipher: FieldCipher, prop:
         history.record(session, prop.id, "updated", actor, field=_api_name(column), old=getattr(prop, column),
                        new=values[column])
         setattr(prop, column, values[column])
-    if pin_changed:
+    if new_pin is not None and pin_changed:
         history.record(session, prop.id, "updated", actor, field="pin", old="(previous)", new=new_pin)
         for column, value in pins.seal(cipher, new_pin).items():
             setattr(prop, column, value)

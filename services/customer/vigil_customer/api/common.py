@@ -59,6 +59,7 @@ def record_rule(*, action: str | None = None, permission: str | None = None):
             if action:
                 load_record(kwargs["customer_id"], action)
             else:
+                assert permission is not None, "either an action or a permission"
                 load_for(kwargs["customer_id"], permission)
             return view(*args, **kwargs)
 

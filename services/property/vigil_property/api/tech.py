@@ -55,6 +55,7 @@ class TechVerify(MethodView):
             if candidate is not None and (until := tech.record_failure(session, candidate.property.id, now)):
                 raise tech.locked(until, now)
             raise tech.no_match()
+        assert candidate is not None, "a PIN matches only on a found property"
         prop, location_id = candidate.property, candidate.location_id
         if location_id is None:  # not replicated with its location yet: ask once, keep the answer
             location_id = scope.customer_location(session, prop.customer_id)

@@ -16,7 +16,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-TABLES = {"outbox_events": []}
+TABLES: dict[str, list[str]] = {"outbox_events": []}
 
 
 def upgrade() -> None:
