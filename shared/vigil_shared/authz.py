@@ -4,26 +4,33 @@ The gateway and the services share these; ``vigil_shared.web`` re-exports them f
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import Enum
 from functools import wraps
+from typing import Any, Final, cast
 
 from flask import g
 
-from .apidoc import document
+from .apidoc import View, document
 from .errors import FORBIDDEN, UNAUTHENTICATED, Problem
 from .identity import Identity
 from .permissions import AUTHENTICATED, scope_of
 
-ANYWHERE = object()  # "at some location": distinct from None, which is a record whose location is unknown
+class _Anywhere(Enum):
+    TOKEN = "anywhere"
+
+
+ANYWHERE: Final = _Anywhere.TOKEN  # "at some location": distinct from None, a record whose location is unknown
 
 
 def current_identity() -> Identity:
     identity = g.get("identity")
     if identity is None:
         raise Problem(401, "Authentication required.", type=UNAUTHENTICATED)
-    return identity
+    return cast(Identity, identity)
 
 
-def require(permission: str, location_id=ANYWHERE) -> Identity:
+def require(permission: str, location_id: int | None | _Anywhere = ANYWHERE) -> Identity:
     """403 unless the caller holds ``permission`` at ``location_id`` (or at some location when omitted).
 
     A ``None`` location (a record not yet placed) is refused for location permissions, never read as
@@ -40,7 +47,7 @@ def forbidden(permission: str) -> Problem:
     return Problem(403, f"You need the '{permission}' permission for this.", type=FORBIDDEN, permission=permission)
 
 
-def requires(permission: str):
+def requires(permission: str) -> Callable[[View], View]:
     """Refuses, before any parsing, callers who hold ``permission`` nowhere, and documents the rule.
 
     The operation's OpenAPI entry gets ``x-vigil-permission`` and ``x-vigil-scope`` (through
@@ -51,15 +58,15 @@ def requires(permission: str):
     """
     scope = "none" if permission == AUTHENTICATED else scope_of(permission)
 
-    def decorator(view):
+    def decorator(view: View) -> View:
         @wraps(view)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if permission == AUTHENTICATED:
                 current_identity()
             else:
                 require(permission)
             return view(*args, **kwargs)
 
-        return document(wrapper, fields={"x-vigil-permission": permission, "x-vigil-scope": scope})
+        return cast(View, document(wrapper, fields={"x-vigil-permission": permission, "x-vigil-scope": scope}))
 
     return decorator

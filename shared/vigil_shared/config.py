@@ -6,9 +6,10 @@ the compose-file check and the code can never disagree about what exists.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 SERVICES = ("customer", "property", "billing", "credit")
 """The four data-owning services, in port order."""
@@ -32,7 +33,8 @@ class Setting:
         return self.documented_as or self.name
 
 
-def _per_process(template: str, default: str, description: str, names=PROCESS_NAMES) -> list[Setting]:
+def _per_process(template: str, default: str, description: str,
+                 names: Iterable[str] = PROCESS_NAMES) -> list[Setting]:
     placeholder = "<NAME>" if names == PROCESS_NAMES else "<SERVICE>"
     return [
         Setting(template.format(NAME=n.upper()), default.format(name=n), description.format(name=n),
@@ -178,7 +180,7 @@ class Settings:
     blind_index_key: str = ""
 
     @classmethod
-    def from_env(cls, name: str, **overrides) -> Settings:
+    def from_env(cls, name: str, **overrides: Any) -> Settings:
         upper = name.upper()
         vdir = var_dir()
         production = env("VIGIL_ENV", "development") == "production"
@@ -188,7 +190,7 @@ class Settings:
                 "VIGIL_INTERNAL_SECRET is not set. `make run` generates one into var/secrets.env; "
                 "in production set the same random value on the gateway and every service."
             )
-        values = dict(
+        values: dict[str, Any] = dict(
             name=name,
             database_url=env(f"VIGIL_{upper}_DATABASE_URL", f"sqlite:///{vdir / (name + '.db')}"),
             broker_url=env("VIGIL_BROKER_URL", f"sqlite:///{vdir / 'broker.sqlite'}"),

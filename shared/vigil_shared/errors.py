@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("vigil.errors")
@@ -53,12 +53,12 @@ def not_found(what: str = "resource") -> Problem:
     return Problem(404, f"The {what} does not exist or is not visible to you.", type=NOT_FOUND)
 
 
-def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra) -> Problem:
+def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra: Any) -> Problem:
     return Problem(409, detail, type=CONFLICT, errors=errors, **extra)
 
 
 def problem_body(status: int, *, title: str | None = None, detail: str | None = None,
-                 type: str = "about:blank", errors: Mapping | None = None, **extra) -> dict:
+                 type: str = "about:blank", errors: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": type,
         "title": title or HTTPStatus(status).phrase,
@@ -74,7 +74,7 @@ def problem_body(status: int, *, title: str | None = None, detail: str | None = 
     return body
 
 
-def problem_response(status: int, headers: Mapping[str, str] | None = None, **kwargs) -> Response:
+def problem_response(status: int, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Response:
     response = Response(json.dumps(problem_body(status, **kwargs)), status=status, mimetype=PROBLEM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -141,7 +141,7 @@ def http_exception_response(error: HTTPException) -> Response:
                                 detail="The request has invalid fields.", errors=errors)
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
-    if status == 405 and error.valid_methods:
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
     detail = data.get("message") or error.description
     return problem_response(status, headers=headers, detail=detail)
@@ -194,21 +194,21 @@ def database_problem(error: DBAPIError) -> Problem | None:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Problem)
-    def _problem(error: Problem):
+    def _problem(error: Problem) -> Response:
         return problem_response(error.status, headers=error.headers, title=error.title, detail=error.detail,
                                 type=error.type, errors=error.errors, **error.extra)
 
     @app.errorhandler(HTTPException)
-    def _http(error: HTTPException):
+    def _http(error: HTTPException) -> Response:
         return http_exception_response(error)
 
     @app.errorhandler(StaleDataError)
-    def _stale(error: StaleDataError):
+    def _stale(error: StaleDataError) -> Response:
         log.warning("concurrent update refused", extra={"request_id": g.get("request_id")})
         return _problem(concurrency_problem())
 
     @app.errorhandler(DBAPIError)
-    def _database(error: DBAPIError):
+    def _database(error: DBAPIError) -> Response:
         problem = database_problem(error)
         if problem is None:
             return _unexpected(error)
@@ -218,6 +218,6 @@ def register_error_handlers(app: Flask) -> None:
         return _problem(problem)
 
     @app.errorhandler(Exception)
-    def _unexpected(error: Exception):
+    def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error", extra={"request_id": g.get("request_id")})
         return problem_response(500, detail="An unexpected error occurred. Quote the request id when reporting it.")
