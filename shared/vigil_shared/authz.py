@@ -16,6 +16,7 @@ from .errors import FORBIDDEN, UNAUTHENTICATED, Problem
 from .identity import Identity
 from .permissions import AUTHENTICATED, scope_of
 
+
 class _Anywhere(Enum):
     TOKEN = "anywhere"
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from copy import deepcopy
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from apispec import BasePlugin
@@ -33,12 +34,12 @@ def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
 
 @dataclass
 class Page:
-    items: list
+    items: list[Any]
     page: int
     per_page: int
     total: int
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         return {"items": self.items, "page": self.page, "per_page": self.per_page, "total": self.total}
 
     def link_header(self) -> str:
@@ -55,27 +56,27 @@ class Page:
             links.append(f'<{url(self.page - 1)}>; rel="prev"')
         return ", ".join(links)
 
-    def headers(self) -> dict:
+    def headers(self) -> dict[str, str]:
         link = self.link_header()
         return {"Link": link} if link else {}
 
 
-def paginate(session: Session, statement: Select, page: int, per_page: int) -> Page:
+def paginate(session: Session, statement: Select[Any], page: int, per_page: int) -> Page:
     total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
     items = session.scalars(statement.limit(per_page).offset((page - 1) * per_page)).all()
     return Page(items=list(items), page=page, per_page=per_page, total=total or 0)
 
 
-def etag_of(resource_id, version: int) -> str:
+def etag_of(resource_id: object, version: int) -> str:
     return f'"{resource_id}.{version}"'
 
 
-def etag_headers(item, *, version_attr: str = "version", **extra: str) -> dict:
+def etag_headers(item: Any, *, version_attr: str = "version", **extra: str) -> dict[str, str]:
     """Response headers of a single resource: its ``ETag``, plus ``extra`` (``Location=…``)."""
     return {"ETag": etag_of(item.id, getattr(item, version_attr)), **extra}
 
 
-def check_if_match(resource_id, version: int) -> None:
+def check_if_match(resource_id: object, version: int) -> None:
     """412 when the caller's ``If-Match`` names another version; no header means last write wins."""
     if_match = request.headers.get("If-Match")
     if not if_match:
@@ -102,7 +103,8 @@ class PreconditionPlugin(BasePlugin):
     ``@blp.alt_response(412, ...)``, and the header parameter follows from it (public apispec hook).
     """
 
-    def operation_helper(self, path=None, operations=None, **kwargs):
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
+                         **kwargs: Any) -> None:
         for operation in (operations or {}).values():
             if not isinstance(operation, dict) or not {"412", 412} & set(operation.get("responses", {})):
                 continue

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from celery import Celery
 from flask import current_app, g
+from sqlalchemy.orm import Session
 
 from .config import Settings
 from .crypto import FieldCipher
@@ -29,7 +30,7 @@ class ServiceRuntime:
     db: Database
     messaging: MessagingModels
     celery: Celery = field(repr=False)
-    cipher: FieldCipher = field(repr=False, default=None)
+    cipher: FieldCipher = field(repr=False)
 
     @classmethod
     def build(cls, settings: Settings, messaging: MessagingModels) -> ServiceRuntime:
@@ -55,7 +56,8 @@ class ServiceRuntime:
 
 
 def current_runtime() -> ServiceRuntime:
-    return current_app.extensions[EXTENSION]
+    runtime: ServiceRuntime = current_app.extensions[EXTENSION]
+    return runtime
 
 
 def request_outbox() -> Outbox:
@@ -63,5 +65,5 @@ def request_outbox() -> Outbox:
     return current_runtime().outbox(g.get("request_id"))
 
 
-def request_session():
+def request_session() -> Session:
     return current_runtime().db.request_session()

@@ -6,6 +6,8 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22
 """
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,7 +18,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-PROPERTY_COLUMNS = [
+PROPERTY_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [
     ("pin_salt", sa.String(32)),
     ("pin_hash", sa.String(64)),
     ("pin_encrypted", sa.Text()),
