@@ -7,30 +7,41 @@ every table emptied after each test.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
+from flask import Flask
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from . import migrations
 from .config import Settings
 from .crypto import generate_key
 from .identity import Identity
+from .service import ServiceRuntime
 from .testing import ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, describe_backend, identity_headers
+
+if TYPE_CHECKING:
+    from .runtime import ServiceProgram
 
 _BACKEND = choose_backend()
 
 
-def pytest_report_header(config):
+def pytest_report_header(config: pytest.Config) -> str:
     return f"vigil: unit tests on {describe_backend(_BACKEND)}"
 
 
 @pytest.fixture(scope="session")
-def test_databases(tmp_path_factory):
+def test_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabases]:
     databases = TestDatabases(_BACKEND, str(tmp_path_factory.mktemp("db")))
     yield databases
     databases.drop_all()
 
 
 @pytest.fixture(scope="session")
-def service_settings(service_program, test_databases, tmp_path_factory, monkeypatch_session):
+def service_settings(service_program: ServiceProgram, test_databases: TestDatabases,
+                     tmp_path_factory: pytest.TempPathFactory, monkeypatch_session: pytest.MonkeyPatch) -> Settings:
     monkeypatch_session.setenv("VIGIL_VAR_DIR", str(tmp_path_factory.mktemp("var")))
     url = test_databases.url_for(service_program.name)
     migrations.upgrade(service_program.package, url)
@@ -40,26 +51,27 @@ def service_settings(service_program, test_databases, tmp_path_factory, monkeypa
 
 
 @pytest.fixture(scope="session")
-def monkeypatch_session():
+def monkeypatch_session() -> Iterator[pytest.MonkeyPatch]:
     patcher = pytest.MonkeyPatch()
     yield patcher
     patcher.undo()
 
 
 @pytest.fixture(scope="session")
-def app(service_program, service_settings):
+def app(service_program: ServiceProgram, service_settings: Settings) -> Flask:
     app = service_program.create_app(service_settings)
     app.config["TESTING"] = True
     return app
 
 
 @pytest.fixture
-def runtime(app):
-    return app.extensions["vigil_runtime"]
+def runtime(app: Flask) -> ServiceRuntime:
+    runtime: ServiceRuntime = app.extensions["vigil_runtime"]
+    return runtime
 
 
 @pytest.fixture(autouse=True)
-def _empty_tables_after_test(request):
+def _empty_tables_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
     if (
         "app" not in request.fixturenames
         and "runtime" not in request.fixturenames
@@ -74,7 +86,7 @@ def _empty_tables_after_test(request):
 
 
 @pytest.fixture
-def session(runtime):
+def session(runtime: ServiceRuntime) -> Iterator[Session]:
     with runtime.db.new_session() as session:
         yield session
 
@@ -82,31 +94,31 @@ def session(runtime):
 class ApiClient:
     """Flask test client that signs the identity header like the gateway does."""
 
-    def __init__(self, app, identity: Identity | None = ADMIN):
+    def __init__(self, app: Flask, identity: Identity | None = ADMIN) -> None:
         self._client = app.test_client()
         self.identity = identity
 
     def as_(self, identity: Identity | None) -> ApiClient:
         return ApiClient(self._client.application, identity)
 
-    def open(self, method: str, path: str, headers: dict | None = None, **kwargs):
+    def open(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> TestResponse:
         all_headers = identity_headers(self.identity) if self.identity else {}
         all_headers.update(headers or {})
         return self._client.open(path, method=method, headers=all_headers, **kwargs)
 
-    def get(self, path, **kw):
+    def get(self, path: str, **kw: Any) -> TestResponse:
         return self.open("GET", path, **kw)
 
-    def post(self, path, **kw):
+    def post(self, path: str, **kw: Any) -> TestResponse:
         return self.open("POST", path, **kw)
 
-    def patch(self, path, **kw):
+    def patch(self, path: str, **kw: Any) -> TestResponse:
         return self.open("PATCH", path, **kw)
 
-    def delete(self, path, **kw):
+    def delete(self, path: str, **kw: Any) -> TestResponse:
         return self.open("DELETE", path, **kw)
 
 
 @pytest.fixture
-def api(app):
+def api(app: Flask) -> ApiClient:
     return ApiClient(app)

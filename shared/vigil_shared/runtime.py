@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from celery import Celery
 from flask import Flask
@@ -39,7 +40,8 @@ def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[],
     """``/healthz`` and ``/readyz`` for processes that are not web apps (workers, relays)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            body: dict[str, Any]
             if self.path == "/healthz":
                 status, body = 200, {"status": "ok", "process": name}
             elif self.path == "/readyz":
@@ -57,7 +59,7 @@ def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[],
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, *args):  # health probes would drown the logs
+        def log_message(self, *args: Any) -> None:  # health probes would drown the logs
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)
@@ -72,8 +74,8 @@ def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
 
     from .gunicorn_worker import ProblemThreadWorker
 
-    class VigilWeb(BaseApplication):
-        def load_config(self):
+    class VigilWeb(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type information
+        def load_config(self) -> None:
             options = {
                 "bind": f"{settings.bind_host}:{settings.port}",
                 "workers": settings.web_workers,
@@ -90,7 +92,7 @@ def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
 
-        def load(self):
+        def load(self) -> Flask:
             return app_factory()
 
     VigilWeb().run()
@@ -103,10 +105,10 @@ class ServiceProgram:
     name: str
     package: str
     messaging: MessagingModels
-    blueprints: list = field(default_factory=list)
+    blueprints: list[Any] = field(default_factory=list)  # flask-smorest Blueprints
     register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
-    encrypted_columns: list = field(default_factory=list)  # model attributes holding FieldCipher tokens
-    multipart_endpoints: frozenset = frozenset()  # endpoints taking multipart/form-data (uploads)
+    encrypted_columns: list[Any] = field(default_factory=list)  # model attributes holding FieldCipher tokens
+    multipart_endpoints: frozenset[str] = frozenset()  # endpoints taking multipart/form-data (uploads)
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         runtime = self.runtime(settings)
@@ -180,7 +182,7 @@ def _relay_alive(relay: OutboxRelay) -> None:
         raise RuntimeError("relay has not completed a cycle in 30 s")
 
 
-def rotate_keys(runtime: ServiceRuntime, columns: list, batch_size: int = 500) -> int:
+def rotate_keys(runtime: ServiceRuntime, columns: list[Any], batch_size: int = 500) -> int:
     """Re-encrypts every value of ``columns`` not yet under the primary key, in short transactions."""
     from sqlalchemy import select
 

@@ -182,7 +182,8 @@ def assert_ids_never_reused(engine: Engine, metadata: MetaData) -> None:
     if engine.dialect.name != "sqlite":
         return
     with engine.connect() as conn:
-        definitions: dict[str, str] = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
+        tables = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
+    definitions: dict[str, str] = {name: sql for name, sql in tables}
     missing = sorted(table.name for table in metadata.sorted_tables
                      if table.autoincrement_column is not None and "AUTOINCREMENT" not in definitions[table.name])
     assert not missing, f"tables that would hand a deleted row's id to the next one: {missing}"
