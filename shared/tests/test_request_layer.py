@@ -374,8 +374,10 @@ def test_workers_and_relays_still_need_the_broker(database):
             urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/readyz", timeout=10)
         assert refused.value.code == 503
         assert refused.value.headers["X-Content-Type-Options"] == "nosniff"
+        refused.value.close()
     finally:
         server.shutdown()
+        server.server_close()
 
 
 # --- gunicorn's own refusals -------------------------------------------------------------------------

@@ -209,6 +209,7 @@ def test_a_message_held_by_a_consumer_killed_with_sigkill_is_delivered_again(url
         if child.poll() is None:
             child.kill()
         child.wait()
+        child.stdout.close()
     assert queued(url) == 0
 
 
