@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import threading
 
@@ -66,6 +67,7 @@ def upstream():
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +92,29 @@ def settings(gateway_db_url, upstream, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def app(settings):
-    return create_app(settings)
+    app = create_app(settings)
+    yield app
+    close_connections(app)
+
+
+@pytest.fixture
+def app_with(settings):
+    """Builds apps on ``settings`` with some ``changes``; their connections close after the test."""
+    apps = []
+
+    def build(**changes):
+        apps.append(create_app(dataclasses.replace(settings, **changes)))
+        return apps[-1]
+
+    yield build
+    for app in apps:
+        close_connections(app)
+
+
+def close_connections(app) -> None:
+    """An app's engines keep pooled connections until disposed; a test run leaves none open."""
+    app.extensions["vigil_gateway_db"].dispose()
+    app.extensions["vigil_gateway_identity_cache"].dispose()
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """Users, roles, locations, sessions, API keys, login throttling and the audit log."""
-import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,7 +7,6 @@ from conftest import ADMIN_PASSWORD, TEST_PASSWORDS, bearer, sign_in
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from vigil_gateway.app import create_app
 from vigil_gateway.models import AuditEntry, LoginFailures
 from vigil_gateway.settings import LoginPolicy
 from vigil_gateway.users import ensure_admin
@@ -163,10 +161,10 @@ def test_failed_logins_are_throttled_per_username(client):
 
 
 @pytest.fixture
-def strict_client(settings, db):
+def strict_client(app_with, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=3,
                          lockout_seconds=600)
-    app = create_app(dataclasses.replace(settings, login_policy=policy))
+    app = app_with(login_policy=policy)
     from vigil_gateway.users import ensure_admin
 
     with db.transaction() as session:
@@ -182,9 +180,9 @@ def test_repeated_failures_lock_the_account(strict_client, db):
     assert audit_actions(db, action="auth.lockout")
 
 
-def test_failed_logins_are_throttled_per_address(settings, db):
+def test_failed_logins_are_throttled_per_address(app_with, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=4, lockout_threshold=100)
-    client = create_app(dataclasses.replace(settings, login_policy=policy)).test_client()
+    client = app_with(login_policy=policy).test_client()
     for i in range(4):
         problem(client.post("/api/v1/auth/token", json={"username": f"guess{i}", "password": "x"}), 401)
     problem(client.post("/api/v1/auth/token", json={"username": "someone-else", "password": "x"}), 429)
@@ -193,13 +191,13 @@ def test_failed_logins_are_throttled_per_address(settings, db):
     problem(other_address, 401)
 
 
-def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
+def test_concurrent_failures_from_one_address_are_all_counted(app_with, db):
     """31 wrong passwords, 6 at a time, from one address: the per-address limit (30) engages.
 
     Counting used to read the row, add one in Python and write it back, so concurrent failures
     overwrote each other's increments on PostgreSQL and the limit never engaged."""
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=30, lockout_threshold=100)
-    app = create_app(dataclasses.replace(settings, login_policy=policy))
+    app = app_with(login_policy=policy)
     with db.transaction() as session:
         ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
     start = threading.Barrier(6)
@@ -221,9 +219,9 @@ def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
     assert problem(after, 429)["type"] == "urn:vigil:problem:rate-limited"
 
 
-def test_concurrent_failures_of_one_account_all_count_toward_its_lockout(settings, db):
+def test_concurrent_failures_of_one_account_all_count_toward_its_lockout(app_with, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=12)
-    app = create_app(dataclasses.replace(settings, login_policy=policy))
+    app = app_with(login_policy=policy)
     with db.transaction() as session:
         ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
     start = threading.Barrier(6)

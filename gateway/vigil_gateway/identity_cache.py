@@ -55,6 +55,9 @@ class IdentityCache:
         self._entries: dict[tuple, Entry] = {}
         self._lock = threading.Lock()
 
+    def dispose(self) -> None:
+        self._epoch_engine.dispose()
+
     def epoch(self) -> int:
         """One integer per call, one round trip: an autocommit connection without a liveness probe."""
         for attempt in (1, 2):

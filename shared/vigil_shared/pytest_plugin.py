@@ -58,10 +58,11 @@ def monkeypatch_session() -> Iterator[pytest.MonkeyPatch]:
 
 
 @pytest.fixture(scope="session")
-def app(service_program: ServiceProgram, service_settings: Settings) -> Flask:
+def app(service_program: ServiceProgram, service_settings: Settings) -> Iterator[Flask]:
     app = service_program.create_app(service_settings)
     app.config["TESTING"] = True
-    return app
+    yield app
+    app.extensions["vigil_runtime"].db.dispose()  # its pooled connections close before the run ends
 
 
 @pytest.fixture
