@@ -150,6 +150,7 @@ def test_children_die_with_a_runner_killed_with_sigkill_and_then_free_the_lock(t
         if runner.poll() is None:
             runner.kill()
         runner.wait()
+        runner.stdout.close()
 
 
 def test_make_install_does_not_print_setuptools_editable_notices():
