@@ -83,7 +83,8 @@ def create_user(session: Session, passwords: Passwords, data: dict, caller: Iden
 
 
 def active_admins(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True), User.active.is_(True)))
+    return session.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True),
+                                                                       User.active.is_(True))) or 0
 
 
 def would_remove_last_admin(session: Session, user: User, changes: dict) -> bool:

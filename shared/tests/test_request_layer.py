@@ -14,7 +14,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vigil_shared import guards
 from vigil_shared.config import Settings
@@ -30,7 +30,9 @@ from vigil_shared.web import create_service_app, run_checks
 MAX_BODY = 256 * 1024
 HUGE = "9" * 30
 
-Base = new_declarative_base()
+
+class Base(ServiceTables, DeclarativeBase):
+    metadata = service_metadata()
 
 
 class Card(Base):
@@ -367,8 +369,10 @@ def test_workers_and_relays_still_need_the_broker(database):
             urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/readyz", timeout=10)
         assert refused.value.code == 503
         assert refused.value.headers["X-Content-Type-Options"] == "nosniff"
+        refused.value.close()
     finally:
         server.shutdown()
+        server.server_close()
 
 
 # --- gunicorn's own refusals -------------------------------------------------------------------------

@@ -32,7 +32,8 @@ class Users(MethodView):
         statement = select(User).order_by(User.username)
         if q:
             pattern = f"%{q.lower()}%"
-            statement = statement.where(or_(func.lower(User.username).like(pattern), func.lower(User.name).like(pattern),
+            statement = statement.where(or_(func.lower(User.username).like(pattern),
+                                            func.lower(User.name).like(pattern),
                                             func.lower(User.email).like(pattern)))
         if active is not None:
             statement = statement.where(User.active.is_(active))

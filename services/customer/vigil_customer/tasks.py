@@ -1,10 +1,9 @@
 """Celery tasks of the customer service: the property events that keep the account-number replica current."""
 from __future__ import annotations
 
+from vigil_shared.identity import Identity
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
-
-from vigil_shared.identity import Identity
 
 from . import accounts, history
 from .models import Customer

@@ -10,9 +10,10 @@ contract, so they live here too.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -138,35 +139,37 @@ class Event:
     type: str
     version: int
     occurred_at: datetime
-    data: dict
+    data: dict[str, Any]
     source: str
     request_id: str | None = None
 
-    def to_message(self) -> dict:
+    def to_message(self) -> dict[str, Any]:
         return {
             "id": self.id, "type": self.type, "version": self.version,
-            "occurred_at": self.occurred_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "occurred_at": self.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "data": self.data, "source": self.source, "request_id": self.request_id,
         }
 
 
-def validate_data(event_type: str, version: int, data: dict) -> dict:
+def validate_data(event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
     schema = EVENT_SCHEMAS.get((event_type, version))
     if schema is None:
         raise UnknownContract(f"no contract for event {event_type} v{version}")
     errors = schema().validate(data)
     if errors:
         raise ValidationError(errors)
-    return schema().dump(schema().load(data))
+    valid: dict[str, Any] = schema().dump(schema().load(data))
+    return valid
 
 
-def new_event(event_type: str, data: dict, *, source: str, version: int = 1, request_id: str | None = None) -> Event:
+def new_event(event_type: str, data: dict[str, Any], *, source: str, version: int = 1,
+              request_id: str | None = None) -> Event:
     return Event(id=str(uuid.uuid4()), type=event_type, version=version,
-                 occurred_at=datetime.now(timezone.utc), data=validate_data(event_type, version, data),
+                 occurred_at=datetime.now(UTC), data=validate_data(event_type, version, data),
                  source=source, request_id=request_id)
 
 
-def parse_event(message: dict) -> Event:
+def parse_event(message: dict[str, Any]) -> Event:
     """Validates an incoming message against the envelope and its data contract."""
     envelope = EventEnvelopeV1().load(message)
     data = validate_data(envelope["type"], envelope["version"], envelope["data"])

@@ -12,14 +12,16 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any
 
 from celery import Celery
+from marshmallow import ValidationError
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ..db import Database, UTCDateTime, utcnow
 from .celery_app import PUBLISH_TIMEOUT, send_to_queue
@@ -34,15 +36,20 @@ OUTBOX_RETENTION = timedelta(days=7)
 
 @dataclass(frozen=True)
 class MessagingModels:
-    OutboxEvent: type
-    ProcessedEvent: type
-    IdempotencyRecord: type
+    """A service's own copies of the tables below (their columns are those of ``messaging_models``)."""
+
+    OutboxEvent: type[Any]
+    ProcessedEvent: type[Any]
+    IdempotencyRecord: type[Any]
 
 
-def messaging_models(Base) -> MessagingModels:
-    """Declares ``outbox_events`` and ``processed_events`` on a service's own metadata."""
+def messaging_models(Base: type[DeclarativeBase]) -> MessagingModels:
+    """Declares ``outbox_events`` and ``processed_events`` on a service's own metadata.
 
-    class OutboxEvent(Base):
+    The classes derive from the base passed in, which mypy cannot take as a static base class.
+    """
+
+    class OutboxEvent(Base):  # type: ignore[valid-type,misc]
         __tablename__ = "outbox_events"
 
         position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
@@ -51,11 +58,11 @@ def messaging_models(Base) -> MessagingModels:
         type: Mapped[str] = mapped_column(String(100))
         version: Mapped[int] = mapped_column(Integer)
         occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
-        data: Mapped[dict] = mapped_column(JSON)
+        data: Mapped[dict[str, Any]] = mapped_column(JSON)
         request_id: Mapped[str | None] = mapped_column(String(64))
         published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
-    class ProcessedEvent(Base):
+    class ProcessedEvent(Base):  # type: ignore[valid-type,misc]
         __tablename__ = "processed_events"
 
         event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -63,7 +70,7 @@ def messaging_models(Base) -> MessagingModels:
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
         duplicates: Mapped[int] = mapped_column(Integer, default=0)  # repeats absorbed, for operators
 
-    class IdempotencyRecord(Base):
+    class IdempotencyRecord(Base):  # type: ignore[valid-type,misc]
         """The first response to a POST sent with an ``Idempotency-Key`` (see ``vigil_shared.idempotency``)."""
 
         __tablename__ = "idempotency_keys"
@@ -74,14 +81,14 @@ def messaging_models(Base) -> MessagingModels:
         state: Mapped[str] = mapped_column(String(20))
         response_status: Mapped[int | None] = mapped_column(Integer)
         response_body: Mapped[str | None] = mapped_column(Text)
-        response_headers: Mapped[dict | None] = mapped_column(JSON)
+        response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
         created_at: Mapped[datetime] = mapped_column(UTCDateTime())
         expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
     return MessagingModels(OutboxEvent, ProcessedEvent, IdempotencyRecord)
 
 
-def record_event(session: Session, models: MessagingModels, event_type: str, data: dict, *, source: str,
+def record_event(session: Session, models: MessagingModels, event_type: str, data: dict[str, Any], *, source: str,
                  request_id: str | None = None, version: int = 1) -> Event:
     """Adds a validated event to the outbox inside the caller's transaction."""
     event = new_event(event_type, data, source=source, version=version, request_id=request_id)
@@ -171,7 +178,7 @@ class EventConsumer:
             return handler
         return register
 
-    def consume(self, message: dict) -> bool:
+    def consume(self, message: dict[str, Any]) -> bool:
         """Applies one event; returns False when it was already processed or has no handler."""
         event = parse_event(message)
         handler = self.handlers.get(event.type)
@@ -197,11 +204,12 @@ class EventConsumer:
                                             "request_id": event.request_id})
         return True
 
-    def register_task(self, celery: Celery):
+    def register_task(self, celery: Celery) -> Any:
         """The Celery task ``<service>.handle_event.v1`` feeding this consumer."""
         consumer = self
 
-        @celery.task(name=handle_event_task(self.service), bind=True, max_retries=10,
+        @celery.task(  # type: ignore[untyped-decorator]  # Celery ships no type information
+                     name=handle_event_task(self.service), bind=True, max_retries=10,
                      autoretry_for=(Exception,), dont_autoretry_for=(ValidationError, UnknownContract),
                      retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
                      retry_kwargs={"timeout": PUBLISH_TIMEOUT, "confirm_timeout": PUBLISH_TIMEOUT})
@@ -219,6 +227,6 @@ class Outbox:
     source: str
     request_id: str | None = None
 
-    def add(self, session: Session, event_type: str, data: dict, version: int = 1) -> Event:
+    def add(self, session: Session, event_type: str, data: dict[str, Any], version: int = 1) -> Event:
         return record_event(session, self.models, event_type, data, source=self.source,
                             request_id=self.request_id, version=version)

@@ -34,8 +34,7 @@ def list_response(session, query: search.ListQuery, vis: search.Visibility):
     tags = search.tags_of(session, [c.id for c in result.rows])
     items = [present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
              for c in result.rows]
-    args = request.args.to_dict(flat=False)
-    args = {k: v if len(v) > 1 else v[0] for k, v in args.items()}
+    args = {k: v if len(v) > 1 else v[0] for k, v in request.args.to_dict(flat=False).items()}
     return result.body(items), 200, result.headers(request.path, args)
 
 

@@ -33,8 +33,11 @@ def _page(result):
     customers = domain.customers_of(session, (a.property_id for a in result.items))
     locations = properties.locations_of(session, customers.values())
     body = result.body()
-    body["items"] = [_body(a, customers.get(a.property_id), locations.get(customers.get(a.property_id)))
-                     for a in result.items]
+    body["items"] = []
+    for appointment in result.items:
+        customer_id = customers.get(appointment.property_id)
+        location_id = locations.get(customer_id) if customer_id is not None else None
+        body["items"].append(_body(appointment, customer_id, location_id))
     return body, 200, result.headers()
 
 

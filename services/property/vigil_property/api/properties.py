@@ -128,8 +128,8 @@ class PropertyTransfer(MethodView):
 
         For the new homeowner case. You need `properties.modify` at both customers' locations, and
         a transfer that would show you the PIN and panel passwords masked for you where the property
-        is now is refused (403): someone who may see them there transfers it. The move is written in the property's history and, through `property.transferred`, in both
-        customers' histories.
+        is now is refused (403): someone who may see them there transfers it. The move is written in
+        the property's history and, through `property.transferred`, in both customers' histories.
         """
         return _answer(commands.transfer_property(context(if_match()), loaded(), data["to_customer_id"], data.get("reason")))
 
