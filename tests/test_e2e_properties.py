@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from conftest import assert_problem, customer_body, process_stopped, unique_phone
 
 CODES_VIEW = "confidential.installation_codes.view"

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import EVERY_BACKEND, running_stack
 
 BIN = Path(sys.executable).parent

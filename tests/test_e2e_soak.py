@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import EVERY_BACKEND, backend_settings, customer_body, stack_diagnostics, unique_phone
+
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.messaging.contracts import subscribers
 

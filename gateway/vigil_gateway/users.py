@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
 from vigil_shared.errors import conflict, get_or_404, validation_problem
-
 from vigil_shared.identity import Identity
 
 from .identity_cache import bump

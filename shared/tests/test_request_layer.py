@@ -18,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vigil_shared import guards
 from vigil_shared.config import Settings
-from vigil_shared.db import Database, new_declarative_base
+from vigil_shared.db import Database, ServiceTables, service_metadata
 from vigil_shared.errors import get_or_404
 from vigil_shared.gunicorn_worker import problem_http_response, refusal_of
 from vigil_shared.http import check_if_match, etag_headers

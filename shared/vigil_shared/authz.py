@@ -4,15 +4,13 @@ The gateway and the services share these; ``vigil_shared.web`` re-exports them f
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from enum import Enum
 from functools import wraps
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from flask import g
 
-from .apidoc import document
-from .commands import ANYWHERE, forbidden
+from .apidoc import View, document
+from .commands import ANYWHERE, _Anywhere, forbidden
 from .errors import UNAUTHENTICATED, Problem
 from .identity import Identity
 from .permissions import AUTHENTICATED, scope_of

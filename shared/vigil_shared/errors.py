@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError

@@ -5,10 +5,13 @@ what ``vigil-<service> migrate`` and ``vigil-<service> revision`` call.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import sqlalchemy as sa
-from alembic import command, context, op as alembic_op
+from alembic import command, context
+from alembic import op as alembic_op
 from alembic.config import Config
 from alembic.operations import Operations
 

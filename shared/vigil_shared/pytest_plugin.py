@@ -9,19 +9,30 @@ holds the checks every service's suite runs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
-from werkzeug.test import TestResponse
 
 from . import migrations
 from .config import Settings
 from .crypto import generate_key
 from .identity import Identity
-from .testing import (ADMIN, TEST_SECRET, HttpVerbs, TestDatabases, choose_backend, clean_tables,
-                      describe_backend, identity_headers)
+from .testing import (
+    ADMIN,
+    TEST_SECRET,
+    HttpVerbs,
+    TestDatabases,
+    choose_backend,
+    clean_tables,
+    describe_backend,
+    identity_headers,
+)
+
+if TYPE_CHECKING:
+    from .runtime import ServiceProgram
+    from .service import ServiceRuntime
 
 _BACKEND = choose_backend()
 

@@ -14,8 +14,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from functools import wraps
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
 from flask_smorest import Api, Blueprint

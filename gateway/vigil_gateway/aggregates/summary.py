@@ -6,7 +6,6 @@ The view asks the services in parallel with the caller's identity and hands thei
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from flask import current_app, g
 from flask.views import MethodView

@@ -13,8 +13,17 @@ from vigil_shared.web import current_identity, requires
 from .. import commands
 from ..context import db_session, signed_in_user
 from ..models import Location, User
-from ..schemas import (MeSchema, PasswordChangeSchema, PasswordResetSchema, PermissionSchema, UserCreateSchema,
-                       UserListArgs, UserPageSchema, UserPatchSchema, UserSchema)
+from ..schemas import (
+    MeSchema,
+    PasswordChangeSchema,
+    PasswordResetSchema,
+    PermissionSchema,
+    UserCreateSchema,
+    UserListArgs,
+    UserPageSchema,
+    UserPatchSchema,
+    UserSchema,
+)
 from ..users import get_user
 from ..versions import etag_headers
 from .common import context, if_match

@@ -25,8 +25,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ..db import Database, UTCDateTime, utcnow
 from .celery_app import PUBLISH_TIMEOUT, send_to_queue
-from marshmallow import ValidationError
-
 from .contracts import Event, UnknownContract, handle_event_task, new_event, parse_event, subscribers
 
 log = logging.getLogger("vigil.messaging")

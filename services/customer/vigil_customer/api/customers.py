@@ -11,8 +11,18 @@ from vigil_shared.web import current_identity, note_confidential_read, request_s
 
 from .. import commands, history, present, search
 from ..access import Access
-from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
-                       CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
+from ..schemas import (
+    ConvertSchema,
+    CreateArgs,
+    CustomerCreateSchema,
+    CustomerListArgs,
+    CustomerPageSchema,
+    CustomerPatchSchema,
+    CustomerSchema,
+    DuplicateSchema,
+    HistoryArgs,
+    HistoryPageSchema,
+)
 from .common import cipher, context, customer_rule, if_match, loaded
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")

@@ -11,8 +11,16 @@ from vigil_shared.web import current_identity, request_session, requires
 
 from .. import appointments as domain
 from .. import commands, properties
-from ..schemas import (AppointmentCreateSchema, AppointmentListArgs, AppointmentPageSchema, AppointmentPatchSchema,
-                       AppointmentSchema, CancelSchema, CompleteSchema, RelatedAppointmentListArgs)
+from ..schemas import (
+    AppointmentCreateSchema,
+    AppointmentListArgs,
+    AppointmentPageSchema,
+    AppointmentPatchSchema,
+    AppointmentSchema,
+    CancelSchema,
+    CompleteSchema,
+    RelatedAppointmentListArgs,
+)
 from .common import appointment_rule, context, customer_rule, if_match, loaded, property_rule
 
 blp = Blueprint("appointments", __name__, url_prefix="/api/v1", description="Technician and sales appointments")

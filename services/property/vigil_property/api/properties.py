@@ -11,8 +11,17 @@ from vigil_shared.web import current_identity, request_session, requires
 
 from .. import commands, history
 from .. import properties as domain
-from ..schemas import (CustomerPropertiesArgs, HistoryPageSchema, PropertyCreateSchema, PropertyListArgs,
-                       PropertyPageSchema, PropertyPatchSchema, PropertySchema, StateChangeSchema, TransferSchema)
+from ..schemas import (
+    CustomerPropertiesArgs,
+    HistoryPageSchema,
+    PropertyCreateSchema,
+    PropertyListArgs,
+    PropertyPageSchema,
+    PropertyPatchSchema,
+    PropertySchema,
+    StateChangeSchema,
+    TransferSchema,
+)
 from .common import context, customer_rule, if_match, loaded, property_rule
 from .present import property_body, property_page
 
