@@ -67,8 +67,10 @@ class Context:
 
     session: Session
     identity: Identity
-    outbox: Outbox | None = None
-    cipher: FieldCipher | None = field(default=None, repr=False)
+    # A service's context always has both (``Context.of``, ``web.request_context``); the gateway's,
+    # which owns no events or encrypted fields, has neither and never reads them.
+    outbox: Outbox = None  # type: ignore[assignment]
+    cipher: FieldCipher = field(default=None, repr=False)  # type: ignore[assignment]
     request_id: str | None = None
     if_match: str | None = None
     source: str = ""
