@@ -76,7 +76,8 @@ def test_rights_are_checked_by_the_command_at_the_record_location(db):
         assert refused.value.status == 403
         with pytest.raises(Problem) as unplaced:
             ctx.require("customers.modify", None, field="location_id")
-        assert unplaced.value.errors == {"location_id": ["You need the 'customers.modify' permission to set this field."]}
+        assert unplaced.value.errors == {
+            "location_id": ["You need the 'customers.modify' permission to set this field."]}
         assert ctx.can("customers.modify") and not ctx.can("customers.delete")
     assert names(db) == []
 

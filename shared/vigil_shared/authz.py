@@ -4,6 +4,7 @@ The gateway and the services share these; ``vigil_shared.web`` re-exports them f
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 from typing import Any, cast
 
@@ -36,7 +37,7 @@ def require(permission: str, location_id: int | None | _Anywhere = ANYWHERE) -> 
     return identity
 
 
-def requires(permission: str):
+def requires(permission: str) -> Callable[[View], View]:
     """Refuses, before any parsing, callers who hold ``permission`` nowhere, and documents the rule.
 
     The operation's OpenAPI entry gets ``x-vigil-permission`` and ``x-vigil-scope`` (through

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import wraps
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,9 @@ from .crypto import FieldCipher
 from .errors import FORBIDDEN, STALE, Problem
 from .identity import Identity
 from .messaging.outbox import Outbox
+
+if TYPE_CHECKING:
+    from .service import ServiceRuntime
 
 
 class _Anywhere(Enum):
@@ -40,11 +43,11 @@ def forbidden(permission: str) -> Problem:
     return Problem(403, f"You need the '{permission}' permission for this.", type=FORBIDDEN, permission=permission)
 
 
-def etag_of(resource_id, version: int) -> str:
+def etag_of(resource_id: object, version: int) -> str:
     return f'"{resource_id}.{version}"'
 
 
-def ensure_version(if_match: str | None, resource_id, version: int) -> None:
+def ensure_version(if_match: str | None, resource_id: object, version: int) -> None:
     """412 when ``if_match`` names another version of the resource; none means the last write wins."""
     if not if_match:
         return
@@ -75,14 +78,14 @@ class Context:
     if_match: str | None = None
     source: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.source:
             object.__setattr__(self, "source", SOURCES.get(self.identity.kind, "api"))
         if self.request_id is None:
             object.__setattr__(self, "request_id", self.identity.request_id)
 
     @classmethod
-    def of(cls, runtime, session: Session, identity: Identity, **options):
+    def of(cls, runtime: ServiceRuntime, session: Session, identity: Identity, **options: Any) -> Self:
         """A context for a task or a script, from the service's runtime (its outbox and cipher)."""
         request_id = options.pop("request_id", None) or identity.request_id
         return cls(session=session, identity=identity, outbox=runtime.outbox(request_id), cipher=runtime.cipher,
@@ -107,7 +110,7 @@ class Context:
             problem.errors = {field: [f"You need the '{permission}' permission to set this field."]}
         raise problem
 
-    def check_version(self, resource_id, version: int) -> None:
+    def check_version(self, resource_id: object, version: int) -> None:
         """412 when the caller read another version than the stored one (see :func:`ensure_version`)."""
         ensure_version(self.if_match, resource_id, version)
 
@@ -125,7 +128,7 @@ def command(func: F) -> F:
     """
 
     @wraps(func)
-    def wrapper(ctx: Context, *args, **kwargs):
+    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
         session = ctx.session
         if session.info.get(_IN_COMMAND):
             return func(ctx, *args, **kwargs)

@@ -6,10 +6,10 @@ the compose-file check and the code can never disagree about what exists.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 SERVICES = ("customer", "property", "billing", "credit")
 """The four data-owning services, in port order."""
@@ -129,7 +129,10 @@ def default_port(process: str, kind: str = "web") -> int:
     return base + {"web": 0, "worker": WORKER_HEALTH_PORT_OFFSET, "relay": RELAY_HEALTH_PORT_OFFSET}[kind]
 
 
-def _env_number(name: str, default, parse, kind: str):
+N = TypeVar("N", int, float)
+
+
+def _env_number(name: str, default: N, parse: Callable[[str], N], kind: str) -> N:
     raw = env(name)
     if raw is None:
         return default

@@ -81,7 +81,7 @@ class FieldCipher:
         return self._with_any_key(self._multi.rotate, token)
 
     @staticmethod
-    def _with_any_key(operation, token: str | None) -> str | None:
+    def _with_any_key(operation: Callable[[bytes], bytes], token: str | None) -> str | None:
         """``operation`` (decrypt or rotate) of ``token`` with whichever configured key made it."""
         if token is None:
             return None

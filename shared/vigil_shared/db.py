@@ -136,8 +136,9 @@ def build_engine(url: str, *, autocommit: bool = False, bounded_waits: bool = Tr
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if bounded_waits and parsed.get_backend_name() == "postgresql":
-        options["connect_args"] = {"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"
-                                              f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"}
+        options["connect_args"] = {
+            "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"
+                       f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"}
     return create_engine(url, pool_pre_ping=not autocommit, pool_size=5, max_overflow=15, pool_recycle=1800,
                          **options)
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -55,7 +56,7 @@ def not_found(what: str = "resource") -> Problem:
     return Problem(404, f"The {what} does not exist or is not visible to you.", type=NOT_FOUND)
 
 
-def get_or_404(session, model: type[T], ident, what: str, **owner) -> T:
+def get_or_404(session: Session, model: type[T], ident: Any, what: str, **owner: Any) -> T:
     """The ``model`` row ``ident``, or :func:`not_found` naming ``what``.
 
     ``owner`` names attributes the row must have (``customer_id=7``): a child is found only under
@@ -66,7 +67,7 @@ def get_or_404(session, model: type[T], ident, what: str, **owner) -> T:
     return found
 
 
-def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra) -> Problem:
+def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra: Any) -> Problem:
     return Problem(409, detail, type=CONFLICT, errors=errors, **extra)
 
 

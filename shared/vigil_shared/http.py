@@ -67,12 +67,12 @@ def paginate(session: Session, statement: Select[Any], page: int, per_page: int)
     return Page(items=list(items), page=page, per_page=per_page, total=total or 0)
 
 
-def etag_headers(item, *, version_attr: str = "version", **extra: str) -> dict:
+def etag_headers(item: Any, *, version_attr: str = "version", **extra: str) -> dict[str, str]:
     """Response headers of a single resource: its ``ETag``, plus ``extra`` (``Location=…``)."""
     return {"ETag": etag_of(item.id, getattr(item, version_attr)), **extra}
 
 
-def check_if_match(resource_id, version: int) -> None:
+def check_if_match(resource_id: object, version: int) -> None:
     """412 when the caller's ``If-Match`` names another version; no header means last write wins.
 
     For reads outside a command; a command checks ``ctx.check_version`` (the same rule)."""

@@ -130,7 +130,7 @@ def never_reusing_ids_migration(tables: dict[str, list[str]]) -> tuple[Callable[
     return upgrade, downgrade
 
 
-def _raise_sequence(op, table: str, floor: int) -> None:
+def _raise_sequence(op: Operations | ModuleType, table: str, floor: int) -> None:
     bind = op.get_bind()
     current = bind.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}).scalar()
     if current is None:
@@ -167,7 +167,7 @@ def create_messaging_tables(op: Operations | ModuleType) -> None:
     create_idempotency_table(op)
 
 
-def drop_messaging_tables(op) -> None:
+def drop_messaging_tables(op: Operations | ModuleType) -> None:
     drop_idempotency_table(op)
     op.drop_table("processed_events")
     op.drop_index("ix_outbox_events_published_at", table_name="outbox_events")
@@ -179,7 +179,7 @@ def messaging_tables_migration() -> tuple[Callable[[], None], Callable[[], None]
     return (lambda: create_messaging_tables(alembic_op)), (lambda: drop_messaging_tables(alembic_op))
 
 
-def create_idempotency_table(op) -> None:
+def create_idempotency_table(op: Operations | ModuleType) -> None:
     """The stored answers to ``Idempotency-Key`` requests (see ``vigil_shared.idempotency``)."""
     op.create_table(
         "idempotency_keys",
@@ -197,6 +197,6 @@ def create_idempotency_table(op) -> None:
     op.create_index("ix_idempotency_keys_expires_at", "idempotency_keys", ["expires_at"])
 
 
-def drop_idempotency_table(op) -> None:
+def drop_idempotency_table(op: Operations | ModuleType) -> None:
     op.drop_index("ix_idempotency_keys_expires_at", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")

@@ -7,6 +7,8 @@ Dates and timestamps therefore accept a value already in wire form and keep it a
 """
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields
 
 from .fields import Timestamp
@@ -15,7 +17,7 @@ from .fields import Timestamp
 class _KeepsWireForm:
     """A value that is already a string (an upstream answer passed on) is written unchanged."""
 
-    def _serialize(self, value, attr, obj, **kwargs):
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         if isinstance(value, str):
             return value
         return super()._serialize(value, attr, obj, **kwargs)  # type: ignore[misc]

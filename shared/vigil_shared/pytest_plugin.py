@@ -9,11 +9,13 @@ holds the checks every service's suite runs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from flask import Flask
+from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from . import migrations
 from .config import Settings
@@ -49,13 +51,14 @@ def test_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDat
 
 
 @pytest.fixture(scope="session")
-def service_metadata(service_program):
+def service_metadata(service_program: ServiceProgram) -> MetaData:
     """The service's tables: the metadata its messaging tables are declared on, i.e. its models' ``Base``."""
-    return service_program.messaging.OutboxEvent.metadata
+    return cast(MetaData, service_program.messaging.OutboxEvent.metadata)
 
 
 @pytest.fixture(scope="session")
-def service_settings(service_program, test_databases, tmp_path_factory, monkeypatch_session):
+def service_settings(service_program: ServiceProgram, test_databases: TestDatabases,
+                     tmp_path_factory: pytest.TempPathFactory, monkeypatch_session: pytest.MonkeyPatch) -> Settings:
     monkeypatch_session.setenv("VIGIL_VAR_DIR", str(tmp_path_factory.mktemp("var")))
     url = test_databases.url_for(service_program.name)
     migrations.upgrade(service_program.package, url)
@@ -116,7 +119,7 @@ class ApiClient(HttpVerbs):
     def as_(self, identity: Identity | None) -> ApiClient:
         return ApiClient(self._client.application, identity)
 
-    def request(self, method: str, path: str, headers: dict | None = None, **kwargs):
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> TestResponse:
         all_headers = identity_headers(self.identity) if self.identity else {}
         all_headers.update(headers or {})
         return self._client.open(path, method=method, headers=all_headers, **kwargs)

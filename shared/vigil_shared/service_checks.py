@@ -6,8 +6,17 @@ they take the service from the ``service_program`` fixture (see :mod:`vigil_shar
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from sqlalchemy import MetaData
+
 from .messaging.contracts import handle_event_task
-from .testing import assert_migrations_round_trip
+from .testing import TestDatabases, assert_migrations_round_trip
+
+if TYPE_CHECKING:
+    from .pytest_plugin import ApiClient
+    from .runtime import ServiceProgram
+    from .service import ServiceRuntime
 
 __all__ = [
     "test_healthz_answers_without_identity",
@@ -18,18 +27,18 @@ __all__ = [
 ]
 
 
-def test_healthz_answers_without_identity(api):
+def test_healthz_answers_without_identity(api: ApiClient) -> None:
     response = api.as_(None).get("/healthz")
     assert response.status_code == 200 and response.json["status"] == "ok"
 
 
-def test_readyz_reports_database_and_broker(api):
+def test_readyz_reports_database_and_broker(api: ApiClient) -> None:
     response = api.as_(None).get("/readyz")
     assert response.status_code == 200
     assert response.json["checks"] == {"database": {"status": "ok"}, "broker": {"status": "ok"}}
 
 
-def test_api_paths_need_a_gateway_identity(api):
+def test_api_paths_need_a_gateway_identity(api: ApiClient) -> None:
     anonymous = api.as_(None)
     for response in (anonymous.get("/api/v1/anything"), anonymous.post("/api/v1/anything/1", json={})):
         assert response.status_code == 401
@@ -38,11 +47,12 @@ def test_api_paths_need_a_gateway_identity(api):
     assert api.get("/api/v1/anything").status_code == 404
 
 
-def test_worker_consumes_its_own_queue(service_program, runtime):
+def test_worker_consumes_its_own_queue(service_program: ServiceProgram, runtime: ServiceRuntime) -> None:
     service_program.register_tasks(runtime)
     assert handle_event_task(service_program.name) in runtime.celery.tasks
 
 
-def test_migrations_match_the_models_and_go_down_and_up_again(service_program, service_metadata, test_databases):
+def test_migrations_match_the_models_and_go_down_and_up_again(
+        service_program: ServiceProgram, service_metadata: MetaData, test_databases: TestDatabases) -> None:
     url = test_databases.url_for(f"{service_program.name}_migrations")
     assert_migrations_round_trip(service_program.package, service_metadata, url)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from sqlalchemy import Engine, MetaData, create_engine, text
@@ -129,19 +130,19 @@ class TestDatabases:
 class HttpVerbs:
     """``get``/``post``/``patch``/``delete`` of a test client whose ``request(method, path, **kwargs)`` sends."""
 
-    def request(self, method: str, path: str, **kwargs):
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
         raise NotImplementedError
 
-    def get(self, path: str, **kwargs):
+    def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
 
-    def post(self, path: str, **kwargs):
+    def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)
 
-    def patch(self, path: str, **kwargs):
+    def patch(self, path: str, **kwargs: Any) -> Any:
         return self.request("PATCH", path, **kwargs)
 
-    def delete(self, path: str, **kwargs):
+    def delete(self, path: str, **kwargs: Any) -> Any:
         return self.request("DELETE", path, **kwargs)
 
 

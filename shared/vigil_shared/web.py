@@ -16,18 +16,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, g, request
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
 
 from . import guards
-from .apidoc import OperationDocPlugin
+from .apidoc import OperationDocPlugin, View
 
 # Re-exported for views: what a view needs comes from here, wherever it is defined.
-from .authz import ANYWHERE, current_identity, forbidden, require, requires  # noqa: F401
-from .commands import Context
+from .authz import current_identity, require, requires  # noqa: F401
+from .commands import ANYWHERE, Context, forbidden  # noqa: F401
 from .config import Settings
 from .db import Database
 from .errors import UNAUTHENTICATED, Problem, register_error_handlers
@@ -211,7 +211,7 @@ def if_match() -> str | None:
     return request.headers.get("If-Match")
 
 
-def record_rule(load: Callable[..., Any]):
+def record_rule(load: Callable[..., Any]) -> Callable[[View], View]:
     """Loads the URL's record and checks the caller's rights on it before the body is even parsed.
 
     ``load(**view_kwargs)`` answers 404/403 by raising; what it returns is the view's
@@ -220,18 +220,19 @@ def record_rule(load: Callable[..., Any]):
     for this record whatever they send, never a 422 about their body.
     """
 
-    def decorator(view):
+    def decorator(view: View) -> View:
         @wraps(view)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             g.loaded = load(**kwargs)
             return view(*args, **kwargs)
 
-        wrapper._apidoc = dict(getattr(view, "_apidoc", {}))  # its own copy: decorators above add to it
-        return wrapper
+        # its own copy: decorators above add to it (flask-smorest, untyped, reads it off the function)
+        wrapper._apidoc = dict(getattr(view, "_apidoc", {}))  # type: ignore[attr-defined]
+        return cast(View, wrapper)
 
     return decorator
 
 
-def loaded():
+def loaded() -> Any:
     """What the view's :func:`record_rule` loaded."""
     return g.loaded

@@ -211,7 +211,7 @@ class EventConsumer:
                      autoretry_for=(Exception,), dont_autoretry_for=(ValidationError, UnknownContract),
                      retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
                      retry_kwargs={"timeout": PUBLISH_TIMEOUT, "confirm_timeout": PUBLISH_TIMEOUT})
-        def handle_event(task, message: dict) -> bool:
+        def handle_event(task: Any, message: dict[str, Any]) -> bool:
             return consumer.consume(message)
 
         return handle_event
