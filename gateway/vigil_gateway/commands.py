@@ -58,8 +58,9 @@ class Context(commands.Context):
     key_id: int | None = None
     key_creator_id: int | None = None
     session_id: str | None = None
-    database: Database | None = None
-    passwords: Passwords | None = None
+    # A request's context always has both (``api.common.context``); a test leaves out what its command never reads.
+    database: Database = None  # type: ignore[assignment]
+    passwords: Passwords = None  # type: ignore[assignment]
 
     def audit(self, action: str, outcome: str = audit.SUCCESS, **entry) -> None:
         """One audit entry by the caller once the command committed; ``entry`` values that are callables are
@@ -299,13 +300,14 @@ def sign_in(session, config: GatewaySettings, database: Database, passwords: Pas
         audit.record(database, "auth.login", audit.DENIED, actor_name=username,
                      target_type="user", target_id=user.id if user else None, details={"reason": throttled.reason})
         raise
-    if not password_matches(passwords, user, credentials["password"]) or not user.active:
+    if not password_matches(passwords, user, credentials["password"]) or user is None or not user.active:
         locked = login_guard.record_failure(session, config.login_policy, username, address,
                                             user if user and user.active else None)
         session.commit()
         audit.record(database, "auth.login", audit.FAILURE, actor_name=username,
                      target_type="user", target_id=user.id if user else None)
         if locked:
+            assert user is not None  # record_failure locks a known user only
             audit.record(database, "auth.lockout", audit.SUCCESS, actor_name=username, target_type="user",
                          target_id=user.id, details={"seconds": config.login_policy.lockout_seconds})
         raise _refused()
@@ -343,6 +345,7 @@ def log_out(ctx: Context) -> None:
     if ctx.session_id is None:
         raise Problem(400, "API keys are revoked, not logged out: DELETE /api/v1/api-keys/{id}.")
     record = ctx.session.get(Session, ctx.session_id)
+    assert record is not None  # the caller was authenticated with it, and sign-ins are revoked, never deleted
     record.revoked_at = utcnow()
     bump(ctx.session)
     ctx.audit("auth.logout", target_type="session", target_id=ctx.session_id)

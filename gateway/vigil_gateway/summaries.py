@@ -11,6 +11,7 @@ with the caller's identity), so a script or a test calls the same function with 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from vigil_shared.errors import Problem
 
@@ -67,7 +68,7 @@ def _status_boxes(record: dict, properties_reply) -> list[dict]:
 def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
     """The summary of one record; 403/404 as the customer service answered them for the record itself."""
     base = f"/api/v1/customers/{customer_id}"
-    calls = {"record": ("customer", base, {})}
+    calls: dict[str, tuple[str, str, dict]] = {"record": ("customer", base, {})}
     calls |= {tab: (service, f"{base}/{path}", {"per_page": 100 if tab == "properties" else 1, **params})
               for tab, (service, path, params) in TABS.items()}
     replies = fetch_all(calls)
@@ -78,6 +79,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         if not record_reply.ok:
             raise refusal(record_reply)
         record = record_reply.body
+    counts: dict[str, Any]
     counts, hidden = {}, []
     for tab in TABS:
         reply = replies[tab]
@@ -90,7 +92,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
             counts[tab] = reply.body.get("total") if reply.ok and isinstance(reply.body, dict) else None
     properties_reply = replies["properties"] if not isinstance(replies["properties"], ServiceUnavailable) and \
         replies["properties"].ok else None
-    summary = {"customer": None, "sale": None, "installation": None, "status_boxes": [], "tags": None,
+    summary: dict[str, Any] = {"customer": None, "sale": None, "installation": None, "status_boxes": [], "tags": None,
                "counts": counts, "hidden": hidden, "partial": bool(unavailable), "unavailable": unavailable}
     if record is not None:
         summary["customer"] = {key: record.get(key) for key in IDENTITY_FIELDS}

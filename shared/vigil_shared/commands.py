@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import wraps
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from typing import Any, Final, Protocol, Self, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -21,9 +21,6 @@ from .crypto import FieldCipher
 from .errors import FORBIDDEN, STALE, Problem
 from .identity import Identity
 from .messaging.outbox import Outbox
-
-if TYPE_CHECKING:
-    from .service import ServiceRuntime
 
 
 class _Anywhere(Enum):
@@ -37,6 +34,15 @@ _IN_COMMAND = "vigil_in_command"
 _AFTER_COMMIT = "vigil_after_commit"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Runtime(Protocol):
+    """What :meth:`Context.of` reads of a service's runtime (``vigil_shared.service``, a layer above this one)."""
+
+    @property
+    def cipher(self) -> FieldCipher: ...
+
+    def outbox(self, request_id: str | None = None) -> Outbox: ...
 
 
 def forbidden(permission: str) -> Problem:
@@ -85,7 +91,7 @@ class Context:
             object.__setattr__(self, "request_id", self.identity.request_id)
 
     @classmethod
-    def of(cls, runtime: ServiceRuntime, session: Session, identity: Identity, **options: Any) -> Self:
+    def of(cls, runtime: _Runtime, session: Session, identity: Identity, **options: Any) -> Self:
         """A context for a task or a script, from the service's runtime (its outbox and cipher)."""
         request_id = options.pop("request_id", None) or identity.request_id
         return cls(session=session, identity=identity, outbox=runtime.outbox(request_id), cipher=runtime.cipher,

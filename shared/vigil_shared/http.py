@@ -12,7 +12,8 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from .commands import ensure_version, etag_of
+from .commands import ensure_version
+from .commands import etag_of as etag_of  # re-exported: views take the ETag helpers from here
 
 MAX_PER_PAGE = 100
 

@@ -6,15 +6,15 @@ they take the service from the ``service_program`` fixture (see :mod:`vigil_shar
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData
 
 from .messaging.contracts import handle_event_task
 from .testing import TestDatabases, assert_migrations_round_trip
 
+# ``api`` is pytest_plugin's ApiClient, typed Any: the two are sibling layers that never import each other.
 if TYPE_CHECKING:
-    from .pytest_plugin import ApiClient
     from .runtime import ServiceProgram
     from .service import ServiceRuntime
 
@@ -27,18 +27,18 @@ __all__ = [
 ]
 
 
-def test_healthz_answers_without_identity(api: ApiClient) -> None:
+def test_healthz_answers_without_identity(api: Any) -> None:
     response = api.as_(None).get("/healthz")
     assert response.status_code == 200 and response.json["status"] == "ok"
 
 
-def test_readyz_reports_database_and_broker(api: ApiClient) -> None:
+def test_readyz_reports_database_and_broker(api: Any) -> None:
     response = api.as_(None).get("/readyz")
     assert response.status_code == 200
     assert response.json["checks"] == {"database": {"status": "ok"}, "broker": {"status": "ok"}}
 
 
-def test_api_paths_need_a_gateway_identity(api: ApiClient) -> None:
+def test_api_paths_need_a_gateway_identity(api: Any) -> None:
     anonymous = api.as_(None)
     for response in (anonymous.get("/api/v1/anything"), anonymous.post("/api/v1/anything/1", json={})):
         assert response.status_code == 401

@@ -15,6 +15,7 @@ run one after the other and each sees the version the previous one left.
 from __future__ import annotations
 
 from vigil_shared.commands import command
+from vigil_shared.errors import validation_problem
 
 from . import contacts, custom_fields, customers, files, notes, tags
 from .access import base_permission
@@ -132,7 +133,12 @@ def delete_contact(ctx: Context, customer: Customer, contact_id: int) -> None:
 def apply_tag(ctx: Context, customer: Customer, *, tag_id: int | None = None,
               name: str | None = None) -> tuple[Tag, bool]:
     """Puts a catalog tag (by id, or by name) on the record: ``(tag, newly applied)``."""
-    tag = tags.get_tag(ctx.session, tag_id) if tag_id is not None else tags.find_by_name(ctx.session, name)
+    if tag_id is not None:
+        tag = tags.get_tag(ctx.session, tag_id)
+    elif name is not None:
+        tag = tags.find_by_name(ctx.session, name)
+    else:
+        raise validation_problem({"tag_id": ["Send either tag_id or name."]})
     return tag, tags.apply(ctx.session, ctx.actor, customer.id, tag)
 
 

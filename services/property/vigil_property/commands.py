@@ -261,7 +261,7 @@ def verify_on_site(ctx: Context, client: str, account_number: str, pin: str) -> 
     candidate = tech.find_candidate(session, account_number)
     if candidate is not None:
         tech.ensure_unlocked(candidate, now)
-    if not pins.matches(ctx.cipher, candidate.property if candidate else None, pin):
+    if not pins.matches(ctx.cipher, candidate.property if candidate else None, pin) or candidate is None:
         if candidate is not None and (until := tech.record_failure(session, candidate.property.id, now)):
             raise tech.locked(until, now)
         raise tech.no_match()

@@ -1,8 +1,8 @@
 """Property domain logic: plain functions over a session and the outbox, no HTTP in here.
 
 Who may do what is decided by the commands (``commands``) that call these; these keep the record's own
-rules: unique account numbers (whatever their letter case, see ``account_numbers``), inactive properties frozen until reactivated, every change in the
-history and in an event written in the same transaction.
+rules: unique account numbers (whatever their letter case, see ``account_numbers``), inactive properties
+frozen until reactivated, every change in the history and in an event written in the same transaction.
 """
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ def customer_rule(*, action: str | None = None, permission: str | None = None):
     files…). Writes lock the record's row from this first read."""
     if action:
         return record_rule(lambda customer_id, **_: commands.load_customer(context(), customer_id, action))
+    assert permission is not None, "customer_rule needs an action or a permission"
     return record_rule(lambda customer_id, **_: commands.load_customer_tab(context(), customer_id, permission))
 
 

@@ -156,7 +156,8 @@ class DuplicateCustomer(MethodView):
         value masked for you there stays empty in the copy. Fields in the body replace the copied ones.
         """
         copy = commands.duplicate_customer(context(), loaded(), overrides)
-        return record_response(request_session(), copy, 201, Location=url_for("customers.CustomerItem", customer_id=copy.id))
+        return record_response(request_session(), copy, 201,
+                               Location=url_for("customers.CustomerItem", customer_id=copy.id))
 
 
 @blp.route("/<int:customer_id>/history")

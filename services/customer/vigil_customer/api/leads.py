@@ -64,7 +64,8 @@ class Leads(MethodView):
         if data.get("kind", LEAD) != LEAD:
             raise validation_problem({"kind": ["Only leads are created here."]})
         record = commands.create_customer(context(), data | {"kind": LEAD}, allow_duplicates=allow_duplicates)
-        return record_response(request_session(), record, 201, Location=url_for("leads.LeadItem", customer_id=record.id))
+        return record_response(request_session(), record, 201,
+                               Location=url_for("leads.LeadItem", customer_id=record.id))
 
 
 @blp.route("/<int:customer_id>")
@@ -107,5 +108,6 @@ class ConvertLeadHere(MethodView):
     def post(self, data, customer_id):
         """Convert the lead to a customer (as `POST /customers/{id}/convert`); it then lives under `/customers`."""
         record = commands.convert_lead(context(if_match()), _only_leads(loaded()), data)
-        return record_response(request_session(), record, Location=url_for("customers.CustomerItem", customer_id=record.id))
+        return record_response(request_session(), record,
+                               Location=url_for("customers.CustomerItem", customer_id=record.id))
 

@@ -26,8 +26,8 @@ class Notes(MethodView):
     @blp.response(200, NotePageSchema)
     def get(self, customer_id, page, per_page, kind=None, status=None, open=None, assignee=None):
         """Notes and tickets, urgent ones first, then newest first. `open=true` gives the tab's count."""
-        result = paginate(request_session(), domain.list_statement(customer_id, kind=kind, status=status, open_only=open,
-                                                         assignee=assignee), page, per_page)
+        statement = domain.list_statement(customer_id, kind=kind, status=status, open_only=open, assignee=assignee)
+        result = paginate(request_session(), statement, page, per_page)
         return result.body(), 200, result.headers()
 
     @requires("notes.modify")

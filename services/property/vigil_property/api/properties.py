@@ -140,7 +140,8 @@ class PropertyTransfer(MethodView):
         is now is refused (403): someone who may see them there transfers it. The move is written in
         the property's history and, through `property.transferred`, in both customers' histories.
         """
-        return _answer(commands.transfer_property(context(if_match()), loaded(), data["to_customer_id"], data.get("reason")))
+        return _answer(commands.transfer_property(context(if_match()), loaded(), data["to_customer_id"],
+                                                  data.get("reason")))
 
 
 @blp.route("/properties/<int:property_id>/history")

@@ -48,7 +48,8 @@ class SystemKinds(MethodView):
     def post(self, data):
         """Define a system kind and the fields a system of this kind asks for."""
         kind = commands.create_kind(context(), data)
-        return kind, 201, etag_headers(kind, version_attr="row_version", Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id))
+        return kind, 201, etag_headers(kind, version_attr="row_version",
+                                       Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id))
 
 
 @blp.route("/<int:kind_id>")
