@@ -2,14 +2,16 @@
 import pytest
 from flask import has_app_context
 from sqlalchemy import String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vigil_shared.commands import Context, command
-from vigil_shared.db import Database, new_declarative_base
+from vigil_shared.db import Database, ServiceTables, service_metadata
 from vigil_shared.errors import Problem
 from vigil_shared.identity import Identity
 
-Base = new_declarative_base()
+
+class Base(ServiceTables, DeclarativeBase):
+    metadata = service_metadata()
 
 
 class Thing(Base):
