@@ -60,17 +60,19 @@ def run_migrations(metadata: sa.MetaData) -> None:
     """The body of every service's ``migrations/env.py``."""
     url = context.config.attributes["database_url"]
     engine = build_engine(url, bounded_waits=False)
-    with engine.connect() as connection:
-        sqlite = connection.dialect.name == "sqlite"
-        if sqlite:
-            broken_before = _foreign_keys_off(connection)
-        context.configure(connection=connection, target_metadata=metadata, render_as_batch=sqlite,
-                          compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
-        if sqlite:
-            _foreign_keys_on(connection, broken_before)
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                broken_before = _foreign_keys_off(connection)
+            context.configure(connection=connection, target_metadata=metadata, render_as_batch=sqlite,
+                              compare_type=True)
+            with context.begin_transaction():
+                context.run_migrations()
+            if sqlite:
+                _foreign_keys_on(connection, broken_before)
+    finally:  # a refused migration leaves no connection open either
+        engine.dispose()
 
 
 def _foreign_keys_off(connection: sa.Connection) -> set[Any]:
