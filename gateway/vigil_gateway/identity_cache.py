@@ -22,9 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database, build_engine
-import jwt
-
-from vigil_shared.identity import AUDIENCE, ISSUER, Identity
+from vigil_shared.identity import AUDIENCE, ISSUER, Identity, encode_token
 
 from .models import AuthState
 
@@ -93,4 +91,4 @@ class IdentityCache:
         now = int(time.time())
         claims = entry.claims | {"rid": request_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 5,
                                  "exp": now + ttl, "jti": uuid.uuid4().hex}
-        return jwt.encode(claims, secret, algorithm="HS256")
+        return encode_token(claims, secret)
