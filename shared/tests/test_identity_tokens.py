@@ -63,6 +63,7 @@ def test_a_changed_payload_or_signature_is_refused():
     {"exp": int(time.time()) - 6}, {"exp": ...}, {"iat": ...}, {"sub": ...}, {"iss": ...}, {"aud": ...},
     {"iss": "someone-else"}, {"aud": "another-audience"}, {"aud": ["another-audience"]},
     {"nbf": int(time.time()) + 60}, {"iat": int(time.time()) + 60}, {"exp": "later"}, {"exp": True},
+    {"exp": float("inf")}, {"iat": float("nan")},
 ])
 def test_times_issuer_audience_and_required_claims_are_checked(changes):
     with pytest.raises(InvalidIdentity):

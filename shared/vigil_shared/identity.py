@@ -22,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -138,7 +139,7 @@ def sign_identity(identity: Identity, secret: str, ttl_seconds: int = 60) -> str
 
 def _number(claims: dict, name: str) -> int | float:
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidIdentity(f"the {name} claim is not a number")
     return value
 
