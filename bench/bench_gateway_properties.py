@@ -333,14 +333,15 @@ def database_url(env: dict, name: str) -> str:
     return env.get(f"VIGIL_{name.upper()}_DATABASE_URL") or f"sqlite:///{env['VIGIL_VAR_DIR']}/{name}.db"
 
 
-def start_floor(env: dict) -> dict[str, tuple[subprocess.Popen, str]]:
+def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[subprocess.Popen, str]]:
     """The floor app on the property database and the floor hop in front of it: name → (process, base URL).
 
-    Each runs under gunicorn with the service's worker model (gthread, the same workers and threads).
+    Each runs under gunicorn with the service's worker model (gthread, the same workers and threads)
+    unless ``worker_class`` names another, to compare gunicorn's worker models on the floor itself.
     """
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    model = ["-k", "gthread", "-w", env.get("VIGIL_WEB_WORKERS", "1"), "--threads", env.get("VIGIL_WEB_THREADS", "8"),
-             "--chdir", str(BENCH_DIR), "--log-level", "warning"]
+    model = ["-k", worker_class, "-w", env.get("VIGIL_WEB_WORKERS", "1"),
+             "--threads", env.get("VIGIL_WEB_THREADS", "8"), "--chdir", str(BENCH_DIR), "--log-level", "warning"]
     row_url, hop_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     roles = {"floor row": (row_url, {"FLOOR_ROLE": "row", "FLOOR_DATABASE_URL": database_url(env, "property")}),
              "floor hop": (hop_url, {"FLOOR_ROLE": "hop", "FLOOR_UPSTREAM": row_url})}
@@ -418,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure each figure this many times, keep the round with the least CPU per request")
     parser.add_argument("--only-read", action="store_true", help="the property read and its floor only")
+    parser.add_argument("--floor-worker-class", default="gthread",
+                        help="gunicorn worker class of the floor processes (sync, gthread, gevent if installed)")
     args = parser.parse_args(argv)
 
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-")
@@ -427,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         stack, databases, backend = start_stack(var_dir)
         data = seed(stack)
         env = stack.env
-        floor = start_floor(env)
+        floor = start_floor(env, args.floor_worker_class)
         floor_pids = {name: popen for name, (popen, _) in floor.items()}
         property_url = env["VIGIL_PROPERTY_URL"]
         secret = env["VIGIL_INTERNAL_SECRET"]
@@ -455,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vigil bench: {os.cpu_count()} CPU(s), {describe_backend(backend)}, "
               f"{args.processes} client process(es) x {args.threads} connection(s), "
               f"{args.duration:g} s measured after {args.warmup:g} s warm-up per figure, "
-              f"gunicorn {env.get('VIGIL_WEB_WORKERS', '1')} worker(s) x {env.get('VIGIL_WEB_THREADS', '8')} threads",
-              flush=True)
+              f"gunicorn {env.get('VIGIL_WEB_WORKERS', '1')} worker(s) x {env.get('VIGIL_WEB_THREADS', '8')} threads"
+              f" (floor: {args.floor_worker_class})", flush=True)
         identity = sign_identity(_identity(data["user_id"], data["location_id"], None), secret, 60)
         differs = same_json(floor["floor row"][1], property_url, read_path, {IDENTITY_HEADER: identity})
         print(f"the floor app answers {'the same JSON as' if not differs else 'other JSON than'} the property service"
