@@ -1,0 +1,73 @@
+"""The gateway identity token is verified strictly: only the gateway's HS256 header, a valid signature,
+the times, issuer and audience (PyJWT, with the gateway's one algorithm)."""
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+from vigil_shared.identity import AUDIENCE, ISSUER, Identity, InvalidIdentity, sign_identity, verify_identity
+
+SECRET = "k" * 40
+IDENTITY = Identity(subject="3", username="sam", locations={1: frozenset({"customers.view"})}, request_id="r1")
+
+
+def claims(**changes) -> dict:
+    now = int(time.time())
+    base = IDENTITY.to_claims() | {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 5, "exp": now + 60}
+    return {k: v for k, v in (base | changes).items() if v is not ...}
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_the_token_is_a_standard_hs256_jwt_both_ways():
+    token = sign_identity(IDENTITY, SECRET)
+    decoded = jwt.decode(token, SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)
+    assert Identity.from_claims(decoded) == IDENTITY
+    assert verify_identity(jwt.encode(claims(), SECRET, algorithm="HS256"), SECRET) == IDENTITY
+
+
+@pytest.mark.parametrize("header", [{"alg": "none", "typ": "JWT"}, {"alg": "HS512", "typ": "JWT"},
+                                    {"alg": "HS256", "typ": "JWT", "kid": "other"}, {"alg": "HS256"}])
+def test_only_the_gateway_header_is_accepted(header):
+    token = jwt.encode(claims(), SECRET, algorithm="HS256")
+    forged = f"{b64(header)}.{token.split('.')[1]}.{token.split('.')[2]}"
+    unsigned = f"{b64(header)}.{token.split('.')[1]}."
+    for candidate in (forged, unsigned):
+        with pytest.raises(InvalidIdentity):
+            verify_identity(candidate, SECRET)
+
+
+@pytest.mark.parametrize("token", ["", "a.b", "a.b.c.d", "ü.ü.ü", None, 42])
+def test_malformed_tokens_are_refused(token):
+    with pytest.raises(InvalidIdentity):
+        verify_identity(token, SECRET)
+
+
+def test_a_changed_payload_or_signature_is_refused():
+    header, payload, signature = sign_identity(IDENTITY, SECRET).split(".")
+    elevated = b64(claims(perms=["users.manage"]))
+    for candidate in (f"{header}.{elevated}.{signature}", f"{header}.{payload}.{signature[:-2]}AA",
+                      f"{header}.{payload}.ü{signature[1:]}", f"{header}.{payload}."):
+        with pytest.raises(InvalidIdentity):
+            verify_identity(candidate, SECRET)
+
+
+@pytest.mark.parametrize("changes", [
+    {"exp": int(time.time()) - 6}, {"exp": ...}, {"iat": ...}, {"sub": ...}, {"iss": ...}, {"aud": ...},
+    {"iss": "someone-else"}, {"aud": "another-audience"}, {"aud": ["another-audience"]},
+    {"nbf": int(time.time()) + 60}, {"iat": int(time.time()) + 60}, {"exp": "later"}, {"exp": True},
+    {"exp": float("inf")}, {"iat": float("nan")},
+])
+def test_times_issuer_audience_and_required_claims_are_checked(changes):
+    with pytest.raises(InvalidIdentity):
+        verify_identity(jwt.encode(claims(**changes), SECRET, algorithm="HS256"), SECRET)
+
+
+def test_the_leeway_tolerates_a_few_seconds_of_clock_skew():
+    now = int(time.time())
+    assert verify_identity(jwt.encode(claims(exp=now - 3, iat=now + 3, nbf=now + 3), SECRET, algorithm="HS256"), SECRET) == IDENTITY
+    assert verify_identity(jwt.encode(claims(aud=[AUDIENCE, "other"]), SECRET, algorithm="HS256"), SECRET) == IDENTITY
