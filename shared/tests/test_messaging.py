@@ -8,13 +8,16 @@ from sqlalchemy import func, select
 
 from vigil_shared.config import Settings
 from vigil_shared.messaging.celery_app import make_celery
-from vigil_shared.messaging.contracts import (EVENT_SCHEMAS, SUBSCRIPTIONS, UnknownContract, handle_event_task,
-                                               new_event, parse_event, subscribers)
+from vigil_shared.crypto import FieldCipher, generate_key
+from vigil_shared.messaging.contracts import (EVENT_SCHEMAS, SUBSCRIPTIONS, CustomerCreated, CustomerDeleted,
+                                               CustomerUpdated, PropertyMonitoringChanged, UnknownContract,
+                                               handle_event_task, new_event, parse_event, subscribers)
 from vigil_shared.messaging.outbox import EventConsumer, Outbox, OutboxRelay
 
 from conftest import Note, messaging
 
 SECRET = "s" * 40
+CIPHER = FieldCipher([generate_key()], "index")
 
 
 def settings(**overrides) -> Settings:
@@ -23,12 +26,15 @@ def settings(**overrides) -> Settings:
 
 
 def test_events_are_validated_against_their_contract():
-    event = new_event("customer.deleted", {"customer_id": 3}, source="customer")
+    event = new_event(CustomerDeleted(customer_id=3), source="customer")
     assert parse_event(event.to_message()).data == {"customer_id": 3}
     with pytest.raises(ValidationError):
-        new_event("customer.deleted", {"customer_id": "three"}, source="customer")
+        new_event(CustomerDeleted(customer_id="three"), source="customer")
     with pytest.raises(UnknownContract):
-        new_event("customer.exploded", {}, source="customer")
+        new_event(Note(text="not a contract"), source="customer")
+    with pytest.raises(UnknownContract):
+        parse_event({"id": str(uuid.uuid4()), "type": "customer.exploded", "version": 1, "occurred_at":
+                     "2026-12-01T00:00:00Z", "data": {}, "source": "x"})
     with pytest.raises(ValidationError):
         parse_event({"id": "not-a-uuid", "type": "customer.deleted", "version": 1, "data": {}, "source": "x"})
 
@@ -44,11 +50,11 @@ def test_outbox_rows_commit_or_roll_back_with_the_change(db):
     outbox = Outbox(messaging, "customer", "req-1")
     with db.transaction() as session:
         session.add(Note(text="kept"))
-        outbox.add(session, "customer.created", {"customer_id": 1})
+        outbox.add(session, CustomerCreated(customer_id=1))
     with pytest.raises(RuntimeError):
         with db.transaction() as session:
             session.add(Note(text="lost"))
-            outbox.add(session, "customer.created", {"customer_id": 2})
+            outbox.add(session, CustomerCreated(customer_id=2))
             raise RuntimeError("the change fails")
     with db.new_session() as session:
         rows = session.scalars(select(messaging.OutboxEvent)).all()
@@ -60,10 +66,9 @@ def test_relay_publishes_to_each_subscriber_queue_once(db):
     config = settings(queue_prefix=prefix)
     celery = make_celery(config)
     with db.transaction() as session:
-        Outbox(messaging, "customer").add(session, "customer.deleted", {"customer_id": 9})
-        Outbox(messaging, "customer").add(session, "property.monitoring_changed",
-                                          {"property_id": 1, "customer_id": 9, "old_status": "active",
-                                           "new_status": "suspended"})  # nobody subscribes
+        Outbox(messaging, "customer").add(session, CustomerDeleted(customer_id=9))
+        Outbox(messaging, "customer").add(session, PropertyMonitoringChanged(
+            property_id=1, customer_id=9, old_status="active", new_status="suspended"))  # nobody subscribes
     relay = OutboxRelay(service="customer", db=db, models=messaging, celery=celery, queue_name=config.queue_name)
     assert relay.publish_pending() == 2
     assert relay.publish_pending() == 0, "published rows are not sent again"
@@ -83,18 +88,18 @@ def test_relay_publishes_to_each_subscriber_queue_once(db):
 
 
 def _consumer(db) -> EventConsumer:
-    consumer = EventConsumer(service="property", db=db, models=messaging)
+    consumer = EventConsumer(service="property", db=db, models=messaging, cipher=CIPHER)
 
-    @consumer.on("customer.deleted")
+    @consumer.on(CustomerDeleted)
     def record(session, event):
-        session.add(Note(text=f"deleted {event.data['customer_id']}"))
+        session.add(Note(text=f"deleted {event.payload.customer_id}"))
 
     return consumer
 
 
 def test_consumer_applies_an_event_once(db):
     consumer = _consumer(db)
-    message = new_event("customer.deleted", {"customer_id": 4}, source="customer").to_message()
+    message = new_event(CustomerDeleted(customer_id=4), source="customer").to_message()
     assert consumer.consume(message) is True
     assert consumer.consume(message) is False
     assert consumer.consume(message) is False
@@ -106,7 +111,7 @@ def test_consumer_applies_an_event_once(db):
 
 def test_concurrent_deliveries_of_one_event_apply_once(db):
     consumer = _consumer(db)
-    message = new_event("customer.deleted", {"customer_id": 5}, source="customer").to_message()
+    message = new_event(CustomerDeleted(customer_id=5), source="customer").to_message()
     results, barrier = [], threading.Barrier(4)
 
     def deliver():
@@ -127,17 +132,17 @@ def test_concurrent_deliveries_of_one_event_apply_once(db):
 
 
 def test_a_failing_handler_leaves_no_trace_so_a_retry_can_succeed(db):
-    consumer = EventConsumer(service="property", db=db, models=messaging)
+    consumer = EventConsumer(service="property", db=db, models=messaging, cipher=CIPHER)
     attempts = []
 
-    @consumer.on("customer.deleted")
+    @consumer.on(CustomerDeleted)
     def flaky(session, event):
         session.add(Note(text="half"))
         attempts.append(1)
         if len(attempts) == 1:
             raise ConnectionError("database went away")
 
-    message = new_event("customer.deleted", {"customer_id": 6}, source="customer").to_message()
+    message = new_event(CustomerDeleted(customer_id=6), source="customer").to_message()
     with pytest.raises(ConnectionError):
         consumer.consume(message)
     assert consumer.consume(message) is True
@@ -146,8 +151,8 @@ def test_a_failing_handler_leaves_no_trace_so_a_retry_can_succeed(db):
 
 
 def test_unknown_event_types_are_ignored(db):
-    consumer = EventConsumer(service="property", db=db, models=messaging)
-    assert consumer.consume(new_event("customer.updated", {"customer_id": 1, "changed": []},
+    consumer = EventConsumer(service="property", db=db, models=messaging, cipher=CIPHER)
+    assert consumer.consume(new_event(CustomerUpdated(customer_id=1, changed=[]),
                                       source="customer").to_message()) is False
 
 
