@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 from vigil_shared.config import Settings
 from vigil_shared.messaging.celery_app import make_celery
 from vigil_shared.crypto import FieldCipher, generate_key
-from vigil_shared.messaging.contracts import (EVENT_SCHEMAS, SUBSCRIPTIONS, CustomerCreated, CustomerDeleted,
-                                               CustomerUpdated, PropertyMonitoringChanged, UnknownContract,
-                                               handle_event_task, new_event, parse_event, subscribers)
+from vigil_shared.messaging.contracts import (CONTRACTS, SUBSCRIPTIONS, CustomerCreated, CustomerDeleted,
+                                               CustomerUpdated, PropertyMonitoringChanged, PropertyTransferred,
+                                               UnknownContract, contract, handle_event_task, new_event,
+                                               parse_event, subscribers)
 from vigil_shared.messaging.outbox import EventConsumer, Outbox, OutboxRelay
 
 from conftest import Note, messaging
@@ -39,8 +40,38 @@ def test_events_are_validated_against_their_contract():
         parse_event({"id": "not-a-uuid", "type": "customer.deleted", "version": 1, "data": {}, "source": "x"})
 
 
+def test_messages_already_in_queues_and_outboxes_still_parse():
+    """The wire form did not change with the payload classes: an older producer's message (no optional
+    fields) and a newer one's (a field this consumer does not know) both read as the same payload."""
+    older = {"id": str(uuid.uuid4()), "type": "property.transferred", "version": 1, "source": "property",
+             "occurred_at": "2026-11-22T14:03:00Z",
+             "data": {"property_id": 1, "from_customer_id": 2, "to_customer_id": 3, "account_number": "A-1"}}
+    event = parse_event(older)
+    assert event.payload == PropertyTransferred(property_id=1, from_customer_id=2, to_customer_id=3,
+                                                account_number="A-1")
+    assert (event.type, event.version, event.request_id) == ("property.transferred", 1, None)
+    newer = older | {"data": older["data"] | {"added_later": True}}
+    assert parse_event(newer).payload == event.payload
+    assert event.to_message()["data"] == {"property_id": 1, "from_customer_id": 2, "to_customer_id": 3,
+                                          "account_number": "A-1", "actor_id": None, "actor_name": None,
+                                          "source": None, "reason": None}
+    assert new_event(CustomerCreated(customer_id=5), source="customer").data == \
+        {"customer_id": 5, "location_id": None, "kind": "customer"}
+
+
+def test_a_contract_is_a_dataclass_declared_once():
+    class NotADataclass:
+        pass
+
+    with pytest.raises(TypeError):
+        contract("test.not_a_dataclass", 1)(NotADataclass)
+    with pytest.raises(ValueError):
+        contract("customer.deleted", 1)(PropertyTransferred)
+    assert CONTRACTS[("customer.deleted", 1)].payload is CustomerDeleted
+
+
 def test_every_subscription_names_a_known_contract():
-    known = {event_type for event_type, _ in EVENT_SCHEMAS}
+    known = {event_type for event_type, _ in CONTRACTS}
     for service, types in SUBSCRIPTIONS.items():
         assert types <= known, service
     assert subscribers("customer.deleted") == ["property"]

@@ -237,8 +237,6 @@ class PropertyTransferred:
     reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
 
 
-EVENT_SCHEMAS: dict[tuple[str, int], type[Schema]] = {key: found.schema for key, found in CONTRACTS.items()}
-
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
@@ -296,12 +294,6 @@ def message(event_id: str, event_type: str, version: int, occurred_at: datetime,
         "occurred_at": occurred_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
         "data": data, "source": source, "request_id": request_id,
     }
-
-
-def validate_data(event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` checked against its contract, in wire form (raises ``UnknownContract``, ``ValidationError``)."""
-    found = _lookup(event_type, version)
-    return found.write(found.read(data))
 
 
 def new_event(payload: Any, *, source: str, request_id: str | None = None) -> Event[Any]:
