@@ -12,10 +12,11 @@ import uuid
 
 import pytest
 import requests
+from sqlalchemy.engine import make_url
 
 from vigil_runner.stack import Stack
 from vigil_shared.config import PROCESS_NAMES, SERVICES
-from vigil_shared.testing import TestDatabases, choose_backend, rabbitmq_url
+from vigil_shared.testing import TestDatabases, choose_backend, postgres_admin_url, rabbitmq_url
 
 BACKEND = choose_backend()
 
@@ -84,7 +85,40 @@ def backend_settings(backend: str, var_dir):
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("var")) as running:
-        yield running
+        DIAGNOSTICS.append(lambda: stack_diagnostics(running))
+        try:
+            yield running
+        finally:
+            DIAGNOSTICS.clear()
+
+
+# What a timed-out wait reports besides its own message: the tail of the workers' and relays' logs
+# and, on PostgreSQL, every session of the stack that is not idle (a lock wait shows there).
+DIAGNOSTICS: list = []
+
+
+def stack_diagnostics(running: Stack, lines: int = 25) -> str:
+    parts = []
+    for log in sorted(running.log_dir.glob("*.log")):
+        if "worker" in log.name or "relay" in log.name:
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    databases = sorted({make_url(url).database for name, url in running.env.items()
+                        if name.endswith("_DATABASE_URL") and url.startswith("postgresql")})
+    if databases:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(postgres_admin_url())
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT datname, pid, state, wait_event_type, wait_event, now() - xact_start AS in_xact,"
+                    " left(query, 200) AS query FROM pg_stat_activity"
+                    " WHERE datname = ANY(:names) AND state <> 'idle'"), {"names": databases}).all()
+        finally:
+            engine.dispose()
+        parts.append("--- PostgreSQL sessions not idle\n" + "\n".join(str(tuple(row)) for row in rows))
+    return "\n".join(parts)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -136,7 +170,8 @@ class Gateway:
             if result:
                 return result
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+                report = "\n".join(diagnose() for diagnose in DIAGNOSTICS)
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{report}")
             time.sleep(interval)
 
 

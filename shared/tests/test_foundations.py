@@ -118,3 +118,22 @@ def test_require_refuses_a_record_without_location():
             require("customers.view", None)
         with pytest.raises(Problem):
             require("customers.view", 2)
+
+
+def test_no_session_waits_for_a_lock_or_holds_one_idle_for_ever(database):
+    """A stuck lock holder makes the waiter fail (a lost race, retried) rather than hang with it."""
+    from sqlalchemy import text
+
+    from vigil_shared.db import build_engine
+
+    with database.engine.connect() as conn:
+        if database.engine.dialect.name == "postgresql":
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "5s"
+            assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "1min"
+        else:
+            assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10000
+    if database.engine.dialect.name == "postgresql":  # migrations may wait for the running system
+        migrating = build_engine(database.url, bounded_waits=False)
+        with migrating.connect() as conn:
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"
+        migrating.dispose()

@@ -101,13 +101,23 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def build_engine(url: str, *, autocommit: bool = False) -> Engine:
+# On PostgreSQL no session waits for a row lock longer than a request may take (the gateway gives a
+# service 10 s): a lock wait that long is a stuck holder, and the waiter fails as a lost race (409 to
+# a caller, a retry to an event consumer) instead of hanging with the holder. A transaction left open
+# and idle (a leaked session) is ended by the server, so it cannot hold its locks for ever.
+LOCK_TIMEOUT_MS = 5_000
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+
+def build_engine(url: str, *, autocommit: bool = False, bounded_waits: bool = True) -> Engine:
     """``hide_parameters``: a failing statement's values (SSNs, PINs) never reach an error message or log.
 
     ``autocommit`` engines are for single read statements on a hot path: no transaction to end and
     no liveness probe before each use (the caller retries once on a dropped connection instead).
     A PostgreSQL pool keeps 5 idle connections and opens up to 15 more for a burst, closing them
     after: a dozen processes per installation must leave the server's connection limit room.
+    ``bounded_waits`` (PostgreSQL): lock waits and idle transactions are bounded as said above;
+    migrations, which may wait for the running system's transactions to end, do without.
     """
     parsed = make_url(url)
     options: dict = {"hide_parameters": True}
@@ -119,6 +129,9 @@ def build_engine(url: str, *, autocommit: bool = False) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if bounded_waits and parsed.get_backend_name() == "postgresql":
+        options["connect_args"] = {"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"
+                                              f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"}
     return create_engine(url, pool_pre_ping=not autocommit, pool_size=5, max_overflow=15, pool_recycle=1800,
                          **options)
 

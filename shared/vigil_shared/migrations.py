@@ -53,7 +53,7 @@ def revision(package: str, database_url: str, message: str) -> None:
 def run_migrations(metadata: sa.MetaData) -> None:
     """The body of every service's ``migrations/env.py``."""
     url = context.config.attributes["database_url"]
-    engine = build_engine(url)
+    engine = build_engine(url, bounded_waits=False)
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:

@@ -15,6 +15,15 @@ from . import sqlite_broker  # registers the embedded ``sqlite://`` transport wi
 # The holder renews it every third of that while alive; a killed holder's messages come back after it.
 EMBEDDED_VISIBILITY_TIMEOUT = 30
 
+# Seconds a publish (the relay's, a task's retry) may wait for the broker, confirm included. Without a
+# bound a publish on a connection the broker dropped can wait for ever (celery/celery#9259), and the
+# relay or the worker with it; bounded, it fails, and the relay's next cycle or the task retries.
+PUBLISH_TIMEOUT = 10
+
+# Seconds a pooled task may run before its process is replaced and the message redelivered: a task
+# stuck past every database and broker timeout above must not stop its queue for good.
+TASK_TIME_LIMIT = 120
+
 
 def broker_transport_options(settings: Settings) -> dict:
     if settings.broker_url.startswith(f"{sqlite_broker.SCHEME}:"):
@@ -54,6 +63,7 @@ def make_celery(settings: Settings) -> Celery:
         # Embedded, one worker process (the default): run the task in it. A pool of one child costs two
         # process wake-ups per task, which on a busy machine, not the task, bounded the drain rate.
         worker_pool="solo" if embedded and settings.worker_concurrency == 1 else "prefork",
+        task_time_limit=TASK_TIME_LIMIT,
         task_default_queue=queue,
         task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue, durable=True)],
         task_create_missing_queues=True,
@@ -71,7 +81,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def send_to_queue(app: Celery, task_name: str, queue: str, args: list, headers: dict | None = None) -> None:
     app.send_task(task_name, args=args, queue=Queue(queue, Exchange(queue, type="direct"), routing_key=queue),
-                  headers=headers or {}, retry=True,
+                  headers=headers or {}, retry=True, timeout=PUBLISH_TIMEOUT, confirm_timeout=PUBLISH_TIMEOUT,
                   retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
 
 

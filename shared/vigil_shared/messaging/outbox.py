@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..crypto import FieldCipher
 from ..db import Database, UTCDateTime, utcnow
-from .celery_app import send_to_queue
+from .celery_app import PUBLISH_TIMEOUT, send_to_queue
 from .contracts import (Event, UnknownContract, contract_of, handle_event_task, message, new_event, parse_event,
                         subscribers)
 from .dead_letters import DeadLetters, is_transient
@@ -269,7 +269,8 @@ class EventConsumer:
         consumer = self
 
         @celery.task(name=handle_event_task(self.service), bind=True, max_retries=self.retries,
-                     autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=300, retry_jitter=True)
+                     autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
+                     retry_kwargs={"timeout": PUBLISH_TIMEOUT, "confirm_timeout": PUBLISH_TIMEOUT})
         def handle_event(task, message: dict) -> bool:
             # consume() raises only what is worth retrying, and dead-letters the event on the last attempt
             return consumer.consume(message, attempt=task.request.retries + 1)
