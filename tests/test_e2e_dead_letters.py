@@ -6,7 +6,7 @@ service's queue itself, as a producer with a bug (or a newer contract version) w
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from conftest import assert_problem
 
@@ -19,7 +19,7 @@ OPS = "/api/v1/ops/property/dead-letters"
 
 def customer_event(version: int, data: dict) -> dict:
     return {"id": str(uuid.uuid4()), "type": "customer.created", "version": version, "source": "customer",
-            "occurred_at": datetime.now(timezone.utc).isoformat(), "request_id": f"e2e-dead-{uuid.uuid4().hex[:8]}",
+            "occurred_at": datetime.now(UTC).isoformat(), "request_id": f"e2e-dead-{uuid.uuid4().hex[:8]}",
             "data": data}
 
 

@@ -4,6 +4,7 @@ import sqlite3
 import uuid
 
 import pytest
+from conftest import Note, messaging
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from marshmallow import ValidationError
 from sqlalchemy import func, select
@@ -15,8 +16,6 @@ from vigil_shared.messaging.celery_app import make_celery
 from vigil_shared.messaging.contracts import CustomerDeleted, UnknownContract, new_event
 from vigil_shared.messaging.dead_letters import DeadLetters, RetryLater, describe, is_transient
 from vigil_shared.messaging.outbox import RETRIES, EventConsumer
-
-from conftest import Note, messaging
 
 CIPHER = FieldCipher([generate_key()], "index")
 

@@ -1,11 +1,11 @@
 """An event the customer worker can never apply becomes a dead letter at once, and operators retry or discard it."""
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
+from helpers import create, customer
 from kombu import Connection, Queue
 
-from helpers import create, customer
 from vigil_customer import accounts
 from vigil_customer.tasks import event_consumer
 from vigil_shared.messaging.contracts import handle_event_task
@@ -16,7 +16,7 @@ OPS = "/api/v1/ops/customer/dead-letters"
 
 def property_created(customer_id: int, property_id: int = 41) -> dict:
     return {"id": str(uuid.uuid4()), "type": "property.created", "version": 1, "request_id": "req-dead",
-            "occurred_at": datetime.now(timezone.utc).isoformat(), "source": "property",
+            "occurred_at": datetime.now(UTC).isoformat(), "source": "property",
             "data": {"property_id": property_id, "customer_id": customer_id, "account_number": "ACC-41"}}
 
 
@@ -79,7 +79,7 @@ def test_operators_retry_a_dead_letter_once_its_cause_is_fixed(api, runtime, bro
     [(_, sent)] = queued_messages(runtime)
     assert event_consumer(runtime).consume(sent) is True
     assert api.get(f"{OPS}/{event['id']}").status_code == 404, "applied, it is no longer a dead letter"
-    assert api.get(f"/api/v1/customers?q=ACC-41").json["total"] == 1
+    assert api.get("/api/v1/customers?q=ACC-41").json["total"] == 1
 
 
 def test_operators_discard_a_dead_letter_and_only_operators_see_them(api, runtime, broken_replica):

@@ -4,8 +4,13 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from vigil_shared.identity import Identity
-from vigil_shared.messaging.contracts import (Event, PropertyCreated, PropertyDeleted, PropertyTransferred,
-                                              PropertyUpdated)
+from vigil_shared.messaging.contracts import (
+    Event,
+    PropertyCreated,
+    PropertyDeleted,
+    PropertyTransferred,
+    PropertyUpdated,
+)
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import UnionType
-from typing import Any, Callable, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
@@ -291,7 +292,7 @@ def message(event_id: str, event_type: str, version: int, occurred_at: datetime,
     """The wire form of an event (what the relay publishes and ``parse_event`` reads)."""
     return {
         "id": event_id, "type": event_type, "version": version,
-        "occurred_at": occurred_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "occurred_at": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "data": data, "source": source, "request_id": request_id,
     }
 
@@ -299,7 +300,7 @@ def message(event_id: str, event_type: str, version: int, occurred_at: datetime,
 def new_event(payload: Any, *, source: str, request_id: str | None = None) -> Event[Any]:
     """A new event carrying ``payload``, an instance of a declared contract class, validated now."""
     contract_of(type(payload)).write(payload)  # fails here, at the producer, rather than at every consumer
-    return Event(id=str(uuid.uuid4()), occurred_at=datetime.now(timezone.utc), payload=payload, source=source,
+    return Event(id=str(uuid.uuid4()), occurred_at=datetime.now(UTC), payload=payload, source=source,
                  request_id=request_id)
 
 

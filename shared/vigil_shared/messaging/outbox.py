@@ -13,9 +13,10 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from celery import Celery
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, delete, select
@@ -25,8 +26,16 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from ..crypto import FieldCipher
 from ..db import Database, UTCDateTime, utcnow
 from .celery_app import PUBLISH_TIMEOUT, send_to_queue
-from .contracts import (Event, UnknownContract, contract_of, handle_event_task, message, new_event, parse_event,
-                        subscribers)
+from .contracts import (
+    Event,
+    UnknownContract,
+    contract_of,
+    handle_event_task,
+    message,
+    new_event,
+    parse_event,
+    subscribers,
+)
 from .dead_letters import DeadLetters, is_transient
 
 log = logging.getLogger("vigil.messaging")
