@@ -11,6 +11,8 @@ it leaves the list; failing again, it comes back with its attempts counted. A di
 """
 from __future__ import annotations
 
+from typing import Any
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -108,7 +110,7 @@ def ops_blueprint(service: str) -> Blueprint:
             raise not_found("processed event")
         return processed
 
-    def dead_letter(event_id: str):
+    def dead_letter(event_id: str) -> Any:
         found = request_session().get(current_runtime().messaging.DeadLetter, event_id)
         if found is None:
             raise not_found("dead letter")
@@ -118,7 +120,7 @@ def ops_blueprint(service: str) -> Blueprint:
     @requires(OPS_PERMISSION)
     @blp.arguments(OutboxArgs, location="query", as_kwargs=True)
     @blp.response(200, dead_letter_page)
-    def dead_letters(page, per_page, type=None):
+    def dead_letters(page: int, per_page: int, type: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Events this service's consumer could never apply, most recently failed first.
 
         Only failures that repeating cannot fix land here at once (an unknown contract, invalid data, an
@@ -137,14 +139,14 @@ def ops_blueprint(service: str) -> Blueprint:
         @requires(OPS_PERMISSION)
         @blp.response(200, DeadLetterSchema)
         @blp.alt_response(404, description="No dead letter with this event id")
-        def get(self, event_id):
+        def get(self, event_id: str) -> Any:
             """One dead letter: the event, the error, when and how often it failed."""
             return dead_letter(event_id)
 
         @requires(OPS_PERMISSION)
         @blp.response(204)
         @blp.alt_response(404, description="No dead letter with this event id")
-        def delete(self, event_id):
+        def delete(self, event_id: str) -> None:
             """Discard a dead letter: the event is not applied (a later redelivery would be tried afresh)."""
             session = request_session()
             session.delete(dead_letter(event_id))
@@ -156,7 +158,7 @@ def ops_blueprint(service: str) -> Blueprint:
     @blp.alt_response(404, description="No dead letter with this event id")
     @blp.alt_response(409, description="The message was not kept, so it cannot be sent again")
     @blp.alt_response(503, description="The broker is unavailable; nothing was sent")
-    def retry_dead_letter(event_id):
+    def retry_dead_letter(event_id: str) -> Any:
         """Send a dead letter to this service's worker again, once its cause is fixed.
 
         Applied, it leaves the list; failing again, it stays, with the new error and its attempts added.

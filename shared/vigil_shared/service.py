@@ -7,7 +7,7 @@ without importing the program that created the app.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from celery import Celery
 from flask import current_app, g
@@ -54,7 +54,7 @@ class ServiceRuntime:
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.messaging.DeadLetter, self.cipher)
 
-    def deliver_to_self(self, message: dict) -> None:
+    def deliver_to_self(self, message: dict[str, Any]) -> None:
         """Sends an event to this service's own worker, as the relay of its producer would."""
         send_to_queue(self.celery, handle_event_task(self.name), self.settings.queue_name(), [message],
                       headers={"request_id": message.get("request_id")})

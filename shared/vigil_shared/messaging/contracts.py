@@ -13,6 +13,7 @@ contract, so they live here too.
 """
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import uuid
 from collections.abc import Callable
@@ -54,8 +55,8 @@ class Contract(Generic[P]):
 
     type: str
     version: int
-    payload: type[P]
-    schema: type[Schema]
+    payload: builtins.type[P]
+    schema: builtins.type[Schema]
 
     def write(self, payload: Any) -> dict[str, Any]:
         """The ``data`` of a message: the payload validated, then in its wire form."""
@@ -113,10 +114,10 @@ def _lookup(event_type: str, version: int) -> Contract[Any]:
     return found
 
 
-_SCALARS: dict[type, type[fields.Field]] = {int: fields.Integer, str: fields.String, bool: fields.Boolean}
+_SCALARS: dict[type, type[fields.Field[Any]]] = {int: fields.Integer, str: fields.String, bool: fields.Boolean}
 
 
-def _schema_field(cls: type, attribute: dataclasses.Field[Any]) -> fields.Field:
+def _schema_field(cls: type, attribute: dataclasses.Field[Any]) -> fields.Field[Any]:
     hint = get_type_hints(cls)[attribute.name]
     options: dict[str, Any] = {}
     if "validate" in attribute.metadata:

@@ -96,7 +96,7 @@ def _text(value: Any, length: int) -> str | None:
 class DeadLetters:
     """A service's ``dead_letters`` table: record a failed event, resolve it, read back its message."""
 
-    def __init__(self, model: type, cipher: FieldCipher):
+    def __init__(self, model: Any, cipher: FieldCipher):  # the service's ``DeadLetter`` model
         self.model = model
         self.cipher = cipher
 
