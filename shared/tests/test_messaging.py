@@ -1,5 +1,6 @@
 import threading
 import uuid
+from dataclasses import dataclass
 
 import pytest
 from kombu import Connection, Queue
@@ -63,8 +64,13 @@ def test_a_contract_is_a_dataclass_declared_once():
     class NotADataclass:
         pass
 
-    with pytest.raises(TypeError):
-        contract("test.not_a_dataclass", 1)(NotADataclass)
+    @dataclass
+    class Mutable:
+        customer_id: int
+
+    for not_frozen in (NotADataclass, Mutable):
+        with pytest.raises(TypeError):
+            contract("test.not_frozen", 1)(not_frozen)
     with pytest.raises(ValueError):
         contract("customer.deleted", 1)(PropertyTransferred)
     assert CONTRACTS[("customer.deleted", 1)].payload is CustomerDeleted

@@ -84,8 +84,8 @@ def contract(event_type: str, version: int = 1) -> Callable[[type[P]], type[P]]:
     filled in when absent) and ``field(metadata={"validate": ...})`` for anything more.
     """
     def declare(cls: type[P]) -> type[P]:
-        if not dataclasses.is_dataclass(cls):
-            raise TypeError(f"{cls.__name__} must be a frozen dataclass")
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise TypeError(f"{cls.__name__} must be a frozen dataclass: an event does not change once written")
         key = (event_type, version)
         if key in CONTRACTS:
             raise ValueError(f"{event_type} v{version} is declared twice")
@@ -104,6 +104,7 @@ def contract_of(payload_type: type) -> Contract[Any]:
 
 
 def payload_type(event_type: str, version: int = 1) -> type:
+    """The payload class of ``event_type`` v``version`` (raises ``UnknownContract``)."""
     return _lookup(event_type, version).payload
 
 
