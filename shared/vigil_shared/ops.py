@@ -20,7 +20,6 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from .authz import requires
-from .db import utcnow
 from .errors import UNAVAILABLE, Problem, conflict, not_found
 from .fields import Timestamp
 from .http import PaginationArgs, page_schema, paginate
@@ -165,16 +164,19 @@ def ops_blueprint(service: str) -> Blueprint:
         """
         runtime, session = current_runtime(), request_session()
         letter = dead_letter(event_id)
-        message = runtime.dead_letters().message_of(letter)
+        dead_letters = runtime.dead_letters()
+        message = dead_letters.message_of(letter)
         if not isinstance(message, dict):
             raise conflict("The message of this dead letter was not kept; it cannot be sent again.")
+        dead_letters.mark_retried(letter)
+        session.commit()  # before sending: once the worker has the message, it may update or remove the row
         try:
             runtime.deliver_to_self(message)
         except (BrokerOperationalError, ConnectionError, TimeoutError) as exc:
+            letter.retried_at = None
+            session.commit()
             raise Problem(503, "The message broker is unavailable; nothing was sent. Try again shortly.",
                           type=UNAVAILABLE, headers={"Retry-After": "5"}) from exc
-        letter.retried_at = utcnow()
-        session.commit()
         return letter
 
     return blp

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from helpers import create, customer
 from kombu import Connection, Queue
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from vigil_customer import accounts
 from vigil_customer.tasks import event_consumer
@@ -80,6 +81,20 @@ def test_operators_retry_a_dead_letter_once_its_cause_is_fixed(api, runtime, bro
     assert event_consumer(runtime).consume(sent) is True
     assert api.get(f"{OPS}/{event['id']}").status_code == 404, "applied, it is no longer a dead letter"
     assert api.get("/api/v1/customers?q=ACC-41").json["total"] == 1
+
+
+def test_a_retry_while_the_broker_is_down_sends_nothing_and_says_so(api, runtime, broken_replica, monkeypatch):
+    owner = create(api, customer())
+    event = property_created(owner["id"])
+    event_consumer(runtime).consume(event)
+
+    def broker_down(message):
+        raise BrokerOperationalError("connection refused")
+
+    monkeypatch.setattr(runtime, "deliver_to_self", broker_down)
+    refused = api.post(f"{OPS}/{event['id']}/retry")
+    assert refused.status_code == 503 and refused.headers["Retry-After"]
+    assert api.get(f"{OPS}/{event['id']}").json["retried_at"] is None
 
 
 def test_operators_discard_a_dead_letter_and_only_operators_see_them(api, runtime, broken_replica):

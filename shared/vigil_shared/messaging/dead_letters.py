@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime
 from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -131,5 +130,6 @@ class DeadLetters:
         """The message as it was received, to send again."""
         return json.loads(self.cipher.decrypt(letter.message) or "null")
 
-    def mark_retried(self, letter: Any, when: datetime | None = None) -> None:
-        letter.retried_at = when or utcnow()
+    def mark_retried(self, letter: Any) -> None:
+        """An operator sends it again (it stays until applied; failing again clears this)."""
+        letter.retried_at = utcnow()
