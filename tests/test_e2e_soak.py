@@ -1,7 +1,8 @@
 """A bounded soak of what ``make run`` starts: the real runner under churn.
 
 It starts its own ``vigil-run`` (its own var/ and free ports) on the embedded defaults (SQLite
-databases and the SQLite broker) whatever backend the rest of the suite uses. Several clients create customers, add and update
+databases and the SQLite broker) whatever backend the rest of the suite uses, and a second one on
+PostgreSQL + RabbitMQ when the suite runs there. Several clients create customers, add and update
 properties and delete customers for about a minute; in the middle the property worker is killed
 with ``kill -9``. In the end: no 5xx, the runner restarted the worker and every process is up, every
 event is in the inbox of each of its subscribers, and no property of a deleted customer is left.
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import backend_settings, customer_body, unique_phone
+from conftest import BACKEND, backend_settings, customer_body, unique_phone
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.messaging.contracts import subscribers
 
@@ -109,10 +110,8 @@ class Runner:
                 self.popen.wait()
 
 
-# The embedded default only: the same soak on PostgreSQL + RabbitMQ (params "postgres") passed once and
-# then failed once here: after a kill -9 of a prefork worker the cascade did not finish within 90 s and
-# a process outlived the runner. Left open until that is understood.
-@pytest.fixture(scope="module", params=["embedded"])
+# On the embedded default always, and on PostgreSQL + RabbitMQ too when the suite runs there.
+@pytest.fixture(scope="module", params=["embedded", "postgres"] if BACKEND == "postgres" else ["embedded"])
 def runner(request, tmp_path_factory):
     var_dir = tmp_path_factory.mktemp(f"soak-{request.param}")
     with backend_settings(request.param, var_dir) as backend:

@@ -163,7 +163,18 @@ def test_a_role_manager_cannot_extend_a_role_held_where_they_lack_the_permission
     # A role no one holds yet may get what the manager holds somewhere; granting it is checked again.
     fresh = client.post("/api/v1/roles", headers=manager, json={"name": "Viewer", "permissions": ["customers.view"]})
     assert fresh.status_code == 201
-    assert client.patch(f"/api/v1/roles/{viewer}", headers=manager, json={"permissions": []}).status_code == 200
+    # Nor strip it from them: taking a permission away needs holding it where the role is held.
+    problem = refused(client.patch(f"/api/v1/roles/{viewer}", headers=manager, json={"permissions": []}))
+    assert problem["errors"]["permissions"] == ["Not yours to take away: customers.modify"]
+    assert client.get(f"/api/v1/roles/{viewer}", headers=auth).json["permissions"] == ["customers.modify"]
+    assert client.patch(f"/api/v1/roles/{viewer}", headers=auth, json={"permissions": []}).status_code == 200
+
+
+def test_a_role_manager_takes_away_what_they_hold_where_the_role_is_held(client, auth, world, manager):
+    north_clerk = make_role(client, auth, "North helper", ["customers.view", "roles.manage"])
+    make_user(client, auth, "nell", grants=[{"role_id": north_clerk, "location_id": world["north"]}])
+    changed = client.patch(f"/api/v1/roles/{north_clerk}", headers=manager, json={"permissions": ["customers.view"]})
+    assert changed.status_code == 200 and changed.json["permissions"] == ["customers.view"]
 
 
 def test_an_administrator_adds_any_permission_to_a_role(client, auth, world):

@@ -31,7 +31,7 @@ def is_administrator(user: User | None) -> bool:
 
 
 def ensure_can_grant(session: Session, caller: Identity, permissions, location_ids: list[int] | None, *,
-                     field: str, anywhere: bool = False, later_locations: bool = True) -> None:
+                     field: str, anywhere: bool = False, later_locations: bool = True, verb: str = "give") -> None:
     """403 unless ``caller`` holds each of ``permissions`` wherever the grant applies.
 
     ``location_ids`` None: every location. ``anywhere``: the grant applies nowhere yet (a role no one
@@ -46,14 +46,14 @@ def ensure_can_grant(session: Session, caller: Identity, permissions, location_i
         missing = sorted(p for p in permissions if not caller.can_anywhere(p))
     else:
         missing = exceeds(caller, permissions, location_ids, all_location_ids(session))
-    messages = [f"Not yours to give: {p}" for p in missing]
+    messages = [f"Not yours to {verb}: {p}" for p in missing]
     if location_ids is None and not anywhere and later_locations:
         # Every location includes those opened later: holding it at each location open today is not enough.
         forever = caller_everywhere_permissions(session)
-        messages += [f"Not yours to give at every location, including those opened later: {p}"
+        messages += [f"Not yours to {verb} at every location, including those opened later: {p}"
                      for p in sorted(permissions & LOCATION_PERMISSIONS) if p not in missing and p not in forever]
     if messages:
-        raise Problem(403, "You can only give permissions you hold yourself, where you hold them.", type=FORBIDDEN,
+        raise Problem(403, f"You can only {verb} permissions you hold yourself, where you hold them.", type=FORBIDDEN,
                       errors={field: messages})
 
 
@@ -100,13 +100,16 @@ def role_reach(session: Session, role: Role) -> list[int] | None | bool:
 
 
 def ensure_can_set_role_permissions(session: Session, caller: Identity, role: Role | None, permissions) -> None:
-    """Adding a permission to a role grants it to every holder: the caller must hold it wherever they do."""
-    added = set(permissions) - set(role.permissions if role is not None else ())
-    if not added:
-        return
+    """Adding a permission to a role grants it to every holder, removing one takes it from them: the
+    caller must hold each changed permission wherever the role's holders do (so nobody strips rights
+    from someone holding more than they do)."""
+    before = set(role.permissions if role is not None else ())
+    added, removed = set(permissions) - before, before - set(permissions)
     reach = role_reach(session, role) if role is not None else False
-    ensure_can_grant(session, caller, added, None if reach is False else reach, field="permissions",
-                     anywhere=reach is False)
+    for changed, verb in ((added, "give"), (removed, "take away")):
+        if changed:
+            ensure_can_grant(session, caller, changed, None if reach is False else reach, field="permissions",
+                             anywhere=reach is False, verb=verb)
 
 
 def ensure_can_add_grants(session: Session, caller: Identity, current: set[tuple], requested: set[tuple]) -> None:

@@ -195,6 +195,8 @@ def test_unknown_event_types_are_ignored(db):
 
 def test_celery_app_is_configured_for_at_least_once_delivery():
     conf = make_celery(settings()).conf
-    assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
+    # Acknowledged only once done, so a prefetched message comes back if the worker dies holding it.
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost and 1 <= conf.worker_prefetch_multiplier <= 4
+    assert conf.task_time_limit  # a stuck pooled task is replaced and its message redelivered
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_default_queue == "vigil.customer"
