@@ -9,12 +9,13 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm.exc import StaleDataError
 
 from vigil_shared.config import Settings
 from vigil_shared.crypto import FieldCipher, generate_key
 from vigil_shared.messaging.celery_app import make_celery
 from vigil_shared.messaging.contracts import CustomerDeleted, UnknownContract, new_event
-from vigil_shared.messaging.dead_letters import DeadLetters, RetryLater, describe, is_transient
+from vigil_shared.messaging.dead_letters import DeadLetters, RetryLater, describe, is_transient, worth_retrying
 from vigil_shared.messaging.outbox import RETRIES, EventConsumer
 
 CIPHER = FieldCipher([generate_key()], "index")
@@ -38,6 +39,7 @@ def _db_error(kind, message="boom", sqlstate=None, orig=None):
     _db_error(ProgrammingError, "canceling statement due to lock timeout", "55P03"),
     _db_error(ProgrammingError, "too many connections", "53300"),
     DisconnectionError("gone"),
+    StaleDataError("UPDATE statement on table 'customers' expected to update 1 row(s); 0 were matched."),
     BrokerOperationalError("connection refused"),
     ConnectionError("database went away"),
     TimeoutError("timed out"),
@@ -58,6 +60,14 @@ def test_outages_and_lost_races_are_transient(error):
 ], ids=lambda error: type(error).__name__)
 def test_errors_that_repeat_are_permanent(error):
     assert not is_transient(error)
+
+
+def test_a_violated_constraint_is_tried_once_more_in_case_a_concurrent_insert_won():
+    duplicate = _db_error(IntegrityError, "duplicate key value violates unique constraint", "23505")
+    assert worth_retrying(duplicate, attempt=1)
+    assert not worth_retrying(duplicate, attempt=2), "failing again, it will fail every time"
+    assert not worth_retrying(KeyError("customer_id"), attempt=1)
+    assert worth_retrying(ConnectionError("down"), attempt=7)
 
 
 def test_a_described_database_error_names_no_sql_and_no_value():
@@ -143,17 +153,21 @@ def test_the_task_retries_only_transient_failures(db):
     celery.conf.task_always_eager = True
     attempts = []
 
+    failures = {1: ConnectionError("down"), 2: TypeError("a bug"),
+                3: _db_error(IntegrityError, "duplicate key value violates unique constraint", "23505")}
+
     def handler(session, event):
         attempts.append(event.payload.customer_id)
-        raise (ConnectionError("down") if event.payload.customer_id == 1 else TypeError("a bug"))
+        raise failures[event.payload.customer_id]
 
     task = _consumer(db, handler).register_task(celery)
-    for customer_id in (1, 2):
+    for customer_id in failures:
         task.apply(args=[new_event(CustomerDeleted(customer_id=customer_id), source="customer").to_message()])
     assert attempts.count(2) == 1, "a permanent failure is not retried"
+    assert attempts.count(3) == 2, "a violated constraint is tried once more, in case a concurrent insert won"
     assert attempts.count(1) == RETRIES + 1
     assert sorted((letter.error_class, letter.attempts) for letter in _letters(db)) == \
-        [("ConnectionError", RETRIES + 1), ("TypeError", 1)]
+        [("ConnectionError", RETRIES + 1), ("TypeError", 1), ("sqlalchemy.exc.IntegrityError", 2)]
 
 
 def test_failing_again_adds_the_attempts_and_applying_resolves_the_dead_letter(db):

@@ -123,8 +123,8 @@ def ops_blueprint(service: str) -> Blueprint:
         """Events this service's consumer could never apply, most recently failed first.
 
         Only failures that repeating cannot fix land here at once (an unknown contract, invalid data, an
-        error in a handler, a violated constraint); a database or broker outage is retried with backoff
-        and lands here only after its last retry.
+        error in a handler; a violated constraint after a second attempt); a database or broker outage is
+        retried with backoff and lands here only after its last retry.
         """
         model = current_runtime().messaging.DeadLetter
         statement = select(model).order_by(model.last_failed_at.desc(), model.event_id)

@@ -2,10 +2,12 @@
 
 A consumer retries an event only when the failure is *transient*: the database or the broker did
 not answer, or the database refused this attempt because of another transaction (a lock timeout, a
-deadlock, a serialization failure). Anything else (an unknown contract, data that fails its
-contract, a programming error in a handler, a constraint the change violates) fails the same way
-every time, so the event goes straight to the service's ``dead_letters`` table, where an operator
-sees it and, once the cause is fixed, sends it again or discards it (``vigil_shared.ops``).
+deadlock, a serialization failure, a row changed under it). Anything else (an unknown contract,
+data that fails its contract, a programming error in a handler) fails the same way every time, so
+the event goes straight to the service's ``dead_letters`` table, where an operator sees it and, once
+the cause is fixed, sends it again or discards it (``vigil_shared.ops``). A violated constraint is
+tried once more: a concurrent transaction may have inserted the same key first, which the second
+attempt sees; one that fails again will fail every time.
 
 A dead letter keeps the event id, type, version, source and request id, the error's class and
 first line, when it failed and how many attempts it took. The message itself is kept only
@@ -22,8 +24,9 @@ from typing import Any
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from marshmallow import ValidationError
 from sqlalchemy import delete
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm import Session
 
 from ..crypto import FieldCipher
@@ -49,6 +52,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,  # SQLAlchemy's: connection lost, database locked, lock timeout, deadlock, serialization
     DisconnectionError,
     PoolTimeoutError,  # no pooled connection came free in time
+    StaleDataError,  # another transaction changed or removed the row first
     BrokerOperationalError,  # kombu could not reach the broker
     ConnectionError,
     TimeoutError,
@@ -68,6 +72,11 @@ def is_transient(error: BaseException) -> bool:
         sqlite_code = getattr(error.orig, "sqlite_errorcode", None)
         return isinstance(sqlite_code, int) and sqlite_code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
     return False
+
+
+def worth_retrying(error: BaseException, attempt: int) -> bool:
+    """Whether attempt number ``attempt`` failing with ``error`` deserves another (retries permitting)."""
+    return is_transient(error) or (isinstance(error, IntegrityError) and attempt == 1)
 
 
 def describe(error: BaseException) -> tuple[str, str]:

@@ -36,7 +36,7 @@ from .contracts import (
     parse_event,
     subscribers,
 )
-from .dead_letters import DeadLetters, is_transient
+from .dead_letters import DeadLetters, worth_retrying
 
 log = logging.getLogger("vigil.messaging")
 
@@ -198,7 +198,7 @@ class Handler(Generic[P]):
 class EventConsumer:
     """Dispatches incoming events to handlers, exactly once per event id (the inbox).
 
-    Only a transient failure is retried (see ``dead_letters.is_transient``); any other failure, or
+    Only a transient failure is retried (see ``dead_letters.worth_retrying``); any other failure, or
     the last transient one, puts the event in the service's dead letters and acknowledges it.
     """
 
@@ -227,7 +227,7 @@ class EventConsumer:
         try:
             return self._apply(message)
         except Exception as error:
-            if is_transient(error) and attempt <= self.retries:
+            if worth_retrying(error, attempt) and attempt <= self.retries:
                 raise  # the task tries again, with backoff
             self._dead_letter(message, error, attempt)
             return False
