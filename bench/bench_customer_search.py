@@ -19,7 +19,7 @@ What it does:
    `page=25001` through the service and with raw `OFFSET 500000`.
 5. Repeats the service searches on SQLite with 100,000 customers.
 
-Targets (issue 4): PostgreSQL p95 ≤ 30 ms on page 1, deep pages as fast as page 1, SQLite p95 ≤ 100 ms.
+Targets: PostgreSQL p95 ≤ 30 ms on page 1, deep pages as fast as page 1, SQLite p95 ≤ 100 ms.
 The database is dropped at the end unless `--keep`.
 """
 from __future__ import annotations

@@ -19,7 +19,7 @@ For each broker it starts its own Vigil on free ports: ``embedded`` is the defau
    and, since a busy machine lengthens that, the events per CPU-second the worker used: what one
    free core would drain.
 
-Targets (issue 8): every queue drains at least 200 events/s; a cascade is done within 5 s.
+Targets: every queue drains at least 200 events/s; a cascade is done within 5 s.
 """
 from __future__ import annotations
 

@@ -6,7 +6,10 @@ on the embedded defaults (SQLite databases + the SQLite broker in a temporary va
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import signal
+import subprocess
 import time
 import uuid
 
@@ -14,9 +17,9 @@ import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from vigil_runner.stack import Stack
+from vigil_runner.stack import Stack, is_ready
 from vigil_shared.config import PROCESS_NAMES, SERVICES
-from vigil_shared.testing import TestDatabases, choose_backend, postgres_admin_url, rabbitmq_url
+from vigil_shared.testing import HttpVerbs, TestDatabases, choose_backend, postgres_admin_url, rabbitmq_url
 
 BACKEND = choose_backend()
 
@@ -40,19 +43,20 @@ def _delete_queues(prefix: str) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(var_dir):
+def running_stack(var_dir, backend: str = BACKEND):
     """A whole Vigil stack on fresh databases and queues, stopped and removed on exit.
 
     The session's ``stack`` is one; a suite that must not share state with the others (the
-    schemathesis run, which signs in wrongly on purpose and edits users) starts its own.
+    schemathesis run, which signs in wrongly on purpose and edits users) starts its own, on
+    ``backend`` (the suite's by default).
     """
     overrides = {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_ADMIN_USERNAME": "admin",
                  "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "INFO",
                  "VIGIL_RELAY_INTERVAL": "0.1",
                  # cheap Argon2id: sign-ins are many here; the gateway unit suite checks the production ones
                  "VIGIL_PASSWORD_HASHING": "fast-for-tests"}
-    with backend_settings(BACKEND, var_dir) as backend:
-        running = Stack.from_environment(overrides | backend, dynamic_ports=True, inherit_vigil_settings=False)
+    with backend_settings(backend, var_dir) as settings:
+        running = Stack.from_environment(overrides | settings, dynamic_ports=True, inherit_vigil_settings=False)
         try:
             running.prepare()
             running.start()
@@ -90,6 +94,11 @@ def stack(tmp_path_factory):
             yield running
         finally:
             DIAGNOSTICS.clear()
+
+
+# The backends a suite that must hold on every backend runs on: the embedded default always, and
+# PostgreSQL + RabbitMQ too when they are reachable.
+EVERY_BACKEND = ["embedded", "postgres"] if BACKEND == "postgres" else ["embedded"]
 
 
 # What a timed-out wait reports besides its own message: the tail of the workers' and relays' logs
@@ -134,7 +143,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "run_last(n): run after every unmarked test, lowest n first")
 
 
-class Gateway:
+class Gateway(HttpVerbs):
     """A caller of the public API."""
 
     def __init__(self, base_url: str, token: str | None = None):
@@ -149,18 +158,6 @@ class Gateway:
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         kwargs.setdefault("timeout", 15)
         return self.http.request(method, self.url(path), **kwargs)
-
-    def get(self, path, **kw):
-        return self.request("GET", path, **kw)
-
-    def post(self, path, **kw):
-        return self.request("POST", path, **kw)
-
-    def patch(self, path, **kw):
-        return self.request("PATCH", path, **kw)
-
-    def delete(self, path, **kw):
-        return self.request("DELETE", path, **kw)
 
     def wait_for(self, check, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
         """Polls ``check`` (returning a truthy value when done) until the event has been processed."""
@@ -230,17 +227,20 @@ def gateway_as(stack, gateway):
                   [{"role_id": role.json()["id"], "location_id": loc} for loc in location_ids])
         if not grants and permissions:
             grants = [{"role_id": role.json()["id"], "location_id": None}]  # company-wide permissions only
-        password = secrets.token_urlsafe(16)
-        user = gateway.post("/api/v1/users", json={"username": f"e2e-{suffix}", "password": password,
-                                                  "grants": grants})
-        assert user.status_code == 201, user.text
-        token = Gateway(stack.gateway_url).post("/api/v1/auth/token", json={"username": f"e2e-{suffix}",
-                                                                         "password": password})
-        assert token.status_code == 200, token.text
-        made[key] = Gateway(stack.gateway_url, token.json()["access_token"])
+        made[key] = signed_in_user(stack, gateway, f"e2e-{suffix}", grants)
         return made[key]
 
     return make
+
+
+def signed_in_user(stack, gateway, username: str, grants: list[dict]) -> Gateway:
+    """A new user holding ``grants`` (made by the admin ``gateway``), signed in."""
+    password = secrets.token_urlsafe(16)
+    user = gateway.post("/api/v1/users", json={"username": username, "password": password, "grants": grants})
+    assert user.status_code == 201, user.text
+    token = Gateway(stack.gateway_url).post("/api/v1/auth/token", json={"username": username, "password": password})
+    assert token.status_code == 200, token.text
+    return Gateway(stack.gateway_url, token.json()["access_token"])
 
 
 _EXCHANGES = [e for e in range(230, 1000) if e % 100 != 11]  # real-looking, never an N11 service code
@@ -254,6 +254,25 @@ def unique_phone(area: str = "801") -> str:
 
 
 def customer_body(location_id: int, **fields) -> dict:
-    """A valid new customer (seed 001's required fields) at ``location_id``; ``fields`` override."""
+    """A valid new customer (the record's required fields) at ``location_id``; ``fields`` override."""
     return {"kind": "customer", "first_name": "Dana", "last_name": "Reyes", "city": "Ottawa", "state": "ON",
             "primary_phone": "613-555-0100", "account_type": "Residential", "location_id": location_id} | fields
+
+
+@contextlib.contextmanager
+def process_stopped(stack, name: str):
+    """The stack's process ``name`` stopped (SIGTERM) for the block, then started again and ready."""
+    [process] = [p for p in stack.processes if p.name == name]
+    os.killpg(process.popen.pid, signal.SIGTERM)
+    process.popen.wait(20)
+    try:
+        yield process
+    finally:
+        log = open(process.log_path, "ab")  # noqa: SIM115 - handed to the child
+        process.popen = subprocess.Popen(process.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 60
+        while not is_ready(process.ready_url):
+            assert time.monotonic() < deadline, f"{process.name} did not come back"
+            time.sleep(0.2)

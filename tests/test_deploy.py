@@ -87,16 +87,20 @@ def database_name(url: str) -> str:
     return urlsplit(interpolated(url)).path.lstrip("/")
 
 
-def built_dockerfiles() -> dict[str, Path]:
-    """Dockerfile path (relative to the root) -> absolute path, for every container with a build."""
+def built_images() -> dict[str, tuple[Path, dict[str, str]]]:
+    """Image -> (absolute Dockerfile path, build arguments), for every container with a build.
+
+    One Dockerfile builds every image, so each image is checked with the arguments compose passes.
+    """
     found = {}
     for container in CONTAINERS.values():
         build = container.get("build")
         if build:
             context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
             dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
-            path = (context / dockerfile).resolve()
-            found[str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)] = path
+            args = {} if isinstance(build, str) else {k: str(v) for k, v in (build.get("args") or {}).items()}
+            image = container.get("image") or dockerfile
+            found[image] = ((context / dockerfile).resolve(), args)
     return found
 
 
@@ -113,8 +117,9 @@ def declared_console_scripts() -> dict[str, Path]:
     return scripts
 
 
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    """``(INSTRUCTION, arguments)`` pairs, with continuation lines joined and comments dropped."""
+def dockerfile_instructions(path: Path, args: dict[str, str]) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` pairs, with continuation lines joined, comments dropped and the
+    build arguments (``args``, else an ``ARG`` line's default) substituted for ``${NAME}``/``$NAME``."""
     logical, current = [], ""
     for raw in path.read_text().splitlines():
         line = raw.strip()
@@ -127,11 +132,19 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
         keyword, _, rest = current.partition(" ")
         logical.append((keyword.upper(), rest.strip()))
         current = ""
-    return logical
+    values = dict(args)
+    substituted = []
+    for keyword, rest in logical:
+        rest = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], m[0]), rest)
+        name, _, default = rest.partition("=")
+        if keyword == "ARG" and default:
+            values.setdefault(name, default)
+        substituted.append((keyword, rest))
+    return substituted
 
 
 CONTAINER_NAMES = sorted(CONTAINERS)
-DOCKERFILES = built_dockerfiles()
+IMAGES = built_images()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -322,42 +335,64 @@ def test_commands_accept_their_subcommand(script, subcommand):
 # ------------------------------------------------------------------------------------------------
 # Dockerfiles
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
-def test_dockerfile_runs_as_non_root_with_a_healthcheck(dockerfile):
-    instructions = dockerfile_instructions(DOCKERFILES[dockerfile])
+def image_instructions(image: str) -> list[tuple[str, str]]:
+    path, args = IMAGES[image]
+    return dockerfile_instructions(path, args)
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_dockerfile_runs_as_non_root_with_a_healthcheck(image):
+    instructions = image_instructions(image)
     users = [args for keyword, args in instructions if keyword == "USER"]
-    assert users, f"{dockerfile} has no USER instruction (the image would run as root)"
+    assert users, f"{image}: the Dockerfile has no USER instruction (the image would run as root)"
     user = users[-1].split(":")[0]
-    assert user not in {"root", "0"}, f"{dockerfile} runs as {users[-1]!r}; use an unprivileged user"
+    assert user not in {"root", "0"}, f"{image} runs as {users[-1]!r}; use an unprivileged user"
     assert any(keyword == "HEALTHCHECK" and "NONE" not in args for keyword, args in instructions), (
-        f"{dockerfile} has no HEALTHCHECK"
+        f"{image} has no HEALTHCHECK"
     )
-    assert any(keyword == "CMD" for keyword, _ in instructions), f"{dockerfile} has no default CMD"
-    assert any(keyword == "EXPOSE" for keyword, _ in instructions), f"{dockerfile} does not EXPOSE its port"
+    assert any(keyword == "CMD" for keyword, _ in instructions), f"{image} has no default CMD"
+    assert any(keyword == "EXPOSE" for keyword, _ in instructions), f"{image} does not EXPOSE its port"
 
 
-@pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
-def test_dockerfile_installs_pinned_versions(dockerfile):
-    instructions = dockerfile_instructions(DOCKERFILES[dockerfile])
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_dockerfile_installs_pinned_versions(image):
+    instructions = image_instructions(image)
     installs = [args for keyword, args in instructions if keyword == "RUN" and "pip install" in args]
-    assert installs, f"{dockerfile} never runs pip install"
+    assert installs, f"{image}: the Dockerfile never runs pip install"
     for args in installs:
         assert re.search(r"(-c|--constraint)[ =]constraints\.txt\b", args), (
-            f"{dockerfile}: `{args}` does not install with -c constraints.txt"
+            f"{image}: `{args}` does not install with -c constraints.txt"
         )
     copied = " ".join(args for keyword, args in instructions if keyword in {"COPY", "ADD"})
-    assert "constraints.txt" in copied, f"{dockerfile} does not copy constraints.txt into the image"
+    assert "constraints.txt" in copied, f"{image} does not copy constraints.txt into the image"
 
 
-@pytest.mark.parametrize("dockerfile", sorted(DOCKERFILES))
-def test_dockerfile_copies_only_what_exists(dockerfile):
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_dockerfile_copies_only_what_exists(image):
     """Every COPY source (relative to the build context, the repository root) exists."""
-    for keyword, args in dockerfile_instructions(DOCKERFILES[dockerfile]):
+    for keyword, args in image_instructions(image):
         if keyword != "COPY" or args.startswith("--from"):
             continue
         *sources, _destination = [a for a in args.split() if not a.startswith("--")]
         for source in sources:
-            assert (ROOT / source).exists(), f"{dockerfile}: COPY source {source!r} does not exist"
+            assert (ROOT / source).exists(), f"{image}: COPY source {source!r} does not exist"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CONTAINERS))
+def test_image_is_built_for_its_own_process(name):
+    """The build arguments name the container's process, install the project that declares its
+    console script, and expose its default web port."""
+    process = EXPECTED_CONTAINERS[name][0]
+    build = (CONTAINERS.get(name) or {}).get("build") or {}
+    args = {k: str(v) for k, v in (build.get("args") or {}).items()}
+    assert args.get("SERVICE") == process, f"container {name!r} builds SERVICE={args.get('SERVICE')!r}"
+    assert args.get("PORT") == str(default_port(process)), f"container {name!r} builds PORT={args.get('PORT')!r}"
+    pip = next(a for k, a in image_instructions(CONTAINERS[name]["image"]) if k == "RUN" and "pip install" in a)
+    project = ROOT / pip.split()[-1] / "pyproject.toml"
+    assert declared_console_scripts().get(f"vigil-{process}") == project.resolve(), (
+        f"container {name!r}: the image installs {project.parent.relative_to(ROOT)}, which does not declare "
+        f"vigil-{process}"
+    )
 
 
 def test_constraints_file_works_inside_an_image():

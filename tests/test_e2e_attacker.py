@@ -1,6 +1,6 @@
 """An attacker's and a tester's pass through the real stack, over the gateway only.
 
-Each test is a way in that was open after the hardening of issue 8, or one that held and must keep
+Each test is a way in that was once open, or one that held and must keep
 holding: nobody gains what they do not hold (keys minting keys, revoking an administrator's
 credentials, grants reaching offices opened later), and no hand-made input gets a 500.
 """
@@ -105,7 +105,7 @@ def test_a_grant_at_every_location_is_not_a_way_into_the_next_office(stack, gate
 
 
 def test_no_way_to_take_over_or_widen(stack, gateway, locations):
-    """The takeover and escalation paths of issue 8 stay closed for every field and route."""
+    """The takeover and escalation paths found once stay closed for every field and route."""
     admin_id = gateway.get("/api/v1/me").json()["id"]
     hr, hr_user, _ = make_user(stack, gateway, [(["users.manage", "roles.manage"], None),
                                                 (["customers.view"], locations["home"])])

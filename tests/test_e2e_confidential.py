@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import customer_body, unique_phone
+from conftest import customer_body, signed_in_user, unique_phone
 
 SSN = "219-09-9999"
 SSN_DIGITS = SSN.replace("-", "")
@@ -71,15 +71,11 @@ def test_no_log_line_carries_a_confidential_value(stack, gateway, secret_custome
                 json.loads(line)  # every process logs JSON lines
 
 
-# --- issue 8: no operation carries or reveals a value the caller cannot see at its source ---------
+# --- no operation carries or reveals a value the caller cannot see at its source ---------
 
 @pytest.fixture(scope="module")
 def split_office_user(stack, gateway, locations):
     """Works in both offices; sees SSNs and birthdates unmasked only in ``other`` (the target)."""
-    import secrets
-
-    from conftest import Gateway as Client
-
     suffix = uuid.uuid4().hex[:8]
     base = gateway.post("/api/v1/roles", json={"name": f"e2e-split-{suffix}", "permissions": [
         "customers.view", "customers.create", "customers.modify", "customers.contact_info.modify", "leads.view",
@@ -87,17 +83,10 @@ def split_office_user(stack, gateway, locations):
     unmask = gateway.post("/api/v1/roles", json={"name": f"e2e-unmask-{suffix}", "permissions": [
         "confidential.ssn.view", "confidential.birthdate.view"]})
     assert base.status_code == unmask.status_code == 201, (base.text, unmask.text)
-    password = secrets.token_urlsafe(16)
     grants = [{"role_id": base.json()["id"], "location_id": locations["home"]},
               {"role_id": base.json()["id"], "location_id": locations["other"]},
               {"role_id": unmask.json()["id"], "location_id": locations["other"]}]
-    made = gateway.post("/api/v1/users", json={"username": f"e2e-split-{suffix}", "password": password,
-                                               "grants": grants})
-    assert made.status_code == 201, made.text
-    token = Client(stack.gateway_url).post("/api/v1/auth/token", json={"username": f"e2e-split-{suffix}",
-                                                                      "password": password})
-    assert token.status_code == 200, token.text
-    return Client(stack.gateway_url, token.json()["access_token"])
+    return signed_in_user(stack, gateway, f"e2e-split-{suffix}", grants)
 
 
 def test_a_copy_into_an_office_that_shows_ssns_carries_no_masked_value(gateway, locations, split_office_user):

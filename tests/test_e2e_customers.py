@@ -3,15 +3,11 @@ by property events, history, duplicates, notes, contacts, tags, files, conversio
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
 import uuid
 
 import pytest
 
-from conftest import assert_problem, unique_phone
-from vigil_runner.stack import is_ready
+from conftest import assert_problem, process_stopped, unique_phone
 
 
 def phone() -> str:
@@ -234,31 +230,15 @@ def test_summary_counts_each_tab_the_caller_may_view(gateway, gateway_as, home, 
     assert_problem(gateway.get("/api/v1/customers/987654321/summary"), 404)
 
 
-def _restart(process, stack) -> None:
-    log = open(process.log_path, "ab")  # noqa: SIM115 - handed to the child
-    process.popen = subprocess.Popen(process.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + 60
-    while not is_ready(process.ready_url):
-        assert time.monotonic() < deadline, f"{process.name} did not come back"
-        time.sleep(0.2)
-
-
 def test_summary_is_partial_while_the_property_service_is_down(stack, gateway, home):
     record = create(gateway, home)
-    [property_web] = [p for p in stack.processes if p.name == "property"]
-    os.killpg(property_web.popen.pid, signal.SIGTERM)
-    property_web.popen.wait(20)
-    try:
+    with process_stopped(stack, "property"):
         response = gateway.get(f"/api/v1/customers/{record['id']}/summary")
         assert response.status_code == 200, response.text
         data = response.json()
         assert data["partial"] is True and data["unavailable"] == ["property"]
         assert data["counts"]["properties"] is None and data["counts"]["notes"] == 0
         assert data["customer"]["id"] == record["id"]
-    finally:
-        _restart(property_web, stack)
 
 
 def test_a_lead_only_user_works_through_the_leads_routes(gateway_as, home):
@@ -272,7 +252,7 @@ def test_a_lead_only_user_works_through_the_leads_routes(gateway_as, home):
     assert_problem(rep.get("/api/v1/customers"), 403)
 
 
-# --- issue 8: what real use broke -------------------------------------------------------------------
+# --- what real use broke --------------------------------------------------------------------------
 
 def test_a_duplicate_in_an_office_you_cannot_view_reveals_no_id_and_no_field(gateway, gateway_as, home, other):
     number = phone()

@@ -2,17 +2,12 @@
 events, systems and equipment, appointments, transfer, and the technician portal with its audit."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import assert_problem, customer_body, unique_phone
-from vigil_runner.stack import is_ready
+from conftest import assert_problem, customer_body, process_stopped, unique_phone
 
 CODES_VIEW = "confidential.installation_codes.view"
 
@@ -289,27 +284,11 @@ def test_five_wrong_pins_lock_the_account_and_every_lookup_is_audited(gateway, g
     assert all("1357" not in str(e) and "0000" not in str(e["details"]) for e in mine)
 
 
-def _restart(process, stack) -> None:
-    log = open(process.log_path, "ab")  # noqa: SIM115 - handed to the child
-    process.popen = subprocess.Popen(process.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + 60
-    while not is_ready(process.ready_url):
-        assert time.monotonic() < deadline, f"{process.name} did not come back"
-        time.sleep(0.2)
-
-
 def test_technician_lookup_is_partial_while_the_customer_service_is_down(stack, gateway_as, locations, tech_site):
     tech = gateway_as(["tech_portal.use"], [locations["home"]])
-    [customer_web] = [p for p in stack.processes if p.name == "customer"]
-    os.killpg(customer_web.popen.pid, signal.SIGTERM)
-    customer_web.popen.wait(20)
-    try:
+    with process_stopped(stack, "customer"):
         response = lookup(tech, tech_site)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["partial"] is True and body["unavailable"] == ["customer"] and body["emergency_contacts"] is None
         assert body["property"]["id"] == tech_site["id"]
-    finally:
-        _restart(customer_web, stack)

@@ -1,6 +1,7 @@
 """Schemathesis over the merged OpenAPI: no input gets a 5xx, and every response matches its declaration.
 
-The run gets a stack of its own (it signs in wrongly on purpose, which engages the per-address
+It runs on the embedded default and, when the suite runs there, on PostgreSQL + RabbitMQ too.
+Each run gets a stack of its own (it signs in wrongly on purpose, which engages the per-address
 sign-in limit, and edits users and roles), and fuzzes every operation twice: as an administrator
 with a bearer token, and with an API key holding every permission. It is bounded (a few examples
 per operation, a time budget per run, two workers) so ``make test`` stays within minutes.
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import running_stack
+from conftest import EVERY_BACKEND, running_stack
 
 BIN = Path(sys.executable).parent
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")  # the caller: admin (signs in again on 401) or a key
@@ -41,9 +42,9 @@ SELF_SABOTAGE = (
 pytestmark = pytest.mark.run_last(1)
 
 
-@pytest.fixture(scope="module")
-def fuzz_stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("fuzz-var")) as running:
+@pytest.fixture(scope="module", params=EVERY_BACKEND)
+def fuzz_stack(request, tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp(f"fuzz-{request.param}"), backend=request.param) as running:
         yield running
 
 

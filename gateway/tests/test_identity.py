@@ -190,12 +190,9 @@ def test_failed_logins_are_throttled_per_address(settings, db):
     problem(other_address, 401)
 
 
-def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
-    """31 wrong passwords, 6 at a time, from one address: the per-address limit (30) engages.
-
-    Counting used to read the row, add one in Python and write it back, so concurrent failures
-    overwrote each other's increments on PostgreSQL and the limit never engaged."""
-    policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=30, lockout_threshold=100)
+def _concurrent_sign_ins(settings, db, policy, attempts: int, attempt_of):
+    """A gateway with ``policy`` and the admin, and the statuses of ``attempts`` sign-ins, six at a time
+    (the first six start together): attempt ``i`` posts ``attempt_of(i) = (body, client address)``."""
     app = create_app(dataclasses.replace(settings, login_policy=policy))
     with db.transaction() as session:
         ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
@@ -203,12 +200,23 @@ def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
 
     def attempt(i):
         if i < 6:
-            start.wait()  # the first six start together
-        return app.test_client().post("/api/v1/auth/token", json={"username": f"guess{i}", "password": "wrong"},
-                                      environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code
+            start.wait()
+        body, address = attempt_of(i)
+        response = app.test_client().post("/api/v1/auth/token", json=body, environ_base={"REMOTE_ADDR": address})
+        return response.status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:
-        statuses = list(pool.map(attempt, range(31)))
+        return app, list(pool.map(attempt, range(attempts)))
+
+
+def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
+    """31 wrong passwords, 6 at a time, from one address: the per-address limit (30) engages.
+
+    Counting used to read the row, add one in Python and write it back, so concurrent failures
+    overwrote each other's increments on PostgreSQL and the limit never engaged."""
+    policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=30, lockout_threshold=100)
+    app, statuses = _concurrent_sign_ins(settings, db, policy, 31, lambda i: ({"username": f"guess{i}",
+                                                                             "password": "wrong"}, "10.1.2.3"))
     assert set(statuses) <= {401, 429} and statuses.count(401) >= 30, statuses
     with db.new_session() as session:
         counted = session.get(LoginFailures, "addr:10.1.2.3").count
@@ -220,19 +228,8 @@ def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
 
 def test_concurrent_failures_of_one_account_all_count_toward_its_lockout(settings, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=12)
-    app = create_app(dataclasses.replace(settings, login_policy=policy))
-    with db.transaction() as session:
-        ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
-    start = threading.Barrier(6)
-
-    def attempt(i):
-        if i < 6:
-            start.wait()
-        return app.test_client().post("/api/v1/auth/token", json={"username": "admin", "password": f"wrong{i}"},
-                                      environ_base={"REMOTE_ADDR": f"10.2.0.{i}"}).status_code
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        statuses = list(pool.map(attempt, range(12)))
+    app, statuses = _concurrent_sign_ins(settings, db, policy, 12, lambda i: ({"username": "admin",
+                                                                             "password": f"wrong{i}"}, f"10.2.0.{i}"))
     assert statuses.count(401) == 12, statuses
     locked = app.test_client().post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD})
     problem(locked, 429)

@@ -50,18 +50,13 @@ def record(db: Database, action: str, outcome: str = SUCCESS, *, actor: Identity
 def query(session: Session, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
           target_type: str | None = None, target_id: str | None = None, since: datetime | None = None,
           until: datetime | None = None):
-    statement = select(AuditEntry)
-    if actor:
-        statement = statement.where(AuditEntry.actor_name == actor)
+    """Newest first; each filter given narrows the entries, ``action`` ending in ``*`` to a prefix."""
+    equal = [(AuditEntry.actor_name, actor), (AuditEntry.outcome, outcome), (AuditEntry.target_type, target_type),
+             (AuditEntry.target_id, target_id)]
+    statement = select(AuditEntry).where(*(column == value for column, value in equal if value))
     if action:
-        statement = (statement.where(AuditEntry.action.startswith(action[:-1])) if action.endswith("*")
-                     else statement.where(AuditEntry.action == action))
-    if outcome:
-        statement = statement.where(AuditEntry.outcome == outcome)
-    if target_type:
-        statement = statement.where(AuditEntry.target_type == target_type)
-    if target_id:
-        statement = statement.where(AuditEntry.target_id == target_id)
+        statement = statement.where(AuditEntry.action.startswith(action[:-1]) if action.endswith("*")
+                                    else AuditEntry.action == action)
     if since:
         statement = statement.where(AuditEntry.occurred_at >= since)
     if until:

@@ -11,7 +11,16 @@ from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
 Base = new_declarative_base()
 
 
-class Location(Base):
+class Edited:
+    """Columns of a record administrators edit: its version (the ETag, see versions.py; a user's counts
+    edits only, not sign-ins) and when it was made and last changed."""
+
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Location(Edited, Base):
     """An office location; every customer and lead belongs to one, and rights are granted per location."""
 
     __tablename__ = "locations"
@@ -21,12 +30,9 @@ class Location(Base):
     address: Mapped[str | None] = mapped_column(String(300))
     phone: Mapped[str | None] = mapped_column(String(40))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # the ETag; see versions.py
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
-class Role(Base):
+class Role(Edited, Base):
     """A named set of permissions from the catalog (``vigil_shared.permissions``)."""
 
     __tablename__ = "roles"
@@ -35,12 +41,9 @@ class Role(Base):
     name: Mapped[str] = mapped_column(String(120), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     permissions: Mapped[list] = mapped_column(JSON, default=list)
-    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
-class User(Base):
+class User(Edited, Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -53,9 +56,6 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)  # consecutive, reset by a good login
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # edits only, not sign-ins
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     grants: Mapped[list["Grant"]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                  lazy="selectin", order_by="Grant.id")

@@ -15,7 +15,7 @@ from flask import g, has_request_context
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vigil_shared.errors import Problem, conflict, not_found, validation_problem
+from vigil_shared.errors import Problem, conflict, get_or_404, not_found, validation_problem
 from vigil_shared.identity import Identity
 from vigil_shared.permissions import GLOBAL_PERMISSIONS, LOCATION_PERMISSIONS
 
@@ -123,10 +123,7 @@ SEES_EVERY_LOCATION = ("locations.manage", "users.manage", "roles.manage")
 
 
 def get_role(session: Session, role_id: int) -> Role:
-    role = session.get(Role, role_id)
-    if role is None:
-        raise not_found("role")
-    return role
+    return get_or_404(session, Role, role_id, "role")
 
 
 def check_role_name_free(session: Session, name: str, exclude: int | None = None) -> None:
@@ -194,7 +191,4 @@ def ensure_can_revoke(session: Session, caller: Identity, caller_user: User | No
 
 
 def get_api_key(session: Session, key_id: int) -> ApiKey:
-    key = session.get(ApiKey, key_id)
-    if key is None:
-        raise not_found("API key")
-    return key
+    return get_or_404(session, ApiKey, key_id, "API key")

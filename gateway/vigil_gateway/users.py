@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
-from vigil_shared.errors import conflict, not_found, validation_problem
+from vigil_shared.errors import conflict, get_or_404, validation_problem
 
 from vigil_shared.identity import Identity
 
@@ -41,10 +41,7 @@ def rehash_if_needed(passwords: Passwords, user: User, password: str) -> None:
 
 
 def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise not_found("user")
-    return user
+    return get_or_404(session, User, user_id, "user")
 
 
 def _check_username_free(session: Session, username: str, exclude: int | None = None) -> None:

@@ -7,23 +7,23 @@ Sign-ins and key use never change a version: only what a client edits does.
 """
 from __future__ import annotations
 
-from flask import request
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from vigil_shared.commands import ensure_version
 from vigil_shared.errors import STALE, Problem
-from vigil_shared.http import check_if_match, etag_headers, etag_of
+from vigil_shared.http import etag_headers, etag_of
 
 __all__ = ["claim_next_version", "etag_headers"]
 
 
-def claim_next_version(session: Session, item) -> None:
-    """412 unless ``If-Match`` (when sent) names ``item``'s version; then moves it to the next one."""
-    check_if_match(item.id, item.version)
+def claim_next_version(session: Session, item, if_match: str | None) -> None:
+    """412 unless ``if_match`` (when sent) names ``item``'s version; then moves it to the next one."""
+    ensure_version(if_match, item.id, item.version)
     model = type(item)
     statement = update(model).where(model.id == item.id).values(version=model.version + 1)
-    if request.headers.get("If-Match", "").strip() not in ("", "*"):
+    if (if_match or "").strip() not in ("", "*"):
         statement = statement.where(model.version == item.version)
     if session.execute(statement.execution_options(synchronize_session=False)).rowcount != 1:
         raise Problem(412, "The record changed since you read it. Reload it and apply your change again.",

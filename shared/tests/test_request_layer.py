@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from vigil_shared import guards
 from vigil_shared.config import Settings
 from vigil_shared.db import Database, new_declarative_base
-from vigil_shared.errors import not_found
+from vigil_shared.errors import get_or_404
 from vigil_shared.gunicorn_worker import problem_http_response, refusal_of
 from vigil_shared.http import check_if_match, etag_headers
 from vigil_shared.messaging.celery_app import ping_broker
@@ -75,6 +75,9 @@ class CardArgs(Schema):
 def build_blueprint(db: Database, race: dict) -> Blueprint:
     blp = Blueprint("cards", __name__, url_prefix="/api/v1/cards")
 
+    def found(session, card_id: int) -> Card:
+        return get_or_404(session, Card, card_id, "card")
+
     @blp.route("")
     class Cards(MethodView):
         @blp.arguments(CardArgs, location="query")
@@ -95,18 +98,13 @@ def build_blueprint(db: Database, race: dict) -> Blueprint:
     class CardItem(MethodView):
         @blp.response(200, CardOut)
         def get(self, card_id):
-            card = db.request_session().get(Card, card_id)
-            if card is None:
-                raise not_found("card")
-            return card
+            return found(db.request_session(), card_id)
 
         @blp.arguments(CardPatch)
         @blp.response(200, CardOut)
         def patch(self, data, card_id):
             session = db.request_session()
-            card = session.get(Card, card_id)
-            if card is None:
-                raise not_found("card")
+            card = found(session, card_id)
             check_if_match(card.id, card.version)
             if race.get("barrier") is not None:
                 race["barrier"].wait(timeout=10)  # both requests have read the same version
@@ -118,10 +116,7 @@ def build_blueprint(db: Database, race: dict) -> Blueprint:
     @blp.arguments(CardPatch, required=False)
     @blp.response(200, CardOut)
     def touch(data, card_id):
-        card = db.request_session().get(Card, card_id)
-        if card is None:
-            raise not_found("card")
-        return card
+        return found(db.request_session(), card_id)
 
     @blp.route("/boom")
     @blp.response(200, CardOut)

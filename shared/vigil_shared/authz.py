@@ -9,11 +9,10 @@ from functools import wraps
 from flask import g
 
 from .apidoc import document
-from .errors import FORBIDDEN, UNAUTHENTICATED, Problem
+from .commands import ANYWHERE, forbidden
+from .errors import UNAUTHENTICATED, Problem
 from .identity import Identity
 from .permissions import AUTHENTICATED, scope_of
-
-ANYWHERE = object()  # "at some location": distinct from None, which is a record whose location is unknown
 
 
 def current_identity() -> Identity:
@@ -36,18 +35,14 @@ def require(permission: str, location_id=ANYWHERE) -> Identity:
     return identity
 
 
-def forbidden(permission: str) -> Problem:
-    return Problem(403, f"You need the '{permission}' permission for this.", type=FORBIDDEN, permission=permission)
-
-
 def requires(permission: str):
     """Refuses, before any parsing, callers who hold ``permission`` nowhere, and documents the rule.
 
     The operation's OpenAPI entry gets ``x-vigil-permission`` and ``x-vigil-scope`` (through
     :mod:`vigil_shared.apidoc`, whatever the decorator order); the route × role × location test
     reads them, so an operation without this decorator fails it. Place it above the flask-smorest
-    decorators so the refusal comes before parsing. Location checks on the record itself stay
-    with the view (``require(permission, location_id)``).
+    decorators so the refusal comes before parsing. Location checks on the record itself belong
+    to the command (``ctx.require(permission, location_id)``, :mod:`vigil_shared.commands`).
     """
     scope = "none" if permission == AUTHENTICATED else scope_of(permission)
 

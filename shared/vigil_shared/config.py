@@ -100,24 +100,22 @@ def default_port(process: str, kind: str = "web") -> int:
     return base + {"web": 0, "worker": WORKER_HEALTH_PORT_OFFSET, "relay": RELAY_HEALTH_PORT_OFFSET}[kind]
 
 
-def env_int(name: str, default: int) -> int:
+def _env_number(name: str, default, parse, kind: str):
     raw = env(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from exc
+
+
+def env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int, "an integer")
 
 
 def env_float(name: str, default: float) -> float:
-    raw = env(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    return _env_number(name, default, float, "a number")
 
 
 def service_url(service: str) -> str:

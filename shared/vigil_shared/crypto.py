@@ -44,12 +44,7 @@ class FieldCipher:
         return self._multi.encrypt(plaintext.encode()).decode()
 
     def decrypt(self, token: str | None) -> str | None:
-        if token is None:
-            return None
-        try:
-            return self._multi.decrypt(token.encode()).decode()
-        except InvalidToken as exc:
-            raise DecryptionError("no configured key decrypts this value") from exc
+        return self._with_any_key(self._multi.decrypt, token)
 
     def is_current(self, token: str) -> bool:
         """True when the primary key encrypted ``token`` (nothing to rotate)."""
@@ -61,10 +56,15 @@ class FieldCipher:
 
     def rotate(self, token: str | None) -> str | None:
         """Re-encrypts under the primary key (MultiFernet keeps the original timestamp)."""
+        return self._with_any_key(self._multi.rotate, token)
+
+    @staticmethod
+    def _with_any_key(operation, token: str | None) -> str | None:
+        """``operation`` (decrypt or rotate) of ``token`` with whichever configured key made it."""
         if token is None:
             return None
         try:
-            return self._multi.rotate(token.encode()).decode()
+            return operation(token.encode()).decode()
         except InvalidToken as exc:
             raise DecryptionError("no configured key decrypts this value") from exc
 

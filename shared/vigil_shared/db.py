@@ -153,10 +153,6 @@ class Database:
             self._pid = os.getpid()
         return self._engine
 
-    @property
-    def is_sqlite(self) -> bool:
-        return make_url(self.url).get_backend_name() == "sqlite"
-
     def new_session(self) -> Session:
         self.engine  # noqa: B018 - makes sure the sessionmaker belongs to this process
         return self._sessionmaker()

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import logging
 from http import HTTPStatus
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
+
+T = TypeVar("T")
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("vigil.errors")
@@ -50,6 +52,17 @@ def validation_problem(errors: Mapping[str, list[str]], detail: str = "The reque
 
 def not_found(what: str = "resource") -> Problem:
     return Problem(404, f"The {what} does not exist or is not visible to you.", type=NOT_FOUND)
+
+
+def get_or_404(session, model: type[T], ident, what: str, **owner) -> T:
+    """The ``model`` row ``ident``, or :func:`not_found` naming ``what``.
+
+    ``owner`` names attributes the row must have (``customer_id=7``): a child is found only under
+    its own parent, so a URL cannot reach another record's child by its id."""
+    found = session.get(model, ident)
+    if found is None or any(getattr(found, name) != value for name, value in owner.items()):
+        raise not_found(what)
+    return found
 
 
 def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra) -> Problem:

@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from .errors import Problem, STALE
+from .commands import ensure_version, etag_of
 
 MAX_PER_PAGE = 100
 
@@ -66,26 +66,16 @@ def paginate(session: Session, statement: Select, page: int, per_page: int) -> P
     return Page(items=list(items), page=page, per_page=per_page, total=total or 0)
 
 
-def etag_of(resource_id, version: int) -> str:
-    return f'"{resource_id}.{version}"'
-
-
 def etag_headers(item, *, version_attr: str = "version", **extra: str) -> dict:
     """Response headers of a single resource: its ``ETag``, plus ``extra`` (``Location=…``)."""
     return {"ETag": etag_of(item.id, getattr(item, version_attr)), **extra}
 
 
 def check_if_match(resource_id, version: int) -> None:
-    """412 when the caller's ``If-Match`` names another version; no header means last write wins."""
-    if_match = request.headers.get("If-Match")
-    if not if_match:
-        return
-    current = etag_of(resource_id, version)
-    candidates = [tag.strip() for tag in if_match.split(",")]
-    if "*" in candidates or current in candidates:
-        return
-    raise Problem(412, "The record changed since you read it. Reload it and apply your change again.",
-                  type=STALE, headers={"ETag": current})
+    """412 when the caller's ``If-Match`` names another version; no header means last write wins.
+
+    For reads outside a command; a command checks ``ctx.check_version`` (the same rule)."""
+    ensure_version(request.headers.get("If-Match"), resource_id, version)
 
 
 IF_MATCH_DOC = {

@@ -5,8 +5,10 @@ what ``vigil-<service> migrate`` and ``vigil-<service> revision`` call.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import sqlalchemy as sa
-from alembic import command, context
+from alembic import command, context, op as alembic_op
 from alembic.config import Config
 
 from .db import UTCDateTime, build_engine
@@ -111,6 +113,19 @@ def rebuild_never_reusing_ids(op, tables: dict[str, list[str]]) -> None:
             _raise_sequence(op, table, floor)
 
 
+def never_reusing_ids_migration(tables: dict[str, list[str]]) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``upgrade, downgrade`` of a revision that only rebuilds ``tables`` with
+    :func:`rebuild_never_reusing_ids`. Nothing to undo: older code works as well on such tables."""
+
+    def upgrade() -> None:
+        rebuild_never_reusing_ids(alembic_op, tables)
+
+    def downgrade() -> None:
+        pass
+
+    return upgrade, downgrade
+
+
 def _raise_sequence(op, table: str, floor: int) -> None:
     bind = op.get_bind()
     current = bind.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}).scalar()
@@ -145,6 +160,23 @@ def create_messaging_tables(op) -> None:
         sa.Column("duplicates", sa.Integer(), nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("event_id", name="pk_processed_events"),
     )
+    create_idempotency_table(op)
+
+
+def drop_messaging_tables(op) -> None:
+    drop_idempotency_table(op)
+    op.drop_table("processed_events")
+    op.drop_index("ix_outbox_events_published_at", table_name="outbox_events")
+    op.drop_table("outbox_events")
+
+
+def messaging_tables_migration() -> tuple[Callable[[], None], Callable[[], None]]:
+    """``upgrade, downgrade`` of a service's first revision when it owns only the messaging tables."""
+    return (lambda: create_messaging_tables(alembic_op)), (lambda: drop_messaging_tables(alembic_op))
+
+
+def create_idempotency_table(op) -> None:
+    """The stored answers to ``Idempotency-Key`` requests (see ``vigil_shared.idempotency``)."""
     op.create_table(
         "idempotency_keys",
         sa.Column("caller", sa.String(100), nullable=False),
@@ -159,6 +191,11 @@ def create_messaging_tables(op) -> None:
         sa.PrimaryKeyConstraint("caller", "key", name="pk_idempotency_keys"),
     )
     op.create_index("ix_idempotency_keys_expires_at", "idempotency_keys", ["expires_at"])
+
+
+def drop_idempotency_table(op) -> None:
+    op.drop_index("ix_idempotency_keys_expires_at", table_name="idempotency_keys")
+    op.drop_table("idempotency_keys")
 
 
 def create_dead_letters_table(op) -> None:
@@ -187,9 +224,6 @@ def drop_dead_letters_table(op) -> None:
     op.drop_table("dead_letters")
 
 
-def drop_messaging_tables(op) -> None:
-    op.drop_index("ix_idempotency_keys_expires_at", table_name="idempotency_keys")
-    op.drop_table("idempotency_keys")
-    op.drop_table("processed_events")
-    op.drop_index("ix_outbox_events_published_at", table_name="outbox_events")
-    op.drop_table("outbox_events")
+def dead_letters_migration() -> tuple[Callable[[], None], Callable[[], None]]:
+    """``upgrade, downgrade`` of the revision that adds a service's dead letters."""
+    return (lambda: create_dead_letters_table(alembic_op)), (lambda: drop_dead_letters_table(alembic_op))

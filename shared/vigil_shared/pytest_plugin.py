@@ -1,9 +1,10 @@
 """pytest fixtures for one service's unit tests (each service's suite runs in its own pytest process).
 
-A service's ``conftest.py`` enables this plugin and provides ``service_program`` and
-``service_metadata``; it then gets ``app``, ``runtime``, ``session`` and ``api`` (a test client
-that sends a signed admin identity unless told otherwise), on a fresh database per run and with
-every table emptied after each test.
+A service's ``conftest.py`` enables this plugin and provides ``service_program`` (its tables'
+metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session``
+and ``api`` (a test client that sends a signed admin identity unless told otherwise), on a fresh
+database per run and with every table emptied after each test. ``vigil_shared.service_checks``
+holds the checks every service's suite runs.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from . import migrations
 from .config import Settings
 from .crypto import generate_key
 from .identity import Identity
-from .testing import (ADMIN, TEST_SECRET, TestDatabases, choose_backend, clean_tables, describe_backend,
-                      identity_headers)
+from .testing import (ADMIN, TEST_SECRET, HttpVerbs, TestDatabases, choose_backend, clean_tables,
+                      describe_backend, identity_headers)
 
 _BACKEND = choose_backend()
 
@@ -28,6 +29,12 @@ def test_databases(tmp_path_factory):
     databases = TestDatabases(_BACKEND, str(tmp_path_factory.mktemp("db")))
     yield databases
     databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def service_metadata(service_program):
+    """The service's tables: the metadata its messaging tables are declared on, i.e. its models' ``Base``."""
+    return service_program.messaging.OutboxEvent.metadata
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +83,7 @@ def session(runtime):
         yield session
 
 
-class ApiClient:
+class ApiClient(HttpVerbs):
     """Flask test client that signs the identity header like the gateway does."""
 
     def __init__(self, app, identity: Identity | None = ADMIN):
@@ -86,22 +93,12 @@ class ApiClient:
     def as_(self, identity: Identity | None) -> "ApiClient":
         return ApiClient(self._client.application, identity)
 
-    def open(self, method: str, path: str, headers: dict | None = None, **kwargs):
+    def request(self, method: str, path: str, headers: dict | None = None, **kwargs):
         all_headers = identity_headers(self.identity) if self.identity else {}
         all_headers.update(headers or {})
         return self._client.open(path, method=method, headers=all_headers, **kwargs)
 
-    def get(self, path, **kw):
-        return self.open("GET", path, **kw)
-
-    def post(self, path, **kw):
-        return self.open("POST", path, **kw)
-
-    def patch(self, path, **kw):
-        return self.open("PATCH", path, **kw)
-
-    def delete(self, path, **kw):
-        return self.open("DELETE", path, **kw)
+    open = request  # the Flask test client's name for it
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from celery import Celery
 from flask import Flask
 
 from . import migrations
@@ -117,11 +116,6 @@ class ServiceProgram:
 
     def runtime(self, settings: Settings | None = None) -> ServiceRuntime:
         return ServiceRuntime.build(settings or Settings.from_env(self.name), self.messaging)
-
-    def worker_app(self, settings: Settings | None = None) -> Celery:
-        runtime = self.runtime(settings)
-        self.register_tasks(runtime)
-        return runtime.celery
 
     def main(self, argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=f"vigil-{self.name}", description=f"Vigil {self.name} service")

@@ -125,6 +125,25 @@ class TestDatabases:
         self.created.clear()
 
 
+class HttpVerbs:
+    """``get``/``post``/``patch``/``delete`` of a test client whose ``request(method, path, **kwargs)`` sends."""
+
+    def request(self, method: str, path: str, **kwargs):
+        raise NotImplementedError
+
+    def get(self, path: str, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs):
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+
 def identity_headers(identity: Identity = ADMIN, secret: str = TEST_SECRET) -> dict[str, str]:
     from .identity import IDENTITY_HEADER
 

@@ -14,7 +14,8 @@ import logging
 import re
 import time
 import uuid
-from typing import Callable, Iterable
+from functools import wraps
+from typing import Any, Callable, Iterable, TypeVar
 
 from flask import Flask, g, request
 from flask_smorest import Api, Blueprint
@@ -24,6 +25,7 @@ from . import guards
 from .apidoc import OperationDocPlugin
 # Re-exported for views: what a view needs comes from here, wherever it is defined.
 from .authz import ANYWHERE, current_identity, forbidden, require, requires  # noqa: F401
+from .commands import Context
 from .config import Settings
 from .db import Database
 from .errors import Problem, UNAUTHENTICATED, register_error_handlers
@@ -31,7 +33,7 @@ from .health import WEB_OPTIONAL_CHECKS, add_health_routes, run_checks  # noqa: 
 from .http import PreconditionPlugin
 from .identity import IDENTITY_HEADER, InvalidIdentity, verify_identity
 from .logs import configure_logging
-from .service import request_outbox, request_session  # noqa: F401
+from .service import current_runtime, request_outbox, request_session  # noqa: F401
 
 REQUEST_ID_HEADER = "X-Request-ID"
 CONFIDENTIAL_READS_HEADER = "X-Vigil-Confidential-Reads"  # service → gateway only, recorded in the audit log
@@ -40,6 +42,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 access_log = logging.getLogger("vigil.access")
+C = TypeVar("C", bound=Context)
 
 
 class ProblemSchema(Schema):
@@ -183,3 +186,49 @@ def note_confidential_read(target_type: str, target_id, fields: list[str]) -> No
     if fields:
         g.setdefault("confidential_reads", []).append(
             {"target_type": target_type, "target_id": str(target_id), "fields": sorted(fields)})
+
+
+def request_context(context_type: type[C] = Context, *, version: str | None = None) -> C:  # type: ignore[assignment]
+    """The command context of this request: its session and outbox, the caller, the field cipher.
+
+    ``version`` is the one the caller read (:func:`if_match`), given by the views that honour it
+    (those documenting a 412). A service passes its own
+    :class:`~vigil_shared.commands.Context` subclass when its commands need more (how its history
+    names the actor, say).
+    """
+    runtime = current_runtime()
+    request_id = g.get("request_id")
+    return context_type(session=runtime.db.request_session(), identity=current_identity(),
+                        outbox=runtime.outbox(request_id), cipher=runtime.cipher, request_id=request_id,
+                        if_match=version)
+
+
+def if_match() -> str | None:
+    """The request's ``If-Match``: read only by views that document it (a 412 answer), for their command."""
+    return request.headers.get("If-Match")
+
+
+def record_rule(load: Callable[..., Any]):
+    """Loads the URL's record and checks the caller's rights on it before the body is even parsed.
+
+    ``load(**view_kwargs)`` answers 404/403 by raising; what it returns is the view's
+    :func:`loaded`. Place it right under ``@requires`` (and ``@idempotent``), above the
+    flask-smorest decorators: a caller who holds the permission only in another location gets 403
+    for this record whatever they send, never a 422 about their body.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            g.loaded = load(**kwargs)
+            return view(*args, **kwargs)
+
+        wrapper._apidoc = dict(getattr(view, "_apidoc", {}))  # its own copy: decorators above add to it
+        return wrapper
+
+    return decorator
+
+
+def loaded():
+    """What the view's :func:`record_rule` loaded."""
+    return g.loaded

@@ -1,9 +1,7 @@
-"""The customer record's header (seed 001 "The sticky header"): ``GET /api/v1/customers/{id}/summary``.
+"""The customer record's header (the sticky header): ``GET /api/v1/customers/{id}/summary``.
 
-Identity, metadata badges, status boxes and a count per tab, gathered from the services that own
-them with the caller's own identity, so every part follows the caller's permissions: a tab the
-caller may not view has no count (it is listed in ``hidden``). A service that does not answer
-leaves its parts empty and the summary says so (``partial``, ``unavailable``) instead of failing.
+The view asks the services in parallel with the caller's identity and hands their answers to
+:func:`vigil_gateway.summaries.customer_summary`, which combines them; its response schema is here.
 """
 from __future__ import annotations
 
@@ -14,27 +12,13 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from vigil_shared.errors import Problem
 from vigil_shared.web import requires
 
+from ..summaries import customer_summary
 from ..upstream import ServiceUnavailable, call_service
 
 blp = Blueprint("customer_summary", __name__, url_prefix="/api/v1/customers",
                 description="The customer record's header, gathered from every service")
-
-IDENTITY_FIELDS = ("id", "kind", "first_name", "last_name", "business_name", "dba_name", "location_id", "city",
-                   "state", "active", "archived_at", "converted_at", "created_at", "created_by", "last_activity_at")
-PROBLEM_EXTRAS = ("permission",)
-# tab → (service, path under the customer, query that makes `total` the tab's count)
-TABS = {
-    "notes": ("customer", "notes", {"open": "true"}),
-    "contacts": ("customer", "contacts", {}),
-    "files": ("customer", "files", {}),
-    "tags": ("customer", "tags", {}),
-    "properties": ("property", "properties", {}),
-    "appointments": ("property", "appointments", {}),
-}
-
 
 class SummaryCustomer(Schema):
     """Passed through as the customer service wrote it (timestamps already in UTC `Z` form)."""
@@ -95,14 +79,6 @@ class CustomerSummary(Schema):
     unavailable = fields.List(fields.String(), metadata={"description": "Services that did not answer"})
 
 
-def _refusal(reply) -> Problem:
-    """The customer service's refusal (403, 404), re-issued as the gateway's own problem."""
-    body = reply.body if isinstance(reply.body, dict) else {}
-    extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
-    return Problem(reply.status, body.get("detail"), title=body.get("title"), type=body.get("type", "about:blank"),
-                   errors=body.get("errors"), **extras)
-
-
 def _fetch_all(calls: dict[str, tuple[str, str, dict]]) -> dict:
     """GETs in parallel on the caller's behalf: name → Reply, or ServiceUnavailable."""
     app, identity, request_id = current_app._get_current_object(), g.identity, g.get("request_id")
@@ -120,30 +96,6 @@ def _fetch_all(calls: dict[str, tuple[str, str, dict]]) -> dict:
         return {name: future.result() for name, future in futures.items()}
 
 
-def _status_boxes(record: dict, properties_reply) -> list[dict]:
-    """Seed 001: one coloured box per category of the customer's current state (not for leads)."""
-    if record.get("kind") != "customer":
-        return []
-    if record.get("archived_at"):
-        account = "archived"
-    elif record.get("canceled"):
-        account = "canceled"
-    else:
-        account = "active" if record.get("active", True) else "inactive"
-    boxes = [{"category": "account", "status": account}]
-    items = properties_reply.body.get("items") if properties_reply is not None and \
-        isinstance(properties_reply.body, dict) else None
-    if isinstance(items, list):
-        statuses = {item.get("monitoring_status") for item in items if isinstance(item, dict)}
-        monitoring = next((s for s in ("active", "suspended", "cancelled") if s in statuses), "none")
-        boxes.append({"category": "monitoring", "status": monitoring})
-    if "installed" in record:
-        boxes.append({"category": "installation", "status": "installed" if record["installed"] else "not_installed"})
-    if record.get("funding_status"):
-        boxes.append({"category": "funding", "status": record["funding_status"]})
-    return boxes
-
-
 @blp.route("/<int:customer_id>/summary")
 class Summary(MethodView):
     @requires("customers.view")
@@ -157,40 +109,4 @@ class Summary(MethodView):
         view has no count and is listed in `hidden`. When a service is down, its parts are empty
         and `partial` is true, with the service named in `unavailable`.
         """
-        base = f"/api/v1/customers/{customer_id}"
-        calls = {"record": ("customer", base, {})}
-        calls |= {tab: (service, f"{base}/{path}", {"per_page": 100 if tab == "properties" else 1, **params})
-                  for tab, (service, path, params) in TABS.items()}
-        replies = _fetch_all(calls)
-        unavailable = sorted({exc.service for exc in replies.values() if isinstance(exc, ServiceUnavailable)})
-        record_reply = replies["record"]
-        record = None
-        if not isinstance(record_reply, ServiceUnavailable):
-            if not record_reply.ok:
-                raise _refusal(record_reply)
-            record = record_reply.body
-        counts, hidden = {}, []
-        for tab in TABS:
-            reply = replies[tab]
-            if isinstance(reply, ServiceUnavailable) or reply.status == 404:
-                counts[tab] = None
-            elif reply.status in (401, 403):
-                counts[tab] = None
-                hidden.append(tab)
-            else:
-                counts[tab] = reply.body.get("total") if reply.ok and isinstance(reply.body, dict) else None
-        properties_reply = replies["properties"] if not isinstance(replies["properties"], ServiceUnavailable) and \
-            replies["properties"].ok else None
-        summary = {"customer": None, "sale": None, "installation": None, "status_boxes": [], "tags": None,
-                   "counts": counts, "hidden": hidden, "partial": bool(unavailable), "unavailable": unavailable}
-        if record is not None:
-            summary["customer"] = {key: record.get(key) for key in IDENTITY_FIELDS}
-            if "sold_by" in record and record.get("kind") == "customer":
-                summary["sale"] = {"sale_date": record.get("sale_date"), "sold_by": record.get("sold_by")}
-            if "install_tech" in record and record.get("kind") == "customer":
-                summary["installation"] = {"install_date": record.get("install_date"),
-                                           "install_tech": record.get("install_tech"),
-                                           "installed": record.get("installed", False)}
-            summary["status_boxes"] = _status_boxes(record, properties_reply)
-            summary["tags"] = record.get("tags")
-        return summary
+        return customer_summary(customer_id, _fetch_all)

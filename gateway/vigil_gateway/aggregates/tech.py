@@ -5,7 +5,7 @@ attempts rate-limited per client address, ``tech_portal.use`` at the property's 
 answers the site: address, system type, access information, systems, equipment, open appointments.
 The gateway adds the emergency contacts from the customer service; when that service is down the
 answer is still given, marked ``partial``. Nothing else of the customer (SSN, birthdate, billing)
-is asked for, and the response schema below lets only the documented fields out.
+is asked for, and the response schema (``vigil_shared.onsite``) lets only the documented fields out.
 
 Every lookup, good or bad (refused, malformed, locked, wrong PIN), is written to the audit log as
 ``tech.lookup`` with the account number tried, never the PIN.
@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from vigil_shared.errors import UNAVAILABLE, Problem
 from vigil_shared.identity import service_identity
+from vigil_shared.onsite import TechOnSite
 from vigil_shared.web import CONFIDENTIAL_READS_HEADER, requires
 
 from .. import audit
@@ -42,63 +43,6 @@ class TechLookupRequest(Schema):
                         metadata={"description": "The property's 4-digit account PIN"})
 
 
-class TechAccess(Schema):
-    managed_by = fields.String(allow_none=True)
-    name = fields.String(allow_none=True)
-    phone = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
-    notes = fields.String(allow_none=True)
-
-
-class TechSite(Schema):
-    id = fields.Integer()
-    customer_id = fields.Integer()
-    location_id = fields.Integer(allow_none=True)
-    account_number = fields.String(allow_none=True)
-    type = fields.String(allow_none=True)
-    system_type = fields.String(allow_none=True)
-    address = fields.String(allow_none=True)
-    city = fields.String(allow_none=True)
-    postal_code = fields.String(allow_none=True)
-    monitoring_status = fields.String()
-    active = fields.Boolean()
-    notes = fields.String(allow_none=True)
-    access = fields.Nested(TechAccess)
-
-
-class TechSystem(Schema):
-    id = fields.Integer()
-    kind_id = fields.Integer()
-    kind_name = fields.String(allow_none=True)
-    ip_address = fields.String(allow_none=True)
-    port = fields.Integer(allow_none=True)
-    username = fields.String(allow_none=True)
-    password = fields.String(allow_none=True, metadata={
-        "description": "`***` without confidential.installation_codes.view at the property's location"})
-    version = fields.String(allow_none=True)
-    notes = fields.String(allow_none=True)
-    details = fields.Dict(keys=fields.String(), values=fields.String())
-
-
-class TechEquipment(Schema):
-    id = fields.Integer()
-    item = fields.String()
-    zone = fields.String(allow_none=True)
-    serial_number = fields.String(allow_none=True)
-    install_date = fields.String(allow_none=True, metadata={"format": "date"})
-    warranty_end = fields.String(allow_none=True, metadata={"format": "date"})
-    status = fields.String()
-
-
-class TechAppointment(Schema):
-    id = fields.Integer()
-    type = fields.String()
-    starts_at = fields.String(metadata={"format": "date-time"})
-    ends_at = fields.String(metadata={"format": "date-time"})
-    technician_id = fields.Integer(allow_none=True)
-    notes = fields.String(allow_none=True)
-
-
 class TechContactPhone(Schema):
     label = fields.String(allow_none=True)
     number = fields.String(allow_none=True)
@@ -117,11 +61,9 @@ class TechContact(Schema):
     is_primary = fields.Boolean()
 
 
-class TechLookupResult(Schema):
-    property = fields.Nested(TechSite)
-    systems = fields.List(fields.Nested(TechSystem))
-    equipment = fields.List(fields.Nested(TechEquipment))
-    open_appointments = fields.List(fields.Nested(TechAppointment))
+class TechLookupResult(TechOnSite):
+    """The property service's answer (one declaration with it), plus what the gateway adds."""
+
     emergency_contacts = fields.List(fields.Nested(TechContact), allow_none=True, metadata={
         "description": "In calling order; null when the customer service could not be asked (see `partial`)"})
     partial = fields.Boolean(metadata={"description": "True when a part could not be fetched"})
@@ -174,8 +116,7 @@ def audited(view):
         _audit(response.status_code)
         return response
 
-    wrapper._apidoc = dict(getattr(view, "_apidoc", {}))
-    return wrapper
+    return wrapper  # functools.wraps carries what flask-smorest documented on the view
 
 
 # --- the operation -------------------------------------------------------------------------------

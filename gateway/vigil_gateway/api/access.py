@@ -1,26 +1,24 @@
 """Roles, office locations and API keys."""
 from __future__ import annotations
 
-from flask import g, url_for
+from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from vigil_shared.db import utcnow
 from vigil_shared.http import PaginationArgs, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import current_identity, requires
 
-from .. import audit, rights
-from ..context import database, db_session, signed_in_user
-from ..identity_cache import bump
-from ..models import ApiKey, Location, Role
+from .. import commands, rights
+from ..context import db_session
+from ..models import ApiKey, Role
 from ..schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyPageSchema, ApiKeySchema, LocationCreateSchema,
                        LocationPageSchema, LocationPatchSchema, LocationSchema, RoleCreateSchema, RolePageSchema,
                        RolePatchSchema, RoleSchema)
-from ..tokens import create_api_key
-from ..versions import claim_next_version, etag_headers
+from ..versions import etag_headers
+from .common import context, if_match
 
 blp = Blueprint("access", __name__, url_prefix="/api/v1", description="Roles, office locations and API keys")
 
@@ -47,14 +45,7 @@ class Roles(MethodView):
     @blp.response(201, RoleSchema)
     def post(self, data):
         """Create a role: a named set of permissions from the catalog."""
-        session = db_session()
-        rights.check_role_name_free(session, data["name"])
-        rights.ensure_can_set_role_permissions(session, current_identity(), None, data["permissions"])
-        role = Role(name=data["name"], description=data.get("description"), permissions=sorted(set(data["permissions"])))
-        session.add(role)
-        session.commit()
-        audit.record(database(), "role.create", target_type="role", target_id=role.id,
-                     details={"name": role.name, "permissions": role.permissions})
+        role = commands.create_role(context(), data)
         return role, 201, etag_headers(role, Location=url_for("access.RoleItem", role_id=role.id))
 
 
@@ -73,23 +64,7 @@ class RoleItem(MethodView):
     @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, role_id):
         """Change a role; every holder's rights change with it on their next call."""
-        session = db_session()
-        role = rights.get_role(session, role_id)
-        claim_next_version(session, role)
-        before = list(role.permissions)
-        if "name" in changes:
-            rights.check_role_name_free(session, changes["name"], exclude=role.id)
-            role.name = changes["name"]
-        if "description" in changes:
-            role.description = changes["description"]
-        if "permissions" in changes:
-            rights.ensure_can_set_role_permissions(session, current_identity(), role, changes["permissions"])
-            role.permissions = sorted(set(changes["permissions"]))
-        bump(session)
-        session.commit()
-        audit.record(database(), "role.update", target_type="role", target_id=role.id,
-                     details={"fields": sorted(changes), "permissions_before": before,
-                              "permissions_after": role.permissions})
+        role = commands.update_role(context(if_match()), role_id, changes)
         return role, 200, etag_headers(role)
 
     @requires("roles.manage")
@@ -98,13 +73,7 @@ class RoleItem(MethodView):
     @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, role_id):
         """Delete a role no one holds any more."""
-        session = db_session()
-        role = rights.get_role(session, role_id)
-        claim_next_version(session, role)
-        rights.delete_role(session, role)
-        bump(session)
-        session.commit()
-        audit.record(database(), "role.delete", target_type="role", target_id=role_id, details={"name": role.name})
+        commands.delete_role(context(if_match()), role_id)
 
 
 # --- locations -----------------------------------------------------------------------------------
@@ -124,14 +93,7 @@ class Locations(MethodView):
     @blp.response(201, LocationSchema)
     def post(self, data):
         """Open an office location."""
-        session = db_session()
-        rights.check_location_name_free(session, data["name"])
-        location = Location(**({"active": True} | data))
-        session.add(location)
-        bump(session)
-        session.commit()
-        audit.record(database(), "location.create", target_type="location", target_id=location.id,
-                     details={"name": location.name})
+        location = commands.create_location(context(), data)
         return location, 201, etag_headers(location, Location=url_for("access.LocationItem", location_id=location.id))
 
 
@@ -150,17 +112,7 @@ class LocationItem(MethodView):
     @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, location_id):
         """Rename or deactivate an office location."""
-        session = db_session()
-        location = rights.get_location(session, current_identity(), location_id)
-        claim_next_version(session, location)
-        if "name" in changes:
-            rights.check_location_name_free(session, changes["name"], exclude=location.id)
-        for field, value in changes.items():
-            setattr(location, field, value)
-        bump(session)
-        session.commit()
-        audit.record(database(), "location.update", target_type="location", target_id=location.id,
-                     details={"fields": sorted(changes)})
+        location = commands.update_location(context(if_match()), location_id, changes)
         return location, 200, etag_headers(location)
 
 
@@ -181,19 +133,7 @@ class ApiKeys(MethodView):
     @blp.response(201, ApiKeyCreatedSchema)
     def post(self, data):
         """Create an API key with a subset of my permissions; the key is in this response only."""
-        session = db_session()
-        rights.check_api_key_rights(session, current_identity(), data["permissions"], data["location_ids"])
-        user = signed_in_user()
-        # A key made with a key answers to the same person: its rights stay bounded by theirs.
-        creator = user.id if user else g.get("key_creator_id")
-        # ...and to the key it was made with: it stops when that key is revoked or expires.
-        created = create_api_key(session, name=data["name"], permissions=data["permissions"],
-                                 location_ids=data["location_ids"], created_by=creator,
-                                 expires_at=data["expires_at"], made_with_key_id=None if user else g.get("key_id"))
-        session.commit()
-        audit.record(database(), "api_key.create", target_type="api_key", target_id=created.record.id,
-                     details={"name": created.record.name, "permissions": created.record.permissions,
-                              "location_ids": created.record.location_ids})
+        created = commands.create_key(context(), data)
         created.record.key = created.plaintext  # transient: dumped in this response only
         return created.record, 201, etag_headers(created.record,
                                                  Location=url_for("access.ApiKeyItem", key_id=created.record.id))
@@ -217,13 +157,4 @@ class ApiKeyItem(MethodView):
 
         A key is its creator's credential: only they, or someone who may change their account
         (administrators only for an administrator's keys), revoke it."""
-        session = db_session()
-        key = rights.get_api_key(session, key_id)
-        rights.ensure_can_revoke(session, current_identity(), signed_in_user(), key, g.get("key_creator_id"))
-        if key.revoked_at is None:
-            claim_next_version(session, key)
-            key.revoked_at = utcnow()
-            bump(session)
-            session.commit()
-            audit.record(database(), "api_key.revoke", target_type="api_key", target_id=key.id,
-                         details={"name": key.name})
+        commands.revoke_key(context(if_match()), key_id)

@@ -1,43 +1,25 @@
 from __future__ import annotations
 
-from flask import g, url_for
+from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, or_, select
 
-from vigil_shared.errors import Problem, UNAUTHENTICATED, conflict
 from vigil_shared.http import paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED, CATALOG
 from vigil_shared.web import current_identity, requires
 
-from .. import audit, rights
-from ..context import database, db_session, passwords, signed_in_user
-from ..identity_cache import bump
+from .. import commands
+from ..context import db_session, signed_in_user
 from ..models import Location, User
 from ..schemas import (MeSchema, PasswordChangeSchema, PasswordResetSchema, PermissionSchema, UserCreateSchema,
                        UserListArgs, UserPageSchema, UserPatchSchema, UserSchema)
-from ..tokens import revoke_sessions
-from ..versions import claim_next_version, etag_headers
-from ..users import (create_user, get_user, password_matches, replace_grants, set_password,
-                     would_remove_last_admin)
+from ..users import get_user
+from ..versions import etag_headers
+from .common import context, if_match
 
 blp = Blueprint("users", __name__, url_prefix="/api/v1", description="Users, their roles, and who I am")
-
-
-def _grant_view(user: User) -> list[dict]:
-    return [{"role_id": grant.role_id, "location_id": grant.location_id} for grant in user.grants]
-
-
-def _guard_privileges(data: dict) -> None:
-    """Admin rights are given by admins only; grants by holders of roles.manage."""
-    caller = signed_in_user()
-    if "is_admin" in data and not rights.is_administrator(caller):
-        raise Problem(403, "Only an administrator can grant or remove administrator rights.",
-                      type="urn:vigil:problem:forbidden", errors={"is_admin": ["Not yours to set."]})
-    if "grants" in data and not current_identity().has("roles.manage"):
-        raise Problem(403, "Changing a user's roles needs the 'roles.manage' permission.",
-                      type="urn:vigil:problem:forbidden", errors={"grants": ["Not yours to set."]}, permission="roles.manage")
 
 
 @blp.route("/users")
@@ -64,12 +46,7 @@ class Users(MethodView):
     @blp.alt_response(409, description="The username is taken")
     def post(self, data):
         """Create a user, optionally with role grants (those need 'roles.manage')."""
-        _guard_privileges(data)
-        session = db_session()
-        user = create_user(session, passwords(), data, current_identity())
-        session.commit()
-        audit.record(database(), "user.create", target_type="user", target_id=user.id,
-                     details={"username": user.username, "is_admin": user.is_admin, "grants": _grant_view(user)})
+        user = commands.create_user(context(), data)
         return user, 201, etag_headers(user, Location=url_for("users.UserItem", user_id=user.id))
 
 
@@ -89,33 +66,7 @@ class UserItem(MethodView):
     @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, user_id):
         """Change a user. `active: false` ends every session of theirs at once; honours `If-Match`."""
-        _guard_privileges(changes)
-        session = db_session()
-        user = get_user(session, user_id)
-        rights.ensure_can_act_on(session, current_identity(), signed_in_user(), user)
-        if would_remove_last_admin(session, user, changes):
-            raise conflict("Vigil needs at least one active administrator.")
-        claim_next_version(session, user)
-        before = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
-        for field in ("email", "name", "active", "is_admin"):
-            if field in changes:
-                setattr(user, field, changes[field])
-        if "grants" in changes:
-            replace_grants(session, user, changes["grants"], current_identity())
-        revoked = revoke_sessions(session, user.id) if before["active"] and not user.active else 0
-        bump(session)  # rights may have changed: cached identities are resolved again
-        session.commit()
-        after = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
-        if revoked or (before["active"] and not user.active):
-            audit.record(database(), "user.deactivate", target_type="user", target_id=user.id,
-                         details={"sessions_revoked": revoked})
-        if before["grants"] != after["grants"] or before["is_admin"] != after["is_admin"]:
-            audit.record(database(), "user.rights_change", target_type="user", target_id=user.id,
-                         details={"before": {k: before[k] for k in ("is_admin", "grants")},
-                                  "after": {k: after[k] for k in ("is_admin", "grants")}})
-        if set(changes) - {"grants", "is_admin", "active"} or before["active"] != after["active"]:
-            audit.record(database(), "user.update", target_type="user", target_id=user.id,
-                         details={"fields": sorted(changes)})
+        user = commands.update_user(context(if_match()), user_id, changes)
         return user, 200, etag_headers(user)
 
 
@@ -128,15 +79,7 @@ def reset_password(body, user_id):
     """Set a user's password (for a user who forgot theirs); ends their sessions.
 
     Only for a user whose every right the caller holds (administrators: by administrators only)."""
-    session = db_session()
-    user = get_user(session, user_id)
-    rights.ensure_can_act_on(session, current_identity(), signed_in_user(), user)
-    set_password(passwords(), user, body["password"])
-    user.failed_logins, user.locked_until = 0, None
-    revoked = revoke_sessions(session, user.id)
-    session.commit()
-    audit.record(database(), "user.password_reset", target_type="user", target_id=user.id,
-                 details={"sessions_revoked": revoked})
+    commands.reset_password(context(), user_id, body["password"])
 
 
 @blp.route("/me", methods=["GET"])
@@ -162,18 +105,7 @@ def me():
 @blp.response(204)
 def change_my_password(body):
     """Change my own password; my other sessions end."""
-    user = signed_in_user()
-    if user is None:
-        raise Problem(400, "API keys have no password.")
-    if not password_matches(passwords(), user, body["current_password"]):
-        audit.record(database(), "user.password_change", audit.FAILURE, target_type="user", target_id=user.id)
-        raise Problem(401, "The current password is wrong.", type=UNAUTHENTICATED)
-    session = db_session()
-    set_password(passwords(), user, body["new_password"])
-    revoked = revoke_sessions(session, user.id, keep=g.get("session_id"))
-    session.commit()
-    audit.record(database(), "user.password_change", target_type="user", target_id=user.id,
-                 details={"other_sessions_revoked": revoked})
+    commands.change_my_password(context(), body["current_password"], body["new_password"])
 
 
 @blp.route("/permissions", methods=["GET"])

@@ -1,4 +1,4 @@
-"""Issue 3 inside the customer service: locations, sections, confidential fields, mass assignment."""
+"""Rights inside the customer service: locations, sections, confidential fields, mass assignment."""
 import json
 
 import pytest

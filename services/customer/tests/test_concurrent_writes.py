@@ -1,4 +1,4 @@
-"""Issue 8: two concurrent PATCHes of one customer gave one of them a 500 (``StaleDataError``).
+"""Two concurrent PATCHes of one customer both get an answer, never a 500 (``StaleDataError``).
 
 Both requests are made to read the record before either writes: a barrier in ``before_flush``
 holds each request's first write until the other one has reached its own (or, where the first

@@ -1,4 +1,4 @@
-"""Issue 8: an operation never carries or reveals a value the caller cannot see at its source.
+"""An operation never carries or reveals a value the caller cannot see at its source.
 
 The caller below sees SSNs, birthdates and installation codes masked in office 1 and unmasked in
 office 2, and may create and move records in both. Copying or moving a record from office 1 to 2

@@ -217,7 +217,7 @@ def test_validation_errors_name_the_field(api):
 
 
 def test_a_create_hears_of_every_problem_at_once(api):
-    """Issue 8: a bad ZIP hid the missing names; schema errors hid the seed rules' errors."""
+    """Regression: a bad ZIP hid the missing names; schema errors hid the seed rules' errors."""
     body = {"location_id": 1, "city": "Provo", "state": "UT", "zip": "22", "primary_phone": "12",
             "account_type": "residential", "ssn": "000-12-3456"}
     response = api.post("/api/v1/customers", json=body)
@@ -342,7 +342,7 @@ def test_every_operation_documents_its_permission(app):
 
 
 def test_every_parameter_an_operation_reads_is_documented(app):
-    """Issue 8: ``?allow_duplicates`` was read but not in the OpenAPI (the Idempotency-Key doc replaced
+    """Regression: ``?allow_duplicates`` was read but not in the OpenAPI (the Idempotency-Key doc replaced
     the query arguments), and no write documented the ``If-Match`` it honours. Each view's source is
     read: what it reads (``check_if_match``, ``request.args``/``headers``, keyword arguments) must be
     listed among the operation's parameters."""

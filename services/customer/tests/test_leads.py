@@ -1,4 +1,4 @@
-"""`/leads`: the lead records under the `leads.*` rights alone (seed 001 "For a lead")."""
+"""`/leads`: the lead records under the `leads.*` rights alone."""
 from helpers import create, customer, lead
 from vigil_shared.testing import identity_with
 

@@ -211,7 +211,7 @@ def _call_list(api, url):
 
 
 def test_moving_an_emergency_contact_keeps_a_clean_call_order_either_way(api):
-    """Issue 8: Ann from 1 to 3 of 3 gave Bob 2, Ann 3, Cy 4 and no 1."""
+    """Regression: Ann from 1 to 3 of 3 gave Bob 2, Ann 3, Cy 4 and no 1."""
     record = create(api)
     url = f"/api/v1/customers/{record['id']}/contacts"
     ids = {name: api.post(url, json={"type": "emergency", "name": name}).json["id"] for name in ("Ann", "Bob", "Cy")}

@@ -112,7 +112,7 @@ def test_q_matches_email_phone_digits_and_id(api):
 
 
 def test_a_phone_searched_as_1_plus_ten_digits_or_with_its_country_code_matches(api):
-    """Issue 8: ``16133742291`` missed while ``+16133742291`` matched; the query is normalised as
+    """Regression: ``16133742291`` missed while ``+16133742291`` matched; the query is normalised as
     stored numbers are (``phonenumbers``), so every way of typing the number finds it."""
     record = create(api, customer(primary_phone="613-374-2291", state="ON", city="Ottawa"))
     london = create(api, customer(work_phone="+44 20 7946 0958"))

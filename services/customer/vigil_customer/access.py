@@ -94,7 +94,7 @@ class Access:
     def write_refusal(self, field: str, *, creating: bool, has_saved_value: bool) -> str | None:
         """The permission missing to write ``field`` here, or None when the caller may write it.
 
-        Seed 001: whoever may edit contact information may enter an SSN where none exists yet;
+        Whoever may edit contact information may enter an SSN where none exists yet;
         changing a saved one needs the confidential-modify permission. The same holds for the
         birthdate and the installation codes.
         """

@@ -1,4 +1,4 @@
-"""Contacts of a record (seed 001 "Contacts", seed 002): emergency contacts in call order, others, a primary.
+"""Contacts of a record: emergency contacts in call order, others, a primary.
 
 Emergency contacts are called in ``call_priority`` order, always a clean 1..N: placing a contact
 at a priority moves the others around it (up or down) so that no number is skipped or repeated.
@@ -13,7 +13,7 @@ from sqlalchemy import case, func, select, true, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.errors import not_found, validation_problem
+from vigil_shared.errors import get_or_404, validation_problem
 from vigil_shared.identity import Identity
 from vigil_shared.masking import MASK, mask
 
@@ -97,10 +97,7 @@ def create_contact(session: Session, actor: history.Actor, cipher: FieldCipher, 
 
 
 def get_contact(session: Session, customer_id: int, contact_id: int) -> Contact:
-    contact = session.get(Contact, contact_id)
-    if contact is None or contact.customer_id != customer_id:
-        raise not_found("contact")
-    return contact
+    return get_or_404(session, Contact, contact_id, "contact", customer_id=customer_id)
 
 
 def update_contact(session: Session, actor: history.Actor, cipher: FieldCipher, identity: Identity,

@@ -1,4 +1,4 @@
-"""Admin-defined fields (seed 001 "Custom fields"): definitions, and validation of the values a record holds.
+"""Admin-defined fields: definitions, and validation of the values a record holds.
 
 A definition has a stable ``key`` and a ``type`` that never change once created (stored values
 depend on them); its label, options, required flag, kinds and position may change.
@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vigil_shared.errors import conflict, not_found, validation_problem
+from vigil_shared.errors import conflict, get_or_404, validation_problem
 
 from .models import CustomFieldDefinition
 
@@ -30,10 +30,7 @@ def definitions(session: Session, kind: str | None = None, *, active_only: bool 
 
 
 def get_definition(session: Session, definition_id: int) -> CustomFieldDefinition:
-    found = session.get(CustomFieldDefinition, definition_id)
-    if found is None:
-        raise not_found("custom field")
-    return found
+    return get_or_404(session, CustomFieldDefinition, definition_id, "custom field")
 
 
 def _check_options(field_type: str, options: list[str] | None) -> list[str]:

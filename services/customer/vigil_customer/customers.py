@@ -7,7 +7,6 @@ everything asked for is allowed and valid.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update as sql_update
@@ -15,12 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from vigil_shared.crypto import FieldCipher
+from vigil_shared import commands
 from vigil_shared.db import utcnow
 from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validation_problem
 from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated
-from vigil_shared.messaging.outbox import Outbox
-from vigil_shared.web import forbidden
 
 from . import custom_fields, duplicates, history, record, registry, search, validation
 from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, LEAD, READ_ONLY, Access, base_permission, field_forbidden,
@@ -38,18 +35,13 @@ NOT_COPIED = frozenset(f.name for f in registry.FIELDS if not f.copied)
 STARTING_VALUES = {f.name: f.type.default for f in registry.FIELDS if f.type.default is not None}
 
 
-@dataclass(frozen=True)
-class Context:
-    """What every write needs: the session, the outbox, who is acting, the field cipher."""
-
-    session: Session
-    outbox: Outbox
-    actor: history.Actor
-    cipher: FieldCipher
+class Context(commands.Context):
+    """The shared command context (:mod:`vigil_shared.commands`); the history names its actor by
+    identity and source."""
 
     @property
-    def identity(self):
-        return self.actor.identity
+    def actor(self) -> history.Actor:
+        return history.Actor(self.identity, self.source)
 
 
 def get_customer(session: Session, customer_id: int, *, for_update: bool = False) -> Customer:
@@ -61,14 +53,6 @@ def get_customer(session: Session, customer_id: int, *, for_update: bool = False
     if customer is None:
         raise not_found("customer")
     return customer
-
-
-def authorize(identity, customer: Customer, action: str) -> Access:
-    """403 unless the caller holds the record's ``view``/``modify``/``delete`` permission at its location."""
-    access = Access(identity, customer.kind, customer.location_id)
-    if not access.can_record(action):
-        raise forbidden(base_permission(customer.kind, action))
-    return access
 
 
 def touch(session: Session, customer_id: int) -> None:
@@ -271,7 +255,7 @@ def _rule_errors(session: Session, customer: Customer, kind: str, merged: dict, 
 
 
 def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict[str, list[str]]:
-    """Seed 001: a flat two-level hierarchy; only top-level customers can be parents."""
+    """A flat two-level hierarchy: only top-level customers can be parents."""
     if customer.id is not None and parent_id == customer.id:
         return {"parent_customer_id": ["A customer cannot be its own parent."]}
     parent = session.get(Customer, parent_id)
@@ -406,7 +390,7 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
 
 
 def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
-    """Seed 001 "Converting a lead": office location and sold-by are required; data and history stay."""
+    """Converting a lead: office location and sold-by are required; data and history stay."""
     if lead.kind != LEAD:
         raise Problem(409, "Only a lead can be converted to a customer.", type=CONFLICT)
     target = data["location_id"]
@@ -467,7 +451,7 @@ def copy_values(ctx: Context, source: Customer) -> dict:
 
 
 def duplicate(ctx: Context, source: Customer, overrides: dict) -> Customer:
-    """Seed 001 "Duplicate Customer": a new record starting as a copy (not a merge) of ``source``."""
+    """Duplicate Customer: a new record starting as a copy (not a merge) of ``source``."""
     data = copy_values(ctx, source)
     target = Access(ctx.identity, source.kind, overrides.get("location_id", source.location_id))
     for name in list(data):  # leave out what the caller could not have entered on a new record

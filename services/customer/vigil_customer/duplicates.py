@@ -1,4 +1,4 @@
-"""Likely duplicates of a record about to be created (seed 001: "checks for possible duplicates").
+"""Likely duplicates of a record about to be created.
 
 One engine for every caller (create today; import and merge later): give it the normalised
 identifying values of a candidate and it returns existing records sharing a phone number, the

@@ -1,4 +1,4 @@
-"""Files of a record (seed 002 "Files"): upload with a size limit and a checked content type,
+"""Files of a record: upload with a size limit and a checked content type,
 list, download, delete. Bytes go to the file store, metadata to ``customer_files``.
 
 A declared content type is accepted only from the allow-list below and only when the file's
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil_shared.config import var_dir
-from vigil_shared.errors import Problem, not_found, validation_problem
+from vigil_shared.errors import Problem, get_or_404, validation_problem
 
 from . import history
 from .models import CustomerFile
@@ -123,10 +123,7 @@ def list_statement(customer_id: int):
 
 
 def get_file(session: Session, customer_id: int, file_id: int) -> CustomerFile:
-    item = session.get(CustomerFile, file_id)
-    if item is None or item.customer_id != customer_id:
-        raise not_found("file")
-    return item
+    return get_or_404(session, CustomerFile, file_id, "file", customer_id=customer_id)
 
 
 def delete_file(session: Session, actor: history.Actor, item: CustomerFile) -> str:

@@ -1,4 +1,4 @@
-"""The change history of a record: who changed what, when, from where and how (seed 001 History).
+"""The change history of a record: who changed what, when, from where and how.
 
 Every write in this service goes through :func:`record`, in the same transaction as the change.
 Confidential values are stored as FieldCipher tokens and shown to a reader unmasked only when

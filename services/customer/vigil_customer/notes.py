@@ -1,7 +1,7 @@
-"""Notes and tickets of a record (seed 001 "Notes & Tickets", seed 002 urgent notes).
+"""Notes and tickets of a record, urgent ones first.
 
 A ticket is a note with an assignee, a due date, a priority and a status. Urgent notes come first
-in every list (seed 002: "brought to the front of the Notes list"). A note counts as open; a
+in every list. A note counts as open; a
 ticket is open until it is closed — that is the tab's count.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from vigil_shared.errors import not_found, validation_problem
+from vigil_shared.errors import get_or_404, validation_problem
 
 from . import history
 from .customers import touch
@@ -47,10 +47,7 @@ def create_note(session: Session, actor: history.Actor, customer_id: int, data: 
 
 
 def get_note(session: Session, customer_id: int, note_id: int) -> Note:
-    note = session.get(Note, note_id)
-    if note is None or note.customer_id != customer_id:
-        raise not_found("note")
-    return note
+    return get_or_404(session, Note, note_id, "note", customer_id=customer_id)
 
 
 def update_note(session: Session, actor: history.Actor, note: Note, changes: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""The customer list and search (issue 4 "List and search"), built to stay fast at a million rows.
+"""The customer list and search, built to stay fast at a million rows.
 
 Search is *word-prefix*: every word of ``q`` must begin some word of the record's first or last
 name, business name, DBA name, email (whole address or its domain), a phone number's digits

@@ -1,4 +1,4 @@
-"""The tag catalog (admins keep it) and the tags applied to records (seed 001 "Tags").
+"""The tag catalog (admins keep it) and the tags applied to records.
 
 Tag names are unique case-insensitively; applying a tag twice is harmless, and every apply and
 removal lands in the record's history.
@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
-from vigil_shared.errors import conflict, not_found
+from vigil_shared.errors import conflict, get_or_404, not_found
 
 from . import history
 from .customers import touch
@@ -29,10 +29,7 @@ def catalog_statement(q: str | None = None):
 
 
 def get_tag(session: Session, tag_id: int) -> Tag:
-    tag = session.get(Tag, tag_id)
-    if tag is None:
-        raise not_found("tag")
-    return tag
+    return get_or_404(session, Tag, tag_id, "tag")
 
 
 def find_by_name(session: Session, name: str) -> Tag:

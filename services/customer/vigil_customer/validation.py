@@ -1,4 +1,4 @@
-"""Value rules of the customer record (seed 001), as plain functions the schemas and domain share.
+"""Value rules of the customer record, as plain functions the schemas and domain share.
 
 Each ``normalize_*`` returns the stored form of a value or raises ``ValueError`` with the message
 the caller sees under the field's name.

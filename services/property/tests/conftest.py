@@ -4,7 +4,7 @@ from sqlalchemy import select
 from vigil_property import customer_client
 from vigil_property.app import program
 from vigil_property.customer_client import CustomerFacts
-from vigil_property.models import Base, KnownCustomer, messaging
+from vigil_property.models import KnownCustomer, messaging
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -12,11 +12,6 @@ pytest_plugins = ["vigil_shared.pytest_plugin"]
 @pytest.fixture(scope="session")
 def service_program():
     return program
-
-
-@pytest.fixture(scope="session")
-def service_metadata():
-    return Base.metadata
 
 
 class FakeCustomerService:
@@ -67,3 +62,10 @@ def outbox(session):
         return [(row.type, row.data) for row in rows if event_type is None or row.type == event_type]
 
     return read
+
+
+@pytest.fixture
+def site(api, known):
+    """A property (account ``S-1``) of customer 7, at location 1."""
+    known(7)
+    return api.post("/api/v1/customers/7/properties", json={"account_number": "S-1"}).json

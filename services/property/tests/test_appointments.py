@@ -15,12 +15,6 @@ TECH = 12
 
 
 @pytest.fixture
-def site(api, known):
-    known(7)
-    return api.post("/api/v1/customers/7/properties", json={"account_number": "S-1"}).json
-
-
-@pytest.fixture
 def book(api):
     def make(site, starts=NINE, ends=TEN, technician=TECH, client=None, **extra):
         return (client or api).post(f"/api/v1/properties/{site['id']}/appointments", json={

@@ -17,12 +17,6 @@ PANEL = {"name": "DSC PowerSeries", "manufacturer": "DSC", "fields": [
 
 
 @pytest.fixture
-def site(api, known):
-    known(7)
-    return api.post("/api/v1/customers/7/properties", json={"account_number": "S-1"}).json
-
-
-@pytest.fixture
 def panel(api):
     response = api.post("/api/v1/system-kinds", json=PANEL)
     assert response.status_code == 201, response.json

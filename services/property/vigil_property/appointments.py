@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
-from vigil_shared.errors import conflict, not_found, validation_problem
+from vigil_shared.errors import conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 
 from . import history, writes
@@ -29,10 +29,7 @@ SORTS = {"starts_at": Appointment.starts_at.asc(), "-starts_at": Appointment.sta
 
 
 def get_appointment(session: Session, appointment_id: int) -> Appointment:
-    found = session.get(Appointment, appointment_id)
-    if found is None:
-        raise not_found("appointment")
-    return found
+    return get_or_404(session, Appointment, appointment_id, "appointment")
 
 
 def list_appointments(session: Session, *, locations: frozenset[int] | None, page: int, per_page: int,

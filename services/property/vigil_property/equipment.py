@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vigil_shared.errors import not_found, validation_problem
+from vigil_shared.errors import get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 
 from . import history, writes
@@ -33,10 +33,7 @@ def equipment_of(session: Session, property_id: int) -> list[Equipment]:
 
 
 def get_equipment(session: Session, property_id: int, equipment_id: int) -> Equipment:
-    found = session.get(Equipment, equipment_id)
-    if found is None or found.property_id != property_id:
-        raise not_found("equipment")
-    return found
+    return get_or_404(session, Equipment, equipment_id, "equipment", property_id=property_id)
 
 
 def _check_dates(install_date, warranty_end) -> None:

@@ -1,6 +1,6 @@
 """Property domain logic: plain functions over a session and the outbox, no HTTP in here.
 
-Who may do what is decided by the API layer before these are called; these keep the record's own
+Who may do what is decided by the commands (``commands``) that call these; these keep the record's own
 rules: unique account numbers (whatever their letter case, see ``account_numbers``), inactive properties frozen until reactivated, every change in the
 history and in an event written in the same transaction.
 """
@@ -57,13 +57,6 @@ def ensure_editable(prop: Property) -> None:
 def flush(session: Session) -> None:
     # an integrity error here is a concurrent request taking the account number after our check
     writes.flush(session, _account_taken)
-
-
-def get_property(session: Session, property_id: int) -> Property:
-    found = session.get(Property, property_id)
-    if found is None:
-        raise not_found("property")
-    return found
 
 
 def property_with_location(session: Session, property_id: int) -> tuple[Property, int | None]:

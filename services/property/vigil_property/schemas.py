@@ -12,6 +12,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
+from vigil_shared.onsite import TechOnSite
 
 from .models import (ACCESS_MANAGERS, APPOINTMENT_STATUSES, APPOINTMENT_TYPES, EQUIPMENT_STATUSES, MONITORING_STATUSES,
                      PROPERTY_TYPES)
@@ -359,48 +360,7 @@ class TechVerifySchema(Input):
     pin = fields.String(required=True, validate=validate.Regexp(PIN_PATTERN, error="Exactly 4 digits."))
 
 
-class OnSitePropertySchema(Schema):
-    """What a technician needs of the property on site: no PIN, no customer data."""
-
-    id = fields.Integer()
-    customer_id = fields.Integer()
-    location_id = fields.Integer(allow_none=True)
-    account_number = fields.String(allow_none=True)
-    type = fields.String(allow_none=True)
-    system_type = fields.String(allow_none=True)
-    address = fields.String(allow_none=True)
-    city = fields.String(allow_none=True)
-    postal_code = fields.String(allow_none=True)
-    monitoring_status = fields.String()
-    active = fields.Boolean()
-    notes = fields.String(allow_none=True)
-    access = fields.Nested(AccessSchema)
-
-
-class OnSiteEquipmentSchema(Schema):
-    id = fields.Integer()
-    item = fields.String()
-    zone = fields.String(allow_none=True)
-    serial_number = fields.String(allow_none=True)
-    install_date = fields.Date(allow_none=True)
-    warranty_end = fields.Date(allow_none=True)
-    status = fields.String()
-
-
-class OnSiteAppointmentSchema(Schema):
-    id = fields.Integer()
-    type = fields.String()
-    starts_at = Timestamp()
-    ends_at = Timestamp()
-    technician_id = fields.Integer(allow_none=True)
-    notes = fields.String(allow_none=True)
-
-
-class OnSiteSchema(Schema):
-    property = fields.Nested(OnSitePropertySchema)
-    systems = fields.List(fields.Nested(SystemSchema(exclude=("property_id", "created_at", "updated_at"))))
-    equipment = fields.List(fields.Nested(OnSiteEquipmentSchema))
-    open_appointments = fields.List(fields.Nested(OnSiteAppointmentSchema))
+OnSiteSchema = TechOnSite  # what /tech/verify answers, declared once with the gateway's /tech/lookup
 
 
 PropertyPageSchema = page_schema(PropertySchema, "PropertyPage")

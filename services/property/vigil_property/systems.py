@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.errors import Problem, conflict, not_found, validation_problem
+from vigil_shared.errors import Problem, conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 
 from . import history, writes
@@ -43,10 +43,7 @@ def list_kinds(session: Session, *, page: int, per_page: int, q: str | None = No
 
 
 def get_kind(session: Session, kind_id: int) -> SystemKind:
-    kind = session.get(SystemKind, kind_id)
-    if kind is None:
-        raise not_found("system kind")
-    return kind
+    return get_or_404(session, SystemKind, kind_id, "system kind")
 
 
 def _ensure_name_free(session: Session, name: str, exclude_id: int | None = None) -> None:
@@ -106,10 +103,7 @@ def kinds_by_id(session: Session, kind_ids) -> dict[int, SystemKind]:
 
 
 def get_system(session: Session, property_id: int, system_id: int) -> System:
-    system = session.get(System, system_id)
-    if system is None or system.property_id != property_id:
-        raise not_found("system")
-    return system
+    return get_or_404(session, System, system_id, "system", property_id=property_id)
 
 
 def _custom_names(kind: SystemKind) -> set[str]:

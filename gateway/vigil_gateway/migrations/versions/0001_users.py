@@ -1,9 +1,4 @@
-"""users
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-22
-"""
+"""users"""
 import sqlalchemy as sa
 from alembic import op
 
@@ -11,8 +6,6 @@ from vigil_shared.db import UTCDateTime
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,4 @@
-"""identity: locations, roles, grants, sessions, API keys, login throttling, append-only audit
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-22
-"""
+"""identity: locations, roles, grants, sessions, API keys, login throttling, append-only audit"""
 import sqlalchemy as sa
 from alembic import op
 
@@ -11,8 +6,6 @@ from vigil_shared.db import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 APPEND_ONLY_SQLITE = [
     "CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries "

@@ -1,16 +1,9 @@
-"""auth_state: the epoch that invalidates cached identities
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-22
-"""
+"""auth_state: the epoch that invalidates cached identities"""
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

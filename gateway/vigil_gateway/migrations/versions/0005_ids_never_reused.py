@@ -1,9 +1,5 @@
 """ids never reused on SQLite: users, roles, locations, grants, API keys, audit entries
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-01
-
 Without AUTOINCREMENT SQLite hands the id of the newest deleted row to the next one, so an audit
 entry, a cached identity or an old URL naming a deleted user would name the next user created.
 The audit log's append-only triggers go with the old table and are created again. PostgreSQL:
@@ -15,8 +11,6 @@ from vigil_shared.migrations import rebuild_never_reusing_ids
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 APPEND_ONLY_SQLITE = [
     "CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries "

@@ -1,9 +1,5 @@
 """API keys remember the key they were made with
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-02
-
 A key made with a key answers to that key as well as to the person: it stops when the key it was
 made with is revoked or expires, so a short-lived key cannot mint a lasting one. Keys are never
 deleted (a revoked key stays listed), so the column needs no foreign key.
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

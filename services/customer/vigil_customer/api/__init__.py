@@ -1,4 +1,4 @@
-"""HTTP views of the customer service: thin, they parse, authorise, call the domain, commit."""
+"""HTTP views of the customer service: thin, they parse, call one command (``commands``), render."""
 from .contacts import blp as contacts_blp
 from .custom_fields import blp as custom_fields_blp
 from .customers import blp as customers_blp

@@ -1,68 +1,37 @@
-"""What every view of this service shares: the write context, loading a record the caller may use."""
+"""What every view of this service shares: the command context, and the record rules.
+
+A rule finds the URL's record and checks the caller's right at its location before the request
+body is even parsed (:func:`vigil_shared.web.record_rule`): place it right under ``@requires`` (and
+above ``@idempotent`` and the flask-smorest decorators). The view reads the record with
+``loaded()`` and hands it to one command (:mod:`vigil_customer.commands`).
+"""
 from __future__ import annotations
 
-from functools import wraps
-
-from sqlalchemy.orm import Session
-
 from vigil_shared.runtime import current_runtime
-from vigil_shared.web import current_identity, request_outbox, request_session
+from vigil_shared.web import if_match, loaded, record_rule, request_context  # noqa: F401 - views read these here
 
-from ..customers import Context, authorize, get_customer
-from ..history import Actor
-
-
-# Writes lock the record's row from the first read (see ``get_customer``); a tab's writes (a
-# contact, a note…) lock it too, so e.g. two call-order moves cannot interleave.
-WRITES = frozenset({"modify", "delete"})
+from .. import commands
+from ..customers import Context
 
 
-def context(session: Session | None = None) -> Context:
-    return Context(session or request_session(), request_outbox(), Actor.of(current_identity()),
-                   current_runtime().cipher)
+def context(version: str | None = None) -> Context:
+    """The command context; ``version`` is the caller's ``If-Match`` (``if_match()``) for a view that honours it."""
+    return request_context(Context, version=version)
 
 
 def cipher():
     return current_runtime().cipher
 
 
-def load_record(customer_id: int, action: str, session: Session | None = None):
-    """The record (404 when missing), after checking the caller's ``action`` right at its location (403)."""
-    session = session or request_session()
-    customer = get_customer(session, customer_id, for_update=action in WRITES)
-    access = authorize(current_identity(), customer, action)
-    return customer, access
+def customer_rule(*, action: str | None = None, permission: str | None = None):
+    """``loaded()`` is the URL's record. ``action`` checks the record's own ``view``/``modify``/``delete``
+    right (customers.* or leads.* by kind); ``permission`` checks a tab's permission (notes, contacts,
+    files…). Writes lock the record's row from this first read."""
+    if action:
+        return record_rule(lambda customer_id, **_: commands.load_customer(context(), customer_id, action))
+    return record_rule(lambda customer_id, **_: commands.load_customer_tab(context(), customer_id, permission))
 
 
-def load_for(customer_id: int, permission: str, session: Session | None = None):
-    """The record for a tab (notes, contacts, files…): 403 without ``permission`` at its location."""
-    from vigil_shared.web import forbidden
-
-    session = session or request_session()
-    customer = get_customer(session, customer_id, for_update=permission.endswith(".modify"))
-    if not current_identity().can(permission, customer.location_id):
-        raise forbidden(permission)
-    return customer
-
-
-def record_rule(*, action: str | None = None, permission: str | None = None):
-    """Checks the record's own location before the request body is even parsed.
-
-    Place it right under ``@requires``: a caller who holds the permission only in another
-    location gets 403 for this record whatever they send, never a 422 about their body.
-    ``action`` checks the record's own ``view``/``modify``/``delete`` right (customers.* or
-    leads.* by kind); ``permission`` checks a tab's permission (notes, contacts, files…).
-    """
-
-    def decorator(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            if action:
-                load_record(kwargs["customer_id"], action)
-            else:
-                load_for(kwargs["customer_id"], permission)
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorator
+def lead_rule(action: str):
+    """``loaded()`` is the URL's record after checking ``leads.<action>`` at its location (whatever its kind)."""
+    return record_rule(lambda customer_id, **_: commands.load_lead(context(), customer_id, action))

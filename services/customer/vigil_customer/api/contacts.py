@@ -9,13 +9,14 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import Page, check_if_match, etag_headers, paginate
+from vigil_shared.http import Page, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, note_confidential_read, request_session, requires
 
+from .. import commands
 from .. import contacts as domain
 from ..child_schemas import ContactCreateSchema, ContactListArgs, ContactPageSchema, ContactPatchSchema, ContactSchema
-from .common import cipher, context, load_for, record_rule
+from .common import cipher, context, customer_rule, if_match, loaded
 
 blp = Blueprint("customer_contacts", __name__, url_prefix="/api/v1/customers/<int:customer_id>/contacts",
                 description="Emergency and other contacts of a customer or lead")
@@ -37,29 +38,25 @@ def shown(customer, contacts):
 @blp.route("")
 class Contacts(MethodView):
     @requires("contacts.view")
-    @record_rule(permission="contacts.view")
+    @customer_rule(permission="contacts.view")
     @blp.arguments(ContactListArgs, location="query", as_kwargs=True)
     @blp.response(200, ContactPageSchema)
     def get(self, customer_id, page, per_page, type=None):
         """Emergency contacts in call order, then the others by name; `type` keeps one kind."""
-        session = request_session()
-        customer = load_for(customer_id, "contacts.view", session)
+        session, customer = request_session(), loaded()
         result = paginate(session, domain.list_statement(customer_id, type), page, per_page)
         listed = Page(shown(customer, result.items), result.page, result.per_page, result.total)
         return listed.body(), 200, listed.headers()
 
     @requires("contacts.modify")
-    @record_rule(permission="contacts.modify")
+    @customer_rule(permission="contacts.modify")
     @idempotent
     @blp.arguments(ContactCreateSchema)
     @blp.response(201, ContactSchema)
     def post(self, data, customer_id):
         """Add a contact. An emergency contact goes last in call order unless `call_priority` says where."""
-        session = request_session()
-        customer = load_for(customer_id, "contacts.modify", session)
-        ctx = context(session)
-        contact = domain.create_contact(session, ctx.actor, ctx.cipher, customer, data)
-        session.commit()
+        customer = loaded()
+        contact = commands.add_contact(context(), customer, data)
         return shown(customer, [contact])[0], 201, etag_headers(
             contact, Location=url_for("customer_contacts.ContactItem", customer_id=customer_id, contact_id=contact.id))
 
@@ -67,43 +64,32 @@ class Contacts(MethodView):
 @blp.route("/<int:contact_id>")
 class ContactItem(MethodView):
     @requires("contacts.view")
-    @record_rule(permission="contacts.view")
+    @customer_rule(permission="contacts.view")
     @blp.response(200, ContactSchema)
     def get(self, customer_id, contact_id):
         """One contact; its passcode is masked unless you may see installation codes."""
-        session = request_session()
-        customer = load_for(customer_id, "contacts.view", session)
-        contact = domain.get_contact(session, customer_id, contact_id)
+        customer = loaded()
+        contact = domain.get_contact(request_session(), customer_id, contact_id)
         return shown(customer, [contact])[0], 200, etag_headers(contact)
 
     @requires("contacts.modify")
-    @record_rule(permission="contacts.modify")
+    @customer_rule(permission="contacts.modify")
     @blp.arguments(ContactPatchSchema)
     @blp.response(200, ContactSchema)
     @blp.alt_response(403, description="Changing a saved passcode needs `confidential.installation_codes.modify`")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id, contact_id):
         """Edit a contact; a new `call_priority` moves it in the call order."""
-        session = request_session()
-        customer = load_for(customer_id, "contacts.modify", session)
-        contact = domain.get_contact(session, customer_id, contact_id)
-        check_if_match(contact.id, contact.version)
-        ctx = context(session)
-        domain.update_contact(session, ctx.actor, ctx.cipher, ctx.identity, customer, contact, changes)
-        session.commit()
-        session.refresh(contact)
+        customer = loaded()
+        contact = commands.update_contact(context(if_match()), customer, contact_id, changes)
+        request_session().refresh(contact)
         return shown(customer, [contact])[0], 200, etag_headers(contact)
 
     @requires("contacts.modify")
-    @record_rule(permission="contacts.modify")
+    @customer_rule(permission="contacts.modify")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, contact_id):
         """Remove a contact; the emergency contacts after it move up one place."""
-        session = request_session()
-        load_for(customer_id, "contacts.modify", session)
-        contact = domain.get_contact(session, customer_id, contact_id)
-        check_if_match(contact.id, contact.version)
-        domain.delete_contact(session, context(session).actor, contact)
-        session.commit()
+        commands.delete_contact(context(if_match()), loaded(), contact_id)
         return None

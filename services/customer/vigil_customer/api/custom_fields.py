@@ -5,15 +5,16 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_headers
+from vigil_shared.http import etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
 
+from .. import commands
 from .. import custom_fields as domain
 from ..schemas import (CustomFieldArgs, CustomFieldCreateSchema, CustomFieldListSchema, CustomFieldPatchSchema,
                        CustomFieldSchema)
-
+from .common import context, if_match
 
 blp = Blueprint("custom_fields", __name__, url_prefix="/api/v1/custom-fields",
                 description="Admin-defined fields of customers and leads")
@@ -35,9 +36,7 @@ class CustomFields(MethodView):
     @blp.alt_response(409, description="A field with this key exists")
     def post(self, data):
         """Define a field: text, number, date, select (with options) or checkbox; required or not; per kind."""
-        session = request_session()
-        definition = domain.create_definition(session, data)
-        session.commit()
+        definition = commands.create_custom_field(context(), data)
         return definition, 201, etag_headers(
             definition, Location=url_for("custom_fields.CustomFieldItem", definition_id=definition.id))
 
@@ -58,11 +57,7 @@ class CustomFieldItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, definition_id):
         """Change a field's label, options, required flag, kinds, position or active flag (not key or type)."""
-        session = request_session()
-        definition = domain.get_definition(session, definition_id)
-        check_if_match(definition.id, definition.version)
-        domain.update_definition(session, definition, changes)
-        session.commit()
+        definition = commands.update_custom_field(context(if_match()), definition_id, changes)
         return definition, 200, etag_headers(definition)
 
     @requires("catalogs.manage")
@@ -70,9 +65,5 @@ class CustomFieldItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, definition_id):
         """Remove a field; values already stored are no longer shown or checked."""
-        session = request_session()
-        definition = domain.get_definition(session, definition_id)
-        check_if_match(definition.id, definition.version)
-        domain.delete_definition(session, definition)
-        session.commit()
+        commands.delete_custom_field(context(if_match()), definition_id)
         return None

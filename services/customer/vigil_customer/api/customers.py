@@ -1,21 +1,19 @@
-"""Customers and leads: one resource with ``kind``. Views parse, authorise, call the domain, commit."""
+"""Customers and leads: one resource with ``kind``. Views parse, call one command, render."""
 from __future__ import annotations
 
 from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import Page, check_if_match, etag_headers, paginate
+from vigil_shared.http import Page, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, note_confidential_read, request_session, requires
 
-from .. import customers as domain
-from .. import files as file_domain
-from .. import history, present, search
+from .. import commands, history, present, search
 from ..access import Access
 from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
                        CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
-from .common import cipher, context, load_for, load_record, record_rule
+from .common import cipher, context, customer_rule, if_match, loaded
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
@@ -71,17 +69,15 @@ class Customers(MethodView):
         Likely duplicates (same phone, email, SSN, or name and address) answer 409 listing them;
         repeat with `?allow_duplicates=true` to create the record anyway.
         """
-        session = request_session()
-        customer = domain.create(context(session), data, allow_duplicates=allow_duplicates)
-        session.commit()
-        return record_response(session, customer, 201,
+        customer = commands.create_customer(context(), data, allow_duplicates=allow_duplicates)
+        return record_response(request_session(), customer, 201,
                                Location=url_for("customers.CustomerItem", customer_id=customer.id))
 
 
 @blp.route("/<int:customer_id>")
 class CustomerItem(MethodView):
     @requires("customers.view")
-    @record_rule(action="view")
+    @customer_rule(action="view")
     @blp.response(200, CustomerSchema)
     @blp.alt_response(403, description="The record is in a location you may not view")
     def get(self, customer_id):
@@ -90,11 +86,10 @@ class CustomerItem(MethodView):
         Sale and installation sections appear only with their view permission; confidential fields
         are masked unless you hold their confidential view permission. A lead needs `leads.view`.
         """
-        customer, _ = load_record(customer_id, "view")
-        return record_response(request_session(), customer)
+        return record_response(request_session(), loaded())
 
     @requires("customers.modify")
-    @record_rule(action="modify")
+    @customer_rule(action="modify")
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(403, description="Some fields need a permission you lack (named in `errors`)")
@@ -102,33 +97,24 @@ class CustomerItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id):
         """Change some fields. Nothing changes unless every field sent may be set and is valid."""
-        session = request_session()
-        customer, _ = load_record(customer_id, "modify", session)
-        check_if_match(customer.id, customer.version)
-        domain.update(context(session), customer, changes)
-        session.commit()
-        return record_response(session, customer)
+        customer = commands.update_customer(context(if_match()), loaded(), changes)
+        return record_response(request_session(), customer)
 
     @requires("customers.delete")
-    @record_rule(action="delete")
+    @customer_rule(action="delete")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
         """Delete a record with its notes, contacts, tags, files and history; other services drop
         theirs on `customer.deleted`. A lead needs `leads.delete`."""
-        session = request_session()
-        customer, _ = load_record(customer_id, "delete", session)
-        check_if_match(customer.id, customer.version)
-        keys = domain.delete(context(session), customer)
-        session.commit()
-        file_domain.remove_blobs(keys)
+        commands.delete_customer(context(if_match()), loaded())
         return None
 
 
 @blp.route("/<int:customer_id>/convert")
 class ConvertLead(MethodView):
     @requires("leads.modify")
-    @record_rule(action="modify")
+    @customer_rule(action="modify")
     @idempotent
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
@@ -142,18 +128,14 @@ class ConvertLead(MethodView):
         The record keeps its id, data and history and gains the customer-only sections. Needs
         `leads.modify` on the lead and `customers.create` in the target location.
         """
-        session = request_session()
-        customer, _ = load_record(customer_id, "modify", session)
-        check_if_match(customer.id, customer.version)
-        domain.convert(context(session), customer, data)
-        session.commit()
-        return record_response(session, customer)
+        customer = commands.convert_lead(context(if_match()), loaded(), data)
+        return record_response(request_session(), customer)
 
 
 @blp.route("/<int:customer_id>/duplicate")
 class DuplicateCustomer(MethodView):
     @requires("customers.create")
-    @record_rule(action="view")
+    @customer_rule(action="view")
     @idempotent
     @blp.arguments(DuplicateSchema)
     @blp.response(201, CustomerSchema)
@@ -164,17 +146,14 @@ class DuplicateCustomer(MethodView):
         per-account values (email, account and ADT numbers, installation codes, cancellation): a
         value masked for you there stays empty in the copy. Fields in the body replace the copied ones.
         """
-        session = request_session()
-        source, _ = load_record(customer_id, "view", session)
-        copy = domain.duplicate(context(session), source, overrides)
-        session.commit()
-        return record_response(session, copy, 201, Location=url_for("customers.CustomerItem", customer_id=copy.id))
+        copy = commands.duplicate_customer(context(), loaded(), overrides)
+        return record_response(request_session(), copy, 201, Location=url_for("customers.CustomerItem", customer_id=copy.id))
 
 
 @blp.route("/<int:customer_id>/history")
 class CustomerHistory(MethodView):
     @requires("history.view")
-    @record_rule(permission="history.view")
+    @customer_rule(permission="history.view")
     @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
     @blp.response(200, HistoryPageSchema)
     def get(self, customer_id, page, per_page, **filters):
@@ -183,8 +162,7 @@ class CustomerHistory(MethodView):
         Filter by `field`, `user`, `source`, `action` and a `since`/`until` range. Confidential
         values are masked unless you hold their view permission; sections you may not view are left out.
         """
-        session = request_session()
-        customer = load_for(customer_id, "history.view", session)
+        session, customer = request_session(), loaded()
         statement = history.query(customer.id, **filters)
         result = paginate(session, statement, page, per_page)
         items, shown = history.present(result.items, Access(current_identity(), customer.kind, customer.location_id),

@@ -12,13 +12,14 @@ from flask import Response, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, check_if_match, etag_of, paginate
+from vigil_shared.http import PaginationArgs, etag_of, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
+from .. import commands
 from .. import files as domain
 from ..child_schemas import FileFormSchema, FilePageSchema, FileSchema, FileUploadSchema
-from .common import context, load_for, record_rule
+from .common import context, customer_rule, if_match, loaded
 
 blp = Blueprint("customer_files", __name__, url_prefix="/api/v1/customers/<int:customer_id>/files",
                 description="Files of a customer or lead")
@@ -29,18 +30,16 @@ FILE_VERSION = 1  # a stored file never changes: to replace one, upload another
 @blp.route("")
 class Files(MethodView):
     @requires("files.view")
-    @record_rule(permission="files.view")
+    @customer_rule(permission="files.view")
     @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
     @blp.response(200, FilePageSchema)
     def get(self, customer_id, page, per_page):
         """The record's files, newest first."""
-        session = request_session()
-        load_for(customer_id, "files.view", session)
-        result = paginate(session, domain.list_statement(customer_id), page, per_page)
+        result = paginate(request_session(), domain.list_statement(customer_id), page, per_page)
         return result.body(), 200, result.headers()
 
     @requires("files.modify")
-    @record_rule(permission="files.modify")
+    @customer_rule(permission="files.modify")
     @idempotent
     @blp.arguments(FileUploadSchema, location="files")
     @blp.arguments(FileFormSchema, location="form")
@@ -49,11 +48,7 @@ class Files(MethodView):
     @blp.alt_response(415, description="The type is not accepted, or the contents do not match it")
     def post(self, upload, form, customer_id):
         """Upload a file (multipart/form-data: `file`, optional `description`)."""
-        session = request_session()
-        load_for(customer_id, "files.modify", session)
-        item = domain.store_upload(session, context(session).actor, customer_id, upload["file"],
-                                   form.get("description"))
-        session.commit()
+        item = commands.add_file(context(), loaded(), upload["file"], form.get("description"))
         return item, 201, {"Location": url_for("customer_files.FileItem", customer_id=customer_id, file_id=item.id),
                            "ETag": etag_of(item.id, FILE_VERSION)}
 
@@ -61,42 +56,32 @@ class Files(MethodView):
 @blp.route("/<int:file_id>")
 class FileItem(MethodView):
     @requires("files.view")
-    @record_rule(permission="files.view")
+    @customer_rule(permission="files.view")
     @blp.response(200, FileSchema)
     def get(self, customer_id, file_id):
         """A file's details; its bytes are at `…/content`."""
-        session = request_session()
-        load_for(customer_id, "files.view", session)
-        item = domain.get_file(session, customer_id, file_id)
+        item = domain.get_file(request_session(), customer_id, file_id)
         return item, 200, {"ETag": etag_of(item.id, FILE_VERSION)}
 
     @requires("files.modify")
-    @record_rule(permission="files.modify")
+    @customer_rule(permission="files.modify")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names another file version; nothing was deleted")
     def delete(self, customer_id, file_id):
         """Delete a file (the record's history keeps its name)."""
-        session = request_session()
-        load_for(customer_id, "files.modify", session)
-        item = domain.get_file(session, customer_id, file_id)
-        check_if_match(item.id, FILE_VERSION)
-        key = domain.delete_file(session, context(session).actor, item)
-        session.commit()
-        domain.remove_blobs([key])
+        commands.delete_file(context(if_match()), loaded(), file_id, FILE_VERSION)
         return None
 
 
 @blp.route("/<int:file_id>/content")
 class FileContent(MethodView):
     @requires("files.view")
-    @record_rule(permission="files.view")
+    @customer_rule(permission="files.view")
     @blp.response(200, description="The file's bytes, as an attachment",
                   content_type="application/octet-stream")
     def get(self, customer_id, file_id):
         """Download a file."""
-        session = request_session()
-        load_for(customer_id, "files.view", session)
-        item = domain.get_file(session, customer_id, file_id)
+        item = domain.get_file(request_session(), customer_id, file_id)
         response = Response(domain.file_store().open(item.storage_key), mimetype=item.content_type,
                             direct_passthrough=True)
         response.headers["Content-Length"] = str(item.size)

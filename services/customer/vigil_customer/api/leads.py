@@ -1,59 +1,32 @@
 """Leads on their own: the same records as `/customers` with `kind: lead`, under the `leads.*` rights only.
 
-Seed 001 gives leads their own permissions ("Leads with View on the lead's location to see;
-Modify to edit"). A sales or call-centre user who holds `leads.*` but no `customers.*` right
+Leads have their own permissions: `leads.view` at the lead's location to see, `leads.modify` to
+edit. A sales or call-centre user who holds `leads.*` but no `customers.*` right
 works here; `/customers` serves callers who handle both kinds. Notes, contacts, tags, files and
 history of a lead are under `/customers/{id}/…`, which need only their own tab's permission.
 """
 from __future__ import annotations
-
-from functools import wraps
 
 from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from vigil_shared.errors import not_found, validation_problem
-from vigil_shared.http import check_if_match
 from vigil_shared.idempotency import idempotent
-from vigil_shared.web import current_identity, forbidden, request_session, requires
+from vigil_shared.web import current_identity, request_session, requires
 
-from .. import customers as domain
-from .. import files as file_domain
-from .. import search
+from .. import commands, search
 from ..access import LEAD
 from ..schemas import (ConvertSchema, CreateArgs, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema,
                        CustomerSchema, LeadCreateSchema)
-from .common import context
+from .common import context, if_match, lead_rule, loaded
 from .customers import list_response, record_response
 
 blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Leads (customers of kind `lead`)")
 
 
-def _lead(customer_id: int, action: str):
-    """The record after checking `leads.<action>` at its location (403); a customer here is 404."""
-    session = request_session()
-    record = domain.get_customer(session, customer_id, for_update=action in ("modify", "delete"))
-    if not current_identity().can(f"leads.{action}", record.location_id):
-        raise forbidden(f"leads.{action}")
-    return record
-
-
-def lead_rule(action: str):
-    """The location check before the body is parsed (see ``common.record_rule``)."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            _lead(kwargs["customer_id"], action)
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorator
-
-
 def _only_leads(record):
+    """A customer under ``/leads`` is 404 (checked once the location check passed)."""
     if record.kind != LEAD:
         raise not_found("lead")
     return record
@@ -83,10 +56,8 @@ class Leads(MethodView):
         """Create a lead (`lead_status` is required); duplicates answer 409 unless `?allow_duplicates=true`."""
         if data.get("kind", LEAD) != LEAD:
             raise validation_problem({"kind": ["Only leads are created here."]})
-        session = request_session()
-        record = domain.create(context(session), data | {"kind": LEAD}, allow_duplicates=allow_duplicates)
-        session.commit()
-        return record_response(session, record, 201, Location=url_for("leads.LeadItem", customer_id=record.id))
+        record = commands.create_customer(context(), data | {"kind": LEAD}, allow_duplicates=allow_duplicates)
+        return record_response(request_session(), record, 201, Location=url_for("leads.LeadItem", customer_id=record.id))
 
 
 @blp.route("/<int:customer_id>")
@@ -96,7 +67,7 @@ class LeadItem(MethodView):
     @blp.response(200, CustomerSchema)
     def get(self, customer_id):
         """Read a lead (404 for a customer: use `/customers/{id}`)."""
-        return record_response(request_session(), _only_leads(_lead(customer_id, "view")))
+        return record_response(request_session(), _only_leads(loaded()))
 
     @requires("leads.modify")
     @lead_rule("modify")
@@ -105,12 +76,8 @@ class LeadItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id):
         """Change some fields of a lead; the same rules as `PATCH /customers/{id}`."""
-        session = request_session()
-        record = _only_leads(_lead(customer_id, "modify"))
-        check_if_match(record.id, record.version)
-        domain.update(context(session), record, changes)
-        session.commit()
-        return record_response(session, record)
+        record = commands.update_customer(context(if_match()), _only_leads(loaded()), changes)
+        return record_response(request_session(), record)
 
     @requires("leads.delete")
     @lead_rule("delete")
@@ -118,12 +85,7 @@ class LeadItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id):
         """Delete a lead and everything attached to it."""
-        session = request_session()
-        record = _only_leads(_lead(customer_id, "delete"))
-        check_if_match(record.id, record.version)
-        keys = domain.delete(context(session), record)
-        session.commit()
-        file_domain.remove_blobs(keys)
+        commands.delete_customer(context(if_match()), _only_leads(loaded()))
         return None
 
 
@@ -137,10 +99,6 @@ class ConvertLeadHere(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, customer_id):
         """Convert the lead to a customer (as `POST /customers/{id}/convert`); it then lives under `/customers`."""
-        session = request_session()
-        record = _only_leads(_lead(customer_id, "modify"))
-        check_if_match(record.id, record.version)
-        domain.convert(context(session), record, data)
-        session.commit()
-        return record_response(session, record, Location=url_for("customers.CustomerItem", customer_id=record.id))
+        record = commands.convert_lead(context(if_match()), _only_leads(loaded()), data)
+        return record_response(request_session(), record, Location=url_for("customers.CustomerItem", customer_id=record.id))
 

@@ -5,13 +5,14 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_headers, paginate
+from vigil_shared.http import etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
+from .. import commands
 from .. import notes as domain
 from ..child_schemas import NoteCreateSchema, NoteListArgs, NotePageSchema, NotePatchSchema, NoteSchema
-from .common import context, load_for, record_rule
+from .common import context, customer_rule, if_match, loaded
 
 blp = Blueprint("customer_notes", __name__, url_prefix="/api/v1/customers/<int:customer_id>/notes",
                 description="Notes and tickets of a customer or lead")
@@ -20,29 +21,23 @@ blp = Blueprint("customer_notes", __name__, url_prefix="/api/v1/customers/<int:c
 @blp.route("")
 class Notes(MethodView):
     @requires("notes.view")
-    @record_rule(permission="notes.view")
+    @customer_rule(permission="notes.view")
     @blp.arguments(NoteListArgs, location="query", as_kwargs=True)
     @blp.response(200, NotePageSchema)
     def get(self, customer_id, page, per_page, kind=None, status=None, open=None, assignee=None):
         """Notes and tickets, urgent ones first, then newest first. `open=true` gives the tab's count."""
-        session = request_session()
-        load_for(customer_id, "notes.view", session)
-        result = paginate(session, domain.list_statement(customer_id, kind=kind, status=status, open_only=open,
+        result = paginate(request_session(), domain.list_statement(customer_id, kind=kind, status=status, open_only=open,
                                                          assignee=assignee), page, per_page)
         return result.body(), 200, result.headers()
 
     @requires("notes.modify")
-    @record_rule(permission="notes.modify")
+    @customer_rule(permission="notes.modify")
     @idempotent
     @blp.arguments(NoteCreateSchema)
     @blp.response(201, NoteSchema)
     def post(self, data, customer_id):
         """Write a note, or a ticket (`kind: ticket`) with assignee, due date, priority and status."""
-        session = request_session()
-        load_for(customer_id, "notes.modify", session)
-        ctx = context(session)
-        note = domain.create_note(session, ctx.actor, customer_id, data)
-        session.commit()
+        note = commands.add_note(context(), loaded(), data)
         return note, 201, etag_headers(note, Location=url_for("customer_notes.NoteItem", customer_id=customer_id,
                                                               note_id=note.id))
 
@@ -50,40 +45,28 @@ class Notes(MethodView):
 @blp.route("/<int:note_id>")
 class NoteItem(MethodView):
     @requires("notes.view")
-    @record_rule(permission="notes.view")
+    @customer_rule(permission="notes.view")
     @blp.response(200, NoteSchema)
     def get(self, customer_id, note_id):
         """One note or ticket."""
-        session = request_session()
-        load_for(customer_id, "notes.view", session)
-        note = domain.get_note(session, customer_id, note_id)
+        note = domain.get_note(request_session(), customer_id, note_id)
         return note, 200, etag_headers(note)
 
     @requires("notes.modify")
-    @record_rule(permission="notes.modify")
+    @customer_rule(permission="notes.modify")
     @blp.arguments(NotePatchSchema)
     @blp.response(200, NoteSchema)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id, note_id):
         """Edit a note, or move a ticket along (status, assignee, due date, priority)."""
-        session = request_session()
-        load_for(customer_id, "notes.modify", session)
-        note = domain.get_note(session, customer_id, note_id)
-        check_if_match(note.id, note.version)
-        domain.update_note(session, context(session).actor, note, changes)
-        session.commit()
+        note = commands.update_note(context(if_match()), loaded(), note_id, changes)
         return note, 200, etag_headers(note)
 
     @requires("notes.modify")
-    @record_rule(permission="notes.modify")
+    @customer_rule(permission="notes.modify")
     @blp.response(204)
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, note_id):
         """Delete a note or ticket (the record's history keeps its text)."""
-        session = request_session()
-        load_for(customer_id, "notes.modify", session)
-        note = domain.get_note(session, customer_id, note_id)
-        check_if_match(note.id, note.version)
-        domain.delete_note(session, context(session).actor, note)
-        session.commit()
+        commands.delete_note(context(if_match()), loaded(), note_id)
         return None

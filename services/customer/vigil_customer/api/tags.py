@@ -10,15 +10,16 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_headers, paginate
+from vigil_shared.http import etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
 
+from .. import commands
 from .. import tags as domain
 from ..child_schemas import (ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema,
                              TagSchema)
-from .common import context, load_for, record_rule
+from .common import context, customer_rule, if_match, loaded
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint("customer_tags", __name__, url_prefix="/api/v1/customers/<int:customer_id>/tags",
@@ -42,9 +43,7 @@ class TagCatalog(MethodView):
     @catalog.alt_response(409, description="A tag with this name (in any case) exists")
     def post(self, data):
         """Add a tag to the catalog."""
-        session = request_session()
-        tag = domain.create_tag(session, data)
-        session.commit()
+        tag = commands.create_tag(context(), data)
         return tag, 201, etag_headers(tag, Location=url_for("tags.TagItem", tag_id=tag.id))
 
 
@@ -64,11 +63,7 @@ class TagItem(MethodView):
     @catalog.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, tag_id):
         """Rename or recolour a tag; records carrying it show the change at once."""
-        session = request_session()
-        tag = domain.get_tag(session, tag_id)
-        check_if_match(tag.id, tag.version)
-        domain.update_tag(session, tag, changes)
-        session.commit()
+        tag = commands.update_tag(context(if_match()), tag_id, changes)
         return tag, 200, etag_headers(tag)
 
     @requires("catalogs.manage")
@@ -76,43 +71,30 @@ class TagItem(MethodView):
     @catalog.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, tag_id):
         """Remove a tag from the catalog and from every record carrying it."""
-        session = request_session()
-        tag = domain.get_tag(session, tag_id)
-        check_if_match(tag.id, tag.version)
-        domain.delete_tag(session, tag)
-        session.commit()
+        commands.delete_tag(context(if_match()), tag_id)
         return None
 
 
 @applied.route("")
 class CustomerTags(MethodView):
     @requires("tags.view")
-    @record_rule(permission="tags.view")
+    @customer_rule(permission="tags.view")
     @applied.arguments(TagListArgs, location="query", as_kwargs=True)
     @applied.response(200, TagPageSchema)
     def get(self, customer_id, page, per_page, q=None):
         """The tags on this record, by name."""
-        session = request_session()
-        load_for(customer_id, "tags.view", session)
-        result = paginate(session, domain.applied_statement(customer_id), page, per_page)
+        result = paginate(request_session(), domain.applied_statement(customer_id), page, per_page)
         return result.body(), 200, result.headers()
 
     @requires("tags.modify")
-    @record_rule(permission="tags.modify")
+    @customer_rule(permission="tags.modify")
     @idempotent
     @applied.arguments(ApplyTagSchema)
     @applied.response(201, TagSchema)
     @applied.alt_response(200, schema=TagSchema, description="The record already had this tag")
     def post(self, data, customer_id):
         """Apply a catalog tag (by `tag_id` or `name`) to the record."""
-        session = request_session()
-        load_for(customer_id, "tags.modify", session)
-        if "tag_id" in data:
-            tag = domain.get_tag(session, data["tag_id"])
-        else:
-            tag = domain.find_by_name(session, data["name"])
-        added = domain.apply(session, context(session).actor, customer_id, tag)
-        session.commit()
+        tag, added = commands.apply_tag(context(), loaded(), tag_id=data.get("tag_id"), name=data.get("name"))
         return tag, 201 if added else 200, {
             "Location": url_for("customer_tags.CustomerTagItem", customer_id=customer_id, tag_id=tag.id)}
 
@@ -120,12 +102,9 @@ class CustomerTags(MethodView):
 @applied.route("/<int:tag_id>")
 class CustomerTagItem(MethodView):
     @requires("tags.modify")
-    @record_rule(permission="tags.modify")
+    @customer_rule(permission="tags.modify")
     @applied.response(204)
     def delete(self, customer_id, tag_id):
         """Remove a tag from the record."""
-        session = request_session()
-        load_for(customer_id, "tags.modify", session)
-        domain.remove(session, context(session).actor, customer_id, tag_id)
-        session.commit()
+        commands.remove_tag(context(), loaded(), tag_id)
         return None

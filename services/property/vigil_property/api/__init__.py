@@ -1,4 +1,4 @@
-"""HTTP views of the property service: thin, they parse, authorise, call the domain, commit."""
+"""HTTP views of the property service: thin, they parse, call one command (``commands``), render."""
 from .appointments import blp as appointments_blp
 from .equipment import blp as equipment_blp
 from .properties import blp as properties_blp

@@ -5,15 +5,15 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_headers
+from vigil_shared.http import etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, request_session, requires
 
 from .. import appointments as domain
-from .. import properties
+from .. import commands, properties
 from ..schemas import (AppointmentCreateSchema, AppointmentListArgs, AppointmentPageSchema, AppointmentPatchSchema,
                        AppointmentSchema, CancelSchema, CompleteSchema, RelatedAppointmentListArgs)
-from . import scope
+from .common import appointment_rule, context, customer_rule, if_match, loaded, property_rule
 
 blp = Blueprint("appointments", __name__, url_prefix="/api/v1", description="Technician and sales appointments")
 
@@ -23,8 +23,7 @@ def _body(appointment, customer_id: int | None, location_id: int | None) -> dict
             if column.key != "row_version"} | {"customer_id": customer_id, "location_id": location_id}
 
 
-def _answer(appointment, status: int = 200, **headers):
-    scoped = scope.current()
+def _answer(appointment, scoped: commands.Scoped, status: int = 200, **headers):
     return (_body(appointment, scoped.property.customer_id, scoped.location_id), status,
             etag_headers(appointment, version_attr="row_version", **headers))
 
@@ -54,7 +53,7 @@ class Appointments(MethodView):
 @blp.route("/properties/<int:property_id>/appointments")
 class PropertyAppointments(MethodView):
     @requires("appointments.view")
-    @scope.scoped_property("appointments.view")
+    @property_rule("appointments.view")
     @blp.arguments(RelatedAppointmentListArgs, location="query", as_kwargs=True)
     @blp.response(200, AppointmentPageSchema)
     def get(self, property_id, page, per_page, **filters):
@@ -63,24 +62,23 @@ class PropertyAppointments(MethodView):
                                               per_page=per_page, **filters))
 
     @requires("appointments.modify")
-    @scope.scoped_property("appointments.modify")
+    @property_rule("appointments.modify")
     @idempotent
     @blp.arguments(AppointmentCreateSchema)
     @blp.response(201, AppointmentSchema)
     @blp.alt_response(409, description="The technician is booked at that time, or the property is inactive")
     def post(self, data, property_id):
         """Schedule a visit; a technician cannot have two overlapping appointments."""
-        session = request_session()
-        created = domain.schedule(session, scope.current().property, data, scope.actor())
-        session.commit()
-        return _answer(created, 201,
+        scoped = loaded()
+        created = commands.schedule(context(), scoped, data)
+        return _answer(created, scoped, 201,
                        Location=url_for("appointments.AppointmentItem", appointment_id=created.id))
 
 
 @blp.route("/customers/<int:customer_id>/appointments")
 class CustomerAppointments(MethodView):
     @requires("appointments.view")
-    @scope.scoped_customer("appointments.view")
+    @customer_rule("appointments.view")
     @blp.arguments(RelatedAppointmentListArgs, location="query", as_kwargs=True)
     @blp.response(200, AppointmentPageSchema)
     def get(self, customer_id, page, per_page, **filters):
@@ -93,31 +91,28 @@ class CustomerAppointments(MethodView):
 @blp.route("/appointments/<int:appointment_id>")
 class AppointmentItem(MethodView):
     @requires("appointments.view")
-    @scope.scoped_appointment("appointments.view")
+    @appointment_rule("appointments.view")
     @blp.response(200, AppointmentSchema)
     def get(self, appointment_id):
         """Read one appointment."""
-        return _answer(scope.current_appointment())
+        return _answer(*loaded())
 
     @requires("appointments.modify")
-    @scope.scoped_appointment("appointments.modify")
+    @appointment_rule("appointments.modify")
     @blp.arguments(AppointmentPatchSchema)
     @blp.response(200, AppointmentSchema)
     @blp.alt_response(409, description="Not scheduled any more, the technician is booked, or the property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, appointment_id):
         """Reschedule, reassign or annotate a scheduled appointment."""
-        session, appointment = request_session(), scope.current_appointment()
-        check_if_match(appointment.id, appointment.row_version)
-        domain.reschedule(session, scope.current().property, appointment, changes, scope.actor())
-        session.commit()
-        return _answer(appointment)
+        appointment, scoped = loaded()
+        return _answer(commands.reschedule(context(if_match()), scoped, appointment, changes), scoped)
 
 
 @blp.route("/appointments/<int:appointment_id>/cancel")
 class AppointmentCancellation(MethodView):
     @requires("appointments.modify")
-    @scope.scoped_appointment("appointments.modify")
+    @appointment_rule("appointments.modify")
     @idempotent
     @blp.arguments(CancelSchema)
     @blp.response(200, AppointmentSchema)
@@ -125,17 +120,14 @@ class AppointmentCancellation(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, appointment_id):
         """Cancel a scheduled appointment, with a reason. It stays listed as cancelled."""
-        session, appointment = request_session(), scope.current_appointment()
-        check_if_match(appointment.id, appointment.row_version)
-        domain.cancel(session, appointment, data["reason"], scope.actor())
-        session.commit()
-        return _answer(appointment)
+        appointment, scoped = loaded()
+        return _answer(commands.cancel(context(if_match()), appointment, data["reason"]), scoped)
 
 
 @blp.route("/appointments/<int:appointment_id>/complete")
 class AppointmentCompletion(MethodView):
     @requires("appointments.modify")
-    @scope.scoped_appointment("appointments.modify")
+    @appointment_rule("appointments.modify")
     @idempotent
     @blp.arguments(CompleteSchema, required=False)
     @blp.response(200, AppointmentSchema)
@@ -143,8 +135,5 @@ class AppointmentCompletion(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, appointment_id):
         """Mark a scheduled appointment done, optionally with notes."""
-        session, appointment = request_session(), scope.current_appointment()
-        check_if_match(appointment.id, appointment.row_version)
-        domain.complete(session, appointment, (data or {}).get("notes"), scope.actor())
-        session.commit()
-        return _answer(appointment)
+        appointment, scoped = loaded()
+        return _answer(commands.complete(context(if_match()), appointment, (data or {}).get("notes")), scoped)

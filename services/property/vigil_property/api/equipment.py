@@ -5,14 +5,15 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_headers
+from vigil_shared.http import etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
+from .. import commands
 from .. import equipment as domain
 from ..schemas import (EquipmentCreateSchema, EquipmentListArgs, EquipmentPageSchema, EquipmentPatchSchema,
                        EquipmentSchema)
-from . import scope
+from .common import context, if_match, loaded, property_rule
 
 blp = Blueprint("equipment", __name__, url_prefix="/api/v1/properties/<int:property_id>/equipment",
                 description="Equipment installed at a property")
@@ -22,7 +23,7 @@ blp = Blueprint("equipment", __name__, url_prefix="/api/v1/properties/<int:prope
 @blp.route("")
 class PropertyEquipment(MethodView):
     @requires("equipment.view")
-    @scope.scoped_property("equipment.view")
+    @property_rule("equipment.view")
     @blp.arguments(EquipmentListArgs, location="query", as_kwargs=True)
     @blp.response(200, EquipmentPageSchema)
     def get(self, property_id, page, per_page, status=None):
@@ -31,16 +32,14 @@ class PropertyEquipment(MethodView):
         return result.body(), 200, result.headers()
 
     @requires("equipment.modify")
-    @scope.scoped_property("equipment.modify")
+    @property_rule("equipment.modify")
     @idempotent
     @blp.arguments(EquipmentCreateSchema)
     @blp.response(201, EquipmentSchema)
     @blp.alt_response(409, description="The property is inactive")
     def post(self, data, property_id):
         """Record equipment installed at the property."""
-        session, scoped = request_session(), scope.current()
-        created = domain.add_equipment(session, scoped.property, data, scope.actor())
-        session.commit()
+        created = commands.add_equipment(context(), loaded(), data)
         return created, 201, etag_headers(created, version_attr="row_version", Location=url_for(
             "equipment.PropertyEquipmentItem", property_id=property_id, equipment_id=created.id))
 
@@ -48,7 +47,7 @@ class PropertyEquipment(MethodView):
 @blp.route("/<int:equipment_id>")
 class PropertyEquipmentItem(MethodView):
     @requires("equipment.view")
-    @scope.scoped_property("equipment.view")
+    @property_rule("equipment.view")
     @blp.response(200, EquipmentSchema)
     def get(self, property_id, equipment_id):
         """Read one piece of equipment."""
@@ -56,30 +55,22 @@ class PropertyEquipmentItem(MethodView):
         return found, 200, etag_headers(found, version_attr="row_version")
 
     @requires("equipment.modify")
-    @scope.scoped_property("equipment.modify")
+    @property_rule("equipment.modify")
     @blp.arguments(EquipmentPatchSchema)
     @blp.response(200, EquipmentSchema)
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, property_id, equipment_id):
         """Change some fields; equipment taken out of the site is marked `removed`."""
-        session, scoped = request_session(), scope.current()
-        found = domain.get_equipment(session, property_id, equipment_id)
-        check_if_match(found.id, found.row_version)
-        domain.update_equipment(session, scoped.property, found, changes, scope.actor())
-        session.commit()
+        found = commands.update_equipment(context(if_match()), loaded(), equipment_id, changes)
         return found, 200, etag_headers(found, version_attr="row_version")
 
     @requires("equipment.modify")
-    @scope.scoped_property("equipment.modify")
+    @property_rule("equipment.modify")
     @blp.response(204)
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, property_id, equipment_id):
         """Delete a record entered by mistake."""
-        session, scoped = request_session(), scope.current()
-        found = domain.get_equipment(session, property_id, equipment_id)
-        check_if_match(found.id, found.row_version)
-        domain.remove_equipment(session, scoped.property, found, scope.actor())
-        session.commit()
+        commands.remove_equipment(context(if_match()), loaded(), equipment_id)
         return None

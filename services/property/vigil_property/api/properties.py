@@ -5,25 +5,21 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, check_if_match, etag_headers
+from vigil_shared.http import PaginationArgs, etag_headers
 from vigil_shared.idempotency import idempotent
-from vigil_shared.runtime import current_runtime
-from vigil_shared.web import current_identity, request_outbox, request_session, requires
+from vigil_shared.web import current_identity, request_session, requires
 
-from .. import history
+from .. import commands, history
 from .. import properties as domain
 from ..schemas import (CustomerPropertiesArgs, HistoryPageSchema, PropertyCreateSchema, PropertyListArgs,
                        PropertyPageSchema, PropertyPatchSchema, PropertySchema, StateChangeSchema, TransferSchema)
-from . import scope
+from .common import context, customer_rule, if_match, loaded, property_rule
 from .present import property_body, property_page
 
 blp = Blueprint("properties", __name__, url_prefix="/api/v1", description="Monitored properties of customers")
 
-CODES_MODIFY = "confidential.installation_codes.modify"
 
-
-
-def _answer(scoped: scope.Scoped, status: int = 200, **headers):
+def _answer(scoped: commands.Scoped, status: int = 200, **headers):
     return property_body(scoped.property, scoped.location_id), status, etag_headers(scoped.property, **headers)
 
 
@@ -44,7 +40,7 @@ class Properties(MethodView):
 @blp.route("/customers/<int:customer_id>/properties")
 class CustomerProperties(MethodView):
     @requires("properties.view")
-    @scope.scoped_customer("properties.view")
+    @customer_rule("properties.view")
     @blp.arguments(CustomerPropertiesArgs, location="query", as_kwargs=True)
     @blp.response(200, PropertyPageSchema)
     def get(self, customer_id, page, per_page, active=None):
@@ -52,10 +48,10 @@ class CustomerProperties(MethodView):
         locations = current_identity().location_filter("properties.view")
         result = domain.list_properties(request_session(), locations=locations, customer_id=customer_id,
                                         active=active, page=page, per_page=per_page)
-        return property_page(result, {customer_id: scope.current_location()}), 200, result.headers()
+        return property_page(result, {customer_id: loaded()}), 200, result.headers()
 
     @requires("properties.create")
-    @scope.scoped_customer("properties.create", must_exist=True)
+    @customer_rule("properties.create", must_exist=True)
     @idempotent
     @blp.arguments(PropertyCreateSchema)
     @blp.response(201, PropertySchema)
@@ -63,45 +59,34 @@ class CustomerProperties(MethodView):
     @blp.alt_response(503, description="The customer service could not be asked about the customer")
     def post(self, data, customer_id):
         """Add a property to a customer. An unknown or deleted customer answers 422."""
-        session = request_session()
-        created = domain.create_property(session, request_outbox(), current_runtime().cipher, customer_id, data,
-                                         scope.actor())
-        session.commit()
-        return _answer(scope.Scoped(created, scope.current_location()), 201,
-                       Location=url_for("properties.PropertyItem", property_id=created.id))
+        created = commands.create_property(context(), loaded(), data)
+        return _answer(created, 201, Location=url_for("properties.PropertyItem", property_id=created.property.id))
 
 
 @blp.route("/properties/<int:property_id>")
 class PropertyItem(MethodView):
     @requires("properties.view")
-    @scope.scoped_property("properties.view")
+    @property_rule("properties.view")
     @blp.response(200, PropertySchema)
     def get(self, property_id):
         """Read one property; the `ETag` header is what `If-Match` expects."""
-        return _answer(scope.current())
+        return _answer(loaded())
 
     @requires("properties.modify")
-    @scope.scoped_property("properties.modify")
+    @property_rule("properties.modify")
     @blp.arguments(PropertyPatchSchema)
     @blp.response(200, PropertySchema)
     @blp.alt_response(409, description="The property is inactive, or the account number is taken")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, property_id):
         """Change some fields. Changing the PIN needs `confidential.installation_codes.modify`."""
-        session, scoped = request_session(), scope.current()
-        check_if_match(scoped.property.id, scoped.property.version)
-        if "pin" in changes:
-            scope.require_field(current_identity(), CODES_MODIFY, scoped.location_id, "pin")
-        domain.update_property(session, request_outbox(), current_runtime().cipher, scoped.property, changes,
-                               scope.actor())
-        session.commit()
-        return _answer(scoped)
+        return _answer(commands.update_property(context(if_match()), loaded(), changes))
 
 
 @blp.route("/properties/<int:property_id>/deactivate")
 class PropertyDeactivation(MethodView):
     @requires("properties.modify")
-    @scope.scoped_property("properties.modify")
+    @property_rule("properties.modify")
     @idempotent
     @blp.arguments(StateChangeSchema, required=False)
     @blp.response(200, PropertySchema)
@@ -109,13 +94,13 @@ class PropertyDeactivation(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, property_id):
         """Deactivate: the property stays visible, marked inactive, and cannot be edited until reactivated."""
-        return _set_active(property_id, False, data)
+        return _answer(commands.set_active(context(if_match()), loaded(), False, (data or {}).get("reason")))
 
 
 @blp.route("/properties/<int:property_id>/reactivate")
 class PropertyReactivation(MethodView):
     @requires("properties.modify")
-    @scope.scoped_property("properties.modify")
+    @property_rule("properties.modify")
     @idempotent
     @blp.arguments(StateChangeSchema, required=False)
     @blp.response(200, PropertySchema)
@@ -123,21 +108,13 @@ class PropertyReactivation(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, property_id):
         """Reactivate an inactive property, making it editable again."""
-        return _set_active(property_id, True, data)
-
-
-def _set_active(property_id: int, active: bool, data: dict):
-    session, scoped = request_session(), scope.current()
-    check_if_match(scoped.property.id, scoped.property.version)
-    domain.set_active(session, request_outbox(), scoped.property, active, scope.actor(), (data or {}).get("reason"))
-    session.commit()
-    return _answer(scoped)
+        return _answer(commands.set_active(context(if_match()), loaded(), True, (data or {}).get("reason")))
 
 
 @blp.route("/properties/<int:property_id>/transfer")
 class PropertyTransfer(MethodView):
     @requires("properties.modify")
-    @scope.scoped_property("properties.modify")
+    @property_rule("properties.modify")
     @idempotent
     @blp.arguments(TransferSchema)
     @blp.response(200, PropertySchema)
@@ -154,22 +131,13 @@ class PropertyTransfer(MethodView):
         is now is refused (403): someone who may see them there transfers it. The move is written in the property's history and, through `property.transferred`, in both
         customers' histories.
         """
-        session, scoped = request_session(), scope.current()
-        check_if_match(scoped.property.id, scoped.property.version)
-        domain.ensure_editable(scoped.property)
-        target = scope.live_customer(session, data["to_customer_id"], field="to_customer_id")
-        scope.require_at("properties.modify", target.location_id)
-        scope.refuse_unmasking_move(scoped.location_id, target.location_id)
-        domain.transfer_property(session, request_outbox(), scoped.property, target.customer_id, scope.actor(),
-                                 data.get("reason"))
-        session.commit()
-        return _answer(scope.Scoped(scoped.property, target.location_id))
+        return _answer(commands.transfer_property(context(if_match()), loaded(), data["to_customer_id"], data.get("reason")))
 
 
 @blp.route("/properties/<int:property_id>/history")
 class PropertyHistory(MethodView):
     @requires("history.view")
-    @scope.scoped_property("properties.view", "history.view")
+    @property_rule("properties.view", "history.view")
     @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
     @blp.response(200, HistoryPageSchema)
     def get(self, property_id, page, per_page):

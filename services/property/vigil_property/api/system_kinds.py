@@ -9,14 +9,16 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import check_if_match, etag_headers
+from vigil_shared.http import etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
 
+from .. import commands
 from .. import systems as domain
 from ..schemas import (SystemKindCreateSchema, SystemKindListArgs, SystemKindPageSchema, SystemKindPatchSchema,
                        SystemKindSchema)
+from .common import context, if_match
 
 blp = Blueprint("system_kinds", __name__, url_prefix="/api/v1/system-kinds",
                 description="The catalog of system kinds and the fields each asks for")
@@ -40,9 +42,7 @@ class SystemKinds(MethodView):
     @blp.alt_response(409, description="Another kind already has this name")
     def post(self, data):
         """Define a system kind and the fields a system of this kind asks for."""
-        session = request_session()
-        kind = domain.create_kind(session, data)
-        session.commit()
+        kind = commands.create_kind(context(), data)
         return kind, 201, etag_headers(kind, version_attr="row_version", Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id))
 
 
@@ -62,11 +62,7 @@ class SystemKindItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, kind_id):
         """Rename a kind or change the fields it asks for (existing systems keep their values)."""
-        session = request_session()
-        kind = domain.get_kind(session, kind_id)
-        check_if_match(kind.id, kind.row_version)
-        domain.update_kind(session, kind, changes)
-        session.commit()
+        kind = commands.update_kind(context(if_match()), kind_id, changes)
         return kind, 200, etag_headers(kind, version_attr="row_version")
 
     @requires("catalogs.manage")
@@ -75,9 +71,5 @@ class SystemKindItem(MethodView):
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, kind_id):
         """Delete a kind no system uses any more."""
-        session = request_session()
-        kind = domain.get_kind(session, kind_id)
-        check_if_match(kind.id, kind.row_version)
-        domain.delete_kind(session, kind)
-        session.commit()
+        commands.delete_kind(context(if_match()), kind_id)
         return None

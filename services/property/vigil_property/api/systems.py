@@ -1,4 +1,4 @@
-"""Systems installed at a property, with IP address, login and version (seed 002).
+"""Systems installed at a property, with IP address, login and version.
 
 Seeing them needs properties.view at the property's location, changing them properties.modify; the
 password shows only to holders of confidential.installation_codes.view, and changing a stored one
@@ -10,21 +10,18 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, check_if_match, etag_headers
+from vigil_shared.http import PaginationArgs, etag_headers
 from vigil_shared.idempotency import idempotent
-from vigil_shared.runtime import current_runtime
-from vigil_shared.web import current_identity, request_session, requires
+from vigil_shared.web import request_session, requires
 
+from .. import commands
 from .. import systems as domain
 from ..schemas import SystemCreateSchema, SystemPageSchema, SystemPatchSchema, SystemSchema
-from . import scope
+from .common import context, if_match, loaded, property_rule
 from .present import system_body
 
 blp = Blueprint("systems", __name__, url_prefix="/api/v1/properties/<int:property_id>/systems",
                 description="Systems at a property and how to log in to them")
-
-CODES_MODIFY = "confidential.installation_codes.modify"
-
 
 def _answer(system, location_id, status=200, **headers):
     session = request_session()
@@ -35,12 +32,12 @@ def _answer(system, location_id, status=200, **headers):
 @blp.route("")
 class PropertySystems(MethodView):
     @requires("properties.view")
-    @scope.scoped_property("properties.view")
+    @property_rule("properties.view")
     @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
     @blp.response(200, SystemPageSchema)
     def get(self, property_id, page, per_page):
         """List the systems at a property."""
-        session, scoped = request_session(), scope.current()
+        session, scoped = request_session(), loaded()
         result = domain.list_systems(session, property_id, page=page, per_page=per_page)
         kinds = domain.kinds_by_id(session, (system.kind_id for system in result.items))
         body = result.body()
@@ -48,16 +45,15 @@ class PropertySystems(MethodView):
         return body, 200, result.headers()
 
     @requires("properties.modify")
-    @scope.scoped_property("properties.modify")
+    @property_rule("properties.modify")
     @idempotent
     @blp.arguments(SystemCreateSchema)
     @blp.response(201, SystemSchema)
     @blp.alt_response(409, description="The property is inactive")
     def post(self, data, property_id):
         """Assign a system of some kind to the property, with the fields the kind asks for."""
-        session, scoped = request_session(), scope.current()
-        system = domain.add_system(session, current_runtime().cipher, scoped.property, data, scope.actor())
-        session.commit()
+        scoped = loaded()
+        system = commands.add_system(context(), scoped, data)
         return _answer(system, scoped.location_id, 201,
                        Location=url_for("systems.PropertySystem", property_id=property_id, system_id=system.id))
 
@@ -65,39 +61,29 @@ class PropertySystems(MethodView):
 @blp.route("/<int:system_id>")
 class PropertySystem(MethodView):
     @requires("properties.view")
-    @scope.scoped_property("properties.view")
+    @property_rule("properties.view")
     @blp.response(200, SystemSchema)
     def get(self, property_id, system_id):
         """Read one system."""
-        return _answer(domain.get_system(request_session(), property_id, system_id), scope.current().location_id)
+        return _answer(domain.get_system(request_session(), property_id, system_id), loaded().location_id)
 
     @requires("properties.modify")
-    @scope.scoped_property("properties.modify")
+    @property_rule("properties.modify")
     @blp.arguments(SystemPatchSchema)
     @blp.response(200, SystemSchema)
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, property_id, system_id):
         """Change some fields of a system."""
-        session, scoped = request_session(), scope.current()
-        system = domain.get_system(session, property_id, system_id)
-        check_if_match(system.id, system.row_version)
-        if "password" in changes and system.password_encrypted is not None:
-            scope.require_field(current_identity(), CODES_MODIFY, scoped.location_id, "password")
-        domain.update_system(session, current_runtime().cipher, scoped.property, system, changes, scope.actor())
-        session.commit()
-        return _answer(system, scoped.location_id)
+        scoped = loaded()
+        return _answer(commands.update_system(context(if_match()), scoped, system_id, changes), scoped.location_id)
 
     @requires("properties.modify")
-    @scope.scoped_property("properties.modify")
+    @property_rule("properties.modify")
     @blp.response(204)
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
     def delete(self, property_id, system_id):
         """Remove a system from the property."""
-        session, scoped = request_session(), scope.current()
-        system = domain.get_system(session, property_id, system_id)
-        check_if_match(system.id, system.row_version)
-        domain.remove_system(session, scoped.property, system, scope.actor())
-        session.commit()
+        commands.remove_system(context(if_match()), loaded(), system_id)
         return None

@@ -9,14 +9,12 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.db import utcnow
 from vigil_shared.identity import Identity
-from vigil_shared.runtime import current_runtime
-from vigil_shared.web import current_identity, request_session, requires
+from vigil_shared.web import request_session, requires
 
-from .. import appointments, equipment, pins, systems, tech
+from .. import appointments, commands, equipment, systems
 from ..schemas import OnSiteSchema, TechVerifySchema
-from . import scope
+from .common import context
 from .present import property_body, system_body
 
 
@@ -45,22 +43,9 @@ class TechVerify(MethodView):
     @blp.response(200, OnSiteSchema)
     def post(self, data):
         """Check an account number and PIN (constant time); 404 for either wrong, 429 when locked or too fast."""
-        identity, runtime, now = current_identity(), current_runtime(), utcnow()
-        session = request_session()
-        tech.count_attempt(session, _client(identity), now)
-        candidate = tech.find_candidate(session, data["account_number"])
-        if candidate is not None:
-            tech.ensure_unlocked(candidate, now)
-        if not pins.matches(runtime.cipher, candidate.property if candidate else None, data["pin"]):
-            if candidate is not None and (until := tech.record_failure(session, candidate.property.id, now)):
-                raise tech.locked(until, now)
-            raise tech.no_match()
-        prop, location_id = candidate.property, candidate.location_id
-        if location_id is None:  # not replicated with its location yet: ask once, keep the answer
-            location_id = scope.customer_location(session, prop.customer_id)
-            session.commit()
-        scope.require_at("tech_portal.use", location_id)
-        tech.clear_failures(session, candidate)
+        ctx = context()
+        found = commands.verify_on_site(ctx, _client(ctx.identity), data["account_number"], data["pin"])
+        session, identity, prop, location_id = request_session(), ctx.identity, found.property, found.location_id
         body = property_body(prop, location_id, with_pin=False)
         return {
             "property": {key: body[key] for key in ON_SITE_PROPERTY_FIELDS},

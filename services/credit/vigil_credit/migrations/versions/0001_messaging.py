@@ -1,22 +1,7 @@
-"""outbox and inbox
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-22
-"""
-from alembic import op
-
-from vigil_shared.migrations import create_messaging_tables, drop_messaging_tables
+"""outbox and inbox"""
+from vigil_shared.migrations import messaging_tables_migration
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
-
-def upgrade() -> None:
-    create_messaging_tables(op)
-
-
-def downgrade() -> None:
-    drop_messaging_tables(op)
+upgrade, downgrade = messaging_tables_migration()

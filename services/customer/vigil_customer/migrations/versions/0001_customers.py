@@ -1,9 +1,4 @@
-"""customers, outbox and inbox
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-22
-"""
+"""customers, outbox and inbox"""
 import sqlalchemy as sa
 from alembic import op
 
@@ -12,8 +7,6 @@ from vigil_shared.migrations import create_messaging_tables, drop_messaging_tabl
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,5 @@
-"""the full customer record (seed 001), search terms, history, notes, contacts, tags, files,
+"""the full customer record, search terms, history, notes, contacts, tags, files,
 custom fields and the property account replica
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-22
 
 Existing rows keep their data: ``phone`` moves to ``primary_phone`` (with its E.164 form when it
 parses), and the sort key and search terms are computed for them here, with the rules frozen as
@@ -20,8 +16,6 @@ import vigil_shared.db
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

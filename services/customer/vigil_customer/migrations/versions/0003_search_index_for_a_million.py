@@ -1,9 +1,5 @@
 """the search index for a million records: covered terms, a name-ordered walk, covering sort index
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-22
-
 - ``covered``: the length of the longest other term of the same record that is a prefix of the
   term (``john`` covers ``john.smith@example.com``). The match index leads with it, so a search
   word skips the entries that a shorter term of the same record already matches.
@@ -18,8 +14,6 @@ import vigil_shared.db  # noqa: F401 - keeps autogenerate imports stable
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 LOOKUP_COLUMNS = ["term", "location_id", "kind", "sort_name", "customer_id"]
 

@@ -1,9 +1,5 @@
 """finer planner statistics for search terms (PostgreSQL)
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-22
-
 A word prefix covers a thin slice of millions of terms; with the default 100 histogram buckets
 PostgreSQL guesses a handful of rows for a prefix matching thousands, which skews the totals it
 estimates beyond 10,000 and its choice of plans. A thousand buckets fix the guesses.
@@ -12,8 +8,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,22 +1,14 @@
 """ids never reused on SQLite: customers, notes, contacts, tags, files, custom fields, history, outbox
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-01
-
 Without AUTOINCREMENT SQLite hands the id of the newest deleted customer to the next one, and a
 stale form (``If-Match: "750.1"``), a late ``customer.deleted`` or a property replica naming the
 old customer then lands on the new one. Rebuilt with AUTOINCREMENT, the next id is above every id
 the table or the retained events ever named. PostgreSQL: nothing to do, sequences never go back.
 """
-from alembic import op
-
-from vigil_shared.migrations import rebuild_never_reusing_ids
+from vigil_shared.migrations import never_reusing_ids_migration
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 CUSTOMERS_IN_EVENTS = ("SELECT max(CAST(json_extract(data, '$.customer_id') AS INTEGER)) FROM outbox_events "
@@ -41,10 +33,4 @@ TABLES = {
     "outbox_events": [],
 }
 
-
-def upgrade() -> None:
-    rebuild_never_reusing_ids(op, TABLES)
-
-
-def downgrade() -> None:
-    """Nothing to undo: the older code works as well on tables that never reuse an id."""
+upgrade, downgrade = never_reusing_ids_migration(TABLES)

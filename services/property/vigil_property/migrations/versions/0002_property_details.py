@@ -1,10 +1,6 @@
 """property details, PIN, access information, life cycle, history; customer locations in the replica
 
 Existing properties keep the default PIN (0000): their PIN columns stay NULL, which means exactly that.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-22
 """
 import sqlalchemy as sa
 from alembic import op
@@ -13,8 +9,6 @@ from vigil_shared.db import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 PROPERTY_COLUMNS = [
     ("pin_salt", sa.String(32)),

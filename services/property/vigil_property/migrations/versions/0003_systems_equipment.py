@@ -1,9 +1,4 @@
-"""system kinds, systems and equipment at properties; history entries name their subject
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-22
-"""
+"""system kinds, systems and equipment at properties; history entries name their subject"""
 import sqlalchemy as sa
 from alembic import op
 
@@ -11,8 +6,6 @@ from vigil_shared.db import UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def _stamps() -> list[sa.Column]:

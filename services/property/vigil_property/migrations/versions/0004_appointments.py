@@ -1,9 +1,4 @@
-"""appointments at properties
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-22
-"""
+"""appointments at properties"""
 import sqlalchemy as sa
 from alembic import op
 
@@ -11,8 +6,6 @@ from vigil_shared.db import UTCDateTime
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

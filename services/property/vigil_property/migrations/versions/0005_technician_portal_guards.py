@@ -1,9 +1,4 @@
-"""technician portal: wrong-PIN lockout per property, attempt windows per client
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-22
-"""
+"""technician portal: wrong-PIN lockout per property, attempt windows per client"""
 import sqlalchemy as sa
 from alembic import op
 
@@ -11,8 +6,6 @@ from vigil_shared.db import UTCDateTime
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,22 +1,14 @@
 """ids never reused on SQLite: properties, systems, equipment, appointments, history, outbox
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-01
-
 Without AUTOINCREMENT SQLite hands the id of the newest deleted property to the next one, so the
 customer service's account-number index, an old URL or an audit entry naming the deleted property
 would name the new one. Rebuilt with AUTOINCREMENT, the next id is above every id the table or the
 retained events ever named. PostgreSQL: nothing to do, sequences never go back.
 """
-from alembic import op
-
-from vigil_shared.migrations import rebuild_never_reusing_ids
+from vigil_shared.migrations import never_reusing_ids_migration
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 PROPERTIES_IN_EVENTS = ("SELECT max(CAST(json_extract(data, '$.property_id') AS INTEGER)) FROM outbox_events "
                         "WHERE json_valid(data) AND json_type(data, '$.property_id') = 'integer'")
@@ -31,10 +23,4 @@ TABLES = {
     "outbox_events": [],
 }
 
-
-def upgrade() -> None:
-    rebuild_never_reusing_ids(op, TABLES)
-
-
-def downgrade() -> None:
-    """Nothing to undo: the older code works as well on tables that never reuse an id."""
+upgrade, downgrade = never_reusing_ids_migration(TABLES)

@@ -1,9 +1,5 @@
 """account numbers are one account whatever the letter case and surrounding spaces
 
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-01
-
 ``acc-1`` and ``ACC-1`` were two accounts. Each property now keeps the number as typed (trimmed) and
 its key (trimmed, upper case), which is unique. Existing numbers that would become one account are
 not merged or renamed behind anyone's back: the upgrade stops before changing anything and names
@@ -14,8 +10,6 @@ from alembic import op
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 
 def _key(account_number: str) -> str:

@@ -1,0 +1,105 @@
+"""The customer record's header (``GET /api/v1/customers/{id}/summary``), combined from the services' answers.
+
+Identity, metadata badges, status boxes and a count per tab, gathered from the services that own
+them with the caller's own identity, so every part follows the caller's permissions: a tab the
+caller may not view has no count (it is listed in ``hidden``). A service that does not answer
+leaves its parts empty and the summary says so (``partial``, ``unavailable``) instead of failing.
+
+Nothing here needs a request: the view passes how to ask the services (``fetch_all``, in parallel
+with the caller's identity), so a script or a test calls the same function with any stand-in.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from vigil_shared.errors import Problem
+
+from .upstream import ServiceUnavailable
+
+IDENTITY_FIELDS = ("id", "kind", "first_name", "last_name", "business_name", "dba_name", "location_id", "city",
+                   "state", "active", "archived_at", "converted_at", "created_at", "created_by", "last_activity_at")
+PROBLEM_EXTRAS = ("permission",)
+# tab → (service, path under the customer, query that makes `total` the tab's count)
+TABS = {
+    "notes": ("customer", "notes", {"open": "true"}),
+    "contacts": ("customer", "contacts", {}),
+    "files": ("customer", "files", {}),
+    "tags": ("customer", "tags", {}),
+    "properties": ("property", "properties", {}),
+    "appointments": ("property", "appointments", {}),
+}
+
+FetchAll = Callable[[dict[str, tuple[str, str, dict]]], dict]  # name → (service, path, params) ⇒ name → Reply
+
+
+def refusal(reply) -> Problem:
+    """The customer service's refusal (403, 404), re-issued as the gateway's own problem."""
+    body = reply.body if isinstance(reply.body, dict) else {}
+    extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
+    return Problem(reply.status, body.get("detail"), title=body.get("title"), type=body.get("type", "about:blank"),
+                   errors=body.get("errors"), **extras)
+
+
+def _status_boxes(record: dict, properties_reply) -> list[dict]:
+    """One coloured box per category of the customer's current state (not for leads)."""
+    if record.get("kind") != "customer":
+        return []
+    if record.get("archived_at"):
+        account = "archived"
+    elif record.get("canceled"):
+        account = "canceled"
+    else:
+        account = "active" if record.get("active", True) else "inactive"
+    boxes = [{"category": "account", "status": account}]
+    items = properties_reply.body.get("items") if properties_reply is not None and \
+        isinstance(properties_reply.body, dict) else None
+    if isinstance(items, list):
+        statuses = {item.get("monitoring_status") for item in items if isinstance(item, dict)}
+        monitoring = next((s for s in ("active", "suspended", "cancelled") if s in statuses), "none")
+        boxes.append({"category": "monitoring", "status": monitoring})
+    if "installed" in record:
+        boxes.append({"category": "installation", "status": "installed" if record["installed"] else "not_installed"})
+    if record.get("funding_status"):
+        boxes.append({"category": "funding", "status": record["funding_status"]})
+    return boxes
+
+
+def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
+    """The summary of one record; 403/404 as the customer service answered them for the record itself."""
+    base = f"/api/v1/customers/{customer_id}"
+    calls = {"record": ("customer", base, {})}
+    calls |= {tab: (service, f"{base}/{path}", {"per_page": 100 if tab == "properties" else 1, **params})
+              for tab, (service, path, params) in TABS.items()}
+    replies = fetch_all(calls)
+    unavailable = sorted({exc.service for exc in replies.values() if isinstance(exc, ServiceUnavailable)})
+    record_reply = replies["record"]
+    record = None
+    if not isinstance(record_reply, ServiceUnavailable):
+        if not record_reply.ok:
+            raise refusal(record_reply)
+        record = record_reply.body
+    counts, hidden = {}, []
+    for tab in TABS:
+        reply = replies[tab]
+        if isinstance(reply, ServiceUnavailable) or reply.status == 404:
+            counts[tab] = None
+        elif reply.status in (401, 403):
+            counts[tab] = None
+            hidden.append(tab)
+        else:
+            counts[tab] = reply.body.get("total") if reply.ok and isinstance(reply.body, dict) else None
+    properties_reply = replies["properties"] if not isinstance(replies["properties"], ServiceUnavailable) and \
+        replies["properties"].ok else None
+    summary = {"customer": None, "sale": None, "installation": None, "status_boxes": [], "tags": None,
+               "counts": counts, "hidden": hidden, "partial": bool(unavailable), "unavailable": unavailable}
+    if record is not None:
+        summary["customer"] = {key: record.get(key) for key in IDENTITY_FIELDS}
+        if "sold_by" in record and record.get("kind") == "customer":
+            summary["sale"] = {"sale_date": record.get("sale_date"), "sold_by": record.get("sold_by")}
+        if "install_tech" in record and record.get("kind") == "customer":
+            summary["installation"] = {"install_date": record.get("install_date"),
+                                       "install_tech": record.get("install_tech"),
+                                       "installed": record.get("installed", False)}
+        summary["status_boxes"] = _status_boxes(record, properties_reply)
+        summary["tags"] = record.get("tags")
+    return summary

@@ -1,0 +1,203 @@
+"""Every change the customer service makes, one command each, from a view, a task or a script alike.
+
+A command takes the service's :class:`~vigil_customer.customers.Context`, checks the caller's
+rights (the record operations in :mod:`vigil_customer.customers` check them field by field;
+``ctx.require`` elsewhere) and the version the caller read (``ctx.check_version``), calls the
+domain modules, and commits once with its history and events
+(:func:`~vigil_shared.commands.command`). The ``load_*`` functions find a record and check the
+caller's right at its location: the request layer runs them before parsing a body; a task runs them
+before calling a command.
+
+Writes lock the record's row from the first read (``load_customer``/``load_customer_tab`` with a
+write right), so concurrent writes to one record, a tab's included (two call-order moves, say),
+run one after the other and each sees the version the previous one left.
+"""
+from __future__ import annotations
+
+from vigil_shared.commands import command
+
+from . import contacts, custom_fields, customers, files, notes, tags
+from .access import base_permission
+from .customers import Context
+from .models import Contact, CustomerFile, CustomFieldDefinition, Customer, Note, Tag
+
+CATALOGS_MANAGE = "catalogs.manage"
+# the record's own actions that change it (its row is locked from the first read)
+WRITES = frozenset({"modify", "delete"})
+
+
+# --- loading a record the caller may act on ---------------------------------------------------------
+
+def load_customer(ctx: Context, customer_id: int, action: str) -> Customer:
+    """The record (404), after checking the caller's ``view``/``modify``/``delete`` right for its kind
+    (``customers.*`` or ``leads.*``) at its location (403)."""
+    customer = customers.get_customer(ctx.session, customer_id, for_update=action in WRITES)
+    ctx.require(base_permission(customer.kind, action), customer.location_id)
+    return customer
+
+
+def load_lead(ctx: Context, customer_id: int, action: str) -> Customer:
+    """The record after checking ``leads.<action>`` at its location (403), whatever its kind: the views
+    under ``/leads`` answer 404 for a customer once the body is read."""
+    customer = customers.get_customer(ctx.session, customer_id, for_update=action in WRITES)
+    ctx.require(f"leads.{action}", customer.location_id)
+    return customer
+
+
+def load_customer_tab(ctx: Context, customer_id: int, permission: str) -> Customer:
+    """The record for a tab (notes, contacts, files…): 403 without ``permission`` at its location."""
+    customer = customers.get_customer(ctx.session, customer_id, for_update=permission.endswith(".modify"))
+    ctx.require(permission, customer.location_id)
+    return customer
+
+
+# --- customers and leads ----------------------------------------------------------------------------
+
+@command
+def create_customer(ctx: Context, data: dict, *, allow_duplicates: bool = False) -> Customer:
+    return customers.create(ctx, data, allow_duplicates=allow_duplicates)
+
+
+@command
+def update_customer(ctx: Context, customer: Customer, changes: dict) -> Customer:
+    ctx.check_version(customer.id, customer.version)
+    customers.update(ctx, customer, changes)
+    return customer
+
+
+@command
+def convert_lead(ctx: Context, lead: Customer, data: dict) -> Customer:
+    ctx.check_version(lead.id, lead.version)
+    return customers.convert(ctx, lead, data)
+
+
+@command
+def duplicate_customer(ctx: Context, source: Customer, overrides: dict) -> Customer:
+    return customers.duplicate(ctx, source, overrides)
+
+
+@command
+def delete_customer(ctx: Context, customer: Customer) -> None:
+    """Deletes the record and everything attached; its stored files go once that is committed."""
+    ctx.check_version(customer.id, customer.version)
+    keys = customers.delete(ctx, customer)
+    if keys:
+        ctx.after_commit(lambda: files.remove_blobs(keys))
+
+
+# --- notes, contacts, tags and files of a record -----------------------------------------------------
+
+@command
+def add_note(ctx: Context, customer: Customer, data: dict) -> Note:
+    return notes.create_note(ctx.session, ctx.actor, customer.id, data)
+
+
+@command
+def update_note(ctx: Context, customer: Customer, note_id: int, changes: dict) -> Note:
+    note = notes.get_note(ctx.session, customer.id, note_id)
+    ctx.check_version(note.id, note.version)
+    notes.update_note(ctx.session, ctx.actor, note, changes)
+    return note
+
+
+@command
+def delete_note(ctx: Context, customer: Customer, note_id: int) -> None:
+    note = notes.get_note(ctx.session, customer.id, note_id)
+    ctx.check_version(note.id, note.version)
+    notes.delete_note(ctx.session, ctx.actor, note)
+
+
+@command
+def add_contact(ctx: Context, customer: Customer, data: dict) -> Contact:
+    return contacts.create_contact(ctx.session, ctx.actor, ctx.cipher, customer, data)
+
+
+@command
+def update_contact(ctx: Context, customer: Customer, contact_id: int, changes: dict) -> Contact:
+    """Changes a contact; changing a saved passcode needs ``confidential.installation_codes.modify``."""
+    contact = contacts.get_contact(ctx.session, customer.id, contact_id)
+    ctx.check_version(contact.id, contact.version)
+    contacts.update_contact(ctx.session, ctx.actor, ctx.cipher, ctx.identity, customer, contact, changes)
+    return contact
+
+
+@command
+def delete_contact(ctx: Context, customer: Customer, contact_id: int) -> None:
+    contact = contacts.get_contact(ctx.session, customer.id, contact_id)
+    ctx.check_version(contact.id, contact.version)
+    contacts.delete_contact(ctx.session, ctx.actor, contact)
+
+
+@command
+def apply_tag(ctx: Context, customer: Customer, *, tag_id: int | None = None,
+              name: str | None = None) -> tuple[Tag, bool]:
+    """Puts a catalog tag (by id, or by name) on the record: ``(tag, newly applied)``."""
+    tag = tags.get_tag(ctx.session, tag_id) if tag_id is not None else tags.find_by_name(ctx.session, name)
+    return tag, tags.apply(ctx.session, ctx.actor, customer.id, tag)
+
+
+@command
+def remove_tag(ctx: Context, customer: Customer, tag_id: int) -> None:
+    tags.remove(ctx.session, ctx.actor, customer.id, tag_id)
+
+
+@command
+def add_file(ctx: Context, customer: Customer, upload, description: str | None = None) -> CustomerFile:
+    return files.store_upload(ctx.session, ctx.actor, customer.id, upload, description)
+
+
+@command
+def delete_file(ctx: Context, customer: Customer, file_id: int, version: int) -> None:
+    """Removes the file's record; its bytes go once that is committed. A stored file never changes:
+    ``version`` is the one every file has."""
+    item = files.get_file(ctx.session, customer.id, file_id)
+    ctx.check_version(item.id, version)
+    key = files.delete_file(ctx.session, ctx.actor, item)
+    ctx.after_commit(lambda: files.remove_blobs([key]))
+
+
+# --- company-wide catalogs: tags and custom fields ---------------------------------------------------
+
+@command
+def create_tag(ctx: Context, data: dict) -> Tag:
+    ctx.require(CATALOGS_MANAGE)
+    return tags.create_tag(ctx.session, data)
+
+
+@command
+def update_tag(ctx: Context, tag_id: int, changes: dict) -> Tag:
+    ctx.require(CATALOGS_MANAGE)
+    tag = tags.get_tag(ctx.session, tag_id)
+    ctx.check_version(tag.id, tag.version)
+    return tags.update_tag(ctx.session, tag, changes)
+
+
+@command
+def delete_tag(ctx: Context, tag_id: int) -> None:
+    ctx.require(CATALOGS_MANAGE)
+    tag = tags.get_tag(ctx.session, tag_id)
+    ctx.check_version(tag.id, tag.version)
+    tags.delete_tag(ctx.session, tag)
+
+
+@command
+def create_custom_field(ctx: Context, data: dict) -> CustomFieldDefinition:
+    ctx.require(CATALOGS_MANAGE)
+    return custom_fields.create_definition(ctx.session, data)
+
+
+@command
+def update_custom_field(ctx: Context, definition_id: int, changes: dict) -> CustomFieldDefinition:
+    ctx.require(CATALOGS_MANAGE)
+    definition = custom_fields.get_definition(ctx.session, definition_id)
+    ctx.check_version(definition.id, definition.version)
+    return custom_fields.update_definition(ctx.session, definition, changes)
+
+
+@command
+def delete_custom_field(ctx: Context, definition_id: int) -> None:
+    ctx.require(CATALOGS_MANAGE)
+    definition = custom_fields.get_definition(ctx.session, definition_id)
+    ctx.check_version(definition.id, definition.version)
+    custom_fields.delete_definition(ctx.session, definition)
+

@@ -1,0 +1,274 @@
+"""Every change the property service makes, one command each, from a view, a task or a script alike.
+
+A command takes a :class:`~vigil_shared.commands.Context`, checks the caller's rights on what it
+changes (``ctx.require``) and the version the caller read (``ctx.check_version``), calls the
+domain modules (which keep the records' own rules and write history and events), and commits once
+(:func:`~vigil_shared.commands.command`). The ``load_*`` functions find a record and check the
+caller's right at its location: the request layer runs them before parsing a body; a task runs them
+before calling a command.
+
+A property's location is its customer's, read from the replica (the customer service is asked once
+when the replica does not know it yet, and always before a record is attached to a customer). A
+record in a location where the caller lacks the permission answers 403, as the offices expect;
+lists are filtered instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vigil_shared.commands import Context, command
+from vigil_shared.db import utcnow
+from vigil_shared.errors import FORBIDDEN, Problem
+
+from . import appointments, customer_client, equipment, pins, properties, systems, tech
+from . import customers_replica as replica
+from .history import Actor
+from .models import Appointment, Equipment, KnownCustomer, Property, System, SystemKind
+
+CODES_VIEW = "confidential.installation_codes.view"
+CODES_MODIFY = "confidential.installation_codes.modify"
+CATALOGS_MANAGE = "catalogs.manage"
+
+
+@dataclass(frozen=True)
+class Scoped:
+    """A property the caller may act on, with the location that decided it."""
+
+    property: Property
+    location_id: int | None
+
+
+def actor(ctx: Context) -> Actor:
+    return Actor.of(ctx.identity, ctx.request_id)
+
+
+def lookup(customer_id: int):
+    # resolved at call time so tests can stand in for the customer service
+    return customer_client.lookup_customer(customer_id)
+
+
+# --- loading a record the caller may act on ---------------------------------------------------------
+
+def live_customer(ctx: Context, customer_id: int, field: str = "customer_id") -> KnownCustomer:
+    """The customer's replica entry, confirmed by the customer service; 422 naming ``field`` when there
+    is no such (live) customer. For writes that attach a record to the customer (create, transfer):
+    the replica may not have heard of a deletion that has already answered 204."""
+    known = replica.resolve(ctx.session, customer_id, lookup, confirm=True)
+    if known is None:
+        raise properties.no_such_customer(field)
+    return known
+
+
+def customer_location(ctx: Context, customer_id: int) -> int | None:
+    known = replica.resolve(ctx.session, customer_id, lookup)
+    return None if known is None else known.location_id
+
+
+def load_property(ctx: Context, property_id: int, permission: str, *more: str) -> Scoped:
+    """404 when there is no such property, 403 unless the caller holds every permission at its location."""
+    found, location_id = properties.property_with_location(ctx.session, property_id)
+    if location_id is None:  # not replicated with its location yet: ask the customer service once
+        location_id = customer_location(ctx, found.customer_id)
+    for name in (permission, *more):
+        ctx.require(name, location_id)
+    return Scoped(found, location_id)
+
+
+def load_appointment(ctx: Context, appointment_id: int, permission: str) -> tuple[Appointment, Scoped]:
+    """The appointment and its property (404), after checking ``permission`` at the property's location (403)."""
+    found = appointments.get_appointment(ctx.session, appointment_id)
+    return found, load_property(ctx, found.property_id, permission)
+
+
+def load_customer_location(ctx: Context, customer_id: int, permission: str) -> int | None:
+    """The customer's location, 403 unless the caller holds ``permission`` there (an unknown customer passes:
+    its lists are empty)."""
+    location_id = customer_location(ctx, customer_id)
+    if location_id is not None:
+        ctx.require(permission, location_id)
+    return location_id
+
+
+@command
+def confirm_customer(ctx: Context, customer_id: int, permission: str) -> KnownCustomer:
+    """The live customer a record is about to be attached to (422 when deleted or unknown), 403 unless the
+    caller holds ``permission`` at its location. Commits what the customer service said, which also
+    releases SQLite's write lock before ``@idempotent`` records its key in a transaction of its own."""
+    known = live_customer(ctx, customer_id)
+    ctx.require(permission, known.location_id)
+    return known
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+def _refuse_unmasking_move(ctx: Context, source_location: int | None, target_location: int | None) -> None:
+    """403 when moving a record from ``source_location`` to ``target_location`` would show the caller
+    codes (the PIN, panel passwords) masked for them where it is now: an operation never reveals a
+    value the caller cannot see at its source, and dropping the codes would lose the customer's data."""
+    if not ctx.can(CODES_VIEW, source_location) and ctx.can(CODES_VIEW, target_location):
+        raise Problem(403, "Moving this property would show you its PIN and panel passwords, masked for you "
+                           "where it is now. Someone who may see them there can move it.", type=FORBIDDEN,
+                      permission=CODES_VIEW,
+                      errors={"to_customer_id": [f"Needs the '{CODES_VIEW}' permission where the property is now."]})
+
+
+@command
+def create_property(ctx: Context, customer: KnownCustomer, data: dict) -> Scoped:
+    """Adds a property to a live customer (see :func:`confirm_customer`)."""
+    ctx.require("properties.create", customer.location_id)
+    created = properties.create_property(ctx.session, ctx.outbox, ctx.cipher, customer.customer_id, data, actor(ctx))
+    return Scoped(created, customer.location_id)
+
+
+@command
+def update_property(ctx: Context, scoped: Scoped, changes: dict) -> Scoped:
+    """Changes some fields; changing the PIN needs ``confidential.installation_codes.modify`` there."""
+    ctx.check_version(scoped.property.id, scoped.property.version)
+    if "pin" in changes:
+        ctx.require(CODES_MODIFY, scoped.location_id, field="pin")
+    properties.update_property(ctx.session, ctx.outbox, ctx.cipher, scoped.property, changes, actor(ctx))
+    return scoped
+
+
+@command
+def set_active(ctx: Context, scoped: Scoped, active: bool, reason: str | None = None) -> Scoped:
+    ctx.check_version(scoped.property.id, scoped.property.version)
+    properties.set_active(ctx.session, ctx.outbox, scoped.property, active, actor(ctx), reason)
+    return scoped
+
+
+@command
+def transfer_property(ctx: Context, scoped: Scoped, to_customer_id: int, reason: str | None = None) -> Scoped:
+    """Moves the property, with everything attached, to another (live) customer: the new-homeowner case.
+
+    Needs ``properties.modify`` at both customers' locations; a transfer that would show the caller
+    codes masked for them where the property is now is refused (403).
+    """
+    ctx.check_version(scoped.property.id, scoped.property.version)
+    properties.ensure_editable(scoped.property)
+    target = live_customer(ctx, to_customer_id, field="to_customer_id")
+    ctx.require("properties.modify", target.location_id)
+    _refuse_unmasking_move(ctx, scoped.location_id, target.location_id)
+    properties.transfer_property(ctx.session, ctx.outbox, scoped.property, target.customer_id, actor(ctx), reason)
+    return Scoped(scoped.property, target.location_id)
+
+
+# --- systems and the catalog of their kinds ------------------------------------------------------------
+
+@command
+def add_system(ctx: Context, scoped: Scoped, data: dict) -> System:
+    return systems.add_system(ctx.session, ctx.cipher, scoped.property, data, actor(ctx))
+
+
+@command
+def update_system(ctx: Context, scoped: Scoped, system_id: int, changes: dict) -> System:
+    """Changes a system; changing a stored password needs ``confidential.installation_codes.modify``."""
+    system = systems.get_system(ctx.session, scoped.property.id, system_id)
+    ctx.check_version(system.id, system.row_version)
+    if "password" in changes and system.password_encrypted is not None:
+        ctx.require(CODES_MODIFY, scoped.location_id, field="password")
+    systems.update_system(ctx.session, ctx.cipher, scoped.property, system, changes, actor(ctx))
+    return system
+
+
+@command
+def remove_system(ctx: Context, scoped: Scoped, system_id: int) -> None:
+    system = systems.get_system(ctx.session, scoped.property.id, system_id)
+    ctx.check_version(system.id, system.row_version)
+    systems.remove_system(ctx.session, scoped.property, system, actor(ctx))
+
+
+@command
+def create_kind(ctx: Context, data: dict) -> SystemKind:
+    ctx.require(CATALOGS_MANAGE)
+    return systems.create_kind(ctx.session, data)
+
+
+@command
+def update_kind(ctx: Context, kind_id: int, changes: dict) -> SystemKind:
+    ctx.require(CATALOGS_MANAGE)
+    kind = systems.get_kind(ctx.session, kind_id)
+    ctx.check_version(kind.id, kind.row_version)
+    return systems.update_kind(ctx.session, kind, changes)
+
+
+@command
+def delete_kind(ctx: Context, kind_id: int) -> None:
+    ctx.require(CATALOGS_MANAGE)
+    kind = systems.get_kind(ctx.session, kind_id)
+    ctx.check_version(kind.id, kind.row_version)
+    systems.delete_kind(ctx.session, kind)
+
+
+# --- equipment ----------------------------------------------------------------------------------------
+
+@command
+def add_equipment(ctx: Context, scoped: Scoped, data: dict) -> Equipment:
+    return equipment.add_equipment(ctx.session, scoped.property, data, actor(ctx))
+
+
+@command
+def update_equipment(ctx: Context, scoped: Scoped, equipment_id: int, changes: dict) -> Equipment:
+    found = equipment.get_equipment(ctx.session, scoped.property.id, equipment_id)
+    ctx.check_version(found.id, found.row_version)
+    equipment.update_equipment(ctx.session, scoped.property, found, changes, actor(ctx))
+    return found
+
+
+@command
+def remove_equipment(ctx: Context, scoped: Scoped, equipment_id: int) -> None:
+    found = equipment.get_equipment(ctx.session, scoped.property.id, equipment_id)
+    ctx.check_version(found.id, found.row_version)
+    equipment.remove_equipment(ctx.session, scoped.property, found, actor(ctx))
+
+
+# --- appointments -------------------------------------------------------------------------------------
+
+@command
+def schedule(ctx: Context, scoped: Scoped, data: dict) -> Appointment:
+    return appointments.schedule(ctx.session, scoped.property, data, actor(ctx))
+
+
+@command
+def reschedule(ctx: Context, scoped: Scoped, appointment: Appointment, changes: dict) -> Appointment:
+    ctx.check_version(appointment.id, appointment.row_version)
+    appointments.reschedule(ctx.session, scoped.property, appointment, changes, actor(ctx))
+    return appointment
+
+
+@command
+def cancel(ctx: Context, appointment: Appointment, reason: str) -> Appointment:
+    ctx.check_version(appointment.id, appointment.row_version)
+    return appointments.cancel(ctx.session, appointment, reason, actor(ctx))
+
+
+@command
+def complete(ctx: Context, appointment: Appointment, notes: str | None = None) -> Appointment:
+    ctx.check_version(appointment.id, appointment.row_version)
+    return appointments.complete(ctx.session, appointment, notes, actor(ctx))
+
+
+# --- the technician portal ----------------------------------------------------------------------------
+
+def verify_on_site(ctx: Context, client: str, account_number: str, pin: str) -> Scoped:
+    """The property whose account number and PIN match (404 for either wrong, 429 when locked or too fast).
+
+    Not one transaction: every attempt and every wrong PIN is committed as soon as it is counted
+    (see :mod:`vigil_property.tech`), so the counts stick though the answer is an error.
+    """
+    session, now = ctx.session, utcnow()
+    tech.count_attempt(session, client, now)
+    candidate = tech.find_candidate(session, account_number)
+    if candidate is not None:
+        tech.ensure_unlocked(candidate, now)
+    if not pins.matches(ctx.cipher, candidate.property if candidate else None, pin):
+        if candidate is not None and (until := tech.record_failure(session, candidate.property.id, now)):
+            raise tech.locked(until, now)
+        raise tech.no_match()
+    location_id = candidate.location_id
+    if location_id is None:  # not replicated with its location yet: ask once, keep the answer
+        location_id = customer_location(ctx, candidate.property.customer_id)
+        session.commit()
+    ctx.require("tech_portal.use", location_id)
+    tech.clear_failures(session, candidate)
+    return Scoped(candidate.property, location_id)

@@ -1,0 +1,136 @@
+"""Commands: the one way a change is made, from a view, a Celery task or a script alike.
+
+A command is a function ``name(ctx, ...)`` decorated with :func:`command`. It receives a
+:class:`Context` (the session, the outbox, who is acting, the field cipher, the caller's
+``If-Match``), checks the caller's rights itself (``ctx.require``), writes, adds its events to
+the outbox, and runs in one transaction: committed when it returns, rolled back when it raises.
+Nothing here needs Flask; the request layer builds the context with
+:func:`vigil_shared.web.request_context`, a task or a script with :meth:`Context.of`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, Callable, TypeVar
+
+from sqlalchemy.orm import Session
+
+from .crypto import FieldCipher
+from .errors import FORBIDDEN, STALE, Problem
+from .identity import Identity
+from .messaging.outbox import Outbox
+
+ANYWHERE = object()  # "at some location": distinct from None, which is a record whose location is unknown
+# How the history names the way a change came in, by the kind of caller.
+SOURCES = {"user": "api", "api_key": "integration", "service": "workflow"}
+_IN_COMMAND = "vigil_in_command"
+_AFTER_COMMIT = "vigil_after_commit"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def forbidden(permission: str) -> Problem:
+    return Problem(403, f"You need the '{permission}' permission for this.", type=FORBIDDEN, permission=permission)
+
+
+def etag_of(resource_id, version: int) -> str:
+    return f'"{resource_id}.{version}"'
+
+
+def ensure_version(if_match: str | None, resource_id, version: int) -> None:
+    """412 when ``if_match`` names another version of the resource; none means the last write wins."""
+    if not if_match:
+        return
+    current = etag_of(resource_id, version)
+    candidates = [tag.strip() for tag in if_match.split(",")]
+    if "*" in candidates or current in candidates:
+        return
+    raise Problem(412, "The record changed since you read it. Reload it and apply your change again.",
+                  type=STALE, headers={"ETag": current})
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every command needs: the session, the outbox, who is acting, the field cipher.
+
+    ``if_match`` is the version the caller last read (a request's ``If-Match``; ``None`` from a
+    task or a script: the last write wins). ``source`` is how the change came in, as history
+    records it (``api``, ``integration``, ``workflow``…), by default from the identity's kind.
+    """
+
+    session: Session
+    identity: Identity
+    outbox: Outbox | None = None
+    cipher: FieldCipher | None = field(default=None, repr=False)
+    request_id: str | None = None
+    if_match: str | None = None
+    source: str = ""
+
+    def __post_init__(self):
+        if not self.source:
+            object.__setattr__(self, "source", SOURCES.get(self.identity.kind, "api"))
+        if self.request_id is None:
+            object.__setattr__(self, "request_id", self.identity.request_id)
+
+    @classmethod
+    def of(cls, runtime, session: Session, identity: Identity, **options):
+        """A context for a task or a script, from the service's runtime (its outbox and cipher)."""
+        request_id = options.pop("request_id", None) or identity.request_id
+        return cls(session=session, identity=identity, outbox=runtime.outbox(request_id), cipher=runtime.cipher,
+                   request_id=request_id, **options)
+
+    def can(self, permission: str, location_id=ANYWHERE) -> bool:
+        if location_id is ANYWHERE:
+            return self.identity.can_anywhere(permission)
+        return self.identity.can(permission, location_id)
+
+    def require(self, permission: str, location_id=ANYWHERE, *, field: str | None = None) -> None:
+        """403 unless the caller holds ``permission`` at ``location_id`` (or at some location when omitted).
+
+        A ``None`` location (a record not yet placed) is refused for location permissions, never
+        read as "anywhere". ``field`` names the field the permission is needed to set (``errors``).
+        """
+        if self.can(permission, location_id):
+            return
+        problem = forbidden(permission)
+        if field is not None:
+            problem.errors = {field: [f"You need the '{permission}' permission to set this field."]}
+        raise problem
+
+    def check_version(self, resource_id, version: int) -> None:
+        """412 when the caller read another version than the stored one (see :func:`ensure_version`)."""
+        ensure_version(self.if_match, resource_id, version)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Runs ``action`` once the command's transaction is committed (removing files, say); never on rollback."""
+        self.session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+def command(func: F) -> F:
+    """Runs ``func(ctx, ...)`` as one unit of work: committed when it returns, rolled back when it raises.
+
+    A command called by another command joins the caller's transaction, so a composed change is
+    still one commit. The transaction is the session's current one: rows a caller read and locked
+    before (the record a request checked before parsing its body) stay locked until the commit.
+    """
+
+    @wraps(func)
+    def wrapper(ctx: Context, *args, **kwargs):
+        session = ctx.session
+        if session.info.get(_IN_COMMAND):
+            return func(ctx, *args, **kwargs)
+        session.info[_IN_COMMAND] = True
+        try:
+            result = func(ctx, *args, **kwargs)
+            session.commit()
+        except BaseException:
+            session.info.pop(_AFTER_COMMIT, None)
+            session.rollback()
+            raise
+        finally:
+            session.info.pop(_IN_COMMAND, None)
+        for action in session.info.pop(_AFTER_COMMIT, []):
+            action()
+        return result
+
+    return wrapper  # type: ignore[return-value]
