@@ -9,7 +9,7 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 # builds: pages of them before anything useful. Silence that message only; real errors still show.
 PIP := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install run test lock clean
+.PHONY: install run test lint lock clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ run: install
 
 test: install
 	$(BIN)/python tools/run_tests.py
+
+# ruff check, ruff format --check, mypy and import-linter (also the first suite of `make test`).
+lint: install
+	$(BIN)/python tools/run_tests.py lint
 
 # Re-pin every dependency after changing a pyproject.toml or requirements-dev.txt.
 lock: install

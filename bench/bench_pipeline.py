@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from sqlalchemy import column, create_engine, func, select, table, text
@@ -154,7 +154,7 @@ def cascade_latencies(stack: Stack, deleted: dict[int, tuple[float, list[int]]])
         if customer in deleted and event_id in processed:
             at = processed[event_id]
             at = datetime.fromisoformat(at) if isinstance(at, str) else at
-            at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
             latencies[customer] = at.timestamp() - deleted[customer][0]
     return latencies
 
@@ -246,7 +246,8 @@ def measure(broker: str, args) -> dict:
             drained: dict[str, float] = {}
             while len(drained) < len(consumers) and time.monotonic() - resumed < 300:
                 for service in consumers:
-                    if service not in drained and inbox_count(database_url(stack, service)) >= before[service] + backlog[service]:
+                    target = before[service] + backlog[service]
+                    if service not in drained and inbox_count(database_url(stack, service)) >= target:
                         drained[service] = time.monotonic() - resumed
                 time.sleep(0.1)
             cpu = {s: worker_cpu(stack, [s])[s] - cpu_before[s] for s in consumers}
@@ -282,7 +283,8 @@ def measure(broker: str, args) -> dict:
 
 def report(result: dict) -> bool:
     ok = True
-    print(f"\n== {result['broker']}{result.get('databases', '')}: {result['rate']:.0f} requests/s of churn through the gateway")
+    print(f"\n== {result['broker']}{result.get('databases', '')}: "
+          f"{result['rate']:.0f} requests/s of churn through the gateway")
     print(f"   5xx / failed requests: {len(result['server_errors'])}")
     for line in result["server_errors"][:5]:
         print(f"     {line}")

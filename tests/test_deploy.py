@@ -298,7 +298,9 @@ def test_each_process_uses_its_own_database(name):
     url = environment(CONTAINERS.get(name) or {}).get(variable)
     assert url, f"container {name!r} does not set {variable}"
     assert url.startswith("postgresql+psycopg://"), f"container {name!r}: {variable} should use postgresql+psycopg"
-    assert urlsplit(interpolated(url)).hostname == "postgres", f"container {name!r}: {variable} should point at the postgres container"
+    assert urlsplit(interpolated(url)).hostname == "postgres", (
+        f"container {name!r}: {variable} should point at the postgres container"
+    )
     assert database_name(url) == f"vigil_{process}", (
         f"container {name!r}: {variable} uses database {database_name(url)!r}, expected 'vigil_{process}'"
     )
@@ -325,8 +327,13 @@ def test_commands_accept_their_subcommand(script, subcommand):
     executable = Path(sys.executable).parent / script
     executable = str(executable) if executable.exists() else shutil.which(script)
     assert executable, f"console script {script!r} is not installed in this environment (install its package)"
-    result = subprocess.run([executable, subcommand, "--help"], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "VIGIL_LOG_LEVEL": "WARNING"})
+    result = subprocess.run(
+        [executable, subcommand, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "VIGIL_LOG_LEVEL": "WARNING"},
+    )
     assert result.returncode == 0, (
         f"`{script} {subcommand} --help` exited {result.returncode}: {result.stderr.strip()[-800:]}"
     )

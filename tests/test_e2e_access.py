@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import Gateway, assert_problem, customer_body
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -42,7 +41,8 @@ def openapi(gateway) -> dict:
 @pytest.fixture(scope="session")
 def home_records(gateway, locations) -> dict[str, str]:
     """Real records in the home location, by the path parameter that names them."""
-    customer = gateway.post("/api/v1/customers", json=customer_body(locations["home"], first_name="Homer", last_name="Access",
+    customer = gateway.post("/api/v1/customers", json=customer_body(locations["home"], first_name="Homer",
+                                                                    last_name="Access",
                                                                   primary_phone="217-555-0101"))
     assert customer.status_code == 201, customer.text
     customer_id = customer.json()["id"]
@@ -138,7 +138,8 @@ def test_a_caller_from_another_location_is_refused_on_home_records(openapi, gate
 def test_lists_never_show_another_locations_rows(openapi, gateway_as, locations, home_records):
     leaks = []
     # customers and properties are what lists show; note, contact, file and tag ids live in other tables
-    home_ids = {int(v) for k, v in home_records.items() if k not in ("location_id", *CUSTOMER_CHILDREN, *PROPERTY_CHILDREN)}
+    home_ids = {int(v) for k, v in home_records.items() if k not in ("location_id", *CUSTOMER_CHILDREN,
+                                                                     *PROPERTY_CHILDREN)}
     for path, method, op in operations(openapi):
         if method != "get" or op.get("x-vigil-scope") != "location" or PARAM.search(path):
             continue
@@ -190,25 +191,33 @@ def test_a_user_manager_cannot_take_over_an_administrator(gateway, gateway_as, a
     assert_problem(hr.post(f"/api/v1/users/{admin['id']}/password", json={"password": "taken-over-password"}), 403)
     for change in ({"active": False}, {"email": "hr@example.com"}, {"name": "Puppet"}):
         assert_problem(hr.patch(f"/api/v1/users/{admin['id']}", json=change), 403)
-    assert anonymous.post("/api/v1/auth/token", json={"username": "admin", "password": admin_password}).status_code == 200
+    assert anonymous.post("/api/v1/auth/token", json={"username": "admin",
+                                                      "password": admin_password}).status_code == 200
 
 
 def test_a_role_manager_cannot_add_a_permission_they_lack(gateway_as):
     manager = gateway_as(["roles.manage"])
     role = manager.post("/api/v1/roles", json={"name": "e2e-escalation", "permissions": ["roles.manage"]})
     assert role.status_code == 201, role.text
-    refused = assert_problem(manager.patch(role.headers["Location"], json={
-        "permissions": ["roles.manage", "confidential.ssn.view"]}), 403)
+    refused = assert_problem(
+        manager.patch(role.headers["Location"], json={"permissions": ["roles.manage", "confidential.ssn.view"]}), 403
+    )
     assert refused["errors"]["permissions"] == ["Not yours to give: confidential.ssn.view"]
 
 
 def test_an_api_key_stops_with_its_creator(stack, gateway, gateway_as, locations):
     creator = gateway_as(["api_keys.manage", "customers.view", "notes.view"], [locations["home"]])
     creator_id = creator.get("/api/v1/me").json()["id"]
-    key = creator.post("/api/v1/api-keys", json={"name": "e2e-sync", "permissions": ["customers.view"],
-                                                 "location_ids": [locations["home"]]}, headers={"Idempotency-Key": "e2e-k"})
-    replay = creator.post("/api/v1/api-keys", json={"name": "e2e-sync", "permissions": ["customers.view"],
-                                                    "location_ids": [locations["home"]]}, headers={"Idempotency-Key": "e2e-k"})
+    key = creator.post(
+        "/api/v1/api-keys",
+        json={"name": "e2e-sync", "permissions": ["customers.view"], "location_ids": [locations["home"]]},
+        headers={"Idempotency-Key": "e2e-k"},
+    )
+    replay = creator.post(
+        "/api/v1/api-keys",
+        json={"name": "e2e-sync", "permissions": ["customers.view"], "location_ids": [locations["home"]]},
+        headers={"Idempotency-Key": "e2e-k"},
+    )
     assert key.status_code == replay.status_code == 201 and replay.json()["id"] == key.json()["id"]
     integration = Gateway(stack.gateway_url)
     integration.http.headers["X-API-Key"] = key.json()["key"]

@@ -21,11 +21,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import customer_body, unique_phone
 from sqlalchemy import JSON, LargeBinary, MetaData, String, Table, Text, create_engine, inspect, select
 
 from vigil_shared.config import PROCESS_NAMES
-
-from conftest import customer_body, unique_phone
 
 pytestmark = pytest.mark.run_last(2)
 
@@ -141,7 +140,7 @@ def _scan_databases(stack, needles) -> list[str]:
                     if not columns:
                         continue
                     for row in conn.execute(select(*columns)):
-                        for column, value in zip(columns, row):
+                        for column, value in zip(columns, row, strict=False):
                             data = _as_bytes(value)
                             for what, needle in needles.items():
                                 if data and needle.search(data):

@@ -10,10 +10,9 @@ import base64
 import json
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from conftest import Gateway, assert_problem, customer_body, unique_phone
 
 
@@ -54,8 +53,9 @@ def all_offices(gateway) -> list[int]:
 
 def test_a_key_made_with_a_short_lived_key_stops_with_it(stack, gateway, locations):
     keymaker, _, _ = make_user(stack, gateway, [(["api_keys.manage", "customers.view"], locations["home"])])
-    soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
-    parent = keymaker.post("/api/v1/api-keys", json={"name": "short", "permissions": ["api_keys.manage", "customers.view"],
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    parent = keymaker.post("/api/v1/api-keys", json={"name": "short", "permissions": ["api_keys.manage",
+                                                                                      "customers.view"],
                                                      "location_ids": [locations["home"]], "expires_at": soon})
     assert parent.status_code == 201, parent.text
     child = as_key(stack, parent.json()["key"]).post("/api/v1/api-keys", json={

@@ -6,7 +6,6 @@ import json
 import uuid
 
 import pytest
-
 from conftest import customer_body, signed_in_user, unique_phone
 
 SSN = "219-09-9999"

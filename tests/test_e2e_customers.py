@@ -6,7 +6,6 @@ import os
 import uuid
 
 import pytest
-
 from conftest import assert_problem, process_stopped, unique_phone
 
 

@@ -1,10 +1,8 @@
 """The foundation end to end: auth, the customer → property → delete cascade, errors, health."""
 from __future__ import annotations
 
-import requests
-
 import pytest
-
+import requests
 from conftest import assert_problem, customer_body
 
 
@@ -104,7 +102,8 @@ def test_delete_customer_cascades_to_its_properties_and_a_replay_changes_nothing
     # recognises it and changes nothing.
     events = gateway.get("/api/v1/ops/customer/outbox", params={"type": "customer.deleted", "per_page": 100}).json()
     event = next(e for e in events["items"] if e["data"]["customer_id"] == owner["id"])
-    first = gateway.wait_for(lambda: (r := gateway.get(f"/api/v1/ops/property/inbox/{event['event_id']}")).ok and r.json(),
+    inbox_url = f"/api/v1/ops/property/inbox/{event['event_id']}"
+    first = gateway.wait_for(lambda: (r := gateway.get(inbox_url)).ok and r.json(),
                              what="the property service to record the event")
     assert first["duplicates"] == 0
     assert gateway.post(f"/api/v1/ops/customer/outbox/{event['event_id']}/redeliver").status_code == 202

@@ -129,7 +129,7 @@ class _CodeReads(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Compare(self, node):  # `"X" in request.headers` is a read too
-        for op, right in zip(node.ops, node.comparators):
+        for op, right in zip(node.ops, node.comparators, strict=False):
             where = self._source(right)
             key = self._key(node.left)
             if isinstance(op, ast.In) and where and key:
@@ -167,7 +167,7 @@ def _code_reads(view, seen: set) -> set[tuple[str, str]]:
         namespace = dict(func.__globals__)
         if func.__closure__:
             namespace.update({name: cell.cell_contents for name, cell in zip(func.__code__.co_freevars,
-                                                                            func.__closure__)
+                                                                            func.__closure__, strict=False)
                               if _cell_filled(cell)})
         visitor = _CodeReads(namespace)
         visitor.visit(tree)

@@ -3,10 +3,9 @@ events, systems and equipment, appointments, transfer, and the technician portal
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from conftest import assert_problem, customer_body, process_stopped, unique_phone
 
 CODES_VIEW = "confidential.installation_codes.view"
@@ -197,7 +196,7 @@ def test_systems_with_encrypted_passwords_and_equipment(gateway, gateway_as, loc
 def test_appointments_refuse_double_booking_and_cancel_cleanly(gateway, home_customer):
     prop = new_property(gateway, home_customer["id"])
     technician = int(uuid.uuid4().int % 1_000_000) + 1000
-    start = datetime(2027, 1, 4, 9, tzinfo=timezone.utc)
+    start = datetime(2027, 1, 4, 9, tzinfo=UTC)
 
     def book(hours_from: float, hours: float = 1):
         begins = start + timedelta(hours=hours_from)

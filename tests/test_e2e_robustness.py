@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from conftest import assert_problem, customer_body
+
 from vigil_runner.stack import BIN, free_port
 
 HUGE = "9" * 30
@@ -264,10 +264,16 @@ def test_concurrent_patches_of_one_customer_never_500(gateway, locations):
 
 def _serve_with_a_dead_broker(stack, name: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = dict(stack.env, VIGIL_BROKER_URL="amqp://guest:guest@127.0.0.1:9//", **{f"VIGIL_{name.upper()}_PORT": str(port)})
+    env = dict(stack.env, VIGIL_BROKER_URL="amqp://guest:guest@127.0.0.1:9//",
+               **{f"VIGIL_{name.upper()}_PORT": str(port)})
     env.pop("VIGIL_QUEUE_PREFIX", None)
-    process = subprocess.Popen([str(BIN / f"vigil-{name}"), "web"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(BIN / f"vigil-{name}"), "web"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

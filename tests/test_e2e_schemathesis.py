@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import EVERY_BACKEND, running_stack
 
 BIN = Path(sys.executable).parent
@@ -160,7 +159,9 @@ def test_fuzz_the_merged_openapi(fuzz_stack, tmp_path):
     runs = [
         _run(fuzz_stack, tmp_path, "admin-token", exclude=SELF_SABOTAGE),
         _run(fuzz_stack, tmp_path, "api-key", key, exclude=SELF_SABOTAGE),
-        _run(fuzz_stack, tmp_path, "own-access", only=SELF_SABOTAGE, seconds=max(MAX_SECONDS // 2, 10)),  # last: may lock the admin out
+        _run(
+            fuzz_stack, tmp_path, "own-access", only=SELF_SABOTAGE, seconds=max(MAX_SECONDS // 2, 10)
+        ),  # last: may lock the admin out
     ]
     problems = []
     for run in runs:

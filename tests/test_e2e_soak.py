@@ -11,6 +11,7 @@ Then a second runner is refused with where Vigil runs, and when the runner is ki
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,8 +26,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import EVERY_BACKEND, backend_settings, customer_body, stack_diagnostics, unique_phone
+
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.messaging.contracts import subscribers
 
@@ -122,10 +123,9 @@ def runner(request, tmp_path_factory):
             yield running
         finally:
             groups = set()
-            try:
+            # nothing was started, or the lock was already released
+            with contextlib.suppress(OSError, AssertionError):
                 groups = set(running.pids().values())
-            except (OSError, AssertionError):
-                pass  # nothing was started, or the lock was already released
             running.stop()
             for pid in process_groups(groups):  # never leave anything behind, whatever failed
                 os.kill(pid, signal.SIGKILL)

@@ -1,8 +1,9 @@
 """Runs every Vigil test suite, each in its own pytest process, and prints one total.
 
-Suites: the import boundaries (import-linter), shared, each service, the gateway, the runner
-(deploy/runner/tests: supervision, the run lock), and the
-end-to-end suite in tests/. The database/broker backend is chosen once here
+Suites: lint first (ruff check, ruff format --check, mypy and import-linter's import boundaries, each
+also selectable by its own name; `make lint` runs them), then shared, each service, the gateway, the
+runner (deploy/runner/tests: supervision, the run lock), and the end-to-end suite in tests/.
+The database/broker backend is chosen once here
 (PostgreSQL + RabbitMQ when reachable, the embedded defaults otherwise) and passed to every suite.
 """
 from __future__ import annotations
@@ -17,6 +18,13 @@ from vigil_shared.testing import choose_backend, describe_backend, postgres_admi
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The static checks of the `lint` suite; their settings live in the root pyproject.toml and .importlinter.
+LINT_CHECKS = [
+    ("ruff", ["ruff", "check", "."]),
+    ("ruff-format", ["ruff", "format", "--check", "."]),
+    ("mypy", ["mypy"]),
+    ("import-linter", ["lint-imports", "--no-cache"]),
+]
 SUITES = [
     ("shared", "shared/tests"),
     ("customer", "services/customer/tests"),
@@ -39,6 +47,7 @@ def counts(report: Path) -> tuple[int, int, int]:
 
 
 def main(argv: list[str]) -> int:
+    checks = [c for c in LINT_CHECKS if not argv or "lint" in argv or c[0] in argv]
     selected = [s for s in SUITES if not argv or s[0] in argv]
     backend = choose_backend()
     os.environ["VIGIL_TEST_BACKEND"] = backend
@@ -52,10 +61,10 @@ def main(argv: list[str]) -> int:
     reports.mkdir(parents=True, exist_ok=True)
     passed = failed = skipped = 0
     broken: list[str] = []
-    if not argv:
-        print("\n== import boundaries (import-linter)", flush=True)
-        if subprocess.run([str(BIN / "lint-imports"), "--no-cache"], cwd=ROOT).returncode != 0:
-            broken.append("import boundaries")
+    for name, (tool, *args) in checks:
+        print(f"\n== lint: {name}", flush=True)
+        if subprocess.run([str(BIN / tool), *args], cwd=ROOT).returncode != 0:
+            broken.append(f"lint ({name})")
             failed += 1
         else:
             passed += 1

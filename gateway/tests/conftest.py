@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import threading
 
@@ -6,9 +7,9 @@ from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from vigil_gateway.app import create_app
-from vigil_gateway.settings import GatewaySettings
 from vigil_gateway.models import Base
 from vigil_gateway.passwords import FAST_FOR_TESTS, Passwords
+from vigil_gateway.settings import GatewaySettings
 from vigil_gateway.users import ensure_admin
 from vigil_shared import migrations
 from vigil_shared.config import Settings
@@ -46,7 +47,8 @@ def _stub_service_app() -> Flask:
                        locations={str(k): sorted(v) for k, v in identity.locations.items()},
                        authorization=request.headers.get("Authorization"),
                        request_id=request.headers.get("X-Request-ID"), identity_request_id=identity.request_id,
-                       if_match=request.headers.get("If-Match")), 200, {"ETag": '"1.1"', "Location": "/api/v1/customers/1"}
+                       if_match=request.headers.get("If-Match")), 200, {"ETag": '"1.1"',
+                                                                        "Location": "/api/v1/customers/1"}
 
     @stub.get("/openapi.json")
     def spec():
@@ -65,6 +67,7 @@ def upstream():
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +92,29 @@ def settings(gateway_db_url, upstream, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def app(settings):
-    return create_app(settings)
+    app = create_app(settings)
+    yield app
+    close_connections(app)
+
+
+@pytest.fixture
+def app_with(settings):
+    """Builds apps on ``settings`` with some ``changes``; their connections close after the test."""
+    apps = []
+
+    def build(**changes):
+        apps.append(create_app(dataclasses.replace(settings, **changes)))
+        return apps[-1]
+
+    yield build
+    for app in apps:
+        close_connections(app)
+
+
+def close_connections(app) -> None:
+    """An app's engines keep pooled connections until disposed; a test run leaves none open."""
+    app.extensions["vigil_gateway_db"].dispose()
+    app.extensions["vigil_gateway_identity_cache"].dispose()
 
 
 @pytest.fixture

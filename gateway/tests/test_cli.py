@@ -1,13 +1,12 @@
 """The ``vigil-gateway`` command line, shaped like a service's: a refused setting is exit status 2."""
 from importlib.metadata import entry_points
 
+from conftest import SECRET_KEY
 from sqlalchemy import select
 
 from vigil_gateway import cli
 from vigil_gateway.models import User
 from vigil_shared.testing import TEST_SECRET
-
-from conftest import SECRET_KEY
 
 
 def test_the_console_script_is_the_cli():

@@ -2,11 +2,10 @@
 import json
 
 import pytest
+from conftest import bearer, sign_in
 from sqlalchemy import select
 
 from vigil_gateway.models import ApiKey, IdempotencyRecord, User
-
-from conftest import bearer, sign_in
 
 PASSWORD = "a-long-enough-password"
 

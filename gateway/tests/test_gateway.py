@@ -2,14 +2,13 @@ import time
 
 import jwt
 import pytest
+from conftest import ADMIN_PASSWORD, SECRET_KEY, TEST_PASSWORDS
 from sqlalchemy import select
 
 from vigil_gateway.models import User
 from vigil_gateway.routing import service_for
 from vigil_gateway.tokens import AUDIENCE, ISSUER
 from vigil_gateway.users import ensure_admin
-
-from conftest import ADMIN_PASSWORD, SECRET_KEY, TEST_PASSWORDS
 
 
 def is_problem(response, status):
@@ -57,7 +56,8 @@ def test_invalid_and_expired_tokens_are_refused(client, db):
                           "jti": "x"},
                          SECRET_KEY, algorithm="HS256")
     is_problem(client.get("/api/v1/customers", headers={"Authorization": f"Bearer {expired}"}), 401)
-    forged = jwt.encode({"sub": "1", "sid": "s", "typ": "access", "iss": ISSUER, "aud": AUDIENCE, "iat": int(time.time()),
+    forged = jwt.encode({"sub": "1", "sid": "s", "typ": "access", "iss": ISSUER, "aud": AUDIENCE,
+                         "iat": int(time.time()),
                          "exp": int(time.time()) + 60, "jti": "x"}, "another-key" * 4, algorithm="HS256")
     is_problem(client.get("/api/v1/customers", headers={"Authorization": f"Bearer {forged}"}), 401)
 

@@ -1,19 +1,16 @@
 """Users, roles, locations, sessions, API keys, login throttling and the audit log."""
-import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import ADMIN_PASSWORD, TEST_PASSWORDS, bearer, sign_in
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from vigil_gateway.app import create_app
 from vigil_gateway.models import AuditEntry, LoginFailures
-from vigil_gateway.users import ensure_admin
 from vigil_gateway.settings import LoginPolicy
+from vigil_gateway.users import ensure_admin
 from vigil_shared.permissions import CATALOG
-
-from conftest import ADMIN_PASSWORD, TEST_PASSWORDS, bearer, sign_in
 
 PASSWORD = "a-long-enough-password"
 
@@ -74,7 +71,8 @@ def test_user_admin_rules(client, auth, setup):
                                json={"name": "HR", "permissions": ["users.manage"]}).json
     make_user(client, auth, "hr-anna", grants=[{"role_id": manager_role["id"], "location_id": None}])
     hr = bearer(sign_in(client, "hr-anna", PASSWORD))
-    assert client.post("/api/v1/users", headers=hr, json={"username": "xavier1", "password": PASSWORD}).status_code == 201
+    assert client.post("/api/v1/users", headers=hr, json={"username": "xavier1",
+                                                          "password": PASSWORD}).status_code == 201
     escalation = problem(client.post("/api/v1/users", headers=hr, json={"username": "xavier2", "password": PASSWORD,
                                                                          "is_admin": True}), 403)
     assert "is_admin" in escalation["errors"]
@@ -85,14 +83,16 @@ def test_user_admin_rules(client, auth, setup):
 
 
 def test_user_validation_and_mass_assignment(client, auth):
-    errors = problem(client.post("/api/v1/users", headers=auth, json={"username": "a b", "password": "short"}), 422)["errors"]
+    errors = problem(client.post("/api/v1/users", headers=auth, json={"username": "a b", "password": "short"}),
+                     422)["errors"]
     assert set(errors) == {"username", "password"}
     make_user(client, auth, "erin")
     assert problem(client.post("/api/v1/users", headers=auth, json={"username": "ERIN", "password": PASSWORD}), 409)
     user_id = client.get("/api/v1/users?q=erin", headers=auth).json["items"][0]["id"]
     for field, value in (("id", 99), ("created_at", "2020-01-01T00:00:00Z"), ("password_hash", "x"),
                          ("failed_logins", 0)):
-        assert field in problem(client.patch(f"/api/v1/users/{user_id}", headers=auth, json={field: value}), 422)["errors"]
+        assert field in problem(client.patch(f"/api/v1/users/{user_id}", headers=auth, json={field: value}),
+                                422)["errors"]
     assert problem(client.post("/api/v1/users", headers=auth, json={
         "username": "frank", "password": PASSWORD, "grants": [{"role_id": 999}]}), 422)["errors"] == {
         "grants.0.role_id": ["No such role."]}
@@ -155,15 +155,16 @@ def test_failed_logins_are_throttled_per_username(client):
     for _ in range(5):
         problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": "wrong"}), 401)
     throttled = problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}), 429)
-    assert int(client.post("/api/v1/auth/token", json={"username": "admin", "password": "x"}).headers["Retry-After"]) >= 1
+    assert int(client.post("/api/v1/auth/token", json={"username": "admin",
+                                                       "password": "x"}).headers["Retry-After"]) >= 1
     assert throttled["type"] == "urn:vigil:problem:rate-limited"
 
 
 @pytest.fixture
-def strict_client(settings, db):
+def strict_client(app_with, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=3,
                          lockout_seconds=600)
-    app = create_app(dataclasses.replace(settings, login_policy=policy))
+    app = app_with(login_policy=policy)
     from vigil_gateway.users import ensure_admin
 
     with db.transaction() as session:
@@ -179,9 +180,9 @@ def test_repeated_failures_lock_the_account(strict_client, db):
     assert audit_actions(db, action="auth.lockout")
 
 
-def test_failed_logins_are_throttled_per_address(settings, db):
+def test_failed_logins_are_throttled_per_address(app_with, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=4, lockout_threshold=100)
-    client = create_app(dataclasses.replace(settings, login_policy=policy)).test_client()
+    client = app_with(login_policy=policy).test_client()
     for i in range(4):
         problem(client.post("/api/v1/auth/token", json={"username": f"guess{i}", "password": "x"}), 401)
     problem(client.post("/api/v1/auth/token", json={"username": "someone-else", "password": "x"}), 429)
@@ -190,10 +191,9 @@ def test_failed_logins_are_throttled_per_address(settings, db):
     problem(other_address, 401)
 
 
-def _concurrent_sign_ins(settings, db, policy, attempts: int, attempt_of):
-    """A gateway with ``policy`` and the admin, and the statuses of ``attempts`` sign-ins, six at a time
-    (the first six start together): attempt ``i`` posts ``attempt_of(i) = (body, client address)``."""
-    app = create_app(dataclasses.replace(settings, login_policy=policy))
+def _concurrent_sign_ins(app, db, attempts: int, attempt_of):
+    """The statuses of ``attempts`` sign-ins to ``app`` (with the admin), six at a time (the first six
+    start together): attempt ``i`` posts ``attempt_of(i) = (body, client address)``."""
     with db.transaction() as session:
         ensure_admin(session, TEST_PASSWORDS, "admin", ADMIN_PASSWORD)
     start = threading.Barrier(6)
@@ -206,17 +206,17 @@ def _concurrent_sign_ins(settings, db, policy, attempts: int, attempt_of):
         return response.status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:
-        return app, list(pool.map(attempt, range(attempts)))
+        return list(pool.map(attempt, range(attempts)))
 
 
-def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
+def test_concurrent_failures_from_one_address_are_all_counted(app_with, db):
     """31 wrong passwords, 6 at a time, from one address: the per-address limit (30) engages.
 
     Counting used to read the row, add one in Python and write it back, so concurrent failures
     overwrote each other's increments on PostgreSQL and the limit never engaged."""
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=30, lockout_threshold=100)
-    app, statuses = _concurrent_sign_ins(settings, db, policy, 31, lambda i: ({"username": f"guess{i}",
-                                                                             "password": "wrong"}, "10.1.2.3"))
+    app = app_with(login_policy=policy)
+    statuses = _concurrent_sign_ins(app, db, 31, lambda i: ({"username": f"guess{i}", "password": "wrong"}, "10.1.2.3"))
     assert set(statuses) <= {401, 429} and statuses.count(401) >= 30, statuses
     with db.new_session() as session:
         counted = session.get(LoginFailures, "addr:10.1.2.3").count
@@ -226,10 +226,11 @@ def test_concurrent_failures_from_one_address_are_all_counted(settings, db):
     assert problem(after, 429)["type"] == "urn:vigil:problem:rate-limited"
 
 
-def test_concurrent_failures_of_one_account_all_count_toward_its_lockout(settings, db):
+def test_concurrent_failures_of_one_account_all_count_toward_its_lockout(app_with, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=12)
-    app, statuses = _concurrent_sign_ins(settings, db, policy, 12, lambda i: ({"username": "admin",
-                                                                             "password": f"wrong{i}"}, f"10.2.0.{i}"))
+    app = app_with(login_policy=policy)
+    statuses = _concurrent_sign_ins(app, db, 12, lambda i: ({"username": "admin", "password": f"wrong{i}"},
+                                                            f"10.2.0.{i}"))
     assert statuses.count(401) == 12, statuses
     locked = app.test_client().post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD})
     problem(locked, 429)
@@ -291,12 +292,10 @@ def test_audit_log_is_filterable_and_append_only(client, auth, db):
     assert failures["total"] >= 1 and failures["items"][0]["actor_name"] == "admin"
     assert client.get("/api/v1/audit?action=auth.*", headers=auth).json["total"] >= 2
     assert "since" not in client.get("/api/v1/audit?from=2020-01-01T00:00:00Z", headers=auth).json
-    with pytest.raises(DBAPIError):
-        with db.transaction() as session:
-            session.execute(text("UPDATE audit_entries SET outcome = 'success'"))
-    with pytest.raises(DBAPIError):
-        with db.transaction() as session:
-            session.execute(text("DELETE FROM audit_entries"))
+    with pytest.raises(DBAPIError), db.transaction() as session:
+        session.execute(text("UPDATE audit_entries SET outcome = 'success'"))
+    with pytest.raises(DBAPIError), db.transaction() as session:
+        session.execute(text("DELETE FROM audit_entries"))
 
 
 def test_confidential_reads_reported_by_a_service_are_audited_and_not_leaked(client, auth, db):

@@ -1,5 +1,5 @@
 """A deleted role's (user's, key's …) id is never handed to another: audit entries and grants name only it."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -32,7 +32,7 @@ def old_database(tmp_path):
 def test_the_migration_keeps_rows_grants_audit_triggers_and_every_id_taken(old_database):
     """User 3 was deleted before the upgrade; only the audit log still names it."""
     url, engine = old_database
-    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 2, tzinfo=UTC)
     with engine.begin() as conn:
         for user_id in (1, 2, 3):
             conn.execute(text("INSERT INTO users (id, username, password_hash, is_admin, active, failed_logins, "
@@ -56,9 +56,7 @@ def test_the_migration_keeps_rows_grants_audit_triggers_and_every_id_taken(old_d
                               "created_at, updated_at) VALUES ('newcomer', 'x', false, true, 0, :now, :now)"),
                          {"now": now})
             assert conn.execute(text("SELECT id FROM users WHERE username = 'newcomer'")).scalar() == 4
-    with pytest.raises(DBAPIError, match="append-only"):
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE audit_entries SET outcome = 'denied'"))
-    with pytest.raises(DBAPIError, match="append-only"):
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM audit_entries"))
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("UPDATE audit_entries SET outcome = 'denied'"))
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_entries"))

@@ -80,8 +80,10 @@ def test_merge_converts_service_error_declarations():
             "default": {"$ref": "#/components/responses/DEFAULT_ERROR"}}}}},
         "components": {"schemas": {"Problem": {"type": "object", "additionalProperties": False}},
                        "responses": {
-                           "UNPROCESSABLE_ENTITY": {"description": "x", "content": {"application/json": {"schema": problem}}},
-                           "DEFAULT_ERROR": {"description": "y", "content": {"application/json": {"schema": problem}}}}},
+                           "UNPROCESSABLE_ENTITY": {"description": "x",
+                                                    "content": {"application/json": {"schema": problem}}},
+                           "DEFAULT_ERROR": {"description": "y",
+                                             "content": {"application/json": {"schema": problem}}}}},
     }
     merged = merge_documents({"openapi": "3.1.0", "paths": {}}, {"thing": service}, [])
     responses = merged["paths"]["/api/v1/things"]["post"]["responses"]

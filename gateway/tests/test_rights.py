@@ -6,8 +6,9 @@
   API keys;
 - an API key's rights are its own scope intersected with its creator's rights *now*.
 """
-import pytest
+from datetime import UTC
 
+import pytest
 from conftest import ADMIN_PASSWORD, bearer, sign_in
 
 PASSWORD = "a-long-enough-password"
@@ -90,7 +91,8 @@ def test_a_user_manager_cannot_take_over_a_user_holding_more(client, auth, world
     plain = make_user(client, auth, "pat")  # holds nothing hank lacks
     assert client.post(f"/api/v1/users/{plain['id']}/password", headers=hank,
                        json={"password": "a-new-long-password"}).status_code == 204
-    assert client.patch(f"/api/v1/users/{plain['id']}", headers=hank, json={"email": "pat@example.com"}).status_code == 200
+    assert client.patch(f"/api/v1/users/{plain['id']}", headers=hank,
+                        json={"email": "pat@example.com"}).status_code == 200
 
 
 def test_only_administrators_give_administrator_rights(client, auth, world):
@@ -121,9 +123,11 @@ def test_grants_only_of_what_the_granter_holds_where_they_hold_it(client, auth, 
     deleter = make_role(client, auth, "Deleter", ["customers.delete"])
     refused(client.patch(url, headers=manager, json={"grants": [{"role_id": deleter, "location_id": world["north"]}]}))
     refused(client.post("/api/v1/users", headers=manager, json={
-        "username": "tim", "password": PASSWORD, "grants": [{"role_id": world["clerk"], "location_id": world["south"]}]}))
+        "username": "tim", "password": PASSWORD, "grants": [{"role_id": world["clerk"],
+                                                             "location_id": world["south"]}]}))
     assert client.get(url, headers=auth).json["grants"] == []
-    allowed = client.patch(url, headers=manager, json={"grants": [{"role_id": world["clerk"], "location_id": world["north"]}]})
+    allowed = client.patch(url, headers=manager, json={"grants": [{"role_id": world["clerk"],
+                                                                   "location_id": world["north"]}]})
     assert allowed.status_code == 200 and allowed.json["grants"][0]["location_id"] == world["north"]
 
 
@@ -150,7 +154,8 @@ def test_a_role_manager_cannot_add_a_permission_they_do_not_hold(client, auth, w
         problem = refused(client.patch(f"/api/v1/roles/{people_admin['id']}", headers=manager,
                                        json={"permissions": people_admin["permissions"] + [extra]}))
         assert problem["errors"]["permissions"] == [f"Not yours to give: {extra}"]
-    refused(client.post("/api/v1/roles", headers=manager, json={"name": "Peeker", "permissions": ["confidential.ssn.view"]}))
+    refused(client.post("/api/v1/roles", headers=manager, json={"name": "Peeker",
+                                                                "permissions": ["confidential.ssn.view"]}))
     assert client.get(f"/api/v1/roles/{people_admin['id']}", headers=auth).json["permissions"] == ["roles.manage",
                                                                                                  "users.manage"]
 
@@ -211,14 +216,16 @@ def key_rights(client, key):
 
 def test_an_api_key_loses_what_its_creator_loses_at_once(client, auth, world, kim):
     key = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "sync", "permissions": ["customers.view", "customers.modify"], "location_ids": [world["north"]]}).json["key"]
+        "name": "sync", "permissions": ["customers.view", "customers.modify"], "location_ids": [world["north"]],
+    }).json["key"]
     assert key_rights(client, key) == {world["north"]: ["customers.modify", "customers.view"]}
     assert key_rights(client, key)  # from the identity cache
     narrower = make_role(client, auth, "Keymaker lite", ["api_keys.manage", "customers.view"])
     assert client.patch(f"/api/v1/users/{kim['id']}", headers=auth, json={
         "grants": [{"role_id": narrower, "location_id": world["north"]}]}).status_code == 200
     assert key_rights(client, key) == {world["north"]: ["customers.view"]}
-    assert client.patch(f"/api/v1/roles/{narrower}", headers=auth, json={"permissions": ["api_keys.manage"]}).status_code == 200
+    assert client.patch(f"/api/v1/roles/{narrower}", headers=auth,
+                        json={"permissions": ["api_keys.manage"]}).status_code == 200
     assert key_rights(client, key) == {}
 
 
@@ -247,7 +254,8 @@ def test_a_key_made_with_a_key_answers_to_the_same_person(client, auth, world, k
 
 def test_only_an_administrator_revokes_an_administrators_key(client, auth, world, kim):
     """A key is its creator's credential: revoking it acts on their account, under the same rule."""
-    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "monitoring", "permissions": ["customers.view"]})
+    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "monitoring",
+                                                                 "permissions": ["customers.view"]})
     assert admins.status_code == 201
     refused(client.delete(f"/api/v1/api-keys/{admins.json['id']}", headers=kim["headers"]))
     assert client.get("/api/v1/me", headers={"X-API-Key": admins.json["key"]}).status_code == 200
@@ -278,9 +286,9 @@ def test_a_creator_and_their_keys_revoke_the_creators_keys(client, auth, world, 
 def test_a_key_made_with_a_key_stops_with_that_key(client, auth, world, kim):
     """A leaked short-lived key must not mint a lasting one: the new key answers to the key it was
     made with, and stops when that one is revoked or expires."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
         "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon}).json
     child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
@@ -296,15 +304,15 @@ def test_a_key_made_with_a_key_stops_with_that_key(client, auth, world, kim):
 
 def test_a_key_made_with_a_key_expires_with_that_key(client, auth, world, kim):
     import time
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    soon = datetime.now(timezone.utc) + timedelta(seconds=3)
+    soon = datetime.now(UTC) + timedelta(seconds=3)
     parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
         "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon.isoformat()}).json
     child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
         "name": "child", "permissions": ["api_keys.manage"]}).json
     assert client.get("/api/v1/me", headers={"X-API-Key": child["key"]}).status_code == 200  # now cached
-    time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
     refused(client.get("/api/v1/me", headers={"X-API-Key": child["key"]}), 401)  # nothing bumped the epoch
     made_by_kim = client.post("/api/v1/api-keys", headers=kim["headers"], json={
         "name": "kims", "permissions": ["api_keys.manage"]}).json

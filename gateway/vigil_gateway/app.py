@@ -33,7 +33,9 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     db = Database(base.database_url)
     app = base_app("gateway", base)
     if settings.trusted_proxy_hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=settings.trusted_proxy_hops)
+        # Flask's documented way to add WSGI middleware; its stubs declare wsgi_app a method
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=settings.trusted_proxy_hops)
     app.config["OPENAPI_URL_PREFIX"] = None  # the merged document is served below instead
     app.config["API_TITLE"] = "Vigil API"
     pool = UpstreamPool(settings.upstream_timeout)

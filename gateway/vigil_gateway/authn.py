@@ -13,7 +13,8 @@ from vigil_shared.errors import UNAUTHENTICATED, Problem
 
 from .access import api_key_identity, key_lineage, user_identity
 from .identity_cache import Entry, IdentityCache
-from .models import ApiKey, Session as SignInSession, User
+from .models import ApiKey, User
+from .models import Session as SignInSession
 from .openapi import PUBLIC_DOCS_PATHS
 from .settings import GatewaySettings
 from .tokens import API_KEY_PREFIX, InvalidToken, find_api_key, verify_access_token

@@ -45,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _create_admin(settings: GatewaySettings, reset: bool) -> None:
     db = Database(settings.base.database_url)
-    with db.transaction() as session:
-        setup = ensure_admin(session, Passwords(settings.password_hashing), env("VIGIL_ADMIN_USERNAME", "admin"),
-                             env("VIGIL_ADMIN_PASSWORD"), reset=reset)
+    try:
+        with db.transaction() as session:
+            setup = ensure_admin(session, Passwords(settings.password_hashing), env("VIGIL_ADMIN_USERNAME", "admin"),
+                                 env("VIGIL_ADMIN_PASSWORD"), reset=reset)
+    finally:
+        db.dispose()
     if setup.password and not env("VIGIL_ADMIN_PASSWORD"):
         print(f"Admin user '{setup.username}' password (shown once): {setup.password}")
     elif setup.created or setup.password:

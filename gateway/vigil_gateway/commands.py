@@ -20,10 +20,26 @@ from .identity_cache import bump
 from .models import Location, Role, Session, User
 from .passwords import Passwords
 from .settings import GatewaySettings
-from .tokens import InvalidToken, NewApiKey, RefreshReused, TokenPair, create_api_key, open_session, \
-    refresh_session, revoke_sessions
-from .users import (create_user as _create_user, find_user, get_user, password_matches, rehash_if_needed,
-                    replace_grants, set_password, would_remove_last_admin)
+from .tokens import (
+    InvalidToken,
+    NewApiKey,
+    RefreshReused,
+    TokenPair,
+    create_api_key,
+    open_session,
+    refresh_session,
+    revoke_sessions,
+)
+from .users import create_user as _create_user
+from .users import (
+    find_user,
+    get_user,
+    password_matches,
+    rehash_if_needed,
+    replace_grants,
+    set_password,
+    would_remove_last_admin,
+)
 from .versions import claim_next_version
 
 FORBIDDEN_TYPE = "urn:vigil:problem:forbidden"

@@ -17,13 +17,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import jwt
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database, build_engine
-import jwt
-
 from vigil_shared.identity import AUDIENCE, ISSUER, Identity
 
 from .models import AuthState
@@ -55,6 +54,9 @@ class IdentityCache:
         self._epoch_engine = build_engine(db.url, autocommit=True)
         self._entries: dict[tuple, Entry] = {}
         self._lock = threading.Lock()
+
+    def dispose(self) -> None:
+        self._epoch_engine.dispose()
 
     def epoch(self) -> int:
         """One integer per call, one round trip: an autocommit connection without a liveness probe."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import case, literal, update
+from sqlalchemy import Table, case, literal, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -63,7 +64,7 @@ def check(session: Session, policy: LoginPolicy, username: str, address: str | N
 def _count(session: Session, key: str, length: timedelta) -> int:
     """Adds one failure to ``key``'s window (a new window once the old one is over); returns the count."""
     now = utcnow()
-    table = LoginFailures.__table__
+    table = cast(Table, LoginFailures.__table__)
     dialect = session.get_bind().dialect.name
     insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
     expired = table.c.window_start <= literal(now - length, table.c.window_start.type)

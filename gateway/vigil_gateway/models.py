@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint)
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
+from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
 
-Base = new_declarative_base()
+
+class Base(ServiceTables, DeclarativeBase):
+    metadata = service_metadata()
 
 
 class Edited:
@@ -57,7 +60,7 @@ class User(Edited, Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    grants: Mapped[list["Grant"]] = relationship(back_populates="user", cascade="all, delete-orphan",
+    grants: Mapped[list[Grant]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                  lazy="selectin", order_by="Grant.id")
 
 
@@ -97,6 +100,8 @@ class ApiKey(Base):
     """An integration's credential: a subset of permissions at chosen locations, shown once, stored hashed."""
 
     __tablename__ = "api_keys"
+    if TYPE_CHECKING:
+        key: str  # the plaintext, set (not stored) on a new key for the response that creates it
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120))

@@ -15,7 +15,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response
 
@@ -206,7 +207,7 @@ DOCS_HTML = """<!doctype html>
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def docs_asset(name: str) -> tuple[bytes, str] | None:
     """The bytes and content type of one docs asset, or ``None`` for a name that is not one."""
     if name not in DOCS_ASSETS:

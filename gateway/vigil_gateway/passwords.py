@@ -26,7 +26,7 @@ class PasswordHashing:
     hash_len: int = 32
     salt_len: int = 16
 
-    def at_least(self, other: "PasswordHashing") -> bool:
+    def at_least(self, other: PasswordHashing) -> bool:
         """Whether every cost parameter is at least ``other``'s."""
         return (self.time_cost >= other.time_cost and self.memory_cost >= other.memory_cost
                 and self.parallelism >= other.parallelism and self.hash_len >= other.hash_len

@@ -16,7 +16,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from vigil_shared.errors import Problem, UNAVAILABLE, not_found
+from vigil_shared.errors import UNAVAILABLE, Problem, not_found
 from vigil_shared.identity import IDENTITY_HEADER
 from vigil_shared.web import REQUEST_ID_HEADER
 

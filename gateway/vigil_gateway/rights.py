@@ -11,6 +11,8 @@ Two rules, each in one place, used by every path that grants or acts on an accou
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import g, has_request_context
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -88,7 +90,7 @@ def ensure_can_act_on(session: Session, caller: Identity, caller_user: User | No
                       type=FORBIDDEN, errors={"user": [f"Holds what you do not: {p}" for p in sorted(missing)]})
 
 
-def role_reach(session: Session, role: Role) -> list[int] | None | bool:
+def role_reach(session: Session, role: Role) -> list[int] | None | Literal[False]:
     """Where a role's permissions apply today: None for every location, the location ids, or False
     when no one holds it."""
     locations = list(session.scalars(select(Grant.location_id).where(Grant.role_id == role.id).distinct()))
@@ -96,7 +98,7 @@ def role_reach(session: Session, role: Role) -> list[int] | None | bool:
         return False
     if any(loc is None for loc in locations):
         return None
-    return sorted(locations)
+    return sorted(loc for loc in locations if loc is not None)
 
 
 def ensure_can_set_role_permissions(session: Session, caller: Identity, role: Role | None, permissions) -> None:
@@ -116,6 +118,7 @@ def ensure_can_add_grants(session: Session, caller: Identity, current: set[tuple
     """Each new ``(role_id, location_id)`` grant: the caller holds the role's permissions there."""
     for role_id, location_id in sorted(requested - current, key=lambda pair: (pair[0], pair[1] or 0)):
         role = session.get(Role, role_id)
+        assert role is not None, "grants name existing roles (checked on input)"
         ensure_can_grant(session, caller, role.permissions, None if location_id is None else [location_id],
                          field="grants")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from vigil_shared.config import SERVICES, ConfigError, Settings, env, env_float, env_int, service_url
 from vigil_shared.crypto import FieldCipher
@@ -39,7 +40,7 @@ class GatewaySettings:
     password_hashing: PasswordHashing = STANDARD
 
     @classmethod
-    def from_env(cls, **overrides) -> "GatewaySettings":
+    def from_env(cls, **overrides) -> GatewaySettings:
         base = overrides.pop("base", None) or Settings.from_env("gateway")
         secret = overrides.pop("secret_key", None) or env("VIGIL_SECRET_KEY")
         if not secret:
@@ -47,7 +48,7 @@ class GatewaySettings:
                               "in production set a long random value.")
         if base.production and len(secret) < 32:
             raise ConfigError("VIGIL_SECRET_KEY must be at least 32 characters in production")
-        values = dict(
+        values: dict[str, Any] = dict(
             base=base,
             secret_key=secret,
             access_token_ttl=env_int("VIGIL_ACCESS_TOKEN_TTL", 900),

@@ -10,7 +10,7 @@ with the caller's identity), so a script or a test calls the same function with 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from vigil_shared.errors import Problem
 

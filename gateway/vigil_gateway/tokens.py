@@ -16,9 +16,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import jwt
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from vigil_shared.db import utcnow
@@ -145,7 +146,7 @@ def revoke_sessions(db_session: DbSession, user_id: int, keep: str | None = None
     if keep:
         statement = statement.where(Session.id != keep)
     bump(db_session)
-    return db_session.execute(statement).rowcount
+    return cast(CursorResult[Any], db_session.execute(statement)).rowcount
 
 
 @dataclass(frozen=True)

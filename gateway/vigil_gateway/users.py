@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
 from vigil_shared.errors import conflict, get_or_404, validation_problem
-
 from vigil_shared.identity import Identity
 
 from .identity_cache import bump
@@ -83,7 +82,8 @@ def create_user(session: Session, passwords: Passwords, data: dict, caller: Iden
 
 
 def active_admins(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True), User.active.is_(True)))
+    return session.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True),
+                                                                       User.active.is_(True))) or 0
 
 
 def would_remove_last_admin(session: Session, user: User, changes: dict) -> bool:

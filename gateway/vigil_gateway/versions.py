@@ -7,7 +7,9 @@ Sign-ins and key use never change a version: only what a client edits does.
 """
 from __future__ import annotations
 
-from sqlalchemy import update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -25,7 +27,8 @@ def claim_next_version(session: Session, item, if_match: str | None) -> None:
     statement = update(model).where(model.id == item.id).values(version=model.version + 1)
     if (if_match or "").strip() not in ("", "*"):
         statement = statement.where(model.version == item.version)
-    if session.execute(statement.execution_options(synchronize_session=False)).rowcount != 1:
+    result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
+    if result.rowcount != 1:
         raise Problem(412, "The record changed since you read it. Reload it and apply your change again.",
                       type=STALE, headers={"ETag": etag_of(item.id, item.version + 1)})
     set_committed_value(item, "version", item.version + 1)

@@ -1,12 +1,15 @@
 import pytest
 from sqlalchemy import Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from vigil_shared.db import Database, new_declarative_base
+from vigil_shared.db import Database, ServiceTables, service_metadata
 from vigil_shared.messaging.outbox import messaging_models
 from vigil_shared.testing import TestDatabases, choose_backend, clean_tables
 
-Base = new_declarative_base()
+
+class Base(ServiceTables, DeclarativeBase):
+    metadata = service_metadata()
+
 messaging = messaging_models(Base)
 
 

@@ -11,7 +11,8 @@ SECRET = "k" * 40
 
 def test_identity_round_trip_and_tampering():
     identity = Identity(subject="3", username="sam", permissions=frozenset({"users.manage"}),
-                        locations={1: frozenset({"customers.view"}), 7: frozenset({"customers.view", "customers.modify"})},
+                        locations={1: frozenset({"customers.view"}), 7: frozenset({"customers.view",
+                                                                                   "customers.modify"})},
                         request_id="r1", client_ip="10.0.0.1")
     token = sign_identity(identity, SECRET)
     assert verify_identity(token, SECRET) == identity
@@ -102,7 +103,9 @@ def test_encryption_round_trip_rotation_and_blind_index():
     with pytest.raises(DecryptionError):
         FieldCipher([generate_key()], "index").decrypt(token)
     assert old.blind_index("123-45-6789", digits_only) == rotated_config.blind_index("123456789", digits_only)
-    assert old.blind_index("123456789", digits_only) != FieldCipher([old_key], "other").blind_index("123456789", digits_only)
+    assert old.blind_index("123456789", digits_only) != FieldCipher([old_key], "other").blind_index(
+        "123456789", digits_only
+    )
 
 
 def test_require_refuses_a_record_without_location():

@@ -3,14 +3,13 @@ import hashlib
 import json
 
 import pytest
+from conftest import messaging
 from flask import Flask, g, jsonify, request
 
 from vigil_shared.crypto import FieldCipher, generate_key
 from vigil_shared.errors import register_error_handlers
 from vigil_shared.idempotency import idempotent, register_idempotency
 from vigil_shared.identity import Identity
-
-from conftest import messaging
 
 SSN, PIN = "123-45-6789", "8642"
 

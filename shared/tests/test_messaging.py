@@ -3,20 +3,30 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+from conftest import Note, messaging
 from kombu import Connection, Queue
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from vigil_shared.config import Settings
-from vigil_shared.messaging.celery_app import make_celery
 from vigil_shared.crypto import FieldCipher, generate_key
-from vigil_shared.messaging.contracts import (CONTRACTS, SUBSCRIPTIONS, CustomerCreated, CustomerDeleted,
-                                               CustomerUpdated, PropertyMonitoringChanged, PropertyTransferred,
-                                               UnknownContract, contract, handle_event_task, new_event,
-                                               parse_event, subscribers)
+from vigil_shared.messaging.celery_app import make_celery
+from vigil_shared.messaging.contracts import (
+    CONTRACTS,
+    SUBSCRIPTIONS,
+    CustomerCreated,
+    CustomerDeleted,
+    CustomerUpdated,
+    PropertyMonitoringChanged,
+    PropertyTransferred,
+    UnknownContract,
+    contract,
+    handle_event_task,
+    new_event,
+    parse_event,
+    subscribers,
+)
 from vigil_shared.messaging.outbox import EventConsumer, Outbox, OutboxRelay
-
-from conftest import Note, messaging
 
 SECRET = "s" * 40
 CIPHER = FieldCipher([generate_key()], "index")
@@ -88,11 +98,10 @@ def test_outbox_rows_commit_or_roll_back_with_the_change(db):
     with db.transaction() as session:
         session.add(Note(text="kept"))
         outbox.add(session, CustomerCreated(customer_id=1))
-    with pytest.raises(RuntimeError):
-        with db.transaction() as session:
-            session.add(Note(text="lost"))
-            outbox.add(session, CustomerCreated(customer_id=2))
-            raise RuntimeError("the change fails")
+    with pytest.raises(RuntimeError), db.transaction() as session:
+        session.add(Note(text="lost"))
+        outbox.add(session, CustomerCreated(customer_id=2))
+        raise RuntimeError("the change fails")
     with db.new_session() as session:
         rows = session.scalars(select(messaging.OutboxEvent)).all()
     assert [r.data["customer_id"] for r in rows] == [1] and rows[0].request_id == "req-1"

@@ -14,11 +14,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vigil_shared import guards
 from vigil_shared.config import Settings
-from vigil_shared.db import Database, new_declarative_base
+from vigil_shared.db import Database, ServiceTables, service_metadata
 from vigil_shared.errors import get_or_404
 from vigil_shared.gunicorn_worker import problem_http_response, refusal_of
 from vigil_shared.http import check_if_match, etag_headers
@@ -30,7 +30,9 @@ from vigil_shared.web import create_service_app, run_checks
 MAX_BODY = 256 * 1024
 HUGE = "9" * 30
 
-Base = new_declarative_base()
+
+class Base(ServiceTables, DeclarativeBase):
+    metadata = service_metadata()
 
 
 class Card(Base):
@@ -367,8 +369,10 @@ def test_workers_and_relays_still_need_the_broker(database):
             urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/readyz", timeout=10)
         assert refused.value.code == 503
         assert refused.value.headers["X-Content-Type-Options"] == "nosniff"
+        refused.value.close()
     finally:
         server.shutdown()
+        server.server_close()
 
 
 # --- gunicorn's own refusals -------------------------------------------------------------------------

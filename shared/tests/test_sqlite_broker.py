@@ -5,6 +5,7 @@ half-written files, and deleted a message when fetched (a killed worker lost it)
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -51,10 +52,8 @@ def take(conn: Connection, count: int, timeout: float = 10, ack: bool = True) ->
     with conn.Consumer(QUEUE, callbacks=[on_message], prefetch_count=0 if not ack else 1):
         deadline = time.monotonic() + timeout
         while len(got) < count and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=0.2)
-            except TimeoutError:
-                pass
     return got
 
 
@@ -135,10 +134,8 @@ def test_a_live_holder_renews_its_lease(url):
         with holder.Consumer(QUEUE, callbacks=[lambda body, message: got.append(message)], prefetch_count=1):
             deadline = time.monotonic() + 2.0  # over three lease periods
             while time.monotonic() < deadline:
-                try:
+                with contextlib.suppress(TimeoutError):
                     holder.drain_events(timeout=0.05)
-                except TimeoutError:
-                    pass
                 assert nothing_to_take(other, within=0.05)
             assert len(got) == 1
             got[0].ack()
@@ -154,10 +151,8 @@ def _consume_all(url: str, results, stop) -> None:
 
         with conn.Consumer(QUEUE, callbacks=[on_message], prefetch_count=1):
             while not stop.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=0.1)
-                except TimeoutError:
-                    pass
     results.put(seen)
 
 
@@ -214,6 +209,7 @@ def test_a_message_held_by_a_consumer_killed_with_sigkill_is_delivered_again(url
         if child.poll() is None:
             child.kill()
         child.wait()
+        child.stdout.close()
     assert queued(url) == 0
 
 
@@ -240,10 +236,8 @@ def test_celery_tasks_round_trip_through_the_sqlite_broker(tmp_path, monkeypatch
         with conn.Consumer(queue, callbacks=[lambda body, m: (got.append(body), m.ack())], accept=["json"]):
             deadline = time.monotonic() + 10
             while not got and time.monotonic() < deadline:
-                try:
+                with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=0.2)
-                except TimeoutError:
-                    pass
     assert got and got[0][0] == [{"hello": 1}]
 
 
@@ -275,10 +269,8 @@ def test_an_ack_from_another_thread_wakes_the_consumer_at_once(url):
     started = time.monotonic()
     with conn, conn.Consumer(QUEUE, callbacks=[lambda body, message: handed.put(message)], prefetch_count=1):
         while len(done) < count and time.monotonic() - started < 60:
-            try:
+            with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=1)
-            except TimeoutError:
-                pass
     elapsed = time.monotonic() - started
     assert done == list(range(count))
     assert elapsed < count * 0.5 / 5, f"{elapsed:.1f}s for {count} messages"  # was >= count × polling interval

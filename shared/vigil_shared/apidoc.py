@@ -32,7 +32,7 @@ class OperationDoc:
     fields: Mapping[str, Any] = field(default_factory=dict)
     parameters: tuple[Mapping[str, Any], ...] = ()
 
-    def merged(self, other: "OperationDoc") -> "OperationDoc":
+    def merged(self, other: OperationDoc) -> OperationDoc:
         """Both records; a parameter named twice (same ``in`` and ``name``) is kept once."""
         parameters = {(p["in"], p["name"]): p for p in (*self.parameters, *other.parameters)}
         return OperationDoc({**self.fields, **other.fields},
@@ -60,14 +60,15 @@ class OperationDocPlugin(BasePlugin):
     def __init__(self) -> None:
         self.app: Flask | None = None
 
-    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
+                         **kwargs: Any) -> None:
         rule = kwargs.get("rule")
         if self.app is None or rule is None or not operations:
             return
         view = self.app.view_functions.get(rule.endpoint)
         for method, operation in operations.items():
             handler = getattr(getattr(view, "view_class", None), method, None) or view
-            doc = operation_doc(handler)
+            doc = operation_doc(handler) if handler is not None else OperationDoc()
             operation.update(deepcopy(dict(doc.fields)))
             if doc.parameters:
                 present = {(p.get("in"), p.get("name")) for p in operation.get("parameters", []) if isinstance(p, dict)}

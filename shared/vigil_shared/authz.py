@@ -5,11 +5,12 @@ The gateway and the services share these; ``vigil_shared.web`` re-exports them f
 from __future__ import annotations
 
 from functools import wraps
+from typing import Any, cast
 
 from flask import g
 
-from .apidoc import document
-from .commands import ANYWHERE, forbidden
+from .apidoc import View, document
+from .commands import ANYWHERE, _Anywhere, forbidden
 from .errors import UNAUTHENTICATED, Problem
 from .identity import Identity
 from .permissions import AUTHENTICATED, scope_of
@@ -19,10 +20,10 @@ def current_identity() -> Identity:
     identity = g.get("identity")
     if identity is None:
         raise Problem(401, "Authentication required.", type=UNAUTHENTICATED)
-    return identity
+    return cast(Identity, identity)
 
 
-def require(permission: str, location_id=ANYWHERE) -> Identity:
+def require(permission: str, location_id: int | None | _Anywhere = ANYWHERE) -> Identity:
     """403 unless the caller holds ``permission`` at ``location_id`` (or at some location when omitted).
 
     A ``None`` location (a record not yet placed) is refused for location permissions, never read as
@@ -46,15 +47,15 @@ def requires(permission: str):
     """
     scope = "none" if permission == AUTHENTICATED else scope_of(permission)
 
-    def decorator(view):
+    def decorator(view: View) -> View:
         @wraps(view)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if permission == AUTHENTICATED:
                 current_identity()
             else:
                 require(permission)
             return view(*args, **kwargs)
 
-        return document(wrapper, fields={"x-vigil-permission": permission, "x-vigil-scope": scope})
+        return cast(View, document(wrapper, fields={"x-vigil-permission": permission, "x-vigil-scope": scope}))
 
     return decorator

@@ -9,9 +9,11 @@ Nothing here needs Flask; the request layer builds the context with
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -20,7 +22,12 @@ from .errors import FORBIDDEN, STALE, Problem
 from .identity import Identity
 from .messaging.outbox import Outbox
 
-ANYWHERE = object()  # "at some location": distinct from None, which is a record whose location is unknown
+
+class _Anywhere(Enum):
+    TOKEN = "anywhere"
+
+
+ANYWHERE: Final = _Anywhere.TOKEN  # "at some location": distinct from None, a record whose location is unknown
 # How the history names the way a change came in, by the kind of caller.
 SOURCES = {"user": "api", "api_key": "integration", "service": "workflow"}
 _IN_COMMAND = "vigil_in_command"
@@ -60,8 +67,10 @@ class Context:
 
     session: Session
     identity: Identity
-    outbox: Outbox | None = None
-    cipher: FieldCipher | None = field(default=None, repr=False)
+    # A service's context always has both (``Context.of``, ``web.request_context``); the gateway's,
+    # which owns no events or encrypted fields, has neither and never reads them.
+    outbox: Outbox = None  # type: ignore[assignment]
+    cipher: FieldCipher = field(default=None, repr=False)  # type: ignore[assignment]
     request_id: str | None = None
     if_match: str | None = None
     source: str = ""
@@ -79,12 +88,13 @@ class Context:
         return cls(session=session, identity=identity, outbox=runtime.outbox(request_id), cipher=runtime.cipher,
                    request_id=request_id, **options)
 
-    def can(self, permission: str, location_id=ANYWHERE) -> bool:
+    def can(self, permission: str, location_id: int | None | _Anywhere = ANYWHERE) -> bool:
         if location_id is ANYWHERE:
             return self.identity.can_anywhere(permission)
         return self.identity.can(permission, location_id)
 
-    def require(self, permission: str, location_id=ANYWHERE, *, field: str | None = None) -> None:
+    def require(self, permission: str, location_id: int | None | _Anywhere = ANYWHERE, *,
+                field: str | None = None) -> None:
         """403 unless the caller holds ``permission`` at ``location_id`` (or at some location when omitted).
 
         A ``None`` location (a record not yet placed) is refused for location permissions, never

@@ -6,8 +6,10 @@ the compose-file check and the code can never disagree about what exists.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, overload
 
 SERVICES = ("customer", "property", "billing", "credit")
 """The four data-owning services, in port order."""
@@ -31,7 +33,8 @@ class Setting:
         return self.documented_as or self.name
 
 
-def _per_process(template: str, default: str, description: str, names=PROCESS_NAMES) -> list[Setting]:
+def _per_process(template: str, default: str, description: str,
+                 names: Iterable[str] = PROCESS_NAMES) -> list[Setting]:
     placeholder = "<NAME>" if names == PROCESS_NAMES else "<SERVICE>"
     return [
         Setting(template.format(NAME=n.upper()), default.format(name=n), description.format(name=n),
@@ -41,21 +44,34 @@ def _per_process(template: str, default: str, description: str, names=PROCESS_NA
 
 
 SETTINGS: list[Setting] = [
-    Setting("VIGIL_VAR_DIR", "./var", "Directory for embedded databases, the file broker, uploads and generated secrets."),
+    Setting("VIGIL_VAR_DIR", "./var",
+            "Directory for embedded databases, the file broker, uploads and generated secrets."),
     Setting("VIGIL_ENV", "development", "`production` refuses to start without explicit secrets."),
-    Setting("VIGIL_BROKER_URL", "sqlite:///$VIGIL_VAR_DIR/broker.sqlite", "kombu broker URL: `sqlite:///<file>` (the embedded SQLite broker), `amqp://user:pass@host:5672//`, `redis://host:6379/0`; `filesystem://` (kombu's, not recommended) still works."),
-    Setting("VIGIL_BROKER_DIR", "$VIGIL_VAR_DIR/broker", "Message folder of kombu's `filesystem://` broker (only with that URL)."),
-    Setting("VIGIL_QUEUE_PREFIX", "vigil", "Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker."),
-    Setting("VIGIL_INTERNAL_SECRET", "generated into var/secrets.env by the runner", "HMAC key of the short-lived identity token the gateway passes to services. Same value on the gateway and every service."),
-    Setting("VIGIL_SECRET_KEY", "generated into var/secrets.env by the runner", "Gateway only: signs user access tokens."),
+    Setting("VIGIL_BROKER_URL", "sqlite:///$VIGIL_VAR_DIR/broker.sqlite",
+            "kombu broker URL: `sqlite:///<file>` (the embedded SQLite broker), `amqp://user:pass@host:5672//`, "
+            "`redis://host:6379/0`; `filesystem://` (kombu's, not recommended) still works."),
+    Setting("VIGIL_BROKER_DIR", "$VIGIL_VAR_DIR/broker",
+            "Message folder of kombu's `filesystem://` broker (only with that URL)."),
+    Setting("VIGIL_QUEUE_PREFIX", "vigil",
+            "Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker."),
+    Setting("VIGIL_INTERNAL_SECRET", "generated into var/secrets.env by the runner",
+            "HMAC key of the short-lived identity token the gateway passes to services. "
+            "Same value on the gateway and every service."),
+    Setting("VIGIL_SECRET_KEY", "generated into var/secrets.env by the runner",
+            "Gateway only: signs user access tokens."),
     Setting("VIGIL_ACCESS_TOKEN_TTL", "900", "Seconds an access token from `/api/v1/auth/token` stays valid."),
-    Setting("VIGIL_REFRESH_TOKEN_TTL", "2592000", "Seconds a sign-in (its refresh token) lasts without use of the refresh token."),
+    Setting("VIGIL_REFRESH_TOKEN_TTL", "2592000",
+            "Seconds a sign-in (its refresh token) lasts without use of the refresh token."),
     Setting("VIGIL_LOGIN_FAILURES_PER_USER", "5", "Failed sign-ins per username per minute before 429."),
     Setting("VIGIL_LOGIN_FAILURES_PER_ADDRESS", "30", "Failed sign-ins per client address per 15 minutes before 429."),
     Setting("VIGIL_LOCKOUT_THRESHOLD", "10", "Consecutive failed sign-ins that lock an account."),
     Setting("VIGIL_LOCKOUT_SECONDS", "900", "How long a locked account stays locked."),
-    Setting("VIGIL_PASSWORD_HASHING", "standard", "Tests only: `fast-for-tests` hashes passwords with the cheapest Argon2id parameters so test suites sign in quickly; refused when `VIGIL_ENV=production`. `standard` is RFC 9106's low-memory Argon2id profile."),
-    Setting("VIGIL_TRUSTED_PROXY_HOPS", "0", "Gateway: reverse proxies in front of it whose X-Forwarded-For is trusted for the client address."),
+    Setting("VIGIL_PASSWORD_HASHING", "standard",
+            "Tests only: `fast-for-tests` hashes passwords with the cheapest Argon2id parameters so test suites "
+            "sign in quickly; refused when `VIGIL_ENV=production`. `standard` is RFC 9106's low-memory Argon2id "
+            "profile."),
+    Setting("VIGIL_TRUSTED_PROXY_HOPS", "0",
+            "Gateway: reverse proxies in front of it whose X-Forwarded-For is trusted for the client address."),
     Setting("VIGIL_IDENTITY_TOKEN_TTL", "60", "Seconds the gateway-to-service identity token stays valid."),
     Setting("VIGIL_ADMIN_USERNAME", "admin", "First admin user, created by `make run` / `vigil-gateway create-admin`."),
     Setting("VIGIL_ADMIN_PASSWORD", "(generated and printed once)", "Password of the first admin user."),
@@ -64,21 +80,34 @@ SETTINGS: list[Setting] = [
     Setting("VIGIL_BIND_HOST", "127.0.0.1", "Address every HTTP process listens on (`0.0.0.0` in containers)."),
     Setting("VIGIL_WEB_WORKERS", "1", "gunicorn worker processes per HTTP service."),
     Setting("VIGIL_WEB_THREADS", "8", "Threads per gunicorn worker."),
-    Setting("VIGIL_WORKER_CONCURRENCY", "1", "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself)."),
+    Setting("VIGIL_WORKER_CONCURRENCY", "1",
+            "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself)."),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
     *_per_process("VIGIL_{NAME}_DATABASE_URL", "sqlite:///$VIGIL_VAR_DIR/{name}.db",
                   "SQLAlchemy URL of the {name} database, e.g. `postgresql+psycopg://user@host/vigil_{name}`."),
     *_per_process("VIGIL_{NAME}_PORT", "", "HTTP port of the {name} process."),
-    *_per_process("VIGIL_{NAME}_URL", "http://127.0.0.1:<port>", "Where the gateway and other services reach the {name} service.", SERVICES),
+    *_per_process("VIGIL_{NAME}_URL", "http://127.0.0.1:<port>",
+                  "Where the gateway and other services reach the {name} service.", SERVICES),
     *_per_process("VIGIL_{NAME}_ENCRYPTION_KEYS", "generated into var/secrets.env by the runner",
-                  "Comma-separated Fernet keys encrypting the {name} service's confidential fields; the first encrypts, all decrypt (rotation).", SERVICES),
+                  "Comma-separated Fernet keys encrypting the {name} service's confidential fields; "
+                  "the first encrypts, all decrypt (rotation).", SERVICES),
     *_per_process("VIGIL_{NAME}_BLIND_INDEX_KEY", "generated into var/secrets.env by the runner",
                   "Key of the {name} service's blind indexes (equality search over encrypted fields).", SERVICES),
-    *_per_process("VIGIL_{NAME}_WORKER_HEALTH_PORT", "", "Port of the {name} Celery worker's /healthz and /readyz.", SERVICES),
-    *_per_process("VIGIL_{NAME}_RELAY_HEALTH_PORT", "", "Port of the {name} outbox relay's /healthz and /readyz.", SERVICES),
+    *_per_process("VIGIL_{NAME}_WORKER_HEALTH_PORT", "", "Port of the {name} Celery worker's /healthz and /readyz.",
+                  SERVICES),
+    *_per_process("VIGIL_{NAME}_RELAY_HEALTH_PORT", "", "Port of the {name} outbox relay's /healthz and /readyz.",
+                  SERVICES),
 ]
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
+
+
+@overload
+def env(name: str) -> str | None: ...
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: str | None) -> str | None: ...
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -149,7 +178,7 @@ class Settings:
     blind_index_key: str = ""
 
     @classmethod
-    def from_env(cls, name: str, **overrides) -> "Settings":
+    def from_env(cls, name: str, **overrides: Any) -> Settings:
         upper = name.upper()
         vdir = var_dir()
         production = env("VIGIL_ENV", "development") == "production"
@@ -159,7 +188,7 @@ class Settings:
                 "VIGIL_INTERNAL_SECRET is not set. `make run` generates one into var/secrets.env; "
                 "in production set the same random value on the gateway and every service."
             )
-        values = dict(
+        values: dict[str, Any] = dict(
             name=name,
             database_url=env(f"VIGIL_{upper}_DATABASE_URL", f"sqlite:///{vdir / (name + '.db')}"),
             broker_url=env("VIGIL_BROKER_URL", f"sqlite:///{vdir / 'broker.sqlite'}"),

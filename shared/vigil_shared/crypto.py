@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Callable
+from collections.abc import Callable
+from typing import overload
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -38,10 +39,24 @@ class FieldCipher:
         self._multi = MultiFernet(self._fernets)
         self._index_key = hashlib.sha256(("vigil-blind-index:" + index_key).encode()).digest()
 
+    @overload
+    def encrypt(self, plaintext: str) -> str: ...
+    @overload
+    def encrypt(self, plaintext: None) -> None: ...
+    @overload
+    def encrypt(self, plaintext: str | None) -> str | None: ...
+
     def encrypt(self, plaintext: str | None) -> str | None:
         if plaintext is None:
             return None
         return self._multi.encrypt(plaintext.encode()).decode()
+
+    @overload
+    def decrypt(self, token: str) -> str: ...
+    @overload
+    def decrypt(self, token: None) -> None: ...
+    @overload
+    def decrypt(self, token: str | None) -> str | None: ...
 
     def decrypt(self, token: str | None) -> str | None:
         return self._with_any_key(self._multi.decrypt, token)
@@ -53,6 +68,13 @@ class FieldCipher:
             return True
         except InvalidToken:
             return False
+
+    @overload
+    def rotate(self, token: str) -> str: ...
+    @overload
+    def rotate(self, token: None) -> None: ...
+    @overload
+    def rotate(self, token: str | None) -> str | None: ...
 
     def rotate(self, token: str | None) -> str | None:
         """Re-encrypts under the primary key (MultiFernet keeps the original timestamp)."""
@@ -68,7 +90,9 @@ class FieldCipher:
         except InvalidToken as exc:
             raise DecryptionError("no configured key decrypts this value") from exc
 
-    def blind_index(self, value: str | None, normalize: Callable[[str], str] = lambda v: v.strip().lower()) -> str | None:
+    def blind_index(
+        self, value: str | None, normalize: Callable[[str], str] = lambda v: v.strip().lower()
+    ) -> str | None:
         if value is None:
             return None
         normalized = normalize(value)

@@ -6,15 +6,17 @@ connection is ever shared between processes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 from flask import g, has_app_context
-from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -41,7 +43,7 @@ def never_reuse_ids(table: Table) -> Table:
 
 
 @event.listens_for(Table, "before_create")
-def _never_reuse_ids_on_sqlite(table: Table, connection, **_kw) -> None:
+def _never_reuse_ids_on_sqlite(table: Table, connection: Connection | None, **_kw: Any) -> None:
     """Every table created on SQLite, by a model or by a migration, is created so: ``op.create_table``
     and each ``batch_alter_table`` rebuild included (SQLite's reflection does not carry the option
     over, so a rebuild would silently drop it otherwise)."""
@@ -49,50 +51,54 @@ def _never_reuse_ids_on_sqlite(table: Table, connection, **_kw) -> None:
         never_reuse_ids(table)
 
 
-def new_declarative_base() -> type[DeclarativeBase]:
-    """A fresh declarative base with its own metadata: each service owns its tables.
+class ServiceTables:
+    """The first parent of each service's declarative base, which has metadata of its own (each
+    service owns its tables)::
+
+        class Base(ServiceTables, DeclarativeBase):
+            metadata = service_metadata()
 
     Every table mapped on it gets :func:`never_reuse_ids`, so a new table is safe without anyone
-    remembering to ask; its migration gets it from the ``before_create`` hook below, and
+    remembering to ask; its migration gets it from the ``before_create`` hook above, and
     ``vigil_shared.testing.assert_ids_never_reused`` checks the migrated database of every service.
     """
 
-    class Base(DeclarativeBase):
-        metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = cls.__dict__.get("__table__")
+        if table is not None:
+            never_reuse_ids(table)
 
-        def __init_subclass__(cls, **kwargs):
-            super().__init_subclass__(**kwargs)
-            table = cls.__dict__.get("__table__")
-            if table is not None:
-                never_reuse_ids(table)
 
-    return Base
+def service_metadata() -> MetaData:
+    """A service's own metadata, with the constraint and index naming its migrations rely on."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite drops the offset otherwise)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
         return value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
-def _sqlite_pragmas(dbapi_connection, _record):
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -120,7 +126,7 @@ def build_engine(url: str, *, autocommit: bool = False, bounded_waits: bool = Tr
     migrations, which may wait for the running system's transactions to end, do without.
     """
     parsed = make_url(url)
-    options: dict = {"hide_parameters": True}
+    options: dict[str, Any] = {"hide_parameters": True}
     if autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
     if parsed.get_backend_name() == "sqlite":
@@ -141,7 +147,7 @@ class Database:
         self.url = url
         self._engine: Engine | None = None
         self._pid: int | None = None
-        self._sessionmaker: sessionmaker | None = None
+        self._sessionmaker: sessionmaker[Session] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -155,6 +161,7 @@ class Database:
 
     def new_session(self) -> Session:
         self.engine  # noqa: B018 - makes sure the sessionmaker belongs to this process
+        assert self._sessionmaker is not None
         return self._sessionmaker()
 
     @contextmanager
@@ -166,12 +173,12 @@ class Database:
     def request_session(self) -> Session:
         """The session of the current Flask request, closed at teardown."""
         assert has_app_context(), "request_session() needs a Flask app context"
-        session = g.get("_vigil_session")
+        session: Session | None = g.get("_vigil_session")
         if session is None:
             session = g._vigil_session = self.new_session()
         return session
 
-    def close_request_session(self, _exc=None) -> None:
+    def close_request_session(self, _exc: BaseException | None = None) -> None:
         session = g.pop("_vigil_session", None)
         if session is not None:
             session.close()

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra
 
 
 def problem_body(status: int, *, title: str | None = None, detail: str | None = None,
-                 type: str = "about:blank", errors: Mapping | None = None, **extra) -> dict:
+                 type: str = "about:blank", errors: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": type,
         "title": title or HTTPStatus(status).phrase,
@@ -86,7 +87,7 @@ def problem_body(status: int, *, title: str | None = None, detail: str | None = 
     return body
 
 
-def problem_response(status: int, headers: Mapping[str, str] | None = None, **kwargs) -> Response:
+def problem_response(status: int, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Response:
     response = Response(json.dumps(problem_body(status, **kwargs)), status=status, mimetype=PROBLEM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -153,7 +154,7 @@ def http_exception_response(error: HTTPException) -> Response:
                                 detail="The request has invalid fields.", errors=errors)
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
-    if status == 405 and error.valid_methods:
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
     detail = data.get("message") or error.description
     return problem_response(status, headers=headers, detail=detail)
@@ -206,21 +207,21 @@ def database_problem(error: DBAPIError) -> Problem | None:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Problem)
-    def _problem(error: Problem):
+    def _problem(error: Problem) -> Response:
         return problem_response(error.status, headers=error.headers, title=error.title, detail=error.detail,
                                 type=error.type, errors=error.errors, **error.extra)
 
     @app.errorhandler(HTTPException)
-    def _http(error: HTTPException):
+    def _http(error: HTTPException) -> Response:
         return http_exception_response(error)
 
     @app.errorhandler(StaleDataError)
-    def _stale(error: StaleDataError):
+    def _stale(error: StaleDataError) -> Response:
         log.warning("concurrent update refused", extra={"request_id": g.get("request_id")})
         return _problem(concurrency_problem())
 
     @app.errorhandler(DBAPIError)
-    def _database(error: DBAPIError):
+    def _database(error: DBAPIError) -> Response:
         problem = database_problem(error)
         if problem is None:
             return _unexpected(error)
@@ -230,6 +231,6 @@ def register_error_handlers(app: Flask) -> None:
         return _problem(problem)
 
     @app.errorhandler(Exception)
-    def _unexpected(error: Exception):
+    def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error", extra={"request_id": g.get("request_id")})
         return problem_response(500, detail="An unexpected error occurred. Quote the request id when reporting it.")

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any, Iterator
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
 from flask import Flask, current_app, request
 from marshmallow import Schema, class_registry, fields, validate
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, Map
 
-from .errors import DRAIN_LIMIT, Problem, validation_problem, not_found
+from .errors import DRAIN_LIMIT, Problem, not_found, validation_problem
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -51,8 +52,8 @@ TEXT_ERROR = "Must not contain NUL or other control characters (tab and line bre
 class BoundedIntConverter(IntegerConverter):
     """``<int:id>`` limited to the 32-bit columns ids live in; ``<int(max=…):x>`` still overrides."""
 
-    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = INT32_MAX,
-                 signed: bool = False):
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = INT32_MAX,
+                 signed: bool = False) -> None:
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
@@ -62,7 +63,7 @@ def _bounds_of(field: fields.Integer) -> tuple[int, int]:
     return (INT64_MIN, INT64_MAX) if field.metadata.get("format") == "int64" else (INT32_MIN, INT32_MAX)
 
 
-def _nested_schema(field: fields.Nested):
+def _nested_schema(field: fields.Nested) -> Any:
     nested = field.nested
     if isinstance(nested, str):
         if nested == "self":
@@ -76,12 +77,12 @@ def _nested_schema(field: fields.Nested):
     return nested
 
 
-def _walk_field(field: fields.Field, seen: set) -> None:
+def _walk_field(field: fields.Field[Any], seen: set[int]) -> None:
     if isinstance(field, fields.Integer):
         if not getattr(field, "_vigil_bounded", False):
             low, high = _bounds_of(field)
             field.validators.append(validate.Range(min=low, max=high, error="Must be between {min} and {max}."))
-            field._vigil_bounded = True
+            setattr(field, "_vigil_bounded", True)  # noqa: B010 - a mark of ours on marshmallow's field
     elif isinstance(field, fields.Nested):
         schema = _nested_schema(field)
         if schema is not None:
@@ -92,12 +93,12 @@ def _walk_field(field: fields.Field, seen: set) -> None:
         for inner in field.tuple_fields:
             _walk_field(inner, seen)
     elif isinstance(field, fields.Mapping):
-        for inner in (field.key_field, field.value_field):
-            if inner is not None:
-                _walk_field(inner, seen)
+        for mapped in (field.key_field, field.value_field):
+            if mapped is not None:
+                _walk_field(mapped, seen)
 
 
-def bound_integers(schema: type[Schema] | Schema, seen: set | None = None) -> None:
+def bound_integers(schema: type[Schema] | Schema, seen: set[int] | None = None) -> None:
     """Gives every Integer field of ``schema`` (and of the schemas it nests) the column range.
 
     Schema classes are changed in place, so every instance webargs makes per request has the bound,
@@ -117,7 +118,7 @@ def bound_integers(schema: type[Schema] | Schema, seen: set | None = None) -> No
         _walk_field(field, seen)
 
 
-def argument_schemas(blueprint) -> Iterator:
+def argument_schemas(blueprint: Any) -> Iterator[Any]:
     """The schemas a flask-smorest blueprint parses requests with (body, query, path, form…)."""
     for endpoint_doc in getattr(blueprint, "_docs", {}).values():
         for method, doc in endpoint_doc.items():
@@ -150,7 +151,8 @@ def _bad_strings(value: Any, path: str = "") -> Iterator[str]:
             stack.extend((inner, f"{where}.{index}" if where else str(index)) for index, inner in enumerate(item))
 
 
-def check_text(items, errors: dict[str, list[str]], bad: re.Pattern = _BAD_TEXT) -> None:
+def check_text(items: Iterable[tuple[str, Any]], errors: dict[str, list[str]],
+               bad: re.Pattern[str] = _BAD_TEXT) -> None:
     for name, value in items:
         if bad.search(name) or (isinstance(value, str) and bad.search(value)):
             errors.setdefault(_printable(name), []).append(TEXT_ERROR)
@@ -213,7 +215,7 @@ def buffer_streamed_body(max_bytes: int) -> None:
     environ.pop("HTTP_TRANSFER_ENCODING", None)
 
 
-def _drain(stream, limit: int) -> None:
+def _drain(stream: IO[bytes], limit: int) -> None:
     read = 0
     try:
         while read < limit:
@@ -228,7 +230,7 @@ def _drain(stream, limit: int) -> None:
 # --- required bodies ---------------------------------------------------------------------------
 
 def _declares_json_body(app: Flask, endpoint: str | None, method: str) -> bool:
-    cache = app.extensions.setdefault("vigil_json_body_endpoints", {})
+    cache: dict[tuple[str | None, str], bool] = app.extensions.setdefault("vigil_json_body_endpoints", {})
     key = (endpoint, method)
     if key not in cache:
         view = app.view_functions.get(endpoint) if endpoint else None
@@ -276,7 +278,7 @@ def install(app: Flask, *, forms: bool = False) -> None:
     """Registers the URL id bound and the request check (first of the app's before_request hooks)."""
     app.url_map.converters["int"] = BoundedIntConverter
 
-    def _guard():
+    def _guard() -> None:
         check_request(forms=app.extensions.get("vigil_check_forms", forms))
 
     app.before_request(_guard)

@@ -8,9 +8,11 @@ the same RFC 9457 document, ``X-Request-ID`` and ``nosniff`` as from the app, wh
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from http import HTTPStatus
 from ssl import SSLError
+from typing import Any
 
 from gunicorn import util
 from gunicorn.http import errors as http_errors
@@ -50,10 +52,10 @@ def problem_http_response(status: int, detail: str, request_id: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-class ProblemThreadWorker(ThreadWorker):
+class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type information
     """gthread, with problem+json refusals (set as ``worker_class`` by ``runtime.run_gunicorn``)."""
 
-    def handle_error(self, req, client, addr, exc):
+    def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
         status, detail = refusal_of(exc)
         request_id = uuid.uuid4().hex
         if status >= 500:

@@ -6,9 +6,9 @@ apps, serve the same answers from ``runtime.serve_health``. Both run the checks 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 
 WEB_OPTIONAL_CHECKS = frozenset({"broker"})
 
@@ -24,11 +24,11 @@ def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]],
     """
 
     @app.get("/healthz")
-    def healthz():
+    def healthz() -> Response:
         return jsonify(status="ok", process=app.name)
 
     @app.get("/readyz")
-    def readyz():
+    def readyz() -> Response:
         report, ready = run_checks(checks, optional)
         degraded = any(entry["status"] == "degraded" for entry in report.values())
         response = jsonify(status=("degraded" if degraded else "ready") if ready else "unavailable", checks=report)
@@ -36,9 +36,11 @@ def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]],
         return response
 
 
-def run_checks(checks: dict[str, Callable[[], None]], optional: frozenset[str] = frozenset()) -> tuple[dict, bool]:
+def run_checks(checks: dict[str, Callable[[], None]],
+               optional: frozenset[str] = frozenset()) -> tuple[dict[str, dict[str, str]], bool]:
     """Runs each check; ready unless a check not in ``optional`` fails (those report ``degraded``)."""
-    report, ready = {}, True
+    report: dict[str, dict[str, str]] = {}
+    ready = True
     for check_name, check in checks.items():
         try:
             check()

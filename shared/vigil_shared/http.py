@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from copy import deepcopy
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from apispec import BasePlugin
@@ -33,12 +34,12 @@ def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
 
 @dataclass
 class Page:
-    items: list
+    items: list[Any]
     page: int
     per_page: int
     total: int
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         return {"items": self.items, "page": self.page, "per_page": self.per_page, "total": self.total}
 
     def link_header(self) -> str:
@@ -55,12 +56,12 @@ class Page:
             links.append(f'<{url(self.page - 1)}>; rel="prev"')
         return ", ".join(links)
 
-    def headers(self) -> dict:
+    def headers(self) -> dict[str, str]:
         link = self.link_header()
         return {"Link": link} if link else {}
 
 
-def paginate(session: Session, statement: Select, page: int, per_page: int) -> Page:
+def paginate(session: Session, statement: Select[Any], page: int, per_page: int) -> Page:
     total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
     items = session.scalars(statement.limit(per_page).offset((page - 1) * per_page)).all()
     return Page(items=list(items), page=page, per_page=per_page, total=total or 0)
@@ -92,7 +93,8 @@ class PreconditionPlugin(BasePlugin):
     ``@blp.alt_response(412, ...)``, and the header parameter follows from it (public apispec hook).
     """
 
-    def operation_helper(self, path=None, operations=None, **kwargs):
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
+                         **kwargs: Any) -> None:
         for operation in (operations or {}).values():
             if not isinstance(operation, dict) or not {"412", 412} & set(operation.get("responses", {})):
                 continue

@@ -21,12 +21,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import wraps
+from typing import Any, cast
 
 from flask import Flask, Response, current_app, make_response, request
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from .apidoc import document
+from .apidoc import View, document
 from .authz import current_identity
 from .crypto import DecryptionError, FieldCipher
 from .db import Database, utcnow
@@ -45,21 +46,23 @@ class IdempotencyStore:
     """Where one app keeps its keys: a database, a table shaped like ``idempotency_keys``, a cipher."""
 
     db: Database
-    Record: type
+    Record: type[Any]  # the app's ``IdempotencyRecord`` (see ``messaging_models``)
     cipher: FieldCipher = field(repr=False)
     _last_prune: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fingerprint(self, digest: str) -> str:
-        return self.cipher.blind_index(digest, normalize=lambda value: value)
+        fingerprint = self.cipher.blind_index(digest, normalize=lambda value: value)
+        assert fingerprint is not None, "a digest is never empty"
+        return fingerprint
 
-    def seal(self, record, response: Response) -> None:
+    def seal(self, record: Any, response: Response) -> None:
         headers = {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers}
         record.response_status = response.status_code
         record.response_body = self.cipher.encrypt(response.get_data(as_text=True))
         record.response_headers = {SEALED: self.cipher.encrypt(json.dumps(headers))}
 
-    def replay(self, record) -> Response:
+    def replay(self, record: Any) -> Response:
         headers = record.response_headers or {}
         body = record.response_body
         if SEALED in headers:
@@ -85,7 +88,7 @@ class IdempotencyStore:
             session.execute(delete(self.Record).where(self.Record.expires_at < utcnow()))
 
 
-def register_idempotency(app: Flask, db: Database, record_model: type, cipher: FieldCipher) -> IdempotencyStore:
+def register_idempotency(app: Flask, db: Database, record_model: type[Any], cipher: FieldCipher) -> IdempotencyStore:
     """Lets ``@idempotent`` views of an app that is not a service runtime keep their keys."""
     store = IdempotencyStore(db, record_model, cipher)
     app.extensions[EXTENSION] = store
@@ -93,7 +96,7 @@ def register_idempotency(app: Flask, db: Database, record_model: type, cipher: F
 
 
 def _store() -> IdempotencyStore:
-    store = current_app.extensions.get(EXTENSION)
+    store: IdempotencyStore | None = current_app.extensions.get(EXTENSION)
     if store is None:
         raise RuntimeError("@idempotent needs register_idempotency(app, ...) when the app is created")
     return store
@@ -112,13 +115,13 @@ def _request_hash() -> str:
     return digest.hexdigest()
 
 
-def idempotent(view):
+def idempotent(view: View) -> View:
     """Decorates a POST view (place it under ``@requires``, so a refused caller never takes a key, and
     above the flask-smorest decorators, so a replay skips parsing); the operation documents the header
     whatever the order (:mod:`vigil_shared.apidoc`)."""
 
     @wraps(view)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is None:
             return view(*args, **kwargs)
@@ -155,13 +158,14 @@ def idempotent(view):
             return response
         with store.db.transaction() as session:
             record = session.get(Record, (caller, key))
+            assert record is not None, "this request holds the key"
             record.state = "done"
             store.seal(record, response)
         store.prune()
         return response
 
     # Joins the parameters flask-smorest documents (a @blp.doc "parameters" list would replace them).
-    return document(wrapper, parameters=(HEADER_DOC,))
+    return cast(View, document(wrapper, parameters=(HEADER_DOC,)))
 
 
 def _release(store: IdempotencyStore, caller: str, key: str) -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any
 
 import jwt
 
@@ -68,7 +70,7 @@ class Identity:
             return self.has(permission)
         return any(permission in perms for perms in self.locations.values())
 
-    def to_claims(self) -> dict:
+    def to_claims(self) -> dict[str, Any]:
         sets: list[list[str]] = []
         index: dict[frozenset[str], int] = {}
         locs: dict[str, int] = {}
@@ -81,7 +83,7 @@ class Identity:
                 "sets": sets, "locs": locs, "rid": self.request_id, "ip": self.client_ip}
 
     @classmethod
-    def from_claims(cls, claims: dict) -> "Identity":
+    def from_claims(cls, claims: dict[str, Any]) -> Identity:
         try:
             sets = [frozenset(s) for s in claims.get("sets") or []]
             return cls(
@@ -117,7 +119,7 @@ def verify_identity(token: str, secret: str) -> Identity:
     return Identity.from_claims(claims)
 
 
-def service_identity(service: str, permissions: set[str] = frozenset(),
+def service_identity(service: str, permissions: AbstractSet[str] = frozenset(),
                      locations: Mapping[int, frozenset[str]] | None = None,
                      request_id: str | None = None) -> Identity:
     """The identity a service uses when it calls another service on its own behalf."""

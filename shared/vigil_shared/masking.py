@@ -16,6 +16,6 @@ def mask_ssn(value: str | None) -> str | None:
     return f"***-**-{digits[-4:]}" if len(digits) >= 4 else MASK
 
 
-def mask(value) -> str | None:
+def mask(value: object) -> str | None:
     """Dates, codes, PINs and passwords: nothing of them shows."""
     return None if value in (None, "") else MASK

@@ -5,11 +5,15 @@ what ``vigil-<service> migrate`` and ``vigil-<service> revision`` call.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import sqlalchemy as sa
-from alembic import command, context, op as alembic_op
+from alembic import command, context
+from alembic import op as alembic_op
 from alembic.config import Config
+from alembic.operations import Operations
 
 from .db import UTCDateTime, build_engine
 
@@ -17,7 +21,7 @@ BATCH_TABLE_PREFIX = "_alembic_tmp_"  # alembic's name for the copy a batch_alte
 
 
 @sa.event.listens_for(sa.Table, "after_create")
-def _carry_the_id_sequence_over(table: sa.Table, connection, **_kw) -> None:
+def _carry_the_id_sequence_over(table: sa.Table, connection: sa.Connection, **_kw: Any) -> None:
     """A ``batch_alter_table`` rebuild on SQLite keeps the table's next id, not just its rows.
 
     The copy's ``AUTOINCREMENT`` counter would start at the highest id copied, so the ids of the
@@ -69,7 +73,7 @@ def run_migrations(metadata: sa.MetaData) -> None:
     engine.dispose()
 
 
-def _foreign_keys_off(connection) -> set:
+def _foreign_keys_off(connection: sa.Connection) -> set[Any]:
     """SQLite's own recipe for changing tables: foreign keys off while tables are rebuilt, checked after.
 
     A rebuild (``batch_alter_table``) drops the old table, and with foreign keys on, dropping
@@ -84,7 +88,7 @@ def _foreign_keys_off(connection) -> set:
     return broken
 
 
-def _foreign_keys_on(connection, broken_before: set) -> None:
+def _foreign_keys_on(connection: sa.Connection, broken_before: set[Any]) -> None:
     connection.commit()
     broken = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()) - broken_before
     connection.exec_driver_sql("PRAGMA foreign_keys=ON")
@@ -93,7 +97,7 @@ def _foreign_keys_on(connection, broken_before: set) -> None:
         raise RuntimeError(f"a migration left rows whose foreign keys point nowhere: {sorted(broken)[:10]}")
 
 
-def rebuild_never_reusing_ids(op, tables: dict[str, list[str]]) -> None:
+def rebuild_never_reusing_ids(op: Operations | ModuleType, tables: dict[str, list[str]]) -> None:
     """Rebuilds SQLite tables with ``AUTOINCREMENT`` so their ids are never handed out twice.
 
     ``tables`` maps a table to queries that each return an id the table may have used before and
@@ -135,7 +139,7 @@ def _raise_sequence(op, table: str, floor: int) -> None:
         bind.execute(sa.text("UPDATE sqlite_sequence SET seq = :seq WHERE name = :t"), {"t": table, "seq": floor})
 
 
-def create_messaging_tables(op) -> None:
+def create_messaging_tables(op: Operations | ModuleType) -> None:
     """Outbox, inbox and idempotency tables, identical in every service (see ``messaging.outbox``)."""
     op.create_table(
         "outbox_events",
@@ -198,7 +202,7 @@ def drop_idempotency_table(op) -> None:
     op.drop_table("idempotency_keys")
 
 
-def create_dead_letters_table(op) -> None:
+def create_dead_letters_table(op: Any) -> None:
     """The consumer's dead letters, identical in every service (see ``messaging.dead_letters``)."""
     op.create_table(
         "dead_letters",
@@ -219,7 +223,7 @@ def create_dead_letters_table(op) -> None:
     op.create_index("ix_dead_letters_last_failed_at", "dead_letters", ["last_failed_at"])
 
 
-def drop_dead_letters_table(op) -> None:
+def drop_dead_letters_table(op: Any) -> None:
     op.drop_index("ix_dead_letters_last_failed_at", table_name="dead_letters")
     op.drop_table("dead_letters")
 

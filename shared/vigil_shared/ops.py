@@ -76,7 +76,8 @@ def ops_blueprint(service: str) -> Blueprint:
         @requires(OPS_PERMISSION)
         @blp.arguments(OutboxArgs, location="query", as_kwargs=True)
         @blp.response(200, page)
-        def get(self, page, per_page, type=None):
+        def get(self, page: int, per_page: int,
+                type: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
             """Events this service wrote, newest first."""
             model = current_runtime().messaging.OutboxEvent
             statement = select(model).order_by(model.position.desc())
@@ -88,7 +89,7 @@ def ops_blueprint(service: str) -> Blueprint:
     @blp.route("/outbox/<string:event_id>/redeliver", methods=["POST"])
     @requires(OPS_PERMISSION)
     @blp.response(202, OutboxEventSchema)
-    def redeliver(event_id):
+    def redeliver(event_id: str) -> Any:
         """Publish an event again to every subscriber (idempotent consumers absorb the repeat)."""
         session = request_session()
         model = current_runtime().messaging.OutboxEvent
@@ -102,7 +103,7 @@ def ops_blueprint(service: str) -> Blueprint:
     @blp.route("/inbox/<string:event_id>")
     @requires(OPS_PERMISSION)
     @blp.response(200, ProcessedEventSchema)
-    def inbox(event_id):
+    def inbox(event_id: str) -> Any:
         """Whether this service processed an event, when, and how many repeats it absorbed."""
         processed = request_session().get(current_runtime().messaging.ProcessedEvent, event_id)
         if processed is None:

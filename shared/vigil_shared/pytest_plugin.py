@@ -8,24 +8,41 @@ holds the checks every service's suite runs.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import pytest
+from flask import Flask
+from sqlalchemy.orm import Session
 
 from . import migrations
 from .config import Settings
 from .crypto import generate_key
 from .identity import Identity
-from .testing import (ADMIN, TEST_SECRET, HttpVerbs, TestDatabases, choose_backend, clean_tables,
-                      describe_backend, identity_headers)
+from .testing import (
+    ADMIN,
+    TEST_SECRET,
+    HttpVerbs,
+    TestDatabases,
+    choose_backend,
+    clean_tables,
+    describe_backend,
+    identity_headers,
+)
+
+if TYPE_CHECKING:
+    from .runtime import ServiceProgram
+    from .service import ServiceRuntime
 
 _BACKEND = choose_backend()
 
 
-def pytest_report_header(config):
+def pytest_report_header(config: pytest.Config) -> str:
     return f"vigil: unit tests on {describe_backend(_BACKEND)}"
 
 
 @pytest.fixture(scope="session")
-def test_databases(tmp_path_factory):
+def test_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabases]:
     databases = TestDatabases(_BACKEND, str(tmp_path_factory.mktemp("db")))
     yield databases
     databases.drop_all()
@@ -48,27 +65,33 @@ def service_settings(service_program, test_databases, tmp_path_factory, monkeypa
 
 
 @pytest.fixture(scope="session")
-def monkeypatch_session():
+def monkeypatch_session() -> Iterator[pytest.MonkeyPatch]:
     patcher = pytest.MonkeyPatch()
     yield patcher
     patcher.undo()
 
 
 @pytest.fixture(scope="session")
-def app(service_program, service_settings):
+def app(service_program: ServiceProgram, service_settings: Settings) -> Iterator[Flask]:
     app = service_program.create_app(service_settings)
     app.config["TESTING"] = True
-    return app
+    yield app
+    app.extensions["vigil_runtime"].db.dispose()  # its pooled connections close before the run ends
 
 
 @pytest.fixture
-def runtime(app):
-    return app.extensions["vigil_runtime"]
+def runtime(app: Flask) -> ServiceRuntime:
+    runtime: ServiceRuntime = app.extensions["vigil_runtime"]
+    return runtime
 
 
 @pytest.fixture(autouse=True)
-def _empty_tables_after_test(request):
-    if "app" not in request.fixturenames and "runtime" not in request.fixturenames and "api" not in request.fixturenames:
+def _empty_tables_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    if (
+        "app" not in request.fixturenames
+        and "runtime" not in request.fixturenames
+        and "api" not in request.fixturenames
+    ):
         yield
         return
     app = request.getfixturevalue("app")
@@ -78,7 +101,7 @@ def _empty_tables_after_test(request):
 
 
 @pytest.fixture
-def session(runtime):
+def session(runtime: ServiceRuntime) -> Iterator[Session]:
     with runtime.db.new_session() as session:
         yield session
 
@@ -86,11 +109,11 @@ def session(runtime):
 class ApiClient(HttpVerbs):
     """Flask test client that signs the identity header like the gateway does."""
 
-    def __init__(self, app, identity: Identity | None = ADMIN):
+    def __init__(self, app: Flask, identity: Identity | None = ADMIN) -> None:
         self._client = app.test_client()
         self.identity = identity
 
-    def as_(self, identity: Identity | None) -> "ApiClient":
+    def as_(self, identity: Identity | None) -> ApiClient:
         return ApiClient(self._client.application, identity)
 
     def request(self, method: str, path: str, headers: dict | None = None, **kwargs):
@@ -102,5 +125,5 @@ class ApiClient(HttpVerbs):
 
 
 @pytest.fixture
-def api(app):
+def api(app: Flask) -> ApiClient:
     return ApiClient(app)

@@ -13,9 +13,10 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any
 
 from flask import Flask
 
@@ -26,6 +27,7 @@ from .idempotency import register_idempotency
 from .logs import configure_logging
 from .messaging.outbox import MessagingModels, OutboxRelay
 from .ops import ops_blueprint
+
 # Re-exported: services and tests name them from here.
 from .service import EXTENSION, ServiceRuntime, current_runtime  # noqa: F401
 from .web import create_service_app
@@ -37,7 +39,8 @@ def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[],
     """``/healthz`` and ``/readyz`` for processes that are not web apps (workers, relays)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            body: dict[str, Any]
             if self.path == "/healthz":
                 status, body = 200, {"status": "ok", "process": name}
             elif self.path == "/readyz":
@@ -55,7 +58,7 @@ def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[],
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, *args):  # health probes would drown the logs
+        def log_message(self, *args: Any) -> None:  # health probes would drown the logs
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)
@@ -70,8 +73,8 @@ def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
 
     from .gunicorn_worker import ProblemThreadWorker
 
-    class VigilWeb(BaseApplication):
-        def load_config(self):
+    class VigilWeb(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type information
+        def load_config(self) -> None:
             options = {
                 "bind": f"{settings.bind_host}:{settings.port}",
                 "workers": settings.web_workers,
@@ -88,7 +91,7 @@ def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
 
-        def load(self):
+        def load(self) -> Flask:
             return app_factory()
 
     VigilWeb().run()
@@ -101,10 +104,10 @@ class ServiceProgram:
     name: str
     package: str
     messaging: MessagingModels
-    blueprints: list = field(default_factory=list)
+    blueprints: list[Any] = field(default_factory=list)  # flask-smorest Blueprints
     register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
-    encrypted_columns: list = field(default_factory=list)  # model attributes holding FieldCipher tokens
-    multipart_endpoints: frozenset = frozenset()  # endpoints taking multipart/form-data (uploads)
+    encrypted_columns: list[Any] = field(default_factory=list)  # model attributes holding FieldCipher tokens
+    multipart_endpoints: frozenset[str] = frozenset()  # endpoints taking multipart/form-data (uploads)
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         runtime = self.runtime(settings)
@@ -173,7 +176,7 @@ def _relay_alive(relay: OutboxRelay) -> None:
         raise RuntimeError("relay has not completed a cycle in 30 s")
 
 
-def rotate_keys(runtime: ServiceRuntime, columns: list, batch_size: int = 500) -> int:
+def rotate_keys(runtime: ServiceRuntime, columns: list[Any], batch_size: int = 500) -> int:
     """Re-encrypts every value of ``columns`` not yet under the primary key, in short transactions."""
     from sqlalchemy import select
 

@@ -6,11 +6,13 @@ without importing the program that created the app.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from celery import Celery
 from flask import current_app, g
+from sqlalchemy.orm import Session
 
 from .config import Settings
 from .crypto import FieldCipher
@@ -31,10 +33,10 @@ class ServiceRuntime:
     db: Database
     messaging: MessagingModels
     celery: Celery = field(repr=False)
-    cipher: FieldCipher = field(repr=False, default=None)
+    cipher: FieldCipher = field(repr=False)
 
     @classmethod
-    def build(cls, settings: Settings, messaging: MessagingModels) -> "ServiceRuntime":
+    def build(cls, settings: Settings, messaging: MessagingModels) -> ServiceRuntime:
         return cls(settings=settings, db=Database(settings.database_url), messaging=messaging,
                    celery=make_celery(settings), cipher=FieldCipher(settings.encryption_keys, settings.blind_index_key))
 
@@ -65,7 +67,8 @@ class ServiceRuntime:
 
 
 def current_runtime() -> ServiceRuntime:
-    return current_app.extensions[EXTENSION]
+    runtime: ServiceRuntime = current_app.extensions[EXTENSION]
+    return runtime
 
 
 def request_outbox() -> Outbox:
@@ -73,5 +76,5 @@ def request_outbox() -> Outbox:
     return current_runtime().outbox(g.get("request_id"))
 
 
-def request_session():
+def request_session() -> Session:
     return current_runtime().db.request_session()

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 from urllib.parse import urlparse
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, MetaData, create_engine, text
 from sqlalchemy.engine import make_url
 
+from .db import Database
 from .identity import Identity, sign_identity
 from .permissions import GLOBAL_PERMISSIONS, LOCATION_PERMISSIONS
 
@@ -28,7 +29,7 @@ ADMIN = Identity(subject="1", username="admin", permissions=GLOBAL_PERMISSIONS,
                  locations={HOME_LOCATION: LOCATION_PERMISSIONS, OTHER_LOCATION: LOCATION_PERMISSIONS})
 
 
-def identity_with(*permissions: str, locations=(HOME_LOCATION,), username: str = "clerk") -> Identity:
+def identity_with(*permissions: str, locations: Iterable[int] = (HOME_LOCATION,), username: str = "clerk") -> Identity:
     """A user holding exactly ``permissions``: global ones company-wide, the others at ``locations``."""
     global_perms = frozenset(p for p in permissions if p in GLOBAL_PERMISSIONS)
     located = frozenset(p for p in permissions if p in LOCATION_PERMISSIONS)
@@ -98,7 +99,7 @@ class TestDatabases:
     tmp_dir: str
     run_id: str = uuid.uuid4().hex[:10]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.created: list[str] = []
         if self.backend == "postgres" and not _postgres_can_login():
             raise RuntimeError(f"PostgreSQL at {postgres_admin_url()} is reachable but refuses to log in")
@@ -151,7 +152,7 @@ def identity_headers(identity: Identity = ADMIN, secret: str = TEST_SECRET) -> d
 
 
 @contextmanager
-def clean_tables(db, metadata, keep: frozenset[str] = frozenset()) -> Iterator[None]:
+def clean_tables(db: Database, metadata: MetaData, keep: frozenset[str] = frozenset()) -> Iterator[None]:
     """Empties every table (but ``keep``: append-only ones) after a test so the next starts from nothing."""
     try:
         yield
@@ -162,7 +163,7 @@ def clean_tables(db, metadata, keep: frozenset[str] = frozenset()) -> Iterator[N
                     session.execute(table.delete())
 
 
-def assert_migrations_round_trip(package: str, metadata, url: str) -> None:
+def assert_migrations_round_trip(package: str, metadata: MetaData, url: str) -> None:
     """Migrations create exactly the models' tables, go down to nothing and up again cleanly."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -191,7 +192,7 @@ def assert_migrations_round_trip(package: str, metadata, url: str) -> None:
         engine.dispose()
 
 
-def assert_ids_never_reused(engine, metadata) -> None:
+def assert_ids_never_reused(engine: Engine, metadata: MetaData) -> None:
     """Every table with a generated integer id was created so that no id is ever handed out twice.
 
     On SQLite that takes ``AUTOINCREMENT`` in the table's definition (``db.never_reuse_ids``);
@@ -200,7 +201,8 @@ def assert_ids_never_reused(engine, metadata) -> None:
     if engine.dialect.name != "sqlite":
         return
     with engine.connect() as conn:
-        definitions = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all())
+        tables = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
+    definitions: dict[str, str] = {name: sql for name, sql in tables}
     missing = sorted(table.name for table in metadata.sorted_tables
                      if table.autoincrement_column is not None and "AUTOINCREMENT" not in definitions[table.name])
     assert not missing, f"tables that would hand a deleted row's id to the next one: {missing}"

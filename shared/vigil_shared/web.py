@@ -14,21 +14,23 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from functools import wraps
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
 
 from . import guards
 from .apidoc import OperationDocPlugin
+
 # Re-exported for views: what a view needs comes from here, wherever it is defined.
 from .authz import ANYWHERE, current_identity, forbidden, require, requires  # noqa: F401
 from .commands import Context
 from .config import Settings
 from .db import Database
-from .errors import Problem, UNAUTHENTICATED, register_error_handlers
+from .errors import UNAUTHENTICATED, Problem, register_error_handlers
 from .health import WEB_OPTIONAL_CHECKS, add_health_routes, run_checks  # noqa: F401
 from .http import PreconditionPlugin
 from .identity import IDENTITY_HEADER, InvalidIdentity, verify_identity
@@ -58,28 +60,28 @@ class ProblemSchema(Schema):
                          metadata={"description": "Field name → messages, for validation problems"})
 
 
-class VigilApi(Api):
+class VigilApi(Api):  # type: ignore[misc]  # flask-smorest ships no type information
     """flask-smorest with problem+json errors, documented bearer security, and the operation fields
     Vigil's own decorators declare (:mod:`vigil_shared.apidoc`)."""
 
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
 
-    def __init__(self, app: Flask | None = None, *, spec_kwargs: dict | None = None, **kwargs):
+    def __init__(self, app: Flask | None = None, *, spec_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.operation_docs = OperationDocPlugin()
         spec_kwargs = dict(spec_kwargs or {})
         spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), self.operation_docs,
                                         PreconditionPlugin()]
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
-    def init_app(self, app: Flask, *, spec_kwargs: dict | None = None) -> None:
+    def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
         self.operation_docs.app = app
         super().init_app(app, spec_kwargs=spec_kwargs)
 
-    def _register_error_handlers(self):
+    def _register_error_handlers(self) -> None:
         register_error_handlers(self._app)
 
-    def register_blueprint(self, blp, **options):
+    def register_blueprint(self, blp: Blueprint, **options: Any) -> None:
         """Bounds every Integer argument field first, so parsing and the OpenAPI document both apply it."""
         for schema in guards.argument_schemas(blp):
             guards.bound_integers(schema)
@@ -107,14 +109,14 @@ def base_app(name: str, settings: Settings) -> Flask:
     app.extensions["vigil_settings"] = settings
 
     @app.before_request
-    def _start():
+    def _start() -> None:
         g.started = time.perf_counter()
         g.request_id = incoming_request_id()
 
     guards.install(app)  # right after the request id: before authentication, parsing or any view
 
     @app.after_request
-    def _finish(response):
+    def _finish(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
         started = g.get("started")
@@ -133,10 +135,11 @@ def enforce_json_bodies(app: Flask, exempt_endpoints: frozenset[str] = frozenset
     """415 for a request body that is not JSON, before any parsing (uploads are exempted by endpoint)."""
 
     @app.before_request
-    def _require_json_body():
-        if request.method in BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
-            if request.endpoint not in exempt_endpoints and not request.is_json:
-                raise Problem(415, "Send the request body as application/json.")
+    def _require_json_body() -> None:
+        sends_body = request.content_length or request.headers.get("Transfer-Encoding")
+        exempt = request.endpoint in exempt_endpoints
+        if request.method in BODY_METHODS and sends_body and not exempt and not request.is_json:
+            raise Problem(415, "Send the request body as application/json.")
         return None
 
 
@@ -148,7 +151,7 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
     app.teardown_appcontext(db.close_request_session)
 
     @app.before_request
-    def _require_identity():
+    def _require_identity() -> None:
         if request.path in PUBLIC_PATHS:
             return None
         token = request.headers.get(IDENTITY_HEADER)
@@ -163,7 +166,7 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
     enforce_json_bodies(app, exempt_endpoints=multipart_endpoints)
 
     @app.after_request
-    def _report_confidential_reads(response):
+    def _report_confidential_reads(response: Response) -> Response:
         reads = g.get("confidential_reads")
         if reads:
             response.headers[CONFIDENTIAL_READS_HEADER] = json.dumps(reads, separators=(",", ":"))
@@ -181,7 +184,7 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
     return app
 
 
-def note_confidential_read(target_type: str, target_id, fields: list[str]) -> None:
+def note_confidential_read(target_type: str, target_id: object, fields: list[str]) -> None:
     """Records that this response shows ``fields`` of a record unmasked; the gateway audits it."""
     if fields:
         g.setdefault("confidential_reads", []).append(

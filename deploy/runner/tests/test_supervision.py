@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil_runner.stack import (BACKOFF_FIRST, BACKOFF_MAX, STABLE_AFTER, AlreadyRunning, Process, Stack,
-                                backoff_delay)
+from vigil_runner.stack import BACKOFF_FIRST, BACKOFF_MAX, STABLE_AFTER, AlreadyRunning, Process, Stack, backoff_delay
 
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]
 
@@ -151,6 +150,7 @@ def test_children_die_with_a_runner_killed_with_sigkill_and_then_free_the_lock(t
         if runner.poll() is None:
             runner.kill()
         runner.wait()
+        runner.stdout.close()
 
 
 def test_make_install_does_not_print_setuptools_editable_notices():

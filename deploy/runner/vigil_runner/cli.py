@@ -21,7 +21,9 @@ def main() -> int:
         print(str(exc), file=sys.stderr)
         return 1
     env = stack.env
-    database = "PostgreSQL" if env.get("VIGIL_CUSTOMER_DATABASE_URL", "").startswith("postgresql") else "SQLite under var/"
+    database = (
+        "PostgreSQL" if env.get("VIGIL_CUSTOMER_DATABASE_URL", "").startswith("postgresql") else "SQLite under var/"
+    )
     broker = env.get("VIGIL_BROKER_URL") or "embedded SQLite broker (var/broker.sqlite)"
     print(f"Vigil: databases on {database}; broker {broker.split('@')[-1]}", flush=True)
     stopping = serving = False

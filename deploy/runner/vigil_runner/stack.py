@@ -14,6 +14,7 @@ the same ``var/`` says where Vigil runs instead of failing on a busy port.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -189,7 +190,7 @@ class Stack:
 
     @classmethod
     def from_environment(cls, overrides: dict[str, str] | None = None, dynamic_ports: bool = False,
-                         inherit_vigil_settings: bool = True) -> "Stack":
+                         inherit_vigil_settings: bool = True) -> Stack:
         """``dynamic_ports`` and ``inherit_vigil_settings=False`` let a test run beside a running Vigil."""
         env = {k: v for k, v in os.environ.items() if inherit_vigil_settings or not k.startswith("VIGIL_")}
         env |= overrides or {}
@@ -275,6 +276,7 @@ class Stack:
         self._write_lock()
 
     def _spawn(self, process: Process) -> None:
+        assert process.log_path is not None, "start() names the log of every process it spawns"
         with open(process.log_path, "ab") as log_file:  # the child keeps its own copy of the descriptor
             process.popen = subprocess.Popen(process.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
                                              start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
@@ -296,10 +298,9 @@ class Stack:
         for process in self.processes:
             if process.restart_at is None and process.popen and process.popen.poll() is not None:
                 code = process.popen.returncode
-                try:  # what it leaves behind (a gunicorn worker, a Celery pool process) goes too
+                # what it leaves behind (a gunicorn worker, a Celery pool process) goes too
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.popen.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
                 up = now - process.started_at
                 process.quick_deaths = 1 if up >= STABLE_AFTER else process.quick_deaths + 1
                 delay = backoff_delay(process.quick_deaths)
@@ -319,7 +320,7 @@ class Stack:
         pending = list(self.processes)
         while pending:
             if dead := self.dead():
-                raise RuntimeError(f"{dead[0].name} exited with {dead[0].popen.returncode}; "
+                raise RuntimeError(f"{dead[0].name} exited with {dead[0].popen and dead[0].popen.returncode}; "
                                    f"see {dead[0].log_path}:\n{tail(dead[0].log_path)}")
             pending = [p for p in pending if not is_ready(p.ready_url)]
             if pending and time.monotonic() > deadline:
@@ -331,22 +332,16 @@ class Stack:
         """SIGTERM to every process group, then SIGKILL to whatever is still there after ``timeout``."""
         for process in self.processes:
             if process.popen and process.popen.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.popen.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + timeout
         for process in self.processes:
             if not process.popen:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.popen.pid, signal.SIGKILL)  # also reaps pool children of a worker
-            except (ProcessLookupError, PermissionError):
-                pass
             process.popen.wait()
         self.processes.clear()
         if self.lock:

@@ -75,13 +75,16 @@ class CustomerSummary(Schema):
         "description": "Per tab: open notes & tickets, contacts, files, tags, properties, appointments; "
                        "null when hidden or unavailable"})
     hidden = fields.List(fields.String(), metadata={"description": "Tabs you may not view"})
-    partial = fields.Boolean(metadata={"description": "True when a service did not answer"})
+    # marshmallow types Schema.partial (a load option) as a bool; a field of that name is what it declares here
+    partial = fields.Boolean(metadata={"description": "True when a service did not answer"})  # type: ignore[assignment]
     unavailable = fields.List(fields.String(), metadata={"description": "Services that did not answer"})
 
 
 def _fetch_all(calls: dict[str, tuple[str, str, dict]]) -> dict:
     """GETs in parallel on the caller's behalf: name → Reply, or ServiceUnavailable."""
-    app, identity, request_id = current_app._get_current_object(), g.identity, g.get("request_id")
+    # current_app is a werkzeug LocalProxy, typed as the Flask app it stands for
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    identity, request_id = g.identity, g.get("request_id")
 
     def fetch(service: str, path: str, params: dict):
         with app.app_context():

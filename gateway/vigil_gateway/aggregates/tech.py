@@ -13,6 +13,7 @@ Every lookup, good or bad (refused, malformed, locked, wrong PIN), is written to
 from __future__ import annotations
 
 from functools import wraps
+from typing import Any, cast
 
 from flask import g, request
 from flask.views import MethodView
@@ -66,7 +67,8 @@ class TechLookupResult(TechOnSite):
 
     emergency_contacts = fields.List(fields.Nested(TechContact), allow_none=True, metadata={
         "description": "In calling order; null when the customer service could not be asked (see `partial`)"})
-    partial = fields.Boolean(metadata={"description": "True when a part could not be fetched"})
+    # marshmallow types Schema.partial (a load option) as a bool; a field of that name is what it declares here
+    partial = fields.Boolean(metadata={"description": "True when a part could not be fetched"})  # type: ignore[assignment]
     unavailable = fields.List(fields.String(), metadata={"description": "Services that did not answer"})
 
 
@@ -171,7 +173,7 @@ class TechLookup(MethodView):
                           headers={"Retry-After": "5"}) from None
         if not reply.ok:
             raise _refusal(reply)
-        site = reply.body
+        site = cast(dict[str, Any], reply.body)  # the property service's verify answer: an object
         g.tech_site = site["property"]
         contacts = _emergency_contacts(site["property"]["customer_id"])
         g.tech_partial = contacts is None

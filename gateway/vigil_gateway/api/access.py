@@ -14,9 +14,20 @@ from vigil_shared.web import current_identity, requires
 from .. import commands, rights
 from ..context import db_session
 from ..models import ApiKey, Role
-from ..schemas import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyPageSchema, ApiKeySchema, LocationCreateSchema,
-                       LocationPageSchema, LocationPatchSchema, LocationSchema, RoleCreateSchema, RolePageSchema,
-                       RolePatchSchema, RoleSchema)
+from ..schemas import (
+    ApiKeyCreatedSchema,
+    ApiKeyCreateSchema,
+    ApiKeyPageSchema,
+    ApiKeySchema,
+    LocationCreateSchema,
+    LocationPageSchema,
+    LocationPatchSchema,
+    LocationSchema,
+    RoleCreateSchema,
+    RolePageSchema,
+    RolePatchSchema,
+    RoleSchema,
+)
 from ..versions import etag_headers
 from .common import context, if_match
 

@@ -13,8 +13,17 @@ from vigil_shared.web import current_identity, requires
 from .. import commands
 from ..context import db_session, signed_in_user
 from ..models import Location, User
-from ..schemas import (MeSchema, PasswordChangeSchema, PasswordResetSchema, PermissionSchema, UserCreateSchema,
-                       UserListArgs, UserPageSchema, UserPatchSchema, UserSchema)
+from ..schemas import (
+    MeSchema,
+    PasswordChangeSchema,
+    PasswordResetSchema,
+    PermissionSchema,
+    UserCreateSchema,
+    UserListArgs,
+    UserPageSchema,
+    UserPatchSchema,
+    UserSchema,
+)
 from ..users import get_user
 from ..versions import etag_headers
 from .common import context, if_match
@@ -32,7 +41,8 @@ class Users(MethodView):
         statement = select(User).order_by(User.username)
         if q:
             pattern = f"%{q.lower()}%"
-            statement = statement.where(or_(func.lower(User.username).like(pattern), func.lower(User.name).like(pattern),
+            statement = statement.where(or_(func.lower(User.username).like(pattern),
+                                            func.lower(User.name).like(pattern),
                                             func.lower(User.email).like(pattern)))
         if active is not None:
             statement = statement.where(User.active.is_(active))

@@ -1,8 +1,13 @@
 """Tables the credit service owns. No other service reads them. Only the outbox and inbox so far."""
 from __future__ import annotations
 
-from vigil_shared.db import new_declarative_base
+from sqlalchemy.orm import DeclarativeBase
+
+from vigil_shared.db import ServiceTables, service_metadata
 from vigil_shared.messaging.outbox import messaging_models
 
-Base = new_declarative_base()
+
+class Base(ServiceTables, DeclarativeBase):
+    metadata = service_metadata()
+
 messaging = messaging_models(Base)

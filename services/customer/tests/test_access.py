@@ -2,8 +2,8 @@
 import json
 
 import pytest
-
 from helpers import create, customer, lead
+
 from vigil_shared.identity import service_identity
 from vigil_shared.testing import ADMIN, identity_with
 

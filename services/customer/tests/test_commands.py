@@ -1,9 +1,9 @@
 """The customer commands run from a task or a script: no Flask app context, no request, one commit each."""
 import pytest
 from flask import has_app_context
+from helpers import customer, outbox_events
 from sqlalchemy import select
 
-from helpers import customer, outbox_events
 from vigil_customer import commands
 from vigil_customer.customers import Context
 from vigil_customer.models import Customer, HistoryEntry, Note

@@ -6,13 +6,14 @@ request's row lock keeps the other from reading, until the barrier gives up). Wh
 locked (PostgreSQL) both then succeed one after the other; elsewhere the later one gets 409.
 Never a 500.
 """
+import contextlib
 import threading
+from datetime import UTC
 
 import pytest
+from helpers import create
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-
-from helpers import create
 
 WAIT = 1.0  # how long the first writer waits for a second one that a row lock may be holding back
 
@@ -26,10 +27,8 @@ def racing():
     def meet(session, flush_context, instances):
         if getattr(local, "racing", False) and not getattr(local, "met", False):
             local.met = True
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait()
-            except threading.BrokenBarrierError:
-                pass
 
     event.listen(Session, "before_flush", meet)
 
@@ -87,7 +86,7 @@ def test_a_property_event_reindexing_a_customer_being_deleted_never_deadlocks(ap
     before locking the record then waited on the record: a deadlock (a 500, or a 409 with the shared
     mapping) on PostgreSQL. Both now take the record first, so both succeed in turn."""
     import uuid
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from vigil_customer import search
     from vigil_customer.tasks import event_consumer
@@ -106,7 +105,7 @@ def test_a_property_event_reindexing_a_customer_being_deleted_never_deadlocks(ap
 
     monkeypatch.setattr(search, "covered_lengths", hold_after_replacing_terms)
     event = {"id": str(uuid.uuid4()), "type": "property.created", "version": 1, "source": "property",
-             "occurred_at": datetime.now(timezone.utc).isoformat(),
+             "occurred_at": datetime.now(UTC).isoformat(),
              "data": {"property_id": 77, "customer_id": record["id"], "account_number": "ACC-77"}}
     outcome = {}
 

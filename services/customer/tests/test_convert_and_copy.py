@@ -1,5 +1,6 @@
 """Converting a lead, duplicating a customer, and the history of both."""
 from helpers import create, customer, lead, outbox_events
+
 from vigil_shared.testing import identity_with
 
 

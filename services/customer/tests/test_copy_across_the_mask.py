@@ -4,7 +4,10 @@ The caller below sees SSNs, birthdates and installation codes masked in office 1
 office 2, and may create and move records in both. Copying or moving a record from office 1 to 2
 must not hand them what office 1 masks.
 """
+from datetime import UTC
+
 from helpers import create, customer, lead
+
 from vigil_shared.identity import Identity
 from vigil_shared.permissions import LOCATION_PERMISSIONS
 
@@ -101,14 +104,14 @@ def test_a_contact_passcode_or_a_cleared_ssn_in_history_also_blocks_the_move(api
 def test_a_customer_with_properties_does_not_move_where_their_pins_would_show(api, runtime):
     """The property service masks PINs and alarm passwords by the owner's location."""
     import uuid
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from vigil_customer.tasks import event_consumer
 
     owner = create(api, customer())
     assert event_consumer(runtime).consume({
         "id": str(uuid.uuid4()), "type": "property.created", "version": 1, "source": "property",
-        "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "occurred_at": datetime.now(UTC).isoformat(),
         "data": {"property_id": 77, "customer_id": owner["id"], "account_number": "ACC-77"}})
     moved = api.as_(SPLIT).patch(f"/api/v1/customers/{owner['id']}", json={"location_id": 2})
     assert moved.status_code == 403 and set(moved.json["errors"]) == {"properties.pin"}

@@ -2,9 +2,9 @@
 import re
 from datetime import date
 
+from helpers import create, customer, lead, outbox_events
 from sqlalchemy import select
 
-from helpers import create, customer, lead, outbox_events
 from vigil_customer.models import Customer
 from vigil_shared.messaging.contracts import parse_event
 from vigil_shared.testing import identity_with
@@ -81,8 +81,9 @@ def test_zip_is_checked_against_the_states_country(api):
 
 
 def test_zip_rules_without_a_state():
-    from vigil_customer.validation import normalize_zip
     import pytest
+
+    from vigil_customer.validation import normalize_zip
 
     assert normalize_zip("84601", None) == "84601"
     assert normalize_zip("K1A0B1", None) == "K1A 0B1"

@@ -1,7 +1,7 @@
 """Likely duplicates on create: one engine, four reasons, an explicit override."""
+from helpers import create, customer, outbox_events
 from sqlalchemy import select
 
-from helpers import create, customer, outbox_events
 from vigil_customer import duplicates
 from vigil_customer.models import Customer
 from vigil_shared.testing import identity_with

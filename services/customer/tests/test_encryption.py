@@ -1,9 +1,9 @@
 """Confidential values at rest: ciphertext only, re-encrypted by `vigil-customer rotate-keys`."""
 from dataclasses import replace
 
+from helpers import create, customer
 from sqlalchemy import select, text
 
-from helpers import create, customer
 from vigil_customer.app import program
 from vigil_customer.models import Customer, HistoryEntry
 from vigil_shared.crypto import FieldCipher, generate_key

@@ -2,6 +2,7 @@
 import io
 
 from helpers import create, customer, lead
+
 from vigil_customer import files as files_domain
 from vigil_shared.testing import identity_with
 

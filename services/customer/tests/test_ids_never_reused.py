@@ -1,9 +1,9 @@
 """A deleted customer's id is never handed to another: stale forms, late events and replicas name only it."""
-from datetime import datetime, timezone
-
-from sqlalchemy import text
+from datetime import UTC, datetime
 
 from helpers import create
+from sqlalchemy import text
+
 from vigil_shared import migrations
 from vigil_shared.db import build_engine
 
@@ -36,7 +36,7 @@ def test_the_migration_keeps_ids_named_by_retained_events_taken(test_databases):
     migrations.upgrade("vigil_customer", url, "0004")
     engine = build_engine(url)
     try:
-        now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+        now = datetime(2026, 1, 2, tzinfo=UTC)
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO outbox_events (event_id, type, version, occurred_at, data) "
                               "VALUES ('e1', 'customer.deleted', 1, :now, :data)"),

@@ -1,5 +1,6 @@
 """`/leads`: the lead records under the `leads.*` rights alone."""
 from helpers import create, customer, lead
+
 from vigil_shared.testing import identity_with
 
 REP = ("leads.view", "leads.create", "leads.modify", "leads.delete", "customers.contact_info.modify")

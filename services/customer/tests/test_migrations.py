@@ -1,3 +1,5 @@
+from datetime import UTC
+
 from vigil_customer.models import Base
 from vigil_shared.testing import assert_migrations_round_trip
 
@@ -7,7 +9,7 @@ def test_migrations_match_the_models_and_go_down_and_up_again(test_databases):
 
 
 def test_existing_customers_survive_the_move_to_the_full_record(test_databases):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from sqlalchemy import text
 
@@ -18,7 +20,7 @@ def test_existing_customers_survive_the_move_to_the_full_record(test_databases):
     migrations.upgrade("vigil_customer", url, "0001")
     engine = build_engine(url)
     try:
-        now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO customers (first_name, last_name, email, email_key, phone, active, "
                               "created_at, updated_at, version) VALUES ('José', 'Núñez', 'J@X.com', 'j@x.com', "

@@ -2,6 +2,7 @@
 import json
 
 from helpers import create, customer
+
 from vigil_shared.identity import service_identity
 from vigil_shared.testing import identity_with
 
@@ -84,8 +85,8 @@ def test_emergency_contacts_in_call_order_with_a_masked_passcode(api):
                                 "phones": [{"label": "cell", "number": "613-555-0111"}], "passcode": "blue"}).json
     second = api.post(url, json={"type": "emergency", "name": "Bob", "relation": "son"}).json
     jumper = api.post(url, json={"type": "emergency", "name": "Cid", "call_priority": 1}).json
-    other = api.post(url, json={"type": "other", "name": "Accountant", "role": "billing",
-                                "email": "acc@example.com", "is_primary": True}).json
+    api.post(url, json={"type": "other", "name": "Accountant", "role": "billing",
+                        "email": "acc@example.com", "is_primary": True})
     assert (first["call_priority"], second["call_priority"], jumper["call_priority"]) == (1, 2, 1)
     emergency = api.get(f"{url}?type=emergency").json["items"]
     assert [(c["name"], c["call_priority"]) for c in emergency] == [("Cid", 1), ("Ann", 2), ("Bob", 3)]
@@ -194,7 +195,7 @@ def test_tags_on_a_record_need_the_permission_at_its_location(api):
     there = create(api, customer(location_id=2))
     clerk = as_(api, "tags.view", "tags.modify", "customers.view")
     assert clerk.post(f"/api/v1/customers/{there['id']}/tags", json={"tag_id": tag["id"]}).status_code == 403
-    hidden = as_(api, "customers.view").get(f"/api/v1/customers?per_page=5").json
+    hidden = as_(api, "customers.view").get("/api/v1/customers?per_page=5").json
     assert all("tags" not in item for item in hidden["items"])
 
 

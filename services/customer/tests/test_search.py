@@ -1,12 +1,12 @@
 """The list and search: paging with keyset cursors, `q` over every searchable field, filters, totals."""
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from helpers import create, customer, lead
 from sqlalchemy import update
 
-from helpers import create, customer, lead
 from vigil_customer import search
 from vigil_customer.models import Customer
 from vigil_customer.tasks import event_consumer
@@ -27,7 +27,7 @@ def next_link(response):
 
 def property_event(event_type, **data):
     return {"id": str(uuid.uuid4()), "type": event_type, "version": 1,
-            "occurred_at": datetime.now(timezone.utc).isoformat(), "data": data, "source": "property"}
+            "occurred_at": datetime.now(UTC).isoformat(), "data": data, "source": "property"}
 
 
 @pytest.fixture
@@ -161,8 +161,8 @@ def test_filters(api, session):
     prospect = create(api, lead())
     idle = create(api, customer(active=False))
     session.execute(update(Customer).where(Customer.id == idle["id"]).values(
-        archived_at=datetime.now(timezone.utc), created_at=datetime(2020, 1, 1, tzinfo=timezone.utc),
-        last_activity_at=datetime(2020, 6, 1, tzinfo=timezone.utc)))
+        archived_at=datetime.now(UTC), created_at=datetime(2020, 1, 1, tzinfo=UTC),
+        last_activity_at=datetime(2020, 6, 1, tzinfo=UTC)))
     session.commit()
     everyone = {home["id"], shop["id"], prospect["id"], idle["id"]}
 
@@ -235,7 +235,7 @@ def test_recent_records_sort_by_created(api, session):
     old = create(api)
     new = create(api)
     session.execute(update(Customer).where(Customer.id == old["id"]).values(
-        created_at=datetime.now(timezone.utc) - timedelta(days=3)))
+        created_at=datetime.now(UTC) - timedelta(days=3)))
     session.commit()
     assert ids(api.get("/api/v1/customers?sort=-created")) == [new["id"], old["id"]]
 

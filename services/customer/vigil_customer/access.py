@@ -99,6 +99,7 @@ class Access:
         birthdate and the installation codes.
         """
         section = section_of(field, self.kind)
+        assert section is not None, f"{field} is not a field of a {self.kind}"
         if field == "location_id":
             return None if self.can_record("create" if creating else "modify") else base_permission(
                 self.kind, "create" if creating else "modify")
@@ -109,8 +110,9 @@ class Access:
         view, _ = SECTION_PERMISSIONS[section]
         if view:
             needed.append(view)
-        if field in CONFIDENTIAL and has_saved_value:
-            needed.append(confidential_modify_permission(field))
+        modify_confidential = confidential_modify_permission(field)
+        if modify_confidential and has_saved_value:
+            needed.append(modify_confidential)
         if field in SCORE_FIELDS:
             needed.append(SCORE_PERMISSION)
         for permission in needed:
@@ -119,22 +121,22 @@ class Access:
         return None
 
 
-def visible_field(access: "Access", field: str) -> bool:
+def visible_field(access: Access, field: str) -> bool:
     """Whether the caller sees ``field``'s value unmasked on a record with ``access``."""
     return access.can_view_field(field) and access.can_see_confidential(field)
 
 
-def missing_view_permission(access: "Access", field: str) -> str:
+def missing_view_permission(access: Access, field: str) -> str:
     """The permission the caller lacks to see ``field`` unmasked with ``access`` (it must lack one)."""
     if not access.can_record("view"):
         return base_permission(access.kind, "view")
     section = section_of(field, access.kind)
     if section is not None and not access.can_view_section(section):
-        return SECTION_PERMISSIONS[section][0]
+        return SECTION_PERMISSIONS[section][0] or base_permission(access.kind, "view")
     return confidential_view_permission(field) or base_permission(access.kind, "view")
 
 
-def unmasked_by_move(source: "Access", target: "Access", fields_with_values) -> dict[str, str]:
+def unmasked_by_move(source: Access, target: Access, fields_with_values) -> dict[str, str]:
     """Fields holding a value the caller may not see where the record is now but would see at
     ``target`` (a move to another office, a conversion): ``{field: permission missing at the source}``.
 

@@ -19,7 +19,7 @@ from vigil_shared.commands import command
 from . import contacts, custom_fields, customers, files, notes, tags
 from .access import base_permission
 from .customers import Context
-from .models import Contact, CustomerFile, CustomFieldDefinition, Customer, Note, Tag
+from .models import Contact, Customer, CustomerFile, CustomFieldDefinition, Note, Tag
 
 CATALOGS_MANAGE = "catalogs.manage"
 # the record's own actions that change it (its row is locked from the first read)

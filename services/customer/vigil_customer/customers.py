@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update as sql_update
+from sqlalchemy import select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -20,8 +21,20 @@ from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validati
 from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated
 
 from . import custom_fields, duplicates, history, record, registry, search, validation
-from .access import (CONFIDENTIAL, CREATE_ONLY, CUSTOMER, LEAD, READ_ONLY, Access, base_permission, field_forbidden,
-                     fields_of, move_forbidden, unmasked_by_move, visible_field)
+from .access import (
+    CONFIDENTIAL,
+    CREATE_ONLY,
+    CUSTOMER,
+    LEAD,
+    READ_ONLY,
+    Access,
+    base_permission,
+    field_forbidden,
+    fields_of,
+    move_forbidden,
+    unmasked_by_move,
+    visible_field,
+)
 from .models import Contact, Customer, CustomerFile, HistoryEntry, PropertyAccount
 
 DUPLICATES = "urn:vigil:problem:duplicates"
@@ -226,9 +239,8 @@ def _rule_errors(session: Session, customer: Customer, kind: str, merged: dict, 
     errors: dict[str, list[str]] = {}
     for name in REQUIRED[kind]:
         value = merged.get(name)
-        if (value is None or value == "") and name not in reported:
-            if creating or name in sent:
-                errors[name] = [record.required_message(kind)]
+        if (value is None or value == "") and name not in reported and (creating or name in sent):
+            errors[name] = [record.required_message(kind)]
     if kind == CUSTOMER:
         if merged.get("canceled"):
             for name in ("cancel_date", "cancel_reason"):

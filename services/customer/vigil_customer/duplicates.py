@@ -35,7 +35,7 @@ class Candidate:
     name_address_key: str | None = None
 
     @classmethod
-    def of(cls, customer: Customer) -> "Candidate":
+    def of(cls, customer: Customer) -> Candidate:
         phones = {getattr(customer, column.key) for column in PHONE_COLUMNS}
         return cls(frozenset(p for p in phones if p), customer.email_key, customer.ssn_index,
                    customer.name_address_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import BinaryIO
 
 from flask import current_app
@@ -39,7 +40,7 @@ def _is_text(head: bytes) -> bool:
 
 
 _ZIP = (b"PK\x03\x04", b"PK\x05\x06")
-ALLOWED: dict[str, object] = {
+ALLOWED: dict[str, Callable[[bytes], bool]] = {
     "application/pdf": lambda h: h.startswith(b"%PDF-"),
     "image/png": lambda h: h.startswith(b"\x89PNG\r\n\x1a\n"),
     "image/jpeg": lambda h: h.startswith(b"\xff\xd8\xff"),

@@ -7,7 +7,7 @@ they hold the confidential permission for that field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -37,7 +37,7 @@ class Actor:
     source: str = "api"
 
     @classmethod
-    def of(cls, identity: Identity, source: str | None = None) -> "Actor":
+    def of(cls, identity: Identity, source: str | None = None) -> Actor:
         if source is None:
             source = {"api_key": "integration", "service": "workflow"}.get(identity.kind, "api")
         return cls(identity, source)
@@ -54,7 +54,7 @@ def as_text(value) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
@@ -70,6 +70,7 @@ def record(session: Session, actor: Actor, customer_id: int, action: str, *, tar
     old_text, new_text = as_text(old), as_text(new)
     values = {"old_value": old_text, "new_value": new_text}
     if confidential:
+        assert cipher is not None, "a confidential change is recorded encrypted"
         values = {"old_value_enc": cipher.encrypt(old_text), "new_value_enc": cipher.encrypt(new_text)}
     entry = HistoryEntry(customer_id=customer_id, actor_id=actor.identity.subject, actor_name=actor.name,
                          source=actor.source, client_ip=actor.identity.client_ip,
@@ -114,7 +115,7 @@ def present(entries: list[HistoryEntry], access, cipher: FieldCipher) -> tuple[l
         if entry.confidential:
             old, new = cipher.decrypt(entry.old_value_enc), cipher.decrypt(entry.new_value_enc)
             if access.can(f"confidential.{entry.confidential}.view"):
-                if old is not None or new is not None:
+                if entry.field is not None and (old is not None or new is not None):
                     shown.add(entry.field)
             else:
                 hide = _MASKED_AS[entry.confidential].masked

@@ -6,16 +6,21 @@ FieldCipher tokens in ``*_enc`` columns; the SSN also has a keyed blind index fo
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm.decl_api import DeclarativeAttributeIntercept
 
-from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
+from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
 from . import registry
 
-Base = new_declarative_base()
+
+class Base(ServiceTables, DeclarativeBase):
+    metadata = service_metadata()
+
 messaging = messaging_models(Base)
 
 
@@ -24,12 +29,26 @@ def binary_string(length: int) -> String:
     return String(length, collation="C").with_variant(String(length), "sqlite")
 
 
-class Customer(Base):
+class RegistryColumns(DeclarativeAttributeIntercept):
+    """Metaclass of a model whose columns the field registry adds: a type checker sees them as Any."""
+
+    if TYPE_CHECKING:
+
+        def __getattr__(cls, name: str) -> Any: ...
+
+
+class Customer(Base, metaclass=RegistryColumns):
     """A customer or a lead (``kind``): the whole Home-page record.
 
     The columns behind the record's fields (``first_name``, ``ssn_enc``, ``primary_phone_e164``…)
     come from :data:`vigil_customer.registry.FIELDS`; only bookkeeping is declared here.
     """
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     __tablename__ = "customers"
 

@@ -32,7 +32,7 @@ def customer_view(session: Session, customer, identity: Identity, cipher: FieldC
         if isinstance(value_type, registry.Values):
             body[name] = custom_fields.visible_values(session, customer.kind, getattr(customer, name))
             continue
-        if isinstance(value_type, registry.Derived):  # computed from fields of its own section
+        if isinstance(value_type, registry.Derived) and value_type.compute:  # from fields of its own section
             body[name] = value_type.compute(customer)
             continue
         value = record.read(customer, name, cipher)

@@ -112,7 +112,8 @@ def normalize(fields: dict[str, Any], state: str | None) -> tuple[dict[str, Any]
     ``state`` is the state the record will have (sent now, or stored), which decides the ZIP's
     country and the default country of phone numbers.
     """
-    values, errors = {}, {}
+    values: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
     for field, value in fields.items():
         if isinstance(value, str) and field not in CONFIDENTIAL and field != "birthdate":
             value = value.strip() or None

@@ -12,8 +12,10 @@ Adding an optional text field is one line here plus a migration adding its colum
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dataclass_field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
 
 from marshmallow import fields, validate
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String
@@ -189,7 +191,7 @@ class Int(Type):
     column_type = property(lambda self: Integer())
 
     def input(self, doc):
-        extra = {} if self.required_value else {"allow_none": True}
+        extra: dict[str, Any] = {} if self.required_value else {"allow_none": True}
         return fields.Integer(strict=True, validate=validate.Range(min=self.low, max=self.high), **extra, **_doc(doc))
 
     def output(self, doc):

@@ -21,7 +21,8 @@ from .registry import Choice
 from .search import SORTS
 
 
-class RecordFieldsSchema(Schema.from_dict(registry.input_fields(), name="RecordFieldsBase")):
+# Bases built from the field registry when the module loads: to mypy, a dynamic base class.
+class RecordFieldsSchema(Schema.from_dict(registry.input_fields(), name="RecordFieldsBase")):  # type: ignore[misc]
     """Every writable field of the record, from the registry (sections and kinds are checked by the domain)."""
 
     @pre_load
@@ -33,7 +34,7 @@ class RecordFieldsSchema(Schema.from_dict(registry.input_fields(), name="RecordF
         return data
 
 
-class CustomerCreateSchema(RecordFieldsSchema.from_dict(
+class CustomerCreateSchema(RecordFieldsSchema.from_dict(  # type: ignore[misc]
         {"kind": Choice(["customer", "lead"], load_default="customer"),
          **registry.input_fields(registry.ON_CREATE)}, name="CustomerCreateBase")):
     """The writable fields, the kind, and the fields set once when the record is created."""
@@ -88,7 +89,7 @@ class TagRefSchema(Schema):
     color = fields.String(allow_none=True)
 
 
-class CustomerSchema(Schema.from_dict(registry.output_fields(), name="CustomerBase")):
+class CustomerSchema(Schema.from_dict(registry.output_fields(), name="CustomerBase")):  # type: ignore[misc]
     """The record as the caller may see it: sections without view permission are left out."""
 
     class Meta:
@@ -97,7 +98,8 @@ class CustomerSchema(Schema.from_dict(registry.output_fields(), name="CustomerBa
     tags = fields.List(fields.Nested(TagRefSchema))
 
 
-class CustomerListItemSchema(Schema.from_dict(registry.output_fields(listed_only=True), name="CustomerListItemBase")):
+class CustomerListItemSchema(
+        Schema.from_dict(registry.output_fields(listed_only=True), name="CustomerListItemBase")):  # type: ignore[misc]
     """The compact row of the list (fields marked ``listed`` in the registry)."""
 
     tags = fields.List(fields.Nested(TagRefSchema))

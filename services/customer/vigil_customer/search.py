@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -113,7 +114,7 @@ def reindex(session: Session, customer: Customer) -> None:
         PropertyAccount.customer_id == customer.id, PropertyAccount.deleted.is_(False),
         PropertyAccount.account_number.isnot(None))).all()
     session.execute(delete(SearchTerm).where(SearchTerm.customer_id == customer.id))
-    covered = covered_lengths(terms_of(customer, list(accounts)))
+    covered = covered_lengths(terms_of(customer, [a for a in accounts if a is not None]))
     rows = [{"customer_id": customer.id, "term": term, "head": term[:HEAD], "covered": covered[term],
              "kind": customer.kind, "location_id": customer.location_id, "sort_name": customer.sort_name}
             for term in sorted(covered)]
@@ -399,6 +400,7 @@ def _estimate(session: Session, statement) -> int | None:
     plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar()
     if isinstance(plan, str):
         plan = json.loads(plan)
+    assert plan is not None, "EXPLAIN answers one row"
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
@@ -504,7 +506,8 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
     want = query.per_page + 1
 
     on_terms = bool(tokens) and query.sort.lstrip("-") == "name"
-    fetched, counted = None, None
+    fetched: Sequence[Any] | None = None
+    counted = None
     if on_terms:
         matches = _term_statement(query, visibility, tokens)
         if not jump:
@@ -538,10 +541,10 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
         else:
             fetched = _first_rows(session, statement, want)
     has_more = len(fetched) > query.per_page
-    fetched = list(fetched[:query.per_page])
+    page_rows = list(fetched[:query.per_page])
     if direction == "prev":
-        fetched.reverse()
-    ids = [row.id for row in fetched]
+        page_rows.reverse()
+    ids = [row.id for row in page_rows]
 
     total, estimated = counted or counter()
     rows_by_id = {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(ids)))} if ids else {}

@@ -11,9 +11,10 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import Protocol
 
 CHUNK = 64 * 1024
 _KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -30,8 +31,14 @@ class Stored:
     sha256: str
 
 
+class Readable(Protocol):
+    """What a store reads an upload from: a binary file, or anything with its ``read``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class FileStore(Protocol):
-    def put(self, stream: BinaryIO, max_bytes: int) -> Stored: ...
+    def put(self, stream: Readable, max_bytes: int) -> Stored: ...
 
     def open(self, key: str) -> Iterator[bytes]: ...
 
@@ -49,7 +56,7 @@ class LocalFileStore:
             raise ValueError("malformed storage key")
         return self.root / key[:2] / key
 
-    def put(self, stream: BinaryIO, max_bytes: int) -> Stored:
+    def put(self, stream: Readable, max_bytes: int) -> Stored:
         key = uuid.uuid4().hex
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +81,7 @@ class LocalFileStore:
 
     def open(self, key: str) -> Iterator[bytes]:
         path = self._path(key)
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - chunks() below closes it, once the response is sent
 
         def chunks() -> Iterator[bytes]:
             with handle:

@@ -1,5 +1,5 @@
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -68,7 +68,7 @@ def test_customer_updated_and_converted_move_the_customer_and_its_properties(api
 
 
 def test_an_older_event_does_not_overwrite_a_newer_location(session, consumer):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     consumer.consume(message("customer.updated", 4, now, changed=["location_id"], location_id=2))
     consumer.consume(message("customer.created", 4, now - timedelta(minutes=1), location_id=1))
     assert location(session, 4) == 2

@@ -8,8 +8,8 @@ off, with a reason; the archive cascade will use it too.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session

@@ -31,7 +31,7 @@ class Actor:
     request_id: str | None = None
 
     @classmethod
-    def of(cls, identity: Identity, request_id: str | None = None) -> "Actor":
+    def of(cls, identity: Identity, request_id: str | None = None) -> Actor:
         return cls(id=identity.subject, name=identity.username, source=SOURCES.get(identity.kind, "api"),
                    request_id=request_id or identity.request_id)
 

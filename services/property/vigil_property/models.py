@@ -10,14 +10,17 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, true
-from sqlalchemy.orm import Mapped, mapped_column, validates
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
-from vigil_shared.db import UTCDateTime, new_declarative_base, utcnow
+from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
 from .account_numbers import account_key as normalised_account
 
-Base = new_declarative_base()
+
+class Base(ServiceTables, DeclarativeBase):
+    metadata = service_metadata()
+
 messaging = messaging_models(Base)
 
 PROPERTY_TYPES = ("residential", "commercial")

@@ -6,7 +6,7 @@ history and in an event written in the same transaction.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -15,14 +15,20 @@ from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem, conflict, not_found, validation_problem
 from vigil_shared.http import Page, paginate
-from vigil_shared.messaging.contracts import (PropertyCreated, PropertyDeactivated, PropertyDeleted,
-                                              PropertyMonitoringChanged, PropertyReactivated, PropertyTransferred,
-                                              PropertyUpdated)
+from vigil_shared.messaging.contracts import (
+    PropertyCreated,
+    PropertyDeactivated,
+    PropertyDeleted,
+    PropertyMonitoringChanged,
+    PropertyReactivated,
+    PropertyTransferred,
+    PropertyUpdated,
+)
 from vigil_shared.messaging.outbox import Outbox
 
 from . import customers_replica as replica
-from .account_numbers import account_key
 from . import history, pins, writes
+from .account_numbers import account_key
 from .history import Actor
 from .models import KnownCustomer, Property
 
@@ -174,7 +180,7 @@ def update_property(session: Session, outbox: Outbox, cipher: FieldCipher, prop:
         history.record(session, prop.id, "updated", actor, field=_api_name(column), old=getattr(prop, column),
                        new=values[column])
         setattr(prop, column, values[column])
-    if pin_changed:
+    if new_pin is not None and pin_changed:
         history.record(session, prop.id, "updated", actor, field="pin", old="(previous)", new=new_pin)
         for column, value in pins.seal(cipher, new_pin).items():
             setattr(prop, column, value)

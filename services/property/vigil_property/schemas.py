@@ -14,8 +14,14 @@ from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 from vigil_shared.onsite import TechOnSite
 
-from .models import (ACCESS_MANAGERS, APPOINTMENT_STATUSES, APPOINTMENT_TYPES, EQUIPMENT_STATUSES, MONITORING_STATUSES,
-                     PROPERTY_TYPES)
+from .models import (
+    ACCESS_MANAGERS,
+    APPOINTMENT_STATUSES,
+    APPOINTMENT_TYPES,
+    EQUIPMENT_STATUSES,
+    MONITORING_STATUSES,
+    PROPERTY_TYPES,
+)
 from .pins import PIN_PATTERN
 
 READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."

@@ -90,7 +90,7 @@ def list_systems(session: Session, property_id: int, *, page: int, per_page: int
 
 def systems_with_kinds(session: Session, property_id: int) -> list[tuple[System, SystemKind]]:
     """The property's systems with their kinds, in one query."""
-    return [tuple(row) for row in session.execute(
+    return [(system, kind) for system, kind in session.execute(
         select(System, SystemKind).join(SystemKind, SystemKind.id == System.kind_id)
         .where(System.property_id == property_id).order_by(System.id))]
 
@@ -164,6 +164,7 @@ def update_system(session: Session, cipher: FieldCipher, prop: Property, system:
     """Applies ``changes``; ``details`` changes only the keys it names (null removes one)."""
     ensure_editable(prop)
     kind = session.get(SystemKind, system.kind_id)
+    assert kind is not None, "a system's kind is a foreign key"
     subject = f"system {system.id}"
     values = {name: changes[name] for name in PLAIN_COLUMNS if name in changes}
     details = dict(system.details or {})

@@ -15,8 +15,9 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import CursorResult, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -80,7 +81,8 @@ def count_attempt(session: Session, client: str, now: datetime) -> None:
 
 def prune_windows(session: Session, now: datetime) -> int:
     """Forgets clients whose window has ended (their next attempt starts a new one anyway)."""
-    return session.execute(delete(LookupWindow).where(LookupWindow.window_start <= now - WINDOW)).rowcount
+    result = session.execute(delete(LookupWindow).where(LookupWindow.window_start <= now - WINDOW))
+    return cast(CursorResult[Any], result).rowcount
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Flushing a unit of work so that a lost race reaches the caller as a 409, never as a 500."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session

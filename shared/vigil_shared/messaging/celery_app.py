@@ -5,6 +5,8 @@ JSON only. Each service consumes its own queue and nothing else.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from kombu import Connection, Exchange, Queue
 
@@ -25,7 +27,7 @@ PUBLISH_TIMEOUT = 10
 TASK_TIME_LIMIT = 120
 
 
-def broker_transport_options(settings: Settings) -> dict:
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
     if settings.broker_url.startswith(f"{sqlite_broker.SCHEME}:"):
         return {"visibility_timeout": EMBEDDED_VISIBILITY_TIMEOUT, "polling_interval": 0.05}
     if settings.broker_url.startswith("filesystem:"):  # kombu's own: kept for comparison, not recommended
@@ -81,7 +83,8 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def send_to_queue(app: Celery, task_name: str, queue: str, args: list, headers: dict | None = None) -> None:
+def send_to_queue(app: Celery, task_name: str, queue: str, args: list[Any],
+                  headers: dict[str, Any] | None = None) -> None:
     app.send_task(task_name, args=args, queue=Queue(queue, Exchange(queue, type="direct"), routing_key=queue),
                   headers=headers or {}, retry=True, timeout=PUBLISH_TIMEOUT, confirm_timeout=PUBLISH_TIMEOUT,
                   retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})

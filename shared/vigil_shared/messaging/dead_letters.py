@@ -26,8 +26,8 @@ from marshmallow import ValidationError
 from sqlalchemy import delete
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from ..crypto import FieldCipher
 from ..db import utcnow

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from celery import Celery
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ..crypto import FieldCipher
 from ..db import Database, UTCDateTime, utcnow
@@ -48,17 +48,22 @@ P = TypeVar("P")
 
 @dataclass(frozen=True)
 class MessagingModels:
-    OutboxEvent: type
-    ProcessedEvent: type
-    IdempotencyRecord: type
-    DeadLetter: type
+    """A service's own copies of the tables below (their columns are those of ``messaging_models``)."""
+
+    OutboxEvent: type[Any]
+    ProcessedEvent: type[Any]
+    IdempotencyRecord: type[Any]
+    DeadLetter: type[Any]
 
 
-def messaging_models(Base) -> MessagingModels:
+def messaging_models(Base: type[DeclarativeBase]) -> MessagingModels:
     """Declares ``outbox_events``, ``processed_events``, ``idempotency_keys`` and ``dead_letters`` on a
-    service's own metadata."""
+    service's own metadata.
 
-    class OutboxEvent(Base):
+    The classes derive from the base passed in, which mypy cannot take as a static base class.
+    """
+
+    class OutboxEvent(Base):  # type: ignore[valid-type,misc]
         __tablename__ = "outbox_events"
 
         position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
@@ -67,11 +72,11 @@ def messaging_models(Base) -> MessagingModels:
         type: Mapped[str] = mapped_column(String(100))
         version: Mapped[int] = mapped_column(Integer)
         occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
-        data: Mapped[dict] = mapped_column(JSON)
+        data: Mapped[dict[str, Any]] = mapped_column(JSON)
         request_id: Mapped[str | None] = mapped_column(String(64))
         published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
-    class ProcessedEvent(Base):
+    class ProcessedEvent(Base):  # type: ignore[valid-type,misc]
         __tablename__ = "processed_events"
 
         event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -79,7 +84,7 @@ def messaging_models(Base) -> MessagingModels:
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
         duplicates: Mapped[int] = mapped_column(Integer, default=0)  # repeats absorbed, for operators
 
-    class IdempotencyRecord(Base):
+    class IdempotencyRecord(Base):  # type: ignore[valid-type,misc]
         """The first response to a POST sent with an ``Idempotency-Key`` (see ``vigil_shared.idempotency``)."""
 
         __tablename__ = "idempotency_keys"
@@ -90,11 +95,11 @@ def messaging_models(Base) -> MessagingModels:
         state: Mapped[str] = mapped_column(String(20))
         response_status: Mapped[int | None] = mapped_column(Integer)
         response_body: Mapped[str | None] = mapped_column(Text)
-        response_headers: Mapped[dict | None] = mapped_column(JSON)
+        response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
         created_at: Mapped[datetime] = mapped_column(UTCDateTime())
         expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
-    class DeadLetter(Base):
+    class DeadLetter(Base):  # type: ignore[valid-type,misc]
         """An event this service's consumer can never apply as it is (see ``messaging.dead_letters``)."""
 
         __tablename__ = "dead_letters"
@@ -273,14 +278,15 @@ class EventConsumer:
             return {"event_id": letter.event_id, "event_type": letter.type, "error": letter.error_class,
                     "attempts": letter.attempts, "request_id": letter.request_id}
 
-    def register_task(self, celery: Celery):
+    def register_task(self, celery: Celery) -> Any:
         """The Celery task ``<service>.handle_event.v1`` feeding this consumer."""
         consumer = self
 
-        @celery.task(name=handle_event_task(self.service), bind=True, max_retries=self.retries,
+        @celery.task(  # type: ignore[untyped-decorator]  # Celery ships no type information
+                     name=handle_event_task(self.service), bind=True, max_retries=self.retries,
                      autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
                      retry_kwargs={"timeout": PUBLISH_TIMEOUT, "confirm_timeout": PUBLISH_TIMEOUT})
-        def handle_event(task, message: dict) -> bool:
+        def handle_event(task: Any, message: dict[str, Any]) -> bool:
             # consume() raises only what is worth retrying, and dead-letters the event on the last attempt
             return consumer.consume(message, attempt=task.request.retries + 1)
 

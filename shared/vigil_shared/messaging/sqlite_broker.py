@@ -28,9 +28,13 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from queue import Empty
+from typing import Any
 
+from kombu import Connection
+from kombu.message import Message
 from kombu.transport import TRANSPORT_ALIASES, virtual
 
 SCHEME = "sqlite"
@@ -90,14 +94,14 @@ class QoS(virtual.QoS):
     worker (prefetch 1) at 1/polling_interval messages a second.
     """
 
-    def ack(self, delivery_tag):
+    def ack(self, delivery_tag: str) -> None:
         message = self._delivered.get(delivery_tag)
         if message is not None and delivery_tag not in self._dirty:
             self.channel._finish(message)
         super().ack(delivery_tag)
         self.channel.wake()
 
-    def reject(self, delivery_tag, requeue=False):
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         message = self._delivered.get(delivery_tag)
         if message is not None and delivery_tag not in self._dirty:
             if requeue:
@@ -110,10 +114,11 @@ class QoS(virtual.QoS):
 
 class Channel(virtual.Channel):
     QoS = QoS
-    from_transport_options = virtual.Channel.from_transport_options + ("visibility_timeout",)
+    # kombu's own annotations infer the exact length of its option tuples, so any addition differs
+    from_transport_options = virtual.Channel.from_transport_options + ("visibility_timeout",)  # type: ignore[assignment]
     visibility_timeout = DEFAULT_VISIBILITY_TIMEOUT
 
-    def __init__(self, connection, **kwargs):
+    def __init__(self, connection: Transport, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
         self._path = database_path(_url_of(self.connection.client))
         self._lock = threading.Lock()
@@ -132,7 +137,7 @@ class Channel(virtual.Channel):
             self._conn_pid = os.getpid()
         return self._conn
 
-    def _write(self, sql: str, params=()) -> list:
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """One statement in its own write transaction, taken up front so it never fails on upgrade."""
         with self._lock:
             conn = self._db()
@@ -145,16 +150,16 @@ class Channel(virtual.Channel):
             conn.execute("COMMIT")
             return rows
 
-    def _read(self, sql: str, params=()) -> list:
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
             return self._db().execute(sql, params).fetchall()
 
     # --- what kombu's virtual channel needs -----------------------------------------------------
-    def _put(self, queue, message, **kwargs):
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         self._write("INSERT INTO messages (queue, payload, visible_at) VALUES (?, ?, ?)",
                     (queue, json.dumps(message), time.time()))
 
-    def _get(self, queue, timeout=None):
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         now = time.time()
         # A read first: an idle poll never takes the write lock.
         if not self._read("SELECT 1 FROM messages WHERE queue = ? AND visible_at <= ? LIMIT 1", (queue, now)):
@@ -168,7 +173,7 @@ class Channel(virtual.Channel):
         if not rows:
             raise Empty()
         row_id, payload, deliveries = rows[0]
-        message = json.loads(payload)
+        message: dict[str, Any] = json.loads(payload)
         properties = message["properties"]
         properties["delivery_tag"] = receipt  # one tag per delivery: a redelivery is a new delivery
         properties["delivery_info"].update(sqlite_id=row_id, sqlite_receipt=receipt)
@@ -176,40 +181,44 @@ class Channel(virtual.Channel):
             message["redelivered"] = True
         return message
 
-    def _size(self, queue):
-        return self._read("SELECT count(*) FROM messages WHERE queue = ?", (queue,))[0][0]
+    def _size(self, queue: str) -> int:
+        count: int = self._read("SELECT count(*) FROM messages WHERE queue = ?", (queue,))[0][0]
+        return count
 
-    def _purge(self, queue):
+    def _purge(self, queue: str) -> int:
         return len(self._write("DELETE FROM messages WHERE queue = ? AND visible_at <= ? RETURNING id",
                                (queue, time.time())))
 
-    def _delete(self, queue, *args, **kwargs):
+    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
         self._write("DELETE FROM messages WHERE queue = ?", (queue,))
 
-    def _new_queue(self, queue, **kwargs):
+    def _new_queue(self, queue: str, **kwargs: Any) -> None:
         pass  # a queue is its rows
 
-    def _has_queue(self, queue, **kwargs):
+    def _has_queue(self, queue: str, **kwargs: Any) -> bool:
         return True
 
     # --- leases ---------------------------------------------------------------------------------
-    def _finish(self, message) -> None:
+    def _finish(self, message: Message) -> None:
         info = message.delivery_info
         if "sqlite_id" in info:
-            self._write("DELETE FROM messages WHERE id = ? AND receipt = ?", (info["sqlite_id"], info["sqlite_receipt"]))
+            self._write("DELETE FROM messages WHERE id = ? AND receipt = ?", (info["sqlite_id"],
+                                                                              info["sqlite_receipt"]))
 
-    def _release(self, message) -> None:
+    def _release(self, message: Message) -> None:
         info = message.delivery_info
         if "sqlite_id" in info:
-            self._write("UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL "
-                        "WHERE id = ? AND receipt = ?", (time.time(), info["sqlite_id"], info["sqlite_receipt"]))
+            self._write(
+                "UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL WHERE id = ? AND receipt = ?",
+                (time.time(), info["sqlite_id"], info["sqlite_receipt"]),
+            )
 
     def wake(self) -> None:
         transport = self.connection
         if transport is not None:
             transport.wakeup.set()
 
-    def _restore(self, message):
+    def _restore(self, message: Message) -> None:
         """Unacked at shutdown (or rejected with requeue): visible again, in its original place."""
         self._release(message)
 
@@ -220,30 +229,34 @@ class Channel(virtual.Channel):
         now = time.time()
         if self.qos._delivered and now - self._last_renewal >= self.visibility_timeout / 3:
             self._last_renewal = now
-            self._write("UPDATE messages SET visible_at = ? WHERE owner = ?", (now + self.visibility_timeout, self.owner))
+            self._write(
+                "UPDATE messages SET visible_at = ? WHERE owner = ?", (now + self.visibility_timeout, self.owner)
+            )
         if now - self._last_reap >= min(REAP_INTERVAL, self.visibility_timeout / 3):
             self._last_reap = now
             host = socket.gethostname()
-            for (owner,) in self._read("SELECT DISTINCT owner FROM messages WHERE owner IS NOT NULL "
-                                       "AND visible_at > ?", (now,)):
+            for (owner,) in self._read(
+                "SELECT DISTINCT owner FROM messages WHERE owner IS NOT NULL AND visible_at > ?", (now,)
+            ):
                 owner_host, _, pid = owner.rpartition(":")
                 if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-                    self._write("UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL WHERE owner = ?",
-                                (now, owner))
+                    self._write(
+                        "UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL WHERE owner = ?", (now, owner)
+                    )
 
-    def drain_events(self, timeout=None, callback=None):
+    def drain_events(self, timeout: float | None = None, callback: Callable[..., Any] | None = None) -> Any:
         if self._consumers:
             self.renew_leases()
         return super().drain_events(timeout=timeout, callback=callback)
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         if self._conn is not None and self._conn_pid == os.getpid():
             self._conn.close()
         self._conn = None
 
 
-def _url_of(client) -> str:
+def _url_of(client: Connection) -> str:
     """The database path from the connection's virtual host (kombu drops the first slash)."""
     return f"{SCHEME}:///{client.virtual_host or ''}"
 
@@ -256,33 +269,35 @@ class Transport(virtual.Transport):
     implements = virtual.Transport.implements.extend(asynchronous=False, exchange_type=frozenset(["direct"]))
     # A locked or unreadable file is an outage, as a dropped socket is: kombu and Celery retry and
     # reconnect instead of stopping the worker or failing the publish.
-    connection_errors = virtual.Transport.connection_errors + (sqlite3.OperationalError,)
+    connection_errors = virtual.Transport.connection_errors + (sqlite3.OperationalError,)  # type: ignore[assignment]
 
-    def __init__(self, client, **kwargs):
+    def __init__(self, client: Connection, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.wakeup = threading.Event()
 
-    def drain_events(self, connection, timeout=None):
+    # kombu's virtual transport already narrows the base signature so
+    def drain_events(self, connection: Connection, timeout: float | None = None) -> None:  # type: ignore[override]
         """kombu's loop, except that the wait between empty polls ends early when a message is acked."""
         started = time.monotonic()
         while True:
             self.wakeup.clear()
             try:
+                assert self.cycle is not None, "kombu sets the cycle up before draining"
                 self.cycle.get(self._deliver, timeout=timeout)
                 return
             except Empty:
                 if timeout is not None and time.monotonic() - started >= timeout:
-                    raise socket.timeout() from None
+                    raise TimeoutError() from None
                 wait = self.polling_interval
                 if timeout is not None:
                     wait = min(wait, max(0.0, timeout - (time.monotonic() - started)))
                 self.wakeup.wait(wait)
 
     @property
-    def default_connection_params(self):
+    def default_connection_params(self) -> dict[str, Any]:
         return {}  # a file, not a host: no "No hostname was supplied" warning in every log
 
-    def driver_version(self):
+    def driver_version(self) -> str:
         return sqlite3.sqlite_version
 
 

@@ -2,10 +2,10 @@
 fields: ``gate_instructions`` (optional text, installation card) and ``gate_code`` (confidential).
 Their columns are added to the migrated test database here, as their migration would."""
 import pytest
+from helpers import create, customer
 from sqlalchemy import text
 from sqlalchemy.schema import CreateColumn
 
-from helpers import create, customer
 from vigil_customer.models import Customer
 from vigil_shared.testing import identity_with
 

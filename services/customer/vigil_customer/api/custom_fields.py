@@ -12,8 +12,13 @@ from vigil_shared.web import request_session, requires
 
 from .. import commands
 from .. import custom_fields as domain
-from ..schemas import (CustomFieldArgs, CustomFieldCreateSchema, CustomFieldListSchema, CustomFieldPatchSchema,
-                       CustomFieldSchema)
+from ..schemas import (
+    CustomFieldArgs,
+    CustomFieldCreateSchema,
+    CustomFieldListSchema,
+    CustomFieldPatchSchema,
+    CustomFieldSchema,
+)
 from .common import context, if_match
 
 blp = Blueprint("custom_fields", __name__, url_prefix="/api/v1/custom-fields",

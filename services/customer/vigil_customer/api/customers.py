@@ -11,8 +11,18 @@ from vigil_shared.web import current_identity, note_confidential_read, request_s
 
 from .. import commands, history, present, search
 from ..access import Access
-from ..schemas import (ConvertSchema, CreateArgs, CustomerCreateSchema, CustomerListArgs, CustomerPageSchema,
-                       CustomerPatchSchema, CustomerSchema, DuplicateSchema, HistoryArgs, HistoryPageSchema)
+from ..schemas import (
+    ConvertSchema,
+    CreateArgs,
+    CustomerCreateSchema,
+    CustomerListArgs,
+    CustomerPageSchema,
+    CustomerPatchSchema,
+    CustomerSchema,
+    DuplicateSchema,
+    HistoryArgs,
+    HistoryPageSchema,
+)
 from .common import cipher, context, customer_rule, if_match, loaded
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
@@ -34,8 +44,7 @@ def list_response(session, query: search.ListQuery, vis: search.Visibility):
     tags = search.tags_of(session, [c.id for c in result.rows])
     items = [present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
              for c in result.rows]
-    args = request.args.to_dict(flat=False)
-    args = {k: v if len(v) > 1 else v[0] for k, v in args.items()}
+    args = {k: v if len(v) > 1 else v[0] for k, v in request.args.to_dict(flat=False).items()}
     return result.body(items), 200, result.headers(request.path, args)
 
 

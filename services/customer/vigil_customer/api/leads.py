@@ -17,8 +17,15 @@ from vigil_shared.web import current_identity, request_session, requires
 
 from .. import commands, search
 from ..access import LEAD
-from ..schemas import (ConvertSchema, CreateArgs, CustomerListArgs, CustomerPageSchema, CustomerPatchSchema,
-                       CustomerSchema, LeadCreateSchema)
+from ..schemas import (
+    ConvertSchema,
+    CreateArgs,
+    CustomerListArgs,
+    CustomerPageSchema,
+    CustomerPatchSchema,
+    CustomerSchema,
+    LeadCreateSchema,
+)
 from .common import context, if_match, lead_rule, loaded
 from .customers import list_response, record_response
 

@@ -17,8 +17,7 @@ from vigil_shared.web import request_session, requires
 
 from .. import commands
 from .. import tags as domain
-from ..child_schemas import (ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema,
-                             TagSchema)
+from ..child_schemas import ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema, TagSchema
 from .common import context, customer_rule, if_match, loaded
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")

@@ -11,8 +11,16 @@ from vigil_shared.web import current_identity, request_session, requires
 
 from .. import appointments as domain
 from .. import commands, properties
-from ..schemas import (AppointmentCreateSchema, AppointmentListArgs, AppointmentPageSchema, AppointmentPatchSchema,
-                       AppointmentSchema, CancelSchema, CompleteSchema, RelatedAppointmentListArgs)
+from ..schemas import (
+    AppointmentCreateSchema,
+    AppointmentListArgs,
+    AppointmentPageSchema,
+    AppointmentPatchSchema,
+    AppointmentSchema,
+    CancelSchema,
+    CompleteSchema,
+    RelatedAppointmentListArgs,
+)
 from .common import appointment_rule, context, customer_rule, if_match, loaded, property_rule
 
 blp = Blueprint("appointments", __name__, url_prefix="/api/v1", description="Technician and sales appointments")
@@ -33,8 +41,11 @@ def _page(result):
     customers = domain.customers_of(session, (a.property_id for a in result.items))
     locations = properties.locations_of(session, customers.values())
     body = result.body()
-    body["items"] = [_body(a, customers.get(a.property_id), locations.get(customers.get(a.property_id)))
-                     for a in result.items]
+    body["items"] = []
+    for appointment in result.items:
+        customer_id = customers.get(appointment.property_id)
+        location_id = locations.get(customer_id) if customer_id is not None else None
+        body["items"].append(_body(appointment, customer_id, location_id))
     return body, 200, result.headers()
 
 

@@ -11,8 +11,13 @@ from vigil_shared.web import request_session, requires
 
 from .. import commands
 from .. import equipment as domain
-from ..schemas import (EquipmentCreateSchema, EquipmentListArgs, EquipmentPageSchema, EquipmentPatchSchema,
-                       EquipmentSchema)
+from ..schemas import (
+    EquipmentCreateSchema,
+    EquipmentListArgs,
+    EquipmentPageSchema,
+    EquipmentPatchSchema,
+    EquipmentSchema,
+)
 from .common import context, if_match, loaded, property_rule
 
 blp = Blueprint("equipment", __name__, url_prefix="/api/v1/properties/<int:property_id>/equipment",

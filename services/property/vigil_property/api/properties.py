@@ -11,8 +11,17 @@ from vigil_shared.web import current_identity, request_session, requires
 
 from .. import commands, history
 from .. import properties as domain
-from ..schemas import (CustomerPropertiesArgs, HistoryPageSchema, PropertyCreateSchema, PropertyListArgs,
-                       PropertyPageSchema, PropertyPatchSchema, PropertySchema, StateChangeSchema, TransferSchema)
+from ..schemas import (
+    CustomerPropertiesArgs,
+    HistoryPageSchema,
+    PropertyCreateSchema,
+    PropertyListArgs,
+    PropertyPageSchema,
+    PropertyPatchSchema,
+    PropertySchema,
+    StateChangeSchema,
+    TransferSchema,
+)
 from .common import context, customer_rule, if_match, loaded, property_rule
 from .present import property_body, property_page
 
@@ -128,8 +137,8 @@ class PropertyTransfer(MethodView):
 
         For the new homeowner case. You need `properties.modify` at both customers' locations, and
         a transfer that would show you the PIN and panel passwords masked for you where the property
-        is now is refused (403): someone who may see them there transfers it. The move is written in the property's history and, through `property.transferred`, in both
-        customers' histories.
+        is now is refused (403): someone who may see them there transfers it. The move is written in
+        the property's history and, through `property.transferred`, in both customers' histories.
         """
         return _answer(commands.transfer_property(context(if_match()), loaded(), data["to_customer_id"], data.get("reason")))
 

@@ -16,8 +16,13 @@ from vigil_shared.web import request_session, requires
 
 from .. import commands
 from .. import systems as domain
-from ..schemas import (SystemKindCreateSchema, SystemKindListArgs, SystemKindPageSchema, SystemKindPatchSchema,
-                       SystemKindSchema)
+from ..schemas import (
+    SystemKindCreateSchema,
+    SystemKindListArgs,
+    SystemKindPageSchema,
+    SystemKindPatchSchema,
+    SystemKindSchema,
+)
 from .common import context, if_match
 
 blp = Blueprint("system_kinds", __name__, url_prefix="/api/v1/system-kinds",

@@ -105,12 +105,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column('callcenter_comments', sa.Text(), nullable=True))
         batch.add_column(sa.Column('lead_status', sa.String(length=50), nullable=True))
         batch.add_column(sa.Column('lead_comments', sa.Text(), nullable=True))
-        batch.add_column(sa.Column('sort_name', sa.String(length=220, collation='C').with_variant(sa.String(length=220), 'sqlite'), server_default='', nullable=False))
+        batch.add_column(sa.Column('sort_name', sa.String(length=220, collation='C').with_variant(sa.String(length=220),
+                                                                                                  'sqlite'),
+                                   server_default='', nullable=False))
         batch.add_column(sa.Column('name_address_key', sa.String(length=400), nullable=True))
         batch.add_column(sa.Column('created_by', sa.String(length=100), nullable=True))
         batch.add_column(sa.Column('converted_at', vigil_shared.db.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column('archived_at', vigil_shared.db.UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column('last_activity_at', vigil_shared.db.UTCDateTime(), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False))
+        batch.add_column(sa.Column('last_activity_at', vigil_shared.db.UTCDateTime(),
+                                   server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False))
         batch.create_index('ix_customers_activity', ['last_activity_at', 'id'], unique=False)
         batch.create_index(op.f('ix_customers_cell_phone_e164'), ['cell_phone_e164'], unique=False)
         batch.create_index('ix_customers_created', ['created_at', 'id'], unique=False)
@@ -177,10 +180,12 @@ def upgrade() -> None:
     sa.Column('created_at', vigil_shared.db.UTCDateTime(), nullable=False),
     sa.Column('updated_at', vigil_shared.db.UTCDateTime(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_contacts_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_contacts_customer_id_customers'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_contacts'))
     )
-    op.create_index('ix_customer_contacts_customer', 'customer_contacts', ['customer_id', 'type', 'call_priority'], unique=False)
+    op.create_index('ix_customer_contacts_customer', 'customer_contacts', ['customer_id', 'type', 'call_priority'],
+                    unique=False)
     op.create_table('customer_files',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=False),
@@ -192,7 +197,8 @@ def upgrade() -> None:
     sa.Column('description', sa.String(length=500), nullable=True),
     sa.Column('uploaded_by', sa.String(length=100), nullable=True),
     sa.Column('created_at', vigil_shared.db.UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_files_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_files_customer_id_customers'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_files')),
     sa.UniqueConstraint('storage_key', name=op.f('uq_customer_files_storage_key'))
     )
@@ -215,7 +221,8 @@ def upgrade() -> None:
     sa.Column('old_value_enc', sa.Text(), nullable=True),
     sa.Column('new_value_enc', sa.Text(), nullable=True),
     sa.Column('confidential', sa.String(length=30), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_history_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_history_customer_id_customers'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_history'))
     )
     op.create_index('ix_customer_history_customer', 'customer_history', ['customer_id', 'at', 'id'], unique=False)
@@ -233,28 +240,37 @@ def upgrade() -> None:
     sa.Column('created_at', vigil_shared.db.UTCDateTime(), nullable=False),
     sa.Column('updated_at', vigil_shared.db.UTCDateTime(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_notes_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_notes_customer_id_customers'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_notes'))
     )
-    op.create_index('ix_customer_notes_customer', 'customer_notes', ['customer_id', 'urgent', 'created_at'], unique=False)
+    op.create_index('ix_customer_notes_customer', 'customer_notes', ['customer_id', 'urgent', 'created_at'],
+                    unique=False)
     op.create_table('customer_search_terms',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('term', sa.String(length=120, collation='C').with_variant(sa.String(length=120), 'sqlite'), nullable=False),
+    sa.Column('term', sa.String(length=120, collation='C').with_variant(sa.String(length=120), 'sqlite'),
+              nullable=False),
     sa.Column('kind', sa.String(length=10), nullable=False),
     sa.Column('location_id', sa.Integer(), nullable=True),
-    sa.Column('sort_name', sa.String(length=220, collation='C').with_variant(sa.String(length=220), 'sqlite'), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_search_terms_customer_id_customers'), ondelete='CASCADE'),
+    sa.Column('sort_name', sa.String(length=220, collation='C').with_variant(sa.String(length=220), 'sqlite'),
+              nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'],
+                            name=op.f('fk_customer_search_terms_customer_id_customers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_search_terms'))
     )
-    op.create_index(op.f('ix_customer_search_terms_customer_id'), 'customer_search_terms', ['customer_id'], unique=False)
-    op.create_index('ix_customer_search_terms_lookup', 'customer_search_terms', ['term', 'location_id', 'kind', 'sort_name', 'customer_id'], unique=False)
+    op.create_index(op.f('ix_customer_search_terms_customer_id'), 'customer_search_terms', ['customer_id'],
+                    unique=False)
+    op.create_index('ix_customer_search_terms_lookup', 'customer_search_terms', ['term', 'location_id', 'kind',
+                                                                                 'sort_name', 'customer_id'],
+                    unique=False)
     op.create_table('customer_tags',
     sa.Column('customer_id', sa.Integer(), nullable=False),
     sa.Column('tag_id', sa.Integer(), nullable=False),
     sa.Column('applied_at', vigil_shared.db.UTCDateTime(), nullable=False),
     sa.Column('applied_by', sa.String(length=100), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_tags_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_tags_customer_id_customers'),
+                            ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tag_id'], ['tags.id'], name=op.f('fk_customer_tags_tag_id_tags'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('customer_id', 'tag_id', name=op.f('pk_customer_tags'))
     )

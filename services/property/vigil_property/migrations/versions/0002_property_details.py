@@ -2,6 +2,8 @@
 
 Existing properties keep the default PIN (0000): their PIN columns stay NULL, which means exactly that.
 """
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -10,7 +12,7 @@ from vigil_shared.db import UTCDateTime
 revision = "0002"
 down_revision = "0001"
 
-PROPERTY_COLUMNS = [
+PROPERTY_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [
     ("pin_salt", sa.String(32)),
     ("pin_hash", sa.String(64)),
     ("pin_encrypted", sa.Text()),
