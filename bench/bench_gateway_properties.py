@@ -379,7 +379,7 @@ def same_json(floor_url: str, property_url: str, path: str, headers: dict) -> st
     return ", ".join(differs)
 
 
-def _cpu(result: "Result", group: str) -> float:
+def _cpu(result: Result, group: str) -> float:
     return result.cpu_ms.get(group, 0.0)
 
 
@@ -387,7 +387,7 @@ def _ratio(value: float, floor: float) -> str:
     return f"{value / floor:.2f}x" if floor > 0 else "n/a"
 
 
-def print_floor_ratios(best: dict[str, "Result"]) -> list[bool]:
+def print_floor_ratios(best: dict[str, Result]) -> list[bool]:
     """Every Vigil figure of the read beside its floor; returns whether each CPU target is met."""
     row, hop, direct, gateway = best["floor row"], best["floor hop"], best["direct"], best["gateway"]
     service_cpu, gateway_cpu = _cpu(direct, "property"), _cpu(gateway, "gateway")

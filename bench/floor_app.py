@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timezone
+from datetime import UTC
 from urllib.parse import urlparse
 
 from flask import Flask, Response, abort, request
@@ -45,8 +45,8 @@ def _timestamp(value):
     if value is None:
         return None
     if value.tzinfo is None:  # SQLite keeps no offset; the service stores UTC
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def row_app(database_url: str) -> Flask:

@@ -159,4 +159,5 @@ def test_create_admin_is_idempotent_and_resettable(db):
 def test_ops_routes_go_to_their_service():
     for name in ("customer", "property", "billing", "credit"):
         assert service_for(f"/api/v1/ops/{name}/outbox") == name
+        assert service_for(f"/api/v1/ops/{name}/dead-letters/00000000-0000-0000-0000-000000000000/retry") == name
     assert service_for("/api/v1/ops/gateway/outbox") is None

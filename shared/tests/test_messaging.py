@@ -1,5 +1,6 @@
 import threading
 import uuid
+from dataclasses import dataclass
 
 import pytest
 from conftest import Note, messaging
@@ -8,11 +9,18 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from vigil_shared.config import Settings
+from vigil_shared.crypto import FieldCipher, generate_key
 from vigil_shared.messaging.celery_app import make_celery
 from vigil_shared.messaging.contracts import (
-    EVENT_SCHEMAS,
+    CONTRACTS,
     SUBSCRIPTIONS,
+    CustomerCreated,
+    CustomerDeleted,
+    CustomerUpdated,
+    PropertyMonitoringChanged,
+    PropertyTransferred,
     UnknownContract,
+    contract,
     handle_event_task,
     new_event,
     parse_event,
@@ -21,6 +29,7 @@ from vigil_shared.messaging.contracts import (
 from vigil_shared.messaging.outbox import EventConsumer, Outbox, OutboxRelay
 
 SECRET = "s" * 40
+CIPHER = FieldCipher([generate_key()], "index")
 
 
 def settings(**overrides) -> Settings:
@@ -29,18 +38,56 @@ def settings(**overrides) -> Settings:
 
 
 def test_events_are_validated_against_their_contract():
-    event = new_event("customer.deleted", {"customer_id": 3}, source="customer")
+    event = new_event(CustomerDeleted(customer_id=3), source="customer")
     assert parse_event(event.to_message()).data == {"customer_id": 3}
     with pytest.raises(ValidationError):
-        new_event("customer.deleted", {"customer_id": "three"}, source="customer")
+        new_event(CustomerDeleted(customer_id="three"), source="customer")
     with pytest.raises(UnknownContract):
-        new_event("customer.exploded", {}, source="customer")
+        new_event(Note(text="not a contract"), source="customer")
+    with pytest.raises(UnknownContract):
+        parse_event({"id": str(uuid.uuid4()), "type": "customer.exploded", "version": 1, "occurred_at":
+                     "2026-12-01T00:00:00Z", "data": {}, "source": "x"})
     with pytest.raises(ValidationError):
         parse_event({"id": "not-a-uuid", "type": "customer.deleted", "version": 1, "data": {}, "source": "x"})
 
 
+def test_messages_already_in_queues_and_outboxes_still_parse():
+    """The wire form did not change with the payload classes: an older producer's message (no optional
+    fields) and a newer one's (a field this consumer does not know) both read as the same payload."""
+    older = {"id": str(uuid.uuid4()), "type": "property.transferred", "version": 1, "source": "property",
+             "occurred_at": "2026-11-22T14:03:00Z",
+             "data": {"property_id": 1, "from_customer_id": 2, "to_customer_id": 3, "account_number": "A-1"}}
+    event = parse_event(older)
+    assert event.payload == PropertyTransferred(property_id=1, from_customer_id=2, to_customer_id=3,
+                                                account_number="A-1")
+    assert (event.type, event.version, event.request_id) == ("property.transferred", 1, None)
+    newer = older | {"data": older["data"] | {"added_later": True}}
+    assert parse_event(newer).payload == event.payload
+    assert event.to_message()["data"] == {"property_id": 1, "from_customer_id": 2, "to_customer_id": 3,
+                                          "account_number": "A-1", "actor_id": None, "actor_name": None,
+                                          "source": None, "reason": None}
+    assert new_event(CustomerCreated(customer_id=5), source="customer").data == \
+        {"customer_id": 5, "location_id": None, "kind": "customer"}
+
+
+def test_a_contract_is_a_dataclass_declared_once():
+    class NotADataclass:
+        pass
+
+    @dataclass
+    class Mutable:
+        customer_id: int
+
+    for not_frozen in (NotADataclass, Mutable):
+        with pytest.raises(TypeError):
+            contract("test.not_frozen", 1)(not_frozen)
+    with pytest.raises(ValueError):
+        contract("customer.deleted", 1)(PropertyTransferred)
+    assert CONTRACTS[("customer.deleted", 1)].payload is CustomerDeleted
+
+
 def test_every_subscription_names_a_known_contract():
-    known = {event_type for event_type, _ in EVENT_SCHEMAS}
+    known = {event_type for event_type, _ in CONTRACTS}
     for service, types in SUBSCRIPTIONS.items():
         assert types <= known, service
     assert subscribers("customer.deleted") == ["property"]
@@ -50,10 +97,10 @@ def test_outbox_rows_commit_or_roll_back_with_the_change(db):
     outbox = Outbox(messaging, "customer", "req-1")
     with db.transaction() as session:
         session.add(Note(text="kept"))
-        outbox.add(session, "customer.created", {"customer_id": 1})
+        outbox.add(session, CustomerCreated(customer_id=1))
     with pytest.raises(RuntimeError), db.transaction() as session:
         session.add(Note(text="lost"))
-        outbox.add(session, "customer.created", {"customer_id": 2})
+        outbox.add(session, CustomerCreated(customer_id=2))
         raise RuntimeError("the change fails")
     with db.new_session() as session:
         rows = session.scalars(select(messaging.OutboxEvent)).all()
@@ -65,10 +112,9 @@ def test_relay_publishes_to_each_subscriber_queue_once(db):
     config = settings(queue_prefix=prefix)
     celery = make_celery(config)
     with db.transaction() as session:
-        Outbox(messaging, "customer").add(session, "customer.deleted", {"customer_id": 9})
-        Outbox(messaging, "customer").add(session, "property.monitoring_changed",
-                                          {"property_id": 1, "customer_id": 9, "old_status": "active",
-                                           "new_status": "suspended"})  # nobody subscribes
+        Outbox(messaging, "customer").add(session, CustomerDeleted(customer_id=9))
+        Outbox(messaging, "customer").add(session, PropertyMonitoringChanged(
+            property_id=1, customer_id=9, old_status="active", new_status="suspended"))  # nobody subscribes
     relay = OutboxRelay(service="customer", db=db, models=messaging, celery=celery, queue_name=config.queue_name)
     assert relay.publish_pending() == 2
     assert relay.publish_pending() == 0, "published rows are not sent again"
@@ -88,18 +134,18 @@ def test_relay_publishes_to_each_subscriber_queue_once(db):
 
 
 def _consumer(db) -> EventConsumer:
-    consumer = EventConsumer(service="property", db=db, models=messaging)
+    consumer = EventConsumer(service="property", db=db, models=messaging, cipher=CIPHER)
 
-    @consumer.on("customer.deleted")
+    @consumer.on(CustomerDeleted)
     def record(session, event):
-        session.add(Note(text=f"deleted {event.data['customer_id']}"))
+        session.add(Note(text=f"deleted {event.payload.customer_id}"))
 
     return consumer
 
 
 def test_consumer_applies_an_event_once(db):
     consumer = _consumer(db)
-    message = new_event("customer.deleted", {"customer_id": 4}, source="customer").to_message()
+    message = new_event(CustomerDeleted(customer_id=4), source="customer").to_message()
     assert consumer.consume(message) is True
     assert consumer.consume(message) is False
     assert consumer.consume(message) is False
@@ -111,7 +157,7 @@ def test_consumer_applies_an_event_once(db):
 
 def test_concurrent_deliveries_of_one_event_apply_once(db):
     consumer = _consumer(db)
-    message = new_event("customer.deleted", {"customer_id": 5}, source="customer").to_message()
+    message = new_event(CustomerDeleted(customer_id=5), source="customer").to_message()
     results, barrier = [], threading.Barrier(4)
 
     def deliver():
@@ -132,17 +178,17 @@ def test_concurrent_deliveries_of_one_event_apply_once(db):
 
 
 def test_a_failing_handler_leaves_no_trace_so_a_retry_can_succeed(db):
-    consumer = EventConsumer(service="property", db=db, models=messaging)
+    consumer = EventConsumer(service="property", db=db, models=messaging, cipher=CIPHER)
     attempts = []
 
-    @consumer.on("customer.deleted")
+    @consumer.on(CustomerDeleted)
     def flaky(session, event):
         session.add(Note(text="half"))
         attempts.append(1)
         if len(attempts) == 1:
             raise ConnectionError("database went away")
 
-    message = new_event("customer.deleted", {"customer_id": 6}, source="customer").to_message()
+    message = new_event(CustomerDeleted(customer_id=6), source="customer").to_message()
     with pytest.raises(ConnectionError):
         consumer.consume(message)
     assert consumer.consume(message) is True
@@ -151,8 +197,8 @@ def test_a_failing_handler_leaves_no_trace_so_a_retry_can_succeed(db):
 
 
 def test_unknown_event_types_are_ignored(db):
-    consumer = EventConsumer(service="property", db=db, models=messaging)
-    assert consumer.consume(new_event("customer.updated", {"customer_id": 1, "changed": []},
+    consumer = EventConsumer(service="property", db=db, models=messaging, cipher=CIPHER)
+    assert consumer.consume(new_event(CustomerUpdated(customer_id=1, changed=[]),
                                       source="customer").to_message()) is False
 
 

@@ -202,3 +202,34 @@ def create_idempotency_table(op: Operations | ModuleType) -> None:
 def drop_idempotency_table(op: Operations | ModuleType) -> None:
     op.drop_index("ix_idempotency_keys_expires_at", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")
+
+
+def create_dead_letters_table(op: Any) -> None:
+    """The consumer's dead letters, identical in every service (see ``messaging.dead_letters``)."""
+    op.create_table(
+        "dead_letters",
+        sa.Column("event_id", sa.String(36), nullable=False),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=True),
+        sa.Column("source", sa.String(100), nullable=True),
+        sa.Column("request_id", sa.String(64), nullable=True),
+        sa.Column("error_class", sa.String(200), nullable=False),
+        sa.Column("error_message", sa.String(500), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("first_failed_at", UTCDateTime(), nullable=False),
+        sa.Column("last_failed_at", UTCDateTime(), nullable=False),
+        sa.Column("retried_at", UTCDateTime(), nullable=True),
+        sa.Column("message", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("event_id", name="pk_dead_letters"),
+    )
+    op.create_index("ix_dead_letters_last_failed_at", "dead_letters", ["last_failed_at"])
+
+
+def drop_dead_letters_table(op: Any) -> None:
+    op.drop_index("ix_dead_letters_last_failed_at", table_name="dead_letters")
+    op.drop_table("dead_letters")
+
+
+def dead_letters_migration() -> tuple[Callable[[], None], Callable[[], None]]:
+    """``upgrade, downgrade`` of the revision that adds a service's dead letters."""
+    return (lambda: create_dead_letters_table(alembic_op)), (lambda: drop_dead_letters_table(alembic_op))

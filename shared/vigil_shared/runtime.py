@@ -143,7 +143,7 @@ class ServiceProgram:
         elif args.command == "revision":
             migrations.revision(self.package, settings.database_url, args.message)
         elif args.command == "rotate-keys":
-            rotated = rotate_keys(self.runtime(settings), self.encrypted_columns)
+            rotated = rotate_keys(self.runtime(settings), [*self.encrypted_columns, self.messaging.DeadLetter.message])
             print(f"re-encrypted {rotated} value(s) under the current key")
         elif args.command == "web":
             run_gunicorn(lambda: self.create_app(settings), settings)

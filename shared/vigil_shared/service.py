@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from celery import Celery
 from flask import current_app, g
@@ -16,7 +17,9 @@ from sqlalchemy.orm import Session
 from .config import Settings
 from .crypto import FieldCipher
 from .db import Database
-from .messaging.celery_app import make_celery, ping_broker
+from .messaging.celery_app import make_celery, ping_broker, send_to_queue
+from .messaging.contracts import handle_event_task
+from .messaging.dead_letters import DeadLetters
 from .messaging.outbox import EventConsumer, MessagingModels, Outbox, OutboxRelay
 
 EXTENSION = "vigil_runtime"
@@ -48,7 +51,15 @@ class ServiceRuntime:
         return Outbox(self.messaging, self.name, request_id)
 
     def consumer(self) -> EventConsumer:
-        return EventConsumer(service=self.name, db=self.db, models=self.messaging)
+        return EventConsumer(service=self.name, db=self.db, models=self.messaging, cipher=self.cipher)
+
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.messaging.DeadLetter, self.cipher)
+
+    def deliver_to_self(self, message: dict[str, Any]) -> None:
+        """Sends an event to this service's own worker, as the relay of its producer would."""
+        send_to_queue(self.celery, handle_event_task(self.name), self.settings.queue_name(), [message],
+                      headers={"request_id": message.get("request_id")})
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(service=self.name, db=self.db, models=self.messaging, celery=self.celery,

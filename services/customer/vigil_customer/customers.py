@@ -18,6 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from vigil_shared import commands
 from vigil_shared.db import utcnow
 from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validation_problem
+from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated
 
 from . import custom_fields, duplicates, history, record, registry, search, validation
 from .access import (
@@ -379,8 +380,8 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
         history.record(ctx.session, ctx.actor, customer.id, "create", new=kind)
     _record_changes(ctx, customer, changes, "create")
     search.reindex(ctx.session, customer)
-    ctx.outbox.add(ctx.session, "customer.created",
-                   {"customer_id": customer.id, "location_id": customer.location_id, "kind": customer.kind})
+    ctx.outbox.add(ctx.session, CustomerCreated(customer_id=customer.id, location_id=customer.location_id,
+                                                kind="lead" if customer.kind == LEAD else "customer"))
     return customer
 
 
@@ -395,8 +396,8 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
     names = sorted(name for name, _, _ in applied)
     if record.SEARCHED & set(names):
         search.reindex(ctx.session, customer)
-    ctx.outbox.add(ctx.session, "customer.updated",
-                   {"customer_id": customer.id, "changed": names, "location_id": customer.location_id})
+    ctx.outbox.add(ctx.session, CustomerUpdated(customer_id=customer.id, changed=names,
+                                                location_id=customer.location_id))
     return names
 
 
@@ -436,7 +437,7 @@ def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
     if merged_custom != stored:
         history.record(ctx.session, ctx.actor, lead.id, "convert", field="custom_fields", old=stored, new=merged_custom)
     search.reindex(ctx.session, lead)
-    ctx.outbox.add(ctx.session, "customer.converted", {"customer_id": lead.id, "location_id": lead.location_id})
+    ctx.outbox.add(ctx.session, CustomerConverted(customer_id=lead.id, location_id=lead.location_id))
     return lead
 
 
@@ -480,5 +481,5 @@ def delete(ctx: Context, customer: Customer) -> list[str]:
     customer_id = customer.id
     ctx.session.delete(customer)
     ctx.session.flush()
-    ctx.outbox.add(ctx.session, "customer.deleted", {"customer_id": customer_id})
+    ctx.outbox.add(ctx.session, CustomerDeleted(customer_id=customer_id))
     return keys

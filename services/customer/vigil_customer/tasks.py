@@ -1,7 +1,16 @@
 """Celery tasks of the customer service: the property events that keep the account-number replica current."""
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from vigil_shared.identity import Identity
+from vigil_shared.messaging.contracts import (
+    Event,
+    PropertyCreated,
+    PropertyDeleted,
+    PropertyTransferred,
+    PropertyUpdated,
+)
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
@@ -13,40 +22,42 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     """The consumer with its handlers, apart from Celery so tests can feed it messages directly."""
     consumer = runtime.consumer()
 
-    @consumer.on("property.created")
-    def property_created(session, event):
-        accounts.upsert(session, event.data["property_id"], event.data["customer_id"], event.data["account_number"])
+    @consumer.on(PropertyCreated)
+    def property_created(session: Session, event: Event[PropertyCreated]) -> None:
+        created = event.payload
+        accounts.upsert(session, created.property_id, created.customer_id, created.account_number)
 
-    @consumer.on("property.updated")
-    def property_updated(session, event):
-        accounts.upsert(session, event.data["property_id"], event.data["customer_id"], event.data["account_number"])
+    @consumer.on(PropertyUpdated)
+    def property_updated(session: Session, event: Event[PropertyUpdated]) -> None:
+        updated = event.payload
+        accounts.upsert(session, updated.property_id, updated.customer_id, updated.account_number)
 
-    @consumer.on("property.transferred")
-    def property_transferred(session, event):
-        data = event.data
-        accounts.transferred(session, data["property_id"], data["from_customer_id"], data["to_customer_id"],
-                             data["account_number"])
+    @consumer.on(PropertyTransferred)
+    def property_transferred(session: Session, event: Event[PropertyTransferred]) -> None:
+        moved = event.payload
+        accounts.transferred(session, moved.property_id, moved.from_customer_id, moved.to_customer_id,
+                             moved.account_number)
         record_transfer(session, event)
 
-    @consumer.on("property.deleted")
-    def property_deleted(session, event):
-        accounts.deleted(session, event.data["property_id"], event.data["customer_id"])
+    @consumer.on(PropertyDeleted)
+    def property_deleted(session: Session, event: Event[PropertyDeleted]) -> None:
+        accounts.deleted(session, event.payload.property_id, event.payload.customer_id)
 
     return consumer
 
 
-def record_transfer(session, event) -> None:
+def record_transfer(session: Session, event: Event[PropertyTransferred]) -> None:
     """A property moved between customers (the new-homeowner case): both customers' history says so."""
-    data = event.data
-    actor = history.Actor(Identity(subject=data.get("actor_id") or "service:property",
-                                   username=data.get("actor_name") or "property", request_id=event.request_id),
-                          source=data.get("source") or "workflow")
-    for customer_id, action in ((data["from_customer_id"], "property.transferred_out"),
-                                (data["to_customer_id"], "property.transferred_in")):
+    moved = event.payload
+    actor = history.Actor(Identity(subject=moved.actor_id or "service:property",
+                                   username=moved.actor_name or "property", request_id=event.request_id),
+                          source=moved.source or "workflow")
+    for customer_id, action in ((moved.from_customer_id, "property.transferred_out"),
+                                (moved.to_customer_id, "property.transferred_in")):
         if session.get(Customer, customer_id) is None:
             continue  # deleted meanwhile: its history went with it
-        history.record(session, actor, customer_id, action, target_type="property", target_id=data["property_id"],
-                       field="customer_id", old=data["from_customer_id"], new=data["to_customer_id"])
+        history.record(session, actor, customer_id, action, target_type="property", target_id=moved.property_id,
+                       field="customer_id", old=moved.from_customer_id, new=moved.to_customer_id)
 
 
 def register_tasks(runtime: ServiceRuntime) -> None:

@@ -9,7 +9,7 @@ from vigil_property.models import Property
 from vigil_property.tasks import event_consumer
 from vigil_shared import migrations
 from vigil_shared.db import build_engine
-from vigil_shared.messaging.contracts import new_event
+from vigil_shared.messaging.contracts import CustomerDeleted, new_event
 from vigil_shared.testing import identity_with
 
 
@@ -50,7 +50,7 @@ def test_a_new_property_never_gets_the_id_of_a_deleted_one(api, runtime, session
     known(8)
     kept = api.post("/api/v1/customers/7/properties", json={}).json
     removed = api.post("/api/v1/customers/8/properties", json={"account_number": "OLD-8"}).json
-    event_consumer(runtime).consume(new_event("customer.deleted", {"customer_id": 8}, source="customer").to_message())
+    event_consumer(runtime).consume(new_event(CustomerDeleted(customer_id=8), source="customer").to_message())
     assert api.get(f"/api/v1/properties/{removed['id']}").status_code == 404
     again = api.post("/api/v1/customers/7/properties", json={"account_number": "OLD-8"}).json
     assert again["id"] > removed["id"] > kept["id"]

@@ -8,12 +8,12 @@ from vigil_property import properties
 from vigil_property.history import SYSTEM
 from vigil_property.models import Equipment, KnownCustomer, Property, PropertyHistory, System, SystemKind, messaging
 from vigil_property.tasks import event_consumer, register_tasks
-from vigil_shared.messaging.contracts import SUBSCRIPTIONS, handle_event_task, new_event
+from vigil_shared.messaging.contracts import SUBSCRIPTIONS, handle_event_task, new_event, payload_type
 from vigil_shared.testing import identity_with
 
 
 def message(event_type, customer_id, occurred_at=None, **data):
-    event = new_event(event_type, {"customer_id": customer_id, **data}, source="customer").to_message()
+    event = new_event(payload_type(event_type)(customer_id=customer_id, **data), source="customer").to_message()
     if occurred_at is not None:
         event["occurred_at"] = occurred_at.isoformat()
     return event

@@ -15,6 +15,15 @@ from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem, conflict, not_found, validation_problem
 from vigil_shared.http import Page, paginate
+from vigil_shared.messaging.contracts import (
+    PropertyCreated,
+    PropertyDeactivated,
+    PropertyDeleted,
+    PropertyMonitoringChanged,
+    PropertyReactivated,
+    PropertyTransferred,
+    PropertyUpdated,
+)
 from vigil_shared.messaging.outbox import Outbox
 
 from . import customers_replica as replica
@@ -149,8 +158,8 @@ def create_property(session: Session, outbox: Outbox, cipher: FieldCipher, custo
     if known is None or known.deleted:
         raise no_such_customer()
     history.record(session, created.id, "created", actor)
-    outbox.add(session, "property.created", {"property_id": created.id, "customer_id": customer_id,
-                                             "account_number": created.account_number})
+    outbox.add(session, PropertyCreated(property_id=created.id, customer_id=customer_id,
+                                        account_number=created.account_number))
     return created
 
 
@@ -178,12 +187,11 @@ def update_property(session: Session, outbox: Outbox, cipher: FieldCipher, prop:
     prop.updated_at = utcnow()
     flush(session)
     names = sorted([_api_name(column) for column in changed] + (["pin"] if pin_changed else []))
-    outbox.add(session, "property.updated", {"property_id": prop.id, "customer_id": prop.customer_id,
-                                             "changed": names, "account_number": prop.account_number})
+    outbox.add(session, PropertyUpdated(property_id=prop.id, customer_id=prop.customer_id, changed=names,
+                                        account_number=prop.account_number))
     if "monitoring_status" in changed:
-        outbox.add(session, "property.monitoring_changed", {
-            "property_id": prop.id, "customer_id": prop.customer_id, "old_status": old_status,
-            "new_status": prop.monitoring_status})
+        outbox.add(session, PropertyMonitoringChanged(property_id=prop.id, customer_id=prop.customer_id,
+                                                      old_status=old_status, new_status=prop.monitoring_status))
     return names
 
 
@@ -198,7 +206,8 @@ def set_active(session: Session, outbox: Outbox, prop: Property, active: bool, a
     action = "reactivated" if active else "deactivated"
     history.record(session, prop.id, action, actor, field="active", old=not active, new=active, reason=reason)
     flush(session)
-    outbox.add(session, f"property.{action}", {"property_id": prop.id, "customer_id": prop.customer_id})
+    announced = PropertyReactivated if active else PropertyDeactivated
+    outbox.add(session, announced(property_id=prop.id, customer_id=prop.customer_id))
     return prop
 
 
@@ -221,10 +230,10 @@ def transfer_property(session: Session, outbox: Outbox, prop: Property, to_custo
     known = replica.known_customer(session, to_customer_id, lock=True)
     if known is None or known.deleted:
         raise no_such_customer("to_customer_id")
-    outbox.add(session, "property.transferred", {
-        "property_id": prop.id, "from_customer_id": from_customer_id, "to_customer_id": to_customer_id,
-        "account_number": prop.account_number, "actor_id": actor.id, "actor_name": actor.name,
-        "source": actor.source, "reason": reason})
+    outbox.add(session, PropertyTransferred(
+        property_id=prop.id, from_customer_id=from_customer_id, to_customer_id=to_customer_id,
+        account_number=prop.account_number, actor_id=actor.id, actor_name=actor.name, source=actor.source,
+        reason=reason))
     return prop
 
 
@@ -235,5 +244,5 @@ def remove_customer(session: Session, outbox: Outbox, customer_id: int) -> list[
     if removed:
         session.execute(delete(Property).where(Property.id.in_(removed)))
         for property_id in removed:
-            outbox.add(session, "property.deleted", {"property_id": property_id, "customer_id": customer_id})
+            outbox.add(session, PropertyDeleted(property_id=property_id, customer_id=customer_id))
     return removed

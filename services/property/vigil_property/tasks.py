@@ -6,6 +6,11 @@ service holds for the customer and announces each removed property.
 """
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated, Event
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
@@ -17,15 +22,15 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     """The consumer with its handlers, apart from Celery so tests can feed it messages directly."""
     consumer = runtime.consumer()
 
-    def customer_seen(session, event):
-        replica.customer_seen(session, event.data["customer_id"], event.data.get("location_id"), event.occurred_at)
+    def customer_seen(session: Session, event: Event[Any]) -> None:  # created, updated or converted
+        replica.customer_seen(session, event.payload.customer_id, event.payload.location_id, event.occurred_at)
 
-    for event_type in ("customer.created", "customer.updated", "customer.converted"):
-        consumer.on(event_type)(customer_seen)
+    for payload_type in (CustomerCreated, CustomerUpdated, CustomerConverted):
+        consumer.on(payload_type)(customer_seen)
 
-    @consumer.on("customer.deleted")
-    def customer_deleted(session, event):
-        customer_id = event.data["customer_id"]
+    @consumer.on(CustomerDeleted)
+    def customer_deleted(session: Session, event: Event[CustomerDeleted]) -> None:
+        customer_id = event.payload.customer_id
         replica.customer_deleted(session, customer_id)
         properties.remove_customer(session, runtime.outbox(event.request_id), customer_id)
 

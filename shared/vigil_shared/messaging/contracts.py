@@ -1,8 +1,11 @@
 """Versioned message contracts between services.
 
-An event travels as ``{"id", "type", "version", "occurred_at", "data", "request_id"}``; ``data``
-follows the schema registered here for ``(type, version)``. A breaking change is a new version,
-registered beside the old one until nobody sends the old one.
+An event travels as ``{"id", "type", "version", "occurred_at", "data", "request_id"}``. Each
+``(type, version)`` is declared once, as a frozen dataclass marked ``@contract(type, version)``:
+producers build that payload (``outbox.add(session, CustomerDeleted(customer_id=7))``), consumers
+read it (``event.payload.customer_id``), and the schema both ends validate ``data`` with is derived
+from its fields. A breaking change is a new version, a new class declared beside the old one until
+nobody sends the old one.
 
 Delivery: the relay of the owning service sends every event as the task
 ``<subscriber>.handle_event.v1`` to each subscriber's own queue. Subscriptions are part of the
@@ -10,12 +13,20 @@ contract, so they live here too.
 """
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from types import UnionType
+from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+
+class UnknownContract(ValueError):
+    pass
 
 
 class _Strict(Schema):
@@ -33,84 +44,201 @@ class EventEnvelopeV1(_Strict):
     source = fields.String(required=True)
 
 
+# --- how a payload class becomes a contract --------------------------------------------------------
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class Contract(Generic[P]):
+    """One versioned event: its name, its version, the payload class and the schema derived from it."""
+
+    type: str
+    version: int
+    payload: builtins.type[P]
+    schema: builtins.type[Schema]
+
+    def write(self, payload: Any) -> dict[str, Any]:
+        """The ``data`` of a message: the payload validated, then in its wire form."""
+        data: dict[str, Any] = self.schema().dump(self.load(dataclasses.asdict(payload)))
+        return data
+
+    def read(self, data: dict[str, Any]) -> P:
+        """The payload of an incoming ``data`` (raises ``ValidationError``; unknown keys are ignored)."""
+        return self.payload(**self.load(data))
+
+    def load(self, data: dict[str, Any]) -> dict[str, Any]:
+        loaded: dict[str, Any] = self.schema().load(data)
+        return loaded
+
+
+CONTRACTS: dict[tuple[str, int], Contract[Any]] = {}
+_CONTRACT_OF: dict[type, Contract[Any]] = {}
+
+
+def contract(event_type: str, version: int = 1) -> Callable[[type[P]], type[P]]:
+    """Declares a frozen dataclass as the payload of ``event_type`` v``version``.
+
+    The marshmallow schema that validates it on both ends is derived from the fields: ``int``,
+    ``str``, ``list[str]``, ``X | None`` (may be null), ``Literal[...]`` (one of), a default (optional,
+    filled in when absent) and ``field(metadata={"validate": ...})`` for anything more.
+    """
+    def declare(cls: type[P]) -> type[P]:
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise TypeError(f"{cls.__name__} must be a frozen dataclass: an event does not change once written")
+        key = (event_type, version)
+        if key in CONTRACTS:
+            raise ValueError(f"{event_type} v{version} is declared twice")
+        schema = _Strict.from_dict({f.name: _schema_field(cls, f) for f in dataclasses.fields(cls)},
+                                   name=f"{cls.__name__}Schema")
+        CONTRACTS[key] = _CONTRACT_OF[cls] = Contract(event_type, version, cls, schema)
+        return cls
+    return declare
+
+
+def contract_of(payload_type: type) -> Contract[Any]:
+    try:
+        return _CONTRACT_OF[payload_type]
+    except KeyError:
+        raise UnknownContract(f"{payload_type.__name__} is not a declared event payload") from None
+
+
+def payload_type(event_type: str, version: int = 1) -> type:
+    """The payload class of ``event_type`` v``version`` (raises ``UnknownContract``)."""
+    return _lookup(event_type, version).payload
+
+
+def _lookup(event_type: str, version: int) -> Contract[Any]:
+    found = CONTRACTS.get((event_type, version))
+    if found is None:
+        raise UnknownContract(f"no contract for event {event_type} v{version}")
+    return found
+
+
+_SCALARS: dict[type, type[fields.Field[Any]]] = {int: fields.Integer, str: fields.String, bool: fields.Boolean}
+
+
+def _schema_field(cls: type, attribute: dataclasses.Field[Any]) -> fields.Field[Any]:
+    hint = get_type_hints(cls)[attribute.name]
+    options: dict[str, Any] = {}
+    if "validate" in attribute.metadata:
+        options["validate"] = attribute.metadata["validate"]
+    arguments = [arg for arg in get_args(hint) if arg is not type(None)]
+    if get_origin(hint) in (Union, UnionType) and len(arguments) < len(get_args(hint)):
+        options["allow_none"] = True
+        hint = arguments[0]
+    if attribute.default is not dataclasses.MISSING:
+        options["load_default"] = attribute.default
+    else:
+        options["required"] = True
+    if get_origin(hint) is Literal:
+        choices = list(get_args(hint))
+        options["validate"] = validate.OneOf(choices)
+        return _SCALARS[type(choices[0])](**options)
+    if get_origin(hint) is list:
+        return fields.List(_SCALARS[get_args(hint)[0]](), **options)
+    return _SCALARS[hint](**options)
+
+
 # --- customer service events -------------------------------------------------------------------
 # Events carry ids, kinds, locations and the names of changed fields, never confidential values.
 
-class CustomerCreatedV1(_Strict):
-    customer_id = fields.Integer(required=True)
-    location_id = fields.Integer(allow_none=True, load_default=None)
-    kind = fields.String(validate=validate.OneOf(["customer", "lead"]), load_default="customer")
+@contract("customer.created", 1)
+@dataclass(frozen=True)
+class CustomerCreated:
+    customer_id: int
+    location_id: int | None = None
+    kind: Literal["customer", "lead"] = "customer"
 
 
-class CustomerUpdatedV1(_Strict):
-    customer_id = fields.Integer(required=True)
-    changed = fields.List(fields.String(), required=True)
-    location_id = fields.Integer(allow_none=True, load_default=None)
+@contract("customer.updated", 1)
+@dataclass(frozen=True)
+class CustomerUpdated:
+    customer_id: int
+    changed: list[str]
+    location_id: int | None = None
 
 
-class CustomerConvertedV1(_Strict):
-    customer_id = fields.Integer(required=True)
-    location_id = fields.Integer(allow_none=True, load_default=None)
+@contract("customer.converted", 1)
+@dataclass(frozen=True)
+class CustomerConverted:
+    customer_id: int
+    location_id: int | None = None
 
 
-class CustomerDeletedV1(_Strict):
-    customer_id = fields.Integer(required=True)
+@contract("customer.deleted", 1)
+@dataclass(frozen=True)
+class CustomerDeleted:
+    customer_id: int
 
 
 # --- property service events -------------------------------------------------------------------
 
-class PropertyCreatedV1(_Strict):
-    property_id = fields.Integer(required=True)
-    customer_id = fields.Integer(required=True)
-    account_number = fields.String(allow_none=True, load_default=None)
+@contract("property.created", 1)
+@dataclass(frozen=True)
+class PropertyCreated:
+    property_id: int
+    customer_id: int
+    account_number: str | None = None
 
 
-class PropertyUpdatedV1(_Strict):
-    property_id = fields.Integer(required=True)
-    customer_id = fields.Integer(required=True)
-    changed = fields.List(fields.String(), required=True)
-    account_number = fields.String(allow_none=True, load_default=None)
+@contract("property.updated", 1)
+@dataclass(frozen=True)
+class PropertyUpdated:
+    property_id: int
+    customer_id: int
+    changed: list[str]
+    account_number: str | None = None
 
 
-class PropertyMonitoringChangedV1(_Strict):
-    property_id = fields.Integer(required=True)
-    customer_id = fields.Integer(required=True)
-    old_status = fields.String(required=True)
-    new_status = fields.String(required=True)
+@contract("property.monitoring_changed", 1)
+@dataclass(frozen=True)
+class PropertyMonitoringChanged:
+    property_id: int
+    customer_id: int
+    old_status: str
+    new_status: str
 
 
-class PropertyStateV1(_Strict):
+@dataclass(frozen=True)
+class PropertyState:
     """Deactivated, reactivated or deleted: which property, of which customer."""
 
-    property_id = fields.Integer(required=True)
-    customer_id = fields.Integer(required=True)
+    property_id: int
+    customer_id: int
 
 
-class PropertyTransferredV1(_Strict):
-    property_id = fields.Integer(required=True)
-    from_customer_id = fields.Integer(required=True)
-    to_customer_id = fields.Integer(required=True)
-    account_number = fields.String(allow_none=True, load_default=None)
+@contract("property.deactivated", 1)
+@dataclass(frozen=True)
+class PropertyDeactivated(PropertyState):
+    pass
+
+
+@contract("property.reactivated", 1)
+@dataclass(frozen=True)
+class PropertyReactivated(PropertyState):
+    pass
+
+
+@contract("property.deleted", 1)
+@dataclass(frozen=True)
+class PropertyDeleted(PropertyState):
+    pass
+
+
+@contract("property.transferred", 1)
+@dataclass(frozen=True)
+class PropertyTransferred:
+    property_id: int
+    from_customer_id: int
+    to_customer_id: int
+    account_number: str | None = None
     # who moved it and why, for both customers' history (optional: added without a new version)
-    actor_id = fields.String(allow_none=True, load_default=None)
-    actor_name = fields.String(allow_none=True, load_default=None)
-    source = fields.String(allow_none=True, load_default=None)
-    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    actor_id: str | None = None
+    actor_name: str | None = None
+    source: str | None = None
+    reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
 
-
-EVENT_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
-    ("customer.created", 1): CustomerCreatedV1,
-    ("customer.updated", 1): CustomerUpdatedV1,
-    ("customer.converted", 1): CustomerConvertedV1,
-    ("customer.deleted", 1): CustomerDeletedV1,
-    ("property.created", 1): PropertyCreatedV1,
-    ("property.updated", 1): PropertyUpdatedV1,
-    ("property.monitoring_changed", 1): PropertyMonitoringChangedV1,
-    ("property.deactivated", 1): PropertyStateV1,
-    ("property.reactivated", 1): PropertyStateV1,
-    ("property.deleted", 1): PropertyStateV1,
-    ("property.transferred", 1): PropertyTransferredV1,
-}
 
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
@@ -129,50 +257,58 @@ def subscribers(event_type: str) -> list[str]:
     return sorted(service for service, types in SUBSCRIPTIONS.items() if event_type in types)
 
 
-class UnknownContract(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
-class Event:
+class Event(Generic[P]):
+    """An event as code sees it: the envelope, and ``payload`` typed by the contract it names."""
+
     id: str
-    type: str
-    version: int
     occurred_at: datetime
-    data: dict[str, Any]
+    payload: P
     source: str
     request_id: str | None = None
 
+    @property
+    def contract(self) -> Contract[P]:
+        return contract_of(type(self.payload))
+
+    @property
+    def type(self) -> str:
+        return self.contract.type
+
+    @property
+    def version(self) -> int:
+        return self.contract.version
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The payload in its wire form."""
+        return self.contract.write(self.payload)
+
     def to_message(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "type": self.type, "version": self.version,
-            "occurred_at": self.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "data": self.data, "source": self.source, "request_id": self.request_id,
-        }
+        return message(self.id, self.type, self.version, self.occurred_at, self.data, source=self.source,
+                       request_id=self.request_id)
 
 
-def validate_data(event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
-    schema = EVENT_SCHEMAS.get((event_type, version))
-    if schema is None:
-        raise UnknownContract(f"no contract for event {event_type} v{version}")
-    errors = schema().validate(data)
-    if errors:
-        raise ValidationError(errors)
-    valid: dict[str, Any] = schema().dump(schema().load(data))
-    return valid
+def message(event_id: str, event_type: str, version: int, occurred_at: datetime, data: dict[str, Any], *,
+            source: str, request_id: str | None) -> dict[str, Any]:
+    """The wire form of an event (what the relay publishes and ``parse_event`` reads)."""
+    return {
+        "id": event_id, "type": event_type, "version": version,
+        "occurred_at": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": data, "source": source, "request_id": request_id,
+    }
 
 
-def new_event(event_type: str, data: dict[str, Any], *, source: str, version: int = 1,
-              request_id: str | None = None) -> Event:
-    return Event(id=str(uuid.uuid4()), type=event_type, version=version,
-                 occurred_at=datetime.now(UTC), data=validate_data(event_type, version, data),
-                 source=source, request_id=request_id)
+def new_event(payload: Any, *, source: str, request_id: str | None = None) -> Event[Any]:
+    """A new event carrying ``payload``, an instance of a declared contract class, validated now."""
+    contract_of(type(payload)).write(payload)  # fails here, at the producer, rather than at every consumer
+    return Event(id=str(uuid.uuid4()), occurred_at=datetime.now(UTC), payload=payload, source=source,
+                 request_id=request_id)
 
 
-def parse_event(message: dict[str, Any]) -> Event:
+def parse_event(message: dict[str, Any]) -> Event[Any]:
     """Validates an incoming message against the envelope and its data contract."""
     envelope = EventEnvelopeV1().load(message)
-    data = validate_data(envelope["type"], envelope["version"], envelope["data"])
-    return Event(id=str(envelope["id"]), type=envelope["type"], version=envelope["version"],
-                 occurred_at=envelope["occurred_at"], data=data, source=envelope["source"],
-                 request_id=envelope["request_id"])
+    payload = _lookup(envelope["type"], envelope["version"]).read(envelope["data"])
+    return Event(id=str(envelope["id"]), occurred_at=envelope["occurred_at"], payload=payload,
+                 source=envelope["source"], request_id=envelope["request_id"])

@@ -4,7 +4,8 @@ A service writes its events with :func:`record_event` in the same transaction as
 event exists if and only if the change was committed. The relay (its own process) publishes
 unpublished rows to every subscriber's queue and marks them published; a crash between the two
 publishes again, which consumers absorb because :class:`EventConsumer` records every processed
-event id in the same transaction as its effect.
+event id in the same transaction as its effect. An event a consumer can never apply goes to its
+dead letters (see ``dead_letters``) instead of being retried.
 """
 from __future__ import annotations
 
@@ -15,21 +16,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from celery import Celery
-from marshmallow import ValidationError
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from ..crypto import FieldCipher
 from ..db import Database, UTCDateTime, utcnow
 from .celery_app import PUBLISH_TIMEOUT, send_to_queue
-from .contracts import Event, UnknownContract, handle_event_task, new_event, parse_event, subscribers
+from .contracts import (
+    Event,
+    UnknownContract,
+    contract_of,
+    handle_event_task,
+    message,
+    new_event,
+    parse_event,
+    subscribers,
+)
+from .dead_letters import DeadLetters, worth_retrying
 
 log = logging.getLogger("vigil.messaging")
 
 OUTBOX_RETENTION = timedelta(days=7)
+RETRIES = 10  # of a transient failure, with backoff up to 5 minutes apart; then the event is a dead letter
+
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -39,10 +53,12 @@ class MessagingModels:
     OutboxEvent: type[Any]
     ProcessedEvent: type[Any]
     IdempotencyRecord: type[Any]
+    DeadLetter: type[Any]
 
 
 def messaging_models(Base: type[DeclarativeBase]) -> MessagingModels:
-    """Declares ``outbox_events`` and ``processed_events`` on a service's own metadata.
+    """Declares ``outbox_events``, ``processed_events``, ``idempotency_keys`` and ``dead_letters`` on a
+    service's own metadata.
 
     The classes derive from the base passed in, which mypy cannot take as a static base class.
     """
@@ -83,13 +99,31 @@ def messaging_models(Base: type[DeclarativeBase]) -> MessagingModels:
         created_at: Mapped[datetime] = mapped_column(UTCDateTime())
         expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
-    return MessagingModels(OutboxEvent, ProcessedEvent, IdempotencyRecord)
+    class DeadLetter(Base):  # type: ignore[valid-type,misc]
+        """An event this service's consumer can never apply as it is (see ``messaging.dead_letters``)."""
+
+        __tablename__ = "dead_letters"
+
+        event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+        type: Mapped[str] = mapped_column(String(100))
+        version: Mapped[int | None] = mapped_column(Integer)
+        source: Mapped[str | None] = mapped_column(String(100))
+        request_id: Mapped[str | None] = mapped_column(String(64))
+        error_class: Mapped[str] = mapped_column(String(200))
+        error_message: Mapped[str] = mapped_column(String(500))
+        attempts: Mapped[int] = mapped_column(Integer)
+        first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+        last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+        retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+        message: Mapped[str | None] = mapped_column(Text)  # the whole message, encrypted (FieldCipher)
+
+    return MessagingModels(OutboxEvent, ProcessedEvent, IdempotencyRecord, DeadLetter)
 
 
-def record_event(session: Session, models: MessagingModels, event_type: str, data: dict[str, Any], *, source: str,
-                 request_id: str | None = None, version: int = 1) -> Event:
-    """Adds a validated event to the outbox inside the caller's transaction."""
-    event = new_event(event_type, data, source=source, version=version, request_id=request_id)
+def record_event(session: Session, models: MessagingModels, payload: Any, *, source: str,
+                 request_id: str | None = None) -> Event[Any]:
+    """Adds a validated event carrying ``payload`` (a contract class) to the outbox inside the caller's transaction."""
+    event = new_event(payload, source=source, request_id=request_id)
     session.add(models.OutboxEvent(event_id=event.id, type=event.type, version=event.version,
                                    occurred_at=event.occurred_at, data=event.data, request_id=request_id))
     return event
@@ -121,11 +155,11 @@ class OutboxRelay:
                 .with_for_update(skip_locked=True)
             ).all()
             for row in rows:
-                message = Event(id=row.event_id, type=row.type, version=row.version, occurred_at=row.occurred_at,
-                                data=row.data, source=self.service, request_id=row.request_id).to_message()
+                sent = message(row.event_id, row.type, row.version, row.occurred_at, row.data, source=self.service,
+                               request_id=row.request_id)
                 for subscriber in subscribers(row.type):
                     send_to_queue(self.celery, handle_event_task(subscriber), self.queue_name(subscriber),
-                                  [message], headers={"request_id": row.request_id})
+                                  [sent], headers={"request_id": row.request_id})
                 row.published_at = utcnow()
                 log.info("event published", extra={"event_id": row.event_id, "event_type": row.type,
                                                     "request_id": row.request_id})
@@ -158,31 +192,59 @@ class OutboxRelay:
         log.info("outbox relay stopped", extra={"service": self.service})
 
 
-Handler = Callable[[Session, Event], None]
+class Handler(Generic[P]):
+    """What ``EventConsumer.on`` registers: a function of the session and an event whose payload is a ``P``."""
+
+    def __init__(self, payload_type: type[P], apply: Callable[[Session, Event[P]], None]):
+        self.payload_type = payload_type
+        self.apply = apply
 
 
 class EventConsumer:
-    """Dispatches incoming events to handlers, exactly once per event id (the inbox)."""
+    """Dispatches incoming events to handlers, exactly once per event id (the inbox).
 
-    def __init__(self, *, service: str, db: Database, models: MessagingModels):
+    Only a transient failure is retried (see ``dead_letters.worth_retrying``); any other failure, or
+    the last transient one, puts the event in the service's dead letters and acknowledges it.
+    """
+
+    def __init__(self, *, service: str, db: Database, models: MessagingModels, cipher: FieldCipher,
+                 retries: int = RETRIES):
         self.service = service
         self.db = db
         self.models = models
-        self.handlers: dict[str, Handler] = {}
+        self.retries = retries
+        self.dead_letters = DeadLetters(models.DeadLetter, cipher)
+        self.handlers: dict[str, Handler[Any]] = {}
 
-    def on(self, event_type: str) -> Callable[[Handler], Handler]:
-        def register(handler: Handler) -> Handler:
-            self.handlers[event_type] = handler
-            return handler
+    def on(self, payload_type: type[P]) -> Callable[[Callable[[Session, Event[P]], None]],
+                                                    Callable[[Session, Event[P]], None]]:
+        """Registers the handler of one contract: ``@consumer.on(CustomerDeleted)``."""
+        event_type = contract_of(payload_type).type
+
+        def register(apply: Callable[[Session, Event[P]], None]) -> Callable[[Session, Event[P]], None]:
+            self.handlers[event_type] = Handler(payload_type, apply)
+            return apply
         return register
 
-    def consume(self, message: dict[str, Any]) -> bool:
-        """Applies one event; returns False when it was already processed or has no handler."""
+    def consume(self, message: dict[str, Any], attempt: int = 1) -> bool:
+        """Applies one event; returns False when it was already processed, has no handler or is now a
+        dead letter. Raises only a transient error, and only while ``attempt`` leaves a retry."""
+        try:
+            return self._apply(message)
+        except Exception as error:
+            if worth_retrying(error, attempt) and attempt <= self.retries:
+                raise  # the task tries again, with backoff
+            self._dead_letter(message, error, attempt)
+            return False
+
+    def _apply(self, message: dict[str, Any]) -> bool:
         event = parse_event(message)
         handler = self.handlers.get(event.type)
         if handler is None:
             log.warning("no handler for event", extra={"event_type": event.type, "event_id": event.id})
             return False
+        if not isinstance(event.payload, handler.payload_type):
+            raise UnknownContract(f"the {self.service} service handles {event.type} but not v{event.version}")
         ProcessedEvent = self.models.ProcessedEvent
         with self.db.transaction() as session:
             seen = session.get(ProcessedEvent, event.id)
@@ -197,34 +259,47 @@ class EventConsumer:
                 session.rollback()
                 log.info("duplicate event ignored (concurrent)", extra={"event_id": event.id})
                 return False
-            handler(session, event)  # its own errors propagate: the task retries, nothing was recorded
+            handler.apply(session, event)  # its errors propagate: nothing was recorded, consume() decides
+            self.dead_letters.resolved(session, event.id)  # a dead letter sent again succeeded
         log.info("event processed", extra={"event_id": event.id, "event_type": event.type,
                                             "request_id": event.request_id})
         return True
+
+    def _dead_letter(self, message: dict[str, Any], error: Exception, attempts: int) -> None:
+        try:
+            logged = self._record_dead_letter(message, error, attempts)
+        except IntegrityError:  # a concurrent delivery of the same event inserted the row first: update it
+            logged = self._record_dead_letter(message, error, attempts)
+        log.error("event dead-lettered", extra=logged, exc_info=error)
+
+    def _record_dead_letter(self, message: dict[str, Any], error: Exception, attempts: int) -> dict[str, Any]:
+        with self.db.transaction() as session:
+            letter = self.dead_letters.record(session, message, error, attempts)
+            return {"event_id": letter.event_id, "event_type": letter.type, "error": letter.error_class,
+                    "attempts": letter.attempts, "request_id": letter.request_id}
 
     def register_task(self, celery: Celery) -> Any:
         """The Celery task ``<service>.handle_event.v1`` feeding this consumer."""
         consumer = self
 
         @celery.task(  # type: ignore[untyped-decorator]  # Celery ships no type information
-                     name=handle_event_task(self.service), bind=True, max_retries=10,
-                     autoretry_for=(Exception,), dont_autoretry_for=(ValidationError, UnknownContract),
-                     retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
+                     name=handle_event_task(self.service), bind=True, max_retries=self.retries,
+                     autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
                      retry_kwargs={"timeout": PUBLISH_TIMEOUT, "confirm_timeout": PUBLISH_TIMEOUT})
         def handle_event(task: Any, message: dict[str, Any]) -> bool:
-            return consumer.consume(message)
+            # consume() raises only what is worth retrying, and dead-letters the event on the last attempt
+            return consumer.consume(message, attempt=task.request.retries + 1)
 
         return handle_event
 
 
 @dataclass(frozen=True)
 class Outbox:
-    """A service's outbox as domain code sees it: ``outbox.add(session, "customer.created", {...})``."""
+    """A service's outbox as domain code sees it: ``outbox.add(session, CustomerDeleted(customer_id=7))``."""
 
     models: MessagingModels
     source: str
     request_id: str | None = None
 
-    def add(self, session: Session, event_type: str, data: dict[str, Any], version: int = 1) -> Event:
-        return record_event(session, self.models, event_type, data, source=self.source,
-                            request_id=self.request_id, version=version)
+    def add(self, session: Session, payload: Any) -> Event[Any]:
+        return record_event(session, self.models, payload, source=self.source, request_id=self.request_id)

@@ -1,0 +1,7 @@
+"""dead letters: the events this service's consumer can never apply, kept for operators (``messaging.dead_letters``)"""
+from vigil_shared.migrations import dead_letters_migration
+
+revision = "0008"
+down_revision = "0007"
+
+upgrade, downgrade = dead_letters_migration()
