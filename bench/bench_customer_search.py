@@ -22,6 +22,7 @@ What it does:
 Targets: PostgreSQL p95 ≤ 30 ms on page 1, deep pages as fast as page 1, SQLite p95 ≤ 100 ms.
 The database is dropped at the end unless `--keep`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -142,10 +143,28 @@ SYLLABLES = ["ka", "lo", "mi", "ra", "ten", "vor", "zu", "bel", "dan", "fi", "go
 BUSINESS_WORDS = ["alarm", "secure", "guard", "home", "shield", "watch", "safe", "tech", "systems", "bakery", "dental",
                   "auto", "cafe", "realty", "market"]
 # fmt: on
-CITIES = [("Provo", "UT"), ("Salt Lake City", "UT"), ("Ottawa", "ON"), ("Toronto", "ON"), ("Denver", "CO"),
-          ("Austin", "TX"), ("Phoenix", "AZ"), ("Boise", "ID"), ("Reno", "NV"), ("Calgary", "AB")]
-AREA_CODES = {"UT": ("801", "385"), "ON": ("613", "416"), "CO": ("303", "720"), "TX": ("512", "737"),
-              "AZ": ("602", "480"), "ID": ("208", "986"), "NV": ("775", "702"), "AB": ("403", "587")}
+CITIES = [
+    ("Provo", "UT"),
+    ("Salt Lake City", "UT"),
+    ("Ottawa", "ON"),
+    ("Toronto", "ON"),
+    ("Denver", "CO"),
+    ("Austin", "TX"),
+    ("Phoenix", "AZ"),
+    ("Boise", "ID"),
+    ("Reno", "NV"),
+    ("Calgary", "AB"),
+]
+AREA_CODES = {
+    "UT": ("801", "385"),
+    "ON": ("613", "416"),
+    "CO": ("303", "720"),
+    "TX": ("512", "737"),
+    "AZ": ("602", "480"),
+    "ID": ("208", "986"),
+    "NV": ("775", "702"),
+    "AB": ("403", "587"),
+}
 PHONE_FORMATS = ("({a}) {p}-{s}", "{a}-{p}-{s}", "{a}.{p}.{s}", "+1 {a} {p} {s}", "{a}{p}{s}")
 LOCATION_WEIGHTS = (40, 25, 15, 12, 8)  # five offices, the first one biggest
 VISIBLE_LOCATIONS = (1, 2, 4)
@@ -159,11 +178,41 @@ def zipf_weights(n: int, s: float, offset: float) -> list[float]:
 
 # --- generating rows ------------------------------------------------------------------------------
 
-COLUMNS = ("id", "kind", "location_id", "first_name", "last_name", "email", "email_key", "primary_phone",
-           "primary_phone_e164", "city", "state", "account_type", "business_name", "active", "sort_name",
-           "custom_fields", "mmr_a_la_carte", "currency", "canceled", "installed", "two_way_voice",
-           "cellular_backup", "guard_response", "maintenance", "invoicing", "aarp", "tellular", "pulse",
-           "created_at", "updated_at", "last_activity_at", "version", "lead_status")
+COLUMNS = (
+    "id",
+    "kind",
+    "location_id",
+    "first_name",
+    "last_name",
+    "email",
+    "email_key",
+    "primary_phone",
+    "primary_phone_e164",
+    "city",
+    "state",
+    "account_type",
+    "business_name",
+    "active",
+    "sort_name",
+    "custom_fields",
+    "mmr_a_la_carte",
+    "currency",
+    "canceled",
+    "installed",
+    "two_way_voice",
+    "cellular_backup",
+    "guard_response",
+    "maintenance",
+    "invoicing",
+    "aarp",
+    "tellular",
+    "pulse",
+    "created_at",
+    "updated_at",
+    "last_activity_at",
+    "version",
+    "lead_status",
+)
 
 
 def generate(count: int, seed: int = 7):
@@ -201,15 +250,47 @@ def generate(count: int, seed: int = 7):
                 business = f"{last} {rnd.choice(BUSINESS_WORDS).capitalize()} {rnd.choice(BUSINESS_WORDS).capitalize()}"
             kind = "lead" if rnd.random() < 0.08 else "customer"
             created = start + timedelta(seconds=span * cid / (count + 1))
-            row = (cid, kind, locations[offset], first, last, email, email, shown, e164, city, state,
-                   "commercial" if business else "residential", business, rnd.random() > 0.05,
-                   f"{last.lower()} {first.lower()}", "{}", False, "USD", False, False, False, False, False, False,
-                   False, False, False, False, created, created, created, 1, "new" if kind == "lead" else None)
+            row = (
+                cid,
+                kind,
+                locations[offset],
+                first,
+                last,
+                email,
+                email,
+                shown,
+                e164,
+                city,
+                state,
+                "commercial" if business else "residential",
+                business,
+                rnd.random() > 0.05,
+                f"{last.lower()} {first.lower()}",
+                "{}",
+                False,
+                "USD",
+                False,
+                False,
+                False,
+                False,
+                False,
+                False,
+                False,
+                False,
+                False,
+                False,
+                created,
+                created,
+                created,
+                1,
+                "new" if kind == "lead" else None,
+            )
             account = f"ACC-{cid * 7 % 10_000_000:07d}" if rnd.random() < 0.8 else None
             yield row, account
 
 
 # --- loading --------------------------------------------------------------------------------------
+
 
 def row_terms(row: tuple, account: str | None) -> set[str]:
     """The search terms the service writes for a generated row (ASCII names: folding is lower-casing).
@@ -235,7 +316,8 @@ def pg_load(url: str, count: int) -> None:
         conn.execute("SET max_parallel_maintenance_workers = 2")
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('customers', 'customer_search_terms', "
-            "'property_accounts') AND indexname NOT LIKE 'pk_%' AND indexname NOT LIKE 'uq_%'").fetchall()
+            "'property_accounts') AND indexname NOT LIKE 'pk_%' AND indexname NOT LIKE 'uq_%'"
+        ).fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
         conn.execute("ALTER TABLE customers DROP CONSTRAINT uq_customers_email_key")
@@ -246,20 +328,24 @@ def pg_load(url: str, count: int) -> None:
                 copy.write_row(row)
                 if account:
                     accounts.append((row[0] * 3, row[0], account, False, row[29]))
-        with conn.cursor().copy("COPY property_accounts (property_id, customer_id, account_number, deleted, "
-                                "updated_at) FROM STDIN") as copy:
+        with conn.cursor().copy(
+            "COPY property_accounts (property_id, customer_id, account_number, deleted, updated_at) FROM STDIN"
+        ) as copy:
             for account in accounts:
                 copy.write_row(account)
         print(f"  customers and accounts copied in {time.perf_counter() - started:.1f} s", flush=True)
         started = time.perf_counter()
         terms = 0
-        with conn.cursor().copy("COPY customer_search_terms (customer_id, term, head, covered, kind, location_id, "
-                                "sort_name) FROM STDIN") as copy:
+        with conn.cursor().copy(
+            "COPY customer_search_terms (customer_id, term, head, covered, kind, location_id, sort_name) FROM STDIN"
+        ) as copy:
             lines = []
             for row, account in generate(count):
                 prefix, suffix = f"{row[0]}\t", f"\t{row[1]}\t{row[2]}\t{row[14]}\n"
-                lines.extend(f"{prefix}{term}\t{term[:3]}\t{covered}{suffix}"
-                             for term, covered in search.covered_lengths(row_terms(row, account)).items())
+                lines.extend(
+                    f"{prefix}{term}\t{term[:3]}\t{covered}{suffix}"
+                    for term, covered in search.covered_lengths(row_terms(row, account)).items()
+                )
                 if len(lines) >= 100_000:
                     terms += len(lines)
                     copy.write("".join(lines))
@@ -272,8 +358,10 @@ def pg_load(url: str, count: int) -> None:
         for _, definition in indexes:
             conn.execute(definition)
         conn.execute(f"SELECT setval('customers_id_seq', {count})")
-        conn.execute("SELECT setval(pg_get_serial_sequence('customer_search_terms', 'id'), "
-                     "(SELECT max(id) FROM customer_search_terms))")
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence('customer_search_terms', 'id'), "
+            "(SELECT max(id) FROM customer_search_terms))"
+        )
         print(f"  {len(indexes) + 1} indexes rebuilt in {time.perf_counter() - started:.1f} s", flush=True)
         started = time.perf_counter()
         conn.execute("VACUUM (ANALYZE) customers")
@@ -290,24 +378,49 @@ def sqlite_load(url: str, count: int) -> None:
         for row, account in generate(count, seed=11):
             rows.append(dict(zip(COLUMNS, row, strict=False)))
             if account:
-                accounts.append({"property_id": row[0] * 3, "customer_id": row[0], "account_number": account,
-                                 "deleted": False, "updated_at": row[29]})
+                accounts.append(
+                    {
+                        "property_id": row[0] * 3,
+                        "customer_id": row[0],
+                        "account_number": account,
+                        "deleted": False,
+                        "updated_at": row[29],
+                    }
+                )
         conn.execute(text(f"INSERT INTO customers ({', '.join(COLUMNS)}) VALUES ({placeholders})"), rows)
-        conn.execute(text("INSERT INTO property_accounts VALUES (:property_id, :customer_id, :account_number, "
-                          ":deleted, :updated_at)"), accounts)
+        conn.execute(
+            text(
+                "INSERT INTO property_accounts VALUES (:property_id, :customer_id, :account_number, "
+                ":deleted, :updated_at)"
+            ),
+            accounts,
+        )
     by_customer = {a["customer_id"]: [a["account_number"]] for a in accounts}
     term_rows = []
     for values in rows:
         customer = Customer(**{k: v for k, v in values.items() if k != "custom_fields"})
         terms = search.covered_lengths(search.terms_of(customer, by_customer.get(customer.id, [])))
         for term, covered in terms.items():
-            term_rows.append({"customer_id": customer.id, "term": term, "head": term[:search.HEAD],
-                              "covered": covered, "kind": customer.kind, "location_id": customer.location_id,
-                              "sort_name": customer.sort_name})
+            term_rows.append(
+                {
+                    "customer_id": customer.id,
+                    "term": term,
+                    "head": term[: search.HEAD],
+                    "covered": covered,
+                    "kind": customer.kind,
+                    "location_id": customer.location_id,
+                    "sort_name": customer.sort_name,
+                }
+            )
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO customer_search_terms (customer_id, term, head, covered, kind, location_id, "
-                          "sort_name) VALUES (:customer_id, :term, :head, :covered, :kind, :location_id, "
-                          ":sort_name)"), term_rows)
+        conn.execute(
+            text(
+                "INSERT INTO customer_search_terms (customer_id, term, head, covered, kind, location_id, "
+                "sort_name) VALUES (:customer_id, :term, :head, :covered, :kind, :location_id, "
+                ":sort_name)"
+            ),
+            term_rows,
+        )
         conn.execute(text("ANALYZE"))
     engine.dispose()
 
@@ -320,17 +433,22 @@ def check_terms(url: str, sample: int = 300) -> None:
     with Session(engine) as session:
         ids = [row[0] for row in session.execute(text(f"SELECT id FROM customers ORDER BY random() LIMIT {sample}"))]
         for customer in session.query(Customer).filter(Customer.id.in_(ids)):
-            accounts = session.scalars(text("SELECT account_number FROM property_accounts WHERE customer_id = :c"),
-                                       {"c": customer.id}).all()
+            accounts = session.scalars(
+                text("SELECT account_number FROM property_accounts WHERE customer_id = :c"), {"c": customer.id}
+            ).all()
             expected = search.covered_lengths(search.terms_of(customer, list(accounts)))
-            stored = dict(session.execute(text("SELECT term, covered FROM customer_search_terms "
-                                               "WHERE customer_id = :c"), {"c": customer.id}).all())
+            stored = dict(
+                session.execute(
+                    text("SELECT term, covered FROM customer_search_terms WHERE customer_id = :c"), {"c": customer.id}
+                ).all()
+            )
             assert stored == expected, (customer.id, set(stored.items()) ^ set(expected.items()))
     engine.dispose()
     print(f"  terms of {sample} sampled records equal the service's own term builder", flush=True)
 
 
 # --- measuring ------------------------------------------------------------------------------------
+
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -351,8 +469,15 @@ def timed(fn, samples: list, runs: int, warmup: int = 5) -> tuple[list[float], o
 
 def service_client(url: str, var_dir: str):
     os.environ.setdefault("VIGIL_VAR_DIR", var_dir)
-    settings = Settings.from_env("customer", database_url=url, internal_secret=TEST_SECRET, broker_url="memory://",
-                                 log_level="WARNING", encryption_keys=(generate_key(),), blind_index_key="bench")
+    settings = Settings.from_env(
+        "customer",
+        database_url=url,
+        internal_secret=TEST_SECRET,
+        broker_url="memory://",
+        log_level="WARNING",
+        encryption_keys=(generate_key(),),
+        blind_index_key="bench",
+    )
     app = program.create_app(settings)
     client = app.test_client()
     perms = frozenset({"customers.view", "leads.view", "tags.view"})
@@ -378,16 +503,24 @@ def samples_from(url: str) -> dict[str, list[str]]:
         picks = {
             "name: common fragment": ["smi", "john", "garc", "will", "brow", "mar", "dav", "rod", "lop", "mill"],
             "name: full, common": ["james smith", "mary johnson", "john williams", "robert brown", "linda jones"],
-            "name: rare": pick(f"SELECT lower(last_name) FROM customers WHERE location_id IN ({locations}) "
-                               f"AND lower(last_name) NOT IN ({', '.join(repr(n) for n in SURNAMES)}) "
-                               f"ORDER BY id LIMIT 20 OFFSET {size // 1000}"),
-            "email": pick(f"SELECT substr(email, 1, 14) FROM customers WHERE location_id IN ({locations}) "
-                          f"AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET {size // 500}"),
-            "phone as typed": pick(f"SELECT primary_phone FROM customers WHERE location_id IN ({locations}) "
-                                   f"AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET {size // 200}"),
-            "account number": pick(f"SELECT p.account_number FROM property_accounts p JOIN customers c ON "
-                                   f"c.id = p.customer_id WHERE c.location_id IN ({locations}) AND c.kind = 'customer' "
-                                   f"ORDER BY p.customer_id LIMIT 20 OFFSET {size // 100}"),
+            "name: rare": pick(
+                f"SELECT lower(last_name) FROM customers WHERE location_id IN ({locations}) "
+                f"AND lower(last_name) NOT IN ({', '.join(repr(n) for n in SURNAMES)}) "
+                f"ORDER BY id LIMIT 20 OFFSET {size // 1000}"
+            ),
+            "email": pick(
+                f"SELECT substr(email, 1, 14) FROM customers WHERE location_id IN ({locations}) "
+                f"AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET {size // 500}"
+            ),
+            "phone as typed": pick(
+                f"SELECT primary_phone FROM customers WHERE location_id IN ({locations}) "
+                f"AND kind = 'customer' ORDER BY id LIMIT 20 OFFSET {size // 200}"
+            ),
+            "account number": pick(
+                f"SELECT p.account_number FROM property_accounts p JOIN customers c ON "
+                f"c.id = p.customer_id WHERE c.location_id IN ({locations}) AND c.kind = 'customer' "
+                f"ORDER BY p.customer_id LIMIT 20 OFFSET {size // 100}"
+            ),
         }
     engine.dispose()
     return picks
@@ -411,8 +544,13 @@ def naive_query(conn, kind: str, value: str) -> int:
     where, join = NAIVE[kind]
     visible = "c.location_id IN (1, 2, 4)"
     params = {"pattern": f"%{value}%"}
-    conn.execute(text(f"SELECT c.id, c.first_name, c.last_name, c.email, c.primary_phone FROM customers c {join} "
-                      f"WHERE {where} AND {visible} ORDER BY c.last_name, c.first_name, c.id LIMIT 20"), params).all()
+    conn.execute(
+        text(
+            f"SELECT c.id, c.first_name, c.last_name, c.email, c.primary_phone FROM customers c {join} "
+            f"WHERE {where} AND {visible} ORDER BY c.last_name, c.first_name, c.id LIMIT 20"
+        ),
+        params,
+    ).all()
     return conn.execute(text(f"SELECT count(*) FROM customers c {join} WHERE {where} AND {visible}"), params).scalar()
 
 
@@ -422,16 +560,20 @@ def naive_kind(label: str) -> str:
 
 def report(rows: list[tuple], target: float | None) -> bool:
     ok = True
-    print(f"  {'search':<24}{'service p50':>12}{'service p95':>12}{'naive p50':>11}{'naive p95':>11}"
-          f"{'matches':>10}  queries (matches of the first)")
+    print(
+        f"  {'search':<24}{'service p50':>12}{'service p95':>12}{'naive p50':>11}{'naive p95':>11}"
+        f"{'matches':>10}  queries (matches of the first)"
+    )
     for label, service_times, naive_times, total, estimated, example in rows:
         p95 = percentile(service_times, 95)
         ok &= target is None or p95 <= target
-        naive = f"{percentile(naive_times, 50):>9.1f}ms{percentile(naive_times, 95):>9.1f}ms" if naive_times \
+        naive = (
+            f"{percentile(naive_times, 50):>9.1f}ms{percentile(naive_times, 95):>9.1f}ms"
+            if naive_times
             else f"{'-':>11}{'-':>11}"
+        )
         shown_total = f"~{total:,}" if estimated else f"{total:,}"
-        print(f"  {label:<24}{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}{shown_total:>10}"
-              f"  {example}")
+        print(f"  {label:<24}{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}{shown_total:>10}  {example}")
     return ok
 
 
@@ -458,33 +600,59 @@ def measure_searches(get, url: str, runs: int, naive: bool) -> list[tuple]:
 def measure_deep(get, url: str, runs: int, depth: int) -> None:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        key = conn.execute(text("SELECT sort_name, id FROM customers WHERE location_id IN (1, 2, 4) "
-                                "ORDER BY sort_name, id OFFSET :depth LIMIT 1"), {"depth": depth}).one()
+        key = conn.execute(
+            text(
+                "SELECT sort_name, id FROM customers WHERE location_id IN (1, 2, 4) "
+                "ORDER BY sort_name, id OFFSET :depth LIMIT 1"
+            ),
+            {"depth": depth},
+        ).one()
         conn.execute(text("CREATE INDEX IF NOT EXISTS bench_name_order ON customers (last_name, first_name, id)"))
         conn.execute(text("VACUUM ANALYZE customers"))
-        raw_times, _ = timed(lambda _: conn.execute(text(
-            "SELECT id FROM customers ORDER BY last_name, first_name, id OFFSET :depth LIMIT 20"),
-            {"depth": depth}).all(), [0], max(5, runs // 5), 1)
+        raw_times, _ = timed(
+            lambda _: conn.execute(
+                text("SELECT id FROM customers ORDER BY last_name, first_name, id OFFSET :depth LIMIT 20"),
+                {"depth": depth},
+            ).all(),
+            [0],
+            max(5, runs // 5),
+            1,
+        )
     engine.dispose()
     page = depth // 20 + 1
-    cursor = base64.urlsafe_b64encode(json.dumps(
-        {"s": "name", "d": "next", "p": page, "k": [key.sort_name, key.id]}, separators=(",", ":")).encode()
-    ).decode().rstrip("=")
+    cursor = (
+        base64.urlsafe_b64encode(
+            json.dumps(
+                {"s": "name", "d": "next", "p": page, "k": [key.sort_name, key.id]}, separators=(",", ":")
+            ).encode()
+        )
+        .decode()
+        .rstrip("=")
+    )
     first_times, _ = timed(lambda _: get("/api/v1/customers"), [0], runs)
     keyset_times, body = timed(lambda _: get("/api/v1/customers", cursor=cursor), [0], runs)
     offset_times, _ = timed(lambda _: get("/api/v1/customers", page=page), [0], max(5, runs // 5), 1)
     assert len(body["items"]) == 20 and body["page"] == page
-    print(f"  page 1 (no q) through the service       p50 {percentile(first_times, 50):6.1f} ms   "
-          f"p95 {percentile(first_times, 95):6.1f} ms")
-    print(f"  page {page:,} by keyset cursor (service)   p50 {percentile(keyset_times, 50):6.1f} ms   "
-          f"p95 {percentile(keyset_times, 95):6.1f} ms")
-    print(f"  page {page:,} by page number (service)   p50 {percentile(offset_times, 50):6.1f} ms   "
-          f"p95 {percentile(offset_times, 95):6.1f} ms")
-    print(f"  raw SQL OFFSET {depth:,} (index only)     p50 {percentile(raw_times, 50):6.1f} ms   "
-          f"p95 {percentile(raw_times, 95):6.1f} ms")
+    print(
+        f"  page 1 (no q) through the service       p50 {percentile(first_times, 50):6.1f} ms   "
+        f"p95 {percentile(first_times, 95):6.1f} ms"
+    )
+    print(
+        f"  page {page:,} by keyset cursor (service)   p50 {percentile(keyset_times, 50):6.1f} ms   "
+        f"p95 {percentile(keyset_times, 95):6.1f} ms"
+    )
+    print(
+        f"  page {page:,} by page number (service)   p50 {percentile(offset_times, 50):6.1f} ms   "
+        f"p95 {percentile(offset_times, 95):6.1f} ms"
+    )
+    print(
+        f"  raw SQL OFFSET {depth:,} (index only)     p50 {percentile(raw_times, 50):6.1f} ms   "
+        f"p95 {percentile(raw_times, 95):6.1f} ms"
+    )
 
 
 # --- the two runs ---------------------------------------------------------------------------------
+
 
 def run_postgres(args) -> bool:
     admin = args.postgres_url or postgres_admin_url()
@@ -511,8 +679,10 @@ def run_postgres(args) -> bool:
             print(f"  trigram indexes for the naive queries built in {time.perf_counter() - started:.0f} s")
         with tempfile.TemporaryDirectory() as var_dir:
             _, get = service_client(url, var_dir)
-            print(f"\n  page 1, {args.runs} requests per search through the service (target p95 <= 30 ms), "
-                  "naive SQL beside it:")
+            print(
+                f"\n  page 1, {args.runs} requests per search through the service (target p95 <= 30 ms), "
+                "naive SQL beside it:"
+            )
             ok = report(measure_searches(get, url, args.runs, naive=True), 30.0)
             print("\n  deep pages:")
             measure_deep(get, url, args.runs, min(500_000, int(args.customers * 0.55)))

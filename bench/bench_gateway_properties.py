@@ -25,6 +25,7 @@ Lookups are rate limited per client address (20 a minute), so the load plays man
 signed identity for direct calls). Each figure is requests per second over the measured window and
 the 50th/99th percentile latency; the gateway's share of the direct throughput is printed for each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,6 +62,7 @@ BENCH_PERMISSIONS = ("properties.view", "equipment.view", "appointments.view", "
 
 # --- a small keep-alive HTTP client -------------------------------------------------------------
 
+
 class Client:
     """One keep-alive connection (what a pooled client or a browser keeps open)."""
 
@@ -82,12 +84,14 @@ class Client:
 
 def call(base_url: str, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
     all_headers = {"Content-Type": "application/json"} | (headers or {})
-    status, data = Client(base_url).request(method, path, json.dumps(body).encode() if body is not None else None,
-                                            all_headers)
+    status, data = Client(base_url).request(
+        method, path, json.dumps(body).encode() if body is not None else None, all_headers
+    )
     return status, (json.loads(data) if data else {})
 
 
 # --- the load -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Target:
@@ -114,12 +118,18 @@ def _address(worker: int, thread: int, round_: int, count: int) -> str:
 
 def _identity(user_id: int, location_id: int, address: str | None) -> Identity:
     """The identity the gateway passes on for the bench user."""
-    return Identity(subject=str(user_id), username="bench-tech", kind="user",
-                    locations={location_id: frozenset(BENCH_PERMISSIONS)}, client_ip=address)
+    return Identity(
+        subject=str(user_id),
+        username="bench-tech",
+        kind="user",
+        locations={location_id: frozenset(BENCH_PERMISSIONS)},
+        client_ip=address,
+    )
 
 
-def _thread_load(target: Target, deadline: float, start: float, worker: int, thread: int, round_: int,
-                 latencies: list, outcome: dict) -> None:
+def _thread_load(
+    target: Target, deadline: float, start: float, worker: int, thread: int, round_: int, latencies: list, outcome: dict
+) -> None:
     client = Client(target.base_url)
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if target.bearer:
@@ -148,8 +158,10 @@ def _thread_load(target: Target, deadline: float, start: float, worker: int, thr
         if follow is not None and status == 200:
             if now - follow_signed_at > 30:
                 follow_signed_at = now
-                follow_headers = {IDENTITY_HEADER: sign_identity(
-                    service_identity("gateway", {"contacts.view"}), target.secret, 60), "Accept": "application/json"}
+                follow_headers = {
+                    IDENTITY_HEADER: sign_identity(service_identity("gateway", {"contacts.view"}), target.secret, 60),
+                    "Accept": "application/json",
+                }
             status, _ = follow.request("GET", follow_path, None, follow_headers)
         ended = time.perf_counter()
         if began >= start:  # the warm-up's answers are not counted
@@ -167,8 +179,10 @@ def _process_load(args) -> tuple[list[float], int]:
     deadline = start + duration
     latencies: list[float] = []
     outcome: dict = {}
-    workers = [threading.Thread(target=_thread_load, args=(target, deadline, start, worker, t, round_, latencies,
-                                                           outcome)) for t in range(threads)]
+    workers = [
+        threading.Thread(target=_thread_load, args=(target, deadline, start, worker, t, round_, latencies, outcome))
+        for t in range(threads)
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -185,8 +199,18 @@ class Result:
     cpu_ms: dict  # CPU milliseconds per answered request, by process group
 
 
-def measure(pool, target: Target, processes: int, threads: int, warmup: float, duration: float,
-            round_: int, stack: Stack, database_prefix: str | None = None, floors: dict | None = None) -> Result:
+def measure(
+    pool,
+    target: Target,
+    processes: int,
+    threads: int,
+    warmup: float,
+    duration: float,
+    round_: int,
+    stack: Stack,
+    database_prefix: str | None = None,
+    floors: dict | None = None,
+) -> Result:
     load_pids = {child.pid for child in multiprocessing.active_children()}
     jobs = pool.map_async(_process_load, [(target, threads, warmup, duration, w, round_) for w in range(processes)])
     time.sleep(warmup)  # the CPU is counted over the measured window only
@@ -198,8 +222,7 @@ def measure(pool, target: Target, processes: int, threads: int, warmup: float, d
     errors = sum(err for _, err in parts)
     if not latencies:
         return Result(0.0, float("nan"), float("nan"), errors, {})
-    cpu = {group: max(0.0, after.get(group, 0.0) - before.get(group, 0.0)) * 1000 / len(latencies)
-           for group in after}
+    cpu = {group: max(0.0, after.get(group, 0.0) - before.get(group, 0.0)) * 1000 / len(latencies) for group in after}
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return Result(len(latencies) / duration, statistics.median(latencies) * 1000, p99 * 1000, errors, cpu)
 
@@ -216,8 +239,8 @@ def _stat(pid: int) -> tuple[str, int, float] | None:
             raw = handle.read()
     except OSError:
         return None
-    command = raw[raw.index("(") + 1:raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2:].split()
+    command = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
     return command, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
@@ -230,8 +253,9 @@ def _serves(pid: int, database_prefix: str) -> bool:
         return False
 
 
-def cpu_by_group(stack: Stack, load_pids: set[int], database_prefix: str | None,
-                 floors: dict | None = None) -> dict[str, float]:
+def cpu_by_group(
+    stack: Stack, load_pids: set[int], database_prefix: str | None, floors: dict | None = None
+) -> dict[str, float]:
     """CPU seconds so far of the gateway, property and customer web processes (with their workers), the
     other Vigil processes, the floor processes (``floors``: name → Popen), the PostgreSQL backends
     serving this run's databases and the load generator."""
@@ -252,26 +276,36 @@ def cpu_by_group(stack: Stack, load_pids: set[int], database_prefix: str | None,
         return found
 
     groups: dict[str, float] = {}
-    roots = [(process.name if process.name in ("gateway", "property", "customer") else "other vigil",
-              process.popen.pid) for process in stack.processes]
+    roots = [
+        (process.name if process.name in ("gateway", "property", "customer") else "other vigil", process.popen.pid)
+        for process in stack.processes
+    ]
     roots += [(name, popen.pid) for name, popen in (floors or {}).items()]
     for group, root in roots:
         for pid in tree(root):
             if pid in stats:
                 groups[group] = groups.get(group, 0.0) + stats[pid][2]
     if database_prefix:
-        groups["postgres"] = sum(cpu for pid, (command, _, cpu) in stats.items()
-                                 if command.startswith("postgres") and _serves(pid, database_prefix))
+        groups["postgres"] = sum(
+            cpu
+            for pid, (command, _, cpu) in stats.items()
+            if command.startswith("postgres") and _serves(pid, database_prefix)
+        )
     groups["load generator"] = sum(stats[pid][2] for pid in load_pids if pid in stats)
     return groups
 
 
 # --- the installation under test ----------------------------------------------------------------
 
+
 def start_stack(var_dir: str) -> tuple[Stack, TestDatabases, str]:
     backend = choose_backend()
-    overrides = {"VIGIL_VAR_DIR": var_dir, "VIGIL_ADMIN_USERNAME": "admin",
-                 "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_TRUSTED_PROXY_HOPS": "1"}
+    overrides = {
+        "VIGIL_VAR_DIR": var_dir,
+        "VIGIL_ADMIN_USERNAME": "admin",
+        "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+        "VIGIL_TRUSTED_PROXY_HOPS": "1",
+    }
     databases = TestDatabases(backend, var_dir)
     if backend == "postgres":
         for name in PROCESS_NAMES:
@@ -287,8 +321,9 @@ def start_stack(var_dir: str) -> tuple[Stack, TestDatabases, str]:
 def seed(stack: Stack) -> dict:
     """A location, a customer with an emergency contact, and a property with a system, equipment and a visit."""
     gateway = stack.gateway_url
-    status, token = call(gateway, "POST", "/api/v1/auth/token",
-                         {"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]})
+    status, token = call(
+        gateway, "POST", "/api/v1/auth/token", {"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]}
+    )
     assert status == 200, token
     auth = {"Authorization": f"Bearer {token['access_token']}"}
 
@@ -299,28 +334,63 @@ def seed(stack: Stack) -> dict:
 
     location = post("/api/v1/locations", {"name": "Bench Office"})
     customer_path = "/api/v1/customers?allow_duplicates=true"
-    customer = post(customer_path, {"kind": "customer", "first_name": "Bench", "last_name": "Mark", "city": "Ottawa",
-                                    "state": "ON", "primary_phone": "613-555-0123", "account_type": "residential",
-                                    "location_id": location["id"]})
-    post(f"/api/v1/customers/{customer['id']}/contacts", {"type": "emergency", "name": "Nora Neighbour",
-                                                           "phones": [{"label": "mobile", "number": "613-555-0177"}]})
-    prop = post(f"/api/v1/customers/{customer['id']}/properties", {
-        "account_number": "BENCH-1", "pin": "2468", "address": "1 Bench Street", "city": "Ottawa",
-        "system_type": "DSC 1832", "access": {"managed_by": "tenant", "name": "Tina Tenant"}})
+    customer = post(
+        customer_path,
+        {
+            "kind": "customer",
+            "first_name": "Bench",
+            "last_name": "Mark",
+            "city": "Ottawa",
+            "state": "ON",
+            "primary_phone": "613-555-0123",
+            "account_type": "residential",
+            "location_id": location["id"],
+        },
+    )
+    post(
+        f"/api/v1/customers/{customer['id']}/contacts",
+        {"type": "emergency", "name": "Nora Neighbour", "phones": [{"label": "mobile", "number": "613-555-0177"}]},
+    )
+    prop = post(
+        f"/api/v1/customers/{customer['id']}/properties",
+        {
+            "account_number": "BENCH-1",
+            "pin": "2468",
+            "address": "1 Bench Street",
+            "city": "Ottawa",
+            "system_type": "DSC 1832",
+            "access": {"managed_by": "tenant", "name": "Tina Tenant"},
+        },
+    )
     kind = post("/api/v1/system-kinds", {"name": "DSC PowerSeries"})
-    post(f"/api/v1/properties/{prop['id']}/systems", {"kind_id": kind["id"], "ip_address": "10.0.0.7",
-                                                      "password": "5555"})
+    post(
+        f"/api/v1/properties/{prop['id']}/systems",
+        {"kind_id": kind["id"], "ip_address": "10.0.0.7", "password": "5555"},
+    )
     post(f"/api/v1/properties/{prop['id']}/equipment", {"item": "Keypad", "zone": "1"})
-    post(f"/api/v1/properties/{prop['id']}/appointments", {"type": "service", "starts_at": "2030-01-02T09:00:00Z",
-                                                           "ends_at": "2030-01-02T10:00:00Z", "technician_id": 1})
+    post(
+        f"/api/v1/properties/{prop['id']}/appointments",
+        {"type": "service", "starts_at": "2030-01-02T09:00:00Z", "ends_at": "2030-01-02T10:00:00Z", "technician_id": 1},
+    )
     role = post("/api/v1/roles", {"name": "Bench technician", "permissions": list(BENCH_PERMISSIONS)})
     password = secrets.token_urlsafe(18)
-    user = post("/api/v1/users", {"username": "bench-tech", "password": password,
-                                  "grants": [{"role_id": role["id"], "location_id": location["id"]}]})
+    user = post(
+        "/api/v1/users",
+        {
+            "username": "bench-tech",
+            "password": password,
+            "grants": [{"role_id": role["id"], "location_id": location["id"]}],
+        },
+    )
     status, signed_in = call(gateway, "POST", "/api/v1/auth/token", {"username": "bench-tech", "password": password})
     assert status == 200, signed_in
-    return {"token": signed_in["access_token"], "user_id": user["id"], "property_id": prop["id"],
-            "location_id": location["id"], "customer_id": customer["id"]}
+    return {
+        "token": signed_in["access_token"],
+        "user_id": user["id"],
+        "property_id": prop["id"],
+        "location_id": location["id"],
+        "customer_id": customer["id"],
+    }
 
 
 # --- the floor: the same row served by the least a Flask process can do (bench/floor_app.py) --------
@@ -340,16 +410,30 @@ def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[sub
     unless ``worker_class`` names another, to compare gunicorn's worker models on the floor itself.
     """
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    model = ["-k", worker_class, "-w", env.get("VIGIL_WEB_WORKERS", "1"),
-             "--threads", env.get("VIGIL_WEB_THREADS", "8"), "--chdir", str(BENCH_DIR), "--log-level", "warning"]
+    model = [
+        "-k",
+        worker_class,
+        "-w",
+        env.get("VIGIL_WEB_WORKERS", "1"),
+        "--threads",
+        env.get("VIGIL_WEB_THREADS", "8"),
+        "--chdir",
+        str(BENCH_DIR),
+        "--log-level",
+        "warning",
+    ]
     row_url, hop_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    roles = {"floor row": (row_url, {"FLOOR_ROLE": "row", "FLOOR_DATABASE_URL": database_url(env, "property")}),
-             "floor hop": (hop_url, {"FLOOR_ROLE": "hop", "FLOOR_UPSTREAM": row_url})}
+    roles = {
+        "floor row": (row_url, {"FLOOR_ROLE": "row", "FLOOR_DATABASE_URL": database_url(env, "property")}),
+        "floor hop": (hop_url, {"FLOOR_ROLE": "hop", "FLOOR_UPSTREAM": row_url}),
+    }
     started = {}
     for name, (url, role_env) in roles.items():
         argv = [gunicorn, *model, "-b", urlparse(url).netloc, "floor_app:create_app()"]
-        started[name] = (subprocess.Popen(argv, env=os.environ | role_env, start_new_session=True,
-                                          stdout=subprocess.DEVNULL), url)
+        started[name] = (
+            subprocess.Popen(argv, env=os.environ | role_env, start_new_session=True, stdout=subprocess.DEVNULL),
+            url,
+        )
     deadline = time.monotonic() + 60
     for name, (popen, url) in started.items():
         while Client(url).request("GET", "/api/v1/properties/0")[0] != 404:
@@ -374,8 +458,11 @@ def same_json(floor_url: str, property_url: str, path: str, headers: dict) -> st
     _, floor = Client(floor_url).request("GET", path)
     _, service = Client(property_url).request("GET", path, None, headers)
     floor_body, service_body = json.loads(floor), json.loads(service)
-    differs = sorted(key for key in floor_body.keys() | service_body.keys()
-                     if floor_body.get(key, "<absent>") != service_body.get(key, "<absent>"))
+    differs = sorted(
+        key
+        for key in floor_body.keys() | service_body.keys()
+        if floor_body.get(key, "<absent>") != service_body.get(key, "<absent>")
+    )
     return ", ".join(differs)
 
 
@@ -395,18 +482,26 @@ def print_floor_ratios(best: dict[str, Result]) -> list[bool]:
     service_ok = row_cpu > 0 and service_cpu / row_cpu <= SERVICE_FLOOR_GOAL
     hop_ok = row_cpu > 0 and gateway_cpu / row_cpu <= HOP_FLOOR_GOAL
     print("  against the floor measured in this run (CPU ms per request of the process; ratio):")
-    print(f"    property service {service_cpu:.2f} vs floor app {row_cpu:.2f}: {_ratio(service_cpu, row_cpu)}"
-          f" ({'meets' if service_ok else 'misses'} the {SERVICE_FLOOR_GOAL:g}x target)")
-    print(f"    gateway {gateway_cpu:.2f} vs floor app {row_cpu:.2f}: {_ratio(gateway_cpu, row_cpu)}"
-          f" ({'meets' if hop_ok else 'misses'} the {HOP_FLOOR_GOAL:g}x target);"
-          f" vs floor hop {hop_cpu:.2f}: {_ratio(gateway_cpu, hop_cpu)}")
-    print(f"    property behind the gateway {_cpu(gateway, 'property'):.2f} vs floor app behind the hop "
-          f"{_cpu(hop, 'floor row'):.2f}: {_ratio(_cpu(gateway, 'property'), _cpu(hop, 'floor row'))}")
+    print(
+        f"    property service {service_cpu:.2f} vs floor app {row_cpu:.2f}: {_ratio(service_cpu, row_cpu)}"
+        f" ({'meets' if service_ok else 'misses'} the {SERVICE_FLOOR_GOAL:g}x target)"
+    )
+    print(
+        f"    gateway {gateway_cpu:.2f} vs floor app {row_cpu:.2f}: {_ratio(gateway_cpu, row_cpu)}"
+        f" ({'meets' if hop_ok else 'misses'} the {HOP_FLOOR_GOAL:g}x target);"
+        f" vs floor hop {hop_cpu:.2f}: {_ratio(gateway_cpu, hop_cpu)}"
+    )
+    print(
+        f"    property behind the gateway {_cpu(gateway, 'property'):.2f} vs floor app behind the hop "
+        f"{_cpu(hop, 'floor row'):.2f}: {_ratio(_cpu(gateway, 'property'), _cpu(hop, 'floor row'))}"
+    )
     for name, vigil, floor in (("direct", direct, row), ("gateway", gateway, hop)):
         whole, floor_whole = sum(vigil.cpu_ms.values()), sum(floor.cpu_ms.values())
-        print(f"    {name}: whole machine {whole:.2f} vs {floor_whole:.2f}: {_ratio(whole, floor_whole)};"
-              f" p50 {vigil.p50_ms:.2f} vs {floor.p50_ms:.2f}: {_ratio(vigil.p50_ms, floor.p50_ms)};"
-              f" p99 {vigil.p99_ms:.2f} vs {floor.p99_ms:.2f}: {_ratio(vigil.p99_ms, floor.p99_ms)}")
+        print(
+            f"    {name}: whole machine {whole:.2f} vs {floor_whole:.2f}: {_ratio(whole, floor_whole)};"
+            f" p50 {vigil.p50_ms:.2f} vs {floor.p50_ms:.2f}: {_ratio(vigil.p50_ms, floor.p50_ms)};"
+            f" p99 {vigil.p99_ms:.2f} vs {floor.p99_ms:.2f}: {_ratio(vigil.p99_ms, floor.p99_ms)}"
+        )
     return [service_ok, hop_ok]
 
 
@@ -416,11 +511,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measurement")
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--threads", type=int, default=4, help="connections (threads) per client process")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="measure each figure this many times, keep the round with the least CPU per request")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each figure this many times, keep the round with the least CPU per request",
+    )
     parser.add_argument("--only-read", action="store_true", help="the property read and its floor only")
-    parser.add_argument("--floor-worker-class", default="gthread",
-                        help="gunicorn worker class of the floor processes (sync, gthread, gevent if installed)")
+    parser.add_argument(
+        "--floor-worker-class",
+        default="gthread",
+        help="gunicorn worker class of the floor processes (sync, gthread, gevent if installed)",
+    )
     args = parser.parse_args(argv)
 
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-")
@@ -437,33 +539,81 @@ def main(argv: list[str] | None = None) -> int:
         lookup = json.dumps({"account_number": "BENCH-1", "pin": "2468"}).encode()
         read_path = f"/api/v1/properties/{data['property_id']}"
         pairs = [
-            ("GET /api/v1/properties/{id}", [
-                Target("floor row", floor["floor row"][1], "GET", read_path, None),
-                Target("direct", property_url, "GET", read_path, None, secret=secret, user_id=data["user_id"],
-                       location_id=data["location_id"]),
-                Target("floor hop", floor["floor hop"][1], "GET", read_path, None),
-                Target("gateway", stack.gateway_url, "GET", read_path, None, bearer=data["token"])]),
+            (
+                "GET /api/v1/properties/{id}",
+                [
+                    Target("floor row", floor["floor row"][1], "GET", read_path, None),
+                    Target(
+                        "direct",
+                        property_url,
+                        "GET",
+                        read_path,
+                        None,
+                        secret=secret,
+                        user_id=data["user_id"],
+                        location_id=data["location_id"],
+                    ),
+                    Target("floor hop", floor["floor hop"][1], "GET", read_path, None),
+                    Target("gateway", stack.gateway_url, "GET", read_path, None, bearer=data["token"]),
+                ],
+            ),
         ]
         if not args.only_read:
-            pairs.append(("technician lookup", [
-                Target("direct", property_url, "POST", "/api/v1/tech/verify", lookup, secret=secret,
-                       user_id=data["user_id"], location_id=data["location_id"], vary_address=True),
-                Target("direct+contacts", property_url, "POST", "/api/v1/tech/verify", lookup, secret=secret,
-                       user_id=data["user_id"], location_id=data["location_id"], vary_address=True,
-                       then_url=f"{env['VIGIL_CUSTOMER_URL']}/api/v1/customers/{data['customer_id']}/contacts"
-                                "?type=emergency&per_page=100"),
-                Target("gateway", stack.gateway_url, "POST", "/api/v1/tech/lookup", lookup, bearer=data["token"],
-                       vary_address=True)]))
+            pairs.append(
+                (
+                    "technician lookup",
+                    [
+                        Target(
+                            "direct",
+                            property_url,
+                            "POST",
+                            "/api/v1/tech/verify",
+                            lookup,
+                            secret=secret,
+                            user_id=data["user_id"],
+                            location_id=data["location_id"],
+                            vary_address=True,
+                        ),
+                        Target(
+                            "direct+contacts",
+                            property_url,
+                            "POST",
+                            "/api/v1/tech/verify",
+                            lookup,
+                            secret=secret,
+                            user_id=data["user_id"],
+                            location_id=data["location_id"],
+                            vary_address=True,
+                            then_url=f"{env['VIGIL_CUSTOMER_URL']}/api/v1/customers/{data['customer_id']}/contacts"
+                            "?type=emergency&per_page=100",
+                        ),
+                        Target(
+                            "gateway",
+                            stack.gateway_url,
+                            "POST",
+                            "/api/v1/tech/lookup",
+                            lookup,
+                            bearer=data["token"],
+                            vary_address=True,
+                        ),
+                    ],
+                )
+            )
         connections = args.processes * args.threads
-        print(f"vigil bench: {os.cpu_count()} CPU(s), {describe_backend(backend)}, "
-              f"{args.processes} client process(es) x {args.threads} connection(s), "
-              f"{args.duration:g} s measured after {args.warmup:g} s warm-up per figure, "
-              f"gunicorn {env.get('VIGIL_WEB_WORKERS', '1')} worker(s) x {env.get('VIGIL_WEB_THREADS', '8')} threads"
-              f" (floor: {args.floor_worker_class})", flush=True)
+        print(
+            f"vigil bench: {os.cpu_count()} CPU(s), {describe_backend(backend)}, "
+            f"{args.processes} client process(es) x {args.threads} connection(s), "
+            f"{args.duration:g} s measured after {args.warmup:g} s warm-up per figure, "
+            f"gunicorn {env.get('VIGIL_WEB_WORKERS', '1')} worker(s) x {env.get('VIGIL_WEB_THREADS', '8')} threads"
+            f" (floor: {args.floor_worker_class})",
+            flush=True,
+        )
         identity = sign_identity(_identity(data["user_id"], data["location_id"], None), secret, 60)
         differs = same_json(floor["floor row"][1], property_url, read_path, {IDENTITY_HEADER: identity})
-        print(f"the floor app answers {'the same JSON as' if not differs else 'other JSON than'} the property service"
-              + (f" (differs in: {differs})" if differs else ""))
+        print(
+            f"the floor app answers {'the same JSON as' if not differs else 'other JSON than'} the property service"
+            + (f" (differs in: {differs})" if differs else "")
+        )
         print(f"{'':40}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
         shares, targets_met = [], []
         with multiprocessing.get_context("fork").Pool(args.processes) as pool:
@@ -472,37 +622,55 @@ def main(argv: list[str] | None = None) -> int:
                 best: dict[str, Result] = {}
                 for round_ in range(args.rounds):
                     for target in targets:
-                        result = measure(pool, target, args.processes, args.threads, args.warmup, args.duration,
-                                         round_ * len(targets) + targets.index(target), stack,
-                                         f"vigil_t{databases.run_id}_" if backend == "postgres" else None,
-                                         floor_pids)
-                        if target.name not in best or (result.rps and sum(result.cpu_ms.values())
-                                                       < sum(best[target.name].cpu_ms.values())):
+                        result = measure(
+                            pool,
+                            target,
+                            args.processes,
+                            args.threads,
+                            args.warmup,
+                            args.duration,
+                            round_ * len(targets) + targets.index(target),
+                            stack,
+                            f"vigil_t{databases.run_id}_" if backend == "postgres" else None,
+                            floor_pids,
+                        )
+                        if target.name not in best or (
+                            result.rps and sum(result.cpu_ms.values()) < sum(best[target.name].cpu_ms.values())
+                        ):
                             best[target.name] = result
                 for target in targets:
-                    label = (f"  {target.name} {target.method} {target.path}"
-                             + (" + contacts" if target.then_url else ""))[:40]
+                    label = (
+                        f"  {target.name} {target.method} {target.path}" + (" + contacts" if target.then_url else "")
+                    )[:40]
                     r = best[target.name]
                     print(f"{label:40}{r.rps:10.1f}{r.p50_ms:10.2f}{r.p99_ms:10.2f}{r.errors:8d}", flush=True)
                 for target in targets:
                     spent = best[target.name].cpu_ms
-                    parts = ", ".join(f"{group} {ms:.2f}" for group, ms in sorted(spent.items(), key=lambda i: -i[1])
-                                      if ms >= 0.005)
+                    parts = ", ".join(
+                        f"{group} {ms:.2f}" for group, ms in sorted(spent.items(), key=lambda i: -i[1]) if ms >= 0.005
+                    )
                     print(f"    CPU ms per request, {target.name}: {sum(spent.values()):.2f} = {parts}")
                 if "floor row" in best:
                     targets_met += print_floor_ratios(best)
                 share = best["gateway"].rps / best["direct"].rps if best["direct"].rps else 0.0
                 shares.append(share)
                 verdict = "meets" if share >= GOAL else "misses"
-                print(f"  the gateway keeps {share:.0%} of the direct throughput ({verdict} the {GOAL:.0%} goal;"
-                      " wall throughput on a shared machine is noisy)", flush=True)
+                print(
+                    f"  the gateway keeps {share:.0%} of the direct throughput ({verdict} the {GOAL:.0%} goal;"
+                    " wall throughput on a shared machine is noisy)",
+                    flush=True,
+                )
                 if "direct+contacts" in best and best["direct+contacts"].rps:
                     pair = best["gateway"].rps / best["direct+contacts"].rps
-                    print(f"  and {pair:.0%} of the same two service calls made directly (verify, then contacts)",
-                          flush=True)
-        print(f"({connections} concurrent connections. Load average now {os.getloadavg()[0]:.1f}: other work on this "
-              "machine skews the figures. PostgreSQL CPU counts this run's backends only; backends that exit "
-              "during a measurement are not counted.)")
+                    print(
+                        f"  and {pair:.0%} of the same two service calls made directly (verify, then contacts)",
+                        flush=True,
+                    )
+        print(
+            f"({connections} concurrent connections. Load average now {os.getloadavg()[0]:.1f}: other work on this "
+            "machine skews the figures. PostgreSQL CPU counts this run's backends only; backends that exit "
+            "during a measurement are not counted.)"
+        )
         return 0 if all(targets_met) and all(share >= GOAL for share in shares) else 1
     finally:
         stop_floor(floor)

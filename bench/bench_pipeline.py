@@ -21,6 +21,7 @@ For each broker it starts its own Vigil on free ports: ``embedded`` is the defau
 
 Targets: every queue drains at least 200 events/s; a cascade is done within 5 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,11 +50,16 @@ TARGET_CASCADE = 5.0
 
 
 def start(broker: str, var_dir: str, rabbitmq_databases: str = "postgres") -> tuple[Stack, TestDatabases, str | None]:
-    overrides = {"VIGIL_VAR_DIR": var_dir, "VIGIL_ADMIN_USERNAME": "admin",
-                 "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "WARNING",
-                 "VIGIL_RELAY_INTERVAL": "0.1"}
-    databases = TestDatabases("postgres" if broker == "rabbitmq" and rabbitmq_databases == "postgres" else "embedded",
-                              var_dir)
+    overrides = {
+        "VIGIL_VAR_DIR": var_dir,
+        "VIGIL_ADMIN_USERNAME": "admin",
+        "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+        "VIGIL_LOG_LEVEL": "WARNING",
+        "VIGIL_RELAY_INTERVAL": "0.1",
+    }
+    databases = TestDatabases(
+        "postgres" if broker == "rabbitmq" and rabbitmq_databases == "postgres" else "embedded", var_dir
+    )
     prefix = None
     if broker == "rabbitmq":
         for name in PROCESS_NAMES if databases.backend == "postgres" else ():
@@ -109,17 +115,31 @@ class Churn:
             return self._call(http, method, path, **kwargs)
 
         while not self.stopping.is_set():
-            customer = paced("POST", "/api/v1/customers", params={"allow_duplicates": "true"}, json={
-                "kind": "customer", "first_name": "Bench", "last_name": f"Churn{number}", "city": "Ottawa",
-                "state": "ON", "primary_phone": f"613-555-{uuid.uuid4().int % 10_000:04d}",
-                "account_type": "Residential", "location_id": self.location_id})
+            customer = paced(
+                "POST",
+                "/api/v1/customers",
+                params={"allow_duplicates": "true"},
+                json={
+                    "kind": "customer",
+                    "first_name": "Bench",
+                    "last_name": f"Churn{number}",
+                    "city": "Ottawa",
+                    "state": "ON",
+                    "primary_phone": f"613-555-{uuid.uuid4().int % 10_000:04d}",
+                    "account_type": "Residential",
+                    "location_id": self.location_id,
+                },
+            )
             if customer is None or customer.status_code != 201:
                 continue
             cid = customer.json()["id"]
             properties = []
             for _ in range(2):
-                prop = paced("POST", f"/api/v1/customers/{cid}/properties",
-                             json={"account_number": f"B-{uuid.uuid4().hex[:12]}", "address": "1 Bench Road"})
+                prop = paced(
+                    "POST",
+                    f"/api/v1/customers/{cid}/properties",
+                    json={"account_number": f"B-{uuid.uuid4().hex[:12]}", "address": "1 Bench Road"},
+                )
                 if prop is not None and prop.status_code == 201:
                     properties.append(prop.json()["id"])
             paced("PATCH", f"/api/v1/customers/{cid}", json={"city": "Kanata"})
@@ -142,13 +162,15 @@ def cascade_latencies(stack: Stack, deleted: dict[int, tuple[float, list[int]]])
     properties, i.e. committed the ``customer.deleted`` event (the removal is in that transaction)."""
     with create_engine(database_url(stack, "customer")).connect() as conn:
         events = {}
-        for event_id, data in conn.execute(text(
-                "SELECT event_id, data FROM outbox_events WHERE type = 'customer.deleted'")):
+        for event_id, data in conn.execute(
+            text("SELECT event_id, data FROM outbox_events WHERE type = 'customer.deleted'")
+        ):
             data = json.loads(data) if isinstance(data, str) else data
             events[event_id] = data["customer_id"]
     with create_engine(database_url(stack, "property")).connect() as conn:
-        processed = {event_id: at for event_id, at in conn.execute(text(
-            "SELECT event_id, processed_at FROM processed_events"))}
+        processed = {
+            event_id: at for event_id, at in conn.execute(text("SELECT event_id, processed_at FROM processed_events"))
+        }
     latencies: dict[int, float | None] = {customer: None for customer in deleted}
     for event_id, customer in events.items():
         if customer in deleted and event_id in processed:
@@ -177,15 +199,18 @@ def expected_count(stack: Stack, service: str) -> int:
         try:
             with engine.connect() as conn:
                 outbox = table("outbox_events", column("type"))
-                total += conn.execute(select(func.count()).select_from(outbox)
-                                      .where(outbox.c.type.in_(sorted(types)))).scalar_one()
+                total += conn.execute(
+                    select(func.count()).select_from(outbox).where(outbox.c.type.in_(sorted(types)))
+                ).scalar_one()
         finally:
             engine.dispose()
     return total
 
 
 def database_url(stack: Stack, service: str) -> str:
-    return stack.env.get(f"VIGIL_{service.upper()}_DATABASE_URL") or f"sqlite:///{stack.env['VIGIL_VAR_DIR']}/{service}.db"
+    return (
+        stack.env.get(f"VIGIL_{service.upper()}_DATABASE_URL") or f"sqlite:///{stack.env['VIGIL_VAR_DIR']}/{service}.db"
+    )
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -205,8 +230,11 @@ def group_cpu_seconds(pgid: int) -> float:
 
 
 def worker_cpu(stack: Stack, services) -> dict[str, float]:
-    return {p.name.removesuffix("-worker"): group_cpu_seconds(p.popen.pid)
-            for p in stack.processes if p.name in {f"{s}-worker" for s in services}}
+    return {
+        p.name.removesuffix("-worker"): group_cpu_seconds(p.popen.pid)
+        for p in stack.processes
+        if p.name in {f"{s}-worker" for s in services}
+    }
 
 
 def signal_workers(stack: Stack, services, sig) -> None:
@@ -220,10 +248,17 @@ def measure(broker: str, args) -> dict:
         stack, databases, prefix = start(broker, var_dir, args.rabbitmq_databases)
         try:
             base = stack.gateway_url
-            token = requests.post(f"{base}/api/v1/auth/token", json={
-                "username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]}, timeout=30).json()["access_token"]
-            location = requests.post(f"{base}/api/v1/locations", json={"name": f"Bench {broker}"},
-                                     headers={"Authorization": f"Bearer {token}"}, timeout=30).json()["id"]
+            token = requests.post(
+                f"{base}/api/v1/auth/token",
+                json={"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]},
+                timeout=30,
+            ).json()["access_token"]
+            location = requests.post(
+                f"{base}/api/v1/locations",
+                json={"name": f"Bench {broker}"},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            ).json()["id"]
             churn = Churn(base, token, location, args.rate, args.clients)
             threads = churn.run()
             started = time.monotonic()
@@ -253,9 +288,14 @@ def measure(broker: str, args) -> dict:
             cpu = {s: worker_cpu(stack, [s])[s] - cpu_before[s] for s in consumers}
             latencies = cascade_latencies(stack, steady_deleted)
             http = requests.Session()
-            left = sum(http.get(f"{base}/api/v1/properties/{p}", headers={"Authorization": f"Bearer {token}"},
-                                timeout=30).status_code != 404
-                       for _, properties in steady_deleted.values() for p in properties)
+            left = sum(
+                http.get(
+                    f"{base}/api/v1/properties/{p}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+                ).status_code
+                != 404
+                for _, properties in steady_deleted.values()
+                for p in properties
+            )
             return {
                 "broker": broker,
                 "databases": f" (databases on {databases.backend})",
@@ -283,8 +323,10 @@ def measure(broker: str, args) -> dict:
 
 def report(result: dict) -> bool:
     ok = True
-    print(f"\n== {result['broker']}{result.get('databases', '')}: "
-          f"{result['rate']:.0f} requests/s of churn through the gateway")
+    print(
+        f"\n== {result['broker']}{result.get('databases', '')}: "
+        f"{result['rate']:.0f} requests/s of churn through the gateway"
+    )
     print(f"   5xx / failed requests: {len(result['server_errors'])}")
     for line in result["server_errors"][:5]:
         print(f"     {line}")
@@ -292,13 +334,17 @@ def report(result: dict) -> bool:
     cascades = sorted(result["cascades"])
     if cascades:
         p95 = cascades[int(0.95 * (len(cascades) - 1))]
-        print(f"   cascade (DELETE answered -> properties gone), steady churn: n={len(cascades)} "
-              f"p50={statistics.median(cascades):.2f}s p95={p95:.2f}s max={cascades[-1]:.2f}s "
-              f"(target <= {TARGET_CASCADE:.0f}s)")
+        print(
+            f"   cascade (DELETE answered -> properties gone), steady churn: n={len(cascades)} "
+            f"p50={statistics.median(cascades):.2f}s p95={p95:.2f}s max={cascades[-1]:.2f}s "
+            f"(target <= {TARGET_CASCADE:.0f}s)"
+        )
         ok &= cascades[-1] <= TARGET_CASCADE
     if result["missing_cascades"] or result["properties_left"]:
-        print(f"   cascades never finished: {result['missing_cascades']}; "
-              f"properties of deleted customers left: {result['properties_left']}")
+        print(
+            f"   cascades never finished: {result['missing_cascades']}; "
+            f"properties of deleted customers left: {result['properties_left']}"
+        )
         ok = False
     for service, (backlog, seconds, cpu) in result["drain"].items():
         if seconds is None:
@@ -306,9 +352,11 @@ def report(result: dict) -> bool:
             ok = False
             continue
         rate = backlog / seconds if seconds else float("inf")
-        print(f"   queue {service}: backlog of {backlog} events drained in {seconds:.1f}s = {rate:.0f} events/s "
-              f"(target >= {TARGET_DRAIN:.0f}); the worker used {cpu:.1f} CPU-s: "
-              f"{backlog / cpu if cpu else float('inf'):.0f} events per CPU-second")
+        print(
+            f"   queue {service}: backlog of {backlog} events drained in {seconds:.1f}s = {rate:.0f} events/s "
+            f"(target >= {TARGET_DRAIN:.0f}); the worker used {cpu:.1f} CPU-s: "
+            f"{backlog / cpu if cpu else float('inf'):.0f} events per CPU-second"
+        )
         ok &= rate >= TARGET_DRAIN
     return ok
 
@@ -320,8 +368,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--steady", type=float, default=30.0, help="seconds of steady churn")
     parser.add_argument("--pause", type=float, default=15.0, help="seconds the workers are paused to build a backlog")
-    parser.add_argument("--rabbitmq-databases", choices=("postgres", "sqlite"), default="postgres",
-                        help="databases of the RabbitMQ run (sqlite: the same as the embedded run's)")
+    parser.add_argument(
+        "--rabbitmq-databases",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="databases of the RabbitMQ run (sqlite: the same as the embedded run's)",
+    )
     args = parser.parse_args(argv)
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     ok = True

@@ -12,6 +12,7 @@ worker model (``gthread``, same workers and threads):
     FLOOR_ROLE=row FLOOR_DATABASE_URL=... gunicorn -k gthread --chdir bench 'floor_app:create_app()'
     FLOOR_ROLE=hop FLOOR_UPSTREAM=http://127.0.0.1:PORT gunicorn -k gthread --chdir bench 'floor_app:create_app()'
 """
+
 from __future__ import annotations
 
 import json
@@ -25,20 +26,54 @@ from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Tab
 MASKED_PIN = "***"
 _metadata = MetaData()
 properties = Table(
-    "properties", _metadata, Column("id", Integer, primary_key=True), Column("customer_id", Integer),
-    *[Column(name, String) for name in ("account_number", "type", "system_type", "address", "city", "postal_code",
-                                        "monitoring_status", "notes", "access_managed_by", "access_name",
-                                        "access_phone", "access_email", "access_notes")],
-    Column("active", Boolean), Column("deactivated_at", DateTime(timezone=True)),
-    Column("created_at", DateTime(timezone=True)), Column("updated_at", DateTime(timezone=True)),
-    Column("version", Integer))
-known_customers = Table("known_customers", _metadata, Column("customer_id", Integer, primary_key=True),
-                        Column("location_id", Integer))
-PLAIN = ("id", "customer_id", "account_number", "type", "system_type", "address", "city", "postal_code",
-         "monitoring_status", "notes", "active")
+    "properties",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", Integer),
+    *[
+        Column(name, String)
+        for name in (
+            "account_number",
+            "type",
+            "system_type",
+            "address",
+            "city",
+            "postal_code",
+            "monitoring_status",
+            "notes",
+            "access_managed_by",
+            "access_name",
+            "access_phone",
+            "access_email",
+            "access_notes",
+        )
+    ],
+    Column("active", Boolean),
+    Column("deactivated_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("version", Integer),
+)
+known_customers = Table(
+    "known_customers", _metadata, Column("customer_id", Integer, primary_key=True), Column("location_id", Integer)
+)
+PLAIN = (
+    "id",
+    "customer_id",
+    "account_number",
+    "type",
+    "system_type",
+    "address",
+    "city",
+    "postal_code",
+    "monitoring_status",
+    "notes",
+    "active",
+)
 ACCESS = ("managed_by", "name", "phone", "email", "notes")
-READ = (select(properties, known_customers.c.location_id)
-        .outerjoin(known_customers, known_customers.c.customer_id == properties.c.customer_id))
+READ = select(properties, known_customers.c.location_id).outerjoin(
+    known_customers, known_customers.c.customer_id == properties.c.customer_id
+)
 
 
 def _timestamp(value):
@@ -60,12 +95,17 @@ def row_app(database_url: str) -> Flask:
         if row is None:
             abort(404)
         body = {name: row[name] for name in PLAIN}
-        body |= {"location_id": row["location_id"], "pin": MASKED_PIN,
-                 "access": {key: row[f"access_{key}"] for key in ACCESS},
-                 "deactivated_at": _timestamp(row["deactivated_at"]), "created_at": _timestamp(row["created_at"]),
-                 "updated_at": _timestamp(row["updated_at"])}
-        return Response(json.dumps(body), mimetype="application/json",
-                        headers={"ETag": f'"{row["id"]}.{row["version"]}"'})
+        body |= {
+            "location_id": row["location_id"],
+            "pin": MASKED_PIN,
+            "access": {key: row[f"access_{key}"] for key in ACCESS},
+            "deactivated_at": _timestamp(row["deactivated_at"]),
+            "created_at": _timestamp(row["created_at"]),
+            "updated_at": _timestamp(row["updated_at"]),
+        }
+        return Response(
+            json.dumps(body), mimetype="application/json", headers={"ETag": f'"{row["id"]}.{row["version"]}"'}
+        )
 
     return app
 
@@ -80,8 +120,12 @@ def hop_app(upstream: str) -> Flask:
     @app.get("/api/v1/<path:_rest>")
     def forward(_rest: str):
         query = request.query_string.decode("latin-1")
-        answer = pool.request("GET", request.path + (f"?{query}" if query else ""),
-                              headers={"Accept": request.headers.get("Accept", "*/*")}, preload_content=True)
+        answer = pool.request(
+            "GET",
+            request.path + (f"?{query}" if query else ""),
+            headers={"Accept": request.headers.get("Accept", "*/*")},
+            preload_content=True,
+        )
         return Response(answer.data, status=answer.status, content_type=answer.headers.get("Content-Type"))
 
     return app

@@ -9,6 +9,7 @@ samples the gunicorn worker of the process that serves it. Writes the collapsed 
 figure, for a flame graph) and prints, for the frames that matter to a read, the share of the
 worker's samples spent under them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,27 @@ def worker_pids(root: int) -> list[int]:
 
 def profile(pid: int, seconds: float, out: Path) -> None:
     py_spy = str(Path(sys.executable).parent / "py-spy")
-    subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-                    "--format", "raw", "--gil", "--nonblocking", "--output", str(out)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--gil",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def summarise(path: Path) -> tuple[int, Counter]:
@@ -88,11 +107,25 @@ def main(argv: list[str] | None = None) -> int:
         env = stack.env
         read_path = f"/api/v1/properties/{data['property_id']}"
         targets = [
-            ("direct", "property", bench.Target("direct", env["VIGIL_PROPERTY_URL"], "GET", read_path, None,
-                                                 secret=env["VIGIL_INTERNAL_SECRET"], user_id=data["user_id"],
-                                                 location_id=data["location_id"])),
-            ("gateway", "gateway", bench.Target("gateway", stack.gateway_url, "GET", read_path, None,
-                                                bearer=data["token"])),
+            (
+                "direct",
+                "property",
+                bench.Target(
+                    "direct",
+                    env["VIGIL_PROPERTY_URL"],
+                    "GET",
+                    read_path,
+                    None,
+                    secret=env["VIGIL_INTERNAL_SECRET"],
+                    user_id=data["user_id"],
+                    location_id=data["location_id"],
+                ),
+            ),
+            (
+                "gateway",
+                "gateway",
+                bench.Target("gateway", stack.gateway_url, "GET", read_path, None, bearer=data["token"]),
+            ),
         ]
         processes = {p.name: p.popen.pid for p in stack.processes}
         print(f"py-spy of the serving gunicorn worker, {bench.describe_backend(backend)}; stacks in {out}")
@@ -105,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                 result = bench.measure(pool, target, 2, 4, 1.0, args.duration + 1, 0, stack)
                 sampler.join()
                 total, under = summarise(path)
-                print(f"{name}: {result.rps:.0f} req/s, {result.cpu_ms.get(process, 0):.2f} ms {process} CPU per "
-                      f"request; {total} samples of the {process} worker (holding the GIL)")
+                print(
+                    f"{name}: {result.rps:.0f} req/s, {result.cpu_ms.get(process, 0):.2f} ms {process} CPU per "
+                    f"request; {total} samples of the {process} worker (holding the GIL)"
+                )
                 for label, _ in PLACES:
                     if under[label]:
                         print(f"    {label:40}{under[label] / total:7.1%}")

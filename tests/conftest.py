@@ -3,6 +3,7 @@
 On PostgreSQL + RabbitMQ when reachable (fresh databases and queues per run, removed afterwards),
 on the embedded defaults (SQLite databases + the SQLite broker in a temporary var/) otherwise.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,11 +51,15 @@ def running_stack(var_dir, backend: str = BACKEND):
     schemathesis run, which signs in wrongly on purpose and edits users) starts its own, on
     ``backend`` (the suite's by default).
     """
-    overrides = {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_ADMIN_USERNAME": "admin",
-                 "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "INFO",
-                 "VIGIL_RELAY_INTERVAL": "0.1",
-                 # cheap Argon2id: sign-ins are many here; the gateway unit suite checks the production ones
-                 "VIGIL_PASSWORD_HASHING": "fast-for-tests"}
+    overrides = {
+        "VIGIL_VAR_DIR": str(var_dir),
+        "VIGIL_ADMIN_USERNAME": "admin",
+        "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+        "VIGIL_LOG_LEVEL": "INFO",
+        "VIGIL_RELAY_INTERVAL": "0.1",
+        # cheap Argon2id: sign-ins are many here; the gateway unit suite checks the production ones
+        "VIGIL_PASSWORD_HASHING": "fast-for-tests",
+    }
     with backend_settings(backend, var_dir) as settings:
         running = Stack.from_environment(overrides | settings, dynamic_ports=True, inherit_vigil_settings=False)
         try:
@@ -112,18 +117,27 @@ def stack_diagnostics(running: Stack, lines: int = 25) -> str:
         if "worker" in log.name or "relay" in log.name:
             tail = log.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
-    databases = sorted({make_url(url).database for name, url in running.env.items()
-                        if name.endswith("_DATABASE_URL") and url.startswith("postgresql")})
+    databases = sorted(
+        {
+            make_url(url).database
+            for name, url in running.env.items()
+            if name.endswith("_DATABASE_URL") and url.startswith("postgresql")
+        }
+    )
     if databases:
         from sqlalchemy import create_engine, text
 
         engine = create_engine(postgres_admin_url())
         try:
             with engine.connect() as conn:
-                rows = conn.execute(text(
-                    "SELECT datname, pid, state, wait_event_type, wait_event, now() - xact_start AS in_xact,"
-                    " left(query, 200) AS query FROM pg_stat_activity"
-                    " WHERE datname = ANY(:names) AND state <> 'idle'"), {"names": databases}).all()
+                rows = conn.execute(
+                    text(
+                        "SELECT datname, pid, state, wait_event_type, wait_event, now() - xact_start AS in_xact,"
+                        " left(query, 200) AS query FROM pg_stat_activity"
+                        " WHERE datname = ANY(:names) AND state <> 'idle'"
+                    ),
+                    {"names": databases},
+                ).all()
         finally:
             engine.dispose()
         parts.append("--- PostgreSQL sessions not idle\n" + "\n".join(str(tuple(row)) for row in rows))
@@ -132,6 +146,7 @@ def stack_diagnostics(running: Stack, lines: int = 25) -> str:
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``run_last(n)`` run after all others, lowest ``n`` first (the at-rest scan is last)."""
+
     def rank(item):
         marker = item.get_closest_marker("run_last")
         return (marker.args[0] if marker and marker.args else 1) if marker else 0
@@ -200,6 +215,7 @@ def assert_problem(response, status: int) -> dict:
 
 # --- callers with chosen rights -----------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def locations(gateway) -> dict[str, int]:
     """Two office locations: ``home`` (where the fixtures' records live) and ``other``."""
@@ -223,8 +239,11 @@ def gateway_as(stack, gateway):
         suffix = uuid.uuid4().hex[:8]
         role = gateway.post("/api/v1/roles", json={"name": f"e2e-role-{suffix}", "permissions": list(permissions)})
         assert role.status_code == 201, role.text
-        grants = ([{"role_id": role.json()["id"], "location_id": None}] if everywhere else
-                  [{"role_id": role.json()["id"], "location_id": loc} for loc in location_ids])
+        grants = (
+            [{"role_id": role.json()["id"], "location_id": None}]
+            if everywhere
+            else [{"role_id": role.json()["id"], "location_id": loc} for loc in location_ids]
+        )
         if not grants and permissions:
             grants = [{"role_id": role.json()["id"], "location_id": None}]  # company-wide permissions only
         made[key] = signed_in_user(stack, gateway, f"e2e-{suffix}", grants)
@@ -255,8 +274,16 @@ def unique_phone(area: str = "801") -> str:
 
 def customer_body(location_id: int, **fields) -> dict:
     """A valid new customer (the record's required fields) at ``location_id``; ``fields`` override."""
-    return {"kind": "customer", "first_name": "Dana", "last_name": "Reyes", "city": "Ottawa", "state": "ON",
-            "primary_phone": "613-555-0100", "account_type": "Residential", "location_id": location_id} | fields
+    return {
+        "kind": "customer",
+        "first_name": "Dana",
+        "last_name": "Reyes",
+        "city": "Ottawa",
+        "state": "ON",
+        "primary_phone": "613-555-0100",
+        "account_type": "Residential",
+        "location_id": location_id,
+    } | fields
 
 
 @contextlib.contextmanager
@@ -269,8 +296,9 @@ def process_stopped(stack, name: str):
         yield process
     finally:
         log = open(process.log_path, "ab")  # noqa: SIM115 - handed to the child
-        process.popen = subprocess.Popen(process.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        process.popen = subprocess.Popen(
+            process.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + 60
         while not is_ready(process.ready_url):

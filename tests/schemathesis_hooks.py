@@ -4,6 +4,7 @@ The caller signs in as the stack's admin and signs in again whenever a call answ
 fuzzed ``POST /auth/logout`` or password change does not blind the rest of the run. With
 ``VIGIL_FUZZ_API_KEY`` set, the caller is that API key instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,11 @@ class VigilCaller:
         key = os.environ.get("VIGIL_FUZZ_API_KEY")
         if key:
             return {"X-API-Key": key}
-        response = requests.post(f"{os.environ['VIGIL_FUZZ_GATEWAY']}/api/v1/auth/token", timeout=30,
-                                 json={"username": "admin", "password": os.environ["VIGIL_FUZZ_PASSWORD"]})
+        response = requests.post(
+            f"{os.environ['VIGIL_FUZZ_GATEWAY']}/api/v1/auth/token",
+            timeout=30,
+            json={"username": "admin", "password": os.environ["VIGIL_FUZZ_PASSWORD"]},
+        )
         if response.status_code != 200:
             return {}  # the admin was locked out or changed by a fuzzed call: the rest runs unauthenticated
         return {"Authorization": f"Bearer {response.json()['access_token']}"}

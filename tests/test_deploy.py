@@ -6,6 +6,7 @@ that they agree with the code: the files they name exist, every ``VIGIL_*`` vari
 declared setting, every container is health-checked, every process runs with the command and ports
 the code expects, and the databases created are the ones the services are pointed at.
 """
+
 from __future__ import annotations
 
 import os
@@ -108,8 +109,10 @@ def declared_console_scripts() -> dict[str, Path]:
     """Console script name -> the pyproject.toml that declares it, for every project in the repo."""
     scripts = {}
     for pyproject in ROOT.glob("**/pyproject.toml"):
-        if any(part.startswith(".") or part in {"node_modules", "build", "dist", "var"}
-               for part in pyproject.relative_to(ROOT).parts):
+        if any(
+            part.startswith(".") or part in {"node_modules", "build", "dist", "var"}
+            for part in pyproject.relative_to(ROOT).parts
+        ):
             continue
         project = tomllib.loads(pyproject.read_text()).get("project", {})
         for name in project.get("scripts", {}):
@@ -286,8 +289,10 @@ def test_postgres_init_script_creates_exactly_the_databases_compose_uses():
     assert not missing, f"{INIT_SQL.relative_to(ROOT)} does not create the databases used by {missing}"
     unused = created - set(used)
     assert not unused, f"{INIT_SQL.relative_to(ROOT)} creates databases no container uses: {sorted(unused)}"
-    mounted = any(INIT_SQL.relative_to(ROOT).as_posix() in volume and "/docker-entrypoint-initdb.d/" in volume
-                  for volume in CONTAINERS["postgres"].get("volumes", []))
+    mounted = any(
+        INIT_SQL.relative_to(ROOT).as_posix() in volume and "/docker-entrypoint-initdb.d/" in volume
+        for volume in CONTAINERS["postgres"].get("volumes", [])
+    )
     assert mounted, f"postgres does not mount {INIT_SQL.relative_to(ROOT)} into /docker-entrypoint-initdb.d"
 
 

@@ -9,6 +9,7 @@ or be public (`security: []`). Then, for every operation:
 A path parameter the fixtures cannot fill with a real home-location record fails the suite:
 a new route must bring its fixture.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,16 +42,21 @@ def openapi(gateway) -> dict:
 @pytest.fixture(scope="session")
 def home_records(gateway, locations) -> dict[str, str]:
     """Real records in the home location, by the path parameter that names them."""
-    customer = gateway.post("/api/v1/customers", json=customer_body(locations["home"], first_name="Homer",
-                                                                    last_name="Access",
-                                                                  primary_phone="217-555-0101"))
+    customer = gateway.post(
+        "/api/v1/customers",
+        json=customer_body(locations["home"], first_name="Homer", last_name="Access", primary_phone="217-555-0101"),
+    )
     assert customer.status_code == 201, customer.text
     customer_id = customer.json()["id"]
     prop = gateway.post(f"/api/v1/customers/{customer_id}/properties", json={"address": "1 Home Rd"})
     assert prop.status_code == 201, prop.text
-    return {"customer_id": str(customer_id), "property_id": str(prop.json()["id"]),
-            "location_id": str(locations["home"]), **customer_children(gateway, customer_id),
-            **property_children(gateway, prop.json()["id"])}
+    return {
+        "customer_id": str(customer_id),
+        "property_id": str(prop.json()["id"]),
+        "location_id": str(locations["home"]),
+        **customer_children(gateway, customer_id),
+        **property_children(gateway, prop.json()["id"]),
+    }
 
 
 CUSTOMER_CHILDREN = ("note_id", "contact_id", "file_id", "tag_id")
@@ -67,8 +73,12 @@ def customer_children(gateway, customer_id: int) -> dict[str, str]:
         assert response.status_code == 201, response.text
     applied = gateway.post(f"{base}/tags", json={"tag_id": tag.json()["id"]})
     assert applied.status_code == 201, applied.text
-    return {"note_id": str(note.json()["id"]), "contact_id": str(contact.json()["id"]),
-            "file_id": str(upload.json()["id"]), "tag_id": str(tag.json()["id"])}
+    return {
+        "note_id": str(note.json()["id"]),
+        "contact_id": str(contact.json()["id"]),
+        "file_id": str(upload.json()["id"]),
+        "tag_id": str(tag.json()["id"]),
+    }
 
 
 PROPERTY_CHILDREN = ("system_id", "equipment_id", "appointment_id")
@@ -81,12 +91,17 @@ def property_children(gateway, property_id: int) -> dict[str, str]:
     assert kind.status_code == 201, kind.text
     system = gateway.post(f"{base}/systems", json={"kind_id": kind.json()["id"], "ip_address": "10.9.9.9"})
     item = gateway.post(f"{base}/equipment", json={"item": "Home keypad"})
-    visit = gateway.post(f"{base}/appointments", json={"type": "service", "starts_at": "2030-01-02T09:00:00Z",
-                                                       "ends_at": "2030-01-02T10:00:00Z"})
+    visit = gateway.post(
+        f"{base}/appointments",
+        json={"type": "service", "starts_at": "2030-01-02T09:00:00Z", "ends_at": "2030-01-02T10:00:00Z"},
+    )
     for response in (system, item, visit):
         assert response.status_code == 201, response.text
-    return {"system_id": str(system.json()["id"]), "equipment_id": str(item.json()["id"]),
-            "appointment_id": str(visit.json()["id"])}
+    return {
+        "system_id": str(system.json()["id"]),
+        "equipment_id": str(item.json()["id"]),
+        "appointment_id": str(visit.json()["id"]),
+    }
 
 
 def fill(path: str, records: dict[str, str], scope: str) -> str:
@@ -96,14 +111,20 @@ def fill(path: str, records: dict[str, str], scope: str) -> str:
             return records[name]
         if scope != "location":
             return "1"  # company-wide rules do not depend on which record
-        raise AssertionError(f"no home-location fixture for path parameter {{{name}}} in {path}: "
-                             "add one to home_records in tests/test_e2e_access.py")
+        raise AssertionError(
+            f"no home-location fixture for path parameter {{{name}}} in {path}: "
+            "add one to home_records in tests/test_e2e_access.py"
+        )
+
     return PARAM.sub(value, path)
 
 
 def test_every_operation_declares_its_permission(openapi):
-    missing = [f"{method.upper()} {path}" for path, method, op in operations(openapi)
-               if not is_public(op) and "x-vigil-permission" not in op]
+    missing = [
+        f"{method.upper()} {path}"
+        for path, method, op in operations(openapi)
+        if not is_public(op) and "x-vigil-permission" not in op
+    ]
     assert missing == [], f"operations without a permission rule: {missing}"
 
 
@@ -130,16 +151,18 @@ def test_a_caller_from_another_location_is_refused_on_home_records(openapi, gate
         outsider = gateway_as([op["x-vigil-permission"]], [locations["other"]])
         response = outsider.request(method.upper(), fill(path, home_records, "location"), json={})
         if response.status_code != 403:
-            wrong.append(f"{method.upper()} {path} as holder of {op['x-vigil-permission']} elsewhere: "
-                         f"{response.status_code}")
+            wrong.append(
+                f"{method.upper()} {path} as holder of {op['x-vigil-permission']} elsewhere: {response.status_code}"
+            )
     assert wrong == [], f"home-location records reachable from another location: {wrong}"
 
 
 def test_lists_never_show_another_locations_rows(openapi, gateway_as, locations, home_records):
     leaks = []
     # customers and properties are what lists show; note, contact, file and tag ids live in other tables
-    home_ids = {int(v) for k, v in home_records.items() if k not in ("location_id", *CUSTOMER_CHILDREN,
-                                                                     *PROPERTY_CHILDREN)}
+    home_ids = {
+        int(v) for k, v in home_records.items() if k not in ("location_id", *CUSTOMER_CHILDREN, *PROPERTY_CHILDREN)
+    }
     for path, method, op in operations(openapi):
         if method != "get" or op.get("x-vigil-scope") != "location" or PARAM.search(path):
             continue
@@ -154,9 +177,15 @@ def test_lists_never_show_another_locations_rows(openapi, gateway_as, locations,
 
 def test_patch_cannot_set_fields_the_caller_may_not_set(openapi, gateway, locations, home_records):
     """Mass assignment (OWASP API3): protected fields are refused and nothing changes."""
-    protected = {"id": 999999, "created_at": "2001-01-01T00:00:00Z", "updated_at": "2001-01-01T00:00:00Z",
-                 "location_id": locations["other"], "permissions": ["users.manage"], "is_admin": True,
-                 "version": 99}
+    protected = {
+        "id": 999999,
+        "created_at": "2001-01-01T00:00:00Z",
+        "updated_at": "2001-01-01T00:00:00Z",
+        "location_id": locations["other"],
+        "permissions": ["users.manage"],
+        "is_admin": True,
+        "version": 99,
+    }
     wrong = []
     for path, method, op in operations(openapi):
         if method != "patch" or op.get("x-vigil-scope") != "location":
@@ -177,22 +206,32 @@ def test_patch_cannot_set_fields_the_caller_may_not_set(openapi, gateway, locati
 
 def test_admin_only_routes_refuse_a_location_manager(gateway_as, locations):
     clerk = gateway_as(["customers.view", "customers.modify"], [locations["home"]])
-    for method, path in (("GET", "/api/v1/users"), ("POST", "/api/v1/roles"), ("GET", "/api/v1/audit"),
-                         ("POST", "/api/v1/api-keys"), ("GET", "/api/v1/ops/customer/outbox")):
+    for method, path in (
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/roles"),
+        ("GET", "/api/v1/audit"),
+        ("POST", "/api/v1/api-keys"),
+        ("GET", "/api/v1/ops/customer/outbox"),
+    ):
         assert_problem(clerk.request(method, path, json={}), 403)
 
 
 # --- nobody gains what they do not hold (the gateway's own rules, through the real stack) --------
 
+
 def test_a_user_manager_cannot_take_over_an_administrator(gateway, gateway_as, anonymous, admin_password):
     hr = gateway_as(["users.manage"])
-    admin = next(u for u in gateway.get("/api/v1/users", params={"q": "admin", "per_page": 100}).json()["items"]
-                 if u["username"] == "admin")
+    admin = next(
+        u
+        for u in gateway.get("/api/v1/users", params={"q": "admin", "per_page": 100}).json()["items"]
+        if u["username"] == "admin"
+    )
     assert_problem(hr.post(f"/api/v1/users/{admin['id']}/password", json={"password": "taken-over-password"}), 403)
     for change in ({"active": False}, {"email": "hr@example.com"}, {"name": "Puppet"}):
         assert_problem(hr.patch(f"/api/v1/users/{admin['id']}", json=change), 403)
-    assert anonymous.post("/api/v1/auth/token", json={"username": "admin",
-                                                      "password": admin_password}).status_code == 200
+    assert (
+        anonymous.post("/api/v1/auth/token", json={"username": "admin", "password": admin_password}).status_code == 200
+    )
 
 
 def test_a_role_manager_cannot_add_a_permission_they_lack(gateway_as):

@@ -12,6 +12,7 @@ for each planted value in the forms it is typed in (``123-45-6789``, ``123456789
 On RabbitMQ, messages are consumed by the time it scans; their content is also in the outbox
 tables, which are scanned.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,7 @@ def _needles(planted: dict) -> dict[str, re.Pattern]:
     }
     needles = {name: re.compile("|".join(re.escape(v) for v in values).encode()) for name, values in literal.items()}
     # A 4-digit PIN is too short to find alone: it counts next to its name, or as a whole value.
-    needles["pin"] = re.compile(rf'pin\W{{0,6}}{pin}(?!\d)|^{pin}$'.encode(), re.IGNORECASE | re.MULTILINE)
+    needles["pin"] = re.compile(rf"pin\W{{0,6}}{pin}(?!\d)|^{pin}$".encode(), re.IGNORECASE | re.MULTILINE)
     return needles
 
 
@@ -66,8 +67,13 @@ def _plant(gateway, stack, planted: dict) -> dict:
     assert location.status_code == 201, location.text
     location_id = location.json()["id"]
     sensitive = {"ssn": planted["ssn"], "birthdate": planted["birthdate"]}
-    body = customer_body(location_id, first_name="Plant", last_name=f"Rest{uuid.uuid4().hex[:6]}",
-                         primary_phone=unique_phone("613"), **sensitive)
+    body = customer_body(
+        location_id,
+        first_name="Plant",
+        last_name=f"Rest{uuid.uuid4().hex[:6]}",
+        primary_phone=unique_phone("613"),
+        **sensitive,
+    )
     key = {"Idempotency-Key": uuid.uuid4().hex}
     created = gateway.post("/api/v1/customers?allow_duplicates=true", json=body, headers=key)
     assert created.status_code == 201, created.text
@@ -85,31 +91,44 @@ def _plant(gateway, stack, planted: dict) -> dict:
     gateway.post(f"{path}/duplicate", json={"location_id": location_id}, headers={"Idempotency-Key": uuid.uuid4().hex})
     gateway.get("/api/v1/customers", params={"q": planted["ssn"]})  # searched for, as a user would
 
-    prop = gateway.post(f"/api/v1/customers/{customer['id']}/properties", headers={"Idempotency-Key": uuid.uuid4().hex},
-                        json={"account_number": f"REST-{uuid.uuid4().hex[:8]}", "pin": planted["pin"],
-                              "address": "1 Rest Street", "city": "Ottawa"})
+    prop = gateway.post(
+        f"/api/v1/customers/{customer['id']}/properties",
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        json={
+            "account_number": f"REST-{uuid.uuid4().hex[:8]}",
+            "pin": planted["pin"],
+            "address": "1 Rest Street",
+            "city": "Ottawa",
+        },
+    )
     assert prop.status_code == 201, prop.text
     assert gateway.get(f"/api/v1/properties/{prop.json()['id']}").json()["pin"] == planted["pin"]
     kind = gateway.post("/api/v1/system-kinds", json={"name": f"Rest panel {uuid.uuid4().hex[:6]}"})
     assert kind.status_code == 201, kind.text
-    system = gateway.post(f"/api/v1/properties/{prop.json()['id']}/systems",
-                          headers={"Idempotency-Key": uuid.uuid4().hex},
-                          json={"kind_id": kind.json()["id"], "username": "installer",
-                                "password": planted["system_password"]})
+    system = gateway.post(
+        f"/api/v1/properties/{prop.json()['id']}/systems",
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        json={"kind_id": kind.json()["id"], "username": "installer", "password": planted["system_password"]},
+    )
     assert system.status_code == 201, system.text
 
     username = f"rest-{uuid.uuid4().hex[:8]}"
-    user = gateway.post("/api/v1/users", json={"username": username, "password": planted["user_password"],
-                                               "grants": []}, headers={"Idempotency-Key": uuid.uuid4().hex})
+    user = gateway.post(
+        "/api/v1/users",
+        json={"username": username, "password": planted["user_password"], "grants": []},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
     assert user.status_code == 201, user.text
-    signed_in = gateway.http.post(gateway.url("/api/v1/auth/token"), timeout=15,
-                                  json={"username": username, "password": planted["user_password"]})
+    signed_in = gateway.http.post(
+        gateway.url("/api/v1/auth/token"), timeout=15, json={"username": username, "password": planted["user_password"]}
+    )
     assert signed_in.status_code == 200, signed_in.text
     return customer
 
 
 def _wait_for_events(gateway) -> None:
     """Until every service's outbox has published everything (the events then sit in logs/queues)."""
+
     def drained():
         for service in ("customer", "property"):
             page = gateway.get(f"/api/v1/ops/{service}/outbox", params={"per_page": 100})
@@ -122,8 +141,10 @@ def _wait_for_events(gateway) -> None:
 
 def _database_urls(stack) -> dict[str, str]:
     var_dir = Path(stack.env["VIGIL_VAR_DIR"])
-    return {name: stack.env.get(f"VIGIL_{name.upper()}_DATABASE_URL") or f"sqlite:///{var_dir / (name + '.db')}"
-            for name in PROCESS_NAMES}
+    return {
+        name: stack.env.get(f"VIGIL_{name.upper()}_DATABASE_URL") or f"sqlite:///{var_dir / (name + '.db')}"
+        for name in PROCESS_NAMES
+    }
 
 
 def _scan_databases(stack, needles) -> list[str]:
@@ -135,8 +156,12 @@ def _scan_databases(stack, needles) -> list[str]:
             with engine.connect() as conn:
                 for table_name in inspector.get_table_names():
                     table = Table(table_name, MetaData(), autoload_with=conn)
-                    columns = [c for c in table.columns if isinstance(c.type, (String, Text, LargeBinary, JSON))
-                               or c.type.__class__.__name__ in ("JSONB", "BYTEA", "UUID")]
+                    columns = [
+                        c
+                        for c in table.columns
+                        if isinstance(c.type, (String, Text, LargeBinary, JSON))
+                        or c.type.__class__.__name__ in ("JSONB", "BYTEA", "UUID")
+                    ]
                     if not columns:
                         continue
                     for row in conn.execute(select(*columns)):

@@ -1,5 +1,6 @@
 """Confidential values never leak: not in responses to callers without the permission, not in any
 process's log, not in any event. Unmasked reads by permitted callers are audited."""
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,25 @@ def leaks(text: str) -> bool:
 
 @pytest.fixture(scope="session")
 def secret_customer(gateway, locations) -> dict:
-    response = gateway.post("/api/v1/customers", json=customer_body(
-        locations["home"], first_name="Cora", last_name="Secret", primary_phone="613-555-0199", ssn=SSN,
-        birthdate=BIRTHDATE))
+    response = gateway.post(
+        "/api/v1/customers",
+        json=customer_body(
+            locations["home"],
+            first_name="Cora",
+            last_name="Secret",
+            primary_phone="613-555-0199",
+            ssn=SSN,
+            birthdate=BIRTHDATE,
+        ),
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def test_callers_without_the_permission_see_masked_values_everywhere(gateway_as, locations, secret_customer):
-    clerk = gateway_as(["customers.view", "customers.modify", "customers.contact_info.modify", "history.view"],
-                       [locations["home"]])
+    clerk = gateway_as(
+        ["customers.view", "customers.modify", "customers.contact_info.modify", "history.view"], [locations["home"]]
+    )
     cid = secret_customer["id"]
     record = clerk.get(f"/api/v1/customers/{cid}")
     assert record.status_code == 200
@@ -72,26 +82,53 @@ def test_no_log_line_carries_a_confidential_value(stack, gateway, secret_custome
 
 # --- no operation carries or reveals a value the caller cannot see at its source ---------
 
+
 @pytest.fixture(scope="module")
 def split_office_user(stack, gateway, locations):
     """Works in both offices; sees SSNs and birthdates unmasked only in ``other`` (the target)."""
     suffix = uuid.uuid4().hex[:8]
-    base = gateway.post("/api/v1/roles", json={"name": f"e2e-split-{suffix}", "permissions": [
-        "customers.view", "customers.create", "customers.modify", "customers.contact_info.modify", "leads.view",
-        "leads.create", "leads.modify", "history.view"]})
-    unmask = gateway.post("/api/v1/roles", json={"name": f"e2e-unmask-{suffix}", "permissions": [
-        "confidential.ssn.view", "confidential.birthdate.view"]})
+    base = gateway.post(
+        "/api/v1/roles",
+        json={
+            "name": f"e2e-split-{suffix}",
+            "permissions": [
+                "customers.view",
+                "customers.create",
+                "customers.modify",
+                "customers.contact_info.modify",
+                "leads.view",
+                "leads.create",
+                "leads.modify",
+                "history.view",
+            ],
+        },
+    )
+    unmask = gateway.post(
+        "/api/v1/roles",
+        json={"name": f"e2e-unmask-{suffix}", "permissions": ["confidential.ssn.view", "confidential.birthdate.view"]},
+    )
     assert base.status_code == unmask.status_code == 201, (base.text, unmask.text)
-    grants = [{"role_id": base.json()["id"], "location_id": locations["home"]},
-              {"role_id": base.json()["id"], "location_id": locations["other"]},
-              {"role_id": unmask.json()["id"], "location_id": locations["other"]}]
+    grants = [
+        {"role_id": base.json()["id"], "location_id": locations["home"]},
+        {"role_id": base.json()["id"], "location_id": locations["other"]},
+        {"role_id": unmask.json()["id"], "location_id": locations["other"]},
+    ]
     return signed_in_user(stack, gateway, f"e2e-split-{suffix}", grants)
 
 
 def test_a_copy_into_an_office_that_shows_ssns_carries_no_masked_value(gateway, locations, split_office_user):
-    original = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, json=customer_body(
-        locations["home"], first_name="Copy", last_name="Source", primary_phone="613-555-0188", ssn=SSN,
-        birthdate=BIRTHDATE))
+    original = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        json=customer_body(
+            locations["home"],
+            first_name="Copy",
+            last_name="Source",
+            primary_phone="613-555-0188",
+            ssn=SSN,
+            birthdate=BIRTHDATE,
+        ),
+    )
     assert original.status_code == 201, original.text
     cid = original.json()["id"]
     seen = split_office_user.get(f"/api/v1/customers/{cid}")
@@ -109,18 +146,34 @@ def test_a_copy_into_an_office_that_shows_ssns_carries_no_masked_value(gateway, 
 
 
 def test_converting_a_lead_into_an_office_that_shows_ssns_is_refused(gateway, locations, split_office_user):
-    prospect = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, json=customer_body(
-        locations["home"], kind="lead", lead_status="new", account_type=None, first_name="Lead",
-        last_name="Secret", primary_phone="613-555-0187", ssn=SSN, birthdate=BIRTHDATE))
+    prospect = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        json=customer_body(
+            locations["home"],
+            kind="lead",
+            lead_status="new",
+            account_type=None,
+            first_name="Lead",
+            last_name="Secret",
+            primary_phone="613-555-0187",
+            ssn=SSN,
+            birthdate=BIRTHDATE,
+        ),
+    )
     assert prospect.status_code == 201, prospect.text
     lid = prospect.json()["id"]
-    refused = split_office_user.post(f"/api/v1/customers/{lid}/convert", json={
-        "location_id": locations["other"], "sold_by": "rep", "account_type": "residential"})
+    refused = split_office_user.post(
+        f"/api/v1/customers/{lid}/convert",
+        json={"location_id": locations["other"], "sold_by": "rep", "account_type": "residential"},
+    )
     assert refused.status_code == 403 and {"ssn", "birthdate"} <= set(refused.json()["errors"])
     assert not leaks(refused.text) and BIRTHDATE not in refused.text
     assert gateway.get(f"/api/v1/customers/{lid}").json()["kind"] == "lead"
-    converted = split_office_user.post(f"/api/v1/customers/{lid}/convert", json={
-        "location_id": locations["home"], "sold_by": "rep", "account_type": "residential"})
+    converted = split_office_user.post(
+        f"/api/v1/customers/{lid}/convert",
+        json={"location_id": locations["home"], "sold_by": "rep", "account_type": "residential"},
+    )
     assert converted.status_code == 200 and converted.json()["ssn"] == "***-**-9999"
 
 
@@ -130,15 +183,24 @@ def test_the_duplicate_check_never_confirms_a_guessed_ssn(gateway, gateway_as, l
     assert attacker.get(f"/api/v1/customers/{secret_customer['id']}").json()["ssn"] == "***-**-9999"
     answers = set()
     for guess in (SSN, "219-09-9998"):
-        response = attacker.post("/api/v1/customers", json=customer_body(
-            locations["home"], first_name="Guess", last_name=guess[-4:], ssn=guess,
-            primary_phone=unique_phone("613")))
+        response = attacker.post(
+            "/api/v1/customers",
+            json=customer_body(
+                locations["home"],
+                first_name="Guess",
+                last_name=guess[-4:],
+                ssn=guess,
+                primary_phone=unique_phone("613"),
+            ),
+        )
         answers.add(response.status_code)
         assert "ssn" not in str(response.json().get("matches")), response.text
         assert str(secret_customer["id"]) not in str(response.json().get("matches"))
     assert answers == {201}
     entitled = gateway_as(["customers.view", "customers.create", "confidential.ssn.view"], [locations["home"]])
-    named = entitled.post("/api/v1/customers", json=customer_body(
-        locations["home"], first_name="Real", primary_phone=unique_phone("613"), ssn=SSN))
+    named = entitled.post(
+        "/api/v1/customers",
+        json=customer_body(locations["home"], first_name="Real", primary_phone=unique_phone("613"), ssn=SSN),
+    )
     assert named.status_code == 409
     assert any(m["id"] == secret_customer["id"] and m["reasons"] == ["ssn"] for m in named.json()["matches"])

@@ -1,5 +1,6 @@
 """Customers and leads end to end, through the gateway only: the record, its permissions, search fed
 by property events, history, duplicates, notes, contacts, tags, files, conversion and the summary."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,16 @@ def phone() -> str:
 
 
 def body(location_id: int, **fields) -> dict:
-    return {"kind": "customer", "first_name": "Dana", "last_name": "Reyes", "city": "Provo", "state": "UT",
-            "primary_phone": phone(), "account_type": "residential", "location_id": location_id} | fields
+    return {
+        "kind": "customer",
+        "first_name": "Dana",
+        "last_name": "Reyes",
+        "city": "Provo",
+        "state": "UT",
+        "primary_phone": phone(),
+        "account_type": "residential",
+        "location_id": location_id,
+    } | fields
 
 
 def create(gateway, location_id: int, **fields) -> dict:
@@ -36,10 +45,21 @@ def other(locations) -> int:
 
 # --- the record -----------------------------------------------------------------------------------
 
+
 def test_the_record_round_trips_with_normalised_values(gateway, home):
-    created = gateway.post("/api/v1/customers", json=body(home, primary_phone="(801) 555-0142", zip="84601-1234",
-                                                          state="ut", email="E2E.Dana@Example.com", credit_score=705,
-                                                          contract_term_months=36, sale_date="2026-05-01"))
+    created = gateway.post(
+        "/api/v1/customers",
+        json=body(
+            home,
+            primary_phone="(801) 555-0142",
+            zip="84601-1234",
+            state="ut",
+            email="E2E.Dana@Example.com",
+            credit_score=705,
+            contract_term_months=36,
+            sale_date="2026-05-01",
+        ),
+    )
     assert created.status_code == 201, created.text
     record = created.json()
     assert created.headers["Location"].endswith(f"/api/v1/customers/{record['id']}")
@@ -65,8 +85,9 @@ def test_duplicates_are_reported_and_can_be_overridden(gateway, home):
     again = gateway.post("/api/v1/customers", json=body(home, primary_phone=number))
     problem = assert_problem(again, 409)
     assert problem["matches"] == [{"id": first["id"], "name": "Dupe Reyes", "kind": "customer", "reasons": ["phone"]}]
-    forced = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"},
-                          json=body(home, primary_phone=number))
+    forced = gateway.post(
+        "/api/v1/customers", params={"allow_duplicates": "true"}, json=body(home, primary_phone=number)
+    )
     assert forced.status_code == 201
 
 
@@ -80,6 +101,7 @@ def test_idempotency_key_replays_the_first_answer(gateway, home):
 
 
 # --- permissions ----------------------------------------------------------------------------------
+
 
 def test_locations_sections_and_confidential_fields(gateway, gateway_as, home, other):
     record = create(gateway, home, ssn="123-45-6781", sale_date="2026-01-02", first_name="Scoped")
@@ -105,8 +127,9 @@ def test_leads_follow_lead_permissions_and_convert(gateway, gateway_as, home, ot
     customers_only = gateway_as(["customers.view"], [home])
     assert assert_problem(customers_only.get(url), 403)["permission"] == "leads.view"
     rep = gateway_as(["customers.view", "leads.view", "leads.modify", "customers.create"], [home, other])
-    converted = rep.post(f"{url}/convert", json={"location_id": other, "sold_by": "rep-1",
-                                                   "account_type": "commercial"})
+    converted = rep.post(
+        f"{url}/convert", json={"location_id": other, "sold_by": "rep-1", "account_type": "commercial"}
+    )
     assert converted.status_code == 200, converted.text
     assert converted.json()["kind"] == "customer" and converted.json()["id"] == lead["id"]
     history = gateway.get(f"{url}/history", params={"action": "convert"}).json()["items"]
@@ -116,6 +139,7 @@ def test_leads_follow_lead_permissions_and_convert(gateway, gateway_as, home, ot
 
 
 # --- history --------------------------------------------------------------------------------------
+
 
 def test_history_records_who_when_how_and_from_where(gateway, home):
     record = create(gateway, home)
@@ -129,6 +153,7 @@ def test_history_records_who_when_how_and_from_where(gateway, home):
 
 # --- search fed by property events ----------------------------------------------------------------
 
+
 def test_search_by_name_phone_and_account_number(gateway, home):
     marker = uuid.uuid4().hex[:8]
     record = create(gateway, home, last_name=f"Zyx{marker}", primary_phone="(801) 555-0188")
@@ -137,8 +162,9 @@ def test_search_by_name_phone_and_account_number(gateway, home):
     by_phone = gateway.get("/api/v1/customers", params={"q": "801.555.0188"}).json()
     assert record["id"] in [c["id"] for c in by_phone["items"]]
     account = f"ACC-{marker}"
-    prop = gateway.post(f"/api/v1/customers/{record['id']}/properties", json={"address": "1 Main St",
-                                                                              "account_number": account})
+    prop = gateway.post(
+        f"/api/v1/customers/{record['id']}/properties", json={"address": "1 Main St", "account_number": account}
+    )
     assert prop.status_code == 201, prop.text
 
     def found_by_account():
@@ -156,11 +182,12 @@ def test_deep_pages_follow_keyset_links(gateway, home):
         response = gateway.get(url, params=params)
         seen += [c["id"] for c in response.json()["items"]]
         link = response.links.get("next", {}).get("url")
-        url, params = (link[link.index("/api/"):], None) if link else (None, None)
+        url, params = (link[link.index("/api/") :], None) if link else (None, None)
     assert sorted(seen) == sorted(made) and len(seen) == 5
 
 
 # --- around the record ----------------------------------------------------------------------------
+
 
 def test_notes_contacts_tags_files_and_custom_fields(gateway, home):
     record = create(gateway, home)
@@ -176,8 +203,9 @@ def test_notes_contacts_tags_files_and_custom_fields(gateway, home):
     tag_name = f"vip-{uuid.uuid4().hex[:6]}"
     tag = gateway.post("/api/v1/tags", json={"name": tag_name}).json()
     assert gateway.post(f"{base}/tags", json={"tag_id": tag["id"]}).status_code == 201
-    assert [c["id"] for c in gateway.get("/api/v1/customers", params={"tag": tag_name}).json()["items"]] == \
-        [record["id"]]
+    assert [c["id"] for c in gateway.get("/api/v1/customers", params={"tag": tag_name}).json()["items"]] == [
+        record["id"]
+    ]
 
     content = b"%PDF-1.4\n" + os.urandom(4096)
     uploaded = gateway.post(f"{base}/files", files={"file": ("plan.pdf", content, "application/pdf")})
@@ -205,6 +233,7 @@ def test_duplicate_customer_copies_the_record(gateway, home):
 
 
 # --- the summary ----------------------------------------------------------------------------------
+
 
 def test_summary_counts_each_tab_the_caller_may_view(gateway, gateway_as, home, other):
     record = create(gateway, home, sold_by="rep-9", sale_date="2026-03-04")
@@ -242,8 +271,9 @@ def test_summary_is_partial_while_the_property_service_is_down(stack, gateway, h
 
 def test_a_lead_only_user_works_through_the_leads_routes(gateway_as, home):
     rep = gateway_as(["leads.view", "leads.create", "leads.modify", "customers.contact_info.modify"], [home])
-    created = rep.post("/api/v1/leads", json=body(home, kind="lead", lead_status="new", account_type=None,
-                                                  first_name="Onlylead"))
+    created = rep.post(
+        "/api/v1/leads", json=body(home, kind="lead", lead_status="new", account_type=None, first_name="Onlylead")
+    )
     assert created.status_code == 201, created.text
     lead_id = created.json()["id"]
     assert rep.patch(f"/api/v1/leads/{lead_id}", json={"lead_status": "hot"}).json()["lead_status"] == "hot"
@@ -252,6 +282,7 @@ def test_a_lead_only_user_works_through_the_leads_routes(gateway_as, home):
 
 
 # --- what real use broke --------------------------------------------------------------------------
+
 
 def test_a_duplicate_in_an_office_you_cannot_view_reveals_no_id_and_no_field(gateway, gateway_as, home, other):
     number = phone()
@@ -264,8 +295,9 @@ def test_a_duplicate_in_an_office_you_cannot_view_reveals_no_id_and_no_field(gat
 
 def test_moving_an_emergency_contact_down_the_call_list_leaves_no_gap(gateway, home):
     base = f"/api/v1/customers/{create(gateway, home)['id']}/contacts"
-    made = {name: gateway.post(base, json={"type": "emergency", "name": name}).json()["id"]
-            for name in ("Ann", "Bob", "Cy")}
+    made = {
+        name: gateway.post(base, json={"type": "emergency", "name": name}).json()["id"] for name in ("Ann", "Bob", "Cy")
+    }
 
     def call_list():
         items = gateway.get(base, params={"type": "emergency"}).json()["items"]
@@ -281,17 +313,30 @@ def test_moving_an_emergency_contact_down_the_call_list_leaves_no_gap(gateway, h
 
 def test_a_phone_searched_as_1_plus_ten_digits_is_found(gateway, home):
     digits = "".join(ch for ch in unique_phone("613") if ch.isdigit())
-    record = create(gateway, home, primary_phone=f"({digits[:3]}) {digits[3:6]}-{digits[6:]}", state="ON",
-                    city="Ottawa")
+    record = create(
+        gateway, home, primary_phone=f"({digits[:3]}) {digits[3:6]}-{digits[6:]}", state="ON", city="Ottawa"
+    )
     for q in (f"1{digits}", f"+1{digits}", digits):
         items = gateway.get("/api/v1/customers", params={"q": q}).json()["items"]
         assert record["id"] in [c["id"] for c in items], q
 
 
 def test_a_create_hears_of_every_field_error_at_once(gateway, home):
-    problem = assert_problem(gateway.post("/api/v1/customers", json={
-        "location_id": home, "city": "Provo", "state": "UT", "zip": "22", "primary_phone": phone(),
-        "account_type": "residential", "email": "nope"}), 422)
+    problem = assert_problem(
+        gateway.post(
+            "/api/v1/customers",
+            json={
+                "location_id": home,
+                "city": "Provo",
+                "state": "UT",
+                "zip": "22",
+                "primary_phone": phone(),
+                "account_type": "residential",
+                "email": "nope",
+            },
+        ),
+        422,
+    )
     assert set(problem["errors"]) == {"first_name", "last_name", "zip", "email"}
     record = create(gateway, home, zip="846011234")
     assert record["zip"] == "84601-1234"
@@ -302,8 +347,11 @@ def test_the_merged_openapi_documents_what_customer_operations_read(gateway):
     create_op = doc["paths"]["/api/v1/customers"]["post"]
     names = {(p["in"], p["name"]) for p in create_op.get("parameters", [])}
     assert {("query", "allow_duplicates"), ("header", "Idempotency-Key")} <= names
-    for path, method in (("/api/v1/customers/{customer_id}", "patch"), ("/api/v1/customers/{customer_id}", "delete"),
-                         ("/api/v1/customers/{customer_id}/contacts/{contact_id}", "patch")):
+    for path, method in (
+        ("/api/v1/customers/{customer_id}", "patch"),
+        ("/api/v1/customers/{customer_id}", "delete"),
+        ("/api/v1/customers/{customer_id}/contacts/{contact_id}", "patch"),
+    ):
         assert ("header", "If-Match") in {(p["in"], p["name"]) for p in doc["paths"][path][method]["parameters"]}
 
 

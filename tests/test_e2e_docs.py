@@ -5,6 +5,7 @@ unresolvable, so a page that still needed a CDN would render blank and fail. Whe
 binary exists it is skipped, and the asset test below (no browser) still checks that every file
 the page references is served, public, typed and ``nosniff``.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,15 +46,29 @@ def test_docs_page_assets_are_served_offline(stack, anonymous):
 def test_docs_page_renders_operations_in_headless_chromium(stack, tmp_path):
     binary = chromium_binary()
     if binary is None:
-        pytest.skip("no Chromium binary on PATH (Debian: apt-get install chromium); "
-                    "test_docs_page_assets_are_served_offline covers the assets without a browser")
+        pytest.skip(
+            "no Chromium binary on PATH (Debian: apt-get install chromium); "
+            "test_docs_page_assets_are_served_offline covers the assets without a browser"
+        )
     host = stack.gateway_url.split("//", 1)[1].split(":", 1)[0]
-    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-               # offline: any host but the gateway's fails to resolve, as on a machine without internet
-               f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
-               "--virtual-time-budget=30000", "--dump-dom", f"{stack.gateway_url}/api/v1/docs"]
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        # offline: any host but the gateway's fails to resolve, as on a machine without internet
+        f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
+        "--virtual-time-budget=30000",
+        "--dump-dom",
+        f"{stack.gateway_url}/api/v1/docs",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     dom = done.stdout
     assert done.returncode == 0 and dom, done.stderr[-2000:]

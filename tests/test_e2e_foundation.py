@@ -1,4 +1,5 @@
 """The foundation end to end: auth, the customer → property → delete cascade, errors, health."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,6 +26,7 @@ def new_property(gateway, customer_id: int, **fields) -> dict:
 
 # --- processes and health ---------------------------------------------------------------------
 
+
 def test_every_process_is_healthy_and_ready(stack):
     for process in stack.processes:
         ready = requests.get(process.ready_url, timeout=5)
@@ -36,6 +38,7 @@ def test_every_process_is_healthy_and_ready(stack):
 
 
 # --- authentication ---------------------------------------------------------------------------
+
 
 def test_api_needs_a_token(anonymous):
     for path in ("/api/v1/customers", "/api/v1/customers/1", "/api/v1/properties/1", "/api/v1/anything"):
@@ -50,8 +53,11 @@ def test_wrong_password_is_refused(anonymous):
 def test_services_refuse_calls_that_bypass_the_gateway(stack, gateway):
     for name in ("customer", "property", "billing", "credit"):
         port = stack.env[f"VIGIL_{name.upper()}_PORT"]
-        direct = requests.get(f"http://127.0.0.1:{port}/api/v1/customers", timeout=5,
-                              headers={"Authorization": gateway.http.headers["Authorization"]})
+        direct = requests.get(
+            f"http://127.0.0.1:{port}/api/v1/customers",
+            timeout=5,
+            headers={"Authorization": gateway.http.headers["Authorization"]},
+        )
         assert_problem(direct, 401)
 
 
@@ -75,6 +81,7 @@ def test_the_callers_request_id_reaches_the_customer_history(gateway, home):
 
 # --- the customer → property → delete cascade --------------------------------------------------
 
+
 def test_property_for_unknown_customer_is_422(gateway):
     problem = assert_problem(gateway.post("/api/v1/customers/987654/properties", json={"address": "x"}), 422)
     assert "customer_id" in problem["errors"]
@@ -82,8 +89,9 @@ def test_property_for_unknown_customer_is_422(gateway):
 
 def test_delete_customer_cascades_to_its_properties_and_a_replay_changes_nothing(gateway, home):
     owner = new_customer(gateway, home, email="owner@example.com", primary_phone="613-555-0111")
-    neighbour = new_customer(gateway, home, email="neighbour@example.com", first_name="Nell",
-                             primary_phone="613-555-0112")
+    neighbour = new_customer(
+        gateway, home, email="neighbour@example.com", first_name="Nell", primary_phone="613-555-0112"
+    )
     home = new_property(gateway, owner["id"], account_number="ACC-1001")
     shop = new_property(gateway, owner["id"], account_number="ACC-1002")
     kept = new_property(gateway, neighbour["id"], account_number="ACC-2001")
@@ -93,8 +101,10 @@ def test_delete_customer_cascades_to_its_properties_and_a_replay_changes_nothing
     assert gateway.delete(f"/api/v1/customers/{owner['id']}").status_code == 204
     assert_problem(gateway.get(f"/api/v1/customers/{owner['id']}"), 404)
     for prop in (home, shop):
-        gateway.wait_for(lambda p=prop: gateway.get(f"/api/v1/properties/{p['id']}").status_code == 404,
-                         what=f"property {prop['id']} to be removed by customer.deleted")
+        gateway.wait_for(
+            lambda p=prop: gateway.get(f"/api/v1/properties/{p['id']}").status_code == 404,
+            what=f"property {prop['id']} to be removed by customer.deleted",
+        )
     assert gateway.get(f"/api/v1/properties/{kept['id']}").status_code == 200
     assert_problem(gateway.post(f"/api/v1/customers/{owner['id']}/properties", json={"address": "late"}), 422)
 
@@ -103,13 +113,15 @@ def test_delete_customer_cascades_to_its_properties_and_a_replay_changes_nothing
     events = gateway.get("/api/v1/ops/customer/outbox", params={"type": "customer.deleted", "per_page": 100}).json()
     event = next(e for e in events["items"] if e["data"]["customer_id"] == owner["id"])
     inbox_url = f"/api/v1/ops/property/inbox/{event['event_id']}"
-    first = gateway.wait_for(lambda: (r := gateway.get(inbox_url)).ok and r.json(),
-                             what="the property service to record the event")
+    first = gateway.wait_for(
+        lambda: (r := gateway.get(inbox_url)).ok and r.json(), what="the property service to record the event"
+    )
     assert first["duplicates"] == 0
     assert gateway.post(f"/api/v1/ops/customer/outbox/{event['event_id']}/redeliver").status_code == 202
     second = gateway.wait_for(
         lambda: (r := gateway.get(f"/api/v1/ops/property/inbox/{event['event_id']}").json())["duplicates"] == 1 and r,
-        what="the repeated event to reach the property service")
+        what="the repeated event to reach the property service",
+    )
     assert second["processed_at"] == first["processed_at"]
     assert gateway.get(f"/api/v1/properties/{kept['id']}").status_code == 200
     assert gateway.get(f"/api/v1/customers/{neighbour['id']}/properties").json()["total"] == 1
@@ -128,10 +140,14 @@ def test_property_right_after_customer_creation(gateway, home):
 
 # --- customers through the gateway --------------------------------------------------------------
 
+
 def test_customer_crud_with_etags(gateway, home):
-    created = gateway.post("/api/v1/customers", json=customer_body(home, first_name="Ann", last_name="Lee",
-                                                                    email="ann@example.com",
-                                                                    primary_phone="613-555-0114"))
+    created = gateway.post(
+        "/api/v1/customers",
+        json=customer_body(
+            home, first_name="Ann", last_name="Lee", email="ann@example.com", primary_phone="613-555-0114"
+        ),
+    )
     assert created.status_code == 201
     location = created.headers["Location"]
     assert location.startswith("/api/v1/customers/")
@@ -146,8 +162,15 @@ def test_customer_crud_with_etags(gateway, home):
 
 def test_email_must_be_unique(gateway, home):
     new_customer(gateway, home, email="unique@example.com", first_name="Una", primary_phone="613-555-0115")
-    problem = assert_problem(gateway.post("/api/v1/customers", json=customer_body(
-        home, first_name="Other", last_name="Person", email="UNIQUE@example.com", primary_phone="613-555-0116")), 409)
+    problem = assert_problem(
+        gateway.post(
+            "/api/v1/customers",
+            json=customer_body(
+                home, first_name="Other", last_name="Person", email="UNIQUE@example.com", primary_phone="613-555-0116"
+            ),
+        ),
+        409,
+    )
     assert "email" in problem["errors"]
 
 
@@ -155,12 +178,19 @@ def test_bad_input_is_problem_json_never_500(gateway):
     assert_problem(gateway.post("/api/v1/customers", data="{bad", headers={"Content-Type": "application/json"}), 400)
     wrong_type = assert_problem(gateway.post("/api/v1/customers", json={"first_name": 5, "last_name": "x"}), 422)
     assert "first_name" in wrong_type["errors"]
-    unknown = assert_problem(gateway.post("/api/v1/customers", json={"first_name": "a", "last_name": "b",
-                                                                    "is_admin": True}), 422)
+    unknown = assert_problem(
+        gateway.post("/api/v1/customers", json={"first_name": "a", "last_name": "b", "is_admin": True}), 422
+    )
     assert "is_admin" in unknown["errors"]
     assert_problem(gateway.post("/api/v1/customers", data="first_name=a", headers={"Content-Type": "text/plain"}), 415)
-    assert_problem(gateway.post("/api/v1/customers", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
-                                headers={"Content-Type": "application/json"}), 413)
+    assert_problem(
+        gateway.post(
+            "/api/v1/customers",
+            data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+            headers={"Content-Type": "application/json"},
+        ),
+        413,
+    )
     assert_problem(gateway.get("/api/v1/customers", params={"per_page": "lots"}), 422)
     assert_problem(gateway.get("/api/v1/customers/not-a-number"), 404)
     assert_problem(gateway.post("/api/v1/customers/1/properties", json={"account_number": ["x"]}), 422)
@@ -168,14 +198,20 @@ def test_bad_input_is_problem_json_never_500(gateway):
 
 # --- the public OpenAPI document ----------------------------------------------------------------
 
+
 def test_merged_openapi_document_covers_every_service(anonymous, gateway):
     doc = gateway.get("/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     assert "x-vigil-unavailable-services" not in doc
     paths = doc["paths"]
-    for path in ("/api/v1/auth/token", "/api/v1/customers", "/api/v1/customers/{customer_id}",
-                 "/api/v1/customers/{customer_id}/properties", "/api/v1/properties/{property_id}",
-                 "/api/v1/ops/customer/outbox"):
+    for path in (
+        "/api/v1/auth/token",
+        "/api/v1/customers",
+        "/api/v1/customers/{customer_id}",
+        "/api/v1/customers/{customer_id}/properties",
+        "/api/v1/properties/{property_id}",
+        "/api/v1/ops/customer/outbox",
+    ):
         assert path in paths, path
     assert paths["/api/v1/customers/{customer_id}/properties"]["post"]["x-vigil-service"] == "property"
     docs = anonymous.get("/api/v1/docs")

@@ -10,6 +10,7 @@ What an operation reads is found from the code itself, for the gateway and every
 App-wide hooks (request id, authentication, body checks) are not reachable from a view and are
 documented once, in the security schemes and docs/api.md.
 """
+
 from __future__ import annotations
 
 import ast
@@ -43,12 +44,23 @@ def _build_apps(tmp_path_factory) -> dict[str, object]:
     apps = {}
     for name in SERVICES:
         program = importlib.import_module(f"vigil_{name}.app").program
-        settings = Settings.from_env(name, database_url=f"sqlite:///{folder}/{name}.db", internal_secret=TEST_SECRET,
-                                     broker_url="memory://", log_level="WARNING", encryption_keys=(generate_key(),),
-                                     blind_index_key="parameters-test")
+        settings = Settings.from_env(
+            name,
+            database_url=f"sqlite:///{folder}/{name}.db",
+            internal_secret=TEST_SECRET,
+            broker_url="memory://",
+            log_level="WARNING",
+            encryption_keys=(generate_key(),),
+            blind_index_key="parameters-test",
+        )
         apps[name] = program.create_app(settings)
-    base = Settings.from_env("gateway", database_url=f"sqlite:///{folder}/gateway.db", internal_secret=TEST_SECRET,
-                             broker_url="memory://", log_level="WARNING")
+    base = Settings.from_env(
+        "gateway",
+        database_url=f"sqlite:///{folder}/gateway.db",
+        internal_secret=TEST_SECRET,
+        broker_url="memory://",
+        log_level="WARNING",
+    )
     apps["gateway"] = gateway_app(GatewaySettings.from_env(base=base, secret_key="p" * 40))
     return apps
 
@@ -100,8 +112,12 @@ class _CodeReads(ast.NodeVisitor):
     @staticmethod
     def _source(node) -> str | None:
         """``request.args`` → "query", ``request.headers`` → "header"."""
-        if (isinstance(node, ast.Attribute) and node.attr in REQUEST_SOURCES and isinstance(node.value, ast.Name)
-                and node.value.id == "request"):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in REQUEST_SOURCES
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "request"
+        ):
             return REQUEST_SOURCES[node.attr]
         return None
 
@@ -166,9 +182,13 @@ def _code_reads(view, seen: set) -> set[tuple[str, str]]:
             continue
         namespace = dict(func.__globals__)
         if func.__closure__:
-            namespace.update({name: cell.cell_contents for name, cell in zip(func.__code__.co_freevars,
-                                                                            func.__closure__, strict=False)
-                              if _cell_filled(cell)})
+            namespace.update(
+                {
+                    name: cell.cell_contents
+                    for name, cell in zip(func.__code__.co_freevars, func.__closure__, strict=False)
+                    if _cell_filled(cell)
+                }
+            )
         visitor = _CodeReads(namespace)
         visitor.visit(tree)
         reads |= visitor.reads
@@ -240,8 +260,11 @@ def test_every_read_parameter_is_documented(merged_document, tmp_path_factory):
     new = sorted(missing - KNOWN_GAPS)
     fixed = sorted(KNOWN_GAPS - missing)
     assert not new and not fixed, (
-        "operations read parameters their OpenAPI entry does not document:\n" + "\n".join(map(str, new))
-        + "\n\ndocumented now, remove from KNOWN_GAPS:\n" + "\n".join(map(str, fixed)))
+        "operations read parameters their OpenAPI entry does not document:\n"
+        + "\n".join(map(str, new))
+        + "\n\ndocumented now, remove from KNOWN_GAPS:\n"
+        + "\n".join(map(str, fixed))
+    )
 
 
 def test_the_scan_finds_reads_through_decorators_and_calls():

@@ -5,6 +5,7 @@ body passed on, or a "service unavailable" for what is the caller's mistake. The
 the shared request layer (vigil_shared.guards, errors, gunicorn_worker); these tests prove that
 every route, in every process, has them.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from conftest import assert_problem, customer_body
 from vigil_runner.stack import BIN, free_port
 
 HUGE = "9" * 30
-INT32_OVER = str(2 ** 31)
+INT32_OVER = str(2**31)
 NUL = "\x00"
 
 
@@ -32,16 +33,21 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def customer(gateway, locations) -> dict:
-    response = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"},
-                            json=customer_body(locations["home"], last_name=unique("Robust")))
+    response = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        json=customer_body(locations["home"], last_name=unique("Robust")),
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 @pytest.fixture(scope="module")
 def prop(gateway, customer) -> dict:
-    response = gateway.post(f"/api/v1/customers/{customer['id']}/properties",
-                            json={"account_number": unique("ROB"), "address": "1 Steady Road", "pin": "1357"})
+    response = gateway.post(
+        f"/api/v1/customers/{customer['id']}/properties",
+        json={"account_number": unique("ROB"), "address": "1 Steady Road", "pin": "1357"},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -52,15 +58,25 @@ def nosniff(response) -> None:
 
 # --- ids ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", [INT32_OVER, str(2 ** 63), HUGE, "-1"])
+
+@pytest.mark.parametrize("raw", [INT32_OVER, str(2**63), HUGE, "-1"])
 def test_path_ids_out_of_range_are_404_everywhere(gateway, raw):
-    for method, path in (("GET", f"/api/v1/customers/{raw}"), ("PATCH", f"/api/v1/customers/{raw}"),
-                         ("DELETE", f"/api/v1/customers/{raw}"), ("GET", f"/api/v1/customers/{raw}/history"),
-                         ("GET", f"/api/v1/customers/{raw}/contacts"), ("GET", f"/api/v1/customers/{raw}/properties"),
-                         ("GET", f"/api/v1/properties/{raw}"), ("PATCH", f"/api/v1/properties/{raw}"),
-                         ("GET", f"/api/v1/appointments/{raw}"), ("GET", f"/api/v1/system-kinds/{raw}"),
-                         ("GET", f"/api/v1/users/{raw}"), ("PATCH", f"/api/v1/roles/{raw}"),
-                         ("GET", f"/api/v1/locations/{raw}"), ("DELETE", f"/api/v1/api-keys/{raw}")):
+    for method, path in (
+        ("GET", f"/api/v1/customers/{raw}"),
+        ("PATCH", f"/api/v1/customers/{raw}"),
+        ("DELETE", f"/api/v1/customers/{raw}"),
+        ("GET", f"/api/v1/customers/{raw}/history"),
+        ("GET", f"/api/v1/customers/{raw}/contacts"),
+        ("GET", f"/api/v1/customers/{raw}/properties"),
+        ("GET", f"/api/v1/properties/{raw}"),
+        ("PATCH", f"/api/v1/properties/{raw}"),
+        ("GET", f"/api/v1/appointments/{raw}"),
+        ("GET", f"/api/v1/system-kinds/{raw}"),
+        ("GET", f"/api/v1/users/{raw}"),
+        ("PATCH", f"/api/v1/roles/{raw}"),
+        ("GET", f"/api/v1/locations/{raw}"),
+        ("DELETE", f"/api/v1/api-keys/{raw}"),
+    ):
         kwargs = {"json": {"notes": "x"}} if method == "PATCH" else {}
         body = assert_problem(gateway.request(method, path, **kwargs), 404)
         assert "unavailable" not in body["detail"].lower(), (path, body)
@@ -78,15 +94,26 @@ def test_id_fields_out_of_range_in_bodies_and_filters_are_422(gateway, locations
         value = int(raw)
         errors = assert_problem(gateway.post("/api/v1/customers", json=customer_body(value)), 422)["errors"]
         assert "location_id" in errors
-        errors = assert_problem(gateway.post("/api/v1/users", json={
-            "username": unique("u"), "password": "a long enough password 1",
-            "grants": [{"role_id": value, "location_id": None}]}), 422)["errors"]
+        errors = assert_problem(
+            gateway.post(
+                "/api/v1/users",
+                json={
+                    "username": unique("u"),
+                    "password": "a long enough password 1",
+                    "grants": [{"role_id": value, "location_id": None}],
+                },
+            ),
+            422,
+        )["errors"]
         assert any(key.startswith("grants") for key in errors), errors
-        errors = assert_problem(gateway.post(f"/api/v1/properties/{prop['id']}/transfer",
-                                             json={"to_customer_id": value}), 422)["errors"]
+        errors = assert_problem(
+            gateway.post(f"/api/v1/properties/{prop['id']}/transfer", json={"to_customer_id": value}), 422
+        )["errors"]
         assert "to_customer_id" in errors
-        assert "customer_id" in assert_problem(gateway.get("/api/v1/properties", params={"customer_id": raw}),
-                                               422)["errors"]
+        assert (
+            "customer_id"
+            in assert_problem(gateway.get("/api/v1/properties", params={"customer_id": raw}), 422)["errors"]
+        )
         errors = assert_problem(gateway.get("/api/v1/customers", params={"location_id": raw}), 422)["errors"]
         assert any(key.startswith("location_id") for key in errors), errors
         assert_problem(gateway.get("/api/v1/customers", params={"page": raw}), 422)
@@ -94,9 +121,11 @@ def test_id_fields_out_of_range_in_bodies_and_filters_are_422(gateway, locations
 
 # --- text --------------------------------------------------------------------------------------
 
+
 def test_nul_and_control_characters_are_422_in_bodies_queries_and_sign_in(gateway, anonymous, locations, customer):
-    errors = assert_problem(gateway.post("/api/v1/customers", json=customer_body(
-        locations["home"], first_name=f"Da{NUL}na")), 422)["errors"]
+    errors = assert_problem(
+        gateway.post("/api/v1/customers", json=customer_body(locations["home"], first_name=f"Da{NUL}na")), 422
+    )["errors"]
     assert "first_name" in errors
     assert_problem(gateway.patch(f"/api/v1/customers/{customer['id']}", json={"last_name": "Bell\x07"}), 422)
     assert_problem(gateway.post(f"/api/v1/customers/{customer['id']}/notes", json={"text": f"x{NUL}"}), 422)
@@ -105,44 +134,55 @@ def test_nul_and_control_characters_are_422_in_bodies_queries_and_sign_in(gatewa
     assert_problem(gateway.get("/api/v1/audit", params={"actor": f"ad{NUL}min"}), 422)
     assert_problem(gateway.get("/api/v1/users", params={"q": NUL}), 422)
     assert_problem(gateway.post("/api/v1/roles", json={"name": f"r{NUL}", "permissions": []}), 422)
-    errors = assert_problem(anonymous.post("/api/v1/auth/token", json={"username": f"adm{NUL}in",
-                                                                     "password": "whatever"}), 422)["errors"]
+    errors = assert_problem(
+        anonymous.post("/api/v1/auth/token", json={"username": f"adm{NUL}in", "password": "whatever"}), 422
+    )["errors"]
     assert "username" in errors
     # gunicorn itself refuses a control character in a header as malformed HTTP: a problem+json 400
     # (the app's own check answers 422 behind servers that let it through)
-    assert_problem(gateway.post("/api/v1/customers", json=customer_body(locations["home"]),
-                                headers={"Idempotency-Key": "key\x01"}), 400)
+    assert_problem(
+        gateway.post(
+            "/api/v1/customers", json=customer_body(locations["home"]), headers={"Idempotency-Key": "key\x01"}
+        ),
+        400,
+    )
     assert_problem(gateway.get("/api/v1/ops/customer/inbox/abc%00def"), 404)
     multi_line = gateway.patch(f"/api/v1/customers/{customer['id']}", json={"notes": "line 1\n\tline 2"})
     assert multi_line.status_code == 200, multi_line.text
 
 
 def test_technician_lookup_with_a_nul_account_number_is_422_not_503(gateway):
-    body = assert_problem(gateway.post("/api/v1/tech/lookup", json={"account_number": f"ACC{NUL}1", "pin": "1234"}),
-                          422)
+    body = assert_problem(
+        gateway.post("/api/v1/tech/lookup", json={"account_number": f"ACC{NUL}1", "pin": "1234"}), 422
+    )
     assert "account_number" in body["errors"]
 
 
 # --- structure and size --------------------------------------------------------------------------
 
+
 def test_json_nested_100000_deep_is_400(gateway, anonymous):
     deep = "[" * 100_000 + "]" * 100_000
-    for caller, path in ((gateway, "/api/v1/customers"), (gateway, "/api/v1/roles"),
-                         (anonymous, "/api/v1/auth/token")):
+    for caller, path in ((gateway, "/api/v1/customers"), (gateway, "/api/v1/roles"), (anonymous, "/api/v1/auth/token")):
         response = caller.post(path, data=deep, headers={"Content-Type": "application/json"})
         assert_problem(response, 400)
 
 
 def _chunks(body: bytes, size: int = 64 * 1024):
     for start in range(0, len(body), size):
-        yield body[start:start + size]
+        yield body[start : start + size]
 
 
 def test_a_chunked_body_over_the_limit_is_413_and_nothing_is_forwarded(gateway, locations):
     last_name = unique("Chunky")
     big = json.dumps(customer_body(locations["home"], last_name=last_name, notes="x" * 3_000_000)).encode()
-    response = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, data=_chunks(big),
-                            headers={"Content-Type": "application/json"}, timeout=60)
+    response = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        data=_chunks(big),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
     assert_problem(response, 413)
     found = gateway.get("/api/v1/customers", params={"q": last_name})
     assert found.status_code == 200 and found.json()["total"] == 0, found.text
@@ -151,16 +191,21 @@ def test_a_chunked_body_over_the_limit_is_413_and_nothing_is_forwarded(gateway, 
 def test_a_chunked_body_within_the_limit_is_forwarded_whole(gateway, locations):
     notes = "n" * 9_000
     body = json.dumps(customer_body(locations["home"], last_name=unique("Chunked"), notes=notes)).encode()
-    response = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"}, data=_chunks(body, 1024),
-                            headers={"Content-Type": "application/json"})
+    response = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        data=_chunks(body, 1024),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 201, response.text
     assert response.json()["notes"] == notes
 
 
 def test_services_refuse_chunked_bodies_over_the_limit_too(stack):
     url = f"http://127.0.0.1:{stack.env['VIGIL_CUSTOMER_PORT']}/api/v1/customers"
-    response = requests.post(url, data=_chunks(b"[" + b"1," * 1_500_000 + b"1]"),
-                             headers={"Content-Type": "application/json"}, timeout=60)
+    response = requests.post(
+        url, data=_chunks(b"[" + b"1," * 1_500_000 + b"1]"), headers={"Content-Type": "application/json"}, timeout=60
+    )
     assert_problem(response, 413)  # before identity: size is judged first, whoever sends it
 
 
@@ -179,8 +224,9 @@ def test_over_long_urls_and_headers_are_problem_json_from_gunicorn(stack, gatewa
     long_url = requests.get(f"{base}/api/v1/customers?q={'a' * 20_000}", headers=gateway.http.headers, timeout=15)
     assert_problem(long_url, 414)
     nosniff(long_url)
-    long_header = requests.get(f"{base}/api/v1/customers", headers={**gateway.http.headers, "X-Pad": "b" * 20_000},
-                               timeout=15)
+    long_header = requests.get(
+        f"{base}/api/v1/customers", headers={**gateway.http.headers, "X-Pad": "b" * 20_000}, timeout=15
+    )
     assert_problem(long_header, 431)
     nosniff(long_header)
     port = int(base.rsplit(":", 1)[1])
@@ -196,6 +242,7 @@ def test_over_long_urls_and_headers_are_problem_json_from_gunicorn(stack, gatewa
 
 
 # --- methods -----------------------------------------------------------------------------------
+
 
 def _allow(response) -> set[str]:
     return {method.strip() for method in response.headers.get("Allow", "").split(",") if method.strip()}
@@ -232,27 +279,39 @@ def test_patch_without_a_body_is_refused_and_changes_nothing(gateway, customer):
 
 # --- headers and conflicts ---------------------------------------------------------------------------
 
+
 def test_every_response_carries_nosniff(stack, gateway, anonymous, customer):
-    responses = [gateway.get(f"/api/v1/customers/{customer['id']}"), gateway.get("/api/v1/customers/0"),
-                 gateway.get("/api/v1/nowhere"), anonymous.get("/api/v1/customers"),
-                 gateway.post("/api/v1/customers", json={}), anonymous.get("/healthz"), anonymous.get("/readyz"),
-                 gateway.get("/api/v1/openapi.json"), gateway.get("/api/v1/docs"),
-                 requests.get(f"http://127.0.0.1:{stack.env['VIGIL_PROPERTY_PORT']}/api/v1/properties", timeout=10),
-                 requests.get(f"http://127.0.0.1:{stack.env['VIGIL_CUSTOMER_WORKER_HEALTH_PORT']}/readyz", timeout=10)]
+    responses = [
+        gateway.get(f"/api/v1/customers/{customer['id']}"),
+        gateway.get("/api/v1/customers/0"),
+        gateway.get("/api/v1/nowhere"),
+        anonymous.get("/api/v1/customers"),
+        gateway.post("/api/v1/customers", json={}),
+        anonymous.get("/healthz"),
+        anonymous.get("/readyz"),
+        gateway.get("/api/v1/openapi.json"),
+        gateway.get("/api/v1/docs"),
+        requests.get(f"http://127.0.0.1:{stack.env['VIGIL_PROPERTY_PORT']}/api/v1/properties", timeout=10),
+        requests.get(f"http://127.0.0.1:{stack.env['VIGIL_CUSTOMER_WORKER_HEALTH_PORT']}/readyz", timeout=10),
+    ]
     assert [r.status_code for r in responses] == [200, 404, 404, 401, 422, 200, 200, 200, 200, 401, 200]
     for response in responses:
         nosniff(response)
 
 
 def test_concurrent_patches_of_one_customer_never_500(gateway, locations):
-    created = gateway.post("/api/v1/customers", params={"allow_duplicates": "true"},
-                           json=customer_body(locations["home"], last_name=unique("Racer"))).json()
+    created = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        json=customer_body(locations["home"], last_name=unique("Racer")),
+    ).json()
 
     def patch(index: int) -> int:
         caller = requests.Session()
         caller.headers.update(gateway.http.headers)
-        return caller.patch(gateway.url(f"/api/v1/customers/{created['id']}"), json={"notes": f"writer {index}"},
-                            timeout=30).status_code
+        return caller.patch(
+            gateway.url(f"/api/v1/customers/{created['id']}"), json={"notes": f"writer {index}"}, timeout=30
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(patch, range(16)))
@@ -262,10 +321,12 @@ def test_concurrent_patches_of_one_customer_never_500(gateway, locations):
 
 # --- readiness -----------------------------------------------------------------------------------
 
+
 def _serve_with_a_dead_broker(stack, name: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = dict(stack.env, VIGIL_BROKER_URL="amqp://guest:guest@127.0.0.1:9//",
-               **{f"VIGIL_{name.upper()}_PORT": str(port)})
+    env = dict(
+        stack.env, VIGIL_BROKER_URL="amqp://guest:guest@127.0.0.1:9//", **{f"VIGIL_{name.upper()}_PORT": str(port)}
+    )
     env.pop("VIGIL_QUEUE_PREFIX", None)
     process = subprocess.Popen(
         [str(BIN / f"vigil-{name}"), "web"],

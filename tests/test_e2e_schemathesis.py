@@ -9,6 +9,7 @@ per operation, a time budget per run, two workers) so ``make test`` stays within
 Checks: ``not_a_server_error`` (any 5xx fails), ``response_schema_conformance`` and
 ``content_type_conformance`` (bodies and media types as declared, errors as problem+json).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,11 @@ def fuzz_stack(request, tmp_path_factory):
 
 
 def _sign_in(stack) -> str:
-    response = requests.post(f"{stack.gateway_url}/api/v1/auth/token", timeout=15,
-                             json={"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]})
+    response = requests.post(
+        f"{stack.gateway_url}/api/v1/auth/token",
+        timeout=15,
+        json={"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]},
+    )
     assert response.status_code == 200, response.text
     return response.json()["access_token"]
 
@@ -59,8 +63,12 @@ def _api_key(stack, token: str) -> str:
     permissions = requests.get(f"{stack.gateway_url}/api/v1/permissions", headers=headers, timeout=15)
     assert permissions.status_code == 200, permissions.text
     names = [p["name"] if isinstance(p, dict) else p for p in _items(permissions.json())]
-    created = requests.post(f"{stack.gateway_url}/api/v1/api-keys", headers=headers, timeout=15,
-                            json={"name": "schemathesis", "permissions": names})
+    created = requests.post(
+        f"{stack.gateway_url}/api/v1/api-keys",
+        headers=headers,
+        timeout=15,
+        json={"name": "schemathesis", "permissions": names},
+    )
     assert created.status_code == 201, created.text
     return created.json()["key"]
 
@@ -69,27 +77,69 @@ def _items(body):
     return body["items"] if isinstance(body, dict) and "items" in body else body
 
 
-def _run(stack, tmp_path: Path, label: str, api_key: str | None = None, *, only: tuple[str, ...] = (),
-         exclude: tuple[str, ...] = (), seconds: int = MAX_SECONDS) -> dict:
+def _run(
+    stack,
+    tmp_path: Path,
+    label: str,
+    api_key: str | None = None,
+    *,
+    only: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    seconds: int = MAX_SECONDS,
+) -> dict:
     report = tmp_path / f"{label}.ndjson"
     config = tmp_path / "schemathesis.toml"
     config.write_text("[auth]\nauto-signup = false\n")  # the callers are given; no sign-up is attempted
-    argv = [str(BIN / "st"), "--config-file", str(config), "run", f"{stack.gateway_url}/api/v1/openapi.json",
-            "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--max-time", str(seconds),
-            "--workers", "2", "--phases", "examples,coverage,fuzzing", "--no-shrink", "--seed", "8",
-            "--request-timeout", "20", "--suppress-health-check", "all", "--warnings", "off",
-            "--report", "ndjson", "--report-ndjson-path", str(report)]
+    argv = [
+        str(BIN / "st"),
+        "--config-file",
+        str(config),
+        "run",
+        f"{stack.gateway_url}/api/v1/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--max-time",
+        str(seconds),
+        "--workers",
+        "2",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--no-shrink",
+        "--seed",
+        "8",
+        "--request-timeout",
+        "20",
+        "--suppress-health-check",
+        "all",
+        "--warnings",
+        "off",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+    ]
     for name in only:
         argv += ["--include-name", name]
     for name in exclude:
         argv += ["--exclude-name", name]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 3 + 120, cwd=tmp_path,  # its cache
-                          env=os.environ | {"NO_COLOR": "1", "SCHEMATHESIS_HOOKS": str(HOOKS),
-                                            "VIGIL_FUZZ_GATEWAY": stack.gateway_url,
-                                            "VIGIL_FUZZ_PASSWORD": stack.env["VIGIL_ADMIN_PASSWORD"],
-                                            "VIGIL_FUZZ_API_KEY": api_key or ""})
-    return {"label": label, "code": done.returncode, "output": done.stdout + done.stderr,
-            "failures": _failures(report)}
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=seconds * 3 + 120,
+        cwd=tmp_path,  # its cache
+        env=os.environ
+        | {
+            "NO_COLOR": "1",
+            "SCHEMATHESIS_HOOKS": str(HOOKS),
+            "VIGIL_FUZZ_GATEWAY": stack.gateway_url,
+            "VIGIL_FUZZ_PASSWORD": stack.env["VIGIL_ADMIN_PASSWORD"],
+            "VIGIL_FUZZ_API_KEY": api_key or "",
+        },
+    )
+    return {"label": label, "code": done.returncode, "output": done.stdout + done.stderr, "failures": _failures(report)}
 
 
 def _failures(report: Path) -> list[str]:
@@ -115,8 +165,10 @@ def _failures(report: Path) -> list[str]:
                 failure = (check.get("failure_info") or {}).get("failure", {})
                 response = (recorder.get("interactions", {}).get(case_id) or {}).get("response") or {}
                 case = (recorder.get("cases", {}).get(case_id) or {}).get("value", {})
-                found.add(f"{recorder['label']} | {failure.get('title') or check['name']} | "
-                          f"status {response.get('status_code')} | {input_class(case)}")
+                found.add(
+                    f"{recorder['label']} | {failure.get('title') or check['name']} | "
+                    f"status {response.get('status_code')} | {input_class(case)}"
+                )
     return sorted(found)
 
 

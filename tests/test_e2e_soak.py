@@ -9,6 +9,7 @@ event is in the inbox of each of its subscribers, and no property of a deleted c
 Then a second runner is refused with where Vigil runs, and when the runner is killed with
 ``kill -9`` every process it started, and theirs, goes with it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,10 +76,17 @@ class Runner:
 
     def __init__(self, var_dir: Path, backend: dict[str, str]):
         self.stack = Stack.from_environment(
-            {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_ADMIN_USERNAME": "admin",
-             "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16), "VIGIL_LOG_LEVEL": "INFO",
-             "VIGIL_RELAY_INTERVAL": "0.1"} | backend,
-            dynamic_ports=True, inherit_vigil_settings=False)
+            {
+                "VIGIL_VAR_DIR": str(var_dir),
+                "VIGIL_ADMIN_USERNAME": "admin",
+                "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+                "VIGIL_LOG_LEVEL": "INFO",
+                "VIGIL_RELAY_INTERVAL": "0.1",
+            }
+            | backend,
+            dynamic_ports=True,
+            inherit_vigil_settings=False,
+        )
         self.var_dir = var_dir
         self.plan = self.stack._plan()
         self.out, self.err = var_dir / "runner.out", var_dir / "runner.err"
@@ -87,8 +95,11 @@ class Runner:
     def start(self) -> None:
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.popen = subprocess.Popen([str(BIN / "vigil-run")], env=self.stack.env, stdout=out, stderr=err)
-        wait_until(lambda: self.popen.poll() is not None or "Vigil is running" in self.out.read_text(), 180,
-                   "the runner to start")
+        wait_until(
+            lambda: self.popen.poll() is not None or "Vigil is running" in self.out.read_text(),
+            180,
+            "the runner to start",
+        )
         assert self.popen.poll() is None, self.err.read_text()[-3000:]
 
     def pids(self) -> dict[str, int]:
@@ -166,16 +177,23 @@ class Churn:
         rounds = 0
         while not self.stopping.is_set():
             rounds += 1
-            created = call("POST", "/api/v1/customers", params={"allow_duplicates": "true"}, json=customer_body(
-                self.location_id, last_name=f"Soak{number}", primary_phone=unique_phone("613")))
+            created = call(
+                "POST",
+                "/api/v1/customers",
+                params={"allow_duplicates": "true"},
+                json=customer_body(self.location_id, last_name=f"Soak{number}", primary_phone=unique_phone("613")),
+            )
             if created is None or created.status_code != 201:
                 continue
             customer = created.json()["id"]
             properties = []
             for _ in range(2):
                 account = f"SOAK-{uuid.uuid4().hex[:12]}".upper()
-                made = call("POST", f"/api/v1/customers/{customer}/properties",
-                            json={"account_number": account, "address": "5 Soak Street"})
+                made = call(
+                    "POST",
+                    f"/api/v1/customers/{customer}/properties",
+                    json={"account_number": account, "address": "5 Soak Street"},
+                )
                 if made is not None and made.status_code == 201:
                     properties.append((made.json()["id"], account))
             call("PATCH", f"/api/v1/customers/{customer}", json={"city": "Kanata"})
@@ -206,9 +224,11 @@ def all_outbox_events(http: requests.Session, base: str, service: str) -> list[d
 def test_churn_with_a_worker_killed_keeps_every_event_and_every_process(runner):
     base = runner.stack.gateway_url
     http = requests.Session()
-    token = http.post(f"{base}/api/v1/auth/token", json={"username": "admin",
-                                                        "password": runner.stack.env["VIGIL_ADMIN_PASSWORD"]},
-                      timeout=30).json()["access_token"]
+    token = http.post(
+        f"{base}/api/v1/auth/token",
+        json={"username": "admin", "password": runner.stack.env["VIGIL_ADMIN_PASSWORD"]},
+        timeout=30,
+    ).json()["access_token"]
     http.headers["Authorization"] = f"Bearer {token}"
     location = http.post(f"{base}/api/v1/locations", json={"name": "Soak Office"}, timeout=30).json()["id"]
 
@@ -241,16 +261,27 @@ def test_churn_with_a_worker_killed_keeps_every_event_and_every_process(runner):
         return response.json()["account_number"].upper() if response.status_code == 200 else None
 
     def left_behind():
-        return [(customer, prop) for customer, properties in churn.deleted.items() for prop, account in properties
-                if account_at(prop) == account]
+        return [
+            (customer, prop)
+            for customer, properties in churn.deleted.items()
+            for prop, account in properties
+            if account_at(prop) == account
+        ]
 
     def cascade_report():
-        return (f"left: {left_behind()[:20]}\n{stack_diagnostics(runner.stack, lines=60)}\n--- runner.err\n"
-                + "\n".join(runner.err.read_text(errors="replace").splitlines()[-30:]))
+        return f"left: {left_behind()[:20]}\n{stack_diagnostics(runner.stack, lines=60)}\n--- runner.err\n" + "\n".join(
+            runner.err.read_text(errors="replace").splitlines()[-30:]
+        )
+
     # Eventually, not at once: the backlog the killed worker left drains at the machine's pace (on two
     # busy cores, a minute or more); a lost event never drains.
-    wait_until(lambda: not left_behind(), 180, "every deleted customer's properties to be gone", interval=1,
-               report=cascade_report)
+    wait_until(
+        lambda: not left_behind(),
+        180,
+        "every deleted customer's properties to be gone",
+        interval=1,
+        report=cascade_report,
+    )
     for properties in churn.kept.values():
         for prop, account in properties:
             assert account_at(prop) == account
@@ -259,6 +290,7 @@ def test_churn_with_a_worker_killed_keeps_every_event_and_every_process(runner):
     def published():
         events = [event for service in ("customer", "property") for event in all_outbox_events(http, base, service)]
         return events if all(event["published_at"] for event in events) else None
+
     events = wait_until(published, 60, "every outbox event to be published", interval=1)
     assert len(events) > len(churn.deleted) * 3
     checks = [(sub, event["event_id"]) for event in events for sub in subscribers(event["type"])]
@@ -287,8 +319,7 @@ def test_churn_with_a_worker_killed_keeps_every_event_and_every_process(runner):
 
 
 def test_a_second_runner_says_where_vigil_runs(runner):
-    second = subprocess.run([str(BIN / "vigil-run")], env=runner.stack.env, capture_output=True, text=True,
-                            timeout=60)
+    second = subprocess.run([str(BIN / "vigil-run")], env=runner.stack.env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     assert "already running" in second.stderr and f"pid {runner.popen.pid}" in second.stderr, second.stderr
     assert runner.stack.gateway_url in second.stderr

@@ -1,4 +1,5 @@
 """The README is the front door: its settings table must list exactly what the code reads."""
+
 import re
 from pathlib import Path
 

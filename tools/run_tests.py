@@ -6,6 +6,7 @@ runner (deploy/runner/tests: supervision, the run lock), and the end-to-end suit
 The database/broker backend is chosen once here
 (PostgreSQL + RabbitMQ when reachable, the embedded defaults otherwise) and passed to every suite.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,11 +53,16 @@ def main(argv: list[str]) -> int:
     backend = choose_backend()
     os.environ["VIGIL_TEST_BACKEND"] = backend
     if backend == "postgres":
-        print(f"vigil: integration and e2e tests use PostgreSQL ({postgres_admin_url().split('@')[-1]}) "
-              f"and RabbitMQ ({rabbitmq_url().split('@')[-1]})", flush=True)
+        print(
+            f"vigil: integration and e2e tests use PostgreSQL ({postgres_admin_url().split('@')[-1]}) "
+            f"and RabbitMQ ({rabbitmq_url().split('@')[-1]})",
+            flush=True,
+        )
     else:
-        print(f"vigil: integration and e2e tests use {describe_backend(backend)} and the embedded SQLite broker",
-              flush=True)
+        print(
+            f"vigil: integration and e2e tests use {describe_backend(backend)} and the embedded SQLite broker",
+            flush=True,
+        )
     reports = ROOT / "var" / "test-reports"
     reports.mkdir(parents=True, exist_ok=True)
     passed = failed = skipped = 0
@@ -72,8 +78,21 @@ def main(argv: list[str]) -> int:
         print(f"\n== {name} ({path})", flush=True)
         report = reports / f"{name}.xml"
         report.unlink(missing_ok=True)
-        code = subprocess.run([sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider",
-                               f"--junitxml={report}", "-o", "junit_family=xunit2"], cwd=ROOT).returncode
+        code = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                path,
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={report}",
+                "-o",
+                "junit_family=xunit2",
+            ],
+            cwd=ROOT,
+        ).returncode
         p, f, s = counts(report)
         passed, failed, skipped = passed + p, failed + f, skipped + s
         if code != 0:

@@ -36,26 +36,51 @@ def _stub_service_app() -> Flask:
     def echo(rest=None):
         identity = verify_identity(request.headers[IDENTITY_HEADER], TEST_SECRET)
         if request.args.get("reveal"):
-            return jsonify(ssn="123-45-6789"), 200, {"X-Vigil-Confidential-Reads": json.dumps(
-                [{"target_type": "customer", "target_id": "5", "fields": ["ssn"]}])}
+            return (
+                jsonify(ssn="123-45-6789"),
+                200,
+                {
+                    "X-Vigil-Confidential-Reads": json.dumps(
+                        [{"target_type": "customer", "target_id": "5", "fields": ["ssn"]}]
+                    )
+                },
+            )
         if request.args.get("fail") == "conflict":
-            return (json.dumps({"type": "urn:vigil:problem:conflict", "title": "Conflict", "status": 409,
-                                "detail": "taken"}), 409, {"Content-Type": "application/problem+json"})
-        return jsonify(method=request.method, path=request.path, query=request.query_string.decode(),
-                       body=request.get_data(as_text=True), user=identity.username,
-                       permissions=sorted(identity.permissions),
-                       locations={str(k): sorted(v) for k, v in identity.locations.items()},
-                       authorization=request.headers.get("Authorization"),
-                       request_id=request.headers.get("X-Request-ID"), identity_request_id=identity.request_id,
-                       if_match=request.headers.get("If-Match")), 200, {"ETag": '"1.1"',
-                                                                        "Location": "/api/v1/customers/1"}
+            return (
+                json.dumps(
+                    {"type": "urn:vigil:problem:conflict", "title": "Conflict", "status": 409, "detail": "taken"}
+                ),
+                409,
+                {"Content-Type": "application/problem+json"},
+            )
+        return (
+            jsonify(
+                method=request.method,
+                path=request.path,
+                query=request.query_string.decode(),
+                body=request.get_data(as_text=True),
+                user=identity.username,
+                permissions=sorted(identity.permissions),
+                locations={str(k): sorted(v) for k, v in identity.locations.items()},
+                authorization=request.headers.get("Authorization"),
+                request_id=request.headers.get("X-Request-ID"),
+                identity_request_id=identity.request_id,
+                if_match=request.headers.get("If-Match"),
+            ),
+            200,
+            {"ETag": '"1.1"', "Location": "/api/v1/customers/1"},
+        )
 
     @stub.get("/openapi.json")
     def spec():
         verify_identity(request.headers[IDENTITY_HEADER], TEST_SECRET)
-        return jsonify(openapi="3.1.0", info={"title": "stub", "version": "v1"}, tags=[{"name": "customers"}],
-                       paths={"/api/v1/customers": {"get": {"responses": {"200": {"description": "ok"}}}}},
-                       components={"schemas": {"Customer": {"type": "object"}}})
+        return jsonify(
+            openapi="3.1.0",
+            info={"title": "stub", "version": "v1"},
+            tags=[{"name": "customers"}],
+            paths={"/api/v1/customers": {"get": {"responses": {"200": {"description": "ok"}}}}},
+            components={"schemas": {"Customer": {"type": "object"}}},
+        )
 
     return stub
 
@@ -81,13 +106,26 @@ def gateway_db_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def settings(gateway_db_url, upstream, tmp_path_factory):
-    base = Settings.from_env("gateway", database_url=gateway_db_url, internal_secret=TEST_SECRET,
-                             broker_url="memory://", log_level="WARNING",
-                             broker_dir=tmp_path_factory.mktemp("broker"))
-    return GatewaySettings.from_env(base=base, secret_key=SECRET_KEY, upstream_timeout=2.0,
-                                    password_hashing=FAST_FOR_TESTS,
-                                    service_urls={"customer": upstream, "property": "http://127.0.0.1:9",
-                                                  "billing": "http://127.0.0.1:9", "credit": "http://127.0.0.1:9"})
+    base = Settings.from_env(
+        "gateway",
+        database_url=gateway_db_url,
+        internal_secret=TEST_SECRET,
+        broker_url="memory://",
+        log_level="WARNING",
+        broker_dir=tmp_path_factory.mktemp("broker"),
+    )
+    return GatewaySettings.from_env(
+        base=base,
+        secret_key=SECRET_KEY,
+        upstream_timeout=2.0,
+        password_hashing=FAST_FOR_TESTS,
+        service_urls={
+            "customer": upstream,
+            "property": "http://127.0.0.1:9",
+            "billing": "http://127.0.0.1:9",
+            "credit": "http://127.0.0.1:9",
+        },
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """The ``vigil-gateway`` command line, shaped like a service's: a refused setting is exit status 2."""
+
 from importlib.metadata import entry_points
 
 from conftest import SECRET_KEY
@@ -23,10 +24,15 @@ def test_a_malformed_setting_is_one_line_and_exit_status_2(monkeypatch, capsys):
 
 
 def test_create_admin_uses_the_configured_password_hashing(monkeypatch, capsys, db, gateway_db_url):
-    for name, value in {"VIGIL_SECRET_KEY": SECRET_KEY, "VIGIL_INTERNAL_SECRET": TEST_SECRET,
-                        "VIGIL_GATEWAY_DATABASE_URL": gateway_db_url, "VIGIL_PASSWORD_HASHING": "fast-for-tests",
-                        "VIGIL_ADMIN_USERNAME": "ops-admin", "VIGIL_ADMIN_PASSWORD": "a long enough password",
-                        "VIGIL_LOG_LEVEL": "WARNING"}.items():
+    for name, value in {
+        "VIGIL_SECRET_KEY": SECRET_KEY,
+        "VIGIL_INTERNAL_SECRET": TEST_SECRET,
+        "VIGIL_GATEWAY_DATABASE_URL": gateway_db_url,
+        "VIGIL_PASSWORD_HASHING": "fast-for-tests",
+        "VIGIL_ADMIN_USERNAME": "ops-admin",
+        "VIGIL_ADMIN_PASSWORD": "a long enough password",
+        "VIGIL_LOG_LEVEL": "WARNING",
+    }.items():
         monkeypatch.setenv(name, value)
     assert cli.main(["create-admin"]) == 0
     assert capsys.readouterr().out.strip() == "Admin user 'ops-admin' created."

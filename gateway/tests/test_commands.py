@@ -1,4 +1,5 @@
 """The gateway's commands run from a script: no Flask app context, no request, one commit, audited after it."""
+
 import pytest
 from flask import has_app_context
 from sqlalchemy import select
@@ -22,15 +23,20 @@ def test_an_office_is_opened_and_renamed_without_flask(db):
         assert outdated.value.status == 412
         commands.update_location(ctx, opened.id, {"name": "Renamed Office"})
         with pytest.raises(Problem) as refused:
-            commands.create_location(commands.Context(session=session, identity=identity_with(), database=db),
-                                     {"name": "Not Mine"})
+            commands.create_location(
+                commands.Context(session=session, identity=identity_with(), database=db), {"name": "Not Mine"}
+            )
         assert refused.value.status == 403
 
     with db.new_session() as session:
         assert session.get(Location, opened.id).name == "Renamed Office"
         assert session.scalar(select(Location.id).where(Location.name == "Not Mine")) is None
-        entries = session.execute(select(AuditEntry.action, AuditEntry.actor_name)
-                                  .where(AuditEntry.target_id == str(opened.id), AuditEntry.target_type == "location")
-                                  .order_by(AuditEntry.id)).all()
-        assert [tuple(entry) for entry in entries] == [("location.create", "office-manager"),
-                                                         ("location.update", "office-manager")]
+        entries = session.execute(
+            select(AuditEntry.action, AuditEntry.actor_name)
+            .where(AuditEntry.target_id == str(opened.id), AuditEntry.target_type == "location")
+            .order_by(AuditEntry.id)
+        ).all()
+        assert [tuple(entry) for entry in entries] == [
+            ("location.create", "office-manager"),
+            ("location.update", "office-manager"),
+        ]

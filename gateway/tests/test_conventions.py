@@ -1,4 +1,5 @@
 """The gateway's own writes follow the API conventions: ``Idempotency-Key`` on POST, ETags and ``If-Match``."""
+
 import json
 
 import pytest
@@ -30,8 +31,11 @@ def test_a_repeated_idempotency_key_makes_one_api_key(client, auth, db):
 
 
 def test_a_stored_reply_never_holds_the_key_in_plaintext(client, auth, db):
-    created = client.post("/api/v1/api-keys", json={"name": "sealed", "permissions": ["customers.view"]},
-                          headers=auth | {"Idempotency-Key": "make-key-2"}).json
+    created = client.post(
+        "/api/v1/api-keys",
+        json={"name": "sealed", "permissions": ["customers.view"]},
+        headers=auth | {"Idempotency-Key": "make-key-2"},
+    ).json
     secret = created["key"].split(".", 1)[1]
     with db.new_session() as session:
         rows = session.scalars(select(IdempotencyRecord)).all()
@@ -39,11 +43,14 @@ def test_a_stored_reply_never_holds_the_key_in_plaintext(client, auth, db):
     assert rows and secret not in stored and created["key"] not in stored and "customers.view" not in stored
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/api/v1/users", {"username": "ivy", "password": PASSWORD}),
-    ("/api/v1/roles", {"name": "Viewer", "permissions": ["customers.view"]}),
-    ("/api/v1/locations", {"name": "East"}),
-])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/api/v1/users", {"username": "ivy", "password": PASSWORD}),
+        ("/api/v1/roles", {"name": "Viewer", "permissions": ["customers.view"]}),
+        ("/api/v1/locations", {"name": "East"}),
+    ],
+)
 def test_every_gateway_create_is_idempotent(client, auth, path, body):
     headers = auth | {"Idempotency-Key": f"create{path}"}
     first = client.post(path, json=body, headers=headers)

@@ -39,7 +39,8 @@ def test_token_refused_for_disabled_user(client, db):
 
 def test_token_request_validation(client):
     assert is_problem(client.post("/api/v1/auth/token", json={"username": "admin"}), 422)["errors"] == {
-        "password": ["Missing data for required field."]}
+        "password": ["Missing data for required field."]
+    }
     is_problem(client.post("/api/v1/auth/token", data="{oops", content_type="application/json"), 400)
     is_problem(client.post("/api/v1/auth/token", data="username=admin", content_type="text/plain"), 415)
 
@@ -52,13 +53,26 @@ def test_every_api_route_needs_a_token(client, path):
 
 def test_invalid_and_expired_tokens_are_refused(client, db):
     is_problem(client.get("/api/v1/customers", headers={"Authorization": "Bearer not-a-jwt"}), 401)
-    expired = jwt.encode({"sub": "1", "sid": "s", "typ": "access", "iss": ISSUER, "aud": AUDIENCE, "iat": 1, "exp": 2,
-                          "jti": "x"},
-                         SECRET_KEY, algorithm="HS256")
+    expired = jwt.encode(
+        {"sub": "1", "sid": "s", "typ": "access", "iss": ISSUER, "aud": AUDIENCE, "iat": 1, "exp": 2, "jti": "x"},
+        SECRET_KEY,
+        algorithm="HS256",
+    )
     is_problem(client.get("/api/v1/customers", headers={"Authorization": f"Bearer {expired}"}), 401)
-    forged = jwt.encode({"sub": "1", "sid": "s", "typ": "access", "iss": ISSUER, "aud": AUDIENCE,
-                         "iat": int(time.time()),
-                         "exp": int(time.time()) + 60, "jti": "x"}, "another-key" * 4, algorithm="HS256")
+    forged = jwt.encode(
+        {
+            "sub": "1",
+            "sid": "s",
+            "typ": "access",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+            "jti": "x",
+        },
+        "another-key" * 4,
+        algorithm="HS256",
+    )
     is_problem(client.get("/api/v1/customers", headers={"Authorization": f"Bearer {forged}"}), 401)
 
 
@@ -74,8 +88,9 @@ def test_disabling_a_user_stops_its_token_at_once(client, auth, db):
 
 
 def test_proxy_forwards_request_and_signed_identity(client, auth):
-    response = client.patch("/api/v1/customers/5?x=1&y=2", json={"a": 1},
-                            headers=auth | {"X-Request-ID": "req-42", "If-Match": '"5.1"'})
+    response = client.patch(
+        "/api/v1/customers/5?x=1&y=2", json={"a": 1}, headers=auth | {"X-Request-ID": "req-42", "If-Match": '"5.1"'}
+    )
     assert response.status_code == 200
     echoed = response.json
     assert echoed["method"] == "PATCH" and echoed["path"] == "/api/v1/customers/5" and echoed["query"] == "x=1&y=2"

@@ -1,4 +1,5 @@
 """Users, roles, locations, sessions, API keys, login throttling and the audit log."""
+
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,14 +27,18 @@ def setup(client, auth):
     """Two office locations and a role, created through the API."""
     north = client.post("/api/v1/locations", json={"name": "North"}, headers=auth).json
     south = client.post("/api/v1/locations", json={"name": "South"}, headers=auth).json
-    clerk = client.post("/api/v1/roles", json={"name": "Clerk", "permissions": ["customers.view", "customers.modify"]},
-                        headers=auth).json
+    clerk = client.post(
+        "/api/v1/roles", json={"name": "Clerk", "permissions": ["customers.view", "customers.modify"]}, headers=auth
+    ).json
     return {"north": north["id"], "south": south["id"], "clerk": clerk["id"]}
 
 
 def make_user(client, auth, username, grants=(), **fields):
-    response = client.post("/api/v1/users", headers=auth, json={"username": username, "password": PASSWORD,
-                                                                "grants": list(grants)} | fields)
+    response = client.post(
+        "/api/v1/users",
+        headers=auth,
+        json={"username": username, "password": PASSWORD, "grants": list(grants)} | fields,
+    )
     assert response.status_code == 201, response.json
     return response.json
 
@@ -56,8 +61,9 @@ def test_me_shows_effective_rights_per_location(client, auth, setup):
     make_user(client, auth, "carol", grants=[{"role_id": setup["clerk"], "location_id": setup["north"]}])
     me = client.get("/api/v1/me", headers=bearer(sign_in(client, "carol", PASSWORD))).json
     assert me["username"] == "carol" and me["permissions"] == [] and me["is_admin"] is False
-    assert me["locations"] == [{"location_id": setup["north"], "name": "North",
-                                "permissions": ["customers.modify", "customers.view"]}]
+    assert me["locations"] == [
+        {"location_id": setup["north"], "name": "North", "permissions": ["customers.modify", "customers.view"]}
+    ]
 
 
 def test_a_grant_without_location_holds_everywhere(client, auth, setup):
@@ -67,35 +73,54 @@ def test_a_grant_without_location_holds_everywhere(client, auth, setup):
 
 
 def test_user_admin_rules(client, auth, setup):
-    manager_role = client.post("/api/v1/roles", headers=auth,
-                               json={"name": "HR", "permissions": ["users.manage"]}).json
+    manager_role = client.post("/api/v1/roles", headers=auth, json={"name": "HR", "permissions": ["users.manage"]}).json
     make_user(client, auth, "hr-anna", grants=[{"role_id": manager_role["id"], "location_id": None}])
     hr = bearer(sign_in(client, "hr-anna", PASSWORD))
-    assert client.post("/api/v1/users", headers=hr, json={"username": "xavier1",
-                                                          "password": PASSWORD}).status_code == 201
-    escalation = problem(client.post("/api/v1/users", headers=hr, json={"username": "xavier2", "password": PASSWORD,
-                                                                         "is_admin": True}), 403)
+    assert (
+        client.post("/api/v1/users", headers=hr, json={"username": "xavier1", "password": PASSWORD}).status_code == 201
+    )
+    escalation = problem(
+        client.post("/api/v1/users", headers=hr, json={"username": "xavier2", "password": PASSWORD, "is_admin": True}),
+        403,
+    )
     assert "is_admin" in escalation["errors"]
-    granting = problem(client.post("/api/v1/users", headers=hr, json={
-        "username": "xavier3", "password": PASSWORD, "grants": [{"role_id": setup["clerk"]}]}), 403)
+    granting = problem(
+        client.post(
+            "/api/v1/users",
+            headers=hr,
+            json={"username": "xavier3", "password": PASSWORD, "grants": [{"role_id": setup["clerk"]}]},
+        ),
+        403,
+    )
     assert "grants" in granting["errors"]
     assert problem(client.get("/api/v1/roles", headers=hr), 403)["permission"] == "roles.manage"
 
 
 def test_user_validation_and_mass_assignment(client, auth):
-    errors = problem(client.post("/api/v1/users", headers=auth, json={"username": "a b", "password": "short"}),
-                     422)["errors"]
+    errors = problem(client.post("/api/v1/users", headers=auth, json={"username": "a b", "password": "short"}), 422)[
+        "errors"
+    ]
     assert set(errors) == {"username", "password"}
     make_user(client, auth, "erin")
     assert problem(client.post("/api/v1/users", headers=auth, json={"username": "ERIN", "password": PASSWORD}), 409)
     user_id = client.get("/api/v1/users?q=erin", headers=auth).json["items"][0]["id"]
-    for field, value in (("id", 99), ("created_at", "2020-01-01T00:00:00Z"), ("password_hash", "x"),
-                         ("failed_logins", 0)):
-        assert field in problem(client.patch(f"/api/v1/users/{user_id}", headers=auth, json={field: value}),
-                                422)["errors"]
-    assert problem(client.post("/api/v1/users", headers=auth, json={
-        "username": "frank", "password": PASSWORD, "grants": [{"role_id": 999}]}), 422)["errors"] == {
-        "grants.0.role_id": ["No such role."]}
+    for field, value in (
+        ("id", 99),
+        ("created_at", "2020-01-01T00:00:00Z"),
+        ("password_hash", "x"),
+        ("failed_logins", 0),
+    ):
+        assert (
+            field in problem(client.patch(f"/api/v1/users/{user_id}", headers=auth, json={field: value}), 422)["errors"]
+        )
+    assert problem(
+        client.post(
+            "/api/v1/users",
+            headers=auth,
+            json={"username": "frank", "password": PASSWORD, "grants": [{"role_id": 999}]},
+        ),
+        422,
+    )["errors"] == {"grants.0.role_id": ["No such role."]}
 
 
 def test_deactivating_a_user_ends_their_sessions_at_once(client, auth, db):
@@ -139,14 +164,30 @@ def test_logout_revokes_the_session(client, auth):
 def test_password_change_and_reset(client, auth):
     user = make_user(client, auth, "jack")
     here, elsewhere = sign_in(client, "jack", PASSWORD), sign_in(client, "jack", PASSWORD)
-    problem(client.post("/api/v1/me/password", headers=bearer(here),
-                        json={"current_password": "wrong", "new_password": "another-long-password"}), 401)
-    assert client.post("/api/v1/me/password", headers=bearer(here),
-                       json={"current_password": PASSWORD, "new_password": "another-long-password"}).status_code == 204
+    problem(
+        client.post(
+            "/api/v1/me/password",
+            headers=bearer(here),
+            json={"current_password": "wrong", "new_password": "another-long-password"},
+        ),
+        401,
+    )
+    assert (
+        client.post(
+            "/api/v1/me/password",
+            headers=bearer(here),
+            json={"current_password": PASSWORD, "new_password": "another-long-password"},
+        ).status_code
+        == 204
+    )
     assert client.get("/api/v1/me", headers=bearer(here)).status_code == 200
     problem(client.get("/api/v1/me", headers=bearer(elsewhere)), 401)
-    assert client.post(f"/api/v1/users/{user['id']}/password", headers=auth,
-                       json={"password": "reset-by-the-admin"}).status_code == 204
+    assert (
+        client.post(
+            f"/api/v1/users/{user['id']}/password", headers=auth, json={"password": "reset-by-the-admin"}
+        ).status_code
+        == 204
+    )
     problem(client.get("/api/v1/me", headers=bearer(here)), 401)
     sign_in(client, "jack", "reset-by-the-admin")
 
@@ -155,15 +196,17 @@ def test_failed_logins_are_throttled_per_username(client):
     for _ in range(5):
         problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": "wrong"}), 401)
     throttled = problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}), 429)
-    assert int(client.post("/api/v1/auth/token", json={"username": "admin",
-                                                       "password": "x"}).headers["Retry-After"]) >= 1
+    assert (
+        int(client.post("/api/v1/auth/token", json={"username": "admin", "password": "x"}).headers["Retry-After"]) >= 1
+    )
     assert throttled["type"] == "urn:vigil:problem:rate-limited"
 
 
 @pytest.fixture
 def strict_client(app_with, db):
-    policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=3,
-                         lockout_seconds=600)
+    policy = LoginPolicy(
+        failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=3, lockout_seconds=600
+    )
     app = app_with(login_policy=policy)
     from vigil_gateway.users import ensure_admin
 
@@ -186,8 +229,11 @@ def test_failed_logins_are_throttled_per_address(app_with, db):
     for i in range(4):
         problem(client.post("/api/v1/auth/token", json={"username": f"guess{i}", "password": "x"}), 401)
     problem(client.post("/api/v1/auth/token", json={"username": "someone-else", "password": "x"}), 429)
-    other_address = client.post("/api/v1/auth/token", json={"username": "someone-else", "password": "x"},
-                                environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    other_address = client.post(
+        "/api/v1/auth/token",
+        json={"username": "someone-else", "password": "x"},
+        environ_base={"REMOTE_ADDR": "10.9.8.7"},
+    )
     problem(other_address, 401)
 
 
@@ -221,30 +267,38 @@ def test_concurrent_failures_from_one_address_are_all_counted(app_with, db):
     with db.new_session() as session:
         counted = session.get(LoginFailures, "addr:10.1.2.3").count
     assert counted == statuses.count(401), f"{statuses.count(401)} failures, {counted} counted"
-    after = app.test_client().post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD},
-                                   environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    after = app.test_client().post(
+        "/api/v1/auth/token",
+        json={"username": "admin", "password": ADMIN_PASSWORD},
+        environ_base={"REMOTE_ADDR": "10.1.2.3"},
+    )
     assert problem(after, 429)["type"] == "urn:vigil:problem:rate-limited"
 
 
 def test_concurrent_failures_of_one_account_all_count_toward_its_lockout(app_with, db):
     policy = LoginPolicy(failures_per_user_per_minute=100, failures_per_address_per_15min=100, lockout_threshold=12)
     app = app_with(login_policy=policy)
-    statuses = _concurrent_sign_ins(app, db, 12, lambda i: ({"username": "admin", "password": f"wrong{i}"},
-                                                            f"10.2.0.{i}"))
+    statuses = _concurrent_sign_ins(
+        app, db, 12, lambda i: ({"username": "admin", "password": f"wrong{i}"}, f"10.2.0.{i}")
+    )
     assert statuses.count(401) == 12, statuses
     locked = app.test_client().post("/api/v1/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD})
     problem(locked, 429)
 
 
 def test_api_keys_carry_a_subset_shown_once_and_revocable(client, auth, setup, db):
-    created = client.post("/api/v1/api-keys", headers=auth, json={
-        "name": "central station", "permissions": ["customers.view"], "location_ids": [setup["north"]]})
+    created = client.post(
+        "/api/v1/api-keys",
+        headers=auth,
+        json={"name": "central station", "permissions": ["customers.view"], "location_ids": [setup["north"]]},
+    )
     assert created.status_code == 201
     key = created.json["key"]
     assert key.startswith("vgk_") and key not in client.get("/api/v1/api-keys", headers=auth).get_data(as_text=True)
     me = client.get("/api/v1/me", headers={"X-API-Key": key}).json
     assert me["kind"] == "api_key" and me["locations"] == [
-        {"location_id": setup["north"], "name": "North", "permissions": ["customers.view"]}]
+        {"location_id": setup["north"], "name": "North", "permissions": ["customers.view"]}
+    ]
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert client.get(f"/api/v1/api-keys/{created.json['id']}", headers=auth).json["last_used_at"]
     problem(client.get("/api/v1/users", headers={"X-API-Key": key}), 403)
@@ -255,20 +309,43 @@ def test_api_keys_carry_a_subset_shown_once_and_revocable(client, auth, setup, d
 
 
 def test_an_api_key_cannot_carry_more_than_its_creator_holds(client, auth, setup):
-    keymaker = client.post("/api/v1/roles", headers=auth, json={
-        "name": "Keymaker", "permissions": ["api_keys.manage", "customers.view"]}).json
+    keymaker = client.post(
+        "/api/v1/roles", headers=auth, json={"name": "Keymaker", "permissions": ["api_keys.manage", "customers.view"]}
+    ).json
     make_user(client, auth, "kim", grants=[{"role_id": keymaker["id"], "location_id": setup["north"]}])
     kim = bearer(sign_in(client, "kim", PASSWORD))
-    assert client.post("/api/v1/api-keys", headers=kim, json={
-        "name": "ok", "permissions": ["customers.view"], "location_ids": [setup["north"]]}).status_code == 201
-    too_much = problem(client.post("/api/v1/api-keys", headers=kim, json={
-        "name": "no", "permissions": ["customers.delete"], "location_ids": [setup["north"]]}), 403)
+    assert (
+        client.post(
+            "/api/v1/api-keys",
+            headers=kim,
+            json={"name": "ok", "permissions": ["customers.view"], "location_ids": [setup["north"]]},
+        ).status_code
+        == 201
+    )
+    too_much = problem(
+        client.post(
+            "/api/v1/api-keys",
+            headers=kim,
+            json={"name": "no", "permissions": ["customers.delete"], "location_ids": [setup["north"]]},
+        ),
+        403,
+    )
     assert too_much["errors"]["permissions"] == ["Not yours to give: customers.delete"]
-    problem(client.post("/api/v1/api-keys", headers=kim, json={
-        "name": "no", "permissions": ["customers.view"], "location_ids": [setup["south"]]}), 403)
+    problem(
+        client.post(
+            "/api/v1/api-keys",
+            headers=kim,
+            json={"name": "no", "permissions": ["customers.view"], "location_ids": [setup["south"]]},
+        ),
+        403,
+    )
     problem(client.post("/api/v1/api-keys", headers=kim, json={"name": "no", "permissions": ["customers.view"]}), 403)
-    assert "permissions" in problem(client.post("/api/v1/api-keys", headers=auth, json={
-        "name": "x", "permissions": ["customers.fly"]}), 422)["errors"]
+    assert (
+        "permissions"
+        in problem(
+            client.post("/api/v1/api-keys", headers=auth, json={"name": "x", "permissions": ["customers.fly"]}), 422
+        )["errors"]
+    )
 
 
 def test_roles_and_locations(client, auth, setup):

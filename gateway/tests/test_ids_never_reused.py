@@ -1,4 +1,5 @@
 """A deleted role's (user's, key's …) id is never handed to another: audit entries and grants name only it."""
+
 from datetime import UTC, datetime
 
 import pytest
@@ -35,14 +36,28 @@ def test_the_migration_keeps_rows_grants_audit_triggers_and_every_id_taken(old_d
     now = datetime(2026, 1, 2, tzinfo=UTC)
     with engine.begin() as conn:
         for user_id in (1, 2, 3):
-            conn.execute(text("INSERT INTO users (id, username, password_hash, is_admin, active, failed_logins, "
-                              "created_at, updated_at) VALUES (:id, :name, 'x', false, true, 0, :now, :now)"),
-                         {"id": user_id, "name": f"user{user_id}", "now": now})
-        conn.execute(text("INSERT INTO roles (id, name, permissions, created_at, updated_at) "
-                          "VALUES (1, 'Clerk', '[]', :now, :now)"), {"now": now})
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, username, password_hash, is_admin, active, failed_logins, "
+                    "created_at, updated_at) VALUES (:id, :name, 'x', false, true, 0, :now, :now)"
+                ),
+                {"id": user_id, "name": f"user{user_id}", "now": now},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO roles (id, name, permissions, created_at, updated_at) "
+                "VALUES (1, 'Clerk', '[]', :now, :now)"
+            ),
+            {"now": now},
+        )
         conn.execute(text("INSERT INTO grants (user_id, role_id) VALUES (2, 1)"))
-        conn.execute(text("INSERT INTO audit_entries (occurred_at, action, outcome, target_type, target_id) "
-                          "VALUES (:now, 'user.create', 'success', 'user', '3')"), {"now": now})
+        conn.execute(
+            text(
+                "INSERT INTO audit_entries (occurred_at, action, outcome, target_type, target_id) "
+                "VALUES (:now, 'user.create', 'success', 'user', '3')"
+            ),
+            {"now": now},
+        )
         conn.execute(text("DELETE FROM users WHERE id = 3"))
 
     migrations.upgrade("vigil_gateway", url)
@@ -52,9 +67,13 @@ def test_the_migration_keeps_rows_grants_audit_triggers_and_every_id_taken(old_d
         assert conn.execute(text("SELECT count(*) FROM audit_entries")).scalar() == 1
     if engine.dialect.name == "sqlite":  # PostgreSQL: a sequence, which never goes back anyway
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO users (username, password_hash, is_admin, active, failed_logins, "
-                              "created_at, updated_at) VALUES ('newcomer', 'x', false, true, 0, :now, :now)"),
-                         {"now": now})
+            conn.execute(
+                text(
+                    "INSERT INTO users (username, password_hash, is_admin, active, failed_logins, "
+                    "created_at, updated_at) VALUES ('newcomer', 'x', false, true, 0, :now, :now)"
+                ),
+                {"now": now},
+            )
             assert conn.execute(text("SELECT id FROM users WHERE username = 'newcomer'")).scalar() == 4
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text("UPDATE audit_entries SET outcome = 'denied'"))

@@ -1,4 +1,5 @@
 """The docs page works offline, and the merged document declares errors as they are sent."""
+
 import re
 
 import pytest
@@ -72,18 +73,30 @@ def _resolve(doc, response):
 def test_merge_converts_service_error_declarations():
     problem = {"$ref": "#/components/schemas/Problem"}
     service = {
-        "openapi": "3.1.0", "info": {"title": "s", "version": "1"},
-        "paths": {"/api/v1/things": {"post": {"responses": {
-            "201": {"description": "Created", "content": {"application/json": {"schema": {"type": "object"}}}},
-            "409": {"description": "Taken"},
-            "422": {"$ref": "#/components/responses/UNPROCESSABLE_ENTITY"},
-            "default": {"$ref": "#/components/responses/DEFAULT_ERROR"}}}}},
-        "components": {"schemas": {"Problem": {"type": "object", "additionalProperties": False}},
-                       "responses": {
-                           "UNPROCESSABLE_ENTITY": {"description": "x",
-                                                    "content": {"application/json": {"schema": problem}}},
-                           "DEFAULT_ERROR": {"description": "y",
-                                             "content": {"application/json": {"schema": problem}}}}},
+        "openapi": "3.1.0",
+        "info": {"title": "s", "version": "1"},
+        "paths": {
+            "/api/v1/things": {
+                "post": {
+                    "responses": {
+                        "201": {
+                            "description": "Created",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "409": {"description": "Taken"},
+                        "422": {"$ref": "#/components/responses/UNPROCESSABLE_ENTITY"},
+                        "default": {"$ref": "#/components/responses/DEFAULT_ERROR"},
+                    }
+                }
+            }
+        },
+        "components": {
+            "schemas": {"Problem": {"type": "object", "additionalProperties": False}},
+            "responses": {
+                "UNPROCESSABLE_ENTITY": {"description": "x", "content": {"application/json": {"schema": problem}}},
+                "DEFAULT_ERROR": {"description": "y", "content": {"application/json": {"schema": problem}}},
+            },
+        },
     }
     merged = merge_documents({"openapi": "3.1.0", "paths": {}}, {"thing": service}, [])
     responses = merged["paths"]["/api/v1/things"]["post"]["responses"]

@@ -1,4 +1,5 @@
 """Password hashing: production keeps its Argon2id cost; cheap parameters are for tests only."""
+
 import dataclasses
 
 import pytest
@@ -22,11 +23,21 @@ def test_production_parameters_are_what_they_were():
     """argon2-cffi's RFC 9106 low-memory profile (t=3, 64 MiB, p=4, 32-byte hash, 16-byte salt) or stronger."""
     assert STANDARD.at_least(PasswordHashing(time_cost=3, memory_cost=65536, parallelism=4, hash_len=32, salt_len=16))
     low_memory = profiles.RFC_9106_LOW_MEMORY
-    assert STANDARD.at_least(PasswordHashing(low_memory.time_cost, low_memory.memory_cost, low_memory.parallelism,
-                                             low_memory.hash_len, low_memory.salt_len))
+    assert STANDARD.at_least(
+        PasswordHashing(
+            low_memory.time_cost,
+            low_memory.memory_cost,
+            low_memory.parallelism,
+            low_memory.hash_len,
+            low_memory.salt_len,
+        )
+    )
     defaults = PasswordHasher()
-    assert STANDARD.at_least(PasswordHashing(defaults.time_cost, defaults.memory_cost, defaults.parallelism,
-                                             defaults.hash_len, defaults.salt_len))
+    assert STANDARD.at_least(
+        PasswordHashing(
+            defaults.time_cost, defaults.memory_cost, defaults.parallelism, defaults.hash_len, defaults.salt_len
+        )
+    )
 
 
 def test_the_default_settings_hash_with_the_production_parameters(monkeypatch):

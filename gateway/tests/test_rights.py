@@ -6,6 +6,7 @@
   API keys;
 - an API key's rights are its own scope intersected with its creator's rights *now*.
 """
+
 from datetime import UTC
 
 import pytest
@@ -22,8 +23,11 @@ def refused(response, status=403):
 
 
 def make_user(client, auth, username, grants=(), **fields):
-    response = client.post("/api/v1/users", headers=auth, json={"username": username, "password": PASSWORD,
-                                                                "grants": list(grants)} | fields)
+    response = client.post(
+        "/api/v1/users",
+        headers=auth,
+        json={"username": username, "password": PASSWORD, "grants": list(grants)} | fields,
+    )
     assert response.status_code == 201, response.json
     return response.json
 
@@ -45,11 +49,11 @@ def world(client, auth):
     clerk = make_role(client, auth, "Clerk", ["customers.view", "customers.modify"])
     hr = make_role(client, auth, "HR", ["users.manage"])
     make_user(client, auth, "hank", grants=[{"role_id": hr, "location_id": None}])
-    return {"north": north, "south": south, "clerk": clerk, "hr": hr,
-            "hank": bearer(sign_in(client, "hank", PASSWORD))}
+    return {"north": north, "south": south, "clerk": clerk, "hr": hr, "hank": bearer(sign_in(client, "hank", PASSWORD))}
 
 
 # --- administrator accounts ----------------------------------------------------------------------
+
 
 def test_a_user_manager_cannot_take_over_an_administrator(client, auth, world):
     hank, admin = world["hank"], admin_id(client, auth)
@@ -63,10 +67,15 @@ def test_a_user_manager_cannot_take_over_an_administrator(client, auth, world):
 
 def test_an_administrator_acts_on_administrator_accounts(client, auth, world):
     second = make_user(client, auth, "root2", is_admin=True)
-    assert client.post(f"/api/v1/users/{second['id']}/password", headers=auth,
-                       json={"password": "another-long-password"}).status_code == 204
-    changed = client.patch(f"/api/v1/users/{second['id']}", headers=auth, json={"email": "root2@example.com",
-                                                                                 "active": False})
+    assert (
+        client.post(
+            f"/api/v1/users/{second['id']}/password", headers=auth, json={"password": "another-long-password"}
+        ).status_code
+        == 204
+    )
+    changed = client.patch(
+        f"/api/v1/users/{second['id']}", headers=auth, json={"email": "root2@example.com", "active": False}
+    )
     assert changed.status_code == 200 and changed.json["active"] is False
 
 
@@ -74,97 +83,149 @@ def test_an_api_key_with_users_manage_cannot_touch_an_administrator(client, auth
     key = client.post("/api/v1/api-keys", headers=auth, json={"name": "hr-sync", "permissions": ["users.manage"]})
     assert key.status_code == 201
     headers = {"X-API-Key": key.json["key"]}
-    refused(client.post(f"/api/v1/users/{admin_id(client, auth)}/password", headers=headers,
-                        json={"password": "key-owns-you-now"}))
+    refused(
+        client.post(
+            f"/api/v1/users/{admin_id(client, auth)}/password", headers=headers, json={"password": "key-owns-you-now"}
+        )
+    )
 
 
 # --- accounts holding more than the caller -------------------------------------------------------
 
+
 def test_a_user_manager_cannot_take_over_a_user_holding_more(client, auth, world):
     clerk = make_user(client, auth, "cleo", grants=[{"role_id": world["clerk"], "location_id": world["north"]}])
     hank = world["hank"]
-    problem = refused(client.post(f"/api/v1/users/{clerk['id']}/password", headers=hank,
-                                  json={"password": "hank-is-cleo-now"}))
+    problem = refused(
+        client.post(f"/api/v1/users/{clerk['id']}/password", headers=hank, json={"password": "hank-is-cleo-now"})
+    )
     assert "Holds what you do not: customers.view" in problem["errors"]["user"]
     refused(client.patch(f"/api/v1/users/{clerk['id']}", headers=hank, json={"email": "hank@example.com"}))
     refused(client.patch(f"/api/v1/users/{clerk['id']}", headers=hank, json={"active": False}))
     plain = make_user(client, auth, "pat")  # holds nothing hank lacks
-    assert client.post(f"/api/v1/users/{plain['id']}/password", headers=hank,
-                       json={"password": "a-new-long-password"}).status_code == 204
-    assert client.patch(f"/api/v1/users/{plain['id']}", headers=hank,
-                        json={"email": "pat@example.com"}).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/users/{plain['id']}/password", headers=hank, json={"password": "a-new-long-password"}
+        ).status_code
+        == 204
+    )
+    assert (
+        client.patch(f"/api/v1/users/{plain['id']}", headers=hank, json={"email": "pat@example.com"}).status_code == 200
+    )
 
 
 def test_only_administrators_give_administrator_rights(client, auth, world):
     plain = make_user(client, auth, "pat")
     refused(client.patch(f"/api/v1/users/{plain['id']}", headers=world["hank"], json={"is_admin": True}))
-    refused(client.post("/api/v1/users", headers=world["hank"],
-                        json={"username": "mole", "password": PASSWORD, "is_admin": True}))
+    refused(
+        client.post(
+            "/api/v1/users", headers=world["hank"], json={"username": "mole", "password": PASSWORD, "is_admin": True}
+        )
+    )
 
 
 # --- grants --------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def manager(client, auth, world):
     """Holds users.manage and roles.manage everywhere, and the clerk's rights at North only."""
     admin_role = make_role(client, auth, "People admin", ["users.manage", "roles.manage"])
-    make_user(client, auth, "mona", grants=[{"role_id": admin_role, "location_id": None},
-                                            {"role_id": world["clerk"], "location_id": world["north"]}])
+    make_user(
+        client,
+        auth,
+        "mona",
+        grants=[
+            {"role_id": admin_role, "location_id": None},
+            {"role_id": world["clerk"], "location_id": world["north"]},
+        ],
+    )
     return bearer(sign_in(client, "mona", PASSWORD))
 
 
 def test_grants_only_of_what_the_granter_holds_where_they_hold_it(client, auth, world, manager):
     target = make_user(client, auth, "tom")
     url = f"/api/v1/users/{target['id']}"
-    for grants in ([{"role_id": world["clerk"], "location_id": world["south"]}],
-                   [{"role_id": world["clerk"], "location_id": None}]):
+    for grants in (
+        [{"role_id": world["clerk"], "location_id": world["south"]}],
+        [{"role_id": world["clerk"], "location_id": None}],
+    ):
         problem = refused(client.patch(url, headers=manager, json={"grants": grants}))
         assert problem["errors"]["grants"]
     deleter = make_role(client, auth, "Deleter", ["customers.delete"])
     refused(client.patch(url, headers=manager, json={"grants": [{"role_id": deleter, "location_id": world["north"]}]}))
-    refused(client.post("/api/v1/users", headers=manager, json={
-        "username": "tim", "password": PASSWORD, "grants": [{"role_id": world["clerk"],
-                                                             "location_id": world["south"]}]}))
+    refused(
+        client.post(
+            "/api/v1/users",
+            headers=manager,
+            json={
+                "username": "tim",
+                "password": PASSWORD,
+                "grants": [{"role_id": world["clerk"], "location_id": world["south"]}],
+            },
+        )
+    )
     assert client.get(url, headers=auth).json["grants"] == []
-    allowed = client.patch(url, headers=manager, json={"grants": [{"role_id": world["clerk"],
-                                                                   "location_id": world["north"]}]})
+    allowed = client.patch(
+        url, headers=manager, json={"grants": [{"role_id": world["clerk"], "location_id": world["north"]}]}
+    )
     assert allowed.status_code == 200 and allowed.json["grants"][0]["location_id"] == world["north"]
 
 
 def test_a_manager_cannot_widen_their_own_grants(client, auth, world, manager):
     me = next(u for u in client.get("/api/v1/users", headers=auth).json["items"] if u["username"] == "mona")
     grants = [{"role_id": g["role_id"], "location_id": g["location_id"]} for g in me["grants"]]
-    refused(client.patch(f"/api/v1/users/{me['id']}", headers=manager, json={
-        "grants": grants + [{"role_id": world["clerk"], "location_id": None}]}))
+    refused(
+        client.patch(
+            f"/api/v1/users/{me['id']}",
+            headers=manager,
+            json={"grants": grants + [{"role_id": world["clerk"], "location_id": None}]},
+        )
+    )
 
 
 def test_an_administrator_grants_anything(client, auth, world):
     target = make_user(client, auth, "ada")
-    changed = client.patch(f"/api/v1/users/{target['id']}", headers=auth, json={
-        "grants": [{"role_id": world["clerk"], "location_id": None}]})
+    changed = client.patch(
+        f"/api/v1/users/{target['id']}",
+        headers=auth,
+        json={"grants": [{"role_id": world["clerk"], "location_id": None}]},
+    )
     assert changed.status_code == 200
 
 
 # --- role permissions ----------------------------------------------------------------------------
 
+
 def test_a_role_manager_cannot_add_a_permission_they_do_not_hold(client, auth, world, manager):
     me = client.get("/api/v1/roles", headers=auth).json["items"]
     people_admin = next(r for r in me if r["name"] == "People admin")
     for extra in ("audit.view", "customers.delete"):
-        problem = refused(client.patch(f"/api/v1/roles/{people_admin['id']}", headers=manager,
-                                       json={"permissions": people_admin["permissions"] + [extra]}))
+        problem = refused(
+            client.patch(
+                f"/api/v1/roles/{people_admin['id']}",
+                headers=manager,
+                json={"permissions": people_admin["permissions"] + [extra]},
+            )
+        )
         assert problem["errors"]["permissions"] == [f"Not yours to give: {extra}"]
-    refused(client.post("/api/v1/roles", headers=manager, json={"name": "Peeker",
-                                                                "permissions": ["confidential.ssn.view"]}))
-    assert client.get(f"/api/v1/roles/{people_admin['id']}", headers=auth).json["permissions"] == ["roles.manage",
-                                                                                                 "users.manage"]
+    refused(
+        client.post("/api/v1/roles", headers=manager, json={"name": "Peeker", "permissions": ["confidential.ssn.view"]})
+    )
+    assert client.get(f"/api/v1/roles/{people_admin['id']}", headers=auth).json["permissions"] == [
+        "roles.manage",
+        "users.manage",
+    ]
 
 
 def test_a_role_manager_cannot_extend_a_role_held_where_they_lack_the_permission(client, auth, world, manager):
     viewer = make_role(client, auth, "South viewer", ["customers.modify"])
     make_user(client, auth, "sid", grants=[{"role_id": viewer, "location_id": world["south"]}])
-    refused(client.patch(f"/api/v1/roles/{viewer}", headers=manager,
-                         json={"permissions": ["customers.modify", "customers.view"]}))
+    refused(
+        client.patch(
+            f"/api/v1/roles/{viewer}", headers=manager, json={"permissions": ["customers.modify", "customers.view"]}
+        )
+    )
     # A role no one holds yet may get what the manager holds somewhere; granting it is checked again.
     fresh = client.post("/api/v1/roles", headers=manager, json={"name": "Viewer", "permissions": ["customers.view"]})
     assert fresh.status_code == 201
@@ -183,12 +244,14 @@ def test_a_role_manager_takes_away_what_they_hold_where_the_role_is_held(client,
 
 
 def test_an_administrator_adds_any_permission_to_a_role(client, auth, world):
-    changed = client.patch(f"/api/v1/roles/{world['hr']}", headers=auth, json={"permissions": ["users.manage",
-                                                                                                "audit.view"]})
+    changed = client.patch(
+        f"/api/v1/roles/{world['hr']}", headers=auth, json={"permissions": ["users.manage", "audit.view"]}
+    )
     assert changed.status_code == 200
 
 
 # --- API keys ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def kim(client, auth, world):
@@ -198,13 +261,18 @@ def kim(client, auth, world):
 
 
 def test_an_api_key_cannot_be_broader_than_its_creator(client, auth, world, kim):
-    for body in ({"permissions": ["customers.view"]},  # every location
-                 {"permissions": ["customers.view"], "location_ids": [world["south"]]},
-                 {"permissions": ["customers.delete"], "location_ids": [world["north"]]},
-                 {"permissions": ["audit.view"]}):
+    for body in (
+        {"permissions": ["customers.view"]},  # every location
+        {"permissions": ["customers.view"], "location_ids": [world["south"]]},
+        {"permissions": ["customers.delete"], "location_ids": [world["north"]]},
+        {"permissions": ["audit.view"]},
+    ):
         refused(client.post("/api/v1/api-keys", headers=kim["headers"], json={"name": "wide"} | body))
-    created = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "narrow", "permissions": ["customers.view"], "location_ids": [world["north"]]})
+    created = client.post(
+        "/api/v1/api-keys",
+        headers=kim["headers"],
+        json={"name": "narrow", "permissions": ["customers.view"], "location_ids": [world["north"]]},
+    )
     assert created.status_code == 201 and created.json["created_by"] == kim["id"]
 
 
@@ -215,23 +283,40 @@ def key_rights(client, key):
 
 
 def test_an_api_key_loses_what_its_creator_loses_at_once(client, auth, world, kim):
-    key = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "sync", "permissions": ["customers.view", "customers.modify"], "location_ids": [world["north"]],
-    }).json["key"]
+    key = client.post(
+        "/api/v1/api-keys",
+        headers=kim["headers"],
+        json={
+            "name": "sync",
+            "permissions": ["customers.view", "customers.modify"],
+            "location_ids": [world["north"]],
+        },
+    ).json["key"]
     assert key_rights(client, key) == {world["north"]: ["customers.modify", "customers.view"]}
     assert key_rights(client, key)  # from the identity cache
     narrower = make_role(client, auth, "Keymaker lite", ["api_keys.manage", "customers.view"])
-    assert client.patch(f"/api/v1/users/{kim['id']}", headers=auth, json={
-        "grants": [{"role_id": narrower, "location_id": world["north"]}]}).status_code == 200
+    assert (
+        client.patch(
+            f"/api/v1/users/{kim['id']}",
+            headers=auth,
+            json={"grants": [{"role_id": narrower, "location_id": world["north"]}]},
+        ).status_code
+        == 200
+    )
     assert key_rights(client, key) == {world["north"]: ["customers.view"]}
-    assert client.patch(f"/api/v1/roles/{narrower}", headers=auth,
-                        json={"permissions": ["api_keys.manage"]}).status_code == 200
+    assert (
+        client.patch(f"/api/v1/roles/{narrower}", headers=auth, json={"permissions": ["api_keys.manage"]}).status_code
+        == 200
+    )
     assert key_rights(client, key) == {}
 
 
 def test_an_api_key_stops_when_its_creator_is_deactivated(client, auth, world, kim):
-    key = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "sync", "permissions": ["customers.view"], "location_ids": [world["north"]]}).json["key"]
+    key = client.post(
+        "/api/v1/api-keys",
+        headers=kim["headers"],
+        json={"name": "sync", "permissions": ["customers.view"], "location_ids": [world["north"]]},
+    ).json["key"]
     assert client.get("/api/v1/customers", headers={"X-API-Key": key}).status_code == 200
     assert client.patch(f"/api/v1/users/{kim['id']}", headers=auth, json={"active": False}).status_code == 200
     refused(client.get("/api/v1/customers", headers={"X-API-Key": key}), 401)
@@ -240,13 +325,20 @@ def test_an_api_key_stops_when_its_creator_is_deactivated(client, auth, world, k
 
 
 def test_a_key_made_with_a_key_answers_to_the_same_person(client, auth, world, kim):
-    parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "parent", "permissions": ["api_keys.manage", "customers.view"]})
+    parent = client.post(
+        "/api/v1/api-keys",
+        headers=kim["headers"],
+        json={"name": "parent", "permissions": ["api_keys.manage", "customers.view"]},
+    )
     refused(parent)  # customers.view everywhere: kim holds it at North only
-    parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "parent", "permissions": ["api_keys.manage"]}).json
-    child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
-        "name": "child", "permissions": ["api_keys.manage"]})
+    parent = client.post(
+        "/api/v1/api-keys", headers=kim["headers"], json={"name": "parent", "permissions": ["api_keys.manage"]}
+    ).json
+    child = client.post(
+        "/api/v1/api-keys",
+        headers={"X-API-Key": parent["key"]},
+        json={"name": "child", "permissions": ["api_keys.manage"]},
+    )
     assert child.status_code == 201 and child.json["created_by"] == kim["id"]
     assert client.patch(f"/api/v1/users/{kim['id']}", headers=auth, json={"active": False}).status_code == 200
     refused(client.get("/api/v1/me", headers={"X-API-Key": child.json["key"]}), 401)
@@ -254,8 +346,9 @@ def test_a_key_made_with_a_key_answers_to_the_same_person(client, auth, world, k
 
 def test_only_an_administrator_revokes_an_administrators_key(client, auth, world, kim):
     """A key is its creator's credential: revoking it acts on their account, under the same rule."""
-    admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "monitoring",
-                                                                 "permissions": ["customers.view"]})
+    admins = client.post(
+        "/api/v1/api-keys", headers=auth, json={"name": "monitoring", "permissions": ["customers.view"]}
+    )
     assert admins.status_code == 201
     refused(client.delete(f"/api/v1/api-keys/{admins.json['id']}", headers=kim["headers"]))
     assert client.get("/api/v1/me", headers={"X-API-Key": admins.json["key"]}).status_code == 200
@@ -263,22 +356,32 @@ def test_only_an_administrator_revokes_an_administrators_key(client, auth, world
     richer = make_role(client, auth, "Keymaker plus", ["api_keys.manage", "customers.view", "customers.delete"])
     make_user(client, auth, "rich", grants=[{"role_id": richer, "location_id": world["north"]}])
     rich = bearer(sign_in(client, "rich", PASSWORD))
-    theirs = client.post("/api/v1/api-keys", headers=rich, json={
-        "name": "rich-sync", "permissions": ["customers.delete"], "location_ids": [world["north"]]}).json
+    theirs = client.post(
+        "/api/v1/api-keys",
+        headers=rich,
+        json={"name": "rich-sync", "permissions": ["customers.delete"], "location_ids": [world["north"]]},
+    ).json
     refused(client.delete(f"/api/v1/api-keys/{theirs['id']}", headers=kim["headers"]))
     assert client.delete(f"/api/v1/api-keys/{theirs['id']}", headers=rich).status_code == 204
 
 
 def test_a_creator_and_their_keys_revoke_the_creators_keys(client, auth, world, kim):
-    mine = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "mine", "permissions": ["api_keys.manage"]}).json
-    other = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "other", "permissions": ["customers.view"], "location_ids": [world["north"]]}).json
+    mine = client.post(
+        "/api/v1/api-keys", headers=kim["headers"], json={"name": "mine", "permissions": ["api_keys.manage"]}
+    ).json
+    other = client.post(
+        "/api/v1/api-keys",
+        headers=kim["headers"],
+        json={"name": "other", "permissions": ["customers.view"], "location_ids": [world["north"]]},
+    ).json
     assert client.delete(f"/api/v1/api-keys/{other['id']}", headers={"X-API-Key": mine["key"]}).status_code == 204
     assert client.delete(f"/api/v1/api-keys/{mine['id']}", headers=kim["headers"]).status_code == 204
     admins = client.post("/api/v1/api-keys", headers=auth, json={"name": "a", "permissions": ["customers.view"]}).json
-    another = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "another", "permissions": ["customers.view"], "location_ids": [world["north"]]}).json
+    another = client.post(
+        "/api/v1/api-keys",
+        headers=kim["headers"],
+        json={"name": "another", "permissions": ["customers.view"], "location_ids": [world["north"]]},
+    ).json
     assert client.delete(f"/api/v1/api-keys/{another['id']}", headers=auth).status_code == 204  # an administrator
     assert client.delete(f"/api/v1/api-keys/{admins['id']}", headers=auth).status_code == 204
 
@@ -289,12 +392,21 @@ def test_a_key_made_with_a_key_stops_with_that_key(client, auth, world, kim):
     from datetime import datetime, timedelta
 
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon}).json
-    child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
-        "name": "child", "permissions": ["api_keys.manage"], "expires_at": None}).json
-    grandchild = client.post("/api/v1/api-keys", headers={"X-API-Key": child["key"]}, json={
-        "name": "grandchild", "permissions": ["api_keys.manage"]}).json
+    parent = client.post(
+        "/api/v1/api-keys",
+        headers=kim["headers"],
+        json={"name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon},
+    ).json
+    child = client.post(
+        "/api/v1/api-keys",
+        headers={"X-API-Key": parent["key"]},
+        json={"name": "child", "permissions": ["api_keys.manage"], "expires_at": None},
+    ).json
+    grandchild = client.post(
+        "/api/v1/api-keys",
+        headers={"X-API-Key": child["key"]},
+        json={"name": "grandchild", "permissions": ["api_keys.manage"]},
+    ).json
     assert child["made_with_key_id"] == parent["id"] and grandchild["made_with_key_id"] == child["id"]
     assert client.get("/api/v1/me", headers={"X-API-Key": grandchild["key"]}).status_code == 200
     assert client.delete(f"/api/v1/api-keys/{parent['id']}", headers=kim["headers"]).status_code == 204
@@ -307,15 +419,22 @@ def test_a_key_made_with_a_key_expires_with_that_key(client, auth, world, kim):
     from datetime import datetime, timedelta
 
     soon = datetime.now(UTC) + timedelta(seconds=3)
-    parent = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon.isoformat()}).json
-    child = client.post("/api/v1/api-keys", headers={"X-API-Key": parent["key"]}, json={
-        "name": "child", "permissions": ["api_keys.manage"]}).json
+    parent = client.post(
+        "/api/v1/api-keys",
+        headers=kim["headers"],
+        json={"name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon.isoformat()},
+    ).json
+    child = client.post(
+        "/api/v1/api-keys",
+        headers={"X-API-Key": parent["key"]},
+        json={"name": "child", "permissions": ["api_keys.manage"]},
+    ).json
     assert client.get("/api/v1/me", headers={"X-API-Key": child["key"]}).status_code == 200  # now cached
     time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
     refused(client.get("/api/v1/me", headers={"X-API-Key": child["key"]}), 401)  # nothing bumped the epoch
-    made_by_kim = client.post("/api/v1/api-keys", headers=kim["headers"], json={
-        "name": "kims", "permissions": ["api_keys.manage"]}).json
+    made_by_kim = client.post(
+        "/api/v1/api-keys", headers=kim["headers"], json={"name": "kims", "permissions": ["api_keys.manage"]}
+    ).json
     assert made_by_kim["made_with_key_id"] is None
     assert client.get("/api/v1/me", headers={"X-API-Key": made_by_kim["key"]}).status_code == 200
 
@@ -325,42 +444,90 @@ def test_a_grant_at_every_location_needs_the_permission_at_locations_opened_late
     at every location reaches the next office too, where the granter holds nothing."""
     people = make_role(client, auth, "People and places", ["users.manage", "roles.manage", "locations.manage"])
     offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
-    make_user(client, auth, "gus", grants=[{"role_id": people, "location_id": None}]
-              + [{"role_id": world["clerk"], "location_id": office} for office in offices])
+    make_user(
+        client,
+        auth,
+        "gus",
+        grants=[{"role_id": people, "location_id": None}]
+        + [{"role_id": world["clerk"], "location_id": office} for office in offices],
+    )
     gus = bearer(sign_in(client, "gus", PASSWORD))
-    problem = refused(client.post("/api/v1/users", headers=gus, json={
-        "username": "puppet", "password": PASSWORD, "grants": [{"role_id": world["clerk"], "location_id": None}]}))
+    problem = refused(
+        client.post(
+            "/api/v1/users",
+            headers=gus,
+            json={
+                "username": "puppet",
+                "password": PASSWORD,
+                "grants": [{"role_id": world["clerk"], "location_id": None}],
+            },
+        )
+    )
     assert "including those opened later: customers.view" in " ".join(problem["errors"]["grants"])
     for office in offices:  # office by office is the granter's to give
-        assert client.post("/api/v1/users", headers=gus, json={
-            "username": f"clerk-{office}", "password": PASSWORD,
-            "grants": [{"role_id": world["clerk"], "location_id": office}]}).status_code == 201
+        assert (
+            client.post(
+                "/api/v1/users",
+                headers=gus,
+                json={
+                    "username": f"clerk-{office}",
+                    "password": PASSWORD,
+                    "grants": [{"role_id": world["clerk"], "location_id": office}],
+                },
+            ).status_code
+            == 201
+        )
     # nor by adding the permission to a role held at every location
     everywhere = make_role(client, auth, "Everywhere", [])
     make_user(client, auth, "eve", grants=[{"role_id": everywhere, "location_id": None}])
     refused(client.patch(f"/api/v1/roles/{everywhere}", headers=gus, json={"permissions": ["customers.view"]}))
     # who holds it at every location gives it at every location
-    make_user(client, auth, "gwen", grants=[{"role_id": people, "location_id": None},
-                                            {"role_id": world["clerk"], "location_id": None}])
+    make_user(
+        client,
+        auth,
+        "gwen",
+        grants=[{"role_id": people, "location_id": None}, {"role_id": world["clerk"], "location_id": None}],
+    )
     gwen = bearer(sign_in(client, "gwen", PASSWORD))
-    assert client.post("/api/v1/users", headers=gwen, json={
-        "username": "clerk-all", "password": PASSWORD,
-        "grants": [{"role_id": world["clerk"], "location_id": None}]}).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/users",
+            headers=gwen,
+            json={
+                "username": "clerk-all",
+                "password": PASSWORD,
+                "grants": [{"role_id": world["clerk"], "location_id": None}],
+            },
+        ).status_code
+        == 201
+    )
 
 
 def test_an_account_holding_a_right_everywhere_is_not_taken_over_by_one_holding_it_office_by_office(
-        client, auth, world):
+    client, auth, world
+):
     """Taking over an account gains what it holds, offices opened later included."""
     people = make_role(client, auth, "Account keepers", ["users.manage"])
     offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
-    make_user(client, auth, "otto", grants=[{"role_id": people, "location_id": None}]
-              + [{"role_id": world["clerk"], "location_id": office} for office in offices])
+    make_user(
+        client,
+        auth,
+        "otto",
+        grants=[{"role_id": people, "location_id": None}]
+        + [{"role_id": world["clerk"], "location_id": office} for office in offices],
+    )
     otto = bearer(sign_in(client, "otto", PASSWORD))
     everywhere = make_user(client, auth, "wendy", grants=[{"role_id": world["clerk"], "location_id": None}])
-    problem = refused(client.post(f"/api/v1/users/{everywhere['id']}/password", headers=otto,
-                                  json={"password": "otto-is-wendy-now"}))
+    problem = refused(
+        client.post(f"/api/v1/users/{everywhere['id']}/password", headers=otto, json={"password": "otto-is-wendy-now"})
+    )
     assert "Holds what you do not: customers.view" in problem["errors"]["user"]
-    office_by_office = make_user(client, auth, "olga", grants=[{"role_id": world["clerk"], "location_id": office}
-                                                               for office in offices])
-    assert client.post(f"/api/v1/users/{office_by_office['id']}/password", headers=otto,
-                       json={"password": "a-new-long-password"}).status_code == 204
+    office_by_office = make_user(
+        client, auth, "olga", grants=[{"role_id": world["clerk"], "location_id": office} for office in offices]
+    )
+    assert (
+        client.post(
+            f"/api/v1/users/{office_by_office['id']}/password", headers=otto, json={"password": "a-new-long-password"}
+        ).status_code
+        == 204
+    )

@@ -1,4 +1,5 @@
 """The customer summary is combined outside the view: a script or a test gives it any way to ask the services."""
+
 import pytest
 from flask import has_app_context
 
@@ -6,9 +7,20 @@ from vigil_gateway.summaries import TABS, customer_summary
 from vigil_gateway.upstream import Reply, ServiceUnavailable
 from vigil_shared.errors import Problem
 
-RECORD = {"id": 5, "kind": "customer", "first_name": "Dana", "last_name": "Reyes", "location_id": 1, "active": True,
-          "sold_by": "sam", "sale_date": "2026-01-02", "installed": True, "tags": [{"id": 1, "name": "VIP"}],
-          "created_at": "2026-01-01T00:00:00Z", "last_activity_at": "2026-01-03T00:00:00Z"}
+RECORD = {
+    "id": 5,
+    "kind": "customer",
+    "first_name": "Dana",
+    "last_name": "Reyes",
+    "location_id": 1,
+    "active": True,
+    "sold_by": "sam",
+    "sale_date": "2026-01-02",
+    "installed": True,
+    "tags": [{"id": 1, "name": "VIP"}],
+    "created_at": "2026-01-01T00:00:00Z",
+    "last_activity_at": "2026-01-03T00:00:00Z",
+}
 
 
 def answers(**replies):
@@ -27,17 +39,26 @@ def test_the_summary_combines_answers_without_any_flask_context():
         record=Reply(200, RECORD),
         notes=Reply(403, {"detail": "no"}),
         appointments=ServiceUnavailable("property"),
-        properties=Reply(200, {"items": [{"monitoring_status": "suspended"}], "total": 1}))
+        properties=Reply(200, {"items": [{"monitoring_status": "suspended"}], "total": 1}),
+    )
     summary = customer_summary(5, fetch_all)
     assert set(asked[0]) == {"record", *TABS} and asked[0]["record"] == ("customer", "/api/v1/customers/5", {})
     assert summary["customer"]["first_name"] == "Dana" and summary["sale"]["sold_by"] == "sam"
     assert summary["installation"] is None  # no installation section shown to this caller
-    assert summary["counts"] == {"notes": None, "contacts": 2, "files": 2, "tags": 2, "properties": 1,
-                                 "appointments": None}
+    assert summary["counts"] == {
+        "notes": None,
+        "contacts": 2,
+        "files": 2,
+        "tags": 2,
+        "properties": 1,
+        "appointments": None,
+    }
     assert summary["hidden"] == ["notes"] and summary["partial"] and summary["unavailable"] == ["property"]
-    assert summary["status_boxes"] == [{"category": "account", "status": "active"},
-                                       {"category": "monitoring", "status": "suspended"},
-                                       {"category": "installation", "status": "installed"}]
+    assert summary["status_boxes"] == [
+        {"category": "account", "status": "active"},
+        {"category": "monitoring", "status": "suspended"},
+        {"category": "installation", "status": "installed"},
+    ]
 
 
 def test_a_refused_record_is_the_gateways_own_refusal():

@@ -1,4 +1,5 @@
 """From a user or an API key to the identity the services receive: effective rights per location."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -31,7 +32,7 @@ def effective_rights(session: Session, user: User) -> tuple[frozenset[str], dict
         company |= granted & GLOBAL_PERMISSIONS
         located = granted & LOCATION_PERMISSIONS
         if located:
-            for loc in ([grant.location_id] if grant.location_id is not None else locations):
+            for loc in [grant.location_id] if grant.location_id is not None else locations:
                 per_location[loc] |= located
     return frozenset(company), {loc: frozenset(perms) for loc, perms in per_location.items()}
 
@@ -43,14 +44,26 @@ def everywhere_permissions(user: User | None) -> frozenset[str]:
         return frozenset()
     if user.is_admin:
         return frozenset(LOCATION_PERMISSIONS)
-    return frozenset(p for grant in user.grants if grant.location_id is None for p in grant.role.permissions
-                     if p in LOCATION_PERMISSIONS)
+    return frozenset(
+        p
+        for grant in user.grants
+        if grant.location_id is None
+        for p in grant.role.permissions
+        if p in LOCATION_PERMISSIONS
+    )
 
 
 def user_identity(session: Session, user: User, request_id: str | None, client_ip: str | None) -> Identity:
     company, per_location = effective_rights(session, user)
-    return Identity(subject=str(user.id), username=user.username, kind="user", permissions=company,
-                    locations=per_location, request_id=request_id, client_ip=client_ip)
+    return Identity(
+        subject=str(user.id),
+        username=user.username,
+        kind="user",
+        permissions=company,
+        locations=per_location,
+        request_id=request_id,
+        client_ip=client_ip,
+    )
 
 
 def key_lineage(session: Session, key: ApiKey) -> tuple[bool, datetime | None]:
@@ -64,8 +77,11 @@ def key_lineage(session: Session, key: ApiKey) -> tuple[bool, datetime | None]:
     while parent_id is not None and parent_id not in seen:
         seen.add(parent_id)
         parent = session.get(ApiKey, parent_id)
-        if parent is None or parent.revoked_at is not None or (parent.expires_at is not None
-                                                                and parent.expires_at < now):
+        if (
+            parent is None
+            or parent.revoked_at is not None
+            or (parent.expires_at is not None and parent.expires_at < now)
+        ):
             return False, None
         if parent.expires_at is not None and (expires is None or parent.expires_at < expires):
             expires = parent.expires_at
@@ -85,14 +101,20 @@ def api_key_identity(session: Session, key: ApiKey, request_id: str | None, clie
     located = granted & LOCATION_PERMISSIONS
     locations = key.location_ids if key.location_ids is not None else all_location_ids(session)
     scoped = {loc: frozenset(located & per_location.get(loc, frozenset())) for loc in locations}
-    return Identity(subject=f"api_key:{key.id}", username=f"api-key:{key.name}", kind="api_key",
-                    permissions=frozenset(granted & GLOBAL_PERMISSIONS & company),
-                    locations={loc: perms for loc, perms in scoped.items() if perms},
-                    request_id=request_id, client_ip=client_ip)
+    return Identity(
+        subject=f"api_key:{key.id}",
+        username=f"api-key:{key.name}",
+        kind="api_key",
+        permissions=frozenset(granted & GLOBAL_PERMISSIONS & company),
+        locations={loc: perms for loc, perms in scoped.items() if perms},
+        request_id=request_id,
+        client_ip=client_ip,
+    )
 
 
-def exceeds(caller: Identity, permissions: set[str], location_ids: list[int] | None,
-            every_location: list[int]) -> list[str]:
+def exceeds(
+    caller: Identity, permissions: set[str], location_ids: list[int] | None, every_location: list[int]
+) -> list[str]:
     """The permissions a caller would hand out without holding them where they would apply."""
     targets = location_ids if location_ids is not None else every_location
     missing = []

@@ -1,5 +1,6 @@
 """App factory of the gateway: authentication (:mod:`.authn`), its own API, the aggregates, the merged
 OpenAPI document and the proxy to the services. Its command line is :mod:`.cli`."""
+
 from __future__ import annotations
 
 from flask import Flask, g, jsonify, request
@@ -35,12 +36,17 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     if settings.trusted_proxy_hops:
         # Flask's documented way to add WSGI middleware; its stubs declare wsgi_app a method
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=settings.trusted_proxy_hops)
+            app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=settings.trusted_proxy_hops
+        )
     app.config["OPENAPI_URL_PREFIX"] = None  # the merged document is served below instead
     app.config["API_TITLE"] = "Vigil API"
     pool = UpstreamPool(settings.upstream_timeout)
-    app.extensions.update(vigil_gateway_settings=settings, vigil_gateway_db=db, vigil_gateway_pool=pool,
-                          vigil_gateway_passwords=Passwords(settings.password_hashing))
+    app.extensions.update(
+        vigil_gateway_settings=settings,
+        vigil_gateway_db=db,
+        vigil_gateway_pool=pool,
+        vigil_gateway_passwords=Passwords(settings.password_hashing),
+    )
     app.teardown_appcontext(db.close_request_session)
     register_idempotency(app, db, IdempotencyRecord, settings.reply_cipher())
 
@@ -63,8 +69,10 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
 
     def fetch_document(service: str) -> dict:
         identity = service_identity("gateway", request_id=g.get("request_id"))
-        headers = {IDENTITY_HEADER: sign_identity(identity, base.internal_secret, base.identity_token_ttl),
-                   REQUEST_ID_HEADER: g.get("request_id", "")}
+        headers = {
+            IDENTITY_HEADER: sign_identity(identity, base.internal_secret, base.identity_token_ttl),
+            REQUEST_ID_HEADER: g.get("request_id", ""),
+        }
         return fetch_service_document(pool, settings.service_urls[service], headers)
 
     merged_spec = MergedSpec(lambda: api.spec.to_dict(), fetch_document, list(SERVICES))
@@ -76,8 +84,11 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     app.register_blueprint(docs_blueprint())  # the Swagger UI page and its assets, served offline
 
     # OPTIONS is forwarded too: the service that owns the path states its real methods in `Allow`.
-    @app.route("/api/v1/<path:subpath>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-               provide_automatic_options=False)
+    @app.route(
+        "/api/v1/<path:subpath>",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        provide_automatic_options=False,
+    )
     def proxy(subpath):
         service = service_for(request.path)
         if service is None:

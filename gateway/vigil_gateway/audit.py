@@ -3,6 +3,7 @@
 Entries are written in their own short transaction so a refused request (rolled back) still leaves
 its trace; the table itself refuses UPDATE and DELETE (database triggers, see migration 0002).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,17 @@ log = logging.getLogger("vigil.gateway.audit")
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
 
 
-def record(db: Database, action: str, outcome: str = SUCCESS, *, actor: Identity | None = None,
-           actor_name: str | None = None, target_type: str | None = None, target_id=None,
-           details: dict | None = None) -> None:
+def record(
+    db: Database,
+    action: str,
+    outcome: str = SUCCESS,
+    *,
+    actor: Identity | None = None,
+    actor_name: str | None = None,
+    target_type: str | None = None,
+    target_id=None,
+    details: dict | None = None,
+) -> None:
     actor = actor or (g.get("identity") if has_request_context() else None)
     row = dict(
         occurred_at=utcnow(),
@@ -35,28 +44,46 @@ def record(db: Database, action: str, outcome: str = SUCCESS, *, actor: Identity
         actor_kind=actor.kind if actor else None,
         client_ip=(request.remote_addr if has_request_context() else None),
         request_id=(g.get("request_id") if has_request_context() else None),
-        action=action, outcome=outcome, target_type=target_type,
-        target_id=None if target_id is None else str(target_id), details=details or None,
+        action=action,
+        outcome=outcome,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        details=details or None,
     )
     try:
         with db.engine.begin() as conn:  # one plain INSERT: this runs on every sign-in and confidential read
             conn.execute(insert(AuditEntry), [row])
     except Exception:  # an audit write must never be silently lost: it is logged in full instead
-        log.exception("audit entry could not be stored", extra={"audit_action": action, "outcome": outcome,
-                                                                 "audit_entry": {k: str(v) for k, v in row.items()}})
+        log.exception(
+            "audit entry could not be stored",
+            extra={"audit_action": action, "outcome": outcome, "audit_entry": {k: str(v) for k, v in row.items()}},
+        )
         raise
 
 
-def query(session: Session, *, actor: str | None = None, action: str | None = None, outcome: str | None = None,
-          target_type: str | None = None, target_id: str | None = None, since: datetime | None = None,
-          until: datetime | None = None):
+def query(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+):
     """Newest first; each filter given narrows the entries, ``action`` ending in ``*`` to a prefix."""
-    equal = [(AuditEntry.actor_name, actor), (AuditEntry.outcome, outcome), (AuditEntry.target_type, target_type),
-             (AuditEntry.target_id, target_id)]
+    equal = [
+        (AuditEntry.actor_name, actor),
+        (AuditEntry.outcome, outcome),
+        (AuditEntry.target_type, target_type),
+        (AuditEntry.target_id, target_id),
+    ]
     statement = select(AuditEntry).where(*(column == value for column, value in equal if value))
     if action:
-        statement = statement.where(AuditEntry.action.startswith(action[:-1]) if action.endswith("*")
-                                    else AuditEntry.action == action)
+        statement = statement.where(
+            AuditEntry.action.startswith(action[:-1]) if action.endswith("*") else AuditEntry.action == action
+        )
     if since:
         statement = statement.where(AuditEntry.occurred_at >= since)
     if until:
@@ -74,6 +101,11 @@ def confidential_reads(db: Database, response):
         except ValueError:
             entries = [{"unparsed": reads[:500]}]
         for entry in entries:
-            record(db, "confidential.read", target_type=entry.get("target_type"),
-                   target_id=entry.get("target_id"), details={"fields": entry.get("fields"), "path": request.path})
+            record(
+                db,
+                "confidential.read",
+                target_type=entry.get("target_type"),
+                target_id=entry.get("target_id"),
+                details={"fields": entry.get("fields"), "path": request.path},
+            )
     return response

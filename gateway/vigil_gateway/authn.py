@@ -1,5 +1,6 @@
 """Authentication of every public API call: a user's bearer access token or an API key → the identity
 the services receive (``g.identity``, signed into ``g.identity_token`` for the forwarded call)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,10 +52,22 @@ def authenticate(settings: GatewaySettings, db: Database, cache: IdentityCache) 
                 raise _unauthenticated("The API key is invalid, expired or revoked.") from None
             identity = api_key_identity(session, key, None, address)
             if identity is None:
-                raise _unauthenticated("The API key's creator is no longer active, or the key it was made with "
-                                       "was revoked or expired; the key no longer works.")
-            entry = cache.put(cache_key, Entry(epoch, identity, None, None, key_id=key.id,
-                                               key_creator_id=key.created_by, expires_at=key_lineage(session, key)[1]))
+                raise _unauthenticated(
+                    "The API key's creator is no longer active, or the key it was made with "
+                    "was revoked or expired; the key no longer works."
+                )
+            entry = cache.put(
+                cache_key,
+                Entry(
+                    epoch,
+                    identity,
+                    None,
+                    None,
+                    key_id=key.id,
+                    key_creator_id=key.created_by,
+                    expires_at=key_lineage(session, key)[1],
+                ),
+            )
         _note_key_use(db, entry)
         return entry
     if scheme.lower() != "bearer" or not credential:

@@ -3,6 +3,7 @@
 Like a service's (``vigil_shared.runtime.ServiceProgram.main``): settings from the environment, a
 refused setting is a one-line error and exit status 2, one log configuration per command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,13 @@ def _create_admin(settings: GatewaySettings, reset: bool) -> None:
     db = Database(settings.base.database_url)
     try:
         with db.transaction() as session:
-            setup = ensure_admin(session, Passwords(settings.password_hashing), env("VIGIL_ADMIN_USERNAME", "admin"),
-                                 env("VIGIL_ADMIN_PASSWORD"), reset=reset)
+            setup = ensure_admin(
+                session,
+                Passwords(settings.password_hashing),
+                env("VIGIL_ADMIN_USERNAME", "admin"),
+                env("VIGIL_ADMIN_PASSWORD"),
+                reset=reset,
+            )
     finally:
         db.dispose()
     if setup.password and not env("VIGIL_ADMIN_PASSWORD"):
@@ -56,5 +62,7 @@ def _create_admin(settings: GatewaySettings, reset: bool) -> None:
     elif setup.created or setup.password:
         print(f"Admin user '{setup.username}' {'created' if setup.created else 'password reset'}.")
     else:
-        print(f"Admin user '{setup.username}' already exists; password unchanged "
-              "(vigil-gateway create-admin --reset sets a new one).")
+        print(
+            f"Admin user '{setup.username}' already exists; password unchanged "
+            "(vigil-gateway create-admin --reset sets a new one)."
+        )

@@ -6,6 +6,7 @@ and commits once (:func:`~vigil_shared.commands.command`); its audit entries are
 commit succeeded. Signing in and refreshing are not one transaction: a failed attempt is counted
 (and committed) although the answer is a refusal.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,9 +66,15 @@ class Context(commands.Context):
     def audit(self, action: str, outcome: str = audit.SUCCESS, **entry) -> None:
         """One audit entry by the caller once the command committed; ``entry`` values that are callables are
         read then."""
+
         def write():
-            audit.record(self.database, action, outcome, actor=self.identity,
-                         **{key: value() if callable(value) else value for key, value in entry.items()})
+            audit.record(
+                self.database,
+                action,
+                outcome,
+                actor=self.identity,
+                **{key: value() if callable(value) else value for key, value in entry.items()},
+            )
 
         self.after_commit(write)
 
@@ -79,14 +86,24 @@ def _grant_view(user: User) -> list[dict]:
 def _guard_privileges(ctx: Context, data: dict) -> None:
     """Admin rights are given by admins only; grants by holders of roles.manage."""
     if "is_admin" in data and not rights.is_administrator(ctx.user):
-        raise Problem(403, "Only an administrator can grant or remove administrator rights.",
-                      type=FORBIDDEN_TYPE, errors={"is_admin": ["Not yours to set."]})
+        raise Problem(
+            403,
+            "Only an administrator can grant or remove administrator rights.",
+            type=FORBIDDEN_TYPE,
+            errors={"is_admin": ["Not yours to set."]},
+        )
     if "grants" in data and not ctx.identity.has("roles.manage"):
-        raise Problem(403, "Changing a user's roles needs the 'roles.manage' permission.",
-                      type=FORBIDDEN_TYPE, errors={"grants": ["Not yours to set."]}, permission="roles.manage")
+        raise Problem(
+            403,
+            "Changing a user's roles needs the 'roles.manage' permission.",
+            type=FORBIDDEN_TYPE,
+            errors={"grants": ["Not yours to set."]},
+            permission="roles.manage",
+        )
 
 
 # --- users --------------------------------------------------------------------------------------------
+
 
 @command
 def create_user(ctx: Context, data: dict) -> User:
@@ -94,8 +111,12 @@ def create_user(ctx: Context, data: dict) -> User:
     ctx.require("users.manage")
     _guard_privileges(ctx, data)
     user = _create_user(ctx.session, ctx.passwords, data, ctx.identity)
-    ctx.audit("user.create", target_type="user", target_id=lambda: user.id,
-              details=lambda: {"username": user.username, "is_admin": user.is_admin, "grants": _grant_view(user)})
+    ctx.audit(
+        "user.create",
+        target_type="user",
+        target_id=lambda: user.id,
+        details=lambda: {"username": user.username, "is_admin": user.is_admin, "grants": _grant_view(user)},
+    )
     return user
 
 
@@ -122,15 +143,35 @@ def update_user(ctx: Context, user_id: int, changes: dict) -> User:
     def audit_changes():
         after = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
         if revoked or (before["active"] and not user.active):
-            audit.record(ctx.database, "user.deactivate", actor=ctx.identity, target_type="user", target_id=user.id,
-                         details={"sessions_revoked": revoked})
+            audit.record(
+                ctx.database,
+                "user.deactivate",
+                actor=ctx.identity,
+                target_type="user",
+                target_id=user.id,
+                details={"sessions_revoked": revoked},
+            )
         if before["grants"] != after["grants"] or before["is_admin"] != after["is_admin"]:
-            audit.record(ctx.database, "user.rights_change", actor=ctx.identity, target_type="user", target_id=user.id,
-                         details={"before": {k: before[k] for k in ("is_admin", "grants")},
-                                  "after": {k: after[k] for k in ("is_admin", "grants")}})
+            audit.record(
+                ctx.database,
+                "user.rights_change",
+                actor=ctx.identity,
+                target_type="user",
+                target_id=user.id,
+                details={
+                    "before": {k: before[k] for k in ("is_admin", "grants")},
+                    "after": {k: after[k] for k in ("is_admin", "grants")},
+                },
+            )
         if set(changes) - {"grants", "is_admin", "active"} or before["active"] != after["active"]:
-            audit.record(ctx.database, "user.update", actor=ctx.identity, target_type="user", target_id=user.id,
-                         details={"fields": sorted(changes)})
+            audit.record(
+                ctx.database,
+                "user.update",
+                actor=ctx.identity,
+                target_type="user",
+                target_id=user.id,
+                details={"fields": sorted(changes)},
+            )
 
     ctx.after_commit(audit_changes)
     return user
@@ -155,8 +196,14 @@ def change_my_password(ctx: Context, current_password: str, new_password: str) -
     if user is None:
         raise Problem(400, "API keys have no password.")
     if not password_matches(ctx.passwords, user, current_password):
-        audit.record(ctx.database, "user.password_change", audit.FAILURE, actor=ctx.identity,
-                     target_type="user", target_id=user.id)
+        audit.record(
+            ctx.database,
+            "user.password_change",
+            audit.FAILURE,
+            actor=ctx.identity,
+            target_type="user",
+            target_id=user.id,
+        )
         raise Problem(401, "The current password is wrong.", type=UNAUTHENTICATED)
     _set_my_password(ctx, user, new_password)
 
@@ -165,11 +212,13 @@ def change_my_password(ctx: Context, current_password: str, new_password: str) -
 def _set_my_password(ctx: Context, user: User, new_password: str) -> None:
     set_password(ctx.passwords, user, new_password)
     revoked = revoke_sessions(ctx.session, user.id, keep=ctx.session_id)
-    ctx.audit("user.password_change", target_type="user", target_id=user.id,
-              details={"other_sessions_revoked": revoked})
+    ctx.audit(
+        "user.password_change", target_type="user", target_id=user.id, details={"other_sessions_revoked": revoked}
+    )
 
 
 # --- roles --------------------------------------------------------------------------------------------
+
 
 @command
 def create_role(ctx: Context, data: dict) -> Role:
@@ -179,8 +228,12 @@ def create_role(ctx: Context, data: dict) -> Role:
     rights.ensure_can_set_role_permissions(ctx.session, ctx.identity, None, data["permissions"])
     role = Role(name=data["name"], description=data.get("description"), permissions=sorted(set(data["permissions"])))
     ctx.session.add(role)
-    ctx.audit("role.create", target_type="role", target_id=lambda: role.id,
-              details=lambda: {"name": role.name, "permissions": role.permissions})
+    ctx.audit(
+        "role.create",
+        target_type="role",
+        target_id=lambda: role.id,
+        details=lambda: {"name": role.name, "permissions": role.permissions},
+    )
     return role
 
 
@@ -201,9 +254,16 @@ def update_role(ctx: Context, role_id: int, changes: dict) -> Role:
         rights.ensure_can_set_role_permissions(session, ctx.identity, role, changes["permissions"])
         role.permissions = sorted(set(changes["permissions"]))
     bump(session)
-    ctx.audit("role.update", target_type="role", target_id=role_id,
-              details=lambda: {"fields": sorted(changes), "permissions_before": before,
-                               "permissions_after": role.permissions})
+    ctx.audit(
+        "role.update",
+        target_type="role",
+        target_id=role_id,
+        details=lambda: {
+            "fields": sorted(changes),
+            "permissions_before": before,
+            "permissions_after": role.permissions,
+        },
+    )
     return role
 
 
@@ -220,6 +280,7 @@ def delete_role(ctx: Context, role_id: int) -> None:
 
 # --- office locations ---------------------------------------------------------------------------------
 
+
 @command
 def create_location(ctx: Context, data: dict) -> Location:
     ctx.require("locations.manage")
@@ -227,8 +288,12 @@ def create_location(ctx: Context, data: dict) -> Location:
     location = Location(**({"active": True} | data))
     ctx.session.add(location)
     bump(ctx.session)
-    ctx.audit("location.create", target_type="location", target_id=lambda: location.id,
-              details=lambda: {"name": location.name})
+    ctx.audit(
+        "location.create",
+        target_type="location",
+        target_id=lambda: location.id,
+        details=lambda: {"name": location.name},
+    )
     return location
 
 
@@ -243,12 +308,12 @@ def update_location(ctx: Context, location_id: int, changes: dict) -> Location:
     for field, value in changes.items():
         setattr(location, field, value)
     bump(ctx.session)
-    ctx.audit("location.update", target_type="location", target_id=location_id,
-              details={"fields": sorted(changes)})
+    ctx.audit("location.update", target_type="location", target_id=location_id, details={"fields": sorted(changes)})
     return location
 
 
 # --- API keys -----------------------------------------------------------------------------------------
+
 
 @command
 def create_key(ctx: Context, data: dict) -> NewApiKey:
@@ -258,13 +323,22 @@ def create_key(ctx: Context, data: dict) -> NewApiKey:
     # A key made with a key answers to the same person: its rights stay bounded by theirs.
     creator = ctx.user.id if ctx.user else ctx.key_creator_id
     # ...and to the key it was made with: it stops when that key is revoked or expires.
-    created = create_api_key(ctx.session, name=data["name"], permissions=data["permissions"],
-                             location_ids=data["location_ids"], created_by=creator,
-                             expires_at=data["expires_at"], made_with_key_id=None if ctx.user else ctx.key_id)
+    created = create_api_key(
+        ctx.session,
+        name=data["name"],
+        permissions=data["permissions"],
+        location_ids=data["location_ids"],
+        created_by=creator,
+        expires_at=data["expires_at"],
+        made_with_key_id=None if ctx.user else ctx.key_id,
+    )
     record = created.record
-    ctx.audit("api_key.create", target_type="api_key", target_id=lambda: record.id,
-              details=lambda: {"name": record.name, "permissions": record.permissions,
-                               "location_ids": record.location_ids})
+    ctx.audit(
+        "api_key.create",
+        target_type="api_key",
+        target_id=lambda: record.id,
+        details=lambda: {"name": record.name, "permissions": record.permissions, "location_ids": record.location_ids},
+    )
     return created
 
 
@@ -284,12 +358,20 @@ def revoke_key(ctx: Context, key_id: int) -> None:
 
 # --- signing in and out -------------------------------------------------------------------------------
 
+
 def _refused(detail: str = "Invalid username or password.") -> Problem:
     return Problem(401, detail, type=UNAUTHENTICATED)
 
 
-def sign_in(session, config: GatewaySettings, database: Database, passwords: Passwords, credentials: dict,
-            address: str | None, user_agent: str | None) -> TokenPair:
+def sign_in(
+    session,
+    config: GatewaySettings,
+    database: Database,
+    passwords: Passwords,
+    credentials: dict,
+    address: str | None,
+    user_agent: str | None,
+) -> TokenPair:
     """An access and a refresh token for a username and password; 401/429 otherwise. A failure is counted
     and committed before the refusal, so throttling and lockout hold across attempts."""
     username = credentials["username"]
@@ -297,45 +379,84 @@ def sign_in(session, config: GatewaySettings, database: Database, passwords: Pas
     try:
         login_guard.check(session, config.login_policy, username, address, user)
     except login_guard.Throttled as throttled:
-        audit.record(database, "auth.login", audit.DENIED, actor_name=username,
-                     target_type="user", target_id=user.id if user else None, details={"reason": throttled.reason})
+        audit.record(
+            database,
+            "auth.login",
+            audit.DENIED,
+            actor_name=username,
+            target_type="user",
+            target_id=user.id if user else None,
+            details={"reason": throttled.reason},
+        )
         raise
     if not password_matches(passwords, user, credentials["password"]) or user is None or not user.active:
-        locked = login_guard.record_failure(session, config.login_policy, username, address,
-                                            user if user and user.active else None)
+        locked = login_guard.record_failure(
+            session, config.login_policy, username, address, user if user and user.active else None
+        )
         session.commit()
-        audit.record(database, "auth.login", audit.FAILURE, actor_name=username,
-                     target_type="user", target_id=user.id if user else None)
+        audit.record(
+            database,
+            "auth.login",
+            audit.FAILURE,
+            actor_name=username,
+            target_type="user",
+            target_id=user.id if user else None,
+        )
         if locked:
             assert user is not None  # record_failure locks a known user only
-            audit.record(database, "auth.lockout", audit.SUCCESS, actor_name=username, target_type="user",
-                         target_id=user.id, details={"seconds": config.login_policy.lockout_seconds})
+            audit.record(
+                database,
+                "auth.lockout",
+                audit.SUCCESS,
+                actor_name=username,
+                target_type="user",
+                target_id=user.id,
+                details={"seconds": config.login_policy.lockout_seconds},
+            )
         raise _refused()
     login_guard.record_success(session, user)
     rehash_if_needed(passwords, user, credentials["password"])
-    pair = open_session(session, user, secret=config.secret_key, access_ttl=config.access_token_ttl,
-                        refresh_ttl=config.refresh_token_ttl, client_ip=address, user_agent=user_agent)
+    pair = open_session(
+        session,
+        user,
+        secret=config.secret_key,
+        access_ttl=config.access_token_ttl,
+        refresh_ttl=config.refresh_token_ttl,
+        client_ip=address,
+        user_agent=user_agent,
+    )
     session.commit()
-    audit.record(database, "auth.login", audit.SUCCESS, actor_name=user.username, target_type="user",
-                 target_id=user.id)
+    audit.record(database, "auth.login", audit.SUCCESS, actor_name=user.username, target_type="user", target_id=user.id)
     return pair
 
 
 def refresh_tokens(session, config: GatewaySettings, database: Database, refresh_token: str) -> TokenPair:
     """A new pair for a refresh token, which stops working; a reused one closes its session (committed) and 401s."""
     try:
-        pair, record, user = refresh_session(session, refresh_token, secret=config.secret_key,
-                                             access_ttl=config.access_token_ttl, refresh_ttl=config.refresh_token_ttl)
+        pair, record, user = refresh_session(
+            session,
+            refresh_token,
+            secret=config.secret_key,
+            access_ttl=config.access_token_ttl,
+            refresh_ttl=config.refresh_token_ttl,
+        )
     except RefreshReused as reused:
         session.commit()
-        audit.record(database, "auth.refresh_reuse", audit.DENIED, target_type="session",
-                     target_id=reused.session_id, details={"user_id": reused.user_id, "session_revoked": True})
+        audit.record(
+            database,
+            "auth.refresh_reuse",
+            audit.DENIED,
+            target_type="session",
+            target_id=reused.session_id,
+            details={"user_id": reused.user_id, "session_revoked": True},
+        )
         raise _refused("This refresh token was already used; the session has been closed. Sign in again.") from None
     except InvalidToken:
         raise _refused("The refresh token is invalid or expired. Sign in again.") from None
     session.commit()
-    audit.record(database, "auth.refresh", audit.SUCCESS, actor_name=user.username, target_type="session",
-                 target_id=record.id)
+    audit.record(
+        database, "auth.refresh", audit.SUCCESS, actor_name=user.username, target_type="session", target_id=record.id
+    )
     return pair
 
 

@@ -1,4 +1,5 @@
 """The gateway's per-request handles: its settings, its database session, its password hasher, the signed-in user."""
+
 from __future__ import annotations
 
 from flask import current_app, g

@@ -9,6 +9,7 @@ The identity token passed on to the services is signed per call, because it carr
 request id (services record it in histories and logs); only the claims that describe the caller
 are cached, so signing costs one HMAC, not a resolution.
 """
+
 from __future__ import annotations
 
 import threading
@@ -93,6 +94,13 @@ class IdentityCache:
         if entry.claims is None:
             entry.claims = entry.identity.to_claims()
         now = int(time.time())
-        claims = entry.claims | {"rid": request_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 5,
-                                 "exp": now + ttl, "jti": uuid.uuid4().hex}
+        claims = entry.claims | {
+            "rid": request_id,
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+        }
         return jwt.encode(claims, secret, algorithm="HS256")

@@ -8,6 +8,7 @@ Counters live in the gateway database so every gateway process shares them, and 
 one atomic statement (an upsert with ``RETURNING`` for the windows, ``UPDATE … SET n = n + 1`` for
 the account), so concurrent failures never overwrite each other's increments.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,13 @@ ADDRESS_WINDOW = timedelta(minutes=15)
 class Throttled(Problem):
     def __init__(self, detail: str, retry_after: float, reason: str):
         seconds = max(1, math.ceil(retry_after))
-        super().__init__(429, detail, type="urn:vigil:problem:rate-limited",
-                         headers={"Retry-After": str(seconds)}, retry_after=seconds)
+        super().__init__(
+            429,
+            detail,
+            type="urn:vigil:problem:rate-limited",
+            headers={"Retry-After": str(seconds)},
+            retry_after=seconds,
+        )
         self.reason = reason
 
 
@@ -48,17 +54,26 @@ def check(session: Session, policy: LoginPolicy, username: str, address: str | N
     """Raises :class:`Throttled` when this attempt must not even be checked."""
     now = utcnow()
     if user is not None and user.locked_until is not None and user.locked_until > now:
-        raise Throttled("This account is locked after repeated failed sign-ins. Try again later.",
-                        (user.locked_until - now).total_seconds(), "locked")
+        raise Throttled(
+            "This account is locked after repeated failed sign-ins. Try again later.",
+            (user.locked_until - now).total_seconds(),
+            "locked",
+        )
     if address:
         row = _window(session, f"addr:{address}", ADDRESS_WINDOW)
         if row is not None and row.count >= policy.failures_per_address_per_15min:
-            raise Throttled("Too many failed sign-ins from this address. Try again later.",
-                            (row.window_start + ADDRESS_WINDOW - now).total_seconds(), "address")
+            raise Throttled(
+                "Too many failed sign-ins from this address. Try again later.",
+                (row.window_start + ADDRESS_WINDOW - now).total_seconds(),
+                "address",
+            )
     row = _window(session, f"user:{username.lower()}", USER_WINDOW)
     if row is not None and row.count >= policy.failures_per_user_per_minute:
-        raise Throttled("Too many failed sign-ins for this username. Try again later.",
-                        (row.window_start + USER_WINDOW - now).total_seconds(), "username")
+        raise Throttled(
+            "Too many failed sign-ins for this username. Try again later.",
+            (row.window_start + USER_WINDOW - now).total_seconds(),
+            "username",
+        )
 
 
 def _count(session: Session, key: str, length: timedelta) -> int:
@@ -68,16 +83,23 @@ def _count(session: Session, key: str, length: timedelta) -> int:
     dialect = session.get_bind().dialect.name
     insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
     expired = table.c.window_start <= literal(now - length, table.c.window_start.type)
-    statement = insert.values(scope_key=key, window_start=now, count=1).on_conflict_do_update(
-        index_elements=[table.c.scope_key],
-        set_={"count": case((expired, 1), else_=table.c.count + 1),
-              "window_start": case((expired, literal(now, table.c.window_start.type)), else_=table.c.window_start)},
-    ).returning(table.c.count)
+    statement = (
+        insert.values(scope_key=key, window_start=now, count=1)
+        .on_conflict_do_update(
+            index_elements=[table.c.scope_key],
+            set_={
+                "count": case((expired, 1), else_=table.c.count + 1),
+                "window_start": case((expired, literal(now, table.c.window_start.type)), else_=table.c.window_start),
+            },
+        )
+        .returning(table.c.count)
+    )
     return session.execute(statement).scalar_one()
 
 
-def record_failure(session: Session, policy: LoginPolicy, username: str, address: str | None,
-                   user: User | None) -> bool:
+def record_failure(
+    session: Session, policy: LoginPolicy, username: str, address: str | None, user: User | None
+) -> bool:
     """Counts a failed attempt; returns True when it locked the account."""
     _count(session, f"user:{username.lower()}", USER_WINDOW)
     if address:
@@ -85,12 +107,19 @@ def record_failure(session: Session, policy: LoginPolicy, username: str, address
     if user is None:
         return False
     failures = session.execute(
-        update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins).execution_options(synchronize_session=False)).scalar_one()
+        update(User)
+        .where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
     if failures >= policy.lockout_threshold:
-        session.execute(update(User).where(User.id == user.id)
-                        .values(locked_until=utcnow() + timedelta(seconds=policy.lockout_seconds), failed_logins=0)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(locked_until=utcnow() + timedelta(seconds=policy.lockout_seconds), failed_logins=0)
+            .execution_options(synchronize_session=False)
+        )
         return True
     return False
 

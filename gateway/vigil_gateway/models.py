@@ -1,4 +1,5 @@
 """Tables the gateway owns: who may come through the door, with what rights, and what they did."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -60,8 +61,9 @@ class User(Edited, Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    grants: Mapped[list[Grant]] = relationship(back_populates="user", cascade="all, delete-orphan",
-                                                 lazy="selectin", order_by="Grant.id")
+    grants: Mapped[list[Grant]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin", order_by="Grant.id"
+    )
 
 
 class Grant(Base):

@@ -6,6 +6,7 @@ services define different schemas under one name, and adds the responses only th
 (401 without a token, 503 when the owning service is down). A service that does not answer leaves
 its paths out and is named under ``x-vigil-unavailable-services`` rather than failing the document.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,10 +27,14 @@ log = logging.getLogger("vigil.gateway.openapi")
 
 CACHE_SECONDS = 30
 GATEWAY_RESPONSES = {
-    "401": {"description": "Missing, invalid or expired bearer token",
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
-    "503": {"description": "The service owning this operation is unavailable",
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+    "401": {
+        "description": "Missing, invalid or expired bearer token",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    },
+    "503": {
+        "description": "The service owning this operation is unavailable",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    },
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 PROBLEM_TYPE = "application/problem+json"
@@ -67,13 +72,16 @@ def declare_problem_responses(document: dict) -> dict:
     components = document.setdefault("components", {})
     for name, response in list(components.get("responses", {}).items()):
         if name == "DEFAULT_ERROR" or (response.get("content") or {}).get("application/json", {}).get("schema") == {
-                "$ref": PROBLEM_REF}:
+            "$ref": PROBLEM_REF
+        }:
             components["responses"][name] = _as_problem(response)
     for item in document.get("paths", {}).values():
         for method, operation in item.items():
             if method in HTTP_METHODS and isinstance(operation, dict):
-                operation["responses"] = {status: _as_problem(response) if _is_error_status(status) else response
-                                          for status, response in operation.get("responses", {}).items()}
+                operation["responses"] = {
+                    status: _as_problem(response) if _is_error_status(status) else response
+                    for status, response in operation.get("responses", {}).items()
+                }
     problem = components.setdefault("schemas", {}).get("Problem")
     if isinstance(problem, dict):
         problem.pop("additionalProperties", None)
@@ -100,8 +108,8 @@ def merge_documents(gateway_doc: dict, service_docs: dict[str, dict], unavailabl
         "title": "Vigil API",
         "version": "v1",
         "description": "Customer and account management for security-alarm dealers. Every operation is "
-                       "reached through the gateway at `/api/v1` with `Authorization: Bearer <token>` "
-                       "from `POST /api/v1/auth/token`. Errors are RFC 9457 problem+json.",
+        "reached through the gateway at `/api/v1` with `Authorization: Bearer <token>` "
+        "from `POST /api/v1/auth/token`. Errors are RFC 9457 problem+json.",
     }
     components = merged.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -109,8 +117,11 @@ def merge_documents(gateway_doc: dict, service_docs: dict[str, dict], unavailabl
     paths = merged.setdefault("paths", {})
     for service, doc in sorted(service_docs.items()):
         doc_schemas = doc.get("components", {}).get("schemas", {})
-        renames = {name: f"{service.title()}{name}" for name, schema in doc_schemas.items()
-                   if name in schemas and schemas[name] != schema}
+        renames = {
+            name: f"{service.title()}{name}"
+            for name, schema in doc_schemas.items()
+            if name in schemas and schemas[name] != schema
+        }
         doc = _rewrite_refs(doc, renames)
         for name, schema in doc.get("components", {}).get("schemas", {}).items():
             schemas[renames.get(name, name)] = schema

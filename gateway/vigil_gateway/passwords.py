@@ -7,6 +7,7 @@ second; :class:`GatewaySettings` refuses anything weaker than :data:`STANDARD` i
 Stored hashes carry their own parameters, so a hash made with either still verifies with the other,
 and :meth:`Passwords.needs_rehash` upgrades a weaker one on the next successful sign-in.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -28,9 +29,13 @@ class PasswordHashing:
 
     def at_least(self, other: PasswordHashing) -> bool:
         """Whether every cost parameter is at least ``other``'s."""
-        return (self.time_cost >= other.time_cost and self.memory_cost >= other.memory_cost
-                and self.parallelism >= other.parallelism and self.hash_len >= other.hash_len
-                and self.salt_len >= other.salt_len)
+        return (
+            self.time_cost >= other.time_cost
+            and self.memory_cost >= other.memory_cost
+            and self.parallelism >= other.parallelism
+            and self.hash_len >= other.hash_len
+            and self.salt_len >= other.salt_len
+        )
 
 
 STANDARD = PasswordHashing()
@@ -48,9 +53,14 @@ class Passwords:
 
     def __init__(self, parameters: PasswordHashing = STANDARD):
         self.parameters = parameters
-        self._hasher = PasswordHasher(time_cost=parameters.time_cost, memory_cost=parameters.memory_cost,
-                                      parallelism=parameters.parallelism, hash_len=parameters.hash_len,
-                                      salt_len=parameters.salt_len, type=Type.ID)
+        self._hasher = PasswordHasher(
+            time_cost=parameters.time_cost,
+            memory_cost=parameters.memory_cost,
+            parallelism=parameters.parallelism,
+            hash_len=parameters.hash_len,
+            salt_len=parameters.salt_len,
+            type=Type.ID,
+        )
         # Verified when the username is unknown, so a wrong username costs as much time as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 

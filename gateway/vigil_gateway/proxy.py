@@ -3,6 +3,7 @@
 urllib3 directly (not requests): pooled keep-alive connections per service, explicit timeouts, and
 a fraction of the per-call CPU, which matters because every public call crosses this hop.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,11 +25,29 @@ log = logging.getLogger("vigil.gateway.proxy")
 
 # Headers a caller may send on to a service; everything else (Authorization, cookies, hop-by-hop)
 # stops at the gateway.
-FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "If-Match", "If-None-Match",
-                             "Idempotency-Key", "Prefer")
+FORWARDED_REQUEST_HEADERS = (
+    "Content-Type",
+    "Accept",
+    "Accept-Language",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "Prefer",
+)
 PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar delimiters kept as they are
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-                        "trailers", "transfer-encoding", "upgrade", "content-length"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
 
 
 class UpstreamPool:
@@ -53,8 +72,17 @@ class UpstreamPool:
         # A pooled connection the service closed is retried once for idempotent methods only;
         # a failed connect is always safe to retry because nothing was sent.
         retries = urllib3.Retry(total=1, connect=1, read=1, redirect=0, status=0, other=0, raise_on_status=False)
-        return self.pool.request(method, url, body=body, headers=headers, timeout=self.timeout, retries=retries,
-                                 redirect=False, preload_content=True, decode_content=False)
+        return self.pool.request(
+            method,
+            url,
+            body=body,
+            headers=headers,
+            timeout=self.timeout,
+            retries=retries,
+            redirect=False,
+            preload_content=True,
+            decode_content=False,
+        )
 
 
 def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str) -> Response:
@@ -72,12 +100,20 @@ def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str
     try:
         upstream = pool.request(request.method, url, body=body or None, headers=headers)
     except Urllib3Error as exc:
-        log.warning("upstream unavailable", extra={"service": service, "request_id": g.request_id,
-                                                   "error": type(exc).__name__})
-        raise Problem(503, f"The {service} service is unavailable. Try again shortly.", type=UNAVAILABLE,
-                      headers={"Retry-After": "5"}) from None
-    passed = [(name, value) for name, value in upstream.headers.items()
-              if name.lower() not in HOP_BY_HOP and name.lower() != REQUEST_ID_HEADER.lower()]
+        log.warning(
+            "upstream unavailable", extra={"service": service, "request_id": g.request_id, "error": type(exc).__name__}
+        )
+        raise Problem(
+            503,
+            f"The {service} service is unavailable. Try again shortly.",
+            type=UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        ) from None
+    passed = [
+        (name, value)
+        for name, value in upstream.headers.items()
+        if name.lower() not in HOP_BY_HOP and name.lower() != REQUEST_ID_HEADER.lower()
+    ]
     return Response(upstream.data, status=upstream.status, headers=passed)
 
 
@@ -104,5 +140,6 @@ def unrouted() -> Problem:
     allowed = gateway_methods()
     if not allowed:
         return not_found("resource")
-    return Problem(405, "The method is not allowed for this resource.",
-                   headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
+    return Problem(
+        405, "The method is not allowed for this resource.", headers={"Allow": ", ".join([*allowed, "OPTIONS"])}
+    )

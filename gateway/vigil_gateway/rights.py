@@ -9,6 +9,7 @@ Two rules, each in one place, used by every path that grants or acts on an accou
   with ``is_admin`` (every permission at every location, including locations opened later): only
   administrators act on administrator accounts, and only they give or remove ``is_admin``.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -32,8 +33,17 @@ def is_administrator(user: User | None) -> bool:
     return bool(user is not None and user.is_admin)
 
 
-def ensure_can_grant(session: Session, caller: Identity, permissions, location_ids: list[int] | None, *,
-                     field: str, anywhere: bool = False, later_locations: bool = True, verb: str = "give") -> None:
+def ensure_can_grant(
+    session: Session,
+    caller: Identity,
+    permissions,
+    location_ids: list[int] | None,
+    *,
+    field: str,
+    anywhere: bool = False,
+    later_locations: bool = True,
+    verb: str = "give",
+) -> None:
     """403 unless ``caller`` holds each of ``permissions`` wherever the grant applies.
 
     ``location_ids`` None: every location. ``anywhere``: the grant applies nowhere yet (a role no one
@@ -52,11 +62,18 @@ def ensure_can_grant(session: Session, caller: Identity, permissions, location_i
     if location_ids is None and not anywhere and later_locations:
         # Every location includes those opened later: holding it at each location open today is not enough.
         forever = caller_everywhere_permissions(session)
-        messages += [f"Not yours to {verb} at every location, including those opened later: {p}"
-                     for p in sorted(permissions & LOCATION_PERMISSIONS) if p not in missing and p not in forever]
+        messages += [
+            f"Not yours to {verb} at every location, including those opened later: {p}"
+            for p in sorted(permissions & LOCATION_PERMISSIONS)
+            if p not in missing and p not in forever
+        ]
     if messages:
-        raise Problem(403, f"You can only {verb} permissions you hold yourself, where you hold them.", type=FORBIDDEN,
-                      errors={field: messages})
+        raise Problem(
+            403,
+            f"You can only {verb} permissions you hold yourself, where you hold them.",
+            type=FORBIDDEN,
+            errors={field: messages},
+        )
 
 
 def caller_everywhere_permissions(session: Session) -> frozenset[str]:
@@ -86,8 +103,12 @@ def ensure_can_act_on(session: Session, caller: Identity, caller_user: User | No
     # What the target holds at every location reaches offices opened later: the caller must too.
     missing |= everywhere_permissions(target) - caller_everywhere_permissions(session)
     if missing:
-        raise Problem(403, "This user holds rights you do not hold; someone holding them must change this account.",
-                      type=FORBIDDEN, errors={"user": [f"Holds what you do not: {p}" for p in sorted(missing)]})
+        raise Problem(
+            403,
+            "This user holds rights you do not hold; someone holding them must change this account.",
+            type=FORBIDDEN,
+            errors={"user": [f"Holds what you do not: {p}" for p in sorted(missing)]},
+        )
 
 
 def role_reach(session: Session, role: Role) -> list[int] | None | Literal[False]:
@@ -110,8 +131,15 @@ def ensure_can_set_role_permissions(session: Session, caller: Identity, role: Ro
     reach = role_reach(session, role) if role is not None else False
     for changed, verb in ((added, "give"), (removed, "take away")):
         if changed:
-            ensure_can_grant(session, caller, changed, None if reach is False else reach, field="permissions",
-                             anywhere=reach is False, verb=verb)
+            ensure_can_grant(
+                session,
+                caller,
+                changed,
+                None if reach is False else reach,
+                field="permissions",
+                anywhere=reach is False,
+                verb=verb,
+            )
 
 
 def ensure_can_add_grants(session: Session, caller: Identity, current: set[tuple], requested: set[tuple]) -> None:
@@ -119,8 +147,10 @@ def ensure_can_add_grants(session: Session, caller: Identity, current: set[tuple
     for role_id, location_id in sorted(requested - current, key=lambda pair: (pair[0], pair[1] or 0)):
         role = session.get(Role, role_id)
         assert role is not None, "grants name existing roles (checked on input)"
-        ensure_can_grant(session, caller, role.permissions, None if location_id is None else [location_id],
-                         field="grants")
+        ensure_can_grant(
+            session, caller, role.permissions, None if location_id is None else [location_id], field="grants"
+        )
+
 
 SEES_EVERY_LOCATION = ("locations.manage", "users.manage", "roles.manage")
 
@@ -164,8 +194,9 @@ def check_location_name_free(session: Session, name: str, exclude: int | None = 
         raise conflict("Another location already has this name.", errors={"name": ["Already in use."]})
 
 
-def check_api_key_rights(session: Session, caller: Identity, permissions: list[str],
-                         location_ids: list[int] | None) -> None:
+def check_api_key_rights(
+    session: Session, caller: Identity, permissions: list[str], location_ids: list[int] | None
+) -> None:
     """A key may carry only rights its creator holds, at locations that exist."""
     every = all_location_ids(session)
     if location_ids is not None:
@@ -179,8 +210,9 @@ def check_api_key_rights(session: Session, caller: Identity, permissions: list[s
     ensure_can_grant(session, caller, permissions, location_ids, field="permissions", later_locations=False)
 
 
-def ensure_can_revoke(session: Session, caller: Identity, caller_user: User | None, key: ApiKey,
-                      caller_key_creator: int | None = None) -> None:
+def ensure_can_revoke(
+    session: Session, caller: Identity, caller_user: User | None, key: ApiKey, caller_key_creator: int | None = None
+) -> None:
     """A key is its creator's credential: revoking it acts on their account (:func:`ensure_can_act_on`),
     so only its creator (or a key answering to them) or someone who may act on them revokes it."""
     if key.created_by is None:

@@ -3,6 +3,7 @@
 Paths the gateway answers itself (auth, users, roles, locations, API keys, audit, aggregates such
 as the customer summary and the technician lookup) are Flask routes and never reach this table.
 """
+
 from __future__ import annotations
 
 import re

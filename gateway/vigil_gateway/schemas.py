@@ -1,4 +1,5 @@
 """Request and response shapes of the gateway's own API (identity, access, audit)."""
+
 from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
@@ -19,6 +20,7 @@ def _known_permissions(values: list[str]) -> None:
 
 # --- auth ----------------------------------------------------------------------------------------
 
+
 class TokenRequestSchema(Schema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=150))
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
@@ -36,6 +38,7 @@ class TokenSchema(Schema):
 
 
 # --- permissions, locations, roles ---------------------------------------------------------------
+
 
 class PermissionSchema(Schema):
     name = fields.String()
@@ -87,10 +90,12 @@ class RolePatchSchema(RoleCreateSchema):
 
 # --- users ---------------------------------------------------------------------------------------
 
+
 class GrantSchema(Schema):
     role_id = fields.Integer(required=True)
-    location_id = fields.Integer(allow_none=True, load_default=None,
-                                 metadata={"description": "null: the role holds at every location"})
+    location_id = fields.Integer(
+        allow_none=True, load_default=None, metadata={"description": "null: the role holds at every location"}
+    )
     role_name = fields.Function(lambda grant: grant.role.name, dump_only=True)
 
 
@@ -153,11 +158,13 @@ class MeSchema(Schema):
     email = fields.String(allow_none=True)
     is_admin = fields.Boolean()
     permissions = fields.List(fields.String(), metadata={"description": "Company-wide permissions"})
-    locations = fields.List(fields.Nested(LocationRightsSchema),
-                            metadata={"description": "Effective permissions per office location"})
+    locations = fields.List(
+        fields.Nested(LocationRightsSchema), metadata={"description": "Effective permissions per office location"}
+    )
 
 
 # --- API keys ------------------------------------------------------------------------------------
+
 
 class ApiKeySchema(Schema):
     id = fields.Integer(dump_only=True)
@@ -166,8 +173,12 @@ class ApiKeySchema(Schema):
     permissions = fields.List(fields.String())
     location_ids = fields.List(fields.Integer(), allow_none=True)
     created_by = fields.Integer(allow_none=True)
-    made_with_key_id = fields.Integer(allow_none=True, metadata={
-        "description": "The key this one was made with; it stops working when that one is revoked or expires"})
+    made_with_key_id = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "The key this one was made with; it stops working when that one is revoked or expires"
+        },
+    )
     created_at = Timestamp()
     expires_at = Timestamp(allow_none=True)
     last_used_at = Timestamp(allow_none=True)
@@ -181,8 +192,9 @@ class ApiKeyCreatedSchema(ApiKeySchema):
 class ApiKeyCreateSchema(Schema):
     name = TrimmedString(required=True, validate=validate.Length(min=1, max=120))
     permissions = fields.List(fields.String(), required=True, validate=[validate.Length(min=1), _known_permissions])
-    location_ids = fields.List(fields.Integer(), allow_none=True, load_default=None,
-                               metadata={"description": "null: every location"})
+    location_ids = fields.List(
+        fields.Integer(), allow_none=True, load_default=None, metadata={"description": "null: every location"}
+    )
     expires_at = fields.AwareDateTime(allow_none=True, load_default=None)
 
     @validates("location_ids")
@@ -192,6 +204,7 @@ class ApiKeyCreateSchema(Schema):
 
 
 # --- audit ---------------------------------------------------------------------------------------
+
 
 class AuditEntrySchema(Schema):
     id = fields.Integer()
@@ -210,8 +223,9 @@ class AuditEntrySchema(Schema):
 
 class AuditArgs(PaginationArgs):
     actor = fields.String(validate=validate.Length(max=150))
-    action = fields.String(validate=validate.Length(max=80),
-                           metadata={"description": "Exact action, or a prefix ending in `*` (`auth.*`)"})
+    action = fields.String(
+        validate=validate.Length(max=80), metadata={"description": "Exact action, or a prefix ending in `*` (`auth.*`)"}
+    )
     outcome = fields.String(validate=validate.OneOf(["success", "failure", "denied"]))
     target_type = fields.String(validate=validate.Length(max=40))
     target_id = fields.String(validate=validate.Length(max=64))

@@ -1,4 +1,5 @@
 """What the gateway needs beyond the settings every process has."""
+
 from __future__ import annotations
 
 import base64
@@ -44,8 +45,10 @@ class GatewaySettings:
         base = overrides.pop("base", None) or Settings.from_env("gateway")
         secret = overrides.pop("secret_key", None) or env("VIGIL_SECRET_KEY")
         if not secret:
-            raise ConfigError("VIGIL_SECRET_KEY is not set. `make run` generates one into var/secrets.env; "
-                              "in production set a long random value.")
+            raise ConfigError(
+                "VIGIL_SECRET_KEY is not set. `make run` generates one into var/secrets.env; "
+                "in production set a long random value."
+            )
         if base.production and len(secret) < 32:
             raise ConfigError("VIGIL_SECRET_KEY must be at least 32 characters in production")
         values: dict[str, Any] = dict(
@@ -66,8 +69,10 @@ class GatewaySettings:
         )
         values.update(overrides)
         if base.production and not values["password_hashing"].at_least(STANDARD):
-            raise ConfigError("Password hashing weaker than the standard Argon2id parameters is for tests only; "
-                              "unset VIGIL_PASSWORD_HASHING in production")
+            raise ConfigError(
+                "Password hashing weaker than the standard Argon2id parameters is for tests only; "
+                "unset VIGIL_PASSWORD_HASHING in production"
+            )
         return cls(**values)
 
     def reply_cipher(self) -> FieldCipher:
@@ -76,6 +81,7 @@ class GatewaySettings:
         Derived from ``VIGIL_SECRET_KEY``, the gateway's one secret: changing it signs every user out
         and leaves replies stored under the old one unreadable (their keys answer 422 until expiry).
         """
+
         def derive(purpose: str) -> str:
             return base64.urlsafe_b64encode(hashlib.sha256(f"{purpose}:{self.secret_key}".encode()).digest()).decode()
 

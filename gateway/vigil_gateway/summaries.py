@@ -8,6 +8,7 @@ leaves its parts empty and the summary says so (``partial``, ``unavailable``) in
 Nothing here needs a request: the view passes how to ask the services (``fetch_all``, in parallel
 with the caller's identity), so a script or a test calls the same function with any stand-in.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,8 +18,23 @@ from vigil_shared.errors import Problem
 
 from .upstream import ServiceUnavailable
 
-IDENTITY_FIELDS = ("id", "kind", "first_name", "last_name", "business_name", "dba_name", "location_id", "city",
-                   "state", "active", "archived_at", "converted_at", "created_at", "created_by", "last_activity_at")
+IDENTITY_FIELDS = (
+    "id",
+    "kind",
+    "first_name",
+    "last_name",
+    "business_name",
+    "dba_name",
+    "location_id",
+    "city",
+    "state",
+    "active",
+    "archived_at",
+    "converted_at",
+    "created_at",
+    "created_by",
+    "last_activity_at",
+)
 PROBLEM_EXTRAS = ("permission",)
 # tab → (service, path under the customer, query that makes `total` the tab's count)
 TABS = {
@@ -37,8 +53,14 @@ def refusal(reply) -> Problem:
     """The customer service's refusal (403, 404), re-issued as the gateway's own problem."""
     body = reply.body if isinstance(reply.body, dict) else {}
     extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
-    return Problem(reply.status, body.get("detail"), title=body.get("title"), type=body.get("type", "about:blank"),
-                   errors=body.get("errors"), **extras)
+    return Problem(
+        reply.status,
+        body.get("detail"),
+        title=body.get("title"),
+        type=body.get("type", "about:blank"),
+        errors=body.get("errors"),
+        **extras,
+    )
 
 
 def _status_boxes(record: dict, properties_reply) -> list[dict]:
@@ -52,8 +74,11 @@ def _status_boxes(record: dict, properties_reply) -> list[dict]:
     else:
         account = "active" if record.get("active", True) else "inactive"
     boxes = [{"category": "account", "status": account}]
-    items = properties_reply.body.get("items") if properties_reply is not None and \
-        isinstance(properties_reply.body, dict) else None
+    items = (
+        properties_reply.body.get("items")
+        if properties_reply is not None and isinstance(properties_reply.body, dict)
+        else None
+    )
     if isinstance(items, list):
         statuses = {item.get("monitoring_status") for item in items if isinstance(item, dict)}
         monitoring = next((s for s in ("active", "suspended", "cancelled") if s in statuses), "none")
@@ -69,8 +94,10 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
     """The summary of one record; 403/404 as the customer service answered them for the record itself."""
     base = f"/api/v1/customers/{customer_id}"
     calls: dict[str, tuple[str, str, dict]] = {"record": ("customer", base, {})}
-    calls |= {tab: (service, f"{base}/{path}", {"per_page": 100 if tab == "properties" else 1, **params})
-              for tab, (service, path, params) in TABS.items()}
+    calls |= {
+        tab: (service, f"{base}/{path}", {"per_page": 100 if tab == "properties" else 1, **params})
+        for tab, (service, path, params) in TABS.items()
+    }
     replies = fetch_all(calls)
     unavailable = sorted({exc.service for exc in replies.values() if isinstance(exc, ServiceUnavailable)})
     record_reply = replies["record"]
@@ -90,18 +117,32 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
             hidden.append(tab)
         else:
             counts[tab] = reply.body.get("total") if reply.ok and isinstance(reply.body, dict) else None
-    properties_reply = replies["properties"] if not isinstance(replies["properties"], ServiceUnavailable) and \
-        replies["properties"].ok else None
-    summary: dict[str, Any] = {"customer": None, "sale": None, "installation": None, "status_boxes": [], "tags": None,
-               "counts": counts, "hidden": hidden, "partial": bool(unavailable), "unavailable": unavailable}
+    properties_reply = (
+        replies["properties"]
+        if not isinstance(replies["properties"], ServiceUnavailable) and replies["properties"].ok
+        else None
+    )
+    summary: dict[str, Any] = {
+        "customer": None,
+        "sale": None,
+        "installation": None,
+        "status_boxes": [],
+        "tags": None,
+        "counts": counts,
+        "hidden": hidden,
+        "partial": bool(unavailable),
+        "unavailable": unavailable,
+    }
     if record is not None:
         summary["customer"] = {key: record.get(key) for key in IDENTITY_FIELDS}
         if "sold_by" in record and record.get("kind") == "customer":
             summary["sale"] = {"sale_date": record.get("sale_date"), "sold_by": record.get("sold_by")}
         if "install_tech" in record and record.get("kind") == "customer":
-            summary["installation"] = {"install_date": record.get("install_date"),
-                                       "install_tech": record.get("install_tech"),
-                                       "installed": record.get("installed", False)}
+            summary["installation"] = {
+                "install_date": record.get("install_date"),
+                "install_tech": record.get("install_tech"),
+                "installed": record.get("installed", False),
+            }
         summary["status_boxes"] = _status_boxes(record, properties_reply)
         summary["tags"] = record.get("tags")
     return summary

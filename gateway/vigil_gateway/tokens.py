@@ -7,6 +7,7 @@
   on every use. Presenting a replaced one again means it was copied: the whole session is revoked.
 - API keys (``vgk_<prefix>.<secret>``) are long-lived credentials for integrations, also stored hashed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,9 +48,21 @@ def _same(a: str, b: str | None) -> bool:
 
 def issue_access_token(user_id: int, username: str, session_id: str, secret: str, ttl: int) -> str:
     now = int(time.time())
-    return jwt.encode({"sub": str(user_id), "name": username, "sid": session_id, "typ": "access", "iss": ISSUER,
-                       "aud": AUDIENCE, "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex},
-                      secret, algorithm="HS256")
+    return jwt.encode(
+        {
+            "sub": str(user_id),
+            "name": username,
+            "sid": session_id,
+            "typ": "access",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+        },
+        secret,
+        algorithm="HS256",
+    )
 
 
 _verified: dict[str, dict] = {}  # token → its claims: a token's signature is checked once per process
@@ -71,8 +84,14 @@ def verify_access_token(token: str, secret: str) -> dict:
 
 def _decode_access_token(token: str, secret: str) -> dict:
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
-                            options={"require": ["exp", "iat", "sub", "jti", "sid"]})
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "jti", "sid"]},
+        )
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
     if claims.get("typ") != "access":
@@ -87,19 +106,41 @@ class TokenPair:
     expires_in: int
 
     def body(self) -> dict:
-        return {"access_token": self.access_token, "refresh_token": self.refresh_token, "token_type": "Bearer",
-                "expires_in": self.expires_in}
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
 
 
-def open_session(db_session: DbSession, user: User, *, secret: str, access_ttl: int, refresh_ttl: int,
-                 client_ip: str | None, user_agent: str | None) -> TokenPair:
+def open_session(
+    db_session: DbSession,
+    user: User,
+    *,
+    secret: str,
+    access_ttl: int,
+    refresh_ttl: int,
+    client_ip: str | None,
+    user_agent: str | None,
+) -> TokenPair:
     refresh_secret = secrets.token_urlsafe(32)
-    record = Session(id=uuid.uuid4().hex, user_id=user.id, refresh_hash=_hash(refresh_secret),
-                     client_ip=client_ip, user_agent=(user_agent or "")[:300] or None,
-                     created_at=utcnow(), last_used_at=utcnow(), expires_at=utcnow() + timedelta(seconds=refresh_ttl))
+    record = Session(
+        id=uuid.uuid4().hex,
+        user_id=user.id,
+        refresh_hash=_hash(refresh_secret),
+        client_ip=client_ip,
+        user_agent=(user_agent or "")[:300] or None,
+        created_at=utcnow(),
+        last_used_at=utcnow(),
+        expires_at=utcnow() + timedelta(seconds=refresh_ttl),
+    )
     db_session.add(record)
-    return TokenPair(issue_access_token(user.id, user.username, record.id, secret, access_ttl),
-                     f"{REFRESH_PREFIX}{record.id}.{refresh_secret}", access_ttl)
+    return TokenPair(
+        issue_access_token(user.id, user.username, record.id, secret, access_ttl),
+        f"{REFRESH_PREFIX}{record.id}.{refresh_secret}",
+        access_ttl,
+    )
 
 
 class RefreshReused(Exception):
@@ -111,11 +152,12 @@ class RefreshReused(Exception):
         self.user_id = user_id
 
 
-def refresh_session(db_session: DbSession, refresh_token: str, *, secret: str, access_ttl: int,
-                    refresh_ttl: int) -> tuple[TokenPair, Session, User]:
+def refresh_session(
+    db_session: DbSession, refresh_token: str, *, secret: str, access_ttl: int, refresh_ttl: int
+) -> tuple[TokenPair, Session, User]:
     if not refresh_token.startswith(REFRESH_PREFIX) or "." not in refresh_token:
         raise InvalidToken("malformed refresh token")
-    session_id, _, presented = refresh_token[len(REFRESH_PREFIX):].partition(".")
+    session_id, _, presented = refresh_token[len(REFRESH_PREFIX) :].partition(".")
     record = db_session.get(Session, session_id)
     if record is None or record.revoked_at is not None or record.expires_at < utcnow():
         raise InvalidToken("session closed")
@@ -134,15 +176,19 @@ def refresh_session(db_session: DbSession, refresh_token: str, *, secret: str, a
     record.refresh_hash = _hash(new_secret)
     record.last_used_at = utcnow()
     record.expires_at = utcnow() + timedelta(seconds=refresh_ttl)
-    pair = TokenPair(issue_access_token(user.id, user.username, record.id, secret, access_ttl),
-                     f"{REFRESH_PREFIX}{record.id}.{new_secret}", access_ttl)
+    pair = TokenPair(
+        issue_access_token(user.id, user.username, record.id, secret, access_ttl),
+        f"{REFRESH_PREFIX}{record.id}.{new_secret}",
+        access_ttl,
+    )
     return pair, record, user
 
 
 def revoke_sessions(db_session: DbSession, user_id: int, keep: str | None = None) -> int:
     """Closes every open session of a user (but ``keep``); their access tokens stop working at once."""
-    statement = (update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
-                 .values(revoked_at=utcnow()))
+    statement = (
+        update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )
     if keep:
         statement = statement.where(Session.id != keep)
     bump(db_session)
@@ -155,21 +201,35 @@ class NewApiKey:
     plaintext: str
 
 
-def create_api_key(db_session: DbSession, *, name: str, permissions: list[str], location_ids: list[int] | None,
-                   created_by: int | None, expires_at: datetime | None,
-                   made_with_key_id: int | None = None) -> NewApiKey:
+def create_api_key(
+    db_session: DbSession,
+    *,
+    name: str,
+    permissions: list[str],
+    location_ids: list[int] | None,
+    created_by: int | None,
+    expires_at: datetime | None,
+    made_with_key_id: int | None = None,
+) -> NewApiKey:
     prefix = secrets.token_hex(6)
     secret_part = secrets.token_urlsafe(32)
-    record = ApiKey(name=name, prefix=prefix, secret_hash=_hash(secret_part), permissions=sorted(permissions),
-                    location_ids=sorted(location_ids) if location_ids is not None else None,
-                    created_by=created_by, made_with_key_id=made_with_key_id, created_at=utcnow(),
-                    expires_at=expires_at)
+    record = ApiKey(
+        name=name,
+        prefix=prefix,
+        secret_hash=_hash(secret_part),
+        permissions=sorted(permissions),
+        location_ids=sorted(location_ids) if location_ids is not None else None,
+        created_by=created_by,
+        made_with_key_id=made_with_key_id,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
     db_session.add(record)
     return NewApiKey(record, f"{API_KEY_PREFIX}{prefix}.{secret_part}")
 
 
 def find_api_key(db_session: DbSession, presented: str) -> ApiKey:
-    prefix, _, secret_part = presented[len(API_KEY_PREFIX):].partition(".")
+    prefix, _, secret_part = presented[len(API_KEY_PREFIX) :].partition(".")
     record = db_session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if prefix else None
     if record is None or not _same(_hash(secret_part), record.secret_hash):
         raise InvalidToken("unknown API key")

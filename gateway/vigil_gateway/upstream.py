@@ -4,6 +4,7 @@ Aggregates (a customer's summary, the technician lookup) ask several services an
 answers; they use :func:`call_service` so each call carries the caller's own signed identity and
 request id, over the same pooled connections the proxy uses.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,15 @@ class Reply:
         return 200 <= self.status < 300
 
 
-def call_service(service: str, method: str, path: str, *, json_body=None, params: dict | None = None,
-                 identity: Identity | None = None) -> Reply:
+def call_service(
+    service: str,
+    method: str,
+    path: str,
+    *,
+    json_body=None,
+    params: dict | None = None,
+    identity: Identity | None = None,
+) -> Reply:
     """One request to a service; ``ServiceUnavailable`` when it cannot be reached."""
     from urllib.parse import urlencode
 
@@ -41,10 +49,12 @@ def call_service(service: str, method: str, path: str, *, json_body=None, params
 
     settings = current_app.extensions["vigil_gateway_settings"]
     pool = current_app.extensions["vigil_gateway_pool"]
-    token = (sign_identity(identity, settings.base.internal_secret, settings.base.identity_token_ttl)
-             if identity is not None else g.identity_token)
-    headers = {IDENTITY_HEADER: token,
-               REQUEST_ID_HEADER: g.get("request_id", ""), "Accept": "application/json"}
+    token = (
+        sign_identity(identity, settings.base.internal_secret, settings.base.identity_token_ttl)
+        if identity is not None
+        else g.identity_token
+    )
+    headers = {IDENTITY_HEADER: token, REQUEST_ID_HEADER: g.get("request_id", ""), "Accept": "application/json"}
     body = None
     if json_body is not None:
         body = json.dumps(json_body).encode()

@@ -1,4 +1,5 @@
 """Users, their credentials and their role grants. Passwords are hashed with Argon2id (:mod:`.passwords`)."""
+
 from __future__ import annotations
 
 import secrets
@@ -71,8 +72,14 @@ def replace_grants(session: Session, user: User, grants: list[dict], caller: Ide
 
 def create_user(session: Session, passwords: Passwords, data: dict, caller: Identity) -> User:
     _check_username_free(session, data["username"])
-    user = User(username=data["username"], email=data.get("email"), name=data.get("name"),
-                active=data.get("active", True), is_admin=data.get("is_admin", False), failed_logins=0)
+    user = User(
+        username=data["username"],
+        email=data.get("email"),
+        name=data.get("name"),
+        active=data.get("active", True),
+        is_admin=data.get("is_admin", False),
+        failed_logins=0,
+    )
     set_password(passwords, user, data["password"])
     session.add(user)
     session.flush()
@@ -82,8 +89,10 @@ def create_user(session: Session, passwords: Passwords, data: dict, caller: Iden
 
 
 def active_admins(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True),
-                                                                       User.active.is_(True))) or 0
+    return (
+        session.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True), User.active.is_(True)))
+        or 0
+    )
 
 
 def would_remove_last_admin(session: Session, user: User, changes: dict) -> bool:
@@ -98,8 +107,9 @@ class AdminSetup:
     password: str | None  # only when this call set it
 
 
-def ensure_admin(session: Session, passwords: Passwords, username: str, password: str | None,
-                 reset: bool = False) -> AdminSetup:
+def ensure_admin(
+    session: Session, passwords: Passwords, username: str, password: str | None, reset: bool = False
+) -> AdminSetup:
     """Creates the first admin (and a first office location) once; later calls change nothing unless ``reset``."""
     if session.scalar(select(func.count()).select_from(Location)) == 0:
         session.add(Location(name=DEFAULT_LOCATION, active=True))

@@ -5,6 +5,7 @@ A record's ETag is ``"<id>.<version>"``. An edit claims the next version in one 
 also when another edit commits between the check and the write); without it, last write wins.
 Sign-ins and key use never change a version: only what a client edits does.
 """
+
 from __future__ import annotations
 
 from typing import Any, cast
@@ -29,6 +30,10 @@ def claim_next_version(session: Session, item, if_match: str | None) -> None:
         statement = statement.where(model.version == item.version)
     result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
     if result.rowcount != 1:
-        raise Problem(412, "The record changed since you read it. Reload it and apply your change again.",
-                      type=STALE, headers={"ETag": etag_of(item.id, item.version + 1)})
+        raise Problem(
+            412,
+            "The record changed since you read it. Reload it and apply your change again.",
+            type=STALE,
+            headers={"ETag": etag_of(item.id, item.version + 1)},
+        )
     set_committed_value(item, "version", item.version + 1)

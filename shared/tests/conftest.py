@@ -10,6 +10,7 @@ from vigil_shared.testing import TestDatabases, choose_backend, clean_tables
 class Base(ServiceTables, DeclarativeBase):
     metadata = service_metadata()
 
+
 messaging = messaging_models(Base)
 
 

@@ -1,4 +1,5 @@
 """What ``@requires`` and ``@idempotent`` add to an operation's OpenAPI entry, whatever the decorator order."""
+
 from flask import Flask
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -49,18 +50,26 @@ def notes_blueprint(name: str, outermost_first: bool) -> Blueprint:
         """Add a note."""
         return {"id": 1}
 
-    blp.route("", methods=["POST"])(decorate(
-        create, [requires("customers.modify"), idempotent, if_match],
-        [blp.arguments(Duplicates, location="query", as_kwargs=True), blp.arguments(NoteIn),
-         blp.response(201, NoteOut)]))
+    blp.route("", methods=["POST"])(
+        decorate(
+            create,
+            [requires("customers.modify"), idempotent, if_match],
+            [
+                blp.arguments(Duplicates, location="query", as_kwargs=True),
+                blp.arguments(NoteIn),
+                blp.response(201, NoteOut),
+            ],
+        )
+    )
 
     class Note(MethodView):
         def post(self, body, note_id):
             """Replace a note."""
             return {"id": note_id}
 
-    Note.post = decorate(Note.post, [requires("customers.modify"), idempotent],
-                         [blp.arguments(NoteIn), blp.response(200, NoteOut)])
+    Note.post = decorate(
+        Note.post, [requires("customers.modify"), idempotent], [blp.arguments(NoteIn), blp.response(200, NoteOut)]
+    )
     blp.route("/<int:note_id>")(Note)
     return blp
 
@@ -69,8 +78,10 @@ def test_decorator_order_does_not_change_the_documented_operation():
     usual = spec_of(notes_blueprint("notes", outermost_first=True))["paths"]
     reversed_order = spec_of(notes_blueprint("notes", outermost_first=False))["paths"]
     assert usual == reversed_order
-    for path, expected in (("/notes", {"Idempotency-Key", "If-Match", "allow_duplicates"}),
-                           ("/notes/{note_id}", {"Idempotency-Key"})):
+    for path, expected in (
+        ("/notes", {"Idempotency-Key", "If-Match", "allow_duplicates"}),
+        ("/notes/{note_id}", {"Idempotency-Key"}),
+    ):
         operation = usual[path]["post"]
         assert operation["x-vigil-permission"] == "customers.modify" and operation["x-vigil-scope"]
         assert {p["name"] for p in operation["parameters"]} == expected, path

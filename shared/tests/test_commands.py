@@ -1,4 +1,5 @@
 """Commands run without Flask, in one transaction, and check rights on the context they are given."""
+
 import pytest
 from flask import has_app_context
 from sqlalchemy import String, select
@@ -79,7 +80,8 @@ def test_rights_are_checked_by_the_command_at_the_record_location(db):
         with pytest.raises(Problem) as unplaced:
             ctx.require("customers.modify", None, field="location_id")
         assert unplaced.value.errors == {
-            "location_id": ["You need the 'customers.modify' permission to set this field."]}
+            "location_id": ["You need the 'customers.modify' permission to set this field."]
+        }
         assert ctx.can("customers.modify") and not ctx.can("customers.delete")
     assert names(db) == []
 

@@ -1,4 +1,5 @@
 """Which consumer failures are retried, and the dead letters that keep the others."""
+
 import json
 import sqlite3
 import uuid
@@ -31,33 +32,41 @@ def _db_error(kind, message="boom", sqlstate=None, orig=None):
     return kind("INSERT INTO t VALUES (?)", ("123-45-6789",), orig or _PgError(message, sqlstate))
 
 
-@pytest.mark.parametrize("error", [
-    _db_error(OperationalError, "server closed the connection unexpectedly"),
-    _db_error(OperationalError, "database is locked", orig=sqlite3.OperationalError("database is locked")),
-    _db_error(ProgrammingError, "could not serialize access", "40001"),
-    _db_error(ProgrammingError, "deadlock detected", "40P01"),
-    _db_error(ProgrammingError, "canceling statement due to lock timeout", "55P03"),
-    _db_error(ProgrammingError, "too many connections", "53300"),
-    DisconnectionError("gone"),
-    StaleDataError("UPDATE statement on table 'customers' expected to update 1 row(s); 0 were matched."),
-    BrokerOperationalError("connection refused"),
-    ConnectionError("database went away"),
-    TimeoutError("timed out"),
-    RetryLater("the bureau did not answer"),
-], ids=lambda error: type(error).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        _db_error(OperationalError, "server closed the connection unexpectedly"),
+        _db_error(OperationalError, "database is locked", orig=sqlite3.OperationalError("database is locked")),
+        _db_error(ProgrammingError, "could not serialize access", "40001"),
+        _db_error(ProgrammingError, "deadlock detected", "40P01"),
+        _db_error(ProgrammingError, "canceling statement due to lock timeout", "55P03"),
+        _db_error(ProgrammingError, "too many connections", "53300"),
+        DisconnectionError("gone"),
+        StaleDataError("UPDATE statement on table 'customers' expected to update 1 row(s); 0 were matched."),
+        BrokerOperationalError("connection refused"),
+        ConnectionError("database went away"),
+        TimeoutError("timed out"),
+        RetryLater("the bureau did not answer"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
 def test_outages_and_lost_races_are_transient(error):
     assert is_transient(error)
 
 
-@pytest.mark.parametrize("error", [
-    ValidationError({"customer_id": ["Not a valid integer."]}),
-    UnknownContract("no contract for event customer.exploded v1"),
-    KeyError("customer_id"),
-    TypeError("unsupported operand"),
-    _db_error(IntegrityError, "duplicate key value violates unique constraint", "23505"),
-    _db_error(ProgrammingError, "relation does not exist", "42P01"),
-    RuntimeError("a bug"),
-], ids=lambda error: type(error).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValidationError({"customer_id": ["Not a valid integer."]}),
+        UnknownContract("no contract for event customer.exploded v1"),
+        KeyError("customer_id"),
+        TypeError("unsupported operand"),
+        _db_error(IntegrityError, "duplicate key value violates unique constraint", "23505"),
+        _db_error(ProgrammingError, "relation does not exist", "42P01"),
+        RuntimeError("a bug"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
 def test_errors_that_repeat_are_permanent(error):
     assert not is_transient(error)
 
@@ -71,14 +80,19 @@ def test_a_violated_constraint_is_tried_once_more_in_case_a_concurrent_insert_wo
 
 
 def test_a_described_database_error_names_no_sql_and_no_value():
-    error = _db_error(IntegrityError, 'duplicate key value violates unique constraint "uq_x"\n'
-                                      'DETAIL:  Key (ssn)=(123-45-6789) already exists.', "23505")
+    error = _db_error(
+        IntegrityError,
+        'duplicate key value violates unique constraint "uq_x"\nDETAIL:  Key (ssn)=(123-45-6789) already exists.',
+        "23505",
+    )
     kind, message = describe(error)
     assert kind == "sqlalchemy.exc.IntegrityError"
     assert message == 'duplicate key value violates unique constraint "uq_x"'
     assert describe(KeyError("customer_id")) == ("KeyError", "'customer_id'")
-    assert describe(ValidationError({"customer_id": ["Not a valid integer."]}))[1] == \
-        '{"customer_id": ["Not a valid integer."]}'
+    assert (
+        describe(ValidationError({"customer_id": ["Not a valid integer."]}))[1]
+        == '{"customer_id": ["Not a valid integer."]}'
+    )
     assert len(describe(ValueError("x" * 2000))[1]) == 500
 
 
@@ -105,8 +119,13 @@ def test_a_permanent_failure_is_a_dead_letter_after_one_attempt(db):
     assert _consumer(db, broken).consume(message) is False
     assert len(calls) == 1
     [letter] = _letters(db)
-    assert (letter.event_id, letter.type, letter.version, letter.source, letter.request_id) == \
-        (message["id"], "customer.deleted", 1, "customer", "req-7")
+    assert (letter.event_id, letter.type, letter.version, letter.source, letter.request_id) == (
+        message["id"],
+        "customer.deleted",
+        1,
+        "customer",
+        "req-7",
+    )
     assert (letter.error_class, letter.error_message, letter.attempts) == ("KeyError", "'location_id'", 1)
     assert letter.first_failed_at == letter.last_failed_at and letter.retried_at is None
     assert '"customer_id"' not in letter.message, "the message is kept encrypted only"
@@ -125,10 +144,14 @@ def test_a_message_that_breaks_its_contract_is_a_dead_letter(db):
     for message in (bad_data, unknown, no_id):
         assert consumer.consume(message) is False
     letters = {letter.event_id: letter for letter in _letters(db)}
-    assert (letters[bad_data["id"]].error_class, letters[bad_data["id"]].error_message) == \
-        ("marshmallow.exceptions.ValidationError", '{"customer_id": ["Not a valid integer."]}')
-    assert (letters[unknown["id"]].error_class, letters[unknown["id"]].version) == \
-        ("vigil_shared.messaging.contracts.UnknownContract", 9)
+    assert (letters[bad_data["id"]].error_class, letters[bad_data["id"]].error_message) == (
+        "marshmallow.exceptions.ValidationError",
+        '{"customer_id": ["Not a valid integer."]}',
+    )
+    assert (letters[unknown["id"]].error_class, letters[unknown["id"]].version) == (
+        "vigil_shared.messaging.contracts.UnknownContract",
+        9,
+    )
     assert len(letters) == 3, "a message without an id gets a row of its own"
 
 
@@ -148,13 +171,19 @@ def test_a_transient_failure_is_retried_then_dead_lettered_on_the_last_attempt(d
 
 
 def test_the_task_retries_only_transient_failures(db):
-    celery = make_celery(Settings.from_env("property", internal_secret="s" * 40, broker_url="memory://",
-                                           encryption_keys=("k",), blind_index_key="b"))
+    celery = make_celery(
+        Settings.from_env(
+            "property", internal_secret="s" * 40, broker_url="memory://", encryption_keys=("k",), blind_index_key="b"
+        )
+    )
     celery.conf.task_always_eager = True
     attempts = []
 
-    failures = {1: ConnectionError("down"), 2: TypeError("a bug"),
-                3: _db_error(IntegrityError, "duplicate key value violates unique constraint", "23505")}
+    failures = {
+        1: ConnectionError("down"),
+        2: TypeError("a bug"),
+        3: _db_error(IntegrityError, "duplicate key value violates unique constraint", "23505"),
+    }
 
     def handler(session, event):
         attempts.append(event.payload.customer_id)
@@ -166,8 +195,11 @@ def test_the_task_retries_only_transient_failures(db):
     assert attempts.count(2) == 1, "a permanent failure is not retried"
     assert attempts.count(3) == 2, "a violated constraint is tried once more, in case a concurrent insert won"
     assert attempts.count(1) == RETRIES + 1
-    assert sorted((letter.error_class, letter.attempts) for letter in _letters(db)) == \
-        [("ConnectionError", RETRIES + 1), ("TypeError", 1), ("sqlalchemy.exc.IntegrityError", 2)]
+    assert sorted((letter.error_class, letter.attempts) for letter in _letters(db)) == [
+        ("ConnectionError", RETRIES + 1),
+        ("TypeError", 1),
+        ("sqlalchemy.exc.IntegrityError", 2),
+    ]
 
 
 def test_failing_again_adds_the_attempts_and_applying_resolves_the_dead_letter(db):

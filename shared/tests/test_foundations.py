@@ -1,4 +1,3 @@
-
 import pytest
 
 from vigil_shared import config
@@ -10,10 +9,14 @@ SECRET = "k" * 40
 
 
 def test_identity_round_trip_and_tampering():
-    identity = Identity(subject="3", username="sam", permissions=frozenset({"users.manage"}),
-                        locations={1: frozenset({"customers.view"}), 7: frozenset({"customers.view",
-                                                                                   "customers.modify"})},
-                        request_id="r1", client_ip="10.0.0.1")
+    identity = Identity(
+        subject="3",
+        username="sam",
+        permissions=frozenset({"users.manage"}),
+        locations={1: frozenset({"customers.view"}), 7: frozenset({"customers.view", "customers.modify"})},
+        request_id="r1",
+        client_ip="10.0.0.1",
+    )
     token = sign_identity(identity, SECRET)
     assert verify_identity(token, SECRET) == identity
     with pytest.raises(InvalidIdentity):
@@ -42,10 +45,20 @@ def test_identity_claims_share_permission_sets_between_locations():
 
 
 def test_validation_messages_flatten_to_field_names():
-    nested = {"json": {"email": ["Not a valid email address."], "address": {"zip": ["Invalid."]},
-                       "_schema": ["Invalid input type."]}, "query": {"page": ["Too big."]}}
-    assert flatten_messages(nested) == {"email": ["Not a valid email address."], "address.zip": ["Invalid."],
-                                        "_schema": ["Invalid input type."], "page": ["Too big."]}
+    nested = {
+        "json": {
+            "email": ["Not a valid email address."],
+            "address": {"zip": ["Invalid."]},
+            "_schema": ["Invalid input type."],
+        },
+        "query": {"page": ["Too big."]},
+    }
+    assert flatten_messages(nested) == {
+        "email": ["Not a valid email address."],
+        "address.zip": ["Invalid."],
+        "_schema": ["Invalid input type."],
+        "page": ["Too big."],
+    }
 
 
 def test_settings_refuse_to_start_without_the_internal_secret(monkeypatch):

@@ -1,4 +1,5 @@
 """``Idempotency-Key`` outside a service runtime, and what its table holds: never a plaintext reply."""
+
 import hashlib
 import json
 
@@ -56,8 +57,12 @@ def test_stored_replies_and_fingerprints_reveal_nothing(db, cipher):
     of a body holding an SSN would let a reader of the table test every SSN offline."""
     client = make_app(db, cipher).test_client()
     body = json.dumps({"ssn": SSN}).encode()
-    assert client.post("/things", data=body, content_type="application/json",
-                       headers={"Idempotency-Key": "k2"}).status_code == 201
+    assert (
+        client.post(
+            "/things", data=body, content_type="application/json", headers={"Idempotency-Key": "k2"}
+        ).status_code
+        == 201
+    )
     with db.new_session() as session:
         row = session.get(messaging.IdempotencyRecord, ("7", "k2"))
         stored = json.dumps([row.response_body, row.response_headers, row.request_hash])

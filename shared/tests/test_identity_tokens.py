@@ -1,5 +1,6 @@
 """The gateway identity token is verified strictly: only the gateway's HS256 header, a valid signature,
 the times, issuer and audience (PyJWT, with the gateway's one algorithm)."""
+
 import base64
 import json
 import time
@@ -30,8 +31,15 @@ def test_the_token_is_a_standard_hs256_jwt_both_ways():
     assert verify_identity(jwt.encode(claims(), SECRET, algorithm="HS256"), SECRET) == IDENTITY
 
 
-@pytest.mark.parametrize("header", [{"alg": "none", "typ": "JWT"}, {"alg": "HS512", "typ": "JWT"},
-                                    {"alg": "HS256", "typ": "JWT", "kid": "other"}, {"alg": "HS256"}])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "none", "typ": "JWT"},
+        {"alg": "HS512", "typ": "JWT"},
+        {"alg": "HS256", "typ": "JWT", "kid": "other"},
+        {"alg": "HS256"},
+    ],
+)
 def test_only_the_gateway_header_is_accepted(header):
     token = jwt.encode(claims(), SECRET, algorithm="HS256")
     forged = f"{b64(header)}.{token.split('.')[1]}.{token.split('.')[2]}"
@@ -50,18 +58,36 @@ def test_malformed_tokens_are_refused(token):
 def test_a_changed_payload_or_signature_is_refused():
     header, payload, signature = sign_identity(IDENTITY, SECRET).split(".")
     elevated = b64(claims(perms=["users.manage"]))
-    for candidate in (f"{header}.{elevated}.{signature}", f"{header}.{payload}.{signature[:-2]}AA",
-                      f"{header}.{payload}.ü{signature[1:]}", f"{header}.{payload}."):
+    for candidate in (
+        f"{header}.{elevated}.{signature}",
+        f"{header}.{payload}.{signature[:-2]}AA",
+        f"{header}.{payload}.ü{signature[1:]}",
+        f"{header}.{payload}.",
+    ):
         with pytest.raises(InvalidIdentity):
             verify_identity(candidate, SECRET)
 
 
-@pytest.mark.parametrize("changes", [
-    {"exp": int(time.time()) - 6}, {"exp": ...}, {"iat": ...}, {"sub": ...}, {"iss": ...}, {"aud": ...},
-    {"iss": "someone-else"}, {"aud": "another-audience"}, {"aud": ["another-audience"]},
-    {"nbf": int(time.time()) + 60}, {"iat": int(time.time()) + 60}, {"exp": "later"}, {"exp": True},
-    {"exp": float("inf")}, {"iat": float("nan")},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": int(time.time()) - 6},
+        {"exp": ...},
+        {"iat": ...},
+        {"sub": ...},
+        {"iss": ...},
+        {"aud": ...},
+        {"iss": "someone-else"},
+        {"aud": "another-audience"},
+        {"aud": ["another-audience"]},
+        {"nbf": int(time.time()) + 60},
+        {"iat": int(time.time()) + 60},
+        {"exp": "later"},
+        {"exp": True},
+        {"exp": float("inf")},
+        {"iat": float("nan")},
+    ],
+)
 def test_times_issuer_audience_and_required_claims_are_checked(changes):
     with pytest.raises(InvalidIdentity):
         verify_identity(jwt.encode(claims(**changes), SECRET, algorithm="HS256"), SECRET)

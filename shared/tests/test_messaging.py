@@ -33,8 +33,14 @@ CIPHER = FieldCipher([generate_key()], "index")
 
 
 def settings(**overrides) -> Settings:
-    return Settings.from_env("customer", internal_secret=SECRET, broker_url="memory://", encryption_keys=("k",),
-                             blind_index_key="b", **overrides)
+    return Settings.from_env(
+        "customer",
+        internal_secret=SECRET,
+        broker_url="memory://",
+        encryption_keys=("k",),
+        blind_index_key="b",
+        **overrides,
+    )
 
 
 def test_events_are_validated_against_their_contract():
@@ -45,8 +51,16 @@ def test_events_are_validated_against_their_contract():
     with pytest.raises(UnknownContract):
         new_event(Note(text="not a contract"), source="customer")
     with pytest.raises(UnknownContract):
-        parse_event({"id": str(uuid.uuid4()), "type": "customer.exploded", "version": 1, "occurred_at":
-                     "2026-12-01T00:00:00Z", "data": {}, "source": "x"})
+        parse_event(
+            {
+                "id": str(uuid.uuid4()),
+                "type": "customer.exploded",
+                "version": 1,
+                "occurred_at": "2026-12-01T00:00:00Z",
+                "data": {},
+                "source": "x",
+            }
+        )
     with pytest.raises(ValidationError):
         parse_event({"id": "not-a-uuid", "type": "customer.deleted", "version": 1, "data": {}, "source": "x"})
 
@@ -54,20 +68,36 @@ def test_events_are_validated_against_their_contract():
 def test_messages_already_in_queues_and_outboxes_still_parse():
     """The wire form did not change with the payload classes: an older producer's message (no optional
     fields) and a newer one's (a field this consumer does not know) both read as the same payload."""
-    older = {"id": str(uuid.uuid4()), "type": "property.transferred", "version": 1, "source": "property",
-             "occurred_at": "2026-11-22T14:03:00Z",
-             "data": {"property_id": 1, "from_customer_id": 2, "to_customer_id": 3, "account_number": "A-1"}}
+    older = {
+        "id": str(uuid.uuid4()),
+        "type": "property.transferred",
+        "version": 1,
+        "source": "property",
+        "occurred_at": "2026-11-22T14:03:00Z",
+        "data": {"property_id": 1, "from_customer_id": 2, "to_customer_id": 3, "account_number": "A-1"},
+    }
     event = parse_event(older)
-    assert event.payload == PropertyTransferred(property_id=1, from_customer_id=2, to_customer_id=3,
-                                                account_number="A-1")
+    assert event.payload == PropertyTransferred(
+        property_id=1, from_customer_id=2, to_customer_id=3, account_number="A-1"
+    )
     assert (event.type, event.version, event.request_id) == ("property.transferred", 1, None)
     newer = older | {"data": older["data"] | {"added_later": True}}
     assert parse_event(newer).payload == event.payload
-    assert event.to_message()["data"] == {"property_id": 1, "from_customer_id": 2, "to_customer_id": 3,
-                                          "account_number": "A-1", "actor_id": None, "actor_name": None,
-                                          "source": None, "reason": None}
-    assert new_event(CustomerCreated(customer_id=5), source="customer").data == \
-        {"customer_id": 5, "location_id": None, "kind": "customer"}
+    assert event.to_message()["data"] == {
+        "property_id": 1,
+        "from_customer_id": 2,
+        "to_customer_id": 3,
+        "account_number": "A-1",
+        "actor_id": None,
+        "actor_name": None,
+        "source": None,
+        "reason": None,
+    }
+    assert new_event(CustomerCreated(customer_id=5), source="customer").data == {
+        "customer_id": 5,
+        "location_id": None,
+        "kind": "customer",
+    }
 
 
 def test_a_contract_is_a_dataclass_declared_once():
@@ -113,8 +143,10 @@ def test_relay_publishes_to_each_subscriber_queue_once(db):
     celery = make_celery(config)
     with db.transaction() as session:
         Outbox(messaging, "customer").add(session, CustomerDeleted(customer_id=9))
-        Outbox(messaging, "customer").add(session, PropertyMonitoringChanged(
-            property_id=1, customer_id=9, old_status="active", new_status="suspended"))  # nobody subscribes
+        Outbox(messaging, "customer").add(
+            session,
+            PropertyMonitoringChanged(property_id=1, customer_id=9, old_status="active", new_status="suspended"),
+        )  # nobody subscribes
     relay = OutboxRelay(service="customer", db=db, models=messaging, celery=celery, queue_name=config.queue_name)
     assert relay.publish_pending() == 2
     assert relay.publish_pending() == 0, "published rows are not sent again"
@@ -198,8 +230,9 @@ def test_a_failing_handler_leaves_no_trace_so_a_retry_can_succeed(db):
 
 def test_unknown_event_types_are_ignored(db):
     consumer = EventConsumer(service="property", db=db, models=messaging, cipher=CIPHER)
-    assert consumer.consume(new_event(CustomerUpdated(customer_id=1, changed=[]),
-                                      source="customer").to_message()) is False
+    assert (
+        consumer.consume(new_event(CustomerUpdated(customer_id=1, changed=[]), source="customer").to_message()) is False
+    )
 
 
 def test_celery_app_is_configured_for_at_least_once_delivery():

@@ -3,6 +3,7 @@
 A tiny service (its own table, one blueprint) is built with ``create_service_app`` exactly like the
 real ones, so each rule is proven where it lives: in the layer, not in a view.
 """
+
 from __future__ import annotations
 
 import io
@@ -136,10 +137,17 @@ def race():
 @pytest.fixture(scope="module")
 def service(database, race):
     Base.metadata.create_all(database.engine)
-    settings = Settings.from_env("gateway", database_url=database.url, internal_secret=TEST_SECRET,
-                                 broker_url="memory://", log_level="WARNING", max_body_bytes=MAX_BODY)
-    app = create_service_app("shared", settings, database, [build_blueprint(database, race)],
-                             {"database": database.ping})
+    settings = Settings.from_env(
+        "gateway",
+        database_url=database.url,
+        internal_secret=TEST_SECRET,
+        broker_url="memory://",
+        log_level="WARNING",
+        max_body_bytes=MAX_BODY,
+    )
+    app = create_service_app(
+        "shared", settings, database, [build_blueprint(database, race)], {"database": database.ping}
+    )
     app.config["TESTING"] = True
     yield app
     Base.metadata.drop_all(database.engine)
@@ -174,37 +182,44 @@ def problem(response, status: int) -> dict:
 
 # --- ids ---------------------------------------------------------------------------------------
 
+
 def test_path_ids_outside_the_column_range_are_not_found(client, service):
     adapter = service.url_map.bind("localhost")
-    assert adapter.match(f"/api/v1/cards/{2 ** 31 - 1}", method="GET")[1] == {"card_id": 2 ** 31 - 1}
-    for raw in (str(2 ** 31), str(2 ** 63), HUGE, "-1"):
+    assert adapter.match(f"/api/v1/cards/{2**31 - 1}", method="GET")[1] == {"card_id": 2**31 - 1}
+    for raw in (str(2**31), str(2**63), HUGE, "-1"):
         problem(client.get(f"/api/v1/cards/{raw}"), 404)
         problem(client.patch(f"/api/v1/cards/{raw}", json={"text": "x"}), 404)
-    problem(client.get(f"/api/v1/cards/{2 ** 31 - 1}"), 404)  # in range, and simply not there
+    problem(client.get(f"/api/v1/cards/{2**31 - 1}"), 404)  # in range, and simply not there
 
 
 def test_integer_fields_are_bounded_in_bodies_nested_lists_and_queries(client):
-    for body, field in (({"owner_id": 2 ** 31}, "owner_id"), ({"owner_id": int(HUGE)}, "owner_id"),
-                        ({"owner_id": -(2 ** 31) - 1}, "owner_id"), ({"related_ids": [1, 2 ** 40]}, "related_ids.1"),
-                        ({"ref": {"card_id": 2 ** 31}}, "ref.card_id"), ({"id": int(HUGE)}, "id"),
-                        ({"counter": 2 ** 63}, "counter")):
+    for body, field in (
+        ({"owner_id": 2**31}, "owner_id"),
+        ({"owner_id": int(HUGE)}, "owner_id"),
+        ({"owner_id": -(2**31) - 1}, "owner_id"),
+        ({"related_ids": [1, 2**40]}, "related_ids.1"),
+        ({"ref": {"card_id": 2**31}}, "ref.card_id"),
+        ({"id": int(HUGE)}, "id"),
+        ({"counter": 2**63}, "counter"),
+    ):
         errors = problem(client.post("/api/v1/cards", json={"text": "t", **body}), 422)["errors"]
         assert field in errors, errors
     errors = problem(client.get(f"/api/v1/cards?owner_id={HUGE}"), 422)["errors"]
     assert "owner_id" in errors
-    created = client.post("/api/v1/cards", json={"text": "t", "owner_id": 2 ** 31 - 1, "counter": 2 ** 40})
+    created = client.post("/api/v1/cards", json={"text": "t", "owner_id": 2**31 - 1, "counter": 2**40})
     assert created.status_code == 201, created.get_data(as_text=True)
 
 
 def test_the_bounds_are_documented_in_the_openapi_document(client):
     spec = client.get("/openapi.json").get_json()
     card_in = spec["components"]["schemas"]["CardIn"]["properties"]
-    assert card_in["owner_id"]["maximum"] == 2 ** 31 - 1 and card_in["owner_id"]["minimum"] == -(2 ** 31)
-    assert card_in["counter"]["maximum"] == 2 ** 63 - 1
-    assert card_in["related_ids"]["items"]["maximum"] == 2 ** 31 - 1
+    assert card_in["owner_id"]["maximum"] == 2**31 - 1 and card_in["owner_id"]["minimum"] == -(2**31)
+    assert card_in["counter"]["maximum"] == 2**63 - 1
+    assert card_in["related_ids"]["items"]["maximum"] == 2**31 - 1
 
 
 # --- text --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", ["\x00", "a\x00b", "\x01", "\x1b[31m", "\x7f", "\ud800"])
 def test_control_characters_and_lone_surrogates_are_refused_in_json(client, bad):
@@ -220,8 +235,12 @@ def test_control_characters_are_refused_in_queries_headers_and_paths(client):
     assert "q" in problem(client.get("/api/v1/cards?q=a%00b"), 422)["errors"]
     assert "q" in problem(client.get("/api/v1/cards?q=%01"), 422)["errors"]
     problem(client.get("/api/v1/cards?a%00=1"), 422)
-    assert "Idempotency-Key" in problem(client.post("/api/v1/cards", json={"text": "t"},
-                                                    headers={"Idempotency-Key": "k\x01"}), 422)["errors"]
+    assert (
+        "Idempotency-Key"
+        in problem(client.post("/api/v1/cards", json={"text": "t"}, headers={"Idempotency-Key": "k\x01"}), 422)[
+            "errors"
+        ]
+    )
     problem(client.get("/api/v1/cards/%00"), 404)
 
 
@@ -232,6 +251,7 @@ def test_tabs_and_line_breaks_are_text(client):
 
 
 # --- structure and size --------------------------------------------------------------------------
+
 
 def test_deeply_nested_json_is_refused_before_parsing(client):
     deep = b"[" * 100_000 + b"]" * 100_000
@@ -252,9 +272,13 @@ def test_json_depth_is_judged_on_structure_not_on_string_content():
 
 def _chunked(client, size: int):
     body = json.dumps({"text": "t", "notes": {"pad": "x" * size}}).encode()
-    return client.post("/api/v1/cards", input_stream=io.BytesIO(body), content_type="application/json",
-                       headers={"Transfer-Encoding": "chunked"},
-                       environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    return client.post(
+        "/api/v1/cards",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
 
 
 def test_chunked_bodies_over_the_limit_are_refused_never_truncated(client):
@@ -275,6 +299,7 @@ def test_a_body_is_required_where_the_operation_takes_one(client):
 
 # --- methods and headers ---------------------------------------------------------------------------
 
+
 def test_unsupported_methods_answer_405_with_the_real_methods(client):
     card = client.post("/api/v1/cards", json={"text": "t"}).get_json()
     response = client.put(f"/api/v1/cards/{card['id']}", json={"text": "x"})
@@ -285,22 +310,30 @@ def test_unsupported_methods_answer_405_with_the_real_methods(client):
 
 def test_every_response_carries_nosniff(client, service):
     card = client.post("/api/v1/cards", json={"text": "t"})
-    responses = [card, client.get(f"/api/v1/cards/{card.get_json()['id']}"), client.get("/api/v1/nothing"),
-                 client.get("/api/v1/cards/boom"), service.test_client().get("/api/v1/cards"),
-                 service.test_client().get("/healthz"), service.test_client().get("/readyz")]
+    responses = [
+        card,
+        client.get(f"/api/v1/cards/{card.get_json()['id']}"),
+        client.get("/api/v1/nothing"),
+        client.get("/api/v1/cards/boom"),
+        service.test_client().get("/api/v1/cards"),
+        service.test_client().get("/healthz"),
+        service.test_client().get("/readyz"),
+    ]
     assert [r.headers.get("X-Content-Type-Options") for r in responses] == ["nosniff"] * len(responses)
     assert responses[3].status_code == 500 and responses[4].status_code == 401
 
 
 # --- concurrency -----------------------------------------------------------------------------------
 
+
 def _race(service, race, card_id: int, headers: dict) -> list[int]:
     race["barrier"] = threading.Barrier(2)
     statuses = []
 
     def patch(text):
-        response = service.test_client().patch(f"/api/v1/cards/{card_id}", json={"text": text},
-                                               headers=identity_headers() | headers)
+        response = service.test_client().patch(
+            f"/api/v1/cards/{card_id}", json={"text": text}, headers=identity_headers() | headers
+        )
         statuses.append((response.status_code, response.mimetype))
 
     try:
@@ -334,14 +367,16 @@ def test_a_duplicate_key_the_view_did_not_foresee_is_a_409(client):
 
 # --- readiness -------------------------------------------------------------------------------------
 
+
 def _dead_broker() -> None:
     settings = Settings.from_env("gateway", internal_secret=TEST_SECRET, broker_url="amqp://guest:guest@127.0.0.1:9//")
     ping_broker(settings, timeout=0.5)
 
 
 def test_web_readiness_needs_the_database_only_and_reports_the_broker_degraded(database):
-    settings = Settings.from_env("gateway", database_url=database.url, internal_secret=TEST_SECRET,
-                                 broker_url="memory://", log_level="WARNING")
+    settings = Settings.from_env(
+        "gateway", database_url=database.url, internal_secret=TEST_SECRET, broker_url="memory://", log_level="WARNING"
+    )
     app = create_service_app("shared", settings, database, [], {"database": database.ping, "broker": _dead_broker})
     response = app.test_client().get("/readyz")
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -377,6 +412,7 @@ def test_workers_and_relays_still_need_the_broker(database):
 
 # --- gunicorn's own refusals -------------------------------------------------------------------------
 
+
 def test_gunicorn_refusals_are_problem_json():
     from gunicorn.http import errors as http_errors
 
@@ -388,5 +424,10 @@ def test_gunicorn_refusals_are_problem_json():
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert b"Content-Type: application/problem+json" in head and b"X-Content-Type-Options: nosniff" in head
-    assert json.loads(body) == {"type": "about:blank", "title": "Request Header Fields Too Large", "status": 431,
-                                "detail": "The request headers are too large or too many.", "request_id": "abc"}
+    assert json.loads(body) == {
+        "type": "about:blank",
+        "title": "Request Header Fields Too Large",
+        "status": 431,
+        "detail": "The request headers are too large or too many.",
+        "request_id": "abc",
+    }

@@ -3,6 +3,7 @@
 kombu's filesystem transport, the previous embedded default, failed these: it handed out
 half-written files, and deleted a message when fetched (a killed worker lost it).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -145,6 +146,7 @@ def test_a_live_holder_renews_its_lease(url):
 def _consume_all(url: str, results, stop) -> None:
     seen = []
     with connection(url) as conn:
+
         def on_message(body, message):
             seen.append(body["n"])
             message.ack()
@@ -225,13 +227,19 @@ def test_the_embedded_default_is_the_sqlite_broker(tmp_path, monkeypatch):
 
 def test_celery_tasks_round_trip_through_the_sqlite_broker(tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_VAR_DIR", str(tmp_path))
-    settings = Settings.from_env("customer", internal_secret="s" * 40, encryption_keys=("k",), blind_index_key="b",
-                                 broker_url=f"sqlite:///{tmp_path / 'broker.sqlite'}")
+    settings = Settings.from_env(
+        "customer",
+        internal_secret="s" * 40,
+        encryption_keys=("k",),
+        blind_index_key="b",
+        broker_url=f"sqlite:///{tmp_path / 'broker.sqlite'}",
+    )
     app = make_celery(settings)
     app.send_task("customer.handle_event.v1", args=[{"hello": 1}], queue=settings.queue_name())
     with app.connection_for_read() as conn:
-        queue = Queue(settings.queue_name(), Exchange(settings.queue_name(), type="direct"),
-                      routing_key=settings.queue_name())
+        queue = Queue(
+            settings.queue_name(), Exchange(settings.queue_name(), type="direct"), routing_key=settings.queue_name()
+        )
         got = []
         with conn.Consumer(queue, callbacks=[lambda body, m: (got.append(body), m.ack())], accept=["json"]):
             deadline = time.monotonic() + 10

@@ -10,6 +10,7 @@ apispec plugin (public ``operation_helper`` hook, registered through flask-smore
 record in once the operation is otherwise complete. So the result does not depend on the order
 of the decorators, and nothing writes into flask-smorest's private ``_apidoc``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -35,8 +36,7 @@ class OperationDoc:
     def merged(self, other: OperationDoc) -> OperationDoc:
         """Both records; a parameter named twice (same ``in`` and ``name``) is kept once."""
         parameters = {(p["in"], p["name"]): p for p in (*self.parameters, *other.parameters)}
-        return OperationDoc({**self.fields, **other.fields},
-                            tuple(parameters[key] for key in sorted(parameters)))
+        return OperationDoc({**self.fields, **other.fields}, tuple(parameters[key] for key in sorted(parameters)))
 
 
 def operation_doc(view: Callable[..., Any]) -> OperationDoc:
@@ -44,8 +44,9 @@ def operation_doc(view: Callable[..., Any]) -> OperationDoc:
     return getattr(view, ATTRIBUTE, None) or OperationDoc()
 
 
-def document(view: View, *, fields: Mapping[str, Any] | None = None,
-             parameters: tuple[Mapping[str, Any], ...] = ()) -> View:
+def document(
+    view: View, *, fields: Mapping[str, Any] | None = None, parameters: tuple[Mapping[str, Any], ...] = ()
+) -> View:
     """Declares on ``view`` (a function, usually a decorator's wrapper) what it adds to its operation.
 
     Records are merged, never mutated in place: the view a wrapper wraps keeps its own.
@@ -60,8 +61,9 @@ class OperationDocPlugin(BasePlugin):
     def __init__(self) -> None:
         self.app: Flask | None = None
 
-    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
-                         **kwargs: Any) -> None:
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         rule = kwargs.get("rule")
         if self.app is None or rule is None or not operations:
             return
@@ -72,6 +74,7 @@ class OperationDocPlugin(BasePlugin):
             operation.update(deepcopy(dict(doc.fields)))
             if doc.parameters:
                 present = {(p.get("in"), p.get("name")) for p in operation.get("parameters", []) if isinstance(p, dict)}
-                operation["parameters"] = [*operation.get("parameters", []),
-                                           *(deepcopy(dict(p)) for p in doc.parameters
-                                             if (p["in"], p["name"]) not in present)]
+                operation["parameters"] = [
+                    *operation.get("parameters", []),
+                    *(deepcopy(dict(p)) for p in doc.parameters if (p["in"], p["name"]) not in present),
+                ]

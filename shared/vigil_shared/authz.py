@@ -2,6 +2,7 @@
 
 The gateway and the services share these; ``vigil_shared.web`` re-exports them for views.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

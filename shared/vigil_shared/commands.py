@@ -7,6 +7,7 @@ the outbox, and runs in one transaction: committed when it returns, rolled back 
 Nothing here needs Flask; the request layer builds the context with
 :func:`vigil_shared.web.request_context`, a task or a script with :meth:`Context.of`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -61,8 +62,12 @@ def ensure_version(if_match: str | None, resource_id: object, version: int) -> N
     candidates = [tag.strip() for tag in if_match.split(",")]
     if "*" in candidates or current in candidates:
         return
-    raise Problem(412, "The record changed since you read it. Reload it and apply your change again.",
-                  type=STALE, headers={"ETag": current})
+    raise Problem(
+        412,
+        "The record changed since you read it. Reload it and apply your change again.",
+        type=STALE,
+        headers={"ETag": current},
+    )
 
 
 @dataclass(frozen=True)
@@ -94,16 +99,23 @@ class Context:
     def of(cls, runtime: _Runtime, session: Session, identity: Identity, **options: Any) -> Self:
         """A context for a task or a script, from the service's runtime (its outbox and cipher)."""
         request_id = options.pop("request_id", None) or identity.request_id
-        return cls(session=session, identity=identity, outbox=runtime.outbox(request_id), cipher=runtime.cipher,
-                   request_id=request_id, **options)
+        return cls(
+            session=session,
+            identity=identity,
+            outbox=runtime.outbox(request_id),
+            cipher=runtime.cipher,
+            request_id=request_id,
+            **options,
+        )
 
     def can(self, permission: str, location_id: int | None | _Anywhere = ANYWHERE) -> bool:
         if location_id is ANYWHERE:
             return self.identity.can_anywhere(permission)
         return self.identity.can(permission, location_id)
 
-    def require(self, permission: str, location_id: int | None | _Anywhere = ANYWHERE, *,
-                field: str | None = None) -> None:
+    def require(
+        self, permission: str, location_id: int | None | _Anywhere = ANYWHERE, *, field: str | None = None
+    ) -> None:
         """403 unless the caller holds ``permission`` at ``location_id`` (or at some location when omitted).
 
         A ``None`` location (a record not yet placed) is refused for location permissions, never

@@ -3,6 +3,7 @@
 Every variable any Vigil process reads is declared once in :data:`SETTINGS`, so the README table,
 the compose-file check and the code can never disagree about what exists.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,45 +34,71 @@ class Setting:
         return self.documented_as or self.name
 
 
-def _per_process(template: str, default: str, description: str,
-                 names: Iterable[str] = PROCESS_NAMES) -> list[Setting]:
+def _per_process(template: str, default: str, description: str, names: Iterable[str] = PROCESS_NAMES) -> list[Setting]:
     placeholder = "<NAME>" if names == PROCESS_NAMES else "<SERVICE>"
     return [
-        Setting(template.format(NAME=n.upper()), default.format(name=n), description.format(name=n),
-                documented_as=template.format(NAME=placeholder))
+        Setting(
+            template.format(NAME=n.upper()),
+            default.format(name=n),
+            description.format(name=n),
+            documented_as=template.format(NAME=placeholder),
+        )
         for n in names
     ]
 
 
 SETTINGS: list[Setting] = [
-    Setting("VIGIL_VAR_DIR", "./var",
-            "Directory for embedded databases, the file broker, uploads and generated secrets."),
+    Setting(
+        "VIGIL_VAR_DIR", "./var", "Directory for embedded databases, the file broker, uploads and generated secrets."
+    ),
     Setting("VIGIL_ENV", "development", "`production` refuses to start without explicit secrets."),
-    Setting("VIGIL_BROKER_URL", "sqlite:///$VIGIL_VAR_DIR/broker.sqlite",
-            "kombu broker URL: `sqlite:///<file>` (the embedded SQLite broker), `amqp://user:pass@host:5672//`, "
-            "`redis://host:6379/0`; `filesystem://` (kombu's, not recommended) still works."),
-    Setting("VIGIL_BROKER_DIR", "$VIGIL_VAR_DIR/broker",
-            "Message folder of kombu's `filesystem://` broker (only with that URL)."),
-    Setting("VIGIL_QUEUE_PREFIX", "vigil",
-            "Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker."),
-    Setting("VIGIL_INTERNAL_SECRET", "generated into var/secrets.env by the runner",
-            "HMAC key of the short-lived identity token the gateway passes to services. "
-            "Same value on the gateway and every service."),
-    Setting("VIGIL_SECRET_KEY", "generated into var/secrets.env by the runner",
-            "Gateway only: signs user access tokens."),
+    Setting(
+        "VIGIL_BROKER_URL",
+        "sqlite:///$VIGIL_VAR_DIR/broker.sqlite",
+        "kombu broker URL: `sqlite:///<file>` (the embedded SQLite broker), `amqp://user:pass@host:5672//`, "
+        "`redis://host:6379/0`; `filesystem://` (kombu's, not recommended) still works.",
+    ),
+    Setting(
+        "VIGIL_BROKER_DIR",
+        "$VIGIL_VAR_DIR/broker",
+        "Message folder of kombu's `filesystem://` broker (only with that URL).",
+    ),
+    Setting(
+        "VIGIL_QUEUE_PREFIX",
+        "vigil",
+        "Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker.",
+    ),
+    Setting(
+        "VIGIL_INTERNAL_SECRET",
+        "generated into var/secrets.env by the runner",
+        "HMAC key of the short-lived identity token the gateway passes to services. "
+        "Same value on the gateway and every service.",
+    ),
+    Setting(
+        "VIGIL_SECRET_KEY", "generated into var/secrets.env by the runner", "Gateway only: signs user access tokens."
+    ),
     Setting("VIGIL_ACCESS_TOKEN_TTL", "900", "Seconds an access token from `/api/v1/auth/token` stays valid."),
-    Setting("VIGIL_REFRESH_TOKEN_TTL", "2592000",
-            "Seconds a sign-in (its refresh token) lasts without use of the refresh token."),
+    Setting(
+        "VIGIL_REFRESH_TOKEN_TTL",
+        "2592000",
+        "Seconds a sign-in (its refresh token) lasts without use of the refresh token.",
+    ),
     Setting("VIGIL_LOGIN_FAILURES_PER_USER", "5", "Failed sign-ins per username per minute before 429."),
     Setting("VIGIL_LOGIN_FAILURES_PER_ADDRESS", "30", "Failed sign-ins per client address per 15 minutes before 429."),
     Setting("VIGIL_LOCKOUT_THRESHOLD", "10", "Consecutive failed sign-ins that lock an account."),
     Setting("VIGIL_LOCKOUT_SECONDS", "900", "How long a locked account stays locked."),
-    Setting("VIGIL_PASSWORD_HASHING", "standard",
-            "Tests only: `fast-for-tests` hashes passwords with the cheapest Argon2id parameters so test suites "
-            "sign in quickly; refused when `VIGIL_ENV=production`. `standard` is RFC 9106's low-memory Argon2id "
-            "profile."),
-    Setting("VIGIL_TRUSTED_PROXY_HOPS", "0",
-            "Gateway: reverse proxies in front of it whose X-Forwarded-For is trusted for the client address."),
+    Setting(
+        "VIGIL_PASSWORD_HASHING",
+        "standard",
+        "Tests only: `fast-for-tests` hashes passwords with the cheapest Argon2id parameters so test suites "
+        "sign in quickly; refused when `VIGIL_ENV=production`. `standard` is RFC 9106's low-memory Argon2id "
+        "profile.",
+    ),
+    Setting(
+        "VIGIL_TRUSTED_PROXY_HOPS",
+        "0",
+        "Gateway: reverse proxies in front of it whose X-Forwarded-For is trusted for the client address.",
+    ),
     Setting("VIGIL_IDENTITY_TOKEN_TTL", "60", "Seconds the gateway-to-service identity token stays valid."),
     Setting("VIGIL_ADMIN_USERNAME", "admin", "First admin user, created by `make run` / `vigil-gateway create-admin`."),
     Setting("VIGIL_ADMIN_PASSWORD", "(generated and printed once)", "Password of the first admin user."),
@@ -80,24 +107,44 @@ SETTINGS: list[Setting] = [
     Setting("VIGIL_BIND_HOST", "127.0.0.1", "Address every HTTP process listens on (`0.0.0.0` in containers)."),
     Setting("VIGIL_WEB_WORKERS", "1", "gunicorn worker processes per HTTP service."),
     Setting("VIGIL_WEB_THREADS", "8", "Threads per gunicorn worker."),
-    Setting("VIGIL_WORKER_CONCURRENCY", "1",
-            "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself)."),
+    Setting(
+        "VIGIL_WORKER_CONCURRENCY",
+        "1",
+        "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself).",
+    ),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
-    *_per_process("VIGIL_{NAME}_DATABASE_URL", "sqlite:///$VIGIL_VAR_DIR/{name}.db",
-                  "SQLAlchemy URL of the {name} database, e.g. `postgresql+psycopg://user@host/vigil_{name}`."),
+    *_per_process(
+        "VIGIL_{NAME}_DATABASE_URL",
+        "sqlite:///$VIGIL_VAR_DIR/{name}.db",
+        "SQLAlchemy URL of the {name} database, e.g. `postgresql+psycopg://user@host/vigil_{name}`.",
+    ),
     *_per_process("VIGIL_{NAME}_PORT", "", "HTTP port of the {name} process."),
-    *_per_process("VIGIL_{NAME}_URL", "http://127.0.0.1:<port>",
-                  "Where the gateway and other services reach the {name} service.", SERVICES),
-    *_per_process("VIGIL_{NAME}_ENCRYPTION_KEYS", "generated into var/secrets.env by the runner",
-                  "Comma-separated Fernet keys encrypting the {name} service's confidential fields; "
-                  "the first encrypts, all decrypt (rotation).", SERVICES),
-    *_per_process("VIGIL_{NAME}_BLIND_INDEX_KEY", "generated into var/secrets.env by the runner",
-                  "Key of the {name} service's blind indexes (equality search over encrypted fields).", SERVICES),
-    *_per_process("VIGIL_{NAME}_WORKER_HEALTH_PORT", "", "Port of the {name} Celery worker's /healthz and /readyz.",
-                  SERVICES),
-    *_per_process("VIGIL_{NAME}_RELAY_HEALTH_PORT", "", "Port of the {name} outbox relay's /healthz and /readyz.",
-                  SERVICES),
+    *_per_process(
+        "VIGIL_{NAME}_URL",
+        "http://127.0.0.1:<port>",
+        "Where the gateway and other services reach the {name} service.",
+        SERVICES,
+    ),
+    *_per_process(
+        "VIGIL_{NAME}_ENCRYPTION_KEYS",
+        "generated into var/secrets.env by the runner",
+        "Comma-separated Fernet keys encrypting the {name} service's confidential fields; "
+        "the first encrypts, all decrypt (rotation).",
+        SERVICES,
+    ),
+    *_per_process(
+        "VIGIL_{NAME}_BLIND_INDEX_KEY",
+        "generated into var/secrets.env by the runner",
+        "Key of the {name} service's blind indexes (equality search over encrypted fields).",
+        SERVICES,
+    ),
+    *_per_process(
+        "VIGIL_{NAME}_WORKER_HEALTH_PORT", "", "Port of the {name} Celery worker's /healthz and /readyz.", SERVICES
+    ),
+    *_per_process(
+        "VIGIL_{NAME}_RELAY_HEALTH_PORT", "", "Port of the {name} outbox relay's /healthz and /readyz.", SERVICES
+    ),
 ]
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
 
@@ -201,9 +248,11 @@ class Settings:
             identity_token_ttl=env_int("VIGIL_IDENTITY_TOKEN_TTL", 60),
             port=env_int(f"VIGIL_{upper}_PORT", default_port(name)),
             worker_health_port=env_int(f"VIGIL_{upper}_WORKER_HEALTH_PORT", default_port(name, "worker"))
-            if name in SERVICES else 0,
+            if name in SERVICES
+            else 0,
             relay_health_port=env_int(f"VIGIL_{upper}_RELAY_HEALTH_PORT", default_port(name, "relay"))
-            if name in SERVICES else 0,
+            if name in SERVICES
+            else 0,
             bind_host=env("VIGIL_BIND_HOST", "127.0.0.1"),
             web_workers=env_int("VIGIL_WEB_WORKERS", 1),
             web_threads=env_int("VIGIL_WEB_THREADS", 8),
@@ -215,13 +264,16 @@ class Settings:
         )
         if name in SERVICES:
             values["encryption_keys"] = tuple(
-                key.strip() for key in (env(f"VIGIL_{upper}_ENCRYPTION_KEYS") or "").split(",") if key.strip())
+                key.strip() for key in (env(f"VIGIL_{upper}_ENCRYPTION_KEYS") or "").split(",") if key.strip()
+            )
             values["blind_index_key"] = env(f"VIGIL_{upper}_BLIND_INDEX_KEY", "")
         values.update(overrides)
         if name in SERVICES and (not values["encryption_keys"] or not values["blind_index_key"]):
-            raise ConfigError(f"VIGIL_{upper}_ENCRYPTION_KEYS and VIGIL_{upper}_BLIND_INDEX_KEY are not set. "
-                              "`make run` generates them into var/secrets.env; in production generate them with "
-                              "`python -c 'from vigil_shared.crypto import generate_key; print(generate_key())'`.")
+            raise ConfigError(
+                f"VIGIL_{upper}_ENCRYPTION_KEYS and VIGIL_{upper}_BLIND_INDEX_KEY are not set. "
+                "`make run` generates them into var/secrets.env; in production generate them with "
+                "`python -c 'from vigil_shared.crypto import generate_key; print(generate_key())'`."
+            )
         if production and len(values["internal_secret"]) < 32:
             raise ConfigError("VIGIL_INTERNAL_SECRET must be at least 32 characters in production")
         return cls(**values)

@@ -8,6 +8,7 @@
   lookups (duplicate SSN) need no decryption. Its key (``VIGIL_<SERVICE>_BLIND_INDEX_KEY``) does
   not rotate with the encryption keys.
 """
+
 from __future__ import annotations
 
 import base64

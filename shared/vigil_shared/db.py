@@ -3,6 +3,7 @@
 Engines are created lazily and re-created after ``fork`` (gunicorn and Celery prefork) so no
 connection is ever shared between processes.
 """
+
 from __future__ import annotations
 
 import os
@@ -138,9 +139,9 @@ def build_engine(url: str, *, autocommit: bool = False, bounded_waits: bool = Tr
     if bounded_waits and parsed.get_backend_name() == "postgresql":
         options["connect_args"] = {
             "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"
-                       f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"}
-    return create_engine(url, pool_pre_ping=not autocommit, pool_size=5, max_overflow=15, pool_recycle=1800,
-                         **options)
+            f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        }
+    return create_engine(url, pool_pre_ping=not autocommit, pool_size=5, max_overflow=15, pool_recycle=1800, **options)
 
 
 class Database:

@@ -3,6 +3,7 @@
 Domain code raises :class:`Problem`; HTTP exceptions from Flask, webargs and werkzeug are turned
 into the same shape. Nothing here ever puts a traceback, SQL or a stored value into a response.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,17 @@ UNAVAILABLE = "urn:vigil:problem:service-unavailable"
 class Problem(Exception):
     """An error meant for the caller: raised anywhere, answered as problem+json."""
 
-    def __init__(self, status: int, detail: str | None = None, *, title: str | None = None,
-                 type: str = "about:blank", errors: Mapping[str, list[str]] | None = None,
-                 headers: Mapping[str, str] | None = None, **extra: Any):
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        title: str | None = None,
+        type: str = "about:blank",
+        errors: Mapping[str, list[str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ):
         super().__init__(detail or title or HTTPStatus(status).phrase)
         self.status = status
         self.detail = detail
@@ -71,8 +80,15 @@ def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra
     return Problem(409, detail, type=CONFLICT, errors=errors, **extra)
 
 
-def problem_body(status: int, *, title: str | None = None, detail: str | None = None,
-                 type: str = "about:blank", errors: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def problem_body(
+    status: int,
+    *,
+    title: str | None = None,
+    detail: str | None = None,
+    type: str = "about:blank",
+    errors: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": type,
         "title": title or HTTPStatus(status).phrase,
@@ -151,8 +167,14 @@ def http_exception_response(error: HTTPException) -> Response:
         errors = flatten_messages(messages)
         if status == 400:
             return problem_response(400, headers=headers, detail="The request body is not valid JSON.", errors=errors)
-        return problem_response(422, headers=headers, title="Validation failed", type=VALIDATION,
-                                detail="The request has invalid fields.", errors=errors)
+        return problem_response(
+            422,
+            headers=headers,
+            title="Validation failed",
+            type=VALIDATION,
+            detail="The request has invalid fields.",
+            errors=errors,
+        )
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
@@ -199,8 +221,10 @@ def database_problem(error: DBAPIError) -> Problem | None:
     if _lost_race(error):
         return concurrency_problem()
     if isinstance(error, IntegrityError):
-        return conflict("The change conflicts with existing records (a duplicate, or a record it refers to "
-                        "changed at the same time).")
+        return conflict(
+            "The change conflicts with existing records (a duplicate, or a record it refers to "
+            "changed at the same time)."
+        )
     if isinstance(error, DataError):
         return validation_problem({"_body": ["A value is out of range or not valid for its field."]})
     return None
@@ -209,8 +233,15 @@ def database_problem(error: DBAPIError) -> Problem | None:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Problem)
     def _problem(error: Problem) -> Response:
-        return problem_response(error.status, headers=error.headers, title=error.title, detail=error.detail,
-                                type=error.type, errors=error.errors, **error.extra)
+        return problem_response(
+            error.status,
+            headers=error.headers,
+            title=error.title,
+            detail=error.detail,
+            type=error.type,
+            errors=error.errors,
+            **error.extra,
+        )
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
@@ -226,9 +257,10 @@ def register_error_handlers(app: Flask) -> None:
         problem = database_problem(error)
         if problem is None:
             return _unexpected(error)
-        log.warning("database refused the request", extra={"request_id": g.get("request_id"),
-                                                            "error": type(error.orig).__name__,
-                                                            "sqlstate": _sqlstate(error)})
+        log.warning(
+            "database refused the request",
+            extra={"request_id": g.get("request_id"), "error": type(error.orig).__name__, "sqlstate": _sqlstate(error)},
+        )
         return _problem(problem)
 
     @app.errorhandler(Exception)

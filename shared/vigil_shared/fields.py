@@ -1,4 +1,5 @@
 """Marshmallow fields shared by every service's schemas."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -21,6 +21,7 @@ A new route is safe without thinking about it because nothing here is per-view:
 - **required bodies**: an operation that declares a JSON body (flask-smorest ``arguments`` with
   ``required=True``) called without any body answers 400 instead of acting on nothing.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,8 @@ from werkzeug.routing import IntegerConverter, Map
 
 from .errors import DRAIN_LIMIT, Problem, not_found, validation_problem
 
-INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
-INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_JSON_DEPTH = 32
 
 # C0 controls but tab, newline and carriage return; DEL; UTF-16 surrogates (only ever unpaired in a str).
@@ -49,15 +50,18 @@ TEXT_ERROR = "Must not contain NUL or other control characters (tab and line bre
 
 # --- ids in URLs ---------------------------------------------------------------------------------
 
+
 class BoundedIntConverter(IntegerConverter):
     """``<int:id>`` limited to the 32-bit columns ids live in; ``<int(max=…):x>`` still overrides."""
 
-    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = INT32_MAX,
-                 signed: bool = False) -> None:
+    def __init__(
+        self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = INT32_MAX, signed: bool = False
+    ) -> None:
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 # --- integers in argument schemas ----------------------------------------------------------------
+
 
 def _bounds_of(field: fields.Integer) -> tuple[int, int]:
     return (INT64_MIN, INT64_MAX) if field.metadata.get("format") == "int64" else (INT32_MIN, INT32_MAX)
@@ -132,6 +136,7 @@ def argument_schemas(blueprint: Any) -> Iterator[Any]:
 
 # --- text --------------------------------------------------------------------------------------
 
+
 def _bad_strings(value: Any, path: str = "") -> Iterator[str]:
     """Dotted paths of the JSON strings (keys included) holding a character no text field may hold."""
     stack = [(value, path)]
@@ -151,8 +156,9 @@ def _bad_strings(value: Any, path: str = "") -> Iterator[str]:
             stack.extend((inner, f"{where}.{index}" if where else str(index)) for index, inner in enumerate(item))
 
 
-def check_text(items: Iterable[tuple[str, Any]], errors: dict[str, list[str]],
-               bad: re.Pattern[str] = _BAD_TEXT) -> None:
+def check_text(
+    items: Iterable[tuple[str, Any]], errors: dict[str, list[str]], bad: re.Pattern[str] = _BAD_TEXT
+) -> None:
     for name, value in items:
         if bad.search(name) or (isinstance(value, str) and bad.search(value)):
             errors.setdefault(_printable(name), []).append(TEXT_ERROR)
@@ -163,6 +169,7 @@ def _printable(name: str) -> str:
 
 
 # --- structure ---------------------------------------------------------------------------------
+
 
 def json_too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether the JSON text opens more than ``limit`` arrays/objects inside each other.
@@ -184,6 +191,7 @@ def json_too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 # --- size --------------------------------------------------------------------------------------
+
 
 def buffer_streamed_body(max_bytes: int) -> None:
     """Reads a chunked body whole (up to ``max_bytes``) so it is judged like one with Content-Length.
@@ -229,6 +237,7 @@ def _drain(stream: IO[bytes], limit: int) -> None:
 
 # --- required bodies ---------------------------------------------------------------------------
 
+
 def _declares_json_body(app: Flask, endpoint: str | None, method: str) -> bool:
     cache: dict[tuple[str | None, str], bool] = app.extensions.setdefault("vigil_json_body_endpoints", {})
     key = (endpoint, method)
@@ -262,8 +271,11 @@ def check_request(forms: bool = False) -> None:
         if request.content_length and request.is_json:
             data = request.get_data(cache=True)
             if json_too_deep(data):
-                raise Problem(400, f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.",
-                              errors={"_body": [f"Nested deeper than {MAX_JSON_DEPTH} levels."]})
+                raise Problem(
+                    400,
+                    f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.",
+                    errors={"_body": [f"Nested deeper than {MAX_JSON_DEPTH} levels."]},
+                )
             body = request.get_json(silent=True)  # malformed JSON is the parser's 400, later
             for path in _bad_strings(body):
                 errors.setdefault(_printable(path), []).append(TEXT_ERROR)

@@ -5,6 +5,7 @@ gunicorn refuses some requests before the app sees them: a request line over ``l
 lines, headers or chunk framing (400). Its stock answer is an HTML page; callers of a JSON API get
 the same RFC 9457 document, ``X-Request-ID`` and ``nosniff`` as from the app, whatever the size.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,10 +46,13 @@ def refusal_of(exc: BaseException) -> tuple[int, str]:
 
 def problem_http_response(status: int, detail: str, request_id: str) -> bytes:
     phrase = HTTPStatus(status).phrase
-    body = json.dumps({"type": "about:blank", "title": phrase, "status": status, "detail": detail,
-                       "request_id": request_id}).encode()
-    head = (f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\nContent-Type: {PROBLEM_JSON}\r\n"
-            f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\nX-Request-ID: {request_id}\r\n\r\n")
+    body = json.dumps(
+        {"type": "about:blank", "title": phrase, "status": status, "detail": detail, "request_id": request_id}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\nContent-Type: {PROBLEM_JSON}\r\n"
+        f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\nX-Request-ID: {request_id}\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -61,8 +65,13 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         if status >= 500:
             self.log.exception("Error handling request (request_id=%s)", request_id)
         else:
-            self.log.warning("Invalid request from ip=%s: %s (%s, request_id=%s)", (addr or ("",))[0],
-                             type(exc).__name__, status, request_id)
+            self.log.warning(
+                "Invalid request from ip=%s: %s (%s, request_id=%s)",
+                (addr or ("",))[0],
+                type(exc).__name__,
+                status,
+                request_id,
+            )
         try:
             util.write_nonblock(client, problem_http_response(status, detail, request_id))
         except Exception:  # noqa: BLE001 - the client may be gone; nothing else to do

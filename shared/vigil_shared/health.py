@@ -4,6 +4,7 @@ Web apps get both routes from :func:`add_health_routes`; workers and relays, whi
 apps, serve the same answers from ``runtime.serve_health``. Both run the checks with
 :func:`run_checks`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,8 +14,9 @@ from flask import Flask, Response, jsonify
 WEB_OPTIONAL_CHECKS = frozenset({"broker"})
 
 
-def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]],
-                      optional: frozenset[str] = WEB_OPTIONAL_CHECKS) -> None:
+def add_health_routes(
+    app: Flask, checks: dict[str, Callable[[], None]], optional: frozenset[str] = WEB_OPTIONAL_CHECKS
+) -> None:
     """``/healthz``: the process answers. ``/readyz``: it can serve requests (503 otherwise).
 
     A web process serves requests as long as its database answers: writes go to the outbox, which
@@ -36,8 +38,9 @@ def add_health_routes(app: Flask, checks: dict[str, Callable[[], None]],
         return response
 
 
-def run_checks(checks: dict[str, Callable[[], None]],
-               optional: frozenset[str] = frozenset()) -> tuple[dict[str, dict[str, str]], bool]:
+def run_checks(
+    checks: dict[str, Callable[[], None]], optional: frozenset[str] = frozenset()
+) -> tuple[dict[str, dict[str, str]], bool]:
     """Runs each check; ready unless a check not in ``optional`` fails (those report ``degraded``)."""
     report: dict[str, dict[str, str]] = {}
     ready = True

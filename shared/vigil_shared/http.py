@@ -1,4 +1,5 @@
 """Conventions every list and single resource follows: pagination with Link headers, ETag/If-Match."""
+
 from __future__ import annotations
 
 from copy import deepcopy
@@ -25,12 +26,16 @@ class PaginationArgs(Schema):
 
 def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
     """The list envelope ``{"items", "page", "per_page", "total"}`` for OpenAPI and dumping."""
-    return type(name, (Schema,), {
-        "items": fields.List(fields.Nested(item_schema), required=True),
-        "page": fields.Integer(required=True),
-        "per_page": fields.Integer(required=True),
-        "total": fields.Integer(required=True),
-    })
+    return type(
+        name,
+        (Schema,),
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "page": fields.Integer(required=True),
+            "per_page": fields.Integer(required=True),
+            "total": fields.Integer(required=True),
+        },
+    )
 
 
 @dataclass
@@ -81,9 +86,12 @@ def check_if_match(resource_id: object, version: int) -> None:
 
 
 IF_MATCH_DOC = {
-    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string", "maxLength": 200},
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 200},
     "description": "The `ETag` you read: the change is refused with 412 if the resource changed since. "
-                   "Without it the last write wins.",
+    "Without it the last write wins.",
 }
 
 
@@ -94,12 +102,14 @@ class PreconditionPlugin(BasePlugin):
     ``@blp.alt_response(412, ...)``, and the header parameter follows from it (public apispec hook).
     """
 
-    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
-                         **kwargs: Any) -> None:
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         for operation in (operations or {}).values():
             if not isinstance(operation, dict) or not {"412", 412} & set(operation.get("responses", {})):
                 continue
             parameters = operation.setdefault("parameters", [])
-            if not any(isinstance(p, dict) and p.get("in") == "header" and p.get("name") == "If-Match"
-                       for p in parameters):
+            if not any(
+                isinstance(p, dict) and p.get("in") == "header" and p.get("name") == "If-Match" for p in parameters
+            ):
                 parameters.append(deepcopy(IF_MATCH_DOC))

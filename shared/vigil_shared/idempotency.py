@@ -12,6 +12,7 @@ table test guesses of a confidential value sent in the body.
 Every app registers where its keys live with :func:`register_idempotency`: a service's program
 does it with its runtime's database, ``idempotency_keys`` table and cipher; the gateway with its own.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,8 +71,13 @@ class IdempotencyStore:
                 headers = json.loads(self.cipher.decrypt(headers[SEALED]))
                 body = self.cipher.decrypt(body)
             except DecryptionError:
-                raise validation_problem({IDEMPOTENCY_HEADER: [
-                    "The first answer to this key can no longer be read (the keys changed); use a new key."]}) from None
+                raise validation_problem(
+                    {
+                        IDEMPOTENCY_HEADER: [
+                            "The first answer to this key can no longer be read (the keys changed); use a new key."
+                        ]
+                    }
+                ) from None
         response = Response(body, status=record.response_status, headers=headers)
         response.headers["Idempotent-Replayed"] = "true"
         return response
@@ -103,7 +109,10 @@ def _store() -> IdempotencyStore:
 
 
 HEADER_DOC = {
-    "in": "header", "name": IDEMPOTENCY_HEADER, "required": False, "schema": {"type": "string", "maxLength": 200},
+    "in": "header",
+    "name": IDEMPOTENCY_HEADER,
+    "required": False,
+    "schema": {"type": "string", "maxLength": 200},
     "description": "Makes a retry safe: the first response is returned again for 24 hours.",
 }
 
@@ -138,8 +147,16 @@ def idempotent(view: View) -> View:
                     session.flush()
                     existing = None
                 if existing is None:
-                    session.add(Record(caller=caller, key=key, request_hash=digest, state="in_flight",
-                                       created_at=now, expires_at=now + KEY_LIFETIME))
+                    session.add(
+                        Record(
+                            caller=caller,
+                            key=key,
+                            request_hash=digest,
+                            state="in_flight",
+                            created_at=now,
+                            expires_at=now + KEY_LIFETIME,
+                        )
+                    )
         except IntegrityError:  # the same key arrived twice at once
             raise Problem(409, "A request with this Idempotency-Key is still being processed.", type=CONFLICT) from None
         if existing is not None:

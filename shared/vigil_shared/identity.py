@@ -9,6 +9,7 @@ On the wire, per-location permissions are deduplicated: ``sets`` lists each dist
 once and ``locs`` maps location ids to an index in it, so a user granted one role in forty
 locations costs one set, not forty.
 """
+
 from __future__ import annotations
 
 import time
@@ -79,8 +80,16 @@ class Identity:
                 index[perms] = len(sets)
                 sets.append(sorted(perms))
             locs[str(location_id)] = index[perms]
-        return {"sub": self.subject, "name": self.username, "kind": self.kind, "perms": sorted(self.permissions),
-                "sets": sets, "locs": locs, "rid": self.request_id, "ip": self.client_ip}
+        return {
+            "sub": self.subject,
+            "name": self.username,
+            "kind": self.kind,
+            "perms": sorted(self.permissions),
+            "sets": sets,
+            "locs": locs,
+            "rid": self.request_id,
+            "ip": self.client_ip,
+        }
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> Identity:
@@ -102,7 +111,11 @@ class Identity:
 def sign_identity(identity: Identity, secret: str, ttl_seconds: int = 60) -> str:
     now = int(time.time())
     claims = identity.to_claims() | {
-        "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 5, "exp": now + ttl_seconds,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "nbf": now - 5,
+        "exp": now + ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -111,17 +124,31 @@ def sign_identity(identity: Identity, secret: str, ttl_seconds: int = 60) -> str
 def verify_identity(token: str, secret: str) -> Identity:
     try:
         claims = jwt.decode(
-            token, secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "aud", "iss"]}, leeway=5,
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            leeway=5,
         )
     except jwt.PyJWTError as exc:
         raise InvalidIdentity(str(exc)) from exc
     return Identity.from_claims(claims)
 
 
-def service_identity(service: str, permissions: AbstractSet[str] = frozenset(),
-                     locations: Mapping[int, frozenset[str]] | None = None,
-                     request_id: str | None = None) -> Identity:
+def service_identity(
+    service: str,
+    permissions: AbstractSet[str] = frozenset(),
+    locations: Mapping[int, frozenset[str]] | None = None,
+    request_id: str | None = None,
+) -> Identity:
     """The identity a service uses when it calls another service on its own behalf."""
-    return Identity(subject=f"service:{service}", username=service, kind="service",
-                    permissions=frozenset(permissions), locations=dict(locations or {}), request_id=request_id)
+    return Identity(
+        subject=f"service:{service}",
+        username=service,
+        kind="service",
+        permissions=frozenset(permissions),
+        locations=dict(locations or {}),
+        request_id=request_id,
+    )

@@ -1,4 +1,5 @@
 """JSON-lines logging on stderr for every process, with the request id carried along."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Every response, list, export, history entry and event passes confidential values through these,
 so a masked value looks the same wherever it appears.
 """
+
 from __future__ import annotations
 
 MASK = "***"

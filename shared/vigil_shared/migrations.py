@@ -3,6 +3,7 @@
 A service's ``env.py`` is just ``run_migrations(Base.metadata)``; ``upgrade`` and ``revision`` are
 what ``vigil-<service> migrate`` and ``vigil-<service> revision`` call.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,11 +31,12 @@ def _carry_the_id_sequence_over(table: sa.Table, connection: sa.Connection, **_k
     """
     if connection is None or connection.dialect.name != "sqlite" or not table.name.startswith(BATCH_TABLE_PREFIX):
         return
-    original = table.name[len(BATCH_TABLE_PREFIX):]
+    original = table.name[len(BATCH_TABLE_PREFIX) :]
     seq = connection.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": original}).scalar()
     if seq and table.autoincrement_column is not None:
-        connection.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :seq)"),
-                           {"t": table.name, "seq": seq})
+        connection.execute(
+            sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :seq)"), {"t": table.name, "seq": seq}
+        )
 
 
 def alembic_config(package: str, database_url: str) -> Config:
@@ -65,8 +67,9 @@ def run_migrations(metadata: sa.MetaData) -> None:
             sqlite = connection.dialect.name == "sqlite"
             if sqlite:
                 broken_before = _foreign_keys_off(connection)
-            context.configure(connection=connection, target_metadata=metadata, render_as_batch=sqlite,
-                              compare_type=True)
+            context.configure(
+                connection=connection, target_metadata=metadata, render_as_batch=sqlite, compare_type=True
+            )
             with context.begin_transaction():
                 context.run_migrations()
             if sqlite:
@@ -145,8 +148,9 @@ def create_messaging_tables(op: Operations | ModuleType) -> None:
     """Outbox, inbox and idempotency tables, identical in every service (see ``messaging.outbox``)."""
     op.create_table(
         "outbox_events",
-        sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column(
+            "position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
         sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("type", sa.String(100), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),

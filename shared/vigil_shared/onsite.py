@@ -5,6 +5,7 @@ One declaration for both: the property service dumps its records through these s
 gateway dumps the property service's JSON through them again, so only these fields ever leave.
 Dates and timestamps therefore accept a value already in wire form and keep it as it is.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -64,8 +65,10 @@ class TechSystem(Schema):
     ip_address = fields.String(allow_none=True)
     port = fields.Integer(allow_none=True)
     username = fields.String(allow_none=True)
-    password = fields.String(allow_none=True, metadata={
-        "description": "`***` without confidential.installation_codes.view at the property's location"})
+    password = fields.String(
+        allow_none=True,
+        metadata={"description": "`***` without confidential.installation_codes.view at the property's location"},
+    )
     version = fields.String(allow_none=True)
     notes = fields.String(allow_none=True)
     details = fields.Dict(keys=fields.String(), values=fields.String())

@@ -9,6 +9,7 @@ Dead letters are the events this service's consumer could never apply (``messagi
 Once the cause is fixed, a retry sends the kept message to the service's own worker again: applied,
 it leaves the list; failing again, it comes back with its attempts counted. A discard drops it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -52,13 +53,13 @@ class DeadLetterSchema(Schema):
     source = fields.String(allow_none=True, metadata={"description": "The service that published the event"})
     request_id = fields.String(allow_none=True)
     error_class = fields.String(metadata={"description": "Class of the error that made the event a dead letter"})
-    error_message = fields.String(metadata={"description": "Its first line (never SQL, parameters or a payload "
-                                                           "value)"})
+    error_message = fields.String(metadata={"description": "Its first line (never SQL, parameters or a payload value)"})
     attempts = fields.Integer(metadata={"description": "Deliveries tried, over every retry"})
     first_failed_at = Timestamp()
     last_failed_at = Timestamp()
-    retried_at = Timestamp(allow_none=True, metadata={"description": "When an operator last sent it again "
-                                                                     "(null once it failed again)"})
+    retried_at = Timestamp(
+        allow_none=True, metadata={"description": "When an operator last sent it again (null once it failed again)"}
+    )
 
 
 class OutboxArgs(PaginationArgs):
@@ -66,8 +67,12 @@ class OutboxArgs(PaginationArgs):
 
 
 def ops_blueprint(service: str) -> Blueprint:
-    blp = Blueprint(f"ops_{service}", __name__, url_prefix=f"/api/v1/ops/{service}",
-                    description=f"Operations of the {service} service: outbox, inbox and dead letters")
+    blp = Blueprint(
+        f"ops_{service}",
+        __name__,
+        url_prefix=f"/api/v1/ops/{service}",
+        description=f"Operations of the {service} service: outbox, inbox and dead letters",
+    )
     page = page_schema(OutboxEventSchema, f"{service.title()}OutboxPage")
     dead_letter_page = page_schema(DeadLetterSchema, f"{service.title()}DeadLetterPage")
 
@@ -76,8 +81,7 @@ def ops_blueprint(service: str) -> Blueprint:
         @requires(OPS_PERMISSION)
         @blp.arguments(OutboxArgs, location="query", as_kwargs=True)
         @blp.response(200, page)
-        def get(self, page: int, per_page: int,
-                type: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
+        def get(self, page: int, per_page: int, type: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
             """Events this service wrote, newest first."""
             model = current_runtime().messaging.OutboxEvent
             statement = select(model).order_by(model.position.desc())
@@ -176,8 +180,12 @@ def ops_blueprint(service: str) -> Blueprint:
         except (BrokerOperationalError, ConnectionError, TimeoutError) as exc:
             letter.retried_at = None
             session.commit()
-            raise Problem(503, "The message broker is unavailable; nothing was sent. Try again shortly.",
-                          type=UNAVAILABLE, headers={"Retry-After": "5"}) from exc
+            raise Problem(
+                503,
+                "The message broker is unavailable; nothing was sent. Try again shortly.",
+                type=UNAVAILABLE,
+                headers={"Retry-After": "5"},
+            ) from exc
         return letter
 
     return blp

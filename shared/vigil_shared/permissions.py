@@ -4,6 +4,7 @@ Location-scoped permissions are held per office location (a user may modify cust
 and only view them in Toronto); global ones concern the whole company (users, roles, webhooks).
 Roles are named sets of these names; services check them against the signed identity.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,10 +48,18 @@ CATALOG: tuple[Permission, ...] = (
     _p("confidential.ssn.modify", LOCATION, "Confidential fields", "Change a saved SSN"),
     _p("confidential.birthdate.view", LOCATION, "Confidential fields", "See birthdates unmasked"),
     _p("confidential.birthdate.modify", LOCATION, "Confidential fields", "Change birthdates"),
-    _p("confidential.installation_codes.view", LOCATION, "Confidential fields",
-       "See confirmation, receiver and abort codes, account PINs and system passwords unmasked"),
-    _p("confidential.installation_codes.modify", LOCATION, "Confidential fields",
-       "Change confirmation, receiver and abort codes, account PINs and system passwords"),
+    _p(
+        "confidential.installation_codes.view",
+        LOCATION,
+        "Confidential fields",
+        "See confirmation, receiver and abort codes, account PINs and system passwords unmasked",
+    ),
+    _p(
+        "confidential.installation_codes.modify",
+        LOCATION,
+        "Confidential fields",
+        "Change confirmation, receiver and abort codes, account PINs and system passwords",
+    ),
     # around the record
     _p("properties.view", LOCATION, "Properties", "See properties, systems and equipment"),
     _p("properties.create", LOCATION, "Properties", "Add properties"),

@@ -6,6 +6,7 @@ and ``api`` (a test client that sends a signed admin identity unless told otherw
 database per run and with every table emptied after each test. ``vigil_shared.service_checks``
 holds the checks every service's suite runs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -57,14 +58,24 @@ def service_metadata(service_program: ServiceProgram) -> MetaData:
 
 
 @pytest.fixture(scope="session")
-def service_settings(service_program: ServiceProgram, test_databases: TestDatabases,
-                     tmp_path_factory: pytest.TempPathFactory, monkeypatch_session: pytest.MonkeyPatch) -> Settings:
+def service_settings(
+    service_program: ServiceProgram,
+    test_databases: TestDatabases,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch_session: pytest.MonkeyPatch,
+) -> Settings:
     monkeypatch_session.setenv("VIGIL_VAR_DIR", str(tmp_path_factory.mktemp("var")))
     url = test_databases.url_for(service_program.name)
     migrations.upgrade(service_program.package, url)
-    return Settings.from_env(service_program.name, database_url=url, internal_secret=TEST_SECRET,
-                             broker_url="memory://", log_level="WARNING",
-                             encryption_keys=(generate_key(),), blind_index_key="test-blind-index-key")
+    return Settings.from_env(
+        service_program.name,
+        database_url=url,
+        internal_secret=TEST_SECRET,
+        broker_url="memory://",
+        log_level="WARNING",
+        encryption_keys=(generate_key(),),
+        blind_index_key="test-blind-index-key",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ entry points live here once; a service's ``app.py`` only names its parts (:class
 This is the top of ``vigil_shared``: it assembles the runtime objects (:mod:`vigil_shared.service`),
 the web app (:mod:`vigil_shared.web`) and the operator endpoints (:mod:`vigil_shared.ops`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,20 @@ def serve_health(host: str, port: int, name: str, checks: dict[str, Callable[[],
                 status, body = 200, {"status": "ok", "process": name}
             elif self.path == "/readyz":
                 report, ready = run_checks(checks)
-                status, body = (200 if ready else 503), {"status": "ready" if ready else "unavailable",
-                                                        "checks": report}
+                status, body = (
+                    (200 if ready else 503),
+                    {"status": "ready" if ready else "unavailable", "checks": report},
+                )
             else:
-                status, body = 404, {"type": "about:blank", "title": "Not Found", "status": 404,
-                                     "detail": "Only /healthz and /readyz are served here."}
+                status, body = (
+                    404,
+                    {
+                        "type": "about:blank",
+                        "title": "Not Found",
+                        "status": 404,
+                        "detail": "Only /healthz and /readyz are served here.",
+                    },
+                )
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json" if status != 404 else "application/problem+json")
@@ -111,8 +121,14 @@ class ServiceProgram:
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         runtime = self.runtime(settings)
-        app = create_service_app(self.name, runtime.settings, runtime.db, [*self.blueprints, ops_blueprint(self.name)],
-                                 runtime.ready_checks(), multipart_endpoints=frozenset(self.multipart_endpoints))
+        app = create_service_app(
+            self.name,
+            runtime.settings,
+            runtime.db,
+            [*self.blueprints, ops_blueprint(self.name)],
+            runtime.ready_checks(),
+            multipart_endpoints=frozenset(self.multipart_endpoints),
+        )
         app.extensions[EXTENSION] = runtime
         register_idempotency(app, runtime.db, runtime.messaging.IdempotencyRecord, runtime.cipher)
         return app
@@ -157,11 +173,22 @@ class ServiceProgram:
         runtime = self.runtime(settings)
         self.register_tasks(runtime)
         serve_health(settings.bind_host, settings.worker_health_port, f"{self.name}-worker", runtime.ready_checks())
-        runtime.celery.worker_main([
-            "worker", "--loglevel", settings.log_level, "-Q", settings.queue_name(),
-            "-c", str(settings.worker_concurrency), "-n", f"{self.name}@%h",
-            "--without-mingle", "--without-gossip", "--without-heartbeat",
-        ])
+        runtime.celery.worker_main(
+            [
+                "worker",
+                "--loglevel",
+                settings.log_level,
+                "-Q",
+                settings.queue_name(),
+                "-c",
+                str(settings.worker_concurrency),
+                "-n",
+                f"{self.name}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+            ]
+        )
 
     def _run_relay(self, settings: Settings) -> None:
         runtime = self.runtime(settings)

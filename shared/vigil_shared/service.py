@@ -4,6 +4,7 @@ The command line that builds and runs them is :mod:`vigil_shared.runtime`; this 
 the web layer, so views reach the runtime (:func:`request_session`, :func:`request_outbox`)
 without importing the program that created the app.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -37,8 +38,13 @@ class ServiceRuntime:
 
     @classmethod
     def build(cls, settings: Settings, messaging: MessagingModels) -> ServiceRuntime:
-        return cls(settings=settings, db=Database(settings.database_url), messaging=messaging,
-                   celery=make_celery(settings), cipher=FieldCipher(settings.encryption_keys, settings.blind_index_key))
+        return cls(
+            settings=settings,
+            db=Database(settings.database_url),
+            messaging=messaging,
+            celery=make_celery(settings),
+            cipher=FieldCipher(settings.encryption_keys, settings.blind_index_key),
+        )
 
     @property
     def name(self) -> str:
@@ -58,12 +64,23 @@ class ServiceRuntime:
 
     def deliver_to_self(self, message: dict[str, Any]) -> None:
         """Sends an event to this service's own worker, as the relay of its producer would."""
-        send_to_queue(self.celery, handle_event_task(self.name), self.settings.queue_name(), [message],
-                      headers={"request_id": message.get("request_id")})
+        send_to_queue(
+            self.celery,
+            handle_event_task(self.name),
+            self.settings.queue_name(),
+            [message],
+            headers={"request_id": message.get("request_id")},
+        )
 
     def relay(self) -> OutboxRelay:
-        return OutboxRelay(service=self.name, db=self.db, models=self.messaging, celery=self.celery,
-                           queue_name=self.settings.queue_name, interval=self.settings.relay_interval)
+        return OutboxRelay(
+            service=self.name,
+            db=self.db,
+            models=self.messaging,
+            celery=self.celery,
+            queue_name=self.settings.queue_name,
+            interval=self.settings.relay_interval,
+        )
 
 
 def current_runtime() -> ServiceRuntime:

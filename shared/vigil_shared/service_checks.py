@@ -4,6 +4,7 @@ requirement, its worker's queue, and migrations that match the models.
 A suite collects them with ``from vigil_shared.service_checks import *`` in one of its test modules;
 they take the service from the ``service_program`` fixture (see :mod:`vigil_shared.pytest_plugin`).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ def test_worker_consumes_its_own_queue(service_program: ServiceProgram, runtime:
 
 
 def test_migrations_match_the_models_and_go_down_and_up_again(
-        service_program: ServiceProgram, service_metadata: MetaData, test_databases: TestDatabases) -> None:
+    service_program: ServiceProgram, service_metadata: MetaData, test_databases: TestDatabases
+) -> None:
     url = test_databases.url_for(f"{service_program.name}_migrations")
     assert_migrations_round_trip(service_program.package, service_metadata, url)

@@ -6,6 +6,7 @@ Backend choice, made once per test run and printed in pytest's header:
   ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) answers, SQLite files otherwise.
 Each run gets fresh databases, dropped afterwards.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,12 @@ from .permissions import GLOBAL_PERMISSIONS, LOCATION_PERMISSIONS
 
 TEST_SECRET = "test-internal-secret-0123456789abcdef"
 HOME_LOCATION, OTHER_LOCATION = 1, 2
-ADMIN = Identity(subject="1", username="admin", permissions=GLOBAL_PERMISSIONS,
-                 locations={HOME_LOCATION: LOCATION_PERMISSIONS, OTHER_LOCATION: LOCATION_PERMISSIONS})
+ADMIN = Identity(
+    subject="1",
+    username="admin",
+    permissions=GLOBAL_PERMISSIONS,
+    locations={HOME_LOCATION: LOCATION_PERMISSIONS, OTHER_LOCATION: LOCATION_PERMISSIONS},
+)
 
 
 def identity_with(*permissions: str, locations: Iterable[int] = (HOME_LOCATION,), username: str = "clerk") -> Identity:
@@ -36,8 +41,12 @@ def identity_with(*permissions: str, locations: Iterable[int] = (HOME_LOCATION,)
     located = frozenset(p for p in permissions if p in LOCATION_PERMISSIONS)
     unknown = set(permissions) - global_perms - located
     assert not unknown, f"not in the catalog: {unknown}"
-    return Identity(subject=f"user:{username}", username=username, permissions=global_perms,
-                    locations={loc: located for loc in locations} if located else {})
+    return Identity(
+        subject=f"user:{username}",
+        username=username,
+        permissions=global_perms,
+        locations={loc: located for loc in locations} if located else {},
+    )
 
 
 def _reachable(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -204,6 +213,9 @@ def assert_ids_never_reused(engine: Engine, metadata: MetaData) -> None:
     with engine.connect() as conn:
         tables = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
     definitions: dict[str, str] = {name: sql for name, sql in tables}
-    missing = sorted(table.name for table in metadata.sorted_tables
-                     if table.autoincrement_column is not None and "AUTOINCREMENT" not in definitions[table.name])
+    missing = sorted(
+        table.name
+        for table in metadata.sorted_tables
+        if table.autoincrement_column is not None and "AUTOINCREMENT" not in definitions[table.name]
+    )
     assert not missing, f"tables that would hand a deleted row's id to the next one: {missing}"

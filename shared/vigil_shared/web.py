@@ -7,6 +7,7 @@ blueprints; everything a caller can rely on across services (problem+json, ``X-R
 (bounded ids, no control characters, bounded JSON depth, body size whatever the framing) and
 ``X-Content-Type-Options: nosniff`` on every response.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,11 @@ class ProblemSchema(Schema):
     detail = fields.String()
     instance = fields.String()
     request_id = fields.String()
-    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
-                         metadata={"description": "Field name → messages, for validation problems"})
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "Field name → messages, for validation problems"},
+    )
 
 
 class VigilApi(Api):  # type: ignore[misc]  # flask-smorest ships no type information
@@ -70,8 +74,11 @@ class VigilApi(Api):  # type: ignore[misc]  # flask-smorest ships no type inform
     def __init__(self, app: Flask | None = None, *, spec_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.operation_docs = OperationDocPlugin()
         spec_kwargs = dict(spec_kwargs or {})
-        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), self.operation_docs,
-                                        PreconditionPlugin()]
+        spec_kwargs["extra_plugins"] = [
+            *spec_kwargs.get("extra_plugins", ()),
+            self.operation_docs,
+            PreconditionPlugin(),
+        ]
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
     def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
@@ -120,12 +127,17 @@ def base_app(name: str, settings: Settings) -> Flask:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
         started = g.get("started")
-        access_log.info("request", extra={
-            "request_id": g.get("request_id"), "method": request.method, "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-            "user": getattr(g.get("identity"), "username", None),
-        })
+        access_log.info(
+            "request",
+            extra={
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+                "user": getattr(g.get("identity"), "username", None),
+            },
+        )
         return response
 
     return app
@@ -143,9 +155,14 @@ def enforce_json_bodies(app: Flask, exempt_endpoints: frozenset[str] = frozenset
         return None
 
 
-def create_service_app(name: str, settings: Settings, db: Database, blueprints: Iterable[Blueprint],
-                       ready_checks: dict[str, Callable[[], None]],
-                       multipart_endpoints: frozenset[str] = frozenset()) -> Flask:
+def create_service_app(
+    name: str,
+    settings: Settings,
+    db: Database,
+    blueprints: Iterable[Blueprint],
+    ready_checks: dict[str, Callable[[], None]],
+    multipart_endpoints: frozenset[str] = frozenset(),
+) -> Flask:
     app = base_app(name, settings)
     app.extensions["vigil_check_forms"] = True  # services parse uploads; the gateway passes them on untouched
     app.teardown_appcontext(db.close_request_session)
@@ -172,9 +189,12 @@ def create_service_app(name: str, settings: Settings, db: Database, blueprints: 
             response.headers[CONFIDENTIAL_READS_HEADER] = json.dumps(reads, separators=(",", ":"))
         return response
 
-    api = VigilApi(app, spec_kwargs={
-        "info": {"description": f"The {name} service of Vigil. Reached through the gateway only."},
-    })
+    api = VigilApi(
+        app,
+        spec_kwargs={
+            "info": {"description": f"The {name} service of Vigil. Reached through the gateway only."},
+        },
+    )
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
     for blueprint in blueprints:
@@ -188,7 +208,8 @@ def note_confidential_read(target_type: str, target_id: object, fields: list[str
     """Records that this response shows ``fields`` of a record unmasked; the gateway audits it."""
     if fields:
         g.setdefault("confidential_reads", []).append(
-            {"target_type": target_type, "target_id": str(target_id), "fields": sorted(fields)})
+            {"target_type": target_type, "target_id": str(target_id), "fields": sorted(fields)}
+        )
 
 
 def request_context(context_type: type[C] = Context, *, version: str | None = None) -> C:  # type: ignore[assignment]
@@ -201,9 +222,14 @@ def request_context(context_type: type[C] = Context, *, version: str | None = No
     """
     runtime = current_runtime()
     request_id = g.get("request_id")
-    return context_type(session=runtime.db.request_session(), identity=current_identity(),
-                        outbox=runtime.outbox(request_id), cipher=runtime.cipher, request_id=request_id,
-                        if_match=version)
+    return context_type(
+        session=runtime.db.request_session(),
+        identity=current_identity(),
+        outbox=runtime.outbox(request_id),
+        cipher=runtime.cipher,
+        request_id=request_id,
+        if_match=version,
+    )
 
 
 def if_match() -> str | None:

@@ -3,6 +3,7 @@
 The processes supervised here are small Python programs, so each test takes seconds; the e2e soak
 test (tests/test_e2e_soak.py) does the same to the real 13 processes.
 """
+
 from __future__ import annotations
 
 import json
@@ -108,8 +109,13 @@ def test_a_second_runner_on_the_same_var_dir_says_where_the_first_runs(tmp_path)
         assert f"runner pid {os.getpid()}" in str(raised.value)
         assert "http://127.0.0.1:18000/api/v1" in str(raised.value)
         # The real command says so too, before starting or migrating anything.
-        result = subprocess.run([str(Path(sys.executable).parent / "vigil-run")], capture_output=True, text=True,
-                                env=dict(os.environ, VIGIL_VAR_DIR=str(tmp_path)), timeout=60)
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "vigil-run")],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, VIGIL_VAR_DIR=str(tmp_path)),
+            timeout=60,
+        )
         assert result.returncode == 1 and "already running" in result.stderr, result.stderr
         assert f"pid {os.getpid()}" in result.stderr and "Applying migrations" not in result.stdout
     finally:
@@ -155,10 +161,16 @@ def test_children_die_with_a_runner_killed_with_sigkill_and_then_free_the_lock(t
 
 def test_make_install_does_not_print_setuptools_editable_notices():
     root = Path(__file__).resolve().parents[3]
-    pip = subprocess.run(["make", "-s", "--no-print-directory", "--eval", "print-pip: ; @echo '$(PIP)'", "print-pip"],
-                         cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-    result = subprocess.run(f"{pip} -c constraints.txt -e deploy/runner", shell=True, cwd=root, capture_output=True,
-                            text=True, timeout=300)
+    pip = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", "print-pip: ; @echo '$(PIP)'", "print-pip"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    result = subprocess.run(
+        f"{pip} -c constraints.txt -e deploy/runner", shell=True, cwd=root, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "Editable installation" not in result.stdout + result.stderr
     assert "BuildBackendWarning" not in result.stdout + result.stderr

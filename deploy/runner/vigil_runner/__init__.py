@@ -1,4 +1,5 @@
 """Local process supervisor for Vigil."""
+
 from .stack import Stack
 
 __all__ = ["Stack"]

@@ -4,6 +4,7 @@ A process that dies is logged and restarted with backoff while the others keep s
 (SIGINT), SIGTERM or a closed terminal (SIGHUP) stop everything. If this runner is killed outright,
 the kernel stops its processes (see :mod:`vigil_runner.stack`).
 """
+
 from __future__ import annotations
 
 import signal

@@ -12,6 +12,7 @@ workers and Celery pool processes follow their own parent (gunicorn checks its p
 sets its own death signal). ``var/run.lock`` is held while any of them lives, so a second runner on
 the same ``var/`` says where Vigil runs instead of failing on a busy port.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,9 +35,11 @@ from vigil_shared.config import DEFAULT_PORTS, SERVICES, default_port
 from vigil_shared.crypto import generate_key
 
 BIN = Path(sys.executable).parent
-GENERATED_SECRETS = ("VIGIL_INTERNAL_SECRET", "VIGIL_SECRET_KEY",
-                     *(f"VIGIL_{name.upper()}_{kind}" for name in SERVICES
-                       for kind in ("ENCRYPTION_KEYS", "BLIND_INDEX_KEY")))
+GENERATED_SECRETS = (
+    "VIGIL_INTERNAL_SECRET",
+    "VIGIL_SECRET_KEY",
+    *(f"VIGIL_{name.upper()}_{kind}" for name in SERVICES for kind in ("ENCRYPTION_KEYS", "BLIND_INDEX_KEY")),
+)
 
 
 BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that died
@@ -78,11 +81,13 @@ def die_with_parent(parent_pid: int):
 
     Linux ties the signal to the spawning *thread*: processes are spawned from the runner's main thread.
     """
+
     def preexec() -> None:
         if _LIBC is not None:
             _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent_pid:  # the runner died before the death signal was armed
             os._exit(1)
+
     return preexec
 
 
@@ -120,8 +125,10 @@ class RunLock:
         alive = pid and _pid_alive(pid)
         where = f"runner pid {pid}, {url}" if pid else "started elsewhere"
         if pid and not alive:
-            return (f"Vigil's processes from runner pid {pid} ({url}) are still stopping after that runner "
-                    f"died; try again in a few seconds (var: {self.path.parent}).")
+            return (
+                f"Vigil's processes from runner pid {pid} ({url}) are still stopping after that runner "
+                f"died; try again in a few seconds (var: {self.path.parent})."
+            )
         return f"Vigil is already running on this var/ ({self.path.parent}): {where}. Stop it with Ctrl-C there."
 
     def write(self, info: dict) -> None:
@@ -189,8 +196,9 @@ class Stack:
     lock: RunLock | None = None
 
     @classmethod
-    def from_environment(cls, overrides: dict[str, str] | None = None, dynamic_ports: bool = False,
-                         inherit_vigil_settings: bool = True) -> Stack:
+    def from_environment(
+        cls, overrides: dict[str, str] | None = None, dynamic_ports: bool = False, inherit_vigil_settings: bool = True
+    ) -> Stack:
         """``dynamic_ports`` and ``inherit_vigil_settings=False`` let a test run beside a running Vigil."""
         env = {k: v for k, v in os.environ.items() if inherit_vigil_settings or not k.startswith("VIGIL_")}
         env |= overrides or {}
@@ -226,8 +234,16 @@ class Stack:
     def prepare(self) -> None:
         """Migrations of every database (in parallel), then the first admin."""
         running = [
-            (name, subprocess.Popen([str(BIN / f"vigil-{name}"), "migrate"], env=self.env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            (
+                name,
+                subprocess.Popen(
+                    [str(BIN / f"vigil-{name}"), "migrate"],
+                    env=self.env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
             for name in ("gateway", *SERVICES)
         ]
         for name, proc in running:
@@ -238,17 +254,26 @@ class Stack:
 
     def _plan(self) -> list[Process]:
         env = self.env
-        plan = [Process("gateway", [str(BIN / "vigil-gateway"), "web"],
-                        f"http://127.0.0.1:{env['VIGIL_GATEWAY_PORT']}/readyz")]
+        plan = [
+            Process(
+                "gateway", [str(BIN / "vigil-gateway"), "web"], f"http://127.0.0.1:{env['VIGIL_GATEWAY_PORT']}/readyz"
+            )
+        ]
         for name in SERVICES:
             upper = name.upper()
             script = str(BIN / f"vigil-{name}")
             plan += [
                 Process(name, [script, "web"], f"http://127.0.0.1:{env[f'VIGIL_{upper}_PORT']}/readyz"),
-                Process(f"{name}-worker", [script, "worker"],
-                        f"http://127.0.0.1:{env[f'VIGIL_{upper}_WORKER_HEALTH_PORT']}/readyz"),
-                Process(f"{name}-relay", [script, "relay"],
-                        f"http://127.0.0.1:{env[f'VIGIL_{upper}_RELAY_HEALTH_PORT']}/readyz"),
+                Process(
+                    f"{name}-worker",
+                    [script, "worker"],
+                    f"http://127.0.0.1:{env[f'VIGIL_{upper}_WORKER_HEALTH_PORT']}/readyz",
+                ),
+                Process(
+                    f"{name}-relay",
+                    [script, "relay"],
+                    f"http://127.0.0.1:{env[f'VIGIL_{upper}_RELAY_HEALTH_PORT']}/readyz",
+                ),
             ]
         return plan
 
@@ -264,8 +289,13 @@ class Stack:
 
     def _write_lock(self) -> None:
         if self.lock:
-            self.lock.write({"pid": os.getpid(), "url": f"{self.gateway_url}/api/v1",
-                             "processes": {p.name: p.pid for p in self.processes}})
+            self.lock.write(
+                {
+                    "pid": os.getpid(),
+                    "url": f"{self.gateway_url}/api/v1",
+                    "processes": {p.name: p.pid for p in self.processes},
+                }
+            )
 
     def start(self, plan: list[Process] | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -278,9 +308,15 @@ class Stack:
     def _spawn(self, process: Process) -> None:
         assert process.log_path is not None, "start() names the log of every process it spawns"
         with open(process.log_path, "ab") as log_file:  # the child keeps its own copy of the descriptor
-            process.popen = subprocess.Popen(process.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
-                                             start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
-                                             pass_fds=self.lock.inheritable_fds if self.lock else ())
+            process.popen = subprocess.Popen(
+                process.argv,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(os.getpid()),
+                pass_fds=self.lock.inheritable_fds if self.lock else (),
+            )
         process.started_at = time.monotonic()
         process.restart_at = None
 
@@ -306,8 +342,10 @@ class Stack:
                 delay = backoff_delay(process.quick_deaths)
                 process.restart_at = now + delay
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-                report.append(f"{process.name} (pid {process.pid}) {how} after {up:.0f}s; "
-                              f"restarting in {delay:.0f}s (see {process.log_path})")
+                report.append(
+                    f"{process.name} (pid {process.pid}) {how} after {up:.0f}s; "
+                    f"restarting in {delay:.0f}s (see {process.log_path})"
+                )
             elif process.restart_at is not None and now >= process.restart_at:
                 self._spawn(process)
                 process.restarts += 1
@@ -320,8 +358,10 @@ class Stack:
         pending = list(self.processes)
         while pending:
             if dead := self.dead():
-                raise RuntimeError(f"{dead[0].name} exited with {dead[0].popen and dead[0].popen.returncode}; "
-                                   f"see {dead[0].log_path}:\n{tail(dead[0].log_path)}")
+                raise RuntimeError(
+                    f"{dead[0].name} exited with {dead[0].popen and dead[0].popen.returncode}; "
+                    f"see {dead[0].log_path}:\n{tail(dead[0].log_path)}"
+                )
             pending = [p for p in pending if not is_ready(p.ready_url)]
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(p.name for p in pending)}")

@@ -2,6 +2,7 @@
 
 Each aggregate is a flask-smorest Blueprint in its own module of this package, listed here.
 """
+
 from .summary import blp as summary_blp
 from .tech import blp as tech_blp
 

@@ -3,6 +3,7 @@
 The view asks the services in parallel with the caller's identity and hands their answers to
 :func:`vigil_gateway.summaries.customer_summary`, which combines them; its response schema is here.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,13 @@ from vigil_shared.web import requires
 from ..summaries import customer_summary
 from ..upstream import ServiceUnavailable, call_service
 
-blp = Blueprint("customer_summary", __name__, url_prefix="/api/v1/customers",
-                description="The customer record's header, gathered from every service")
+blp = Blueprint(
+    "customer_summary",
+    __name__,
+    url_prefix="/api/v1/customers",
+    description="The customer record's header, gathered from every service",
+)
+
 
 class SummaryCustomer(Schema):
     """Passed through as the customer service wrote it (timestamps already in UTC `Z` form)."""
@@ -63,17 +69,27 @@ class SummaryTag(Schema):
 
 
 class CustomerSummary(Schema):
-    customer = fields.Nested(SummaryCustomer, allow_none=True,
-                             metadata={"description": "null when the customer service did not answer"})
-    sale = fields.Nested(SaleBadge, allow_none=True, metadata={
-        "description": "Customers only, with `customers.sale_info.view`"})
-    installation = fields.Nested(InstallBadge, allow_none=True, metadata={
-        "description": "Customers only, with `customers.installation_info.view`"})
+    customer = fields.Nested(
+        SummaryCustomer, allow_none=True, metadata={"description": "null when the customer service did not answer"}
+    )
+    sale = fields.Nested(
+        SaleBadge, allow_none=True, metadata={"description": "Customers only, with `customers.sale_info.view`"}
+    )
+    installation = fields.Nested(
+        InstallBadge,
+        allow_none=True,
+        metadata={"description": "Customers only, with `customers.installation_info.view`"},
+    )
     status_boxes = fields.List(fields.Nested(StatusBox), metadata={"description": "Customers only (not leads)"})
     tags = fields.List(fields.Nested(SummaryTag), allow_none=True)
-    counts = fields.Dict(keys=fields.String(), values=fields.Integer(allow_none=True), metadata={
-        "description": "Per tab: open notes & tickets, contacts, files, tags, properties, appointments; "
-                       "null when hidden or unavailable"})
+    counts = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(allow_none=True),
+        metadata={
+            "description": "Per tab: open notes & tickets, contacts, files, tags, properties, appointments; "
+            "null when hidden or unavailable"
+        },
+    )
     hidden = fields.List(fields.String(), metadata={"description": "Tabs you may not view"})
     # marshmallow types Schema.partial (a load option) as a bool; a field of that name is what it declares here
     partial = fields.Boolean(metadata={"description": "True when a service did not answer"})  # type: ignore[assignment]

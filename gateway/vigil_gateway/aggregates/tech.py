@@ -10,6 +10,7 @@ is asked for, and the response schema (``vigil_shared.onsite``) lets only the do
 Every lookup, good or bad (refused, malformed, locked, wrong PIN), is written to the audit log as
 ``tech.lookup`` with the account number tried, never the PIN.
 """
+
 from __future__ import annotations
 
 from functools import wraps
@@ -38,10 +39,16 @@ PROBLEM_EXTRAS = ("permission",)
 
 
 class TechLookupRequest(Schema):
-    account_number = fields.String(required=True, validate=validate.Length(min=1, max=40),
-                                   metadata={"description": "The property's monitoring account number"})
-    pin = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{4}$", error="Exactly 4 digits."),
-                        metadata={"description": "The property's 4-digit account PIN"})
+    account_number = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=40),
+        metadata={"description": "The property's monitoring account number"},
+    )
+    pin = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9]{4}$", error="Exactly 4 digits."),
+        metadata={"description": "The property's 4-digit account PIN"},
+    )
 
 
 class TechContactPhone(Schema):
@@ -65,14 +72,18 @@ class TechContact(Schema):
 class TechLookupResult(TechOnSite):
     """The property service's answer (one declaration with it), plus what the gateway adds."""
 
-    emergency_contacts = fields.List(fields.Nested(TechContact), allow_none=True, metadata={
-        "description": "In calling order; null when the customer service could not be asked (see `partial`)"})
+    emergency_contacts = fields.List(
+        fields.Nested(TechContact),
+        allow_none=True,
+        metadata={"description": "In calling order; null when the customer service could not be asked (see `partial`)"},
+    )
     # marshmallow types Schema.partial (a load option) as a bool; a field of that name is what it declares here
     partial = fields.Boolean(metadata={"description": "True when a part could not be fetched"})  # type: ignore[assignment]
     unavailable = fields.List(fields.String(), metadata={"description": "Services that did not answer"})
 
 
 # --- audit ---------------------------------------------------------------------------------------
+
 
 def _outcome(status: int) -> str:
     if status < 400:
@@ -95,8 +106,14 @@ def _audit(status: int, reason: str | None = None) -> None:
         details["customer_id"] = found["customer_id"]
     if g.get("tech_partial"):
         details["partial"] = True
-    audit.record(database(), "tech.lookup", _outcome(status), target_type="property" if found else None,
-                 target_id=found.get("id"), details=details)
+    audit.record(
+        database(),
+        "tech.lookup",
+        _outcome(status),
+        target_type="property" if found else None,
+        target_id=found.get("id"),
+        details=details,
+    )
 
 
 def audited(view):
@@ -123,21 +140,34 @@ def audited(view):
 
 # --- the operation -------------------------------------------------------------------------------
 
+
 def _refusal(reply) -> Problem:
     """The property service's problem, re-issued as the gateway's own (its path is internal)."""
     body = reply.body if isinstance(reply.body, dict) else {}
     headers = {name: reply.headers[name] for name in ("Retry-After",) if name in reply.headers}
     extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
-    return Problem(reply.status, body.get("detail"), title=body.get("title"), type=body.get("type", "about:blank"),
-                   errors=body.get("errors"), headers=headers, **extras)
+    return Problem(
+        reply.status,
+        body.get("detail"),
+        title=body.get("title"),
+        type=body.get("type", "about:blank"),
+        errors=body.get("errors"),
+        headers=headers,
+        **extras,
+    )
 
 
 def _emergency_contacts(customer_id: int) -> list | None:
     """The customer's emergency contacts, in calling order; None when the customer service cannot say."""
     identity = service_identity("gateway", {"contacts.view"}, request_id=g.get("request_id"))
     try:
-        reply = call_service("customer", "GET", f"/api/v1/customers/{customer_id}/contacts",
-                             params={"type": "emergency", "per_page": 100}, identity=identity)
+        reply = call_service(
+            "customer",
+            "GET",
+            f"/api/v1/customers/{customer_id}/contacts",
+            params={"type": "emergency", "per_page": 100},
+            identity=identity,
+        )
     except ServiceUnavailable:
         return None
     if reply.status != 200:
@@ -155,11 +185,17 @@ class TechLookup(MethodView):
     @requires("tech_portal.use")
     @blp.arguments(TechLookupRequest)
     @blp.response(200, TechLookupResult)
-    @blp.alt_response(403, description="You lack `tech_portal.use`, or hold it only at other locations than the "
-                                       "property's (said once the PIN is right)")
+    @blp.alt_response(
+        403,
+        description="You lack `tech_portal.use`, or hold it only at other locations than the "
+        "property's (said once the PIN is right)",
+    )
     @blp.alt_response(404, description="No property matches this account number and PIN")
-    @blp.alt_response(429, description="Too many attempts from your address, or the account is locked "
-                                       "after 5 wrong PINs (see `Retry-After`)")
+    @blp.alt_response(
+        429,
+        description="Too many attempts from your address, or the account is locked "
+        "after 5 wrong PINs (see `Retry-After`)",
+    )
     @blp.alt_response(503, description="The property service is unavailable")
     def post(self, data):
         """Identify a property on site with its account number and PIN; get what the visit needs.
@@ -169,8 +205,12 @@ class TechLookup(MethodView):
         try:
             reply = call_service("property", "POST", VERIFY_PATH, json_body=data)
         except ServiceUnavailable:
-            raise Problem(503, "The property service is unavailable. Try again shortly.", type=UNAVAILABLE,
-                          headers={"Retry-After": "5"}) from None
+            raise Problem(
+                503,
+                "The property service is unavailable. Try again shortly.",
+                type=UNAVAILABLE,
+                headers={"Retry-After": "5"},
+            ) from None
         if not reply.ok:
             raise _refusal(reply)
         site = cast(dict[str, Any], reply.body)  # the property service's verify answer: an object
@@ -180,5 +220,13 @@ class TechLookup(MethodView):
         headers = {}
         if CONFIDENTIAL_READS_HEADER in reply.headers:  # audited by the gateway on the way out
             headers[CONFIDENTIAL_READS_HEADER] = reply.headers[CONFIDENTIAL_READS_HEADER]
-        return site | {"emergency_contacts": contacts, "partial": contacts is None,
-                       "unavailable": ["customer"] if contacts is None else []}, 200, headers
+        return (
+            site
+            | {
+                "emergency_contacts": contacts,
+                "partial": contacts is None,
+                "unavailable": ["customer"] if contacts is None else [],
+            },
+            200,
+            headers,
+        )

@@ -1,4 +1,5 @@
 """The gateway's own operations; everything else under /api/v1 is forwarded to a service."""
+
 from .access import blp as access_blp
 from .audit import blp as audit_blp
 from .auth import blp as auth_blp

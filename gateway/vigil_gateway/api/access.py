@@ -1,4 +1,5 @@
 """Roles, office locations and API keys."""
+
 from __future__ import annotations
 
 from flask import url_for
@@ -40,6 +41,7 @@ def _page(statement, args):
 
 
 # --- roles ---------------------------------------------------------------------------------------
+
 
 @blp.route("/roles")
 class Roles(MethodView):
@@ -89,6 +91,7 @@ class RoleItem(MethodView):
 
 # --- locations -----------------------------------------------------------------------------------
 
+
 @blp.route("/locations")
 class Locations(MethodView):
     @requires(AUTHENTICATED)
@@ -129,6 +132,7 @@ class LocationItem(MethodView):
 
 # --- API keys ------------------------------------------------------------------------------------
 
+
 @blp.route("/api-keys")
 class ApiKeys(MethodView):
     @requires("api_keys.manage")
@@ -146,8 +150,11 @@ class ApiKeys(MethodView):
         """Create an API key with a subset of my permissions; the key is in this response only."""
         created = commands.create_key(context(), data)
         created.record.key = created.plaintext  # transient: dumped in this response only
-        return created.record, 201, etag_headers(created.record,
-                                                 Location=url_for("access.ApiKeyItem", key_id=created.record.id))
+        return (
+            created.record,
+            201,
+            etag_headers(created.record, Location=url_for("access.ApiKeyItem", key_id=created.record.id)),
+        )
 
 
 @blp.route("/api-keys/<int:key_id>")

@@ -18,13 +18,21 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-i
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
 @blp.alt_response(401, description="Wrong username or password, or the account is disabled")
-@blp.alt_response(429,
-                  description="Too many failed sign-ins (per username, per address) or account locked; see Retry-After")
+@blp.alt_response(
+    429, description="Too many failed sign-ins (per username, per address) or account locked; see Retry-After"
+)
 @blp.doc(security=[])
 def token(credentials):
     """Sign in: exchange a username and password for an access token and a refresh token."""
-    return commands.sign_in(db_session(), settings(), database(), passwords(), credentials, request.remote_addr,
-                            request.headers.get("User-Agent")).body()
+    return commands.sign_in(
+        db_session(),
+        settings(),
+        database(),
+        passwords(),
+        credentials,
+        request.remote_addr,
+        request.headers.get("User-Agent"),
+    ).body()
 
 
 @blp.route("/refresh", methods=["POST"])

@@ -41,9 +41,13 @@ class Users(MethodView):
         statement = select(User).order_by(User.username)
         if q:
             pattern = f"%{q.lower()}%"
-            statement = statement.where(or_(func.lower(User.username).like(pattern),
-                                            func.lower(User.name).like(pattern),
-                                            func.lower(User.email).like(pattern)))
+            statement = statement.where(
+                or_(
+                    func.lower(User.username).like(pattern),
+                    func.lower(User.name).like(pattern),
+                    func.lower(User.email).like(pattern),
+                )
+            )
         if active is not None:
             statement = statement.where(User.active.is_(active))
         result = paginate(db_session(), statement, page, per_page)
@@ -101,11 +105,17 @@ def me():
     user = signed_in_user()
     names = dict(db_session().execute(select(Location.id, Location.name)).all())
     return {
-        "id": identity.subject, "username": identity.username, "kind": identity.kind,
-        "name": user.name if user else None, "email": user.email if user else None,
-        "is_admin": bool(user and user.is_admin), "permissions": sorted(identity.permissions),
-        "locations": [{"location_id": loc, "name": names.get(loc), "permissions": sorted(perms)}
-                      for loc, perms in sorted(identity.locations.items())],
+        "id": identity.subject,
+        "username": identity.username,
+        "kind": identity.kind,
+        "name": user.name if user else None,
+        "email": user.email if user else None,
+        "is_admin": bool(user and user.is_admin),
+        "permissions": sorted(identity.permissions),
+        "locations": [
+            {"location_id": loc, "name": names.get(loc), "permissions": sorted(perms)}
+            for loc, perms in sorted(identity.locations.items())
+        ],
     }
 
 

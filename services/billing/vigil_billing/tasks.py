@@ -1,4 +1,5 @@
 """Celery tasks of the billing service. It consumes no events yet; its queue exists for later work."""
+
 from __future__ import annotations
 
 from vigil_shared.runtime import ServiceRuntime

@@ -1,4 +1,5 @@
 """App factory and command line of the credit service (``vigil-credit migrate|web|worker|relay``)."""
+
 from __future__ import annotations
 
 from vigil_shared.runtime import ServiceProgram
@@ -7,8 +8,9 @@ from .api import BLUEPRINTS
 from .models import messaging
 from .tasks import register_tasks
 
-program = ServiceProgram(name="credit", package="vigil_credit", messaging=messaging,
-                         blueprints=BLUEPRINTS, register_tasks=register_tasks)
+program = ServiceProgram(
+    name="credit", package="vigil_credit", messaging=messaging, blueprints=BLUEPRINTS, register_tasks=register_tasks
+)
 create_app = program.create_app
 
 

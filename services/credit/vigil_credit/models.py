@@ -1,4 +1,5 @@
 """Tables the credit service owns. No other service reads them. Only the outbox and inbox so far."""
+
 from __future__ import annotations
 
 from sqlalchemy.orm import DeclarativeBase
@@ -9,5 +10,6 @@ from vigil_shared.messaging.outbox import messaging_models
 
 class Base(ServiceTables, DeclarativeBase):
     metadata = service_metadata()
+
 
 messaging = messaging_models(Base)

@@ -1,4 +1,5 @@
 """Test data shared by this service's tests."""
+
 from __future__ import annotations
 
 from itertools import count
@@ -13,15 +14,30 @@ _numbers = count(1000)
 def customer(**fields) -> dict:
     """A valid customer body; each call gets its own phone so duplicates are not flagged by accident."""
     n = next(_numbers)
-    body = {"location_id": 1, "first_name": "Dana", "last_name": "Reyes", "city": "Provo", "state": "UT",
-            "primary_phone": f"801-555-{n % 10000:04d}", "account_type": "residential"}
+    body = {
+        "location_id": 1,
+        "first_name": "Dana",
+        "last_name": "Reyes",
+        "city": "Provo",
+        "state": "UT",
+        "primary_phone": f"801-555-{n % 10000:04d}",
+        "account_type": "residential",
+    }
     return body | fields
 
 
 def lead(**fields) -> dict:
     n = next(_numbers)
-    body = {"kind": "lead", "location_id": 1, "first_name": "Lee", "last_name": "Prospect", "city": "Ottawa",
-            "state": "ON", "primary_phone": f"613-555-{n % 10000:04d}", "lead_status": "new"}
+    body = {
+        "kind": "lead",
+        "location_id": 1,
+        "first_name": "Lee",
+        "last_name": "Prospect",
+        "city": "Ottawa",
+        "state": "ON",
+        "primary_phone": f"613-555-{n % 10000:04d}",
+        "lead_status": "new",
+    }
     return body | fields
 
 

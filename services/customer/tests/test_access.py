@@ -1,4 +1,5 @@
 """Rights inside the customer service: locations, sections, confidential fields, mass assignment."""
+
 import json
 
 import pytest
@@ -9,8 +10,13 @@ from vigil_shared.testing import ADMIN, identity_with
 
 READ = ("customers.view",)
 EDIT = ("customers.view", "customers.modify", "customers.contact_info.modify")
-SECRET = {"ssn": "123-45-6789", "birthdate": "1980-02-03", "confirmation_number": "CONF-77",
-          "receiver_number": "RCV-88", "abort_code": "4242"}
+SECRET = {
+    "ssn": "123-45-6789",
+    "birthdate": "1980-02-03",
+    "confirmation_number": "CONF-77",
+    "receiver_number": "RCV-88",
+    "abort_code": "4242",
+}
 
 
 def as_(api, *permissions, locations=(1,), username="clerk"):
@@ -84,8 +90,10 @@ def test_leads_need_lead_permissions(api):
     assert both.get(f"/api/v1/customers/{a_lead['id']}").status_code == 200
     assert both.get("/api/v1/customers?kind=lead").json["total"] == 1
     lead_editor = as_(api, "customers.modify", "leads.view", "customers.contact_info.modify")
-    assert lead_editor.patch(f"/api/v1/customers/{a_lead['id']}", json={"spouse": "x"}).json["permission"] == \
-        "leads.modify"
+    assert (
+        lead_editor.patch(f"/api/v1/customers/{a_lead['id']}", json={"spouse": "x"}).json["permission"]
+        == "leads.modify"
+    )
 
 
 def test_contact_fields_need_the_contact_information_permission(api):
@@ -131,11 +139,17 @@ def test_unmasked_reads_are_reported_for_the_audit_log(api):
     reader = as_(api, *READ, "confidential.ssn.view", "confidential.birthdate.view")
     seen = reader.get(f"/api/v1/customers/{record['id']}")
     assert seen.json["ssn"] == "123-45-6789" and seen.json["birthdate"] == "1980-02-03"
-    assert confidential_reads(seen) == [{"target_type": "customer", "target_id": str(record["id"]),
-                                         "fields": ["birthdate", "ssn"]}]
+    assert confidential_reads(seen) == [
+        {"target_type": "customer", "target_id": str(record["id"]), "fields": ["birthdate", "ssn"]}
+    ]
     full = api.get(f"/api/v1/customers/{record['id']}")
-    assert confidential_reads(full)[0]["fields"] == ["abort_code", "birthdate", "confirmation_number",
-                                                     "receiver_number", "ssn"]
+    assert confidential_reads(full)[0]["fields"] == [
+        "abort_code",
+        "birthdate",
+        "confirmation_number",
+        "receiver_number",
+        "ssn",
+    ]
 
 
 def test_an_ssn_may_be_entered_where_none_exists_but_changing_it_needs_the_confidential_permission(api):
@@ -170,7 +184,8 @@ def test_credit_score_needs_the_credit_permission(api):
     url = f"/api/v1/customers/{record['id']}"
     refused = as_(api, *EDIT).patch(url, json={"credit_score": 720})
     assert refused.status_code == 403 and refused.json["errors"] == {
-        "credit_score": ["Needs the 'credit.create' permission."]}
+        "credit_score": ["Needs the 'credit.create' permission."]
+    }
     assert as_(api, *EDIT, "credit.create").patch(url, json={"credit_score": 720}).json["credit_grade"] == "A"
 
 
@@ -196,12 +211,15 @@ def test_history_masks_confidential_values(api):
     api.patch(f"/api/v1/customers/{record['id']}", json={"ssn": "234-56-7890"})
     reader = as_(api, *READ, "history.view")
     entries = reader.get(f"/api/v1/customers/{record['id']}/history?field=ssn").json["items"]
-    assert [(e["old_value"], e["new_value"]) for e in entries] == [("***-**-6789", "***-**-7890"),
-                                                                    (None, "***-**-6789")]
+    assert [(e["old_value"], e["new_value"]) for e in entries] == [
+        ("***-**-6789", "***-**-7890"),
+        (None, "***-**-6789"),
+    ]
     full = api.get(f"/api/v1/customers/{record['id']}/history?field=ssn")
     assert full.json["items"][0]["new_value"] == "234-56-7890"
-    assert confidential_reads(full) == [{"target_type": "customer_history", "target_id": str(record["id"]),
-                                         "fields": ["ssn"]}]
+    assert confidential_reads(full) == [
+        {"target_type": "customer_history", "target_id": str(record["id"]), "fields": ["ssn"]}
+    ]
 
 
 def test_history_leaves_out_sections_the_reader_may_not_view(api):
@@ -219,10 +237,14 @@ def test_the_records_location_is_checked_before_the_body(api):
     home = create(api)
     base = f"/api/v1/customers/{home['id']}"
     for permission, method, path in (
-            ("customers.modify", "PATCH", base), ("leads.modify", "POST", f"{base}/convert"),
-            ("customers.create", "POST", f"{base}/duplicate"), ("notes.modify", "POST", f"{base}/notes"),
-            ("contacts.modify", "POST", f"{base}/contacts"), ("tags.modify", "POST", f"{base}/tags"),
-            ("files.modify", "POST", f"{base}/files")):
+        ("customers.modify", "PATCH", base),
+        ("leads.modify", "POST", f"{base}/convert"),
+        ("customers.create", "POST", f"{base}/duplicate"),
+        ("notes.modify", "POST", f"{base}/notes"),
+        ("contacts.modify", "POST", f"{base}/contacts"),
+        ("tags.modify", "POST", f"{base}/tags"),
+        ("files.modify", "POST", f"{base}/files"),
+    ):
         outsider = as_(api, permission, locations=(2,))
         response = outsider.open(method, path, json={"not": "valid"})
         assert response.status_code == 403, (method, path, response.status_code)

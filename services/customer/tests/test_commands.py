@@ -1,4 +1,5 @@
 """The customer commands run from a task or a script: no Flask app context, no request, one commit each."""
+
 import pytest
 from flask import has_app_context
 from helpers import customer, outbox_events
@@ -10,9 +11,15 @@ from vigil_customer.models import Customer, HistoryEntry, Note
 from vigil_shared.errors import Problem
 from vigil_shared.testing import identity_with
 
-CLERK = identity_with("customers.view", "customers.create", "customers.modify", "customers.delete",
-                      "customers.contact_info.modify", "notes.modify",
-                      locations=(1,))
+CLERK = identity_with(
+    "customers.view",
+    "customers.create",
+    "customers.modify",
+    "customers.delete",
+    "customers.contact_info.modify",
+    "notes.modify",
+    locations=(1,),
+)
 
 
 def test_a_record_is_created_changed_noted_and_deleted_without_flask(runtime):

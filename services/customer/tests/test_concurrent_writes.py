@@ -6,6 +6,7 @@ request's row lock keeps the other from reading, until the barrier gives up). Wh
 locked (PostgreSQL) both then succeed one after the other; elsewhere the later one gets 409.
 Never a 500.
 """
+
 import contextlib
 import threading
 from datetime import UTC
@@ -53,8 +54,10 @@ def racing():
 def test_two_concurrent_patches_of_one_customer_never_answer_500(api, racing):
     record = create(api)
     url = f"/api/v1/customers/{record['id']}"
-    first, second = racing(lambda: api.patch(url, json={"spouse": "Sam"}),
-                           lambda: api.patch(url, json={"best_time_to_contact": "mornings"}))
+    first, second = racing(
+        lambda: api.patch(url, json={"spouse": "Sam"}),
+        lambda: api.patch(url, json={"best_time_to_contact": "mornings"}),
+    )
     statuses = sorted([first.status_code, second.status_code])
     assert all(status in (200, 409) for status in statuses), (first.json, second.json)
     assert statuses[0] == 200
@@ -72,8 +75,10 @@ def test_two_concurrent_patches_with_the_same_if_match_let_exactly_one_win(api, 
     record = create(api)
     url = f"/api/v1/customers/{record['id']}"
     etag = api.get(url).headers["ETag"]
-    first, second = racing(lambda: api.patch(url, json={"spouse": "Sam"}, headers={"If-Match": etag}),
-                           lambda: api.patch(url, json={"spouse": "Max"}, headers={"If-Match": etag}))
+    first, second = racing(
+        lambda: api.patch(url, json={"spouse": "Sam"}, headers={"If-Match": etag}),
+        lambda: api.patch(url, json={"spouse": "Max"}, headers={"If-Match": etag}),
+    )
     statuses = sorted([first.status_code, second.status_code])
     assert statuses[0] == 200 and statuses[1] in (409, 412), (first.json, second.json)
     winner = first if first.status_code == 200 else second
@@ -104,9 +109,14 @@ def test_a_property_event_reindexing_a_customer_being_deleted_never_deadlocks(ap
         return real_covered_lengths(*args, **kwargs)
 
     monkeypatch.setattr(search, "covered_lengths", hold_after_replacing_terms)
-    event = {"id": str(uuid.uuid4()), "type": "property.created", "version": 1, "source": "property",
-             "occurred_at": datetime.now(UTC).isoformat(),
-             "data": {"property_id": 77, "customer_id": record["id"], "account_number": "ACC-77"}}
+    event = {
+        "id": str(uuid.uuid4()),
+        "type": "property.created",
+        "version": 1,
+        "source": "property",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "data": {"property_id": 77, "customer_id": record["id"], "account_number": "ACC-77"},
+    }
     outcome = {}
 
     def consume():

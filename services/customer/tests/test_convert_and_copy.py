@@ -1,4 +1,5 @@
 """Converting a lead, duplicating a customer, and the history of both."""
+
 from helpers import create, customer, lead, outbox_events
 
 from vigil_shared.testing import identity_with
@@ -21,8 +22,11 @@ def test_a_lead_converts_keeping_its_id_data_and_history(api, session):
     assert api.get(f"/api/v1/customers/{prospect['id']}/notes").json["total"] == 1
     history = api.get(f"/api/v1/customers/{prospect['id']}/history?action=convert").json["items"]
     assert {(e["field"], e["old_value"], e["new_value"]) for e in history} == {
-        ("kind", "lead", "customer"), ("location_id", "1", "2"), ("sold_by", None, "rep1"),
-        ("account_type", None, "commercial")}
+        ("kind", "lead", "customer"),
+        ("location_id", "1", "2"),
+        ("sold_by", None, "rep1"),
+        ("account_type", None, "commercial"),
+    }
     assert api.get(f"/api/v1/customers/{prospect['id']}/history?action=create").json["total"] > 1
     event = outbox_events(session, "customer.converted")[0]
     assert event.data == {"customer_id": prospect["id"], "location_id": 2}
@@ -43,20 +47,34 @@ def test_converting_needs_lead_modify_and_customer_create_in_the_target(api):
 
 
 def test_required_customer_custom_fields_are_asked_for_on_conversion(api):
-    api.post("/api/v1/custom-fields", json={"key": "contract_no", "label": "Contract", "type": "text",
-                                             "required": True, "applies_to": "customer"})
+    api.post(
+        "/api/v1/custom-fields",
+        json={"key": "contract_no", "label": "Contract", "type": "text", "required": True, "applies_to": "customer"},
+    )
     prospect = create(api, lead(account_type="residential"))
     url = f"/api/v1/customers/{prospect['id']}/convert"
     assert api.post(url, json={"location_id": 1, "sold_by": "r"}).json["errors"] == {
-        "custom_fields.contract_no": ["Required."]}
+        "custom_fields.contract_no": ["Required."]
+    }
     done = api.post(url, json={"location_id": 1, "sold_by": "r", "custom_fields": {"contract_no": "C1"}})
     assert done.json["custom_fields"] == {"contract_no": "C1"}
 
 
 def test_duplicate_customer_is_a_copy_not_a_merge(api, session):
-    original = create(api, customer(email="orig@example.com", ssn="123-45-6789", business_name="Shop",
-                                    account_number="AC-9", abort_code="4242", sold_by="rep", mmr=4999,
-                                    address_line1="1 Main St", zip="84601"))
+    original = create(
+        api,
+        customer(
+            email="orig@example.com",
+            ssn="123-45-6789",
+            business_name="Shop",
+            account_number="AC-9",
+            abort_code="4242",
+            sold_by="rep",
+            mmr=4999,
+            address_line1="1 Main St",
+            zip="84601",
+        ),
+    )
     copied = api.post(f"/api/v1/customers/{original['id']}/duplicate", json={"address_line1": "2 Side St"})
     assert copied.status_code == 201, copied.json
     copy = copied.json
@@ -64,8 +82,10 @@ def test_duplicate_customer_is_a_copy_not_a_merge(api, session):
     assert copy["address_line1"] == "2 Side St" and copy["sold_by"] == "rep" and copy["mmr"] == 4999
     assert copy["email"] is None and copy["account_number"] is None and copy["abort_code"] is None
     assert api.get(f"/api/v1/customers/{original['id']}").json["address_line1"] == "1 Main St"
-    assert api.get(f"/api/v1/customers/{copy['id']}/history?action=create").json["items"][-1]["new_value"] == \
-        f"copy of #{original['id']}"
+    assert (
+        api.get(f"/api/v1/customers/{copy['id']}/history?action=create").json["items"][-1]["new_value"]
+        == f"copy of #{original['id']}"
+    )
     assert api.get(f"/api/v1/customers/{original['id']}/history?action=duplicate").json["total"] == 1
     assert len(outbox_events(session, "customer.created")) == 2
 
@@ -84,13 +104,16 @@ def test_a_copy_leaves_out_what_the_caller_may_not_enter(api):
 def test_history_filters(api):
     record = create(api)
     api.patch(f"/api/v1/customers/{record['id']}", json={"spouse": "Sam"})
-    other = api.as_(identity_with("customers.view", "customers.modify", "customers.contact_info.modify",
-                                  username="bob"))
+    other = api.as_(
+        identity_with("customers.view", "customers.modify", "customers.contact_info.modify", username="bob")
+    )
     other.patch(f"/api/v1/customers/{record['id']}", json={"spouse": "Max"})
     url = f"/api/v1/customers/{record['id']}/history"
     spouse = api.get(f"{url}?field=spouse").json["items"]
     assert [(e["actor_name"], e["old_value"], e["new_value"], e["source"]) for e in spouse] == [
-        ("bob", "Sam", "Max", "api"), ("admin", None, "Sam", "api")]
+        ("bob", "Sam", "Max", "api"),
+        ("admin", None, "Sam", "api"),
+    ]
     assert api.get(f"{url}?user=bob").json["total"] == 1
     assert api.get(f"{url}?source=import").json["total"] == 0
     assert api.get(f"{url}?since=2099-01-01T00:00:00Z").json["total"] == 0
@@ -104,9 +127,21 @@ def test_history_keeps_the_client_address_request_and_source(api):
     from vigil_shared.testing import ADMIN
 
     record = create(api)
-    integration = Identity(subject="key:7", username="alarm-sync", kind="api_key", permissions=ADMIN.permissions,
-                           locations=ADMIN.locations, request_id="req-42", client_ip="203.0.113.9")
+    integration = Identity(
+        subject="key:7",
+        username="alarm-sync",
+        kind="api_key",
+        permissions=ADMIN.permissions,
+        locations=ADMIN.locations,
+        request_id="req-42",
+        client_ip="203.0.113.9",
+    )
     api.as_(integration).patch(f"/api/v1/customers/{record['id']}", json={"spouse": "Sam"})
     entry = api.get(f"/api/v1/customers/{record['id']}/history?field=spouse").json["items"][0]
-    assert (entry["client_ip"], entry["request_id"], entry["source"], entry["actor_id"], entry["actor_name"]) == \
-        ("203.0.113.9", "req-42", "integration", "key:7", "alarm-sync")
+    assert (entry["client_ip"], entry["request_id"], entry["source"], entry["actor_id"], entry["actor_name"]) == (
+        "203.0.113.9",
+        "req-42",
+        "integration",
+        "key:7",
+        "alarm-sync",
+    )

@@ -4,6 +4,7 @@ The caller below sees SSNs, birthdates and installation codes masked in office 1
 office 2, and may create and move records in both. Copying or moving a record from office 1 to 2
 must not hand them what office 1 masks.
 """
+
 from datetime import UTC
 
 from helpers import create, customer, lead
@@ -12,9 +13,11 @@ from vigil_shared.identity import Identity
 from vigil_shared.permissions import LOCATION_PERMISSIONS
 
 CONFIDENTIAL_VIEWS = {"confidential.ssn.view", "confidential.birthdate.view", "confidential.installation_codes.view"}
-MASKED_HERE = frozenset(LOCATION_PERMISSIONS - CONFIDENTIAL_VIEWS
-                        - {"confidential.ssn.modify", "confidential.birthdate.modify",
-                           "confidential.installation_codes.modify"})
+MASKED_HERE = frozenset(
+    LOCATION_PERMISSIONS
+    - CONFIDENTIAL_VIEWS
+    - {"confidential.ssn.modify", "confidential.birthdate.modify", "confidential.installation_codes.modify"}
+)
 # office 1: everything but the confidential permissions; office 2: everything
 SPLIT = Identity(subject="user:split", username="split", locations={1: MASKED_HERE, 2: LOCATION_PERMISSIONS})
 SECRET = dict(ssn="123-45-4893", birthdate="1970-04-01")
@@ -45,8 +48,9 @@ def test_a_copy_into_a_masked_office_answers_masked_and_sent_values_still_count(
     original = create(api, customer(location_id=2, **SECRET))
     copied = api.as_(SPLIT).post(f"/api/v1/customers/{original['id']}/duplicate", json={"location_id": 1})
     assert copied.status_code == 201 and copied.json["ssn"] == "***-**-4893"  # masked by the target's rules
-    typed = api.as_(SPLIT).post(f"/api/v1/customers/{original['id']}/duplicate",
-                                json={"location_id": 2, "ssn": "***-**-4893"})
+    typed = api.as_(SPLIT).post(
+        f"/api/v1/customers/{original['id']}/duplicate", json={"location_id": 2, "ssn": "***-**-4893"}
+    )
     assert typed.status_code == 422 and "ssn" in typed.json["errors"]
 
 
@@ -69,8 +73,13 @@ def test_converting_a_lead_into_an_office_that_would_unmask_it_is_refused(api):
     assert api.get(f"/api/v1/customers/{prospect['id']}").json["kind"] == "lead"
     done = caller.post(f"/api/v1/customers/{prospect['id']}/convert", json={"location_id": 1, "sold_by": "r"})
     assert done.status_code == 200 and done.json["ssn"] == "***-**-4893"
-    assert api.post(f"/api/v1/customers/{create(api, lead(**SECRET))['id']}/convert",
-                    json={"location_id": 2, "sold_by": "r", "account_type": "commercial"}).status_code == 200
+    assert (
+        api.post(
+            f"/api/v1/customers/{create(api, lead(**SECRET))['id']}/convert",
+            json={"location_id": 2, "sold_by": "r", "account_type": "commercial"},
+        ).status_code
+        == 200
+    )
 
 
 def test_converting_a_lead_without_hidden_values_across_offices_works(api):
@@ -91,8 +100,9 @@ def test_moving_a_record_to_an_office_that_would_unmask_it_is_refused(api):
 
 def test_a_contact_passcode_or_a_cleared_ssn_in_history_also_blocks_the_move(api):
     record = create(api, customer())
-    api.post(f"/api/v1/customers/{record['id']}/contacts", json={"type": "emergency", "name": "Ann",
-                                                                   "passcode": "swordfish"})
+    api.post(
+        f"/api/v1/customers/{record['id']}/contacts", json={"type": "emergency", "name": "Ann", "passcode": "swordfish"}
+    )
     moved = api.as_(SPLIT).patch(f"/api/v1/customers/{record['id']}", json={"location_id": 2})
     assert moved.status_code == 403 and set(moved.json["errors"]) == {"contacts.passcode"}
     cleared = create(api, customer(ssn="123-45-4893"))
@@ -109,10 +119,16 @@ def test_a_customer_with_properties_does_not_move_where_their_pins_would_show(ap
     from vigil_customer.tasks import event_consumer
 
     owner = create(api, customer())
-    assert event_consumer(runtime).consume({
-        "id": str(uuid.uuid4()), "type": "property.created", "version": 1, "source": "property",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "data": {"property_id": 77, "customer_id": owner["id"], "account_number": "ACC-77"}})
+    assert event_consumer(runtime).consume(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "property.created",
+            "version": 1,
+            "source": "property",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "data": {"property_id": 77, "customer_id": owner["id"], "account_number": "ACC-77"},
+        }
+    )
     moved = api.as_(SPLIT).patch(f"/api/v1/customers/{owner['id']}", json={"location_id": 2})
     assert moved.status_code == 403 and set(moved.json["errors"]) == {"properties.pin"}
     assert api.patch(f"/api/v1/customers/{owner['id']}", json={"location_id": 2}).status_code == 200

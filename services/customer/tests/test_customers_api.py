@@ -1,4 +1,5 @@
 """The customer record over HTTP: fields and their rules, ETags, events, errors, idempotency."""
+
 import re
 from datetime import date
 
@@ -23,8 +24,9 @@ def test_create_read_update_delete_cycle(api, session):
     read = api.get(f"/api/v1/customers/{body['id']}")
     assert read.status_code == 200 and read.headers["ETag"] == etag
 
-    patched = api.patch(f"/api/v1/customers/{body['id']}", json={"work_phone": "801-555-9999"},
-                        headers={"If-Match": etag})
+    patched = api.patch(
+        f"/api/v1/customers/{body['id']}", json={"work_phone": "801-555-9999"}, headers={"If-Match": etag}
+    )
     assert patched.status_code == 200 and patched.json["work_phone"] == "801-555-9999"
     assert patched.headers["ETag"] != etag
 
@@ -42,15 +44,29 @@ def test_create_read_update_delete_cycle(api, session):
 def test_events_follow_their_contracts(api, session):
     create(api)
     for row in outbox_events(session):
-        event = parse_event({"id": row.event_id, "type": row.type, "version": row.version,
-                             "occurred_at": row.occurred_at.isoformat(), "data": row.data, "source": "customer"})
+        event = parse_event(
+            {
+                "id": row.event_id,
+                "type": row.type,
+                "version": row.version,
+                "occurred_at": row.occurred_at.isoformat(),
+                "data": row.data,
+                "source": "customer",
+            }
+        )
         assert event.data["customer_id"] > 0
 
 
 def test_required_fields_per_kind(api):
     missing = api.post("/api/v1/customers", json={"first_name": "A"})
     assert missing.status_code == 422 and set(missing.json["errors"]) == {
-        "location_id", "last_name", "city", "state", "primary_phone", "account_type"}
+        "location_id",
+        "last_name",
+        "city",
+        "state",
+        "primary_phone",
+        "account_type",
+    }
     missing = api.post("/api/v1/customers", json={"location_id": 1, "first_name": "A"})
     assert set(missing.json["errors"]) == {"last_name", "city", "state", "primary_phone", "account_type"}
     missing = api.post("/api/v1/customers", json={"kind": "lead", "location_id": 1, "first_name": "A"})
@@ -106,8 +122,7 @@ def test_unknown_state_is_refused(api):
 
 
 def test_phones_are_stored_normalised_and_shown_as_entered(api, session):
-    record = create(api, customer(primary_phone="(801) 555-0123", cell_phone="+1 613 555 0199 ext. 4",
-                                  state="UT"))
+    record = create(api, customer(primary_phone="(801) 555-0123", cell_phone="+1 613 555 0199 ext. 4", state="UT"))
     assert record["primary_phone"] == "(801) 555-0123" and record["cell_phone"] == "+1 613 555 0199 ext. 4"
     stored = session.get(Customer, record["id"])
     assert stored.primary_phone_e164 == "+18015550123" and stored.cell_phone_e164 == "+16135550199"
@@ -163,21 +178,69 @@ def test_cancellation_needs_date_and_reason(api):
 
 def test_every_section_of_the_record_round_trips(api):
     body = customer(
-        birthdate="1980-02-03", language="en-us", address_line1="1 Main St", address_line2="Apt 2", zip="84601",
-        county="Utah", cross_street="Center St", work_phone="801-555-7000", cell_phone="801-555-7001",
-        other_phone="801-555-7002", email="full@example.com", best_time_to_contact="evenings", ssn="123456789",
-        spouse="Sam", credit_score=710, credit_tracking_number="CT-1", account_class="gold",
-        business_name="Reyes Bakery", business_contact="Dana", dba_name="The Bakery", source="web",
-        source_campaign="spring", company="Reyes Holdings", description="VIP", notes="prefers calls",
-        sale_date="2026-01-15", sold_by="rep1", trainee_trainer="t1", lead_rep="lr", call_center_rep="ccr",
-        adt_number="A1", adt_serial_man="S1", account_number="AC-1", mmr=3999, mmr_a_la_carte=True, currency="cad",
-        monitoring_plan="basic", discount_affiliate="AARP", discount_affiliate_member_number="M1",
-        monitored_by="ADT", interactive_services_provider="alarm.com", adt_system_type="std",
-        contract_term_months=60, activation_fee=9900, warranty_term_months=24, dealer_number="D1",
-        collections_date="2026-12-01", install_date="2026-02-01", install_tech="tech1",
-        confirmation_number="CN-1", receiver_number="RN-1", abort_code="4321", installed=True,
-        two_way_voice=True, cellular_backup=True, guard_response=True, maintenance=True, invoicing=True, aarp=True,
-        tellular=True, pulse=True, installation_appointment_id=7)
+        birthdate="1980-02-03",
+        language="en-us",
+        address_line1="1 Main St",
+        address_line2="Apt 2",
+        zip="84601",
+        county="Utah",
+        cross_street="Center St",
+        work_phone="801-555-7000",
+        cell_phone="801-555-7001",
+        other_phone="801-555-7002",
+        email="full@example.com",
+        best_time_to_contact="evenings",
+        ssn="123456789",
+        spouse="Sam",
+        credit_score=710,
+        credit_tracking_number="CT-1",
+        account_class="gold",
+        business_name="Reyes Bakery",
+        business_contact="Dana",
+        dba_name="The Bakery",
+        source="web",
+        source_campaign="spring",
+        company="Reyes Holdings",
+        description="VIP",
+        notes="prefers calls",
+        sale_date="2026-01-15",
+        sold_by="rep1",
+        trainee_trainer="t1",
+        lead_rep="lr",
+        call_center_rep="ccr",
+        adt_number="A1",
+        adt_serial_man="S1",
+        account_number="AC-1",
+        mmr=3999,
+        mmr_a_la_carte=True,
+        currency="cad",
+        monitoring_plan="basic",
+        discount_affiliate="AARP",
+        discount_affiliate_member_number="M1",
+        monitored_by="ADT",
+        interactive_services_provider="alarm.com",
+        adt_system_type="std",
+        contract_term_months=60,
+        activation_fee=9900,
+        warranty_term_months=24,
+        dealer_number="D1",
+        collections_date="2026-12-01",
+        install_date="2026-02-01",
+        install_tech="tech1",
+        confirmation_number="CN-1",
+        receiver_number="RN-1",
+        abort_code="4321",
+        installed=True,
+        two_way_voice=True,
+        cellular_backup=True,
+        guard_response=True,
+        maintenance=True,
+        invoicing=True,
+        aarp=True,
+        tellular=True,
+        pulse=True,
+        installation_appointment_id=7,
+    )
     record = create(api, body)
     for name, value in body.items():
         expected = {"language": "en-US", "ssn": "123-45-6789", "currency": "CAD"}.get(name, value)
@@ -187,8 +250,10 @@ def test_every_section_of_the_record_round_trips(api):
 def test_leads_have_no_sale_or_installation_fields(api):
     response = api.post("/api/v1/customers", json=lead(sale_date="2026-01-01", abort_code="1"))
     assert response.status_code == 422
-    assert response.json["errors"] == {"sale_date": ["Only customers have this field."],
-                                       "abort_code": ["Only customers have this field."]}
+    assert response.json["errors"] == {
+        "sale_date": ["Only customers have this field."],
+        "abort_code": ["Only customers have this field."],
+    }
     record = create(api, lead(callback_at="2026-12-01T15:00:00Z", lead_comments="call back", source="flyer"))
     assert record["callback_at"] == "2026-12-01T15:00:00Z" and record["source"] == "flyer"
     assert "sale_date" not in record and "abort_code" not in record
@@ -199,8 +264,10 @@ def test_leads_have_no_sale_or_installation_fields(api):
 def test_stale_if_match_is_refused_with_412_and_changes_nothing(api):
     created = api.post("/api/v1/customers", json=customer())
     cid, etag = created.json["id"], created.headers["ETag"]
-    assert api.patch(f"/api/v1/customers/{cid}", json={"first_name": "Alicia"},
-                     headers={"If-Match": etag}).status_code == 200
+    assert (
+        api.patch(f"/api/v1/customers/{cid}", json={"first_name": "Alicia"}, headers={"If-Match": etag}).status_code
+        == 200
+    )
     stale = api.patch(f"/api/v1/customers/{cid}", json={"first_name": "Ally"}, headers={"If-Match": etag})
     assert stale.status_code == 412
     assert api.delete(f"/api/v1/customers/{cid}", headers={"If-Match": etag}).status_code == 412
@@ -208,27 +275,52 @@ def test_stale_if_match_is_refused_with_412_and_changes_nothing(api):
 
 
 def test_validation_errors_name_the_field(api):
-    response = api.post("/api/v1/customers", json={"first_name": "", "last_name": 12, "email": "nope", "extra": 1,
-                                                   "location_id": "x"})
+    response = api.post(
+        "/api/v1/customers", json={"first_name": "", "last_name": 12, "email": "nope", "extra": 1, "location_id": "x"}
+    )
     assert response.status_code == 422
     assert response.headers["Content-Type"] == "application/problem+json"
-    assert set(response.json["errors"]) == {"first_name", "last_name", "email", "extra", "location_id",
-                                            "city", "state", "primary_phone", "account_type"}
+    assert set(response.json["errors"]) == {
+        "first_name",
+        "last_name",
+        "email",
+        "extra",
+        "location_id",
+        "city",
+        "state",
+        "primary_phone",
+        "account_type",
+    }
     assert response.json["type"] == "urn:vigil:problem:validation"
 
 
 def test_a_create_hears_of_every_problem_at_once(api):
     """Regression: a bad ZIP hid the missing names; schema errors hid the seed rules' errors."""
-    body = {"location_id": 1, "city": "Provo", "state": "UT", "zip": "22", "primary_phone": "12",
-            "account_type": "residential", "ssn": "000-12-3456"}
+    body = {
+        "location_id": 1,
+        "city": "Provo",
+        "state": "UT",
+        "zip": "22",
+        "primary_phone": "12",
+        "account_type": "residential",
+        "ssn": "000-12-3456",
+    }
     response = api.post("/api/v1/customers", json=body)
     assert response.status_code == 422
     assert set(response.json["errors"]) == {"first_name", "last_name", "zip", "primary_phone", "ssn"}
     schema_and_rules = api.post("/api/v1/customers", json=body | {"email": "nope", "language": "1"})
-    assert set(schema_and_rules.json["errors"]) == {"first_name", "last_name", "zip", "primary_phone", "ssn",
-                                                    "email", "language"}
-    lead = api.post("/api/v1/leads", json={"location_id": 1, "first_name": "L", "zip": "K1A", "state": "ON",
-                                           "email": "nope"})
+    assert set(schema_and_rules.json["errors"]) == {
+        "first_name",
+        "last_name",
+        "zip",
+        "primary_phone",
+        "ssn",
+        "email",
+        "language",
+    }
+    lead = api.post(
+        "/api/v1/leads", json={"location_id": 1, "first_name": "L", "zip": "K1A", "state": "ON", "email": "nope"}
+    )
     assert set(lead.json["errors"]) == {"last_name", "city", "primary_phone", "lead_status", "zip", "email"}
     patch = api.patch(f"/api/v1/customers/{create(api)['id']}", json={"zip": "22", "city": None, "language": "1"})
     assert patch.status_code == 422 and set(patch.json["errors"]) == {"zip", "city", "language"}
@@ -249,8 +341,14 @@ def test_a_us_zip_plus_4_without_its_dash_is_normalised(api):
 
 def test_read_only_fields_are_named_and_nothing_changes(api):
     record = create(api)
-    for field, value in (("id", 99), ("created_at", "2020-01-01T00:00:00Z"), ("kind", "lead"),
-                         ("credit_grade", "A"), ("version", 9), ("call_center_rep", "x")):
+    for field, value in (
+        ("id", 99),
+        ("created_at", "2020-01-01T00:00:00Z"),
+        ("kind", "lead"),
+        ("credit_grade", "A"),
+        ("version", 9),
+        ("call_center_rep", "x"),
+    ):
         response = api.patch(f"/api/v1/customers/{record['id']}", json={field: value, "spouse": "Sam"})
         assert response.status_code == 422, field
         assert field in response.json["errors"], response.json
@@ -363,9 +461,15 @@ def test_every_parameter_an_operation_reads_is_documented(app):
             documented = {p["name"] for p in spec["paths"][path][method.lower()].get("parameters", [])}
             documented |= {p["name"] for p in spec["paths"][path].get("parameters", [])}
             assert "request.headers" not in source and "request.args" not in source, f"{method} {path}"
-            wanted = set(inspect.signature(inspect.unwrap(function)).parameters) - {"self", "data", "changes",
-                                                                                    "overrides", "args", "upload",
-                                                                                    "form"}
+            wanted = set(inspect.signature(inspect.unwrap(function)).parameters) - {
+                "self",
+                "data",
+                "changes",
+                "overrides",
+                "args",
+                "upload",
+                "form",
+            }
             if "check_if_match(" in source:
                 wanted.add("If-Match")
             if method == "POST" and "Idempotency-Key" not in wanted:

@@ -1,4 +1,5 @@
 """An event the customer worker can never apply becomes a dead letter at once, and operators retry or discard it."""
+
 import uuid
 from datetime import UTC, datetime
 
@@ -16,9 +17,15 @@ OPS = "/api/v1/ops/customer/dead-letters"
 
 
 def property_created(customer_id: int, property_id: int = 41) -> dict:
-    return {"id": str(uuid.uuid4()), "type": "property.created", "version": 1, "request_id": "req-dead",
-            "occurred_at": datetime.now(UTC).isoformat(), "source": "property",
-            "data": {"property_id": property_id, "customer_id": customer_id, "account_number": "ACC-41"}}
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "property.created",
+        "version": 1,
+        "request_id": "req-dead",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "source": "property",
+        "data": {"property_id": property_id, "customer_id": customer_id, "account_number": "ACC-41"},
+    }
 
 
 @pytest.fixture
@@ -102,12 +109,19 @@ def test_operators_discard_a_dead_letter_and_only_operators_see_them(api, runtim
     event = property_created(owner["id"])
     event_consumer(runtime).consume(event)
     clerk = api.as_(identity_with("customers.view", "customers.modify", username="clerk"))
-    for method, path in (("get", OPS), ("get", f"{OPS}/{event['id']}"), ("post", f"{OPS}/{event['id']}/retry"),
-                         ("delete", f"{OPS}/{event['id']}")):
+    for method, path in (
+        ("get", OPS),
+        ("get", f"{OPS}/{event['id']}"),
+        ("post", f"{OPS}/{event['id']}/retry"),
+        ("delete", f"{OPS}/{event['id']}"),
+    ):
         assert getattr(clerk, method)(path).status_code == 403
     assert api.get(f"{OPS}?type=property.deleted").json["total"] == 0
     assert api.delete(f"{OPS}/{event['id']}").status_code == 204
     assert api.get(OPS).json["total"] == 0
-    for method, path in (("get", f"{OPS}/{event['id']}"), ("post", f"{OPS}/{event['id']}/retry"),
-                         ("delete", f"{OPS}/{event['id']}")):
+    for method, path in (
+        ("get", f"{OPS}/{event['id']}"),
+        ("post", f"{OPS}/{event['id']}/retry"),
+        ("delete", f"{OPS}/{event['id']}"),
+    ):
         assert getattr(api, method)(path).status_code == 404

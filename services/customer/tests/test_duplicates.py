@@ -1,4 +1,5 @@
 """Likely duplicates on create: one engine, four reasons, an explicit override."""
+
 from helpers import create, customer, outbox_events
 from sqlalchemy import select
 
@@ -8,9 +9,18 @@ from vigil_shared.testing import identity_with
 
 
 def test_each_reason_is_reported_with_the_match(api):
-    original = create(api, customer(first_name="Ann", last_name="Lee", primary_phone="801-555-0001",
-                                    email="ann@example.com", ssn="123-45-6789", address_line1="12 Oak St.",
-                                    zip="84601"))
+    original = create(
+        api,
+        customer(
+            first_name="Ann",
+            last_name="Lee",
+            primary_phone="801-555-0001",
+            email="ann@example.com",
+            ssn="123-45-6789",
+            address_line1="12 Oak St.",
+            zip="84601",
+        ),
+    )
     cases = {
         "phone": customer(first_name="X", primary_phone="+1 (801) 555-0001"),
         "email": customer(first_name="X", email="ANN@example.com"),
@@ -22,15 +32,17 @@ def test_each_reason_is_reported_with_the_match(api):
         assert response.status_code == 409, reason
         assert response.headers["Content-Type"] == "application/problem+json"
         assert response.json["type"] == "urn:vigil:problem:duplicates"
-        assert response.json["matches"] == [{"id": original["id"], "name": "Ann Lee", "kind": "customer",
-                                             "reasons": [reason]}], reason
+        assert response.json["matches"] == [
+            {"id": original["id"], "name": "Ann Lee", "kind": "customer", "reasons": [reason]}
+        ], reason
 
 
 def test_several_reasons_and_several_matches(api):
     first = create(api, customer(primary_phone="801-555-0002", ssn="123-45-6789"))
     second = create(api, customer(primary_phone="801-555-0003", ssn="123-45-6789"))
-    response = api.post("/api/v1/customers", json=customer(primary_phone="801-555-0002", work_phone="801-555-0003",
-                                                           ssn="123-45-6789"))
+    response = api.post(
+        "/api/v1/customers", json=customer(primary_phone="801-555-0002", work_phone="801-555-0003", ssn="123-45-6789")
+    )
     matches = response.json["matches"]
     assert [m["id"] for m in matches] == [first["id"], second["id"]]
     assert matches[0]["reasons"] == ["phone", "ssn"] and matches[1]["reasons"] == ["phone", "ssn"]
@@ -71,9 +83,10 @@ def test_a_guessed_ssn_is_never_confirmed_to_a_caller_who_sees_it_masked(api):
     entitled = api.as_(identity_with("customers.view", "customers.create", "confidential.ssn.view", locations=(1,)))
     named = entitled.post("/api/v1/customers", json=customer(ssn="123-45-4893"))
     assert named.status_code == 409 and named.json["other_matches"] == 0
-    assert named.json["matches"] == [{"id": target["id"], "name": "Vic Tim", "kind": "customer", "reasons": ["ssn"]},
-                                     {"id": right.json["id"], "name": "Dana Reyes", "kind": "customer",
-                                      "reasons": ["ssn"]}]
+    assert named.json["matches"] == [
+        {"id": target["id"], "name": "Vic Tim", "kind": "customer", "reasons": ["ssn"]},
+        {"id": right.json["id"], "name": "Dana Reyes", "kind": "customer", "reasons": ["ssn"]},
+    ]
 
 
 def test_ssn_reasons_are_dropped_but_other_visible_reasons_still_listed(api):
@@ -81,8 +94,9 @@ def test_ssn_reasons_are_dropped_but_other_visible_reasons_still_listed(api):
     clerk = api.as_(identity_with("customers.view", "customers.create", locations=(1,)))
     response = clerk.post("/api/v1/customers", json=customer(primary_phone="801-555-0006", ssn="123-45-6789"))
     assert response.status_code == 409
-    assert response.json["matches"] == [{"id": original["id"], "name": "Dana Reyes", "kind": "customer",
-                                         "reasons": ["phone"]}]
+    assert response.json["matches"] == [
+        {"id": original["id"], "name": "Dana Reyes", "kind": "customer", "reasons": ["phone"]}
+    ]
 
 
 def test_ssn_duplicates_are_found_through_the_blind_index_only(api, session):

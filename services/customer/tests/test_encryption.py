@@ -1,4 +1,5 @@
 """Confidential values at rest: ciphertext only, re-encrypted by `vigil-customer rotate-keys`."""
+
 from dataclasses import replace
 
 from helpers import create, customer
@@ -27,8 +28,9 @@ def test_rotate_keys_re_encrypts_every_confidential_column(api, runtime, session
     api.patch(f"/api/v1/customers/{record['id']}", json={"receiver_number": "R-2"})
     old_cipher = runtime.cipher
     new_key = generate_key()
-    rotated_runtime = replace(runtime, cipher=FieldCipher([new_key, *runtime.settings.encryption_keys],
-                                                          runtime.settings.blind_index_key))
+    rotated_runtime = replace(
+        runtime, cipher=FieldCipher([new_key, *runtime.settings.encryption_keys], runtime.settings.blind_index_key)
+    )
     count = rotate_keys(rotated_runtime, program.encrypted_columns)
     assert count == 8  # ssn, birthdate, receiver number, and five history values
     assert rotate_keys(rotated_runtime, program.encrypted_columns) == 0, "a second run has nothing to do"

@@ -1,4 +1,5 @@
 """The field registry: every field of the record declared once, everything else derived from it."""
+
 import os
 import subprocess
 import sys
@@ -21,8 +22,10 @@ def test_every_field_has_its_columns_and_its_place_in_the_schemas():
         assert writable == (field.writable == registry.ALWAYS), field.name
         assert (field.name in CustomerCreateSchema().fields) == (field.writable != registry.NEVER), field.name
         assert field.sections.customer or field.sections.lead, field.name
-        assert field.name in access.fields_of(registry.CUSTOMER) + access.fields_of(registry.LEAD) or \
-            field.sections.customer is None
+        assert (
+            field.name in access.fields_of(registry.CUSTOMER) + access.fields_of(registry.LEAD)
+            or field.sections.customer is None
+        )
     assert set(access.CONFIDENTIAL) == set(record.ENCRYPTED)
     assert set(present.LIST_FIELDS) <= set(CustomerSchema().fields)
 
@@ -35,9 +38,26 @@ def test_a_new_field_is_one_registry_line(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "added_field"), str(HERE), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "added_field_plugin", "-p", "no:cacheprovider",
-         "--rootdir", str(HERE.parent), "--confcutdir", str(HERE),
-         str(HERE / "added_field" / "added_field_checks.py")],
-        cwd=HERE.parent, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "added_field_plugin",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(HERE.parent),
+            "--confcutdir",
+            str(HERE),
+            str(HERE / "added_field" / "added_field_checks.py"),
+        ],
+        cwd=HERE.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "5 passed" in result.stdout, result.stdout[-3000:]

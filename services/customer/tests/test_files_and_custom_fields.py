@@ -1,4 +1,5 @@
 """Files of a record, and admin-defined custom fields."""
+
 import io
 
 from helpers import create, customer, lead
@@ -16,6 +17,7 @@ def upload(api, customer_id, content, filename="plan.pdf", content_type="applica
 
 
 # --- files ----------------------------------------------------------------------------------------
+
 
 def test_upload_list_download_delete(api, runtime):
     record = create(api)
@@ -36,8 +38,12 @@ def test_upload_list_download_delete(api, runtime):
     assert uploaded.headers["ETag"] == api.get(f"/api/v1/customers/{record['id']}/files/{item['id']}").headers["ETag"]
     stale = api.delete(f"/api/v1/customers/{record['id']}/files/{item['id']}", headers={"If-Match": '"0.0"'})
     assert stale.status_code == 412
-    assert api.delete(f"/api/v1/customers/{record['id']}/files/{item['id']}",
-                      headers={"If-Match": uploaded.headers["ETag"]}).status_code == 204
+    assert (
+        api.delete(
+            f"/api/v1/customers/{record['id']}/files/{item['id']}", headers={"If-Match": uploaded.headers["ETag"]}
+        ).status_code
+        == 204
+    )
     assert api.get(f"/api/v1/customers/{record['id']}/files/{item['id']}").status_code == 404
     actions = [e["action"] for e in api.get(f"/api/v1/customers/{record['id']}/history").json["items"]]
     assert actions[:2] == ["file_delete", "file_add"]
@@ -56,8 +62,9 @@ def test_content_types_are_checked_against_the_bytes(api):
     refused = upload(api, record["id"], b"#!/bin/sh", "run.sh", "application/x-sh")
     assert refused.status_code == 415
     assert upload(api, record["id"], b"", "empty.txt", "text/plain").status_code == 422
-    missing = api.post(f"/api/v1/customers/{record['id']}/files", data={"description": "x"},
-                       content_type="multipart/form-data")
+    missing = api.post(
+        f"/api/v1/customers/{record['id']}/files", data={"description": "x"}, content_type="multipart/form-data"
+    )
     assert missing.status_code == 422 and "file" in missing.json["errors"]
 
 
@@ -93,6 +100,7 @@ def test_deleting_the_customer_removes_its_files(api):
 
 # --- custom fields --------------------------------------------------------------------------------
 
+
 def define(api, **fields):
     response = api.post("/api/v1/custom-fields", json=fields)
     assert response.status_code == 201, response.json
@@ -107,8 +115,10 @@ def test_defining_fields_needs_catalogs_manage(api):
     assert api.post("/api/v1/custom-fields", json={"key": "gate_code", "label": "X", "type": "text"}).status_code == 409
     assert api.post("/api/v1/custom-fields", json={"key": "Bad Key", "label": "X", "type": "text"}).status_code == 422
     assert api.post("/api/v1/custom-fields", json={"key": "s", "label": "S", "type": "select"}).status_code == 422
-    assert api.post("/api/v1/custom-fields", json={"key": "t", "label": "T", "type": "text",
-                                                   "options": ["a"]}).status_code == 422
+    assert (
+        api.post("/api/v1/custom-fields", json={"key": "t", "label": "T", "type": "text", "options": ["a"]}).status_code
+        == 422
+    )
 
 
 def test_values_are_validated_per_type_and_kind(api):
@@ -121,11 +131,28 @@ def test_values_are_validated_per_type_and_kind(api):
     good = {"gate_code": "1234#", "dogs": 2, "permit_expires": "2027-01-31", "panel": "DSC", "pets": True}
     record = create(api, customer(custom_fields=good))
     assert record["custom_fields"] == good
-    bad = api.post("/api/v1/customers", json=customer(custom_fields={
-        "dogs": "two", "permit_expires": "31/01/2027", "panel": "ADT", "pets": "yes", "lead_only": "x", "nope": 1}))
+    bad = api.post(
+        "/api/v1/customers",
+        json=customer(
+            custom_fields={
+                "dogs": "two",
+                "permit_expires": "31/01/2027",
+                "panel": "ADT",
+                "pets": "yes",
+                "lead_only": "x",
+                "nope": 1,
+            }
+        ),
+    )
     assert bad.status_code == 422
-    assert set(bad.json["errors"]) == {"custom_fields.dogs", "custom_fields.permit_expires", "custom_fields.panel",
-                                       "custom_fields.pets", "custom_fields.lead_only", "custom_fields.nope"}
+    assert set(bad.json["errors"]) == {
+        "custom_fields.dogs",
+        "custom_fields.permit_expires",
+        "custom_fields.panel",
+        "custom_fields.pets",
+        "custom_fields.lead_only",
+        "custom_fields.nope",
+    }
     patched = api.patch(f"/api/v1/customers/{record['id']}", json={"custom_fields": {"dogs": 3, "gate_code": None}})
     assert patched.json["custom_fields"] == {"dogs": 3, "permit_expires": "2027-01-31", "panel": "DSC", "pets": True}
     history = api.get(f"/api/v1/customers/{record['id']}/history?field=custom_fields").json["items"]
@@ -149,8 +176,9 @@ def test_definition_changes(api):
     create(api, customer(custom_fields={"panel": "DSC"}))
     in_use = api.patch(f"/api/v1/custom-fields/{field['id']}", json={"options": ["Honeywell"]})
     assert in_use.status_code == 409
-    widened = api.patch(f"/api/v1/custom-fields/{field['id']}", json={"options": ["DSC", "Honeywell", "Qolsys"],
-                                                                      "label": "Alarm panel"})
+    widened = api.patch(
+        f"/api/v1/custom-fields/{field['id']}", json={"options": ["DSC", "Honeywell", "Qolsys"], "label": "Alarm panel"}
+    )
     assert widened.status_code == 200 and widened.json["label"] == "Alarm panel"
     assert api.patch(f"/api/v1/custom-fields/{field['id']}", json={"type": "text"}).status_code == 422
     assert api.delete(f"/api/v1/custom-fields/{field['id']}").status_code == 204

@@ -1,4 +1,5 @@
 """`/leads`: the lead records under the `leads.*` rights alone."""
+
 from helpers import create, customer, lead
 
 from vigil_shared.testing import identity_with
@@ -49,8 +50,9 @@ def test_lead_rights_are_checked_at_the_leads_location(api):
 
 def test_converting_from_the_leads_route(api):
     record = create(api, lead(account_type="residential"))
-    converted = rep(api, "customers.create").post(f"/api/v1/leads/{record['id']}/convert",
-                                                  json={"location_id": 1, "sold_by": "rep"})
+    converted = rep(api, "customers.create").post(
+        f"/api/v1/leads/{record['id']}/convert", json={"location_id": 1, "sold_by": "rep"}
+    )
     assert converted.status_code == 200 and converted.json["kind"] == "customer"
     assert converted.headers["Location"].endswith(f"/api/v1/customers/{record['id']}")
     assert api.get(f"/api/v1/leads/{record['id']}").status_code == 404

@@ -22,13 +22,19 @@ def test_existing_customers_survive_the_move_to_the_full_record(test_databases):
     try:
         now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO customers (first_name, last_name, email, email_key, phone, active, "
-                              "created_at, updated_at, version) VALUES ('José', 'Núñez', 'J@X.com', 'j@x.com', "
-                              "'613-555-1234', true, :now, :now, 1)"), {"now": now})
+            conn.execute(
+                text(
+                    "INSERT INTO customers (first_name, last_name, email, email_key, phone, active, "
+                    "created_at, updated_at, version) VALUES ('José', 'Núñez', 'J@X.com', 'j@x.com', "
+                    "'613-555-1234', true, :now, :now, 1)"
+                ),
+                {"now": now},
+            )
         migrations.upgrade("vigil_customer", url)
         with engine.connect() as conn:
-            row = conn.execute(text("SELECT id, kind, primary_phone, primary_phone_e164, sort_name "
-                                    "FROM customers")).one()
+            row = conn.execute(
+                text("SELECT id, kind, primary_phone, primary_phone_e164, sort_name FROM customers")
+            ).one()
             covered = dict(conn.execute(text("SELECT term, covered FROM customer_search_terms")).all())
             terms = set(covered)
         assert row.kind == "customer" and row.primary_phone == "613-555-1234"

@@ -1,4 +1,5 @@
 """Notes and tickets, contacts, and tags of a record."""
+
 import json
 
 from helpers import create, customer
@@ -18,13 +19,22 @@ def history_actions(api, customer_id):
 
 # --- notes and tickets ----------------------------------------------------------------------------
 
+
 def test_notes_urgent_first_and_tickets_with_their_fields(api):
     record = create(api)
     url = f"/api/v1/customers/{record['id']}/notes"
     first = api.post(url, json={"text": "First call"}).json
     urgent = api.post(url, json={"text": "Dog on premises", "urgent": True}).json
-    ticket = api.post(url, json={"kind": "ticket", "text": "Replace battery", "assignee": "tech1",
-                                 "due_date": "2026-12-01", "priority": "high"}).json
+    ticket = api.post(
+        url,
+        json={
+            "kind": "ticket",
+            "text": "Replace battery",
+            "assignee": "tech1",
+            "due_date": "2026-12-01",
+            "priority": "high",
+        },
+    ).json
     assert ticket["status"] == "open" and ticket["priority"] == "high" and ticket["assignee"] == "tech1"
     listed = api.get(url).json
     assert [n["id"] for n in listed["items"]] == [urgent["id"], ticket["id"], first["id"]]
@@ -78,15 +88,27 @@ def test_notes_mark_activity_without_changing_the_records_etag(api):
 
 # --- contacts -------------------------------------------------------------------------------------
 
+
 def test_emergency_contacts_in_call_order_with_a_masked_passcode(api):
     record = create(api, customer(state="ON", primary_phone="613-555-0100"))
     url = f"/api/v1/customers/{record['id']}/contacts"
-    first = api.post(url, json={"type": "emergency", "name": "Ann", "relation": "neighbour", "has_key": True,
-                                "phones": [{"label": "cell", "number": "613-555-0111"}], "passcode": "blue"}).json
+    first = api.post(
+        url,
+        json={
+            "type": "emergency",
+            "name": "Ann",
+            "relation": "neighbour",
+            "has_key": True,
+            "phones": [{"label": "cell", "number": "613-555-0111"}],
+            "passcode": "blue",
+        },
+    ).json
     second = api.post(url, json={"type": "emergency", "name": "Bob", "relation": "son"}).json
     jumper = api.post(url, json={"type": "emergency", "name": "Cid", "call_priority": 1}).json
-    api.post(url, json={"type": "other", "name": "Accountant", "role": "billing",
-                        "email": "acc@example.com", "is_primary": True})
+    api.post(
+        url,
+        json={"type": "other", "name": "Accountant", "role": "billing", "email": "acc@example.com", "is_primary": True},
+    )
     assert (first["call_priority"], second["call_priority"], jumper["call_priority"]) == (1, 2, 1)
     emergency = api.get(f"{url}?type=emergency").json["items"]
     assert [(c["name"], c["call_priority"]) for c in emergency] == [("Cid", 1), ("Ann", 2), ("Bob", 3)]
@@ -101,8 +123,10 @@ def test_emergency_contacts_in_call_order_with_a_masked_passcode(api):
     assert "blue" not in seen.get_data(as_text=True)
 
     api.delete(f"{url}/{jumper['id']}")
-    assert [(c["name"], c["call_priority"]) for c in api.get(f"{url}?type=emergency").json["items"]] == \
-        [("Ann", 1), ("Bob", 2)]
+    assert [(c["name"], c["call_priority"]) for c in api.get(f"{url}?type=emergency").json["items"]] == [
+        ("Ann", 1),
+        ("Bob", 2),
+    ]
     moved = api.patch(f"{url}/{second['id']}", json={"call_priority": 1})
     assert moved.status_code == 200 and moved.json["call_priority"] == 1
     assert [c["name"] for c in api.get(f"{url}?type=emergency").json["items"]] == ["Bob", "Ann"]
@@ -114,7 +138,8 @@ def test_unmasked_passcodes_are_reported_for_the_audit_log(api):
     contact = api.post(url, json={"type": "emergency", "name": "Ann", "passcode": "blue"}).json
     listed = api.get(url)
     assert json.loads(listed.headers["X-Vigil-Confidential-Reads"]) == [
-        {"target_type": "customer_contact", "target_id": str(contact["id"]), "fields": ["passcode"]}]
+        {"target_type": "customer_contact", "target_id": str(contact["id"]), "fields": ["passcode"]}
+    ]
 
 
 def test_a_saved_passcode_needs_the_confidential_permission_to_change(api):
@@ -152,6 +177,7 @@ def test_contact_rules(api):
 
 
 # --- tags -----------------------------------------------------------------------------------------
+
 
 def test_tag_catalog_needs_catalogs_manage(api):
     created = api.post("/api/v1/tags", json={"name": "VIP", "color": "#ff0000"})

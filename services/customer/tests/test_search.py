@@ -1,4 +1,5 @@
 """The list and search: paging with keyset cursors, `q` over every searchable field, filters, totals."""
+
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
@@ -26,8 +27,14 @@ def next_link(response):
 
 
 def property_event(event_type, **data):
-    return {"id": str(uuid.uuid4()), "type": event_type, "version": 1,
-            "occurred_at": datetime.now(UTC).isoformat(), "data": data, "source": "property"}
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "data": data,
+        "source": "property",
+    }
 
 
 @pytest.fixture
@@ -101,11 +108,23 @@ def test_q_matches_the_start_of_names_business_and_dba(api):
 
 
 def test_q_matches_email_phone_digits_and_id(api):
-    record = create(api, customer(email="Dana.Reyes@Example.com", primary_phone="801-555-0142",
-                                  cell_phone="(613) 555-0177"))
+    record = create(
+        api, customer(email="Dana.Reyes@Example.com", primary_phone="801-555-0142", cell_phone="(613) 555-0177")
+    )
     other = create(api, customer(first_name="Other"))
-    for q in ("dana.reyes@ex", "DANA.REYES@EXAMPLE.COM", "example.com", "801-555-0142", "(801) 555 0142",
-              "+1 801 555 0142", "8015550142", "555-0142", "6135550177", "613 555", f"#{record['id']}"):
+    for q in (
+        "dana.reyes@ex",
+        "DANA.REYES@EXAMPLE.COM",
+        "example.com",
+        "801-555-0142",
+        "(801) 555 0142",
+        "+1 801 555 0142",
+        "8015550142",
+        "555-0142",
+        "6135550177",
+        "613 555",
+        f"#{record['id']}",
+    ):
         assert ids(api.get("/api/v1/customers", query_string={"q": q})) == [record["id"]], q
     assert record["id"] in ids(api.get("/api/v1/customers", query_string={"q": str(record["id"])}))
     assert other["id"] not in ids(api.get("/api/v1/customers", query_string={"q": f"#{record['id']}"}))
@@ -116,8 +135,15 @@ def test_a_phone_searched_as_1_plus_ten_digits_or_with_its_country_code_matches(
     stored numbers are (``phonenumbers``), so every way of typing the number finds it."""
     record = create(api, customer(primary_phone="613-374-2291", state="ON", city="Ottawa"))
     london = create(api, customer(work_phone="+44 20 7946 0958"))
-    for q in ("16133742291", "+16133742291", "1 613 374 2291", "1-613-374-2291", "6133742291", "(613) 374-2291",
-              "+1 (613) 374-2291"):
+    for q in (
+        "16133742291",
+        "+16133742291",
+        "1 613 374 2291",
+        "1-613-374-2291",
+        "6133742291",
+        "(613) 374-2291",
+        "+1 (613) 374-2291",
+    ):
         assert ids(api.get("/api/v1/customers", query_string={"q": q})) == [record["id"]], q
     for q in ("+44 20 7946 0958", "+442079460958", "020 7946 0958"[1:]):
         assert ids(api.get("/api/v1/customers", query_string={"q": q})) == [london["id"]], q
@@ -127,16 +153,27 @@ def test_a_phone_searched_as_1_plus_ten_digits_or_with_its_country_code_matches(
 def test_q_matches_property_account_numbers_from_the_replica(api, consumer):
     owner = create(api, customer(first_name="Owner"))
     buyer = create(api, customer(first_name="Buyer"))
-    assert consumer.consume(property_event("property.created", property_id=10, customer_id=owner["id"],
-                                           account_number="ACC-1001"))
+    assert consumer.consume(
+        property_event("property.created", property_id=10, customer_id=owner["id"], account_number="ACC-1001")
+    )
     for q in ("ACC-1001", "acc1001", "1001"):
         assert owner["id"] in ids(api.get("/api/v1/customers", query_string={"q": q})), q
-    consumer.consume(property_event("property.updated", property_id=10, customer_id=owner["id"], changed=["x"],
-                                    account_number="ACC-2002"))
+    consumer.consume(
+        property_event(
+            "property.updated", property_id=10, customer_id=owner["id"], changed=["x"], account_number="ACC-2002"
+        )
+    )
     assert ids(api.get("/api/v1/customers?q=acc-1001")) == []
     assert ids(api.get("/api/v1/customers?q=acc-2002")) == [owner["id"]]
-    consumer.consume(property_event("property.transferred", property_id=10, from_customer_id=owner["id"],
-                                    to_customer_id=buyer["id"], account_number="ACC-2002"))
+    consumer.consume(
+        property_event(
+            "property.transferred",
+            property_id=10,
+            from_customer_id=owner["id"],
+            to_customer_id=buyer["id"],
+            account_number="ACC-2002",
+        )
+    )
     assert ids(api.get("/api/v1/customers?q=acc-2002")) == [buyer["id"]]
     deleted = property_event("property.deleted", property_id=10, customer_id=buyer["id"])
     assert consumer.consume(deleted)
@@ -156,13 +193,23 @@ def test_renaming_reindexes(api):
 
 def test_filters(api, session):
     home = create(api, customer(city="Provo", state="UT", account_type="residential"))
-    shop = create(api, customer(city="Ottawa", state="ON", zip=None, primary_phone="613-555-0100",
-                                account_type="commercial", location_id=2))
+    shop = create(
+        api,
+        customer(
+            city="Ottawa", state="ON", zip=None, primary_phone="613-555-0100", account_type="commercial", location_id=2
+        ),
+    )
     prospect = create(api, lead())
     idle = create(api, customer(active=False))
-    session.execute(update(Customer).where(Customer.id == idle["id"]).values(
-        archived_at=datetime.now(UTC), created_at=datetime(2020, 1, 1, tzinfo=UTC),
-        last_activity_at=datetime(2020, 6, 1, tzinfo=UTC)))
+    session.execute(
+        update(Customer)
+        .where(Customer.id == idle["id"])
+        .values(
+            archived_at=datetime.now(UTC),
+            created_at=datetime(2020, 1, 1, tzinfo=UTC),
+            last_activity_at=datetime(2020, 6, 1, tzinfo=UTC),
+        )
+    )
     session.commit()
     everyone = {home["id"], shop["id"], prospect["id"], idle["id"]}
 
@@ -210,8 +257,12 @@ def test_totals_are_exact_up_to_the_limit_then_flagged(api, monkeypatch, session
 
 
 def test_a_record_matching_twice_is_listed_and_counted_once(api):
-    record = create(api, customer(first_name="John", last_name="Johnson", email="john.johnson@example.com",
-                                  business_name="Johnson Johns"))
+    record = create(
+        api,
+        customer(
+            first_name="John", last_name="Johnson", email="john.johnson@example.com", business_name="Johnson Johns"
+        ),
+    )
     response = api.get("/api/v1/customers?q=john").json
     assert [item["id"] for item in response["items"]] == [record["id"]] and response["total"] == 1
 
@@ -234,15 +285,26 @@ def test_an_empty_query_after_folding_returns_nothing(api):
 def test_recent_records_sort_by_created(api, session):
     old = create(api)
     new = create(api)
-    session.execute(update(Customer).where(Customer.id == old["id"]).values(
-        created_at=datetime.now(UTC) - timedelta(days=3)))
+    session.execute(
+        update(Customer).where(Customer.id == old["id"]).values(created_at=datetime.now(UTC) - timedelta(days=3))
+    )
     session.commit()
     assert ids(api.get("/api/v1/customers?sort=-created")) == [new["id"], old["id"]]
 
 
 def test_pages_stay_distinct_when_records_match_many_times(api):
-    made = [create(api, customer(first_name="John", last_name=f"Johnson{i}", email=f"john.johnson{i}@example.com",
-                                 business_name="Johnson Johns Johnny")) for i in range(3)]
+    made = [
+        create(
+            api,
+            customer(
+                first_name="John",
+                last_name=f"Johnson{i}",
+                email=f"john.johnson{i}@example.com",
+                business_name="Johnson Johns Johnny",
+            ),
+        )
+        for i in range(3)
+    ]
     seen, url = [], "/api/v1/customers?q=john&per_page=1"
     while url:
         response = api.get(url)
@@ -281,17 +343,20 @@ def test_the_ordered_walk_folds_records_matching_twice(api, monkeypatch):
     test_pages_stay_distinct_when_records_match_many_times(api)
 
 
-@pytest.mark.parametrize("payload", [
-    {"s": "created", "d": "next", "p": 2, "k": ["garbage", 1]},  # not a timestamp
-    {"s": "created", "d": "next", "p": 2, "k": [1, 1]},
-    {"s": "name", "d": "next", "p": 2, "k": []},  # too short
-    {"s": "name", "d": "next", "p": 2, "k": [{"a": 1}, "x"]},
-    {"s": "name", "d": "next", "p": 2, "k": ["a", 10 ** 30]},  # an id no column holds
-    {"s": "id", "d": "next", "p": 2, "k": ["x"]},
-    {"s": "id", "d": "next", "p": 2, "k": [1, 2]},
-    {"s": "id", "d": "next", "p": "2", "k": [1]},
-    {"s": "id", "d": "next", "p": 10 ** 30, "k": [1]},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"s": "created", "d": "next", "p": 2, "k": ["garbage", 1]},  # not a timestamp
+        {"s": "created", "d": "next", "p": 2, "k": [1, 1]},
+        {"s": "name", "d": "next", "p": 2, "k": []},  # too short
+        {"s": "name", "d": "next", "p": 2, "k": [{"a": 1}, "x"]},
+        {"s": "name", "d": "next", "p": 2, "k": ["a", 10**30]},  # an id no column holds
+        {"s": "id", "d": "next", "p": 2, "k": ["x"]},
+        {"s": "id", "d": "next", "p": 2, "k": [1, 2]},
+        {"s": "id", "d": "next", "p": "2", "k": [1]},
+        {"s": "id", "d": "next", "p": 10**30, "k": [1]},
+    ],
+)
 def test_a_made_up_cursor_is_a_422_not_a_500(api, payload):
     """A cursor is opaque, but a client can decode and edit it: whatever it holds is judged, never crashes."""
     import base64

@@ -1,4 +1,5 @@
 """A property moved to another customer (a new homeowner) shows in both customers' history."""
+
 import uuid
 from datetime import UTC, datetime
 
@@ -8,16 +9,30 @@ from vigil_customer.tasks import event_consumer
 
 
 def transfer_event(**data) -> dict:
-    return {"id": str(uuid.uuid4()), "type": "property.transferred", "version": 1, "request_id": "req-transfer",
-            "occurred_at": datetime.now(UTC).isoformat(), "data": data, "source": "property"}
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "property.transferred",
+        "version": 1,
+        "request_id": "req-transfer",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "data": data,
+        "source": "property",
+    }
 
 
 def test_a_transfer_is_recorded_in_both_customers_history(api, runtime):
     seller = create(api, customer(first_name="Seller"))
     buyer = create(api, customer(first_name="Buyer"))
-    event = transfer_event(property_id=31, from_customer_id=seller["id"], to_customer_id=buyer["id"],
-                           account_number="ACC-31", actor_id="7", actor_name="office-anna", source="api",
-                           reason="house sold")
+    event = transfer_event(
+        property_id=31,
+        from_customer_id=seller["id"],
+        to_customer_id=buyer["id"],
+        account_number="ACC-31",
+        actor_id="7",
+        actor_name="office-anna",
+        source="api",
+        reason="house sold",
+    )
     consumer = event_consumer(runtime)
     assert consumer.consume(event) is True
     assert consumer.consume(event) is False, "a redelivered transfer is not recorded twice"

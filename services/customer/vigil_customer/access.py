@@ -5,6 +5,7 @@ it and to change it, per kind of record. Confidential fields add the confidentia
 permissions on top, and the credit score fields need the right to run credit. Views and domain
 code ask this module only, so the rules live in one place.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,13 @@ from . import registry
 
 # Sections, kinds and each field's place are declared once, in the registry.
 CUSTOMER, LEAD, KINDS = registry.CUSTOMER, registry.LEAD, registry.KINDS
-CONTACT, SALE, INSTALLATION, LEAD_INFO, GENERAL = (registry.CONTACT, registry.SALE, registry.INSTALLATION,
-                                                   registry.LEAD_INFO, registry.GENERAL)
+CONTACT, SALE, INSTALLATION, LEAD_INFO, GENERAL = (
+    registry.CONTACT,
+    registry.SALE,
+    registry.INSTALLATION,
+    registry.LEAD_INFO,
+    registry.GENERAL,
+)
 
 # Not fields of the record but named by clients: sent in a body, they are refused as read-only.
 BOOKKEEPING = frozenset({name for name, _, _ in registry.SYSTEM if name not in registry.BY_NAME} | {"version", "tags"})
@@ -101,8 +107,11 @@ class Access:
         section = section_of(field, self.kind)
         assert section is not None, f"{field} is not a field of a {self.kind}"
         if field == "location_id":
-            return None if self.can_record("create" if creating else "modify") else base_permission(
-                self.kind, "create" if creating else "modify")
+            return (
+                None
+                if self.can_record("create" if creating else "modify")
+                else base_permission(self.kind, "create" if creating else "modify")
+            )
         needed = [base_permission(self.kind, "create" if creating else "modify")]
         _, modify = SECTION_PERMISSIONS[section]
         if modify and not (creating and section == CONTACT):
@@ -143,23 +152,37 @@ def unmasked_by_move(source: Access, target: Access, fields_with_values) -> dict
     An operation never reveals a value the caller cannot see at its source, so a move that would
     unmask one is refused instead (dropping the value would lose the customer's data).
     """
-    return {name: missing_view_permission(source, name) for name in fields_with_values
-            if not visible_field(source, name) and visible_field(target, name)}
+    return {
+        name: missing_view_permission(source, name)
+        for name in fields_with_values
+        if not visible_field(source, name) and visible_field(target, name)
+    }
 
 
 def move_forbidden(refusals: dict[str, str]) -> Problem:
     """403 for a move that would show the caller values hidden from them where the record is now."""
     first = next(iter(refusals.values()))
-    return Problem(403, "Moving this record would show you values you may not see where it is now: "
-                        + ", ".join(sorted(refusals)) + ". Someone who may see them there can move it.",
-                   type=FORBIDDEN, permission=first,
-                   errors={field: [f"Needs the '{permission}' permission where the record is now."]
-                           for field, permission in refusals.items()})
+    return Problem(
+        403,
+        "Moving this record would show you values you may not see where it is now: "
+        + ", ".join(sorted(refusals))
+        + ". Someone who may see them there can move it.",
+        type=FORBIDDEN,
+        permission=first,
+        errors={
+            field: [f"Needs the '{permission}' permission where the record is now."]
+            for field, permission in refusals.items()
+        },
+    )
 
 
 def field_forbidden(refusals: dict[str, str]) -> Problem:
     """403 naming every field the caller may not set, and the permission each one needs."""
     first = next(iter(refusals.values()))
-    return Problem(403, "You may not set some of these fields: " + ", ".join(sorted(refusals)) + ".",
-                   type=FORBIDDEN, permission=first,
-                   errors={field: [f"Needs the '{permission}' permission."] for field, permission in refusals.items()})
+    return Problem(
+        403,
+        "You may not set some of these fields: " + ", ".join(sorted(refusals)) + ".",
+        type=FORBIDDEN,
+        permission=first,
+        errors={field: [f"Needs the '{permission}' permission."] for field, permission in refusals.items()},
+    )

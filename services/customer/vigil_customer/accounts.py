@@ -5,6 +5,7 @@ and ``property.updated`` upsert, ``property.transferred`` moves the number to an
 ``property.deleted`` leaves a tombstone so a late or repeated create cannot bring it back. Each
 change re-indexes the search terms of the customers concerned.
 """
+
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
@@ -22,8 +23,15 @@ def _row(session: Session, property_id: int) -> PropertyAccount | None:
 def upsert(session: Session, property_id: int, customer_id: int, account_number: str | None) -> None:
     row = _row(session, property_id)
     if row is None:
-        session.add(PropertyAccount(property_id=property_id, customer_id=customer_id, account_number=account_number,
-                                    deleted=False, updated_at=utcnow()))
+        session.add(
+            PropertyAccount(
+                property_id=property_id,
+                customer_id=customer_id,
+                account_number=account_number,
+                deleted=False,
+                updated_at=utcnow(),
+            )
+        )
         session.flush()
         search.reindex_ids(session, [customer_id])
         return
@@ -35,14 +43,16 @@ def upsert(session: Session, property_id: int, customer_id: int, account_number:
     search.reindex_ids(session, affected)
 
 
-def transferred(session: Session, property_id: int, from_customer_id: int, to_customer_id: int,
-                account_number: str | None) -> None:
+def transferred(
+    session: Session, property_id: int, from_customer_id: int, to_customer_id: int, account_number: str | None
+) -> None:
     row = _row(session, property_id)
     if row is not None and row.deleted:
         return
     if row is None:
-        row = PropertyAccount(property_id=property_id, customer_id=to_customer_id, account_number=account_number,
-                              deleted=False)
+        row = PropertyAccount(
+            property_id=property_id, customer_id=to_customer_id, account_number=account_number, deleted=False
+        )
         session.add(row)
     row.customer_id, row.updated_at = to_customer_id, utcnow()
     if account_number is not None:
@@ -54,8 +64,11 @@ def transferred(session: Session, property_id: int, from_customer_id: int, to_cu
 def deleted(session: Session, property_id: int, customer_id: int) -> None:
     row = _row(session, property_id)
     if row is None:
-        session.add(PropertyAccount(property_id=property_id, customer_id=customer_id, account_number=None,
-                                    deleted=True, updated_at=utcnow()))
+        session.add(
+            PropertyAccount(
+                property_id=property_id, customer_id=customer_id, account_number=None, deleted=True, updated_at=utcnow()
+            )
+        )
         session.flush()
         return
     was = row.customer_id

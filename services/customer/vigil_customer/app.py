@@ -1,4 +1,5 @@
 """App factory and command line of the customer service (``vigil-customer migrate|web|worker|relay|rotate-keys``)."""
+
 from __future__ import annotations
 
 from vigil_shared.runtime import ServiceProgram
@@ -9,12 +10,20 @@ from .record import ENCRYPTED
 from .tasks import register_tasks
 
 program = ServiceProgram(
-    name="customer", package="vigil_customer", messaging=messaging, blueprints=BLUEPRINTS,
-    register_tasks=register_tasks, multipart_endpoints=MULTIPART_ENDPOINTS,
+    name="customer",
+    package="vigil_customer",
+    messaging=messaging,
+    blueprints=BLUEPRINTS,
+    register_tasks=register_tasks,
+    multipart_endpoints=MULTIPART_ENDPOINTS,
     # every column holding FieldCipher tokens, re-encrypted by `vigil-customer rotate-keys`
     # (the record's confidential fields come from the registry)
-    encrypted_columns=[*(getattr(Customer, column) for column in ENCRYPTED.values()), Contact.passcode_enc,
-                       HistoryEntry.old_value_enc, HistoryEntry.new_value_enc],
+    encrypted_columns=[
+        *(getattr(Customer, column) for column in ENCRYPTED.values()),
+        Contact.passcode_enc,
+        HistoryEntry.old_value_enc,
+        HistoryEntry.new_value_enc,
+    ],
 )
 create_app = program.create_app
 

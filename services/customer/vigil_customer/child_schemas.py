@@ -1,4 +1,5 @@
 """Request and response shapes of what hangs off a record: notes, contacts, tags, files."""
+
 from __future__ import annotations
 
 from flask_smorest.fields import Upload
@@ -25,6 +26,7 @@ def _no_fixed_fields(names):
 
 
 # --- notes and tickets ----------------------------------------------------------------------------
+
 
 class NoteFields(Schema):
     text = TrimmedString(validate=validate.Length(min=1, max=10_000))
@@ -71,6 +73,7 @@ NotePageSchema = page_schema(NoteSchema, "NotePage")
 
 # --- contacts -------------------------------------------------------------------------------------
 
+
 class PhoneSchema(Schema):
     label = TrimmedString(load_default="phone", validate=validate.Length(min=1, max=20))
     number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))
@@ -78,16 +81,24 @@ class PhoneSchema(Schema):
 
 class ContactFields(Schema):
     name = TrimmedString(validate=validate.Length(min=1, max=200))
-    relation = TrimmedString(allow_none=True, validate=validate.Length(max=100),
-                             metadata={"description": "Emergency contacts"})
+    relation = TrimmedString(
+        allow_none=True, validate=validate.Length(max=100), metadata={"description": "Emergency contacts"}
+    )
     role = TrimmedString(allow_none=True, validate=validate.Length(max=100), metadata={"description": "Other contacts"})
     phones = fields.List(fields.Nested(PhoneSchema), validate=validate.Length(max=5))
     email = fields.Email(allow_none=True, validate=validate.Length(max=254))
     has_key = fields.Boolean(metadata={"description": "Emergency contacts: holds a key to the premises"})
-    call_priority = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=100),
-                                   metadata={"description": "Emergency contacts: 1 is called first"})
-    passcode = fields.String(allow_none=True, validate=validate.Length(max=50),
-                             metadata={"description": "Confidential: `***` unless permitted"})
+    call_priority = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "Emergency contacts: 1 is called first"},
+    )
+    passcode = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=50),
+        metadata={"description": "Confidential: `***` unless permitted"},
+    )
     is_primary = fields.Boolean()
 
 
@@ -170,6 +181,7 @@ class ApplyTagSchema(Schema):
 
 
 # --- files ----------------------------------------------------------------------------------------
+
 
 class FileUploadSchema(Schema):
     file = Upload(required=True, metadata={"description": "PDF, PNG, JPEG, GIF, WebP, text, CSV, ZIP, DOCX, XLSX"})

@@ -12,6 +12,7 @@ Writes lock the record's row from the first read (``load_customer``/``load_custo
 write right), so concurrent writes to one record, a tab's included (two call-order moves, say),
 run one after the other and each sees the version the previous one left.
 """
+
 from __future__ import annotations
 
 from vigil_shared.commands import command
@@ -28,6 +29,7 @@ WRITES = frozenset({"modify", "delete"})
 
 
 # --- loading a record the caller may act on ---------------------------------------------------------
+
 
 def load_customer(ctx: Context, customer_id: int, action: str) -> Customer:
     """The record (404), after checking the caller's ``view``/``modify``/``delete`` right for its kind
@@ -53,6 +55,7 @@ def load_customer_tab(ctx: Context, customer_id: int, permission: str) -> Custom
 
 
 # --- customers and leads ----------------------------------------------------------------------------
+
 
 @command
 def create_customer(ctx: Context, data: dict, *, allow_duplicates: bool = False) -> Customer:
@@ -87,6 +90,7 @@ def delete_customer(ctx: Context, customer: Customer) -> None:
 
 
 # --- notes, contacts, tags and files of a record -----------------------------------------------------
+
 
 @command
 def add_note(ctx: Context, customer: Customer, data: dict) -> Note:
@@ -130,8 +134,9 @@ def delete_contact(ctx: Context, customer: Customer, contact_id: int) -> None:
 
 
 @command
-def apply_tag(ctx: Context, customer: Customer, *, tag_id: int | None = None,
-              name: str | None = None) -> tuple[Tag, bool]:
+def apply_tag(
+    ctx: Context, customer: Customer, *, tag_id: int | None = None, name: str | None = None
+) -> tuple[Tag, bool]:
     """Puts a catalog tag (by id, or by name) on the record: ``(tag, newly applied)``."""
     if tag_id is not None:
         tag = tags.get_tag(ctx.session, tag_id)
@@ -163,6 +168,7 @@ def delete_file(ctx: Context, customer: Customer, file_id: int, version: int) ->
 
 
 # --- company-wide catalogs: tags and custom fields ---------------------------------------------------
+
 
 @command
 def create_tag(ctx: Context, data: dict) -> Tag:
@@ -206,4 +212,3 @@ def delete_custom_field(ctx: Context, definition_id: int) -> None:
     definition = custom_fields.get_definition(ctx.session, definition_id)
     ctx.check_version(definition.id, definition.version)
     custom_fields.delete_definition(ctx.session, definition)
-

@@ -5,6 +5,7 @@ at a priority moves the others around it (up or down) so that no number is skipp
 The passcode a contact gives the central station is confidential: encrypted at rest and masked
 like the installation codes.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -56,10 +57,17 @@ def _place(session: Session, contact: Contact, wanted: int | None) -> None:
     """Puts an emergency contact at ``wanted`` (1 = called first; None or beyond the end = last)
     and renumbers the call list 1..N, so moving up, down, to the end or nowhere leaves no gap
     and no repeat (and a list left with gaps by older versions is healed on the next move)."""
-    others = list(session.scalars(
-        select(Contact).where(Contact.customer_id == contact.customer_id, Contact.type == EMERGENCY,
-                              Contact.id != contact.id if contact.id is not None else true())
-        .order_by(Contact.call_priority.is_(None), Contact.call_priority, Contact.id)))
+    others = list(
+        session.scalars(
+            select(Contact)
+            .where(
+                Contact.customer_id == contact.customer_id,
+                Contact.type == EMERGENCY,
+                Contact.id != contact.id if contact.id is not None else true(),
+            )
+            .order_by(Contact.call_priority.is_(None), Contact.call_priority, Contact.id)
+        )
+    )
     slot = len(others) if wanted is None else min(max(wanted, 1), len(others) + 1) - 1
     ordered = [*others[:slot], contact, *others[slot:]]
     for position, member in enumerate(ordered, start=1):
@@ -68,21 +76,31 @@ def _place(session: Session, contact: Contact, wanted: int | None) -> None:
 
 
 def _make_primary(session: Session, contact: Contact) -> None:
-    session.execute(update(Contact).where(Contact.customer_id == contact.customer_id, Contact.id != contact.id,
-                                          Contact.is_primary.is_(True))
-                    .values(is_primary=False, version=Contact.version + 1)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(Contact)
+        .where(Contact.customer_id == contact.customer_id, Contact.id != contact.id, Contact.is_primary.is_(True))
+        .values(is_primary=False, version=Contact.version + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
-def create_contact(session: Session, actor: history.Actor, cipher: FieldCipher, customer: Customer,
-                   data: dict) -> Contact:
+def create_contact(
+    session: Session, actor: history.Actor, cipher: FieldCipher, customer: Customer, data: dict
+) -> Contact:
     contact_type = data["type"]
     _check_type(contact_type, data)
-    contact = Contact(customer_id=customer.id, type=contact_type, name=data["name"], relation=data.get("relation"),
-                      role=data.get("role"), phones=_phones(data.get("phones"), customer.state),
-                      email=data.get("email"), has_key=bool(data.get("has_key")),
-                      passcode_enc=cipher.encrypt(data.get("passcode") or None),
-                      is_primary=bool(data.get("is_primary")))
+    contact = Contact(
+        customer_id=customer.id,
+        type=contact_type,
+        name=data["name"],
+        relation=data.get("relation"),
+        role=data.get("role"),
+        phones=_phones(data.get("phones"), customer.state),
+        email=data.get("email"),
+        has_key=bool(data.get("has_key")),
+        passcode_enc=cipher.encrypt(data.get("passcode") or None),
+        is_primary=bool(data.get("is_primary")),
+    )
     session.add(contact)
     session.flush()
     if contact_type == EMERGENCY:
@@ -90,8 +108,16 @@ def create_contact(session: Session, actor: history.Actor, cipher: FieldCipher, 
     if contact.is_primary:
         _make_primary(session, contact)
     session.flush()
-    history.record(session, actor, customer.id, "contact_add", target_type="contact", target_id=contact.id,
-                   field="name", new=contact.name)
+    history.record(
+        session,
+        actor,
+        customer.id,
+        "contact_add",
+        target_type="contact",
+        target_id=contact.id,
+        field="name",
+        new=contact.name,
+    )
     touch(session, customer.id)
     return contact
 
@@ -100,8 +126,15 @@ def get_contact(session: Session, customer_id: int, contact_id: int) -> Contact:
     return get_or_404(session, Contact, contact_id, "contact", customer_id=customer_id)
 
 
-def update_contact(session: Session, actor: history.Actor, cipher: FieldCipher, identity: Identity,
-                   customer: Customer, contact: Contact, changes: dict) -> list[str]:
+def update_contact(
+    session: Session,
+    actor: history.Actor,
+    cipher: FieldCipher,
+    identity: Identity,
+    customer: Customer,
+    contact: Contact,
+    changes: dict,
+) -> list[str]:
     _check_type(contact.type, changes)
     changes = dict(changes)
     if "passcode" in changes:
@@ -120,9 +153,19 @@ def update_contact(session: Session, actor: history.Actor, cipher: FieldCipher, 
         if name not in changes:
             continue
         if name == "passcode":
-            history.record(session, actor, customer.id, "contact_update", target_type="contact", target_id=contact.id,
-                           field="passcode", old=cipher.decrypt(contact.passcode_enc), new=changes[name] or None,
-                           confidential="installation_codes", cipher=cipher)
+            history.record(
+                session,
+                actor,
+                customer.id,
+                "contact_update",
+                target_type="contact",
+                target_id=contact.id,
+                field="passcode",
+                old=cipher.decrypt(contact.passcode_enc),
+                new=changes[name] or None,
+                confidential="installation_codes",
+                cipher=cipher,
+            )
             contact.passcode_enc = cipher.encrypt(changes[name] or None)
             changed.append(name)
             continue
@@ -130,15 +173,32 @@ def update_contact(session: Session, actor: history.Actor, cipher: FieldCipher, 
             if contact.type == EMERGENCY and changes[name] is not None and changes[name] != contact.call_priority:
                 old = contact.call_priority
                 _place(session, contact, changes[name])
-                history.record(session, actor, customer.id, "contact_update", target_type="contact",
-                               target_id=contact.id, field=name, old=old, new=contact.call_priority)
+                history.record(
+                    session,
+                    actor,
+                    customer.id,
+                    "contact_update",
+                    target_type="contact",
+                    target_id=contact.id,
+                    field=name,
+                    old=old,
+                    new=contact.call_priority,
+                )
                 changed.append(name)
             continue
         old = getattr(contact, name)
         if old != changes[name]:
-            history.record(session, actor, customer.id, "contact_update", target_type="contact", target_id=contact.id,
-                           field=name, old=_phones_text(old) if name == "phones" else old,
-                           new=_phones_text(changes[name]) if name == "phones" else changes[name])
+            history.record(
+                session,
+                actor,
+                customer.id,
+                "contact_update",
+                target_type="contact",
+                target_id=contact.id,
+                field=name,
+                old=_phones_text(old) if name == "phones" else old,
+                new=_phones_text(changes[name]) if name == "phones" else changes[name],
+            )
             setattr(contact, name, changes[name])
             changed.append(name)
     if "is_primary" in changed and contact.is_primary:
@@ -154,15 +214,25 @@ def _phones_text(phones: list[dict] | None) -> str | None:
 
 
 def delete_contact(session: Session, actor: history.Actor, contact: Contact) -> None:
-    history.record(session, actor, contact.customer_id, "contact_delete", target_type="contact",
-                   target_id=contact.id, field="name", old=contact.name)
+    history.record(
+        session,
+        actor,
+        contact.customer_id,
+        "contact_delete",
+        target_type="contact",
+        target_id=contact.id,
+        field="name",
+        old=contact.name,
+    )
     customer_id, emergency = contact.customer_id, contact.type == EMERGENCY
     session.delete(contact)
     session.flush()
     if emergency:  # the ones after it move up one place
-        remaining = session.scalars(select(Contact).where(Contact.customer_id == customer_id,
-                                                          Contact.type == EMERGENCY)
-                                    .order_by(Contact.call_priority.is_(None), Contact.call_priority, Contact.id))
+        remaining = session.scalars(
+            select(Contact)
+            .where(Contact.customer_id == customer_id, Contact.type == EMERGENCY)
+            .order_by(Contact.call_priority.is_(None), Contact.call_priority, Contact.id)
+        )
         for position, member in enumerate(remaining, start=1):
             if member.call_priority != position:
                 member.call_priority = position
@@ -175,8 +245,9 @@ def list_statement(customer_id: int, contact_type: str | None = None):
     statement = select(Contact).where(Contact.customer_id == customer_id)
     if contact_type:
         statement = statement.where(Contact.type == contact_type)
-    return statement.order_by(case((Contact.type == EMERGENCY, 0), else_=1), Contact.call_priority,
-                              func.lower(Contact.name), Contact.id)
+    return statement.order_by(
+        case((Contact.type == EMERGENCY, 0), else_=1), Contact.call_priority, func.lower(Contact.name), Contact.id
+    )
 
 
 def present(contact: Contact, identity: Identity, location_id: int | None, cipher: FieldCipher) -> tuple[dict, bool]:
@@ -184,11 +255,19 @@ def present(contact: Contact, identity: Identity, location_id: int | None, ciphe
     passcode = cipher.decrypt(contact.passcode_enc)
     shown = passcode is not None and identity.can(PASSCODE_VIEW, location_id)
     body: dict[str, Any] = {
-        "id": contact.id, "customer_id": contact.customer_id, "type": contact.type, "name": contact.name,
-        "relation": contact.relation, "role": contact.role,
+        "id": contact.id,
+        "customer_id": contact.customer_id,
+        "type": contact.type,
+        "name": contact.name,
+        "relation": contact.relation,
+        "role": contact.role,
         "phones": [{"label": p["label"], "number": p["number"]} for p in contact.phones or []],
-        "email": contact.email, "has_key": contact.has_key, "call_priority": contact.call_priority,
-        "passcode": passcode if shown else mask(passcode), "is_primary": contact.is_primary,
-        "created_at": contact.created_at, "updated_at": contact.updated_at,
+        "email": contact.email,
+        "has_key": contact.has_key,
+        "call_priority": contact.call_priority,
+        "passcode": passcode if shown else mask(passcode),
+        "is_primary": contact.is_primary,
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
     }
     return body, shown

@@ -3,6 +3,7 @@
 A definition has a stable ``key`` and a ``type`` that never change once created (stored values
 depend on them); its label, options, required flag, kinds and position may change.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -75,8 +76,10 @@ def _ensure_options_unused(session: Session, key: str, removed: set[str]) -> Non
     # JSON access differs per database; stored values are read back and checked here instead.
     for values in session.scalars(select(Customer.custom_fields).where(Customer.custom_fields.isnot(None))):
         if values and values.get(key) in removed:
-            raise conflict("Some records still use an option you removed; change them first.",
-                           errors={"options": [f"In use: {values.get(key)}"]})
+            raise conflict(
+                "Some records still use an option you removed; change them first.",
+                errors={"options": [f"In use: {values.get(key)}"]},
+            )
 
 
 def delete_definition(session: Session, definition: CustomFieldDefinition) -> None:
@@ -118,8 +121,9 @@ def _coerce(definition: CustomFieldDefinition, value: Any) -> Any:
     raise ValueError("Unknown field type.")
 
 
-def validate_values(session: Session, kind: str, incoming: dict, stored: dict | None,
-                    *, creating: bool) -> tuple[dict, dict[str, list[str]]]:
+def validate_values(
+    session: Session, kind: str, incoming: dict, stored: dict | None, *, creating: bool
+) -> tuple[dict, dict[str, list[str]]]:
     """Merges ``incoming`` into ``stored`` under the definitions for ``kind``; returns (values, errors).
 
     Unknown keys are refused; a required field must have a value when the record is created

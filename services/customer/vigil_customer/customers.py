@@ -5,6 +5,7 @@ normalises values (``record``), keeps the search index current (``search``), wri
 (``history``) and its event (outbox) in the caller's transaction. Nothing is changed unless
 everything asked for is allowed and valid.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,8 +41,9 @@ from .models import Contact, Customer, CustomerFile, HistoryEntry, PropertyAccou
 DUPLICATES = "urn:vigil:problem:duplicates"
 REQUIRED = record.REQUIRED
 # What the cross-field rules read from the stored record.
-RULE_FIELDS = {kind: (*required, "canceled", "cancel_date", "cancel_reason", "zip", "state")
-               for kind, required in REQUIRED.items()}
+RULE_FIELDS = {
+    kind: (*required, "canceled", "cancel_date", "cancel_reason", "zip", "state") for kind, required in REQUIRED.items()
+}
 # Per-account identifiers and states a copy must not inherit ("Duplicate Customer").
 NOT_COPIED = frozenset(f.name for f in registry.FIELDS if not f.copied)
 # The values a new record starts with (flags, currency, custom field values).
@@ -61,8 +63,9 @@ def get_customer(session: Session, customer_id: int, *, for_update: bool = False
     """The record, or 404. ``for_update`` locks its row until the transaction ends (PostgreSQL), so
     concurrent writes to one record run one after the other: each sees the version the previous
     one left, ``If-Match`` is judged against it, and none fails on a version it never saw."""
-    customer = session.get(Customer, customer_id, with_for_update=True if for_update else None,
-                           populate_existing=for_update)
+    customer = session.get(
+        Customer, customer_id, with_for_update=True if for_update else None, populate_existing=for_update
+    )
     if customer is None:
         raise not_found("customer")
     return customer
@@ -70,8 +73,12 @@ def get_customer(session: Session, customer_id: int, *, for_update: bool = False
 
 def touch(session: Session, customer_id: int) -> None:
     """Marks activity on the record (a note, a contact, a file…) without changing its ETag."""
-    session.execute(sql_update(Customer).where(Customer.id == customer_id).values(last_activity_at=utcnow())
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        sql_update(Customer)
+        .where(Customer.id == customer_id)
+        .values(last_activity_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 # --- moving a record between offices ---------------------------------------------------------------
@@ -97,30 +104,49 @@ def ensure_move_reveals_nothing(ctx: Context, customer: Customer, kind: str, loc
     identity = ctx.identity
     source = Access(identity, customer.kind, customer.location_id)
     target = Access(identity, kind, location_id)
-    names = [name for name in dict.fromkeys((*fields_of(customer.kind), *fields_of(kind)))
-             if name not in ("custom_fields", "location_id") and _holds_value(customer, name)]
+    names = [
+        name
+        for name in dict.fromkeys((*fields_of(customer.kind), *fields_of(kind)))
+        if name not in ("custom_fields", "location_id") and _holds_value(customer, name)
+    ]
     refusals = unmasked_by_move(source, target, names)
+
     def sees_passcodes(loc):
         return identity.can("contacts.view", loc) and identity.can(PASSCODE_VIEW, loc)
 
-    if sees_passcodes(location_id) and not sees_passcodes(customer.location_id) and ctx.session.scalar(
-            select(Contact.id).where(Contact.customer_id == customer.id, Contact.passcode_enc.isnot(None)).limit(1)):
+    if (
+        sees_passcodes(location_id)
+        and not sees_passcodes(customer.location_id)
+        and ctx.session.scalar(
+            select(Contact.id).where(Contact.customer_id == customer.id, Contact.passcode_enc.isnot(None)).limit(1)
+        )
+    ):
         refusals["contacts.passcode"] = PASSCODE_VIEW
 
     def sees_pins(loc):  # the property service shows PINs and alarm passwords by the owner's location
         return identity.can("properties.view", loc) and identity.can(PASSCODE_VIEW, loc)
 
-    if sees_pins(location_id) and not sees_pins(customer.location_id) and ctx.session.scalar(
-            select(PropertyAccount.property_id).where(PropertyAccount.customer_id == customer.id,
-                                                      PropertyAccount.deleted.is_(False)).limit(1)):
+    if (
+        sees_pins(location_id)
+        and not sees_pins(customer.location_id)
+        and ctx.session.scalar(
+            select(PropertyAccount.property_id)
+            .where(PropertyAccount.customer_id == customer.id, PropertyAccount.deleted.is_(False))
+            .limit(1)
+        )
+    ):
         refusals["properties.pin"] = PASSCODE_VIEW
     if identity.can("history.view", location_id):
-        kept = ctx.session.scalars(select(HistoryEntry.confidential).where(
-            HistoryEntry.customer_id == customer.id, HistoryEntry.confidential.isnot(None)).distinct())
+        kept = ctx.session.scalars(
+            select(HistoryEntry.confidential)
+            .where(HistoryEntry.customer_id == customer.id, HistoryEntry.confidential.isnot(None))
+            .distinct()
+        )
         for category in kept:
             permission = f"confidential.{category}.view"
-            seen_here = identity.can("history.view", customer.location_id) and identity.can(permission,
-                                                                                            customer.location_id)
+            seen_here = identity.can("history.view", customer.location_id) and identity.can(
+                permission, customer.location_id
+            )
             if identity.can(permission, location_id) and not seen_here:
                 refusals.setdefault(f"history.{category}", permission)
     if refusals:
@@ -128,6 +154,7 @@ def ensure_move_reveals_nothing(ctx: Context, customer: Customer, kind: str, loc
 
 
 # --- applying values ------------------------------------------------------------------------------
+
 
 def _kind_errors(kind: str, fields) -> dict[str, list[str]]:
     allowed = set(fields_of(kind))
@@ -169,10 +196,14 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
         errors.setdefault(name, []).extend(messages)
 
     sent = [name for name in incoming if name not in wrong_kind]
-    current = {name: record.read(customer, name, ctx.cipher) for name in sent} if not creating else \
-        {name: None for name in sent}
-    access = Access(ctx.identity, kind, incoming.get("location_id", customer.location_id) if creating
-                    else customer.location_id)
+    current = (
+        {name: record.read(customer, name, ctx.cipher) for name in sent}
+        if not creating
+        else {name: None for name in sent}
+    )
+    access = Access(
+        ctx.identity, kind, incoming.get("location_id", customer.location_id) if creating else customer.location_id
+    )
     for name in list(values):
         if name in CONFIDENTIAL and record.is_masked_echo(name, values[name], current.get(name)):
             del values[name]
@@ -184,8 +215,12 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
     for name in incoming:
         if name in wrong_kind or (name not in values and name not in errors):
             continue  # a field of the other kind (422), or a masked echo
-        if name not in changed and name not in errors and access.can_view_field(name) and (
-                name not in CONFIDENTIAL or access.can_see_confidential(name)):
+        if (
+            name not in changed
+            and name not in errors
+            and access.can_view_field(name)
+            and (name not in CONFIDENTIAL or access.can_see_confidential(name))
+        ):
             continue  # sent back unchanged: nothing is being set
         refusal = access.write_refusal(name, creating=creating, has_saved_value=current.get(name) is not None)
         if refusal:
@@ -203,8 +238,9 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
 
     merged = {} if creating else {name: record.read(customer, name, ctx.cipher) for name in RULE_FIELDS[kind]}
     merged.update(values)
-    for name, messages in _rule_errors(ctx.session, customer, kind, merged, changed, values, creating,
-                                       reported=set(errors)).items():
+    for name, messages in _rule_errors(
+        ctx.session, customer, kind, merged, changed, values, creating, reported=set(errors)
+    ).items():
         errors.setdefault(name, []).extend(messages)
     for name in changed:
         if name not in current:
@@ -212,8 +248,9 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
 
     stored = dict(customer.custom_fields or {})
     if custom_incoming is not None or creating:
-        merged_custom, custom_errors = custom_fields.validate_values(ctx.session, kind, custom_incoming or {},
-                                                                     stored, creating=creating)
+        merged_custom, custom_errors = custom_fields.validate_values(
+            ctx.session, kind, custom_incoming or {}, stored, creating=creating
+        )
         errors.update(custom_errors)
     if errors:
         raise validation_problem(errors)
@@ -231,8 +268,16 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
     return [(name, current.get(name), changed[name]) for name in changed]
 
 
-def _rule_errors(session: Session, customer: Customer, kind: str, merged: dict, changed: dict, sent: dict,
-                 creating: bool, reported: set[str]) -> dict[str, list[str]]:
+def _rule_errors(
+    session: Session,
+    customer: Customer,
+    kind: str,
+    merged: dict,
+    changed: dict,
+    sent: dict,
+    creating: bool,
+    reported: set[str],
+) -> dict[str, list[str]]:
     """Rules across fields: required per kind, cancellation, ZIP against a new state, parent customer.
 
     ``reported`` names fields whose value was already refused (not "missing" then)."""
@@ -274,10 +319,13 @@ def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict
     if parent is None or parent.kind != CUSTOMER:
         return {"parent_customer_id": ["No such customer."]}
     if parent.parent_customer_id is not None:
-        return {"parent_customer_id": ["That customer is itself a sub-customer; only top-level customers can "
-                                       "be parents."]}
-    if customer.id is not None and session.scalar(
-            select(Customer.id).where(Customer.parent_customer_id == customer.id).limit(1)) is not None:
+        return {
+            "parent_customer_id": ["That customer is itself a sub-customer; only top-level customers can be parents."]
+        }
+    if (
+        customer.id is not None
+        and session.scalar(select(Customer.id).where(Customer.parent_customer_id == customer.id).limit(1)) is not None
+    ):
         return {"parent_customer_id": ["This customer has sub-customers, so it cannot become one."]}
     return {}
 
@@ -302,18 +350,32 @@ def _flush(session: Session) -> None:
         raise _email_in_use() from None
     except StaleDataError:  # another request changed the record after we read it (where rows are not locked)
         session.rollback()
-        raise Problem(409, "The record was changed by another request at the same moment. Reload it and apply "
-                           "your change again.", title="Changed concurrently", type=CONFLICT) from None
+        raise Problem(
+            409,
+            "The record was changed by another request at the same moment. Reload it and apply your change again.",
+            title="Changed concurrently",
+            type=CONFLICT,
+        ) from None
 
 
 def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, Any, Any]], action: str) -> None:
     for name, old, new in changes:
         confidential = CONFIDENTIAL.get(name)
-        history.record(ctx.session, ctx.actor, customer.id, action, field=name, old=old, new=new,
-                       confidential=confidential, cipher=ctx.cipher)
+        history.record(
+            ctx.session,
+            ctx.actor,
+            customer.id,
+            action,
+            field=name,
+            old=old,
+            new=new,
+            confidential=confidential,
+            cipher=ctx.cipher,
+        )
 
 
 # --- operations -----------------------------------------------------------------------------------
+
 
 def visible_matches(matches: list[duplicates.Match], identity) -> tuple[list[dict], int]:
     """What the caller may learn of likely duplicates: ``(listed, others)``.
@@ -327,9 +389,11 @@ def visible_matches(matches: list[duplicates.Match], identity) -> tuple[list[dic
     listed, others = [], 0
     for match in matches:
         access = Access(identity, match.kind, match.location_id)
-        reasons = [reason for reason in match.reasons
-                   if all(name not in CONFIDENTIAL or visible_field(access, name)
-                          for name in duplicates.REASON_FIELDS[reason])]
+        reasons = [
+            reason
+            for reason in match.reasons
+            if all(name not in CONFIDENTIAL or visible_field(access, name) for name in duplicates.REASON_FIELDS[reason])
+        ]
         if not reasons:
             continue
         if access.can_record("view"):
@@ -345,13 +409,20 @@ def duplicate_problem(listed: list[dict], others: int) -> Problem:
     detail = "Possible duplicates of this record exist"
     if others:
         detail += f" ({others} in locations you may not view)"
-    return Problem(409, detail + ". Check them, or repeat the request with ?allow_duplicates=true to create it "
-                                 "anyway.", title="Possible duplicates",
-                   type=DUPLICATES, errors=errors, matches=listed, other_matches=others)
+    return Problem(
+        409,
+        detail + ". Check them, or repeat the request with ?allow_duplicates=true to create it anyway.",
+        title="Possible duplicates",
+        type=DUPLICATES,
+        errors=errors,
+        matches=listed,
+        other_matches=others,
+    )
 
 
-def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
-           copied_from: Customer | None = None) -> Customer:
+def create(
+    ctx: Context, data: dict, *, allow_duplicates: bool = False, copied_from: Customer | None = None
+) -> Customer:
     data = dict(data)
     kind = data.pop("kind", CUSTOMER)
     location_id = data.get("location_id")
@@ -363,8 +434,7 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
     customer = Customer(kind=kind, custom_fields={}, created_by=ctx.actor.name, **STARTING_VALUES)
     changes = _apply(ctx, customer, data, creating=True)
     if not allow_duplicates:
-        listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)),
-                                         ctx.identity)
+        listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)), ctx.identity)
         if listed or others:
             raise duplicate_problem(listed, others)
     if customer.email_key:
@@ -380,8 +450,14 @@ def create(ctx: Context, data: dict, *, allow_duplicates: bool = False,
         history.record(ctx.session, ctx.actor, customer.id, "create", new=kind)
     _record_changes(ctx, customer, changes, "create")
     search.reindex(ctx.session, customer)
-    ctx.outbox.add(ctx.session, CustomerCreated(customer_id=customer.id, location_id=customer.location_id,
-                                                kind="lead" if customer.kind == LEAD else "customer"))
+    ctx.outbox.add(
+        ctx.session,
+        CustomerCreated(
+            customer_id=customer.id,
+            location_id=customer.location_id,
+            kind="lead" if customer.kind == LEAD else "customer",
+        ),
+    )
     return customer
 
 
@@ -396,8 +472,9 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
     names = sorted(name for name, _, _ in applied)
     if record.SEARCHED & set(names):
         search.reindex(ctx.session, customer)
-    ctx.outbox.add(ctx.session, CustomerUpdated(customer_id=customer.id, changed=names,
-                                                location_id=customer.location_id))
+    ctx.outbox.add(
+        ctx.session, CustomerUpdated(customer_id=customer.id, changed=names, location_id=customer.location_id)
+    )
     return names
 
 
@@ -415,11 +492,16 @@ def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
         errors["account_type"] = ["Required for customers; the lead has none, so send it."]
     if errors:
         raise validation_problem(errors)
-    before = {"kind": lead.kind, "location_id": lead.location_id, "sold_by": lead.sold_by,
-              "account_type": lead.account_type}
+    before = {
+        "kind": lead.kind,
+        "location_id": lead.location_id,
+        "sold_by": lead.sold_by,
+        "account_type": lead.account_type,
+    }
     stored = dict(lead.custom_fields or {})
-    merged_custom, custom_errors = custom_fields.validate_values(ctx.session, CUSTOMER, data.get("custom_fields") or {},
-                                                                 stored, creating=True)
+    merged_custom, custom_errors = custom_fields.validate_values(
+        ctx.session, CUSTOMER, data.get("custom_fields") or {}, stored, creating=True
+    )
     if custom_errors:
         raise validation_problem(custom_errors)
     lead.kind = CUSTOMER
@@ -429,8 +511,12 @@ def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
     lead.custom_fields = merged_custom
     lead.converted_at = lead.last_activity_at = utcnow()
     _flush(ctx.session)
-    after = {"kind": lead.kind, "location_id": lead.location_id, "sold_by": lead.sold_by,
-             "account_type": lead.account_type}
+    after = {
+        "kind": lead.kind,
+        "location_id": lead.location_id,
+        "sold_by": lead.sold_by,
+        "account_type": lead.account_type,
+    }
     for name in before:
         if before[name] != after[name]:
             history.record(ctx.session, ctx.actor, lead.id, "convert", field=name, old=before[name], new=after[name])

@@ -5,6 +5,7 @@ identifying values of a candidate and it returns existing records sharing a phon
 email address, the SSN (compared through its blind index, nothing decrypted) or name and address,
 each with the reasons it matched.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,8 +19,12 @@ from .record import PHONE_FIELDS
 REASONS = ("phone", "email", "ssn", "name_address")
 # The fields each reason compares: a reason resting on a confidential field is told only to callers
 # who may see that field unmasked on the matching record (``customers.visible_matches``).
-REASON_FIELDS = {"phone": PHONE_FIELDS, "email": ("email",), "ssn": ("ssn",),
-                 "name_address": ("first_name", "last_name", "address_line1", "zip", "city")}
+REASON_FIELDS = {
+    "phone": PHONE_FIELDS,
+    "email": ("email",),
+    "ssn": ("ssn",),
+    "name_address": ("first_name", "last_name", "address_line1", "zip", "city"),
+}
 # The E.164 column of every phone field: a shared number is a reason
 PHONE_COLUMNS = tuple(getattr(Customer, f"{name}_e164") for name in PHONE_FIELDS)
 MAX_MATCHES = 20
@@ -37,8 +42,7 @@ class Candidate:
     @classmethod
     def of(cls, customer: Customer) -> Candidate:
         phones = {getattr(customer, column.key) for column in PHONE_COLUMNS}
-        return cls(frozenset(p for p in phones if p), customer.email_key, customer.ssn_index,
-                   customer.name_address_key)
+        return cls(frozenset(p for p in phones if p), customer.email_key, customer.ssn_index, customer.name_address_key)
 
 
 @dataclass
@@ -82,7 +86,8 @@ def find(session: Session, candidate: Candidate, *, exclude_id: int | None = Non
         if candidate.name_address_key and row.name_address_key == candidate.name_address_key:
             reasons.append("name_address")
         if reasons:
-            matches.append(Match(row.id, f"{row.first_name} {row.last_name}".strip(), row.kind, row.location_id,
-                                 reasons))
+            matches.append(
+                Match(row.id, f"{row.first_name} {row.last_name}".strip(), row.kind, row.location_id, reasons)
+            )
     matches.sort(key=lambda m: (-len(m.reasons), m.id))
     return matches[:MAX_MATCHES]

@@ -4,6 +4,7 @@ list, download, delete. Bytes go to the file store, metadata to ``customer_files
 A declared content type is accepted only from the allow-list below and only when the file's
 first bytes agree with it, so a renamed executable cannot pose as a PDF.
 """
+
 from __future__ import annotations
 
 import logging
@@ -85,42 +86,61 @@ class _Prefixed:
         return self.rest.read(size)
 
 
-def store_upload(session: Session, actor: history.Actor, customer_id: int, upload,
-                 description: str | None) -> CustomerFile:
+def store_upload(
+    session: Session, actor: history.Actor, customer_id: int, upload, description: str | None
+) -> CustomerFile:
     content_type = (upload.mimetype or "").lower()
     if content_type not in ALLOWED:
-        raise Problem(415, "This type of file is not accepted.", errors={
-            "file": [f"Accepted types: {', '.join(sorted(ALLOWED))}."]})
+        raise Problem(
+            415,
+            "This type of file is not accepted.",
+            errors={"file": [f"Accepted types: {', '.join(sorted(ALLOWED))}."]},
+        )
     head = upload.stream.read(SNIFF_BYTES)
     if not head:
         raise validation_problem({"file": ["The file is empty."]})
     if not ALLOWED[content_type](head):
-        raise Problem(415, "The file's contents do not match its declared type.", errors={
-            "file": [f"This is not a valid {content_type} file."]})
+        raise Problem(
+            415,
+            "The file's contents do not match its declared type.",
+            errors={"file": [f"This is not a valid {content_type} file."]},
+        )
     limit = max_bytes()
     store = file_store()
     try:
         stored = store.put(_Prefixed(head, upload.stream), limit)
     except TooLarge:
-        raise Problem(413, f"Files are limited to {limit} bytes.",
-                      errors={"file": [f"At most {limit} bytes."]}) from None
-    item = CustomerFile(customer_id=customer_id, filename=safe_filename(upload.filename), content_type=content_type,
-                        size=stored.size, sha256=stored.sha256, storage_key=stored.key, description=description,
-                        uploaded_by=actor.name)
+        raise Problem(
+            413, f"Files are limited to {limit} bytes.", errors={"file": [f"At most {limit} bytes."]}
+        ) from None
+    item = CustomerFile(
+        customer_id=customer_id,
+        filename=safe_filename(upload.filename),
+        content_type=content_type,
+        size=stored.size,
+        sha256=stored.sha256,
+        storage_key=stored.key,
+        description=description,
+        uploaded_by=actor.name,
+    )
     session.add(item)
     try:
         session.flush()
     except Exception:
         store.delete(stored.key)
         raise
-    history.record(session, actor, customer_id, "file_add", target_type="file", target_id=item.id, field="file",
-                   new=item.filename)
+    history.record(
+        session, actor, customer_id, "file_add", target_type="file", target_id=item.id, field="file", new=item.filename
+    )
     return item
 
 
 def list_statement(customer_id: int):
-    return select(CustomerFile).where(CustomerFile.customer_id == customer_id) \
+    return (
+        select(CustomerFile)
+        .where(CustomerFile.customer_id == customer_id)
         .order_by(CustomerFile.created_at.desc(), CustomerFile.id.desc())
+    )
 
 
 def get_file(session: Session, customer_id: int, file_id: int) -> CustomerFile:
@@ -129,8 +149,16 @@ def get_file(session: Session, customer_id: int, file_id: int) -> CustomerFile:
 
 def delete_file(session: Session, actor: history.Actor, item: CustomerFile) -> str:
     """Removes the metadata; returns the store key to remove once the transaction committed."""
-    history.record(session, actor, item.customer_id, "file_delete", target_type="file", target_id=item.id,
-                   field="file", old=item.filename)
+    history.record(
+        session,
+        actor,
+        item.customer_id,
+        "file_delete",
+        target_type="file",
+        target_id=item.id,
+        field="file",
+        old=item.filename,
+    )
     session.delete(item)
     session.flush()
     return item.storage_key

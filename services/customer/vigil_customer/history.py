@@ -4,6 +4,7 @@ Every write in this service goes through :func:`record`, in the same transaction
 Confidential values are stored as FieldCipher tokens and shown to a reader unmasked only when
 they hold the confidential permission for that field.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from .models import HistoryEntry
 SOURCES = ("api", "import", "workflow", "integration")
 # Fields on a section with its own view permission (sale, installation): their changes are shown
 # only to callers who may view that section of the record.
-SECTIONED = frozenset(f.name for f in registry.FIELDS
-                      if any(section and SECTION_PERMISSIONS[section][0]
-                             for section in (f.sections.customer, f.sections.lead)))
+SECTIONED = frozenset(
+    f.name
+    for f in registry.FIELDS
+    if any(section and SECTION_PERMISSIONS[section][0] for section in (f.sections.customer, f.sections.lead))
+)
 # confidential category: the field whose masking its history values get
 _MASKED_AS = {f.confidential: f for f in registry.FIELDS if f.confidential}
 
@@ -64,24 +67,53 @@ def as_text(value) -> str | None:
     return str(value)
 
 
-def record(session: Session, actor: Actor, customer_id: int, action: str, *, target_type: str = "customer",
-           target_id: int | None = None, field: str | None = None, old=None, new=None,
-           confidential: str | None = None, cipher: FieldCipher | None = None) -> HistoryEntry:
+def record(
+    session: Session,
+    actor: Actor,
+    customer_id: int,
+    action: str,
+    *,
+    target_type: str = "customer",
+    target_id: int | None = None,
+    field: str | None = None,
+    old=None,
+    new=None,
+    confidential: str | None = None,
+    cipher: FieldCipher | None = None,
+) -> HistoryEntry:
     old_text, new_text = as_text(old), as_text(new)
     values = {"old_value": old_text, "new_value": new_text}
     if confidential:
         assert cipher is not None, "a confidential change is recorded encrypted"
         values = {"old_value_enc": cipher.encrypt(old_text), "new_value_enc": cipher.encrypt(new_text)}
-    entry = HistoryEntry(customer_id=customer_id, actor_id=actor.identity.subject, actor_name=actor.name,
-                         source=actor.source, client_ip=actor.identity.client_ip,
-                         request_id=actor.identity.request_id, action=action, target_type=target_type,
-                         target_id=target_id, field=field, confidential=confidential, **values)
+    entry = HistoryEntry(
+        customer_id=customer_id,
+        actor_id=actor.identity.subject,
+        actor_name=actor.name,
+        source=actor.source,
+        client_ip=actor.identity.client_ip,
+        request_id=actor.identity.request_id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        field=field,
+        confidential=confidential,
+        **values,
+    )
     session.add(entry)
     return entry
 
 
-def query(customer_id: int, *, field: str | None = None, user: str | None = None, source: str | None = None,
-          action: str | None = None, since: datetime | None = None, until: datetime | None = None) -> Select:
+def query(
+    customer_id: int,
+    *,
+    field: str | None = None,
+    user: str | None = None,
+    source: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Select:
     """Newest first; ``user`` matches the actor's id or name."""
     statement = select(HistoryEntry).where(HistoryEntry.customer_id == customer_id)
     if field:
@@ -108,8 +140,12 @@ def present(entries: list[HistoryEntry], access, cipher: FieldCipher) -> tuple[l
     shown: set[str] = set()
     items = []
     for entry in entries:
-        if entry.target_type == "customer" and entry.field and entry.field in SECTIONED and \
-                not access.can_view_field(entry.field):
+        if (
+            entry.target_type == "customer"
+            and entry.field
+            and entry.field in SECTIONED
+            and not access.can_view_field(entry.field)
+        ):
             continue
         old, new = entry.old_value, entry.new_value
         if entry.confidential:
@@ -120,9 +156,22 @@ def present(entries: list[HistoryEntry], access, cipher: FieldCipher) -> tuple[l
             else:
                 hide = _MASKED_AS[entry.confidential].masked
                 old, new = hide(old), hide(new)
-        items.append({"id": entry.id, "at": entry.at, "actor_id": entry.actor_id, "actor_name": entry.actor_name,
-                      "source": entry.source, "client_ip": entry.client_ip, "request_id": entry.request_id,
-                      "action": entry.action, "target_type": entry.target_type, "target_id": entry.target_id,
-                      "field": entry.field, "old_value": old, "new_value": new,
-                      "confidential": entry.confidential is not None})
+        items.append(
+            {
+                "id": entry.id,
+                "at": entry.at,
+                "actor_id": entry.actor_id,
+                "actor_name": entry.actor_name,
+                "source": entry.source,
+                "client_ip": entry.client_ip,
+                "request_id": entry.request_id,
+                "action": entry.action,
+                "target_type": entry.target_type,
+                "target_id": entry.target_id,
+                "field": entry.field,
+                "old_value": old,
+                "new_value": new,
+                "confidential": entry.confidential is not None,
+            }
+        )
     return items, sorted(shown)

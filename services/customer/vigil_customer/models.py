@@ -3,6 +3,7 @@
 Confidential values (SSN, birthdate, installation codes, contact passcodes) are stored only as
 FieldCipher tokens in ``*_enc`` columns; the SSN also has a keyed blind index for equality lookups.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -20,6 +21,7 @@ from . import registry
 
 class Base(ServiceTables, DeclarativeBase):
     metadata = service_metadata()
+
 
 messaging = messaging_models(Base)
 
@@ -101,11 +103,18 @@ class SearchTerm(Base):
 
     __table_args__ = (
         # few matches: a range of terms, read at once
-        Index("ix_customer_search_terms_match", "covered", "term", "location_id", "kind", "sort_name",
-              "customer_id"),
+        Index("ix_customer_search_terms_match", "covered", "term", "location_id", "kind", "sort_name", "customer_id"),
         # many matches: the terms sharing the first three characters, already in name order
-        Index("ix_customer_search_terms_walk", "head", "sort_name", "customer_id", "covered", "term",
-              "location_id", "kind"),
+        Index(
+            "ix_customer_search_terms_walk",
+            "head",
+            "sort_name",
+            "customer_id",
+            "covered",
+            "term",
+            "location_id",
+            "kind",
+        ),
     )
 
 

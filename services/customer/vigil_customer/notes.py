@@ -4,6 +4,7 @@ A ticket is a note with an assignee, a due date, a priority and a status. Urgent
 in every list. A note counts as open; a
 ticket is open until it is closed — that is the tab's count.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import or_, select
@@ -31,8 +32,9 @@ def _check_kind(kind: str, data: dict) -> None:
 def create_note(session: Session, actor: history.Actor, customer_id: int, data: dict) -> Note:
     kind = data.get("kind", "note")
     _check_kind(kind, data)
-    note = Note(customer_id=customer_id, kind=kind, text=data["text"], urgent=data.get("urgent", False),
-                created_by=actor.name)
+    note = Note(
+        customer_id=customer_id, kind=kind, text=data["text"], urgent=data.get("urgent", False), created_by=actor.name
+    )
     if kind == "ticket":
         note.assignee = data.get("assignee")
         note.due_date = data.get("due_date")
@@ -40,8 +42,9 @@ def create_note(session: Session, actor: history.Actor, customer_id: int, data: 
         note.status = data.get("status") or "open"
     session.add(note)
     session.flush()
-    history.record(session, actor, customer_id, f"{kind}_add", target_type=kind, target_id=note.id, field="text",
-                   new=note.text)
+    history.record(
+        session, actor, customer_id, f"{kind}_add", target_type=kind, target_id=note.id, field="text", new=note.text
+    )
     touch(session, customer_id)
     return note
 
@@ -59,8 +62,17 @@ def update_note(session: Session, actor: history.Actor, note: Note, changes: dic
     changed = []
     for name in EDITABLE:
         if name in changes and getattr(note, name) != changes[name]:
-            history.record(session, actor, note.customer_id, f"{note.kind}_update", target_type=note.kind,
-                           target_id=note.id, field=name, old=getattr(note, name), new=changes[name])
+            history.record(
+                session,
+                actor,
+                note.customer_id,
+                f"{note.kind}_update",
+                target_type=note.kind,
+                target_id=note.id,
+                field=name,
+                old=getattr(note, name),
+                new=changes[name],
+            )
             setattr(note, name, changes[name])
             changed.append(name)
     if changed:
@@ -70,15 +82,29 @@ def update_note(session: Session, actor: history.Actor, note: Note, changes: dic
 
 
 def delete_note(session: Session, actor: history.Actor, note: Note) -> None:
-    history.record(session, actor, note.customer_id, f"{note.kind}_delete", target_type=note.kind,
-                   target_id=note.id, field="text", old=note.text)
+    history.record(
+        session,
+        actor,
+        note.customer_id,
+        f"{note.kind}_delete",
+        target_type=note.kind,
+        target_id=note.id,
+        field="text",
+        old=note.text,
+    )
     session.delete(note)
     session.flush()
     touch(session, note.customer_id)
 
 
-def list_statement(customer_id: int, *, kind: str | None = None, status: str | None = None,
-                   open_only: bool | None = None, assignee: str | None = None):
+def list_statement(
+    customer_id: int,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    open_only: bool | None = None,
+    assignee: str | None = None,
+):
     statement = select(Note).where(Note.customer_id == customer_id)
     if kind:
         statement = statement.where(Note.kind == kind)

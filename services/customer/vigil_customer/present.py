@@ -3,6 +3,7 @@
 Every response carrying customer data is built here, so a masked value looks the same wherever it
 appears and every unmasked confidential value is reported for the gateway's audit log.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -20,8 +21,7 @@ ALWAYS = registry.ALWAYS_SHOWN
 LIST_FIELDS = tuple(registry.output_fields(listed_only=True))
 
 
-def customer_view(session: Session, customer, identity: Identity, cipher: FieldCipher, *,
-                  audit: bool = True) -> dict:
+def customer_view(session: Session, customer, identity: Identity, cipher: FieldCipher, *, audit: bool = True) -> dict:
     access = Access(identity, customer.kind, customer.location_id)
     body = {name: getattr(customer, name) for name in ALWAYS}
     unmasked = []

@@ -4,6 +4,7 @@ A *logical* value is what the API shows an authorised caller (``"123-45-6789"``,
 phone as entered); the columns behind it may differ (ciphertext plus blind index, display plus
 E.164). Change detection, history and duplicate checks all work on logical values.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -73,8 +74,9 @@ def write(customer: Customer, field: str, value: Any, cipher: FieldCipher) -> No
 def refresh_derived(customer: Customer) -> None:
     """Keys computed from other fields: the sort name and the name+address duplicate key."""
     customer.sort_name = sort_name_of(customer.last_name, customer.first_name)
-    customer.name_address_key = name_address_key(customer.first_name, customer.last_name, customer.address_line1,
-                                                 customer.zip or customer.city)
+    customer.name_address_key = name_address_key(
+        customer.first_name, customer.last_name, customer.address_line1, customer.zip or customer.city
+    )
 
 
 def sort_name_of(last_name: str | None, first_name: str | None) -> str:

@@ -10,6 +10,7 @@ duplicate copy and the search terms are all derived from :data:`FIELDS`; nothing
 Adding an optional text field is one line here plus a migration adding its column (see
 ``docs/customers.md``, "Adding a field to the record").
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -41,6 +42,7 @@ ALWAYS, ON_CREATE, NEVER = "always", "create", "never"
 
 
 # --- value types ------------------------------------------------------------------------------------
+
 
 class Choice(fields.String):
     """One of a few lower-case words, accepted in any case (``Residential`` → ``residential``)."""
@@ -84,9 +86,14 @@ class Type:
 
     def columns(self, name: str, column: dict) -> dict[str, Any]:
         """The mapped columns behind the field, by attribute name (``column``: extra arguments)."""
-        return {name: mapped_column(*_column_args(self.column_type, column), nullable=self.nullable,
-                                    **({"default": self.default} if self.default is not None else {}),
-                                    **{k: v for k, v in column.items() if k != "foreign_key"})}
+        return {
+            name: mapped_column(
+                *_column_args(self.column_type, column),
+                nullable=self.nullable,
+                **({"default": self.default} if self.default is not None else {}),
+                **{k: v for k, v in column.items() if k != "foreign_key"},
+            )
+        }
 
 
 def _column_args(column_type, column: dict) -> tuple:
@@ -165,8 +172,7 @@ class Phone(Type):
         return TrimmedString(allow_none=True, validate=validate.Length(max=40), **_doc(doc))
 
     def columns(self, name, column):
-        return {name: mapped_column(String(40), **column),
-                f"{name}_e164": mapped_column(String(20), index=True)}
+        return {name: mapped_column(String(40), **column), f"{name}_e164": mapped_column(String(20), index=True)}
 
 
 @dataclass(frozen=True)
@@ -177,8 +183,7 @@ class Email(Type):
         return fields.Email(allow_none=True, validate=validate.Length(max=254), **_doc(doc))
 
     def columns(self, name, column):
-        return {name: mapped_column(String(254), **column),
-                f"{name}_key": mapped_column(String(254), unique=True)}
+        return {name: mapped_column(String(254), **column), f"{name}_key": mapped_column(String(254), unique=True)}
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,7 @@ class Derived(Type):
 
 # --- cleaning values (rules that need more than the schema; ValueError → 422 under the field) -------
 
+
 def _clean_ssn(value: str, state):
     text = value.strip()  # a mask passes here; the domain checks it is the one the caller was shown
     if not text:
@@ -318,6 +324,7 @@ def _clean_code(value: str, state):
 
 
 # --- the registry -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Sections:
@@ -389,40 +396,90 @@ BOTH = (CUSTOMER, LEAD)
 # In the order the API documents them. A new optional text field on the sale card, for example:
 #     F("alarm_permit_number", Text(50), SALE_ONLY),
 FIELDS: tuple[Field, ...] = (
-    F("location_id", Int(1, required_value=True), BOTH_GENERAL, "Office location (required for customers and leads)",
-      required=BOTH, listed=True, column={"index": True}),
+    F(
+        "location_id",
+        Int(1, required_value=True),
+        BOTH_GENERAL,
+        "Office location (required for customers and leads)",
+        required=BOTH,
+        listed=True,
+        column={"index": True},
+    ),
     # personal information
     F("first_name", Name(100), BOTH_CONTACT, required=BOTH, listed=True, search="words"),
     F("last_name", Name(100), BOTH_CONTACT, required=BOTH, listed=True, search="words"),
-    F("birthdate", SecretDate(), BOTH_CONTACT, "Confidential: `***` unless permitted",
-      shown="YYYY-MM-DD, or `***` when masked", confidential="birthdate"),
-    F("language", Text(20), BOTH_CONTACT, "Language code: en, fr, en-US",
-      clean=lambda value, state: validation.normalize_language(value)),
+    F(
+        "birthdate",
+        SecretDate(),
+        BOTH_CONTACT,
+        "Confidential: `***` unless permitted",
+        shown="YYYY-MM-DD, or `***` when masked",
+        confidential="birthdate",
+    ),
+    F(
+        "language",
+        Text(20),
+        BOTH_CONTACT,
+        "Language code: en, fr, en-US",
+        clean=lambda value, state: validation.normalize_language(value),
+    ),
     F("address_line1", Text(200), BOTH_CONTACT),
     F("address_line2", Text(200), BOTH_CONTACT),
     F("city", Text(100), BOTH_CONTACT, required=BOTH, listed=True),
-    F("state", Text(2), BOTH_CONTACT, "US state or Canadian province code; decides the ZIP's country",
-      required=BOTH, listed=True, clean=lambda value, state: validation.normalize_state(value)),
-    F("zip", Text(10), BOTH_CONTACT, "US ZIP/ZIP+4 or Canadian postal code, checked against the state",
-      listed=True, clean=validation.normalize_zip),
+    F(
+        "state",
+        Text(2),
+        BOTH_CONTACT,
+        "US state or Canadian province code; decides the ZIP's country",
+        required=BOTH,
+        listed=True,
+        clean=lambda value, state: validation.normalize_state(value),
+    ),
+    F(
+        "zip",
+        Text(10),
+        BOTH_CONTACT,
+        "US ZIP/ZIP+4 or Canadian postal code, checked against the state",
+        listed=True,
+        clean=validation.normalize_zip,
+    ),
     F("county", Text(100), BOTH_CONTACT),
     F("cross_street", Text(200), BOTH_CONTACT),
-    F("primary_phone", Phone(), BOTH_CONTACT, "Stored as entered, matched as E.164", required=BOTH, listed=True,
-      search="phone", clean=_phone),
+    F(
+        "primary_phone",
+        Phone(),
+        BOTH_CONTACT,
+        "Stored as entered, matched as E.164",
+        required=BOTH,
+        listed=True,
+        search="phone",
+        clean=_phone,
+    ),
     F("work_phone", Phone(), BOTH_CONTACT, search="phone", clean=_phone),
     F("cell_phone", Phone(), BOTH_CONTACT, search="phone", clean=_phone),
     F("other_phone", Phone(), BOTH_CONTACT, search="phone", clean=_phone),
     F("email", Email(), BOTH_CONTACT, copied=False, listed=True, search="email"),
     F("best_time_to_contact", Text(200), BOTH_CONTACT),
-    F("ssn", Secret(20), BOTH_CONTACT, "Confidential: `***-**-1234` unless permitted",
-      shown="`***-**-1234` when masked", confidential="ssn", clean=_clean_ssn),
+    F(
+        "ssn",
+        Secret(20),
+        BOTH_CONTACT,
+        "Confidential: `***-**-1234` unless permitted",
+        shown="`***-**-1234` when masked",
+        confidential="ssn",
+        clean=_clean_ssn,
+    ),
     F("spouse", Text(200), BOTH_CONTACT),
     F("credit_score", Int(300, 850), BOTH_CONTACT, "Needs `credit.create`; its letter grade is derived", credit=True),
-    F("credit_grade", Derived(compute=lambda c: validation.credit_grade(c.credit_score)), BOTH_CONTACT,
-      shown="A ≥ 700, B ≥ 650, C ≥ 600, D ≥ 550, F", writable=NEVER),
+    F(
+        "credit_grade",
+        Derived(compute=lambda c: validation.credit_grade(c.credit_score)),
+        BOTH_CONTACT,
+        shown="A ≥ 700, B ≥ 650, C ≥ 600, D ≥ 550, F",
+        writable=NEVER,
+    ),
     F("credit_tracking_number", Text(100), BOTH_CONTACT, credit=True),
-    F("account_type", OneOf(choices=("residential", "commercial")), BOTH_CONTACT, required=(CUSTOMER,),
-      listed=True),
+    F("account_type", OneOf(choices=("residential", "commercial")), BOTH_CONTACT, required=(CUSTOMER,), listed=True),
     F("account_class", Text(100), BOTH_CONTACT),
     F("business_name", Text(200), BOTH_CONTACT, listed=True, search="words"),
     F("business_contact", Text(200), BOTH_CONTACT),
@@ -436,8 +493,7 @@ FIELDS: tuple[Field, ...] = (
     F("active", Flag(default=True), BOTH_GENERAL, listed=True),
     F("custom_fields", Values(), BOTH_GENERAL, "Values of the custom fields defined for this kind"),
     # sale information
-    F("parent_customer_id", Int(1), SALE_ONLY,
-      column={"foreign_key": ("customers.id", "SET NULL"), "index": True}),
+    F("parent_customer_id", Int(1), SALE_ONLY, column={"foreign_key": ("customers.id", "SET NULL"), "index": True}),
     F("sale_date", Day(), SALE_ONLY),
     F("sold_by", Text(100), SALE_ONLY),
     F("trainee_trainer", Text(100), SALE_ONLY),
@@ -459,9 +515,13 @@ FIELDS: tuple[Field, ...] = (
     F("interactive_services_provider", Text(100), SALE_ONLY),
     F("adt_system_type", Text(100), SALE_ONLY),
     F("contract_term_months", Int(1, 120), SALE_ONLY),
-    F("contract_months_remaining", Derived(
-        compute=lambda c: validation.months_remaining(c.contract_term_months, c.sale_date), as_integer=True),
-      SALE_ONLY, shown="From the sale date", writable=NEVER),
+    F(
+        "contract_months_remaining",
+        Derived(compute=lambda c: validation.months_remaining(c.contract_term_months, c.sale_date), as_integer=True),
+        SALE_ONLY,
+        shown="From the sale date",
+        writable=NEVER,
+    ),
     F("activation_fee", money(), SALE_ONLY, "Minor units of `currency`"),
     F("warranty_term_months", Int(0, 240), SALE_ONLY),
     F("dealer_number", Text(50), SALE_ONLY),
@@ -473,12 +533,23 @@ FIELDS: tuple[Field, ...] = (
     F("install_date", Day(), INSTALLATION_ONLY),
     F("install_tech", Text(100), INSTALLATION_ONLY),
     F("install_tech_reports_to", Text(100), INSTALLATION_ONLY, writable=NEVER),
-    F("confirmation_number", Secret(100), INSTALLATION_ONLY, confidential="installation_codes", copied=False,
-      clean=_clean_code),
-    F("receiver_number", Secret(100), INSTALLATION_ONLY, confidential="installation_codes", copied=False,
-      clean=_clean_code),
-    F("abort_code", Secret(100), INSTALLATION_ONLY, confidential="installation_codes", copied=False,
-      clean=_clean_code),
+    F(
+        "confirmation_number",
+        Secret(100),
+        INSTALLATION_ONLY,
+        confidential="installation_codes",
+        copied=False,
+        clean=_clean_code,
+    ),
+    F(
+        "receiver_number",
+        Secret(100),
+        INSTALLATION_ONLY,
+        confidential="installation_codes",
+        copied=False,
+        clean=_clean_code,
+    ),
+    F("abort_code", Secret(100), INSTALLATION_ONLY, confidential="installation_codes", copied=False, clean=_clean_code),
     F("installed", Flag(), INSTALLATION_ONLY),
     F("two_way_voice", Flag(), INSTALLATION_ONLY),
     F("cellular_backup", Flag(), INSTALLATION_ONLY),
@@ -526,8 +597,9 @@ def register(new: Field) -> None:
 
 def fields_of(kind: str) -> tuple[str, ...]:
     """The fields records of ``kind`` have, section by section."""
-    return tuple(f.name for section in SECTION_ORDER[kind] for f in FIELDS
-                 if f.belongs_to(kind) and f.section(kind) == section)
+    return tuple(
+        f.name for section in SECTION_ORDER[kind] for f in FIELDS if f.belongs_to(kind) and f.section(kind) == section
+    )
 
 
 def column_definitions() -> dict[str, Any]:
@@ -537,7 +609,6 @@ def column_definitions() -> dict[str, Any]:
         for name, column in f.columns().items():
             columns[name] = column
     return columns
-
 
 
 def output_fields(*, listed_only: bool = False) -> dict[str, fields.Field]:

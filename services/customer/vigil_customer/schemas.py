@@ -4,6 +4,7 @@ Input schemas refuse unknown fields (marshmallow's ``RAISE``) and name read-only
 need the stored record or the caller (ZIP against state, required per kind, who may set what)
 live in the domain modules.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -34,9 +35,12 @@ class RecordFieldsSchema(Schema.from_dict(registry.input_fields(), name="RecordF
         return data
 
 
-class CustomerCreateSchema(RecordFieldsSchema.from_dict(  # type: ignore[misc]
-        {"kind": Choice(["customer", "lead"], load_default="customer"),
-         **registry.input_fields(registry.ON_CREATE)}, name="CustomerCreateBase")):
+class CustomerCreateSchema(
+    RecordFieldsSchema.from_dict(  # type: ignore[misc]
+        {"kind": Choice(["customer", "lead"], load_default="customer"), **registry.input_fields(registry.ON_CREATE)},
+        name="CustomerCreateBase",
+    )
+):
     """The writable fields, the kind, and the fields set once when the record is created."""
 
     def load(self, data, *, many=None, partial=None, unknown=None):
@@ -50,8 +54,9 @@ class CustomerCreateSchema(RecordFieldsSchema.from_dict(  # type: ignore[misc]
                 raise
             valid = exc.valid_data if isinstance(exc.valid_data, dict) else {}
             kind = valid.get("kind") or data.get("kind") or self.fields["kind"].load_default
-            more = record.payload_errors(kind if kind in ("customer", "lead") else "customer", valid, data,
-                                         skip=exc.messages)
+            more = record.payload_errors(
+                kind if kind in ("customer", "lead") else "customer", valid, data, skip=exc.messages
+            )
             if not more:
                 raise
             raise ValidationError({**more, **exc.messages}, valid_data=valid) from None
@@ -68,8 +73,10 @@ class CustomerPatchSchema(RecordFieldsSchema):
 
 
 class CreateArgs(Schema):
-    allow_duplicates = fields.Boolean(load_default=False, metadata={
-        "description": "Create the record even though likely duplicates exist (they answer 409 otherwise)"})
+    allow_duplicates = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Create the record even though likely duplicates exist (they answer 409 otherwise)"},
+    )
 
 
 class ConvertSchema(Schema):
@@ -98,8 +105,7 @@ class CustomerSchema(Schema.from_dict(registry.output_fields(), name="CustomerBa
     tags = fields.List(fields.Nested(TagRefSchema))
 
 
-class CustomerListItemSchema(
-        Schema.from_dict(registry.output_fields(listed_only=True), name="CustomerListItemBase")):  # type: ignore[misc]
+class CustomerListItemSchema(Schema.from_dict(registry.output_fields(listed_only=True), name="CustomerListItemBase")):  # type: ignore[misc]
     """The compact row of the list (fields marked ``listed`` in the registry)."""
 
     tags = fields.List(fields.Nested(TagRefSchema))
@@ -114,11 +120,17 @@ class CustomerPageSchema(Schema):
 
 
 class CustomerListArgs(PaginationArgs):
-    q = TrimmedString(validate=validate.Length(min=1, max=200), metadata={
-        "description": "Words matching the start of a name, business or DBA name, email, phone digits "
-                       "(any format), customer id or property account number"})
-    cursor = fields.String(validate=validate.Length(max=500), metadata={
-        "description": "Keyset position from a `Link` header; keeps deep pages as fast as the first"})
+    q = TrimmedString(
+        validate=validate.Length(min=1, max=200),
+        metadata={
+            "description": "Words matching the start of a name, business or DBA name, email, phone digits "
+            "(any format), customer id or property account number"
+        },
+    )
+    cursor = fields.String(
+        validate=validate.Length(max=500),
+        metadata={"description": "Keyset position from a `Link` header; keeps deep pages as fast as the first"},
+    )
     sort = fields.String(load_default="name", validate=validate.OneOf(SORTS))
     kind = fields.String(validate=validate.OneOf(["customer", "lead"]))
     active = fields.Boolean()
@@ -144,6 +156,7 @@ class DuplicateMatchSchema(Schema):
 
 
 # --- history -------------------------------------------------------------------------------------
+
 
 class HistoryArgs(PaginationArgs):
     field = TrimmedString(validate=validate.Length(max=100))
@@ -176,9 +189,14 @@ HistoryPageSchema = page_schema(HistoryEntrySchema, "CustomerHistoryPage")
 
 # --- custom field definitions -----------------------------------------------------------------------
 
+
 class CustomFieldCreateSchema(Schema):
-    key = fields.String(required=True, validate=validate.Regexp(
-        r"^[a-z][a-z0-9_]{0,49}$", error="Lower-case letters, digits and _, starting with a letter."))
+    key = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[a-z][a-z0-9_]{0,49}$", error="Lower-case letters, digits and _, starting with a letter."
+        ),
+    )
     label = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
     type = fields.String(required=True, validate=validate.OneOf(TYPES))
     options = fields.List(TrimmedString(validate=validate.Length(min=1, max=100)), validate=validate.Length(max=200))

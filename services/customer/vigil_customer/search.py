@@ -11,6 +11,7 @@ Totals are exact up to :data:`EXACT_TOTAL_LIMIT`; beyond it the planner's estima
 and flagged. Pages carry a keyset cursor in their ``Link`` headers, so walking deep into a list
 costs the same on page 25,000 as on page 2.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,6 +46,7 @@ SORTS = ("name", "-name", "created", "-created", "id", "-id")
 
 
 # --- terms ----------------------------------------------------------------------------------------
+
 
 def _word_terms(text: str | None) -> set[str]:
     """``O'Brien-Smith`` → ``o'brien-smith``, ``obrien-smith``, ``o``… parts of two letters or more."""
@@ -103,21 +105,36 @@ def terms_of(customer: Customer, account_numbers: list[str]) -> set[str]:
 
 def covered_lengths(terms: set[str]) -> dict[str, int]:
     """For each term, the length of the longest other term of the same record that prefixes it."""
-    return {term: max((len(other) for other in terms if other != term and term.startswith(other)), default=0)
-            for term in terms}
+    return {
+        term: max((len(other) for other in terms if other != term and term.startswith(other)), default=0)
+        for term in terms
+    }
 
 
 def reindex(session: Session, customer: Customer) -> None:
     """Rewrites the record's search terms (after a change to a searched field, kind or location)."""
     session.flush()
-    accounts = session.scalars(select(PropertyAccount.account_number).where(
-        PropertyAccount.customer_id == customer.id, PropertyAccount.deleted.is_(False),
-        PropertyAccount.account_number.isnot(None))).all()
+    accounts = session.scalars(
+        select(PropertyAccount.account_number).where(
+            PropertyAccount.customer_id == customer.id,
+            PropertyAccount.deleted.is_(False),
+            PropertyAccount.account_number.isnot(None),
+        )
+    ).all()
     session.execute(delete(SearchTerm).where(SearchTerm.customer_id == customer.id))
     covered = covered_lengths(terms_of(customer, [a for a in accounts if a is not None]))
-    rows = [{"customer_id": customer.id, "term": term, "head": term[:HEAD], "covered": covered[term],
-             "kind": customer.kind, "location_id": customer.location_id, "sort_name": customer.sort_name}
-            for term in sorted(covered)]
+    rows = [
+        {
+            "customer_id": customer.id,
+            "term": term,
+            "head": term[:HEAD],
+            "covered": covered[term],
+            "kind": customer.kind,
+            "location_id": customer.location_id,
+            "sort_name": customer.sort_name,
+        }
+        for term in sorted(covered)
+    ]
     if rows:
         session.execute(insert(SearchTerm), rows)
 
@@ -133,6 +150,7 @@ def reindex_ids(session: Session, customer_ids) -> None:
 
 
 # --- queries --------------------------------------------------------------------------------------
+
 
 def query_tokens(q: str) -> list[str]:
     """The prefixes a search looks for; a phone-looking query becomes one run of digits."""
@@ -234,8 +252,13 @@ class Result:
     prev_cursor: str | None
 
     def body(self, items: list[dict]) -> dict:
-        return {"items": items, "page": self.page, "per_page": self.per_page, "total": self.total,
-                "total_estimated": self.estimated}
+        return {
+            "items": items,
+            "page": self.page,
+            "per_page": self.per_page,
+            "total": self.total,
+            "total_estimated": self.estimated,
+        }
 
     def headers(self, path: str, args: dict) -> dict:
         links = []
@@ -333,15 +356,31 @@ def _customer_filters(query: ListQuery, visibility: Visibility) -> list:
     if query.activity_to:
         conditions.append(Customer.last_activity_at < query.activity_to)
     for tag_name in query.tag:
-        conditions.append(Customer.id.in_(
-            select(CustomerTag.customer_id).join(Tag, Tag.id == CustomerTag.tag_id)
-            .where(Tag.name_key == tag_name.strip().lower())))
+        conditions.append(
+            Customer.id.in_(
+                select(CustomerTag.customer_id)
+                .join(Tag, Tag.id == CustomerTag.tag_id)
+                .where(Tag.name_key == tag_name.strip().lower())
+            )
+        )
     return conditions
 
 
 def _needs_customer_table(query: ListQuery) -> bool:
-    return any([query.active is not None, query.archived != "all", query.account_type, query.city, query.state,
-                query.created_from, query.created_to, query.activity_from, query.activity_to, query.tag])
+    return any(
+        [
+            query.active is not None,
+            query.archived != "all",
+            query.account_type,
+            query.city,
+            query.state,
+            query.created_from,
+            query.created_to,
+            query.activity_from,
+            query.activity_to,
+            query.tag,
+        ]
+    )
 
 
 def _walkable(token: str) -> bool:
@@ -361,6 +400,7 @@ def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str],
     characters, which the walk index keeps in name order (the prefix test is written so that
     only that index can serve it); the other words then filter those rows.
     """
+
     def scoped(table, condition):
         conditions = [condition]
         seen = visibility.condition(table.c.kind, table.c.location_id)
@@ -371,19 +411,27 @@ def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str],
         if query.location_id:
             conditions.append(table.c.location_id.in_(query.location_id))
         if _needs_customer_table(query):
-            conditions.append(table.c.customer_id.in_(
-                select(Customer.id).where(*_customer_filters(query, Visibility(None, None)))))
+            conditions.append(
+                table.c.customer_id.in_(select(Customer.id).where(*_customer_filters(query, Visibility(None, None))))
+            )
         return select(table.c.customer_id.label("id"), table.c.sort_name.label("sort_name")).where(*conditions)
 
     terms = SearchTerm.__table__
     first, rest = tokens[0], tokens[1:]
     if walk:
-        statement = scoped(terms, and_(terms.c.head == first[:HEAD], terms.c.covered < len(first),
-                                       func.substr(terms.c.term, 1, len(first)) == first))
+        statement = scoped(
+            terms,
+            and_(
+                terms.c.head == first[:HEAD],
+                terms.c.covered < len(first),
+                func.substr(terms.c.term, 1, len(first)) == first,
+            ),
+        )
         for token in rest:
             other = terms.alias()
-            statement = statement.where(terms.c.customer_id.in_(
-                select(other.c.customer_id).where(_token_condition(other, token))))
+            statement = statement.where(
+                terms.c.customer_id.in_(select(other.c.customer_id).where(_token_condition(other, token)))
+            )
         return statement
     if not rest:
         return scoped(terms, _token_condition(terms, first))
@@ -463,8 +511,9 @@ class _Match(NamedTuple):
     sort_name: str
 
 
-def _small_result(session: Session, matches, key, forward: bool, want: int,
-                  multi_word: bool) -> tuple[list, int] | None:
+def _small_result(
+    session: Session, matches, key, forward: bool, want: int, multi_word: bool
+) -> tuple[list, int] | None:
     """All matches at once when there are few: one read gives the page and the exact total.
 
     Most searches (a name and a surname, an email, a phone number, an account) match a handful of
@@ -480,8 +529,9 @@ def _small_result(session: Session, matches, key, forward: bool, want: int,
         if (session.scalar(select(func.count()).select_from(sample)) or 0) >= SMALL_RESULT:
             return None
         rows = session.execute(matches).all()
-    found = sorted({_Match(row.id, row.sort_name) for row in rows}, key=lambda m: (m.sort_name, m.id),
-                   reverse=not forward)
+    found = sorted(
+        {_Match(row.id, row.sort_name) for row in rows}, key=lambda m: (m.sort_name, m.id), reverse=not forward
+    )
     total = len(found)
     if key is not None:
         bound = (key[0], key[1])
@@ -541,7 +591,7 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
         else:
             fetched = _first_rows(session, statement, want)
     has_more = len(fetched) > query.per_page
-    page_rows = list(fetched[:query.per_page])
+    page_rows = list(fetched[: query.per_page])
     if direction == "prev":
         page_rows.reverse()
     ids = [row.id for row in page_rows]
@@ -551,10 +601,16 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
     rows = [rows_by_id[i] for i in ids if i in rows_by_id]
 
     more_after = has_more if direction == "next" else True
-    next_cursor = _encode_cursor({"s": query.sort, "d": "next", "p": page + 1, "k": _key_of(rows[-1], query.sort)}) \
-        if rows and more_after else None
-    prev_cursor = _encode_cursor({"s": query.sort, "d": "prev", "p": page - 1, "k": _key_of(rows[0], query.sort)}) \
-        if rows and page > 1 else None
+    next_cursor = (
+        _encode_cursor({"s": query.sort, "d": "next", "p": page + 1, "k": _key_of(rows[-1], query.sort)})
+        if rows and more_after
+        else None
+    )
+    prev_cursor = (
+        _encode_cursor({"s": query.sort, "d": "prev", "p": page - 1, "k": _key_of(rows[0], query.sort)})
+        if rows and page > 1
+        else None
+    )
     return Result(rows, page, query.per_page, total, estimated, next_cursor, prev_cursor)
 
 
@@ -563,9 +619,12 @@ def tags_of(session: Session, customer_ids: list[int]) -> dict[int, list[dict[st
     if not customer_ids:
         return {}
     found: dict[int, list[dict[str, Any]]] = {}
-    rows = session.execute(select(CustomerTag.customer_id, Tag.id, Tag.name, Tag.color)
-                           .join(Tag, Tag.id == CustomerTag.tag_id)
-                           .where(CustomerTag.customer_id.in_(customer_ids)).order_by(Tag.name_key)).all()
+    rows = session.execute(
+        select(CustomerTag.customer_id, Tag.id, Tag.name, Tag.color)
+        .join(Tag, Tag.id == CustomerTag.tag_id)
+        .where(CustomerTag.customer_id.in_(customer_ids))
+        .order_by(Tag.name_key)
+    ).all()
     for customer_id, tag_id, name, color in rows:
         found.setdefault(customer_id, []).append({"id": tag_id, "name": name, "color": color})
     return found

@@ -5,6 +5,7 @@ opaque key (never the caller's file name), written to a temporary name and renam
 a reader never sees half a file. In production, ``VIGIL_VAR_DIR`` (or just its ``customer-files``
 folder) goes on a persistent volume shared by every customer web process.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 Tag names are unique case-insensitively; applying a tag twice is harmless, and every apply and
 removal lands in the record's history.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import func, select
@@ -76,8 +77,12 @@ def _flush(session: Session) -> None:
 
 
 def applied_statement(customer_id: int):
-    return select(Tag).join(CustomerTag, CustomerTag.tag_id == Tag.id) \
-        .where(CustomerTag.customer_id == customer_id).order_by(Tag.name_key)
+    return (
+        select(Tag)
+        .join(CustomerTag, CustomerTag.tag_id == Tag.id)
+        .where(CustomerTag.customer_id == customer_id)
+        .order_by(Tag.name_key)
+    )
 
 
 def apply(session: Session, actor: history.Actor, customer_id: int, tag: Tag) -> bool:
@@ -86,8 +91,9 @@ def apply(session: Session, actor: history.Actor, customer_id: int, tag: Tag) ->
         return False
     session.add(CustomerTag(customer_id=customer_id, tag_id=tag.id, applied_at=utcnow(), applied_by=actor.name))
     session.flush()
-    history.record(session, actor, customer_id, "tag_add", target_type="tag", target_id=tag.id, field="tags",
-                   new=tag.name)
+    history.record(
+        session, actor, customer_id, "tag_add", target_type="tag", target_id=tag.id, field="tags", new=tag.name
+    )
     touch(session, customer_id)
     return True
 
@@ -99,6 +105,7 @@ def remove(session: Session, actor: history.Actor, customer_id: int, tag_id: int
     name = applied.tag.name
     session.delete(applied)
     session.flush()
-    history.record(session, actor, customer_id, "tag_remove", target_type="tag", target_id=tag_id, field="tags",
-                   old=name)
+    history.record(
+        session, actor, customer_id, "tag_remove", target_type="tag", target_id=tag_id, field="tags", old=name
+    )
     touch(session, customer_id)

@@ -1,4 +1,5 @@
 """Celery tasks of the customer service: the property events that keep the account-number replica current."""
+
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
@@ -35,8 +36,9 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     @consumer.on(PropertyTransferred)
     def property_transferred(session: Session, event: Event[PropertyTransferred]) -> None:
         moved = event.payload
-        accounts.transferred(session, moved.property_id, moved.from_customer_id, moved.to_customer_id,
-                             moved.account_number)
+        accounts.transferred(
+            session, moved.property_id, moved.from_customer_id, moved.to_customer_id, moved.account_number
+        )
         record_transfer(session, event)
 
     @consumer.on(PropertyDeleted)
@@ -49,15 +51,31 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
 def record_transfer(session: Session, event: Event[PropertyTransferred]) -> None:
     """A property moved between customers (the new-homeowner case): both customers' history says so."""
     moved = event.payload
-    actor = history.Actor(Identity(subject=moved.actor_id or "service:property",
-                                   username=moved.actor_name or "property", request_id=event.request_id),
-                          source=moved.source or "workflow")
-    for customer_id, action in ((moved.from_customer_id, "property.transferred_out"),
-                                (moved.to_customer_id, "property.transferred_in")):
+    actor = history.Actor(
+        Identity(
+            subject=moved.actor_id or "service:property",
+            username=moved.actor_name or "property",
+            request_id=event.request_id,
+        ),
+        source=moved.source or "workflow",
+    )
+    for customer_id, action in (
+        (moved.from_customer_id, "property.transferred_out"),
+        (moved.to_customer_id, "property.transferred_in"),
+    ):
         if session.get(Customer, customer_id) is None:
             continue  # deleted meanwhile: its history went with it
-        history.record(session, actor, customer_id, action, target_type="property", target_id=moved.property_id,
-                       field="customer_id", old=moved.from_customer_id, new=moved.to_customer_id)
+        history.record(
+            session,
+            actor,
+            customer_id,
+            action,
+            target_type="property",
+            target_id=moved.property_id,
+            field="customer_id",
+            old=moved.from_customer_id,
+            new=moved.to_customer_id,
+        )
 
 
 def register_tasks(runtime: ServiceRuntime) -> None:

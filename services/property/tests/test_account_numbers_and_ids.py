@@ -1,4 +1,5 @@
 """Account numbers are one account whatever the letter case and spaces; property ids are never reused."""
+
 import dataclasses
 from datetime import UTC, datetime
 
@@ -63,9 +64,13 @@ def _old_database(test_databases, name):
 
 
 def _insert_property(conn, property_id, account_number):
-    conn.execute(text("INSERT INTO properties (id, customer_id, account_number, monitoring_status, active, "
-                      "created_at, updated_at, version) VALUES (:id, 7, :number, 'active', true, :now, :now, 1)"),
-                 {"id": property_id, "number": account_number, "now": datetime(2026, 1, 2, tzinfo=UTC)})
+    conn.execute(
+        text(
+            "INSERT INTO properties (id, customer_id, account_number, monitoring_status, active, "
+            "created_at, updated_at, version) VALUES (:id, 7, :number, 'active', true, :now, :now, 1)"
+        ),
+        {"id": property_id, "number": account_number, "now": datetime(2026, 1, 2, tzinfo=UTC)},
+    )
 
 
 def test_the_migrations_key_account_numbers_and_keep_deleted_property_ids_taken(test_databases):
@@ -74,9 +79,13 @@ def test_the_migrations_key_account_numbers_and_keep_deleted_property_ids_taken(
         with engine.begin() as conn:
             _insert_property(conn, 1, "acc-1 ")
             _insert_property(conn, 2, None)
-            conn.execute(text("INSERT INTO outbox_events (event_id, type, version, occurred_at, data) "
-                              "VALUES ('e1', 'property.deleted', 1, :now, :data)"),
-                         {"now": datetime(2026, 1, 2, tzinfo=UTC), "data": '{"property_id": 9}'})
+            conn.execute(
+                text(
+                    "INSERT INTO outbox_events (event_id, type, version, occurred_at, data) "
+                    "VALUES ('e1', 'property.deleted', 1, :now, :data)"
+                ),
+                {"now": datetime(2026, 1, 2, tzinfo=UTC), "data": '{"property_id": 9}'},
+            )
         migrations.upgrade("vigil_property", url)
         with engine.begin() as conn:
             rows = conn.execute(text("SELECT id, account_number, account_key FROM properties ORDER BY id")).all()

@@ -17,8 +17,10 @@ TECH = 12
 @pytest.fixture
 def book(api):
     def make(site, starts=NINE, ends=TEN, technician=TECH, client=None, **extra):
-        return (client or api).post(f"/api/v1/properties/{site['id']}/appointments", json={
-            "type": "service", "starts_at": starts, "ends_at": ends, "technician_id": technician} | extra)
+        return (client or api).post(
+            f"/api/v1/properties/{site['id']}/appointments",
+            json={"type": "service", "starts_at": starts, "ends_at": ends, "technician_id": technician} | extra,
+        )
 
     return make
 
@@ -28,10 +30,23 @@ def test_schedule_and_read_an_appointment(api, site, book):
     assert created.status_code == 201, created.json
     body = created.json
     assert body | {"id": 0, "created_at": "", "updated_at": ""} == {
-        "id": 0, "property_id": site["id"], "customer_id": 7, "location_id": 1, "type": "install",
-        "starts_at": NINE, "ends_at": TEN,
-        "technician_id": TECH, "status": "scheduled", "notes": "Replace keypad battery", "cancel_reason": None,
-        "cancelled_at": None, "cancelled_by": None, "completed_at": None, "created_at": "", "updated_at": ""}
+        "id": 0,
+        "property_id": site["id"],
+        "customer_id": 7,
+        "location_id": 1,
+        "type": "install",
+        "starts_at": NINE,
+        "ends_at": TEN,
+        "technician_id": TECH,
+        "status": "scheduled",
+        "notes": "Replace keypad battery",
+        "cancel_reason": None,
+        "cancelled_at": None,
+        "cancelled_by": None,
+        "completed_at": None,
+        "created_at": "",
+        "updated_at": "",
+    }
     assert created.headers["Location"].endswith(f"/api/v1/appointments/{body['id']}")
     read = api.get(f"/api/v1/appointments/{body['id']}")
     assert read.json == body and read.headers["ETag"] == created.headers["ETag"]
@@ -39,15 +54,18 @@ def test_schedule_and_read_an_appointment(api, site, book):
     assert offset.json["starts_at"] == "2026-12-02T14:00:00Z"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"starts_at": TEN, "ends_at": NINE}, "ends_at"),
-    ({"starts_at": NINE, "ends_at": NINE}, "ends_at"),
-    ({"type": "party"}, "type"),
-    ({"starts_at": "tomorrow"}, "starts_at"),
-    ({"technician_id": 0}, "technician_id"),
-    ({"status": "completed"}, "status"),
-    ({"property_id": 4}, "property_id"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"starts_at": TEN, "ends_at": NINE}, "ends_at"),
+        ({"starts_at": NINE, "ends_at": NINE}, "ends_at"),
+        ({"type": "party"}, "type"),
+        ({"starts_at": "tomorrow"}, "starts_at"),
+        ({"technician_id": 0}, "technician_id"),
+        ({"status": "completed"}, "status"),
+        ({"property_id": 4}, "property_id"),
+    ],
+)
 def test_invalid_appointments_name_the_field(api, site, body, field):
     full = {"type": "service", "starts_at": NINE, "ends_at": TEN} | body
     response = api.post(f"/api/v1/properties/{site['id']}/appointments", json=full)
@@ -122,8 +140,10 @@ def test_a_technicians_day_across_locations_shows_only_yours(api, known, site, b
     assert api.get("/api/v1/appointments", query_string={"from": TEN, "to": NINE}).status_code == 422
     assert api.get("/api/v1/appointments?status=cancelled").json["total"] == 0
     assert api.get(f"/api/v1/appointments?property_id={elsewhere['id']}").json["total"] == 1
-    assert api.get("/api/v1/customers/7/appointments?sort=-starts_at").json["items"][0]["starts_at"] == \
-        "2026-12-02T09:00:00Z"
+    assert (
+        api.get("/api/v1/customers/7/appointments?sort=-starts_at").json["items"][0]["starts_at"]
+        == "2026-12-02T09:00:00Z"
+    )
     assert local.get("/api/v1/customers/8/appointments").status_code == 403
     assert local.get(f"/api/v1/properties/{elsewhere['id']}/appointments").status_code == 403
     assert api.get(f"/api/v1/properties/{site['id']}/appointments").json["total"] == 3
@@ -135,9 +155,13 @@ def test_appointment_permissions_follow_the_property_location(api, known, book):
     appointment = book(elsewhere).json
     clerk = api.as_(identity_with("appointments.view", "appointments.modify", locations=(1,)))
     path = f"/api/v1/appointments/{appointment['id']}"
-    for response in (clerk.get(path), clerk.patch(path, json={"notes": "x"}),
-                     clerk.post(f"{path}/cancel", json={"reason": "x"}), clerk.post(f"{path}/complete"),
-                     book(elsewhere, starts=TEN, ends=ELEVEN, client=clerk)):
+    for response in (
+        clerk.get(path),
+        clerk.patch(path, json={"notes": "x"}),
+        clerk.post(f"{path}/cancel", json={"reason": "x"}),
+        clerk.post(f"{path}/complete"),
+        book(elsewhere, starts=TEN, ends=ELEVEN, client=clerk),
+    ):
         assert response.status_code == 403
     viewer = api.as_(identity_with("appointments.view", locations=(2,)))
     assert viewer.get(path).status_code == 200
@@ -168,8 +192,12 @@ def test_transfer_takes_appointments_systems_and_equipment_along(api, known, sit
 
 
 def test_two_concurrent_bookings_of_one_technician_cannot_both_win(runtime, session, known, site):
-    data = {"type": "service", "starts_at": datetime.fromisoformat(NINE), "ends_at": datetime.fromisoformat(TEN),
-            "technician_id": TECH}
+    data = {
+        "type": "service",
+        "starts_at": datetime.fromisoformat(NINE),
+        "ends_at": datetime.fromisoformat(TEN),
+        "technician_id": TECH,
+    }
     outcome = {}
     with runtime.db.new_session() as first:
         appointments.schedule(first, first.get(Property, site["id"]), dict(data), SYSTEM)

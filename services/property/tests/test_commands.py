@@ -1,4 +1,5 @@
 """The property commands run from a task or a script: no Flask app context, no request, one commit each."""
+
 import pytest
 from flask import has_app_context
 from sqlalchemy import select
@@ -19,8 +20,9 @@ def test_a_property_is_created_and_transferred_without_flask(runtime, known, out
     assert not has_app_context()
     with runtime.db.new_session() as session:
         ctx = Context.of(runtime, session, CLERK)
-        created = commands.create_property(ctx, commands.confirm_customer(ctx, 7, "properties.create"),
-                                           {"address": "1 Elm St"})
+        created = commands.create_property(
+            ctx, commands.confirm_customer(ctx, 7, "properties.create"), {"address": "1 Elm St"}
+        )
         property_id = created.property.id
         scoped = commands.load_property(ctx, property_id, "properties.modify")
         with pytest.raises(Problem) as refused:  # no right where customer 9 is: nothing moves
@@ -30,8 +32,9 @@ def test_a_property_is_created_and_transferred_without_flask(runtime, known, out
         with pytest.raises(Problem) as outdated:
             commands.transfer_property(stale, commands.load_property(stale, property_id, "properties.modify"), 8)
         assert outdated.value.status == 412
-        moved = commands.transfer_property(ctx, commands.load_property(ctx, property_id, "properties.modify"), 8,
-                                           "new homeowner")
+        moved = commands.transfer_property(
+            ctx, commands.load_property(ctx, property_id, "properties.modify"), 8, "new homeowner"
+        )
         assert moved.location_id == 1
 
     with runtime.db.new_session() as session:  # committed: another session sees it

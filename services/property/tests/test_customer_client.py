@@ -1,4 +1,5 @@
 """The call to the customer service, against a small stand-in HTTP server on a free port."""
+
 import json
 import socket
 import threading

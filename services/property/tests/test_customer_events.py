@@ -53,8 +53,7 @@ def test_customer_created_makes_the_customer_known_in_its_location(api, session,
     assert clerk_here.get(f"/api/v1/properties/{created.json['id']}").status_code == 403
 
 
-def test_customer_updated_and_converted_move_the_customer_and_its_properties(api, session, consumer,
-                                                                             customer_service):
+def test_customer_updated_and_converted_move_the_customer_and_its_properties(api, session, consumer, customer_service):
     customer_service.customers[3] = 1
     consumer.consume(message("customer.created", 3, location_id=1, kind="lead"))
     property_id = api.post("/api/v1/customers/3/properties", json={}).json["id"]
@@ -72,8 +71,7 @@ def test_an_older_event_does_not_overwrite_a_newer_location(session, consumer):
     consumer.consume(message("customer.updated", 4, now, changed=["location_id"], location_id=2))
     consumer.consume(message("customer.created", 4, now - timedelta(minutes=1), location_id=1))
     assert location(session, 4) == 2
-    consumer.consume(message("customer.updated", 4, now + timedelta(seconds=1), changed=["location_id"],
-                             location_id=1))
+    consumer.consume(message("customer.updated", 4, now + timedelta(seconds=1), changed=["location_id"], location_id=1))
     assert location(session, 4) == 1
 
 
@@ -86,8 +84,9 @@ def test_customer_deleted_removes_its_properties_and_only_theirs(api, session, c
     for customer_id in (1, 2):
         customer_service.customers[customer_id] = 1
         consumer.consume(message("customer.created", customer_id, location_id=1))
-    removed = [api.post("/api/v1/customers/1/properties", json={"account_number": f"ONE-{i}"}).json["id"]
-               for i in range(3)]
+    removed = [
+        api.post("/api/v1/customers/1/properties", json={"account_number": f"ONE-{i}"}).json["id"] for i in range(3)
+    ]
     kept = api.post("/api/v1/customers/2/properties", json={"account_number": "TWO-0"}).json["id"]
     api.patch(f"/api/v1/properties/{removed[0]}", json={"city": "Gone"})  # leaves history behind
 
@@ -97,8 +96,9 @@ def test_customer_deleted_removes_its_properties_and_only_theirs(api, session, c
     assert properties_of(session, 2) == [kept]
     assert replica(session, 1) is True
     assert api.post("/api/v1/customers/1/properties", json={}).status_code == 422
-    assert outbox("property.deleted") == [("property.deleted", {"property_id": pid, "customer_id": 1})
-                                          for pid in removed]
+    assert outbox("property.deleted") == [
+        ("property.deleted", {"property_id": pid, "customer_id": 1}) for pid in removed
+    ]
 
     processed = session.scalar(select(func.count()).select_from(messaging.ProcessedEvent))
     assert consumer.consume(deleted) is False  # the same event again: nothing happens
@@ -125,8 +125,9 @@ def test_deleted_before_created_leaves_a_tombstone(session, consumer):
 def test_a_deletion_racing_a_create_waits_for_it_and_removes_the_new_property(runtime, session, consumer):
     consumer.consume(message("customer.created", 6, location_id=1))
     with runtime.db.new_session() as request_transaction:
-        properties.create_property(request_transaction, runtime.outbox(), runtime.cipher, 6,
-                                   {"address": "1 Race Lane"}, SYSTEM)
+        properties.create_property(
+            request_transaction, runtime.outbox(), runtime.cipher, 6, {"address": "1 Race Lane"}, SYSTEM
+        )
         worker = threading.Thread(target=consumer.consume, args=(message("customer.deleted", 6),))
         worker.start()
         worker.join(0.3)
@@ -150,8 +151,9 @@ def test_customer_deleted_removes_systems_equipment_and_history_too(api, session
     assert session.scalar(select(func.count()).select_from(SystemKind)) == 1  # the catalog stays
 
 
-def test_a_create_after_the_customer_was_deleted_is_refused_before_the_event_arrives(api, session, consumer,
-                                                                                     customer_service, known):
+def test_a_create_after_the_customer_was_deleted_is_refused_before_the_event_arrives(
+    api, session, consumer, customer_service, known
+):
     """The DELETE answered 204, ``customer.deleted`` is still on its way: the replica says "live"."""
     consumer.consume(message("customer.created", 8, location_id=1))
     known(9)
@@ -167,8 +169,7 @@ def test_a_create_after_the_customer_was_deleted_is_refused_before_the_event_arr
     assert customer_service.asked == [9, 8, 8]
 
 
-def test_a_create_the_customer_service_cannot_confirm_is_503_and_stores_nothing(api, session, known,
-                                                                                 customer_service):
+def test_a_create_the_customer_service_cannot_confirm_is_503_and_stores_nothing(api, session, known, customer_service):
     """Availability gives way to correctness: without the source, a deleted customer could not be told apart."""
     from vigil_shared.errors import UNAVAILABLE, Problem
 

@@ -14,10 +14,18 @@ from vigil_shared.testing import identity_with
 
 HOME = {"account_number": "A-1001", "address": "12 Elm Street", "city": "Ottawa", "postal_code": "K1A 0B1"}
 FULL = HOME | {
-    "pin": "4821", "type": "Residential", "system_type": "DSC 1832 + CCTV", "monitoring_status": "active",
+    "pin": "4821",
+    "type": "Residential",
+    "system_type": "DSC 1832 + CCTV",
+    "monitoring_status": "active",
     "notes": "Dog on premises.",
-    "access": {"managed_by": "letting_agent", "name": "Maple Lettings", "phone": "613-555-0101",
-               "email": "keys@maple.example", "notes": "Key safe left of the gate, code with the agent."},
+    "access": {
+        "managed_by": "letting_agent",
+        "name": "Maple Lettings",
+        "phone": "613-555-0101",
+        "email": "keys@maple.example",
+        "notes": "Key safe left of the gate, code with the agent.",
+    },
 }
 CODES_VIEW = "confidential.installation_codes.view"
 CODES_MODIFY = "confidential.installation_codes.modify"
@@ -49,8 +57,7 @@ def test_create_with_every_field_and_read_it_back(api, known, customer_service, 
     assert read.status_code == 200 and read.json == body
     assert read.headers["ETag"] == created.headers["ETag"] == f'"{body["id"]}.1"'
     assert customer_service.asked == [7]  # a create confirms the replica with the customer service
-    assert outbox() == [("property.created", {"property_id": body["id"], "customer_id": 7,
-                                              "account_number": "A-1001"})]
+    assert outbox() == [("property.created", {"property_id": body["id"], "customer_id": 7, "account_number": "A-1001"})]
 
 
 def test_defaults_pin_0000_and_active_monitoring(api, known):
@@ -84,9 +91,15 @@ def test_pin_is_masked_without_the_confidential_permission_and_audited_with_it(a
     clear = allowed.get(f"/api/v1/properties/{property_id}")
     assert clear.json["pin"] == "4821"
     assert json.loads(clear.headers["X-Vigil-Confidential-Reads"]) == [
-        {"target_type": "property", "target_id": str(property_id), "fields": ["pin"]}]
-    elsewhere = api.as_(Identity(subject="u9", username="split", locations={
-        1: frozenset({"properties.view"}), 2: frozenset({"properties.view", CODES_VIEW})}))
+        {"target_type": "property", "target_id": str(property_id), "fields": ["pin"]}
+    ]
+    elsewhere = api.as_(
+        Identity(
+            subject="u9",
+            username="split",
+            locations={1: frozenset({"properties.view"}), 2: frozenset({"properties.view", CODES_VIEW})},
+        )
+    )
     assert elsewhere.get(f"/api/v1/properties/{property_id}").json["pin"] == "***"  # the right, but elsewhere
 
 
@@ -171,8 +184,9 @@ def test_account_number_is_unique(api, known, customer_service):
 
 def test_validation_errors_name_the_field(api, known, customer_service):
     known(7)
-    response = api.post("/api/v1/customers/7/properties",
-                        json={"account_number": "x" * 41, "city": 5, "customer_id": 3, "extra": 1})
+    response = api.post(
+        "/api/v1/customers/7/properties", json={"account_number": "x" * 41, "city": 5, "customer_id": 3, "extra": 1}
+    )
     assert response.status_code == 422
     assert response.json["type"] == "urn:vigil:problem:validation"
     assert set(response.json["errors"]) == {"account_number", "city", "customer_id", "extra"}
@@ -186,9 +200,16 @@ def test_validation_errors_name_the_field(api, known, customer_service):
 def test_patch_changes_fields_records_history_and_events(api, session, create, outbox):
     created = create(body=FULL)
     path = f"/api/v1/properties/{created['id']}"
-    changed = api.patch(path, json={"monitoring_status": "Suspended", "account_number": "A-2002",
-                                    "access": {"phone": "613-555-0199"}, "notes": "Dog on premises."},
-                        headers={"If-Match": f'"{created["id"]}.1"'})
+    changed = api.patch(
+        path,
+        json={
+            "monitoring_status": "Suspended",
+            "account_number": "A-2002",
+            "access": {"phone": "613-555-0199"},
+            "notes": "Dog on premises.",
+        },
+        headers={"If-Match": f'"{created["id"]}.1"'},
+    )
     assert changed.status_code == 200, changed.json
     body = changed.json
     assert body["monitoring_status"] == "suspended" and body["account_number"] == "A-2002"
@@ -203,10 +224,19 @@ def test_patch_changes_fields_records_history_and_events(api, session, create, o
     ]
     assert {e["actor_name"] for e in entries} == {"admin"} and {e["source"] for e in entries} == {"api"}
     assert outbox()[1:] == [
-        ("property.updated", {"property_id": created["id"], "customer_id": 7, "account_number": "A-2002",
-                              "changed": ["access.phone", "account_number", "monitoring_status"]}),
-        ("property.monitoring_changed", {"property_id": created["id"], "customer_id": 7, "old_status": "active",
-                                         "new_status": "suspended"}),
+        (
+            "property.updated",
+            {
+                "property_id": created["id"],
+                "customer_id": 7,
+                "account_number": "A-2002",
+                "changed": ["access.phone", "account_number", "monitoring_status"],
+            },
+        ),
+        (
+            "property.monitoring_changed",
+            {"property_id": created["id"], "customer_id": 7, "old_status": "active", "new_status": "suspended"},
+        ),
     ]
 
 
@@ -222,8 +252,16 @@ def test_a_stale_if_match_changes_nothing(api, create):
 def test_mass_assignment_is_refused_and_changes_nothing(api, create):
     created = create()
     path = f"/api/v1/properties/{created['id']}"
-    for field, value in [("id", 99), ("customer_id", 8), ("location_id", 2), ("created_at", "2020-01-01T00:00:00Z"),
-                         ("active", False), ("version", 7), ("pin_hash", "x"), ("updated_at", None)]:
+    for field, value in [
+        ("id", 99),
+        ("customer_id", 8),
+        ("location_id", 2),
+        ("created_at", "2020-01-01T00:00:00Z"),
+        ("active", False),
+        ("version", 7),
+        ("pin_hash", "x"),
+        ("updated_at", None),
+    ]:
         response = api.patch(path, json={"city": "Elsewhere", field: value})
         assert response.status_code == 422, (field, response.json)
         assert list(response.json["errors"]) == [field]
@@ -236,7 +274,8 @@ def test_changing_the_pin_needs_the_confidential_permission(api, session, create
     editor = api.as_(identity_with("properties.view", "properties.modify"))
     refused = editor.patch(path, json={"pin": "4821", "city": "Kanata"})  # even the same PIN: no oracle
     assert refused.status_code == 403 and refused.json["errors"] == {
-        "pin": [f"You need the '{CODES_MODIFY}' permission to set this field."]}
+        "pin": [f"You need the '{CODES_MODIFY}' permission to set this field."]
+    }
     assert refused.json["permission"] == CODES_MODIFY
     assert api.get(path).json["city"] == "Ottawa"
     keeper = api.as_(identity_with("properties.view", "properties.modify", CODES_MODIFY, "history.view"))
@@ -264,8 +303,12 @@ def test_deactivate_freezes_until_reactivated(api, create, outbox):
     assert on.status_code == 200 and on.json["active"] is True and on.json["deactivated_at"] is None
     assert api.post(f"{path}/reactivate").status_code == 409
     assert api.patch(path, json={"city": "Kanata"}).status_code == 200
-    assert [t for t, _ in outbox()] == ["property.created", "property.deactivated", "property.reactivated",
-                                        "property.updated"]
+    assert [t for t, _ in outbox()] == [
+        "property.created",
+        "property.deactivated",
+        "property.reactivated",
+        "property.updated",
+    ]
     history = api.get(f"{path}/history").json["items"]
     assert [(e["action"], e["reason"]) for e in history[1:3]] == [("reactivated", None), ("deactivated", "Moved out")]
 
@@ -288,10 +331,27 @@ def test_transfer_moves_the_property_to_another_customer(api, create, known, out
     assert [p["id"] for p in api.get("/api/v1/customers/8/properties").json["items"]] == [created["id"]]
     [entry, _] = api.get(f"{path}/history").json["items"]
     assert (entry["action"], entry["field"], entry["old_value"], entry["new_value"], entry["reason"]) == (
-        "transferred", "customer_id", "7", "8", "House sold")
-    assert outbox("property.transferred") == [("property.transferred", {
-        "property_id": created["id"], "from_customer_id": 7, "to_customer_id": 8, "account_number": "A-1001",
-        "actor_id": "1", "actor_name": "admin", "source": "api", "reason": "House sold"})]
+        "transferred",
+        "customer_id",
+        "7",
+        "8",
+        "House sold",
+    )
+    assert outbox("property.transferred") == [
+        (
+            "property.transferred",
+            {
+                "property_id": created["id"],
+                "from_customer_id": 7,
+                "to_customer_id": 8,
+                "account_number": "A-1001",
+                "actor_id": "1",
+                "actor_name": "admin",
+                "source": "api",
+                "reason": "House sold",
+            },
+        )
+    ]
 
 
 def test_transfer_is_refused_for_bad_targets(api, create, known):
@@ -311,8 +371,11 @@ def test_transfer_is_refused_for_bad_targets(api, create, known):
 
 def test_requests_without_a_gateway_identity_are_refused(api):
     anonymous = api.as_(None)
-    for response in (anonymous.get("/api/v1/properties/1"), anonymous.get("/api/v1/customers/1/properties"),
-                     anonymous.post("/api/v1/customers/1/properties", json=HOME)):
+    for response in (
+        anonymous.get("/api/v1/properties/1"),
+        anonymous.get("/api/v1/customers/1/properties"),
+        anonymous.post("/api/v1/customers/1/properties", json=HOME),
+    ):
         assert response.status_code == 401 and response.headers["Content-Type"] == "application/problem+json"
 
 
@@ -337,12 +400,14 @@ def test_a_record_in_another_location_is_403_and_lists_leave_it_out(api, known):
     there = api.post("/api/v1/customers/8/properties", json={"account_number": "THERE"}).json
     clerk = api.as_(identity_with("properties.view", "properties.create", "properties.modify", "history.view"))
     assert clerk.get(f"/api/v1/properties/{here['id']}").status_code == 200
-    for response in (clerk.get(f"/api/v1/properties/{there['id']}"),
-                     clerk.patch(f"/api/v1/properties/{there['id']}", json={"city": "X"}),
-                     clerk.post(f"/api/v1/properties/{there['id']}/deactivate"),
-                     clerk.get(f"/api/v1/properties/{there['id']}/history"),
-                     clerk.get("/api/v1/customers/8/properties"),
-                     clerk.post("/api/v1/customers/8/properties", json={})):
+    for response in (
+        clerk.get(f"/api/v1/properties/{there['id']}"),
+        clerk.patch(f"/api/v1/properties/{there['id']}", json={"city": "X"}),
+        clerk.post(f"/api/v1/properties/{there['id']}/deactivate"),
+        clerk.get(f"/api/v1/properties/{there['id']}/history"),
+        clerk.get("/api/v1/customers/8/properties"),
+        clerk.post("/api/v1/customers/8/properties", json={}),
+    ):
         assert response.status_code == 403, response.json
     assert [p["account_number"] for p in clerk.get("/api/v1/properties").json["items"]] == ["HERE"]
     assert clerk.get("/api/v1/properties?account_number=THERE").json["total"] == 0
@@ -439,13 +504,28 @@ def test_another_locations_record_is_refused_before_the_body_is_read(api, known)
     """The route matrix sends `{}` everywhere: an outsider gets 403, never a 422 about the body."""
     known(8, location_id=2)
     there = api.post("/api/v1/customers/8/properties", json={}).json["id"]
-    appointment = api.post(f"/api/v1/properties/{there}/appointments", json={
-        "type": "service", "starts_at": "2026-12-01T09:00:00Z", "ends_at": "2026-12-01T10:00:00Z"}).json["id"]
-    outsider = api.as_(identity_with("properties.view", "properties.create", "properties.modify", "equipment.modify",
-                                     "appointments.modify", locations=(1,)))
-    for path in (f"/api/v1/properties/{there}/transfer", f"/api/v1/properties/{there}/systems",
-                 f"/api/v1/properties/{there}/equipment", f"/api/v1/properties/{there}/appointments",
-                 f"/api/v1/appointments/{appointment}/cancel", "/api/v1/customers/8/properties"):
+    appointment = api.post(
+        f"/api/v1/properties/{there}/appointments",
+        json={"type": "service", "starts_at": "2026-12-01T09:00:00Z", "ends_at": "2026-12-01T10:00:00Z"},
+    ).json["id"]
+    outsider = api.as_(
+        identity_with(
+            "properties.view",
+            "properties.create",
+            "properties.modify",
+            "equipment.modify",
+            "appointments.modify",
+            locations=(1,),
+        )
+    )
+    for path in (
+        f"/api/v1/properties/{there}/transfer",
+        f"/api/v1/properties/{there}/systems",
+        f"/api/v1/properties/{there}/equipment",
+        f"/api/v1/properties/{there}/appointments",
+        f"/api/v1/appointments/{appointment}/cancel",
+        "/api/v1/customers/8/properties",
+    ):
         assert outsider.post(path, json={"unknown": 1}).status_code == 403, path
     assert outsider.patch(f"/api/v1/properties/{there}", json={"id": 1}).status_code == 403
 
@@ -465,15 +545,31 @@ def test_a_transfer_never_unmasks_the_codes(api, create, known):
     created = create(body=FULL)
     known(11, location_id=2)
     path = f"/api/v1/properties/{created['id']}/transfer"
-    mover = api.as_(Identity(subject="9", username="mover", permissions=frozenset(), locations={
-        1: frozenset({"properties.view", "properties.modify"}),
-        2: frozenset({"properties.view", "properties.modify", CODES_VIEW})}))
+    mover = api.as_(
+        Identity(
+            subject="9",
+            username="mover",
+            permissions=frozenset(),
+            locations={
+                1: frozenset({"properties.view", "properties.modify"}),
+                2: frozenset({"properties.view", "properties.modify", CODES_VIEW}),
+            },
+        )
+    )
     refused = mover.post(path, json={"to_customer_id": 11})
     assert refused.status_code == 403 and refused.json["permission"] == CODES_VIEW, refused.json
     assert "to_customer_id" in refused.json["errors"] and "4821" not in refused.get_data(as_text=True)
     assert api.get(f"/api/v1/properties/{created['id']}").json["customer_id"] == 7
-    seer = api.as_(Identity(subject="10", username="seer", permissions=frozenset(), locations={
-        1: frozenset({"properties.view", "properties.modify", CODES_VIEW}),
-        2: frozenset({"properties.view", "properties.modify", CODES_VIEW})}))
+    seer = api.as_(
+        Identity(
+            subject="10",
+            username="seer",
+            permissions=frozenset(),
+            locations={
+                1: frozenset({"properties.view", "properties.modify", CODES_VIEW}),
+                2: frozenset({"properties.view", "properties.modify", CODES_VIEW}),
+            },
+        )
+    )
     moved = seer.post(path, json={"to_customer_id": 11})
     assert moved.status_code == 200 and moved.json["pin"] == "4821"

@@ -8,12 +8,16 @@ from vigil_shared.testing import identity_with
 
 CODES_VIEW = "confidential.installation_codes.view"
 CODES_MODIFY = "confidential.installation_codes.modify"
-PANEL = {"name": "DSC PowerSeries", "manufacturer": "DSC", "fields": [
-    {"name": "ip_address", "label": "IP address", "required": True},
-    {"name": "username", "label": "Installer login"},
-    {"name": "password", "label": "Installer code", "required": True},
-    {"name": "receiver_line", "label": "Receiver line", "required": True},
-]}
+PANEL = {
+    "name": "DSC PowerSeries",
+    "manufacturer": "DSC",
+    "fields": [
+        {"name": "ip_address", "label": "IP address", "required": True},
+        {"name": "username", "label": "Installer login"},
+        {"name": "password", "label": "Installer code", "required": True},
+        {"name": "receiver_line", "label": "Receiver line", "required": True},
+    ],
+}
 
 
 @pytest.fixture
@@ -29,8 +33,15 @@ def system_path(site, system_id=None):
 
 
 def add_panel(api, site, panel, **extra):
-    body = {"kind_id": panel["id"], "ip_address": "10.0.0.7", "port": 4025, "username": "installer",
-            "password": "5555-secret", "version": "4.2", "details": {"receiver_line": "2"}} | extra
+    body = {
+        "kind_id": panel["id"],
+        "ip_address": "10.0.0.7",
+        "port": 4025,
+        "username": "installer",
+        "password": "5555-secret",
+        "version": "4.2",
+        "details": {"receiver_line": "2"},
+    } | extra
     return api.post(system_path(site), json=body)
 
 
@@ -45,19 +56,27 @@ def test_kinds_are_a_catalog_managed_by_admins(api, panel):
     refused = viewer.post("/api/v1/system-kinds", json={"name": "Hikvision NVR"})
     assert refused.status_code == 403 and refused.json["permission"] == "catalogs.manage"
     assert viewer.patch(f"/api/v1/system-kinds/{panel['id']}", json={"name": "x"}).status_code == 403
-    renamed = api.patch(f"/api/v1/system-kinds/{panel['id']}", json={"name": "DSC Neo"},
-                        headers={"If-Match": f'"{panel["id"]}.1"'})
+    renamed = api.patch(
+        f"/api/v1/system-kinds/{panel['id']}", json={"name": "DSC Neo"}, headers={"If-Match": f'"{panel["id"]}.1"'}
+    )
     assert renamed.status_code == 200 and renamed.json["name"] == "DSC Neo"
-    assert api.patch(f"/api/v1/system-kinds/{panel['id']}", json={"name": "x"},
-                     headers={"If-Match": f'"{panel["id"]}.1"'}).status_code == 412
+    assert (
+        api.patch(
+            f"/api/v1/system-kinds/{panel['id']}", json={"name": "x"}, headers={"If-Match": f'"{panel["id"]}.1"'}
+        ).status_code
+        == 412
+    )
 
 
-@pytest.mark.parametrize("fields, field", [
-    ([{"name": "Bad Name", "label": "x"}], "fields.0.name"),
-    ([{"name": "a", "label": "x"}, {"name": "a", "label": "y"}], "fields"),
-    ([{"name": "a"}], "fields.0.label"),
-    ([{"name": "a", "label": "x", "secret": True}], "fields.0.secret"),
-])
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ([{"name": "Bad Name", "label": "x"}], "fields.0.name"),
+        ([{"name": "a", "label": "x"}, {"name": "a", "label": "y"}], "fields"),
+        ([{"name": "a"}], "fields.0.label"),
+        ([{"name": "a", "label": "x", "secret": True}], "fields.0.secret"),
+    ],
+)
 def test_kind_field_definitions_are_validated(api, fields, field):
     response = api.post("/api/v1/system-kinds", json={"name": "X", "fields": fields})
     assert response.status_code == 422 and field in response.json["errors"], response.json
@@ -113,7 +132,8 @@ def test_password_is_masked_and_its_change_needs_the_confidential_permission(api
     clear = reader.get(path)
     assert clear.json["password"] == "5555-secret" and clear.json["version"] == "4.3"
     assert json.loads(clear.headers["X-Vigil-Confidential-Reads"]) == [
-        {"target_type": "system", "target_id": str(system["id"]), "fields": ["password"]}]
+        {"target_type": "system", "target_id": str(system["id"]), "fields": ["password"]}
+    ]
     keeper = api.as_(identity_with("properties.view", "properties.modify", CODES_MODIFY))
     assert keeper.patch(path, json={"password": "6666-new"}).status_code == 200
     assert api.get(path).json["password"] == "6666-new"
@@ -130,8 +150,10 @@ def test_a_password_may_be_entered_where_none_is_stored(api, site, known):
 
 def test_system_changes_are_in_the_property_history_without_secrets(api, site, panel):
     system = add_panel(api, site, panel).json
-    changed = api.patch(system_path(site, system["id"]), json={"password": "other", "details": {"receiver_line": "5"},
-                                                                "ip_address": "10.0.0.8"})
+    changed = api.patch(
+        system_path(site, system["id"]),
+        json={"password": "other", "details": {"receiver_line": "5"}, "ip_address": "10.0.0.8"},
+    )
     assert changed.status_code == 200, changed.json
     history = api.get(f"/api/v1/properties/{site['id']}/history")
     assert "5555-secret" not in history.text and "other" not in history.text
@@ -150,10 +172,13 @@ def test_systems_follow_the_property_location_and_state(api, known, panel):
     there = api.post("/api/v1/customers/8/properties", json={}).json
     system = add_panel(api, there, panel).json
     clerk = api.as_(identity_with("properties.view", "properties.modify", "equipment.view", "equipment.modify"))
-    for response in (clerk.get(system_path(there)), clerk.get(system_path(there, system["id"])),
-                     clerk.patch(system_path(there, system["id"]), json={"version": "5"}),
-                     clerk.post(system_path(there), json={"kind_id": panel["id"]}),
-                     clerk.get(f"/api/v1/properties/{there['id']}/equipment")):
+    for response in (
+        clerk.get(system_path(there)),
+        clerk.get(system_path(there, system["id"])),
+        clerk.patch(system_path(there, system["id"]), json={"version": "5"}),
+        clerk.post(system_path(there), json={"kind_id": panel["id"]}),
+        clerk.get(f"/api/v1/properties/{there['id']}/equipment"),
+    ):
         assert response.status_code == 403
     api.post(f"/api/v1/properties/{there['id']}/deactivate")
     frozen = api.patch(system_path(there, system["id"]), json={"version": "5"})
@@ -165,8 +190,16 @@ def test_systems_follow_the_property_location_and_state(api, known, panel):
 
 def test_equipment_life_cycle(api, site):
     path = f"/api/v1/properties/{site['id']}/equipment"
-    created = api.post(path, json={"item": "PIR motion sensor", "zone": "3", "serial_number": "SN-42",
-                                   "install_date": "2026-03-01", "warranty_end": "2028-03-01"})
+    created = api.post(
+        path,
+        json={
+            "item": "PIR motion sensor",
+            "zone": "3",
+            "serial_number": "SN-42",
+            "install_date": "2026-03-01",
+            "warranty_end": "2028-03-01",
+        },
+    )
     assert created.status_code == 201, created.json
     item = created.json
     assert item["status"] == "installed" and item["install_date"] == "2026-03-01"
@@ -178,8 +211,13 @@ def test_equipment_life_cycle(api, site):
     assert api.get(f"{path}?status=installed").json["total"] == 0
     backwards = api.patch(f"{path}/{item['id']}", json={"warranty_end": "2025-01-01"})
     assert backwards.status_code == 422 and set(backwards.json["errors"]) == {"warranty_end"}
-    for bad in ({}, {"item": ""}, {"item": "x", "install_date": "yesterday"}, {"item": "x", "status": "lost"},
-                {"item": "x", "property_id": 3}):
+    for bad in (
+        {},
+        {"item": ""},
+        {"item": "x", "install_date": "yesterday"},
+        {"item": "x", "status": "lost"},
+        {"item": "x", "property_id": 3},
+    ):
         assert api.post(path, json=bad).status_code == 422, bad
     assert api.delete(f"{path}/{item['id']}").status_code == 204
     assert api.get(f"{path}/{item['id']}").status_code == 404

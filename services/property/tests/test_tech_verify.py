@@ -14,27 +14,44 @@ VERIFY = "/api/v1/tech/verify"
 
 
 def technician(*extra, locations=(1,), ip="203.0.113.7", username="tech"):
-    return dataclasses.replace(identity_with("tech_portal.use", *extra, locations=locations, username=username),
-                               client_ip=ip)
+    return dataclasses.replace(
+        identity_with("tech_portal.use", *extra, locations=locations, username=username), client_ip=ip
+    )
 
 
 @pytest.fixture
 def site(api, known):
     known(7)
-    prop = api.post("/api/v1/customers/7/properties", json={
-        "account_number": "ACC-77", "pin": "2468", "address": "12 Elm Street", "city": "Ottawa",
-        "system_type": "DSC 1832", "notes": "Dog on premises.",
-        "access": {"managed_by": "tenant", "name": "Tina Tenant", "phone": "613-555-0142"}}).json
+    prop = api.post(
+        "/api/v1/customers/7/properties",
+        json={
+            "account_number": "ACC-77",
+            "pin": "2468",
+            "address": "12 Elm Street",
+            "city": "Ottawa",
+            "system_type": "DSC 1832",
+            "notes": "Dog on premises.",
+            "access": {"managed_by": "tenant", "name": "Tina Tenant", "phone": "613-555-0142"},
+        },
+    ).json
     kind = api.post("/api/v1/system-kinds", json={"name": "DSC PowerSeries"}).json
-    api.post(f"/api/v1/properties/{prop['id']}/systems", json={
-        "kind_id": kind["id"], "ip_address": "10.0.0.7", "username": "installer", "password": "5555"})
+    api.post(
+        f"/api/v1/properties/{prop['id']}/systems",
+        json={"kind_id": kind["id"], "ip_address": "10.0.0.7", "username": "installer", "password": "5555"},
+    )
     api.post(f"/api/v1/properties/{prop['id']}/equipment", json={"item": "Keypad", "zone": "1"})
     api.post(f"/api/v1/properties/{prop['id']}/equipment", json={"item": "Old siren", "status": "removed"})
     now = utcnow()
     for days, status in ((1, None), (-2, None), (2, "cancel")):
-        created = api.post(f"/api/v1/properties/{prop['id']}/appointments", json={
-            "type": "service", "starts_at": (now + timedelta(days=days)).isoformat(),
-            "ends_at": (now + timedelta(days=days, hours=1)).isoformat(), "technician_id": 5}).json
+        created = api.post(
+            f"/api/v1/properties/{prop['id']}/appointments",
+            json={
+                "type": "service",
+                "starts_at": (now + timedelta(days=days)).isoformat(),
+                "ends_at": (now + timedelta(days=days, hours=1)).isoformat(),
+                "technician_id": 5,
+            },
+        ).json
         if status:
             api.post(f"/api/v1/appointments/{created['id']}/cancel", json={"reason": "x"})
     return prop
@@ -119,10 +136,15 @@ def test_a_property_without_a_stored_pin_has_the_default(api, session, site):
     assert api.get(f"/api/v1/properties/{site['id']}").json["pin"] == "0000"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"account_number": "ACC-77"}, "pin"), ({"account_number": "ACC-77", "pin": "12"}, "pin"),
-    ({"pin": "2468"}, "account_number"), ({"account_number": "ACC-77", "pin": "2468", "ssn": "x"}, "ssn"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"account_number": "ACC-77"}, "pin"),
+        ({"account_number": "ACC-77", "pin": "12"}, "pin"),
+        ({"pin": "2468"}, "account_number"),
+        ({"account_number": "ACC-77", "pin": "2468", "ssn": "x"}, "ssn"),
+    ],
+)
 def test_bad_requests_are_422(api, site, body, field):
     response = api.as_(technician()).post(VERIFY, json=body)
     assert response.status_code == 422 and field in response.json["errors"]

@@ -4,6 +4,7 @@ A central station reads an account number off a panel or over the phone: ``acc-1
 `` ACC-1 `` are the same account. A property keeps the number as it was typed (trimmed) for display,
 and its normalised key in ``account_key``, which is unique and is what every lookup compares.
 """
+
 from __future__ import annotations
 
 

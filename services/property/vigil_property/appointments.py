@@ -6,6 +6,7 @@ transaction-scoped advisory lock per technician, so two concurrent bookings cann
 SQLite the write lock taken by the insert does the same. ``cancel`` is the one way to call a visit
 off, with a reason; the archive cascade will use it too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -32,14 +33,28 @@ def get_appointment(session: Session, appointment_id: int) -> Appointment:
     return get_or_404(session, Appointment, appointment_id, "appointment")
 
 
-def list_appointments(session: Session, *, locations: frozenset[int] | None, page: int, per_page: int,
-                      property_id: int | None = None, customer_id: int | None = None,
-                      technician: int | None = None, from_: datetime | None = None, to: datetime | None = None,
-                      status: str | None = None, type: str | None = None, sort: str = "starts_at") -> Page:
+def list_appointments(
+    session: Session,
+    *,
+    locations: frozenset[int] | None,
+    page: int,
+    per_page: int,
+    property_id: int | None = None,
+    customer_id: int | None = None,
+    technician: int | None = None,
+    from_: datetime | None = None,
+    to: datetime | None = None,
+    status: str | None = None,
+    type: str | None = None,
+    sort: str = "starts_at",
+) -> Page:
     """Appointments in the caller's locations; ``from_``/``to`` keep those overlapping that window."""
-    statement = (select(Appointment).join(Property, Property.id == Appointment.property_id)
-                 .join(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
-                 .where(KnownCustomer.deleted.is_(False)))
+    statement = (
+        select(Appointment)
+        .join(Property, Property.id == Appointment.property_id)
+        .join(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
+        .where(KnownCustomer.deleted.is_(False))
+    )
     if locations is not None:
         statement = statement.where(KnownCustomer.location_id.in_(sorted(locations)))
     if property_id is not None:
@@ -61,9 +76,17 @@ def list_appointments(session: Session, *, locations: frozenset[int] | None, pag
 
 def open_appointments(session: Session, property_id: int) -> list[Appointment]:
     """Scheduled visits at the property that have not ended yet, soonest first."""
-    return list(session.scalars(select(Appointment).where(
-        Appointment.property_id == property_id, Appointment.status == "scheduled", Appointment.ends_at >= utcnow())
-        .order_by(Appointment.starts_at, Appointment.id)))
+    return list(
+        session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.property_id == property_id,
+                Appointment.status == "scheduled",
+                Appointment.ends_at >= utcnow(),
+            )
+            .order_by(Appointment.starts_at, Appointment.id)
+        )
+    )
 
 
 def customers_of(session: Session, property_ids: Iterable[int]) -> dict[int, int]:
@@ -80,22 +103,34 @@ def _check_times(starts_at: datetime, ends_at: datetime) -> None:
 
 def _lock_schedule(session: Session, technician_id: int) -> None:
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:namespace, :technician)"),
-                        {"namespace": SCHEDULING_LOCK_NAMESPACE, "technician": technician_id})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:namespace, :technician)"),
+            {"namespace": SCHEDULING_LOCK_NAMESPACE, "technician": technician_id},
+        )
 
 
 def _ensure_technician_free(session: Session, appointment: Appointment) -> None:
     """409 when the (already written) appointment overlaps another live one of its technician."""
     if appointment.technician_id is None or appointment.status == "cancelled":
         return
-    clash = session.scalar(select(Appointment.id).where(
-        Appointment.technician_id == appointment.technician_id, Appointment.id != appointment.id,
-        Appointment.status != "cancelled", Appointment.starts_at < appointment.ends_at,
-        Appointment.ends_at > appointment.starts_at).order_by(Appointment.starts_at).limit(1))
+    clash = session.scalar(
+        select(Appointment.id)
+        .where(
+            Appointment.technician_id == appointment.technician_id,
+            Appointment.id != appointment.id,
+            Appointment.status != "cancelled",
+            Appointment.starts_at < appointment.ends_at,
+            Appointment.ends_at > appointment.starts_at,
+        )
+        .order_by(Appointment.starts_at)
+        .limit(1)
+    )
     if clash is not None:
-        raise conflict("The technician already has an appointment at that time.",
-                       errors={"starts_at": ["Overlaps another appointment of this technician."]},
-                       conflicting_appointment_id=clash)
+        raise conflict(
+            "The technician already has an appointment at that time.",
+            errors={"starts_at": ["Overlaps another appointment of this technician."]},
+            conflicting_appointment_id=clash,
+        )
 
 
 def schedule(session: Session, prop: Property, data: dict, actor: Actor) -> Appointment:
@@ -107,15 +142,22 @@ def schedule(session: Session, prop: Property, data: dict, actor: Actor) -> Appo
     session.add(created)
     writes.flush(session)
     _ensure_technician_free(session, created)
-    history.record(session, prop.id, "appointment_scheduled", actor, subject=f"appointment {created.id}",
-                   new=f"{created.type} {created.starts_at.isoformat()}")
+    history.record(
+        session,
+        prop.id,
+        "appointment_scheduled",
+        actor,
+        subject=f"appointment {created.id}",
+        new=f"{created.type} {created.starts_at.isoformat()}",
+    )
     return created
 
 
 def _ensure_scheduled(appointment: Appointment) -> None:
     if appointment.status != "scheduled":
-        raise conflict(f"The appointment is {appointment.status}; only scheduled ones can change.",
-                       state=appointment.status)
+        raise conflict(
+            f"The appointment is {appointment.status}; only scheduled ones can change.", state=appointment.status
+        )
 
 
 def reschedule(session: Session, prop: Property, appointment: Appointment, changes: dict, actor: Actor) -> list[str]:
@@ -127,8 +169,9 @@ def reschedule(session: Session, prop: Property, appointment: Appointment, chang
     technician_id = values.get("technician_id", appointment.technician_id)
     if technician_id is not None:
         _lock_schedule(session, technician_id)
-    changed = history.record_changes(session, prop.id, appointment, values, actor,
-                                     subject=f"appointment {appointment.id}")
+    changed = history.record_changes(
+        session, prop.id, appointment, values, actor, subject=f"appointment {appointment.id}"
+    )
     if changed:
         writes.flush(session)
         _ensure_technician_free(session, appointment)
@@ -142,9 +185,17 @@ def cancel(session: Session, appointment: Appointment, reason: str, actor: Actor
     appointment.cancel_reason = reason
     appointment.cancelled_at = utcnow()
     appointment.cancelled_by = actor.name
-    history.record(session, appointment.property_id, "appointment_cancelled", actor,
-                   subject=f"appointment {appointment.id}", field="status", old="scheduled", new="cancelled",
-                   reason=reason)
+    history.record(
+        session,
+        appointment.property_id,
+        "appointment_cancelled",
+        actor,
+        subject=f"appointment {appointment.id}",
+        field="status",
+        old="scheduled",
+        new="cancelled",
+        reason=reason,
+    )
     writes.flush(session)
     return appointment
 
@@ -156,7 +207,15 @@ def complete(session: Session, appointment: Appointment, notes: str | None, acto
     appointment.completed_at = utcnow()
     if notes is not None:
         appointment.notes = notes
-    history.record(session, appointment.property_id, "appointment_completed", actor,
-                   subject=f"appointment {appointment.id}", field="status", old="scheduled", new="completed")
+    history.record(
+        session,
+        appointment.property_id,
+        "appointment_completed",
+        actor,
+        subject=f"appointment {appointment.id}",
+        field="status",
+        old="scheduled",
+        new="completed",
+    )
     writes.flush(session)
     return appointment

@@ -12,6 +12,7 @@ when the replica does not know it yet, and always before a record is attached to
 record in a location where the caller lacks the permission answers 403, as the offices expect;
 lists are filtered instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ def lookup(customer_id: int):
 
 
 # --- loading a record the caller may act on ---------------------------------------------------------
+
 
 def live_customer(ctx: Context, customer_id: int, field: str = "customer_id") -> KnownCustomer:
     """The customer's replica entry, confirmed by the customer service; 422 naming ``field`` when there
@@ -101,15 +103,20 @@ def confirm_customer(ctx: Context, customer_id: int, permission: str) -> KnownCu
 
 # --- properties -------------------------------------------------------------------------------------
 
+
 def _refuse_unmasking_move(ctx: Context, source_location: int | None, target_location: int | None) -> None:
     """403 when moving a record from ``source_location`` to ``target_location`` would show the caller
     codes (the PIN, panel passwords) masked for them where it is now: an operation never reveals a
     value the caller cannot see at its source, and dropping the codes would lose the customer's data."""
     if not ctx.can(CODES_VIEW, source_location) and ctx.can(CODES_VIEW, target_location):
-        raise Problem(403, "Moving this property would show you its PIN and panel passwords, masked for you "
-                           "where it is now. Someone who may see them there can move it.", type=FORBIDDEN,
-                      permission=CODES_VIEW,
-                      errors={"to_customer_id": [f"Needs the '{CODES_VIEW}' permission where the property is now."]})
+        raise Problem(
+            403,
+            "Moving this property would show you its PIN and panel passwords, masked for you "
+            "where it is now. Someone who may see them there can move it.",
+            type=FORBIDDEN,
+            permission=CODES_VIEW,
+            errors={"to_customer_id": [f"Needs the '{CODES_VIEW}' permission where the property is now."]},
+        )
 
 
 @command
@@ -154,6 +161,7 @@ def transfer_property(ctx: Context, scoped: Scoped, to_customer_id: int, reason:
 
 
 # --- systems and the catalog of their kinds ------------------------------------------------------------
+
 
 @command
 def add_system(ctx: Context, scoped: Scoped, data: dict) -> System:
@@ -202,6 +210,7 @@ def delete_kind(ctx: Context, kind_id: int) -> None:
 
 # --- equipment ----------------------------------------------------------------------------------------
 
+
 @command
 def add_equipment(ctx: Context, scoped: Scoped, data: dict) -> Equipment:
     return equipment.add_equipment(ctx.session, scoped.property, data, actor(ctx))
@@ -223,6 +232,7 @@ def remove_equipment(ctx: Context, scoped: Scoped, equipment_id: int) -> None:
 
 
 # --- appointments -------------------------------------------------------------------------------------
+
 
 @command
 def schedule(ctx: Context, scoped: Scoped, data: dict) -> Appointment:
@@ -249,6 +259,7 @@ def complete(ctx: Context, appointment: Appointment, notes: str | None = None) -
 
 
 # --- the technician portal ----------------------------------------------------------------------------
+
 
 def verify_on_site(ctx: Context, client: str, account_number: str, pin: str) -> Scoped:
     """The property whose account number and PIN match (404 for either wrong, 429 when locked or too fast).

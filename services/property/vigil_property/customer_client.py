@@ -4,6 +4,7 @@ The ``customer.created`` event can trail the customer's creation by a moment; a 
 a customer and then at once a property for it must not get a 422 for that. The answer also carries
 the customer's office location, which decides who may see the customer's properties.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,12 @@ class CustomerFacts:
 
 
 def _unavailable() -> Problem:
-    return Problem(503, "The customer service could not be asked about this customer. Try again shortly.",
-                   type=UNAVAILABLE, headers={"Retry-After": "5"})
+    return Problem(
+        503,
+        "The customer service could not be asked about this customer. Try again shortly.",
+        type=UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
 
 
 def _location_of(payload) -> int | None:
@@ -47,8 +52,11 @@ def lookup_customer(customer_id: int) -> CustomerFacts | None:
     """The customer's facts for 200, None for 404; 503 problem when the customer service cannot answer."""
     settings = current_runtime().settings
     request_id = g.get("request_id")
-    token = sign_identity(service_identity("property", {"customers.view", "leads.view"}, request_id=request_id),
-                          settings.internal_secret, settings.identity_token_ttl)
+    token = sign_identity(
+        service_identity("property", {"customers.view", "leads.view"}, request_id=request_id),
+        settings.internal_secret,
+        settings.identity_token_ttl,
+    )
     headers = {IDENTITY_HEADER: token}
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id

@@ -5,6 +5,7 @@ just asked the customer service can record the same customer at once without eit
 location is only ever replaced by one known at a later moment (``location_as_of``), so events
 arriving out of order cannot move a customer back to where it was.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -43,16 +44,23 @@ def customer_seen(session: Session, customer_id: int, location_id: int | None, a
     An unknown location (``None``) never erases a known one: it means the sender did not say.
     """
     now = utcnow()
-    statement = _insert(session).values(customer_id=customer_id, deleted=False, location_id=location_id,
-                                        location_as_of=as_of if location_id is not None else None, updated_at=now)
+    statement = _insert(session).values(
+        customer_id=customer_id,
+        deleted=False,
+        location_id=location_id,
+        location_as_of=as_of if location_id is not None else None,
+        updated_at=now,
+    )
     if location_id is None:
         statement = statement.on_conflict_do_nothing(index_elements=[KnownCustomer.customer_id])
     else:
         statement = statement.on_conflict_do_update(
             index_elements=[KnownCustomer.customer_id],
             set_={"location_id": location_id, "location_as_of": as_of, "updated_at": now},
-            where=and_(KnownCustomer.deleted.is_(False),
-                       or_(KnownCustomer.location_as_of.is_(None), KnownCustomer.location_as_of <= as_of)),
+            where=and_(
+                KnownCustomer.deleted.is_(False),
+                or_(KnownCustomer.location_as_of.is_(None), KnownCustomer.location_as_of <= as_of),
+            ),
         )
     session.execute(statement)
 
@@ -61,7 +69,8 @@ def customer_deleted(session: Session, customer_id: int) -> None:
     """Tombstones the customer (what it had is removed by ``properties.remove_customer``)."""
     now = utcnow()
     session.execute(
-        _insert(session).values(customer_id=customer_id, deleted=True, updated_at=now)
+        _insert(session)
+        .values(customer_id=customer_id, deleted=True, updated_at=now)
         .on_conflict_do_update(index_elements=[KnownCustomer.customer_id], set_={"deleted": True, "updated_at": now})
     )
 

@@ -3,6 +3,7 @@
 Each change is written in the property's history (subject ``equipment <id>``), so the installation
 record of a site can be reconstructed after a transfer or a dispute.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -19,8 +20,7 @@ from .properties import ensure_editable
 COLUMNS = ("item", "zone", "serial_number", "install_date", "warranty_end", "status", "notes")
 
 
-def list_equipment(session: Session, property_id: int, *, page: int, per_page: int,
-                   status: str | None = None) -> Page:
+def list_equipment(session: Session, property_id: int, *, page: int, per_page: int, status: str | None = None) -> Page:
     statement = select(Equipment).where(Equipment.property_id == property_id)
     if status is not None:
         statement = statement.where(Equipment.status == status)
@@ -28,8 +28,13 @@ def list_equipment(session: Session, property_id: int, *, page: int, per_page: i
 
 
 def equipment_of(session: Session, property_id: int) -> list[Equipment]:
-    return list(session.scalars(select(Equipment).where(Equipment.property_id == property_id,
-                                                        Equipment.status != "removed").order_by(Equipment.id)))
+    return list(
+        session.scalars(
+            select(Equipment)
+            .where(Equipment.property_id == property_id, Equipment.status != "removed")
+            .order_by(Equipment.id)
+        )
+    )
 
 
 def get_equipment(session: Session, property_id: int, equipment_id: int) -> Equipment:
@@ -51,14 +56,13 @@ def add_equipment(session: Session, prop: Property, data: dict, actor: Actor) ->
     return created
 
 
-def update_equipment(session: Session, prop: Property, equipment: Equipment, changes: dict,
-                     actor: Actor) -> list[str]:
+def update_equipment(session: Session, prop: Property, equipment: Equipment, changes: dict, actor: Actor) -> list[str]:
     ensure_editable(prop)
-    _check_dates(changes.get("install_date", equipment.install_date),
-                 changes.get("warranty_end", equipment.warranty_end))
+    _check_dates(
+        changes.get("install_date", equipment.install_date), changes.get("warranty_end", equipment.warranty_end)
+    )
     values = {key: changes[key] for key in COLUMNS if key in changes}
-    changed = history.record_changes(session, prop.id, equipment, values, actor,
-                                     subject=f"equipment {equipment.id}")
+    changed = history.record_changes(session, prop.id, equipment, values, actor, subject=f"equipment {equipment.id}")
     if changed:
         writes.flush(session)
     return changed
@@ -67,7 +71,8 @@ def update_equipment(session: Session, prop: Property, equipment: Equipment, cha
 def remove_equipment(session: Session, prop: Property, equipment: Equipment, actor: Actor) -> None:
     """Deletes a record entered by mistake; equipment taken out of a site is better marked ``removed``."""
     ensure_editable(prop)
-    history.record(session, prop.id, "equipment_deleted", actor, subject=f"equipment {equipment.id}",
-                   old=equipment.item)
+    history.record(
+        session, prop.id, "equipment_deleted", actor, subject=f"equipment {equipment.id}", old=equipment.item
+    )
     session.delete(equipment)
     writes.flush(session)

@@ -3,6 +3,7 @@
 Entries belong to the property, so they move with it when it is transferred to another customer.
 Confidential values (the PIN) are written as ``***``: the history never holds them in clear.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,12 @@ class Actor:
 
     @classmethod
     def of(cls, identity: Identity, request_id: str | None = None) -> Actor:
-        return cls(id=identity.subject, name=identity.username, source=SOURCES.get(identity.kind, "api"),
-                   request_id=request_id or identity.request_id)
+        return cls(
+            id=identity.subject,
+            name=identity.username,
+            source=SOURCES.get(identity.kind, "api"),
+            request_id=request_id or identity.request_id,
+        )
 
 
 SYSTEM = Actor(id=None, name="system", source="workflow")
@@ -49,28 +54,69 @@ def _text(value) -> str | None:
     return str(value)
 
 
-def record(session: Session, property_id: int, action: str, actor: Actor, *, field: str | None = None,
-           old=None, new=None, reason: str | None = None, subject: str | None = None) -> None:
+def record(
+    session: Session,
+    property_id: int,
+    action: str,
+    actor: Actor,
+    *,
+    field: str | None = None,
+    old=None,
+    new=None,
+    reason: str | None = None,
+    subject: str | None = None,
+) -> None:
     """One history entry; ``subject`` names a system or equipment of the property ("system 3")."""
     if field in CONFIDENTIAL_FIELDS:
         old, new = (None if old is None else MASK), (None if new is None else MASK)
-    session.add(PropertyHistory(property_id=property_id, action=action, subject=subject, field=field,
-                                old_value=_text(old), new_value=_text(new), reason=reason, actor_id=actor.id,
-                                actor_name=actor.name, source=actor.source, request_id=actor.request_id))
+    session.add(
+        PropertyHistory(
+            property_id=property_id,
+            action=action,
+            subject=subject,
+            field=field,
+            old_value=_text(old),
+            new_value=_text(new),
+            reason=reason,
+            actor_id=actor.id,
+            actor_name=actor.name,
+            source=actor.source,
+            request_id=actor.request_id,
+        )
+    )
 
 
-def record_changes(session: Session, property_id: int, record_: object, values: dict, actor: Actor, *,
-                   action: str = "updated", subject: str | None = None) -> list[str]:
+def record_changes(
+    session: Session,
+    property_id: int,
+    record_: object,
+    values: dict,
+    actor: Actor,
+    *,
+    action: str = "updated",
+    subject: str | None = None,
+) -> list[str]:
     """Sets the attributes of ``record_`` that ``values`` changes, one history entry each; returns their names."""
     changed = sorted(name for name, value in values.items() if getattr(record_, name) != value)
     for name in changed:
-        record(session, property_id, action, actor, subject=subject, field=name, old=getattr(record_, name),
-               new=values[name])
+        record(
+            session,
+            property_id,
+            action,
+            actor,
+            subject=subject,
+            field=name,
+            old=getattr(record_, name),
+            new=values[name],
+        )
         setattr(record_, name, values[name])
     return changed
 
 
 def list_history(session: Session, property_id: int, *, page: int, per_page: int) -> Page:
-    statement = (select(PropertyHistory).where(PropertyHistory.property_id == property_id)
-                 .order_by(PropertyHistory.at.desc(), PropertyHistory.id.desc()))
+    statement = (
+        select(PropertyHistory)
+        .where(PropertyHistory.property_id == property_id)
+        .order_by(PropertyHistory.at.desc(), PropertyHistory.id.desc())
+    )
     return paginate(session, statement, page, per_page)

@@ -5,6 +5,7 @@ locations live elsewhere and are referred to by id. A property's office location
 customer's, kept in the ``known_customers`` replica, so a customer moving location moves all of its
 properties at once.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -20,6 +21,7 @@ from .account_numbers import account_key as normalised_account
 
 class Base(ServiceTables, DeclarativeBase):
     metadata = service_metadata()
+
 
 messaging = messaging_models(Base)
 
@@ -186,8 +188,9 @@ class PinGuard(Base):
 
     __tablename__ = "pin_guards"
 
-    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), primary_key=True,
-                                             autoincrement=False)
+    property_id: Mapped[int] = mapped_column(
+        ForeignKey("properties.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

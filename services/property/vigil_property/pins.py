@@ -7,6 +7,7 @@ properties do not look equal, and the table alone reveals nothing. Callers holdi
 ``confidential.installation_codes.view`` see the PIN decrypted from a separate Fernet token, which
 ``vigil-property rotate-keys`` re-encrypts when the encryption keys rotate.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -40,7 +41,8 @@ def reveal(cipher: FieldCipher, record) -> str:
 def matches(cipher: FieldCipher, record, candidate: str | None) -> bool:
     """Constant-time check of ``candidate``; ``record`` may be None so unknown accounts cost the same."""
     salt = record.pin_salt if record is not None and record.pin_hash is not None else ""
-    expected = record.pin_hash if record is not None and record.pin_hash is not None else \
-        _check_value(cipher, "", DEFAULT_PIN)
+    expected = (
+        record.pin_hash if record is not None and record.pin_hash is not None else _check_value(cipher, "", DEFAULT_PIN)
+    )
     given = _check_value(cipher, salt, candidate or "")
     return hmac.compare_digest(expected, given) and record is not None

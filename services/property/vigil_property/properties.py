@@ -4,6 +4,7 @@ Who may do what is decided by the commands (``commands``) that call these; these
 rules: unique account numbers (whatever their letter case, see ``account_numbers``), inactive properties
 frozen until reactivated, every change in the history and in an event written in the same transaction.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -33,15 +34,23 @@ from .history import Actor
 from .models import KnownCustomer, Property
 
 # the API's nested ``access`` object ↔ the columns holding it
-ACCESS_COLUMNS = {"managed_by": "access_managed_by", "name": "access_name", "phone": "access_phone",
-                  "email": "access_email", "notes": "access_notes"}
-PLAIN_FIELDS = ("account_number", "type", "system_type", "address", "city", "postal_code", "monitoring_status",
-                "notes")
+ACCESS_COLUMNS = {
+    "managed_by": "access_managed_by",
+    "name": "access_name",
+    "phone": "access_phone",
+    "email": "access_email",
+    "notes": "access_notes",
+}
+PLAIN_FIELDS = ("account_number", "type", "system_type", "address", "city", "postal_code", "monitoring_status", "notes")
 SORTS = {
-    "id": Property.id.asc(), "-id": Property.id.desc(),
-    "account_number": Property.account_number.asc(), "-account_number": Property.account_number.desc(),
-    "city": Property.city.asc(), "-city": Property.city.desc(),
-    "created_at": Property.created_at.asc(), "-created_at": Property.created_at.desc(),
+    "id": Property.id.asc(),
+    "-id": Property.id.desc(),
+    "account_number": Property.account_number.asc(),
+    "-account_number": Property.account_number.desc(),
+    "city": Property.city.asc(),
+    "-city": Property.city.desc(),
+    "created_at": Property.created_at.asc(),
+    "-created_at": Property.created_at.desc(),
 }
 
 
@@ -50,8 +59,9 @@ def no_such_customer(field: str = "customer_id") -> Problem:
 
 
 def _account_taken() -> Problem:
-    return conflict("Another property already uses this account number.",
-                    errors={"account_number": ["Already in use."]})
+    return conflict(
+        "Another property already uses this account number.", errors={"account_number": ["Already in use."]}
+    )
 
 
 def ensure_editable(prop: Property) -> None:
@@ -67,9 +77,11 @@ def flush(session: Session) -> None:
 
 def property_with_location(session: Session, property_id: int) -> tuple[Property, int | None]:
     """The property and its customer's location as the replica knows it, in one query (404 if none)."""
-    row = session.execute(select(Property, KnownCustomer.location_id)
-                          .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
-                          .where(Property.id == property_id)).first()
+    row = session.execute(
+        select(Property, KnownCustomer.location_id)
+        .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
+        .where(Property.id == property_id)
+    ).first()
     if row is None:
         raise not_found("property")
     return row[0], row[1]
@@ -77,17 +89,28 @@ def property_with_location(session: Session, property_id: int) -> tuple[Property
 
 def _in_locations(statement, locations: frozenset[int] | None):
     """Only properties whose customer is live and, unless ``locations`` is None, in those locations."""
-    statement = statement.join(KnownCustomer, KnownCustomer.customer_id == Property.customer_id) \
-        .where(KnownCustomer.deleted.is_(False))
+    statement = statement.join(KnownCustomer, KnownCustomer.customer_id == Property.customer_id).where(
+        KnownCustomer.deleted.is_(False)
+    )
     if locations is not None:
         statement = statement.where(KnownCustomer.location_id.in_(sorted(locations)))
     return statement
 
 
-def list_properties(session: Session, *, locations: frozenset[int] | None, page: int, per_page: int,
-                    customer_id: int | None = None, q: str | None = None, account_number: str | None = None,
-                    monitoring_status: str | None = None, type: str | None = None, active: bool | None = None,
-                    sort: str = "id") -> Page:
+def list_properties(
+    session: Session,
+    *,
+    locations: frozenset[int] | None,
+    page: int,
+    per_page: int,
+    customer_id: int | None = None,
+    q: str | None = None,
+    account_number: str | None = None,
+    monitoring_status: str | None = None,
+    type: str | None = None,
+    active: bool | None = None,
+    sort: str = "id",
+) -> Page:
     statement = _in_locations(select(Property), locations)
     if customer_id is not None:
         statement = statement.where(Property.customer_id == customer_id)
@@ -95,8 +118,20 @@ def list_properties(session: Session, *, locations: frozenset[int] | None, page:
         statement = statement.where(Property.account_key == account_key(account_number))
     if q:
         pattern = f"%{q.lower()}%"
-        statement = statement.where(or_(*(func.lower(column).like(pattern) for column in (
-            Property.account_number, Property.address, Property.city, Property.postal_code, Property.system_type))))
+        statement = statement.where(
+            or_(
+                *(
+                    func.lower(column).like(pattern)
+                    for column in (
+                        Property.account_number,
+                        Property.address,
+                        Property.city,
+                        Property.postal_code,
+                        Property.system_type,
+                    )
+                )
+            )
+        )
     if monitoring_status is not None:
         statement = statement.where(Property.monitoring_status == monitoring_status)
     if type is not None:
@@ -110,8 +145,9 @@ def locations_of(session: Session, customer_ids: Iterable[int]) -> dict[int, int
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    rows = session.execute(select(KnownCustomer.customer_id, KnownCustomer.location_id)
-                           .where(KnownCustomer.customer_id.in_(ids)))
+    rows = session.execute(
+        select(KnownCustomer.customer_id, KnownCustomer.location_id).where(KnownCustomer.customer_id.in_(ids))
+    )
     return dict(rows.all())
 
 
@@ -140,8 +176,9 @@ def _api_name(column: str) -> str:
     return column
 
 
-def create_property(session: Session, outbox: Outbox, cipher: FieldCipher, customer_id: int, data: dict,
-                    actor: Actor) -> Property:
+def create_property(
+    session: Session, outbox: Outbox, cipher: FieldCipher, customer_id: int, data: dict, actor: Actor
+) -> Property:
     """Adds a property to a customer the caller has already resolved in the replica.
 
     After the insert the replica entry is read again under a row lock (SQLite: under the write lock
@@ -150,21 +187,27 @@ def create_property(session: Session, outbox: Outbox, cipher: FieldCipher, custo
     """
     values = _columns(data)
     _ensure_account_free(session, values.get("account_number"))
-    created = Property(customer_id=customer_id, active=True, **({"monitoring_status": "active"} | values),
-                       **pins.seal(cipher, data.get("pin") or pins.DEFAULT_PIN))
+    created = Property(
+        customer_id=customer_id,
+        active=True,
+        **({"monitoring_status": "active"} | values),
+        **pins.seal(cipher, data.get("pin") or pins.DEFAULT_PIN),
+    )
     session.add(created)
     flush(session)
     known = replica.known_customer(session, customer_id, lock=True)
     if known is None or known.deleted:
         raise no_such_customer()
     history.record(session, created.id, "created", actor)
-    outbox.add(session, PropertyCreated(property_id=created.id, customer_id=customer_id,
-                                        account_number=created.account_number))
+    outbox.add(
+        session, PropertyCreated(property_id=created.id, customer_id=customer_id, account_number=created.account_number)
+    )
     return created
 
 
-def update_property(session: Session, outbox: Outbox, cipher: FieldCipher, prop: Property, changes: dict,
-                    actor: Actor) -> list[str]:
+def update_property(
+    session: Session, outbox: Outbox, cipher: FieldCipher, prop: Property, changes: dict, actor: Actor
+) -> list[str]:
     """Applies ``changes`` (API fields); returns the names of the fields that really changed."""
     ensure_editable(prop)
     values = _columns(changes)
@@ -177,8 +220,9 @@ def update_property(session: Session, outbox: Outbox, cipher: FieldCipher, prop:
         _ensure_account_free(session, values["account_number"], exclude_id=prop.id)
     old_status = prop.monitoring_status
     for column in changed:
-        history.record(session, prop.id, "updated", actor, field=_api_name(column), old=getattr(prop, column),
-                       new=values[column])
+        history.record(
+            session, prop.id, "updated", actor, field=_api_name(column), old=getattr(prop, column), new=values[column]
+        )
         setattr(prop, column, values[column])
     if new_pin is not None and pin_changed:
         history.record(session, prop.id, "updated", actor, field="pin", old="(previous)", new=new_pin)
@@ -187,20 +231,33 @@ def update_property(session: Session, outbox: Outbox, cipher: FieldCipher, prop:
     prop.updated_at = utcnow()
     flush(session)
     names = sorted([_api_name(column) for column in changed] + (["pin"] if pin_changed else []))
-    outbox.add(session, PropertyUpdated(property_id=prop.id, customer_id=prop.customer_id, changed=names,
-                                        account_number=prop.account_number))
+    outbox.add(
+        session,
+        PropertyUpdated(
+            property_id=prop.id, customer_id=prop.customer_id, changed=names, account_number=prop.account_number
+        ),
+    )
     if "monitoring_status" in changed:
-        outbox.add(session, PropertyMonitoringChanged(property_id=prop.id, customer_id=prop.customer_id,
-                                                      old_status=old_status, new_status=prop.monitoring_status))
+        outbox.add(
+            session,
+            PropertyMonitoringChanged(
+                property_id=prop.id,
+                customer_id=prop.customer_id,
+                old_status=old_status,
+                new_status=prop.monitoring_status,
+            ),
+        )
     return names
 
 
-def set_active(session: Session, outbox: Outbox, prop: Property, active: bool, actor: Actor,
-               reason: str | None = None) -> Property:
+def set_active(
+    session: Session, outbox: Outbox, prop: Property, active: bool, actor: Actor, reason: str | None = None
+) -> Property:
     """Deactivates or reactivates; asking for the state the property is already in is a 409."""
     if prop.active == active:
-        raise conflict(f"The property is already {'active' if active else 'inactive'}.",
-                       state="active" if active else "inactive")
+        raise conflict(
+            f"The property is already {'active' if active else 'inactive'}.", state="active" if active else "inactive"
+        )
     prop.active = active
     prop.deactivated_at = None if active else utcnow()
     action = "reactivated" if active else "deactivated"
@@ -211,8 +268,9 @@ def set_active(session: Session, outbox: Outbox, prop: Property, active: bool, a
     return prop
 
 
-def transfer_property(session: Session, outbox: Outbox, prop: Property, to_customer_id: int, actor: Actor,
-                      reason: str | None = None) -> Property:
+def transfer_property(
+    session: Session, outbox: Outbox, prop: Property, to_customer_id: int, actor: Actor, reason: str | None = None
+) -> Property:
     """Moves the property, and with it its systems, equipment, appointments and history, to another customer.
 
     Everything attached refers to the property, not to the customer, so one update moves it all.
@@ -224,23 +282,41 @@ def transfer_property(session: Session, outbox: Outbox, prop: Property, to_custo
     from_customer_id = prop.customer_id
     prop.customer_id = to_customer_id
     prop.updated_at = utcnow()
-    history.record(session, prop.id, "transferred", actor, field="customer_id", old=from_customer_id,
-                   new=to_customer_id, reason=reason)
+    history.record(
+        session,
+        prop.id,
+        "transferred",
+        actor,
+        field="customer_id",
+        old=from_customer_id,
+        new=to_customer_id,
+        reason=reason,
+    )
     flush(session)
     known = replica.known_customer(session, to_customer_id, lock=True)
     if known is None or known.deleted:
         raise no_such_customer("to_customer_id")
-    outbox.add(session, PropertyTransferred(
-        property_id=prop.id, from_customer_id=from_customer_id, to_customer_id=to_customer_id,
-        account_number=prop.account_number, actor_id=actor.id, actor_name=actor.name, source=actor.source,
-        reason=reason))
+    outbox.add(
+        session,
+        PropertyTransferred(
+            property_id=prop.id,
+            from_customer_id=from_customer_id,
+            to_customer_id=to_customer_id,
+            account_number=prop.account_number,
+            actor_id=actor.id,
+            actor_name=actor.name,
+            source=actor.source,
+            reason=reason,
+        ),
+    )
     return prop
 
 
 def remove_customer(session: Session, outbox: Outbox, customer_id: int) -> list[int]:
     """Everything held for a deleted customer goes: its properties and, by cascade, what hangs on them."""
-    removed = list(session.scalars(select(Property.id).where(Property.customer_id == customer_id)
-                                   .order_by(Property.id)))
+    removed = list(
+        session.scalars(select(Property.id).where(Property.customer_id == customer_id).order_by(Property.id))
+    )
     if removed:
         session.execute(delete(Property).where(Property.id.in_(removed)))
         for property_id in removed:

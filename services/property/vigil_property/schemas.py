@@ -4,6 +4,7 @@ Request bodies refuse every field they do not declare (422 naming it); fields th
 (``id``, ``customer_id``, ``location_id``, timestamps, ``active``…) are named as read-only, so a
 client learns which action sets them instead of seeing them silently ignored.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -47,9 +48,24 @@ class Choice(fields.String):
 class Input(Schema):
     """A request body: undeclared fields are refused, server-owned ones named as read-only."""
 
-    READ_ONLY: frozenset[str] = frozenset({"id", "customer_id", "location_id", "created_at", "updated_at",
-                                           "version", "active", "deactivated_at", "property_id", "kind_id",
-                                           "kind_name", "status", "cancelled_at", "cancelled_by"})
+    READ_ONLY: frozenset[str] = frozenset(
+        {
+            "id",
+            "customer_id",
+            "location_id",
+            "created_at",
+            "updated_at",
+            "version",
+            "active",
+            "deactivated_at",
+            "property_id",
+            "kind_id",
+            "kind_name",
+            "status",
+            "cancelled_at",
+            "cancelled_by",
+        }
+    )
 
     def handle_error(self, error, data, *, many, **kwargs):
         messages = error.messages if isinstance(error.messages, dict) else {}
@@ -65,8 +81,11 @@ def text(max_length: int, **kwargs) -> TrimmedString:
 class AccessSchema(Schema):
     """Who manages access to the site (a tenant, a letting agent…) and how to get in."""
 
-    managed_by = Choice(ACCESS_MANAGERS, allow_none=True,
-                        metadata={"description": "Who manages access: owner, tenant, letting_agent or other"})
+    managed_by = Choice(
+        ACCESS_MANAGERS,
+        allow_none=True,
+        metadata={"description": "Who manages access: owner, tenant, letting_agent or other"},
+    )
     name = text(200)
     phone = text(40)
     email = fields.Email(allow_none=True, validate=validate.Length(max=254))
@@ -80,8 +99,9 @@ class AccessInput(AccessSchema, Input):
 class PropertySchema(Schema):
     id = fields.Integer(dump_only=True)
     customer_id = fields.Integer(dump_only=True)
-    location_id = fields.Integer(dump_only=True, allow_none=True,
-                                 metadata={"description": "Office location: the customer's"})
+    location_id = fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "Office location: the customer's"}
+    )
     account_number = fields.String(allow_none=True)
     pin = fields.String(metadata={"description": "Account PIN; `***` without confidential.installation_codes.view"})
     type = fields.String(allow_none=True, metadata={"enum": [*PROPERTY_TYPES, None]})
@@ -99,10 +119,15 @@ class PropertySchema(Schema):
 
 
 class PropertyCreateSchema(Input):
-    account_number = TrimmedString(allow_none=True, validate=validate.Length(min=1, max=40),
-                                   metadata={"description": "Monitoring account number, unique"})
-    pin = fields.String(validate=validate.Regexp(PIN_PATTERN, error="Exactly 4 digits."),
-                        metadata={"description": "Account PIN for the technician portal, 4 digits; 0000 by default"})
+    account_number = TrimmedString(
+        allow_none=True,
+        validate=validate.Length(min=1, max=40),
+        metadata={"description": "Monitoring account number, unique"},
+    )
+    pin = fields.String(
+        validate=validate.Regexp(PIN_PATTERN, error="Exactly 4 digits."),
+        metadata={"description": "Account PIN for the technician portal, 4 digits; 0000 by default"},
+    )
     type = Choice(PROPERTY_TYPES, allow_none=True, metadata={"description": "residential, commercial or empty"})
     system_type = text(200, metadata={"description": "e.g. DSC 1832 + CCTV"})
     address = text(200)
@@ -118,15 +143,21 @@ class PropertyPatchSchema(PropertyCreateSchema):
 
 
 class PropertyListArgs(PaginationArgs):
-    q = TrimmedString(validate=validate.Length(max=200),
-                      metadata={"description": "Matches account number, address, city, postal code or system type"})
+    q = TrimmedString(
+        validate=validate.Length(max=200),
+        metadata={"description": "Matches account number, address, city, postal code or system type"},
+    )
     account_number = TrimmedString(validate=validate.Length(max=40))
     customer_id = fields.Integer()
     monitoring_status = Choice(MONITORING_STATUSES)
     type = Choice(PROPERTY_TYPES)
     active = fields.Boolean()
-    sort = fields.String(load_default="id", validate=validate.OneOf(
-        ["id", "-id", "account_number", "-account_number", "city", "-city", "created_at", "-created_at"]))
+    sort = fields.String(
+        load_default="id",
+        validate=validate.OneOf(
+            ["id", "-id", "account_number", "-account_number", "city", "-city", "created_at", "-created_at"]
+        ),
+    )
 
 
 class CustomerPropertiesArgs(PaginationArgs):
@@ -138,17 +169,24 @@ class StateChangeSchema(Input):
 
 
 class TransferSchema(Input):
-    to_customer_id = fields.Integer(required=True, validate=validate.Range(min=1),
-                                    metadata={"description": "The customer receiving the property"})
+    to_customer_id = fields.Integer(
+        required=True, validate=validate.Range(min=1), metadata={"description": "The customer receiving the property"}
+    )
     reason = text(500, metadata={"description": "Why, kept in the property's history (e.g. house sold)"})
 
 
 class HistoryEntrySchema(Schema):
     id = fields.Integer()
-    action = fields.String(metadata={"description": "created, updated, deactivated, reactivated, transferred, "
-                                                    "system_added, system_removed, equipment_added, equipment_deleted"})
-    subject = fields.String(allow_none=True, metadata={"description": "The system or equipment changed, if not "
-                                                                      "the property itself (e.g. `system 3`)"})
+    action = fields.String(
+        metadata={
+            "description": "created, updated, deactivated, reactivated, transferred, "
+            "system_added, system_removed, equipment_added, equipment_deleted"
+        }
+    )
+    subject = fields.String(
+        allow_none=True,
+        metadata={"description": "The system or equipment changed, if not the property itself (e.g. `system 3`)"},
+    )
     field = fields.String(allow_none=True)
     old_value = fields.String(allow_none=True)
     new_value = fields.String(allow_none=True)
@@ -173,8 +211,11 @@ def ip_address(value: str) -> None:
 
 
 class KindFieldSchema(Schema):
-    name = fields.String(required=True, validate=SLUG, metadata={
-        "description": "ip_address, port, username, password, version, or a custom name kept in `details`"})
+    name = fields.String(
+        required=True,
+        validate=SLUG,
+        metadata={"description": "ip_address, port, username, password, version, or a custom name kept in `details`"},
+    )
     label = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
     required = fields.Boolean(load_default=False)
 
@@ -189,8 +230,12 @@ class SystemKindSchema(Schema):
     manufacturer = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
     # "fields" would shadow marshmallow's own attribute of that name
-    field_specs = fields.List(fields.Nested(KindFieldSchema), data_key="fields", attribute="fields",
-                              metadata={"description": "What a system of this kind asks for"})
+    field_specs = fields.List(
+        fields.Nested(KindFieldSchema),
+        data_key="fields",
+        attribute="fields",
+        metadata={"description": "What a system of this kind asks for"},
+    )
     created_at = Timestamp()
     updated_at = Timestamp()
 
@@ -199,8 +244,9 @@ class SystemKindPatchSchema(Input):
     name = TrimmedString(validate=validate.Length(min=1, max=100))
     manufacturer = text(100)
     description = text(5000)
-    field_specs = fields.List(fields.Nested(KindFieldInput), data_key="fields", attribute="fields",
-                              validate=validate.Length(max=50))
+    field_specs = fields.List(
+        fields.Nested(KindFieldInput), data_key="fields", attribute="fields", validate=validate.Length(max=50)
+    )
 
     @validates_schema
     def _unique_field_names(self, data, **kwargs):
@@ -225,12 +271,15 @@ class SystemSchema(Schema):
     ip_address = fields.String(allow_none=True)
     port = fields.Integer(allow_none=True)
     username = fields.String(allow_none=True)
-    password = fields.String(allow_none=True, metadata={
-        "description": "`***` without confidential.installation_codes.view; null when none is stored"})
+    password = fields.String(
+        allow_none=True,
+        metadata={"description": "`***` without confidential.installation_codes.view; null when none is stored"},
+    )
     version = fields.String(allow_none=True, metadata={"description": "Software or firmware version"})
     notes = fields.String(allow_none=True)
-    details = fields.Dict(keys=fields.String(), values=fields.String(),
-                          metadata={"description": "Values of the kind's custom fields"})
+    details = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"description": "Values of the kind's custom fields"}
+    )
     created_at = Timestamp()
     updated_at = Timestamp()
 
@@ -241,12 +290,18 @@ class SystemPatchSchema(Input):
     ip_address = TrimmedString(allow_none=True, validate=ip_address)
     port = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=65535))
     username = text(100)
-    password = fields.String(allow_none=True, validate=validate.Length(min=1, max=200), metadata={
-        "description": "Stored encrypted. Changing a stored one needs confidential.installation_codes.modify"})
+    password = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={
+            "description": "Stored encrypted. Changing a stored one needs confidential.installation_codes.modify"
+        },
+    )
     version = text(50)
     notes = text(10_000)
-    details = fields.Dict(keys=fields.String(validate=SLUG), values=TrimmedString(allow_none=True,
-                          validate=validate.Length(max=500)))
+    details = fields.Dict(
+        keys=fields.String(validate=SLUG), values=TrimmedString(allow_none=True, validate=validate.Length(max=500))
+    )
 
 
 class SystemCreateSchema(SystemPatchSchema):
@@ -256,6 +311,7 @@ class SystemCreateSchema(SystemPatchSchema):
 
 
 # --- equipment -----------------------------------------------------------------------------------
+
 
 class EquipmentSchema(Schema):
     id = fields.Integer()
@@ -284,8 +340,9 @@ class EquipmentPatchSchema(Input):
 
 
 class EquipmentCreateSchema(EquipmentPatchSchema):
-    item = TrimmedString(required=True, validate=validate.Length(min=1, max=200),
-                         metadata={"description": "e.g. PIR motion sensor"})
+    item = TrimmedString(
+        required=True, validate=validate.Length(min=1, max=200), metadata={"description": "e.g. PIR motion sensor"}
+    )
 
 
 class EquipmentListArgs(PaginationArgs):
@@ -293,6 +350,7 @@ class EquipmentListArgs(PaginationArgs):
 
 
 # --- appointments --------------------------------------------------------------------------------
+
 
 class AppointmentSchema(Schema):
     id = fields.Integer()
@@ -319,8 +377,11 @@ class AppointmentPatchSchema(Input):
     type = Choice(APPOINTMENT_TYPES, metadata={"description": "install, service, inspection or sale"})
     starts_at = Timestamp(metadata={"description": "UTC; an offset-less time is taken as UTC"})
     ends_at = Timestamp()
-    technician_id = fields.Integer(allow_none=True, validate=validate.Range(min=1),
-                                   metadata={"description": "User id of the technician; null leaves it unassigned"})
+    technician_id = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "User id of the technician; null leaves it unassigned"},
+    )
     notes = text(10_000)
 
 
@@ -331,8 +392,11 @@ class AppointmentCreateSchema(AppointmentPatchSchema):
 
 
 class CancelSchema(Input):
-    reason = TrimmedString(required=True, validate=validate.Length(min=1, max=500),
-                           metadata={"description": "Why the visit is called off; kept with it and in the history"})
+    reason = TrimmedString(
+        required=True,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "Why the visit is called off; kept with it and in the history"},
+    )
 
 
 class CompleteSchema(Input):
@@ -360,6 +424,7 @@ class RelatedAppointmentListArgs(PaginationArgs):
 
 
 # --- technician portal (internal: the gateway's /tech/lookup calls it) ----------------------------
+
 
 class TechVerifySchema(Input):
     account_number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))

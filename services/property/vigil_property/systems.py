@@ -5,6 +5,7 @@ columns (``ip_address``, ``port``, ``username``, ``password``, ``version``) or a
 the system's ``details``; ``required`` fields must be filled when the system is assigned and cannot
 be emptied later. The password is only ever stored encrypted.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import func, select
@@ -33,12 +34,14 @@ def _empty(value) -> bool:
 
 # --- kinds ---------------------------------------------------------------------------------------
 
+
 def list_kinds(session: Session, *, page: int, per_page: int, q: str | None = None) -> Page:
     statement = select(SystemKind)
     if q:
         pattern = f"%{q.lower()}%"
-        statement = statement.where(func.lower(SystemKind.name).like(pattern)
-                                    | func.lower(SystemKind.manufacturer).like(pattern))
+        statement = statement.where(
+            func.lower(SystemKind.name).like(pattern) | func.lower(SystemKind.manufacturer).like(pattern)
+        )
     return paginate(session, statement.order_by(SystemKind.name.asc(), SystemKind.id.asc()), page, per_page)
 
 
@@ -83,6 +86,7 @@ def delete_kind(session: Session, kind: SystemKind) -> None:
 
 # --- systems at a property -----------------------------------------------------------------------
 
+
 def list_systems(session: Session, property_id: int, *, page: int, per_page: int) -> Page:
     statement = select(System).where(System.property_id == property_id).order_by(System.id.asc())
     return paginate(session, statement, page, per_page)
@@ -90,9 +94,15 @@ def list_systems(session: Session, property_id: int, *, page: int, per_page: int
 
 def systems_with_kinds(session: Session, property_id: int) -> list[tuple[System, SystemKind]]:
     """The property's systems with their kinds, in one query."""
-    return [(system, kind) for system, kind in session.execute(
-        select(System, SystemKind).join(SystemKind, SystemKind.id == System.kind_id)
-        .where(System.property_id == property_id).order_by(System.id))]
+    return [
+        (system, kind)
+        for system, kind in session.execute(
+            select(System, SystemKind)
+            .join(SystemKind, SystemKind.id == System.kind_id)
+            .where(System.property_id == property_id)
+            .order_by(System.id)
+        )
+    ]
 
 
 def kinds_by_id(session: Session, kind_ids) -> dict[int, SystemKind]:
@@ -110,8 +120,15 @@ def _custom_names(kind: SystemKind) -> set[str]:
     return {spec["name"] for spec in kind.fields if spec["name"] not in BUILT_IN_FIELDS}
 
 
-def _check_against_kind(kind: SystemKind, values: dict, password_set: bool, details: dict, *,
-                        new_details: dict, touched: set[str] | None = None) -> None:
+def _check_against_kind(
+    kind: SystemKind,
+    values: dict,
+    password_set: bool,
+    details: dict,
+    *,
+    new_details: dict,
+    touched: set[str] | None = None,
+) -> None:
     """422 naming each required field left empty and each new detail the kind does not ask for.
 
     ``touched`` limits the required-field check to the fields a change names (None: all, on
@@ -151,16 +168,18 @@ def add_system(session: Session, cipher: FieldCipher, prop: Property, data: dict
     details = data.get("details") or {}
     password = data.get("password")
     _check_against_kind(kind, values, password is not None, details, new_details=details)
-    system = System(property_id=prop.id, kind_id=kind.id, details=details,
-                    password_encrypted=cipher.encrypt(password), **values)
+    system = System(
+        property_id=prop.id, kind_id=kind.id, details=details, password_encrypted=cipher.encrypt(password), **values
+    )
     session.add(system)
     writes.flush(session)
     history.record(session, prop.id, "system_added", actor, subject=f"system {system.id}", new=kind.name)
     return system
 
 
-def update_system(session: Session, cipher: FieldCipher, prop: Property, system: System, changes: dict,
-                  actor: Actor) -> list[str]:
+def update_system(
+    session: Session, cipher: FieldCipher, prop: Property, system: System, changes: dict, actor: Actor
+) -> list[str]:
     """Applies ``changes``; ``details`` changes only the keys it names (null removes one)."""
     ensure_editable(prop)
     kind = session.get(SystemKind, system.kind_id)
@@ -176,22 +195,40 @@ def update_system(session: Session, cipher: FieldCipher, prop: Property, system:
     password_changes = "password" in changes
     password_set = changes["password"] is not None if password_changes else system.password_encrypted is not None
     given_details = {key: value for key, value in (changes.get("details") or {}).items() if value is not None}
-    touched = set(values) | {f"details.{key}" for key in changes.get("details") or {}} | \
-        ({"password"} if password_changes else set())
-    _check_against_kind(kind, {name: values.get(name, getattr(system, name)) for name in PLAIN_COLUMNS},
-                        password_set, details, new_details=given_details, touched=touched)
+    touched = (
+        set(values)
+        | {f"details.{key}" for key in changes.get("details") or {}}
+        | ({"password"} if password_changes else set())
+    )
+    _check_against_kind(
+        kind,
+        {name: values.get(name, getattr(system, name)) for name in PLAIN_COLUMNS},
+        password_set,
+        details,
+        new_details=given_details,
+        touched=touched,
+    )
     changed = history.record_changes(session, prop.id, system, values, actor, subject=subject)
     if details != (system.details or {}):
         for key in sorted(set(details) | set(system.details or {})):
             old, new = (system.details or {}).get(key), details.get(key)
             if old != new:
-                history.record(session, prop.id, "updated", actor, subject=subject, field=f"details.{key}",
-                               old=old, new=new)
+                history.record(
+                    session, prop.id, "updated", actor, subject=subject, field=f"details.{key}", old=old, new=new
+                )
                 changed.append(f"details.{key}")
         system.details = details
     if password_changes and _password_of(cipher, system) != changes["password"]:
-        history.record(session, prop.id, "updated", actor, subject=subject, field="password",
-                       old=system.password_encrypted, new=changes["password"])
+        history.record(
+            session,
+            prop.id,
+            "updated",
+            actor,
+            subject=subject,
+            field="password",
+            old=system.password_encrypted,
+            new=changes["password"],
+        )
         system.password_encrypted = cipher.encrypt(changes["password"])
         changed.append("password")
     if changed:
@@ -206,7 +243,8 @@ def _password_of(cipher: FieldCipher, system: System) -> str | None:
 def remove_system(session: Session, prop: Property, system: System, actor: Actor) -> None:
     ensure_editable(prop)
     kind = session.get(SystemKind, system.kind_id)
-    history.record(session, prop.id, "system_removed", actor, subject=f"system {system.id}",
-                   old=kind.name if kind else None)
+    history.record(
+        session, prop.id, "system_removed", actor, subject=f"system {system.id}", old=kind.name if kind else None
+    )
     session.delete(system)
     writes.flush(session)

@@ -4,6 +4,7 @@
 location (which decides who may see their properties); ``customer.deleted`` removes everything the
 service holds for the customer and announces each removed property.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -9,6 +9,7 @@ Counts are committed as soon as they are made (one ``INSERT … ON CONFLICT … 
 they stick even though the request that caused them is answered with an error. The state lives in
 the database, so every web worker of the service sees the same counts.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,13 @@ def _retry_after(until: datetime, now: datetime) -> str:
 
 
 def locked(until: datetime, now: datetime) -> Problem:
-    return Problem(429, "Too many wrong PINs for this account: it is locked for 15 minutes.", title="Account locked",
-                   type=ACCOUNT_LOCKED, headers={"Retry-After": _retry_after(until, now)})
+    return Problem(
+        429,
+        "Too many wrong PINs for this account: it is locked for 15 minutes.",
+        title="Account locked",
+        type=ACCOUNT_LOCKED,
+        headers={"Retry-After": _retry_after(until, now)},
+    )
 
 
 def no_match() -> Problem:
@@ -65,18 +71,25 @@ def count_attempt(session: Session, client: str, now: datetime) -> None:
     """
     statement = _upsert(session, LookupWindow).values(client=client, window_start=now, attempts=1)
     expired = LookupWindow.window_start <= now - WINDOW
-    statement = statement.on_conflict_do_update(index_elements=[LookupWindow.client], set_={
-        "attempts": case((expired, 1), else_=LookupWindow.attempts + 1),
-        "window_start": case((expired, now), else_=LookupWindow.window_start),
-    }).returning(LookupWindow.attempts, LookupWindow.window_start)
+    statement = statement.on_conflict_do_update(
+        index_elements=[LookupWindow.client],
+        set_={
+            "attempts": case((expired, 1), else_=LookupWindow.attempts + 1),
+            "window_start": case((expired, now), else_=LookupWindow.window_start),
+        },
+    ).returning(LookupWindow.attempts, LookupWindow.window_start)
     attempts, window_start = session.execute(statement).one()
     if random.random() < PRUNE_SHARE:
         prune_windows(session, now)
     session.commit()
     if attempts > ATTEMPTS_PER_WINDOW:
-        raise Problem(429, f"Too many technician-portal attempts from your address; at most {ATTEMPTS_PER_WINDOW} "
-                           "a minute.", title="Too Many Requests", type=RATE_LIMITED,
-                      headers={"Retry-After": _retry_after(window_start + WINDOW, now)})
+        raise Problem(
+            429,
+            f"Too many technician-portal attempts from your address; at most {ATTEMPTS_PER_WINDOW} a minute.",
+            title="Too Many Requests",
+            type=RATE_LIMITED,
+            headers={"Retry-After": _retry_after(window_start + WINDOW, now)},
+        )
 
 
 def prune_windows(session: Session, now: datetime) -> int:
@@ -100,7 +113,8 @@ def find_candidate(session: Session, account_number: str) -> Candidate | None:
         select(Property, PinGuard.locked_until, PinGuard.failures, KnownCustomer.location_id)
         .outerjoin(PinGuard, PinGuard.property_id == Property.id)
         .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
-        .where(Property.account_key == account_key(account_number))).first()
+        .where(Property.account_key == account_key(account_number))
+    ).first()
     return None if row is None else Candidate(row[0], row[1], row[2] or 0, row[3])
 
 
@@ -113,17 +127,21 @@ def record_failure(session: Session, property_id: int, now: datetime) -> datetim
     """Counts a wrong PIN and commits it; returns until when the account is locked if this one locked it."""
     lapsed = PinGuard.locked_until.is_not(None) & (PinGuard.locked_until <= now)  # a fresh count after a lock
     statement = _upsert(session, PinGuard).values(property_id=property_id, failures=1, last_failure_at=now)
-    statement = statement.on_conflict_do_update(index_elements=[PinGuard.property_id], set_={
-        "failures": case((lapsed, 1), else_=PinGuard.failures + 1),
-        "locked_until": case((lapsed, None), else_=PinGuard.locked_until),
-        "last_failure_at": now,
-    }).returning(PinGuard.failures)
+    statement = statement.on_conflict_do_update(
+        index_elements=[PinGuard.property_id],
+        set_={
+            "failures": case((lapsed, 1), else_=PinGuard.failures + 1),
+            "locked_until": case((lapsed, None), else_=PinGuard.locked_until),
+            "last_failure_at": now,
+        },
+    ).returning(PinGuard.failures)
     failures = session.execute(statement).scalar_one()
     until = None
     if failures >= MAX_WRONG_PINS:
         until = now + LOCK_DURATION
-        session.execute(update(PinGuard).where(PinGuard.property_id == property_id)
-                        .values(failures=0, locked_until=until))
+        session.execute(
+            update(PinGuard).where(PinGuard.property_id == property_id).values(failures=0, locked_until=until)
+        )
     session.commit()
     return until
 
@@ -131,6 +149,7 @@ def record_failure(session: Session, property_id: int, now: datetime) -> datetim
 def clear_failures(session: Session, candidate: Candidate) -> None:
     """A right PIN starts the count again (written only when there is something to clear)."""
     if candidate.failures or candidate.locked_until is not None:
-        session.execute(update(PinGuard).where(PinGuard.property_id == candidate.property.id)
-                        .values(failures=0, locked_until=None))
+        session.execute(
+            update(PinGuard).where(PinGuard.property_id == candidate.property.id).values(failures=0, locked_until=None)
+        )
         session.commit()

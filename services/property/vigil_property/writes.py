@@ -1,4 +1,5 @@
 """Flushing a unit of work so that a lost race reaches the caller as a 409, never as a 500."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -3,6 +3,7 @@
 At-least-once settings everywhere: late acks, redelivery when a worker dies, a short prefetch,
 JSON only. Each service consumes its own queue and nothing else.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -83,11 +84,19 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def send_to_queue(app: Celery, task_name: str, queue: str, args: list[Any],
-                  headers: dict[str, Any] | None = None) -> None:
-    app.send_task(task_name, args=args, queue=Queue(queue, Exchange(queue, type="direct"), routing_key=queue),
-                  headers=headers or {}, retry=True, timeout=PUBLISH_TIMEOUT, confirm_timeout=PUBLISH_TIMEOUT,
-                  retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
+def send_to_queue(
+    app: Celery, task_name: str, queue: str, args: list[Any], headers: dict[str, Any] | None = None
+) -> None:
+    app.send_task(
+        task_name,
+        args=args,
+        queue=Queue(queue, Exchange(queue, type="direct"), routing_key=queue),
+        headers=headers or {},
+        retry=True,
+        timeout=PUBLISH_TIMEOUT,
+        confirm_timeout=PUBLISH_TIMEOUT,
+        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+    )
 
 
 def ping_broker(settings: Settings, timeout: float = 2.0) -> None:
@@ -100,6 +109,7 @@ def ping_broker(settings: Settings, timeout: float = 2.0) -> None:
         probe.write_text("ok")
         probe.unlink()
         return
-    with Connection(settings.broker_url, connect_timeout=timeout,
-                    transport_options=broker_transport_options(settings)) as conn:
+    with Connection(
+        settings.broker_url, connect_timeout=timeout, transport_options=broker_transport_options(settings)
+    ) as conn:
         conn.ensure_connection(max_retries=1, timeout=timeout)

@@ -11,6 +11,7 @@ Delivery: the relay of the owning service sends every event as the task
 ``<subscriber>.handle_event.v1`` to each subscriber's own queue. Subscriptions are part of the
 contract, so they live here too.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -83,16 +84,19 @@ def contract(event_type: str, version: int = 1) -> Callable[[type[P]], type[P]]:
     ``str``, ``list[str]``, ``X | None`` (may be null), ``Literal[...]`` (one of), a default (optional,
     filled in when absent) and ``field(metadata={"validate": ...})`` for anything more.
     """
+
     def declare(cls: type[P]) -> type[P]:
         if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
             raise TypeError(f"{cls.__name__} must be a frozen dataclass: an event does not change once written")
         key = (event_type, version)
         if key in CONTRACTS:
             raise ValueError(f"{event_type} v{version} is declared twice")
-        schema = _Strict.from_dict({f.name: _schema_field(cls, f) for f in dataclasses.fields(cls)},
-                                   name=f"{cls.__name__}Schema")
+        schema = _Strict.from_dict(
+            {f.name: _schema_field(cls, f) for f in dataclasses.fields(cls)}, name=f"{cls.__name__}Schema"
+        )
         CONTRACTS[key] = _CONTRACT_OF[cls] = Contract(event_type, version, cls, schema)
         return cls
+
     return declare
 
 
@@ -143,6 +147,7 @@ def _schema_field(cls: type, attribute: dataclasses.Field[Any]) -> fields.Field[
 # --- customer service events -------------------------------------------------------------------
 # Events carry ids, kinds, locations and the names of changed fields, never confidential values.
 
+
 @contract("customer.created", 1)
 @dataclass(frozen=True)
 class CustomerCreated:
@@ -173,6 +178,7 @@ class CustomerDeleted:
 
 
 # --- property service events -------------------------------------------------------------------
+
 
 @contract("property.created", 1)
 @dataclass(frozen=True)
@@ -285,30 +291,55 @@ class Event(Generic[P]):
         return self.contract.write(self.payload)
 
     def to_message(self) -> dict[str, Any]:
-        return message(self.id, self.type, self.version, self.occurred_at, self.data, source=self.source,
-                       request_id=self.request_id)
+        return message(
+            self.id,
+            self.type,
+            self.version,
+            self.occurred_at,
+            self.data,
+            source=self.source,
+            request_id=self.request_id,
+        )
 
 
-def message(event_id: str, event_type: str, version: int, occurred_at: datetime, data: dict[str, Any], *,
-            source: str, request_id: str | None) -> dict[str, Any]:
+def message(
+    event_id: str,
+    event_type: str,
+    version: int,
+    occurred_at: datetime,
+    data: dict[str, Any],
+    *,
+    source: str,
+    request_id: str | None,
+) -> dict[str, Any]:
     """The wire form of an event (what the relay publishes and ``parse_event`` reads)."""
     return {
-        "id": event_id, "type": event_type, "version": version,
+        "id": event_id,
+        "type": event_type,
+        "version": version,
         "occurred_at": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "data": data, "source": source, "request_id": request_id,
+        "data": data,
+        "source": source,
+        "request_id": request_id,
     }
 
 
 def new_event(payload: Any, *, source: str, request_id: str | None = None) -> Event[Any]:
     """A new event carrying ``payload``, an instance of a declared contract class, validated now."""
     contract_of(type(payload)).write(payload)  # fails here, at the producer, rather than at every consumer
-    return Event(id=str(uuid.uuid4()), occurred_at=datetime.now(UTC), payload=payload, source=source,
-                 request_id=request_id)
+    return Event(
+        id=str(uuid.uuid4()), occurred_at=datetime.now(UTC), payload=payload, source=source, request_id=request_id
+    )
 
 
 def parse_event(message: dict[str, Any]) -> Event[Any]:
     """Validates an incoming message against the envelope and its data contract."""
     envelope = EventEnvelopeV1().load(message)
     payload = _lookup(envelope["type"], envelope["version"]).read(envelope["data"])
-    return Event(id=str(envelope["id"]), occurred_at=envelope["occurred_at"], payload=payload,
-                 source=envelope["source"], request_id=envelope["request_id"])
+    return Event(
+        id=str(envelope["id"]),
+        occurred_at=envelope["occurred_at"],
+        payload=payload,
+        source=envelope["source"],
+        request_id=envelope["request_id"],
+    )

@@ -14,6 +14,7 @@ first line, when it failed and how many attempts it took. The message itself is 
 encrypted with the service's cipher, like stored idempotency replies, so a retry can send it
 again without a confidential value ever being stored in plaintext.
 """
+
 from __future__ import annotations
 
 import json

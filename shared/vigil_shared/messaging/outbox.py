@@ -7,6 +7,7 @@ publishes again, which consumers absorb because :class:`EventConsumer` records e
 event id in the same transaction as its effect. An event a consumer can never apply goes to its
 dead letters (see ``dead_letters``) instead of being retried.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,8 +67,9 @@ def messaging_models(Base: type[DeclarativeBase]) -> MessagingModels:
     class OutboxEvent(Base):  # type: ignore[valid-type,misc]
         __tablename__ = "outbox_events"
 
-        position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                              autoincrement=True)
+        position: Mapped[int] = mapped_column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        )
         event_id: Mapped[str] = mapped_column(String(36), unique=True)
         type: Mapped[str] = mapped_column(String(100))
         version: Mapped[int] = mapped_column(Integer)
@@ -120,20 +122,38 @@ def messaging_models(Base: type[DeclarativeBase]) -> MessagingModels:
     return MessagingModels(OutboxEvent, ProcessedEvent, IdempotencyRecord, DeadLetter)
 
 
-def record_event(session: Session, models: MessagingModels, payload: Any, *, source: str,
-                 request_id: str | None = None) -> Event[Any]:
+def record_event(
+    session: Session, models: MessagingModels, payload: Any, *, source: str, request_id: str | None = None
+) -> Event[Any]:
     """Adds a validated event carrying ``payload`` (a contract class) to the outbox inside the caller's transaction."""
     event = new_event(payload, source=source, request_id=request_id)
-    session.add(models.OutboxEvent(event_id=event.id, type=event.type, version=event.version,
-                                   occurred_at=event.occurred_at, data=event.data, request_id=request_id))
+    session.add(
+        models.OutboxEvent(
+            event_id=event.id,
+            type=event.type,
+            version=event.version,
+            occurred_at=event.occurred_at,
+            data=event.data,
+            request_id=request_id,
+        )
+    )
     return event
 
 
 class OutboxRelay:
     """Publishes a service's outbox, oldest first, to every subscriber's queue."""
 
-    def __init__(self, *, service: str, db: Database, models: MessagingModels, celery: Celery,
-                 queue_name: Callable[[str], str], interval: float = 0.2, batch_size: int = 100):
+    def __init__(
+        self,
+        *,
+        service: str,
+        db: Database,
+        models: MessagingModels,
+        celery: Celery,
+        queue_name: Callable[[str], str],
+        interval: float = 0.2,
+        batch_size: int = 100,
+    ):
         self.service = service
         self.db = db
         self.models = models
@@ -150,19 +170,35 @@ class OutboxRelay:
         OutboxEvent = self.models.OutboxEvent
         with self.db.transaction() as session:
             rows = session.scalars(
-                select(OutboxEvent).where(OutboxEvent.published_at.is_(None))
-                .order_by(OutboxEvent.position).limit(self.batch_size)
+                select(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None))
+                .order_by(OutboxEvent.position)
+                .limit(self.batch_size)
                 .with_for_update(skip_locked=True)
             ).all()
             for row in rows:
-                sent = message(row.event_id, row.type, row.version, row.occurred_at, row.data, source=self.service,
-                               request_id=row.request_id)
+                sent = message(
+                    row.event_id,
+                    row.type,
+                    row.version,
+                    row.occurred_at,
+                    row.data,
+                    source=self.service,
+                    request_id=row.request_id,
+                )
                 for subscriber in subscribers(row.type):
-                    send_to_queue(self.celery, handle_event_task(subscriber), self.queue_name(subscriber),
-                                  [sent], headers={"request_id": row.request_id})
+                    send_to_queue(
+                        self.celery,
+                        handle_event_task(subscriber),
+                        self.queue_name(subscriber),
+                        [sent],
+                        headers={"request_id": row.request_id},
+                    )
                 row.published_at = utcnow()
-                log.info("event published", extra={"event_id": row.event_id, "event_type": row.type,
-                                                    "request_id": row.request_id})
+                log.info(
+                    "event published",
+                    extra={"event_id": row.event_id, "event_type": row.type, "request_id": row.request_id},
+                )
         self.last_cycle_ok = time.monotonic()
         return len(rows)
 
@@ -207,8 +243,9 @@ class EventConsumer:
     the last transient one, puts the event in the service's dead letters and acknowledges it.
     """
 
-    def __init__(self, *, service: str, db: Database, models: MessagingModels, cipher: FieldCipher,
-                 retries: int = RETRIES):
+    def __init__(
+        self, *, service: str, db: Database, models: MessagingModels, cipher: FieldCipher, retries: int = RETRIES
+    ):
         self.service = service
         self.db = db
         self.models = models
@@ -216,14 +253,16 @@ class EventConsumer:
         self.dead_letters = DeadLetters(models.DeadLetter, cipher)
         self.handlers: dict[str, Handler[Any]] = {}
 
-    def on(self, payload_type: type[P]) -> Callable[[Callable[[Session, Event[P]], None]],
-                                                    Callable[[Session, Event[P]], None]]:
+    def on(
+        self, payload_type: type[P]
+    ) -> Callable[[Callable[[Session, Event[P]], None]], Callable[[Session, Event[P]], None]]:
         """Registers the handler of one contract: ``@consumer.on(CustomerDeleted)``."""
         event_type = contract_of(payload_type).type
 
         def register(apply: Callable[[Session, Event[P]], None]) -> Callable[[Session, Event[P]], None]:
             self.handlers[event_type] = Handler(payload_type, apply)
             return apply
+
         return register
 
     def consume(self, message: dict[str, Any], attempt: int = 1) -> bool:
@@ -261,8 +300,9 @@ class EventConsumer:
                 return False
             handler.apply(session, event)  # its errors propagate: nothing was recorded, consume() decides
             self.dead_letters.resolved(session, event.id)  # a dead letter sent again succeeded
-        log.info("event processed", extra={"event_id": event.id, "event_type": event.type,
-                                            "request_id": event.request_id})
+        log.info(
+            "event processed", extra={"event_id": event.id, "event_type": event.type, "request_id": event.request_id}
+        )
         return True
 
     def _dead_letter(self, message: dict[str, Any], error: Exception, attempts: int) -> None:
@@ -275,17 +315,28 @@ class EventConsumer:
     def _record_dead_letter(self, message: dict[str, Any], error: Exception, attempts: int) -> dict[str, Any]:
         with self.db.transaction() as session:
             letter = self.dead_letters.record(session, message, error, attempts)
-            return {"event_id": letter.event_id, "event_type": letter.type, "error": letter.error_class,
-                    "attempts": letter.attempts, "request_id": letter.request_id}
+            return {
+                "event_id": letter.event_id,
+                "event_type": letter.type,
+                "error": letter.error_class,
+                "attempts": letter.attempts,
+                "request_id": letter.request_id,
+            }
 
     def register_task(self, celery: Celery) -> Any:
         """The Celery task ``<service>.handle_event.v1`` feeding this consumer."""
         consumer = self
 
         @celery.task(  # type: ignore[untyped-decorator]  # Celery ships no type information
-                     name=handle_event_task(self.service), bind=True, max_retries=self.retries,
-                     autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=300, retry_jitter=True,
-                     retry_kwargs={"timeout": PUBLISH_TIMEOUT, "confirm_timeout": PUBLISH_TIMEOUT})
+            name=handle_event_task(self.service),
+            bind=True,
+            max_retries=self.retries,
+            autoretry_for=(Exception,),
+            retry_backoff=True,
+            retry_backoff_max=300,
+            retry_jitter=True,
+            retry_kwargs={"timeout": PUBLISH_TIMEOUT, "confirm_timeout": PUBLISH_TIMEOUT},
+        )
         def handle_event(task: Any, message: dict[str, Any]) -> bool:
             # consume() raises only what is worth retrying, and dead-letters the event on the last attempt
             return consumer.consume(message, attempt=task.request.retries + 1)

@@ -19,6 +19,7 @@ WAL mode lets the publishers and consumers of the 13 processes work at once; ``b
 a writer wait for the lock instead of failing. ``synchronous=NORMAL`` (as for the embedded
 databases) survives a process crash; a power loss may lose the last commits.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,7 @@ CREATE INDEX IF NOT EXISTS messages_owner ON messages (owner) WHERE owner IS NOT
 def database_path(url: str) -> Path:
     """``sqlite:////abs/broker.sqlite`` or ``sqlite:///relative.sqlite``, as SQLAlchemy reads them."""
     assert url.startswith(f"{SCHEME}://"), url
-    path = url[len(f"{SCHEME}:///"):]
+    path = url[len(f"{SCHEME}:///") :]
     if not path.strip("/"):
         raise ValueError(f"{url!r} names no file; use sqlite:////absolute/path/broker.sqlite")
     return Path(path)
@@ -67,8 +68,7 @@ def database_path(url: str) -> Path:
 
 def connect(path: Path, busy_timeout_ms: int = 30000) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -156,8 +156,10 @@ class Channel(virtual.Channel):
 
     # --- what kombu's virtual channel needs -----------------------------------------------------
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        self._write("INSERT INTO messages (queue, payload, visible_at) VALUES (?, ?, ?)",
-                    (queue, json.dumps(message), time.time()))
+        self._write(
+            "INSERT INTO messages (queue, payload, visible_at) VALUES (?, ?, ?)",
+            (queue, json.dumps(message), time.time()),
+        )
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         now = time.time()
@@ -169,7 +171,8 @@ class Channel(virtual.Channel):
             "UPDATE messages SET visible_at = ?, owner = ?, receipt = ?, deliveries = deliveries + 1 "
             "WHERE id = (SELECT id FROM messages WHERE queue = ? AND visible_at <= ? ORDER BY id LIMIT 1) "
             "RETURNING id, payload, deliveries",
-            (now + self.visibility_timeout, self.owner, receipt, queue, now))
+            (now + self.visibility_timeout, self.owner, receipt, queue, now),
+        )
         if not rows:
             raise Empty()
         row_id, payload, deliveries = rows[0]
@@ -186,8 +189,9 @@ class Channel(virtual.Channel):
         return count
 
     def _purge(self, queue: str) -> int:
-        return len(self._write("DELETE FROM messages WHERE queue = ? AND visible_at <= ? RETURNING id",
-                               (queue, time.time())))
+        return len(
+            self._write("DELETE FROM messages WHERE queue = ? AND visible_at <= ? RETURNING id", (queue, time.time()))
+        )
 
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
         self._write("DELETE FROM messages WHERE queue = ?", (queue,))
@@ -202,8 +206,9 @@ class Channel(virtual.Channel):
     def _finish(self, message: Message) -> None:
         info = message.delivery_info
         if "sqlite_id" in info:
-            self._write("DELETE FROM messages WHERE id = ? AND receipt = ?", (info["sqlite_id"],
-                                                                              info["sqlite_receipt"]))
+            self._write(
+                "DELETE FROM messages WHERE id = ? AND receipt = ?", (info["sqlite_id"], info["sqlite_receipt"])
+            )
 
     def _release(self, message: Message) -> None:
         info = message.delivery_info

@@ -1,4 +1,5 @@
 """users"""
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -1,4 +1,5 @@
 """identity: locations, roles, grants, sessions, API keys, login throttling, append-only audit"""
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -60,8 +61,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_grants"),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_grants_user_id_users", ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["role_id"], ["roles.id"], name="fk_grants_role_id_roles", ondelete="RESTRICT"),
-        sa.ForeignKeyConstraint(["location_id"], ["locations.id"], name="fk_grants_location_id_locations",
-                                ondelete="RESTRICT"),
+        sa.ForeignKeyConstraint(
+            ["location_id"], ["locations.id"], name="fk_grants_location_id_locations", ondelete="RESTRICT"
+        ),
         sa.UniqueConstraint("user_id", "role_id", "location_id", name="uq_grants_user_role_location"),
     )
     op.create_index("ix_grants_user_id", "grants", ["user_id"])

@@ -1,4 +1,5 @@
 """auth_state: the epoch that invalidates cached identities"""
+
 import sqlalchemy as sa
 from alembic import op
 

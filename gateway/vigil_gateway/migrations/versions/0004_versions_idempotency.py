@@ -1,4 +1,5 @@
 """versions (ETags) of users, roles, locations and API keys; the gateway's idempotency keys"""
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -5,6 +5,7 @@ entry, a cached identity or an old URL naming a deleted user would name the next
 The audit log's append-only triggers go with the old table and are created again. PostgreSQL:
 nothing to do, its sequences never go back.
 """
+
 from alembic import op
 
 from vigil_shared.migrations import rebuild_never_reusing_ids
@@ -22,8 +23,10 @@ APPEND_ONLY_SQLITE = [
 
 def _audited(target_type: str) -> list[str]:
     """The highest id of this kind the audit log names: a deleted record's id stays taken."""
-    return [f"SELECT max(CAST(target_id AS INTEGER)) FROM audit_entries WHERE target_type = '{target_type}' "
-            "AND target_id GLOB '[0-9]*' AND length(target_id) < 19"]
+    return [
+        f"SELECT max(CAST(target_id AS INTEGER)) FROM audit_entries WHERE target_type = '{target_type}' "
+        "AND target_id GLOB '[0-9]*' AND length(target_id) < 19"
+    ]
 
 
 TABLES = {

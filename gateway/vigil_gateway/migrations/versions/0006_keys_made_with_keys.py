@@ -4,6 +4,7 @@ A key made with a key answers to that key as well as to the person: it stops whe
 made with is revoked or expires, so a short-lived key cannot mint a lasting one. Keys are never
 deleted (a revoked key stays listed), so the column needs no foreign key.
 """
+
 import sqlalchemy as sa
 from alembic import op
 

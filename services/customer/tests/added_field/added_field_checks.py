@@ -1,6 +1,7 @@
 """Run by ``test_field_registry.py`` in a pytest process where ``added_field_plugin`` registered two new
 fields: ``gate_instructions`` (optional text, installation card) and ``gate_code`` (confidential).
 Their columns are added to the migrated test database here, as their migration would."""
+
 import pytest
 from helpers import create, customer
 from sqlalchemy import text
@@ -9,8 +10,12 @@ from sqlalchemy.schema import CreateColumn
 from vigil_customer.models import Customer
 from vigil_shared.testing import identity_with
 
-INSTALL_EDIT = ("customers.view", "customers.modify", "customers.installation_info.view",
-                "customers.installation_info.modify")
+INSTALL_EDIT = (
+    "customers.view",
+    "customers.modify",
+    "customers.installation_info.view",
+    "customers.installation_info.modify",
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,8 +35,10 @@ def test_the_schemas_and_the_openapi_document_carry_the_new_fields(api):
     schemas = api.get("/openapi.json").json["components"]["schemas"]
     for name in ("CustomerCreate", "CustomerPatch", "Duplicate"):
         properties = schemas[name]["properties"]  # shaped as the fields declared alike
-        assert properties["gate_instructions"] == {**properties["address_line1"],
-                                                   "description": "How to get through the gate"}
+        assert properties["gate_instructions"] == {
+            **properties["address_line1"],
+            "description": "How to get through the gate",
+        }
         assert properties["gate_code"] == {**properties["abort_code"], "maxLength": 20}
     assert schemas["Customer"]["properties"]["gate_instructions"] == schemas["Customer"]["properties"]["install_tech"]
     assert "gate_instructions" not in schemas["CustomerListItem"]["properties"]

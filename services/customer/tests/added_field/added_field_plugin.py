@@ -1,6 +1,7 @@
 """pytest plugin (``-p added_field_plugin``): adds fields to the registry the way a developer would,
 one line each, before the application and its models are imported. Loaded only by
 ``test_field_registry.py``, which runs ``added_field_checks.py`` in its own pytest process."""
+
 from vigil_customer import registry
 from vigil_customer.registry import INSTALLATION_ONLY, F, Secret, Text
 

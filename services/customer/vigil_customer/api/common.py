@@ -5,6 +5,7 @@ body is even parsed (:func:`vigil_shared.web.record_rule`): place it right under
 above ``@idempotent`` and the flask-smorest decorators). The view reads the record with
 ``loaded()`` and hands it to one command (:mod:`vigil_customer.commands`).
 """
+
 from __future__ import annotations
 
 from vigil_shared.runtime import current_runtime

@@ -3,6 +3,7 @@
 The gateway's technician lookup calls `GET …/contacts?type=emergency` with a service identity
 holding `contacts.view`, so the list answers service callers in every location.
 """
+
 from __future__ import annotations
 
 from flask import url_for
@@ -18,8 +19,12 @@ from .. import contacts as domain
 from ..child_schemas import ContactCreateSchema, ContactListArgs, ContactPageSchema, ContactPatchSchema, ContactSchema
 from .common import cipher, context, customer_rule, if_match, loaded
 
-blp = Blueprint("customer_contacts", __name__, url_prefix="/api/v1/customers/<int:customer_id>/contacts",
-                description="Emergency and other contacts of a customer or lead")
+blp = Blueprint(
+    "customer_contacts",
+    __name__,
+    url_prefix="/api/v1/customers/<int:customer_id>/contacts",
+    description="Emergency and other contacts of a customer or lead",
+)
 
 
 def shown(customer, contacts):
@@ -57,8 +62,14 @@ class Contacts(MethodView):
         """Add a contact. An emergency contact goes last in call order unless `call_priority` says where."""
         customer = loaded()
         contact = commands.add_contact(context(), customer, data)
-        return shown(customer, [contact])[0], 201, etag_headers(
-            contact, Location=url_for("customer_contacts.ContactItem", customer_id=customer_id, contact_id=contact.id))
+        return (
+            shown(customer, [contact])[0],
+            201,
+            etag_headers(
+                contact,
+                Location=url_for("customer_contacts.ContactItem", customer_id=customer_id, contact_id=contact.id),
+            ),
+        )
 
 
 @blp.route("/<int:contact_id>")

@@ -1,4 +1,5 @@
 """Custom field definitions: any signed-in caller may read them, `catalogs.manage` changes them."""
+
 from __future__ import annotations
 
 from flask import url_for
@@ -21,8 +22,12 @@ from ..schemas import (
 )
 from .common import context, if_match
 
-blp = Blueprint("custom_fields", __name__, url_prefix="/api/v1/custom-fields",
-                description="Admin-defined fields of customers and leads")
+blp = Blueprint(
+    "custom_fields",
+    __name__,
+    url_prefix="/api/v1/custom-fields",
+    description="Admin-defined fields of customers and leads",
+)
 
 
 @blp.route("")
@@ -42,8 +47,11 @@ class CustomFields(MethodView):
     def post(self, data):
         """Define a field: text, number, date, select (with options) or checkbox; required or not; per kind."""
         definition = commands.create_custom_field(context(), data)
-        return definition, 201, etag_headers(
-            definition, Location=url_for("custom_fields.CustomFieldItem", definition_id=definition.id))
+        return (
+            definition,
+            201,
+            etag_headers(definition, Location=url_for("custom_fields.CustomFieldItem", definition_id=definition.id)),
+        )
 
 
 @blp.route("/<int:definition_id>")

@@ -1,4 +1,5 @@
 """Customers and leads: one resource with ``kind``. Views parse, call one command, render."""
+
 from __future__ import annotations
 
 from flask import request, url_for
@@ -42,8 +43,10 @@ def list_response(session, query: search.ListQuery, vis: search.Visibility):
     result = search.list_customers(session, query, vis)
     identity = current_identity()
     tags = search.tags_of(session, [c.id for c in result.rows])
-    items = [present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
-             for c in result.rows]
+    items = [
+        present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
+        for c in result.rows
+    ]
     args = {k: v if len(v) > 1 else v[0] for k, v in request.args.to_dict(flat=False).items()}
     return result.body(items), 200, result.headers(request.path, args)
 
@@ -69,9 +72,12 @@ class Customers(MethodView):
     @blp.arguments(CustomerCreateSchema)
     @blp.response(201, CustomerSchema)
     @blp.alt_response(403, description="You may not create records in this location, or set some of the fields")
-    @blp.alt_response(409, description="Likely duplicates (`matches` you may view: id, name, kind and the "
-                                       "reasons you may see; `other_matches`: how many elsewhere) or the email "
-                                       "is in use")
+    @blp.alt_response(
+        409,
+        description="Likely duplicates (`matches` you may view: id, name, kind and the "
+        "reasons you may see; `other_matches`: how many elsewhere) or the email "
+        "is in use",
+    )
     def post(self, data, allow_duplicates=False):
         """Create a customer, or a lead with `kind: lead` (which also needs `leads.create`).
 
@@ -79,8 +85,9 @@ class Customers(MethodView):
         repeat with `?allow_duplicates=true` to create the record anyway.
         """
         customer = commands.create_customer(context(), data, allow_duplicates=allow_duplicates)
-        return record_response(request_session(), customer, 201,
-                               Location=url_for("customers.CustomerItem", customer_id=customer.id))
+        return record_response(
+            request_session(), customer, 201, Location=url_for("customers.CustomerItem", customer_id=customer.id)
+        )
 
 
 @blp.route("/<int:customer_id>")
@@ -127,8 +134,11 @@ class ConvertLead(MethodView):
     @idempotent
     @blp.arguments(ConvertSchema)
     @blp.response(200, CustomerSchema)
-    @blp.alt_response(403, description="No right in the target location, or the conversion would show you values "
-                                       "masked for you where the lead is now (named in `errors`)")
+    @blp.alt_response(
+        403,
+        description="No right in the target location, or the conversion would show you values "
+        "masked for you where the lead is now (named in `errors`)",
+    )
     @blp.alt_response(409, description="The record is not a lead")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def post(self, data, customer_id):
@@ -156,8 +166,9 @@ class DuplicateCustomer(MethodView):
         value masked for you there stays empty in the copy. Fields in the body replace the copied ones.
         """
         copy = commands.duplicate_customer(context(), loaded(), overrides)
-        return record_response(request_session(), copy, 201,
-                               Location=url_for("customers.CustomerItem", customer_id=copy.id))
+        return record_response(
+            request_session(), copy, 201, Location=url_for("customers.CustomerItem", customer_id=copy.id)
+        )
 
 
 @blp.route("/<int:customer_id>/history")
@@ -175,8 +186,9 @@ class CustomerHistory(MethodView):
         session, customer = request_session(), loaded()
         statement = history.query(customer.id, **filters)
         result = paginate(session, statement, page, per_page)
-        items, shown = history.present(result.items, Access(current_identity(), customer.kind, customer.location_id),
-                                       cipher())
+        items, shown = history.present(
+            result.items, Access(current_identity(), customer.kind, customer.location_id), cipher()
+        )
         if shown:
             note_confidential_read("customer_history", customer.id, shown)
         page_out = Page(items=items, page=result.page, per_page=result.per_page, total=result.total)

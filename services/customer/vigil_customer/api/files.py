@@ -4,6 +4,7 @@ Uploads are `multipart/form-data` with a `file` part (and an optional `descripti
 limit is the smaller of 10 MiB and `VIGIL_MAX_BODY_BYTES`, and the declared type must be an
 accepted one that the file's first bytes agree with.
 """
+
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -21,8 +22,12 @@ from .. import files as domain
 from ..child_schemas import FileFormSchema, FilePageSchema, FileSchema, FileUploadSchema
 from .common import context, customer_rule, if_match, loaded
 
-blp = Blueprint("customer_files", __name__, url_prefix="/api/v1/customers/<int:customer_id>/files",
-                description="Files of a customer or lead")
+blp = Blueprint(
+    "customer_files",
+    __name__,
+    url_prefix="/api/v1/customers/<int:customer_id>/files",
+    description="Files of a customer or lead",
+)
 UPLOAD_ENDPOINT = "customer_files.Files"
 FILE_VERSION = 1  # a stored file never changes: to replace one, upload another
 
@@ -49,8 +54,14 @@ class Files(MethodView):
     def post(self, upload, form, customer_id):
         """Upload a file (multipart/form-data: `file`, optional `description`)."""
         item = commands.add_file(context(), loaded(), upload["file"], form.get("description"))
-        return item, 201, {"Location": url_for("customer_files.FileItem", customer_id=customer_id, file_id=item.id),
-                           "ETag": etag_of(item.id, FILE_VERSION)}
+        return (
+            item,
+            201,
+            {
+                "Location": url_for("customer_files.FileItem", customer_id=customer_id, file_id=item.id),
+                "ETag": etag_of(item.id, FILE_VERSION),
+            },
+        )
 
 
 @blp.route("/<int:file_id>")
@@ -77,13 +88,13 @@ class FileItem(MethodView):
 class FileContent(MethodView):
     @requires("files.view")
     @customer_rule(permission="files.view")
-    @blp.response(200, description="The file's bytes, as an attachment",
-                  content_type="application/octet-stream")
+    @blp.response(200, description="The file's bytes, as an attachment", content_type="application/octet-stream")
     def get(self, customer_id, file_id):
         """Download a file."""
         item = domain.get_file(request_session(), customer_id, file_id)
-        response = Response(domain.file_store().open(item.storage_key), mimetype=item.content_type,
-                            direct_passthrough=True)
+        response = Response(
+            domain.file_store().open(item.storage_key), mimetype=item.content_type, direct_passthrough=True
+        )
         response.headers["Content-Length"] = str(item.size)
         response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(item.filename)}"
         response.headers["X-Content-Type-Options"] = "nosniff"

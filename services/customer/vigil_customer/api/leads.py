@@ -5,6 +5,7 @@ edit. A sales or call-centre user who holds `leads.*` but no `customers.*` right
 works here; `/customers` serves callers who handle both kinds. Notes, contacts, tags, files and
 history of a lead are under `/customers/{id}/…`, which need only their own tab's permission.
 """
+
 from __future__ import annotations
 
 from flask import url_for
@@ -56,16 +57,20 @@ class Leads(MethodView):
     @blp.arguments(CreateArgs, location="query", as_kwargs=True)
     @blp.arguments(LeadCreateSchema)
     @blp.response(201, CustomerSchema)
-    @blp.alt_response(409, description="Likely duplicates (`matches` you may view: id, name, kind and the "
-                                       "reasons you may see; `other_matches`: how many elsewhere) or the email "
-                                       "is in use")
+    @blp.alt_response(
+        409,
+        description="Likely duplicates (`matches` you may view: id, name, kind and the "
+        "reasons you may see; `other_matches`: how many elsewhere) or the email "
+        "is in use",
+    )
     def post(self, data, allow_duplicates=False):
         """Create a lead (`lead_status` is required); duplicates answer 409 unless `?allow_duplicates=true`."""
         if data.get("kind", LEAD) != LEAD:
             raise validation_problem({"kind": ["Only leads are created here."]})
         record = commands.create_customer(context(), data | {"kind": LEAD}, allow_duplicates=allow_duplicates)
-        return record_response(request_session(), record, 201,
-                               Location=url_for("leads.LeadItem", customer_id=record.id))
+        return record_response(
+            request_session(), record, 201, Location=url_for("leads.LeadItem", customer_id=record.id)
+        )
 
 
 @blp.route("/<int:customer_id>")
@@ -108,6 +113,6 @@ class ConvertLeadHere(MethodView):
     def post(self, data, customer_id):
         """Convert the lead to a customer (as `POST /customers/{id}/convert`); it then lives under `/customers`."""
         record = commands.convert_lead(context(if_match()), _only_leads(loaded()), data)
-        return record_response(request_session(), record,
-                               Location=url_for("customers.CustomerItem", customer_id=record.id))
-
+        return record_response(
+            request_session(), record, Location=url_for("customers.CustomerItem", customer_id=record.id)
+        )

@@ -1,4 +1,5 @@
 """Notes and tickets of a record: `notes.view` to read, `notes.modify` to write, at the record's location."""
+
 from __future__ import annotations
 
 from flask import url_for
@@ -14,8 +15,12 @@ from .. import notes as domain
 from ..child_schemas import NoteCreateSchema, NoteListArgs, NotePageSchema, NotePatchSchema, NoteSchema
 from .common import context, customer_rule, if_match, loaded
 
-blp = Blueprint("customer_notes", __name__, url_prefix="/api/v1/customers/<int:customer_id>/notes",
-                description="Notes and tickets of a customer or lead")
+blp = Blueprint(
+    "customer_notes",
+    __name__,
+    url_prefix="/api/v1/customers/<int:customer_id>/notes",
+    description="Notes and tickets of a customer or lead",
+)
 
 
 @blp.route("")
@@ -38,8 +43,11 @@ class Notes(MethodView):
     def post(self, data, customer_id):
         """Write a note, or a ticket (`kind: ticket`) with assignee, due date, priority and status."""
         note = commands.add_note(context(), loaded(), data)
-        return note, 201, etag_headers(note, Location=url_for("customer_notes.NoteItem", customer_id=customer_id,
-                                                              note_id=note.id))
+        return (
+            note,
+            201,
+            etag_headers(note, Location=url_for("customer_notes.NoteItem", customer_id=customer_id, note_id=note.id)),
+        )
 
 
 @blp.route("/<int:note_id>")

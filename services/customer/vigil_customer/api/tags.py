@@ -4,6 +4,7 @@ The catalog is company-wide and names no customer, so any signed-in caller may r
 pickers need it); `catalogs.manage` changes it. Tags on a record need `tags.view`/`tags.modify`
 at the record's location.
 """
+
 from __future__ import annotations
 
 from flask import url_for
@@ -21,8 +22,12 @@ from ..child_schemas import ApplyTagSchema, TagCreateSchema, TagListArgs, TagPag
 from .common import context, customer_rule, if_match, loaded
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
-applied = Blueprint("customer_tags", __name__, url_prefix="/api/v1/customers/<int:customer_id>/tags",
-                    description="Tags applied to a customer or lead")
+applied = Blueprint(
+    "customer_tags",
+    __name__,
+    url_prefix="/api/v1/customers/<int:customer_id>/tags",
+    description="Tags applied to a customer or lead",
+)
 
 
 @catalog.route("")
@@ -94,8 +99,11 @@ class CustomerTags(MethodView):
     def post(self, data, customer_id):
         """Apply a catalog tag (by `tag_id` or `name`) to the record."""
         tag, added = commands.apply_tag(context(), loaded(), tag_id=data.get("tag_id"), name=data.get("name"))
-        return tag, 201 if added else 200, {
-            "Location": url_for("customer_tags.CustomerTagItem", customer_id=customer_id, tag_id=tag.id)}
+        return (
+            tag,
+            201 if added else 200,
+            {"Location": url_for("customer_tags.CustomerTagItem", customer_id=customer_id, tag_id=tag.id)},
+        )
 
 
 @applied.route("/<int:tag_id>")

@@ -1,4 +1,5 @@
 """HTTP views of the property service: thin, they parse, call one command (``commands``), render."""
+
 from .appointments import blp as appointments_blp
 from .equipment import blp as equipment_blp
 from .properties import blp as properties_blp

@@ -1,4 +1,5 @@
 """Appointments: technician and sales visits at properties (appointments.view / appointments.modify)."""
+
 from __future__ import annotations
 
 from flask import url_for
@@ -27,13 +28,19 @@ blp = Blueprint("appointments", __name__, url_prefix="/api/v1", description="Tec
 
 
 def _body(appointment, customer_id: int | None, location_id: int | None) -> dict:
-    return {column.key: getattr(appointment, column.key) for column in appointment.__table__.columns
-            if column.key != "row_version"} | {"customer_id": customer_id, "location_id": location_id}
+    return {
+        column.key: getattr(appointment, column.key)
+        for column in appointment.__table__.columns
+        if column.key != "row_version"
+    } | {"customer_id": customer_id, "location_id": location_id}
 
 
 def _answer(appointment, scoped: commands.Scoped, status: int = 200, **headers):
-    return (_body(appointment, scoped.property.customer_id, scoped.location_id), status,
-            etag_headers(appointment, version_attr="row_version", **headers))
+    return (
+        _body(appointment, scoped.property.customer_id, scoped.location_id),
+        status,
+        etag_headers(appointment, version_attr="row_version", **headers),
+    )
 
 
 def _page(result):
@@ -57,8 +64,9 @@ class Appointments(MethodView):
     def get(self, page, per_page, **filters):
         """Appointments in your locations, e.g. a technician's day: `?technician=12&from=…&to=…`."""
         locations = current_identity().location_filter("appointments.view")
-        return _page(domain.list_appointments(request_session(), locations=locations, page=page, per_page=per_page,
-                                              **filters))
+        return _page(
+            domain.list_appointments(request_session(), locations=locations, page=page, per_page=per_page, **filters)
+        )
 
 
 @blp.route("/properties/<int:property_id>/appointments")
@@ -69,8 +77,11 @@ class PropertyAppointments(MethodView):
     @blp.response(200, AppointmentPageSchema)
     def get(self, property_id, page, per_page, **filters):
         """A property's appointments, soonest first."""
-        return _page(domain.list_appointments(request_session(), locations=None, property_id=property_id, page=page,
-                                              per_page=per_page, **filters))
+        return _page(
+            domain.list_appointments(
+                request_session(), locations=None, property_id=property_id, page=page, per_page=per_page, **filters
+            )
+        )
 
     @requires("appointments.modify")
     @property_rule("appointments.modify")
@@ -82,8 +93,9 @@ class PropertyAppointments(MethodView):
         """Schedule a visit; a technician cannot have two overlapping appointments."""
         scoped = loaded()
         created = commands.schedule(context(), scoped, data)
-        return _answer(created, scoped, 201,
-                       Location=url_for("appointments.AppointmentItem", appointment_id=created.id))
+        return _answer(
+            created, scoped, 201, Location=url_for("appointments.AppointmentItem", appointment_id=created.id)
+        )
 
 
 @blp.route("/customers/<int:customer_id>/appointments")
@@ -95,8 +107,11 @@ class CustomerAppointments(MethodView):
     def get(self, customer_id, page, per_page, **filters):
         """The appointments at all of a customer's properties."""
         locations = current_identity().location_filter("appointments.view")
-        return _page(domain.list_appointments(request_session(), locations=locations, customer_id=customer_id,
-                                              page=page, per_page=per_page, **filters))
+        return _page(
+            domain.list_appointments(
+                request_session(), locations=locations, customer_id=customer_id, page=page, per_page=per_page, **filters
+            )
+        )
 
 
 @blp.route("/appointments/<int:appointment_id>")

@@ -5,6 +5,7 @@ body is even parsed (:func:`vigil_shared.web.record_rule`): place it under ``@re
 ``@idempotent``) and above the flask-smorest decorators. The view reads what it found with
 ``loaded()`` and hands it to one command (:mod:`vigil_property.commands`).
 """
+
 from __future__ import annotations
 
 from vigil_shared.commands import Context

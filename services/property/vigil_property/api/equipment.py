@@ -1,4 +1,5 @@
 """Equipment installed at a property (equipment.view / equipment.modify at its location)."""
+
 from __future__ import annotations
 
 from flask import url_for
@@ -20,9 +21,12 @@ from ..schemas import (
 )
 from .common import context, if_match, loaded, property_rule
 
-blp = Blueprint("equipment", __name__, url_prefix="/api/v1/properties/<int:property_id>/equipment",
-                description="Equipment installed at a property")
-
+blp = Blueprint(
+    "equipment",
+    __name__,
+    url_prefix="/api/v1/properties/<int:property_id>/equipment",
+    description="Equipment installed at a property",
+)
 
 
 @blp.route("")
@@ -45,8 +49,15 @@ class PropertyEquipment(MethodView):
     def post(self, data, property_id):
         """Record equipment installed at the property."""
         created = commands.add_equipment(context(), loaded(), data)
-        return created, 201, etag_headers(created, version_attr="row_version", Location=url_for(
-            "equipment.PropertyEquipmentItem", property_id=property_id, equipment_id=created.id))
+        return (
+            created,
+            201,
+            etag_headers(
+                created,
+                version_attr="row_version",
+                Location=url_for("equipment.PropertyEquipmentItem", property_id=property_id, equipment_id=created.id),
+            ),
+        )
 
 
 @blp.route("/<int:equipment_id>")

@@ -3,6 +3,7 @@
 Every response passes through here, so a PIN or system password never leaves unmasked by accident;
 each unmasked value is reported to the gateway (``note_confidential_read``), which audits it.
 """
+
 from __future__ import annotations
 
 from vigil_shared.identity import Identity
@@ -23,9 +24,25 @@ def may_see_codes(location_id: int | None, identity: Identity | None = None) -> 
 
 def property_body(prop: Property, location_id: int | None, *, with_pin: bool = True, reveal: bool = True) -> dict:
     """The property as the caller sees it; ``reveal=False`` masks the PIN even for those allowed to see it."""
-    body = {column: getattr(prop, column) for column in (
-        "id", "customer_id", "account_number", "type", "system_type", "address", "city", "postal_code",
-        "monitoring_status", "notes", "active", "deactivated_at", "created_at", "updated_at")}
+    body = {
+        column: getattr(prop, column)
+        for column in (
+            "id",
+            "customer_id",
+            "account_number",
+            "type",
+            "system_type",
+            "address",
+            "city",
+            "postal_code",
+            "monitoring_status",
+            "notes",
+            "active",
+            "deactivated_at",
+            "created_at",
+            "updated_at",
+        )
+    }
     body["location_id"] = location_id
     body["access"] = {key: getattr(prop, column) for key, column in ACCESS_COLUMNS.items()}
     if not with_pin:
@@ -45,11 +62,24 @@ def property_page(page, locations: dict[int, int | None]) -> dict:
     return body
 
 
-def system_body(system: System, kind: SystemKind | None, location_id: int | None,
-                identity: Identity | None = None) -> dict:
-    body = {column: getattr(system, column) for column in (
-        "id", "property_id", "kind_id", "ip_address", "port", "username", "version", "notes", "created_at",
-        "updated_at")}
+def system_body(
+    system: System, kind: SystemKind | None, location_id: int | None, identity: Identity | None = None
+) -> dict:
+    body = {
+        column: getattr(system, column)
+        for column in (
+            "id",
+            "property_id",
+            "kind_id",
+            "ip_address",
+            "port",
+            "username",
+            "version",
+            "notes",
+            "created_at",
+            "updated_at",
+        )
+    }
     body["kind_name"] = kind.name if kind else None
     body["details"] = dict(system.details or {})
     if system.password_encrypted is None:

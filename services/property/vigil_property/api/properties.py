@@ -1,4 +1,5 @@
 """Properties: the monitored sites of customers, their life cycle and their history."""
+
 from __future__ import annotations
 
 from flask import url_for
@@ -42,8 +43,11 @@ class Properties(MethodView):
         session = request_session()
         locations = current_identity().location_filter("properties.view")
         result = domain.list_properties(session, locations=locations, page=page, per_page=per_page, **filters)
-        return property_page(result, domain.locations_of(session, (p.customer_id for p in result.items))), 200, \
-            result.headers()
+        return (
+            property_page(result, domain.locations_of(session, (p.customer_id for p in result.items))),
+            200,
+            result.headers(),
+        )
 
 
 @blp.route("/customers/<int:customer_id>/properties")
@@ -55,8 +59,9 @@ class CustomerProperties(MethodView):
     def get(self, customer_id, page, per_page, active=None):
         """List a customer's properties (inactive ones included, marked), 20 a page, oldest first."""
         locations = current_identity().location_filter("properties.view")
-        result = domain.list_properties(request_session(), locations=locations, customer_id=customer_id,
-                                        active=active, page=page, per_page=per_page)
+        result = domain.list_properties(
+            request_session(), locations=locations, customer_id=customer_id, active=active, page=page, per_page=per_page
+        )
         return property_page(result, {customer_id: loaded()}), 200, result.headers()
 
     @requires("properties.create")
@@ -127,8 +132,11 @@ class PropertyTransfer(MethodView):
     @idempotent
     @blp.arguments(TransferSchema)
     @blp.response(200, PropertySchema)
-    @blp.alt_response(403, description="No `properties.modify` at a customer's location, or the transfer would show "
-                                       "you codes masked for you where the property is now")
+    @blp.alt_response(
+        403,
+        description="No `properties.modify` at a customer's location, or the transfer would show "
+        "you codes masked for you where the property is now",
+    )
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     @blp.alt_response(503, description="The customer service could not be asked about the new customer")
@@ -140,8 +148,9 @@ class PropertyTransfer(MethodView):
         is now is refused (403): someone who may see them there transfers it. The move is written in
         the property's history and, through `property.transferred`, in both customers' histories.
         """
-        return _answer(commands.transfer_property(context(if_match()), loaded(), data["to_customer_id"],
-                                                  data.get("reason")))
+        return _answer(
+            commands.transfer_property(context(if_match()), loaded(), data["to_customer_id"], data.get("reason"))
+        )
 
 
 @blp.route("/properties/<int:property_id>/history")

@@ -3,6 +3,7 @@
 The catalog names products ("DSC PowerSeries") and the fields they ask for; it holds nothing about
 any customer or location, so reading it needs no location-scoped right.
 """
+
 from __future__ import annotations
 
 from flask import url_for
@@ -25,9 +26,12 @@ from ..schemas import (
 )
 from .common import context, if_match
 
-blp = Blueprint("system_kinds", __name__, url_prefix="/api/v1/system-kinds",
-                description="The catalog of system kinds and the fields each asks for")
-
+blp = Blueprint(
+    "system_kinds",
+    __name__,
+    url_prefix="/api/v1/system-kinds",
+    description="The catalog of system kinds and the fields each asks for",
+)
 
 
 @blp.route("")
@@ -48,8 +52,13 @@ class SystemKinds(MethodView):
     def post(self, data):
         """Define a system kind and the fields a system of this kind asks for."""
         kind = commands.create_kind(context(), data)
-        return kind, 201, etag_headers(kind, version_attr="row_version",
-                                       Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id))
+        return (
+            kind,
+            201,
+            etag_headers(
+                kind, version_attr="row_version", Location=url_for("system_kinds.SystemKindItem", kind_id=kind.id)
+            ),
+        )
 
 
 @blp.route("/<int:kind_id>")

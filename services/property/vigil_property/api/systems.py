@@ -4,6 +4,7 @@ Seeing them needs properties.view at the property's location, changing them prop
 password shows only to holders of confidential.installation_codes.view, and changing a stored one
 needs confidential.installation_codes.modify (entering one where none is stored does not).
 """
+
 from __future__ import annotations
 
 from flask import url_for
@@ -20,8 +21,13 @@ from ..schemas import SystemCreateSchema, SystemPageSchema, SystemPatchSchema, S
 from .common import context, if_match, loaded, property_rule
 from .present import system_body
 
-blp = Blueprint("systems", __name__, url_prefix="/api/v1/properties/<int:property_id>/systems",
-                description="Systems at a property and how to log in to them")
+blp = Blueprint(
+    "systems",
+    __name__,
+    url_prefix="/api/v1/properties/<int:property_id>/systems",
+    description="Systems at a property and how to log in to them",
+)
+
 
 def _answer(system, location_id, status=200, **headers):
     session = request_session()
@@ -54,8 +60,12 @@ class PropertySystems(MethodView):
         """Assign a system of some kind to the property, with the fields the kind asks for."""
         scoped = loaded()
         system = commands.add_system(context(), scoped, data)
-        return _answer(system, scoped.location_id, 201,
-                       Location=url_for("systems.PropertySystem", property_id=property_id, system_id=system.id))
+        return _answer(
+            system,
+            scoped.location_id,
+            201,
+            Location=url_for("systems.PropertySystem", property_id=property_id, system_id=system.id),
+        )
 
 
 @blp.route("/<int:system_id>")

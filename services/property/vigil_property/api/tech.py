@@ -4,6 +4,7 @@ Only the gateway calls this (its ``POST /api/v1/tech/lookup`` adds the emergency
 audits every lookup), so the route is not routed publicly and stays out of the published API
 document. It still declares its rule like every operation.
 """
+
 from __future__ import annotations
 
 from flask.views import MethodView
@@ -27,8 +28,21 @@ class InternalBlueprint(Blueprint):
 
 blp = InternalBlueprint("tech", __name__, url_prefix="/api/v1/tech")
 
-ON_SITE_PROPERTY_FIELDS = ("id", "customer_id", "location_id", "account_number", "type", "system_type", "address",
-                           "city", "postal_code", "monitoring_status", "active", "notes", "access")
+ON_SITE_PROPERTY_FIELDS = (
+    "id",
+    "customer_id",
+    "location_id",
+    "account_number",
+    "type",
+    "system_type",
+    "address",
+    "city",
+    "postal_code",
+    "monitoring_status",
+    "active",
+    "notes",
+    "access",
+)
 
 
 def _client(identity: Identity) -> str:
@@ -49,8 +63,10 @@ class TechVerify(MethodView):
         body = property_body(prop, location_id, with_pin=False)
         return {
             "property": {key: body[key] for key in ON_SITE_PROPERTY_FIELDS},
-            "systems": [system_body(system, kind, location_id, identity)
-                        for system, kind in systems.systems_with_kinds(session, prop.id)],
+            "systems": [
+                system_body(system, kind, location_id, identity)
+                for system, kind in systems.systems_with_kinds(session, prop.id)
+            ],
             "equipment": equipment.equipment_of(session, prop.id),
             "open_appointments": appointments.open_appointments(session, prop.id),
         }

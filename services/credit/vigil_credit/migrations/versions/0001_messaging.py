@@ -1,4 +1,5 @@
 """outbox and inbox"""
+
 from vigil_shared.migrations import messaging_tables_migration
 
 revision = "0001"

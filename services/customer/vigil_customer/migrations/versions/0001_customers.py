@@ -1,4 +1,5 @@
 """customers, outbox and inbox"""
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -7,6 +7,7 @@
   name order, so a search matching thousands of records reads page 1 in order and stops early.
 - ``ix_customers_sort`` carries location and kind, so deep pages by number read the index only.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -34,8 +35,11 @@ def upgrade() -> None:
               AND substr(customer_search_terms.term, 1, length(other.term)) = other.term), 0)
     """)
     op.create_index("ix_customer_search_terms_match", "customer_search_terms", ["covered", *LOOKUP_COLUMNS])
-    op.create_index("ix_customer_search_terms_walk", "customer_search_terms",
-                    ["head", "sort_name", "customer_id", "covered", "term", "location_id", "kind"])
+    op.create_index(
+        "ix_customer_search_terms_walk",
+        "customer_search_terms",
+        ["head", "sort_name", "customer_id", "covered", "term", "location_id", "kind"],
+    )
     with op.batch_alter_table("customers") as batch:
         batch.drop_index("ix_customers_sort")
         batch.create_index("ix_customers_sort", ["sort_name", "id", "location_id", "kind"])

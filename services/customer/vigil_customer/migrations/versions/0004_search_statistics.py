@@ -4,6 +4,7 @@ A word prefix covers a thin slice of millions of terms; with the default 100 his
 PostgreSQL guesses a handful of rows for a prefix matching thousands, which skews the totals it
 estimates beyond 10,000 and its choice of plans. A thousand buckets fix the guesses.
 """
+
 from alembic import op
 
 revision = "0004"

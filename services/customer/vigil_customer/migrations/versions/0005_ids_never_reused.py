@@ -5,14 +5,17 @@ stale form (``If-Match: "750.1"``), a late ``customer.deleted`` or a property re
 old customer then lands on the new one. Rebuilt with AUTOINCREMENT, the next id is above every id
 the table or the retained events ever named. PostgreSQL: nothing to do, sequences never go back.
 """
+
 from vigil_shared.migrations import never_reusing_ids_migration
 
 revision = "0005"
 down_revision = "0004"
 
 
-CUSTOMERS_IN_EVENTS = ("SELECT max(CAST(json_extract(data, '$.customer_id') AS INTEGER)) FROM outbox_events "
-                       "WHERE json_valid(data) AND json_type(data, '$.customer_id') = 'integer'")
+CUSTOMERS_IN_EVENTS = (
+    "SELECT max(CAST(json_extract(data, '$.customer_id') AS INTEGER)) FROM outbox_events "
+    "WHERE json_valid(data) AND json_type(data, '$.customer_id') = 'integer'"
+)
 
 
 def _in_history(*target_types: str) -> list[str]:

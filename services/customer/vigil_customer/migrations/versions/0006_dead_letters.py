@@ -1,4 +1,5 @@
 """dead letters: the events this service's consumer can never apply, kept for operators (``messaging.dead_letters``)"""
+
 from vigil_shared.migrations import dead_letters_migration
 
 revision = "0006"

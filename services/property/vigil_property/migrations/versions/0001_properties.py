@@ -1,4 +1,5 @@
 """properties, known customers, outbox and inbox"""
+
 import sqlalchemy as sa
 from alembic import op
 

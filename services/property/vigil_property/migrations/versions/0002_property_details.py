@@ -2,6 +2,7 @@
 
 Existing properties keep the default PIN (0000): their PIN columns stay NULL, which means exactly that.
 """
+
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,8 +54,9 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(64), nullable=True),
         sa.Column("at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_property_history"),
-        sa.ForeignKeyConstraint(["property_id"], ["properties.id"], ondelete="CASCADE",
-                                name="fk_property_history_property_id_properties"),
+        sa.ForeignKeyConstraint(
+            ["property_id"], ["properties.id"], ondelete="CASCADE", name="fk_property_history_property_id_properties"
+        ),
     )
     op.create_index("ix_property_history_property_id", "property_history", ["property_id"])
 

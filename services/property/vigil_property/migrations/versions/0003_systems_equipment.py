@@ -1,4 +1,5 @@
 """system kinds, systems and equipment at properties; history entries name their subject"""
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -9,9 +10,11 @@ down_revision = "0002"
 
 
 def _stamps() -> list[sa.Column]:
-    return [sa.Column("created_at", UTCDateTime(), nullable=False),
-            sa.Column("updated_at", UTCDateTime(), nullable=False),
-            sa.Column("row_version", sa.Integer(), nullable=False)]
+    return [
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("row_version", sa.Integer(), nullable=False),
+    ]
 
 
 def upgrade() -> None:
@@ -42,10 +45,12 @@ def upgrade() -> None:
         sa.Column("details", sa.JSON(), nullable=False),
         *_stamps(),
         sa.PrimaryKeyConstraint("id", name="pk_systems"),
-        sa.ForeignKeyConstraint(["property_id"], ["properties.id"], ondelete="CASCADE",
-                                name="fk_systems_property_id_properties"),
-        sa.ForeignKeyConstraint(["kind_id"], ["system_kinds.id"], ondelete="RESTRICT",
-                                name="fk_systems_kind_id_system_kinds"),
+        sa.ForeignKeyConstraint(
+            ["property_id"], ["properties.id"], ondelete="CASCADE", name="fk_systems_property_id_properties"
+        ),
+        sa.ForeignKeyConstraint(
+            ["kind_id"], ["system_kinds.id"], ondelete="RESTRICT", name="fk_systems_kind_id_system_kinds"
+        ),
     )
     op.create_index("ix_systems_property_id", "systems", ["property_id"])
     op.create_index("ix_systems_kind_id", "systems", ["kind_id"])
@@ -62,8 +67,9 @@ def upgrade() -> None:
         sa.Column("notes", sa.Text(), nullable=True),
         *_stamps(),
         sa.PrimaryKeyConstraint("id", name="pk_equipment"),
-        sa.ForeignKeyConstraint(["property_id"], ["properties.id"], ondelete="CASCADE",
-                                name="fk_equipment_property_id_properties"),
+        sa.ForeignKeyConstraint(
+            ["property_id"], ["properties.id"], ondelete="CASCADE", name="fk_equipment_property_id_properties"
+        ),
     )
     op.create_index("ix_equipment_property_id", "equipment", ["property_id"])
 

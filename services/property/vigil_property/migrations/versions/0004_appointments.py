@@ -1,4 +1,5 @@
 """appointments at properties"""
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -27,8 +28,9 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.Column("row_version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_appointments"),
-        sa.ForeignKeyConstraint(["property_id"], ["properties.id"], ondelete="CASCADE",
-                                name="fk_appointments_property_id_properties"),
+        sa.ForeignKeyConstraint(
+            ["property_id"], ["properties.id"], ondelete="CASCADE", name="fk_appointments_property_id_properties"
+        ),
     )
     op.create_index("ix_appointments_property_id", "appointments", ["property_id"])
     op.create_index("ix_appointments_technician_id_starts_at", "appointments", ["technician_id", "starts_at"])

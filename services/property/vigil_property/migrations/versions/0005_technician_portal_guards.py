@@ -1,4 +1,5 @@
 """technician portal: wrong-PIN lockout per property, attempt windows per client"""
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,8 +17,9 @@ def upgrade() -> None:
         sa.Column("locked_until", UTCDateTime(), nullable=True),
         sa.Column("last_failure_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("property_id", name="pk_pin_guards"),
-        sa.ForeignKeyConstraint(["property_id"], ["properties.id"], ondelete="CASCADE",
-                                name="fk_pin_guards_property_id_properties"),
+        sa.ForeignKeyConstraint(
+            ["property_id"], ["properties.id"], ondelete="CASCADE", name="fk_pin_guards_property_id_properties"
+        ),
     )
     op.create_table(
         "lookup_windows",

@@ -5,13 +5,16 @@ customer service's account-number index, an old URL or an audit entry naming the
 would name the new one. Rebuilt with AUTOINCREMENT, the next id is above every id the table or the
 retained events ever named. PostgreSQL: nothing to do, sequences never go back.
 """
+
 from vigil_shared.migrations import never_reusing_ids_migration
 
 revision = "0006"
 down_revision = "0005"
 
-PROPERTIES_IN_EVENTS = ("SELECT max(CAST(json_extract(data, '$.property_id') AS INTEGER)) FROM outbox_events "
-                        "WHERE json_valid(data) AND json_type(data, '$.property_id') = 'integer'")
+PROPERTIES_IN_EVENTS = (
+    "SELECT max(CAST(json_extract(data, '$.property_id') AS INTEGER)) FROM outbox_events "
+    "WHERE json_valid(data) AND json_type(data, '$.property_id') = 'integer'"
+)
 
 TABLES = {
     "properties": [PROPERTIES_IN_EVENTS],
