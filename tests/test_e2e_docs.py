@@ -43,7 +43,9 @@ def test_docs_page_assets_are_served_offline(stack, anonymous):
         assert asset.content
 
 
-def test_docs_page_renders_operations_in_headless_chromium(stack, tmp_path):
+def test_docs_page_renders_operations_in_headless_chromium(stack, anonymous, tmp_path):
+    """Every tag of the merged document is listed (collapsed: the API has over a hundred operations),
+    and a tag opened through its link (``#/<tag>``) shows each of its operations."""
     binary = chromium_binary()
     if binary is None:
         pytest.skip(
@@ -51,34 +53,52 @@ def test_docs_page_renders_operations_in_headless_chromium(stack, tmp_path):
             "test_docs_page_assets_are_served_offline covers the assets without a browser"
         )
     host = stack.gateway_url.split("//", 1)[1].split(":", 1)[0]
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        # offline: any host but the gateway's fails to resolve, as on a machine without internet
-        f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
-        "--virtual-time-budget=30000",
-        "--dump-dom",
-        f"{stack.gateway_url}/api/v1/docs",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    dom = done.stdout
-    assert done.returncode == 0 and dom, done.stderr[-2000:]
-    assert 'class="swagger-ui' in dom, dom[:2000]
+
+    def rendered(fragment: str = "") -> str:
+        command = [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            # offline: any host but the gateway's fails to resolve, as on a machine without internet
+            f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            f"{stack.gateway_url}/api/v1/docs{fragment}",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0 and done.stdout, done.stderr[-2000:]
+        assert 'class="swagger-ui' in done.stdout, done.stdout[:2000]
+        assert "Failed to load API definition" not in done.stdout
+        return done.stdout.replace("\u200b", "")
+
+    spec = anonymous.get("/api/v1/openapi.json").json()
+    dom = rendered()
     assert "Vigil API" in dom  # the title from the merged document: the spec was fetched and rendered
-    operations = re.findall(r'class="opblock opblock-(get|post|patch|put|delete)', dom)
-    assert len(operations) > 50, f"only {len(operations)} operations rendered"
-    for path in ("/api/v1/customers", "/api/v1/properties/{property_id}", "/api/v1/auth/token"):
-        assert f'data-path="{path}"' in dom or f">{path}<" in dom.replace("\u200b", ""), path
-    assert "Failed to load API definition" not in dom
+    listed = set(re.findall(r'id="operations-tag-([^"]+)"', dom))
+    assert listed == {tag["name"] for tag in spec["tags"]}, listed
+    for tag, path in (
+        ("customers", "/api/v1/customers"),
+        ("properties", "/api/v1/properties/{property_id}"),
+        ("auth", "/api/v1/auth/token"),
+    ):
+        opened = rendered(f"#/{tag}")
+        operations = re.findall(r'class="opblock opblock-(get|post|patch|put|delete)', opened)
+        expected = sum(
+            tag in op.get("tags", [])
+            for item in spec["paths"].values()
+            for op in item.values()
+            if isinstance(op, dict) and "responses" in op
+        )
+        assert len(operations) == expected > 0, (tag, len(operations), expected)
+        assert f'data-path="{path}"' in opened or f">{path}<" in opened, path
 
 
 def test_readme_names_only_documents_the_repository_has():
