@@ -14,6 +14,11 @@ from vigil_shared.web import if_match, loaded, record_rule, request_context  # n
 from .. import commands
 from ..customers import Context
 
+LIKELY_DUPLICATES = (
+    "Likely duplicates (`matches` you may view: id, name, kind and the reasons you may see; "
+    "`other_matches`: how many elsewhere) or the email is in use"
+)
+
 
 def context(version: str | None = None) -> Context:
     """The command context; ``version`` is the caller's ``If-Match`` (``if_match()``) for a view that honours it."""

@@ -11,6 +11,7 @@ from flask.views import MethodView
 
 from vigil_shared.apidoc import InternalBlueprint
 from vigil_shared.identity import Identity
+from vigil_shared.onsite import TechSite
 from vigil_shared.web import request_session, requires
 
 from .. import appointments, commands, equipment, systems
@@ -20,21 +21,7 @@ from .present import property_body, system_body
 
 blp = InternalBlueprint("tech", __name__, url_prefix="/api/v1/tech")
 
-ON_SITE_PROPERTY_FIELDS = (
-    "id",
-    "customer_id",
-    "location_id",
-    "account_number",
-    "type",
-    "system_type",
-    "address",
-    "city",
-    "postal_code",
-    "monitoring_status",
-    "active",
-    "notes",
-    "access",
-)
+ON_SITE_PROPERTY_FIELDS = tuple(TechSite().fields)  # what the on-site contract lets out, no more
 
 
 def _client(identity: Identity) -> str:
