@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -37,6 +39,8 @@ blp = Blueprint("access", __name__, url_prefix="/api/v1", description="Roles, of
 
 
 STALE = "If-Match names an older version"
+# roles and locations: catalog views wired to the gateway's session, command context and ETags
+catalog_routes = partial(register_catalog, session=db_session, context=context, etag_headers=etag_headers)
 
 
 def _page(statement, args):
@@ -46,16 +50,13 @@ def _page(statement, args):
 # --- roles ---------------------------------------------------------------------------------------
 
 
-register_catalog(
+catalog_routes(
     blp,
     path="/roles",
     collection="Roles",
     item="RoleItem",
     id_name="role_id",
     schemas=CatalogSchemas(RoleSchema, RoleCreateSchema, RolePatchSchema, PaginationArgs, RolePageSchema),
-    session=db_session,
-    context=context,
-    etag_headers=etag_headers,
     list=Operation(
         "roles.manage",
         "List roles.",
@@ -85,7 +86,7 @@ register_catalog(
 # --- locations -----------------------------------------------------------------------------------
 
 
-register_catalog(
+catalog_routes(
     blp,
     path="/locations",
     collection="Locations",
@@ -94,9 +95,6 @@ register_catalog(
     schemas=CatalogSchemas(
         LocationSchema, LocationCreateSchema, LocationPatchSchema, PaginationArgs, LocationPageSchema
     ),
-    session=db_session,
-    context=context,
-    etag_headers=etag_headers,
     list=Operation(
         AUTHENTICATED,
         "Office locations I hold rights at (all of them for location, user and role managers).",

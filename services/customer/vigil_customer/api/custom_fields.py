@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from vigil_shared.catalog import NOT_CHANGED, NOT_DELETED, CatalogSchemas, Operation, register_catalog
-from vigil_shared.http import etag_headers
+from vigil_shared.catalog import NOT_CHANGED, NOT_DELETED, CatalogSchemas, Operation
 from vigil_shared.permissions import AUTHENTICATED
-from vigil_shared.web import request_session
 
 from .. import commands
 from .. import custom_fields as domain
@@ -18,7 +16,7 @@ from ..schemas import (
     CustomFieldPatchSchema,
     CustomFieldSchema,
 )
-from .common import context
+from .common import catalog_routes
 
 blp = Blueprint(
     "custom_fields",
@@ -28,7 +26,7 @@ blp = Blueprint(
 )
 
 
-register_catalog(
+catalog_routes(
     blp,
     collection="CustomFields",
     item="CustomFieldItem",
@@ -36,9 +34,6 @@ register_catalog(
     schemas=CatalogSchemas(
         CustomFieldSchema, CustomFieldCreateSchema, CustomFieldPatchSchema, CustomFieldArgs, CustomFieldListSchema
     ),
-    session=request_session,
-    context=context,
-    etag_headers=etag_headers,
     list=Operation(
         AUTHENTICATED,
         "The defined fields in form order; `kind` keeps those of customers or of leads.",

@@ -11,8 +11,8 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.catalog import NOT_CHANGED, NOT_DELETED, CatalogSchemas, Operation, page_response, register_catalog
-from vigil_shared.http import etag_headers, paginate
+from vigil_shared.catalog import NOT_CHANGED, NOT_DELETED, CatalogSchemas, Operation, page_response
+from vigil_shared.http import paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
@@ -20,7 +20,7 @@ from vigil_shared.web import request_session, requires
 from .. import commands
 from .. import tags as domain
 from ..child_schemas import ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema, TagSchema
-from .common import context, customer_rule, loaded
+from .common import catalog_routes, context, customer_rule, loaded
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint(
@@ -31,15 +31,12 @@ applied = Blueprint(
 )
 
 
-register_catalog(
+catalog_routes(
     catalog,
     collection="TagCatalog",
     item="TagItem",
     id_name="tag_id",
     schemas=CatalogSchemas(TagSchema, TagCreateSchema, TagPatchSchema, TagListArgs, TagPageSchema),
-    session=request_session,
-    context=context,
-    etag_headers=etag_headers,
     list=Operation(
         AUTHENTICATED,
         "The company's tags by name; `q` matches the start of a name.",
