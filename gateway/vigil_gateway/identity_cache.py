@@ -13,18 +13,15 @@ are cached, so signing costs one HMAC, not a resolution.
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import jwt
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database, build_engine
-from vigil_shared.identity import AUDIENCE, ISSUER, Identity
+from vigil_shared.identity import Identity, sign_claims
 
 from .models import AuthState
 
@@ -88,19 +85,8 @@ class IdentityCache:
     def signed_token(entry: Entry, secret: str, ttl: int, request_id: str | None) -> str:
         """The service identity token for this call: the cached claims plus this call's request id.
 
-        Equivalent to ``vigil_shared.identity.sign_identity`` (same claims, issuer, audience), minus
-        rebuilding the claims on every call.
+        What ``vigil_shared.identity.sign_identity`` signs, minus rebuilding the claims on every call.
         """
         if entry.claims is None:
             entry.claims = entry.identity.to_claims()
-        now = int(time.time())
-        claims = entry.claims | {
-            "rid": request_id,
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "iat": now,
-            "nbf": now - 5,
-            "exp": now + ttl,
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(claims, secret, algorithm="HS256")
+        return sign_claims(entry.claims | {"rid": request_id}, secret, ttl)

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, T
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
+from vigil_shared.messaging.outbox import IdempotencyColumns
 
 
 class Base(ServiceTables, DeclarativeBase):
@@ -161,17 +162,7 @@ class AuthState(Base):
     epoch: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class IdempotencyRecord(Base):
+class IdempotencyRecord(IdempotencyColumns, Base):
     """The first answer to a POST sent with an ``Idempotency-Key``, encrypted (``vigil_shared.idempotency``)."""
 
     __tablename__ = "idempotency_keys"
-
-    caller: Mapped[str] = mapped_column(String(100), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(20))
-    response_status: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[str | None] = mapped_column(Text)
-    response_headers: Mapped[dict | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

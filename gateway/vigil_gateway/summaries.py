@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vigil_shared.errors import Problem
-
-from .upstream import ServiceUnavailable
+from .upstream import ServiceUnavailable, refusal
 
 IDENTITY_FIELDS = (
     "id",
@@ -35,7 +33,6 @@ IDENTITY_FIELDS = (
     "created_by",
     "last_activity_at",
 )
-PROBLEM_EXTRAS = ("permission",)
 # tab → (service, path under the customer, query that makes `total` the tab's count)
 TABS = {
     "notes": ("customer", "notes", {"open": "true"}),
@@ -47,20 +44,6 @@ TABS = {
 }
 
 FetchAll = Callable[[dict[str, tuple[str, str, dict]]], dict]  # name → (service, path, params) ⇒ name → Reply
-
-
-def refusal(reply) -> Problem:
-    """The customer service's refusal (403, 404), re-issued as the gateway's own problem."""
-    body = reply.body if isinstance(reply.body, dict) else {}
-    extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
-    return Problem(
-        reply.status,
-        body.get("detail"),
-        title=body.get("title"),
-        type=body.get("type", "about:blank"),
-        errors=body.get("errors"),
-        **extras,
-    )
 
 
 def _status_boxes(record: dict, properties_reply) -> list[dict]:

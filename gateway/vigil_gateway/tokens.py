@@ -24,6 +24,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from vigil_shared.db import utcnow
+from vigil_shared.identity import decode_token
 
 from .identity_cache import bump
 from .models import ApiKey, Session, User
@@ -84,13 +85,8 @@ def verify_access_token(token: str, secret: str) -> dict:
 
 def _decode_access_token(token: str, secret: str) -> dict:
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "jti", "sid"]},
+        claims = decode_token(
+            token, secret, audience=AUDIENCE, issuer=ISSUER, require=("exp", "iat", "sub", "jti", "sid")
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc

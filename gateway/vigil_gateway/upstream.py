@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 
 from flask import current_app, g
 
+from vigil_shared.errors import Problem
 from vigil_shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from vigil_shared.web import REQUEST_ID_HEADER
+
+PROBLEM_EXTRAS = ("permission",)  # what a service's problem says beyond RFC 9457 that callers may read
+PROBLEM_HEADERS = ("Retry-After",)
 
 
 class ServiceUnavailable(Exception):
@@ -31,6 +35,22 @@ class Reply:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+def refusal(reply: Reply) -> Problem:
+    """A service's refusal (403, 404, 429…), re-issued as the gateway's own problem (its path is internal)."""
+    body = reply.body if isinstance(reply.body, dict) else {}
+    headers = {name: reply.headers[name] for name in PROBLEM_HEADERS if name in reply.headers}
+    extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
+    return Problem(
+        reply.status,
+        body.get("detail"),
+        title=body.get("title"),
+        type=body.get("type", "about:blank"),
+        errors=body.get("errors"),
+        headers=headers,
+        **extras,
+    )
 
 
 def call_service(

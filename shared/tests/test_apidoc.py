@@ -1,13 +1,17 @@
 """What ``@requires`` and ``@idempotent`` add to an operation's OpenAPI entry, whatever the decorator order."""
 
+import inspect
+
+import pytest
 from flask import Flask
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from vigil_shared.apidoc import document, operation_doc
+from vigil_shared import guards, web
+from vigil_shared.apidoc import InternalBlueprint, declares_json_body, document, operation_doc
 from vigil_shared.idempotency import idempotent
-from vigil_shared.web import VigilApi, requires
+from vigil_shared.web import VigilApi, loaded, record_rule, requires
 
 IF_MATCH = {"in": "header", "name": "If-Match", "required": False, "schema": {"type": "string"}}
 
@@ -97,3 +101,54 @@ def test_a_decorated_view_keeps_the_record_of_the_view_it_wraps():
     assert [p["name"] for p in operation_doc(inner).parameters] == ["If-Match"]
     assert [p["name"] for p in operation_doc(outer).parameters] == ["Idempotency-Key", "If-Match"]
     assert "_apidoc" not in vars(outer)  # flask-smorest's private record is left to flask-smorest
+
+
+def things_blueprint(rule_outermost: bool, blueprint_type=Blueprint) -> Blueprint:
+    """A view under ``record_rule`` and flask-smorest's decorators, the rule placed above them or below."""
+    blp = blueprint_type("things", __name__, url_prefix="/things")
+
+    class Thing(MethodView):
+        def put(self, body, thing_id):
+            """Replace a thing."""
+            return {"id": loaded()["id"]}
+
+    ours = [record_rule(lambda thing_id, **_: {"id": thing_id})]
+    smorest = [blp.arguments(NoteIn), blp.response(200, NoteOut)]
+    for decorator in reversed([*ours, *smorest] if rule_outermost else [*smorest, *ours]):
+        Thing.put = decorator(Thing.put)
+    blp.route("/<int:thing_id>")(Thing)
+    return blp
+
+
+def guarded_app(blp: Blueprint) -> Flask:
+    app = Flask("apidoc-guard-test")
+    app.config.update(API_TITLE="t", API_VERSION="v1", OPENAPI_VERSION="3.1.0", MAX_CONTENT_LENGTH=65536)
+    guards.install(app)
+    VigilApi(app).register_blueprint(blp)
+    return app
+
+
+@pytest.mark.parametrize("blueprint_type", [Blueprint, InternalBlueprint])
+@pytest.mark.parametrize("rule_outermost", [True, False])
+def test_record_rule_and_the_required_body_do_not_depend_on_decorator_order(rule_outermost, blueprint_type):
+    """The body guard reads the finished OpenAPI operation (an apispec plugin), not flask-smorest's private
+    ``_apidoc``, and ``record_rule`` copies nothing of it: wherever the rule sits, the document is the same
+    and a call without its JSON body answers 400; an internal blueprint's operations too, though unpublished."""
+
+    def paths_of(app: Flask) -> dict:
+        return app.extensions["flask-smorest"]["blp_name_to_api"]["things"].spec.to_dict().get("paths", {})
+
+    app = guarded_app(things_blueprint(rule_outermost, blueprint_type))
+    paths = paths_of(app)
+    if blueprint_type is InternalBlueprint:
+        assert paths == {}
+    else:
+        assert paths == paths_of(guarded_app(things_blueprint(not rule_outermost)))
+        assert paths["/things/{thing_id}"]["put"]["requestBody"]["required"] is True
+    assert declares_json_body(app, "things.Thing", "PUT") and not declares_json_body(app, "things.Thing", "GET")
+    client = app.test_client()
+    missing = client.put("/things/7")
+    assert missing.status_code == 400 and missing.get_json()["errors"] == {"_body": ["Missing."]}
+    answered = client.put("/things/7", json={"text": "x"})
+    assert answered.status_code == 200 and answered.get_json() == {"id": 7}
+    assert "_apidoc" not in inspect.getsource(guards) and "_apidoc" not in inspect.getsource(web)

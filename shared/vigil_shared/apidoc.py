@@ -8,7 +8,7 @@ decorators that are not tied to one blueprint (``@requires``, ``@idempotent``, a
 apispec plugin (public ``operation_helper`` hook, registered through flask-smorest's public
 ``extra_plugins`` spec option), finds the view behind each documented operation and merges the
 record in once the operation is otherwise complete. So the result does not depend on the order
-of the decorators, and nothing writes into flask-smorest's private ``_apidoc``.
+of the decorators, and nothing reads or writes flask-smorest's private ``_apidoc``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from apispec import BasePlugin
+from apispec import APISpec, BasePlugin
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
+from flask_smorest import Blueprint
+from flask_smorest.spec.plugins import FlaskPlugin
 
 ATTRIBUTE = "__vigil_openapi__"
+JSON_BODIES = "vigil_json_body_operations"  # app extension: {(endpoint, METHOD)} whose JSON body is required
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -55,8 +59,27 @@ def document(
     return view
 
 
+def _requires_json_body(operation: Mapping[str, Any]) -> bool:
+    body = operation.get("requestBody")
+    if not isinstance(body, Mapping) or not body.get("required", False):
+        return False
+    return any(kind == "application/json" or kind.endswith("+json") for kind in body.get("content", {}))
+
+
+def declares_json_body(app: Flask, endpoint: str | None, method: str) -> bool:
+    """Whether the operation documents a required JSON body (as :class:`OperationDocPlugin` saw it)."""
+    return (endpoint, method.upper()) in app.extensions.get(JSON_BODIES, frozenset())
+
+
 class OperationDocPlugin(BasePlugin):
-    """Merges each view's :class:`OperationDoc` into its operation (flask-smorest passes the ``rule``)."""
+    """Merges each view's :class:`OperationDoc` into its operation (flask-smorest passes the ``rule``).
+
+    It also notes, per app, which operations require a JSON body (``requestBody`` with ``required``
+    and a JSON media type, as flask-smorest's ``arguments`` documents it), for the request guard
+    that answers 400 to such an operation called without a body (:func:`declares_json_body`). What
+    the guard reads is thus the finished OpenAPI operation, whatever the order of the decorators
+    that built it.
+    """
 
     def __init__(self) -> None:
         self.app: Flask | None = None
@@ -68,7 +91,10 @@ class OperationDocPlugin(BasePlugin):
         if self.app is None or rule is None or not operations:
             return
         view = self.app.view_functions.get(rule.endpoint)
+        json_bodies: set[tuple[str, str]] = self.app.extensions.setdefault(JSON_BODIES, set())
         for method, operation in operations.items():
+            if _requires_json_body(operation):
+                json_bodies.add((rule.endpoint, method.upper()))
             handler = getattr(getattr(view, "view_class", None), method, None) or view
             doc = operation_doc(handler) if handler is not None else OperationDoc()
             operation.update(deepcopy(dict(doc.fields)))
@@ -78,3 +104,22 @@ class OperationDocPlugin(BasePlugin):
                     *operation.get("parameters", []),
                     *(deepcopy(dict(p)) for p in doc.parameters if (p["in"], p["name"]) not in present),
                 ]
+
+
+class InternalBlueprint(Blueprint):  # type: ignore[misc]  # flask-smorest ships no type information
+    """A blueprint whose operations stay out of the served OpenAPI document (service-to-service only).
+
+    They are still described, in a scratch document nobody serves, so what is read off a finished
+    operation (:func:`declares_json_body`) holds for them as for every other.
+    """
+
+    def register_views_in_doc(self, api: Any, app: Flask, spec: APISpec, *, name: str, parameters: Any) -> None:
+        recorder = OperationDocPlugin()
+        recorder.app = app
+        scratch = APISpec(
+            title="internal",
+            version="internal",
+            openapi_version=str(spec.openapi_version),
+            plugins=[FlaskPlugin(), MarshmallowPlugin(), recorder],
+        )
+        super().register_views_in_doc(api, app, scratch, name=name, parameters=parameters)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import wraps
-from typing import Any, Final, Protocol, Self, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Protocol, Self, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -165,3 +165,52 @@ def command(func: F) -> F:
         return result
 
     return wrapper  # type: ignore[return-value]
+
+
+T = TypeVar("T")
+
+
+class CatalogCommands(NamedTuple, Generic[T]):
+    """The three writes of a company-wide catalog (tags, custom fields, system kinds…), as commands.
+
+    Each needs ``permission`` (anywhere: a catalog names no location); ``update`` and ``delete``
+    first read the entry (404) and check the caller's ``If-Match`` against ``version_attr`` (412).
+    The domain functions do the rest (uniqueness, what an entry still in use forbids).
+    """
+
+    create: Callable[[Context, dict[str, Any]], T]
+    update: Callable[[Context, int, dict[str, Any]], T]
+    delete: Callable[[Context, int], None]
+
+
+def catalog_commands(
+    name: str,
+    permission: str,
+    *,
+    get: Callable[[Session, int], T],
+    create: Callable[[Session, dict[str, Any]], T],
+    update: Callable[[Session, T, dict[str, Any]], T],
+    delete: Callable[[Session, T], object],
+    version_attr: str = "version",
+) -> CatalogCommands[T]:
+    """``create_<name>``, ``update_<name>`` and ``delete_<name>`` commands over a catalog's domain functions."""
+
+    def current(ctx: Context, entry_id: int) -> T:
+        ctx.require(permission)
+        entry = get(ctx.session, entry_id)
+        ctx.check_version(getattr(entry, "id"), getattr(entry, version_attr))  # noqa: B009 - T is any model
+        return entry
+
+    def create_entry(ctx: Context, data: dict[str, Any]) -> T:
+        ctx.require(permission)
+        return create(ctx.session, data)
+
+    def update_entry(ctx: Context, entry_id: int, changes: dict[str, Any]) -> T:
+        return update(ctx.session, current(ctx, entry_id), changes)
+
+    def delete_entry(ctx: Context, entry_id: int) -> None:
+        delete(ctx.session, current(ctx, entry_id))
+
+    for verb, function in (("create", create_entry), ("update", update_entry), ("delete", delete_entry)):
+        function.__name__ = function.__qualname__ = f"{verb}_{name}"
+    return CatalogCommands(command(create_entry), command(update_entry), command(delete_entry))

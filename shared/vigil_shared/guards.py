@@ -19,7 +19,8 @@ A new route is safe without thinking about it because nothing here is per-view:
   exactly as with ``Content-Length`` (werkzeug would otherwise silently stop at the limit and hand
   the view a truncated body).
 - **required bodies**: an operation that declares a JSON body (flask-smorest ``arguments`` with
-  ``required=True``) called without any body answers 400 instead of acting on nothing.
+  ``required=True``, read from its finished OpenAPI operation by :mod:`vigil_shared.apidoc`) called
+  without any body answers 400 instead of acting on nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from flask import Flask, current_app, request
 from marshmallow import Schema, class_registry, fields, validate
 from werkzeug.routing import IntegerConverter, Map
 
+from .apidoc import declares_json_body
 from .errors import DRAIN_LIMIT, Problem, not_found, validation_problem
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -238,17 +240,6 @@ def _drain(stream: IO[bytes], limit: int) -> None:
 # --- required bodies ---------------------------------------------------------------------------
 
 
-def _declares_json_body(app: Flask, endpoint: str | None, method: str) -> bool:
-    cache: dict[tuple[str | None, str], bool] = app.extensions.setdefault("vigil_json_body_endpoints", {})
-    key = (endpoint, method)
-    if key not in cache:
-        view = app.view_functions.get(endpoint) if endpoint else None
-        handler = getattr(getattr(view, "view_class", None), method.lower(), None) or view
-        parameters = getattr(handler, "_apidoc", {}).get("arguments", {}).get("parameters", [])
-        cache[key] = any(p.get("in") == "json" and p.get("required", True) for p in parameters if isinstance(p, dict))
-    return cache[key]
-
-
 # --- the hook ------------------------------------------------------------------------------------
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -266,7 +257,7 @@ def check_request(forms: bool = False) -> None:
         raise validation_problem(errors, "The request holds control characters.")
     if request.method in BODY_METHODS:
         buffer_streamed_body(app.config["MAX_CONTENT_LENGTH"])
-        if not request.content_length and _declares_json_body(app, request.endpoint, request.method):
+        if not request.content_length and declares_json_body(app, request.endpoint, request.method):
             raise Problem(400, "This operation needs a JSON request body.", errors={"_body": ["Missing."]})
         if request.content_length and request.is_json:
             data = request.get_data(cache=True)

@@ -109,32 +109,42 @@ class Identity:
 
 
 def sign_identity(identity: Identity, secret: str, ttl_seconds: int = 60) -> str:
+    return sign_claims(identity.to_claims(), secret, ttl_seconds)
+
+
+def sign_claims(claims: Mapping[str, Any], secret: str, ttl_seconds: int = 60) -> str:
+    """An identity token for ``claims`` (an identity's, see :meth:`Identity.to_claims`): issuer, audience,
+    a fresh id and a lifetime of ``ttl_seconds`` (valid from 5 seconds ago, for clock skew)."""
     now = int(time.time())
-    claims = identity.to_claims() | {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "iat": now,
-        "nbf": now - 5,
-        "exp": now + ttl_seconds,
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    registered = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 5, "exp": now + ttl_seconds}
+    return jwt.encode({**claims, **registered, "jti": uuid.uuid4().hex}, secret, algorithm="HS256")
 
 
 def verify_identity(token: str, secret: str) -> Identity:
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "aud", "iss"]},
-            leeway=5,
+        claims = decode_token(
+            token, secret, audience=AUDIENCE, issuer=ISSUER, require=("exp", "iat", "sub", "aud", "iss"), leeway=5
         )
     except jwt.PyJWTError as exc:
         raise InvalidIdentity(str(exc)) from exc
     return Identity.from_claims(claims)
+
+
+def decode_token(
+    token: str, secret: str, *, audience: str, issuer: str, require: tuple[str, ...], leeway: int = 0
+) -> dict[str, Any]:
+    """The claims of a token Vigil signed: HS256 only (never the algorithm the token names), for this
+    audience and issuer, with the ``require``d claims present; raises ``jwt.PyJWTError`` otherwise."""
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        secret,
+        algorithms=["HS256"],
+        audience=audience,
+        issuer=issuer,
+        options={"require": list(require)},
+        leeway=leeway,
+    )
+    return claims
 
 
 def service_identity(

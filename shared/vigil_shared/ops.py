@@ -19,14 +19,84 @@ from flask_smorest import Blueprint
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .authz import requires
+from .commands import Context, command
 from .errors import UNAVAILABLE, Problem, conflict, not_found
 from .fields import Timestamp
 from .http import PaginationArgs, page_schema, paginate
-from .service import current_runtime, request_session
+from .service import ServiceRuntime, current_runtime, request_session
+from .web import request_context
 
 OPS_PERMISSION = "ops.manage"
+BROKER_ERRORS = (BrokerOperationalError, ConnectionError, TimeoutError)
+
+
+# --- commands: what an operator changes, from a view or a script alike -------------------------------
+
+
+@command
+def redeliver_event(ctx: Context, runtime: ServiceRuntime, event_id: str) -> Any:
+    """Puts a published event back in the outbox: the relay publishes it again to every subscriber."""
+    ctx.require(OPS_PERMISSION)
+    model = runtime.messaging.OutboxEvent
+    event = ctx.session.scalar(select(model).where(model.event_id == event_id))
+    if event is None:
+        raise not_found("event")
+    event.published_at = None
+    return event
+
+
+def find_dead_letter(session: Session, runtime: ServiceRuntime, event_id: str) -> Any:
+    found = session.get(runtime.messaging.DeadLetter, event_id)
+    if found is None:
+        raise not_found("dead letter")
+    return found
+
+
+@command
+def discard_dead_letter(ctx: Context, runtime: ServiceRuntime, event_id: str) -> None:
+    """Drops a dead letter: its event is not applied."""
+    ctx.require(OPS_PERMISSION)
+    ctx.session.delete(find_dead_letter(ctx.session, runtime, event_id))
+
+
+@command
+def _mark_for_retry(ctx: Context, runtime: ServiceRuntime, event_id: str) -> tuple[Any, dict[str, Any]]:
+    ctx.require(OPS_PERMISSION)
+    letter = find_dead_letter(ctx.session, runtime, event_id)
+    dead_letters = runtime.dead_letters()
+    message = dead_letters.message_of(letter)
+    if not isinstance(message, dict):
+        raise conflict("The message of this dead letter was not kept; it cannot be sent again.")
+    dead_letters.mark_retried(letter)
+    return letter, message
+
+
+@command
+def _unmark_retry(ctx: Context, letter: Any) -> None:
+    letter.retried_at = None
+
+
+def send_dead_letter_again(ctx: Context, runtime: ServiceRuntime, event_id: str) -> Any:
+    """Sends a dead letter's message to this service's own worker again; the letter as it now stands.
+
+    Two transactions, on purpose: the retry is marked and committed before sending (once the worker
+    has the message it may update or remove the row), and taken back when the broker refuses it (503).
+    """
+    letter, message = _mark_for_retry(ctx, runtime, event_id)
+    try:
+        runtime.deliver_to_self(message)
+    except BROKER_ERRORS as exc:
+        _unmark_retry(ctx, letter)
+        raise Problem(
+            503,
+            "The message broker is unavailable; nothing was sent. Try again shortly.",
+            type=UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        ) from exc
+    return letter
 
 
 class OutboxEventSchema(Schema):
@@ -95,14 +165,7 @@ def ops_blueprint(service: str) -> Blueprint:
     @blp.response(202, OutboxEventSchema)
     def redeliver(event_id: str) -> Any:
         """Publish an event again to every subscriber (idempotent consumers absorb the repeat)."""
-        session = request_session()
-        model = current_runtime().messaging.OutboxEvent
-        event = session.scalar(select(model).where(model.event_id == event_id))
-        if event is None:
-            raise not_found("event")
-        event.published_at = None
-        session.commit()
-        return event
+        return redeliver_event(request_context(), current_runtime(), event_id)
 
     @blp.route("/inbox/<string:event_id>")
     @requires(OPS_PERMISSION)
@@ -113,12 +176,6 @@ def ops_blueprint(service: str) -> Blueprint:
         if processed is None:
             raise not_found("processed event")
         return processed
-
-    def dead_letter(event_id: str) -> Any:
-        found = request_session().get(current_runtime().messaging.DeadLetter, event_id)
-        if found is None:
-            raise not_found("dead letter")
-        return found
 
     @blp.route("/dead-letters")
     @requires(OPS_PERMISSION)
@@ -145,16 +202,14 @@ def ops_blueprint(service: str) -> Blueprint:
         @blp.alt_response(404, description="No dead letter with this event id")
         def get(self, event_id: str) -> Any:
             """One dead letter: the event, the error, when and how often it failed."""
-            return dead_letter(event_id)
+            return find_dead_letter(request_session(), current_runtime(), event_id)
 
         @requires(OPS_PERMISSION)
         @blp.response(204)
         @blp.alt_response(404, description="No dead letter with this event id")
         def delete(self, event_id: str) -> None:
             """Discard a dead letter: the event is not applied (a later redelivery would be tried afresh)."""
-            session = request_session()
-            session.delete(dead_letter(event_id))
-            session.commit()
+            discard_dead_letter(request_context(), current_runtime(), event_id)
 
     @blp.route("/dead-letters/<string:event_id>/retry", methods=["POST"])
     @requires(OPS_PERMISSION)
@@ -167,25 +222,6 @@ def ops_blueprint(service: str) -> Blueprint:
 
         Applied, it leaves the list; failing again, it stays, with the new error and its attempts added.
         """
-        runtime, session = current_runtime(), request_session()
-        letter = dead_letter(event_id)
-        dead_letters = runtime.dead_letters()
-        message = dead_letters.message_of(letter)
-        if not isinstance(message, dict):
-            raise conflict("The message of this dead letter was not kept; it cannot be sent again.")
-        dead_letters.mark_retried(letter)
-        session.commit()  # before sending: once the worker has the message, it may update or remove the row
-        try:
-            runtime.deliver_to_self(message)
-        except (BrokerOperationalError, ConnectionError, TimeoutError) as exc:
-            letter.retried_at = None
-            session.commit()
-            raise Problem(
-                503,
-                "The message broker is unavailable; nothing was sent. Try again shortly.",
-                type=UNAVAILABLE,
-                headers={"Retry-After": "5"},
-            ) from exc
-        return letter
+        return send_dead_letter_again(request_context(), current_runtime(), event_id)
 
     return blp

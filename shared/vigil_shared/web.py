@@ -252,9 +252,7 @@ def record_rule(load: Callable[..., Any]) -> Callable[[View], View]:
             g.loaded = load(**kwargs)
             return view(*args, **kwargs)
 
-        # its own copy: decorators above add to it (flask-smorest, untyped, reads it off the function)
-        wrapper._apidoc = dict(getattr(view, "_apidoc", {}))  # type: ignore[attr-defined]
-        return cast(View, wrapper)
+        return cast(View, wrapper)  # functools.wraps carries what the decorators below documented
 
     return decorator
 

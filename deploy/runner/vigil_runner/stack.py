@@ -33,6 +33,7 @@ from pathlib import Path
 
 from vigil_shared.config import DEFAULT_PORTS, SERVICES, default_port
 from vigil_shared.crypto import generate_key
+from vigil_shared.processes import pid_alive
 
 BIN = Path(sys.executable).parent
 GENERATED_SECRETS = (
@@ -122,7 +123,7 @@ class RunLock:
         except (OSError, ValueError):
             info = {}
         pid, url = info.get("pid"), info.get("url", "?")
-        alive = pid and _pid_alive(pid)
+        alive = pid and pid_alive(pid)
         where = f"runner pid {pid}, {url}" if pid else "started elsewhere"
         if pid and not alive:
             return (
@@ -148,16 +149,6 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def free_port() -> int:

@@ -1,11 +1,10 @@
 """Technician portal: ``POST /api/v1/tech/lookup`` with an account number and PIN, answered on site.
 
-The property service checks the PIN (constant time, 5 wrong ones lock the account for 15 minutes,
-attempts rate-limited per client address, ``tech_portal.use`` at the property's location) and
-answers the site: address, system type, access information, systems, equipment, open appointments.
-The gateway adds the emergency contacts from the customer service; when that service is down the
-answer is still given, marked ``partial``. Nothing else of the customer (SSN, birthdate, billing)
-is asked for, and the response schema (``vigil_shared.onsite``) lets only the documented fields out.
+The view parses the body, calls :func:`vigil_gateway.tech_lookup.look_up_site` (the property
+service checks the PIN and answers the site: address, system type, access information, systems,
+equipment, open appointments; the customer service adds the emergency contacts) and renders the
+answer. Nothing else of the customer (SSN, birthdate, billing) is asked for, and the response schema
+(``vigil_shared.onsite``) lets only the documented fields out.
 
 Every lookup, good or bad (refused, malformed, locked, wrong PIN), is written to the audit log as
 ``tech.lookup`` with the account number tried, never the PIN.
@@ -14,7 +13,6 @@ Every lookup, good or bad (refused, malformed, locked, wrong PIN), is written to
 from __future__ import annotations
 
 from functools import wraps
-from typing import Any, cast
 
 from flask import g, request
 from flask.views import MethodView
@@ -22,20 +20,15 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
-from vigil_shared.errors import UNAVAILABLE, Problem
-from vigil_shared.identity import service_identity
+from vigil_shared.errors import Problem
 from vigil_shared.onsite import TechOnSite
-from vigil_shared.web import CONFIDENTIAL_READS_HEADER, requires
+from vigil_shared.web import requires
 
 from .. import audit
 from ..context import database
-from ..upstream import ServiceUnavailable, call_service
+from ..tech_lookup import look_up_site
 
 blp = Blueprint("tech", __name__, url_prefix="/api/v1/tech", description="Technician portal")
-
-VERIFY_PATH = "/api/v1/tech/verify"
-CONTACT_FIELDS = ("id", "name", "relation", "role", "phones", "email", "has_key", "call_priority", "is_primary")
-PROBLEM_EXTRAS = ("permission",)
 
 
 class TechLookupRequest(Schema):
@@ -141,44 +134,6 @@ def audited(view):
 # --- the operation -------------------------------------------------------------------------------
 
 
-def _refusal(reply) -> Problem:
-    """The property service's problem, re-issued as the gateway's own (its path is internal)."""
-    body = reply.body if isinstance(reply.body, dict) else {}
-    headers = {name: reply.headers[name] for name in ("Retry-After",) if name in reply.headers}
-    extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
-    return Problem(
-        reply.status,
-        body.get("detail"),
-        title=body.get("title"),
-        type=body.get("type", "about:blank"),
-        errors=body.get("errors"),
-        headers=headers,
-        **extras,
-    )
-
-
-def _emergency_contacts(customer_id: int) -> list | None:
-    """The customer's emergency contacts, in calling order; None when the customer service cannot say."""
-    identity = service_identity("gateway", {"contacts.view"}, request_id=g.get("request_id"))
-    try:
-        reply = call_service(
-            "customer",
-            "GET",
-            f"/api/v1/customers/{customer_id}/contacts",
-            params={"type": "emergency", "per_page": 100},
-            identity=identity,
-        )
-    except ServiceUnavailable:
-        return None
-    if reply.status != 200:
-        return None
-    items = reply.body.get("items") if isinstance(reply.body, dict) else reply.body
-    if not isinstance(items, list):
-        return None
-    contacts = [{key: item[key] for key in CONTACT_FIELDS if key in item} for item in items if isinstance(item, dict)]
-    return sorted(contacts, key=lambda c: (c.get("call_priority") is None, c.get("call_priority") or 0))
-
-
 @blp.route("/lookup")
 class TechLookup(MethodView):
     @audited
@@ -202,31 +157,6 @@ class TechLookup(MethodView):
 
         Needs `tech_portal.use` at the property's location. Every lookup is audited.
         """
-        try:
-            reply = call_service("property", "POST", VERIFY_PATH, json_body=data)
-        except ServiceUnavailable:
-            raise Problem(
-                503,
-                "The property service is unavailable. Try again shortly.",
-                type=UNAVAILABLE,
-                headers={"Retry-After": "5"},
-            ) from None
-        if not reply.ok:
-            raise _refusal(reply)
-        site = cast(dict[str, Any], reply.body)  # the property service's verify answer: an object
-        g.tech_site = site["property"]
-        contacts = _emergency_contacts(site["property"]["customer_id"])
-        g.tech_partial = contacts is None
-        headers = {}
-        if CONFIDENTIAL_READS_HEADER in reply.headers:  # audited by the gateway on the way out
-            headers[CONFIDENTIAL_READS_HEADER] = reply.headers[CONFIDENTIAL_READS_HEADER]
-        return (
-            site
-            | {
-                "emergency_contacts": contacts,
-                "partial": contacts is None,
-                "unavailable": ["customer"] if contacts is None else [],
-            },
-            200,
-            headers,
-        )
+        found = look_up_site(data)
+        g.tech_site, g.tech_partial = found.property_found, found.partial  # for the audit entry
+        return found.body(), 200, found.headers()

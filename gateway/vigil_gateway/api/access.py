@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
+from vigil_shared.catalog import CatalogSchemas, Operation, page_response, register_catalog
 from vigil_shared.http import PaginationArgs, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
@@ -35,99 +38,83 @@ from .common import context, if_match
 blp = Blueprint("access", __name__, url_prefix="/api/v1", description="Roles, office locations and API keys")
 
 
+STALE = "If-Match names an older version"
+# roles and locations: catalog views wired to the gateway's session, command context and ETags
+catalog_routes = partial(register_catalog, session=db_session, context=context, etag_headers=etag_headers)
+
+
 def _page(statement, args):
-    result = paginate(db_session(), statement, args["page"], args["per_page"])
-    return result.body(), 200, result.headers()
+    return page_response(paginate(db_session(), statement, args["page"], args["per_page"]))
 
 
 # --- roles ---------------------------------------------------------------------------------------
 
 
-@blp.route("/roles")
-class Roles(MethodView):
-    @requires("roles.manage")
-    @blp.arguments(PaginationArgs, location="query")
-    @blp.response(200, RolePageSchema)
-    def get(self, args):
-        """List roles."""
-        return _page(select(Role).order_by(Role.name), args)
-
-    @requires("roles.manage")
-    @idempotent
-    @blp.arguments(RoleCreateSchema)
-    @blp.response(201, RoleSchema)
-    def post(self, data):
-        """Create a role: a named set of permissions from the catalog."""
-        role = commands.create_role(context(), data)
-        return role, 201, etag_headers(role, Location=url_for("access.RoleItem", role_id=role.id))
-
-
-@blp.route("/roles/<int:role_id>")
-class RoleItem(MethodView):
-    @requires("roles.manage")
-    @blp.response(200, RoleSchema)
-    def get(self, role_id):
-        """Read one role."""
-        role = rights.get_role(db_session(), role_id)
-        return role, 200, etag_headers(role)
-
-    @requires("roles.manage")
-    @blp.arguments(RolePatchSchema)
-    @blp.response(200, RoleSchema)
-    @blp.alt_response(412, description="If-Match names an older version")
-    def patch(self, changes, role_id):
-        """Change a role; every holder's rights change with it on their next call."""
-        role = commands.update_role(context(if_match()), role_id, changes)
-        return role, 200, etag_headers(role)
-
-    @requires("roles.manage")
-    @blp.response(204)
-    @blp.alt_response(409, description="Users still hold this role")
-    @blp.alt_response(412, description="If-Match names an older version")
-    def delete(self, role_id):
-        """Delete a role no one holds any more."""
-        commands.delete_role(context(if_match()), role_id)
+catalog_routes(
+    blp,
+    path="/roles",
+    collection="Roles",
+    item="RoleItem",
+    id_name="role_id",
+    schemas=CatalogSchemas(RoleSchema, RoleCreateSchema, RolePatchSchema, PaginationArgs, RolePageSchema),
+    list=Operation(
+        "roles.manage",
+        "List roles.",
+        lambda session, page, per_page: page_response(
+            paginate(session, select(Role).order_by(Role.name), page, per_page)
+        ),
+    ),
+    create=Operation(
+        "roles.manage", "Create a role: a named set of permissions from the catalog.", commands.create_role
+    ),
+    read=Operation("roles.manage", "Read one role.", rights.get_role),
+    update=Operation(
+        "roles.manage",
+        "Change a role; every holder's rights change with it on their next call.",
+        commands.update_role,
+        {412: STALE},
+    ),
+    delete=Operation(
+        "roles.manage",
+        "Delete a role no one holds any more.",
+        commands.delete_role,
+        {409: "Users still hold this role", 412: STALE},
+    ),
+)
 
 
 # --- locations -----------------------------------------------------------------------------------
 
 
-@blp.route("/locations")
-class Locations(MethodView):
-    @requires(AUTHENTICATED)
-    @blp.arguments(PaginationArgs, location="query")
-    @blp.response(200, LocationPageSchema)
-    def get(self, args):
-        """Office locations I hold rights at (all of them for location, user and role managers)."""
-        return _page(rights.visible_locations(db_session(), current_identity()), args)
-
-    @requires("locations.manage")
-    @idempotent
-    @blp.arguments(LocationCreateSchema)
-    @blp.response(201, LocationSchema)
-    def post(self, data):
-        """Open an office location."""
-        location = commands.create_location(context(), data)
-        return location, 201, etag_headers(location, Location=url_for("access.LocationItem", location_id=location.id))
-
-
-@blp.route("/locations/<int:location_id>")
-class LocationItem(MethodView):
-    @requires(AUTHENTICATED)
-    @blp.response(200, LocationSchema)
-    def get(self, location_id):
-        """Read one office location (403 if I hold no rights there)."""
-        location = rights.get_location(db_session(), current_identity(), location_id)
-        return location, 200, etag_headers(location)
-
-    @requires("locations.manage")
-    @blp.arguments(LocationPatchSchema)
-    @blp.response(200, LocationSchema)
-    @blp.alt_response(412, description="If-Match names an older version")
-    def patch(self, changes, location_id):
-        """Rename or deactivate an office location."""
-        location = commands.update_location(context(if_match()), location_id, changes)
-        return location, 200, etag_headers(location)
+catalog_routes(
+    blp,
+    path="/locations",
+    collection="Locations",
+    item="LocationItem",
+    id_name="location_id",
+    schemas=CatalogSchemas(
+        LocationSchema, LocationCreateSchema, LocationPatchSchema, PaginationArgs, LocationPageSchema
+    ),
+    list=Operation(
+        AUTHENTICATED,
+        "Office locations I hold rights at (all of them for location, user and role managers).",
+        lambda session, page, per_page: page_response(
+            paginate(session, rights.visible_locations(session, current_identity()), page, per_page)
+        ),
+    ),
+    create=Operation("locations.manage", "Open an office location.", commands.create_location),
+    read=Operation(
+        AUTHENTICATED,
+        "Read one office location (403 if I hold no rights there).",
+        lambda session, location_id: rights.get_location(session, current_identity(), location_id),
+    ),
+    update=Operation(
+        "locations.manage",
+        "Rename or deactivate an office location.",
+        commands.update_location,
+        {412: STALE},
+    ),
+)
 
 
 # --- API keys ------------------------------------------------------------------------------------
@@ -169,7 +156,7 @@ class ApiKeyItem(MethodView):
     @requires("api_keys.manage")
     @blp.response(204)
     @blp.alt_response(403, description="The key's creator holds rights you do not hold")
-    @blp.alt_response(412, description="If-Match names an older version")
+    @blp.alt_response(412, description=STALE)
     def delete(self, key_id):
         """Revoke an API key: it stops working at once (it stays listed, revoked).
 

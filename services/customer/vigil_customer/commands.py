@@ -15,13 +15,13 @@ run one after the other and each sees the version the previous one left.
 
 from __future__ import annotations
 
-from vigil_shared.commands import command
+from vigil_shared.commands import catalog_commands, command
 from vigil_shared.errors import validation_problem
 
 from . import contacts, custom_fields, customers, files, notes, tags
 from .access import base_permission
 from .customers import Context
-from .models import Contact, Customer, CustomerFile, CustomFieldDefinition, Note, Tag
+from .models import Contact, Customer, CustomerFile, Note, Tag
 
 CATALOGS_MANAGE = "catalogs.manage"
 # the record's own actions that change it (its row is locked from the first read)
@@ -170,45 +170,19 @@ def delete_file(ctx: Context, customer: Customer, file_id: int, version: int) ->
 # --- company-wide catalogs: tags and custom fields ---------------------------------------------------
 
 
-@command
-def create_tag(ctx: Context, data: dict) -> Tag:
-    ctx.require(CATALOGS_MANAGE)
-    return tags.create_tag(ctx.session, data)
-
-
-@command
-def update_tag(ctx: Context, tag_id: int, changes: dict) -> Tag:
-    ctx.require(CATALOGS_MANAGE)
-    tag = tags.get_tag(ctx.session, tag_id)
-    ctx.check_version(tag.id, tag.version)
-    return tags.update_tag(ctx.session, tag, changes)
-
-
-@command
-def delete_tag(ctx: Context, tag_id: int) -> None:
-    ctx.require(CATALOGS_MANAGE)
-    tag = tags.get_tag(ctx.session, tag_id)
-    ctx.check_version(tag.id, tag.version)
-    tags.delete_tag(ctx.session, tag)
-
-
-@command
-def create_custom_field(ctx: Context, data: dict) -> CustomFieldDefinition:
-    ctx.require(CATALOGS_MANAGE)
-    return custom_fields.create_definition(ctx.session, data)
-
-
-@command
-def update_custom_field(ctx: Context, definition_id: int, changes: dict) -> CustomFieldDefinition:
-    ctx.require(CATALOGS_MANAGE)
-    definition = custom_fields.get_definition(ctx.session, definition_id)
-    ctx.check_version(definition.id, definition.version)
-    return custom_fields.update_definition(ctx.session, definition, changes)
-
-
-@command
-def delete_custom_field(ctx: Context, definition_id: int) -> None:
-    ctx.require(CATALOGS_MANAGE)
-    definition = custom_fields.get_definition(ctx.session, definition_id)
-    ctx.check_version(definition.id, definition.version)
-    custom_fields.delete_definition(ctx.session, definition)
+create_tag, update_tag, delete_tag = catalog_commands(
+    "tag",
+    CATALOGS_MANAGE,
+    get=tags.get_tag,
+    create=tags.create_tag,
+    update=tags.update_tag,
+    delete=tags.delete_tag,
+)
+create_custom_field, update_custom_field, delete_custom_field = catalog_commands(
+    "custom_field",
+    CATALOGS_MANAGE,
+    get=custom_fields.get_definition,
+    create=custom_fields.create_definition,
+    update=custom_fields.update_definition,
+    delete=custom_fields.delete_definition,
+)

@@ -149,58 +149,47 @@ def update_contact(
     if "phones" in changes:
         changes["phones"] = _phones(changes["phones"], customer.state)
     changed = []
+
+    def note(name: str, old, new, **confidential) -> None:
+        """One history entry for a changed field of the contact."""
+        history.record(
+            session,
+            actor,
+            customer.id,
+            "contact_update",
+            target_type="contact",
+            target_id=contact.id,
+            field=name,
+            old=old,
+            new=new,
+            **confidential,
+        )
+        changed.append(name)
+
     for name in EDITABLE:
         if name not in changes:
             continue
         if name == "passcode":
-            history.record(
-                session,
-                actor,
-                customer.id,
-                "contact_update",
-                target_type="contact",
-                target_id=contact.id,
-                field="passcode",
-                old=cipher.decrypt(contact.passcode_enc),
-                new=changes[name] or None,
+            note(
+                name,
+                cipher.decrypt(contact.passcode_enc),
+                changes[name] or None,
                 confidential="installation_codes",
                 cipher=cipher,
             )
             contact.passcode_enc = cipher.encrypt(changes[name] or None)
-            changed.append(name)
             continue
         if name == "call_priority":
             if contact.type == EMERGENCY and changes[name] is not None and changes[name] != contact.call_priority:
                 old = contact.call_priority
                 _place(session, contact, changes[name])
-                history.record(
-                    session,
-                    actor,
-                    customer.id,
-                    "contact_update",
-                    target_type="contact",
-                    target_id=contact.id,
-                    field=name,
-                    old=old,
-                    new=contact.call_priority,
-                )
-                changed.append(name)
+                note(name, old, contact.call_priority)
             continue
         old = getattr(contact, name)
         if old != changes[name]:
-            history.record(
-                session,
-                actor,
-                customer.id,
-                "contact_update",
-                target_type="contact",
-                target_id=contact.id,
-                field=name,
-                old=_phones_text(old) if name == "phones" else old,
-                new=_phones_text(changes[name]) if name == "phones" else changes[name],
-            )
+            shown = _phones_text if name == "phones" else (lambda value: value)
+            note(name, shown(old), shown(changes[name]))
             setattr(contact, name, changes[name])
-            changed.append(name)
     if "is_primary" in changed and contact.is_primary:
         _make_primary(session, contact)
     if changed:

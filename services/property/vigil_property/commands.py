@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vigil_shared.commands import Context, command
+from vigil_shared.commands import Context, catalog_commands, command
 from vigil_shared.db import utcnow
 from vigil_shared.errors import FORBIDDEN, Problem
 
 from . import appointments, customer_client, equipment, pins, properties, systems, tech
 from . import customers_replica as replica
 from .history import Actor
-from .models import Appointment, Equipment, KnownCustomer, Property, System, SystemKind
+from .models import Appointment, Equipment, KnownCustomer, Property, System
 
 CODES_VIEW = "confidential.installation_codes.view"
 CODES_MODIFY = "confidential.installation_codes.modify"
@@ -186,26 +186,15 @@ def remove_system(ctx: Context, scoped: Scoped, system_id: int) -> None:
     systems.remove_system(ctx.session, scoped.property, system, actor(ctx))
 
 
-@command
-def create_kind(ctx: Context, data: dict) -> SystemKind:
-    ctx.require(CATALOGS_MANAGE)
-    return systems.create_kind(ctx.session, data)
-
-
-@command
-def update_kind(ctx: Context, kind_id: int, changes: dict) -> SystemKind:
-    ctx.require(CATALOGS_MANAGE)
-    kind = systems.get_kind(ctx.session, kind_id)
-    ctx.check_version(kind.id, kind.row_version)
-    return systems.update_kind(ctx.session, kind, changes)
-
-
-@command
-def delete_kind(ctx: Context, kind_id: int) -> None:
-    ctx.require(CATALOGS_MANAGE)
-    kind = systems.get_kind(ctx.session, kind_id)
-    ctx.check_version(kind.id, kind.row_version)
-    systems.delete_kind(ctx.session, kind)
+create_kind, update_kind, delete_kind = catalog_commands(
+    "kind",
+    CATALOGS_MANAGE,
+    get=systems.get_kind,
+    create=systems.create_kind,
+    update=systems.update_kind,
+    delete=systems.delete_kind,
+    version_attr="row_version",
+)
 
 
 # --- equipment ----------------------------------------------------------------------------------------

@@ -57,6 +57,23 @@ class MessagingModels:
     DeadLetter: type[Any]
 
 
+class IdempotencyColumns:
+    """The columns of an ``idempotency_keys`` table: every service's (below) and the gateway's own.
+
+    The first answer to a POST sent with an ``Idempotency-Key``, sealed (``vigil_shared.idempotency``).
+    """
+
+    caller: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 def messaging_models(Base: type[DeclarativeBase]) -> MessagingModels:
     """Declares ``outbox_events``, ``processed_events``, ``idempotency_keys`` and ``dead_letters`` on a
     service's own metadata.
@@ -86,20 +103,10 @@ def messaging_models(Base: type[DeclarativeBase]) -> MessagingModels:
         processed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
         duplicates: Mapped[int] = mapped_column(Integer, default=0)  # repeats absorbed, for operators
 
-    class IdempotencyRecord(Base):  # type: ignore[valid-type,misc]
+    class IdempotencyRecord(IdempotencyColumns, Base):  # type: ignore[valid-type,misc]
         """The first response to a POST sent with an ``Idempotency-Key`` (see ``vigil_shared.idempotency``)."""
 
         __tablename__ = "idempotency_keys"
-
-        caller: Mapped[str] = mapped_column(String(100), primary_key=True)
-        key: Mapped[str] = mapped_column(String(200), primary_key=True)
-        request_hash: Mapped[str] = mapped_column(String(64))
-        state: Mapped[str] = mapped_column(String(20))
-        response_status: Mapped[int | None] = mapped_column(Integer)
-        response_body: Mapped[str | None] = mapped_column(Text)
-        response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-        created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-        expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
     class DeadLetter(Base):  # type: ignore[valid-type,misc]
         """An event this service's consumer can never apply as it is (see ``messaging.dead_letters``)."""

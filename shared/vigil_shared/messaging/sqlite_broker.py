@@ -38,6 +38,8 @@ from kombu import Connection
 from kombu.message import Message
 from kombu.transport import TRANSPORT_ALIASES, virtual
 
+from ..processes import pid_alive
+
 SCHEME = "sqlite"
 DEFAULT_VISIBILITY_TIMEOUT = 30.0
 REAP_INTERVAL = 2.0
@@ -74,16 +76,6 @@ def connect(path: Path, busy_timeout_ms: int = 30000) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
     return conn
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class QoS(virtual.QoS):
@@ -244,7 +236,7 @@ class Channel(virtual.Channel):
                 "SELECT DISTINCT owner FROM messages WHERE owner IS NOT NULL AND visible_at > ?", (now,)
             ):
                 owner_host, _, pid = owner.rpartition(":")
-                if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
                     self._write(
                         "UPDATE messages SET visible_at = ?, owner = NULL, receipt = NULL WHERE owner = ?", (now, owner)
                     )

@@ -8,11 +8,20 @@ above ``@idempotent`` and the flask-smorest decorators). The view reads the reco
 
 from __future__ import annotations
 
+from functools import partial
+
+from vigil_shared.catalog import register_catalog
+from vigil_shared.http import etag_headers
 from vigil_shared.runtime import current_runtime
-from vigil_shared.web import if_match, loaded, record_rule, request_context  # noqa: F401 - views read these here
+from vigil_shared.web import if_match, loaded, record_rule, request_context, request_session  # noqa: F401 - views read these
 
 from .. import commands
 from ..customers import Context
+
+LIKELY_DUPLICATES = (
+    "Likely duplicates (`matches` you may view: id, name, kind and the reasons you may see; "
+    "`other_matches`: how many elsewhere) or the email is in use"
+)
 
 
 def context(version: str | None = None) -> Context:
@@ -37,3 +46,8 @@ def customer_rule(*, action: str | None = None, permission: str | None = None):
 def lead_rule(action: str):
     """``loaded()`` is the URL's record after checking ``leads.<action>`` at its location (whatever its kind)."""
     return record_rule(lambda customer_id, **_: commands.load_lead(context(), customer_id, action))
+
+
+# A company-wide catalog of this service (tags, custom fields): its views, wired to this service's
+# session, command context and ETags (see vigil_shared.catalog).
+catalog_routes = partial(register_catalog, session=request_session, context=context, etag_headers=etag_headers)

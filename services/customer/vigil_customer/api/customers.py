@@ -24,7 +24,7 @@ from ..schemas import (
     HistoryArgs,
     HistoryPageSchema,
 )
-from .common import cipher, context, customer_rule, if_match, loaded
+from .common import LIKELY_DUPLICATES, cipher, context, customer_rule, if_match, loaded
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
@@ -72,12 +72,7 @@ class Customers(MethodView):
     @blp.arguments(CustomerCreateSchema)
     @blp.response(201, CustomerSchema)
     @blp.alt_response(403, description="You may not create records in this location, or set some of the fields")
-    @blp.alt_response(
-        409,
-        description="Likely duplicates (`matches` you may view: id, name, kind and the "
-        "reasons you may see; `other_matches`: how many elsewhere) or the email "
-        "is in use",
-    )
+    @blp.alt_response(409, description=LIKELY_DUPLICATES)
     def post(self, data, allow_duplicates=False):
         """Create a customer, or a lead with `kind: lead` (which also needs `leads.create`).
 

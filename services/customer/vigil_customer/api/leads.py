@@ -27,7 +27,7 @@ from ..schemas import (
     CustomerSchema,
     LeadCreateSchema,
 )
-from .common import context, if_match, lead_rule, loaded
+from .common import LIKELY_DUPLICATES, context, if_match, lead_rule, loaded
 from .customers import list_response, record_response
 
 blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Leads (customers of kind `lead`)")
@@ -57,12 +57,7 @@ class Leads(MethodView):
     @blp.arguments(CreateArgs, location="query", as_kwargs=True)
     @blp.arguments(LeadCreateSchema)
     @blp.response(201, CustomerSchema)
-    @blp.alt_response(
-        409,
-        description="Likely duplicates (`matches` you may view: id, name, kind and the "
-        "reasons you may see; `other_matches`: how many elsewhere) or the email "
-        "is in use",
-    )
+    @blp.alt_response(409, description=LIKELY_DUPLICATES)
     def post(self, data, allow_duplicates=False):
         """Create a lead (`lead_status` is required); duplicates answer 409 unless `?allow_duplicates=true`."""
         if data.get("kind", LEAD) != LEAD:

@@ -11,7 +11,8 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers, paginate
+from vigil_shared.catalog import NOT_CHANGED, NOT_DELETED, CatalogSchemas, Operation, page_response
+from vigil_shared.http import paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
@@ -19,7 +20,7 @@ from vigil_shared.web import request_session, requires
 from .. import commands
 from .. import tags as domain
 from ..child_schemas import ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema, TagSchema
-from .common import context, customer_rule, if_match, loaded
+from .common import catalog_routes, context, customer_rule, loaded
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint(
@@ -30,53 +31,39 @@ applied = Blueprint(
 )
 
 
-@catalog.route("")
-class TagCatalog(MethodView):
-    @requires(AUTHENTICATED)
-    @catalog.arguments(TagListArgs, location="query", as_kwargs=True)
-    @catalog.response(200, TagPageSchema)
-    def get(self, page, per_page, q=None):
-        """The company's tags by name; `q` matches the start of a name."""
-        result = paginate(request_session(), domain.catalog_statement(q), page, per_page)
-        return result.body(), 200, result.headers()
-
-    @requires("catalogs.manage")
-    @idempotent
-    @catalog.arguments(TagCreateSchema)
-    @catalog.response(201, TagSchema)
-    @catalog.alt_response(409, description="A tag with this name (in any case) exists")
-    def post(self, data):
-        """Add a tag to the catalog."""
-        tag = commands.create_tag(context(), data)
-        return tag, 201, etag_headers(tag, Location=url_for("tags.TagItem", tag_id=tag.id))
-
-
-@catalog.route("/<int:tag_id>")
-class TagItem(MethodView):
-    @requires(AUTHENTICATED)
-    @catalog.response(200, TagSchema)
-    def get(self, tag_id):
-        """One tag of the catalog."""
-        tag = domain.get_tag(request_session(), tag_id)
-        return tag, 200, etag_headers(tag)
-
-    @requires("catalogs.manage")
-    @catalog.arguments(TagPatchSchema)
-    @catalog.response(200, TagSchema)
-    @catalog.alt_response(409, description="A tag with this name (in any case) exists")
-    @catalog.alt_response(412, description="`If-Match` names an older version; nothing was changed")
-    def patch(self, changes, tag_id):
-        """Rename or recolour a tag; records carrying it show the change at once."""
-        tag = commands.update_tag(context(if_match()), tag_id, changes)
-        return tag, 200, etag_headers(tag)
-
-    @requires("catalogs.manage")
-    @catalog.response(204)
-    @catalog.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
-    def delete(self, tag_id):
-        """Remove a tag from the catalog and from every record carrying it."""
-        commands.delete_tag(context(if_match()), tag_id)
-        return None
+catalog_routes(
+    catalog,
+    collection="TagCatalog",
+    item="TagItem",
+    id_name="tag_id",
+    schemas=CatalogSchemas(TagSchema, TagCreateSchema, TagPatchSchema, TagListArgs, TagPageSchema),
+    list=Operation(
+        AUTHENTICATED,
+        "The company's tags by name; `q` matches the start of a name.",
+        lambda session, page, per_page, q=None: page_response(
+            paginate(session, domain.catalog_statement(q), page, per_page)
+        ),
+    ),
+    create=Operation(
+        "catalogs.manage",
+        "Add a tag to the catalog.",
+        commands.create_tag,
+        {409: "A tag with this name (in any case) exists"},
+    ),
+    read=Operation(AUTHENTICATED, "One tag of the catalog.", domain.get_tag),
+    update=Operation(
+        "catalogs.manage",
+        "Rename or recolour a tag; records carrying it show the change at once.",
+        commands.update_tag,
+        {409: "A tag with this name (in any case) exists", 412: NOT_CHANGED},
+    ),
+    delete=Operation(
+        "catalogs.manage",
+        "Remove a tag from the catalog and from every record carrying it.",
+        commands.delete_tag,
+        {412: NOT_DELETED},
+    ),
+)
 
 
 @applied.route("")

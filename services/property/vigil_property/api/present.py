@@ -13,9 +13,11 @@ from vigil_shared.web import current_identity, note_confidential_read
 
 from .. import pins
 from ..models import Property, System, SystemKind
-from ..properties import ACCESS_COLUMNS
+from ..properties import ACCESS_COLUMNS, PLAIN_FIELDS
 
 CODES_VIEW = "confidential.installation_codes.view"
+# the property's own columns as shown (the editable ones are the domain's PLAIN_FIELDS); the PIN and access apart
+PROPERTY_COLUMNS = ("id", "customer_id", *PLAIN_FIELDS, "active", "deactivated_at", "created_at", "updated_at")
 
 
 def may_see_codes(location_id: int | None, identity: Identity | None = None) -> bool:
@@ -24,25 +26,7 @@ def may_see_codes(location_id: int | None, identity: Identity | None = None) -> 
 
 def property_body(prop: Property, location_id: int | None, *, with_pin: bool = True, reveal: bool = True) -> dict:
     """The property as the caller sees it; ``reveal=False`` masks the PIN even for those allowed to see it."""
-    body = {
-        column: getattr(prop, column)
-        for column in (
-            "id",
-            "customer_id",
-            "account_number",
-            "type",
-            "system_type",
-            "address",
-            "city",
-            "postal_code",
-            "monitoring_status",
-            "notes",
-            "active",
-            "deactivated_at",
-            "created_at",
-            "updated_at",
-        )
-    }
+    body = {column: getattr(prop, column) for column in PROPERTY_COLUMNS}
     body["location_id"] = location_id
     body["access"] = {key: getattr(prop, column) for key, column in ACCESS_COLUMNS.items()}
     if not with_pin:

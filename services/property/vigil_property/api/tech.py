@@ -8,9 +8,10 @@ document. It still declares its rule like every operation.
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from vigil_shared.apidoc import InternalBlueprint
 from vigil_shared.identity import Identity
+from vigil_shared.onsite import TechSite
 from vigil_shared.web import request_session, requires
 
 from .. import appointments, commands, equipment, systems
@@ -18,31 +19,9 @@ from ..schemas import OnSiteSchema, TechVerifySchema
 from .common import context
 from .present import property_body, system_body
 
-
-class InternalBlueprint(Blueprint):
-    """A blueprint whose operations are left out of the OpenAPI document (service-to-service only)."""
-
-    def register_views_in_doc(self, api, app, spec, *, name, parameters):
-        return None
-
-
 blp = InternalBlueprint("tech", __name__, url_prefix="/api/v1/tech")
 
-ON_SITE_PROPERTY_FIELDS = (
-    "id",
-    "customer_id",
-    "location_id",
-    "account_number",
-    "type",
-    "system_type",
-    "address",
-    "city",
-    "postal_code",
-    "monitoring_status",
-    "active",
-    "notes",
-    "access",
-)
+ON_SITE_PROPERTY_FIELDS = tuple(TechSite().fields)  # what the on-site contract lets out, no more
 
 
 def _client(identity: Identity) -> str:
