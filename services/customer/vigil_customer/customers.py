@@ -437,7 +437,7 @@ def create(
         listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)), ctx.identity)
         if listed or others:
             raise duplicate_problem(listed, others)
-    if customer.email_key:
+    if customer.email_key and allow_duplicates:  # otherwise the duplicate check above found no record with it
         _ensure_email_free(ctx.session, customer.email_key)
     now = utcnow()
     customer.created_at = customer.updated_at = customer.last_activity_at = now
@@ -449,7 +449,7 @@ def create(
     else:
         history.record(ctx.session, ctx.actor, customer.id, "create", new=kind)
     _record_changes(ctx, customer, changes, "create")
-    search.reindex(ctx.session, customer)
+    search.reindex(ctx.session, customer, new=True)
     ctx.outbox.add(
         ctx.session,
         CustomerCreated(
