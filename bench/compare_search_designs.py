@@ -243,12 +243,12 @@ def build_sqlite(url: str) -> None:
 def fts_query(table: str, session: Session, q: str) -> tuple[list, int]:
     tokens = search.query_tokens(q)
     if table == "fts_trigram":
-        where = " AND ".join(f"f.body LIKE :p{i}" for i in range(len(tokens)))
+        where = " AND ".join(f"{table}.body LIKE :p{i}" for i in range(len(tokens)))
         params = {f"p{i}": p for i, p in enumerate(like_patterns(tokens))}
     else:
-        where = "f.body MATCH :m"
+        where = f"{table} MATCH :m"
         params = {"m": " ".join('"' + t.replace('"', '""') + '"*' for t in tokens)}
-    source = f"customers c JOIN {table} f ON f.rowid = c.id WHERE {where} AND c.location_id IN ({VISIBLE})"
+    source = f"customers c JOIN {table} ON {table}.rowid = c.id WHERE {where} AND c.location_id IN ({VISIBLE})"
     ids = [
         r[0] for r in session.execute(text(f"SELECT c.id FROM {source} ORDER BY c.sort_name, c.id LIMIT 21"), params)
     ]

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.exc import StaleDataError
 
 from vigil_shared import commands
@@ -59,12 +59,19 @@ class Context(commands.Context):
         return history.Actor(self.identity, self.source)
 
 
-def get_customer(session: Session, customer_id: int, *, for_update: bool = False) -> Customer:
+def get_customer(session: Session, customer_id: int, *, for_update: bool = False, key_only: bool = False) -> Customer:
     """The record, or 404. ``for_update`` locks its row until the transaction ends (PostgreSQL), so
     concurrent writes to one record run one after the other: each sees the version the previous
-    one left, ``If-Match`` is judged against it, and none fails on a version it never saw."""
+    one left, ``If-Match`` is judged against it, and none fails on a version it never saw.
+
+    ``key_only`` reads the columns a tab's permission check needs (kind, location), not the whole
+    record; any other attribute still loads when it is first read."""
     customer = session.get(
-        Customer, customer_id, with_for_update=True if for_update else None, populate_existing=for_update
+        Customer,
+        customer_id,
+        with_for_update=True if for_update else None,
+        populate_existing=for_update,
+        options=[load_only(Customer.id, Customer.kind, Customer.location_id, Customer.version)] if key_only else None,
     )
     if customer is None:
         raise not_found("customer")
