@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from sqlalchemy import and_, delete, distinct, false, func, insert, intersect, or_, select, tuple_
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from vigil_shared.errors import validation_problem
 from vigil_shared.guards import INT32_MAX
@@ -251,7 +251,7 @@ class ListQuery:
 
 @dataclass
 class Result:
-    rows: list[Customer]
+    rows: list[Any]  # rows of the listed columns (``id``, names… ``sort_name``, ``created_at``)
     page: int
     per_page: int
     total: int
@@ -523,14 +523,12 @@ def _first_rows(session: Session, statement, want: int) -> list:
         fetch *= 4
 
 
-# The columns a list item shows, and the sort keys its cursors carry: a page loads no other column.
-_LISTED = load_only(
-    *[
-        getattr(Customer, name)
-        for name in dict.fromkeys((*registry.output_fields(listed_only=True), "sort_name", "created_at"))
-    ],
-    raiseload=False,
-)
+# The columns a list item shows, and the sort keys its cursors carry: a page reads no other column,
+# as plain rows (building twenty ORM objects cost a fifth of a page's CPU).
+_LISTED = [
+    getattr(Customer, name)
+    for name in dict.fromkeys((*registry.output_fields(listed_only=True), "sort_name", "created_at"))
+]
 
 
 class _Match(NamedTuple):
@@ -634,9 +632,7 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
     ids = [row.id for row in page_rows]
 
     total, estimated = counted or counter()
-    rows_by_id = (
-        {c.id: c for c in session.scalars(select(Customer).options(_LISTED).where(Customer.id.in_(ids)))} if ids else {}
-    )
+    rows_by_id = {c.id: c for c in session.execute(select(*_LISTED).where(Customer.id.in_(ids)))} if ids else {}
     rows = [rows_by_id[i] for i in ids if i in rows_by_id]
 
     more_after = has_more if direction == "next" else True
