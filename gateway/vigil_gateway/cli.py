@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vigil_shared import migrations
 from vigil_shared.config import ConfigError, env
 from vigil_shared.db import Database
 from vigil_shared.logs import configure_logging
@@ -36,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.base.log_level, process=f"gateway-{args.command}")
     if args.command == "migrate":
+        from vigil_shared import migrations  # alembic only where it is used: the web process stays smaller
+
         migrations.upgrade(PACKAGE, settings.base.database_url)
     elif args.command == "create-admin":
         _create_admin(settings, reset=args.reset)

@@ -21,7 +21,6 @@ from typing import Any
 
 from flask import Flask
 
-from . import migrations
 from .config import ConfigError, Settings
 from .health import run_checks
 from .idempotency import register_idempotency
@@ -153,6 +152,9 @@ class ServiceProgram:
             print(f"vigil-{self.name}: {exc}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level, process=f"{self.name}-{args.command}")
+        if args.command in ("migrate", "revision"):
+            from . import migrations  # alembic only where it is used: the long-running processes stay smaller
+
         if args.command == "migrate":
             migrations.upgrade(self.package, settings.database_url)
             log.info("migrations applied", extra={"service": self.name})

@@ -59,6 +59,14 @@ def test_twenty_a_page_by_name_with_links_that_walk_every_row(api):
     assert ids(api.get("/api/v1/customers?page=2")) == expected[20:40], "a bare page number still works"
 
 
+def test_page_numbers_reach_the_first_ten_thousand_records_then_point_at_the_cursor(api):
+    create(api)
+    assert api.get("/api/v1/customers?page=500").status_code == 200  # records 9,981-10,000: an OFFSET of 9,980
+    deep = api.get("/api/v1/customers?page=501")
+    assert deep.status_code == 422 and "cursor" in str(deep.json)
+    assert api.get("/api/v1/customers?page=101&per_page=100").status_code == 422
+
+
 def test_prev_links_walk_back(api):
     for i in range(30):
         create(api, customer(first_name=f"P{i:02d}"))

@@ -49,7 +49,8 @@ def load_lead(ctx: Context, customer_id: int, action: str) -> Customer:
 
 def load_customer_tab(ctx: Context, customer_id: int, permission: str) -> Customer:
     """The record for a tab (notes, contacts, files…): 403 without ``permission`` at its location."""
-    customer = customers.get_customer(ctx.session, customer_id, for_update=permission.endswith(".modify"))
+    writing = permission.endswith(".modify")
+    customer = customers.get_customer(ctx.session, customer_id, for_update=writing, key_only=not writing)
     ctx.require(permission, customer.location_id)
     return customer
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.exc import StaleDataError
 
 from vigil_shared import commands
@@ -59,12 +59,19 @@ class Context(commands.Context):
         return history.Actor(self.identity, self.source)
 
 
-def get_customer(session: Session, customer_id: int, *, for_update: bool = False) -> Customer:
+def get_customer(session: Session, customer_id: int, *, for_update: bool = False, key_only: bool = False) -> Customer:
     """The record, or 404. ``for_update`` locks its row until the transaction ends (PostgreSQL), so
     concurrent writes to one record run one after the other: each sees the version the previous
-    one left, ``If-Match`` is judged against it, and none fails on a version it never saw."""
+    one left, ``If-Match`` is judged against it, and none fails on a version it never saw.
+
+    ``key_only`` reads the columns a tab's permission check needs (kind, location), not the whole
+    record; any other attribute still loads when it is first read."""
     customer = session.get(
-        Customer, customer_id, with_for_update=True if for_update else None, populate_existing=for_update
+        Customer,
+        customer_id,
+        with_for_update=True if for_update else None,
+        populate_existing=for_update,
+        options=[load_only(Customer.id, Customer.kind, Customer.location_id, Customer.version)] if key_only else None,
     )
     if customer is None:
         raise not_found("customer")
@@ -437,7 +444,7 @@ def create(
         listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)), ctx.identity)
         if listed or others:
             raise duplicate_problem(listed, others)
-    if customer.email_key:
+    if customer.email_key and allow_duplicates:  # otherwise the duplicate check above found no record with it
         _ensure_email_free(ctx.session, customer.email_key)
     now = utcnow()
     customer.created_at = customer.updated_at = customer.last_activity_at = now
@@ -449,7 +456,7 @@ def create(
     else:
         history.record(ctx.session, ctx.actor, customer.id, "create", new=kind)
     _record_changes(ctx, customer, changes, "create")
-    search.reindex(ctx.session, customer)
+    search.reindex(ctx.session, customer, new=True)
     ctx.outbox.add(
         ctx.session,
         CustomerCreated(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import utcnow
@@ -75,10 +75,18 @@ def flush(session: Session) -> None:
     writes.flush(session, _account_taken)
 
 
+# Columns a read never shows: the PIN's check value, salt and ciphertext, and the account number's key.
+# They load when first used (a PIN shown in clear, a PIN or account number changed).
+_UNSHOWN = [
+    defer(column) for column in (Property.pin_salt, Property.pin_hash, Property.pin_encrypted, Property.account_key)
+]
+
+
 def property_with_location(session: Session, property_id: int) -> tuple[Property, int | None]:
     """The property and its customer's location as the replica knows it, in one query (404 if none)."""
     row = session.execute(
         select(Property, KnownCustomer.location_id)
+        .options(*_UNSHOWN)
         .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
         .where(Property.id == property_id)
     ).first()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, delete, select, update
+from sqlalchemy import CursorResult, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -68,17 +68,25 @@ def count_attempt(session: Session, client: str, now: datetime) -> None:
     """Counts one attempt for ``client`` and commits it; 429 with ``Retry-After`` past the window's limit.
 
     One statement: the row is created, or its window restarted or its count raised, atomically.
+    It is a Core statement on the table (the ORM's bulk-insert path costs more than the upsert), and
+    parameters the same on every call, so SQLAlchemy reuses its compiled form.
     """
-    statement = _upsert(session, LookupWindow).values(client=client, window_start=now, attempts=1)
-    expired = LookupWindow.window_start <= now - WINDOW
-    statement = statement.on_conflict_do_update(
-        index_elements=[LookupWindow.client],
-        set_={
-            "attempts": case((expired, 1), else_=LookupWindow.attempts + 1),
-            "window_start": case((expired, now), else_=LookupWindow.window_start),
-        },
-    ).returning(LookupWindow.attempts, LookupWindow.window_start)
-    attempts, window_start = session.execute(statement).one()
+    table = LookupWindow.__table__
+    now_param = bindparam("now", type_=table.c.window_start.type)
+    expired = table.c.window_start <= bindparam("since", type_=table.c.window_start.type)
+    statement = (
+        _upsert(session, table)
+        .values(client=bindparam("client"), window_start=now_param, attempts=1)
+        .on_conflict_do_update(
+            index_elements=[table.c.client],
+            set_={
+                "attempts": case((expired, 1), else_=table.c.attempts + 1),
+                "window_start": case((expired, now_param), else_=table.c.window_start),
+            },
+        )
+        .returning(table.c.attempts, table.c.window_start)
+    )
+    attempts, window_start = session.execute(statement, {"client": client, "now": now, "since": now - WINDOW}).one()
     if random.random() < PRUNE_SHARE:
         prune_windows(session, now)
     session.commit()

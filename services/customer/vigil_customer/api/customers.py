@@ -62,7 +62,8 @@ class Customers(MethodView):
         `q` matches the start of any word of the name, business or DBA name, email, phone digits in
         any format, the customer id and property account numbers. `total` is exact up to 10,000 and
         flagged `total_estimated` beyond. Follow the `Link` headers (they carry a keyset `cursor`)
-        to page deep without slowing down. Leads appear only where you also hold `leads.view`.
+        to page deep without slowing down; a bare `page` number reaches the first 10,000 records
+        (deeper is a 422 that points at the cursor). Leads appear only where you also hold `leads.view`.
         """
         return list_response(request_session(), search.ListQuery(**args), visibility())
 

@@ -1,0 +1,84 @@
+"""Idle memory of every process of ``make run`` (embedded default), the issue's target: RSS <= 80 MB each.
+
+    .venv/bin/python bench/bench_idle_rss.py [--settle 5]
+
+Starts the whole installation as ``make run`` does (the runner's ``Stack``, in a temporary
+``VIGIL_VAR_DIR`` on free ports, embedded SQLite databases and broker), waits until every process
+answers ``/readyz``, lets it settle, and prints for each operating-system process (a gunicorn
+master and its workers are listed apart) its RSS, PSS (resident pages shared with other processes
+counted in proportion) and USS (pages of its own), from ``/proc/<pid>/smaps_rollup``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vigil_runner.stack import Stack
+
+GOAL_MB = 80.0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def memory(pid: int) -> dict[str, float]:
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        values[key] = int(value.split()[0]) / 1024
+    return {
+        "rss": values["Rss"],
+        "pss": values["Pss"],
+        "uss": values.get("Private_Clean", 0) + values.get("Private_Dirty", 0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after every process is ready")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as var_dir:
+        stack = Stack.from_environment(
+            {"VIGIL_VAR_DIR": var_dir, "VIGIL_LOG_LEVEL": "WARNING"}, dynamic_ports=True, inherit_vigil_settings=False
+        )
+        stack.prepare()
+        stack.start()
+        try:
+            stack.wait_ready()
+            time.sleep(args.settle)
+            rows = []
+            for process in stack.processes:
+                assert process.popen is not None, "started"
+                rows.append((process.name, process.popen.pid, memory(process.popen.pid)))
+                for child in children(process.popen.pid):
+                    rows.append((f"  {process.name} worker", child, memory(child)))
+        finally:
+            stack.stop()
+    print(f"Idle memory of `make run` (embedded default), {len(rows)} OS processes, load {os.getloadavg()[0]:.1f}:")
+    print(f"  {'process':<28}{'pid':>8}{'RSS MB':>9}{'PSS MB':>9}{'USS MB':>9}")
+    over = 0
+    for name, pid, mem in rows:
+        flag = "" if mem["rss"] <= GOAL_MB else "  over 80 MB"
+        over += bool(flag)
+        print(f"  {name:<28}{pid:>8}{mem['rss']:>9.1f}{mem['pss']:>9.1f}{mem['uss']:>9.1f}{flag}")
+    print(
+        f"  {'total':<36}{sum(m['rss'] for _, _, m in rows):>9.1f}{sum(m['pss'] for _, _, m in rows):>9.1f}"
+        f"{sum(m['uss'] for _, _, m in rows):>9.1f}"
+    )
+    print(f"target: every process <= {GOAL_MB:.0f} MB RSS: {'met' if not over else f'{over} over'}")
+    return 0 if not over else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
