@@ -218,6 +218,10 @@ class Stack:
                 if dynamic_ports or not env.get(key):
                     env[key] = str(free_port() if dynamic_ports else default_port(name, kind))
             env[f"VIGIL_{upper}_URL"] = f"http://127.0.0.1:{env[f'VIGIL_{upper}_PORT']}"
+        if dynamic_ports or not env.get("VIGIL_GATEWAY_WORKER_HEALTH_PORT"):
+            env["VIGIL_GATEWAY_WORKER_HEALTH_PORT"] = str(
+                free_port() if dynamic_ports else default_port("gateway", "worker")
+            )
         env.setdefault("PYTHONUNBUFFERED", "1")
         return cls(env=env, log_dir=var_dir / "log")
 
@@ -257,7 +261,13 @@ class Stack:
         plan = [
             Process(
                 "gateway", [str(BIN / "vigil-gateway"), "web"], f"http://127.0.0.1:{env['VIGIL_GATEWAY_PORT']}/readyz"
-            )
+            ),
+            # the change feed and webhook deliveries
+            Process(
+                "gateway-worker",
+                [str(BIN / "vigil-gateway"), "worker"],
+                f"http://127.0.0.1:{env['VIGIL_GATEWAY_WORKER_HEALTH_PORT']}/readyz",
+            ),
         ]
         for name in SERVICES:
             upper = name.upper()

@@ -1,0 +1,245 @@
+"""Webhooks both ways and the change feed, through the gateway (issue 14).
+
+A local receiver (loopback, allowed for this stack by ``VIGIL_WEBHOOK_ALLOWED_NETWORKS``) records
+every request and answers what each test tells it to.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import assert_problem, customer_body, unique_phone
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+class Receiver:
+    """An HTTP endpoint per path: ``answers[path]`` is a list of statuses to give in turn (then 200)."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.answers: dict[str, list[int]] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    queue = receiver.answers.get(self.path, [])
+                    status = queue.pop(0) if queue else 200
+                    receiver.received.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": body, "status": status}
+                    )
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def at(self, path: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.received if r["path"] == path]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    running = Receiver()
+    yield running
+    running.close()
+
+
+def subscribe(gateway, receiver, path: str, types=None) -> dict:
+    response = gateway.post(
+        "/api/v1/webhooks",
+        json={"url": receiver.url(path), "event_types": types, "description": f"e2e {path}"},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["secret"].startswith("whsec_")
+    return body
+
+
+def new_customer(gateway, location_id: int, **fields) -> dict:
+    body = customer_body(location_id, primary_phone=unique_phone(), last_name=f"Hook{uuid.uuid4().hex[:6]}") | fields
+    response = gateway.post("/api/v1/customers", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_signed_update_carries_a_masked_ssn_diff(gateway, receiver, locations):
+    path = f"/updates-{uuid.uuid4().hex[:6]}"
+    subscription = subscribe(gateway, receiver, path, ["customer.updated"])
+    assert "secret" not in gateway.get(f"/api/v1/webhooks/{subscription['id']}").json()  # shown once
+
+    customer = new_customer(gateway, locations["home"], ssn="123-45-6789")
+    changed = gateway.patch(f"/api/v1/customers/{customer['id']}", json={"ssn": "234-56-4321", "city": "Kanata"})
+    assert changed.status_code == 200, changed.text
+
+    def arrived():
+        for request in receiver.at(path):
+            body = json.loads(request["body"])
+            if body["data"]["customer_id"] == customer["id"]:
+                return request, body
+        return None
+
+    request, body = gateway.wait_for(arrived, what="the customer.updated webhook")
+    verified = Webhook(subscription["secret"]).verify(request["body"], request["headers"])
+    assert verified["id"] == request["headers"]["webhook-id"] == body["id"]
+    assert body["type"] == "customer.updated" and body["timestamp"].endswith("Z")
+    changes = body["data"]["changes"]
+    assert changes["city"] == {"old": "Ottawa", "new": "Kanata"}
+    assert changes["ssn"]["new"] == "***-**-4321" and changes["ssn"]["old"] == "***-**-6789"
+    raw = request["body"].decode()
+    assert "234-56-4321" not in raw and "123-45-6789" not in raw and "234564321" not in raw  # admin or not
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB").verify(request["body"], request["headers"])
+
+    # the same event id in the change feed
+    feed = gateway.get("/api/v1/events", params={"types": "customer.updated", "limit": 500}).json()
+    assert body["id"] in [item["id"] for item in feed["items"]]
+
+
+def test_a_failing_receiver_is_retried_until_it_recovers_and_one_delivery_can_be_replayed(gateway, receiver, locations):
+    path = f"/flaky-{uuid.uuid4().hex[:6]}"
+    receiver.answers[path] = [500, 503]
+    subscription = subscribe(gateway, receiver, path, ["customer.created"])
+    new_customer(gateway, locations["home"])
+
+    def succeeded():
+        items = gateway.get(f"/api/v1/webhooks/{subscription['id']}/deliveries").json()["items"]
+        return items[0] if items and items[0]["status"] == "succeeded" else None
+
+    delivery = gateway.wait_for(succeeded, what="a delivery succeeding after two failures")
+    assert delivery["attempts"] == 3
+    detail = gateway.get(f"/api/v1/webhooks/{subscription['id']}/deliveries/{delivery['id']}").json()
+    assert [a["status_code"] for a in detail["attempt_log"]] == [500, 503, 200]
+    assert all(a["latency_ms"] >= 0 for a in detail["attempt_log"]) and detail["attempt_log"][-1]["response_excerpt"]
+    first_ids = {r["headers"]["webhook-id"] for r in receiver.at(path)}
+    assert first_ids == {delivery["event_id"]}
+
+    replay = gateway.post(f"/api/v1/webhooks/{subscription['id']}/deliveries/{delivery['id']}/replay")
+    assert replay.status_code == 202, replay.text
+    gateway.wait_for(lambda: len(receiver.at(path)) >= 4, what="the replayed delivery")
+    assert receiver.at(path)[-1]["headers"]["webhook-id"] == delivery["event_id"]  # same id: receivers dedupe
+
+    # everything since a time: the subscription's one event again
+    before = len(receiver.at(path))
+    since = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    replayed = gateway.post(f"/api/v1/webhooks/{subscription['id']}/replay", json={"since": since})
+    assert replayed.status_code == 202 and replayed.json()["replayed"] >= 1
+    gateway.wait_for(lambda: len(receiver.at(path)) > before, what="the replay since a time")
+
+
+def test_410_gone_disables_the_subscription(gateway, receiver, locations):
+    path = f"/gone-{uuid.uuid4().hex[:6]}"
+    receiver.answers[path] = [410]
+    subscription = subscribe(gateway, receiver, path, ["customer.created"])
+    new_customer(gateway, locations["home"])
+
+    def disabled():
+        body = gateway.get(f"/api/v1/webhooks/{subscription['id']}").json()
+        return body if not body["enabled"] else None
+
+    body = gateway.wait_for(disabled, what="the subscription disabled by 410")
+    assert "410" in body["disabled_reason"]
+    assert_problem(
+        gateway.post(f"/api/v1/webhooks/{subscription['id']}/replay", json={"since": datetime.now(UTC).isoformat()}),
+        409,
+    )
+
+
+def test_the_secret_rotates_with_an_overlap(gateway, receiver, locations):
+    path = f"/rotate-{uuid.uuid4().hex[:6]}"
+    subscription = subscribe(gateway, receiver, path, ["customer.created"])
+    rotated = gateway.post(f"/api/v1/webhooks/{subscription['id']}/rotate-secret", json={"overlap_seconds": 600})
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["secret"]
+    assert new_secret != subscription["secret"] and rotated.json()["previous_secret_until"]
+    new_customer(gateway, locations["home"])
+    request = gateway.wait_for(lambda: receiver.at(path), what="a delivery after rotation")[0]
+    assert len(request["headers"]["webhook-signature"].split(" ")) == 2
+    Webhook(new_secret).verify(request["body"], request["headers"])
+    Webhook(subscription["secret"]).verify(request["body"], request["headers"])
+
+
+def test_deliveries_never_carry_another_locations_records(gateway, gateway_as, receiver, locations):
+    owner = gateway_as(["webhooks.manage", "customers.view"], [locations["home"]])
+    path = f"/scoped-{uuid.uuid4().hex[:6]}"
+    subscribe(owner, receiver, path, ["customer.created"])
+    mine = new_customer(gateway, locations["home"])
+    theirs = new_customer(gateway, locations["other"])
+    gateway.wait_for(lambda: receiver.at(path), what="the home location's delivery")
+    marker = new_customer(gateway, locations["home"])
+    gateway.wait_for(
+        lambda: any(json.loads(r["body"])["data"]["customer_id"] == marker["id"] for r in receiver.at(path)),
+        what="a later delivery",
+    )
+    sent = {json.loads(r["body"])["data"]["customer_id"] for r in receiver.at(path)}
+    assert mine["id"] in sent and theirs["id"] not in sent
+    # and someone else's subscriptions are not theirs to see
+    assert owner.get("/api/v1/webhooks").json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "url", ["http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://192.168.0.1/", "ftp://127.0.0.1/"]
+)
+def test_private_and_link_local_destinations_are_refused(gateway, url):
+    body = assert_problem(gateway.post("/api/v1/webhooks", json={"url": url}), 422)
+    assert "url" in body["errors"]
+
+
+def test_unknown_event_types_and_callers_without_the_right_are_refused(gateway, gateway_as, receiver, locations):
+    body = assert_problem(
+        gateway.post("/api/v1/webhooks", json={"url": receiver.url("/x"), "event_types": ["nope.nothing"]}), 422
+    )
+    assert "event_types" in body["errors"]
+    viewer = gateway_as(["customers.view"], [locations["home"]])
+    assert_problem(viewer.post("/api/v1/webhooks", json={"url": receiver.url("/x")}), 403)
+
+
+def test_the_change_feed_resumes_from_a_cursor_and_shows_deletions(gateway, gateway_as, locations):
+    start = gateway.get("/api/v1/events", params={"limit": 500})
+    assert start.status_code == 200, start.text
+    cursor = start.json()["next_cursor"]
+    while True:  # to the end of what exists now
+        page = gateway.get("/api/v1/events", params={"after": cursor, "limit": 500}).json()
+        if not page["items"]:
+            break
+        cursor = page["next_cursor"]
+    customer = new_customer(gateway, locations["home"])
+    assert gateway.delete(f"/api/v1/customers/{customer['id']}").status_code == 204
+
+    def both():
+        items = gateway.get("/api/v1/events", params={"after": cursor, "types": "customer.created,customer.deleted"})
+        found = [i for i in items.json()["items"] if i["data"]["customer_id"] == customer["id"]]
+        return found if len(found) == 2 else None
+
+    created, deleted = gateway.wait_for(both, what="the created and deleted events in the feed")
+    assert (created["type"], deleted["type"]) == ("customer.created", "customer.deleted")
+    assert int(created["cursor"]) < int(deleted["cursor"])
+    resumed = gateway.get("/api/v1/events", params={"after": created["cursor"], "types": "customer.deleted"}).json()
+    assert deleted["id"] in [i["id"] for i in resumed["items"]]
+    assert resumed["retention_days"] > 0
+
+    other = gateway_as(["customers.view"], [locations["other"]])
+    seen = other.get("/api/v1/events", params={"after": cursor, "limit": 500}).json()["items"]
+    assert customer["id"] not in [i["data"].get("customer_id") for i in seen]
+    assert_problem(gateway.get("/api/v1/events", params={"after": "x1"}), 422)
