@@ -267,3 +267,33 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     response_excerpt: Mapped[str | None] = mapped_column(String(500))
     error: Mapped[str | None] = mapped_column(String(300))
+
+
+class Integration(Base):
+    """A central station allowed to post signals and account statuses, with its own signing secret and rate."""
+
+    __tablename__ = "integrations"
+    if TYPE_CHECKING:
+        plaintext_secret: str  # set (not stored) for the response that creates or rotates it
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)  # the central station, as signals record it
+    secret: Mapped[str] = mapped_column(Text)  # FieldCipher token of the whsec_ secret
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=6000)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class IncomingMessage(Base):
+    """A message id an integration sent, kept past the timestamp tolerance: a replay of it is refused."""
+
+    __tablename__ = "incoming_messages"
+
+    integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -14,7 +14,7 @@ from vigil_shared.errors import conflict, not_found, validation_problem
 
 from . import webhooks
 from .commands import Context
-from .models import FeedEvent, WebhookDelivery, WebhookSubscription
+from .models import FeedEvent, Integration, WebhookDelivery, WebhookSubscription
 from .settings import GatewaySettings
 from .versions import claim_next_version
 
@@ -173,3 +173,79 @@ def replay_since(ctx: Context, subscription_id: int, since: datetime) -> int:
         count += 1
     ctx.audit("webhook.replayed", target_type="webhook", target_id=str(record.id), details={"since": since.isoformat()})
     return count
+
+
+# --- integrations (central stations) -------------------------------------------------------------
+
+
+def get_integration(ctx: Context, integration_id: int) -> Integration:
+    found = ctx.session.get(Integration, integration_id)
+    if found is None:
+        raise not_found("integration")
+    return found
+
+
+def _name_free(ctx: Context, name: str, exclude: int | None = None) -> None:
+    statement = select(Integration.id).where(Integration.name == name)
+    if exclude is not None:
+        statement = statement.where(Integration.id != exclude)
+    if ctx.session.scalar(statement) is not None:
+        raise conflict("An integration with this name exists.", {"name": ["Already in use."]})
+
+
+@command
+def create_integration(ctx: Context, data: dict[str, Any], settings: GatewaySettings) -> Integration:
+    ctx.require("integrations.manage")
+    _name_free(ctx, data["name"])
+    secret = webhooks.new_secret()
+    record = Integration(
+        name=data["name"],
+        rate_limit_per_minute=data["rate_limit_per_minute"],
+        enabled=data["enabled"],
+        created_by=ctx.user.id if ctx.user else ctx.key_creator_id,
+        secret=settings.webhook_cipher().encrypt(secret),
+    )
+    ctx.session.add(record)
+    ctx.session.flush()
+    record.plaintext_secret = secret
+    ctx.audit("integration.created", target_type="integration", target_id=lambda: str(record.id))
+    return record
+
+
+@command
+def update_integration(ctx: Context, integration_id: int, changes: dict[str, Any]) -> Integration:
+    ctx.require("integrations.manage")
+    record = get_integration(ctx, integration_id)
+    claim_next_version(ctx.session, record, ctx.if_match)
+    if "name" in changes:
+        _name_free(ctx, changes["name"], exclude=record.id)
+    for name, value in changes.items():
+        setattr(record, name, value)
+    record.updated_at = utcnow()
+    ctx.audit("integration.updated", target_type="integration", target_id=str(record.id))
+    return record
+
+
+@command
+def delete_integration(ctx: Context, integration_id: int) -> None:
+    ctx.require("integrations.manage")
+    record = get_integration(ctx, integration_id)
+    claim_next_version(ctx.session, record, ctx.if_match)
+    ctx.session.delete(record)
+    ctx.audit("integration.deleted", target_type="integration", target_id=str(integration_id))
+
+
+@command
+def rotate_integration_secret(
+    ctx: Context, integration_id: int, overlap_seconds: int, settings: GatewaySettings
+) -> tuple[str, datetime | None]:
+    ctx.require("integrations.manage")
+    record = get_integration(ctx, integration_id)
+    claim_next_version(ctx.session, record, ctx.if_match)
+    secret = webhooks.new_secret()
+    record.previous_secret = record.secret if overlap_seconds else None
+    record.previous_secret_until = utcnow() + timedelta(seconds=overlap_seconds) if overlap_seconds else None
+    record.secret = settings.webhook_cipher().encrypt(secret)
+    record.updated_at = utcnow()
+    ctx.audit("integration.secret_rotated", target_type="integration", target_id=str(record.id))
+    return secret, record.previous_secret_until

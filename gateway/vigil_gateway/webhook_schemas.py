@@ -166,3 +166,61 @@ class FeedPageSchema(Schema):
     items = fields.List(fields.Nested(FeedEventSchema))
     next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as ?after= for what follows"})
     retention_days = fields.Integer(metadata={"description": "Events older than this are no longer listed"})
+
+
+# --- integrations: central stations posting to Vigil ---------------------------------------------
+
+
+class IntegrationSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(metadata={"description": "The central station, as signals record it"})
+    rate_limit_per_minute = fields.Integer()
+    enabled = fields.Boolean()
+    previous_secret_until = Timestamp(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+IntegrationPageSchema = page_schema(IntegrationSchema, "IntegrationPage")
+
+
+class IntegrationCreatedSchema(IntegrationSchema):
+    secret = fields.String(
+        attribute="plaintext_secret", metadata={"description": "The signing secret (whsec_…): shown this once"}
+    )
+
+
+class IntegrationCreateSchema(Schema):
+    name = TrimmedString(required=True, validate=validate.Length(min=1, max=120))
+    rate_limit_per_minute = fields.Integer(load_default=6000, validate=validate.Range(min=1, max=1_000_000))
+    enabled = fields.Boolean(load_default=True)
+
+
+class IntegrationPatchSchema(Schema):
+    name = TrimmedString(validate=validate.Length(min=1, max=120))
+    rate_limit_per_minute = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
+    enabled = fields.Boolean()
+
+
+SIGNAL_TYPES = ("alarm", "trouble", "restore", "test", "open", "close")
+ACCOUNT_STATUSES = ("active", "suspended", "cancelled", "in_test")
+
+
+class IncomingSignalSchema(Schema):
+    account_number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))
+    type = fields.String(required=True, validate=validate.OneOf(SIGNAL_TYPES))
+    zone = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=40))
+    user = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=40))
+    description = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=300))
+    occurred_at = fields.AwareDateTime(allow_none=True, load_default=None)
+
+
+class IncomingStatusSchema(Schema):
+    account_number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))
+    status = fields.String(required=True, validate=validate.OneOf(ACCOUNT_STATUSES))
+    occurred_at = fields.AwareDateTime(allow_none=True, load_default=None)
+
+
+class IncomingReceiptSchema(Schema):
+    status = fields.String(metadata={"description": "received"})
+    matched = fields.Boolean(metadata={"description": "Whether a property has this account number"})

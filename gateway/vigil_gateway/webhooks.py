@@ -31,7 +31,7 @@ from vigil_shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from vigil_shared.messaging.contracts import CONTRACTS
 
 from .access import api_key_identity, user_identity
-from .models import ApiKey, FeedEvent, User, WebhookSubscription
+from .models import ApiKey, FeedEvent, Integration, User, WebhookSubscription
 
 log = logging.getLogger("vigil.webhooks")
 
@@ -96,18 +96,18 @@ def sign(secrets_: Iterable[str], message_id: str, timestamp: datetime, body: st
     }
 
 
-def verify(secret: str, body: bytes | str, headers: dict[str, str]) -> Any:
-    """The parsed body when a signature matches and the timestamp is within 5 minutes; else
-    ``WebhookVerificationError`` (also for malformed headers)."""
+def verify(secret: str, body: bytes | str, headers: dict[str, str]) -> None:
+    """Returns when a signature matches and the timestamp is within 5 minutes; else
+    ``WebhookVerificationError`` (also for malformed headers). The body is not parsed."""
     try:
-        return Webhook(secret).verify(body, headers)
+        Webhook(secret).verify(body, headers, json_parse=False)
     except WebhookVerificationError:
         raise
     except (ValueError, TypeError) as exc:  # a signature without a comma, bad base64, …
         raise WebhookVerificationError("Invalid signature header") from exc
 
 
-def signing_secrets(subscription: WebhookSubscription, cipher: FieldCipher, now: datetime) -> list[str]:
+def signing_secrets(subscription: WebhookSubscription | Integration, cipher: FieldCipher, now: datetime) -> list[str]:
     current = [cipher.decrypt(subscription.secret)]
     if (
         subscription.previous_secret

@@ -27,7 +27,7 @@ from vigil_shared.messaging.celery_app import make_celery, send_to_queue
 from vigil_shared.messaging.contracts import handle_event_task, parse_event
 
 from . import webhooks
-from .models import FeedEvent, RecordLocation, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from .models import FeedEvent, IncomingMessage, RecordLocation, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from .settings import GatewaySettings
 
 log = logging.getLogger("vigil.webhooks")
@@ -124,7 +124,9 @@ class WebhookRuntime:
             if known is not None:
                 return known.location_id
         record = self.reader.get(
-            "customer", f"/api/v1/customers/{int(customer_id)}", service_identity("gateway", request_id=None)
+            "customer",
+            f"/api/v1/customers/{int(customer_id)}",
+            service_identity("gateway", permissions={"customers.view"}),
         )
         location_id = record.get("location_id") if isinstance(record, dict) else None
         if record is not None:
@@ -249,6 +251,8 @@ class WebhookRuntime:
         with self.db.transaction() as session:
             session.execute(delete(WebhookDelivery).where(WebhookDelivery.created_at < cutoff))
             session.execute(delete(FeedEvent).where(FeedEvent.received_at < cutoff))
+            # a replayed id is refused by its timestamp after 5 minutes; its id is kept a day
+            session.execute(delete(IncomingMessage).where(IncomingMessage.received_at < utcnow() - timedelta(days=1)))
 
     def run_sweeper(self, stopping: threading.Event) -> None:
         last_prune = 0.0
