@@ -365,3 +365,83 @@ def test_each_integration_has_its_own_rate_limit(gateway, anonymous, locations):
             for _ in range(3)
         ]
     assert 429 in answers
+
+
+# --- the whole loop with the sandbox central station (its own process) ------------------------------
+
+
+def test_the_sandbox_station_sends_signals_receives_webhooks_and_drift_is_reported(gateway, stack, locations):
+    import requests
+
+    sandbox = f"http://127.0.0.1:{stack.env['VIGIL_SANDBOX_CENTRAL_STATION_PORT']}"
+    integration = gateway.post(
+        "/api/v1/integrations",
+        json={"name": f"Sandbox Station {uuid.uuid4().hex[:6]}", "accounts_url": f"{sandbox}/accounts"},
+    )
+    assert integration.status_code == 201, integration.text
+    hook = gateway.post(
+        "/api/v1/webhooks", json={"url": f"{sandbox}/webhooks", "event_types": ["property.monitoring_changed"]}
+    )
+    assert hook.status_code == 201, hook.text
+    configured = requests.put(
+        f"{sandbox}/config",
+        json={
+            "integration_id": integration.json()["id"],
+            "secret": integration.json()["secret"],
+            "webhook_secret": hook.json()["secret"],
+        },
+        timeout=10,
+    )
+    assert configured.status_code == 200, configured.text
+
+    steady, steady_account = monitored_property(gateway, locations)
+    drifting, drifting_account = monitored_property(gateway, locations)
+    requests.put(
+        f"{sandbox}/accounts/{steady_account}", json={"status": "active", "address": "1 Signal Road"}, timeout=10
+    )
+    requests.put(
+        f"{sandbox}/accounts/{drifting_account}", json={"status": "active", "address": "9 Elsewhere Ave"}, timeout=10
+    )
+    only_there = f"ONLY-{uuid.uuid4().hex[:6].upper()}"
+    requests.put(f"{sandbox}/accounts/{only_there}", json={"status": "active"}, timeout=10)
+
+    # the station sends a signed signal and a status change: Vigil applies them
+    sent = requests.post(
+        f"{sandbox}/accounts/{steady_account}/signals", json={"type": "alarm", "zone": "2"}, timeout=10
+    )
+    assert sent.json()["vigil_status"] == 200, sent.text
+    status = requests.post(f"{sandbox}/accounts/{steady_account}/status", json={"status": "in_test"}, timeout=10)
+    assert status.json()["vigil_status"] == 200, status.text
+    assert gateway.get(f"/api/v1/properties/{steady['id']}").json()["monitoring_status"] == "in_test"
+
+    # Vigil's webhook reaches the station, signed
+    def webhook_arrived():
+        items = requests.get(f"{sandbox}/webhooks/received", timeout=10).json()["items"]
+        return [i for i in items if i["body"]["data"]["property_id"] == steady["id"]]
+
+    [received] = gateway.wait_for(webhook_arrived, what="the monitoring_changed webhook at the sandbox")
+    assert received["body"]["type"] == "property.monitoring_changed"
+    assert received["body"]["data"]["new_status"] == "in_test"
+
+    # the station drops an account Vigil still links to it: drift is reported, with the planted mismatches
+    requests.put(
+        f"{sandbox}/accounts/{steady_account}", json={"status": "suspended", "address": "1 Signal Road"}, timeout=10
+    )
+    requests.post(f"{sandbox}/accounts/{drifting_account}/signals", json={"type": "test"}, timeout=10)
+    requests.delete(f"{sandbox}/accounts/{drifting_account}", timeout=10)
+    check = gateway.post(f"/api/v1/integrations/{integration.json()['id']}/drift-check")
+    assert check.status_code == 202, check.text
+
+    def reported():
+        body = gateway.get(f"/api/v1/integrations/{integration.json()['id']}/drift").json()
+        return body if body["requested_at"] is None and body["checked_at"] else None
+
+    drift = gateway.wait_for(reported, what="the drift report")
+    assert drift["error"] is None, drift
+    report = drift["report"]
+    assert [a["account_number"] for a in report["missing_in_vigil"]] == [only_there]
+    assert [p["property_id"] for p in report["missing_at_station"]] == [drifting["id"]]
+    assert report["status_mismatch"] == [
+        {"property_id": steady["id"], "account_number": steady_account, "vigil": "in_test", "station": "suspended"}
+    ]
+    assert report["address_mismatch"] == []

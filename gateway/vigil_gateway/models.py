@@ -283,6 +283,11 @@ class Integration(Base):
     previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=6000)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    accounts_url: Mapped[str | None] = mapped_column(String(2000))  # the station's account list, for drift checks
+    drift_report: Mapped[dict | None] = mapped_column(JSON)
+    drift_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    drift_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    drift_error: Mapped[str | None] = mapped_column(String(300))
     created_by: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -35,11 +35,11 @@ def get_subscription(ctx: Context, subscription_id: int) -> WebhookSubscription:
     return found
 
 
-def _check_url(url: str, hooks: webhooks.WebhookSettings) -> None:
+def _check_url(url: str, hooks: webhooks.WebhookSettings, field: str = "url") -> None:
     try:
         webhooks.resolve_destination(url, hooks)
     except webhooks.UnsafeDestination as exc:
-        raise validation_problem({"url": [str(exc)]}) from None
+        raise validation_problem({field: [str(exc)]}) from None
 
 
 @dataclass(frozen=True)
@@ -194,14 +194,19 @@ def _name_free(ctx: Context, name: str, exclude: int | None = None) -> None:
 
 
 @command
-def create_integration(ctx: Context, data: dict[str, Any], settings: GatewaySettings) -> Integration:
+def create_integration(
+    ctx: Context, data: dict[str, Any], settings: GatewaySettings, hooks: webhooks.WebhookSettings
+) -> Integration:
     ctx.require("integrations.manage")
     _name_free(ctx, data["name"])
+    if data.get("accounts_url"):
+        _check_url(data["accounts_url"], hooks, "accounts_url")
     secret = webhooks.new_secret()
     record = Integration(
         name=data["name"],
         rate_limit_per_minute=data["rate_limit_per_minute"],
         enabled=data["enabled"],
+        accounts_url=data.get("accounts_url"),
         created_by=ctx.user.id if ctx.user else ctx.key_creator_id,
         secret=settings.webhook_cipher().encrypt(secret),
     )
@@ -213,10 +218,14 @@ def create_integration(ctx: Context, data: dict[str, Any], settings: GatewaySett
 
 
 @command
-def update_integration(ctx: Context, integration_id: int, changes: dict[str, Any]) -> Integration:
+def update_integration(
+    ctx: Context, integration_id: int, changes: dict[str, Any], hooks: webhooks.WebhookSettings
+) -> Integration:
     ctx.require("integrations.manage")
     record = get_integration(ctx, integration_id)
     claim_next_version(ctx.session, record, ctx.if_match)
+    if changes.get("accounts_url"):
+        _check_url(changes["accounts_url"], hooks, "accounts_url")
     if "name" in changes:
         _name_free(ctx, changes["name"], exclude=record.id)
     for name, value in changes.items():
@@ -249,3 +258,14 @@ def rotate_integration_secret(
     record.updated_at = utcnow()
     ctx.audit("integration.secret_rotated", target_type="integration", target_id=str(record.id))
     return secret, record.previous_secret_until
+
+
+@command
+def request_drift_check(ctx: Context, integration_id: int) -> Integration:
+    """Asks the gateway worker to compare the station's account list with Vigil's properties now."""
+    ctx.require("integrations.manage")
+    record = get_integration(ctx, integration_id)
+    if not record.accounts_url:
+        raise conflict("Set the integration's accounts_url (the station's account list) first.")
+    record.drift_requested_at = utcnow()
+    return record

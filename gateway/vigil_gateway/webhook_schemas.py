@@ -176,6 +176,7 @@ class IntegrationSchema(Schema):
     name = fields.String(metadata={"description": "The central station, as signals record it"})
     rate_limit_per_minute = fields.Integer()
     enabled = fields.Boolean()
+    accounts_url = fields.String(allow_none=True, metadata={"description": "The station's account list (drift checks)"})
     previous_secret_until = Timestamp(allow_none=True)
     created_at = Timestamp()
     updated_at = Timestamp()
@@ -194,12 +195,14 @@ class IntegrationCreateSchema(Schema):
     name = TrimmedString(required=True, validate=validate.Length(min=1, max=120))
     rate_limit_per_minute = fields.Integer(load_default=6000, validate=validate.Range(min=1, max=1_000_000))
     enabled = fields.Boolean(load_default=True)
+    accounts_url = fields.String(allow_none=True, load_default=None, validate=URL)
 
 
 class IntegrationPatchSchema(Schema):
     name = TrimmedString(validate=validate.Length(min=1, max=120))
     rate_limit_per_minute = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
     enabled = fields.Boolean()
+    accounts_url = fields.String(allow_none=True, validate=URL)
 
 
 SIGNAL_TYPES = ("alarm", "trouble", "restore", "test", "open", "close")
@@ -224,3 +227,14 @@ class IncomingStatusSchema(Schema):
 class IncomingReceiptSchema(Schema):
     status = fields.String(metadata={"description": "received"})
     matched = fields.Boolean(metadata={"description": "Whether a property has this account number"})
+
+
+class DriftSchema(Schema):
+    checked_at = Timestamp(allow_none=True, attribute="drift_checked_at")
+    requested_at = Timestamp(allow_none=True, attribute="drift_requested_at")
+    error = fields.String(allow_none=True, attribute="drift_error")
+    report = fields.Dict(
+        allow_none=True,
+        attribute="drift_report",
+        metadata={"description": "missing_in_vigil, missing_at_station, status_mismatch, address_mismatch"},
+    )

@@ -236,6 +236,52 @@ def post(url: str, body: str, headers: dict[str, str], settings: WebhookSettings
         pool.close()
 
 
+def fetch_json(url: str, settings: WebhookSettings, limit: int = 20 * 1024 * 1024) -> Any:
+    """GET a JSON document from an outside system (a central station's account list) with the same
+    destination checks, no redirects and short timeouts as a webhook delivery. Raises ``RuntimeError``."""
+    try:
+        destination = resolve_destination(url, settings)
+    except UnsafeDestination as exc:
+        raise RuntimeError(str(exc)) from None
+    cls = urllib3.HTTPSConnectionPool if destination.scheme == "https" else urllib3.HTTPConnectionPool
+    extra: dict[str, Any] = (
+        {"server_hostname": destination.host, "assert_hostname": destination.host}
+        if destination.scheme == "https"
+        else {}
+    )
+    pool = cls(
+        host=destination.address,
+        port=destination.port,
+        timeout=urllib3.Timeout(connect=min(2.0, settings.timeout), read=settings.timeout * 4),
+        retries=False,
+        maxsize=1,
+        **extra,
+    )
+    try:
+        response = pool.urlopen(
+            "GET",
+            destination.target,
+            headers={"Host": destination.host, "Accept": "application/json", "User-Agent": USER_AGENT},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+        )
+        try:
+            data = response.read(limit + 1)
+        finally:
+            response.release_conn()
+    except urllib3.exceptions.HTTPError as exc:
+        raise RuntimeError(f"the station could not be reached ({type(exc).__name__})") from None
+    finally:
+        pool.close()
+    if response.status != 200 or len(data) > limit:
+        raise RuntimeError(f"the station answered {response.status}")
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise RuntimeError("the station's answer is not JSON") from None
+
+
 def next_delay(attempts: int, settings: WebhookSettings) -> float | None:
     """Seconds before the next attempt after ``attempts`` failed ones; None when the schedule is spent."""
     if attempts - 1 < len(settings.schedule):
@@ -300,6 +346,20 @@ class ServiceReader:
         self.internal_secret = internal_secret
         self.ttl = ttl
         self.pool = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3.0, read=timeout), retries=False)
+
+    def post(self, service: str, path: str, identity: Identity, body: Any) -> Any:
+        """The JSON answer of a 2xx; ``RuntimeError`` otherwise."""
+        headers = {
+            IDENTITY_HEADER: sign_identity(identity, self.internal_secret, self.ttl),
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        response = self.pool.request(
+            "POST", f"{self.service_urls[service]}{path}", body=json.dumps(body).encode(), headers=headers
+        )
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"the {service} service answered {response.status}")
+        return json.loads(response.data)
 
     def get(self, service: str, path: str, identity: Identity, params: dict[str, Any] | None = None) -> Any | None:
         """The JSON body of a 200; None when the record is gone or out of the identity's reach.

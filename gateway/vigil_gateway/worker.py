@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import urllib3
 from celery import Celery
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from vigil_shared.config import env_float
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import Database, utcnow
 from vigil_shared.identity import service_identity
@@ -27,7 +29,15 @@ from vigil_shared.messaging.celery_app import make_celery, send_to_queue
 from vigil_shared.messaging.contracts import handle_event_task, parse_event
 
 from . import webhooks
-from .models import FeedEvent, IncomingMessage, RecordLocation, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from .models import (
+    FeedEvent,
+    IncomingMessage,
+    Integration,
+    RecordLocation,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from .settings import GatewaySettings
 
 log = logging.getLogger("vigil.webhooks")
@@ -43,6 +53,7 @@ class WebhookRuntime:
     celery: Celery
     cipher: FieldCipher
     reader: webhooks.ServiceReader
+    drift_interval: float = 3600.0
 
     @classmethod
     def build(cls, settings: GatewaySettings, hooks: webhooks.WebhookSettings | None = None) -> WebhookRuntime:
@@ -56,6 +67,7 @@ class WebhookRuntime:
             reader=webhooks.ServiceReader(
                 settings.service_urls, base.internal_secret, base.identity_token_ttl, settings.upstream_timeout
             ),
+            drift_interval=env_float("VIGIL_DRIFT_CHECK_INTERVAL", 3600.0),
         )
 
     # --- sending tasks ---------------------------------------------------------------------------
@@ -254,11 +266,48 @@ class WebhookRuntime:
             # a replayed id is refused by its timestamp after 5 minutes; its id is kept a day
             session.execute(delete(IncomingMessage).where(IncomingMessage.received_at < utcnow() - timedelta(days=1)))
 
+    def check_drift(self) -> int:
+        """Runs the drift checks that are due (asked for, or older than the interval); returns how many."""
+        now = utcnow()
+        stale = now - timedelta(seconds=self.drift_interval)
+        with self.db.transaction() as session:
+            due = [
+                (row.id, row.name, row.accounts_url)
+                for row in session.scalars(select(Integration).where(Integration.accounts_url.is_not(None)))
+                if row.accounts_url
+                and row.drift_requested_at is not None
+                or row.drift_checked_at is None
+                or row.drift_checked_at < stale
+            ]
+        for integration_id, name, url in due:
+            assert url is not None  # selected for having one
+            report, error = None, None
+            try:
+                listed = webhooks.fetch_json(url, self.hooks)
+                accounts = listed.get("items", []) if isinstance(listed, dict) else listed
+                identity = service_identity("gateway", permissions={"integrations.manage"})
+                report = self.reader.post(
+                    "property", "/api/v1/monitoring/drift", identity, {"central_station": name, "accounts": accounts}
+                )
+            except (RuntimeError, ValueError, urllib3.exceptions.HTTPError) as exc:
+                error = str(exc)[:300]
+            with self.db.transaction() as session:
+                row = session.get(Integration, integration_id)
+                if row is not None:
+                    row.drift_checked_at = utcnow()
+                    row.drift_requested_at = None
+                    row.drift_error = error
+                    if report is not None:
+                        row.drift_report = report
+            log.info("drift checked", extra={"integration_id": integration_id, "error": error})
+        return len(due)
+
     def run_sweeper(self, stopping: threading.Event) -> None:
         last_prune = 0.0
         while not stopping.wait(self.hooks.sweep_interval):
             try:
                 self.sweep()
+                self.check_drift()
                 last_prune += self.hooks.sweep_interval
                 if last_prune > 3600:
                     self.prune()

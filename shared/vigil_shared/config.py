@@ -165,6 +165,8 @@ SETTINGS: list[Setting] = [
     ),
     Setting("VIGIL_WEBHOOK_SWEEP_INTERVAL", "1", "Seconds between the webhook worker's looks for due retries."),
     Setting("VIGIL_WEBHOOK_CONCURRENCY", "8", "Webhook deliveries in flight at once (threads of the gateway worker)."),
+    Setting("VIGIL_SANDBOX_CENTRAL_STATION_PORT", "8300", "Port of the sandbox central station (make run, e2e)."),
+    Setting("VIGIL_DRIFT_CHECK_INTERVAL", "3600", "Seconds between central-station drift checks."),
     Setting("VIGIL_FEED_RETENTION_DAYS", "30", "Days the change feed and webhook delivery logs are kept."),
 ]
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)

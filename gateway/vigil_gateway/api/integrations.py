@@ -26,6 +26,7 @@ from ..models import IncomingMessage, Integration
 from ..upstream import ServiceUnavailable, call_service
 from ..versions import etag_headers
 from ..webhook_schemas import (
+    DriftSchema,
     IncomingReceiptSchema,
     IncomingSignalSchema,
     IncomingStatusSchema,
@@ -38,6 +39,7 @@ from ..webhook_schemas import (
     RotateSecretSchema,
 )
 from .common import context, if_match
+from .webhooks import hook_settings
 
 blp = Blueprint(
     "integrations",
@@ -65,7 +67,7 @@ class Integrations(MethodView):
     @blp.response(201, IntegrationCreatedSchema)
     def post(self, data):
         """Add a central station; its signing secret is in this response only."""
-        record = hooks_commands.create_integration(context(), data, settings())
+        record = hooks_commands.create_integration(context(), data, settings(), hook_settings())
         location = url_for("integrations.IntegrationItem", integration_id=record.id)
         return record, 201, etag_headers(record, Location=location)
 
@@ -85,7 +87,7 @@ class IntegrationItem(MethodView):
     @blp.alt_response(412, description="If-Match names an older version")
     def patch(self, changes, integration_id):
         """Rename, change the rate limit, disable or enable."""
-        record = hooks_commands.update_integration(context(if_match()), integration_id, changes)
+        record = hooks_commands.update_integration(context(if_match()), integration_id, changes, hook_settings())
         return record, 200, etag_headers(record)
 
     @requires("integrations.manage")
@@ -106,6 +108,26 @@ def rotate_integration_secret(data, integration_id):
         context(if_match()), integration_id, data["overlap_seconds"], settings()
     )
     return {"secret": secret, "previous_secret_until": until}
+
+
+@blp.route("/integrations/<int:integration_id>/drift", methods=["GET"])
+@requires("integrations.manage")
+@blp.response(200, DriftSchema)
+def drift_report(integration_id):
+    """The last drift report: the station's account list against Vigil's properties (accounts missing
+    either side, status or address mismatch). The gateway worker checks every
+    ``VIGIL_DRIFT_CHECK_INTERVAL`` seconds."""
+    return hooks_commands.get_integration(context(), integration_id)
+
+
+@blp.route("/integrations/<int:integration_id>/drift-check", methods=["POST"])
+@requires("integrations.manage")
+@idempotent
+@blp.response(202, DriftSchema)
+def drift_check(integration_id):
+    """Check for drift now (in the worker); poll ``GET .../drift`` until ``checked_at`` passes ``requested_at``."""
+    record = hooks_commands.request_drift_check(context(), integration_id)
+    return record, 202, {"Location": url_for("integrations.drift_report", integration_id=record.id)}
 
 
 # --- what central stations post --------------------------------------------------------------------

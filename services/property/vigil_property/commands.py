@@ -310,3 +310,11 @@ def resolve_signal(ctx: Context, signal_id: int, property_id: int) -> Signal:
     ctx.require(INTEGRATIONS_MANAGE)
     scoped = load_property(ctx, property_id, "properties.modify")
     return monitoring.resolve(ctx.session, signal_id, scoped.property, actor(ctx))
+
+
+def station_drift(ctx: Context, central_station: str, accounts: list[dict]) -> dict:
+    """Read-only: the drift report of one central station (the gateway's periodic check asks)."""
+    if not ctx.identity.is_service:
+        raise Problem(403, "The drift check is run by Vigil's gateway.", type=FORBIDDEN)
+    ctx.require(INTEGRATIONS_MANAGE)
+    return monitoring.drift(ctx.session, central_station, accounts)

@@ -98,3 +98,66 @@ def resolve(session: Session, signal_id: int, prop: Property, actor: Actor) -> S
     signal.resolved_at = utcnow()
     signal.resolved_by = actor.name
     return signal
+
+
+def _address(value: str | None) -> str:
+    return " ".join((value or "").lower().replace(",", " ").split())
+
+
+def drift(session: Session, central_station: str, accounts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Vigil's properties against a central station's account list: accounts only the station has,
+    properties linked to the station (they had a message from it) that its list lacks, and accounts
+    whose status or address differ."""
+    listed: dict[str, dict[str, Any]] = {}
+    for account in accounts:
+        key = account_key(account.get("account_number"))
+        if key:
+            listed[key] = account
+    found: dict[str, Property] = {}
+    keys = [k for k in listed if k]
+    for start in range(0, len(keys), 500):
+        for prop in session.scalars(select(Property).where(Property.account_key.in_(keys[start : start + 500]))):
+            if prop.account_key:
+                found[prop.account_key] = prop
+    linked = set(
+        session.scalars(
+            select(Signal.account_key)
+            .where(Signal.central_station == central_station, Signal.property_id.is_not(None))
+            .distinct()
+        )
+    )
+    report: dict[str, list[dict[str, Any]]] = {
+        "missing_in_vigil": [],
+        "missing_at_station": [],
+        "status_mismatch": [],
+        "address_mismatch": [],
+    }
+    for key, account in sorted(listed.items()):
+        match = found.get(key)
+        if match is None:
+            report["missing_in_vigil"].append({"account_number": account["account_number"]})
+            continue
+        prop = match
+        if account.get("status") and account["status"] != prop.monitoring_status:
+            report["status_mismatch"].append(
+                {
+                    "property_id": prop.id,
+                    "account_number": prop.account_number,
+                    "vigil": prop.monitoring_status,
+                    "station": account["status"],
+                }
+            )
+        if account.get("address") and _address(account["address"]) != _address(prop.address):
+            report["address_mismatch"].append(
+                {
+                    "property_id": prop.id,
+                    "account_number": prop.account_number,
+                    "vigil": prop.address,
+                    "station": account["address"],
+                }
+            )
+    for key in sorted(linked - set(listed)):
+        gone = session.scalar(select(Property).where(Property.account_key == key))
+        if gone is not None:
+            report["missing_at_station"].append({"property_id": gone.id, "account_number": gone.account_number})
+    return report

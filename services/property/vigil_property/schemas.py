@@ -499,3 +499,21 @@ UnmatchedPageSchema = page_schema(SignalSchema, "UnmatchedSignalPage")
 
 class ResolveSignalSchema(Schema):
     property_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**31 - 1))
+
+
+class StationAccountSchema(Schema):
+    account_number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))
+    status = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=20))
+    address = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=300))
+
+
+class DriftRequestSchema(Schema):
+    central_station = TrimmedString(required=True, validate=validate.Length(min=1, max=120))
+    accounts = fields.List(fields.Nested(StationAccountSchema), required=True, validate=validate.Length(max=100_000))
+
+
+class DriftReportSchema(Schema):
+    missing_in_vigil = fields.List(fields.Dict())
+    missing_at_station = fields.List(fields.Dict())
+    status_mismatch = fields.List(fields.Dict())
+    address_mismatch = fields.List(fields.Dict())

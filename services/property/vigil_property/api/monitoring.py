@@ -11,6 +11,8 @@ from vigil_shared.web import request_session, requires
 
 from .. import commands, monitoring
 from ..schemas import (
+    DriftReportSchema,
+    DriftRequestSchema,
     MonitoringMessageSchema,
     ResolveSignalSchema,
     SignalArgs,
@@ -72,3 +74,14 @@ class Resolve(MethodView):
     def post(self, data, signal_id):
         """Attach an unmatched signal to the property it belongs to (needs ``properties.modify`` there)."""
         return commands.resolve_signal(context(), signal_id, data["property_id"])
+
+
+@blp.route("/monitoring/drift", methods=["POST"])
+@requires("integrations.manage")
+@idempotent
+@blp.arguments(DriftRequestSchema)
+@blp.response(200, DriftReportSchema)
+def drift(data):
+    """Internal: compares a central station's account list (sent by the gateway's drift check) with
+    the properties: missing either side, status or address mismatch. Changes nothing."""
+    return commands.station_drift(context(), data["central_station"], data["accounts"])
