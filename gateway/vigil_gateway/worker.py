@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +44,7 @@ from .settings import GatewaySettings
 log = logging.getLogger("vigil.webhooks")
 
 DELIVER_TASK = "gateway.deliver_webhook.v1"
+PAYLOAD_CACHE_SECONDS = 10.0
 
 
 @dataclass
@@ -54,6 +56,8 @@ class WebhookRuntime:
     cipher: FieldCipher
     reader: webhooks.ServiceReader
     drift_interval: float = 3600.0
+    _cache: dict[tuple[str, str, int], tuple[float, str | None]] = field(default_factory=dict)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: GatewaySettings, hooks: webhooks.WebhookSettings | None = None) -> WebhookRuntime:
@@ -176,13 +180,12 @@ class WebhookRuntime:
                     webhooks.disable(subscription, "The owner of this subscription can no longer sign in.")
                     delivery.status = "cancelled"
                     return "cancelled"
-                event = session.scalar(select(FeedEvent).where(FeedEvent.event_id == delivery.event_id))
-                payload = webhooks.build_payload(event, identity, self.reader) if event is not None else None
-                if payload is None:
+                built = self._payload(session, delivery.event_id, identity)
+                if built is None:
                     delivery.status = "skipped"  # not the owner's to read
                     delivery.next_attempt_at = None
                     return "skipped"
-                delivery.payload = self.cipher.encrypt(json.dumps(payload, separators=(",", ":"), default=str))
+                delivery.payload = self.cipher.encrypt(built)
             body = self.cipher.decrypt(delivery.payload) or ""
             url = subscription.url
             headers = webhooks.sign(
@@ -190,6 +193,24 @@ class WebhookRuntime:
             )
         result = webhooks.post(url, body, headers, self.hooks)
         return self._record(delivery_id, token + 1, result)
+
+    def _payload(self, session, event_id: str, identity) -> str | None:
+        """The body for one event as ``identity`` reads it; built once per event and set of rights for a
+        few seconds, so ten subscriptions of one owner cost one read of the record, not ten."""
+        key = (event_id, identity.subject, hash(identity.to_claims().__repr__()))
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None and now - cached[0] < PAYLOAD_CACHE_SECONDS:
+                return cached[1]
+        event = session.scalar(select(FeedEvent).where(FeedEvent.event_id == event_id))
+        payload = webhooks.build_payload(event, identity, self.reader) if event is not None else None
+        body = json.dumps(payload, separators=(",", ":"), default=str) if payload is not None else None
+        with self._cache_lock:
+            if len(self._cache) > 5000:
+                self._cache = {k: v for k, v in self._cache.items() if now - v[0] < PAYLOAD_CACHE_SECONDS}
+            self._cache[key] = (now, body)
+        return body
 
     def _record(self, delivery_id: int, attempts: int, result: webhooks.AttemptResult) -> str:
         now = utcnow()
