@@ -112,9 +112,12 @@ def test_a_signed_update_carries_a_masked_ssn_diff(gateway, receiver, locations)
     with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB").verify(request["body"], request["headers"])
 
-    # the same event id in the change feed
-    feed = gateway.get("/api/v1/events", params={"types": "customer.updated", "limit": 500}).json()
-    assert body["id"] in [item["id"] for item in feed["items"]]
+    # the same event id in the change feed (listed once settled, a couple of seconds on)
+    def in_feed():
+        feed = gateway.get("/api/v1/events", params={"types": "customer.updated", "limit": 500}).json()
+        return body["id"] in [item["id"] for item in feed["items"]]
+
+    gateway.wait_for(in_feed, what="the event in the change feed")
 
 
 def test_a_failing_receiver_is_retried_until_it_recovers_and_one_delivery_can_be_replayed(gateway, receiver, locations):
@@ -232,7 +235,7 @@ def test_the_change_feed_resumes_from_a_cursor_and_shows_deletions(gateway, gate
         found = [i for i in items.json()["items"] if i["data"]["customer_id"] == customer["id"]]
         return found if len(found) == 2 else None
 
-    created, deleted = gateway.wait_for(both, what="the created and deleted events in the feed")
+    created, deleted = gateway.wait_for(both, timeout=60, what="the created and deleted events in the feed")
     assert (created["type"], deleted["type"]) == ("customer.created", "customer.deleted")
     assert int(created["cursor"]) < int(deleted["cursor"])
     resumed = gateway.get("/api/v1/events", params={"after": created["cursor"], "types": "customer.deleted"}).json()

@@ -215,7 +215,10 @@ def test_a_slow_receiver_is_cut_off_by_the_timeout(local_app, client, auth, runt
     assert (datetime.now(UTC) - started).total_seconds() < 1.9
 
 
-def test_replay_and_the_feed(local_app, client, auth, runtime, receiver, db):
+def test_replay_and_the_feed(local_app, client, auth, runtime, receiver, db, monkeypatch):
+    from vigil_gateway.api import webhooks as webhook_views
+
+    monkeypatch.setattr(webhook_views, "FEED_SETTLE", timedelta(0))
     created = subscribe(client, auth, receiver.url)
     location = client.post("/api/v1/locations", json={"name": "Feed office"}, headers=auth).json["id"]
     runtime.receive(message(location_id=location))
@@ -240,3 +243,28 @@ def test_replay_and_the_feed(local_app, client, auth, runtime, receiver, db):
     with db.transaction() as session:
         assert session.query(FeedEvent).count() == 2
     assert json.loads(json.dumps(feed))  # plain JSON
+
+
+def test_the_feed_lists_an_event_once_it_has_settled(local_app, client, auth, runtime, db):
+    location = client.post("/api/v1/locations", json={"name": "Settle office"}, headers=auth).json["id"]
+    runtime.receive(message(location_id=location))
+    assert client.get("/api/v1/events", headers=auth).json["items"] == []  # may still have company in flight
+    with db.transaction() as session:
+        for row in session.query(FeedEvent):
+            row.received_at = datetime.now(UTC) - timedelta(seconds=5)
+    assert len(client.get("/api/v1/events", headers=auth).json["items"]) == 1
+
+
+def test_a_deletion_that_arrives_before_the_creation_gets_its_location(runtime, db):
+    runtime.reader = type("Gone", (), {"get": lambda self, *a, **k: None})()  # the customer is already deleted
+    deleted = message("customer.deleted", customer_id=77)
+    del deleted["data"]["changed"], deleted["data"]["location_id"]
+    runtime.receive(deleted)
+    runtime.receive(
+        message("customer.created", customer_id=77, location_id=3) | {"data": {"customer_id": 77, "location_id": 3}}
+    )
+    with db.transaction() as session:
+        assert {row.type: row.location_id for row in session.query(FeedEvent)} == {
+            "customer.deleted": 3,
+            "customer.created": 3,
+        }

@@ -198,6 +198,7 @@ class FeedEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict] = mapped_column(JSON)  # ids, kinds, changed field names: never a confidential value
     location_id: Mapped[int | None] = mapped_column(Integer)  # of the record, for filtering by the reader's rights
+    customer_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True)
 
 
 class RecordLocation(Base):

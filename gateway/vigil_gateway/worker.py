@@ -31,6 +31,7 @@ from vigil_shared.messaging.contracts import handle_event_task, parse_event
 
 from . import webhooks
 from .models import (
+    AuthState,
     FeedEvent,
     IncomingMessage,
     Integration,
@@ -58,6 +59,8 @@ class WebhookRuntime:
     drift_interval: float = 3600.0
     _cache: dict[tuple[str, str, int], tuple[float, str | None]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    _intake_lock: threading.Lock = field(default_factory=threading.Lock)
+    _owners: dict[tuple[int | None, int | None], tuple[int | None, float, Any]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: GatewaySettings, hooks: webhooks.WebhookSettings | None = None) -> WebhookRuntime:
@@ -82,10 +85,17 @@ class WebhookRuntime:
     # --- intake ----------------------------------------------------------------------------------
 
     def receive(self, message: dict[str, Any]) -> bool:
-        """Keeps one event for the feed and creates its deliveries; False for a repeat (the inbox)."""
+        """Keeps one event for the feed and creates its deliveries; False for a repeat (the inbox).
+
+        One at a time in this process, so the feed's order is the order the broker delivered them."""
+        with self._intake_lock:
+            return self._receive(message)
+
+    def _receive(self, message: dict[str, Any]) -> bool:
         event = parse_event(message)
         data = event.data
         location_id = self._location_of(data)
+        customer_id = data.get("customer_id") or data.get("to_customer_id")
         created: list[tuple[int, int]] = []
         with self.db.transaction() as session:
             row = FeedEvent(
@@ -98,6 +108,7 @@ class WebhookRuntime:
                 request_id=event.request_id,
                 data=data,
                 location_id=location_id,
+                customer_id=customer_id,
             )
             session.add(row)
             try:
@@ -105,12 +116,19 @@ class WebhookRuntime:
             except IntegrityError:
                 session.rollback()
                 return False
-            if event.type.startswith("customer.") and "location_id" in data:
+            if event.type.startswith("customer.") and data.get("location_id") is not None:
                 found = session.get(RecordLocation, data["customer_id"])
                 if found is None:
                     session.add(RecordLocation(customer_id=data["customer_id"], location_id=data["location_id"]))
                 else:
                     found.location_id = data["location_id"]
+                # an event of this customer that arrived first (a deletion before its creation) gets it too
+                session.execute(
+                    update(FeedEvent)
+                    .where(FeedEvent.customer_id == data["customer_id"], FeedEvent.location_id.is_(None))
+                    .values(location_id=data["location_id"])
+                    .execution_options(synchronize_session=False)
+                )
             due = utcnow() + webhooks.lease(self.hooks)
             for subscription in webhooks.due_subscriptions(session, event.type):
                 delivery = WebhookDelivery(
@@ -175,7 +193,7 @@ class WebhookRuntime:
             if getattr(claimed, "rowcount", 1) != 1:
                 return "stale"
             if delivery.payload is None:
-                identity = webhooks.owner_identity(session, subscription)
+                identity = self._owner(session, subscription)
                 if identity is None:
                     webhooks.disable(subscription, "The owner of this subscription can no longer sign in.")
                     delivery.status = "cancelled"
@@ -193,6 +211,21 @@ class WebhookRuntime:
             )
         result = webhooks.post(url, body, headers, self.hooks)
         return self._record(delivery_id, token + 1, result)
+
+    def _owner(self, session, subscription: WebhookSubscription):
+        """The owner's identity, resolved again whenever anyone's access changed (the auth epoch moved,
+        as the gateway's own identity cache does) and at least every few seconds (a key's expiry)."""
+        epoch = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
+        key = (subscription.owner_user_id, subscription.owner_key_id)
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._owners.get(key)
+        if cached is not None and cached[0] == epoch and now - cached[1] < PAYLOAD_CACHE_SECONDS:
+            return cached[2]
+        identity = webhooks.owner_identity(session, subscription)
+        with self._cache_lock:
+            self._owners[key] = (epoch, now, identity)
+        return identity
 
     def _payload(self, session, event_id: str, identity) -> str | None:
         """The body for one event as ``identity`` reads it; built once per event and set of rights for a

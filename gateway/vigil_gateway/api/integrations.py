@@ -138,9 +138,10 @@ def _receive(integration_id: int, kind: str) -> dict:
     integration = session.get(Integration, integration_id)
     if integration is None or not integration.enabled:
         raise integrations.refused("No such integration, or it is disabled.")
-    LIMITER.check(integration.id, integration.rate_limit_per_minute)
     body = request.get_data()
     message_id = integrations.verify(integration, settings().webhook_cipher(), body, dict(request.headers))
+    # counted once signed: unsigned floods are refused above and cannot use up the station's allowance
+    LIMITER.check(integration.id, integration.rate_limit_per_minute)
     try:
         payload = json.loads(body)
     except ValueError:

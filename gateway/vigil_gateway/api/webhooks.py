@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import current_app, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import false, or_, select
 
+from vigil_shared.db import utcnow
 from vigil_shared.errors import not_found
 from vigil_shared.http import PaginationArgs, paginate
 from vigil_shared.idempotency import idempotent
@@ -36,6 +39,8 @@ from ..webhook_schemas import (
     SubscriptionSchema,
 )
 from .common import context, if_match
+
+FEED_SETTLE = timedelta(seconds=2)
 
 blp = Blueprint(
     "webhooks",
@@ -187,7 +192,10 @@ def change_feed(args):
     oldest first; resume with ``after=<next_cursor>``. Events are kept ``retention_days``."""
     identity = current_identity()
     hooks = hook_settings()
-    statement = select(FeedEvent).order_by(FeedEvent.position)
+    # Positions are taken when an event is inserted, and concurrent intakes may commit out of that
+    # order: an event becomes listed once it is FEED_SETTLE old, so a cursor never passes one that
+    # is about to appear behind it.
+    statement = select(FeedEvent).where(FeedEvent.received_at <= utcnow() - FEED_SETTLE).order_by(FeedEvent.position)
     if args["after"]:
         statement = statement.where(FeedEvent.position > int(args["after"]))
     if args["types"]:

@@ -24,9 +24,11 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(64), nullable=True),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("location_id", sa.Integer(), nullable=True),
+        sa.Column("customer_id", BIG, nullable=True),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_feed_events_type", "feed_events", ["type"])
+    op.create_index("ix_feed_events_customer_id", "feed_events", ["customer_id"])
     op.create_index("ix_feed_events_received_at", "feed_events", ["received_at"])
     op.create_table(
         "record_locations",
