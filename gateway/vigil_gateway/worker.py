@@ -87,15 +87,23 @@ class WebhookRuntime:
     def receive(self, message: dict[str, Any]) -> bool:
         """Keeps one event for the feed and creates its deliveries; False for a repeat (the inbox).
 
-        One at a time in this process, so the feed's order is the order the broker delivered them."""
-        with self._intake_lock:
-            return self._receive(message)
-
-    def _receive(self, message: dict[str, Any]) -> bool:
+        Its one short transaction runs one at a time in this process, so the feed's order is the order
+        the broker delivered the events; the deliveries it creates are sent after it, concurrently."""
         event = parse_event(message)
         data = event.data
         location_id = self._location_of(data)
         customer_id = data.get("customer_id") or data.get("to_customer_id")
+        with self._intake_lock:
+            created = self._keep(event, data, location_id, customer_id)
+        if created is None:
+            return False
+        for delivery_id, token in created:
+            self.enqueue(delivery_id, token)
+        return True
+
+    def _keep(
+        self, event: Any, data: dict[str, Any], location_id: int | None, customer_id: int | None
+    ) -> list[tuple[int, int]] | None:
         created: list[tuple[int, int]] = []
         with self.db.transaction() as session:
             row = FeedEvent(
@@ -115,7 +123,7 @@ class WebhookRuntime:
                 session.flush()
             except IntegrityError:
                 session.rollback()
-                return False
+                return None
             if event.type.startswith("customer.") and data.get("location_id") is not None:
                 found = session.get(RecordLocation, data["customer_id"])
                 if found is None:
@@ -143,9 +151,7 @@ class WebhookRuntime:
                 session.add(delivery)
                 session.flush()
                 created.append((delivery.id, 0))
-        for delivery_id, token in created:
-            self.enqueue(delivery_id, token)
-        return True
+        return created
 
     def _location_of(self, data: dict[str, Any]) -> int | None:
         if data.get("location_id") is not None:
