@@ -59,6 +59,10 @@ def running_stack(var_dir, backend: str = BACKEND):
         "VIGIL_RELAY_INTERVAL": "0.1",
         # cheap Argon2id: sign-ins are many here; the gateway unit suite checks the production ones
         "VIGIL_PASSWORD_HASHING": "fast-for-tests",
+        # webhooks: local receivers are allowed here only, and retries come seconds apart, not hours
+        "VIGIL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        "VIGIL_WEBHOOK_RETRY_SCHEDULE": "0.5,1,1,2,2",
+        "VIGIL_WEBHOOK_SWEEP_INTERVAL": "0.2",
     }
     with backend_settings(backend, var_dir) as settings:
         running = Stack.from_environment(overrides | settings, dynamic_ports=True, inherit_vigil_settings=False)

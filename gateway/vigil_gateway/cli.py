@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     admin = commands.add_parser("create-admin", help="create the first admin (VIGIL_ADMIN_USERNAME/PASSWORD)")
     admin.add_argument("--reset", action="store_true", help="set a new password on an existing admin")
     commands.add_parser("web", help="serve the public API with gunicorn")
+    commands.add_parser("worker", help="keep the change feed and deliver webhooks (the gateway's Celery queue)")
     args = parser.parse_args(argv)
     try:
         settings = GatewaySettings.from_env()
@@ -42,7 +43,53 @@ def main(argv: list[str] | None = None) -> int:
         _create_admin(settings, reset=args.reset)
     elif args.command == "web":
         run_gunicorn(lambda: create_app(settings), settings.base)
+    elif args.command == "worker":
+        _run_worker(settings)
     return 0
+
+
+def _run_worker(settings: GatewaySettings) -> None:
+    """The Celery worker of the gateway's queue on a thread pool, its health port and the retry sweep."""
+    import threading
+
+    from vigil_shared.config import env_int
+    from vigil_shared.messaging.celery_app import ping_broker
+    from vigil_shared.runtime import serve_health
+
+    from .worker import WebhookRuntime
+
+    runtime = WebhookRuntime.build(settings)
+    runtime.register_tasks()
+    base = settings.base
+    serve_health(
+        base.bind_host,
+        env_int("VIGIL_GATEWAY_WORKER_HEALTH_PORT", 8100),
+        "gateway-worker",
+        {"database": runtime.db.ping, "broker": lambda: ping_broker(base)},
+    )
+    stopping = threading.Event()
+    threading.Thread(target=runtime.run_sweeper, args=(stopping,), name="webhook-sweep", daemon=True).start()
+    try:
+        runtime.celery.worker_main(
+            [
+                "worker",
+                "--loglevel",
+                base.log_level,
+                "-Q",
+                base.queue_name(),
+                "-P",
+                "threads",
+                "-c",
+                str(runtime.hooks.concurrency),
+                "-n",
+                "gateway@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+            ]
+        )
+    finally:
+        stopping.set()
 
 
 def _create_admin(settings: GatewaySettings, reset: bool) -> None:

@@ -166,3 +166,131 @@ class IdempotencyRecord(IdempotencyColumns, Base):
     """The first answer to a POST sent with an ``Idempotency-Key``, encrypted (``vigil_shared.idempotency``)."""
 
     __tablename__ = "idempotency_keys"
+
+
+# --- webhooks and the change feed (see docs/integrations.md) --------------------------------------
+
+
+class FeedEvent(Base):
+    """Every domain event the services publish, as the gateway received it: the change feed and the
+    source of webhook deliveries. ``event_id`` is the outbox event's id (unique: the gateway's inbox)."""
+
+    __tablename__ = "feed_events"
+
+    position: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    source: Mapped[str | None] = mapped_column(String(40))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict] = mapped_column(JSON)  # ids, kinds, changed field names: never a confidential value
+    location_id: Mapped[int | None] = mapped_column(Integer)  # of the record, for filtering by the reader's rights
+    customer_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True)
+
+
+class RecordLocation(Base):
+    """The location of each customer the gateway has heard of, so a deletion or a property event can be
+    filtered by location after the record is gone."""
+
+    __tablename__ = "record_locations"
+
+    customer_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    location_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class WebhookSubscription(Base):
+    """An endpoint that receives signed events; owned by the user or API key that created it."""
+
+    __tablename__ = "webhook_subscriptions"
+    if TYPE_CHECKING:
+        plaintext_secret: str  # set (not stored) on a new subscription for the response that creates it
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list | None] = mapped_column(JSON)  # None: every type
+    description: Mapped[str | None] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    owner_user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    owner_key_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    secret: Mapped[str] = mapped_column(Text)  # FieldCipher token of the whsec_ secret
+    previous_secret: Mapped[str | None] = mapped_column(Text)  # still signing until previous_secret_until
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: its payload as the owner may read it, and its state."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_event"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(36), index=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))  # the feed event's
+    payload: Mapped[str | None] = mapped_column(Text)  # the body sent, FieldCipher token (built on first attempt)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|succeeded|failed|skipped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: status, latency and the first bytes of the answer."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(String(300))
+
+
+class Integration(Base):
+    """A central station allowed to post signals and account statuses, with its own signing secret and rate."""
+
+    __tablename__ = "integrations"
+    if TYPE_CHECKING:
+        plaintext_secret: str  # set (not stored) for the response that creates or rotates it
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)  # the central station, as signals record it
+    secret: Mapped[str] = mapped_column(Text)  # FieldCipher token of the whsec_ secret
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=6000)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    accounts_url: Mapped[str | None] = mapped_column(String(2000))  # the station's account list, for drift checks
+    drift_report: Mapped[dict | None] = mapped_column(JSON)
+    drift_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    drift_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    drift_error: Mapped[str | None] = mapped_column(String(300))
+    created_by: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class IncomingMessage(Base):
+    """A message id an integration sent, kept past the timestamp tolerance: a replay of it is refused."""
+
+    __tablename__ = "incoming_messages"
+
+    integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -21,6 +21,7 @@ ROUTES: list[tuple[re.Pattern, str]] = [
     _rule("customers", "customer"),
     _rule("(tags|custom-fields)", "customer"),
     _rule("(properties|appointments|system-kinds)", "property"),
+    _rule("monitoring", "property"),
     *[_rule(f"ops/{name}", name) for name in SERVICES],
     _rule("leads", "customer"),
 ]

@@ -86,3 +86,11 @@ class GatewaySettings:
             return base64.urlsafe_b64encode(hashlib.sha256(f"{purpose}:{self.secret_key}".encode()).digest()).decode()
 
         return FieldCipher([derive("vigil-gateway-replies")], derive("vigil-gateway-reply-index"))
+
+    def webhook_cipher(self) -> FieldCipher:
+        """Encrypts webhook signing secrets and the payloads kept for re-sending (derived like ``reply_cipher``)."""
+
+        def derive(purpose: str) -> str:
+            return base64.urlsafe_b64encode(hashlib.sha256(f"{purpose}:{self.secret_key}".encode()).digest()).decode()
+
+        return FieldCipher([derive("vigil-gateway-webhooks")], derive("vigil-gateway-webhook-index"))

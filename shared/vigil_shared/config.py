@@ -145,6 +145,29 @@ SETTINGS: list[Setting] = [
     *_per_process(
         "VIGIL_{NAME}_RELAY_HEALTH_PORT", "", "Port of the {name} outbox relay's /healthz and /readyz.", SERVICES
     ),
+    # webhooks and the change feed (the gateway's worker; docs/integrations.md)
+    Setting("VIGIL_GATEWAY_WORKER_HEALTH_PORT", "8100", "Port of the gateway worker's /healthz and /readyz."),
+    Setting(
+        "VIGIL_WEBHOOK_RETRY_SCHEDULE",
+        "5,300,1800,7200,18000,36000×7",
+        "Comma-separated seconds between webhook delivery attempts (about three days in all).",
+    ),
+    Setting(
+        "VIGIL_WEBHOOK_DISABLE_AFTER",
+        "432000",
+        "Seconds of continuous delivery failure after which a webhook subscription is disabled.",
+    ),
+    Setting("VIGIL_WEBHOOK_TIMEOUT", "5", "Seconds a webhook receiver has to answer one delivery."),
+    Setting(
+        "VIGIL_WEBHOOK_ALLOWED_NETWORKS",
+        "",
+        "Comma-separated networks (CIDR) webhooks may reach although loopback, private or link-local.",
+    ),
+    Setting("VIGIL_WEBHOOK_SWEEP_INTERVAL", "1", "Seconds between the webhook worker's looks for due retries."),
+    Setting("VIGIL_WEBHOOK_CONCURRENCY", "8", "Webhook deliveries in flight at once (threads of the gateway worker)."),
+    Setting("VIGIL_SANDBOX_CENTRAL_STATION_PORT", "8300", "Port of the sandbox central station (make run, e2e)."),
+    Setting("VIGIL_DRIFT_CHECK_INTERVAL", "3600", "Seconds between central-station drift checks."),
+    Setting("VIGIL_FEED_RETENTION_DAYS", "30", "Days the change feed and webhook delivery logs are kept."),
 ]
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
 

@@ -86,6 +86,7 @@ CATALOG: tuple[Permission, ...] = (
     _p("export.run", LOCATION, "Data", "Export records of a location"),
     # company-wide
     _p("webhooks.manage", GLOBAL, "Administration", "Manage webhook endpoints and deliveries"),
+    _p("integrations.manage", GLOBAL, "Administration", "Manage central-station integrations and unmatched signals"),
     _p("users.manage", GLOBAL, "Administration", "Create, edit and deactivate users"),
     _p("roles.manage", GLOBAL, "Administration", "Define roles and grant them to users"),
     _p("locations.manage", GLOBAL, "Administration", "Create and edit office locations"),

@@ -151,6 +151,9 @@ class RunLock:
             self.fd = None
 
 
+SANDBOX_CENTRAL_STATION_PORT = 8300
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -209,6 +212,14 @@ class Stack:
                 if dynamic_ports or not env.get(key):
                     env[key] = str(free_port() if dynamic_ports else default_port(name, kind))
             env[f"VIGIL_{upper}_URL"] = f"http://127.0.0.1:{env[f'VIGIL_{upper}_PORT']}"
+        if dynamic_ports or not env.get("VIGIL_SANDBOX_CENTRAL_STATION_PORT"):
+            env["VIGIL_SANDBOX_CENTRAL_STATION_PORT"] = str(
+                free_port() if dynamic_ports else SANDBOX_CENTRAL_STATION_PORT
+            )
+        if dynamic_ports or not env.get("VIGIL_GATEWAY_WORKER_HEALTH_PORT"):
+            env["VIGIL_GATEWAY_WORKER_HEALTH_PORT"] = str(
+                free_port() if dynamic_ports else default_port("gateway", "worker")
+            )
         env.setdefault("PYTHONUNBUFFERED", "1")
         return cls(env=env, log_dir=var_dir / "log")
 
@@ -248,7 +259,19 @@ class Stack:
         plan = [
             Process(
                 "gateway", [str(BIN / "vigil-gateway"), "web"], f"http://127.0.0.1:{env['VIGIL_GATEWAY_PORT']}/readyz"
-            )
+            ),
+            # the change feed and webhook deliveries
+            Process(
+                "gateway-worker",
+                [str(BIN / "vigil-gateway"), "worker"],
+                f"http://127.0.0.1:{env['VIGIL_GATEWAY_WORKER_HEALTH_PORT']}/readyz",
+            ),
+            # a stand-in central station (sandboxes/central_station): account list, signed signals, webhooks in
+            Process(
+                "sandbox-central-station",
+                [str(BIN / "vigil-sandbox-central-station")],
+                f"http://127.0.0.1:{env['VIGIL_SANDBOX_CENTRAL_STATION_PORT']}/readyz",
+            ),
         ]
         for name in SERVICES:
             upper = name.upper()

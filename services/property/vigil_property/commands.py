@@ -21,10 +21,10 @@ from vigil_shared.commands import Context, catalog_commands, command
 from vigil_shared.db import utcnow
 from vigil_shared.errors import FORBIDDEN, Problem
 
-from . import appointments, customer_client, equipment, pins, properties, systems, tech
+from . import appointments, customer_client, equipment, monitoring, pins, properties, systems, tech
 from . import customers_replica as replica
 from .history import Actor
-from .models import Appointment, Equipment, KnownCustomer, Property, System
+from .models import Appointment, Equipment, KnownCustomer, Property, Signal, System
 
 CODES_VIEW = "confidential.installation_codes.view"
 CODES_MODIFY = "confidential.installation_codes.modify"
@@ -272,3 +272,38 @@ def verify_on_site(ctx: Context, client: str, account_number: str, pin: str) -> 
     ctx.require("tech_portal.use", location_id)
     tech.clear_failures(session, candidate)
     return Scoped(candidate.property, location_id)
+
+
+# --- central stations (through the gateway, which verified their signature) -------------------------
+
+INTEGRATIONS_MANAGE = "integrations.manage"
+
+
+@command
+def receive_monitoring(ctx: Context, data: dict) -> Signal:
+    """A central station's signal or account status. Only the gateway sends these, on a service
+    identity holding ``integrations.manage``, after verifying the station's signature."""
+    if not ctx.identity.is_service:
+        raise Problem(403, "Central stations send signals through their integration's signed endpoint.", type=FORBIDDEN)
+    ctx.require(INTEGRATIONS_MANAGE)
+    station = Actor(
+        id=ctx.identity.subject, name=ctx.identity.username, source="integration", request_id=ctx.request_id
+    )
+    return monitoring.receive(ctx.session, ctx.outbox, ctx.cipher, data, station)
+
+
+@command
+def resolve_signal(ctx: Context, signal_id: int, property_id: int) -> Signal:
+    """Attaches an unmatched signal to the property it belongs to (``integrations.manage`` and
+    ``properties.modify`` at the property's location)."""
+    ctx.require(INTEGRATIONS_MANAGE)
+    scoped = load_property(ctx, property_id, "properties.modify")
+    return monitoring.resolve(ctx.session, signal_id, scoped.property, actor(ctx))
+
+
+def station_drift(ctx: Context, central_station: str, accounts: list[dict]) -> dict:
+    """Read-only: the drift report of one central station (the gateway's periodic check asks)."""
+    if not ctx.identity.is_service:
+        raise Problem(403, "The drift check is run by Vigil's gateway.", type=FORBIDDEN)
+    ctx.require(INTEGRATIONS_MANAGE)
+    return monitoring.drift(ctx.session, central_station, accounts)

@@ -26,7 +26,8 @@ class Base(ServiceTables, DeclarativeBase):
 messaging = messaging_models(Base)
 
 PROPERTY_TYPES = ("residential", "commercial")
-MONITORING_STATUSES = ("active", "suspended", "cancelled")
+MONITORING_STATUSES = ("active", "suspended", "cancelled", "in_test")
+SIGNAL_KINDS = ("alarm", "trouble", "restore", "test", "open", "close", "status")
 ACCESS_MANAGERS = ("owner", "tenant", "letting_agent", "other")
 EQUIPMENT_STATUSES = ("installed", "faulty", "removed")
 APPOINTMENT_TYPES = ("install", "service", "inspection", "sale")
@@ -221,3 +222,31 @@ class KnownCustomer(Base):
     location_id: Mapped[int | None] = mapped_column(Integer, index=True)
     location_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Signal(Base):
+    """What a central station sent about an account: a signal (alarm, trouble, restore, test,
+    open/close, with zone and panel user) or an account status. ``property_id`` is null while no
+    property has the account number: an unmatched signal an operator resolves (never dropped)."""
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        Index("ix_signals_property", "property_id", "occurred_at"),
+        Index("ix_signals_unmatched", "property_id", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    property_id: Mapped[int | None] = mapped_column(Integer)
+    account_number: Mapped[str] = mapped_column(String(40))
+    account_key: Mapped[str] = mapped_column(String(40), index=True)
+    central_station: Mapped[str] = mapped_column(String(120))
+    message_id: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str | None] = mapped_column(String(20))  # of an account status message
+    zone: Mapped[str | None] = mapped_column(String(40))
+    panel_user: Mapped[str | None] = mapped_column(String(40))
+    description: Mapped[str | None] = mapped_column(String(300))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(150))

@@ -440,3 +440,80 @@ SystemKindPageSchema = page_schema(SystemKindSchema, "SystemKindPage")
 SystemPageSchema = page_schema(SystemSchema, "SystemPage")
 EquipmentPageSchema = page_schema(EquipmentSchema, "EquipmentPage")
 HistoryPageSchema = page_schema(HistoryEntrySchema, "PropertyHistoryPage")
+
+
+# --- central stations: signals and account statuses -------------------------------------------------
+
+SIGNAL_TYPES = ("alarm", "trouble", "restore", "test", "open", "close")
+ACCOUNT_STATUSES = ("active", "suspended", "cancelled", "in_test")
+
+
+class MonitoringMessageSchema(Schema):
+    """What the gateway forwards from a verified central station (not reachable from outside)."""
+
+    central_station = TrimmedString(required=True, validate=validate.Length(min=1, max=120))
+    message_id = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
+    account_number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))
+    kind = Choice(("status", *SIGNAL_TYPES), required=True)
+    status = Choice(ACCOUNT_STATUSES, allow_none=True, load_default=None)
+    zone = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=40))
+    user = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=40))
+    description = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=300))
+    occurred_at = fields.AwareDateTime(allow_none=True, load_default=None)
+
+    @validates_schema
+    def _status_needs_value(self, data, **_):
+        if data["kind"] == "status" and not data.get("status"):
+            raise ValidationError({"status": ["An account status message names the status."]})
+
+
+class SignalSchema(Schema):
+    id = fields.Integer()
+    property_id = fields.Integer(allow_none=True)
+    account_number = fields.String()
+    central_station = fields.String()
+    message_id = fields.String()
+    kind = fields.String(metadata={"description": "alarm, trouble, restore, test, open, close or status"})
+    status = fields.String(allow_none=True)
+    zone = fields.String(allow_none=True)
+    user = fields.String(attribute="panel_user", allow_none=True)
+    description = fields.String(allow_none=True)
+    occurred_at = Timestamp()
+    received_at = Timestamp()
+    resolved_at = Timestamp(allow_none=True)
+    resolved_by = fields.String(allow_none=True)
+
+
+class SignalArgs(PaginationArgs):
+    kind = Choice(("status", *SIGNAL_TYPES))
+    since = fields.AwareDateTime()
+
+
+class SignalPageSchema(page_schema(SignalSchema, "SignalPageBase")):  # type: ignore[misc]
+    last_test_at = Timestamp(allow_none=True)
+    test_overdue = fields.Boolean(metadata={"description": "No test signal within the last 25 hours"})
+
+
+UnmatchedPageSchema = page_schema(SignalSchema, "UnmatchedSignalPage")
+
+
+class ResolveSignalSchema(Schema):
+    property_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**31 - 1))
+
+
+class StationAccountSchema(Schema):
+    account_number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))
+    status = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=20))
+    address = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=300))
+
+
+class DriftRequestSchema(Schema):
+    central_station = TrimmedString(required=True, validate=validate.Length(min=1, max=120))
+    accounts = fields.List(fields.Nested(StationAccountSchema), required=True, validate=validate.Length(max=100_000))
+
+
+class DriftReportSchema(Schema):
+    missing_in_vigil = fields.List(fields.Dict())
+    missing_at_station = fields.List(fields.Dict())
+    status_mismatch = fields.List(fields.Dict())
+    address_mismatch = fields.List(fields.Dict())

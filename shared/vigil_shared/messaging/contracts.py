@@ -250,6 +250,8 @@ SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
     "customer": frozenset({"property.created", "property.updated", "property.deleted", "property.transferred"}),
+    # the change feed and outgoing webhooks (vigil_gateway.worker): every event
+    "gateway": frozenset(event_type for event_type, _ in CONTRACTS),
 }
 
 HANDLE_EVENT_TASK = "{service}.handle_event.v1"

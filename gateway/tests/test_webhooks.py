@@ -1,0 +1,270 @@
+"""Webhook subscriptions, signing, destination safety and the delivery state machine (the e2e suite
+runs the whole loop through the worker)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from vigil_gateway import webhooks
+from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from vigil_gateway.worker import WebhookRuntime
+
+LOCAL = webhooks.WebhookSettings(
+    schedule=(0, 0),
+    allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),),
+    timeout=1.0,
+)
+
+
+class Receiver:
+    def __init__(self):
+        self.received: list[dict] = []
+        self.answers: list[int] = []
+        self.delay = 0.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                receiver.received.append({"headers": dict(self.headers), "body": body})
+                if receiver.delay:
+                    threading.Event().wait(receiver.delay)
+                self.send_response(status)
+                if status in (301, 302, 307):
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                self.send_header("Content-Length", "5")
+                self.end_headers()
+                self.wfile.write(b"hello")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+@pytest.fixture
+def receiver():
+    running = Receiver()
+    yield running
+    running.server.shutdown()
+    running.server.server_close()
+
+
+@pytest.fixture
+def local_app(app):
+    app.extensions["vigil_gateway_webhooks"] = LOCAL
+    yield app
+    app.extensions.pop("vigil_gateway_webhooks", None)
+
+
+class Reader:
+    """Stands in for the services: every record is visible, with a masked SSN."""
+
+    def get(self, service, path, identity, params=None):
+        assert not any(p.startswith("confidential.") for p in identity.permissions)
+        if path.endswith("/history"):
+            return {"items": []}
+        return {"id": 1, "ssn": "***-**-6789", "city": "Kanata"}
+
+
+@pytest.fixture
+def runtime(settings, db):
+    sent: list[tuple[int, int]] = []
+    hooks = WebhookRuntime(
+        settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
+    )  # type: ignore[arg-type]
+    hooks.enqueue = lambda delivery_id, token: sent.append((delivery_id, token))  # type: ignore[method-assign]
+    hooks.sent = sent  # type: ignore[attr-defined]
+    return hooks
+
+
+def message(event_type="customer.updated", **data) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "data": {"customer_id": 1, "changed": ["city"], "location_id": 1} | data,
+        "source": "customer",
+        "request_id": "r1",
+    }
+
+
+def subscribe(client, auth, url, **extra):
+    response = client.post("/api/v1/webhooks", json={"url": url, **extra}, headers=auth)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def test_the_secret_is_shown_once_and_stored_encrypted(local_app, client, auth, db, receiver):
+    created = subscribe(client, auth, receiver.url, event_types=["customer.updated"])
+    assert created["secret"].startswith("whsec_")
+    assert "secret" not in client.get(f"/api/v1/webhooks/{created['id']}", headers=auth).json
+    with db.transaction() as session:
+        stored = session.get(WebhookSubscription, created["id"])
+        assert created["secret"] not in stored.secret
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x",  # loopback: not allowed by default
+        "http://10.0.0.5/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://user:pw@example.com/x",
+        "http://0.0.0.0/x",
+    ],
+)
+def test_unsafe_destinations_are_refused(app, client, auth, url):
+    app.extensions.pop("vigil_gateway_webhooks", None)
+    response = client.post("/api/v1/webhooks", json={"url": url}, headers=auth)
+    assert response.status_code == 422, response.json
+    assert "url" in response.json["errors"]
+
+
+def test_signatures_follow_standard_webhooks_and_rotation_signs_twice():
+    old, new = webhooks.new_secret(), webhooks.new_secret()
+    now = datetime.now(UTC)
+    headers = webhooks.sign([new, old], "msg_1", now, '{"a":1}')
+    assert Webhook(new).verify('{"a":1}', headers) == {"a": 1}
+    assert Webhook(old).verify('{"a":1}', headers) == {"a": 1}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify('{"a":2}', headers)
+    stale = webhooks.sign([new], "msg_1", now - timedelta(minutes=6), '{"a":1}')
+    with pytest.raises(WebhookVerificationError):
+        webhooks.verify(new, '{"a":1}', stale)
+    with pytest.raises(WebhookVerificationError):
+        webhooks.verify(new, '{"a":1}', headers | {"webhook-signature": "garbage"})
+
+
+def test_an_event_is_delivered_signed_with_masked_values(local_app, client, auth, runtime, receiver, db):
+    created = subscribe(client, auth, receiver.url, event_types=["customer.updated"])
+    event = message()
+    assert runtime.receive(event) is True
+    assert runtime.receive(event) is False  # a repeat: no second delivery
+    [(delivery_id, token)] = runtime.sent
+    assert runtime.deliver(delivery_id, token) == "succeeded"
+    assert runtime.deliver(delivery_id, token) == "stale"  # a second copy of the task does nothing
+    [request] = receiver.received
+    body = Webhook(created["secret"]).verify(request["body"], request["headers"])
+    assert body["id"] == event["id"] == request["headers"]["webhook-id"]
+    assert body["data"]["changes"] == {"city": {"new": "Kanata"}}
+    assert body["data"]["customer"]["ssn"] == "***-**-6789"
+    with db.transaction() as session:
+        [attempt] = session.query(WebhookAttempt).all()
+        assert attempt.status_code == 200 and attempt.response_excerpt == "hello"
+        assert event["id"] not in (session.get(WebhookDelivery, delivery_id).payload or "")  # encrypted
+
+
+def test_failures_retry_then_fail_and_redirects_are_not_followed(local_app, client, auth, runtime, receiver, db):
+    created = subscribe(client, auth, receiver.url)
+    receiver.answers = [302, 500, 500]
+    runtime.receive(message())
+    [(delivery_id, token)] = runtime.sent
+    assert runtime.deliver(delivery_id, 0) == "retry"
+    assert runtime.sweep() == 1
+    assert runtime.deliver(delivery_id, 1) == "retry"
+    runtime.sweep()
+    assert runtime.deliver(delivery_id, 2) == "failed"  # the schedule (two retries) is spent
+    assert len(receiver.received) == 3
+    with db.transaction() as session:
+        subscription = session.get(WebhookSubscription, created["id"])
+        assert subscription.enabled and subscription.failing_since is not None
+        assert [a.status_code for a in session.query(WebhookAttempt).order_by(WebhookAttempt.id)] == [302, 500, 500]
+
+
+def test_410_disables_and_days_of_failure_disable(local_app, client, auth, runtime, receiver, db, settings):
+    gone = subscribe(client, auth, receiver.url)
+    receiver.answers = [410]
+    runtime.receive(message())
+    assert runtime.deliver(*runtime.sent[0]) == "gone"
+    with db.transaction() as session:
+        record = session.get(WebhookSubscription, gone["id"])
+        assert not record.enabled and "410" in record.disabled_reason
+        record.enabled, record.disabled_reason = True, None
+        record.failing_since = datetime.now(UTC) - timedelta(days=6)
+    receiver.answers = [500]
+    runtime.receive(message())
+    assert runtime.deliver(*runtime.sent[1]) == "failed"
+    shown = client.get(f"/api/v1/webhooks/{gone['id']}", headers=auth).json
+    assert shown["enabled"] is False and "failed since" in shown["disabled_reason"]
+
+
+def test_a_slow_receiver_is_cut_off_by_the_timeout(local_app, client, auth, runtime, receiver):
+    subscribe(client, auth, receiver.url)
+    receiver.delay = 2.0
+    runtime.receive(message())
+    started = datetime.now(UTC)
+    assert runtime.deliver(*runtime.sent[0]) == "retry"
+    assert (datetime.now(UTC) - started).total_seconds() < 1.9
+
+
+def test_replay_and_the_feed(local_app, client, auth, runtime, receiver, db, monkeypatch):
+    from vigil_gateway.api import webhooks as webhook_views
+
+    monkeypatch.setattr(webhook_views, "FEED_SETTLE", timedelta(0))
+    created = subscribe(client, auth, receiver.url)
+    location = client.post("/api/v1/locations", json={"name": "Feed office"}, headers=auth).json["id"]
+    runtime.receive(message(location_id=location))
+    runtime.receive(message(location_id=location + 1000))  # a location the admin does not know: not shown
+    runtime.deliver(*runtime.sent[0])
+    deliveries = client.get(f"/api/v1/webhooks/{created['id']}/deliveries", headers=auth).json["items"]
+    detail = client.get(f"/api/v1/webhooks/{created['id']}/deliveries/{deliveries[-1]['id']}", headers=auth).json
+    assert [a["status_code"] for a in detail["attempt_log"]] == [200] and detail["status"] == "succeeded"
+    replay = client.post(f"/api/v1/webhooks/{created['id']}/deliveries/{deliveries[0]['id']}/replay", headers=auth)
+    assert replay.status_code == 202
+    assert runtime.sweep() == 1
+    since = client.post(
+        f"/api/v1/webhooks/{created['id']}/replay",
+        json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
+        headers=auth,
+    )
+    assert since.status_code == 202 and since.json["replayed"] == 2
+    feed = client.get("/api/v1/events", headers=auth).json
+    assert [item["type"] for item in feed["items"]] == ["customer.updated"]
+    after = client.get(f"/api/v1/events?after={feed['next_cursor']}", headers=auth).json
+    assert after["items"] == [] and after["next_cursor"] == feed["next_cursor"]
+    with db.transaction() as session:
+        assert session.query(FeedEvent).count() == 2
+    assert json.loads(json.dumps(feed))  # plain JSON
+
+
+def test_the_feed_lists_an_event_once_it_has_settled(local_app, client, auth, runtime, db):
+    location = client.post("/api/v1/locations", json={"name": "Settle office"}, headers=auth).json["id"]
+    runtime.receive(message(location_id=location))
+    assert client.get("/api/v1/events", headers=auth).json["items"] == []  # may still have company in flight
+    with db.transaction() as session:
+        for row in session.query(FeedEvent):
+            row.received_at = datetime.now(UTC) - timedelta(seconds=5)
+    assert len(client.get("/api/v1/events", headers=auth).json["items"]) == 1
+
+
+def test_a_deletion_that_arrives_before_the_creation_gets_its_location(runtime, db):
+    runtime.reader = type("Gone", (), {"get": lambda self, *a, **k: None})()  # the customer is already deleted
+    deleted = message("customer.deleted", customer_id=77)
+    del deleted["data"]["changed"], deleted["data"]["location_id"]
+    runtime.receive(deleted)
+    runtime.receive(
+        message("customer.created", customer_id=77, location_id=3) | {"data": {"customer_id": 77, "location_id": 3}}
+    )
+    with db.transaction() as session:
+        assert {row.type: row.location_id for row in session.query(FeedEvent)} == {
+            "customer.deleted": 3,
+            "customer.created": 3,
+        }

@@ -1,0 +1,201 @@
+"""Central-station integrations: their management, and the signed endpoints they post signals and
+account statuses to (no bearer token: each message carries a Standard Webhooks signature)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from vigil_shared.db import utcnow
+from vigil_shared.errors import Problem, conflict, flatten_messages, validation_problem
+from vigil_shared.http import PaginationArgs, paginate
+from vigil_shared.idempotency import idempotent
+from vigil_shared.identity import service_identity
+from vigil_shared.web import requires
+
+from .. import integrations
+from .. import webhook_commands as hooks_commands
+from ..context import db_session, settings
+from ..models import IncomingMessage, Integration
+from ..upstream import ServiceUnavailable, call_service
+from ..versions import etag_headers
+from ..webhook_schemas import (
+    DriftSchema,
+    IncomingReceiptSchema,
+    IncomingSignalSchema,
+    IncomingStatusSchema,
+    IntegrationCreatedSchema,
+    IntegrationCreateSchema,
+    IntegrationPageSchema,
+    IntegrationPatchSchema,
+    IntegrationSchema,
+    RotatedSecretSchema,
+    RotateSecretSchema,
+)
+from .common import context, if_match
+from .webhooks import hook_settings
+
+blp = Blueprint(
+    "integrations",
+    __name__,
+    url_prefix="/api/v1",
+    description="Central stations: signed signals and account statuses in (see docs/integrations.md)",
+)
+
+LIMITER = integrations.RateLimiter()
+
+
+@blp.route("/integrations")
+class Integrations(MethodView):
+    @requires("integrations.manage")
+    @blp.arguments(PaginationArgs, location="query")
+    @blp.response(200, IntegrationPageSchema)
+    def get(self, args):
+        """List central-station integrations (never their secrets)."""
+        result = paginate(db_session(), select(Integration).order_by(Integration.id), args["page"], args["per_page"])
+        return result.body(), 200, result.headers()
+
+    @requires("integrations.manage")
+    @idempotent
+    @blp.arguments(IntegrationCreateSchema)
+    @blp.response(201, IntegrationCreatedSchema)
+    def post(self, data):
+        """Add a central station; its signing secret is in this response only."""
+        record = hooks_commands.create_integration(context(), data, settings(), hook_settings())
+        location = url_for("integrations.IntegrationItem", integration_id=record.id)
+        return record, 201, etag_headers(record, Location=location)
+
+
+@blp.route("/integrations/<int:integration_id>")
+class IntegrationItem(MethodView):
+    @requires("integrations.manage")
+    @blp.response(200, IntegrationSchema)
+    def get(self, integration_id):
+        """Read one integration."""
+        record = hooks_commands.get_integration(context(), integration_id)
+        return record, 200, etag_headers(record)
+
+    @requires("integrations.manage")
+    @blp.arguments(IntegrationPatchSchema)
+    @blp.response(200, IntegrationSchema)
+    @blp.alt_response(412, description="If-Match names an older version")
+    def patch(self, changes, integration_id):
+        """Rename, change the rate limit, disable or enable."""
+        record = hooks_commands.update_integration(context(if_match()), integration_id, changes, hook_settings())
+        return record, 200, etag_headers(record)
+
+    @requires("integrations.manage")
+    @blp.response(204)
+    def delete(self, integration_id):
+        """Remove an integration: its messages are refused from now on."""
+        hooks_commands.delete_integration(context(if_match()), integration_id)
+
+
+@blp.route("/integrations/<int:integration_id>/rotate-secret", methods=["POST"])
+@requires("integrations.manage")
+@idempotent
+@blp.arguments(RotateSecretSchema)
+@blp.response(200, RotatedSecretSchema)
+def rotate_integration_secret(data, integration_id):
+    """A new signing secret, shown once; messages signed with the old one are accepted for ``overlap_seconds``."""
+    secret, until = hooks_commands.rotate_integration_secret(
+        context(if_match()), integration_id, data["overlap_seconds"], settings()
+    )
+    return {"secret": secret, "previous_secret_until": until}
+
+
+@blp.route("/integrations/<int:integration_id>/drift", methods=["GET"])
+@requires("integrations.manage")
+@blp.response(200, DriftSchema)
+def drift_report(integration_id):
+    """The last drift report: the station's account list against Vigil's properties (accounts missing
+    either side, status or address mismatch). The gateway worker checks every
+    ``VIGIL_DRIFT_CHECK_INTERVAL`` seconds."""
+    return hooks_commands.get_integration(context(), integration_id)
+
+
+@blp.route("/integrations/<int:integration_id>/drift-check", methods=["POST"])
+@requires("integrations.manage")
+@idempotent
+@blp.response(202, DriftSchema)
+def drift_check(integration_id):
+    """Check for drift now (in the worker); poll ``GET .../drift`` until ``checked_at`` passes ``requested_at``."""
+    record = hooks_commands.request_drift_check(context(), integration_id)
+    return record, 202, {"Location": url_for("integrations.drift_report", integration_id=record.id)}
+
+
+# --- what central stations post --------------------------------------------------------------------
+
+
+def _receive(integration_id: int, kind: str) -> dict:
+    session = db_session()
+    integration = session.get(Integration, integration_id)
+    if integration is None or not integration.enabled:
+        raise integrations.refused("No such integration, or it is disabled.")
+    body = request.get_data()
+    message_id = integrations.verify(integration, settings().webhook_cipher(), body, dict(request.headers))
+    # counted once signed: unsigned floods are refused above and cannot use up the station's allowance
+    LIMITER.check(integration.id, integration.rate_limit_per_minute)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise Problem(400, "The body is not JSON.") from None
+    schema = IncomingSignalSchema() if kind == "signal" else IncomingStatusSchema()
+    try:
+        data = schema.load(payload if isinstance(payload, dict) else {})
+    except ValidationError as error:
+        raise validation_problem(flatten_messages(error.messages)) from None
+    session.add(IncomingMessage(integration_id=integration.id, message_id=message_id, received_at=utcnow()))
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise conflict("This webhook-id was already received; it is not applied twice.") from None
+    forward = {
+        "central_station": integration.name,
+        "message_id": message_id,
+        "account_number": data["account_number"],
+        "kind": data["type"] if kind == "signal" else "status",
+        "status": data.get("status"),
+        "zone": data.get("zone"),
+        "user": data.get("user"),
+        "description": data.get("description"),
+        "occurred_at": data["occurred_at"].isoformat() if data.get("occurred_at") else None,
+    }
+    identity = service_identity(f"integration:{integration.name}", permissions={"integrations.manage"})
+    try:
+        reply = call_service("property", "POST", "/api/v1/monitoring/messages", json_body=forward, identity=identity)
+    except ServiceUnavailable:
+        session.rollback()  # the id is not kept: the central station's retry is applied
+        raise Problem(503, "The property service is unavailable; send the message again.") from None
+    if not reply.ok or not isinstance(reply.body, dict):
+        session.rollback()
+        raise Problem(503, "The message could not be recorded; send it again.")
+    session.commit()
+    return {"status": "received", "matched": reply.body.get("property_id") is not None}
+
+
+@blp.route("/integrations/<int:integration_id>/signals", methods=["POST"])
+@blp.doc(security=[])
+@blp.response(200, IncomingReceiptSchema)
+def incoming_signal(integration_id):
+    """A central station's signal (alarm, trouble, restore, test, open, close), signed with the
+    integration's secret (Standard Webhooks: ``webhook-id``, ``webhook-timestamp``,
+    ``webhook-signature``). Refused (401) when the signature does not match or the timestamp is more
+    than 5 minutes off; a ``webhook-id`` already received answers 409 and changes nothing."""
+    return _receive(integration_id, "signal")
+
+
+@blp.route("/integrations/<int:integration_id>/account-status", methods=["POST"])
+@blp.doc(security=[])
+@blp.response(200, IncomingReceiptSchema)
+def incoming_status(integration_id):
+    """A central station's account status (active, suspended, cancelled, in_test), signed like a signal.
+    The property with this account number changes its monitoring status (with history and events)."""
+    return _receive(integration_id, "status")

@@ -1,0 +1,455 @@
+"""Outgoing webhooks: signing (Standard Webhooks v1), destination safety, payloads as the owner may
+read them, and one delivery attempt. The worker (:mod:`.worker`) runs them; the API
+(:mod:`.api.webhooks`) manages subscriptions. See docs/integrations.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import urllib3
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from vigil_shared.config import ConfigError, env, env_float
+from vigil_shared.crypto import FieldCipher
+from vigil_shared.db import utcnow
+from vigil_shared.identity import IDENTITY_HEADER, Identity, sign_identity
+from vigil_shared.messaging.contracts import CONTRACTS
+
+from .access import api_key_identity, user_identity
+from .models import ApiKey, FeedEvent, Integration, User, WebhookSubscription
+
+log = logging.getLogger("vigil.webhooks")
+
+SECRET_PREFIX = "whsec_"
+EVENT_TYPES = frozenset(event_type for event_type, _ in CONTRACTS)
+# About three days: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h and seven times 10 h.
+DEFAULT_SCHEDULE = (5, 300, 1800, 7200, 18000, *(36000,) * 7)
+EXCERPT_BYTES = 300
+USER_AGENT = "Vigil-Webhooks/1"
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    schedule: tuple[float, ...] = DEFAULT_SCHEDULE  # seconds before each retry
+    disable_after: float = 5 * 24 * 3600  # failing continuously this long disables a subscription
+    timeout: float = 5.0  # connect + read, per attempt
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # despite being private
+    sweep_interval: float = 1.0
+    concurrency: int = 8
+    feed_retention_days: int = 30
+
+    @classmethod
+    def from_env(cls) -> WebhookSettings:
+        raw = env("VIGIL_WEBHOOK_RETRY_SCHEDULE")
+        try:
+            schedule = tuple(float(s) for s in raw.split(",") if s.strip()) if raw else DEFAULT_SCHEDULE
+            networks = tuple(
+                ipaddress.ip_network(n.strip(), strict=False)
+                for n in (env("VIGIL_WEBHOOK_ALLOWED_NETWORKS") or "").split(",")
+                if n.strip()
+            )
+        except ValueError as exc:
+            raise ConfigError(f"webhook settings: {exc}") from exc
+        return cls(
+            schedule=schedule,
+            disable_after=env_float("VIGIL_WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600.0),
+            timeout=env_float("VIGIL_WEBHOOK_TIMEOUT", 5.0),
+            allowed_networks=networks,
+            sweep_interval=env_float("VIGIL_WEBHOOK_SWEEP_INTERVAL", 1.0),
+            concurrency=int(env_float("VIGIL_WEBHOOK_CONCURRENCY", 8)),
+            feed_retention_days=int(env_float("VIGIL_FEED_RETENTION_DAYS", 30)),
+        )
+
+
+# --- secrets and signatures ----------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def sign(secrets_: Iterable[str], message_id: str, timestamp: datetime, body: str) -> dict[str, str]:
+    """The three Standard Webhooks headers; one ``v1,`` signature per secret (two during a rotation)."""
+    signatures = " ".join(Webhook(secret).sign(message_id, timestamp, body) for secret in secrets_)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
+def verify(secret: str, body: bytes | str, headers: dict[str, str]) -> None:
+    """Returns when a signature matches and the timestamp is within 5 minutes; else
+    ``WebhookVerificationError`` (also for malformed headers). The body is not parsed."""
+    try:
+        Webhook(secret).verify(body, headers, json_parse=False)
+    except WebhookVerificationError:
+        raise
+    except (ValueError, TypeError) as exc:  # a signature without a comma, bad base64, …
+        raise WebhookVerificationError("Invalid signature header") from exc
+
+
+def signing_secrets(subscription: WebhookSubscription | Integration, cipher: FieldCipher, now: datetime) -> list[str]:
+    current = [cipher.decrypt(subscription.secret)]
+    if (
+        subscription.previous_secret
+        and subscription.previous_secret_until is not None
+        and subscription.previous_secret_until > now
+    ):
+        current.append(cipher.decrypt(subscription.previous_secret))
+    return [s for s in current if s]
+
+
+# --- destination safety --------------------------------------------------------------------------
+
+
+class UnsafeDestination(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Destination:
+    scheme: str
+    host: str
+    port: int
+    address: str  # the checked address the connection goes to (no second DNS answer)
+    target: str  # path and query
+
+
+def resolve_destination(url: str, settings: WebhookSettings) -> Destination:
+    """The URL's checked address; ``UnsafeDestination`` for loopback, private, link-local, multicast,
+    reserved or unspecified addresses unless an operator allowed their network."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeDestination("Use an http or https URL with a host name.")
+    if parts.username or parts.password:
+        raise UnsafeDestination("Credentials in the URL are not accepted.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UnsafeDestination("The port is not valid.") from None
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeDestination("The host name does not resolve.") from None
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if _forbidden(address) and not any(address in network for network in settings.allowed_networks):
+            raise UnsafeDestination("The host resolves to a loopback, private or link-local address.")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Destination(parts.scheme, parts.hostname, port, str(addresses[0]), target)
+
+
+def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+# --- one attempt ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status_code: int | None
+    latency_ms: int
+    excerpt: str | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def post(url: str, body: str, headers: dict[str, str], settings: WebhookSettings) -> AttemptResult:
+    """One POST: to the checked address only, no redirects, short timeouts, the first bytes kept."""
+    started = time.monotonic()
+    try:
+        destination = resolve_destination(url, settings)
+    except UnsafeDestination as exc:
+        return AttemptResult(None, 0, None, str(exc))
+    pool_args: dict[str, Any] = dict(
+        host=destination.address,
+        port=destination.port,
+        timeout=urllib3.Timeout(connect=min(2.0, settings.timeout), read=settings.timeout),
+        retries=False,
+        maxsize=1,
+    )
+    pool: urllib3.HTTPConnectionPool
+    if destination.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            **pool_args, server_hostname=destination.host, assert_hostname=destination.host
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(**pool_args)
+    host_header = destination.host if destination.port in (80, 443) else f"{destination.host}:{destination.port}"
+    try:
+        response = pool.urlopen(
+            "POST",
+            destination.target,
+            body=body.encode(),
+            headers={
+                **headers,
+                "Host": host_header,
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            redirect=False,
+            retries=False,
+            preload_content=False,
+        )
+        try:
+            first = response.read(EXCERPT_BYTES, decode_content=False) or b""
+        finally:
+            response.release_conn()
+        latency = int((time.monotonic() - started) * 1000)
+        return AttemptResult(response.status, latency, first.decode("utf-8", "replace"), None)
+    except urllib3.exceptions.HTTPError as exc:
+        latency = int((time.monotonic() - started) * 1000)
+        return AttemptResult(None, latency, None, type(exc).__name__)
+    finally:
+        pool.close()
+
+
+def fetch_json(url: str, settings: WebhookSettings, limit: int = 20 * 1024 * 1024) -> Any:
+    """GET a JSON document from an outside system (a central station's account list) with the same
+    destination checks, no redirects and short timeouts as a webhook delivery. Raises ``RuntimeError``."""
+    try:
+        destination = resolve_destination(url, settings)
+    except UnsafeDestination as exc:
+        raise RuntimeError(str(exc)) from None
+    cls = urllib3.HTTPSConnectionPool if destination.scheme == "https" else urllib3.HTTPConnectionPool
+    extra: dict[str, Any] = (
+        {"server_hostname": destination.host, "assert_hostname": destination.host}
+        if destination.scheme == "https"
+        else {}
+    )
+    pool = cls(
+        host=destination.address,
+        port=destination.port,
+        timeout=urllib3.Timeout(connect=min(2.0, settings.timeout), read=settings.timeout * 4),
+        retries=False,
+        maxsize=1,
+        **extra,
+    )
+    try:
+        response = pool.urlopen(
+            "GET",
+            destination.target,
+            headers={"Host": destination.host, "Accept": "application/json", "User-Agent": USER_AGENT},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+        )
+        try:
+            data = response.read(limit + 1)
+        finally:
+            response.release_conn()
+    except urllib3.exceptions.HTTPError as exc:
+        raise RuntimeError(f"the station could not be reached ({type(exc).__name__})") from None
+    finally:
+        pool.close()
+    if response.status != 200 or len(data) > limit:
+        raise RuntimeError(f"the station answered {response.status}")
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise RuntimeError("the station's answer is not JSON") from None
+
+
+def next_delay(attempts: int, settings: WebhookSettings) -> float | None:
+    """Seconds before the next attempt after ``attempts`` failed ones; None when the schedule is spent."""
+    if attempts - 1 < len(settings.schedule):
+        return settings.schedule[attempts - 1]
+    return None
+
+
+# --- whose rights a subscription delivers with ---------------------------------------------------
+
+
+def owner_identity(session: Session, subscription: WebhookSubscription) -> Identity | None:
+    """The owner's rights now; None once the owner is gone, inactive, or the key revoked or expired."""
+    if subscription.owner_key_id is not None:
+        key = session.get(ApiKey, subscription.owner_key_id)
+        if key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at < utcnow()):
+            return None
+        return api_key_identity(session, key, None, None)
+    user = session.get(User, subscription.owner_user_id) if subscription.owner_user_id is not None else None
+    if user is None or not user.active:
+        return None
+    return user_identity(session, user, None, None)
+
+
+def without_confidential(identity: Identity) -> Identity:
+    """The same rights without any ``confidential.*`` view: a payload never carries one in plaintext."""
+
+    def keep(perms: frozenset[str]) -> frozenset[str]:
+        return frozenset(p for p in perms if not p.startswith("confidential."))
+
+    return dataclasses.replace(
+        identity,
+        permissions=keep(identity.permissions),
+        locations={loc: keep(perms) for loc, perms in identity.locations.items()},
+    )
+
+
+# --- payloads ------------------------------------------------------------------------------------
+
+VIEW_PERMISSION = {"customer": "customers.view", "property": "properties.view"}
+
+
+def visible(identity: Identity, event_type: str, location_id: int | None) -> bool:
+    """Whether a reader may see an event of this type about a record at ``location_id`` (the change feed
+    and deletions, which have no record left to ask the service about)."""
+    permission = VIEW_PERMISSION.get(event_type.split(".", 1)[0])
+    if permission is None:
+        return False
+    if location_id is None:
+        return identity.is_service
+    return identity.can(permission, location_id)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class ServiceReader:
+    """GETs from the services with a given identity (the subscription owner's, confidential views removed)."""
+
+    def __init__(self, service_urls: dict[str, str], internal_secret: str, ttl: int, timeout: float = 10.0):
+        self.service_urls = service_urls
+        self.internal_secret = internal_secret
+        self.ttl = ttl
+        self.pool = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3.0, read=timeout), retries=False)
+
+    def post(self, service: str, path: str, identity: Identity, body: Any) -> Any:
+        """The JSON answer of a 2xx; ``RuntimeError`` otherwise."""
+        headers = {
+            IDENTITY_HEADER: sign_identity(identity, self.internal_secret, self.ttl),
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        response = self.pool.request(
+            "POST", f"{self.service_urls[service]}{path}", body=json.dumps(body).encode(), headers=headers
+        )
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"the {service} service answered {response.status}")
+        return json.loads(response.data)
+
+    def get(self, service: str, path: str, identity: Identity, params: dict[str, Any] | None = None) -> Any | None:
+        """The JSON body of a 200; None when the record is gone or out of the identity's reach.
+        Raises ``urllib3`` errors and ``RuntimeError`` on a server error (the attempt is retried)."""
+        url = f"{self.service_urls[service]}{path}" + (f"?{urlencode(params)}" if params else "")
+        headers = {
+            IDENTITY_HEADER: sign_identity(identity, self.internal_secret, self.ttl),
+            "Accept": "application/json",
+        }
+        response = self.pool.request("GET", url, headers=headers)
+        if response.status >= 500:
+            raise RuntimeError(f"the {service} service answered {response.status}")
+        if response.status != 200:
+            return None
+        return json.loads(response.data)
+
+
+# Record fields that are bookkeeping rather than data: never reported as a change.
+_NOT_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
+
+
+def build_payload(event: FeedEvent, identity: Identity, reader: ServiceReader) -> dict[str, Any] | None:
+    """The body a subscription owner receives for ``event``; None when they may not read the record.
+
+    ``data`` is the event's own data plus the record as the owner reads it now (other locations'
+    records are not sent, hidden sections are absent, confidential values masked) and, for updates,
+    ``changes``: ``{field: {"old", "new"}}`` from the record's history when the owner may read it.
+    """
+    reading = without_confidential(identity)
+    kind, _, action = event.type.partition(".")
+    data: dict[str, Any] = dict(event.data)
+    if action == "deleted":
+        if not visible(reading, event.type, event.location_id):
+            return None
+    elif kind == "customer":
+        record = reader.get("customer", f"/api/v1/customers/{int(data['customer_id'])}", reading)
+        if record is None:
+            return None
+        data["customer"] = record
+        if action == "updated":
+            data["changes"] = _customer_changes(event, record, reading, reader)
+            data["changed"] = sorted(data["changes"])
+    elif kind == "property":
+        record = reader.get("property", f"/api/v1/properties/{int(data['property_id'])}", reading)
+        if record is None:
+            return None
+        data["property"] = record
+        if "changed" in data:
+            data["changed"] = [name for name in data["changed"] if name in record]
+    else:
+        return None
+    return {"id": event.event_id, "type": event.type, "timestamp": iso(event.occurred_at), "data": data}
+
+
+def _customer_changes(
+    event: FeedEvent, record: dict[str, Any], identity: Identity, reader: ServiceReader
+) -> dict[str, dict[str, Any]]:
+    changed = [name for name in event.data.get("changed", []) if name not in _NOT_FIELDS]
+    entries: list[dict[str, Any]] = []
+    if event.request_id:
+        page = reader.get(
+            "customer", f"/api/v1/customers/{int(event.data['customer_id'])}/history", identity, {"per_page": 100}
+        )
+        entries = [
+            item
+            for item in (page or {}).get("items", [])
+            if item.get("request_id") == event.request_id and item.get("field") in changed
+        ]
+    changes: dict[str, dict[str, Any]] = {}
+    for entry in reversed(entries):  # oldest first: the first old value and the last new value win
+        slot = changes.setdefault(entry["field"], {"old": entry.get("old_value")})
+        slot["new"] = entry.get("new_value")
+    for name in changed:  # no history to read (or no right to): the field's new value, if visible
+        if name not in changes and name in record:
+            changes[name] = {"new": record[name]}
+    return changes
+
+
+def due_subscriptions(session: Session, event_type: str) -> list[WebhookSubscription]:
+    rows = session.scalars(select(WebhookSubscription).where(WebhookSubscription.enabled.is_(True))).all()
+    return [s for s in rows if s.event_types is None or event_type in s.event_types]
+
+
+def disable(subscription: WebhookSubscription, reason: str) -> None:
+    subscription.enabled = False
+    subscription.disabled_reason = reason[:300]
+    subscription.disabled_at = utcnow()
+    log.warning("webhook subscription disabled", extra={"subscription_id": subscription.id, "reason": reason})
+
+
+def lease(settings: WebhookSettings) -> timedelta:
+    """How long a claimed delivery is left alone before the sweep sends it again (a lost task)."""
+    return timedelta(seconds=max(30.0, settings.timeout * 4))

@@ -1,0 +1,1 @@
+"""The sandbox central station (see app.py)."""

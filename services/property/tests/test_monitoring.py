@@ -1,0 +1,71 @@
+"""Central stations' messages (forwarded by the gateway): status, signal log, unmatched, drift."""
+
+from vigil_shared.identity import Identity, service_identity
+
+STATION = service_identity("integration:Acme", permissions={"integrations.manage"})
+
+
+def message(**fields) -> dict:
+    return {"central_station": "Acme", "message_id": "m-1", "account_number": "S-1", "kind": "alarm"} | fields
+
+
+def test_a_status_changes_the_property_with_history_and_events(api, site, outbox):
+    station = api.as_(STATION)
+    answer = station.post("/api/v1/monitoring/messages", json=message(kind="status", status="suspended"))
+    assert answer.status_code == 201, answer.json
+    assert answer.json["property_id"] == site["id"]
+    assert api.get(f"/api/v1/properties/{site['id']}").json["monitoring_status"] == "suspended"
+    [(_, changed)] = outbox("property.monitoring_changed")
+    assert changed["new_status"] == "suspended"
+    history = api.get(f"/api/v1/properties/{site['id']}/history").json["items"]
+    assert any(h["field"] == "monitoring_status" and h["source"] == "integration" for h in history)
+
+
+def test_signals_are_logged_filterable_and_the_test_is_flagged_overdue(api, site):
+    station = api.as_(STATION)
+    assert api.get(f"/api/v1/properties/{site['id']}/signals").json["test_overdue"] is True
+    station.post("/api/v1/monitoring/messages", json=message(kind="alarm", zone="4", user="2", account_number="s-1"))
+    station.post("/api/v1/monitoring/messages", json=message(kind="test", message_id="m-2"))
+    log = api.get(f"/api/v1/properties/{site['id']}/signals").json
+    assert [s["kind"] for s in log["items"]] == ["test", "alarm"] and log["test_overdue"] is False
+    assert api.get(f"/api/v1/properties/{site['id']}/signals?kind=alarm").json["items"][0]["zone"] == "4"
+
+
+def test_unknown_accounts_are_kept_unmatched_until_resolved(api, site):
+    station = api.as_(STATION)
+    station.post("/api/v1/monitoring/messages", json=message(account_number="NOBODY"))
+    [unmatched] = api.get("/api/v1/monitoring/unmatched").json["items"]
+    assert unmatched["property_id"] is None
+    resolved = api.post(f"/api/v1/monitoring/unmatched/{unmatched['id']}/resolve", json={"property_id": site["id"]})
+    assert resolved.status_code == 200 and resolved.json["property_id"] == site["id"]
+    assert api.get("/api/v1/monitoring/unmatched").json["items"] == []
+    again = api.post(f"/api/v1/monitoring/unmatched/{unmatched['id']}/resolve", json={"property_id": site["id"]})
+    assert again.status_code == 409
+
+
+def test_only_a_service_may_post_messages_or_ask_for_drift(api, site):
+    user = Identity(subject="9", username="op", kind="user", permissions=frozenset({"integrations.manage"}))
+    assert api.as_(user).post("/api/v1/monitoring/messages", json=message()).status_code == 403
+    body = {"central_station": "Acme", "accounts": []}
+    assert api.as_(user).post("/api/v1/monitoring/drift", json=body).status_code == 403
+
+
+def test_drift_finds_both_sides_and_mismatches(api, site, known):
+    station = api.as_(STATION)
+    station.post("/api/v1/monitoring/messages", json=message(kind="test"))  # S-1 is now linked to Acme
+    known(8)
+    api.post("/api/v1/customers/8/properties", json={"account_number": "S-2", "address": "2 Main St"})
+    report = station.post(
+        "/api/v1/monitoring/drift",
+        json={
+            "central_station": "Acme",
+            "accounts": [
+                {"account_number": "s-2", "status": "cancelled", "address": "2  main st"},
+                {"account_number": "S-9", "status": "active"},
+            ],
+        },
+    ).json
+    assert report["missing_in_vigil"] == [{"account_number": "S-9"}]
+    assert [p["account_number"] for p in report["missing_at_station"]] == ["S-1"]
+    assert [(m["vigil"], m["station"]) for m in report["status_mismatch"]] == [("active", "cancelled")]
+    assert report["address_mismatch"] == []

@@ -1,0 +1,87 @@
+"""Central stations' signals and account statuses: the property's signal log and the unmatched list."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from vigil_shared.http import PaginationArgs, paginate
+from vigil_shared.idempotency import idempotent
+from vigil_shared.web import request_session, requires
+
+from .. import commands, monitoring
+from ..schemas import (
+    DriftReportSchema,
+    DriftRequestSchema,
+    MonitoringMessageSchema,
+    ResolveSignalSchema,
+    SignalArgs,
+    SignalPageSchema,
+    SignalSchema,
+    UnmatchedPageSchema,
+)
+from .common import context, loaded, property_rule
+
+blp = Blueprint(
+    "monitoring",
+    __name__,
+    url_prefix="/api/v1",
+    description="Signals and account statuses from central stations (see docs/integrations.md)",
+)
+
+
+@blp.route("/monitoring/messages", methods=["POST"])
+@requires("integrations.manage")
+@idempotent
+@blp.arguments(MonitoringMessageSchema)
+@blp.response(201, SignalSchema)
+def receive_message(data):
+    """Internal: a verified central station's signal or account status, forwarded by the gateway.
+
+    Central stations post to the gateway's ``/integrations/{id}/signals`` and
+    ``/integrations/{id}/account-status``; a call here from anyone but a Vigil service is refused."""
+    return commands.receive_monitoring(context(), data), 201
+
+
+@blp.route("/properties/<int:property_id>/signals", methods=["GET"])
+@requires("properties.view")
+@property_rule("properties.view")
+@blp.arguments(SignalArgs, location="query", as_kwargs=True)
+@blp.response(200, SignalPageSchema)
+def property_signals(property_id, page, per_page, kind=None, since=None):
+    """The property's signal log, newest first, with whether its test signal is overdue."""
+    session = request_session()
+    result = paginate(session, monitoring.signals_of(loaded().property.id, kind, since), page, per_page)
+    return result.body() | monitoring.test_state(session, loaded().property.id), 200, result.headers()
+
+
+@blp.route("/monitoring/unmatched", methods=["GET"])
+@requires("integrations.manage")
+@blp.arguments(PaginationArgs, location="query", as_kwargs=True)
+@blp.response(200, UnmatchedPageSchema)
+def unmatched(page, per_page):
+    """Signals for account numbers no property has, oldest first, for an operator to resolve."""
+    result = paginate(request_session(), monitoring.unmatched(), page, per_page)
+    return result.body(), 200, result.headers()
+
+
+@blp.route("/monitoring/unmatched/<int:signal_id>/resolve")
+class Resolve(MethodView):
+    @requires("integrations.manage")
+    @idempotent
+    @blp.arguments(ResolveSignalSchema)
+    @blp.response(200, SignalSchema)
+    def post(self, data, signal_id):
+        """Attach an unmatched signal to the property it belongs to (needs ``properties.modify`` there)."""
+        return commands.resolve_signal(context(), signal_id, data["property_id"])
+
+
+@blp.route("/monitoring/drift", methods=["POST"])
+@requires("integrations.manage")
+@idempotent
+@blp.arguments(DriftRequestSchema)
+@blp.response(200, DriftReportSchema)
+def drift(data):
+    """Internal: compares a central station's account list (sent by the gateway's drift check) with
+    the properties: missing either side, status or address mismatch. Changes nothing."""
+    return commands.station_drift(context(), data["central_station"], data["accounts"])
