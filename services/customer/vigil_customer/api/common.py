@@ -37,3 +37,9 @@ def customer_rule(*, action: str | None = None, permission: str | None = None):
 def lead_rule(action: str):
     """``loaded()`` is the URL's record after checking ``leads.<action>`` at its location (whatever its kind)."""
     return record_rule(lambda customer_id, **_: commands.load_lead(context(), customer_id, action))
+
+
+def archive_rule(permission: str):
+    """``loaded()`` is the URL's record, locked, after checking ``permission`` (archive, unarchive) at its
+    location; unlike a write rule it does not refuse an archived record."""
+    return record_rule(lambda customer_id, **_: commands.load_customer_for(context(), customer_id, permission))
