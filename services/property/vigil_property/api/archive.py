@@ -22,8 +22,9 @@ blp = Blueprint(
 class ArchiveItemsArgs(Schema):
     customer_id = fields.List(
         fields.Integer(validate=validate.Range(min=1, max=2**31 - 1)),
-        required=True,
-        validate=validate.Length(min=1, max=500),
+        load_default=list,
+        validate=validate.Length(max=500),
+        metadata={"description": "The customers to be archived (none: nothing is listed)"},
     )
 
 
