@@ -42,7 +42,11 @@ def test_the_summary_combines_answers_without_any_flask_context():
         properties=Reply(200, {"items": [{"monitoring_status": "suspended"}], "total": 1}),
     )
     summary = customer_summary(5, fetch_all)
-    assert set(asked[0]) == {"record", *TABS} and asked[0]["record"] == ("customer", "/api/v1/customers/5", {})
+    assert set(asked[0]) == {"record", "family", *TABS} and asked[0]["record"] == (
+        "customer",
+        "/api/v1/customers/5",
+        {},
+    )
     assert summary["customer"]["first_name"] == "Dana" and summary["sale"]["sold_by"] == "sam"
     assert summary["installation"] is None  # no installation section shown to this caller
     assert summary["counts"] == {

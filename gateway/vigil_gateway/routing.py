@@ -23,6 +23,10 @@ ROUTES: list[tuple[re.Pattern, str]] = [
     _rule("(properties|appointments|system-kinds)", "property"),
     _rule("monitoring", "property"),
     *[_rule(f"ops/{name}", name) for name in SERVICES],
+    # each archive participant's part of the archive preview
+    *[_rule(f"archive-items/{name}", name) for name in SERVICES],
+    # an operation's id names the service that runs it (vigil_shared.operations); the list is the gateway's
+    *[_rule(f"operations/{name}-[0-9a-f]{{32}}", name) for name in SERVICES],
     _rule("leads", "customer"),
 ]
 

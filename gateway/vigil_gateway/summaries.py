@@ -81,6 +81,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         tab: (service, f"{base}/{path}", {"per_page": 100 if tab == "properties" else 1, **params})
         for tab, (service, path, params) in TABS.items()
     }
+    calls["family"] = ("customer", f"{base}/sub-customers", {})
     replies = fetch_all(calls)
     unavailable = sorted({exc.service for exc in replies.values() if isinstance(exc, ServiceUnavailable)})
     record_reply = replies["record"]
@@ -115,6 +116,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         "hidden": hidden,
         "partial": bool(unavailable),
         "unavailable": unavailable,
+        "family": None,
     }
     if record is not None:
         summary["customer"] = {key: record.get(key) for key in IDENTITY_FIELDS}
@@ -128,4 +130,17 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
             }
         summary["status_boxes"] = _status_boxes(record, properties_reply)
         summary["tags"] = record.get("tags")
+        summary["family"] = _family(replies.get("family"))
     return summary
+
+
+def _family(reply) -> dict | None:
+    """The parent/child indicator: "Sub-customer of {name}" or "{N} sub-customers" (seed 001)."""
+    if reply is None or isinstance(reply, ServiceUnavailable) or not reply.ok or not isinstance(reply.body, dict):
+        return None
+    body = reply.body
+    return {
+        "header": body.get("header"),
+        "parent": body.get("parent"),
+        "sub_customers": [{"id": s["id"], "name": s["name"]} for s in body.get("items", [])],
+    }

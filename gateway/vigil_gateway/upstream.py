@@ -79,7 +79,7 @@ def call_service(
     if json_body is not None:
         body = json.dumps(json_body).encode()
         headers["Content-Type"] = "application/json"
-    url = f"{settings.service_urls[service]}{path}" + (f"?{urlencode(params)}" if params else "")
+    url = f"{settings.service_urls[service]}{path}" + (f"?{urlencode(params, doseq=True)}" if params else "")
     try:
         response = pool.request(method, url, body=body, headers=headers)
     except Urllib3Error:

@@ -4,6 +4,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vigil_shared.db import Database, ServiceTables, service_metadata
 from vigil_shared.messaging.outbox import messaging_models
+from vigil_shared.operations import operation_models
 from vigil_shared.testing import TestDatabases, choose_backend, clean_tables
 
 
@@ -12,6 +13,7 @@ class Base(ServiceTables, DeclarativeBase):
 
 
 messaging = messaging_models(Base)
+operations = operation_models(Base)
 
 
 class Note(Base):

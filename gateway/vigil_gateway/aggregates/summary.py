@@ -68,6 +68,19 @@ class SummaryTag(Schema):
     color = fields.String(allow_none=True)
 
 
+class FamilyMember(Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class Family(Schema):
+    header = fields.String(
+        allow_none=True, metadata={"description": '"Sub-customer of {name}", "{N} sub-customers", or null'}
+    )
+    parent = fields.Nested(FamilyMember, allow_none=True)
+    sub_customers = fields.List(fields.Nested(FamilyMember))
+
+
 class CustomerSummary(Schema):
     customer = fields.Nested(
         SummaryCustomer, allow_none=True, metadata={"description": "null when the customer service did not answer"}
@@ -91,6 +104,9 @@ class CustomerSummary(Schema):
         },
     )
     hidden = fields.List(fields.String(), metadata={"description": "Tabs you may not view"})
+    family = fields.Nested(
+        Family, allow_none=True, metadata={"description": "The parent/child indicator of the header (seed 001)"}
+    )
     # marshmallow types Schema.partial (a load option) as a bool; a field of that name is what it declares here
     partial = fields.Boolean(metadata={"description": "True when a service did not answer"})  # type: ignore[assignment]
     unavailable = fields.List(fields.String(), metadata={"description": "Services that did not answer"})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from vigil_shared.operations import operations_blueprint
 from vigil_shared.runtime import ServiceProgram
 
 from .api import BLUEPRINTS, MULTIPART_ENDPOINTS
-from .models import Contact, Customer, HistoryEntry, messaging
+from .archiving import operation_links
+from .models import Contact, Customer, HistoryEntry, messaging, operations
 from .record import ENCRYPTED
 from .tasks import register_tasks
 
@@ -13,7 +15,7 @@ program = ServiceProgram(
     name="customer",
     package="vigil_customer",
     messaging=messaging,
-    blueprints=BLUEPRINTS,
+    blueprints=[*BLUEPRINTS, operations_blueprint(operations, operation_links)],
     register_tasks=register_tasks,
     multipart_endpoints=MULTIPART_ENDPOINTS,
     # every column holding FieldCipher tokens, re-encrypted by `vigil-customer rotate-keys`

@@ -15,10 +15,13 @@ run one after the other and each sees the version the previous one left.
 
 from __future__ import annotations
 
+from typing import Any
+
+from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import catalog_commands, command
 from vigil_shared.errors import validation_problem
 
-from . import contacts, custom_fields, customers, files, notes, tags
+from . import archiving, contacts, custom_fields, customers, files, notes, tags
 from .access import base_permission
 from .customers import Context
 from .models import Contact, Customer, CustomerFile, Note, Tag
@@ -29,6 +32,13 @@ WRITES = frozenset({"modify", "delete"})
 
 
 # --- loading a record the caller may act on ---------------------------------------------------------
+# Every write to a record or to anything under it loads it here with a write right, so this is
+# where an archived customer is refused (409, vigil_shared.archived), once for every route.
+
+
+def _writable(customer: Customer) -> Customer:
+    refuse_if_archived(customer.archived_at is not None, customer.id)
+    return customer
 
 
 def load_customer(ctx: Context, customer_id: int, action: str) -> Customer:
@@ -36,7 +46,7 @@ def load_customer(ctx: Context, customer_id: int, action: str) -> Customer:
     (``customers.*`` or ``leads.*``) at its location (403)."""
     customer = customers.get_customer(ctx.session, customer_id, for_update=action in WRITES)
     ctx.require(base_permission(customer.kind, action), customer.location_id)
-    return customer
+    return _writable(customer) if action in WRITES else customer
 
 
 def load_lead(ctx: Context, customer_id: int, action: str) -> Customer:
@@ -51,6 +61,14 @@ def load_customer_tab(ctx: Context, customer_id: int, permission: str) -> Custom
     """The record for a tab (notes, contacts, files…): 403 without ``permission`` at its location."""
     writing = permission.endswith(".modify")
     customer = customers.get_customer(ctx.session, customer_id, for_update=writing, key_only=not writing)
+    ctx.require(permission, customer.location_id)
+    return customer if permission.endswith(".view") else _writable(customer)
+
+
+def load_customer_for(ctx: Context, customer_id: int, permission: str) -> Customer:
+    """The record for an action of its own (``customers.archive``, ``customers.unarchive``): 403 without
+    ``permission`` at its location; the row is locked, and an archived record is not refused here."""
+    customer = customers.get_customer(ctx.session, customer_id, for_update=not permission.endswith(".view"))
     ctx.require(permission, customer.location_id)
     return customer
 
@@ -88,6 +106,25 @@ def delete_customer(ctx: Context, customer: Customer) -> None:
     keys = customers.delete(ctx, customer)
     if keys:
         ctx.after_commit(lambda: files.remove_blobs(keys))
+
+
+def require_modify(ctx: Context, customer: Customer) -> None:
+    """403 unless the caller may modify the record where it is (a read that serves an edit form)."""
+    ctx.require(base_permission(customer.kind, "modify"), customer.location_id)
+
+
+# --- archiving ----------------------------------------------------------------------------------------
+
+
+@command
+def archive_customer(ctx: Context, customer: Customer) -> Any:
+    """Archives the customer and its unarchived sub-customers; the operation finishes the saga."""
+    return archiving.archive(ctx, customer)
+
+
+@command
+def unarchive_customer(ctx: Context, customer: Customer, scope: archiving.Scope, restore_cancelled: bool) -> Any:
+    return archiving.unarchive(ctx, customer, scope, restore_cancelled)
 
 
 # --- notes, contacts, tags and files of a record -----------------------------------------------------

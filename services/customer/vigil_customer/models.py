@@ -15,6 +15,7 @@ from sqlalchemy.orm.decl_api import DeclarativeAttributeIntercept
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
+from vigil_shared.operations import operation_models
 
 from . import registry
 
@@ -24,6 +25,7 @@ class Base(ServiceTables, DeclarativeBase):
 
 
 messaging = messaging_models(Base)
+operations = operation_models(Base)  # the archive/unarchive sagas this service runs
 
 
 def binary_string(length: int) -> String:
@@ -67,6 +69,7 @@ class Customer(Base, metaclass=RegistryColumns):
     created_by: Mapped[str | None] = mapped_column(String(100))
     converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    archive_operation_id: Mapped[str | None] = mapped_column(String(48))  # the operation that archived it
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -243,3 +243,73 @@ class CustomFieldArgs(Schema):
 
 class CustomFieldListSchema(Schema):
     items = fields.List(fields.Nested(CustomFieldSchema))
+
+
+# --- archiving -----------------------------------------------------------------------------------
+
+
+def _confirmed(value: bool) -> bool:
+    if value is not True:
+        raise ValidationError("Confirm with true: archiving cancels the customer's future items.")
+    return value
+
+
+class ArchiveSchema(Schema):
+    confirm = fields.Boolean(
+        required=True, validate=_confirmed, metadata={"description": "Must be true (the confirmation checkbox)"}
+    )
+
+
+class UnarchiveSchema(ArchiveSchema):
+    scope = fields.String(
+        load_default="parent",
+        validate=validate.OneOf(["parent", "parent_and_children"]),
+        metadata={
+            "description": "`parent`: this customer only; `parent_and_children`: also its archived sub-customers"
+        },
+    )
+    restore_cancelled = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Restore the items archiving cancelled that still make sense (default: none)"},
+    )
+
+
+class CustomerRefSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class ArchiveTargetsSchema(Schema):
+    customer = fields.Nested(CustomerRefSchema)
+    sub_customers = fields.List(
+        fields.Nested(CustomerRefSchema), metadata={"description": "Unarchived, archived along"}
+    )
+
+
+# --- parent and sub-customers ----------------------------------------------------------------------
+
+
+class FamilyMemberSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    archived_at = Timestamp(allow_none=True)
+    location_id = fields.Integer(allow_none=True)
+
+
+class FamilySchema(Schema):
+    parent = fields.Nested(FamilyMemberSchema, allow_none=True, metadata={"description": "On a sub-customer"})
+    items = fields.List(fields.Nested(FamilyMemberSchema), metadata={"description": "Its sub-customers you may view"})
+    total = fields.Integer()
+    header = fields.String(
+        allow_none=True, metadata={"description": '"Sub-customer of {name}", "{N} sub-customers" or null'}
+    )
+
+
+class ParentCandidateArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=500))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    q = TrimmedString(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Part of the name, business name, account number or customer id"},
+    )
+    cursor = fields.String(validate=validate.Length(max=500), metadata={"description": "From a `Link` header"})

@@ -247,6 +247,8 @@ class ListQuery:
     created_to: datetime | None = None
     activity_from: datetime | None = None
     activity_to: datetime | None = None
+    # the parent picker: top-level customers other than this one (a flat two-level hierarchy)
+    parent_candidates_for: int | None = None
 
 
 @dataclass
@@ -351,6 +353,9 @@ def _customer_filters(query: ListQuery, visibility: Visibility) -> list:
         conditions.append(Customer.archived_at.is_(None))
     if query.account_type:
         conditions.append(Customer.account_type == query.account_type)
+    if query.parent_candidates_for is not None:
+        conditions.append(Customer.parent_customer_id.is_(None))
+        conditions.append(Customer.id != query.parent_candidates_for)
     if query.city:
         conditions.append(func.lower(Customer.city) == query.city.strip().lower())
     if query.state:
@@ -379,6 +384,7 @@ def _needs_customer_table(query: ListQuery) -> bool:
         [
             query.active is not None,
             query.archived != "all",
+            query.parent_candidates_for is not None,
             query.account_type,
             query.city,
             query.state,

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from vigil_shared.identity import Identity
 from vigil_shared.messaging.contracts import (
     Event,
+    OperationStepDone,
     PropertyCreated,
     PropertyDeleted,
     PropertyTransferred,
@@ -15,7 +16,7 @@ from vigil_shared.messaging.contracts import (
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
-from . import accounts, history
+from . import accounts, archiving, history
 from .models import Customer
 
 
@@ -44,6 +45,10 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     @consumer.on(PropertyDeleted)
     def property_deleted(session: Session, event: Event[PropertyDeleted]) -> None:
         accounts.deleted(session, event.payload.property_id, event.payload.customer_id)
+
+    @consumer.on(OperationStepDone)
+    def step_done(session: Session, event: Event[OperationStepDone]) -> None:
+        archiving.step_reported(session, event.payload)  # a repeated report counts once
 
     return consumer
 

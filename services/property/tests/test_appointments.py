@@ -43,6 +43,7 @@ def test_schedule_and_read_an_appointment(api, site, book):
         "cancel_reason": None,
         "cancelled_at": None,
         "cancelled_by": None,
+        "cancelled_by_operation": None,
         "completed_at": None,
         "created_at": "",
         "updated_at": "",

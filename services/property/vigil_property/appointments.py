@@ -133,6 +133,9 @@ def _ensure_technician_free(session: Session, appointment: Appointment) -> None:
         )
 
 
+ensure_technician_free = _ensure_technician_free  # restoring a cancelled visit checks the same
+
+
 def schedule(session: Session, prop: Property, data: dict, actor: Actor) -> Appointment:
     ensure_editable(prop)
     _check_times(data["starts_at"], data["ends_at"])

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, catalog_commands, command
 from vigil_shared.db import utcnow
 from vigil_shared.errors import FORBIDDEN, Problem
 
-from . import appointments, customer_client, equipment, monitoring, pins, properties, systems, tech
+from . import appointments, archiving, customer_client, equipment, monitoring, pins, properties, systems, tech
 from . import customers_replica as replica
 from .history import Actor
 from .models import Appointment, Equipment, KnownCustomer, Property, Signal, System
@@ -49,6 +50,16 @@ def lookup(customer_id: int):
 
 
 # --- loading a record the caller may act on ---------------------------------------------------------
+# Every write goes through one of these loaders with a write permission: this is where a write under
+# an archived customer is refused (409, vigil_shared.archived), once for every route.
+
+
+def _is_write(*permissions: str) -> bool:
+    return any(not name.endswith(".view") for name in permissions)
+
+
+def refuse_archived(ctx: Context, customer_id: int) -> None:
+    refuse_if_archived(replica.is_archived(ctx.session, customer_id), customer_id)
 
 
 def live_customer(ctx: Context, customer_id: int, field: str = "customer_id") -> KnownCustomer:
@@ -58,6 +69,7 @@ def live_customer(ctx: Context, customer_id: int, field: str = "customer_id") ->
     known = replica.resolve(ctx.session, customer_id, lookup, confirm=True)
     if known is None:
         raise properties.no_such_customer(field)
+    refuse_if_archived(known.archived, customer_id)
     return known
 
 
@@ -73,6 +85,8 @@ def load_property(ctx: Context, property_id: int, permission: str, *more: str) -
         location_id = customer_location(ctx, found.customer_id)
     for name in (permission, *more):
         ctx.require(name, location_id)
+    if _is_write(permission, *more):
+        refuse_archived(ctx, found.customer_id)
     return Scoped(found, location_id)
 
 
@@ -88,7 +102,17 @@ def load_customer_location(ctx: Context, customer_id: int, permission: str) -> i
     location_id = customer_location(ctx, customer_id)
     if location_id is not None:
         ctx.require(permission, location_id)
+    if _is_write(permission):
+        refuse_archived(ctx, customer_id)
     return location_id
+
+
+def archive_items(ctx: Context, customer_ids: list[int]) -> list[dict]:
+    """What archiving these customers would cancel here; 403 unless the caller may archive each one."""
+    for customer_id in customer_ids:
+        location_id = customer_location(ctx, customer_id)
+        ctx.require("customers.archive", location_id)
+    return archiving.archive_items(ctx.session, customer_ids)
 
 
 @command

@@ -100,3 +100,22 @@ def resolve(session: Session, customer_id: int, lookup: Lookup, *, confirm: bool
     customer_seen(session, customer_id, facts.location_id, asked_at)
     known = known_customer(session, customer_id)
     return None if known is None or known.deleted else known
+
+
+def is_archived(session: Session, customer_id: int) -> bool:
+    known = known_customer(session, customer_id)
+    return known is not None and known.archived
+
+
+def customer_archived(session: Session, customer_id: int, archived: bool, as_of: datetime) -> None:
+    """Records that the customer was archived (or unarchived) at ``as_of``; an older event changes nothing."""
+    now = utcnow()
+    session.execute(
+        _insert(session)
+        .values(customer_id=customer_id, deleted=False, archived=archived, archived_as_of=as_of, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[KnownCustomer.customer_id],
+            set_={"archived": archived, "archived_as_of": as_of, "updated_at": now},
+            where=or_(KnownCustomer.archived_as_of.is_(None), KnownCustomer.archived_as_of <= as_of),
+        )
+    )

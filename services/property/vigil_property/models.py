@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, true
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
@@ -176,6 +176,8 @@ class Appointment(Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancelled_by: Mapped[str | None] = mapped_column(String(150))
+    # the archive operation that cancelled it (restored only by an unarchive naming that operation)
+    cancelled_by_operation: Mapped[str | None] = mapped_column(String(48), index=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
@@ -221,6 +223,9 @@ class KnownCustomer(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     location_id: Mapped[int | None] = mapped_column(Integer, index=True)
     location_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # archived customers are read-only here too (vigil_shared.archived); fed by the archive saga's events
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    archived_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

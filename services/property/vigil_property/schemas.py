@@ -366,6 +366,9 @@ class AppointmentSchema(Schema):
     cancel_reason = fields.String(allow_none=True)
     cancelled_at = Timestamp(allow_none=True)
     cancelled_by = fields.String(allow_none=True)
+    cancelled_by_operation = fields.String(
+        allow_none=True, metadata={"description": "The archive operation that cancelled it (GET /operations/{id})"}
+    )
     completed_at = Timestamp(allow_none=True)
     created_at = Timestamp()
     updated_at = Timestamp()

@@ -11,12 +11,21 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated, Event
+from vigil_shared.messaging.contracts import (
+    CustomerArchiveRequested,
+    CustomerConverted,
+    CustomerCreated,
+    CustomerDeleted,
+    CustomerUnarchiveRequested,
+    CustomerUpdated,
+    Event,
+)
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
+from . import archiving, properties
 from . import customers_replica as replica
-from . import properties
+from .history import Actor
 
 
 def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
@@ -34,6 +43,19 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
         customer_id = event.payload.customer_id
         replica.customer_deleted(session, customer_id)
         properties.remove_customer(session, runtime.outbox(event.request_id), customer_id)
+
+    # the archive saga (docs/archive.md): each runs once per event (the inbox), its report in the same transaction
+    saga_actor = Actor(id="service:customer", name="archive", source="workflow")
+
+    @consumer.on(CustomerArchiveRequested)
+    def archive_requested(session: Session, event: Event[CustomerArchiveRequested]) -> None:
+        actor = Actor(saga_actor.id, saga_actor.name, saga_actor.source, event.request_id)
+        archiving.archive(session, runtime.outbox(event.request_id), event.payload, event.occurred_at, actor)
+
+    @consumer.on(CustomerUnarchiveRequested)
+    def unarchive_requested(session: Session, event: Event[CustomerUnarchiveRequested]) -> None:
+        actor = Actor(saga_actor.id, saga_actor.name, saga_actor.source, event.request_id)
+        archiving.unarchive(session, runtime.outbox(event.request_id), event.payload, event.occurred_at, actor)
 
     return consumer
 

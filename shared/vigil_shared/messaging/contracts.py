@@ -141,6 +141,8 @@ def _schema_field(cls: type, attribute: dataclasses.Field[Any]) -> fields.Field[
         return _SCALARS[type(choices[0])](**options)
     if get_origin(hint) is list:
         return fields.List(_SCALARS[get_args(hint)[0]](), **options)
+    if hint is dict or get_origin(hint) is dict:
+        return fields.Dict(keys=fields.String(), **options)
     return _SCALARS[hint](**options)
 
 
@@ -246,13 +248,67 @@ class PropertyTransferred:
     reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
 
 
+# --- the archive saga (docs/archive.md) ----------------------------------------------------------
+# The customer service orchestrates: in the transaction that archives (or unarchives) the customers
+# it writes an operation with one pending step per participant and customer, and one of the events
+# below. Each participant applies it in its inbox transaction (idempotent: it changes only what is
+# not changed yet, stamping each cancelled item with ``operation_id``) and reports each customer's
+# step with ``OperationStepDone`` from its own outbox, in that same transaction. The customer
+# service records the reports on the operation (a repeat counts once) until every step is in.
+
+ARCHIVE_PARTICIPANTS: tuple[str, ...] = ("property",)
+"""The services that own records under a customer and take part in archiving it. Adding one (billing)
+is this declaration plus its handlers of the two events below and its ``GET /api/v1/archive-items/<service>``."""
+
+
+@contract("customer.archive_requested", 1)
+@dataclass(frozen=True)
+class CustomerArchiveRequested:
+    """``customer_ids`` (a parent first, then its sub-customers) are archived: cancel their future items."""
+
+    operation_id: str
+    customer_ids: list[int]
+
+
+@contract("customer.unarchive_requested", 1)
+@dataclass(frozen=True)
+class CustomerUnarchiveRequested:
+    """``customer_ids`` are writable again; with ``restore_cancelled``, restore what
+    ``archive_operation_ids`` cancelled and still makes sense (a future appointment, say)."""
+
+    operation_id: str
+    customer_ids: list[int]
+    restore_cancelled: bool = False
+    archive_operation_ids: list[str] | None = None
+
+
+@contract("operation.step_done", 1)
+@dataclass(frozen=True)
+class OperationStepDone:
+    """A participant's report of one step of an operation (``vigil_shared.operations``)."""
+
+    operation_id: str
+    participant: str
+    target_type: str
+    target_id: str
+    status: Literal["done", "failed"] = "done"
+    result: dict[str, Any] | None = None
+    error: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
+
+
+_SAGA_EVENTS = frozenset({"customer.archive_requested", "customer.unarchive_requested"})
+
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
-    "customer": frozenset({"property.created", "property.updated", "property.deleted", "property.transferred"}),
+    "customer": frozenset(
+        {"property.created", "property.updated", "property.deleted", "property.transferred", "operation.step_done"}
+    ),
     # the change feed and outgoing webhooks (vigil_gateway.worker): every event
     "gateway": frozenset(event_type for event_type, _ in CONTRACTS),
 }
+for _participant in ARCHIVE_PARTICIPANTS:
+    SUBSCRIPTIONS[_participant] = SUBSCRIPTIONS.get(_participant, frozenset()) | _SAGA_EVENTS
 
 HANDLE_EVENT_TASK = "{service}.handle_event.v1"
 

@@ -51,3 +51,9 @@ def lead_rule(action: str):
 # A company-wide catalog of this service (tags, custom fields): its views, wired to this service's
 # session, command context and ETags (see vigil_shared.catalog).
 catalog_routes = partial(register_catalog, session=request_session, context=context, etag_headers=etag_headers)
+
+
+def archive_rule(permission: str):
+    """``loaded()`` is the URL's record, locked, after checking ``permission`` (archive, unarchive) at its
+    location; unlike a write rule it does not refuse an archived record."""
+    return record_rule(lambda customer_id, **_: commands.load_customer_for(context(), customer_id, permission))

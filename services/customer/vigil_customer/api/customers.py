@@ -6,13 +6,17 @@ from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from vigil_shared import operations
 from vigil_shared.http import Page, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
+from vigil_shared.operations import OperationSchema
 from vigil_shared.web import current_identity, note_confidential_read, request_session, requires
 
-from .. import commands, history, present, search
+from .. import archiving, commands, family, history, present, search
 from ..access import Access
 from ..schemas import (
+    ArchiveSchema,
+    ArchiveTargetsSchema,
     ConvertSchema,
     CreateArgs,
     CustomerCreateSchema,
@@ -21,10 +25,13 @@ from ..schemas import (
     CustomerPatchSchema,
     CustomerSchema,
     DuplicateSchema,
+    FamilySchema,
     HistoryArgs,
     HistoryPageSchema,
+    ParentCandidateArgs,
+    UnarchiveSchema,
 )
-from .common import LIKELY_DUPLICATES, cipher, context, customer_rule, if_match, loaded
+from .common import LIKELY_DUPLICATES, archive_rule, cipher, context, customer_rule, if_match, loaded
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
@@ -189,3 +196,107 @@ class CustomerHistory(MethodView):
             note_confidential_read("customer_history", customer.id, shown)
         page_out = Page(items=items, page=result.page, per_page=result.per_page, total=result.total)
         return page_out.body(), 200, page_out.headers()
+
+
+# --- archiving (docs/archive.md) ---------------------------------------------------------------------
+
+
+def operation_response(operation):
+    body = operations.present(operation, None, archiving.operation_links(operation))
+    return body, 202, {"Location": body["links"]["self"]}
+
+
+@blp.route("/<int:customer_id>/archive-targets")
+class ArchiveTargets(MethodView):
+    @requires("customers.archive")
+    @archive_rule("customers.archive")
+    @blp.response(200, ArchiveTargetsSchema)
+    @blp.alt_response(409, description="A lead, or already archived")
+    def get(self, customer_id):
+        """Who archiving this customer would archive: it and its unarchived sub-customers.
+
+        The customer service's part of `GET /customers/{id}/archive-preview`, which adds each
+        service's affected items."""
+        return archiving.preview(context(), loaded())
+
+
+@blp.route("/<int:customer_id>/archive")
+class ArchiveCustomer(MethodView):
+    @requires("customers.archive")
+    @archive_rule("customers.archive")
+    @idempotent
+    @blp.arguments(ArchiveSchema)
+    @blp.response(202, OperationSchema)
+    @blp.alt_response(409, description="A lead, or already archived")
+    @blp.alt_response(422, description="`confirm` is not true")
+    def post(self, data, customer_id):
+        """Archive a customer and its unarchived sub-customers (cascade); answers 202 with the operation.
+
+        The customer is read-only everywhere at once; each service then cancels the customer's
+        future items (appointments; recurring invoices and scheduled payments in billing), each
+        stamped with the operation's id. Follow the operation (`Location`) until it has `succeeded`.
+        """
+        return operation_response(commands.archive_customer(context(), loaded()))
+
+
+@blp.route("/<int:customer_id>/unarchive")
+class UnarchiveCustomer(MethodView):
+    @requires("customers.unarchive")
+    @archive_rule("customers.unarchive")
+    @idempotent
+    @blp.arguments(UnarchiveSchema)
+    @blp.response(202, OperationSchema)
+    @blp.alt_response(
+        409,
+        description="Not archived, or a sub-customer whose parent is still archived "
+        "(`urn:vigil:problem:parent-archived`: unarchive the parent first)",
+    )
+    @blp.alt_response(422, description="`confirm` is not true")
+    def post(self, data, customer_id):
+        """Unarchive a customer: `scope` `parent` (default) or `parent_and_children`.
+
+        Items cancelled by archiving are not restored unless `restore_cancelled` is true: then each
+        service restores exactly the items the archive operation cancelled that still make sense
+        (an appointment still in the future whose technician is free)."""
+        operation = commands.unarchive_customer(context(), loaded(), data["scope"], data["restore_cancelled"])
+        return operation_response(operation)
+
+
+# --- parent and sub-customers ------------------------------------------------------------------------
+
+
+@blp.route("/<int:customer_id>/sub-customers")
+class SubCustomers(MethodView):
+    @requires("customers.view")
+    @customer_rule(action="view")
+    @blp.response(200, FamilySchema)
+    def get(self, customer_id):
+        """The customer's parent and sub-customers you may view, with the header line: "Sub-customer
+        of {name}" on a sub-customer, "{N} sub-customers" on a parent, none otherwise."""
+        identity = current_identity()
+        return family.family_of(request_session(), loaded(), lambda loc: identity.can("customers.view", loc))
+
+
+@blp.route("/<int:customer_id>/parent-candidates")
+class ParentCandidates(MethodView):
+    @requires("customers.modify")
+    @customer_rule(action="view")
+    @blp.arguments(ParentCandidateArgs, location="query")
+    @blp.response(200, CustomerPageSchema)
+    @blp.alt_response(409, description="The customer has sub-customers, so it cannot become one")
+    def get(self, args, customer_id):
+        """Customers this one may be linked to as its parent (the Parent Customer picker), by name,
+        business name, account number or customer id: top-level customers only, never itself.
+        Refused (409) on a customer that has sub-customers: the hierarchy is two levels deep."""
+        session, customer = request_session(), loaded()
+        commands.require_modify(context(), customer)
+        query = search.ListQuery(**args)
+        shown_args = {k: v for k, v in args.items() if v is not None}
+        result = family.parent_candidates(session, customer, query, visibility())
+        identity = current_identity()
+        tags = search.tags_of(session, [c.id for c in result.rows])
+        items = [
+            present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
+            for c in result.rows
+        ]
+        return result.body(items), 200, result.headers(request.path, shown_args)

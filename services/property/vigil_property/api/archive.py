@@ -1,0 +1,53 @@
+"""The property service's part of the archive preview (docs/archive.md)."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from vigil_shared.web import requires
+
+from .. import commands
+from .common import context
+
+blp = Blueprint(
+    "archive_items",
+    __name__,
+    url_prefix="/api/v1/archive-items/property",
+    description="What archiving customers would cancel",
+)
+
+
+class ArchiveItemsArgs(Schema):
+    customer_id = fields.List(
+        fields.Integer(validate=validate.Range(min=1, max=2**31 - 1)),
+        load_default=list,
+        validate=validate.Length(max=500),
+        metadata={"description": "The customers to be archived (none: nothing is listed)"},
+    )
+
+
+class ArchiveItemSchema(Schema):
+    type = fields.String(metadata={"example": "appointment"})
+    id = fields.Integer()
+    customer_id = fields.Integer()
+    property_id = fields.Integer()
+    kind = fields.String(metadata={"description": "tech or sale"})
+    starts_at = fields.String(metadata={"format": "date-time"})
+    link = fields.String()
+
+
+class ArchiveItemsSchema(Schema):
+    items = fields.List(fields.Nested(ArchiveItemSchema))
+
+
+@blp.route("")
+class ArchiveItems(MethodView):
+    @requires("customers.archive")
+    @blp.arguments(ArchiveItemsArgs, location="query")
+    @blp.response(200, ArchiveItemsSchema)
+    def get(self, args):
+        """The future appointments archiving these customers would cancel (the gateway's
+        `GET /customers/{id}/archive-preview` gathers this from every participant)."""
+        return {"items": commands.archive_items(context(), sorted(set(args["customer_id"])))}
