@@ -8,6 +8,7 @@ from conftest import ADMIN_PASSWORD, TEST_PASSWORDS, bearer, sign_in
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from vigil_gateway.identity_cache import bump
 from vigil_gateway.models import AuditEntry, LoginFailures
 from vigil_gateway.settings import LoginPolicy
 from vigil_gateway.users import ensure_admin
@@ -380,3 +381,21 @@ def test_confidential_reads_reported_by_a_service_are_audited_and_not_leaked(cli
     assert response.status_code == 200 and "X-Vigil-Confidential-Reads" not in response.headers
     entry = audit_actions(db, action="confidential.read")[-1]
     assert entry.target_id == "5" and entry.details["fields"] == ["ssn"] and entry.actor_name == "admin"
+
+
+def test_the_epoch_read_survives_a_connection_the_database_dropped(app, client, auth, db):
+    """The epoch is read on a pooled DBAPI connection; one the server closed is replaced, once."""
+    cache = app.extensions["vigil_gateway_identity_cache"]
+    before = cache.epoch()
+    with db.transaction() as session:
+        bump(session)
+    assert cache.epoch() == before + 1
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as conn:  # every idle epoch connection of this database, from another session
+            ended = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state = 'idle' AND starts_with(query, 'SELECT epoch FROM auth_state')"
+            ).scalar()
+        assert ended >= 1
+    assert cache.epoch() == before + 1
+    assert client.get("/api/v1/me", headers=auth).status_code == 200

@@ -7,7 +7,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from vigil_shared.config import SERVICES
-from vigil_shared.db import Database
+from vigil_shared.db import POOL_SIZE, Database
 from vigil_shared.idempotency import register_idempotency
 from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
 from vigil_shared.messaging.celery_app import ping_broker
@@ -31,7 +31,7 @@ PACKAGE = "vigil_gateway"
 def create_app(settings: GatewaySettings | None = None) -> Flask:
     settings = settings or GatewaySettings.from_env()
     base = settings.base
-    db = Database(base.database_url)
+    db = Database(base.database_url, pool_size=max(base.web_threads, POOL_SIZE))
     app = base_app("gateway", base)
     if settings.trusted_proxy_hops:
         # Flask's documented way to add WSGI middleware; its stubs declare wsgi_app a method

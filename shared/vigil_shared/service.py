@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from .config import Settings
 from .crypto import FieldCipher
-from .db import Database
+from .db import POOL_SIZE, Database
 from .messaging.celery_app import make_celery, ping_broker, send_to_queue
 from .messaging.contracts import handle_event_task
 from .messaging.dead_letters import DeadLetters
@@ -40,7 +40,7 @@ class ServiceRuntime:
     def build(cls, settings: Settings, messaging: MessagingModels) -> ServiceRuntime:
         return cls(
             settings=settings,
-            db=Database(settings.database_url),
+            db=Database(settings.database_url, pool_size=max(settings.web_threads, POOL_SIZE)),
             messaging=messaging,
             celery=make_celery(settings),
             cipher=FieldCipher(settings.encryption_keys, settings.blind_index_key),
