@@ -15,10 +15,10 @@ run one after the other and each sees the version the previous one left.
 
 from __future__ import annotations
 
-from vigil_shared.commands import command
+from vigil_shared.commands import command, forbidden
 from vigil_shared.errors import validation_problem
 
-from . import contacts, custom_fields, customers, files, notes, tags
+from . import contacts, custom_fields, customers, files, history, notes, record, tags
 from .access import base_permission
 from .customers import Context
 from .models import Contact, Customer, CustomerFile, CustomFieldDefinition, Note, Tag
@@ -87,6 +87,43 @@ def delete_customer(ctx: Context, customer: Customer) -> None:
     keys = customers.delete(ctx, customer)
     if keys:
         ctx.after_commit(lambda: files.remove_blobs(keys))
+
+
+# --- what other services read and change -------------------------------------------------------------
+
+CREDIT_SUBJECT_FIELDS = (
+    "first_name",
+    "last_name",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "zip",
+    "ssn",
+    "birthdate",
+)
+SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.view")
+
+
+@command
+def read_credit_subject(ctx: Context, customer_id: int) -> dict:
+    """The subject of a credit pull, unmasked, for a service only; the read is recorded in the history."""
+    if not ctx.identity.is_service:
+        raise forbidden("service")
+    for permission in SUBJECT_PERMISSIONS:
+        ctx.require(permission)
+    customer = customers.get_customer(ctx.session, customer_id)
+    subject = {name: record.read(customer, name, ctx.cipher) for name in CREDIT_SUBJECT_FIELDS}
+    if subject["birthdate"] is not None:
+        subject["birthdate"] = subject["birthdate"].isoformat()
+    history.record(
+        ctx.session,
+        ctx.actor,
+        customer.id,
+        "credit_subject_read",
+        new=", ".join(name for name in ("ssn", "birthdate") if subject[name] is not None) or "none",
+    )
+    return subject
 
 
 # --- notes, contacts, tags and files of a record -----------------------------------------------------

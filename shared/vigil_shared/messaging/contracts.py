@@ -246,10 +246,41 @@ class PropertyTransferred:
     reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
 
 
+# --- credit service events ---------------------------------------------------------------------
+# Ids, scores and transaction ids only: the SSN and birthdate never travel in a message.
+
+
+@contract("credit.check_requested", 1)
+@dataclass(frozen=True)
+class CreditCheckRequested:
+    """A pull to make: the credit service's own worker takes it from here (long, external work)."""
+
+    check_id: int
+    customer_id: int
+
+
+@contract("credit.check_applied", 1)
+@dataclass(frozen=True)
+class CreditCheckApplied:
+    """A check became the customer's active one: the customer service sets its beacon score and
+    credit tracking number and records the change in its history, as ``actor_name`` through ``source``."""
+
+    check_id: int
+    customer_id: int
+    score: int
+    tracking_number: str | None = None
+    actor_id: str | None = None
+    actor_name: str | None = None
+    source: str | None = None
+
+
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
-    "customer": frozenset({"property.created", "property.updated", "property.deleted", "property.transferred"}),
+    "customer": frozenset(
+        {"property.created", "property.updated", "property.deleted", "property.transferred", "credit.check_applied"}
+    ),
+    "credit": frozenset({"credit.check_requested"}),
 }
 
 HANDLE_EVENT_TASK = "{service}.handle_event.v1"
