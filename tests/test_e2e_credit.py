@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 import requests
@@ -64,7 +65,7 @@ def run_credit(gateway, customer_id: int, **body) -> dict:
     return response.json()
 
 
-def finished(gateway, check_id: int, timeout: float = 60) -> dict:
+def finished(gateway, check_id: int, timeout: float = 90) -> dict:
     def done():
         check = gateway.get(f"/api/v1/credit-checks/{check_id}").json()
         return check if check["status"] in FINISHED else None
@@ -97,7 +98,7 @@ def test_apply_skip_run_again_and_the_repeat_refusal(gateway, home):
         record = gateway.get(f"/api/v1/customers/{customer['id']}").json()
         return record if record.get("credit_score") == 451 else None
 
-    record = gateway.wait_for(scored, what="the applied score on the customer")
+    record = gateway.wait_for(scored, timeout=90, what="the applied score on the customer")
     assert record["credit_tracking_number"] == first["transaction_id"]
     history = gateway.get(f"/api/v1/customers/{customer['id']}/history", params={"field": "credit_score"}).json()
     assert history["items"][0]["new_value"] == "451" and history["items"][0]["actor_name"] == "admin"
@@ -168,3 +169,90 @@ def test_no_ssn_in_the_credit_logs(stack, gateway, home):
     for log in stack.log_dir.glob("*.log"):
         text = log.read_text(errors="replace")
         assert ssn not in text and ssn.replace("-", "") not in text, log.name
+
+
+# --- the ADT PreCheck ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def adt(gateway):
+    response = gateway.post(
+        "/api/v1/monitoring-companies",
+        json={"name": f"ADT E2E {uuid.uuid4().hex[:6]}", "is_adt": True, "precheck_order_enabled": True},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def adt_body(location_id: int, company_id: int, last4: str = "0750", **fields) -> dict:
+    return (
+        customer_body(
+            location_id,
+            primary_phone=unique_phone(),
+            monitoring_company_id=company_id,
+            ssn=ssn_ending(last4),
+            birthdate="1970-01-02",
+            email=f"adt-{uuid.uuid4().hex[:10]}@example.com",
+            address_line1="1 Sussex Dr",
+            zip="K1A 0B1",
+            county="Ottawa",
+        )
+        | fields
+    )
+
+
+def latest_precheck(gateway, customer_id: int, timeout: float = 90) -> dict:
+    def done():
+        latest = gateway.get(f"/api/v1/customers/{customer_id}/precheck").json()["latest"]
+        return latest if latest and latest["status"] not in ("pending", "running") else None
+
+    return gateway.wait_for(done, timeout=timeout, what=f"the PreCheck of customer {customer_id}")
+
+
+def test_precheck_runs_in_the_background_after_an_adt_create(gateway, home, adt):
+    created = gateway.post("/api/v1/customers?allow_duplicates=true", json=adt_body(home, adt["id"]))
+    assert created.status_code == 201, created.text
+    latest = latest_precheck(gateway, created.json()["id"])
+    assert latest["status"] == "approved" and latest["trigger"] == "create" and latest["reference"]
+    declined = gateway.post("/api/v1/customers?allow_duplicates=true", json=adt_body(home, adt["id"], "2001"))
+    latest = latest_precheck(gateway, declined.json()["id"])
+    assert latest["status"] == "declined" and latest["reasons"]
+
+
+def test_the_adt_required_fields_are_enforced_at_create(gateway, home, adt):
+    body = customer_body(home, primary_phone=unique_phone(), monitoring_company_id=adt["id"])
+    refused = assert_problem(gateway.post("/api/v1/customers?allow_duplicates=true", json=body), 422)
+    assert set(refused["errors"]) == {"birthdate", "ssn", "email", "address_line1", "zip", "county"}
+    commercial = adt_body(home, adt["id"], account_type="Commercial")
+    refused = assert_problem(gateway.post("/api/v1/customers?allow_duplicates=true", json=commercial), 422)
+    assert set(refused["errors"]) == {"business_name", "business_contact"}
+    skipped = gateway.post("/api/v1/customers?allow_duplicates=true&run_precheck=false", json=body)
+    assert skipped.status_code == 201
+    time.sleep(1)
+    assert gateway.get(f"/api/v1/customers/{skipped.json()['id']}/precheck").json()["latest"] is None
+
+
+def test_a_precheck_refresh_and_the_summary(gateway, home, adt):
+    created = gateway.post("/api/v1/customers?allow_duplicates=true", json=adt_body(home, adt["id"], "2002"))
+    customer_id = created.json()["id"]
+    first = latest_precheck(gateway, customer_id)
+    assert first["status"] == "manual_review"
+    refreshed = gateway.post(f"/api/v1/customers/{customer_id}/precheck")
+    assert refreshed.status_code == 202 and refreshed.json()["trigger"] == "refresh"
+    gateway.wait_for(
+        lambda: (
+            gateway.get(f"/api/v1/customers/{customer_id}/precheck").json()["history"][0]["status"] == "manual_review"
+        ),
+        timeout=90,
+        what="the refreshed PreCheck",
+    )
+    assert len(gateway.get(f"/api/v1/customers/{customer_id}/precheck").json()["history"]) == 2
+    check = finished(gateway, run_credit(gateway, customer_id)["id"])
+    gateway.post(f"/api/v1/credit-checks/{check['id']}/apply")
+
+    def graded():
+        summary = gateway.get(f"/api/v1/customers/{customer_id}/summary").json()
+        return summary if (summary["credit"] or {}).get("grade") else None
+
+    summary = gateway.wait_for(graded, timeout=90, what="the credit grade in the summary")
+    assert summary["credit"] == {"grade": check["grade"], "precheck_status": "manual_review"}

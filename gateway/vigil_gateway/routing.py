@@ -21,7 +21,7 @@ ROUTES: list[tuple[re.Pattern, str]] = [
     # credit-owned resources hanging under a customer (its Credit tab, the ADT PreCheck)
     _rule(r"customers/[^/]+/(credit-checks|precheck)", "credit"),
     _rule("customers", "customer"),
-    _rule("(tags|custom-fields)", "customer"),
+    _rule("(tags|custom-fields|monitoring-companies)", "customer"),
     _rule("(properties|appointments|system-kinds)", "property"),
     _rule("(credit-checks|credit-settings)", "credit"),
     *[_rule(f"ops/{name}", name) for name in SERVICES],

@@ -98,6 +98,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         tab: (service, f"{base}/{path}", {"per_page": 100 if tab == "properties" else 1, **params})
         for tab, (service, path, params) in TABS.items()
     }
+    calls["precheck"] = ("credit", f"{base}/precheck", {})
     replies = fetch_all(calls)
     unavailable = sorted({exc.service for exc in replies.values() if isinstance(exc, ServiceUnavailable)})
     record_reply = replies["record"]
@@ -130,6 +131,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         "tags": None,
         "counts": counts,
         "hidden": hidden,
+        "credit": None,
         "partial": bool(unavailable),
         "unavailable": unavailable,
     }
@@ -145,4 +147,22 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
             }
         summary["status_boxes"] = _status_boxes(record, properties_reply)
         summary["tags"] = record.get("tags")
+        summary["credit"] = _credit(record, replies["precheck"])
     return summary
+
+
+def _credit(record: dict, precheck_reply) -> dict | None:
+    """The credit grade (as the caller may see the record) and the latest ADT PreCheck's status."""
+    if record.get("kind") != "customer":
+        return None
+    latest = None
+    if (
+        not isinstance(precheck_reply, ServiceUnavailable)
+        and precheck_reply.ok
+        and isinstance(precheck_reply.body, dict)
+    ):
+        latest = precheck_reply.body.get("latest")
+    return {
+        "grade": record.get("credit_grade"),
+        "precheck_status": latest.get("status") if isinstance(latest, dict) else None,
+    }

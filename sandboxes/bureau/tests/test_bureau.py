@@ -74,3 +74,24 @@ def test_bad_requests(client):
     assert inquire(client, "123-45-0750", bureau="acme").status_code == 400
     assert inquire(client, "12", key="key-c0000001").status_code == 400
     assert client.get("/nowhere").status_code == 404
+
+
+def precheck(client, ssn, key="pre-00000001"):
+    body = {"customer": {"first_name": "Dana", "ssn": ssn, "zip": "84601"}}
+    return client.post("/adt/v1/prechecks", json=body, headers={"Idempotency-Key": key})
+
+
+@pytest.mark.parametrize(("last4", "result"), [("0750", "approved"), ("2001", "declined"), ("2002", "manual_review")])
+def test_adt_precheck_outcomes(client, last4, result):
+    answer = precheck(client, f"123-45-{last4}")
+    assert answer.status_code == 200 and answer.json["result"] == result and answer.json["reference"]
+    if result == "declined":
+        assert answer.json["reasons"]
+
+
+def test_adt_precheck_errors_and_idempotency(client):
+    assert precheck(client, "123-45-2003").status_code == 503
+    first, again = precheck(client, "123-45-0750", "pre-once-001"), precheck(client, "123-45-0750", "pre-once-001")
+    assert first.json["reference"] == again.json["reference"]
+    listed = client.get("/sandbox/prechecks").json
+    assert listed["count"] == 1 and listed["prechecks"][0]["requests"] == 2

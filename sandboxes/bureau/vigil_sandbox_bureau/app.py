@@ -46,6 +46,8 @@ class Bureau:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.inquiries: dict[str, dict[str, Any]] = {}  # key -> {fingerprint, done, answer, requests}
+        self.prechecks: dict[str, dict[str, Any]] = {}  # ADT PreCheck answers by idempotency key
+        self.precheck_requests: dict[str, int] = {}
         self.down = False
         self.latency = 0.0
         self.in_flight = 0
@@ -160,6 +162,61 @@ def create_app(bureau: Bureau | None = None) -> Flask:
         finally:
             with state.lock:
                 state.in_flight -= 1
+
+    @app.post("/adt/v1/prechecks")
+    def precheck() -> Response:
+        """The sandbox ADT PreCheck: by the SSN's last four digits, ``2001`` declined (with reasons),
+        ``2002`` manual review, ``2003`` a 503 every time; any other is approved. One PreCheck per
+        Idempotency-Key, like the bureau."""
+        key = request.headers.get("Idempotency-Key", "")
+        body = request.get_json(silent=True)
+        if not 8 <= len(key) <= 200 or not isinstance(body, dict) or not isinstance(body.get("customer"), dict):
+            return _json({"error": "bad_request", "message": "Send an Idempotency-Key and a customer."}, 400)
+        if state.down:
+            return _json({"error": "service_unavailable", "message": "ADT PreCheck is down for maintenance."}, 503)
+        last4 = "".join(ch for ch in str(body["customer"].get("ssn") or "") if ch.isdigit())[-4:]
+        if len(last4) < 4:
+            return _json({"error": "bad_request", "message": "The customer needs an SSN."}, 400)
+        if last4 == "2003":
+            return _json({"error": "service_unavailable", "message": "ADT PreCheck could not score the order."}, 503)
+        with state.lock:
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            if state.latency:
+                time.sleep(state.latency)
+            with state.lock:
+                found = state.prechecks.get(key)
+                if found is None:
+                    reference = f"ADT-{uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:10].upper()}"
+                    if last4 == "2001":
+                        found = {
+                            "result": "declined",
+                            "reference": reference,
+                            "reasons": ["Credit score below the ADT threshold", "Address not serviceable"],
+                        }
+                    elif last4 == "2002":
+                        found = {"result": "manual_review", "reference": reference, "reasons": ["Identity check"]}
+                    else:
+                        found = {"result": "approved", "reference": reference, "reasons": []}
+                    state.prechecks[key] = found
+                    state.precheck_requests[key] = 0
+                state.precheck_requests[key] += 1
+            return _json(found)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    @app.get("/sandbox/prechecks")
+    def prechecks() -> Response:
+        prefix = request.args.get("key_prefix", "")
+        with state.lock:
+            rows = [
+                {"key": key, "result": p["result"], "requests": state.precheck_requests[key]}
+                for key, p in state.prechecks.items()
+                if key.startswith(prefix)
+            ]
+            return _json({"count": len(rows), "prechecks": rows, "max_in_flight": state.max_in_flight})
 
     @app.get("/sandbox/inquiries")
     def inquiries() -> Response:

@@ -67,7 +67,13 @@ class HttpBureau:
         self._http = urllib3.PoolManager(maxsize=8, retries=False)
 
     def pull(self, bureau: str, subject: dict[str, Any], options: dict[str, Any], key: str) -> BureauAnswer:
-        body = json.dumps({"bureau": bureau, "subject": subject, "options": options}).encode()
+        body = {"bureau": bureau, "subject": subject, "options": options}
+        return _answer(self.post("/v1/inquiries", body, key, "The bureau"))
+
+    def post(self, path: str, body: dict[str, Any], key: str, who: str) -> dict[str, Any]:
+        """POSTs ``body`` with ``key``: retried on a timeout, a lost connection or a 5xx with backoff,
+        then :class:`BureauFailure` naming what ``who`` did; a 4xx is not retried."""
+        data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": key, "Accept": "application/json"}
         last = "no attempt made"
         for attempt in range(self.retries + 1):
@@ -76,8 +82,8 @@ class HttpBureau:
             try:
                 response = self._http.request(
                     "POST",
-                    f"{self.base_url}/v1/inquiries",
-                    body=body,
+                    f"{self.base_url}{path}",
+                    body=data,
                     headers=headers,
                     timeout=urllib3.Timeout(connect=min(self.timeout, 3.0), read=self.timeout),
                 )
@@ -86,17 +92,19 @@ class HttpBureau:
                 unreachable = isinstance(exc, urllib3.exceptions.NewConnectionError)
                 timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) and not unreachable
                 last = "timed out" if timed_out else "could not be reached"
-                log.warning("bureau request failed", extra={"attempt": attempt + 1, "error": type(exc).__name__})
+                log.warning("external request failed", extra={"attempt": attempt + 1, "error": type(exc).__name__})
                 continue
             answer = _json(response.data)
             if response.status >= 500:
                 last = f"answered {response.status}: {answer.get('message') or 'server error'}"
-                log.warning("bureau answered an error", extra={"attempt": attempt + 1, "status": response.status})
+                log.warning(
+                    "external system answered an error", extra={"attempt": attempt + 1, "status": response.status}
+                )
                 continue
             if response.status != 200:
-                raise BureauFailure(f"The bureau refused the request ({response.status}): {answer.get('message', '')}")
-            return _answer(answer)
-        raise BureauFailure(f"The bureau is unavailable: it {last} ({self.retries + 1} attempts).")
+                raise BureauFailure(f"{who} refused the request ({response.status}): {answer.get('message', '')}")
+            return answer
+        raise BureauFailure(f"{who} is unavailable: it {last} ({self.retries + 1} attempts).")
 
 
 def _json(data: bytes) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from vigil_shared.commands import Context, command
 from vigil_shared.errors import not_found
 from vigil_shared.service import current_runtime
 
-from . import checks, customer_client
+from . import checks, customer_client, prechecks
 from .checks import CustomerRef
 from .customer_client import CustomerGone, CustomerUnavailable
-from .models import CreditCheck, CreditSettings
+from .models import CreditCheck, CreditSettings, PreCheck
 
 CATALOGS_MANAGE = "catalogs.manage"
 
@@ -83,3 +83,10 @@ def update_settings(ctx: Context, changes: dict[str, Any]) -> CreditSettings:
     settings = checks.get_settings(ctx.session)
     ctx.check_version(settings.id, settings.version)
     return checks.update_settings(ctx.session, changes)
+
+
+@command
+def refresh_precheck(ctx: Context, customer: CustomerRef) -> PreCheck:
+    """Runs the ADT PreCheck again (in the background)."""
+    ctx.require("credit.create", customer.location_id)
+    return prechecks.request(ctx.session, ctx.outbox, customer.customer_id, "refresh", ctx.identity.username)

@@ -73,3 +73,26 @@ class CreditSettings(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+PRECHECK_STATUSES = ("pending", "running", "approved", "declined", "manual_review", "error")
+PRECHECK_FINISHED = frozenset({"approved", "declined", "manual_review", "error"})
+
+
+class PreCheck(Base):
+    """One ADT PreCheck of a customer (at create, or a refresh); the latest is the customer's status."""
+
+    __tablename__ = "prechecks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    trigger: Mapped[str] = mapped_column(String(20), nullable=False)  # create or refresh
+    reference: Mapped[str | None] = mapped_column(String(100))
+    reasons: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    error: Mapped[str | None] = mapped_column(String(500))
+    response_enc: Mapped[str | None] = mapped_column(Text)  # ADT's answer, encrypted
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    requested_by_name: Mapped[str | None] = mapped_column(String(150))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

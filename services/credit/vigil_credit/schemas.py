@@ -7,7 +7,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from vigil_shared.fields import TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
-from .models import BUREAUS, STATUSES
+from .models import BUREAUS, PRECHECK_STATUSES, STATUSES
 
 
 class Strict(Schema):
@@ -88,3 +88,22 @@ class CreditSettingsSchema(Schema):
 class CreditSettingsPatchSchema(Strict):
     repeat_days = fields.Integer(strict=True, validate=validate.Range(min=0, max=365))
     grade_bands = fields.List(fields.Nested(GradeBandSchema), validate=validate.Length(min=1, max=20))
+
+
+class PreCheckSchema(Schema):
+    id = fields.Integer()
+    customer_id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(PRECHECK_STATUSES))
+    trigger = fields.String(metadata={"description": "`create` (started by the customer's creation) or `refresh`"})
+    reference = fields.String(allow_none=True, metadata={"description": "ADT's reference of the PreCheck"})
+    reasons = fields.List(fields.String(), metadata={"description": "Why it was declined or needs review"})
+    error = fields.String(allow_none=True, metadata={"description": "Why it could not run"})
+    attempts = fields.Integer()
+    requested_by_name = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    completed_at = fields.AwareDateTime(allow_none=True)
+
+
+class PreCheckStatusSchema(Schema):
+    latest = fields.Nested(PreCheckSchema, allow_none=True)
+    history = fields.List(fields.Nested(PreCheckSchema))

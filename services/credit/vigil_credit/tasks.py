@@ -21,16 +21,18 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vigil_shared.messaging.celery_app import send_to_queue
-from vigil_shared.messaging.contracts import CreditCheckRequested, Event
+from vigil_shared.messaging.contracts import CreditCheckRequested, CustomerCreated, Event, PreCheckRequested
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
-from . import checks, customer_client
+from . import checks, customer_client, prechecks
+from .adt import Adt, HttpAdt
 from .bureau import Bureau, BureauFailure, HttpBureau
 
 log = logging.getLogger("vigil.credit.tasks")
 
 PULL_TASK = "credit.pull_check.v1"
+PRECHECK_TASK = "credit.run_precheck.v1"
 SUBJECT_RETRIES = 5  # the customer service down: retried with backoff (1, 2, 4, 8, 16 s), then failed
 Subject = Callable[[int, str | None], dict[str, Any]]
 
@@ -54,7 +56,57 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
             headers={"request_id": event.request_id},
         )
 
+    @consumer.on(CustomerCreated)
+    def customer_created(session: Session, event: Event[CustomerCreated]) -> None:
+        # an ADT customer whose company has PreCheck Order Enabled: the PreCheck starts now
+        if event.payload.precheck:
+            prechecks.request(session, runtime.outbox(event.request_id), event.payload.customer_id, "create", None)
+
+    @consumer.on(PreCheckRequested)
+    def precheck_requested(session: Session, event: Event[PreCheckRequested]) -> None:
+        send_to_queue(
+            runtime.celery,
+            PRECHECK_TASK,
+            runtime.settings.queue_name(),
+            [event.payload.precheck_id, event.request_id],
+            headers={"request_id": event.request_id},
+        )
+
     return consumer
+
+
+def precheck_key(precheck_id: int) -> str:
+    return f"vigil-precheck-{precheck_id}"
+
+
+def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | None, adt: Adt, subject: Subject) -> str:
+    """One ADT PreCheck, start to end, like :func:`run_pull`; returns its status (``skipped`` when done)."""
+    with runtime.db.transaction() as session:
+        precheck = prechecks.start(session, precheck_id)
+        if precheck is None:
+            return "skipped"
+        customer_id = precheck.customer_id
+    try:
+        person = subject(customer_id, request_id)
+    except customer_client.CustomerGone:
+        return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
+    try:
+        answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
+    except BureauFailure as failure:
+        return _precheck_failed(runtime, precheck_id, failure.reason)
+    finally:
+        del person
+    with runtime.db.transaction() as session:
+        done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
+    log.info("precheck finished", extra={"precheck_id": precheck_id, "status": answer.status, "request_id": request_id})
+    return done.status if done is not None else "skipped"
+
+
+def _precheck_failed(runtime: ServiceRuntime, precheck_id: int, reason: str) -> str:
+    with runtime.db.transaction() as session:
+        prechecks.fail(session, precheck_id, reason)
+    log.warning("precheck failed", extra={"precheck_id": precheck_id, "reason": reason})
+    return "error"
 
 
 def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bureau: Bureau, subject: Subject) -> str:
@@ -109,4 +161,17 @@ def register_tasks(runtime: ServiceRuntime) -> None:
         except customer_client.CustomerUnavailable:
             if task.request.retries >= SUBJECT_RETRIES:
                 return _fail(runtime, check_id, "The customer service could not be asked for the subject's details.")
+            raise task.retry(countdown=2**task.request.retries) from None
+
+    adt = HttpAdt.from_env()
+
+    @runtime.celery.task(name=PRECHECK_TASK, bind=True, max_retries=SUBJECT_RETRIES)
+    def run_precheck_task(task: Any, precheck_id: int, request_id: str | None = None) -> str:
+        try:
+            return run_precheck(runtime, precheck_id, request_id, adt, subject)
+        except customer_client.CustomerUnavailable:
+            if task.request.retries >= SUBJECT_RETRIES:
+                return _precheck_failed(
+                    runtime, precheck_id, "The customer service could not be asked for the details."
+                )
             raise task.retry(countdown=2**task.request.retries) from None

@@ -18,10 +18,10 @@ from __future__ import annotations
 from vigil_shared.commands import command, forbidden
 from vigil_shared.errors import validation_problem
 
-from . import contacts, custom_fields, customers, files, history, notes, record, tags
+from . import contacts, custom_fields, customers, files, history, monitoring, notes, record, tags
 from .access import base_permission
 from .customers import Context
-from .models import Contact, Customer, CustomerFile, CustomFieldDefinition, Note, Tag
+from .models import Contact, Customer, CustomerFile, CustomFieldDefinition, MonitoringCompany, Note, Tag
 
 CATALOGS_MANAGE = "catalogs.manage"
 # the record's own actions that change it (its row is locked from the first read)
@@ -58,8 +58,11 @@ def load_customer_tab(ctx: Context, customer_id: int, permission: str) -> Custom
 
 
 @command
-def create_customer(ctx: Context, data: dict, *, allow_duplicates: bool = False) -> Customer:
-    return customers.create(ctx, data, allow_duplicates=allow_duplicates)
+def create_customer(
+    ctx: Context, data: dict, *, allow_duplicates: bool = False, run_precheck: bool | None = None
+) -> Customer:
+    """``run_precheck``: None runs the ADT PreCheck when the monitoring company is ADT (the seed's default)."""
+    return customers.create(ctx, data, allow_duplicates=allow_duplicates, run_precheck=run_precheck)
 
 
 @command
@@ -99,6 +102,13 @@ CREDIT_SUBJECT_FIELDS = (
     "city",
     "state",
     "zip",
+    "county",
+    "email",
+    "primary_phone",
+    "account_type",
+    "business_name",
+    "business_contact",
+    "dealer_number",
     "ssn",
     "birthdate",
 )
@@ -204,7 +214,21 @@ def delete_file(ctx: Context, customer: Customer, file_id: int, version: int) ->
     ctx.after_commit(lambda: files.remove_blobs([key]))
 
 
-# --- company-wide catalogs: tags and custom fields ---------------------------------------------------
+# --- company-wide catalogs: tags, custom fields, monitoring companies ---------------------------------
+
+
+@command
+def create_monitoring_company(ctx: Context, data: dict) -> MonitoringCompany:
+    ctx.require(CATALOGS_MANAGE)
+    return monitoring.create_company(ctx.session, data)
+
+
+@command
+def update_monitoring_company(ctx: Context, company_id: int, changes: dict) -> MonitoringCompany:
+    ctx.require(CATALOGS_MANAGE)
+    company = monitoring.get_company(ctx.session, company_id)
+    ctx.check_version(company.id, company.version)
+    return monitoring.update_company(ctx.session, company, changes)
 
 
 @command

@@ -154,6 +154,9 @@ class CustomerCreated:
     customer_id: int
     location_id: int | None = None
     kind: Literal["customer", "lead"] = "customer"
+    # the ADT PreCheck is to start in the background (an ADT company with PreCheck Order Enabled);
+    # optional, added without a new version: older consumers ignore it
+    precheck: bool = False
 
 
 @contract("customer.updated", 1)
@@ -274,13 +277,22 @@ class CreditCheckApplied:
     source: str | None = None
 
 
+@contract("credit.precheck_requested", 1)
+@dataclass(frozen=True)
+class PreCheckRequested:
+    """An ADT PreCheck to run (a refresh, or a create's): the credit worker takes it from here."""
+
+    precheck_id: int
+    customer_id: int
+
+
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
     "customer": frozenset(
         {"property.created", "property.updated", "property.deleted", "property.transferred", "credit.check_applied"}
     ),
-    "credit": frozenset({"credit.check_requested"}),
+    "credit": frozenset({"credit.check_requested", "credit.precheck_requested", "customer.created"}),
 }
 
 HANDLE_EVENT_TASK = "{service}.handle_event.v1"

@@ -18,7 +18,7 @@ from vigil_shared.web import (
     requires,
 )
 
-from .. import checks, commands
+from .. import checks, commands, prechecks
 from ..models import CreditCheck
 from ..schemas import (
     CreditCheckCreateSchema,
@@ -28,6 +28,8 @@ from ..schemas import (
     CreditSettingsPatchSchema,
     CreditSettingsSchema,
     ManualScoreSchema,
+    PreCheckSchema,
+    PreCheckStatusSchema,
 )
 
 blp = Blueprint("credit", __name__, url_prefix="/api/v1", description="Credit checks and the ADT PreCheck")
@@ -171,3 +173,28 @@ class CreditSettingsItem(MethodView):
         """Change the repeat-pull days or the grade bands (`catalogs.manage`)."""
         settings = commands.update_settings(request_context(version=if_match()), changes)
         return settings, 200, etag_headers(settings)
+
+
+@blp.route("/customers/<int:customer_id>/precheck")
+class CustomerPreCheck(MethodView):
+    @requires("credit.view")
+    @customer_rule("credit.view")
+    @blp.response(200, PreCheckStatusSchema)
+    def get(self, customer_id):
+        """The customer's ADT PreCheck: the latest result (`pending`, `running`, `approved`, `declined`
+        with reasons, `manual_review`, `error` with its reason) and every earlier one, newest first."""
+        items = [prechecks.present(p) for p in prechecks.history(request_session(), customer_id)]
+        return {"latest": items[0] if items else None, "history": items}
+
+    @requires("credit.create")
+    @customer_rule("credit.create")
+    @idempotent
+    @blp.response(202, PreCheckSchema)
+    def post(self, customer_id):
+        """Refresh the ADT PreCheck: a new one runs in the background; poll `GET` for its result."""
+        precheck = commands.refresh_precheck(request_context(), loaded())
+        return (
+            prechecks.present(precheck),
+            202,
+            {"Location": url_for("credit.CustomerPreCheck", customer_id=customer_id)},
+        )

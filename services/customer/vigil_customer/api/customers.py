@@ -14,7 +14,7 @@ from .. import commands, history, present, search
 from ..access import Access
 from ..schemas import (
     ConvertSchema,
-    CreateArgs,
+    CustomerCreateArgs,
     CustomerCreateSchema,
     CustomerListArgs,
     CustomerPageSchema,
@@ -68,7 +68,7 @@ class Customers(MethodView):
 
     @requires("customers.create")
     @idempotent
-    @blp.arguments(CreateArgs, location="query", as_kwargs=True)
+    @blp.arguments(CustomerCreateArgs, location="query", as_kwargs=True)
     @blp.arguments(CustomerCreateSchema)
     @blp.response(201, CustomerSchema)
     @blp.alt_response(403, description="You may not create records in this location, or set some of the fields")
@@ -78,13 +78,15 @@ class Customers(MethodView):
         "reasons you may see; `other_matches`: how many elsewhere) or the email "
         "is in use",
     )
-    def post(self, data, allow_duplicates=False):
+    def post(self, data, allow_duplicates=False, run_precheck=None):
         """Create a customer, or a lead with `kind: lead` (which also needs `leads.create`).
 
         Likely duplicates (same phone, email, SSN, or name and address) answer 409 listing them;
         repeat with `?allow_duplicates=true` to create the record anyway.
         """
-        customer = commands.create_customer(context(), data, allow_duplicates=allow_duplicates)
+        customer = commands.create_customer(
+            context(), data, allow_duplicates=allow_duplicates, run_precheck=run_precheck
+        )
         return record_response(
             request_session(), customer, 201, Location=url_for("customers.CustomerItem", customer_id=customer.id)
         )
