@@ -97,3 +97,26 @@ def test_the_adt_adapter_fails_with_a_reason_after_its_retries(sandbox_bureau):
     with pytest.raises(BureauFailure) as failure:
         adt.precheck({"ssn": "123-45-2003"}, "adapter-precheck-err")
     assert "ADT PreCheck is unavailable" in failure.value.reason
+
+
+def updated_event(customer_id: int, changed: list[str]) -> dict:
+    return created_event(customer_id, False) | {
+        "id": str(uuid.uuid4()),
+        "type": "customer.updated",
+        "data": {"customer_id": customer_id, "changed": changed, "location_id": 1},
+    }
+
+
+def test_a_company_setting_reruns_the_precheck_when_phone_address_or_ssn_change(api, runtime, session, customers):
+    consumer = tasks.event_consumer(runtime)
+    consumer.consume(created_event(7, precheck=True))
+    consumer.consume(updated_event(7, ["primary_phone"]))
+    assert session.query(PreCheck).count() == 1  # the setting is off by default
+    assert api.patch("/api/v1/credit-settings", json={"precheck_rerun_on_change": True}).status_code == 200
+    consumer.consume(updated_event(7, ["spouse"]))
+    consumer.consume(updated_event(8, ["ssn"]))  # never pre-checked
+    assert session.query(PreCheck).count() == 1
+    consumer.consume(updated_event(7, ["zip", "spouse"]))
+    session.expire_all()
+    triggers = sorted(p.trigger for p in session.query(PreCheck).all())
+    assert triggers == ["change", "create"]

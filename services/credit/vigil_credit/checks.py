@@ -48,7 +48,9 @@ class CustomerRef:
 def get_settings(session: Session) -> CreditSettings:
     settings = session.get(CreditSettings, 1)
     if settings is None:
-        settings = CreditSettings(id=1, repeat_days=DEFAULT_REPEAT_DAYS, grade_bands=DEFAULT_GRADE_BANDS)
+        settings = CreditSettings(
+            id=1, repeat_days=DEFAULT_REPEAT_DAYS, grade_bands=DEFAULT_GRADE_BANDS, precheck_rerun_on_change=False
+        )
         session.add(settings)
         session.flush()
     return settings
@@ -63,6 +65,8 @@ def update_settings(session: Session, changes: dict[str, Any]) -> CreditSettings
         settings.grade_bands = bands
     if "repeat_days" in changes:
         settings.repeat_days = changes["repeat_days"]
+    if "precheck_rerun_on_change" in changes:
+        settings.precheck_rerun_on_change = changes["precheck_rerun_on_change"]
     session.flush()
     return settings
 

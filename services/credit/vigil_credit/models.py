@@ -70,6 +70,10 @@ class CreditSettings(Base):
     repeat_days: Mapped[int] = mapped_column(Integer, nullable=False)
     # [{"grade": "A", "min_score": 700}, …], highest first; a score below every band has no grade
     grade_bands: Mapped[list] = mapped_column(JSON, nullable=False)
+    # run the ADT PreCheck again when a customer who had one changes phone, address or SSN
+    precheck_rerun_on_change: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}

@@ -38,6 +38,10 @@ ADT_FIELDS = (
 )
 
 
+# a change to any of these re-runs the PreCheck when the company setting says so
+RERUN_FIELDS = frozenset({"primary_phone", "address_line1", "address_line2", "city", "state", "zip", "county", "ssn"})
+
+
 def request(session: Session, outbox: Outbox, customer_id: int, trigger: str, by: str | None) -> PreCheck:
     """A pending PreCheck and the event that starts it (same transaction)."""
     precheck = PreCheck(

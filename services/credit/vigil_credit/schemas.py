@@ -83,18 +83,27 @@ class GradeBandSchema(Strict):
 class CreditSettingsSchema(Schema):
     repeat_days = fields.Integer()
     grade_bands = fields.List(fields.Nested(GradeBandSchema))
+    precheck_rerun_on_change = fields.Boolean(
+        metadata={"description": "Run the ADT PreCheck again when a customer who had one changes phone, address or SSN"}
+    )
 
 
 class CreditSettingsPatchSchema(Strict):
     repeat_days = fields.Integer(strict=True, validate=validate.Range(min=0, max=365))
     grade_bands = fields.List(fields.Nested(GradeBandSchema), validate=validate.Length(min=1, max=20))
+    precheck_rerun_on_change = fields.Boolean()
 
 
 class PreCheckSchema(Schema):
     id = fields.Integer()
     customer_id = fields.Integer()
     status = fields.String(validate=validate.OneOf(PRECHECK_STATUSES))
-    trigger = fields.String(metadata={"description": "`create` (started by the customer's creation) or `refresh`"})
+    trigger = fields.String(
+        metadata={
+            "description": "`create` (the customer's creation), `refresh` (asked for) or `change` (phone,"
+            " address or SSN)"
+        }
+    )
     reference = fields.String(allow_none=True, metadata={"description": "ADT's reference of the PreCheck"})
     reasons = fields.List(fields.String(), metadata={"description": "Why it was declined or needs review"})
     error = fields.String(allow_none=True, metadata={"description": "Why it could not run"})

@@ -21,7 +21,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vigil_shared.messaging.celery_app import send_to_queue
-from vigil_shared.messaging.contracts import CreditCheckRequested, CustomerCreated, Event, PreCheckRequested
+from vigil_shared.messaging.contracts import (
+    CreditCheckRequested,
+    CustomerCreated,
+    CustomerUpdated,
+    Event,
+    PreCheckRequested,
+)
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
@@ -61,6 +67,18 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
         # an ADT customer whose company has PreCheck Order Enabled: the PreCheck starts now
         if event.payload.precheck:
             prechecks.request(session, runtime.outbox(event.request_id), event.payload.customer_id, "create", None)
+
+    @consumer.on(CustomerUpdated)
+    def customer_updated(session: Session, event: Event[CustomerUpdated]) -> None:
+        # phone, address or SSN changed: the company may want the PreCheck run again
+        customer_id = event.payload.customer_id
+        if not prechecks.RERUN_FIELDS & set(event.payload.changed):
+            return
+        if not checks.get_settings(session).precheck_rerun_on_change:
+            return
+        if prechecks.latest_status(session, customer_id) is None:
+            return  # never pre-checked: nothing to refresh
+        prechecks.request(session, runtime.outbox(event.request_id), customer_id, "change", None)
 
     @consumer.on(PreCheckRequested)
     def precheck_requested(session: Session, event: Event[PreCheckRequested]) -> None:

@@ -292,7 +292,9 @@ SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     "customer": frozenset(
         {"property.created", "property.updated", "property.deleted", "property.transferred", "credit.check_applied"}
     ),
-    "credit": frozenset({"credit.check_requested", "credit.precheck_requested", "customer.created"}),
+    "credit": frozenset(
+        {"credit.check_requested", "credit.precheck_requested", "customer.created", "customer.updated"}
+    ),
 }
 
 HANDLE_EVENT_TASK = "{service}.handle_event.v1"
