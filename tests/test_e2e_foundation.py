@@ -32,7 +32,7 @@ def test_every_process_is_healthy_and_ready(stack):
         ready = requests.get(process.ready_url, timeout=5)
         assert ready.status_code == 200, (process.name, ready.text)
         checks = ready.json()["checks"]
-        if not process.name.startswith("sandbox-"):  # a stand-in for an outside system has neither
+        if not process.name.startswith("sandbox-"):  # a sandbox of an external system has neither
             assert {"database", "broker"} <= set(checks), process.name
         health = requests.get(process.ready_url.replace("/readyz", "/healthz"), timeout=5)
         assert health.status_code == 200 and health.json()["status"] == "ok"

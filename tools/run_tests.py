@@ -33,6 +33,7 @@ SUITES = [
     ("billing", "services/billing/tests"),
     ("credit", "services/credit/tests"),
     ("gateway", "gateway/tests"),
+    ("sandbox", "sandboxes/bureau/tests"),
     ("runner", "deploy/runner/tests"),
     ("e2e", "tests"),
 ]

@@ -138,6 +138,12 @@ def test_routing_table():
     assert service_for("/api/v1/customers/3/properties") == "property"
     assert service_for("/api/v1/properties/9") == "property"
     assert service_for("/api/v1/customersx") is None
+    assert service_for("/api/v1/customers/3/credit-checks") == "credit"
+    assert service_for("/api/v1/customers/3/credit-checks/manual") == "credit"
+    assert service_for("/api/v1/customers/3/precheck") == "credit"
+    assert service_for("/api/v1/credit-checks/5/apply") == "credit"
+    assert service_for("/api/v1/credit-settings") == "credit"
+    assert service_for("/api/v1/internal/customers/3/credit-subject") is None  # services only
 
 
 def test_merged_openapi_document(client):

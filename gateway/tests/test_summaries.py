@@ -17,6 +17,7 @@ RECORD = {
     "sold_by": "sam",
     "sale_date": "2026-01-02",
     "installed": True,
+    "credit_grade": "B",
     "tags": [{"id": 1, "name": "VIP"}],
     "created_at": "2026-01-01T00:00:00Z",
     "last_activity_at": "2026-01-03T00:00:00Z",
@@ -40,9 +41,11 @@ def test_the_summary_combines_answers_without_any_flask_context():
         notes=Reply(403, {"detail": "no"}),
         appointments=ServiceUnavailable("property"),
         properties=Reply(200, {"items": [{"monitoring_status": "suspended"}], "total": 1}),
+        precheck=Reply(200, {"latest": {"status": "approved"}, "history": []}),
     )
     summary = customer_summary(5, fetch_all)
-    assert set(asked[0]) == {"record", "family", *TABS} and asked[0]["record"] == (
+    assert summary["credit"] == {"grade": "B", "precheck_status": "approved"}
+    assert set(asked[0]) == {"record", "family", "precheck", *TABS} and asked[0]["record"] == (
         "customer",
         "/api/v1/customers/5",
         {},

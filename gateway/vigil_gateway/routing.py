@@ -18,10 +18,13 @@ def _rule(pattern: str, service: str) -> tuple[re.Pattern, str]:
 ROUTES: list[tuple[re.Pattern, str]] = [
     # property-owned resources hanging under a customer
     _rule(r"customers/[^/]+/(properties|appointments)", "property"),
+    # credit-owned resources hanging under a customer (its Credit tab, the ADT PreCheck)
+    _rule(r"customers/[^/]+/(credit-checks|precheck)", "credit"),
     _rule("customers", "customer"),
-    _rule("(tags|custom-fields)", "customer"),
+    _rule("(tags|custom-fields|monitoring-companies)", "customer"),
     _rule("(properties|appointments|system-kinds)", "property"),
     _rule("monitoring", "property"),
+    _rule("(credit-checks|credit-settings)", "credit"),
     *[_rule(f"ops/{name}", name) for name in SERVICES],
     # each archive participant's part of the archive preview
     *[_rule(f"archive-items/{name}", name) for name in SERVICES],

@@ -82,6 +82,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         for tab, (service, path, params) in TABS.items()
     }
     calls["family"] = ("customer", f"{base}/sub-customers", {})
+    calls["precheck"] = ("credit", f"{base}/precheck", {})
     replies = fetch_all(calls)
     unavailable = sorted({exc.service for exc in replies.values() if isinstance(exc, ServiceUnavailable)})
     record_reply = replies["record"]
@@ -114,6 +115,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         "tags": None,
         "counts": counts,
         "hidden": hidden,
+        "credit": None,
         "partial": bool(unavailable),
         "unavailable": unavailable,
         "family": None,
@@ -131,6 +133,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         summary["status_boxes"] = _status_boxes(record, properties_reply)
         summary["tags"] = record.get("tags")
         summary["family"] = _family(replies.get("family"))
+        summary["credit"] = _credit(record, replies["precheck"])
     return summary
 
 
@@ -143,4 +146,21 @@ def _family(reply) -> dict | None:
         "header": body.get("header"),
         "parent": body.get("parent"),
         "sub_customers": [{"id": s["id"], "name": s["name"]} for s in body.get("items", [])],
+    }
+
+
+def _credit(record: dict, precheck_reply) -> dict | None:
+    """The credit grade (as the caller may see the record) and the latest ADT PreCheck's status."""
+    if record.get("kind") != "customer":
+        return None
+    latest = None
+    if (
+        not isinstance(precheck_reply, ServiceUnavailable)
+        and precheck_reply.ok
+        and isinstance(precheck_reply.body, dict)
+    ):
+        latest = precheck_reply.body.get("latest")
+    return {
+        "grade": record.get("credit_grade"),
+        "precheck_status": latest.get("status") if isinstance(latest, dict) else None,
     }

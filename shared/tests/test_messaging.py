@@ -97,6 +97,7 @@ def test_messages_already_in_queues_and_outboxes_still_parse():
         "customer_id": 5,
         "location_id": None,
         "kind": "customer",
+        "precheck": False,
     }
 
 

@@ -114,6 +114,18 @@ SETTINGS: list[Setting] = [
     ),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
+    Setting("VIGIL_BUREAU_PORT", "8010", "HTTP port of the sandbox credit bureau (and sandbox ADT PreCheck) process."),
+    Setting(
+        "VIGIL_BUREAU_URL",
+        "http://127.0.0.1:8010",
+        "Where the credit service reaches the credit bureau: the sandbox by default, the real one in production.",
+    ),
+    Setting("VIGIL_BUREAU_TIMEOUT", "10", "Credit service: seconds one bureau request may take before it is retried."),
+    Setting("VIGIL_BUREAU_RETRIES", "3", "Credit service: retries of a bureau request that timed out or failed (5xx)."),
+    Setting("VIGIL_BUREAU_BACKOFF", "1", "Credit service: seconds before the first retry; doubled for each next one."),
+    Setting(
+        "VIGIL_BUREAU_SLOW_SECONDS", "4", "Sandbox bureau: how long the slow test identity (SSN ending 1002) takes."
+    ),
     *_per_process(
         "VIGIL_{NAME}_DATABASE_URL",
         "sqlite:///$VIGIL_VAR_DIR/{name}.db",

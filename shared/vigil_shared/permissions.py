@@ -81,7 +81,8 @@ CATALOG: tuple[Permission, ...] = (
     _p("billing.view", LOCATION, "Billing", "See invoices, payments and billing methods"),
     _p("billing.modify", LOCATION, "Billing", "Create invoices, record payments, edit billing"),
     _p("credit.view", LOCATION, "Credit", "See credit checks"),
-    _p("credit.create", LOCATION, "Credit", "Run credit checks"),
+    _p("credit.create", LOCATION, "Credit", "Run credit checks and enter manual scores"),
+    _p("credit.apply", LOCATION, "Credit", "Apply a credit check to the customer, or skip it"),
     _p("import.run", LOCATION, "Data", "Import records into a location"),
     _p("export.run", LOCATION, "Data", "Export records of a location"),
     # company-wide

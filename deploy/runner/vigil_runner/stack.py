@@ -43,6 +43,9 @@ GENERATED_SECRETS = (
 )
 
 
+# Sandboxes of external systems, each its own process: name -> default port (VIGIL_<NAME>_PORT).
+SANDBOXES = {"bureau": 8010}
+
 BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that died
 BACKOFF_MAX = 30.0  # the delay doubles with every quick death, up to this
 STABLE_AFTER = 60.0  # a process up this long has recovered: its next death restarts after BACKOFF_FIRST
@@ -220,6 +223,12 @@ class Stack:
             env["VIGIL_GATEWAY_WORKER_HEALTH_PORT"] = str(
                 free_port() if dynamic_ports else default_port("gateway", "worker")
             )
+        for name, port in SANDBOXES.items():
+            key = f"VIGIL_{name.upper()}_PORT"
+            if dynamic_ports or not env.get(key):
+                env[key] = str(free_port() if dynamic_ports else port)
+            if dynamic_ports or not env.get(f"VIGIL_{name.upper()}_URL"):
+                env[f"VIGIL_{name.upper()}_URL"] = f"http://127.0.0.1:{env[key]}"
         env.setdefault("PYTHONUNBUFFERED", "1")
         return cls(env=env, log_dir=var_dir / "log")
 
@@ -289,6 +298,14 @@ class Stack:
                     f"http://127.0.0.1:{env[f'VIGIL_{upper}_RELAY_HEALTH_PORT']}/readyz",
                 ),
             ]
+        for name in SANDBOXES:
+            plan.append(
+                Process(
+                    f"sandbox-{name}",
+                    [str(BIN / f"vigil-sandbox-{name}")],
+                    f"http://127.0.0.1:{env[f'VIGIL_{name.upper()}_PORT']}/readyz",
+                )
+            )
         return plan
 
     @property

@@ -62,6 +62,14 @@ class StatusBox(Schema):
     status = fields.String()
 
 
+class CreditBadge(Schema):
+    grade = fields.String(allow_none=True, metadata={"description": "The customer's credit grade (active check)"})
+    precheck_status = fields.String(
+        allow_none=True,
+        metadata={"description": "The latest ADT PreCheck: pending, running, approved, declined, manual_review, error"},
+    )
+
+
 class SummaryTag(Schema):
     id = fields.Integer()
     name = fields.String()
@@ -95,6 +103,11 @@ class CustomerSummary(Schema):
     )
     status_boxes = fields.List(fields.Nested(StatusBox), metadata={"description": "Customers only (not leads)"})
     tags = fields.List(fields.Nested(SummaryTag), allow_none=True)
+    credit = fields.Nested(
+        CreditBadge,
+        allow_none=True,
+        metadata={"description": "Customers only: credit grade and ADT PreCheck status (null parts when hidden)"},
+    )
     counts = fields.Dict(
         keys=fields.String(),
         values=fields.Integer(allow_none=True),

@@ -1,6 +1,12 @@
-import pytest
+import threading
 
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from vigil_credit import customer_client
 from vigil_credit.app import program
+from vigil_credit.models import messaging
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -8,3 +14,62 @@ pytest_plugins = ["vigil_shared.pytest_plugin"]
 @pytest.fixture(scope="session")
 def service_program():
     return program
+
+
+class FakeCustomerService:
+    """Stands in for the customer service: customer id -> location, and the subjects of pulls."""
+
+    def __init__(self):
+        self.customers: dict[int, int | None] = {}
+        self.subjects: dict[int, dict] = {}
+        self.down = False
+        self.subject_reads: list[int] = []
+
+    def location(self, settings, customer_id, request_id):
+        if self.down:
+            raise customer_client.CustomerUnavailable()
+        if customer_id not in self.customers:
+            raise customer_client.CustomerGone()
+        return self.customers[customer_id]
+
+    def subject(self, customer_id, request_id=None):
+        self.subject_reads.append(customer_id)
+        if self.down:
+            raise customer_client.CustomerUnavailable()
+        if customer_id not in self.customers:
+            raise customer_client.CustomerGone()
+        return self.subjects.get(customer_id, {"first_name": "Dana", "last_name": "Reyes", "ssn": "123-45-0750"})
+
+
+@pytest.fixture
+def customers(monkeypatch):
+    fake = FakeCustomerService()
+    fake.customers.update({7: 1, 8: 2})
+    monkeypatch.setattr(customer_client, "customer_location", fake.location)
+    return fake
+
+
+@pytest.fixture
+def outbox(session):
+    def read(event_type=None):
+        session.expire_all()
+        rows = session.scalars(select(messaging.OutboxEvent).order_by(messaging.OutboxEvent.position)).all()
+        return [(row.type, row.data) for row in rows if event_type is None or row.type == event_type]
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def sandbox_bureau():
+    """The sandbox bureau on a real port (a thread of this process): ``(base_url, its state)``."""
+    from vigil_sandbox_bureau import app as sandbox
+
+    sandbox.SLOW_SECONDS = 0.5
+    sandbox.HANG_SECONDS = 3.0
+    state = sandbox.Bureau()
+    server = make_server("127.0.0.1", 0, sandbox.create_app(state), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", state
+    server.shutdown()
+    thread.join(5)

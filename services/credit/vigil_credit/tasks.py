@@ -1,9 +1,195 @@
-"""Celery tasks of the credit service. It consumes no events yet; its queue exists for later work."""
+"""Celery tasks of the credit service: the pulls.
+
+``credit.check_requested`` (from this service's own outbox, so a pull is never lost between the
+request's commit and the broker) hands the check to ``credit.pull_check.v1``, which does the long,
+external part outside any database transaction:
+
+1. mark the check running (short transaction); a check that already has its answer is left alone;
+2. fetch the subject's SSN and birthdate from the customer service (signed internal call, audited
+   there) into memory only;
+3. ask the bureau with the idempotency key ``vigil-credit-check-<id>``: a redelivered task (the
+   worker was killed mid-pull) asks again with the same key and gets the same inquiry back;
+4. record the answer, or the failure and its reason (short transaction).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from vigil_shared.messaging.celery_app import send_to_queue
+from vigil_shared.messaging.contracts import (
+    CreditCheckRequested,
+    CustomerCreated,
+    CustomerUpdated,
+    Event,
+    PreCheckRequested,
+)
+from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
+
+from . import checks, customer_client, prechecks
+from .adt import Adt, HttpAdt
+from .bureau import Bureau, BureauFailure, HttpBureau
+
+log = logging.getLogger("vigil.credit.tasks")
+
+PULL_TASK = "credit.pull_check.v1"
+PRECHECK_TASK = "credit.run_precheck.v1"
+SUBJECT_RETRIES = 5  # the customer service down: retried with backoff (1, 2, 4, 8, 16 s), then failed
+Subject = Callable[[int, str | None], dict[str, Any]]
+
+
+def idempotency_key(check_id: int) -> str:
+    return f"vigil-credit-check-{check_id}"
+
+
+def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
+    consumer = runtime.consumer()
+
+    @consumer.on(CreditCheckRequested)
+    def check_requested(session: Session, event: Event[CreditCheckRequested]) -> None:
+        # sent before the inbox row commits: a failure after the send pulls at most twice, and the
+        # second pull finds the check done (or asks the bureau with the same key)
+        send_to_queue(
+            runtime.celery,
+            PULL_TASK,
+            runtime.settings.queue_name(),
+            [event.payload.check_id, event.request_id],
+            headers={"request_id": event.request_id},
+        )
+
+    @consumer.on(CustomerCreated)
+    def customer_created(session: Session, event: Event[CustomerCreated]) -> None:
+        # an ADT customer whose company has PreCheck Order Enabled: the PreCheck starts now
+        if event.payload.precheck:
+            prechecks.request(session, runtime.outbox(event.request_id), event.payload.customer_id, "create", None)
+
+    @consumer.on(CustomerUpdated)
+    def customer_updated(session: Session, event: Event[CustomerUpdated]) -> None:
+        # phone, address or SSN changed: the company may want the PreCheck run again
+        customer_id = event.payload.customer_id
+        if not prechecks.RERUN_FIELDS & set(event.payload.changed):
+            return
+        if not checks.get_settings(session).precheck_rerun_on_change:
+            return
+        if prechecks.latest_status(session, customer_id) is None:
+            return  # never pre-checked: nothing to refresh
+        prechecks.request(session, runtime.outbox(event.request_id), customer_id, "change", None)
+
+    @consumer.on(PreCheckRequested)
+    def precheck_requested(session: Session, event: Event[PreCheckRequested]) -> None:
+        send_to_queue(
+            runtime.celery,
+            PRECHECK_TASK,
+            runtime.settings.queue_name(),
+            [event.payload.precheck_id, event.request_id],
+            headers={"request_id": event.request_id},
+        )
+
+    return consumer
+
+
+def precheck_key(precheck_id: int) -> str:
+    return f"vigil-precheck-{precheck_id}"
+
+
+def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | None, adt: Adt, subject: Subject) -> str:
+    """One ADT PreCheck, start to end, like :func:`run_pull`; returns its status (``skipped`` when done)."""
+    with runtime.db.transaction() as session:
+        precheck = prechecks.start(session, precheck_id)
+        if precheck is None:
+            return "skipped"
+        customer_id = precheck.customer_id
+    try:
+        person = subject(customer_id, request_id)
+    except customer_client.CustomerGone:
+        return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
+    try:
+        answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
+    except BureauFailure as failure:
+        return _precheck_failed(runtime, precheck_id, failure.reason)
+    finally:
+        del person
+    with runtime.db.transaction() as session:
+        done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
+    log.info("precheck finished", extra={"precheck_id": precheck_id, "status": answer.status, "request_id": request_id})
+    return done.status if done is not None else "skipped"
+
+
+def _precheck_failed(runtime: ServiceRuntime, precheck_id: int, reason: str) -> str:
+    with runtime.db.transaction() as session:
+        prechecks.fail(session, precheck_id, reason)
+    log.warning("precheck failed", extra={"precheck_id": precheck_id, "reason": reason})
+    return "error"
+
+
+def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bureau: Bureau, subject: Subject) -> str:
+    """One pull, start to end; returns the check's status (``skipped`` when it was already done)."""
+    with runtime.db.transaction() as session:
+        check = checks.start_pull(session, check_id)
+        if check is None:
+            return "skipped"
+        bureau_name = check.bureau or ""
+        request = checks.request_view(check, runtime.cipher)
+        customer_id = check.customer_id
+    try:
+        person = subject(customer_id, request_id)
+    except customer_client.CustomerGone:
+        return _fail(runtime, check_id, "The customer no longer exists.")
+    except customer_client.CustomerUnavailable:
+        raise  # transient: the task is retried, the check stays running
+    if not person.get("ssn"):
+        return _fail(runtime, check_id, "The customer has no SSN; a bureau pull needs one.")
+    if request.get("previous_address"):
+        person = person | {"previous_address": request["previous_address"]}
+    try:
+        answer = bureau.pull(bureau_name, person, request.get("options") or {}, idempotency_key(check_id))
+    except BureauFailure as failure:
+        return _fail(runtime, check_id, failure.reason)
+    finally:
+        del person
+    with runtime.db.transaction() as session:
+        done = checks.finish_pull(session, runtime.cipher, check_id, answer)
+    log.info("credit pull finished", extra={"check_id": check_id, "status": answer.status, "request_id": request_id})
+    return done.status if done is not None else "skipped"
+
+
+def _fail(runtime: ServiceRuntime, check_id: int, reason: str) -> str:
+    with runtime.db.transaction() as session:
+        checks.fail_pull(session, check_id, reason)
+    log.warning("credit pull failed", extra={"check_id": check_id, "reason": reason})
+    return "failed"
 
 
 def register_tasks(runtime: ServiceRuntime) -> None:
-    runtime.consumer().register_task(runtime.celery)
+    event_consumer(runtime).register_task(runtime.celery)
+    bureau = HttpBureau.from_env()
+
+    def subject(customer_id: int, request_id: str | None) -> dict[str, Any]:
+        return customer_client.credit_subject(runtime.settings, customer_id, request_id)
+
+    @runtime.celery.task(name=PULL_TASK, bind=True, max_retries=SUBJECT_RETRIES)
+    def pull_check(task: Any, check_id: int, request_id: str | None = None) -> str:
+        try:
+            return run_pull(runtime, check_id, request_id, bureau, subject)
+        except customer_client.CustomerUnavailable:
+            if task.request.retries >= SUBJECT_RETRIES:
+                return _fail(runtime, check_id, "The customer service could not be asked for the subject's details.")
+            raise task.retry(countdown=2**task.request.retries) from None
+
+    adt = HttpAdt.from_env()
+
+    @runtime.celery.task(name=PRECHECK_TASK, bind=True, max_retries=SUBJECT_RETRIES)
+    def run_precheck_task(task: Any, precheck_id: int, request_id: str | None = None) -> str:
+        try:
+            return run_precheck(runtime, precheck_id, request_id, adt, subject)
+        except customer_client.CustomerUnavailable:
+            if task.request.retries >= SUBJECT_RETRIES:
+                return _precheck_failed(
+                    runtime, precheck_id, "The customer service could not be asked for the details."
+                )
+            raise task.retry(countdown=2**task.request.retries) from None

@@ -46,3 +46,42 @@ def test_existing_customers_survive_the_move_to_the_full_record(test_databases):
             assert conn.execute(text("SELECT phone FROM customers")).scalar() == "613-555-1234"
     finally:
         engine.dispose()
+
+
+def test_free_text_monitored_by_becomes_the_catalog(test_databases):
+    from sqlalchemy import text
+
+    from vigil_shared import migrations
+    from vigil_shared.db import build_engine
+
+    url = test_databases.url_for("customer_monitored_by_migration")
+    migrations.upgrade("vigil_customer", url, "0006")
+    engine = build_engine(url)
+    try:
+        with engine.begin() as conn:
+            for first, monitored_by in (("A", "ADT"), ("B", " adt "), ("C", "Brinks"), ("D", None), ("E", "")):
+                conn.execute(
+                    text(
+                        "INSERT INTO customers (kind, active, first_name, last_name, sort_name, monitored_by,"
+                        " custom_fields, created_at, updated_at, version)"
+                        " VALUES ('customer', true, :f, 'X', :f, :m, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)"
+                    ),
+                    {"f": first, "m": monitored_by},
+                )
+        migrations.upgrade("vigil_customer", url)
+        with engine.connect() as conn:
+            companies = {
+                row.name_key: (row.id, row.is_adt)
+                for row in conn.execute(text("SELECT id, name_key, is_adt FROM monitoring_companies"))
+            }
+            named = dict(conn.execute(text("SELECT first_name, monitoring_company_id FROM customers")).all())
+        assert set(companies) == {"adt", "brinks"} and companies["adt"][1] and not companies["brinks"][1]
+        assert named == {
+            "A": companies["adt"][0],
+            "B": companies["adt"][0],
+            "C": companies["brinks"][0],
+            "D": None,
+            "E": None,
+        }
+    finally:
+        engine.dispose()

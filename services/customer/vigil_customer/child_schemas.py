@@ -204,3 +204,32 @@ class FileSchema(Schema):
 
 
 FilePageSchema = page_schema(FileSchema, "FilePage")
+
+
+class MonitoringCompanyCreateSchema(Schema):
+    name = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
+    is_adt = fields.Boolean(load_default=False)
+    precheck_order_enabled = fields.Boolean(load_default=False)
+    active = fields.Boolean(load_default=True)
+
+
+class MonitoringCompanyPatchSchema(Schema):
+    name = TrimmedString(validate=validate.Length(min=1, max=100))
+    is_adt = fields.Boolean()
+    precheck_order_enabled = fields.Boolean()
+    active = fields.Boolean()
+
+
+class MonitoringCompanySchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    is_adt = fields.Boolean()
+    precheck_order_enabled = fields.Boolean()
+    active = fields.Boolean()
+
+
+class MonitoringCompanyListArgs(PaginationArgs):
+    active = fields.Boolean(metadata={"description": "Only the active (true) or inactive (false) companies"})
+
+
+MonitoringCompanyPageSchema = page_schema(MonitoringCompanySchema, "MonitoringCompanyPage")

@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from vigil_shared.archived import refuse_if_archived
-from vigil_shared.commands import catalog_commands, command
+from vigil_shared.commands import catalog_commands, command, forbidden
 from vigil_shared.errors import validation_problem
 
-from . import archiving, contacts, custom_fields, customers, files, notes, tags
+from . import archiving, contacts, custom_fields, customers, files, history, monitoring, notes, record, tags
 from .access import base_permission
 from .customers import Context
-from .models import Contact, Customer, CustomerFile, Note, Tag
+from .models import Contact, Customer, CustomerFile, MonitoringCompany, Note, Tag
 
 CATALOGS_MANAGE = "catalogs.manage"
 # the record's own actions that change it (its row is locked from the first read)
@@ -77,8 +77,11 @@ def load_customer_for(ctx: Context, customer_id: int, permission: str) -> Custom
 
 
 @command
-def create_customer(ctx: Context, data: dict, *, allow_duplicates: bool = False) -> Customer:
-    return customers.create(ctx, data, allow_duplicates=allow_duplicates)
+def create_customer(
+    ctx: Context, data: dict, *, allow_duplicates: bool = False, run_precheck: bool | None = None
+) -> Customer:
+    """``run_precheck``: None runs the ADT PreCheck when the monitoring company is ADT (the seed's default)."""
+    return customers.create(ctx, data, allow_duplicates=allow_duplicates, run_precheck=run_precheck)
 
 
 @command
@@ -125,6 +128,50 @@ def archive_customer(ctx: Context, customer: Customer) -> Any:
 @command
 def unarchive_customer(ctx: Context, customer: Customer, scope: archiving.Scope, restore_cancelled: bool) -> Any:
     return archiving.unarchive(ctx, customer, scope, restore_cancelled)
+
+
+# --- what other services read and change -------------------------------------------------------------
+
+CREDIT_SUBJECT_FIELDS = (
+    "first_name",
+    "last_name",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "zip",
+    "county",
+    "email",
+    "primary_phone",
+    "account_type",
+    "business_name",
+    "business_contact",
+    "dealer_number",
+    "ssn",
+    "birthdate",
+)
+SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.view")
+
+
+@command
+def read_credit_subject(ctx: Context, customer_id: int) -> dict:
+    """The subject of a credit pull, unmasked, for a service only; the read is recorded in the history."""
+    if not ctx.identity.is_service:
+        raise forbidden("service")
+    for permission in SUBJECT_PERMISSIONS:
+        ctx.require(permission)
+    customer = customers.get_customer(ctx.session, customer_id)
+    subject = {name: record.read(customer, name, ctx.cipher) for name in CREDIT_SUBJECT_FIELDS}
+    if subject["birthdate"] is not None:
+        subject["birthdate"] = subject["birthdate"].isoformat()
+    history.record(
+        ctx.session,
+        ctx.actor,
+        customer.id,
+        "credit_subject_read",
+        new=", ".join(name for name in ("ssn", "birthdate") if subject[name] is not None) or "none",
+    )
+    return subject
 
 
 # --- notes, contacts, tags and files of a record -----------------------------------------------------
@@ -205,7 +252,21 @@ def delete_file(ctx: Context, customer: Customer, file_id: int, version: int) ->
     ctx.after_commit(lambda: files.remove_blobs([key]))
 
 
-# --- company-wide catalogs: tags and custom fields ---------------------------------------------------
+# --- company-wide catalogs: tags, custom fields, monitoring companies ---------------------------------
+
+
+@command
+def create_monitoring_company(ctx: Context, data: dict) -> MonitoringCompany:
+    ctx.require(CATALOGS_MANAGE)
+    return monitoring.create_company(ctx.session, data)
+
+
+@command
+def update_monitoring_company(ctx: Context, company_id: int, changes: dict) -> MonitoringCompany:
+    ctx.require(CATALOGS_MANAGE)
+    company = monitoring.get_company(ctx.session, company_id)
+    ctx.check_version(company.id, company.version)
+    return monitoring.update_company(ctx.session, company, changes)
 
 
 create_tag, update_tag, delete_tag = catalog_commands(

@@ -21,7 +21,7 @@ from vigil_shared.db import utcnow
 from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validation_problem
 from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated
 
-from . import custom_fields, duplicates, history, record, registry, search, validation
+from . import custom_fields, duplicates, history, monitoring, record, registry, search, validation
 from .access import (
     CONFIDENTIAL,
     CREATE_ONLY,
@@ -315,6 +315,8 @@ def _rule_errors(
     parent_id = changed.get("parent_customer_id")
     if parent_id is not None:
         errors.update(_parent_errors(session, customer, parent_id))
+    if changed.get("monitoring_company_id") is not None:
+        errors.update(monitoring.company_errors(session, changed["monitoring_company_id"]))
     return errors
 
 
@@ -428,8 +430,14 @@ def duplicate_problem(listed: list[dict], others: int) -> Problem:
 
 
 def create(
-    ctx: Context, data: dict, *, allow_duplicates: bool = False, copied_from: Customer | None = None
+    ctx: Context,
+    data: dict,
+    *,
+    allow_duplicates: bool = False,
+    copied_from: Customer | None = None,
+    run_precheck: bool | None = False,
 ) -> Customer:
+    """A new record. ``run_precheck``: None runs the ADT PreCheck when the monitoring company is ADT."""
     data = dict(data)
     kind = data.pop("kind", CUSTOMER)
     location_id = data.get("location_id")
@@ -440,6 +448,7 @@ def create(
         raise field_forbidden({"location_id": base_permission(kind, "create")})
     customer = Customer(kind=kind, custom_fields={}, created_by=ctx.actor.name, **STARTING_VALUES)
     changes = _apply(ctx, customer, data, creating=True)
+    precheck = kind == CUSTOMER and monitoring.precheck_decision(ctx.session, customer, run_precheck, ctx.cipher)
     if not allow_duplicates:
         listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)), ctx.identity)
         if listed or others:
@@ -463,6 +472,7 @@ def create(
             customer_id=customer.id,
             location_id=customer.location_id,
             kind="lead" if customer.kind == LEAD else "customer",
+            precheck=precheck,
         ),
     )
     return customer

@@ -272,3 +272,23 @@ class CustomFieldDefinition(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class MonitoringCompany(Base):
+    """The catalog of monitoring companies a customer's *Monitored By* names (it replaced free text).
+
+    ``is_adt``: an ADT company, whose customers are created with the ADT PreCheck by default;
+    ``precheck_order_enabled``: the PreCheck then starts in the background after the create.
+    """
+
+    __tablename__ = "monitoring_companies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(100), unique=True)  # lower case: unique whatever the case
+    is_adt: Mapped[bool] = mapped_column(Boolean, default=False)
+    precheck_order_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}

@@ -79,6 +79,18 @@ class CreateArgs(Schema):
     )
 
 
+class CustomerCreateArgs(CreateArgs):
+    run_precheck = fields.Boolean(
+        load_default=None,
+        metadata={
+            "description": "Run the ADT PreCheck: by default true when the monitoring company is ADT. With it the "
+            "ADT-required fields are enforced (birthdate, SSN, email, address line 1, ZIP, county, and business "
+            "name and contact for commercial accounts); the PreCheck starts in the background when the company "
+            "has PreCheck Order Enabled (`GET /customers/{id}/precheck`)."
+        },
+    )
+
+
 class ConvertSchema(Schema):
     location_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     sold_by = TrimmedString(required=True, validate=validate.Length(min=1, max=100))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from vigil_shared.commands import SOURCES
 from vigil_shared.identity import Identity
 from vigil_shared.messaging.contracts import (
+    CreditCheckApplied,
     Event,
     OperationStepDone,
     PropertyCreated,
@@ -14,9 +16,11 @@ from vigil_shared.messaging.contracts import (
     PropertyUpdated,
 )
 from vigil_shared.messaging.outbox import EventConsumer
+from vigil_shared.permissions import ALL_PERMISSIONS
 from vigil_shared.runtime import ServiceRuntime
 
-from . import accounts, archiving, history
+from . import accounts, archiving, customers, history
+from .customers import Context
 from .models import Customer
 
 
@@ -49,6 +53,27 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     @consumer.on(OperationStepDone)
     def step_done(session: Session, event: Event[OperationStepDone]) -> None:
         archiving.step_reported(session, event.payload)  # a repeated report counts once
+
+    @consumer.on(CreditCheckApplied)
+    def credit_check_applied(session: Session, event: Event[CreditCheckApplied]) -> None:
+        applied = event.payload
+        if session.get(Customer, applied.customer_id) is None:
+            return  # deleted meanwhile: nothing to score
+        # the credit service checked `credit.apply` at the customer's location; history names who applied it
+        actor = Identity(
+            subject=applied.actor_id or "service:credit",
+            username=applied.actor_name or "credit",
+            kind="service",
+            permissions=ALL_PERMISSIONS,
+            request_id=event.request_id,
+        )
+        source = applied.source if applied.source in SOURCES.values() else "workflow"
+        # the consumer's transaction holds the inbox row: the change joins it (domain code, no command)
+        ctx = Context.of(runtime, session, actor, source=source)
+        customer = customers.get_customer(session, applied.customer_id, for_update=True)
+        customers.update(
+            ctx, customer, {"credit_score": applied.score, "credit_tracking_number": applied.tracking_number}
+        )
 
     return consumer
 

@@ -156,6 +156,9 @@ class CustomerCreated:
     customer_id: int
     location_id: int | None = None
     kind: Literal["customer", "lead"] = "customer"
+    # the ADT PreCheck is to start in the background (an ADT company with PreCheck Order Enabled);
+    # optional, added without a new version: older consumers ignore it
+    precheck: bool = False
 
 
 @contract("customer.updated", 1)
@@ -248,6 +251,43 @@ class PropertyTransferred:
     reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
 
 
+# --- credit service events ---------------------------------------------------------------------
+# Ids, scores and transaction ids only: the SSN and birthdate never travel in a message.
+
+
+@contract("credit.check_requested", 1)
+@dataclass(frozen=True)
+class CreditCheckRequested:
+    """A pull to make: the credit service's own worker takes it from here (long, external work)."""
+
+    check_id: int
+    customer_id: int
+
+
+@contract("credit.check_applied", 1)
+@dataclass(frozen=True)
+class CreditCheckApplied:
+    """A check became the customer's active one: the customer service sets its beacon score and
+    credit tracking number and records the change in its history, as ``actor_name`` through ``source``."""
+
+    check_id: int
+    customer_id: int
+    score: int
+    tracking_number: str | None = None
+    actor_id: str | None = None
+    actor_name: str | None = None
+    source: str | None = None
+
+
+@contract("credit.precheck_requested", 1)
+@dataclass(frozen=True)
+class PreCheckRequested:
+    """An ADT PreCheck to run (a refresh, or a create's): the credit worker takes it from here."""
+
+    precheck_id: int
+    customer_id: int
+
+
 # --- the archive saga (docs/archive.md) ----------------------------------------------------------
 # The customer service orchestrates: in the transaction that archives (or unarchives) the customers
 # it writes an operation with one pending step per participant and customer, and one of the events
@@ -302,7 +342,17 @@ SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
     "customer": frozenset(
-        {"property.created", "property.updated", "property.deleted", "property.transferred", "operation.step_done"}
+        {
+            "property.created",
+            "property.updated",
+            "property.deleted",
+            "property.transferred",
+            "operation.step_done",
+            "credit.check_applied",
+        }
+    ),
+    "credit": frozenset(
+        {"credit.check_requested", "credit.precheck_requested", "customer.created", "customer.updated"}
     ),
     # the change feed and outgoing webhooks (vigil_gateway.worker): every event
     "gateway": frozenset(event_type for event_type, _ in CONTRACTS),

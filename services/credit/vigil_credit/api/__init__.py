@@ -1,3 +1,5 @@
-"""HTTP views of the credit service. None yet: every /api/v1 path answers 401 without an identity, 404 with one."""
+"""HTTP views of the credit service: thin, they parse, call one command (``commands``), render."""
 
-BLUEPRINTS: list = []
+from .checks import blp as checks_blp
+
+BLUEPRINTS = [checks_blp]

@@ -18,7 +18,7 @@ from ..schemas import (
     ArchiveSchema,
     ArchiveTargetsSchema,
     ConvertSchema,
-    CreateArgs,
+    CustomerCreateArgs,
     CustomerCreateSchema,
     CustomerListArgs,
     CustomerPageSchema,
@@ -76,18 +76,20 @@ class Customers(MethodView):
 
     @requires("customers.create")
     @idempotent
-    @blp.arguments(CreateArgs, location="query", as_kwargs=True)
+    @blp.arguments(CustomerCreateArgs, location="query", as_kwargs=True)
     @blp.arguments(CustomerCreateSchema)
     @blp.response(201, CustomerSchema)
     @blp.alt_response(403, description="You may not create records in this location, or set some of the fields")
     @blp.alt_response(409, description=LIKELY_DUPLICATES)
-    def post(self, data, allow_duplicates=False):
+    def post(self, data, allow_duplicates=False, run_precheck=None):
         """Create a customer, or a lead with `kind: lead` (which also needs `leads.create`).
 
         Likely duplicates (same phone, email, SSN, or name and address) answer 409 listing them;
         repeat with `?allow_duplicates=true` to create the record anyway.
         """
-        customer = commands.create_customer(context(), data, allow_duplicates=allow_duplicates)
+        customer = commands.create_customer(
+            context(), data, allow_duplicates=allow_duplicates, run_precheck=run_precheck
+        )
         return record_response(
             request_session(), customer, 201, Location=url_for("customers.CustomerItem", customer_id=customer.id)
         )

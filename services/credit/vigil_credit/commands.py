@@ -1,0 +1,92 @@
+"""Every change the credit service makes, one command each (:mod:`vigil_shared.commands`).
+
+The ``load_*`` functions find what the URL names and check the caller's right at the customer's
+office location, which the customer service tells at request time: the request layer runs them
+before parsing a body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vigil_shared.commands import Context, command
+from vigil_shared.errors import not_found
+from vigil_shared.service import current_runtime
+
+from . import checks, customer_client, prechecks
+from .checks import CustomerRef
+from .customer_client import CustomerGone, CustomerUnavailable
+from .models import CreditCheck, CreditSettings, PreCheck
+
+CATALOGS_MANAGE = "catalogs.manage"
+
+
+def locate(ctx: Context, customer_id: int) -> CustomerRef:
+    """The customer and its office location, asked of the customer service (404, 503)."""
+    try:
+        location_id = customer_client.customer_location(current_runtime().settings, customer_id, ctx.request_id)
+    except CustomerGone:
+        raise not_found("customer") from None
+    except CustomerUnavailable:
+        raise customer_client.unavailable() from None
+    return CustomerRef(customer_id, location_id)
+
+
+def load_customer(ctx: Context, customer_id: int, permission: str) -> CustomerRef:
+    """The customer (404) after checking ``permission`` at its location (403)."""
+    customer = locate(ctx, customer_id)
+    ctx.require(permission, customer.location_id)
+    return customer
+
+
+def load_check(ctx: Context, check_id: int, permission: str) -> tuple[CreditCheck, CustomerRef]:
+    """The check (404) after checking ``permission`` at its customer's location (403)."""
+    check = checks.get_check(ctx.session, check_id, for_update=permission != "credit.view")
+    customer = locate(ctx, check.customer_id)
+    ctx.require(permission, customer.location_id)
+    return check, customer
+
+
+@command
+def request_check(ctx: Context, customer: CustomerRef, data: dict[str, Any]) -> CreditCheck:
+    ctx.require("credit.create", customer.location_id)
+    return checks.request_pull(ctx, customer, data)
+
+
+@command
+def enter_manual_score(ctx: Context, customer: CustomerRef, data: dict[str, Any]) -> CreditCheck:
+    ctx.require("credit.create", customer.location_id)
+    return checks.record_manual(ctx, customer, data)
+
+
+@command
+def apply_check(ctx: Context, check: CreditCheck, customer: CustomerRef) -> CreditCheck:
+    ctx.require("credit.apply", customer.location_id)
+    return checks.apply(ctx, check)
+
+
+@command
+def skip_check(ctx: Context, check: CreditCheck, customer: CustomerRef) -> CreditCheck:
+    ctx.require("credit.apply", customer.location_id)
+    return checks.skip(ctx, check)
+
+
+@command
+def read_settings(ctx: Context) -> CreditSettings:
+    """The company's credit settings (created with the defaults on first read)."""
+    return checks.get_settings(ctx.session)
+
+
+@command
+def update_settings(ctx: Context, changes: dict[str, Any]) -> CreditSettings:
+    ctx.require(CATALOGS_MANAGE)
+    settings = checks.get_settings(ctx.session)
+    ctx.check_version(settings.id, settings.version)
+    return checks.update_settings(ctx.session, changes)
+
+
+@command
+def refresh_precheck(ctx: Context, customer: CustomerRef) -> PreCheck:
+    """Runs the ADT PreCheck again (in the background)."""
+    ctx.require("credit.create", customer.location_id)
+    return prechecks.request(ctx.session, ctx.outbox, customer.customer_id, "refresh", ctx.identity.username)
