@@ -137,7 +137,13 @@ def test_routing_table():
     assert service_for("/api/v1/customers/3") == "customer"
     assert service_for("/api/v1/customers/3/properties") == "property"
     assert service_for("/api/v1/properties/9") == "property"
+    assert service_for("/api/v1/customers/3/billing") == "billing"
+    assert service_for("/api/v1/customers/3/invoices") == "billing"
+    assert service_for("/api/v1/billing/settings") == "billing"
+    assert service_for("/api/v1/rates") == "billing"
+    assert service_for("/api/v1/invoices/4/void") == "billing"
     assert service_for("/api/v1/customersx") is None
+    assert service_for("/api/v1/ratesx") is None
 
 
 def test_merged_openapi_document(client):

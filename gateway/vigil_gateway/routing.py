@@ -18,9 +18,18 @@ def _rule(pattern: str, service: str) -> tuple[re.Pattern, str]:
 ROUTES: list[tuple[re.Pattern, str]] = [
     # property-owned resources hanging under a customer
     _rule(r"customers/[^/]+/(properties|appointments)", "property"),
+    # billing-owned resources hanging under a customer (its account, rate, invoices, payments…)
+    _rule(
+        r"customers/[^/]+/(billing|rate|invoices|payments|billing-methods|recurring-invoices|scheduled-payments"
+        r"|transactions|statements)",
+        "billing",
+    ),
     _rule("customers", "customer"),
     _rule("(tags|custom-fields)", "customer"),
     _rule("(properties|appointments|system-kinds)", "property"),
+    _rule(
+        "(billing|rates|invoices|payments|billing-methods|recurring-invoices|scheduled-payments|ar-aging)", "billing"
+    ),
     *[_rule(f"ops/{name}", name) for name in SERVICES],
     _rule("leads", "customer"),
 ]

@@ -1,11 +1,24 @@
-"""Tables the billing service owns. No other service reads them. Only the outbox and inbox so far."""
+"""Tables the billing service owns. No other service reads them.
+
+Nothing here has a foreign key to another service's data: customers and locations live elsewhere
+and are referred to by id. What billing knows about a customer (office location, kind, parent,
+archived) is the ``known_customers`` replica, fed by the customer service's events.
+
+Money columns are ``BigInteger`` minor units of the company currency (:mod:`vigil_billing.money`).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import date, datetime
+from typing import Any
 
-from vigil_shared.db import ServiceTables, service_metadata
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Integer, String, false, true
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
+
+from .money import DEFAULT_CURRENCY
 
 
 class Base(ServiceTables, DeclarativeBase):
@@ -13,3 +26,84 @@ class Base(ServiceTables, DeclarativeBase):
 
 
 messaging = messaging_models(Base)
+
+
+class KnownCustomer(Base):
+    """The billing service's replica of a customer: where it is, what it is, who pays for it.
+
+    ``location_as_of`` orders location updates (an older event never moves a customer back);
+    ``deleted`` is a tombstone (ids are never reused).
+    """
+
+    __tablename__ = "known_customers"
+
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    location_id: Mapped[int | None] = mapped_column(Integer)
+    location_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    kind: Mapped[str | None] = mapped_column(String(20))  # customer | lead
+    parent_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the parent it bills through
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BillingSettings(Base):
+    """The company's billing configuration: one row (id 1), created with its defaults on first read."""
+
+    __tablename__ = "billing_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    currency: Mapped[str] = mapped_column(String(3), default=DEFAULT_CURRENCY)
+    # default tax rate of a new invoice line, in basis points (825 = 8.25 %)
+    tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0)
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
+    # MMR: the line items a rate breaks down into (e.g. monitoring, financing, warranty) and the mode
+    mmr_breakout: Mapped[bool] = mapped_column(Boolean, default=False)
+    mmr_items: Mapped[list] = mapped_column(JSON, default=list)  # [{"key": "monitoring", "label": "Monitoring"}]
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Rate(Base):
+    """A monthly monitoring rate (MMR) of the company's catalog: a total and its line-item breakdown.
+
+    ``items`` maps the company's MMR item keys to minor units and adds up to ``total``. When the
+    company's item configuration changes, a rate whose keys no longer match it is *mismatched*
+    (computed, :func:`vigil_billing.rates.is_mismatched`): it stays on customers that have it but is
+    given to no one else.
+    """
+
+    __tablename__ = "rates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(100))
+    total: Mapped[int] = mapped_column(BigInteger)
+    items: Mapped[dict] = mapped_column(JSON, default=dict)  # {"monitoring": 2999, "warranty": 500}
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class RateAssignment(Base):
+    """The rate a customer is billed monthly, with its contract term: billing's record of the sale."""
+
+    __tablename__ = "rate_assignments"
+
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rate_id: Mapped[int] = mapped_column(ForeignKey("rates.id"), index=True)
+    a_la_carte: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    contract_term_months: Mapped[int | None] = mapped_column(Integer)
+    contract_start: Mapped[date | None] = mapped_column(Date)
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+# Tables holding amounts in the company currency: the currency is fixed once any has a row.
+MONEY_TABLES: list[Any] = [Rate]

@@ -154,6 +154,8 @@ class CustomerCreated:
     customer_id: int
     location_id: int | None = None
     kind: Literal["customer", "lead"] = "customer"
+    # the parent customer a sub-customer bills through (optional: added without a new version)
+    parent_id: int | None = None
 
 
 @contract("customer.updated", 1)
@@ -162,6 +164,10 @@ class CustomerUpdated:
     customer_id: int
     changed: list[str]
     location_id: int | None = None
+    # Optional, added without a new version; read only when ``changed`` names them: ``parent_id``
+    # (None: unlinked), ``archived_at`` (``archived`` says whether it is archived now).
+    parent_id: int | None = None
+    archived: bool | None = None
 
 
 @contract("customer.converted", 1)
@@ -249,6 +255,7 @@ class PropertyTransferred:
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
+    "billing": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
     "customer": frozenset({"property.created", "property.updated", "property.deleted", "property.transferred"}),
 }
 

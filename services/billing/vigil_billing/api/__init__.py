@@ -1,3 +1,6 @@
-"""HTTP views of the billing service. None yet: every /api/v1 path answers 401 without an identity, 404 with one."""
+"""HTTP views of the billing service: thin, they parse, call one command (``commands``), render."""
 
-BLUEPRINTS: list = []
+from .accounts import blp as accounts_blp
+from .rates import blp as rates_blp
+
+BLUEPRINTS = [accounts_blp, rates_blp]

@@ -1,0 +1,37 @@
+"""A customer's billing account as others see it, and removing everything billing holds for a customer.
+
+``remove_customer`` runs when the customer service announces ``customer.deleted`` (seed: deleting a
+customer removes "all associated data … invoices"): each table holding a customer's billing data is
+listed in :data:`CUSTOMER_DATA` (children before parents) and emptied of the customer's rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from .models import BillingSettings, KnownCustomer, RateAssignment
+
+# the customer's rows of each table, children before parents
+CUSTOMER_DATA: list[Any] = [RateAssignment.customer_id]
+
+
+def remove_customer(session: Session, customer_id: int) -> None:
+    for column in CUSTOMER_DATA:
+        session.execute(delete(column.class_).where(column == customer_id))
+
+
+def account_body(known: KnownCustomer, settings: BillingSettings, **extra: Any) -> dict[str, Any]:
+    return {
+        "customer_id": known.customer_id,
+        "location_id": known.location_id,
+        "kind": known.kind,
+        "parent_id": known.parent_id,
+        "archived": bool(known.archived),
+        "currency": settings.currency,
+        "balance": 0,
+        "past_due": 0,
+        **extra,
+    }

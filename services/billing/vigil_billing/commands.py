@@ -1,0 +1,126 @@
+"""Every change the billing service makes, one command each, from a view, a task or a script alike.
+
+A command takes a :class:`~vigil_shared.commands.Context`, checks the caller's rights on what it
+changes (``ctx.require``) and the version the caller read (``ctx.check_version``), calls the domain
+modules and commits once (:func:`~vigil_shared.commands.command`). The ``load_*`` functions find a
+record and check the caller's right at its location; the request layer runs them before parsing a
+body. A customer's location is read from the replica (the customer service is asked once when the
+replica does not know it yet, and always before a record is attached to a customer).
+"""
+
+from __future__ import annotations
+
+from vigil_shared.commands import Context, command, ensure_version
+from vigil_shared.errors import not_found, validation_problem
+
+from . import company, customer_client, rates
+from . import customers_replica as replica
+from .models import BillingSettings, KnownCustomer, Rate, RateAssignment
+
+CATALOGS_MANAGE = "catalogs.manage"
+
+
+def lookup(customer_id: int):
+    # resolved at call time so tests can stand in for the customer service
+    return customer_client.lookup_customer(customer_id)
+
+
+def no_such_customer(field: str = "customer_id"):
+    return validation_problem({field: ["No such customer."]})
+
+
+def live_customer(ctx: Context, customer_id: int, field: str = "customer_id") -> KnownCustomer:
+    """The customer's replica entry, confirmed by the customer service; 422 when there is no live customer."""
+    known = replica.resolve(ctx.session, customer_id, lookup, confirm=True)
+    if known is None:
+        raise no_such_customer(field)
+    return known
+
+
+def customer_location(ctx: Context, customer_id: int) -> int | None:
+    known = replica.resolve(ctx.session, customer_id, lookup)
+    return None if known is None else known.location_id
+
+
+def load_customer_location(ctx: Context, customer_id: int, permission: str) -> int | None:
+    """The customer's location, 403 unless the caller holds ``permission`` there (an unknown customer
+    passes: its lists are empty)."""
+    location_id = customer_location(ctx, customer_id)
+    if location_id is not None:
+        ctx.require(permission, location_id)
+    return location_id
+
+
+@command
+def load_customer(ctx: Context, customer_id: int, permission: str) -> KnownCustomer:
+    """The known, live customer (404 for one billing has never heard of nor can confirm), 403 unless the
+    caller holds ``permission`` at its location. Commits what the customer service said."""
+    known = replica.resolve(ctx.session, customer_id, lookup)
+    if known is None or known.location_id is None:
+        ctx.require(permission)
+        raise not_found("customer")
+    ctx.require(permission, known.location_id)
+    return known
+
+
+@command
+def confirm_customer(ctx: Context, customer_id: int, permission: str) -> KnownCustomer:
+    """The live customer a record is about to be attached to (422 when deleted or unknown), 403 unless
+    the caller holds ``permission`` at its location."""
+    known = live_customer(ctx, customer_id)
+    ctx.require(permission, known.location_id)
+    return known
+
+
+# --- company settings ------------------------------------------------------------------------------
+
+
+@command
+def read_settings(ctx: Context) -> BillingSettings:
+    return company.settings_of(ctx.session)
+
+
+@command
+def update_settings(ctx: Context, changes: dict) -> BillingSettings:
+    ctx.require(CATALOGS_MANAGE)
+    settings = company.settings_of(ctx.session)
+    ctx.check_version(settings.id, settings.version)
+    return company.update_settings(ctx.session, settings, changes)
+
+
+# --- the rate catalog and a customer's rate --------------------------------------------------------
+
+
+@command
+def create_rate(ctx: Context, data: dict) -> tuple[Rate, BillingSettings]:
+    ctx.require(CATALOGS_MANAGE)
+    return rates.create_rate(ctx.session, data), company.settings_of(ctx.session)
+
+
+@command
+def update_rate(ctx: Context, rate_id: int, changes: dict) -> tuple[Rate, BillingSettings]:
+    ctx.require(CATALOGS_MANAGE)
+    rate = rates.get_rate(ctx.session, rate_id)
+    ctx.check_version(rate.id, rate.version)
+    return rates.update_rate(ctx.session, rate, changes), company.settings_of(ctx.session)
+
+
+@command
+def assign_rate(ctx: Context, customer: KnownCustomer, data: dict) -> RateAssignment:
+    ctx.require("billing.manage", customer.location_id)
+    current = rates.assignment_of(ctx.session, customer.customer_id)
+    if current is not None:
+        ctx.check_version(current.customer_id, current.version)
+    elif ctx.if_match and ctx.if_match.strip() != "*":
+        ensure_version(ctx.if_match, customer.customer_id, 0)  # 412: it had no rate when the caller read it
+    return rates.assign_rate(ctx.session, customer.customer_id, data)
+
+
+@command
+def clear_rate(ctx: Context, customer: KnownCustomer) -> None:
+    ctx.require("billing.manage", customer.location_id)
+    current = rates.assignment_of(ctx.session, customer.customer_id)
+    if current is None:
+        raise not_found("rate assignment")
+    ctx.check_version(current.customer_id, current.version)
+    rates.clear_rate(ctx.session, customer.customer_id)

@@ -1,0 +1,194 @@
+"""Request and response shapes of the billing API.
+
+Money is always an integer number of minor units (cents) of the company currency, named
+``*_amount``/``amount``/``total``/``balance`` and paired with a ``currency`` in every response.
+Request bodies refuse every field they do not declare (422 naming it); fields the server owns are
+named as read-only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from vigil_shared.fields import Timestamp, TrimmedString
+from vigil_shared.http import PaginationArgs, page_schema
+
+from .money import CURRENCIES, MAX_AMOUNT
+
+READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."
+ITEM_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class Input(Schema):
+    """A request body: undeclared fields are refused, server-owned ones named as read-only."""
+
+    READ_ONLY: frozenset[str] = frozenset(
+        {
+            "id",
+            "customer_id",
+            "location_id",
+            "created_at",
+            "updated_at",
+            "version",
+            "status",
+            "number",
+            "balance",
+            "currency",
+            "mismatched",
+            "total_tax",
+        }
+    )
+
+    def handle_error(self, error, data, *, many, **kwargs):
+        messages = error.messages if isinstance(error.messages, dict) else {}
+        for name in self.READ_ONLY & set(messages):
+            if messages[name] == [self.error_messages["unknown"]]:
+                messages[name] = [READ_ONLY_MESSAGE]
+
+
+def text(max_length: int, **kwargs) -> TrimmedString:
+    return TrimmedString(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
+
+
+def amount(*, strict: bool = True, **kwargs) -> fields.Integer:
+    """Minor units of the company currency: an integer (never a float or a string), 0 … 10^12.
+    ``strict=False`` for query parameters, which are text."""
+    return fields.Integer(strict=strict, validate=validate.Range(min=0, max=MAX_AMOUNT), **kwargs)
+
+
+# --- company settings ----------------------------------------------------------------------------
+
+
+class MmrItemSchema(Schema):
+    key = fields.String(required=True, metadata={"description": "`monitoring`, `financing`, `warranty`…"})
+    label = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
+
+    @validates("key")
+    def _key(self, value, **_):
+        if not ITEM_KEY.match(value):
+            raise ValidationError("Lower-case letters, digits and _, starting with a letter (at most 40).")
+
+
+class SettingsSchema(Schema):
+    currency = fields.String(metadata={"description": "ISO 4217 code every amount is in"})
+    tax_rate_bp = fields.Integer(
+        metadata={"description": "Default tax rate of a new line, basis points (825 = 8.25 %)"}
+    )
+    payment_terms_days = fields.Integer()
+    mmr_breakout = fields.Boolean(metadata={"description": "Breakout mode: rates are picked by their line items"})
+    mmr_items = fields.List(fields.Nested(MmrItemSchema))
+    updated_at = Timestamp()
+
+
+class SettingsPatchSchema(Input):
+    currency = fields.String(validate=validate.OneOf(CURRENCIES))
+    tax_rate_bp = fields.Integer(strict=True, validate=validate.Range(min=0, max=10_000))
+    payment_terms_days = fields.Integer(strict=True, validate=validate.Range(min=0, max=365))
+    mmr_breakout = fields.Boolean()
+    mmr_items = fields.List(fields.Nested(MmrItemSchema), validate=validate.Length(max=20))
+
+    @validates("mmr_items")
+    def _unique(self, value, **_):
+        keys = [item.get("key") for item in value]
+        if len(keys) != len(set(keys)):
+            raise ValidationError("Each item key appears once.")
+
+
+# --- a customer's billing account ------------------------------------------------------------------
+
+
+class AccountSchema(Schema):
+    customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+    kind = fields.String(allow_none=True)
+    parent_id = fields.Integer(allow_none=True, metadata={"description": "The parent customer it bills through"})
+    archived = fields.Boolean()
+    currency = fields.String()
+    balance = fields.Integer(metadata={"description": "What the customer owes, minor units (negative: credit)"})
+    past_due = fields.Integer(metadata={"description": "The part of the balance past its due dates"})
+
+
+# --- the rate catalog ----------------------------------------------------------------------------------
+
+
+def _item_amounts(value):
+    if not isinstance(value, dict):
+        raise ValidationError("An object from MMR item key to amount (minor units).")
+    for key, amount_value in value.items():
+        if not isinstance(key, str) or not ITEM_KEY.match(key):
+            raise ValidationError(f"{str(key)[:40]!r} is not an item key.")
+        if isinstance(amount_value, bool) or not isinstance(amount_value, int) or not 0 <= amount_value <= MAX_AMOUNT:
+            raise ValidationError(f"The amount of {key} is an integer of minor units, 0 to {MAX_AMOUNT}.")
+
+
+class RateCreateSchema(Input):
+    name = text(100)
+    total = amount(metadata={"description": "Minor units; optional when `items` is given (their sum)"})
+    items = fields.Dict(
+        validate=[_item_amounts, validate.Length(max=20)],
+        metadata={"description": 'Line-item breakdown: MMR item key → minor units, e.g. `{"monitoring": 2999}`'},
+    )
+    active = fields.Boolean(load_default=True)
+
+
+class RatePatchSchema(Input):
+    name = text(100)
+    total = amount()
+    items = fields.Dict(validate=[_item_amounts, validate.Length(max=20)])
+    active = fields.Boolean()
+
+
+class RateItemSchema(Schema):
+    key = fields.String()
+    label = fields.String()
+    amount = fields.Integer()
+
+
+class RateSchema(Schema):
+    id = fields.Integer()
+    name = fields.String(allow_none=True)
+    total = fields.Integer(metadata={"description": "Minor units of `currency`"})
+    currency = fields.String()
+    items = fields.List(fields.Nested(RateItemSchema))
+    mismatched = fields.Boolean(
+        metadata={"description": "The breakdown no longer matches the MMR items: kept where assigned, not assignable"}
+    )
+    active = fields.Boolean()
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+RatePageSchema = page_schema(RateSchema, "RatePage")
+
+
+class RateListArgs(PaginationArgs):
+    q = TrimmedString(validate=validate.Length(max=100), metadata={"description": "Part of the rate's name"})
+    total = amount(strict=False)
+    total_min = amount(strict=False)
+    total_max = amount(strict=False)
+    line = fields.List(
+        fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,39}(:\d{1,13})?$")),
+        load_default=list,
+        metadata={"description": "Line-item filter, repeatable: `monitoring:2999` (that amount) or `warranty` (any)"},
+    )
+    active = fields.Boolean(load_default=True, allow_none=True)
+    assignable = fields.Boolean(metadata={"description": "`true`: only rates that match the MMR items"})
+
+
+class AssignmentSchema(Schema):
+    customer_id = fields.Integer()
+    rate = fields.Nested(RateSchema, allow_none=True)
+    a_la_carte = fields.Boolean(metadata={"description": "Simple mode: the rate is customized"})
+    contract_term_months = fields.Integer(allow_none=True)
+    contract_start = fields.Date(allow_none=True)
+    contract_months_remaining = fields.Integer(allow_none=True)
+    assigned_at = Timestamp(allow_none=True)
+
+
+class AssignmentPutSchema(Input):
+    rate_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
+    a_la_carte = fields.Boolean(load_default=False)
+    contract_term_months = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=240))
+    contract_start = fields.Date(allow_none=True)

@@ -1,0 +1,134 @@
+"""Billing end to end, through the gateway only: the customer replica and accounts, company settings,
+the MMR rate catalog and rate assignment with its mismatch rule."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import assert_problem, customer_body, unique_phone
+
+
+def new_customer(gateway, location_id: int, last_name: str = "Payer") -> dict:
+    response = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        json=customer_body(location_id, first_name="Bill", last_name=last_name, primary_phone=unique_phone("613")),
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def payer(gateway, locations) -> dict:
+    return new_customer(gateway, locations["home"])
+
+
+# --- accounts and the customer replica ------------------------------------------------------------
+
+
+def test_a_new_customer_has_an_empty_account_in_its_location(gateway, gateway_as, locations, payer):
+    account = gateway.get(f"/api/v1/customers/{payer['id']}/billing")
+    assert account.status_code == 200, account.text
+    body = account.json()
+    assert (body["location_id"], body["balance"], body["past_due"]) == (locations["home"], 0, 0)
+    assert isinstance(body["balance"], int) and body["currency"] == "USD"
+    assert gateway_as(["billing.view"], [locations["home"]]).get(f"/api/v1/customers/{payer['id']}/billing").ok
+    assert_problem(
+        gateway_as(["billing.view"], [locations["other"]]).get(f"/api/v1/customers/{payer['id']}/billing"), 403
+    )
+    assert_problem(
+        gateway_as(["customers.view"], [locations["home"]]).get(f"/api/v1/customers/{payer['id']}/billing"), 403
+    )
+
+
+def test_a_customer_moving_location_moves_its_billing(gateway, gateway_as, locations):
+    customer = new_customer(gateway, locations["home"], "Mover")
+    assert gateway.get(f"/api/v1/customers/{customer['id']}/billing").ok
+    assert gateway.patch(f"/api/v1/customers/{customer['id']}", json={"location_id": locations["other"]}).ok
+    other_clerk = gateway_as(["billing.view"], [locations["other"]])
+    gateway.wait_for(
+        lambda: other_clerk.get(f"/api/v1/customers/{customer['id']}/billing").status_code == 200,
+        what="customer.updated to move the billing account",
+    )
+
+
+def test_a_deleted_customer_has_no_billing(gateway, locations):
+    customer = new_customer(gateway, locations["home"], "Leaving")
+    assert gateway.get(f"/api/v1/customers/{customer['id']}/billing").ok
+    assert gateway.delete(f"/api/v1/customers/{customer['id']}").status_code == 204
+    gateway.wait_for(
+        lambda: gateway.get(f"/api/v1/customers/{customer['id']}/billing").status_code == 404,
+        what="customer.deleted to remove the billing account",
+    )
+
+
+def test_settings_are_company_wide_and_changed_by_catalog_managers(gateway, gateway_as, locations):
+    settings = gateway.get("/api/v1/billing/settings")
+    assert settings.status_code == 200 and settings.headers["ETag"]
+    assert_problem(gateway_as(["billing.view"], [locations["home"]]).patch("/api/v1/billing/settings", json={}), 403)
+    assert_problem(gateway.patch("/api/v1/billing/settings", json={"tax_rate_bp": "lots"}), 422)
+
+
+# --- the MMR rate catalog and a customer's rate ---------------------------------------------------
+
+
+def test_rate_assignment_with_the_mismatch_rule(gateway, gateway_as, locations):
+    items = [{"key": "monitoring", "label": "Monitoring"}, {"key": "warranty", "label": "Warranty"}]
+    assert gateway.patch("/api/v1/billing/settings", json={"mmr_breakout": True, "mmr_items": items}).ok
+    rate = gateway.post(
+        "/api/v1/rates",
+        json={"name": "E2E Gold", "items": {"monitoring": 2999, "warranty": 500}},
+        headers={"Idempotency-Key": "e2e-rate-gold"},
+    )
+    assert rate.status_code == 201, rate.text
+    replay = gateway.post(
+        "/api/v1/rates",
+        json={"name": "E2E Gold", "items": {"monitoring": 2999, "warranty": 500}},
+        headers={"Idempotency-Key": "e2e-rate-gold"},
+    )
+    assert replay.json()["id"] == rate.json()["id"] and replay.headers.get("Idempotent-Replayed") == "true"
+    rate_id = rate.json()["id"]
+    assert rate.json()["total"] == 3499
+    picked = gateway.get("/api/v1/rates", params={"line": ["monitoring:2999"], "total_max": 3499}).json()
+    assert rate_id in [r["id"] for r in picked["items"]]
+
+    clerk = gateway_as(["billing.view", "billing.manage"], [locations["home"]])
+    first, second = (
+        new_customer(gateway, locations["home"], "First"),
+        new_customer(gateway, locations["home"], "Second"),
+    )
+    read = clerk.get(f"/api/v1/customers/{first['id']}/rate")
+    assert read.status_code == 200 and read.json()["rate"] is None
+    assigned = clerk.request(
+        "PUT",
+        f"/api/v1/customers/{first['id']}/rate",
+        json={"rate_id": rate_id, "contract_term_months": 36, "contract_start": "2026-01-01"},
+        headers={"If-Match": read.headers["ETag"]},
+    )
+    assert assigned.status_code == 200, assigned.text
+    assert assigned.json()["rate"]["id"] == rate_id and assigned.json()["contract_term_months"] == 36
+    stale = clerk.request(
+        "PUT",
+        f"/api/v1/customers/{first['id']}/rate",
+        json={"rate_id": rate_id},
+        headers={"If-Match": read.headers["ETag"]},
+    )
+    assert_problem(stale, 412)
+
+    # the company adds an MMR item: the rate's breakdown no longer matches
+    more = [*items, {"key": "financing", "label": "Financing"}]
+    assert gateway.patch("/api/v1/billing/settings", json={"mmr_items": more}).ok
+    try:
+        mine = clerk.get(f"/api/v1/customers/{first['id']}/rate").json()
+        assert mine["rate"]["mismatched"] is True
+        kept = clerk.request(
+            "PUT", f"/api/v1/customers/{first['id']}/rate", json={"rate_id": rate_id, "a_la_carte": True}
+        )
+        assert kept.status_code == 200, kept.text
+        refused = assert_problem(
+            clerk.request("PUT", f"/api/v1/customers/{second['id']}/rate", json={"rate_id": rate_id}), 409
+        )
+        assert "rate_id" in refused["errors"]
+        outsider = gateway_as(["billing.view", "billing.manage"], [locations["other"]])
+        assert_problem(outsider.request("PUT", f"/api/v1/customers/{first['id']}/rate", json={"rate_id": rate_id}), 403)
+    finally:
+        assert gateway.patch("/api/v1/billing/settings", json={"mmr_items": items}).ok
