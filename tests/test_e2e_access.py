@@ -56,6 +56,7 @@ def home_records(gateway, locations) -> dict[str, str]:
         "location_id": str(locations["home"]),
         **customer_children(gateway, customer_id),
         **property_children(gateway, prop.json()["id"]),
+        **billing_children(gateway, customer_id),
     }
 
 
@@ -102,6 +103,18 @@ def property_children(gateway, property_id: int) -> dict[str, str]:
         "equipment_id": str(item.json()["id"]),
         "appointment_id": str(visit.json()["id"]),
     }
+
+
+BILLING_CHILDREN = ("invoice_id",)
+
+
+def billing_children(gateway, customer_id: int) -> dict[str, str]:
+    """An invoice of the home customer (the billing service's records)."""
+    invoice = gateway.post(
+        f"/api/v1/customers/{customer_id}/invoices", json={"lines": [{"description": "Home", "unit_price": 100}]}
+    )
+    assert invoice.status_code == 201, invoice.text
+    return {"invoice_id": str(invoice.json()["id"])}
 
 
 def fill(path: str, records: dict[str, str], scope: str) -> str:
@@ -161,7 +174,9 @@ def test_lists_never_show_another_locations_rows(openapi, gateway_as, locations,
     leaks = []
     # customers and properties are what lists show; note, contact, file and tag ids live in other tables
     home_ids = {
-        int(v) for k, v in home_records.items() if k not in ("location_id", *CUSTOMER_CHILDREN, *PROPERTY_CHILDREN)
+        int(v)
+        for k, v in home_records.items()
+        if k not in ("location_id", *CUSTOMER_CHILDREN, *PROPERTY_CHILDREN, *BILLING_CHILDREN)
     }
     for path, method, op in operations(openapi):
         if method != "get" or op.get("x-vigil-scope") != "location" or PARAM.search(path):

@@ -132,3 +132,39 @@ def test_rate_assignment_with_the_mismatch_rule(gateway, gateway_as, locations):
         assert_problem(outsider.request("PUT", f"/api/v1/customers/{first['id']}/rate", json={"rate_id": rate_id}), 403)
     finally:
         assert gateway.patch("/api/v1/billing/settings", json={"mmr_items": items}).ok
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+
+
+def test_an_invoice_is_issued_numbered_and_voided(gateway, gateway_as, locations, payer):
+    clerk = gateway_as(["billing.view", "billing.manage"], [locations["home"]])
+    base = f"/api/v1/customers/{payer['id']}"
+    draft = clerk.post(
+        f"{base}/invoices",
+        json={"lines": [{"description": "Monitoring", "unit_price": 2999, "tax_rate_bp": 825}]},
+        headers={"Idempotency-Key": f"e2e-inv-{payer['id']}"},
+    )
+    assert draft.status_code == 201, draft.text
+    assert draft.json()["total"] == 2999 + 247 and draft.json()["status"] == "draft"
+    path = draft.headers["Location"]
+    assert path.endswith(f"/api/v1/invoices/{draft.json()['id']}")
+    invoice_path = f"/api/v1/invoices/{draft.json()['id']}"
+    issued = clerk.post(f"{invoice_path}/issue", headers={"If-Match": draft.headers["ETag"]})
+    assert issued.status_code == 200, issued.text
+    assert issued.json()["number"] >= 1 and issued.json()["status"] == "issued"
+    assert_problem(clerk.patch(invoice_path, json={"memo": "no"}), 409)
+    account = clerk.get(f"{base}/billing").json()
+    assert account["balance"] >= 3246 and account["open_invoices"] >= 1
+    second = clerk.post(f"{base}/invoices", json={"lines": [{"description": "Fee", "unit_price": 100}], "issue": True})
+    assert second.json()["number"] == issued.json()["number"] + 1
+    voided = clerk.post(f"/api/v1/invoices/{second.json()['id']}/void", json={"reason": "Entered twice"})
+    assert voided.status_code == 200 and voided.json()["status"] == "void"
+    assert_problem(gateway_as(["billing.view"], [locations["other"]]).get(invoice_path), 403)
+    gateway.wait_for(
+        lambda: any(
+            e["type"] == "invoice.voided" and e["data"]["invoice_id"] == second.json()["id"]
+            for e in gateway.get("/api/v1/ops/billing/outbox", params={"per_page": 100}).json()["items"]
+        ),
+        what="invoice.voided in the billing outbox",
+    )

@@ -83,6 +83,7 @@ def test_account_is_scoped_to_the_customers_location(api, known):
         "currency": "USD",
         "balance": 0,
         "past_due": 0,
+        "open_invoices": 0,
     }
     elsewhere = api.as_(identity_with("billing.view", locations=(2,)))
     assert elsewhere.get("/api/v1/customers/7/billing").status_code == 403

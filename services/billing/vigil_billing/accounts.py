@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .models import BillingSettings, KnownCustomer, RateAssignment
+from .models import BillingSettings, Invoice, InvoiceLine, KnownCustomer, RateAssignment
 
 # the customer's rows of each table, children before parents
-CUSTOMER_DATA: list[Any] = [RateAssignment.customer_id]
+CUSTOMER_DATA: list[Any] = [RateAssignment.customer_id, Invoice.customer_id]
 
 
 def remove_customer(session: Session, customer_id: int) -> None:
+    invoices = select(Invoice.id).where(Invoice.customer_id == customer_id)
+    session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id.in_(invoices)))
     for column in CUSTOMER_DATA:
         session.execute(delete(column.class_).where(column == customer_id))
 
@@ -31,7 +33,5 @@ def account_body(known: KnownCustomer, settings: BillingSettings, **extra: Any) 
         "parent_id": known.parent_id,
         "archived": bool(known.archived),
         "currency": settings.currency,
-        "balance": 0,
-        "past_due": 0,
         **extra,
     }

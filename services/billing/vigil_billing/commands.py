@@ -10,12 +10,16 @@ replica does not know it yet, and always before a record is attached to a custom
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+
 from vigil_shared.commands import Context, command, ensure_version
+from vigil_shared.db import utcnow
 from vigil_shared.errors import not_found, validation_problem
 
-from . import company, customer_client, rates
+from . import company, customer_client, invoices, rates
 from . import customers_replica as replica
-from .models import BillingSettings, KnownCustomer, Rate, RateAssignment
+from .models import BillingSettings, Invoice, KnownCustomer, Rate, RateAssignment
 
 CATALOGS_MANAGE = "catalogs.manage"
 
@@ -124,3 +128,64 @@ def clear_rate(ctx: Context, customer: KnownCustomer) -> None:
         raise not_found("rate assignment")
     ctx.check_version(current.customer_id, current.version)
     rates.clear_rate(ctx.session, customer.customer_id)
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScopedInvoice:
+    """An invoice the caller may act on, with the location (its customer's) that decided it."""
+
+    invoice: Invoice
+    location_id: int | None
+
+
+def today() -> date:
+    return utcnow().date()
+
+
+def load_invoice(ctx: Context, invoice_id: int, permission: str) -> ScopedInvoice:
+    """404 when there is no such invoice, 403 unless the caller holds ``permission`` at its customer's location."""
+    invoice = invoices.get_invoice(ctx.session, invoice_id)
+    location_id = customer_location(ctx, invoice.customer_id)
+    ctx.require(permission, location_id)
+    return ScopedInvoice(invoice, location_id)
+
+
+@command
+def create_invoice(ctx: Context, customer: KnownCustomer, data: dict) -> Invoice:
+    ctx.require("billing.manage", customer.location_id)
+    invoice = invoices.create_invoice(ctx.session, customer, data)
+    if data.get("issue"):
+        invoices.issue(ctx.session, ctx.outbox, invoice, today())
+    return invoice
+
+
+@command
+def update_invoice(ctx: Context, scoped: ScopedInvoice, changes: dict) -> Invoice:
+    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
+    return invoices.update_draft(ctx.session, scoped.invoice, changes)
+
+
+@command
+def delete_invoice(ctx: Context, scoped: ScopedInvoice) -> None:
+    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
+    invoices.delete_draft(ctx.session, scoped.invoice)
+
+
+@command
+def issue_invoice(ctx: Context, scoped: ScopedInvoice) -> Invoice:
+    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
+    return invoices.issue(ctx.session, ctx.outbox, scoped.invoice, today())
+
+
+@command
+def void_invoice(ctx: Context, scoped: ScopedInvoice, reason: str | None) -> Invoice:
+    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
+    return invoices.void(ctx.session, ctx.outbox, scoped.invoice, reason)
+
+
+def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
+    """``(balance, past_due, open invoices)`` of what is billed to the customer."""
+    return invoices.balances(ctx.session, customer_id, today())

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Integer, String, false, true
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
@@ -105,5 +105,76 @@ class RateAssignment(Base):
     __mapper_args__ = {"version_id_col": version}
 
 
+INVOICE_STATUSES = ("draft", "issued", "partially_paid", "paid", "void")
+
+
+class InvoiceCounter(Base):
+    """The last invoice number handed out, per company (one row): numbers are sequential and never reused."""
+
+    __tablename__ = "invoice_counters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_number: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Invoice(Base):
+    """A one-time or recurring invoice. Immutable once issued: only payments (``amount_paid``) and
+    voiding change it afterwards; a correction is a void and a new invoice."""
+
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    # who owes it: the customer, or the parent a sub-customer bills through (fixed when created)
+    bill_to_customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    number: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    memo: Mapped[str | None] = mapped_column(String(500))
+    subtotal: Mapped[int] = mapped_column(BigInteger, default=0)
+    tax_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    recurring_invoice_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # "<recurring id>:<period start>": one invoice per period of a recurring invoice (unique)
+    period_key: Mapped[str | None] = mapped_column(String(60), unique=True)
+    void_reason: Mapped[str | None] = mapped_column(String(500))
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.position", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def balance(self) -> int:
+        return 0 if self.status == "void" else self.total - self.amount_paid
+
+
+class InvoiceLine(Base):
+    """One line: ``amount = quantity × unit_price``; ``tax = amount × tax_rate_bp / 10000`` rounded half
+    away from zero (:func:`vigil_billing.money.line_tax`)."""
+
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0)
+    tax: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
 # Tables holding amounts in the company currency: the currency is fixed once any has a row.
-MONEY_TABLES: list[Any] = [Rate]
+MONEY_TABLES: list[Any] = [Rate, Invoice]

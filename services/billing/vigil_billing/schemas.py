@@ -108,6 +108,7 @@ class AccountSchema(Schema):
     currency = fields.String()
     balance = fields.Integer(metadata={"description": "What the customer owes, minor units (negative: credit)"})
     past_due = fields.Integer(metadata={"description": "The part of the balance past its due dates"})
+    open_invoices = fields.Integer(metadata={"description": "Issued invoices not yet fully paid"})
 
 
 # --- the rate catalog ----------------------------------------------------------------------------------
@@ -192,3 +193,83 @@ class AssignmentPutSchema(Input):
     a_la_carte = fields.Boolean(load_default=False)
     contract_term_months = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=240))
     contract_start = fields.Date(allow_none=True)
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+
+
+class InvoiceLineInput(Input):
+    description = TrimmedString(required=True, validate=validate.Length(min=1, max=200))
+    quantity = fields.Integer(strict=True, load_default=1, validate=validate.Range(min=1, max=10_000))
+    unit_price = amount(required=True)
+    tax_rate_bp = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=0, max=10_000),
+        metadata={"description": "Basis points (825 = 8.25 %); the company's default when absent"},
+    )
+
+
+class InvoiceCreateSchema(Input):
+    lines = fields.List(fields.Nested(InvoiceLineInput), required=True, validate=validate.Length(min=1, max=200))
+    due_date = fields.Date(allow_none=True, metadata={"description": "Issue date + the company's terms when absent"})
+    memo = text(500)
+    issue = fields.Boolean(load_default=False, metadata={"description": "Issue at once instead of keeping a draft"})
+    bill_to_parent = fields.Boolean(
+        load_default=True, metadata={"description": "A sub-customer's invoice is owed by its parent (the default)"}
+    )
+
+
+class InvoicePatchSchema(Input):
+    lines = fields.List(fields.Nested(InvoiceLineInput), validate=validate.Length(min=1, max=200))
+    due_date = fields.Date(allow_none=True)
+    memo = text(500)
+
+
+class VoidSchema(Input):
+    reason = text(500)
+
+
+class InvoiceLineSchema(Schema):
+    id = fields.Integer()
+    position = fields.Integer()
+    description = fields.String()
+    quantity = fields.Integer()
+    unit_price = fields.Integer()
+    amount = fields.Integer(metadata={"description": "quantity × unit_price"})
+    tax_rate_bp = fields.Integer()
+    tax = fields.Integer(metadata={"description": "amount × tax_rate_bp / 10000, rounded half away from zero"})
+
+
+class InvoiceSchema(Schema):
+    id = fields.Integer()
+    customer_id = fields.Integer()
+    bill_to_customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+    status = fields.String(metadata={"enum": ["draft", "issued", "partially_paid", "paid", "void"]})
+    number = fields.Integer(allow_none=True, metadata={"description": "Sequential per company, given when issued"})
+    currency = fields.String()
+    issue_date = fields.Date(allow_none=True)
+    due_date = fields.Date(allow_none=True)
+    memo = fields.String(allow_none=True)
+    lines = fields.List(fields.Nested(InvoiceLineSchema))
+    subtotal = fields.Integer()
+    tax_total = fields.Integer()
+    total = fields.Integer()
+    amount_paid = fields.Integer()
+    balance = fields.Integer()
+    recurring_invoice_id = fields.Integer(allow_none=True)
+    void_reason = fields.String(allow_none=True)
+    voided_at = Timestamp(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+InvoicePageSchema = page_schema(InvoiceSchema, "InvoicePage")
+
+
+class InvoiceListArgs(PaginationArgs):
+    status = fields.String(
+        validate=validate.OneOf(["draft", "issued", "partially_paid", "paid", "void", "open"]),
+        metadata={"description": "`open`: issued or partially paid"},
+    )

@@ -252,6 +252,31 @@ class PropertyTransferred:
     reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
 
 
+# --- billing service events ----------------------------------------------------------------------
+# Amounts are integer minor units of ``currency``; never a card number or bank account.
+
+
+@contract("invoice.issued", 1)
+@dataclass(frozen=True)
+class InvoiceIssued:
+    invoice_id: int
+    customer_id: int
+    number: int
+    total: int
+    currency: str
+    due_date: str  # YYYY-MM-DD
+    bill_to_customer_id: int | None = None  # the parent it is billed through, when not the customer itself
+
+
+@contract("invoice.voided", 1)
+@dataclass(frozen=True)
+class InvoiceVoided:
+    invoice_id: int
+    customer_id: int
+    number: int | None = None
+    reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
+
+
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),

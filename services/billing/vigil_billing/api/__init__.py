@@ -1,6 +1,7 @@
 """HTTP views of the billing service: thin, they parse, call one command (``commands``), render."""
 
 from .accounts import blp as accounts_blp
+from .invoices import blp as invoices_blp
 from .rates import blp as rates_blp
 
-BLUEPRINTS = [accounts_blp, rates_blp]
+BLUEPRINTS = [accounts_blp, rates_blp, invoices_blp]

@@ -43,4 +43,7 @@ class Account(MethodView):
     def get(self, customer_id):
         """The customer's billing account: balance and past due in minor units, currency, parent."""
         known = loaded()
-        return accounts.account_body(known, commands.read_settings(context()))
+        balance, past_due, open_count = commands.balances(context(), known.customer_id)
+        return accounts.account_body(
+            known, commands.read_settings(context()), balance=balance, past_due=past_due, open_invoices=open_count
+        )

@@ -36,13 +36,14 @@ def _today() -> date:
 
 @blp.route("/rates")
 class Rates(MethodView):
-    @requires("billing.view")
+    @requires(AUTHENTICATED)
     @blp.arguments(RateListArgs, location="query", as_kwargs=True)
     @blp.response(200, RatePageSchema)
     def get(self, page, per_page, line, **filters):
         """The catalog, cheapest first. Simple mode lists it; breakout mode's picker filters it by `total`
         (or `total_min`/`total_max`) and by line items (`line=monitoring:2999`, `line=warranty`). Each rate
-        says whether it is `mismatched` (its breakdown no longer matches the MMR items)."""
+        says whether it is `mismatched` (its breakdown no longer matches the MMR items). A catalog, like the
+        system kinds: any signed-in user reads it."""
         commands.read_settings(context())  # the company's settings exist before the catalog is read
         query = rates.RateQuery(lines=tuple(line), **filters)
         result, settings = rates.list_rates(request_session(), query, page, per_page)
