@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 from conftest import Gateway, assert_problem, customer_body
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -40,7 +41,7 @@ def openapi(gateway) -> dict:
 
 
 @pytest.fixture(scope="session")
-def home_records(gateway, locations) -> dict[str, str]:
+def home_records(stack, gateway, locations) -> dict[str, str]:
     """Real records in the home location, by the path parameter that names them."""
     customer = gateway.post(
         "/api/v1/customers",
@@ -56,7 +57,7 @@ def home_records(gateway, locations) -> dict[str, str]:
         "location_id": str(locations["home"]),
         **customer_children(gateway, customer_id),
         **property_children(gateway, prop.json()["id"]),
-        **billing_children(gateway, customer_id),
+        **billing_children(gateway, customer_id, stack.env["VIGIL_PROCESSOR_URL"]),
     }
 
 
@@ -105,16 +106,22 @@ def property_children(gateway, property_id: int) -> dict[str, str]:
     }
 
 
-BILLING_CHILDREN = ("invoice_id",)
+BILLING_CHILDREN = ("invoice_id", "billing_method_id")
 
 
-def billing_children(gateway, customer_id: int) -> dict[str, str]:
-    """An invoice of the home customer (the billing service's records)."""
+def billing_children(gateway, customer_id: int, processor_url: str) -> dict[str, str]:
+    """An invoice and a card (tokenized at the sandbox processor) of the home customer."""
     invoice = gateway.post(
         f"/api/v1/customers/{customer_id}/invoices", json={"lines": [{"description": "Home", "unit_price": 100}]}
     )
     assert invoice.status_code == 201, invoice.text
-    return {"invoice_id": str(invoice.json()["id"])}
+    token = requests.post(
+        f"{processor_url}/v1/tokens", json={"number": "4242424242424242", "exp_month": 12, "exp_year": 2099}, timeout=10
+    )
+    assert token.status_code == 201, token.text
+    method = gateway.post(f"/api/v1/customers/{customer_id}/billing-methods", json={"token": token.json()["token"]})
+    assert method.status_code == 201, method.text
+    return {"invoice_id": str(invoice.json()["id"]), "billing_method_id": str(method.json()["id"])}
 
 
 def fill(path: str, records: dict[str, str], scope: str) -> str:

@@ -4,6 +4,7 @@ the MMR rate catalog and rate assignment with its mismatch rule."""
 from __future__ import annotations
 
 import pytest
+import requests
 from conftest import assert_problem, customer_body, unique_phone
 
 
@@ -168,3 +169,42 @@ def test_an_invoice_is_issued_numbered_and_voided(gateway, gateway_as, locations
         ),
         what="invoice.voided in the billing outbox",
     )
+
+
+# --- billing methods through the sandbox processor ---------------------------------------------------
+
+
+def tokenize(stack, number: str = "4242424242424242", **extra) -> str:
+    """What a browser does: the card goes to the processor, Vigil only ever gets the token."""
+    body = {"number": number, "exp_month": 12, "exp_year": 2099, "holder": "Bill Payer"} | extra
+    response = requests.post(f"{stack.env['VIGIL_PROCESSOR_URL']}/v1/tokens", json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+def test_a_card_tokenized_at_the_sandbox_becomes_a_billing_method(stack, gateway, gateway_as, locations, payer):
+    manager = gateway_as(["billing.view", "billing_methods.manage"], [locations["home"]])
+    base = f"/api/v1/customers/{payer['id']}/billing-methods"
+    refused = manager.post(base, json={"token": "tok_x", "number": "4000000000000002", "cvc": "123"})
+    assert_problem(refused, 422)
+    assert "4000000000000002" not in refused.text
+    created = manager.post(base, json={"token": tokenize(stack)}, headers={"Idempotency-Key": f"e2e-bm-{payer['id']}"})
+    assert created.status_code == 201, created.text
+    card = created.json()
+    assert (card["brand"], card["last4"], card["exp_month"], card["holder"]) == ("visa", "4242", 12, "Bill Payer")
+    assert "token" not in card
+    assert manager.get(base).json()["total"] >= 1
+    assert_problem(gateway_as(["billing.view"], [locations["home"]]).post(base, json={"token": "tok_abcd"}), 403)
+    assert_problem(manager.post(base, json={"token": "tok_never_issued"}), 422)
+
+
+@pytest.mark.run_last(1)
+def test_no_card_number_in_any_log_or_file(stack):
+    """The test cards went to the sandbox only: no Vigil log, database file or message holds one."""
+    needles = [b"4242424242424242", b"4000000000000002", b"4242 4242 4242 4242"]
+    found = []
+    for path in stack.var_dir.rglob("*"):
+        if path.is_file() and "sandbox-processor" not in path.name:
+            data = path.read_bytes()
+            found += [f"{path.name}: {n.decode()}" for n in needles if n in data]
+    assert found == []

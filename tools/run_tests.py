@@ -31,6 +31,7 @@ SUITES = [
     ("customer", "services/customer/tests"),
     ("property", "services/property/tests"),
     ("billing", "services/billing/tests"),
+    ("sandboxes", "sandboxes/processor/tests"),
     ("credit", "services/credit/tests"),
     ("gateway", "gateway/tests"),
     ("runner", "deploy/runner/tests"),

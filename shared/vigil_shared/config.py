@@ -114,6 +114,17 @@ SETTINGS: list[Setting] = [
     ),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
+    Setting("VIGIL_PROCESSOR_PORT", "8090", "HTTP port of the sandbox payment processor (`vigil-sandbox-processor`)."),
+    Setting(
+        "VIGIL_PROCESSOR_URL",
+        "http://127.0.0.1:8090",
+        "Billing: the payment processor's API (the sandbox by default; a real processor in production).",
+    ),
+    Setting(
+        "VIGIL_PROCESSOR_API_KEY",
+        "sk_test_vigil_sandbox",
+        "Billing: the processor's secret key (the sandbox accepts any `sk_test_…`).",
+    ),
     *_per_process(
         "VIGIL_{NAME}_DATABASE_URL",
         "sqlite:///$VIGIL_VAR_DIR/{name}.db",

@@ -42,6 +42,7 @@ GENERATED_SECRETS = (
 )
 
 
+SANDBOX_PORTS = {"VIGIL_PROCESSOR_PORT": 8090}  # the sandbox payment processor (sandboxes/processor)
 BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that died
 BACKOFF_MAX = 30.0  # the delay doubles with every quick death, up to this
 STABLE_AFTER = 60.0  # a process up this long has recovered: its next death restarts after BACKOFF_FIRST
@@ -218,6 +219,11 @@ class Stack:
                 if dynamic_ports or not env.get(key):
                     env[key] = str(free_port() if dynamic_ports else default_port(name, kind))
             env[f"VIGIL_{upper}_URL"] = f"http://127.0.0.1:{env[f'VIGIL_{upper}_PORT']}"
+        for key, port in SANDBOX_PORTS.items():
+            if dynamic_ports or not env.get(key):
+                env[key] = str(free_port() if dynamic_ports else port)
+        if dynamic_ports or not env.get("VIGIL_PROCESSOR_URL"):
+            env["VIGIL_PROCESSOR_URL"] = f"http://127.0.0.1:{env['VIGIL_PROCESSOR_PORT']}"
         env.setdefault("PYTHONUNBUFFERED", "1")
         return cls(env=env, log_dir=var_dir / "log")
 
@@ -275,6 +281,14 @@ class Stack:
                     f"http://127.0.0.1:{env[f'VIGIL_{upper}_RELAY_HEALTH_PORT']}/readyz",
                 ),
             ]
+        # sandboxes of the external systems, each its own process (production points the adapters elsewhere)
+        plan.append(
+            Process(
+                "sandbox-processor",
+                [str(BIN / "vigil-sandbox-processor")],
+                f"http://127.0.0.1:{env['VIGIL_PROCESSOR_PORT']}/readyz",
+            )
+        )
         return plan
 
     @property

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .models import BillingSettings, Invoice, InvoiceLine, KnownCustomer, RateAssignment
+from .models import BillingMethod, BillingSettings, Invoice, InvoiceLine, KnownCustomer, RateAssignment
 
 # the customer's rows of each table, children before parents
-CUSTOMER_DATA: list[Any] = [RateAssignment.customer_id, Invoice.customer_id]
+CUSTOMER_DATA: list[Any] = [RateAssignment.customer_id, Invoice.customer_id, BillingMethod.customer_id]
 
 
 def remove_customer(session: Session, customer_id: int) -> None:

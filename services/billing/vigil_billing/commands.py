@@ -17,9 +17,9 @@ from vigil_shared.commands import Context, command, ensure_version
 from vigil_shared.db import utcnow
 from vigil_shared.errors import not_found, validation_problem
 
-from . import company, customer_client, invoices, rates
+from . import company, customer_client, invoices, methods, processor, rates
 from . import customers_replica as replica
-from .models import BillingSettings, Invoice, KnownCustomer, Rate, RateAssignment
+from .models import BillingMethod, BillingSettings, Invoice, KnownCustomer, Rate, RateAssignment
 
 CATALOGS_MANAGE = "catalogs.manage"
 
@@ -189,3 +189,38 @@ def void_invoice(ctx: Context, scoped: ScopedInvoice, reason: str | None) -> Inv
 def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
     """``(balance, past_due, open invoices)`` of what is billed to the customer."""
     return invoices.balances(ctx.session, customer_id, today())
+
+
+# --- billing methods -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScopedMethod:
+    method: BillingMethod
+    location_id: int | None
+
+
+def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
+    """404 when there is no such billing method, 403 unless the caller holds ``permission`` where its customer is."""
+    method = methods.get_method(ctx.session, method_id)
+    location_id = customer_location(ctx, method.customer_id)
+    ctx.require(permission, location_id)
+    return ScopedMethod(method, location_id)
+
+
+@command
+def add_method(ctx: Context, customer: KnownCustomer, data: dict) -> BillingMethod:
+    ctx.require("billing_methods.manage", customer.location_id)
+    return methods.add_method(ctx.session, processor.processor(), customer.customer_id, data, today())
+
+
+@command
+def make_default_method(ctx: Context, scoped: ScopedMethod) -> BillingMethod:
+    ctx.check_version(scoped.method.id, scoped.method.version)
+    return methods.make_default(ctx.session, scoped.method)
+
+
+@command
+def remove_method(ctx: Context, scoped: ScopedMethod) -> None:
+    ctx.check_version(scoped.method.id, scoped.method.version)
+    methods.remove_method(ctx.session, scoped.method)

@@ -176,5 +176,27 @@ class InvoiceLine(Base):
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
 
 
+class BillingMethod(Base):
+    """A credit card or bank account of a customer, as a processor token and its safe facts only:
+    never a card number or full account number (Vigil never receives one)."""
+
+    __tablename__ = "billing_methods"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # card | ach
+    token: Mapped[str] = mapped_column(String(100), unique=True)
+    brand: Mapped[str | None] = mapped_column(String(30))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
+    holder: Mapped[str | None] = mapped_column(String(100))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
 # Tables holding amounts in the company currency: the currency is fixed once any has a row.
 MONEY_TABLES: list[Any] = [Rate, Invoice]

@@ -273,3 +273,34 @@ class InvoiceListArgs(PaginationArgs):
         validate=validate.OneOf(["draft", "issued", "partially_paid", "paid", "void", "open"]),
         metadata={"description": "`open`: issued or partially paid"},
     )
+
+
+# --- billing methods -------------------------------------------------------------------------------------
+
+
+class MethodCreateSchema(Input):
+    """Only a processor token: a card number, CVC or full account number is refused (422) and never read."""
+
+    token = fields.String(
+        required=True,
+        validate=[validate.Length(min=4, max=100), validate.Regexp(r"^[A-Za-z0-9_\-]+$")],
+        metadata={"description": "What the processor's tokenize endpoint answered the client"},
+    )
+    is_default = fields.Boolean(load_default=False)
+
+
+class MethodSchema(Schema):
+    id = fields.Integer()
+    customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+    kind = fields.String(metadata={"enum": ["card", "ach"]})
+    brand = fields.String(allow_none=True)
+    last4 = fields.String()
+    exp_month = fields.Integer(allow_none=True)
+    exp_year = fields.Integer(allow_none=True)
+    holder = fields.String(allow_none=True)
+    is_default = fields.Boolean()
+    created_at = Timestamp()
+
+
+MethodPageSchema = page_schema(MethodSchema, "BillingMethodPage")
