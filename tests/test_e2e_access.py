@@ -106,11 +106,11 @@ def property_children(gateway, property_id: int) -> dict[str, str]:
     }
 
 
-BILLING_CHILDREN = ("invoice_id", "billing_method_id")
+BILLING_CHILDREN = ("invoice_id", "billing_method_id", "payment_id")
 
 
 def billing_children(gateway, customer_id: int, processor_url: str) -> dict[str, str]:
-    """An invoice and a card (tokenized at the sandbox processor) of the home customer."""
+    """An invoice, a card (tokenized at the sandbox processor) and a cash payment of the home customer."""
     invoice = gateway.post(
         f"/api/v1/customers/{customer_id}/invoices", json={"lines": [{"description": "Home", "unit_price": 100}]}
     )
@@ -121,7 +121,13 @@ def billing_children(gateway, customer_id: int, processor_url: str) -> dict[str,
     assert token.status_code == 201, token.text
     method = gateway.post(f"/api/v1/customers/{customer_id}/billing-methods", json={"token": token.json()["token"]})
     assert method.status_code == 201, method.text
-    return {"invoice_id": str(invoice.json()["id"]), "billing_method_id": str(method.json()["id"])}
+    payment = gateway.post(f"/api/v1/customers/{customer_id}/payments", json={"method": "cash", "amount": 100})
+    assert payment.status_code == 201, payment.text
+    return {
+        "invoice_id": str(invoice.json()["id"]),
+        "billing_method_id": str(method.json()["id"]),
+        "payment_id": str(payment.json()["id"]),
+    }
 
 
 def fill(path: str, records: dict[str, str], scope: str) -> str:

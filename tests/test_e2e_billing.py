@@ -198,6 +198,58 @@ def test_a_card_tokenized_at_the_sandbox_becomes_a_billing_method(stack, gateway
     assert_problem(manager.post(base, json={"token": "tok_never_issued"}), 422)
 
 
+# --- payments -----------------------------------------------------------------------------------------
+
+
+def settled(gateway, payment_id: int) -> dict:
+    return gateway.wait_for(
+        lambda: (p := gateway.get(f"/api/v1/payments/{payment_id}").json())["status"] != "pending" and p,
+        what="the billing worker to charge the payment",
+    )
+
+
+def test_invoice_charge_decline_and_refund_through_the_sandbox(stack, gateway, gateway_as, locations):
+    customer = new_customer(gateway, locations["home"], "Charged")
+    base = f"/api/v1/customers/{customer['id']}"
+    cashier = gateway_as(["billing.view", "payments.create", "billing_methods.manage"], [locations["home"]])
+    bill = gateway.post(
+        f"{base}/invoices", json={"lines": [{"description": "Monitoring", "unit_price": 3000}], "issue": True}
+    ).json()
+    good = cashier.post(f"{base}/billing-methods", json={"token": tokenize(stack)}).json()
+    poor = cashier.post(f"{base}/billing-methods", json={"token": tokenize(stack, "4000000000009995")}).json()
+
+    declined = cashier.post(
+        f"{base}/payments", json={"method": "card", "amount": bill["total"], "billing_method_id": poor["id"]}
+    )
+    assert declined.status_code == 202, declined.text
+    failed = settled(gateway, declined.json()["id"])
+    assert (failed["status"], failed["failure_code"]) == ("failed", "insufficient_funds")
+
+    key = {"Idempotency-Key": f"e2e-charge-{customer['id']}"}
+    body = {"method": "card", "amount": bill["total"] + 500, "billing_method_id": good["id"]}
+    charge = cashier.post(f"{base}/payments", json=body, headers=key)
+    replay = cashier.post(f"{base}/payments", json=body, headers=key)
+    assert charge.status_code == 202 and replay.json()["id"] == charge.json()["id"]
+    paid = settled(gateway, charge.json()["id"])
+    assert paid["status"] == "succeeded" and paid["unallocated"] == 500
+    assert gateway.get(f"/api/v1/invoices/{bill['id']}").json()["status"] == "paid"
+    assert gateway.get(f"{base}/billing").json()["balance"] == -500
+
+    refunded = cashier.post(f"/api/v1/payments/{paid['id']}/refund", json={"amount": 800})
+    assert refunded.status_code == 200, refunded.text
+    assert refunded.json()["amount_refunded"] == 800
+    assert gateway.get(f"/api/v1/invoices/{bill['id']}").json()["status"] == "partially_paid"
+    assert len(gateway.get(f"{base}/payments").json()["items"]) == 2
+    assert_problem(
+        gateway_as(["billing.view", "billing.manage"], [locations["home"]]).post(
+            f"{base}/payments", json={"method": "cash", "amount": 1}
+        ),
+        403,
+    )
+    outbox = gateway.get("/api/v1/ops/billing/outbox", params={"per_page": 100}).json()["items"]
+    assert not [e for e in outbox if "4000000000009995" in str(e) or "4242424242424242" in str(e)]
+
+
 @pytest.mark.run_last(1)
 def test_no_card_number_in_any_log_or_file(stack):
     """The test cards went to the sandbox only: no Vigil log, database file or message holds one."""

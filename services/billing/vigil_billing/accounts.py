@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from .models import BillingMethod, BillingSettings, Invoice, InvoiceLine, KnownCustomer, RateAssignment
+from .models import (
+    BillingMethod,
+    BillingSettings,
+    Invoice,
+    InvoiceLine,
+    KnownCustomer,
+    Payment,
+    PaymentAllocation,
+    RateAssignment,
+    Refund,
+)
 
 # the customer's rows of each table, children before parents
 CUSTOMER_DATA: list[Any] = [RateAssignment.customer_id, Invoice.customer_id, BillingMethod.customer_id]
@@ -20,6 +30,14 @@ CUSTOMER_DATA: list[Any] = [RateAssignment.customer_id, Invoice.customer_id, Bil
 
 def remove_customer(session: Session, customer_id: int) -> None:
     invoices = select(Invoice.id).where(Invoice.customer_id == customer_id)
+    payments = select(Payment.id).where(Payment.customer_id == customer_id)
+    session.execute(
+        delete(PaymentAllocation).where(
+            or_(PaymentAllocation.invoice_id.in_(invoices), PaymentAllocation.payment_id.in_(payments))
+        )
+    )
+    session.execute(delete(Refund).where(Refund.payment_id.in_(payments)))
+    session.execute(delete(Payment).where(Payment.customer_id == customer_id))
     session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id.in_(invoices)))
     for column in CUSTOMER_DATA:
         session.execute(delete(column.class_).where(column == customer_id))

@@ -17,9 +17,9 @@ from vigil_shared.commands import Context, command, ensure_version
 from vigil_shared.db import utcnow
 from vigil_shared.errors import not_found, validation_problem
 
-from . import company, customer_client, invoices, methods, processor, rates
+from . import charging, company, customer_client, invoices, methods, payments, processor, rates
 from . import customers_replica as replica
-from .models import BillingMethod, BillingSettings, Invoice, KnownCustomer, Rate, RateAssignment
+from .models import BillingMethod, BillingSettings, Invoice, KnownCustomer, Payment, Rate, RateAssignment
 
 CATALOGS_MANAGE = "catalogs.manage"
 
@@ -187,8 +187,10 @@ def void_invoice(ctx: Context, scoped: ScopedInvoice, reason: str | None) -> Inv
 
 
 def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
-    """``(balance, past_due, open invoices)`` of what is billed to the customer."""
-    return invoices.balances(ctx.session, customer_id, today())
+    """``(balance, past_due, open invoices)`` of what is billed to the customer; its credit (payments
+    left unallocated) lowers the balance (negative: the customer is in credit)."""
+    owed, past_due, open_count = invoices.balances(ctx.session, customer_id, today())
+    return owed - payments.credit_of(ctx.session, customer_id), past_due, open_count
 
 
 # --- billing methods -------------------------------------------------------------------------------------
@@ -224,3 +226,39 @@ def make_default_method(ctx: Context, scoped: ScopedMethod) -> BillingMethod:
 def remove_method(ctx: Context, scoped: ScopedMethod) -> None:
     ctx.check_version(scoped.method.id, scoped.method.version)
     methods.remove_method(ctx.session, scoped.method)
+
+
+# --- payments ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScopedPayment:
+    payment: Payment
+    location_id: int | None
+
+
+def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPayment:
+    payment = payments.get_payment(ctx.session, payment_id)
+    location_id = customer_location(ctx, payment.customer_id)
+    ctx.require(permission, location_id)
+    return ScopedPayment(payment, location_id)
+
+
+@command
+def create_payment(ctx: Context, customer: KnownCustomer, data: dict) -> Payment:
+    """Cash and checks are received at once; a card or bank account is charged by the worker after the commit."""
+    ctx.require("payments.create", customer.location_id)
+    payment = payments.create_payment(ctx.session, ctx.outbox, customer, data)
+    if payment.status == "pending":
+        payment_id = payment.id
+        ctx.after_commit(lambda: charging.request_charge(payment_id))
+    return payment
+
+
+@command
+def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
+    ctx.check_version(scoped.payment.id, scoped.payment.version)
+    payments.refund(
+        ctx.session, ctx.outbox, processor.processor(), scoped.payment, data.get("amount"), data.get("reason")
+    )
+    return scoped.payment

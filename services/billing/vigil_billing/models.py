@@ -198,5 +198,67 @@ class BillingMethod(Base):
     __mapper_args__ = {"version_id_col": version}
 
 
+PAYMENT_METHODS = ("cash", "check", "card", "ach")
+PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+
+
+class Payment(Base):
+    """Money received from a customer (cash, check) or charged to a billing method through the processor.
+
+    ``processor_key`` is the idempotency key of the charge, fixed when the payment is created: every
+    attempt (a retried task, a redelivered message) sends the same one, so the processor charges once.
+    ``unallocated`` is what is left once allocated to invoices and refunded: the customer's credit.
+    """
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    method: Mapped[str] = mapped_column(String(10))
+    billing_method_id: Mapped[int | None] = mapped_column(Integer)
+    check_number: Mapped[str | None] = mapped_column(String(40))
+    memo: Mapped[str | None] = mapped_column(String(500))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    processor_key: Mapped[str | None] = mapped_column(String(80), unique=True)
+    processor_charge_id: Mapped[str | None] = mapped_column(String(80))
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    failure_message: Mapped[str | None] = mapped_column(String(200))
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    unallocated: Mapped[int] = mapped_column(BigInteger, default=0)
+    # invoices to pay first (ids), as asked when the payment was made; otherwise oldest due first
+    allocate_to: Mapped[list] = mapped_column(JSON, default=list)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class PaymentAllocation(Base):
+    """How much of a payment went to an invoice (negative rows take some back on a refund)."""
+
+    __tablename__ = "payment_allocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    processor_refund_id: Mapped[str | None] = mapped_column(String(80))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 # Tables holding amounts in the company currency: the currency is fixed once any has a row.
-MONEY_TABLES: list[Any] = [Rate, Invoice]
+MONEY_TABLES: list[Any] = [Rate, Invoice, Payment]

@@ -52,10 +52,10 @@ def text(max_length: int, **kwargs) -> TrimmedString:
     return TrimmedString(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
 
 
-def amount(*, strict: bool = True, **kwargs) -> fields.Integer:
+def amount(*, strict: bool = True, minimum: int = 0, **kwargs) -> fields.Integer:
     """Minor units of the company currency: an integer (never a float or a string), 0 … 10^12.
     ``strict=False`` for query parameters, which are text."""
-    return fields.Integer(strict=strict, validate=validate.Range(min=0, max=MAX_AMOUNT), **kwargs)
+    return fields.Integer(strict=strict, validate=validate.Range(min=minimum, max=MAX_AMOUNT), **kwargs)
 
 
 # --- company settings ----------------------------------------------------------------------------
@@ -304,3 +304,57 @@ class MethodSchema(Schema):
 
 
 MethodPageSchema = page_schema(MethodSchema, "BillingMethodPage")
+
+
+# --- payments ----------------------------------------------------------------------------------------------
+
+
+class PaymentCreateSchema(Input):
+    method = fields.String(required=True, validate=validate.OneOf(["cash", "check", "card", "ach"]))
+    amount = amount(required=True, minimum=1)
+    billing_method_id = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "card, ach"},
+    )
+    check_number = text(40)
+    memo = text(500)
+    invoice_ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=2**31 - 1)),
+        validate=validate.Length(max=100),
+        metadata={"description": "Invoices to pay first; then the oldest due. What is left becomes credit."},
+    )
+
+
+class RefundSchema(Input):
+    amount = amount(minimum=1, metadata={"description": "All that is left when absent"})
+    reason = text(500)
+
+
+class AllocationSchema(Schema):
+    invoice_id = fields.Integer()
+    amount = fields.Integer()
+
+
+class PaymentSchema(Schema):
+    id = fields.Integer()
+    customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+    method = fields.String()
+    billing_method_id = fields.Integer(allow_none=True)
+    check_number = fields.String(allow_none=True)
+    memo = fields.String(allow_none=True)
+    amount = fields.Integer()
+    currency = fields.String()
+    status = fields.String(metadata={"enum": ["pending", "succeeded", "failed"]})
+    failure_code = fields.String(allow_none=True)
+    failure_message = fields.String(allow_none=True)
+    amount_refunded = fields.Integer()
+    unallocated = fields.Integer(metadata={"description": "Credit left once allocated and refunded"})
+    allocations = fields.List(fields.Nested(AllocationSchema))
+    received_at = Timestamp(allow_none=True)
+    created_at = Timestamp()
+
+
+PaymentPageSchema = page_schema(PaymentSchema, "PaymentPage")

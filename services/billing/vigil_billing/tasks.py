@@ -15,8 +15,9 @@ from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated,
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
-from . import accounts
+from . import accounts, charging, payments, processor
 from . import customers_replica as replica
+from .processor import ProcessorUnavailable
 
 
 def _facts(event: Event[Any]) -> dict[str, Any]:
@@ -54,5 +55,28 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     return consumer
 
 
+CHARGE_RETRIES = 8  # the processor unreachable: retried with backoff (≈ 4 minutes), then failed
+
+
+def charge_payment(runtime: ServiceRuntime, payment_id: int, attempt: int = 1) -> str:
+    """Charges a pending payment once (see :func:`vigil_billing.payments.run_charge`)."""
+    outbox = runtime.outbox()
+    try:
+        return payments.run_charge(runtime.db.transaction, outbox, processor.processor(), payment_id)
+    except ProcessorUnavailable:
+        if attempt > CHARGE_RETRIES:
+            return payments.fail_payment(
+                runtime.db.transaction, outbox, payment_id, "processor_unavailable", "The processor did not answer."
+            )
+        raise
+
+
 def register_tasks(runtime: ServiceRuntime) -> None:
     event_consumer(runtime).register_task(runtime.celery)
+
+    @runtime.celery.task(name=charging.CHARGE_TASK, bind=True, max_retries=CHARGE_RETRIES + 1)
+    def charge_payment_task(task: Any, payment_id: int) -> str:
+        try:
+            return charge_payment(runtime, payment_id, attempt=task.request.retries + 1)
+        except ProcessorUnavailable as exc:
+            raise task.retry(exc=exc, countdown=min(60, 2 ** (task.request.retries + 1))) from None

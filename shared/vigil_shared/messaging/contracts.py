@@ -277,6 +277,36 @@ class InvoiceVoided:
     reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
 
 
+@contract("payment.received", 1)
+@dataclass(frozen=True)
+class PaymentReceived:
+    payment_id: int
+    customer_id: int
+    amount: int
+    currency: str
+    method: Literal["cash", "check", "card", "ach"]
+
+
+@contract("payment.failed", 1)
+@dataclass(frozen=True)
+class PaymentFailed:
+    payment_id: int
+    customer_id: int
+    amount: int
+    currency: str
+    failure_code: str
+    soft_decline: bool = False
+
+
+@contract("payment.refunded", 1)
+@dataclass(frozen=True)
+class PaymentRefunded:
+    payment_id: int
+    customer_id: int
+    amount: int
+    currency: str
+
+
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
