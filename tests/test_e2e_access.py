@@ -106,7 +106,13 @@ def property_children(gateway, property_id: int) -> dict[str, str]:
     }
 
 
-BILLING_CHILDREN = ("invoice_id", "billing_method_id", "payment_id")
+BILLING_CHILDREN = (
+    "invoice_id",
+    "billing_method_id",
+    "payment_id",
+    "recurring_invoice_id",
+    "scheduled_payment_id",
+)
 
 
 def billing_children(gateway, customer_id: int, processor_url: str) -> dict[str, str]:
@@ -123,7 +129,19 @@ def billing_children(gateway, customer_id: int, processor_url: str) -> dict[str,
     assert method.status_code == 201, method.text
     payment = gateway.post(f"/api/v1/customers/{customer_id}/payments", json={"method": "cash", "amount": 100})
     assert payment.status_code == 201, payment.text
+    recurring = gateway.post(
+        f"/api/v1/customers/{customer_id}/recurring-invoices",
+        json={"lines": [{"description": "Home", "unit_price": 100}], "start_date": "2099-01-01"},
+    )
+    scheduled = gateway.post(
+        f"/api/v1/customers/{customer_id}/scheduled-payments",
+        json={"billing_method_id": method.json()["id"], "amount": 100, "due_date": "2099-01-01"},
+    )
+    for response in (recurring, scheduled):
+        assert response.status_code == 201, response.text
     return {
+        "recurring_invoice_id": str(recurring.json()["id"]),
+        "scheduled_payment_id": str(scheduled.json()["id"]),
         "invoice_id": str(invoice.json()["id"]),
         "billing_method_id": str(method.json()["id"]),
         "payment_id": str(payment.json()["id"]),

@@ -3,6 +3,10 @@ the MMR rate catalog and rate assignment with its mismatch rule."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+
 import pytest
 import requests
 from conftest import assert_problem, customer_body, unique_phone
@@ -248,6 +252,66 @@ def test_invoice_charge_decline_and_refund_through_the_sandbox(stack, gateway, g
     )
     outbox = gateway.get("/api/v1/ops/billing/outbox", params={"per_page": 100}).json()["items"]
     assert not [e for e in outbox if "4000000000009995" in str(e) or "4242424242424242" in str(e)]
+
+
+# --- recurring invoices: once per period, even through a kill -9 of the worker -------------------------
+
+
+def recurring_invoices_of(gateway, customer_id: int) -> list[dict]:
+    items = gateway.get(f"/api/v1/customers/{customer_id}/invoices", params={"per_page": 100}).json()["items"]
+    return [i for i in items if i["recurring_invoice_id"] is not None]
+
+
+def test_the_due_job_run_twice_for_a_day_issues_one_invoice(gateway, locations):
+    customer = new_customer(gateway, locations["home"], "Monthly")
+    made = gateway.post(
+        f"/api/v1/customers/{customer['id']}/recurring-invoices",
+        json={"lines": [{"description": "Monitoring", "unit_price": 2999}], "start_date": "2026-01-01"},
+    )
+    assert made.status_code == 201, made.text
+    for _ in range(2):
+        assert gateway.post("/api/v1/billing/run-due", json={"date": "2026-01-15"}).status_code == 202
+    gateway.wait_for(lambda: recurring_invoices_of(gateway, customer["id"]), what="the due job to issue the period")
+    gateway.post("/api/v1/billing/run-due", json={"date": "2026-01-15"})
+    gateway.wait_for(
+        lambda: (
+            gateway.get(f"/api/v1/customers/{customer['id']}/recurring-invoices").json()["items"][0]["next_date"]
+            == "2026-02-01"
+        ),
+        what="the template to move to its next period",
+    )
+    assert len(recurring_invoices_of(gateway, customer["id"])) == 1
+
+
+def test_a_kill_9_of_the_billing_worker_mid_run_leaves_no_double_invoice(stack, gateway, locations):
+    customers = [new_customer(gateway, locations["home"], f"Killed{n}") for n in range(12)]
+    for customer in customers:
+        response = gateway.post(
+            f"/api/v1/customers/{customer['id']}/recurring-invoices",
+            json={"lines": [{"description": "Monitoring", "unit_price": 1000}], "start_date": "2025-01-01"},
+        )
+        assert response.status_code == 201, response.text
+    assert gateway.post("/api/v1/billing/run-due", json={"date": "2025-12-31"}).status_code == 202
+    [worker] = [p for p in stack.processes if p.name == "billing-worker"]
+    gateway.wait_for(lambda: recurring_invoices_of(gateway, customers[0]["id"]), what="the run to start", interval=0.02)
+    os.killpg(worker.popen.pid, signal.SIGKILL)
+    worker.popen.wait(20)
+    log = open(worker.log_path, "ab")  # noqa: SIM115 - handed to the child
+    worker.popen = subprocess.Popen(
+        worker.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    assert gateway.post("/api/v1/billing/run-due", json={"date": "2025-12-31"}).status_code == 202
+    for customer in customers:
+        gateway.wait_for(
+            lambda c=customer: len(recurring_invoices_of(gateway, c["id"])) >= 12,
+            timeout=120,
+            what="every period issued after the restart",
+        )
+    for customer in customers:
+        periods = recurring_invoices_of(gateway, customer["id"])
+        assert len(periods) == 12, [(i["number"], i["issue_date"]) for i in periods]
+        assert len({i["issue_date"] for i in periods}) == 12
 
 
 @pytest.mark.run_last(1)

@@ -114,6 +114,7 @@ SETTINGS: list[Setting] = [
     ),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
+    Setting("VIGIL_BILLING_BEAT_HEALTH_PORT", "8303", "Port of the billing Celery beat's /healthz and /readyz."),
     Setting("VIGIL_PROCESSOR_PORT", "8090", "HTTP port of the sandbox payment processor (`vigil-sandbox-processor`)."),
     Setting(
         "VIGIL_PROCESSOR_URL",

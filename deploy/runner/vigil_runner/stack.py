@@ -42,7 +42,8 @@ GENERATED_SECRETS = (
 )
 
 
-SANDBOX_PORTS = {"VIGIL_PROCESSOR_PORT": 8090}  # the sandbox payment processor (sandboxes/processor)
+# the sandbox payment processor (sandboxes/processor) and the billing beat's health port
+SANDBOX_PORTS = {"VIGIL_PROCESSOR_PORT": 8090, "VIGIL_BILLING_BEAT_HEALTH_PORT": 8303}
 BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that died
 BACKOFF_MAX = 30.0  # the delay doubles with every quick death, up to this
 STABLE_AFTER = 60.0  # a process up this long has recovered: its next death restarts after BACKOFF_FIRST
@@ -281,6 +282,14 @@ class Stack:
                     f"http://127.0.0.1:{env[f'VIGIL_{upper}_RELAY_HEALTH_PORT']}/readyz",
                 ),
             ]
+        # billing's beat: sends the due job (recurring invoices, scheduled payments) every minute
+        plan.append(
+            Process(
+                "billing-beat",
+                [str(BIN / "vigil-billing"), "beat"],
+                f"http://127.0.0.1:{env['VIGIL_BILLING_BEAT_HEALTH_PORT']}/readyz",
+            )
+        )
         # sandboxes of the external systems, each its own process (production points the adapters elsewhere)
         plan.append(
             Process(

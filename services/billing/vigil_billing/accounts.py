@@ -21,11 +21,19 @@ from .models import (
     Payment,
     PaymentAllocation,
     RateAssignment,
+    RecurringInvoice,
     Refund,
+    ScheduledPayment,
 )
 
 # the customer's rows of each table, children before parents
-CUSTOMER_DATA: list[Any] = [RateAssignment.customer_id, Invoice.customer_id, BillingMethod.customer_id]
+CUSTOMER_DATA: list[Any] = [
+    RateAssignment.customer_id,
+    Invoice.customer_id,
+    BillingMethod.customer_id,
+    RecurringInvoice.customer_id,
+    ScheduledPayment.customer_id,
+]
 
 
 def remove_customer(session: Session, customer_id: int) -> None:

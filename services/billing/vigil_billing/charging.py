@@ -47,3 +47,11 @@ def stale_pending(session: Session, older_than: timedelta = timedelta(minutes=1)
     return list(
         session.scalars(select(Payment.id).where(Payment.status == "pending", Payment.created_at < cutoff).limit(500))
     )
+
+
+RUN_DUE_TASK = "billing.run_due.v1"
+
+
+def request_run_due(day: str | None) -> None:
+    runtime = current_runtime()
+    send_to_queue(runtime.celery, RUN_DUE_TASK, runtime.settings.queue_name(), [day])

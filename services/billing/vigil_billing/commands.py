@@ -17,9 +17,19 @@ from vigil_shared.commands import Context, command, ensure_version
 from vigil_shared.db import utcnow
 from vigil_shared.errors import not_found, validation_problem
 
-from . import charging, company, customer_client, invoices, methods, payments, processor, rates
+from . import charging, company, customer_client, invoices, methods, payments, processor, rates, recurring
 from . import customers_replica as replica
-from .models import BillingMethod, BillingSettings, Invoice, KnownCustomer, Payment, Rate, RateAssignment
+from .models import (
+    BillingMethod,
+    BillingSettings,
+    Invoice,
+    KnownCustomer,
+    Payment,
+    Rate,
+    RateAssignment,
+    RecurringInvoice,
+    ScheduledPayment,
+)
 
 CATALOGS_MANAGE = "catalogs.manage"
 
@@ -262,3 +272,48 @@ def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
         ctx.session, ctx.outbox, processor.processor(), scoped.payment, data.get("amount"), data.get("reason")
     )
     return scoped.payment
+
+
+# --- recurring invoices and scheduled payments (and the archive hooks: list, cancel idempotently) ---------
+
+
+def load_recurring(ctx: Context, recurring_id: int, permission: str) -> RecurringInvoice:
+    template = recurring.get_recurring(ctx.session, recurring_id)
+    ctx.require(permission, customer_location(ctx, template.customer_id))
+    return template
+
+
+def load_scheduled(ctx: Context, scheduled_id: int, permission: str) -> ScheduledPayment:
+    scheduled = recurring.get_scheduled(ctx.session, scheduled_id)
+    ctx.require(permission, customer_location(ctx, scheduled.customer_id))
+    return scheduled
+
+
+@command
+def create_recurring(ctx: Context, customer: KnownCustomer, data: dict) -> RecurringInvoice:
+    ctx.require("billing.manage", customer.location_id)
+    return recurring.create_recurring(ctx.session, customer, data)
+
+
+@command
+def cancel_recurring(ctx: Context, template: RecurringInvoice) -> RecurringInvoice:
+    ctx.check_version(template.id, template.version)
+    return recurring.cancel_recurring(ctx.session, template)
+
+
+@command
+def create_scheduled(ctx: Context, customer: KnownCustomer, data: dict) -> ScheduledPayment:
+    ctx.require("payments.create", customer.location_id)
+    return recurring.create_scheduled(ctx.session, customer, data, today())
+
+
+@command
+def cancel_scheduled(ctx: Context, scheduled: ScheduledPayment) -> ScheduledPayment:
+    ctx.check_version(scheduled.id, scheduled.version)
+    return recurring.cancel_scheduled(ctx.session, scheduled)
+
+
+def request_run_due(ctx: Context, day: date | None) -> None:
+    """Asks the worker to run the due job now (for ``day``); the beat runs it every minute anyway."""
+    ctx.require("ops.manage")
+    charging.request_run_due(day.isoformat() if day else None)

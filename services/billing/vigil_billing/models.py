@@ -260,5 +260,56 @@ class Refund(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class RecurringInvoice(Base):
+    """A template issuing an invoice every ``interval_months`` from ``next_date``, until ``end_date`` or
+    ``remaining`` issues. Each issue carries the period key ``"<id>:<period date>"``, unique among
+    invoices: a period is invoiced once whatever runs the job, how often, or how it dies."""
+
+    __tablename__ = "recurring_invoices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    # who is billed: the customer, or the parent (set automatically for a sub-customer's new templates)
+    bill_to_customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    lines: Mapped[list] = mapped_column(JSON)
+    memo: Mapped[str | None] = mapped_column(String(500))
+    interval_months: Mapped[int] = mapped_column(Integer, default=1)
+    start_date: Mapped[date] = mapped_column(Date)
+    next_date: Mapped[date | None] = mapped_column(Date, index=True)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    remaining: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | cancelled | ended
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ScheduledPayment(Base):
+    """A future-dated charge of a billing method, run by the job when due; soft declines are retried on
+    a schedule, then it is failed with the processor's reason. Each attempt is a payment whose key is
+    ``"vigil-scheduled-<id>-<attempt>"`` (unique): an attempt is charged once."""
+
+    __tablename__ = "scheduled_payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    billing_method_id: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    due_date: Mapped[date] = mapped_column(Date)
+    next_attempt_on: Mapped[date | None] = mapped_column(Date, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")  # scheduled|succeeded|failed|cancelled
+    payment_id: Mapped[int | None] = mapped_column(Integer)  # the latest attempt
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    failure_message: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
 # Tables holding amounts in the company currency: the currency is fixed once any has a row.
-MONEY_TABLES: list[Any] = [Rate, Invoice, Payment]
+MONEY_TABLES: list[Any] = [Rate, Invoice, Payment, RecurringInvoice, ScheduledPayment]

@@ -358,3 +358,70 @@ class PaymentSchema(Schema):
 
 
 PaymentPageSchema = page_schema(PaymentSchema, "PaymentPage")
+
+
+# --- recurring invoices and scheduled payments ------------------------------------------------------------
+
+
+class RecurringCreateSchema(Input):
+    lines = fields.List(fields.Nested(InvoiceLineInput), required=True, validate=validate.Length(min=1, max=200))
+    memo = text(500)
+    interval_months = fields.Integer(strict=True, load_default=1, validate=validate.OneOf([1, 2, 3, 6, 12]))
+    start_date = fields.Date(required=True)
+    end_date = fields.Date(allow_none=True)
+    count = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=1200))
+    bill_to_parent = fields.Boolean(
+        load_default=True, metadata={"description": "A sub-customer's new template bills its parent (the default)"}
+    )
+
+
+class RecurringSchema(Schema):
+    id = fields.Integer()
+    customer_id = fields.Integer()
+    bill_to_customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+    lines = fields.List(fields.Dict())
+    memo = fields.String(allow_none=True)
+    interval_months = fields.Integer()
+    start_date = fields.Date()
+    next_date = fields.Date(allow_none=True)
+    end_date = fields.Date(allow_none=True)
+    remaining = fields.Integer(allow_none=True)
+    status = fields.String(metadata={"enum": ["active", "cancelled", "ended"]})
+    created_at = Timestamp()
+
+
+RecurringPageSchema = page_schema(RecurringSchema, "RecurringInvoicePage")
+
+
+class ActiveArgs(PaginationArgs):
+    active = fields.Boolean(metadata={"description": "`true`: only the live ones (what archiving cancels)"})
+
+
+class ScheduledCreateSchema(Input):
+    billing_method_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
+    amount = amount(required=True, minimum=1)
+    due_date = fields.Date(required=True)
+
+
+class ScheduledSchema(Schema):
+    id = fields.Integer()
+    customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+    billing_method_id = fields.Integer()
+    amount = fields.Integer()
+    due_date = fields.Date()
+    next_attempt_on = fields.Date(allow_none=True)
+    attempts = fields.Integer()
+    status = fields.String(metadata={"enum": ["scheduled", "processing", "succeeded", "failed", "cancelled"]})
+    payment_id = fields.Integer(allow_none=True)
+    failure_code = fields.String(allow_none=True)
+    failure_message = fields.String(allow_none=True)
+    created_at = Timestamp()
+
+
+ScheduledPageSchema = page_schema(ScheduledSchema, "ScheduledPaymentPage")
+
+
+class RunDueSchema(Input):
+    date = fields.Date(allow_none=True, metadata={"description": "The day to run for; today when absent"})

@@ -7,15 +7,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import date
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vigil_shared.db import utcnow
 from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated, Event
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
-from . import accounts, charging, payments, processor
+from . import accounts, charging, payments, processor, recurring
 from . import customers_replica as replica
 from .processor import ProcessorUnavailable
 
@@ -71,6 +74,25 @@ def charge_payment(runtime: ServiceRuntime, payment_id: int, attempt: int = 1) -
         raise
 
 
+RUN_DUE_TASK = charging.RUN_DUE_TASK
+RUN_DUE_EVERY = 60.0  # seconds between two beat runs
+
+
+def run_due(runtime: ServiceRuntime, day: date | None = None) -> recurring.RunReport:
+    """The beat job: issue due recurring invoices (once per period), run due scheduled payments, and
+    charge card payments left pending (their send was lost)."""
+    today = day or utcnow().date()
+    outbox, adapter = runtime.outbox(), processor.processor()
+    issued = recurring.run_due_invoices(runtime.db.transaction, outbox, today)
+    scheduled = recurring.run_due_payments(runtime.db.transaction, outbox, adapter, today)
+    with runtime.db.transaction() as session:
+        stale = charging.stale_pending(session)
+    for payment_id in stale:
+        with contextlib.suppress(ProcessorUnavailable):  # the next run tries again, with the same key
+            payments.run_charge(runtime.db.transaction, outbox, adapter, payment_id)
+    return recurring.RunReport(issued, scheduled)
+
+
 def register_tasks(runtime: ServiceRuntime) -> None:
     event_consumer(runtime).register_task(runtime.celery)
 
@@ -80,3 +102,16 @@ def register_tasks(runtime: ServiceRuntime) -> None:
             return charge_payment(runtime, payment_id, attempt=task.request.retries + 1)
         except ProcessorUnavailable as exc:
             raise task.retry(exc=exc, countdown=min(60, 2 ** (task.request.retries + 1))) from None
+
+    @runtime.celery.task(name=RUN_DUE_TASK)
+    def run_due_task(day: str | None = None) -> dict[str, int]:
+        report = run_due(runtime, date.fromisoformat(day) if day else None)
+        return {"invoices_issued": report.invoices_issued, "scheduled_payments_run": report.scheduled_payments_run}
+
+    runtime.celery.conf.beat_schedule = {
+        "billing-run-due": {
+            "task": RUN_DUE_TASK,
+            "schedule": RUN_DUE_EVERY,
+            "options": {"queue": runtime.settings.queue_name()},
+        }
+    }

@@ -5,5 +5,6 @@ from .invoices import blp as invoices_blp
 from .methods import blp as methods_blp
 from .payments import blp as payments_blp
 from .rates import blp as rates_blp
+from .recurring import blp as recurring_blp
 
-BLUEPRINTS = [accounts_blp, rates_blp, invoices_blp, methods_blp, payments_blp]
+BLUEPRINTS = [accounts_blp, rates_blp, invoices_blp, methods_blp, payments_blp, recurring_blp]
