@@ -3,6 +3,7 @@ the MMR rate catalog and rate assignment with its mismatch rule."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import subprocess
 import pytest
 import requests
 from conftest import assert_problem, customer_body, unique_phone
+from pypdf import PdfReader
 
 
 def new_customer(gateway, location_id: int, last_name: str = "Payer") -> dict:
@@ -312,6 +314,44 @@ def test_a_kill_9_of_the_billing_worker_mid_run_leaves_no_double_invoice(stack, 
         periods = recurring_invoices_of(gateway, customer["id"])
         assert len(periods) == 12, [(i["number"], i["issue_date"]) for i in periods]
         assert len({i["issue_date"] for i in periods}) == 12
+
+
+# --- ledger, statements, AR aging, the summary's billing box ---------------------------------------------
+
+
+def test_ledger_statement_pdf_aging_and_summary_box(gateway, gateway_as, locations):
+    customer = new_customer(gateway, locations["home"], "Ledger")
+    base = f"/api/v1/customers/{customer['id']}"
+    gateway.post(
+        f"{base}/invoices",
+        json={
+            "lines": [{"description": "Old", "unit_price": 10000, "tax_rate_bp": 0}],
+            "due_date": "2026-01-01",
+            "issue": True,
+        },
+    )
+    gateway.post(f"{base}/payments", json={"method": "check", "amount": 2500, "check_number": "77"})
+    entries = gateway.get(f"{base}/transactions").json()["items"]
+    assert [(e["kind"], e["balance"]) for e in entries] == [("payment", 7500), ("invoice", 10000)]
+    period = {"from": "2020-01-01", "to": "2099-12-31"}
+    statement = gateway.get(f"{base}/statements", params=period).json()
+    assert (statement["opening_balance"], statement["closing_balance"]) == (0, 7500)
+    pdf = gateway.get(f"{base}/statements/pdf", params=period)
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "Closing balance: 75.00" in text
+    aging = gateway_as(["billing.view"], [locations["home"]]).get("/api/v1/ar-aging", params={"per_page": 100}).json()
+    mine = [i for i in aging["items"] if i["customer_id"] == customer["id"]]
+    assert mine and mine[0]["total"] == 7500 and mine[0]["current"] == 0
+    assert [
+        i
+        for i in gateway_as(["billing.view"], [locations["other"]]).get("/api/v1/ar-aging").json()["items"]
+        if i["customer_id"] == customer["id"]
+    ] == []
+    summary = gateway.get(f"{base}/summary").json()
+    box = next(b for b in summary["status_boxes"] if b["category"] == "billing")
+    assert (box["status"], box["balance"], box["past_due"]) == ("past_due", 7500, 7500)
+    assert summary["counts"]["accounting"] == 1
 
 
 @pytest.mark.run_last(1)

@@ -425,3 +425,72 @@ ScheduledPageSchema = page_schema(ScheduledSchema, "ScheduledPaymentPage")
 
 class RunDueSchema(Input):
     date = fields.Date(allow_none=True, metadata={"description": "The day to run for; today when absent"})
+
+
+# --- ledger, statements, AR aging --------------------------------------------------------------------------
+
+
+class EntrySchema(Schema):
+    kind = fields.String(metadata={"enum": ["invoice", "void", "payment", "refund"]})
+    id = fields.Integer(metadata={"description": "The invoice, payment or refund"})
+    date = fields.Date()
+    customer_id = fields.Integer(metadata={"description": "Whose activity (a sub-customer's, on a parent)"})
+    description = fields.String()
+    amount = fields.Integer(metadata={"description": "Minor units; positive raises what is owed"})
+    balance = fields.Integer(metadata={"description": "The running balance after this entry"})
+
+
+TransactionPageSchema = page_schema(EntrySchema, "TransactionPage")
+
+
+class TransactionArgs(PaginationArgs):
+    from_ = fields.Date(data_key="from")
+    to = fields.Date()
+
+
+class StatementArgs(Schema):
+    from_ = fields.Date(data_key="from", required=True)
+    to = fields.Date(required=True)
+
+
+class StatementSchema(Schema):
+    customer_id = fields.Integer()
+    currency = fields.String()
+    from_ = fields.Date(data_key="from", attribute="from")
+    to = fields.Date()
+    opening_balance = fields.Integer()
+    closing_balance = fields.Integer()
+    entries = fields.List(fields.Nested(EntrySchema))
+
+
+class AgingSchema(Schema):
+    customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+    current = fields.Integer()
+    days_1_30 = fields.Integer()
+    days_31_60 = fields.Integer()
+    days_61_90 = fields.Integer()
+    days_over_90 = fields.Integer()
+    total = fields.Integer()
+
+
+class AgingTotalsSchema(Schema):
+    current = fields.Integer()
+    days_1_30 = fields.Integer()
+    days_31_60 = fields.Integer()
+    days_61_90 = fields.Integer()
+    days_over_90 = fields.Integer()
+    total = fields.Integer()
+
+
+class AgingPageSchema(Schema):
+    items = fields.List(fields.Nested(AgingSchema))
+    page = fields.Integer()
+    per_page = fields.Integer()
+    total = fields.Integer()
+    totals = fields.Nested(AgingTotalsSchema)
+    currency = fields.String()
+
+
+class AgingArgs(PaginationArgs):
+    location_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
