@@ -40,6 +40,7 @@ from .processor import Processor, ProcessorUnavailable
 log = logging.getLogger("vigil.billing.recurring")
 RETRY_DAYS = (1, 3, 5)  # after the 1st, 2nd and 3rd soft decline; the 4th fails the scheduled payment
 SOFT_FAILURES = frozenset({"insufficient_funds", "processor_unavailable"})
+GROUP = 100  # templates issued per transaction by the job
 CATCH_UP_LIMIT = 36  # periods one run issues for one template at most (a template created far in the past)
 
 
@@ -154,12 +155,20 @@ def run_due_invoices(transaction: Callable[[], Any], outbox: Outbox, today: date
             )
         if not ids:
             return created
-        for template_id in ids:
-            try:
+        for start in range(0, len(ids), GROUP):
+            group = ids[start : start + GROUP]
+            try:  # a group of templates per transaction (fewer commits); each still under its row lock
                 with transaction() as session:
-                    created += issue_period(session, outbox, template_id, today)
-            except IntegrityError:  # a concurrent run issued the period first: it is done, once
-                log.info("period already issued", extra={"recurring_invoice_id": template_id})
+                    created += sum(issue_period(session, outbox, template_id, today) for template_id in group)
+                continue
+            except IntegrityError:  # a concurrent run issued a period first: redo the group one by one
+                pass
+            for template_id in group:
+                try:
+                    with transaction() as session:
+                        created += issue_period(session, outbox, template_id, today)
+                except IntegrityError:  # issued by the other run: it is done, once
+                    log.info("period already issued", extra={"recurring_invoice_id": template_id})
         after = ids[-1]
 
 
