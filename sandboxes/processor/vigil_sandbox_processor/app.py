@@ -155,7 +155,7 @@ def create_app(store_path: str | None = None) -> Flask:
     @app.get("/readyz")
     def ready():
         store.token("")  # the store answers
-        return jsonify({"status": "ready", "process": "sandbox-processor"})
+        return jsonify({"status": "ready", "process": "sandbox-processor", "checks": {"store": {"status": "ok"}}})
 
     @app.post("/v1/tokens")
     def tokenize():
