@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-PACKAGES := shared services/customer services/property services/billing services/credit gateway deploy/runner sandboxes/central_station sandboxes/bureau
+PACKAGES := shared services/customer services/property services/billing services/credit gateway deploy/runner sandboxes/central_station sandboxes/bureau sandboxes/processor
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 # setuptools prints an "Editable installation" notice (a warning) for each editable package it
 # builds: pages of them before anything useful. Silence that message only; real errors still show.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 from conftest import Gateway, assert_problem, customer_body
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -40,7 +41,7 @@ def openapi(gateway) -> dict:
 
 
 @pytest.fixture(scope="session")
-def home_records(gateway, locations) -> dict[str, str]:
+def home_records(stack, gateway, locations) -> dict[str, str]:
     """Real records in the home location, by the path parameter that names them."""
     customer = gateway.post(
         "/api/v1/customers",
@@ -56,6 +57,7 @@ def home_records(gateway, locations) -> dict[str, str]:
         "location_id": str(locations["home"]),
         **customer_children(gateway, customer_id),
         **property_children(gateway, prop.json()["id"]),
+        **billing_children(gateway, customer_id, stack.env["VIGIL_PROCESSOR_URL"]),
     }
 
 
@@ -101,6 +103,48 @@ def property_children(gateway, property_id: int) -> dict[str, str]:
         "system_id": str(system.json()["id"]),
         "equipment_id": str(item.json()["id"]),
         "appointment_id": str(visit.json()["id"]),
+    }
+
+
+BILLING_CHILDREN = (
+    "invoice_id",
+    "billing_method_id",
+    "payment_id",
+    "recurring_invoice_id",
+    "scheduled_payment_id",
+)
+
+
+def billing_children(gateway, customer_id: int, processor_url: str) -> dict[str, str]:
+    """An invoice, a card (tokenized at the sandbox processor) and a cash payment of the home customer."""
+    invoice = gateway.post(
+        f"/api/v1/customers/{customer_id}/invoices", json={"lines": [{"description": "Home", "unit_price": 100}]}
+    )
+    assert invoice.status_code == 201, invoice.text
+    token = requests.post(
+        f"{processor_url}/v1/tokens", json={"number": "4242424242424242", "exp_month": 12, "exp_year": 2099}, timeout=10
+    )
+    assert token.status_code == 201, token.text
+    method = gateway.post(f"/api/v1/customers/{customer_id}/billing-methods", json={"token": token.json()["token"]})
+    assert method.status_code == 201, method.text
+    payment = gateway.post(f"/api/v1/customers/{customer_id}/payments", json={"method": "cash", "amount": 100})
+    assert payment.status_code == 201, payment.text
+    recurring = gateway.post(
+        f"/api/v1/customers/{customer_id}/recurring-invoices",
+        json={"lines": [{"description": "Home", "unit_price": 100}], "start_date": "2099-01-01"},
+    )
+    scheduled = gateway.post(
+        f"/api/v1/customers/{customer_id}/scheduled-payments",
+        json={"billing_method_id": method.json()["id"], "amount": 100, "due_date": "2099-01-01"},
+    )
+    for response in (recurring, scheduled):
+        assert response.status_code == 201, response.text
+    return {
+        "recurring_invoice_id": str(recurring.json()["id"]),
+        "scheduled_payment_id": str(scheduled.json()["id"]),
+        "invoice_id": str(invoice.json()["id"]),
+        "billing_method_id": str(method.json()["id"]),
+        "payment_id": str(payment.json()["id"]),
     }
 
 
@@ -161,7 +205,9 @@ def test_lists_never_show_another_locations_rows(openapi, gateway_as, locations,
     leaks = []
     # customers and properties are what lists show; note, contact, file and tag ids live in other tables
     home_ids = {
-        int(v) for k, v in home_records.items() if k not in ("location_id", *CUSTOMER_CHILDREN, *PROPERTY_CHILDREN)
+        int(v)
+        for k, v in home_records.items()
+        if k not in ("location_id", *CUSTOMER_CHILDREN, *PROPERTY_CHILDREN, *BILLING_CHILDREN)
     }
     for path, method, op in operations(openapi):
         if method != "get" or op.get("x-vigil-scope") != "location" or PARAM.search(path):

@@ -33,7 +33,7 @@ SUITES = [
     ("billing", "services/billing/tests"),
     ("credit", "services/credit/tests"),
     ("gateway", "gateway/tests"),
-    ("sandbox", "sandboxes/bureau/tests"),
+    ("sandboxes", "sandboxes"),
     ("runner", "deploy/runner/tests"),
     ("e2e", "tests"),
 ]

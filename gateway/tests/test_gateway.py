@@ -137,6 +137,11 @@ def test_routing_table():
     assert service_for("/api/v1/customers/3") == "customer"
     assert service_for("/api/v1/customers/3/properties") == "property"
     assert service_for("/api/v1/properties/9") == "property"
+    assert service_for("/api/v1/customers/3/billing") == "billing"
+    assert service_for("/api/v1/customers/3/invoices") == "billing"
+    assert service_for("/api/v1/billing/settings") == "billing"
+    assert service_for("/api/v1/rates") == "billing"
+    assert service_for("/api/v1/invoices/4/void") == "billing"
     assert service_for("/api/v1/customersx") is None
     assert service_for("/api/v1/customers/3/credit-checks") == "credit"
     assert service_for("/api/v1/customers/3/credit-checks/manual") == "credit"
@@ -144,6 +149,7 @@ def test_routing_table():
     assert service_for("/api/v1/credit-checks/5/apply") == "credit"
     assert service_for("/api/v1/credit-settings") == "credit"
     assert service_for("/api/v1/internal/customers/3/credit-subject") is None  # services only
+    assert service_for("/api/v1/ratesx") is None
 
 
 def test_merged_openapi_document(client):

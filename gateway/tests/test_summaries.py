@@ -42,10 +42,11 @@ def test_the_summary_combines_answers_without_any_flask_context():
         appointments=ServiceUnavailable("property"),
         properties=Reply(200, {"items": [{"monitoring_status": "suspended"}], "total": 1}),
         precheck=Reply(200, {"latest": {"status": "approved"}, "history": []}),
+        billing_account=Reply(200, {"balance": 4500, "past_due": 1500, "currency": "USD"}),
     )
     summary = customer_summary(5, fetch_all)
     assert summary["credit"] == {"grade": "B", "precheck_status": "approved"}
-    assert set(asked[0]) == {"record", "family", "precheck", *TABS} and asked[0]["record"] == (
+    assert set(asked[0]) == {"record", "family", "precheck", "billing_account", *TABS} and asked[0]["record"] == (
         "customer",
         "/api/v1/customers/5",
         {},
@@ -59,13 +60,21 @@ def test_the_summary_combines_answers_without_any_flask_context():
         "tags": 2,
         "properties": 1,
         "appointments": None,
+        "accounting": 2,
     }
     assert summary["hidden"] == ["notes"] and summary["partial"] and summary["unavailable"] == ["property"]
     assert summary["status_boxes"] == [
         {"category": "account", "status": "active"},
         {"category": "monitoring", "status": "suspended"},
         {"category": "installation", "status": "installed"},
+        {"category": "billing", "status": "past_due", "balance": 4500, "past_due": 1500, "currency": "USD"},
     ]
+
+
+def test_no_billing_box_for_a_caller_billing_refuses():
+    fetch_all, _ = answers(record=Reply(200, RECORD), billing_account=Reply(403, {"detail": "no"}))
+    summary = customer_summary(5, fetch_all)
+    assert "billing" not in [box["category"] for box in summary["status_boxes"]]
 
 
 def test_a_refused_record_is_the_gateways_own_refusal():

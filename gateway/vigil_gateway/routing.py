@@ -20,11 +20,20 @@ ROUTES: list[tuple[re.Pattern, str]] = [
     _rule(r"customers/[^/]+/(properties|appointments)", "property"),
     # credit-owned resources hanging under a customer (its Credit tab, the ADT PreCheck)
     _rule(r"customers/[^/]+/(credit-checks|precheck)", "credit"),
+    # billing-owned resources hanging under a customer (its account, rate, invoices, payments…)
+    _rule(
+        r"customers/[^/]+/(billing|rate|invoices|payments|billing-methods|recurring-invoices|scheduled-payments"
+        r"|transactions|statements)",
+        "billing",
+    ),
     _rule("customers", "customer"),
     _rule("(tags|custom-fields|monitoring-companies)", "customer"),
     _rule("(properties|appointments|system-kinds)", "property"),
     _rule("monitoring", "property"),
     _rule("(credit-checks|credit-settings)", "credit"),
+    _rule(
+        "(billing|rates|invoices|payments|billing-methods|recurring-invoices|scheduled-payments|ar-aging)", "billing"
+    ),
     *[_rule(f"ops/{name}", name) for name in SERVICES],
     # each archive participant's part of the archive preview
     *[_rule(f"archive-items/{name}", name) for name in SERVICES],

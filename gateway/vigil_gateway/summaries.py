@@ -41,12 +41,29 @@ TABS = {
     "tags": ("customer", "tags", {}),
     "properties": ("property", "properties", {}),
     "appointments": ("property", "appointments", {}),
+    "accounting": ("billing", "invoices", {"status": "open"}),  # open invoices
 }
 
 FetchAll = Callable[[dict[str, tuple[str, str, dict]]], dict]  # name → (service, path, params) ⇒ name → Reply
 
 
-def _status_boxes(record: dict, properties_reply) -> list[dict]:
+def _billing_box(account_reply) -> dict | None:
+    """Balance and past due from billing (shown only to a caller billing answered: `billing.view` there)."""
+    body = account_reply.body if account_reply is not None and isinstance(account_reply.body, dict) else None
+    if body is None or not isinstance(body.get("balance"), int):
+        return None
+    balance, past_due = body["balance"], body.get("past_due") or 0
+    status = "past_due" if past_due > 0 else "balance_due" if balance > 0 else "credit" if balance < 0 else "paid_up"
+    return {
+        "category": "billing",
+        "status": status,
+        "balance": balance,
+        "past_due": past_due,
+        "currency": body.get("currency"),
+    }
+
+
+def _status_boxes(record: dict, properties_reply, account_reply=None) -> list[dict]:
     """One coloured box per category of the customer's current state (not for leads)."""
     if record.get("kind") != "customer":
         return []
@@ -70,6 +87,9 @@ def _status_boxes(record: dict, properties_reply) -> list[dict]:
         boxes.append({"category": "installation", "status": "installed" if record["installed"] else "not_installed"})
     if record.get("funding_status"):
         boxes.append({"category": "funding", "status": record["funding_status"]})
+    billing = _billing_box(account_reply)
+    if billing is not None:
+        boxes.append(billing)
     return boxes
 
 
@@ -83,6 +103,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
     }
     calls["family"] = ("customer", f"{base}/sub-customers", {})
     calls["precheck"] = ("credit", f"{base}/precheck", {})
+    calls["billing_account"] = ("billing", f"{base}/billing", {})
     replies = fetch_all(calls)
     unavailable = sorted({exc.service for exc in replies.values() if isinstance(exc, ServiceUnavailable)})
     record_reply = replies["record"]
@@ -107,6 +128,8 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
         if not isinstance(replies["properties"], ServiceUnavailable) and replies["properties"].ok
         else None
     )
+    account = replies["billing_account"]
+    account_reply = account if not isinstance(account, ServiceUnavailable) and account.ok else None
     summary: dict[str, Any] = {
         "customer": None,
         "sale": None,
@@ -130,7 +153,7 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
                 "install_tech": record.get("install_tech"),
                 "installed": record.get("installed", False),
             }
-        summary["status_boxes"] = _status_boxes(record, properties_reply)
+        summary["status_boxes"] = _status_boxes(record, properties_reply, account_reply)
         summary["tags"] = record.get("tags")
         summary["family"] = _family(replies.get("family"))
         summary["credit"] = _credit(record, replies["precheck"])

@@ -126,6 +126,18 @@ SETTINGS: list[Setting] = [
     Setting(
         "VIGIL_BUREAU_SLOW_SECONDS", "4", "Sandbox bureau: how long the slow test identity (SSN ending 1002) takes."
     ),
+    Setting("VIGIL_BILLING_BEAT_HEALTH_PORT", "8303", "Port of the billing Celery beat's /healthz and /readyz."),
+    Setting("VIGIL_PROCESSOR_PORT", "8090", "HTTP port of the sandbox payment processor (`vigil-sandbox-processor`)."),
+    Setting(
+        "VIGIL_PROCESSOR_URL",
+        "http://127.0.0.1:8090",
+        "Billing: the payment processor's API (the sandbox by default; a real processor in production).",
+    ),
+    Setting(
+        "VIGIL_PROCESSOR_API_KEY",
+        "sk_test_vigil_sandbox",
+        "Billing: the processor's secret key (the sandbox accepts any `sk_test_…`).",
+    ),
     *_per_process(
         "VIGIL_{NAME}_DATABASE_URL",
         "sqlite:///$VIGIL_VAR_DIR/{name}.db",

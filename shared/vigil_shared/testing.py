@@ -137,7 +137,7 @@ class TestDatabases:
 
 
 class HttpVerbs:
-    """``get``/``post``/``patch``/``delete`` of a test client whose ``request(method, path, **kwargs)`` sends."""
+    """``get``/``post``/``put``/``patch``/``delete`` of a client whose ``request(method, path, **kwargs)`` sends."""
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -147,6 +147,9 @@ class HttpVerbs:
 
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PUT", path, **kwargs)
 
     def patch(self, path: str, **kwargs: Any) -> Any:
         return self.request("PATCH", path, **kwargs)

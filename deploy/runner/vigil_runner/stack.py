@@ -46,6 +46,9 @@ GENERATED_SECRETS = (
 # Sandboxes of external systems, each its own process: name -> default port (VIGIL_<NAME>_PORT).
 SANDBOXES = {"bureau": 8010}
 
+# the sandbox payment processor (sandboxes/processor) and the billing beat's health port
+SANDBOX_PORTS = {"VIGIL_PROCESSOR_PORT": 8090, "VIGIL_BILLING_BEAT_HEALTH_PORT": 8303}
+
 BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that died
 BACKOFF_MAX = 30.0  # the delay doubles with every quick death, up to this
 STABLE_AFTER = 60.0  # a process up this long has recovered: its next death restarts after BACKOFF_FIRST
@@ -229,6 +232,11 @@ class Stack:
                 env[key] = str(free_port() if dynamic_ports else port)
             if dynamic_ports or not env.get(f"VIGIL_{name.upper()}_URL"):
                 env[f"VIGIL_{name.upper()}_URL"] = f"http://127.0.0.1:{env[key]}"
+        for key, port in SANDBOX_PORTS.items():
+            if dynamic_ports or not env.get(key):
+                env[key] = str(free_port() if dynamic_ports else port)
+        if dynamic_ports or not env.get("VIGIL_PROCESSOR_URL"):
+            env["VIGIL_PROCESSOR_URL"] = f"http://127.0.0.1:{env['VIGIL_PROCESSOR_PORT']}"
         env.setdefault("PYTHONUNBUFFERED", "1")
         return cls(env=env, log_dir=var_dir / "log")
 
@@ -306,6 +314,22 @@ class Stack:
                     f"http://127.0.0.1:{env[f'VIGIL_{name.upper()}_PORT']}/readyz",
                 )
             )
+        # billing's beat: sends the due job (recurring invoices, scheduled payments) every minute
+        plan.append(
+            Process(
+                "billing-beat",
+                [str(BIN / "vigil-billing"), "beat"],
+                f"http://127.0.0.1:{env['VIGIL_BILLING_BEAT_HEALTH_PORT']}/readyz",
+            )
+        )
+        # sandboxes of the external systems, each its own process (production points the adapters elsewhere)
+        plan.append(
+            Process(
+                "sandbox-processor",
+                [str(BIN / "vigil-sandbox-processor")],
+                f"http://127.0.0.1:{env['VIGIL_PROCESSOR_PORT']}/readyz",
+            )
+        )
         return plan
 
     @property

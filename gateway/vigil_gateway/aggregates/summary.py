@@ -58,8 +58,11 @@ class InstallBadge(Schema):
 
 
 class StatusBox(Schema):
-    category = fields.String(metadata={"description": "account, monitoring, installation, funding"})
-    status = fields.String()
+    category = fields.String(metadata={"description": "account, monitoring, installation, funding, billing"})
+    status = fields.String(metadata={"description": "billing: past_due, balance_due, paid_up or credit"})
+    balance = fields.Integer(metadata={"description": "billing only: minor units owed (negative: credit)"})
+    past_due = fields.Integer(metadata={"description": "billing only: minor units past due"})
+    currency = fields.String(metadata={"description": "billing only"})
 
 
 class CreditBadge(Schema):
@@ -112,7 +115,8 @@ class CustomerSummary(Schema):
         keys=fields.String(),
         values=fields.Integer(allow_none=True),
         metadata={
-            "description": "Per tab: open notes & tickets, contacts, files, tags, properties, appointments; "
+            "description": "Per tab: open notes & tickets, contacts, files, tags, properties, appointments, "
+            "accounting (open invoices); "
             "null when hidden or unavailable"
         },
     )

@@ -1,6 +1,10 @@
 import pytest
+from sqlalchemy import select
 
+from vigil_billing import customer_client
 from vigil_billing.app import program
+from vigil_billing.customer_client import CustomerFacts
+from vigil_billing.models import KnownCustomer, messaging
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -8,3 +12,102 @@ pytest_plugins = ["vigil_shared.pytest_plugin"]
 @pytest.fixture(scope="session")
 def service_program():
     return program
+
+
+class FakeCustomerService:
+    """Stands in for ``customer_client.lookup_customer`` and records which ids it was asked about."""
+
+    def __init__(self):
+        self.asked: list[int] = []
+        self.customers: dict[int, CustomerFacts] = {}
+        self.failure: Exception | None = None
+
+    def __call__(self, customer_id: int):
+        self.asked.append(customer_id)
+        if self.failure is not None:
+            raise self.failure
+        return self.customers.get(customer_id)
+
+
+@pytest.fixture
+def customer_service(monkeypatch):
+    fake = FakeCustomerService()
+    monkeypatch.setattr(customer_client, "lookup_customer", fake)
+    return fake
+
+
+@pytest.fixture
+def known(session, customer_service):
+    """Puts customers in the replica: ``known(7)`` (location 1), ``known(8, location_id=2, parent_id=7)``;
+    a live one also exists in the stand-in customer service, which a create asks to confirm the replica."""
+
+    def add(customer_id: int, location_id: int | None = 1, deleted: bool = False, parent_id: int | None = None):
+        session.add(
+            KnownCustomer(
+                customer_id=customer_id, location_id=location_id, deleted=deleted, kind="customer", parent_id=parent_id
+            )
+        )
+        session.commit()
+        if not deleted:
+            customer_service.customers.setdefault(
+                customer_id, CustomerFacts(customer_id, location_id, kind="customer", parent_id=parent_id)
+            )
+
+    return add
+
+
+@pytest.fixture
+def outbox(session):
+    """The events written so far, as ``(type, data)`` pairs, oldest first."""
+
+    def read(event_type: str | None = None):
+        session.expire_all()
+        rows = session.scalars(select(messaging.OutboxEvent).order_by(messaging.OutboxEvent.position)).all()
+        return [(row.type, row.data) for row in rows if event_type is None or row.type == event_type]
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def sandbox_url(tmp_path_factory):
+    """The sandbox processor (its real app) served over HTTP on a free port for the session."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from vigil_sandbox_processor.app import create_app
+
+    server = make_server(
+        "127.0.0.1", 0, create_app(str(tmp_path_factory.mktemp("sandbox") / "p.sqlite")), threaded=True
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.fixture
+def sandbox(sandbox_url):
+    """Billing's adapter pointed at the sandbox; ``sandbox.tokenize(number)`` plays the client's part."""
+    import requests
+
+    from vigil_billing import processor
+
+    adapter = processor.HttpProcessor(sandbox_url, "sk_test_unit", backoff=0.01)
+    processor.use(adapter)
+
+    class Sandbox:
+        url = sandbox_url
+
+        @staticmethod
+        def tokenize(number="4242424242424242", exp_year=2099, **extra):
+            body = {"number": number, "exp_month": 12, "exp_year": exp_year, "holder": "Dana Reyes"} | extra
+            with requests.post(f"{sandbox_url}/v1/tokens", json=body, timeout=5) as response:
+                assert response.status_code == 201, response.text
+                return response.json()["token"]
+
+    yield Sandbox()
+    adapter.http.clear()
+    processor.use(None)

@@ -159,6 +159,8 @@ class CustomerCreated:
     # the ADT PreCheck is to start in the background (an ADT company with PreCheck Order Enabled);
     # optional, added without a new version: older consumers ignore it
     precheck: bool = False
+    # the parent customer a sub-customer bills through (optional: added without a new version)
+    parent_id: int | None = None
 
 
 @contract("customer.updated", 1)
@@ -167,6 +169,10 @@ class CustomerUpdated:
     customer_id: int
     changed: list[str]
     location_id: int | None = None
+    # Optional, added without a new version; read only when ``changed`` names them: ``parent_id``
+    # (None: unlinked), ``archived_at`` (``archived`` says whether it is archived now).
+    parent_id: int | None = None
+    archived: bool | None = None
 
 
 @contract("customer.converted", 1)
@@ -338,6 +344,61 @@ class OperationStepDone:
 
 _SAGA_EVENTS = frozenset({"customer.archive_requested", "customer.unarchive_requested"})
 
+# --- billing service events ----------------------------------------------------------------------
+# Amounts are integer minor units of ``currency``; never a card number or bank account.
+
+
+@contract("invoice.issued", 1)
+@dataclass(frozen=True)
+class InvoiceIssued:
+    invoice_id: int
+    customer_id: int
+    number: int
+    total: int
+    currency: str
+    due_date: str  # YYYY-MM-DD
+    bill_to_customer_id: int | None = None  # the parent it is billed through, when not the customer itself
+
+
+@contract("invoice.voided", 1)
+@dataclass(frozen=True)
+class InvoiceVoided:
+    invoice_id: int
+    customer_id: int
+    number: int | None = None
+    reason: str | None = field(default=None, metadata={"validate": validate.Length(max=500)})
+
+
+@contract("payment.received", 1)
+@dataclass(frozen=True)
+class PaymentReceived:
+    payment_id: int
+    customer_id: int
+    amount: int
+    currency: str
+    method: Literal["cash", "check", "card", "ach"]
+
+
+@contract("payment.failed", 1)
+@dataclass(frozen=True)
+class PaymentFailed:
+    payment_id: int
+    customer_id: int
+    amount: int
+    currency: str
+    failure_code: str
+    soft_decline: bool = False
+
+
+@contract("payment.refunded", 1)
+@dataclass(frozen=True)
+class PaymentRefunded:
+    payment_id: int
+    customer_id: int
+    amount: int
+    currency: str
+
+
 SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     # service -> event types its worker consumes
     "property": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
@@ -351,6 +412,7 @@ SUBSCRIPTIONS: dict[str, frozenset[str]] = {
             "credit.check_applied",
         }
     ),
+    "billing": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
     "credit": frozenset(
         {"credit.check_requested", "credit.precheck_requested", "customer.created", "customer.updated"}
     ),

@@ -1,3 +1,11 @@
-"""HTTP views of the billing service. None yet: every /api/v1 path answers 401 without an identity, 404 with one."""
+"""HTTP views of the billing service: thin, they parse, call one command (``commands``), render."""
 
-BLUEPRINTS: list = []
+from .accounts import blp as accounts_blp
+from .invoices import blp as invoices_blp
+from .ledger import blp as ledger_blp
+from .methods import blp as methods_blp
+from .payments import blp as payments_blp
+from .rates import blp as rates_blp
+from .recurring import blp as recurring_blp
+
+BLUEPRINTS = [accounts_blp, rates_blp, invoices_blp, methods_blp, payments_blp, recurring_blp, ledger_blp]

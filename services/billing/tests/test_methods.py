@@ -1,0 +1,84 @@
+from vigil_billing.models import BillingMethod
+from vigil_billing.processor import HttpProcessor
+from vigil_shared.testing import identity_with
+
+
+def test_a_card_is_added_from_its_token_with_safe_facts_only(api, known, sandbox, session):
+    known(7)
+    token = sandbox.tokenize("5555555555554444")
+    created = api.post("/api/v1/customers/7/billing-methods", json={"token": token})
+    assert created.status_code == 201, created.json
+    body = created.json
+    assert (body["kind"], body["brand"], body["last4"], body["exp_year"], body["holder"]) == (
+        "card",
+        "mastercard",
+        "4444",
+        2099,
+        "Dana Reyes",
+    )
+    assert body["is_default"] is True and "token" not in body
+    assert api.post("/api/v1/customers/7/billing-methods", json={"token": token}).status_code == 409
+    second = api.post("/api/v1/customers/7/billing-methods", json={"token": sandbox.tokenize(), "is_default": True})
+    assert second.json["is_default"] is True
+    session.expire_all()
+    assert [m.is_default for m in session.query(BillingMethod).order_by(BillingMethod.id)] == [False, True]
+
+
+def test_a_card_number_is_refused_and_never_echoed(api, known, sandbox, session):
+    known(7)
+    response = api.post(
+        "/api/v1/customers/7/billing-methods", json={"token": "tok_x", "number": "4242424242424242", "cvc": "123"}
+    )
+    assert response.status_code == 422
+    assert "4242424242424242" not in response.get_data(as_text=True)
+    assert api.post("/api/v1/customers/7/billing-methods", json={"token": "tok_unknown"}).status_code == 422
+    assert session.query(BillingMethod).count() == 0
+
+
+def test_an_unreachable_processor_answers_503(api, known, sandbox):
+    from vigil_billing import processor
+
+    known(7)
+    processor.use(HttpProcessor("http://127.0.0.1:9", "sk_test_unit", attempts=2, backoff=0.01))
+    response = api.post("/api/v1/customers/7/billing-methods", json={"token": "tok_abc"})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+
+
+def test_billing_methods_are_scoped_and_removed(api, known, sandbox):
+    known(7, location_id=1)
+    method = api.post("/api/v1/customers/7/billing-methods", json={"token": sandbox.tokenize()}).json
+    outsider = api.as_(identity_with("billing.view", "billing_methods.manage", locations=(2,)))
+    assert outsider.get(f"/api/v1/billing-methods/{method['id']}").status_code == 403
+    assert outsider.delete(f"/api/v1/billing-methods/{method['id']}").status_code == 403
+    viewer = api.as_(identity_with("billing.view", locations=(1,)))
+    assert viewer.get("/api/v1/customers/7/billing-methods").json["total"] == 1
+    assert viewer.delete(f"/api/v1/billing-methods/{method['id']}").status_code == 403
+    assert viewer.post("/api/v1/customers/7/billing-methods", json={"token": "tok_abcd"}).status_code == 403
+    assert api.delete(f"/api/v1/billing-methods/{method['id']}").status_code == 204
+    assert api.get(f"/api/v1/billing-methods/{method['id']}").status_code == 404
+
+
+def test_the_adapter_charges_once_per_key_and_reports_declines(sandbox):
+    from vigil_billing import processor
+
+    adapter = processor.processor()
+    token = sandbox.tokenize()
+    first = adapter.charge(token, 1500, "USD", "pay-1")
+    again = adapter.charge(token, 1500, "USD", "pay-1")
+    assert first.succeeded and first.charge_id == again.charge_id
+    soft = adapter.charge(sandbox.tokenize("4000000000009995"), 1500, "USD", "pay-2")
+    assert (soft.status, soft.failure_code, soft.soft_decline) == ("failed", "insufficient_funds", True)
+    hard = adapter.charge(sandbox.tokenize("4000000000000002"), 1500, "USD", "pay-3")
+    assert (hard.failure_code, hard.soft_decline) == ("card_declined", False)
+    refund = adapter.refund(first.charge_id, 500, "refund-1")
+    assert refund.succeeded
+
+
+def test_the_adapter_gives_up_on_a_network_error_card(sandbox):
+    import pytest
+
+    from vigil_billing import processor
+
+    token = sandbox.tokenize("4000000000000119")
+    with pytest.raises(processor.ProcessorUnavailable):
+        processor.processor().charge(token, 100, "USD", "pay-net")

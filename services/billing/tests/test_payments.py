@@ -1,0 +1,200 @@
+import pytest
+
+from vigil_billing import charging, processor
+from vigil_billing.models import Payment
+from vigil_billing.processor import ChargeResult, ProcessorUnavailable
+from vigil_billing.tasks import CHARGE_RETRIES, charge_payment
+from vigil_shared.testing import identity_with
+
+
+@pytest.fixture
+def charges(monkeypatch, runtime):
+    """Charges requested by requests, run by hand (``charges.run()``) as the worker would."""
+    sent: list[int] = []
+    monkeypatch.setattr(charging, "send", sent.append)
+
+    class Charges:
+        requested = sent
+
+        @staticmethod
+        def run(attempt=1):
+            return [charge_payment(runtime, payment_id, attempt) for payment_id in sent]
+
+    return Charges()
+
+
+def invoice(api, customer_id=7, amount=1000):
+    response = api.post(
+        f"/api/v1/customers/{customer_id}/invoices",
+        json={"lines": [{"description": "Monitoring", "unit_price": amount, "tax_rate_bp": 0}], "issue": True},
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def card(api, sandbox, number="4242424242424242", customer_id=7):
+    response = api.post(f"/api/v1/customers/{customer_id}/billing-methods", json={"token": sandbox.tokenize(number)})
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def test_cash_pays_the_oldest_invoice_first_and_the_rest_is_credit(api, known, outbox):
+    known(7)
+    first, second = invoice(api, amount=1000), invoice(api, amount=500)
+    paid = api.post("/api/v1/customers/7/payments", json={"method": "cash", "amount": 1800})
+    assert paid.status_code == 201, paid.json
+    assert paid.json["status"] == "succeeded" and paid.json["unallocated"] == 300
+    assert paid.json["allocations"] == [
+        {"invoice_id": first["id"], "amount": 1000},
+        {"invoice_id": second["id"], "amount": 500},
+    ]
+    assert api.get(f"/api/v1/invoices/{first['id']}").json["status"] == "paid"
+    assert api.get("/api/v1/customers/7/billing").json["balance"] == -300
+    assert outbox("payment.received")[0][1]["amount"] == 1800
+
+
+def test_a_partial_check_leaves_the_invoice_partially_paid(api, known):
+    known(7)
+    first, second = invoice(api, amount=1000), invoice(api, amount=500)
+    paid = api.post(
+        "/api/v1/customers/7/payments",
+        json={"method": "check", "amount": 600, "check_number": "1042", "invoice_ids": [second["id"]]},
+    )
+    assert paid.json["allocations"] == [
+        {"invoice_id": first["id"], "amount": 100},
+        {"invoice_id": second["id"], "amount": 500},
+    ]
+    assert api.get(f"/api/v1/invoices/{first['id']}").json["status"] == "partially_paid"
+    assert api.post(f"/api/v1/invoices/{first['id']}/void").status_code == 409  # money is on it
+
+
+def test_a_card_is_charged_by_the_worker_once(api, known, sandbox, charges, outbox):
+    known(7)
+    bill = invoice(api, amount=2500)
+    method = card(api, sandbox)
+    created = api.post(
+        "/api/v1/customers/7/payments", json={"method": "card", "amount": 2500, "billing_method_id": method["id"]}
+    )
+    assert created.status_code == 202 and created.json["status"] == "pending"
+    assert created.headers["Location"].endswith(f"/api/v1/payments/{created.json['id']}")
+    assert charges.run() == ["succeeded"]
+    assert charges.run() == ["succeeded"]  # the task again (a redelivery): nothing more happens
+    payment = api.get(f"/api/v1/payments/{created.json['id']}").json
+    assert payment["status"] == "succeeded" and payment["allocations"] == [{"invoice_id": bill["id"], "amount": 2500}]
+    assert len(outbox("payment.received")) == 1
+
+
+def test_a_retried_charge_after_a_crash_charges_once(api, known, sandbox, charges, runtime, session):
+    """The processor charged, then the worker died before recording it: the retry gets the same charge back."""
+    known(7)
+    method = card(api, sandbox)
+    created = api.post(
+        "/api/v1/customers/7/payments", json={"method": "card", "amount": 700, "billing_method_id": method["id"]}
+    )
+    real = processor.processor()
+    calls = []
+
+    class CrashAfterCharging:
+        def charge(self, token, amount, currency, key):
+            calls.append(key)
+            real.charge(token, amount, currency, key)
+            raise SystemExit("worker killed")
+
+    processor.use(CrashAfterCharging())
+    with pytest.raises(SystemExit):
+        charges.run()
+    processor.use(real)
+    assert charges.run() == ["succeeded"]
+    session.expire_all()
+    payment = session.get(Payment, created.json["id"])
+    assert calls == [payment.processor_key]
+    first_charge = payment.processor_charge_id
+    # the processor answered the replay with the first charge: one charge for one payment
+    from vigil_billing.models import BillingMethod
+
+    token = session.get(BillingMethod, method["id"]).token
+    again = real.charge(token, 700, "USD", payment.processor_key)
+    assert again.charge_id == first_charge
+
+
+def test_a_decline_fails_the_payment_with_the_processors_reason(api, known, sandbox, charges, outbox):
+    known(7)
+    invoice(api, amount=900)
+    method = card(api, sandbox, "4000000000009995")
+    created = api.post(
+        "/api/v1/customers/7/payments", json={"method": "card", "amount": 900, "billing_method_id": method["id"]}
+    )
+    assert charges.run() == ["failed"]
+    payment = api.get(f"/api/v1/payments/{created.json['id']}").json
+    assert (payment["failure_code"], payment["allocations"]) == ("insufficient_funds", [])
+    assert outbox("payment.failed")[0][1]["soft_decline"] is True
+    assert api.get("/api/v1/customers/7/billing").json["balance"] == 900
+
+
+def test_an_unreachable_processor_is_retried_then_failed(api, known, sandbox, charges):
+    known(7)
+    method = card(api, sandbox)
+    api.post("/api/v1/customers/7/payments", json={"method": "card", "amount": 100, "billing_method_id": method["id"]})
+
+    class Down:
+        def charge(self, *args):
+            raise ProcessorUnavailable("down")
+
+    processor.use(Down())
+    with pytest.raises(ProcessorUnavailable):
+        charges.run(attempt=1)
+    assert charges.run(attempt=CHARGE_RETRIES + 1) == ["failed"]
+
+
+def test_refunds_come_out_of_credit_then_reopen_invoices(api, known, sandbox, charges, outbox):
+    known(7)
+    bill = invoice(api, amount=1000)
+    method = card(api, sandbox)
+    created = api.post(
+        "/api/v1/customers/7/payments", json={"method": "card", "amount": 1200, "billing_method_id": method["id"]}
+    )
+    charges.run()
+    path = f"/api/v1/payments/{created.json['id']}"
+    partial = api.post(f"{path}/refund", json={"amount": 500, "reason": "Goodwill"})
+    assert partial.status_code == 200, partial.json
+    assert (partial.json["amount_refunded"], partial.json["unallocated"]) == (500, 0)
+    assert api.get(f"/api/v1/invoices/{bill['id']}").json["status"] == "partially_paid"
+    assert api.post(f"{path}/refund", json={"amount": 800}).status_code == 422
+    assert api.post(f"{path}/refund", json={}).json["amount_refunded"] == 1200
+    assert api.get(f"/api/v1/invoices/{bill['id']}").json["status"] == "issued"
+    assert [data["amount"] for _, data in outbox("payment.refunded")] == [500, 700]
+
+
+def test_a_sub_customers_payment_is_refused_towards_the_parent(api, known):
+    known(7)
+    known(8, parent_id=7)
+    refused = api.post("/api/v1/customers/8/payments", json={"method": "cash", "amount": 100})
+    assert refused.status_code == 409
+    assert refused.json["parent_payments"] == "/api/v1/customers/7/payments"
+    invoice(api, customer_id=8, amount=400)  # billed to the parent
+    paid = api.post("/api/v1/customers/7/payments", json={"method": "cash", "amount": 400})
+    assert paid.json["unallocated"] == 0
+
+
+def test_payments_need_payments_create_where_the_customer_is(api, known, sandbox):
+    known(7, location_id=1)
+    other = api.as_(identity_with("billing.view", "payments.create", locations=(2,)))
+    assert other.post("/api/v1/customers/7/payments", json={"method": "cash", "amount": 1}).status_code == 403
+    viewer = api.as_(identity_with("billing.view", "billing.manage", locations=(1,)))
+    assert viewer.post("/api/v1/customers/7/payments", json={"method": "cash", "amount": 1}).status_code == 403
+    known(9)
+    foreign = card(api, sandbox, customer_id=9)
+    for bad in (
+        {"method": "cash", "amount": 0},
+        {"method": "cash", "amount": 1.5},
+        {"method": "bitcoin", "amount": 1},
+        {"method": "card", "amount": 1},
+        {"method": "card", "amount": 1, "billing_method_id": foreign["id"]},
+        {"method": "cash", "amount": 1, "billing_method_id": foreign["id"]},
+        {"method": "cash", "amount": 1, "status": "succeeded"},
+    ):
+        assert api.post("/api/v1/customers/7/payments", json=bad).status_code == 422, bad
+
+
+def test_charge_result_shape():
+    assert ChargeResult("succeeded", "ch_1").succeeded and not ChargeResult("failed", None).succeeded

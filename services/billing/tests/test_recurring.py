@@ -1,0 +1,174 @@
+import threading
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from vigil_billing import recurring
+from vigil_billing.models import Invoice, Payment, RecurringInvoice
+from vigil_billing.recurring import add_months
+from vigil_billing.tasks import run_due
+from vigil_shared.testing import identity_with
+
+LINES = [{"description": "Monitoring", "unit_price": 2999, "tax_rate_bp": 0}]
+
+
+def template(api, customer_id=7, **body):
+    response = api.post(
+        f"/api/v1/customers/{customer_id}/recurring-invoices", json={"lines": LINES, "start_date": "2026-01-31"} | body
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def invoices_of(session, template_id):
+    session.expire_all()
+    return session.scalars(
+        select(Invoice).where(Invoice.recurring_invoice_id == template_id).order_by(Invoice.period_key)
+    ).all()
+
+
+def test_months_keep_the_anchor_day():
+    assert add_months(date(2026, 1, 31), 1, 31) == date(2026, 2, 28)
+    assert add_months(date(2026, 2, 28), 1, 31) == date(2026, 3, 31)
+    assert add_months(date(2026, 11, 15), 3, 15) == date(2027, 2, 15)
+
+
+def test_a_period_is_invoiced_once_however_often_the_job_runs(api, known, runtime, session, outbox):
+    known(7)
+    made = template(api)
+    assert run_due(runtime, date(2026, 3, 5)).invoices_issued == 2  # January 31 and February 28
+    assert run_due(runtime, date(2026, 3, 5)).invoices_issued == 0
+    assert run_due(runtime, date(2026, 3, 5)).invoices_issued == 0
+    issued = invoices_of(session, made["id"])
+    assert [i.issue_date for i in issued] == [date(2026, 1, 31), date(2026, 2, 28)]
+    assert [i.status for i in issued] == ["issued", "issued"] and issued[0].number < issued[1].number
+    assert len(outbox("invoice.issued")) == 2
+    assert api.get("/api/v1/customers/7/recurring-invoices").json["items"][0]["next_date"] == "2026-03-31"
+
+
+def test_concurrent_runs_issue_each_period_once(api, known, runtime, session):
+    known(7)
+    made = template(api, start_date="2026-01-01")
+    errors = []
+
+    def run():
+        try:
+            run_due(runtime, date(2026, 6, 1))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    keys = [i.period_key for i in invoices_of(session, made["id"])]
+    assert len(keys) == len(set(keys)) == 6
+
+
+def test_a_killed_run_leaves_no_double_invoice(api, known, runtime, session, monkeypatch):
+    """The worker dies after issuing a period but before moving the template on: the rerun skips it."""
+    known(7)
+    made = template(api, start_date="2026-01-01")
+    original = recurring.invoices.issue
+
+    def issue_then_die(*args, **kwargs):
+        original(*args, **kwargs)
+        args[0].commit()  # the invoice reached the database…
+        raise SystemExit("killed")  # …and the worker died before the template moved on
+
+    monkeypatch.setattr(recurring.invoices, "issue", issue_then_die)
+    with pytest.raises(SystemExit):
+        run_due(runtime, date(2026, 1, 1))
+    monkeypatch.setattr(recurring.invoices, "issue", original)
+    run_due(runtime, date(2026, 1, 1))
+    assert len(invoices_of(session, made["id"])) == 1
+
+
+def test_count_end_and_cancel(api, known, runtime, session):
+    known(7)
+    counted = template(api, start_date="2026-01-01", count=2)
+    ended = template(api, start_date="2026-01-01", end_date="2026-02-15")
+    stopped = template(api, start_date="2026-01-01")
+    cancel = api.post(f"/api/v1/recurring-invoices/{stopped['id']}/cancel")
+    assert cancel.status_code == 200 and cancel.json["status"] == "cancelled"
+    assert api.post(f"/api/v1/recurring-invoices/{stopped['id']}/cancel").json["status"] == "cancelled"
+    run_due(runtime, date(2026, 12, 1))
+    assert len(invoices_of(session, counted["id"])) == 2
+    assert len(invoices_of(session, ended["id"])) == 2
+    assert invoices_of(session, stopped["id"]) == []
+    active = api.get("/api/v1/customers/7/recurring-invoices", query_string={"active": "true"}).json
+    assert active["total"] == 0
+
+
+def test_a_sub_customers_new_recurring_invoice_bills_the_parent(api, known, runtime, session):
+    known(7)
+    known(8, parent_id=7)
+    made = template(api, customer_id=8, start_date="2026-01-01")
+    assert made["bill_to_customer_id"] == 7
+    run_due(runtime, date(2026, 1, 1))
+    [issued] = invoices_of(session, made["id"])
+    assert (issued.customer_id, issued.bill_to_customer_id) == (8, 7)
+    assert api.get("/api/v1/customers/7/billing").json["balance"] == 2999
+
+
+def test_scheduled_payments_retry_soft_declines_then_fail(api, known, runtime, sandbox, session):
+    known(7)
+    poor = api.post("/api/v1/customers/7/billing-methods", json={"token": sandbox.tokenize("4000000000009995")}).json
+    today = date.today()
+    scheduled = api.post(
+        "/api/v1/customers/7/scheduled-payments",
+        json={"billing_method_id": poor["id"], "amount": 500, "due_date": today.isoformat()},
+    )
+    assert scheduled.status_code == 201, scheduled.json
+    path = "/api/v1/customers/7/scheduled-payments"
+    run_due(runtime, today)
+    state = api.get(path).json["items"][0]
+    assert (state["status"], state["attempts"], state["failure_code"]) == ("scheduled", 1, "insufficient_funds")
+    run_due(runtime, today)  # not due again before its retry day
+    assert api.get(path).json["items"][0]["attempts"] == 1
+    for day in (date.fromordinal(today.toordinal() + n) for n in (1, 4, 9)):
+        run_due(runtime, day)
+    state = api.get(path).json["items"][0]
+    assert (state["status"], state["attempts"]) == ("failed", 4)
+    assert session.scalar(select(func.count()).select_from(Payment)) == 4  # one payment per attempt
+
+
+def test_scheduled_payment_succeeds_once_and_cancel_is_idempotent(api, known, runtime, sandbox):
+    known(7)
+    good = api.post("/api/v1/customers/7/billing-methods", json={"token": sandbox.tokenize()}).json
+    today = date.today()
+    due = api.post(
+        "/api/v1/customers/7/scheduled-payments",
+        json={"billing_method_id": good["id"], "amount": 500, "due_date": today.isoformat()},
+    ).json
+    later = api.post(
+        "/api/v1/customers/7/scheduled-payments",
+        json={"billing_method_id": good["id"], "amount": 500, "due_date": "2099-01-01"},
+    ).json
+    run_due(runtime, today)
+    run_due(runtime, today)
+    items = {s["id"]: s for s in api.get("/api/v1/customers/7/scheduled-payments").json["items"]}
+    assert items[due["id"]]["status"] == "succeeded"
+    assert api.get("/api/v1/customers/7/payments").json["total"] == 1
+    assert api.post(f"/api/v1/scheduled-payments/{due['id']}/cancel").status_code == 409
+    for _ in range(2):
+        assert api.post(f"/api/v1/scheduled-payments/{later['id']}/cancel").json["status"] == "cancelled"
+    assert api.get("/api/v1/customers/7/scheduled-payments", query_string={"active": "true"}).json["total"] == 0
+    bad = api.post(
+        "/api/v1/customers/7/scheduled-payments",
+        json={"billing_method_id": good["id"], "amount": 500, "due_date": "2001-01-01"},
+    )
+    assert bad.status_code == 422
+
+
+def test_rights_on_recurring_and_scheduled(api, known):
+    known(7, location_id=1)
+    made = template(api)
+    outsider = api.as_(identity_with("billing.view", "billing.manage", "payments.create", locations=(2,)))
+    assert outsider.post(f"/api/v1/recurring-invoices/{made['id']}/cancel").status_code == 403
+    assert outsider.get("/api/v1/customers/7/recurring-invoices").status_code == 403
+    assert api.as_(identity_with("billing.manage", locations=(1,))).post("/api/v1/billing/run-due").status_code == 403
+    assert RecurringInvoice  # imported for the model's table

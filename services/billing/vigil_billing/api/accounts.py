@@ -1,0 +1,49 @@
+"""The company's billing settings and a customer's billing account (balance, parent, currency)."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from vigil_shared.http import etag_headers
+from vigil_shared.web import requires
+
+from .. import accounts, commands
+from ..schemas import AccountSchema, SettingsPatchSchema, SettingsSchema
+from .common import context, customer_rule, if_match, loaded
+
+blp = Blueprint("billing_accounts", __name__, url_prefix="/api/v1", description="Billing settings and accounts")
+
+
+@blp.route("/billing/settings")
+class Settings(MethodView):
+    @requires("billing.view")
+    @blp.response(200, SettingsSchema)
+    def get(self):
+        """The company's billing configuration: currency, default tax rate, terms, MMR items and mode."""
+        settings = commands.read_settings(context())
+        return settings, 200, etag_headers(settings)
+
+    @requires("catalogs.manage")
+    @blp.arguments(SettingsPatchSchema)
+    @blp.response(200, SettingsSchema)
+    @blp.alt_response(409, description="The currency cannot change once amounts are stored in it")
+    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    def patch(self, changes):
+        """Change the configuration. Changing the MMR items flags the rates whose breakdown no longer matches."""
+        settings = commands.update_settings(context(if_match()), changes)
+        return settings, 200, etag_headers(settings)
+
+
+@blp.route("/customers/<int:customer_id>/billing")
+class Account(MethodView):
+    @requires("billing.view")
+    @customer_rule("billing.view")
+    @blp.response(200, AccountSchema)
+    def get(self, customer_id):
+        """The customer's billing account: balance and past due in minor units, currency, parent."""
+        known = loaded()
+        balance, past_due, open_count = commands.balances(context(), known.customer_id)
+        return accounts.account_body(
+            known, commands.read_settings(context()), balance=balance, past_due=past_due, open_invoices=open_count
+        )

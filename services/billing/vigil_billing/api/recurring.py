@@ -1,0 +1,139 @@
+"""Recurring invoices and scheduled payments: create, list (active ones: the archive hook), cancel
+idempotently; and asking the worker to run the due job now."""
+
+from __future__ import annotations
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from vigil_shared.http import etag_headers
+from vigil_shared.idempotency import idempotent
+from vigil_shared.web import record_rule, request_session, requires
+
+from .. import commands, recurring
+from ..schemas import (
+    ActiveArgs,
+    RecurringCreateSchema,
+    RecurringPageSchema,
+    RecurringSchema,
+    RunDueSchema,
+    ScheduledCreateSchema,
+    ScheduledPageSchema,
+    ScheduledSchema,
+)
+from .common import context, customer_rule, if_match, loaded
+
+blp = Blueprint("recurring", __name__, url_prefix="/api/v1", description="Recurring invoices and scheduled payments")
+
+
+def _body(record, schema, location_id):
+    return {
+        **{name: getattr(record, name) for name in schema._declared_fields if name != "location_id"},
+        "location_id": location_id,
+    }
+
+
+@blp.route("/customers/<int:customer_id>/recurring-invoices")
+class CustomerRecurring(MethodView):
+    @requires("billing.view")
+    @customer_rule("billing.view")
+    @blp.arguments(ActiveArgs, location="query", as_kwargs=True)
+    @blp.response(200, RecurringPageSchema)
+    def get(self, customer_id, page, per_page, active=None):
+        """The customer's recurring invoices (`active=true`: those archiving would cancel)."""
+        result = recurring.list_recurring(request_session(), customer_id, page, per_page, active)
+        location_id = loaded().location_id
+        return (
+            result.body() | {"items": [_body(r, RecurringSchema, location_id) for r in result.items]},
+            200,
+            (result.headers()),
+        )
+
+    @requires("billing.manage")
+    @customer_rule("billing.manage", must_exist=True)
+    @idempotent
+    @blp.arguments(RecurringCreateSchema)
+    @blp.response(201, RecurringSchema)
+    def post(self, data, customer_id):
+        """Set up a recurring invoice: issued every `interval_months` from `start_date`, once per period,
+        until `end_date` or `count` issues. A sub-customer's new one bills its parent."""
+        customer = loaded()
+        template = commands.create_recurring(context(), customer, data)
+        location = url_for("recurring.RecurringCancel", recurring_invoice_id=template.id)
+        return _body(template, RecurringSchema, customer.location_id), 201, etag_headers(template, Location=location)
+
+
+@blp.route("/recurring-invoices/<int:recurring_invoice_id>/cancel")
+class RecurringCancel(MethodView):
+    @requires("billing.manage")
+    @record_rule(
+        lambda recurring_invoice_id, **_: commands.load_recurring(context(), recurring_invoice_id, "billing.manage")
+    )
+    @idempotent
+    @blp.response(200, RecurringSchema)
+    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    def post(self, recurring_invoice_id):
+        """Stop a recurring invoice (idempotent: a stopped one answers as it is). Invoices issued stay."""
+        template = commands.cancel_recurring(context(if_match()), loaded())
+        location_id = commands.customer_location(context(), template.customer_id)
+        return _body(template, RecurringSchema, location_id), 200, etag_headers(template)
+
+
+@blp.route("/customers/<int:customer_id>/scheduled-payments")
+class CustomerScheduled(MethodView):
+    @requires("billing.view")
+    @customer_rule("billing.view")
+    @blp.arguments(ActiveArgs, location="query", as_kwargs=True)
+    @blp.response(200, ScheduledPageSchema)
+    def get(self, customer_id, page, per_page, active=None):
+        """The customer's scheduled payments (`active=true`: future ones, which archiving cancels)."""
+        result = recurring.list_scheduled(request_session(), customer_id, page, per_page, active)
+        location_id = loaded().location_id
+        return (
+            result.body() | {"items": [_body(s, ScheduledSchema, location_id) for s in result.items]},
+            200,
+            (result.headers()),
+        )
+
+    @requires("payments.create")
+    @customer_rule("payments.create", must_exist=True)
+    @idempotent
+    @blp.arguments(ScheduledCreateSchema)
+    @blp.response(201, ScheduledSchema)
+    @blp.alt_response(409, description="A sub-customer: payments are received on the parent")
+    def post(self, data, customer_id):
+        """Schedule a charge of a billing method on `due_date`; soft declines are retried after 1, 3 and 5 days."""
+        customer = loaded()
+        scheduled = commands.create_scheduled(context(), customer, data)
+        location = url_for("recurring.ScheduledCancel", scheduled_payment_id=scheduled.id)
+        return _body(scheduled, ScheduledSchema, customer.location_id), 201, etag_headers(scheduled, Location=location)
+
+
+@blp.route("/scheduled-payments/<int:scheduled_payment_id>/cancel")
+class ScheduledCancel(MethodView):
+    @requires("payments.create")
+    @record_rule(
+        lambda scheduled_payment_id, **_: commands.load_scheduled(context(), scheduled_payment_id, "payments.create")
+    )
+    @idempotent
+    @blp.response(200, ScheduledSchema)
+    @blp.alt_response(409, description="Being charged or done: it can no longer be cancelled")
+    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    def post(self, scheduled_payment_id):
+        """Cancel a future scheduled payment (idempotent: a cancelled one answers as it is)."""
+        scheduled = commands.cancel_scheduled(context(if_match()), loaded())
+        location_id = commands.customer_location(context(), scheduled.customer_id)
+        return _body(scheduled, ScheduledSchema, location_id), 200, etag_headers(scheduled)
+
+
+@blp.route("/billing/run-due")
+class RunDue(MethodView):
+    @requires("ops.manage")
+    @blp.arguments(RunDueSchema, required=False)
+    @blp.response(202)
+    def post(self, data):
+        """Ask the billing worker to run the due job now (the beat runs it every minute): recurring invoices
+        due by `date` are issued once per period, due scheduled payments charged."""
+        commands.request_run_due(context(), (data or {}).get("date"))
+        return {"status": "pending"}, 202

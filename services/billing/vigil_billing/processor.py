@@ -1,0 +1,161 @@
+"""The payment processor adapter: a small interface, with timeouts, retries and idempotency keys.
+
+Billing talks to a processor only through :class:`Processor`. :class:`HttpProcessor` speaks the API
+of Vigil's sandbox processor (``sandboxes/processor``), shaped like the common card processors':
+tokens are made by the client, Vigil reads a token's safe facts back (brand, last four, expiry,
+holder), charges and refunds it. Every charge and refund carries an idempotency key chosen by
+billing (one per payment), so a retry — by this adapter after a timeout, or by a Celery task run
+again after a crash — never charges twice. Timeouts are bounded; connection errors and 5xx answers
+are retried with backoff (same key), then reported as ``unavailable``.
+
+Nothing here logs or returns a card number: Vigil never has one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import urllib3
+
+from vigil_shared.config import env
+
+log = logging.getLogger("vigil.billing.processor")
+
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 10.0
+ATTEMPTS = 3
+BACKOFF = 0.5  # seconds before the second attempt; doubles after
+
+
+class ProcessorUnavailable(Exception):
+    """The processor did not answer (network, timeout, 5xx) after every attempt."""
+
+
+@dataclass(frozen=True)
+class TokenFacts:
+    token: str
+    kind: str  # card | ach
+    brand: str | None
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+    holder: str | None
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """``succeeded``, or ``failed`` with the processor's ``failure_code``/message and whether it is soft."""
+
+    status: str
+    charge_id: str | None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    soft_decline: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+class Processor(Protocol):
+    def token_facts(self, token: str) -> TokenFacts | None: ...
+
+    def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult: ...
+
+    def refund(self, charge_id: str, amount: int, idempotency_key: str) -> ChargeResult: ...
+
+
+class HttpProcessor:
+    def __init__(self, base_url: str, api_key: str, *, attempts: int = ATTEMPTS, backoff: float = BACKOFF):
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.attempts = attempts
+        self.backoff = backoff
+        self.http = urllib3.PoolManager(
+            maxsize=8, timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT), retries=False
+        )
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, key: str | None = None):
+        headers = {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+        if key:
+            headers["Idempotency-Key"] = key
+        payload = json.dumps(body).encode() if body is not None else None
+        delay = self.backoff
+        for attempt in range(1, self.attempts + 1):
+            try:
+                response = self.http.request(method, f"{self.base_url}{path}", body=payload, headers=headers)
+            except urllib3.exceptions.HTTPError as exc:
+                log.warning("processor unreachable", extra={"attempt": attempt, "error": type(exc).__name__})
+            else:
+                if response.status < 500:
+                    try:
+                        data = json.loads(response.data or b"{}")
+                    except ValueError:
+                        data = {}
+                    return response.status, data if isinstance(data, dict) else {}
+                log.warning("processor error", extra={"attempt": attempt, "status": response.status})
+            if attempt < self.attempts:
+                time.sleep(delay)
+                delay *= 2
+        raise ProcessorUnavailable(f"{method} {path}")
+
+    def token_facts(self, token: str) -> TokenFacts | None:
+        status, data = self._call("GET", f"/v1/tokens/{quote(token, safe='')}")
+        if status != 200:
+            return None
+        return TokenFacts(
+            token=str(data["token"]),
+            kind=str(data.get("kind") or "card"),
+            brand=data.get("brand"),
+            last4=str(data.get("last4") or "")[-4:],
+            exp_month=data.get("exp_month"),
+            exp_year=data.get("exp_year"),
+            holder=data.get("holder"),
+        )
+
+    def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult:
+        status, data = self._call(
+            "POST", "/v1/charges", {"token": token, "amount": amount, "currency": currency}, idempotency_key
+        )
+        return _result(status, data)
+
+    def refund(self, charge_id: str, amount: int, idempotency_key: str) -> ChargeResult:
+        status, data = self._call("POST", "/v1/refunds", {"charge": charge_id, "amount": amount}, idempotency_key)
+        return _result(status, data)
+
+
+def _result(status: int, data: dict[str, Any]) -> ChargeResult:
+    if status in (200, 201) and data.get("status") == "succeeded":
+        return ChargeResult("succeeded", data.get("id"))
+    found = data.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    return ChargeResult(
+        "failed",
+        data.get("id"),
+        failure_code=str(data.get("failure_code") or error.get("code") or f"http_{status}")[:60],
+        failure_message=str(data.get("failure_message") or error.get("message") or "Refused by the processor.")[:200],
+        soft_decline=bool(data.get("soft_decline")),
+    )
+
+
+_configured: Processor | None = None
+
+
+def processor() -> Processor:
+    """The configured processor (``VIGIL_PROCESSOR_URL``/``_API_KEY``); tests replace it with :func:`use`."""
+    global _configured
+    if _configured is None:
+        _configured = HttpProcessor(
+            env("VIGIL_PROCESSOR_URL", "http://127.0.0.1:8090"), env("VIGIL_PROCESSOR_API_KEY", "sk_test_vigil_sandbox")
+        )
+    return _configured
+
+
+def use(replacement: Processor | None) -> None:
+    global _configured
+    _configured = replacement
