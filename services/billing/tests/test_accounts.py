@@ -33,13 +33,13 @@ def test_customer_events_keep_location_kind_parent_and_archive_state(runtime, se
     assert (known.location_id, known.kind, known.parent_id, known.archived) == (2, "lead", None, False)
     consumer.consume(message("customer.converted", 3, location_id=2))
     assert replica(session, 3).kind == "customer"
-    consumer.consume(message("customer.updated", 3, changed=["parent_id"], parent_id=9))
+    consumer.consume(message("customer.updated", 3, changed=["parent_customer_id"], parent_id=9))
     assert replica(session, 3).parent_id == 9
     consumer.consume(message("customer.updated", 3, changed=["phone"]))  # says nothing of the parent
     assert replica(session, 3).parent_id == 9
     consumer.consume(message("customer.updated", 3, changed=["archived_at"], archived=True))
     assert replica(session, 3).archived is True
-    consumer.consume(message("customer.updated", 3, changed=["parent_id"], parent_id=None))  # unlinked
+    consumer.consume(message("customer.updated", 3, changed=["parent_customer_id"], parent_id=None))  # unlinked
     known = replica(session, 3)
     assert known.parent_id is None and known.archived is True and known.location_id == 2
 

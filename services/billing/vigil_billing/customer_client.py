@@ -58,7 +58,7 @@ def _facts(customer_id: int, payload) -> CustomerFacts:
         customer_id,
         _id_of(record, "location_id"),
         kind=kind,
-        parent_id=_id_of(record, "parent_id"),
+        parent_id=_id_of(record, "parent_customer_id"),
         archived=record.get("archived_at") is not None,
     )
 

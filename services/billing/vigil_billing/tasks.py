@@ -31,7 +31,7 @@ def _facts(event: Event[Any]) -> dict[str, Any]:
     if isinstance(payload, CustomerConverted):
         return {"kind": "customer"}
     facts: dict[str, Any] = {}
-    if "parent_id" in payload.changed:
+    if "parent_customer_id" in payload.changed:
         facts["parent_id"] = payload.parent_id
     if "archived_at" in payload.changed and payload.archived is not None:
         facts["archived"] = payload.archived

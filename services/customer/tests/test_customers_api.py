@@ -36,8 +36,20 @@ def test_create_read_update_delete_cycle(api, session):
     types = [e.type for e in outbox_events(session)]
     assert types == ["customer.created", "customer.updated", "customer.deleted"]
     created_event, updated_event, deleted_event = outbox_events(session)
-    assert created_event.data == {"customer_id": body["id"], "location_id": 1, "kind": "customer", "precheck": False}
-    assert updated_event.data == {"customer_id": body["id"], "changed": ["work_phone"], "location_id": 1}
+    assert created_event.data == {
+        "customer_id": body["id"],
+        "location_id": 1,
+        "kind": "customer",
+        "precheck": False,
+        "parent_id": None,
+    }
+    assert updated_event.data == {
+        "customer_id": body["id"],
+        "changed": ["work_phone"],
+        "location_id": 1,
+        "parent_id": None,
+        "archived": False,
+    }
     assert deleted_event.data == {"customer_id": body["id"]}
 
 

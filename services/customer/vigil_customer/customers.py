@@ -473,6 +473,7 @@ def create(
             location_id=customer.location_id,
             kind="lead" if customer.kind == LEAD else "customer",
             precheck=precheck,
+            parent_id=customer.parent_customer_id,
         ),
     )
     return customer
@@ -490,7 +491,14 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
     if record.SEARCHED & set(names):
         search.reindex(ctx.session, customer)
     ctx.outbox.add(
-        ctx.session, CustomerUpdated(customer_id=customer.id, changed=names, location_id=customer.location_id)
+        ctx.session,
+        CustomerUpdated(
+            customer_id=customer.id,
+            changed=names,
+            location_id=customer.location_id,
+            parent_id=customer.parent_customer_id,
+            archived=customer.archived_at is not None,
+        ),
     )
     return names
 

@@ -169,8 +169,8 @@ class CustomerUpdated:
     customer_id: int
     changed: list[str]
     location_id: int | None = None
-    # Optional, added without a new version; read only when ``changed`` names them: ``parent_id``
-    # (None: unlinked), ``archived_at`` (``archived`` says whether it is archived now).
+    # Optional, added without a new version: ``parent_id`` is the record's ``parent_customer_id``
+    # (None: unlinked) and ``archived`` whether it is archived now, each as of this change.
     parent_id: int | None = None
     archived: bool | None = None
 
