@@ -43,6 +43,8 @@ SERVICE_ROLES = {
 EXPECTED_CONTAINERS = {
     **{role.format(svc=svc): (svc, *spec) for svc in SERVICES for role, spec in SERVICE_ROLES.items()},
     "gateway": ("gateway", "web", "VIGIL_GATEWAY_PORT", "web"),
+    "gateway-worker": ("gateway", "worker", "VIGIL_GATEWAY_WORKER_HEALTH_PORT", "worker"),
+    "billing-beat": ("billing", "beat", "VIGIL_BILLING_BEAT_HEALTH_PORT", "beat"),
 }
 
 

@@ -20,6 +20,7 @@ PROCESS_NAMES = ("gateway",) + SERVICES
 DEFAULT_PORTS = {"gateway": 8000, "customer": 8001, "property": 8002, "billing": 8003, "credit": 8004}
 WORKER_HEALTH_PORT_OFFSET = 100  # customer worker answers health checks on 8101, its relay on 8201
 RELAY_HEALTH_PORT_OFFSET = 200
+BEAT_HEALTH_PORT_OFFSET = 300  # a service's Celery beat (billing: 8303)
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,13 @@ def var_dir() -> Path:
 
 def default_port(process: str, kind: str = "web") -> int:
     base = DEFAULT_PORTS[process]
-    return base + {"web": 0, "worker": WORKER_HEALTH_PORT_OFFSET, "relay": RELAY_HEALTH_PORT_OFFSET}[kind]
+    offsets = {
+        "web": 0,
+        "worker": WORKER_HEALTH_PORT_OFFSET,
+        "relay": RELAY_HEALTH_PORT_OFFSET,
+        "beat": BEAT_HEALTH_PORT_OFFSET,
+    }
+    return base + offsets[kind]
 
 
 N = TypeVar("N", int, float)

@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, default_port, env, env_int
 from .health import run_checks
 from .idempotency import register_idempotency
 from .logs import configure_logging
@@ -117,6 +118,8 @@ class ServiceProgram:
     register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
     encrypted_columns: list[Any] = field(default_factory=list)  # model attributes holding FieldCipher tokens
     multipart_endpoints: frozenset[str] = frozenset()  # endpoints taking multipart/form-data (uploads)
+    # a Celery beat (``<name> beat``) sending the periodic tasks ``register_tasks`` puts in ``beat_schedule``
+    beat: bool = False
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         runtime = self.runtime(settings)
@@ -143,6 +146,8 @@ class ServiceProgram:
         commands.add_parser("worker", help="run the Celery worker of this service's queue")
         commands.add_parser("relay", help="publish the transactional outbox")
         commands.add_parser("rotate-keys", help="re-encrypt confidential fields under the first encryption key")
+        if self.beat:
+            commands.add_parser("beat", help="send this service's periodic tasks (one beat per installation)")
         rev = commands.add_parser("revision", help="autogenerate a migration from the models")
         rev.add_argument("-m", "--message", required=True)
         args = parser.parse_args(argv)
@@ -169,6 +174,8 @@ class ServiceProgram:
             self._run_worker(settings)
         elif args.command == "relay":
             self._run_relay(settings)
+        elif args.command == "beat":
+            self._run_beat(settings)
         return 0
 
     def _run_worker(self, settings: Settings) -> None:
@@ -191,6 +198,16 @@ class ServiceProgram:
                 "--without-heartbeat",
             ]
         )
+
+    def _run_beat(self, settings: Settings) -> None:
+        """A second beat, or one firing twice, must be harmless: each periodic task is idempotent by its
+        own key (billing: a period is issued once, an attempt charged once)."""
+        runtime = self.runtime(settings)
+        self.register_tasks(runtime)
+        port = env_int(f"VIGIL_{self.name.upper()}_BEAT_HEALTH_PORT", default_port(self.name, "beat"))
+        serve_health(settings.bind_host, port, f"{self.name}-beat", runtime.ready_checks())
+        schedule = Path(env("VIGIL_VAR_DIR", "./var")) / f"{self.name}-beat-schedule"
+        runtime.celery.Beat(schedule=str(schedule), loglevel=settings.log_level).run()
 
     def _run_relay(self, settings: Settings) -> None:
         runtime = self.runtime(settings)
