@@ -181,6 +181,10 @@ class ServiceProgram:
     def _run_worker(self, settings: Settings) -> None:
         runtime = self.runtime(settings)
         self.register_tasks(runtime)
+        # The engine (and with it the SQLAlchemy dialect and the database driver, imported on first use)
+        # is built here, before the health thread and the pool's forks; a fork still waits for a running
+        # check (health.FORK_GUARD), so a child never inherits a lock, an import's included, held by one.
+        runtime.db.engine  # noqa: B018
         serve_health(settings.bind_host, settings.worker_health_port, f"{self.name}-worker", runtime.ready_checks())
         runtime.celery.worker_main(
             [
