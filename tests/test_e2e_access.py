@@ -58,7 +58,15 @@ def home_records(stack, gateway, locations) -> dict[str, str]:
         **customer_children(gateway, customer_id),
         **property_children(gateway, prop.json()["id"]),
         **billing_children(gateway, customer_id, stack.env["VIGIL_PROCESSOR_URL"]),
+        **credit_children(gateway, customer_id),
     }
+
+
+def credit_children(gateway, customer_id: int) -> dict[str, str]:
+    """A credit check on the home customer (a manual score: no bureau call needed)."""
+    manual = gateway.post(f"/api/v1/customers/{customer_id}/credit-checks/manual", json={"score": 705})
+    assert manual.status_code == 201, manual.text
+    return {"check_id": str(manual.json()["id"])}
 
 
 CUSTOMER_CHILDREN = ("note_id", "contact_id", "file_id", "tag_id")

@@ -235,7 +235,7 @@ def test_the_change_feed_resumes_from_a_cursor_and_shows_deletions(gateway, gate
         found = [i for i in items.json()["items"] if i["data"]["customer_id"] == customer["id"]]
         return found if len(found) == 2 else None
 
-    created, deleted = gateway.wait_for(both, timeout=60, what="the created and deleted events in the feed")
+    created, deleted = gateway.wait_for(both, timeout=180, what="the created and deleted events in the feed")
     assert (created["type"], deleted["type"]) == ("customer.created", "customer.deleted")
     assert int(created["cursor"]) < int(deleted["cursor"])
     resumed = gateway.get("/api/v1/events", params={"after": created["cursor"], "types": "customer.deleted"}).json()

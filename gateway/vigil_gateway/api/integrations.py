@@ -92,6 +92,7 @@ class IntegrationItem(MethodView):
 
     @requires("integrations.manage")
     @blp.response(204)
+    @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, integration_id):
         """Remove an integration: its messages are refused from now on."""
         hooks_commands.delete_integration(context(if_match()), integration_id)
@@ -102,6 +103,7 @@ class IntegrationItem(MethodView):
 @idempotent
 @blp.arguments(RotateSecretSchema)
 @blp.response(200, RotatedSecretSchema)
+@blp.alt_response(412, description="If-Match names an older version")
 def rotate_integration_secret(data, integration_id):
     """A new signing secret, shown once; messages signed with the old one are accepted for ``overlap_seconds``."""
     secret, until = hooks_commands.rotate_integration_secret(

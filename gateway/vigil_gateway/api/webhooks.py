@@ -111,6 +111,7 @@ class SubscriptionItem(MethodView):
 
     @requires("webhooks.manage")
     @blp.response(204)
+    @blp.alt_response(412, description="If-Match names an older version")
     def delete(self, subscription_id):
         """Unsubscribe: no more deliveries; its delivery log goes with it."""
         hooks_commands.delete_subscription(context(if_match()), subscription_id)
@@ -120,6 +121,7 @@ class SubscriptionItem(MethodView):
 @requires("webhooks.manage")
 @blp.arguments(RotateSecretSchema)
 @blp.response(200, RotatedSecretSchema)
+@blp.alt_response(412, description="If-Match names an older version")
 def rotate_secret(data, subscription_id):
     """A new signing secret, shown once; the old one signs beside it (two ``v1,`` signatures) for
     ``overlap_seconds`` (default a day)."""
