@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import current_app, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import false, or_, select
+from sqlalchemy import false, func, or_, select
 
 from vigil_shared.db import utcnow
 from vigil_shared.errors import not_found
@@ -19,7 +19,7 @@ from vigil_shared.web import current_identity, requires
 from .. import webhook_commands as hooks_commands
 from .. import webhooks
 from ..context import db_session, settings
-from ..models import FeedEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from ..models import FeedEvent, RecordLocation, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from ..versions import etag_headers
 from ..webhook_schemas import (
     AttemptSchema,
@@ -203,13 +203,17 @@ def change_feed(args):
     if args["types"]:
         statement = statement.where(FeedEvent.type.in_({t.strip() for t in args["types"].split(",") if t.strip()}))
     if not identity.is_service:
+        # An event kept before its customer's location was known (a deletion taken in by one worker
+        # process while another took in the creation) takes the location learnt since.
+        statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
+        location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
         readable = {
             kind: sorted(identity.locations_with(permission)) for kind, permission in webhooks.VIEW_PERMISSION.items()
         }
         statement = statement.where(
             or_(
                 *(
-                    FeedEvent.type.startswith(f"{kind}.") & FeedEvent.location_id.in_(locations)
+                    FeedEvent.type.startswith(f"{kind}.") & location_id.in_(locations)
                     for kind, locations in readable.items()
                     if locations
                 ),
