@@ -160,7 +160,26 @@ class RunLock:
 SANDBOX_CENTRAL_STATION_PORT = 8300
 
 
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port nothing listens on, chosen below the kernel's ephemeral range: a port from that range
+    (``bind(0)``) can be handed to an outgoing connection before the process given it binds it, which
+    made a stack of twenty-odd processes fail to start now and then ("Address already in use")."""
+    start = _ephemeral_ports_start()
+    for _ in range(100):
+        port = secrets.choice(range(max(1024, start - 12_000), start))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
