@@ -1,20 +1,20 @@
 """pytest fixtures for one service's unit tests (each service's suite runs in its own pytest process).
 
 A service's ``conftest.py`` enables this plugin and provides ``service_program`` (its tables'
-metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session``
-and ``api`` (a test client that sends a signed admin identity unless told otherwise), on a fresh
-database per run and with every table emptied after each test. ``vigil_shared.service_checks``
-holds the checks every service's suite runs.
+metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session``,
+``outbox`` (the events written) and ``api`` (a test client that sends a signed admin identity unless
+told otherwise), on a fresh database per run and with every table emptied after each test.
+``vigil_shared.service_checks`` holds the checks every service's suite runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from flask import Flask
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
@@ -141,3 +141,16 @@ class ApiClient(HttpVerbs):
 @pytest.fixture
 def api(app: Flask) -> ApiClient:
     return ApiClient(app)
+
+
+@pytest.fixture
+def outbox(session: Session, service_program: ServiceProgram) -> Callable[..., list[tuple[str, Any]]]:
+    """The events written so far, as ``(type, data)`` pairs, oldest first (``outbox("x.y")``: of one type)."""
+    event = service_program.messaging.OutboxEvent
+
+    def read(event_type: str | None = None) -> list[tuple[str, Any]]:
+        session.expire_all()
+        rows = session.scalars(select(event).order_by(event.position)).all()
+        return [(row.type, row.data) for row in rows if event_type is None or row.type == event_type]
+
+    return read

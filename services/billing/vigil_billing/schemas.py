@@ -12,17 +12,16 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from vigil_shared.fields import Timestamp, TrimmedString
+from vigil_shared.fields import ReadOnlyAwareInput, Timestamp, TrimmedString, text
 from vigil_shared.http import PaginationArgs, page_schema
 
 from .money import CURRENCIES, MAX_AMOUNT
 
-READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."
 ITEM_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-class Input(Schema):
-    """A request body: undeclared fields are refused, server-owned ones named as read-only."""
+class Input(ReadOnlyAwareInput):
+    """A request body of this service: these fields are the server's."""
 
     READ_ONLY: frozenset[str] = frozenset(
         {
@@ -40,16 +39,6 @@ class Input(Schema):
             "total_tax",
         }
     )
-
-    def handle_error(self, error, data, *, many, **kwargs):
-        messages = error.messages if isinstance(error.messages, dict) else {}
-        for name in self.READ_ONLY & set(messages):
-            if messages[name] == [self.error_messages["unknown"]]:
-                messages[name] = [READ_ONLY_MESSAGE]
-
-
-def text(max_length: int, **kwargs) -> TrimmedString:
-    return TrimmedString(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
 
 
 def amount(*, strict: bool = True, minimum: int = 0, **kwargs) -> fields.Integer:

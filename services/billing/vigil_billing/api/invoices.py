@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers
+from vigil_shared.http import answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import record_rule, request_session, requires
 
@@ -81,9 +81,13 @@ class InvoiceItem(MethodView):
     @requires("billing.manage")
     @invoice_rule("billing.manage")
     @blp.arguments(InvoicePatchSchema)
-    @blp.response(200, InvoiceSchema)
-    @blp.alt_response(409, description="The invoice is issued: it does not change (void it and issue a new one)")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(
+        blp,
+        200,
+        InvoiceSchema,
+        conflict="The invoice is issued: it does not change (void it and issue a new one)",
+        stale=True,
+    )
     def patch(self, changes, invoice_id):
         """Change a draft (its lines replace the old ones)."""
         scoped = loaded()
@@ -91,9 +95,7 @@ class InvoiceItem(MethodView):
 
     @requires("billing.manage")
     @invoice_rule("billing.manage")
-    @blp.response(204)
-    @blp.alt_response(409, description="Only a draft is deleted; an issued invoice is voided")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 204, conflict="Only a draft is deleted; an issued invoice is voided", stale=True)
     def delete(self, invoice_id):
         """Delete a draft."""
         commands.delete_invoice(context(if_match()), loaded())
@@ -105,9 +107,7 @@ class InvoiceIssue(MethodView):
     @requires("billing.manage")
     @invoice_rule("billing.manage")
     @idempotent
-    @blp.response(200, InvoiceSchema)
-    @blp.alt_response(409, description="The invoice is not a draft")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, InvoiceSchema, conflict="The invoice is not a draft", stale=True)
     def post(self, invoice_id):
         """Issue a draft: it gets the company's next number, today's date and its due date, and is final."""
         scoped = loaded()
@@ -120,9 +120,7 @@ class InvoiceVoid(MethodView):
     @invoice_rule("billing.manage")
     @idempotent
     @blp.arguments(VoidSchema, required=False)
-    @blp.response(200, InvoiceSchema)
-    @blp.alt_response(409, description="Already void, a draft, or payments are allocated to it")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, InvoiceSchema, conflict="Already void, a draft, or payments are allocated to it", stale=True)
     def post(self, data, invoice_id):
         """Void an issued invoice nothing is paid on (its number stays used); issue a new one to correct it."""
         scoped = loaded()

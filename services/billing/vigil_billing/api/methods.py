@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.http import PaginationArgs, answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import record_rule, request_session, requires
 
@@ -44,9 +44,13 @@ class CustomerMethods(MethodView):
     @customer_rule("billing_methods.manage", must_exist=True)
     @idempotent
     @blp.arguments(MethodCreateSchema)
-    @blp.response(201, MethodSchema)
-    @blp.alt_response(409, description="The token is already a billing method")
-    @blp.alt_response(503, description="The payment processor could not be reached")
+    @answers(
+        blp,
+        201,
+        MethodSchema,
+        conflict="The token is already a billing method",
+        unavailable="The payment processor could not be reached",
+    )
     def post(self, data, customer_id):
         """Add a card or bank account from the token the client got from the processor's tokenize endpoint.
         Billing reads the token's brand, last four, expiry and holder from the processor; a card number in
@@ -69,8 +73,7 @@ class MethodItem(MethodView):
 
     @requires("billing_methods.manage")
     @method_rule("billing_methods.manage")
-    @blp.response(204)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 204, stale=True)
     def delete(self, billing_method_id):
         """Remove a billing method."""
         commands.remove_method(context(if_match()), loaded())
@@ -82,8 +85,7 @@ class MethodDefault(MethodView):
     @requires("billing_methods.manage")
     @method_rule("billing_methods.manage")
     @idempotent
-    @blp.response(200, MethodSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, MethodSchema, stale=True)
     def post(self, billing_method_id):
         """Make this the customer's default billing method."""
         scoped = loaded()

@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.http import PaginationArgs, answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import record_rule, request_session, requires
 
@@ -80,10 +80,14 @@ class PaymentRefund(MethodView):
     @payment_rule("payments.create")
     @idempotent
     @blp.arguments(RefundSchema, required=False)
-    @blp.response(200, PaymentSchema)
-    @blp.alt_response(409, description="The payment did not succeed, or the processor refused the refund")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
-    @blp.alt_response(503, description="The payment processor could not be reached")
+    @answers(
+        blp,
+        200,
+        PaymentSchema,
+        conflict="The payment did not succeed, or the processor refused the refund",
+        stale=True,
+        unavailable="The payment processor could not be reached",
+    )
     def post(self, data, payment_id):
         """Refund all or part of a payment (through the processor for a charge): out of the customer's
         credit first, then the newest allocations, whose invoices reopen."""

@@ -7,7 +7,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers
+from vigil_shared.http import answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import record_rule, request_session, requires
 
@@ -71,8 +71,7 @@ class RecurringCancel(MethodView):
         lambda recurring_invoice_id, **_: commands.load_recurring(context(), recurring_invoice_id, "billing.manage")
     )
     @idempotent
-    @blp.response(200, RecurringSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, RecurringSchema, stale=True)
     def post(self, recurring_invoice_id):
         """Stop a recurring invoice (idempotent: a stopped one answers as it is). Invoices issued stay."""
         template = commands.cancel_recurring(context(if_match()), loaded())
@@ -100,8 +99,7 @@ class CustomerScheduled(MethodView):
     @customer_rule("payments.create", must_exist=True)
     @idempotent
     @blp.arguments(ScheduledCreateSchema)
-    @blp.response(201, ScheduledSchema)
-    @blp.alt_response(409, description="A sub-customer: payments are received on the parent")
+    @answers(blp, 201, ScheduledSchema, conflict="A sub-customer: payments are received on the parent")
     def post(self, data, customer_id):
         """Schedule a charge of a billing method on `due_date`; soft declines are retried after 1, 3 and 5 days."""
         customer = loaded()
@@ -117,9 +115,7 @@ class ScheduledCancel(MethodView):
         lambda scheduled_payment_id, **_: commands.load_scheduled(context(), scheduled_payment_id, "payments.create")
     )
     @idempotent
-    @blp.response(200, ScheduledSchema)
-    @blp.alt_response(409, description="Being charged or done: it can no longer be cancelled")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, ScheduledSchema, conflict="Being charged or done: it can no longer be cancelled", stale=True)
     def post(self, scheduled_payment_id):
         """Cancel a future scheduled payment (idempotent: a cancelled one answers as it is)."""
         scheduled = commands.cancel_scheduled(context(if_match()), loaded())

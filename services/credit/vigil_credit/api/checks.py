@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers, paginate
+from vigil_shared.http import answers, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import (
     current_runtime,
@@ -135,8 +135,9 @@ class CreditCheckItem(MethodView):
 class ApplyCheck(MethodView):
     @requires("credit.apply")
     @check_rule("credit.apply")
-    @blp.response(200, CreditCheckSchema)
-    @blp.alt_response(409, description="The check has no score to apply (still running, no hit, frozen, failed)")
+    @answers(
+        blp, 200, CreditCheckSchema, conflict="The check has no score to apply (still running, no hit, frozen, failed)"
+    )
     def post(self, check_id):
         """Make this check the customer's active one: the customer's beacon score and credit tracking
         number are set from it (and recorded in the customer's history) moments later."""
@@ -148,8 +149,7 @@ class ApplyCheck(MethodView):
 class SkipCheck(MethodView):
     @requires("credit.apply")
     @check_rule("credit.apply")
-    @blp.response(200, CreditCheckSchema)
-    @blp.alt_response(409, description="The check is still running, or is the applied one")
+    @answers(blp, 200, CreditCheckSchema, conflict="The check is still running, or is the applied one")
     def post(self, check_id):
         """Leave the check on the Credit tab without applying it; it can be applied later."""
         check, customer = loaded()
@@ -167,8 +167,7 @@ class CreditSettingsItem(MethodView):
 
     @requires("catalogs.manage")
     @blp.arguments(CreditSettingsPatchSchema)
-    @blp.response(200, CreditSettingsSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, CreditSettingsSchema, stale=True)
     def patch(self, changes):
         """Change the repeat-pull days or the grade bands (`catalogs.manage`)."""
         settings = commands.update_settings(request_context(version=if_match()), changes)

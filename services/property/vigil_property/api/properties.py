@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.http import PaginationArgs, answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, request_session, requires
 
@@ -68,9 +68,13 @@ class CustomerProperties(MethodView):
     @customer_rule("properties.create", must_exist=True)
     @idempotent
     @blp.arguments(PropertyCreateSchema)
-    @blp.response(201, PropertySchema)
-    @blp.alt_response(409, description="The account number is already used by another property")
-    @blp.alt_response(503, description="The customer service could not be asked about the customer")
+    @answers(
+        blp,
+        201,
+        PropertySchema,
+        conflict="The account number is already used by another property",
+        unavailable="The customer service could not be asked about the customer",
+    )
     def post(self, data, customer_id):
         """Add a property to a customer. An unknown or deleted customer answers 422."""
         created = commands.create_property(context(), loaded(), data)
@@ -89,9 +93,7 @@ class PropertyItem(MethodView):
     @requires("properties.modify")
     @property_rule("properties.modify")
     @blp.arguments(PropertyPatchSchema)
-    @blp.response(200, PropertySchema)
-    @blp.alt_response(409, description="The property is inactive, or the account number is taken")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, PropertySchema, conflict="The property is inactive, or the account number is taken", stale=True)
     def patch(self, changes, property_id):
         """Change some fields. Changing the PIN needs `confidential.installation_codes.modify`."""
         return _answer(commands.update_property(context(if_match()), loaded(), changes))
@@ -103,9 +105,7 @@ class PropertyDeactivation(MethodView):
     @property_rule("properties.modify")
     @idempotent
     @blp.arguments(StateChangeSchema, required=False)
-    @blp.response(200, PropertySchema)
-    @blp.alt_response(409, description="The property is already inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, PropertySchema, conflict="The property is already inactive", stale=True)
     def post(self, data, property_id):
         """Deactivate: the property stays visible, marked inactive, and cannot be edited until reactivated."""
         return _answer(commands.set_active(context(if_match()), loaded(), False, (data or {}).get("reason")))
@@ -117,9 +117,7 @@ class PropertyReactivation(MethodView):
     @property_rule("properties.modify")
     @idempotent
     @blp.arguments(StateChangeSchema, required=False)
-    @blp.response(200, PropertySchema)
-    @blp.alt_response(409, description="The property is already active")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, PropertySchema, conflict="The property is already active", stale=True)
     def post(self, data, property_id):
         """Reactivate an inactive property, making it editable again."""
         return _answer(commands.set_active(context(if_match()), loaded(), True, (data or {}).get("reason")))
