@@ -37,10 +37,10 @@ def text(max_length: int, **kwargs: Any) -> TrimmedString:
 
 
 class ReadOnlyAwareInput(Schema):
-    """A request body: undeclared fields are refused, the server-owned ones (``READ_ONLY``, which a
-    service's base input declares) named as read-only, so a client learns that an action sets them."""
+    """A request body: undeclared fields are refused, the server-owned ones (``READ_ONLY``: these, and
+    what a service's base input adds) named as read-only, so a client learns that an action sets them."""
 
-    READ_ONLY: frozenset[str] = frozenset()
+    READ_ONLY: frozenset[str] = frozenset({"id", "customer_id", "location_id", "created_at", "updated_at", "version"})
 
     def handle_error(self, error: ValidationError, data: Any, *, many: bool, **kwargs: Any) -> None:
         messages = error.messages if isinstance(error.messages, dict) else {}

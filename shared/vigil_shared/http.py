@@ -28,16 +28,17 @@ class PaginationArgs(Schema):
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
 
 
-def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
-    """The list envelope ``{"items", "page", "per_page", "total"}`` for OpenAPI and dumping."""
+def page_schema(item_schema: type[Schema], name: str, *, required: bool = True, **more: Any) -> type[Schema]:
+    """The list envelope ``{"items", "page", "per_page", "total"}`` (and ``more`` fields) for OpenAPI and dumping."""
     return type(
         name,
         (Schema,),
         {
-            "items": fields.List(fields.Nested(item_schema), required=True),
-            "page": fields.Integer(required=True),
-            "per_page": fields.Integer(required=True),
-            "total": fields.Integer(required=True),
+            "items": fields.List(fields.Nested(item_schema), required=required),
+            "page": fields.Integer(required=required),
+            "per_page": fields.Integer(required=required),
+            "total": fields.Integer(required=required),
+            **more,
         },
     )
 

@@ -23,22 +23,7 @@ ITEM_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 class Input(ReadOnlyAwareInput):
     """A request body of this service: these fields are the server's."""
 
-    READ_ONLY: frozenset[str] = frozenset(
-        {
-            "id",
-            "customer_id",
-            "location_id",
-            "created_at",
-            "updated_at",
-            "version",
-            "status",
-            "number",
-            "balance",
-            "currency",
-            "mismatched",
-            "total_tax",
-        }
-    )
+    READ_ONLY = ReadOnlyAwareInput.READ_ONLY | {"status", "number", "balance", "currency", "mismatched", "total_tax"}
 
 
 def amount(*, strict: bool = True, minimum: int = 0, **kwargs) -> fields.Integer:
@@ -452,17 +437,6 @@ class StatementSchema(Schema):
     entries = fields.List(fields.Nested(EntrySchema))
 
 
-class AgingSchema(Schema):
-    customer_id = fields.Integer()
-    location_id = fields.Integer(allow_none=True)
-    current = fields.Integer()
-    days_1_30 = fields.Integer()
-    days_31_60 = fields.Integer()
-    days_61_90 = fields.Integer()
-    days_over_90 = fields.Integer()
-    total = fields.Integer()
-
-
 class AgingTotalsSchema(Schema):
     current = fields.Integer()
     days_1_30 = fields.Integer()
@@ -472,13 +446,14 @@ class AgingTotalsSchema(Schema):
     total = fields.Integer()
 
 
-class AgingPageSchema(Schema):
-    items = fields.List(fields.Nested(AgingSchema))
-    page = fields.Integer()
-    per_page = fields.Integer()
-    total = fields.Integer()
-    totals = fields.Nested(AgingTotalsSchema)
-    currency = fields.String()
+class AgingSchema(AgingTotalsSchema):
+    customer_id = fields.Integer()
+    location_id = fields.Integer(allow_none=True)
+
+
+AgingPageSchema = page_schema(
+    AgingSchema, "AgingPage", required=False, totals=fields.Nested(AgingTotalsSchema), currency=fields.String()
+)
 
 
 class AgingArgs(PaginationArgs):

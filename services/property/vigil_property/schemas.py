@@ -46,24 +46,16 @@ class Choice(fields.String):
 class Input(ReadOnlyAwareInput):
     """A request body of this service: these fields are the server's."""
 
-    READ_ONLY: frozenset[str] = frozenset(
-        {
-            "id",
-            "customer_id",
-            "location_id",
-            "created_at",
-            "updated_at",
-            "version",
-            "active",
-            "deactivated_at",
-            "property_id",
-            "kind_id",
-            "kind_name",
-            "status",
-            "cancelled_at",
-            "cancelled_by",
-        }
-    )
+    READ_ONLY = ReadOnlyAwareInput.READ_ONLY | {
+        "active",
+        "deactivated_at",
+        "property_id",
+        "kind_id",
+        "kind_name",
+        "status",
+        "cancelled_at",
+        "cancelled_by",
+    }
 
 
 class AccessSchema(Schema):

@@ -8,6 +8,8 @@ body is even parsed (:func:`vigil_shared.web.record_rule`): place it under ``@re
 
 from __future__ import annotations
 
+from typing import Any
+
 from vigil_shared.commands import Context
 from vigil_shared.web import if_match, loaded, record_rule, request_context  # noqa: F401 - views read these here
 
@@ -26,3 +28,9 @@ def customer_rule(permission: str, *, must_exist: bool = False):
     if must_exist:
         return record_rule(lambda customer_id, **_: commands.confirm_customer(context(), customer_id, permission))
     return record_rule(lambda customer_id, **_: commands.load_customer(context(), customer_id, permission))
+
+
+def located(record: Any, schema: Any, location_id: int | None, **more: Any) -> dict[str, Any]:
+    """A customer's record as ``schema`` shows it, with the customer's ``location_id`` and ``more`` fields."""
+    names = [name for name in schema._declared_fields if name != "location_id" and name not in more]
+    return {**{name: getattr(record, name) for name in names}, "location_id": location_id, **more}

@@ -19,7 +19,7 @@ from ..schemas import (
     InvoiceSchema,
     VoidSchema,
 )
-from .common import context, customer_rule, if_match, loaded
+from .common import context, customer_rule, if_match, loaded, located
 
 blp = Blueprint("invoices", __name__, url_prefix="/api/v1", description="Invoices")
 
@@ -30,10 +30,7 @@ def invoice_rule(permission: str):
 
 
 def invoice_body(invoice, location_id):
-    return {
-        **{column: getattr(invoice, column) for column in InvoiceSchema._declared_fields if column != "location_id"},
-        "location_id": location_id,
-    }
+    return located(invoice, InvoiceSchema, location_id)
 
 
 def _answer(invoice, location_id, status: int = 200, **headers):
@@ -51,8 +48,7 @@ class CustomerInvoices(MethodView):
         query = invoices.InvoiceQuery(customer_id=customer_id, status=status)
         result = invoices.list_invoices(request_session(), query, page, per_page)
         location_id = loaded().location_id
-        body = result.body() | {"items": [invoice_body(i, location_id) for i in result.items]}
-        return body, 200, result.headers()
+        return result.answer(lambda invoice: invoice_body(invoice, location_id))
 
     @requires("billing.manage")
     @customer_rule("billing.manage", must_exist=True)

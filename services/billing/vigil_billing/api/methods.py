@@ -12,7 +12,7 @@ from vigil_shared.web import record_rule, request_session, requires
 
 from .. import commands, methods
 from ..schemas import MethodCreateSchema, MethodPageSchema, MethodSchema
-from .common import context, customer_rule, if_match, loaded
+from .common import context, customer_rule, if_match, loaded, located
 
 blp = Blueprint("billing_methods", __name__, url_prefix="/api/v1", description="Billing methods (tokens only)")
 
@@ -22,10 +22,7 @@ def method_rule(permission: str):
 
 
 def method_body(method, location_id):
-    return {
-        **{name: getattr(method, name) for name in MethodSchema._declared_fields if name != "location_id"},
-        "location_id": location_id,
-    }
+    return located(method, MethodSchema, location_id)
 
 
 @blp.route("/customers/<int:customer_id>/billing-methods")
@@ -38,7 +35,7 @@ class CustomerMethods(MethodView):
         """The customer's cards and bank accounts: brand, last four, expiry, holder — never a number."""
         result = methods.list_methods(request_session(), customer_id, page, per_page)
         location_id = loaded().location_id
-        return result.body() | {"items": [method_body(m, location_id) for m in result.items]}, 200, result.headers()
+        return result.answer(lambda method: method_body(method, location_id))
 
     @requires("billing_methods.manage")
     @customer_rule("billing_methods.manage", must_exist=True)

@@ -12,7 +12,7 @@ from vigil_shared.web import record_rule, request_session, requires
 
 from .. import commands, payments
 from ..schemas import PaymentCreateSchema, PaymentPageSchema, PaymentSchema, RefundSchema
-from .common import context, customer_rule, if_match, loaded
+from .common import context, customer_rule, if_match, loaded, located
 
 blp = Blueprint("payments", __name__, url_prefix="/api/v1", description="Payments and refunds")
 
@@ -22,12 +22,7 @@ def payment_rule(permission: str):
 
 
 def payment_body(session, payment, location_id):
-    fields = [name for name in PaymentSchema._declared_fields if name not in ("location_id", "allocations")]
-    return {
-        **{name: getattr(payment, name) for name in fields},
-        "location_id": location_id,
-        "allocations": payments.allocations_of(session, payment.id),
-    }
+    return located(payment, PaymentSchema, location_id, allocations=payments.allocations_of(session, payment.id))
 
 
 @blp.route("/customers/<int:customer_id>/payments")
@@ -41,8 +36,7 @@ class CustomerPayments(MethodView):
         session = request_session()
         result = payments.list_payments(session, customer_id, page, per_page)
         location_id = loaded().location_id
-        items = [payment_body(session, p, location_id) for p in result.items]
-        return result.body() | {"items": items}, 200, result.headers()
+        return result.answer(lambda payment: payment_body(session, payment, location_id))
 
     @requires("payments.create")
     @customer_rule("payments.create", must_exist=True)
