@@ -34,6 +34,8 @@ from .config import Settings, service_url
 from .db import utcnow
 from .errors import UNAVAILABLE, Problem
 from .identity import IDENTITY_HEADER, service_identity, sign_identity
+from .messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated, Event
+from .messaging.outbox import EventConsumer
 from .runtime import current_runtime
 from .web import REQUEST_ID_HEADER
 
@@ -148,6 +150,22 @@ def lookup_customer(caller: str, customer_id: int) -> CustomerFacts | None:
     return facts_of(customer_id, payload)
 
 
+def stated_facts(event: Event[Any]) -> dict[str, Any]:
+    """What a ``customer.created``/``updated``/``converted`` event states beyond the location: a fact
+    is applied only when the event says it."""
+    payload = event.payload
+    if isinstance(payload, CustomerCreated):
+        return {"kind": payload.kind, "parent_id": payload.parent_id, "archived": False}
+    if isinstance(payload, CustomerConverted):
+        return {"kind": "customer"}
+    facts: dict[str, Any] = {}
+    if "parent_customer_id" in payload.changed:
+        facts["parent_id"] = payload.parent_id
+    if "archived_at" in payload.changed and payload.archived is not None:
+        facts["archived"] = payload.archived
+    return facts
+
+
 Known = TypeVar("Known")
 Lookup = Callable[[int], "CustomerFacts | None"]
 
@@ -167,6 +185,23 @@ class CustomerReplica(Generic[Known]):
         self.model = model
         self.facts = facts
         self.confirmed_by = confirmed_by
+
+    def follow(self, consumer: EventConsumer, removed: Callable[[Session, int, Event[Any]], None]) -> None:
+        """Keeps the replica current from the ``customer.*`` events: created, updated and converted
+        record the customer (with the facts each states), deleted tombstones it, then ``removed``
+        (session, customer id, event) drops what the service held for it, in the same transaction."""
+
+        def customer_seen(session: Session, event: Event[Any]) -> None:
+            payload = event.payload
+            self.seen(session, payload.customer_id, payload.location_id, event.occurred_at, **stated_facts(event))
+
+        for payload_type in (CustomerCreated, CustomerUpdated, CustomerConverted):
+            consumer.on(payload_type)(customer_seen)
+
+        @consumer.on(CustomerDeleted)
+        def customer_deleted(session: Session, event: Event[CustomerDeleted]) -> None:
+            self.deleted(session, event.payload.customer_id)
+            removed(session, event.payload.customer_id, event)
 
     def insert(self, session: Session) -> Any:
         """An ``INSERT`` into the replica table that takes an ``ON CONFLICT`` clause."""

@@ -140,6 +140,13 @@ def clear_rate(ctx: Context, customer: KnownCustomer) -> None:
     rates.clear_rate(ctx.session, customer.customer_id)
 
 
+def permitted_location(ctx: Context, customer_id: int, permission: str) -> int | None:
+    """The customer's location, once the caller is known to hold ``permission`` there (403 otherwise)."""
+    location_id = customer_location(ctx, customer_id)
+    ctx.require(permission, location_id)
+    return location_id
+
+
 # --- invoices ------------------------------------------------------------------------------------------
 
 
@@ -158,9 +165,7 @@ def today() -> date:
 def load_invoice(ctx: Context, invoice_id: int, permission: str) -> ScopedInvoice:
     """404 when there is no such invoice, 403 unless the caller holds ``permission`` at its customer's location."""
     invoice = invoices.get_invoice(ctx.session, invoice_id)
-    location_id = customer_location(ctx, invoice.customer_id)
-    ctx.require(permission, location_id)
-    return ScopedInvoice(invoice, location_id)
+    return ScopedInvoice(invoice, permitted_location(ctx, invoice.customer_id, permission))
 
 
 @command
@@ -215,9 +220,7 @@ class ScopedMethod:
 def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
     """404 when there is no such billing method, 403 unless the caller holds ``permission`` where its customer is."""
     method = methods.get_method(ctx.session, method_id)
-    location_id = customer_location(ctx, method.customer_id)
-    ctx.require(permission, location_id)
-    return ScopedMethod(method, location_id)
+    return ScopedMethod(method, permitted_location(ctx, method.customer_id, permission))
 
 
 @command
@@ -249,9 +252,7 @@ class ScopedPayment:
 
 def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPayment:
     payment = payments.get_payment(ctx.session, payment_id)
-    location_id = customer_location(ctx, payment.customer_id)
-    ctx.require(permission, location_id)
-    return ScopedPayment(payment, location_id)
+    return ScopedPayment(payment, permitted_location(ctx, payment.customer_id, permission))
 
 
 @command
@@ -279,13 +280,13 @@ def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
 
 def load_recurring(ctx: Context, recurring_id: int, permission: str) -> RecurringInvoice:
     template = recurring.get_recurring(ctx.session, recurring_id)
-    ctx.require(permission, customer_location(ctx, template.customer_id))
+    permitted_location(ctx, template.customer_id, permission)
     return template
 
 
 def load_scheduled(ctx: Context, scheduled_id: int, permission: str) -> ScheduledPayment:
     scheduled = recurring.get_scheduled(ctx.session, scheduled_id)
-    ctx.require(permission, customer_location(ctx, scheduled.customer_id))
+    permitted_location(ctx, scheduled.customer_id, permission)
     return scheduled
 
 

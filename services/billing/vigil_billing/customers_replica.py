@@ -11,7 +11,7 @@ from vigil_shared.customer_replica import CustomerReplica
 
 from .models import KnownCustomer
 
-__all__ = ["customer_deleted", "customer_seen", "known_customer", "resolve"]
+__all__ = ["follow", "customer_deleted", "customer_seen", "known_customer", "resolve"]
 
 # the customer service's answer is recorded when it differs in location, kind or archive state
 _replica = CustomerReplica(KnownCustomer, facts=("kind", "parent_id", "archived"), confirmed_by=("kind", "archived"))
@@ -20,3 +20,4 @@ known_customer = _replica.known
 customer_seen = _replica.seen
 customer_deleted = _replica.deleted
 resolve = _replica.resolve
+follow = _replica.follow

@@ -21,7 +21,7 @@ from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validati
 from vigil_shared.messaging.contracts import CreditCheckApplied, CreditCheckRequested
 
 from .bureau import BureauAnswer
-from .models import FINISHED, INQUIRIES, CreditCheck, CreditSettings
+from .models import FINISHED, INQUIRIES, CreditCheck, CreditSettings, begin_attempt, unfinished
 
 DEFAULT_REPEAT_DAYS = 30
 DEFAULT_GRADE_BANDS = [
@@ -216,18 +216,12 @@ def skip(ctx: Context, check: CreditCheck) -> CreditCheck:
 
 def start_pull(session: Session, check_id: int) -> CreditCheck | None:
     """The check to pull now (marked running, one more attempt), or None when it has its answer already."""
-    check = session.get(CreditCheck, check_id, with_for_update=True)
-    if check is None or check.status in FINISHED:
-        return None
-    check.status = "running"
-    check.attempts += 1
-    session.flush()
-    return check
+    return begin_attempt(session, CreditCheck, check_id)
 
 
 def finish_pull(session: Session, cipher: FieldCipher, check_id: int, answer: BureauAnswer) -> CreditCheck | None:
-    check = session.get(CreditCheck, check_id, with_for_update=True)
-    if check is None or check.status in FINISHED:
+    check = unfinished(session, CreditCheck, check_id)
+    if check is None:
         return None
     check.status = answer.status
     check.score = answer.score
@@ -241,8 +235,8 @@ def finish_pull(session: Session, cipher: FieldCipher, check_id: int, answer: Bu
 
 
 def fail_pull(session: Session, check_id: int, reason: str) -> CreditCheck | None:
-    check = session.get(CreditCheck, check_id, with_for_update=True)
-    if check is None or check.status in FINISHED:
+    check = unfinished(session, CreditCheck, check_id)
+    if check is None:
         return None
     check.status = "failed"
     check.reason = reason[:500]

@@ -9,9 +9,10 @@ Credit tab.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, false
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
@@ -100,3 +101,23 @@ class PreCheck(Base):
     requested_by_name: Mapped[str | None] = mapped_column(String(150))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+Job = TypeVar("Job", CreditCheck, PreCheck)
+_FINISHED_OF: dict[type, frozenset[str]] = {CreditCheck: FINISHED, PreCheck: PRECHECK_FINISHED}
+
+
+def unfinished(session: Session, model: type[Job], job_id: int) -> Job | None:
+    """The credit check or pre-check, row-locked, while it has no answer yet (None when gone or answered)."""
+    job = session.get(model, job_id, with_for_update=True)
+    return None if job is None or job.status in _FINISHED_OF[model] else job
+
+
+def begin_attempt(session: Session, model: type[Job], job_id: int) -> Job | None:
+    """The job to run now (marked running, one more attempt), or None when it has its answer already."""
+    job = unfinished(session, model, job_id)
+    if job is not None:
+        job.status = "running"
+        job.attempts += 1
+        session.flush()
+    return job

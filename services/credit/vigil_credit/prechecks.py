@@ -15,7 +15,7 @@ from vigil_shared.messaging.contracts import PreCheckRequested
 from vigil_shared.messaging.outbox import Outbox
 
 from .adt import PreCheckAnswer
-from .models import PRECHECK_FINISHED, PreCheck
+from .models import PreCheck, begin_attempt, unfinished
 
 # what ADT needs of the customer (the credit-subject read of the customer service carries them)
 ADT_FIELDS = (
@@ -82,18 +82,12 @@ def present(precheck: PreCheck) -> dict[str, Any]:
 
 
 def start(session: Session, precheck_id: int) -> PreCheck | None:
-    precheck = session.get(PreCheck, precheck_id, with_for_update=True)
-    if precheck is None or precheck.status in PRECHECK_FINISHED:
-        return None
-    precheck.status = "running"
-    precheck.attempts += 1
-    session.flush()
-    return precheck
+    return begin_attempt(session, PreCheck, precheck_id)
 
 
 def finish(session: Session, cipher: FieldCipher, precheck_id: int, answer: PreCheckAnswer) -> PreCheck | None:
-    precheck = session.get(PreCheck, precheck_id, with_for_update=True)
-    if precheck is None or precheck.status in PRECHECK_FINISHED:
+    precheck = unfinished(session, PreCheck, precheck_id)
+    if precheck is None:
         return None
     precheck.status = answer.status
     precheck.reference = answer.reference
@@ -105,8 +99,8 @@ def finish(session: Session, cipher: FieldCipher, precheck_id: int, answer: PreC
 
 
 def fail(session: Session, precheck_id: int, reason: str) -> PreCheck | None:
-    precheck = session.get(PreCheck, precheck_id, with_for_update=True)
-    if precheck is None or precheck.status in PRECHECK_FINISHED:
+    precheck = unfinished(session, PreCheck, precheck_id)
+    if precheck is None:
         return None
     precheck.status = "error"
     precheck.error = reason[:500]

@@ -165,6 +165,17 @@ def _fail(runtime: ServiceRuntime, check_id: int, reason: str) -> str:
     return "failed"
 
 
+def _retried(task: Any, run: Callable[[], str], give_up: Callable[[], str]) -> str:
+    """``run()``; while the customer service cannot be asked, the task is retried with backoff, then
+    ``give_up()`` records the failure."""
+    try:
+        return run()
+    except customer_client.CustomerUnavailable:
+        if task.request.retries >= SUBJECT_RETRIES:
+            return give_up()
+        raise task.retry(countdown=2**task.request.retries) from None
+
+
 def register_tasks(runtime: ServiceRuntime) -> None:
     event_consumer(runtime).register_task(runtime.celery)
     bureau = HttpBureau.from_env()
@@ -174,22 +185,18 @@ def register_tasks(runtime: ServiceRuntime) -> None:
 
     @runtime.celery.task(name=PULL_TASK, bind=True, max_retries=SUBJECT_RETRIES)
     def pull_check(task: Any, check_id: int, request_id: str | None = None) -> str:
-        try:
-            return run_pull(runtime, check_id, request_id, bureau, subject)
-        except customer_client.CustomerUnavailable:
-            if task.request.retries >= SUBJECT_RETRIES:
-                return _fail(runtime, check_id, "The customer service could not be asked for the subject's details.")
-            raise task.retry(countdown=2**task.request.retries) from None
+        return _retried(
+            task,
+            lambda: run_pull(runtime, check_id, request_id, bureau, subject),
+            lambda: _fail(runtime, check_id, "The customer service could not be asked for the subject's details."),
+        )
 
     adt = HttpAdt.from_env()
 
     @runtime.celery.task(name=PRECHECK_TASK, bind=True, max_retries=SUBJECT_RETRIES)
     def run_precheck_task(task: Any, precheck_id: int, request_id: str | None = None) -> str:
-        try:
-            return run_precheck(runtime, precheck_id, request_id, adt, subject)
-        except customer_client.CustomerUnavailable:
-            if task.request.retries >= SUBJECT_RETRIES:
-                return _precheck_failed(
-                    runtime, precheck_id, "The customer service could not be asked for the details."
-                )
-            raise task.retry(countdown=2**task.request.retries) from None
+        return _retried(
+            task,
+            lambda: run_precheck(runtime, precheck_id, request_id, adt, subject),
+            lambda: _precheck_failed(runtime, precheck_id, "The customer service could not be asked for the details."),
+        )

@@ -17,7 +17,15 @@ from vigil_shared.db import utcnow
 
 from .models import KnownCustomer
 
-__all__ = ["customer_archived", "customer_deleted", "customer_seen", "is_archived", "known_customer", "resolve"]
+__all__ = [
+    "follow",
+    "customer_archived",
+    "customer_deleted",
+    "customer_seen",
+    "is_archived",
+    "known_customer",
+    "resolve",
+]
 
 # only the location travels with the customer here; the archive state has its own order (archived_as_of)
 _replica = CustomerReplica(KnownCustomer)
@@ -26,6 +34,7 @@ known_customer = _replica.known
 customer_seen = _replica.seen
 customer_deleted = _replica.deleted  # what it had is removed by ``properties.remove_customer``
 resolve = _replica.resolve
+follow = _replica.follow
 
 
 def is_archived(session: Session, customer_id: int) -> bool:
