@@ -9,6 +9,7 @@ told otherwise), on a fresh database per run and with every table emptied after 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,6 +26,7 @@ from .identity import Identity
 from .testing import (
     ADMIN,
     TEST_SECRET,
+    FakeCustomerService,
     HttpVerbs,
     TestDatabases,
     choose_backend,
@@ -141,6 +143,14 @@ class ApiClient(HttpVerbs):
 @pytest.fixture
 def api(app: Flask) -> ApiClient:
     return ApiClient(app)
+
+
+@pytest.fixture
+def customer_service(monkeypatch: pytest.MonkeyPatch, service_program: ServiceProgram) -> FakeCustomerService:
+    """The customer service, a stand-in patched in as the service's ``customer_client.lookup_customer``
+    (a service that keeps a replica of the customers: :mod:`vigil_shared.customer_replica`)."""
+    client = importlib.import_module(f"{service_program.package}.customer_client")
+    return FakeCustomerService.installed(monkeypatch, client)
 
 
 @pytest.fixture

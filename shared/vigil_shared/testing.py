@@ -251,3 +251,23 @@ class FakeCustomerService:
             return None
         found = self.customers[customer_id]
         return found if isinstance(found, CustomerFacts) else CustomerFacts(customer_id, found)
+
+
+def add_known_customer(
+    session: Any,
+    model: Any,
+    customer_service: Any,
+    customer_id: int,
+    location_id: int | None = 1,
+    deleted: bool = False,
+    **facts: Any,
+) -> None:
+    """Puts a customer in a service's replica table ``model`` (with the ``facts`` it keeps, see
+    :class:`~vigil_shared.customer_replica.CustomerFacts`); a live one also exists in the stand-in
+    ``customer_service`` (a :class:`FakeCustomerService`), which a create asks to confirm the replica."""
+    from .customer_replica import CustomerFacts
+
+    session.add(model(customer_id=customer_id, location_id=location_id, deleted=deleted, **facts))
+    session.commit()
+    if not deleted and isinstance(customer_service, FakeCustomerService):
+        customer_service.customers.setdefault(customer_id, CustomerFacts(customer_id, location_id, **facts))

@@ -1,10 +1,8 @@
 import pytest
 
-from vigil_billing import customer_client
 from vigil_billing.app import program
-from vigil_billing.customer_client import CustomerFacts
 from vigil_billing.models import KnownCustomer
-from vigil_shared.testing import FakeCustomerService
+from vigil_shared.testing import add_known_customer
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -15,27 +13,13 @@ def service_program():
 
 
 @pytest.fixture
-def customer_service(monkeypatch):
-    """The customer service, a stand-in for ``customer_client.lookup_customer``."""
-    return FakeCustomerService.installed(monkeypatch, customer_client)
-
-
-@pytest.fixture
 def known(session, customer_service):
     """Puts customers in the replica: ``known(7)`` (location 1), ``known(8, location_id=2, parent_id=7)``;
     a live one also exists in the stand-in customer service, which a create asks to confirm the replica."""
 
     def add(customer_id: int, location_id: int | None = 1, deleted: bool = False, parent_id: int | None = None):
-        session.add(
-            KnownCustomer(
-                customer_id=customer_id, location_id=location_id, deleted=deleted, kind="customer", parent_id=parent_id
-            )
-        )
-        session.commit()
-        if not deleted:
-            customer_service.customers.setdefault(
-                customer_id, CustomerFacts(customer_id, location_id, kind="customer", parent_id=parent_id)
-            )
+        facts = {"kind": "customer", "parent_id": parent_id}
+        add_known_customer(session, KnownCustomer, customer_service, customer_id, location_id, deleted, **facts)
 
     return add
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Generic, TypeVar
 
 from vigil_shared.commands import Context, command, ensure_version
 from vigil_shared.db import utcnow
@@ -140,6 +141,9 @@ def clear_rate(ctx: Context, customer: KnownCustomer) -> None:
     rates.clear_rate(ctx.session, customer.customer_id)
 
 
+Record = TypeVar("Record")
+
+
 def permitted_location(ctx: Context, customer_id: int, permission: str) -> int | None:
     """The customer's location, once the caller is known to hold ``permission`` there (403 otherwise)."""
     location_id = customer_location(ctx, customer_id)
@@ -151,11 +155,17 @@ def permitted_location(ctx: Context, customer_id: int, permission: str) -> int |
 
 
 @dataclass(frozen=True)
-class ScopedInvoice:
-    """An invoice the caller may act on, with the location (its customer's) that decided it."""
+class Scoped(Generic[Record]):
+    """A customer's record (invoice, billing method, payment) the caller may act on, with the location
+    (its customer's) that decided it."""
 
-    invoice: Invoice
+    record: Record
     location_id: int | None
+
+
+ScopedInvoice = Scoped[Invoice]
+ScopedMethod = Scoped[BillingMethod]
+ScopedPayment = Scoped[Payment]
 
 
 def today() -> date:
@@ -179,26 +189,26 @@ def create_invoice(ctx: Context, customer: KnownCustomer, data: dict) -> Invoice
 
 @command
 def update_invoice(ctx: Context, scoped: ScopedInvoice, changes: dict) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.update_draft(ctx.session, scoped.invoice, changes)
+    ctx.check_version(scoped.record.id, scoped.record.version)
+    return invoices.update_draft(ctx.session, scoped.record, changes)
 
 
 @command
 def delete_invoice(ctx: Context, scoped: ScopedInvoice) -> None:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    invoices.delete_draft(ctx.session, scoped.invoice)
+    ctx.check_version(scoped.record.id, scoped.record.version)
+    invoices.delete_draft(ctx.session, scoped.record)
 
 
 @command
 def issue_invoice(ctx: Context, scoped: ScopedInvoice) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.issue(ctx.session, ctx.outbox, scoped.invoice, today())
+    ctx.check_version(scoped.record.id, scoped.record.version)
+    return invoices.issue(ctx.session, ctx.outbox, scoped.record, today())
 
 
 @command
 def void_invoice(ctx: Context, scoped: ScopedInvoice, reason: str | None) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.void(ctx.session, ctx.outbox, scoped.invoice, reason)
+    ctx.check_version(scoped.record.id, scoped.record.version)
+    return invoices.void(ctx.session, ctx.outbox, scoped.record, reason)
 
 
 def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
@@ -209,12 +219,6 @@ def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
 
 
 # --- billing methods -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScopedMethod:
-    method: BillingMethod
-    location_id: int | None
 
 
 def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
@@ -231,23 +235,17 @@ def add_method(ctx: Context, customer: KnownCustomer, data: dict) -> BillingMeth
 
 @command
 def make_default_method(ctx: Context, scoped: ScopedMethod) -> BillingMethod:
-    ctx.check_version(scoped.method.id, scoped.method.version)
-    return methods.make_default(ctx.session, scoped.method)
+    ctx.check_version(scoped.record.id, scoped.record.version)
+    return methods.make_default(ctx.session, scoped.record)
 
 
 @command
 def remove_method(ctx: Context, scoped: ScopedMethod) -> None:
-    ctx.check_version(scoped.method.id, scoped.method.version)
-    methods.remove_method(ctx.session, scoped.method)
+    ctx.check_version(scoped.record.id, scoped.record.version)
+    methods.remove_method(ctx.session, scoped.record)
 
 
 # --- payments ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScopedPayment:
-    payment: Payment
-    location_id: int | None
 
 
 def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPayment:
@@ -268,11 +266,11 @@ def create_payment(ctx: Context, customer: KnownCustomer, data: dict) -> Payment
 
 @command
 def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
-    ctx.check_version(scoped.payment.id, scoped.payment.version)
+    ctx.check_version(scoped.record.id, scoped.record.version)
     payments.refund(
-        ctx.session, ctx.outbox, processor.processor(), scoped.payment, data.get("amount"), data.get("reason")
+        ctx.session, ctx.outbox, processor.processor(), scoped.record, data.get("amount"), data.get("reason")
     )
-    return scoped.payment
+    return scoped.record
 
 
 # --- recurring invoices and scheduled payments (and the archive hooks: list, cancel idempotently) ---------

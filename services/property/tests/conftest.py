@@ -1,9 +1,8 @@
 import pytest
 
-from vigil_property import customer_client
 from vigil_property.app import program
 from vigil_property.models import KnownCustomer
-from vigil_shared.testing import FakeCustomerService
+from vigil_shared.testing import add_known_customer
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -14,21 +13,12 @@ def service_program():
 
 
 @pytest.fixture
-def customer_service(monkeypatch):
-    """The customer service, a stand-in for ``customer_client.lookup_customer``."""
-    return FakeCustomerService.installed(monkeypatch, customer_client)
-
-
-@pytest.fixture
 def known(session, customer_service):
     """Puts customers in the replica: ``known(7)`` (location 1), ``known(8, location_id=2)``; a live one
     also exists in the stand-in customer service, which a create asks to confirm the replica."""
 
     def add(customer_id: int, location_id: int | None = 1, deleted: bool = False):
-        session.add(KnownCustomer(customer_id=customer_id, location_id=location_id, deleted=deleted))
-        session.commit()
-        if not deleted and isinstance(customer_service, FakeCustomerService):
-            customer_service.customers.setdefault(customer_id, location_id)
+        add_known_customer(session, KnownCustomer, customer_service, customer_id, location_id, deleted)
 
     return add
 

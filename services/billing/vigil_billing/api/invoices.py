@@ -72,7 +72,7 @@ class InvoiceItem(MethodView):
     def get(self, invoice_id):
         """One invoice with its lines, balance and status."""
         scoped = loaded()
-        return _answer(scoped.invoice, scoped.location_id)
+        return _answer(scoped.record, scoped.location_id)
 
     @requires("billing.manage")
     @invoice_rule("billing.manage")

@@ -66,7 +66,7 @@ class MethodItem(MethodView):
     def get(self, billing_method_id):
         """One billing method."""
         scoped = loaded()
-        return method_body(scoped.method, scoped.location_id), 200, etag_headers(scoped.method)
+        return method_body(scoped.record, scoped.location_id), 200, etag_headers(scoped.record)
 
     @requires("billing_methods.manage")
     @method_rule("billing_methods.manage")

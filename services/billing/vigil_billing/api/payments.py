@@ -65,7 +65,7 @@ class PaymentItem(MethodView):
     def get(self, payment_id):
         """One payment: its status (a charge's outcome), allocations, refunds and credit left."""
         scoped = loaded()
-        return payment_body(request_session(), scoped.payment, scoped.location_id), 200, etag_headers(scoped.payment)
+        return payment_body(request_session(), scoped.record, scoped.location_id), 200, etag_headers(scoped.record)
 
 
 @blp.route("/payments/<int:payment_id>/refund")
