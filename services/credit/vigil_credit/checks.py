@@ -21,7 +21,7 @@ from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validati
 from vigil_shared.messaging.contracts import CreditCheckApplied, CreditCheckRequested
 
 from .bureau import BureauAnswer
-from .models import FINISHED, INQUIRIES, CreditCheck, CreditSettings, begin_attempt, unfinished
+from .models import FINISHED, INQUIRIES, CreditCheck, CreditSettings, begin_attempt, settle
 
 DEFAULT_REPEAT_DAYS = 30
 DEFAULT_GRADE_BANDS = [
@@ -220,26 +220,23 @@ def start_pull(session: Session, check_id: int) -> CreditCheck | None:
 
 
 def finish_pull(session: Session, cipher: FieldCipher, check_id: int, answer: BureauAnswer) -> CreditCheck | None:
-    check = unfinished(session, CreditCheck, check_id)
-    if check is None:
-        return None
-    check.status = answer.status
-    check.score = answer.score
-    check.grade = grade_for(get_settings(session), answer.score)
-    check.transaction_id = answer.transaction_id
-    check.reason = answer.reason
-    check.response_enc = cipher.encrypt(json.dumps(answer.raw))
-    check.run_at = utcnow()
-    session.flush()
-    return check
+    return settle(
+        session,
+        CreditCheck,
+        check_id,
+        lambda: {
+            "status": answer.status,
+            "score": answer.score,
+            "grade": grade_for(get_settings(session), answer.score),
+            "transaction_id": answer.transaction_id,
+            "reason": answer.reason,
+            "response_enc": cipher.encrypt(json.dumps(answer.raw)),
+            "run_at": utcnow(),
+        },
+    )
 
 
 def fail_pull(session: Session, check_id: int, reason: str) -> CreditCheck | None:
-    check = unfinished(session, CreditCheck, check_id)
-    if check is None:
-        return None
-    check.status = "failed"
-    check.reason = reason[:500]
-    check.run_at = utcnow()
-    session.flush()
-    return check
+    return settle(
+        session, CreditCheck, check_id, lambda: {"status": "failed", "reason": reason[:500], "run_at": utcnow()}
+    )

@@ -8,8 +8,9 @@ Credit tab.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -119,5 +120,15 @@ def begin_attempt(session: Session, model: type[Job], job_id: int) -> Job | None
     if job is not None:
         job.status = "running"
         job.attempts += 1
+        session.flush()
+    return job
+
+
+def settle(session: Session, model: type[Job], job_id: int, answer: Callable[[], dict[str, Any]]) -> Job | None:
+    """Records ``answer()`` (column values) on the job while it has none yet; None when gone or answered."""
+    job = unfinished(session, model, job_id)
+    if job is not None:
+        for name, value in answer().items():
+            setattr(job, name, value)
         session.flush()
     return job

@@ -15,7 +15,7 @@ from vigil_shared.messaging.contracts import PreCheckRequested
 from vigil_shared.messaging.outbox import Outbox
 
 from .adt import PreCheckAnswer
-from .models import PreCheck, begin_attempt, unfinished
+from .models import PreCheck, begin_attempt, settle
 
 # what ADT needs of the customer (the credit-subject read of the customer service carries them)
 ADT_FIELDS = (
@@ -86,24 +86,21 @@ def start(session: Session, precheck_id: int) -> PreCheck | None:
 
 
 def finish(session: Session, cipher: FieldCipher, precheck_id: int, answer: PreCheckAnswer) -> PreCheck | None:
-    precheck = unfinished(session, PreCheck, precheck_id)
-    if precheck is None:
-        return None
-    precheck.status = answer.status
-    precheck.reference = answer.reference
-    precheck.reasons = list(answer.reasons)
-    precheck.response_enc = cipher.encrypt(json.dumps(answer.raw))
-    precheck.completed_at = utcnow()
-    session.flush()
-    return precheck
+    return settle(
+        session,
+        PreCheck,
+        precheck_id,
+        lambda: {
+            "status": answer.status,
+            "reference": answer.reference,
+            "reasons": list(answer.reasons),
+            "response_enc": cipher.encrypt(json.dumps(answer.raw)),
+            "completed_at": utcnow(),
+        },
+    )
 
 
 def fail(session: Session, precheck_id: int, reason: str) -> PreCheck | None:
-    precheck = unfinished(session, PreCheck, precheck_id)
-    if precheck is None:
-        return None
-    precheck.status = "error"
-    precheck.error = reason[:500]
-    precheck.completed_at = utcnow()
-    session.flush()
-    return precheck
+    return settle(
+        session, PreCheck, precheck_id, lambda: {"status": "error", "error": reason[:500], "completed_at": utcnow()}
+    )

@@ -114,17 +114,34 @@ def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | No
         return _precheck_failed(runtime, precheck_id, failure.reason)
     finally:
         del person
-    with runtime.db.transaction() as session:
-        done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
-    log.info("precheck finished", extra={"precheck_id": precheck_id, "status": answer.status, "request_id": request_id})
-    return done.status if done is not None else "skipped"
+    return _settled(runtime, prechecks.finish, ("precheck_id", precheck_id), answer, request_id)
 
 
 def _precheck_failed(runtime: ServiceRuntime, precheck_id: int, reason: str) -> str:
+    return _gave_up(runtime, prechecks.fail, ("precheck_id", precheck_id), reason, "error")
+
+
+def _settled(
+    runtime: ServiceRuntime, finish: Callable[..., Any], job: tuple[str, int], answer: Any, rid: str | None
+) -> str:
+    """Records the answer of a pull or pre-check (``finish``; ``job``: its log key and id) in its own
+    transaction; returns its status (``skipped`` when it had one already)."""
+    key, job_id = job
     with runtime.db.transaction() as session:
-        prechecks.fail(session, precheck_id, reason)
-    log.warning("precheck failed", extra={"precheck_id": precheck_id, "reason": reason})
-    return "error"
+        done = finish(session, runtime.cipher, job_id, answer)
+    what = "credit pull" if key == "check_id" else "precheck"
+    log.info(f"{what} finished", extra={key: job_id, "status": answer.status, "request_id": rid})
+    return done.status if done is not None else "skipped"
+
+
+def _gave_up(runtime: ServiceRuntime, fail: Callable[..., Any], job: tuple[str, int], reason: str, outcome: str) -> str:
+    """Records why a pull or pre-check failed (``fail``) in its own transaction; returns ``outcome``."""
+    key, job_id = job
+    with runtime.db.transaction() as session:
+        fail(session, job_id, reason)
+    what = "credit pull" if key == "check_id" else "precheck"
+    log.warning(f"{what} failed", extra={key: job_id, "reason": reason})
+    return outcome
 
 
 def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bureau: Bureau, subject: Subject) -> str:
@@ -152,17 +169,11 @@ def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bur
         return _fail(runtime, check_id, failure.reason)
     finally:
         del person
-    with runtime.db.transaction() as session:
-        done = checks.finish_pull(session, runtime.cipher, check_id, answer)
-    log.info("credit pull finished", extra={"check_id": check_id, "status": answer.status, "request_id": request_id})
-    return done.status if done is not None else "skipped"
+    return _settled(runtime, checks.finish_pull, ("check_id", check_id), answer, request_id)
 
 
 def _fail(runtime: ServiceRuntime, check_id: int, reason: str) -> str:
-    with runtime.db.transaction() as session:
-        checks.fail_pull(session, check_id, reason)
-    log.warning("credit pull failed", extra={"check_id": check_id, "reason": reason})
-    return "failed"
+    return _gave_up(runtime, checks.fail_pull, ("check_id", check_id), reason, "failed")
 
 
 def _retried(task: Any, run: Callable[[], str], give_up: Callable[[], str]) -> str:
