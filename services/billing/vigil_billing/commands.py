@@ -168,6 +168,12 @@ ScopedMethod = Scoped[BillingMethod]
 ScopedPayment = Scoped[Payment]
 
 
+def as_read(ctx: Context, scoped: Scoped[Record]) -> Record:
+    """The record, once the caller's ``If-Match`` is known to name its current version (412 otherwise)."""
+    ctx.check_version(scoped.record.id, scoped.record.version)  # type: ignore[attr-defined]
+    return scoped.record
+
+
 def today() -> date:
     return utcnow().date()
 
@@ -189,26 +195,22 @@ def create_invoice(ctx: Context, customer: KnownCustomer, data: dict) -> Invoice
 
 @command
 def update_invoice(ctx: Context, scoped: ScopedInvoice, changes: dict) -> Invoice:
-    ctx.check_version(scoped.record.id, scoped.record.version)
-    return invoices.update_draft(ctx.session, scoped.record, changes)
+    return invoices.update_draft(ctx.session, as_read(ctx, scoped), changes)
 
 
 @command
 def delete_invoice(ctx: Context, scoped: ScopedInvoice) -> None:
-    ctx.check_version(scoped.record.id, scoped.record.version)
-    invoices.delete_draft(ctx.session, scoped.record)
+    invoices.delete_draft(ctx.session, as_read(ctx, scoped))
 
 
 @command
 def issue_invoice(ctx: Context, scoped: ScopedInvoice) -> Invoice:
-    ctx.check_version(scoped.record.id, scoped.record.version)
-    return invoices.issue(ctx.session, ctx.outbox, scoped.record, today())
+    return invoices.issue(ctx.session, ctx.outbox, as_read(ctx, scoped), today())
 
 
 @command
 def void_invoice(ctx: Context, scoped: ScopedInvoice, reason: str | None) -> Invoice:
-    ctx.check_version(scoped.record.id, scoped.record.version)
-    return invoices.void(ctx.session, ctx.outbox, scoped.record, reason)
+    return invoices.void(ctx.session, ctx.outbox, as_read(ctx, scoped), reason)
 
 
 def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
@@ -235,14 +237,12 @@ def add_method(ctx: Context, customer: KnownCustomer, data: dict) -> BillingMeth
 
 @command
 def make_default_method(ctx: Context, scoped: ScopedMethod) -> BillingMethod:
-    ctx.check_version(scoped.record.id, scoped.record.version)
-    return methods.make_default(ctx.session, scoped.record)
+    return methods.make_default(ctx.session, as_read(ctx, scoped))
 
 
 @command
 def remove_method(ctx: Context, scoped: ScopedMethod) -> None:
-    ctx.check_version(scoped.record.id, scoped.record.version)
-    methods.remove_method(ctx.session, scoped.record)
+    methods.remove_method(ctx.session, as_read(ctx, scoped))
 
 
 # --- payments ----------------------------------------------------------------------------------------------
@@ -266,11 +266,9 @@ def create_payment(ctx: Context, customer: KnownCustomer, data: dict) -> Payment
 
 @command
 def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
-    ctx.check_version(scoped.record.id, scoped.record.version)
-    payments.refund(
-        ctx.session, ctx.outbox, processor.processor(), scoped.record, data.get("amount"), data.get("reason")
-    )
-    return scoped.record
+    payment = as_read(ctx, scoped)
+    payments.refund(ctx.session, ctx.outbox, processor.processor(), payment, data.get("amount"), data.get("reason"))
+    return payment
 
 
 # --- recurring invoices and scheduled payments (and the archive hooks: list, cancel idempotently) ---------
