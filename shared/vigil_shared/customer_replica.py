@@ -40,6 +40,28 @@ from .runtime import current_runtime
 from .web import REQUEST_ID_HEADER
 
 VIEW_PERMISSIONS = frozenset({"customers.view", "leads.view"})
+# the credit subject (``GET /api/v1/internal/customers/{id}/credit-subject``): what a bureau pull or an
+# ADT PreCheck needs of the customer, read by the credit service only when it runs one; the customer
+# service serves these fields to a caller holding both permissions, and audits each read
+CREDIT_SUBJECT_FIELDS = (
+    "first_name",
+    "last_name",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "zip",
+    "county",
+    "email",
+    "primary_phone",
+    "account_type",
+    "business_name",
+    "business_contact",
+    "dealer_number",
+    "ssn",
+    "birthdate",
+)
+CREDIT_SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.view")
 LOOKUP_TIMEOUT_SECONDS = 3.0
 FACT_COLUMNS = ("kind", "parent_id", "archived")  # what a replica may keep besides the location
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from vigil_shared.config import Settings
-from vigil_shared.customer_replica import VIEW_PERMISSIONS, ask_customer_service, id_of
+from vigil_shared.customer_replica import CREDIT_SUBJECT_PERMISSIONS, VIEW_PERMISSIONS, ask_customer_service, id_of
 from vigil_shared.customer_replica import CustomerGone as CustomerGone
 from vigil_shared.customer_replica import CustomerUnavailable as CustomerUnavailable
 from vigil_shared.customer_replica import unavailable as unavailable
 
 TIMEOUT_SECONDS = 5.0
-SUBJECT_PERMISSIONS = frozenset({"confidential.ssn.view", "confidential.birthdate.view"})
+SUBJECT_PERMISSIONS = frozenset(CREDIT_SUBJECT_PERMISSIONS)
 
 
 def _get(settings: Settings, path: str, permissions: frozenset[str], request_id: str | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
+from vigil_shared.customer_replica import CREDIT_SUBJECT_FIELDS
 from vigil_shared.db import utcnow
 from vigil_shared.messaging.contracts import PreCheckRequested
 from vigil_shared.messaging.outbox import Outbox
@@ -17,25 +18,7 @@ from vigil_shared.messaging.outbox import Outbox
 from .adt import PreCheckAnswer
 from .models import PreCheck, begin_attempt, settle
 
-# what ADT needs of the customer (the credit-subject read of the customer service carries them)
-ADT_FIELDS = (
-    "first_name",
-    "last_name",
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "zip",
-    "county",
-    "email",
-    "primary_phone",
-    "account_type",
-    "business_name",
-    "business_contact",
-    "dealer_number",
-    "ssn",
-    "birthdate",
-)
+ADT_FIELDS = CREDIT_SUBJECT_FIELDS  # what ADT needs of the customer: the credit subject carries it all
 
 
 # a change to any of these re-runs the PreCheck when the company setting says so

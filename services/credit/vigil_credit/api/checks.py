@@ -74,6 +74,11 @@ def answer(check: CreditCheck, status: int = 200, **headers):
     return present(check), status, etag_headers(check, **headers)
 
 
+def created(check: CreditCheck, status: int):
+    """A new check's answer (202 while a pull runs), with its ``Location`` to poll."""
+    return answer(check, status, Location=url_for("credit.CreditCheckItem", check_id=check.id))
+
+
 @blp.route("/customers/<int:customer_id>/credit-checks")
 class CustomerCreditChecks(MethodView):
     @requires("credit.view")
@@ -103,8 +108,7 @@ class CustomerCreditChecks(MethodView):
         longer `pending` or `running`. Each pull is a hard inquiry: a repeat of the same bureau within
         the company's repeat days is refused (409) unless `confirm_repeat` is true.
         """
-        check = commands.request_check(request_context(), loaded(), data)
-        return answer(check, 202, Location=url_for("credit.CreditCheckItem", check_id=check.id))
+        return created(commands.request_check(request_context(), loaded(), data), 202)
 
 
 @blp.route("/customers/<int:customer_id>/credit-checks/manual")
@@ -116,8 +120,7 @@ class ManualScore(MethodView):
     @blp.response(201, CreditCheckSchema)
     def post(self, data, customer_id):
         """Enter a score by hand; its letter grade comes from the company's grade bands. Apply it like a pull."""
-        check = commands.enter_manual_score(request_context(), loaded(), data)
-        return answer(check, 201, Location=url_for("credit.CreditCheckItem", check_id=check.id))
+        return created(commands.enter_manual_score(request_context(), loaded(), data), 201)
 
 
 @blp.route("/credit-checks/<int:check_id>")
