@@ -98,17 +98,47 @@ def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | No
         if precheck is None:
             return "skipped"
         customer_id = precheck.customer_id
+    return _ask(
+        runtime,
+        ("precheck_id", precheck_id),
+        request_id,
+        lambda: subject(customer_id, request_id),
+        lambda person: adt.precheck(
+            {name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id)
+        ),
+        prechecks.finish,
+        lambda reason: _precheck_failed(runtime, precheck_id, reason),
+    )
+
+
+class Unanswerable(BureauFailure):
+    """No outside call can answer: the subject lacks what it needs (a pull without an SSN)."""
+
+
+def _ask(
+    runtime: ServiceRuntime,
+    job: tuple[str, int],
+    request_id: str | None,
+    read_subject: Callable[[], dict[str, Any]],
+    ask: Callable[[dict[str, Any]], Any],
+    finish: Callable[..., Any],
+    failed: Callable[[str], str],
+) -> str:
+    """The middle and end of a pull or pre-check: the subject read from the customer service (kept in
+    memory only while ``ask`` sends it out), the outside answer recorded by ``finish``, or ``failed``.
+    The customer service unavailable (:class:`CustomerUnavailable`) is raised: the task is retried
+    and the job stays running."""
     try:
-        person = subject(customer_id, request_id)
+        person = read_subject()
     except customer_client.CustomerGone:
-        return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
+        return failed("The customer no longer exists.")
     try:
-        answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
+        answer = ask(person)
     except BureauFailure as failure:
-        return _precheck_failed(runtime, precheck_id, failure.reason)
+        return failed(failure.reason)
     finally:
         del person
-    return _settled(runtime, prechecks.finish, ("precheck_id", precheck_id), answer, request_id)
+    return _settled(runtime, finish, job, answer, request_id)
 
 
 def _precheck_failed(runtime: ServiceRuntime, precheck_id: int, reason: str) -> str:
@@ -147,23 +177,23 @@ def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bur
         bureau_name = check.bureau or ""
         request = checks.request_view(check, runtime.cipher)
         customer_id = check.customer_id
-    try:
-        person = subject(customer_id, request_id)
-    except customer_client.CustomerGone:
-        return _fail(runtime, check_id, "The customer no longer exists.")
-    except customer_client.CustomerUnavailable:
-        raise  # transient: the task is retried, the check stays running
-    if not person.get("ssn"):
-        return _fail(runtime, check_id, "The customer has no SSN; a bureau pull needs one.")
-    if request.get("previous_address"):
-        person = person | {"previous_address": request["previous_address"]}
-    try:
-        answer = bureau.pull(bureau_name, person, request.get("options") or {}, idempotency_key(check_id))
-    except BureauFailure as failure:
-        return _fail(runtime, check_id, failure.reason)
-    finally:
-        del person
-    return _settled(runtime, checks.finish_pull, ("check_id", check_id), answer, request_id)
+
+    def pull(person: dict[str, Any]) -> Any:
+        if not person.get("ssn"):
+            raise Unanswerable("The customer has no SSN; a bureau pull needs one.")
+        if request.get("previous_address"):
+            person = person | {"previous_address": request["previous_address"]}
+        return bureau.pull(bureau_name, person, request.get("options") or {}, idempotency_key(check_id))
+
+    return _ask(
+        runtime,
+        ("check_id", check_id),
+        request_id,
+        lambda: subject(customer_id, request_id),
+        pull,
+        checks.finish_pull,
+        lambda reason: _fail(runtime, check_id, reason),
+    )
 
 
 def _fail(runtime: ServiceRuntime, check_id: int, reason: str) -> str:
