@@ -168,6 +168,11 @@ ScopedMethod = Scoped[BillingMethod]
 ScopedPayment = Scoped[Payment]
 
 
+def scope_of(ctx: Context, record: Record, permission: str) -> Scoped[Record]:
+    """``record`` (of a customer) with its customer's location, 403 unless the caller holds ``permission`` there."""
+    return Scoped(record, permitted_location(ctx, record.customer_id, permission))  # type: ignore[attr-defined]
+
+
 def as_read(ctx: Context, scoped: Scoped[Record]) -> Record:
     """The record, once the caller's ``If-Match`` is known to name its current version (412 otherwise)."""
     ctx.check_version(scoped.record.id, scoped.record.version)  # type: ignore[attr-defined]
@@ -180,8 +185,7 @@ def today() -> date:
 
 def load_invoice(ctx: Context, invoice_id: int, permission: str) -> ScopedInvoice:
     """404 when there is no such invoice, 403 unless the caller holds ``permission`` at its customer's location."""
-    invoice = invoices.get_invoice(ctx.session, invoice_id)
-    return ScopedInvoice(invoice, permitted_location(ctx, invoice.customer_id, permission))
+    return scope_of(ctx, invoices.get_invoice(ctx.session, invoice_id), permission)
 
 
 @command
@@ -225,8 +229,7 @@ def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
 
 def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
     """404 when there is no such billing method, 403 unless the caller holds ``permission`` where its customer is."""
-    method = methods.get_method(ctx.session, method_id)
-    return ScopedMethod(method, permitted_location(ctx, method.customer_id, permission))
+    return scope_of(ctx, methods.get_method(ctx.session, method_id), permission)
 
 
 @command
@@ -249,8 +252,7 @@ def remove_method(ctx: Context, scoped: ScopedMethod) -> None:
 
 
 def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPayment:
-    payment = payments.get_payment(ctx.session, payment_id)
-    return ScopedPayment(payment, permitted_location(ctx, payment.customer_id, permission))
+    return scope_of(ctx, payments.get_payment(ctx.session, payment_id), permission)
 
 
 @command
