@@ -15,6 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from vigil_shared.fields import ReadOnlyAwareInput, Timestamp, TrimmedString, text
 from vigil_shared.http import PaginationArgs, page_schema
 
+from .ledger import BUCKETS
 from .money import CURRENCIES, MAX_AMOUNT
 
 ITEM_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -437,18 +438,15 @@ class StatementSchema(Schema):
     entries = fields.List(fields.Nested(EntrySchema))
 
 
-class AgingTotalsSchema(Schema):
-    current = fields.Integer()
-    days_1_30 = fields.Integer()
-    days_31_60 = fields.Integer()
-    days_61_90 = fields.Integer()
-    days_over_90 = fields.Integer()
-    total = fields.Integer()
+def _aged() -> dict[str, fields.Field]:
+    """What an aging row or its totals hold: minor units per age bucket, and their total."""
+    return {name: fields.Integer() for name in (*BUCKETS, "total")}
 
 
-class AgingSchema(AgingTotalsSchema):
-    customer_id = fields.Integer()
-    location_id = fields.Integer(allow_none=True)
+AgingTotalsSchema = Schema.from_dict(_aged(), name="AgingTotals")
+AgingSchema = Schema.from_dict(
+    {"customer_id": fields.Integer(), "location_id": fields.Integer(allow_none=True), **_aged()}, name="Aging"
+)
 
 
 AgingPageSchema = page_schema(
