@@ -85,14 +85,22 @@ def answers(
     schema: Any = None,
     *,
     forbidden: str | None = None,
+    not_found: str | None = None,
     conflict: str | None = None,
     stale: str | bool = False,
     unavailable: str | None = None,
 ) -> Callable[[V], V]:
     """flask-smorest's ``@blp.response(status, schema)`` together with the other answers the
-    operation documents: 403 ``forbidden``, 409 ``conflict``, 412 ``stale`` (``True``: an ``If-Match``
-    naming an older version, :data:`STALE_VERSION`) and 503 ``unavailable``, each with its description."""
-    others = {403: forbidden, 409: conflict, 412: STALE_VERSION if stale is True else stale or None, 503: unavailable}
+    operation documents: 403 ``forbidden``, 404 ``not_found``, 409 ``conflict``, 412 ``stale``
+    (``True``: an ``If-Match`` naming an older version, :data:`STALE_VERSION`) and 503
+    ``unavailable``, each with its description."""
+    others = {
+        403: forbidden,
+        404: not_found,
+        409: conflict,
+        412: STALE_VERSION if stale is True else stale or None,
+        503: unavailable,
+    }
     decorators = [blp.response(status, schema)]
     decorators += [blp.alt_response(code, description=text) for code, text in others.items() if text]
 
