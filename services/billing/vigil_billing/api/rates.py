@@ -47,8 +47,7 @@ class Rates(MethodView):
         commands.read_settings(context())  # the company's settings exist before the catalog is read
         query = rates.RateQuery(lines=tuple(line), **filters)
         result, settings = rates.list_rates(request_session(), query, page, per_page)
-        body = result.body() | {"items": [rates.rate_body(rate, settings) for rate in result.items]}
-        return body, 200, result.headers()
+        return result.answer(lambda rate: rates.rate_body(rate, settings))
 
     @requires("catalogs.manage")
     @idempotent

@@ -87,10 +87,7 @@ class CustomerCreditChecks(MethodView):
     @blp.response(200, CreditCheckPageSchema)
     def get(self, customer_id, page, per_page):
         """The customer's Credit tab: every check, newest first (pending, complete, no hit, frozen, failed, manual)."""
-        result = paginate(request_session(), checks.checks_of(customer_id), page, per_page)
-        body = result.body()
-        body["items"] = [present(c) for c in result.items]
-        return body, 200, result.headers()
+        return paginate(request_session(), checks.checks_of(customer_id), page, per_page).answer(present)
 
     @requires("credit.create")
     @customer_rule("credit.create")

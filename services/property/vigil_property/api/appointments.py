@@ -47,13 +47,12 @@ def _page(result):
     session = request_session()
     customers = domain.customers_of(session, (a.property_id for a in result.items))
     locations = properties.locations_of(session, customers.values())
-    body = result.body()
-    body["items"] = []
-    for appointment in result.items:
+
+    def render(appointment):
         customer_id = customers.get(appointment.property_id)
-        location_id = locations.get(customer_id) if customer_id is not None else None
-        body["items"].append(_body(appointment, customer_id, location_id))
-    return body, 200, result.headers()
+        return _body(appointment, customer_id, locations.get(customer_id) if customer_id is not None else None)
+
+    return result.answer(render)
 
 
 @blp.route("/appointments")

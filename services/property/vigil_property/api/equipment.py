@@ -38,7 +38,7 @@ class PropertyEquipment(MethodView):
     def get(self, property_id, page, per_page, status=None):
         """List the equipment at a property by zone, optionally by `status`."""
         result = domain.list_equipment(request_session(), property_id, page=page, per_page=per_page, status=status)
-        return result.body(), 200, result.headers()
+        return result.answer()
 
     @requires("equipment.modify")
     @property_rule("equipment.modify")

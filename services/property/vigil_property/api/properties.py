@@ -43,11 +43,7 @@ class Properties(MethodView):
         session = request_session()
         locations = current_identity().location_filter("properties.view")
         result = domain.list_properties(session, locations=locations, page=page, per_page=per_page, **filters)
-        return (
-            property_page(result, domain.locations_of(session, (p.customer_id for p in result.items))),
-            200,
-            result.headers(),
-        )
+        return property_page(result, domain.locations_of(session, (p.customer_id for p in result.items)))
 
 
 @blp.route("/customers/<int:customer_id>/properties")
@@ -62,7 +58,7 @@ class CustomerProperties(MethodView):
         result = domain.list_properties(
             request_session(), locations=locations, customer_id=customer_id, active=active, page=page, per_page=per_page
         )
-        return property_page(result, {customer_id: loaded()}), 200, result.headers()
+        return property_page(result, {customer_id: loaded()})
 
     @requires("properties.create")
     @customer_rule("properties.create", must_exist=True)
@@ -159,5 +155,4 @@ class PropertyHistory(MethodView):
     @blp.response(200, HistoryPageSchema)
     def get(self, property_id, page, per_page):
         """The property's changes, newest first: monitoring status, account number, life cycle, transfers."""
-        result = history.list_history(request_session(), property_id, page=page, per_page=per_page)
-        return result.body(), 200, result.headers()
+        return history.list_history(request_session(), property_id, page=page, per_page=per_page).answer()

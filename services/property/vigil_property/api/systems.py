@@ -46,9 +46,7 @@ class PropertySystems(MethodView):
         session, scoped = request_session(), loaded()
         result = domain.list_systems(session, property_id, page=page, per_page=per_page)
         kinds = domain.kinds_by_id(session, (system.kind_id for system in result.items))
-        body = result.body()
-        body["items"] = [system_body(s, kinds.get(s.kind_id), scoped.location_id) for s in result.items]
-        return body, 200, result.headers()
+        return result.answer(lambda system: system_body(system, kinds.get(system.kind_id), scoped.location_id))
 
     @requires("properties.modify")
     @property_rule("properties.modify")
