@@ -29,6 +29,7 @@ from .testing import (
     FakeCustomerService,
     HttpVerbs,
     TestDatabases,
+    add_known_customer,
     choose_backend,
     clean_tables,
     describe_backend,
@@ -151,6 +152,21 @@ def customer_service(monkeypatch: pytest.MonkeyPatch, service_program: ServicePr
     (a service that keeps a replica of the customers: :mod:`vigil_shared.customer_replica`)."""
     client = importlib.import_module(f"{service_program.package}.customer_client")
     return FakeCustomerService.installed(monkeypatch, client)
+
+
+@pytest.fixture
+def known(
+    session: Session, customer_service: FakeCustomerService, service_program: ServiceProgram
+) -> Callable[..., None]:
+    """Puts customers in the service's replica (its ``models.KnownCustomer``): ``known(7)`` (location 1),
+    ``known(8, location_id=2)``, ``known(9, deleted=True)``, facts it keeps as keywords; a live one also
+    exists in the stand-in customer service, which a create asks to confirm the replica."""
+    model = importlib.import_module(f"{service_program.package}.models").KnownCustomer
+
+    def add(customer_id: int, location_id: int | None = 1, deleted: bool = False, **facts: Any) -> None:
+        add_known_customer(session, model, customer_service, customer_id, location_id, deleted, **facts)
+
+    return add
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 import pytest
 
 from vigil_billing.app import program
-from vigil_billing.models import KnownCustomer
-from vigil_shared.testing import add_known_customer
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -13,13 +11,11 @@ def service_program():
 
 
 @pytest.fixture
-def known(session, customer_service):
-    """Puts customers in the replica: ``known(7)`` (location 1), ``known(8, location_id=2, parent_id=7)``;
-    a live one also exists in the stand-in customer service, which a create asks to confirm the replica."""
+def known(known):
+    """The plugin's ``known``, of kind ``customer``: ``known(7)``, ``known(8, location_id=2, parent_id=7)``."""
 
     def add(customer_id: int, location_id: int | None = 1, deleted: bool = False, parent_id: int | None = None):
-        facts = {"kind": "customer", "parent_id": parent_id}
-        add_known_customer(session, KnownCustomer, customer_service, customer_id, location_id, deleted, **facts)
+        known(customer_id, location_id, deleted, kind="customer", parent_id=parent_id)
 
     return add
 
