@@ -99,12 +99,7 @@ def create_payment(session: Session, outbox: Outbox, customer: KnownCustomer, da
 
 def _event_fields(payment: Payment) -> dict[str, Any]:
     """What every payment event says of the payment."""
-    return {
-        "payment_id": payment.id,
-        "customer_id": payment.customer_id,
-        "amount": payment.amount,
-        "currency": payment.currency,
-    }
+    return {"payment_id": payment.id} | {name: getattr(payment, name) for name in ("customer_id", "amount", "currency")}
 
 
 def _received(session: Session, outbox: Outbox, payment: Payment) -> None:
