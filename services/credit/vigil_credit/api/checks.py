@@ -93,11 +93,13 @@ class CustomerCreditChecks(MethodView):
     @customer_rule("credit.create")
     @idempotent
     @blp.arguments(CreditCheckCreateSchema)
-    @blp.response(202, CreditCheckSchema)
-    @blp.alt_response(
-        409, description="The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`"
+    @answers(
+        blp,
+        202,
+        CreditCheckSchema,
+        conflict="The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`",
+        unavailable="The customer service could not be asked about the customer",
     )
-    @blp.alt_response(503, description="The customer service could not be asked about the customer")
     def post(self, data, customer_id):
         """Pull the customer's credit from a bureau: answered at once with the pending check.
 

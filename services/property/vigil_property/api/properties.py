@@ -125,15 +125,16 @@ class PropertyTransfer(MethodView):
     @property_rule("properties.modify")
     @idempotent
     @blp.arguments(TransferSchema)
-    @blp.response(200, PropertySchema)
-    @blp.alt_response(
-        403,
-        description="No `properties.modify` at a customer's location, or the transfer would show "
+    @answers(
+        blp,
+        200,
+        PropertySchema,
+        forbidden="No `properties.modify` at a customer's location, or the transfer would show "
         "you codes masked for you where the property is now",
+        conflict="The property is inactive",
+        stale=True,
+        unavailable="The customer service could not be asked about the new customer",
     )
-    @blp.alt_response(409, description="The property is inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
-    @blp.alt_response(503, description="The customer service could not be asked about the new customer")
     def post(self, data, property_id):
         """Move the property, with its systems, equipment, appointments and history, to another customer.
 
