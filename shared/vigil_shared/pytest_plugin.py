@@ -3,7 +3,9 @@
 A service's ``conftest.py`` enables this plugin and provides ``service_program`` (its tables'
 metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session``,
 ``outbox`` (the events written) and ``api`` (a test client that sends a signed admin identity unless
-told otherwise), on a fresh database per run and with every table emptied after each test.
+told otherwise), on a fresh database per run and with every table emptied after each test. A service
+that keeps a replica of the customers (``customer_client``, ``models.KnownCustomer``) also gets
+``customer_service`` (a stand-in of the customer service) and ``known`` (customers in the replica).
 ``vigil_shared.service_checks`` holds the checks every service's suite runs.
 """
 

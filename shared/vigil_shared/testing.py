@@ -242,7 +242,7 @@ class FakeCustomerService:
         return fake
 
     def __call__(self, customer_id: int) -> Any:
-        from .customer_replica import CustomerFacts
+        from .customer_replica import CustomerFacts  # here: tools/run_tests.py imports this module, not the web layer
 
         self.asked.append(customer_id)
         if self.failure is not None:
@@ -265,7 +265,7 @@ def add_known_customer(
     """Puts a customer in a service's replica table ``model`` (with the ``facts`` it keeps, see
     :class:`~vigil_shared.customer_replica.CustomerFacts`); a live one also exists in the stand-in
     ``customer_service`` (a :class:`FakeCustomerService`), which a create asks to confirm the replica."""
-    from .customer_replica import CustomerFacts
+    from .customer_replica import CustomerFacts  # as in FakeCustomerService
 
     session.add(model(customer_id=customer_id, location_id=location_id, deleted=deleted, **facts))
     session.commit()
