@@ -218,20 +218,24 @@ def register_tasks(runtime: ServiceRuntime) -> None:
     def subject(customer_id: int, request_id: str | None) -> dict[str, Any]:
         return customer_client.credit_subject(runtime.settings, customer_id, request_id)
 
-    @runtime.celery.task(name=PULL_TASK, bind=True, max_retries=SUBJECT_RETRIES)
-    def pull_check(task: Any, check_id: int, request_id: str | None = None) -> str:
-        return _retried(
-            task,
-            lambda: run_pull(runtime, check_id, request_id, bureau, subject),
-            lambda: _fail(runtime, check_id, "The customer service could not be asked for the subject's details."),
-        )
+    def job_task(name: str, run: Callable[[int, str | None], str], give_up: Callable[[int], str]) -> None:
+        """A worker task running one credit pull or pre-check (its id, the request id); while the
+        customer service cannot be asked it is retried with backoff, then ``give_up`` records the failure."""
 
+        @runtime.celery.task(name=name, bind=True, max_retries=SUBJECT_RETRIES)
+        def run_job(task: Any, job_id: int, request_id: str | None = None) -> str:
+            return _retried(task, lambda: run(job_id, request_id), lambda: give_up(job_id))
+
+    job_task(
+        PULL_TASK,
+        lambda check_id, request_id: run_pull(runtime, check_id, request_id, bureau, subject),
+        lambda check_id: _fail(runtime, check_id, "The customer service could not be asked for the subject's details."),
+    )
     adt = HttpAdt.from_env()
-
-    @runtime.celery.task(name=PRECHECK_TASK, bind=True, max_retries=SUBJECT_RETRIES)
-    def run_precheck_task(task: Any, precheck_id: int, request_id: str | None = None) -> str:
-        return _retried(
-            task,
-            lambda: run_precheck(runtime, precheck_id, request_id, adt, subject),
-            lambda: _precheck_failed(runtime, precheck_id, "The customer service could not be asked for the details."),
-        )
+    job_task(
+        PRECHECK_TASK,
+        lambda precheck_id, request_id: run_precheck(runtime, precheck_id, request_id, adt, subject),
+        lambda precheck_id: _precheck_failed(
+            runtime, precheck_id, "The customer service could not be asked for the details."
+        ),
+    )
