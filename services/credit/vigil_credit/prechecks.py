@@ -17,6 +17,7 @@ from vigil_shared.messaging.outbox import Outbox
 
 from .adt import PreCheckAnswer
 from .models import PreCheck, begin_attempt, settle
+from .schemas import PreCheckSchema
 
 ADT_FIELDS = CREDIT_SUBJECT_FIELDS  # what ADT needs of the customer: the credit subject carries it all
 
@@ -49,19 +50,9 @@ def latest_status(session: Session, customer_id: int) -> str | None:
 
 
 def present(precheck: PreCheck) -> dict[str, Any]:
-    return {
-        "id": precheck.id,
-        "customer_id": precheck.customer_id,
-        "status": precheck.status,
-        "trigger": precheck.trigger,
-        "reference": precheck.reference,
-        "reasons": list(precheck.reasons or []),
-        "error": precheck.error,
-        "attempts": precheck.attempts,
-        "requested_by_name": precheck.requested_by_name,
-        "created_at": precheck.created_at,
-        "completed_at": precheck.completed_at,
-    }
+    """The pre-check as :class:`~vigil_credit.schemas.PreCheckSchema` shows it."""
+    shown = (name for name in PreCheckSchema._declared_fields if name != "reasons")
+    return {name: getattr(precheck, name) for name in shown} | {"reasons": list(precheck.reasons or [])}
 
 
 def start(session: Session, precheck_id: int) -> PreCheck | None:
