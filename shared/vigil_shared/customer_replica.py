@@ -30,9 +30,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from . import errors
 from .config import Settings, service_url
 from .db import utcnow
-from .errors import UNAVAILABLE, Problem
+from .errors import Problem
 from .identity import IDENTITY_HEADER, service_identity, sign_identity
 from .messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated, Event
 from .messaging.outbox import EventConsumer
@@ -89,12 +90,7 @@ class CustomerFacts:
 
 
 def unavailable() -> Problem:
-    return Problem(
-        503,
-        "The customer service could not be asked about this customer. Try again shortly.",
-        type=UNAVAILABLE,
-        headers={"Retry-After": "5"},
-    )
+    return errors.unavailable("The customer service could not be asked about this customer. Try again shortly.")
 
 
 def ask_customer_service(

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from .authz import requires
 from .commands import Context, command
-from .errors import UNAVAILABLE, Problem, conflict, not_found
+from .errors import conflict, not_found, unavailable
 from .fields import Timestamp
 from .http import PaginationArgs, answers, page_schema, paginate
 from .service import ServiceRuntime, current_runtime, request_session
@@ -90,12 +90,7 @@ def send_dead_letter_again(ctx: Context, runtime: ServiceRuntime, event_id: str)
         runtime.deliver_to_self(message)
     except BROKER_ERRORS as exc:
         _unmark_retry(ctx, letter)
-        raise Problem(
-            503,
-            "The message broker is unavailable; nothing was sent. Try again shortly.",
-            type=UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise unavailable("The message broker is unavailable; nothing was sent. Try again shortly.") from exc
     return letter
 
 
