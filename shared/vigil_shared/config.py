@@ -125,6 +125,22 @@ SETTINGS: list[Setting] = [
     Setting("VIGIL_BUREAU_RETRIES", "3", "Credit service: retries of a bureau request that timed out or failed (5xx)."),
     Setting("VIGIL_BUREAU_BACKOFF", "1", "Credit service: seconds before the first retry; doubled for each next one."),
     Setting(
+        "VIGIL_BUREAU_CONCURRENCY",
+        "8",
+        "Credit service: most credit bureau requests in flight at once, across every credit worker process.",
+    ),
+    Setting(
+        "VIGIL_ADT_CONCURRENCY",
+        "8",
+        "Credit service: most ADT PreCheck requests in flight at once, across every credit worker process "
+        "(each answer taking t seconds, ADT answers at most this / t PreChecks a second).",
+    ),
+    Setting(
+        "VIGIL_CREDIT_WORKER_THREADS",
+        "12",
+        "Credit service: threads of each credit worker process (its calls wait on the bureau and ADT, not the CPU).",
+    ),
+    Setting(
         "VIGIL_BUREAU_SLOW_SECONDS", "4", "Sandbox bureau: how long the slow test identity (SSN ending 1002) takes."
     ),
     Setting("VIGIL_BILLING_BEAT_HEALTH_PORT", "8303", "Port of the billing Celery beat's /healthz and /readyz."),

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vigil_shared.config import env_int
 from vigil_shared.messaging.celery_app import send_to_queue
 from vigil_shared.messaging.contracts import (
     CreditCheckRequested,
@@ -34,12 +35,19 @@ from vigil_shared.runtime import ServiceRuntime
 from . import checks, customer_client, prechecks
 from .adt import Adt, HttpAdt
 from .bureau import Bureau, BureauFailure, HttpBureau
+from .slots import SharedSlots, SlotUnavailable
 
 log = logging.getLogger("vigil.credit.tasks")
 
 PULL_TASK = "credit.pull_check.v1"
 PRECHECK_TASK = "credit.run_precheck.v1"
 SUBJECT_RETRIES = 5  # the customer service down: retried with backoff (1, 2, 4, 8, 16 s), then failed
+SLOT_MARGIN = 5.0  # seconds a slot's lease outlasts the longest request, for a worker that dies holding it
+# why a task could not run now: retried with the same backoff, then the check or PreCheck fails saying so
+TRANSIENT: dict[type[Exception], str] = {
+    customer_client.CustomerUnavailable: "The customer service could not be asked for the subject's details.",
+    SlotUnavailable: "Too many requests were waiting for a free connection to {system}; try again later.",
+}
 Subject = Callable[[int, str | None], dict[str, Any]]
 
 
@@ -165,9 +173,36 @@ def _fail(runtime: ServiceRuntime, check_id: int, reason: str) -> str:
     return "failed"
 
 
+def capped(runtime: ServiceRuntime, http: HttpBureau, name: str, setting: str) -> HttpBureau:
+    """``http`` holding one of the ``setting`` (default 8) slots named ``name`` around each request: the
+    cap is shared by every worker process and thread (``slots``), so the outside system never sees more."""
+    slots = SharedSlots(runtime.db, name, env_int(setting, 8), lease=http.longest_request + SLOT_MARGIN)
+    http.gate = slots.hold
+    return http
+
+
+def retry_or_fail(task: Any, error: Exception, system: str, fail: Callable[[str], str]) -> str:
+    """Retried after 1, 2, 4, 8, 16 s, then ``fail`` with the reason: the ``TRANSIENT`` one, or for an
+    unforeseen error (the database lost mid-task, a bug) its class, so nothing is left running for ever
+    and the row says why (the message is not kept: it could quote a subject's details)."""
+    reason = TRANSIENT.get(type(error), "The worker could not run it ({error}).").format(
+        system=system, error=type(error).__name__
+    )
+    if task.request.retries >= SUBJECT_RETRIES:
+        return fail(reason)
+    known = type(error) in TRANSIENT
+    log.log(
+        logging.INFO if known else logging.ERROR,
+        "task retried",
+        extra={"reason": reason, "attempt": task.request.retries + 1},
+        exc_info=None if known else error,
+    )
+    raise task.retry(countdown=2**task.request.retries) from None
+
+
 def register_tasks(runtime: ServiceRuntime) -> None:
     event_consumer(runtime).register_task(runtime.celery)
-    bureau = HttpBureau.from_env()
+    bureau = capped(runtime, HttpBureau.from_env(), "bureau", "VIGIL_BUREAU_CONCURRENCY")
 
     def subject(customer_id: int, request_id: str | None) -> dict[str, Any]:
         return customer_client.credit_subject(runtime.settings, customer_id, request_id)
@@ -176,20 +211,14 @@ def register_tasks(runtime: ServiceRuntime) -> None:
     def pull_check(task: Any, check_id: int, request_id: str | None = None) -> str:
         try:
             return run_pull(runtime, check_id, request_id, bureau, subject)
-        except customer_client.CustomerUnavailable:
-            if task.request.retries >= SUBJECT_RETRIES:
-                return _fail(runtime, check_id, "The customer service could not be asked for the subject's details.")
-            raise task.retry(countdown=2**task.request.retries) from None
+        except Exception as error:  # noqa: BLE001 - each is retried, then the check fails with its reason
+            return retry_or_fail(task, error, "the bureau", lambda reason: _fail(runtime, check_id, reason))
 
-    adt = HttpAdt.from_env()
+    adt = HttpAdt(capped(runtime, HttpBureau.from_env(), "adt", "VIGIL_ADT_CONCURRENCY"))
 
     @runtime.celery.task(name=PRECHECK_TASK, bind=True, max_retries=SUBJECT_RETRIES)
     def run_precheck_task(task: Any, precheck_id: int, request_id: str | None = None) -> str:
         try:
             return run_precheck(runtime, precheck_id, request_id, adt, subject)
-        except customer_client.CustomerUnavailable:
-            if task.request.retries >= SUBJECT_RETRIES:
-                return _precheck_failed(
-                    runtime, precheck_id, "The customer service could not be asked for the details."
-                )
-            raise task.retry(countdown=2**task.request.retries) from None
+        except Exception as error:  # noqa: BLE001 - each is retried, then the PreCheck fails with its reason
+            return retry_or_fail(task, error, "ADT", lambda reason: _precheck_failed(runtime, precheck_id, reason))
