@@ -15,6 +15,7 @@ external part outside any database transaction:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -107,25 +108,46 @@ def precheck_key(precheck_id: int) -> str:
 
 def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | None, adt: Adt, subject: Subject) -> str:
     """One ADT PreCheck, start to end, like :func:`run_pull`; returns its status (``skipped`` when done)."""
+    took = Stopwatch()
     with runtime.db.transaction() as session:
         precheck = prechecks.start(session, precheck_id)
         if precheck is None:
             return "skipped"
         customer_id = precheck.customer_id
+    took.lap("start_s")
     try:
         person = subject(customer_id, request_id)
     except customer_client.CustomerGone:
         return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
+    took.lap("subject_s")
     try:
         answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
     except BureauFailure as failure:
         return _precheck_failed(runtime, precheck_id, failure.reason)
     finally:
         del person
+    took.lap("adt_s")  # waiting for a slot included
     with runtime.db.transaction() as session:
         done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
-    log.info("precheck finished", extra={"precheck_id": precheck_id, "status": answer.status, "request_id": request_id})
+    took.lap("record_s")
+    log.info(
+        "precheck finished",
+        extra={"precheck_id": precheck_id, "status": answer.status, "request_id": request_id} | took.laps,
+    )
     return done.status if done is not None else "skipped"
+
+
+class Stopwatch:
+    """Seconds each step of a task took, for its log line (where a slow PreCheck spent its time)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 4)
+        self._last = now
 
 
 def _precheck_failed(runtime: ServiceRuntime, precheck_id: int, reason: str) -> str:
