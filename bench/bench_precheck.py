@@ -124,7 +124,7 @@ def task_steps(stack: Stack) -> dict[str, list[float]]:
         for line in path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 entry = json.loads(line)
-                if entry.get("message") == "precheck finished":
+                if entry.get("msg") == "precheck finished":
                     for name in ("start_s", "subject_s", "adt_s", "record_s"):
                         steps.setdefault(name, []).append(float(entry[name]))
     return steps

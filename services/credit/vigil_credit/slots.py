@@ -9,8 +9,9 @@ loser's ``UPDATE`` matches no row once the winner committed), so the cap holds o
 SQLite alike. A worker killed while holding a slot leaves it taken until its lease ends: the lease is
 the longest one call can take (the request's timeout plus a margin), never longer.
 
-A caller waits for a free slot, polling with a short, growing, jittered pause; it waits at most
-``wait`` seconds, then :class:`SlotUnavailable` (the task tries again later: nothing waits for ever).
+A caller waits for a free slot, polling with a short, growing, jittered pause (no more than ``cap``
+threads of one process poll: the others wait on a local semaphore first); it waits at most ``wait``
+seconds, then :class:`SlotUnavailable` (the task tries again later: nothing waits for ever).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil_shared.db import Database, utcnow
@@ -60,15 +61,22 @@ class SharedSlots:
     def __post_init__(self) -> None:
         if self.cap < 1:
             raise ValueError(f"the concurrency cap of {self.name} must be at least 1, got {self.cap}")
+        self._local = threading.BoundedSemaphore(self.cap)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[int]:
         holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        slot = self._acquire(holder)
+        # no more than ``cap`` threads of this process ask the database: the others wait here, unpolled
+        if not self._local.acquire(timeout=self.wait):
+            raise SlotUnavailable(f"no free {self.name} slot of {self.cap} within {self.wait:.0f} s")
         try:
-            yield slot
+            slot = self._acquire(holder)
+            try:
+                yield slot
+            finally:
+                self._release(slot, holder)
         finally:
-            self._release(slot, holder)
+            self._local.release()
 
     def _ensure_rows(self) -> None:
         """Slots ``0 … cap-1`` exist (created once per process; a concurrent creator's rows are fine)."""
@@ -96,26 +104,26 @@ class SharedSlots:
             pause = min(POLL_MAX, pause * 1.5)
 
     def _try_take(self, holder: str) -> int | None:
+        """One statement: take a free slot, if any. On PostgreSQL the free row is locked with SKIP
+        LOCKED (a row another worker is taking is passed over, never waited for) and re-checked once
+        locked, so two workers never take the same one; SQLite runs one writer at a time."""
         now = utcnow()
-        free = and_(
+        free = select(OutboundSlot.slot).where(
             OutboundSlot.name == self.name,
             OutboundSlot.slot < self.cap,  # a cap lowered since: the rows above it are never used
             or_(OutboundSlot.holder.is_(None), OutboundSlot.expires_at < now),
         )
         with self.db.transaction() as session:
-            candidates = list(session.scalars(select(OutboundSlot.slot).where(free)))
-        random.shuffle(candidates)  # racing workers spread over the free slots instead of all trying the first
-        for slot in candidates:
-            with self.db.transaction() as session:
-                taken = session.execute(
-                    update(OutboundSlot)
-                    .where(free, OutboundSlot.slot == slot)
-                    .values(holder=holder, expires_at=now + timedelta(seconds=self.lease))
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-            if taken == 1:
-                return slot
-        return None
+            return session.scalar(
+                update(OutboundSlot)
+                .where(
+                    OutboundSlot.name == self.name,
+                    OutboundSlot.slot == free.limit(1).with_for_update(skip_locked=True).scalar_subquery(),
+                )
+                .values(holder=holder, expires_at=now + timedelta(seconds=self.lease))
+                .returning(OutboundSlot.slot)
+                .execution_options(synchronize_session=False)
+            )
 
     def _release(self, slot: int, holder: str) -> None:
         try:
