@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from bench_pipeline import group_cpu_seconds
+from bench_pipeline import delete_queues, group_cpu_seconds
 from sqlalchemy import create_engine, text
 
 from vigil_runner.stack import BIN, Process, Stack, free_port
@@ -132,18 +132,6 @@ def task_steps(stack: Stack) -> dict[str, list[float]]:
 
 def health(port: str) -> str:
     return f"http://127.0.0.1:{port}/readyz"
-
-
-def delete_queues(prefix: str) -> None:
-    from kombu import Connection
-
-    with Connection(rabbitmq_url(), connect_timeout=5) as conn:
-        channel = conn.channel()
-        for name in ("customer", "property", "billing", "credit"):
-            try:
-                channel.queue_delete(f"{prefix}.{name}")
-            except Exception:  # noqa: BLE001 - never declared
-                channel = conn.channel()
 
 
 def ssn() -> str:
