@@ -3,6 +3,7 @@ ADT ever see more PreChecks at once than the configured cap?
 
     .venv/bin/python bench/bench_precheck.py [--count 1000] [--rate 10] [--clients 16] [--latency-ms 200]
         [--adt-concurrency 8] [--credit-workers 2] [--worker-threads 12] [--backend postgres|embedded]
+        [--planted-errors 0]
 
 Starts its own Vigil on free ports: PostgreSQL + RabbitMQ (127.0.0.1 defaults, fresh databases and
 queues, removed afterwards) unless ``--backend embedded``; with ``--credit-workers`` credit worker
@@ -13,7 +14,8 @@ Enabled, has the sandbox ADT endpoint answer in ``--latency-ms``, then ``--clien
 paced rate; ``--rate 0``: each client as fast as the gateway answers). Every create starts a PreCheck.
 
 The SSNs avoid the sandbox's test identities (``…1000``-``…1005``, ``…2001``-``…2003``): a random
-``…2003`` is ADT answering 503 every time, which ends in ``error`` by design.
+``…2003`` is ADT answering 503 every time, which ends in ``error`` by design. ``--planted-errors N``
+gives the first N creates that identity on purpose: they must end in ``error`` with ADT's reason.
 
 It reads the PreChecks from the credit database once a second (not through the gateway: a poll of
 1,000 customers would be load of its own) and reports:
@@ -35,6 +37,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -69,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--credit-workers", type=int, default=2, help="credit worker processes")
     parser.add_argument("--worker-threads", type=int, default=12, help="VIGIL_CREDIT_WORKER_THREADS")
     parser.add_argument("--backend", choices=("postgres", "embedded"), default="postgres")
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy every process's log here before cleaning up")
+    parser.add_argument(
+        "--planted-errors",
+        type=int,
+        default=0,
+        help="creates with ADT's 503 identity: each must end in error, saying why",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-precheck-") as var_dir:
@@ -99,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(stack, args, load_before)
         finally:
             stack.stop()
+            if args.keep_logs:
+                shutil.copytree(stack.log_dir, args.keep_logs, dirs_exist_ok=True)
             databases.drop_all()
             if prefix:
                 delete_queues(prefix)
@@ -134,7 +146,10 @@ def health(port: str) -> str:
     return f"http://127.0.0.1:{port}/readyz"
 
 
-def ssn() -> str:
+def ssn(planted: bool = False) -> str:
+    """A random SSN that is none of the sandbox's test identities, or (``planted``) ADT's 503 one."""
+    if planted:
+        return f"{random.randint(100, 665)}-{random.randint(10, 99)}-2003"
     while True:
         last4 = f"{random.randint(1, 9999):04d}"
         if last4 not in SANDBOX_IDENTITIES:
@@ -147,6 +162,7 @@ class Creates:
     def __init__(self, base: str, headers: dict[str, str], location: int, company: int, args: argparse.Namespace):
         self.base, self.headers, self.location, self.company = base, headers, location, company
         self.count, self.rate, self.clients = args.count, args.rate, args.clients
+        self.planted = args.planted_errors
         self.lock = threading.Lock()
         self.issued = 0
         self.created: dict[int, float] = {}  # customer id -> when its create was sent (epoch s)
@@ -154,18 +170,20 @@ class Creates:
         self.answered: dict[int, float] = {}  # customer id -> when its create was answered 201 (epoch s)
         self.started = 0.0
 
-    def take(self) -> float | None:
-        """The next create's due time (monotonic), or None when all are issued."""
+    def take(self) -> tuple[float, bool] | None:
+        """The next create's due time (monotonic) and whether it is a planted error, or None when all are issued."""
         with self.lock:
             if self.issued >= self.count:
                 return None
             n, self.issued = self.issued, self.issued + 1
-        return self.started + n / self.rate if self.rate else time.monotonic()
+        due = self.started + n / self.rate if self.rate else time.monotonic()
+        return due, n < self.planted
 
     def client(self, number: int) -> None:
         http = requests.Session()
         http.headers.update(self.headers)
-        while (due := self.take()) is not None:
+        while (next_one := self.take()) is not None:
+            due, planted = next_one
             if (delay := due - time.monotonic()) > 0:
                 time.sleep(delay)
             body = {
@@ -178,7 +196,7 @@ class Creates:
                 "account_type": "Residential",
                 "location_id": self.location,
                 "monitoring_company_id": self.company,
-                "ssn": ssn(),
+                "ssn": ssn(planted),
                 "birthdate": "1970-01-02",
                 "email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
                 "address_line1": "1 Bench St",
@@ -389,7 +407,7 @@ def report(
         not failures
         and len(created) == args.count
         and len(done) == len(created)
-        and statuses.get("error", 0) == 0
+        and statuses.get("error", 0) == args.planted_errors
         and p95 <= TARGET_P95
         and adt["max_in_flight"] <= args.adt_concurrency
     )
