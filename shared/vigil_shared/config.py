@@ -111,7 +111,8 @@ SETTINGS: list[Setting] = [
     Setting(
         "VIGIL_WORKER_CONCURRENCY",
         "1",
-        "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself).",
+        "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself); "
+        "the credit worker is a pool of VIGIL_CREDIT_WORKER_THREADS threads instead.",
     ),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
