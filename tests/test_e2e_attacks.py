@@ -282,10 +282,11 @@ def test_a_webhook_carries_no_ssn_and_nothing_from_another_office(stack, gateway
     owner = signed_in(stack, gateway, ["webhooks.manage", "customers.view", "history.view"], locations["home"])
     path = f"/masked-{uuid.uuid4().hex[:6]}"
     subscription = subscribe(owner, receiver, path)
-    here = new_customer(gateway, locations["home"], ssn=PLANTED_SSN)
-    there = new_customer(gateway, locations["other"], ssn=PLANTED_SSN)
+    before = f"{random.randint(100, 665)}-{random.randint(10, 99)}-{random.randint(1000, 9999)}"
+    here = new_customer(gateway, locations["home"], ssn=before)
+    there = new_customer(gateway, locations["other"], ssn=before)
     for record in (there, here):  # the other office's change first: it must be skipped, not sent
-        changed = gateway.patch(f"/api/v1/customers/{record['id']}", json={"ssn": PLANTED_SSN.replace("-", "")})
+        changed = gateway.patch(f"/api/v1/customers/{record['id']}", json={"ssn": PLANTED_SSN, "city": "Gloucester"})
         assert changed.status_code == 200, changed.text
 
     def arrived():
@@ -298,8 +299,10 @@ def test_a_webhook_carries_no_ssn_and_nothing_from_another_office(stack, gateway
     for request in receiver.at(path):
         Webhook(subscription["secret"]).verify(request["body"], request["headers"])
         raw = request["body"].decode()
-        assert PLANTED_SSN not in raw and PLANTED_SSN.replace("-", "") not in raw
+        assert PLANTED_SSN not in raw and PLANTED_SSN.replace("-", "") not in raw and before not in raw
     assert there["id"] not in [b["data"]["customer_id"] for b in bodies]
+    [mine] = [b for b in bodies if b["data"]["customer_id"] == here["id"]]
+    assert mine["data"]["changes"]["ssn"]["new"] == f"***-**-{PLANTED_SSN[-4:]}"
 
 
 # --- the change feed -----------------------------------------------------------------------------
