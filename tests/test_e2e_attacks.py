@@ -18,6 +18,7 @@ import requests
 from conftest import Gateway, assert_problem, customer_body, unique_phone
 from standardwebhooks.webhooks import Webhook
 from test_e2e_at_rest import _scan_databases, _scan_files
+from test_e2e_webhooks import signed_post
 
 from vigil_shared.identity import service_identity, sign_identity
 from vigil_shared.testing import identity_with
@@ -339,19 +340,6 @@ def test_the_feed_shows_another_office_nothing(gateway, gateway_as, locations):
 # --- central stations ----------------------------------------------------------------------------
 
 
-def signed(anonymous, path, secret, payload, *, message_id=None, at=None):
-    body = json.dumps(payload)
-    message_id = message_id or f"msg_{uuid.uuid4().hex}"
-    when = at or datetime.now(UTC)
-    headers = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(when.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, when, body),
-        "Content-Type": "application/json",
-    }
-    return anonymous.post(path, data=body, headers=headers)
-
-
 def test_a_station_cannot_be_impersonated(gateway, anonymous, locations):
     stations = []
     for _ in range(2):
@@ -368,15 +356,17 @@ def test_a_station_cannot_be_impersonated(gateway, anonymous, locations):
     assert prop.status_code == 201, prop.text
     status = f"/api/v1/integrations/{theirs['id']}/account-status"
     message = {"account_number": account, "status": "cancelled"}
-    assert_problem(signed(anonymous, status, mine["secret"], message), 401)  # another station's secret
+    assert_problem(signed_post(anonymous, status, mine["secret"], message), 401)  # another station's secret
     assert_problem(
-        signed(anonymous, status, theirs["secret"], message, at=datetime.now(UTC) - timedelta(minutes=6)), 401
+        signed_post(anonymous, status, theirs["secret"], message, at=datetime.now(UTC) - timedelta(minutes=6)), 401
     )
     assert_problem(
-        signed(anonymous, status, theirs["secret"], message, at=datetime.now(UTC) + timedelta(minutes=6)), 401
+        signed_post(anonymous, status, theirs["secret"], message, at=datetime.now(UTC) + timedelta(minutes=6)), 401
     )
     assert_problem(anonymous.post(status, json=message), 401)
-    assert_problem(signed(anonymous, "/api/v1/integrations/2147483647/account-status", mine["secret"], message), 401)
+    assert_problem(
+        signed_post(anonymous, "/api/v1/integrations/2147483647/account-status", mine["secret"], message), 401
+    )
     # the internal intake behind the gateway is not a way around the signature, even for an administrator
     forward = {
         "central_station": theirs["name"],
@@ -388,8 +378,8 @@ def test_a_station_cannot_be_impersonated(gateway, anonymous, locations):
     assert_problem(gateway.post("/api/v1/monitoring/messages", json=forward), 403)
     assert gateway.get(f"/api/v1/properties/{prop.json()['id']}").json()["monitoring_status"] != "cancelled"
     replayed = f"msg_{uuid.uuid4().hex}"
-    assert signed(anonymous, status, theirs["secret"], message, message_id=replayed).status_code == 200
-    assert_problem(signed(anonymous, status, theirs["secret"], message, message_id=replayed), 409)
+    assert signed_post(anonymous, status, theirs["secret"], message, message_id=replayed).status_code == 200
+    assert_problem(signed_post(anonymous, status, theirs["secret"], message, message_id=replayed), 409)
 
 
 # --- archiving and operations ----------------------------------------------------------------------
