@@ -66,7 +66,7 @@ CREDIT_SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.v
 LOOKUP_TIMEOUT_SECONDS = 3.0
 FACT_COLUMNS = ("kind", "parent_id", "archived")  # what a replica may keep besides the location
 
-_http = urllib3.PoolManager(maxsize=8, retries=False)
+_http = urllib3.PoolManager(maxsize=16, retries=False)  # a credit worker runs several threads
 _UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 

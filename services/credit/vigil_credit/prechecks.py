@@ -56,7 +56,11 @@ def present(precheck: PreCheck) -> dict[str, Any]:
 
 
 def start(session: Session, precheck_id: int) -> PreCheck | None:
-    return begin_attempt(session, PreCheck, precheck_id)
+    precheck = begin_attempt(session, PreCheck, precheck_id)
+    if precheck is not None:
+        precheck.started_at = utcnow()
+        session.flush()
+    return precheck
 
 
 def finish(session: Session, cipher: FieldCipher, precheck_id: int, answer: PreCheckAnswer) -> PreCheck | None:

@@ -15,11 +15,13 @@ external part outside any database transaction:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vigil_shared.config import env_int
 from vigil_shared.messaging.celery_app import send_to_queue
 from vigil_shared.messaging.contracts import (
     CreditCheckRequested,
@@ -34,12 +36,19 @@ from vigil_shared.runtime import ServiceRuntime
 from . import checks, customer_client, prechecks
 from .adt import Adt, HttpAdt
 from .bureau import Bureau, BureauFailure, HttpBureau
+from .slots import SharedSlots, SlotUnavailable
 
 log = logging.getLogger("vigil.credit.tasks")
 
 PULL_TASK = "credit.pull_check.v1"
 PRECHECK_TASK = "credit.run_precheck.v1"
 SUBJECT_RETRIES = 5  # the customer service down: retried with backoff (1, 2, 4, 8, 16 s), then failed
+SLOT_MARGIN = 5.0  # seconds a slot's lease outlasts the longest request, for a worker that dies holding it
+# why a task could not run now: retried with the same backoff, then the check or PreCheck fails saying so
+TRANSIENT: dict[type[Exception], str] = {
+    customer_client.CustomerUnavailable: "The customer service could not be asked for the subject's details.",
+    SlotUnavailable: "Too many requests were waiting for a free connection to {system}; try again later.",
+}
 Subject = Callable[[int, str | None], dict[str, Any]]
 
 
@@ -93,79 +102,53 @@ def precheck_key(precheck_id: int) -> str:
 
 def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | None, adt: Adt, subject: Subject) -> str:
     """One ADT PreCheck, start to end, like :func:`run_pull`; returns its status (``skipped`` when done)."""
+    took = Stopwatch()
     with runtime.db.transaction() as session:
         precheck = prechecks.start(session, precheck_id)
         if precheck is None:
             return "skipped"
         customer_id = precheck.customer_id
-    return _ask(
-        runtime,
-        ("precheck_id", precheck_id),
-        request_id,
-        lambda: subject(customer_id, request_id),
-        lambda person: adt.precheck(
-            {name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id)
-        ),
-        prechecks.finish,
-        lambda reason: _precheck_failed(runtime, precheck_id, reason),
-    )
-
-
-class Unanswerable(BureauFailure):
-    """No outside call can answer: the subject lacks what it needs (a pull without an SSN)."""
-
-
-def _ask(
-    runtime: ServiceRuntime,
-    job: tuple[str, int],
-    request_id: str | None,
-    read_subject: Callable[[], dict[str, Any]],
-    ask: Callable[[dict[str, Any]], Any],
-    finish: Callable[..., Any],
-    failed: Callable[[str], str],
-) -> str:
-    """The middle and end of a pull or pre-check: the subject read from the customer service (kept in
-    memory only while ``ask`` sends it out), the outside answer recorded by ``finish``, or ``failed``.
-    The customer service unavailable (:class:`CustomerUnavailable`) is raised: the task is retried
-    and the job stays running."""
+    took.lap("start_s")
     try:
-        person = read_subject()
+        person = subject(customer_id, request_id)
     except customer_client.CustomerGone:
-        return failed("The customer no longer exists.")
+        return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
+    took.lap("subject_s")
     try:
-        answer = ask(person)
+        answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
     except BureauFailure as failure:
-        return failed(failure.reason)
+        return _precheck_failed(runtime, precheck_id, failure.reason)
     finally:
         del person
-    return _settled(runtime, finish, job, answer, request_id)
-
-
-def _precheck_failed(runtime: ServiceRuntime, precheck_id: int, reason: str) -> str:
-    return _gave_up(runtime, prechecks.fail, ("precheck_id", precheck_id), reason, "error")
-
-
-def _settled(
-    runtime: ServiceRuntime, finish: Callable[..., Any], job: tuple[str, int], answer: Any, rid: str | None
-) -> str:
-    """Records the answer of a pull or pre-check (``finish``; ``job``: its log key and id) in its own
-    transaction; returns its status (``skipped`` when it had one already)."""
-    key, job_id = job
+    took.lap("adt_s")  # waiting for a slot included
     with runtime.db.transaction() as session:
-        done = finish(session, runtime.cipher, job_id, answer)
-    what = "credit pull" if key == "check_id" else "precheck"
-    log.info(f"{what} finished", extra={key: job_id, "status": answer.status, "request_id": rid})
+        done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
+    took.lap("record_s")
+    log.info(
+        "precheck finished",
+        extra={"precheck_id": precheck_id, "status": answer.status, "request_id": request_id} | took.laps,
+    )
     return done.status if done is not None else "skipped"
 
 
-def _gave_up(runtime: ServiceRuntime, fail: Callable[..., Any], job: tuple[str, int], reason: str, outcome: str) -> str:
-    """Records why a pull or pre-check failed (``fail``) in its own transaction; returns ``outcome``."""
-    key, job_id = job
+class Stopwatch:
+    """Seconds each step of a task took, for its log line (where a slow PreCheck spent its time)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 4)
+        self._last = now
+
+
+def _precheck_failed(runtime: ServiceRuntime, precheck_id: int, reason: str) -> str:
     with runtime.db.transaction() as session:
-        fail(session, job_id, reason)
-    what = "credit pull" if key == "check_id" else "precheck"
-    log.warning(f"{what} failed", extra={key: job_id, "reason": reason})
-    return outcome
+        prechecks.fail(session, precheck_id, reason)
+    log.warning("precheck failed", extra={"precheck_id": precheck_id, "reason": reason})
+    return "error"
 
 
 def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bureau: Bureau, subject: Subject) -> str:
@@ -177,65 +160,81 @@ def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bur
         bureau_name = check.bureau or ""
         request = checks.request_view(check, runtime.cipher)
         customer_id = check.customer_id
-
-    def pull(person: dict[str, Any]) -> Any:
-        if not person.get("ssn"):
-            raise Unanswerable("The customer has no SSN; a bureau pull needs one.")
-        if request.get("previous_address"):
-            person = person | {"previous_address": request["previous_address"]}
-        return bureau.pull(bureau_name, person, request.get("options") or {}, idempotency_key(check_id))
-
-    return _ask(
-        runtime,
-        ("check_id", check_id),
-        request_id,
-        lambda: subject(customer_id, request_id),
-        pull,
-        checks.finish_pull,
-        lambda reason: _fail(runtime, check_id, reason),
-    )
+    try:
+        person = subject(customer_id, request_id)
+    except customer_client.CustomerGone:
+        return _fail(runtime, check_id, "The customer no longer exists.")
+    except customer_client.CustomerUnavailable:
+        raise  # transient: the task is retried, the check stays running
+    if not person.get("ssn"):
+        return _fail(runtime, check_id, "The customer has no SSN; a bureau pull needs one.")
+    if request.get("previous_address"):
+        person = person | {"previous_address": request["previous_address"]}
+    try:
+        answer = bureau.pull(bureau_name, person, request.get("options") or {}, idempotency_key(check_id))
+    except BureauFailure as failure:
+        return _fail(runtime, check_id, failure.reason)
+    finally:
+        del person
+    with runtime.db.transaction() as session:
+        done = checks.finish_pull(session, runtime.cipher, check_id, answer)
+    log.info("credit pull finished", extra={"check_id": check_id, "status": answer.status, "request_id": request_id})
+    return done.status if done is not None else "skipped"
 
 
 def _fail(runtime: ServiceRuntime, check_id: int, reason: str) -> str:
-    return _gave_up(runtime, checks.fail_pull, ("check_id", check_id), reason, "failed")
+    with runtime.db.transaction() as session:
+        checks.fail_pull(session, check_id, reason)
+    log.warning("credit pull failed", extra={"check_id": check_id, "reason": reason})
+    return "failed"
 
 
-def _retried(task: Any, run: Callable[[], str], give_up: Callable[[], str]) -> str:
-    """``run()``; while the customer service cannot be asked, the task is retried with backoff, then
-    ``give_up()`` records the failure."""
-    try:
-        return run()
-    except customer_client.CustomerUnavailable:
-        if task.request.retries >= SUBJECT_RETRIES:
-            return give_up()
-        raise task.retry(countdown=2**task.request.retries) from None
+def capped(runtime: ServiceRuntime, http: HttpBureau, name: str, setting: str) -> HttpBureau:
+    """``http`` holding one of the ``setting`` (default 8) slots named ``name`` around each request: the
+    cap is shared by every worker process and thread (``slots``), so the outside system never sees more."""
+    slots = SharedSlots(runtime.db, name, env_int(setting, 8), lease=http.longest_request + SLOT_MARGIN)
+    http.gate = slots.hold
+    return http
+
+
+def retry_or_fail(task: Any, error: Exception, system: str, fail: Callable[[str], str]) -> str:
+    """Retried after 1, 2, 4, 8, 16 s, then ``fail`` with the reason: the ``TRANSIENT`` one, or for an
+    unforeseen error (the database lost mid-task, a bug) its class, so nothing is left running for ever
+    and the row says why (the message is not kept: it could quote a subject's details)."""
+    reason = TRANSIENT.get(type(error), "The worker could not run it ({error}).").format(
+        system=system, error=type(error).__name__
+    )
+    if task.request.retries >= SUBJECT_RETRIES:
+        return fail(reason)
+    known = type(error) in TRANSIENT
+    log.log(
+        logging.INFO if known else logging.ERROR,
+        "task retried",
+        extra={"reason": reason, "attempt": task.request.retries + 1},
+        exc_info=None if known else error,
+    )
+    raise task.retry(countdown=2**task.request.retries) from None
 
 
 def register_tasks(runtime: ServiceRuntime) -> None:
     event_consumer(runtime).register_task(runtime.celery)
-    bureau = HttpBureau.from_env()
+    bureau = capped(runtime, HttpBureau.from_env(), "bureau", "VIGIL_BUREAU_CONCURRENCY")
 
     def subject(customer_id: int, request_id: str | None) -> dict[str, Any]:
         return customer_client.credit_subject(runtime.settings, customer_id, request_id)
 
-    def job_task(name: str, run: Callable[[int, str | None], str], give_up: Callable[[int], str]) -> None:
-        """A worker task running one credit pull or pre-check (its id, the request id); while the
-        customer service cannot be asked it is retried with backoff, then ``give_up`` records the failure."""
+    @runtime.celery.task(name=PULL_TASK, bind=True, max_retries=SUBJECT_RETRIES)
+    def pull_check(task: Any, check_id: int, request_id: str | None = None) -> str:
+        try:
+            return run_pull(runtime, check_id, request_id, bureau, subject)
+        except Exception as error:  # noqa: BLE001 - each is retried, then the check fails with its reason
+            return retry_or_fail(task, error, "the bureau", lambda reason: _fail(runtime, check_id, reason))
 
-        @runtime.celery.task(name=name, bind=True, max_retries=SUBJECT_RETRIES)
-        def run_job(task: Any, job_id: int, request_id: str | None = None) -> str:
-            return _retried(task, lambda: run(job_id, request_id), lambda: give_up(job_id))
+    adt = HttpAdt(capped(runtime, HttpBureau.from_env(), "adt", "VIGIL_ADT_CONCURRENCY"))
 
-    job_task(
-        PULL_TASK,
-        lambda check_id, request_id: run_pull(runtime, check_id, request_id, bureau, subject),
-        lambda check_id: _fail(runtime, check_id, "The customer service could not be asked for the subject's details."),
-    )
-    adt = HttpAdt.from_env()
-    job_task(
-        PRECHECK_TASK,
-        lambda precheck_id, request_id: run_precheck(runtime, precheck_id, request_id, adt, subject),
-        lambda precheck_id: _precheck_failed(
-            runtime, precheck_id, "The customer service could not be asked for the details."
-        ),
-    )
+    @runtime.celery.task(name=PRECHECK_TASK, bind=True, max_retries=SUBJECT_RETRIES)
+    def run_precheck_task(task: Any, precheck_id: int, request_id: str | None = None) -> str:
+        try:
+            return run_precheck(runtime, precheck_id, request_id, adt, subject)
+        except Exception as error:  # noqa: BLE001 - each is retried, then the PreCheck fails with its reason
+            return retry_or_fail(task, error, "ADT", lambda reason: _precheck_failed(runtime, precheck_id, reason))
