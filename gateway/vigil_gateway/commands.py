@@ -10,6 +10,7 @@ commit succeeded. Signing in and refreshing are not one transaction: a failed at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from vigil_shared import commands
 from vigil_shared.commands import command
@@ -142,26 +143,14 @@ def update_user(ctx: Context, user_id: int, changes: dict) -> User:
 
     def audit_changes():
         after = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
+        record = partial(audit.record, ctx.database, actor=ctx.identity, target_type="user", target_id=user.id)
         if revoked or (before["active"] and not user.active):
-            audit.record(
-                ctx.database,
-                "user.deactivate",
-                actor=ctx.identity,
-                target_type="user",
-                target_id=user.id,
-                details={"sessions_revoked": revoked},
-            )
+            record("user.deactivate", details={"sessions_revoked": revoked})
         if before["grants"] != after["grants"] or before["is_admin"] != after["is_admin"]:
-            audit.record(
-                ctx.database,
+            rights = ("is_admin", "grants")
+            record(
                 "user.rights_change",
-                actor=ctx.identity,
-                target_type="user",
-                target_id=user.id,
-                details={
-                    "before": {k: before[k] for k in ("is_admin", "grants")},
-                    "after": {k: after[k] for k in ("is_admin", "grants")},
-                },
+                details={"before": {k: before[k] for k in rights}, "after": {k: after[k] for k in rights}},
             )
         if set(changes) - {"grants", "is_admin", "active"} or before["active"] != after["active"]:
             audit.record(
