@@ -542,31 +542,22 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
         if not args.only_read:
+            verify = (property_url, "POST", "/api/v1/tech/verify", lookup)
+            signed = {
+                "secret": secret,
+                "user_id": data["user_id"],
+                "location_id": data["location_id"],
+                "vary_address": True,
+            }
             pairs.append(
                 (
                     "technician lookup",
                     [
-                        Target(
-                            "direct",
-                            property_url,
-                            "POST",
-                            "/api/v1/tech/verify",
-                            lookup,
-                            secret=secret,
-                            user_id=data["user_id"],
-                            location_id=data["location_id"],
-                            vary_address=True,
-                        ),
+                        Target("direct", *verify, **signed),
                         Target(
                             "direct+contacts",
-                            property_url,
-                            "POST",
-                            "/api/v1/tech/verify",
-                            lookup,
-                            secret=secret,
-                            user_id=data["user_id"],
-                            location_id=data["location_id"],
-                            vary_address=True,
+                            *verify,
+                            **signed,
                             then_url=f"{env['VIGIL_CUSTOMER_URL']}/api/v1/customers/{data['customer_id']}/contacts"
                             "?type=emergency&per_page=100",
                         ),
