@@ -365,32 +365,25 @@ def sign_in(
     and committed before the refusal, so throttling and lockout hold across attempts."""
     username = credentials["username"]
     user = find_user(session, username)
+    attempt = partial(
+        audit.record,
+        database,
+        "auth.login",
+        actor_name=username,
+        target_type="user",
+        target_id=user.id if user else None,
+    )
     try:
         login_guard.check(session, config.login_policy, username, address, user)
     except login_guard.Throttled as throttled:
-        audit.record(
-            database,
-            "auth.login",
-            audit.DENIED,
-            actor_name=username,
-            target_type="user",
-            target_id=user.id if user else None,
-            details={"reason": throttled.reason},
-        )
+        attempt(audit.DENIED, details={"reason": throttled.reason})
         raise
     if not password_matches(passwords, user, credentials["password"]) or user is None or not user.active:
         locked = login_guard.record_failure(
             session, config.login_policy, username, address, user if user and user.active else None
         )
         session.commit()
-        audit.record(
-            database,
-            "auth.login",
-            audit.FAILURE,
-            actor_name=username,
-            target_type="user",
-            target_id=user.id if user else None,
-        )
+        attempt(audit.FAILURE)
         if locked:
             assert user is not None  # record_failure locks a known user only
             audit.record(
