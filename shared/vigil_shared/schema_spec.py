@@ -8,14 +8,14 @@ Every service's migrations create tables of the same few column shapes; written 
             id          int       pk
             name        str(100)  null
             active      bool      default=true
-            created_at  datetime
+            created_at, updated_at  datetime
             pk_rates: primary key (id)
             ix_rates_name: index (name)
         table rate_notes sqlite_autoincrement
             ...
     ''')
 
-A column line is ``name type flag...``:
+A column line is ``name type flag...``, or ``name, other, ... type flag...`` for columns alike:
 
 - types: ``int``, ``bigint``, ``big`` (BIGINT, INTEGER on SQLite so it can autoincrement), ``str(N)``,
   ``cstr(N)`` (``str(N)`` with the binary collation "C" on PostgreSQL), ``text``, ``json``, ``bool``,
@@ -96,6 +96,16 @@ def _server_default(value: str) -> Any:
     raise ValueError(f"unknown server default {value!r}")
 
 
+def _named_columns(line: str) -> list[sa.Column[Any]]:
+    """A ``name, other, ... type flag...`` line: one column per name, all alike."""
+    words = line.split()
+    count = 1
+    while words[count - 1].endswith(","):
+        count += 1
+    rest = " ".join(words[count:])
+    return [column(f"{name.rstrip(',')} {rest}") for name in words[:count]]
+
+
 def column(line: str) -> sa.Column[Any]:
     """One ``name type flag...`` line as a column."""
     name, type_spec, *flags = line.split()
@@ -140,7 +150,7 @@ def table_items(spec: str) -> tuple[list[SchemaItem], list[tuple[str, list[str]]
     for line in _lines(spec):
         named = _NAMED.match(line)
         if named is None:
-            items.append(column(line))
+            items.extend(_named_columns(line))
             continue
         name, what = named["name"], named["what"]
         if found := _PRIMARY.match(what):
@@ -158,7 +168,7 @@ def table_items(spec: str) -> tuple[list[SchemaItem], list[tuple[str, list[str]]
 
 
 def columns(spec: str) -> list[sa.Column[Any]]:
-    return [column(line) for line in _lines(spec)]
+    return [found for line in _lines(spec) for found in _named_columns(line)]
 
 
 def create_table(op: Any, name: str, spec: str, **table_kwargs: Any) -> sa.Table:
@@ -189,7 +199,8 @@ def add_columns(batch: Any, spec: str) -> None:
     for line in _lines(spec):
         named = _NAMED.match(line)
         if named is None:
-            batch.add_column(column(line))
+            for added in _named_columns(line):
+                batch.add_column(added)
         elif found := _INDEX.match(named["what"]):
             batch.create_index(named["name"], _names(found["cols"]))
         else:

@@ -13,15 +13,13 @@ def upgrade() -> None:
         op,
         """
         table users
-          id             int       pk
-          username       str(150)
-          email          str(254)  null
-          name           str(200)  null
-          password_hash  str(255)
-          is_admin       bool
-          active         bool
-          created_at     datetime
-          updated_at     datetime
+          id                      int       pk
+          username                str(150)
+          email                   str(254)  null
+          name                    str(200)  null
+          password_hash           str(255)
+          is_admin, active        bool
+          created_at, updated_at  datetime
           pk_users: primary key (id)
           uq_users_username: unique (username)
     """,

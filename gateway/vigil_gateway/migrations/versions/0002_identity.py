@@ -34,29 +34,26 @@ def upgrade() -> None:
         op,
         """
         table locations
-          id          int       pk
-          name        str(120)
-          address     str(300)  null
-          phone       str(40)   null
-          active      bool
-          created_at  datetime
-          updated_at  datetime
+          id                      int       pk
+          name                    str(120)
+          address                 str(300)  null
+          phone                   str(40)   null
+          active                  bool
+          created_at, updated_at  datetime
           pk_locations: primary key (id)
           uq_locations_name: unique (name)
         table roles
-          id           int       pk
-          name         str(120)
-          description  text      null
-          permissions  json
-          created_at   datetime
-          updated_at   datetime
+          id                      int       pk
+          name                    str(120)
+          description             text      null
+          permissions             json
+          created_at, updated_at  datetime
           pk_roles: primary key (id)
           uq_roles_name: unique (name)
         table grants
-          id           int  pk
-          user_id      int
-          role_id      int
-          location_id  int  null
+          id                int  pk
+          user_id, role_id  int
+          location_id       int  null
           pk_grants: primary key (id)
           fk_grants_user_id_users: foreign key (user_id) -> users (id) on delete CASCADE
           fk_grants_role_id_roles: foreign key (role_id) -> roles (id) on delete RESTRICT
@@ -65,31 +62,26 @@ def upgrade() -> None:
           ix_grants_user_id: index (user_id)
           ix_grants_role_id: index (role_id)
         table sessions
-          id                     str(32)
-          user_id                int
-          refresh_hash           str(64)
-          previous_refresh_hash  str(64)   null
-          client_ip              str(64)   null
-          user_agent             str(300)  null
-          created_at             datetime
-          expires_at             datetime
-          last_used_at           datetime
-          revoked_at             datetime  null
+          id                                    str(32)
+          user_id                               int
+          refresh_hash                          str(64)
+          previous_refresh_hash, client_ip      str(64)   null
+          user_agent                            str(300)  null
+          created_at, expires_at, last_used_at  datetime
+          revoked_at                            datetime  null
           pk_sessions: primary key (id)
           fk_sessions_user_id_users: foreign key (user_id) -> users (id) on delete CASCADE
           ix_sessions_user_id: index (user_id)
         table api_keys
-          id            int       pk
-          name          str(120)
-          prefix        str(24)
-          secret_hash   str(64)
-          permissions   json
-          location_ids  json      null
-          created_by    int       null
-          created_at    datetime
-          expires_at    datetime  null
-          last_used_at  datetime  null
-          revoked_at    datetime  null
+          id                                    int       pk
+          name                                  str(120)
+          prefix                                str(24)
+          secret_hash                           str(64)
+          permissions                           json
+          location_ids                          json      null
+          created_by                            int       null
+          created_at                            datetime
+          expires_at, last_used_at, revoked_at  datetime  null
           pk_api_keys: primary key (id)
           uq_api_keys_prefix: unique (prefix)
           fk_api_keys_created_by_users: foreign key (created_by) -> users (id) on delete SET NULL
@@ -99,18 +91,17 @@ def upgrade() -> None:
           count         int
           pk_login_failures: primary key (scope_key)
         table audit_entries
-          id           big       pk autoinc
-          occurred_at  datetime
-          actor_id     str(64)   null
-          actor_name   str(150)  null
-          actor_kind   str(20)   null
-          client_ip    str(64)   null
-          request_id   str(64)   null
-          action       str(80)
-          outcome      str(20)
-          target_type  str(40)   null
-          target_id    str(64)   null
-          details      json      null
+          id                     big       pk autoinc
+          occurred_at            datetime
+          actor_id               str(64)   null
+          actor_name             str(150)  null
+          actor_kind             str(20)   null
+          client_ip, request_id  str(64)   null
+          action                 str(80)
+          outcome                str(20)
+          target_type            str(40)   null
+          target_id              str(64)   null
+          details                json      null
           pk_audit_entries: primary key (id)
           ix_audit_entries_occurred_at: index (occurred_at)
           ix_audit_entries_actor_name: index (actor_name)

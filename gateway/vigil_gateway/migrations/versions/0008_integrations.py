@@ -13,22 +13,20 @@ def upgrade() -> None:
         op,
         """
         table integrations sqlite_autoincrement
-          id                     int        pk
-          name                   str(120)   unique
-          secret                 text
-          previous_secret        text       null
-          previous_secret_until  datetime   null
-          rate_limit_per_minute  int
-          enabled                bool
-          accounts_url           str(2000)  null
-          drift_report           json       null
-          drift_checked_at       datetime   null
-          drift_requested_at     datetime   null
-          drift_error            str(300)   null
-          created_by             int        null
-          version                int        default=1
-          created_at             datetime
-          updated_at             datetime
+          id                                    int        pk
+          name                                  str(120)   unique
+          secret                                text
+          previous_secret                       text       null
+          previous_secret_until                 datetime   null
+          rate_limit_per_minute                 int
+          enabled                               bool
+          accounts_url                          str(2000)  null
+          drift_report                          json       null
+          drift_checked_at, drift_requested_at  datetime   null
+          drift_error                           str(300)   null
+          created_by                            int        null
+          version                               int        default=1
+          created_at, updated_at                datetime
         table incoming_messages
           integration_id  int       pk noautoinc
           message_id      str(100)  pk

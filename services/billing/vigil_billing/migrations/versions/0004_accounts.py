@@ -24,14 +24,13 @@ def upgrade() -> None:
           pk_known_customers: primary key (customer_id)
           ix_known_customers_parent_id: index (parent_id)
         table billing_settings
-          id                  int       noautoinc
-          currency            str(3)
-          tax_rate_bp         int
-          payment_terms_days  int
-          mmr_breakout        bool
-          mmr_items           json
-          updated_at          datetime
-          version             int
+          id                               int       noautoinc
+          currency                         str(3)
+          tax_rate_bp, payment_terms_days  int
+          mmr_breakout                     bool
+          mmr_items                        json
+          updated_at                       datetime
+          version                          int
           pk_billing_settings: primary key (id)
     """,
     )

@@ -13,14 +13,13 @@ def upgrade() -> None:
         op,
         """
         table rates
-          id          int       pk
-          name        str(100)  null
-          total       bigint
-          items       json
-          active      bool      default=true
-          created_at  datetime
-          updated_at  datetime
-          version     int
+          id                      int       pk
+          name                    str(100)  null
+          total                   bigint
+          items                   json
+          active                  bool      default=true
+          created_at, updated_at  datetime
+          version                 int
           pk_rates: primary key (id)
         table rate_assignments
           customer_id           int       noautoinc

@@ -13,8 +13,7 @@ def upgrade() -> None:
         op,
         """
         table credit_checks sqlite_autoincrement
-          id                 int
-          customer_id        int
+          id, customer_id    int
           bureau             str(20)   null
           status             str(20)
           request_enc        text      null
@@ -37,10 +36,9 @@ def upgrade() -> None:
           pk_credit_checks: primary key (id)
           ix_credit_checks_customer: index (customer_id, bureau, created_at)
         table credit_settings sqlite_autoincrement
-          id           int
-          repeat_days  int
-          grade_bands  json
-          version      int
+          id, repeat_days  int
+          grade_bands      json
+          version          int
           pk_credit_settings: primary key (id)
     """,
     )

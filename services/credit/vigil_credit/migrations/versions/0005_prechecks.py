@@ -13,10 +13,8 @@ def upgrade() -> None:
         op,
         """
         table prechecks sqlite_autoincrement
-          id                 int
-          customer_id        int
-          status             str(20)
-          trigger            str(20)
+          id, customer_id    int
+          status, trigger    str(20)
           reference          str(100)  null
           reasons            json
           error              str(500)  null

@@ -14,17 +14,14 @@ def upgrade() -> None:
         op,
         """
         table customers
-          id          int       pk
-          first_name  str(100)
-          last_name   str(100)
-          email       str(254)  null
-          email_key   str(254)  null
-          phone       str(40)   null
-          notes       text      null
-          active      bool
-          created_at  datetime
-          updated_at  datetime
-          version     int
+          id                      int       pk
+          first_name, last_name   str(100)
+          email, email_key        str(254)  null
+          phone                   str(40)   null
+          notes                   text      null
+          active                  bool
+          created_at, updated_at  datetime
+          version                 int
           pk_customers: primary key (id)
           uq_customers_email_key: unique (email_key)
     """,

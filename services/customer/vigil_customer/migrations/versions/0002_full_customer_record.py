@@ -26,96 +26,75 @@ def upgrade() -> None:
         add_columns(
             batch,
             """
-            kind                              str(10)    default="customer"
-            location_id                       int        null
-            birthdate_enc                     text       null
-            language                          str(20)    null
-            address_line1                     str(200)   null
-            address_line2                     str(200)   null
-            city                              str(100)   null
-            state                             str(2)     null
-            zip                               str(10)    null
-            county                            str(100)   null
-            cross_street                      str(200)   null
-            primary_phone                     str(40)    null
-            primary_phone_e164                str(20)    null
-            work_phone                        str(40)    null
-            work_phone_e164                   str(20)    null
-            cell_phone                        str(40)    null
-            cell_phone_e164                   str(20)    null
-            other_phone                       str(40)    null
-            other_phone_e164                  str(20)    null
-            best_time_to_contact              str(200)   null
-            ssn_enc                           text       null
-            ssn_index                         str(64)    null
-            spouse                            str(200)   null
-            credit_score                      int        null
-            credit_tracking_number            str(100)   null
-            account_type                      str(20)    null
-            account_class                     str(100)   null
-            business_name                     str(200)   null
-            business_contact                  str(200)   null
-            dba_name                          str(200)   null
-            source                            str(100)   null
-            source_campaign                   str(100)   null
-            company                           str(200)   null
-            description                       text       null
-            custom_fields                     json       default="{}"
-            parent_customer_id                int        null
-            sale_date                         date       null
-            sold_by                           str(100)   null
-            trainee_trainer                   str(100)   null
-            lead_rep                          str(100)   null
-            call_center_rep                   str(100)   null
-            adt_number                        str(50)    null
-            adt_serial_man                    str(50)    null
-            account_number                    str(50)    null
-            mmr                               int        null
-            mmr_a_la_carte                    bool       default=false
-            currency                          str(3)     default="USD"
-            monitoring_plan                   str(100)   null
-            canceled                          bool       default=false
-            cancel_date                       date       null
-            cancel_reason                     str(200)   null
-            discount_affiliate                str(100)   null
-            discount_affiliate_member_number  str(100)   null
-            monitored_by                      str(100)   null
-            interactive_services_provider     str(100)   null
-            adt_system_type                   str(100)   null
-            contract_term_months              int        null
-            activation_fee                    int        null
-            warranty_term_months              int        null
-            dealer_number                     str(50)    null
-            collections_date                  date       null
-            funding_status                    str(50)    null
-            funded_date                       date       null
-            installation_appointment_id       int        null
-            install_date                      date       null
-            install_tech                      str(100)   null
-            install_tech_reports_to           str(100)   null
-            confirmation_number_enc           text       null
-            receiver_number_enc               text       null
-            abort_code_enc                    text       null
-            installed                         bool       default=false
-            two_way_voice                     bool       default=false
-            cellular_backup                   bool       default=false
-            guard_response                    bool       default=false
-            maintenance                       bool       default=false
-            invoicing                         bool       default=false
-            aarp                              bool       default=false
-            tellular                          bool       default=false
-            pulse                             bool       default=false
-            callback_at                       datetime   null
-            lead_disposition                  str(100)   null
-            callcenter_comments               text       null
-            lead_status                       str(50)    null
-            lead_comments                     text       null
-            sort_name                         cstr(220)  default=""
-            name_address_key                  str(400)   null
-            created_by                        str(100)   null
-            converted_at                      datetime   null
-            archived_at                       datetime   null
-            last_activity_at                  datetime   default=now
+            kind                                                  str(10)    default="customer"
+            location_id                                           int        null
+            birthdate_enc                                         text       null
+            language                                              str(20)    null
+            address_line1, address_line2                          str(200)   null
+            city                                                  str(100)   null
+            state                                                 str(2)     null
+            zip                                                   str(10)    null
+            county                                                str(100)   null
+            cross_street                                          str(200)   null
+            primary_phone                                         str(40)    null
+            primary_phone_e164                                    str(20)    null
+            work_phone                                            str(40)    null
+            work_phone_e164                                       str(20)    null
+            cell_phone                                            str(40)    null
+            cell_phone_e164                                       str(20)    null
+            other_phone                                           str(40)    null
+            other_phone_e164                                      str(20)    null
+            best_time_to_contact                                  str(200)   null
+            ssn_enc                                               text       null
+            ssn_index                                             str(64)    null
+            spouse                                                str(200)   null
+            credit_score                                          int        null
+            credit_tracking_number                                str(100)   null
+            account_type                                          str(20)    null
+            account_class                                         str(100)   null
+            business_name, business_contact, dba_name             str(200)   null
+            source, source_campaign                               str(100)   null
+            company                                               str(200)   null
+            description                                           text       null
+            custom_fields                                         json       default="{}"
+            parent_customer_id                                    int        null
+            sale_date                                             date       null
+            sold_by, trainee_trainer, lead_rep, call_center_rep   str(100)   null
+            adt_number, adt_serial_man, account_number            str(50)    null
+            mmr                                                   int        null
+            mmr_a_la_carte                                        bool       default=false
+            currency                                              str(3)     default="USD"
+            monitoring_plan                                       str(100)   null
+            canceled                                              bool       default=false
+            cancel_date                                           date       null
+            cancel_reason                                         str(200)   null
+            discount_affiliate, discount_affiliate_member_number  str(100)   null
+            monitored_by, interactive_services_provider           str(100)   null
+            adt_system_type                                       str(100)   null
+            contract_term_months, activation_fee                  int        null
+            warranty_term_months                                  int        null
+            dealer_number                                         str(50)    null
+            collections_date                                      date       null
+            funding_status                                        str(50)    null
+            funded_date                                           date       null
+            installation_appointment_id                           int        null
+            install_date                                          date       null
+            install_tech, install_tech_reports_to                 str(100)   null
+            confirmation_number_enc, receiver_number_enc          text       null
+            abort_code_enc                                        text       null
+            installed, two_way_voice, cellular_backup             bool       default=false
+            guard_response, maintenance, invoicing, aarp          bool       default=false
+            tellular, pulse                                       bool       default=false
+            callback_at                                           datetime   null
+            lead_disposition                                      str(100)   null
+            callcenter_comments                                   text       null
+            lead_status                                           str(50)    null
+            lead_comments                                         text       null
+            sort_name                                             cstr(220)  default=""
+            name_address_key                                      str(400)   null
+            created_by                                            str(100)   null
+            converted_at, archived_at                             datetime   null
+            last_activity_at                                      datetime   default=now
         """,
         )
         batch.create_index("ix_customers_activity", ["last_activity_at", "id"], unique=False)
@@ -165,102 +144,87 @@ def upgrade() -> None:
           pk_property_accounts: primary key (property_id)
           ix_property_accounts_customer_id: index (customer_id)
         table tags
-          id          int
-          name        str(50)
-          name_key    str(50)
-          color       str(7)    null
-          created_at  datetime
-          version     int
+          id              int
+          name, name_key  str(50)
+          color           str(7)    null
+          created_at      datetime
+          version         int
           pk_tags: primary key (id)
           uq_tags_name_key: unique (name_key)
         table customer_contacts
-          id             int
-          customer_id    int
-          type           str(10)
-          name           str(200)
-          relation       str(100)  null
-          role           str(100)  null
-          phones         json
-          email          str(254)  null
-          has_key        bool
-          call_priority  int       null
-          passcode_enc   text      null
-          is_primary     bool
-          created_at     datetime
-          updated_at     datetime
-          version        int
+          id, customer_id         int
+          type                    str(10)
+          name                    str(200)
+          relation, role          str(100)  null
+          phones                  json
+          email                   str(254)  null
+          has_key                 bool
+          call_priority           int       null
+          passcode_enc            text      null
+          is_primary              bool
+          created_at, updated_at  datetime
+          version                 int
           fk_customer_contacts_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
           pk_customer_contacts: primary key (id)
           ix_customer_contacts_customer: index (customer_id, type, call_priority)
         table customer_files
-          id            int
-          customer_id   int
-          filename      str(255)
-          content_type  str(100)
-          size          int
-          sha256        str(64)
-          storage_key   str(100)
-          description   str(500)  null
-          uploaded_by   str(100)  null
-          created_at    datetime
+          id, customer_id  int
+          filename         str(255)
+          content_type     str(100)
+          size             int
+          sha256           str(64)
+          storage_key      str(100)
+          description      str(500)  null
+          uploaded_by      str(100)  null
+          created_at       datetime
           fk_customer_files_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
           pk_customer_files: primary key (id)
           uq_customer_files_storage_key: unique (storage_key)
           ix_customer_files_customer_id: index (customer_id)
         table customer_history
-          id             int
-          customer_id    int
-          at             datetime
-          actor_id       str(100)  null
-          actor_name     str(100)  null
-          source         str(20)
-          client_ip      str(64)   null
-          request_id     str(64)   null
-          action         str(30)
-          target_type    str(20)
-          target_id      int       null
-          field          str(100)  null
-          old_value      text      null
-          new_value      text      null
-          old_value_enc  text      null
-          new_value_enc  text      null
-          confidential   str(30)   null
+          id, customer_id                                     int
+          at                                                  datetime
+          actor_id, actor_name                                str(100)  null
+          source                                              str(20)
+          client_ip, request_id                               str(64)   null
+          action                                              str(30)
+          target_type                                         str(20)
+          target_id                                           int       null
+          field                                               str(100)  null
+          old_value, new_value, old_value_enc, new_value_enc  text      null
+          confidential                                        str(30)   null
           fk_customer_history_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
           pk_customer_history: primary key (id)
           ix_customer_history_customer: index (customer_id, at, id)
         table customer_notes
-          id           int
-          customer_id  int
-          kind         str(10)
-          text         text
-          urgent       bool
-          assignee     str(100)  null
-          due_date     date      null
-          priority     str(10)   null
-          status       str(20)   null
-          created_by   str(100)  null
-          created_at   datetime
-          updated_at   datetime
-          version      int
+          id, customer_id         int
+          kind                    str(10)
+          text                    text
+          urgent                  bool
+          assignee                str(100)  null
+          due_date                date      null
+          priority                str(10)   null
+          status                  str(20)   null
+          created_by              str(100)  null
+          created_at, updated_at  datetime
+          version                 int
           fk_customer_notes_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
           pk_customer_notes: primary key (id)
           ix_customer_notes_customer: index (customer_id, urgent, created_at)
         table customer_search_terms
-          id           int
-          customer_id  int
-          term         cstr(120)
-          kind         str(10)
-          location_id  int        null
-          sort_name    cstr(220)
+          id, customer_id  int
+          term             cstr(120)
+          kind             str(10)
+          location_id      int        null
+          sort_name        cstr(220)
           fk_customer_search_terms_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
           pk_customer_search_terms: primary key (id)
           ix_customer_search_terms_customer_id: index (customer_id)
           ix_customer_search_terms_lookup: index (term, location_id, kind, sort_name, customer_id)
         table customer_tags
-          customer_id  int
-          tag_id       int
-          applied_at   datetime
-          applied_by   str(100)  null
+          customer_id, tag_id  int
+          applied_at           datetime
+          applied_by           str(100)  null
           fk_customer_tags_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
           fk_customer_tags_tag_id_tags: foreign key (tag_id) -> tags (id) on delete CASCADE
           pk_customer_tags: primary key (customer_id, tag_id)

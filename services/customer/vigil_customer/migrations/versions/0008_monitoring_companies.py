@@ -19,13 +19,10 @@ def upgrade() -> None:
         op,
         """
         table monitoring_companies
-          id                      int
-          name                    str(100)
-          name_key                str(100)
-          is_adt                  bool
-          precheck_order_enabled  bool
-          active                  bool
-          version                 int
+          id                                      int
+          name, name_key                          str(100)
+          is_adt, precheck_order_enabled, active  bool
+          version                                 int
           pk_monitoring_companies: primary key (id)
           uq_monitoring_companies_name_key: unique (name_key)
     """,

@@ -14,15 +14,14 @@ def upgrade() -> None:
         op,
         """
         table properties
-          id              int       pk
-          customer_id     int
-          account_number  str(40)   null
-          address         str(200)  null
-          city            str(100)  null
-          postal_code     str(20)   null
-          created_at      datetime
-          updated_at      datetime
-          version         int
+          id                      int       pk
+          customer_id             int
+          account_number          str(40)   null
+          address                 str(200)  null
+          city                    str(100)  null
+          postal_code             str(20)   null
+          created_at, updated_at  datetime
+          version                 int
           pk_properties: primary key (id)
           uq_properties_account_number: unique (account_number)
           ix_properties_customer_id: index (customer_id)

@@ -44,18 +44,16 @@ def upgrade() -> None:
         op,
         """
         table property_history
-          id           int
-          property_id  int
-          action       str(30)
-          field        str(50)   null
-          old_value    text      null
-          new_value    text      null
-          reason       str(500)  null
-          actor_id     str(100)  null
-          actor_name   str(150)  null
-          source       str(20)
-          request_id   str(64)   null
-          at           datetime
+          id, property_id       int
+          action                str(30)
+          field                 str(50)   null
+          old_value, new_value  text      null
+          reason                str(500)  null
+          actor_id              str(100)  null
+          actor_name            str(150)  null
+          source                str(20)
+          request_id            str(64)   null
+          at                    datetime
           pk_property_history: primary key (id)
           fk_property_history_property_id_properties: foreign key (property_id) -> properties (id) on delete CASCADE
           ix_property_history_property_id: index (property_id)

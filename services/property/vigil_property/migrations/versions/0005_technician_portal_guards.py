@@ -13,10 +13,9 @@ def upgrade() -> None:
         op,
         """
         table pin_guards
-          property_id      int       noautoinc
-          failures         int
-          locked_until     datetime  null
-          last_failure_at  datetime  null
+          property_id                    int       noautoinc
+          failures                       int
+          locked_until, last_failure_at  datetime  null
           pk_pin_guards: primary key (property_id)
           fk_pin_guards_property_id_properties: foreign key (property_id) -> properties (id) on delete CASCADE
         table lookup_windows

@@ -13,21 +13,18 @@ def upgrade() -> None:
         op,
         """
         table signals sqlite_autoincrement
-          id               int       pk
-          property_id      int       null
-          account_number   str(40)
-          account_key      str(40)
-          central_station  str(120)
-          message_id       str(100)
-          kind             str(20)
-          status           str(20)   null
-          zone             str(40)   null
-          panel_user       str(40)   null
-          description      str(300)  null
-          occurred_at      datetime
-          received_at      datetime
-          resolved_at      datetime  null
-          resolved_by      str(150)  null
+          id                           int       pk
+          property_id                  int       null
+          account_number, account_key  str(40)
+          central_station              str(120)
+          message_id                   str(100)
+          kind                         str(20)
+          status                       str(20)   null
+          zone, panel_user             str(40)   null
+          description                  str(300)  null
+          occurred_at, received_at     datetime
+          resolved_at                  datetime  null
+          resolved_by                  str(150)  null
           ix_signals_property: index (property_id, occurred_at)
           ix_signals_unmatched: index (property_id, resolved_at)
           ix_signals_account_key: index (account_key)
