@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from vigil_shared.alike import alike
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 from vigil_shared.permissions import ALL_PERMISSIONS
@@ -180,9 +181,7 @@ class ApiKeySchema(Schema):
         },
     )
     created_at = Timestamp()
-    expires_at = Timestamp(allow_none=True)
-    last_used_at = Timestamp(allow_none=True)
-    revoked_at = Timestamp(allow_none=True)
+    expires_at, last_used_at, revoked_at = alike(3, Timestamp, allow_none=True)
 
 
 class ApiKeyCreatedSchema(ApiKeySchema):
@@ -209,11 +208,7 @@ class ApiKeyCreateSchema(Schema):
 class AuditEntrySchema(Schema):
     id = fields.Integer()
     occurred_at = Timestamp()
-    actor_id = fields.String(allow_none=True)
-    actor_name = fields.String(allow_none=True)
-    actor_kind = fields.String(allow_none=True)
-    client_ip = fields.String(allow_none=True)
-    request_id = fields.String(allow_none=True)
+    actor_id, actor_name, actor_kind, client_ip, request_id = alike(5, fields.String, allow_none=True)
     action = fields.String()
     outcome = fields.String()
     target_type = fields.String(allow_none=True)

@@ -20,6 +20,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
+from vigil_shared.alike import alike
 from vigil_shared.errors import Problem
 from vigil_shared.onsite import TechOnSite
 from vigil_shared.web import requires
@@ -45,9 +46,7 @@ class TechLookupRequest(Schema):
 
 
 class TechContactPhone(Schema):
-    label = fields.String(allow_none=True)
-    number = fields.String(allow_none=True)
-    e164 = fields.String(allow_none=True)
+    label, number, e164 = alike(3, fields.String, allow_none=True)
 
 
 class TechContact(Schema):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from vigil_shared.alike import alike
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
@@ -54,9 +55,7 @@ class NoteSchema(Schema):
     urgent = fields.Boolean()
     assignee = fields.String(allow_none=True)
     due_date = fields.Date(allow_none=True)
-    priority = fields.String(allow_none=True)
-    status = fields.String(allow_none=True)
-    created_by = fields.String(allow_none=True)
+    priority, status, created_by = alike(3, fields.String, allow_none=True)
     created_at = Timestamp()
     updated_at = Timestamp()
 
@@ -215,17 +214,13 @@ class MonitoringCompanyCreateSchema(Schema):
 
 class MonitoringCompanyPatchSchema(Schema):
     name = TrimmedString(validate=validate.Length(min=1, max=100))
-    is_adt = fields.Boolean()
-    precheck_order_enabled = fields.Boolean()
-    active = fields.Boolean()
+    is_adt, precheck_order_enabled, active = alike(3, fields.Boolean)
 
 
 class MonitoringCompanySchema(Schema):
     id = fields.Integer()
     name = fields.String()
-    is_adt = fields.Boolean()
-    precheck_order_enabled = fields.Boolean()
-    active = fields.Boolean()
+    is_adt, precheck_order_enabled, active = alike(3, fields.Boolean)
 
 
 class MonitoringCompanyListArgs(PaginationArgs):

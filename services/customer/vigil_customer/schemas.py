@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
+from vigil_shared.alike import alike
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
@@ -190,9 +191,7 @@ class HistoryEntrySchema(Schema):
     action = fields.String()
     target_type = fields.String()
     target_id = fields.Integer(allow_none=True)
-    field = fields.String(allow_none=True)
-    old_value = fields.String(allow_none=True)
-    new_value = fields.String(allow_none=True)
+    field, old_value, new_value = alike(3, fields.String, allow_none=True)
     confidential = fields.Boolean()
 
 
@@ -237,9 +236,7 @@ class CustomFieldPatchSchema(Schema):
 
 class CustomFieldSchema(Schema):
     id = fields.Integer()
-    key = fields.String()
-    label = fields.String()
-    type = fields.String()
+    key, label, type = alike(3, fields.String)
     options = fields.List(fields.String())
     required = fields.Boolean()
     applies_to = fields.String()
