@@ -52,8 +52,7 @@ class TechContactPhone(Schema):
 class TechContact(Schema):
     id = fields.Integer()
     name = fields.String()
-    relation = fields.String(allow_none=True)
-    role = fields.String(allow_none=True)
+    relation, role = alike(2, fields.String, allow_none=True)
     phones = fields.List(fields.Nested(TechContactPhone))
     email = fields.String(allow_none=True)
     has_key = fields.Boolean()
