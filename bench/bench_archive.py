@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import benchkit
 import requests
 from bench_pipeline import start
 
@@ -90,20 +91,8 @@ def main(argv: list[str]) -> int:
             )
             return 0 if ok else 1
         finally:
-            stack.stop()
-            databases.drop_all()
-            if prefix:
-                from kombu import Connection
-
-                from vigil_shared.testing import rabbitmq_url
-
-                with Connection(rabbitmq_url(), connect_timeout=5) as conn:
-                    channel = conn.channel()
-                    for name in ("customer", "property", "billing", "credit"):
-                        try:
-                            channel.queue_delete(f"{prefix}.{name}")
-                        except Exception:  # noqa: BLE001 - never declared
-                            channel = conn.channel()
+            benchkit.stop_stack(stack, databases)
+            benchkit.delete_queues(prefix)
 
 
 if __name__ == "__main__":

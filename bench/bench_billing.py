@@ -26,15 +26,14 @@ import time
 import uuid
 from datetime import date
 
+import benchkit
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from vigil_billing import ledger, recurring
 from vigil_billing.app import program
 from vigil_shared import migrations
-from vigil_shared.config import Settings
-from vigil_shared.crypto import generate_key
-from vigil_shared.testing import TEST_SECRET, postgres_admin_url
+from vigil_shared.testing import postgres_admin_url
 
 
 def fresh_database() -> tuple[str, str]:
@@ -66,14 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     name, url = fresh_database()
     try:
         migrations.upgrade("vigil_billing", url)
-        settings = Settings.from_env(
-            "billing",
-            database_url=url,
-            internal_secret=TEST_SECRET,
-            broker_url="memory://",
-            encryption_keys=(generate_key(),),
-            blind_index_key="bench",
-        )
+        settings = benchkit.service_settings("billing", url, None, log_level=None)
         runtime = program.runtime(settings)
         today = date.today()
         engine = runtime.db.engine

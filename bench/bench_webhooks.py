@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
-import shutil
 import statistics
 import sys
 import tempfile
@@ -30,36 +28,9 @@ import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import benchkit
 import requests
 from standardwebhooks.webhooks import Webhook
-
-from vigil_runner.stack import Stack
-from vigil_shared.config import PROCESS_NAMES
-from vigil_shared.testing import TestDatabases, choose_backend, rabbitmq_url
-
-
-def start_stack(var_dir: str) -> tuple[Stack, TestDatabases, str]:
-    backend = choose_backend()
-    overrides = {
-        "VIGIL_VAR_DIR": var_dir,
-        "VIGIL_ADMIN_USERNAME": "admin",
-        "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16),
-        "VIGIL_PASSWORD_HASHING": "fast-for-tests",
-        "VIGIL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "VIGIL_WEBHOOK_SWEEP_INTERVAL": "0.2",
-        "VIGIL_WEBHOOK_CONCURRENCY": "16",
-        "VIGIL_LOG_LEVEL": "WARNING",
-    }
-    databases = TestDatabases(backend, var_dir)
-    if backend == "postgres":
-        for name in PROCESS_NAMES:
-            overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
-        overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=f"vigil-bench-{uuid.uuid4().hex[:8]}")
-    stack = Stack.from_environment(overrides, dynamic_ports=True, inherit_vigil_settings=False)
-    stack.prepare()
-    stack.start()
-    stack.wait_ready(timeout=180)
-    return stack, databases, backend
 
 
 def signed(secret: str, payload: dict) -> tuple[str, dict]:
@@ -72,11 +43,6 @@ def signed(secret: str, payload: dict) -> tuple[str, dict]:
         "webhook-signature": Webhook(secret).sign(message_id, now, body),
         "Content-Type": "application/json",
     }
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
 
 
 def bench_signals(url: str, secret: str, account: str, duration: float, threads: int) -> tuple[int, list[float], dict]:
@@ -142,7 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-webhooks-")
     stack = databases = None
     try:
-        stack, databases, backend = start_stack(var_dir)
+        stack, databases, backend = benchkit.start_stack(
+            var_dir,
+            {
+                "VIGIL_PASSWORD_HASHING": "fast-for-tests",
+                "VIGIL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+                "VIGIL_WEBHOOK_SWEEP_INTERVAL": "0.2",
+                "VIGIL_WEBHOOK_CONCURRENCY": "16",
+                "VIGIL_LOG_LEVEL": "WARNING",
+            },
+        )
         api = f"{stack.gateway_url}/api/v1"
         token = requests.post(
             f"{api}/auth/token", json={"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]}, timeout=30
@@ -184,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         after = admin.get(f"{api}/properties/{prop['id']}/signals", params={"per_page": 1}, timeout=30).json()["total"]
         rate = accepted / args.duration
-        p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 0.99) * 1000
+        p50, p99 = statistics.median(latencies) * 1000, benchkit.percentile(latencies, 0.99) * 1000
         lost = accepted - (after - before)
         met = "met" if rate >= 300 and p99 <= 100 and lost == 0 else "NOT met"
         print(
@@ -226,11 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     finally:
-        if stack is not None:
-            stack.stop()
-        if databases is not None:
-            databases.drop_all()
-        shutil.rmtree(var_dir, ignore_errors=True)
+        benchkit.stop_stack(stack, databases, var_dir)
 
 
 if __name__ == "__main__":

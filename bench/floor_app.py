@@ -24,30 +24,18 @@ from flask import Flask, Response, abort, request
 from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, create_engine, select
 
 MASKED_PIN = "***"
+# the property's text columns as the property service reads them
+# fmt: off
+TEXT_COLUMNS = ("type", "system_type", "address", "city", "postal_code", "monitoring_status", "notes",
+                "access_managed_by", "access_name", "access_phone", "access_email", "access_notes")
+# fmt: on
 _metadata = MetaData()
 properties = Table(
     "properties",
     _metadata,
     Column("id", Integer, primary_key=True),
     Column("customer_id", Integer),
-    *[
-        Column(name, String)
-        for name in (
-            "account_number",
-            "type",
-            "system_type",
-            "address",
-            "city",
-            "postal_code",
-            "monitoring_status",
-            "notes",
-            "access_managed_by",
-            "access_name",
-            "access_phone",
-            "access_email",
-            "access_notes",
-        )
-    ],
+    *[Column(name, String) for name in ("account_number", *TEXT_COLUMNS)],
     Column("active", Boolean),
     Column("deactivated_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True)),
@@ -57,19 +45,7 @@ properties = Table(
 known_customers = Table(
     "known_customers", _metadata, Column("customer_id", Integer, primary_key=True), Column("location_id", Integer)
 )
-PLAIN = (
-    "id",
-    "customer_id",
-    "account_number",
-    "type",
-    "system_type",
-    "address",
-    "city",
-    "postal_code",
-    "monitoring_status",
-    "notes",
-    "active",
-)
+PLAIN = ("id", "customer_id", "account_number", *TEXT_COLUMNS[:6], "notes", "active")
 ACCESS = ("managed_by", "name", "phone", "email", "notes")
 READ = select(properties, known_customers.c.location_id).outerjoin(
     known_customers, known_customers.c.customer_id == properties.c.customer_id

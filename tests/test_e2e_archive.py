@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import assert_problem, customer_body, unique_phone
-
-from vigil_runner.stack import is_ready
+from conftest import assert_problem, customer_body, restart, unique_phone
 
 ARCHIVED = "urn:vigil:problem:customer-archived"
 PARENT_ARCHIVED = "urn:vigil:problem:parent-archived"
@@ -332,15 +329,7 @@ def _kill_and_restart(stack, name: str, pause: float) -> None:
     time.sleep(pause)
     os.killpg(process.popen.pid, signal.SIGKILL)
     process.popen.wait(20)
-    log = open(process.log_path, "ab")  # noqa: SIM115 - handed to the child
-    process.popen = subprocess.Popen(
-        process.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
-    deadline = time.monotonic() + 60
-    while not is_ready(process.ready_url):
-        assert time.monotonic() < deadline, f"{name} did not come back"
-        time.sleep(0.2)
+    restart(stack, process)
 
 
 def _state(gateway, fam: dict) -> dict:

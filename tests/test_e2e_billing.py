@@ -6,22 +6,16 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
 
+import conftest
 import pytest
 import requests
-from conftest import assert_problem, customer_body, unique_phone
+from conftest import assert_problem, restart
 from pypdf import PdfReader
 
 
 def new_customer(gateway, location_id: int, last_name: str = "Payer") -> dict:
-    response = gateway.post(
-        "/api/v1/customers",
-        params={"allow_duplicates": "true"},
-        json=customer_body(location_id, first_name="Bill", last_name=last_name, primary_phone=unique_phone("613")),
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+    return conftest.new_customer(gateway, location_id, "Bill", last_name)
 
 
 @pytest.fixture(scope="module")
@@ -298,11 +292,7 @@ def test_a_kill_9_of_the_billing_worker_mid_run_leaves_no_double_invoice(stack, 
     gateway.wait_for(lambda: recurring_invoices_of(gateway, customers[0]["id"]), what="the run to start", interval=0.02)
     os.killpg(worker.popen.pid, signal.SIGKILL)
     worker.popen.wait(20)
-    log = open(worker.log_path, "ab")  # noqa: SIM115 - handed to the child
-    worker.popen = subprocess.Popen(
-        worker.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
+    restart(stack, worker, wait_ready=False)
     assert gateway.post("/api/v1/billing/run-due", json={"date": "2025-12-31"}).status_code == 202
     for customer in customers:
         gateway.wait_for(

@@ -38,7 +38,7 @@ from ..webhook_schemas import (
     RotatedSecretSchema,
     RotateSecretSchema,
 )
-from .common import context, if_match
+from .common import at_version, context, if_match
 from .webhooks import hook_settings
 
 blp = Blueprint(
@@ -81,29 +81,20 @@ class IntegrationItem(MethodView):
         record = hooks_commands.get_integration(context(), integration_id)
         return record, 200, etag_headers(record)
 
-    @requires("integrations.manage")
-    @blp.arguments(IntegrationPatchSchema)
-    @blp.response(200, IntegrationSchema)
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(blp, "integrations.manage", IntegrationPatchSchema, IntegrationSchema)
     def patch(self, changes, integration_id):
         """Rename, change the rate limit, disable or enable."""
         record = hooks_commands.update_integration(context(if_match()), integration_id, changes, hook_settings())
         return record, 200, etag_headers(record)
 
-    @requires("integrations.manage")
-    @blp.response(204)
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(blp, "integrations.manage")
     def delete(self, integration_id):
         """Remove an integration: its messages are refused from now on."""
         hooks_commands.delete_integration(context(if_match()), integration_id)
 
 
 @blp.route("/integrations/<int:integration_id>/rotate-secret", methods=["POST"])
-@requires("integrations.manage")
-@idempotent
-@blp.arguments(RotateSecretSchema)
-@blp.response(200, RotatedSecretSchema)
-@blp.alt_response(412, description="If-Match names an older version")
+@at_version(blp, "integrations.manage", RotateSecretSchema, RotatedSecretSchema, once=True)
 def rotate_integration_secret(data, integration_id):
     """A new signing secret, shown once; messages signed with the old one are accepted for ``overlap_seconds``."""
     secret, until = hooks_commands.rotate_integration_secret(

@@ -38,7 +38,7 @@ from ..webhook_schemas import (
     SubscriptionPatchSchema,
     SubscriptionSchema,
 )
-from .common import context, if_match
+from .common import at_version, context, if_match
 
 FEED_SETTLE = timedelta(seconds=2)
 
@@ -100,28 +100,20 @@ class SubscriptionItem(MethodView):
         record = hooks_commands.get_subscription(context(), subscription_id)
         return record, 200, etag_headers(record)
 
-    @requires("webhooks.manage")
-    @blp.arguments(SubscriptionPatchSchema)
-    @blp.response(200, SubscriptionSchema)
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(blp, "webhooks.manage", SubscriptionPatchSchema, SubscriptionSchema)
     def patch(self, changes, subscription_id):
         """Change the URL, the event types, the description, or enable it again."""
         record = hooks_commands.update_subscription(context(if_match()), subscription_id, changes, hook_settings())
         return record, 200, etag_headers(record)
 
-    @requires("webhooks.manage")
-    @blp.response(204)
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(blp, "webhooks.manage")
     def delete(self, subscription_id):
         """Unsubscribe: no more deliveries; its delivery log goes with it."""
         hooks_commands.delete_subscription(context(if_match()), subscription_id)
 
 
 @blp.route("/webhooks/<int:subscription_id>/rotate-secret", methods=["POST"])
-@requires("webhooks.manage")
-@blp.arguments(RotateSecretSchema)
-@blp.response(200, RotatedSecretSchema)
-@blp.alt_response(412, description="If-Match names an older version")
+@at_version(blp, "webhooks.manage", RotateSecretSchema, RotatedSecretSchema)
 def rotate_secret(data, subscription_id):
     """A new signing secret, shown once; the old one signs beside it (two ``v1,`` signatures) for
     ``overlap_seconds`` (default a day)."""
