@@ -7,71 +7,90 @@ Entries (amounts in minor units; positive raises what the customer owes):
 - ``payment``: a payment of the customer succeeded (``-amount``);
 - ``refund``: part of one was refunded (``+amount``).
 
-A parent's transactions include every sub-customer's invoice billed through it (each entry names its
-``customer_id``): that is the combined view of seed 001. The running balance is a window sum in the
-database, so the first page of 50,000 entries is one indexed query.
+Each is a ``ledger_entries`` row written by :func:`post` in the transaction that makes the change,
+on the account of who owes it (the bill-to customer), and moves that account's stored total
+(``ledger_accounts``). A parent's transactions are its account's entries, which include every
+sub-customer's invoice billed through it (each entry names its ``customer_id``): the combined view
+of seed 001.
+
+Page 1 of 50,000 entries reads ``per_page`` rows from the index on ``(account_id, day, rank,
+ref_id)`` (keyset order) and the account's stored total; each row's balance is that total minus a
+window sum over the page (plus, on a later page, the sum of the entries before it). Nothing sums
+the whole history.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Integer, String, and_, func, literal, select, true, type_coerce, union_all
+from sqlalchemy import Select, and_, case, delete, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .models import Invoice, KnownCustomer, Payment, Refund
+from .models import Invoice, KnownCustomer, LedgerAccount, LedgerEntry
 from .money import format_amount
 
 ORDER = {"invoice": 1, "void": 2, "payment": 3, "refund": 4}
+_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def _entries(customer_id: int):
-    def day(column):
-        return type_coerce(func.date(column), Date)
+def entry(account_id: int, customer_id: int, kind: str, ref_id: int, day: date, amount: int, number: int | None = None):
+    """A posting for :func:`post` (``kind``: invoice, void, payment or refund)."""
+    return {
+        "account_id": account_id,
+        "customer_id": customer_id,
+        "kind": kind,
+        "rank": ORDER[kind],
+        "ref_id": ref_id,
+        "day": day,
+        "number": number,
+        "amount": amount,
+    }
 
-    invoice = select(
-        literal("invoice", String).label("kind"),
-        literal(ORDER["invoice"], Integer).label("rank"),
-        Invoice.id.label("ref_id"),
-        type_coerce(Invoice.issue_date, Date).label("day"),
-        Invoice.customer_id.label("customer_id"),
-        Invoice.number.label("number"),
-        Invoice.total.label("amount"),
-    ).where(Invoice.bill_to_customer_id == customer_id, Invoice.issue_date.is_not(None))
-    void = select(
-        literal("void", String),
-        literal(ORDER["void"], Integer),
-        Invoice.id,
-        day(Invoice.voided_at),
-        Invoice.customer_id,
-        Invoice.number,
-        -Invoice.total,
-    ).where(Invoice.bill_to_customer_id == customer_id, Invoice.status == "void", Invoice.issue_date.is_not(None))
-    payment = select(
-        literal("payment", String),
-        literal(ORDER["payment"], Integer),
-        Payment.id,
-        day(Payment.received_at),
-        Payment.customer_id,
-        literal(None, Integer),
-        -Payment.amount,
-    ).where(Payment.customer_id == customer_id, Payment.status == "succeeded")
-    refund = (
-        select(
-            literal("refund", String),
-            literal(ORDER["refund"], Integer),
-            Refund.id,
-            day(Refund.created_at),
-            Payment.customer_id,
-            Refund.payment_id,
-            Refund.amount,
-        )
-        .join(Payment, Payment.id == Refund.payment_id)
-        .where(Payment.customer_id == customer_id)
+
+def post(session: Session, entries: list[dict[str, Any]]) -> None:
+    """Writes the entries and moves their accounts' totals, in the caller's transaction (one statement
+    per table however many entries; accounts are updated in id order, so concurrent posters never
+    deadlock on them)."""
+    if not entries:
+        return
+    session.execute(insert(LedgerEntry), entries)
+    moves: dict[int, list[int]] = {}
+    for item in entries:
+        move = moves.setdefault(item["account_id"], [0, 0])
+        move[0] += item["amount"]
+        move[1] += 1
+    statement: Any = _UPSERTS[session.get_bind().dialect.name](LedgerAccount).values(
+        [{"customer_id": account, "balance": move[0], "entries": move[1]} for account, move in sorted(moves.items())]
     )
-    return union_all(invoice, void, payment, refund).subquery("entries")
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[LedgerAccount.customer_id],
+            set_={
+                "balance": LedgerAccount.balance + statement.excluded.balance,
+                "entries": LedgerAccount.entries + statement.excluded.entries,
+            },
+        )
+    )
+
+
+def unpost_customer(session: Session, customer_id: int) -> None:
+    """Removes a deleted customer's entries and recomputes the totals of the accounts they were on."""
+    accounts = list(
+        session.scalars(select(LedgerEntry.account_id).where(LedgerEntry.customer_id == customer_id).distinct())
+    )
+    session.execute(delete(LedgerEntry).where(LedgerEntry.customer_id == customer_id))
+    for account in sorted(accounts):
+        total, count = session.execute(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0), func.count()).where(
+                LedgerEntry.account_id == account
+            )
+        ).one()
+        session.execute(
+            update(LedgerAccount).where(LedgerAccount.customer_id == account).values(balance=total, entries=count)
+        )
 
 
 def _describe(row: Any) -> str:
@@ -102,33 +121,73 @@ class Transactions:
     total: int
 
 
+NEWEST_FIRST = (LedgerEntry.day.desc(), LedgerEntry.rank.desc(), LedgerEntry.ref_id.desc())
+
+
+def _sum(session: Session, statement: Select[Any]) -> int:
+    return int(session.scalar(statement) or 0)
+
+
+def account_total(session: Session, customer_id: int) -> tuple[int, int]:
+    """``(balance, entries)`` of the customer's account, as stored."""
+    row = session.execute(
+        select(LedgerAccount.balance, LedgerAccount.entries).where(LedgerAccount.customer_id == customer_id)
+    ).one_or_none()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+
 def transactions(
     session: Session, customer_id: int, page: int, per_page: int, since: date | None = None, until: date | None = None
 ) -> Transactions:
     """Newest first, each with the balance after it (over all the customer's history)."""
-    entries = _entries(customer_id)
-    balance = func.sum(entries.c.amount).over(order_by=(entries.c.day, entries.c.rank, entries.c.ref_id))
-    ledger = select(*entries.c, balance.label("balance")).subquery("ledger")
-    conditions = []
+    balance, count = account_total(session, customer_id)
+    if count == 0:
+        return Transactions([], 0)
+    conditions = [LedgerEntry.account_id == customer_id]
     if since is not None:
-        conditions.append(ledger.c.day >= since)
+        conditions.append(LedgerEntry.day >= since)
     if until is not None:
-        conditions.append(ledger.c.day <= until)
-    where = and_(true(), *conditions)
-    total = session.scalar(select(func.count()).select_from(ledger).where(where)) or 0
-    rows = session.execute(
-        select(ledger)
+        conditions.append(LedgerEntry.day <= until)
+    where = and_(*conditions)
+    total = count if len(conditions) == 1 else _sum(session, select(func.count()).where(where))
+    offset = (page - 1) * per_page
+    # the balance after the newest entry of the page: the account's total less what came after it
+    after = 0
+    if until is not None:
+        after += _sum(
+            session,
+            select(func.sum(LedgerEntry.amount)).where(LedgerEntry.account_id == customer_id, LedgerEntry.day > until),
+        )
+    if offset:
+        skipped = select(LedgerEntry.amount).where(where).order_by(*NEWEST_FIRST).limit(offset).subquery()
+        after += _sum(session, select(func.sum(skipped.c.amount)))
+    rows = (
+        select(LedgerEntry.kind, LedgerEntry.rank, LedgerEntry.ref_id, LedgerEntry.day, LedgerEntry.customer_id)
+        .add_columns(LedgerEntry.number, LedgerEntry.amount)
         .where(where)
-        .order_by(ledger.c.day.desc(), ledger.c.rank.desc(), ledger.c.ref_id.desc())
+        .order_by(*NEWEST_FIRST)
         .limit(per_page)
-        .offset((page - 1) * per_page)
+        .offset(offset)
+        .subquery("page")
+    )
+    newer = func.sum(rows.c.amount).over(
+        order_by=(rows.c.day.desc(), rows.c.rank.desc(), rows.c.ref_id.desc()), rows=(None, -1)
+    )
+    result = session.execute(
+        select(rows, (literal(balance - after) - func.coalesce(newer, 0)).label("balance")).order_by(
+            rows.c.day.desc(), rows.c.rank.desc(), rows.c.ref_id.desc()
+        )
     ).all()
-    return Transactions([_entry(row) for row in rows], int(total))
+    return Transactions([_entry(row) for row in result], int(total))
 
 
 def balance_before(session: Session, customer_id: int, day: date) -> int:
-    entries = _entries(customer_id)
-    return int(session.scalar(select(func.coalesce(func.sum(entries.c.amount), 0)).where(entries.c.day < day)) or 0)
+    """The balance at the start of ``day``: the stored total less what was posted since (a recent range)."""
+    since = _sum(
+        session,
+        select(func.sum(LedgerEntry.amount)).where(LedgerEntry.account_id == customer_id, LedgerEntry.day >= day),
+    )
+    return account_total(session, customer_id)[0] - since
 
 
 def statement(session: Session, customer_id: int, currency: str, since: date, until: date) -> dict[str, Any]:
@@ -189,39 +248,47 @@ BUCKETS = ("current", "days_1_30", "days_31_60", "days_61_90", "days_over_90")
 def ar_aging(
     session: Session, today: date, locations: frozenset[int] | None, location_id: int | None, page: int, per_page: int
 ) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
-    """What each customer owes on open invoices, by how long past due (current, 1-30, 31-60, 61-90, 90+)."""
+    """What each customer owes on open invoices, by how long past due (current, 1-30, 31-60, 61-90, 90+):
+    summed and paged in the database (one grouped query for the page, one for the count and totals)."""
     owed = Invoice.total - Invoice.amount_paid
-    statement = (
-        select(Invoice.bill_to_customer_id, KnownCustomer.location_id, Invoice.due_date, owed)
+    due = Invoice.due_date
+    limits = [today - timedelta(days=days) for days in (0, 30, 60, 90)]  # due on or after: at most N days late
+    buckets = {
+        "current": func.sum(case(((due.is_(None)) | (due >= limits[0]), owed), else_=0)),
+        "days_1_30": func.sum(case((and_(due < limits[0], due >= limits[1]), owed), else_=0)),
+        "days_31_60": func.sum(case((and_(due < limits[1], due >= limits[2]), owed), else_=0)),
+        "days_61_90": func.sum(case((and_(due < limits[2], due >= limits[3]), owed), else_=0)),
+        "days_over_90": func.sum(case((due < limits[3], owed), else_=0)),
+        "total": func.sum(owed),
+    }
+    per_customer = (
+        select(
+            Invoice.bill_to_customer_id.label("customer_id"),
+            KnownCustomer.location_id.label("location_id"),
+            *(value.label(name) for name, value in buckets.items()),
+        )
         .join(KnownCustomer, KnownCustomer.customer_id == Invoice.bill_to_customer_id)
         .where(Invoice.status.in_(("issued", "partially_paid")), KnownCustomer.deleted.is_(False))
+        .group_by(Invoice.bill_to_customer_id, KnownCustomer.location_id)
     )
     if locations is not None:
-        statement = statement.where(KnownCustomer.location_id.in_(locations))
+        per_customer = per_customer.where(KnownCustomer.location_id.in_(locations))
     if location_id is not None:
-        statement = statement.where(KnownCustomer.location_id == location_id)
-    rows = session.execute(statement).all()
-    customers: dict[int, dict[str, Any]] = {}
-    totals = dict.fromkeys((*BUCKETS, "total"), 0)
-    for customer_id, location, due, amount in rows:
-        late = (today - due).days if due is not None else 0
-        bucket = (
-            "current"
-            if late <= 0
-            else "days_1_30"
-            if late <= 30
-            else "days_31_60"
-            if late <= 60
-            else "days_61_90"
-            if late <= 90
-            else "days_over_90"
-        )
-        entry = customers.setdefault(
-            customer_id, {"customer_id": customer_id, "location_id": location, **dict.fromkeys((*BUCKETS, "total"), 0)}
-        )
-        for target in (entry, totals):
-            target[bucket] += int(amount)
-            target["total"] += int(amount)
-    ordered = sorted(customers.values(), key=lambda e: (-e["total"], e["customer_id"]))
-    start = (page - 1) * per_page
-    return ordered[start : start + per_page], len(ordered), totals
+        per_customer = per_customer.where(KnownCustomer.location_id == location_id)
+    grouped = per_customer.subquery("aging")
+    rows = session.execute(
+        select(grouped)
+        .order_by(grouped.c.total.desc(), grouped.c.customer_id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    summary = session.execute(
+        select(func.count(), *(func.coalesce(func.sum(grouped.c[name]), 0) for name in (*BUCKETS, "total")))
+    ).one()
+    totals = {name: int(value) for name, value in zip((*BUCKETS, "total"), summary[1:], strict=True)}
+    items = [
+        {"customer_id": row.customer_id, "location_id": row.location_id}
+        | {name: int(row._mapping[name]) for name in (*BUCKETS, "total")}
+        for row in rows
+    ]
+    return items, int(summary[0]), totals
