@@ -78,7 +78,7 @@ def test_a_killed_run_leaves_no_double_invoice(api, known, runtime, session, mon
     def die(*args, **kwargs):
         raise SystemExit("killed")
 
-    monkeypatch.setattr(Outbox, "add_many", die)  # after the invoices, lines and postings, before the commit
+    monkeypatch.setattr(Outbox, "event_rows", die)  # after the invoices, lines and postings, before the commit
     with pytest.raises(SystemExit):
         run_due(runtime, date(2026, 3, 1))
     monkeypatch.undo()

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, func, insert, literal, select, update
+from sqlalchemy import Select, and_, case, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from . import bulk
 from .models import Invoice, KnownCustomer, LedgerAccount, LedgerEntry
 from .money import format_amount
 
@@ -56,24 +57,13 @@ def post(session: Session, entries: list[dict[str, Any]]) -> None:
     deadlock on them)."""
     if not entries:
         return
-    session.execute(insert(LedgerEntry), entries)
-    moves: dict[int, list[int]] = {}
+    bulk.insert_rows(session, bulk.table_of(LedgerEntry), entries)
+    moves: dict[int, dict[str, int]] = {}
     for item in entries:
-        move = moves.setdefault(item["account_id"], [0, 0])
-        move[0] += item["amount"]
-        move[1] += 1
-    statement: Any = _UPSERTS[session.get_bind().dialect.name](LedgerAccount).values(
-        [{"customer_id": account, "balance": move[0], "entries": move[1]} for account, move in sorted(moves.items())]
-    )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[LedgerAccount.customer_id],
-            set_={
-                "balance": LedgerAccount.balance + statement.excluded.balance,
-                "entries": LedgerAccount.entries + statement.excluded.entries,
-            },
-        )
-    )
+        move = moves.setdefault(item["account_id"], {"customer_id": item["account_id"], "balance": 0, "entries": 0})
+        move["balance"] += item["amount"]
+        move["entries"] += 1
+    bulk.add_to_rows(session, bulk.table_of(LedgerAccount), "customer_id", list(moves.values()))
 
 
 def unpost_customer(session: Session, customer_id: int) -> None:

@@ -26,9 +26,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, insert, select, update
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
@@ -37,7 +37,7 @@ from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.contracts import InvoiceIssued
 from vigil_shared.messaging.outbox import Outbox
 
-from . import company, invoices, ledger, payments
+from . import bulk, company, invoices, ledger, payments
 from .models import (
     BillingMethod,
     Invoice,
@@ -135,7 +135,7 @@ def _periods(template: Any, today: date) -> tuple[list[date], dict[str, Any]]:
             template.end_date is not None and next_date > template.end_date
         ):
             status, next_date = "ended", None
-    return days, {"b_id": template.id, "b_next_date": next_date, "b_remaining": remaining, "b_status": status}
+    return days, {"id": template.id, "next_date": next_date, "remaining": remaining, "status": status}
 
 
 def _existing_keys(session: Session, keys: list[str]) -> set[str]:
@@ -193,20 +193,9 @@ def issue_batch(session: Session, outbox: Outbox, today: date, after: int, limit
         log.info("periods already issued", extra={"count": len(existing)})
     if periods:
         _issue(session, outbox, periods)
+    table = bulk.table_of(RecurringInvoice)
     now = utcnow()
-    table = cast(Table, RecurringInvoice.__table__)
-    session.execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(
-            next_date=bindparam("b_next_date"),
-            remaining=bindparam("b_remaining"),
-            status=bindparam("b_status"),
-            updated_at=now,
-            version=table.c.version + 1,
-        ),
-        moves,
-    )
+    bulk.update_rows(session, table, "id", [move | {"updated_at": now} for move in moves], version=table.c.version + 1)
     return len(periods), templates[-1].id
 
 
@@ -244,14 +233,11 @@ def _issue(session: Session, outbox: Outbox, periods: list[_Period]) -> None:
                 "version": 1,
             }
         )
-    table = cast(Table, Invoice.__table__)
-    ids: dict[str, int] = dict(
-        session.execute(
-            insert(table).returning(table.c.period_key, table.c.id, sort_by_parameter_order=True), rows
-        ).all()
-    )
-    session.execute(
-        insert(cast(Table, InvoiceLine.__table__)),
+    created = bulk.insert_rows(session, bulk.table_of(Invoice), rows, returning=("period_key", "id"))
+    ids: dict[str, int] = {key: invoice_id for key, invoice_id in created}
+    bulk.insert_rows(
+        session,
+        bulk.table_of(InvoiceLine),
         [line | {"invoice_id": ids[key]} for key, lines in lines_of.items() for line in lines],
     )
     ledger.post(
@@ -269,8 +255,7 @@ def _issue(session: Session, outbox: Outbox, periods: list[_Period]) -> None:
             for row in rows
         ],
     )
-    outbox.add_many(
-        session,
+    events = outbox.event_rows(
         [
             InvoiceIssued(
                 invoice_id=ids[row["period_key"]],
@@ -284,8 +269,9 @@ def _issue(session: Session, outbox: Outbox, periods: list[_Period]) -> None:
                 else None,
             )
             for row in rows
-        ],
+        ]
     )
+    bulk.insert_rows(session, bulk.table_of(outbox.models.OutboxEvent), events)
 
 
 def run_due_invoices(transaction: Callable[[], Any], outbox: Outbox, today: date, batch: int = BATCH) -> int:

@@ -14,13 +14,14 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar, cast
 
 from celery import Celery
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, delete, insert, select
+from sqlalchemy import JSON, BigInteger, Integer, String, Table, Text, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -362,23 +363,28 @@ class Outbox:
     def add(self, session: Session, payload: Any) -> Event[Any]:
         return record_event(session, self.models, payload, source=self.source, request_id=self.request_id)
 
-    def add_many(self, session: Session, payloads: list[Any]) -> list[Event[Any]]:
-        """Like :meth:`add` for many events at once: each validated, all written by one statement
-        (a batch job's thousands of events in its transaction, without a round trip each)."""
-        events = [new_event(payload, source=self.source, request_id=self.request_id) for payload in payloads]
-        if events:
-            session.execute(
-                insert(self.models.OutboxEvent),
-                [
-                    {
-                        "event_id": event.id,
-                        "type": event.type,
-                        "version": event.version,
-                        "occurred_at": event.occurred_at,
-                        "data": event.data,
-                        "request_id": self.request_id,
-                    }
-                    for event in events
-                ],
+    def event_rows(self, payloads: list[Any]) -> list[dict[str, Any]]:
+        """The outbox rows of many events, each validated: a batch job writes them with one statement
+        (:meth:`add_many`, or its own bulk insert of ``models.OutboxEvent``) in its transaction."""
+        occurred_at = datetime.now(UTC)
+        rows = []
+        for payload in payloads:
+            declared = contract_of(type(payload))
+            rows.append(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "type": declared.type,
+                    "version": declared.version,
+                    "occurred_at": occurred_at,
+                    "data": declared.write(payload),
+                    "request_id": self.request_id,
+                }
             )
-        return events
+        return rows
+
+    def add_many(self, session: Session, payloads: list[Any]) -> int:
+        """Like :meth:`add` for many events at once, written by one statement."""
+        rows = self.event_rows(payloads)
+        if rows:
+            session.execute(insert(cast(Table, self.models.OutboxEvent.__table__)), rows)
+        return len(rows)
