@@ -10,13 +10,12 @@ embedded backend) the same calls are an ``executemany``.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
-from sqlalchemy.types import JSON
+from sqlalchemy.types import JSON, Date, DateTime, TypeDecorator
 
 _PG = postgresql.dialect()
 
@@ -25,14 +24,15 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _text(value: Any, json_column: bool) -> str | None:
-    if value is None:
-        return None
-    if json_column:
-        return json.dumps(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return str(value)
+def _as_text(column_type: Any) -> Any:
+    """How a value of the column travels in its ``text[]`` (None stays NULL)."""
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl
+    if isinstance(column_type, JSON):
+        return json.dumps
+    if isinstance(column_type, Date | DateTime):
+        return lambda value: value.isoformat()
+    return str
 
 
 def _unnest(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -41,7 +41,8 @@ def _unnest(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> tup
     for index, name in enumerate(columns):
         column_type = table.c[name].type
         json_column = isinstance(column_type, JSON)
-        params[f"c{index}"] = [_text(row[name], json_column) for row in rows]
+        convert = _as_text(column_type)
+        params[f"c{index}"] = [None if (value := row[name]) is None else convert(value) for row in rows]
         sources.append(f"CAST(:c{index} AS text[])")
         selected.append(f"CAST(u.c{index} AS {'json' if json_column else column_type.compile(dialect=_PG)})")
     names = ", ".join(f"c{index}" for index in range(len(columns)))

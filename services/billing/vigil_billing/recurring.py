@@ -240,21 +240,7 @@ def _issue(session: Session, outbox: Outbox, periods: list[_Period]) -> None:
         bulk.table_of(InvoiceLine),
         [line | {"invoice_id": ids[key]} for key, lines in lines_of.items() for line in lines],
     )
-    ledger.post(
-        session,
-        [
-            ledger.entry(
-                row["bill_to_customer_id"],
-                row["customer_id"],
-                "invoice",
-                ids[row["period_key"]],
-                row["issue_date"],
-                row["total"],
-                row["number"],
-            )
-            for row in rows
-        ],
-    )
+    ledger.post_issued(session, first, first + len(periods) - 1)
     events = outbox.event_rows(
         [
             InvoiceIssued(

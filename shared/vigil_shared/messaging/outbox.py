@@ -364,21 +364,26 @@ class Outbox:
         return record_event(session, self.models, payload, source=self.source, request_id=self.request_id)
 
     def event_rows(self, payloads: list[Any]) -> list[dict[str, Any]]:
-        """The outbox rows of many events, each validated: a batch job writes them with one statement
-        (:meth:`add_many`, or its own bulk insert of ``models.OutboxEvent``) in its transaction."""
+        """The outbox rows of many events (grouped by type), each validated, one schema pass per type: a
+        batch job writes them with one statement (:meth:`add_many`, or its own bulk insert of
+        ``models.OutboxEvent``) in its transaction."""
         occurred_at = datetime.now(UTC)
-        rows = []
+        rows: list[dict[str, Any]] = []
+        by_contract: dict[type, list[Any]] = {}
         for payload in payloads:
-            declared = contract_of(type(payload))
-            rows.append(
+            by_contract.setdefault(type(payload), []).append(payload)
+        for kind, same in by_contract.items():
+            declared = contract_of(kind)
+            rows.extend(
                 {
                     "event_id": str(uuid.uuid4()),
                     "type": declared.type,
                     "version": declared.version,
                     "occurred_at": occurred_at,
-                    "data": declared.write(payload),
+                    "data": data,
                     "request_id": self.request_id,
                 }
+                for data in declared.write_many(same)
             )
         return rows
 
