@@ -169,28 +169,30 @@ def account_total(session: Session, customer_id: int) -> tuple[int, int]:
 def transactions(
     session: Session, customer_id: int, page: int, per_page: int, since: date | None = None, until: date | None = None
 ) -> Transactions:
-    """Newest first, each with the balance after it (over all the customer's history)."""
-    balance, count = account_total(session, customer_id)
-    if count == 0:
-        return Transactions([], 0)
-    conditions = [LedgerEntry.account_id == customer_id]
+    """Newest first, each with the balance after it (over all the customer's history): one statement
+    reading the page from the index, the account's stored total and entry count, and (past page 1,
+    or with ``to``) the sum of what comes before the page."""
+    account = LedgerEntry.account_id == customer_id
+    conditions = [account]
     if since is not None:
         conditions.append(LedgerEntry.day >= since)
     if until is not None:
         conditions.append(LedgerEntry.day <= until)
     where = and_(*conditions)
-    total = count if len(conditions) == 1 else _sum(session, select(func.count()).where(where))
-    offset = (page - 1) * per_page
-    # the balance after the newest entry of the page: the account's total less what came after it
-    after = 0
+    stored = select(LedgerAccount.balance).where(LedgerAccount.customer_id == customer_id).scalar_subquery()
+    if len(conditions) == 1:
+        count = select(LedgerAccount.entries).where(LedgerAccount.customer_id == customer_id).scalar_subquery()
+    else:
+        count = select(func.count()).where(where).scalar_subquery()
+    # the balance after the newest entry of the page: the account's total less what was posted after it
+    opening: Any = func.coalesce(stored, 0)
     if until is not None:
-        after += _sum(
-            session,
-            select(func.sum(LedgerEntry.amount)).where(LedgerEntry.account_id == customer_id, LedgerEntry.day > until),
-        )
+        later = select(func.sum(LedgerEntry.amount)).where(account, LedgerEntry.day > until).scalar_subquery()
+        opening = opening - func.coalesce(later, 0)
+    offset = (page - 1) * per_page
     if offset:
-        skipped = select(LedgerEntry.amount).where(where).order_by(*NEWEST_FIRST).limit(offset).subquery()
-        after += _sum(session, select(func.sum(skipped.c.amount)))
+        skipped = select(LedgerEntry.amount).where(where).order_by(*NEWEST_FIRST).limit(offset).subquery("skipped")
+        opening = opening - func.coalesce(select(func.sum(skipped.c.amount)).scalar_subquery(), 0)
     rows = (
         select(LedgerEntry.kind, LedgerEntry.rank, LedgerEntry.ref_id, LedgerEntry.day, LedgerEntry.customer_id)
         .add_columns(LedgerEntry.number, LedgerEntry.amount)
@@ -200,15 +202,16 @@ def transactions(
         .offset(offset)
         .subquery("page")
     )
-    newer = func.sum(rows.c.amount).over(
-        order_by=(rows.c.day.desc(), rows.c.rank.desc(), rows.c.ref_id.desc()), rows=(None, -1)
-    )
+    newest_first = (rows.c.day.desc(), rows.c.rank.desc(), rows.c.ref_id.desc())
+    newer = func.sum(rows.c.amount).over(order_by=newest_first, rows=(None, -1))
     result = session.execute(
-        select(rows, (literal(balance - after) - func.coalesce(newer, 0)).label("balance")).order_by(
-            rows.c.day.desc(), rows.c.rank.desc(), rows.c.ref_id.desc()
+        select(rows, (opening - func.coalesce(newer, 0)).label("balance"), count.label("entries")).order_by(
+            *newest_first
         )
     ).all()
-    return Transactions([_entry(row) for row in result], int(total))
+    if not result:  # past the last page (or nothing yet): only the count is wanted
+        return Transactions([], int(session.scalar(select(count)) or 0))
+    return Transactions([_entry(row) for row in result], int(result[0].entries or 0))
 
 
 def balance_before(session: Session, customer_id: int, day: date) -> int:
