@@ -21,11 +21,12 @@ the whole history.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, func, insert, literal, select, update
+from sqlalchemy import Date, Select, and_, bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -166,52 +167,68 @@ def account_total(session: Session, customer_id: int) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
-def transactions(
-    session: Session, customer_id: int, page: int, per_page: int, since: date | None = None, until: date | None = None
-) -> Transactions:
-    """Newest first, each with the balance after it (over all the customer's history): one statement
-    reading the page from the index, the account's stored total and entry count, and (past page 1,
-    or with ``to``) the sum of what comes before the page."""
-    account = LedgerEntry.account_id == customer_id
+@functools.cache
+def _page_statement(since: bool, until: bool, skipping: bool) -> Select[Any]:
+    """The statement of a page of transactions, built once per shape (the parameters are bound at
+    each call): the page read from the index, the account's stored total and entry count, and (past
+    page 1, or with ``to``) the sum of what comes before the page."""
+    account = LedgerEntry.account_id == bindparam("customer_id")
     conditions = [account]
-    if since is not None:
-        conditions.append(LedgerEntry.day >= since)
-    if until is not None:
-        conditions.append(LedgerEntry.day <= until)
+    if since:
+        conditions.append(LedgerEntry.day >= bindparam("since", type_=Date))
+    if until:
+        conditions.append(LedgerEntry.day <= bindparam("until", type_=Date))
     where = and_(*conditions)
-    stored = select(LedgerAccount.balance).where(LedgerAccount.customer_id == customer_id).scalar_subquery()
+    own = LedgerAccount.customer_id == bindparam("customer_id")
+    stored = select(LedgerAccount.balance).where(own).scalar_subquery()
     if len(conditions) == 1:
-        count = select(LedgerAccount.entries).where(LedgerAccount.customer_id == customer_id).scalar_subquery()
+        count = select(LedgerAccount.entries).where(own).scalar_subquery()
     else:
         count = select(func.count()).where(where).scalar_subquery()
     # the balance after the newest entry of the page: the account's total less what was posted after it
     opening: Any = func.coalesce(stored, 0)
-    if until is not None:
-        later = select(func.sum(LedgerEntry.amount)).where(account, LedgerEntry.day > until).scalar_subquery()
-        opening = opening - func.coalesce(later, 0)
-    offset = (page - 1) * per_page
-    if offset:
-        skipped = select(LedgerEntry.amount).where(where).order_by(*NEWEST_FIRST).limit(offset).subquery("skipped")
+    if until:
+        later = select(func.sum(LedgerEntry.amount)).where(account, LedgerEntry.day > bindparam("until", type_=Date))
+        opening = opening - func.coalesce(later.scalar_subquery(), 0)
+    if skipping:
+        skipped = (
+            select(LedgerEntry.amount)
+            .where(where)
+            .order_by(*NEWEST_FIRST)
+            .limit(bindparam("offset"))
+            .subquery("skipped")
+        )
         opening = opening - func.coalesce(select(func.sum(skipped.c.amount)).scalar_subquery(), 0)
     rows = (
         select(LedgerEntry.kind, LedgerEntry.rank, LedgerEntry.ref_id, LedgerEntry.day, LedgerEntry.customer_id)
         .add_columns(LedgerEntry.number, LedgerEntry.amount)
         .where(where)
         .order_by(*NEWEST_FIRST)
-        .limit(per_page)
-        .offset(offset)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
         .subquery("page")
     )
     newest_first = (rows.c.day.desc(), rows.c.rank.desc(), rows.c.ref_id.desc())
     newer = func.sum(rows.c.amount).over(order_by=newest_first, rows=(None, -1))
-    result = session.execute(
-        select(rows, (opening - func.coalesce(newer, 0)).label("balance"), count.label("entries")).order_by(
-            *newest_first
-        )
-    ).all()
-    if not result:  # past the last page (or nothing yet): only the count is wanted
-        return Transactions([], int(session.scalar(select(count)) or 0))
-    return Transactions([_entry(row) for row in result], int(result[0].entries or 0))
+    return select(rows, (opening - func.coalesce(newer, 0)).label("balance"), count.label("entries")).order_by(
+        *newest_first
+    )
+
+
+def transactions(
+    session: Session, customer_id: int, page: int, per_page: int, since: date | None = None, until: date | None = None
+) -> Transactions:
+    """Newest first, each with the balance after it (over all the customer's history): one statement."""
+    offset = (page - 1) * per_page
+    statement = _page_statement(since is not None, until is not None, offset > 0)
+    params = {"customer_id": customer_id, "since": since, "until": until, "limit": per_page, "offset": offset}
+    result = session.execute(statement, params).all()
+    if result:
+        return Transactions([_entry(row) for row in result], int(result[0].entries or 0))
+    # past the last page (or nothing yet): only the count is wanted
+    counted = _page_statement(since is not None, until is not None, False)
+    again = session.execute(counted, params | {"limit": 1, "offset": 0}).first()
+    return Transactions([], int(again.entries or 0) if again is not None else 0)
 
 
 def balance_before(session: Session, customer_id: int, day: date) -> int:
