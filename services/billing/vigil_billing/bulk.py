@@ -1,7 +1,7 @@
 """Writing thousands of rows with one short statement (the due job's batches, :mod:`.recurring`).
 
-On PostgreSQL every column travels as one ``text[]`` parameter and ``unnest`` turns the arrays back
-into rows, each value cast to its column's type. The statement's text is the same whatever the
+On PostgreSQL every column travels as one array parameter and ``unnest`` turns the arrays back into
+rows. The statement's text is the same whatever the
 number of rows, so neither SQLAlchemy nor the driver re-parses a statement of 17,000 parameters for
 each batch (a multi-row ``VALUES`` costs more there than in the database). Elsewhere (SQLite, the
 embedded backend) the same calls are an ``executemany``.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, text, update
+from sqlalchemy import Table, any_, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
-from sqlalchemy.types import JSON, Date, DateTime, TypeDecorator
+from sqlalchemy.types import JSON, TypeDecorator
 
 _PG = postgresql.dialect()
 
@@ -24,29 +24,32 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _as_text(column_type: Any) -> Any:
-    """How a value of the column travels in its ``text[]`` (None stays NULL)."""
-    if isinstance(column_type, TypeDecorator):
-        column_type = column_type.impl
-    if isinstance(column_type, JSON):
-        return json.dumps
-    if isinstance(column_type, Date | DateTime):
-        return lambda value: value.isoformat()
-    return str
-
-
 def _unnest(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """``SELECT <each column cast to its type> FROM unnest(<one text[] per column>)`` and its parameters."""
+    """``SELECT <each column> FROM unnest(<one array per column>)`` and its parameters. Numbers, dates
+    and texts travel as arrays of their type; a JSON value as its text, cast back in the database."""
     params, selected, sources = {}, [], []
     for index, name in enumerate(columns):
-        column_type = table.c[name].type
-        json_column = isinstance(column_type, JSON)
-        convert = _as_text(column_type)
-        params[f"c{index}"] = [None if (value := row[name]) is None else convert(value) for row in rows]
-        sources.append(f"CAST(:c{index} AS text[])")
-        selected.append(f"CAST(u.c{index} AS {'json' if json_column else column_type.compile(dialect=_PG)})")
+        column_type: Any = table.c[name].type
+        if isinstance(column_type, TypeDecorator):
+            column_type = column_type.impl_instance
+        values = [row[name] for row in rows]
+        if isinstance(column_type, JSON):
+            params[f"c{index}"] = [None if value is None else json.dumps(value) for value in values]
+            sources.append(f"CAST(:c{index} AS text[])")
+            selected.append(f"CAST(u.c{index} AS json)")
+        else:
+            params[f"c{index}"] = values
+            sources.append(f"CAST(:c{index} AS {column_type.compile(dialect=_PG)}[])")
+            selected.append(f"u.c{index}")
     names = ", ".join(f"c{index}" for index in range(len(columns)))
     return f"SELECT {', '.join(selected)} FROM unnest({', '.join(sources)}) AS u({names})", params
+
+
+def one_of(session: Session, column: Any, values: list[Any]) -> Any:
+    """``column IN values`` as one array parameter on PostgreSQL (a short statement however many)."""
+    if _postgres(session):
+        return column == any_(bindparam("one_of", values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
 
 
 def insert_rows(

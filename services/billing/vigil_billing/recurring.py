@@ -139,12 +139,7 @@ def _periods(template: Any, today: date) -> tuple[list[date], dict[str, Any]]:
 
 
 def _existing_keys(session: Session, keys: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(keys), 5000):
-        found.update(
-            session.scalars(select(Invoice.period_key).where(Invoice.period_key.in_(keys[start : start + 5000])))
-        )
-    return found
+    return set(session.scalars(select(Invoice.period_key).where(bulk.one_of(session, Invoice.period_key, keys))))
 
 
 def issue_batch(session: Session, outbox: Outbox, today: date, after: int, limit: int) -> tuple[int, int | None]:
