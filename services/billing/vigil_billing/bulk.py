@@ -1,10 +1,10 @@
 """Writing thousands of rows with one short statement (the due job's batches, :mod:`.recurring`).
 
-On PostgreSQL every column travels as one array parameter and ``unnest`` turns the arrays back into
-rows. The statement's text is the same whatever the
-number of rows, so neither SQLAlchemy nor the driver re-parses a statement of 17,000 parameters for
-each batch (a multi-row ``VALUES`` costs more there than in the database). Elsewhere (SQLite, the
-embedded backend) the same calls are an ``executemany``.
+On PostgreSQL every column travels as one array parameter (in the driver's binary format) and
+``unnest`` turns the arrays back into rows. The statement's text is the same whatever the number of
+rows, so neither SQLAlchemy nor the driver parses a statement of 17,000 parameters for each batch
+(a multi-row ``VALUES`` costs more there than in the database). Elsewhere (SQLite, the embedded
+backend) the same calls are an ``executemany``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import Table, any_, bindparam, insert, text, update
+from sqlalchemy import Table, any_, bindparam, insert, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON, TypeDecorator
@@ -33,16 +33,28 @@ def _unnest(table: Table, columns: list[str], rows: list[dict[str, Any]]) -> tup
         if isinstance(column_type, TypeDecorator):
             column_type = column_type.impl_instance
         values = [row[name] for row in rows]
+        # binary, which the driver writes faster; a column of NULLs only has no type to send it as
+        placeholder = f"%(c{index})b" if any(value is not None for value in values) else f"%(c{index})s"
         if isinstance(column_type, JSON):
             params[f"c{index}"] = [None if value is None else json.dumps(value) for value in values]
-            sources.append(f"CAST(:c{index} AS text[])")
+            sources.append(f"CAST({placeholder} AS text[])")
             selected.append(f"CAST(u.c{index} AS json)")
         else:
             params[f"c{index}"] = values
-            sources.append(f"CAST(:c{index} AS {column_type.compile(dialect=_PG)}[])")
+            sources.append(f"CAST({placeholder} AS {column_type.compile(dialect=_PG)}[])")
             selected.append(f"u.c{index}")
     names = ", ".join(f"c{index}" for index in range(len(columns)))
     return f"SELECT {', '.join(selected)} FROM unnest({', '.join(sources)}) AS u({names})", params
+
+
+def _run(session: Session, sql: str, params: dict[str, Any], returning: bool = False) -> list[Any]:
+    """Runs a statement written for psycopg (``%(name)b`` placeholders) on the session's connection,
+    in its transaction."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if returning else []
 
 
 def one_of(session: Session, column: Any, values: list[Any]) -> Any:
@@ -69,9 +81,8 @@ def insert_rows(
     source, params = _unnest(table, columns, rows)
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) {source}"
     if returning:
-        return list(session.execute(text(f"{sql} RETURNING {', '.join(returning)}"), params).all())
-    session.execute(text(sql), params)
-    return []
+        return _run(session, f"{sql} RETURNING {', '.join(returning)}", params, returning=True)
+    return _run(session, sql, params)
 
 
 def add_to_rows(session: Session, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
@@ -82,11 +93,10 @@ def add_to_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
     if _postgres(session):
         source, params = _unnest(table, [key, *columns], rows)
         added = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}" for name in columns)
-        session.execute(
-            text(
-                f"INSERT INTO {table.name} ({key}, {', '.join(columns)}) {source} "
-                f"ON CONFLICT ({key}) DO UPDATE SET {added}"
-            ),
+        _run(
+            session,
+            f"INSERT INTO {table.name} ({key}, {', '.join(columns)}) {source} "
+            f"ON CONFLICT ({key}) DO UPDATE SET {added}",
             params,
         )
         return
@@ -122,10 +132,9 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
     sets = [f"{name} = v.c{index + 1}" for index, name in enumerate(columns)]
     sets += [f"{name} = {expression}" for name, expression in extra.items()]
     names = ", ".join(f"c{index}" for index in range(len(columns) + 1))
-    session.execute(
-        text(
-            f"UPDATE {table.name} SET {', '.join(sets)} FROM ({source}) AS v({names}) WHERE {table.name}.{key} = v.c0"
-        ),
+    _run(
+        session,
+        f"UPDATE {table.name} SET {', '.join(sets)} FROM ({source}) AS v({names}) WHERE {table.name}.{key} = v.c0",
         params,
     )
 
