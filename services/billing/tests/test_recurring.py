@@ -29,6 +29,26 @@ def invoices_of(session, template_id):
     ).all()
 
 
+def at_once(runs, action):
+    """Runs ``action`` in ``runs`` threads started together; returns their results (none may fail)."""
+    start, errors, results = threading.Barrier(runs), [], []
+
+    def run():
+        try:
+            start.wait()
+            results.append(action())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return results
+
+
 def test_months_keep_the_anchor_day():
     assert add_months(date(2026, 1, 31), 1, 31) == date(2026, 2, 28)
     assert add_months(date(2026, 2, 28), 1, 31) == date(2026, 3, 31)
@@ -51,20 +71,7 @@ def test_a_period_is_invoiced_once_however_often_the_job_runs(api, known, runtim
 def test_concurrent_runs_issue_each_period_once(api, known, runtime, session):
     known(7)
     made = template(api, start_date="2026-01-01")
-    errors = []
-
-    def run():
-        try:
-            run_due(runtime, date(2026, 6, 1))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    at_once(4, lambda: run_due(runtime, date(2026, 6, 1)))
     keys = [i.period_key for i in invoices_of(session, made["id"])]
     assert len(keys) == len(set(keys)) == 6
 
@@ -133,21 +140,9 @@ def test_two_concurrent_batch_runs_issue_one_invoice_per_period(known, runtime, 
             )
         )
     session.commit()
-    start, errors, counts = threading.Barrier(2), [], []
-
-    def run():
-        try:
-            start.wait()
-            counts.append(recurring.run_due_invoices(runtime.db.transaction, runtime.outbox(), date(2026, 6, 1), 3))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    counts = at_once(
+        2, lambda: recurring.run_due_invoices(runtime.db.transaction, runtime.outbox(), date(2026, 6, 1), 3)
+    )
     session.expire_all()
     issued = session.scalars(select(Invoice)).all()
     assert sum(counts) == len(issued) == 120
