@@ -299,7 +299,8 @@ def ar_aging(
     session: Session, today: date, locations: frozenset[int] | None, location_id: int | None, page: int, per_page: int
 ) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
     """What each customer owes on open invoices, by how long past due (current, 1-30, 31-60, 61-90, 90+):
-    summed and paged in the database (one grouped query for the page, one for the count and totals)."""
+    summed and paged in the database: one grouped query gives the page, and the count and totals of
+    every group by window sums over them."""
     owed = Invoice.total - Invoice.amount_paid
     due = Invoice.due_date
     limits = [today - timedelta(days=days) for days in (0, 30, 60, 90)]  # due on or after: at most N days late
@@ -326,19 +327,27 @@ def ar_aging(
     if location_id is not None:
         per_customer = per_customer.where(KnownCustomer.location_id == location_id)
     grouped = per_customer.subquery("aging")
+    names = (*BUCKETS, "total")
+    whole = {f"all_{name}": func.sum(grouped.c[name]).over() for name in names}  # over every group, before the page
     rows = session.execute(
-        select(grouped)
+        select(grouped, func.count().over().label("customers"), *(value.label(key) for key, value in whole.items()))
         .order_by(grouped.c.total.desc(), grouped.c.customer_id)
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
-    summary = session.execute(
-        select(func.count(), *(func.coalesce(func.sum(grouped.c[name]), 0) for name in (*BUCKETS, "total")))
-    ).one()
-    totals = {name: int(value) for name, value in zip((*BUCKETS, "total"), summary[1:], strict=True)}
+    if rows:
+        first = rows[0]._mapping
+        summary = [first["customers"], *(first[f"all_{name}"] for name in names)]
+    else:  # past the last page: the count and totals alone
+        summary = list(
+            session.execute(
+                select(func.count(), *(func.coalesce(func.sum(grouped.c[name]), 0) for name in names))
+            ).one()
+        )
+    totals = {name: int(value) for name, value in zip(names, summary[1:], strict=True)}
     items = [
         {"customer_id": row.customer_id, "location_id": row.location_id}
-        | {name: int(row._mapping[name]) for name in (*BUCKETS, "total")}
+        | {name: int(row._mapping[name]) for name in names}
         for row in rows
     ]
     return items, int(summary[0]), totals
