@@ -121,7 +121,7 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
         session.execute(
             update(table)
             .where(table.c[key] == bindparam(f"b_{key}"))
-            .values({name: bindparam(f"b_{name}") for name in columns}, **also),
+            .values({name: bindparam(f"b_{name}") for name in columns} | also),
             [{f"b_{name}": value for name, value in row.items()} for row in rows],
         )
         return

@@ -29,6 +29,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
@@ -54,6 +55,7 @@ log = logging.getLogger("vigil.billing.recurring")
 RETRY_DAYS = (1, 3, 5)  # after the 1st, 2nd and 3rd soft decline; the 4th fails the scheduled payment
 SOFT_FAILURES = frozenset({"insufficient_funds", "processor_unavailable"})
 BATCH = 1000  # templates issued per transaction by the job
+CLASHES = 10  # batches one run redoes after a concurrent run's unique-key clash, before giving up
 CATCH_UP_LIMIT = 36  # periods one run issues for one template at most (a template created far in the past)
 
 
@@ -257,10 +259,19 @@ def _issue(session: Session, outbox: Outbox, periods: list[_Period]) -> None:
 
 def run_due_invoices(transaction: Callable[[], Any], outbox: Outbox, today: date, batch: int = BATCH) -> int:
     """Issues every due period of every active template, ``batch`` templates per transaction."""
-    created, after = 0, 0
+    created, after, clashes = 0, 0, 0
     while True:
-        with transaction() as session:
-            issued, last = issue_batch(session, outbox, today, after, batch)
+        try:
+            with transaction() as session:
+                issued, last = issue_batch(session, outbox, today, after, batch)
+        except IntegrityError:
+            # a concurrent run issued some of these periods first (SQLite has no row locks to skip):
+            # the batch rolled back whole, and redone it finds them issued or no longer due
+            clashes += 1
+            if clashes > CLASHES:
+                raise
+            log.info("batch redone after a concurrent run", extra={"after": after})
+            continue
         if last is None:
             return created
         created, after = created + issued, last
