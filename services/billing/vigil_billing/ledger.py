@@ -38,7 +38,9 @@ ORDER = {"invoice": 1, "void": 2, "payment": 3, "refund": 4}
 _UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def entry(account_id: int, customer_id: int, kind: str, ref_id: int, day: date, amount: int, number: int | None = None):
+def entry(
+    account_id: int, customer_id: int, kind: str, ref_id: int, day: date, amount: int, number: int | None = None
+) -> dict[str, Any]:
     """A posting for :func:`post` (``kind``: invoice, void, payment or refund)."""
     return {
         "account_id": account_id,
