@@ -54,7 +54,7 @@ from .processor import Processor, ProcessorUnavailable
 log = logging.getLogger("vigil.billing.recurring")
 RETRY_DAYS = (1, 3, 5)  # after the 1st, 2nd and 3rd soft decline; the 4th fails the scheduled payment
 SOFT_FAILURES = frozenset({"insufficient_funds", "processor_unavailable"})
-BATCH = 2000  # templates issued per transaction by the job
+BATCH = 1000  # templates issued per transaction by the job
 CLASHES = 10  # batches one run redoes after a concurrent run's unique-key clash, before giving up
 CATCH_UP_LIMIT = 36  # periods one run issues for one template at most (a template created far in the past)
 
