@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import Table, any_, bindparam, insert, text, update
+from sqlalchemy import Table, any_, bindparam, insert, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON, TypeDecorator
@@ -55,15 +55,6 @@ def _run(session: Session, sql: str, params: dict[str, Any], returning: bool = F
     with driver.cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if returning else []
-
-
-def commit_without_waiting(session: Session) -> None:
-    """Lets the transaction's commit return before its WAL reaches the disk (PostgreSQL's
-    ``synchronous_commit``, for this transaction only). For a batch that is all or nothing and
-    redone by the next run when lost: a crash may lose the last batches committed, never half of
-    one, so nothing is issued twice or partly."""
-    if _postgres(session):
-        session.execute(text("SET LOCAL synchronous_commit TO off"))
 
 
 def one_of(session: Session, column: Any, values: list[Any]) -> Any:

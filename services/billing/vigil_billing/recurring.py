@@ -175,7 +175,6 @@ def issue_batch(session: Session, outbox: Outbox, today: date, after: int, limit
     ).all()
     if not templates:
         return 0, None
-    bulk.commit_without_waiting(session)
     periods: list[_Period] = []
     moves = []
     for template in templates:
