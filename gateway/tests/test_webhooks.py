@@ -268,3 +268,58 @@ def test_a_deletion_that_arrives_before_the_creation_gets_its_location(runtime, 
             "customer.deleted": 3,
             "customer.created": 3,
         }
+
+
+def test_the_feed_names_only_the_changed_fields_the_reader_may_see(local_app, client, auth, runtime, db):
+    from conftest import bearer, sign_in
+
+    location = client.post("/api/v1/locations", json={"name": "Sections office"}, headers=auth).json["id"]
+    role = client.post("/api/v1/roles", headers=auth, json={"name": "Viewer", "permissions": ["customers.view"]})
+    assert role.status_code == 201, role.json
+    made = client.post(
+        "/api/v1/users",
+        headers=auth,
+        json={
+            "username": "vera",
+            "password": "a-long-enough-password",
+            "grants": [{"role_id": role.json["id"], "location_id": location}],
+        },
+    )
+    assert made.status_code == 201, made.json
+    viewer = bearer(sign_in(client, "vera", "a-long-enough-password"))
+    runtime.receive(
+        message(
+            location_id=location,
+            changed=["city", "sale_price"],
+            restricted={"sale_price": "customers.sale_info.view"},
+        )
+    )
+    with db.transaction() as session:
+        for row in session.query(FeedEvent):
+            row.received_at = datetime.now(UTC) - timedelta(seconds=5)
+    [seen] = client.get("/api/v1/events", headers=viewer).json["items"]
+    assert seen["data"]["changed"] == ["city"] and "restricted" not in seen["data"]
+    assert "sale_price" not in json.dumps(seen)
+    [full] = client.get("/api/v1/events", headers=auth).json["items"]
+    assert full["data"]["changed"] == ["city", "sale_price"] and "restricted" not in full["data"]
+
+
+def test_readable_data_leaves_out_what_the_reader_may_not_see():
+    from vigil_shared.identity import Identity
+
+    data = {
+        "customer_id": 1,
+        "changed": ["city", "sale_price"],
+        "restricted": {"sale_price": "customers.sale_info.view"},
+    }
+    reader = Identity(subject="u1", username="u", permissions=frozenset(), locations={2: frozenset({"customers.view"})})
+    seller = Identity(
+        subject="u2",
+        username="s",
+        permissions=frozenset(),
+        locations={2: frozenset({"customers.view", "customers.sale_info.view"})},
+    )
+    assert webhooks.readable_data(data, reader, 2) == {"customer_id": 1, "changed": ["city"]}
+    assert webhooks.readable_data(data, seller, 2)["changed"] == ["city", "sale_price"]
+    assert webhooks.readable_data(data, seller, 3)["changed"] == ["city"]  # not at that location
+    assert webhooks.readable_data({"customer_id": 1, "changed": ["city"]}, reader, 2)["changed"] == ["city"]

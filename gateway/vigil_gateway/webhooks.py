@@ -334,6 +334,19 @@ def visible(identity: Identity, event_type: str, location_id: int | None) -> boo
     return identity.can(permission, location_id)
 
 
+def readable_data(data: dict[str, Any], identity: Identity, location_id: int | None) -> dict[str, Any]:
+    """An event's data as ``identity`` may read it: the names of changed fields from sections it cannot
+    view are left out (the same rule as their values), and the map saying which (``restricted``) is
+    never passed on."""
+    shown = {key: value for key, value in data.items() if key != "restricted"}
+    restricted = data.get("restricted") or {}
+    if restricted and isinstance(shown.get("changed"), list):
+        shown["changed"] = [
+            name for name in shown["changed"] if name not in restricted or identity.can(restricted[name], location_id)
+        ]
+    return shown
+
+
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -390,7 +403,7 @@ def build_payload(event: FeedEvent, identity: Identity, reader: ServiceReader) -
     """
     reading = without_confidential(identity)
     kind, _, action = event.type.partition(".")
-    data: dict[str, Any] = dict(event.data)
+    data = readable_data(event.data, reading, event.location_id)
     if action == "deleted":
         if not visible(reading, event.type, event.location_id):
             return None

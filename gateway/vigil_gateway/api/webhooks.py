@@ -220,16 +220,18 @@ def change_feed(args):
                 false(),
             )
         )
-    rows = db_session().scalars(statement.limit(args["limit"])).all()
+    known = select(RecordLocation.location_id).where(RecordLocation.customer_id == FeedEvent.customer_id)
+    where = func.coalesce(FeedEvent.location_id, known.scalar_subquery())
+    rows = db_session().execute(statement.add_columns(where).limit(args["limit"])).all()
     items = [
         {
             "id": row.event_id,
             "type": row.type,
             "occurred_at": row.occurred_at,
-            "data": row.data,
+            "data": webhooks.readable_data(row.data, identity, location_id),
             "cursor": str(row.position),
         }
-        for row in rows
+        for row, location_id in rows
     ]
-    next_cursor = str(rows[-1].position) if rows else args["after"]
+    next_cursor = str(rows[-1][0].position) if rows else args["after"]
     return {"items": items, "next_cursor": next_cursor, "retention_days": hooks.feed_retention_days}

@@ -317,6 +317,18 @@ def receive_monitoring(ctx: Context, data: dict) -> Signal:
 
 
 @command
+def receive_monitoring_batch(ctx: Context, items: list[dict]) -> list[int | None]:
+    """Central stations' messages the gateway grouped, logged in one transaction; each one's property id."""
+    if not ctx.identity.is_service:
+        raise Problem(403, "Central stations send signals through their integration's signed endpoint.", type=FORBIDDEN)
+    ctx.require(INTEGRATIONS_MANAGE)
+    station = Actor(
+        id=ctx.identity.subject, name=ctx.identity.username, source="integration", request_id=ctx.request_id
+    )
+    return monitoring.receive_many(ctx.session, ctx.outbox, ctx.cipher, items, station)
+
+
+@command
 def resolve_signal(ctx: Context, signal_id: int, property_id: int) -> Signal:
     """Attaches an unmatched signal to the property it belongs to (``integrations.manage`` and
     ``properties.modify`` at the property's location)."""
