@@ -202,11 +202,11 @@ def change_feed(args):
         statement = statement.where(FeedEvent.position > int(args["after"]))
     if args["types"]:
         statement = statement.where(FeedEvent.type.in_({t.strip() for t in args["types"].split(",") if t.strip()}))
+    # An event kept before its customer's location was known (a deletion taken in by one worker
+    # process while another took in the creation) takes the location learnt since.
+    statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
+    location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
     if not identity.is_service:
-        # An event kept before its customer's location was known (a deletion taken in by one worker
-        # process while another took in the creation) takes the location learnt since.
-        statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
-        location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
         readable = {
             kind: sorted(identity.locations_with(permission)) for kind, permission in webhooks.VIEW_PERMISSION.items()
         }
@@ -220,18 +220,16 @@ def change_feed(args):
                 false(),
             )
         )
-    known = select(RecordLocation.location_id).where(RecordLocation.customer_id == FeedEvent.customer_id)
-    where = func.coalesce(FeedEvent.location_id, known.scalar_subquery())
-    rows = db_session().execute(statement.add_columns(where).limit(args["limit"])).all()
+    rows = db_session().execute(statement.add_columns(location_id).limit(args["limit"])).all()
     items = [
         {
             "id": row.event_id,
             "type": row.type,
             "occurred_at": row.occurred_at,
-            "data": webhooks.readable_data(row.data, identity, location_id),
+            "data": webhooks.readable_data(row.data, identity, where),
             "cursor": str(row.position),
         }
-        for row, location_id in rows
+        for row, where in rows
     ]
     next_cursor = str(rows[-1][0].position) if rows else args["after"]
     return {"items": items, "next_cursor": next_cursor, "retention_days": hooks.feed_retention_days}
