@@ -147,10 +147,8 @@ def signal_app(database_url: str, secret: str) -> Flask:
         "signals",
         MetaData(),
         Column("id", Integer, primary_key=True),
-        *[
-            Column(name, String)
-            for name in ("property_id", "account_number", "account_key", "central_station", "message_id", "kind")
-        ],
+        Column("property_id", Integer),
+        *[Column(name, String) for name in ("account_number", "account_key", "central_station", "message_id", "kind")],
         *[Column(name, String) for name in ("zone", "panel_user")],
         Column("occurred_at", DateTime(timezone=True)),
         Column("received_at", DateTime(timezone=True)),

@@ -214,8 +214,9 @@ class Intake:
             return
         now = utcnow()
         with self.db.transaction() as session:
-            kept = set(
-                session.execute(
+            kept = {
+                (row[0], row[1])
+                for row in session.execute(
                     upsert(session, IncomingMessage)
                     .values(
                         [
@@ -225,8 +226,8 @@ class Intake:
                     )
                     .on_conflict_do_nothing(index_elements=[IncomingMessage.integration_id, IncomingMessage.message_id])
                     .returning(IncomingMessage.integration_id, IncomingMessage.message_id)
-                ).tuples()
-            )
+                )
+            }
             by_station: dict[str, list[Message]] = {}
             for message in candidates:
                 if (message.integration_id, message.message_id) in kept:
