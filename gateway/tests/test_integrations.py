@@ -145,3 +145,14 @@ def test_the_rate_limit_is_shared_by_gateway_processes(app_with, client, auth, g
         assert answers == [200, 200, 200, 429]
     refused = post_signal(two.test_client(), integration)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+
+
+def test_a_rotated_secret_signs_at_once_though_the_integration_was_just_read(client, auth, station):
+    integration = create_integration(client, auth)
+    assert post_signal(client, integration).status_code == 200  # now kept a moment by this process
+    rotated = client.post(
+        f"/api/v1/integrations/{integration['id']}/rotate-secret", json={"overlap_seconds": 0}, headers=auth
+    )
+    assert rotated.status_code == 200, rotated.json
+    assert post_signal(client, integration | {"secret": rotated.json["secret"]}).status_code == 200
+    assert post_signal(client, integration).status_code == 401  # the old one, without an overlap

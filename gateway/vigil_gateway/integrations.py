@@ -92,7 +92,52 @@ def refused(detail: str) -> Problem:
     return Problem(401, detail, type=UNAUTHENTICATED)
 
 
-def verify(integration: Integration, cipher: FieldCipher, body: bytes, headers: dict[str, str]) -> str:
+@dataclass(frozen=True)
+class Station:
+    """What the intake needs of an integration, kept a moment so a message costs no query."""
+
+    id: int
+    name: str
+    per_minute: int
+    secrets: tuple[str, ...]  # the current one, and the previous one during a rotation's overlap
+    until: float  # monotonic time after which it is read again
+
+
+class Stations:
+    """Integrations as last read, for ``ttl`` seconds: disabling, deleting or renaming one takes effect
+    within that; a rotated secret at once (a signature that does not match reads the integration again)."""
+
+    def __init__(self, ttl: float = 2.0):
+        self.ttl = ttl
+        self._known: dict[int, Station | None] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, integration_id: int, read: Callable[[], Integration | None], cipher: FieldCipher, *, fresh: bool = False
+    ) -> Station | None:
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(integration_id)
+        if not fresh and known is not None and known.until > now:
+            return known
+        integration = read()
+        station = None
+        if integration is not None and integration.enabled:
+            station = Station(
+                integration.id,
+                integration.name,
+                integration.rate_limit_per_minute,
+                tuple(webhooks.signing_secrets(integration, cipher, datetime.now(UTC))),
+                now + self.ttl,
+            )
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[integration_id] = station
+        return station
+
+
+def verify(secrets: tuple[str, ...], body: bytes, headers: dict[str, str]) -> str:
     """The message id, once a current signature matches and the timestamp is within 5 minutes (401 otherwise)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     message_id = lowered.get("webhook-id", "")
@@ -104,7 +149,7 @@ def verify(integration: Integration, cipher: FieldCipher, body: bytes, headers: 
         raise refused("webhook-timestamp must be Unix seconds.") from None
     if abs(datetime.now(UTC).timestamp() - sent) > TOLERANCE_SECONDS:
         raise refused("webhook-timestamp is outside the 5-minute window.")
-    for secret in webhooks.signing_secrets(integration, cipher, datetime.now(UTC)):
+    for secret in secrets:
         try:
             webhooks.verify(secret, body, lowered)
             return message_id

@@ -4,6 +4,7 @@ account statuses to (no bearer token: each message carries a Standard Webhooks s
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from flask import g, request, url_for
 from flask.views import MethodView
@@ -126,18 +127,27 @@ def drift_check(integration_id):
     return record, 202, {"Location": url_for("integrations.drift_report", integration_id=record.id)}
 
 
+STATIONS = integrations.Stations()
+
+
 # --- what central stations post --------------------------------------------------------------------
 
 
 def _receive(integration_id: int, kind: str) -> dict:
-    session = db_session()
-    integration = session.get(Integration, integration_id)
-    if integration is None or not integration.enabled:
+    cipher = settings().webhook_cipher()
+    read = partial(db_session().get, Integration, integration_id)
+    station = STATIONS.get(integration_id, read, cipher)
+    if station is None:
         raise integrations.refused("No such integration, or it is disabled.")
-    body = request.get_data()
-    message_id = integrations.verify(integration, settings().webhook_cipher(), body, dict(request.headers))
-    station, per_minute = integration.name, integration.rate_limit_per_minute
-    session.rollback()  # the connection goes back to the pool while the intake writes
+    body, headers = request.get_data(), dict(request.headers)
+    try:
+        message_id = integrations.verify(station.secrets, body, headers)
+    except Problem:
+        station = STATIONS.get(integration_id, read, cipher, fresh=True)  # its secret may have just been rotated
+        if station is None:
+            raise integrations.refused("No such integration, or it is disabled.") from None
+        message_id = integrations.verify(station.secrets, body, headers)
+    db_session().rollback()  # no connection is held while the intake writes
     try:
         payload = json.loads(body)
     except ValueError:
@@ -148,7 +158,7 @@ def _receive(integration_id: int, kind: str) -> dict:
     except ValidationError as error:
         raise validation_problem(flatten_messages(error.messages)) from None
     forward = {
-        "central_station": station,
+        "central_station": station.name,
         "message_id": message_id,
         "account_number": data["account_number"],
         "kind": data["type"] if kind == "signal" else "status",
@@ -162,8 +172,8 @@ def _receive(integration_id: int, kind: str) -> dict:
     property_id = intake().submit(
         integrations.Message(
             integration_id=integration_id,
-            station=station,
-            per_minute=per_minute,
+            station=station.name,
+            per_minute=station.per_minute,
             message_id=message_id,
             forward=forward,
             request_id=g.get("request_id", ""),
