@@ -88,8 +88,11 @@ def runtime(settings, db):
         settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
     )  # type: ignore[arg-type]
     hooks.enqueue = lambda delivery_id, token: sent.append((delivery_id, token))  # type: ignore[method-assign]
+    hooks.enqueue_many = lambda pairs: sent.extend(pairs)  # type: ignore[method-assign]
     hooks.sent = sent  # type: ignore[attr-defined]
-    return hooks
+    yield hooks
+    if hooks._senders is not None:
+        hooks._senders.shutdown(wait=True)
 
 
 def message(event_type="customer.updated", **data) -> dict:
@@ -323,3 +326,55 @@ def test_readable_data_leaves_out_what_the_reader_may_not_see():
     assert webhooks.readable_data(data, seller, 2)["changed"] == ["city", "sale_price"]
     assert webhooks.readable_data(data, seller, 3)["changed"] == ["city"]  # not at that location
     assert webhooks.readable_data({"customer_id": 1, "changed": ["city"]}, reader, 2)["changed"] == ["city"]
+
+
+def test_an_events_deliveries_go_together_and_a_slow_receiver_holds_none(
+    local_app, client, auth, runtime, receiver, db
+):
+    slow = Receiver()
+    try:
+        fast = [subscribe(client, auth, receiver.url) for _ in range(3)]
+        late = subscribe(client, auth, slow.url)
+        slow.delay = 0.8
+        event = message()
+        runtime.receive(event)
+        assert len(runtime.sent) == 4
+        outcomes = runtime.deliver_many(runtime.sent, fast=0.3)  # returns before the slow one answers
+        by_subscription = {}
+        with db.transaction() as session:
+            for delivery_id, _ in runtime.sent:
+                by_subscription[session.get(WebhookDelivery, delivery_id).subscription_id] = delivery_id
+        states = dict(zip([d for d, _ in runtime.sent], outcomes, strict=True))
+        assert [states[by_subscription[s["id"]]] for s in fast] == ["succeeded"] * 3
+        assert states[by_subscription[late["id"]]] == "sending"
+        assert len(receiver.received) == 3
+        runtime._senders.shutdown(wait=True)  # the slow answer comes, and is recorded
+        with db.transaction() as session:
+            delivery = session.get(WebhookDelivery, by_subscription[late["id"]])
+            assert delivery.status == "succeeded"
+            assert [a.status_code for a in session.query(WebhookAttempt).filter_by(delivery_id=delivery.id)] == [200]
+        assert runtime.deliver_many(runtime.sent) == ["stale"] * 4  # a second copy of the task does nothing
+    finally:
+        slow.server.shutdown()
+        slow.server.server_close()
+
+
+def test_a_subscription_with_too_many_attempts_waiting_is_deferred_to_the_sweep(
+    local_app, client, auth, runtime, receiver, db
+):
+    from vigil_gateway import worker
+
+    created = subscribe(client, auth, receiver.url)
+    runtime.receive(message())
+    [(delivery_id, token)] = runtime.sent
+    runtime._in_flight[created["id"]] = worker.IN_FLIGHT_LIMIT  # its receiver is still busy with others
+    assert runtime.deliver(delivery_id, token) == "deferred"
+    assert receiver.received == []
+    with db.transaction() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert delivery.status == "pending" and delivery.attempts == 0 and delivery.next_attempt_at is not None
+    runtime._in_flight[created["id"]] = 0
+    with db.transaction() as session:
+        session.get(WebhookDelivery, delivery_id).next_attempt_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert runtime.sweep() == 1
+    assert runtime.deliver(delivery_id, token) == "succeeded"
