@@ -381,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
             ]
             cursor = None
             while True:  # to the end of the feed as it is now
-                page = admin.get(f"{api}/events", params={"after": cursor or "", "limit": 500}, timeout=30).json()
+                page = admin.get(
+                    f"{api}/events", params={"limit": 500} | ({"after": cursor} if cursor else {}), timeout=30
+                ).json()
                 if not page["items"]:
                     break
                 cursor = page["next_cursor"]
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             while True:
                 page = admin.get(
                     f"{api}/events",
-                    params={"after": after or "", "limit": 500, "types": "property.monitoring_changed"},
+                    params={"limit": 500, "types": "property.monitoring_changed"} | ({"after": after} if after else {}),
                     timeout=30,
                 ).json()
                 if not page["items"]:
