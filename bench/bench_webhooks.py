@@ -40,11 +40,10 @@ import time
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
-from bench_gateway_properties import Client, cpu_by_group, free_port
+from bench_gateway_properties import Client, cpu_by_group, floor_gunicorn, free_port
 from standardwebhooks.webhooks import Webhook
 
 from vigil_runner.stack import Stack
@@ -53,7 +52,6 @@ from vigil_shared.testing import TestDatabases, choose_backend, rabbitmq_url
 
 TARGET_RATE, TARGET_P99_MS = 300.0, 100.0
 FANOUT_SECONDS = 10.0
-BENCH_DIR = Path(__file__).resolve().parent
 
 
 def start_stack(var_dir: str) -> tuple[Stack, TestDatabases, str]:
@@ -180,22 +178,7 @@ def start_floor(env: dict, secret: str) -> tuple[subprocess.Popen, str]:
     """The bare Flask app taking the same signal into the same signal log, as the gateway is run."""
     database = env.get("VIGIL_PROPERTY_DATABASE_URL") or f"sqlite:///{env['VIGIL_VAR_DIR']}/property.db"
     url = f"http://127.0.0.1:{free_port()}"
-    argv = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "-k",
-        "gthread",
-        "-w",
-        env.get("VIGIL_WEB_WORKERS", "1"),
-        "--threads",
-        env.get("VIGIL_WEB_THREADS", "8"),
-        "--chdir",
-        str(BENCH_DIR),
-        "--log-level",
-        "warning",
-        "-b",
-        urlparse(url).netloc,
-        "floor_app:create_app()",
-    ]
+    argv = [*floor_gunicorn(env), "-b", urlparse(url).netloc, "floor_app:create_app()"]
     role = {"FLOOR_ROLE": "signal", "FLOOR_DATABASE_URL": database, "FLOOR_SECRET": secret}
     popen = subprocess.Popen(argv, env=os.environ | role, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
