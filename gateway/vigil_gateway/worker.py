@@ -154,8 +154,8 @@ class WebhookRuntime:
                     .execution_options(synchronize_session=False)
                 )
             due = utcnow() + webhooks.lease(self.hooks)
-            for subscription in webhooks.due_subscriptions(session, event.type):
-                delivery = WebhookDelivery(
+            deliveries = [
+                WebhookDelivery(
                     subscription_id=subscription.id,
                     event_id=event.id,
                     event_type=event.type,
@@ -164,9 +164,11 @@ class WebhookRuntime:
                     attempts=0,
                     next_attempt_at=due,
                 )
-                session.add(delivery)
-                session.flush()
-                created.append((delivery.id, 0))
+                for subscription in webhooks.due_subscriptions(session, event.type)
+            ]
+            session.add_all(deliveries)
+            session.flush()  # one multi-row insert
+            created = [(delivery.id, 0) for delivery in deliveries]
         return created
 
     def _location_of(self, data: dict[str, Any]) -> int | None:
@@ -209,6 +211,12 @@ class WebhookRuntime:
         outcomes: dict[int, str] = {}
         sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []  # delivery, attempts, subscription, url…
         with self.db.transaction() as session:
+            # one query each for the deliveries, their subscriptions and the auth epoch, not one per delivery
+            rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_([d for d, _ in pairs]))).all()
+            session.scalars(
+                select(WebhookSubscription).where(WebhookSubscription.id.in_({r.subscription_id for r in rows}))
+            ).all()
+            session.info["auth_epoch"] = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
             for delivery_id, token in pairs:
                 claimed = self._claim(session, delivery_id, token, now)
                 if isinstance(claimed, str):
@@ -294,7 +302,10 @@ class WebhookRuntime:
     def _owner(self, session, subscription: WebhookSubscription):
         """The owner's identity, resolved again whenever anyone's access changed (the auth epoch moved,
         as the gateway's own identity cache does) and at least every few seconds (a key's expiry)."""
-        epoch = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
+        if "auth_epoch" in session.info:
+            epoch = session.info["auth_epoch"]
+        else:
+            epoch = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
         key = (subscription.owner_user_id, subscription.owner_key_id)
         now = time.monotonic()
         with self._cache_lock:
