@@ -50,7 +50,7 @@ log = logging.getLogger("vigil.webhooks")
 DELIVER_TASK = "gateway.deliver_webhook.v1"
 DELIVER_MANY_TASK = "gateway.deliver_webhooks.v1"  # an event's deliveries, one task
 FAST_SECONDS = 1.0  # a delivery answered by then is recorded with its event's others
-IN_FLIGHT_LIMIT = 4  # attempts one subscription may have waiting for its receiver in this process
+IN_FLIGHT_LIMIT = 16  # attempts one subscription may have waiting for its receiver in this process
 PAYLOAD_CACHE_SECONDS = 10.0
 
 
@@ -206,7 +206,8 @@ class WebhookRuntime:
         together. A receiver slower than ``fast`` seconds does not hold the others: what has answered
         by then is recorded, and each late one is recorded when it answers (or times out). A
         subscription already waiting on ``IN_FLIGHT_LIMIT`` deliveries in this process gets this one
-        a second later, from the sweep, so a slow receiver cannot take every sender thread."""
+        a second later, from the sweep, so a slow receiver cannot take every sender thread (there are four
+        per worker thread)."""
         now = utcnow()
         outcomes: dict[int, str] = {}
         sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []  # delivery, attempts, subscription, url…
@@ -404,12 +405,13 @@ class WebhookRuntime:
                 .limit(batch)
                 .with_for_update(skip_locked=True)
             ).all()
-            due = [(row.id, row.attempts) for row in rows]
+            due: dict[str, list[tuple[int, int]]] = {}
             for row in rows:
+                due.setdefault(row.event_id, []).append((row.id, row.attempts))
                 row.next_attempt_at = now + webhooks.lease(self.hooks)
-        for delivery_id, token in due:
-            self.enqueue(delivery_id, token)
-        return len(due)
+        for pairs in due.values():  # one task per event, as at intake
+            self.enqueue_many(pairs)
+        return len(rows)
 
     def prune(self) -> None:
         """The feed keeps ``feed_retention_days``; deliveries and their attempts as long."""
