@@ -120,6 +120,10 @@ class ServiceProgram:
     multipart_endpoints: frozenset[str] = frozenset()  # endpoints taking multipart/form-data (uploads)
     # a Celery beat (``<name> beat``) sending the periodic tasks ``register_tasks`` puts in ``beat_schedule``
     beat: bool = False
+    # a worker whose tasks wait on outside systems: a pool of this many threads (read from the settings at
+    # start) instead of VIGIL_WORKER_CONCURRENCY processes. Celery's time limit does not apply to threads:
+    # every wait of such tasks must be bounded by their own timeouts.
+    worker_threads: Callable[[], int] | None = None
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         runtime = self.runtime(settings)
@@ -186,6 +190,7 @@ class ServiceProgram:
         # check (health.FORK_GUARD), so a child never inherits a lock, an import's included, held by one.
         runtime.db.engine  # noqa: B018
         serve_health(settings.bind_host, settings.worker_health_port, f"{self.name}-worker", runtime.ready_checks())
+        pool = ["-P", "threads", "-c", str(self.worker_threads())] if self.worker_threads else []
         runtime.celery.worker_main(
             [
                 "worker",
@@ -195,6 +200,7 @@ class ServiceProgram:
                 settings.queue_name(),
                 "-c",
                 str(settings.worker_concurrency),
+                *pool,
                 "-n",
                 f"{self.name}@%h",
                 "--without-mingle",
