@@ -248,6 +248,39 @@ def test_the_change_feed_resumes_from_a_cursor_and_shows_deletions(gateway, gate
     assert_problem(gateway.get("/api/v1/events", params={"after": "x1"}), 422)
 
 
+def test_the_change_feed_names_only_the_changed_fields_the_reader_may_see(gateway, gateway_as, locations):
+    customer = new_customer(gateway, locations["home"])
+    changed = gateway.patch(f"/api/v1/customers/{customer['id']}", json={"city": "Kanata", "sold_by": "Sam Seller"})
+    assert changed.status_code == 200, changed.text
+    viewer = gateway_as(["customers.view"], [locations["home"]])  # not customers.sale_info.view
+
+    def near_the_end(reader) -> str:
+        """A cursor shortly before the newest updates (the patch's is among them, or comes after)."""
+        cursor = None
+        while True:
+            query = {"types": "customer.updated", "limit": 500} | ({"after": cursor} if cursor else {})
+            page = reader.get("/api/v1/events", params=query).json()
+            if len(page["items"]) < 500:
+                return cursor
+            cursor = page["next_cursor"]
+
+    def update_of(reader):
+        cursor = near_the_end(reader)
+
+        def found():
+            query = {"types": "customer.updated", "limit": 500} | ({"after": cursor} if cursor else {})
+            items = reader.get("/api/v1/events", params=query).json()["items"]
+            return next((i for i in items if i["data"]["customer_id"] == customer["id"]), None)
+
+        return found
+
+    seen = gateway.wait_for(update_of(viewer), timeout=180, what="the update in the viewer's feed")
+    assert seen["data"]["changed"] == ["city"] and "restricted" not in seen["data"]
+    assert "sold_by" not in json.dumps(seen)
+    full = gateway.wait_for(update_of(gateway), timeout=180, what="the update in the administrator's feed")
+    assert sorted(full["data"]["changed"]) == ["city", "sold_by"] and "restricted" not in full["data"]
+
+
 # --- incoming: central stations -------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from .access import (
     field_forbidden,
     fields_of,
     move_forbidden,
+    section_view_permission,
     unmasked_by_move,
     visible_field,
 )
@@ -498,6 +499,11 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
             location_id=customer.location_id,
             parent_id=customer.parent_customer_id,
             archived=customer.archived_at is not None,
+            restricted={
+                name: permission
+                for name in names
+                if (permission := section_view_permission(name, customer.kind)) is not None
+            },
         ),
     )
     return names

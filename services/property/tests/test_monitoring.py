@@ -73,6 +73,25 @@ def test_drift_finds_both_sides_and_mismatches(api, site, known):
     assert report["address_mismatch"] == []
 
 
+def test_a_batch_is_logged_once_in_order_and_can_be_sent_again(api, site):
+    station = api.as_(STATION)
+    items = [
+        message(kind="alarm", zone="1", message_id="b-1"),
+        message(account_number="NOBODY-B", message_id="b-2"),
+        message(kind="status", status="suspended", message_id="b-3"),
+    ]
+    first = station.post("/api/v1/monitoring/messages/batch", json={"items": items})
+    assert first.status_code == 200, first.json
+    assert first.json["property_ids"] == [site["id"], None, site["id"]]
+    again = station.post("/api/v1/monitoring/messages/batch", json={"items": items})  # the gateway re-sends it
+    assert again.status_code == 200 and again.json["property_ids"] == first.json["property_ids"]
+    log = api.get(f"/api/v1/properties/{site['id']}/signals").json
+    assert sorted(s["message_id"] for s in log["items"]) == ["b-1", "b-3"]
+    assert api.get(f"/api/v1/properties/{site['id']}").json["monitoring_status"] == "suspended"
+    user = Identity(subject="9", username="op", kind="user", permissions=frozenset({"integrations.manage"}))
+    assert api.as_(user).post("/api/v1/monitoring/messages/batch", json={"items": items}).status_code == 403
+
+
 def test_drift_never_hands_vigils_address_to_whoever_wrote_the_station_list(api, site, known):
     """The report is read by integration managers, who need not see properties anywhere, and the list it
     compares is whatever the integration's accounts_url answers: guessing account numbers with made-up

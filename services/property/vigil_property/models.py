@@ -238,6 +238,8 @@ class Signal(Base):
     __table_args__ = (
         Index("ix_signals_property", "property_id", "occurred_at"),
         Index("ix_signals_unmatched", "property_id", "resolved_at"),
+        # a message is logged once, even when the gateway sends its batch again
+        Index("ux_signals_message", "central_station", "message_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -470,6 +470,21 @@ class MonitoringMessageSchema(Schema):
             raise ValidationError({"status": ["An account status message names the status."]})
 
 
+class MonitoringBatchSchema(Schema):
+    """Messages the gateway grouped (central stations' signals and statuses, verified there)."""
+
+    items = fields.List(
+        fields.Nested(MonitoringMessageSchema), required=True, validate=validate.Length(min=1, max=1000)
+    )
+
+
+class MonitoringBatchReceiptSchema(Schema):
+    property_ids = fields.List(
+        fields.Integer(allow_none=True),
+        metadata={"description": "Each message's property, in order; null: kept unmatched"},
+    )
+
+
 class SignalSchema(Schema):
     id = fields.Integer()
     property_id = fields.Integer(allow_none=True)

@@ -187,6 +187,11 @@ class CustomerUpdated:
     # (None: unlinked) and ``archived`` whether it is archived now, each as of this change.
     parent_id: int | None = None
     archived: bool | None = None
+    # Optional, added without a new version: the changed fields a reader sees only with a view
+    # permission beyond ``customers.view`` (their section's), ``{field: permission}``. Readers of the
+    # event (the change feed, webhooks) leave those names out for whoever lacks it, and never pass
+    # this map on.
+    restricted: dict[str, str] | None = None
 
 
 @contract("customer.converted", 1)
