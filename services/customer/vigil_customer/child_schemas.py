@@ -210,6 +210,9 @@ class MonitoringCompanyCreateSchema(Schema):
     name = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
     is_adt = fields.Boolean(load_default=False)
     precheck_order_enabled = fields.Boolean(load_default=False)
+    requires_dealer_number = fields.Boolean(
+        load_default=False, metadata={"description": "The ADT PreCheck then needs the customer's dealer number"}
+    )
     active = fields.Boolean(load_default=True)
 
 
@@ -217,6 +220,7 @@ class MonitoringCompanyPatchSchema(Schema):
     name = TrimmedString(validate=validate.Length(min=1, max=100))
     is_adt = fields.Boolean()
     precheck_order_enabled = fields.Boolean()
+    requires_dealer_number = fields.Boolean()
     active = fields.Boolean()
 
 
@@ -225,6 +229,7 @@ class MonitoringCompanySchema(Schema):
     name = fields.String()
     is_adt = fields.Boolean()
     precheck_order_enabled = fields.Boolean()
+    requires_dealer_number = fields.Boolean()
     active = fields.Boolean()
 
 

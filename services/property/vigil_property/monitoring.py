@@ -4,7 +4,9 @@ Both arrive through the gateway, which verified the central station's signature;
 to a property by account number. A status change updates the property's monitoring status (with
 history and ``property.monitoring_changed``, like an edit); every message, status included, goes to
 the property's signal log. A message for an account no property has is kept unmatched for an
-operator to resolve: never dropped.
+operator to resolve: never dropped. The first message a property gets from a station links it to
+that station (``central_station``, announced with ``property.updated``): the customer service then
+locks the customer's Monitored By until the link is removed (PATCH ``central_station`` null).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from sqlalchemy.orm import Session
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem, conflict, not_found
+from vigil_shared.messaging.contracts import PropertyUpdated
 from vigil_shared.messaging.outbox import Outbox
 
-from . import properties
+from . import history, properties
 from .account_numbers import account_key
 from .history import Actor
 from .models import Property, Signal
@@ -51,6 +54,8 @@ def receive(session: Session, outbox: Outbox, cipher: FieldCipher, data: dict[st
         received_at=utcnow(),
     )
     session.add(signal)
+    if prop is not None:
+        link_station(session, outbox, prop, data["central_station"], actor)
     if prop is not None and data["kind"] == "status" and prop.monitoring_status != data["status"]:
         with contextlib.suppress(Problem):  # an inactive property keeps its status; the message stays in its log
             properties.update_property(session, outbox, cipher, prop, {"monitoring_status": data["status"]}, actor)
@@ -87,8 +92,27 @@ def unmatched() -> Select[Any]:
     )
 
 
-def resolve(session: Session, signal_id: int, prop: Property, actor: Actor) -> Signal:
-    """Attaches an unmatched signal to a property (an operator found where it belongs)."""
+def link_station(session: Session, outbox: Outbox, prop: Property, station: str, actor: Actor) -> None:
+    """Links the property to the central station that sent it a message (once; a new station replaces it)."""
+    if prop.central_station == station:
+        return
+    history.record(session, prop.id, "updated", actor, field="central_station", old=prop.central_station, new=station)
+    prop.central_station = station
+    outbox.add(
+        session,
+        PropertyUpdated(
+            property_id=prop.id,
+            customer_id=prop.customer_id,
+            changed=["central_station"],
+            account_number=prop.account_number,
+            central_station=station,
+        ),
+    )
+
+
+def resolve(session: Session, outbox: Outbox, signal_id: int, prop: Property, actor: Actor) -> Signal:
+    """Attaches an unmatched signal to a property (an operator found where it belongs), linking the
+    property to the signal's station."""
     signal = session.get(Signal, signal_id)
     if signal is None or signal.property_id is not None and signal.resolved_at is None:
         raise not_found("unmatched signal")
@@ -97,6 +121,7 @@ def resolve(session: Session, signal_id: int, prop: Property, actor: Actor) -> S
     signal.property_id = prop.id
     signal.resolved_at = utcnow()
     signal.resolved_by = actor.name
+    link_station(session, outbox, prop, signal.central_station, actor)
     return signal
 
 
