@@ -109,7 +109,7 @@ def family(gateway, location_id: int, subs: int = 2, processor_url: str | None =
 
 
 def billing_status(gateway, customer_id: int) -> dict[tuple[str, int], tuple[str, str | None]]:
-    """``{(type, id): (status, cancelled_by_operation)}`` of the customer's recurring invoices and scheduled payments."""
+    """``{(type, id): (status, cancelled_by_operation)}`` of its recurring invoices and scheduled payments."""
     found = {}
     for kind, path in (("recurring_invoice", "recurring-invoices"), ("scheduled_payment", "scheduled-payments")):
         response = gateway.get(f"/api/v1/customers/{customer_id}/{path}", params={"per_page": 100})

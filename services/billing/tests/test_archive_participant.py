@@ -3,6 +3,7 @@ scheduled payments stamped with the operation, report each customer's step, refu
 restore on request exactly what still makes sense. Each event applied twice changes nothing the
 second time."""
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -43,8 +44,15 @@ def test_the_next_period_resumes_on_or_after_today_on_the_template_s_anchor():
     assert next_period(quarterly, date(2026, 2, 15)) == date(2026, 2, 15)
 
 
+def archived_at_the_customer_service(customer_service, archived, *customer_ids):
+    """The customer service archives (or unarchives) first, then tells the participants."""
+    for customer_id in customer_ids:
+        facts = customer_service.customers[customer_id]
+        customer_service.customers[customer_id] = dataclasses.replace(facts, archived=archived)
+
+
 def test_archive_cancels_once_refuses_writes_and_unarchive_restores_what_still_makes_sense(
-    api, session, consumer, known, sandbox, outbox, monkeypatch
+    api, session, consumer, known, customer_service, sandbox, outbox, monkeypatch
 ):
     known(7)
     known(8, parent_id=7)
@@ -78,6 +86,7 @@ def test_archive_cancels_once_refuses_writes_and_unarchive_restores_what_still_m
         ("scheduled_payment", near["id"], 7),
     ]
 
+    archived_at_the_customer_service(customer_service, True, 7, 8)
     archive = message(CustomerArchiveRequested(operation_id=OPERATION, customer_ids=[7, 8]))
     assert consumer.consume(archive) is True
     assert consumer.consume(archive) is False  # the inbox: once
@@ -112,6 +121,7 @@ def test_archive_cancels_once_refuses_writes_and_unarchive_restores_what_still_m
     # unarchive three days later: the near payment's date has passed, the ending template has ended
     later = datetime.now(UTC) + timedelta(days=3)
     monkeypatch.setattr(archiving, "utcnow", lambda: later)
+    archived_at_the_customer_service(customer_service, False, 7, 8)
     restore = CustomerUnarchiveRequested(
         operation_id="customer-" + "b" * 32,
         customer_ids=[7, 8],
@@ -141,10 +151,15 @@ def test_archive_cancels_once_refuses_writes_and_unarchive_restores_what_still_m
     assert api.post("/api/v1/customers/7/payments", json={"method": "cash", "amount": 100}).status_code == 201
 
 
-def test_unarchive_without_restore_leaves_the_cancelled_items_cancelled(api, session, consumer, known, outbox):
+def test_unarchive_without_restore_leaves_the_cancelled_items_cancelled(
+    api, session, consumer, known, customer_service, outbox
+):
     known(7)
     made = api.post("/api/v1/customers/7/recurring-invoices", json={"lines": LINES, "start_date": "2030-01-01"}).json
+    archived_at_the_customer_service(customer_service, True, 7)
     consumer.consume(message(CustomerArchiveRequested(operation_id=OPERATION, customer_ids=[7])))
+    assert api.post("/api/v1/customers/7/invoices", json={"lines": LINES}).status_code == 409
+    archived_at_the_customer_service(customer_service, False, 7)
     unarchive = CustomerUnarchiveRequested(
         operation_id="customer-" + "c" * 32, customer_ids=[7], archive_operation_ids=[OPERATION]
     )
