@@ -137,7 +137,9 @@ def merge_documents(gateway_doc: dict, service_docs: dict[str, dict], unavailabl
         for path, item in doc.get("paths", {}).items():
             target = paths.setdefault(path, {})
             for method, operation in item.items():
-                if method in HTTP_METHODS and (path, method) not in own:
+                if (path, method) in own:
+                    continue
+                if method in HTTP_METHODS:
                     operation = dict(operation)
                     operation["responses"] = GATEWAY_RESPONSES | operation.get("responses", {})
                     operation["x-vigil-service"] = service
