@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import urllib3
 
 from vigil_shared.config import env, env_float, env_int
+from vigil_shared.masking import scrub
 
 log = logging.getLogger("vigil.credit.bureau")
 
@@ -38,6 +39,7 @@ class BureauFailure(Exception):
     """The bureau could not give an answer (refused the request, or stayed down through every retry)."""
 
     def __init__(self, reason: str):
+        reason = scrub(reason) or ""  # the bureau's own words may echo the subject's SSN
         super().__init__(reason)
         self.reason = reason[:500]
 
@@ -127,6 +129,6 @@ def _answer(answer: dict[str, Any]) -> BureauAnswer:
         status=status,
         transaction_id=str(transaction_id)[:100] if transaction_id else None,
         score=score if status == "complete" else None,
-        reason=None if status == "complete" else str(answer.get("message") or status)[:500],
+        reason=None if status == "complete" else (scrub(str(answer.get("message") or status)) or "")[:500],
         raw=answer,
     )
