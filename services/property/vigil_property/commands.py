@@ -330,7 +330,7 @@ def resolve_signal(ctx: Context, signal_id: int, property_id: int) -> Signal:
     ``properties.modify`` at the property's location)."""
     ctx.require(INTEGRATIONS_MANAGE)
     scoped = load_property(ctx, property_id, "properties.modify")
-    return monitoring.resolve(ctx.session, signal_id, scoped.property, actor(ctx))
+    return monitoring.resolve(ctx.session, ctx.outbox, signal_id, scoped.property, actor(ctx))
 
 
 def station_drift(ctx: Context, central_station: str, accounts: list[dict]) -> dict:
