@@ -386,14 +386,10 @@ def database_url(env: dict, name: str) -> str:
     return env.get(f"VIGIL_{name.upper()}_DATABASE_URL") or f"sqlite:///{env['VIGIL_VAR_DIR']}/{name}.db"
 
 
-def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[subprocess.Popen, str]]:
-    """The floor app on the property database and the floor hop in front of it: name → (process, base URL).
-
-    Each runs under gunicorn with the service's worker model (gthread, the same workers and threads)
-    unless ``worker_class`` names another, to compare gunicorn's worker models on the floor itself.
-    """
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    model = [
+def floor_gunicorn(env: dict, worker_class: str = "gthread") -> list[str]:
+    """gunicorn serving ``bench/floor_app.py`` with the services' worker model (workers, threads)."""
+    return [
+        str(Path(sys.executable).parent / "gunicorn"),
         "-k",
         worker_class,
         "-w",
@@ -405,6 +401,15 @@ def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[sub
         "--log-level",
         "warning",
     ]
+
+
+def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[subprocess.Popen, str]]:
+    """The floor app on the property database and the floor hop in front of it: name → (process, base URL).
+
+    Each runs under gunicorn with the service's worker model (gthread, the same workers and threads)
+    unless ``worker_class`` names another, to compare gunicorn's worker models on the floor itself.
+    """
+    gunicorn, *model = floor_gunicorn(env, worker_class)
     row_url, hop_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     roles = {
         "floor row": (row_url, {"FLOOR_ROLE": "row", "FLOOR_DATABASE_URL": database_url(env, "property")}),

@@ -27,12 +27,11 @@ from typing import Any, Generic, TypeVar, cast
 import urllib3
 from flask import g
 from sqlalchemy import and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import errors
 from .config import Settings, service_url
-from .db import utcnow
+from .db import upsert, utcnow
 from .errors import Problem
 from .identity import IDENTITY_HEADER, service_identity, sign_identity
 from .messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated, Event
@@ -67,7 +66,6 @@ LOOKUP_TIMEOUT_SECONDS = 3.0
 FACT_COLUMNS = ("kind", "parent_id", "archived")  # what a replica may keep besides the location
 
 _http = urllib3.PoolManager(maxsize=16, retries=False)  # a credit worker runs several threads
-_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class CustomerUnavailable(Exception):
@@ -154,12 +152,14 @@ def facts_of(customer_id: int, payload: Any) -> CustomerFacts:
     )
 
 
-def lookup_customer(caller: str, customer_id: int) -> CustomerFacts | None:
+def lookup_customer(
+    caller: str, customer_id: int, permissions: Iterable[str] = VIEW_PERMISSIONS
+) -> CustomerFacts | None:
     """The customer's facts for 200, None for 404; 503 problem when the customer service cannot answer."""
     request_id = g.get("request_id")
     try:
         payload = ask_customer_service(
-            caller, current_runtime().settings, f"/api/v1/customers/{customer_id}", VIEW_PERMISSIONS, request_id
+            caller, current_runtime().settings, f"/api/v1/customers/{customer_id}", permissions, request_id
         )
     except CustomerGone:
         return None
@@ -196,13 +196,21 @@ class CustomerReplica(Generic[Known]):
     the replica, make :meth:`resolve` record its answer (the location always does).
     """
 
-    def __init__(self, model: type[Known], *, facts: tuple[str, ...] = (), confirmed_by: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        model: type[Known],
+        *,
+        facts: tuple[str, ...] = (),
+        confirmed_by: tuple[str, ...] = (),
+        archive_as_of: bool = False,
+    ):
         unknown = set(facts) - set(FACT_COLUMNS) or set(confirmed_by) - set(facts)
         if unknown:
             raise ValueError(f"not facts this replica keeps: {sorted(unknown)}")
         self.model = model
         self.facts = facts
         self.confirmed_by = confirmed_by
+        self.archive_as_of = archive_as_of  # the archive state has its own order (``archived_as_of``)
 
     def follow(self, consumer: EventConsumer, removed: Callable[[Session, int, Event[Any]], None]) -> None:
         """Keeps the replica current from the ``customer.*`` events: created, updated and converted
@@ -223,7 +231,7 @@ class CustomerReplica(Generic[Known]):
 
     def insert(self, session: Session) -> Any:
         """An ``INSERT`` into the replica table that takes an ``ON CONFLICT`` clause."""
-        return _UPSERTS[session.get_bind().dialect.name](self.model)
+        return upsert(session, self.model)
 
     def known(self, session: Session, customer_id: int, *, lock: bool = False) -> Known | None:
         """The replica entry as stored now (never a stale copy from the session), optionally row-locked."""
@@ -242,7 +250,8 @@ class CustomerReplica(Generic[Known]):
         """
         model: Any = self.model
         now = utcnow()
-        values = {key: value for key, value in facts.items() if key in self.facts}
+        kept = set(self.facts) - ({"archived"} if self.archive_as_of else set())
+        values = {key: value for key, value in facts.items() if key in kept}
         statement = self.insert(session).values(
             customer_id=customer_id,
             deleted=False,
@@ -267,6 +276,26 @@ class CustomerReplica(Generic[Known]):
                 where=newer if location_id is not None else model.deleted.is_(False),
             )
         session.execute(statement)
+        if self.archive_as_of and facts.get("archived") is not None:
+            self.archived(session, customer_id, bool(facts["archived"]), as_of)
+
+    def archived(self, session: Session, customer_id: int, archived: bool, as_of: datetime) -> None:
+        """Records that the customer was archived (or unarchived) at ``as_of``; an older fact changes
+        nothing (the saga's events and the customer service's answers may arrive in any order)."""
+        model: Any = self.model
+        now = utcnow()
+        session.execute(
+            self.insert(session)
+            .values(customer_id=customer_id, deleted=False, archived=archived, archived_as_of=as_of, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=[model.customer_id],
+                set_={"archived": archived, "archived_as_of": as_of, "updated_at": now},
+                where=and_(
+                    model.deleted.is_(False),
+                    or_(model.archived_as_of.is_(None), model.archived_as_of <= as_of),
+                ),
+            )
+        )
 
     def deleted(self, session: Session, customer_id: int) -> None:
         """Tombstones the customer (what the service held for it is removed by its own command)."""

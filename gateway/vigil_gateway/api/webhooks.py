@@ -194,11 +194,11 @@ def change_feed(args):
         statement = statement.where(FeedEvent.position > int(args["after"]))
     if args["types"]:
         statement = statement.where(FeedEvent.type.in_({t.strip() for t in args["types"].split(",") if t.strip()}))
+    # An event kept before its customer's location was known (a deletion taken in by one worker
+    # process while another took in the creation) takes the location learnt since.
+    statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
+    location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
     if not identity.is_service:
-        # An event kept before its customer's location was known (a deletion taken in by one worker
-        # process while another took in the creation) takes the location learnt since.
-        statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
-        location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
         readable = {
             kind: sorted(identity.locations_with(permission)) for kind, permission in webhooks.VIEW_PERMISSION.items()
         }
@@ -212,16 +212,16 @@ def change_feed(args):
                 false(),
             )
         )
-    rows = db_session().scalars(statement.limit(args["limit"])).all()
+    rows = db_session().execute(statement.add_columns(location_id).limit(args["limit"])).all()
     items = [
         {
             "id": row.event_id,
             "type": row.type,
             "occurred_at": row.occurred_at,
-            "data": row.data,
+            "data": webhooks.readable_data(row.data, identity, where),
             "cursor": str(row.position),
         }
-        for row in rows
+        for row, where in rows
     ]
-    next_cursor = str(rows[-1].position) if rows else args["after"]
+    next_cursor = str(rows[-1][0].position) if rows else args["after"]
     return {"items": items, "next_cursor": next_cursor, "retention_days": hooks.feed_retention_days}

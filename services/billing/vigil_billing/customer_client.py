@@ -14,4 +14,7 @@ from vigil_shared.customer_replica import CustomerFacts as CustomerFacts  # what
 
 def lookup_customer(customer_id: int) -> CustomerFacts | None:
     """The customer's facts for 200, None for 404; 503 problem when the customer service cannot answer."""
-    return customer_replica.lookup_customer("billing", customer_id)
+    # the parent (``parent_customer_id``) is in the record's sale section: without its view right the
+    # answer would leave it out, and a sub-customer billing confirms at once would bill itself
+    permissions = customer_replica.VIEW_PERMISSIONS | {"customers.sale_info.view"}
+    return customer_replica.lookup_customer("billing", customer_id, permissions)

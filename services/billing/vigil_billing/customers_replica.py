@@ -7,17 +7,36 @@ later moment. What billing held for a deleted customer is removed by ``accounts.
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from vigil_shared.customer_replica import CustomerReplica
 
 from .models import KnownCustomer
 
-__all__ = ["follow", "customer_deleted", "customer_seen", "known_customer", "resolve"]
+__all__ = [
+    "customer_archived",
+    "customer_deleted",
+    "customer_seen",
+    "follow",
+    "is_archived",
+    "known_customer",
+    "resolve",
+]
 
 # the customer service's answer is recorded when it differs in location, kind or archive state
-_replica = CustomerReplica(KnownCustomer, facts=("kind", "parent_id", "archived"), confirmed_by=("kind", "archived"))
+# (the archive state, which the archive saga's events also set, is ordered by its own ``archived_as_of``)
+_replica = CustomerReplica(
+    KnownCustomer, facts=("kind", "parent_id", "archived"), confirmed_by=("kind", "archived"), archive_as_of=True
+)
 
 known_customer = _replica.known
 customer_seen = _replica.seen
+customer_archived = _replica.archived
 customer_deleted = _replica.deleted
 resolve = _replica.resolve
 follow = _replica.follow
+
+
+def is_archived(session: Session, customer_id: int) -> bool:
+    known = known_customer(session, customer_id)
+    return known is not None and known.archived
