@@ -241,6 +241,10 @@ class CustomerReplica(Generic[Known]):
             statement = statement.with_for_update()
         return session.scalar(statement.execution_options(populate_existing=True))
 
+    def is_archived(self, session: Session, customer_id: int) -> bool:
+        known: Any = self.known(session, customer_id)
+        return known is not None and bool(known.archived)
+
     def seen(self, session: Session, customer_id: int, location_id: int | None, as_of: datetime, **facts: Any) -> None:
         """Records that the customer exists (in ``location_id`` as of ``as_of``); a tombstone stays one.
 

@@ -7,8 +7,6 @@ later moment. What billing held for a deleted customer is removed by ``accounts.
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from vigil_shared.customer_replica import CustomerReplica
 
 from .models import KnownCustomer
@@ -35,8 +33,4 @@ customer_archived = _replica.archived
 customer_deleted = _replica.deleted
 resolve = _replica.resolve
 follow = _replica.follow
-
-
-def is_archived(session: Session, customer_id: int) -> bool:
-    known = known_customer(session, customer_id)
-    return known is not None and known.archived
+is_archived = _replica.is_archived

@@ -7,13 +7,7 @@ events order by their own moment (``archived_as_of``).
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import or_
-from sqlalchemy.orm import Session
-
 from vigil_shared.customer_replica import CustomerReplica
-from vigil_shared.db import utcnow
 
 from .models import KnownCustomer
 
@@ -34,23 +28,6 @@ known_customer = _replica.known
 customer_seen = _replica.seen
 customer_deleted = _replica.deleted  # what it had is removed by ``properties.remove_customer``
 resolve = _replica.resolve
+customer_archived = _replica.archived  # fed by the archive saga's events, ordered by archived_as_of
 follow = _replica.follow
-
-
-def is_archived(session: Session, customer_id: int) -> bool:
-    known = known_customer(session, customer_id)
-    return known is not None and known.archived
-
-
-def customer_archived(session: Session, customer_id: int, archived: bool, as_of: datetime) -> None:
-    """Records that the customer was archived (or unarchived) at ``as_of``; an older event changes nothing."""
-    now = utcnow()
-    session.execute(
-        _replica.insert(session)
-        .values(customer_id=customer_id, deleted=False, archived=archived, archived_as_of=as_of, updated_at=now)
-        .on_conflict_do_update(
-            index_elements=[KnownCustomer.customer_id],
-            set_={"archived": archived, "archived_as_of": as_of, "updated_at": now},
-            where=or_(KnownCustomer.archived_as_of.is_(None), KnownCustomer.archived_as_of <= as_of),
-        )
-    )
+is_archived = _replica.is_archived
