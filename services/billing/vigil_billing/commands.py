@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Generic, TypeVar
 
 from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, command, ensure_version
@@ -156,15 +157,44 @@ def clear_rate(ctx: Context, customer: KnownCustomer) -> None:
     rates.clear_rate(ctx.session, customer.customer_id)
 
 
+Record = TypeVar("Record")
+
+
+def permitted_location(ctx: Context, customer_id: int, permission: str) -> int | None:
+    """The customer's location, once the caller is known to hold ``permission`` there (403 otherwise)
+    and, for a write, the customer is not archived (``refuse_archived``)."""
+    location_id = customer_location(ctx, customer_id)
+    ctx.require(permission, location_id)
+    refuse_archived(ctx, customer_id, permission)
+    return location_id
+
+
 # --- invoices ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ScopedInvoice:
-    """An invoice the caller may act on, with the location (its customer's) that decided it."""
+class Scoped(Generic[Record]):
+    """A customer's record (invoice, billing method, payment) the caller may act on, with the location
+    (its customer's) that decided it."""
 
-    invoice: Invoice
+    record: Record
     location_id: int | None
+
+
+ScopedInvoice = Scoped[Invoice]
+ScopedMethod = Scoped[BillingMethod]
+ScopedPayment = Scoped[Payment]
+
+
+def scope_of(ctx: Context, record: Record, permission: str) -> Scoped[Record]:
+    """``record`` (of a customer) with its customer's location, 403 unless the caller holds ``permission`` there."""
+    return Scoped(record, permitted_location(ctx, record.customer_id, permission))  # type: ignore[attr-defined]
+
+
+def as_read(ctx: Context, scoped: Scoped[Record]) -> Record:
+    """The record, once the caller's ``If-Match`` is known to name its current version (412 otherwise)."""
+    ctx.check_version(scoped.record.id, scoped.record.version)  # type: ignore[attr-defined]
+    return scoped.record
 
 
 def today() -> date:
@@ -173,11 +203,7 @@ def today() -> date:
 
 def load_invoice(ctx: Context, invoice_id: int, permission: str) -> ScopedInvoice:
     """404 when there is no such invoice, 403 unless the caller holds ``permission`` at its customer's location."""
-    invoice = invoices.get_invoice(ctx.session, invoice_id)
-    location_id = customer_location(ctx, invoice.customer_id)
-    ctx.require(permission, location_id)
-    refuse_archived(ctx, invoice.customer_id, permission)
-    return ScopedInvoice(invoice, location_id)
+    return scope_of(ctx, invoices.get_invoice(ctx.session, invoice_id), permission)
 
 
 @command
@@ -191,26 +217,22 @@ def create_invoice(ctx: Context, customer: KnownCustomer, data: dict) -> Invoice
 
 @command
 def update_invoice(ctx: Context, scoped: ScopedInvoice, changes: dict) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.update_draft(ctx.session, scoped.invoice, changes)
+    return invoices.update_draft(ctx.session, as_read(ctx, scoped), changes)
 
 
 @command
 def delete_invoice(ctx: Context, scoped: ScopedInvoice) -> None:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    invoices.delete_draft(ctx.session, scoped.invoice)
+    invoices.delete_draft(ctx.session, as_read(ctx, scoped))
 
 
 @command
 def issue_invoice(ctx: Context, scoped: ScopedInvoice) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.issue(ctx.session, ctx.outbox, scoped.invoice, today())
+    return invoices.issue(ctx.session, ctx.outbox, as_read(ctx, scoped), today())
 
 
 @command
 def void_invoice(ctx: Context, scoped: ScopedInvoice, reason: str | None) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.void(ctx.session, ctx.outbox, scoped.invoice, reason)
+    return invoices.void(ctx.session, ctx.outbox, as_read(ctx, scoped), reason)
 
 
 def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
@@ -223,19 +245,9 @@ def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
 # --- billing methods -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ScopedMethod:
-    method: BillingMethod
-    location_id: int | None
-
-
 def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
     """404 when there is no such billing method, 403 unless the caller holds ``permission`` where its customer is."""
-    method = methods.get_method(ctx.session, method_id)
-    location_id = customer_location(ctx, method.customer_id)
-    ctx.require(permission, location_id)
-    refuse_archived(ctx, method.customer_id, permission)
-    return ScopedMethod(method, location_id)
+    return scope_of(ctx, methods.get_method(ctx.session, method_id), permission)
 
 
 @command
@@ -246,31 +258,19 @@ def add_method(ctx: Context, customer: KnownCustomer, data: dict) -> BillingMeth
 
 @command
 def make_default_method(ctx: Context, scoped: ScopedMethod) -> BillingMethod:
-    ctx.check_version(scoped.method.id, scoped.method.version)
-    return methods.make_default(ctx.session, scoped.method)
+    return methods.make_default(ctx.session, as_read(ctx, scoped))
 
 
 @command
 def remove_method(ctx: Context, scoped: ScopedMethod) -> None:
-    ctx.check_version(scoped.method.id, scoped.method.version)
-    methods.remove_method(ctx.session, scoped.method)
+    methods.remove_method(ctx.session, as_read(ctx, scoped))
 
 
 # --- payments ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ScopedPayment:
-    payment: Payment
-    location_id: int | None
-
-
 def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPayment:
-    payment = payments.get_payment(ctx.session, payment_id)
-    location_id = customer_location(ctx, payment.customer_id)
-    ctx.require(permission, location_id)
-    refuse_archived(ctx, payment.customer_id, permission)
-    return ScopedPayment(payment, location_id)
+    return scope_of(ctx, payments.get_payment(ctx.session, payment_id), permission)
 
 
 @command
@@ -286,11 +286,9 @@ def create_payment(ctx: Context, customer: KnownCustomer, data: dict) -> Payment
 
 @command
 def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
-    ctx.check_version(scoped.payment.id, scoped.payment.version)
-    payments.refund(
-        ctx.session, ctx.outbox, processor.processor(), scoped.payment, data.get("amount"), data.get("reason")
-    )
-    return scoped.payment
+    payment = as_read(ctx, scoped)
+    payments.refund(ctx.session, ctx.outbox, processor.processor(), payment, data.get("amount"), data.get("reason"))
+    return payment
 
 
 # --- recurring invoices and scheduled payments (and the archive hooks: list, cancel idempotently) ---------
@@ -298,15 +296,13 @@ def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
 
 def load_recurring(ctx: Context, recurring_id: int, permission: str) -> RecurringInvoice:
     template = recurring.get_recurring(ctx.session, recurring_id)
-    ctx.require(permission, customer_location(ctx, template.customer_id))
-    refuse_archived(ctx, template.customer_id, permission)
+    permitted_location(ctx, template.customer_id, permission)
     return template
 
 
 def load_scheduled(ctx: Context, scheduled_id: int, permission: str) -> ScheduledPayment:
     scheduled = recurring.get_scheduled(ctx.session, scheduled_id)
-    ctx.require(permission, customer_location(ctx, scheduled.customer_id))
-    refuse_archived(ctx, scheduled.customer_id, permission)
+    permitted_location(ctx, scheduled.customer_id, permission)
     return scheduled
 
 

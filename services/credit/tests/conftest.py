@@ -1,12 +1,10 @@
 import threading
 
 import pytest
-from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from vigil_credit import customer_client
 from vigil_credit.app import program
-from vigil_credit.models import messaging
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -48,16 +46,6 @@ def customers(monkeypatch):
     fake.customers.update({7: 1, 8: 2})
     monkeypatch.setattr(customer_client, "customer_facts", fake.facts)
     return fake
-
-
-@pytest.fixture
-def outbox(session):
-    def read(event_type=None):
-        session.expire_all()
-        rows = session.scalars(select(messaging.OutboxEvent).order_by(messaging.OutboxEvent.position)).all()
-        return [(row.type, row.data) for row in rows if event_type is None or row.type == event_type]
-
-    return read
 
 
 @pytest.fixture(scope="session")
