@@ -84,6 +84,29 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def run_worker(app: Celery, *, name: str, queue: str, concurrency: int, loglevel: str, pool: str | None = None) -> int:
+    """Consumes ``queue`` until stopped, as `celery worker -Q <queue> -c <concurrency> -n <name>@%h
+    [-P <pool>] --without-mingle --without-gossip --without-heartbeat` would, and returns its exit status.
+
+    Started without Celery's command line: importing it (click-repl, prompt_toolkit, pygments) added
+    9 MB to every worker process (bench/bench_idle_rss.py)."""
+    from celery.utils.nodenames import default_nodename, host_format
+
+    worker = app.Worker(
+        hostname=host_format(default_nodename(f"{name}@%h")),
+        loglevel=loglevel,
+        queues=[queue],
+        concurrency=concurrency,
+        pool_cls=pool,  # None: the app's worker_pool
+        optimization="default",
+        without_mingle=True,
+        without_gossip=True,
+        without_heartbeat=True,
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
+
+
 def send_to_queue(
     app: Celery, task_name: str, queue: str, args: list[Any], headers: dict[str, Any] | None = None
 ) -> None:
