@@ -6,6 +6,7 @@ JSON only. Each service consumes its own queue and nothing else.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from celery import Celery
@@ -90,10 +91,8 @@ def run_worker(app: Celery, *, name: str, queue: str, concurrency: int, loglevel
 
     Started without Celery's command line: importing it (click-repl, prompt_toolkit, pygments) added
     9 MB to every worker process (bench/bench_idle_rss.py)."""
-    from celery.utils.nodenames import default_nodename, host_format
-
     worker = app.Worker(
-        hostname=host_format(default_nodename(f"{name}@%h")),
+        hostname=f"{name}@{socket.gethostname()}",  # what `-n <name>@%h` expands to
         loglevel=loglevel,
         queues=[queue],
         concurrency=concurrency,
