@@ -58,7 +58,7 @@ def _dumper(name: str, field: fields.Field) -> Callable[[dict], Any]:
     kind = type(field)
     if kind is fields.String:
         return lambda item: None if (value := item.get(name)) is None else str(value)
-    if kind is fields.Integer and not field.as_string:
+    if isinstance(field, fields.Integer) and kind is fields.Integer and not field.as_string:
         return lambda item: None if (value := item.get(name)) is None else int(value)
     if kind is fields.Boolean:
         return lambda item: None if (value := item.get(name)) is None else bool(value)
