@@ -310,15 +310,20 @@ def measure(broker: str, args) -> dict:
             stack.stop()
             databases.drop_all()
             if prefix:
-                from kombu import Connection
+                delete_queues(prefix)
 
-                with Connection(rabbitmq_url(), connect_timeout=5) as conn:
-                    channel = conn.channel()
-                    for name in ("customer", "property", "billing", "credit"):
-                        try:
-                            channel.queue_delete(f"{prefix}.{name}")
-                        except Exception:  # noqa: BLE001 - never declared
-                            channel = conn.channel()
+
+def delete_queues(prefix: str) -> None:
+    """Removes the RabbitMQ queues of a bench's own installation (``VIGIL_QUEUE_PREFIX=prefix``)."""
+    from kombu import Connection
+
+    with Connection(rabbitmq_url(), connect_timeout=5) as conn:
+        channel = conn.channel()
+        for name in ("customer", "property", "billing", "credit"):
+            try:
+                channel.queue_delete(f"{prefix}.{name}")
+            except Exception:  # noqa: BLE001 - never declared
+                channel = conn.channel()
 
 
 def report(result: dict) -> bool:

@@ -268,3 +268,112 @@ def test_a_deletion_that_arrives_before_the_creation_gets_its_location(runtime, 
             "customer.deleted": 3,
             "customer.created": 3,
         }
+
+
+# --- an attacker's pass: nothing outlives the rights it came from, nothing reaches inside -------------
+
+OWNER_PASSWORD = "a webhook owner's long password"
+
+
+def hook_owner(client, auth, location_id: int, permissions=("webhooks.manage", "customers.view")):
+    """A signed-in user holding ``permissions`` at ``location_id``; (user, headers, role id)."""
+    name = f"hooks-{uuid.uuid4().hex[:6]}"
+    role = client.post("/api/v1/roles", headers=auth, json={"name": name, "permissions": list(permissions)})
+    assert role.status_code == 201, role.json
+    grants = [{"role_id": role.json["id"], "location_id": location_id}]
+    user = client.post(
+        "/api/v1/users", headers=auth, json={"username": name, "password": OWNER_PASSWORD, "grants": grants}
+    )
+    assert user.status_code == 201, user.json
+    signed = client.post("/api/v1/auth/token", json={"username": name, "password": OWNER_PASSWORD})
+    assert signed.status_code == 200, signed.json
+    return user.json, {"Authorization": f"Bearer {signed.json['access_token']}"}, role.json["id"]
+
+
+class LocatedReader:
+    """Stands in for the customer service: customer 1 is at ``location``, readable with customers.view there."""
+
+    def __init__(self, location: int):
+        self.location = location
+
+    def get(self, service, path, identity, params=None):
+        if not identity.can("customers.view", self.location):
+            return None
+        return {"items": []} if path.endswith("/history") else {"id": 1, "city": "Kanata"}
+
+
+def first_attempt_fails(client, auth, runtime, receiver, db):
+    """An owner at a new location, subscribed; the first attempt of one event about it answered 500."""
+    location = client.post("/api/v1/locations", json={"name": f"Hooks {uuid.uuid4().hex[:6]}"}, headers=auth)
+    runtime.reader = LocatedReader(location.json["id"])
+    user, headers, role = hook_owner(client, auth, location.json["id"])
+    created = subscribe(client, headers, receiver.url, event_types=["customer.updated"])
+    receiver.answers = [500]
+    runtime.receive(message(location_id=location.json["id"]))
+    [(delivery_id, token)] = runtime.sent
+    assert runtime.deliver(delivery_id, token) == "retry"
+    with db.transaction() as session:
+        session.get(WebhookDelivery, delivery_id).next_attempt_at = datetime.now(UTC) - timedelta(seconds=1)
+    return user, role, created, delivery_id
+
+
+def test_a_retry_is_not_sent_once_the_owner_is_deactivated(local_app, client, auth, runtime, receiver, db):
+    user, _role, created, delivery_id = first_attempt_fails(client, auth, runtime, receiver, db)
+    assert client.patch(f"/api/v1/users/{user['id']}", json={"active": False}, headers=auth).status_code == 200
+    assert runtime.deliver(delivery_id, 1) == "cancelled"
+    assert len(receiver.received) == 1  # the payload kept from the first attempt was not sent again
+    with db.transaction() as session:
+        record = session.get(WebhookSubscription, created["id"])
+        assert not record.enabled and "no longer" in record.disabled_reason
+
+
+def test_a_subscription_stops_when_its_owner_loses_webhooks_manage(local_app, client, auth, runtime, receiver, db):
+    _user, role, created, delivery_id = first_attempt_fails(client, auth, runtime, receiver, db)
+    changed = client.patch(f"/api/v1/roles/{role}", json={"permissions": ["customers.view"]}, headers=auth)
+    assert changed.status_code == 200, changed.json
+    assert runtime.deliver(delivery_id, 1) == "cancelled"
+    assert len(receiver.received) == 1
+    with db.transaction() as session:
+        assert not session.get(WebhookSubscription, created["id"]).enabled
+
+
+def test_a_retry_after_the_owner_lost_the_location_is_skipped(local_app, client, auth, runtime, receiver, db):
+    user, _role, _created, delivery_id = first_attempt_fails(client, auth, runtime, receiver, db)
+    elsewhere = client.post("/api/v1/locations", json={"name": f"Else {uuid.uuid4().hex[:6]}"}, headers=auth)
+    keeps = client.post(
+        "/api/v1/roles",
+        headers=auth,
+        json={"name": f"keep-{uuid.uuid4().hex[:6]}", "permissions": ["webhooks.manage", "customers.view"]},
+    ).json["id"]
+    moved = client.patch(
+        f"/api/v1/users/{user['id']}",
+        json={"grants": [{"role_id": keeps, "location_id": elsewhere.json["id"]}]},
+        headers=auth,
+    )
+    assert moved.status_code == 200, moved.json
+    assert runtime.deliver(delivery_id, 1) == "skipped"
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://100.100.100.200/latest/meta-data",  # shared address space: a cloud's metadata service
+        "http://100.64.0.1/x",
+        "http://198.18.0.1/x",  # benchmarking
+        "http://[2002:a9fe:a9fe::1]/x",  # 6to4 carrying 169.254.169.254
+        "http://[2002:7f00:1::1]/x",  # 6to4 carrying 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/x",  # NAT64 carrying 169.254.169.254
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",  # Teredo
+        "http://2852039166/x",  # 169.254.169.254 written as one decimal number
+        "http://0x7f.1/x",
+    ],
+)
+def test_addresses_that_are_not_public_are_refused(url):
+    with pytest.raises(webhooks.UnsafeDestination):
+        webhooks.resolve_destination(url, webhooks.WebhookSettings())
+
+
+@pytest.mark.parametrize("url", ["http://93.184.216.34/x", "http://[2606:2800:220:1:248:1893:25c8:1946]/x"])
+def test_public_addresses_are_accepted(url):
+    assert webhooks.resolve_destination(url, webhooks.WebhookSettings()).address

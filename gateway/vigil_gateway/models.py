@@ -238,7 +238,7 @@ class WebhookDelivery(Base):
     event_id: Mapped[str] = mapped_column(String(36), index=True)
     event_type: Mapped[str] = mapped_column(String(100))
     position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))  # the feed event's
-    payload: Mapped[str | None] = mapped_column(Text)  # the body sent, FieldCipher token (built on first attempt)
+    payload: Mapped[str | None] = mapped_column(Text)  # the body last sent, FieldCipher token (built anew each attempt)
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|succeeded|failed|skipped
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -41,6 +41,7 @@ EVENT_TYPES = frozenset(event_type for event_type, _ in CONTRACTS)
 DEFAULT_SCHEDULE = (5, 300, 1800, 7200, 18000, *(36000,) * 7)
 EXCERPT_BYTES = 300
 USER_AGENT = "Vigil-Webhooks/1"
+MANAGE_PERMISSION = "webhooks.manage"
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -158,9 +159,32 @@ def resolve_destination(url: str, settings: WebhookSettings) -> Destination:
     return Destination(parts.scheme, parts.hostname, port, str(addresses[0]), target)
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64), which a relay may reach."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Anything but a public unicast address: loopback, private, link-local, reserved, and the shared
+    address space (100.64.0.0/10, where some clouds answer metadata) or benchmarking ranges that are
+    not "private" yet not public either; an IPv6 address is judged by the IPv4 one it carries too."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return _forbidden(address.ipv4_mapped)
+        embedded = _embedded_ipv4(address)
+        if embedded is not None and _forbidden(embedded):
+            return True
     return (
         address.is_loopback
         or address.is_private
@@ -168,6 +192,7 @@ def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         or address.is_multicast
         or address.is_reserved
         or address.is_unspecified
+        or not address.is_global
     )
 
 
@@ -293,16 +318,20 @@ def next_delay(attempts: int, settings: WebhookSettings) -> float | None:
 
 
 def owner_identity(session: Session, subscription: WebhookSubscription) -> Identity | None:
-    """The owner's rights now; None once the owner is gone, inactive, or the key revoked or expired."""
+    """The owner's rights now; None once the owner is gone, inactive, the key revoked or expired, or
+    the owner no longer holds ``webhooks.manage`` (a subscription never outlives the right that made it)."""
+    identity: Identity | None = None
     if subscription.owner_key_id is not None:
         key = session.get(ApiKey, subscription.owner_key_id)
         if key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at < utcnow()):
             return None
-        return api_key_identity(session, key, None, None)
-    user = session.get(User, subscription.owner_user_id) if subscription.owner_user_id is not None else None
-    if user is None or not user.active:
-        return None
-    return user_identity(session, user, None, None)
+        identity = api_key_identity(session, key, None, None)
+    else:
+        user = session.get(User, subscription.owner_user_id) if subscription.owner_user_id is not None else None
+        if user is None or not user.active:
+            return None
+        identity = user_identity(session, user, None, None)
+    return identity if identity is not None and identity.has(MANAGE_PERMISSION) else None
 
 
 def without_confidential(identity: Identity) -> Identity:

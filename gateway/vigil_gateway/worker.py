@@ -198,19 +198,22 @@ class WebhookRuntime:
             )
             if getattr(claimed, "rowcount", 1) != 1:
                 return "stale"
-            if delivery.payload is None:
-                identity = self._owner(session, subscription)
-                if identity is None:
-                    webhooks.disable(subscription, "The owner of this subscription can no longer sign in.")
-                    delivery.status = "cancelled"
-                    return "cancelled"
-                built = self._payload(session, delivery.event_id, identity)
-                if built is None:
-                    delivery.status = "skipped"  # not the owner's to read
-                    delivery.next_attempt_at = None
-                    return "skipped"
-                delivery.payload = self.cipher.encrypt(built)
-            body = self.cipher.decrypt(delivery.payload) or ""
+            # Every attempt, retries included, goes out with the owner's rights of now: a payload kept
+            # from the first attempt would outlive a deactivation or a location taken away.
+            identity = self._owner(session, subscription)
+            if identity is None:
+                webhooks.disable(
+                    subscription, "The owner of this subscription can no longer sign in or manage webhooks."
+                )
+                delivery.status = "cancelled"
+                return "cancelled"
+            built = self._payload(session, delivery.event_id, identity)
+            if built is None:
+                delivery.status = "skipped"  # not the owner's to read
+                delivery.next_attempt_at = None
+                return "skipped"
+            delivery.payload = self.cipher.encrypt(built)  # the body last sent, kept encrypted
+            body = built
             url = subscription.url
             headers = webhooks.sign(
                 webhooks.signing_secrets(subscription, self.cipher, now), delivery.event_id, now, body

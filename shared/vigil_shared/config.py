@@ -111,7 +111,8 @@ SETTINGS: list[Setting] = [
     Setting(
         "VIGIL_WORKER_CONCURRENCY",
         "1",
-        "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself).",
+        "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself); "
+        "the credit worker is a pool of VIGIL_CREDIT_WORKER_THREADS threads instead.",
     ),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
@@ -124,6 +125,22 @@ SETTINGS: list[Setting] = [
     Setting("VIGIL_BUREAU_TIMEOUT", "10", "Credit service: seconds one bureau request may take before it is retried."),
     Setting("VIGIL_BUREAU_RETRIES", "3", "Credit service: retries of a bureau request that timed out or failed (5xx)."),
     Setting("VIGIL_BUREAU_BACKOFF", "1", "Credit service: seconds before the first retry; doubled for each next one."),
+    Setting(
+        "VIGIL_BUREAU_CONCURRENCY",
+        "8",
+        "Credit service: most credit bureau requests in flight at once, across every credit worker process.",
+    ),
+    Setting(
+        "VIGIL_ADT_CONCURRENCY",
+        "8",
+        "Credit service: most ADT PreCheck requests in flight at once, across every credit worker process "
+        "(each answer taking t seconds, ADT answers at most this / t PreChecks a second).",
+    ),
+    Setting(
+        "VIGIL_CREDIT_WORKER_THREADS",
+        "12",
+        "Credit service: threads of each credit worker process (its calls wait on the bureau and ADT, not the CPU).",
+    ),
     Setting(
         "VIGIL_BUREAU_SLOW_SECONDS", "4", "Sandbox bureau: how long the slow test identity (SSN ending 1002) takes."
     ),

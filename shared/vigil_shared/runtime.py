@@ -127,6 +127,10 @@ class ServiceProgram:
     multipart_endpoints: frozenset[str] = frozenset()  # endpoints taking multipart/form-data (uploads)
     # a Celery beat (``<name> beat``) sending the periodic tasks ``register_tasks`` puts in ``beat_schedule``
     beat: bool = False
+    # a worker whose tasks wait on outside systems: a pool of this many threads (read from the settings at
+    # start) instead of VIGIL_WORKER_CONCURRENCY processes. Celery's time limit does not apply to threads:
+    # every wait of such tasks must be bounded by their own timeouts.
+    worker_threads: Callable[[], int] | None = None
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         runtime = self.runtime(settings)
@@ -193,12 +197,15 @@ class ServiceProgram:
         # check (health.FORK_GUARD), so a child never inherits a lock, an import's included, held by one.
         runtime.db.engine  # noqa: B018
         serve_health(settings.bind_host, settings.worker_health_port, f"{self.name}-worker", runtime.ready_checks())
+        threads = self.worker_threads() if self.worker_threads else None
         return run_worker(
             runtime.celery,
             name=self.name,
             queue=settings.queue_name(),
-            concurrency=settings.worker_concurrency,
+            # `-P threads -c <threads>` when the service runs its tasks on threads
+            concurrency=threads or settings.worker_concurrency,
             loglevel=settings.log_level,
+            pool="threads" if threads else None,
         )
 
     def _run_beat(self, settings: Settings) -> None:

@@ -95,3 +95,25 @@ def test_adt_precheck_errors_and_idempotency(client):
     assert first.json["reference"] == again.json["reference"]
     listed = client.get("/sandbox/prechecks").json
     assert listed["count"] == 1 and listed["prechecks"][0]["requests"] == 2
+
+
+def test_it_counts_the_most_requests_held_at_once_for_adt_and_the_bureau_apart(client):
+    client.post("/sandbox/control", json={"latency_ms": 200})
+
+    def precheck(n):
+        client.post(
+            "/adt/v1/prechecks", json={"customer": {"ssn": "123-45-0750"}}, headers={"Idempotency-Key": f"adt-{n:08d}"}
+        )
+
+    threads = [threading.Thread(target=precheck, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert client.get("/sandbox/concurrency").json == {
+        "adt": {"in_flight": 0, "max_in_flight": 3},
+        "bureau": {"in_flight": 0, "max_in_flight": 0},
+    }
+    assert client.get("/sandbox/prechecks").json["max_in_flight"] == 3
+    client.post("/sandbox/control", json={"reset_max_in_flight": True})
+    assert client.get("/sandbox/concurrency").json["adt"]["max_in_flight"] == 0

@@ -15,9 +15,11 @@ other      a hit with score ``300 + (last four digits mod 551)`` (``…0750`` �
 ``POST /v1/inquiries`` needs an ``Idempotency-Key``: a repeated request with the same key is not a
 second inquiry, it gets the first one's answer (and waits for it while the first is still running).
 The sandbox counts inquiries (``GET /sandbox/inquiries``), so tests can assert there was exactly one,
-and the most requests it held at once (``max_in_flight``). ``POST /sandbox/control`` takes the
-whole bureau down (``{"down": true}``: every inquiry answers 503) or adds latency to every answer
-(``{"latency_ms": 200}``). Nothing confidential is kept: an inquiry is stored with a hash of its subject.
+and, for the bureau and for ADT apart, the requests in flight and the most it ever held at once
+(``GET /sandbox/concurrency``): what a concurrency cap on the callers is checked against.
+``POST /sandbox/control`` takes the whole bureau down (``{"down": true}``: every inquiry answers
+503) or adds latency to every answer (``{"latency_ms": 200}``). Nothing confidential is kept: an
+inquiry is stored with a hash of its subject.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, request
@@ -50,13 +53,34 @@ class Bureau:
         self.precheck_requests: dict[str, int] = {}
         self.down = False
         self.latency = 0.0
-        self.in_flight = 0
-        self.max_in_flight = 0
+        # requests being answered right now, and the most ever at once: bureau inquiries and ADT apart
+        self.in_flight = {"bureau": 0, "adt": 0}
+        self.max_in_flight = {"bureau": 0, "adt": 0}
 
     def reset(self) -> None:
         with self.lock:
             self.inquiries.clear()
-            self.down, self.latency, self.max_in_flight = False, 0.0, self.in_flight
+            self.down, self.latency = False, 0.0
+            self.max_in_flight = dict(self.in_flight)
+
+    @contextlib.contextmanager
+    def serving(self, system: str) -> Iterator[None]:
+        """Counts one request of ``system`` in flight while the block runs."""
+        with self.lock:
+            self.in_flight[system] += 1
+            self.max_in_flight[system] = max(self.max_in_flight[system], self.in_flight[system])
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight[system] -= 1
+
+    def concurrency(self) -> dict[str, dict[str, int]]:
+        with self.lock:
+            return {
+                system: {"in_flight": self.in_flight[system], "max_in_flight": self.max_in_flight[system]}
+                for system in self.in_flight
+            }
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
@@ -101,6 +125,10 @@ def create_app(bureau: Bureau | None = None) -> Flask:
 
     @app.post("/v1/inquiries")
     def inquire() -> Response:
+        with state.serving("bureau"):  # every request counts, a refused one too
+            return _inquire()
+
+    def _inquire() -> Response:
         key = request.headers.get("Idempotency-Key", "")
         if not 8 <= len(key) <= 200:
             return _json({"error": "bad_request", "message": "Send an Idempotency-Key header (8-200 chars)."}, 400)
@@ -136,38 +164,34 @@ def create_app(bureau: Bureau | None = None) -> Flask:
                     "at": time.time(),
                 }
             entry["requests"] += 1
-            state.in_flight += 1
-            state.max_in_flight = max(state.max_in_flight, state.in_flight)
-        try:
-            if entry["fingerprint"] != fingerprint:
-                return _json(
-                    {"error": "conflict", "message": "This Idempotency-Key was used for another inquiry."}, 422
-                )
-            if last4 == "1005" and entry["requests"] == 1:
-                return _json({"error": "internal_error", "message": "Temporary failure; try again."}, 500)
-            if first or (last4 == "1005" and entry["answer"] is None and not entry["done"].is_set()):
-                delay = state.latency + {"1002": SLOW_SECONDS, "1003": HANG_SECONDS}.get(last4, 0.0)
-                if delay:
-                    time.sleep(delay)
-                answer, status = _answer(subject, bureau_name, key)
-                entry["answer"] = (
-                    answer | {"inquiry_id": f"inq-{uuid.uuid4().hex[:16]}", "bureau": bureau_name},
-                    status,
-                )
-                entry["done"].set()
-            elif not entry["done"].wait(HANG_SECONDS + SLOW_SECONDS):
-                return _json({"error": "timeout", "message": "The first request of this key is still running."}, 504)
-            answer, status = entry["answer"]
-            return _json(answer | {"replayed": not first}, status)
-        finally:
-            with state.lock:
-                state.in_flight -= 1
+        if entry["fingerprint"] != fingerprint:
+            return _json({"error": "conflict", "message": "This Idempotency-Key was used for another inquiry."}, 422)
+        if last4 == "1005" and entry["requests"] == 1:
+            return _json({"error": "internal_error", "message": "Temporary failure; try again."}, 500)
+        if first or (last4 == "1005" and entry["answer"] is None and not entry["done"].is_set()):
+            delay = state.latency + {"1002": SLOW_SECONDS, "1003": HANG_SECONDS}.get(last4, 0.0)
+            if delay:
+                time.sleep(delay)
+            answer, status = _answer(subject, bureau_name, key)
+            entry["answer"] = (
+                answer | {"inquiry_id": f"inq-{uuid.uuid4().hex[:16]}", "bureau": bureau_name},
+                status,
+            )
+            entry["done"].set()
+        elif not entry["done"].wait(HANG_SECONDS + SLOW_SECONDS):
+            return _json({"error": "timeout", "message": "The first request of this key is still running."}, 504)
+        answer, status = entry["answer"]
+        return _json(answer | {"replayed": not first}, status)
 
     @app.post("/adt/v1/prechecks")
     def precheck() -> Response:
         """The sandbox ADT PreCheck: by the SSN's last four digits, ``2001`` declined (with reasons),
         ``2002`` manual review, ``2003`` a 503 every time; any other is approved. One PreCheck per
         Idempotency-Key, like the bureau."""
+        with state.serving("adt"):  # every request counts, a refused one too
+            return _precheck()
+
+    def _precheck() -> Response:
         key = request.headers.get("Idempotency-Key", "")
         body = request.get_json(silent=True)
         if not 8 <= len(key) <= 200 or not isinstance(body, dict) or not isinstance(body.get("customer"), dict):
@@ -179,33 +203,26 @@ def create_app(bureau: Bureau | None = None) -> Flask:
             return _json({"error": "bad_request", "message": "The customer needs an SSN."}, 400)
         if last4 == "2003":
             return _json({"error": "service_unavailable", "message": "ADT PreCheck could not score the order."}, 503)
+        if state.latency:
+            time.sleep(state.latency)
         with state.lock:
-            state.in_flight += 1
-            state.max_in_flight = max(state.max_in_flight, state.in_flight)
-        try:
-            if state.latency:
-                time.sleep(state.latency)
-            with state.lock:
-                found = state.prechecks.get(key)
-                if found is None:
-                    reference = f"ADT-{uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:10].upper()}"
-                    if last4 == "2001":
-                        found = {
-                            "result": "declined",
-                            "reference": reference,
-                            "reasons": ["Credit score below the ADT threshold", "Address not serviceable"],
-                        }
-                    elif last4 == "2002":
-                        found = {"result": "manual_review", "reference": reference, "reasons": ["Identity check"]}
-                    else:
-                        found = {"result": "approved", "reference": reference, "reasons": []}
-                    state.prechecks[key] = found
-                    state.precheck_requests[key] = 0
-                state.precheck_requests[key] += 1
-            return _json(found)
-        finally:
-            with state.lock:
-                state.in_flight -= 1
+            found = state.prechecks.get(key)
+            if found is None:
+                reference = f"ADT-{uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:10].upper()}"
+                if last4 == "2001":
+                    found = {
+                        "result": "declined",
+                        "reference": reference,
+                        "reasons": ["Credit score below the ADT threshold", "Address not serviceable"],
+                    }
+                elif last4 == "2002":
+                    found = {"result": "manual_review", "reference": reference, "reasons": ["Identity check"]}
+                else:
+                    found = {"result": "approved", "reference": reference, "reasons": []}
+                state.prechecks[key] = found
+                state.precheck_requests[key] = 0
+            state.precheck_requests[key] += 1
+        return _json(found)
 
     @app.get("/sandbox/prechecks")
     def prechecks() -> Response:
@@ -216,7 +233,14 @@ def create_app(bureau: Bureau | None = None) -> Flask:
                 for key, p in state.prechecks.items()
                 if key.startswith(prefix)
             ]
-            return _json({"count": len(rows), "prechecks": rows, "max_in_flight": state.max_in_flight})
+            return _json(
+                {
+                    "count": len(rows),
+                    "prechecks": rows,
+                    "in_flight": state.in_flight["adt"],
+                    "max_in_flight": state.max_in_flight["adt"],
+                }
+            )
 
     @app.get("/sandbox/inquiries")
     def inquiries() -> Response:
@@ -232,8 +256,8 @@ def create_app(bureau: Bureau | None = None) -> Flask:
                 {
                     "count": len(rows),
                     "inquiries": rows,
-                    "in_flight": state.in_flight,
-                    "max_in_flight": state.max_in_flight,
+                    "in_flight": state.in_flight["bureau"],
+                    "max_in_flight": state.max_in_flight["bureau"],
                     "down": state.down,
                     "latency_ms": int(state.latency * 1000),
                 }
@@ -248,8 +272,14 @@ def create_app(bureau: Bureau | None = None) -> Flask:
             if "latency_ms" in body:
                 state.latency = max(0.0, min(float(body["latency_ms"]), 30_000.0)) / 1000
             if body.get("reset_max_in_flight"):
-                state.max_in_flight = state.in_flight
+                state.max_in_flight = dict(state.in_flight)
         return _json({"down": state.down, "latency_ms": int(state.latency * 1000)})
+
+    @app.get("/sandbox/concurrency")
+    def concurrency() -> Response:
+        """``{"bureau": {"in_flight", "max_in_flight"}, "adt": {…}}``: the most requests held at once
+        since the start or the last ``reset_max_in_flight``, for checking a caller's concurrency cap."""
+        return _json(state.concurrency())
 
     @app.errorhandler(404)
     @app.errorhandler(405)

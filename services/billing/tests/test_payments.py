@@ -198,3 +198,16 @@ def test_payments_need_payments_create_where_the_customer_is(api, known, sandbox
 
 def test_charge_result_shape():
     assert ChargeResult("succeeded", "ch_1").succeeded and not ChargeResult("failed", None).succeeded
+
+
+def test_a_processor_message_echoing_a_card_number_or_the_token_is_stored_masked():
+    """The decline message is stored and shown to billing viewers: what looks like a card number or
+    carries the token the charge was made with never is."""
+    result = processor._result(
+        402,
+        {"status": "failed", "failure_message": "Card 4000 0000 0000 0002 (tok_secret_77) was declined."},
+        "tok_secret_77",
+    )
+    assert result.failure_message == "Card *** (***) was declined."
+    refused = processor._result(409, {"error": {"code": "x", "message": "refund of 4000000000000002 refused"}})
+    assert refused.failure_message == "refund of *** refused"

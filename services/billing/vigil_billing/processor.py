@@ -23,6 +23,7 @@ from urllib.parse import quote
 import urllib3
 
 from vigil_shared.config import env
+from vigil_shared.masking import scrub
 
 log = logging.getLogger("vigil.billing.processor")
 
@@ -122,14 +123,14 @@ class HttpProcessor:
         status, data = self._call(
             "POST", "/v1/charges", {"token": token, "amount": amount, "currency": currency}, idempotency_key
         )
-        return _result(status, data)
+        return _result(status, data, token)
 
     def refund(self, charge_id: str, amount: int, idempotency_key: str) -> ChargeResult:
         status, data = self._call("POST", "/v1/refunds", {"charge": charge_id, "amount": amount}, idempotency_key)
         return _result(status, data)
 
 
-def _result(status: int, data: dict[str, Any]) -> ChargeResult:
+def _result(status: int, data: dict[str, Any], token: str | None = None) -> ChargeResult:
     if status in (200, 201) and data.get("status") == "succeeded":
         return ChargeResult("succeeded", data.get("id"))
     found = data.get("error")
@@ -138,7 +139,10 @@ def _result(status: int, data: dict[str, Any]) -> ChargeResult:
         "failed",
         data.get("id"),
         failure_code=str(data.get("failure_code") or error.get("code") or f"http_{status}")[:60],
-        failure_message=str(data.get("failure_message") or error.get("message") or "Refused by the processor.")[:200],
+        # the processor's words may echo a card number or the token: stored, and shown to billing viewers
+        failure_message=(
+            scrub(str(data.get("failure_message") or error.get("message") or "Refused by the processor."), token) or ""
+        )[:200],
         soft_decline=bool(data.get("soft_decline")),
     )
 

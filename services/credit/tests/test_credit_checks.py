@@ -273,3 +273,15 @@ def test_a_bureau_that_cannot_be_reached_fails_with_a_reason():
     with pytest.raises(BureauFailure) as failure:
         bureau.pull("equifax", subject("0750"), {}, "adapter-nowhere-1")
     assert "could not be reached" in failure.value.reason and len(sleeps) == 1
+
+
+def test_a_bureau_reason_echoing_the_ssn_is_kept_masked():
+    """A bureau's reason is stored and shown to credit viewers, who may not read the SSN it may echo."""
+    from vigil_credit import bureau
+
+    answer = bureau._answer({"result": "no_hit", "message": "No file found for SSN 123-45-6789."})
+    assert answer.reason == "No file found for SSN ***."
+    assert (
+        bureau.BureauFailure("refused (400): the SSN 123456789 is invalid").reason
+        == "refused (400): the SSN *** is invalid"
+    )

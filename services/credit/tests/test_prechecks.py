@@ -120,3 +120,14 @@ def test_a_company_setting_reruns_the_precheck_when_phone_address_or_ssn_change(
     session.expire_all()
     triggers = sorted(p.trigger for p in session.query(PreCheck).all())
     assert triggers == ["change", "create"]
+
+
+def test_adt_reasons_echoing_the_ssn_are_kept_masked():
+    from vigil_credit import adt
+
+    class Echo:
+        def post(self, path, body, key, who):
+            return {"result": "declined", "reasons": ["SSN 123-45-6789 failed identity verification"]}
+
+    answer = adt.HttpAdt(Echo()).precheck({"ssn": "123-45-6789"}, "key-1")  # type: ignore[arg-type]
+    assert answer.reasons == ["SSN *** failed identity verification"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from vigil_shared.masking import scrub
+
 from .bureau import BureauFailure, HttpBureau
 
 RESULTS = ("approved", "declined", "manual_review")
@@ -46,6 +48,6 @@ class HttpAdt:
         return PreCheckAnswer(
             status=str(status),
             reference=str(reference)[:100] if reference else None,
-            reasons=[str(r)[:200] for r in reasons][:20],
+            reasons=[(scrub(str(r)) or "")[:200] for r in reasons][:20],
             raw=answer,
         )

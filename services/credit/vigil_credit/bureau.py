@@ -9,20 +9,24 @@ spent the pull fails with a reason (:class:`BureauFailure`); nothing waits for e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import urllib3
 
 from vigil_shared.config import env, env_float, env_int
+from vigil_shared.masking import scrub
 
 log = logging.getLogger("vigil.credit.bureau")
 
 OUTCOMES = {"hit": "complete", "no_hit": "no_hit", "frozen": "frozen"}
+CONNECT_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class BureauFailure(Exception):
     """The bureau could not give an answer (refused the request, or stayed down through every retry)."""
 
     def __init__(self, reason: str):
+        reason = scrub(reason) or ""  # the bureau's own words may echo the subject's SSN
         super().__init__(reason)
         self.reason = reason[:500]
 
@@ -53,6 +58,9 @@ class HttpBureau:
     retries: int = 3
     backoff: float = 1.0
     sleep: Callable[[float], None] = time.sleep
+    # held around each request (not the pauses between retries): the concurrency cap shared by every
+    # worker (``slots.SharedSlots.hold``); none by default
+    gate: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
 
     @classmethod
     def from_env(cls) -> HttpBureau:
@@ -63,8 +71,13 @@ class HttpBureau:
             backoff=env_float("VIGIL_BUREAU_BACKOFF", 1.0),
         )
 
+    @property
+    def longest_request(self) -> float:
+        """Seconds one request can take at most (connect and read timeouts): a slot's lease."""
+        return min(self.timeout, CONNECT_TIMEOUT) + self.timeout
+
     def __post_init__(self) -> None:
-        self._http = urllib3.PoolManager(maxsize=8, retries=False)
+        self._http = urllib3.PoolManager(maxsize=16, retries=False)
 
     def pull(self, bureau: str, subject: dict[str, Any], options: dict[str, Any], key: str) -> BureauAnswer:
         body = {"bureau": bureau, "subject": subject, "options": options}
@@ -80,13 +93,16 @@ class HttpBureau:
             if attempt:
                 self.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                response = self._http.request(
-                    "POST",
-                    f"{self.base_url}{path}",
-                    body=data,
-                    headers=headers,
-                    timeout=urllib3.Timeout(connect=min(self.timeout, 3.0), read=self.timeout),
-                )
+                with self.gate():
+                    response = self._http.request(
+                        "POST",
+                        f"{self.base_url}{path}",
+                        body=data,
+                        headers=headers,
+                        timeout=urllib3.Timeout(
+                            connect=min(self.timeout, CONNECT_TIMEOUT), read=self.timeout, total=self.longest_request
+                        ),
+                    )
             except urllib3.exceptions.HTTPError as exc:
                 # NewConnectionError is a ConnectTimeoutError to urllib3: test it first
                 unreachable = isinstance(exc, urllib3.exceptions.NewConnectionError)
@@ -127,6 +143,6 @@ def _answer(answer: dict[str, Any]) -> BureauAnswer:
         status=status,
         transaction_id=str(transaction_id)[:100] if transaction_id else None,
         score=score if status == "complete" else None,
-        reason=None if status == "complete" else str(answer.get("message") or status)[:500],
+        reason=None if status == "complete" else (scrub(str(answer.get("message") or status)) or "")[:500],
         raw=answer,
     )

@@ -23,7 +23,7 @@ from vigil_shared.web import REQUEST_ID_HEADER
 log = logging.getLogger("vigil.credit.customer_client")
 
 TIMEOUT_SECONDS = 5.0
-_http = urllib3.PoolManager(maxsize=8, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
+_http = urllib3.PoolManager(maxsize=16, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
 SUBJECT_PERMISSIONS = frozenset({"confidential.ssn.view", "confidential.birthdate.view"})
 
 

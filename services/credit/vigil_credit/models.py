@@ -99,4 +99,17 @@ class PreCheck(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     requested_by_name: Mapped[str | None] = mapped_column(String(150))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when a worker last began to run it
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboundSlot(Base):
+    """One of the ``cap`` slots of calls to an outside system (``slots.SharedSlots``): taken while a
+    worker's call is in flight, with a lease that frees it if that worker dies."""
+
+    __tablename__ = "outbound_slots"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)  # adt, bureau
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str | None] = mapped_column(String(100))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -87,6 +87,7 @@ def start(session: Session, precheck_id: int) -> PreCheck | None:
         return None
     precheck.status = "running"
     precheck.attempts += 1
+    precheck.started_at = utcnow()
     session.flush()
     return precheck
 

@@ -15,11 +15,13 @@ external part outside any database transaction:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vigil_shared.config import env_int
 from vigil_shared.messaging.celery_app import send_to_queue
 from vigil_shared.messaging.contracts import (
     CreditCheckRequested,
@@ -34,12 +36,19 @@ from vigil_shared.runtime import ServiceRuntime
 from . import checks, customer_client, prechecks
 from .adt import Adt, HttpAdt
 from .bureau import Bureau, BureauFailure, HttpBureau
+from .slots import SharedSlots, SlotUnavailable
 
 log = logging.getLogger("vigil.credit.tasks")
 
 PULL_TASK = "credit.pull_check.v1"
 PRECHECK_TASK = "credit.run_precheck.v1"
 SUBJECT_RETRIES = 5  # the customer service down: retried with backoff (1, 2, 4, 8, 16 s), then failed
+SLOT_MARGIN = 5.0  # seconds a slot's lease outlasts the longest request, for a worker that dies holding it
+# why a task could not run now: retried with the same backoff, then the check or PreCheck fails saying so
+TRANSIENT: dict[type[Exception], str] = {
+    customer_client.CustomerUnavailable: "The customer service could not be asked for the subject's details.",
+    SlotUnavailable: "Too many requests were waiting for a free connection to {system}; try again later.",
+}
 Subject = Callable[[int, str | None], dict[str, Any]]
 
 
@@ -99,25 +108,46 @@ def precheck_key(precheck_id: int) -> str:
 
 def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | None, adt: Adt, subject: Subject) -> str:
     """One ADT PreCheck, start to end, like :func:`run_pull`; returns its status (``skipped`` when done)."""
+    took = Stopwatch()
     with runtime.db.transaction() as session:
         precheck = prechecks.start(session, precheck_id)
         if precheck is None:
             return "skipped"
         customer_id = precheck.customer_id
+    took.lap("start_s")
     try:
         person = subject(customer_id, request_id)
     except customer_client.CustomerGone:
         return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
+    took.lap("subject_s")
     try:
         answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
     except BureauFailure as failure:
         return _precheck_failed(runtime, precheck_id, failure.reason)
     finally:
         del person
+    took.lap("adt_s")  # waiting for a slot included
     with runtime.db.transaction() as session:
         done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
-    log.info("precheck finished", extra={"precheck_id": precheck_id, "status": answer.status, "request_id": request_id})
+    took.lap("record_s")
+    log.info(
+        "precheck finished",
+        extra={"precheck_id": precheck_id, "status": answer.status, "request_id": request_id} | took.laps,
+    )
     return done.status if done is not None else "skipped"
+
+
+class Stopwatch:
+    """Seconds each step of a task took, for its log line (where a slow PreCheck spent its time)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 4)
+        self._last = now
 
 
 def _precheck_failed(runtime: ServiceRuntime, precheck_id: int, reason: str) -> str:
@@ -165,9 +195,36 @@ def _fail(runtime: ServiceRuntime, check_id: int, reason: str) -> str:
     return "failed"
 
 
+def capped(runtime: ServiceRuntime, http: HttpBureau, name: str, setting: str) -> HttpBureau:
+    """``http`` holding one of the ``setting`` (default 8) slots named ``name`` around each request: the
+    cap is shared by every worker process and thread (``slots``), so the outside system never sees more."""
+    slots = SharedSlots(runtime.db, name, env_int(setting, 8), lease=http.longest_request + SLOT_MARGIN)
+    http.gate = slots.hold
+    return http
+
+
+def retry_or_fail(task: Any, error: Exception, system: str, fail: Callable[[str], str]) -> str:
+    """Retried after 1, 2, 4, 8, 16 s, then ``fail`` with the reason: the ``TRANSIENT`` one, or for an
+    unforeseen error (the database lost mid-task, a bug) its class, so nothing is left running for ever
+    and the row says why (the message is not kept: it could quote a subject's details)."""
+    reason = TRANSIENT.get(type(error), "The worker could not run it ({error}).").format(
+        system=system, error=type(error).__name__
+    )
+    if task.request.retries >= SUBJECT_RETRIES:
+        return fail(reason)
+    known = type(error) in TRANSIENT
+    log.log(
+        logging.INFO if known else logging.ERROR,
+        "task retried",
+        extra={"reason": reason, "attempt": task.request.retries + 1},
+        exc_info=None if known else error,
+    )
+    raise task.retry(countdown=2**task.request.retries) from None
+
+
 def register_tasks(runtime: ServiceRuntime) -> None:
     event_consumer(runtime).register_task(runtime.celery)
-    bureau = HttpBureau.from_env()
+    bureau = capped(runtime, HttpBureau.from_env(), "bureau", "VIGIL_BUREAU_CONCURRENCY")
 
     def subject(customer_id: int, request_id: str | None) -> dict[str, Any]:
         return customer_client.credit_subject(runtime.settings, customer_id, request_id)
@@ -176,20 +233,14 @@ def register_tasks(runtime: ServiceRuntime) -> None:
     def pull_check(task: Any, check_id: int, request_id: str | None = None) -> str:
         try:
             return run_pull(runtime, check_id, request_id, bureau, subject)
-        except customer_client.CustomerUnavailable:
-            if task.request.retries >= SUBJECT_RETRIES:
-                return _fail(runtime, check_id, "The customer service could not be asked for the subject's details.")
-            raise task.retry(countdown=2**task.request.retries) from None
+        except Exception as error:  # noqa: BLE001 - each is retried, then the check fails with its reason
+            return retry_or_fail(task, error, "the bureau", lambda reason: _fail(runtime, check_id, reason))
 
-    adt = HttpAdt.from_env()
+    adt = HttpAdt(capped(runtime, HttpBureau.from_env(), "adt", "VIGIL_ADT_CONCURRENCY"))
 
     @runtime.celery.task(name=PRECHECK_TASK, bind=True, max_retries=SUBJECT_RETRIES)
     def run_precheck_task(task: Any, precheck_id: int, request_id: str | None = None) -> str:
         try:
             return run_precheck(runtime, precheck_id, request_id, adt, subject)
-        except customer_client.CustomerUnavailable:
-            if task.request.retries >= SUBJECT_RETRIES:
-                return _precheck_failed(
-                    runtime, precheck_id, "The customer service could not be asked for the details."
-                )
-            raise task.retry(countdown=2**task.request.retries) from None
+        except Exception as error:  # noqa: BLE001 - each is retried, then the PreCheck fails with its reason
+            return retry_or_fail(task, error, "ADT", lambda reason: _precheck_failed(runtime, precheck_id, reason))

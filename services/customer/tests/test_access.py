@@ -248,3 +248,17 @@ def test_the_records_location_is_checked_before_the_body(api):
         outsider = as_(api, permission, locations=(2,))
         response = outsider.open(method, path, json={"not": "valid"})
         assert response.status_code == 403, (method, path, response.status_code)
+
+
+def test_the_archive_targets_never_name_a_sub_customer_where_the_caller_may_not_archive(api):
+    """Archiving a parent cascades to its subs, and is refused when one is where the caller may not
+    archive; the list of who would be archived is refused alike, naming no one it may not see."""
+    parent = create(api, customer(last_name="Parentson"))
+    create(api, customer(location_id=2, last_name="Hiddenstone", parent_customer_id=parent["id"]))
+    archivist = as_(api, "customers.view", "customers.archive")
+    refused = archivist.get(f"/api/v1/customers/{parent['id']}/archive-targets")
+    assert refused.status_code == 403, refused.json
+    assert "Hiddenstone" not in refused.get_data(as_text=True)
+    everywhere = as_(api, "customers.view", "customers.archive", locations=(1, 2))
+    listed = everywhere.get(f"/api/v1/customers/{parent['id']}/archive-targets")
+    assert listed.status_code == 200 and [s["name"] for s in listed.json["sub_customers"]] == ["Dana Hiddenstone"]

@@ -31,6 +31,11 @@ def test_only_a_service_with_both_confidential_rights_reads_the_subject(api):
     assert api.as_(identity_with("confidential.ssn.view", "confidential.birthdate.view")).get(url).status_code == 403
     assert api.as_(service_identity("credit", {"confidential.ssn.view"})).get(url).status_code == 403
     assert api.as_(service_identity("property", {"customers.view"})).get(url).status_code == 403
+    # another service, even holding both rights (a compromised or misconfigured one), is not the credit service
+    both = {"confidential.ssn.view", "confidential.birthdate.view"}
+    for other in ("billing", "gateway", "integration:credit"):
+        refused = api.as_(service_identity(other, both)).get(url)
+        assert refused.status_code == 403 and "123-45-6789" not in refused.get_data(as_text=True)
     assert api.as_(None).get(url).status_code == 401
     assert api.as_(CREDIT).get(SUBJECT.format(999999)).status_code == 404
 

@@ -57,9 +57,12 @@ def sub_customers(
 
 
 def preview(ctx: Context, customer: Customer) -> dict[str, Any]:
-    """The customer service's part of the archive preview: who would be archived."""
+    """The customer service's part of the archive preview: who would be archived (403, as archiving
+    would be, when a sub-customer is where the caller may not archive: its name is not shown)."""
     _ensure_archivable(customer)
     subs = sub_customers(ctx.session, customer.id, archived=False)
+    for sub in subs:
+        ctx.require("customers.archive", sub.location_id)
     return {
         "customer": {"id": customer.id, "name": name_of(customer)},
         "sub_customers": [{"id": s.id, "name": name_of(s)} for s in subs],

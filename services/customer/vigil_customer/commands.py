@@ -151,12 +151,13 @@ CREDIT_SUBJECT_FIELDS = (
     "birthdate",
 )
 SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.view")
+CREDIT_SERVICE = "service:credit"  # the one caller of the subject read (service_identity("credit"))
 
 
 @command
 def read_credit_subject(ctx: Context, customer_id: int) -> dict:
-    """The subject of a credit pull, unmasked, for a service only; the read is recorded in the history."""
-    if not ctx.identity.is_service:
+    """The subject of a credit pull, unmasked, for the credit service only; the read is recorded in the history."""
+    if not ctx.identity.is_service or ctx.identity.subject != CREDIT_SERVICE:
         raise forbidden("service")
     for permission in SUBJECT_PERMISSIONS:
         ctx.require(permission)

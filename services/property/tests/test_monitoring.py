@@ -1,5 +1,7 @@
 """Central stations' messages (forwarded by the gateway): status, signal log, unmatched, drift."""
 
+import json
+
 from vigil_shared.identity import Identity, service_identity
 
 STATION = service_identity("integration:Acme", permissions={"integrations.manage"})
@@ -69,3 +71,19 @@ def test_drift_finds_both_sides_and_mismatches(api, site, known):
     assert [p["account_number"] for p in report["missing_at_station"]] == ["S-1"]
     assert [(m["vigil"], m["station"]) for m in report["status_mismatch"]] == [("active", "cancelled")]
     assert report["address_mismatch"] == []
+
+
+def test_drift_never_hands_vigils_address_to_whoever_wrote_the_station_list(api, site, known):
+    """The report is read by integration managers, who need not see properties anywhere, and the list it
+    compares is whatever the integration's accounts_url answers: guessing account numbers with made-up
+    addresses must not read back the properties' real addresses."""
+    known(8)
+    api.post("/api/v1/customers/8/properties", json={"account_number": "S-3", "address": "3 Hidden Lane"})
+    report = api.as_(STATION).post(
+        "/api/v1/monitoring/drift",
+        json={"central_station": "Acme", "accounts": [{"account_number": "S-3", "address": "1 Guess Road"}]},
+    )
+    assert report.status_code == 200, report.json
+    [mismatch] = report.json["address_mismatch"]
+    assert mismatch["account_number"] == "S-3" and mismatch["station"] == "1 Guess Road" and mismatch["property_id"]
+    assert "3 Hidden Lane" not in json.dumps(report.json)

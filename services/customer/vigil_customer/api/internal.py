@@ -2,7 +2,7 @@
 the published API document.
 
 ``GET /api/v1/internal/customers/{id}/credit-subject``: what a credit bureau needs about the subject
-(name, address, SSN, birthdate), for the credit service at pull time only. Only a service identity
+(name, address, SSN, birthdate), for the credit service at pull time only. Only the credit service's identity
 holding both confidential view permissions may read it, and every read is audited in the
 customer's history (``credit_subject_read``: who, when, which fields, the request id).
 """
