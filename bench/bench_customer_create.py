@@ -23,15 +23,14 @@ import time
 import uuid
 from pathlib import Path
 
+import benchkit
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from vigil_customer.app import program
 from vigil_shared import migrations
-from vigil_shared.config import Settings
-from vigil_shared.crypto import generate_key
 from vigil_shared.identity import Identity
-from vigil_shared.testing import TEST_SECRET, identity_headers, postgres_admin_url
+from vigil_shared.testing import identity_headers, postgres_admin_url
 
 GOAL_MS = 5.0
 FIRST = ["Dana", "Lee", "Morgan", "Casey", "Riley", "Jordan", "Avery", "Quinn"]
@@ -60,17 +59,9 @@ def profiler_on(profile: bool, n: int, count: int) -> bool:
 
 
 def run(url: str, count: int, profile: bool) -> tuple[list[float], list[float]]:
-    os.environ.setdefault("VIGIL_VAR_DIR", tempfile.mkdtemp())
+    var_dir = os.environ.get("VIGIL_VAR_DIR") or tempfile.mkdtemp()
     migrations.upgrade("vigil_customer", url)
-    settings = Settings.from_env(
-        "customer",
-        database_url=url,
-        internal_secret=TEST_SECRET,
-        broker_url="memory://",
-        log_level="WARNING",
-        encryption_keys=(generate_key(),),
-        blind_index_key="bench",
-    )
+    settings = benchkit.service_settings("customer", url, var_dir)
     app = program.create_app(settings)
     client = app.test_client()
     perms = frozenset({"customers.view", "customers.create", "customers.modify"})

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import random
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import benchkit
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -44,100 +44,16 @@ from vigil_customer import search
 from vigil_customer.app import program
 from vigil_customer.models import Customer
 from vigil_shared import migrations
-from vigil_shared.config import Settings
-from vigil_shared.crypto import generate_key
 from vigil_shared.identity import Identity
-from vigil_shared.testing import TEST_SECRET, identity_headers, postgres_admin_url
+from vigil_shared.testing import identity_headers, postgres_admin_url
+
+# The most common US surnames and first names, most frequent first, are data: bench/names.json.
+_NAMES = json.loads(Path(__file__).with_name("names.json").read_text())
+SURNAMES: list[str] = _NAMES["surnames"]
+FIRST_NAMES: list[str] = _NAMES["first_names"]
 
 # The word lists stay packed: the formatter would put each word on a line of its own.
 # fmt: off
-SURNAMES = ["smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez", "martinez",
-            "hernandez", "lopez", "gonzalez", "wilson", "anderson", "thomas", "taylor", "moore", "jackson", "martin",
-            "lee", "perez", "thompson", "white", "harris", "sanchez", "clark", "ramirez", "lewis", "robinson",
-            "walker", "young", "allen", "king", "wright", "scott", "torres", "nguyen", "hill", "flores", "green",
-            "adams", "nelson", "baker", "hall", "rivera", "campbell", "mitchell", "carter", "roberts", "gomez",
-            "phillips", "evans", "turner", "diaz", "parker", "cruz", "edwards", "collins", "reyes", "stewart",
-            "morris", "morales", "murphy", "cook", "rogers", "gutierrez", "ortiz", "morgan", "cooper", "peterson",
-            "bailey", "reed", "kelly", "howard", "ramos", "kim", "cox", "ward", "richardson", "watson", "brooks",
-            "chavez", "wood", "james", "bennett", "gray", "mendoza", "ruiz", "hughes", "price", "alvarez", "castillo",
-            "sanders", "patel", "myers", "long", "ross", "foster", "jimenez", "powell", "jenkins", "perry", "russell",
-            "sullivan", "bell", "coleman", "butler", "henderson", "barnes", "gonzales", "fisher", "vasquez", "simmons",
-            "romero", "jordan", "patterson", "alexander", "hamilton", "graham", "reynolds", "griffin", "wallace",
-            "moreno", "west", "cole", "hayes", "bryant", "herrera", "gibson", "ellis", "tran", "medina", "aguilar",
-            "stevens", "murray", "ford", "castro", "marshall", "owens", "harrison", "fernandez", "mcdonald", "woods",
-            "washington", "kennedy", "wells", "vargas", "henry", "chen", "freeman", "webb", "tucker", "guzman",
-            "burns", "crawford", "olson", "simpson", "porter", "hunter", "gordon", "mendez", "silva", "shaw", "snyder",
-            "mason", "dixon", "munoz", "hunt", "hicks", "holmes", "palmer", "wagner", "black", "robertson", "boyd",
-            "rose", "stone", "salazar", "fox", "warren", "mills", "meyer", "rice", "schmidt", "garza", "daniels",
-            "ferguson", "nichols", "stephens", "soto", "weaver", "ryan", "gardner", "payne", "grant", "dunn", "kelley",
-            "spencer", "hawkins", "arnold", "pierce", "vazquez", "hansen", "peters", "santos", "hart", "bradley",
-            "knight", "elliott", "cunningham", "duncan", "armstrong", "hudson", "carroll", "lane", "riley", "andrews",
-            "alvarado", "ray", "delgado", "berry", "perkins", "hoffman", "johnston", "matthews", "pena", "richards",
-            "willis", "carpenter", "lawrence", "sandoval", "guerrero", "george", "chapman", "rios", "estrada",
-            "ortega", "watkins", "greene", "nunez", "wheeler", "valdez", "harper", "burke", "larson", "santiago",
-            "maldonado", "morrison", "franklin", "carlson", "austin", "dominguez", "carr", "lawson", "jacobs",
-            "obrien", "lynch", "singh", "vega", "bishop", "montgomery", "oliver", "jensen", "harvey", "williamson",
-            "gilbert", "dean", "sims", "espinoza", "howell", "li", "wong", "reid", "hanson", "le", "mccoy", "garrett",
-            "burton", "fuller", "wang", "weber", "welch", "rojas", "lucas", "marquez", "fields", "park", "yang",
-            "little", "banks", "padilla", "day", "walsh", "bowman", "schultz", "luna", "fowler", "mejia", "davidson",
-            "acosta", "brewer", "may", "holland", "juarez", "newman", "pearson", "curtis", "cortez", "douglas",
-            "schneider", "joseph", "barrett", "navarro", "figueroa", "keller", "avila", "wade", "molina", "stanley",
-            "hopkins", "campos", "barnett", "bates", "chambers", "caldwell", "beck", "lambert", "miranda", "byrd",
-            "craig", "ayala", "lowe", "frazier", "powers", "neal", "leonard", "gregory", "carrillo", "sutton",
-            "fleming", "rhodes", "shelton", "schwartz", "norris", "jennings", "watts", "duran", "walters", "cohen",
-            "mcdaniel", "moran", "parks", "steele", "vaughn", "becker", "holt", "deleon", "barker", "terry", "hale",
-            "leon", "hail", "benson", "haynes", "horton", "miles", "lyons", "pham", "graves", "bush", "thornton",
-            "wolfe", "warner", "cabrera", "mckinney", "mann", "zimmerman", "dawson", "lara", "fletcher", "page",
-            "mccarthy", "love", "robles", "cervantes", "solis", "erickson", "reeves", "chang", "klein", "salinas",
-            "fuentes", "baldwin", "daniel", "simon", "velasquez", "hardy", "higgins", "aguirre", "lin", "cummings",
-            "chandler", "sharp", "barber", "bowen", "ochoa", "dennis", "robbins", "liu", "ramsey", "francis",
-            "griffith", "paul", "blair", "oconnor", "cardenas", "pacheco", "cross", "calderon", "quinn", "moss",
-            "swanson", "chan", "rivas", "khan", "rodgers", "serrano", "fitzgerald", "rosales", "stevenson",
-            "christensen", "manning", "gill", "curry", "mclaughlin", "harmon", "mcgee", "gross", "doyle", "garner",
-            "newton", "burgess", "reese", "walton", "blake", "trujillo", "adkins", "brady", "goodman", "roman",
-            "webster", "goodwin", "fischer", "huang", "potter", "delacruz", "montoya", "todd", "wu", "hines",
-            "mullins", "castaneda", "malone", "cannon", "tate", "mack", "sherman", "hubbard", "hodges", "zhang",
-            "guerra", "wolf", "valencia", "saunders", "franco", "rowe", "gallagher", "farmer", "hammond", "hampton",
-            "townsend", "ingram", "wise", "gallegos", "clarke", "barton", "schroeder", "maxwell", "waters", "logan",
-            "camacho", "strickland", "norman", "person", "colon", "parsons", "frank", "harrington", "glover",
-            "osborne", "buchanan", "casey", "floyd", "patton", "ibarra", "ball", "tyler", "suarez", "bowers", "orozco",
-            "salas", "cobb", "gibbs", "andrade", "bauer", "conner", "moody", "escobar", "mcguire", "lloyd", "mueller",
-            "hartman", "french", "kramer", "mcbride", "pope", "lindsey", "velazquez", "norton", "mccormick", "sparks",
-            "flynn", "yates", "hogan", "marsh", "macias", "villanueva", "zamora", "pratt", "stokes", "owen", "ballard",
-            "lang", "brock", "villarreal", "charles", "drake", "barrera", "cain", "patrick", "pineda", "burnett",
-            "mercado", "santana", "shepherd", "bautista", "ali", "shaffer", "lamb", "trevino", "mckenzie", "hess",
-            "beil", "olsen", "cochran", "morton", "nash", "wilkins", "petersen", "briggs", "shah", "roth", "nicholson",
-            "holloway", "lozano", "rangel", "flowers", "hoover", "short", "arias", "mora", "valenzuela", "bryan",
-            "meyers", "weiss", "underwood", "bass", "greer", "summers", "houston", "carson", "morrow", "clayton",
-            "whitaker", "decker", "yoder", "collier", "zuniga", "carey", "wilcox", "melendez", "poole", "roberson",
-            "larsen", "conley", "davenport", "copeland", "massey", "lam", "huff", "rocha", "cameron", "jefferson",
-            "hood", "monroe", "anthony", "pittman", "huynh", "randall", "singleton", "kirk", "combs", "mathis",
-            "christian", "skinner", "bradford", "richard", "galvan", "wall", "boone", "kirby", "wilkinson", "bridges",
-            "bruce", "atkinson", "velez", "meza", "roy", "vincent", "york", "hodge", "villa", "abbott", "allison",
-            "tapia", "gates", "chase", "sosa", "sweeney", "farrell", "wyatt", "dalton", "horn", "barron", "phelps",
-            "yu", "dickerson", "heath"]
-
-FIRST_NAMES = ["james", "mary", "robert", "patricia", "john", "jennifer", "michael", "linda", "david", "elizabeth",
-               "william", "barbara", "richard", "susan", "joseph", "jessica", "thomas", "sarah", "christopher",
-               "karen", "charles", "lisa", "daniel", "nancy", "matthew", "betty", "anthony", "sandra", "mark",
-               "margaret", "donald", "ashley", "steven", "kimberly", "andrew", "emily", "paul", "donna", "joshua",
-               "michelle", "kenneth", "carol", "kevin", "amanda", "brian", "melissa", "george", "deborah", "timothy",
-               "stephanie", "ronald", "dorothy", "jason", "rebecca", "edward", "sharon", "jeffrey", "laura", "ryan",
-               "cynthia", "jacob", "amy", "gary", "kathleen", "nicholas", "angela", "eric", "shirley", "jonathan",
-               "brenda", "stephen", "emma", "larry", "anna", "justin", "pamela", "scott", "nicole", "brandon",
-               "samantha", "benjamin", "katherine", "samuel", "christine", "gregory", "helen", "alexander", "debra",
-               "frank", "rachel", "patrick", "carolyn", "raymond", "janet", "jack", "maria", "dennis", "catherine",
-               "jerry", "heather", "tyler", "diane", "aaron", "olivia", "jose", "julie", "adam", "joyce", "nathan",
-               "victoria", "henry", "ruth", "zachary", "virginia", "douglas", "lauren", "peter", "kelly", "kyle",
-               "christina", "noah", "joan", "ethan", "evelyn", "jeremy", "judith", "walter", "andrea", "christian",
-               "hannah", "keith", "megan", "roger", "cheryl", "terry", "jacqueline", "austin", "martha", "sean",
-               "madison", "gerald", "teresa", "carl", "gloria", "harold", "sara", "dylan", "janice", "arthur", "ann",
-               "lawrence", "kathryn", "jordan", "abigail", "jesse", "sophia", "bryan", "frances", "billy", "jean",
-               "bruce", "alice", "gabriel", "judy", "joe", "isabella", "logan", "julia", "alan", "grace", "juan",
-               "amber", "albert", "denise", "willie", "danielle", "elijah", "marilyn", "wayne", "beverly", "randy",
-               "charlotte", "vincent", "natalie", "mason", "theresa", "roy", "diana", "ralph", "brittany", "bobby",
-               "doris", "russell", "kayla", "bradley", "alexis", "philip", "lori", "eugene", "dana", "dana", "reyes"]
-
 SYLLABLES = ["ka", "lo", "mi", "ra", "ten", "vor", "zu", "bel", "dan", "fi", "gor", "hal", "is", "jen", "ko", "lar",
              "mun", "nor", "pel", "quin", "ros", "sal", "tor", "ul", "vin", "wes", "xan", "yor", "zel"]
 BUSINESS_WORDS = ["alarm", "secure", "guard", "home", "shield", "watch", "safe", "tech", "systems", "bakery", "dental",
@@ -468,16 +384,7 @@ def timed(fn, samples: list, runs: int, warmup: int = 5) -> tuple[list[float], o
 
 
 def service_client(url: str, var_dir: str):
-    os.environ.setdefault("VIGIL_VAR_DIR", var_dir)
-    settings = Settings.from_env(
-        "customer",
-        database_url=url,
-        internal_secret=TEST_SECRET,
-        broker_url="memory://",
-        log_level="WARNING",
-        encryption_keys=(generate_key(),),
-        blind_index_key="bench",
-    )
+    settings = benchkit.service_settings("customer", url, var_dir)
     app = program.create_app(settings)
     client = app.test_client()
     perms = frozenset({"customers.view", "leads.view", "tags.view"})

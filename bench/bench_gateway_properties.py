@@ -34,22 +34,21 @@ import json
 import multiprocessing
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import benchkit
+
 from vigil_runner.stack import Stack, free_port
-from vigil_shared.config import PROCESS_NAMES
 from vigil_shared.identity import IDENTITY_HEADER, Identity, service_identity, sign_identity
-from vigil_shared.testing import TestDatabases, choose_backend, describe_backend, rabbitmq_url
+from vigil_shared.testing import TestDatabases, describe_backend
 
 LOOKUPS_PER_ADDRESS = 20  # the property service's limit per client address and minute
 GOAL = 0.70  # through the gateway, at least this share of the direct throughput
@@ -299,23 +298,7 @@ def cpu_by_group(
 
 
 def start_stack(var_dir: str) -> tuple[Stack, TestDatabases, str]:
-    backend = choose_backend()
-    overrides = {
-        "VIGIL_VAR_DIR": var_dir,
-        "VIGIL_ADMIN_USERNAME": "admin",
-        "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16),
-        "VIGIL_TRUSTED_PROXY_HOPS": "1",
-    }
-    databases = TestDatabases(backend, var_dir)
-    if backend == "postgres":
-        for name in PROCESS_NAMES:
-            overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
-        overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=f"vigil-bench-{uuid.uuid4().hex[:8]}")
-    stack = Stack.from_environment(overrides, dynamic_ports=True, inherit_vigil_settings=False)
-    stack.prepare()
-    stack.start()
-    stack.wait_ready(timeout=180)
-    return stack, databases, backend
+    return benchkit.start_stack(var_dir, {"VIGIL_TRUSTED_PROXY_HOPS": "1"})
 
 
 def seed(stack: Stack) -> dict:
@@ -403,14 +386,10 @@ def database_url(env: dict, name: str) -> str:
     return env.get(f"VIGIL_{name.upper()}_DATABASE_URL") or f"sqlite:///{env['VIGIL_VAR_DIR']}/{name}.db"
 
 
-def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[subprocess.Popen, str]]:
-    """The floor app on the property database and the floor hop in front of it: name → (process, base URL).
-
-    Each runs under gunicorn with the service's worker model (gthread, the same workers and threads)
-    unless ``worker_class`` names another, to compare gunicorn's worker models on the floor itself.
-    """
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    model = [
+def floor_gunicorn(env: dict, worker_class: str = "gthread") -> list[str]:
+    """gunicorn serving ``bench/floor_app.py`` with the services' worker model (workers, threads)."""
+    return [
+        str(Path(sys.executable).parent / "gunicorn"),
         "-k",
         worker_class,
         "-w",
@@ -422,6 +401,15 @@ def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[sub
         "--log-level",
         "warning",
     ]
+
+
+def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[subprocess.Popen, str]]:
+    """The floor app on the property database and the floor hop in front of it: name → (process, base URL).
+
+    Each runs under gunicorn with the service's worker model (gthread, the same workers and threads)
+    unless ``worker_class`` names another, to compare gunicorn's worker models on the floor itself.
+    """
+    gunicorn, *model = floor_gunicorn(env, worker_class)
     row_url, hop_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     roles = {
         "floor row": (row_url, {"FLOOR_ROLE": "row", "FLOOR_DATABASE_URL": database_url(env, "property")}),
@@ -559,31 +547,22 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
         if not args.only_read:
+            verify = (property_url, "POST", "/api/v1/tech/verify", lookup)
+            signed = {
+                "secret": secret,
+                "user_id": data["user_id"],
+                "location_id": data["location_id"],
+                "vary_address": True,
+            }
             pairs.append(
                 (
                     "technician lookup",
                     [
-                        Target(
-                            "direct",
-                            property_url,
-                            "POST",
-                            "/api/v1/tech/verify",
-                            lookup,
-                            secret=secret,
-                            user_id=data["user_id"],
-                            location_id=data["location_id"],
-                            vary_address=True,
-                        ),
+                        Target("direct", *verify, **signed),
                         Target(
                             "direct+contacts",
-                            property_url,
-                            "POST",
-                            "/api/v1/tech/verify",
-                            lookup,
-                            secret=secret,
-                            user_id=data["user_id"],
-                            location_id=data["location_id"],
-                            vary_address=True,
+                            *verify,
+                            **signed,
                             then_url=f"{env['VIGIL_CUSTOMER_URL']}/api/v1/customers/{data['customer_id']}/contacts"
                             "?type=emergency&per_page=100",
                         ),
@@ -674,11 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(targets_met) and all(share >= GOAL for share in shares) else 1
     finally:
         stop_floor(floor)
-        if stack is not None:
-            stack.stop()
-        if databases is not None:
-            databases.drop_all()
-        shutil.rmtree(var_dir, ignore_errors=True)
+        benchkit.stop_stack(stack, databases, var_dir)
 
 
 if __name__ == "__main__":

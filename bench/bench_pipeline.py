@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import signal
 import statistics
 import sys
@@ -37,42 +36,29 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import benchkit
 import requests
 from sqlalchemy import column, create_engine, func, select, table, text
 
 from vigil_runner.stack import Stack
-from vigil_shared.config import PROCESS_NAMES
 from vigil_shared.messaging.contracts import SUBSCRIPTIONS
-from vigil_shared.testing import TestDatabases, rabbitmq_url
+from vigil_shared.testing import TestDatabases
 
 TARGET_DRAIN = 200.0
 TARGET_CASCADE = 5.0
 
 
 def start(broker: str, var_dir: str, rabbitmq_databases: str = "postgres") -> tuple[Stack, TestDatabases, str | None]:
-    overrides = {
-        "VIGIL_VAR_DIR": var_dir,
-        "VIGIL_ADMIN_USERNAME": "admin",
-        "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16),
-        "VIGIL_LOG_LEVEL": "WARNING",
-        "VIGIL_RELAY_INTERVAL": "0.1",
-    }
+    overrides = benchkit.stack_overrides(var_dir, {"VIGIL_LOG_LEVEL": "WARNING", "VIGIL_RELAY_INTERVAL": "0.1"})
     databases = TestDatabases(
         "postgres" if broker == "rabbitmq" and rabbitmq_databases == "postgres" else "embedded", var_dir
     )
     prefix = None
     if broker == "rabbitmq":
-        for name in PROCESS_NAMES if databases.backend == "postgres" else ():
-            overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
-        prefix = f"vigil-bench-{uuid.uuid4().hex[:8]}"
-        overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=prefix)
+        prefix = benchkit.on_postgres(overrides, databases)
     elif broker == "filesystem":
         overrides["VIGIL_BROKER_URL"] = "filesystem://"
-    stack = Stack.from_environment(overrides, dynamic_ports=True, inherit_vigil_settings=False)
-    stack.prepare()
-    stack.start()
-    stack.wait_ready(timeout=180)
-    return stack, databases, prefix
+    return benchkit.launch(overrides), databases, prefix
 
 
 class Churn:
@@ -307,23 +293,8 @@ def measure(broker: str, args) -> dict:
                 "drain": {s: (backlog[s], drained.get(s), cpu[s]) for s in consumers},
             }
         finally:
-            stack.stop()
-            databases.drop_all()
-            if prefix:
-                delete_queues(prefix)
-
-
-def delete_queues(prefix: str) -> None:
-    """Removes the RabbitMQ queues of a bench's own installation (``VIGIL_QUEUE_PREFIX=prefix``)."""
-    from kombu import Connection
-
-    with Connection(rabbitmq_url(), connect_timeout=5) as conn:
-        channel = conn.channel()
-        for name in ("customer", "property", "billing", "credit"):
-            try:
-                channel.queue_delete(f"{prefix}.{name}")
-            except Exception:  # noqa: BLE001 - never declared
-                channel = conn.channel()
+            benchkit.stop_stack(stack, databases)
+            benchkit.delete_queues(prefix)
 
 
 def report(result: dict) -> bool:

@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from bench_pipeline import delete_queues, group_cpu_seconds
+from bench_pipeline import group_cpu_seconds
+from benchkit import delete_queues
 from sqlalchemy import create_engine, text
 
 from vigil_runner.stack import BIN, Process, Stack, free_port

@@ -24,12 +24,12 @@ import argparse
 import json
 import multiprocessing
 import os
-import shutil
 import sys
 import tempfile
 import time
 
 import bench_gateway_properties as bench
+import benchkit
 
 GOAL_MS = 10.0
 
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(load average {os.getloadavg()[0]:.1f}: other work on this machine skews the figures)")
         return 0 if total <= GOAL_MS else 1
     finally:
-        if stack is not None:
-            stack.stop()
-        if databases is not None:
-            databases.drop_all()
-        shutil.rmtree(var_dir, ignore_errors=True)
+        benchkit.stop_stack(stack, databases, var_dir)
 
 
 if __name__ == "__main__":

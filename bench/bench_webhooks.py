@@ -1,27 +1,36 @@
 """Incoming signals and outgoing webhook fan-out, through the gateway, on its own Vigil.
 
-    .venv/bin/python bench/bench_webhooks.py [--duration 10] [--threads 8] [--events 1000] [--subscribers 10]
+    .venv/bin/python bench/bench_webhooks.py [--duration 10] [--senders 8] [--events 1000] [--subscribers 10]
 
 It starts its own Vigil on free ports like the e2e suite (PostgreSQL + RabbitMQ when they answer,
 the embedded defaults otherwise) and measures, one after the other:
 
-1. **Signals in**: ``--threads`` senders post signed signals (Standard Webhooks, one integration)
-   to ``POST /api/v1/integrations/{id}/signals`` for ``--duration`` seconds; it prints the rate,
-   p50/p99 latency, every non-200 answer, and checks that the property's signal log holds exactly
-   the accepted signals (none lost). Goal: >= 300/s with p99 <= 100 ms.
+1. **Signals in**: ``--senders`` keep-alive clients (in two load processes) post signed signals
+   (Standard Webhooks, one integration) to ``POST /api/v1/integrations/{id}/signals`` for
+   ``--duration`` seconds. Printed: the target, the measured rate, p50/p99 latency, every answer by
+   status, the CPU per accepted signal of each process group (gateway, property, PostgreSQL, other
+   Vigil processes, load generator) and **lost** — accepted signals missing from the property's
+   signal log (counted there, after the run). Beside it, in the same run and on the same database,
+   the **floor**: a bare Flask app (``bench/floor_app.py``, role ``signal``) under the same gunicorn
+   model that checks the same signature and inserts the same signal; Vigil's figures are printed as
+   ratios to it. Goal: >= 300/s with p99 <= 100 ms and none lost.
 2. **Fan-out**: ``--subscribers`` subscriptions to ``property.monitoring_changed`` at a local
-   receiver; ``--events`` signed status changes make as many events; it prints the time from the
-   first event to the last of ``events x subscribers`` deliveries and the time after the last event
-   was accepted. Goal: 1,000 events to 10 subscribers within 10 s.
+   keep-alive receiver; ``--events`` signed status changes (sent by ``--senders`` clients) make as
+   many events; printed: the time from the first event to the last of ``events x subscribers``
+   deliveries, the time after the last event was accepted, and the delivery rate. Goal: 1,000
+   events to 10 subscribers within 10 s.
+
+The load average is printed before and after each part: the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import secrets
-import shutil
+import multiprocessing
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,44 +38,26 @@ import time
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
 
+import benchkit
 import requests
+from bench_gateway_properties import Client, cpu_by_group, floor_gunicorn, free_port
 from standardwebhooks.webhooks import Webhook
 
-from vigil_runner.stack import Stack
-from vigil_shared.config import PROCESS_NAMES
-from vigil_shared.testing import TestDatabases, choose_backend, rabbitmq_url
+TARGET_RATE, TARGET_P99_MS = 300.0, 100.0
+FANOUT_SECONDS = 10.0
 
 
-def start_stack(var_dir: str) -> tuple[Stack, TestDatabases, str]:
-    backend = choose_backend()
-    overrides = {
-        "VIGIL_VAR_DIR": var_dir,
-        "VIGIL_ADMIN_USERNAME": "admin",
-        "VIGIL_ADMIN_PASSWORD": secrets.token_urlsafe(16),
-        "VIGIL_PASSWORD_HASHING": "fast-for-tests",
-        "VIGIL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "VIGIL_WEBHOOK_SWEEP_INTERVAL": "0.2",
-        "VIGIL_WEBHOOK_CONCURRENCY": "16",
-        "VIGIL_LOG_LEVEL": "WARNING",
-    }
-    databases = TestDatabases(backend, var_dir)
-    if backend == "postgres":
-        for name in PROCESS_NAMES:
-            overrides[f"VIGIL_{name.upper()}_DATABASE_URL"] = databases.url_for(name)
-        overrides.update(VIGIL_BROKER_URL=rabbitmq_url(), VIGIL_QUEUE_PREFIX=f"vigil-bench-{uuid.uuid4().hex[:8]}")
-    stack = Stack.from_environment(overrides, dynamic_ports=True, inherit_vigil_settings=False)
-    stack.prepare()
-    stack.start()
-    stack.wait_ready(timeout=180)
-    return stack, databases, backend
+def load_average() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def signed(secret: str, payload: dict) -> tuple[str, dict]:
+def signed(secret: str, payload: dict) -> tuple[bytes, dict]:
     body = json.dumps(payload)
     message_id = f"msg_{uuid.uuid4().hex}"
     now = datetime.now(UTC)
-    return body, {
+    return body.encode(), {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(secret).sign(message_id, now, body),
@@ -74,41 +65,119 @@ def signed(secret: str, payload: dict) -> tuple[str, dict]:
     }
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
-
-
-def bench_signals(url: str, secret: str, account: str, duration: float, threads: int) -> tuple[int, list[float], dict]:
+def _senders(base_url: str, path: str, secret: str, payloads: list, threads: int, until: float, out) -> None:
+    """In a load process: ``threads`` keep-alive clients post signed ``payloads`` in turn until ``until``
+    (wall clock) or, when ``until`` is 0, once each; puts (latencies, answers) on ``out``."""
     latencies: list[float] = []
-    outcomes: dict[int, int] = {}
+    answers: dict[int, int] = {}
     lock = threading.Lock()
-    deadline = time.monotonic() + duration
+    queue = list(payloads)
 
     def sender() -> None:
-        session = requests.Session()
-        mine: list[float] = []
-        counts: dict[int, int] = {}
-        while time.monotonic() < deadline:
-            body, headers = signed(secret, {"account_number": account, "type": "open", "zone": "1", "user": "2"})
+        client = Client(base_url)
+        mine, counts = [], {}
+        n = 0
+        while True:
+            if until:
+                if time.time() >= until:
+                    break
+                payload = payloads[n % len(payloads)]
+                n += 1
+            else:
+                with lock:
+                    if not queue:
+                        break
+                    payload = queue.pop(0)
+            body, headers = signed(secret, payload)
             started = time.perf_counter()
-            status = session.post(url, data=body, headers=headers, timeout=10).status_code
+            status, _ = client.request("POST", path, body, headers)
             mine.append(time.perf_counter() - started)
             counts[status] = counts.get(status, 0) + 1
         with lock:
             latencies.extend(mine)
             for status, count in counts.items():
-                outcomes[status] = outcomes.get(status, 0) + count
+                answers[status] = answers.get(status, 0) + count
 
     workers = [threading.Thread(target=sender) for _ in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    return outcomes.get(200, 0), latencies, outcomes
+    out.put((latencies, answers))
+
+
+def run_load(base_url: str, path: str, secret: str, payloads: list, senders: int, duration: float = 0.0):
+    """``senders`` clients in two processes; for ``duration`` seconds (or each payload once).
+    Returns (latencies, answers, load process pids, seconds taken)."""
+    out: multiprocessing.Queue = multiprocessing.Queue()
+    processes = 2 if senders > 1 else 1
+    until = time.time() + duration if duration else 0.0
+    shares = [payloads[i::processes] for i in range(processes)] if not duration else [payloads] * processes
+    started = time.monotonic()
+    children = [
+        multiprocessing.Process(
+            target=_senders,
+            args=(base_url, path, secret, shares[i], senders // processes + (i < senders % processes), until, out),
+        )
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    results = [out.get() for _ in children]
+    for child in children:
+        child.join()
+    latencies = [value for result in results for value in result[0]]
+    answers: dict[int, int] = {}
+    for _, counts in results:
+        for status, count in counts.items():
+            answers[status] = answers.get(status, 0) + count
+    return latencies, answers, {child.pid for child in children}, time.monotonic() - started
+
+
+# --- the floor -----------------------------------------------------------------------------------
+
+
+def start_floor(env: dict, secret: str) -> tuple[subprocess.Popen, str]:
+    """The bare Flask app taking the same signal into the same signal log, as the gateway is run."""
+    database = env.get("VIGIL_PROPERTY_DATABASE_URL") or f"sqlite:///{env['VIGIL_VAR_DIR']}/property.db"
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = [*floor_gunicorn(env), "-b", urlparse(url).netloc, "floor_app:create_app()"]
+    role = {"FLOOR_ROLE": "signal", "FLOOR_DATABASE_URL": database, "FLOOR_SECRET": secret}
+    popen = subprocess.Popen(argv, env=os.environ | role, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while Client(url).request("POST", "/signals", b"{}", {})[0] != 401:
+        if popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the floor app did not start")
+        time.sleep(0.2)
+    return popen, url
+
+
+# --- measuring -----------------------------------------------------------------------------------
+
+
+def measure(stack, floors, prefix, base_url, path, secret, payloads, senders, duration):
+    """One timed run: rate, p50/p99, answers and CPU ms per accepted request by process group."""
+    before = cpu_by_group(stack, set(), prefix, floors)
+    latencies, answers, pids, took = run_load(base_url, path, secret, payloads, senders, duration)
+    after = cpu_by_group(stack, pids, prefix, floors)
+    before["load generator"] = 0.0
+    accepted = answers.get(200, 0)
+    cpu = {
+        group: (after[group] - before.get(group, 0.0)) * 1000 / max(accepted, 1)
+        for group in after
+        if after[group] - before.get(group, 0.0) > 0
+    }
+    p50 = statistics.median(latencies) * 1000 if latencies else 0.0
+    return accepted, accepted / took, p50, benchkit.percentile(latencies, 0.99) * 1000, answers, cpu
+
+
+def print_cpu(cpu: dict) -> str:
+    return ", ".join(f"{group} {ms:.2f}" for group, ms in sorted(cpu.items(), key=lambda item: -item[1]))
 
 
 class Receiver:
+    """A keep-alive (HTTP/1.1) receiver that records each (path, webhook-id) it is sent."""
+
     def __init__(self) -> None:
         self.seen: set[tuple[str, str]] = set()
         self.last = 0.0
@@ -116,12 +185,15 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
                     receiver.seen.add((self.path, self.headers["webhook-id"]))
                     receiver.last = time.monotonic()
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -135,14 +207,27 @@ class Receiver:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--subscribers", type=int, default=10)
+    parser.add_argument("--skip-signals", action="store_true")
+    parser.add_argument("--skip-fanout", action="store_true")
     args = parser.parse_args(argv)
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-webhooks-")
-    stack = databases = None
+    stack = databases = floor = None
     try:
-        stack, databases, backend = start_stack(var_dir)
+        print(f"before start: {load_average()}", flush=True)
+        stack, databases, backend = benchkit.start_stack(
+            var_dir,
+            {
+                "VIGIL_PASSWORD_HASHING": "fast-for-tests",
+                "VIGIL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+                "VIGIL_WEBHOOK_SWEEP_INTERVAL": "0.2",
+                "VIGIL_WEBHOOK_CONCURRENCY": "16",
+                "VIGIL_LOG_LEVEL": "WARNING",
+            },
+        )
+        prefix = f"vigil_t{databases.run_id}" if backend == "postgres" else None
         api = f"{stack.gateway_url}/api/v1"
         token = requests.post(
             f"{api}/auth/token", json={"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]}, timeout=30
@@ -173,64 +258,126 @@ def main(argv: list[str] | None = None) -> int:
         station = admin.post(
             f"{api}/integrations", json={"name": "Bench Station", "rate_limit_per_minute": 1_000_000}, timeout=30
         ).json()
-        signals_url = f"{api}/integrations/{station['id']}/signals"
-        print(f"backend: {backend}")
+        gateway_path = urlparse(f"{api}/integrations/{station['id']}/signals").path
+        print(f"backend: {backend}, gateway web workers x threads: 1 x 8 (the defaults)", flush=True)
 
-        # 1. signals in
-        bench_signals(signals_url, station["secret"], account, 1.0, args.threads)  # warm-up
-        before = admin.get(f"{api}/properties/{prop['id']}/signals", params={"per_page": 1}, timeout=30).json()["total"]
-        accepted, latencies, outcomes = bench_signals(
-            signals_url, station["secret"], account, args.duration, args.threads
-        )
-        after = admin.get(f"{api}/properties/{prop['id']}/signals", params={"per_page": 1}, timeout=30).json()["total"]
-        rate = accepted / args.duration
-        p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 0.99) * 1000
-        lost = accepted - (after - before)
-        met = "met" if rate >= 300 and p99 <= 100 and lost == 0 else "NOT met"
-        print(
-            f"signals in: {rate:.0f}/s over {args.duration:.0f} s with {args.threads} senders, "
-            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, answers {outcomes}, lost {lost}"
-            f"  [goal >= 300/s, p99 <= 100 ms, none lost: {met}]"
-        )
+        def log_total() -> int:
+            return admin.get(f"{api}/properties/{prop['id']}/signals", params={"per_page": 1}, timeout=30).json()[
+                "total"
+            ]
 
-        # 2. fan-out
-        receiver = Receiver()
-        port = receiver.server.server_address[1]
-        for n in range(args.subscribers):
-            created = admin.post(
-                f"{api}/webhooks",
-                json={"url": f"http://127.0.0.1:{port}/s{n}", "event_types": ["property.monitoring_changed"]},
-                timeout=30,
+        if not args.skip_signals:
+            floor, floor_url = start_floor(stack.env, station["secret"])
+            floors = {"floor": floor}
+            payloads = [{"account_number": account, "type": "open", "zone": "1", "user": "2"}]
+            for url, path in ((stack.gateway_url, gateway_path), (floor_url, "/signals")):  # warm-up
+                run_load(url, path, station["secret"], payloads, args.senders, 1.0)
+            print(f"signals, before: {load_average()}", flush=True)
+            before = log_total()
+            accepted, rate, p50, p99, answers, cpu = measure(
+                stack,
+                floors,
+                prefix,
+                stack.gateway_url,
+                gateway_path,
+                station["secret"],
+                payloads,
+                args.senders,
+                args.duration,
             )
-            assert created.status_code == 201, created.text
-        status_url = f"{api}/integrations/{station['id']}/account-status"
-        sender = requests.Session()
-        started = time.monotonic()
-        for i in range(args.events):
-            body, headers = signed(
-                station["secret"], {"account_number": account, "status": "suspended" if i % 2 == 0 else "active"}
+            lost = accepted - (log_total() - before)
+            f_accepted, f_rate, f_p50, f_p99, f_answers, f_cpu = measure(
+                stack, floors, prefix, floor_url, "/signals", station["secret"], payloads, args.senders, args.duration
             )
-            assert sender.post(status_url, data=body, headers=headers, timeout=30).status_code == 200
-        produced = time.monotonic()
-        expected = args.events * args.subscribers
-        deadline = produced + 120
-        while len(receiver.seen) < expected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        done = receiver.last
-        met = "met" if len(receiver.seen) == expected and done - started <= 10 else "NOT met"
-        print(
-            f"fan-out: {len(receiver.seen)}/{expected} deliveries; {args.events} events made in "
-            f"{produced - started:.1f} s; last delivery {done - started:.1f} s after the first event, "
-            f"{max(0.0, done - produced):.1f} s after the last"
-            f"  [goal: all within 10 s: {met}]"
-        )
+            met = rate >= TARGET_RATE and p99 <= TARGET_P99_MS and lost == 0
+            vigil_cpu = sum(ms for group, ms in cpu.items() if group not in ("load generator", "floor"))
+            floor_cpu = sum(ms for group, ms in f_cpu.items() if group in ("floor", "postgres"))
+            print(
+                f"signals in: target >= {TARGET_RATE:.0f}/s, p99 <= {TARGET_P99_MS:.0f} ms, none lost; "
+                f"measured {rate:.0f}/s over {args.duration:.0f} s with {args.senders} senders, p50 {p50:.1f} ms, "
+                f"p99 {p99:.1f} ms, answers {answers}, accepted {accepted}, lost {lost} "
+                f"(accepted but not in the signal log)  [{'met' if met else 'NOT met'}]"
+            )
+            print(f"  CPU ms per signal: {print_cpu(cpu)}")
+            print(
+                f"  floor (bare Flask, same signature check, same insert): {f_rate:.0f}/s, p50 {f_p50:.1f} ms, "
+                f"p99 {f_p99:.1f} ms, answers {f_answers}; CPU ms per signal: {print_cpu(f_cpu)}"
+            )
+            print(
+                f"  ratios to the floor: rate {rate / f_rate:.2f}x, p50 {p50 / max(f_p50, 0.001):.2f}x, "
+                f"p99 {p99 / max(f_p99, 0.001):.2f}x, CPU (Vigil processes + PostgreSQL vs floor + PostgreSQL) "
+                f"{vigil_cpu:.2f} / {floor_cpu:.2f} ms = {vigil_cpu / max(floor_cpu, 0.001):.2f}x"
+            )
+            print(f"signals, after: {load_average()}", flush=True)
+
+        if not args.skip_fanout:
+            receiver = Receiver()
+            port = receiver.server.server_address[1]
+            for n in range(args.subscribers):
+                created = admin.post(
+                    f"{api}/webhooks",
+                    json={"url": f"http://127.0.0.1:{port}/s{n}", "event_types": ["property.monitoring_changed"]},
+                    timeout=30,
+                )
+                assert created.status_code == 201, created.text
+            status_path = urlparse(f"{api}/integrations/{station['id']}/account-status").path
+            # the events come from 20 properties, each switched back and forth in turn
+            accounts = [f"FAN-{uuid.uuid4().hex[:6]}-{n}" for n in range(20)]
+            for number in accounts:
+                made = admin.post(
+                    f"{api}/customers/{customer['id']}/properties",
+                    json={"address": "2 Bench Road", "account_number": number},
+                    timeout=30,
+                )
+                assert made.status_code == 201, made.text
+            payloads = [
+                {"account_number": accounts[i % 20], "status": "suspended" if (i // 20) % 2 == 0 else "active"}
+                for i in range(args.events)
+            ]
+            cursor = None
+            while True:  # to the end of the feed as it is now
+                page = admin.get(
+                    f"{api}/events", params={"limit": 500} | ({"after": cursor} if cursor else {}), timeout=30
+                ).json()
+                if not page["items"]:
+                    break
+                cursor = page["next_cursor"]
+            print(f"fan-out, before: {load_average()}", flush=True)
+            started = time.monotonic()
+            _, answers, _, _ = run_load(stack.gateway_url, status_path, station["secret"], payloads, args.senders)
+            produced = time.monotonic()
+            expected = args.events * args.subscribers
+            deadline = produced + 180
+            while len(receiver.seen) < expected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            done = receiver.last
+            time.sleep(2.5)  # the feed lists an event once it is 2 s old
+            events, after = 0, cursor
+            while True:
+                page = admin.get(
+                    f"{api}/events",
+                    params={"limit": 500, "types": "property.monitoring_changed"} | ({"after": after} if after else {}),
+                    timeout=30,
+                ).json()
+                if not page["items"]:
+                    break
+                events += len(page["items"])
+                after = page["next_cursor"]
+            met = len(receiver.seen) == expected == events * args.subscribers and done - started <= FANOUT_SECONDS
+            print(
+                f"fan-out: target all {expected} deliveries within {FANOUT_SECONDS:.0f} s; measured "
+                f"{len(receiver.seen)}/{expected} delivered, {events} events in the feed (status answers {answers}); "
+                f"the events made in {produced - started:.1f} s by {args.senders} senders; last delivery "
+                f"{done - started:.1f} s after the first event, {max(0.0, done - produced):.1f} s after the last "
+                f"({len(receiver.seen) / max(done - started, 0.001):.0f} deliveries/s)  [{'met' if met else 'NOT met'}]"
+            )
+            print(f"fan-out, after: {load_average()}", flush=True)
         return 0
     finally:
-        if stack is not None:
-            stack.stop()
-        if databases is not None:
-            databases.drop_all()
-        shutil.rmtree(var_dir, ignore_errors=True)
+        if floor is not None:
+            floor.terminate()
+            floor.wait(timeout=10)
+        benchkit.stop_stack(stack, databases, var_dir)
 
 
 if __name__ == "__main__":

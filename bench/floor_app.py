@@ -7,10 +7,16 @@ worker model (``gthread``, same workers and threads):
   customer's location in one query from the property service's own database and answers the JSON
   the service answers to a caller who sees the PIN masked (no identity, no permissions, no ORM,
   no schema, no log line, no pre-ping);
-- ``hop``: bare Flask forwarding ``GET /api/v1/...`` to an upstream with one pooled urllib3 call.
+- ``hop``: bare Flask forwarding ``GET /api/v1/...`` to an upstream with one pooled urllib3 call;
+- ``signal``: bare Flask taking a central station's signal, ``POST /signals``: the Standard Webhooks
+  signature checked with ``FLOOR_SECRET``, the JSON read, one row inserted into the property
+  service's ``signals`` table and committed (no identity, no dedupe, no rate limit, no schema, no
+  second process) — the floor of ``bench/bench_webhooks.py``.
 
     FLOOR_ROLE=row FLOOR_DATABASE_URL=... gunicorn -k gthread --chdir bench 'floor_app:create_app()'
     FLOOR_ROLE=hop FLOOR_UPSTREAM=http://127.0.0.1:PORT gunicorn -k gthread --chdir bench 'floor_app:create_app()'
+    FLOOR_ROLE=signal FLOOR_DATABASE_URL=... FLOOR_SECRET=whsec_... gunicorn -k gthread --chdir bench \
+        'floor_app:create_app()'
 """
 
 from __future__ import annotations
@@ -24,30 +30,18 @@ from flask import Flask, Response, abort, request
 from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, create_engine, select
 
 MASKED_PIN = "***"
+# the property's text columns as the property service reads them
+# fmt: off
+TEXT_COLUMNS = ("type", "system_type", "address", "city", "postal_code", "monitoring_status", "notes",
+                "access_managed_by", "access_name", "access_phone", "access_email", "access_notes")
+# fmt: on
 _metadata = MetaData()
 properties = Table(
     "properties",
     _metadata,
     Column("id", Integer, primary_key=True),
     Column("customer_id", Integer),
-    *[
-        Column(name, String)
-        for name in (
-            "account_number",
-            "type",
-            "system_type",
-            "address",
-            "city",
-            "postal_code",
-            "monitoring_status",
-            "notes",
-            "access_managed_by",
-            "access_name",
-            "access_phone",
-            "access_email",
-            "access_notes",
-        )
-    ],
+    *[Column(name, String) for name in ("account_number", *TEXT_COLUMNS)],
     Column("active", Boolean),
     Column("deactivated_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True)),
@@ -57,19 +51,7 @@ properties = Table(
 known_customers = Table(
     "known_customers", _metadata, Column("customer_id", Integer, primary_key=True), Column("location_id", Integer)
 )
-PLAIN = (
-    "id",
-    "customer_id",
-    "account_number",
-    "type",
-    "system_type",
-    "address",
-    "city",
-    "postal_code",
-    "monitoring_status",
-    "notes",
-    "active",
-)
+PLAIN = ("id", "customer_id", "account_number", *TEXT_COLUMNS[:6], "notes", "active")
 ACCESS = ("managed_by", "name", "phone", "email", "notes")
 READ = select(properties, known_customers.c.location_id).outerjoin(
     known_customers, known_customers.c.customer_id == properties.c.customer_id
@@ -131,6 +113,57 @@ def hop_app(upstream: str) -> Flask:
     return app
 
 
+def signal_app(database_url: str, secret: str) -> Flask:
+    from datetime import datetime
+
+    from sqlalchemy import insert
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    signals = Table(
+        "signals",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("property_id", Integer),
+        *[Column(name, String) for name in ("account_number", "account_key", "central_station", "message_id", "kind")],
+        *[Column(name, String) for name in ("zone", "panel_user")],
+        Column("occurred_at", DateTime(timezone=True)),
+        Column("received_at", DateTime(timezone=True)),
+    )
+    engine = create_engine(database_url, pool_size=5, max_overflow=15)
+    webhook = Webhook(secret)
+    app = Flask("floor_signal")
+
+    @app.post("/signals")
+    def take_signal():
+        body = request.get_data()
+        try:
+            webhook.verify(body, dict(request.headers), json_parse=False)
+        except WebhookVerificationError:
+            abort(401)
+        data = json.loads(body)
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(signals).values(
+                    property_id=None,
+                    account_number=data["account_number"],
+                    account_key=f"floor-{data['account_number']}",
+                    central_station="floor",
+                    message_id=request.headers["webhook-id"],
+                    kind=data["type"],
+                    zone=data.get("zone"),
+                    panel_user=data.get("user"),
+                    occurred_at=now,
+                    received_at=now,
+                )
+            )
+        return Response('{"status": "received", "matched": false}', mimetype="application/json")
+
+    return app
+
+
 def create_app() -> Flask:
     role = os.environ["FLOOR_ROLE"]
+    if role == "signal":
+        return signal_app(os.environ["FLOOR_DATABASE_URL"], os.environ["FLOOR_SECRET"])
     return row_app(os.environ["FLOOR_DATABASE_URL"]) if role == "row" else hop_app(os.environ["FLOOR_UPSTREAM"])

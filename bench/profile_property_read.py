@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import bench_gateway_properties as bench
+import benchkit
 
 # (label, substring of a frame "function (file:line)") — inclusive share of samples
 PLACES = [
@@ -147,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"    {label:40}{under[label] / total:7.1%}")
         return 0
     finally:
-        if stack is not None:
-            stack.stop()
-        if databases is not None:
-            databases.drop_all()
-        shutil.rmtree(var_dir, ignore_errors=True)
+        benchkit.stop_stack(stack, databases, var_dir)
 
 
 if __name__ == "__main__":

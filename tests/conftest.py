@@ -290,6 +290,19 @@ def customer_body(location_id: int, **fields) -> dict:
     } | fields
 
 
+def new_customer(gateway, location_id: int, first_name: str, last_name: str, **fields) -> dict:
+    """A customer created through the gateway with a phone of its own, even if another looks alike."""
+    response = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        json=customer_body(
+            location_id, first_name=first_name, last_name=last_name, primary_phone=unique_phone("613"), **fields
+        ),
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 @contextlib.contextmanager
 def process_stopped(stack, name: str):
     """The stack's process ``name`` stopped (SIGTERM) for the block, then started again and ready."""
@@ -299,12 +312,18 @@ def process_stopped(stack, name: str):
     try:
         yield process
     finally:
-        log = open(process.log_path, "ab")  # noqa: SIM115 - handed to the child
-        process.popen = subprocess.Popen(
-            process.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while not is_ready(process.ready_url):
-            assert time.monotonic() < deadline, f"{process.name} did not come back"
-            time.sleep(0.2)
+        restart(stack, process)
+
+
+def restart(stack, process, wait_ready: bool = True) -> None:
+    """Starts a stopped (or killed) process of the stack again as the runner did, logging to the same
+    file; with ``wait_ready``, returns once it answers its readiness check."""
+    log = open(process.log_path, "ab")  # noqa: SIM115 - handed to the child
+    process.popen = subprocess.Popen(
+        process.argv, env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    deadline = time.monotonic() + 60
+    while wait_ready and not is_ready(process.ready_url):
+        assert time.monotonic() < deadline, f"{process.name} did not come back"
+        time.sleep(0.2)

@@ -18,21 +18,22 @@ def leaks(text: str) -> bool:
     return SSN in text or SSN_DIGITS in text
 
 
-@pytest.fixture(scope="session")
-def secret_customer(gateway, locations) -> dict:
+def with_ssn_and_birthdate(gateway, location_id, first, last, phone, duplicates=False, **fields) -> dict:
+    """Creates a customer holding the planted SSN and birthdate (``duplicates``: even if one looks alike)."""
     response = gateway.post(
         "/api/v1/customers",
+        params={"allow_duplicates": "true"} if duplicates else None,
         json=customer_body(
-            locations["home"],
-            first_name="Cora",
-            last_name="Secret",
-            primary_phone="613-555-0199",
-            ssn=SSN,
-            birthdate=BIRTHDATE,
+            location_id, first_name=first, last_name=last, primary_phone=phone, ssn=SSN, birthdate=BIRTHDATE, **fields
         ),
     )
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture(scope="session")
+def secret_customer(gateway, locations) -> dict:
+    return with_ssn_and_birthdate(gateway, locations["home"], "Cora", "Secret", "613-555-0199")
 
 
 def test_callers_without_the_permission_see_masked_values_everywhere(gateway_as, locations, secret_customer):
@@ -117,20 +118,7 @@ def split_office_user(stack, gateway, locations):
 
 
 def test_a_copy_into_an_office_that_shows_ssns_carries_no_masked_value(gateway, locations, split_office_user):
-    original = gateway.post(
-        "/api/v1/customers",
-        params={"allow_duplicates": "true"},
-        json=customer_body(
-            locations["home"],
-            first_name="Copy",
-            last_name="Source",
-            primary_phone="613-555-0188",
-            ssn=SSN,
-            birthdate=BIRTHDATE,
-        ),
-    )
-    assert original.status_code == 201, original.text
-    cid = original.json()["id"]
+    cid = with_ssn_and_birthdate(gateway, locations["home"], "Copy", "Source", "613-555-0188", duplicates=True)["id"]
     seen = split_office_user.get(f"/api/v1/customers/{cid}")
     assert seen.json()["ssn"] == "***-**-9999" and seen.json()["birthdate"] == "***"
     copied = split_office_user.post(f"/api/v1/customers/{cid}/duplicate", json={"location_id": locations["other"]})
@@ -146,23 +134,10 @@ def test_a_copy_into_an_office_that_shows_ssns_carries_no_masked_value(gateway, 
 
 
 def test_converting_a_lead_into_an_office_that_shows_ssns_is_refused(gateway, locations, split_office_user):
-    prospect = gateway.post(
-        "/api/v1/customers",
-        params={"allow_duplicates": "true"},
-        json=customer_body(
-            locations["home"],
-            kind="lead",
-            lead_status="new",
-            account_type=None,
-            first_name="Lead",
-            last_name="Secret",
-            primary_phone="613-555-0187",
-            ssn=SSN,
-            birthdate=BIRTHDATE,
-        ),
-    )
-    assert prospect.status_code == 201, prospect.text
-    lid = prospect.json()["id"]
+    lead = {"kind": "lead", "lead_status": "new", "account_type": None}
+    lid = with_ssn_and_birthdate(gateway, locations["home"], "Lead", "Secret", "613-555-0187", duplicates=True, **lead)[
+        "id"
+    ]
     refused = split_office_user.post(
         f"/api/v1/customers/{lid}/convert",
         json={"location_id": locations["other"], "sold_by": "rep", "account_type": "residential"},

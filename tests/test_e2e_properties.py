@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import conftest
 import pytest
-from conftest import assert_problem, customer_body, process_stopped, unique_phone
+from conftest import assert_problem, process_stopped
 
 CODES_VIEW = "confidential.installation_codes.view"
 
@@ -17,13 +18,7 @@ def unique(prefix: str) -> str:
 
 
 def new_customer(gateway, location_id: int, last_name: str = "Owner") -> dict:
-    response = gateway.post(
-        "/api/v1/customers",
-        params={"allow_duplicates": "true"},
-        json=customer_body(location_id, first_name="Pat", last_name=last_name, primary_phone=unique_phone("613")),
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+    return conftest.new_customer(gateway, location_id, "Pat", last_name)
 
 
 def new_property(gateway, customer_id: int, **fields) -> dict:

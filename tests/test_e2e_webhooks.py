@@ -248,6 +248,39 @@ def test_the_change_feed_resumes_from_a_cursor_and_shows_deletions(gateway, gate
     assert_problem(gateway.get("/api/v1/events", params={"after": "x1"}), 422)
 
 
+def test_the_change_feed_names_only_the_changed_fields_the_reader_may_see(gateway, gateway_as, locations):
+    customer = new_customer(gateway, locations["home"])
+    changed = gateway.patch(f"/api/v1/customers/{customer['id']}", json={"city": "Kanata", "sold_by": "Sam Seller"})
+    assert changed.status_code == 200, changed.text
+    viewer = gateway_as(["customers.view"], [locations["home"]])  # not customers.sale_info.view
+
+    def near_the_end(reader) -> str:
+        """A cursor shortly before the newest updates (the patch's is among them, or comes after)."""
+        cursor = None
+        while True:
+            query = {"types": "customer.updated", "limit": 500} | ({"after": cursor} if cursor else {})
+            page = reader.get("/api/v1/events", params=query).json()
+            if len(page["items"]) < 500:
+                return cursor
+            cursor = page["next_cursor"]
+
+    def update_of(reader):
+        cursor = near_the_end(reader)
+
+        def found():
+            query = {"types": "customer.updated", "limit": 500} | ({"after": cursor} if cursor else {})
+            items = reader.get("/api/v1/events", params=query).json()["items"]
+            return next((i for i in items if i["data"]["customer_id"] == customer["id"]), None)
+
+        return found
+
+    seen = gateway.wait_for(update_of(viewer), timeout=180, what="the update in the viewer's feed")
+    assert seen["data"]["changed"] == ["city"] and "restricted" not in seen["data"]
+    assert "sold_by" not in json.dumps(seen)
+    full = gateway.wait_for(update_of(gateway), timeout=180, what="the update in the administrator's feed")
+    assert sorted(full["data"]["changed"]) == ["city", "sold_by"] and "restricted" not in full["data"]
+
+
 # --- incoming: central stations -------------------------------------------------------------------
 
 
@@ -309,6 +342,50 @@ def test_signed_status_and_signals_reach_the_property(gateway, anonymous, statio
     assert log["test_overdue"] is False and log["last_test_at"]
     alarms = gateway.get(f"/api/v1/properties/{prop['id']}/signals", params={"kind": "alarm"}).json()
     assert alarms["total"] == 1
+
+
+def test_monitored_by_is_locked_while_a_property_is_linked_to_its_central_station(
+    gateway, anonymous, station, locations
+):
+    companies = [
+        gateway.post("/api/v1/monitoring-companies", json={"name": f"{name} {uuid.uuid4().hex[:6]}"}).json()["id"]
+        for name in ("Brinks", "Vector")
+    ]
+    customer = new_customer(gateway, locations["home"], monitoring_company_id=companies[0])
+    account = f"CS-{uuid.uuid4().hex[:8].upper()}"
+    prop = gateway.post(f"/api/v1/customers/{customer['id']}/properties", json={"account_number": account}).json()
+    assert prop["central_station"] is None
+    path = f"/api/v1/customers/{customer['id']}"
+    assert gateway.patch(path, json={"monitoring_company_id": companies[1]}).status_code == 200  # not linked yet
+    sent = signed_post(
+        anonymous,
+        f"/api/v1/integrations/{station['id']}/signals",
+        station["secret"],
+        {"account_number": account, "type": "test"},
+    )
+    assert sent.status_code == 200, sent.text
+    assert gateway.get(f"/api/v1/properties/{prop['id']}").json()["central_station"] == station["name"]
+
+    def refused():
+        current = gateway.get(path).json()["monitoring_company_id"]
+        other = companies[0] if current == companies[1] else companies[1]
+        response = gateway.patch(path, json={"monitoring_company_id": other})
+        assert response.status_code in (200, 409), response.text  # 200: the link is still on its way
+        return (response.json(), current) if response.status_code == 409 else None
+
+    problem, kept = gateway.wait_for(refused, what="property.updated to lock Monitored By")
+    assert problem["type"] == "urn:vigil:problem:central-station-linked"
+    assert [(p["property_id"], p["central_station"]) for p in problem["properties"]] == [(prop["id"], station["name"])]
+    assert gateway.get(path).json()["monitoring_company_id"] == kept
+    assert gateway.patch(path, json={"city": "Hull"}).status_code == 200  # the rest stays editable
+
+    unlinked = gateway.patch(f"/api/v1/properties/{prop['id']}", json={"central_station": None})
+    assert unlinked.status_code == 200 and unlinked.json()["central_station"] is None
+    other = companies[0] if kept == companies[1] else companies[1]
+    gateway.wait_for(
+        lambda: gateway.patch(path, json={"monitoring_company_id": other}).status_code == 200,
+        what="the unlink to free Monitored By",
+    )
 
 
 def test_bad_signatures_stale_timestamps_and_replayed_ids_are_refused(gateway, anonymous, station, locations):

@@ -190,3 +190,17 @@ def sign_in(client, username: str, password: str) -> dict:
 
 def bearer(tokens: dict) -> dict:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+PASSWORD = "a-long-enough-password"  # of the users the tests make
+
+
+def make_user(client, auth, username, grants=(), **fields):
+    """A user made through the API (as ``auth``) with :data:`PASSWORD` and these role grants."""
+    response = client.post(
+        "/api/v1/users",
+        headers=auth,
+        json={"username": username, "password": PASSWORD, "grants": list(grants)} | fields,
+    )
+    assert response.status_code == 201, response.json
+    return response.json

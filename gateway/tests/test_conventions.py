@@ -3,12 +3,10 @@
 import json
 
 import pytest
-from conftest import bearer, sign_in
+from conftest import PASSWORD, bearer, sign_in
 from sqlalchemy import select
 
 from vigil_gateway.models import ApiKey, IdempotencyRecord, User
-
-PASSWORD = "a-long-enough-password"
 
 
 def problem(response, status):

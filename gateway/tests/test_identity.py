@@ -4,7 +4,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import ADMIN_PASSWORD, TEST_PASSWORDS, bearer, sign_in
+from conftest import ADMIN_PASSWORD, PASSWORD, TEST_PASSWORDS, bearer, make_user, sign_in
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -13,8 +13,6 @@ from vigil_gateway.models import AuditEntry, LoginFailures
 from vigil_gateway.settings import LoginPolicy
 from vigil_gateway.users import ensure_admin
 from vigil_shared.permissions import CATALOG
-
-PASSWORD = "a-long-enough-password"
 
 
 def problem(response, status):
@@ -32,16 +30,6 @@ def setup(client, auth):
         "/api/v1/roles", json={"name": "Clerk", "permissions": ["customers.view", "customers.modify"]}, headers=auth
     ).json
     return {"north": north["id"], "south": south["id"], "clerk": clerk["id"]}
-
-
-def make_user(client, auth, username, grants=(), **fields):
-    response = client.post(
-        "/api/v1/users",
-        headers=auth,
-        json={"username": username, "password": PASSWORD, "grants": list(grants)} | fields,
-    )
-    assert response.status_code == 201, response.json
-    return response.json
 
 
 def audit_actions(db, **filters):

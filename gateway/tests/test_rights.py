@@ -10,25 +10,13 @@
 from datetime import UTC
 
 import pytest
-from conftest import ADMIN_PASSWORD, bearer, sign_in
-
-PASSWORD = "a-long-enough-password"
+from conftest import ADMIN_PASSWORD, PASSWORD, bearer, make_user, sign_in
 
 
 def refused(response, status=403):
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json["status"] == status
-    return response.json
-
-
-def make_user(client, auth, username, grants=(), **fields):
-    response = client.post(
-        "/api/v1/users",
-        headers=auth,
-        json={"username": username, "password": PASSWORD, "grants": list(grants)} | fields,
-    )
-    assert response.status_code == 201, response.json
     return response.json
 
 

@@ -88,8 +88,11 @@ def runtime(settings, db):
         settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
     )  # type: ignore[arg-type]
     hooks.enqueue = lambda delivery_id, token: sent.append((delivery_id, token))  # type: ignore[method-assign]
+    hooks.enqueue_many = lambda pairs: sent.extend(pairs)  # type: ignore[method-assign]
     hooks.sent = sent  # type: ignore[attr-defined]
-    return hooks
+    yield hooks
+    if hooks._senders is not None:
+        hooks._senders.shutdown(wait=True)
 
 
 def message(event_type="customer.updated", **data) -> dict:
@@ -268,6 +271,113 @@ def test_a_deletion_that_arrives_before_the_creation_gets_its_location(runtime, 
             "customer.deleted": 3,
             "customer.created": 3,
         }
+
+
+def test_the_feed_names_only_the_changed_fields_the_reader_may_see(local_app, client, auth, runtime, db):
+    from conftest import bearer, sign_in
+
+    location = client.post("/api/v1/locations", json={"name": "Sections office"}, headers=auth).json["id"]
+    role = client.post("/api/v1/roles", headers=auth, json={"name": "Viewer", "permissions": ["customers.view"]})
+    assert role.status_code == 201, role.json
+    made = client.post(
+        "/api/v1/users",
+        headers=auth,
+        json={
+            "username": "vera",
+            "password": "a-long-enough-password",
+            "grants": [{"role_id": role.json["id"], "location_id": location}],
+        },
+    )
+    assert made.status_code == 201, made.json
+    viewer = bearer(sign_in(client, "vera", "a-long-enough-password"))
+    runtime.receive(
+        message(
+            location_id=location,
+            changed=["city", "sale_price"],
+            restricted={"sale_price": "customers.sale_info.view"},
+        )
+    )
+    with db.transaction() as session:
+        for row in session.query(FeedEvent):
+            row.received_at = datetime.now(UTC) - timedelta(seconds=5)
+    [seen] = client.get("/api/v1/events", headers=viewer).json["items"]
+    assert seen["data"]["changed"] == ["city"] and "restricted" not in seen["data"]
+    assert "sale_price" not in json.dumps(seen)
+    [full] = client.get("/api/v1/events", headers=auth).json["items"]
+    assert full["data"]["changed"] == ["city", "sale_price"] and "restricted" not in full["data"]
+
+
+def test_readable_data_leaves_out_what_the_reader_may_not_see():
+    from vigil_shared.identity import Identity
+
+    data = {
+        "customer_id": 1,
+        "changed": ["city", "sale_price"],
+        "restricted": {"sale_price": "customers.sale_info.view"},
+    }
+    reader = Identity(subject="u1", username="u", permissions=frozenset(), locations={2: frozenset({"customers.view"})})
+    seller = Identity(
+        subject="u2",
+        username="s",
+        permissions=frozenset(),
+        locations={2: frozenset({"customers.view", "customers.sale_info.view"})},
+    )
+    assert webhooks.readable_data(data, reader, 2) == {"customer_id": 1, "changed": ["city"]}
+    assert webhooks.readable_data(data, seller, 2)["changed"] == ["city", "sale_price"]
+    assert webhooks.readable_data(data, seller, 3)["changed"] == ["city"]  # not at that location
+    assert webhooks.readable_data({"customer_id": 1, "changed": ["city"]}, reader, 2)["changed"] == ["city"]
+
+
+def test_an_events_deliveries_go_together_and_a_slow_receiver_holds_none(
+    local_app, client, auth, runtime, receiver, db
+):
+    slow = Receiver()
+    try:
+        fast = [subscribe(client, auth, receiver.url) for _ in range(3)]
+        late = subscribe(client, auth, slow.url)
+        slow.delay = 0.8
+        event = message()
+        runtime.receive(event)
+        assert len(runtime.sent) == 4
+        outcomes = runtime.deliver_many(runtime.sent, fast=0.3)  # returns before the slow one answers
+        by_subscription = {}
+        with db.transaction() as session:
+            for delivery_id, _ in runtime.sent:
+                by_subscription[session.get(WebhookDelivery, delivery_id).subscription_id] = delivery_id
+        states = dict(zip([d for d, _ in runtime.sent], outcomes, strict=True))
+        assert [states[by_subscription[s["id"]]] for s in fast] == ["succeeded"] * 3
+        assert states[by_subscription[late["id"]]] == "sending"
+        assert len(receiver.received) == 3
+        runtime._senders.shutdown(wait=True)  # the slow answer comes, and is recorded
+        with db.transaction() as session:
+            delivery = session.get(WebhookDelivery, by_subscription[late["id"]])
+            assert delivery.status == "succeeded"
+            assert [a.status_code for a in session.query(WebhookAttempt).filter_by(delivery_id=delivery.id)] == [200]
+        assert runtime.deliver_many(runtime.sent) == ["stale"] * 4  # a second copy of the task does nothing
+    finally:
+        slow.server.shutdown()
+        slow.server.server_close()
+
+
+def test_a_subscription_with_too_many_attempts_waiting_is_deferred_to_the_sweep(
+    local_app, client, auth, runtime, receiver, db
+):
+    from vigil_gateway import worker
+
+    created = subscribe(client, auth, receiver.url)
+    runtime.receive(message())
+    [(delivery_id, token)] = runtime.sent
+    runtime._in_flight[created["id"]] = worker.IN_FLIGHT_LIMIT  # its receiver is still busy with others
+    assert runtime.deliver(delivery_id, token) == "deferred"
+    assert receiver.received == []
+    with db.transaction() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert delivery.status == "pending" and delivery.attempts == 0 and delivery.next_attempt_at is not None
+    runtime._in_flight[created["id"]] = 0
+    with db.transaction() as session:
+        session.get(WebhookDelivery, delivery_id).next_attempt_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert runtime.sweep() == 1
+    assert runtime.deliver(delivery_id, token) == "succeeded"
 
 
 # --- an attacker's pass: nothing outlives the rights it came from, nothing reaches inside -------------

@@ -13,7 +13,7 @@ from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identi
 from vigil_shared.messaging.celery_app import ping_broker
 from vigil_shared.web import REQUEST_ID_HEADER, VigilApi, add_health_routes, base_app, enforce_json_bodies
 
-from . import audit
+from . import audit, integrations
 from .aggregates import BLUEPRINTS as AGGREGATE_BLUEPRINTS
 from .api import BLUEPRINTS as API_BLUEPRINTS
 from .authn import API_KEY_HEADER, install_authentication
@@ -46,6 +46,9 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         vigil_gateway_db=db,
         vigil_gateway_pool=pool,
         vigil_gateway_passwords=Passwords(settings.password_hashing),
+        vigil_gateway_intake=integrations.Intake(
+            db, integrations.DatabaseRateLimiter(db), integrations.property_forward(pool, settings)
+        ),
     )
     app.teardown_appcontext(db.close_request_session)
     register_idempotency(app, db, IdempotencyRecord, settings.reply_cipher())

@@ -10,6 +10,7 @@ commit succeeded. Signing in and refreshing are not one transaction: a failed at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from vigil_shared import commands
 from vigil_shared.commands import command
@@ -142,26 +143,14 @@ def update_user(ctx: Context, user_id: int, changes: dict) -> User:
 
     def audit_changes():
         after = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}
+        record = partial(audit.record, ctx.database, actor=ctx.identity, target_type="user", target_id=user.id)
         if revoked or (before["active"] and not user.active):
-            audit.record(
-                ctx.database,
-                "user.deactivate",
-                actor=ctx.identity,
-                target_type="user",
-                target_id=user.id,
-                details={"sessions_revoked": revoked},
-            )
+            record("user.deactivate", details={"sessions_revoked": revoked})
         if before["grants"] != after["grants"] or before["is_admin"] != after["is_admin"]:
-            audit.record(
-                ctx.database,
+            rights = ("is_admin", "grants")
+            record(
                 "user.rights_change",
-                actor=ctx.identity,
-                target_type="user",
-                target_id=user.id,
-                details={
-                    "before": {k: before[k] for k in ("is_admin", "grants")},
-                    "after": {k: after[k] for k in ("is_admin", "grants")},
-                },
+                details={"before": {k: before[k] for k in rights}, "after": {k: after[k] for k in rights}},
             )
         if set(changes) - {"grants", "is_admin", "active"} or before["active"] != after["active"]:
             audit.record(
@@ -376,32 +365,25 @@ def sign_in(
     and committed before the refusal, so throttling and lockout hold across attempts."""
     username = credentials["username"]
     user = find_user(session, username)
+    attempt = partial(
+        audit.record,
+        database,
+        "auth.login",
+        actor_name=username,
+        target_type="user",
+        target_id=user.id if user else None,
+    )
     try:
         login_guard.check(session, config.login_policy, username, address, user)
     except login_guard.Throttled as throttled:
-        audit.record(
-            database,
-            "auth.login",
-            audit.DENIED,
-            actor_name=username,
-            target_type="user",
-            target_id=user.id if user else None,
-            details={"reason": throttled.reason},
-        )
+        attempt(audit.DENIED, details={"reason": throttled.reason})
         raise
     if not password_matches(passwords, user, credentials["password"]) or user is None or not user.active:
         locked = login_guard.record_failure(
             session, config.login_policy, username, address, user if user and user.active else None
         )
         session.commit()
-        audit.record(
-            database,
-            "auth.login",
-            audit.FAILURE,
-            actor_name=username,
-            target_type="user",
-            target_id=user.id if user else None,
-        )
+        attempt(audit.FAILURE)
         if locked:
             assert user is not None  # record_failure locks a known user only
             audit.record(

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database
 
+from .integrations import Intake
 from .models import User
 from .passwords import Passwords
 from .settings import GatewaySettings
@@ -18,6 +19,10 @@ def settings() -> GatewaySettings:
 
 def database() -> Database:
     return current_app.extensions["vigil_gateway_db"]
+
+
+def intake() -> Intake:
+    return current_app.extensions["vigil_gateway_intake"]
 
 
 def passwords() -> Passwords:

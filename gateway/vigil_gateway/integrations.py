@@ -1,53 +1,143 @@
-"""Incoming messages from central stations: signature, timestamp window, replayed ids, rate limit."""
+"""Incoming messages from central stations: signature, timestamp window, replayed ids, rate limit, and
+the intake that writes them in groups.
+
+A request verifies its message and hands it to this process's :class:`Intake`, whose one thread takes
+every message waiting, counts them against their integration's rate limit (one upsert per integration,
+shared by every gateway process), keeps their ids (one insert), forwards them to the property service
+(one call per central station, one transaction there) and commits; then each request answers. While a
+group is written the next one gathers, so the cost of a round trip and a commit is shared by every
+message that arrived meanwhile, and nothing is answered before it is in the signal log.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
+from sqlalchemy import case
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.errors import UNAUTHENTICATED, Problem
+from vigil_shared.db import Database, upsert, utcnow
+from vigil_shared.errors import UNAUTHENTICATED, Problem, conflict
+from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
+from vigil_shared.web import REQUEST_ID_HEADER
 
 from . import webhooks
-from .models import Integration
+from .models import IncomingMessage, Integration, RateWindow
+from .proxy import UpstreamPool
+from .settings import GatewaySettings
+
+log = logging.getLogger("vigil.integrations")
 
 TOLERANCE_SECONDS = 300
 RATE_LIMITED = "urn:vigil:problem:rate-limited"
+MAX_GROUP = 500
 
 
-class RateLimiter:
-    """Messages per integration per minute, in this gateway process (a fixed one-minute window)."""
+# --- rate limits ---------------------------------------------------------------------------------
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._windows: dict[int, tuple[int, int]] = {}
 
-    def check(self, integration_id: int, per_minute: int) -> None:
+class RateLimiter(Protocol):
+    def take(self, name: str, per_minute: int, count: int = 1) -> tuple[int, int]:
+        """Counts ``count`` messages in the current minute of ``name``; returns how many of them fit
+        under ``per_minute`` and the seconds until the next minute."""
+        ...
+
+
+class DatabaseRateLimiter:
+    """A fixed one-minute window per name, one row in the gateway's database, counted with one atomic
+    upsert: every gateway process sharing the database shares the limit."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def take(self, name: str, per_minute: int, count: int = 1) -> tuple[int, int]:
         now = time.time()
         minute = int(now // 60)
-        with self._lock:
-            window, count = self._windows.get(integration_id, (minute, 0))
-            if window != minute:
-                window, count = minute, 0
-            if count >= per_minute:
-                retry = max(1, int(60 - now % 60))
-                raise Problem(
-                    429,
-                    f"This integration may send {per_minute} messages a minute.",
-                    type=RATE_LIMITED,
-                    headers={"Retry-After": str(retry)},
-                )
-            self._windows[integration_id] = (window, count + 1)
+        with self.db.transaction() as session:
+            statement = upsert(session, RateWindow).values(name=name, minute=minute, count=count)
+            statement = statement.on_conflict_do_update(
+                index_elements=[RateWindow.name],
+                set_={
+                    "count": case((RateWindow.minute == minute, RateWindow.count + count), else_=count),
+                    "minute": minute,
+                },
+            ).returning(RateWindow.count)
+            total = int(session.scalar(statement) or count)
+        before = total - count
+        return max(0, min(count, per_minute - before)), max(1, int(60 - now % 60))
+
+
+def rate_limited(per_minute: int, retry_after: int) -> Problem:
+    return Problem(
+        429,
+        f"This integration may send {per_minute} messages a minute.",
+        type=RATE_LIMITED,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+# --- verifying -----------------------------------------------------------------------------------
 
 
 def refused(detail: str) -> Problem:
     return Problem(401, detail, type=UNAUTHENTICATED)
 
 
-def verify(integration: Integration, cipher: FieldCipher, body: bytes, headers: dict[str, str]) -> str:
+@dataclass(frozen=True)
+class Station:
+    """What the intake needs of an integration, kept a moment so a message costs no query."""
+
+    id: int
+    name: str
+    per_minute: int
+    secrets: tuple[str, ...]  # the current one, and the previous one during a rotation's overlap
+    until: float  # monotonic time after which it is read again
+
+
+class Stations:
+    """Integrations as last read, for ``ttl`` seconds: disabling, deleting or renaming one takes effect
+    within that; a rotated secret at once (a signature that does not match reads the integration again)."""
+
+    def __init__(self, ttl: float = 2.0):
+        self.ttl = ttl
+        self._known: dict[int, Station | None] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, integration_id: int, read: Callable[[], Integration | None], cipher: FieldCipher, *, fresh: bool = False
+    ) -> Station | None:
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(integration_id)
+        if not fresh and known is not None and known.until > now:
+            return known
+        integration = read()
+        station = None
+        if integration is not None and integration.enabled:
+            station = Station(
+                integration.id,
+                integration.name,
+                integration.rate_limit_per_minute,
+                tuple(webhooks.signing_secrets(integration, cipher, datetime.now(UTC))),
+                now + self.ttl,
+            )
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[integration_id] = station
+        return station
+
+
+def verify(secrets: tuple[str, ...], body: bytes, headers: dict[str, str]) -> str:
     """The message id, once a current signature matches and the timestamp is within 5 minutes (401 otherwise)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     message_id = lowered.get("webhook-id", "")
@@ -59,10 +149,167 @@ def verify(integration: Integration, cipher: FieldCipher, body: bytes, headers: 
         raise refused("webhook-timestamp must be Unix seconds.") from None
     if abs(datetime.now(UTC).timestamp() - sent) > TOLERANCE_SECONDS:
         raise refused("webhook-timestamp is outside the 5-minute window.")
-    for secret in webhooks.signing_secrets(integration, cipher, datetime.now(UTC)):
+    for secret in secrets:
         try:
             webhooks.verify(secret, body, lowered)
             return message_id
         except WebhookVerificationError:
             continue
     raise refused("The signature does not match.")
+
+
+# --- the intake ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Message:
+    """One verified, valid message waiting for its group to be written."""
+
+    integration_id: int
+    station: str  # the integration's name: the central station the property service logs
+    per_minute: int
+    message_id: str
+    forward: dict[str, Any]  # what the property service logs
+    request_id: str = ""
+    property_id: int | None = None
+    problem: Problem | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+# (central station, request id, messages) -> each message's property id (None: unmatched)
+Forward = Callable[[str, str, list[dict[str, Any]]], list[int | None]]
+
+
+def unavailable() -> Problem:
+    return Problem(503, "The message could not be recorded; send it again.", headers={"Retry-After": "1"})
+
+
+def already_received() -> Problem:
+    return conflict("This webhook-id was already received; it is not applied twice.")
+
+
+class Intake:
+    """Writes the messages of this gateway process in groups (see the module's description)."""
+
+    def __init__(self, db: Database, limiter: RateLimiter, forward: Forward, *, wait: float = 30.0):
+        self.db = db
+        self.limiter = limiter
+        self.forward = forward
+        self.wait = wait
+        self._ready = threading.Condition()
+        self._queue: list[Message] = []
+        self._pid: int | None = None
+
+    def submit(self, message: Message) -> int | None:
+        """The message's property id (None: kept unmatched) once it is written; its problem otherwise
+        (429 over the rate limit, 409 an id already received, 503 not written)."""
+        with self._ready:
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid = os.getpid()
+                self._queue = []
+                threading.Thread(target=self._run, name="vigil-intake", daemon=True).start()
+            self._queue.append(message)
+            self._ready.notify()
+        if not message.done.wait(self.wait):
+            raise unavailable()
+        if message.problem is not None:
+            raise message.problem
+        return message.property_id
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            try:
+                self.write(group)
+            except Exception:  # the database is down: every message of the group is sent again by its station
+                log.exception("incoming messages not written")
+                for message in group:
+                    if message.problem is None:  # not committed: its id is not kept
+                        message.problem = unavailable()
+            finally:
+                for message in group:
+                    message.done.set()
+
+    def write(self, group: list[Message]) -> None:
+        """Counts, keeps and forwards one group; sets each message's property id or problem."""
+        by_integration: dict[int, list[Message]] = {}
+        for message in group:
+            by_integration.setdefault(message.integration_id, []).append(message)
+        for integration_id, messages in by_integration.items():
+            allowed, retry_after = self.limiter.take(
+                f"integration:{integration_id}", messages[0].per_minute, len(messages)
+            )
+            for message in messages[allowed:]:
+                message.problem = rate_limited(message.per_minute, retry_after)
+        seen: set[tuple[int, str]] = set()
+        candidates: list[Message] = []
+        for message in group:
+            if message.problem is not None:
+                continue
+            key = (message.integration_id, message.message_id)
+            if key in seen:  # the same id twice in one group
+                message.problem = already_received()
+            else:
+                seen.add(key)
+                candidates.append(message)
+        if not candidates:
+            return
+        now = utcnow()
+        with self.db.transaction() as session:
+            kept = {
+                (row[0], row[1])
+                for row in session.execute(
+                    upsert(session, IncomingMessage)
+                    .values(
+                        [
+                            {"integration_id": m.integration_id, "message_id": m.message_id, "received_at": now}
+                            for m in candidates
+                        ]
+                    )
+                    .on_conflict_do_nothing(index_elements=[IncomingMessage.integration_id, IncomingMessage.message_id])
+                    .returning(IncomingMessage.integration_id, IncomingMessage.message_id)
+                )
+            }
+            by_station: dict[str, list[Message]] = {}
+            for message in candidates:
+                if (message.integration_id, message.message_id) in kept:
+                    by_station.setdefault(message.station, []).append(message)
+                else:
+                    message.problem = already_received()
+            try:
+                for station, messages in by_station.items():
+                    found = self.forward(station, messages[0].request_id, [m.forward for m in messages])
+                    for message, property_id in zip(messages, found, strict=True):
+                        message.property_id = property_id
+            except Exception:
+                # the ids are not kept (the transaction rolls back): the stations' retries are applied
+                for messages in by_station.values():
+                    for message in messages:
+                        message.problem = unavailable()
+                raise
+
+
+def property_forward(pool: UpstreamPool, settings: GatewaySettings) -> Forward:
+    """Sends one central station's messages to the property service's batch endpoint."""
+    url = f"{settings.service_urls['property']}/api/v1/monitoring/messages/batch"
+
+    def forward(station: str, request_id: str, items: list[dict[str, Any]]) -> list[int | None]:
+        identity = service_identity(f"integration:{station}", permissions={"integrations.manage"})
+        headers = {
+            IDENTITY_HEADER: sign_identity(identity, settings.base.internal_secret, settings.base.identity_token_ttl),
+            REQUEST_ID_HEADER: request_id,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        response = pool.request("POST", url, body=json.dumps({"items": items}).encode(), headers=headers)
+        if response.status != 200:
+            raise RuntimeError(f"the property service answered {response.status}")
+        found = json.loads(response.data)["property_ids"]
+        if len(found) != len(items):
+            raise RuntimeError("the property service answered for another number of messages")
+        return list(found)
+
+    return forward

@@ -59,21 +59,23 @@ def check(session: Session, policy: LoginPolicy, username: str, address: str | N
             (user.locked_until - now).total_seconds(),
             "locked",
         )
+    # (window key, its length, failures allowed in it, the reason given, whose failures)
+    windows = [
+        (f"user:{username.lower()}", USER_WINDOW, policy.failures_per_user_per_minute, "username", "for this username")
+    ]
     if address:
-        row = _window(session, f"addr:{address}", ADDRESS_WINDOW)
-        if row is not None and row.count >= policy.failures_per_address_per_15min:
-            raise Throttled(
-                "Too many failed sign-ins from this address. Try again later.",
-                (row.window_start + ADDRESS_WINDOW - now).total_seconds(),
-                "address",
-            )
-    row = _window(session, f"user:{username.lower()}", USER_WINDOW)
-    if row is not None and row.count >= policy.failures_per_user_per_minute:
-        raise Throttled(
-            "Too many failed sign-ins for this username. Try again later.",
-            (row.window_start + USER_WINDOW - now).total_seconds(),
-            "username",
+        windows.insert(
+            0,
+            (f"addr:{address}", ADDRESS_WINDOW, policy.failures_per_address_per_15min, "address", "from this address"),
         )
+    for key, length, limit, reason, whose in windows:
+        row = _window(session, key, length)
+        if row is not None and row.count >= limit:
+            raise Throttled(
+                f"Too many failed sign-ins {whose}. Try again later.",
+                (row.window_start + length - now).total_seconds(),
+                reason,
+            )
 
 
 def _count(session: Session, key: str, length: timedelta) -> int:

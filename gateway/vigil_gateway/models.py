@@ -294,3 +294,14 @@ class IncomingMessage(Base):
     integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class RateWindow(Base):
+    """A fixed one-minute window of a rate limit (``name``: ``integration:<id>``), counted by every
+    gateway process with one atomic upsert."""
+
+    __tablename__ = "rate_windows"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger)  # Unix time // 60
+    count: Mapped[int] = mapped_column(Integer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from vigil_shared.alike import alike
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 from vigil_shared.permissions import ALL_PERMISSIONS
@@ -31,8 +32,7 @@ class RefreshRequestSchema(Schema):
 
 
 class TokenSchema(Schema):
-    access_token = fields.String(required=True)
-    refresh_token = fields.String(required=True)
+    access_token, refresh_token = alike(2, fields.String, required=True)
     token_type = fields.String(required=True, metadata={"example": "Bearer"})
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds until the access token expires"})
 
@@ -43,18 +43,15 @@ class TokenSchema(Schema):
 class PermissionSchema(Schema):
     name = fields.String()
     scope = fields.String(metadata={"description": "`location` (granted per office) or `global`"})
-    group = fields.String()
-    description = fields.String()
+    group, description = alike(2, fields.String)
 
 
 class LocationSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String()
-    address = fields.String(allow_none=True)
-    phone = fields.String(allow_none=True)
+    address, phone = alike(2, fields.String, allow_none=True)
     active = fields.Boolean()
-    created_at = Timestamp(dump_only=True)
-    updated_at = Timestamp(dump_only=True)
+    created_at, updated_at = alike(2, Timestamp, dump_only=True)
 
 
 class LocationCreateSchema(Schema):
@@ -73,8 +70,7 @@ class RoleSchema(Schema):
     name = fields.String()
     description = fields.String(allow_none=True)
     permissions = fields.List(fields.String())
-    created_at = Timestamp(dump_only=True)
-    updated_at = Timestamp(dump_only=True)
+    created_at, updated_at = alike(2, Timestamp, dump_only=True)
 
 
 class RoleCreateSchema(Schema):
@@ -102,14 +98,11 @@ class GrantSchema(Schema):
 class UserSchema(Schema):
     id = fields.Integer(dump_only=True)
     username = fields.String()
-    email = fields.String(allow_none=True)
-    name = fields.String(allow_none=True)
-    active = fields.Boolean()
-    is_admin = fields.Boolean()
+    email, name = alike(2, fields.String, allow_none=True)
+    active, is_admin = alike(2, fields.Boolean)
     locked_until = Timestamp(allow_none=True)
     grants = fields.List(fields.Nested(GrantSchema))
-    created_at = Timestamp(dump_only=True)
-    updated_at = Timestamp(dump_only=True)
+    created_at, updated_at = alike(2, Timestamp, dump_only=True)
 
 
 class UserCreateSchema(Schema):
@@ -151,11 +144,9 @@ class LocationRightsSchema(Schema):
 
 
 class MeSchema(Schema):
-    id = fields.String()
-    username = fields.String()
+    id, username = alike(2, fields.String)
     kind = fields.String(metadata={"description": "`user` or `api_key`"})
-    name = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
+    name, email = alike(2, fields.String, allow_none=True)
     is_admin = fields.Boolean()
     permissions = fields.List(fields.String(), metadata={"description": "Company-wide permissions"})
     locations = fields.List(
@@ -180,9 +171,7 @@ class ApiKeySchema(Schema):
         },
     )
     created_at = Timestamp()
-    expires_at = Timestamp(allow_none=True)
-    last_used_at = Timestamp(allow_none=True)
-    revoked_at = Timestamp(allow_none=True)
+    expires_at, last_used_at, revoked_at = alike(3, Timestamp, allow_none=True)
 
 
 class ApiKeyCreatedSchema(ApiKeySchema):
@@ -209,15 +198,9 @@ class ApiKeyCreateSchema(Schema):
 class AuditEntrySchema(Schema):
     id = fields.Integer()
     occurred_at = Timestamp()
-    actor_id = fields.String(allow_none=True)
-    actor_name = fields.String(allow_none=True)
-    actor_kind = fields.String(allow_none=True)
-    client_ip = fields.String(allow_none=True)
-    request_id = fields.String(allow_none=True)
-    action = fields.String()
-    outcome = fields.String()
-    target_type = fields.String(allow_none=True)
-    target_id = fields.String(allow_none=True)
+    actor_id, actor_name, actor_kind, client_ip, request_id = alike(5, fields.String, allow_none=True)
+    action, outcome = alike(2, fields.String)
+    target_type, target_id = alike(2, fields.String, allow_none=True)
     details = fields.Dict(allow_none=True)
 
 

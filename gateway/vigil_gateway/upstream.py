@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app, g
 
@@ -41,15 +42,19 @@ def refusal(reply: Reply) -> Problem:
     """A service's refusal (403, 404, 429…), re-issued as the gateway's own problem (its path is internal)."""
     body = reply.body if isinstance(reply.body, dict) else {}
     headers = {name: reply.headers[name] for name in PROBLEM_HEADERS if name in reply.headers}
-    extras = {key: body[key] for key in PROBLEM_EXTRAS if key in body}
+    return problem_of(reply, headers=headers, **{key: body[key] for key in PROBLEM_EXTRAS if key in body})
+
+
+def problem_of(reply: Reply, **members: Any) -> Problem:
+    """The problem a service answered (its type, title, detail and errors), with ``members`` added."""
+    body = reply.body if isinstance(reply.body, dict) else {}
     return Problem(
         reply.status,
         body.get("detail"),
         title=body.get("title"),
         type=body.get("type", "about:blank"),
         errors=body.get("errors"),
-        headers=headers,
-        **extras,
+        **members,
     )
 
 

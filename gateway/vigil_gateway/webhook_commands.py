@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -79,22 +79,15 @@ def update_subscription(
     claim_next_version(ctx.session, record, ctx.if_match)
     if "url" in changes:
         _check_url(changes["url"], hooks)
-    for name, value in changes.items():
-        setattr(record, name, value)
     if changes.get("enabled"):
         record.disabled_reason = record.disabled_at = record.failing_since = None
-    record.updated_at = utcnow()
-    ctx.audit("webhook.updated", target_type="webhook", target_id=str(record.id))
-    return record
+    return _change(ctx, record, changes, "webhook")
 
 
 @command
 def delete_subscription(ctx: Context, subscription_id: int) -> None:
     ctx.require("webhooks.manage")
-    record = get_subscription(ctx, subscription_id)
-    claim_next_version(ctx.session, record, ctx.if_match)
-    ctx.session.delete(record)
-    ctx.audit("webhook.deleted", target_type="webhook", target_id=str(subscription_id))
+    _delete(ctx, get_subscription(ctx, subscription_id), "webhook")
 
 
 @command
@@ -103,15 +96,44 @@ def rotate_secret(
 ) -> tuple[str, datetime | None]:
     """A new secret; the old one keeps signing beside it for ``overlap_seconds`` so receivers can switch."""
     ctx.require("webhooks.manage")
-    record = get_subscription(ctx, subscription_id)
+    return _rotate(ctx, get_subscription(ctx, subscription_id), overlap_seconds, settings, "webhook")
+
+
+Record = TypeVar("Record", WebhookSubscription, Integration)
+
+
+def _change(ctx: Context, record: Record, changes: dict[str, Any], kind: str) -> Record:
+    """Applies validated ``changes`` (the caller claimed the version) and audits them."""
+    for name, value in changes.items():
+        setattr(record, name, value)
+    record.updated_at = utcnow()
+    ctx.audit(f"{kind}.updated", target_type=kind, target_id=str(record.id))
+    return record
+
+
+def _delete(ctx: Context, record: WebhookSubscription | Integration, kind: str) -> None:
+    """Deletes a subscription or an integration at the version the caller's ``If-Match`` names."""
+    claim_next_version(ctx.session, record, ctx.if_match)
+    record_id = record.id
+    ctx.session.delete(record)
+    ctx.audit(f"{kind}.deleted", target_type=kind, target_id=str(record_id))
+
+
+def _rotate(
+    ctx: Context,
+    record: WebhookSubscription | Integration,
+    overlap_seconds: int,
+    settings: GatewaySettings,
+    kind: str,
+) -> tuple[str, datetime | None]:
+    """A new signing secret (stored encrypted); the old one stays valid beside it for ``overlap_seconds``."""
     claim_next_version(ctx.session, record, ctx.if_match)
     secret = webhooks.new_secret()
-    cipher = settings.webhook_cipher()
     record.previous_secret = record.secret if overlap_seconds else None
     record.previous_secret_until = utcnow() + timedelta(seconds=overlap_seconds) if overlap_seconds else None
-    record.secret = cipher.encrypt(secret)
+    record.secret = settings.webhook_cipher().encrypt(secret)
     record.updated_at = utcnow()
-    ctx.audit("webhook.secret_rotated", target_type="webhook", target_id=str(record.id))
+    ctx.audit(f"{kind}.secret_rotated", target_type=kind, target_id=str(record.id))
     return secret, record.previous_secret_until
 
 
@@ -228,20 +250,13 @@ def update_integration(
         _check_url(changes["accounts_url"], hooks, "accounts_url")
     if "name" in changes:
         _name_free(ctx, changes["name"], exclude=record.id)
-    for name, value in changes.items():
-        setattr(record, name, value)
-    record.updated_at = utcnow()
-    ctx.audit("integration.updated", target_type="integration", target_id=str(record.id))
-    return record
+    return _change(ctx, record, changes, "integration")
 
 
 @command
 def delete_integration(ctx: Context, integration_id: int) -> None:
     ctx.require("integrations.manage")
-    record = get_integration(ctx, integration_id)
-    claim_next_version(ctx.session, record, ctx.if_match)
-    ctx.session.delete(record)
-    ctx.audit("integration.deleted", target_type="integration", target_id=str(integration_id))
+    _delete(ctx, get_integration(ctx, integration_id), "integration")
 
 
 @command
@@ -249,15 +264,7 @@ def rotate_integration_secret(
     ctx: Context, integration_id: int, overlap_seconds: int, settings: GatewaySettings
 ) -> tuple[str, datetime | None]:
     ctx.require("integrations.manage")
-    record = get_integration(ctx, integration_id)
-    claim_next_version(ctx.session, record, ctx.if_match)
-    secret = webhooks.new_secret()
-    record.previous_secret = record.secret if overlap_seconds else None
-    record.previous_secret_until = utcnow() + timedelta(seconds=overlap_seconds) if overlap_seconds else None
-    record.secret = settings.webhook_cipher().encrypt(secret)
-    record.updated_at = utcnow()
-    ctx.audit("integration.secret_rotated", target_type="integration", target_id=str(record.id))
-    return secret, record.previous_secret_until
+    return _rotate(ctx, get_integration(ctx, integration_id), overlap_seconds, settings, "integration")
 
 
 @command

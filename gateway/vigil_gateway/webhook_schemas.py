@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from vigil_shared.alike import alike
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
@@ -36,8 +37,7 @@ class SubscriptionSchema(Schema):
     )
     description = fields.String(allow_none=True)
     enabled = fields.Boolean()
-    owner_user_id = fields.Integer(allow_none=True)
-    owner_key_id = fields.Integer(allow_none=True)
+    owner_user_id, owner_key_id = alike(2, fields.Integer, allow_none=True)
     failing_since = Timestamp(
         allow_none=True, metadata={"description": "Deliveries have failed continuously since then"}
     )
@@ -48,8 +48,7 @@ class SubscriptionSchema(Schema):
     previous_secret_until = Timestamp(
         allow_none=True, metadata={"description": "The secret before the last rotation signs too until then"}
     )
-    created_at = Timestamp()
-    updated_at = Timestamp()
+    created_at, updated_at = alike(2, Timestamp)
 
 
 SubscriptionPageSchema = page_schema(SubscriptionSchema, "WebhookSubscriptionPage")
@@ -106,16 +105,14 @@ class AttemptSchema(Schema):
 
 
 class DeliverySchema(Schema):
-    id = fields.Integer()
-    subscription_id = fields.Integer()
+    id, subscription_id = alike(2, fields.Integer)
     event_id = fields.String(metadata={"description": "The event's id: the webhook-id header and the payload's id"})
     event_type = fields.String()
     status = fields.String(metadata={"description": "pending, succeeded, failed, skipped or cancelled"})
     attempts = fields.Integer()
     next_attempt_at = Timestamp(allow_none=True)
     last_status_code = fields.Integer(allow_none=True)
-    created_at = Timestamp()
-    updated_at = Timestamp()
+    created_at, updated_at = alike(2, Timestamp)
 
 
 class DeliveryDetailSchema(DeliverySchema):
@@ -178,8 +175,7 @@ class IntegrationSchema(Schema):
     enabled = fields.Boolean()
     accounts_url = fields.String(allow_none=True, metadata={"description": "The station's account list (drift checks)"})
     previous_secret_until = Timestamp(allow_none=True)
-    created_at = Timestamp()
-    updated_at = Timestamp()
+    created_at, updated_at = alike(2, Timestamp)
 
 
 IntegrationPageSchema = page_schema(IntegrationSchema, "IntegrationPage")

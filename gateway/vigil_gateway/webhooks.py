@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ EVENT_TYPES = frozenset(event_type for event_type, _ in CONTRACTS)
 # About three days: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h and seven times 10 h.
 DEFAULT_SCHEDULE = (5, 300, 1800, 7200, 18000, *(36000,) * 7)
 EXCERPT_BYTES = 300
+DRAIN_BYTES = 64 * 1024  # read past the excerpt to keep a connection; a longer answer closes it
 USER_AGENT = "Vigil-Webhooks/1"
 MANAGE_PERMISSION = "webhooks.manage"
 
@@ -211,27 +213,54 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def post(url: str, body: str, headers: dict[str, str], settings: WebhookSettings) -> AttemptResult:
-    """One POST: to the checked address only, no redirects, short timeouts, the first bytes kept."""
-    started = time.monotonic()
-    try:
-        destination = resolve_destination(url, settings)
-    except UnsafeDestination as exc:
-        return AttemptResult(None, 0, None, str(exc))
+class Connections:
+    """Keep-alive connections per checked destination (scheme, address, port, host name), shared by the
+    deliveries of one process: a receiver getting many deliveries gets them over a few connections."""
+
+    def __init__(self, per_destination: int = 4, most: int = 500):
+        self.per_destination = per_destination
+        self.most = most
+        self._pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def pool(self, destination: Destination, settings: WebhookSettings) -> urllib3.HTTPConnectionPool:
+        key = (destination.scheme, destination.address, destination.port, destination.host)
+        with self._lock:
+            found = self._pools.get(key)
+            if found is None:
+                if len(self._pools) >= self.most:  # forget the oldest destination
+                    self._pools.pop(next(iter(self._pools))).close()
+                found = self._pools[key] = _pool(destination, settings, self.per_destination)
+            return found
+
+
+def _pool(destination: Destination, settings: WebhookSettings, size: int) -> urllib3.HTTPConnectionPool:
     pool_args: dict[str, Any] = dict(
         host=destination.address,
         port=destination.port,
         timeout=urllib3.Timeout(connect=min(2.0, settings.timeout), read=settings.timeout),
         retries=False,
-        maxsize=1,
+        maxsize=size,
+        block=False,
     )
-    pool: urllib3.HTTPConnectionPool
     if destination.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
+        return urllib3.HTTPSConnectionPool(
             **pool_args, server_hostname=destination.host, assert_hostname=destination.host
         )
-    else:
-        pool = urllib3.HTTPConnectionPool(**pool_args)
+    return urllib3.HTTPConnectionPool(**pool_args)
+
+
+def post(
+    url: str, body: str, headers: dict[str, str], settings: WebhookSettings, connections: Connections | None = None
+) -> AttemptResult:
+    """One POST: to the checked address only (checked again now), no redirects, short timeouts, the first
+    bytes kept. With ``connections`` the connection is kept open for the next delivery there."""
+    started = time.monotonic()
+    try:
+        destination = resolve_destination(url, settings)
+    except UnsafeDestination as exc:
+        return AttemptResult(None, 0, None, str(exc))
+    pool = connections.pool(destination, settings) if connections else _pool(destination, settings, 1)
     host_header = destination.host if destination.port in (80, 443) else f"{destination.host}:{destination.port}"
     try:
         response = pool.urlopen(
@@ -250,6 +279,13 @@ def post(url: str, body: str, headers: dict[str, str], settings: WebhookSettings
         )
         try:
             first = response.read(EXCERPT_BYTES, decode_content=False) or b""
+            # the rest is read (up to a bound) so the connection can carry the next delivery
+            drained = 0
+            while chunk := response.read(16 * 1024, decode_content=False):
+                drained += len(chunk)
+                if drained > DRAIN_BYTES:
+                    response.close()  # a long answer: this connection is not reused
+                    break
         finally:
             response.release_conn()
         latency = int((time.monotonic() - started) * 1000)
@@ -258,7 +294,8 @@ def post(url: str, body: str, headers: dict[str, str], settings: WebhookSettings
         latency = int((time.monotonic() - started) * 1000)
         return AttemptResult(None, latency, None, type(exc).__name__)
     finally:
-        pool.close()
+        if connections is None:
+            pool.close()
 
 
 def fetch_json(url: str, settings: WebhookSettings, limit: int = 20 * 1024 * 1024) -> Any:
@@ -363,6 +400,19 @@ def visible(identity: Identity, event_type: str, location_id: int | None) -> boo
     return identity.can(permission, location_id)
 
 
+def readable_data(data: dict[str, Any], identity: Identity, location_id: int | None) -> dict[str, Any]:
+    """An event's data as ``identity`` may read it: the names of changed fields from sections it cannot
+    view are left out (the same rule as their values), and the map saying which (``restricted``) is
+    never passed on."""
+    shown = {key: value for key, value in data.items() if key != "restricted"}
+    restricted = data.get("restricted") or {}
+    if restricted and isinstance(shown.get("changed"), list):
+        shown["changed"] = [
+            name for name in shown["changed"] if name not in restricted or identity.can(restricted[name], location_id)
+        ]
+    return shown
+
+
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -419,7 +469,7 @@ def build_payload(event: FeedEvent, identity: Identity, reader: ServiceReader) -
     """
     reading = without_confidential(identity)
     kind, _, action = event.type.partition(".")
-    data: dict[str, Any] = dict(event.data)
+    data = readable_data(event.data, reading, event.location_id)
     if action == "deleted":
         if not visible(reading, event.type, event.location_id):
             return None

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import urllib3
@@ -45,6 +48,9 @@ from .settings import GatewaySettings
 log = logging.getLogger("vigil.webhooks")
 
 DELIVER_TASK = "gateway.deliver_webhook.v1"
+DELIVER_MANY_TASK = "gateway.deliver_webhooks.v1"  # an event's deliveries, one task
+FAST_SECONDS = 1.0  # a delivery answered by then is recorded with its event's others
+IN_FLIGHT_LIMIT = 16  # attempts one subscription may have waiting for its receiver in this process
 PAYLOAD_CACHE_SECONDS = 10.0
 
 
@@ -61,6 +67,10 @@ class WebhookRuntime:
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _intake_lock: threading.Lock = field(default_factory=threading.Lock)
     _owners: dict[tuple[int | None, int | None], tuple[int | None, float, Any]] = field(default_factory=dict)
+    connections: webhooks.Connections = field(default_factory=webhooks.Connections)
+    _in_flight: dict[int, int] = field(default_factory=dict)  # subscription: attempts being sent now
+    _senders: ThreadPoolExecutor | None = None
+    _senders_pid: int | None = None
 
     @classmethod
     def build(cls, settings: GatewaySettings, hooks: webhooks.WebhookSettings | None = None) -> WebhookRuntime:
@@ -82,6 +92,13 @@ class WebhookRuntime:
     def enqueue(self, delivery_id: int, token: int) -> None:
         send_to_queue(self.celery, DELIVER_TASK, self.settings.base.queue_name(), [delivery_id, token])
 
+    def enqueue_many(self, pairs: list[tuple[int, int]]) -> None:
+        """An event's deliveries as one task (a single one as the one-delivery task)."""
+        if len(pairs) == 1:
+            self.enqueue(*pairs[0])
+        elif pairs:
+            send_to_queue(self.celery, DELIVER_MANY_TASK, self.settings.base.queue_name(), [[list(p) for p in pairs]])
+
     # --- intake ----------------------------------------------------------------------------------
 
     def receive(self, message: dict[str, Any]) -> bool:
@@ -97,8 +114,7 @@ class WebhookRuntime:
             created = self._keep(event, data, location_id, customer_id)
         if created is None:
             return False
-        for delivery_id, token in created:
-            self.enqueue(delivery_id, token)
+        self.enqueue_many(created)
         return True
 
     def _keep(
@@ -138,8 +154,8 @@ class WebhookRuntime:
                     .execution_options(synchronize_session=False)
                 )
             due = utcnow() + webhooks.lease(self.hooks)
-            for subscription in webhooks.due_subscriptions(session, event.type):
-                delivery = WebhookDelivery(
+            deliveries = [
+                WebhookDelivery(
                     subscription_id=subscription.id,
                     event_id=event.id,
                     event_type=event.type,
@@ -148,9 +164,11 @@ class WebhookRuntime:
                     attempts=0,
                     next_attempt_at=due,
                 )
-                session.add(delivery)
-                session.flush()
-                created.append((delivery.id, 0))
+                for subscription in webhooks.due_subscriptions(session, event.type)
+            ]
+            session.add_all(deliveries)
+            session.flush()  # one multi-row insert
+            created = [(delivery.id, 0) for delivery in deliveries]
         return created
 
     def _location_of(self, data: dict[str, Any]) -> int | None:
@@ -180,51 +198,116 @@ class WebhookRuntime:
     def deliver(self, delivery_id: int, token: int) -> str:
         """One attempt of one delivery, if it is still pending and ``token`` is its attempt count (a
         second copy of the same task finds the count moved on and does nothing)."""
+        return self.deliver_many([(delivery_id, token)], fast=None)[0]
+
+    def deliver_many(self, pairs: list[tuple[int, int]], fast: float | None = FAST_SECONDS) -> list[str]:
+        """One attempt of each delivery (an event's, to all its subscriptions): claimed together in one
+        transaction, sent at once over kept-alive connections (one sender thread each), and recorded
+        together. A receiver slower than ``fast`` seconds does not hold the others: what has answered
+        by then is recorded, and each late one is recorded when it answers (or times out). A
+        subscription already waiting on ``IN_FLIGHT_LIMIT`` deliveries in this process gets this one
+        a second later, from the sweep, so a slow receiver cannot take every sender thread (there are four
+        per worker thread)."""
         now = utcnow()
+        outcomes: dict[int, str] = {}
+        sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []  # delivery, attempts, subscription, url…
         with self.db.transaction() as session:
-            delivery = session.get(WebhookDelivery, delivery_id)
-            if delivery is None or delivery.status != "pending" or delivery.attempts != token:
-                return "stale"
-            subscription = session.get(WebhookSubscription, delivery.subscription_id)
-            if subscription is None or not subscription.enabled:
-                delivery.status = "cancelled"
-                delivery.next_attempt_at = None
-                return "cancelled"
-            claimed = session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts == token)
-                .values(attempts=token + 1, next_attempt_at=now + webhooks.lease(self.hooks))
-                .execution_options(synchronize_session=False)
-            )
-            if getattr(claimed, "rowcount", 1) != 1:
-                return "stale"
-            # Every attempt, retries included, goes out with the owner's rights of now: a payload kept
-            # from the first attempt would outlive a deactivation or a location taken away.
-            identity = self._owner(session, subscription)
-            if identity is None:
-                webhooks.disable(
-                    subscription, "The owner of this subscription can no longer sign in or manage webhooks."
-                )
-                delivery.status = "cancelled"
-                return "cancelled"
-            built = self._payload(session, delivery.event_id, identity)
-            if built is None:
-                delivery.status = "skipped"  # not the owner's to read
-                delivery.next_attempt_at = None
-                return "skipped"
-            delivery.payload = self.cipher.encrypt(built)  # the body last sent, kept encrypted
-            body = built
-            url = subscription.url
-            headers = webhooks.sign(
-                webhooks.signing_secrets(subscription, self.cipher, now), delivery.event_id, now, body
-            )
-        result = webhooks.post(url, body, headers, self.hooks)
-        return self._record(delivery_id, token + 1, result)
+            # one query each for the deliveries, their subscriptions and the auth epoch, not one per delivery
+            rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_([d for d, _ in pairs]))).all()
+            session.scalars(
+                select(WebhookSubscription).where(WebhookSubscription.id.in_({r.subscription_id for r in rows}))
+            ).all()
+            session.info["auth_epoch"] = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
+            for delivery_id, token in pairs:
+                claimed = self._claim(session, delivery_id, token, now)
+                if isinstance(claimed, str):
+                    outcomes[delivery_id] = claimed
+                else:
+                    sends.append((delivery_id, token + 1, *claimed))
+        futures = {
+            self._send(subscription_id, url, body, headers): (delivery_id, attempts, subscription_id)
+            for delivery_id, attempts, subscription_id, url, body, headers in sends
+        }
+        done, late = wait(futures, timeout=fast)
+        if done:
+            outcomes |= self._record_many([(*futures[f][:2], f.result()) for f in done])
+        for future in late:
+            delivery_id, attempts, _ = futures[future]
+            future.add_done_callback(partial(self._record_late, delivery_id, attempts))
+            outcomes[delivery_id] = "sending"
+        return [outcomes[delivery_id] for delivery_id, _ in pairs]
+
+    def _claim(self, session, delivery_id: int, token: int, now):
+        """The subscription, URL, body and signed headers of a delivery claimed for its next attempt,
+        or what became of it (``stale``, ``cancelled``, ``skipped``, ``deferred``)."""
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status != "pending" or delivery.attempts != token:
+            return "stale"
+        subscription = session.get(WebhookSubscription, delivery.subscription_id)
+        if subscription is None or not subscription.enabled:
+            delivery.status = "cancelled"
+            delivery.next_attempt_at = None
+            return "cancelled"
+        with self._cache_lock:
+            busy = self._in_flight.get(subscription.id, 0) >= IN_FLIGHT_LIMIT
+        if busy:  # its receiver is slow: the sweep sends this one a moment later
+            delivery.next_attempt_at = now + timedelta(seconds=1)
+            return "deferred"
+        claimed = session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts == token)
+            .values(attempts=token + 1, next_attempt_at=now + webhooks.lease(self.hooks))
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 1) != 1:
+            return "stale"
+        # Every attempt, retries included, goes out with the owner's rights of now: a payload kept
+        # from the first attempt would outlive a deactivation or a location taken away.
+        identity = self._owner(session, subscription)
+        if identity is None:
+            webhooks.disable(subscription, "The owner of this subscription can no longer sign in or manage webhooks.")
+            delivery.status = "cancelled"
+            return "cancelled"
+        built = self._payload(session, delivery.event_id, identity)
+        if built is None:
+            delivery.status = "skipped"  # not the owner's to read
+            delivery.next_attempt_at = None
+            return "skipped"
+        delivery.payload = self.cipher.encrypt(built)  # the body last sent, kept encrypted
+        body = built
+        headers = webhooks.sign(webhooks.signing_secrets(subscription, self.cipher, now), delivery.event_id, now, body)
+        return subscription.id, subscription.url, body, headers
+
+    def _send(self, subscription_id: int, url: str, body: str, headers: dict[str, str]) -> Future:
+        with self._cache_lock:
+            self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
+            if self._senders is None or self._senders_pid != os.getpid():
+                self._senders = ThreadPoolExecutor(max(4, self.hooks.concurrency * 4), thread_name_prefix="webhook")
+                self._senders_pid = os.getpid()
+            senders = self._senders
+
+        def attempt() -> webhooks.AttemptResult:
+            try:
+                return webhooks.post(url, body, headers, self.hooks, self.connections)
+            finally:
+                with self._cache_lock:
+                    self._in_flight[subscription_id] -= 1
+
+        return senders.submit(attempt)
+
+    def _record_late(self, delivery_id: int, attempts: int, future: Future) -> None:
+        try:
+            self._record_many([(delivery_id, attempts, future.result())])
+        except Exception:  # the database is down: the lease passes and the sweep sends it again
+            log.exception("webhook attempt not recorded", extra={"delivery_id": delivery_id})
 
     def _owner(self, session, subscription: WebhookSubscription):
         """The owner's identity, resolved again whenever anyone's access changed (the auth epoch moved,
         as the gateway's own identity cache does) and at least every few seconds (a key's expiry)."""
-        epoch = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
+        if "auth_epoch" in session.info:
+            epoch = session.info["auth_epoch"]
+        else:
+            epoch = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
         key = (subscription.owner_user_id, subscription.owner_key_id)
         now = time.monotonic()
         with self._cache_lock:
@@ -255,50 +338,60 @@ class WebhookRuntime:
         return body
 
     def _record(self, delivery_id: int, attempts: int, result: webhooks.AttemptResult) -> str:
-        now = utcnow()
+        return self._record_many([(delivery_id, attempts, result)])[delivery_id]
+
+    def _record_many(self, results: list[tuple[int, int, webhooks.AttemptResult]]) -> dict[int, str]:
+        """Records attempts in one transaction; what became of each delivery."""
         with self.db.transaction() as session:
-            delivery = session.get(WebhookDelivery, delivery_id)
-            if delivery is None:
-                return "gone"
-            session.add(
-                WebhookAttempt(
-                    delivery_id=delivery_id,
-                    at=now,
-                    status_code=result.status_code,
-                    latency_ms=result.latency_ms,
-                    response_excerpt=result.excerpt,
-                    error=result.error,
-                )
+            return {
+                delivery_id: self._apply(session, delivery_id, attempts, result)
+                for delivery_id, attempts, result in results
+            }
+
+    def _apply(self, session, delivery_id: int, attempts: int, result: webhooks.AttemptResult) -> str:
+        now = utcnow()
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return "gone"
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery_id,
+                at=now,
+                status_code=result.status_code,
+                latency_ms=result.latency_ms,
+                response_excerpt=result.excerpt,
+                error=result.error,
             )
-            delivery.last_status_code = result.status_code
-            subscription = session.get(WebhookSubscription, delivery.subscription_id)
-            if result.ok:
-                delivery.status = "succeeded"
-                delivery.next_attempt_at = None
-                if subscription is not None:
-                    subscription.failing_since = None
-                return "succeeded"
-            if result.status_code == 410:
-                delivery.status = "failed"
-                delivery.next_attempt_at = None
-                if subscription is not None and subscription.enabled:
-                    webhooks.disable(subscription, "The endpoint answered 410 Gone.")
-                return "gone"
+        )
+        delivery.last_status_code = result.status_code
+        subscription = session.get(WebhookSubscription, delivery.subscription_id)
+        if result.ok:
+            delivery.status = "succeeded"
+            delivery.next_attempt_at = None
             if subscription is not None:
-                subscription.failing_since = subscription.failing_since or now
-                if (now - subscription.failing_since).total_seconds() > self.hooks.disable_after:
-                    webhooks.disable(
-                        subscription,
-                        f"Every delivery failed since {webhooks.iso(subscription.failing_since)}; "
-                        "fix the endpoint, enable the subscription and replay what it missed.",
-                    )
-            delay = webhooks.next_delay(attempts, self.hooks)
-            if delay is None or subscription is None or not subscription.enabled:
-                delivery.status = "failed"
-                delivery.next_attempt_at = None
-                return "failed"
-            delivery.next_attempt_at = now + timedelta(seconds=delay)
-            return "retry"
+                subscription.failing_since = None
+            return "succeeded"
+        if result.status_code == 410:
+            delivery.status = "failed"
+            delivery.next_attempt_at = None
+            if subscription is not None and subscription.enabled:
+                webhooks.disable(subscription, "The endpoint answered 410 Gone.")
+            return "gone"
+        if subscription is not None:
+            subscription.failing_since = subscription.failing_since or now
+            if (now - subscription.failing_since).total_seconds() > self.hooks.disable_after:
+                webhooks.disable(
+                    subscription,
+                    f"Every delivery failed since {webhooks.iso(subscription.failing_since)}; "
+                    "fix the endpoint, enable the subscription and replay what it missed.",
+                )
+        delay = webhooks.next_delay(attempts, self.hooks)
+        if delay is None or subscription is None or not subscription.enabled:
+            delivery.status = "failed"
+            delivery.next_attempt_at = None
+            return "failed"
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+        return "retry"
 
     # --- the sweep -------------------------------------------------------------------------------
 
@@ -313,12 +406,13 @@ class WebhookRuntime:
                 .limit(batch)
                 .with_for_update(skip_locked=True)
             ).all()
-            due = [(row.id, row.attempts) for row in rows]
+            due: dict[str, list[tuple[int, int]]] = {}
             for row in rows:
+                due.setdefault(row.event_id, []).append((row.id, row.attempts))
                 row.next_attempt_at = now + webhooks.lease(self.hooks)
-        for delivery_id, token in due:
-            self.enqueue(delivery_id, token)
-        return len(due)
+        for pairs in due.values():  # one task per event, as at intake
+            self.enqueue_many(pairs)
+        return len(rows)
 
     def prune(self) -> None:
         """The feed keeps ``feed_retention_days``; deliveries and their attempts as long."""
@@ -396,3 +490,7 @@ class WebhookRuntime:
         @self.celery.task(name=DELIVER_TASK)
         def deliver_webhook(delivery_id: int, token: int) -> str:
             return runtime.deliver(delivery_id, token)
+
+        @self.celery.task(name=DELIVER_MANY_TASK)
+        def deliver_webhooks(pairs: list[list[int]]) -> list[str]:
+            return runtime.deliver_many([(int(d), int(t)) for d, t in pairs])

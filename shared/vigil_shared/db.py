@@ -76,6 +76,15 @@ def service_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def upsert(session: Session, model: Any) -> Any:
+    """An ``INSERT`` into ``model`` that takes ``ON CONFLICT`` clauses, for the session's database
+    (PostgreSQL in production, SQLite on the embedded default)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -21,7 +21,7 @@ from vigil_shared.operations import OPERATION_OWNERS, OperationListArgs, Operati
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import requires
 
-from ..upstream import Reply, ServiceUnavailable, call_service
+from ..upstream import Reply, ServiceUnavailable, call_service, problem_of
 
 blp = Blueprint("operations", __name__, url_prefix="/api/v1", description="Long-running operations")
 
@@ -39,14 +39,7 @@ def _passed_on(reply: Reply) -> Problem:
     """A service's refusal, answered as it gave it."""
     body = reply.body if isinstance(reply.body, dict) else {}
     known = {"type", "title", "status", "detail", "instance", "errors", "request_id"}
-    return Problem(
-        reply.status,
-        body.get("detail"),
-        title=body.get("title"),
-        type=body.get("type", "about:blank"),
-        errors=body.get("errors"),
-        **{k: v for k, v in body.items() if k not in known},
-    )
+    return problem_of(reply, **{k: v for k, v in body.items() if k not in known})
 
 
 def _get(service: str, path: str, params: dict | None = None) -> Reply:
@@ -86,6 +79,9 @@ class PreviewItemSchema(Schema):
     kind = fields.String(metadata={"description": "tech/sale for an appointment"})
     starts_at = fields.String(metadata={"format": "date-time"})
     property_id = fields.Integer()
+    next_date = fields.String(allow_none=True, metadata={"format": "date", "description": "A recurring invoice's"})
+    due_date = fields.String(metadata={"format": "date", "description": "A scheduled payment's"})
+    amount = fields.Integer(metadata={"description": "A scheduled payment's, in minor units"})
     link = fields.String()
 
 

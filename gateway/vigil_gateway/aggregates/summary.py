@@ -13,6 +13,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from vigil_shared.alike import alike
 from vigil_shared.web import requires
 
 from ..summaries import customer_summary
@@ -30,17 +31,12 @@ class SummaryCustomer(Schema):
     """Passed through as the customer service wrote it (timestamps already in UTC `Z` form)."""
 
     id = fields.Integer()
-    kind = fields.String()
-    first_name = fields.String()
-    last_name = fields.String()
-    business_name = fields.String(allow_none=True)
-    dba_name = fields.String(allow_none=True)
+    kind, first_name, last_name = alike(3, fields.String)
+    business_name, dba_name = alike(2, fields.String, allow_none=True)
     location_id = fields.Integer(allow_none=True)
-    city = fields.String(allow_none=True)
-    state = fields.String(allow_none=True)
+    city, state = alike(2, fields.String, allow_none=True)
     active = fields.Boolean()
-    archived_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    converted_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    archived_at, converted_at = alike(2, fields.String, allow_none=True, metadata={"format": "date-time"})
     created_at = fields.String(metadata={"format": "date-time"})
     created_by = fields.String(allow_none=True)
     last_activity_at = fields.String(metadata={"format": "date-time"})

@@ -20,6 +20,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
+from vigil_shared.alike import alike
 from vigil_shared.errors import Problem
 from vigil_shared.onsite import TechOnSite
 from vigil_shared.web import requires
@@ -45,16 +46,13 @@ class TechLookupRequest(Schema):
 
 
 class TechContactPhone(Schema):
-    label = fields.String(allow_none=True)
-    number = fields.String(allow_none=True)
-    e164 = fields.String(allow_none=True)
+    label, number, e164 = alike(3, fields.String, allow_none=True)
 
 
 class TechContact(Schema):
     id = fields.Integer()
     name = fields.String()
-    relation = fields.String(allow_none=True)
-    role = fields.String(allow_none=True)
+    relation, role = alike(2, fields.String, allow_none=True)
     phones = fields.List(fields.Nested(TechContactPhone))
     email = fields.String(allow_none=True)
     has_key = fields.Boolean()

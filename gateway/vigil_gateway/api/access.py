@@ -33,12 +33,11 @@ from ..schemas import (
     RoleSchema,
 )
 from ..versions import etag_headers
-from .common import context, if_match
+from .common import STALE, at_version, context, if_match
 
 blp = Blueprint("access", __name__, url_prefix="/api/v1", description="Roles, office locations and API keys")
 
 
-STALE = "If-Match names an older version"
 # roles and locations: catalog views wired to the gateway's session, command context and ETags
 catalog_routes = partial(register_catalog, session=db_session, context=context, etag_headers=etag_headers)
 
@@ -153,10 +152,7 @@ class ApiKeyItem(MethodView):
         key = rights.get_api_key(db_session(), key_id)
         return key, 200, etag_headers(key)
 
-    @requires("api_keys.manage")
-    @blp.response(204)
-    @blp.alt_response(403, description="The key's creator holds rights you do not hold")
-    @blp.alt_response(412, description=STALE)
+    @at_version(blp, "api_keys.manage", refusals={403: "The key's creator holds rights you do not hold"})
     def delete(self, key_id):
         """Revoke an API key: it stops working at once (it stays listed, revoked).
 

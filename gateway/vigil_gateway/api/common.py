@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from flask import g
+from collections.abc import Callable
+from typing import Any
 
-from vigil_shared.web import current_identity, if_match  # noqa: F401 - views read if_match() here
+from flask import g
+from flask_smorest import Blueprint
+from marshmallow import Schema
+
+from vigil_shared.idempotency import idempotent
+from vigil_shared.web import current_identity, if_match, requires  # noqa: F401 - views read if_match() here
 
 from ..commands import Context
 from ..context import database, db_session, passwords, signed_in_user
@@ -24,3 +30,33 @@ def context(version: str | None = None) -> Context:
         database=database(),
         passwords=passwords(),
     )
+
+
+STALE = "If-Match names an older version"
+
+
+def at_version(
+    blp: Blueprint,
+    permission: str,
+    arguments: type[Schema] | None = None,
+    response: type[Schema] | None = None,
+    *,
+    once: bool = False,
+    refusals: dict[int, str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The decorators of a view that changes or deletes a record at the version the caller read
+    (``If-Match``, 412 otherwise): ``permission``, ``@idempotent`` when ``once``, the ``arguments``
+    schema, 200 with ``response`` (204 without), and the other ``refusals`` it documents."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        view = blp.alt_response(412, description=STALE)(view)
+        for status, description in reversed(list((refusals or {}).items())):
+            view = blp.alt_response(status, description=description)(view)
+        view = blp.response(200, response)(view) if response is not None else blp.response(204)(view)
+        if arguments is not None:
+            view = blp.arguments(arguments)(view)
+        if once:
+            view = idempotent(view)
+        return requires(permission)(view)
+
+    return decorate

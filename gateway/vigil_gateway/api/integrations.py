@@ -4,26 +4,23 @@ account statuses to (no bearer token: each message carries a Standard Webhooks s
 from __future__ import annotations
 
 import json
+from functools import partial
 
-from flask import request, url_for
+from flask import g, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from vigil_shared.db import utcnow
-from vigil_shared.errors import Problem, conflict, flatten_messages, validation_problem
+from vigil_shared.errors import Problem, flatten_messages, validation_problem
 from vigil_shared.http import PaginationArgs, paginate
 from vigil_shared.idempotency import idempotent
-from vigil_shared.identity import service_identity
 from vigil_shared.web import requires
 
 from .. import integrations
 from .. import webhook_commands as hooks_commands
-from ..context import db_session, settings
-from ..models import IncomingMessage, Integration
-from ..upstream import ServiceUnavailable, call_service
+from ..context import db_session, intake, settings
+from ..models import Integration
 from ..versions import etag_headers
 from ..webhook_schemas import (
     DriftSchema,
@@ -38,7 +35,7 @@ from ..webhook_schemas import (
     RotatedSecretSchema,
     RotateSecretSchema,
 )
-from .common import context, if_match
+from .common import at_version, context, if_match
 from .webhooks import hook_settings
 
 blp = Blueprint(
@@ -47,8 +44,6 @@ blp = Blueprint(
     url_prefix="/api/v1",
     description="Central stations: signed signals and account statuses in (see docs/integrations.md)",
 )
-
-LIMITER = integrations.RateLimiter()
 
 
 @blp.route("/integrations")
@@ -81,29 +76,20 @@ class IntegrationItem(MethodView):
         record = hooks_commands.get_integration(context(), integration_id)
         return record, 200, etag_headers(record)
 
-    @requires("integrations.manage")
-    @blp.arguments(IntegrationPatchSchema)
-    @blp.response(200, IntegrationSchema)
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(blp, "integrations.manage", IntegrationPatchSchema, IntegrationSchema)
     def patch(self, changes, integration_id):
         """Rename, change the rate limit, disable or enable."""
         record = hooks_commands.update_integration(context(if_match()), integration_id, changes, hook_settings())
         return record, 200, etag_headers(record)
 
-    @requires("integrations.manage")
-    @blp.response(204)
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(blp, "integrations.manage")
     def delete(self, integration_id):
         """Remove an integration: its messages are refused from now on."""
         hooks_commands.delete_integration(context(if_match()), integration_id)
 
 
 @blp.route("/integrations/<int:integration_id>/rotate-secret", methods=["POST"])
-@requires("integrations.manage")
-@idempotent
-@blp.arguments(RotateSecretSchema)
-@blp.response(200, RotatedSecretSchema)
-@blp.alt_response(412, description="If-Match names an older version")
+@at_version(blp, "integrations.manage", RotateSecretSchema, RotatedSecretSchema, once=True)
 def rotate_integration_secret(data, integration_id):
     """A new signing secret, shown once; messages signed with the old one are accepted for ``overlap_seconds``."""
     secret, until = hooks_commands.rotate_integration_secret(
@@ -132,18 +118,27 @@ def drift_check(integration_id):
     return record, 202, {"Location": url_for("integrations.drift_report", integration_id=record.id)}
 
 
+STATIONS = integrations.Stations()
+
+
 # --- what central stations post --------------------------------------------------------------------
 
 
 def _receive(integration_id: int, kind: str) -> dict:
-    session = db_session()
-    integration = session.get(Integration, integration_id)
-    if integration is None or not integration.enabled:
+    cipher = settings().webhook_cipher()
+    read = partial(db_session().get, Integration, integration_id)
+    station = STATIONS.get(integration_id, read, cipher)
+    if station is None:
         raise integrations.refused("No such integration, or it is disabled.")
-    body = request.get_data()
-    message_id = integrations.verify(integration, settings().webhook_cipher(), body, dict(request.headers))
-    # counted once signed: unsigned floods are refused above and cannot use up the station's allowance
-    LIMITER.check(integration.id, integration.rate_limit_per_minute)
+    body, headers = request.get_data(), dict(request.headers)
+    try:
+        message_id = integrations.verify(station.secrets, body, headers)
+    except Problem:
+        station = STATIONS.get(integration_id, read, cipher, fresh=True)  # its secret may have just been rotated
+        if station is None:
+            raise integrations.refused("No such integration, or it is disabled.") from None
+        message_id = integrations.verify(station.secrets, body, headers)
+    db_session().rollback()  # no connection is held while the intake writes
     try:
         payload = json.loads(body)
     except ValueError:
@@ -153,14 +148,8 @@ def _receive(integration_id: int, kind: str) -> dict:
         data = schema.load(payload if isinstance(payload, dict) else {})
     except ValidationError as error:
         raise validation_problem(flatten_messages(error.messages)) from None
-    session.add(IncomingMessage(integration_id=integration.id, message_id=message_id, received_at=utcnow()))
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise conflict("This webhook-id was already received; it is not applied twice.") from None
     forward = {
-        "central_station": integration.name,
+        "central_station": station.name,
         "message_id": message_id,
         "account_number": data["account_number"],
         "kind": data["type"] if kind == "signal" else "status",
@@ -170,17 +159,18 @@ def _receive(integration_id: int, kind: str) -> dict:
         "description": data.get("description"),
         "occurred_at": data["occurred_at"].isoformat() if data.get("occurred_at") else None,
     }
-    identity = service_identity(f"integration:{integration.name}", permissions={"integrations.manage"})
-    try:
-        reply = call_service("property", "POST", "/api/v1/monitoring/messages", json_body=forward, identity=identity)
-    except ServiceUnavailable:
-        session.rollback()  # the id is not kept: the central station's retry is applied
-        raise Problem(503, "The property service is unavailable; send the message again.") from None
-    if not reply.ok or not isinstance(reply.body, dict):
-        session.rollback()
-        raise Problem(503, "The message could not be recorded; send it again.")
-    session.commit()
-    return {"status": "received", "matched": reply.body.get("property_id") is not None}
+    # counted against the rate limit once signed and valid: unsigned floods cannot use up the allowance
+    property_id = intake().submit(
+        integrations.Message(
+            integration_id=integration_id,
+            station=station.name,
+            per_minute=station.per_minute,
+            message_id=message_id,
+            forward=forward,
+            request_id=g.get("request_id", ""),
+        )
+    )
+    return {"status": "received", "matched": property_id is not None}
 
 
 @blp.route("/integrations/<int:integration_id>/signals", methods=["POST"])

@@ -26,7 +26,7 @@ from ..schemas import (
 )
 from ..users import get_user
 from ..versions import etag_headers
-from .common import context, if_match
+from .common import at_version, context, if_match
 
 blp = Blueprint("users", __name__, url_prefix="/api/v1", description="Users, their roles, and who I am")
 
@@ -73,11 +73,13 @@ class UserItem(MethodView):
         user = get_user(db_session(), user_id)
         return user, 200, etag_headers(user)
 
-    @requires("users.manage")
-    @blp.arguments(UserPatchSchema)
-    @blp.response(200, UserSchema)
-    @blp.alt_response(409, description="The change would leave no active administrator")
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(
+        blp,
+        "users.manage",
+        UserPatchSchema,
+        UserSchema,
+        refusals={409: "The change would leave no active administrator"},
+    )
     def patch(self, changes, user_id):
         """Change a user. `active: false` ends every session of theirs at once; honours `If-Match`."""
         user = commands.update_user(context(if_match()), user_id, changes)

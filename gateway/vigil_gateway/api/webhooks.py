@@ -38,7 +38,7 @@ from ..webhook_schemas import (
     SubscriptionPatchSchema,
     SubscriptionSchema,
 )
-from .common import context, if_match
+from .common import at_version, context, if_match
 
 FEED_SETTLE = timedelta(seconds=2)
 
@@ -100,28 +100,20 @@ class SubscriptionItem(MethodView):
         record = hooks_commands.get_subscription(context(), subscription_id)
         return record, 200, etag_headers(record)
 
-    @requires("webhooks.manage")
-    @blp.arguments(SubscriptionPatchSchema)
-    @blp.response(200, SubscriptionSchema)
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(blp, "webhooks.manage", SubscriptionPatchSchema, SubscriptionSchema)
     def patch(self, changes, subscription_id):
         """Change the URL, the event types, the description, or enable it again."""
         record = hooks_commands.update_subscription(context(if_match()), subscription_id, changes, hook_settings())
         return record, 200, etag_headers(record)
 
-    @requires("webhooks.manage")
-    @blp.response(204)
-    @blp.alt_response(412, description="If-Match names an older version")
+    @at_version(blp, "webhooks.manage")
     def delete(self, subscription_id):
         """Unsubscribe: no more deliveries; its delivery log goes with it."""
         hooks_commands.delete_subscription(context(if_match()), subscription_id)
 
 
 @blp.route("/webhooks/<int:subscription_id>/rotate-secret", methods=["POST"])
-@requires("webhooks.manage")
-@blp.arguments(RotateSecretSchema)
-@blp.response(200, RotatedSecretSchema)
-@blp.alt_response(412, description="If-Match names an older version")
+@at_version(blp, "webhooks.manage", RotateSecretSchema, RotatedSecretSchema)
 def rotate_secret(data, subscription_id):
     """A new signing secret, shown once; the old one signs beside it (two ``v1,`` signatures) for
     ``overlap_seconds`` (default a day)."""
@@ -202,11 +194,11 @@ def change_feed(args):
         statement = statement.where(FeedEvent.position > int(args["after"]))
     if args["types"]:
         statement = statement.where(FeedEvent.type.in_({t.strip() for t in args["types"].split(",") if t.strip()}))
+    # An event kept before its customer's location was known (a deletion taken in by one worker
+    # process while another took in the creation) takes the location learnt since.
+    statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
+    location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
     if not identity.is_service:
-        # An event kept before its customer's location was known (a deletion taken in by one worker
-        # process while another took in the creation) takes the location learnt since.
-        statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
-        location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
         readable = {
             kind: sorted(identity.locations_with(permission)) for kind, permission in webhooks.VIEW_PERMISSION.items()
         }
@@ -220,16 +212,16 @@ def change_feed(args):
                 false(),
             )
         )
-    rows = db_session().scalars(statement.limit(args["limit"])).all()
+    rows = db_session().execute(statement.add_columns(location_id).limit(args["limit"])).all()
     items = [
         {
             "id": row.event_id,
             "type": row.type,
             "occurred_at": row.occurred_at,
-            "data": row.data,
+            "data": webhooks.readable_data(row.data, identity, where),
             "cursor": str(row.position),
         }
-        for row in rows
+        for row, where in rows
     ]
-    next_cursor = str(rows[-1].position) if rows else args["after"]
+    next_cursor = str(rows[-1][0].position) if rows else args["after"]
     return {"items": items, "next_cursor": next_cursor, "retention_days": hooks.feed_retention_days}

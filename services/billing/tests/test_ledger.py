@@ -3,6 +3,8 @@ from datetime import date, timedelta
 
 from pypdf import PdfReader
 
+from vigil_billing.tasks import event_consumer, run_due
+from vigil_shared.messaging.contracts import CustomerDeleted, new_event
 from vigil_shared.testing import identity_with
 
 
@@ -83,3 +85,37 @@ def test_ar_aging_by_bucket_and_location(api, known):
     clerk = api.as_(identity_with("billing.view", locations=(2,)))
     assert [i["customer_id"] for i in clerk.get("/api/v1/ar-aging").json["items"]] == [8]
     assert api.get("/api/v1/customers/7/billing").json["past_due"] == 600
+
+
+def test_a_date_range_and_later_pages_keep_the_running_balance_of_all_history(api, known, runtime):
+    known(7)
+    api.post(
+        "/api/v1/customers/7/recurring-invoices",
+        json={"lines": [{"description": "Monthly", "unit_price": 1000, "tax_rate_bp": 0}], "start_date": "2026-01-10"},
+    )
+    assert run_due(runtime, date(2026, 6, 10)).invoices_issued == 6
+    api.post("/api/v1/customers/7/payments", json={"method": "cash", "amount": 2500})
+    everything = api.get("/api/v1/customers/7/transactions", query_string={"per_page": 50}).json["items"]
+    assert [e["balance"] for e in everything] == [3500, 6000, 5000, 4000, 3000, 2000, 1000]
+    assert everything[-1]["date"] == "2026-01-10"
+    spring = api.get(
+        "/api/v1/customers/7/transactions",
+        query_string={"from": "2026-02-01", "to": "2026-05-31", "per_page": 2, "page": 2},
+    ).json
+    assert spring["total"] == 4
+    assert [(e["date"], e["balance"]) for e in spring["items"]] == [("2026-03-10", 3000), ("2026-02-10", 2000)]
+    statement = api.get("/api/v1/customers/7/statements", query_string={"from": "2026-03-01", "to": "2026-04-30"}).json
+    assert (statement["opening_balance"], statement["closing_balance"]) == (2000, 4000)
+    assert api.get("/api/v1/customers/7/transactions", query_string={"page": 9}).json["total"] == 7
+
+
+def test_deleting_a_sub_customer_takes_its_entries_off_the_parents_ledger(api, known, runtime):
+    known(7)
+    known(8, parent_id=7)
+    issue(api, 8, 400)
+    issue(api, 7, 100)
+    assert api.get("/api/v1/customers/7/transactions").json["items"][0]["balance"] == 500
+    consumer = event_consumer(runtime)
+    consumer.consume(new_event(CustomerDeleted(customer_id=8), source="customer").to_message())
+    page = api.get("/api/v1/customers/7/transactions").json
+    assert (page["total"], page["items"][0]["balance"], page["items"][0]["customer_id"]) == (1, 100, 7)

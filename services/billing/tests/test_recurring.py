@@ -5,9 +5,10 @@ import pytest
 from sqlalchemy import func, select
 
 from vigil_billing import recurring
-from vigil_billing.models import Invoice, Payment, RecurringInvoice
+from vigil_billing.models import Invoice, InvoiceLine, LedgerAccount, LedgerEntry, Payment, RecurringInvoice
 from vigil_billing.recurring import add_months
 from vigil_billing.tasks import run_due
+from vigil_shared.messaging.outbox import Outbox
 from vigil_shared.testing import identity_with
 
 LINES = [{"description": "Monitoring", "unit_price": 2999, "tax_rate_bp": 0}]
@@ -26,6 +27,26 @@ def invoices_of(session, template_id):
     return session.scalars(
         select(Invoice).where(Invoice.recurring_invoice_id == template_id).order_by(Invoice.period_key)
     ).all()
+
+
+def at_once(runs, action):
+    """Runs ``action`` in ``runs`` threads started together; returns their results (none may fail)."""
+    start, errors, results = threading.Barrier(runs), [], []
+
+    def run():
+        try:
+            start.wait()
+            results.append(action())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return results
 
 
 def test_months_keep_the_anchor_day():
@@ -50,41 +71,89 @@ def test_a_period_is_invoiced_once_however_often_the_job_runs(api, known, runtim
 def test_concurrent_runs_issue_each_period_once(api, known, runtime, session):
     known(7)
     made = template(api, start_date="2026-01-01")
-    errors = []
-
-    def run():
-        try:
-            run_due(runtime, date(2026, 6, 1))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    at_once(4, lambda: run_due(runtime, date(2026, 6, 1)))
     keys = [i.period_key for i in invoices_of(session, made["id"])]
     assert len(keys) == len(set(keys)) == 6
 
 
-def test_a_killed_run_leaves_no_double_invoice(api, known, runtime, session, monkeypatch):
-    """The worker dies after issuing a period but before moving the template on: the rerun skips it."""
+def test_a_killed_run_leaves_no_double_invoice(api, known, runtime, session, monkeypatch, outbox):
+    """The worker dies in the middle of a batch (its invoices written, not committed): nothing of the
+    batch remains, no number is used up, and the rerun issues each period once."""
     known(7)
     made = template(api, start_date="2026-01-01")
-    original = recurring.invoices.issue
 
-    def issue_then_die(*args, **kwargs):
-        original(*args, **kwargs)
-        args[0].commit()  # the invoice reached the database…
-        raise SystemExit("killed")  # …and the worker died before the template moved on
+    def die(*args, **kwargs):
+        raise SystemExit("killed")
 
-    monkeypatch.setattr(recurring.invoices, "issue", issue_then_die)
+    monkeypatch.setattr(Outbox, "event_rows", die)  # after the invoices, lines and postings, before the commit
     with pytest.raises(SystemExit):
-        run_due(runtime, date(2026, 1, 1))
-    monkeypatch.setattr(recurring.invoices, "issue", original)
-    run_due(runtime, date(2026, 1, 1))
-    assert len(invoices_of(session, made["id"])) == 1
+        run_due(runtime, date(2026, 3, 1))
+    monkeypatch.undo()
+    assert invoices_of(session, made["id"]) == []
+    run_due(runtime, date(2026, 3, 1))
+    run_due(runtime, date(2026, 3, 1))
+    issued = invoices_of(session, made["id"])
+    assert sorted(i.number for i in issued) == [1, 2, 3]
+    assert len(outbox("invoice.issued")) == 3
+
+
+def test_a_period_already_invoiced_is_skipped_and_the_template_moves_on(api, known, runtime, session):
+    """A period whose key exists (its run died before moving the template on) is not issued again."""
+    known(7)
+    made = template(api, start_date="2026-01-01")
+    session.add(
+        Invoice(
+            customer_id=7,
+            bill_to_customer_id=7,
+            status="issued",
+            number=900,
+            currency="USD",
+            issue_date=date(2026, 1, 1),
+            total=2999,
+            amount_paid=0,
+            recurring_invoice_id=made["id"],
+            period_key=f"{made['id']}:2026-01-01",
+        )
+    )
+    session.commit()
+    assert run_due(runtime, date(2026, 2, 1)).invoices_issued == 1  # February only
+    keys = [i.period_key for i in invoices_of(session, made["id"])]
+    assert keys == [f"{made['id']}:2026-01-01", f"{made['id']}:2026-02-01"]
+    assert api.get("/api/v1/customers/7/recurring-invoices").json["items"][0]["next_date"] == "2026-03-01"
+
+
+def test_two_concurrent_batch_runs_issue_one_invoice_per_period(known, runtime, session, outbox):
+    """Two runs over the same due set at once, in small batches: each period once, numbers a gapless
+    sequence, one posting per invoice on the right account, one event each."""
+    known(7)
+    known(8, parent_id=7)
+    for n in range(20):
+        session.add(
+            RecurringInvoice(
+                customer_id=7 + n % 2,
+                bill_to_customer_id=7,
+                lines=[{"description": "Monitoring", "quantity": 1, "unit_price": 1000 + n, "tax_rate_bp": 825}],
+                interval_months=1,
+                start_date=date(2026, 1, 1),
+                next_date=date(2026, 1, 1),
+                status="active",
+            )
+        )
+    session.commit()
+    counts = at_once(
+        2, lambda: recurring.run_due_invoices(runtime.db.transaction, runtime.outbox(), date(2026, 6, 1), 3)
+    )
+    session.expire_all()
+    issued = session.scalars(select(Invoice)).all()
+    assert sum(counts) == len(issued) == 120
+    assert len({i.period_key for i in issued}) == 120
+    assert sorted(i.number for i in issued) == list(range(1, 121))
+    assert len(outbox("invoice.issued")) == 120
+    assert {t.next_date for t in session.scalars(select(RecurringInvoice))} == {date(2026, 7, 1)}
+    assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 120
+    account = session.get(LedgerAccount, 7)
+    assert account is not None and (account.balance, account.entries) == (sum(i.total for i in issued), 120)
+    assert {line.invoice_id for line in session.scalars(select(InvoiceLine))} == {i.id for i in issued}
 
 
 def test_count_end_and_cancel(api, known, runtime, session):

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from . import ledger
 from .models import (
     BillingMethod,
     BillingSettings,
@@ -37,6 +38,7 @@ CUSTOMER_DATA: list[Any] = [
 
 
 def remove_customer(session: Session, customer_id: int) -> None:
+    ledger.unpost_customer(session, customer_id)
     invoices = select(Invoice.id).where(Invoice.customer_id == customer_id)
     payments = select(Payment.id).where(Payment.customer_id == customer_id)
     session.execute(

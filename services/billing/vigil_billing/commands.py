@@ -5,7 +5,9 @@ changes (``ctx.require``) and the version the caller read (``ctx.check_version``
 modules and commits once (:func:`~vigil_shared.commands.command`). The ``load_*`` functions find a
 record and check the caller's right at its location; the request layer runs them before parsing a
 body. A customer's location is read from the replica (the customer service is asked once when the
-replica does not know it yet, and always before a record is attached to a customer).
+replica does not know it yet, and always before a record is attached to a customer). A loader given
+a write permission refuses a customer archived (409, :mod:`vigil_shared.archived`): once here for
+every route, as the replica knows it from the archive saga's events.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, command, ensure_version
 from vigil_shared.db import utcnow
 from vigil_shared.errors import not_found, validation_problem
 
-from . import charging, company, customer_client, invoices, methods, payments, processor, rates, recurring
+from . import archiving, charging, company, customer_client, invoices, methods, payments, processor, rates, recurring
 from . import customers_replica as replica
 from .models import (
     BillingMethod,
@@ -56,6 +59,17 @@ def customer_location(ctx: Context, customer_id: int) -> int | None:
     return None if known is None else known.location_id
 
 
+def _is_write(permission: str) -> bool:
+    return not permission.endswith(".view")
+
+
+def refuse_archived(ctx: Context, customer_id: int, permission: str, known: KnownCustomer | None = None) -> None:
+    """409 for a write (``permission`` is not a view) under an archived customer."""
+    if _is_write(permission):
+        archived = known.archived if known is not None else replica.is_archived(ctx.session, customer_id)
+        refuse_if_archived(archived, customer_id)
+
+
 def load_customer_location(ctx: Context, customer_id: int, permission: str) -> int | None:
     """The customer's location, 403 unless the caller holds ``permission`` there (an unknown customer
     passes: its lists are empty)."""
@@ -74,6 +88,7 @@ def load_customer(ctx: Context, customer_id: int, permission: str) -> KnownCusto
         ctx.require(permission)
         raise not_found("customer")
     ctx.require(permission, known.location_id)
+    refuse_archived(ctx, customer_id, permission, known)
     return known
 
 
@@ -83,6 +98,7 @@ def confirm_customer(ctx: Context, customer_id: int, permission: str) -> KnownCu
     the caller holds ``permission`` at its location."""
     known = live_customer(ctx, customer_id)
     ctx.require(permission, known.location_id)
+    refuse_archived(ctx, customer_id, permission, known)
     return known
 
 
@@ -160,6 +176,7 @@ def load_invoice(ctx: Context, invoice_id: int, permission: str) -> ScopedInvoic
     invoice = invoices.get_invoice(ctx.session, invoice_id)
     location_id = customer_location(ctx, invoice.customer_id)
     ctx.require(permission, location_id)
+    refuse_archived(ctx, invoice.customer_id, permission)
     return ScopedInvoice(invoice, location_id)
 
 
@@ -217,6 +234,7 @@ def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
     method = methods.get_method(ctx.session, method_id)
     location_id = customer_location(ctx, method.customer_id)
     ctx.require(permission, location_id)
+    refuse_archived(ctx, method.customer_id, permission)
     return ScopedMethod(method, location_id)
 
 
@@ -251,6 +269,7 @@ def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPaymen
     payment = payments.get_payment(ctx.session, payment_id)
     location_id = customer_location(ctx, payment.customer_id)
     ctx.require(permission, location_id)
+    refuse_archived(ctx, payment.customer_id, permission)
     return ScopedPayment(payment, location_id)
 
 
@@ -280,12 +299,14 @@ def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
 def load_recurring(ctx: Context, recurring_id: int, permission: str) -> RecurringInvoice:
     template = recurring.get_recurring(ctx.session, recurring_id)
     ctx.require(permission, customer_location(ctx, template.customer_id))
+    refuse_archived(ctx, template.customer_id, permission)
     return template
 
 
 def load_scheduled(ctx: Context, scheduled_id: int, permission: str) -> ScheduledPayment:
     scheduled = recurring.get_scheduled(ctx.session, scheduled_id)
     ctx.require(permission, customer_location(ctx, scheduled.customer_id))
+    refuse_archived(ctx, scheduled.customer_id, permission)
     return scheduled
 
 
@@ -317,3 +338,10 @@ def request_run_due(ctx: Context, day: date | None) -> None:
     """Asks the worker to run the due job now (for ``day``); the beat runs it every minute anyway."""
     ctx.require("ops.manage")
     charging.request_run_due(day.isoformat() if day else None)
+
+
+def archive_items(ctx: Context, customer_ids: list[int]) -> list[dict]:
+    """What archiving these customers would cancel here; 403 unless the caller may archive each one."""
+    for customer_id in customer_ids:
+        ctx.require("customers.archive", customer_location(ctx, customer_id))
+    return archiving.archive_items(ctx.session, customer_ids)

@@ -68,7 +68,11 @@ def lookup_customer(customer_id: int) -> CustomerFacts | None:
     settings = current_runtime().settings
     request_id = g.get("request_id")
     token = sign_identity(
-        service_identity("billing", {"customers.view", "leads.view"}, request_id=request_id),
+        # the parent (``parent_customer_id``) is in the record's sale section: without its view right the
+        # answer would leave it out, and a sub-customer billing confirms at once would bill itself
+        service_identity(
+            "billing", {"customers.view", "leads.view", "customers.sale_info.view"}, request_id=request_id
+        ),
         settings.internal_secret,
         settings.identity_token_ttl,
     )

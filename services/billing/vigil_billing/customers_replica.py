@@ -47,7 +47,7 @@ def customer_seen(session: Session, customer_id: int, location_id: int | None, a
     it did not state is left as it is. An unknown location (``None``) never erases a known one.
     """
     now = utcnow()
-    values = {key: value for key, value in facts.items() if key in ("kind", "parent_id", "archived")}
+    values = {key: value for key, value in facts.items() if key in ("kind", "parent_id")}
     statement = _insert(session).values(
         customer_id=customer_id,
         deleted=False,
@@ -72,6 +72,31 @@ def customer_seen(session: Session, customer_id: int, location_id: int | None, a
             where=newer if location_id is not None else KnownCustomer.deleted.is_(False),
         )
     session.execute(statement)
+    if facts.get("archived") is not None:
+        customer_archived(session, customer_id, bool(facts["archived"]), as_of)
+
+
+def customer_archived(session: Session, customer_id: int, archived: bool, as_of: datetime) -> None:
+    """Records that the customer was archived (or unarchived) at ``as_of``; an older fact changes nothing
+    (the saga's events and the customer service's answers may arrive in any order)."""
+    now = utcnow()
+    session.execute(
+        _insert(session)
+        .values(customer_id=customer_id, deleted=False, archived=archived, archived_as_of=as_of, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[KnownCustomer.customer_id],
+            set_={"archived": archived, "archived_as_of": as_of, "updated_at": now},
+            where=and_(
+                KnownCustomer.deleted.is_(False),
+                or_(KnownCustomer.archived_as_of.is_(None), KnownCustomer.archived_as_of <= as_of),
+            ),
+        )
+    )
+
+
+def is_archived(session: Session, customer_id: int) -> bool:
+    known = known_customer(session, customer_id)
+    return known is not None and known.archived
 
 
 def customer_deleted(session: Session, customer_id: int) -> None:

@@ -27,7 +27,7 @@ from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.contracts import InvoiceIssued, InvoiceVoided
 from vigil_shared.messaging.outbox import Outbox
 
-from . import company
+from . import company, ledger
 from .models import Invoice, InvoiceCounter, InvoiceLine, KnownCustomer
 from .money import MAX_AMOUNT, line_tax
 
@@ -52,7 +52,8 @@ def not_a_draft(invoice: Invoice) -> Problem:
     )
 
 
-def _lines(data: list[dict[str, Any]], default_tax_bp: int) -> list[InvoiceLine]:
+def line_values(data: list[dict[str, Any]], default_tax_bp: int) -> list[dict[str, Any]]:
+    """The columns of each line (amount, the tax rate or the default, the tax rounded per line)."""
     lines = []
     for position, line in enumerate(data, start=1):
         amount = line["quantity"] * line["unit_price"]
@@ -61,17 +62,21 @@ def _lines(data: list[dict[str, Any]], default_tax_bp: int) -> list[InvoiceLine]
         rate = line.get("tax_rate_bp")
         rate = default_tax_bp if rate is None else rate
         lines.append(
-            InvoiceLine(
-                position=position,
-                description=line["description"],
-                quantity=line["quantity"],
-                unit_price=line["unit_price"],
-                amount=amount,
-                tax_rate_bp=rate,
-                tax=line_tax(amount, rate),
-            )
+            {
+                "position": position,
+                "description": line["description"],
+                "quantity": line["quantity"],
+                "unit_price": line["unit_price"],
+                "amount": amount,
+                "tax_rate_bp": rate,
+                "tax": line_tax(amount, rate),
+            }
         )
     return lines
+
+
+def _lines(data: list[dict[str, Any]], default_tax_bp: int) -> list[InvoiceLine]:
+    return [InvoiceLine(**values) for values in line_values(data, default_tax_bp)]
 
 
 def _set_lines(invoice: Invoice, lines: list[InvoiceLine]) -> None:
@@ -129,18 +134,24 @@ def delete_draft(session: Session, invoice: Invoice) -> None:
 
 def next_number(session: Session) -> int:
     """The company's next invoice number: the counter row is locked by the update until the commit."""
+    return next_numbers(session, 1)
+
+
+def next_numbers(session: Session, count: int) -> int:
+    """Takes ``count`` consecutive numbers as a block; returns the first. The counter row stays locked
+    by the update until the commit, so blocks never overlap and a rolled-back one is not lost."""
     session.execute(
         _insert(session, InvoiceCounter)
         .values(id=COMPANY, last_number=0)
         .on_conflict_do_nothing(index_elements=[InvoiceCounter.id])
     )
-    number = session.execute(
+    last = session.execute(
         update(InvoiceCounter)
         .where(InvoiceCounter.id == COMPANY)
-        .values(last_number=InvoiceCounter.last_number + 1)
+        .values(last_number=InvoiceCounter.last_number + count)
         .returning(InvoiceCounter.last_number)
     ).scalar_one()
-    return int(number)
+    return int(last) - count + 1
 
 
 def issue(session: Session, outbox: Outbox, invoice: Invoice, today: date) -> Invoice:
@@ -155,6 +166,7 @@ def issue(session: Session, outbox: Outbox, invoice: Invoice, today: date) -> In
         invoice.due_date = today + timedelta(days=settings.payment_terms_days)
     invoice.status = "paid" if invoice.total == 0 else "issued"
     session.flush()
+    ledger.post(session, [issued_entry(invoice)])
     outbox.add(
         session,
         InvoiceIssued(
@@ -172,6 +184,19 @@ def issue(session: Session, outbox: Outbox, invoice: Invoice, today: date) -> In
     return invoice
 
 
+def issued_entry(invoice: Invoice) -> dict[str, Any]:
+    assert invoice.issue_date is not None
+    return ledger.entry(
+        invoice.bill_to_customer_id,
+        invoice.customer_id,
+        "invoice",
+        invoice.id,
+        invoice.issue_date,
+        invoice.total,
+        invoice.number,
+    )
+
+
 def void(session: Session, outbox: Outbox, invoice: Invoice, reason: str | None) -> Invoice:
     if invoice.status == "void":
         raise conflict("The invoice is already void.", invoice_status="void")
@@ -186,6 +211,20 @@ def void(session: Session, outbox: Outbox, invoice: Invoice, reason: str | None)
     invoice.void_reason = reason
     invoice.voided_at = utcnow()
     session.flush()
+    ledger.post(
+        session,
+        [
+            ledger.entry(
+                invoice.bill_to_customer_id,
+                invoice.customer_id,
+                "void",
+                invoice.id,
+                invoice.voided_at.date(),
+                -invoice.total,
+                invoice.number,
+            )
+        ],
+    )
     outbox.add(
         session,
         InvoiceVoided(invoice_id=invoice.id, customer_id=invoice.customer_id, number=invoice.number, reason=reason),

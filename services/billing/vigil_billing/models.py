@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Integer, String, false, true
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, SmallInteger, String, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
@@ -44,6 +44,7 @@ class KnownCustomer(Base):
     kind: Mapped[str | None] = mapped_column(String(20))  # customer | lead
     parent_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the parent it bills through
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    archived_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())  # orders archive/unarchive facts
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -279,6 +280,8 @@ class RecurringInvoice(Base):
     end_date: Mapped[date | None] = mapped_column(Date)
     remaining: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | cancelled | ended
+    # the archive operation that cancelled it (docs/archive.md): what unarchive may restore
+    cancelled_by_operation: Mapped[str | None] = mapped_column(String(48), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -302,6 +305,8 @@ class ScheduledPayment(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(20), default="scheduled")  # scheduled|succeeded|failed|cancelled
     payment_id: Mapped[int | None] = mapped_column(Integer)  # the latest attempt
+    # the archive operation that cancelled it (docs/archive.md): what unarchive may restore
+    cancelled_by_operation: Mapped[str | None] = mapped_column(String(48), index=True)
     failure_code: Mapped[str | None] = mapped_column(String(60))
     failure_message: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -309,6 +314,45 @@ class ScheduledPayment(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class LedgerEntry(Base):
+    """One posting of a customer's ledger: an invoice issued (``+total``), voided (``-total``), a payment
+    received (``-amount``) or refunded (``+amount``), written in the transaction that does it.
+
+    ``account_id`` is whose AR it moves (the bill-to customer: a parent for its subs' invoices),
+    ``customer_id`` whose activity it is. Entries are listed newest first by ``(day, rank, ref_id)``
+    (rank: invoice, void, payment, refund on one day), straight from the index on
+    ``(account_id, day, rank, ref_id)`` (keyset order).
+    """
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # invoice | void | payment | refund
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    ref_id: Mapped[int] = mapped_column(Integer)  # the invoice, payment or refund
+    day: Mapped[date] = mapped_column(Date)
+    number: Mapped[int | None] = mapped_column(BigInteger)  # the invoice number; a refund's payment id
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_ledger_entries_account_order", "account_id", "day", "rank", "ref_id"),
+        Index("uq_ledger_entries_kind_ref", "kind", "ref_id", unique=True),
+    )
+
+
+class LedgerAccount(Base):
+    """A customer's AR as a running total: the sum and count of its ledger entries, moved with each
+    posting (so page 1 of 50,000 entries needs neither a sum nor a count over them)."""
+
+    __tablename__ = "ledger_accounts"
+
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    entries: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 # Tables holding amounts in the company currency: the currency is fixed once any has a row.

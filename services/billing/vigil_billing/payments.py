@@ -32,7 +32,7 @@ from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.contracts import PaymentFailed, PaymentReceived, PaymentRefunded
 from vigil_shared.messaging.outbox import Outbox
 
-from . import company, invoices
+from . import company, invoices, ledger
 from .methods import unavailable
 from .models import BillingMethod, Invoice, KnownCustomer, Payment, PaymentAllocation, Refund
 from .processor import Processor, ProcessorUnavailable
@@ -98,6 +98,20 @@ def create_payment(session: Session, outbox: Outbox, customer: KnownCustomer, da
 
 
 def _received(session: Session, outbox: Outbox, payment: Payment) -> None:
+    assert payment.received_at is not None
+    ledger.post(
+        session,
+        [
+            ledger.entry(
+                payment.customer_id,
+                payment.customer_id,
+                "payment",
+                payment.id,
+                payment.received_at.date(),
+                -payment.amount,
+            )
+        ],
+    )
     outbox.add(
         session,
         PaymentReceived(
@@ -252,6 +266,20 @@ def refund(
     record = Refund(payment_id=payment.id, amount=amount, processor_refund_id=processor_refund_id, reason=reason)
     session.add(record)
     session.flush()
+    ledger.post(
+        session,
+        [
+            ledger.entry(
+                payment.customer_id,
+                payment.customer_id,
+                "refund",
+                record.id,
+                record.created_at.date(),
+                amount,
+                payment.id,
+            )
+        ],
+    )
     outbox.add(
         session,
         PaymentRefunded(

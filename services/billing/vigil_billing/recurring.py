@@ -1,11 +1,14 @@
 """Recurring invoices and scheduled payments, and the job that runs what is due.
 
 **Exactly once per period.** A recurring invoice issues its period ``P`` as an invoice whose
-``period_key`` is ``"<template id>:<P>"``, unique among invoices. The job handles one template per
-short transaction, holding the template's row lock, and checks the key before inserting; a second
-job (beat firing twice, an operator's run, a worker killed and its task redelivered) finds the
-period issued — or, racing, loses on the unique key and rolls back — and only moves on. Whatever
-happens, a period is invoiced once: the key, not timing, guarantees it.
+``period_key`` is ``"<template id>:<P>"``, unique among invoices. The job issues due templates in
+set-based batches (:func:`issue_batch`): one transaction locks a batch of templates (``FOR UPDATE
+SKIP LOCKED``), skips the periods whose key exists, takes the invoice numbers as one block from the
+counter and writes the invoices, lines, events, ledger postings and the templates' next dates with
+one statement per table. A second job (beat firing twice, an operator's run, a redelivered task)
+skips the locked templates and finds the committed ones no longer due; a worker killed mid-batch
+commits nothing. Whatever happens, a period is invoiced once: the lock and the key, not timing,
+guarantee it.
 
 **Scheduled payments.** When due, an attempt becomes a card/ach payment with the processor key
 ``"vigil-scheduled-<id>-<attempt>"``, charged like any other (:func:`payments.run_charge`: at most
@@ -29,18 +32,30 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from vigil_shared.db import utcnow
 from vigil_shared.errors import conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
+from vigil_shared.messaging.contracts import InvoiceIssued
 from vigil_shared.messaging.outbox import Outbox
 
-from . import company, invoices, payments
-from .models import BillingMethod, Invoice, KnownCustomer, Payment, RecurringInvoice, ScheduledPayment
+from . import bulk, company, invoices, ledger, payments
+from .models import (
+    BillingMethod,
+    Invoice,
+    InvoiceLine,
+    KnownCustomer,
+    Payment,
+    RecurringInvoice,
+    ScheduledPayment,
+)
+from .money import MAX_AMOUNT
 from .processor import Processor, ProcessorUnavailable
 
 log = logging.getLogger("vigil.billing.recurring")
 RETRY_DAYS = (1, 3, 5)  # after the 1st, 2nd and 3rd soft decline; the 4th fails the scheduled payment
 SOFT_FAILURES = frozenset({"insufficient_funds", "processor_unavailable"})
-GROUP = 100  # templates issued per transaction by the job
+BATCH = 1000  # templates issued per transaction by the job
+CLASHES = 10  # batches one run redoes after a concurrent run's unique-key clash, before giving up
 CATCH_UP_LIMIT = 36  # periods one run issues for one template at most (a template created far in the past)
 
 
@@ -95,81 +110,171 @@ def list_recurring(session: Session, customer_id: int, page: int, per_page: int,
     return paginate(session, statement, page, per_page)
 
 
-def issue_period(session: Session, outbox: Outbox, template_id: int, today: date) -> int:
-    """Issues the due periods of one template (locked); returns how many invoices it created."""
-    template = session.scalars(
-        select(RecurringInvoice).where(RecurringInvoice.id == template_id).with_for_update()
-    ).one_or_none()
-    created = 0
-    for _ in range(CATCH_UP_LIMIT):
-        if template is None or template.status != "active" or template.next_date is None:
-            break
-        period = template.next_date
-        if period > today:
-            break
-        key = f"{template.id}:{period.isoformat()}"
-        if session.scalar(select(Invoice.id).where(Invoice.period_key == key)) is None:
-            settings = company.settings_of(session)
-            invoice = Invoice(
-                customer_id=template.customer_id,
-                bill_to_customer_id=template.bill_to_customer_id,
-                status="draft",
-                currency=settings.currency,
-                memo=template.memo,
-                amount_paid=0,
-                recurring_invoice_id=template.id,
-                period_key=key,
-            )
-            invoices._set_lines(invoice, invoices._lines(template.lines, settings.tax_rate_bp))
-            session.add(invoice)
-            session.flush()
-            invoices.issue(session, outbox, invoice, period)
-            created += 1
-        template.next_date = add_months(period, template.interval_months, template.start_date.day)
-        if template.remaining is not None:
-            template.remaining -= 1
-        if (template.remaining is not None and template.remaining <= 0) or (
-            template.end_date is not None and template.next_date > template.end_date
+@dataclass
+class _Period:
+    template_id: int
+    customer_id: int
+    bill_to_customer_id: int
+    memo: str | None
+    lines: list[dict[str, Any]]
+    day: date
+
+    @property
+    def key(self) -> str:
+        return f"{self.template_id}:{self.day.isoformat()}"
+
+
+def _periods(template: Any, today: date) -> tuple[list[date], dict[str, Any]]:
+    """The template's due periods (at most ``CATCH_UP_LIMIT``) and its state after issuing them."""
+    days: list[date] = []
+    next_date, remaining, status = template.next_date, template.remaining, "active"
+    while len(days) < CATCH_UP_LIMIT and next_date is not None and next_date <= today:
+        days.append(next_date)
+        next_date = add_months(next_date, template.interval_months, template.start_date.day)
+        if remaining is not None:
+            remaining -= 1
+        if (remaining is not None and remaining <= 0) or (
+            template.end_date is not None and next_date > template.end_date
         ):
-            template.status, template.next_date = "ended", None
-    session.flush()
-    return created
+            status, next_date = "ended", None
+    return days, {"id": template.id, "next_date": next_date, "remaining": remaining, "status": status}
 
 
-def run_due_invoices(transaction: Callable[[], Any], outbox: Outbox, today: date, batch: int = 1000) -> int:
-    """Issues every due period of every active template, one template per transaction."""
-    created, after = 0, 0
-    while True:
-        with transaction() as session:
-            ids = list(
-                session.scalars(
-                    select(RecurringInvoice.id)
-                    .where(
-                        RecurringInvoice.status == "active",
-                        RecurringInvoice.next_date <= today,
-                        RecurringInvoice.id > after,
-                    )
-                    .order_by(RecurringInvoice.id)
-                    .limit(batch)
-                )
+def _existing_keys(session: Session, keys: list[str]) -> set[str]:
+    return set(session.scalars(select(Invoice.period_key).where(bulk.one_of(session, Invoice.period_key, keys))))
+
+
+def issue_batch(session: Session, outbox: Outbox, today: date, after: int, limit: int) -> tuple[int, int | None]:
+    """Issues every due period of the next ``limit`` due templates after id ``after``, set-based, in the
+    caller's transaction; returns ``(invoices created, last template id)`` (None: nothing was due).
+
+    The templates are locked (``FOR UPDATE SKIP LOCKED``: a concurrent run takes other ones, and a
+    template it has moved on is no longer due when its lock is released), the periods whose key
+    already exists are skipped, the numbers are one block from the counter, and the invoices, their
+    lines, the ``invoice.issued`` events, the ledger postings and the templates' new state are each
+    written by one statement. A run killed before the commit leaves nothing; the unique period key
+    stops whatever else would issue a period twice.
+    """
+    templates = session.execute(
+        select(
+            RecurringInvoice.id,
+            RecurringInvoice.customer_id,
+            RecurringInvoice.bill_to_customer_id,
+            RecurringInvoice.lines,
+            RecurringInvoice.memo,
+            RecurringInvoice.interval_months,
+            RecurringInvoice.start_date,
+            RecurringInvoice.next_date,
+            RecurringInvoice.end_date,
+            RecurringInvoice.remaining,
+        )
+        .where(RecurringInvoice.status == "active", RecurringInvoice.next_date <= today, RecurringInvoice.id > after)
+        .order_by(RecurringInvoice.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not templates:
+        return 0, None
+    periods: list[_Period] = []
+    moves = []
+    for template in templates:
+        days, move = _periods(template, today)
+        moves.append(move)
+        periods.extend(
+            _Period(template.id, template.customer_id, template.bill_to_customer_id, template.memo, template.lines, day)
+            for day in days
+        )
+    existing = _existing_keys(session, [period.key for period in periods])
+    periods = [period for period in periods if period.key not in existing]
+    if existing:
+        log.info("periods already issued", extra={"count": len(existing)})
+    if periods:
+        _issue(session, outbox, periods)
+    table = bulk.table_of(RecurringInvoice)
+    now = utcnow()
+    bulk.update_rows(session, table, "id", [move | {"updated_at": now} for move in moves], version=table.c.version + 1)
+    return len(periods), templates[-1].id
+
+
+def _issue(session: Session, outbox: Outbox, periods: list[_Period]) -> None:
+    settings = company.settings_of(session)
+    first = invoices.next_numbers(session, len(periods))
+    now = utcnow()
+    rows, lines_of = [], {}
+    for offset, period in enumerate(periods):
+        lines = invoices.line_values(period.lines, settings.tax_rate_bp)
+        subtotal = sum(line["amount"] for line in lines)
+        tax = sum(line["tax"] for line in lines)
+        total = subtotal + tax
+        if total > MAX_AMOUNT:
+            raise validation_problem({"lines": ["The invoice total is too large."]})
+        lines_of[period.key] = lines
+        rows.append(
+            {
+                "customer_id": period.customer_id,
+                "bill_to_customer_id": period.bill_to_customer_id,
+                "status": "paid" if total == 0 else "issued",
+                "number": first + offset,
+                "currency": settings.currency,
+                "issue_date": period.day,
+                "due_date": period.day + timedelta(days=settings.payment_terms_days),
+                "memo": period.memo,
+                "subtotal": subtotal,
+                "tax_total": tax,
+                "total": total,
+                "amount_paid": 0,
+                "recurring_invoice_id": period.template_id,
+                "period_key": period.key,
+                "created_at": now,
+                "updated_at": now,
+                "version": 1,
+            }
+        )
+    created = bulk.insert_rows(session, bulk.table_of(Invoice), rows, returning=("period_key", "id"))
+    ids: dict[str, int] = {key: invoice_id for key, invoice_id in created}
+    bulk.insert_rows(
+        session,
+        bulk.table_of(InvoiceLine),
+        [line | {"invoice_id": ids[key]} for key, lines in lines_of.items() for line in lines],
+    )
+    ledger.post_issued(session, first, first + len(periods) - 1)
+    events = outbox.event_rows(
+        [
+            InvoiceIssued(
+                invoice_id=ids[row["period_key"]],
+                customer_id=row["customer_id"],
+                number=row["number"],
+                total=row["total"],
+                currency=row["currency"],
+                due_date=row["due_date"].isoformat(),
+                bill_to_customer_id=row["bill_to_customer_id"]
+                if row["bill_to_customer_id"] != row["customer_id"]
+                else None,
             )
-        if not ids:
+            for row in rows
+        ]
+    )
+    bulk.insert_rows(session, bulk.table_of(outbox.models.OutboxEvent), events)
+
+
+def run_due_invoices(transaction: Callable[[], Any], outbox: Outbox, today: date, batch: int = BATCH) -> int:
+    """Issues every due period of every active template, ``batch`` templates per transaction."""
+    created, after, clashes = 0, 0, 0
+    while True:
+        try:
+            with transaction() as session:
+                issued, last = issue_batch(session, outbox, today, after, batch)
+        except IntegrityError:
+            # a concurrent run issued some of these periods first (SQLite has no row locks to skip):
+            # the batch rolled back whole, and redone it finds them issued or no longer due
+            clashes += 1
+            if clashes > CLASHES:
+                raise
+            log.info("batch redone after a concurrent run", extra={"after": after})
+            continue
+        if last is None:
             return created
-        for start in range(0, len(ids), GROUP):
-            group = ids[start : start + GROUP]
-            try:  # a group of templates per transaction (fewer commits); each still under its row lock
-                with transaction() as session:
-                    created += sum(issue_period(session, outbox, template_id, today) for template_id in group)
-                continue
-            except IntegrityError:  # a concurrent run issued a period first: redo the group one by one
-                pass
-            for template_id in group:
-                try:
-                    with transaction() as session:
-                        created += issue_period(session, outbox, template_id, today)
-                except IntegrityError:  # issued by the other run: it is done, once
-                    log.info("period already issued", extra={"recurring_invoice_id": template_id})
-        after = ids[-1]
+        created, after = created + issued, last
 
 
 # --- scheduled payments ---------------------------------------------------------------------------------

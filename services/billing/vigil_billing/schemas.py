@@ -388,6 +388,9 @@ class RecurringSchema(Schema):
     end_date = fields.Date(allow_none=True)
     remaining = fields.Integer(allow_none=True)
     status = fields.String(metadata={"enum": ["active", "cancelled", "ended"]})
+    cancelled_by_operation = fields.String(
+        allow_none=True, metadata={"description": "The archive operation that cancelled it (GET /operations/{id})"}
+    )
     created_at = Timestamp()
 
 
@@ -417,6 +420,9 @@ class ScheduledSchema(Schema):
     payment_id = fields.Integer(allow_none=True)
     failure_code = fields.String(allow_none=True)
     failure_message = fields.String(allow_none=True)
+    cancelled_by_operation = fields.String(
+        allow_none=True, metadata={"description": "The archive operation that cancelled it (GET /operations/{id})"}
+    )
     created_at = Timestamp()
 
 

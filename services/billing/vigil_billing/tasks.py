@@ -2,7 +2,9 @@
 
 ``customer.created``/``updated``/``converted`` tell which customers exist, in which office location
 (which decides who may see their billing), of which kind, under which parent and whether archived;
-``customer.deleted`` removes everything billing holds for the customer.
+``customer.deleted`` removes everything billing holds for the customer;
+``customer.archive_requested``/``unarchive_requested`` are billing's part of the archive saga
+(:mod:`vigil_billing.archiving`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
-from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated, Event
+from vigil_shared.messaging.contracts import (
+    CustomerArchiveRequested,
+    CustomerConverted,
+    CustomerCreated,
+    CustomerDeleted,
+    CustomerUnarchiveRequested,
+    CustomerUpdated,
+    Event,
+)
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
-from . import accounts, charging, payments, processor, recurring
+from . import accounts, archiving, charging, payments, processor, recurring
 from . import customers_replica as replica
 from .processor import ProcessorUnavailable
 
@@ -54,6 +64,15 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
         customer_id = event.payload.customer_id
         replica.customer_deleted(session, customer_id)
         accounts.remove_customer(session, customer_id)
+
+    # the archive saga (docs/archive.md): each runs once per event (the inbox), its report in the same transaction
+    @consumer.on(CustomerArchiveRequested)
+    def archive_requested(session: Session, event: Event[CustomerArchiveRequested]) -> None:
+        archiving.archive(session, runtime.outbox(event.request_id), event.payload, event.occurred_at)
+
+    @consumer.on(CustomerUnarchiveRequested)
+    def unarchive_requested(session: Session, event: Event[CustomerUnarchiveRequested]) -> None:
+        archiving.unarchive(session, runtime.outbox(event.request_id), event.payload, event.occurred_at)
 
     return consumer
 

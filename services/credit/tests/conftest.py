@@ -17,20 +17,21 @@ def service_program():
 
 
 class FakeCustomerService:
-    """Stands in for the customer service: customer id -> location, and the subjects of pulls."""
+    """Stands in for the customer service: customer id -> location, the archived ones, and the subjects of pulls."""
 
     def __init__(self):
         self.customers: dict[int, int | None] = {}
         self.subjects: dict[int, dict] = {}
         self.down = False
         self.subject_reads: list[int] = []
+        self.archived: set[int] = set()
 
-    def location(self, settings, customer_id, request_id):
+    def facts(self, settings, customer_id, request_id):
         if self.down:
             raise customer_client.CustomerUnavailable()
         if customer_id not in self.customers:
             raise customer_client.CustomerGone()
-        return self.customers[customer_id]
+        return customer_client.CustomerFacts(self.customers[customer_id], customer_id in self.archived)
 
     def subject(self, customer_id, request_id=None):
         self.subject_reads.append(customer_id)
@@ -45,7 +46,7 @@ class FakeCustomerService:
 def customers(monkeypatch):
     fake = FakeCustomerService()
     fake.customers.update({7: 1, 8: 2})
-    monkeypatch.setattr(customer_client, "customer_location", fake.location)
+    monkeypatch.setattr(customer_client, "customer_facts", fake.facts)
     return fake
 
 

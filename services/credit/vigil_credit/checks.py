@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.commands import Context
@@ -21,7 +21,7 @@ from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validati
 from vigil_shared.messaging.contracts import CreditCheckApplied, CreditCheckRequested
 
 from .bureau import BureauAnswer
-from .models import FINISHED, INQUIRIES, CreditCheck, CreditSettings
+from .models import FINISHED, INQUIRIES, CreditCheck, CreditSettings, PreCheck
 
 DEFAULT_REPEAT_DAYS = 30
 DEFAULT_GRADE_BANDS = [
@@ -36,10 +36,12 @@ REPEAT = "urn:vigil:problem:credit-repeat"
 
 @dataclass(frozen=True)
 class CustomerRef:
-    """A customer as the credit service knows it at request time: its id and office location."""
+    """A customer as the credit service knows it at request time: its id, office location and whether
+    it is archived (its credit is then read-only)."""
 
     customer_id: int
     location_id: int | None
+    archived: bool = False
 
 
 # --- company settings ---------------------------------------------------------------------------
@@ -249,3 +251,10 @@ def fail_pull(session: Session, check_id: int, reason: str) -> CreditCheck | Non
     check.run_at = utcnow()
     session.flush()
     return check
+
+
+def remove_customer(session: Session, customer_id: int) -> None:
+    """``customer.deleted``: the customer's checks and PreChecks go, their encrypted answers with them.
+    A pull still running finds its check gone and records nothing."""
+    for model in (CreditCheck, PreCheck):
+        session.execute(delete(model).where(model.customer_id == customer_id))

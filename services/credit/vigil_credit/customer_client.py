@@ -1,7 +1,7 @@
 """Asks the customer service, over the signed internal call, about a customer.
 
-- :func:`customer_location`: whether the customer exists and in which office location (which decides
-  who may run, see and apply its credit checks), at request time.
+- :func:`customer_facts`: whether the customer exists, in which office location (which decides
+  who may run, see and apply its credit checks) and whether it is archived (read-only), at request time.
 - :func:`credit_subject`: the name, address, SSN and birthdate a pull needs, at pull time only. The
   customer service audits each such read; the values live in memory for the pull and are never
   stored, logged or put in a message here.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -74,13 +75,21 @@ def _get(settings: Settings, path: str, permissions: frozenset[str], request_id:
     return payload
 
 
-def customer_location(settings: Settings, customer_id: int, request_id: str | None) -> int | None:
-    """The customer's office location; :class:`CustomerGone` for 404, :class:`CustomerUnavailable` otherwise."""
+@dataclass(frozen=True)
+class CustomerFacts:
+    location_id: int | None
+    archived: bool = False
+
+
+def customer_facts(settings: Settings, customer_id: int, request_id: str | None) -> CustomerFacts:
+    """The customer's office location and archive state; :class:`CustomerGone` for 404,
+    :class:`CustomerUnavailable` otherwise."""
     payload = _get(
         settings, f"/api/v1/customers/{customer_id}", frozenset({"customers.view", "leads.view"}), request_id
     )
     value = payload.get("location_id")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    location_id = value if isinstance(value, int) and not isinstance(value, bool) else None
+    return CustomerFacts(location_id, payload.get("archived_at") is not None)
 
 
 def credit_subject(settings: Settings, customer_id: int, request_id: str | None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from vigil_shared.messaging.celery_app import send_to_queue
 from vigil_shared.messaging.contracts import (
     CreditCheckRequested,
     CustomerCreated,
+    CustomerDeleted,
     CustomerUpdated,
     Event,
     PreCheckRequested,
@@ -88,6 +89,10 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
         if prechecks.latest_status(session, customer_id) is None:
             return  # never pre-checked: nothing to refresh
         prechecks.request(session, runtime.outbox(event.request_id), customer_id, "change", None)
+
+    @consumer.on(CustomerDeleted)
+    def customer_deleted(session: Session, event: Event[CustomerDeleted]) -> None:
+        checks.remove_customer(session, event.payload.customer_id)
 
     @consumer.on(PreCheckRequested)
     def precheck_requested(session: Session, event: Event[PreCheckRequested]) -> None:

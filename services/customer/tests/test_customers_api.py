@@ -49,8 +49,23 @@ def test_create_read_update_delete_cycle(api, session):
         "location_id": 1,
         "parent_id": None,
         "archived": False,
+        "restricted": {},  # work_phone is on the contact section, seen with customers.view
     }
     assert deleted_event.data == {"customer_id": body["id"]}
+
+
+def test_an_update_names_the_changed_fields_a_section_permission_guards(api, session):
+    record = create(api, customer())
+    changed = api.patch(
+        f"/api/v1/customers/{record['id']}", json={"city": "Kanata", "sold_by": "Sam", "installed": True}
+    )
+    assert changed.status_code == 200, changed.json
+    [updated] = [e for e in outbox_events(session) if e.type == "customer.updated"]
+    assert sorted(updated.data["changed"]) == ["city", "installed", "sold_by"]
+    assert updated.data["restricted"] == {
+        "installed": "customers.installation_info.view",
+        "sold_by": "customers.sale_info.view",
+    }
 
 
 def test_events_follow_their_contracts(api, session):

@@ -57,6 +57,12 @@ def section_of(field: str, kind: str) -> str | None:
     return declared.section(kind) if declared is not None else None
 
 
+def section_view_permission(field: str, kind: str) -> str | None:
+    """The permission beyond the record's own view needed to see ``field`` (its section's), if any."""
+    section = section_of(field, kind)
+    return SECTION_PERMISSIONS[section][0] if section is not None else None
+
+
 def fields_of(kind: str) -> tuple[str, ...]:
     return registry.fields_of(kind)
 

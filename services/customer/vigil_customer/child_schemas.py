@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from vigil_shared.alike import alike
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
@@ -47,18 +48,13 @@ class NotePatchSchema(NoteFields):
 
 
 class NoteSchema(Schema):
-    id = fields.Integer()
-    customer_id = fields.Integer()
-    kind = fields.String()
-    text = fields.String()
+    id, customer_id = alike(2, fields.Integer)
+    kind, text = alike(2, fields.String)
     urgent = fields.Boolean()
     assignee = fields.String(allow_none=True)
     due_date = fields.Date(allow_none=True)
-    priority = fields.String(allow_none=True)
-    status = fields.String(allow_none=True)
-    created_by = fields.String(allow_none=True)
-    created_at = Timestamp()
-    updated_at = Timestamp()
+    priority, status, created_by = alike(3, fields.String, allow_none=True)
+    created_at, updated_at = alike(2, Timestamp)
 
 
 class NoteListArgs(PaginationArgs):
@@ -112,25 +108,20 @@ class ContactPatchSchema(ContactFields):
 
 
 class PhoneOutSchema(Schema):
-    label = fields.String()
-    number = fields.String()
+    label, number = alike(2, fields.String)
 
 
 class ContactSchema(Schema):
-    id = fields.Integer()
-    customer_id = fields.Integer()
-    type = fields.String()
-    name = fields.String()
-    relation = fields.String(allow_none=True)
-    role = fields.String(allow_none=True)
+    id, customer_id = alike(2, fields.Integer)
+    type, name = alike(2, fields.String)
+    relation, role = alike(2, fields.String, allow_none=True)
     phones = fields.List(fields.Nested(PhoneOutSchema))
     email = fields.String(allow_none=True)
     has_key = fields.Boolean()
     call_priority = fields.Integer(allow_none=True)
     passcode = fields.String(allow_none=True)
     is_primary = fields.Boolean()
-    created_at = Timestamp()
-    updated_at = Timestamp()
+    created_at, updated_at = alike(2, Timestamp)
 
 
 class ContactListArgs(PaginationArgs):
@@ -192,14 +183,11 @@ class FileFormSchema(Schema):
 
 
 class FileSchema(Schema):
-    id = fields.Integer()
-    customer_id = fields.Integer()
-    filename = fields.String()
-    content_type = fields.String()
+    id, customer_id = alike(2, fields.Integer)
+    filename, content_type = alike(2, fields.String)
     size = fields.Integer()
     sha256 = fields.String()
-    description = fields.String(allow_none=True)
-    uploaded_by = fields.String(allow_none=True)
+    description, uploaded_by = alike(2, fields.String, allow_none=True)
     created_at = Timestamp()
 
 
@@ -210,6 +198,9 @@ class MonitoringCompanyCreateSchema(Schema):
     name = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
     is_adt = fields.Boolean(load_default=False)
     precheck_order_enabled = fields.Boolean(load_default=False)
+    requires_dealer_number = fields.Boolean(
+        load_default=False, metadata={"description": "The ADT PreCheck then needs the customer's dealer number"}
+    )
     active = fields.Boolean(load_default=True)
 
 
@@ -217,6 +208,7 @@ class MonitoringCompanyPatchSchema(Schema):
     name = TrimmedString(validate=validate.Length(min=1, max=100))
     is_adt = fields.Boolean()
     precheck_order_enabled = fields.Boolean()
+    requires_dealer_number = fields.Boolean()
     active = fields.Boolean()
 
 
@@ -225,6 +217,7 @@ class MonitoringCompanySchema(Schema):
     name = fields.String()
     is_adt = fields.Boolean()
     precheck_order_enabled = fields.Boolean()
+    requires_dealer_number = fields.Boolean()
     active = fields.Boolean()
 
 

@@ -15,7 +15,7 @@ run one after the other and each sees the version the previous one left.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import catalog_commands, command, forbidden
@@ -178,6 +178,15 @@ def read_credit_subject(ctx: Context, customer_id: int) -> dict:
 # --- notes, contacts, tags and files of a record -----------------------------------------------------
 
 
+_Versioned = TypeVar("_Versioned", Note, Contact, MonitoringCompany)
+
+
+def _as_read(ctx: Context, record: _Versioned) -> _Versioned:
+    """The record, once the version the caller read (``If-Match``) is found to be the stored one."""
+    ctx.check_version(record.id, record.version)
+    return record
+
+
 @command
 def add_note(ctx: Context, customer: Customer, data: dict) -> Note:
     return notes.create_note(ctx.session, ctx.actor, customer.id, data)
@@ -185,16 +194,14 @@ def add_note(ctx: Context, customer: Customer, data: dict) -> Note:
 
 @command
 def update_note(ctx: Context, customer: Customer, note_id: int, changes: dict) -> Note:
-    note = notes.get_note(ctx.session, customer.id, note_id)
-    ctx.check_version(note.id, note.version)
+    note = _as_read(ctx, notes.get_note(ctx.session, customer.id, note_id))
     notes.update_note(ctx.session, ctx.actor, note, changes)
     return note
 
 
 @command
 def delete_note(ctx: Context, customer: Customer, note_id: int) -> None:
-    note = notes.get_note(ctx.session, customer.id, note_id)
-    ctx.check_version(note.id, note.version)
+    note = _as_read(ctx, notes.get_note(ctx.session, customer.id, note_id))
     notes.delete_note(ctx.session, ctx.actor, note)
 
 
@@ -206,16 +213,14 @@ def add_contact(ctx: Context, customer: Customer, data: dict) -> Contact:
 @command
 def update_contact(ctx: Context, customer: Customer, contact_id: int, changes: dict) -> Contact:
     """Changes a contact; changing a saved passcode needs ``confidential.installation_codes.modify``."""
-    contact = contacts.get_contact(ctx.session, customer.id, contact_id)
-    ctx.check_version(contact.id, contact.version)
+    contact = _as_read(ctx, contacts.get_contact(ctx.session, customer.id, contact_id))
     contacts.update_contact(ctx.session, ctx.actor, ctx.cipher, ctx.identity, customer, contact, changes)
     return contact
 
 
 @command
 def delete_contact(ctx: Context, customer: Customer, contact_id: int) -> None:
-    contact = contacts.get_contact(ctx.session, customer.id, contact_id)
-    ctx.check_version(contact.id, contact.version)
+    contact = _as_read(ctx, contacts.get_contact(ctx.session, customer.id, contact_id))
     contacts.delete_contact(ctx.session, ctx.actor, contact)
 
 
@@ -265,8 +270,7 @@ def create_monitoring_company(ctx: Context, data: dict) -> MonitoringCompany:
 @command
 def update_monitoring_company(ctx: Context, company_id: int, changes: dict) -> MonitoringCompany:
     ctx.require(CATALOGS_MANAGE)
-    company = monitoring.get_company(ctx.session, company_id)
-    ctx.check_version(company.id, company.version)
+    company = _as_read(ctx, monitoring.get_company(ctx.session, company_id))
     return monitoring.update_company(ctx.session, company, changes)
 
 

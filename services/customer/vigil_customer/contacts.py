@@ -108,16 +108,7 @@ def create_contact(
     if contact.is_primary:
         _make_primary(session, contact)
     session.flush()
-    history.record(
-        session,
-        actor,
-        customer.id,
-        "contact_add",
-        target_type="contact",
-        target_id=contact.id,
-        field="name",
-        new=contact.name,
-    )
+    _record(session, actor, contact, "contact_add", "name", new=contact.name)
     touch(session, customer.id)
     return contact
 
@@ -152,18 +143,7 @@ def update_contact(
 
     def note(name: str, old, new, **confidential) -> None:
         """One history entry for a changed field of the contact."""
-        history.record(
-            session,
-            actor,
-            customer.id,
-            "contact_update",
-            target_type="contact",
-            target_id=contact.id,
-            field=name,
-            old=old,
-            new=new,
-            **confidential,
-        )
+        _record(session, actor, contact, "contact_update", name, old=old, new=new, **confidential)
         changed.append(name)
 
     for name in EDITABLE:
@@ -202,17 +182,15 @@ def _phones_text(phones: list[dict] | None) -> str | None:
     return ", ".join(p["number"] for p in phones or []) or None
 
 
-def delete_contact(session: Session, actor: history.Actor, contact: Contact) -> None:
+def _record(session: Session, actor: history.Actor, contact: Contact, action: str, field: str, **change) -> None:
+    """A history entry of the contact's customer about ``field`` of the contact."""
     history.record(
-        session,
-        actor,
-        contact.customer_id,
-        "contact_delete",
-        target_type="contact",
-        target_id=contact.id,
-        field="name",
-        old=contact.name,
+        session, actor, contact.customer_id, action, target_type="contact", target_id=contact.id, field=field, **change
     )
+
+
+def delete_contact(session: Session, actor: history.Actor, contact: Contact) -> None:
+    _record(session, actor, contact, "contact_delete", "name", old=contact.name)
     customer_id, emergency = contact.customer_id, contact.type == EMERGENCY
     session.delete(contact)
     session.flush()

@@ -33,6 +33,7 @@ from .access import (
     field_forbidden,
     fields_of,
     move_forbidden,
+    section_view_permission,
     unmasked_by_move,
     visible_field,
 )
@@ -261,6 +262,8 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
         errors.update(custom_errors)
     if errors:
         raise validation_problem(errors)
+    if "monitoring_company_id" in changed and not creating:
+        monitoring.ensure_not_linked(ctx.session, customer.id)  # seed 001: locked while linked to a station
     if (custom_incoming is not None or creating) and merged_custom != stored:
         changed["custom_fields"] = merged_custom
         current["custom_fields"] = stored
@@ -498,6 +501,11 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
             location_id=customer.location_id,
             parent_id=customer.parent_customer_id,
             archived=customer.archived_at is not None,
+            restricted={
+                name: permission
+                for name in names
+                if (permission := section_view_permission(name, customer.kind)) is not None
+            },
         ),
     )
     return names

@@ -129,9 +129,7 @@ def store_upload(
     except Exception:
         store.delete(stored.key)
         raise
-    history.record(
-        session, actor, customer_id, "file_add", target_type="file", target_id=item.id, field="file", new=item.filename
-    )
+    _record(session, actor, item, "file_add", new=item.filename)
     return item
 
 
@@ -147,18 +145,16 @@ def get_file(session: Session, customer_id: int, file_id: int) -> CustomerFile:
     return get_or_404(session, CustomerFile, file_id, "file", customer_id=customer_id)
 
 
+def _record(session: Session, actor: history.Actor, item: CustomerFile, action: str, **change) -> None:
+    """A history entry of the file's customer about the file."""
+    history.record(
+        session, actor, item.customer_id, action, target_type="file", target_id=item.id, field="file", **change
+    )
+
+
 def delete_file(session: Session, actor: history.Actor, item: CustomerFile) -> str:
     """Removes the metadata; returns the store key to remove once the transaction committed."""
-    history.record(
-        session,
-        actor,
-        item.customer_id,
-        "file_delete",
-        target_type="file",
-        target_id=item.id,
-        field="file",
-        old=item.filename,
-    )
+    _record(session, actor, item, "file_delete", old=item.filename)
     session.delete(item)
     session.flush()
     return item.storage_key

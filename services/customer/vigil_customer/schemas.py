@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
+from vigil_shared.alike import alike
 from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
@@ -125,8 +126,7 @@ class CustomerListItemSchema(Schema.from_dict(registry.output_fields(listed_only
 
 class CustomerPageSchema(Schema):
     items = fields.List(fields.Nested(CustomerListItemSchema), required=True)
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
+    page, per_page = alike(2, fields.Integer, required=True)
     total = fields.Integer(required=True, metadata={"description": "Exact up to 10,000, else an estimate"})
     total_estimated = fields.Boolean(required=True)
 
@@ -152,8 +152,7 @@ class CustomerListArgs(PaginationArgs):
     tag = fields.List(TrimmedString(validate=validate.Length(min=1, max=50)), load_default=list)
     city = TrimmedString(validate=validate.Length(max=100))
     state = TrimmedString(validate=validate.Length(max=2))
-    created_from = Timestamp()
-    created_to = Timestamp()
+    created_from, created_to = alike(2, Timestamp)
     activity_from = Timestamp(metadata={"description": "Last activity at or after"})
     activity_to = Timestamp()
 
@@ -162,8 +161,7 @@ class DuplicateMatchSchema(Schema):
     """A likely duplicate the caller may view; ``reasons`` name only fields they may see on it."""
 
     id = fields.Integer()
-    name = fields.String()
-    kind = fields.String()
+    name, kind = alike(2, fields.String)
     reasons = fields.List(fields.String(validate=validate.OneOf(("phone", "email", "ssn", "name_address"))))
 
 
@@ -175,24 +173,18 @@ class HistoryArgs(PaginationArgs):
     user = TrimmedString(validate=validate.Length(max=100), metadata={"description": "Actor id or username"})
     source = fields.String(validate=validate.OneOf(SOURCES))
     action = TrimmedString(validate=validate.Length(max=30))
-    since = Timestamp()
-    until = Timestamp()
+    since, until = alike(2, Timestamp)
 
 
 class HistoryEntrySchema(Schema):
     id = fields.Integer()
     at = Timestamp()
-    actor_id = fields.String(allow_none=True)
-    actor_name = fields.String(allow_none=True)
+    actor_id, actor_name = alike(2, fields.String, allow_none=True)
     source = fields.String()
-    client_ip = fields.String(allow_none=True)
-    request_id = fields.String(allow_none=True)
-    action = fields.String()
-    target_type = fields.String()
+    client_ip, request_id = alike(2, fields.String, allow_none=True)
+    action, target_type = alike(2, fields.String)
     target_id = fields.Integer(allow_none=True)
-    field = fields.String(allow_none=True)
-    old_value = fields.String(allow_none=True)
-    new_value = fields.String(allow_none=True)
+    field, old_value, new_value = alike(3, fields.String, allow_none=True)
     confidential = fields.Boolean()
 
 
@@ -237,9 +229,7 @@ class CustomFieldPatchSchema(Schema):
 
 class CustomFieldSchema(Schema):
     id = fields.Integer()
-    key = fields.String()
-    label = fields.String()
-    type = fields.String()
+    key, label, type = alike(3, fields.String)
     options = fields.List(fields.String())
     required = fields.Boolean()
     applies_to = fields.String()

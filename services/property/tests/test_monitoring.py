@@ -73,6 +73,25 @@ def test_drift_finds_both_sides_and_mismatches(api, site, known):
     assert report["address_mismatch"] == []
 
 
+def test_a_batch_is_logged_once_in_order_and_can_be_sent_again(api, site):
+    station = api.as_(STATION)
+    items = [
+        message(kind="alarm", zone="1", message_id="b-1"),
+        message(account_number="NOBODY-B", message_id="b-2"),
+        message(kind="status", status="suspended", message_id="b-3"),
+    ]
+    first = station.post("/api/v1/monitoring/messages/batch", json={"items": items})
+    assert first.status_code == 200, first.json
+    assert first.json["property_ids"] == [site["id"], None, site["id"]]
+    again = station.post("/api/v1/monitoring/messages/batch", json={"items": items})  # the gateway re-sends it
+    assert again.status_code == 200 and again.json["property_ids"] == first.json["property_ids"]
+    log = api.get(f"/api/v1/properties/{site['id']}/signals").json
+    assert sorted(s["message_id"] for s in log["items"]) == ["b-1", "b-3"]
+    assert api.get(f"/api/v1/properties/{site['id']}").json["monitoring_status"] == "suspended"
+    user = Identity(subject="9", username="op", kind="user", permissions=frozenset({"integrations.manage"}))
+    assert api.as_(user).post("/api/v1/monitoring/messages/batch", json={"items": items}).status_code == 403
+
+
 def test_drift_never_hands_vigils_address_to_whoever_wrote_the_station_list(api, site, known):
     """The report is read by integration managers, who need not see properties anywhere, and the list it
     compares is whatever the integration's accounts_url answers: guessing account numbers with made-up
@@ -87,3 +106,27 @@ def test_drift_never_hands_vigils_address_to_whoever_wrote_the_station_list(api,
     [mismatch] = report.json["address_mismatch"]
     assert mismatch["account_number"] == "S-3" and mismatch["station"] == "1 Guess Road" and mismatch["property_id"]
     assert "3 Hidden Lane" not in json.dumps(report.json)
+
+
+def test_the_first_message_links_the_property_to_its_station_until_an_edit_unlinks_it(api, site, outbox):
+    station = api.as_(STATION)
+    assert api.get(f"/api/v1/properties/{site['id']}").json["central_station"] is None
+    station.post("/api/v1/monitoring/messages", json=message(kind="test"))
+    station.post("/api/v1/monitoring/messages", json=message(kind="alarm", message_id="m-2"))
+    assert api.get(f"/api/v1/properties/{site['id']}").json["central_station"] == "Acme"
+    linked = [data for _, data in outbox("property.updated") if "central_station" in data["changed"]]
+    assert [(d["property_id"], d["central_station"]) for d in linked] == [(site["id"], "Acme")]  # once
+    assert api.patch(f"/api/v1/properties/{site['id']}", json={"central_station": "Other"}).status_code == 422
+    unlinked = api.patch(f"/api/v1/properties/{site['id']}", json={"central_station": None})
+    assert unlinked.status_code == 200 and unlinked.json["central_station"] is None
+    last = [data for _, data in outbox("property.updated") if "central_station" in data["changed"]][-1]
+    assert last["central_station"] is None
+    history = api.get(f"/api/v1/properties/{site['id']}/history").json["items"]
+    assert [h["new_value"] for h in history if h["field"] == "central_station"][:2] == [None, "Acme"]
+
+
+def test_resolving_an_unmatched_signal_links_the_property(api, site):
+    api.as_(STATION).post("/api/v1/monitoring/messages", json=message(account_number="NOBODY", central_station="Zeta"))
+    [unmatched] = api.get("/api/v1/monitoring/unmatched").json["items"]
+    api.post(f"/api/v1/monitoring/unmatched/{unmatched['id']}/resolve", json={"property_id": site["id"]})
+    assert api.get(f"/api/v1/properties/{site['id']}").json["central_station"] == "Zeta"

@@ -303,17 +303,25 @@ def verify_on_site(ctx: Context, client: str, account_number: str, pin: str) -> 
 INTEGRATIONS_MANAGE = "integrations.manage"
 
 
-@command
-def receive_monitoring(ctx: Context, data: dict) -> Signal:
-    """A central station's signal or account status. Only the gateway sends these, on a service
-    identity holding ``integrations.manage``, after verifying the station's signature."""
+def _station(ctx: Context) -> Actor:
+    """The central station a message comes from; only the gateway sends these, on a service identity
+    holding ``integrations.manage``, after verifying the station's signature."""
     if not ctx.identity.is_service:
         raise Problem(403, "Central stations send signals through their integration's signed endpoint.", type=FORBIDDEN)
     ctx.require(INTEGRATIONS_MANAGE)
-    station = Actor(
-        id=ctx.identity.subject, name=ctx.identity.username, source="integration", request_id=ctx.request_id
-    )
-    return monitoring.receive(ctx.session, ctx.outbox, ctx.cipher, data, station)
+    return Actor(id=ctx.identity.subject, name=ctx.identity.username, source="integration", request_id=ctx.request_id)
+
+
+@command
+def receive_monitoring(ctx: Context, data: dict) -> Signal:
+    """A central station's signal or account status."""
+    return monitoring.receive(ctx.session, ctx.outbox, ctx.cipher, data, _station(ctx))
+
+
+@command
+def receive_monitoring_batch(ctx: Context, items: list[dict]) -> list[int | None]:
+    """Central stations' messages the gateway grouped, logged in one transaction; each one's property id."""
+    return monitoring.receive_many(ctx.session, ctx.outbox, ctx.cipher, items, _station(ctx))
 
 
 @command
@@ -322,7 +330,7 @@ def resolve_signal(ctx: Context, signal_id: int, property_id: int) -> Signal:
     ``properties.modify`` at the property's location)."""
     ctx.require(INTEGRATIONS_MANAGE)
     scoped = load_property(ctx, property_id, "properties.modify")
-    return monitoring.resolve(ctx.session, signal_id, scoped.property, actor(ctx))
+    return monitoring.resolve(ctx.session, ctx.outbox, signal_id, scoped.property, actor(ctx))
 
 
 def station_drift(ctx: Context, central_station: str, accounts: list[dict]) -> dict:

@@ -12,22 +12,18 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import utcnow
+from vigil_shared.db import upsert, utcnow
 
 from .customer_client import CustomerFacts
 from .models import KnownCustomer
-
-_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 Lookup = Callable[[int], "CustomerFacts | None"]
 
 
 def _insert(session: Session):
-    dialect = session.get_bind().dialect.name
-    return _UPSERTS[dialect](KnownCustomer)
+    return upsert(session, KnownCustomer)
 
 
 def known_customer(session: Session, customer_id: int, *, lock: bool = False) -> KnownCustomer | None:

@@ -4,7 +4,9 @@ Both arrive through the gateway, which verified the central station's signature;
 to a property by account number. A status change updates the property's monitoring status (with
 history and ``property.monitoring_changed``, like an edit); every message, status included, goes to
 the property's signal log. A message for an account no property has is kept unmatched for an
-operator to resolve: never dropped.
+operator to resolve: never dropped. The first message a property gets from a station links it to
+that station (``central_station``, announced with ``property.updated``): the customer service then
+locks the customer's Monitored By until the link is removed (PATCH ``central_station`` null).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.db import utcnow
+from vigil_shared.db import upsert, utcnow
 from vigil_shared.errors import Problem, conflict, not_found
+from vigil_shared.messaging.contracts import PropertyUpdated
 from vigil_shared.messaging.outbox import Outbox
 
-from . import properties
+from . import history, properties
 from .account_numbers import account_key
 from .history import Actor
 from .models import Property, Signal
@@ -34,28 +37,65 @@ def find_property(session: Session, account_number: str) -> Property | None:
 
 
 def receive(session: Session, outbox: Outbox, cipher: FieldCipher, data: dict[str, Any], actor: Actor) -> Signal:
-    """Logs one signal or status message; a status moves the matched property's monitoring status."""
-    prop = find_property(session, data["account_number"])
-    signal = Signal(
-        property_id=prop.id if prop is not None else None,
-        account_number=data["account_number"],
-        account_key=account_key(data["account_number"]) or "",
-        central_station=data["central_station"],
-        message_id=data["message_id"],
-        kind=data["kind"],
-        status=data.get("status"),
-        zone=data.get("zone"),
-        panel_user=data.get("user"),
-        description=data.get("description"),
-        occurred_at=data.get("occurred_at") or utcnow(),
-        received_at=utcnow(),
+    """Logs one signal or status message (see :func:`receive_many`); returns its log entry."""
+    receive_many(session, outbox, cipher, [data], actor)
+    found = session.scalar(
+        select(Signal).where(Signal.central_station == data["central_station"], Signal.message_id == data["message_id"])
     )
-    session.add(signal)
-    if prop is not None and data["kind"] == "status" and prop.monitoring_status != data["status"]:
-        with contextlib.suppress(Problem):  # an inactive property keeps its status; the message stays in its log
-            properties.update_property(session, outbox, cipher, prop, {"monitoring_status": data["status"]}, actor)
+    assert found is not None  # just written, or written before under the same id
+    return found
+
+
+def receive_many(
+    session: Session, outbox: Outbox, cipher: FieldCipher, items: list[dict[str, Any]], actor: Actor
+) -> list[int | None]:
+    """Logs a batch of messages in one statement (the gateway groups what central stations send while
+    the previous batch is written); returns each message's property id (None: kept unmatched).
+
+    A message id already logged for its central station is not logged twice (the gateway sends a
+    batch again when it could not learn that the first attempt was written). Status messages then move
+    their property's monitoring status, in order, like :func:`receive`."""
+    keys = {account_key(item["account_number"]) or "" for item in items}
+    matched = dict(
+        session.execute(select(Property.account_key, Property.id).where(Property.account_key.in_(keys))).all()
+    )
+    now = utcnow()
+    rows = [
+        {
+            "property_id": matched.get(account_key(item["account_number"]) or ""),
+            "account_number": item["account_number"],
+            "account_key": account_key(item["account_number"]) or "",
+            "central_station": item["central_station"],
+            "message_id": item["message_id"],
+            "kind": item["kind"],
+            "status": item.get("status"),
+            "zone": item.get("zone"),
+            "panel_user": item.get("user"),
+            "description": item.get("description"),
+            "occurred_at": item.get("occurred_at") or now,
+            "received_at": now,
+        }
+        for item in items
+    ]
+    if rows:
+        session.execute(
+            upsert(session, Signal).on_conflict_do_nothing(index_elements=[Signal.central_station, Signal.message_id]),
+            rows,
+        )
+    stations = {row["property_id"]: row["central_station"] for row in rows if row["property_id"] is not None}
+    if stations:  # the first message from a station links the property to it (one query for the batch)
+        for prop in session.scalars(select(Property).where(Property.id.in_(stations))):
+            link_station(session, outbox, prop, stations[prop.id], actor)
+    for row in rows:
+        if row["kind"] == "status" and row["property_id"] is not None:
+            prop = session.get(Property, row["property_id"])
+            if prop is not None and prop.monitoring_status != row["status"]:
+                with contextlib.suppress(Problem):  # an inactive property keeps its status
+                    properties.update_property(
+                        session, outbox, cipher, prop, {"monitoring_status": row["status"]}, actor
+                    )
     session.flush()
-    return signal
+    return [row["property_id"] for row in rows]
 
 
 def signals_of(property_id: int, kind: str | None = None, since: datetime | None = None) -> Select[Any]:
@@ -87,8 +127,27 @@ def unmatched() -> Select[Any]:
     )
 
 
-def resolve(session: Session, signal_id: int, prop: Property, actor: Actor) -> Signal:
-    """Attaches an unmatched signal to a property (an operator found where it belongs)."""
+def link_station(session: Session, outbox: Outbox, prop: Property, station: str, actor: Actor) -> None:
+    """Links the property to the central station that sent it a message (once; a new station replaces it)."""
+    if prop.central_station == station:
+        return
+    history.record(session, prop.id, "updated", actor, field="central_station", old=prop.central_station, new=station)
+    prop.central_station = station
+    outbox.add(
+        session,
+        PropertyUpdated(
+            property_id=prop.id,
+            customer_id=prop.customer_id,
+            changed=["central_station"],
+            account_number=prop.account_number,
+            central_station=station,
+        ),
+    )
+
+
+def resolve(session: Session, outbox: Outbox, signal_id: int, prop: Property, actor: Actor) -> Signal:
+    """Attaches an unmatched signal to a property (an operator found where it belongs), linking the
+    property to the signal's station."""
     signal = session.get(Signal, signal_id)
     if signal is None or signal.property_id is not None and signal.resolved_at is None:
         raise not_found("unmatched signal")
@@ -97,6 +156,7 @@ def resolve(session: Session, signal_id: int, prop: Property, actor: Actor) -> S
     signal.property_id = prop.id
     signal.resolved_at = utcnow()
     signal.resolved_by = actor.name
+    link_station(session, outbox, prop, signal.central_station, actor)
     return signal
 
 

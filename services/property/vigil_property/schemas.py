@@ -110,6 +110,13 @@ class PropertySchema(Schema):
     city = fields.String(allow_none=True)
     postal_code = fields.String(allow_none=True)
     monitoring_status = fields.String(metadata={"enum": list(MONITORING_STATUSES)})
+    central_station = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The central station the property is linked to (set by its first message); while "
+            "set, the customer's Monitored By cannot change. PATCH it to null to unlink."
+        },
+    )
     notes = fields.String(allow_none=True)
     access = fields.Nested(AccessSchema)
     active = fields.Boolean(metadata={"description": "False once deactivated; inactive properties cannot be edited"})
@@ -138,8 +145,18 @@ class PropertyCreateSchema(Input):
     access = fields.Nested(AccessInput)
 
 
+def _only_null(value: object) -> None:
+    raise ValidationError("Only null (unlink): a property is linked by its central station's messages.")
+
+
 class PropertyPatchSchema(PropertyCreateSchema):
     """Any subset of the fields; ``access`` changes only the sub-fields it names."""
+
+    central_station = fields.String(
+        allow_none=True,
+        validate=_only_null,
+        metadata={"description": "null unlinks the property from its central station (Monitored By is then free)"},
+    )
 
 
 class PropertyListArgs(PaginationArgs):
@@ -468,6 +485,21 @@ class MonitoringMessageSchema(Schema):
     def _status_needs_value(self, data, **_):
         if data["kind"] == "status" and not data.get("status"):
             raise ValidationError({"status": ["An account status message names the status."]})
+
+
+class MonitoringBatchSchema(Schema):
+    """Messages the gateway grouped (central stations' signals and statuses, verified there)."""
+
+    items = fields.List(
+        fields.Nested(MonitoringMessageSchema), required=True, validate=validate.Length(min=1, max=1000)
+    )
+
+
+class MonitoringBatchReceiptSchema(Schema):
+    property_ids = fields.List(
+        fields.Integer(allow_none=True),
+        metadata={"description": "Each message's property, in order; null: kept unmatched"},
+    )
 
 
 class SignalSchema(Schema):

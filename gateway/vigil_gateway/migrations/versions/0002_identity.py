@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from vigil_shared.db import UTCDateTime
+from vigil_shared.schema_spec import create_tables, drop_tables
 
 revision = "0002"
 down_revision = "0001"
@@ -29,104 +30,84 @@ def upgrade() -> None:
         batch.add_column(sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("locked_until", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("password_changed_at", UTCDateTime(), nullable=True))
-    op.create_table(
-        "locations",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("name", sa.String(120), nullable=False),
-        sa.Column("address", sa.String(300), nullable=True),
-        sa.Column("phone", sa.String(40), nullable=True),
-        sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_locations"),
-        sa.UniqueConstraint("name", name="uq_locations_name"),
+    create_tables(
+        op,
+        """
+        table locations
+          id                      int       pk
+          name                    str(120)
+          address                 str(300)  null
+          phone                   str(40)   null
+          active                  bool
+          created_at, updated_at  datetime
+          pk_locations: primary key (id)
+          uq_locations_name: unique (name)
+        table roles
+          id                      int       pk
+          name                    str(120)
+          description             text      null
+          permissions             json
+          created_at, updated_at  datetime
+          pk_roles: primary key (id)
+          uq_roles_name: unique (name)
+        table grants
+          id                int  pk
+          user_id, role_id  int
+          location_id       int  null
+          pk_grants: primary key (id)
+          fk_grants_user_id_users: foreign key (user_id) -> users (id) on delete CASCADE
+          fk_grants_role_id_roles: foreign key (role_id) -> roles (id) on delete RESTRICT
+          fk_grants_location_id_locations: foreign key (location_id) -> locations (id) on delete RESTRICT
+          uq_grants_user_role_location: unique (user_id, role_id, location_id)
+          ix_grants_user_id: index (user_id)
+          ix_grants_role_id: index (role_id)
+        table sessions
+          id                                    str(32)
+          user_id                               int
+          refresh_hash                          str(64)
+          previous_refresh_hash, client_ip      str(64)   null
+          user_agent                            str(300)  null
+          created_at, expires_at, last_used_at  datetime
+          revoked_at                            datetime  null
+          pk_sessions: primary key (id)
+          fk_sessions_user_id_users: foreign key (user_id) -> users (id) on delete CASCADE
+          ix_sessions_user_id: index (user_id)
+        table api_keys
+          id                                    int       pk
+          name                                  str(120)
+          prefix                                str(24)
+          secret_hash                           str(64)
+          permissions                           json
+          location_ids                          json      null
+          created_by                            int       null
+          created_at                            datetime
+          expires_at, last_used_at, revoked_at  datetime  null
+          pk_api_keys: primary key (id)
+          uq_api_keys_prefix: unique (prefix)
+          fk_api_keys_created_by_users: foreign key (created_by) -> users (id) on delete SET NULL
+        table login_failures
+          scope_key     str(200)
+          window_start  datetime
+          count         int
+          pk_login_failures: primary key (scope_key)
+        table audit_entries
+          id                     big       pk autoinc
+          occurred_at            datetime
+          actor_id               str(64)   null
+          actor_name             str(150)  null
+          actor_kind             str(20)   null
+          client_ip, request_id  str(64)   null
+          action                 str(80)
+          outcome                str(20)
+          target_type            str(40)   null
+          target_id              str(64)   null
+          details                json      null
+          pk_audit_entries: primary key (id)
+          ix_audit_entries_occurred_at: index (occurred_at)
+          ix_audit_entries_actor_name: index (actor_name)
+          ix_audit_entries_action: index (action)
+    """,
     )
-    op.create_table(
-        "roles",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("name", sa.String(120), nullable=False),
-        sa.Column("description", sa.Text(), nullable=True),
-        sa.Column("permissions", sa.JSON(), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_roles"),
-        sa.UniqueConstraint("name", name="uq_roles_name"),
-    )
-    op.create_table(
-        "grants",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("role_id", sa.Integer(), nullable=False),
-        sa.Column("location_id", sa.Integer(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_grants"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_grants_user_id_users", ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["role_id"], ["roles.id"], name="fk_grants_role_id_roles", ondelete="RESTRICT"),
-        sa.ForeignKeyConstraint(
-            ["location_id"], ["locations.id"], name="fk_grants_location_id_locations", ondelete="RESTRICT"
-        ),
-        sa.UniqueConstraint("user_id", "role_id", "location_id", name="uq_grants_user_role_location"),
-    )
-    op.create_index("ix_grants_user_id", "grants", ["user_id"])
-    op.create_index("ix_grants_role_id", "grants", ["role_id"])
-    op.create_table(
-        "sessions",
-        sa.Column("id", sa.String(32), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("refresh_hash", sa.String(64), nullable=False),
-        sa.Column("previous_refresh_hash", sa.String(64), nullable=True),
-        sa.Column("client_ip", sa.String(64), nullable=True),
-        sa.Column("user_agent", sa.String(300), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("expires_at", UTCDateTime(), nullable=False),
-        sa.Column("last_used_at", UTCDateTime(), nullable=False),
-        sa.Column("revoked_at", UTCDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_sessions"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_sessions_user_id_users", ondelete="CASCADE"),
-    )
-    op.create_index("ix_sessions_user_id", "sessions", ["user_id"])
-    op.create_table(
-        "api_keys",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("name", sa.String(120), nullable=False),
-        sa.Column("prefix", sa.String(24), nullable=False),
-        sa.Column("secret_hash", sa.String(64), nullable=False),
-        sa.Column("permissions", sa.JSON(), nullable=False),
-        sa.Column("location_ids", sa.JSON(), nullable=True),
-        sa.Column("created_by", sa.Integer(), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("expires_at", UTCDateTime(), nullable=True),
-        sa.Column("last_used_at", UTCDateTime(), nullable=True),
-        sa.Column("revoked_at", UTCDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
-        sa.UniqueConstraint("prefix", name="uq_api_keys_prefix"),
-        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name="fk_api_keys_created_by_users", ondelete="SET NULL"),
-    )
-    op.create_table(
-        "login_failures",
-        sa.Column("scope_key", sa.String(200), nullable=False),
-        sa.Column("window_start", UTCDateTime(), nullable=False),
-        sa.Column("count", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("scope_key", name="pk_login_failures"),
-    )
-    op.create_table(
-        "audit_entries",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
-        sa.Column("occurred_at", UTCDateTime(), nullable=False),
-        sa.Column("actor_id", sa.String(64), nullable=True),
-        sa.Column("actor_name", sa.String(150), nullable=True),
-        sa.Column("actor_kind", sa.String(20), nullable=True),
-        sa.Column("client_ip", sa.String(64), nullable=True),
-        sa.Column("request_id", sa.String(64), nullable=True),
-        sa.Column("action", sa.String(80), nullable=False),
-        sa.Column("outcome", sa.String(20), nullable=False),
-        sa.Column("target_type", sa.String(40), nullable=True),
-        sa.Column("target_id", sa.String(64), nullable=True),
-        sa.Column("details", sa.JSON(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_entries"),
-    )
-    op.create_index("ix_audit_entries_occurred_at", "audit_entries", ["occurred_at"])
-    op.create_index("ix_audit_entries_actor_name", "audit_entries", ["actor_name"])
-    op.create_index("ix_audit_entries_action", "audit_entries", ["action"])
     dialect = op.get_bind().dialect.name
     for statement in APPEND_ONLY_POSTGRES if dialect == "postgresql" else APPEND_ONLY_SQLITE:
         op.execute(statement)
@@ -138,15 +119,7 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION audit_entries_append_only()")
     else:
         op.drop_table("audit_entries")
-    op.drop_table("login_failures")
-    op.drop_table("api_keys")
-    op.drop_index("ix_sessions_user_id", table_name="sessions")
-    op.drop_table("sessions")
-    op.drop_index("ix_grants_role_id", table_name="grants")
-    op.drop_index("ix_grants_user_id", table_name="grants")
-    op.drop_table("grants")
-    op.drop_table("roles")
-    op.drop_table("locations")
+    drop_tables(op, "login_failures api_keys sessions grants roles locations")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("password_changed_at")
         batch.drop_column("locked_until")

@@ -13,6 +13,8 @@ from .. import commands, monitoring
 from ..schemas import (
     DriftReportSchema,
     DriftRequestSchema,
+    MonitoringBatchReceiptSchema,
+    MonitoringBatchSchema,
     MonitoringMessageSchema,
     ResolveSignalSchema,
     SignalArgs,
@@ -41,6 +43,17 @@ def receive_message(data):
     Central stations post to the gateway's ``/integrations/{id}/signals`` and
     ``/integrations/{id}/account-status``; a call here from anyone but a Vigil service is refused."""
     return commands.receive_monitoring(context(), data), 201
+
+
+@blp.route("/monitoring/messages/batch", methods=["POST"])
+@requires("integrations.manage")
+@idempotent
+@blp.arguments(MonitoringBatchSchema)
+@blp.response(200, MonitoringBatchReceiptSchema)
+def receive_messages(data):
+    """Internal: several verified messages at once, in one transaction (the gateway groups what arrives
+    together). A message id already logged for its station is not logged again, so a batch can be re-sent."""
+    return {"property_ids": commands.receive_monitoring_batch(context(), data["items"])}
 
 
 @blp.route("/properties/<int:property_id>/signals", methods=["GET"])

@@ -1,74 +1,56 @@
 """invoices, their lines and the per-company invoice number counter"""
 
-import sqlalchemy as sa
 from alembic import op
 
-from vigil_shared.db import UTCDateTime
+from vigil_shared.schema_spec import create_tables, drop_tables
 
 revision = "0006"
 down_revision = "0005"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "invoice_counters",
-        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("last_number", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_invoice_counters"),
+    create_tables(
+        op,
+        """
+        table invoice_counters
+          id           int     noautoinc
+          last_number  bigint
+          pk_invoice_counters: primary key (id)
+        table invoices
+          id                                       int       pk
+          customer_id, bill_to_customer_id         int
+          status                                   str(20)
+          number                                   bigint    null
+          currency                                 str(3)
+          issue_date, due_date                     date      null
+          memo                                     str(500)  null
+          subtotal, tax_total, total, amount_paid  bigint
+          recurring_invoice_id                     int       null
+          period_key                               str(60)   null
+          void_reason                              str(500)  null
+          voided_at                                datetime  null
+          created_at, updated_at                   datetime
+          version                                  int
+          pk_invoices: primary key (id)
+          uq_invoices_number: unique (number)
+          uq_invoices_period_key: unique (period_key)
+          ix_invoices_customer_id: index (customer_id)
+          ix_invoices_bill_to_customer_id: index (bill_to_customer_id)
+          ix_invoices_recurring_invoice_id: index (recurring_invoice_id)
+        table invoice_lines
+          id                    int       pk
+          invoice_id, position  int
+          description           str(200)
+          quantity              int
+          unit_price, amount    bigint
+          tax_rate_bp           int
+          tax                   bigint
+          pk_invoice_lines: primary key (id)
+          fk_invoice_lines_invoice_id_invoices: foreign key (invoice_id) -> invoices (id) on delete CASCADE
+          ix_invoice_lines_invoice_id: index (invoice_id)
+    """,
     )
-    op.create_table(
-        "invoices",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("bill_to_customer_id", sa.Integer(), nullable=False),
-        sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("number", sa.BigInteger(), nullable=True),
-        sa.Column("currency", sa.String(3), nullable=False),
-        sa.Column("issue_date", sa.Date(), nullable=True),
-        sa.Column("due_date", sa.Date(), nullable=True),
-        sa.Column("memo", sa.String(500), nullable=True),
-        sa.Column("subtotal", sa.BigInteger(), nullable=False),
-        sa.Column("tax_total", sa.BigInteger(), nullable=False),
-        sa.Column("total", sa.BigInteger(), nullable=False),
-        sa.Column("amount_paid", sa.BigInteger(), nullable=False),
-        sa.Column("recurring_invoice_id", sa.Integer(), nullable=True),
-        sa.Column("period_key", sa.String(60), nullable=True),
-        sa.Column("void_reason", sa.String(500), nullable=True),
-        sa.Column("voided_at", UTCDateTime(), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_invoices"),
-        sa.UniqueConstraint("number", name="uq_invoices_number"),
-        sa.UniqueConstraint("period_key", name="uq_invoices_period_key"),
-    )
-    op.create_index("ix_invoices_customer_id", "invoices", ["customer_id"])
-    op.create_index("ix_invoices_bill_to_customer_id", "invoices", ["bill_to_customer_id"])
-    op.create_index("ix_invoices_recurring_invoice_id", "invoices", ["recurring_invoice_id"])
-    op.create_table(
-        "invoice_lines",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("invoice_id", sa.Integer(), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("description", sa.String(200), nullable=False),
-        sa.Column("quantity", sa.Integer(), nullable=False),
-        sa.Column("unit_price", sa.BigInteger(), nullable=False),
-        sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.Column("tax_rate_bp", sa.Integer(), nullable=False),
-        sa.Column("tax", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_invoice_lines"),
-        sa.ForeignKeyConstraint(
-            ["invoice_id"], ["invoices.id"], name="fk_invoice_lines_invoice_id_invoices", ondelete="CASCADE"
-        ),
-    )
-    op.create_index("ix_invoice_lines_invoice_id", "invoice_lines", ["invoice_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_invoice_lines_invoice_id", table_name="invoice_lines")
-    op.drop_table("invoice_lines")
-    op.drop_index("ix_invoices_recurring_invoice_id", table_name="invoices")
-    op.drop_index("ix_invoices_bill_to_customer_id", table_name="invoices")
-    op.drop_index("ix_invoices_customer_id", table_name="invoices")
-    op.drop_table("invoices")
-    op.drop_table("invoice_counters")
+    drop_tables(op, "invoice_lines invoices invoice_counters")

@@ -1,73 +1,61 @@
 """payments, their allocations to invoices, and refunds"""
 
-import sqlalchemy as sa
 from alembic import op
 
-from vigil_shared.db import UTCDateTime
+from vigil_shared.schema_spec import create_tables, drop_tables
 
 revision = "0008"
 down_revision = "0007"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "payments",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("method", sa.String(10), nullable=False),
-        sa.Column("billing_method_id", sa.Integer(), nullable=True),
-        sa.Column("check_number", sa.String(40), nullable=True),
-        sa.Column("memo", sa.String(500), nullable=True),
-        sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.Column("currency", sa.String(3), nullable=False),
-        sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("processor_key", sa.String(80), nullable=True),
-        sa.Column("processor_charge_id", sa.String(80), nullable=True),
-        sa.Column("failure_code", sa.String(60), nullable=True),
-        sa.Column("failure_message", sa.String(200), nullable=True),
-        sa.Column("amount_refunded", sa.BigInteger(), nullable=False),
-        sa.Column("unallocated", sa.BigInteger(), nullable=False),
-        sa.Column("allocate_to", sa.JSON(), nullable=False),
-        sa.Column("received_at", UTCDateTime(), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_payments"),
-        sa.UniqueConstraint("processor_key", name="uq_payments_processor_key"),
+    create_tables(
+        op,
+        """
+        table payments
+          id                                  int       pk
+          customer_id                         int
+          method                              str(10)
+          billing_method_id                   int       null
+          check_number                        str(40)   null
+          memo                                str(500)  null
+          amount                              bigint
+          currency                            str(3)
+          status                              str(20)
+          processor_key, processor_charge_id  str(80)   null
+          failure_code                        str(60)   null
+          failure_message                     str(200)  null
+          amount_refunded, unallocated        bigint
+          allocate_to                         json
+          received_at                         datetime  null
+          created_at, updated_at              datetime
+          version                             int
+          pk_payments: primary key (id)
+          uq_payments_processor_key: unique (processor_key)
+          ix_payments_customer_id: index (customer_id)
+        table payment_allocations
+          id                      int       pk
+          payment_id, invoice_id  int
+          amount                  bigint
+          created_at              datetime
+          pk_payment_allocations: primary key (id)
+          fk_payment_allocations_payment_id_payments: foreign key (payment_id) -> payments (id)
+          fk_payment_allocations_invoice_id_invoices: foreign key (invoice_id) -> invoices (id)
+          ix_payment_allocations_payment_id: index (payment_id)
+          ix_payment_allocations_invoice_id: index (invoice_id)
+        table refunds
+          id                   int       pk
+          payment_id           int
+          amount               bigint
+          processor_refund_id  str(80)   null
+          reason               str(500)  null
+          created_at           datetime
+          pk_refunds: primary key (id)
+          fk_refunds_payment_id_payments: foreign key (payment_id) -> payments (id)
+          ix_refunds_payment_id: index (payment_id)
+    """,
     )
-    op.create_index("ix_payments_customer_id", "payments", ["customer_id"])
-    op.create_table(
-        "payment_allocations",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("payment_id", sa.Integer(), nullable=False),
-        sa.Column("invoice_id", sa.Integer(), nullable=False),
-        sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_payment_allocations"),
-        sa.ForeignKeyConstraint(["payment_id"], ["payments.id"], name="fk_payment_allocations_payment_id_payments"),
-        sa.ForeignKeyConstraint(["invoice_id"], ["invoices.id"], name="fk_payment_allocations_invoice_id_invoices"),
-    )
-    op.create_index("ix_payment_allocations_payment_id", "payment_allocations", ["payment_id"])
-    op.create_index("ix_payment_allocations_invoice_id", "payment_allocations", ["invoice_id"])
-    op.create_table(
-        "refunds",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("payment_id", sa.Integer(), nullable=False),
-        sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.Column("processor_refund_id", sa.String(80), nullable=True),
-        sa.Column("reason", sa.String(500), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_refunds"),
-        sa.ForeignKeyConstraint(["payment_id"], ["payments.id"], name="fk_refunds_payment_id_payments"),
-    )
-    op.create_index("ix_refunds_payment_id", "refunds", ["payment_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_refunds_payment_id", table_name="refunds")
-    op.drop_table("refunds")
-    op.drop_index("ix_payment_allocations_invoice_id", table_name="payment_allocations")
-    op.drop_index("ix_payment_allocations_payment_id", table_name="payment_allocations")
-    op.drop_table("payment_allocations")
-    op.drop_index("ix_payments_customer_id", table_name="payments")
-    op.drop_table("payments")
+    drop_tables(op, "refunds payment_allocations payments")

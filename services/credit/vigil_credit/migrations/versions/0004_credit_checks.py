@@ -1,58 +1,48 @@
 """credit checks (pulls and manual scores) and the company's credit settings"""
 
-import sqlalchemy as sa
 from alembic import op
 
-import vigil_shared.db
+from vigil_shared.schema_spec import create_tables, drop_tables
 
 revision = "0004"
 down_revision = "0003"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "credit_checks",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("bureau", sa.String(length=20), nullable=True),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("request_enc", sa.Text(), nullable=True),
-        sa.Column("score", sa.Integer(), nullable=True),
-        sa.Column("grade", sa.String(length=10), nullable=True),
-        sa.Column("transaction_id", sa.String(length=100), nullable=True),
-        sa.Column("reason", sa.String(length=500), nullable=True),
-        sa.Column("response_enc", sa.Text(), nullable=True),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("requested_by", sa.String(length=100), nullable=True),
-        sa.Column("requested_by_name", sa.String(length=150), nullable=True),
-        sa.Column("request_id", sa.String(length=64), nullable=True),
-        sa.Column("applied", sa.Boolean(), server_default=sa.false(), nullable=False),
-        sa.Column("applied_at", vigil_shared.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("applied_by", sa.String(length=150), nullable=True),
-        sa.Column("skipped_at", vigil_shared.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", vigil_shared.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("run_at", vigil_shared.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_checks")),
-        sqlite_autoincrement=True,
-    )
-    with op.batch_alter_table("credit_checks", schema=None) as batch_op:
-        batch_op.create_index("ix_credit_checks_customer", ["customer_id", "bureau", "created_at"], unique=False)
-
-    op.create_table(
-        "credit_settings",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("repeat_days", sa.Integer(), nullable=False),
-        sa.Column("grade_bands", sa.JSON(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_settings")),
-        sqlite_autoincrement=True,
+    create_tables(
+        op,
+        """
+        table credit_checks sqlite_autoincrement
+          id, customer_id    int
+          bureau             str(20)   null
+          status             str(20)
+          request_enc        text      null
+          score              int       null
+          grade              str(10)   null
+          transaction_id     str(100)  null
+          reason             str(500)  null
+          response_enc       text      null
+          attempts           int
+          requested_by       str(100)  null
+          requested_by_name  str(150)  null
+          request_id         str(64)   null
+          applied            bool      default=false
+          applied_at         datetime  null
+          applied_by         str(150)  null
+          skipped_at         datetime  null
+          created_at         datetime
+          run_at             datetime  null
+          version            int
+          pk_credit_checks: primary key (id)
+          ix_credit_checks_customer: index (customer_id, bureau, created_at)
+        table credit_settings sqlite_autoincrement
+          id, repeat_days  int
+          grade_bands      json
+          version          int
+          pk_credit_settings: primary key (id)
+    """,
     )
 
 
 def downgrade() -> None:
-    op.drop_table("credit_settings")
-    with op.batch_alter_table("credit_checks", schema=None) as batch_op:
-        batch_op.drop_index("ix_credit_checks_customer")
-
-    op.drop_table("credit_checks")
+    drop_tables(op, "credit_settings credit_checks")

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import vigil_shared.db
+from vigil_shared.schema_spec import add_columns, create_tables, drop_columns, drop_indexes, drop_tables
 
 revision = "0002"
 down_revision = "0001"
@@ -22,109 +23,79 @@ down_revision = "0001"
 def upgrade() -> None:
     # customers first: on SQLite a batch rebuild drops the old table, which would cascade to children
     with op.batch_alter_table("customers") as batch:
-        batch.add_column(sa.Column("kind", sa.String(length=10), server_default="customer", nullable=False))
-        batch.add_column(sa.Column("location_id", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("birthdate_enc", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("language", sa.String(length=20), nullable=True))
-        batch.add_column(sa.Column("address_line1", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("address_line2", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("city", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("state", sa.String(length=2), nullable=True))
-        batch.add_column(sa.Column("zip", sa.String(length=10), nullable=True))
-        batch.add_column(sa.Column("county", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("cross_street", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("primary_phone", sa.String(length=40), nullable=True))
-        batch.add_column(sa.Column("primary_phone_e164", sa.String(length=20), nullable=True))
-        batch.add_column(sa.Column("work_phone", sa.String(length=40), nullable=True))
-        batch.add_column(sa.Column("work_phone_e164", sa.String(length=20), nullable=True))
-        batch.add_column(sa.Column("cell_phone", sa.String(length=40), nullable=True))
-        batch.add_column(sa.Column("cell_phone_e164", sa.String(length=20), nullable=True))
-        batch.add_column(sa.Column("other_phone", sa.String(length=40), nullable=True))
-        batch.add_column(sa.Column("other_phone_e164", sa.String(length=20), nullable=True))
-        batch.add_column(sa.Column("best_time_to_contact", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("ssn_enc", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("ssn_index", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("spouse", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("credit_score", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("credit_tracking_number", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("account_type", sa.String(length=20), nullable=True))
-        batch.add_column(sa.Column("account_class", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("business_name", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("business_contact", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("dba_name", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("source", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("source_campaign", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("company", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("description", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("custom_fields", sa.JSON(), server_default="{}", nullable=False))
-        batch.add_column(sa.Column("parent_customer_id", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("sale_date", sa.Date(), nullable=True))
-        batch.add_column(sa.Column("sold_by", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("trainee_trainer", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("lead_rep", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("call_center_rep", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("adt_number", sa.String(length=50), nullable=True))
-        batch.add_column(sa.Column("adt_serial_man", sa.String(length=50), nullable=True))
-        batch.add_column(sa.Column("account_number", sa.String(length=50), nullable=True))
-        batch.add_column(sa.Column("mmr", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("mmr_a_la_carte", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("currency", sa.String(length=3), server_default="USD", nullable=False))
-        batch.add_column(sa.Column("monitoring_plan", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("canceled", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("cancel_date", sa.Date(), nullable=True))
-        batch.add_column(sa.Column("cancel_reason", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("discount_affiliate", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("discount_affiliate_member_number", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("monitored_by", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("interactive_services_provider", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("adt_system_type", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("contract_term_months", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("activation_fee", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("warranty_term_months", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("dealer_number", sa.String(length=50), nullable=True))
-        batch.add_column(sa.Column("collections_date", sa.Date(), nullable=True))
-        batch.add_column(sa.Column("funding_status", sa.String(length=50), nullable=True))
-        batch.add_column(sa.Column("funded_date", sa.Date(), nullable=True))
-        batch.add_column(sa.Column("installation_appointment_id", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("install_date", sa.Date(), nullable=True))
-        batch.add_column(sa.Column("install_tech", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("install_tech_reports_to", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("confirmation_number_enc", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("receiver_number_enc", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("abort_code_enc", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("installed", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("two_way_voice", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("cellular_backup", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("guard_response", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("maintenance", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("invoicing", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("aarp", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("tellular", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("pulse", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("callback_at", vigil_shared.db.UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column("lead_disposition", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("callcenter_comments", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("lead_status", sa.String(length=50), nullable=True))
-        batch.add_column(sa.Column("lead_comments", sa.Text(), nullable=True))
-        batch.add_column(
-            sa.Column(
-                "sort_name",
-                sa.String(length=220, collation="C").with_variant(sa.String(length=220), "sqlite"),
-                server_default="",
-                nullable=False,
-            )
-        )
-        batch.add_column(sa.Column("name_address_key", sa.String(length=400), nullable=True))
-        batch.add_column(sa.Column("created_by", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("converted_at", vigil_shared.db.UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column("archived_at", vigil_shared.db.UTCDateTime(), nullable=True))
-        batch.add_column(
-            sa.Column(
-                "last_activity_at",
-                vigil_shared.db.UTCDateTime(),
-                server_default=sa.text("CURRENT_TIMESTAMP"),
-                nullable=False,
-            )
+        add_columns(
+            batch,
+            """
+            kind                                                  str(10)    default="customer"
+            location_id                                           int        null
+            birthdate_enc                                         text       null
+            language                                              str(20)    null
+            address_line1, address_line2                          str(200)   null
+            city                                                  str(100)   null
+            state                                                 str(2)     null
+            zip                                                   str(10)    null
+            county                                                str(100)   null
+            cross_street                                          str(200)   null
+            primary_phone                                         str(40)    null
+            primary_phone_e164                                    str(20)    null
+            work_phone                                            str(40)    null
+            work_phone_e164                                       str(20)    null
+            cell_phone                                            str(40)    null
+            cell_phone_e164                                       str(20)    null
+            other_phone                                           str(40)    null
+            other_phone_e164                                      str(20)    null
+            best_time_to_contact                                  str(200)   null
+            ssn_enc                                               text       null
+            ssn_index                                             str(64)    null
+            spouse                                                str(200)   null
+            credit_score                                          int        null
+            credit_tracking_number                                str(100)   null
+            account_type                                          str(20)    null
+            account_class                                         str(100)   null
+            business_name, business_contact, dba_name             str(200)   null
+            source, source_campaign                               str(100)   null
+            company                                               str(200)   null
+            description                                           text       null
+            custom_fields                                         json       default="{}"
+            parent_customer_id                                    int        null
+            sale_date                                             date       null
+            sold_by, trainee_trainer, lead_rep, call_center_rep   str(100)   null
+            adt_number, adt_serial_man, account_number            str(50)    null
+            mmr                                                   int        null
+            mmr_a_la_carte                                        bool       default=false
+            currency                                              str(3)     default="USD"
+            monitoring_plan                                       str(100)   null
+            canceled                                              bool       default=false
+            cancel_date                                           date       null
+            cancel_reason                                         str(200)   null
+            discount_affiliate, discount_affiliate_member_number  str(100)   null
+            monitored_by, interactive_services_provider           str(100)   null
+            adt_system_type                                       str(100)   null
+            contract_term_months, activation_fee                  int        null
+            warranty_term_months                                  int        null
+            dealer_number                                         str(50)    null
+            collections_date                                      date       null
+            funding_status                                        str(50)    null
+            funded_date                                           date       null
+            installation_appointment_id                           int        null
+            install_date                                          date       null
+            install_tech, install_tech_reports_to                 str(100)   null
+            confirmation_number_enc, receiver_number_enc          text       null
+            abort_code_enc                                        text       null
+            installed, two_way_voice, cellular_backup             bool       default=false
+            guard_response, maintenance, invoicing, aarp          bool       default=false
+            tellular, pulse                                       bool       default=false
+            callback_at                                           datetime   null
+            lead_disposition                                      str(100)   null
+            callcenter_comments                                   text       null
+            lead_status                                           str(50)    null
+            lead_comments                                         text       null
+            sort_name                                             cstr(220)  default=""
+            name_address_key                                      str(400)   null
+            created_by                                            str(100)   null
+            converted_at, archived_at                             datetime   null
+            last_activity_at                                      datetime   default=now
+        """,
         )
         batch.create_index("ix_customers_activity", ["last_activity_at", "id"], unique=False)
         batch.create_index(op.f("ix_customers_cell_phone_e164"), ["cell_phone_e164"], unique=False)
@@ -147,312 +118,165 @@ def upgrade() -> None:
     op.execute("UPDATE customers SET primary_phone = phone")
     with op.batch_alter_table("customers") as batch:
         batch.drop_column("phone")
-    op.create_table(
-        "custom_fields",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("key", sa.String(length=50), nullable=False),
-        sa.Column("label", sa.String(length=100), nullable=False),
-        sa.Column("type", sa.String(length=10), nullable=False),
-        sa.Column("options", sa.JSON(), nullable=False),
-        sa.Column("required", sa.Boolean(), nullable=False),
-        sa.Column("applies_to", sa.String(length=10), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_custom_fields")),
-        sa.UniqueConstraint("key", name=op.f("uq_custom_fields_key")),
+    create_tables(
+        op,
+        """
+        table custom_fields
+          id          int
+          key         str(50)
+          label       str(100)
+          type        str(10)
+          options     json
+          required    bool
+          applies_to  str(10)
+          position    int
+          active      bool
+          created_at  datetime
+          version     int
+          pk_custom_fields: primary key (id)
+          uq_custom_fields_key: unique (key)
+        table property_accounts
+          property_id     int       noautoinc
+          customer_id     int
+          account_number  str(100)  null
+          deleted         bool
+          updated_at      datetime
+          pk_property_accounts: primary key (property_id)
+          ix_property_accounts_customer_id: index (customer_id)
+        table tags
+          id              int
+          name, name_key  str(50)
+          color           str(7)    null
+          created_at      datetime
+          version         int
+          pk_tags: primary key (id)
+          uq_tags_name_key: unique (name_key)
+        table customer_contacts
+          id, customer_id         int
+          type                    str(10)
+          name                    str(200)
+          relation, role          str(100)  null
+          phones                  json
+          email                   str(254)  null
+          has_key                 bool
+          call_priority           int       null
+          passcode_enc            text      null
+          is_primary              bool
+          created_at, updated_at  datetime
+          version                 int
+          fk_customer_contacts_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
+          pk_customer_contacts: primary key (id)
+          ix_customer_contacts_customer: index (customer_id, type, call_priority)
+        table customer_files
+          id, customer_id  int
+          filename         str(255)
+          content_type     str(100)
+          size             int
+          sha256           str(64)
+          storage_key      str(100)
+          description      str(500)  null
+          uploaded_by      str(100)  null
+          created_at       datetime
+          fk_customer_files_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
+          pk_customer_files: primary key (id)
+          uq_customer_files_storage_key: unique (storage_key)
+          ix_customer_files_customer_id: index (customer_id)
+        table customer_history
+          id, customer_id                                     int
+          at                                                  datetime
+          actor_id, actor_name                                str(100)  null
+          source                                              str(20)
+          client_ip, request_id                               str(64)   null
+          action                                              str(30)
+          target_type                                         str(20)
+          target_id                                           int       null
+          field                                               str(100)  null
+          old_value, new_value, old_value_enc, new_value_enc  text      null
+          confidential                                        str(30)   null
+          fk_customer_history_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
+          pk_customer_history: primary key (id)
+          ix_customer_history_customer: index (customer_id, at, id)
+        table customer_notes
+          id, customer_id         int
+          kind                    str(10)
+          text                    text
+          urgent                  bool
+          assignee                str(100)  null
+          due_date                date      null
+          priority                str(10)   null
+          status                  str(20)   null
+          created_by              str(100)  null
+          created_at, updated_at  datetime
+          version                 int
+          fk_customer_notes_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
+          pk_customer_notes: primary key (id)
+          ix_customer_notes_customer: index (customer_id, urgent, created_at)
+        table customer_search_terms
+          id, customer_id  int
+          term             cstr(120)
+          kind             str(10)
+          location_id      int        null
+          sort_name        cstr(220)
+          fk_customer_search_terms_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
+          pk_customer_search_terms: primary key (id)
+          ix_customer_search_terms_customer_id: index (customer_id)
+          ix_customer_search_terms_lookup: index (term, location_id, kind, sort_name, customer_id)
+        table customer_tags
+          customer_id, tag_id  int
+          applied_at           datetime
+          applied_by           str(100)  null
+          fk_customer_tags_customer_id_customers: foreign key (customer_id) -> customers (id) on delete CASCADE
+          fk_customer_tags_tag_id_tags: foreign key (tag_id) -> tags (id) on delete CASCADE
+          pk_customer_tags: primary key (customer_id, tag_id)
+          ix_customer_tags_tag_id: index (tag_id)
+    """,
     )
-    op.create_table(
-        "property_accounts",
-        sa.Column("property_id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("account_number", sa.String(length=100), nullable=True),
-        sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("property_id", name=op.f("pk_property_accounts")),
-    )
-    op.create_index(op.f("ix_property_accounts_customer_id"), "property_accounts", ["customer_id"], unique=False)
-    op.create_table(
-        "tags",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=50), nullable=False),
-        sa.Column("name_key", sa.String(length=50), nullable=False),
-        sa.Column("color", sa.String(length=7), nullable=True),
-        sa.Column("created_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_tags")),
-        sa.UniqueConstraint("name_key", name=op.f("uq_tags_name_key")),
-    )
-    op.create_table(
-        "customer_contacts",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("type", sa.String(length=10), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("relation", sa.String(length=100), nullable=True),
-        sa.Column("role", sa.String(length=100), nullable=True),
-        sa.Column("phones", sa.JSON(), nullable=False),
-        sa.Column("email", sa.String(length=254), nullable=True),
-        sa.Column("has_key", sa.Boolean(), nullable=False),
-        sa.Column("call_priority", sa.Integer(), nullable=True),
-        sa.Column("passcode_enc", sa.Text(), nullable=True),
-        sa.Column("is_primary", sa.Boolean(), nullable=False),
-        sa.Column("created_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["customer_id"],
-            ["customers.id"],
-            name=op.f("fk_customer_contacts_customer_id_customers"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_contacts")),
-    )
-    op.create_index(
-        "ix_customer_contacts_customer", "customer_contacts", ["customer_id", "type", "call_priority"], unique=False
-    )
-    op.create_table(
-        "customer_files",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("filename", sa.String(length=255), nullable=False),
-        sa.Column("content_type", sa.String(length=100), nullable=False),
-        sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("storage_key", sa.String(length=100), nullable=False),
-        sa.Column("description", sa.String(length=500), nullable=True),
-        sa.Column("uploaded_by", sa.String(length=100), nullable=True),
-        sa.Column("created_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"], name=op.f("fk_customer_files_customer_id_customers"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_files")),
-        sa.UniqueConstraint("storage_key", name=op.f("uq_customer_files_storage_key")),
-    )
-    op.create_index(op.f("ix_customer_files_customer_id"), "customer_files", ["customer_id"], unique=False)
-    op.create_table(
-        "customer_history",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.Column("actor_id", sa.String(length=100), nullable=True),
-        sa.Column("actor_name", sa.String(length=100), nullable=True),
-        sa.Column("source", sa.String(length=20), nullable=False),
-        sa.Column("client_ip", sa.String(length=64), nullable=True),
-        sa.Column("request_id", sa.String(length=64), nullable=True),
-        sa.Column("action", sa.String(length=30), nullable=False),
-        sa.Column("target_type", sa.String(length=20), nullable=False),
-        sa.Column("target_id", sa.Integer(), nullable=True),
-        sa.Column("field", sa.String(length=100), nullable=True),
-        sa.Column("old_value", sa.Text(), nullable=True),
-        sa.Column("new_value", sa.Text(), nullable=True),
-        sa.Column("old_value_enc", sa.Text(), nullable=True),
-        sa.Column("new_value_enc", sa.Text(), nullable=True),
-        sa.Column("confidential", sa.String(length=30), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["customer_id"],
-            ["customers.id"],
-            name=op.f("fk_customer_history_customer_id_customers"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_history")),
-    )
-    op.create_index("ix_customer_history_customer", "customer_history", ["customer_id", "at", "id"], unique=False)
-    op.create_table(
-        "customer_notes",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("kind", sa.String(length=10), nullable=False),
-        sa.Column("text", sa.Text(), nullable=False),
-        sa.Column("urgent", sa.Boolean(), nullable=False),
-        sa.Column("assignee", sa.String(length=100), nullable=True),
-        sa.Column("due_date", sa.Date(), nullable=True),
-        sa.Column("priority", sa.String(length=10), nullable=True),
-        sa.Column("status", sa.String(length=20), nullable=True),
-        sa.Column("created_by", sa.String(length=100), nullable=True),
-        sa.Column("created_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"], name=op.f("fk_customer_notes_customer_id_customers"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_notes")),
-    )
-    op.create_index(
-        "ix_customer_notes_customer", "customer_notes", ["customer_id", "urgent", "created_at"], unique=False
-    )
-    op.create_table(
-        "customer_search_terms",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column(
-            "term", sa.String(length=120, collation="C").with_variant(sa.String(length=120), "sqlite"), nullable=False
-        ),
-        sa.Column("kind", sa.String(length=10), nullable=False),
-        sa.Column("location_id", sa.Integer(), nullable=True),
-        sa.Column(
-            "sort_name",
-            sa.String(length=220, collation="C").with_variant(sa.String(length=220), "sqlite"),
-            nullable=False,
-        ),
-        sa.ForeignKeyConstraint(
-            ["customer_id"],
-            ["customers.id"],
-            name=op.f("fk_customer_search_terms_customer_id_customers"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_search_terms")),
-    )
-    op.create_index(
-        op.f("ix_customer_search_terms_customer_id"), "customer_search_terms", ["customer_id"], unique=False
-    )
-    op.create_index(
-        "ix_customer_search_terms_lookup",
-        "customer_search_terms",
-        ["term", "location_id", "kind", "sort_name", "customer_id"],
-        unique=False,
-    )
-    op.create_table(
-        "customer_tags",
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("tag_id", sa.Integer(), nullable=False),
-        sa.Column("applied_at", vigil_shared.db.UTCDateTime(), nullable=False),
-        sa.Column("applied_by", sa.String(length=100), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"], name=op.f("fk_customer_tags_customer_id_customers"), ondelete="CASCADE"
-        ),
-        sa.ForeignKeyConstraint(["tag_id"], ["tags.id"], name=op.f("fk_customer_tags_tag_id_tags"), ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("customer_id", "tag_id", name=op.f("pk_customer_tags")),
-    )
-    op.create_index(op.f("ix_customer_tags_tag_id"), "customer_tags", ["tag_id"], unique=False)
     _migrate_rows()
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_customer_tags_tag_id"), table_name="customer_tags")
-    op.drop_table("customer_tags")
-    op.drop_index("ix_customer_search_terms_lookup", table_name="customer_search_terms")
-    op.drop_index(op.f("ix_customer_search_terms_customer_id"), table_name="customer_search_terms")
-    op.drop_table("customer_search_terms")
-    op.drop_index("ix_customer_notes_customer", table_name="customer_notes")
-    op.drop_table("customer_notes")
-    op.drop_index("ix_customer_history_customer", table_name="customer_history")
-    op.drop_table("customer_history")
-    op.drop_index(op.f("ix_customer_files_customer_id"), table_name="customer_files")
-    op.drop_table("customer_files")
-    op.drop_index("ix_customer_contacts_customer", table_name="customer_contacts")
-    op.drop_table("customer_contacts")
-    op.drop_table("tags")
-    op.drop_index(op.f("ix_property_accounts_customer_id"), table_name="property_accounts")
-    op.drop_table("property_accounts")
-    op.drop_table("custom_fields")
+    drop_tables(
+        op,
+        """
+        customer_tags customer_search_terms customer_notes customer_history customer_files
+        customer_contacts tags property_accounts custom_fields
+        """,
+    )
     with op.batch_alter_table("customers") as batch:
         batch.add_column(sa.Column("phone", sa.String(length=40), nullable=True))
     op.execute("UPDATE customers SET phone = primary_phone")
     with op.batch_alter_table("customers") as batch:
         batch.drop_constraint(op.f("fk_customers_parent_customer_id_customers"), type_="foreignkey")
-        batch.drop_index(op.f("ix_customers_work_phone_e164"))
-        batch.drop_index(op.f("ix_customers_ssn_index"))
-        batch.drop_index("ix_customers_sort")
-        batch.drop_index(op.f("ix_customers_primary_phone_e164"))
-        batch.drop_index(op.f("ix_customers_parent_customer_id"))
-        batch.drop_index(op.f("ix_customers_other_phone_e164"))
-        batch.drop_index(op.f("ix_customers_name_address_key"))
-        batch.drop_index(op.f("ix_customers_location_id"))
-        batch.drop_index("ix_customers_created")
-        batch.drop_index(op.f("ix_customers_cell_phone_e164"))
-        batch.drop_index("ix_customers_activity")
-        batch.drop_column("last_activity_at")
-        batch.drop_column("archived_at")
-        batch.drop_column("converted_at")
-        batch.drop_column("created_by")
-        batch.drop_column("name_address_key")
-        batch.drop_column("sort_name")
-        batch.drop_column("lead_comments")
-        batch.drop_column("lead_status")
-        batch.drop_column("callcenter_comments")
-        batch.drop_column("lead_disposition")
-        batch.drop_column("callback_at")
-        batch.drop_column("pulse")
-        batch.drop_column("tellular")
-        batch.drop_column("aarp")
-        batch.drop_column("invoicing")
-        batch.drop_column("maintenance")
-        batch.drop_column("guard_response")
-        batch.drop_column("cellular_backup")
-        batch.drop_column("two_way_voice")
-        batch.drop_column("installed")
-        batch.drop_column("abort_code_enc")
-        batch.drop_column("receiver_number_enc")
-        batch.drop_column("confirmation_number_enc")
-        batch.drop_column("install_tech_reports_to")
-        batch.drop_column("install_tech")
-        batch.drop_column("install_date")
-        batch.drop_column("installation_appointment_id")
-        batch.drop_column("funded_date")
-        batch.drop_column("funding_status")
-        batch.drop_column("collections_date")
-        batch.drop_column("dealer_number")
-        batch.drop_column("warranty_term_months")
-        batch.drop_column("activation_fee")
-        batch.drop_column("contract_term_months")
-        batch.drop_column("adt_system_type")
-        batch.drop_column("interactive_services_provider")
-        batch.drop_column("monitored_by")
-        batch.drop_column("discount_affiliate_member_number")
-        batch.drop_column("discount_affiliate")
-        batch.drop_column("cancel_reason")
-        batch.drop_column("cancel_date")
-        batch.drop_column("canceled")
-        batch.drop_column("monitoring_plan")
-        batch.drop_column("currency")
-        batch.drop_column("mmr_a_la_carte")
-        batch.drop_column("mmr")
-        batch.drop_column("account_number")
-        batch.drop_column("adt_serial_man")
-        batch.drop_column("adt_number")
-        batch.drop_column("call_center_rep")
-        batch.drop_column("lead_rep")
-        batch.drop_column("trainee_trainer")
-        batch.drop_column("sold_by")
-        batch.drop_column("sale_date")
-        batch.drop_column("parent_customer_id")
-        batch.drop_column("custom_fields")
-        batch.drop_column("description")
-        batch.drop_column("company")
-        batch.drop_column("source_campaign")
-        batch.drop_column("source")
-        batch.drop_column("dba_name")
-        batch.drop_column("business_contact")
-        batch.drop_column("business_name")
-        batch.drop_column("account_class")
-        batch.drop_column("account_type")
-        batch.drop_column("credit_tracking_number")
-        batch.drop_column("credit_score")
-        batch.drop_column("spouse")
-        batch.drop_column("ssn_index")
-        batch.drop_column("ssn_enc")
-        batch.drop_column("best_time_to_contact")
-        batch.drop_column("other_phone_e164")
-        batch.drop_column("other_phone")
-        batch.drop_column("cell_phone_e164")
-        batch.drop_column("cell_phone")
-        batch.drop_column("work_phone_e164")
-        batch.drop_column("work_phone")
-        batch.drop_column("primary_phone_e164")
-        batch.drop_column("primary_phone")
-        batch.drop_column("cross_street")
-        batch.drop_column("county")
-        batch.drop_column("zip")
-        batch.drop_column("state")
-        batch.drop_column("city")
-        batch.drop_column("address_line2")
-        batch.drop_column("address_line1")
-        batch.drop_column("language")
-        batch.drop_column("birthdate_enc")
-        batch.drop_column("location_id")
-        batch.drop_column("kind")
+        drop_indexes(
+            batch,
+            """
+            ix_customers_work_phone_e164 ix_customers_ssn_index ix_customers_sort
+            ix_customers_primary_phone_e164 ix_customers_parent_customer_id
+            ix_customers_other_phone_e164 ix_customers_name_address_key ix_customers_location_id
+            ix_customers_created ix_customers_cell_phone_e164 ix_customers_activity
+            """,
+        )
+        drop_columns(
+            batch,
+            """
+            last_activity_at archived_at converted_at created_by name_address_key sort_name
+            lead_comments lead_status callcenter_comments lead_disposition callback_at pulse
+            tellular aarp invoicing maintenance guard_response cellular_backup two_way_voice
+            installed abort_code_enc receiver_number_enc confirmation_number_enc
+            install_tech_reports_to install_tech install_date installation_appointment_id
+            funded_date funding_status collections_date dealer_number warranty_term_months
+            activation_fee contract_term_months adt_system_type interactive_services_provider
+            monitored_by discount_affiliate_member_number discount_affiliate cancel_reason
+            cancel_date canceled monitoring_plan currency mmr_a_la_carte mmr account_number
+            adt_serial_man adt_number call_center_rep lead_rep trainee_trainer sold_by sale_date
+            parent_customer_id custom_fields description company source_campaign source dba_name
+            business_contact business_name account_class account_type credit_tracking_number
+            credit_score spouse ssn_index ssn_enc best_time_to_contact other_phone_e164 other_phone
+            cell_phone_e164 cell_phone work_phone_e164 work_phone primary_phone_e164 primary_phone
+            cross_street county zip state city address_line2 address_line1 language birthdate_enc
+            location_id kind
+        """,
+        )
 
 
 # --- data of existing rows (frozen copies of this revision's rules) ----------------------------------

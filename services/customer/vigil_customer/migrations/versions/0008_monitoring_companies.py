@@ -8,22 +8,24 @@ and the text column goes. PreCheck Order Enabled starts off: an administrator tu
 import sqlalchemy as sa
 from alembic import op
 
+from vigil_shared.schema_spec import create_tables
+
 revision = "0008"
 down_revision = "0007"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "monitoring_companies",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(100), nullable=False),
-        sa.Column("name_key", sa.String(100), nullable=False),
-        sa.Column("is_adt", sa.Boolean(), nullable=False),
-        sa.Column("precheck_order_enabled", sa.Boolean(), nullable=False),
-        sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_monitoring_companies"),
-        sa.UniqueConstraint("name_key", name="uq_monitoring_companies_name_key"),
+    create_tables(
+        op,
+        """
+        table monitoring_companies
+          id                                      int
+          name, name_key                          str(100)
+          is_adt, precheck_order_enabled, active  bool
+          version                                 int
+          pk_monitoring_companies: primary key (id)
+          uq_monitoring_companies_name_key: unique (name_key)
+    """,
     )
     with op.batch_alter_table("customers") as batch:
         batch.add_column(sa.Column("monitoring_company_id", sa.Integer(), nullable=True))

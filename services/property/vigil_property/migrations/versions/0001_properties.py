@@ -1,43 +1,40 @@
 """properties, known customers, outbox and inbox"""
 
-import sqlalchemy as sa
 from alembic import op
 
-from vigil_shared.db import UTCDateTime
 from vigil_shared.migrations import create_messaging_tables, drop_messaging_tables
+from vigil_shared.schema_spec import create_tables, drop_tables
 
 revision = "0001"
 down_revision = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "properties",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("account_number", sa.String(40), nullable=True),
-        sa.Column("address", sa.String(200), nullable=True),
-        sa.Column("city", sa.String(100), nullable=True),
-        sa.Column("postal_code", sa.String(20), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_properties"),
-        sa.UniqueConstraint("account_number", name="uq_properties_account_number"),
-    )
-    op.create_index("ix_properties_customer_id", "properties", ["customer_id"])
-    op.create_table(
-        "known_customers",
-        sa.Column("customer_id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("customer_id", name="pk_known_customers"),
+    create_tables(
+        op,
+        """
+        table properties
+          id                      int       pk
+          customer_id             int
+          account_number          str(40)   null
+          address                 str(200)  null
+          city                    str(100)  null
+          postal_code             str(20)   null
+          created_at, updated_at  datetime
+          version                 int
+          pk_properties: primary key (id)
+          uq_properties_account_number: unique (account_number)
+          ix_properties_customer_id: index (customer_id)
+        table known_customers
+          customer_id  int       noautoinc
+          deleted      bool
+          updated_at   datetime
+          pk_known_customers: primary key (customer_id)
+    """,
     )
     create_messaging_tables(op)
 
 
 def downgrade() -> None:
     drop_messaging_tables(op)
-    op.drop_table("known_customers")
-    op.drop_index("ix_properties_customer_id", table_name="properties")
-    op.drop_table("properties")
+    drop_tables(op, "known_customers properties")

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from vigil_shared.db import UTCDateTime
+from vigil_shared.schema_spec import create_tables, drop_tables
 
 revision = "0002"
 down_revision = "0001"
@@ -39,31 +40,29 @@ def upgrade() -> None:
         batch.add_column(sa.Column("location_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("location_as_of", UTCDateTime(), nullable=True))
         batch.create_index("ix_known_customers_location_id", ["location_id"])
-    op.create_table(
-        "property_history",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("property_id", sa.Integer(), nullable=False),
-        sa.Column("action", sa.String(30), nullable=False),
-        sa.Column("field", sa.String(50), nullable=True),
-        sa.Column("old_value", sa.Text(), nullable=True),
-        sa.Column("new_value", sa.Text(), nullable=True),
-        sa.Column("reason", sa.String(500), nullable=True),
-        sa.Column("actor_id", sa.String(100), nullable=True),
-        sa.Column("actor_name", sa.String(150), nullable=True),
-        sa.Column("source", sa.String(20), nullable=False),
-        sa.Column("request_id", sa.String(64), nullable=True),
-        sa.Column("at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_property_history"),
-        sa.ForeignKeyConstraint(
-            ["property_id"], ["properties.id"], ondelete="CASCADE", name="fk_property_history_property_id_properties"
-        ),
+    create_tables(
+        op,
+        """
+        table property_history
+          id, property_id       int
+          action                str(30)
+          field                 str(50)   null
+          old_value, new_value  text      null
+          reason                str(500)  null
+          actor_id              str(100)  null
+          actor_name            str(150)  null
+          source                str(20)
+          request_id            str(64)   null
+          at                    datetime
+          pk_property_history: primary key (id)
+          fk_property_history_property_id_properties: foreign key (property_id) -> properties (id) on delete CASCADE
+          ix_property_history_property_id: index (property_id)
+    """,
     )
-    op.create_index("ix_property_history_property_id", "property_history", ["property_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_property_history_property_id", table_name="property_history")
-    op.drop_table("property_history")
+    drop_tables(op, "property_history")
     with op.batch_alter_table("known_customers") as batch:
         batch.drop_index("ix_known_customers_location_id")
         batch.drop_column("location_as_of")

@@ -1,37 +1,35 @@
 """signals: what central stations send about accounts (signals and account statuses), matched or not"""
 
-import sqlalchemy as sa
 from alembic import op
 
-from vigil_shared.db import UTCDateTime
+from vigil_shared.schema_spec import create_tables
 
 revision = "0009"
 down_revision = "0008"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "signals",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("property_id", sa.Integer(), nullable=True),
-        sa.Column("account_number", sa.String(40), nullable=False),
-        sa.Column("account_key", sa.String(40), nullable=False),
-        sa.Column("central_station", sa.String(120), nullable=False),
-        sa.Column("message_id", sa.String(100), nullable=False),
-        sa.Column("kind", sa.String(20), nullable=False),
-        sa.Column("status", sa.String(20), nullable=True),
-        sa.Column("zone", sa.String(40), nullable=True),
-        sa.Column("panel_user", sa.String(40), nullable=True),
-        sa.Column("description", sa.String(300), nullable=True),
-        sa.Column("occurred_at", UTCDateTime(), nullable=False),
-        sa.Column("received_at", UTCDateTime(), nullable=False),
-        sa.Column("resolved_at", UTCDateTime(), nullable=True),
-        sa.Column("resolved_by", sa.String(150), nullable=True),
-        sqlite_autoincrement=True,
+    create_tables(
+        op,
+        """
+        table signals sqlite_autoincrement
+          id                           int       pk
+          property_id                  int       null
+          account_number, account_key  str(40)
+          central_station              str(120)
+          message_id                   str(100)
+          kind                         str(20)
+          status                       str(20)   null
+          zone, panel_user             str(40)   null
+          description                  str(300)  null
+          occurred_at, received_at     datetime
+          resolved_at                  datetime  null
+          resolved_by                  str(150)  null
+          ix_signals_property: index (property_id, occurred_at)
+          ix_signals_unmatched: index (property_id, resolved_at)
+          ix_signals_account_key: index (account_key)
+    """,
     )
-    op.create_index("ix_signals_property", "signals", ["property_id", "occurred_at"])
-    op.create_index("ix_signals_unmatched", "signals", ["property_id", "resolved_at"])
-    op.create_index("ix_signals_account_key", "signals", ["account_key"])
 
 
 def downgrade() -> None:

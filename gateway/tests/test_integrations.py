@@ -1,0 +1,158 @@
+"""Central stations' messages in the gateway: the group-writing intake and the shared rate limit.
+
+The property service is stood in for by the intake's ``forward`` (the e2e suite runs the real one)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from vigil_gateway import integrations
+from vigil_gateway.models import IncomingMessage
+from vigil_shared.db import Database
+
+
+class Station:
+    """Stands in for the property service: records each group it is sent; every account matches."""
+
+    def __init__(self):
+        self.groups: list[list[dict]] = []
+        self.failing = False
+        self.lock = threading.Lock()
+
+    def __call__(self, station, request_id, items):
+        if self.failing:
+            raise RuntimeError("the property service answered 503")
+        with self.lock:
+            self.groups.append(items)
+        return [7 for _ in items]
+
+
+def install(app) -> Station:
+    station = Station()
+    app.extensions["vigil_gateway_intake"].forward = station
+    return station
+
+
+def create_integration(client, auth, per_minute=6000) -> dict:
+    response = client.post(
+        "/api/v1/integrations",
+        json={"name": f"Station {uuid.uuid4().hex[:6]}", "rate_limit_per_minute": per_minute},
+        headers=auth,
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def post_signal(client, integration, message_id=None, **payload):
+    body = json.dumps({"account_number": "CS-1", "type": "alarm"} | payload)
+    message_id = message_id or f"msg_{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(integration["secret"]).sign(message_id, now, body),
+        "Content-Type": "application/json",
+    }
+    return client.post(f"/api/v1/integrations/{integration['id']}/signals", data=body, headers=headers)
+
+
+@pytest.fixture
+def station(app):
+    previous = app.extensions["vigil_gateway_intake"].forward
+    yield install(app)
+    app.extensions["vigil_gateway_intake"].forward = previous
+
+
+def test_concurrent_messages_are_written_in_groups_each_answered(app, client, auth, station, db):
+    integration = create_integration(client, auth)
+    answers: list[int] = []
+
+    def send():
+        answers.append(post_signal(app.test_client(), integration).status_code)
+
+    senders = [threading.Thread(target=send) for _ in range(12)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert answers == [200] * 12
+    assert sum(len(group) for group in station.groups) == 12
+    with db.transaction() as session:
+        assert session.query(IncomingMessage).count() == 12
+
+
+def test_a_repeated_id_is_refused_and_a_failed_group_keeps_no_id(client, auth, station, db):
+    integration = create_integration(client, auth)
+    first = post_signal(client, integration, message_id="msg_once")
+    assert first.status_code == 200 and first.json == {"status": "received", "matched": True}
+    assert post_signal(client, integration, message_id="msg_once").status_code == 409
+    station.failing = True
+    failed = post_signal(client, integration, message_id="msg_retry")
+    assert failed.status_code == 503 and failed.headers["Content-Type"] == "application/problem+json"
+    station.failing = False
+    assert post_signal(client, integration, message_id="msg_retry").status_code == 200  # the retry is applied
+    assert [item["message_id"] for group in station.groups for item in group] == ["msg_once", "msg_retry"]
+    assert post_signal(client, integration, type="nope").status_code == 422
+
+
+def _within_one_minute(check) -> None:
+    """Runs ``check`` again when the minute turned while it ran (the window is a calendar minute)."""
+    for _ in range(2):
+        minute = int(time.time() // 60)
+        result = check()
+        if int(time.time() // 60) == minute:
+            return result
+    raise AssertionError("the minute kept turning")
+
+
+def test_the_rate_limit_is_shared_by_gateway_processes(app_with, client, auth, gateway_db_url, db):
+    first, second = Database(gateway_db_url), Database(gateway_db_url)
+    try:
+
+        def limiter_check():
+            name = f"test:{uuid.uuid4().hex}"
+            counted = [
+                integrations.DatabaseRateLimiter(first).take(name, 3, 2)[0],
+                integrations.DatabaseRateLimiter(second).take(name, 3, 2)[0],
+                integrations.DatabaseRateLimiter(first).take(name, 3, 1)[0],
+            ]
+            assert counted == [2, 1, 0]
+
+        _within_one_minute(limiter_check)
+    finally:
+        first.dispose()
+        second.dispose()
+
+    # two gateway apps on one database: the limit holds across both
+    one, two = app_with(), app_with()
+    install(one), install(two)
+    integration = create_integration(client, auth, per_minute=3)
+
+    def apps_check():
+        return [post_signal(app.test_client(), integration).status_code for app in (one, two, one, two)]
+
+    answers = _within_one_minute(apps_check)
+    if answers.count(200) < 3:  # an earlier attempt in this minute used some of the allowance
+        assert answers.count(200) + answers.count(429) == 4
+    else:
+        assert answers == [200, 200, 200, 429]
+    refused = post_signal(two.test_client(), integration)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+
+
+def test_a_rotated_secret_signs_at_once_though_the_integration_was_just_read(client, auth, station):
+    integration = create_integration(client, auth)
+    assert post_signal(client, integration).status_code == 200  # now kept a moment by this process
+    rotated = client.post(
+        f"/api/v1/integrations/{integration['id']}/rotate-secret", json={"overlap_seconds": 0}, headers=auth
+    )
+    assert rotated.status_code == 200, rotated.json
+    assert post_signal(client, integration | {"secret": rotated.json["secret"]}).status_code == 200
+    assert post_signal(client, integration).status_code == 401  # the old one, without an overlap
