@@ -84,8 +84,8 @@ def receive_many(
         )
     stations = {row["property_id"]: row["central_station"] for row in rows if row["property_id"] is not None}
     if stations:  # the first message from a station links the property to it (one query for the batch)
-        for prop in session.scalars(select(Property).where(Property.id.in_(stations))):
-            link_station(session, outbox, prop, stations[prop.id], actor)
+        for linked in session.scalars(select(Property).where(Property.id.in_(stations))):
+            link_station(session, outbox, linked, stations[linked.id], actor)
     for row in rows:
         if row["kind"] == "status" and row["property_id"] is not None:
             prop = session.get(Property, row["property_id"])
