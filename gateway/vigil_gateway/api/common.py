@@ -48,6 +48,10 @@ def at_version(
     (``If-Match``, 412 otherwise): ``permission``, ``@idempotent`` when ``once``, the ``arguments``
     schema, 200 with ``response`` (204 without), and the other ``refusals`` it documents."""
 
+    # a tuple, so only the views that take a key are seen calling ``idempotent`` (the parameters test
+    # follows the calls a view's decorators make)
+    replayable = (idempotent,) if once else ()
+
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         view = blp.alt_response(412, description=STALE)(view)
         for status, description in reversed(list((refusals or {}).items())):
@@ -55,8 +59,8 @@ def at_version(
         view = blp.response(200, response)(view) if response is not None else blp.response(204)(view)
         if arguments is not None:
             view = blp.arguments(arguments)(view)
-        if once:
-            view = idempotent(view)
+        for replay in replayable:
+            view = replay(view)
         return requires(permission)(view)
 
     return decorate
