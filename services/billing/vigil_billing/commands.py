@@ -57,32 +57,33 @@ def customer_location(ctx: Context, customer_id: int) -> int | None:
 
 
 def load_customer_location(ctx: Context, customer_id: int, permission: str) -> int | None:
-    """The customer's location, 403 unless the caller holds ``permission`` there (an unknown customer
+    """The customer's location, 404 unless the caller holds ``permission`` there (an unknown customer
     passes: its lists are empty)."""
     location_id = customer_location(ctx, customer_id)
     if location_id is not None:
-        ctx.require(permission, location_id)
+        ctx.require_on(permission, location_id, "customer")
     return location_id
 
 
 @command
 def load_customer(ctx: Context, customer_id: int, permission: str) -> KnownCustomer:
-    """The known, live customer (404 for one billing has never heard of nor can confirm), 403 unless the
-    caller holds ``permission`` at its location. Commits what the customer service said."""
+    """The known, live customer (404 for one billing has never heard of nor can confirm, and for one
+    outside the caller's ``permission``: :meth:`~vigil_shared.commands.Context.require_on`). Commits
+    what the customer service said."""
     known = replica.resolve(ctx.session, customer_id, lookup)
     if known is None or known.location_id is None:
         ctx.require(permission)
         raise not_found("customer")
-    ctx.require(permission, known.location_id)
+    ctx.require_on(permission, known.location_id, "customer")
     return known
 
 
 @command
 def confirm_customer(ctx: Context, customer_id: int, permission: str) -> KnownCustomer:
-    """The live customer a record is about to be attached to (422 when deleted or unknown), 403 unless
-    the caller holds ``permission`` at its location."""
+    """The live customer a record is about to be attached to (422 when deleted or unknown, and the same
+    422 unless the caller holds ``permission`` at its location)."""
     known = live_customer(ctx, customer_id)
-    ctx.require(permission, known.location_id)
+    ctx.require_on(permission, known.location_id, no_such_customer())
     return known
 
 
@@ -156,10 +157,10 @@ def today() -> date:
 
 
 def load_invoice(ctx: Context, invoice_id: int, permission: str) -> ScopedInvoice:
-    """404 when there is no such invoice, 403 unless the caller holds ``permission`` at its customer's location."""
+    """404 when there is no such invoice or the caller lacks ``permission`` at its customer's location."""
     invoice = invoices.get_invoice(ctx.session, invoice_id)
     location_id = customer_location(ctx, invoice.customer_id)
-    ctx.require(permission, location_id)
+    ctx.require_on(permission, location_id, "invoice")
     return ScopedInvoice(invoice, location_id)
 
 
@@ -213,10 +214,10 @@ class ScopedMethod:
 
 
 def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
-    """404 when there is no such billing method, 403 unless the caller holds ``permission`` where its customer is."""
+    """404 when there is no such billing method or the caller lacks ``permission`` where its customer is."""
     method = methods.get_method(ctx.session, method_id)
     location_id = customer_location(ctx, method.customer_id)
-    ctx.require(permission, location_id)
+    ctx.require_on(permission, location_id, "billing method")
     return ScopedMethod(method, location_id)
 
 
@@ -250,7 +251,7 @@ class ScopedPayment:
 def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPayment:
     payment = payments.get_payment(ctx.session, payment_id)
     location_id = customer_location(ctx, payment.customer_id)
-    ctx.require(permission, location_id)
+    ctx.require_on(permission, location_id, "payment")
     return ScopedPayment(payment, location_id)
 
 
@@ -279,13 +280,13 @@ def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
 
 def load_recurring(ctx: Context, recurring_id: int, permission: str) -> RecurringInvoice:
     template = recurring.get_recurring(ctx.session, recurring_id)
-    ctx.require(permission, customer_location(ctx, template.customer_id))
+    ctx.require_on(permission, customer_location(ctx, template.customer_id), "recurring invoice")
     return template
 
 
 def load_scheduled(ctx: Context, scheduled_id: int, permission: str) -> ScheduledPayment:
     scheduled = recurring.get_scheduled(ctx.session, scheduled_id)
-    ctx.require(permission, customer_location(ctx, scheduled.customer_id))
+    ctx.require_on(permission, customer_location(ctx, scheduled.customer_id), "scheduled payment")
     return scheduled
 
 

@@ -21,29 +21,29 @@ from .models import CreditCheck, CreditSettings, PreCheck
 CATALOGS_MANAGE = "catalogs.manage"
 
 
-def locate(ctx: Context, customer_id: int) -> CustomerRef:
-    """The customer and its office location, asked of the customer service (404, 503)."""
+def locate(ctx: Context, customer_id: int, what: str = "customer") -> CustomerRef:
+    """The customer and its office location, asked of the customer service (404 naming ``what``, 503)."""
     try:
         location_id = customer_client.customer_location(current_runtime().settings, customer_id, ctx.request_id)
     except CustomerGone:
-        raise not_found("customer") from None
+        raise not_found(what) from None
     except CustomerUnavailable:
         raise customer_client.unavailable() from None
     return CustomerRef(customer_id, location_id)
 
 
 def load_customer(ctx: Context, customer_id: int, permission: str) -> CustomerRef:
-    """The customer (404) after checking ``permission`` at its location (403)."""
+    """The customer after checking ``permission`` at its location (404 for an unknown or hidden one)."""
     customer = locate(ctx, customer_id)
-    ctx.require(permission, customer.location_id)
+    ctx.require_on(permission, customer.location_id, "customer")
     return customer
 
 
 def load_check(ctx: Context, check_id: int, permission: str) -> tuple[CreditCheck, CustomerRef]:
-    """The check (404) after checking ``permission`` at its customer's location (403)."""
+    """The check after checking ``permission`` at its customer's location (404 for an unknown or hidden one)."""
     check = checks.get_check(ctx.session, check_id, for_update=permission != "credit.view")
-    customer = locate(ctx, check.customer_id)
-    ctx.require(permission, customer.location_id)
+    customer = locate(ctx, check.customer_id, "credit check")  # its customer gone: like an unknown check
+    ctx.require_on(permission, customer.location_id, "credit check")
     return check, customer
 
 
