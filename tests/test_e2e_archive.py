@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import assert_problem, customer_body, restart, unique_phone
+from conftest import assert_hidden, assert_problem, customer_body, restart, unique_phone, unknown_path
 
 ARCHIVED = "urn:vigil:problem:customer-archived"
 PARENT_ARCHIVED = "urn:vigil:problem:parent-archived"
@@ -184,8 +184,12 @@ def test_operations_are_the_caller_s_own(gateway, gateway_as, home):
 def test_archiving_needs_the_archive_permission_at_the_customer_s_location(gateway, gateway_as, locations):
     customer = new_customer(gateway, locations["home"])
     elsewhere = gateway_as(["customers.view", "customers.archive"], [locations["other"]])
-    assert_problem(elsewhere.post(f"/api/v1/customers/{customer['id']}/archive", json={"confirm": True}), 403)
-    assert_problem(elsewhere.get(f"/api/v1/customers/{customer['id']}/archive-preview"), 403)
+    archive, preview = (f"/api/v1/customers/{customer['id']}/{action}" for action in ("archive", "archive-preview"))
+    assert_hidden(
+        elsewhere.post(archive, json={"confirm": True}),
+        elsewhere.post(unknown_path(archive, customer["id"]), json={"confirm": True}),
+    )
+    assert_hidden(elsewhere.get(preview), elsewhere.get(unknown_path(preview, customer["id"])))
     clerk = gateway_as(["customers.view", "customers.modify"], [locations["home"]])
     assert_problem(clerk.post(f"/api/v1/customers/{customer['id']}/archive", json={"confirm": True}), 403)
 

@@ -5,8 +5,9 @@ rights (the record operations in :mod:`vigil_customer.customers` check them fiel
 ``ctx.require`` elsewhere) and the version the caller read (``ctx.check_version``), calls the
 domain modules, and commits once with its history and events
 (:func:`~vigil_shared.commands.command`). The ``load_*`` functions find a record and check the
-caller's right at its location (404 outside it, :meth:`~vigil_shared.commands.Context.require_on`): the request layer runs them before parsing a body; a task runs them
-before calling a command.
+caller's right at its location (outside it, the 404 of an unknown id:
+:meth:`~vigil_shared.commands.Context.require_on`): the request layer runs them before parsing a body;
+a task runs them before calling a command.
 
 Writes lock the record's row from the first read (``load_customer``/``load_customer_tab`` with a
 write right), so concurrent writes to one record, a tab's included (two call-order moves, say),

@@ -31,8 +31,9 @@ def appointment_rule(permission: str):
 
 
 def customer_rule(permission: str, *, must_exist: bool = False):
-    """Checks the URL's ``customer_id`` location: outside the caller's rights, what an unknown id answers. ``loaded()`` is its
-    location; with ``must_exist`` it is the live customer's replica entry (422 for an unknown or deleted one)."""
+    """Checks the URL's ``customer_id`` location: outside the caller's rights, what an unknown id answers.
+    ``loaded()`` is its location (404 for an unknown customer); with ``must_exist`` it is the live
+    customer's replica entry (422 for an unknown or deleted one)."""
     if must_exist:
         return record_rule(lambda customer_id, **_: commands.confirm_customer(context(), customer_id, permission))
     return record_rule(lambda customer_id, **_: commands.load_customer_location(context(), customer_id, permission))
