@@ -20,7 +20,16 @@ from sqlalchemy.engine import make_url
 
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.config import PROCESS_NAMES, SERVICES
-from vigil_shared.testing import HttpVerbs, TestDatabases, choose_backend, postgres_admin_url, rabbitmq_url
+from vigil_shared.testing import (  # noqa: F401 - e2e files import the shared assertions from here
+    UNKNOWN_ID,
+    HttpVerbs,
+    TestDatabases,
+    assert_hidden,
+    choose_backend,
+    postgres_admin_url,
+    rabbitmq_url,
+    unknown_path,
+)
 
 BACKEND = choose_backend()
 
@@ -215,26 +224,6 @@ def assert_problem(response, status: int) -> dict:
     assert body["status"] == status and body["title"] and body["type"]
     assert "Traceback" not in response.text
     return body
-
-
-UNKNOWN_ID = 2_000_000_000  # within every id column's range, and never handed out by the suite
-SAME_PROBLEM = ("status", "type", "title", "detail", "errors")  # all but what differs per request
-
-
-def assert_hidden(hidden, unknown, status: int = 404) -> dict:
-    """A record outside the caller's rights answers exactly what an id that names nothing answers
-    (``unknown``, the same request with an unused id), so an id cannot probe which records exist."""
-    body = assert_problem(hidden, status)
-    missing = assert_problem(unknown, status)
-    assert {k: body.get(k) for k in SAME_PROBLEM} == {k: missing.get(k) for k in SAME_PROBLEM}, (body, missing)
-    assert "permission" not in body
-    return body
-
-
-def unknown_path(path: str, record_id: object) -> str:
-    """``path`` with the segment naming ``record_id`` replaced by an id that names nothing."""
-    segments = path.split("/")
-    return "/".join(str(UNKNOWN_ID) if segment == str(record_id) else segment for segment in segments)
 
 
 # --- callers with chosen rights -----------------------------------------------------------------
