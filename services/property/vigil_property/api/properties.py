@@ -134,9 +134,10 @@ class PropertyTransfer(MethodView):
     @blp.response(200, PropertySchema)
     @blp.alt_response(
         403,
-        description="No `properties.modify` at a customer's location, or the transfer would show "
+        description="No `properties.modify` at the new customer's location, or the transfer would show "
         "you codes masked for you where the property is now",
     )
+    @blp.alt_response(404, description="No such property, or one where you lack `properties.modify`")
     @blp.alt_response(409, description="The property is inactive")
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     @blp.alt_response(503, description="The customer service could not be asked about the new customer")
