@@ -9,9 +9,10 @@ import os
 import signal
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import requests
 from conftest import assert_hidden, assert_problem, customer_body, restart, unique_phone, unknown_path
 
 ARCHIVED = "urn:vigil:problem:customer-archived"
@@ -47,19 +48,77 @@ def book(gateway, property_id: int, days: float, kind: str = "service", technici
     return response.json()
 
 
-def family(gateway, location_id: int, subs: int = 2) -> dict:
-    """A parent with ``subs`` sub-customers, each with a property, a future service and sale visit."""
+LINES = [{"description": "Monitoring", "unit_price": 2999}]
+
+
+def card(gateway, processor_url: str, customer_id: int) -> int:
+    """A billing method from a card tokenized at the sandbox processor (as a browser would)."""
+    body = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "holder": "Dana Reyes"}
+    token = requests.post(f"{processor_url}/v1/tokens", json=body, timeout=10)
+    assert token.status_code == 201, token.text
+    method = gateway.post(f"/api/v1/customers/{customer_id}/billing-methods", json={"token": token.json()["token"]})
+    assert method.status_code == 201, method.text
+    return method.json()["id"]
+
+
+def recurring_invoice(gateway, customer_id: int, start: date | None = None) -> dict:
+    start = start or datetime.now(UTC).date() + timedelta(days=3)
+    made = gateway.post(
+        f"/api/v1/customers/{customer_id}/recurring-invoices", json={"lines": LINES, "start_date": start.isoformat()}
+    )
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+def scheduled_payment(gateway, customer_id: int, method_id: int, days: int = 30) -> dict:
+    due = datetime.now(UTC).date() + timedelta(days=days)
+    made = gateway.post(
+        f"/api/v1/customers/{customer_id}/scheduled-payments",
+        json={"billing_method_id": method_id, "amount": 2999, "due_date": due.isoformat()},
+    )
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+def family(gateway, location_id: int, subs: int = 2, processor_url: str | None = None) -> dict:
+    """A parent with ``subs`` sub-customers, each with a property, a future service and sale visit; with
+    ``processor_url`` also a recurring invoice and a future scheduled payment each. (A sub-customer's
+    payments are taken on its parent, so a sub's scheduled payment was set up before it was linked.)"""
     parent = new_customer(gateway, location_id, last_name="Parent")
-    children = [
-        new_customer(gateway, location_id, last_name=f"Sub{i}", parent_customer_id=parent["id"]) for i in range(subs)
-    ]
+    children = [new_customer(gateway, location_id, last_name=f"Sub{i}") for i in range(subs)]
+    billing: dict[int, list[tuple[str, int]]] = {}
+    for customer in [parent, *children]:
+        if processor_url is not None:
+            method = card(gateway, processor_url, customer["id"])
+            billing[customer["id"]] = [("scheduled_payment", scheduled_payment(gateway, customer["id"], method)["id"])]
+        if customer is not parent:
+            linked = gateway.patch(f"/api/v1/customers/{customer['id']}", json={"parent_customer_id": parent["id"]})
+            assert linked.status_code == 200, linked.text
+        if processor_url is not None:
+            billing[customer["id"]].insert(0, ("recurring_invoice", recurring_invoice(gateway, customer["id"])["id"]))
     visits: dict[int, list[int]] = {}
     properties: dict[int, int] = {}
     for customer in [parent, *children]:
         prop = new_property(gateway, customer["id"])
         properties[customer["id"]] = prop["id"]
         visits[customer["id"]] = [book(gateway, prop["id"], 10)["id"], book(gateway, prop["id"], 20, "sale")["id"]]
-    return {"parent": parent, "subs": children, "visits": visits, "properties": properties}
+    return {"parent": parent, "subs": children, "visits": visits, "properties": properties, "billing": billing}
+
+
+def billing_status(gateway, customer_id: int) -> dict[tuple[str, int], tuple[str, str | None]]:
+    """``{(type, id): (status, cancelled_by_operation)}`` of its recurring invoices and scheduled payments."""
+    found = {}
+    for kind, path in (("recurring_invoice", "recurring-invoices"), ("scheduled_payment", "scheduled-payments")):
+        response = gateway.get(f"/api/v1/customers/{customer_id}/{path}", params={"per_page": 100})
+        assert response.status_code == 200, response.text
+        for item in response.json()["items"]:
+            found[(kind, item["id"])] = (item["status"], item["cancelled_by_operation"])
+    return found
+
+
+@pytest.fixture(scope="module")
+def processor_url(stack) -> str:
+    return stack.env["VIGIL_PROCESSOR_URL"]
 
 
 def wait_operation(gateway, location: str, timeout: float = 60) -> dict:
@@ -99,21 +158,31 @@ def home(locations) -> int:
 # --- preview ----------------------------------------------------------------------------------------
 
 
-def test_the_preview_lists_every_service_s_items_for_the_customer_and_each_sub(gateway, home):
-    fam = family(gateway, home)
+def items_of(preview_customer: dict, participant: str) -> set[tuple[str, int]]:
+    return {(i["type"], i["id"]) for i in preview_customer["items"] if i["participant"] == participant}
+
+
+def test_the_preview_lists_every_service_s_items_for_the_customer_and_each_sub(gateway, home, processor_url):
+    fam = family(gateway, home, processor_url=processor_url)
     parent = fam["parent"]
     past = book(gateway, fam["properties"][parent["id"]], -3)  # in the past: not affected
+    stopped = recurring_invoice(gateway, parent["id"])
+    assert gateway.post(f"/api/v1/recurring-invoices/{stopped['id']}/cancel").status_code == 200  # not active
     preview = gateway.get(f"/api/v1/customers/{parent['id']}/archive-preview")
     assert preview.status_code == 200, preview.text
     body = preview.json()
-    assert body["nothing_affected"] is False and "property" in body["participants"]
-    assert {i["id"] for i in body["customer"]["items"]} == set(fam["visits"][parent["id"]])
-    assert past["id"] not in {i["id"] for i in body["customer"]["items"]}
-    assert {i["kind"] for i in body["customer"]["items"]} == {"service", "sale"}
+    assert body["nothing_affected"] is False and set(body["participants"]) == {"property", "billing"}
+    assert items_of(body["customer"], "property") == {("appointment", v) for v in fam["visits"][parent["id"]]}
+    assert past["id"] not in {i["id"] for i in body["customer"]["items"] if i["type"] == "appointment"}
+    assert {i["kind"] for i in body["customer"]["items"] if i["type"] == "appointment"} == {"service", "sale"}
+    assert items_of(body["customer"], "billing") == set(fam["billing"][parent["id"]])
+    [payment] = [i for i in body["customer"]["items"] if i["type"] == "scheduled_payment"]
+    assert payment["amount"] == 2999 and payment["due_date"] > datetime.now(UTC).date().isoformat()
     assert [s["id"] for s in body["sub_customers"]] == [s["id"] for s in fam["subs"]]
     for sub in body["sub_customers"]:
-        assert {i["id"] for i in sub["items"]} == set(fam["visits"][sub["id"]])
-    assert body["counts"] == {"appointment": 6}
+        assert items_of(sub, "property") == {("appointment", v) for v in fam["visits"][sub["id"]]}
+        assert items_of(sub, "billing") == set(fam["billing"][sub["id"]])
+    assert body["counts"] == {"appointment": 6, "recurring_invoice": 3, "scheduled_payment": 3}
 
     lonely = new_customer(gateway, home)
     quiet = gateway.get(f"/api/v1/customers/{lonely['id']}/archive-preview").json()
@@ -138,13 +207,26 @@ def test_leads_cannot_be_archived_and_the_confirmation_is_required(gateway, home
 # --- archive ----------------------------------------------------------------------------------------
 
 
-def test_archiving_cascades_to_subs_and_cancels_their_future_items_stamped_with_the_operation(gateway, home):
-    fam = family(gateway, home)
+def test_archiving_cascades_to_subs_and_cancels_their_future_items_stamped_with_the_operation(
+    gateway, home, processor_url
+):
+    fam = family(gateway, home, processor_url=processor_url)
     parent = fam["parent"]
     past = book(gateway, fam["properties"][parent["id"]], -2)
     operation = archive(gateway, parent["id"])
     assert operation["status"] == "succeeded" and operation["kind"] == "customer.archive"
-    assert operation["progress"] == {"done": 6, "total": 6}  # 3 customers x (customer, property)
+    assert operation["progress"] == {"done": 9, "total": 9}  # 3 customers x (customer, property, billing)
+    billed = {
+        (item["type"], item["id"])
+        for step in operation["steps"]
+        if step["participant"] == "billing"
+        for item in step["result"]["cancelled"]
+    }
+    assert billed == {item for items in fam["billing"].values() for item in items}
+    for customer in [parent, *fam["subs"]]:
+        assert billing_status(gateway, customer["id"]) == {
+            item: ("cancelled", operation["id"]) for item in fam["billing"][customer["id"]]
+        }
     assert operation["links"]["customer"] == f"/api/v1/customers/{parent['id']}"
     cancelled = {
         item["id"]
@@ -181,6 +263,19 @@ def test_operations_are_the_caller_s_own(gateway, gateway_as, home):
     assert_problem(gateway.get("/api/v1/operations", params={"status": "bogus"}), 422)
 
 
+def test_the_merged_openapi_describes_the_operations_resource_once(gateway):
+    """The gateway answers `GET /operations` (every owner's list merged); a service's own entry for
+    that path does not replace its description, and one operation is read from its owner."""
+    document = gateway.get("/api/v1/openapi.json").json()
+    listed = document["paths"]["/api/v1/operations"]["get"]
+    text = listed.get("summary", "") + listed.get("description", "")
+    assert "x-vigil-service" not in listed and "from every service" in text
+    one = document["paths"]["/api/v1/operations/{operation_id}"]["get"]
+    assert one["x-vigil-service"] == "customer"
+    billing_items = document["paths"]["/api/v1/archive-items/billing"]["get"]
+    assert billing_items["x-vigil-service"] == "billing"
+
+
 def test_archiving_needs_the_archive_permission_at_the_customer_s_location(gateway, gateway_as, locations):
     customer = new_customer(gateway, locations["home"])
     elsewhere = gateway_as(["customers.view", "customers.archive"], [locations["other"]])
@@ -197,13 +292,14 @@ def test_archiving_needs_the_archive_permission_at_the_customer_s_location(gatew
 # --- read-only --------------------------------------------------------------------------------------
 
 
-def test_an_archived_customer_is_read_only_in_every_service_and_readable(gateway, home):
-    fam = family(gateway, home, subs=1)
+def test_an_archived_customer_is_read_only_in_every_service_and_readable(gateway, home, processor_url):
+    fam = family(gateway, home, subs=1, processor_url=processor_url)
     parent, sub = fam["parent"], fam["subs"][0]
     archive(gateway, parent["id"])
     for customer in (parent, sub):
         cid, prop = customer["id"], fam["properties"][customer["id"]]
         visit = fam["visits"][cid][0]
+        (_, template), (_, scheduled) = fam["billing"][cid]
         writes = [
             gateway.patch(f"/api/v1/customers/{cid}", json={"city": "Hull"}),
             gateway.delete(f"/api/v1/customers/{cid}"),
@@ -222,6 +318,14 @@ def test_an_archived_customer_is_read_only_in_every_service_and_readable(gateway
                 },
             ),
             gateway.patch(f"/api/v1/appointments/{visit}", json={"notes": "x"}),
+            gateway.post(f"/api/v1/customers/{cid}/invoices", json={"lines": LINES}),
+            gateway.post(
+                f"/api/v1/customers/{cid}/recurring-invoices", json={"lines": LINES, "start_date": "2030-01-01"}
+            ),
+            gateway.post(f"/api/v1/recurring-invoices/{template}/cancel"),
+            gateway.post(f"/api/v1/scheduled-payments/{scheduled}/cancel"),
+            gateway.post(f"/api/v1/customers/{cid}/payments", json={"method": "cash", "amount": 100}),
+            gateway.post(f"/api/v1/customers/{cid}/billing-methods", json={"token": "tok_whatever"}),
         ]
         for response in writes:
             problem = assert_problem(response, 409)
@@ -231,6 +335,8 @@ def test_an_archived_customer_is_read_only_in_every_service_and_readable(gateway
         assert gateway.get(f"/api/v1/customers/{cid}/properties").status_code == 200
         assert gateway.get(f"/api/v1/properties/{prop}").status_code == 200
         assert gateway.get(f"/api/v1/customers/{cid}/notes").status_code == 200
+        for path in ("billing", "recurring-invoices", "scheduled-payments", "invoices", "transactions"):
+            assert gateway.get(f"/api/v1/customers/{cid}/{path}").status_code == 200, path
 
 
 # --- unarchive --------------------------------------------------------------------------------------
@@ -244,7 +350,7 @@ def test_unarchive_parent_only_then_the_blocked_sub_then_parent_and_children(gat
     assert blocked["type"] == PARENT_ARCHIVED and blocked["parent_customer_id"] == parent["id"]
 
     operation = unarchive(gateway, parent["id"], scope="parent")
-    assert operation["status"] == "succeeded" and operation["progress"] == {"done": 2, "total": 2}
+    assert operation["status"] == "succeeded" and operation["progress"] == {"done": 3, "total": 3}
     assert gateway.get(f"/api/v1/customers/{parent['id']}").json()["archived_at"] is None
     assert gateway.patch(f"/api/v1/customers/{parent['id']}", json={"city": "Hull"}).status_code == 200
     assert gateway.get(f"/api/v1/customers/{first['id']}").json()["archived_at"] is not None
@@ -264,16 +370,21 @@ def test_unarchive_parent_only_then_the_blocked_sub_then_parent_and_children(gat
 
     # archive again (the parent cascades to the unarchived sub only), then everything back at once
     again = archive(gateway, parent["id"])
-    assert again["progress"]["total"] == 4  # parent and first; second was archived already
+    assert again["progress"]["total"] == 6  # parent and first; second was archived already
     everything = unarchive(gateway, parent["id"], scope="parent_and_children")
-    assert everything["progress"] == {"done": 6, "total": 6}
+    assert everything["progress"] == {"done": 9, "total": 9}
     for customer in (parent, first, second):
         assert gateway.get(f"/api/v1/customers/{customer['id']}").json()["archived_at"] is None
     assert_problem(gateway.post(f"/api/v1/customers/{parent['id']}/unarchive", json={"confirm": True}), 409)
 
 
-def test_restore_cancelled_restores_exactly_the_stamped_items_that_still_make_sense(gateway, home):
+def test_restore_cancelled_restores_exactly_the_stamped_items_that_still_make_sense(gateway, home, processor_url):
     customer = new_customer(gateway, home)
+    method = card(gateway, processor_url, customer["id"])
+    monthly = recurring_invoice(gateway, customer["id"], datetime.now(UTC).date() - timedelta(days=40))
+    payment = scheduled_payment(gateway, customer["id"], method)
+    stopped = scheduled_payment(gateway, customer["id"], method, days=60)
+    assert gateway.post(f"/api/v1/scheduled-payments/{stopped['id']}/cancel").status_code == 200
     prop = new_property(gateway, customer["id"])["id"]
     technician = int(uuid.uuid4().int % 1_000_000) + 2_000_000
     future = book(gateway, prop, 5, technician=technician)
@@ -301,6 +412,18 @@ def test_restore_cancelled_restores_exactly_the_stamped_items_that_still_make_se
     assert status_of(gateway, booked_over["id"])["status"] == "cancelled"
     restored = status_of(gateway, called_off["id"])  # cancelled before archiving: not archiving's to restore
     assert restored["status"] == "cancelled" and restored["cancel_reason"] == "Away"
+    [billed] = [s for s in operation["steps"] if s["participant"] == "billing"]
+    assert [(i["type"], i["id"]) for i in billed["result"]["restored"]] == [
+        ("recurring_invoice", monthly["id"]),
+        ("scheduled_payment", payment["id"]),
+    ]
+    assert billing_status(gateway, customer["id"]) == {
+        ("recurring_invoice", monthly["id"]): ("active", None),
+        ("scheduled_payment", payment["id"]): ("scheduled", None),
+        ("scheduled_payment", stopped["id"]): ("cancelled", None),
+    }
+    [template] = gateway.get(f"/api/v1/customers/{customer['id']}/recurring-invoices").json()["items"]
+    assert template["next_date"] >= datetime.now(UTC).date().isoformat()  # resumes ahead: no back-billing
 
 
 # --- the archived filter ------------------------------------------------------------------------------
@@ -341,22 +464,30 @@ def _state(gateway, fam: dict) -> dict:
     return {
         "archived": [gateway.get(f"/api/v1/customers/{c['id']}").json()["archived_at"] is not None for c in customers],
         "visits": [status_of(gateway, v)["status"] for c in customers for v in fam["visits"][c["id"]]],
+        "billing": [
+            sorted((kind, status) for (kind, _), (status, _) in billing_status(gateway, c["id"]).items())
+            for c in customers
+        ],
     }
 
 
-@pytest.mark.parametrize("worker", ["property-worker", "customer-worker"])
-def test_kill_9_of_a_worker_mid_saga_ends_in_the_same_state_as_an_undisturbed_run(stack, gateway, home, worker):
-    undisturbed = family(gateway, home, subs=3)
+@pytest.mark.parametrize("worker", ["property-worker", "customer-worker", "billing-worker"])
+def test_kill_9_of_a_worker_mid_saga_ends_in_the_same_state_as_an_undisturbed_run(
+    stack, gateway, home, worker, processor_url
+):
+    undisturbed = family(gateway, home, subs=3, processor_url=processor_url)
     reference = archive(gateway, undisturbed["parent"]["id"])
-    disturbed = family(gateway, home, subs=3)
+    disturbed = family(gateway, home, subs=3, processor_url=processor_url)
     response = gateway.post(f"/api/v1/customers/{disturbed['parent']['id']}/archive", json={"confirm": True})
     assert response.status_code == 202, response.text
     _kill_and_restart(stack, worker, pause=0.05)
     operation = wait_operation(gateway, response.headers["Location"], timeout=120)
     assert operation["status"] == reference["status"] == "succeeded"
-    assert operation["progress"] == reference["progress"] == {"done": 8, "total": 8}
+    assert operation["progress"] == reference["progress"] == {"done": 12, "total": 12}
     assert _state(gateway, disturbed) == _state(gateway, undisturbed)
     assert all(status == "cancelled" for status in _state(gateway, disturbed)["visits"])
+    assert all(status == "cancelled" for statuses in _state(gateway, disturbed)["billing"] for _, status in statuses)
+    assert [len(statuses) for statuses in _state(gateway, disturbed)["billing"]] == [2, 2, 2, 2]
 
 
 # --- parent and sub-customers -------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Billing end to end, through the gateway only: the customer replica and accounts, company settings,
-the MMR rate catalog and rate assignment with its mismatch rule."""
+the MMR rate catalog and rate assignment with its mismatch rule, invoices, payments through the
+sandbox processor, recurring invoices, the ledger, and parent/sub-customer billing (seed 001)."""
 
 from __future__ import annotations
 
 import io
 import os
 import signal
+from datetime import UTC, datetime
 
 import conftest
 import pytest
@@ -14,8 +16,8 @@ from conftest import assert_hidden, assert_problem, restart, unknown_path
 from pypdf import PdfReader
 
 
-def new_customer(gateway, location_id: int, last_name: str = "Payer") -> dict:
-    return conftest.new_customer(gateway, location_id, "Bill", last_name)
+def new_customer(gateway, location_id: int, last_name: str = "Payer", **fields) -> dict:
+    return conftest.new_customer(gateway, location_id, "Bill", last_name, **fields)
 
 
 @pytest.fixture(scope="module")
@@ -312,6 +314,60 @@ def test_a_kill_9_of_the_billing_worker_mid_run_leaves_no_double_invoice(stack, 
         periods = recurring_invoices_of(gateway, customer["id"])
         assert len(periods) == 12, [(i["number"], i["issue_date"]) for i in periods]
         assert len({i["issue_date"] for i in periods}) == 12
+
+
+# --- parent and sub-customer billing (seed 001: "Linking a sub-customer to a parent customer") ---------
+
+
+def test_a_sub_customer_bills_through_its_parent_and_unlinking_changes_nothing_billed(gateway, locations):
+    parent = new_customer(gateway, locations["home"], "Parent")
+    sub = new_customer(gateway, locations["home"], "Sub", parent_customer_id=parent["id"])
+    today = datetime.now(UTC).date().isoformat()
+    template = gateway.post(
+        f"/api/v1/customers/{sub['id']}/recurring-invoices",
+        json={"lines": [{"description": "Monitoring", "unit_price": 1999}], "start_date": today},
+    )
+    assert template.status_code == 201, template.text
+    assert template.json()["bill_to_customer_id"] == parent["id"]  # flagged to bill through the parent
+    assert gateway.post("/api/v1/billing/run-due", json={"date": today}).status_code == 202
+    [invoice] = gateway.wait_for(
+        lambda: recurring_invoices_of(gateway, sub["id"]), what="the due job to issue the sub's period"
+    )
+    assert invoice["bill_to_customer_id"] == parent["id"] and invoice["total"] == 1999
+
+    def parent_entries():
+        items = gateway.get(f"/api/v1/customers/{parent['id']}/transactions", params={"per_page": 100}).json()
+        return [(e["kind"], e["id"], e["customer_id"]) for e in items["items"]]
+
+    assert ("invoice", invoice["id"], sub["id"]) in parent_entries()  # the parent's combined transactions
+    assert gateway.get(f"/api/v1/customers/{parent['id']}/billing").json()["balance"] == 1999  # AR on the parent
+
+    refused = assert_problem(
+        gateway.post(f"/api/v1/customers/{sub['id']}/payments", json={"method": "cash", "amount": 1999}), 409
+    )
+    assert refused["parent_customer_id"] == parent["id"]
+    assert refused["parent_payments"] == f"/api/v1/customers/{parent['id']}/payments"
+    paid = gateway.post(refused["parent_payments"], json={"method": "check", "amount": 1999, "check_number": "501"})
+    assert paid.status_code == 201, paid.text
+    assert gateway.get(f"/api/v1/invoices/{invoice['id']}").json()["status"] == "paid"
+
+    # unlinking: new setups bill the former sub itself; nothing already set up or billed moves
+    assert gateway.patch(f"/api/v1/customers/{sub['id']}", json={"parent_customer_id": None}).status_code == 200
+    gateway.wait_for(
+        lambda: gateway.get(f"/api/v1/customers/{sub['id']}/billing").json()["parent_id"] is None,
+        what="customer.updated to unlink the sub in billing",
+    )
+    [kept] = gateway.get(f"/api/v1/customers/{sub['id']}/recurring-invoices").json()["items"]
+    assert kept["id"] == template.json()["id"] and kept["bill_to_customer_id"] == parent["id"]
+    assert gateway.get(f"/api/v1/invoices/{invoice['id']}").json()["bill_to_customer_id"] == parent["id"]
+    assert ("invoice", invoice["id"], sub["id"]) in parent_entries()
+    own = gateway.post(
+        f"/api/v1/customers/{sub['id']}/recurring-invoices",
+        json={"lines": [{"description": "Monitoring", "unit_price": 1999}], "start_date": "2099-01-01"},
+    )
+    assert own.status_code == 201 and own.json()["bill_to_customer_id"] == sub["id"]
+    cash = gateway.post(f"/api/v1/customers/{sub['id']}/payments", json={"method": "cash", "amount": 100})
+    assert cash.status_code == 201, cash.text
 
 
 # --- ledger, statements, AR aging, the summary's billing box ---------------------------------------------

@@ -266,3 +266,68 @@ def test_a_precheck_refresh_and_the_summary(gateway, home, adt):
 
     summary = gateway.wait_for(graded, timeout=300, what="the credit grade in the summary")
     assert summary["credit"] == {"grade": check["grade"], "precheck_status": "manual_review"}
+
+
+def test_the_dealer_number_is_required_when_the_adt_company_requires_one(gateway, home):
+    company = gateway.post(
+        "/api/v1/monitoring-companies",
+        json={"name": f"ADT Dealers {uuid.uuid4().hex[:6]}", "is_adt": True, "requires_dealer_number": True},
+    )
+    assert company.status_code == 201 and company.json()["requires_dealer_number"] is True
+    refused = assert_problem(
+        gateway.post("/api/v1/customers?allow_duplicates=true", json=adt_body(home, company.json()["id"])), 422
+    )
+    assert set(refused["errors"]) == {"dealer_number"}
+    made = gateway.post(
+        "/api/v1/customers?allow_duplicates=true", json=adt_body(home, company.json()["id"], dealer_number="D-77")
+    )
+    assert made.status_code == 201, made.text
+
+
+# --- archived and deleted customers -------------------------------------------------------------------
+
+
+def test_an_archived_customer_s_credit_is_read_only_and_readable(gateway, home):
+    customer = new_customer(gateway, home)
+    check = finished(gateway, run_credit(gateway, customer["id"])["id"])
+    archived = gateway.post(f"/api/v1/customers/{customer['id']}/archive", json={"confirm": True})
+    assert archived.status_code == 202, archived.text
+    writes = [
+        gateway.post(f"/api/v1/customers/{customer['id']}/credit-checks", json={"bureau": "experian"}),
+        gateway.post(f"/api/v1/customers/{customer['id']}/credit-checks/manual", json={"score": 700}),
+        gateway.post(f"/api/v1/credit-checks/{check['id']}/apply"),
+        gateway.post(f"/api/v1/credit-checks/{check['id']}/skip"),
+        gateway.post(f"/api/v1/customers/{customer['id']}/precheck"),
+    ]
+    for response in writes:
+        problem = assert_problem(response, 409)
+        assert problem["type"] == "urn:vigil:problem:customer-archived"
+        assert problem["unarchive"] == f"/api/v1/customers/{customer['id']}/unarchive"
+    assert gateway.get(f"/api/v1/customers/{customer['id']}/credit-checks").status_code == 200
+    assert gateway.get(f"/api/v1/credit-checks/{check['id']}").json()["score"] == check["score"]
+
+
+def test_a_deleted_customer_s_checks_and_prechecks_are_removed(stack, gateway, home):
+    from sqlalchemy import create_engine, text
+
+    customer = new_customer(gateway, home)
+    check = finished(gateway, run_credit(gateway, customer["id"])["id"])
+    assert gateway.post(f"/api/v1/customers/{customer['id']}/precheck").status_code == 202
+    assert gateway.delete(f"/api/v1/customers/{customer['id']}").status_code == 204
+    url = stack.env.get("VIGIL_CREDIT_DATABASE_URL") or f"sqlite:///{stack.var_dir / 'credit.db'}"
+    engine = create_engine(url)
+
+    def rows() -> int:
+        with engine.connect() as connection:
+            return sum(
+                connection.execute(
+                    text(f"SELECT count(*) FROM {table} WHERE customer_id = :id"), {"id": customer["id"]}
+                ).scalar_one()
+                for table in ("credit_checks", "prechecks")
+            )
+
+    try:
+        gateway.wait_for(lambda: rows() == 0, what="customer.deleted to remove the credit data")
+    finally:
+        engine.dispose()
+    assert_problem(gateway.get(f"/api/v1/credit-checks/{check['id']}"), 404)

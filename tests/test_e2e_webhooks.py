@@ -344,6 +344,50 @@ def test_signed_status_and_signals_reach_the_property(gateway, anonymous, statio
     assert alarms["total"] == 1
 
 
+def test_monitored_by_is_locked_while_a_property_is_linked_to_its_central_station(
+    gateway, anonymous, station, locations
+):
+    companies = [
+        gateway.post("/api/v1/monitoring-companies", json={"name": f"{name} {uuid.uuid4().hex[:6]}"}).json()["id"]
+        for name in ("Brinks", "Vector")
+    ]
+    customer = new_customer(gateway, locations["home"], monitoring_company_id=companies[0])
+    account = f"CS-{uuid.uuid4().hex[:8].upper()}"
+    prop = gateway.post(f"/api/v1/customers/{customer['id']}/properties", json={"account_number": account}).json()
+    assert prop["central_station"] is None
+    path = f"/api/v1/customers/{customer['id']}"
+    assert gateway.patch(path, json={"monitoring_company_id": companies[1]}).status_code == 200  # not linked yet
+    sent = signed_post(
+        anonymous,
+        f"/api/v1/integrations/{station['id']}/signals",
+        station["secret"],
+        {"account_number": account, "type": "test"},
+    )
+    assert sent.status_code == 200, sent.text
+    assert gateway.get(f"/api/v1/properties/{prop['id']}").json()["central_station"] == station["name"]
+
+    def refused():
+        current = gateway.get(path).json()["monitoring_company_id"]
+        other = companies[0] if current == companies[1] else companies[1]
+        response = gateway.patch(path, json={"monitoring_company_id": other})
+        assert response.status_code in (200, 409), response.text  # 200: the link is still on its way
+        return (response.json(), current) if response.status_code == 409 else None
+
+    problem, kept = gateway.wait_for(refused, what="property.updated to lock Monitored By")
+    assert problem["type"] == "urn:vigil:problem:central-station-linked"
+    assert [(p["property_id"], p["central_station"]) for p in problem["properties"]] == [(prop["id"], station["name"])]
+    assert gateway.get(path).json()["monitoring_company_id"] == kept
+    assert gateway.patch(path, json={"city": "Hull"}).status_code == 200  # the rest stays editable
+
+    unlinked = gateway.patch(f"/api/v1/properties/{prop['id']}", json={"central_station": None})
+    assert unlinked.status_code == 200 and unlinked.json()["central_station"] is None
+    other = companies[0] if kept == companies[1] else companies[1]
+    gateway.wait_for(
+        lambda: gateway.patch(path, json={"monitoring_company_id": other}).status_code == 200,
+        what="the unlink to free Monitored By",
+    )
+
+
 def test_bad_signatures_stale_timestamps_and_replayed_ids_are_refused(gateway, anonymous, station, locations):
     prop, account = monitored_property(gateway, locations)
     path = f"/api/v1/integrations/{station['id']}/signals"

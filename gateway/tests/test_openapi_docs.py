@@ -104,3 +104,31 @@ def test_merge_converts_service_error_declarations():
     assert responses["409"]["content"] == {PROBLEM_TYPE: {"schema": problem}}
     for name in ("UNPROCESSABLE_ENTITY", "DEFAULT_ERROR"):
         assert list(merged["components"]["responses"][name]["content"]) == [PROBLEM_TYPE]
+
+
+def test_the_gateway_s_own_operation_keeps_its_description_in_the_merge():
+    """``GET /operations`` is answered by the gateway (every owner's list merged): the customer
+    service's own entry for it must not replace the gateway's; its other paths still merge."""
+    mine = {"get": {"summary": "gateway", "description": "Every service's operations", "responses": {}}}
+    gateway_doc = {"openapi": "3.1.0", "paths": {"/api/v1/operations": mine}}
+    service = {
+        "paths": {
+            "/api/v1/operations": {
+                "get": {"summary": "service", "responses": {}},
+                "post": {"summary": "service post", "responses": {}},
+            },
+            "/api/v1/operations/{operation_id}": {"get": {"summary": "one", "responses": {}}},
+        }
+    }
+    merged = merge_documents(gateway_doc, {"customer": service}, [])
+    listed = merged["paths"]["/api/v1/operations"]
+    assert listed["get"]["summary"] == "gateway" and "x-vigil-service" not in listed["get"]
+    assert listed["post"]["x-vigil-service"] == "customer"
+    assert merged["paths"]["/api/v1/operations/{operation_id}"]["get"]["x-vigil-service"] == "customer"
+
+
+def test_the_merged_document_describes_the_operations_list_once_as_the_gateway_s(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    listed = document["paths"]["/api/v1/operations"]["get"]
+    text = listed.get("summary", "") + listed.get("description", "")
+    assert "x-vigil-service" not in listed and "from every service" in text

@@ -3,7 +3,8 @@
 Each service documents its operations with flask-smorest; the gateway fetches their documents
 (signed like any call), merges paths, tags and components, renames a component only when two
 services define different schemas under one name, and adds the responses only the gateway gives
-(401 without a token, 503 when the owning service is down). A service that does not answer leaves
+(401 without a token, 503 when the owning service is down). A path and method the gateway answers
+itself keeps the gateway's description, whatever a service says of its own. A service that does not answer leaves
 its paths out and is named under ``x-vigil-unavailable-services`` rather than failing the document.
 """
 
@@ -115,6 +116,9 @@ def merge_documents(gateway_doc: dict, service_docs: dict[str, dict], unavailabl
     schemas = components.setdefault("schemas", {})
     tags = {tag["name"]: tag for tag in merged.get("tags", [])}
     paths = merged.setdefault("paths", {})
+    # what the gateway answers itself (``GET /operations`` merges every owner's list) is described by
+    # the gateway: a service's own entry for the same path and method is not what the caller reaches
+    own = {(path, method) for path, item in paths.items() for method in item if method in HTTP_METHODS}
     for service, doc in sorted(service_docs.items()):
         doc_schemas = doc.get("components", {}).get("schemas", {})
         renames = {
@@ -133,6 +137,8 @@ def merge_documents(gateway_doc: dict, service_docs: dict[str, dict], unavailabl
         for path, item in doc.get("paths", {}).items():
             target = paths.setdefault(path, {})
             for method, operation in item.items():
+                if (path, method) in own:
+                    continue
                 if method in HTTP_METHODS:
                     operation = dict(operation)
                     operation["responses"] = GATEWAY_RESPONSES | operation.get("responses", {})

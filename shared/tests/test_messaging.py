@@ -122,7 +122,7 @@ def test_every_subscription_names_a_known_contract():
     known = {event_type for event_type, _ in CONTRACTS}
     for service, types in SUBSCRIPTIONS.items():
         assert types <= known, service
-    assert subscribers("customer.deleted") == ["billing", "gateway", "property"]
+    assert subscribers("customer.deleted") == ["billing", "credit", "gateway", "property"]
 
 
 def test_outbox_rows_commit_or_roll_back_with_the_change(db):

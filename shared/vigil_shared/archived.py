@@ -9,7 +9,14 @@ keep current (``customer.archive_requested`` / ``customer.unarchive_requested``)
 
 from __future__ import annotations
 
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+from sqlalchemy.orm import Session
+
 from .errors import Problem
+from .messaging.contracts import OperationStepDone
+from .messaging.outbox import Outbox
 
 ARCHIVED = "urn:vigil:problem:customer-archived"
 ARCHIVED_PARENT = "urn:vigil:problem:parent-archived"
@@ -48,4 +55,34 @@ def parent_archived_problem(customer_id: int, parent_id: int) -> Problem:
         customer_id=customer_id,
         parent_customer_id=parent_id,
         unarchive=unarchive_path(parent_id),
+    )
+
+
+# --- what every archive participant shares (docs/archive.md) -------------------------------------------
+
+
+class ArchiveItemsArgs(Schema):
+    """The query of a participant's ``GET /api/v1/archive-items/<service>`` (the gateway's preview asks it)."""
+
+    customer_id = fields.List(
+        fields.Integer(validate=validate.Range(min=1, max=2**31 - 1)),
+        load_default=list,
+        validate=validate.Length(max=500),
+        metadata={"description": "The customers to be archived (none: nothing is listed)"},
+    )
+
+
+def report_customer_step(
+    session: Session, outbox: Outbox, participant: str, operation_id: str, customer_id: int, result: dict[str, Any]
+) -> None:
+    """A participant's report of its step for one customer, in the transaction that made the step's effect."""
+    outbox.add(
+        session,
+        OperationStepDone(
+            operation_id=operation_id,
+            participant=participant,
+            target_type="customer",
+            target_id=str(customer_id),
+            result=result,
+        ),
     )

@@ -32,12 +32,12 @@ from marshmallow import Schema
 from sqlalchemy.orm import Session
 
 from .authz import requires
-from .http import Page
+from .http import STALE_VERSION, Page
 from .idempotency import idempotent
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 # The services' wording of a stale ``If-Match`` answer (the gateway's is shorter).
-NOT_CHANGED = "`If-Match` names an older version; nothing was changed"
+NOT_CHANGED = STALE_VERSION
 NOT_DELETED = "`If-Match` names an older version; nothing was deleted"
 
 

@@ -48,6 +48,42 @@ def _per_process(template: str, default: str, description: str, names: Iterable[
     ]
 
 
+@dataclass(frozen=True)
+class ExternalSystem:
+    """A system outside Vigil that a service calls over HTTP, with a sandbox stand-in of it: declared
+    once, its two settings (the sandbox's port, the URL the service reaches it at) follow."""
+
+    name: str  # of its settings: VIGIL_<NAME>_PORT, VIGIL_<NAME>_URL
+    port: int  # the sandbox's default port; the URL defaults to the sandbox
+    sandbox: str  # what the sandbox process stands in for
+    caller: str  # who calls it, for what
+
+    @property
+    def default_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def settings(self) -> list[Setting]:
+        return [
+            Setting(f"VIGIL_{self.name}_PORT", str(self.port), f"HTTP port of the sandbox {self.sandbox}."),
+            Setting(
+                f"VIGIL_{self.name}_URL",
+                self.default_url,
+                f"{self.caller} (the sandbox by default; the real one in production).",
+            ),
+        ]
+
+    def url(self) -> str:
+        """Where the caller reaches it now (``VIGIL_<NAME>_URL``), without a trailing slash."""
+        return env(f"VIGIL_{self.name}_URL", self.default_url).rstrip("/")
+
+
+BUREAU = ExternalSystem(
+    "BUREAU", 8010, "credit bureau (and ADT PreCheck) process", "Where the credit service reaches the credit bureau"
+)
+PROCESSOR = ExternalSystem(
+    "PROCESSOR", 8090, "payment processor (`vigil-sandbox-processor`)", "Billing: the payment processor's API"
+)
+
 SETTINGS: list[Setting] = [
     Setting(
         "VIGIL_VAR_DIR", "./var", "Directory for embedded databases, the file broker, uploads and generated secrets."
@@ -116,12 +152,7 @@ SETTINGS: list[Setting] = [
     ),
     Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
     Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
-    Setting("VIGIL_BUREAU_PORT", "8010", "HTTP port of the sandbox credit bureau (and sandbox ADT PreCheck) process."),
-    Setting(
-        "VIGIL_BUREAU_URL",
-        "http://127.0.0.1:8010",
-        "Where the credit service reaches the credit bureau: the sandbox by default, the real one in production.",
-    ),
+    *BUREAU.settings(),
     Setting("VIGIL_BUREAU_TIMEOUT", "10", "Credit service: seconds one bureau request may take before it is retried."),
     Setting("VIGIL_BUREAU_RETRIES", "3", "Credit service: retries of a bureau request that timed out or failed (5xx)."),
     Setting("VIGIL_BUREAU_BACKOFF", "1", "Credit service: seconds before the first retry; doubled for each next one."),
@@ -145,12 +176,7 @@ SETTINGS: list[Setting] = [
         "VIGIL_BUREAU_SLOW_SECONDS", "4", "Sandbox bureau: how long the slow test identity (SSN ending 1002) takes."
     ),
     Setting("VIGIL_BILLING_BEAT_HEALTH_PORT", "8303", "Port of the billing Celery beat's /healthz and /readyz."),
-    Setting("VIGIL_PROCESSOR_PORT", "8090", "HTTP port of the sandbox payment processor (`vigil-sandbox-processor`)."),
-    Setting(
-        "VIGIL_PROCESSOR_URL",
-        "http://127.0.0.1:8090",
-        "Billing: the payment processor's API (the sandbox by default; a real processor in production).",
-    ),
+    *PROCESSOR.settings(),
     Setting(
         "VIGIL_PROCESSOR_API_KEY",
         "sk_test_vigil_sandbox",

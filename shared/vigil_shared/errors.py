@@ -76,6 +76,12 @@ def get_or_404(session: Session, model: type[T], ident: Any, what: str, **owner:
     return found
 
 
+def unavailable(detail: str) -> Problem:
+    """503: a dependency (another service, the broker, the payment processor) could not answer; the
+    client may try again in a few seconds (``Retry-After``)."""
+    return Problem(503, detail, type=UNAVAILABLE, headers={"Retry-After": "5"})
+
+
 def conflict(detail: str, errors: Mapping[str, list[str]] | None = None, **extra: Any) -> Problem:
     return Problem(409, detail, type=CONFLICT, errors=errors, **extra)
 

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import fields
+from marshmallow import Schema, ValidationError, fields, validate
+
+READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."
 
 
 class TrimmedString(fields.String):
@@ -27,3 +29,21 @@ class Timestamp(fields.AwareDateTime):
         if value is None:
             return None
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def text(max_length: int, **kwargs: Any) -> TrimmedString:
+    """Optional free text of at most ``max_length`` characters (null clears it)."""
+    return TrimmedString(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
+
+
+class ReadOnlyAwareInput(Schema):
+    """A request body: undeclared fields are refused, the server-owned ones (``READ_ONLY``: these, and
+    what a service's base input adds) named as read-only, so a client learns that an action sets them."""
+
+    READ_ONLY: frozenset[str] = frozenset({"id", "customer_id", "location_id", "created_at", "updated_at", "version"})
+
+    def handle_error(self, error: ValidationError, data: Any, *, many: bool, **kwargs: Any) -> None:
+        messages = error.messages if isinstance(error.messages, dict) else {}
+        for name in self.READ_ONLY & set(messages):
+            if messages[name] == [self.error_messages["unknown"]]:
+                messages[name] = [READ_ONLY_MESSAGE]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from apispec import BasePlugin
@@ -16,7 +17,10 @@ from sqlalchemy.orm import Session
 from .commands import ensure_version
 from .commands import etag_of as etag_of  # re-exported: views take the ETag helpers from here
 
+V = TypeVar("V", bound=Callable[..., Any])
 MAX_PER_PAGE = 100
+STALE_VERSION = "`If-Match` names an older version; nothing was changed"
+"""What a write that honours ``If-Match`` documents for its 412 answer."""
 
 
 class PaginationArgs(Schema):
@@ -24,16 +28,17 @@ class PaginationArgs(Schema):
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
 
 
-def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
-    """The list envelope ``{"items", "page", "per_page", "total"}`` for OpenAPI and dumping."""
+def page_schema(item_schema: type[Schema], name: str, *, required: bool = True, **more: Any) -> type[Schema]:
+    """The list envelope ``{"items", "page", "per_page", "total"}`` (and ``more`` fields) for OpenAPI and dumping."""
     return type(
         name,
         (Schema,),
         {
-            "items": fields.List(fields.Nested(item_schema), required=True),
-            "page": fields.Integer(required=True),
-            "per_page": fields.Integer(required=True),
-            "total": fields.Integer(required=True),
+            "items": fields.List(fields.Nested(item_schema), required=required),
+            "page": fields.Integer(required=required),
+            "per_page": fields.Integer(required=required),
+            "total": fields.Integer(required=required),
+            **more,
         },
     )
 
@@ -65,6 +70,46 @@ class Page:
     def headers(self) -> dict[str, str]:
         link = self.link_header()
         return {"Link": link} if link else {}
+
+    def answer(self, render: Callable[[Any], Any] | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """The list response of a view: the envelope (each item through ``render``), 200 and its ``Link``."""
+        body = self.body()
+        if render is not None:
+            body["items"] = [render(item) for item in self.items]
+        return body, 200, self.headers()
+
+
+def answers(
+    blp: Any,
+    status: int,
+    schema: Any = None,
+    *,
+    forbidden: str | None = None,
+    not_found: str | None = None,
+    conflict: str | None = None,
+    stale: str | bool = False,
+    unavailable: str | None = None,
+) -> Callable[[V], V]:
+    """flask-smorest's ``@blp.response(status, schema)`` together with the other answers the
+    operation documents: 403 ``forbidden``, 404 ``not_found``, 409 ``conflict``, 412 ``stale``
+    (``True``: an ``If-Match`` naming an older version, :data:`STALE_VERSION`) and 503
+    ``unavailable``, each with its description."""
+    others = {
+        403: forbidden,
+        404: not_found,
+        409: conflict,
+        412: STALE_VERSION if stale is True else stale or None,
+        503: unavailable,
+    }
+    decorators = [blp.response(status, schema)]
+    decorators += [blp.alt_response(code, description=text) for code, text in others.items() if text]
+
+    def decorate(view: V) -> V:
+        for decorator in reversed(decorators):
+            view = decorator(view)
+        return view
+
+    return decorate
 
 
 def paginate(session: Session, statement: Select[Any], page: int, per_page: int) -> Page:

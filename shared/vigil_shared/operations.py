@@ -31,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from .db import UTCDateTime, utcnow
 from .errors import not_found
 from .fields import Timestamp
-from .http import Page, paginate
+from .http import answers, paginate
 
 # services whose operations the gateway lists for ``GET /operations`` (add one when it runs operations)
 OPERATION_OWNERS: tuple[str, ...] = ("customer",)
@@ -376,15 +376,12 @@ def operations_blueprint(models: OperationModels, links: Any = None) -> Blueprin
                 statement = statement.where(Operation.kind == kind)
             statement = statement.order_by(Operation.created_at.desc(), Operation.id)
             result = paginate(request_session(), statement, page, per_page)
-            items = [present(o, None, links_of(o)) for o in result.items]
-            out = Page(items=items, page=result.page, per_page=result.per_page, total=result.total)
-            return out.body(), 200, out.headers()
+            return result.answer(lambda operation: present(operation, None, links_of(operation)))
 
     @blp.route("/<string:operation_id>")
     class OperationItem(MethodView):
         @requires(AUTHENTICATED)
-        @blp.response(200, OperationSchema)
-        @blp.alt_response(404, description="No such operation, or it is not yours")
+        @answers(blp, 200, OperationSchema, not_found="No such operation, or it is not yours")
         def get(self, operation_id: str) -> Any:
             """One of your operations: status, progress, and each step's result or error."""
             session = request_session()

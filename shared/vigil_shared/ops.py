@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from .authz import requires
 from .commands import Context, command
-from .errors import UNAVAILABLE, Problem, conflict, not_found
+from .errors import conflict, not_found, unavailable
 from .fields import Timestamp
-from .http import PaginationArgs, page_schema, paginate
+from .http import PaginationArgs, answers, page_schema, paginate
 from .service import ServiceRuntime, current_runtime, request_session
 from .web import request_context
 
@@ -90,12 +90,7 @@ def send_dead_letter_again(ctx: Context, runtime: ServiceRuntime, event_id: str)
         runtime.deliver_to_self(message)
     except BROKER_ERRORS as exc:
         _unmark_retry(ctx, letter)
-        raise Problem(
-            503,
-            "The message broker is unavailable; nothing was sent. Try again shortly.",
-            type=UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise unavailable("The message broker is unavailable; nothing was sent. Try again shortly.") from exc
     return letter
 
 
@@ -198,8 +193,7 @@ def ops_blueprint(service: str) -> Blueprint:
     @blp.route("/dead-letters/<string:event_id>")
     class DeadLetterItem(MethodView):
         @requires(OPS_PERMISSION)
-        @blp.response(200, DeadLetterSchema)
-        @blp.alt_response(404, description="No dead letter with this event id")
+        @answers(blp, 200, DeadLetterSchema, not_found="No dead letter with this event id")
         def get(self, event_id: str) -> Any:
             """One dead letter: the event, the error, when and how often it failed."""
             return find_dead_letter(request_session(), current_runtime(), event_id)

@@ -1,20 +1,23 @@
 """pytest fixtures for one service's unit tests (each service's suite runs in its own pytest process).
 
 A service's ``conftest.py`` enables this plugin and provides ``service_program`` (its tables'
-metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session``
-and ``api`` (a test client that sends a signed admin identity unless told otherwise), on a fresh
-database per run and with every table emptied after each test. ``vigil_shared.service_checks``
-holds the checks every service's suite runs.
+metadata, ``service_metadata``, follows from it); it then gets ``app``, ``runtime``, ``session``,
+``outbox`` (the events written) and ``api`` (a test client that sends a signed admin identity unless
+told otherwise), on a fresh database per run and with every table emptied after each test. A service
+that keeps a replica of the customers (``customer_client``, ``models.KnownCustomer``) also gets
+``customer_service`` (a stand-in of the customer service) and ``known`` (customers in the replica).
+``vigil_shared.service_checks`` holds the checks every service's suite runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from flask import Flask
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
@@ -25,8 +28,10 @@ from .identity import Identity
 from .testing import (
     ADMIN,
     TEST_SECRET,
+    FakeCustomerService,
     HttpVerbs,
     TestDatabases,
+    add_known_customer,
     choose_backend,
     clean_tables,
     describe_backend,
@@ -141,3 +146,39 @@ class ApiClient(HttpVerbs):
 @pytest.fixture
 def api(app: Flask) -> ApiClient:
     return ApiClient(app)
+
+
+@pytest.fixture
+def customer_service(monkeypatch: pytest.MonkeyPatch, service_program: ServiceProgram) -> FakeCustomerService:
+    """The customer service, a stand-in patched in as the service's ``customer_client.lookup_customer``
+    (a service that keeps a replica of the customers: :mod:`vigil_shared.customer_replica`)."""
+    client = importlib.import_module(f"{service_program.package}.customer_client")
+    return FakeCustomerService.installed(monkeypatch, client)
+
+
+@pytest.fixture
+def known(
+    session: Session, customer_service: FakeCustomerService, service_program: ServiceProgram
+) -> Callable[..., None]:
+    """Puts customers in the service's replica (its ``models.KnownCustomer``): ``known(7)`` (location 1),
+    ``known(8, location_id=2)``, ``known(9, deleted=True)``, facts it keeps as keywords; a live one also
+    exists in the stand-in customer service, which a create asks to confirm the replica."""
+    model = importlib.import_module(f"{service_program.package}.models").KnownCustomer
+
+    def add(customer_id: int, location_id: int | None = 1, deleted: bool = False, **facts: Any) -> None:
+        add_known_customer(session, model, customer_service, customer_id, location_id, deleted, **facts)
+
+    return add
+
+
+@pytest.fixture
+def outbox(session: Session, service_program: ServiceProgram) -> Callable[..., list[tuple[str, Any]]]:
+    """The events written so far, as ``(type, data)`` pairs, oldest first (``outbox("x.y")``: of one type)."""
+    event = service_program.messaging.OutboxEvent
+
+    def read(event_type: str | None = None) -> list[tuple[str, Any]]:
+        session.expire_all()
+        rows = session.scalars(select(event).order_by(event.position)).all()
+        return [(row.type, row.data) for row in rows if event_type is None or row.type == event_type]
+
+    return read

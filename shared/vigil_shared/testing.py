@@ -249,3 +249,52 @@ def assert_ids_never_reused(engine: Engine, metadata: MetaData) -> None:
         if table.autoincrement_column is not None and "AUTOINCREMENT" not in definitions[table.name]
     )
     assert not missing, f"tables that would hand a deleted row's id to the next one: {missing}"
+
+
+class FakeCustomerService:
+    """Stands in for a service's ``customer_client.lookup_customer`` and records which ids it was asked
+    about: ``customers`` maps an id to its :class:`~vigil_shared.customer_replica.CustomerFacts`, or to
+    its location id alone; an id it does not hold is unknown (404). ``failure`` is raised when set."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self.customers: dict[int, Any] = {}
+        self.failure: Exception | None = None
+
+    @classmethod
+    def installed(cls, monkeypatch: Any, customer_client: Any) -> FakeCustomerService:
+        """A new stand-in, patched in as ``customer_client.lookup_customer`` for the test."""
+        fake = cls()
+        monkeypatch.setattr(customer_client, "lookup_customer", fake)
+        return fake
+
+    def __call__(self, customer_id: int) -> Any:
+        from .customer_replica import CustomerFacts  # here: tools/run_tests.py imports this module, not the web layer
+
+        self.asked.append(customer_id)
+        if self.failure is not None:
+            raise self.failure
+        if customer_id not in self.customers:
+            return None
+        found = self.customers[customer_id]
+        return found if isinstance(found, CustomerFacts) else CustomerFacts(customer_id, found)
+
+
+def add_known_customer(
+    session: Any,
+    model: Any,
+    customer_service: Any,
+    customer_id: int,
+    location_id: int | None = 1,
+    deleted: bool = False,
+    **facts: Any,
+) -> None:
+    """Puts a customer in a service's replica table ``model`` (with the ``facts`` it keeps, see
+    :class:`~vigil_shared.customer_replica.CustomerFacts`); a live one also exists in the stand-in
+    ``customer_service`` (a :class:`FakeCustomerService`), which a create asks to confirm the replica."""
+    from .customer_replica import CustomerFacts  # as in FakeCustomerService
+
+    session.add(model(customer_id=customer_id, location_id=location_id, deleted=deleted, **facts))
+    session.commit()
+    if not deleted and isinstance(customer_service, FakeCustomerService):
+        customer_service.customers.setdefault(customer_id, CustomerFacts(customer_id, location_id, **facts))

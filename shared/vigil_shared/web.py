@@ -232,6 +232,12 @@ def request_context(context_type: type[C] = Context, *, version: str | None = No
     )
 
 
+def command_context(version: str | None = None) -> Context:
+    """The command context of a view (:func:`request_context`); ``version`` is the caller's ``If-Match``
+    (:func:`if_match`) for a view that honours it."""
+    return request_context(version=version)
+
+
 def if_match() -> str | None:
     """The request's ``If-Match``: read only by views that document it (a 412 answer), for their command."""
     return request.headers.get("If-Match")

@@ -79,6 +79,9 @@ class PreviewItemSchema(Schema):
     kind = fields.String(metadata={"description": "tech/sale for an appointment"})
     starts_at = fields.String(metadata={"format": "date-time"})
     property_id = fields.Integer()
+    next_date = fields.String(allow_none=True, metadata={"format": "date", "description": "A recurring invoice's"})
+    due_date = fields.String(metadata={"format": "date", "description": "A scheduled payment's"})
+    amount = fields.Integer(metadata={"description": "A scheduled payment's, in minor units"})
     link = fields.String()
 
 

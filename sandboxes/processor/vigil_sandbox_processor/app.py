@@ -196,6 +196,9 @@ def create_app(store_path: str | None = None) -> Flask:
         return jsonify(found[0])
 
     def idempotent(handler):
+        """A charge or refund: for a caller with the secret key, run once per ``Idempotency-Key``."""
+        if not authorised():
+            return error(401, "unauthorized", "A secret key (sk_test_…) is needed.")
         key = request.headers.get("Idempotency-Key", "")
         if not key or len(key) > 255:
             return error(400, "idempotency_key_required", "An Idempotency-Key header (at most 255 characters).")
@@ -215,9 +218,6 @@ def create_app(store_path: str | None = None) -> Flask:
 
     @app.post("/v1/charges")
     def charge():
-        if not authorised():
-            return error(401, "unauthorized", "A secret key (sk_test_…) is needed.")
-
         def run() -> tuple[int, dict[str, Any]]:
             data = body()
             amount, currency = data.get("amount"), data.get("currency")
@@ -256,9 +256,6 @@ def create_app(store_path: str | None = None) -> Flask:
 
     @app.post("/v1/refunds")
     def refund():
-        if not authorised():
-            return error(401, "unauthorized", "A secret key (sk_test_…) is needed.")
-
         def run() -> tuple[int, dict[str, Any]]:
             data = body()
             original = store.charge(str(data.get("charge", "")))

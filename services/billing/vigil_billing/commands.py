@@ -5,19 +5,23 @@ changes (``ctx.require``) and the version the caller read (``ctx.check_version``
 modules and commits once (:func:`~vigil_shared.commands.command`). The ``load_*`` functions find a
 record and check the caller's right at its location; the request layer runs them before parsing a
 body. A customer's location is read from the replica (the customer service is asked once when the
-replica does not know it yet, and always before a record is attached to a customer).
+replica does not know it yet, and always before a record is attached to a customer). A loader given
+a write permission refuses a customer archived (409, :mod:`vigil_shared.archived`): once here for
+every route, as the replica knows it from the archive saga's events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Generic, TypeVar
 
+from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, command, ensure_version
 from vigil_shared.db import utcnow
 from vigil_shared.errors import not_found, validation_problem
 
-from . import charging, company, customer_client, invoices, methods, payments, processor, rates, recurring
+from . import archiving, charging, company, customer_client, invoices, methods, payments, processor, rates, recurring
 from . import customers_replica as replica
 from .models import (
     BillingMethod,
@@ -56,6 +60,17 @@ def customer_location(ctx: Context, customer_id: int) -> int | None:
     return None if known is None else known.location_id
 
 
+def _is_write(permission: str) -> bool:
+    return not permission.endswith(".view")
+
+
+def refuse_archived(ctx: Context, customer_id: int, permission: str, known: KnownCustomer | None = None) -> None:
+    """409 for a write (``permission`` is not a view) under an archived customer."""
+    if _is_write(permission):
+        archived = known.archived if known is not None else replica.is_archived(ctx.session, customer_id)
+        refuse_if_archived(archived, customer_id)
+
+
 def load_customer_location(ctx: Context, customer_id: int, permission: str) -> int | None:
     """The customer's location, 404 unless the caller holds ``permission`` there (an unknown customer
     passes: its lists are empty)."""
@@ -75,6 +90,7 @@ def load_customer(ctx: Context, customer_id: int, permission: str) -> KnownCusto
         ctx.require(permission)
         raise not_found("customer")
     ctx.require_on(permission, known.location_id, "customer")
+    refuse_archived(ctx, customer_id, permission, known)
     return known
 
 
@@ -84,6 +100,7 @@ def confirm_customer(ctx: Context, customer_id: int, permission: str) -> KnownCu
     422 unless the caller holds ``permission`` at its location)."""
     known = live_customer(ctx, customer_id)
     ctx.require_on(permission, known.location_id, no_such_customer())
+    refuse_archived(ctx, customer_id, permission, known)
     return known
 
 
@@ -141,15 +158,46 @@ def clear_rate(ctx: Context, customer: KnownCustomer) -> None:
     rates.clear_rate(ctx.session, customer.customer_id)
 
 
+Record = TypeVar("Record")
+
+
+def permitted_location(ctx: Context, customer_id: int, permission: str, what: str) -> int | None:
+    """The customer's location, once the caller is known to hold ``permission`` there (otherwise the 404
+    an unknown ``what`` answers: ``ctx.require_on``) and, for a write, the customer is not archived
+    (``refuse_archived``)."""
+    location_id = customer_location(ctx, customer_id)
+    ctx.require_on(permission, location_id, what)
+    refuse_archived(ctx, customer_id, permission)
+    return location_id
+
+
 # --- invoices ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ScopedInvoice:
-    """An invoice the caller may act on, with the location (its customer's) that decided it."""
+class Scoped(Generic[Record]):
+    """A customer's record (invoice, billing method, payment) the caller may act on, with the location
+    (its customer's) that decided it."""
 
-    invoice: Invoice
+    record: Record
     location_id: int | None
+
+
+ScopedInvoice = Scoped[Invoice]
+ScopedMethod = Scoped[BillingMethod]
+ScopedPayment = Scoped[Payment]
+
+
+def scope_of(ctx: Context, record: Record, permission: str, what: str) -> Scoped[Record]:
+    """``record`` (of a customer) with its customer's location; unless the caller holds ``permission``
+    there, the 404 an unknown ``what`` answers."""
+    return Scoped(record, permitted_location(ctx, record.customer_id, permission, what))  # type: ignore[attr-defined]
+
+
+def as_read(ctx: Context, scoped: Scoped[Record]) -> Record:
+    """The record, once the caller's ``If-Match`` is known to name its current version (412 otherwise)."""
+    ctx.check_version(scoped.record.id, scoped.record.version)  # type: ignore[attr-defined]
+    return scoped.record
 
 
 def today() -> date:
@@ -158,10 +206,7 @@ def today() -> date:
 
 def load_invoice(ctx: Context, invoice_id: int, permission: str) -> ScopedInvoice:
     """404 when there is no such invoice or the caller lacks ``permission`` at its customer's location."""
-    invoice = invoices.get_invoice(ctx.session, invoice_id)
-    location_id = customer_location(ctx, invoice.customer_id)
-    ctx.require_on(permission, location_id, "invoice")
-    return ScopedInvoice(invoice, location_id)
+    return scope_of(ctx, invoices.get_invoice(ctx.session, invoice_id), permission, "invoice")
 
 
 @command
@@ -175,26 +220,22 @@ def create_invoice(ctx: Context, customer: KnownCustomer, data: dict) -> Invoice
 
 @command
 def update_invoice(ctx: Context, scoped: ScopedInvoice, changes: dict) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.update_draft(ctx.session, scoped.invoice, changes)
+    return invoices.update_draft(ctx.session, as_read(ctx, scoped), changes)
 
 
 @command
 def delete_invoice(ctx: Context, scoped: ScopedInvoice) -> None:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    invoices.delete_draft(ctx.session, scoped.invoice)
+    invoices.delete_draft(ctx.session, as_read(ctx, scoped))
 
 
 @command
 def issue_invoice(ctx: Context, scoped: ScopedInvoice) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.issue(ctx.session, ctx.outbox, scoped.invoice, today())
+    return invoices.issue(ctx.session, ctx.outbox, as_read(ctx, scoped), today())
 
 
 @command
 def void_invoice(ctx: Context, scoped: ScopedInvoice, reason: str | None) -> Invoice:
-    ctx.check_version(scoped.invoice.id, scoped.invoice.version)
-    return invoices.void(ctx.session, ctx.outbox, scoped.invoice, reason)
+    return invoices.void(ctx.session, ctx.outbox, as_read(ctx, scoped), reason)
 
 
 def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
@@ -207,18 +248,9 @@ def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
 # --- billing methods -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ScopedMethod:
-    method: BillingMethod
-    location_id: int | None
-
-
 def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
     """404 when there is no such billing method or the caller lacks ``permission`` where its customer is."""
-    method = methods.get_method(ctx.session, method_id)
-    location_id = customer_location(ctx, method.customer_id)
-    ctx.require_on(permission, location_id, "billing method")
-    return ScopedMethod(method, location_id)
+    return scope_of(ctx, methods.get_method(ctx.session, method_id), permission, "billing method")
 
 
 @command
@@ -229,30 +261,19 @@ def add_method(ctx: Context, customer: KnownCustomer, data: dict) -> BillingMeth
 
 @command
 def make_default_method(ctx: Context, scoped: ScopedMethod) -> BillingMethod:
-    ctx.check_version(scoped.method.id, scoped.method.version)
-    return methods.make_default(ctx.session, scoped.method)
+    return methods.make_default(ctx.session, as_read(ctx, scoped))
 
 
 @command
 def remove_method(ctx: Context, scoped: ScopedMethod) -> None:
-    ctx.check_version(scoped.method.id, scoped.method.version)
-    methods.remove_method(ctx.session, scoped.method)
+    methods.remove_method(ctx.session, as_read(ctx, scoped))
 
 
 # --- payments ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ScopedPayment:
-    payment: Payment
-    location_id: int | None
-
-
 def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPayment:
-    payment = payments.get_payment(ctx.session, payment_id)
-    location_id = customer_location(ctx, payment.customer_id)
-    ctx.require_on(permission, location_id, "payment")
-    return ScopedPayment(payment, location_id)
+    return scope_of(ctx, payments.get_payment(ctx.session, payment_id), permission, "payment")
 
 
 @command
@@ -268,11 +289,9 @@ def create_payment(ctx: Context, customer: KnownCustomer, data: dict) -> Payment
 
 @command
 def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
-    ctx.check_version(scoped.payment.id, scoped.payment.version)
-    payments.refund(
-        ctx.session, ctx.outbox, processor.processor(), scoped.payment, data.get("amount"), data.get("reason")
-    )
-    return scoped.payment
+    payment = as_read(ctx, scoped)
+    payments.refund(ctx.session, ctx.outbox, processor.processor(), payment, data.get("amount"), data.get("reason"))
+    return payment
 
 
 # --- recurring invoices and scheduled payments (and the archive hooks: list, cancel idempotently) ---------
@@ -280,13 +299,13 @@ def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
 
 def load_recurring(ctx: Context, recurring_id: int, permission: str) -> RecurringInvoice:
     template = recurring.get_recurring(ctx.session, recurring_id)
-    ctx.require_on(permission, customer_location(ctx, template.customer_id), "recurring invoice")
+    permitted_location(ctx, template.customer_id, permission, "recurring invoice")
     return template
 
 
 def load_scheduled(ctx: Context, scheduled_id: int, permission: str) -> ScheduledPayment:
     scheduled = recurring.get_scheduled(ctx.session, scheduled_id)
-    ctx.require_on(permission, customer_location(ctx, scheduled.customer_id), "scheduled payment")
+    permitted_location(ctx, scheduled.customer_id, permission, "scheduled payment")
     return scheduled
 
 
@@ -318,3 +337,10 @@ def request_run_due(ctx: Context, day: date | None) -> None:
     """Asks the worker to run the due job now (for ``day``); the beat runs it every minute anyway."""
     ctx.require("ops.manage")
     charging.request_run_due(day.isoformat() if day else None)
+
+
+def archive_items(ctx: Context, customer_ids: list[int]) -> list[dict]:
+    """What archiving these customers would cancel here; 403 unless the caller may archive each one."""
+    for customer_id in customer_ids:
+        ctx.require("customers.archive", customer_location(ctx, customer_id))
+    return archiving.archive_items(ctx.session, customer_ids)

@@ -1,117 +1,36 @@
 """The billing service's replica of the customers: office location, kind, parent, archived.
 
-Copied in shape from the property service's: writes are single ``INSERT … ON CONFLICT`` statements,
-so the event consumer and a request that has just asked the customer service can record the same
-customer at once without either failing. A location (with kind, parent and archive state, which
-travel with it) is only replaced by facts known at a later moment (``location_as_of``), so events
-arriving out of order cannot move a customer back to where it was.
+The shared :class:`vigil_shared.customer_replica.CustomerReplica` over billing's ``known_customers``:
+kind, parent and archive state travel with the location and are only replaced by facts known at a
+later moment. What billing held for a deleted customer is removed by ``accounts.remove_customer``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from vigil_shared.customer_replica import CustomerReplica
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-
-from vigil_shared.db import utcnow
-
-from .customer_client import CustomerFacts
 from .models import KnownCustomer
 
-_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+__all__ = [
+    "customer_archived",
+    "customer_deleted",
+    "customer_seen",
+    "follow",
+    "is_archived",
+    "known_customer",
+    "resolve",
+]
 
-Lookup = Callable[[int], "CustomerFacts | None"]
+# the customer service's answer is recorded when it differs in location, kind or archive state
+# (the archive state, which the archive saga's events also set, is ordered by its own ``archived_as_of``)
+_replica = CustomerReplica(
+    KnownCustomer, facts=("kind", "parent_id", "archived"), confirmed_by=("kind", "archived"), archive_as_of=True
+)
 
-
-def _insert(session: Session):
-    dialect = session.get_bind().dialect.name
-    return _UPSERTS[dialect](KnownCustomer)
-
-
-def known_customer(session: Session, customer_id: int, *, lock: bool = False) -> KnownCustomer | None:
-    """The replica entry as stored now (never a stale copy from the session), optionally row-locked."""
-    statement = select(KnownCustomer).where(KnownCustomer.customer_id == customer_id)
-    if lock:
-        statement = statement.with_for_update()
-    return session.scalar(statement.execution_options(populate_existing=True))
-
-
-def customer_seen(session: Session, customer_id: int, location_id: int | None, as_of: datetime, **facts: Any) -> None:
-    """Records that the customer exists (in ``location_id`` as of ``as_of``); a tombstone stays one.
-
-    ``facts`` are the other columns the sender stated (``kind``, ``parent_id``, ``archived``); what
-    it did not state is left as it is. An unknown location (``None``) never erases a known one.
-    """
-    now = utcnow()
-    values = {key: value for key, value in facts.items() if key in ("kind", "parent_id", "archived")}
-    statement = _insert(session).values(
-        customer_id=customer_id,
-        deleted=False,
-        location_id=location_id,
-        location_as_of=as_of if location_id is not None else None,
-        updated_at=now,
-        **values,
-    )
-    newer = and_(
-        KnownCustomer.deleted.is_(False),
-        or_(KnownCustomer.location_as_of.is_(None), KnownCustomer.location_as_of <= as_of),
-    )
-    changes: dict[str, Any] = dict(values)
-    if location_id is not None:
-        changes.update(location_id=location_id, location_as_of=as_of)
-    if not changes:
-        statement = statement.on_conflict_do_nothing(index_elements=[KnownCustomer.customer_id])
-    else:
-        statement = statement.on_conflict_do_update(
-            index_elements=[KnownCustomer.customer_id],
-            set_={**changes, "updated_at": now},
-            where=newer if location_id is not None else KnownCustomer.deleted.is_(False),
-        )
-    session.execute(statement)
-
-
-def customer_deleted(session: Session, customer_id: int) -> None:
-    """Tombstones the customer (what billing held for it is removed by ``accounts.remove_customer``)."""
-    now = utcnow()
-    session.execute(
-        _insert(session)
-        .values(customer_id=customer_id, deleted=True, updated_at=now)
-        .on_conflict_do_update(index_elements=[KnownCustomer.customer_id], set_={"deleted": True, "updated_at": now})
-    )
-
-
-def resolve(session: Session, customer_id: int, lookup: Lookup, *, confirm: bool = False) -> KnownCustomer | None:
-    """The live replica entry of a customer, or None when there is no such customer.
-
-    The customer service is asked (once) when the replica has never heard of the customer or not yet
-    of its location; with ``confirm`` whatever the replica says (a write attaching a record to a
-    customer must not attach it to one whose deletion event is still on its way). A tombstone is final.
-    """
-    known = known_customer(session, customer_id)
-    if known is not None and known.deleted:
-        return None
-    if not confirm and known is not None and known.location_id is not None:
-        return known
-    asked_at = utcnow()
-    facts = lookup(customer_id)
-    if facts is None:
-        return None if confirm else known
-    if (
-        known is not None
-        and known.location_id == facts.location_id
-        and known.archived == facts.archived
-        and (facts.kind is None or known.kind == facts.kind)
-    ):
-        return known  # confirmed, nothing new to record
-    extra: dict[str, Any] = {"archived": facts.archived}
-    if facts.kind is not None:
-        extra["kind"] = facts.kind
-    if facts.parent_id is not None:
-        extra["parent_id"] = facts.parent_id
-    customer_seen(session, customer_id, facts.location_id, asked_at, **extra)
-    known = known_customer(session, customer_id)
-    return None if known is None or known.deleted else known
+known_customer = _replica.known
+customer_seen = _replica.seen
+customer_archived = _replica.archived
+customer_deleted = _replica.deleted
+resolve = _replica.resolve
+follow = _replica.follow
+is_archived = _replica.is_archived

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
-from vigil_shared.errors import UNAVAILABLE, Problem, conflict, get_or_404, validation_problem
+from vigil_shared import errors
+from vigil_shared.errors import Problem, conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 
 from .models import BillingMethod
@@ -22,12 +23,7 @@ from .processor import Processor, ProcessorUnavailable
 
 
 def unavailable() -> Problem:
-    return Problem(
-        503,
-        "The payment processor could not be reached. Try again shortly.",
-        type=UNAVAILABLE,
-        headers={"Retry-After": "5"},
-    )
+    return errors.unavailable("The payment processor could not be reached. Try again shortly.")
 
 
 def add_method(

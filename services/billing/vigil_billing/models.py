@@ -44,6 +44,7 @@ class KnownCustomer(Base):
     kind: Mapped[str | None] = mapped_column(String(20))  # customer | lead
     parent_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the parent it bills through
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    archived_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())  # orders archive/unarchive facts
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -279,6 +280,8 @@ class RecurringInvoice(Base):
     end_date: Mapped[date | None] = mapped_column(Date)
     remaining: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | cancelled | ended
+    # the archive operation that cancelled it (docs/archive.md): what unarchive may restore
+    cancelled_by_operation: Mapped[str | None] = mapped_column(String(48), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -302,6 +305,8 @@ class ScheduledPayment(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(20), default="scheduled")  # scheduled|succeeded|failed|cancelled
     payment_id: Mapped[int | None] = mapped_column(Integer)  # the latest attempt
+    # the archive operation that cancelled it (docs/archive.md): what unarchive may restore
+    cancelled_by_operation: Mapped[str | None] = mapped_column(String(48), index=True)
     failure_code: Mapped[str | None] = mapped_column(String(60))
     failure_message: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

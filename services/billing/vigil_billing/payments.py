@@ -97,6 +97,11 @@ def create_payment(session: Session, outbox: Outbox, customer: KnownCustomer, da
     return payment
 
 
+def _event_fields(payment: Payment) -> dict[str, Any]:
+    """What every payment event says of the payment."""
+    return {"payment_id": payment.id} | {name: getattr(payment, name) for name in ("customer_id", "amount", "currency")}
+
+
 def _received(session: Session, outbox: Outbox, payment: Payment) -> None:
     assert payment.received_at is not None
     ledger.post(
@@ -114,13 +119,7 @@ def _received(session: Session, outbox: Outbox, payment: Payment) -> None:
     )
     outbox.add(
         session,
-        PaymentReceived(
-            payment_id=payment.id,
-            customer_id=payment.customer_id,
-            amount=payment.amount,
-            currency=payment.currency,
-            method=payment.method,  # type: ignore[arg-type]
-        ),
+        PaymentReceived(**_event_fields(payment), method=payment.method),  # type: ignore[arg-type]
     )
 
 
@@ -206,14 +205,7 @@ def _failed(session: Session, outbox: Outbox, payment: Payment, code: str, messa
     session.flush()
     outbox.add(
         session,
-        PaymentFailed(
-            payment_id=payment.id,
-            customer_id=payment.customer_id,
-            amount=payment.amount,
-            currency=payment.currency,
-            failure_code=payment.failure_code,
-            soft_decline=soft,
-        ),
+        PaymentFailed(**_event_fields(payment), failure_code=payment.failure_code, soft_decline=soft),
     )
 
 

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import urllib3
 
-from vigil_shared.config import env
+from vigil_shared.config import PROCESSOR, env
 from vigil_shared.masking import scrub
 
 log = logging.getLogger("vigil.billing.processor")
@@ -154,9 +154,7 @@ def processor() -> Processor:
     """The configured processor (``VIGIL_PROCESSOR_URL``/``_API_KEY``); tests replace it with :func:`use`."""
     global _configured
     if _configured is None:
-        _configured = HttpProcessor(
-            env("VIGIL_PROCESSOR_URL", "http://127.0.0.1:8090"), env("VIGIL_PROCESSOR_API_KEY", "sk_test_vigil_sandbox")
-        )
+        _configured = HttpProcessor(PROCESSOR.url(), env("VIGIL_PROCESSOR_API_KEY", "sk_test_vigil_sandbox"))
     return _configured
 
 

@@ -12,44 +12,19 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from vigil_shared.fields import Timestamp, TrimmedString
+from vigil_shared.fields import ReadOnlyAwareInput, Timestamp, TrimmedString, text
 from vigil_shared.http import PaginationArgs, page_schema
 
+from .ledger import BUCKETS
 from .money import CURRENCIES, MAX_AMOUNT
 
-READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."
 ITEM_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-class Input(Schema):
-    """A request body: undeclared fields are refused, server-owned ones named as read-only."""
+class Input(ReadOnlyAwareInput):
+    """A request body of this service: these fields are the server's."""
 
-    READ_ONLY: frozenset[str] = frozenset(
-        {
-            "id",
-            "customer_id",
-            "location_id",
-            "created_at",
-            "updated_at",
-            "version",
-            "status",
-            "number",
-            "balance",
-            "currency",
-            "mismatched",
-            "total_tax",
-        }
-    )
-
-    def handle_error(self, error, data, *, many, **kwargs):
-        messages = error.messages if isinstance(error.messages, dict) else {}
-        for name in self.READ_ONLY & set(messages):
-            if messages[name] == [self.error_messages["unknown"]]:
-                messages[name] = [READ_ONLY_MESSAGE]
-
-
-def text(max_length: int, **kwargs) -> TrimmedString:
-    return TrimmedString(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
+    READ_ONLY = ReadOnlyAwareInput.READ_ONLY | {"status", "number", "balance", "currency", "mismatched", "total_tax"}
 
 
 def amount(*, strict: bool = True, minimum: int = 0, **kwargs) -> fields.Integer:
@@ -388,6 +363,9 @@ class RecurringSchema(Schema):
     end_date = fields.Date(allow_none=True)
     remaining = fields.Integer(allow_none=True)
     status = fields.String(metadata={"enum": ["active", "cancelled", "ended"]})
+    cancelled_by_operation = fields.String(
+        allow_none=True, metadata={"description": "The archive operation that cancelled it (GET /operations/{id})"}
+    )
     created_at = Timestamp()
 
 
@@ -417,6 +395,9 @@ class ScheduledSchema(Schema):
     payment_id = fields.Integer(allow_none=True)
     failure_code = fields.String(allow_none=True)
     failure_message = fields.String(allow_none=True)
+    cancelled_by_operation = fields.String(
+        allow_none=True, metadata={"description": "The archive operation that cancelled it (GET /operations/{id})"}
+    )
     created_at = Timestamp()
 
 
@@ -463,33 +444,20 @@ class StatementSchema(Schema):
     entries = fields.List(fields.Nested(EntrySchema))
 
 
-class AgingSchema(Schema):
-    customer_id = fields.Integer()
-    location_id = fields.Integer(allow_none=True)
-    current = fields.Integer()
-    days_1_30 = fields.Integer()
-    days_31_60 = fields.Integer()
-    days_61_90 = fields.Integer()
-    days_over_90 = fields.Integer()
-    total = fields.Integer()
+def _aged() -> dict[str, fields.Field]:
+    """What an aging row or its totals hold: minor units per age bucket, and their total."""
+    return {name: fields.Integer() for name in (*BUCKETS, "total")}
 
 
-class AgingTotalsSchema(Schema):
-    current = fields.Integer()
-    days_1_30 = fields.Integer()
-    days_31_60 = fields.Integer()
-    days_61_90 = fields.Integer()
-    days_over_90 = fields.Integer()
-    total = fields.Integer()
+AgingTotalsSchema = Schema.from_dict(_aged(), name="AgingTotals")
+AgingSchema = Schema.from_dict(
+    {"customer_id": fields.Integer(), "location_id": fields.Integer(allow_none=True), **_aged()}, name="Aging"
+)
 
 
-class AgingPageSchema(Schema):
-    items = fields.List(fields.Nested(AgingSchema))
-    page = fields.Integer()
-    per_page = fields.Integer()
-    total = fields.Integer()
-    totals = fields.Nested(AgingTotalsSchema)
-    currency = fields.String()
+AgingPageSchema = page_schema(
+    AgingSchema, "AgingPage", required=False, totals=fields.Nested(AgingTotalsSchema), currency=fields.String()
+)
 
 
 class AgingArgs(PaginationArgs):

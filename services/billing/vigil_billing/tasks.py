@@ -2,7 +2,9 @@
 
 ``customer.created``/``updated``/``converted`` tell which customers exist, in which office location
 (which decides who may see their billing), of which kind, under which parent and whether archived;
-``customer.deleted`` removes everything billing holds for the customer.
+``customer.deleted`` removes everything billing holds for the customer;
+``customer.archive_requested``/``unarchive_requested`` are billing's part of the archive saga
+(:mod:`vigil_billing.archiving`).
 """
 
 from __future__ import annotations
@@ -14,46 +16,29 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
-from vigil_shared.messaging.contracts import CustomerConverted, CustomerCreated, CustomerDeleted, CustomerUpdated, Event
+from vigil_shared.messaging.contracts import CustomerArchiveRequested, CustomerUnarchiveRequested, Event
 from vigil_shared.messaging.outbox import EventConsumer
 from vigil_shared.runtime import ServiceRuntime
 
-from . import accounts, charging, payments, processor, recurring
+from . import accounts, archiving, charging, payments, processor, recurring
 from . import customers_replica as replica
 from .processor import ProcessorUnavailable
-
-
-def _facts(event: Event[Any]) -> dict[str, Any]:
-    """What the event states beyond the location: a field is applied only when the event says it."""
-    payload = event.payload
-    if isinstance(payload, CustomerCreated):
-        return {"kind": payload.kind, "parent_id": payload.parent_id, "archived": False}
-    if isinstance(payload, CustomerConverted):
-        return {"kind": "customer"}
-    facts: dict[str, Any] = {}
-    if "parent_customer_id" in payload.changed:
-        facts["parent_id"] = payload.parent_id
-    if "archived_at" in payload.changed and payload.archived is not None:
-        facts["archived"] = payload.archived
-    return facts
 
 
 def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     """The consumer with its handlers, apart from Celery so tests can feed it messages directly."""
     consumer = runtime.consumer()
 
-    def customer_seen(session: Session, event: Event[Any]) -> None:  # created, updated or converted
-        payload = event.payload
-        replica.customer_seen(session, payload.customer_id, payload.location_id, event.occurred_at, **_facts(event))
+    replica.follow(consumer, lambda session, customer_id, event: accounts.remove_customer(session, customer_id))
 
-    for payload_type in (CustomerCreated, CustomerUpdated, CustomerConverted):
-        consumer.on(payload_type)(customer_seen)
+    # the archive saga (docs/archive.md): each runs once per event (the inbox), its report in the same transaction
+    @consumer.on(CustomerArchiveRequested)
+    def archive_requested(session: Session, event: Event[CustomerArchiveRequested]) -> None:
+        archiving.archive(session, runtime.outbox(event.request_id), event.payload, event.occurred_at)
 
-    @consumer.on(CustomerDeleted)
-    def customer_deleted(session: Session, event: Event[CustomerDeleted]) -> None:
-        customer_id = event.payload.customer_id
-        replica.customer_deleted(session, customer_id)
-        accounts.remove_customer(session, customer_id)
+    @consumer.on(CustomerUnarchiveRequested)
+    def unarchive_requested(session: Session, event: Event[CustomerUnarchiveRequested]) -> None:
+        archiving.unarchive(session, runtime.outbox(event.request_id), event.payload, event.occurred_at)
 
     return consumer
 

@@ -1,12 +1,10 @@
 import threading
 
 import pytest
-from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from vigil_credit import customer_client
 from vigil_credit.app import program
-from vigil_credit.models import messaging
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
 
@@ -17,20 +15,21 @@ def service_program():
 
 
 class FakeCustomerService:
-    """Stands in for the customer service: customer id -> location, and the subjects of pulls."""
+    """Stands in for the customer service: customer id -> location, the archived ones, and the subjects of pulls."""
 
     def __init__(self):
         self.customers: dict[int, int | None] = {}
         self.subjects: dict[int, dict] = {}
         self.down = False
         self.subject_reads: list[int] = []
+        self.archived: set[int] = set()
 
-    def location(self, settings, customer_id, request_id):
+    def facts(self, settings, customer_id, request_id):
         if self.down:
             raise customer_client.CustomerUnavailable()
         if customer_id not in self.customers:
             raise customer_client.CustomerGone()
-        return self.customers[customer_id]
+        return customer_client.CustomerFacts(self.customers[customer_id], customer_id in self.archived)
 
     def subject(self, customer_id, request_id=None):
         self.subject_reads.append(customer_id)
@@ -45,18 +44,8 @@ class FakeCustomerService:
 def customers(monkeypatch):
     fake = FakeCustomerService()
     fake.customers.update({7: 1, 8: 2})
-    monkeypatch.setattr(customer_client, "customer_location", fake.location)
+    monkeypatch.setattr(customer_client, "customer_facts", fake.facts)
     return fake
-
-
-@pytest.fixture
-def outbox(session):
-    def read(event_type=None):
-        session.expire_all()
-        rows = session.scalars(select(messaging.OutboxEvent).order_by(messaging.OutboxEvent.position)).all()
-        return [(row.type, row.data) for row in rows if event_type is None or row.type == event_type]
-
-    return read
 
 
 @pytest.fixture(scope="session")

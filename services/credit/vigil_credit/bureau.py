@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import urllib3
 
-from vigil_shared.config import env, env_float, env_int
+from vigil_shared.config import BUREAU, env_float, env_int
 from vigil_shared.masking import scrub
 
 log = logging.getLogger("vigil.credit.bureau")
@@ -65,7 +65,7 @@ class HttpBureau:
     @classmethod
     def from_env(cls) -> HttpBureau:
         return cls(
-            base_url=(env("VIGIL_BUREAU_URL", "http://127.0.0.1:8010") or "").rstrip("/"),
+            base_url=BUREAU.url(),
             timeout=env_float("VIGIL_BUREAU_TIMEOUT", 10.0),
             retries=env_int("VIGIL_BUREAU_RETRIES", 3),
             backoff=env_float("VIGIL_BUREAU_BACKOFF", 1.0),

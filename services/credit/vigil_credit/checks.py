@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.commands import Context
@@ -21,7 +21,7 @@ from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validati
 from vigil_shared.messaging.contracts import CreditCheckApplied, CreditCheckRequested
 
 from .bureau import BureauAnswer
-from .models import FINISHED, INQUIRIES, CreditCheck, CreditSettings
+from .models import FINISHED, INQUIRIES, CreditCheck, CreditSettings, PreCheck, begin_attempt, settle
 
 DEFAULT_REPEAT_DAYS = 30
 DEFAULT_GRADE_BANDS = [
@@ -36,10 +36,12 @@ REPEAT = "urn:vigil:problem:credit-repeat"
 
 @dataclass(frozen=True)
 class CustomerRef:
-    """A customer as the credit service knows it at request time: its id and office location."""
+    """A customer as the credit service knows it at request time: its id, office location and whether
+    it is archived (its credit is then read-only)."""
 
     customer_id: int
     location_id: int | None
+    archived: bool = False
 
 
 # --- company settings ---------------------------------------------------------------------------
@@ -216,36 +218,34 @@ def skip(ctx: Context, check: CreditCheck) -> CreditCheck:
 
 def start_pull(session: Session, check_id: int) -> CreditCheck | None:
     """The check to pull now (marked running, one more attempt), or None when it has its answer already."""
-    check = session.get(CreditCheck, check_id, with_for_update=True)
-    if check is None or check.status in FINISHED:
-        return None
-    check.status = "running"
-    check.attempts += 1
-    session.flush()
-    return check
+    return begin_attempt(session, CreditCheck, check_id)
 
 
 def finish_pull(session: Session, cipher: FieldCipher, check_id: int, answer: BureauAnswer) -> CreditCheck | None:
-    check = session.get(CreditCheck, check_id, with_for_update=True)
-    if check is None or check.status in FINISHED:
-        return None
-    check.status = answer.status
-    check.score = answer.score
-    check.grade = grade_for(get_settings(session), answer.score)
-    check.transaction_id = answer.transaction_id
-    check.reason = answer.reason
-    check.response_enc = cipher.encrypt(json.dumps(answer.raw))
-    check.run_at = utcnow()
-    session.flush()
-    return check
+    return settle(
+        session,
+        CreditCheck,
+        check_id,
+        lambda: {
+            "status": answer.status,
+            "score": answer.score,
+            "grade": grade_for(get_settings(session), answer.score),
+            "transaction_id": answer.transaction_id,
+            "reason": answer.reason,
+            "response_enc": cipher.encrypt(json.dumps(answer.raw)),
+            "run_at": utcnow(),
+        },
+    )
 
 
 def fail_pull(session: Session, check_id: int, reason: str) -> CreditCheck | None:
-    check = session.get(CreditCheck, check_id, with_for_update=True)
-    if check is None or check.status in FINISHED:
-        return None
-    check.status = "failed"
-    check.reason = reason[:500]
-    check.run_at = utcnow()
-    session.flush()
-    return check
+    return settle(
+        session, CreditCheck, check_id, lambda: {"status": "failed", "reason": reason[:500], "run_at": utcnow()}
+    )
+
+
+def remove_customer(session: Session, customer_id: int) -> None:
+    """``customer.deleted``: the customer's checks and PreChecks go, their encrypted answers with them.
+    A pull still running finds its check gone and records nothing."""
+    for model in (CreditCheck, PreCheck):
+        session.execute(delete(model).where(model.customer_id == customer_id))

@@ -2,13 +2,15 @@
 
 The ``load_*`` functions find what the URL names and check the caller's right at the customer's
 office location, which the customer service tells at request time: the request layer runs them
-before parsing a body.
+before parsing a body. Given a write permission, they refuse an archived customer (409,
+:mod:`vigil_shared.archived`): credit takes part in archiving read-only, once here for every route.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, command
 from vigil_shared.errors import not_found
 from vigil_shared.service import current_runtime
@@ -24,27 +26,34 @@ CATALOGS_MANAGE = "catalogs.manage"
 def locate(ctx: Context, customer_id: int, what: str = "customer") -> CustomerRef:
     """The customer and its office location, asked of the customer service (404 naming ``what``, 503)."""
     try:
-        location_id = customer_client.customer_location(current_runtime().settings, customer_id, ctx.request_id)
+        facts = customer_client.customer_facts(current_runtime().settings, customer_id, ctx.request_id)
     except CustomerGone:
         raise not_found(what) from None
     except CustomerUnavailable:
         raise customer_client.unavailable() from None
-    return CustomerRef(customer_id, location_id)
+    return CustomerRef(customer_id, facts.location_id, facts.archived)
+
+
+def _checked(ctx: Context, customer: CustomerRef, permission: str, what: str) -> CustomerRef:
+    """Unless the caller holds ``permission`` at the customer's location, the 404 an unknown ``what``
+    answers (``ctx.require_on``); 409 for a write under an archived one."""
+    ctx.require_on(permission, customer.location_id, what)
+    if not permission.endswith(".view"):
+        refuse_if_archived(customer.archived, customer.customer_id)
+    return customer
 
 
 def load_customer(ctx: Context, customer_id: int, permission: str) -> CustomerRef:
-    """The customer after checking ``permission`` at its location (404 for an unknown or hidden one)."""
-    customer = locate(ctx, customer_id)
-    ctx.require_on(permission, customer.location_id, "customer")
-    return customer
+    """The customer after checking ``permission`` at its location (404 for an unknown or hidden one) and,
+    for a write, that it is not archived (409)."""
+    return _checked(ctx, locate(ctx, customer_id), permission, "customer")
 
 
 def load_check(ctx: Context, check_id: int, permission: str) -> tuple[CreditCheck, CustomerRef]:
     """The check after checking ``permission`` at its customer's location (404 for an unknown or hidden one)."""
     check = checks.get_check(ctx.session, check_id, for_update=permission != "credit.view")
-    customer = locate(ctx, check.customer_id, "credit check")  # its customer gone: like an unknown check
-    ctx.require_on(permission, customer.location_id, "credit check")
-    return check, customer
+    # its customer gone: like an unknown check
+    return check, _checked(ctx, locate(ctx, check.customer_id, "credit check"), permission, "credit check")
 
 
 @command

@@ -1,7 +1,7 @@
-"""Asks the customer service, over the signed internal call, about a customer.
+"""Asks the customer service, over the signed internal call (:mod:`vigil_shared.customer_replica`), about a customer.
 
-- :func:`customer_location`: whether the customer exists and in which office location (which decides
-  who may run, see and apply its credit checks), at request time.
+- :func:`customer_facts`: whether the customer exists, in which office location (which decides
+  who may run, see and apply its credit checks) and whether it is archived (read-only), at request time.
 - :func:`credit_subject`: the name, address, SSN and birthdate a pull needs, at pull time only. The
   customer service audits each such read; the values live in memory for the pull and are never
   stored, logged or put in a message here.
@@ -9,78 +9,37 @@
 
 from __future__ import annotations
 
-import json
-import logging
+from dataclasses import dataclass
 from typing import Any
 
-import urllib3
-
-from vigil_shared.config import Settings, service_url
-from vigil_shared.errors import UNAVAILABLE, Problem
-from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
-from vigil_shared.web import REQUEST_ID_HEADER
-
-log = logging.getLogger("vigil.credit.customer_client")
+from vigil_shared.config import Settings
+from vigil_shared.customer_replica import CREDIT_SUBJECT_PERMISSIONS, VIEW_PERMISSIONS, ask_customer_service, id_of
+from vigil_shared.customer_replica import CustomerGone as CustomerGone
+from vigil_shared.customer_replica import CustomerUnavailable as CustomerUnavailable
+from vigil_shared.customer_replica import unavailable as unavailable
 
 TIMEOUT_SECONDS = 5.0
-_http = urllib3.PoolManager(maxsize=16, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
-SUBJECT_PERMISSIONS = frozenset({"confidential.ssn.view", "confidential.birthdate.view"})
-
-
-class CustomerUnavailable(Exception):
-    """The customer service could not be asked."""
-
-
-class CustomerGone(Exception):
-    """The customer does not exist (any more)."""
-
-
-def unavailable() -> Problem:
-    return Problem(
-        503,
-        "The customer service could not be asked about this customer. Try again shortly.",
-        type=UNAVAILABLE,
-        headers={"Retry-After": "5"},
-    )
+SUBJECT_PERMISSIONS = frozenset(CREDIT_SUBJECT_PERMISSIONS)
 
 
 def _get(settings: Settings, path: str, permissions: frozenset[str], request_id: str | None) -> dict[str, Any]:
-    token = sign_identity(
-        service_identity("credit", permissions, request_id=request_id),
-        settings.internal_secret,
-        settings.identity_token_ttl,
-    )
-    headers = {IDENTITY_HEADER: token, "Accept": "application/json"}
-    if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
-    try:
-        response = _http.request("GET", f"{service_url('customer')}{path}", headers=headers)
-    except urllib3.exceptions.HTTPError as exc:
-        log.warning("customer service unreachable", extra={"request_id": request_id, "error": type(exc).__name__})
-        raise CustomerUnavailable() from None
-    if response.status == 404:
-        raise CustomerGone()
-    if response.status != 200:
-        log.warning(
-            "customer service answered unexpectedly", extra={"request_id": request_id, "status": response.status}
-        )
-        raise CustomerUnavailable()
-    try:
-        payload = json.loads(response.data)
-    except ValueError:
-        raise CustomerUnavailable() from None
+    payload = ask_customer_service("credit", settings, path, permissions, request_id, timeout=TIMEOUT_SECONDS)
     if not isinstance(payload, dict):
         raise CustomerUnavailable()
     return payload
 
 
-def customer_location(settings: Settings, customer_id: int, request_id: str | None) -> int | None:
-    """The customer's office location; :class:`CustomerGone` for 404, :class:`CustomerUnavailable` otherwise."""
-    payload = _get(
-        settings, f"/api/v1/customers/{customer_id}", frozenset({"customers.view", "leads.view"}), request_id
-    )
-    value = payload.get("location_id")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+@dataclass(frozen=True)
+class CustomerFacts:
+    location_id: int | None
+    archived: bool = False
+
+
+def customer_facts(settings: Settings, customer_id: int, request_id: str | None) -> CustomerFacts:
+    """The customer's office location and archive state; :class:`CustomerGone` for 404,
+    :class:`CustomerUnavailable` otherwise."""
+    payload = _get(settings, f"/api/v1/customers/{customer_id}", VIEW_PERMISSIONS, request_id)
+    return CustomerFacts(id_of(payload, "location_id"), payload.get("archived_at") is not None)
 
 
 def credit_subject(settings: Settings, customer_id: int, request_id: str | None) -> dict[str, Any]:

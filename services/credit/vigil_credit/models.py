@@ -8,10 +8,12 @@ Credit tab.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, false
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
@@ -113,3 +115,33 @@ class OutboundSlot(Base):
     slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     holder: Mapped[str | None] = mapped_column(String(100))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+Job = TypeVar("Job", CreditCheck, PreCheck)
+_FINISHED_OF: dict[type, frozenset[str]] = {CreditCheck: FINISHED, PreCheck: PRECHECK_FINISHED}
+
+
+def unfinished(session: Session, model: type[Job], job_id: int) -> Job | None:
+    """The credit check or pre-check, row-locked, while it has no answer yet (None when gone or answered)."""
+    job = session.get(model, job_id, with_for_update=True)
+    return None if job is None or job.status in _FINISHED_OF[model] else job
+
+
+def begin_attempt(session: Session, model: type[Job], job_id: int) -> Job | None:
+    """The job to run now (marked running, one more attempt), or None when it has its answer already."""
+    job = unfinished(session, model, job_id)
+    if job is not None:
+        job.status = "running"
+        job.attempts += 1
+        session.flush()
+    return job
+
+
+def settle(session: Session, model: type[Job], job_id: int, answer: Callable[[], dict[str, Any]]) -> Job | None:
+    """Records ``answer()`` (column values) on the job while it has none yet; None when gone or answered."""
+    job = unfinished(session, model, job_id)
+    if job is not None:
+        for name, value in answer().items():
+            setattr(job, name, value)
+        session.flush()
+    return job

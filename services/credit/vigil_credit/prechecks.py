@@ -10,32 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
+from vigil_shared.customer_replica import CREDIT_SUBJECT_FIELDS
 from vigil_shared.db import utcnow
 from vigil_shared.messaging.contracts import PreCheckRequested
 from vigil_shared.messaging.outbox import Outbox
 
 from .adt import PreCheckAnswer
-from .models import PRECHECK_FINISHED, PreCheck
+from .models import PreCheck, begin_attempt, settle
+from .schemas import PreCheckSchema
 
-# what ADT needs of the customer (the credit-subject read of the customer service carries them)
-ADT_FIELDS = (
-    "first_name",
-    "last_name",
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "zip",
-    "county",
-    "email",
-    "primary_phone",
-    "account_type",
-    "business_name",
-    "business_contact",
-    "dealer_number",
-    "ssn",
-    "birthdate",
-)
+ADT_FIELDS = CREDIT_SUBJECT_FIELDS  # what ADT needs of the customer: the credit subject carries it all
 
 
 # a change to any of these re-runs the PreCheck when the company setting says so
@@ -66,51 +50,35 @@ def latest_status(session: Session, customer_id: int) -> str | None:
 
 
 def present(precheck: PreCheck) -> dict[str, Any]:
-    return {
-        "id": precheck.id,
-        "customer_id": precheck.customer_id,
-        "status": precheck.status,
-        "trigger": precheck.trigger,
-        "reference": precheck.reference,
-        "reasons": list(precheck.reasons or []),
-        "error": precheck.error,
-        "attempts": precheck.attempts,
-        "requested_by_name": precheck.requested_by_name,
-        "created_at": precheck.created_at,
-        "completed_at": precheck.completed_at,
-    }
+    """The pre-check as :class:`~vigil_credit.schemas.PreCheckSchema` shows it."""
+    shown = (name for name in PreCheckSchema._declared_fields if name != "reasons")
+    return {name: getattr(precheck, name) for name in shown} | {"reasons": list(precheck.reasons or [])}
 
 
 def start(session: Session, precheck_id: int) -> PreCheck | None:
-    precheck = session.get(PreCheck, precheck_id, with_for_update=True)
-    if precheck is None or precheck.status in PRECHECK_FINISHED:
-        return None
-    precheck.status = "running"
-    precheck.attempts += 1
-    precheck.started_at = utcnow()
-    session.flush()
+    precheck = begin_attempt(session, PreCheck, precheck_id)
+    if precheck is not None:
+        precheck.started_at = utcnow()
+        session.flush()
     return precheck
 
 
 def finish(session: Session, cipher: FieldCipher, precheck_id: int, answer: PreCheckAnswer) -> PreCheck | None:
-    precheck = session.get(PreCheck, precheck_id, with_for_update=True)
-    if precheck is None or precheck.status in PRECHECK_FINISHED:
-        return None
-    precheck.status = answer.status
-    precheck.reference = answer.reference
-    precheck.reasons = list(answer.reasons)
-    precheck.response_enc = cipher.encrypt(json.dumps(answer.raw))
-    precheck.completed_at = utcnow()
-    session.flush()
-    return precheck
+    return settle(
+        session,
+        PreCheck,
+        precheck_id,
+        lambda: {
+            "status": answer.status,
+            "reference": answer.reference,
+            "reasons": list(answer.reasons),
+            "response_enc": cipher.encrypt(json.dumps(answer.raw)),
+            "completed_at": utcnow(),
+        },
+    )
 
 
 def fail(session: Session, precheck_id: int, reason: str) -> PreCheck | None:
-    precheck = session.get(PreCheck, precheck_id, with_for_update=True)
-    if precheck is None or precheck.status in PRECHECK_FINISHED:
-        return None
-    precheck.status = "error"
-    precheck.error = reason[:500]
-    precheck.completed_at = utcnow()
-    session.flush()
-    return precheck
+    return settle(
+        session, PreCheck, precheck_id, lambda: {"status": "error", "error": reason[:500], "completed_at": utcnow()}
+    )

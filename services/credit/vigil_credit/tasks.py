@@ -26,6 +26,7 @@ from vigil_shared.messaging.celery_app import send_to_queue
 from vigil_shared.messaging.contracts import (
     CreditCheckRequested,
     CustomerCreated,
+    CustomerDeleted,
     CustomerUpdated,
     Event,
     PreCheckRequested,
@@ -59,17 +60,17 @@ def idempotency_key(check_id: int) -> str:
 def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     consumer = runtime.consumer()
 
+    def queue(task_name: str, job_id: int, event: Event[Any]) -> None:
+        # sent before the inbox row commits: a failure after the send runs the job at most twice, and
+        # the second run finds it done (or asks the bureau or ADT with the same key)
+        args = [job_id, event.request_id]
+        send_to_queue(
+            runtime.celery, task_name, runtime.settings.queue_name(), args, headers={"request_id": event.request_id}
+        )
+
     @consumer.on(CreditCheckRequested)
     def check_requested(session: Session, event: Event[CreditCheckRequested]) -> None:
-        # sent before the inbox row commits: a failure after the send pulls at most twice, and the
-        # second pull finds the check done (or asks the bureau with the same key)
-        send_to_queue(
-            runtime.celery,
-            PULL_TASK,
-            runtime.settings.queue_name(),
-            [event.payload.check_id, event.request_id],
-            headers={"request_id": event.request_id},
-        )
+        queue(PULL_TASK, event.payload.check_id, event)
 
     @consumer.on(CustomerCreated)
     def customer_created(session: Session, event: Event[CustomerCreated]) -> None:
@@ -89,15 +90,13 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
             return  # never pre-checked: nothing to refresh
         prechecks.request(session, runtime.outbox(event.request_id), customer_id, "change", None)
 
+    @consumer.on(CustomerDeleted)
+    def customer_deleted(session: Session, event: Event[CustomerDeleted]) -> None:
+        checks.remove_customer(session, event.payload.customer_id)
+
     @consumer.on(PreCheckRequested)
     def precheck_requested(session: Session, event: Event[PreCheckRequested]) -> None:
-        send_to_queue(
-            runtime.celery,
-            PRECHECK_TASK,
-            runtime.settings.queue_name(),
-            [event.payload.precheck_id, event.request_id],
-            headers={"request_id": event.request_id},
-        )
+        queue(PRECHECK_TASK, event.payload.precheck_id, event)
 
     return consumer
 

@@ -1,7 +1,11 @@
 """The monitoring-company catalog (Monitored By) and the ADT PreCheck's rules at customer create."""
 
+import uuid
+from datetime import UTC, datetime
+
 from helpers import create, customer, outbox_events
 
+from vigil_customer.tasks import event_consumer
 from vigil_shared.testing import identity_with
 
 COMPANIES = "/api/v1/monitoring-companies"
@@ -74,3 +78,68 @@ def test_the_precheck_starts_only_when_the_company_orders_it(api, session):
         "/api/v1/customers?run_precheck=true", json=customer(monitoring_company_id=brinks["id"]) | ADT_READY
     )
     assert refused.status_code == 422 and "run_precheck" in refused.json["errors"]
+
+
+def email(tag: str) -> dict:
+    return {"email": f"dana.{tag}@example.com"}  # one customer per email address
+
+
+def test_the_dealer_number_is_required_when_the_adt_company_requires_one(api):
+    adt = company(api, is_adt=True, requires_dealer_number=True)
+    assert adt["requires_dealer_number"] is True
+    missing = api.post(
+        "/api/v1/customers?allow_duplicates=true", json=customer(monitoring_company_id=adt["id"]) | ADT_READY
+    )
+    assert missing.status_code == 422 and set(missing.json["errors"]) == {"dealer_number"}
+    made = create(api, customer(monitoring_company_id=adt["id"], dealer_number="D-4471") | ADT_READY | email("a"))
+    assert made["dealer_number"] == "D-4471"
+    without_precheck = api.post(
+        "/api/v1/customers?allow_duplicates=true&run_precheck=false", json=customer(monitoring_company_id=adt["id"])
+    )
+    assert without_precheck.status_code == 201  # the dealer number is an ADT PreCheck field only
+    plain = company(api, name="ADT Canada", is_adt=True)  # a company that does not use dealer numbers
+    assert plain["requires_dealer_number"] is False
+    assert create(api, customer(monitoring_company_id=plain["id"]) | ADT_READY | email("b"))["dealer_number"] is None
+    turned_off = api.patch(f"{COMPANIES}/{adt['id']}", json={"requires_dealer_number": False})
+    assert turned_off.status_code == 200 and turned_off.json["requires_dealer_number"] is False
+    assert create(api, customer(monitoring_company_id=adt["id"]) | ADT_READY | email("c"))["dealer_number"] is None
+
+
+def station_link(consumer, property_id, customer_id, station):
+    return consumer.consume(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "property.updated",
+            "version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "data": {
+                "property_id": property_id,
+                "customer_id": customer_id,
+                "changed": ["central_station"],
+                "account_number": f"ACC-{property_id}",
+                "central_station": station,
+            },
+            "source": "property",
+        }
+    )
+
+
+def test_monitored_by_is_locked_while_a_property_is_linked_to_a_central_station(api, runtime):
+    consumer = event_consumer(runtime)
+    brinks, vector = company(api, name="Brinks"), company(api, name="Vector")
+    record = create(api, customer(monitoring_company_id=brinks["id"]))
+    path = f"/api/v1/customers/{record['id']}"
+    assert station_link(consumer, 501, record["id"], "Rapid Response")
+    assert station_link(consumer, 502, record["id"], None)  # another property, never linked
+    refused = api.patch(path, json={"monitoring_company_id": vector["id"]})
+    assert refused.status_code == 409, refused.json
+    assert refused.json["type"] == "urn:vigil:problem:central-station-linked"
+    assert "Rapid Response" in refused.json["detail"]
+    assert [(p["property_id"], p["central_station"]) for p in refused.json["properties"]] == [(501, "Rapid Response")]
+    assert api.patch(path, json={"monitoring_company_id": None}).status_code == 409  # clearing it is a change too
+    assert api.get(path).json["monitoring_company_id"] == brinks["id"]
+    # the rest of the record stays editable, and Monitored By sent back unchanged is no change
+    assert api.patch(path, json={"city": "Provo", "monitoring_company_id": brinks["id"]}).status_code == 200
+    assert station_link(consumer, 501, record["id"], None)  # unlinked at the property
+    moved = api.patch(path, json={"monitoring_company_id": vector["id"]})
+    assert moved.status_code == 200 and moved.json["monitoring_company_id"] == vector["id"]

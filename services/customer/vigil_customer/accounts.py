@@ -3,7 +3,8 @@
 Fed by the property service's events (at-least-once, possibly out of order): ``property.created``
 and ``property.updated`` upsert, ``property.transferred`` moves the number to another customer,
 ``property.deleted`` leaves a tombstone so a late or repeated create cannot bring it back. Each
-change re-indexes the search terms of the customers concerned.
+change re-indexes the search terms of the customers concerned. A ``property.updated`` naming
+``central_station`` records the station the property is linked to (Monitored By is then locked).
 """
 
 from __future__ import annotations
@@ -75,3 +76,10 @@ def deleted(session: Session, property_id: int, customer_id: int) -> None:
     row.deleted, row.account_number, row.updated_at = True, None, utcnow()
     session.flush()
     search.reindex_ids(session, {was})
+
+
+def station_linked(session: Session, property_id: int, central_station: str | None) -> None:
+    row = _row(session, property_id)
+    if row is not None and not row.deleted:
+        row.central_station, row.updated_at = central_station, utcnow()
+        session.flush()

@@ -196,19 +196,29 @@ FilePageSchema = page_schema(FileSchema, "FilePage")
 
 class MonitoringCompanyCreateSchema(Schema):
     name = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
-    is_adt, precheck_order_enabled = alike(2, fields.Boolean, load_default=False)
+    is_adt = fields.Boolean(load_default=False)
+    precheck_order_enabled = fields.Boolean(load_default=False)
+    requires_dealer_number = fields.Boolean(
+        load_default=False, metadata={"description": "The ADT PreCheck then needs the customer's dealer number"}
+    )
     active = fields.Boolean(load_default=True)
 
 
 class MonitoringCompanyPatchSchema(Schema):
     name = TrimmedString(validate=validate.Length(min=1, max=100))
-    is_adt, precheck_order_enabled, active = alike(3, fields.Boolean)
+    is_adt = fields.Boolean()
+    precheck_order_enabled = fields.Boolean()
+    requires_dealer_number = fields.Boolean()
+    active = fields.Boolean()
 
 
 class MonitoringCompanySchema(Schema):
     id = fields.Integer()
     name = fields.String()
-    is_adt, precheck_order_enabled, active = alike(3, fields.Boolean)
+    is_adt = fields.Boolean()
+    precheck_order_enabled = fields.Boolean()
+    requires_dealer_number = fields.Boolean()
+    active = fields.Boolean()
 
 
 class MonitoringCompanyListArgs(PaginationArgs):

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import catalog_commands, command, forbidden
+from vigil_shared.customer_replica import CREDIT_SUBJECT_FIELDS, CREDIT_SUBJECT_PERMISSIONS
 from vigil_shared.errors import validation_problem
 
 from . import archiving, contacts, custom_fields, customers, files, history, monitoring, notes, record, tags
@@ -133,25 +134,7 @@ def unarchive_customer(ctx: Context, customer: Customer, scope: archiving.Scope,
 
 # --- what other services read and change -------------------------------------------------------------
 
-CREDIT_SUBJECT_FIELDS = (
-    "first_name",
-    "last_name",
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "zip",
-    "county",
-    "email",
-    "primary_phone",
-    "account_type",
-    "business_name",
-    "business_contact",
-    "dealer_number",
-    "ssn",
-    "birthdate",
-)
-SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.view")
+SUBJECT_PERMISSIONS = CREDIT_SUBJECT_PERMISSIONS  # the credit-subject read: vigil_shared.customer_replica
 CREDIT_SERVICE = "service:credit"  # the one caller of the subject read (service_identity("credit"))
 
 

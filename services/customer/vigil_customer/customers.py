@@ -262,6 +262,8 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
         errors.update(custom_errors)
     if errors:
         raise validation_problem(errors)
+    if "monitoring_company_id" in changed and not creating:
+        monitoring.ensure_not_linked(ctx.session, customer.id)  # seed 001: locked while linked to a station
     if (custom_incoming is not None or creating) and merged_custom != stored:
         changed["custom_fields"] = merged_custom
         current["custom_fields"] = stored

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.orm.decl_api import DeclarativeAttributeIntercept
 
@@ -133,6 +133,8 @@ class PropertyAccount(Base):
     customer_id: Mapped[int] = mapped_column(Integer, index=True)
     account_number: Mapped[str | None] = mapped_column(String(100))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the central station the property is linked to (it received a message from it): Monitored By is locked
+    central_station: Mapped[str | None] = mapped_column(String(120))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -278,7 +280,9 @@ class MonitoringCompany(Base):
     """The catalog of monitoring companies a customer's *Monitored By* names (it replaced free text).
 
     ``is_adt``: an ADT company, whose customers are created with the ADT PreCheck by default;
-    ``precheck_order_enabled``: the PreCheck then starts in the background after the create.
+    ``precheck_order_enabled``: the PreCheck then starts in the background after the create;
+    ``requires_dealer_number``: the dealer is known to ADT by a dealer number, so the PreCheck needs one
+    (the seed's "Dealer Number, if applicable").
     """
 
     __tablename__ = "monitoring_companies"
@@ -288,6 +292,7 @@ class MonitoringCompany(Base):
     name_key: Mapped[str] = mapped_column(String(100), unique=True)  # lower case: unique whatever the case
     is_adt: Mapped[bool] = mapped_column(Boolean, default=False)
     precheck_order_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    requires_dealer_number: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 

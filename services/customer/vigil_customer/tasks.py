@@ -37,6 +37,8 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     def property_updated(session: Session, event: Event[PropertyUpdated]) -> None:
         updated = event.payload
         accounts.upsert(session, updated.property_id, updated.customer_id, updated.account_number)
+        if "central_station" in updated.changed:  # linked to (or unlinked from) a central station
+            accounts.station_linked(session, updated.property_id, updated.central_station)
 
     @consumer.on(PropertyTransferred)
     def property_transferred(session: Session, event: Event[PropertyTransferred]) -> None:

@@ -106,3 +106,27 @@ def test_drift_never_hands_vigils_address_to_whoever_wrote_the_station_list(api,
     [mismatch] = report.json["address_mismatch"]
     assert mismatch["account_number"] == "S-3" and mismatch["station"] == "1 Guess Road" and mismatch["property_id"]
     assert "3 Hidden Lane" not in json.dumps(report.json)
+
+
+def test_the_first_message_links_the_property_to_its_station_until_an_edit_unlinks_it(api, site, outbox):
+    station = api.as_(STATION)
+    assert api.get(f"/api/v1/properties/{site['id']}").json["central_station"] is None
+    station.post("/api/v1/monitoring/messages", json=message(kind="test"))
+    station.post("/api/v1/monitoring/messages", json=message(kind="alarm", message_id="m-2"))
+    assert api.get(f"/api/v1/properties/{site['id']}").json["central_station"] == "Acme"
+    linked = [data for _, data in outbox("property.updated") if "central_station" in data["changed"]]
+    assert [(d["property_id"], d["central_station"]) for d in linked] == [(site["id"], "Acme")]  # once
+    assert api.patch(f"/api/v1/properties/{site['id']}", json={"central_station": "Other"}).status_code == 422
+    unlinked = api.patch(f"/api/v1/properties/{site['id']}", json={"central_station": None})
+    assert unlinked.status_code == 200 and unlinked.json["central_station"] is None
+    last = [data for _, data in outbox("property.updated") if "central_station" in data["changed"]][-1]
+    assert last["central_station"] is None
+    history = api.get(f"/api/v1/properties/{site['id']}/history").json["items"]
+    assert [h["new_value"] for h in history if h["field"] == "central_station"][:2] == [None, "Acme"]
+
+
+def test_resolving_an_unmatched_signal_links_the_property(api, site):
+    api.as_(STATION).post("/api/v1/monitoring/messages", json=message(account_number="NOBODY", central_station="Zeta"))
+    [unmatched] = api.get("/api/v1/monitoring/unmatched").json["items"]
+    api.post(f"/api/v1/monitoring/unmatched/{unmatched['id']}/resolve", json={"property_id": site["id"]})
+    assert api.get(f"/api/v1/properties/{site['id']}").json["central_station"] == "Zeta"

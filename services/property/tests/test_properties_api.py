@@ -231,6 +231,7 @@ def test_patch_changes_fields_records_history_and_events(api, session, create, o
                 "customer_id": 7,
                 "account_number": "A-2002",
                 "changed": ["access.phone", "account_number", "monitoring_status"],
+                "central_station": None,  # not linked to a central station
             },
         ),
         (

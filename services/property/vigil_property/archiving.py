@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vigil_shared.archived import report_customer_step
 from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem
-from vigil_shared.messaging.contracts import CustomerArchiveRequested, CustomerUnarchiveRequested, OperationStepDone
+from vigil_shared.messaging.contracts import CustomerArchiveRequested, CustomerUnarchiveRequested
 from vigil_shared.messaging.outbox import Outbox
 
 from . import appointments, history, writes
@@ -66,16 +67,7 @@ def archive_items(session: Session, customer_ids: list[int]) -> list[dict[str, A
 
 
 def _report(outbox: Outbox, session: Session, operation_id: str, customer_id: int, result: dict[str, Any]) -> None:
-    outbox.add(
-        session,
-        OperationStepDone(
-            operation_id=operation_id,
-            participant=PARTICIPANT,
-            target_type="customer",
-            target_id=str(customer_id),
-            result=result,
-        ),
-    )
+    report_customer_step(session, outbox, PARTICIPANT, operation_id, customer_id, result)
 
 
 def archive(session: Session, outbox: Outbox, request: CustomerArchiveRequested, as_of: datetime, actor: Actor) -> None:

@@ -15,7 +15,11 @@ lists are filtered instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
 
 from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, catalog_commands, command
@@ -38,6 +42,17 @@ class Scoped:
 
     property: Property
     location_id: int | None
+
+
+Child = TypeVar("Child", System, Equipment)
+
+
+def as_read(ctx: Context, get: Callable[[Session, int, int], Child], scoped: Scoped, child_id: int) -> Child:
+    """The property's system or equipment ``child_id`` (``get``), once the caller's ``If-Match`` is known
+    to name its current version (412 otherwise)."""
+    found = get(ctx.session, scoped.property.id, child_id)
+    ctx.check_version(found.id, found.row_version)
+    return found
 
 
 def actor(ctx: Context) -> Actor:
@@ -205,8 +220,7 @@ def add_system(ctx: Context, scoped: Scoped, data: dict) -> System:
 @command
 def update_system(ctx: Context, scoped: Scoped, system_id: int, changes: dict) -> System:
     """Changes a system; changing a stored password needs ``confidential.installation_codes.modify``."""
-    system = systems.get_system(ctx.session, scoped.property.id, system_id)
-    ctx.check_version(system.id, system.row_version)
+    system = as_read(ctx, systems.get_system, scoped, system_id)
     if "password" in changes and system.password_encrypted is not None:
         ctx.require(CODES_MODIFY, scoped.location_id, field="password")
     systems.update_system(ctx.session, ctx.cipher, scoped.property, system, changes, actor(ctx))
@@ -215,8 +229,7 @@ def update_system(ctx: Context, scoped: Scoped, system_id: int, changes: dict) -
 
 @command
 def remove_system(ctx: Context, scoped: Scoped, system_id: int) -> None:
-    system = systems.get_system(ctx.session, scoped.property.id, system_id)
-    ctx.check_version(system.id, system.row_version)
+    system = as_read(ctx, systems.get_system, scoped, system_id)
     systems.remove_system(ctx.session, scoped.property, system, actor(ctx))
 
 
@@ -241,16 +254,14 @@ def add_equipment(ctx: Context, scoped: Scoped, data: dict) -> Equipment:
 
 @command
 def update_equipment(ctx: Context, scoped: Scoped, equipment_id: int, changes: dict) -> Equipment:
-    found = equipment.get_equipment(ctx.session, scoped.property.id, equipment_id)
-    ctx.check_version(found.id, found.row_version)
+    found = as_read(ctx, equipment.get_equipment, scoped, equipment_id)
     equipment.update_equipment(ctx.session, scoped.property, found, changes, actor(ctx))
     return found
 
 
 @command
 def remove_equipment(ctx: Context, scoped: Scoped, equipment_id: int) -> None:
-    found = equipment.get_equipment(ctx.session, scoped.property.id, equipment_id)
-    ctx.check_version(found.id, found.row_version)
+    found = as_read(ctx, equipment.get_equipment, scoped, equipment_id)
     equipment.remove_equipment(ctx.session, scoped.property, found, actor(ctx))
 
 
@@ -340,7 +351,7 @@ def resolve_signal(ctx: Context, signal_id: int, property_id: int) -> Signal:
     ``properties.modify`` at the property's location)."""
     ctx.require(INTEGRATIONS_MANAGE)
     scoped = load_property(ctx, property_id, "properties.modify")
-    return monitoring.resolve(ctx.session, signal_id, scoped.property, actor(ctx))
+    return monitoring.resolve(ctx.session, ctx.outbox, signal_id, scoped.property, actor(ctx))
 
 
 def station_drift(ctx: Context, central_station: str, accounts: list[dict]) -> dict:

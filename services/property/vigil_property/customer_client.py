@@ -3,76 +3,15 @@
 The ``customer.created`` event can trail the customer's creation by a moment; a client that creates
 a customer and then at once a property for it must not get a 422 for that. The answer also carries
 the customer's office location, which decides who may see the customer's properties.
+The signed call itself is :func:`vigil_shared.customer_replica.lookup_customer`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from dataclasses import dataclass
-
-import urllib3
-from flask import g
-
-from vigil_shared.config import service_url
-from vigil_shared.errors import UNAVAILABLE, Problem
-from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
-from vigil_shared.runtime import current_runtime
-from vigil_shared.web import REQUEST_ID_HEADER
-
-log = logging.getLogger("vigil.property.customer_client")
-
-TIMEOUT_SECONDS = 3.0
-_http = urllib3.PoolManager(maxsize=8, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS), retries=False)
-
-
-@dataclass(frozen=True)
-class CustomerFacts:
-    """What the property service needs to know about a customer."""
-
-    customer_id: int
-    location_id: int | None
-
-
-def _unavailable() -> Problem:
-    return Problem(
-        503,
-        "The customer service could not be asked about this customer. Try again shortly.",
-        type=UNAVAILABLE,
-        headers={"Retry-After": "5"},
-    )
-
-
-def _location_of(payload) -> int | None:
-    value = payload.get("location_id") if isinstance(payload, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+from vigil_shared import customer_replica
+from vigil_shared.customer_replica import CustomerFacts as CustomerFacts  # what the property service needs
 
 
 def lookup_customer(customer_id: int) -> CustomerFacts | None:
     """The customer's facts for 200, None for 404; 503 problem when the customer service cannot answer."""
-    settings = current_runtime().settings
-    request_id = g.get("request_id")
-    token = sign_identity(
-        service_identity("property", {"customers.view", "leads.view"}, request_id=request_id),
-        settings.internal_secret,
-        settings.identity_token_ttl,
-    )
-    headers = {IDENTITY_HEADER: token}
-    if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
-    url = f"{service_url('customer')}/api/v1/customers/{customer_id}"
-    try:
-        response = _http.request("GET", url, headers=headers)
-    except urllib3.exceptions.HTTPError as exc:
-        log.warning("customer service unreachable", extra={"request_id": request_id, "error": type(exc).__name__})
-        raise _unavailable() from None
-    if response.status == 200:
-        try:
-            payload = json.loads(response.data)
-        except ValueError:
-            payload = None
-        return CustomerFacts(customer_id, _location_of(payload))
-    if response.status == 404:
-        return None
-    log.warning("customer service answered unexpectedly", extra={"request_id": request_id, "status": response.status})
-    raise _unavailable()
+    return customer_replica.lookup_customer("property", customer_id)

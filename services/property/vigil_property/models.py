@@ -54,6 +54,9 @@ class Property(Base):
     city: Mapped[str | None] = mapped_column(String(100))
     postal_code: Mapped[str | None] = mapped_column(String(20))
     monitoring_status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
+    # the central station the property is linked to: set by the first message from it, cleared by an
+    # edit (unlink); while set, the customer's Monitored By cannot change (seed 001)
+    central_station: Mapped[str | None] = mapped_column(String(120))
     notes: Mapped[str | None] = mapped_column(Text)
     access_managed_by: Mapped[str | None] = mapped_column(String(20))
     access_name: Mapped[str | None] = mapped_column(String(200))

@@ -4,7 +4,9 @@ Both arrive through the gateway, which verified the central station's signature;
 to a property by account number. A status change updates the property's monitoring status (with
 history and ``property.monitoring_changed``, like an edit); every message, status included, goes to
 the property's signal log. A message for an account no property has is kept unmatched for an
-operator to resolve: never dropped.
+operator to resolve: never dropped. The first message a property gets from a station links it to
+that station (``central_station``, announced with ``property.updated``): the customer service then
+locks the customer's Monitored By until the link is removed (PATCH ``central_station`` null).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from sqlalchemy.orm import Session
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import upsert, utcnow
 from vigil_shared.errors import Problem, conflict, not_found
+from vigil_shared.messaging.contracts import PropertyUpdated
 from vigil_shared.messaging.outbox import Outbox
 
-from . import properties
+from . import history, properties
 from .account_numbers import account_key
 from .history import Actor
 from .models import Property, Signal
@@ -79,6 +82,10 @@ def receive_many(
             upsert(session, Signal).on_conflict_do_nothing(index_elements=[Signal.central_station, Signal.message_id]),
             rows,
         )
+    stations = {row["property_id"]: row["central_station"] for row in rows if row["property_id"] is not None}
+    if stations:  # the first message from a station links the property to it (one query for the batch)
+        for linked in session.scalars(select(Property).where(Property.id.in_(stations))):
+            link_station(session, outbox, linked, stations[linked.id], actor)
     for row in rows:
         if row["kind"] == "status" and row["property_id"] is not None:
             prop = session.get(Property, row["property_id"])
@@ -120,8 +127,27 @@ def unmatched() -> Select[Any]:
     )
 
 
-def resolve(session: Session, signal_id: int, prop: Property, actor: Actor) -> Signal:
-    """Attaches an unmatched signal to a property (an operator found where it belongs)."""
+def link_station(session: Session, outbox: Outbox, prop: Property, station: str, actor: Actor) -> None:
+    """Links the property to the central station that sent it a message (once; a new station replaces it)."""
+    if prop.central_station == station:
+        return
+    history.record(session, prop.id, "updated", actor, field="central_station", old=prop.central_station, new=station)
+    prop.central_station = station
+    outbox.add(
+        session,
+        PropertyUpdated(
+            property_id=prop.id,
+            customer_id=prop.customer_id,
+            changed=["central_station"],
+            account_number=prop.account_number,
+            central_station=station,
+        ),
+    )
+
+
+def resolve(session: Session, outbox: Outbox, signal_id: int, prop: Property, actor: Actor) -> Signal:
+    """Attaches an unmatched signal to a property (an operator found where it belongs), linking the
+    property to the signal's station."""
     signal = session.get(Signal, signal_id)
     if signal is None or signal.property_id is not None and signal.resolved_at is None:
         raise not_found("unmatched signal")
@@ -130,6 +156,7 @@ def resolve(session: Session, signal_id: int, prop: Property, actor: Actor) -> S
     signal.property_id = prop.id
     signal.resolved_at = utcnow()
     signal.resolved_by = actor.name
+    link_station(session, outbox, prop, signal.central_station, actor)
     return signal
 
 

@@ -41,7 +41,17 @@ ACCESS_COLUMNS = {
     "email": "access_email",
     "notes": "access_notes",
 }
-PLAIN_FIELDS = ("account_number", "type", "system_type", "address", "city", "postal_code", "monitoring_status", "notes")
+PLAIN_FIELDS = (
+    "account_number",
+    "type",
+    "system_type",
+    "address",
+    "city",
+    "postal_code",
+    "monitoring_status",
+    "central_station",
+    "notes",
+)
 SORTS = {
     "id": Property.id.asc(),
     "-id": Property.id.desc(),
@@ -247,7 +257,11 @@ def update_property(
     outbox.add(
         session,
         PropertyUpdated(
-            property_id=prop.id, customer_id=prop.customer_id, changed=names, account_number=prop.account_number
+            property_id=prop.id,
+            customer_id=prop.customer_id,
+            changed=names,
+            account_number=prop.account_number,
+            central_station=prop.central_station,
         ),
     )
     if "monitoring_status" in changed:

@@ -11,7 +11,7 @@ import ipaddress
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from vigil_shared.fields import Timestamp, TrimmedString
+from vigil_shared.fields import ReadOnlyAwareInput, Timestamp, TrimmedString, text
 from vigil_shared.http import PaginationArgs, page_schema
 from vigil_shared.onsite import TechOnSite
 
@@ -24,8 +24,6 @@ from .models import (
     PROPERTY_TYPES,
 )
 from .pins import PIN_PATTERN
-
-READ_ONLY_MESSAGE = "Read-only: set by the server or by its own operation."
 
 
 class Choice(fields.String):
@@ -45,37 +43,19 @@ class Choice(fields.String):
         return text
 
 
-class Input(Schema):
-    """A request body: undeclared fields are refused, server-owned ones named as read-only."""
+class Input(ReadOnlyAwareInput):
+    """A request body of this service: these fields are the server's."""
 
-    READ_ONLY: frozenset[str] = frozenset(
-        {
-            "id",
-            "customer_id",
-            "location_id",
-            "created_at",
-            "updated_at",
-            "version",
-            "active",
-            "deactivated_at",
-            "property_id",
-            "kind_id",
-            "kind_name",
-            "status",
-            "cancelled_at",
-            "cancelled_by",
-        }
-    )
-
-    def handle_error(self, error, data, *, many, **kwargs):
-        messages = error.messages if isinstance(error.messages, dict) else {}
-        for name in self.READ_ONLY & set(messages):
-            if messages[name] == [self.error_messages["unknown"]]:
-                messages[name] = [READ_ONLY_MESSAGE]
-
-
-def text(max_length: int, **kwargs) -> TrimmedString:
-    return TrimmedString(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
+    READ_ONLY = ReadOnlyAwareInput.READ_ONLY | {
+        "active",
+        "deactivated_at",
+        "property_id",
+        "kind_id",
+        "kind_name",
+        "status",
+        "cancelled_at",
+        "cancelled_by",
+    }
 
 
 class AccessSchema(Schema):
@@ -110,6 +90,13 @@ class PropertySchema(Schema):
     city = fields.String(allow_none=True)
     postal_code = fields.String(allow_none=True)
     monitoring_status = fields.String(metadata={"enum": list(MONITORING_STATUSES)})
+    central_station = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The central station the property is linked to (set by its first message); while "
+            "set, the customer's Monitored By cannot change. PATCH it to null to unlink."
+        },
+    )
     notes = fields.String(allow_none=True)
     access = fields.Nested(AccessSchema)
     active = fields.Boolean(metadata={"description": "False once deactivated; inactive properties cannot be edited"})
@@ -138,8 +125,18 @@ class PropertyCreateSchema(Input):
     access = fields.Nested(AccessInput)
 
 
+def _only_null(value: object) -> None:
+    raise ValidationError("Only null (unlink): a property is linked by its central station's messages.")
+
+
 class PropertyPatchSchema(PropertyCreateSchema):
     """Any subset of the fields; ``access`` changes only the sub-fields it names."""
+
+    central_station = fields.String(
+        allow_none=True,
+        validate=_only_null,
+        metadata={"description": "null unlinks the property from its central station (Monitored By is then free)"},
+    )
 
 
 class PropertyListArgs(PaginationArgs):

@@ -13,11 +13,7 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.messaging.contracts import (
     CustomerArchiveRequested,
-    CustomerConverted,
-    CustomerCreated,
-    CustomerDeleted,
     CustomerUnarchiveRequested,
-    CustomerUpdated,
     Event,
 )
 from vigil_shared.messaging.outbox import EventConsumer
@@ -32,17 +28,10 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     """The consumer with its handlers, apart from Celery so tests can feed it messages directly."""
     consumer = runtime.consumer()
 
-    def customer_seen(session: Session, event: Event[Any]) -> None:  # created, updated or converted
-        replica.customer_seen(session, event.payload.customer_id, event.payload.location_id, event.occurred_at)
-
-    for payload_type in (CustomerCreated, CustomerUpdated, CustomerConverted):
-        consumer.on(payload_type)(customer_seen)
-
-    @consumer.on(CustomerDeleted)
-    def customer_deleted(session: Session, event: Event[CustomerDeleted]) -> None:
-        customer_id = event.payload.customer_id
-        replica.customer_deleted(session, customer_id)
+    def remove_customer(session: Session, customer_id: int, event: Event[Any]) -> None:
         properties.remove_customer(session, runtime.outbox(event.request_id), customer_id)
+
+    replica.follow(consumer, remove_customer)
 
     # the archive saga (docs/archive.md): each runs once per event (the inbox), its report in the same transaction
     saga_actor = Actor(id="service:customer", name="archive", source="workflow")

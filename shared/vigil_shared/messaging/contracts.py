@@ -225,6 +225,9 @@ class PropertyUpdated:
     customer_id: int
     changed: list[str]
     account_number: str | None = None
+    # with "central_station" in ``changed``: the station it is now linked to, None once unlinked
+    # (optional: added without a new version)
+    central_station: str | None = None
 
 
 @contract("property.monitoring_changed", 1)
@@ -321,9 +324,9 @@ class PreCheckRequested:
 # step with ``OperationStepDone`` from its own outbox, in that same transaction. The customer
 # service records the reports on the operation (a repeat counts once) until every step is in.
 
-ARCHIVE_PARTICIPANTS: tuple[str, ...] = ("property",)
-"""The services that own records under a customer and take part in archiving it. Adding one (billing)
-is this declaration plus its handlers of the two events below and its ``GET /api/v1/archive-items/<service>``."""
+ARCHIVE_PARTICIPANTS: tuple[str, ...] = ("property", "billing")
+"""The services that own records under a customer and take part in archiving it. Adding one is this
+declaration plus its handlers of the two events below and its ``GET /api/v1/archive-items/<service>``."""
 
 
 @contract("customer.archive_requested", 1)
@@ -433,7 +436,13 @@ SUBSCRIPTIONS: dict[str, frozenset[str]] = {
     ),
     "billing": frozenset({"customer.created", "customer.updated", "customer.converted", "customer.deleted"}),
     "credit": frozenset(
-        {"credit.check_requested", "credit.precheck_requested", "customer.created", "customer.updated"}
+        {
+            "credit.check_requested",
+            "credit.precheck_requested",
+            "customer.created",
+            "customer.updated",
+            "customer.deleted",
+        }
     ),
     # the change feed and outgoing webhooks (vigil_gateway.worker): every event
     "gateway": frozenset(event_type for event_type, _ in CONTRACTS),

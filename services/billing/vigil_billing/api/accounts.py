@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers
+from vigil_shared.http import answers, etag_headers
 from vigil_shared.web import requires
 
 from .. import accounts, commands
@@ -26,9 +26,7 @@ class Settings(MethodView):
 
     @requires("catalogs.manage")
     @blp.arguments(SettingsPatchSchema)
-    @blp.response(200, SettingsSchema)
-    @blp.alt_response(409, description="The currency cannot change once amounts are stored in it")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, SettingsSchema, conflict="The currency cannot change once amounts are stored in it", stale=True)
     def patch(self, changes):
         """Change the configuration. Changing the MMR items flags the rates whose breakdown no longer matches."""
         settings = commands.update_settings(context(if_match()), changes)

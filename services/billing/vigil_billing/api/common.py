@@ -1,22 +1,19 @@
-"""What every view of this service shares: the command context, and the record rules.
+"""The record rules of billing's views, and the body of a customer's record.
 
-A rule finds the URL's record and checks the caller's right at its location before the request
-body is even parsed (:func:`vigil_shared.web.record_rule`): place it under ``@requires`` (and
-``@idempotent``) and above the flask-smorest decorators. The view reads what it found with
-``loaded()`` and hands it to one command (:mod:`vigil_billing.commands`).
+Each view is ``@requires`` → a rule (:func:`vigil_shared.web.record_rule`: the URL's record is
+found and the caller's right checked at its customer's location before the body is parsed) →
+``@idempotent`` → flask-smorest; it reads the record with ``loaded()`` and calls one command of
+:mod:`vigil_billing.commands` with ``context()``.
 """
 
 from __future__ import annotations
 
-from vigil_shared.commands import Context
-from vigil_shared.web import if_match, loaded, record_rule, request_context  # noqa: F401 - views read these here
+from typing import Any
+
+from vigil_shared.web import command_context as context
+from vigil_shared.web import if_match, loaded, record_rule  # noqa: F401 - views read these here
 
 from .. import commands
-
-
-def context(version: str | None = None) -> Context:
-    """The command context; ``version`` is the caller's ``If-Match`` for a view that honours it."""
-    return request_context(version=version)
 
 
 def customer_rule(permission: str, *, must_exist: bool = False):
@@ -26,3 +23,9 @@ def customer_rule(permission: str, *, must_exist: bool = False):
     if must_exist:
         return record_rule(lambda customer_id, **_: commands.confirm_customer(context(), customer_id, permission))
     return record_rule(lambda customer_id, **_: commands.load_customer(context(), customer_id, permission))
+
+
+def located(record: Any, schema: Any, location_id: int | None, **more: Any) -> dict[str, Any]:
+    """A customer's record as ``schema`` shows it, with the customer's ``location_id`` and ``more`` fields."""
+    names = [name for name in schema._declared_fields if name != "location_id" and name not in more]
+    return {**{name: getattr(record, name) for name in names}, "location_id": location_id, **more}

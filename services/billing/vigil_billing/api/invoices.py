@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers
+from vigil_shared.http import answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import record_rule, request_session, requires
 
@@ -19,7 +19,7 @@ from ..schemas import (
     InvoiceSchema,
     VoidSchema,
 )
-from .common import context, customer_rule, if_match, loaded
+from .common import context, customer_rule, if_match, loaded, located
 
 blp = Blueprint("invoices", __name__, url_prefix="/api/v1", description="Invoices")
 
@@ -31,10 +31,7 @@ def invoice_rule(permission: str):
 
 
 def invoice_body(invoice, location_id):
-    return {
-        **{column: getattr(invoice, column) for column in InvoiceSchema._declared_fields if column != "location_id"},
-        "location_id": location_id,
-    }
+    return located(invoice, InvoiceSchema, location_id)
 
 
 def _answer(invoice, location_id, status: int = 200, **headers):
@@ -52,8 +49,7 @@ class CustomerInvoices(MethodView):
         query = invoices.InvoiceQuery(customer_id=customer_id, status=status)
         result = invoices.list_invoices(request_session(), query, page, per_page)
         location_id = loaded().location_id
-        body = result.body() | {"items": [invoice_body(i, location_id) for i in result.items]}
-        return body, 200, result.headers()
+        return result.answer(lambda invoice: invoice_body(invoice, location_id))
 
     @requires("billing.manage")
     @customer_rule("billing.manage", must_exist=True)
@@ -77,14 +73,18 @@ class InvoiceItem(MethodView):
     def get(self, invoice_id):
         """One invoice with its lines, balance and status."""
         scoped = loaded()
-        return _answer(scoped.invoice, scoped.location_id)
+        return _answer(scoped.record, scoped.location_id)
 
     @requires("billing.manage")
     @invoice_rule("billing.manage")
     @blp.arguments(InvoicePatchSchema)
-    @blp.response(200, InvoiceSchema)
-    @blp.alt_response(409, description="The invoice is issued: it does not change (void it and issue a new one)")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(
+        blp,
+        200,
+        InvoiceSchema,
+        conflict="The invoice is issued: it does not change (void it and issue a new one)",
+        stale=True,
+    )
     def patch(self, changes, invoice_id):
         """Change a draft (its lines replace the old ones)."""
         scoped = loaded()
@@ -92,9 +92,7 @@ class InvoiceItem(MethodView):
 
     @requires("billing.manage")
     @invoice_rule("billing.manage")
-    @blp.response(204)
-    @blp.alt_response(409, description="Only a draft is deleted; an issued invoice is voided")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 204, conflict="Only a draft is deleted; an issued invoice is voided", stale=True)
     def delete(self, invoice_id):
         """Delete a draft."""
         commands.delete_invoice(context(if_match()), loaded())
@@ -106,9 +104,7 @@ class InvoiceIssue(MethodView):
     @requires("billing.manage")
     @invoice_rule("billing.manage")
     @idempotent
-    @blp.response(200, InvoiceSchema)
-    @blp.alt_response(409, description="The invoice is not a draft")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, InvoiceSchema, conflict="The invoice is not a draft", stale=True)
     def post(self, invoice_id):
         """Issue a draft: it gets the company's next number, today's date and its due date, and is final."""
         scoped = loaded()
@@ -121,9 +117,7 @@ class InvoiceVoid(MethodView):
     @invoice_rule("billing.manage")
     @idempotent
     @blp.arguments(VoidSchema, required=False)
-    @blp.response(200, InvoiceSchema)
-    @blp.alt_response(409, description="Already void, a draft, or payments are allocated to it")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, InvoiceSchema, conflict="Already void, a draft, or payments are allocated to it", stale=True)
     def post(self, data, invoice_id):
         """Void an issued invoice nothing is paid on (its number stays used); issue a new one to correct it."""
         scoped = loaded()

@@ -6,13 +6,13 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.http import PaginationArgs, answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import record_rule, request_session, requires
 
 from .. import commands, methods
 from ..schemas import MethodCreateSchema, MethodPageSchema, MethodSchema
-from .common import context, customer_rule, if_match, loaded
+from .common import context, customer_rule, if_match, loaded, located
 
 blp = Blueprint("billing_methods", __name__, url_prefix="/api/v1", description="Billing methods (tokens only)")
 
@@ -22,10 +22,7 @@ def method_rule(permission: str):
 
 
 def method_body(method, location_id):
-    return {
-        **{name: getattr(method, name) for name in MethodSchema._declared_fields if name != "location_id"},
-        "location_id": location_id,
-    }
+    return located(method, MethodSchema, location_id)
 
 
 @blp.route("/customers/<int:customer_id>/billing-methods")
@@ -38,15 +35,19 @@ class CustomerMethods(MethodView):
         """The customer's cards and bank accounts: brand, last four, expiry, holder — never a number."""
         result = methods.list_methods(request_session(), customer_id, page, per_page)
         location_id = loaded().location_id
-        return result.body() | {"items": [method_body(m, location_id) for m in result.items]}, 200, result.headers()
+        return result.answer(lambda method: method_body(method, location_id))
 
     @requires("billing_methods.manage")
     @customer_rule("billing_methods.manage", must_exist=True)
     @idempotent
     @blp.arguments(MethodCreateSchema)
-    @blp.response(201, MethodSchema)
-    @blp.alt_response(409, description="The token is already a billing method")
-    @blp.alt_response(503, description="The payment processor could not be reached")
+    @answers(
+        blp,
+        201,
+        MethodSchema,
+        conflict="The token is already a billing method",
+        unavailable="The payment processor could not be reached",
+    )
     def post(self, data, customer_id):
         """Add a card or bank account from the token the client got from the processor's tokenize endpoint.
         Billing reads the token's brand, last four, expiry and holder from the processor; a card number in
@@ -65,12 +66,11 @@ class MethodItem(MethodView):
     def get(self, billing_method_id):
         """One billing method."""
         scoped = loaded()
-        return method_body(scoped.method, scoped.location_id), 200, etag_headers(scoped.method)
+        return method_body(scoped.record, scoped.location_id), 200, etag_headers(scoped.record)
 
     @requires("billing_methods.manage")
     @method_rule("billing_methods.manage")
-    @blp.response(204)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 204, stale=True)
     def delete(self, billing_method_id):
         """Remove a billing method."""
         commands.remove_method(context(if_match()), loaded())
@@ -82,8 +82,7 @@ class MethodDefault(MethodView):
     @requires("billing_methods.manage")
     @method_rule("billing_methods.manage")
     @idempotent
-    @blp.response(200, MethodSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, MethodSchema, stale=True)
     def post(self, billing_method_id):
         """Make this the customer's default billing method."""
         scoped = loaded()

@@ -6,13 +6,13 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.http import PaginationArgs, answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import record_rule, request_session, requires
 
 from .. import commands, payments
 from ..schemas import PaymentCreateSchema, PaymentPageSchema, PaymentSchema, RefundSchema
-from .common import context, customer_rule, if_match, loaded
+from .common import context, customer_rule, if_match, loaded, located
 
 blp = Blueprint("payments", __name__, url_prefix="/api/v1", description="Payments and refunds")
 
@@ -22,12 +22,7 @@ def payment_rule(permission: str):
 
 
 def payment_body(session, payment, location_id):
-    fields = [name for name in PaymentSchema._declared_fields if name not in ("location_id", "allocations")]
-    return {
-        **{name: getattr(payment, name) for name in fields},
-        "location_id": location_id,
-        "allocations": payments.allocations_of(session, payment.id),
-    }
+    return located(payment, PaymentSchema, location_id, allocations=payments.allocations_of(session, payment.id))
 
 
 @blp.route("/customers/<int:customer_id>/payments")
@@ -41,8 +36,7 @@ class CustomerPayments(MethodView):
         session = request_session()
         result = payments.list_payments(session, customer_id, page, per_page)
         location_id = loaded().location_id
-        items = [payment_body(session, p, location_id) for p in result.items]
-        return result.body() | {"items": items}, 200, result.headers()
+        return result.answer(lambda payment: payment_body(session, payment, location_id))
 
     @requires("payments.create")
     @customer_rule("payments.create", must_exist=True)
@@ -71,7 +65,7 @@ class PaymentItem(MethodView):
     def get(self, payment_id):
         """One payment: its status (a charge's outcome), allocations, refunds and credit left."""
         scoped = loaded()
-        return payment_body(request_session(), scoped.payment, scoped.location_id), 200, etag_headers(scoped.payment)
+        return payment_body(request_session(), scoped.record, scoped.location_id), 200, etag_headers(scoped.record)
 
 
 @blp.route("/payments/<int:payment_id>/refund")
@@ -80,10 +74,14 @@ class PaymentRefund(MethodView):
     @payment_rule("payments.create")
     @idempotent
     @blp.arguments(RefundSchema, required=False)
-    @blp.response(200, PaymentSchema)
-    @blp.alt_response(409, description="The payment did not succeed, or the processor refused the refund")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
-    @blp.alt_response(503, description="The payment processor could not be reached")
+    @answers(
+        blp,
+        200,
+        PaymentSchema,
+        conflict="The payment did not succeed, or the processor refused the refund",
+        stale=True,
+        unavailable="The payment processor could not be reached",
+    )
     def post(self, data, payment_id):
         """Refund all or part of a payment (through the processor for a charge): out of the customer's
         credit first, then the newest allocations, whose invoices reopen."""

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 
 from vigil_shared.commands import etag_of
 from vigil_shared.db import utcnow
-from vigil_shared.http import etag_headers
+from vigil_shared.http import answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session, requires
@@ -47,8 +47,7 @@ class Rates(MethodView):
         commands.read_settings(context())  # the company's settings exist before the catalog is read
         query = rates.RateQuery(lines=tuple(line), **filters)
         result, settings = rates.list_rates(request_session(), query, page, per_page)
-        body = result.body() | {"items": [rates.rate_body(rate, settings) for rate in result.items]}
-        return body, 200, result.headers()
+        return result.answer(lambda rate: rates.rate_body(rate, settings))
 
     @requires("catalogs.manage")
     @idempotent
@@ -73,9 +72,7 @@ class RateItem(MethodView):
 
     @requires("catalogs.manage")
     @blp.arguments(RatePatchSchema)
-    @blp.response(200, RateSchema)
-    @blp.alt_response(409, description="The amounts of a rate customers are billed cannot change")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, RateSchema, conflict="The amounts of a rate customers are billed cannot change", stale=True)
     def patch(self, changes, rate_id):
         """Rename or retire a rate (`active: false`); its amounts change only while no customer has it."""
         rate, settings = commands.update_rate(context(if_match()), rate_id, changes)
@@ -103,9 +100,7 @@ class CustomerRate(MethodView):
     @requires("billing.manage")
     @customer_rule("billing.manage", must_exist=True)
     @blp.arguments(AssignmentPutSchema)
-    @blp.response(200, AssignmentSchema)
-    @blp.alt_response(409, description="The rate is mismatched and not already this customer's")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, AssignmentSchema, conflict="The rate is mismatched and not already this customer's", stale=True)
     def put(self, data, customer_id):
         """Give the customer a rate with its contract term. A mismatched rate is refused (409) unless the
         customer already has it."""
@@ -114,8 +109,7 @@ class CustomerRate(MethodView):
 
     @requires("billing.manage")
     @customer_rule("billing.manage")
-    @blp.response(204)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 204, stale=True)
     def delete(self, customer_id):
         """Clear the customer's rate (the picker's Clear)."""
         commands.clear_rate(context(if_match()), loaded())

@@ -7,7 +7,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers
+from vigil_shared.http import answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import record_rule, request_session, requires
 
@@ -22,16 +22,24 @@ from ..schemas import (
     ScheduledPageSchema,
     ScheduledSchema,
 )
-from .common import context, customer_rule, if_match, loaded
+from .common import context, customer_rule, if_match, loaded, located
 
 blp = Blueprint("recurring", __name__, url_prefix="/api/v1", description="Recurring invoices and scheduled payments")
 
 
-def _body(record, schema, location_id):
-    return {
-        **{name: getattr(record, name) for name in schema._declared_fields if name != "location_id"},
-        "location_id": location_id,
-    }
+def _listed(result, schema):
+    """A customer's page of recurring invoices or scheduled payments, each with the customer's location."""
+    location_id = loaded().location_id
+    return result.answer(lambda record: located(record, schema, location_id))
+
+
+def _created(record, schema, location_id, endpoint: str, **ids):
+    return located(record, schema, location_id), 201, etag_headers(record, Location=url_for(endpoint, **ids))
+
+
+def _cancelled(record, schema):
+    location_id = commands.customer_location(context(), record.customer_id)
+    return located(record, schema, location_id), 200, etag_headers(record)
 
 
 @blp.route("/customers/<int:customer_id>/recurring-invoices")
@@ -42,12 +50,8 @@ class CustomerRecurring(MethodView):
     @blp.response(200, RecurringPageSchema)
     def get(self, customer_id, page, per_page, active=None):
         """The customer's recurring invoices (`active=true`: those archiving would cancel)."""
-        result = recurring.list_recurring(request_session(), customer_id, page, per_page, active)
-        location_id = loaded().location_id
-        return (
-            result.body() | {"items": [_body(r, RecurringSchema, location_id) for r in result.items]},
-            200,
-            (result.headers()),
+        return _listed(
+            recurring.list_recurring(request_session(), customer_id, page, per_page, active), RecurringSchema
         )
 
     @requires("billing.manage")
@@ -60,8 +64,8 @@ class CustomerRecurring(MethodView):
         until `end_date` or `count` issues. A sub-customer's new one bills its parent."""
         customer = loaded()
         template = commands.create_recurring(context(), customer, data)
-        location = url_for("recurring.RecurringCancel", recurring_invoice_id=template.id)
-        return _body(template, RecurringSchema, customer.location_id), 201, etag_headers(template, Location=location)
+        endpoint = "recurring.RecurringCancel"
+        return _created(template, RecurringSchema, customer.location_id, endpoint, recurring_invoice_id=template.id)
 
 
 @blp.route("/recurring-invoices/<int:recurring_invoice_id>/cancel")
@@ -71,13 +75,10 @@ class RecurringCancel(MethodView):
         lambda recurring_invoice_id, **_: commands.load_recurring(context(), recurring_invoice_id, "billing.manage")
     )
     @idempotent
-    @blp.response(200, RecurringSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, RecurringSchema, stale=True)
     def post(self, recurring_invoice_id):
         """Stop a recurring invoice (idempotent: a stopped one answers as it is). Invoices issued stay."""
-        template = commands.cancel_recurring(context(if_match()), loaded())
-        location_id = commands.customer_location(context(), template.customer_id)
-        return _body(template, RecurringSchema, location_id), 200, etag_headers(template)
+        return _cancelled(commands.cancel_recurring(context(if_match()), loaded()), RecurringSchema)
 
 
 @blp.route("/customers/<int:customer_id>/scheduled-payments")
@@ -88,26 +89,21 @@ class CustomerScheduled(MethodView):
     @blp.response(200, ScheduledPageSchema)
     def get(self, customer_id, page, per_page, active=None):
         """The customer's scheduled payments (`active=true`: future ones, which archiving cancels)."""
-        result = recurring.list_scheduled(request_session(), customer_id, page, per_page, active)
-        location_id = loaded().location_id
-        return (
-            result.body() | {"items": [_body(s, ScheduledSchema, location_id) for s in result.items]},
-            200,
-            (result.headers()),
+        return _listed(
+            recurring.list_scheduled(request_session(), customer_id, page, per_page, active), ScheduledSchema
         )
 
     @requires("payments.create")
     @customer_rule("payments.create", must_exist=True)
     @idempotent
     @blp.arguments(ScheduledCreateSchema)
-    @blp.response(201, ScheduledSchema)
-    @blp.alt_response(409, description="A sub-customer: payments are received on the parent")
+    @answers(blp, 201, ScheduledSchema, conflict="A sub-customer: payments are received on the parent")
     def post(self, data, customer_id):
         """Schedule a charge of a billing method on `due_date`; soft declines are retried after 1, 3 and 5 days."""
         customer = loaded()
         scheduled = commands.create_scheduled(context(), customer, data)
-        location = url_for("recurring.ScheduledCancel", scheduled_payment_id=scheduled.id)
-        return _body(scheduled, ScheduledSchema, customer.location_id), 201, etag_headers(scheduled, Location=location)
+        endpoint = "recurring.ScheduledCancel"
+        return _created(scheduled, ScheduledSchema, customer.location_id, endpoint, scheduled_payment_id=scheduled.id)
 
 
 @blp.route("/scheduled-payments/<int:scheduled_payment_id>/cancel")
@@ -117,14 +113,10 @@ class ScheduledCancel(MethodView):
         lambda scheduled_payment_id, **_: commands.load_scheduled(context(), scheduled_payment_id, "payments.create")
     )
     @idempotent
-    @blp.response(200, ScheduledSchema)
-    @blp.alt_response(409, description="Being charged or done: it can no longer be cancelled")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, ScheduledSchema, conflict="Being charged or done: it can no longer be cancelled", stale=True)
     def post(self, scheduled_payment_id):
         """Cancel a future scheduled payment (idempotent: a cancelled one answers as it is)."""
-        scheduled = commands.cancel_scheduled(context(if_match()), loaded())
-        location_id = commands.customer_location(context(), scheduled.customer_id)
-        return _body(scheduled, ScheduledSchema, location_id), 200, etag_headers(scheduled)
+        return _cancelled(commands.cancel_scheduled(context(if_match()), loaded()), ScheduledSchema)
 
 
 @blp.route("/billing/run-due")

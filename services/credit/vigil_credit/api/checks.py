@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers, paginate
+from vigil_shared.http import answers, etag_headers, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import (
     current_runtime,
@@ -74,6 +74,11 @@ def answer(check: CreditCheck, status: int = 200, **headers):
     return present(check), status, etag_headers(check, **headers)
 
 
+def created(check: CreditCheck, status: int):
+    """A new check's answer (202 while a pull runs), with its ``Location`` to poll."""
+    return answer(check, status, Location=url_for("credit.CreditCheckItem", check_id=check.id))
+
+
 @blp.route("/customers/<int:customer_id>/credit-checks")
 class CustomerCreditChecks(MethodView):
     @requires("credit.view")
@@ -82,20 +87,19 @@ class CustomerCreditChecks(MethodView):
     @blp.response(200, CreditCheckPageSchema)
     def get(self, customer_id, page, per_page):
         """The customer's Credit tab: every check, newest first (pending, complete, no hit, frozen, failed, manual)."""
-        result = paginate(request_session(), checks.checks_of(customer_id), page, per_page)
-        body = result.body()
-        body["items"] = [present(c) for c in result.items]
-        return body, 200, result.headers()
+        return paginate(request_session(), checks.checks_of(customer_id), page, per_page).answer(present)
 
     @requires("credit.create")
     @customer_rule("credit.create")
     @idempotent
     @blp.arguments(CreditCheckCreateSchema)
-    @blp.response(202, CreditCheckSchema)
-    @blp.alt_response(
-        409, description="The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`"
+    @answers(
+        blp,
+        202,
+        CreditCheckSchema,
+        conflict="The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`",
+        unavailable="The customer service could not be asked about the customer",
     )
-    @blp.alt_response(503, description="The customer service could not be asked about the customer")
     def post(self, data, customer_id):
         """Pull the customer's credit from a bureau: answered at once with the pending check.
 
@@ -103,8 +107,7 @@ class CustomerCreditChecks(MethodView):
         longer `pending` or `running`. Each pull is a hard inquiry: a repeat of the same bureau within
         the company's repeat days is refused (409) unless `confirm_repeat` is true.
         """
-        check = commands.request_check(request_context(), loaded(), data)
-        return answer(check, 202, Location=url_for("credit.CreditCheckItem", check_id=check.id))
+        return created(commands.request_check(request_context(), loaded(), data), 202)
 
 
 @blp.route("/customers/<int:customer_id>/credit-checks/manual")
@@ -116,8 +119,7 @@ class ManualScore(MethodView):
     @blp.response(201, CreditCheckSchema)
     def post(self, data, customer_id):
         """Enter a score by hand; its letter grade comes from the company's grade bands. Apply it like a pull."""
-        check = commands.enter_manual_score(request_context(), loaded(), data)
-        return answer(check, 201, Location=url_for("credit.CreditCheckItem", check_id=check.id))
+        return created(commands.enter_manual_score(request_context(), loaded(), data), 201)
 
 
 @blp.route("/credit-checks/<int:check_id>")
@@ -135,8 +137,9 @@ class CreditCheckItem(MethodView):
 class ApplyCheck(MethodView):
     @requires("credit.apply")
     @check_rule("credit.apply")
-    @blp.response(200, CreditCheckSchema)
-    @blp.alt_response(409, description="The check has no score to apply (still running, no hit, frozen, failed)")
+    @answers(
+        blp, 200, CreditCheckSchema, conflict="The check has no score to apply (still running, no hit, frozen, failed)"
+    )
     def post(self, check_id):
         """Make this check the customer's active one: the customer's beacon score and credit tracking
         number are set from it (and recorded in the customer's history) moments later."""
@@ -148,8 +151,7 @@ class ApplyCheck(MethodView):
 class SkipCheck(MethodView):
     @requires("credit.apply")
     @check_rule("credit.apply")
-    @blp.response(200, CreditCheckSchema)
-    @blp.alt_response(409, description="The check is still running, or is the applied one")
+    @answers(blp, 200, CreditCheckSchema, conflict="The check is still running, or is the applied one")
     def post(self, check_id):
         """Leave the check on the Credit tab without applying it; it can be applied later."""
         check, customer = loaded()
@@ -167,8 +169,7 @@ class CreditSettingsItem(MethodView):
 
     @requires("catalogs.manage")
     @blp.arguments(CreditSettingsPatchSchema)
-    @blp.response(200, CreditSettingsSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, CreditSettingsSchema, stale=True)
     def patch(self, changes):
         """Change the repeat-pull days or the grade bands (`catalogs.manage`)."""
         settings = commands.update_settings(request_context(version=if_match()), changes)

@@ -115,7 +115,12 @@ class CustomerItem(MethodView):
     @blp.arguments(CustomerPatchSchema)
     @blp.response(200, CustomerSchema)
     @blp.alt_response(403, description="Some fields need a permission you lack (named in `errors`)")
-    @blp.alt_response(409, description="The email address is already used by another record")
+    @blp.alt_response(
+        409,
+        description="The email address is already used by another record; the customer is archived; or "
+        "`monitoring_company_id` (Monitored By) is changed while a property is linked to a central station "
+        "(`urn:vigil:problem:central-station-linked`, listing the linked `properties`)",
+    )
     @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
     def patch(self, changes, customer_id):
         """Change some fields. Nothing changes unless every field sent may be set and is valid."""

@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers
+from vigil_shared.http import answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, request_session, requires
 
@@ -47,13 +47,12 @@ def _page(result):
     session = request_session()
     customers = domain.customers_of(session, (a.property_id for a in result.items))
     locations = properties.locations_of(session, customers.values())
-    body = result.body()
-    body["items"] = []
-    for appointment in result.items:
+
+    def render(appointment):
         customer_id = customers.get(appointment.property_id)
-        location_id = locations.get(customer_id) if customer_id is not None else None
-        body["items"].append(_body(appointment, customer_id, location_id))
-    return body, 200, result.headers()
+        return _body(appointment, customer_id, locations.get(customer_id) if customer_id is not None else None)
+
+    return result.answer(render)
 
 
 @blp.route("/appointments")
@@ -87,8 +86,7 @@ class PropertyAppointments(MethodView):
     @property_rule("appointments.modify")
     @idempotent
     @blp.arguments(AppointmentCreateSchema)
-    @blp.response(201, AppointmentSchema)
-    @blp.alt_response(409, description="The technician is booked at that time, or the property is inactive")
+    @answers(blp, 201, AppointmentSchema, conflict="The technician is booked at that time, or the property is inactive")
     def post(self, data, property_id):
         """Schedule a visit; a technician cannot have two overlapping appointments."""
         scoped = loaded()
@@ -126,9 +124,13 @@ class AppointmentItem(MethodView):
     @requires("appointments.modify")
     @appointment_rule("appointments.modify")
     @blp.arguments(AppointmentPatchSchema)
-    @blp.response(200, AppointmentSchema)
-    @blp.alt_response(409, description="Not scheduled any more, the technician is booked, or the property is inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(
+        blp,
+        200,
+        AppointmentSchema,
+        conflict="Not scheduled any more, the technician is booked, or the property is inactive",
+        stale=True,
+    )
     def patch(self, changes, appointment_id):
         """Reschedule, reassign or annotate a scheduled appointment."""
         appointment, scoped = loaded()
@@ -141,9 +143,7 @@ class AppointmentCancellation(MethodView):
     @appointment_rule("appointments.modify")
     @idempotent
     @blp.arguments(CancelSchema)
-    @blp.response(200, AppointmentSchema)
-    @blp.alt_response(409, description="The appointment is not scheduled any more")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, AppointmentSchema, conflict="The appointment is not scheduled any more", stale=True)
     def post(self, data, appointment_id):
         """Cancel a scheduled appointment, with a reason. It stays listed as cancelled."""
         appointment, scoped = loaded()
@@ -156,9 +156,7 @@ class AppointmentCompletion(MethodView):
     @appointment_rule("appointments.modify")
     @idempotent
     @blp.arguments(CompleteSchema, required=False)
-    @blp.response(200, AppointmentSchema)
-    @blp.alt_response(409, description="The appointment is not scheduled any more")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, AppointmentSchema, conflict="The appointment is not scheduled any more", stale=True)
     def post(self, data, appointment_id):
         """Mark a scheduled appointment done, optionally with notes."""
         appointment, scoped = loaded()

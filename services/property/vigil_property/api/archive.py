@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
+from vigil_shared.archived import ArchiveItemsArgs
 from vigil_shared.web import requires
 
 from .. import commands
@@ -17,15 +18,6 @@ blp = Blueprint(
     url_prefix="/api/v1/archive-items/property",
     description="What archiving customers would cancel",
 )
-
-
-class ArchiveItemsArgs(Schema):
-    customer_id = fields.List(
-        fields.Integer(validate=validate.Range(min=1, max=2**31 - 1)),
-        load_default=list,
-        validate=validate.Length(max=500),
-        metadata={"description": "The customers to be archived (none: nothing is listed)"},
-    )
 
 
 class ArchiveItemSchema(Schema):

@@ -8,15 +8,10 @@ body is even parsed (:func:`vigil_shared.web.record_rule`): place it under ``@re
 
 from __future__ import annotations
 
-from vigil_shared.commands import Context
-from vigil_shared.web import if_match, loaded, record_rule, request_context  # noqa: F401 - views read these here
+from vigil_shared.web import command_context as context
+from vigil_shared.web import if_match, loaded, record_rule  # noqa: F401 - views read these here
 
 from .. import commands
-
-
-def context(version: str | None = None) -> Context:
-    """The command context; ``version`` is the caller's ``If-Match`` (``if_match()``) for a view that honours it."""
-    return request_context(version=version)
 
 
 def property_rule(permission: str, *more: str):

@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import etag_headers
+from vigil_shared.http import answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
@@ -38,14 +38,13 @@ class PropertyEquipment(MethodView):
     def get(self, property_id, page, per_page, status=None):
         """List the equipment at a property by zone, optionally by `status`."""
         result = domain.list_equipment(request_session(), property_id, page=page, per_page=per_page, status=status)
-        return result.body(), 200, result.headers()
+        return result.answer()
 
     @requires("equipment.modify")
     @property_rule("equipment.modify")
     @idempotent
     @blp.arguments(EquipmentCreateSchema)
-    @blp.response(201, EquipmentSchema)
-    @blp.alt_response(409, description="The property is inactive")
+    @answers(blp, 201, EquipmentSchema, conflict="The property is inactive")
     def post(self, data, property_id):
         """Record equipment installed at the property."""
         created = commands.add_equipment(context(), loaded(), data)
@@ -73,9 +72,7 @@ class PropertyEquipmentItem(MethodView):
     @requires("equipment.modify")
     @property_rule("equipment.modify")
     @blp.arguments(EquipmentPatchSchema)
-    @blp.response(200, EquipmentSchema)
-    @blp.alt_response(409, description="The property is inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, EquipmentSchema, conflict="The property is inactive", stale=True)
     def patch(self, changes, property_id, equipment_id):
         """Change some fields; equipment taken out of the site is marked `removed`."""
         found = commands.update_equipment(context(if_match()), loaded(), equipment_id, changes)
@@ -83,9 +80,9 @@ class PropertyEquipmentItem(MethodView):
 
     @requires("equipment.modify")
     @property_rule("equipment.modify")
-    @blp.response(204)
-    @blp.alt_response(409, description="The property is inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
+    @answers(
+        blp, 204, conflict="The property is inactive", stale="`If-Match` names an older version; nothing was deleted"
+    )
     def delete(self, property_id, equipment_id):
         """Delete a record entered by mistake."""
         commands.remove_equipment(context(if_match()), loaded(), equipment_id)

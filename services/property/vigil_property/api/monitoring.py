@@ -74,8 +74,7 @@ def property_signals(property_id, page, per_page, kind=None, since=None):
 @blp.response(200, UnmatchedPageSchema)
 def unmatched(page, per_page):
     """Signals for account numbers no property has, oldest first, for an operator to resolve."""
-    result = paginate(request_session(), monitoring.unmatched(), page, per_page)
-    return result.body(), 200, result.headers()
+    return paginate(request_session(), monitoring.unmatched(), page, per_page).answer()
 
 
 @blp.route("/monitoring/unmatched/<int:signal_id>/resolve")

@@ -39,11 +39,10 @@ def property_body(prop: Property, location_id: int | None, *, with_pin: bool = T
     return body
 
 
-def property_page(page, locations: dict[int, int | None]) -> dict:
-    """A list never shows PINs, so no single call can collect them in bulk: read the property for that."""
-    body = page.body()
-    body["items"] = [property_body(item, locations.get(item.customer_id), reveal=False) for item in page.items]
-    return body
+def property_page(page, locations: dict[int, int | None]):
+    """A list response. A list never shows PINs, so no single call can collect them in bulk: read the
+    property for that."""
+    return page.answer(lambda item: property_body(item, locations.get(item.customer_id), reveal=False))
 
 
 def system_body(

@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.http import PaginationArgs, answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import current_identity, request_session, requires
 
@@ -43,11 +43,7 @@ class Properties(MethodView):
         session = request_session()
         locations = current_identity().location_filter("properties.view")
         result = domain.list_properties(session, locations=locations, page=page, per_page=per_page, **filters)
-        return (
-            property_page(result, domain.locations_of(session, (p.customer_id for p in result.items))),
-            200,
-            result.headers(),
-        )
+        return property_page(result, domain.locations_of(session, (p.customer_id for p in result.items)))
 
 
 @blp.route("/customers/<int:customer_id>/properties")
@@ -62,15 +58,19 @@ class CustomerProperties(MethodView):
         result = domain.list_properties(
             request_session(), locations=locations, customer_id=customer_id, active=active, page=page, per_page=per_page
         )
-        return property_page(result, {customer_id: loaded()}), 200, result.headers()
+        return property_page(result, {customer_id: loaded()})
 
     @requires("properties.create")
     @customer_rule("properties.create", must_exist=True)
     @idempotent
     @blp.arguments(PropertyCreateSchema)
-    @blp.response(201, PropertySchema)
-    @blp.alt_response(409, description="The account number is already used by another property")
-    @blp.alt_response(503, description="The customer service could not be asked about the customer")
+    @answers(
+        blp,
+        201,
+        PropertySchema,
+        conflict="The account number is already used by another property",
+        unavailable="The customer service could not be asked about the customer",
+    )
     def post(self, data, customer_id):
         """Add a property to a customer. An unknown or deleted customer answers 422."""
         created = commands.create_property(context(), loaded(), data)
@@ -89,9 +89,7 @@ class PropertyItem(MethodView):
     @requires("properties.modify")
     @property_rule("properties.modify")
     @blp.arguments(PropertyPatchSchema)
-    @blp.response(200, PropertySchema)
-    @blp.alt_response(409, description="The property is inactive, or the account number is taken")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, PropertySchema, conflict="The property is inactive, or the account number is taken", stale=True)
     def patch(self, changes, property_id):
         """Change some fields. Changing the PIN needs `confidential.installation_codes.modify`."""
         return _answer(commands.update_property(context(if_match()), loaded(), changes))
@@ -103,9 +101,7 @@ class PropertyDeactivation(MethodView):
     @property_rule("properties.modify")
     @idempotent
     @blp.arguments(StateChangeSchema, required=False)
-    @blp.response(200, PropertySchema)
-    @blp.alt_response(409, description="The property is already inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, PropertySchema, conflict="The property is already inactive", stale=True)
     def post(self, data, property_id):
         """Deactivate: the property stays visible, marked inactive, and cannot be edited until reactivated."""
         return _answer(commands.set_active(context(if_match()), loaded(), False, (data or {}).get("reason")))
@@ -117,9 +113,7 @@ class PropertyReactivation(MethodView):
     @property_rule("properties.modify")
     @idempotent
     @blp.arguments(StateChangeSchema, required=False)
-    @blp.response(200, PropertySchema)
-    @blp.alt_response(409, description="The property is already active")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, PropertySchema, conflict="The property is already active", stale=True)
     def post(self, data, property_id):
         """Reactivate an inactive property, making it editable again."""
         return _answer(commands.set_active(context(if_match()), loaded(), True, (data or {}).get("reason")))
@@ -131,16 +125,17 @@ class PropertyTransfer(MethodView):
     @property_rule("properties.modify")
     @idempotent
     @blp.arguments(TransferSchema)
-    @blp.response(200, PropertySchema)
-    @blp.alt_response(
-        403,
-        description="No `properties.modify` at the new customer's location, or the transfer would show "
+    @answers(
+        blp,
+        200,
+        PropertySchema,
+        forbidden="No `properties.modify` at the new customer's location, or the transfer would show "
         "you codes masked for you where the property is now",
+        not_found="No such property, or one where you lack `properties.modify`",
+        conflict="The property is inactive",
+        stale=True,
+        unavailable="The customer service could not be asked about the new customer",
     )
-    @blp.alt_response(404, description="No such property, or one where you lack `properties.modify`")
-    @blp.alt_response(409, description="The property is inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
-    @blp.alt_response(503, description="The customer service could not be asked about the new customer")
     def post(self, data, property_id):
         """Move the property, with its systems, equipment, appointments and history, to another customer.
 
@@ -162,5 +157,4 @@ class PropertyHistory(MethodView):
     @blp.response(200, HistoryPageSchema)
     def get(self, property_id, page, per_page):
         """The property's changes, newest first: monitoring status, account number, life cycle, transfers."""
-        result = history.list_history(request_session(), property_id, page=page, per_page=per_page)
-        return result.body(), 200, result.headers()
+        return history.list_history(request_session(), property_id, page=page, per_page=per_page).answer()

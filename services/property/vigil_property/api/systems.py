@@ -11,7 +11,7 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.http import PaginationArgs, answers, etag_headers
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
 
@@ -46,16 +46,13 @@ class PropertySystems(MethodView):
         session, scoped = request_session(), loaded()
         result = domain.list_systems(session, property_id, page=page, per_page=per_page)
         kinds = domain.kinds_by_id(session, (system.kind_id for system in result.items))
-        body = result.body()
-        body["items"] = [system_body(s, kinds.get(s.kind_id), scoped.location_id) for s in result.items]
-        return body, 200, result.headers()
+        return result.answer(lambda system: system_body(system, kinds.get(system.kind_id), scoped.location_id))
 
     @requires("properties.modify")
     @property_rule("properties.modify")
     @idempotent
     @blp.arguments(SystemCreateSchema)
-    @blp.response(201, SystemSchema)
-    @blp.alt_response(409, description="The property is inactive")
+    @answers(blp, 201, SystemSchema, conflict="The property is inactive")
     def post(self, data, property_id):
         """Assign a system of some kind to the property, with the fields the kind asks for."""
         scoped = loaded()
@@ -80,9 +77,7 @@ class PropertySystem(MethodView):
     @requires("properties.modify")
     @property_rule("properties.modify")
     @blp.arguments(SystemPatchSchema)
-    @blp.response(200, SystemSchema)
-    @blp.alt_response(409, description="The property is inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @answers(blp, 200, SystemSchema, conflict="The property is inactive", stale=True)
     def patch(self, changes, property_id, system_id):
         """Change some fields of a system."""
         scoped = loaded()
@@ -90,9 +85,9 @@ class PropertySystem(MethodView):
 
     @requires("properties.modify")
     @property_rule("properties.modify")
-    @blp.response(204)
-    @blp.alt_response(409, description="The property is inactive")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
+    @answers(
+        blp, 204, conflict="The property is inactive", stale="`If-Match` names an older version; nothing was deleted"
+    )
     def delete(self, property_id, system_id):
         """Remove a system from the property."""
         commands.remove_system(context(if_match()), loaded(), system_id)
