@@ -14,7 +14,6 @@ from vigil_shared.db import Database
 from vigil_shared.logs import configure_logging
 from vigil_shared.runtime import run_gunicorn
 
-from .app import PACKAGE, create_app
 from .passwords import Passwords
 from .settings import GatewaySettings
 from .users import ensure_admin
@@ -38,22 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         from vigil_shared import migrations  # alembic only where it is used: the web process stays smaller
 
-        migrations.upgrade(PACKAGE, settings.base.database_url)
+        migrations.upgrade("vigil_gateway", settings.base.database_url)
     elif args.command == "create-admin":
         _create_admin(settings, reset=args.reset)
     elif args.command == "web":
+        from .app import create_app  # the worker never imports the API's views and schemas
+
         run_gunicorn(lambda: create_app(settings), settings.base)
     elif args.command == "worker":
-        _run_worker(settings)
+        return _run_worker(settings)
     return 0
 
 
-def _run_worker(settings: GatewaySettings) -> None:
+def _run_worker(settings: GatewaySettings) -> int:
     """The Celery worker of the gateway's queue on a thread pool, its health port and the retry sweep."""
     import threading
 
     from vigil_shared.config import env_int
-    from vigil_shared.messaging.celery_app import ping_broker
+    from vigil_shared.messaging.celery_app import ping_broker, run_worker
     from vigil_shared.runtime import serve_health
 
     from .worker import WebhookRuntime
@@ -70,23 +71,13 @@ def _run_worker(settings: GatewaySettings) -> None:
     stopping = threading.Event()
     threading.Thread(target=runtime.run_sweeper, args=(stopping,), name="webhook-sweep", daemon=True).start()
     try:
-        runtime.celery.worker_main(
-            [
-                "worker",
-                "--loglevel",
-                base.log_level,
-                "-Q",
-                base.queue_name(),
-                "-P",
-                "threads",
-                "-c",
-                str(runtime.hooks.concurrency),
-                "-n",
-                "gateway@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-            ]
+        return run_worker(
+            runtime.celery,
+            name="gateway",
+            queue=base.queue_name(),
+            concurrency=runtime.hooks.concurrency,
+            loglevel=base.log_level,
+            pool="threads",
         )
     finally:
         stopping.set()

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import jwt
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session as DbSession
 
@@ -48,6 +47,8 @@ def _same(a: str, b: str | None) -> bool:
 
 
 def issue_access_token(user_id: int, username: str, session_id: str, secret: str, ttl: int) -> str:
+    import jwt  # noqa: PLC0415 - lazy: PyJWT loads cryptography (8 MB), which the gunicorn master never uses
+
     now = int(time.time())
     return jwt.encode(
         {
@@ -84,6 +85,8 @@ def verify_access_token(token: str, secret: str) -> dict:
 
 
 def _decode_access_token(token: str, secret: str) -> dict:
+    import jwt  # noqa: PLC0415 - see issue_access_token
+
     try:
         claims = decode_token(
             token, secret, audience=AUDIENCE, issuer=ISSUER, require=("exp", "iat", "sub", "jti", "sid")

@@ -121,6 +121,35 @@ def test_encryption_round_trip_rotation_and_blind_index():
     )
 
 
+@pytest.mark.parametrize("key", ["not base64 at all!", "c2hvcnQ=", ""])
+def test_a_malformed_encryption_key_is_refused_when_the_cipher_is_built(key):
+    """cryptography loads on first use, so the key is checked without it, as Fernet checks it."""
+    from cryptography.fernet import Fernet
+
+    from vigil_shared.crypto import FieldCipher, generate_key
+
+    with pytest.raises(ValueError, match="32 url-safe base64-encoded bytes"):
+        FieldCipher([generate_key(), key], "index")
+    with pytest.raises(ValueError, match="32 url-safe base64-encoded bytes"):
+        Fernet(key)  # the same verdict as Fernet's own
+
+
+def test_workers_and_relays_load_neither_celerys_command_line_nor_pyjwt_and_cryptography():
+    """Idle memory (bench/bench_idle_rss.py): Celery's command line (its interactive shell) and PyJWT with
+    cryptography's compiled core were about 17 MB of every worker, relay and beat, which use none of them
+    until a token is checked or a value encrypted."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vigil_customer.app, vigil_gateway.cli, vigil_gateway.worker; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jwt', 'cryptography', 'click_repl', 'prompt_toolkit'}"
+        " | ({'celery.bin.celery'} & set(sys.modules))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
 def test_require_refuses_a_record_without_location():
     from flask import Flask, g
 

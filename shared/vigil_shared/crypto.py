@@ -12,12 +12,17 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Callable
-from typing import overload
+from functools import cached_property
+from typing import TYPE_CHECKING, overload
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+# cryptography is imported on first use: its compiled core adds about 8 MB to a process's memory, and
+# most relays, workers and beats never encrypt or decrypt anything (bench/bench_idle_rss.py).
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet, MultiFernet
 
 
 class DecryptionError(Exception):
@@ -25,7 +30,22 @@ class DecryptionError(Exception):
 
 
 def generate_key() -> str:
+    from cryptography.fernet import Fernet  # noqa: PLC0415 - lazy, see above
+
     return Fernet.generate_key().decode()
+
+
+def _checked_key(key: str | bytes) -> bytes:
+    """``key`` as Fernet takes it, refused here as Fernet would refuse it (32 url-safe base64 bytes), so
+    a wrong key still fails when the process starts, not at its first encryption."""
+    raw = key.encode() if isinstance(key, str) else key
+    try:
+        decoded = base64.urlsafe_b64decode(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("Fernet key must be 32 url-safe base64-encoded bytes.") from exc
+    if len(decoded) != 32:
+        raise ValueError("Fernet key must be 32 url-safe base64-encoded bytes.")
+    return raw
 
 
 def digits_only(value: str) -> str:
@@ -36,9 +56,20 @@ class FieldCipher:
     def __init__(self, keys: list[str] | tuple[str, ...], index_key: str):
         if not keys:
             raise ValueError("at least one encryption key is needed")
-        self._fernets = [Fernet(key.encode() if isinstance(key, str) else key) for key in keys]
-        self._multi = MultiFernet(self._fernets)
+        self._keys = [_checked_key(key) for key in keys]
         self._index_key = hashlib.sha256(("vigil-blind-index:" + index_key).encode()).digest()
+
+    @cached_property
+    def _fernets(self) -> list[Fernet]:
+        from cryptography.fernet import Fernet  # noqa: PLC0415 - lazy, see above
+
+        return [Fernet(key) for key in self._keys]
+
+    @cached_property
+    def _multi(self) -> MultiFernet:
+        from cryptography.fernet import MultiFernet  # noqa: PLC0415 - lazy, see above
+
+        return MultiFernet(self._fernets)
 
     @overload
     def encrypt(self, plaintext: str) -> str: ...
@@ -64,6 +95,8 @@ class FieldCipher:
 
     def is_current(self, token: str) -> bool:
         """True when the primary key encrypted ``token`` (nothing to rotate)."""
+        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - lazy, see above
+
         try:
             self._fernets[0].decrypt(token.encode())
             return True
@@ -86,6 +119,8 @@ class FieldCipher:
         """``operation`` (decrypt or rotate) of ``token`` with whichever configured key made it."""
         if token is None:
             return None
+        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - lazy, see above
+
         try:
             return operation(token.encode()).decode()
         except InvalidToken as exc:

@@ -19,8 +19,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
-
 from .permissions import GLOBAL, scope_of
 
 IDENTITY_HEADER = "X-Vigil-Identity"
@@ -115,12 +113,16 @@ def sign_identity(identity: Identity, secret: str, ttl_seconds: int = 60) -> str
 def sign_claims(claims: Mapping[str, Any], secret: str, ttl_seconds: int = 60) -> str:
     """An identity token for ``claims`` (an identity's, see :meth:`Identity.to_claims`): issuer, audience,
     a fresh id and a lifetime of ``ttl_seconds`` (valid from 5 seconds ago, for clock skew)."""
+    import jwt  # noqa: PLC0415 - lazy: PyJWT loads cryptography (8 MB), which workers and relays never need
+
     now = int(time.time())
     registered = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 5, "exp": now + ttl_seconds}
     return jwt.encode({**claims, **registered, "jti": uuid.uuid4().hex}, secret, algorithm="HS256")
 
 
 def verify_identity(token: str, secret: str) -> Identity:
+    import jwt  # noqa: PLC0415 - see sign_claims
+
     try:
         claims = decode_token(
             token, secret, audience=AUDIENCE, issuer=ISSUER, require=("exp", "iat", "sub", "aud", "iss"), leeway=5
@@ -135,6 +137,8 @@ def decode_token(
 ) -> dict[str, Any]:
     """The claims of a token Vigil signed: HS256 only (never the algorithm the token names), for this
     audience and issuer, with the ``require``d claims present; raises ``jwt.PyJWTError`` otherwise."""
+    import jwt  # noqa: PLC0415 - see sign_claims
+
     claims: dict[str, Any] = jwt.decode(
         token,
         secret,

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from vigil_customer import search
 from vigil_customer.models import Customer
 from vigil_customer.tasks import event_consumer
+from vigil_shared.testing import identity_with
 
 
 def ids(response):
@@ -376,3 +377,28 @@ def test_a_made_up_cursor_is_a_422_not_a_500(api, payload):
         response = api.get(f"/api/v1/customers?sort={payload['s']}&cursor={cursor}{q}")
         assert response.status_code == 422, response.get_data(as_text=True)
         assert response.json["errors"]["cursor"]
+
+
+def test_a_pages_items_are_the_json_the_list_item_schema_would_dump(api, app, session):
+    """The list dumps its items without marshmallow (page 1's CPU): the JSON must be the schema's own."""
+    from vigil_customer import present
+    from vigil_customer.schemas import CustomerListItemSchema
+
+    tag = api.post("/api/v1/tags", json={"name": "VIP"}).json
+    tagged = create(api, customer(first_name="Tagged", account_type="commercial", business_name="Acme"))
+    api.post(f"/api/v1/customers/{tagged['id']}/tags", json={"tag_id": tag["id"]})
+    create(api, customer(first_name="Plain", email=None))
+    archived = create(api, customer(first_name="Gone"))
+    session.execute(update(Customer).where(Customer.id == archived["id"]).values(archived_at=datetime.now(UTC)))
+    session.commit()
+    listed = api.get("/api/v1/customers").json["items"]
+    assert len(listed) == 3 and any(item["archived_at"] for item in listed) and any(item["tags"] for item in listed)
+    with app.test_request_context():
+        rows = search.list_customers(session, search.ListQuery(), search.Visibility(None, None)).rows
+        tags = search.tags_of(session, [row.id for row in rows])
+        expected = CustomerListItemSchema(many=True).dump(
+            [present.list_item(row, tags.get(row.id, [])) for row in rows]
+        )
+    assert listed == expected
+    untagged = api.as_(identity_with("customers.view", locations=(1,))).get("/api/v1/customers").json["items"]
+    assert untagged and all("tags" not in item for item in untagged), "no tags.view: no tags key, as the schema"

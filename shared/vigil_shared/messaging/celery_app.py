@@ -6,6 +6,7 @@ JSON only. Each service consumes its own queue and nothing else.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from celery import Celery
@@ -82,6 +83,27 @@ def make_celery(settings: Settings) -> Celery:
         timezone="UTC",
     )
     return app
+
+
+def run_worker(app: Celery, *, name: str, queue: str, concurrency: int, loglevel: str, pool: str | None = None) -> int:
+    """Consumes ``queue`` until stopped, as `celery worker -Q <queue> -c <concurrency> -n <name>@%h
+    [-P <pool>] --without-mingle --without-gossip --without-heartbeat` would, and returns its exit status.
+
+    Started without Celery's command line: importing it (click-repl, prompt_toolkit, pygments) added
+    9 MB to every worker process (bench/bench_idle_rss.py)."""
+    worker = app.Worker(
+        hostname=f"{name}@{socket.gethostname()}",  # what `-n <name>@%h` expands to
+        loglevel=loglevel,
+        queues=[queue],
+        concurrency=concurrency,
+        pool_cls=pool,  # None: the app's worker_pool
+        optimization="default",
+        without_mingle=True,
+        without_gossip=True,
+        without_heartbeat=True,
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
 
 
 def send_to_queue(
