@@ -20,7 +20,16 @@ from sqlalchemy.engine import make_url
 
 from vigil_runner.stack import Stack, is_ready
 from vigil_shared.config import PROCESS_NAMES, SERVICES
-from vigil_shared.testing import HttpVerbs, TestDatabases, choose_backend, postgres_admin_url, rabbitmq_url
+from vigil_shared.testing import (  # noqa: F401 - e2e files import the shared assertions from here
+    UNKNOWN_ID,
+    HttpVerbs,
+    TestDatabases,
+    assert_hidden,
+    choose_backend,
+    postgres_admin_url,
+    rabbitmq_url,
+    unknown_path,
+)
 
 BACKEND = choose_backend()
 

@@ -4,7 +4,8 @@ Every operation must declare its rule (`x-vigil-permission`, set by `vigil_share
 or be public (`security: []`). Then, for every operation:
 - a signed-in caller holding no permission is refused (403);
 - for location-scoped operations on a record of the *home* location, a caller holding that very
-  permission only at the *other* location is refused (403);
+  permission only at the *other* location is refused with exactly what an id that names nothing
+  answers (404, the same problem), so ids cannot probe which records exist;
 - lists answered to that caller never contain a home-location row (OWASP API1/API5).
 A path parameter the fixtures cannot fill with a real home-location record fails the suite:
 a new route must bring its fixture.
@@ -16,7 +17,7 @@ import re
 
 import pytest
 import requests
-from conftest import Gateway, assert_problem, customer_body
+from conftest import UNKNOWN_ID, Gateway, assert_hidden, assert_problem, customer_body
 
 METHODS = ("get", "post", "put", "patch", "delete")
 PARAM = re.compile(r"{(\w+)}")
@@ -195,18 +196,26 @@ def test_a_caller_without_permissions_is_refused_everywhere(openapi, gateway_as,
     assert wrong == [], f"answered a caller holding no permission: {wrong}"
 
 
-def test_a_caller_from_another_location_is_refused_on_home_records(openapi, gateway_as, locations, home_records):
+# A create under a customer the service cannot confirm answers this 422 for an unknown id; the same one
+# for a customer outside the caller's rights.
+NO_SUCH_CUSTOMER = {"customer_id": ["No such customer."]}
+
+
+def test_a_caller_from_another_location_gets_what_an_unknown_id_gets(openapi, gateway_as, locations, home_records):
     wrong = []
+    unknown_records = {name: str(UNKNOWN_ID) for name in home_records}
     for path, method, op in operations(openapi):
         if op.get("x-vigil-scope") != "location" or not PARAM.search(path):
             continue
         outsider = gateway_as([op["x-vigil-permission"]], [locations["other"]])
         response = outsider.request(method.upper(), fill(path, home_records, "location"), json={})
-        if response.status_code != 403:
-            wrong.append(
-                f"{method.upper()} {path} as holder of {op['x-vigil-permission']} elsewhere: {response.status_code}"
-            )
-    assert wrong == [], f"home-location records reachable from another location: {wrong}"
+        unknown = outsider.request(method.upper(), fill(path, unknown_records, "location"), json={})
+        status = 422 if response.status_code == 422 and response.json().get("errors") == NO_SUCH_CUSTOMER else 404
+        try:
+            assert_hidden(response, unknown, status)
+        except AssertionError as failed:
+            wrong.append(f"{method.upper()} {path} as holder of {op['x-vigil-permission']} elsewhere: {failed}")
+    assert wrong == [], f"home-location records told apart from unknown ids from another location: {wrong}"
 
 
 def test_lists_never_show_another_locations_rows(openapi, gateway_as, locations, home_records):

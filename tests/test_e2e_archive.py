@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import requests
-from conftest import assert_problem, customer_body, restart, unique_phone
+from conftest import assert_hidden, assert_problem, customer_body, restart, unique_phone, unknown_path
 
 ARCHIVED = "urn:vigil:problem:customer-archived"
 PARENT_ARCHIVED = "urn:vigil:problem:parent-archived"
@@ -279,8 +279,12 @@ def test_the_merged_openapi_describes_the_operations_resource_once(gateway):
 def test_archiving_needs_the_archive_permission_at_the_customer_s_location(gateway, gateway_as, locations):
     customer = new_customer(gateway, locations["home"])
     elsewhere = gateway_as(["customers.view", "customers.archive"], [locations["other"]])
-    assert_problem(elsewhere.post(f"/api/v1/customers/{customer['id']}/archive", json={"confirm": True}), 403)
-    assert_problem(elsewhere.get(f"/api/v1/customers/{customer['id']}/archive-preview"), 403)
+    archive, preview = (f"/api/v1/customers/{customer['id']}/{action}" for action in ("archive", "archive-preview"))
+    assert_hidden(
+        elsewhere.post(archive, json={"confirm": True}),
+        elsewhere.post(unknown_path(archive, customer["id"]), json={"confirm": True}),
+    )
+    assert_hidden(elsewhere.get(preview), elsewhere.get(unknown_path(preview, customer["id"])))
     clerk = gateway_as(["customers.view", "customers.modify"], [locations["home"]])
     assert_problem(clerk.post(f"/api/v1/customers/{customer['id']}/archive", json={"confirm": True}), 403)
 

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import Gateway, assert_problem, customer_body, unique_phone
+from conftest import Gateway, assert_hidden, assert_problem, customer_body, unique_phone, unknown_path
 from standardwebhooks.webhooks import Webhook
 from test_e2e_at_rest import _scan_databases, _scan_files
 from test_e2e_webhooks import signed_post
@@ -51,8 +51,12 @@ def test_a_refund_never_exceeds_what_was_paid_nor_reaches_another_office(gateway
     paid = cashier.post(f"/api/v1/customers/{customer['id']}/payments", json={"method": "cash", "amount": 1000})
     assert paid.status_code == 201, paid.text
     refund = f"/api/v1/payments/{paid.json()['id']}/refund"
-    assert_problem(outsider.get(f"/api/v1/payments/{paid.json()['id']}"), 403)
-    assert_problem(outsider.post(refund, json={"amount": 1}), 403)
+    payment_id = paid.json()["id"]
+    read = f"/api/v1/payments/{payment_id}"
+    assert_hidden(outsider.get(read), outsider.get(unknown_path(read, payment_id)))
+    assert_hidden(
+        outsider.post(refund, json={"amount": 1}), outsider.post(unknown_path(refund, payment_id), json={"amount": 1})
+    )
     for amount in (1001, 0, -5):
         assert_problem(cashier.post(refund, json={"amount": amount}), 422)
     assert cashier.post(refund, json={"amount": 600}).json()["amount_refunded"] == 600
@@ -96,8 +100,10 @@ def test_another_customers_billing_method_cannot_be_charged(stack, gateway, gate
     assert gateway.get(f"/api/v1/customers/{victim['id']}/payments").json()["total"] == 0
     # and a billing method is read, changed and removed only where its customer is
     elsewhere = gateway_as(["billing.view", "billing_methods.manage"], [locations["other"]])
-    assert_problem(elsewhere.get(f"/api/v1/billing-methods/{card.json()['id']}"), 403)
-    assert_problem(elsewhere.delete(f"/api/v1/billing-methods/{card.json()['id']}"), 403)
+    method = f"/api/v1/billing-methods/{card.json()['id']}"
+    unknown = unknown_path(method, card.json()["id"])
+    assert_hidden(elsewhere.get(method), elsewhere.get(unknown))
+    assert_hidden(elsewhere.delete(method), elsewhere.delete(unknown))
 
 
 def test_an_idempotency_key_never_returns_another_callers_reply(gateway, gateway_as, stack, locations):

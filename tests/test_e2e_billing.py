@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import conftest
 import pytest
 import requests
-from conftest import assert_problem, restart
+from conftest import assert_hidden, assert_problem, restart, unknown_path
 from pypdf import PdfReader
 
 
@@ -35,9 +35,11 @@ def test_a_new_customer_has_an_empty_account_in_its_location(gateway, gateway_as
     assert (body["location_id"], body["balance"], body["past_due"]) == (locations["home"], 0, 0)
     assert isinstance(body["balance"], int) and body["currency"] == "USD"
     assert gateway_as(["billing.view"], [locations["home"]]).get(f"/api/v1/customers/{payer['id']}/billing").ok
-    assert_problem(
-        gateway_as(["billing.view"], [locations["other"]]).get(f"/api/v1/customers/{payer['id']}/billing"), 403
+    elsewhere, account_path = (
+        gateway_as(["billing.view"], [locations["other"]]),
+        f"/api/v1/customers/{payer['id']}/billing",
     )
+    assert_hidden(elsewhere.get(account_path), elsewhere.get(unknown_path(account_path, payer["id"])))
     assert_problem(
         gateway_as(["customers.view"], [locations["home"]]).get(f"/api/v1/customers/{payer['id']}/billing"), 403
     )
@@ -132,7 +134,12 @@ def test_rate_assignment_with_the_mismatch_rule(gateway, gateway_as, locations):
         )
         assert "rate_id" in refused["errors"]
         outsider = gateway_as(["billing.view", "billing.manage"], [locations["other"]])
-        assert_problem(outsider.request("PUT", f"/api/v1/customers/{first['id']}/rate", json={"rate_id": rate_id}), 403)
+        rate_path = f"/api/v1/customers/{first['id']}/rate"
+        assert_hidden(
+            outsider.put(rate_path, json={"rate_id": rate_id}),
+            outsider.put(unknown_path(rate_path, first["id"]), json={"rate_id": rate_id}),
+            422,  # a rate is set on a customer billing confirms: an unknown one is "No such customer"
+        )
     finally:
         assert gateway.patch("/api/v1/billing/settings", json={"mmr_items": items}).ok
 
@@ -163,7 +170,8 @@ def test_an_invoice_is_issued_numbered_and_voided(gateway, gateway_as, locations
     assert second.json()["number"] == issued.json()["number"] + 1
     voided = clerk.post(f"/api/v1/invoices/{second.json()['id']}/void", json={"reason": "Entered twice"})
     assert voided.status_code == 200 and voided.json()["status"] == "void"
-    assert_problem(gateway_as(["billing.view"], [locations["other"]]).get(invoice_path), 403)
+    elsewhere = gateway_as(["billing.view"], [locations["other"]])
+    assert_hidden(elsewhere.get(invoice_path), elsewhere.get(unknown_path(invoice_path, draft.json()["id"])))
     gateway.wait_for(
         lambda: any(
             e["type"] == "invoice.voided" and e["data"]["invoice_id"] == second.json()["id"]

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 import requests
-from conftest import assert_problem, customer_body, unique_phone
+from conftest import assert_hidden, assert_problem, customer_body, unique_phone, unknown_path
 
 from vigil_runner.stack import is_ready
 
@@ -126,8 +126,15 @@ def test_rights_per_location_through_the_gateway(gateway, gateway_as, locations)
     assert_problem(viewer.post(f"/api/v1/customers/{customer['id']}/credit-checks", json={"bureau": "equifax"}), 403)
     assert_problem(viewer.post(f"/api/v1/credit-checks/{check['id']}/apply"), 403)
     elsewhere = gateway_as(["credit.view", "credit.create", "credit.apply"], [locations["other"]])
-    assert_problem(elsewhere.get(f"/api/v1/credit-checks/{check['id']}"), 403)
-    assert_problem(elsewhere.post(f"/api/v1/customers/{customer['id']}/credit-checks", json={"x": 1}), 403)
+    check_path, checks_path = (
+        f"/api/v1/credit-checks/{check['id']}",
+        f"/api/v1/customers/{customer['id']}/credit-checks",
+    )
+    assert_hidden(elsewhere.get(check_path), elsewhere.get(unknown_path(check_path, check["id"])))
+    assert_hidden(
+        elsewhere.post(checks_path, json={"x": 1}),
+        elsewhere.post(unknown_path(checks_path, customer["id"]), json={"x": 1}),
+    )
     assert_problem(gateway.get("/api/v1/internal/customers/1/credit-subject"), 404)  # never routed
     finished(gateway, check["id"])
 

@@ -7,7 +7,7 @@ import os
 import uuid
 
 import pytest
-from conftest import assert_problem, process_stopped, unique_phone
+from conftest import assert_hidden, assert_problem, process_stopped, unique_phone, unknown_path
 
 
 def phone() -> str:
@@ -107,7 +107,7 @@ def test_locations_sections_and_confidential_fields(gateway, gateway_as, home, o
     record = create(gateway, home, ssn="123-45-6781", sale_date="2026-01-02", first_name="Scoped")
     url = f"/api/v1/customers/{record['id']}"
     outsider = gateway_as(["customers.view"], [other])
-    assert assert_problem(outsider.get(url), 403)["permission"] == "customers.view"
+    assert_hidden(outsider.get(url), outsider.get(unknown_path(url, record["id"])))
     listed = outsider.get("/api/v1/customers", params={"q": "scoped", "per_page": 100}).json()
     assert all(item["location_id"] != home for item in listed["items"])
 
@@ -254,7 +254,7 @@ def test_summary_counts_each_tab_the_caller_may_view(gateway, gateway_as, home, 
     assert limited["counts"]["notes"] == 1 and limited["counts"]["contacts"] is None
     assert {"contacts", "files", "properties"} <= set(limited["hidden"]) and limited["sale"] is None
     outsider = gateway_as(["customers.view"], [other])
-    assert_problem(outsider.get(f"{base}/summary"), 403)
+    assert_hidden(outsider.get(f"{base}/summary"), outsider.get(unknown_path(f"{base}/summary", record["id"])))
     assert_problem(gateway.get("/api/v1/customers/987654321/summary"), 404)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import conftest
 import pytest
-from conftest import assert_problem, process_stopped
+from conftest import assert_hidden, assert_problem, process_stopped, unknown_path
 
 CODES_VIEW = "confidential.installation_codes.view"
 
@@ -118,8 +118,9 @@ def test_mass_assignment_and_inactive_properties(gateway, home_customer):
 def test_locations_decide_who_sees_a_property(gateway, gateway_as, locations, home_customer):
     prop = new_property(gateway, home_customer["id"])
     outsider = gateway_as(["properties.view", "properties.modify"], [locations["other"]])
-    assert_problem(outsider.get(f"/api/v1/properties/{prop['id']}"), 403)
-    assert_problem(outsider.get(f"/api/v1/customers/{home_customer['id']}/properties"), 403)
+    prop_path, list_path = f"/api/v1/properties/{prop['id']}", f"/api/v1/customers/{home_customer['id']}/properties"
+    assert_hidden(outsider.get(prop_path), outsider.get(unknown_path(prop_path, prop["id"])))
+    assert_hidden(outsider.get(list_path), outsider.get(unknown_path(list_path, home_customer["id"])))
     assert prop["id"] not in [
         p["id"] for p in outsider.get("/api/v1/properties", params={"per_page": 100}).json()["items"]
     ]
@@ -137,7 +138,9 @@ def test_a_customer_moving_location_takes_its_properties_along(gateway, gateway_
         lambda: gateway.get(f"/api/v1/properties/{prop['id']}").json()["location_id"] == locations["other"],
         what="customer.updated to move the property",
     )
-    assert_problem(gateway_as(["properties.view"], [locations["home"]]).get(f"/api/v1/properties/{prop['id']}"), 403)
+    left = gateway_as(["properties.view"], [locations["home"]])
+    prop_path = f"/api/v1/properties/{prop['id']}"
+    assert_hidden(left.get(prop_path), left.get(unknown_path(prop_path, prop["id"])))
 
 
 def test_transfer_to_a_new_homeowner(gateway, locations, home_customer):

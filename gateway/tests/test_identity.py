@@ -344,7 +344,9 @@ def test_roles_and_locations(client, auth, setup):
     problem(client.delete(f"/api/v1/roles/{setup['clerk']}", headers=auth), 409)
     lee = bearer(sign_in(client, "lee", PASSWORD))
     assert [loc["id"] for loc in client.get("/api/v1/locations", headers=lee).json["items"]] == [setup["north"]]
-    problem(client.get(f"/api/v1/locations/{setup['south']}", headers=lee), 403)
+    hidden = problem(client.get(f"/api/v1/locations/{setup['south']}", headers=lee), 404)
+    unknown = problem(client.get("/api/v1/locations/999999", headers=lee), 404)
+    assert {k: hidden[k] for k in ("type", "title", "detail")} == {k: unknown[k] for k in ("type", "title", "detail")}
     problem(client.post("/api/v1/locations", headers=lee, json={"name": "West"}), 403)
     changed = client.patch(f"/api/v1/roles/{setup['clerk']}", headers=auth, json={"permissions": ["customers.view"]})
     assert changed.status_code == 200

@@ -82,3 +82,26 @@ def test_a_refused_record_is_the_gateways_own_refusal():
     with pytest.raises(Problem) as refused:
         customer_summary(5, fetch_all)
     assert refused.value.status == 403 and refused.value.extra.get("permission") == "customers.view"
+
+
+def test_a_tab_answering_404_for_a_found_record_is_hidden():
+    """A service answers 404 for a record outside the caller's rights there, exactly as for an unknown id:
+    the record itself was found, so the tab is one the caller may not view, not a missing one."""
+    fetch_all, _ = answers(record=Reply(200, RECORD), files=Reply(404, {"detail": "The customer does not exist."}))
+    summary = customer_summary(5, fetch_all)
+    assert summary["counts"]["files"] is None and summary["hidden"] == ["files"]
+
+
+def test_a_tab_answering_404_while_the_record_s_service_is_down_is_not_called_hidden():
+    fetch_all, _ = answers(record=ServiceUnavailable("customer"), appointments=Reply(404, {"detail": "no"}))
+    summary = customer_summary(5, fetch_all)
+    assert summary["counts"]["appointments"] is None and summary["hidden"] == []
+    assert summary["unavailable"] == ["customer"]
+
+
+def test_a_record_outside_the_caller_s_rights_is_the_gateway_s_own_404():
+    hidden = {"type": "urn:vigil:problem:not-found", "detail": "The customer does not exist or is not visible to you."}
+    fetch_all, _ = answers(record=Reply(404, hidden))
+    with pytest.raises(Problem) as refused:
+        customer_summary(5, fetch_all)
+    assert refused.value.status == 404 and refused.value.detail == hidden["detail"] and not refused.value.extra

@@ -180,11 +180,13 @@ def visible_locations(session: Session, caller: Identity):
 
 
 def get_location(session: Session, caller: Identity, location_id: int) -> Location:
+    """The location, or the same 404 for an unknown one and for one the caller holds no rights at (an
+    answer that differs would tell which ids exist; vigil_shared.commands.refuse_on_record)."""
     location = session.get(Location, location_id)
-    if location is None:
+    if location is None or (
+        location.id not in caller.locations and not any(caller.has(p) for p in SEES_EVERY_LOCATION)
+    ):
         raise not_found("location")
-    if location.id not in caller.locations and not any(caller.has(p) for p in SEES_EVERY_LOCATION):
-        raise Problem(403, "You hold no rights at this location.", type="urn:vigil:problem:forbidden")
     return location
 
 

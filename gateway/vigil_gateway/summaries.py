@@ -94,7 +94,8 @@ def _status_boxes(record: dict, properties_reply, account_reply=None) -> list[di
 
 
 def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
-    """The summary of one record; 403/404 as the customer service answered them for the record itself."""
+    """The summary of one record; 404 (also for a record outside the caller's rights) or 403 as the
+    customer service answered them for the record itself."""
     base = f"/api/v1/customers/{customer_id}"
     calls: dict[str, tuple[str, str, dict]] = {"record": ("customer", base, {})}
     calls |= {
@@ -116,11 +117,15 @@ def customer_summary(customer_id: int, fetch_all: FetchAll) -> dict:
     counts, hidden = {}, []
     for tab in TABS:
         reply = replies[tab]
-        if isinstance(reply, ServiceUnavailable) or reply.status == 404:
+        if isinstance(reply, ServiceUnavailable):
             counts[tab] = None
-        elif reply.status in (401, 403):
+        elif reply.status in (401, 403) or (reply.status == 404 and record is not None):
+            # a service answers 404 for a record outside the caller's rights there, like an unknown id
+            # (vigil_shared.commands.refuse_on_record): the record was found, so the tab is hidden
             counts[tab] = None
             hidden.append(tab)
+        elif reply.status == 404:
+            counts[tab] = None
         else:
             counts[tab] = reply.body.get("total") if reply.ok and isinstance(reply.body, dict) else None
     properties_reply = (

@@ -5,9 +5,9 @@ from flask import has_app_context
 from sqlalchemy import String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from vigil_shared.commands import Context, command
+from vigil_shared.commands import Context, command, refuse_on_record
 from vigil_shared.db import Database, ServiceTables, service_metadata
-from vigil_shared.errors import Problem
+from vigil_shared.errors import Problem, not_found
 from vigil_shared.identity import Identity
 
 
@@ -106,3 +106,39 @@ def test_version_check_after_commit_actions_and_source(db):
     assert done == [["rug"]]
     assert ctx.source == "api"
     assert Context(session=None, identity=Identity(subject="s", username="s", kind="service")).source == "workflow"
+
+
+def _refusal(identity: Identity, permission: str, location_id: int | None, missing="customer") -> Problem | None:
+    try:
+        refuse_on_record(identity, permission, location_id, missing)
+    except Problem as problem:
+        return problem
+    return None
+
+
+def _said(problem: Problem | None) -> tuple:
+    assert problem is not None
+    return (problem.status, problem.type, problem.title, problem.detail, problem.errors, problem.extra)
+
+
+def test_a_record_outside_the_callers_rights_is_the_problem_of_an_unknown_id():
+    clerk = Identity("u1", "clerk", locations={1: frozenset({"notes.view", "customers.view"})})
+    assert _refusal(clerk, "notes.view", 1) is None
+    unknown = _said(not_found("customer"))
+    assert unknown[0] == 404
+    # held only at another location, or no right at all where the record is: exactly an unknown id
+    assert _said(_refusal(clerk, "notes.view", 2)) == unknown
+    assert _said(_refusal(clerk, "leads.view", 2)) == unknown
+    assert _said(_refusal(clerk, "notes.view", None)) == unknown  # a record not yet placed
+    # held nowhere, by a caller with rights where the record is: what they lack names no record
+    refused = _refusal(clerk, "leads.view", 1)
+    assert refused is not None and refused.status == 403 and refused.extra == {"permission": "leads.view"}
+    # a lookup that answers another problem for an unknown id (a create's 422) gives that one
+    missing = Problem(422, "The customer does not exist.")
+    assert _refusal(clerk, "notes.view", 2, missing) is missing
+
+
+def test_a_service_is_refused_like_an_unknown_id_without_the_permission():
+    service = Identity("service:credit", "credit", kind="service", permissions=frozenset({"customers.view"}))
+    assert _refusal(service, "customers.view", 7) is None
+    assert _said(_refusal(service, "notes.view", 7)) == _said(not_found("customer"))

@@ -19,7 +19,7 @@ from typing import Any, Final, Generic, NamedTuple, Protocol, Self, TypeVar
 from sqlalchemy.orm import Session
 
 from .crypto import FieldCipher
-from .errors import FORBIDDEN, STALE, Problem
+from .errors import FORBIDDEN, STALE, Problem, not_found
 from .identity import Identity
 from .messaging.outbox import Outbox
 
@@ -48,6 +48,25 @@ class _Runtime(Protocol):
 
 def forbidden(permission: str) -> Problem:
     return Problem(403, f"You need the '{permission}' permission for this.", type=FORBIDDEN, permission=permission)
+
+
+def refuse_on_record(identity: Identity, permission: str, location_id: int | None, missing: str | Problem) -> None:
+    """The one rule for a record loaded by id for a request: nothing when the caller holds ``permission``
+    at the record's location, otherwise the very problem a nonexistent id answers: ``not_found(missing)``
+    for the name its lookup gives (``"customer"``), or ``missing`` itself when that lookup answers another
+    problem (a create under a customer the service cannot confirm: 422 ``No such customer``).
+
+    A caller holding the permission only at other locations, or holding no right at the record's
+    location at all, learns nothing from the answer: it is the same problem, built by the same call, as
+    for an id that was never used, and it costs no extra read. Only a caller who lacks ``permission``
+    everywhere yet holds rights where the record is gets 403: they already know they have no access,
+    and the answer does not depend on which record they named.
+    """
+    if identity.can(permission, location_id):
+        return
+    if identity.can_anywhere(permission) or location_id is None or not identity.locations.get(location_id):
+        raise not_found(missing) if isinstance(missing, str) else missing
+    raise forbidden(permission)
 
 
 def etag_of(resource_id: object, version: int) -> str:
@@ -127,6 +146,13 @@ class Context:
         if field is not None:
             problem.errors = {field: [f"You need the '{permission}' permission to set this field."]}
         raise problem
+
+    def require_on(self, permission: str, location_id: int | None, missing: str | Problem) -> None:
+        """For a record loaded by id: the problem a nonexistent id answers (``missing``: the name its
+        lookup gives, or that problem) unless the caller holds ``permission`` at ``location_id``
+        (:func:`refuse_on_record`). Body inputs (a location to create in, a field to set) use
+        :meth:`require`, which answers 403."""
+        refuse_on_record(self.identity, permission, location_id, missing)
 
     def check_version(self, resource_id: object, version: int) -> None:
         """412 when the caller read another version than the stored one (see :func:`ensure_version`)."""

@@ -158,6 +158,33 @@ class HttpVerbs:
         return self.request("DELETE", path, **kwargs)
 
 
+UNKNOWN_ID = 2_000_000_000  # within every id column's range, and never handed out to a test
+SAME_PROBLEM = ("status", "type", "title", "detail", "errors")  # all a problem says but what differs per request
+
+
+def assert_hidden(hidden: Any, unknown: Any, status: int = 404) -> dict[str, Any]:
+    """A record outside the caller's rights answers exactly what an id that names nothing answers
+    (``unknown``: the same request with an unused id), so an id cannot probe which records exist.
+
+    Takes Flask test responses and ``requests`` responses alike; returns the hidden one's body."""
+    bodies = []
+    for response in (hidden, unknown):
+        text = response.text if hasattr(response, "text") else response.get_data(as_text=True)
+        assert response.status_code == status, f"{response.status_code}: {text}"
+        assert response.headers["Content-Type"].startswith("application/problem+json"), response.headers
+        bodies.append(response.json() if callable(response.json) else response.json)
+    body, missing = bodies
+    assert body["status"] == status and body["type"] and body["title"], body
+    assert {k: body.get(k) for k in SAME_PROBLEM} == {k: missing.get(k) for k in SAME_PROBLEM}, (body, missing)
+    assert "permission" not in body, body
+    return dict(body)
+
+
+def unknown_path(path: str, record_id: object) -> str:
+    """``path`` with the segment naming ``record_id`` replaced by :data:`UNKNOWN_ID`."""
+    return "/".join(str(UNKNOWN_ID) if part == str(record_id) else part for part in path.split("/"))
+
+
 def identity_headers(identity: Identity = ADMIN, secret: str = TEST_SECRET) -> dict[str, str]:
     from .identity import IDENTITY_HEADER
 

@@ -246,10 +246,11 @@ def if_match() -> str | None:
 def record_rule(load: Callable[..., Any]) -> Callable[[View], View]:
     """Loads the URL's record and checks the caller's rights on it before the body is even parsed.
 
-    ``load(**view_kwargs)`` answers 404/403 by raising; what it returns is the view's
+    ``load(**view_kwargs)`` answers 404 (also for a record outside the caller's rights:
+    :meth:`~vigil_shared.commands.Context.require_on`) by raising; what it returns is the view's
     :func:`loaded`. Place it right under ``@requires`` (and ``@idempotent``), above the
-    flask-smorest decorators: a caller who holds the permission only in another location gets 403
-    for this record whatever they send, never a 422 about their body.
+    flask-smorest decorators: a caller who holds the permission only in another location gets the 404
+    of an unknown id for this record whatever they send, never a 422 about their body.
     """
 
     def decorator(view: View) -> View:

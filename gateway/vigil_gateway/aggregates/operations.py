@@ -105,8 +105,8 @@ class ArchivePreviewSchema(Schema):
 class ArchivePreview(MethodView):
     @requires("customers.archive")
     @blp.response(200, ArchivePreviewSchema)
-    @blp.alt_response(403, description="You may not archive this customer")
-    @blp.alt_response(404, description="No such customer")
+    @blp.alt_response(403, description="You may not archive customers")
+    @blp.alt_response(404, description="No such customer, or one you may not archive")
     @blp.alt_response(409, description="A lead, or already archived")
     @blp.alt_response(503, description="A service that holds the customer's items did not answer")
     def get(self, customer_id):

@@ -148,8 +148,8 @@ def _fetch_all(calls: dict[str, tuple[str, str, dict]]) -> dict:
 class Summary(MethodView):
     @requires("customers.view")
     @blp.response(200, CustomerSummary)
-    @blp.alt_response(403, description="The record is in a location you may not view")
-    @blp.alt_response(404, description="No such customer or lead")
+    @blp.alt_response(403, description="You may view customers or leads nowhere")
+    @blp.alt_response(404, description="No such customer or lead, or one in a location you may not view")
     def get(self, customer_id):
         """The record's header: identity, sale and install badges, status boxes and a count per tab.
 

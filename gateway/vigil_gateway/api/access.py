@@ -104,7 +104,7 @@ catalog_routes(
     create=Operation("locations.manage", "Open an office location.", commands.create_location),
     read=Operation(
         AUTHENTICATED,
-        "Read one office location (403 if I hold no rights there).",
+        "Read one office location (404 if I hold no rights there, as for an unknown one).",
         lambda session, location_id: rights.get_location(session, current_identity(), location_id),
     ),
     update=Operation(

@@ -1,7 +1,7 @@
 from datetime import date, timedelta
 
 from vigil_billing.models import Invoice, InvoiceLine
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import UNKNOWN_ID, assert_hidden, identity_with, unknown_path
 
 LINES = [
     {"description": "Monitoring, December", "unit_price": 2999, "tax_rate_bp": 825},
@@ -112,9 +112,13 @@ def test_invoices_are_scoped_to_the_customers_location(api, known):
     known(7, location_id=1)
     invoice = new_invoice(api).json
     outsider = api.as_(identity_with("billing.view", "billing.manage", locations=(2,)))
-    assert outsider.get(f"/api/v1/invoices/{invoice['id']}").status_code == 403
-    assert outsider.post(f"/api/v1/invoices/{invoice['id']}/issue").status_code == 403
-    assert outsider.get("/api/v1/customers/7/invoices").status_code == 403
+    path = f"/api/v1/invoices/{invoice['id']}"
+    unknown = unknown_path(path, invoice["id"])
+    assert_hidden(outsider.get(path), outsider.get(unknown))
+    assert_hidden(outsider.post(f"{path}/issue"), outsider.post(f"{unknown}/issue"))
+    assert_hidden(
+        outsider.get("/api/v1/customers/7/invoices"), outsider.get(f"/api/v1/customers/{UNKNOWN_ID}/invoices")
+    )
     viewer = api.as_(identity_with("billing.view", locations=(1,)))
     assert viewer.get(f"/api/v1/invoices/{invoice['id']}").status_code == 200
     assert viewer.post(f"/api/v1/invoices/{invoice['id']}/issue").status_code == 403

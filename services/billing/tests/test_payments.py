@@ -4,7 +4,7 @@ from vigil_billing import charging, processor
 from vigil_billing.models import Payment
 from vigil_billing.processor import ChargeResult, ProcessorUnavailable
 from vigil_billing.tasks import CHARGE_RETRIES, charge_payment
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import UNKNOWN_ID, assert_hidden, identity_with
 
 
 @pytest.fixture
@@ -179,7 +179,9 @@ def test_a_sub_customers_payment_is_refused_towards_the_parent(api, known):
 def test_payments_need_payments_create_where_the_customer_is(api, known, sandbox):
     known(7, location_id=1)
     other = api.as_(identity_with("billing.view", "payments.create", locations=(2,)))
-    assert other.post("/api/v1/customers/7/payments", json={"method": "cash", "amount": 1}).status_code == 403
+    cash = {"method": "cash", "amount": 1}
+    hidden = other.post("/api/v1/customers/7/payments", json=cash)
+    assert_hidden(hidden, other.post(f"/api/v1/customers/{UNKNOWN_ID}/payments", json=cash), 422)  # "No such customer"
     viewer = api.as_(identity_with("billing.view", "billing.manage", locations=(1,)))
     assert viewer.post("/api/v1/customers/7/payments", json={"method": "cash", "amount": 1}).status_code == 403
     known(9)

@@ -4,7 +4,7 @@ import pytest
 
 from vigil_billing.models import RateAssignment
 from vigil_billing.rates import months_remaining
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import UNKNOWN_ID, assert_hidden, identity_with
 
 ITEMS = [{"key": "monitoring", "label": "Monitoring"}, {"key": "warranty", "label": "Warranty"}]
 
@@ -90,7 +90,8 @@ def test_assignment_needs_billing_manage_where_the_customer_is(api, known, sessi
     known(7, location_id=1)
     rate = new_rate(api, total=2500)
     outsider = api.as_(identity_with("billing.view", "billing.manage", locations=(2,)))
-    assert outsider.put("/api/v1/customers/7/rate", json={"rate_id": rate["id"]}).status_code == 403
+    hidden = outsider.put("/api/v1/customers/7/rate", json={"rate_id": rate["id"]})
+    assert_hidden(hidden, outsider.put(f"/api/v1/customers/{UNKNOWN_ID}/rate", json={"rate_id": rate["id"]}), 422)
     viewer = api.as_(identity_with("billing.view", locations=(1,)))
     assert viewer.put("/api/v1/customers/7/rate", json={"rate_id": rate["id"]}).status_code == 403
     clerk = api.as_(identity_with("billing.view", "billing.manage", locations=(1,)))

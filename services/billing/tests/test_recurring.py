@@ -9,7 +9,7 @@ from vigil_billing.models import Invoice, InvoiceLine, LedgerAccount, LedgerEntr
 from vigil_billing.recurring import add_months
 from vigil_billing.tasks import run_due
 from vigil_shared.messaging.outbox import Outbox
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import assert_hidden, identity_with, unknown_path
 
 LINES = [{"description": "Monitoring", "unit_price": 2999, "tax_rate_bp": 0}]
 
@@ -237,7 +237,9 @@ def test_rights_on_recurring_and_scheduled(api, known):
     known(7, location_id=1)
     made = template(api)
     outsider = api.as_(identity_with("billing.view", "billing.manage", "payments.create", locations=(2,)))
-    assert outsider.post(f"/api/v1/recurring-invoices/{made['id']}/cancel").status_code == 403
-    assert outsider.get("/api/v1/customers/7/recurring-invoices").status_code == 403
+    cancel = f"/api/v1/recurring-invoices/{made['id']}/cancel"
+    assert_hidden(outsider.post(cancel), outsider.post(unknown_path(cancel, made["id"])))
+    listed = "/api/v1/customers/7/recurring-invoices"
+    assert_hidden(outsider.get(listed), outsider.get(unknown_path(listed, 7)))
     assert api.as_(identity_with("billing.manage", locations=(1,))).post("/api/v1/billing/run-due").status_code == 403
     assert RecurringInvoice  # imported for the model's table

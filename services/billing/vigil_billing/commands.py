@@ -72,33 +72,34 @@ def refuse_archived(ctx: Context, customer_id: int, permission: str, known: Know
 
 
 def load_customer_location(ctx: Context, customer_id: int, permission: str) -> int | None:
-    """The customer's location, 403 unless the caller holds ``permission`` there (an unknown customer
+    """The customer's location, 404 unless the caller holds ``permission`` there (an unknown customer
     passes: its lists are empty)."""
     location_id = customer_location(ctx, customer_id)
     if location_id is not None:
-        ctx.require(permission, location_id)
+        ctx.require_on(permission, location_id, "customer")
     return location_id
 
 
 @command
 def load_customer(ctx: Context, customer_id: int, permission: str) -> KnownCustomer:
-    """The known, live customer (404 for one billing has never heard of nor can confirm), 403 unless the
-    caller holds ``permission`` at its location. Commits what the customer service said."""
+    """The known, live customer (404 for one billing has never heard of nor can confirm, and for one
+    outside the caller's ``permission``: :meth:`~vigil_shared.commands.Context.require_on`). Commits
+    what the customer service said."""
     known = replica.resolve(ctx.session, customer_id, lookup)
     if known is None or known.location_id is None:
         ctx.require(permission)
         raise not_found("customer")
-    ctx.require(permission, known.location_id)
+    ctx.require_on(permission, known.location_id, "customer")
     refuse_archived(ctx, customer_id, permission, known)
     return known
 
 
 @command
 def confirm_customer(ctx: Context, customer_id: int, permission: str) -> KnownCustomer:
-    """The live customer a record is about to be attached to (422 when deleted or unknown), 403 unless
-    the caller holds ``permission`` at its location."""
+    """The live customer a record is about to be attached to (422 when deleted or unknown, and the same
+    422 unless the caller holds ``permission`` at its location)."""
     known = live_customer(ctx, customer_id)
-    ctx.require(permission, known.location_id)
+    ctx.require_on(permission, known.location_id, no_such_customer())
     refuse_archived(ctx, customer_id, permission, known)
     return known
 
@@ -160,11 +161,12 @@ def clear_rate(ctx: Context, customer: KnownCustomer) -> None:
 Record = TypeVar("Record")
 
 
-def permitted_location(ctx: Context, customer_id: int, permission: str) -> int | None:
-    """The customer's location, once the caller is known to hold ``permission`` there (403 otherwise)
-    and, for a write, the customer is not archived (``refuse_archived``)."""
+def permitted_location(ctx: Context, customer_id: int, permission: str, what: str) -> int | None:
+    """The customer's location, once the caller is known to hold ``permission`` there (otherwise the 404
+    an unknown ``what`` answers: ``ctx.require_on``) and, for a write, the customer is not archived
+    (``refuse_archived``)."""
     location_id = customer_location(ctx, customer_id)
-    ctx.require(permission, location_id)
+    ctx.require_on(permission, location_id, what)
     refuse_archived(ctx, customer_id, permission)
     return location_id
 
@@ -186,9 +188,10 @@ ScopedMethod = Scoped[BillingMethod]
 ScopedPayment = Scoped[Payment]
 
 
-def scope_of(ctx: Context, record: Record, permission: str) -> Scoped[Record]:
-    """``record`` (of a customer) with its customer's location, 403 unless the caller holds ``permission`` there."""
-    return Scoped(record, permitted_location(ctx, record.customer_id, permission))  # type: ignore[attr-defined]
+def scope_of(ctx: Context, record: Record, permission: str, what: str) -> Scoped[Record]:
+    """``record`` (of a customer) with its customer's location; unless the caller holds ``permission``
+    there, the 404 an unknown ``what`` answers."""
+    return Scoped(record, permitted_location(ctx, record.customer_id, permission, what))  # type: ignore[attr-defined]
 
 
 def as_read(ctx: Context, scoped: Scoped[Record]) -> Record:
@@ -202,8 +205,8 @@ def today() -> date:
 
 
 def load_invoice(ctx: Context, invoice_id: int, permission: str) -> ScopedInvoice:
-    """404 when there is no such invoice, 403 unless the caller holds ``permission`` at its customer's location."""
-    return scope_of(ctx, invoices.get_invoice(ctx.session, invoice_id), permission)
+    """404 when there is no such invoice or the caller lacks ``permission`` at its customer's location."""
+    return scope_of(ctx, invoices.get_invoice(ctx.session, invoice_id), permission, "invoice")
 
 
 @command
@@ -246,8 +249,8 @@ def balances(ctx: Context, customer_id: int) -> tuple[int, int, int]:
 
 
 def load_method(ctx: Context, method_id: int, permission: str) -> ScopedMethod:
-    """404 when there is no such billing method, 403 unless the caller holds ``permission`` where its customer is."""
-    return scope_of(ctx, methods.get_method(ctx.session, method_id), permission)
+    """404 when there is no such billing method or the caller lacks ``permission`` where its customer is."""
+    return scope_of(ctx, methods.get_method(ctx.session, method_id), permission, "billing method")
 
 
 @command
@@ -270,7 +273,7 @@ def remove_method(ctx: Context, scoped: ScopedMethod) -> None:
 
 
 def load_payment(ctx: Context, payment_id: int, permission: str) -> ScopedPayment:
-    return scope_of(ctx, payments.get_payment(ctx.session, payment_id), permission)
+    return scope_of(ctx, payments.get_payment(ctx.session, payment_id), permission, "payment")
 
 
 @command
@@ -296,13 +299,13 @@ def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
 
 def load_recurring(ctx: Context, recurring_id: int, permission: str) -> RecurringInvoice:
     template = recurring.get_recurring(ctx.session, recurring_id)
-    permitted_location(ctx, template.customer_id, permission)
+    permitted_location(ctx, template.customer_id, permission, "recurring invoice")
     return template
 
 
 def load_scheduled(ctx: Context, scheduled_id: int, permission: str) -> ScheduledPayment:
     scheduled = recurring.get_scheduled(ctx.session, scheduled_id)
-    permitted_location(ctx, scheduled.customer_id, permission)
+    permitted_location(ctx, scheduled.customer_id, permission, "scheduled payment")
     return scheduled
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from vigil_credit import tasks
 from vigil_credit.bureau import BureauAnswer, BureauFailure, HttpBureau
 from vigil_credit.models import CreditCheck
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import assert_hidden, identity_with, unknown_path
 
 URL = "/api/v1/customers/7/credit-checks"
 
@@ -195,11 +195,14 @@ def test_rights_are_checked_at_the_customers_location(api, runtime, customers):
     assert runner.post(f"/api/v1/credit-checks/{check_id}/skip").status_code == 403
     # rights held only at location 1: customer 8 (location 2) is out of reach, whatever the body
     elsewhere = api.as_(identity_with("credit.view", "credit.create", "credit.apply"))
-    assert elsewhere.get("/api/v1/customers/8/credit-checks").status_code == 403
-    assert elsewhere.post("/api/v1/customers/8/credit-checks", json={"junk": 1}).status_code == 403
+    # ... and answers exactly what an unknown customer or check answers (an id probes nothing)
+    checks = "/api/v1/customers/8/credit-checks"
+    assert_hidden(elsewhere.get(checks), elsewhere.get(unknown_path(checks, 8)))
+    assert_hidden(elsewhere.post(checks, json={"junk": 1}), elsewhere.post(unknown_path(checks, 8), json={"junk": 1}))
     other_check = api.post("/api/v1/customers/8/credit-checks/manual", json={"score": 700}).json["id"]
-    assert elsewhere.get(f"/api/v1/credit-checks/{other_check}").status_code == 403
-    assert elsewhere.post(f"/api/v1/credit-checks/{other_check}/apply").status_code == 403
+    check = f"/api/v1/credit-checks/{other_check}"
+    assert_hidden(elsewhere.get(check), elsewhere.get(unknown_path(check, other_check)))
+    assert_hidden(elsewhere.post(f"{check}/apply"), elsewhere.post(unknown_path(f"{check}/apply", other_check)))
     assert api.as_(identity_with("customers.view")).get(URL).status_code == 403
 
 

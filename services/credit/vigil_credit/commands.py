@@ -23,35 +23,37 @@ from .models import CreditCheck, CreditSettings, PreCheck
 CATALOGS_MANAGE = "catalogs.manage"
 
 
-def locate(ctx: Context, customer_id: int) -> CustomerRef:
-    """The customer and its office location, asked of the customer service (404, 503)."""
+def locate(ctx: Context, customer_id: int, what: str = "customer") -> CustomerRef:
+    """The customer and its office location, asked of the customer service (404 naming ``what``, 503)."""
     try:
         facts = customer_client.customer_facts(current_runtime().settings, customer_id, ctx.request_id)
     except CustomerGone:
-        raise not_found("customer") from None
+        raise not_found(what) from None
     except CustomerUnavailable:
         raise customer_client.unavailable() from None
     return CustomerRef(customer_id, facts.location_id, facts.archived)
 
 
-def _checked(ctx: Context, customer: CustomerRef, permission: str) -> CustomerRef:
-    """403 unless the caller holds ``permission`` at the customer's location; 409 for a write under an archived one."""
-    ctx.require(permission, customer.location_id)
+def _checked(ctx: Context, customer: CustomerRef, permission: str, what: str) -> CustomerRef:
+    """Unless the caller holds ``permission`` at the customer's location, the 404 an unknown ``what``
+    answers (``ctx.require_on``); 409 for a write under an archived one."""
+    ctx.require_on(permission, customer.location_id, what)
     if not permission.endswith(".view"):
         refuse_if_archived(customer.archived, customer.customer_id)
     return customer
 
 
 def load_customer(ctx: Context, customer_id: int, permission: str) -> CustomerRef:
-    """The customer (404) after checking ``permission`` at its location (403) and, for a write, that it
-    is not archived (409)."""
-    return _checked(ctx, locate(ctx, customer_id), permission)
+    """The customer after checking ``permission`` at its location (404 for an unknown or hidden one) and,
+    for a write, that it is not archived (409)."""
+    return _checked(ctx, locate(ctx, customer_id), permission, "customer")
 
 
 def load_check(ctx: Context, check_id: int, permission: str) -> tuple[CreditCheck, CustomerRef]:
-    """The check (404) after checking ``permission`` at its customer's location (403)."""
+    """The check after checking ``permission`` at its customer's location (404 for an unknown or hidden one)."""
     check = checks.get_check(ctx.session, check_id, for_update=permission != "credit.view")
-    return check, _checked(ctx, locate(ctx, check.customer_id), permission)
+    # its customer gone: like an unknown check
+    return check, _checked(ctx, locate(ctx, check.customer_id, "credit check"), permission, "credit check")
 
 
 @command

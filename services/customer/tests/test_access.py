@@ -6,7 +6,7 @@ import pytest
 from helpers import create, customer, lead
 
 from vigil_shared.identity import service_identity
-from vigil_shared.testing import ADMIN, identity_with
+from vigil_shared.testing import ADMIN, assert_hidden, identity_with, unknown_path
 
 READ = ("customers.view",)
 EDIT = ("customers.view", "customers.modify", "customers.contact_info.modify")
@@ -28,12 +28,21 @@ def confidential_reads(response):
     return json.loads(header) if header else []
 
 
-def test_a_record_in_a_location_you_cannot_view_is_403(api):
+def test_a_record_in_a_location_you_cannot_view_answers_like_an_unknown_id(api):
     other = create(api, customer(location_id=2))
     clerk = as_(api, *READ)
-    response = clerk.get(f"/api/v1/customers/{other['id']}")
-    assert response.status_code == 403 and response.json["permission"] == "customers.view"
-    assert clerk.get("/api/v1/customers/999999").status_code == 404
+    path = f"/api/v1/customers/{other['id']}"
+    assert_hidden(clerk.get(path), clerk.get(unknown_path(path, other["id"])))
+
+
+def test_a_caller_holding_no_right_where_a_lead_is_gets_404_and_one_holding_rights_there_403(api):
+    """``leads.view`` held nowhere: where the caller holds nothing the lead is hidden like an unknown id;
+    where they hold other rights, 403 (what they lack does not depend on which record)."""
+    there, here = create(api, lead(location_id=2)), create(api, lead(location_id=1))
+    clerk = as_(api, *READ, locations=(1,))
+    path = f"/api/v1/customers/{there['id']}"
+    assert_hidden(clerk.get(path), clerk.get(unknown_path(path, there["id"])))
+    assert clerk.get(f"/api/v1/customers/{here['id']}").json["permission"] == "leads.view"
 
 
 def test_callers_without_the_permission_anywhere_are_refused_on_every_operation(api):
@@ -49,9 +58,10 @@ def test_callers_without_the_permission_anywhere_are_refused_on_every_operation(
 def test_modify_and_delete_check_the_records_own_location(api):
     there = create(api, customer(location_id=2))
     editor = as_(api, *EDIT, "customers.delete", locations=(1,))
-    refused = editor.patch(f"/api/v1/customers/{there['id']}", json={"spouse": "x"})
-    assert refused.status_code == 403 and refused.json["permission"] == "customers.modify"
-    assert editor.delete(f"/api/v1/customers/{there['id']}").status_code == 403
+    path = f"/api/v1/customers/{there['id']}"
+    unknown = unknown_path(path, there["id"])
+    assert_hidden(editor.patch(path, json={"spouse": "x"}), editor.patch(unknown, json={"spouse": "x"}))
+    assert_hidden(editor.delete(path), editor.delete(unknown))
     assert api.get(f"/api/v1/customers/{there['id']}").json["spouse"] is None
 
 
@@ -247,7 +257,8 @@ def test_the_records_location_is_checked_before_the_body(api):
     ):
         outsider = as_(api, permission, locations=(2,))
         response = outsider.open(method, path, json={"not": "valid"})
-        assert response.status_code == 403, (method, path, response.status_code)
+        unknown = outsider.open(method, unknown_path(path, home["id"]), json={"not": "valid"})
+        assert_hidden(response, unknown)
 
 
 def test_the_archive_targets_never_name_a_sub_customer_where_the_caller_may_not_archive(api):

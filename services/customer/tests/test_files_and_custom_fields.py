@@ -5,7 +5,7 @@ import io
 from helpers import create, customer, lead
 
 from vigil_customer import files as files_domain
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import UNKNOWN_ID, assert_hidden, identity_with, unknown_path
 
 PDF = b"%PDF-1.7\n" + b"x" * 2000
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
@@ -81,10 +81,11 @@ def test_files_need_their_permission_at_the_records_location(api):
     there = create(api, customer(location_id=2))
     viewer = api.as_(identity_with("files.view"))
     assert viewer.get(f"/api/v1/customers/{here['id']}/files").status_code == 200
-    assert viewer.get(f"/api/v1/customers/{there['id']}/files").status_code == 403
-    assert upload(viewer, here["id"], PDF).status_code == 403
+    files = f"/api/v1/customers/{there['id']}/files"
+    assert_hidden(viewer.get(files), viewer.get(unknown_path(files, there["id"])))
+    assert upload(viewer, here["id"], PDF).status_code == 403  # files.modify held nowhere
     uploader = api.as_(identity_with("files.modify", "files.view"))
-    assert upload(uploader, there["id"], PDF).status_code == 403
+    assert_hidden(upload(uploader, there["id"], PDF), upload(uploader, UNKNOWN_ID, PDF))
 
 
 def test_deleting_the_customer_removes_its_files(api):

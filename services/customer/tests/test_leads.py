@@ -2,7 +2,7 @@
 
 from helpers import create, customer, lead
 
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import assert_hidden, identity_with, unknown_path
 
 REP = ("leads.view", "leads.create", "leads.modify", "leads.delete", "customers.contact_info.modify")
 
@@ -41,9 +41,11 @@ def test_customers_are_not_leads_here(api):
 def test_lead_rights_are_checked_at_the_leads_location(api):
     there = create(api, lead(location_id=2))
     sales = rep(api)
-    assert sales.get(f"/api/v1/leads/{there['id']}").status_code == 403
-    assert sales.patch(f"/api/v1/leads/{there['id']}", json={"bogus": 1}).status_code == 403
-    assert sales.post(f"/api/v1/leads/{there['id']}/convert", json={}).status_code == 403
+    path = f"/api/v1/leads/{there['id']}"
+    unknown = unknown_path(path, there["id"])
+    assert_hidden(sales.get(path), sales.get(unknown))
+    assert_hidden(sales.patch(path, json={"bogus": 1}), sales.patch(unknown, json={"bogus": 1}))
+    assert_hidden(sales.post(f"{path}/convert", json={}), sales.post(f"{unknown}/convert", json={}))
     assert sales.get("/api/v1/leads").json["total"] == 0
     assert sales.post("/api/v1/leads", json=lead(location_id=2)).status_code == 403
 

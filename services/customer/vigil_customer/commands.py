@@ -5,8 +5,9 @@ rights (the record operations in :mod:`vigil_customer.customers` check them fiel
 ``ctx.require`` elsewhere) and the version the caller read (``ctx.check_version``), calls the
 domain modules, and commits once with its history and events
 (:func:`~vigil_shared.commands.command`). The ``load_*`` functions find a record and check the
-caller's right at its location: the request layer runs them before parsing a body; a task runs them
-before calling a command.
+caller's right at its location (outside it, the 404 of an unknown id:
+:meth:`~vigil_shared.commands.Context.require_on`): the request layer runs them before parsing a body;
+a task runs them before calling a command.
 
 Writes lock the record's row from the first read (``load_customer``/``load_customer_tab`` with a
 write right), so concurrent writes to one record, a tab's included (two call-order moves, say),
@@ -44,33 +45,33 @@ def _writable(customer: Customer) -> Customer:
 
 def load_customer(ctx: Context, customer_id: int, action: str) -> Customer:
     """The record (404), after checking the caller's ``view``/``modify``/``delete`` right for its kind
-    (``customers.*`` or ``leads.*``) at its location (403)."""
+    (``customers.*`` or ``leads.*``) at its location (404 otherwise, like an unknown id)."""
     customer = customers.get_customer(ctx.session, customer_id, for_update=action in WRITES)
-    ctx.require(base_permission(customer.kind, action), customer.location_id)
+    ctx.require_on(base_permission(customer.kind, action), customer.location_id, "customer")
     return _writable(customer) if action in WRITES else customer
 
 
 def load_lead(ctx: Context, customer_id: int, action: str) -> Customer:
-    """The record after checking ``leads.<action>`` at its location (403), whatever its kind: the views
+    """The record after checking ``leads.<action>`` at its location (404), whatever its kind: the views
     under ``/leads`` answer 404 for a customer once the body is read."""
     customer = customers.get_customer(ctx.session, customer_id, for_update=action in WRITES)
-    ctx.require(f"leads.{action}", customer.location_id)
+    ctx.require_on(f"leads.{action}", customer.location_id, "customer")
     return customer
 
 
 def load_customer_tab(ctx: Context, customer_id: int, permission: str) -> Customer:
-    """The record for a tab (notes, contacts, files…): 403 without ``permission`` at its location."""
+    """The record for a tab (notes, contacts, files…): 404 without ``permission`` at its location."""
     writing = permission.endswith(".modify")
     customer = customers.get_customer(ctx.session, customer_id, for_update=writing, key_only=not writing)
-    ctx.require(permission, customer.location_id)
+    ctx.require_on(permission, customer.location_id, "customer")
     return customer if permission.endswith(".view") else _writable(customer)
 
 
 def load_customer_for(ctx: Context, customer_id: int, permission: str) -> Customer:
-    """The record for an action of its own (``customers.archive``, ``customers.unarchive``): 403 without
+    """The record for an action of its own (``customers.archive``, ``customers.unarchive``): 404 without
     ``permission`` at its location; the row is locked, and an archived record is not refused here."""
     customer = customers.get_customer(ctx.session, customer_id, for_update=not permission.endswith(".view"))
-    ctx.require(permission, customer.location_id)
+    ctx.require_on(permission, customer.location_id, "customer")
     return customer
 
 
@@ -113,8 +114,8 @@ def delete_customer(ctx: Context, customer: Customer) -> None:
 
 
 def require_modify(ctx: Context, customer: Customer) -> None:
-    """403 unless the caller may modify the record where it is (a read that serves an edit form)."""
-    ctx.require(base_permission(customer.kind, "modify"), customer.location_id)
+    """404 unless the caller may modify the record where it is (a read that serves an edit form)."""
+    ctx.require_on(base_permission(customer.kind, "modify"), customer.location_id, "customer")
 
 
 # --- archiving ----------------------------------------------------------------------------------------

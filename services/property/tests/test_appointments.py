@@ -8,7 +8,7 @@ from vigil_property import appointments
 from vigil_property.history import SYSTEM
 from vigil_property.models import Appointment, Property
 from vigil_shared.errors import Problem
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import UNKNOWN_ID, assert_hidden, identity_with, unknown_path
 
 NINE, TEN, ELEVEN = "2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"
 TECH = 12
@@ -145,8 +145,11 @@ def test_a_technicians_day_across_locations_shows_only_yours(api, known, site, b
         api.get("/api/v1/customers/7/appointments?sort=-starts_at").json["items"][0]["starts_at"]
         == "2026-12-02T09:00:00Z"
     )
-    assert local.get("/api/v1/customers/8/appointments").status_code == 403
-    assert local.get(f"/api/v1/properties/{elsewhere['id']}/appointments").status_code == 403
+    assert_hidden(
+        local.get("/api/v1/customers/8/appointments"), local.get(f"/api/v1/customers/{UNKNOWN_ID}/appointments")
+    )
+    visits = f"/api/v1/properties/{elsewhere['id']}/appointments"
+    assert_hidden(local.get(visits), local.get(unknown_path(visits, elsewhere["id"])))
     assert api.get(f"/api/v1/properties/{site['id']}/appointments").json["total"] == 3
 
 
@@ -156,14 +159,18 @@ def test_appointment_permissions_follow_the_property_location(api, known, book):
     appointment = book(elsewhere).json
     clerk = api.as_(identity_with("appointments.view", "appointments.modify", locations=(1,)))
     path = f"/api/v1/appointments/{appointment['id']}"
-    for response in (
-        clerk.get(path),
-        clerk.patch(path, json={"notes": "x"}),
-        clerk.post(f"{path}/cancel", json={"reason": "x"}),
-        clerk.post(f"{path}/complete"),
-        book(elsewhere, starts=TEN, ends=ELEVEN, client=clerk),
+    for method, target, body in (
+        ("GET", path, None),
+        ("PATCH", path, {"notes": "x"}),
+        ("POST", f"{path}/cancel", {"reason": "x"}),
+        ("POST", f"{path}/complete", None),
     ):
-        assert response.status_code == 403
+        unknown = unknown_path(target, appointment["id"])
+        assert_hidden(clerk.request(method, target, json=body), clerk.request(method, unknown, json=body))
+    assert_hidden(
+        book(elsewhere, starts=TEN, ends=ELEVEN, client=clerk),
+        book({"id": UNKNOWN_ID}, starts=TEN, ends=ELEVEN, client=clerk),
+    )
     viewer = api.as_(identity_with("appointments.view", locations=(2,)))
     assert viewer.get(path).status_code == 200
     assert viewer.post(f"{path}/cancel", json={"reason": "x"}).json["permission"] == "appointments.modify"

@@ -10,7 +10,7 @@ from vigil_shared.crypto import FieldCipher, generate_key
 from vigil_shared.errors import UNAVAILABLE, Problem
 from vigil_shared.identity import Identity
 from vigil_shared.runtime import rotate_keys
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import UNKNOWN_ID, assert_hidden, identity_with, unknown_path
 
 HOME = {"account_number": "A-1001", "address": "12 Elm Street", "city": "Ottawa", "postal_code": "K1A 0B1"}
 FULL = HOME | {
@@ -394,22 +394,25 @@ def test_permissions_are_enforced(api, known):
     assert viewer.get(f"/api/v1/properties/{property_id}/history").json["permission"] == "history.view"
 
 
-def test_a_record_in_another_location_is_403_and_lists_leave_it_out(api, known):
+def test_a_record_in_another_location_answers_like_an_unknown_id_and_lists_leave_it_out(api, known):
     known(7, location_id=1)
     known(8, location_id=2)
     here = api.post("/api/v1/customers/7/properties", json={"account_number": "HERE"}).json
     there = api.post("/api/v1/customers/8/properties", json={"account_number": "THERE"}).json
     clerk = api.as_(identity_with("properties.view", "properties.create", "properties.modify", "history.view"))
     assert clerk.get(f"/api/v1/properties/{here['id']}").status_code == 200
-    for response in (
-        clerk.get(f"/api/v1/properties/{there['id']}"),
-        clerk.patch(f"/api/v1/properties/{there['id']}", json={"city": "X"}),
-        clerk.post(f"/api/v1/properties/{there['id']}/deactivate"),
-        clerk.get(f"/api/v1/properties/{there['id']}/history"),
-        clerk.get("/api/v1/customers/8/properties"),
-        clerk.post("/api/v1/customers/8/properties", json={}),
+    for method, path, body, record_id in (
+        ("GET", f"/api/v1/properties/{there['id']}", None, there["id"]),
+        ("PATCH", f"/api/v1/properties/{there['id']}", {"city": "X"}, there["id"]),
+        ("POST", f"/api/v1/properties/{there['id']}/deactivate", None, there["id"]),
+        ("GET", f"/api/v1/properties/{there['id']}/history", None, there["id"]),
+        ("GET", "/api/v1/customers/8/properties", None, 8),
     ):
-        assert response.status_code == 403, response.json
+        unknown = unknown_path(path, record_id)
+        assert_hidden(clerk.request(method, path, json=body), clerk.request(method, unknown, json=body))
+    # a create under a customer answers an unknown one's 422 "No such customer"
+    create_there = clerk.post("/api/v1/customers/8/properties", json={})
+    assert_hidden(create_there, clerk.post(f"/api/v1/customers/{UNKNOWN_ID}/properties", json={}), 422)
     assert [p["account_number"] for p in clerk.get("/api/v1/properties").json["items"]] == ["HERE"]
     assert clerk.get("/api/v1/properties?account_number=THERE").json["total"] == 0
     assert [p["account_number"] for p in api.get("/api/v1/properties?sort=-id").json["items"]] == ["THERE", "HERE"]
@@ -420,8 +423,8 @@ def test_property_of_a_customer_with_unknown_location_is_visible_to_no_user(api,
     known(7, location_id=None)
     customer_service.customers[7] = None  # the customer service does not know the location either
     refused = api.post("/api/v1/customers/7/properties", json={})
-    assert refused.status_code == 403 and refused.json["permission"] == "properties.create"
-    assert api.get("/api/v1/customers/7/properties").json["total"] == 0
+    assert_hidden(refused, api.post(f"/api/v1/customers/{UNKNOWN_ID}/properties", json={}), 422)
+    assert_hidden(api.get("/api/v1/customers/7/properties"), api.get(f"/api/v1/customers/{UNKNOWN_ID}/properties"))
 
 
 def test_search_filters(api, create):
@@ -468,8 +471,12 @@ def test_list_is_paginated_per_customer_with_links(api, known):
     assert api.get("/api/v1/customers/7/properties?per_page=101").status_code == 422
 
 
-def test_an_unknown_customer_has_no_properties(api, customer_service):
-    assert api.get("/api/v1/customers/99/properties").json == {"items": [], "page": 1, "per_page": 20, "total": 0}
+def test_an_unknown_customer_s_properties_answer_404(api, customer_service):
+    response = api.get("/api/v1/customers/99/properties")
+    assert (
+        response.status_code == 404
+        and response.json["detail"] == "The customer does not exist or is not visible to you."
+    )
 
 
 def test_every_operation_documents_its_permission(app):
@@ -519,16 +526,18 @@ def test_another_locations_record_is_refused_before_the_body_is_read(api, known)
             locations=(1,),
         )
     )
-    for path in (
-        f"/api/v1/properties/{there}/transfer",
-        f"/api/v1/properties/{there}/systems",
-        f"/api/v1/properties/{there}/equipment",
-        f"/api/v1/properties/{there}/appointments",
-        f"/api/v1/appointments/{appointment}/cancel",
-        "/api/v1/customers/8/properties",
+    for path, record_id, status in (
+        (f"/api/v1/properties/{there}/transfer", there, 404),
+        (f"/api/v1/properties/{there}/systems", there, 404),
+        (f"/api/v1/properties/{there}/equipment", there, 404),
+        (f"/api/v1/properties/{there}/appointments", there, 404),
+        (f"/api/v1/appointments/{appointment}/cancel", appointment, 404),
+        ("/api/v1/customers/8/properties", 8, 422),  # an unknown customer's "No such customer"
     ):
-        assert outsider.post(path, json={"unknown": 1}).status_code == 403, path
-    assert outsider.patch(f"/api/v1/properties/{there}", json={"id": 1}).status_code == 403
+        hidden = outsider.post(path, json={"unknown": 1})
+        assert_hidden(hidden, outsider.post(unknown_path(path, record_id), json={"unknown": 1}), status)
+    path = f"/api/v1/properties/{there}"
+    assert_hidden(outsider.patch(path, json={"id": 1}), outsider.patch(unknown_path(path, there), json={"id": 1}))
 
 
 def test_the_system_kind_catalog_is_readable_by_any_signed_in_caller(api):

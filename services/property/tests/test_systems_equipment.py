@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from vigil_property.models import System
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import assert_hidden, identity_with, unknown_path
 
 CODES_VIEW = "confidential.installation_codes.view"
 CODES_MODIFY = "confidential.installation_codes.modify"
@@ -172,14 +172,15 @@ def test_systems_follow_the_property_location_and_state(api, known, panel):
     there = api.post("/api/v1/customers/8/properties", json={}).json
     system = add_panel(api, there, panel).json
     clerk = api.as_(identity_with("properties.view", "properties.modify", "equipment.view", "equipment.modify"))
-    for response in (
-        clerk.get(system_path(there)),
-        clerk.get(system_path(there, system["id"])),
-        clerk.patch(system_path(there, system["id"]), json={"version": "5"}),
-        clerk.post(system_path(there), json={"kind_id": panel["id"]}),
-        clerk.get(f"/api/v1/properties/{there['id']}/equipment"),
+    for method, path, body in (
+        ("GET", system_path(there), None),
+        ("GET", system_path(there, system["id"]), None),
+        ("PATCH", system_path(there, system["id"]), {"version": "5"}),
+        ("POST", system_path(there), {"kind_id": panel["id"]}),
+        ("GET", f"/api/v1/properties/{there['id']}/equipment", None),
     ):
-        assert response.status_code == 403
+        unknown = unknown_path(path, there["id"])
+        assert_hidden(clerk.request(method, path, json=body), clerk.request(method, unknown, json=body))
     api.post(f"/api/v1/properties/{there['id']}/deactivate")
     frozen = api.patch(system_path(there, system["id"]), json={"version": "5"})
     assert frozen.status_code == 409

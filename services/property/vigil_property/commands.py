@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, catalog_commands, command
 from vigil_shared.db import utcnow
-from vigil_shared.errors import FORBIDDEN, Problem
+from vigil_shared.errors import FORBIDDEN, Problem, not_found
 
 from . import appointments, archiving, customer_client, equipment, monitoring, pins, properties, systems, tech
 from . import customers_replica as replica
@@ -81,10 +81,16 @@ def live_customer(ctx: Context, customer_id: int, field: str = "customer_id") ->
     """The customer's replica entry, confirmed by the customer service; 422 naming ``field`` when there
     is no such (live) customer. For writes that attach a record to the customer (create, transfer):
     the replica may not have heard of a deletion that has already answered 204."""
+    known = confirmed_customer(ctx, customer_id, field)
+    refuse_if_archived(known.archived, customer_id)
+    return known
+
+
+def confirmed_customer(ctx: Context, customer_id: int, field: str = "customer_id") -> KnownCustomer:
+    """:func:`live_customer` before its archived check (which comes after the caller's rights are checked)."""
     known = replica.resolve(ctx.session, customer_id, lookup, confirm=True)
     if known is None:
         raise properties.no_such_customer(field)
-    refuse_if_archived(known.archived, customer_id)
     return known
 
 
@@ -93,30 +99,33 @@ def customer_location(ctx: Context, customer_id: int) -> int | None:
     return None if known is None else known.location_id
 
 
-def load_property(ctx: Context, property_id: int, permission: str, *more: str) -> Scoped:
-    """404 when there is no such property, 403 unless the caller holds every permission at its location."""
+def load_property(ctx: Context, property_id: int, permission: str, *more: str, what: str = "property") -> Scoped:
+    """404 when there is no such property or the caller lacks one of the permissions at its location."""
     found, location_id = properties.property_with_location(ctx.session, property_id)
     if location_id is None:  # not replicated with its location yet: ask the customer service once
         location_id = customer_location(ctx, found.customer_id)
     for name in (permission, *more):
-        ctx.require(name, location_id)
+        ctx.require_on(name, location_id, what)
     if _is_write(permission, *more):
         refuse_archived(ctx, found.customer_id)
     return Scoped(found, location_id)
 
 
 def load_appointment(ctx: Context, appointment_id: int, permission: str) -> tuple[Appointment, Scoped]:
-    """The appointment and its property (404), after checking ``permission`` at the property's location (403)."""
+    """The appointment and its property, after checking ``permission`` at the property's location (404
+    either way, like an unknown appointment)."""
     found = appointments.get_appointment(ctx.session, appointment_id)
-    return found, load_property(ctx, found.property_id, permission)
+    return found, load_property(ctx, found.property_id, permission, what="appointment")
 
 
 def load_customer_location(ctx: Context, customer_id: int, permission: str) -> int | None:
-    """The customer's location, 403 unless the caller holds ``permission`` there (an unknown customer passes:
-    its lists are empty)."""
-    location_id = customer_location(ctx, customer_id)
-    if location_id is not None:
-        ctx.require(permission, location_id)
+    """The customer's location: the same 404 for an unknown customer and for one the caller does not hold
+    ``permission`` for where it is."""
+    known = replica.resolve(ctx.session, customer_id, lookup)
+    if known is None:
+        raise not_found("customer")
+    location_id = known.location_id
+    ctx.require_on(permission, location_id, "customer")
     if _is_write(permission):
         refuse_archived(ctx, customer_id)
     return location_id
@@ -132,11 +141,12 @@ def archive_items(ctx: Context, customer_ids: list[int]) -> list[dict]:
 
 @command
 def confirm_customer(ctx: Context, customer_id: int, permission: str) -> KnownCustomer:
-    """The live customer a record is about to be attached to (422 when deleted or unknown), 403 unless the
-    caller holds ``permission`` at its location. Commits what the customer service said, which also
+    """The live customer a record is about to be attached to (422 when deleted or unknown, and the same 422
+    unless the caller holds ``permission`` at its location). Commits what the customer service said, which also
     releases SQLite's write lock before ``@idempotent`` records its key in a transaction of its own."""
-    known = live_customer(ctx, customer_id)
-    ctx.require(permission, known.location_id)
+    known = confirmed_customer(ctx, customer_id)
+    ctx.require_on(permission, known.location_id, properties.no_such_customer())
+    refuse_if_archived(known.archived, customer_id)
     return known
 
 

@@ -17,7 +17,7 @@ from .. import commands
 
 
 def customer_rule(permission: str, *, must_exist: bool = False):
-    """Checks the URL's ``customer_id``: 403 outside the caller's rights. ``loaded()`` is the live
+    """Checks the URL's ``customer_id``: 404 outside the caller's rights, as for an unknown id. ``loaded()`` is the live
     customer's replica entry: 404 when billing cannot find it, or with ``must_exist`` 422 for an unknown
     or deleted one (a write attaching a record to it)."""
     if must_exist:

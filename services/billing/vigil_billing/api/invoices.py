@@ -25,7 +25,8 @@ blp = Blueprint("invoices", __name__, url_prefix="/api/v1", description="Invoice
 
 
 def invoice_rule(permission: str):
-    """``loaded()`` is the URL's invoice (:class:`~vigil_billing.commands.ScopedInvoice`): 404, or 403."""
+    """``loaded()`` is the URL's invoice (:class:`~vigil_billing.commands.ScopedInvoice`): 404 when unknown
+    or outside the caller's rights."""
     return record_rule(lambda invoice_id, **_: commands.load_invoice(context(), invoice_id, permission))
 
 

@@ -136,7 +136,8 @@ class CustomerItem(MethodView):
     @requires("customers.view")
     @customer_rule(action="view")
     @blp.response(200, CustomerSchema)
-    @blp.alt_response(403, description="The record is in a location you may not view")
+    @blp.alt_response(403, description="A lead where you hold other rights, and you may view leads nowhere")
+    @blp.alt_response(404, description="No such record, or one in a location where you may not view it")
     def get(self, customer_id):
         """Read one record as you may see it; the `ETag` header is what `If-Match` expects.
 

@@ -15,8 +15,8 @@ from .. import commands
 
 
 def property_rule(permission: str, *more: str):
-    """``loaded()`` is the URL's property (:class:`~vigil_property.commands.Scoped`): 404, or 403 outside
-    the caller's rights."""
+    """``loaded()`` is the URL's property (:class:`~vigil_property.commands.Scoped`): 404 when unknown or
+    outside the caller's rights."""
     return record_rule(lambda property_id, **_: commands.load_property(context(), property_id, permission, *more))
 
 
@@ -26,8 +26,9 @@ def appointment_rule(permission: str):
 
 
 def customer_rule(permission: str, *, must_exist: bool = False):
-    """Checks the URL's ``customer_id`` location: 403 outside the caller's rights. ``loaded()`` is its
-    location; with ``must_exist`` it is the live customer's replica entry (422 for an unknown or deleted one)."""
+    """Checks the URL's ``customer_id`` location: outside the caller's rights, what an unknown id answers.
+    ``loaded()`` is its location (404 for an unknown customer); with ``must_exist`` it is the live
+    customer's replica entry (422 for an unknown or deleted one)."""
     if must_exist:
         return record_rule(lambda customer_id, **_: commands.confirm_customer(context(), customer_id, permission))
     return record_rule(lambda customer_id, **_: commands.load_customer_location(context(), customer_id, permission))

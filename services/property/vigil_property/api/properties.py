@@ -129,8 +129,9 @@ class PropertyTransfer(MethodView):
         blp,
         200,
         PropertySchema,
-        forbidden="No `properties.modify` at a customer's location, or the transfer would show "
+        forbidden="No `properties.modify` at the new customer's location, or the transfer would show "
         "you codes masked for you where the property is now",
+        not_found="No such property, or one where you lack `properties.modify`",
         conflict="The property is inactive",
         stale=True,
         unavailable="The customer service could not be asked about the new customer",
