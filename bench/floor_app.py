@@ -43,6 +43,7 @@ properties = Table(
     Column("customer_id", Integer),
     *[Column(name, String) for name in ("account_number", *TEXT_COLUMNS)],
     Column("active", Boolean),
+    Column("central_station", String),
     Column("deactivated_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
@@ -51,7 +52,7 @@ properties = Table(
 known_customers = Table(
     "known_customers", _metadata, Column("customer_id", Integer, primary_key=True), Column("location_id", Integer)
 )
-PLAIN = ("id", "customer_id", "account_number", *TEXT_COLUMNS[:6], "notes", "active")
+PLAIN = ("id", "customer_id", "account_number", *TEXT_COLUMNS[:6], "notes", "active", "central_station")
 ACCESS = ("managed_by", "name", "phone", "email", "notes")
 READ = select(properties, known_customers.c.location_id).outerjoin(
     known_customers, known_customers.c.customer_id == properties.c.customer_id
