@@ -174,6 +174,8 @@ class Database:
         self.url = url
         self.pool_size = pool_size
         self._engine: Engine | None = None
+        self._autocommit_engine: Engine | None = None
+        self._autocommit_pid: int | None = None
         self._pid: int | None = None
         self._sessionmaker: sessionmaker[Session] | None = None
 
@@ -186,6 +188,17 @@ class Database:
             self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)
             self._pid = os.getpid()
         return self._engine
+
+    @property
+    def autocommit_engine(self) -> Engine:
+        """A second engine on the same database for single statements on a hot path (see
+        :func:`build_engine`'s ``autocommit``): one round trip each, no transaction to begin or end."""
+        if self._autocommit_engine is None or self._autocommit_pid != os.getpid():
+            if self._autocommit_engine is not None:  # inherited over fork: drop, never close the parent's sockets
+                self._autocommit_engine.dispose(close=False)
+            self._autocommit_engine = build_engine(self.url, autocommit=True, pool_size=1)
+            self._autocommit_pid = os.getpid()
+        return self._autocommit_engine
 
     def new_session(self) -> Session:
         self.engine  # noqa: B018 - makes sure the sessionmaker belongs to this process
@@ -219,3 +232,6 @@ class Database:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        if self._autocommit_engine is not None:
+            self._autocommit_engine.dispose()
+            self._autocommit_engine = None
