@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
+from werkzeug.datastructures import Headers
 
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import Database, UTCDateTime, utcnow
@@ -173,7 +174,7 @@ class Stations:
         return station
 
 
-def verify(keys: tuple[bytes, ...], body: bytes, headers: Mapping[str, str]) -> str:
+def verify(keys: tuple[bytes, ...], body: bytes, headers: Headers | Mapping[str, str]) -> str:
     """The message id, once a ``v1`` signature matches one of ``keys`` and the timestamp is within 5
     minutes (401 otherwise); ``headers`` are looked up case-insensitively (a request's headers).
 
