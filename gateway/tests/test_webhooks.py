@@ -328,6 +328,32 @@ def test_readable_data_leaves_out_what_the_reader_may_not_see():
     assert webhooks.readable_data({"customer_id": 1, "changed": ["city"]}, reader, 2)["changed"] == ["city"]
 
 
+def test_a_value_an_event_carries_for_a_restricted_field_is_left_out_too():
+    """``customer.created``/``updated`` carry the Monitored By id (for the property service): a reader
+    without the sale section's view gets neither its name in ``changed`` nor its value."""
+    from vigil_shared.identity import Identity
+
+    data = {
+        "customer_id": 1,
+        "changed": ["monitoring_company_id"],
+        "monitoring_company_id": 4,
+        "restricted": {"monitoring_company_id": "customers.sale_info.view"},
+    }
+    reader = Identity(subject="u1", username="u", permissions=frozenset(), locations={2: frozenset({"customers.view"})})
+    seller = Identity(
+        subject="u2",
+        username="s",
+        permissions=frozenset(),
+        locations={2: frozenset({"customers.view", "customers.sale_info.view"})},
+    )
+    assert webhooks.readable_data(data, reader, 2) == {"customer_id": 1, "changed": []}
+    assert webhooks.readable_data(data, seller, 2) == {
+        "customer_id": 1,
+        "changed": ["monitoring_company_id"],
+        "monitoring_company_id": 4,
+    }
+
+
 def test_an_events_deliveries_go_together_and_a_slow_receiver_holds_none(
     local_app, client, auth, runtime, receiver, db
 ):

@@ -261,9 +261,7 @@ def test_a_refund_asked_again_after_a_refusal_is_a_new_attempt(api, known, sandb
     assert [data["amount"] for _, data in outbox("payment.refunded")] == [500]
 
 
-def test_a_refund_whose_answer_was_lost_is_retried_with_its_key_and_refunds_once(
-    api, known, sandbox, charges, session
-):
+def test_a_refund_whose_answer_was_lost_is_retried_with_its_key_and_refunds_once(api, known, sandbox, charges, session):
     """A timeout leaves the outcome unknown (the processor may have refunded): the next request sends the
     same key and gets the first answer, so the money goes back once."""
     path = paid_by_card(api, known, sandbox, charges)

@@ -169,7 +169,11 @@ def test_an_outsiders_write_answers_404_without_waiting_on_a_held_row(api, runti
     record = create(api)
     outsider = api.as_(
         identity_with(
-            "customers.view", "customers.modify", "customers.delete", "customers.archive", "notes.modify",
+            "customers.view",
+            "customers.modify",
+            "customers.delete",
+            "customers.archive",
+            "notes.modify",
             locations=(OTHER_LOCATION,),
         )
     )

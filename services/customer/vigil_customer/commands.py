@@ -47,7 +47,8 @@ def _writable(customer: Customer) -> Customer:
 
 
 def _load(
-    ctx: Context, customer_id: int, permission_of: Callable[[Customer], str], *, lock: bool, key_only: bool = False) -> Customer:
+    ctx: Context, customer_id: int, permission_of: Callable[[Customer], str], *, lock: bool, key_only: bool = False
+) -> Customer:
     """The record once the caller holds ``permission_of(record)`` at its location (404 otherwise, like an
     unknown id), checked on an unlocked read before a write locks the row (``Context.load_on``)."""
 

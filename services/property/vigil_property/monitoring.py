@@ -49,7 +49,7 @@ def station_may_write(
     return station_company is not None and monitored_by == station_company
 
 
-def _candidates(keys: Iterable[str]) -> Select[Any]:
+def _candidates(keys: Iterable[str]) -> Select[str | None, int, str | None, int | None]:
     """The properties with these account keys, with their link and their customer's Monitored By
     (one query, whichever station asks: what it may match is decided by :func:`station_may_write`)."""
     return (
@@ -215,13 +215,11 @@ def drift(
                 row.central_station, row.monitoring_company_id, central_station, monitoring_company_id
             ):
                 found[row.account_key] = row.Property
-    linked = set(
-        session.scalars(
-            select(Property.account_key).where(
-                Property.central_station == central_station, Property.account_key.is_not(None)
-            )
-        )
-    )
+    linked = {
+        key
+        for key in session.scalars(select(Property.account_key).where(Property.central_station == central_station))
+        if key
+    }
     report: dict[str, list[dict[str, Any]]] = {
         "missing_in_vigil": [],
         "missing_at_station": [],
