@@ -378,13 +378,6 @@ def test_monitored_by_is_locked_while_a_property_is_linked_to_its_central_statio
         return probe.json()["matched"]
 
     gateway.wait_for(monitored_by_the_station, what="customer.updated to carry Monitored By to the property service")
-    sent = signed_post(
-        anonymous,
-        f"/api/v1/integrations/{station['id']}/signals",
-        station["secret"],
-        {"account_number": account, "type": "test"},
-    )
-    assert sent.status_code == 200, sent.text
     assert gateway.get(f"/api/v1/properties/{prop['id']}").json()["central_station"] == station["name"]
 
     def refused():
