@@ -127,6 +127,7 @@ class Station:
     per_minute: int
     keys: tuple[bytes, ...]  # the current secret's HMAC key, and the previous one's during a rotation's overlap
     until: float  # monotonic time after which it is read again
+    monitoring_company_id: int | None = None  # whose station it is: which properties its messages reach
 
 
 def signing_key(secret: str) -> bytes:
@@ -166,6 +167,7 @@ class Stations:
                 integration.rate_limit_per_minute,
                 tuple(signing_key(secret) for secret in secrets),
                 now + self.ttl,
+                integration.monitoring_company_id,
             )
         with self._lock:
             if len(self._known) > 10_000:
