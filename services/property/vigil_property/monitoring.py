@@ -115,9 +115,9 @@ def receive_many(
     if rows:  # a Core insert of the table: the ORM's bulk path costs more than the statement (rows are not loaded)
         session.execute(_LOG_ONCE[session.get_bind().dialect.name == "sqlite"], rows)
     stations = {row["property_id"]: row["central_station"] for row in rows if row["property_id"] is not None}
-    if stations:  # the first message from a station links the property to it (one query for the batch)
-        linked_to = session.execute(select(Property.id, Property.central_station).where(Property.id.in_(stations)))
-        for property_id in [pid for pid, linked in linked_to if linked != stations[pid]]:
+    if stations:  # the first message from a station links the property to it (the link as the match read it)
+        linked_to = {row.id: row.central_station for row in found.values()}
+        for property_id in [pid for pid, station in stations.items() if linked_to.get(pid) != station]:
             prop = session.get(Property, property_id)  # loaded only when its link changes
             if prop is not None:
                 link_station(session, outbox, prop, stations[property_id], actor)
