@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         admin = requests.Session()
         admin.headers["Authorization"] = f"Bearer {token}"
         location = admin.post(f"{api}/locations", json={"name": "Bench"}, timeout=30).json()["id"]
+        # a station reaches the properties its monitoring company monitors: the customer's Monitored By
+        company = admin.post(f"{api}/monitoring-companies", json={"name": "Bench Monitoring"}, timeout=30).json()["id"]
         customer = admin.post(
             f"{api}/customers",
             json={
@@ -246,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 "primary_phone": "613-555-0199",
                 "account_type": "Residential",
                 "location_id": location,
+                "monitoring_company_id": company,
             },
             timeout=30,
         ).json()
@@ -256,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             timeout=30,
         ).json()
         station = admin.post(
-            f"{api}/integrations", json={"name": "Bench Station", "rate_limit_per_minute": 1_000_000}, timeout=30
+            f"{api}/integrations",
+            json={"name": "Bench Station", "rate_limit_per_minute": 1_000_000, "monitoring_company_id": company},
+            timeout=30,
         ).json()
         gateway_path = urlparse(f"{api}/integrations/{station['id']}/signals").path
         print(f"backend: {backend}, gateway web workers x threads: 1 x 8 (the defaults)", flush=True)
