@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, catalog_commands, command
-from vigil_shared.db import utcnow
+from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import FORBIDDEN, Problem, not_found
 
 from . import appointments, archiving, customer_client, equipment, monitoring, pins, properties, systems, tech
@@ -109,6 +109,16 @@ def load_property(ctx: Context, property_id: int, permission: str, *more: str, w
     if _is_write(permission, *more):
         refuse_archived(ctx, found.customer_id)
     return Scoped(found, location_id)
+
+
+def read_property(ctx: Context, db: Database, property_id: int, permission: str) -> Scoped:
+    """:func:`load_property` for the property read (GET): the same 404s, the record as the plain row
+    :func:`properties.read_property` reads (what a read shows, without an ORM entity or a transaction)."""
+    found, location_id = properties.read_property(db, property_id)
+    if location_id is None:  # not replicated with its location yet: ask the customer service once
+        location_id = customer_location(ctx, found.customer_id)
+    ctx.require_on(permission, location_id, "property")
+    return Scoped(found, location_id)  # type: ignore[arg-type]  # a row with the attributes a read shows
 
 
 def load_appointment(ctx: Context, appointment_id: int, permission: str) -> tuple[Appointment, Scoped]:
