@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from vigil_shared.errors import UNAVAILABLE, Problem, not_found
-from vigil_shared.identity import IDENTITY_HEADER
+from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER
 from vigil_shared.web import REQUEST_ID_HEADER
 
 log = logging.getLogger("vigil.gateway.proxy")
@@ -85,10 +85,12 @@ class UpstreamPool:
         )
 
 
-def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str) -> Response:
+def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str, identity_binding: str) -> Response:
+    """``identity_binding`` binds this call's request id to the (reused) identity token."""
     headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
     headers[REQUEST_ID_HEADER] = g.request_id
     headers[IDENTITY_HEADER] = identity_token
+    headers[BINDING_HEADER] = identity_binding
     headers["X-Forwarded-For"] = request.remote_addr or ""
     headers["X-Forwarded-Proto"] = request.scheme
     # Whole or not at all: the request layer (vigil_shared.guards) has already read a chunked body
