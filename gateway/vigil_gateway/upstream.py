@@ -76,7 +76,9 @@ def call_service(
     pool = current_app.extensions["vigil_gateway_pool"]
     headers = {REQUEST_ID_HEADER: g.get("request_id", ""), "Accept": "application/json"}
     if identity is not None:
-        headers[IDENTITY_HEADER] = sign_identity(identity, settings.base.internal_secret, settings.base.identity_token_ttl)
+        headers[IDENTITY_HEADER] = sign_identity(
+            identity, settings.base.internal_secret, settings.base.identity_token_ttl
+        )
     else:  # the caller's own (reused) token, with this call's request id bound to it
         headers[IDENTITY_HEADER], headers[BINDING_HEADER] = g.identity_token, g.identity_binding
     body = None

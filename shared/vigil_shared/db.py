@@ -14,10 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from flask import g, has_app_context
-from sqlalchemy import Connection, DateTime, Dialect, Engine, Executable, MetaData, Row, Table, create_engine, event, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    Executable,
+    MetaData,
+    Row,
+    Table,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 

@@ -49,7 +49,7 @@ class ReadOnlyAwareInput(Schema):
                 messages[name] = [READ_ONLY_MESSAGE]
 
 
-def _field_dumper(name: str, field: fields.Field) -> Callable[[Mapping[str, Any]], Any]:
+def _field_dumper(name: str, field: fields.Field[Any]) -> Callable[[Mapping[str, Any]], Any]:
     """One field's dump: marshmallow's own where it does more than convert the value's type."""
     kind = type(field)
     if kind is fields.String or kind is TrimmedString or kind is fields.Email:
@@ -62,8 +62,9 @@ def _field_dumper(name: str, field: fields.Field) -> Callable[[Mapping[str, Any]
         return lambda item: (
             None if (value := item.get(name)) is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         )
-    if kind is fields.Nested and isinstance(field.nested, type) and not field.many:  # type: ignore[attr-defined]
-        inner = schema_dumper(field.nested())  # type: ignore[attr-defined]
+    nested: Any = field.nested if kind is fields.Nested else None  # type: ignore[attr-defined]
+    if isinstance(nested, type) and not (field.many or field.only or field.exclude):  # type: ignore[attr-defined]
+        inner = schema_dumper(nested())
         return lambda item: None if (value := item.get(name)) is None else inner(value)
     return lambda item: field.serialize(name, item)
 

@@ -133,9 +133,7 @@ _verified: dict[tuple[str, str], tuple[Identity, float]] = {}
 _clock = time.time
 
 
-def verify_identity(
-    token: str, secret: str, *, request_id: str | None = None, binding: str | None = None
-) -> Identity:
+def verify_identity(token: str, secret: str, *, request_id: str | None = None, binding: str | None = None) -> Identity:
     """The identity a gateway token carries, after checking its signature, algorithm, times, issuer and
     audience; ``InvalidIdentity`` otherwise.
 

@@ -37,7 +37,7 @@ def log_fields(logger: logging.Logger, message: str, fields: dict[str, object], 
     besides: the caller lookup (``findCaller`` walks the stack for a file and line a JSON line never
     shows), and nothing at all when the level is off."""
     if logger.isEnabledFor(level):
-        logger.handle(logger.makeRecord(logger.name, level, "", 0, message, None, None, extra=fields))
+        logger.handle(logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=fields))
 
 
 def configure_logging(level: str = "INFO", process: str = "vigil") -> None:

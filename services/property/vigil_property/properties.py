@@ -134,7 +134,9 @@ _READ = (
         ),
         KnownCustomer.__table__.c.location_id,
     )
-    .select_from(_TABLE.outerjoin(KnownCustomer.__table__, KnownCustomer.__table__.c.customer_id == _TABLE.c.customer_id))
+    .select_from(
+        _TABLE.outerjoin(KnownCustomer.__table__, KnownCustomer.__table__.c.customer_id == _TABLE.c.customer_id)
+    )
     .where(_TABLE.c.id == bindparam("property_id"))
 )
 

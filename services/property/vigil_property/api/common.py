@@ -9,8 +9,7 @@ body is even parsed (:func:`vigil_shared.web.record_rule`): place it under ``@re
 from __future__ import annotations
 
 from vigil_shared.web import command_context as context
-from vigil_shared.web import current_runtime
-from vigil_shared.web import if_match, loaded, record_rule  # noqa: F401 - views read these here
+from vigil_shared.web import current_runtime, if_match, loaded, record_rule  # noqa: F401 - views read these here
 
 from .. import commands
 
