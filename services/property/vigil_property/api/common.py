@@ -9,7 +9,7 @@ body is even parsed (:func:`vigil_shared.web.record_rule`): place it under ``@re
 from __future__ import annotations
 
 from vigil_shared.web import command_context as context
-from vigil_shared.web import current_runtime, if_match, loaded, record_rule  # noqa: F401 - views read these here
+from vigil_shared.web import current_identity, current_runtime, if_match, loaded, record_rule  # noqa: F401 - views read these here
 
 from .. import commands
 
@@ -24,7 +24,9 @@ def property_read_rule(permission: str):
     """:func:`property_rule` for the property read: ``loaded()`` holds the row a read shows
     (:func:`~vigil_property.commands.read_property`), not an ORM entity."""
     return record_rule(
-        lambda property_id, **_: commands.read_property(context(), current_runtime().db, property_id, permission)
+        lambda property_id, **_: commands.read_property(
+            current_runtime().db, current_identity(), property_id, permission, context
+        )
     )
 
 
