@@ -85,9 +85,9 @@ def call_service(
     if json_body is not None:
         body = json.dumps(json_body).encode()
         headers["Content-Type"] = "application/json"
-    url = f"{settings.service_urls[service]}{path}" + (f"?{urlencode(params, doseq=True)}" if params else "")
+    target = path + (f"?{urlencode(params, doseq=True)}" if params else "")
     try:
-        response = pool.request(method, url, body=body, headers=headers)
+        response = pool.send(method, settings.service_urls[service], target, body=body, headers=headers)
     except Urllib3Error:
         raise ServiceUnavailable(service) from None
     if response.status >= 500:
