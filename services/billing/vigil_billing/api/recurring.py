@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import answers, etag_headers
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import record_rule, request_session, requires
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import etag_headers
+from vigil_shared.web import request_session
 
 from .. import commands, recurring
 from ..schemas import (
@@ -22,7 +21,16 @@ from ..schemas import (
     ScheduledPageSchema,
     ScheduledSchema,
 )
-from .common import context, customer_rule, if_match, loaded, located
+from .common import (
+    context,
+    customer_rule,
+    if_match,
+    live_customer_rule,
+    loaded,
+    located,
+    recurring_rule,
+    scheduled_rule,
+)
 
 blp = Blueprint("recurring", __name__, url_prefix="/api/v1", description="Recurring invoices and scheduled payments")
 
@@ -44,21 +52,14 @@ def _cancelled(record, schema):
 
 @blp.route("/customers/<int:customer_id>/recurring-invoices")
 class CustomerRecurring(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(ActiveArgs, location="query", as_kwargs=True)
-    @blp.response(200, RecurringPageSchema)
+    @blp.read("billing.view", RecurringPageSchema, rule=customer_rule, query=ActiveArgs)
     def get(self, customer_id, page, per_page, active=None):
         """The customer's recurring invoices (`active=true`: those archiving would cancel)."""
         return _listed(
             recurring.list_recurring(request_session(), customer_id, page, per_page, active), RecurringSchema
         )
 
-    @requires("billing.manage")
-    @customer_rule("billing.manage", must_exist=True)
-    @idempotent
-    @blp.arguments(RecurringCreateSchema)
-    @blp.response(201, RecurringSchema)
+    @blp.create("billing.manage", RecurringSchema, rule=live_customer_rule, body=RecurringCreateSchema)
     def post(self, data, customer_id):
         """Set up a recurring invoice: issued every `interval_months` from `start_date`, once per period,
         until `end_date` or `count` issues. A sub-customer's new one bills its parent."""
@@ -70,12 +71,7 @@ class CustomerRecurring(MethodView):
 
 @blp.route("/recurring-invoices/<int:recurring_invoice_id>/cancel")
 class RecurringCancel(MethodView):
-    @requires("billing.manage")
-    @record_rule(
-        lambda recurring_invoice_id, **_: commands.load_recurring(context(), recurring_invoice_id, "billing.manage")
-    )
-    @idempotent
-    @answers(blp, 200, RecurringSchema, stale=True)
+    @blp.action("billing.manage", RecurringSchema, rule=recurring_rule, stale=True)
     def post(self, recurring_invoice_id):
         """Stop a recurring invoice (idempotent: a stopped one answers as it is). Invoices issued stay."""
         return _cancelled(commands.cancel_recurring(context(if_match()), loaded()), RecurringSchema)
@@ -83,21 +79,20 @@ class RecurringCancel(MethodView):
 
 @blp.route("/customers/<int:customer_id>/scheduled-payments")
 class CustomerScheduled(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(ActiveArgs, location="query", as_kwargs=True)
-    @blp.response(200, ScheduledPageSchema)
+    @blp.read("billing.view", ScheduledPageSchema, rule=customer_rule, query=ActiveArgs)
     def get(self, customer_id, page, per_page, active=None):
         """The customer's scheduled payments (`active=true`: future ones, which archiving cancels)."""
         return _listed(
             recurring.list_scheduled(request_session(), customer_id, page, per_page, active), ScheduledSchema
         )
 
-    @requires("payments.create")
-    @customer_rule("payments.create", must_exist=True)
-    @idempotent
-    @blp.arguments(ScheduledCreateSchema)
-    @answers(blp, 201, ScheduledSchema, conflict="A sub-customer: payments are received on the parent")
+    @blp.create(
+        "payments.create",
+        ScheduledSchema,
+        rule=live_customer_rule,
+        body=ScheduledCreateSchema,
+        conflict="A sub-customer: payments are received on the parent",
+    )
     def post(self, data, customer_id):
         """Schedule a charge of a billing method on `due_date`; soft declines are retried after 1, 3 and 5 days."""
         customer = loaded()
@@ -108,12 +103,13 @@ class CustomerScheduled(MethodView):
 
 @blp.route("/scheduled-payments/<int:scheduled_payment_id>/cancel")
 class ScheduledCancel(MethodView):
-    @requires("payments.create")
-    @record_rule(
-        lambda scheduled_payment_id, **_: commands.load_scheduled(context(), scheduled_payment_id, "payments.create")
+    @blp.action(
+        "payments.create",
+        ScheduledSchema,
+        rule=scheduled_rule,
+        conflict="Being charged or done: it can no longer be cancelled",
+        stale=True,
     )
-    @idempotent
-    @answers(blp, 200, ScheduledSchema, conflict="Being charged or done: it can no longer be cancelled", stale=True)
     def post(self, scheduled_payment_id):
         """Cancel a future scheduled payment (idempotent: a cancelled one answers as it is)."""
         return _cancelled(commands.cancel_scheduled(context(if_match()), loaded()), ScheduledSchema)
@@ -121,9 +117,7 @@ class ScheduledCancel(MethodView):
 
 @blp.route("/billing/run-due")
 class RunDue(MethodView):
-    @requires("ops.manage")
-    @blp.arguments(RunDueSchema, required=False)
-    @blp.response(202)
+    @blp.operation("ops.manage", status=202, optional_body=RunDueSchema)
     def post(self, data):
         """Ask the billing worker to run the due job now (the beat runs it every minute): recurring invoices
         due by `date` are issued once per period, due scheduled payments charged."""

@@ -32,3 +32,8 @@ def customer_rule(permission: str, *, must_exist: bool = False):
     if must_exist:
         return record_rule(lambda customer_id, **_: commands.confirm_customer(context(), customer_id, permission))
     return record_rule(lambda customer_id, **_: commands.load_customer_location(context(), customer_id, permission))
+
+
+def live_customer_rule(permission: str):
+    """:func:`customer_rule` of a write attaching a record to the customer: 422 for an unknown or deleted one."""
+    return customer_rule(permission, must_exist=True)

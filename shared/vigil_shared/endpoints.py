@@ -1,0 +1,147 @@
+"""One declaration per operation: permission, record rule, idempotency, arguments and answers.
+
+Every view of the services and the gateway stacks the same decorators, in the same order
+(docs/architecture.md, "Where rights are checked"):
+
+    @requires(permission)                     refuses a caller who holds it nowhere, before any parsing
+    @rule(permission)                         loads the URL's record, checks the right at its location
+    @idempotent                               a POST honouring Idempotency-Key (a replay skips parsing)
+    @blp.arguments(query, location="query", as_kwargs=True)
+    @blp.arguments(body)
+    @answers(blp, status, schema, conflict=…, stale=…, unavailable=…)   the success answer, then the others
+
+:func:`endpoint` is that stack written once::
+
+    @blp.route("/invoices/<int:invoice_id>/void")
+    class InvoiceVoid(MethodView):
+        @endpoint(blp, "billing.manage", InvoiceSchema, rule=invoice_rule, idempotent=True, optional_body=VoidSchema,
+                  conflict=NOT_VOIDABLE, stale=True)
+        def post(self, data, invoice_id):
+            ...
+
+It applies exactly those decorators (flask-smorest's public ``arguments``/``response``/``alt_response``,
+Vigil's ``requires``, the rule and ``idempotent``), once, when the module is imported: the view a request
+reaches is the same chain of wrappers a hand-written stack gives, so the OpenAPI document, the order of
+the checks and the cost of a request do not change. Decorators it does not cover (an upload's
+``location="files"``, an extra answer with its own schema) go right under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from flask_smorest import Blueprint as SmorestBlueprint
+
+from .authz import requires
+from .http import answers
+from .idempotency import idempotent as idempotent_view
+
+V = TypeVar("V", bound=Callable[..., Any])
+Decorator = Callable[[Any], Any]
+Rule = Callable[[str], Decorator]
+"""A record rule factory: called with the operation's permission (``customer_rule``, ``invoice_rule``)."""
+
+
+def endpoint(
+    blp: Any,
+    permission: str,
+    schema: Any = None,
+    *,
+    status: int = 200,
+    rule: Rule | None = None,
+    record: Decorator | None = None,
+    idempotent: bool = False,
+    query: Any = None,
+    query_kwargs: bool = True,
+    body: Any = None,
+    optional_body: Any = None,
+    description: str | None = None,
+    forbidden: str | None = None,
+    not_found: str | None = None,
+    conflict: str | None = None,
+    stale: str | bool = False,
+    unavailable: str | None = None,
+    more: Mapping[int, str] | None = None,
+) -> Callable[[V], V]:
+    """The decorators of one operation, outermost first, as the module docstring lists them.
+
+    ``permission`` goes to ``@requires`` and to ``rule``, a record rule factory (``record``: a rule
+    built otherwise, one that checks another right than ``permission``); ``query`` is parsed from
+    the query string (as keyword arguments, or one dict with ``query_kwargs=False``), ``body`` from
+    the JSON body (``optional_body``: a body that may be absent). ``schema`` and ``description`` are
+    the success answer's (``status``: 200 unless said); the other keywords are the answers
+    :func:`vigil_shared.http.answers` documents (``more``: any other status → its description).
+    """
+    decorators: list[Decorator] = [requires(permission)]
+    if rule is not None:
+        decorators.append(rule(permission))
+    if record is not None:
+        decorators.append(record)
+    if idempotent:
+        decorators.append(idempotent_view)
+    if query is not None:
+        decorators.append(blp.arguments(query, location="query", as_kwargs=query_kwargs))
+    if body is not None:
+        decorators.append(blp.arguments(body))
+    if optional_body is not None:
+        decorators.append(blp.arguments(optional_body, required=False))
+    decorators.append(
+        answers(
+            blp,
+            status,
+            schema,
+            description=description,
+            forbidden=forbidden,
+            not_found=not_found,
+            conflict=conflict,
+            stale=stale,
+            unavailable=unavailable,
+            more=more,
+        )
+    )
+
+    def decorate(view: V) -> V:
+        for decorator in reversed(decorators):
+            view = decorator(view)
+        return view
+
+    return decorate
+
+
+class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships no type information
+    """flask-smorest's blueprint whose views declare each operation once, by what it does.
+
+    Each verb is :func:`endpoint` on this blueprint with what the conventions every service follows
+    (/work/shared/CONVENTIONS.md) imply, so a view says only what is its own:
+
+    - ``@blp.read(permission, schema, …)``: a ``GET`` answering 200;
+    - ``@blp.create(permission, schema, …)``: a ``POST`` that makes a record: ``@idempotent``, 201;
+    - ``@blp.action(permission, schema, …)``: any other ``POST``: ``@idempotent``, 200 (``status=202``
+      for work left to a worker);
+    - ``@blp.change(permission, schema, …)``: a ``PATCH`` or ``PUT``: honours ``If-Match`` (412);
+    - ``@blp.remove(permission, …)``: a ``DELETE``: 204, honours ``If-Match`` (412);
+    - ``@blp.operation(permission, schema, …)``: anything else, every option said (a ``POST`` that
+      takes no ``Idempotency-Key``, say).
+
+    Every keyword of :func:`endpoint` is accepted and overrides what the verb implies
+    (``stale="…"``: the 412's own wording).
+    """
+
+    def operation(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
+        return endpoint(self, permission, schema, **options)
+
+    def read(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
+        return endpoint(self, permission, schema, **options)
+
+    def create(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
+        return endpoint(self, permission, schema, **{"status": 201, "idempotent": True, **options})
+
+    def action(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
+        return endpoint(self, permission, schema, **{"idempotent": True, **options})
+
+    def change(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
+        return endpoint(self, permission, schema, **{"stale": True, **options})
+
+    def remove(self, permission: str, **options: Any) -> Callable[[V], V]:
+        return endpoint(self, permission, **{"status": 204, "stale": True, **options})
