@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from flask_smorest import Blueprint as SmorestBlueprint
 
 from .authz import requires
-from .http import answers
+from .http import answers as documented_answers
 from .idempotency import idempotent as idempotent_view
 
 V = TypeVar("V", bound=Callable[..., Any])
@@ -62,7 +62,7 @@ def endpoint(
     conflict: str | None = None,
     stale: str | bool = False,
     unavailable: str | None = None,
-    more: Mapping[int, str] | None = None,
+    answers: Mapping[int, str] | None = None,
 ) -> Callable[[V], V]:
     """The decorators of one operation, outermost first, as the module docstring lists them.
 
@@ -71,7 +71,7 @@ def endpoint(
     the query string (as keyword arguments, or one dict with ``query_kwargs=False``), ``body`` from
     the JSON body (``optional_body``: a body that may be absent). ``schema`` and ``description`` are
     the success answer's (``status``: 200 unless said); the other keywords are the answers
-    :func:`vigil_shared.http.answers` documents (``more``: any other status → its description).
+    :func:`vigil_shared.http.answers` documents (``answers``: any status → its description, for one shared by several views or a status without a name here).
     """
     decorators: list[Decorator] = [requires(permission)]
     if rule is not None:
@@ -87,7 +87,7 @@ def endpoint(
     if optional_body is not None:
         decorators.append(blp.arguments(optional_body, required=False))
     decorators.append(
-        answers(
+        documented_answers(
             blp,
             status,
             schema,
@@ -97,7 +97,7 @@ def endpoint(
             conflict=conflict,
             stale=stale,
             unavailable=unavailable,
-            more=more,
+            more=answers,
         )
     )
 
@@ -119,6 +119,8 @@ class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships 
     - ``@blp.create(permission, schema, …)``: a ``POST`` that makes a record: ``@idempotent``, 201;
     - ``@blp.action(permission, schema, …)``: any other ``POST``: ``@idempotent``, 200 (``status=202``
       for work left to a worker);
+    - ``@blp.transition(permission, schema, …)``: a ``POST`` that moves one record on (issue, void,
+      cancel, deactivate…): ``@idempotent``, honours ``If-Match`` (412);
     - ``@blp.change(permission, schema, …)``: a ``PATCH`` or ``PUT``: honours ``If-Match`` (412);
     - ``@blp.remove(permission, …)``: a ``DELETE``: 204, honours ``If-Match`` (412);
     - ``@blp.operation(permission, schema, …)``: anything else, every option said (a ``POST`` that
@@ -139,6 +141,9 @@ class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships 
 
     def action(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
         return endpoint(self, permission, schema, **{"idempotent": True, **options})
+
+    def transition(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
+        return endpoint(self, permission, schema, **{"idempotent": True, "stale": True, **options})
 
     def change(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
         return endpoint(self, permission, schema, **{"stale": True, **options})

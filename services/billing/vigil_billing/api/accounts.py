@@ -14,6 +14,9 @@ from .common import context, customer_rule, if_match, loaded
 blp = Blueprint("billing_accounts", __name__, url_prefix="/api/v1", description="Billing settings and accounts")
 
 
+CURRENCY_FIXED = "The currency cannot change once amounts are stored in it"
+
+
 @blp.route("/billing/settings")
 class Settings(MethodView):
     @blp.read("billing.view", SettingsSchema)
@@ -22,12 +25,7 @@ class Settings(MethodView):
         settings = commands.read_settings(context())
         return settings, 200, etag_headers(settings)
 
-    @blp.change(
-        "catalogs.manage",
-        SettingsSchema,
-        body=SettingsPatchSchema,
-        conflict="The currency cannot change once amounts are stored in it",
-    )
+    @blp.change("catalogs.manage", SettingsSchema, body=SettingsPatchSchema, conflict=CURRENCY_FIXED)
     def patch(self, changes):
         """Change the configuration. Changing the MMR items flags the rates whose breakdown no longer matches."""
         settings = commands.update_settings(context(if_match()), changes)

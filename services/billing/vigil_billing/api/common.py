@@ -36,3 +36,5 @@ method_rule = loader_rule(commands.load_method, "billing_method_id")
 payment_rule = loader_rule(commands.load_payment, "payment_id")
 recurring_rule = loader_rule(commands.load_recurring, "recurring_invoice_id")
 scheduled_rule = loader_rule(commands.load_scheduled, "scheduled_payment_id")
+
+PROCESSOR_DOWN = "The payment processor could not be reached"

@@ -51,6 +51,9 @@ class CustomerInvoices(MethodView):
         return _answer(invoice, customer.location_id, 201, Location=location)
 
 
+ISSUED = "The invoice is issued: it does not change (void it and issue a new one)"
+
+
 @blp.route("/invoices/<int:invoice_id>")
 class InvoiceItem(MethodView):
     @blp.read("billing.view", InvoiceSchema, rule=invoice_rule)
@@ -59,13 +62,7 @@ class InvoiceItem(MethodView):
         scoped = loaded()
         return _answer(scoped.record, scoped.location_id)
 
-    @blp.change(
-        "billing.manage",
-        InvoiceSchema,
-        rule=invoice_rule,
-        body=InvoicePatchSchema,
-        conflict="The invoice is issued: it does not change (void it and issue a new one)",
-    )
+    @blp.change("billing.manage", InvoiceSchema, rule=invoice_rule, body=InvoicePatchSchema, conflict=ISSUED)
     def patch(self, changes, invoice_id):
         """Change a draft (its lines replace the old ones)."""
         scoped = loaded()
@@ -80,23 +77,19 @@ class InvoiceItem(MethodView):
 
 @blp.route("/invoices/<int:invoice_id>/issue")
 class InvoiceIssue(MethodView):
-    @blp.action("billing.manage", InvoiceSchema, rule=invoice_rule, conflict="The invoice is not a draft", stale=True)
+    @blp.transition("billing.manage", InvoiceSchema, rule=invoice_rule, conflict="The invoice is not a draft")
     def post(self, invoice_id):
         """Issue a draft: it gets the company's next number, today's date and its due date, and is final."""
         scoped = loaded()
         return _answer(commands.issue_invoice(context(if_match()), scoped), scoped.location_id)
 
 
+NOT_VOIDABLE = "Already void, a draft, or payments are allocated to it"
+
+
 @blp.route("/invoices/<int:invoice_id>/void")
 class InvoiceVoid(MethodView):
-    @blp.action(
-        "billing.manage",
-        InvoiceSchema,
-        rule=invoice_rule,
-        optional_body=VoidSchema,
-        conflict="Already void, a draft, or payments are allocated to it",
-        stale=True,
-    )
+    @blp.transition("billing.manage", InvoiceSchema, rule=invoice_rule, optional_body=VoidSchema, conflict=NOT_VOIDABLE)
     def post(self, data, invoice_id):
         """Void an issued invoice nothing is paid on (its number stays used); issue a new one to correct it."""
         scoped = loaded()

@@ -11,13 +11,16 @@ from vigil_shared.web import request_session
 
 from .. import commands, methods
 from ..schemas import MethodCreateSchema, MethodPageSchema, MethodSchema
-from .common import context, customer_rule, if_match, live_customer_rule, loaded, located, method_rule
+from .common import PROCESSOR_DOWN, context, customer_rule, if_match, live_customer_rule, loaded, located, method_rule
 
 blp = Blueprint("billing_methods", __name__, url_prefix="/api/v1", description="Billing methods (tokens only)")
 
 
 def method_body(method, location_id):
     return located(method, MethodSchema, location_id)
+
+
+TOKEN_REFUSED = {409: "The token is already a billing method", 503: PROCESSOR_DOWN}
 
 
 @blp.route("/customers/<int:customer_id>/billing-methods")
@@ -30,12 +33,7 @@ class CustomerMethods(MethodView):
         return result.answer(lambda method: method_body(method, location_id))
 
     @blp.create(
-        "billing_methods.manage",
-        MethodSchema,
-        rule=live_customer_rule,
-        body=MethodCreateSchema,
-        conflict="The token is already a billing method",
-        unavailable="The payment processor could not be reached",
+        "billing_methods.manage", MethodSchema, rule=live_customer_rule, body=MethodCreateSchema, answers=TOKEN_REFUSED
     )
     def post(self, data, customer_id):
         """Add a card or bank account from the token the client got from the processor's tokenize endpoint.
@@ -64,7 +62,7 @@ class MethodItem(MethodView):
 
 @blp.route("/billing-methods/<int:billing_method_id>/make-default")
 class MethodDefault(MethodView):
-    @blp.action("billing_methods.manage", MethodSchema, rule=method_rule, stale=True)
+    @blp.transition("billing_methods.manage", MethodSchema, rule=method_rule)
     def post(self, billing_method_id):
         """Make this the customer's default billing method."""
         scoped = loaded()

@@ -11,13 +11,16 @@ from vigil_shared.web import request_session
 
 from .. import commands, payments
 from ..schemas import PaymentCreateSchema, PaymentPageSchema, PaymentSchema, RefundSchema
-from .common import context, customer_rule, if_match, live_customer_rule, loaded, located, payment_rule
+from .common import PROCESSOR_DOWN, context, customer_rule, if_match, live_customer_rule, loaded, located, payment_rule
 
 blp = Blueprint("payments", __name__, url_prefix="/api/v1", description="Payments and refunds")
 
 
 def payment_body(session, payment, location_id):
     return located(payment, PaymentSchema, location_id, allocations=payments.allocations_of(session, payment.id))
+
+
+PAID_BY_PARENT = "A sub-customer: payments are received on the parent (`parent_payments`)"
 
 
 @blp.route("/customers/<int:customer_id>/payments")
@@ -31,11 +34,7 @@ class CustomerPayments(MethodView):
         return result.answer(lambda payment: payment_body(session, payment, location_id))
 
     @blp.create(
-        "payments.create",
-        PaymentSchema,
-        rule=live_customer_rule,
-        body=PaymentCreateSchema,
-        conflict="A sub-customer: payments are received on the parent (`parent_payments`)",
+        "payments.create", PaymentSchema, rule=live_customer_rule, body=PaymentCreateSchema, conflict=PAID_BY_PARENT
     )
     @blp.alt_response(202, schema=PaymentSchema, description="A card or ach payment: charged by the worker")
     def post(self, data, customer_id):
@@ -59,16 +58,13 @@ class PaymentItem(MethodView):
         return payment_body(request_session(), scoped.record, scoped.location_id), 200, etag_headers(scoped.record)
 
 
+REFUND_REFUSED = {409: "The payment did not succeed, or the processor refused the refund", 503: PROCESSOR_DOWN}
+
+
 @blp.route("/payments/<int:payment_id>/refund")
 class PaymentRefund(MethodView):
-    @blp.action(
-        "payments.create",
-        PaymentSchema,
-        rule=payment_rule,
-        optional_body=RefundSchema,
-        conflict="The payment did not succeed, or the processor refused the refund",
-        stale=True,
-        unavailable="The payment processor could not be reached",
+    @blp.transition(
+        "payments.create", PaymentSchema, rule=payment_rule, optional_body=RefundSchema, answers=REFUND_REFUSED
     )
     def post(self, data, payment_id):
         """Refund all or part of a payment (through the processor for a charge): out of the customer's

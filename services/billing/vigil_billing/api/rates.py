@@ -54,6 +54,9 @@ class Rates(MethodView):
         return rates.rate_body(rate, settings), 201, etag_headers(rate, Location=location)
 
 
+AMOUNTS_FIXED = "The amounts of a rate customers are billed cannot change"
+
+
 @blp.route("/rates/<int:rate_id>")
 class RateItem(MethodView):
     @blp.read(AUTHENTICATED, RateSchema)
@@ -63,12 +66,7 @@ class RateItem(MethodView):
         rate = rates.get_rate(request_session(), rate_id)
         return rates.rate_body(rate, settings), 200, etag_headers(rate)
 
-    @blp.change(
-        "catalogs.manage",
-        RateSchema,
-        body=RatePatchSchema,
-        conflict="The amounts of a rate customers are billed cannot change",
-    )
+    @blp.change("catalogs.manage", RateSchema, body=RatePatchSchema, conflict=AMOUNTS_FIXED)
     def patch(self, changes, rate_id):
         """Rename or retire a rate (`active: false`); its amounts change only while no customer has it."""
         rate, settings = commands.update_rate(context(if_match()), rate_id, changes)
@@ -83,6 +81,9 @@ def _assignment_answer(customer_id: int, status: int = 200):
     return body, status, {"ETag": etag_of(customer_id, version)}
 
 
+MISMATCHED = "The rate is mismatched and not already this customer's"
+
+
 @blp.route("/customers/<int:customer_id>/rate")
 class CustomerRate(MethodView):
     @blp.read("billing.view", AssignmentSchema, rule=customer_rule)
@@ -92,11 +93,7 @@ class CustomerRate(MethodView):
         return _assignment_answer(customer_id)
 
     @blp.change(
-        "billing.manage",
-        AssignmentSchema,
-        rule=live_customer_rule,
-        body=AssignmentPutSchema,
-        conflict="The rate is mismatched and not already this customer's",
+        "billing.manage", AssignmentSchema, rule=live_customer_rule, body=AssignmentPutSchema, conflict=MISMATCHED
     )
     def put(self, data, customer_id):
         """Give the customer a rate with its contract term. A mismatched rate is refused (409) unless the

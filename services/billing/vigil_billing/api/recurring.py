@@ -71,10 +71,13 @@ class CustomerRecurring(MethodView):
 
 @blp.route("/recurring-invoices/<int:recurring_invoice_id>/cancel")
 class RecurringCancel(MethodView):
-    @blp.action("billing.manage", RecurringSchema, rule=recurring_rule, stale=True)
+    @blp.transition("billing.manage", RecurringSchema, rule=recurring_rule)
     def post(self, recurring_invoice_id):
         """Stop a recurring invoice (idempotent: a stopped one answers as it is). Invoices issued stay."""
         return _cancelled(commands.cancel_recurring(context(if_match()), loaded()), RecurringSchema)
+
+
+SUB_CUSTOMER = "A sub-customer: payments are received on the parent"
 
 
 @blp.route("/customers/<int:customer_id>/scheduled-payments")
@@ -87,11 +90,7 @@ class CustomerScheduled(MethodView):
         )
 
     @blp.create(
-        "payments.create",
-        ScheduledSchema,
-        rule=live_customer_rule,
-        body=ScheduledCreateSchema,
-        conflict="A sub-customer: payments are received on the parent",
+        "payments.create", ScheduledSchema, rule=live_customer_rule, body=ScheduledCreateSchema, conflict=SUB_CUSTOMER
     )
     def post(self, data, customer_id):
         """Schedule a charge of a billing method on `due_date`; soft declines are retried after 1, 3 and 5 days."""
@@ -101,15 +100,12 @@ class CustomerScheduled(MethodView):
         return _created(scheduled, ScheduledSchema, customer.location_id, endpoint, scheduled_payment_id=scheduled.id)
 
 
+NOT_CANCELLABLE = "Being charged or done: it can no longer be cancelled"
+
+
 @blp.route("/scheduled-payments/<int:scheduled_payment_id>/cancel")
 class ScheduledCancel(MethodView):
-    @blp.action(
-        "payments.create",
-        ScheduledSchema,
-        rule=scheduled_rule,
-        conflict="Being charged or done: it can no longer be cancelled",
-        stale=True,
-    )
+    @blp.transition("payments.create", ScheduledSchema, rule=scheduled_rule, conflict=NOT_CANCELLABLE)
     def post(self, scheduled_payment_id):
         """Cancel a future scheduled payment (idempotent: a cancelled one answers as it is)."""
         return _cancelled(commands.cancel_scheduled(context(if_match()), loaded()), ScheduledSchema)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from vigil_shared.archived import ArchiveItemsArgs
-from vigil_shared.web import requires
+from vigil_shared.endpoints import Blueprint
 
 from .. import commands
 from .common import context
@@ -36,9 +35,7 @@ class ArchiveItemsSchema(Schema):
 
 @blp.route("")
 class ArchiveItems(MethodView):
-    @requires("customers.archive")
-    @blp.arguments(ArchiveItemsArgs, location="query")
-    @blp.response(200, ArchiveItemsSchema)
+    @blp.read("customers.archive", ArchiveItemsSchema, query=ArchiveItemsArgs, query_kwargs=False)
     def get(self, args):
         """The future appointments archiving these customers would cancel (the gateway's
         `GET /customers/{id}/archive-preview` gathers this from every participant)."""
