@@ -117,8 +117,9 @@ class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships 
 
     - ``@blp.read(permission, schema, …)``: a ``GET`` answering 200;
     - ``@blp.create(permission, schema, …)``: a ``POST`` that makes a record: ``@idempotent``, 201;
-    - ``@blp.action(permission, schema, …)``: any other ``POST``: ``@idempotent``, 200 (``status=202``
-      for work left to a worker);
+    - ``@blp.start(permission, schema, …)``: a ``POST`` that starts work left to a worker: ``@idempotent``,
+      202 (its answer names the operation to follow);
+    - ``@blp.action(permission, schema, …)``: any other ``POST``: ``@idempotent``, 200;
     - ``@blp.transition(permission, schema, …)``: a ``POST`` that moves one record on (issue, void,
       cancel, deactivate…): ``@idempotent``, honours ``If-Match`` (412);
     - ``@blp.change(permission, schema, …)``: a ``PATCH`` or ``PUT``: honours ``If-Match`` (412);
@@ -141,6 +142,9 @@ class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships 
 
     def action(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
         return endpoint(self, permission, schema, **{"idempotent": True, **options})
+
+    def start(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
+        return endpoint(self, permission, schema, **{"status": 202, "idempotent": True, **options})
 
     def transition(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
         return endpoint(self, permission, schema, **{"idempotent": True, "stale": True, **options})
