@@ -63,6 +63,7 @@ CREDIT_SUBJECT_FIELDS = (
 )
 CREDIT_SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.view")
 LOOKUP_TIMEOUT_SECONDS = 3.0
+CUSTOMER_SERVICE_DOWN = "The customer service could not be asked about the customer"  # a 503 its lookup answers
 FACT_COLUMNS = ("kind", "parent_id", "archived")  # what a replica may keep besides the location
 
 _http = urllib3.PoolManager(maxsize=16, retries=False)  # a credit worker runs several threads

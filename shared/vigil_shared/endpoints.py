@@ -3,26 +3,29 @@
 Every view of the services and the gateway stacks the same decorators, in the same order
 (docs/architecture.md, "Where rights are checked"):
 
-    @requires(permission)                     refuses a caller who holds it nowhere, before any parsing
-    @rule(permission)                         loads the URL's record, checks the right at its location
-    @idempotent                               a POST honouring Idempotency-Key (a replay skips parsing)
+    @requires(permission)        refuses a caller who holds it nowhere, before any parsing
+    @rule(permission)            loads the URL's record, checks the right at its location (404 outside)
+    @idempotent                  a POST honouring Idempotency-Key (a replay skips parsing)
     @blp.arguments(query, location="query", as_kwargs=True)
     @blp.arguments(body)
-    @answers(blp, status, schema, conflict=…, stale=…, unavailable=…)   the success answer, then the others
+    @answers(blp, status, schema, conflict=…, stale=…)   the success answer, then the others
 
-:func:`endpoint` is that stack written once::
+:func:`endpoint` is that stack written once, and the verbs of this module's :class:`Blueprint` are
+:func:`endpoint` with what the conventions imply (an idempotent ``POST``, 201 on a create, ``If-Match``
+on a change)::
+
+    blp = Blueprint("invoices", __name__, url_prefix="/api/v1", description="Invoices")
 
     @blp.route("/invoices/<int:invoice_id>/void")
     class InvoiceVoid(MethodView):
-        @endpoint(blp, "billing.manage", InvoiceSchema, rule=invoice_rule, idempotent=True, optional_body=VoidSchema,
-                  conflict=NOT_VOIDABLE, stale=True)
+        @blp.transition("billing.manage", InvoiceSchema, rule=invoice_rule, optional_body=VoidSchema, conflict=…)
         def post(self, data, invoice_id):
             ...
 
 It applies exactly those decorators (flask-smorest's public ``arguments``/``response``/``alt_response``,
-Vigil's ``requires``, the rule and ``idempotent``), once, when the module is imported: the view a request
-reaches is the same chain of wrappers a hand-written stack gives, so the OpenAPI document, the order of
-the checks and the cost of a request do not change. Decorators it does not cover (an upload's
+Vigil's ``requires``, the rule and ``idempotent``), once, when the module is imported: the view a
+request reaches is the same chain of wrappers a hand-written stack gives, so the OpenAPI document, the
+order of the checks and the cost of a request do not change. Decorators it does not cover (an upload's
 ``location="files"``, an extra answer with its own schema) go right under it.
 """
 
@@ -31,8 +34,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from flask.views import MethodView
 from flask_smorest import Blueprint as SmorestBlueprint
+from marshmallow import Schema, fields
 
+from .archived import ArchiveItemsArgs
 from .authz import requires
 from .http import answers as documented_answers
 from .idempotency import idempotent as idempotent_view
@@ -71,7 +77,8 @@ def endpoint(
     the query string (as keyword arguments, or one dict with ``query_kwargs=False``), ``body`` from
     the JSON body (``optional_body``: a body that may be absent). ``schema`` and ``description`` are
     the success answer's (``status``: 200 unless said); the other keywords are the answers
-    :func:`vigil_shared.http.answers` documents (``answers``: any status → its description, for one shared by several views or a status without a name here).
+    :func:`vigil_shared.http.answers` documents, and ``answers`` maps any status to its description
+    (a status without a keyword here, or answers several views share).
     """
     decorators: list[Decorator] = [requires(permission)]
     if rule is not None:
@@ -154,3 +161,30 @@ class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships 
 
     def remove(self, permission: str, **options: Any) -> Callable[[V], V]:
         return endpoint(self, permission, **{"status": 204, "stale": True, **options})
+
+
+def archive_items_blueprint(
+    import_name: str, service: str, view: str, item_schema: type[Schema], items: Callable[[list[int]], Any], doc: str
+) -> Blueprint:
+    """A participant's part of the archive preview (docs/archive.md), the same in every service that has one.
+
+    ``GET /api/v1/archive-items/<service>?customer_id=…`` (``customers.archive``) answers
+    ``{"items": items(the sorted customer ids)}``, each item as ``item_schema`` shows it; ``view`` names
+    the view (endpoint ``archive_items.<view>``) and its answer's schema (``<view>Schema``), ``doc`` is
+    its docstring.
+    """
+    blp = Blueprint(
+        "archive_items",
+        import_name,
+        url_prefix=f"/api/v1/archive-items/{service}",
+        description="What archiving customers would cancel",
+    )
+    answer = type(f"{view}Schema", (Schema,), {"items": fields.List(fields.Nested(item_schema))})
+
+    def get(self: MethodView, args: dict[str, Any]) -> dict[str, Any]:
+        return {"items": items(sorted(set(args["customer_id"])))}
+
+    get.__doc__ = doc
+    method = blp.read("customers.archive", answer, query=ArchiveItemsArgs, query_kwargs=False)(get)
+    blp.route("")(type(view, (MethodView,), {"__module__": import_name, "get": method}))
+    return blp

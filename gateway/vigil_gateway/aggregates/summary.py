@@ -143,15 +143,13 @@ def _fetch_all(calls: dict[str, tuple[str, str, dict]]) -> dict:
         return {name: future.result() for name, future in futures.items()}
 
 
-SUMMARY_REFUSED = {
-    403: "You may view customers or leads nowhere",
-    404: "No such customer or lead, or one in a location you may not view",
-}
+NOWHERE = "You may view customers or leads nowhere"
+UNSEEN = "No such customer or lead, or one in a location you may not view"
 
 
 @blp.route("/<int:customer_id>/summary")
 class Summary(MethodView):
-    @blp.read("customers.view", CustomerSummary, answers=SUMMARY_REFUSED)
+    @blp.read("customers.view", CustomerSummary, forbidden=NOWHERE, not_found=UNSEEN)
     def get(self, customer_id):
         """The record's header: identity, sale and install badges, status boxes and a count per tab.
 

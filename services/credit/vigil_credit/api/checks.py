@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
+from vigil_shared.customer_replica import CUSTOMER_SERVICE_DOWN
 from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import etag_headers, paginate
 from vigil_shared.web import (
@@ -74,10 +75,8 @@ def created(check: CreditCheck, status: int):
     return answer(check, status, Location=url_for("credit.CreditCheckItem", check_id=check.id))
 
 
-CHECK_REFUSED = {
-    409: "The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`",
-    503: "The customer service could not be asked about the customer",
-}
+REPEAT_PULL = "The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`"
+CHECK_REFUSED = {409: REPEAT_PULL, 503: CUSTOMER_SERVICE_DOWN}
 
 
 @blp.route("/customers/<int:customer_id>/credit-checks")

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from flask.views import MethodView
 from marshmallow import Schema, fields
 
-from vigil_shared.archived import ArchiveItemsArgs
-from vigil_shared.endpoints import Blueprint
+from vigil_shared.endpoints import archive_items_blueprint
 
 from .. import commands
 from .common import context
-
-blp = Blueprint(
-    "archive_items",
-    __name__,
-    url_prefix="/api/v1/archive-items/property",
-    description="What archiving customers would cancel",
-)
 
 
 class ArchiveItemSchema(Schema):
@@ -29,14 +20,12 @@ class ArchiveItemSchema(Schema):
     link = fields.String()
 
 
-class ArchiveItemsSchema(Schema):
-    items = fields.List(fields.Nested(ArchiveItemSchema))
-
-
-@blp.route("")
-class ArchiveItems(MethodView):
-    @blp.read("customers.archive", ArchiveItemsSchema, query=ArchiveItemsArgs, query_kwargs=False)
-    def get(self, args):
-        """The future appointments archiving these customers would cancel (the gateway's
-        `GET /customers/{id}/archive-preview` gathers this from every participant)."""
-        return {"items": commands.archive_items(context(), sorted(set(args["customer_id"])))}
+blp = archive_items_blueprint(
+    __name__,
+    "property",
+    "ArchiveItems",
+    ArchiveItemSchema,
+    lambda customer_ids: commands.archive_items(context(), customer_ids),
+    """The future appointments archiving these customers would cancel (the gateway's
+        `GET /customers/{id}/archive-preview` gathers this from every participant).""",
+)

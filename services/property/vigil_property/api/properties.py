@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
+from vigil_shared.customer_replica import CUSTOMER_SERVICE_DOWN
 from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import PaginationArgs, etag_headers
 from vigil_shared.web import current_identity, request_session
@@ -43,10 +44,7 @@ class Properties(MethodView):
         return property_page(result, domain.locations_of(session, (p.customer_id for p in result.items)))
 
 
-CREATE_REFUSED = {
-    409: "The account number is already used by another property",
-    503: "The customer service could not be asked about the customer",
-}
+CREATE_REFUSED = {409: "The account number is already used by another property", 503: CUSTOMER_SERVICE_DOWN}
 
 
 @blp.route("/customers/<int:customer_id>/properties")
