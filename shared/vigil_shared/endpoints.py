@@ -31,7 +31,7 @@ order of the checks and the cost of a request do not change. Decorators it does 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask.views import MethodView
@@ -49,63 +49,48 @@ Rule = Callable[[str], Decorator]
 """A record rule factory: called with the operation's permission (``customer_rule``, ``invoice_rule``)."""
 
 
-def endpoint(
-    blp: Any,
-    permission: str,
-    schema: Any = None,
-    *,
-    status: int = 200,
-    rule: Rule | None = None,
-    record: Decorator | None = None,
-    idempotent: bool = False,
-    query: Any = None,
-    query_kwargs: bool = True,
-    body: Any = None,
-    optional_body: Any = None,
-    description: str | None = None,
-    forbidden: str | None = None,
-    not_found: str | None = None,
-    conflict: str | None = None,
-    stale: str | bool = False,
-    unavailable: str | None = None,
-    answers: Mapping[int, str] | None = None,
-) -> Callable[[V], V]:
+NAMED_ANSWERS = frozenset({"forbidden", "not_found", "conflict", "stale", "unavailable"})
+OPTIONS = NAMED_ANSWERS | {
+    *("status", "rule", "record", "idempotent", "query", "query_kwargs", "body", "optional_body"),
+    *("description", "answers"),
+}
+
+
+def endpoint(blp: Any, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
     """The decorators of one operation, outermost first, as the module docstring lists them.
 
-    ``permission`` goes to ``@requires`` and to ``rule``, a record rule factory (``record``: a rule
-    built otherwise, one that checks another right than ``permission``); ``query`` is parsed from
-    the query string (as keyword arguments, or one dict with ``query_kwargs=False``), ``body`` from
-    the JSON body (``optional_body``: a body that may be absent). ``schema`` and ``description`` are
-    the success answer's (``status``: 200 unless said); the other keywords are the answers
-    :func:`vigil_shared.http.answers` documents, and ``answers`` maps any status to its description
-    (a status without a keyword here, or answers several views share).
+    ``permission`` goes to ``@requires`` and to ``rule``, a record rule factory (:data:`Rule`;
+    ``record``: a rule built otherwise, one that checks another right than ``permission``);
+    ``idempotent=True`` adds ``@idempotent``; ``query`` is parsed from the query string (as keyword
+    arguments, or one dict with ``query_kwargs=False``), ``body`` from the JSON body (``optional_body``:
+    a body that may be absent). ``schema`` and ``description`` are the success answer's (``status``:
+    200 unless said); ``forbidden``, ``not_found``, ``conflict``, ``stale`` and ``unavailable`` are the
+    answers :func:`vigil_shared.http.answers` documents, and ``answers`` maps any status to its
+    description (a status without a keyword here, or answers several views share). An unknown option
+    is refused when the module is imported.
     """
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        raise TypeError(f"endpoint() got unknown options {unknown}")
     decorators: list[Decorator] = [requires(permission)]
-    if rule is not None:
-        decorators.append(rule(permission))
-    if record is not None:
-        decorators.append(record)
-    if idempotent:
+    if options.get("rule") is not None:
+        decorators.append(options["rule"](permission))
+    if options.get("record") is not None:
+        decorators.append(options["record"])
+    if options.get("idempotent"):
         decorators.append(idempotent_view)
-    if query is not None:
-        decorators.append(blp.arguments(query, location="query", as_kwargs=query_kwargs))
-    if body is not None:
-        decorators.append(blp.arguments(body))
-    if optional_body is not None:
-        decorators.append(blp.arguments(optional_body, required=False))
-    decorators.append(
-        documented_answers(
-            blp,
-            status,
-            schema,
-            description=description,
-            forbidden=forbidden,
-            not_found=not_found,
-            conflict=conflict,
-            stale=stale,
-            unavailable=unavailable,
-            more=answers,
+    if options.get("query") is not None:
+        decorators.append(
+            blp.arguments(options["query"], location="query", as_kwargs=options.get("query_kwargs", True))
         )
+    if options.get("body") is not None:
+        decorators.append(blp.arguments(options["body"]))
+    if options.get("optional_body") is not None:
+        decorators.append(blp.arguments(options["optional_body"], required=False))
+    named = {name: options[name] for name in NAMED_ANSWERS if name in options}
+    status, description = options.get("status", 200), options.get("description")
+    decorators.append(
+        documented_answers(blp, status, schema, description=description, more=options.get("answers"), **named)
     )
 
     def decorate(view: V) -> V:
@@ -114,6 +99,15 @@ def endpoint(
         return view
 
     return decorate
+
+
+def _verb(**implied: Any) -> Callable[..., Decorator]:
+    """A :class:`Blueprint` method: :func:`endpoint` on the blueprint with ``implied`` options (the caller's win)."""
+
+    def verb(blp: Any, permission: str, schema: Any = None, **options: Any) -> Decorator:
+        return endpoint(blp, permission, schema, **{**implied, **options})
+
+    return verb
 
 
 class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships no type information
@@ -138,29 +132,13 @@ class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships 
     (``stale="…"``: the 412's own wording).
     """
 
-    def operation(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
-        return endpoint(self, permission, schema, **options)
-
-    def read(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
-        return endpoint(self, permission, schema, **options)
-
-    def create(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
-        return endpoint(self, permission, schema, **{"status": 201, "idempotent": True, **options})
-
-    def action(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
-        return endpoint(self, permission, schema, **{"idempotent": True, **options})
-
-    def start(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
-        return endpoint(self, permission, schema, **{"status": 202, "idempotent": True, **options})
-
-    def transition(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
-        return endpoint(self, permission, schema, **{"idempotent": True, "stale": True, **options})
-
-    def change(self, permission: str, schema: Any = None, **options: Any) -> Callable[[V], V]:
-        return endpoint(self, permission, schema, **{"stale": True, **options})
-
-    def remove(self, permission: str, **options: Any) -> Callable[[V], V]:
-        return endpoint(self, permission, **{"status": 204, "stale": True, **options})
+    operation = read = _verb()
+    create = _verb(status=201, idempotent=True)
+    start = _verb(status=202, idempotent=True)
+    action = _verb(idempotent=True)
+    transition = _verb(idempotent=True, stale=True)
+    change = _verb(stale=True)
+    remove = _verb(status=204, stale=True)
 
 
 def archive_items_blueprint(
