@@ -142,14 +142,14 @@ class Blueprint(SmorestBlueprint):  # type: ignore[misc]  # flask-smorest ships 
 
 
 def archive_items_blueprint(
-    import_name: str, service: str, view: str, item_schema: type[Schema], items: Callable[[list[int]], Any], doc: str
+    import_name: str, service: str, view: str, item_schema: type[Schema], items: Callable[[list[int]], Any]
 ) -> Blueprint:
     """A participant's part of the archive preview (docs/archive.md), the same in every service that has one.
 
     ``GET /api/v1/archive-items/<service>?customer_id=…`` (``customers.archive``) answers
     ``{"items": items(the sorted customer ids)}``, each item as ``item_schema`` shows it; ``view`` names
-    the view (endpoint ``archive_items.<view>``) and its answer's schema (``<view>Schema``), ``doc`` is
-    its docstring.
+    the view (endpoint ``archive_items.<view>``) and its answer's schema (``<view>Schema``); the
+    view's docstring is ``items``'s.
     """
     blp = Blueprint(
         "archive_items",
@@ -162,7 +162,7 @@ def archive_items_blueprint(
     def get(self: MethodView, args: dict[str, Any]) -> dict[str, Any]:
         return {"items": items(sorted(set(args["customer_id"])))}
 
-    get.__doc__ = doc
+    get.__doc__ = items.__doc__
     method = blp.read("customers.archive", answer, query=ArchiveItemsArgs, query_kwargs=False)(get)
     blp.route("")(type(view, (MethodView,), {"__module__": import_name, "get": method}))
     return blp

@@ -23,12 +23,12 @@ class BillingArchiveItemSchema(Schema):
     link = fields.String()
 
 
-blp = archive_items_blueprint(
-    __name__,
-    "billing",
-    "BillingArchiveItems",
-    BillingArchiveItemSchema,
-    lambda customer_ids: commands.archive_items(context(), customer_ids),
+def cancelled_by_archiving(customer_ids: list[int]):
     """The active recurring invoices and scheduled payments archiving these customers would cancel
-        (the gateway's `GET /customers/{id}/archive-preview` gathers this from every participant).""",
+    (the gateway's `GET /customers/{id}/archive-preview` gathers this from every participant)."""
+    return commands.archive_items(context(), customer_ids)
+
+
+blp = archive_items_blueprint(
+    __name__, "billing", "BillingArchiveItems", BillingArchiveItemSchema, cancelled_by_archiving
 )

@@ -20,12 +20,10 @@ class ArchiveItemSchema(Schema):
     link = fields.String()
 
 
-blp = archive_items_blueprint(
-    __name__,
-    "property",
-    "ArchiveItems",
-    ArchiveItemSchema,
-    lambda customer_ids: commands.archive_items(context(), customer_ids),
+def cancelled_by_archiving(customer_ids: list[int]):
     """The future appointments archiving these customers would cancel (the gateway's
-        `GET /customers/{id}/archive-preview` gathers this from every participant).""",
-)
+    `GET /customers/{id}/archive-preview` gathers this from every participant)."""
+    return commands.archive_items(context(), customer_ids)
+
+
+blp = archive_items_blueprint(__name__, "property", "ArchiveItems", ArchiveItemSchema, cancelled_by_archiving)
