@@ -41,8 +41,12 @@ def _listed(result, schema):
     return result.answer(lambda record: located(record, schema, location_id))
 
 
-def _created(record, schema, location_id, endpoint: str, **ids):
-    return located(record, schema, location_id), 201, etag_headers(record, Location=url_for(endpoint, **ids))
+def _created(create, data, schema, endpoint: str, id_name: str):
+    """A new recurring invoice or scheduled payment of the URL's customer (``create`` is its command)."""
+    customer = loaded()
+    record = create(context(), customer, data)
+    location = url_for(endpoint, **{id_name: record.id})
+    return located(record, schema, customer.location_id), 201, etag_headers(record, Location=location)
 
 
 def _cancelled(record, schema):
@@ -63,10 +67,8 @@ class CustomerRecurring(MethodView):
     def post(self, data, customer_id):
         """Set up a recurring invoice: issued every `interval_months` from `start_date`, once per period,
         until `end_date` or `count` issues. A sub-customer's new one bills its parent."""
-        customer = loaded()
-        template = commands.create_recurring(context(), customer, data)
         endpoint = "recurring.RecurringCancel"
-        return _created(template, RecurringSchema, customer.location_id, endpoint, recurring_invoice_id=template.id)
+        return _created(commands.create_recurring, data, RecurringSchema, endpoint, "recurring_invoice_id")
 
 
 @blp.route("/recurring-invoices/<int:recurring_invoice_id>/cancel")
@@ -94,10 +96,8 @@ class CustomerScheduled(MethodView):
     )
     def post(self, data, customer_id):
         """Schedule a charge of a billing method on `due_date`; soft declines are retried after 1, 3 and 5 days."""
-        customer = loaded()
-        scheduled = commands.create_scheduled(context(), customer, data)
         endpoint = "recurring.ScheduledCancel"
-        return _created(scheduled, ScheduledSchema, customer.location_id, endpoint, scheduled_payment_id=scheduled.id)
+        return _created(commands.create_scheduled, data, ScheduledSchema, endpoint, "scheduled_payment_id")
 
 
 NOT_CANCELLABLE = "Being charged or done: it can no longer be cancelled"
