@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select, true, update
+from sqlalchemy import bindparam, case, func, select, true, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
@@ -230,6 +230,15 @@ ON_SITE = (
     Contact.is_primary,
 )
 ON_SITE_LIMIT = 100
+# built once (composing it cost about a tenth of the request), the record's id bound at each call
+_ON_SITE = (
+    select(Customer.location_id.label("record_location_id"), *ON_SITE)
+    .select_from(Customer)
+    .outerjoin(Contact, (Contact.customer_id == Customer.id) & (Contact.type == EMERGENCY))
+    .where(Customer.id == bindparam("customer_id"))
+    .order_by(Contact.call_priority, func.lower(Contact.name), Contact.id)
+    .limit(ON_SITE_LIMIT)
+)
 
 
 def on_site(session: Session, customer_id: int) -> tuple[int | None, list[dict[str, Any]]]:
@@ -239,14 +248,7 @@ def on_site(session: Session, customer_id: int) -> tuple[int | None, list[dict[s
     The same contacts, in the same order, as ``GET …/contacts?type=emergency&per_page=100`` lists
     (its record read, count and passcode decryption are what the lookup does not need).
     """
-    rows = session.execute(
-        select(Customer.location_id.label("record_location_id"), *ON_SITE)
-        .select_from(Customer)
-        .outerjoin(Contact, (Contact.customer_id == Customer.id) & (Contact.type == EMERGENCY))
-        .where(Customer.id == customer_id)
-        .order_by(Contact.call_priority, func.lower(Contact.name), Contact.id)
-        .limit(ON_SITE_LIMIT)
-    ).all()
+    rows = session.execute(_ON_SITE, {"customer_id": customer_id}).all()
     if not rows:
         raise not_found("customer")
     listed = [
