@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from apispec import APISpec, BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -32,7 +32,7 @@ JSON_BODIES = "vigil_json_body_operations"  # app extension: {(endpoint, METHOD)
 View = TypeVar("View", bound=Callable[..., Any])
 
 
-class SchemaReusingParser(FlaskParser):  # type: ignore[misc]
+class SchemaReusingParser(FlaskParser):
     """flask-smorest's parser, reusing one instance of each argument schema class.
 
     webargs builds a new instance of a schema class for every request it parses (``_get_schema``):
@@ -53,7 +53,7 @@ class SchemaReusingParser(FlaskParser):  # type: ignore[misc]
             if schema is None:
                 schema = self._instances.setdefault(argmap, argmap())
             return schema
-        return cast(Schema, super()._get_schema(argmap, req))
+        return super()._get_schema(argmap, req)
 
 
 # Every blueprint parses with it: the parser is bound when a view is decorated, and every module
