@@ -121,3 +121,17 @@ def test_a_create_shows_its_custom_values_under_a_definition_made_in_the_same_se
     assert made.status_code == 201, made.json
     record = create(api, customer(custom_fields={"gate": "north"}))
     assert record["custom_fields"] == {"gate": "north"}
+
+
+def test_page_one_from_its_kept_statements_is_the_page_built_afresh(api):
+    from vigil_customer import search
+
+    for n in range(5):
+        create(api, customer(first_name=f"P{n}", last_name=f"Zq{n}", email=f"p{n}@example.com"))
+    for args in ("", "?sort=-name", "?sort=created&per_page=2", "?kind=customer&location_id=1", "?sort=-id"):
+        search._FIRST_PAGES.clear()
+        afresh = api.get(f"/api/v1/customers{args}")
+        kept = api.get(f"/api/v1/customers{args}")  # the statements built by the first call
+        assert afresh.status_code == kept.status_code == 200
+        assert kept.json == afresh.json and kept.headers.get("Link") == afresh.headers.get("Link")
+        assert afresh.json["items"], args

@@ -600,6 +600,12 @@ def _small_result(
     return found[:want], total
 
 
+# Page 1 of a list filtered by kind and location only (the list as it opens), by (filters, sort, size):
+# its page statement and count statement, built once (composing them was a tenth of the page's CPU).
+_FIRST_PAGES: dict[tuple, tuple[Any, Any]] = {}
+_FIRST_PAGES_KEPT = 256
+
+
 def list_customers(session: Session, query: ListQuery, visibility: Visibility) -> Result:
     if query.sort not in SORTS:
         raise validation_problem({"sort": [f"One of: {', '.join(SORTS)}."]})
@@ -642,21 +648,35 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
             key_cols = (statement.selected_columns.sort_name, statement.selected_columns.id)
         counter = lambda: _term_count(session, matches)  # noqa: E731 - deferred until the page is read
     else:
-        conditions = _customer_filters(query, visibility)
-        if tokens:
-            matched = _term_statement(query, visibility, tokens).subquery()
-            conditions.append(Customer.id.in_(select(matched.c.id)))
-        key_cols = _key_columns(query.sort, False)
-        # A page read in order reads its listed columns at once (one round trip less); one skipping
-        # records by OFFSET reads the keys only (index-only when it can) and the twenty rows after.
-        listed = _LISTED if not jump else dict.fromkeys((Customer.id, *key_cols))
-        statement = select(*listed).where(*conditions)
         plain = (
             (visibility.customers, visibility.leads, query.kind, tuple(query.location_id))
             if not tokens and not _needs_customer_table(query)
             else None
         )
-        counter = lambda: _bounded_count(session, select(Customer.id).where(*conditions), plain=plain)  # noqa: E731
+        # page 1 of a list filtered by kind and location only: its two statements are built once
+        first = (plain, query.sort, want) if plain is not None and key is None and not jump else None
+        built = _FIRST_PAGES.get(first) if first is not None else None
+        if built is None:
+            conditions = _customer_filters(query, visibility)
+            if tokens:
+                matched = _term_statement(query, visibility, tokens).subquery()
+                conditions.append(Customer.id.in_(select(matched.c.id)))
+            key_cols = _key_columns(query.sort, False)
+            # A page read in order reads its listed columns at once (one round trip less); one skipping
+            # records by OFFSET reads the keys only (index-only when it can) and the twenty rows after.
+            listed = _LISTED if not jump else dict.fromkeys((Customer.id, *key_cols))
+            statement = select(*listed).where(*conditions)
+            built = (statement, select(Customer.id).where(*conditions))
+            if first is not None:
+                ordered = statement.order_by(*[c.asc() if forward else c.desc() for c in key_cols]).limit(want)
+                built = (ordered, built[1])
+                if len(_FIRST_PAGES) >= _FIRST_PAGES_KEPT:
+                    _FIRST_PAGES.clear()
+                _FIRST_PAGES[first] = built
+        if first is not None:  # one row per record, already ordered and limited
+            fetched = session.execute(built[0]).all()
+        counted_statement = built[1]
+        counter = lambda: _bounded_count(session, counted_statement, plain=plain)  # noqa: E731
 
     if fetched is None:
         if key is not None:
