@@ -1,7 +1,8 @@
 """Contacts of a record: `contacts.view` to read, `contacts.modify` to write, at the record's location.
 
-The gateway's technician lookup calls `GET …/contacts?type=emergency` with a service identity
-holding `contacts.view`, so the list answers service callers in every location.
+The gateway's technician lookup reads the emergency contacts through the internal
+`GET /api/v1/internal/customers/{id}/emergency-contacts` (``api/internal.py``) with a service
+identity holding `contacts.view`.
 """
 
 from __future__ import annotations
