@@ -23,6 +23,7 @@ from .models import AuditEntry
 log = logging.getLogger("vigil.gateway.audit")
 
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
+_INSERT = insert(AuditEntry)  # built once: every sign-in, lookup and confidential read writes one
 
 
 def record(
@@ -52,7 +53,7 @@ def record(
     )
     try:
         with db.engine.begin() as conn:  # one plain INSERT: this runs on every sign-in and confidential read
-            conn.execute(insert(AuditEntry), [row])
+            conn.execute(_INSERT, row)
     except Exception:  # an audit write must never be silently lost: it is logged in full instead
         log.exception(
             "audit entry could not be stored",

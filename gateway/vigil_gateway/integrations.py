@@ -92,7 +92,7 @@ class DatabaseRateLimiter:
         minute = int(now // 60)
         for attempt in (1, 2):
             try:
-                with self.db.autocommit_engine.connect() as conn:
+                with self.db.read_engine.connect() as conn:
                     total = int(conn.execute(TAKE, {"name": name, "minute": minute, "count": count}).scalar_one())
                 break
             except DBAPIError as error:  # no liveness probe: a connection the database dropped is retried once

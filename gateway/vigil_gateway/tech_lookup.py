@@ -3,7 +3,8 @@
 The property service checks the PIN (constant time, 5 wrong ones lock the account for 15 minutes,
 attempts rate-limited per client address, ``tech_portal.use`` at the property's location) and
 answers the site. :func:`look_up_site` asks it, then adds the customer's emergency contacts from the
-customer service; when that service is down the answer is still given, marked ``partial``. Nothing
+customer service (its internal ``emergency-contacts`` read: the contacts the on-site answer shows,
+in call order, in one query); when that service is down the answer is still given, marked ``partial``. Nothing
 else of the customer is asked for. A refusal of the property service is re-issued as the gateway's
 own problem (its ``Retry-After`` kept); the property service down is a 503.
 
@@ -61,11 +62,7 @@ def emergency_contacts(customer_id: int) -> list[dict[str, Any]] | None:
     identity = service_identity("gateway", {"contacts.view"}, request_id=g.get("request_id"))
     try:
         reply = call_service(
-            "customer",
-            "GET",
-            f"/api/v1/customers/{customer_id}/contacts",
-            params={"type": "emergency", "per_page": 100},
-            identity=identity,
+            "customer", "GET", f"/api/v1/internal/customers/{customer_id}/emergency-contacts", identity=identity
         )
     except ServiceUnavailable:
         return None

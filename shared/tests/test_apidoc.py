@@ -152,3 +152,24 @@ def test_record_rule_and_the_required_body_do_not_depend_on_decorator_order(rule
     answered = client.put("/things/7", json={"text": "x"})
     assert answered.status_code == 200 and answered.get_json() == {"id": 7}
     assert "_apidoc" not in inspect.getsource(guards) and "_apidoc" not in inspect.getsource(web)
+
+
+def test_every_blueprint_parses_with_one_instance_of_each_argument_schema():
+    from flask_smorest import Blueprint as SmorestBlueprint
+    from marshmallow import Schema as MaSchema
+    from marshmallow import fields as ma_fields
+
+    from vigil_shared.apidoc import SchemaReusingParser
+
+    class Body(MaSchema):
+        name = ma_fields.String(required=True)
+        count = ma_fields.Integer(load_default=1)
+
+    parser = SmorestBlueprint.ARGUMENTS_PARSER
+    assert isinstance(parser, SchemaReusingParser)
+    first = parser._get_schema(Body, None)
+    assert parser._get_schema(Body, None) is first and isinstance(first, Body)
+    for data in ({"name": "a"}, {"name": "b", "count": 3}):
+        assert first.load(data) == Body().load(data)  # a reused instance loads as a fresh one
+    instance = Body()
+    assert parser._get_schema(instance, None) is instance  # an instance passed is used as it is

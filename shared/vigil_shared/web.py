@@ -34,8 +34,8 @@ from .db import Database
 from .errors import UNAUTHENTICATED, Problem, register_error_handlers
 from .health import WEB_OPTIONAL_CHECKS, add_health_routes, run_checks  # noqa: F401
 from .http import PreconditionPlugin
-from .identity import IDENTITY_HEADER, InvalidIdentity, verify_identity
-from .logs import configure_logging
+from .identity import BINDING_HEADER, IDENTITY_HEADER, InvalidIdentity, verify_identity
+from .logs import configure_logging, log_fields
 from .service import current_runtime, request_outbox, request_session  # noqa: F401
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -127,9 +127,10 @@ def base_app(name: str, settings: Settings) -> Flask:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
         started = g.get("started")
-        access_log.info(
+        log_fields(
+            access_log,
             "request",
-            extra={
+            {
                 "request_id": g.get("request_id"),
                 "method": request.method,
                 "path": request.path,
@@ -174,8 +175,11 @@ def create_service_app(
         token = request.headers.get(IDENTITY_HEADER)
         if not token:
             raise Problem(401, "This service is reached through the Vigil gateway only.", type=UNAUTHENTICATED)
+        binding = request.headers.get(BINDING_HEADER)
         try:
-            g.identity = verify_identity(token, settings.internal_secret)
+            g.identity = verify_identity(
+                token, settings.internal_secret, request_id=g.request_id if binding else None, binding=binding
+            )
         except InvalidIdentity:
             raise Problem(401, "The gateway identity token is invalid or expired.", type=UNAUTHENTICATED) from None
         return None
@@ -262,6 +266,22 @@ def record_rule(load: Callable[..., Any]) -> Callable[[View], View]:
         return cast(View, wrapper)  # functools.wraps carries what the decorators below documented
 
     return decorator
+
+
+def loader_rule(
+    load: Callable[..., Any], id_name: str, context: Callable[[], Any] = command_context
+) -> Callable[[str], Callable[[View], View]]:
+    """A record rule factory for the records ``load(context(), <the URL's id_name>, permission)`` finds.
+
+    ``rule = loader_rule(commands.load_invoice, "invoice_id")`` then ``rule("billing.manage")`` is
+    the :func:`record_rule` of a view of ``/invoices/<int:invoice_id>`` (and what
+    :func:`vigil_shared.endpoints.endpoint` calls with the operation's permission).
+    """
+
+    def rule(permission: str) -> Callable[[View], View]:
+        return record_rule(lambda **view_args: load(context(), view_args[id_name], permission))
+
+    return rule
 
 
 def loaded() -> Any:

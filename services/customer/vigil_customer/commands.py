@@ -87,6 +87,14 @@ def load_customer_for(ctx: Context, customer_id: int, permission: str) -> Custom
     return _load(ctx, customer_id, lambda _: permission, lock=not permission.endswith(".view"))
 
 
+def read_emergency_contacts(ctx: Context, customer_id: int) -> list[dict]:
+    """The record's emergency contacts as the technician lookup shows them: 404 without
+    ``contacts.view`` at its location (as ``load_customer_tab``), read with the record in one query."""
+    location_id, listed = contacts.on_site(ctx.session, customer_id)
+    ctx.require_on("contacts.view", location_id, "customer")
+    return listed
+
+
 # --- customers and leads ----------------------------------------------------------------------------
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select, true, update
+from sqlalchemy import bindparam, case, func, select, true, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.errors import get_or_404, validation_problem
+from vigil_shared.errors import get_or_404, not_found, validation_problem
 from vigil_shared.identity import Identity
 from vigil_shared.masking import MASK, mask
 
@@ -215,6 +215,58 @@ def list_statement(customer_id: int, contact_type: str | None = None):
     return statement.order_by(
         case((Contact.type == EMERGENCY, 0), else_=1), Contact.call_priority, func.lower(Contact.name), Contact.id
     )
+
+
+# What the technician lookup shows of an emergency contact (the gateway's on-site answer): no passcode.
+ON_SITE = (
+    Contact.id,
+    Contact.name,
+    Contact.relation,
+    Contact.role,
+    Contact.phones,
+    Contact.email,
+    Contact.has_key,
+    Contact.call_priority,
+    Contact.is_primary,
+)
+ON_SITE_LIMIT = 100
+# built once (composing it cost about a tenth of the request), the record's id bound at each call
+_ON_SITE = (
+    select(Customer.location_id.label("record_location_id"), *ON_SITE)
+    .select_from(Customer)
+    .outerjoin(Contact, (Contact.customer_id == Customer.id) & (Contact.type == EMERGENCY))
+    .where(Customer.id == bindparam("customer_id"))
+    .order_by(Contact.call_priority, func.lower(Contact.name), Contact.id)
+    .limit(ON_SITE_LIMIT)
+)
+
+
+def on_site(session: Session, customer_id: int) -> tuple[int | None, list[dict[str, Any]]]:
+    """The record's location and its emergency contacts in call order, as the on-site answer shows
+    them, in one query (404 for an unknown record).
+
+    The same contacts, in the same order, as ``GET …/contacts?type=emergency&per_page=100`` lists
+    (its record read, count and passcode decryption are what the lookup does not need).
+    """
+    rows = session.execute(_ON_SITE, {"customer_id": customer_id}).all()
+    if not rows:
+        raise not_found("customer")
+    listed = [
+        {
+            "id": row.id,
+            "name": row.name,
+            "relation": row.relation,
+            "role": row.role,
+            "phones": [{"label": p["label"], "number": p["number"]} for p in row.phones or []],
+            "email": row.email,
+            "has_key": row.has_key,
+            "call_priority": row.call_priority,
+            "is_primary": row.is_primary,
+        }
+        for row in rows
+        if row.id is not None
+    ]
+    return rows[0].record_location_id, listed
 
 
 def present(contact: Contact, identity: Identity, location_id: int | None, cipher: FieldCipher) -> tuple[dict, bool]:

@@ -30,6 +30,36 @@ def definitions(session: Session, kind: str | None = None, *, active_only: bool 
     return [d for d in rows if kind is None or d.applies_to in (kind, "both")]
 
 
+_ACTIVE = "vigil_customer.active_custom_fields"  # session.info key: the active definitions, as rows
+_ACTIVE_COLUMNS = (
+    CustomFieldDefinition.key,
+    CustomFieldDefinition.type,
+    CustomFieldDefinition.options,
+    CustomFieldDefinition.required,
+    CustomFieldDefinition.applies_to,
+)
+
+
+def _active(session: Session, kind: str) -> list[Any]:
+    """The active definitions for ``kind`` (rows of key, type, options, required, applies_to), in order.
+
+    Read once per session (a request's session lives for that request): a create validates the
+    new record's custom values and then shows them, and read them twice. The writes below forget them.
+    """
+    rows = session.info.get(_ACTIVE)
+    if rows is None:
+        rows = session.info[_ACTIVE] = session.execute(
+            select(*_ACTIVE_COLUMNS)
+            .where(CustomFieldDefinition.active.is_(True))
+            .order_by(CustomFieldDefinition.position, CustomFieldDefinition.id)
+        ).all()
+    return [d for d in rows if d.applies_to in (kind, "both")]
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_ACTIVE, None)
+
+
 def get_definition(session: Session, definition_id: int) -> CustomFieldDefinition:
     return get_or_404(session, CustomFieldDefinition, definition_id, "custom field")
 
@@ -50,6 +80,7 @@ def create_definition(session: Session, data: dict) -> CustomFieldDefinition:
     data = dict(data)
     data["options"] = _check_options(data["type"], data.get("options"))
     definition = CustomFieldDefinition(**data)
+    _forget(session)
     session.add(definition)
     try:
         session.flush()
@@ -64,6 +95,7 @@ def update_definition(session: Session, definition: CustomFieldDefinition, chang
         removed = {o for o in definition.options or []} - set(changes["options"])
         if removed:
             _ensure_options_unused(session, definition.key, removed)
+    _forget(session)
     for key, value in changes.items():
         setattr(definition, key, value)
     session.flush()
@@ -84,11 +116,13 @@ def _ensure_options_unused(session: Session, key: str, removed: set[str]) -> Non
 
 def delete_definition(session: Session, definition: CustomFieldDefinition) -> None:
     """Removes the definition; values already stored stop being shown or validated."""
+    _forget(session)
     session.delete(definition)
     session.flush()
 
 
-def _coerce(definition: CustomFieldDefinition, value: Any) -> Any:
+def _coerce(definition: Any, value: Any) -> Any:
+    """``definition``: a definition, or a row with its type and options."""
     if value is None or value == "":
         return None
     if definition.type == "text":
@@ -129,7 +163,7 @@ def validate_values(
     Unknown keys are refused; a required field must have a value when the record is created
     (or converted) and can never be cleared afterwards.
     """
-    defined = {d.key: d for d in definitions(session, kind)}
+    defined = {d.key: d for d in _active(session, kind)}
     merged = {k: v for k, v in (stored or {}).items() if k in defined}
     errors: dict[str, list[str]] = {}
     for key, value in (incoming or {}).items():
@@ -153,5 +187,5 @@ def validate_values(
 
 
 def visible_values(session: Session, kind: str, stored: dict | None) -> dict:
-    defined = {d.key for d in definitions(session, kind)}
+    defined = {d.key for d in _active(session, kind)}
     return {k: v for k, v in (stored or {}).items() if k in defined}

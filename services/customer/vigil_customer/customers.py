@@ -462,12 +462,17 @@ def create(
     customer.created_at = customer.updated_at = customer.last_activity_at = now
     ctx.session.add(customer)
     _flush(ctx.session)
+    created = f"copy of #{copied_from.id}" if copied_from is not None else kind
+    history.record_many(
+        ctx.session,
+        ctx.actor,
+        customer.id,
+        "create",
+        [(None, None, created, None), *((name, old, new, CONFIDENTIAL.get(name)) for name, old, new in changes)],
+        ctx.cipher,
+    )
     if copied_from is not None:
-        history.record(ctx.session, ctx.actor, customer.id, "create", field=None, new=f"copy of #{copied_from.id}")
         history.record(ctx.session, ctx.actor, copied_from.id, "duplicate", field=None, new=f"copied to #{customer.id}")
-    else:
-        history.record(ctx.session, ctx.actor, customer.id, "create", new=kind)
-    _record_changes(ctx, customer, changes, "create")
     search.reindex(ctx.session, customer, new=True)
     ctx.outbox.add(
         ctx.session,

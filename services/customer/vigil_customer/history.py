@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Table, insert, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
@@ -102,6 +103,48 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+_INSERT = insert(cast(Table, HistoryEntry.__table__))  # Core: the ORM's bulk path costs more
+
+
+def record_many(
+    session: Session,
+    actor: Actor,
+    customer_id: int,
+    action: str,
+    changes: list[tuple[str | None, Any, Any, str | None]],
+    cipher: FieldCipher,
+) -> None:
+    """Records ``(field, old, new, confidential)`` changes of one action as :func:`record` would, one
+    row each in that order, but as one Core ``INSERT`` (a create writes about a dozen; as ORM objects
+    they cost a tenth of its CPU). The record's row must be flushed already."""
+    common: dict[str, Any] = {
+        "customer_id": customer_id,
+        "actor_id": actor.identity.subject,
+        "actor_name": actor.name,
+        "source": actor.source,
+        "client_ip": actor.identity.client_ip,
+        "request_id": actor.identity.request_id,
+        "action": action,
+        "target_type": "customer",
+        "target_id": None,
+    }
+    rows = []
+    for field, old, new, confidential in changes:
+        old_text, new_text = as_text(old), as_text(new)
+        if confidential:
+            values: dict[str, Any] = {
+                "old_value": None,
+                "new_value": None,
+                "old_value_enc": cipher.encrypt(old_text),
+                "new_value_enc": cipher.encrypt(new_text),
+            }
+        else:
+            values = {"old_value": old_text, "new_value": new_text, "old_value_enc": None, "new_value_enc": None}
+        rows.append({**common, "field": field, "confidential": confidential, **values})
+    if rows:
+        session.execute(_INSERT, rows)
 
 
 def query(

@@ -15,7 +15,7 @@ from vigil_shared.identity import Identity
 from vigil_shared.web import note_confidential_read
 
 from . import custom_fields, record, registry, search
-from .access import CONFIDENTIAL, Access, fields_of
+from .access import CONFIDENTIAL, Access, fields_of, section_of
 
 ALWAYS = registry.ALWAYS_SHOWN
 LIST_FIELDS = tuple(registry.output_fields(listed_only=True))
@@ -25,8 +25,13 @@ def customer_view(session: Session, customer, identity: Identity, cipher: FieldC
     access = Access(identity, customer.kind, customer.location_id)
     body = {name: getattr(customer, name) for name in ALWAYS}
     unmasked = []
+    sections: dict[str | None, bool] = {}  # access.can_view_field, asked once per section
     for name in fields_of(customer.kind):
-        if not access.can_view_field(name):
+        section = section_of(name, customer.kind)
+        visible = sections.get(section)
+        if visible is None:
+            visible = sections[section] = access.can_view_field(name)
+        if not visible:
             continue
         value_type = registry.BY_NAME[name].type
         if isinstance(value_type, registry.Values):

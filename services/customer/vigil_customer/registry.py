@@ -599,13 +599,24 @@ def register(new: Field) -> None:
         raise ValueError(f"{new.name} is already a field of the record")
     FIELDS = (*FIELDS, new)
     BY_NAME[new.name] = new
+    _FIELDS_OF.clear()
 
 
 def fields_of(kind: str) -> tuple[str, ...]:
-    """The fields records of ``kind`` have, section by section."""
-    return tuple(
-        f.name for section in SECTION_ORDER[kind] for f in FIELDS if f.belongs_to(kind) and f.section(kind) == section
-    )
+    """The fields records of ``kind`` have, section by section (worked out once per kind: every
+    create and every read of a record walks them)."""
+    known = _FIELDS_OF.get(kind)
+    if known is None:
+        known = _FIELDS_OF[kind] = tuple(
+            f.name
+            for section in SECTION_ORDER[kind]
+            for f in FIELDS
+            if f.belongs_to(kind) and f.section(kind) == section
+        )
+    return known
+
+
+_FIELDS_OF: dict[str, tuple[str, ...]] = {}  # emptied by register()
 
 
 def column_definitions() -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
@@ -76,17 +76,19 @@ def list_appointments(
 
 def open_appointments(session: Session, property_id: int) -> list[Appointment]:
     """Scheduled visits at the property that have not ended yet, soonest first."""
-    return list(
-        session.scalars(
-            select(Appointment)
-            .where(
-                Appointment.property_id == property_id,
-                Appointment.status == "scheduled",
-                Appointment.ends_at >= utcnow(),
-            )
-            .order_by(Appointment.starts_at, Appointment.id)
-        )
+    return list(session.scalars(_OPEN, {"property_id": property_id, "now": utcnow()}))
+
+
+# built once, the property and the time bound at each call (the technician lookup reads it on every lookup)
+_OPEN = (
+    select(Appointment)
+    .where(
+        Appointment.property_id == bindparam("property_id"),
+        Appointment.status == "scheduled",
+        Appointment.ends_at >= bindparam("now", type_=Appointment.__table__.c.ends_at.type),
     )
+    .order_by(Appointment.starts_at, Appointment.id)
+)
 
 
 def customers_of(session: Session, property_ids: Iterable[int]) -> dict[int, int]:

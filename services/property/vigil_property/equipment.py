@@ -6,7 +6,7 @@ record of a site can be reconstructed after a transfer or a dispute.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.errors import get_or_404, validation_problem
@@ -28,13 +28,15 @@ def list_equipment(session: Session, property_id: int, *, page: int, per_page: i
 
 
 def equipment_of(session: Session, property_id: int) -> list[Equipment]:
-    return list(
-        session.scalars(
-            select(Equipment)
-            .where(Equipment.property_id == property_id, Equipment.status != "removed")
-            .order_by(Equipment.id)
-        )
-    )
+    return list(session.scalars(_OF_PROPERTY, {"property_id": property_id}))
+
+
+# built once, the property bound at each call (the technician lookup reads it on every lookup)
+_OF_PROPERTY = (
+    select(Equipment)
+    .where(Equipment.property_id == bindparam("property_id"), Equipment.status != "removed")
+    .order_by(Equipment.id)
+)
 
 
 def get_equipment(session: Session, property_id: int, equipment_id: int) -> Equipment:

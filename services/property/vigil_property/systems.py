@@ -8,7 +8,7 @@ be emptied later. The password is only ever stored encrypted.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
@@ -94,15 +94,16 @@ def list_systems(session: Session, property_id: int, *, page: int, per_page: int
 
 def systems_with_kinds(session: Session, property_id: int) -> list[tuple[System, SystemKind]]:
     """The property's systems with their kinds, in one query."""
-    return [
-        (system, kind)
-        for system, kind in session.execute(
-            select(System, SystemKind)
-            .join(SystemKind, SystemKind.id == System.kind_id)
-            .where(System.property_id == property_id)
-            .order_by(System.id)
-        )
-    ]
+    return [(system, kind) for system, kind in session.execute(_WITH_KINDS, {"property_id": property_id})]
+
+
+# built once, the property bound at each call (the technician lookup reads it on every lookup)
+_WITH_KINDS = (
+    select(System, SystemKind)
+    .join(SystemKind, SystemKind.id == System.kind_id)
+    .where(System.property_id == bindparam("property_id"))
+    .order_by(System.id)
+)
 
 
 def kinds_by_id(session: Session, kind_ids) -> dict[int, SystemKind]:

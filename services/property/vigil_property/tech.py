@@ -116,13 +116,17 @@ class Candidate:
     location_id: int | None
 
 
+# built once, the account key bound at each call (every lookup reads it)
+_CANDIDATE = (
+    select(Property, PinGuard.locked_until, PinGuard.failures, KnownCustomer.location_id)
+    .outerjoin(PinGuard, PinGuard.property_id == Property.id)
+    .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
+    .where(Property.account_key == bindparam("account_key", type_=Property.__table__.c.account_key.type))
+)
+
+
 def find_candidate(session: Session, account_number: str) -> Candidate | None:
-    row = session.execute(
-        select(Property, PinGuard.locked_until, PinGuard.failures, KnownCustomer.location_id)
-        .outerjoin(PinGuard, PinGuard.property_id == Property.id)
-        .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
-        .where(Property.account_key == account_key(account_number))
-    ).first()
+    row = session.execute(_CANDIDATE, {"account_key": account_key(account_number)}).first()
     return None if row is None else Candidate(row[0], row[1], row[2] or 0, row[3])
 
 

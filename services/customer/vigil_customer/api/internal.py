@@ -5,6 +5,11 @@ the published API document.
 (name, address, SSN, birthdate), for the credit service at pull time only. Only the credit service's identity
 holding both confidential view permissions may read it, and every read is audited in the
 customer's history (``credit_subject_read``: who, when, which fields, the request id).
+
+``GET /api/v1/internal/customers/{id}/emergency-contacts``: the emergency contacts in call order as
+the gateway's technician lookup shows them (no passcode), for a caller holding ``contacts.view`` at
+the record's location: one query, where the public contacts list reads the record, counts and
+decrypts every passcode to mask it.
 """
 
 from __future__ import annotations
@@ -34,3 +39,11 @@ class CreditSubject(MethodView):
     def get(self, customer_id):
         """The subject of a credit pull, SSN and birthdate unmasked: services only, audited."""
         return commands.read_credit_subject(context(), customer_id), 200
+
+
+@blp.route("/customers/<int:customer_id>/emergency-contacts")
+class EmergencyContacts(MethodView):
+    @requires("contacts.view")
+    def get(self, customer_id):
+        """The emergency contacts of an on-site lookup, in call order (no passcode)."""
+        return {"items": commands.read_emergency_contacts(context(), customer_id)}, 200

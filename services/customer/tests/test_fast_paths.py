@@ -1,0 +1,137 @@
+"""Fast paths pinned to the slower code they replace: same answers, same rows (issue 10's costs)."""
+
+from helpers import create, customer
+from sqlalchemy import select
+
+from vigil_customer import history, registry
+from vigil_customer.contacts import on_site
+from vigil_customer.models import HistoryEntry
+from vigil_shared.identity import service_identity
+from vigil_shared.testing import identity_with
+
+ON_SITE_FIELDS = ("id", "name", "relation", "role", "phones", "email", "has_key", "call_priority", "is_primary")
+
+
+def test_the_on_site_contacts_are_the_emergency_list_without_its_passcodes(api):
+    record = create(api, customer(state="ON", primary_phone="613-555-0100"))
+    url = f"/api/v1/customers/{record['id']}/contacts"
+    api.post(
+        url,
+        json={
+            "type": "emergency",
+            "name": "ann",
+            "relation": "neighbour",
+            "has_key": True,
+            "phones": [{"label": "cell", "number": "613-555-0111"}, {"label": "work", "number": "613-555-0112"}],
+            "passcode": "blue",
+        },
+    )
+    api.post(url, json={"type": "emergency", "name": "Bob", "relation": "son", "email": "bob@example.com"})
+    api.post(url, json={"type": "emergency", "name": "Cid", "call_priority": 1, "passcode": "red"})
+    api.post(url, json={"type": "other", "name": "Accountant", "role": "billing", "is_primary": True})
+    gateway = api.as_(service_identity("gateway", {"contacts.view"}))
+    listed = gateway.get(f"{url}?type=emergency&per_page=100").json["items"]
+    fast = gateway.get(f"/api/v1/internal/customers/{record['id']}/emergency-contacts")
+    assert fast.status_code == 200
+    assert fast.json["items"] == [{k: c[k] for k in ON_SITE_FIELDS} for c in listed]
+    assert [c["name"] for c in fast.json["items"]] == ["Cid", "ann", "Bob"]
+    assert "blue" not in fast.get_data(as_text=True) and "red" not in fast.get_data(as_text=True)
+
+    alone = create(api, customer(first_name="Zed", email="zed@example.com", primary_phone="613-555-0199"))
+    empty = gateway.get(f"/api/v1/internal/customers/{alone['id']}/emergency-contacts")
+    assert empty.status_code == 200 and empty.json["items"] == []
+
+
+def test_the_on_site_contacts_answer_like_the_list_where_the_caller_may_not_look(api):
+    record = create(api)
+    api.post(f"/api/v1/customers/{record['id']}/contacts", json={"type": "emergency", "name": "Ann"})
+    path = f"/api/v1/internal/customers/{record['id']}/emergency-contacts"
+    elsewhere = api.as_(identity_with("contacts.view", "customers.view", locations=(2,)))
+    assert elsewhere.get(path).status_code == 404  # a record out of scope answers like an unknown id
+    assert elsewhere.get(f"/api/v1/customers/{record['id']}/contacts").status_code == 404
+    gateway = api.as_(service_identity("gateway", {"contacts.view"}))
+    assert gateway.get("/api/v1/internal/customers/999999/emergency-contacts").status_code == 404
+    assert api.as_(service_identity("gateway", {"customers.view"})).get(path).status_code == 403
+
+
+def test_on_site_reads_nothing_for_an_unknown_record(session):
+    try:
+        on_site(session, 424242)
+    except Exception as problem:  # noqa: BLE001 - the service's 404 problem
+        assert getattr(problem, "status", None) == 404
+    else:
+        raise AssertionError("an unknown record is a 404")
+
+
+def _rows(session, customer_id):
+    columns = [c for c in HistoryEntry.__table__.c if c.name not in ("id", "at")]
+    return [tuple(row) for row in session.execute(select(*columns).where(HistoryEntry.customer_id == customer_id))]
+
+
+def test_history_rows_written_together_are_the_rows_written_one_by_one(api, session, runtime):
+    first, second = create(api), create(api, customer(first_name="Other", email="o@example.com"))
+    actor = history.Actor(identity_with("customers.modify", locations=(1,)), "api")
+    changes = [
+        (None, None, "customer", None),
+        ("first_name", None, "Dana", None),
+        ("active", False, True, None),
+        ("ssn", None, "123-45-6789", "ssn"),
+        ("birthdate", "1980-01-02", None, "birthdate"),
+    ]
+    for customer_id in (first["id"], second["id"]):
+        session.execute(HistoryEntry.__table__.delete().where(HistoryEntry.customer_id == customer_id))
+    for field, old, new, confidential in changes:
+        history.record(
+            session, actor, first["id"], "create", field=field, old=old, new=new, confidential=confidential,
+            cipher=runtime.cipher,
+        )  # fmt: skip
+    session.flush()
+    history.record_many(session, actor, second["id"], "create", changes, runtime.cipher)
+    one_by_one, together = _rows(session, first["id"]), _rows(session, second["id"])
+    customer_id_at = [c.name for c in HistoryEntry.__table__.c if c.name not in ("id", "at")].index("customer_id")
+    encrypted = {
+        i
+        for i, c in enumerate(c for c in HistoryEntry.__table__.c if c.name not in ("id", "at"))
+        if c.name.endswith("_enc")
+    }
+
+    def comparable(row):  # tokens differ each time they are made: compare what they decrypt to
+        return tuple(
+            runtime.cipher.decrypt(v) if i in encrypted else v for i, v in enumerate(row) if i != customer_id_at
+        )
+
+    assert [comparable(r) for r in together] == [comparable(r) for r in one_by_one]
+    assert len(together) == len(changes)
+
+
+def test_the_fields_of_a_kind_are_worked_out_once_and_as_before():
+    for kind in registry.KINDS:
+        expected = tuple(
+            f.name
+            for section in registry.SECTION_ORDER[kind]
+            for f in registry.FIELDS
+            if f.belongs_to(kind) and f.section(kind) == section
+        )
+        assert registry.fields_of(kind) == expected
+        assert registry.fields_of(kind) is registry.fields_of(kind)
+
+
+def test_a_create_shows_its_custom_values_under_a_definition_made_in_the_same_session(api):
+    made = api.post("/api/v1/custom-fields", json={"key": "gate", "label": "Gate", "type": "text"})
+    assert made.status_code == 201, made.json
+    record = create(api, customer(custom_fields={"gate": "north"}))
+    assert record["custom_fields"] == {"gate": "north"}
+
+
+def test_page_one_from_its_kept_statements_is_the_page_built_afresh(api):
+    from vigil_customer import search
+
+    for n in range(5):
+        create(api, customer(first_name=f"P{n}", last_name=f"Zq{n}", email=f"p{n}@example.com"))
+    for args in ("", "?sort=-name", "?sort=created&per_page=2", "?kind=customer&location_id=1", "?sort=-id"):
+        search._FIRST_PAGES.clear()
+        afresh = api.get(f"/api/v1/customers{args}")
+        kept = api.get(f"/api/v1/customers{args}")  # the statements built by the first call
+        assert afresh.status_code == kept.status_code == 200
+        assert kept.json == afresh.json and kept.headers.get("Link") == afresh.headers.get("Link")
+        assert afresh.json["items"], args
