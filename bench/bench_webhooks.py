@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 
 import benchkit
 import requests
-from bench_gateway_properties import Client, cpu_by_group, floor_gunicorn, free_port
+from bench_gateway_properties import Client, _serves, _stat, cpu_by_group, floor_gunicorn, free_port
 from standardwebhooks.webhooks import Webhook
 
 TARGET_RATE, TARGET_P99_MS = 300.0, 100.0
@@ -175,11 +175,36 @@ def print_cpu(cpu: dict) -> str:
     return ", ".join(f"{group} {ms:.2f}" for group, ms in sorted(cpu.items(), key=lambda item: -item[1]))
 
 
+def cpu_by_process(stack, database_prefix: str | None) -> dict[str, float]:
+    """CPU seconds so far of each Vigil process (by its name in the stack, with its children), the
+    PostgreSQL backends of this run, this process (the receivers) and the load generator."""
+    stats = {int(e): st for e in os.listdir("/proc") if e.isdigit() and (st := _stat(int(e))) is not None}
+    children: dict[int, list[int]] = {}
+    for pid, (_, parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    found: dict[str, float] = {}
+    for process in stack.processes:
+        todo = [process.popen.pid]
+        while todo:
+            pid = todo.pop()
+            found[process.name] = found.get(process.name, 0.0) + (stats[pid][2] if pid in stats else 0.0)
+            todo.extend(children.get(pid, []))
+    if database_prefix:
+        found["postgres"] = sum(
+            cpu for pid, (cmd, _, cpu) in stats.items() if cmd.startswith("postgres") and _serves(pid, database_prefix)
+        )
+    usage = os.times()
+    found["bench (receivers)"] = usage.user + usage.system
+    found["load generator"] = usage.children_user + usage.children_system  # the finished load processes
+    return found
+
+
 class Receiver:
     """A keep-alive (HTTP/1.1) receiver that records each (path, webhook-id) it is sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow_seconds: float = 0.0) -> None:
         self.seen: set[tuple[str, str]] = set()
+        self.slow_seen: set[str] = set()  # webhook-ids the slow subscriber (path /slow) was sent
         self.last = 0.0
         self.lock = threading.Lock()
         receiver = self
@@ -189,9 +214,14 @@ class Receiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.seen.add((self.path, self.headers["webhook-id"]))
-                    receiver.last = time.monotonic()
+                if self.path == "/slow":  # a receiver that takes its time: it must not hold the others
+                    time.sleep(slow_seconds)
+                    with receiver.lock:
+                        receiver.slow_seen.add(self.headers["webhook-id"])
+                else:
+                    with receiver.lock:
+                        receiver.seen.add((self.path, self.headers["webhook-id"]))
+                        receiver.last = time.monotonic()
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -212,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscribers", type=int, default=10)
     parser.add_argument("--skip-signals", action="store_true")
     parser.add_argument("--skip-fanout", action="store_true")
+    parser.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=0.0,
+        help="fan-out: one more subscriber whose receiver sleeps this long on each delivery (0: none)",
+    )
+    parser.add_argument("--py-spy", metavar="FILE", help="fan-out: record the gateway worker with py-spy into FILE")
     args = parser.parse_args(argv)
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-webhooks-")
     stack = databases = floor = None
@@ -311,12 +348,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"signals, after: {load_average()}", flush=True)
 
         if not args.skip_fanout:
-            receiver = Receiver()
+            receiver = Receiver(args.slow_seconds)
             port = receiver.server.server_address[1]
-            for n in range(args.subscribers):
+            paths = [f"/s{n}" for n in range(args.subscribers)] + (["/slow"] if args.slow_seconds else [])
+            for path in paths:
                 created = admin.post(
                     f"{api}/webhooks",
-                    json={"url": f"http://127.0.0.1:{port}/s{n}", "event_types": ["property.monitoring_changed"]},
+                    json={"url": f"http://127.0.0.1:{port}{path}", "event_types": ["property.monitoring_changed"]},
                     timeout=30,
                 )
                 assert created.status_code == 201, created.text
@@ -343,6 +381,16 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 cursor = page["next_cursor"]
             print(f"fan-out, before: {load_average()}", flush=True)
+            spy = None
+            if args.py_spy:
+                worker = next(p.popen.pid for p in stack.processes if p.name == "gateway-worker")
+                spy = subprocess.Popen(
+                    [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(worker)]
+                    + ["--threads", "--idle", "-r", "50", "-f", "raw", "-o", args.py_spy],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            cpu_before = cpu_by_process(stack, prefix)
             started = time.monotonic()
             _, answers, _, _ = run_load(stack.gateway_url, status_path, station["secret"], payloads, args.senders)
             produced = time.monotonic()
@@ -351,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
             while len(receiver.seen) < expected and time.monotonic() < deadline:
                 time.sleep(0.05)
             done = receiver.last
+            cpu_after = cpu_by_process(stack, prefix)
+            if spy is not None:
+                spy.send_signal(2)  # py-spy writes its file on SIGINT
+                spy.wait(timeout=60)
             time.sleep(2.5)  # the feed lists an event once it is 2 s old
             events, after = 0, cursor
             while True:
@@ -371,6 +423,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"{done - started:.1f} s after the first event, {max(0.0, done - produced):.1f} s after the last "
                 f"({len(receiver.seen) / max(done - started, 0.001):.0f} deliveries/s)  [{'met' if met else 'NOT met'}]"
             )
+            delivered = max(len(receiver.seen), 1)
+            per_delivery = {
+                name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / delivered
+                for name in cpu_after
+                if cpu_after[name] - cpu_before.get(name, 0.0) >= 0.05
+            }
+            print(
+                f"  CPU ms per delivery: {print_cpu(per_delivery)}; all: {sum(per_delivery.values()):.2f} ms "
+                f"(status changes and their events included)"
+            )
+            if args.slow_seconds:
+                print(
+                    f"  the slow subscriber ({args.slow_seconds:.1f} s per answer) was sent {len(receiver.slow_seen)} "
+                    f"deliveries meanwhile; the others' last delivery came {max(0.0, done - produced):.1f} s after "
+                    f"the last event"
+                )
             print(f"fan-out, after: {load_average()}", flush=True)
         return 0
     finally:

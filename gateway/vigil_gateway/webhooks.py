@@ -217,7 +217,7 @@ class Connections:
     """Keep-alive connections per checked destination (scheme, address, port, host name), shared by the
     deliveries of one process: a receiver getting many deliveries gets them over a few connections."""
 
-    def __init__(self, per_destination: int = 4, most: int = 500):
+    def __init__(self, per_destination: int = 64, most: int = 500):
         self.per_destination = per_destination
         self.most = most
         self._pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
