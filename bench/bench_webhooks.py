@@ -205,6 +205,8 @@ class Receiver:
     def __init__(self, slow_seconds: float = 0.0) -> None:
         self.seen: set[tuple[str, str]] = set()
         self.slow_seen: set[str] = set()  # webhook-ids the slow subscriber (path /slow) was sent
+        self.burst_seen: set[tuple[str, str]] = set()
+        self.burst_last = 0.0
         self.last = 0.0
         self.lock = threading.Lock()
         receiver = self
@@ -218,6 +220,10 @@ class Receiver:
                     time.sleep(slow_seconds)
                     with receiver.lock:
                         receiver.slow_seen.add(self.headers["webhook-id"])
+                elif self.path.startswith("/b"):  # the replayed burst's subscribers
+                    with receiver.lock:
+                        receiver.burst_seen.add((self.path, self.headers["webhook-id"]))
+                        receiver.burst_last = time.monotonic()
                 else:
                     with receiver.lock:
                         receiver.seen.add((self.path, self.headers["webhook-id"]))
@@ -232,6 +238,49 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def burst(api: str, admin, receiver: Receiver, stack, prefix: str | None, since: str, subscribers: int, events: int):
+    """The fan-out alone, without the making of the events: ``subscribers`` new subscriptions each ask
+    for a replay of the same events at once, so ``events x subscribers`` deliveries are due together."""
+    port = receiver.server.server_address[1]
+    created = []
+    for n in range(subscribers):
+        made = admin.post(
+            f"{api}/webhooks",
+            json={"url": f"http://127.0.0.1:{port}/b{n}", "event_types": ["property.monitoring_changed"]},
+            timeout=30,
+        )
+        assert made.status_code == 201, made.text
+        created.append(made.json()["id"])
+    expected = events * subscribers
+    print(f"burst, before: {load_average()}", flush=True)
+    cpu_before = cpu_by_process(stack, prefix)
+    started = time.monotonic()
+    for subscription in created:
+        asked = admin.post(f"{api}/webhooks/{subscription}/replay", json={"since": since}, timeout=60)
+        assert asked.status_code in (200, 202), asked.text
+    asked_all = time.monotonic()
+    deadline = asked_all + 180
+    while len(receiver.burst_seen) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done = receiver.burst_last
+    cpu_after = cpu_by_process(stack, prefix)
+    delivered = len(receiver.burst_seen)
+    took = done - started
+    per_delivery = {
+        name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / max(delivered, 1)
+        for name in cpu_after
+        if cpu_after[name] - cpu_before.get(name, 0.0) >= 0.05
+    }
+    met = delivered == expected and took <= FANOUT_SECONDS
+    print(
+        f"burst: target all {expected} deliveries within {FANOUT_SECONDS:.0f} s; measured {delivered}/{expected} "
+        f"delivered, the last {took:.1f} s after the first replay was asked ({asked_all - started:.1f} s to ask "
+        f"all {subscribers}; {delivered / max(took, 0.001):.0f} deliveries/s)  [{'met' if met else 'NOT met'}]"
+    )
+    print(f"  CPU ms per delivery: {print_cpu(per_delivery)}; all: {sum(per_delivery.values()):.2f} ms")
+    print(f"burst, after: {load_average()}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         help="fan-out: one more subscriber whose receiver sleeps this long on each delivery (0: none)",
     )
     parser.add_argument("--py-spy", metavar="FILE", help="fan-out: record the gateway worker with py-spy into FILE")
+    parser.add_argument(
+        "--skip-burst",
+        action="store_true",
+        help="fan-out: skip the burst (the same events replayed at once to as many new subscribers)",
+    )
     args = parser.parse_args(argv)
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-webhooks-")
     stack = databases = floor = None
@@ -381,12 +435,13 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 cursor = page["next_cursor"]
             print(f"fan-out, before: {load_average()}", flush=True)
+            since = datetime.now(UTC).isoformat()
             spy = None
             if args.py_spy:
                 worker = next(p.popen.pid for p in stack.processes if p.name == "gateway-worker")
                 spy = subprocess.Popen(
                     [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(worker)]
-                    + ["--threads", "--idle", "-r", "50", "-f", "raw", "-o", args.py_spy],
+                    + ["-r", "20", "-f", "raw", "-o", args.py_spy],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -440,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"the last event"
                 )
             print(f"fan-out, after: {load_average()}", flush=True)
+            if not args.skip_burst:
+                burst(api, admin, receiver, stack, prefix, since, args.subscribers, events)
         return 0
     finally:
         if floor is not None:
