@@ -517,9 +517,10 @@ def _customer_changes(
     return changes
 
 
-def due_subscriptions(session: Session, event_type: str) -> list[WebhookSubscription]:
+def due_subscriptions(session: Session, event_type: str | None) -> list[WebhookSubscription]:
+    """The enabled subscriptions that want ``event_type`` (every enabled one for None)."""
     rows = session.scalars(select(WebhookSubscription).where(WebhookSubscription.enabled.is_(True))).all()
-    return [s for s in rows if s.event_types is None or event_type in s.event_types]
+    return [s for s in rows if event_type is None or s.event_types is None or event_type in s.event_types]
 
 
 def disable(subscription: WebhookSubscription, reason: str) -> None:

@@ -63,6 +63,19 @@ DELIVERIES = cast(Table, WebhookDelivery.__table__)  # set-based statements over
 
 
 @dataclass
+class _Intake:
+    """One event waiting to be kept, and what became of it (its deliveries; None for a repeat)."""
+
+    event: Any
+    data: dict[str, Any]
+    location_id: int | None
+    customer_id: int | None
+    created: list[tuple[int, int]] | None = None
+    done: bool = False
+    error: Exception | None = None
+
+
+@dataclass
 class WebhookRuntime:
     settings: GatewaySettings
     hooks: webhooks.WebhookSettings
@@ -74,6 +87,8 @@ class WebhookRuntime:
     _cache: dict[tuple[str, str, int], tuple[float, str | None]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _intake_lock: threading.Lock = field(default_factory=threading.Lock)
+    _intake_waiting: list[_Intake] = field(default_factory=list)
+    _intake_busy: bool = False
     _owners: dict[tuple[int | None, int | None], tuple[int | None, float, Any]] = field(default_factory=dict)
     connections: webhooks.Connections = field(default_factory=webhooks.Connections)
     _in_flight: dict[int, int] = field(default_factory=dict)  # subscription: attempts being sent now
@@ -84,9 +99,11 @@ class WebhookRuntime:
     _started: dict[int, dict[int, float]] = field(default_factory=dict)  # subscription: attempts being sent
     _work: queue.SimpleQueue | None = None  # the delivery pool's: one event's deliveries each
     _results: queue.SimpleQueue | None = None  # the recorder's: attempts answered
+    _claiming: int = 0  # events the dispatchers have taken and not yet put on their lanes
 
     def __post_init__(self) -> None:
         self._room = threading.Condition(self._cache_lock)  # a lane moved on
+        self._intake_done = threading.Condition(self._intake_lock)  # a group of events was kept
 
     @classmethod
     def build(cls, settings: GatewaySettings, hooks: webhooks.WebhookSettings | None = None) -> WebhookRuntime:
@@ -124,72 +141,116 @@ class WebhookRuntime:
     def receive(self, message: dict[str, Any]) -> bool:
         """Keeps one event for the feed and creates its deliveries; False for a repeat (the inbox).
 
-        Its one short transaction runs one at a time in this process, so the feed's order is the order
-        the broker delivered the events; the deliveries it creates are sent after it, concurrently."""
+        The events that arrive while one group is written are written next as one group, in one short
+        transaction, one at a time in this process: the feed's order is the order the broker delivered
+        them, and a commit is shared by every event of a group. The deliveries are handed to the delivery
+        pool after the commit."""
         event = parse_event(message)
         data = event.data
-        location_id = self._location_of(data)
-        customer_id = data.get("customer_id") or data.get("to_customer_id")
-        with self._intake_lock:
-            created = self._keep(event, data, location_id, customer_id)
-        if created is None:
+        entry = _Intake(event, data, self._location_of(data), data.get("customer_id") or data.get("to_customer_id"))
+        with self._intake_done:
+            self._intake_waiting.append(entry)
+            while not entry.done:
+                if self._intake_busy:
+                    self._intake_done.wait()
+                    continue
+                self._intake_busy = True
+                group, self._intake_waiting = self._intake_waiting, []
+                self._intake_done.release()
+                try:
+                    self._keep_group(group)
+                except Exception as exc:  # each task of the group retries its own event
+                    for waiting in group:
+                        waiting.error = exc
+                finally:
+                    self._intake_done.acquire()
+                    self._intake_busy = False
+                    for waiting in group:
+                        waiting.done = True
+                    self._intake_done.notify_all()
+        if entry.error is not None:
+            raise entry.error
+        if entry.created is None:
             return False
-        self.enqueue_many(created)
+        self.enqueue_many(entry.created)
         return True
 
-    def _keep(
-        self, event: Any, data: dict[str, Any], location_id: int | None, customer_id: int | None
-    ) -> list[tuple[int, int]] | None:
-        created: list[tuple[int, int]] = []
+    def _keep_group(self, group: list[_Intake]) -> None:
+        """Keeps a group of events in one transaction; on a conflict (another process took one of them
+        meanwhile) each on its own."""
+        try:
+            self._keep_many(group)
+        except IntegrityError:
+            for entry in group:
+                self._keep_many([entry])
+
+    def _keep_many(self, group: list[_Intake]) -> None:
+        now = utcnow()
         with self.db.transaction() as session:
-            row = FeedEvent(
-                event_id=event.id,
-                type=event.type,
-                version=event.version,
-                occurred_at=event.occurred_at,
-                received_at=utcnow(),
-                source=event.source,
-                request_id=event.request_id,
-                data=data,
-                location_id=location_id,
-                customer_id=customer_id,
+            known = set(
+                session.scalars(select(FeedEvent.event_id).where(FeedEvent.event_id.in_([e.event.id for e in group])))
             )
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()
-                return None
-            if event.type.startswith("customer.") and data.get("location_id") is not None:
-                found = session.get(RecordLocation, data["customer_id"])
-                if found is None:
-                    session.add(RecordLocation(customer_id=data["customer_id"], location_id=data["location_id"]))
+            fresh: list[_Intake] = []
+            for entry in group:
+                if entry.event.id in known:  # a repeat (the inbox)
+                    entry.created = None
                 else:
-                    found.location_id = data["location_id"]
-                # an event of this customer that arrived first (a deletion before its creation) gets it too
-                session.execute(
-                    update(FeedEvent)
-                    .where(FeedEvent.customer_id == data["customer_id"], FeedEvent.location_id.is_(None))
-                    .values(location_id=data["location_id"])
-                    .execution_options(synchronize_session=False)
+                    known.add(entry.event.id)
+                    fresh.append(entry)
+            rows = [
+                FeedEvent(
+                    event_id=entry.event.id,
+                    type=entry.event.type,
+                    version=entry.event.version,
+                    occurred_at=entry.event.occurred_at,
+                    received_at=now,
+                    source=entry.event.source,
+                    request_id=entry.event.request_id,
+                    data=entry.data,
+                    location_id=entry.location_id,
+                    customer_id=entry.customer_id,
                 )
-            due = utcnow() + webhooks.lease(self.hooks)
-            deliveries = [
-                WebhookDelivery(
-                    subscription_id=subscription.id,
-                    event_id=event.id,
-                    event_type=event.type,
-                    position=row.position,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=due,
-                )
-                for subscription in webhooks.due_subscriptions(session, event.type)
+                for entry in fresh
             ]
-            session.add_all(deliveries)
+            session.add_all(rows)
+            session.flush()  # one multi-row insert, in order
+            for entry in fresh:
+                data = entry.data
+                if entry.event.type.startswith("customer.") and data.get("location_id") is not None:
+                    found = session.get(RecordLocation, data["customer_id"])
+                    if found is None:
+                        session.add(RecordLocation(customer_id=data["customer_id"], location_id=data["location_id"]))
+                    else:
+                        found.location_id = data["location_id"]
+                    # an event of this customer that arrived first (a deletion before its creation) gets it too
+                    session.execute(
+                        update(FeedEvent)
+                        .where(FeedEvent.customer_id == data["customer_id"], FeedEvent.location_id.is_(None))
+                        .values(location_id=data["location_id"])
+                        .execution_options(synchronize_session=False)
+                    )
+            subscriptions = webhooks.due_subscriptions(session, None) if fresh else []
+            due = now + webhooks.lease(self.hooks)
+            deliveries = [
+                [
+                    WebhookDelivery(
+                        subscription_id=subscription.id,
+                        event_id=entry.event.id,
+                        event_type=entry.event.type,
+                        position=row.position,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=due,
+                    )
+                    for subscription in subscriptions
+                    if subscription.event_types is None or entry.event.type in subscription.event_types
+                ]
+                for entry, row in zip(fresh, rows, strict=True)
+            ]
+            session.add_all([d for made in deliveries for d in made])
             session.flush()  # one multi-row insert
-            created = [(delivery.id, 0) for delivery in deliveries]
-        return created
+            for entry, made in zip(fresh, deliveries, strict=True):
+                entry.created = [(delivery.id, 0) for delivery in made]
 
     def _location_of(self, data: dict[str, Any]) -> int | None:
         if data.get("location_id") is not None:
@@ -416,46 +477,76 @@ class WebhookRuntime:
             threading.Thread(target=self._run_dispatcher, name=f"webhook-dispatch-{n}", daemon=True).start()
         threading.Thread(target=self._run_recorder, name="webhook-record", daemon=True).start()
 
+    def stop_delivery(self, threads: int) -> None:
+        """Ends the pool's threads once they have handed out what they hold (tests; a worker just exits)."""
+        if self._work is not None and self._results is not None:
+            for _ in range(max(1, threads)):
+                self._work.put(None)
+            self._results.put(None)
+
     def _run_dispatcher(self) -> None:
         assert self._work is not None
         while True:
-            batch = self._take_work(self._work)
+            taken = self._take_work(self._work)
+            if taken is None:
+                return
+            batch, events = taken
             try:
                 self.deliver_many(batch, fast=0)
             except Exception:  # the database is down: the lease passes and the sweep sends them again
                 log.exception("webhook deliveries not sent", extra={"deliveries": len(batch)})
+            finally:
+                with self._room:
+                    self._claiming -= events  # now on their lanes (or deferred, or done)
+                    self._room.notify_all()
 
-    def _take_work(self, work: queue.SimpleQueue) -> list[tuple[int, int]]:
-        """The next events' deliveries: as many events as the busiest receiver that keeps pace has room
-        for (a slow one's are deferred anyway), so no lane holds more than its lease allows."""
-        batch: list[tuple[int, int]] = list(work.get())
-        while True:
-            with self._room:
+    def _take_work(self, work: queue.SimpleQueue) -> tuple[list[tuple[int, int]], int] | None:
+        """The next events' deliveries (and how many events): as many events as the busiest receiver that
+        keeps pace has room for, counting those another dispatcher is claiming (a slow receiver's are
+        deferred anyway), so no lane holds more than its lease allows."""
+        first = work.get()
+        if first is None:
+            return None
+        batch: list[tuple[int, int]] = list(first)
+        with self._room:
+            while True:
                 now = time.monotonic()
                 busiest = max(
                     (n for sub, n in self._in_flight.items() if n and not self._slow(sub, now)),
                     default=0,
                 )
-                room = IN_FLIGHT_LIMIT - busiest
-                if room <= 0:
-                    self._room.wait(0.2)
-                    continue
-            for _ in range(min(room, MAX_BATCH_EVENTS) - 1):
+                room = IN_FLIGHT_LIMIT - busiest - self._claiming
+                if room > 0:
+                    break
+                self._room.wait(0.2)
+            events = 1
+            while events < min(room, MAX_BATCH_EVENTS):
                 try:
-                    batch.extend(work.get_nowait())
+                    more = work.get_nowait()
                 except queue.Empty:
                     break
-            return batch
+                if more is None:  # stopping: the next take sees it
+                    work.put(None)
+                    break
+                batch.extend(more)
+                events += 1
+            self._claiming += events
+        return batch, events
 
     def _run_recorder(self) -> None:
         assert self._results is not None
-        while True:
+        stopping = False
+        while not stopping:
             results = [self._results.get()]
             while len(results) < 2000:
                 try:
                     results.append(self._results.get_nowait())
                 except queue.Empty:
                     break
+            stopping = None in results
+            results = [r for r in results if r is not None]
+            if not results:
+                continue
             try:
                 self._record_many(results)
             except Exception:  # the database is down: the lease passes and the sweep sends them again
