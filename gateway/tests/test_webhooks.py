@@ -41,7 +41,7 @@ class Receiver:
                 if receiver.delay:
                     threading.Event().wait(receiver.delay)
                 if receiver.gate is not None:
-                    receiver.gate.wait(10)
+                    receiver.gate.wait(60)  # longer than any test waits: it is released at the end
                 self.send_response(status)
                 if status in (301, 302, 307):
                     self.send_header("Location", "http://127.0.0.1:9/elsewhere")
@@ -391,7 +391,7 @@ def test_the_delivery_pool_sends_every_event_and_a_stuck_receiver_holds_none(loc
 
     fast, stuck = Receiver(), Receiver()
     stuck.gate = threading.Event()
-    hooks = dataclasses.replace(LOCAL, timeout=10.0)
+    hooks = dataclasses.replace(LOCAL, timeout=60.0)  # the stuck attempts stay open while the others go
     pool = WebhookRuntime(
         settings=settings, hooks=hooks, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
     )  # type: ignore[arg-type]
