@@ -235,7 +235,9 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def burst(stack, prefix: str | None, receiver: Receiver, run_events, subscribers: int, events: int) -> None:
+def burst(
+    stack, prefix: str | None, receiver: Receiver, run_events, subscribers: int, events: int, py_spy: str | None
+) -> None:
     """The fan-out alone, without the making of the events: the gateway worker is stopped (SIGSTOP)
     while ``events`` more events are made, so they wait in its queue; then it goes on (SIGCONT) and
     every one of the ``events x subscribers`` deliveries is due at once. Timed from SIGCONT."""
@@ -248,6 +250,14 @@ def burst(stack, prefix: str | None, receiver: Receiver, run_events, subscribers
         run_events()
     finally:
         os.kill(worker, signal.SIGCONT)
+    spy = None
+    if py_spy:  # the threads holding the GIL, sampled without stopping the process
+        spy = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(worker), "--gil"]
+            + ["--nonblocking", "-r", "100", "-f", "raw", "-o", py_spy],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     cpu_before = cpu_by_process(stack, prefix)
     started = time.monotonic()
     expected = events * subscribers
@@ -256,6 +266,9 @@ def burst(stack, prefix: str | None, receiver: Receiver, run_events, subscribers
         time.sleep(0.05)
     done = receiver.last
     cpu_after = cpu_by_process(stack, prefix)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file
+        spy.wait(timeout=60)
     delivered = len(receiver.seen)
     took = done - started
     per_delivery = {
@@ -291,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="fan-out: one more subscriber whose receiver sleeps this long on each delivery (0: none)",
     )
-    parser.add_argument("--py-spy", metavar="FILE", help="fan-out: record the gateway worker with py-spy into FILE")
+    parser.add_argument("--py-spy", metavar="FILE", help="burst: record the gateway worker with py-spy into FILE")
     parser.add_argument(
         "--skip-burst",
         action="store_true",
@@ -429,15 +442,6 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 cursor = page["next_cursor"]
             print(f"fan-out, before: {load_average()}", flush=True)
-            spy = None
-            if args.py_spy:
-                worker = next(p.popen.pid for p in stack.processes if p.name == "gateway-worker")
-                spy = subprocess.Popen(
-                    [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(worker)]
-                    + ["-r", "20", "-f", "raw", "-o", args.py_spy],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
             cpu_before = cpu_by_process(stack, prefix)
             started = time.monotonic()
             _, answers, _, _ = run_load(stack.gateway_url, status_path, station["secret"], payloads, args.senders)
@@ -448,9 +452,6 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.05)
             done = receiver.last
             cpu_after = cpu_by_process(stack, prefix)
-            if spy is not None:
-                spy.send_signal(2)  # py-spy writes its file on SIGINT
-                spy.wait(timeout=60)
             time.sleep(2.5)  # the feed lists an event once it is 2 s old
             events, after = 0, cursor
             while True:
@@ -501,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                     lambda: run_load(stack.gateway_url, status_path, station["secret"], more, args.senders),
                     args.subscribers,
                     args.events,
+                    args.py_spy,
                 )
         return 0
     finally:
