@@ -111,7 +111,7 @@ class WebhookRuntime:
         return cls(
             settings=settings,
             hooks=hooks or webhooks.WebhookSettings.from_env(),
-            db=Database(base.database_url),
+            db=Database(base.database_url, pool_size=8),  # the intake, two dispatchers, the recorder, the sweep
             celery=make_celery(base),
             cipher=settings.webhook_cipher(),
             reader=webhooks.ServiceReader(
@@ -147,7 +147,8 @@ class WebhookRuntime:
         pool after the commit."""
         event = parse_event(message)
         data = event.data
-        entry = _Intake(event, data, self._location_of(data), data.get("customer_id") or data.get("to_customer_id"))
+        location_id = int(data["location_id"]) if data.get("location_id") is not None else None
+        entry = _Intake(event, data, location_id, data.get("customer_id") or data.get("to_customer_id"))
         with self._intake_done:
             self._intake_waiting.append(entry)
             while not entry.done:
@@ -197,23 +198,27 @@ class WebhookRuntime:
                 else:
                     known.add(entry.event.id)
                     fresh.append(entry)
-            rows = [
-                FeedEvent(
-                    event_id=entry.event.id,
-                    type=entry.event.type,
-                    version=entry.event.version,
-                    occurred_at=entry.event.occurred_at,
-                    received_at=now,
-                    source=entry.event.source,
-                    request_id=entry.event.request_id,
-                    data=entry.data,
-                    location_id=entry.location_id,
-                    customer_id=entry.customer_id,
-                )
-                for entry in fresh
-            ]
-            session.add_all(rows)
-            session.flush()  # one multi-row insert, in order
+            fresh = self._locate(session, fresh)
+            if not fresh:
+                return
+            positions = session.scalars(
+                insert(FeedEvent).returning(FeedEvent.position, sort_by_parameter_order=True),
+                [
+                    {
+                        "event_id": entry.event.id,
+                        "type": entry.event.type,
+                        "version": entry.event.version,
+                        "occurred_at": entry.event.occurred_at,
+                        "received_at": now,
+                        "source": entry.event.source,
+                        "request_id": entry.event.request_id,
+                        "data": entry.data,
+                        "location_id": entry.location_id,
+                        "customer_id": entry.customer_id,
+                    }
+                    for entry in fresh
+                ],
+            ).all()  # one multi-row insert, in order
             for entry in fresh:
                 data = entry.data
                 if entry.event.type.startswith("customer.") and data.get("location_id") is not None:
@@ -229,50 +234,72 @@ class WebhookRuntime:
                         .values(location_id=data["location_id"])
                         .execution_options(synchronize_session=False)
                     )
-            subscriptions = webhooks.due_subscriptions(session, None) if fresh else []
+            subscriptions = webhooks.due_subscriptions(session, None)
             due = now + webhooks.lease(self.hooks)
-            deliveries = [
-                [
-                    WebhookDelivery(
-                        subscription_id=subscription.id,
-                        event_id=entry.event.id,
-                        event_type=entry.event.type,
-                        position=row.position,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=due,
-                    )
-                    for subscription in subscriptions
-                    if subscription.event_types is None or entry.event.type in subscription.event_types
-                ]
-                for entry, row in zip(fresh, rows, strict=True)
+            wanted = [
+                (
+                    entry,
+                    {
+                        "subscription_id": subscription.id,
+                        "event_id": entry.event.id,
+                        "event_type": entry.event.type,
+                        "position": position,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": due,
+                    },
+                )
+                for entry, position in zip(fresh, positions, strict=True)
+                for subscription in subscriptions
+                if subscription.event_types is None or entry.event.type in subscription.event_types
             ]
-            session.add_all([d for made in deliveries for d in made])
-            session.flush()  # one multi-row insert
-            for entry, made in zip(fresh, deliveries, strict=True):
-                entry.created = [(delivery.id, 0) for delivery in made]
+            for entry in fresh:
+                entry.created = []
+            if wanted:
+                ids = session.scalars(
+                    insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True),
+                    [row for _, row in wanted],
+                ).all()  # one multi-row insert
+                for (entry, _), delivery_id in zip(wanted, ids, strict=True):
+                    assert entry.created is not None
+                    entry.created.append((delivery_id, 0))
 
-    def _location_of(self, data: dict[str, Any]) -> int | None:
-        if data.get("location_id") is not None:
-            return int(data["location_id"])
-        customer_id = data.get("customer_id") or data.get("to_customer_id")
-        if customer_id is None:
-            return None
-        with self.db.transaction() as session:
-            known = session.get(RecordLocation, customer_id)
-            if known is not None:
-                return known.location_id
-        record = self.reader.get(
-            "customer",
-            f"/api/v1/customers/{int(customer_id)}",
-            service_identity("gateway", permissions={"customers.view"}),
+    def _locate(self, session, entries: list[_Intake]) -> list[_Intake]:
+        """The location of each event's record that does not carry one: from the customers the gateway
+        has heard of (one query), else from the customer service (a customer it has not heard of)."""
+        missing = {entry.customer_id for entry in entries if entry.location_id is None and entry.customer_id}
+        if not missing:
+            return entries
+        known = dict(
+            session.execute(
+                select(RecordLocation.customer_id, RecordLocation.location_id).where(
+                    RecordLocation.customer_id.in_(missing)
+                )
+            ).all()
         )
-        location_id = record.get("location_id") if isinstance(record, dict) else None
-        if record is not None:
-            with self.db.transaction() as session:
-                if session.get(RecordLocation, customer_id) is None:
-                    session.add(RecordLocation(customer_id=customer_id, location_id=location_id))
-        return location_id
+        failed: dict[int, Exception] = {}
+        for customer_id in missing - set(known):
+            try:
+                record = self.reader.get(
+                    "customer",
+                    f"/api/v1/customers/{int(customer_id)}",
+                    service_identity("gateway", permissions={"customers.view"}),
+                )
+            except Exception as exc:  # the customer service is down: this event's task retries, not the others'
+                failed[customer_id] = exc
+                continue
+            if record is not None:
+                known[customer_id] = record.get("location_id") if isinstance(record, dict) else None
+                session.add(RecordLocation(customer_id=customer_id, location_id=known[customer_id]))
+        located = []
+        for entry in entries:
+            if entry.location_id is None and entry.customer_id in failed:
+                entry.error = failed[entry.customer_id]
+                continue
+            if entry.location_id is None and entry.customer_id:
+                entry.location_id = known.get(entry.customer_id)
+            located.append(entry)
+        return located
 
     # --- delivery --------------------------------------------------------------------------------
 
