@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import urllib3
 from celery import Celery
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, literal, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil_shared.config import env_float
@@ -234,35 +234,47 @@ class WebhookRuntime:
                         .values(location_id=data["location_id"])
                         .execution_options(synchronize_session=False)
                     )
+            # The delivery rows are made by the database from the feed rows just written: one INSERT … SELECT
+            # per event type, whose parameters are the events' positions and the subscriptions' ids (a
+            # VALUES list of every row would cost the driver more than the database).
             subscriptions = webhooks.due_subscriptions(session, None)
             due = now + webhooks.lease(self.hooks)
-            wanted = [
-                (
-                    entry,
-                    {
-                        "subscription_id": subscription.id,
-                        "event_id": entry.event.id,
-                        "event_type": entry.event.type,
-                        "position": position,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": due,
-                    },
-                )
-                for entry, position in zip(fresh, positions, strict=True)
-                for subscription in subscriptions
-                if subscription.event_types is None or entry.event.type in subscription.event_types
-            ]
-            for entry in fresh:
+            by_type: dict[str, list[int]] = {}
+            for entry, position in zip(fresh, positions, strict=True):
                 entry.created = []
-            if wanted:
-                ids = session.scalars(
-                    insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True),
-                    [row for _, row in wanted],
-                ).all()  # one multi-row insert
-                for (entry, _), delivery_id in zip(wanted, ids, strict=True):
-                    assert entry.created is not None
-                    entry.created.append((delivery_id, 0))
+                by_type.setdefault(entry.event.type, []).append(position)
+            by_id = {entry.event.id: entry for entry in fresh}
+            feed, table = cast(Table, FeedEvent.__table__), DELIVERIES
+            for event_type, at in by_type.items():
+                wanted = [s.id for s in subscriptions if s.event_types is None or event_type in s.event_types]
+                if not wanted:
+                    continue
+                made = session.execute(
+                    insert(table)
+                    .from_select(
+                        ["subscription_id", "event_id", "event_type", "position", "status", "attempts"]
+                        + ["next_attempt_at", "created_at", "updated_at"],
+                        select(
+                            WebhookSubscription.id,
+                            feed.c.event_id,
+                            feed.c.type,
+                            feed.c.position,
+                            literal("pending"),
+                            literal(0),
+                            literal(due, table.c.next_attempt_at.type),
+                            literal(now, table.c.created_at.type),
+                            literal(now, table.c.updated_at.type),
+                        )
+                        .select_from(feed.join(WebhookSubscription, true()))  # every wanted pair
+                        .where(feed.c.position.in_(at), WebhookSubscription.id.in_(wanted)),
+                        include_defaults=False,
+                    )
+                    .returning(table.c.id, table.c.event_id)
+                ).all()
+                for delivery_id, event_id in sorted(made):
+                    created = by_id[event_id].created
+                    assert created is not None
+                    created.append((delivery_id, 0))
 
     def _locate(self, session, entries: list[_Intake]) -> list[_Intake]:
         """The location of each event's record that does not carry one: from the customers the gateway
@@ -400,7 +412,7 @@ class WebhookRuntime:
         }
         sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []
         stored: dict[str, str] = {}  # body: its encrypted form, kept as the body last sent
-        payloads: list[dict[str, Any]] = []
+        payloads: dict[str, list[int]] = {}  # encrypted body: its deliveries
         for delivery_id, token in pairs:
             if delivery_id not in claimed or delivery_id in outcomes:
                 continue
@@ -421,14 +433,11 @@ class WebhookRuntime:
                 continue
             if body not in stored:
                 stored[body] = self.cipher.encrypt(body)
-            payloads.append({"b_id": delivery_id, "b_payload": stored[body]})
+            payloads.setdefault(stored[body], []).append(delivery_id)
             headers = webhooks.sign(webhooks.signing_secrets(subscription, self.cipher, now), row.event_id, now, body)
             sends.append((delivery_id, token + 1, subscription.id, subscription.url, body, headers))
-        if payloads:  # one executemany
-            session.execute(
-                update(table).where(table.c.id == bindparam("b_id")).values(payload=bindparam("b_payload")),
-                payloads,
-            )
+        for payload, ids in payloads.items():  # one statement per event and owner's rights
+            session.execute(update(table).where(table.c.id.in_(ids)).values(payload=payload))
         ended = {outcome: [d for d, o in outcomes.items() if o == outcome] for outcome in ("cancelled", "skipped")}
         for outcome, ids in ended.items():
             if ids:
