@@ -17,8 +17,12 @@ the embedded defaults otherwise) and measures, one after the other:
 2. **Fan-out**: ``--subscribers`` subscriptions to ``property.monitoring_changed`` at a local
    keep-alive receiver; ``--events`` signed status changes (sent by ``--senders`` clients) make as
    many events; printed: the time from the first event to the last of ``events x subscribers``
-   deliveries, the time after the last event was accepted, and the delivery rate. Goal: 1,000
-   events to 10 subscribers within 10 s.
+   deliveries, the time after the last event was accepted, the delivery rate and the CPU per delivery
+   of each process. Goal: 1,000 events to 10 subscribers within 10 s. Then the **burst**: as many
+   events again, made while the gateway worker is stopped (SIGSTOP), so the fan-out alone is timed
+   from when it goes on (``--skip-burst`` leaves it out). ``--slow-seconds`` adds a subscriber whose
+   receiver sleeps that long per answer (the others must not wait for it); ``--py-spy FILE`` samples
+   the gateway worker during the burst.
 
 The load average is printed before and after each part: the machine may be shared.
 """
