@@ -337,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         admin = requests.Session()
         admin.headers["Authorization"] = f"Bearer {token}"
         location = admin.post(f"{api}/locations", json={"name": "Bench"}, timeout=30).json()["id"]
+        # a station reaches only the properties its monitoring company monitors
+        company = admin.post(
+            f"{api}/monitoring-companies", json={"name": f"Bench Monitoring {uuid.uuid4().hex[:6]}"}, timeout=30
+        ).json()["id"]
         customer = admin.post(
             f"{api}/customers",
             json={
@@ -348,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 "primary_phone": "613-555-0199",
                 "account_type": "Residential",
                 "location_id": location,
+                "monitoring_company_id": company,
             },
             timeout=30,
         ).json()
@@ -358,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             timeout=30,
         ).json()
         station = admin.post(
-            f"{api}/integrations", json={"name": "Bench Station", "rate_limit_per_minute": 1_000_000}, timeout=30
+            f"{api}/integrations",
+            json={"name": "Bench Station", "rate_limit_per_minute": 1_000_000, "monitoring_company_id": company},
+            timeout=30,
         ).json()
         gateway_path = urlparse(f"{api}/integrations/{station['id']}/signals").path
         print(f"backend: {backend}, gateway web workers x threads: 1 x 8 (the defaults)", flush=True)
