@@ -63,6 +63,7 @@ CREDIT_SUBJECT_FIELDS = (
 )
 CREDIT_SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.view")
 LOOKUP_TIMEOUT_SECONDS = 3.0
+CUSTOMER_SERVICE_DOWN = "The customer service could not be asked about the customer"  # a 503 its lookup answers
 # what a replica may keep besides the location
 FACT_COLUMNS = ("kind", "parent_id", "archived", "monitoring_company_id")
 

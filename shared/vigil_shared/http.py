@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -84,24 +84,27 @@ def answers(
     status: int,
     schema: Any = None,
     *,
+    description: str | None = None,
     forbidden: str | None = None,
     not_found: str | None = None,
     conflict: str | None = None,
     stale: str | bool = False,
     unavailable: str | None = None,
+    more: Mapping[int, str] | None = None,
 ) -> Callable[[V], V]:
-    """flask-smorest's ``@blp.response(status, schema)`` together with the other answers the
-    operation documents: 403 ``forbidden``, 404 ``not_found``, 409 ``conflict``, 412 ``stale``
-    (``True``: an ``If-Match`` naming an older version, :data:`STALE_VERSION`) and 503
-    ``unavailable``, each with its description."""
+    """flask-smorest's ``@blp.response(status, schema, description=description)`` together with the
+    other answers the operation documents: 403 ``forbidden``, 404 ``not_found``, 409 ``conflict``,
+    412 ``stale`` (``True``: an ``If-Match`` naming an older version, :data:`STALE_VERSION`), 503
+    ``unavailable`` and ``more`` (status → description), each with its description."""
     others = {
         403: forbidden,
         404: not_found,
         409: conflict,
         412: STALE_VERSION if stale is True else stale or None,
         503: unavailable,
+        **(more or {}),
     }
-    decorators = [blp.response(status, schema)]
+    decorators = [blp.response(status, schema, description=description)]
     decorators += [blp.alt_response(code, description=text) for code, text in others.items() if text]
 
     def decorate(view: V) -> V:

@@ -268,6 +268,22 @@ def record_rule(load: Callable[..., Any]) -> Callable[[View], View]:
     return decorator
 
 
+def loader_rule(
+    load: Callable[..., Any], id_name: str, context: Callable[[], Any] = command_context
+) -> Callable[[str], Callable[[View], View]]:
+    """A record rule factory for the records ``load(context(), <the URL's id_name>, permission)`` finds.
+
+    ``rule = loader_rule(commands.load_invoice, "invoice_id")`` then ``rule("billing.manage")`` is
+    the :func:`record_rule` of a view of ``/invoices/<int:invoice_id>`` (and what
+    :func:`vigil_shared.endpoints.endpoint` calls with the operation's permission).
+    """
+
+    def rule(permission: str) -> Callable[[View], View]:
+        return record_rule(lambda **view_args: load(context(), view_args[id_name], permission))
+
+    return rule
+
+
 def loaded() -> Any:
     """What the view's :func:`record_rule` loaded."""
     return g.loaded

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from flask import g
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.errors import UNAVAILABLE, Problem
 from vigil_shared.http import Page
 from vigil_shared.messaging.contracts import ARCHIVE_PARTICIPANTS
 from vigil_shared.operations import OPERATION_OWNERS, OperationListArgs, OperationPageSchema
 from vigil_shared.permissions import AUTHENTICATED
-from vigil_shared.web import requires
 
 from ..upstream import Reply, ServiceUnavailable, call_service, problem_of
 
@@ -51,9 +50,7 @@ def _get(service: str, path: str, params: dict | None = None) -> Reply:
 
 @blp.route("/operations")
 class Operations(MethodView):
-    @requires(AUTHENTICATED)
-    @blp.arguments(OperationListArgs, location="query", as_kwargs=True)
-    @blp.response(200, OperationPageSchema)
+    @blp.read(AUTHENTICATED, OperationPageSchema, query=OperationListArgs)
     def get(self, page, per_page, **filters):
         """The operations you started (archive, unarchive; later imports, exports, credit pulls),
         newest first, from every service that runs them. Filter by `status` and `kind`; read one
@@ -101,14 +98,17 @@ class ArchivePreviewSchema(Schema):
     participants = fields.List(fields.String(), metadata={"description": "The services asked"})
 
 
+PREVIEW_REFUSED = {
+    403: "You may not archive customers",
+    404: "No such customer, or one you may not archive",
+    409: "A lead, or already archived",
+    503: "A service that holds the customer's items did not answer",
+}
+
+
 @blp.route("/customers/<int:customer_id>/archive-preview")
 class ArchivePreview(MethodView):
-    @requires("customers.archive")
-    @blp.response(200, ArchivePreviewSchema)
-    @blp.alt_response(403, description="You may not archive customers")
-    @blp.alt_response(404, description="No such customer, or one you may not archive")
-    @blp.alt_response(409, description="A lead, or already archived")
-    @blp.alt_response(503, description="A service that holds the customer's items did not answer")
+    @blp.read("customers.archive", ArchivePreviewSchema, answers=PREVIEW_REFUSED)
     def get(self, customer_id):
         """What archiving this customer would affect, from every service: future appointments (tech
         and sale), active recurring invoices and future scheduled payments, for the customer and

@@ -10,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import current_app, g
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from vigil_shared.alike import alike
-from vigil_shared.web import requires
+from vigil_shared.endpoints import Blueprint
 
 from ..summaries import customer_summary
 from ..upstream import ServiceUnavailable, call_service
@@ -144,12 +143,13 @@ def _fetch_all(calls: dict[str, tuple[str, str, dict]]) -> dict:
         return {name: future.result() for name, future in futures.items()}
 
 
+NOWHERE = "You may view customers or leads nowhere"
+UNSEEN = "No such customer or lead, or one in a location you may not view"
+
+
 @blp.route("/<int:customer_id>/summary")
 class Summary(MethodView):
-    @requires("customers.view")
-    @blp.response(200, CustomerSummary)
-    @blp.alt_response(403, description="You may view customers or leads nowhere")
-    @blp.alt_response(404, description="No such customer or lead, or one in a location you may not view")
+    @blp.read("customers.view", CustomerSummary, forbidden=NOWHERE, not_found=UNSEEN)
     def get(self, customer_id):
         """The record's header: identity, sale and install badges, status boxes and a count per tab.
 

@@ -16,14 +16,13 @@ from functools import wraps
 
 from flask import g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
 from vigil_shared.alike import alike
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.errors import Problem
 from vigil_shared.onsite import TechOnSite
-from vigil_shared.web import requires
 
 from .. import audit
 from ..context import database
@@ -132,24 +131,19 @@ def audited(view):
 # --- the operation -------------------------------------------------------------------------------
 
 
+LOOKUP_REFUSED = {
+    403: "You lack `tech_portal.use`, or hold it only at other locations than the "
+    "property's (said once the PIN is right)",
+    404: "No property matches this account number and PIN",
+    503: "The property service is unavailable",
+    429: "Too many attempts from your address, or the account is locked after 5 wrong PINs (see `Retry-After`)",
+}
+
+
 @blp.route("/lookup")
 class TechLookup(MethodView):
     @audited
-    @requires("tech_portal.use")
-    @blp.arguments(TechLookupRequest)
-    @blp.response(200, TechLookupResult)
-    @blp.alt_response(
-        403,
-        description="You lack `tech_portal.use`, or hold it only at other locations than the "
-        "property's (said once the PIN is right)",
-    )
-    @blp.alt_response(404, description="No property matches this account number and PIN")
-    @blp.alt_response(
-        429,
-        description="Too many attempts from your address, or the account is locked "
-        "after 5 wrong PINs (see `Retry-After`)",
-    )
-    @blp.alt_response(503, description="The property service is unavailable")
+    @blp.operation("tech_portal.use", TechLookupResult, body=TechLookupRequest, answers=LOOKUP_REFUSED)
     def post(self, data):
         """Identify a property on site with its account number and PIN; get what the visit needs.
 

@@ -6,14 +6,13 @@ from functools import partial
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from vigil_shared.catalog import CatalogSchemas, Operation, page_response, register_catalog
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import PaginationArgs, paginate
-from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
-from vigil_shared.web import current_identity, requires
+from vigil_shared.web import current_identity
 
 from .. import commands, rights
 from ..context import db_session
@@ -121,17 +120,12 @@ catalog_routes(
 
 @blp.route("/api-keys")
 class ApiKeys(MethodView):
-    @requires("api_keys.manage")
-    @blp.arguments(PaginationArgs, location="query")
-    @blp.response(200, ApiKeyPageSchema)
+    @blp.read("api_keys.manage", ApiKeyPageSchema, query=PaginationArgs, query_kwargs=False)
     def get(self, args):
         """List API keys (never the keys themselves)."""
         return _page(select(ApiKey).order_by(ApiKey.id.desc()), args)
 
-    @requires("api_keys.manage")
-    @idempotent
-    @blp.arguments(ApiKeyCreateSchema)
-    @blp.response(201, ApiKeyCreatedSchema)
+    @blp.create("api_keys.manage", ApiKeyCreatedSchema, body=ApiKeyCreateSchema)
     def post(self, data):
         """Create an API key with a subset of my permissions; the key is in this response only."""
         created = commands.create_key(context(), data)
@@ -145,8 +139,7 @@ class ApiKeys(MethodView):
 
 @blp.route("/api-keys/<int:key_id>")
 class ApiKeyItem(MethodView):
-    @requires("api_keys.manage")
-    @blp.response(200, ApiKeySchema)
+    @blp.read("api_keys.manage", ApiKeySchema)
     def get(self, key_id):
         """Read one API key's description and last use."""
         key = rights.get_api_key(db_session(), key_id)

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import paginate
-from vigil_shared.web import requires
 
 from .. import audit as audit_log
 from ..context import db_session
@@ -13,9 +11,7 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The append
 
 
 @blp.route("/audit", methods=["GET"])
-@requires("audit.view")
-@blp.arguments(AuditArgs, location="query", as_kwargs=True)
-@blp.response(200, AuditPageSchema)
+@blp.read("audit.view", AuditPageSchema, query=AuditArgs)
 def audit_entries(page, per_page, **filters):
     """Sign-ins, credentials, rights changes and confidential reads, newest first."""
     result = paginate(db_session(), audit_log.query(db_session(), **filters), page, per_page)

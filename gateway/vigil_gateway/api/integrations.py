@@ -8,14 +8,12 @@ from functools import partial
 
 from flask import g, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import ValidationError
 from sqlalchemy import select
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.errors import Problem, flatten_messages, validation_problem
 from vigil_shared.http import PaginationArgs, paginate
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import requires
 
 from .. import integrations
 from .. import webhook_commands as hooks_commands
@@ -48,18 +46,13 @@ blp = Blueprint(
 
 @blp.route("/integrations")
 class Integrations(MethodView):
-    @requires("integrations.manage")
-    @blp.arguments(PaginationArgs, location="query")
-    @blp.response(200, IntegrationPageSchema)
+    @blp.read("integrations.manage", IntegrationPageSchema, query=PaginationArgs, query_kwargs=False)
     def get(self, args):
         """List central-station integrations (never their secrets)."""
         result = paginate(db_session(), select(Integration).order_by(Integration.id), args["page"], args["per_page"])
         return result.body(), 200, result.headers()
 
-    @requires("integrations.manage")
-    @idempotent
-    @blp.arguments(IntegrationCreateSchema)
-    @blp.response(201, IntegrationCreatedSchema)
+    @blp.create("integrations.manage", IntegrationCreatedSchema, body=IntegrationCreateSchema)
     def post(self, data):
         """Add a central station; its signing secret is in this response only."""
         record = hooks_commands.create_integration(context(), data, settings(), hook_settings())
@@ -69,8 +62,7 @@ class Integrations(MethodView):
 
 @blp.route("/integrations/<int:integration_id>")
 class IntegrationItem(MethodView):
-    @requires("integrations.manage")
-    @blp.response(200, IntegrationSchema)
+    @blp.read("integrations.manage", IntegrationSchema)
     def get(self, integration_id):
         """Read one integration."""
         record = hooks_commands.get_integration(context(), integration_id)
@@ -99,8 +91,7 @@ def rotate_integration_secret(data, integration_id):
 
 
 @blp.route("/integrations/<int:integration_id>/drift", methods=["GET"])
-@requires("integrations.manage")
-@blp.response(200, DriftSchema)
+@blp.read("integrations.manage", DriftSchema)
 def drift_report(integration_id):
     """The last drift report: the station's account list against Vigil's properties (accounts missing
     either side, status or address mismatch). The gateway worker checks every
@@ -109,9 +100,7 @@ def drift_report(integration_id):
 
 
 @blp.route("/integrations/<int:integration_id>/drift-check", methods=["POST"])
-@requires("integrations.manage")
-@idempotent
-@blp.response(202, DriftSchema)
+@blp.start("integrations.manage", DriftSchema)
 def drift_check(integration_id):
     """Check for drift now (in the worker); poll ``GET .../drift`` until ``checked_at`` passes ``requested_at``."""
     record = hooks_commands.request_drift_check(context(), integration_id)

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import func, or_, select
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import paginate
-from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED, CATALOG
-from vigil_shared.web import current_identity, requires
+from vigil_shared.web import current_identity
 
 from .. import commands
 from ..context import db_session, signed_in_user
@@ -33,9 +32,7 @@ blp = Blueprint("users", __name__, url_prefix="/api/v1", description="Users, the
 
 @blp.route("/users")
 class Users(MethodView):
-    @requires("users.manage")
-    @blp.arguments(UserListArgs, location="query", as_kwargs=True)
-    @blp.response(200, UserPageSchema)
+    @blp.read("users.manage", UserPageSchema, query=UserListArgs)
     def get(self, page, per_page, q=None, active=None):
         """List users."""
         statement = select(User).order_by(User.username)
@@ -53,11 +50,7 @@ class Users(MethodView):
         result = paginate(db_session(), statement, page, per_page)
         return result.body(), 200, result.headers()
 
-    @requires("users.manage")
-    @idempotent
-    @blp.arguments(UserCreateSchema)
-    @blp.response(201, UserSchema)
-    @blp.alt_response(409, description="The username is taken")
+    @blp.create("users.manage", UserSchema, body=UserCreateSchema, conflict="The username is taken")
     def post(self, data):
         """Create a user, optionally with role grants (those need 'roles.manage')."""
         user = commands.create_user(context(), data)
@@ -66,8 +59,7 @@ class Users(MethodView):
 
 @blp.route("/users/<int:user_id>")
 class UserItem(MethodView):
-    @requires("users.manage")
-    @blp.response(200, UserSchema)
+    @blp.read("users.manage", UserSchema)
     def get(self, user_id):
         """Read one user with their role grants."""
         user = get_user(db_session(), user_id)
@@ -87,10 +79,7 @@ class UserItem(MethodView):
 
 
 @blp.route("/users/<int:user_id>/password", methods=["POST"])
-@requires("users.manage")
-@idempotent
-@blp.arguments(PasswordResetSchema)
-@blp.response(204)
+@blp.action("users.manage", status=204, body=PasswordResetSchema)
 def reset_password(body, user_id):
     """Set a user's password (for a user who forgot theirs); ends their sessions.
 
@@ -99,8 +88,7 @@ def reset_password(body, user_id):
 
 
 @blp.route("/me", methods=["GET"])
-@requires(AUTHENTICATED)
-@blp.response(200, MeSchema)
+@blp.read(AUTHENTICATED, MeSchema)
 def me():
     """Who I am and what I may do, company-wide and per office location."""
     identity = current_identity()
@@ -122,17 +110,14 @@ def me():
 
 
 @blp.route("/me/password", methods=["POST"])
-@requires(AUTHENTICATED)
-@blp.arguments(PasswordChangeSchema)
-@blp.response(204)
+@blp.operation(AUTHENTICATED, status=204, body=PasswordChangeSchema)
 def change_my_password(body):
     """Change my own password; my other sessions end."""
     commands.change_my_password(context(), body["current_password"], body["new_password"])
 
 
 @blp.route("/permissions", methods=["GET"])
-@requires(AUTHENTICATED)
-@blp.response(200, PermissionSchema(many=True))
+@blp.read(AUTHENTICATED, PermissionSchema(many=True))
 def permissions():
     """The permission catalog roles are built from."""
     return list(CATALOG)

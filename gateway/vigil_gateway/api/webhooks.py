@@ -6,15 +6,14 @@ from datetime import timedelta
 
 from flask import current_app, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import false, func, or_, select
 
 from vigil_shared.db import utcnow
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.errors import not_found
 from vigil_shared.http import PaginationArgs, paginate
-from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
-from vigil_shared.web import current_identity, requires
+from vigil_shared.web import current_identity
 
 from .. import webhook_commands as hooks_commands
 from .. import webhooks
@@ -59,9 +58,7 @@ def hook_settings() -> webhooks.WebhookSettings:
 
 @blp.route("/webhooks")
 class Subscriptions(MethodView):
-    @requires("webhooks.manage")
-    @blp.arguments(PaginationArgs, location="query")
-    @blp.response(200, SubscriptionPageSchema)
+    @blp.read("webhooks.manage", SubscriptionPageSchema, query=PaginationArgs, query_kwargs=False)
     def get(self, args):
         """List my webhook subscriptions (an administrator sees everyone's)."""
         ctx = context()
@@ -76,10 +73,7 @@ class Subscriptions(MethodView):
         result = paginate(db_session(), statement, args["page"], args["per_page"])
         return result.body(), 200, result.headers()
 
-    @requires("webhooks.manage")
-    @idempotent
-    @blp.arguments(SubscriptionCreateSchema)
-    @blp.response(201, SubscriptionCreatedSchema)
+    @blp.create("webhooks.manage", SubscriptionCreatedSchema, body=SubscriptionCreateSchema)
     def post(self, data):
         """Subscribe an endpoint; the signing secret is in this response only.
 
@@ -93,8 +87,7 @@ class Subscriptions(MethodView):
 
 @blp.route("/webhooks/<int:subscription_id>")
 class SubscriptionItem(MethodView):
-    @requires("webhooks.manage")
-    @blp.response(200, SubscriptionSchema)
+    @blp.read("webhooks.manage", SubscriptionSchema)
     def get(self, subscription_id):
         """Read one subscription; ``disabled_reason`` says why Vigil disabled it."""
         record = hooks_commands.get_subscription(context(), subscription_id)
@@ -124,9 +117,7 @@ def rotate_secret(data, subscription_id):
 
 
 @blp.route("/webhooks/<int:subscription_id>/deliveries", methods=["GET"])
-@requires("webhooks.manage")
-@blp.arguments(DeliveryArgs, location="query")
-@blp.response(200, DeliveryPageSchema)
+@blp.read("webhooks.manage", DeliveryPageSchema, query=DeliveryArgs, query_kwargs=False)
 def deliveries(args, subscription_id):
     """The subscription's deliveries, newest first."""
     record = hooks_commands.get_subscription(context(), subscription_id)
@@ -139,8 +130,7 @@ def deliveries(args, subscription_id):
 
 
 @blp.route("/webhooks/<int:subscription_id>/deliveries/<int:delivery_id>", methods=["GET"])
-@requires("webhooks.manage")
-@blp.response(200)
+@blp.read("webhooks.manage")
 @blp.doc(responses={"200": {"content": {"application/json": {"schema": DeliveryDetailSchema}}}})
 def delivery(subscription_id, delivery_id):
     """One delivery with every attempt: status code, latency and the first bytes of the answer."""
@@ -157,8 +147,7 @@ def delivery(subscription_id, delivery_id):
 
 
 @blp.route("/webhooks/<int:subscription_id>/deliveries/<int:delivery_id>/replay", methods=["POST"])
-@requires("webhooks.manage")
-@blp.response(202, ReplayedSchema)
+@blp.operation("webhooks.manage", ReplayedSchema, status=202)
 def replay_delivery(subscription_id, delivery_id):
     """Send one delivery again (its payload built anew with the owner's current rights)."""
     hooks_commands.replay_delivery(context(), subscription_id, delivery_id)
@@ -166,9 +155,7 @@ def replay_delivery(subscription_id, delivery_id):
 
 
 @blp.route("/webhooks/<int:subscription_id>/replay", methods=["POST"])
-@requires("webhooks.manage")
-@blp.arguments(ReplaySchema)
-@blp.response(202, ReplayedSchema)
+@blp.operation("webhooks.manage", ReplayedSchema, status=202, body=ReplaySchema)
 def replay_since(data, subscription_id):
     """Send again every event since a time that this subscription wants (at most 10,000)."""
     return {"replayed": hooks_commands.replay_since(context(), subscription_id, data["since"])}
@@ -178,9 +165,7 @@ def replay_since(data, subscription_id):
 
 
 @blp.route("/events", methods=["GET"])
-@requires(AUTHENTICATED)
-@blp.arguments(FeedArgs, location="query")
-@blp.response(200, FeedPageSchema)
+@blp.read(AUTHENTICATED, FeedPageSchema, query=FeedArgs, query_kwargs=False)
 def change_feed(args):
     """Every domain event (the same ids as webhook payloads, deletions included) that I may see,
     oldest first; resume with ``after=<next_cursor>``. Events are kept ``retention_days``."""

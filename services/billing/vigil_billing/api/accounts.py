@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import answers, etag_headers
-from vigil_shared.web import requires
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import etag_headers
 
 from .. import accounts, commands
 from ..schemas import AccountSchema, SettingsPatchSchema, SettingsSchema
@@ -15,18 +14,18 @@ from .common import context, customer_rule, if_match, loaded
 blp = Blueprint("billing_accounts", __name__, url_prefix="/api/v1", description="Billing settings and accounts")
 
 
+CURRENCY_FIXED = "The currency cannot change once amounts are stored in it"
+
+
 @blp.route("/billing/settings")
 class Settings(MethodView):
-    @requires("billing.view")
-    @blp.response(200, SettingsSchema)
+    @blp.read("billing.view", SettingsSchema)
     def get(self):
         """The company's billing configuration: currency, default tax rate, terms, MMR items and mode."""
         settings = commands.read_settings(context())
         return settings, 200, etag_headers(settings)
 
-    @requires("catalogs.manage")
-    @blp.arguments(SettingsPatchSchema)
-    @answers(blp, 200, SettingsSchema, conflict="The currency cannot change once amounts are stored in it", stale=True)
+    @blp.change("catalogs.manage", SettingsSchema, body=SettingsPatchSchema, conflict=CURRENCY_FIXED)
     def patch(self, changes):
         """Change the configuration. Changing the MMR items flags the rates whose breakdown no longer matches."""
         settings = commands.update_settings(context(if_match()), changes)
@@ -35,9 +34,7 @@ class Settings(MethodView):
 
 @blp.route("/customers/<int:customer_id>/billing")
 class Account(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.response(200, AccountSchema)
+    @blp.read("billing.view", AccountSchema, rule=customer_rule)
     def get(self, customer_id):
         """The customer's billing account: balance and past due in minor units, currency, parent."""
         known = loaded()

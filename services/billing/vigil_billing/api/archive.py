@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from vigil_shared.archived import ArchiveItemsArgs
-from vigil_shared.web import requires
+from vigil_shared.endpoints import archive_items_blueprint
 
 from .. import commands
 from .common import context
-
-blp = Blueprint(
-    "archive_items",
-    __name__,
-    url_prefix="/api/v1/archive-items/billing",
-    description="What archiving customers would cancel",
-)
 
 
 class BillingArchiveItemSchema(Schema):
@@ -33,16 +23,12 @@ class BillingArchiveItemSchema(Schema):
     link = fields.String()
 
 
-class BillingArchiveItemsSchema(Schema):
-    items = fields.List(fields.Nested(BillingArchiveItemSchema))
+def cancelled_by_archiving(customer_ids: list[int]):
+    """The active recurring invoices and scheduled payments archiving these customers would cancel
+    (the gateway's `GET /customers/{id}/archive-preview` gathers this from every participant)."""
+    return commands.archive_items(context(), customer_ids)
 
 
-@blp.route("")
-class BillingArchiveItems(MethodView):
-    @requires("customers.archive")
-    @blp.arguments(ArchiveItemsArgs, location="query")
-    @blp.response(200, BillingArchiveItemsSchema)
-    def get(self, args):
-        """The active recurring invoices and scheduled payments archiving these customers would cancel
-        (the gateway's `GET /customers/{id}/archive-preview` gathers this from every participant)."""
-        return {"items": commands.archive_items(context(), sorted(set(args["customer_id"])))}
+blp = archive_items_blueprint(
+    __name__, "billing", "BillingArchiveItems", BillingArchiveItemSchema, cancelled_by_archiving
+)

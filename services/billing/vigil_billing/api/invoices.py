@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import answers, etag_headers
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import record_rule, request_session, requires
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import etag_headers
+from vigil_shared.web import request_session
 
 from .. import commands, invoices
 from ..schemas import (
@@ -19,15 +18,9 @@ from ..schemas import (
     InvoiceSchema,
     VoidSchema,
 )
-from .common import context, customer_rule, if_match, loaded, located
+from .common import context, customer_rule, if_match, invoice_rule, live_customer_rule, loaded, located
 
 blp = Blueprint("invoices", __name__, url_prefix="/api/v1", description="Invoices")
-
-
-def invoice_rule(permission: str):
-    """``loaded()`` is the URL's invoice (:class:`~vigil_billing.commands.ScopedInvoice`): 404 when unknown
-    or outside the caller's rights."""
-    return record_rule(lambda invoice_id, **_: commands.load_invoice(context(), invoice_id, permission))
 
 
 def invoice_body(invoice, location_id):
@@ -40,10 +33,7 @@ def _answer(invoice, location_id, status: int = 200, **headers):
 
 @blp.route("/customers/<int:customer_id>/invoices")
 class CustomerInvoices(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(InvoiceListArgs, location="query", as_kwargs=True)
-    @blp.response(200, InvoicePageSchema)
+    @blp.read("billing.view", InvoicePageSchema, rule=customer_rule, query=InvoiceListArgs)
     def get(self, customer_id, page, per_page, status=None):
         """The customer's invoices, newest first (`status=open`: issued or partially paid)."""
         query = invoices.InvoiceQuery(customer_id=customer_id, status=status)
@@ -51,11 +41,7 @@ class CustomerInvoices(MethodView):
         location_id = loaded().location_id
         return result.answer(lambda invoice: invoice_body(invoice, location_id))
 
-    @requires("billing.manage")
-    @customer_rule("billing.manage", must_exist=True)
-    @idempotent
-    @blp.arguments(InvoiceCreateSchema)
-    @blp.response(201, InvoiceSchema)
+    @blp.create("billing.manage", InvoiceSchema, rule=live_customer_rule, body=InvoiceCreateSchema)
     def post(self, data, customer_id):
         """Create a one-time invoice (a draft, or issued at once with `issue: true`). Amounts are minor
         units; each line's tax is rounded half away from zero. A sub-customer's invoice is owed by its parent."""
@@ -65,34 +51,24 @@ class CustomerInvoices(MethodView):
         return _answer(invoice, customer.location_id, 201, Location=location)
 
 
+ISSUED = "The invoice is issued: it does not change (void it and issue a new one)"
+
+
 @blp.route("/invoices/<int:invoice_id>")
 class InvoiceItem(MethodView):
-    @requires("billing.view")
-    @invoice_rule("billing.view")
-    @blp.response(200, InvoiceSchema)
+    @blp.read("billing.view", InvoiceSchema, rule=invoice_rule)
     def get(self, invoice_id):
         """One invoice with its lines, balance and status."""
         scoped = loaded()
         return _answer(scoped.record, scoped.location_id)
 
-    @requires("billing.manage")
-    @invoice_rule("billing.manage")
-    @blp.arguments(InvoicePatchSchema)
-    @answers(
-        blp,
-        200,
-        InvoiceSchema,
-        conflict="The invoice is issued: it does not change (void it and issue a new one)",
-        stale=True,
-    )
+    @blp.change("billing.manage", InvoiceSchema, rule=invoice_rule, body=InvoicePatchSchema, conflict=ISSUED)
     def patch(self, changes, invoice_id):
         """Change a draft (its lines replace the old ones)."""
         scoped = loaded()
         return _answer(commands.update_invoice(context(if_match()), scoped, changes), scoped.location_id)
 
-    @requires("billing.manage")
-    @invoice_rule("billing.manage")
-    @answers(blp, 204, conflict="Only a draft is deleted; an issued invoice is voided", stale=True)
+    @blp.remove("billing.manage", rule=invoice_rule, conflict="Only a draft is deleted; an issued invoice is voided")
     def delete(self, invoice_id):
         """Delete a draft."""
         commands.delete_invoice(context(if_match()), loaded())
@@ -101,23 +77,19 @@ class InvoiceItem(MethodView):
 
 @blp.route("/invoices/<int:invoice_id>/issue")
 class InvoiceIssue(MethodView):
-    @requires("billing.manage")
-    @invoice_rule("billing.manage")
-    @idempotent
-    @answers(blp, 200, InvoiceSchema, conflict="The invoice is not a draft", stale=True)
+    @blp.transition("billing.manage", InvoiceSchema, rule=invoice_rule, conflict="The invoice is not a draft")
     def post(self, invoice_id):
         """Issue a draft: it gets the company's next number, today's date and its due date, and is final."""
         scoped = loaded()
         return _answer(commands.issue_invoice(context(if_match()), scoped), scoped.location_id)
 
 
+NOT_VOIDABLE = "Already void, a draft, or payments are allocated to it"
+
+
 @blp.route("/invoices/<int:invoice_id>/void")
 class InvoiceVoid(MethodView):
-    @requires("billing.manage")
-    @invoice_rule("billing.manage")
-    @idempotent
-    @blp.arguments(VoidSchema, required=False)
-    @answers(blp, 200, InvoiceSchema, conflict="Already void, a draft, or payments are allocated to it", stale=True)
+    @blp.transition("billing.manage", InvoiceSchema, rule=invoice_rule, optional_body=VoidSchema, conflict=NOT_VOIDABLE)
     def post(self, data, invoice_id):
         """Void an issued invoice nothing is paid on (its number stays used); issue a new one to correct it."""
         scoped = loaded()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.errors import validation_problem
 from vigil_shared.http import Page
-from vigil_shared.web import current_identity, request_session, requires
+from vigil_shared.web import current_identity, request_session
 
 from .. import commands, ledger
 from ..schemas import AgingArgs, AgingPageSchema, StatementArgs, StatementSchema, TransactionArgs, TransactionPageSchema
@@ -19,10 +19,7 @@ blp = Blueprint("ledger", __name__, url_prefix="/api/v1", description="Transacti
 
 @blp.route("/customers/<int:customer_id>/transactions")
 class Transactions(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(TransactionArgs, location="query", as_kwargs=True)
-    @blp.response(200, TransactionPageSchema)
+    @blp.read("billing.view", TransactionPageSchema, rule=customer_rule, query=TransactionArgs)
     def get(self, customer_id, page, per_page, from_=None, to=None):
         """Invoices, voids, payments and refunds, newest first, each with the running balance after it. A
         parent's list includes the invoices of every sub-customer billing through it (`customer_id` names whose)."""
@@ -40,10 +37,7 @@ def _statement(customer_id: int, from_, to):
 
 @blp.route("/customers/<int:customer_id>/statements")
 class Statement(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(StatementArgs, location="query", as_kwargs=True)
-    @blp.response(200, StatementSchema)
+    @blp.read("billing.view", StatementSchema, rule=customer_rule, query=StatementArgs)
     def get(self, customer_id, from_, to):
         """The statement of a period: opening balance, the period's entries, closing balance."""
         return _statement(customer_id, from_, to)
@@ -51,10 +45,7 @@ class Statement(MethodView):
 
 @blp.route("/customers/<int:customer_id>/statements/pdf")
 class StatementPdf(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(StatementArgs, location="query", as_kwargs=True)
-    @blp.response(200, description="The statement as `application/pdf`")
+    @blp.read("billing.view", rule=customer_rule, query=StatementArgs, description="The statement as `application/pdf`")
     def get(self, customer_id, from_, to):
         """The same statement as a PDF document."""
         body = ledger.statement_pdf(_statement(customer_id, from_, to))
@@ -67,9 +58,7 @@ class StatementPdf(MethodView):
 
 @blp.route("/ar-aging")
 class Aging(MethodView):
-    @requires("billing.view")
-    @blp.arguments(AgingArgs, location="query", as_kwargs=True)
-    @blp.response(200, AgingPageSchema)
+    @blp.read("billing.view", AgingPageSchema, query=AgingArgs)
     def get(self, page, per_page, location_id=None):
         """What each customer owes on open invoices by age past due (current, 1-30, 31-60, 61-90, over 90 days),
         largest first, in the locations where you hold `billing.view` (`location_id` narrows it)."""

@@ -4,33 +4,28 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, answers, etag_headers
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import record_rule, request_session, requires
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.web import request_session
 
 from .. import commands, payments
 from ..schemas import PaymentCreateSchema, PaymentPageSchema, PaymentSchema, RefundSchema
-from .common import context, customer_rule, if_match, loaded, located
+from .common import PROCESSOR_DOWN, context, customer_rule, if_match, live_customer_rule, loaded, located, payment_rule
 
 blp = Blueprint("payments", __name__, url_prefix="/api/v1", description="Payments and refunds")
-
-
-def payment_rule(permission: str):
-    return record_rule(lambda payment_id, **_: commands.load_payment(context(), payment_id, permission))
 
 
 def payment_body(session, payment, location_id):
     return located(payment, PaymentSchema, location_id, allocations=payments.allocations_of(session, payment.id))
 
 
+PAID_BY_PARENT = "A sub-customer: payments are received on the parent (`parent_payments`)"
+
+
 @blp.route("/customers/<int:customer_id>/payments")
 class CustomerPayments(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
-    @blp.response(200, PaymentPageSchema)
+    @blp.read("billing.view", PaymentPageSchema, rule=customer_rule, query=PaginationArgs)
     def get(self, customer_id, page, per_page):
         """The customer's payments, newest first, with their allocations."""
         session = request_session()
@@ -38,13 +33,10 @@ class CustomerPayments(MethodView):
         location_id = loaded().location_id
         return result.answer(lambda payment: payment_body(session, payment, location_id))
 
-    @requires("payments.create")
-    @customer_rule("payments.create", must_exist=True)
-    @idempotent
-    @blp.arguments(PaymentCreateSchema)
-    @blp.response(201, PaymentSchema)
+    @blp.create(
+        "payments.create", PaymentSchema, rule=live_customer_rule, body=PaymentCreateSchema, conflict=PAID_BY_PARENT
+    )
     @blp.alt_response(202, schema=PaymentSchema, description="A card or ach payment: charged by the worker")
-    @blp.alt_response(409, description="A sub-customer: payments are received on the parent (`parent_payments`)")
     def post(self, data, customer_id):
         """Record cash or a check (201, allocated at once), or charge a billing method (202: `pending` until
         the worker has charged it with the payment's idempotency key; then `succeeded` or `failed` with the
@@ -59,28 +51,20 @@ class CustomerPayments(MethodView):
 
 @blp.route("/payments/<int:payment_id>")
 class PaymentItem(MethodView):
-    @requires("billing.view")
-    @payment_rule("billing.view")
-    @blp.response(200, PaymentSchema)
+    @blp.read("billing.view", PaymentSchema, rule=payment_rule)
     def get(self, payment_id):
         """One payment: its status (a charge's outcome), allocations, refunds and credit left."""
         scoped = loaded()
         return payment_body(request_session(), scoped.record, scoped.location_id), 200, etag_headers(scoped.record)
 
 
+REFUND_REFUSED = {409: "The payment did not succeed, or the processor refused the refund", 503: PROCESSOR_DOWN}
+
+
 @blp.route("/payments/<int:payment_id>/refund")
 class PaymentRefund(MethodView):
-    @requires("payments.create")
-    @payment_rule("payments.create")
-    @idempotent
-    @blp.arguments(RefundSchema, required=False)
-    @answers(
-        blp,
-        200,
-        PaymentSchema,
-        conflict="The payment did not succeed, or the processor refused the refund",
-        stale=True,
-        unavailable="The payment processor could not be reached",
+    @blp.transition(
+        "payments.create", PaymentSchema, rule=payment_rule, optional_body=RefundSchema, answers=REFUND_REFUSED
     )
     def post(self, data, payment_id):
         """Refund all or part of a payment (through the processor for a charge): out of the customer's

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import answers, etag_headers
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import record_rule, request_session, requires
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import etag_headers
+from vigil_shared.web import request_session
 
 from .. import commands, recurring
 from ..schemas import (
@@ -22,7 +21,16 @@ from ..schemas import (
     ScheduledPageSchema,
     ScheduledSchema,
 )
-from .common import context, customer_rule, if_match, loaded, located
+from .common import (
+    context,
+    customer_rule,
+    if_match,
+    live_customer_rule,
+    loaded,
+    located,
+    recurring_rule,
+    scheduled_rule,
+)
 
 blp = Blueprint("recurring", __name__, url_prefix="/api/v1", description="Recurring invoices and scheduled payments")
 
@@ -33,8 +41,12 @@ def _listed(result, schema):
     return result.answer(lambda record: located(record, schema, location_id))
 
 
-def _created(record, schema, location_id, endpoint: str, **ids):
-    return located(record, schema, location_id), 201, etag_headers(record, Location=url_for(endpoint, **ids))
+def _created(create, data, schema, endpoint: str, id_name: str):
+    """A new recurring invoice or scheduled payment of the URL's customer (``create`` is its command)."""
+    customer = loaded()
+    record = create(context(), customer, data)
+    location = url_for(endpoint, **{id_name: record.id})
+    return located(record, schema, customer.location_id), 201, etag_headers(record, Location=location)
 
 
 def _cancelled(record, schema):
@@ -44,76 +56,56 @@ def _cancelled(record, schema):
 
 @blp.route("/customers/<int:customer_id>/recurring-invoices")
 class CustomerRecurring(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(ActiveArgs, location="query", as_kwargs=True)
-    @blp.response(200, RecurringPageSchema)
+    @blp.read("billing.view", RecurringPageSchema, rule=customer_rule, query=ActiveArgs)
     def get(self, customer_id, page, per_page, active=None):
         """The customer's recurring invoices (`active=true`: those archiving would cancel)."""
         return _listed(
             recurring.list_recurring(request_session(), customer_id, page, per_page, active), RecurringSchema
         )
 
-    @requires("billing.manage")
-    @customer_rule("billing.manage", must_exist=True)
-    @idempotent
-    @blp.arguments(RecurringCreateSchema)
-    @blp.response(201, RecurringSchema)
+    @blp.create("billing.manage", RecurringSchema, rule=live_customer_rule, body=RecurringCreateSchema)
     def post(self, data, customer_id):
         """Set up a recurring invoice: issued every `interval_months` from `start_date`, once per period,
         until `end_date` or `count` issues. A sub-customer's new one bills its parent."""
-        customer = loaded()
-        template = commands.create_recurring(context(), customer, data)
         endpoint = "recurring.RecurringCancel"
-        return _created(template, RecurringSchema, customer.location_id, endpoint, recurring_invoice_id=template.id)
+        return _created(commands.create_recurring, data, RecurringSchema, endpoint, "recurring_invoice_id")
 
 
 @blp.route("/recurring-invoices/<int:recurring_invoice_id>/cancel")
 class RecurringCancel(MethodView):
-    @requires("billing.manage")
-    @record_rule(
-        lambda recurring_invoice_id, **_: commands.load_recurring(context(), recurring_invoice_id, "billing.manage")
-    )
-    @idempotent
-    @answers(blp, 200, RecurringSchema, stale=True)
+    @blp.transition("billing.manage", RecurringSchema, rule=recurring_rule)
     def post(self, recurring_invoice_id):
         """Stop a recurring invoice (idempotent: a stopped one answers as it is). Invoices issued stay."""
         return _cancelled(commands.cancel_recurring(context(if_match()), loaded()), RecurringSchema)
 
 
+SUB_CUSTOMER = "A sub-customer: payments are received on the parent"
+
+
 @blp.route("/customers/<int:customer_id>/scheduled-payments")
 class CustomerScheduled(MethodView):
-    @requires("billing.view")
-    @customer_rule("billing.view")
-    @blp.arguments(ActiveArgs, location="query", as_kwargs=True)
-    @blp.response(200, ScheduledPageSchema)
+    @blp.read("billing.view", ScheduledPageSchema, rule=customer_rule, query=ActiveArgs)
     def get(self, customer_id, page, per_page, active=None):
         """The customer's scheduled payments (`active=true`: future ones, which archiving cancels)."""
         return _listed(
             recurring.list_scheduled(request_session(), customer_id, page, per_page, active), ScheduledSchema
         )
 
-    @requires("payments.create")
-    @customer_rule("payments.create", must_exist=True)
-    @idempotent
-    @blp.arguments(ScheduledCreateSchema)
-    @answers(blp, 201, ScheduledSchema, conflict="A sub-customer: payments are received on the parent")
+    @blp.create(
+        "payments.create", ScheduledSchema, rule=live_customer_rule, body=ScheduledCreateSchema, conflict=SUB_CUSTOMER
+    )
     def post(self, data, customer_id):
         """Schedule a charge of a billing method on `due_date`; soft declines are retried after 1, 3 and 5 days."""
-        customer = loaded()
-        scheduled = commands.create_scheduled(context(), customer, data)
         endpoint = "recurring.ScheduledCancel"
-        return _created(scheduled, ScheduledSchema, customer.location_id, endpoint, scheduled_payment_id=scheduled.id)
+        return _created(commands.create_scheduled, data, ScheduledSchema, endpoint, "scheduled_payment_id")
+
+
+NOT_CANCELLABLE = "Being charged or done: it can no longer be cancelled"
 
 
 @blp.route("/scheduled-payments/<int:scheduled_payment_id>/cancel")
 class ScheduledCancel(MethodView):
-    @requires("payments.create")
-    @record_rule(
-        lambda scheduled_payment_id, **_: commands.load_scheduled(context(), scheduled_payment_id, "payments.create")
-    )
-    @idempotent
-    @answers(blp, 200, ScheduledSchema, conflict="Being charged or done: it can no longer be cancelled", stale=True)
+    @blp.transition("payments.create", ScheduledSchema, rule=scheduled_rule, conflict=NOT_CANCELLABLE)
     def post(self, scheduled_payment_id):
         """Cancel a future scheduled payment (idempotent: a cancelled one answers as it is)."""
         return _cancelled(commands.cancel_scheduled(context(if_match()), loaded()), ScheduledSchema)
@@ -121,9 +113,7 @@ class ScheduledCancel(MethodView):
 
 @blp.route("/billing/run-due")
 class RunDue(MethodView):
-    @requires("ops.manage")
-    @blp.arguments(RunDueSchema, required=False)
-    @blp.response(202)
+    @blp.operation("ops.manage", status=202, optional_body=RunDueSchema)
     def post(self, data):
         """Ask the billing worker to run the due job now (the beat runs it every minute): recurring invoices
         due by `date` are issued once per period, due scheduled payments charged."""

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import answers, etag_headers, paginate
-from vigil_shared.idempotency import idempotent
+from vigil_shared.customer_replica import CUSTOMER_SERVICE_DOWN
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import etag_headers, paginate
 from vigil_shared.web import (
     current_runtime,
     if_match,
     loaded,
-    record_rule,
+    loader_rule,
     request_context,
     request_session,
-    requires,
 )
 
 from .. import checks, commands, prechecks
@@ -35,12 +34,9 @@ from ..schemas import (
 blp = Blueprint("credit", __name__, url_prefix="/api/v1", description="Credit checks and the ADT PreCheck")
 
 
-def customer_rule(permission: str):
-    return record_rule(lambda customer_id, **_: commands.load_customer(request_context(), customer_id, permission))
-
-
-def check_rule(permission: str):
-    return record_rule(lambda check_id, **_: commands.load_check(request_context(), check_id, permission))
+# ``loaded()`` is the URL's customer (or check): 404 when unknown or outside the caller's rights.
+customer_rule = loader_rule(commands.load_customer, "customer_id", request_context)
+check_rule = loader_rule(commands.load_check, "check_id", request_context)
 
 
 def present(check: CreditCheck) -> dict:
@@ -79,26 +75,19 @@ def created(check: CreditCheck, status: int):
     return answer(check, status, Location=url_for("credit.CreditCheckItem", check_id=check.id))
 
 
+REPEAT_PULL = "The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`"
+CHECK_REFUSED = {409: REPEAT_PULL, 503: CUSTOMER_SERVICE_DOWN}
+
+
 @blp.route("/customers/<int:customer_id>/credit-checks")
 class CustomerCreditChecks(MethodView):
-    @requires("credit.view")
-    @customer_rule("credit.view")
-    @blp.arguments(CreditCheckListArgs, location="query", as_kwargs=True)
-    @blp.response(200, CreditCheckPageSchema)
+    @blp.read("credit.view", CreditCheckPageSchema, rule=customer_rule, query=CreditCheckListArgs)
     def get(self, customer_id, page, per_page):
         """The customer's Credit tab: every check, newest first (pending, complete, no hit, frozen, failed, manual)."""
         return paginate(request_session(), checks.checks_of(customer_id), page, per_page).answer(present)
 
-    @requires("credit.create")
-    @customer_rule("credit.create")
-    @idempotent
-    @blp.arguments(CreditCheckCreateSchema)
-    @answers(
-        blp,
-        202,
-        CreditCheckSchema,
-        conflict="The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`",
-        unavailable="The customer service could not be asked about the customer",
+    @blp.start(
+        "credit.create", CreditCheckSchema, rule=customer_rule, body=CreditCheckCreateSchema, answers=CHECK_REFUSED
     )
     def post(self, data, customer_id):
         """Pull the customer's credit from a bureau: answered at once with the pending check.
@@ -112,11 +101,7 @@ class CustomerCreditChecks(MethodView):
 
 @blp.route("/customers/<int:customer_id>/credit-checks/manual")
 class ManualScore(MethodView):
-    @requires("credit.create")
-    @customer_rule("credit.create")
-    @idempotent
-    @blp.arguments(ManualScoreSchema)
-    @blp.response(201, CreditCheckSchema)
+    @blp.create("credit.create", CreditCheckSchema, rule=customer_rule, body=ManualScoreSchema)
     def post(self, data, customer_id):
         """Enter a score by hand; its letter grade comes from the company's grade bands. Apply it like a pull."""
         return created(commands.enter_manual_score(request_context(), loaded(), data), 201)
@@ -124,22 +109,19 @@ class ManualScore(MethodView):
 
 @blp.route("/credit-checks/<int:check_id>")
 class CreditCheckItem(MethodView):
-    @requires("credit.view")
-    @check_rule("credit.view")
-    @blp.response(200, CreditCheckSchema)
+    @blp.read("credit.view", CreditCheckSchema, rule=check_rule)
     def get(self, check_id):
         """One credit check: what to poll after a pull (`pending`, `running`, then its outcome)."""
         check, _customer = loaded()
         return answer(check)
 
 
+NO_SCORE = "The check has no score to apply (still running, no hit, frozen, failed)"
+
+
 @blp.route("/credit-checks/<int:check_id>/apply")
 class ApplyCheck(MethodView):
-    @requires("credit.apply")
-    @check_rule("credit.apply")
-    @answers(
-        blp, 200, CreditCheckSchema, conflict="The check has no score to apply (still running, no hit, frozen, failed)"
-    )
+    @blp.operation("credit.apply", CreditCheckSchema, rule=check_rule, conflict=NO_SCORE)
     def post(self, check_id):
         """Make this check the customer's active one: the customer's beacon score and credit tracking
         number are set from it (and recorded in the customer's history) moments later."""
@@ -149,9 +131,9 @@ class ApplyCheck(MethodView):
 
 @blp.route("/credit-checks/<int:check_id>/skip")
 class SkipCheck(MethodView):
-    @requires("credit.apply")
-    @check_rule("credit.apply")
-    @answers(blp, 200, CreditCheckSchema, conflict="The check is still running, or is the applied one")
+    @blp.operation(
+        "credit.apply", CreditCheckSchema, rule=check_rule, conflict="The check is still running, or is the applied one"
+    )
     def post(self, check_id):
         """Leave the check on the Credit tab without applying it; it can be applied later."""
         check, customer = loaded()
@@ -160,16 +142,13 @@ class SkipCheck(MethodView):
 
 @blp.route("/credit-settings")
 class CreditSettingsItem(MethodView):
-    @requires("credit.view")
-    @blp.response(200, CreditSettingsSchema)
+    @blp.read("credit.view", CreditSettingsSchema)
     def get(self):
         """The company's credit settings: repeat-pull days and the letter grade bands."""
         settings = commands.read_settings(request_context())
         return settings, 200, etag_headers(settings)
 
-    @requires("catalogs.manage")
-    @blp.arguments(CreditSettingsPatchSchema)
-    @answers(blp, 200, CreditSettingsSchema, stale=True)
+    @blp.change("catalogs.manage", CreditSettingsSchema, body=CreditSettingsPatchSchema)
     def patch(self, changes):
         """Change the repeat-pull days or the grade bands (`catalogs.manage`)."""
         settings = commands.update_settings(request_context(version=if_match()), changes)
@@ -178,19 +157,14 @@ class CreditSettingsItem(MethodView):
 
 @blp.route("/customers/<int:customer_id>/precheck")
 class CustomerPreCheck(MethodView):
-    @requires("credit.view")
-    @customer_rule("credit.view")
-    @blp.response(200, PreCheckStatusSchema)
+    @blp.read("credit.view", PreCheckStatusSchema, rule=customer_rule)
     def get(self, customer_id):
         """The customer's ADT PreCheck: the latest result (`pending`, `running`, `approved`, `declined`
         with reasons, `manual_review`, `error` with its reason) and every earlier one, newest first."""
         items = [prechecks.present(p) for p in prechecks.history(request_session(), customer_id)]
         return {"latest": items[0] if items else None, "history": items}
 
-    @requires("credit.create")
-    @customer_rule("credit.create")
-    @idempotent
-    @blp.response(202, PreCheckSchema)
+    @blp.start("credit.create", PreCheckSchema, rule=customer_rule)
     def post(self, customer_id):
         """Refresh the ADT PreCheck: a new one runs in the background; poll `GET` for its result."""
         precheck = commands.refresh_precheck(request_context(), loaded())

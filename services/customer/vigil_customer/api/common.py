@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from vigil_shared.catalog import register_catalog
+from vigil_shared.catalog import NOT_DELETED, register_catalog  # noqa: F401 - views read NOT_DELETED here
 from vigil_shared.http import etag_headers
 from vigil_shared.runtime import current_runtime
 from vigil_shared.web import if_match, loaded, record_rule, request_context, request_session  # noqa: F401 - views read these
@@ -43,9 +43,25 @@ def customer_rule(*, action: str | None = None, permission: str | None = None):
     return record_rule(lambda customer_id, **_: commands.load_customer_tab(context(), customer_id, permission))
 
 
-def lead_rule(action: str):
-    """``loaded()`` is the URL's record after checking ``leads.<action>`` at its location (whatever its kind)."""
+def tab_rule(permission: str):
+    """``customer_rule(permission=…)``, the rule of a tab whose right is the operation's own."""
+    return customer_rule(permission=permission)
+
+
+view_rule = customer_rule(action="view")  # the record's own view right, whatever the operation's permission
+
+
+def lead_rule(permission: str):
+    """``loaded()`` is the URL's record after checking ``permission`` (``leads.<action>``) at its location
+    (whatever its kind)."""
+    action = permission.removeprefix("leads.")
     return record_rule(lambda customer_id, **_: commands.load_lead(context(), customer_id, action))
+
+
+def own_rule(permission: str):
+    """``customer_rule(action=…)`` with the action the operation's permission names (``customers.modify``,
+    ``leads.modify``: ``modify``), checked as the record's own right (customers.* or leads.* by its kind)."""
+    return customer_rule(action=permission.split(".", 1)[1])
 
 
 # A company-wide catalog of this service (tags, custom fields): its views, wired to this service's

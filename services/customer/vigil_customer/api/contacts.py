@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import Page, etag_headers, paginate
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import current_identity, note_confidential_read, request_session, requires
+from vigil_shared.web import current_identity, note_confidential_read, request_session
 
 from .. import commands
 from .. import contacts as domain
 from ..child_schemas import ContactCreateSchema, ContactListArgs, ContactPageSchema, ContactPatchSchema, ContactSchema
-from .common import cipher, context, customer_rule, if_match, loaded
+from .common import cipher, context, if_match, loaded, tab_rule
 
 blp = Blueprint(
     "customer_contacts",
@@ -42,10 +41,7 @@ def shown(customer, contacts):
 
 @blp.route("")
 class Contacts(MethodView):
-    @requires("contacts.view")
-    @customer_rule(permission="contacts.view")
-    @blp.arguments(ContactListArgs, location="query", as_kwargs=True)
-    @blp.response(200, ContactPageSchema)
+    @blp.read("contacts.view", ContactPageSchema, rule=tab_rule, query=ContactListArgs)
     def get(self, customer_id, page, per_page, type=None):
         """Emergency contacts in call order, then the others by name; `type` keeps one kind."""
         session, customer = request_session(), loaded()
@@ -53,11 +49,7 @@ class Contacts(MethodView):
         listed = Page(shown(customer, result.items), result.page, result.per_page, result.total)
         return listed.body(), 200, listed.headers()
 
-    @requires("contacts.modify")
-    @customer_rule(permission="contacts.modify")
-    @idempotent
-    @blp.arguments(ContactCreateSchema)
-    @blp.response(201, ContactSchema)
+    @blp.create("contacts.modify", ContactSchema, rule=tab_rule, body=ContactCreateSchema)
     def post(self, data, customer_id):
         """Add a contact. An emergency contact goes last in call order unless `call_priority` says where."""
         customer = loaded()
@@ -72,23 +64,19 @@ class Contacts(MethodView):
         )
 
 
+PASSCODE = "Changing a saved passcode needs `confidential.installation_codes.modify`"
+
+
 @blp.route("/<int:contact_id>")
 class ContactItem(MethodView):
-    @requires("contacts.view")
-    @customer_rule(permission="contacts.view")
-    @blp.response(200, ContactSchema)
+    @blp.read("contacts.view", ContactSchema, rule=tab_rule)
     def get(self, customer_id, contact_id):
         """One contact; its passcode is masked unless you may see installation codes."""
         customer = loaded()
         contact = domain.get_contact(request_session(), customer_id, contact_id)
         return shown(customer, [contact])[0], 200, etag_headers(contact)
 
-    @requires("contacts.modify")
-    @customer_rule(permission="contacts.modify")
-    @blp.arguments(ContactPatchSchema)
-    @blp.response(200, ContactSchema)
-    @blp.alt_response(403, description="Changing a saved passcode needs `confidential.installation_codes.modify`")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @blp.change("contacts.modify", ContactSchema, rule=tab_rule, body=ContactPatchSchema, forbidden=PASSCODE)
     def patch(self, changes, customer_id, contact_id):
         """Edit a contact; a new `call_priority` moves it in the call order."""
         customer = loaded()
@@ -96,10 +84,7 @@ class ContactItem(MethodView):
         request_session().refresh(contact)
         return shown(customer, [contact])[0], 200, etag_headers(contact)
 
-    @requires("contacts.modify")
-    @customer_rule(permission="contacts.modify")
-    @blp.response(204)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
+    @blp.remove("contacts.modify", rule=tab_rule, stale="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, contact_id):
         """Remove a contact; the emergency contacts after it move up one place."""
         commands.delete_contact(context(if_match()), loaded(), contact_id)

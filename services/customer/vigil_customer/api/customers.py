@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from flask import jsonify, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from vigil_shared import operations
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.fields import schema_dumper
 from vigil_shared.http import Page, etag_headers, paginate
-from vigil_shared.idempotency import idempotent
 from vigil_shared.operations import OperationSchema
-from vigil_shared.web import current_identity, note_confidential_read, request_session, requires
+from vigil_shared.web import current_identity, note_confidential_read, request_session
 
 from .. import archiving, commands, family, history, present, search
 from ..access import Access
@@ -33,7 +32,18 @@ from ..schemas import (
     ParentCandidateArgs,
     UnarchiveSchema,
 )
-from .common import LIKELY_DUPLICATES, archive_rule, cipher, context, customer_rule, if_match, loaded
+from .common import (
+    LIKELY_DUPLICATES,
+    NOT_DELETED,
+    archive_rule,
+    cipher,
+    context,
+    if_match,
+    loaded,
+    own_rule,
+    tab_rule,
+    view_rule,
+)
 
 blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", description="Customers and leads")
 
@@ -74,11 +84,12 @@ def list_response(session, query: search.ListQuery, vis: search.Visibility):
     return response
 
 
+CREATE_REFUSED = {403: "You may not create records in this location, or set some of the fields", 409: LIKELY_DUPLICATES}
+
+
 @blp.route("")
 class Customers(MethodView):
-    @requires("customers.view")
-    @blp.arguments(CustomerListArgs, location="query")
-    @blp.response(200, CustomerPageSchema)
+    @blp.read("customers.view", CustomerPageSchema, query=CustomerListArgs, query_kwargs=False)
     def get(self, args):
         """List and search customers and leads of the locations you may view, 20 a page.
 
@@ -90,13 +101,9 @@ class Customers(MethodView):
         """
         return list_response(request_session(), search.ListQuery(**args), visibility())
 
-    @requires("customers.create")
-    @idempotent
-    @blp.arguments(CustomerCreateArgs, location="query", as_kwargs=True)
-    @blp.arguments(CustomerCreateSchema)
-    @blp.response(201, CustomerSchema)
-    @blp.alt_response(403, description="You may not create records in this location, or set some of the fields")
-    @blp.alt_response(409, description=LIKELY_DUPLICATES)
+    @blp.create(
+        "customers.create", CustomerSchema, query=CustomerCreateArgs, body=CustomerCreateSchema, answers=CREATE_REFUSED
+    )
     def post(self, data, allow_duplicates=False, run_precheck=None):
         """Create a customer, or a lead with `kind: lead` (which also needs `leads.create`).
 
@@ -111,13 +118,23 @@ class Customers(MethodView):
         )
 
 
+READ_REFUSED = {
+    403: "A lead where you hold other rights, and you may view leads nowhere",
+    404: "No such record, or one in a location where you may not view it",
+}
+
+
+CHANGE_REFUSED = {
+    403: "Some fields need a permission you lack (named in `errors`)",
+    409: "The email address is already used by another record; the customer is archived; or "
+    "`monitoring_company_id` (Monitored By) is changed while a property is linked to a central station "
+    "(`urn:vigil:problem:central-station-linked`, listing the linked `properties`)",
+}
+
+
 @blp.route("/<int:customer_id>")
 class CustomerItem(MethodView):
-    @requires("customers.view")
-    @customer_rule(action="view")
-    @blp.response(200, CustomerSchema)
-    @blp.alt_response(403, description="A lead where you hold other rights, and you may view leads nowhere")
-    @blp.alt_response(404, description="No such record, or one in a location where you may not view it")
+    @blp.read("customers.view", CustomerSchema, rule=own_rule, answers=READ_REFUSED)
     def get(self, customer_id):
         """Read one record as you may see it; the `ETag` header is what `If-Match` expects.
 
@@ -126,27 +143,13 @@ class CustomerItem(MethodView):
         """
         return record_response(request_session(), loaded())
 
-    @requires("customers.modify")
-    @customer_rule(action="modify")
-    @blp.arguments(CustomerPatchSchema)
-    @blp.response(200, CustomerSchema)
-    @blp.alt_response(403, description="Some fields need a permission you lack (named in `errors`)")
-    @blp.alt_response(
-        409,
-        description="The email address is already used by another record; the customer is archived; or "
-        "`monitoring_company_id` (Monitored By) is changed while a property is linked to a central station "
-        "(`urn:vigil:problem:central-station-linked`, listing the linked `properties`)",
-    )
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @blp.change("customers.modify", CustomerSchema, rule=own_rule, body=CustomerPatchSchema, answers=CHANGE_REFUSED)
     def patch(self, changes, customer_id):
         """Change some fields. Nothing changes unless every field sent may be set and is valid."""
         customer = commands.update_customer(context(if_match()), loaded(), changes)
         return record_response(request_session(), customer)
 
-    @requires("customers.delete")
-    @customer_rule(action="delete")
-    @blp.response(204)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
+    @blp.remove("customers.delete", rule=own_rule, stale=NOT_DELETED)
     def delete(self, customer_id):
         """Delete a record with its notes, contacts, tags, files and history; other services drop
         theirs on `customer.deleted`. A lead needs `leads.delete`."""
@@ -154,20 +157,16 @@ class CustomerItem(MethodView):
         return None
 
 
+CONVERT_REFUSED = {
+    403: "No right in the target location, or the conversion would show you values "
+    "masked for you where the lead is now (named in `errors`)",
+    409: "The record is not a lead",
+}
+
+
 @blp.route("/<int:customer_id>/convert")
 class ConvertLead(MethodView):
-    @requires("leads.modify")
-    @customer_rule(action="modify")
-    @idempotent
-    @blp.arguments(ConvertSchema)
-    @blp.response(200, CustomerSchema)
-    @blp.alt_response(
-        403,
-        description="No right in the target location, or the conversion would show you values "
-        "masked for you where the lead is now (named in `errors`)",
-    )
-    @blp.alt_response(409, description="The record is not a lead")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @blp.transition("leads.modify", CustomerSchema, rule=own_rule, body=ConvertSchema, answers=CONVERT_REFUSED)
     def post(self, data, customer_id):
         """Convert a lead to a customer in an office location, with its sales rep.
 
@@ -180,11 +179,7 @@ class ConvertLead(MethodView):
 
 @blp.route("/<int:customer_id>/duplicate")
 class DuplicateCustomer(MethodView):
-    @requires("customers.create")
-    @customer_rule(action="view")
-    @idempotent
-    @blp.arguments(DuplicateSchema)
-    @blp.response(201, CustomerSchema)
+    @blp.create("customers.create", CustomerSchema, record=view_rule, body=DuplicateSchema)
     def post(self, overrides, customer_id):
         """Create a new record starting as a copy of this one (not a merge).
 
@@ -200,10 +195,7 @@ class DuplicateCustomer(MethodView):
 
 @blp.route("/<int:customer_id>/history")
 class CustomerHistory(MethodView):
-    @requires("history.view")
-    @customer_rule(permission="history.view")
-    @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
-    @blp.response(200, HistoryPageSchema)
+    @blp.read("history.view", HistoryPageSchema, rule=tab_rule, query=HistoryArgs)
     def get(self, customer_id, page, per_page, **filters):
         """Every change to the record and its notes, contacts, tags and files, newest first.
 
@@ -232,10 +224,7 @@ def operation_response(operation):
 
 @blp.route("/<int:customer_id>/archive-targets")
 class ArchiveTargets(MethodView):
-    @requires("customers.archive")
-    @archive_rule("customers.archive")
-    @blp.response(200, ArchiveTargetsSchema)
-    @blp.alt_response(409, description="A lead, or already archived")
+    @blp.read("customers.archive", ArchiveTargetsSchema, rule=archive_rule, conflict="A lead, or already archived")
     def get(self, customer_id):
         """Who archiving this customer would archive: it and its unarchived sub-customers.
 
@@ -244,15 +233,13 @@ class ArchiveTargets(MethodView):
         return archiving.preview(context(), loaded())
 
 
+UNCONFIRMED = "`confirm` is not true"
+ARCHIVE_REFUSED = {409: "A lead, or already archived", 422: UNCONFIRMED}
+
+
 @blp.route("/<int:customer_id>/archive")
 class ArchiveCustomer(MethodView):
-    @requires("customers.archive")
-    @archive_rule("customers.archive")
-    @idempotent
-    @blp.arguments(ArchiveSchema)
-    @blp.response(202, OperationSchema)
-    @blp.alt_response(409, description="A lead, or already archived")
-    @blp.alt_response(422, description="`confirm` is not true")
+    @blp.start("customers.archive", OperationSchema, rule=archive_rule, body=ArchiveSchema, answers=ARCHIVE_REFUSED)
     def post(self, data, customer_id):
         """Archive a customer and its unarchived sub-customers (cascade); answers 202 with the operation.
 
@@ -263,19 +250,22 @@ class ArchiveCustomer(MethodView):
         return operation_response(commands.archive_customer(context(), loaded()))
 
 
+UNARCHIVE_REFUSED = {
+    409: "Not archived, or a sub-customer whose parent is still archived "
+    "(`urn:vigil:problem:parent-archived`: unarchive the parent first)",
+    422: UNCONFIRMED,
+}
+
+
 @blp.route("/<int:customer_id>/unarchive")
 class UnarchiveCustomer(MethodView):
-    @requires("customers.unarchive")
-    @archive_rule("customers.unarchive")
-    @idempotent
-    @blp.arguments(UnarchiveSchema)
-    @blp.response(202, OperationSchema)
-    @blp.alt_response(
-        409,
-        description="Not archived, or a sub-customer whose parent is still archived "
-        "(`urn:vigil:problem:parent-archived`: unarchive the parent first)",
+    @blp.start(
+        "customers.unarchive",
+        OperationSchema,
+        rule=archive_rule,
+        body=UnarchiveSchema,
+        answers=UNARCHIVE_REFUSED,
     )
-    @blp.alt_response(422, description="`confirm` is not true")
     def post(self, data, customer_id):
         """Unarchive a customer: `scope` `parent` (default) or `parent_and_children`.
 
@@ -291,9 +281,7 @@ class UnarchiveCustomer(MethodView):
 
 @blp.route("/<int:customer_id>/sub-customers")
 class SubCustomers(MethodView):
-    @requires("customers.view")
-    @customer_rule(action="view")
-    @blp.response(200, FamilySchema)
+    @blp.read("customers.view", FamilySchema, rule=own_rule)
     def get(self, customer_id):
         """The customer's parent and sub-customers you may view, with the header line: "Sub-customer
         of {name}" on a sub-customer, "{N} sub-customers" on a parent, none otherwise."""
@@ -301,14 +289,15 @@ class SubCustomers(MethodView):
         return family.family_of(request_session(), loaded(), lambda loc: identity.can("customers.view", loc))
 
 
+HAS_CHILDREN = "The customer has sub-customers, so it cannot become one"
+
+
 @blp.route("/<int:customer_id>/parent-candidates")
 class ParentCandidates(MethodView):
-    @requires("customers.modify")
-    @customer_rule(action="view")
-    @blp.arguments(ParentCandidateArgs, location="query")
-    @blp.response(200, CustomerPageSchema)
-    @blp.alt_response(409, description="The customer has sub-customers, so it cannot become one")
-    def get(self, args, customer_id):
+    @blp.read(
+        "customers.modify", CustomerPageSchema, record=view_rule, query=ParentCandidateArgs, conflict=HAS_CHILDREN
+    )
+    def get(self, customer_id, **args):
         """Customers this one may be linked to as its parent (the Parent Customer picker), by name,
         business name, account number or customer id: top-level customers only, never itself.
         Refused (409) on a customer that has sub-customers: the hierarchy is two levels deep."""

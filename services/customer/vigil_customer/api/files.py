@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 from flask import Response, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import PaginationArgs, etag_of, paginate
 from vigil_shared.idempotency import idempotent
 from vigil_shared.web import request_session, requires
@@ -20,7 +20,7 @@ from vigil_shared.web import request_session, requires
 from .. import commands
 from .. import files as domain
 from ..child_schemas import FileFormSchema, FilePageSchema, FileSchema, FileUploadSchema
-from .common import context, customer_rule, if_match, loaded
+from .common import context, customer_rule, if_match, loaded, tab_rule
 
 blp = Blueprint(
     "customer_files",
@@ -34,10 +34,7 @@ FILE_VERSION = 1  # a stored file never changes: to replace one, upload another
 
 @blp.route("")
 class Files(MethodView):
-    @requires("files.view")
-    @customer_rule(permission="files.view")
-    @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
-    @blp.response(200, FilePageSchema)
+    @blp.read("files.view", FilePageSchema, rule=tab_rule, query=PaginationArgs)
     def get(self, customer_id, page, per_page):
         """The record's files, newest first."""
         result = paginate(request_session(), domain.list_statement(customer_id), page, per_page)
@@ -66,18 +63,13 @@ class Files(MethodView):
 
 @blp.route("/<int:file_id>")
 class FileItem(MethodView):
-    @requires("files.view")
-    @customer_rule(permission="files.view")
-    @blp.response(200, FileSchema)
+    @blp.read("files.view", FileSchema, rule=tab_rule)
     def get(self, customer_id, file_id):
         """A file's details; its bytes are at `…/content`."""
         item = domain.get_file(request_session(), customer_id, file_id)
         return item, 200, {"ETag": etag_of(item.id, FILE_VERSION)}
 
-    @requires("files.modify")
-    @customer_rule(permission="files.modify")
-    @blp.response(204)
-    @blp.alt_response(412, description="`If-Match` names another file version; nothing was deleted")
+    @blp.remove("files.modify", rule=tab_rule, stale="`If-Match` names another file version; nothing was deleted")
     def delete(self, customer_id, file_id):
         """Delete a file (the record's history keeps its name)."""
         commands.delete_file(context(if_match()), loaded(), file_id, FILE_VERSION)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.errors import not_found, validation_problem
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import current_identity, request_session, requires
+from vigil_shared.web import current_identity, request_session
 
 from .. import commands, search
 from ..access import LEAD
@@ -27,7 +26,7 @@ from ..schemas import (
     CustomerSchema,
     LeadCreateSchema,
 )
-from .common import LIKELY_DUPLICATES, context, if_match, lead_rule, loaded
+from .common import LIKELY_DUPLICATES, NOT_DELETED, context, if_match, lead_rule, loaded
 from .customers import list_response, record_response
 
 blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Leads (customers of kind `lead`)")
@@ -42,9 +41,7 @@ def _only_leads(record):
 
 @blp.route("")
 class Leads(MethodView):
-    @requires("leads.view")
-    @blp.arguments(CustomerListArgs, location="query")
-    @blp.response(200, CustomerPageSchema)
+    @blp.read("leads.view", CustomerPageSchema, query=CustomerListArgs, query_kwargs=False)
     def get(self, args):
         """List and search the leads of the locations where you hold `leads.view` (as `/customers` does)."""
         if args.get("kind") == "customer":
@@ -52,12 +49,7 @@ class Leads(MethodView):
         vis = search.Visibility(frozenset(), current_identity().location_filter("leads.view"))
         return list_response(request_session(), search.ListQuery(**(args | {"kind": LEAD})), vis)
 
-    @requires("leads.create")
-    @idempotent
-    @blp.arguments(CreateArgs, location="query", as_kwargs=True)
-    @blp.arguments(LeadCreateSchema)
-    @blp.response(201, CustomerSchema)
-    @blp.alt_response(409, description=LIKELY_DUPLICATES)
+    @blp.create("leads.create", CustomerSchema, query=CreateArgs, body=LeadCreateSchema, conflict=LIKELY_DUPLICATES)
     def post(self, data, allow_duplicates=False):
         """Create a lead (`lead_status` is required); duplicates answer 409 unless `?allow_duplicates=true`."""
         if data.get("kind", LEAD) != LEAD:
@@ -70,27 +62,18 @@ class Leads(MethodView):
 
 @blp.route("/<int:customer_id>")
 class LeadItem(MethodView):
-    @requires("leads.view")
-    @lead_rule("view")
-    @blp.response(200, CustomerSchema)
+    @blp.read("leads.view", CustomerSchema, rule=lead_rule)
     def get(self, customer_id):
         """Read a lead (404 for a customer: use `/customers/{id}`)."""
         return record_response(request_session(), _only_leads(loaded()))
 
-    @requires("leads.modify")
-    @lead_rule("modify")
-    @blp.arguments(CustomerPatchSchema)
-    @blp.response(200, CustomerSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @blp.change("leads.modify", CustomerSchema, rule=lead_rule, body=CustomerPatchSchema)
     def patch(self, changes, customer_id):
         """Change some fields of a lead; the same rules as `PATCH /customers/{id}`."""
         record = commands.update_customer(context(if_match()), _only_leads(loaded()), changes)
         return record_response(request_session(), record)
 
-    @requires("leads.delete")
-    @lead_rule("delete")
-    @blp.response(204)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
+    @blp.remove("leads.delete", rule=lead_rule, stale=NOT_DELETED)
     def delete(self, customer_id):
         """Delete a lead and everything attached to it."""
         commands.delete_customer(context(if_match()), _only_leads(loaded()))
@@ -99,12 +82,7 @@ class LeadItem(MethodView):
 
 @blp.route("/<int:customer_id>/convert")
 class ConvertLeadHere(MethodView):
-    @requires("leads.modify")
-    @lead_rule("modify")
-    @idempotent
-    @blp.arguments(ConvertSchema)
-    @blp.response(200, CustomerSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @blp.transition("leads.modify", CustomerSchema, rule=lead_rule, body=ConvertSchema)
     def post(self, data, customer_id):
         """Convert the lead to a customer (as `POST /customers/{id}/convert`); it then lives under `/customers`."""
         record = commands.convert_lead(context(if_match()), _only_leads(loaded()), data)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import etag_headers, paginate
-from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
-from vigil_shared.web import request_session, requires
+from vigil_shared.web import request_session
 
 from .. import commands, monitoring
 from ..child_schemas import (
@@ -31,21 +30,19 @@ blp = Blueprint(
 )
 
 
+NAME_EXISTS = "A company with this name (in any case) exists"
+NAME_TAKEN = "Another company has this name"
+
+
 @blp.route("")
 class MonitoringCompanies(MethodView):
-    @requires(AUTHENTICATED)
-    @blp.arguments(MonitoringCompanyListArgs, location="query", as_kwargs=True)
-    @blp.response(200, MonitoringCompanyPageSchema)
+    @blp.read(AUTHENTICATED, MonitoringCompanyPageSchema, query=MonitoringCompanyListArgs)
     def get(self, page, per_page, active=None):
         """The catalog by name; `is_adt` companies run the ADT PreCheck at customer create."""
         result = paginate(request_session(), monitoring.catalog_statement(active), page, per_page)
         return result.body(), 200, result.headers()
 
-    @requires("catalogs.manage")
-    @idempotent
-    @blp.arguments(MonitoringCompanyCreateSchema)
-    @blp.response(201, MonitoringCompanySchema)
-    @blp.alt_response(409, description="A company with this name (in any case) exists")
+    @blp.create("catalogs.manage", MonitoringCompanySchema, body=MonitoringCompanyCreateSchema, conflict=NAME_EXISTS)
     def post(self, data):
         """Add a monitoring company."""
         company = commands.create_monitoring_company(context(), data)
@@ -60,18 +57,13 @@ class MonitoringCompanies(MethodView):
 
 @blp.route("/<int:company_id>")
 class MonitoringCompanyItem(MethodView):
-    @requires(AUTHENTICATED)
-    @blp.response(200, MonitoringCompanySchema)
+    @blp.read(AUTHENTICATED, MonitoringCompanySchema)
     def get(self, company_id):
         """One monitoring company."""
         company = monitoring.get_company(request_session(), company_id)
         return company, 200, etag_headers(company)
 
-    @requires("catalogs.manage")
-    @blp.arguments(MonitoringCompanyPatchSchema)
-    @blp.response(200, MonitoringCompanySchema)
-    @blp.alt_response(409, description="Another company has this name")
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @blp.change("catalogs.manage", MonitoringCompanySchema, body=MonitoringCompanyPatchSchema, conflict=NAME_TAKEN)
     def patch(self, changes, company_id):
         """Rename, mark as ADT, enable the PreCheck order, or deactivate a company."""
         company = commands.update_monitoring_company(context(if_match()), company_id, changes)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import etag_headers, paginate
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import request_session, requires
+from vigil_shared.web import request_session
 
 from .. import commands
 from .. import notes as domain
 from ..child_schemas import NoteCreateSchema, NoteListArgs, NotePageSchema, NotePatchSchema, NoteSchema
-from .common import context, customer_rule, if_match, loaded
+from .common import context, if_match, loaded, tab_rule
 
 blp = Blueprint(
     "customer_notes",
@@ -25,21 +24,14 @@ blp = Blueprint(
 
 @blp.route("")
 class Notes(MethodView):
-    @requires("notes.view")
-    @customer_rule(permission="notes.view")
-    @blp.arguments(NoteListArgs, location="query", as_kwargs=True)
-    @blp.response(200, NotePageSchema)
+    @blp.read("notes.view", NotePageSchema, rule=tab_rule, query=NoteListArgs)
     def get(self, customer_id, page, per_page, kind=None, status=None, open=None, assignee=None):
         """Notes and tickets, urgent ones first, then newest first. `open=true` gives the tab's count."""
         statement = domain.list_statement(customer_id, kind=kind, status=status, open_only=open, assignee=assignee)
         result = paginate(request_session(), statement, page, per_page)
         return result.body(), 200, result.headers()
 
-    @requires("notes.modify")
-    @customer_rule(permission="notes.modify")
-    @idempotent
-    @blp.arguments(NoteCreateSchema)
-    @blp.response(201, NoteSchema)
+    @blp.create("notes.modify", NoteSchema, rule=tab_rule, body=NoteCreateSchema)
     def post(self, data, customer_id):
         """Write a note, or a ticket (`kind: ticket`) with assignee, due date, priority and status."""
         note = commands.add_note(context(), loaded(), data)
@@ -52,28 +44,19 @@ class Notes(MethodView):
 
 @blp.route("/<int:note_id>")
 class NoteItem(MethodView):
-    @requires("notes.view")
-    @customer_rule(permission="notes.view")
-    @blp.response(200, NoteSchema)
+    @blp.read("notes.view", NoteSchema, rule=tab_rule)
     def get(self, customer_id, note_id):
         """One note or ticket."""
         note = domain.get_note(request_session(), customer_id, note_id)
         return note, 200, etag_headers(note)
 
-    @requires("notes.modify")
-    @customer_rule(permission="notes.modify")
-    @blp.arguments(NotePatchSchema)
-    @blp.response(200, NoteSchema)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was changed")
+    @blp.change("notes.modify", NoteSchema, rule=tab_rule, body=NotePatchSchema)
     def patch(self, changes, customer_id, note_id):
         """Edit a note, or move a ticket along (status, assignee, due date, priority)."""
         note = commands.update_note(context(if_match()), loaded(), note_id, changes)
         return note, 200, etag_headers(note)
 
-    @requires("notes.modify")
-    @customer_rule(permission="notes.modify")
-    @blp.response(204)
-    @blp.alt_response(412, description="`If-Match` names an older version; nothing was deleted")
+    @blp.remove("notes.modify", rule=tab_rule, stale="`If-Match` names an older version; nothing was deleted")
     def delete(self, customer_id, note_id):
         """Delete a note or ticket (the record's history keeps its text)."""
         commands.delete_note(context(if_match()), loaded(), note_id)

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from vigil_shared.catalog import NOT_CHANGED, NOT_DELETED, CatalogSchemas, Operation, page_response
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import paginate
-from vigil_shared.idempotency import idempotent
 from vigil_shared.permissions import AUTHENTICATED
-from vigil_shared.web import request_session, requires
+from vigil_shared.web import request_session
 
 from .. import commands
 from .. import tags as domain
 from ..child_schemas import ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema, TagSchema
-from .common import catalog_routes, context, customer_rule, loaded
+from .common import catalog_routes, context, loaded, tab_rule
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint(
@@ -68,20 +67,13 @@ catalog_routes(
 
 @applied.route("")
 class CustomerTags(MethodView):
-    @requires("tags.view")
-    @customer_rule(permission="tags.view")
-    @applied.arguments(TagListArgs, location="query", as_kwargs=True)
-    @applied.response(200, TagPageSchema)
+    @applied.read("tags.view", TagPageSchema, rule=tab_rule, query=TagListArgs)
     def get(self, customer_id, page, per_page, q=None):
         """The tags on this record, by name."""
         result = paginate(request_session(), domain.applied_statement(customer_id), page, per_page)
         return result.body(), 200, result.headers()
 
-    @requires("tags.modify")
-    @customer_rule(permission="tags.modify")
-    @idempotent
-    @applied.arguments(ApplyTagSchema)
-    @applied.response(201, TagSchema)
+    @applied.create("tags.modify", TagSchema, rule=tab_rule, body=ApplyTagSchema)
     @applied.alt_response(200, schema=TagSchema, description="The record already had this tag")
     def post(self, data, customer_id):
         """Apply a catalog tag (by `tag_id` or `name`) to the record."""
@@ -95,9 +87,7 @@ class CustomerTags(MethodView):
 
 @applied.route("/<int:tag_id>")
 class CustomerTagItem(MethodView):
-    @requires("tags.modify")
-    @customer_rule(permission="tags.modify")
-    @applied.response(204)
+    @applied.operation("tags.modify", status=204, rule=tab_rule)
     def delete(self, customer_id, tag_id):
         """Remove a tag from the record."""
         commands.remove_tag(context(), loaded(), tag_id)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import answers, etag_headers
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import current_identity, request_session, requires
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import etag_headers
+from vigil_shared.web import current_identity, request_session
 
 from .. import appointments as domain
 from .. import commands, properties
@@ -57,9 +56,7 @@ def _page(result):
 
 @blp.route("/appointments")
 class Appointments(MethodView):
-    @requires("appointments.view")
-    @blp.arguments(AppointmentListArgs, location="query", as_kwargs=True)
-    @blp.response(200, AppointmentPageSchema)
+    @blp.read("appointments.view", AppointmentPageSchema, query=AppointmentListArgs)
     def get(self, page, per_page, **filters):
         """Appointments in your locations, e.g. a technician's day: `?technician=12&from=…&to=…`."""
         locations = current_identity().location_filter("appointments.view")
@@ -68,12 +65,12 @@ class Appointments(MethodView):
         )
 
 
+BOOKED = "The technician is booked at that time, or the property is inactive"
+
+
 @blp.route("/properties/<int:property_id>/appointments")
 class PropertyAppointments(MethodView):
-    @requires("appointments.view")
-    @property_rule("appointments.view")
-    @blp.arguments(RelatedAppointmentListArgs, location="query", as_kwargs=True)
-    @blp.response(200, AppointmentPageSchema)
+    @blp.read("appointments.view", AppointmentPageSchema, rule=property_rule, query=RelatedAppointmentListArgs)
     def get(self, property_id, page, per_page, **filters):
         """A property's appointments, soonest first."""
         return _page(
@@ -82,11 +79,9 @@ class PropertyAppointments(MethodView):
             )
         )
 
-    @requires("appointments.modify")
-    @property_rule("appointments.modify")
-    @idempotent
-    @blp.arguments(AppointmentCreateSchema)
-    @answers(blp, 201, AppointmentSchema, conflict="The technician is booked at that time, or the property is inactive")
+    @blp.create(
+        "appointments.modify", AppointmentSchema, rule=property_rule, body=AppointmentCreateSchema, conflict=BOOKED
+    )
     def post(self, data, property_id):
         """Schedule a visit; a technician cannot have two overlapping appointments."""
         scoped = loaded()
@@ -98,10 +93,7 @@ class PropertyAppointments(MethodView):
 
 @blp.route("/customers/<int:customer_id>/appointments")
 class CustomerAppointments(MethodView):
-    @requires("appointments.view")
-    @customer_rule("appointments.view")
-    @blp.arguments(RelatedAppointmentListArgs, location="query", as_kwargs=True)
-    @blp.response(200, AppointmentPageSchema)
+    @blp.read("appointments.view", AppointmentPageSchema, rule=customer_rule, query=RelatedAppointmentListArgs)
     def get(self, customer_id, page, per_page, **filters):
         """The appointments at all of a customer's properties."""
         locations = current_identity().location_filter("appointments.view")
@@ -112,24 +104,18 @@ class CustomerAppointments(MethodView):
         )
 
 
+UNMOVABLE = "Not scheduled any more, the technician is booked, or the property is inactive"
+
+
 @blp.route("/appointments/<int:appointment_id>")
 class AppointmentItem(MethodView):
-    @requires("appointments.view")
-    @appointment_rule("appointments.view")
-    @blp.response(200, AppointmentSchema)
+    @blp.read("appointments.view", AppointmentSchema, rule=appointment_rule)
     def get(self, appointment_id):
         """Read one appointment."""
         return _answer(*loaded())
 
-    @requires("appointments.modify")
-    @appointment_rule("appointments.modify")
-    @blp.arguments(AppointmentPatchSchema)
-    @answers(
-        blp,
-        200,
-        AppointmentSchema,
-        conflict="Not scheduled any more, the technician is booked, or the property is inactive",
-        stale=True,
+    @blp.change(
+        "appointments.modify", AppointmentSchema, rule=appointment_rule, body=AppointmentPatchSchema, conflict=UNMOVABLE
     )
     def patch(self, changes, appointment_id):
         """Reschedule, reassign or annotate a scheduled appointment."""
@@ -137,13 +123,12 @@ class AppointmentItem(MethodView):
         return _answer(commands.reschedule(context(if_match()), scoped, appointment, changes), scoped)
 
 
+ENDED = "The appointment is not scheduled any more"
+
+
 @blp.route("/appointments/<int:appointment_id>/cancel")
 class AppointmentCancellation(MethodView):
-    @requires("appointments.modify")
-    @appointment_rule("appointments.modify")
-    @idempotent
-    @blp.arguments(CancelSchema)
-    @answers(blp, 200, AppointmentSchema, conflict="The appointment is not scheduled any more", stale=True)
+    @blp.transition("appointments.modify", AppointmentSchema, rule=appointment_rule, body=CancelSchema, conflict=ENDED)
     def post(self, data, appointment_id):
         """Cancel a scheduled appointment, with a reason. It stays listed as cancelled."""
         appointment, scoped = loaded()
@@ -152,11 +137,9 @@ class AppointmentCancellation(MethodView):
 
 @blp.route("/appointments/<int:appointment_id>/complete")
 class AppointmentCompletion(MethodView):
-    @requires("appointments.modify")
-    @appointment_rule("appointments.modify")
-    @idempotent
-    @blp.arguments(CompleteSchema, required=False)
-    @answers(blp, 200, AppointmentSchema, conflict="The appointment is not scheduled any more", stale=True)
+    @blp.transition(
+        "appointments.modify", AppointmentSchema, rule=appointment_rule, optional_body=CompleteSchema, conflict=ENDED
+    )
     def post(self, data, appointment_id):
         """Mark a scheduled appointment done, optionally with notes."""
         appointment, scoped = loaded()

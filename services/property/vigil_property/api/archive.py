@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from vigil_shared.archived import ArchiveItemsArgs
-from vigil_shared.web import requires
+from vigil_shared.endpoints import archive_items_blueprint
 
 from .. import commands
 from .common import context
-
-blp = Blueprint(
-    "archive_items",
-    __name__,
-    url_prefix="/api/v1/archive-items/property",
-    description="What archiving customers would cancel",
-)
 
 
 class ArchiveItemSchema(Schema):
@@ -30,16 +20,10 @@ class ArchiveItemSchema(Schema):
     link = fields.String()
 
 
-class ArchiveItemsSchema(Schema):
-    items = fields.List(fields.Nested(ArchiveItemSchema))
+def cancelled_by_archiving(customer_ids: list[int]):
+    """The future appointments archiving these customers would cancel (the gateway's
+    `GET /customers/{id}/archive-preview` gathers this from every participant)."""
+    return commands.archive_items(context(), customer_ids)
 
 
-@blp.route("")
-class ArchiveItems(MethodView):
-    @requires("customers.archive")
-    @blp.arguments(ArchiveItemsArgs, location="query")
-    @blp.response(200, ArchiveItemsSchema)
-    def get(self, args):
-        """The future appointments archiving these customers would cancel (the gateway's
-        `GET /customers/{id}/archive-preview` gathers this from every participant)."""
-        return {"items": commands.archive_items(context(), sorted(set(args["customer_id"])))}
+blp = archive_items_blueprint(__name__, "property", "ArchiveItems", ArchiveItemSchema, cancelled_by_archiving)

@@ -1,17 +1,20 @@
 """What every view of this service shares: the command context, and the record rules.
 
 A rule finds the URL's record and checks the caller's right at its location before the request
-body is even parsed (:func:`vigil_shared.web.record_rule`): place it under ``@requires`` (and
-``@idempotent``) and above the flask-smorest decorators. The view reads what it found with
-``loaded()`` and hands it to one command (:mod:`vigil_property.commands`).
+body is even parsed (:func:`vigil_shared.web.record_rule`); a view names it once with its
+permission (``@blp.read("properties.view", …, rule=property_rule)``, :mod:`vigil_shared.endpoints`).
+The view reads what it found with ``loaded()`` and hands it to one command (:mod:`vigil_property.commands`).
 """
 
 from __future__ import annotations
 
+from vigil_shared.catalog import NOT_DELETED  # noqa: F401 - views read it here
 from vigil_shared.web import command_context as context
-from vigil_shared.web import current_identity, current_runtime, if_match, loaded, record_rule  # noqa: F401 - views read these here
+from vigil_shared.web import current_identity, current_runtime, if_match, loaded, loader_rule, record_rule  # noqa: F401 - views read these here
 
 from .. import commands
+
+INACTIVE = "The property is inactive"  # what a write to anything of an inactive property answers (409)
 
 
 def property_rule(permission: str, *more: str):
@@ -30,15 +33,10 @@ def property_read_rule(permission: str):
     )
 
 
-def appointment_rule(permission: str):
-    """``loaded()`` is ``(appointment, scoped property)`` for the URL's ``appointment_id``."""
-    return record_rule(lambda appointment_id, **_: commands.load_appointment(context(), appointment_id, permission))
-
-
-def customer_rule(permission: str, *, must_exist: bool = False):
-    """Checks the URL's ``customer_id`` location: outside the caller's rights, what an unknown id answers.
-    ``loaded()`` is its location (404 for an unknown customer); with ``must_exist`` it is the live
-    customer's replica entry (422 for an unknown or deleted one)."""
-    if must_exist:
-        return record_rule(lambda customer_id, **_: commands.confirm_customer(context(), customer_id, permission))
-    return record_rule(lambda customer_id, **_: commands.load_customer_location(context(), customer_id, permission))
+# ``loaded()`` is ``(appointment, scoped property)`` for the URL's ``appointment_id``.
+appointment_rule = loader_rule(commands.load_appointment, "appointment_id")
+# The URL's ``customer_id``: outside the caller's rights, what an unknown id answers. ``loaded()`` is its
+# location (404 for an unknown customer); for a write attaching a record to it (live_), the live customer's
+# replica entry (422 for an unknown or deleted one).
+customer_rule = loader_rule(commands.load_customer_location, "customer_id")
+live_customer_rule = loader_rule(commands.confirm_customer, "customer_id")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import answers, etag_headers
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import request_session, requires
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import etag_headers
+from vigil_shared.web import request_session
 
 from .. import commands
 from .. import equipment as domain
@@ -19,7 +18,7 @@ from ..schemas import (
     EquipmentPatchSchema,
     EquipmentSchema,
 )
-from .common import context, if_match, loaded, property_rule
+from .common import INACTIVE, NOT_DELETED, context, if_match, loaded, property_rule
 
 blp = Blueprint(
     "equipment",
@@ -31,20 +30,13 @@ blp = Blueprint(
 
 @blp.route("")
 class PropertyEquipment(MethodView):
-    @requires("equipment.view")
-    @property_rule("equipment.view")
-    @blp.arguments(EquipmentListArgs, location="query", as_kwargs=True)
-    @blp.response(200, EquipmentPageSchema)
+    @blp.read("equipment.view", EquipmentPageSchema, rule=property_rule, query=EquipmentListArgs)
     def get(self, property_id, page, per_page, status=None):
         """List the equipment at a property by zone, optionally by `status`."""
         result = domain.list_equipment(request_session(), property_id, page=page, per_page=per_page, status=status)
         return result.answer()
 
-    @requires("equipment.modify")
-    @property_rule("equipment.modify")
-    @idempotent
-    @blp.arguments(EquipmentCreateSchema)
-    @answers(blp, 201, EquipmentSchema, conflict="The property is inactive")
+    @blp.create("equipment.modify", EquipmentSchema, rule=property_rule, body=EquipmentCreateSchema, conflict=INACTIVE)
     def post(self, data, property_id):
         """Record equipment installed at the property."""
         created = commands.add_equipment(context(), loaded(), data)
@@ -61,28 +53,19 @@ class PropertyEquipment(MethodView):
 
 @blp.route("/<int:equipment_id>")
 class PropertyEquipmentItem(MethodView):
-    @requires("equipment.view")
-    @property_rule("equipment.view")
-    @blp.response(200, EquipmentSchema)
+    @blp.read("equipment.view", EquipmentSchema, rule=property_rule)
     def get(self, property_id, equipment_id):
         """Read one piece of equipment."""
         found = domain.get_equipment(request_session(), property_id, equipment_id)
         return found, 200, etag_headers(found, version_attr="row_version")
 
-    @requires("equipment.modify")
-    @property_rule("equipment.modify")
-    @blp.arguments(EquipmentPatchSchema)
-    @answers(blp, 200, EquipmentSchema, conflict="The property is inactive", stale=True)
+    @blp.change("equipment.modify", EquipmentSchema, rule=property_rule, body=EquipmentPatchSchema, conflict=INACTIVE)
     def patch(self, changes, property_id, equipment_id):
         """Change some fields; equipment taken out of the site is marked `removed`."""
         found = commands.update_equipment(context(if_match()), loaded(), equipment_id, changes)
         return found, 200, etag_headers(found, version_attr="row_version")
 
-    @requires("equipment.modify")
-    @property_rule("equipment.modify")
-    @answers(
-        blp, 204, conflict="The property is inactive", stale="`If-Match` names an older version; nothing was deleted"
-    )
+    @blp.remove("equipment.modify", rule=property_rule, conflict=INACTIVE, stale=NOT_DELETED)
     def delete(self, property_id, equipment_id):
         """Delete a record entered by mistake."""
         commands.remove_equipment(context(if_match()), loaded(), equipment_id)

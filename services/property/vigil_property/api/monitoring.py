@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import PaginationArgs, paginate
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import request_session, requires
+from vigil_shared.web import request_session
 
 from .. import commands, monitoring
 from ..schemas import (
@@ -33,10 +32,7 @@ blp = Blueprint(
 
 
 @blp.route("/monitoring/messages", methods=["POST"])
-@requires("integrations.manage")
-@idempotent
-@blp.arguments(MonitoringMessageSchema)
-@blp.response(201, SignalSchema)
+@blp.create("integrations.manage", SignalSchema, body=MonitoringMessageSchema)
 def receive_message(data):
     """Internal: a verified central station's signal or account status, forwarded by the gateway.
 
@@ -46,10 +42,7 @@ def receive_message(data):
 
 
 @blp.route("/monitoring/messages/batch", methods=["POST"])
-@requires("integrations.manage")
-@idempotent
-@blp.arguments(MonitoringBatchSchema)
-@blp.response(200, MonitoringBatchReceiptSchema)
+@blp.action("integrations.manage", MonitoringBatchReceiptSchema, body=MonitoringBatchSchema)
 def receive_messages(data):
     """Internal: several verified messages at once, in one transaction (the gateway groups what arrives
     together). A message id already logged for its station is not logged again, so a batch can be re-sent."""
@@ -57,10 +50,7 @@ def receive_messages(data):
 
 
 @blp.route("/properties/<int:property_id>/signals", methods=["GET"])
-@requires("properties.view")
-@property_rule("properties.view")
-@blp.arguments(SignalArgs, location="query", as_kwargs=True)
-@blp.response(200, SignalPageSchema)
+@blp.read("properties.view", SignalPageSchema, rule=property_rule, query=SignalArgs)
 def property_signals(property_id, page, per_page, kind=None, since=None):
     """The property's signal log, newest first, with whether its test signal is overdue."""
     session = request_session()
@@ -69,9 +59,7 @@ def property_signals(property_id, page, per_page, kind=None, since=None):
 
 
 @blp.route("/monitoring/unmatched", methods=["GET"])
-@requires("integrations.manage")
-@blp.arguments(PaginationArgs, location="query", as_kwargs=True)
-@blp.response(200, UnmatchedPageSchema)
+@blp.read("integrations.manage", UnmatchedPageSchema, query=PaginationArgs)
 def unmatched(page, per_page):
     """Signals for account numbers no property has, oldest first, for an operator to resolve."""
     return paginate(request_session(), monitoring.unmatched(), page, per_page).answer()
@@ -79,20 +67,14 @@ def unmatched(page, per_page):
 
 @blp.route("/monitoring/unmatched/<int:signal_id>/resolve")
 class Resolve(MethodView):
-    @requires("integrations.manage")
-    @idempotent
-    @blp.arguments(ResolveSignalSchema)
-    @blp.response(200, SignalSchema)
+    @blp.action("integrations.manage", SignalSchema, body=ResolveSignalSchema)
     def post(self, data, signal_id):
         """Attach an unmatched signal to the property it belongs to (needs ``properties.modify`` there)."""
         return commands.resolve_signal(context(), signal_id, data["property_id"])
 
 
 @blp.route("/monitoring/drift", methods=["POST"])
-@requires("integrations.manage")
-@idempotent
-@blp.arguments(DriftRequestSchema)
-@blp.response(200, DriftReportSchema)
+@blp.action("integrations.manage", DriftReportSchema, body=DriftRequestSchema)
 def drift(data):
     """Internal: compares a central station's account list (sent by the gateway's drift check) with
     the properties: missing either side, status or address mismatch. Changes nothing."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, answers, etag_headers
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import current_identity, request_session, requires
+from vigil_shared.customer_replica import CUSTOMER_SERVICE_DOWN
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.web import current_identity, request_session
 
 from .. import commands, history
 from .. import properties as domain
@@ -23,7 +23,16 @@ from ..schemas import (
     StateChangeSchema,
     TransferSchema,
 )
-from .common import context, customer_rule, if_match, loaded, property_read_rule, property_rule
+from .common import (
+    INACTIVE,
+    context,
+    customer_rule,
+    if_match,
+    live_customer_rule,
+    loaded,
+    property_read_rule,
+    property_rule,
+)
 from .present import property_body, property_page, property_response
 
 blp = Blueprint("properties", __name__, url_prefix="/api/v1", description="Monitored properties of customers")
@@ -35,9 +44,7 @@ def _answer(scoped: commands.Scoped, status: int = 200, **headers):
 
 @blp.route("/properties")
 class Properties(MethodView):
-    @requires("properties.view")
-    @blp.arguments(PropertyListArgs, location="query", as_kwargs=True)
-    @blp.response(200, PropertyPageSchema)
+    @blp.read("properties.view", PropertyPageSchema, query=PropertyListArgs)
     def get(self, page, per_page, **filters):
         """Search properties in every location where you may see them (`q`, `account_number`, filters)."""
         session = request_session()
@@ -46,12 +53,12 @@ class Properties(MethodView):
         return property_page(result, domain.locations_of(session, (p.customer_id for p in result.items)))
 
 
+CREATE_REFUSED = {409: "The account number is already used by another property", 503: CUSTOMER_SERVICE_DOWN}
+
+
 @blp.route("/customers/<int:customer_id>/properties")
 class CustomerProperties(MethodView):
-    @requires("properties.view")
-    @customer_rule("properties.view")
-    @blp.arguments(CustomerPropertiesArgs, location="query", as_kwargs=True)
-    @blp.response(200, PropertyPageSchema)
+    @blp.read("properties.view", PropertyPageSchema, rule=customer_rule, query=CustomerPropertiesArgs)
     def get(self, customer_id, page, per_page, active=None):
         """List a customer's properties (inactive ones included, marked), 20 a page, oldest first."""
         locations = current_identity().location_filter("properties.view")
@@ -60,16 +67,8 @@ class CustomerProperties(MethodView):
         )
         return property_page(result, {customer_id: loaded()})
 
-    @requires("properties.create")
-    @customer_rule("properties.create", must_exist=True)
-    @idempotent
-    @blp.arguments(PropertyCreateSchema)
-    @answers(
-        blp,
-        201,
-        PropertySchema,
-        conflict="The account number is already used by another property",
-        unavailable="The customer service could not be asked about the customer",
+    @blp.create(
+        "properties.create", PropertySchema, rule=live_customer_rule, body=PropertyCreateSchema, answers=CREATE_REFUSED
     )
     def post(self, data, customer_id):
         """Add a property to a customer. An unknown or deleted customer answers 422."""
@@ -77,64 +76,63 @@ class CustomerProperties(MethodView):
         return _answer(created, 201, Location=url_for("properties.PropertyItem", property_id=created.property.id))
 
 
+INACTIVE_OR_TAKEN = "The property is inactive, or the account number is taken"
+
+
 @blp.route("/properties/<int:property_id>")
 class PropertyItem(MethodView):
-    @requires("properties.view")
-    @property_read_rule("properties.view")
-    @blp.response(200, PropertySchema)
+    @blp.read("properties.view", PropertySchema, rule=property_read_rule)
     def get(self, property_id):
         """Read one property; the `ETag` header is what `If-Match` expects."""
         return property_response(loaded())
 
-    @requires("properties.modify")
-    @property_rule("properties.modify")
-    @blp.arguments(PropertyPatchSchema)
-    @answers(blp, 200, PropertySchema, conflict="The property is inactive, or the account number is taken", stale=True)
+    @blp.change(
+        "properties.modify", PropertySchema, rule=property_rule, body=PropertyPatchSchema, conflict=INACTIVE_OR_TAKEN
+    )
     def patch(self, changes, property_id):
         """Change some fields. Changing the PIN needs `confidential.installation_codes.modify`."""
         return _answer(commands.update_property(context(if_match()), loaded(), changes))
 
 
+WAS_INACTIVE = "The property is already inactive"
+
+
 @blp.route("/properties/<int:property_id>/deactivate")
 class PropertyDeactivation(MethodView):
-    @requires("properties.modify")
-    @property_rule("properties.modify")
-    @idempotent
-    @blp.arguments(StateChangeSchema, required=False)
-    @answers(blp, 200, PropertySchema, conflict="The property is already inactive", stale=True)
+    @blp.transition(
+        "properties.modify", PropertySchema, rule=property_rule, optional_body=StateChangeSchema, conflict=WAS_INACTIVE
+    )
     def post(self, data, property_id):
         """Deactivate: the property stays visible, marked inactive, and cannot be edited until reactivated."""
         return _answer(commands.set_active(context(if_match()), loaded(), False, (data or {}).get("reason")))
 
 
+WAS_ACTIVE = "The property is already active"
+
+
 @blp.route("/properties/<int:property_id>/reactivate")
 class PropertyReactivation(MethodView):
-    @requires("properties.modify")
-    @property_rule("properties.modify")
-    @idempotent
-    @blp.arguments(StateChangeSchema, required=False)
-    @answers(blp, 200, PropertySchema, conflict="The property is already active", stale=True)
+    @blp.transition(
+        "properties.modify", PropertySchema, rule=property_rule, optional_body=StateChangeSchema, conflict=WAS_ACTIVE
+    )
     def post(self, data, property_id):
         """Reactivate an inactive property, making it editable again."""
         return _answer(commands.set_active(context(if_match()), loaded(), True, (data or {}).get("reason")))
 
 
+TRANSFER_REFUSED = {
+    403: "No `properties.modify` at the new customer's location, or the transfer would show "
+    "you codes masked for you where the property is now",
+    404: "No such property, or one where you lack `properties.modify`",
+    409: INACTIVE,
+    503: "The customer service could not be asked about the new customer",
+}
+
+
 @blp.route("/properties/<int:property_id>/transfer")
 class PropertyTransfer(MethodView):
-    @requires("properties.modify")
-    @property_rule("properties.modify")
-    @idempotent
-    @blp.arguments(TransferSchema)
-    @answers(
-        blp,
-        200,
-        PropertySchema,
-        forbidden="No `properties.modify` at the new customer's location, or the transfer would show "
-        "you codes masked for you where the property is now",
-        not_found="No such property, or one where you lack `properties.modify`",
-        conflict="The property is inactive",
-        stale=True,
-        unavailable="The customer service could not be asked about the new customer",
+    @blp.transition(
+        "properties.modify", PropertySchema, rule=property_rule, body=TransferSchema, answers=TRANSFER_REFUSED
     )
     def post(self, data, property_id):
         """Move the property, with its systems, equipment, appointments and history, to another customer.
@@ -151,10 +149,9 @@ class PropertyTransfer(MethodView):
 
 @blp.route("/properties/<int:property_id>/history")
 class PropertyHistory(MethodView):
-    @requires("history.view")
-    @property_rule("properties.view", "history.view")
-    @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
-    @blp.response(200, HistoryPageSchema)
+    @blp.read(
+        "history.view", HistoryPageSchema, record=property_rule("properties.view", "history.view"), query=PaginationArgs
+    )
     def get(self, property_id, page, per_page):
         """The property's changes, newest first: monitoring status, account number, life cycle, transfers."""
         return history.list_history(request_session(), property_id, page=page, per_page=per_page).answer()

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from vigil_shared.http import PaginationArgs, answers, etag_headers
-from vigil_shared.idempotency import idempotent
-from vigil_shared.web import request_session, requires
+from vigil_shared.endpoints import Blueprint
+from vigil_shared.http import PaginationArgs, etag_headers
+from vigil_shared.web import request_session
 
 from .. import commands
 from .. import systems as domain
 from ..schemas import SystemCreateSchema, SystemPageSchema, SystemPatchSchema, SystemSchema
-from .common import context, if_match, loaded, property_rule
+from .common import INACTIVE, NOT_DELETED, context, if_match, loaded, property_rule
 from .present import system_body
 
 blp = Blueprint(
@@ -37,10 +36,7 @@ def _answer(system, location_id, status=200, **headers):
 
 @blp.route("")
 class PropertySystems(MethodView):
-    @requires("properties.view")
-    @property_rule("properties.view")
-    @blp.arguments(PaginationArgs, location="query", as_kwargs=True)
-    @blp.response(200, SystemPageSchema)
+    @blp.read("properties.view", SystemPageSchema, rule=property_rule, query=PaginationArgs)
     def get(self, property_id, page, per_page):
         """List the systems at a property."""
         session, scoped = request_session(), loaded()
@@ -48,11 +44,7 @@ class PropertySystems(MethodView):
         kinds = domain.kinds_by_id(session, (system.kind_id for system in result.items))
         return result.answer(lambda system: system_body(system, kinds.get(system.kind_id), scoped.location_id))
 
-    @requires("properties.modify")
-    @property_rule("properties.modify")
-    @idempotent
-    @blp.arguments(SystemCreateSchema)
-    @answers(blp, 201, SystemSchema, conflict="The property is inactive")
+    @blp.create("properties.modify", SystemSchema, rule=property_rule, body=SystemCreateSchema, conflict=INACTIVE)
     def post(self, data, property_id):
         """Assign a system of some kind to the property, with the fields the kind asks for."""
         scoped = loaded()
@@ -67,27 +59,18 @@ class PropertySystems(MethodView):
 
 @blp.route("/<int:system_id>")
 class PropertySystem(MethodView):
-    @requires("properties.view")
-    @property_rule("properties.view")
-    @blp.response(200, SystemSchema)
+    @blp.read("properties.view", SystemSchema, rule=property_rule)
     def get(self, property_id, system_id):
         """Read one system."""
         return _answer(domain.get_system(request_session(), property_id, system_id), loaded().location_id)
 
-    @requires("properties.modify")
-    @property_rule("properties.modify")
-    @blp.arguments(SystemPatchSchema)
-    @answers(blp, 200, SystemSchema, conflict="The property is inactive", stale=True)
+    @blp.change("properties.modify", SystemSchema, rule=property_rule, body=SystemPatchSchema, conflict=INACTIVE)
     def patch(self, changes, property_id, system_id):
         """Change some fields of a system."""
         scoped = loaded()
         return _answer(commands.update_system(context(if_match()), scoped, system_id, changes), scoped.location_id)
 
-    @requires("properties.modify")
-    @property_rule("properties.modify")
-    @answers(
-        blp, 204, conflict="The property is inactive", stale="`If-Match` names an older version; nothing was deleted"
-    )
+    @blp.remove("properties.modify", rule=property_rule, conflict=INACTIVE, stale=NOT_DELETED)
     def delete(self, property_id, system_id):
         """Remove a system from the property."""
         commands.remove_system(context(if_match()), loaded(), system_id)
