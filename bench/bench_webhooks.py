@@ -17,8 +17,12 @@ the embedded defaults otherwise) and measures, one after the other:
 2. **Fan-out**: ``--subscribers`` subscriptions to ``property.monitoring_changed`` at a local
    keep-alive receiver; ``--events`` signed status changes (sent by ``--senders`` clients) make as
    many events; printed: the time from the first event to the last of ``events x subscribers``
-   deliveries, the time after the last event was accepted, and the delivery rate. Goal: 1,000
-   events to 10 subscribers within 10 s.
+   deliveries, the time after the last event was accepted, the delivery rate and the CPU per delivery
+   of each process. Goal: 1,000 events to 10 subscribers within 10 s. Then the **burst**: as many
+   events again, made while the gateway worker is stopped (SIGSTOP), so the fan-out alone is timed
+   from when it goes on (``--skip-burst`` leaves it out). ``--slow-seconds`` adds a subscriber whose
+   receiver sleeps that long per answer (the others must not wait for it); ``--py-spy FILE`` samples
+   the gateway worker during the burst.
 
 The load average is printed before and after each part: the machine may be shared.
 """
@@ -29,6 +33,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +47,7 @@ from urllib.parse import urlparse
 
 import benchkit
 import requests
-from bench_gateway_properties import Client, cpu_by_group, floor_gunicorn, free_port
+from bench_gateway_properties import Client, _serves, _stat, cpu_by_group, floor_gunicorn, free_port
 from standardwebhooks.webhooks import Webhook
 
 TARGET_RATE, TARGET_P99_MS = 300.0, 100.0
@@ -175,11 +180,36 @@ def print_cpu(cpu: dict) -> str:
     return ", ".join(f"{group} {ms:.2f}" for group, ms in sorted(cpu.items(), key=lambda item: -item[1]))
 
 
+def cpu_by_process(stack, database_prefix: str | None) -> dict[str, float]:
+    """CPU seconds so far of each Vigil process (by its name in the stack, with its children), the
+    PostgreSQL backends of this run, this process (the receivers) and the load generator."""
+    stats = {int(e): st for e in os.listdir("/proc") if e.isdigit() and (st := _stat(int(e))) is not None}
+    children: dict[int, list[int]] = {}
+    for pid, (_, parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    found: dict[str, float] = {}
+    for process in stack.processes:
+        todo = [process.popen.pid]
+        while todo:
+            pid = todo.pop()
+            found[process.name] = found.get(process.name, 0.0) + (stats[pid][2] if pid in stats else 0.0)
+            todo.extend(children.get(pid, []))
+    if database_prefix:
+        found["postgres"] = sum(
+            cpu for pid, (cmd, _, cpu) in stats.items() if cmd.startswith("postgres") and _serves(pid, database_prefix)
+        )
+    usage = os.times()
+    found["bench (receivers)"] = usage.user + usage.system
+    found["load generator"] = usage.children_user + usage.children_system  # the finished load processes
+    return found
+
+
 class Receiver:
     """A keep-alive (HTTP/1.1) receiver that records each (path, webhook-id) it is sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow_seconds: float = 0.0) -> None:
         self.seen: set[tuple[str, str]] = set()
+        self.slow_seen: set[str] = set()  # webhook-ids the slow subscriber (path /slow) was sent
         self.last = 0.0
         self.lock = threading.Lock()
         receiver = self
@@ -189,9 +219,14 @@ class Receiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.seen.add((self.path, self.headers["webhook-id"]))
-                    receiver.last = time.monotonic()
+                if self.path == "/slow":  # a receiver that takes its time: it must not hold the others
+                    time.sleep(slow_seconds)
+                    with receiver.lock:
+                        receiver.slow_seen.add(self.headers["webhook-id"])
+                else:
+                    with receiver.lock:
+                        receiver.seen.add((self.path, self.headers["webhook-id"]))
+                        receiver.last = time.monotonic()
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -204,6 +239,61 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def burst(
+    stack, prefix: str | None, receiver: Receiver, run_events, subscribers: int, events: int, py_spy: str | None
+) -> None:
+    """The fan-out alone, without the making of the events: the gateway worker is stopped (SIGSTOP)
+    while ``events`` more events are made, so they wait in its queue; then it goes on (SIGCONT) and
+    every one of the ``events x subscribers`` deliveries is due at once. Timed from SIGCONT."""
+    worker = next(p.popen.pid for p in stack.processes if p.name == "gateway-worker")
+    with receiver.lock:
+        receiver.seen.clear()
+    print(f"burst, before: {load_average()}", flush=True)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        run_events()
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    spy = None
+    if py_spy:  # the threads holding the GIL, sampled without stopping the process
+        spy = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(worker), "--gil"]
+            + ["--nonblocking", "-r", "100", "-f", "raw", "-o", py_spy],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    cpu_before = cpu_by_process(stack, prefix)
+    started = time.monotonic()
+    expected = events * subscribers
+    deadline = started + 180
+    while len(receiver.seen) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done = receiver.last
+    cpu_after = cpu_by_process(stack, prefix)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file
+        spy.wait(timeout=60)
+    delivered = len(receiver.seen)
+    took = done - started
+    per_delivery = {
+        name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / max(delivered, 1)
+        for name in cpu_after
+        if cpu_after[name] - cpu_before.get(name, 0.0) >= 0.05
+    }
+    met = delivered == expected and took <= FANOUT_SECONDS
+    print(
+        f"burst (the gateway worker stopped while {events} events were made, then let go): target all "
+        f"{expected} deliveries within {FANOUT_SECONDS:.0f} s; measured {delivered}/{expected} delivered, the last "
+        f"{took:.1f} s after the worker went on ({delivered / max(took, 0.001):.0f} deliveries/s)  "
+        f"[{'met' if met else 'NOT met'}]"
+    )
+    print(
+        f"  CPU ms per delivery (the events' intake included): {print_cpu(per_delivery)}; "
+        f"all: {sum(per_delivery.values()):.2f} ms"
+    )
+    print(f"burst, after: {load_average()}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -212,6 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscribers", type=int, default=10)
     parser.add_argument("--skip-signals", action="store_true")
     parser.add_argument("--skip-fanout", action="store_true")
+    parser.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=0.0,
+        help="fan-out: one more subscriber whose receiver sleeps this long on each delivery (0: none)",
+    )
+    parser.add_argument("--py-spy", metavar="FILE", help="burst: record the gateway worker with py-spy into FILE")
+    parser.add_argument(
+        "--skip-burst",
+        action="store_true",
+        help="fan-out: skip the burst (as many events again, made while the gateway worker is stopped)",
+    )
     args = parser.parse_args(argv)
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-webhooks-")
     stack = databases = floor = None
@@ -235,8 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         admin = requests.Session()
         admin.headers["Authorization"] = f"Bearer {token}"
         location = admin.post(f"{api}/locations", json={"name": "Bench"}, timeout=30).json()["id"]
-        # a station reaches the properties its monitoring company monitors: the customer's Monitored By
-        company = admin.post(f"{api}/monitoring-companies", json={"name": "Bench Monitoring"}, timeout=30).json()["id"]
+        # a station reaches only the properties its monitoring company monitors
+        company = admin.post(
+            f"{api}/monitoring-companies", json={"name": f"Bench Monitoring {uuid.uuid4().hex[:6]}"}, timeout=30
+        ).json()["id"]
         customer = admin.post(
             f"{api}/customers",
             json={
@@ -316,12 +420,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"signals, after: {load_average()}", flush=True)
 
         if not args.skip_fanout:
-            receiver = Receiver()
+            receiver = Receiver(args.slow_seconds)
             port = receiver.server.server_address[1]
-            for n in range(args.subscribers):
+            paths = [f"/s{n}" for n in range(args.subscribers)] + (["/slow"] if args.slow_seconds else [])
+            for path in paths:
                 created = admin.post(
                     f"{api}/webhooks",
-                    json={"url": f"http://127.0.0.1:{port}/s{n}", "event_types": ["property.monitoring_changed"]},
+                    json={"url": f"http://127.0.0.1:{port}{path}", "event_types": ["property.monitoring_changed"]},
                     timeout=30,
                 )
                 assert created.status_code == 201, created.text
@@ -348,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 cursor = page["next_cursor"]
             print(f"fan-out, before: {load_average()}", flush=True)
+            cpu_before = cpu_by_process(stack, prefix)
             started = time.monotonic()
             _, answers, _, _ = run_load(stack.gateway_url, status_path, station["secret"], payloads, args.senders)
             produced = time.monotonic()
@@ -356,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             while len(receiver.seen) < expected and time.monotonic() < deadline:
                 time.sleep(0.05)
             done = receiver.last
+            cpu_after = cpu_by_process(stack, prefix)
             time.sleep(2.5)  # the feed lists an event once it is 2 s old
             events, after = 0, cursor
             while True:
@@ -376,7 +483,38 @@ def main(argv: list[str] | None = None) -> int:
                 f"{done - started:.1f} s after the first event, {max(0.0, done - produced):.1f} s after the last "
                 f"({len(receiver.seen) / max(done - started, 0.001):.0f} deliveries/s)  [{'met' if met else 'NOT met'}]"
             )
+            delivered = max(len(receiver.seen), 1)
+            per_delivery = {
+                name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / delivered
+                for name in cpu_after
+                if cpu_after[name] - cpu_before.get(name, 0.0) >= 0.05
+            }
+            print(
+                f"  CPU ms per delivery: {print_cpu(per_delivery)}; all: {sum(per_delivery.values()):.2f} ms "
+                f"(status changes and their events included)"
+            )
+            if args.slow_seconds:
+                print(
+                    f"  the slow subscriber ({args.slow_seconds:.1f} s per answer) was sent {len(receiver.slow_seen)} "
+                    f"deliveries meanwhile; the others' last delivery came {max(0.0, done - produced):.1f} s after "
+                    f"the last event"
+                )
             print(f"fan-out, after: {load_average()}", flush=True)
+            if not args.skip_burst:
+                # each account goes active -> in_test -> active ..., a change every time, as in the first run
+                more = [
+                    {**payload, "status": "in_test" if payload["status"] == "suspended" else "active"}
+                    for payload in payloads
+                ]
+                burst(
+                    stack,
+                    prefix,
+                    receiver,
+                    lambda: run_load(stack.gateway_url, status_path, station["secret"], more, args.senders),
+                    args.subscribers,
+                    args.events,
+                    args.py_spy,
+                )
         return 0
     finally:
         if floor is not None:

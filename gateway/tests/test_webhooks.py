@@ -3,6 +3,7 @@ runs the whole loop through the worker)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import threading
@@ -29,6 +30,7 @@ class Receiver:
         self.received: list[dict] = []
         self.answers: list[int] = []
         self.delay = 0.0
+        self.gate: threading.Event | None = None  # when set, each answer waits for it
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +40,8 @@ class Receiver:
                 receiver.received.append({"headers": dict(self.headers), "body": body})
                 if receiver.delay:
                     threading.Event().wait(receiver.delay)
+                if receiver.gate is not None:
+                    receiver.gate.wait(60)  # longer than any test waits: it is released at the end
                 self.send_response(status)
                 if status in (301, 302, 307):
                     self.send_header("Location", "http://127.0.0.1:9/elsewhere")
@@ -402,6 +406,60 @@ def test_a_subscription_with_too_many_attempts_waiting_is_deferred_to_the_sweep(
         session.get(WebhookDelivery, delivery_id).next_attempt_at = datetime.now(UTC) - timedelta(seconds=1)
     assert runtime.sweep() == 1
     assert runtime.deliver(delivery_id, token) == "succeeded"
+
+
+def test_the_delivery_pool_sends_every_event_and_a_stuck_receiver_holds_none(local_app, client, auth, settings, db):
+    """The worker's own pool (not the test's hand-run tasks): the events arrive from several threads and
+    are kept in groups; three receivers get every delivery while a fourth does not answer at all."""
+    from vigil_gateway import worker
+
+    fast, stuck = Receiver(), Receiver()
+    stuck.gate = threading.Event()
+    hooks = dataclasses.replace(LOCAL, timeout=60.0)  # the stuck attempts stay open while the others go
+    pool = WebhookRuntime(
+        settings=settings, hooks=hooks, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
+    )  # type: ignore[arg-type]
+    try:
+        quick = [subscribe(client, auth, fast.url) for _ in range(3)]
+        late = subscribe(client, auth, stuck.url)
+        pool.start_delivery(2)
+        events = [message() for _ in range(24)]
+        threads = [threading.Thread(target=pool.receive, args=(event,)) for event in events]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert pool.receive(events[0]) is False  # a repeat: no second delivery
+        wanted = {(s["id"], e["id"]) for s in quick for e in events}
+
+        def all_fast_ones_recorded() -> bool:
+            with db.transaction() as session:
+                done = {
+                    (d.subscription_id, d.event_id)
+                    for d in session.query(WebhookDelivery).filter(WebhookDelivery.status == "succeeded")
+                }
+            return wanted <= done
+
+        polls = 0
+        while not all_fast_ones_recorded():  # while the stuck receiver still holds its first attempts
+            assert polls < 600, "the other subscriptions' deliveries waited on the stuck receiver"
+            polls += 1
+            threading.Event().wait(0.05)
+        assert len(fast.received) == len(wanted)  # each once
+        assert len(stuck.received) <= worker.LANE_SENDERS  # it holds its own lane's senders, no more
+        with db.transaction() as session:
+            order = [e.event_id for e in session.query(FeedEvent).order_by(FeedEvent.position)]
+            stuck_states = {d.status for d in session.query(WebhookDelivery).filter_by(subscription_id=late["id"])}
+        assert sorted(order) == sorted(e["id"] for e in events)
+        assert stuck_states == {"pending"}
+    finally:
+        stuck.gate.set()
+        if pool._senders is not None:
+            pool._senders.shutdown(wait=True)
+        pool.stop_delivery(2)
+        for running in (fast, stuck):
+            running.server.shutdown()
+            running.server.server_close()
 
 
 # --- an attacker's pass: nothing outlives the rights it came from, nothing reaches inside -------------

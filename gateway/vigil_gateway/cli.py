@@ -68,6 +68,8 @@ def _run_worker(settings: GatewaySettings) -> int:
         "gateway-worker",
         {"database": runtime.db.ping, "broker": lambda: ping_broker(base)},
     )
+    # deliveries on their own threads, never waiting behind the event intake on the Celery pool's
+    runtime.start_delivery(env_int("VIGIL_WEBHOOK_DELIVERY_THREADS", 2))
     stopping = threading.Event()
     threading.Thread(target=runtime.run_sweeper, args=(stopping,), name="webhook-sweep", daemon=True).start()
     try:

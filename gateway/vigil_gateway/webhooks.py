@@ -217,7 +217,7 @@ class Connections:
     """Keep-alive connections per checked destination (scheme, address, port, host name), shared by the
     deliveries of one process: a receiver getting many deliveries gets them over a few connections."""
 
-    def __init__(self, per_destination: int = 4, most: int = 500):
+    def __init__(self, per_destination: int = 64, most: int = 500):
         self.per_destination = per_destination
         self.most = most
         self._pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
@@ -521,9 +521,10 @@ def _customer_changes(
     return changes
 
 
-def due_subscriptions(session: Session, event_type: str) -> list[WebhookSubscription]:
+def due_subscriptions(session: Session, event_type: str | None) -> list[WebhookSubscription]:
+    """The enabled subscriptions that want ``event_type`` (every enabled one for None)."""
     rows = session.scalars(select(WebhookSubscription).where(WebhookSubscription.enabled.is_(True))).all()
-    return [s for s in rows if s.event_types is None or event_type in s.event_types]
+    return [s for s in rows if event_type is None or s.event_types is None or event_type in s.event_types]
 
 
 def disable(subscription: WebhookSubscription, reason: str) -> None:

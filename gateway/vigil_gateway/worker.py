@@ -1,10 +1,13 @@
 """The gateway's worker: it receives every domain event (``gateway.handle_event.v1``), keeps it for the
-change feed, and delivers it to the webhook subscriptions that want it (``gateway.deliver_webhook.v1``).
+change feed, and delivers it to the webhook subscriptions that want it.
 
-Each delivery runs in its own task on a thread pool, so a slow receiver holds one thread for at most
-the timeout and never the others. Retries are rows, not held messages: a failed attempt sets
-``next_attempt_at`` and a sweep in this process sends the task again when it is due (also a task
-lost with a dead worker, once its lease passes).
+Deliveries are rows. The intake hands the new ones to this process's delivery pool (dispatcher
+threads, ``VIGIL_WEBHOOK_DELIVERY_THREADS``), not to the broker: the event intake and the deliveries
+never wait on each other's threads, and the pool claims, sends and records many events' deliveries
+at once. Each subscription has its own lane of sender threads, so a slow receiver holds only its
+own. Retries are rows too: a failed attempt sets ``next_attempt_at`` and a sweep in this process
+hands it to the pool when it is due (also a delivery held by a dead process, once its lease passes).
+The ``gateway.deliver_webhook(s).v1`` tasks still work (a message sent by an earlier version).
 """
 
 from __future__ import annotations
@@ -12,17 +15,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from celery import Celery
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, insert, literal, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil_shared.config import env_float
@@ -51,7 +56,23 @@ DELIVER_TASK = "gateway.deliver_webhook.v1"
 DELIVER_MANY_TASK = "gateway.deliver_webhooks.v1"  # an event's deliveries, one task
 FAST_SECONDS = 1.0  # a delivery answered by then is recorded with its event's others
 IN_FLIGHT_LIMIT = 16  # attempts one subscription may have waiting for its receiver in this process
+LANE_SENDERS = 4  # sender threads one subscription may hold at once
+MAX_BATCH_EVENTS = 64  # events a dispatcher claims at once
 PAYLOAD_CACHE_SECONDS = 10.0
+DELIVERIES = cast(Table, WebhookDelivery.__table__)  # set-based statements over the deliveries
+
+
+@dataclass
+class _Intake:
+    """One event waiting to be kept, and what became of it (its deliveries; None for a repeat)."""
+
+    event: Any
+    data: dict[str, Any]
+    location_id: int | None
+    customer_id: int | None
+    created: list[tuple[int, int]] | None = None
+    done: bool = False
+    error: Exception | None = None
 
 
 @dataclass
@@ -66,11 +87,23 @@ class WebhookRuntime:
     _cache: dict[tuple[str, str, int], tuple[float, str | None]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _intake_lock: threading.Lock = field(default_factory=threading.Lock)
+    _intake_waiting: list[_Intake] = field(default_factory=list)
+    _intake_busy: bool = False
     _owners: dict[tuple[int | None, int | None], tuple[int | None, float, Any]] = field(default_factory=dict)
     connections: webhooks.Connections = field(default_factory=webhooks.Connections)
     _in_flight: dict[int, int] = field(default_factory=dict)  # subscription: attempts being sent now
     _senders: ThreadPoolExecutor | None = None
     _senders_pid: int | None = None
+    _lanes: dict[int, deque] = field(default_factory=dict)  # subscription: attempts waiting for a sender
+    _lane_senders: dict[int, int] = field(default_factory=dict)  # subscription: sender threads on its lane
+    _started: dict[int, dict[int, float]] = field(default_factory=dict)  # subscription: attempts being sent
+    _work: queue.SimpleQueue | None = None  # the delivery pool's: one event's deliveries each
+    _results: queue.SimpleQueue | None = None  # the recorder's: attempts answered
+    _claiming: int = 0  # events the dispatchers have taken and not yet put on their lanes
+
+    def __post_init__(self) -> None:
+        self._room = threading.Condition(self._cache_lock)  # a lane moved on
+        self._intake_done = threading.Condition(self._intake_lock)  # a group of events was kept
 
     @classmethod
     def build(cls, settings: GatewaySettings, hooks: webhooks.WebhookSettings | None = None) -> WebhookRuntime:
@@ -78,7 +111,7 @@ class WebhookRuntime:
         return cls(
             settings=settings,
             hooks=hooks or webhooks.WebhookSettings.from_env(),
-            db=Database(base.database_url),
+            db=Database(base.database_url, pool_size=8),  # the intake, two dispatchers, the recorder, the sweep
             celery=make_celery(base),
             cipher=settings.webhook_cipher(),
             reader=webhooks.ServiceReader(
@@ -93,8 +126,12 @@ class WebhookRuntime:
         send_to_queue(self.celery, DELIVER_TASK, self.settings.base.queue_name(), [delivery_id, token])
 
     def enqueue_many(self, pairs: list[tuple[int, int]]) -> None:
-        """An event's deliveries as one task (a single one as the one-delivery task)."""
-        if len(pairs) == 1:
+        """An event's deliveries to this process's delivery pool when it runs; else as one task (a single
+        one as the one-delivery task)."""
+        if self._work is not None:
+            if pairs:
+                self._work.put(pairs)
+        elif len(pairs) == 1:
             self.enqueue(*pairs[0])
         elif pairs:
             send_to_queue(self.celery, DELIVER_MANY_TASK, self.settings.base.queue_name(), [[list(p) for p in pairs]])
@@ -104,94 +141,177 @@ class WebhookRuntime:
     def receive(self, message: dict[str, Any]) -> bool:
         """Keeps one event for the feed and creates its deliveries; False for a repeat (the inbox).
 
-        Its one short transaction runs one at a time in this process, so the feed's order is the order
-        the broker delivered the events; the deliveries it creates are sent after it, concurrently."""
+        The events that arrive while one group is written are written next as one group, in one short
+        transaction, one at a time in this process: the feed's order is the order the broker delivered
+        them, and a commit is shared by every event of a group. The deliveries are handed to the delivery
+        pool after the commit."""
         event = parse_event(message)
         data = event.data
-        location_id = self._location_of(data)
-        customer_id = data.get("customer_id") or data.get("to_customer_id")
-        with self._intake_lock:
-            created = self._keep(event, data, location_id, customer_id)
-        if created is None:
+        location_id = int(data["location_id"]) if data.get("location_id") is not None else None
+        entry = _Intake(event, data, location_id, data.get("customer_id") or data.get("to_customer_id"))
+        with self._intake_done:
+            self._intake_waiting.append(entry)
+            while not entry.done:
+                if self._intake_busy:
+                    self._intake_done.wait()
+                    continue
+                self._intake_busy = True
+                group, self._intake_waiting = self._intake_waiting, []
+                self._intake_done.release()
+                try:
+                    self._keep_group(group)
+                except Exception as exc:  # each task of the group retries its own event
+                    for waiting in group:
+                        waiting.error = exc
+                finally:
+                    self._intake_done.acquire()
+                    self._intake_busy = False
+                    for waiting in group:
+                        waiting.done = True
+                    self._intake_done.notify_all()
+        if entry.error is not None:
+            raise entry.error
+        if entry.created is None:
             return False
-        self.enqueue_many(created)
+        self.enqueue_many(entry.created)
         return True
 
-    def _keep(
-        self, event: Any, data: dict[str, Any], location_id: int | None, customer_id: int | None
-    ) -> list[tuple[int, int]] | None:
-        created: list[tuple[int, int]] = []
-        with self.db.transaction() as session:
-            row = FeedEvent(
-                event_id=event.id,
-                type=event.type,
-                version=event.version,
-                occurred_at=event.occurred_at,
-                received_at=utcnow(),
-                source=event.source,
-                request_id=event.request_id,
-                data=data,
-                location_id=location_id,
-                customer_id=customer_id,
-            )
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()
-                return None
-            if event.type.startswith("customer.") and data.get("location_id") is not None:
-                found = session.get(RecordLocation, data["customer_id"])
-                if found is None:
-                    session.add(RecordLocation(customer_id=data["customer_id"], location_id=data["location_id"]))
-                else:
-                    found.location_id = data["location_id"]
-                # an event of this customer that arrived first (a deletion before its creation) gets it too
-                session.execute(
-                    update(FeedEvent)
-                    .where(FeedEvent.customer_id == data["customer_id"], FeedEvent.location_id.is_(None))
-                    .values(location_id=data["location_id"])
-                    .execution_options(synchronize_session=False)
-                )
-            due = utcnow() + webhooks.lease(self.hooks)
-            deliveries = [
-                WebhookDelivery(
-                    subscription_id=subscription.id,
-                    event_id=event.id,
-                    event_type=event.type,
-                    position=row.position,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=due,
-                )
-                for subscription in webhooks.due_subscriptions(session, event.type)
-            ]
-            session.add_all(deliveries)
-            session.flush()  # one multi-row insert
-            created = [(delivery.id, 0) for delivery in deliveries]
-        return created
+    def _keep_group(self, group: list[_Intake]) -> None:
+        """Keeps a group of events in one transaction; on a conflict (another process took one of them
+        meanwhile) each on its own."""
+        try:
+            self._keep_many(group)
+        except IntegrityError:
+            for entry in group:
+                self._keep_many([entry])
 
-    def _location_of(self, data: dict[str, Any]) -> int | None:
-        if data.get("location_id") is not None:
-            return int(data["location_id"])
-        customer_id = data.get("customer_id") or data.get("to_customer_id")
-        if customer_id is None:
-            return None
+    def _keep_many(self, group: list[_Intake]) -> None:
+        now = utcnow()
         with self.db.transaction() as session:
-            known = session.get(RecordLocation, customer_id)
-            if known is not None:
-                return known.location_id
-        record = self.reader.get(
-            "customer",
-            f"/api/v1/customers/{int(customer_id)}",
-            service_identity("gateway", permissions={"customers.view"}),
+            known = set(
+                session.scalars(select(FeedEvent.event_id).where(FeedEvent.event_id.in_([e.event.id for e in group])))
+            )
+            fresh: list[_Intake] = []
+            for entry in group:
+                if entry.event.id in known:  # a repeat (the inbox)
+                    entry.created = None
+                else:
+                    known.add(entry.event.id)
+                    fresh.append(entry)
+            fresh = self._locate(session, fresh)
+            if not fresh:
+                return
+            positions = session.scalars(
+                insert(FeedEvent).returning(FeedEvent.position, sort_by_parameter_order=True),
+                [
+                    {
+                        "event_id": entry.event.id,
+                        "type": entry.event.type,
+                        "version": entry.event.version,
+                        "occurred_at": entry.event.occurred_at,
+                        "received_at": now,
+                        "source": entry.event.source,
+                        "request_id": entry.event.request_id,
+                        "data": entry.data,
+                        "location_id": entry.location_id,
+                        "customer_id": entry.customer_id,
+                    }
+                    for entry in fresh
+                ],
+            ).all()  # one multi-row insert, in order
+            for entry in fresh:
+                data = entry.data
+                if entry.event.type.startswith("customer.") and data.get("location_id") is not None:
+                    found = session.get(RecordLocation, data["customer_id"])
+                    if found is None:
+                        session.add(RecordLocation(customer_id=data["customer_id"], location_id=data["location_id"]))
+                    else:
+                        found.location_id = data["location_id"]
+                    # an event of this customer that arrived first (a deletion before its creation) gets it too
+                    session.execute(
+                        update(FeedEvent)
+                        .where(FeedEvent.customer_id == data["customer_id"], FeedEvent.location_id.is_(None))
+                        .values(location_id=data["location_id"])
+                        .execution_options(synchronize_session=False)
+                    )
+            # The delivery rows are made by the database from the feed rows just written: one INSERT … SELECT
+            # per event type, whose parameters are the events' positions and the subscriptions' ids (a
+            # VALUES list of every row would cost the driver more than the database).
+            subscriptions = webhooks.due_subscriptions(session, None)
+            due = now + webhooks.lease(self.hooks)
+            by_type: dict[str, list[int]] = {}
+            for entry, position in zip(fresh, positions, strict=True):
+                entry.created = []
+                by_type.setdefault(entry.event.type, []).append(position)
+            by_id = {entry.event.id: entry for entry in fresh}
+            feed, table = cast(Table, FeedEvent.__table__), DELIVERIES
+            for event_type, at in by_type.items():
+                wanted = [s.id for s in subscriptions if s.event_types is None or event_type in s.event_types]
+                if not wanted:
+                    continue
+                made = session.execute(
+                    insert(table)
+                    .from_select(
+                        ["subscription_id", "event_id", "event_type", "position", "status", "attempts"]
+                        + ["next_attempt_at", "created_at", "updated_at"],
+                        select(
+                            WebhookSubscription.id,
+                            feed.c.event_id,
+                            feed.c.type,
+                            feed.c.position,
+                            literal("pending"),
+                            literal(0),
+                            literal(due, table.c.next_attempt_at.type),
+                            literal(now, table.c.created_at.type),
+                            literal(now, table.c.updated_at.type),
+                        )
+                        .select_from(feed.join(WebhookSubscription, true()))  # every wanted pair
+                        .where(feed.c.position.in_(at), WebhookSubscription.id.in_(wanted)),
+                        include_defaults=False,
+                    )
+                    .returning(table.c.id, table.c.event_id)
+                ).all()
+                for delivery_id, event_id in sorted(made):
+                    created = by_id[event_id].created
+                    assert created is not None
+                    created.append((delivery_id, 0))
+
+    def _locate(self, session, entries: list[_Intake]) -> list[_Intake]:
+        """The location of each event's record that does not carry one: from the customers the gateway
+        has heard of (one query), else from the customer service (a customer it has not heard of)."""
+        missing = {entry.customer_id for entry in entries if entry.location_id is None and entry.customer_id}
+        if not missing:
+            return entries
+        known = dict(
+            session.execute(
+                select(RecordLocation.customer_id, RecordLocation.location_id).where(
+                    RecordLocation.customer_id.in_(missing)
+                )
+            ).all()
         )
-        location_id = record.get("location_id") if isinstance(record, dict) else None
-        if record is not None:
-            with self.db.transaction() as session:
-                if session.get(RecordLocation, customer_id) is None:
-                    session.add(RecordLocation(customer_id=customer_id, location_id=location_id))
-        return location_id
+        failed: dict[int, Exception] = {}
+        for customer_id in missing - set(known):
+            try:
+                record = self.reader.get(
+                    "customer",
+                    f"/api/v1/customers/{int(customer_id)}",
+                    service_identity("gateway", permissions={"customers.view"}),
+                )
+            except Exception as exc:  # the customer service is down: this event's task retries, not the others'
+                failed[customer_id] = exc
+                continue
+            if record is not None:
+                known[customer_id] = record.get("location_id") if isinstance(record, dict) else None
+                session.add(RecordLocation(customer_id=customer_id, location_id=known[customer_id]))
+        located = []
+        for entry in entries:
+            if entry.location_id is None and entry.customer_id in failed:
+                entry.error = failed[entry.customer_id]
+                continue
+            if entry.location_id is None and entry.customer_id:
+                entry.location_id = known.get(entry.customer_id)
+            located.append(entry)
+        return located
 
     # --- delivery --------------------------------------------------------------------------------
 
@@ -201,113 +321,276 @@ class WebhookRuntime:
         return self.deliver_many([(delivery_id, token)], fast=None)[0]
 
     def deliver_many(self, pairs: list[tuple[int, int]], fast: float | None = FAST_SECONDS) -> list[str]:
-        """One attempt of each delivery (an event's, to all its subscriptions): claimed together in one
-        transaction, sent at once over kept-alive connections (one sender thread each), and recorded
-        together. A receiver slower than ``fast`` seconds does not hold the others: what has answered
-        by then is recorded, and each late one is recorded when it answers (or times out). A
-        subscription already waiting on ``IN_FLIGHT_LIMIT`` deliveries in this process gets this one
-        a second later, from the sweep, so a slow receiver cannot take every sender thread (there are four
-        per worker thread)."""
+        """One attempt of each delivery (of one event or of many): claimed together in one transaction
+        (a few statements, not a few per delivery), sent at once over kept-alive connections, each on
+        its subscription's lane (:meth:`_send`), and recorded together. What has answered within
+        ``fast`` seconds is recorded here; each later answer (or timeout) by the recorder with the others
+        that came meanwhile (or on its own without one). A subscription already waiting on
+        ``IN_FLIGHT_LIMIT`` attempts in this process gets this one a second later, from the sweep."""
         now = utcnow()
-        outcomes: dict[int, str] = {}
-        sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []  # delivery, attempts, subscription, url…
         with self.db.transaction() as session:
-            # one query each for the deliveries, their subscriptions and the auth epoch, not one per delivery
-            rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_([d for d, _ in pairs]))).all()
-            session.scalars(
-                select(WebhookSubscription).where(WebhookSubscription.id.in_({r.subscription_id for r in rows}))
-            ).all()
-            session.info["auth_epoch"] = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
-            for delivery_id, token in pairs:
-                claimed = self._claim(session, delivery_id, token, now)
-                if isinstance(claimed, str):
-                    outcomes[delivery_id] = claimed
-                else:
-                    sends.append((delivery_id, token + 1, *claimed))
+            outcomes, sends = self._claim_many(session, pairs, now)
         futures = {
-            self._send(subscription_id, url, body, headers): (delivery_id, attempts, subscription_id)
+            self._send(subscription_id, url, body, headers): (delivery_id, attempts)
             for delivery_id, attempts, subscription_id, url, body, headers in sends
         }
-        done, late = wait(futures, timeout=fast)
+        done, late = wait(futures, timeout=fast) if fast != 0 else (set(), set(futures))
         if done:
-            outcomes |= self._record_many([(*futures[f][:2], f.result()) for f in done])
+            outcomes |= self._record_many([(*futures[f], f.result()) for f in done])
         for future in late:
-            delivery_id, attempts, _ = futures[future]
+            delivery_id, attempts = futures[future]
             future.add_done_callback(partial(self._record_late, delivery_id, attempts))
             outcomes[delivery_id] = "sending"
         return [outcomes[delivery_id] for delivery_id, _ in pairs]
 
-    def _claim(self, session, delivery_id: int, token: int, now):
-        """The subscription, URL, body and signed headers of a delivery claimed for its next attempt,
-        or what became of it (``stale``, ``cancelled``, ``skipped``, ``deferred``)."""
-        delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.status != "pending" or delivery.attempts != token:
-            return "stale"
-        subscription = session.get(WebhookSubscription, delivery.subscription_id)
-        if subscription is None or not subscription.enabled:
-            delivery.status = "cancelled"
-            delivery.next_attempt_at = None
-            return "cancelled"
+    def _claim_many(
+        self, session, pairs: list[tuple[int, int]], now
+    ) -> tuple[dict[int, str], list[tuple[int, int, int, str, str, dict[str, str]]]]:
+        """Claims the deliveries still waiting for attempt ``token`` (one UPDATE … RETURNING per distinct
+        token, so a second copy of a task, or another process, claims none of them twice) and builds
+        each one's body and signed headers with its owner's rights of now. Returns what became of the
+        others (``stale``, ``cancelled``, ``skipped``, ``deferred``) and the sends
+        (delivery, attempt number, subscription, URL, body, headers)."""
+        table = DELIVERIES
+        rows = {
+            row.id: row
+            for row in session.execute(
+                select(table.c.id, table.c.subscription_id, table.c.event_id, table.c.status, table.c.attempts).where(
+                    table.c.id.in_([d for d, _ in pairs])
+                )
+            )
+        }
+        subscriptions = {
+            s.id: s
+            for s in session.scalars(
+                select(WebhookSubscription).where(
+                    WebhookSubscription.id.in_({r.subscription_id for r in rows.values()})
+                )
+            )
+        }
+        epoch = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
+        outcomes: dict[int, str] = {}
+        wanted: dict[int, list[int]] = {}  # token: deliveries to claim for attempt token + 1
         with self._cache_lock:
-            busy = self._in_flight.get(subscription.id, 0) >= IN_FLIGHT_LIMIT
-        if busy:  # its receiver is slow: the sweep sends this one a moment later
-            delivery.next_attempt_at = now + timedelta(seconds=1)
-            return "deferred"
-        claimed = session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts == token)
-            .values(attempts=token + 1, next_attempt_at=now + webhooks.lease(self.hooks))
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(claimed, "rowcount", 1) != 1:
-            return "stale"
-        # Every attempt, retries included, goes out with the owner's rights of now: a payload kept
-        # from the first attempt would outlive a deactivation or a location taken away.
-        identity = self._owner(session, subscription)
-        if identity is None:
-            webhooks.disable(subscription, "The owner of this subscription can no longer sign in or manage webhooks.")
-            delivery.status = "cancelled"
-            return "cancelled"
-        built = self._payload(session, delivery.event_id, identity)
-        if built is None:
-            delivery.status = "skipped"  # not the owner's to read
-            delivery.next_attempt_at = None
-            return "skipped"
-        delivery.payload = self.cipher.encrypt(built)  # the body last sent, kept encrypted
-        body = built
-        headers = webhooks.sign(webhooks.signing_secrets(subscription, self.cipher, now), delivery.event_id, now, body)
-        return subscription.id, subscription.url, body, headers
+            waiting = dict(self._in_flight)
+        seen: set[int] = set()
+        for delivery_id, token in pairs:
+            if delivery_id in seen:  # named twice: the first counts
+                continue
+            seen.add(delivery_id)
+            row = rows.get(delivery_id)
+            if row is None or row.status != "pending" or row.attempts != token:
+                outcomes[delivery_id] = "stale"
+                continue
+            subscription = subscriptions.get(row.subscription_id)
+            if subscription is None or not subscription.enabled:
+                outcomes[delivery_id] = "cancelled"
+            elif waiting.get(subscription.id, 0) >= IN_FLIGHT_LIMIT:
+                outcomes[delivery_id] = "deferred"  # its receiver is slow: the sweep sends this one a moment later
+            else:
+                waiting[subscription.id] = waiting.get(subscription.id, 0) + 1
+                wanted.setdefault(token, []).append(delivery_id)
+        claimed: set[int] = set()
+        for token, ids in wanted.items():
+            claimed.update(
+                session.scalars(
+                    update(table)
+                    .where(table.c.id.in_(ids), table.c.attempts == token, table.c.status == "pending")
+                    .values(attempts=token + 1, next_attempt_at=now + webhooks.lease(self.hooks))
+                    .returning(table.c.id)
+                )
+            )
+            outcomes |= {delivery_id: "stale" for delivery_id in ids if delivery_id not in claimed}
+        # Every attempt, retries included, goes out with the owner's rights of now: a payload kept from
+        # the first attempt would outlive a deactivation or a location taken away. The body is built once
+        # per event and set of rights, and signed per subscription.
+        events = {
+            e.event_id: e
+            for e in session.scalars(
+                select(FeedEvent).where(FeedEvent.event_id.in_({rows[d].event_id for d in claimed}))
+            )
+        }
+        sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []
+        stored: dict[str, str] = {}  # body: its encrypted form, kept as the body last sent
+        payloads: dict[str, list[int]] = {}  # encrypted body: its deliveries
+        for delivery_id, token in pairs:
+            if delivery_id not in claimed or delivery_id in outcomes:
+                continue
+            claimed.discard(delivery_id)  # sent once, even if named twice
+            row = rows[delivery_id]
+            subscription = subscriptions[row.subscription_id]
+            identity = self._owner(session, subscription, epoch)
+            if identity is None:
+                if subscription.enabled:
+                    webhooks.disable(
+                        subscription, "The owner of this subscription can no longer sign in or manage webhooks."
+                    )
+                outcomes[delivery_id] = "cancelled"
+                continue
+            body = self._payload(events.get(row.event_id), row.event_id, identity)
+            if body is None:
+                outcomes[delivery_id] = "skipped"  # not the owner's to read
+                continue
+            if body not in stored:
+                stored[body] = self.cipher.encrypt(body)
+            payloads.setdefault(stored[body], []).append(delivery_id)
+            headers = webhooks.sign(webhooks.signing_secrets(subscription, self.cipher, now), row.event_id, now, body)
+            sends.append((delivery_id, token + 1, subscription.id, subscription.url, body, headers))
+        for payload, ids in payloads.items():  # one statement per event and owner's rights
+            session.execute(update(table).where(table.c.id.in_(ids)).values(payload=payload))
+        ended = {outcome: [d for d, o in outcomes.items() if o == outcome] for outcome in ("cancelled", "skipped")}
+        for outcome, ids in ended.items():
+            if ids:
+                session.execute(update(table).where(table.c.id.in_(ids)).values(status=outcome, next_attempt_at=None))
+        deferred = [d for d, o in outcomes.items() if o == "deferred"]
+        if deferred:
+            session.execute(
+                update(table).where(table.c.id.in_(deferred)).values(next_attempt_at=now + timedelta(seconds=1))
+            )
+        return outcomes, sends
 
     def _send(self, subscription_id: int, url: str, body: str, headers: dict[str, str]) -> Future:
+        """Queues one attempt on its subscription's lane: at most ``LANE_SENDERS`` sender threads work a
+        lane at once, so a slow receiver holds those and never the other subscriptions' threads."""
+        future: Future = Future()
         with self._cache_lock:
             self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
+            self._lanes.setdefault(subscription_id, deque()).append((url, body, headers, future))
+            start = self._lane_senders.get(subscription_id, 0) < LANE_SENDERS
+            if start:
+                self._lane_senders[subscription_id] = self._lane_senders.get(subscription_id, 0) + 1
             if self._senders is None or self._senders_pid != os.getpid():
                 self._senders = ThreadPoolExecutor(max(4, self.hooks.concurrency * 4), thread_name_prefix="webhook")
                 self._senders_pid = os.getpid()
             senders = self._senders
+        if start:
+            senders.submit(self._run_lane, subscription_id)
+        return future
 
-        def attempt() -> webhooks.AttemptResult:
+    def _run_lane(self, subscription_id: int) -> None:
+        while True:
+            with self._cache_lock:
+                lane = self._lanes.get(subscription_id)
+                if not lane:
+                    self._lane_senders[subscription_id] -= 1
+                    return
+                url, body, headers, future = lane.popleft()
+                self._started.setdefault(subscription_id, {})[id(future)] = time.monotonic()
             try:
-                return webhooks.post(url, body, headers, self.hooks, self.connections)
+                result = webhooks.post(url, body, headers, self.hooks, self.connections)
+            except Exception as exc:  # never lose the attempt: it is recorded as failed and retried
+                log.exception("webhook attempt failed", extra={"subscription_id": subscription_id})
+                result = webhooks.AttemptResult(None, 0, None, type(exc).__name__)
             finally:
                 with self._cache_lock:
                     self._in_flight[subscription_id] -= 1
+                    self._started[subscription_id].pop(id(future), None)
+                    self._room.notify_all()
+            future.set_result(result)
 
-        return senders.submit(attempt)
+    def _slow(self, subscription_id: int, now: float) -> bool:
+        """Whether a receiver has had an attempt open longer than ``FAST_SECONDS`` (call with the lock held)."""
+        return any(now - started > FAST_SECONDS for started in self._started.get(subscription_id, {}).values())
 
     def _record_late(self, delivery_id: int, attempts: int, future: Future) -> None:
+        if self._results is not None:  # the recorder writes it with the others that answered meanwhile
+            self._results.put((delivery_id, attempts, future.result()))
+            return
         try:
             self._record_many([(delivery_id, attempts, future.result())])
         except Exception:  # the database is down: the lease passes and the sweep sends it again
             log.exception("webhook attempt not recorded", extra={"delivery_id": delivery_id})
 
-    def _owner(self, session, subscription: WebhookSubscription):
+    # --- the delivery pool: intake and sweep hand deliveries to it, not to the broker ----------------
+
+    def start_delivery(self, threads: int) -> None:
+        """Dispatcher threads that claim and send what :meth:`enqueue_many` hands them (as many events at
+        once as the receivers have room for), and a recorder that writes the attempts in groups. The rows
+        are the queue: what a dead process held is sent again by a sweep once its lease passes."""
+        self._work = queue.SimpleQueue()
+        self._results = queue.SimpleQueue()
+        for n in range(max(1, threads)):
+            threading.Thread(target=self._run_dispatcher, name=f"webhook-dispatch-{n}", daemon=True).start()
+        threading.Thread(target=self._run_recorder, name="webhook-record", daemon=True).start()
+
+    def stop_delivery(self, threads: int) -> None:
+        """Ends the pool's threads once they have handed out what they hold (tests; a worker just exits)."""
+        if self._work is not None and self._results is not None:
+            for _ in range(max(1, threads)):
+                self._work.put(None)
+            self._results.put(None)
+
+    def _run_dispatcher(self) -> None:
+        assert self._work is not None
+        while True:
+            taken = self._take_work(self._work)
+            if taken is None:
+                return
+            batch, events = taken
+            try:
+                self.deliver_many(batch, fast=0)
+            except Exception:  # the database is down: the lease passes and the sweep sends them again
+                log.exception("webhook deliveries not sent", extra={"deliveries": len(batch)})
+            finally:
+                with self._room:
+                    self._claiming -= events  # now on their lanes (or deferred, or done)
+                    self._room.notify_all()
+
+    def _take_work(self, work: queue.SimpleQueue) -> tuple[list[tuple[int, int]], int] | None:
+        """The next events' deliveries (and how many events): as many events as the busiest receiver that
+        keeps pace has room for, counting those another dispatcher is claiming (a slow receiver's are
+        deferred anyway), so no lane holds more than its lease allows."""
+        first = work.get()
+        if first is None:
+            return None
+        batch: list[tuple[int, int]] = list(first)
+        with self._room:
+            while True:
+                now = time.monotonic()
+                busiest = max(
+                    (n for sub, n in self._in_flight.items() if n and not self._slow(sub, now)),
+                    default=0,
+                )
+                room = IN_FLIGHT_LIMIT - busiest - self._claiming
+                if room > 0:
+                    break
+                self._room.wait(0.2)
+            events = 1
+            while events < min(room, MAX_BATCH_EVENTS):
+                try:
+                    more = work.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:  # stopping: the next take sees it
+                    work.put(None)
+                    break
+                batch.extend(more)
+                events += 1
+            self._claiming += events
+        return batch, events
+
+    def _run_recorder(self) -> None:
+        assert self._results is not None
+        stopping = False
+        while not stopping:
+            results = [self._results.get()]
+            while len(results) < 2000:
+                try:
+                    results.append(self._results.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = None in results
+            results = [r for r in results if r is not None]
+            if not results:
+                continue
+            try:
+                self._record_many(results)
+            except Exception:  # the database is down: the lease passes and the sweep sends them again
+                log.exception("webhook attempts not recorded", extra={"attempts": len(results)})
+
+    def _owner(self, session, subscription: WebhookSubscription, epoch: int | None):
         """The owner's identity, resolved again whenever anyone's access changed (the auth epoch moved,
         as the gateway's own identity cache does) and at least every few seconds (a key's expiry)."""
-        if "auth_epoch" in session.info:
-            epoch = session.info["auth_epoch"]
-        else:
-            epoch = session.scalar(select(AuthState.epoch).where(AuthState.id == 1))
         key = (subscription.owner_user_id, subscription.owner_key_id)
         now = time.monotonic()
         with self._cache_lock:
@@ -319,7 +602,7 @@ class WebhookRuntime:
             self._owners[key] = (epoch, now, identity)
         return identity
 
-    def _payload(self, session, event_id: str, identity) -> str | None:
+    def _payload(self, event: FeedEvent | None, event_id: str, identity) -> str | None:
         """The body for one event as ``identity`` reads it; built once per event and set of rights for a
         few seconds, so ten subscriptions of one owner cost one read of the record, not ten."""
         key = (event_id, identity.subject, hash(identity.to_claims().__repr__()))
@@ -328,7 +611,6 @@ class WebhookRuntime:
             cached = self._cache.get(key)
             if cached is not None and now - cached[0] < PAYLOAD_CACHE_SECONDS:
                 return cached[1]
-        event = session.scalar(select(FeedEvent).where(FeedEvent.event_id == event_id))
         payload = webhooks.build_payload(event, identity, self.reader) if event is not None else None
         body = json.dumps(payload, separators=(",", ":"), default=str) if payload is not None else None
         with self._cache_lock:
@@ -341,36 +623,65 @@ class WebhookRuntime:
         return self._record_many([(delivery_id, attempts, result)])[delivery_id]
 
     def _record_many(self, results: list[tuple[int, int, webhooks.AttemptResult]]) -> dict[int, str]:
-        """Records attempts in one transaction; what became of each delivery."""
-        with self.db.transaction() as session:
-            return {
-                delivery_id: self._apply(session, delivery_id, attempts, result)
-                for delivery_id, attempts, result in results
-            }
-
-    def _apply(self, session, delivery_id: int, attempts: int, result: webhooks.AttemptResult) -> str:
+        """Records attempts in one transaction: the attempt rows in one insert, the successes in one
+        update per status code, failures one by one (a retry's delay, a 410, days of failure disable);
+        what became of each delivery."""
         now = utcnow()
+        table = DELIVERIES
+        outcomes: dict[int, str] = {}
+        with self.db.transaction() as session:
+            known = dict(
+                session.execute(
+                    select(table.c.id, table.c.subscription_id).where(table.c.id.in_({r[0] for r in results}))
+                ).all()
+            )
+            outcomes = {delivery_id: "gone" for delivery_id, _, _ in results if delivery_id not in known}
+            kept = [r for r in results if r[0] in known]
+            if kept:
+                session.execute(
+                    insert(WebhookAttempt),
+                    [
+                        {
+                            "delivery_id": delivery_id,
+                            "at": now,
+                            "status_code": result.status_code,
+                            "latency_ms": result.latency_ms,
+                            "response_excerpt": result.excerpt,
+                            "error": result.error,
+                        }
+                        for delivery_id, _, result in kept
+                    ],
+                )
+            succeeded: dict[int | None, list[int]] = {}
+            for delivery_id, _, result in kept:
+                if result.ok:
+                    succeeded.setdefault(result.status_code, []).append(delivery_id)
+                    outcomes[delivery_id] = "succeeded"
+            for status_code, ids in succeeded.items():
+                session.execute(
+                    update(table)
+                    .where(table.c.id.in_(ids))
+                    .values(status="succeeded", next_attempt_at=None, last_status_code=status_code)
+                )
+            answered = {known[d] for ids in succeeded.values() for d in ids}
+            if answered:
+                session.execute(
+                    update(WebhookSubscription)
+                    .where(WebhookSubscription.id.in_(answered), WebhookSubscription.failing_since.is_not(None))
+                    .values(failing_since=None)
+                    .execution_options(synchronize_session=False)
+                )
+            for delivery_id, attempts, result in kept:
+                if delivery_id not in outcomes:
+                    outcomes[delivery_id] = self._apply_failure(session, delivery_id, attempts, result, now)
+        return outcomes
+
+    def _apply_failure(self, session, delivery_id: int, attempts: int, result: webhooks.AttemptResult, now) -> str:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
             return "gone"
-        session.add(
-            WebhookAttempt(
-                delivery_id=delivery_id,
-                at=now,
-                status_code=result.status_code,
-                latency_ms=result.latency_ms,
-                response_excerpt=result.excerpt,
-                error=result.error,
-            )
-        )
         delivery.last_status_code = result.status_code
         subscription = session.get(WebhookSubscription, delivery.subscription_id)
-        if result.ok:
-            delivery.status = "succeeded"
-            delivery.next_attempt_at = None
-            if subscription is not None:
-                subscription.failing_since = None
-            return "succeeded"
         if result.status_code == 410:
             delivery.status = "failed"
             delivery.next_attempt_at = None

@@ -232,7 +232,16 @@ SETTINGS: list[Setting] = [
         "Comma-separated networks (CIDR) webhooks may reach although loopback, private or link-local.",
     ),
     Setting("VIGIL_WEBHOOK_SWEEP_INTERVAL", "1", "Seconds between the webhook worker's looks for due retries."),
-    Setting("VIGIL_WEBHOOK_CONCURRENCY", "8", "Webhook deliveries in flight at once (threads of the gateway worker)."),
+    Setting(
+        "VIGIL_WEBHOOK_CONCURRENCY",
+        "8",
+        "Threads of the gateway worker's event intake; its webhook sender threads are four times as many.",
+    ),
+    Setting(
+        "VIGIL_WEBHOOK_DELIVERY_THREADS",
+        "2",
+        "Gateway worker: threads that claim, sign and hand out webhook deliveries (apart from the event intake).",
+    ),
     Setting("VIGIL_SANDBOX_CENTRAL_STATION_PORT", "8300", "Port of the sandbox central station (make run, e2e)."),
     Setting("VIGIL_DRIFT_CHECK_INTERVAL", "3600", "Seconds between central-station drift checks."),
     Setting("VIGIL_FEED_RETENTION_DAYS", "30", "Days the change feed and webhook delivery logs are kept."),
