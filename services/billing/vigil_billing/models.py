@@ -15,14 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, SmallInteger, String, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from vigil_shared.db import (
-    EditedRecord,
-    ServiceTables,
-    UTCDateTime,
-    Versioned,
-    service_metadata,
-    utcnow,
-)
+from vigil_shared.db import EditedRecord, ServiceTables, UTCDateTime, Versioned, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
 from .money import DEFAULT_CURRENCY

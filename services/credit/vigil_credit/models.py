@@ -15,13 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from vigil_shared.db import (
-    ServiceTables,
-    UTCDateTime,
-    Versioned,
-    service_metadata,
-    utcnow,
-)
+from vigil_shared.db import ServiceTables, UTCDateTime, Versioned, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
 

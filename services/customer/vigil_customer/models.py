@@ -13,14 +13,7 @@ from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.orm.decl_api import DeclarativeAttributeIntercept
 
-from vigil_shared.db import (
-    EditedRecord,
-    ServiceTables,
-    UTCDateTime,
-    Versioned,
-    service_metadata,
-    utcnow,
-)
+from vigil_shared.db import EditedRecord, ServiceTables, UTCDateTime, Versioned, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 from vigil_shared.operations import operation_models
 

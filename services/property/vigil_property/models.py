@@ -13,15 +13,8 @@ from datetime import date, datetime
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
-from vigil_shared.db import (
-    EditedRecord,
-    OptimisticLock,
-    ServiceTables,
-    Timestamps,
-    UTCDateTime,
-    service_metadata,
-    utcnow,
-)
+from vigil_shared import db
+from vigil_shared.db import EditedRecord, ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
 from .account_numbers import account_key as normalised_account
@@ -40,7 +33,7 @@ ACCESS_MANAGERS = ("owner", "tenant", "letting_agent", "other")
 EQUIPMENT_STATUSES = ("installed", "faulty", "removed")
 
 
-class RowVersioned(OptimisticLock, Timestamps):
+class RowVersioned(db.OptimisticLock, db.Timestamps):
     """Like ``EditedRecord``, with the row's version in ``row_version``: systems have a ``version`` of
     their own (their software's)."""
 
