@@ -33,6 +33,7 @@ a column type here must keep meaning the same DDL, so types are only ever added.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,6 +51,8 @@ __all__ = [
     "drop_indexes",
     "drop_tables",
     "table_items",
+    "table_names",
+    "tables_migration",
 ]
 
 _SIZED = re.compile(r"(?P<kind>c?str)\((?P<size>\d+)\)$")
@@ -178,6 +181,19 @@ def create_table(op: Any, name: str, spec: str, **table_kwargs: Any) -> sa.Table
     for index, cols in indexes:
         op.create_index(index, name, cols)
     return table  # type: ignore[no-any-return]
+
+
+def table_names(spec: str) -> list[str]:
+    """The tables of ``spec``'s ``table name`` sections, in order."""
+    return [line.split()[1] for line in _lines(spec) if line.startswith("table ")]
+
+
+def tables_migration(spec: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``upgrade, downgrade`` of a revision that only creates ``spec``'s tables: the downgrade drops
+    them again, last created first."""
+    from alembic import op
+
+    return (lambda: create_tables(op, spec)), (lambda: drop_tables(op, " ".join(reversed(table_names(spec)))))
 
 
 def create_tables(op: Any, spec: str) -> None:
