@@ -187,6 +187,11 @@ class OptimisticLock:
         return {"version_id_col": cls.__table__.c[cls.lock_column]}  # type: ignore[attr-defined]
 
 
+def version_of(record: Any) -> int:
+    """The version a record's ETag carries: its :class:`OptimisticLock` column (``version`` by default)."""
+    return int(getattr(record, getattr(record, "lock_column", "version")))
+
+
 class Versioned(OptimisticLock):
     """Model mixin: the row's ``version``, checked by every UPDATE (see :class:`OptimisticLock`)."""
 
