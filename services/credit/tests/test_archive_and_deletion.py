@@ -1,7 +1,6 @@
 """Credit takes part in archiving read-only (writes under an archived customer answer the shared
 409, reads work) and removes a deleted customer's checks and PreChecks with their encrypted answers."""
 
-
 from sqlalchemy import func, select
 
 from vigil_credit import tasks
