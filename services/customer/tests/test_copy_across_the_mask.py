@@ -5,7 +5,6 @@ office 2, and may create and move records in both. Copying or moving a record fr
 must not hand them what office 1 masks.
 """
 
-
 from helpers import create, customer, lead
 
 from vigil_shared.identity import Identity

@@ -1,6 +1,5 @@
 """What the customer service does for credit: the audited subject read, and an applied check's score."""
 
-
 from helpers import create, customer
 
 from vigil_customer.tasks import event_consumer

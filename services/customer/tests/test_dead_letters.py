@@ -1,6 +1,5 @@
 """An event the customer worker can never apply becomes a dead letter at once, and operators retry or discard it."""
 
-
 import pytest
 from helpers import create, customer
 from kombu import Connection, Queue

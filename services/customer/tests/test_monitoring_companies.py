@@ -1,6 +1,5 @@
 """The monitoring-company catalog (Monitored By) and the ADT PreCheck's rules at customer create."""
 
-
 from helpers import create, customer, outbox_events
 
 from vigil_customer.tasks import event_consumer

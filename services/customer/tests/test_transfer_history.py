@@ -1,6 +1,5 @@
 """A property moved to another customer (a new homeowner) shows in both customers' history."""
 
-
 from helpers import create, customer
 
 from vigil_customer.tasks import event_consumer
