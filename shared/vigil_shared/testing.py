@@ -242,6 +242,27 @@ def assert_migrations_round_trip(package: str, metadata: MetaData, url: str) -> 
         engine.dispose()
 
 
+@contextmanager
+def migrated_over(
+    package: str, url: str, revision: str, rows: Iterable[tuple[str, dict[str, Any]]]
+) -> Iterator[Engine]:
+    """The database at ``url`` at ``revision``, given ``rows`` (``(INSERT statement, parameters)``), then
+    upgraded to the head: what the migrations since do to data that existed before them."""
+    from . import migrations
+    from .db import build_engine
+
+    migrations.upgrade(package, url, revision)
+    engine = build_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement, params in rows:
+                conn.execute(text(statement), params)
+        migrations.upgrade(package, url)
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def assert_ids_never_reused(engine: Engine, metadata: MetaData) -> None:
     """Every table with a generated integer id was created so that no id is ever handed out twice.
 
