@@ -50,6 +50,7 @@ __all__ = [
     "drop_columns",
     "drop_indexes",
     "drop_tables",
+    "drop_tables_of",
     "table_items",
     "table_names",
     "tables_migration",
@@ -193,7 +194,12 @@ def tables_migration(spec: str) -> tuple[Callable[[], None], Callable[[], None]]
     them again, last created first."""
     from alembic import op
 
-    return (lambda: create_tables(op, spec)), (lambda: drop_tables(op, " ".join(reversed(table_names(spec)))))
+    return (lambda: create_tables(op, spec)), (lambda: drop_tables_of(op, spec))
+
+
+def drop_tables_of(op: Any, spec: str) -> None:
+    """Drops the tables ``spec`` creates, last created first."""
+    drop_tables(op, " ".join(reversed(table_names(spec))))
 
 
 def create_tables(op: Any, spec: str) -> None:
