@@ -6,10 +6,12 @@ holding; the last one scans what the run left at rest for the values it planted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,8 +19,8 @@ import pytest
 import requests
 from conftest import Gateway, assert_hidden, assert_problem, customer_body, unique_phone, unknown_path
 from standardwebhooks.webhooks import Webhook
-from test_e2e_at_rest import _scan_databases, _scan_files
-from test_e2e_webhooks import signed_post
+from test_e2e_at_rest import _database_urls, _scan_databases, _scan_files
+from test_e2e_webhooks import monitoring_company, signed_post
 
 from vigil_shared.identity import service_identity, sign_identity
 from vigil_shared.testing import identity_with
@@ -85,6 +87,73 @@ def test_two_refunds_at_once_refund_the_payment_once(gateway, locations):
     assert answers.count(200) == 1 and all(a in (200, 409, 422) for a in answers), answers
     after = gateway.get(f"/api/v1/payments/{paid.json()['id']}").json()
     assert after["amount_refunded"] == 700 and after["unallocated"] == 0
+
+
+@contextlib.contextmanager
+def processor_faults(stack, **faults):
+    """The sandbox processor refusing refunds or losing its answers (``/sandbox/control``) for the block."""
+    control = f"{stack.env['VIGIL_PROCESSOR_URL']}/sandbox/control"
+    assert requests.post(control, json=faults, timeout=10).status_code == 200
+    try:
+        yield
+    finally:
+        requests.post(control, json=dict.fromkeys(faults, 0), timeout=10)
+
+
+def card_payment(stack, gateway, customer: dict, amount: int) -> tuple[str, str]:
+    """A succeeded card payment of ``customer``: its path, and the processor's charge id."""
+    card = gateway.post(f"/api/v1/customers/{customer['id']}/billing-methods", json={"token": tokenize(stack)})
+    assert card.status_code == 201, card.text
+    charge = {"method": "card", "amount": amount, "billing_method_id": card.json()["id"]}
+    paid = gateway.post(f"/api/v1/customers/{customer['id']}/payments", json=charge)
+    assert paid.status_code == 202, paid.text
+    path = f"/api/v1/payments/{paid.json()['id']}"
+    gateway.wait_for(lambda: gateway.get(path).json()["status"] == "succeeded", what="the card charge")
+    return path, paid.json()["id"]
+
+
+def refunded_at_processor(stack, path: str) -> int:
+    """What the processor itself refunded of the payment's charge (read from the sandbox's own books)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_database_urls(stack)["billing"])
+    try:
+        with engine.connect() as conn:
+            charge_id = conn.execute(
+                text("SELECT processor_charge_id FROM payments WHERE id = :id"), {"id": int(path.rsplit("/", 1)[1])}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    answer = requests.get(f"{stack.env['VIGIL_PROCESSOR_URL']}/sandbox/charges/{charge_id}", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["amount_refunded"])
+
+
+def test_a_refund_refused_by_the_processor_can_be_asked_again(stack, gateway, locations):
+    """The processor replays a refusal for its idempotency key: a new attempt after a refusal needs a new
+    key, or it could never succeed."""
+    path, _ = card_payment(stack, gateway, new_customer(gateway, locations["home"]), 900)
+    with processor_faults(stack, refuse_refunds=1):
+        refused = assert_problem(gateway.post(f"{path}/refund", json={"amount": 400}), 409)
+        assert refused["code"] == "refund_refused"
+    again = gateway.post(f"{path}/refund", json={"amount": 400})
+    assert again.status_code == 200, again.text
+    assert again.json()["amount_refunded"] == 400
+    assert refunded_at_processor(stack, path) == 400
+
+
+def test_a_refund_whose_answer_was_lost_never_refunds_twice(stack, gateway, locations):
+    """A timeout leaves the outcome unknown (the processor did refund): asking again sends the same key,
+    gets the first answer, and the money goes back once."""
+    path, _ = card_payment(stack, gateway, new_customer(gateway, locations["home"]), 900)
+    with processor_faults(stack, lose_refund_answers=3):  # every attempt the adapter makes
+        assert_problem(gateway.post(f"{path}/refund", json={"amount": 600}), 503)
+    assert gateway.get(path).json()["amount_refunded"] == 0
+    again = gateway.post(f"{path}/refund", json={"amount": 600})
+    assert again.status_code == 200, again.text
+    assert again.json()["amount_refunded"] == 600
+    assert refunded_at_processor(stack, path) == 600
+    assert_problem(gateway.post(f"{path}/refund", json={"amount": 600}), 422)  # 300 is left, here and there
 
 
 def test_another_customers_billing_method_cannot_be_charged(stack, gateway, gateway_as, locations):
@@ -391,6 +460,103 @@ def test_a_station_cannot_be_impersonated(gateway, anonymous, locations):
     replayed = f"msg_{uuid.uuid4().hex}"
     assert signed_post(anonymous, status, theirs["secret"], message, message_id=replayed).status_code == 200
     assert_problem(signed_post(anonymous, status, theirs["secret"], message, message_id=replayed), 409)
+
+
+def test_a_station_reaches_only_the_properties_it_monitors(gateway, anonymous, locations):
+    """A station (or whoever holds its secret) writes nothing into another station's properties: a message
+    for an account it does not monitor answers exactly like an account no property has, and is kept
+    unmatched for an operator; no status, signal or link reaches the property."""
+    stations = []
+    for name in ("Ours", "Theirs"):
+        company = monitoring_company(gateway, f"Att {name}")
+        made = gateway.post(
+            "/api/v1/integrations",
+            json={"name": f"Att {name} {uuid.uuid4().hex[:6]}", "monitoring_company_id": company},
+        )
+        assert made.status_code == 201, made.text
+        SECRETS_SHOWN.append(made.json()["secret"])
+        stations.append(made.json())
+    ours, theirs = stations
+    properties = {}
+    for label in ("linked", "unlinked"):
+        customer = new_customer(gateway, locations["home"], monitoring_company_id=ours["monitoring_company_id"])
+        account = f"ATT-{uuid.uuid4().hex[:8].upper()}"
+        made = gateway.post(f"/api/v1/customers/{customer['id']}/properties", json={"account_number": account})
+        assert made.status_code == 201, made.text
+        properties[label] = (made.json(), account)
+    linked, linked_account = properties["linked"]
+    first = signed_post(
+        anonymous,
+        f"/api/v1/integrations/{ours['id']}/signals",
+        ours["secret"],
+        {"account_number": linked_account, "type": "test"},
+    )
+    assert first.json() == {"status": "received", "matched": True}
+    assert gateway.get(f"/api/v1/properties/{linked['id']}").json()["central_station"] == ours["name"]
+
+    def send(kind: str, account: str):
+        path = f"/api/v1/integrations/{theirs['id']}/{'signals' if kind == 'signal' else 'account-status'}"
+        body = {"account_number": account} | (
+            {"type": "alarm", "zone": "1"} if kind == "signal" else {"status": "cancelled"}
+        )
+        return signed_post(anonymous, path, theirs["secret"], body)
+
+    nobody = f"NOBODY-{uuid.uuid4().hex[:8].upper()}"
+    for kind in ("status", "signal"):
+        unknown = send(kind, nobody)
+        for _, account in properties.values():
+            answer = send(kind, account)
+            assert answer.status_code == unknown.status_code == 200
+            assert answer.json() == unknown.json() == {"status": "received", "matched": False}
+            assert answer.headers["Content-Type"] == unknown.headers["Content-Type"]
+    for prop, _ in properties.values():
+        now = gateway.get(f"/api/v1/properties/{prop['id']}").json()
+        assert now["monitoring_status"] != "cancelled"
+        assert now["central_station"] in (None, ours["name"])
+        log = gateway.get(f"/api/v1/properties/{prop['id']}/signals").json()["items"]
+        assert all(s["central_station"] == ours["name"] for s in log)
+    assert gateway.get(f"/api/v1/properties/{properties['unlinked'][0]['id']}").json()["central_station"] is None
+    held = gateway.get("/api/v1/monitoring/unmatched", params={"per_page": 100}).json()["items"]
+    accounts = {s["account_number"] for s in held if s["central_station"] == theirs["name"]}
+    assert {linked_account, properties["unlinked"][1], nobody} <= accounts
+
+
+# --- locks and scope -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def customer_row_held(stack, customer_id: int):
+    """Another transaction holding the customer's row (an uncommitted write) in the customer database."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_database_urls(stack)["customer"])
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("UPDATE customers SET version = version WHERE id = :id"), {"id": customer_id})
+            try:
+                yield
+            finally:
+                conn.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_an_outsiders_write_does_not_wait_behind_a_held_record(stack, gateway, gateway_as, locations):
+    """The scope is checked before the row is locked: while another writer holds a record, a caller from
+    another office gets the unknown-id 404 at once. Waiting on the lock would tell them it exists."""
+    customer = new_customer(gateway, locations["home"])
+    outsider = gateway_as(["customers.view", "customers.modify", "notes.modify"], [locations["other"]])
+    path = f"/api/v1/customers/{customer['id']}"
+    unknown = unknown_path(path, customer["id"])
+    writes = [
+        (lambda p: outsider.patch(p, json={"city": "Hull"})),
+        (lambda p: outsider.post(f"{p}/notes", json={"body": "hello"})),
+    ]
+    for write in writes:
+        with ThreadPoolExecutor(1) as pool, customer_row_held(stack, customer["id"]):
+            answer = pool.submit(write, path).result(timeout=4)  # the lock wait alone would be 5 s
+        assert_hidden(answer, write(unknown))
+    assert gateway.patch(path, json={"city": "Hull"}).status_code == 200  # the record itself is fine
 
 
 # --- archiving and operations ----------------------------------------------------------------------

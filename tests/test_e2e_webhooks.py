@@ -297,15 +297,26 @@ def signed_post(anonymous, path: str, secret: str, payload: dict, *, message_id=
     return anonymous.post(path, data=body + (" " if tamper else ""), headers=headers)
 
 
+def monitoring_company(gateway, name: str = "E2E Monitoring") -> int:
+    response = gateway.post("/api/v1/monitoring-companies", json={"name": f"{name} {uuid.uuid4().hex[:6]}"})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
 @pytest.fixture(scope="module")
 def station(gateway):
-    response = gateway.post("/api/v1/integrations", json={"name": f"E2E Station {uuid.uuid4().hex[:6]}"})
+    """A central station of its own monitoring company: it reaches the properties that company monitors."""
+    response = gateway.post(
+        "/api/v1/integrations",
+        json={"name": f"E2E Station {uuid.uuid4().hex[:6]}", "monitoring_company_id": monitoring_company(gateway)},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
-def monitored_property(gateway, locations) -> tuple[dict, str]:
-    customer = new_customer(gateway, locations["home"])
+def monitored_property(gateway, locations, company_id: int | None) -> tuple[dict, str]:
+    """A property whose customer's Monitored By is ``company_id``, with an account number of its own."""
+    customer = new_customer(gateway, locations["home"], monitoring_company_id=company_id)
     account = f"CS-{uuid.uuid4().hex[:8].upper()}"
     response = gateway.post(
         f"/api/v1/customers/{customer['id']}/properties", json={"address": "1 Signal Road", "account_number": account}
@@ -315,7 +326,7 @@ def monitored_property(gateway, locations) -> tuple[dict, str]:
 
 
 def test_signed_status_and_signals_reach_the_property(gateway, anonymous, station, locations):
-    prop, account = monitored_property(gateway, locations)
+    prop, account = monitored_property(gateway, locations, station["monitoring_company_id"])
     base = f"/api/v1/integrations/{station['id']}"
     status = signed_post(
         anonymous, f"{base}/account-status", station["secret"], {"account_number": account, "status": "suspended"}
@@ -347,23 +358,26 @@ def test_signed_status_and_signals_reach_the_property(gateway, anonymous, statio
 def test_monitored_by_is_locked_while_a_property_is_linked_to_its_central_station(
     gateway, anonymous, station, locations
 ):
-    companies = [
-        gateway.post("/api/v1/monitoring-companies", json={"name": f"{name} {uuid.uuid4().hex[:6]}"}).json()["id"]
-        for name in ("Brinks", "Vector")
-    ]
+    companies = [monitoring_company(gateway, "Brinks"), station["monitoring_company_id"]]
     customer = new_customer(gateway, locations["home"], monitoring_company_id=companies[0])
     account = f"CS-{uuid.uuid4().hex[:8].upper()}"
     prop = gateway.post(f"/api/v1/customers/{customer['id']}/properties", json={"account_number": account}).json()
     assert prop["central_station"] is None
     path = f"/api/v1/customers/{customer['id']}"
-    assert gateway.patch(path, json={"monitoring_company_id": companies[1]}).status_code == 200  # not linked yet
-    sent = signed_post(
-        anonymous,
-        f"/api/v1/integrations/{station['id']}/signals",
-        station["secret"],
-        {"account_number": account, "type": "test"},
-    )
-    assert sent.status_code == 200, sent.text
+    # not linked yet: Monitored By changes, to the station's company (only then do its messages reach it)
+    assert gateway.patch(path, json={"monitoring_company_id": companies[1]}).status_code == 200
+
+    def monitored_by_the_station():  # the change reaches the property service's replica with its event
+        probe = signed_post(
+            anonymous,
+            f"/api/v1/integrations/{station['id']}/signals",
+            station["secret"],
+            {"account_number": account, "type": "test"},
+        )
+        assert probe.status_code == 200, probe.text
+        return probe.json()["matched"]
+
+    gateway.wait_for(monitored_by_the_station, what="customer.updated to carry Monitored By to the property service")
     assert gateway.get(f"/api/v1/properties/{prop['id']}").json()["central_station"] == station["name"]
 
     def refused():
@@ -389,7 +403,7 @@ def test_monitored_by_is_locked_while_a_property_is_linked_to_its_central_statio
 
 
 def test_bad_signatures_stale_timestamps_and_replayed_ids_are_refused(gateway, anonymous, station, locations):
-    prop, account = monitored_property(gateway, locations)
+    prop, account = monitored_property(gateway, locations, station["monitoring_company_id"])
     path = f"/api/v1/integrations/{station['id']}/signals"
     payload = {"account_number": account, "type": "alarm"}
     assert_problem(signed_post(anonymous, path, station["secret"], payload, tamper=True), 401)
@@ -417,7 +431,7 @@ def test_an_unknown_account_lands_in_unmatched_for_an_operator(gateway, anonymou
     unmatched = gateway.get("/api/v1/monitoring/unmatched", params={"per_page": 100}).json()["items"]
     [signal] = [s for s in unmatched if s["account_number"] == account]
     assert signal["kind"] == "trouble" and signal["central_station"] == station["name"]
-    prop, _ = monitored_property(gateway, locations)
+    prop, _ = monitored_property(gateway, locations, None)
     resolved = gateway.post(f"/api/v1/monitoring/unmatched/{signal['id']}/resolve", json={"property_id": prop["id"]})
     assert resolved.status_code == 200, resolved.text
     assert gateway.get(f"/api/v1/properties/{prop['id']}/signals").json()["items"][0]["id"] == signal["id"]
@@ -454,9 +468,14 @@ def test_the_sandbox_station_sends_signals_receives_webhooks_and_drift_is_report
     import requests
 
     sandbox = f"http://127.0.0.1:{stack.env['VIGIL_SANDBOX_CENTRAL_STATION_PORT']}"
+    company = monitoring_company(gateway, "Sandbox Monitoring")
     integration = gateway.post(
         "/api/v1/integrations",
-        json={"name": f"Sandbox Station {uuid.uuid4().hex[:6]}", "accounts_url": f"{sandbox}/accounts"},
+        json={
+            "name": f"Sandbox Station {uuid.uuid4().hex[:6]}",
+            "accounts_url": f"{sandbox}/accounts",
+            "monitoring_company_id": company,
+        },
     )
     assert integration.status_code == 201, integration.text
     hook = gateway.post(
@@ -474,8 +493,8 @@ def test_the_sandbox_station_sends_signals_receives_webhooks_and_drift_is_report
     )
     assert configured.status_code == 200, configured.text
 
-    steady, steady_account = monitored_property(gateway, locations)
-    drifting, drifting_account = monitored_property(gateway, locations)
+    steady, steady_account = monitored_property(gateway, locations, company)
+    drifting, drifting_account = monitored_property(gateway, locations, company)
     requests.put(
         f"{sandbox}/accounts/{steady_account}", json={"status": "active", "address": "1 Signal Road"}, timeout=10
     )

@@ -307,14 +307,10 @@ def test_the_feed_names_only_the_changed_fields_the_reader_may_see(local_app, cl
     assert full["data"]["changed"] == ["city", "sale_price"] and "restricted" not in full["data"]
 
 
-def test_readable_data_leaves_out_what_the_reader_may_not_see():
+def readers():
+    """A customer viewer at location 2, and one who also sees the sale section there."""
     from vigil_shared.identity import Identity
 
-    data = {
-        "customer_id": 1,
-        "changed": ["city", "sale_price"],
-        "restricted": {"sale_price": "customers.sale_info.view"},
-    }
     reader = Identity(subject="u1", username="u", permissions=frozenset(), locations={2: frozenset({"customers.view"})})
     seller = Identity(
         subject="u2",
@@ -322,10 +318,38 @@ def test_readable_data_leaves_out_what_the_reader_may_not_see():
         permissions=frozenset(),
         locations={2: frozenset({"customers.view", "customers.sale_info.view"})},
     )
+    return reader, seller
+
+
+def test_readable_data_leaves_out_what_the_reader_may_not_see():
+    reader, seller = readers()
+    data = {
+        "customer_id": 1,
+        "changed": ["city", "sale_price"],
+        "restricted": {"sale_price": "customers.sale_info.view"},
+    }
     assert webhooks.readable_data(data, reader, 2) == {"customer_id": 1, "changed": ["city"]}
     assert webhooks.readable_data(data, seller, 2)["changed"] == ["city", "sale_price"]
     assert webhooks.readable_data(data, seller, 3)["changed"] == ["city"]  # not at that location
     assert webhooks.readable_data({"customer_id": 1, "changed": ["city"]}, reader, 2)["changed"] == ["city"]
+
+
+def test_a_value_an_event_carries_for_a_restricted_field_is_left_out_too():
+    """``customer.created``/``updated`` carry the Monitored By id (for the property service): a reader
+    without the sale section's view gets neither its name in ``changed`` nor its value."""
+    reader, seller = readers()
+    data = {
+        "customer_id": 1,
+        "changed": ["monitoring_company_id"],
+        "monitoring_company_id": 4,
+        "restricted": {"monitoring_company_id": "customers.sale_info.view"},
+    }
+    assert webhooks.readable_data(data, reader, 2) == {"customer_id": 1, "changed": []}
+    assert webhooks.readable_data(data, seller, 2) == {
+        "customer_id": 1,
+        "changed": ["monitoring_company_id"],
+        "monitoring_company_id": 4,
+    }
 
 
 def test_an_events_deliveries_go_together_and_a_slow_receiver_holds_none(

@@ -101,6 +101,7 @@ class Station:
     per_minute: int
     secrets: tuple[str, ...]  # the current one, and the previous one during a rotation's overlap
     until: float  # monotonic time after which it is read again
+    monitoring_company_id: int | None = None  # whose station it is: which properties its messages reach
 
 
 class Stations:
@@ -129,6 +130,7 @@ class Stations:
                 integration.rate_limit_per_minute,
                 tuple(webhooks.signing_secrets(integration, cipher, datetime.now(UTC))),
                 now + self.ttl,
+                integration.monitoring_company_id,
             )
         with self._lock:
             if len(self._known) > 10_000:

@@ -276,6 +276,9 @@ class Integration(Base):
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=6000)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     accounts_url: Mapped[str | None] = mapped_column(String(2000))  # the station's account list, for drift checks
+    # the monitoring company (customer service catalog) whose station this is: its first message to a
+    # property not yet linked to a station matches only when the customer's Monitored By is this company
+    monitoring_company_id: Mapped[int | None] = mapped_column(Integer)
     drift_report: Mapped[dict | None] = mapped_column(JSON)
     drift_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     drift_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -229,6 +229,7 @@ def create_integration(
         rate_limit_per_minute=data["rate_limit_per_minute"],
         enabled=data["enabled"],
         accounts_url=data.get("accounts_url"),
+        monitoring_company_id=data.get("monitoring_company_id"),
         created_by=ctx.user.id if ctx.user else ctx.key_creator_id,
         secret=settings.webhook_cipher().encrypt(secret),
     )

@@ -168,12 +168,21 @@ class FeedPageSchema(Schema):
 # --- integrations: central stations posting to Vigil ---------------------------------------------
 
 
+MONITORING_COMPANY = (
+    "The monitoring company (`/monitoring-companies`) whose central station this is. The station's messages "
+    "reach only the properties it monitors: those linked to it, and those linked to no station yet whose "
+    "customer's Monitored By is this company (the first message links them). Null: only linked properties."
+)
+COMPANY_ID = validate.Range(min=1, max=2**31 - 1)
+
+
 class IntegrationSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(metadata={"description": "The central station, as signals record it"})
     rate_limit_per_minute = fields.Integer()
     enabled = fields.Boolean()
     accounts_url = fields.String(allow_none=True, metadata={"description": "The station's account list (drift checks)"})
+    monitoring_company_id = fields.Integer(allow_none=True, metadata={"description": MONITORING_COMPANY})
     previous_secret_until = Timestamp(allow_none=True)
     created_at, updated_at = alike(2, Timestamp)
 
@@ -192,6 +201,9 @@ class IntegrationCreateSchema(Schema):
     rate_limit_per_minute = fields.Integer(load_default=6000, validate=validate.Range(min=1, max=1_000_000))
     enabled = fields.Boolean(load_default=True)
     accounts_url = fields.String(allow_none=True, load_default=None, validate=URL)
+    monitoring_company_id = fields.Integer(
+        allow_none=True, load_default=None, validate=COMPANY_ID, metadata={"description": MONITORING_COMPANY}
+    )
 
 
 class IntegrationPatchSchema(Schema):
@@ -199,6 +211,7 @@ class IntegrationPatchSchema(Schema):
     rate_limit_per_minute = fields.Integer(validate=validate.Range(min=1, max=1_000_000))
     enabled = fields.Boolean()
     accounts_url = fields.String(allow_none=True, validate=URL)
+    monitoring_company_id = fields.Integer(allow_none=True, validate=COMPANY_ID)
 
 
 SIGNAL_TYPES = ("alarm", "trouble", "restore", "test", "open", "close")

@@ -402,10 +402,14 @@ def visible(identity: Identity, event_type: str, location_id: int | None) -> boo
 
 def readable_data(data: dict[str, Any], identity: Identity, location_id: int | None) -> dict[str, Any]:
     """An event's data as ``identity`` may read it: the names of changed fields from sections it cannot
-    view are left out (the same rule as their values), and the map saying which (``restricted``) is
-    never passed on."""
-    shown = {key: value for key, value in data.items() if key != "restricted"}
+    view are left out (the same rule as their values), so is a value the event carries for such a
+    field (a customer's Monitored By), and the map saying which (``restricted``) is never passed on."""
     restricted = data.get("restricted") or {}
+    shown = {
+        key: value
+        for key, value in data.items()
+        if key != "restricted" and (key not in restricted or identity.can(restricted[key], location_id))
+    }
     if restricted and isinstance(shown.get("changed"), list):
         shown["changed"] = [
             name for name in shown["changed"] if name not in restricted or identity.can(restricted[name], location_id)

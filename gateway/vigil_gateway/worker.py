@@ -429,14 +429,14 @@ class WebhookRuntime:
         stale = now - timedelta(seconds=self.drift_interval)
         with self.db.transaction() as session:
             due = [
-                (row.id, row.name, row.accounts_url)
+                (row.id, row.name, row.accounts_url, row.monitoring_company_id)
                 for row in session.scalars(select(Integration).where(Integration.accounts_url.is_not(None)))
                 if row.accounts_url
                 and row.drift_requested_at is not None
                 or row.drift_checked_at is None
                 or row.drift_checked_at < stale
             ]
-        for integration_id, name, url in due:
+        for integration_id, name, url, company_id in due:
             assert url is not None  # selected for having one
             report, error = None, None
             try:
@@ -444,7 +444,10 @@ class WebhookRuntime:
                 accounts = listed.get("items", []) if isinstance(listed, dict) else listed
                 identity = service_identity("gateway", permissions={"integrations.manage"})
                 report = self.reader.post(
-                    "property", "/api/v1/monitoring/drift", identity, {"central_station": name, "accounts": accounts}
+                    "property",
+                    "/api/v1/monitoring/drift",
+                    identity,
+                    {"central_station": name, "monitoring_company_id": company_id, "accounts": accounts},
                 )
             except (RuntimeError, ValueError, urllib3.exceptions.HTTPError) as exc:
                 error = str(exc)[:300]

@@ -99,6 +99,8 @@ def test_messages_already_in_queues_and_outboxes_still_parse():
         "kind": "customer",
         "precheck": False,
         "parent_id": None,
+        "monitoring_company_id": None,  # optional fields added since, without a new version
+        "restricted": None,
     }
 
 

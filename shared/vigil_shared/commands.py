@@ -36,6 +36,7 @@ _IN_COMMAND = "vigil_in_command"
 _AFTER_COMMIT = "vigil_after_commit"
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 
 class _Runtime(Protocol):
@@ -154,6 +155,24 @@ class Context:
         (:func:`refuse_on_record`). Body inputs (a location to create in, a field to set) use
         :meth:`require`, which answers 403."""
         refuse_on_record(self.identity, permission, location_id, missing)
+
+    def load_on(self, read: Callable[[bool], R], check: Callable[[R], None], *, lock: bool) -> R:
+        """A record loaded by id for a request, its scope checked before any lock is taken.
+
+        ``read(locked)`` finds the record (raising the unknown-id problem) and, with ``locked``, takes
+        its row lock (``SELECT … FOR UPDATE``); ``check(record)`` refuses a caller outside its scope
+        (:meth:`require_on`). The first read takes no lock, so a caller outside the record's scope is
+        answered at once, like for an unknown id, and never waits behind a transaction that holds the
+        row: how long the answer took would tell them the record exists. For a write (``lock``) the row
+        is then locked and checked again, since the record may have moved while the lock was awaited.
+        """
+        record = read(False)
+        check(record)
+        if not lock:
+            return record
+        record = read(True)
+        check(record)
+        return record
 
     def check_version(self, resource_id: object, version: int) -> None:
         """412 when the caller read another version than the stored one (see :func:`ensure_version`)."""

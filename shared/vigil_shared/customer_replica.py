@@ -63,7 +63,8 @@ CREDIT_SUBJECT_FIELDS = (
 )
 CREDIT_SUBJECT_PERMISSIONS = ("confidential.ssn.view", "confidential.birthdate.view")
 LOOKUP_TIMEOUT_SECONDS = 3.0
-FACT_COLUMNS = ("kind", "parent_id", "archived")  # what a replica may keep besides the location
+# what a replica may keep besides the location
+FACT_COLUMNS = ("kind", "parent_id", "archived", "monitoring_company_id")
 
 _http = urllib3.PoolManager(maxsize=16, retries=False)  # a credit worker runs several threads
 
@@ -85,6 +86,7 @@ class CustomerFacts:
     kind: str | None = None
     parent_id: int | None = None
     archived: bool = False
+    monitoring_company_id: int | None = None  # Monitored By, when the answer shows it
 
 
 def unavailable() -> Problem:
@@ -149,6 +151,7 @@ def facts_of(customer_id: int, payload: Any) -> CustomerFacts:
         kind=kind,
         parent_id=id_of(record, "parent_customer_id"),
         archived=record.get("archived_at") is not None,
+        monitoring_company_id=id_of(record, "monitoring_company_id"),
     )
 
 
@@ -173,12 +176,19 @@ def stated_facts(event: Event[Any]) -> dict[str, Any]:
     is applied only when the event says it."""
     payload = event.payload
     if isinstance(payload, CustomerCreated):
-        return {"kind": payload.kind, "parent_id": payload.parent_id, "archived": False}
+        return {
+            "kind": payload.kind,
+            "parent_id": payload.parent_id,
+            "archived": False,
+            "monitoring_company_id": payload.monitoring_company_id,
+        }
     if isinstance(payload, CustomerConverted):
         return {"kind": "customer"}
     facts: dict[str, Any] = {}
     if "parent_customer_id" in payload.changed:
         facts["parent_id"] = payload.parent_id
+    if "monitoring_company_id" in payload.changed:
+        facts["monitoring_company_id"] = payload.monitoring_company_id
     if "archived_at" in payload.changed and payload.archived is not None:
         facts["archived"] = payload.archived
     return facts

@@ -150,6 +150,7 @@ def _receive(integration_id: int, kind: str) -> dict:
         raise validation_problem(flatten_messages(error.messages)) from None
     forward = {
         "central_station": station.name,
+        "monitoring_company_id": station.monitoring_company_id,
         "message_id": message_id,
         "account_number": data["account_number"],
         "kind": data["type"] if kind == "signal" else "status",

@@ -83,6 +83,28 @@ def test_refunds(client):
     assert too_much.status_code == 400
 
 
+def test_a_refused_refund_is_replayed_for_its_key_and_a_lost_answer_was_still_made(client):
+    token = tokenize(client)["token"]
+    paid = charge(client, token, "k").json
+
+    def refund(key, amount=300):
+        return client.post(
+            "/v1/refunds", json={"charge": paid["id"], "amount": amount}, headers=SECRET | {"Idempotency-Key": key}
+        )
+
+    assert client.post("/sandbox/control", json={"refuse_refunds": 1}).json["refuse_refunds"] == 1
+    refused = refund("r1")
+    assert refused.status_code == 402 and refused.json["failure_code"] == "refund_refused"
+    assert refund("r1").status_code == 402  # the key replays its refusal
+    assert refund("r2").status_code == 201  # a new attempt
+    client.post("/sandbox/control", json={"lose_refund_answers": 2})
+    assert refund("r3").status_code == 503 and refund("r3").status_code == 503  # made, the answers lost
+    replayed = refund("r3")
+    assert replayed.status_code == 201 and replayed.headers["Idempotent-Replayed"] == "true"
+    assert client.get(f"/sandbox/charges/{paid['id']}").json["amount_refunded"] == 600  # r3 once
+    assert client.post("/sandbox/control", json={"refuse_refunds": -1}).status_code == 400
+
+
 def test_bank_accounts(client):
     facts = client.post("/v1/tokens", json={"routing_number": "110000000", "account_number": "000123456789"}).json
     assert facts["kind"] == "ach" and facts["last4"] == "6789"

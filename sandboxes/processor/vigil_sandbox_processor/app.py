@@ -21,6 +21,14 @@ Deterministic test cards (any future expiry, any CVC):
 ``4000 0000 0000 1000``        slow: approved after ``SLOW_SECONDS``
 ============================  ==========================================================
 
+Refusals and lost answers, for the whole sandbox (``POST /sandbox/control``):
+``{"refuse_refunds": n}`` refuses the next ``n`` refunds (402 ``refund_refused``; like any answer, a
+refusal is what its ``Idempotency-Key`` replays from then on); ``{"lose_refund_answers": n}`` makes
+the next ``n`` refund requests, replays included, answer 503 *after* the refund is done and remembered
+under its key, as when a timeout loses the answer: a retry with the same key gets the first answer,
+one with a new key would refund again. ``GET /sandbox/charges/<id>`` shows a charge with what was
+refunded of it.
+
 Bank accounts (ACH): routing ``110000000``, account ``000123456789`` approves, ``000111111116``
 declines with ``insufficient_funds``. State (tokens, charges, idempotency keys) lives in a SQLite
 file under ``VIGIL_VAR_DIR``, so a restart of the sandbox keeps it.
@@ -139,6 +147,7 @@ def create_app(store_path: str | None = None) -> Flask:
     store = Store(store_path)
     app.extensions["sandbox_store"] = store
     charge_lock = threading.Lock()
+    faults = {"refuse_refunds": 0, "lose_refund_answers": 0}  # what POST /sandbox/control asked for
 
     def authorised() -> bool:
         header = request.headers.get("Authorization", "")
@@ -195,8 +204,9 @@ def create_app(store_path: str | None = None) -> Flask:
             return error(404, "no_such_token", "No such token.")
         return jsonify(found[0])
 
-    def idempotent(handler):
-        """A charge or refund: for a caller with the secret key, run once per ``Idempotency-Key``."""
+    def idempotent(handler, lost: str | None = None):
+        """A charge or refund: for a caller with the secret key, run once per ``Idempotency-Key``.
+        ``lost`` names the fault count that, while above zero, replaces the answer with a 503."""
         if not authorised():
             return error(401, "unauthorized", "A secret key (sk_test_…) is needed.")
         key = request.headers.get("Idempotency-Key", "")
@@ -208,13 +218,19 @@ def create_app(store_path: str | None = None) -> Flask:
             if seen is not None:
                 if seen[0] != fingerprint:
                     return error(422, "idempotency_key_reused", "This key was used with another request.")
-                response = jsonify(seen[2])
-                response.headers["Idempotent-Replayed"] = "true"
-                return response, seen[1]
-            status, answer = handler()
-            if status < 500:  # a server error is not an answer: a retry runs again
-                store.remember(key, fingerprint, status, answer)
-        return jsonify(answer), status
+                status, answer, replayed = seen[1], seen[2], True
+            else:
+                status, answer = handler()
+                replayed = False
+                if status < 500:  # a server error is not an answer: a retry runs again
+                    store.remember(key, fingerprint, status, answer)
+            if lost is not None and faults[lost] > 0:  # done and remembered, but the answer never arrives
+                faults[lost] -= 1
+                return error(503, "timeout", "The answer was lost on the way (sandbox).")
+        response = jsonify(answer)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response, status
 
     @app.post("/v1/charges")
     def charge():
@@ -264,6 +280,16 @@ def create_app(store_path: str | None = None) -> Flask:
             amount = data.get("amount", original["amount"] - original["amount_refunded"])
             if not isinstance(amount, int) or amount <= 0 or amount > original["amount"] - original["amount_refunded"]:
                 return 400, {"error": {"code": "invalid_amount", "message": "More than what is left to refund."}}
+            if faults["refuse_refunds"] > 0:
+                faults["refuse_refunds"] -= 1
+                return 402, {
+                    "id": f"re_{secrets.token_hex(12)}",
+                    "charge": original["id"],
+                    "amount": amount,
+                    "status": "failed",
+                    "failure_code": "refund_refused",
+                    "failure_message": "The refund was refused (sandbox).",
+                }
             original["amount_refunded"] += amount
             store.put_charge(original)
             return 201, {
@@ -273,7 +299,25 @@ def create_app(store_path: str | None = None) -> Flask:
                 "status": "succeeded",
             }
 
-        return idempotent(run)
+        return idempotent(run, lost="lose_refund_answers")
+
+    @app.post("/sandbox/control")
+    def control():
+        data = body()
+        asked = {name: data[name] for name in faults if name in data}
+        for name, value in asked.items():
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+                return error(400, "invalid_control", f"{name}: an integer from 0 to 1000.")
+        with charge_lock:
+            faults.update(asked)
+            return jsonify(dict(faults))
+
+    @app.get("/sandbox/charges/<charge_id>")
+    def charge_state(charge_id: str):
+        found = store.charge(charge_id)
+        if found is None:
+            return error(404, "no_such_charge", "No such charge.")
+        return jsonify(found)
 
     return app
 

@@ -208,3 +208,66 @@ def test_a_processor_message_echoing_a_card_number_or_the_token_is_stored_masked
     assert result.failure_message == "Card *** (***) was declined."
     refused = processor._result(409, {"error": {"code": "x", "message": "refund of 4000000000000002 refused"}})
     assert refused.failure_message == "refund of *** refused"
+
+
+def sandbox_control(sandbox, **faults):
+    import requests
+
+    with requests.post(f"{sandbox.url}/sandbox/control", json=faults, timeout=5) as response:
+        assert response.status_code == 200, response.text
+
+
+def sandbox_charge(sandbox, charge_id):
+    import requests
+
+    with requests.get(f"{sandbox.url}/sandbox/charges/{charge_id}", timeout=5) as response:
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def paid_by_card(api, known, sandbox, charges, amount=1200):
+    known(7)
+    method = card(api, sandbox)
+    created = api.post(
+        "/api/v1/customers/7/payments", json={"method": "card", "amount": amount, "billing_method_id": method["id"]}
+    )
+    assert created.status_code == 202, created.json
+    charges.run()
+    return f"/api/v1/payments/{created.json['id']}"
+
+
+def charge_of(session, path):
+    session.expire_all()
+    return session.get(Payment, int(path.rsplit("/", 1)[1])).processor_charge_id
+
+
+def test_a_refund_asked_again_after_a_refusal_is_a_new_attempt(api, known, sandbox, charges, outbox, session):
+    """The processor replays a refusal for its idempotency key: the refund asked again after one sends a
+    new key, so it succeeds once the processor accepts."""
+    path = paid_by_card(api, known, sandbox, charges)
+    sandbox_control(sandbox, refuse_refunds=1)
+    refused = api.post(f"{path}/refund", json={"amount": 500})
+    assert refused.status_code == 409 and refused.json["code"] == "refund_refused", refused.json
+    assert api.get(path).json["amount_refunded"] == 0
+    again = api.post(f"{path}/refund", json={"amount": 500})
+    assert again.status_code == 200, again.json
+    assert again.json["amount_refunded"] == 500
+    assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 500
+    assert [data["amount"] for _, data in outbox("payment.refunded")] == [500]
+
+
+def test_a_refund_whose_answer_was_lost_is_retried_with_its_key_and_refunds_once(api, known, sandbox, charges, session):
+    """A timeout leaves the outcome unknown (the processor may have refunded): the next request sends the
+    same key and gets the first answer, so the money goes back once."""
+    path = paid_by_card(api, known, sandbox, charges)
+    sandbox_control(sandbox, lose_refund_answers=processor.ATTEMPTS)  # every attempt of the adapter's
+    lost = api.post(f"{path}/refund", json={"amount": 700})
+    assert lost.status_code == 503, lost.json
+    assert api.get(path).json["amount_refunded"] == 0
+    retried = api.post(f"{path}/refund", json={"amount": 700})
+    assert retried.status_code == 200, retried.json
+    assert retried.json["amount_refunded"] == 700
+    assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 700
+    rest = api.post(f"{path}/refund", json={})
+    assert rest.status_code == 200 and rest.json["amount_refunded"] == 1200, rest.json
+    assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 1200

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import Context, command, ensure_version
 from vigil_shared.db import utcnow
-from vigil_shared.errors import not_found, validation_problem
+from vigil_shared.errors import Problem, not_found, validation_problem
 
 from . import archiving, charging, company, customer_client, invoices, methods, payments, processor, rates, recurring
 from . import customers_replica as replica
@@ -287,11 +287,24 @@ def create_payment(ctx: Context, customer: KnownCustomer, data: dict) -> Payment
     return payment
 
 
-@command
 def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
+    """Refunds through the processor. Not one transaction when the processor refuses: the refusal is
+    committed (it ends the attempt, so the next one sends a new idempotency key) and then answered 409."""
+    refused = _refund(ctx, scoped, data)
+    if refused is not None:
+        raise refused
+    return scoped.record
+
+
+@command
+def _refund(ctx: Context, scoped: ScopedPayment, data: dict) -> Problem | None:
     payment = as_read(ctx, scoped)
-    payments.refund(ctx.session, ctx.outbox, processor.processor(), payment, data.get("amount"), data.get("reason"))
-    return payment
+    try:
+        payments.refund(ctx.session, ctx.outbox, processor.processor(), payment, data.get("amount"), data.get("reason"))
+    except payments.RefundRefused as refusal:
+        payments.count_refusal(ctx.session, payment.id)
+        return refusal.problem
+    return None
 
 
 # --- recurring invoices and scheduled payments (and the archive hooks: list, cancel idempotently) ---------

@@ -189,6 +189,7 @@ class Payment(EditedRecord, Base):
 
     ``processor_key`` is the idempotency key of the charge, fixed when the payment is created: every
     attempt (a retried task, a redelivered message) sends the same one, so the processor charges once.
+    A refund's key is derived from it (:func:`~vigil_billing.payments.refund_key`).
     ``unallocated`` is what is left once allocated to invoices and refunded: the customer's credit.
     """
 
@@ -208,6 +209,8 @@ class Payment(EditedRecord, Base):
     failure_code: Mapped[str | None] = mapped_column(String(60))
     failure_message: Mapped[str | None] = mapped_column(String(200))
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # refunds the processor refused: each ends an attempt, so the next one sends a new key (payments.refund_key)
+    refund_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     unallocated: Mapped[int] = mapped_column(BigInteger, default=0)
     # invoices to pay first (ids), as asked when the payment was made; otherwise oldest due first
     allocate_to: Mapped[list] = mapped_column(JSON, default=list)

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
@@ -210,11 +210,44 @@ def _failed(session: Session, outbox: Outbox, payment: Payment, code: str, messa
 
 
 # --- refunds ---------------------------------------------------------------------------------------------
+# A refund's idempotency key names one attempt: the same key while its outcome is unknown (the adapter
+# retries a timeout or a 5xx; the user asks again after a 503), so the processor refunds at most once
+# and a retry gets the first answer; a new key once the attempt has a definitive answer. A success is
+# a ``Refund`` row, a refusal a ``refund_refusals`` count, committed although the answer is a 409
+# (``commands.refund_payment``): a processor replays a refusal for its key, so asking again with the
+# same key could never succeed.
+
+
+class RefundRefused(Exception):
+    """The processor definitively refused a refund (the attempt is over); ``problem`` is the answer."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.detail)
+        self.problem = problem
+
+
+def refund_key(payment: Payment, refunds_done: int) -> str:
+    """The idempotency key of the payment's next refund attempt (the first keeps the historical form)."""
+    key = f"{payment.processor_key}-refund-{refunds_done + 1}"
+    return f"{key}-{payment.refund_refusals}" if payment.refund_refusals else key
+
+
+def count_refusal(session: Session, payment_id: int) -> None:
+    """Ends a refused attempt: the next one sends a new key. Not a change of the payment (no new version)."""
+    session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(refund_refusals=Payment.refund_refusals + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def refund(
     session: Session, outbox: Outbox, processor: Processor, payment: Payment, amount: int | None, reason: str | None
 ) -> Refund:
+    """Refunds ``amount`` (all that is left when None) of a succeeded payment; :class:`RefundRefused`
+    when the processor refuses it, a 503 problem when it cannot be asked (the outcome is unknown: the
+    next attempt sends the same key)."""
     if payment.status != "succeeded":
         raise conflict(f"Only a succeeded payment is refunded; this one is {payment.status}.")
     left = payment.amount - payment.amount_refunded
@@ -225,13 +258,13 @@ def refund(
     processor_refund_id = None
     if payment.method in ("card", "ach"):
         try:
-            result = processor.refund(
-                payment.processor_charge_id or "", amount, f"{payment.processor_key}-refund-{done + 1}"
-            )
+            result = processor.refund(payment.processor_charge_id or "", amount, refund_key(payment, done))
         except ProcessorUnavailable:
             raise unavailable() from None
         if not result.succeeded:
-            raise conflict(f"The processor refused the refund: {result.failure_message}", code=result.failure_code)
+            raise RefundRefused(
+                conflict(f"The processor refused the refund: {result.failure_message}", code=result.failure_code)
+            )
         processor_refund_id = result.charge_id
     from_credit = min(payment.unallocated, amount)
     payment.unallocated -= from_credit

@@ -288,3 +288,24 @@ def test_a_bureau_reason_echoing_the_ssn_is_kept_masked():
         bureau.BureauFailure("refused (400): the SSN 123456789 is invalid").reason
         == "refused (400): the SSN *** is invalid"
     )
+
+
+def test_an_outsiders_apply_answers_404_without_waiting_on_a_held_check(api, runtime, customers):
+    """The check's scope is checked before its row is locked: while another transaction holds the check, a
+    caller from another office gets the unknown-id 404 at once (waiting would tell them it exists)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+
+    other_check = api.post("/api/v1/customers/8/credit-checks/manual", json={"score": 700}).json["id"]
+    elsewhere = api.as_(identity_with("credit.view", "credit.create", "credit.apply"))  # location 1; customer 8: 2
+    path = f"/api/v1/credit-checks/{other_check}/apply"
+    unknown = elsewhere.post(unknown_path(path, other_check))
+    with ThreadPoolExecutor(1) as pool, runtime.db.engine.connect() as holder:
+        holder.execute(text("UPDATE credit_checks SET status = status WHERE id = :id"), {"id": other_check})
+        try:
+            answer = pool.submit(elsewhere.post, path).result(timeout=3)
+        finally:
+            holder.rollback()
+    assert_hidden(answer, unknown)
+    assert api.post(path).status_code == 200  # the check itself is fine

@@ -51,9 +51,19 @@ def load_customer(ctx: Context, customer_id: int, permission: str) -> CustomerRe
 
 def load_check(ctx: Context, check_id: int, permission: str) -> tuple[CreditCheck, CustomerRef]:
     """The check after checking ``permission`` at its customer's location (404 for an unknown or hidden one)."""
-    check = checks.get_check(ctx.session, check_id, for_update=permission != "credit.view")
-    # its customer gone: like an unknown check
-    return check, _checked(ctx, locate(ctx, check.customer_id, "credit check"), permission, "credit check")
+    customers: dict[int, CustomerRef] = {}
+
+    def read(locked: bool) -> CreditCheck:
+        return checks.get_check(ctx.session, check_id, for_update=locked)
+
+    def check_scope(check: CreditCheck) -> None:  # its customer gone: like an unknown check
+        if check.customer_id not in customers:
+            customers[check.customer_id] = locate(ctx, check.customer_id, "credit check")
+        _checked(ctx, customers[check.customer_id], permission, "credit check")
+
+    # the scope is checked before the row is locked (Context.load_on): an outsider never waits on it
+    found = ctx.load_on(read, check_scope, lock=permission != "credit.view")
+    return found, customers[found.customer_id]
 
 
 @command

@@ -125,3 +125,53 @@ def test_a_property_event_reindexing_a_customer_being_deleted_never_deadlocks(ap
     assert deleted.status_code == 204, deleted.json
     assert not isinstance(outcome["consumed"], Exception), outcome["consumed"]
     assert api.get(f"/api/v1/customers/{record['id']}").status_code == 404
+
+
+@contextlib.contextmanager
+def row_held(runtime, customer_id):
+    """Another transaction holding the customer's row (a write not yet committed) until the block ends."""
+    from sqlalchemy import text
+
+    with runtime.db.engine.connect() as conn:
+        conn.execute(text("UPDATE customers SET version = version WHERE id = :id"), {"id": customer_id})
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("patch", "/api/v1/customers/{id}", {"spouse": "Sam"}),
+        ("delete", "/api/v1/customers/{id}", None),
+        ("post", "/api/v1/customers/{id}/notes", {"body": "hello"}),
+        ("post", "/api/v1/customers/{id}/archive", {}),
+    ],
+)
+def test_an_outsiders_write_answers_404_without_waiting_on_a_held_row(api, runtime, method, path, body):
+    """The scope is checked before the row is locked: a caller from another office gets the unknown-id
+    404 at once while another transaction holds the record. Waiting behind that writer's lock (up to
+    the lock timeout) would tell them the record exists."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vigil_shared.testing import OTHER_LOCATION, identity_with
+
+    record = create(api)
+    outsider = api.as_(
+        identity_with(
+            "customers.view",
+            "customers.modify",
+            "customers.delete",
+            "customers.archive",
+            "notes.modify",
+            locations=(OTHER_LOCATION,),
+        )
+    )
+    url = path.format(id=record["id"])
+    unknown = getattr(outsider, method)(path.format(id=10**9), json=body)
+    with ThreadPoolExecutor(1) as pool, row_held(runtime, record["id"]):
+        answer = pool.submit(getattr(outsider, method), url, json=body).result(timeout=3)
+    assert answer.status_code == unknown.status_code == 404, answer.json
+    assert answer.json["title"] == unknown.json["title"] and answer.json["detail"] == unknown.json["detail"]
+    assert api.patch(f"/api/v1/customers/{record['id']}", json={"spouse": "Sam"}).status_code == 200

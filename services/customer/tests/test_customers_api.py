@@ -42,6 +42,8 @@ def test_create_read_update_delete_cycle(api, session):
         "kind": "customer",
         "precheck": False,
         "parent_id": None,
+        "monitoring_company_id": None,  # no Monitored By
+        "restricted": {},
     }
     assert updated_event.data == {
         "customer_id": body["id"],
@@ -50,6 +52,7 @@ def test_create_read_update_delete_cycle(api, session):
         "parent_id": None,
         "archived": False,
         "restricted": {},  # work_phone is on the contact section, seen with customers.view
+        "monitoring_company_id": None,  # stated only when Monitored By changed
     }
     assert deleted_event.data == {"customer_id": body["id"]}
 

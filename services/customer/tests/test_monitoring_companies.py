@@ -46,6 +46,20 @@ def test_a_customer_names_an_active_company_of_the_catalog(api):
     assert api.post("/api/v1/customers", json=customer(monitored_by="ADT")).status_code == 422  # no free text
 
 
+def test_the_customer_events_carry_monitored_by_for_the_property_service(api, session):
+    """The property service matches a central station's messages by the customer's Monitored By; the
+    value travels marked as the sale section's, so readers of the feed without it do not get it."""
+    brinks, vector = company(api, name="Brinks"), company(api, name="Vector")
+    record = create(api, customer(monitoring_company_id=brinks["id"]))
+    api.patch(f"/api/v1/customers/{record['id']}", json={"city": "Hull"})
+    api.patch(f"/api/v1/customers/{record['id']}", json={"monitoring_company_id": vector["id"]})
+    created, city, moved = [e.data for e in outbox_events(session) if e.data.get("customer_id") == record["id"]]
+    sale = {"monitoring_company_id": "customers.sale_info.view"}
+    assert created["monitoring_company_id"] == brinks["id"] and created["restricted"] == sale
+    assert city["monitoring_company_id"] is None  # not stated: unchanged
+    assert moved["monitoring_company_id"] == vector["id"] and moved["restricted"] == sale
+
+
 def test_an_adt_customer_needs_the_adt_fields_unless_precheck_is_off(api, session):
     adt = company(api, is_adt=True, precheck_order_enabled=True)
     missing = api.post("/api/v1/customers?allow_duplicates=true", json=customer(monitoring_company_id=adt["id"]))

@@ -9,13 +9,16 @@ caller's right at its location (outside it, the 404 of an unknown id:
 :meth:`~vigil_shared.commands.Context.require_on`): the request layer runs them before parsing a body;
 a task runs them before calling a command.
 
-Writes lock the record's row from the first read (``load_customer``/``load_customer_tab`` with a
-write right), so concurrent writes to one record, a tab's included (two call-order moves, say),
-run one after the other and each sees the version the previous one left.
+Writes lock the record's row before the command runs (``load_customer``/``load_customer_tab`` with
+a write right), so concurrent writes to one record, a tab's included (two call-order moves, say),
+run one after the other and each sees the version the previous one left. The caller's scope is
+checked on an unlocked read first (``Context.load_on``): a caller outside it gets the unknown-id 404
+at once, never after waiting behind another writer's lock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vigil_shared.archived import refuse_if_archived
@@ -43,36 +46,45 @@ def _writable(customer: Customer) -> Customer:
     return customer
 
 
+def _load(
+    ctx: Context, customer_id: int, permission_of: Callable[[Customer], str], *, lock: bool, key_only: bool = False
+) -> Customer:
+    """The record once the caller holds ``permission_of(record)`` at its location (404 otherwise, like an
+    unknown id), checked on an unlocked read before a write locks the row (``Context.load_on``)."""
+
+    def read(locked: bool) -> Customer:
+        return customers.get_customer(ctx.session, customer_id, for_update=locked, key_only=key_only and not locked)
+
+    def check(customer: Customer) -> None:
+        ctx.require_on(permission_of(customer), customer.location_id, "customer")
+
+    return ctx.load_on(read, check, lock=lock)
+
+
 def load_customer(ctx: Context, customer_id: int, action: str) -> Customer:
     """The record (404), after checking the caller's ``view``/``modify``/``delete`` right for its kind
     (``customers.*`` or ``leads.*``) at its location (404 otherwise, like an unknown id)."""
-    customer = customers.get_customer(ctx.session, customer_id, for_update=action in WRITES)
-    ctx.require_on(base_permission(customer.kind, action), customer.location_id, "customer")
+    customer = _load(ctx, customer_id, lambda c: base_permission(c.kind, action), lock=action in WRITES)
     return _writable(customer) if action in WRITES else customer
 
 
 def load_lead(ctx: Context, customer_id: int, action: str) -> Customer:
     """The record after checking ``leads.<action>`` at its location (404), whatever its kind: the views
     under ``/leads`` answer 404 for a customer once the body is read."""
-    customer = customers.get_customer(ctx.session, customer_id, for_update=action in WRITES)
-    ctx.require_on(f"leads.{action}", customer.location_id, "customer")
-    return customer
+    return _load(ctx, customer_id, lambda _: f"leads.{action}", lock=action in WRITES)
 
 
 def load_customer_tab(ctx: Context, customer_id: int, permission: str) -> Customer:
     """The record for a tab (notes, contacts, files…): 404 without ``permission`` at its location."""
     writing = permission.endswith(".modify")
-    customer = customers.get_customer(ctx.session, customer_id, for_update=writing, key_only=not writing)
-    ctx.require_on(permission, customer.location_id, "customer")
+    customer = _load(ctx, customer_id, lambda _: permission, lock=writing, key_only=True)
     return customer if permission.endswith(".view") else _writable(customer)
 
 
 def load_customer_for(ctx: Context, customer_id: int, permission: str) -> Customer:
     """The record for an action of its own (``customers.archive``, ``customers.unarchive``): 404 without
     ``permission`` at its location; the row is locked, and an archived record is not refused here."""
-    customer = customers.get_customer(ctx.session, customer_id, for_update=not permission.endswith(".view"))
-    ctx.require_on(permission, customer.location_id, "customer")
-    return customer
+    return _load(ctx, customer_id, lambda _: permission, lock=not permission.endswith(".view"))
 
 
 # --- customers and leads ----------------------------------------------------------------------------

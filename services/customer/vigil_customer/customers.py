@@ -477,6 +477,8 @@ def create(
             kind="lead" if customer.kind == LEAD else "customer",
             precheck=precheck,
             parent_id=customer.parent_customer_id,
+            monitoring_company_id=customer.monitoring_company_id,
+            restricted=_restricted(customer, ["monitoring_company_id"] if customer.monitoring_company_id else []),
         ),
     )
     return customer
@@ -501,14 +503,18 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
             location_id=customer.location_id,
             parent_id=customer.parent_customer_id,
             archived=customer.archived_at is not None,
-            restricted={
-                name: permission
-                for name in names
-                if (permission := section_view_permission(name, customer.kind)) is not None
-            },
+            restricted=_restricted(customer, names),
+            monitoring_company_id=customer.monitoring_company_id if "monitoring_company_id" in names else None,
         ),
     )
     return names
+
+
+def _restricted(customer: Customer, names: list[str]) -> dict[str, str]:
+    """The fields among ``names`` an event's reader sees only with their section's view permission."""
+    return {
+        name: permission for name in names if (permission := section_view_permission(name, customer.kind)) is not None
+    }
 
 
 def convert(ctx: Context, lead: Customer, data: dict) -> Customer:

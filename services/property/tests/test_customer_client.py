@@ -12,7 +12,7 @@ from vigil_shared.identity import verify_identity
 from vigil_shared.testing import TEST_SECRET, assert_hidden
 
 ANSWERS = {1: 200, 2: 404, 3: 500, 4: 200}
-BODIES = {1: {"id": 1, "location_id": 2}, 4: {"id": 4}}
+BODIES = {1: {"id": 1, "location_id": 2, "monitoring_company_id": 5}, 4: {"id": 4}}
 
 
 @pytest.fixture
@@ -46,12 +46,15 @@ def test_existing_customer_is_asked_for_with_a_service_identity(api, session, cu
     assert response.status_code == 201 and response.json["location_id"] == 2
     known = session.get(KnownCustomer, 1)
     assert known.deleted is False and known.location_id == 2
+    assert known.monitoring_company_id == 5  # Monitored By: which central station's messages reach it
     [(path, headers)] = customer_service
     assert path == "/api/v1/customers/1"
     assert headers["X-Request-ID"] == "req-42"
     caller = verify_identity(headers["X-Vigil-Identity"], TEST_SECRET)
     assert caller.kind == "service" and caller.username == "property"
-    assert caller.permissions == {"customers.view", "leads.view"} and caller.request_id == "req-42"
+    # the sale section's view shows Monitored By (vigil_property.customer_client), nothing else is kept of it
+    assert caller.permissions == {"customers.view", "leads.view", "customers.sale_info.view"}
+    assert caller.request_id == "req-42"
 
 
 def test_a_customer_without_location_is_visible_to_no_user(api, session, customer_service):

@@ -2,13 +2,32 @@
 
 import json
 
+import pytest
+
 from vigil_shared.identity import Identity, service_identity
 
 STATION = service_identity("integration:Acme", permissions={"integrations.manage"})
+ACME, ZETA = 5, 6  # the monitoring companies the stations Acme and Zeta belong to
 
 
 def message(**fields) -> dict:
-    return {"central_station": "Acme", "message_id": "m-1", "account_number": "S-1", "kind": "alarm"} | fields
+    return {
+        "central_station": "Acme",
+        "monitoring_company_id": ACME,
+        "message_id": "m-1",
+        "account_number": "S-1",
+        "kind": "alarm",
+    } | fields
+
+
+@pytest.fixture
+def known(known):
+    """The plugin's ``known``, its customers monitored by Acme's company unless told otherwise."""
+
+    def add(customer_id: int, location_id: int | None = 1, **facts):
+        known(customer_id, location_id, **({"monitoring_company_id": ACME} | facts))
+
+    return add
 
 
 def test_a_status_changes_the_property_with_history_and_events(api, site, outbox):
@@ -61,6 +80,7 @@ def test_drift_finds_both_sides_and_mismatches(api, site, known):
         "/api/v1/monitoring/drift",
         json={
             "central_station": "Acme",
+            "monitoring_company_id": ACME,
             "accounts": [
                 {"account_number": "s-2", "status": "cancelled", "address": "2  main st"},
                 {"account_number": "S-9", "status": "active"},
@@ -100,7 +120,11 @@ def test_drift_never_hands_vigils_address_to_whoever_wrote_the_station_list(api,
     api.post("/api/v1/customers/8/properties", json={"account_number": "S-3", "address": "3 Hidden Lane"})
     report = api.as_(STATION).post(
         "/api/v1/monitoring/drift",
-        json={"central_station": "Acme", "accounts": [{"account_number": "S-3", "address": "1 Guess Road"}]},
+        json={
+            "central_station": "Acme",
+            "monitoring_company_id": ACME,
+            "accounts": [{"account_number": "S-3", "address": "1 Guess Road"}],
+        },
     )
     assert report.status_code == 200, report.json
     [mismatch] = report.json["address_mismatch"]
@@ -130,3 +154,123 @@ def test_resolving_an_unmatched_signal_links_the_property(api, site):
     [unmatched] = api.get("/api/v1/monitoring/unmatched").json["items"]
     api.post(f"/api/v1/monitoring/unmatched/{unmatched['id']}/resolve", json={"property_id": site["id"]})
     assert api.get(f"/api/v1/properties/{site['id']}").json["central_station"] == "Zeta"
+
+
+# --- a station reaches only the properties it monitors -------------------------------------------------
+
+
+def zeta(**fields) -> dict:
+    return message(**({"central_station": "Zeta", "monitoring_company_id": ZETA} | fields))
+
+
+def test_another_stations_property_answers_like_an_unknown_account(api, site, known, outbox):
+    """Zeta's messages for Acme's accounts (a property linked to Acme, or one monitored by Acme's company)
+    are kept unmatched exactly like an account no property has: no signal, status or link reaches the
+    property, and the receipt says nothing of the account existing elsewhere."""
+    station = api.as_(STATION)
+    assert station.post("/api/v1/monitoring/messages", json=message(kind="test")).status_code == 201  # links S-1
+    known(8)  # monitored by Acme's company, not linked yet
+    unlinked = api.post("/api/v1/customers/8/properties", json={"account_number": "S-2"}).json
+    items = [
+        zeta(kind="status", status="cancelled", message_id="z-1"),  # linked to Acme
+        zeta(kind="status", status="cancelled", account_number="S-2", message_id="z-2"),  # Acme's company
+        zeta(kind="status", status="cancelled", account_number="NOBODY", message_id="z-3"),  # no such account
+    ]
+    answer = station.post("/api/v1/monitoring/messages/batch", json={"items": items})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["property_ids"] == [None, None, None]
+    single = station.post("/api/v1/monitoring/messages", json=zeta(account_number="S-2", message_id="z-4"))
+    unknown = station.post("/api/v1/monitoring/messages", json=zeta(account_number="NOBODY", message_id="z-5"))
+    assert single.status_code == unknown.status_code == 201
+    assert single.json["property_id"] is None and unknown.json["property_id"] is None
+    assert set(single.json) == set(unknown.json)
+    for prop in (site, unlinked):
+        now = api.get(f"/api/v1/properties/{prop['id']}").json
+        assert now["monitoring_status"] == "active"
+        assert [s["central_station"] for s in api.get(f"/api/v1/properties/{prop['id']}/signals").json["items"]] in (
+            [],
+            ["Acme"],
+        )
+    assert api.get(f"/api/v1/properties/{site['id']}").json["central_station"] == "Acme"
+    assert api.get(f"/api/v1/properties/{unlinked['id']}").json["central_station"] is None
+    assert outbox("property.monitoring_changed") == []
+    held = api.get("/api/v1/monitoring/unmatched").json["items"]
+    assert sorted(s["message_id"] for s in held) == ["z-1", "z-2", "z-3", "z-4", "z-5"]
+
+
+def test_the_first_message_links_only_a_property_its_company_monitors(api, known):
+    """An unlinked property matches the station of its customer's Monitored By (and is linked then); a
+    station bound to no company, or to another, matches only the properties already linked to it."""
+    known(7, monitoring_company_id=ZETA)
+    zetas = api.post("/api/v1/customers/7/properties", json={"account_number": "Z-1"}).json
+    known(9, monitoring_company_id=None)
+    unmonitored = api.post("/api/v1/customers/9/properties", json={"account_number": "U-1"}).json
+    station = api.as_(STATION)
+    acme = station.post("/api/v1/monitoring/messages", json=message(account_number="Z-1", message_id="a-1"))
+    assert acme.json["property_id"] is None
+    unbound = station.post(
+        "/api/v1/monitoring/messages",
+        json=zeta(account_number="Z-1", message_id="u-1", central_station="Zeta2", monitoring_company_id=None),
+    )
+    assert unbound.json["property_id"] is None
+    assert station.post("/api/v1/monitoring/messages", json=zeta(account_number="U-1")).json["property_id"] is None
+    first = station.post("/api/v1/monitoring/messages", json=zeta(account_number="Z-1", message_id="z-1"))
+    assert first.json["property_id"] == zetas["id"]
+    assert api.get(f"/api/v1/properties/{zetas['id']}").json["central_station"] == "Zeta"
+    assert api.get(f"/api/v1/properties/{unmonitored['id']}").json["central_station"] is None
+    # linked now: Zeta's messages match even if the integration is no longer bound to the company
+    later = zeta(account_number="Z-1", message_id="z-2", monitoring_company_id=None)
+    assert station.post("/api/v1/monitoring/messages", json=later).json["property_id"] == zetas["id"]
+
+
+def test_drift_reports_another_stations_property_like_an_account_vigil_lacks(api, site, known):
+    station = api.as_(STATION)
+    station.post("/api/v1/monitoring/messages", json=message(kind="test"))  # S-1 is linked to Acme
+    report = station.post(
+        "/api/v1/monitoring/drift",
+        json={
+            "central_station": "Zeta",
+            "monitoring_company_id": ZETA,
+            "accounts": [{"account_number": "S-1", "status": "cancelled", "address": "1 Guess Road"}],
+        },
+    ).json
+    assert report == {
+        "missing_in_vigil": [{"account_number": "S-1"}],
+        "missing_at_station": [],
+        "status_mismatch": [],
+        "address_mismatch": [],
+    }
+
+
+def test_monitored_by_reaches_the_replica_from_the_customer_events(api, runtime, session):
+    """customer.created and customer.updated (when Monitored By changed) carry the company to the replica."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from vigil_property.models import KnownCustomer
+    from vigil_property.tasks import event_consumer
+
+    def consume(event_type, data):
+        event_consumer(runtime).consume(
+            {
+                "id": str(uuid.uuid4()),
+                "type": event_type,
+                "version": 1,
+                "source": "customer",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "data": data,
+            }
+        )
+
+    consume("customer.created", {"customer_id": 41, "location_id": 1, "monitoring_company_id": ACME})
+    session.expire_all()
+    assert session.get(KnownCustomer, 41).monitoring_company_id == ACME
+    consume("customer.updated", {"customer_id": 41, "changed": ["city"], "location_id": 1})
+    session.expire_all()
+    assert session.get(KnownCustomer, 41).monitoring_company_id == ACME  # not stated: kept
+    consume(
+        "customer.updated",
+        {"customer_id": 41, "changed": ["monitoring_company_id"], "location_id": 1, "monitoring_company_id": ZETA},
+    )
+    session.expire_all()
+    assert session.get(KnownCustomer, 41).monitoring_company_id == ZETA

@@ -348,9 +348,9 @@ def resolve_signal(ctx: Context, signal_id: int, property_id: int) -> Signal:
     return monitoring.resolve(ctx.session, ctx.outbox, signal_id, scoped.property, actor(ctx))
 
 
-def station_drift(ctx: Context, central_station: str, accounts: list[dict]) -> dict:
+def station_drift(ctx: Context, central_station: str, accounts: list[dict], monitoring_company_id: int | None) -> dict:
     """Read-only: the drift report of one central station (the gateway's periodic check asks)."""
     if not ctx.identity.is_service:
         raise Problem(403, "The drift check is run by Vigil's gateway.", type=FORBIDDEN)
     ctx.require(INTEGRATIONS_MANAGE)
-    return monitoring.drift(ctx.session, central_station, accounts)
+    return monitoring.drift(ctx.session, central_station, accounts, monitoring_company_id)

@@ -21,8 +21,9 @@ __all__ = [
     "resolve",
 ]
 
-# only the location travels with the customer here; the archive state has its own order (archived_as_of)
-_replica = CustomerReplica(KnownCustomer)
+# the location and Monitored By travel with the customer here (Monitored By decides which central station
+# may link its properties: vigil_property.monitoring); the archive state has its own order (archived_as_of)
+_replica = CustomerReplica(KnownCustomer, facts=("monitoring_company_id",), confirmed_by=("monitoring_company_id",))
 
 known_customer = _replica.known
 customer_seen = _replica.seen

@@ -215,6 +215,9 @@ class KnownCustomer(Base):
     # archived customers are read-only here too (vigil_shared.archived); fed by the archive saga's events
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     archived_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the customer's Monitored By (customer.created/updated): the central station of that monitoring
+    # company may link the customer's properties with its first message (vigil_property.monitoring)
+    monitoring_company_id: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -1,17 +1,24 @@
 """What central stations tell Vigil about monitored accounts: signals and account statuses.
 
 Both arrive through the gateway, which verified the central station's signature; they are matched
-to a property by account number. A status change updates the property's monitoring status (with
+to a property by account number, among the properties *that station monitors* only
+(:func:`station_may_write`): a property linked to the station (``central_station``), or one linked to
+no station yet whose customer's Monitored By is the monitoring company the station's integration is
+bound to (``monitoring_company_id``). A status change updates the property's monitoring status (with
 history and ``property.monitoring_changed``, like an edit); every message, status included, goes to
-the property's signal log. A message for an account no property has is kept unmatched for an
-operator to resolve: never dropped. The first message a property gets from a station links it to
-that station (``central_station``, announced with ``property.updated``): the customer service then
-locks the customer's Monitored By until the link is removed (PATCH ``central_station`` null).
+the property's signal log. A message for an account no property of the station has, whether no
+property has it or another station's property does, is kept unmatched for an operator to resolve:
+never dropped, and answered alike (the same query, the same receipt), so a station learns nothing of
+accounts it does not monitor. The first message an unlinked property gets from its station links it
+(``central_station``, announced with ``property.updated``): the customer service then locks the
+customer's Monitored By until the link is removed (PATCH ``central_station`` null). An operator who
+resolves an unmatched message to a property links it to the message's station.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,13 +34,29 @@ from vigil_shared.messaging.outbox import Outbox
 from . import history, properties
 from .account_numbers import account_key
 from .history import Actor
-from .models import Property, Signal
+from .models import KnownCustomer, Property, Signal
 
 TEST_INTERVAL = timedelta(hours=25)  # a panel testing daily is overdue after a day and an hour
 
 
-def find_property(session: Session, account_number: str) -> Property | None:
-    return session.scalar(select(Property).where(Property.account_key == account_key(account_number)))
+def station_may_write(
+    linked_to: str | None, monitored_by: int | None, station: str, station_company: int | None
+) -> bool:
+    """Whether a station's message reaches a property: one linked to that station, or one linked to none
+    whose customer is monitored by the station's monitoring company. Never another station's property."""
+    if linked_to is not None:
+        return linked_to == station
+    return station_company is not None and monitored_by == station_company
+
+
+def _candidates(keys: Iterable[str]) -> Select[str | None, int, str | None, int | None]:
+    """The properties with these account keys, with their link and their customer's Monitored By
+    (one query, whichever station asks: what it may match is decided by :func:`station_may_write`)."""
+    return (
+        select(Property.account_key, Property.id, Property.central_station, KnownCustomer.monitoring_company_id)
+        .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
+        .where(Property.account_key.in_(keys))
+    )
 
 
 def receive(session: Session, outbox: Outbox, cipher: FieldCipher, data: dict[str, Any], actor: Actor) -> Signal:
@@ -56,13 +79,20 @@ def receive_many(
     batch again when it could not learn that the first attempt was written). Status messages then move
     their property's monitoring status, in order, like :func:`receive`."""
     keys = {account_key(item["account_number"]) or "" for item in items}
-    matched = dict(
-        session.execute(select(Property.account_key, Property.id).where(Property.account_key.in_(keys))).all()
-    )
+    found = {row.account_key: row for row in session.execute(_candidates(keys))}
+
+    def matched(item: dict[str, Any]) -> int | None:
+        row = found.get(account_key(item["account_number"]) or "")
+        if row is None or not station_may_write(
+            row.central_station, row.monitoring_company_id, item["central_station"], item.get("monitoring_company_id")
+        ):
+            return None
+        return int(row.id)
+
     now = utcnow()
     rows = [
         {
-            "property_id": matched.get(account_key(item["account_number"]) or ""),
+            "property_id": matched(item),
             "account_number": item["account_number"],
             "account_key": account_key(item["account_number"]) or "",
             "central_station": item["central_station"],
@@ -164,9 +194,12 @@ def _address(value: str | None) -> str:
     return " ".join((value or "").lower().replace(",", " ").split())
 
 
-def drift(session: Session, central_station: str, accounts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Vigil's properties against a central station's account list: accounts only the station has,
-    properties linked to the station (they had a message from it) that its list lacks, and accounts
+def drift(
+    session: Session, central_station: str, accounts: list[dict[str, Any]], monitoring_company_id: int | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Vigil's properties the station monitors (:func:`station_may_write`) against its account list:
+    accounts only the station has (another station's property is not the station's: it is reported
+    like an account Vigil lacks), properties linked to the station that its list lacks, and accounts
     whose status or address differ."""
     listed: dict[str, dict[str, Any]] = {}
     for account in accounts:
@@ -176,16 +209,17 @@ def drift(session: Session, central_station: str, accounts: list[dict[str, Any]]
     found: dict[str, Property] = {}
     keys = [k for k in listed if k]
     for start in range(0, len(keys), 500):
-        for prop in session.scalars(select(Property).where(Property.account_key.in_(keys[start : start + 500]))):
-            if prop.account_key:
-                found[prop.account_key] = prop
-    linked = set(
-        session.scalars(
-            select(Signal.account_key)
-            .where(Signal.central_station == central_station, Signal.property_id.is_not(None))
-            .distinct()
-        )
-    )
+        statement = _candidates(keys[start : start + 500]).add_columns(Property)
+        for row in session.execute(statement):
+            if row.account_key and station_may_write(
+                row.central_station, row.monitoring_company_id, central_station, monitoring_company_id
+            ):
+                found[row.account_key] = row.Property
+    linked = {
+        key
+        for key in session.scalars(select(Property.account_key).where(Property.central_station == central_station))
+        if key
+    }
     report: dict[str, list[dict[str, Any]]] = {
         "missing_in_vigil": [],
         "missing_at_station": [],
@@ -215,6 +249,6 @@ def drift(session: Session, central_station: str, accounts: list[dict[str, Any]]
             )
     for key in sorted(linked - set(listed)):
         gone = session.scalar(select(Property).where(Property.account_key == key))
-        if gone is not None:
+        if gone is not None and gone.central_station == central_station:
             report["missing_at_station"].append({"property_id": gone.id, "account_number": gone.account_number})
     return report

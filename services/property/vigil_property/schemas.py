@@ -452,6 +452,10 @@ class MonitoringMessageSchema(Schema):
     """What the gateway forwards from a verified central station (not reachable from outside)."""
 
     central_station = TrimmedString(required=True, validate=validate.Length(min=1, max=120))
+    # the monitoring company the integration is bound to (vigil_property.monitoring: which properties match)
+    monitoring_company_id = fields.Integer(
+        allow_none=True, load_default=None, validate=validate.Range(min=1, max=2**31 - 1)
+    )
     message_id = TrimmedString(required=True, validate=validate.Length(min=1, max=100))
     account_number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))
     kind = Choice(("status", *SIGNAL_TYPES), required=True)
@@ -524,6 +528,10 @@ class StationAccountSchema(Schema):
 
 class DriftRequestSchema(Schema):
     central_station = TrimmedString(required=True, validate=validate.Length(min=1, max=120))
+    # the monitoring company the integration is bound to (vigil_property.monitoring: which properties match)
+    monitoring_company_id = fields.Integer(
+        allow_none=True, load_default=None, validate=validate.Range(min=1, max=2**31 - 1)
+    )
     accounts = fields.List(fields.Nested(StationAccountSchema), required=True, validate=validate.Length(max=100_000))
 
 

@@ -175,6 +175,12 @@ class CustomerCreated:
     precheck: bool = False
     # the parent customer a sub-customer bills through (optional: added without a new version)
     parent_id: int | None = None
+    # Optional, added without a new version: the customer's Monitored By (the monitoring company), which
+    # tells the property service which central station's messages match its properties; with
+    # ``restricted`` as in ``customer.updated`` (its section's view permission), so readers of the
+    # event who may not see the field do not get its value either.
+    monitoring_company_id: int | None = None
+    restricted: dict[str, str] | None = None
 
 
 @contract("customer.updated", 1)
@@ -192,6 +198,9 @@ class CustomerUpdated:
     # event (the change feed, webhooks) leave those names out for whoever lacks it, and never pass
     # this map on.
     restricted: dict[str, str] | None = None
+    # Optional, added without a new version: the new Monitored By when ``monitoring_company_id`` is in
+    # ``changed`` (None otherwise, or when it was cleared); a reader who may not see it does not get it.
+    monitoring_company_id: int | None = None
 
 
 @contract("customer.converted", 1)

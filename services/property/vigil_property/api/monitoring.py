@@ -96,4 +96,4 @@ class Resolve(MethodView):
 def drift(data):
     """Internal: compares a central station's account list (sent by the gateway's drift check) with
     the properties: missing either side, status or address mismatch. Changes nothing."""
-    return commands.station_drift(context(), data["central_station"], data["accounts"])
+    return commands.station_drift(context(), data["central_station"], data["accounts"], data["monitoring_company_id"])
