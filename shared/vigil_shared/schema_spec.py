@@ -45,6 +45,7 @@ __all__ = [
     "add_columns",
     "column",
     "columns",
+    "columns_migration",
     "create_table",
     "create_tables",
     "drop_columns",
@@ -227,6 +228,27 @@ def add_columns(batch: Any, spec: str) -> None:
             batch.create_index(named["name"], _names(found["cols"]))
         else:
             raise ValueError(f"only columns and indexes are added here: {line!r}")
+
+
+def columns_migration(table: str, spec: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``upgrade, downgrade`` of a revision that only adds ``spec``'s columns (and indexes) to ``table``:
+    the downgrade drops them again, last added first."""
+    from alembic import op
+
+    def upgrade() -> None:
+        with op.batch_alter_table(table) as batch:
+            add_columns(batch, spec)
+
+    def downgrade() -> None:
+        with op.batch_alter_table(table) as batch:
+            for line in reversed(_lines(spec)):
+                named = _NAMED.match(line)
+                if named is not None:
+                    batch.drop_index(named["name"])
+                else:
+                    drop_columns(batch, " ".join(added.name for added in reversed(_named_columns(line))))
+
+    return upgrade, downgrade
 
 
 def drop_columns(batch: Any, names: str) -> None:
