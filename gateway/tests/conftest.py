@@ -14,7 +14,7 @@ from vigil_gateway.users import ensure_admin
 from vigil_shared import migrations
 from vigil_shared.config import Settings
 from vigil_shared.db import Database
-from vigil_shared.identity import IDENTITY_HEADER, verify_identity
+from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER, verify_identity
 from vigil_shared.testing import TEST_SECRET, TestDatabases, choose_backend, clean_tables
 
 SECRET_KEY = "gateway-test-secret-key-0123456789abcdef"
@@ -34,7 +34,13 @@ def _stub_service_app() -> Flask:
     @stub.route("/api/v1/customers", methods=["GET", "POST"])
     @stub.route("/api/v1/customers/<path:rest>", methods=["GET", "POST", "PATCH", "DELETE"])
     def echo(rest=None):
-        identity = verify_identity(request.headers[IDENTITY_HEADER], TEST_SECRET)
+        binding = request.headers.get(BINDING_HEADER)  # verified as a service does (vigil_shared.web)
+        identity = verify_identity(
+            request.headers[IDENTITY_HEADER],
+            TEST_SECRET,
+            request_id=request.headers.get("X-Request-ID") if binding else None,
+            binding=binding,
+        )
         if request.args.get("reveal"):
             return (
                 jsonify(ssn="123-45-6789"),
@@ -65,6 +71,7 @@ def _stub_service_app() -> Flask:
                 authorization=request.headers.get("Authorization"),
                 request_id=request.headers.get("X-Request-ID"),
                 identity_request_id=identity.request_id,
+                identity_token=request.headers[IDENTITY_HEADER],
                 if_match=request.headers.get("If-Match"),
             ),
             200,

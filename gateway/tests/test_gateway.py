@@ -105,12 +105,26 @@ def test_proxy_forwards_request_and_signed_identity(client, auth):
 
 
 def test_each_call_signs_its_own_request_id_into_the_identity(client, auth):
-    """The identity stays cached between calls, but the token the services get names this call's id."""
+    """The identity token is reused between calls, but the identity the services verify names this call's
+    id: bound to the token by the gateway's HMAC, so a sender cannot name another."""
+    tokens = set()
     for request_id in ("first-call", "second-call", "third-call"):
         echoed = client.get("/api/v1/customers", headers=auth | {"X-Request-ID": request_id}).json
         assert echoed["request_id"] == request_id and echoed["identity_request_id"] == request_id
+        tokens.add(echoed["identity_token"])
     generated = client.get("/api/v1/customers", headers=auth)
     assert generated.json["identity_request_id"] == generated.headers["X-Request-ID"]
+    assert len(tokens) == 1, "one token per caller and access epoch, signed once"
+
+
+def test_a_reused_identity_token_is_renewed_and_re_signed_when_access_changes(client, auth, app, db):
+    from vigil_gateway.identity_cache import bump
+
+    first = client.get("/api/v1/customers", headers=auth).json["identity_token"]
+    assert client.get("/api/v1/customers", headers=auth).json["identity_token"] == first
+    with db.transaction() as session:
+        bump(session)
+    assert client.get("/api/v1/customers", headers=auth).json["identity_token"] != first
 
 
 def test_problem_json_from_a_service_passes_through(client, auth):

@@ -96,7 +96,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         service = service_for(request.path)
         if service is None:
             raise unrouted()  # 405 with the real Allow on the gateway's own resources, else 404
-        return forward(pool, service, settings.service_urls[service], g.identity_token)
+        return forward(pool, service, settings.service_urls[service], g.identity_token, g.identity_binding)
 
     add_health_routes(app, {"database": db.ping, "broker": lambda: ping_broker(base)})
     return app

@@ -117,4 +117,6 @@ def install_authentication(app: Flask, settings: GatewaySettings, db: Database, 
             g.identity = dataclasses.replace(entry.identity, request_id=g.request_id)
             g.user_id, g.session_id, g.key_creator_id = entry.user_id, entry.session_id, entry.key_creator_id
             g.key_id = entry.key_id
-            g.identity_token = cache.signed_token(entry, base.internal_secret, base.identity_token_ttl, g.request_id)
+            g.identity_token, g.identity_binding = cache.signed_token(
+                entry, base.internal_secret, base.identity_token_ttl, g.request_id
+            )

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from vigil_shared.errors import UNAVAILABLE, Problem, not_found
-from vigil_shared.identity import IDENTITY_HEADER
+from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER
 from vigil_shared.web import REQUEST_ID_HEADER
 
 log = logging.getLogger("vigil.gateway.proxy")
@@ -58,6 +58,8 @@ class UpstreamPool:
         self._lock = threading.Lock()
         self._pool: urllib3.PoolManager | None = None
         self._pid: int | None = None
+        self._origins: dict[str, urllib3.HTTPConnectionPool] = {}  # a service's base URL -> its pool
+        self._origins_pid: int | None = None
 
     @property
     def pool(self) -> urllib3.PoolManager:
@@ -69,26 +71,43 @@ class UpstreamPool:
         return self._pool
 
     def request(self, method: str, url: str, *, body: bytes | None, headers: dict) -> urllib3.BaseHTTPResponse:
+        return self.pool.request(method, url, body=body, headers=headers, **self._options())
+
+    def send(
+        self, method: str, base_url: str, target: str, *, body: bytes | None, headers: dict
+    ) -> urllib3.BaseHTTPResponse:
+        """:meth:`request` of ``base_url + target`` (a path and query) on the service's own connection pool,
+        looked up by its base URL (a service's, from the settings): the pool manager's parsing of each URL
+        and its lookup of the pool were a sixth of the forwarding call."""
+        pools = self._origins if self._origins_pid == os.getpid() else None
+        origin = pools.get(base_url) if pools is not None else None
+        if origin is None:
+            origin = urllib3.connection_from_url(base_url, maxsize=32, block=False)  # its own, never evicted
+            with self._lock:
+                if self._origins_pid != os.getpid():
+                    self._origins, self._origins_pid = {}, os.getpid()
+                self._origins[base_url] = origin
+        return origin.urlopen(method, target, body=body, headers=headers, assert_same_host=False, **self._options())
+
+    def _options(self) -> dict:
         # A pooled connection the service closed is retried once for idempotent methods only;
         # a failed connect is always safe to retry because nothing was sent.
         retries = urllib3.Retry(total=1, connect=1, read=1, redirect=0, status=0, other=0, raise_on_status=False)
-        return self.pool.request(
-            method,
-            url,
-            body=body,
-            headers=headers,
-            timeout=self.timeout,
-            retries=retries,
-            redirect=False,
-            preload_content=True,
-            decode_content=False,
-        )
+        return {
+            "timeout": self.timeout,
+            "retries": retries,
+            "redirect": False,
+            "preload_content": True,
+            "decode_content": False,
+        }
 
 
-def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str) -> Response:
+def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str, identity_binding: str) -> Response:
+    """``identity_binding`` binds this call's request id to the (reused) identity token."""
     headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
     headers[REQUEST_ID_HEADER] = g.request_id
     headers[IDENTITY_HEADER] = identity_token
+    headers[BINDING_HEADER] = identity_binding
     headers["X-Forwarded-For"] = request.remote_addr or ""
     headers["X-Forwarded-Proto"] = request.scheme
     # Whole or not at all: the request layer (vigil_shared.guards) has already read a chunked body
@@ -96,9 +115,9 @@ def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str
     body = request.get_data(cache=True) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
     query = request.query_string.decode("latin-1")
     # The path as the caller sent it (re-quoted), so %2F, spaces and the like reach the service intact.
-    url = f"{base_url}{quote(request.path, safe=PATH_SAFE)}" + (f"?{query}" if query else "")
+    target = quote(request.path, safe=PATH_SAFE) + (f"?{query}" if query else "")
     try:
-        upstream = pool.request(request.method, url, body=body or None, headers=headers)
+        upstream = pool.send(request.method, base_url, target, body=body or None, headers=headers)
     except Urllib3Error as exc:
         log.warning(
             "upstream unavailable", extra={"service": service, "request_id": g.request_id, "error": type(exc).__name__}

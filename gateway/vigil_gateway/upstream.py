@@ -14,7 +14,7 @@ from typing import Any
 from flask import current_app, g
 
 from vigil_shared.errors import Problem
-from vigil_shared.identity import IDENTITY_HEADER, Identity, sign_identity
+from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER, Identity, sign_identity
 from vigil_shared.web import REQUEST_ID_HEADER
 
 PROBLEM_EXTRAS = ("permission",)  # what a service's problem says beyond RFC 9457 that callers may read
@@ -74,19 +74,20 @@ def call_service(
 
     settings = current_app.extensions["vigil_gateway_settings"]
     pool = current_app.extensions["vigil_gateway_pool"]
-    token = (
-        sign_identity(identity, settings.base.internal_secret, settings.base.identity_token_ttl)
-        if identity is not None
-        else g.identity_token
-    )
-    headers = {IDENTITY_HEADER: token, REQUEST_ID_HEADER: g.get("request_id", ""), "Accept": "application/json"}
+    headers = {REQUEST_ID_HEADER: g.get("request_id", ""), "Accept": "application/json"}
+    if identity is not None:
+        headers[IDENTITY_HEADER] = sign_identity(
+            identity, settings.base.internal_secret, settings.base.identity_token_ttl
+        )
+    else:  # the caller's own (reused) token, with this call's request id bound to it
+        headers[IDENTITY_HEADER], headers[BINDING_HEADER] = g.identity_token, g.identity_binding
     body = None
     if json_body is not None:
         body = json.dumps(json_body).encode()
         headers["Content-Type"] = "application/json"
-    url = f"{settings.service_urls[service]}{path}" + (f"?{urlencode(params, doseq=True)}" if params else "")
+    target = path + (f"?{urlencode(params, doseq=True)}" if params else "")
     try:
-        response = pool.request(method, url, body=body, headers=headers)
+        response = pool.send(method, settings.service_urls[service], target, body=body, headers=headers)
     except Urllib3Error:
         raise ServiceUnavailable(service) from None
     if response.status >= 500:

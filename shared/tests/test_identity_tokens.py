@@ -2,6 +2,7 @@
 the times, issuer and audience (PyJWT, with the gateway's one algorithm)."""
 
 import base64
+import dataclasses
 import json
 import time
 
@@ -98,3 +99,46 @@ def test_the_leeway_tolerates_a_few_seconds_of_clock_skew():
     skewed = jwt.encode(claims(exp=now - 3, iat=now + 3, nbf=now + 3), SECRET, algorithm="HS256")
     assert verify_identity(skewed, SECRET) == IDENTITY
     assert verify_identity(jwt.encode(claims(aud=[AUDIENCE, "other"]), SECRET, algorithm="HS256"), SECRET) == IDENTITY
+
+
+def test_a_token_seen_before_is_refused_once_expired(monkeypatch):
+    """Verified tokens are remembered (the gateway reuses one between calls) only until they expire."""
+    from datetime import datetime, timedelta
+
+    from vigil_shared import identity as module
+
+    token = jwt.encode(claims(exp=int(time.time()) + 2), SECRET, algorithm="HS256")
+    assert verify_identity(token, SECRET) == IDENTITY
+    assert verify_identity(token, SECRET) == IDENTITY  # from memory
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + timedelta(seconds=60)
+
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Later)  # PyJWT's clock
+    monkeypatch.setattr(module, "_clock", lambda: time.time() + 60)  # the memory's
+    with pytest.raises(InvalidIdentity):
+        verify_identity(token, SECRET)
+    monkeypatch.undo()
+    with pytest.raises(InvalidIdentity):  # the same bytes under another secret: checked, not remembered
+        verify_identity(token, "x" * 40)
+
+
+def test_a_bound_request_id_is_the_gateways_or_the_token_is_refused():
+    from vigil_shared.identity import request_binding
+
+    token = sign_identity(dataclasses.replace(IDENTITY, request_id=None), SECRET)
+    bound = request_binding(token, "call-1", SECRET)
+    assert verify_identity(token, SECRET, request_id="call-1", binding=bound).request_id == "call-1"
+    assert verify_identity(token, SECRET).request_id is None  # no binding: the token's own (none)
+    for request_id, binding in (
+        ("call-2", bound),  # another call's id
+        ("call-1", request_binding(token, "call-1", "y" * 40)),  # bound with another secret
+        ("call-1", request_binding(sign_identity(IDENTITY, SECRET), "call-1", SECRET)),  # another token's
+        ("call-1", ""),
+        ("call-1", "ü" * 64),
+        (None, bound),
+    ):
+        with pytest.raises(InvalidIdentity):
+            verify_identity(token, SECRET, request_id=request_id, binding=binding)

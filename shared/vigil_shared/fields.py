@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,3 +47,34 @@ class ReadOnlyAwareInput(Schema):
         for name in self.READ_ONLY & set(messages):
             if messages[name] == [self.error_messages["unknown"]]:
                 messages[name] = [READ_ONLY_MESSAGE]
+
+
+def _field_dumper(name: str, field: fields.Field[Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """One field's dump: marshmallow's own where it does more than convert the value's type."""
+    kind = type(field)
+    if kind is fields.String or kind is TrimmedString or kind is fields.Email:
+        return lambda item: None if (value := item.get(name)) is None else str(value)
+    if kind is fields.Integer and not field.as_string:  # type: ignore[attr-defined]
+        return lambda item: None if (value := item.get(name)) is None else int(value)
+    if kind is fields.Boolean:
+        return lambda item: None if (value := item.get(name)) is None else bool(value)
+    if kind is Timestamp:  # its _serialize, without the machinery around it
+        return lambda item: (
+            None if (value := item.get(name)) is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+    nested: Any = field.nested if kind is fields.Nested else None  # type: ignore[attr-defined]
+    if isinstance(nested, type) and not (field.many or field.only or field.exclude):  # type: ignore[attr-defined]
+        inner = schema_dumper(nested())
+        return lambda item: None if (value := item.get(name)) is None else inner(value)
+    return lambda item: field.serialize(name, item)
+
+
+def schema_dumper(schema: Schema) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """``schema.dump`` of one dict, at a fraction of the CPU, for a hot response built from plain values.
+
+    Built once per schema: a string, integer, boolean, timestamp or nested-schema field converts its
+    value directly; any other field keeps marshmallow's ``serialize``. A key missing from the dict
+    is left out, as marshmallow does. Each user pins its JSON to the schema's own dump in a test.
+    """
+    dumpers = [(name, field.data_key or name, _field_dumper(name, field)) for name, field in schema.dump_fields.items()]
+    return lambda item: {key: dump(item) for name, key, dump in dumpers if name in item}

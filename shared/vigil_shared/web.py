@@ -34,8 +34,8 @@ from .db import Database
 from .errors import UNAUTHENTICATED, Problem, register_error_handlers
 from .health import WEB_OPTIONAL_CHECKS, add_health_routes, run_checks  # noqa: F401
 from .http import PreconditionPlugin
-from .identity import IDENTITY_HEADER, InvalidIdentity, verify_identity
-from .logs import configure_logging
+from .identity import BINDING_HEADER, IDENTITY_HEADER, InvalidIdentity, verify_identity
+from .logs import configure_logging, log_fields
 from .service import current_runtime, request_outbox, request_session  # noqa: F401
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -127,9 +127,10 @@ def base_app(name: str, settings: Settings) -> Flask:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
         started = g.get("started")
-        access_log.info(
+        log_fields(
+            access_log,
             "request",
-            extra={
+            {
                 "request_id": g.get("request_id"),
                 "method": request.method,
                 "path": request.path,
@@ -174,8 +175,11 @@ def create_service_app(
         token = request.headers.get(IDENTITY_HEADER)
         if not token:
             raise Problem(401, "This service is reached through the Vigil gateway only.", type=UNAUTHENTICATED)
+        binding = request.headers.get(BINDING_HEADER)
         try:
-            g.identity = verify_identity(token, settings.internal_secret)
+            g.identity = verify_identity(
+                token, settings.internal_secret, request_id=g.request_id if binding else None, binding=binding
+            )
         except InvalidIdentity:
             raise Problem(401, "The gateway identity token is invalid or expired.", type=UNAUTHENTICATED) from None
         return None

@@ -60,6 +60,40 @@ def test_create_with_every_field_and_read_it_back(api, known, customer_service, 
     assert outbox() == [("property.created", {"property_id": body["id"], "customer_id": 7, "account_number": "A-1001"})]
 
 
+def test_a_read_is_the_json_the_property_schema_would_dump(api, known):
+    """The read dumps its row without marshmallow (a read's CPU): the JSON must be the schema's own, as the
+    writes (dumped by ``PropertySchema``) answer it, every kind of field set (a timestamp, the nested access)."""
+    known(7)
+    property_id = api.post("/api/v1/customers/7/properties", json=FULL).json["id"]
+    deactivated = api.post(f"/api/v1/properties/{property_id}/deactivate", json={"reason": "moved out"})
+    assert deactivated.status_code == 200 and deactivated.json["deactivated_at"], deactivated.json
+    read = api.get(f"/api/v1/properties/{property_id}")
+    assert read.json == deactivated.json and list(read.json) == list(deactivated.json)
+    assert read.headers["ETag"] == deactivated.headers["ETag"] == f'"{property_id}.2"'
+    assert read.headers["Content-Type"] == deactivated.headers["Content-Type"]
+    masked = api.as_(identity_with("properties.view")).get(f"/api/v1/properties/{property_id}")
+    assert masked.json == deactivated.json | {"pin": "***"}
+
+
+def test_a_read_survives_connections_the_database_dropped(api, known, runtime):
+    """The read runs on a pooled autocommit connection without a liveness probe: connections the server
+    ended (a restart) are replaced, the first read retrying once, never a 500."""
+    known(7)
+    property_id = api.post("/api/v1/customers/7/properties", json=FULL).json["id"]
+    assert api.get(f"/api/v1/properties/{property_id}").status_code == 200  # the read pool holds a connection
+    db = runtime.db
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as conn:  # every other connection of this database, as a restart would
+            ended = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).scalar()
+        assert ended >= 1
+    for _ in range(3):
+        read = api.get(f"/api/v1/properties/{property_id}")
+        assert read.status_code == 200 and read.json["id"] == property_id, read.get_data(as_text=True)
+
+
 def test_defaults_pin_0000_and_active_monitoring(api, known):
     known(7)
     body = api.post("/api/v1/customers/7/properties", json={}).json

@@ -22,9 +22,10 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from vigil_shared.archived import refuse_if_archived
-from vigil_shared.commands import Context, catalog_commands, command
-from vigil_shared.db import utcnow
+from vigil_shared.commands import Context, catalog_commands, command, refuse_on_record
+from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import FORBIDDEN, Problem, not_found
+from vigil_shared.identity import Identity
 
 from . import appointments, archiving, customer_client, equipment, monitoring, pins, properties, systems, tech
 from . import customers_replica as replica
@@ -109,6 +110,19 @@ def load_property(ctx: Context, property_id: int, permission: str, *more: str, w
     if _is_write(permission, *more):
         refuse_archived(ctx, found.customer_id)
     return Scoped(found, location_id)
+
+
+def read_property(
+    db: Database, identity: Identity, property_id: int, permission: str, context: Callable[[], Context]
+) -> Scoped:
+    """:func:`load_property` for the property read (GET): the same 404s, the record as the plain row
+    :func:`properties.read_property` reads (what a read shows, without an ORM entity, a session or a
+    transaction); ``context`` is built only for a property whose location the replica does not know."""
+    found, location_id = properties.read_property(db, property_id)
+    if location_id is None:  # not replicated with its location yet: ask the customer service once
+        location_id = customer_location(context(), found.customer_id)
+    refuse_on_record(identity, permission, location_id, "property")
+    return Scoped(found, location_id)  # type: ignore[arg-type]  # a row with the attributes a read shows
 
 
 def load_appointment(ctx: Context, appointment_id: int, permission: str) -> tuple[Appointment, Scoped]:

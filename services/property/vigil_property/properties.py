@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, delete, func, or_, select
+from sqlalchemy import Row, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.db import utcnow
+from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import Problem, conflict, not_found, validation_problem
 from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.contracts import (
@@ -108,6 +108,47 @@ def property_with_location(session: Session, property_id: int) -> tuple[Property
     if row is None:
         raise not_found("property")
     return row[0], row[1]
+
+
+# The property read (GET) as one Core row: the columns a read shows (``access.PROPERTY_COLUMNS`` and the
+# access ones), its version for the ETag, the PIN's ciphertext for a caller who sees it in clear, and the
+# location. Plain table columns: no ORM compile state, identity map or entity to build, the larger part
+# of a read's CPU when loaded as a ``Property`` (bench/profile_property_read.py).
+_TABLE = Property.__table__
+_READ = (
+    select(
+        *(
+            _TABLE.c[name]
+            for name in (
+                "id",
+                "customer_id",
+                *PLAIN_FIELDS,
+                "active",
+                "deactivated_at",
+                "created_at",
+                "updated_at",
+                "version",
+                *ACCESS_COLUMNS.values(),
+                "pin_encrypted",
+            )
+        ),
+        KnownCustomer.__table__.c.location_id,
+    )
+    .select_from(
+        _TABLE.outerjoin(KnownCustomer.__table__, KnownCustomer.__table__.c.customer_id == _TABLE.c.customer_id)
+    )
+    .where(_TABLE.c.id == bindparam("property_id"))
+)
+
+
+def read_property(db: Database, property_id: int) -> tuple[Row, int | None]:
+    """What a read shows of the property, as a row with the model's attribute names, and its customer's
+    location as the replica knows it: one statement outside any session (:meth:`Database.read_first`);
+    404 if none."""
+    row = db.read_first(_READ, {"property_id": property_id})
+    if row is None:
+        raise not_found("property")
+    return row, row.location_id
 
 
 def _in_locations(statement, locations: frozenset[int] | None):

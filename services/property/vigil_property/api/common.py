@@ -9,7 +9,7 @@ body is even parsed (:func:`vigil_shared.web.record_rule`): place it under ``@re
 from __future__ import annotations
 
 from vigil_shared.web import command_context as context
-from vigil_shared.web import if_match, loaded, record_rule  # noqa: F401 - views read these here
+from vigil_shared.web import current_identity, current_runtime, if_match, loaded, record_rule  # noqa: F401 - views read these here
 
 from .. import commands
 
@@ -18,6 +18,16 @@ def property_rule(permission: str, *more: str):
     """``loaded()`` is the URL's property (:class:`~vigil_property.commands.Scoped`): 404 when unknown or
     outside the caller's rights."""
     return record_rule(lambda property_id, **_: commands.load_property(context(), property_id, permission, *more))
+
+
+def property_read_rule(permission: str):
+    """:func:`property_rule` for the property read: ``loaded()`` holds the row a read shows
+    (:func:`~vigil_property.commands.read_property`), not an ORM entity."""
+    return record_rule(
+        lambda property_id, **_: commands.read_property(
+            current_runtime().db, current_identity(), property_id, permission, context
+        )
+    )
 
 
 def appointment_rule(permission: str):

@@ -23,8 +23,8 @@ from ..schemas import (
     StateChangeSchema,
     TransferSchema,
 )
-from .common import context, customer_rule, if_match, loaded, property_rule
-from .present import property_body, property_page
+from .common import context, customer_rule, if_match, loaded, property_read_rule, property_rule
+from .present import property_body, property_page, property_response
 
 blp = Blueprint("properties", __name__, url_prefix="/api/v1", description="Monitored properties of customers")
 
@@ -80,11 +80,11 @@ class CustomerProperties(MethodView):
 @blp.route("/properties/<int:property_id>")
 class PropertyItem(MethodView):
     @requires("properties.view")
-    @property_rule("properties.view")
+    @property_read_rule("properties.view")
     @blp.response(200, PropertySchema)
     def get(self, property_id):
         """Read one property; the `ETag` header is what `If-Match` expects."""
-        return _answer(loaded())
+        return property_response(loaded())
 
     @requires("properties.modify")
     @property_rule("properties.modify")
