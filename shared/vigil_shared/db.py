@@ -262,7 +262,8 @@ class Database:
 
     @property
     def read_engine(self) -> Engine:
-        """An autocommit engine for :meth:`read_first` (created on first use, re-created after fork)."""
+        """An autocommit engine for :meth:`read_first` and other single statements on a hot path (the
+        gateway's rate-limit upsert): created on first use, re-created after fork."""
         if self._read_engine is None or self._read_pid != os.getpid():
             if self._read_engine is not None:
                 self._read_engine.dispose(close=False)
