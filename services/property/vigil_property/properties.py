@@ -168,6 +168,7 @@ def list_properties(
     page: int,
     per_page: int,
     customer_id: int | None = None,
+    ids: list[int] | None = None,
     q: str | None = None,
     account_number: str | None = None,
     monitoring_status: str | None = None,
@@ -178,6 +179,8 @@ def list_properties(
     statement = _in_locations(select(Property), locations)
     if customer_id is not None:
         statement = statement.where(Property.customer_id == customer_id)
+    if ids is not None:
+        statement = statement.where(Property.id.in_(ids))
     if account_number is not None:
         statement = statement.where(Property.account_key == account_key(account_number))
     if q:
