@@ -89,6 +89,7 @@ class WebhookRuntime:
     cipher: FieldCipher
     reader: webhooks.ServiceReader
     drift_interval: float = 3600.0
+    elsewhere: bool = False  # the deliveries are sent by the delivery process (``deliver``), not this one
     _cache: dict[tuple[str, str, int], tuple[float, str | None]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _intake_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,6 +137,8 @@ class WebhookRuntime:
         if self._work is not None:
             if pairs:
                 self._work.put(pairs)
+        elif self.elsewhere:  # made due now: the delivery process takes them from the rows
+            return
         elif len(pairs) == 1:
             self.enqueue(*pairs[0])
         elif pairs:
@@ -243,7 +246,7 @@ class WebhookRuntime:
             # per event type, whose parameters are the events' positions and the subscriptions' ids (a
             # VALUES list of every row would cost the driver more than the database).
             subscriptions = webhooks.due_subscriptions(session, None)
-            due = now + webhooks.lease(self.hooks)
+            due = now if self.elsewhere else now + webhooks.lease(self.hooks)  # held by this process's pool
             by_type: dict[str, list[int]] = {}
             for entry, position in zip(fresh, positions, strict=True):
                 entry.created = []
@@ -529,6 +532,24 @@ class WebhookRuntime:
             for _ in range(max(1, threads)):
                 self._work.put(None)
             self._results.put(None)
+
+    def run_delivery_process(self, stopping: threading.Event, threads: int, poll: float) -> None:
+        """The delivery process (``vigil-gateway deliver``, beside the worker): its pool takes what is due
+        from the rows, as the sweep does (``SKIP LOCKED`` and a lease, so two processes never take the
+        same rows, and an attempt is claimed once anyway), every ``poll`` seconds while there is none and
+        at once while there is more and the pool has room for it."""
+        self.start_delivery(threads)
+        assert self._work is not None
+        while not stopping.is_set():
+            taken = 0
+            if self._work.qsize() < 2 * MAX_BATCH_EVENTS:
+                try:
+                    taken = self.sweep()
+                except Exception:  # the database is down: try again
+                    log.exception("webhook deliveries not taken")
+            if not taken:
+                stopping.wait(poll)
+        self.stop_delivery(threads)
 
     def _run_dispatcher(self) -> None:
         assert self._work is not None
@@ -822,7 +843,8 @@ class WebhookRuntime:
         last_prune = 0.0
         while not stopping.wait(self.hooks.sweep_interval):
             try:
-                self.sweep()
+                if not self.elsewhere:
+                    self.sweep()
                 self.check_drift()
                 last_prune += self.hooks.sweep_interval
                 if last_prune > 3600:

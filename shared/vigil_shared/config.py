@@ -242,6 +242,17 @@ SETTINGS: list[Setting] = [
         "2",
         "Gateway worker: threads that claim, sign and hand out webhook deliveries (apart from the event intake).",
     ),
+    Setting(
+        "VIGIL_WEBHOOK_DELIVERY_PROCESS",
+        "1",
+        "1: the gateway worker starts a second process (vigil-gateway deliver) that sends the webhook deliveries, "
+        "so they use another core than the event intake; 0: the worker sends them itself.",
+    ),
+    Setting(
+        "VIGIL_WEBHOOK_POLL_INTERVAL",
+        "0.05",
+        "Seconds the webhook delivery process waits between looks for new deliveries while it finds none.",
+    ),
     Setting("VIGIL_SANDBOX_CENTRAL_STATION_PORT", "8300", "Port of the sandbox central station (make run, e2e)."),
     Setting("VIGIL_DRIFT_CHECK_INTERVAL", "3600", "Seconds between central-station drift checks."),
     Setting("VIGIL_FEED_RETENTION_DAYS", "30", "Days the change feed and webhook delivery logs are kept."),
