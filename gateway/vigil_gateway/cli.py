@@ -121,13 +121,12 @@ class DeliveryProcess:
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the worker ends, however it ends (Linux ``prctl``)."""
+    import contextlib
     import ctypes
     import signal
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the runner's process group still ends it
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the runner's process group still ends it
-        pass
 
 
 def _run_deliverer(settings: GatewaySettings) -> int:
