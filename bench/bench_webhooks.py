@@ -192,7 +192,10 @@ def cpu_by_process(stack, database_prefix: str | None) -> dict[str, float]:
         todo = [process.popen.pid]
         while todo:
             pid = todo.pop()
-            found[process.name] = found.get(process.name, 0.0) + (stats[pid][2] if pid in stats else 0.0)
+            name = process.name
+            if name == "gateway-worker" and pid != process.popen.pid and _deliver_process(pid):
+                name = "gateway-deliver"  # the worker's delivery process, on its own line
+            found[name] = found.get(name, 0.0) + (stats[pid][2] if pid in stats else 0.0)
             todo.extend(children.get(pid, []))
     if database_prefix:
         found["postgres"] = sum(
@@ -202,6 +205,15 @@ def cpu_by_process(stack, database_prefix: str | None) -> dict[str, float]:
     found["bench (receivers)"] = usage.user + usage.system
     found["load generator"] = usage.children_user + usage.children_system  # the finished load processes
     return found
+
+
+def _deliver_process(pid: int) -> bool:
+    """Whether ``pid`` is a ``vigil-gateway deliver`` process."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().split(b"\0")[-2:-1] == [b"deliver"]
+    except OSError:
+        return False
 
 
 class Receiver:

@@ -421,6 +421,7 @@ class WebhookRuntime:
         sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []
         stored: dict[str, str] = {}  # body: its encrypted form, kept as the body last sent
         payloads: dict[str, list[int]] = {}  # encrypted body: its deliveries
+        secrets: dict[int, list[str]] = {}  # subscription: its signing secrets, for this claim only
         owners = {
             subscription_id: self._owner(session, subscriptions[subscription_id], epoch)
             for subscription_id in {rows[d].subscription_id for d in claimed}
@@ -447,7 +448,9 @@ class WebhookRuntime:
             if body not in stored:
                 stored[body] = self.cipher.encrypt(body)
             payloads.setdefault(stored[body], []).append(delivery_id)
-            headers = webhooks.sign(webhooks.signing_secrets(subscription, self.cipher, now), row.event_id, now, body)
+            if subscription.id not in secrets:  # decrypted once per claim, kept no longer
+                secrets[subscription.id] = webhooks.signing_secrets(subscription, self.cipher, now)
+            headers = webhooks.sign(secrets[subscription.id], row.event_id, now, body)
             sends.append((delivery_id, token + 1, subscription.id, subscription.url, body, headers))
         for payload, ids in payloads.items():  # one statement per event and owner's rights
             session.execute(update(table).where(table.c.id.in_(ids)).values(payload=payload))
