@@ -207,6 +207,11 @@ def cpu_by_process(stack, database_prefix: str | None) -> dict[str, float]:
     return found
 
 
+def _parent(pid: int) -> int | None:
+    found = _stat(pid)
+    return found[1] if found else None
+
+
 def _deliver_process(pid: int) -> bool:
     """Whether ``pid`` is a ``vigil-gateway deliver`` process."""
     try:
@@ -266,14 +271,22 @@ def burst(
         run_events()
     finally:
         os.kill(worker, signal.SIGCONT)
-    spy = None
-    if py_spy:  # the threads holding the GIL, sampled without stopping the process
-        spy = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(worker), "--gil"]
-            + ["--nonblocking", "-r", "100", "-f", "raw", "-o", py_spy],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    spies = []
+    if py_spy:  # the threads holding the GIL, sampled without stopping the process; its delivery process too
+        delivering = [
+            int(e)
+            for e in os.listdir("/proc")
+            if e.isdigit() and _deliver_process(int(e)) and _parent(int(e)) == worker
+        ]
+        for pid, out in [(worker, py_spy)] + [(pid, f"{py_spy}.deliver") for pid in delivering]:
+            spies.append(
+                subprocess.Popen(
+                    [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(pid), "--gil"]
+                    + ["--nonblocking", "-r", "100", "-f", "raw", "-o", out],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
     cpu_before = cpu_by_process(stack, prefix)
     started = time.monotonic()
     expected = events * subscribers
@@ -282,7 +295,7 @@ def burst(
         time.sleep(0.05)
     done = receiver.last
     cpu_after = cpu_by_process(stack, prefix)
-    if spy is not None:
+    for spy in spies:
         spy.send_signal(signal.SIGINT)  # py-spy writes its file
         spy.wait(timeout=60)
     delivered = len(receiver.seen)

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import urllib3
 from celery import Celery
-from sqlalchemy import Table, delete, insert, literal, select, true, update
+from sqlalchemy import Table, bindparam, delete, insert, literal, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil_shared.config import env_float
@@ -412,10 +412,13 @@ class WebhookRuntime:
         # Every attempt, retries included, goes out with the owner's rights of now: a payload kept from
         # the first attempt would outlive a deactivation or a location taken away. The body is built once
         # per event and set of rights, and signed per subscription.
-        events = {
+        feed = cast(Table, FeedEvent.__table__)
+        events = {  # plain rows with the attributes a payload reads
             e.event_id: e
-            for e in session.scalars(
-                select(FeedEvent).where(FeedEvent.event_id.in_({rows[d].event_id for d in claimed}))
+            for e in session.execute(
+                select(
+                    feed.c.event_id, feed.c.type, feed.c.occurred_at, feed.c.request_id, feed.c.data, feed.c.location_id
+                ).where(feed.c.event_id.in_({rows[d].event_id for d in claimed}))
             )
         }
         sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []
@@ -426,6 +429,7 @@ class WebhookRuntime:
             subscription_id: self._owner(session, subscriptions[subscription_id], epoch)
             for subscription_id in {rows[d].subscription_id for d in claimed}
         }
+        rights = {subscription_id: _rights(owner) for subscription_id, owner in owners.items() if owner is not None}
         self._prefetch(events, {rows[d].event_id for d in claimed}, owners.values())
         for delivery_id, token in pairs:
             if delivery_id not in claimed or delivery_id in outcomes:
@@ -441,7 +445,7 @@ class WebhookRuntime:
                     )
                 outcomes[delivery_id] = "cancelled"
                 continue
-            body = self._payload(events.get(row.event_id), row.event_id, identity)
+            body = self._payload(events.get(row.event_id), row.event_id, identity, rights=rights[subscription.id])
             if body is None:
                 outcomes[delivery_id] = "skipped"  # not the owner's to read
                 continue
@@ -452,8 +456,11 @@ class WebhookRuntime:
                 secrets[subscription.id] = webhooks.signing_secrets(subscription, self.cipher, now)
             headers = webhooks.sign(secrets[subscription.id], row.event_id, now, body)
             sends.append((delivery_id, token + 1, subscription.id, subscription.url, body, headers))
-        for payload, ids in payloads.items():  # one statement per event and owner's rights
-            session.execute(update(table).where(table.c.id.in_(ids)).values(payload=payload))
+        if payloads:  # one statement for them all
+            session.execute(
+                update(table).where(table.c.id == bindparam("delivery")).values(payload=bindparam("body")),
+                [{"delivery": d, "body": payload} for payload, ids in payloads.items() for d in ids],
+            )
         ended = {outcome: [d for d, o in outcomes.items() if o == outcome] for outcome in ("cancelled", "skipped")}
         for outcome, ids in ended.items():
             if ids:
@@ -636,7 +643,7 @@ class WebhookRuntime:
             self._owners[key] = (epoch, now, identity)
         return identity
 
-    def _prefetch(self, events: dict[str, FeedEvent], wanted: set[str], identities) -> None:
+    def _prefetch(self, events: dict[str, Any], wanted: set[str], identities) -> None:
         """Builds the bodies of the property events among ``wanted`` that each owner's rights have none
         cached for, from the records read in one call per set of rights (not one per event): a record
         the list does not show that owner is read on its own, as before."""
@@ -671,10 +678,10 @@ class WebhookRuntime:
             for event in missing:
                 self._payload(event, event.event_id, identity, reader)
 
-    def _payload(self, event: FeedEvent | None, event_id: str, identity, reader=None) -> str | None:
+    def _payload(self, event, event_id: str, identity, reader=None, rights=None) -> str | None:
         """The body for one event as ``identity`` reads it; built once per event and set of rights for a
         few seconds, so ten subscriptions of one owner cost one read of the record, not ten."""
-        key = (event_id, *_rights(identity))
+        key = (event_id, *(rights or _rights(identity)))
         now = time.monotonic()
         with self._cache_lock:
             cached = self._cache.get(key)
@@ -778,18 +785,24 @@ class WebhookRuntime:
     def sweep(self, batch: int = 500) -> int:
         """Sends the deliveries whose next attempt is due (a retry, or a task lost with its worker)."""
         now = utcnow()
-        with self.db.transaction() as session:
-            rows = session.scalars(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
+        table = DELIVERIES
+        taken = (
+            select(table.c.id)
+            .where(table.c.status == "pending", table.c.next_attempt_at <= now)
+            .order_by(table.c.next_attempt_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)  # another process takes the others
+        )
+        with self.db.transaction() as session:  # one statement: they are leased as they are taken
+            rows = session.execute(
+                update(table)
+                .where(table.c.id.in_(taken.scalar_subquery()))
+                .values(next_attempt_at=now + webhooks.lease(self.hooks))
+                .returning(table.c.id, table.c.event_id, table.c.attempts)
             ).all()
-            due: dict[str, list[tuple[int, int]]] = {}
-            for row in rows:
-                due.setdefault(row.event_id, []).append((row.id, row.attempts))
-                row.next_attempt_at = now + webhooks.lease(self.hooks)
+        due: dict[str, list[tuple[int, int]]] = {}
+        for delivery_id, event_id, attempts in sorted(rows):
+            due.setdefault(event_id, []).append((delivery_id, attempts))
         for pairs in due.values():  # one task per event, as at intake
             self.enqueue_many(pairs)
         return len(rows)
