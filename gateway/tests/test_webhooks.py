@@ -574,6 +574,13 @@ def test_public_addresses_are_accepted(url):
 # --- the delivery process: the pool in a process of its own, beside the intake -----------------------
 
 
+def succeeded_pairs(db) -> set[tuple[int, str]]:
+    """(subscription, event) of every delivery recorded as succeeded."""
+    with db.transaction() as session:
+        rows = session.query(WebhookDelivery.subscription_id, WebhookDelivery.event_id).filter_by(status="succeeded")
+        return {(subscription_id, event_id) for subscription_id, event_id in rows}
+
+
 def test_two_delivery_processes_never_send_the_same_attempt_twice(local_app, client, auth, settings, db):
     """The intake (``elsewhere``: deliveries made due now, none handed out) and two delivery pools taking
     them from the rows at once, as two ``vigil-gateway deliver`` processes would: every delivery is sent
@@ -599,17 +606,8 @@ def test_two_delivery_processes_never_send_the_same_attempt_twice(local_app, cli
         for event in events:
             assert intake.receive(event) is True
         wanted = {(s["id"], e["id"]) for s in subscriptions for e in events}
-
-        def all_recorded() -> bool:
-            with db.transaction() as session:
-                done = {
-                    (d.subscription_id, d.event_id)
-                    for d in session.query(WebhookDelivery).filter(WebhookDelivery.status == "succeeded")
-                }
-            return wanted <= done
-
         polls = 0
-        while not all_recorded():
+        while not wanted <= succeeded_pairs(db):
             assert polls < 600, "the delivery processes did not send every delivery"
             polls += 1
             threading.Event().wait(0.05)

@@ -1,4 +1,4 @@
-"""The gateway's command line: ``vigil-gateway migrate|create-admin|web``.
+"""The gateway's command line: ``vigil-gateway migrate|create-admin|web|worker|deliver``.
 
 Like a service's (``vigil_shared.runtime.ServiceProgram.main``): settings from the environment, a
 refused setting is a one-line error and exit status 2, one log configuration per command.

@@ -1,8 +1,11 @@
 """The gateway's worker: it receives every domain event (``gateway.handle_event.v1``), keeps it for the
 change feed, and delivers it to the webhook subscriptions that want it.
 
-Deliveries are rows. The intake hands the new ones to this process's delivery pool (dispatcher
-threads, ``VIGIL_WEBHOOK_DELIVERY_THREADS``), not to the broker: the event intake and the deliveries
+Deliveries are rows. By default the delivery pool runs in a second process (``vigil-gateway deliver``,
+started by the worker; :meth:`WebhookRuntime.run_delivery_process`) that takes the due rows, so the
+intake and the deliveries use two cores; with ``VIGIL_WEBHOOK_DELIVERY_PROCESS=0`` the intake hands the
+new ones to this process's delivery pool (dispatcher threads, ``VIGIL_WEBHOOK_DELIVERY_THREADS``), not
+to the broker: the event intake and the deliveries
 never wait on each other's threads, and the pool claims, sends and records many events' deliveries
 at once. Each subscription has its own lane of sender threads, so a slow receiver holds only its
 own. Retries are rows too: a failed attempt sets ``next_attempt_at`` and a sweep in this process
