@@ -7,11 +7,11 @@ connection is ever shared between processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from flask import g, has_app_context
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Row,
+    Select,
     Table,
     create_engine,
     event,
@@ -101,6 +102,39 @@ def upsert(session: Session, model: Any) -> Any:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+T = TypeVar("T")
+
+
+def added(session: Session, record: T) -> T:
+    """``record`` added to ``session`` and flushed (its id and defaults are set), returned."""
+    session.add(record)
+    session.flush()
+    return record
+
+
+Condition = Callable[[Any], Any]  # a filter's value → the SQL condition it adds
+
+
+def filtered(
+    statement: Select[Any],
+    conditions: Mapping[str, Condition],
+    values: Mapping[str, Any],
+    *,
+    given: Callable[[Any], bool] = lambda value: value is not None,
+) -> Select[Any]:
+    """``statement`` narrowed by the condition of each filter whose value is ``given`` (not None, by
+    default; ``bool`` for a list that takes an empty value as no filter).
+
+    ``conditions`` declares a list's filters once (name → ``value -> condition``); a name it does not
+    declare is a ``TypeError``, as an unknown keyword argument of a hand-written signature would be.
+    """
+    unknown = set(values) - set(conditions)
+    if unknown:
+        raise TypeError(f"unknown filters: {', '.join(sorted(unknown))}")
+    chosen = {name: values[name] for name in conditions if name in values and given(values[name])}
+    return statement.where(*(conditions[name](value) for name, value in chosen.items()))
 
 
 class UTCDateTime(TypeDecorator[datetime]):
