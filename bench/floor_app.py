@@ -269,7 +269,9 @@ def create_app() -> Flask:
     role = os.environ["FLOOR_ROLE"]
     if role == "tech":
         env = os.environ
-        return tech_app(env["FLOOR_PROPERTY_URL"], env["FLOOR_CUSTOMER_URL"], env["FLOOR_GATEWAY_URL"], env["FLOOR_INDEX_KEY"])
+        return tech_app(
+            env["FLOOR_PROPERTY_URL"], env["FLOOR_CUSTOMER_URL"], env["FLOOR_GATEWAY_URL"], env["FLOOR_INDEX_KEY"]
+        )
     if role == "signal":
         return signal_app(os.environ["FLOOR_DATABASE_URL"], os.environ["FLOOR_SECRET"])
     return row_app(os.environ["FLOOR_DATABASE_URL"]) if role == "row" else hop_app(os.environ["FLOOR_UPSTREAM"])

@@ -7,11 +7,11 @@ connection is ever shared between processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import g, has_app_context
 from sqlalchemy import (
@@ -32,6 +32,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+_T = TypeVar("_T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -241,14 +243,21 @@ class Database:
 
         For a hot read path whose answer is one statement (a record read by id): no ORM identity
         map, no ``BEGIN``/``ROLLBACK`` round trips and no liveness probe before each use (a request
-        session costs all three, about a third of a property read's CPU). A connection the database
-        dropped (a restart, an idle timeout) is discarded and the read retried once on a fresh one;
-        SQLAlchemy then also replaces the pool's other connections opened before the drop.
+        session costs all three, about a third of a property read's CPU). See :meth:`read`.
+        """
+        return self.read(lambda conn: conn.execute(statement, params).first())
+
+    def read(self, work: Callable[[Connection], _T]) -> _T:
+        """What ``work`` reads on an autocommit connection of :attr:`read_engine` (reads only).
+
+        A connection the database dropped (a restart, an idle timeout) is discarded and ``work`` run
+        once more on a fresh one; SQLAlchemy then also replaces the pool's other connections opened
+        before the drop.
         """
         for attempt in (1, 2):
             try:
                 with self.read_engine.connect() as conn:
-                    return conn.execute(statement, params).first()
+                    return work(conn)
             except DBAPIError as error:
                 if not error.connection_invalidated or attempt == 2:
                     raise

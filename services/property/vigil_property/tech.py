@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from functools import cache
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, bindparam, case, delete, select, update
@@ -94,7 +94,9 @@ def _counting_and_finding(dialect: str):
     return (
         select(counted.c.attempts, counted.c.window_start, *_CANDIDATE_COLUMNS)
         .select_from(counted)
-        .outerjoin(Property, Property.account_key == bindparam("account_key", type_=Property.__table__.c.account_key.type))
+        .outerjoin(
+            Property, Property.account_key == bindparam("account_key", type_=Property.__table__.c.account_key.type)
+        )
         .outerjoin(PinGuard, PinGuard.property_id == Property.id)
         .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
     )
