@@ -112,7 +112,9 @@ class IdentityCache:
             conn = self._connection()
             cursor = None
             try:
-                cursor = conn.connection.dbapi_connection.cursor()
+                dbapi_connection = conn.connection.dbapi_connection
+                assert dbapi_connection is not None, "a kept connection is never detached"
+                cursor = dbapi_connection.cursor()
                 cursor.execute(EPOCH_QUERY)
                 row = cursor.fetchone()
                 cursor.close()
@@ -120,7 +122,7 @@ class IdentityCache:
             except self._dbapi_error as error:
                 # A connection the database dropped is discarded and retried once on a fresh one.
                 self._held.conn = None
-                dropped = self._epoch_engine.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+                dropped = self._epoch_engine.dialect.is_disconnect(error, dbapi_connection, cursor)
                 if dropped:
                     conn.invalidate(error)
                 conn.close()

@@ -7,7 +7,9 @@
 
 Counts are committed as soon as they are made (one ``INSERT … ON CONFLICT … RETURNING`` each), so
 they stick even though the request that caused them is answered with an error. The state lives in
-the database, so every web worker of the service sees the same counts.
+the database, so every web worker of the service sees the same counts. On PostgreSQL the attempt is
+counted and the candidate read in one statement (:func:`count_attempt_and_find`), run by the lookup
+on an autocommit connection: one round trip, committed before anything is answered.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ RATE_LIMITED = "urn:vigil:problem:rate-limited"
 ACCOUNT_LOCKED = "urn:vigil:problem:account-locked"
 NO_MATCH = "urn:vigil:problem:no-match"
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_INSERTS: dict[str, Any] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}  # dialect -> its upsert-capable insert
 
 
 def _retry_after(until: datetime, now: datetime) -> str:
