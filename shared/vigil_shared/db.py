@@ -35,6 +35,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+_T = TypeVar("_T")
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -310,14 +312,21 @@ class Database:
 
         For a hot read path whose answer is one statement (a record read by id): no ORM identity
         map, no ``BEGIN``/``ROLLBACK`` round trips and no liveness probe before each use (a request
-        session costs all three, about a third of a property read's CPU). A connection the database
-        dropped (a restart, an idle timeout) is discarded and the read retried once on a fresh one;
-        SQLAlchemy then also replaces the pool's other connections opened before the drop.
+        session costs all three, about a third of a property read's CPU). See :meth:`read`.
+        """
+        return self.read(lambda conn: conn.execute(statement, params).first())
+
+    def read(self, work: Callable[[Connection], _T]) -> _T:
+        """What ``work`` reads on an autocommit connection of :attr:`read_engine` (reads only).
+
+        A connection the database dropped (a restart, an idle timeout) is discarded and ``work`` run
+        once more on a fresh one; SQLAlchemy then also replaces the pool's other connections opened
+        before the drop.
         """
         for attempt in (1, 2):
             try:
                 with self.read_engine.connect() as conn:
-                    return conn.execute(statement, params).first()
+                    return work(conn)
             except DBAPIError as error:
                 if not error.connection_invalidated or attempt == 2:
                     raise

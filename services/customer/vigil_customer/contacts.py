@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, true, update
+from sqlalchemy import Connection, bindparam, case, func, select, true, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
@@ -241,7 +241,7 @@ _ON_SITE = (
 )
 
 
-def on_site(session: Session, customer_id: int) -> tuple[int | None, list[dict[str, Any]]]:
+def on_site(session: Session | Connection, customer_id: int) -> tuple[int | None, list[dict[str, Any]]]:
     """The record's location and its emergency contacts in call order, as the on-site answer shows
     them, in one query (404 for an unknown record).
 
