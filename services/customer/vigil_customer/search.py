@@ -145,8 +145,11 @@ def reindex(session: Session, customer: Customer, *, new: bool = False) -> None:
         }
         for term in sorted(covered)
     ]
-    if rows:
-        session.execute(insert(SearchTerm), rows)
+    if rows:  # a Core insert of the table: the ORM's bulk path cost a sixth of writing the terms
+        session.execute(_INSERT_TERMS, rows)
+
+
+_INSERT_TERMS = insert(SearchTerm.__table__)
 
 
 def reindex_ids(session: Session, customer_ids) -> None:
