@@ -8,9 +8,9 @@ from sqlalchemy import or_, select
 from vigil_customer import duplicates, history, registry
 from vigil_customer.contacts import on_site
 from vigil_customer.models import Customer, HistoryEntry, messaging
+from vigil_shared.identity import service_identity
 from vigil_shared.messaging.contracts import CustomerCreated, contract_of
 from vigil_shared.messaging.outbox import record_event
-from vigil_shared.identity import service_identity
 from vigil_shared.testing import identity_with
 
 ON_SITE_FIELDS = ("id", "name", "relation", "role", "phones", "email", "has_key", "call_priority", "is_primary")
@@ -167,7 +167,9 @@ def _find_as_before(session, candidate, exclude_id=None):
                 reasons.append(reason)
         if reasons:
             matches.append(
-                duplicates.Match(row.id, f"{row.first_name} {row.last_name}".strip(), row.kind, row.location_id, reasons)
+                duplicates.Match(
+                    row.id, f"{row.first_name} {row.last_name}".strip(), row.kind, row.location_id, reasons
+                )
             )
     matches.sort(key=lambda m: (-len(m.reasons), m.id))
     return matches[:20]

@@ -477,15 +477,17 @@ def create(
     # one Core insert, validated once (``add`` validates twice and leaves the row to the commit's flush)
     ctx.outbox.add_many(
         ctx.session,
-        [CustomerCreated(
-            customer_id=customer.id,
-            location_id=customer.location_id,
-            kind="lead" if customer.kind == LEAD else "customer",
-            precheck=precheck,
-            parent_id=customer.parent_customer_id,
-            monitoring_company_id=customer.monitoring_company_id,
-            restricted=_restricted(customer, ["monitoring_company_id"] if customer.monitoring_company_id else []),
-        )],
+        [
+            CustomerCreated(
+                customer_id=customer.id,
+                location_id=customer.location_id,
+                kind="lead" if customer.kind == LEAD else "customer",
+                precheck=precheck,
+                parent_id=customer.parent_customer_id,
+                monitoring_company_id=customer.monitoring_company_id,
+                restricted=_restricted(customer, ["monitoring_company_id"] if customer.monitoring_company_id else []),
+            )
+        ],
     )
     return customer
 
