@@ -176,11 +176,8 @@ def _find_as_before(session, candidate, exclude_id=None):
 
 
 def test_the_duplicate_check_from_its_kept_statements_finds_what_the_query_built_afresh_finds(api, session):
-    full = create(
-        api,
-        customer(email="dana@example.com", ssn="123-45-6789", address_line1="1 Main St", zip="84601",
-                 work_phone="801-555-7000", cell_phone="801-555-7001"),
-    )  # fmt: skip
+    identifying = {"ssn": "123-45-6789", "address_line1": "1 Main St", "zip": "84601"}
+    full = create(api, email="dana@example.com", work_phone="801-555-7000", cell_phone="801-555-7001", **identifying)
     create(api, customer(email="other@example.com", work_phone="801-555-7001"))
     create(api, customer(first_name="Dana", last_name="Reyes", address_line1="1 Main St", zip="84601"))
     create(api, customer(ssn="123-45-6789", first_name="Sam"))
@@ -205,11 +202,8 @@ def test_the_duplicate_check_from_its_kept_statements_finds_what_the_query_built
 
 
 def test_a_created_records_event_row_is_the_row_outbox_add_writes(api, session):
-    full = create(
-        api,
-        customer(email="full@example.com", ssn="123-45-6789", business_name="Reyes Alarms", address_line1="2 Main St",
-                 zip="84601", account_type="commercial"),
-    )  # fmt: skip
+    everything = {"ssn": "123-45-6789", "business_name": "Reyes Alarms", "address_line1": "2 Main St", "zip": "84601"}
+    full = create(api, email="full@example.com", account_type="commercial", **everything)
     minimal = create(api, lead())
     rows = {row.data["customer_id"]: row for row in outbox_events(session, "customer.created")}
     for record in (full, minimal):
