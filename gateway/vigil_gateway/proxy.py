@@ -127,6 +127,13 @@ class Origin:
                 return
         conn.close()
 
+    def close(self) -> None:
+        """Closes the idle connections (those in use are closed or kept when their call ends)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
     def send(self, method: str, target: str, body: bytes | None, headers: dict) -> Upstream:
         retry = True
         while True:
