@@ -197,26 +197,36 @@ def report(results: dict[str, dict[str, tuple[list[float], int]]]) -> None:
         print(f"  {label:<24}{''.join(f'{c:>24}' for c in cells)}")
 
 
+def timed(query):
+    """A design timed by ``time_design`` with ``query(session, q)``."""
+    return lambda engine, label, values, runs: time_design(engine, query, values, runs)
+
+
+def compare(url: str, designs: dict, runs: int, how: str) -> None:
+    """Times every design on the same sample searches of the database at ``url`` and prints the table."""
+    engine = create_engine(url)
+    results: dict[str, dict[str, tuple[list[float], int]]] = {}
+    for label, values in samples_from(url).items():
+        values = [v for v in values if v]
+        results[label] = {name: design(engine, label, values, runs) for name, design in designs.items()}
+    engine.dispose()
+    print(f"\n  page 1 + bounded total + 20 records, {runs} queries per search, {how}:")
+    report(results)
+
+
 def run_postgres(args) -> None:
     url = make_url(args.postgres_url or postgres_admin_url()).set(database=args.database)
     url_text = url.render_as_string(hide_password=False)
     print(f"\nPostgreSQL, database {args.database}")
     build_postgres(url_text)
     sizes_postgres(url_text)
-    engine = create_engine(url_text)
-    picks = samples_from(url_text)
-    results: dict[str, dict[str, tuple[list[float], int]]] = {}
-    for label, values in picks.items():
-        values = [v for v in values if v]
-        results[label] = {
-            "term table": time_design(engine, term_table, values, args.runs),
-            "tsvector": time_design(engine, tsvector, values, args.runs),
-            "pg_trgm": time_design(engine, trigram, values, args.runs),
-            "naive": (time_naive(engine, label, values, args.runs), 0),
-        }
-    engine.dispose()
-    print(f"\n  page 1 + bounded total + 20 records, {args.runs} queries per search, in process (no HTTP):")
-    report(results)
+    designs = {
+        "term table": timed(term_table),
+        "tsvector": timed(tsvector),
+        "pg_trgm": timed(trigram),
+        "naive": lambda engine, label, values, runs: (time_naive(engine, label, values, runs), 0),
+    }
+    compare(url_text, designs, args.runs, "in process (no HTTP)")
 
 
 # --- SQLite ---------------------------------------------------------------------------------------
@@ -266,24 +276,12 @@ def run_sqlite(args) -> None:
         sqlite_load(url, args.sqlite_customers)
         print(f"  loaded (with the term table) in {time.perf_counter() - started:.0f} s", flush=True)
         build_sqlite(url)
-        engine = create_engine(url)
-        picks = samples_from(url)
-        results: dict[str, dict[str, tuple[list[float], int]]] = {}
-        for label, values in picks.items():
-            values = [v for v in values if v]
-            results[label] = {
-                "term table": time_design(engine, term_table, values, args.runs),
-                "FTS5 trigram": time_design(
-                    engine,
-                    lambda s, q: fts_query("fts_trigram", s, q),
-                    values,
-                    args.runs,
-                ),
-                "FTS5 words*": time_design(engine, lambda s, q: fts_query("fts_words", s, q), values, args.runs),
-            }
-        engine.dispose()
-        print(f"\n  page 1 + bounded total + 20 records, {args.runs} queries per search, in process:")
-        report(results)
+        designs = {
+            "term table": timed(term_table),
+            "FTS5 trigram": timed(lambda s, q: fts_query("fts_trigram", s, q)),
+            "FTS5 words*": timed(lambda s, q: fts_query("fts_words", s, q)),
+        }
+        compare(url, designs, args.runs, "in process")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import os
 import uuid
 
 import pytest
-from conftest import assert_hidden, assert_problem, process_stopped, unique_phone, unknown_path
+from conftest import assert_hidden, assert_problem, customer_body, process_stopped, unique_phone, unknown_path
 
 
 def phone() -> str:
@@ -15,16 +15,9 @@ def phone() -> str:
 
 
 def body(location_id: int, **fields) -> dict:
-    return {
-        "kind": "customer",
-        "first_name": "Dana",
-        "last_name": "Reyes",
-        "city": "Provo",
-        "state": "UT",
-        "primary_phone": phone(),
-        "account_type": "residential",
-        "location_id": location_id,
-    } | fields
+    """The shared new customer, in Provo, with a phone of its own."""
+    provo = {"city": "Provo", "state": "UT", "primary_phone": phone(), "account_type": "residential"}
+    return customer_body(location_id, **(provo | fields))
 
 
 def create(gateway, location_id: int, **fields) -> dict:

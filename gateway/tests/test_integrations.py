@@ -4,6 +4,7 @@ The property service is stood in for by the intake's ``forward`` (the e2e suite 
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from vigil_gateway import integrations
 from vigil_gateway.models import IncomingMessage
@@ -156,3 +157,72 @@ def test_a_rotated_secret_signs_at_once_though_the_integration_was_just_read(cli
     assert rotated.status_code == 200, rotated.json
     assert post_signal(client, integration | {"secret": rotated.json["secret"]}).status_code == 200
     assert post_signal(client, integration).status_code == 401  # the old one, without an overlap
+
+
+def test_verify_answers_like_the_standard_webhooks_library():
+    """One HMAC per key, each signature compared in constant time: accepted and refused exactly as the
+    reference implementation decides, for the current and the previous secret, several signatures,
+    other versions, malformed headers, another id, timestamp or body, and a stale timestamp."""
+    secrets = (
+        "whsec_" + base64.b64encode(b"current secret").decode(),
+        "whsec_" + base64.b64encode(b"previous").decode(),
+    )
+    keys = tuple(integrations.signing_key(secret) for secret in secrets)
+    body = b'{"account_number": "CS-1", "type": "alarm"}'
+    now = datetime.now(UTC)
+    stale = datetime.fromtimestamp(now.timestamp() - 301, UTC)
+    good, old = (Webhook(secret).sign("msg_1", now, body.decode()) for secret in secrets)
+    other = Webhook("whsec_" + base64.b64encode(b"another").decode()).sign("msg_1", now, body.decode())
+
+    def headers(signature, message_id="msg_1", when=now):
+        return {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(when.timestamp())),
+            "webhook-signature": signature,
+        }
+
+    def library(body, headers):
+        for secret in secrets:
+            try:
+                Webhook(secret).verify(body, headers, json_parse=False)
+                return True
+            except (WebhookVerificationError, ValueError):
+                continue
+        return False
+
+    cases = (
+        [
+            (body, headers(signature))
+            for signature in (
+                good,
+                old,
+                f"{other} {good}",
+                f"v2,abc {old}",
+                other,
+                good.replace("v1,", "v2,"),
+                "v1",  # no comma
+                f"v1,{good[3:]},x {good}",  # a malformed one first refuses the rest, as the library does
+                f"v1,*** {good}",  # no base64 characters at all: decodes to nothing, the next one matches
+                good[:-6] + "AAAAA=",
+                f"v1,{good[3:]}=",  # padding ignored
+            )
+        ]
+        + [
+            (body, headers(good, message_id="msg_2")),
+            (body, headers(good, when=datetime.fromtimestamp(now.timestamp() + 1, UTC))),
+            (body + b" ", headers(good)),
+            (body, headers(Webhook(secrets[0]).sign("msg_1", stale, body.decode()), when=stale)),
+        ]
+    )
+    answers = []
+    for case_body, case_headers in cases:
+        try:
+            ours = integrations.verify(keys, case_body, case_headers) == "msg_1"
+        except integrations.Problem as problem:
+            assert problem.status == 401
+            ours = False
+        assert ours == library(case_body, case_headers), case_headers
+        answers.append(ours)
+    assert [i for i, accepted in enumerate(answers) if accepted] == [0, 1, 2, 3, 8, 10]
+    with pytest.raises(integrations.Problem, match="5-minute"):
+        integrations.verify(keys, body, cases[-1][1])

@@ -380,21 +380,9 @@ def test_a_key_made_with_a_key_stops_with_that_key(client, auth, world, kim):
     from datetime import datetime, timedelta
 
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    parent = client.post(
-        "/api/v1/api-keys",
-        headers=kim["headers"],
-        json={"name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon},
-    ).json
-    child = client.post(
-        "/api/v1/api-keys",
-        headers={"X-API-Key": parent["key"]},
-        json={"name": "child", "permissions": ["api_keys.manage"], "expires_at": None},
-    ).json
-    grandchild = client.post(
-        "/api/v1/api-keys",
-        headers={"X-API-Key": child["key"]},
-        json={"name": "grandchild", "permissions": ["api_keys.manage"]},
-    ).json
+    parent = key_manager(client, kim["headers"], "parent", expires_at=soon)
+    child = key_manager(client, {"X-API-Key": parent["key"]}, "child", expires_at=None)
+    grandchild = key_manager(client, {"X-API-Key": child["key"]}, "grandchild")
     assert child["made_with_key_id"] == parent["id"] and grandchild["made_with_key_id"] == child["id"]
     assert client.get("/api/v1/me", headers={"X-API-Key": grandchild["key"]}).status_code == 200
     assert client.delete(f"/api/v1/api-keys/{parent['id']}", headers=kim["headers"]).status_code == 204
@@ -407,64 +395,51 @@ def test_a_key_made_with_a_key_expires_with_that_key(client, auth, world, kim):
     from datetime import datetime, timedelta
 
     soon = datetime.now(UTC) + timedelta(seconds=3)
-    parent = client.post(
-        "/api/v1/api-keys",
-        headers=kim["headers"],
-        json={"name": "parent", "permissions": ["api_keys.manage"], "expires_at": soon.isoformat()},
-    ).json
-    child = client.post(
-        "/api/v1/api-keys",
-        headers={"X-API-Key": parent["key"]},
-        json={"name": "child", "permissions": ["api_keys.manage"]},
-    ).json
+    parent = key_manager(client, kim["headers"], "parent", expires_at=soon.isoformat())
+    child = key_manager(client, {"X-API-Key": parent["key"]}, "child")
     assert client.get("/api/v1/me", headers={"X-API-Key": child["key"]}).status_code == 200  # now cached
     time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
     refused(client.get("/api/v1/me", headers={"X-API-Key": child["key"]}), 401)  # nothing bumped the epoch
-    made_by_kim = client.post(
-        "/api/v1/api-keys", headers=kim["headers"], json={"name": "kims", "permissions": ["api_keys.manage"]}
-    ).json
+    made_by_kim = key_manager(client, kim["headers"], "kims")
     assert made_by_kim["made_with_key_id"] is None
     assert client.get("/api/v1/me", headers={"X-API-Key": made_by_kim["key"]}).status_code == 200
+
+
+def key_manager(client, headers, name, **fields):
+    """A new API key holding ``api_keys.manage``, made with ``headers`` (``fields``: e.g. ``expires_at``)."""
+    response = client.post(
+        "/api/v1/api-keys", headers=headers, json={"name": name, "permissions": ["api_keys.manage"], **fields}
+    )
+    return response.json
+
+
+def add_clerk(client, headers, world, username, location_id):
+    """``headers`` create the user ``username`` with the clerk role at ``location_id`` (None: everywhere)."""
+    grants = [{"role_id": world["clerk"], "location_id": location_id}]
+    body = {"username": username, "password": PASSWORD, "grants": grants}
+    return client.post("/api/v1/users", headers=headers, json=body)
+
+
+def clerk_office_by_office(client, auth, world, username, role, permissions):
+    """A user holding ``permissions`` (a new role) everywhere, and the clerk's rights at each office open
+    today but not everywhere: ``(the role's id, the offices, the user's auth headers)``."""
+    people = make_role(client, auth, role, permissions)
+    offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
+    clerk = [{"role_id": world["clerk"], "location_id": office} for office in offices]
+    make_user(client, auth, username, grants=[{"role_id": people, "location_id": None}, *clerk])
+    return people, offices, bearer(sign_in(client, username, PASSWORD))
 
 
 def test_a_grant_at_every_location_needs_the_permission_at_locations_opened_later(client, auth, world):
     """Holding a permission at each office open today is not holding it everywhere: a role granted
     at every location reaches the next office too, where the granter holds nothing."""
-    people = make_role(client, auth, "People and places", ["users.manage", "roles.manage", "locations.manage"])
-    offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
-    make_user(
-        client,
-        auth,
-        "gus",
-        grants=[{"role_id": people, "location_id": None}]
-        + [{"role_id": world["clerk"], "location_id": office} for office in offices],
+    people, offices, gus = clerk_office_by_office(
+        client, auth, world, "gus", "People and places", ["users.manage", "roles.manage", "locations.manage"]
     )
-    gus = bearer(sign_in(client, "gus", PASSWORD))
-    problem = refused(
-        client.post(
-            "/api/v1/users",
-            headers=gus,
-            json={
-                "username": "puppet",
-                "password": PASSWORD,
-                "grants": [{"role_id": world["clerk"], "location_id": None}],
-            },
-        )
-    )
+    problem = refused(add_clerk(client, gus, world, "puppet", None))
     assert "including those opened later: customers.view" in " ".join(problem["errors"]["grants"])
     for office in offices:  # office by office is the granter's to give
-        assert (
-            client.post(
-                "/api/v1/users",
-                headers=gus,
-                json={
-                    "username": f"clerk-{office}",
-                    "password": PASSWORD,
-                    "grants": [{"role_id": world["clerk"], "location_id": office}],
-                },
-            ).status_code
-            == 201
-        )
+        assert add_clerk(client, gus, world, f"clerk-{office}", office).status_code == 201
     # nor by adding the permission to a role held at every location
     everywhere = make_role(client, auth, "Everywhere", [])
     make_user(client, auth, "eve", grants=[{"role_id": everywhere, "location_id": None}])
@@ -477,34 +452,14 @@ def test_a_grant_at_every_location_needs_the_permission_at_locations_opened_late
         grants=[{"role_id": people, "location_id": None}, {"role_id": world["clerk"], "location_id": None}],
     )
     gwen = bearer(sign_in(client, "gwen", PASSWORD))
-    assert (
-        client.post(
-            "/api/v1/users",
-            headers=gwen,
-            json={
-                "username": "clerk-all",
-                "password": PASSWORD,
-                "grants": [{"role_id": world["clerk"], "location_id": None}],
-            },
-        ).status_code
-        == 201
-    )
+    assert add_clerk(client, gwen, world, "clerk-all", None).status_code == 201
 
 
 def test_an_account_holding_a_right_everywhere_is_not_taken_over_by_one_holding_it_office_by_office(
     client, auth, world
 ):
     """Taking over an account gains what it holds, offices opened later included."""
-    people = make_role(client, auth, "Account keepers", ["users.manage"])
-    offices = [loc["id"] for loc in client.get("/api/v1/locations", headers=auth).json["items"]]
-    make_user(
-        client,
-        auth,
-        "otto",
-        grants=[{"role_id": people, "location_id": None}]
-        + [{"role_id": world["clerk"], "location_id": office} for office in offices],
-    )
-    otto = bearer(sign_in(client, "otto", PASSWORD))
+    _, offices, otto = clerk_office_by_office(client, auth, world, "otto", "Account keepers", ["users.manage"])
     everywhere = make_user(client, auth, "wendy", grants=[{"role_id": world["clerk"], "location_id": None}])
     problem = refused(
         client.post(f"/api/v1/users/{everywhere['id']}/password", headers=otto, json={"password": "otto-is-wendy-now"})

@@ -11,27 +11,30 @@ message that arrived meanwhile, and nothing is answered before it is in the sign
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import case
-from standardwebhooks.webhooks import WebhookVerificationError
+from sqlalchemy import bindparam, text
+from sqlalchemy.exc import DBAPIError
+from werkzeug.datastructures import Headers
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.db import Database, upsert, utcnow
+from vigil_shared.db import Database, UTCDateTime, utcnow
 from vigil_shared.errors import UNAUTHENTICATED, Problem, conflict
 from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
 from vigil_shared.web import REQUEST_ID_HEADER
 
 from . import webhooks
-from .models import IncomingMessage, Integration, RateWindow
+from .models import Integration
 from .proxy import UpstreamPool
 from .settings import GatewaySettings
 
@@ -40,6 +43,17 @@ log = logging.getLogger("vigil.integrations")
 TOLERANCE_SECONDS = 300
 RATE_LIMITED = "urn:vigil:problem:rate-limited"
 MAX_GROUP = 500
+
+# A group's message ids in one constant statement per integration (compiled once, prepared by the
+# server), the ids passed as one JSON array; the ids returned are the new ones, the others replays.
+_KEEP = (
+    "INSERT INTO incoming_messages (integration_id, message_id, received_at) "
+    "SELECT :integration_id, value, :now FROM {ids} ON CONFLICT DO NOTHING RETURNING message_id"
+)
+KEEP = tuple(
+    text(_KEEP.format(ids=ids)).bindparams(bindparam("now", type_=UTCDateTime()))
+    for ids in ("json_array_elements_text(CAST(:ids AS json))", "json_each(:ids) WHERE true")
+)  # [PostgreSQL, SQLite]; SQLite needs the WHERE to tell the ON CONFLICT from a join's ON
 
 
 # --- rate limits ---------------------------------------------------------------------------------
@@ -52,9 +66,23 @@ class RateLimiter(Protocol):
         ...
 
 
+# ``excluded`` is the row that was to be inserted; both PostgreSQL and SQLite name it so.
+TAKE = text(
+    "INSERT INTO rate_windows (name, minute, count) VALUES (:name, :minute, :count) "
+    "ON CONFLICT (name) DO UPDATE SET "
+    "count = CASE WHEN rate_windows.minute = excluded.minute THEN rate_windows.count + excluded.count "
+    "ELSE excluded.count END, minute = excluded.minute "
+    "RETURNING count"
+)
+
+
 class DatabaseRateLimiter:
     """A fixed one-minute window per name, one row in the gateway's database, counted with one atomic
-    upsert: every gateway process sharing the database shares the limit."""
+    upsert: every gateway process sharing the database shares the limit.
+
+    The upsert is its own transaction, on an autocommit connection: one round trip, and the window's
+    row is locked only while the statement runs (not while the messages it counted are forwarded), so
+    the gateway processes of one integration never wait for each other's groups."""
 
     def __init__(self, db: Database):
         self.db = db
@@ -62,16 +90,14 @@ class DatabaseRateLimiter:
     def take(self, name: str, per_minute: int, count: int = 1) -> tuple[int, int]:
         now = time.time()
         minute = int(now // 60)
-        with self.db.transaction() as session:
-            statement = upsert(session, RateWindow).values(name=name, minute=minute, count=count)
-            statement = statement.on_conflict_do_update(
-                index_elements=[RateWindow.name],
-                set_={
-                    "count": case((RateWindow.minute == minute, RateWindow.count + count), else_=count),
-                    "minute": minute,
-                },
-            ).returning(RateWindow.count)
-            total = int(session.scalar(statement) or count)
+        for attempt in (1, 2):
+            try:
+                with self.db.read_engine.connect() as conn:
+                    total = int(conn.execute(TAKE, {"name": name, "minute": minute, "count": count}).scalar_one())
+                break
+            except DBAPIError as error:  # no liveness probe: a connection the database dropped is retried once
+                if not error.connection_invalidated or attempt == 2:
+                    raise
         before = total - count
         return max(0, min(count, per_minute - before)), max(1, int(60 - now % 60))
 
@@ -99,9 +125,14 @@ class Station:
     id: int
     name: str
     per_minute: int
-    secrets: tuple[str, ...]  # the current one, and the previous one during a rotation's overlap
+    keys: tuple[bytes, ...]  # the current secret's HMAC key, and the previous one's during a rotation's overlap
     until: float  # monotonic time after which it is read again
     monitoring_company_id: int | None = None  # whose station it is: which properties its messages reach
+
+
+def signing_key(secret: str) -> bytes:
+    """A ``whsec_…`` secret's HMAC key, decoded as the Standard Webhooks libraries do."""
+    return base64.b64decode(secret.removeprefix("whsec_") + "==")
 
 
 class Stations:
@@ -114,21 +145,27 @@ class Stations:
         self._lock = threading.Lock()
 
     def get(
-        self, integration_id: int, read: Callable[[], Integration | None], cipher: FieldCipher, *, fresh: bool = False
+        self,
+        integration_id: int,
+        read: Callable[[], Integration | None],
+        cipher: Callable[[], FieldCipher],
+        *,
+        fresh: bool = False,
     ) -> Station | None:
+        """``read`` and ``cipher`` are called only when the integration is read again."""
         now = time.monotonic()
-        with self._lock:
-            known = self._known.get(integration_id)
+        known = self._known.get(integration_id)  # one dict read: atomic
         if not fresh and known is not None and known.until > now:
             return known
         integration = read()
         station = None
         if integration is not None and integration.enabled:
+            secrets = webhooks.signing_secrets(integration, cipher(), datetime.now(UTC))
             station = Station(
                 integration.id,
                 integration.name,
                 integration.rate_limit_per_minute,
-                tuple(webhooks.signing_secrets(integration, cipher, datetime.now(UTC))),
+                tuple(signing_key(secret) for secret in secrets),
                 now + self.ttl,
                 integration.monitoring_company_id,
             )
@@ -139,24 +176,36 @@ class Stations:
         return station
 
 
-def verify(secrets: tuple[str, ...], body: bytes, headers: dict[str, str]) -> str:
-    """The message id, once a current signature matches and the timestamp is within 5 minutes (401 otherwise)."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    message_id = lowered.get("webhook-id", "")
-    if not message_id or len(message_id) > 100 or not lowered.get("webhook-signature"):
+def verify(keys: tuple[bytes, ...], body: bytes, headers: Headers | Mapping[str, str]) -> str:
+    """The message id, once a ``v1`` signature matches one of ``keys`` and the timestamp is within 5
+    minutes (401 otherwise); ``headers`` are looked up case-insensitively (a request's headers).
+
+    Standard Webhooks v1 as its reference library checks it, with one HMAC per key however many
+    signatures the header carries, each compared in constant time (``hmac.compare_digest``)."""
+    message_id = headers.get("webhook-id") or ""
+    signatures = headers.get("webhook-signature") or ""
+    if not message_id or len(message_id) > 100 or not signatures:
         raise refused("Sign the message: webhook-id, webhook-timestamp and webhook-signature are required.")
     try:
-        sent = int(lowered.get("webhook-timestamp", ""))
+        sent = int(headers.get("webhook-timestamp") or "")
     except ValueError:
         raise refused("webhook-timestamp must be Unix seconds.") from None
-    if abs(datetime.now(UTC).timestamp() - sent) > TOLERANCE_SECONDS:
+    if abs(time.time() - sent) > TOLERANCE_SECONDS:
         raise refused("webhook-timestamp is outside the 5-minute window.")
-    for secret in secrets:
-        try:
-            webhooks.verify(secret, body, lowered)
-            return message_id
-        except WebhookVerificationError:
+    signed = b"%s.%d.%s" % (message_id.encode(), sent, body)
+    expected = [hmac.digest(key, signed, "sha256") for key in keys]
+    for versioned in signatures.split(" "):
+        version, comma, signature = versioned.partition(",")
+        if not comma or "," in signature:
+            raise refused("The signature header is malformed.")
+        if version != "v1":
             continue
+        try:
+            given = base64.b64decode(signature)
+        except ValueError:
+            raise refused("The signature header is malformed.") from None
+        if any(hmac.compare_digest(digest, given) for digest in expected):
+            return message_id
     raise refused("The signature does not match.")
 
 
@@ -259,20 +308,16 @@ class Intake:
                 candidates.append(message)
         if not candidates:
             return
-        now = utcnow()
-        with self.db.transaction() as session:
+        ids: dict[int, list[str]] = {}
+        for message in candidates:
+            ids.setdefault(message.integration_id, []).append(message.message_id)
+        with self.db.engine.begin() as conn:  # Core, not the ORM: this runs once per group, on every group
+            keep, now = KEEP[conn.dialect.name == "sqlite"], utcnow()
             kept = {
-                (row[0], row[1])
-                for row in session.execute(
-                    upsert(session, IncomingMessage)
-                    .values(
-                        [
-                            {"integration_id": m.integration_id, "message_id": m.message_id, "received_at": now}
-                            for m in candidates
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=[IncomingMessage.integration_id, IncomingMessage.message_id])
-                    .returning(IncomingMessage.integration_id, IncomingMessage.message_id)
+                (integration_id, message_id)
+                for integration_id, message_ids in ids.items()
+                for (message_id,) in conn.execute(
+                    keep, {"integration_id": integration_id, "ids": json.dumps(message_ids), "now": now}
                 )
             }
             by_station: dict[str, list[Message]] = {}

@@ -9,13 +9,15 @@ keep current (``customer.archive_requested`` / ``customer.unarchive_requested``)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
 from .errors import Problem
-from .messaging.contracts import OperationStepDone
+from .messaging.contracts import CustomerArchiveRequested, CustomerUnarchiveRequested, OperationStepDone
 from .messaging.outbox import Outbox
 
 ARCHIVED = "urn:vigil:problem:customer-archived"
@@ -86,3 +88,50 @@ def report_customer_step(
             result=result,
         ),
     )
+
+
+ItemsByCustomer = dict[int, list[dict[str, Any]]]
+# a participant's replica setter: (session, customer_id, archived, as_of)
+MarkArchived = Callable[[Session, int, bool, datetime], None]
+
+
+def items_by_customer(customer_ids: Iterable[int]) -> ItemsByCustomer:
+    """An empty list of items per customer of an archive request, filled as the participant's step runs."""
+    return {customer_id: [] for customer_id in customer_ids}
+
+
+def report_archive_step(
+    session: Session,
+    outbox: Outbox,
+    participant: str,
+    request: CustomerArchiveRequested,
+    mark_archived: MarkArchived,
+    as_of: datetime,
+    cancelled: ItemsByCustomer,
+) -> None:
+    """Ends a participant's archive step: each customer read-only in its replica, and its report of what
+    archiving cancelled, in the transaction that cancelled it."""
+    for customer_id in request.customer_ids:
+        mark_archived(session, customer_id, True, as_of)
+        result = {"cancelled": cancelled[customer_id]}
+        report_customer_step(session, outbox, participant, request.operation_id, customer_id, result)
+
+
+def report_unarchive_step(
+    session: Session,
+    outbox: Outbox,
+    participant: str,
+    request: CustomerUnarchiveRequested,
+    mark_archived: MarkArchived,
+    as_of: datetime,
+    restored: ItemsByCustomer,
+    skipped: ItemsByCustomer,
+) -> None:
+    """Ends a participant's unarchive step: each customer writable again in its replica, and its report of
+    what was restored and what was not (with the reason)."""
+    for customer_id in request.customer_ids:
+        mark_archived(session, customer_id, False, as_of)
+        result: dict[str, Any] = {"restored": restored[customer_id]}
+        if skipped[customer_id]:
+            result["not_restored"] = skipped[customer_id]
+        report_customer_step(session, outbox, participant, request.operation_id, customer_id, result)

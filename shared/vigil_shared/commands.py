@@ -19,6 +19,7 @@ from typing import Any, Final, Generic, NamedTuple, Protocol, Self, TypeVar
 from sqlalchemy.orm import Session
 
 from .crypto import FieldCipher
+from .db import version_of
 from .errors import FORBIDDEN, STALE, Problem, not_found
 from .identity import Identity
 from .messaging.outbox import Outbox
@@ -219,7 +220,7 @@ class CatalogCommands(NamedTuple, Generic[T]):
     """The three writes of a company-wide catalog (tags, custom fields, system kinds…), as commands.
 
     Each needs ``permission`` (anywhere: a catalog names no location); ``update`` and ``delete``
-    first read the entry (404) and check the caller's ``If-Match`` against ``version_attr`` (412).
+    first read the entry (404) and check the caller's ``If-Match`` against its version (412, see ``db.version_of``).
     The domain functions do the rest (uniqueness, what an entry still in use forbids).
     """
 
@@ -231,19 +232,18 @@ class CatalogCommands(NamedTuple, Generic[T]):
 def catalog_commands(
     name: str,
     permission: str,
-    *,
     get: Callable[[Session, int], T],
     create: Callable[[Session, dict[str, Any]], T],
     update: Callable[[Session, T, dict[str, Any]], T],
     delete: Callable[[Session, T], object],
-    version_attr: str = "version",
 ) -> CatalogCommands[T]:
-    """``create_<name>``, ``update_<name>`` and ``delete_<name>`` commands over a catalog's domain functions."""
+    """``create_<name>``, ``update_<name>`` and ``delete_<name>`` commands over a catalog's domain functions
+    (``get``, ``create``, ``update``, ``delete``, in that order)."""
 
     def current(ctx: Context, entry_id: int) -> T:
         ctx.require(permission)
         entry = get(ctx.session, entry_id)
-        ctx.check_version(getattr(entry, "id"), getattr(entry, version_attr))  # noqa: B009 - T is any model
+        ctx.check_version(getattr(entry, "id"), version_of(entry))  # noqa: B009 - T is any model
         return entry
 
     def create_entry(ctx: Context, data: dict[str, Any]) -> T:

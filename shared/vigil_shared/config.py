@@ -7,6 +7,7 @@ the compose-file check and the code can never disagree about what exists.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,19 @@ def _per_process(template: str, default: str, description: str, names: Iterable[
     ]
 
 
+def settings_table(text: str) -> list[Setting]:
+    """Settings written as a table: a ``VIGIL_NAME = default`` line (nothing after ``=``: no default),
+    then the setting's description on the more indented lines below it."""
+    rows: list[tuple[str, str, list[str]]] = []
+    for line in textwrap.dedent(text).strip().splitlines():
+        if line.startswith(" "):
+            rows[-1][2].append(line.strip())
+        else:
+            name, _, default = line.partition("=")
+            rows.append((name.strip(), default.strip(), []))
+    return [Setting(name, default, " ".join(words)) for name, default, words in rows]
+
+
 @dataclass(frozen=True)
 class ExternalSystem:
     """A system outside Vigil that a service calls over HTTP, with a sandbox stand-in of it: declared
@@ -85,102 +99,96 @@ PROCESSOR = ExternalSystem(
 )
 
 SETTINGS: list[Setting] = [
-    Setting(
-        "VIGIL_VAR_DIR", "./var", "Directory for embedded databases, the file broker, uploads and generated secrets."
+    *settings_table(
+        """
+        VIGIL_VAR_DIR = ./var
+            Directory for embedded databases, the file broker, uploads and generated secrets.
+        VIGIL_ENV = development
+            `production` refuses to start without explicit secrets.
+        VIGIL_BROKER_URL = sqlite:///$VIGIL_VAR_DIR/broker.sqlite
+            kombu broker URL: `sqlite:///<file>` (the embedded SQLite broker), `amqp://user:pass@host:5672//`,
+            `redis://host:6379/0`; `filesystem://` (kombu's, not recommended) still works.
+        VIGIL_BROKER_DIR = $VIGIL_VAR_DIR/broker
+            Message folder of kombu's `filesystem://` broker (only with that URL).
+        VIGIL_QUEUE_PREFIX = vigil
+            Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker.
+        VIGIL_INTERNAL_SECRET = generated into var/secrets.env by the runner
+            HMAC key of the short-lived identity token the gateway passes to services. Same value on the gateway
+            and every service.
+        VIGIL_SECRET_KEY = generated into var/secrets.env by the runner
+            Gateway only: signs user access tokens.
+        VIGIL_ACCESS_TOKEN_TTL = 900
+            Seconds an access token from `/api/v1/auth/token` stays valid.
+        VIGIL_REFRESH_TOKEN_TTL = 2592000
+            Seconds a sign-in (its refresh token) lasts without use of the refresh token.
+        VIGIL_LOGIN_FAILURES_PER_USER = 5
+            Failed sign-ins per username per minute before 429.
+        VIGIL_LOGIN_FAILURES_PER_ADDRESS = 30
+            Failed sign-ins per client address per 15 minutes before 429.
+        VIGIL_LOCKOUT_THRESHOLD = 10
+            Consecutive failed sign-ins that lock an account.
+        VIGIL_LOCKOUT_SECONDS = 900
+            How long a locked account stays locked.
+        VIGIL_PASSWORD_HASHING = standard
+            Tests only: `fast-for-tests` hashes passwords with the cheapest Argon2id parameters so test suites
+            sign in quickly; refused when `VIGIL_ENV=production`. `standard` is RFC 9106's low-memory Argon2id
+            profile.
+        VIGIL_TRUSTED_PROXY_HOPS = 0
+            Gateway: reverse proxies in front of it whose X-Forwarded-For is trusted for the client address.
+        VIGIL_IDENTITY_TOKEN_TTL = 60
+            Seconds the gateway-to-service identity token stays valid.
+        VIGIL_ADMIN_USERNAME = admin
+            First admin user, created by `make run` / `vigil-gateway create-admin`.
+        VIGIL_ADMIN_PASSWORD = (generated and printed once)
+            Password of the first admin user.
+        VIGIL_MAX_BODY_BYTES = 1048576
+            Largest request body accepted (413 beyond).
+        VIGIL_UPSTREAM_TIMEOUT = 10
+            Gateway: seconds to wait for a service before answering 503.
+        VIGIL_BIND_HOST = 127.0.0.1
+            Address every HTTP process listens on (`0.0.0.0` in containers).
+        VIGIL_WEB_WORKERS = 1
+            gunicorn worker processes per HTTP service.
+        VIGIL_WEB_THREADS = 8
+            Threads per gunicorn worker.
+        VIGIL_WORKER_CONCURRENCY = 1
+            Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself);
+            the credit worker is a pool of VIGIL_CREDIT_WORKER_THREADS threads instead.
+        VIGIL_RELAY_INTERVAL = 0.2
+            Seconds the outbox relay waits between polls when idle.
+        VIGIL_LOG_LEVEL = INFO
+            Log level of every process (logs are JSON lines on stderr).
+        """
     ),
-    Setting("VIGIL_ENV", "development", "`production` refuses to start without explicit secrets."),
-    Setting(
-        "VIGIL_BROKER_URL",
-        "sqlite:///$VIGIL_VAR_DIR/broker.sqlite",
-        "kombu broker URL: `sqlite:///<file>` (the embedded SQLite broker), `amqp://user:pass@host:5672//`, "
-        "`redis://host:6379/0`; `filesystem://` (kombu's, not recommended) still works.",
-    ),
-    Setting(
-        "VIGIL_BROKER_DIR",
-        "$VIGIL_VAR_DIR/broker",
-        "Message folder of kombu's `filesystem://` broker (only with that URL).",
-    ),
-    Setting(
-        "VIGIL_QUEUE_PREFIX",
-        "vigil",
-        "Prefix of the per-service queues (`vigil.customer`, …); lets several installations share a broker.",
-    ),
-    Setting(
-        "VIGIL_INTERNAL_SECRET",
-        "generated into var/secrets.env by the runner",
-        "HMAC key of the short-lived identity token the gateway passes to services. "
-        "Same value on the gateway and every service.",
-    ),
-    Setting(
-        "VIGIL_SECRET_KEY", "generated into var/secrets.env by the runner", "Gateway only: signs user access tokens."
-    ),
-    Setting("VIGIL_ACCESS_TOKEN_TTL", "900", "Seconds an access token from `/api/v1/auth/token` stays valid."),
-    Setting(
-        "VIGIL_REFRESH_TOKEN_TTL",
-        "2592000",
-        "Seconds a sign-in (its refresh token) lasts without use of the refresh token.",
-    ),
-    Setting("VIGIL_LOGIN_FAILURES_PER_USER", "5", "Failed sign-ins per username per minute before 429."),
-    Setting("VIGIL_LOGIN_FAILURES_PER_ADDRESS", "30", "Failed sign-ins per client address per 15 minutes before 429."),
-    Setting("VIGIL_LOCKOUT_THRESHOLD", "10", "Consecutive failed sign-ins that lock an account."),
-    Setting("VIGIL_LOCKOUT_SECONDS", "900", "How long a locked account stays locked."),
-    Setting(
-        "VIGIL_PASSWORD_HASHING",
-        "standard",
-        "Tests only: `fast-for-tests` hashes passwords with the cheapest Argon2id parameters so test suites "
-        "sign in quickly; refused when `VIGIL_ENV=production`. `standard` is RFC 9106's low-memory Argon2id "
-        "profile.",
-    ),
-    Setting(
-        "VIGIL_TRUSTED_PROXY_HOPS",
-        "0",
-        "Gateway: reverse proxies in front of it whose X-Forwarded-For is trusted for the client address.",
-    ),
-    Setting("VIGIL_IDENTITY_TOKEN_TTL", "60", "Seconds the gateway-to-service identity token stays valid."),
-    Setting("VIGIL_ADMIN_USERNAME", "admin", "First admin user, created by `make run` / `vigil-gateway create-admin`."),
-    Setting("VIGIL_ADMIN_PASSWORD", "(generated and printed once)", "Password of the first admin user."),
-    Setting("VIGIL_MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 beyond)."),
-    Setting("VIGIL_UPSTREAM_TIMEOUT", "10", "Gateway: seconds to wait for a service before answering 503."),
-    Setting("VIGIL_BIND_HOST", "127.0.0.1", "Address every HTTP process listens on (`0.0.0.0` in containers)."),
-    Setting("VIGIL_WEB_WORKERS", "1", "gunicorn worker processes per HTTP service."),
-    Setting("VIGIL_WEB_THREADS", "8", "Threads per gunicorn worker."),
-    Setting(
-        "VIGIL_WORKER_CONCURRENCY",
-        "1",
-        "Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself); "
-        "the credit worker is a pool of VIGIL_CREDIT_WORKER_THREADS threads instead.",
-    ),
-    Setting("VIGIL_RELAY_INTERVAL", "0.2", "Seconds the outbox relay waits between polls when idle."),
-    Setting("VIGIL_LOG_LEVEL", "INFO", "Log level of every process (logs are JSON lines on stderr)."),
     *BUREAU.settings(),
-    Setting("VIGIL_BUREAU_TIMEOUT", "10", "Credit service: seconds one bureau request may take before it is retried."),
-    Setting("VIGIL_BUREAU_RETRIES", "3", "Credit service: retries of a bureau request that timed out or failed (5xx)."),
-    Setting("VIGIL_BUREAU_BACKOFF", "1", "Credit service: seconds before the first retry; doubled for each next one."),
-    Setting(
-        "VIGIL_BUREAU_CONCURRENCY",
-        "8",
-        "Credit service: most credit bureau requests in flight at once, across every credit worker process.",
+    *settings_table(
+        """
+        VIGIL_BUREAU_TIMEOUT = 10
+            Credit service: seconds one bureau request may take before it is retried.
+        VIGIL_BUREAU_RETRIES = 3
+            Credit service: retries of a bureau request that timed out or failed (5xx).
+        VIGIL_BUREAU_BACKOFF = 1
+            Credit service: seconds before the first retry; doubled for each next one.
+        VIGIL_BUREAU_CONCURRENCY = 8
+            Credit service: most credit bureau requests in flight at once, across every credit worker process.
+        VIGIL_ADT_CONCURRENCY = 8
+            Credit service: most ADT PreCheck requests in flight at once, across every credit worker process
+            (each answer taking t seconds, ADT answers at most this / t PreChecks a second).
+        VIGIL_CREDIT_WORKER_THREADS = 12
+            Credit service: threads of each credit worker process (its calls wait on the bureau and ADT, not the
+            CPU).
+        VIGIL_BUREAU_SLOW_SECONDS = 4
+            Sandbox bureau: how long the slow test identity (SSN ending 1002) takes.
+        VIGIL_BILLING_BEAT_HEALTH_PORT = 8303
+            Port of the billing Celery beat's /healthz and /readyz.
+        """
     ),
-    Setting(
-        "VIGIL_ADT_CONCURRENCY",
-        "8",
-        "Credit service: most ADT PreCheck requests in flight at once, across every credit worker process "
-        "(each answer taking t seconds, ADT answers at most this / t PreChecks a second).",
-    ),
-    Setting(
-        "VIGIL_CREDIT_WORKER_THREADS",
-        "12",
-        "Credit service: threads of each credit worker process (its calls wait on the bureau and ADT, not the CPU).",
-    ),
-    Setting(
-        "VIGIL_BUREAU_SLOW_SECONDS", "4", "Sandbox bureau: how long the slow test identity (SSN ending 1002) takes."
-    ),
-    Setting("VIGIL_BILLING_BEAT_HEALTH_PORT", "8303", "Port of the billing Celery beat's /healthz and /readyz."),
     *PROCESSOR.settings(),
-    Setting(
-        "VIGIL_PROCESSOR_API_KEY",
-        "sk_test_vigil_sandbox",
-        "Billing: the processor's secret key (the sandbox accepts any `sk_test_…`).",
+    *settings_table(
+        """
+        VIGIL_PROCESSOR_API_KEY = sk_test_vigil_sandbox
+            Billing: the processor's secret key (the sandbox accepts any `sk_test_…`).
+        """
     ),
     *_per_process(
         "VIGIL_{NAME}_DATABASE_URL",
@@ -214,37 +222,32 @@ SETTINGS: list[Setting] = [
         "VIGIL_{NAME}_RELAY_HEALTH_PORT", "", "Port of the {name} outbox relay's /healthz and /readyz.", SERVICES
     ),
     # webhooks and the change feed (the gateway's worker; docs/integrations.md)
-    Setting("VIGIL_GATEWAY_WORKER_HEALTH_PORT", "8100", "Port of the gateway worker's /healthz and /readyz."),
-    Setting(
-        "VIGIL_WEBHOOK_RETRY_SCHEDULE",
-        "5,300,1800,7200,18000,36000×7",
-        "Comma-separated seconds between webhook delivery attempts (about three days in all).",
+    *settings_table(
+        """
+        VIGIL_GATEWAY_WORKER_HEALTH_PORT = 8100
+            Port of the gateway worker's /healthz and /readyz.
+        VIGIL_WEBHOOK_RETRY_SCHEDULE = 5,300,1800,7200,18000,36000×7
+            Comma-separated seconds between webhook delivery attempts (about three days in all).
+        VIGIL_WEBHOOK_DISABLE_AFTER = 432000
+            Seconds of continuous delivery failure after which a webhook subscription is disabled.
+        VIGIL_WEBHOOK_TIMEOUT = 5
+            Seconds a webhook receiver has to answer one delivery.
+        VIGIL_WEBHOOK_ALLOWED_NETWORKS =
+            Comma-separated networks (CIDR) webhooks may reach although loopback, private or link-local.
+        VIGIL_WEBHOOK_SWEEP_INTERVAL = 1
+            Seconds between the webhook worker's looks for due retries.
+        VIGIL_WEBHOOK_CONCURRENCY = 8
+            Threads of the gateway worker's event intake; its webhook sender threads are four times as many.
+        VIGIL_WEBHOOK_DELIVERY_THREADS = 2
+            Gateway worker: threads that claim, sign and hand out webhook deliveries (apart from the event intake).
+        VIGIL_SANDBOX_CENTRAL_STATION_PORT = 8300
+            Port of the sandbox central station (make run, e2e).
+        VIGIL_DRIFT_CHECK_INTERVAL = 3600
+            Seconds between central-station drift checks.
+        VIGIL_FEED_RETENTION_DAYS = 30
+            Days the change feed and webhook delivery logs are kept.
+        """
     ),
-    Setting(
-        "VIGIL_WEBHOOK_DISABLE_AFTER",
-        "432000",
-        "Seconds of continuous delivery failure after which a webhook subscription is disabled.",
-    ),
-    Setting("VIGIL_WEBHOOK_TIMEOUT", "5", "Seconds a webhook receiver has to answer one delivery."),
-    Setting(
-        "VIGIL_WEBHOOK_ALLOWED_NETWORKS",
-        "",
-        "Comma-separated networks (CIDR) webhooks may reach although loopback, private or link-local.",
-    ),
-    Setting("VIGIL_WEBHOOK_SWEEP_INTERVAL", "1", "Seconds between the webhook worker's looks for due retries."),
-    Setting(
-        "VIGIL_WEBHOOK_CONCURRENCY",
-        "8",
-        "Threads of the gateway worker's event intake; its webhook sender threads are four times as many.",
-    ),
-    Setting(
-        "VIGIL_WEBHOOK_DELIVERY_THREADS",
-        "2",
-        "Gateway worker: threads that claim, sign and hand out webhook deliveries (apart from the event intake).",
-    ),
-    Setting("VIGIL_SANDBOX_CENTRAL_STATION_PORT", "8300", "Port of the sandbox central station (make run, e2e)."),
-    Setting("VIGIL_DRIFT_CHECK_INTERVAL", "3600", "Seconds between central-station drift checks."),
-    Setting("VIGIL_FEED_RETENTION_DAYS", "30", "Days the change feed and webhook delivery logs are kept."),
 ]
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
 

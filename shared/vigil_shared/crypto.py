@@ -17,12 +17,16 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, TypeVar
 
 # cryptography is imported on first use: its compiled core adds about 8 MB to a process's memory, and
 # most relays, workers and beats never encrypt or decrypt anything (bench/bench_idle_rss.py).
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet, MultiFernet
+
+
+# a value or None: what goes in comes out (a str gives a str, None gives None)
+Text = TypeVar("Text", str, None, str | None)
 
 
 class DecryptionError(Exception):
@@ -71,26 +75,12 @@ class FieldCipher:
 
         return MultiFernet(self._fernets)
 
-    @overload
-    def encrypt(self, plaintext: str) -> str: ...
-    @overload
-    def encrypt(self, plaintext: None) -> None: ...
-    @overload
-    def encrypt(self, plaintext: str | None) -> str | None: ...
-
-    def encrypt(self, plaintext: str | None) -> str | None:
+    def encrypt(self, plaintext: Text) -> Text:
         if plaintext is None:
             return None
         return self._multi.encrypt(plaintext.encode()).decode()
 
-    @overload
-    def decrypt(self, token: str) -> str: ...
-    @overload
-    def decrypt(self, token: None) -> None: ...
-    @overload
-    def decrypt(self, token: str | None) -> str | None: ...
-
-    def decrypt(self, token: str | None) -> str | None:
+    def decrypt(self, token: Text) -> Text:
         return self._with_any_key(self._multi.decrypt, token)
 
     def is_current(self, token: str) -> bool:
@@ -103,19 +93,12 @@ class FieldCipher:
         except InvalidToken:
             return False
 
-    @overload
-    def rotate(self, token: str) -> str: ...
-    @overload
-    def rotate(self, token: None) -> None: ...
-    @overload
-    def rotate(self, token: str | None) -> str | None: ...
-
-    def rotate(self, token: str | None) -> str | None:
+    def rotate(self, token: Text) -> Text:
         """Re-encrypts under the primary key (MultiFernet keeps the original timestamp)."""
         return self._with_any_key(self._multi.rotate, token)
 
     @staticmethod
-    def _with_any_key(operation: Callable[[bytes], bytes], token: str | None) -> str | None:
+    def _with_any_key(operation: Callable[[bytes], bytes], token: Text) -> Text:
         """``operation`` (decrypt or rotate) of ``token`` with whichever configured key made it."""
         if token is None:
             return None

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import g, has_app_context
 from sqlalchemy import (
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Dialect,
     Engine,
     Executable,
+    Integer,
     MetaData,
     Row,
     Table,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -182,6 +183,39 @@ def build_engine(
     )
 
 
+class Timestamps:
+    """Model mixin: when the row was made and when it last changed."""
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class OptimisticLock:
+    """Model mixin: every UPDATE checks and bumps the integer column ``lock_column`` (the ETag), so a
+    write made from a stale read fails (``StaleDataError``, answered 409) instead of overwriting."""
+
+    lock_column: ClassVar[str] = "version"
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c[cls.lock_column]}  # type: ignore[attr-defined]
+
+
+def version_of(record: Any) -> int:
+    """The version a record's ETag carries: its :class:`OptimisticLock` column (``version`` by default)."""
+    return int(getattr(record, getattr(record, "lock_column", "version")))
+
+
+class Versioned(OptimisticLock):
+    """Model mixin: the row's ``version``, checked by every UPDATE (see :class:`OptimisticLock`)."""
+
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class EditedRecord(Versioned, Timestamps):
+    """Model mixin of a record edited through the API: ``version`` plus ``created_at``/``updated_at``."""
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
         self.url = url
@@ -228,7 +262,8 @@ class Database:
 
     @property
     def read_engine(self) -> Engine:
-        """An autocommit engine for :meth:`read_first` (created on first use, re-created after fork)."""
+        """An autocommit engine for :meth:`read_first` and other single statements on a hot path (the
+        gateway's rate-limit upsert): created on first use, re-created after fork."""
         if self._read_engine is None or self._read_pid != os.getpid():
             if self._read_engine is not None:
                 self._read_engine.dispose(close=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -74,6 +74,16 @@ def get_or_404(session: Session, model: type[T], ident: Any, what: str, **owner:
     if found is None or any(getattr(found, name) != value for name, value in owner.items()):
         raise not_found(what)
     return found
+
+
+def flush_unique(session: Session, taken: Callable[[], Exception]) -> None:
+    """Flushes; a unique constraint a concurrent request won between our check and our write becomes
+    ``taken()`` (the same 409 the check answers), after rolling the session back."""
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise taken() from None
 
 
 def unavailable(detail: str) -> Problem:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from .commands import ensure_version
 from .commands import etag_of as etag_of  # re-exported: views take the ETag helpers from here
+from .db import version_of
 
 V = TypeVar("V", bound=Callable[..., Any])
 MAX_PER_PAGE = 100
@@ -121,9 +122,11 @@ def paginate(session: Session, statement: Select[Any], page: int, per_page: int)
     return Page(items=list(items), page=page, per_page=per_page, total=total or 0)
 
 
-def etag_headers(item: Any, *, version_attr: str = "version", **extra: str) -> dict[str, str]:
-    """Response headers of a single resource: its ``ETag``, plus ``extra`` (``Location=…``)."""
-    return {"ETag": etag_of(item.id, getattr(item, version_attr)), **extra}
+def etag_headers(item: Any, *, version_attr: str | None = None, **extra: str) -> dict[str, str]:
+    """Response headers of a single resource: its ``ETag`` (of ``version_attr``, by default the model's
+    version column, see ``db.version_of``), plus ``extra`` (``Location=…``)."""
+    version = version_of(item) if version_attr is None else getattr(item, version_attr)
+    return {"ETag": etag_of(item.id, version), **extra}
 
 
 def check_if_match(resource_id: object, version: int) -> None:

@@ -16,7 +16,8 @@ from alembic import op as alembic_op
 from alembic.config import Config
 from alembic.operations import Operations
 
-from .db import UTCDateTime, build_engine
+from .db import build_engine
+from .schema_spec import create_tables, drop_tables
 
 BATCH_TABLE_PREFIX = "_alembic_tmp_"  # alembic's name for the copy a batch_alter_table rebuild fills
 
@@ -146,38 +147,35 @@ def _raise_sequence(op: Operations | ModuleType, table: str, floor: int) -> None
 
 def create_messaging_tables(op: Operations | ModuleType) -> None:
     """Outbox, inbox and idempotency tables, identical in every service (see ``messaging.outbox``)."""
-    op.create_table(
-        "outbox_events",
-        sa.Column(
-            "position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
-        ),
-        sa.Column("event_id", sa.String(36), nullable=False),
-        sa.Column("type", sa.String(100), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("occurred_at", UTCDateTime(), nullable=False),
-        sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("request_id", sa.String(64), nullable=True),
-        sa.Column("published_at", UTCDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("position", name="pk_outbox_events"),
-        sa.UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
-    )
-    op.create_index("ix_outbox_events_published_at", "outbox_events", ["published_at"])
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.String(36), nullable=False),
-        sa.Column("type", sa.String(100), nullable=False),
-        sa.Column("processed_at", UTCDateTime(), nullable=False),
-        sa.Column("duplicates", sa.Integer(), nullable=False, server_default="0"),
-        sa.PrimaryKeyConstraint("event_id", name="pk_processed_events"),
+    create_tables(
+        op,
+        """
+        table outbox_events
+            position                 big       pk autoinc
+            event_id                 str(36)
+            type                     str(100)
+            version                  int
+            occurred_at              datetime
+            data                     json
+            request_id               str(64)   null
+            published_at             datetime  null
+            pk_outbox_events: primary key (position)
+            uq_outbox_events_event_id: unique (event_id)
+            ix_outbox_events_published_at: index (published_at)
+        table processed_events
+            event_id                 str(36)
+            type                     str(100)
+            processed_at             datetime
+            duplicates               int       default=0
+            pk_processed_events: primary key (event_id)
+        """,
     )
     create_idempotency_table(op)
 
 
 def drop_messaging_tables(op: Operations | ModuleType) -> None:
     drop_idempotency_table(op)
-    op.drop_table("processed_events")
-    op.drop_index("ix_outbox_events_published_at", table_name="outbox_events")
-    op.drop_table("outbox_events")
+    drop_tables(op, "processed_events outbox_events")
 
 
 def messaging_tables_migration() -> tuple[Callable[[], None], Callable[[], None]]:
@@ -187,51 +185,53 @@ def messaging_tables_migration() -> tuple[Callable[[], None], Callable[[], None]
 
 def create_idempotency_table(op: Operations | ModuleType) -> None:
     """The stored answers to ``Idempotency-Key`` requests (see ``vigil_shared.idempotency``)."""
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("caller", sa.String(100), nullable=False),
-        sa.Column("key", sa.String(200), nullable=False),
-        sa.Column("request_hash", sa.String(64), nullable=False),
-        sa.Column("state", sa.String(20), nullable=False),
-        sa.Column("response_status", sa.Integer(), nullable=True),
-        sa.Column("response_body", sa.Text(), nullable=True),
-        sa.Column("response_headers", sa.JSON(), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("expires_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("caller", "key", name="pk_idempotency_keys"),
+    create_tables(
+        op,
+        """
+        table idempotency_keys
+            caller                   str(100)
+            key                      str(200)
+            request_hash             str(64)
+            state                    str(20)
+            response_status          int       null
+            response_body            text      null
+            response_headers         json      null
+            created_at, expires_at   datetime
+            pk_idempotency_keys: primary key (caller, key)
+            ix_idempotency_keys_expires_at: index (expires_at)
+        """,
     )
-    op.create_index("ix_idempotency_keys_expires_at", "idempotency_keys", ["expires_at"])
 
 
 def drop_idempotency_table(op: Operations | ModuleType) -> None:
-    op.drop_index("ix_idempotency_keys_expires_at", table_name="idempotency_keys")
-    op.drop_table("idempotency_keys")
+    drop_tables(op, "idempotency_keys")
 
 
 def create_dead_letters_table(op: Any) -> None:
     """The consumer's dead letters, identical in every service (see ``messaging.dead_letters``)."""
-    op.create_table(
-        "dead_letters",
-        sa.Column("event_id", sa.String(36), nullable=False),
-        sa.Column("type", sa.String(100), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=True),
-        sa.Column("source", sa.String(100), nullable=True),
-        sa.Column("request_id", sa.String(64), nullable=True),
-        sa.Column("error_class", sa.String(200), nullable=False),
-        sa.Column("error_message", sa.String(500), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("first_failed_at", UTCDateTime(), nullable=False),
-        sa.Column("last_failed_at", UTCDateTime(), nullable=False),
-        sa.Column("retried_at", UTCDateTime(), nullable=True),
-        sa.Column("message", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("event_id", name="pk_dead_letters"),
+    create_tables(
+        op,
+        """
+        table dead_letters
+            event_id                 str(36)
+            type                     str(100)
+            version                  int       null
+            source                   str(100)  null
+            request_id               str(64)   null
+            error_class              str(200)
+            error_message            str(500)
+            attempts                 int
+            first_failed_at, last_failed_at  datetime
+            retried_at               datetime  null
+            message                  text      null
+            pk_dead_letters: primary key (event_id)
+            ix_dead_letters_last_failed_at: index (last_failed_at)
+        """,
     )
-    op.create_index("ix_dead_letters_last_failed_at", "dead_letters", ["last_failed_at"])
 
 
 def drop_dead_letters_table(op: Any) -> None:
-    op.drop_index("ix_dead_letters_last_failed_at", table_name="dead_letters")
-    op.drop_table("dead_letters")
+    drop_tables(op, "dead_letters")
 
 
 def dead_letters_migration() -> tuple[Callable[[], None], Callable[[], None]]:

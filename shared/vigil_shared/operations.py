@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -32,6 +31,7 @@ from .db import UTCDateTime, utcnow
 from .errors import not_found
 from .fields import Timestamp
 from .http import answers, paginate
+from .schema_spec import create_tables, drop_tables
 
 # services whose operations the gateway lists for ``GET /operations`` (add one when it runs operations)
 OPERATION_OWNERS: tuple[str, ...] = ("customer",)
@@ -99,53 +99,44 @@ def operation_models(Base: type[DeclarativeBase]) -> OperationModels:
 
 def create_operations_tables(op: Any) -> None:
     """The migration of :func:`operation_models` (``op`` is alembic's)."""
-    from .db import UTCDateTime as DT
-
-    op.create_table(
-        "operations",
-        sa.Column("id", sa.String(48), primary_key=True),
-        sa.Column("kind", sa.String(60), nullable=False),
-        sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("owner", sa.String(100), nullable=False),
-        sa.Column("target_type", sa.String(40), nullable=False),
-        sa.Column("target_id", sa.String(60), nullable=False),
-        sa.Column("steps_total", sa.Integer(), nullable=False),
-        sa.Column("steps_done", sa.Integer(), nullable=False),
-        sa.Column("options", sa.JSON(), nullable=False),
-        sa.Column("request_id", sa.String(64), nullable=True),
-        sa.Column("created_at", DT(), nullable=False),
-        sa.Column("updated_at", DT(), nullable=False),
-        sa.Column("finished_at", DT(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_operations")),
-    )
-    op.create_index(op.f("ix_operations_owner"), "operations", ["owner"])
-    op.create_index(op.f("ix_operations_target_id"), "operations", ["target_id"])
-    op.create_index(op.f("ix_operations_created_at"), "operations", ["created_at"])
-    op.create_table(
-        "operation_steps",
-        sa.Column("operation_id", sa.String(48), nullable=False),
-        sa.Column("key", sa.String(120), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("participant", sa.String(40), nullable=False),
-        sa.Column("target_type", sa.String(40), nullable=False),
-        sa.Column("target_id", sa.String(60), nullable=False),
-        sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("result", sa.JSON(), nullable=True),
-        sa.Column("error", sa.String(500), nullable=True),
-        sa.Column("finished_at", DT(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["operation_id"],
-            ["operations.id"],
-            name=op.f("fk_operation_steps_operation_id_operations"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("operation_id", "key", name=op.f("pk_operation_steps")),
+    create_tables(
+        op,
+        """
+        table operations
+            id                       str(48)   pk
+            kind                     str(60)
+            status                   str(20)
+            owner                    str(100)
+            target_type              str(40)
+            target_id                str(60)
+            steps_total, steps_done  int
+            options                  json
+            request_id               str(64)   null
+            created_at, updated_at   datetime
+            finished_at              datetime  null
+            pk_operations: primary key (id)
+            ix_operations_owner: index (owner)
+            ix_operations_target_id: index (target_id)
+            ix_operations_created_at: index (created_at)
+        table operation_steps
+            operation_id             str(48)
+            key                      str(120)
+            position                 int
+            participant              str(40)
+            target_type              str(40)
+            target_id                str(60)
+            status                   str(20)
+            result                   json      null
+            error                    str(500)  null
+            finished_at              datetime  null
+            fk_operation_steps_operation_id_operations: foreign key (operation_id) -> operations (id) on delete CASCADE
+            pk_operation_steps: primary key (operation_id, key)
+        """,
     )
 
 
 def drop_operations_tables(op: Any) -> None:
-    op.drop_table("operation_steps")
-    op.drop_table("operations")
+    drop_tables(op, "operation_steps operations")
 
 
 @dataclass(frozen=True)

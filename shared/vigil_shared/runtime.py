@@ -119,7 +119,6 @@ class ServiceProgram:
     """The parts that make one service; ``main`` turns them into the ``vigil-<name>`` command."""
 
     name: str
-    package: str
     messaging: MessagingModels
     blueprints: list[Any] = field(default_factory=list)  # flask-smorest Blueprints
     register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
@@ -131,6 +130,11 @@ class ServiceProgram:
     # start) instead of VIGIL_WORKER_CONCURRENCY processes. Celery's time limit does not apply to threads:
     # every wait of such tasks must be bounded by their own timeouts.
     worker_threads: Callable[[], int] | None = None
+
+    @property
+    def package(self) -> str:
+        """The service's Python package, where its migrations live: ``vigil_<name>``."""
+        return f"vigil_{self.name}"
 
     def create_app(self, settings: Settings | None = None) -> Flask:
         runtime = self.runtime(settings)

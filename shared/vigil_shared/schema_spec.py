@@ -33,6 +33,7 @@ a column type here must keep meaning the same DDL, so types are only ever added.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,12 +45,16 @@ __all__ = [
     "add_columns",
     "column",
     "columns",
+    "columns_migration",
     "create_table",
     "create_tables",
     "drop_columns",
     "drop_indexes",
     "drop_tables",
+    "drop_tables_of",
     "table_items",
+    "table_names",
+    "tables_migration",
 ]
 
 _SIZED = re.compile(r"(?P<kind>c?str)\((?P<size>\d+)\)$")
@@ -180,6 +185,24 @@ def create_table(op: Any, name: str, spec: str, **table_kwargs: Any) -> sa.Table
     return table  # type: ignore[no-any-return]
 
 
+def table_names(spec: str) -> list[str]:
+    """The tables of ``spec``'s ``table name`` sections, in order."""
+    return [line.split()[1] for line in _lines(spec) if line.startswith("table ")]
+
+
+def tables_migration(spec: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``upgrade, downgrade`` of a revision that only creates ``spec``'s tables: the downgrade drops
+    them again, last created first."""
+    from alembic import op
+
+    return (lambda: create_tables(op, spec)), (lambda: drop_tables_of(op, spec))
+
+
+def drop_tables_of(op: Any, spec: str) -> None:
+    """Drops the tables ``spec`` creates, last created first."""
+    drop_tables(op, " ".join(reversed(table_names(spec))))
+
+
 def create_tables(op: Any, spec: str) -> None:
     """:func:`create_table` of each ``table name [sqlite_autoincrement]`` section of ``spec``, in order."""
     sections: list[tuple[list[str], list[str]]] = []
@@ -205,6 +228,27 @@ def add_columns(batch: Any, spec: str) -> None:
             batch.create_index(named["name"], _names(found["cols"]))
         else:
             raise ValueError(f"only columns and indexes are added here: {line!r}")
+
+
+def columns_migration(table: str, spec: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``upgrade, downgrade`` of a revision that only adds ``spec``'s columns (and indexes) to ``table``:
+    the downgrade drops them again, last added first."""
+    from alembic import op
+
+    def upgrade() -> None:
+        with op.batch_alter_table(table) as batch:
+            add_columns(batch, spec)
+
+    def downgrade() -> None:
+        with op.batch_alter_table(table) as batch:
+            for line in reversed(_lines(spec)):
+                named = _NAMED.match(line)
+                if named is not None:
+                    batch.drop_index(named["name"])
+                else:
+                    drop_columns(batch, " ".join(added.name for added in reversed(_named_columns(line))))
+
+    return upgrade, downgrade
 
 
 def drop_columns(batch: Any, names: str) -> None:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -23,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from .db import Database
 from .identity import Identity, sign_identity
+from .messaging.contracts import message
 from .permissions import GLOBAL_PERMISSIONS, LOCATION_PERMISSIONS
 
 TEST_SECRET = "test-internal-secret-0123456789abcdef"
@@ -33,6 +35,14 @@ ADMIN = Identity(
     permissions=GLOBAL_PERMISSIONS,
     locations={HOME_LOCATION: LOCATION_PERMISSIONS, OTHER_LOCATION: LOCATION_PERMISSIONS},
 )
+
+
+def incoming_event(
+    event_type: str, data: dict[str, Any], *, source: str, version: int = 1, request_id: str | None = None
+) -> dict[str, Any]:
+    """An event in its wire form as a consumer receives it from ``source``: a new id, occurring now."""
+    event_id, now = str(uuid.uuid4()), datetime.now(UTC)
+    return message(event_id, event_type, version, now, data, source=source, request_id=request_id)
 
 
 def identity_with(*permissions: str, locations: Iterable[int] = (HOME_LOCATION,), username: str = "clerk") -> Identity:
@@ -228,6 +238,27 @@ def assert_migrations_round_trip(package: str, metadata: MetaData, url: str) -> 
         assert_ids_never_reused(engine, metadata)
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) == tables
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def migrated_over(
+    package: str, url: str, revision: str, rows: Iterable[tuple[str, dict[str, Any]]]
+) -> Iterator[Engine]:
+    """The database at ``url`` at ``revision``, given ``rows`` (``(INSERT statement, parameters)``), then
+    upgraded to the head: what the migrations since do to data that existed before them."""
+    from . import migrations
+    from .db import build_engine
+
+    migrations.upgrade(package, url, revision)
+    engine = build_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement, params in rows:
+                conn.execute(text(statement), params)
+        migrations.upgrade(package, url)
+        yield engine
     finally:
         engine.dispose()
 

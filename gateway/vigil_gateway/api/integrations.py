@@ -17,7 +17,7 @@ from vigil_shared.http import PaginationArgs, paginate
 
 from .. import integrations
 from .. import webhook_commands as hooks_commands
-from ..context import db_session, intake, settings
+from ..context import database, db_session, intake, settings
 from ..models import Integration
 from ..versions import etag_headers
 from ..webhook_schemas import (
@@ -113,26 +113,33 @@ STATIONS = integrations.Stations()
 # --- what central stations post --------------------------------------------------------------------
 
 
+SIGNAL_SCHEMA, STATUS_SCHEMA = IncomingSignalSchema(), IncomingStatusSchema()  # stateless: shared by requests
+
+
+def _read_integration(integration_id: int) -> Integration | None:
+    return db_session().get(Integration, integration_id)
+
+
 def _receive(integration_id: int, kind: str) -> dict:
-    cipher = settings().webhook_cipher()
-    read = partial(db_session().get, Integration, integration_id)
+    read = partial(_read_integration, integration_id)
+    cipher = settings().webhook_cipher
     station = STATIONS.get(integration_id, read, cipher)
     if station is None:
         raise integrations.refused("No such integration, or it is disabled.")
-    body, headers = request.get_data(), dict(request.headers)
+    body, headers = request.get_data(), request.headers
     try:
-        message_id = integrations.verify(station.secrets, body, headers)
+        message_id = integrations.verify(station.keys, body, headers)
     except Problem:
         station = STATIONS.get(integration_id, read, cipher, fresh=True)  # its secret may have just been rotated
         if station is None:
             raise integrations.refused("No such integration, or it is disabled.") from None
-        message_id = integrations.verify(station.secrets, body, headers)
-    db_session().rollback()  # no connection is held while the intake writes
+        message_id = integrations.verify(station.keys, body, headers)
+    database().close_request_session()  # no connection is held while the intake writes
     try:
         payload = json.loads(body)
     except ValueError:
         raise Problem(400, "The body is not JSON.") from None
-    schema = IncomingSignalSchema() if kind == "signal" else IncomingStatusSchema()
+    schema = SIGNAL_SCHEMA if kind == "signal" else STATUS_SCHEMA
     try:
         data = schema.load(payload if isinstance(payload, dict) else {})
     except ValidationError as error:

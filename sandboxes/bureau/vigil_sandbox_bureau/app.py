@@ -224,6 +224,15 @@ def create_app(bureau: Bureau | None = None) -> Flask:
             state.precheck_requests[key] += 1
         return _json(found)
 
+    def listing(name: str, rows: list[dict[str, Any]], caller: str) -> dict[str, Any]:
+        """A test listing: its rows, and the calls to ``caller`` (adt or bureau) in flight now and at most."""
+        return {
+            "count": len(rows),
+            name: rows,
+            "in_flight": state.in_flight[caller],
+            "max_in_flight": state.max_in_flight[caller],
+        }
+
     @app.get("/sandbox/prechecks")
     def prechecks() -> Response:
         prefix = request.args.get("key_prefix", "")
@@ -233,14 +242,7 @@ def create_app(bureau: Bureau | None = None) -> Flask:
                 for key, p in state.prechecks.items()
                 if key.startswith(prefix)
             ]
-            return _json(
-                {
-                    "count": len(rows),
-                    "prechecks": rows,
-                    "in_flight": state.in_flight["adt"],
-                    "max_in_flight": state.max_in_flight["adt"],
-                }
-            )
+            return _json(listing("prechecks", rows, "adt"))
 
     @app.get("/sandbox/inquiries")
     def inquiries() -> Response:
@@ -252,16 +254,8 @@ def create_app(bureau: Bureau | None = None) -> Flask:
                 for key, e in state.inquiries.items()
                 if key.startswith(prefix)
             ]
-            return _json(
-                {
-                    "count": len(rows),
-                    "inquiries": rows,
-                    "in_flight": state.in_flight["bureau"],
-                    "max_in_flight": state.max_in_flight["bureau"],
-                    "down": state.down,
-                    "latency_ms": int(state.latency * 1000),
-                }
-            )
+            health = {"down": state.down, "latency_ms": int(state.latency * 1000)}
+            return _json(listing("inquiries", rows, "bureau") | health)
 
     @app.post("/sandbox/control")
     def control() -> Response:

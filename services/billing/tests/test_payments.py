@@ -38,6 +38,14 @@ def card(api, sandbox, number="4242424242424242", customer_id=7):
     return response.json
 
 
+def pay_by_card(api, sandbox, amount, number="4242424242424242"):
+    """Customer 7 pays ``amount`` with a new card: the answer to the request (the worker charges it)."""
+    method = card(api, sandbox, number)
+    return api.post(
+        "/api/v1/customers/7/payments", json={"method": "card", "amount": amount, "billing_method_id": method["id"]}
+    )
+
+
 def test_cash_pays_the_oldest_invoice_first_and_the_rest_is_credit(api, known, outbox):
     known(7)
     first, second = invoice(api, amount=1000), invoice(api, amount=500)
@@ -71,10 +79,7 @@ def test_a_partial_check_leaves_the_invoice_partially_paid(api, known):
 def test_a_card_is_charged_by_the_worker_once(api, known, sandbox, charges, outbox):
     known(7)
     bill = invoice(api, amount=2500)
-    method = card(api, sandbox)
-    created = api.post(
-        "/api/v1/customers/7/payments", json={"method": "card", "amount": 2500, "billing_method_id": method["id"]}
-    )
+    created = pay_by_card(api, sandbox, 2500)
     assert created.status_code == 202 and created.json["status"] == "pending"
     assert created.headers["Location"].endswith(f"/api/v1/payments/{created.json['id']}")
     assert charges.run() == ["succeeded"]
@@ -87,10 +92,7 @@ def test_a_card_is_charged_by_the_worker_once(api, known, sandbox, charges, outb
 def test_a_retried_charge_after_a_crash_charges_once(api, known, sandbox, charges, runtime, session):
     """The processor charged, then the worker died before recording it: the retry gets the same charge back."""
     known(7)
-    method = card(api, sandbox)
-    created = api.post(
-        "/api/v1/customers/7/payments", json={"method": "card", "amount": 700, "billing_method_id": method["id"]}
-    )
+    created = pay_by_card(api, sandbox, 700)
     real = processor.processor()
     calls = []
 
@@ -112,7 +114,7 @@ def test_a_retried_charge_after_a_crash_charges_once(api, known, sandbox, charge
     # the processor answered the replay with the first charge: one charge for one payment
     from vigil_billing.models import BillingMethod
 
-    token = session.get(BillingMethod, method["id"]).token
+    token = session.get(BillingMethod, payment.billing_method_id).token
     again = real.charge(token, 700, "USD", payment.processor_key)
     assert again.charge_id == first_charge
 
@@ -120,10 +122,7 @@ def test_a_retried_charge_after_a_crash_charges_once(api, known, sandbox, charge
 def test_a_decline_fails_the_payment_with_the_processors_reason(api, known, sandbox, charges, outbox):
     known(7)
     invoice(api, amount=900)
-    method = card(api, sandbox, "4000000000009995")
-    created = api.post(
-        "/api/v1/customers/7/payments", json={"method": "card", "amount": 900, "billing_method_id": method["id"]}
-    )
+    created = pay_by_card(api, sandbox, 900, "4000000000009995")
     assert charges.run() == ["failed"]
     payment = api.get(f"/api/v1/payments/{created.json['id']}").json
     assert (payment["failure_code"], payment["allocations"]) == ("insufficient_funds", [])
@@ -133,8 +132,7 @@ def test_a_decline_fails_the_payment_with_the_processors_reason(api, known, sand
 
 def test_an_unreachable_processor_is_retried_then_failed(api, known, sandbox, charges):
     known(7)
-    method = card(api, sandbox)
-    api.post("/api/v1/customers/7/payments", json={"method": "card", "amount": 100, "billing_method_id": method["id"]})
+    pay_by_card(api, sandbox, 100)
 
     class Down:
         def charge(self, *args):
@@ -149,10 +147,7 @@ def test_an_unreachable_processor_is_retried_then_failed(api, known, sandbox, ch
 def test_refunds_come_out_of_credit_then_reopen_invoices(api, known, sandbox, charges, outbox):
     known(7)
     bill = invoice(api, amount=1000)
-    method = card(api, sandbox)
-    created = api.post(
-        "/api/v1/customers/7/payments", json={"method": "card", "amount": 1200, "billing_method_id": method["id"]}
-    )
+    created = pay_by_card(api, sandbox, 1200)
     charges.run()
     path = f"/api/v1/payments/{created.json['id']}"
     partial = api.post(f"{path}/refund", json={"amount": 500, "reason": "Goodwill"})

@@ -10,7 +10,6 @@ from .tasks import register_tasks
 
 program = ServiceProgram(
     name="billing",
-    package="vigil_billing",
     messaging=messaging,
     blueprints=BLUEPRINTS,
     register_tasks=register_tasks,

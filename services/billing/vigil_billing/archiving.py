@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vigil_shared.archived import report_customer_step
+from vigil_shared.archived import items_by_customer, report_archive_step, report_unarchive_step
 from vigil_shared.db import utcnow
 from vigil_shared.messaging.contracts import CustomerArchiveRequested, CustomerUnarchiveRequested
 from vigil_shared.messaging.outbox import Outbox
@@ -88,16 +88,8 @@ def archive_items(session: Session, customer_ids: list[int]) -> list[dict[str, A
     return [_item(record) for record in _active(session, customer_ids)]
 
 
-def _report(outbox: Outbox, session: Session, operation_id: str, customer_id: int, result: dict[str, Any]) -> None:
-    report_customer_step(session, outbox, PARTICIPANT, operation_id, customer_id, result)
-
-
-def _by_customer(customer_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    return {customer_id: [] for customer_id in customer_ids}
-
-
 def archive(session: Session, outbox: Outbox, request: CustomerArchiveRequested, as_of: datetime) -> None:
-    cancelled = _by_customer(request.customer_ids)
+    cancelled = items_by_customer(request.customer_ids)
     for record in _active(session, request.customer_ids, lock=True):
         entry = _item(record)  # as it was: the period or date archiving called off
         if isinstance(record, RecurringInvoice):
@@ -107,14 +99,12 @@ def archive(session: Session, outbox: Outbox, request: CustomerArchiveRequested,
         record.cancelled_by_operation = request.operation_id
         cancelled[record.customer_id].append(entry)
     session.flush()
-    for customer_id in request.customer_ids:
-        replica.customer_archived(session, customer_id, True, as_of)
-        _report(outbox, session, request.operation_id, customer_id, {"cancelled": cancelled[customer_id]})
+    report_archive_step(session, outbox, PARTICIPANT, request, replica.customer_archived, as_of, cancelled)
 
 
 def unarchive(session: Session, outbox: Outbox, request: CustomerUnarchiveRequested, as_of: datetime) -> None:
-    restored = _by_customer(request.customer_ids)
-    skipped = _by_customer(request.customer_ids)
+    restored = items_by_customer(request.customer_ids)
+    skipped = items_by_customer(request.customer_ids)
     if request.restore_cancelled and request.archive_operation_ids:
         today = utcnow().date()
         for record in _stamped(session, request.customer_ids, request.archive_operation_ids):
@@ -126,12 +116,7 @@ def unarchive(session: Session, outbox: Outbox, request: CustomerUnarchiveReques
             else:
                 skipped[record.customer_id].append(entry | {"reason": reason})
         session.flush()
-    for customer_id in request.customer_ids:
-        replica.customer_archived(session, customer_id, False, as_of)
-        result: dict[str, Any] = {"restored": restored[customer_id]}
-        if skipped[customer_id]:
-            result["not_restored"] = skipped[customer_id]
-        _report(outbox, session, request.operation_id, customer_id, result)
+    report_unarchive_step(session, outbox, PARTICIPANT, request, replica.customer_archived, as_of, restored, skipped)
 
 
 def next_period(template: RecurringInvoice, today: date) -> date:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, SmallInteger, String, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
+from vigil_shared.db import EditedRecord, ServiceTables, UTCDateTime, Versioned, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
 from .money import DEFAULT_CURRENCY
@@ -48,7 +48,7 @@ class KnownCustomer(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class BillingSettings(Base):
+class BillingSettings(Versioned, Base):
     """The company's billing configuration: one row (id 1), created with its defaults on first read."""
 
     __tablename__ = "billing_settings"
@@ -62,12 +62,9 @@ class BillingSettings(Base):
     mmr_breakout: Mapped[bool] = mapped_column(Boolean, default=False)
     mmr_items: Mapped[list] = mapped_column(JSON, default=list)  # [{"key": "monitoring", "label": "Monitoring"}]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
-class Rate(Base):
+class Rate(EditedRecord, Base):
     """A monthly monitoring rate (MMR) of the company's catalog: a total and its line-item breakdown.
 
     ``items`` maps the company's MMR item keys to minor units and adds up to ``total``. When the
@@ -83,14 +80,9 @@ class Rate(Base):
     total: Mapped[int] = mapped_column(BigInteger)
     items: Mapped[dict] = mapped_column(JSON, default=dict)  # {"monitoring": 2999, "warranty": 500}
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
-class RateAssignment(Base):
+class RateAssignment(Versioned, Base):
     """The rate a customer is billed monthly, with its contract term: billing's record of the sale."""
 
     __tablename__ = "rate_assignments"
@@ -101,9 +93,6 @@ class RateAssignment(Base):
     contract_term_months: Mapped[int | None] = mapped_column(Integer)
     contract_start: Mapped[date | None] = mapped_column(Date)
     assigned_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
 INVOICE_STATUSES = ("draft", "issued", "partially_paid", "paid", "void")
@@ -118,7 +107,7 @@ class InvoiceCounter(Base):
     last_number: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class Invoice(Base):
+class Invoice(EditedRecord, Base):
     """A one-time or recurring invoice. Immutable once issued: only payments (``amount_paid``) and
     voiding change it afterwards; a correction is a void and a new invoice."""
 
@@ -143,15 +132,10 @@ class Invoice(Base):
     period_key: Mapped[str | None] = mapped_column(String(60), unique=True)
     void_reason: Mapped[str | None] = mapped_column(String(500))
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     lines: Mapped[list[InvoiceLine]] = relationship(
         back_populates="invoice", order_by="InvoiceLine.position", cascade="all, delete-orphan"
     )
-
-    __mapper_args__ = {"version_id_col": version}
 
     @property
     def balance(self) -> int:
@@ -177,7 +161,7 @@ class InvoiceLine(Base):
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
 
 
-class BillingMethod(Base):
+class BillingMethod(Versioned, Base):
     """A credit card or bank account of a customer, as a processor token and its safe facts only:
     never a card number or full account number (Vigil never receives one)."""
 
@@ -194,16 +178,13 @@ class BillingMethod(Base):
     holder: Mapped[str | None] = mapped_column(String(100))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
 PAYMENT_METHODS = ("cash", "check", "card", "ach")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
 
 
-class Payment(Base):
+class Payment(EditedRecord, Base):
     """Money received from a customer (cash, check) or charged to a billing method through the processor.
 
     ``processor_key`` is the idempotency key of the charge, fixed when the payment is created: every
@@ -234,11 +215,6 @@ class Payment(Base):
     # invoices to pay first (ids), as asked when the payment was made; otherwise oldest due first
     allocate_to: Mapped[list] = mapped_column(JSON, default=list)
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
 class PaymentAllocation(Base):
@@ -264,7 +240,7 @@ class Refund(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class RecurringInvoice(Base):
+class RecurringInvoice(EditedRecord, Base):
     """A template issuing an invoice every ``interval_months`` from ``next_date``, until ``end_date`` or
     ``remaining`` issues. Each issue carries the period key ``"<id>:<period date>"``, unique among
     invoices: a period is invoiced once whatever runs the job, how often, or how it dies."""
@@ -285,14 +261,9 @@ class RecurringInvoice(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | cancelled | ended
     # the archive operation that cancelled it (docs/archive.md): what unarchive may restore
     cancelled_by_operation: Mapped[str | None] = mapped_column(String(48), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
-class ScheduledPayment(Base):
+class ScheduledPayment(EditedRecord, Base):
     """A future-dated charge of a billing method, run by the job when due; soft declines are retried on
     a schedule, then it is failed with the processor's reason. Each attempt is a payment whose key is
     ``"vigil-scheduled-<id>-<attempt>"`` (unique): an attempt is charged once."""
@@ -312,11 +283,6 @@ class ScheduledPayment(Base):
     cancelled_by_operation: Mapped[str | None] = mapped_column(String(48), index=True)
     failure_code: Mapped[str | None] = mapped_column(String(60))
     failure_message: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
 class LedgerEntry(Base):

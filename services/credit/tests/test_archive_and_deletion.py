@@ -1,14 +1,12 @@
 """Credit takes part in archiving read-only (writes under an archived customer answer the shared
 409, reads work) and removes a deleted customer's checks and PreChecks with their encrypted answers."""
 
-import uuid
-from datetime import UTC, datetime
-
 from sqlalchemy import func, select
 
 from vigil_credit import tasks
 from vigil_credit.bureau import BureauAnswer
 from vigil_credit.models import CreditCheck, PreCheck
+from vigil_shared.testing import incoming_event
 
 ARCHIVED = "urn:vigil:problem:customer-archived"
 
@@ -40,15 +38,7 @@ def test_an_archived_customer_s_credit_is_read_only(api, runtime, customers):
 
 
 def deleted_event(customer_id: int) -> dict:
-    return {
-        "id": str(uuid.uuid4()),
-        "type": "customer.deleted",
-        "version": 1,
-        "request_id": "req-delete",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "data": {"customer_id": customer_id},
-        "source": "customer",
-    }
+    return incoming_event("customer.deleted", {"customer_id": customer_id}, source="customer", request_id="req-delete")
 
 
 def test_customer_deleted_removes_its_checks_prechecks_and_their_encrypted_answers(api, runtime, session, customers):

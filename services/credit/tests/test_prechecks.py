@@ -1,7 +1,6 @@
 """The ADT PreCheck: started by the customer's created event or refreshed, run by the worker."""
 
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
@@ -9,7 +8,7 @@ from vigil_credit import tasks
 from vigil_credit.adt import HttpAdt, PreCheckAnswer
 from vigil_credit.bureau import BureauFailure, HttpBureau
 from vigil_credit.models import PreCheck
-from vigil_shared.testing import assert_hidden, identity_with
+from vigil_shared.testing import assert_hidden, identity_with, incoming_event
 
 URL = "/api/v1/customers/7/precheck"
 
@@ -28,15 +27,8 @@ class FakeAdt:
 
 
 def created_event(customer_id: int, precheck: bool) -> dict:
-    return {
-        "id": str(uuid.uuid4()),
-        "type": "customer.created",
-        "version": 1,
-        "request_id": "req-create",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "data": {"customer_id": customer_id, "location_id": 1, "kind": "customer", "precheck": precheck},
-        "source": "customer",
-    }
+    data = {"customer_id": customer_id, "location_id": 1, "kind": "customer", "precheck": precheck}
+    return incoming_event("customer.created", data, source="customer", request_id="req-create")
 
 
 def test_a_created_adt_customer_gets_its_precheck_started(runtime, session, customers, outbox):

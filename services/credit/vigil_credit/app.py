@@ -11,7 +11,6 @@ from .tasks import register_tasks
 
 program = ServiceProgram(
     name="credit",
-    package="vigil_credit",
     messaging=messaging,
     blueprints=BLUEPRINTS,
     register_tasks=register_tasks,

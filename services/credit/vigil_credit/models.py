@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
+from vigil_shared.db import ServiceTables, UTCDateTime, Versioned, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
 
@@ -33,7 +33,7 @@ FINISHED = frozenset({"complete", "no_hit", "frozen", "failed", "manual"})
 INQUIRIES = ("pending", "running", "complete", "no_hit", "frozen")
 
 
-class CreditCheck(Base):
+class CreditCheck(Versioned, Base):
     __tablename__ = "credit_checks"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -57,13 +57,11 @@ class CreditCheck(Base):
     skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when the bureau answered
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
 
-    __mapper_args__ = {"version_id_col": version}
     __table_args__ = (Index("ix_credit_checks_customer", "customer_id", "bureau", "created_at"),)
 
 
-class CreditSettings(Base):
+class CreditSettings(Versioned, Base):
     """The company's credit settings: one row (id 1), created with the defaults when first read."""
 
     __tablename__ = "credit_settings"
@@ -76,9 +74,6 @@ class CreditSettings(Base):
     precheck_rerun_on_change: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default=false()
     )
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
 PRECHECK_STATUSES = ("pending", "running", "approved", "declined", "manual_review", "error")

@@ -228,18 +228,23 @@ def register_tasks(runtime: ServiceRuntime) -> None:
     def subject(customer_id: int, request_id: str | None) -> dict[str, Any]:
         return customer_client.credit_subject(runtime.settings, customer_id, request_id)
 
-    @runtime.celery.task(name=PULL_TASK, bind=True, max_retries=SUBJECT_RETRIES)
-    def pull_check(task: Any, check_id: int, request_id: str | None = None) -> str:
-        try:
-            return run_pull(runtime, check_id, request_id, bureau, subject)
-        except Exception as error:  # noqa: BLE001 - each is retried, then the check fails with its reason
-            return retry_or_fail(task, error, "the bureau", lambda reason: _fail(runtime, check_id, reason))
+    def outside_call(
+        name: str,
+        who: str,
+        run: Callable[[ServiceRuntime, int, str | None, Any, Subject], str],
+        outside: Any,
+        fail: Callable[[ServiceRuntime, int, str], str],
+    ) -> None:
+        """The task of one job (a check or a PreCheck) that waits on ``who``: every error is retried, then
+        the job fails with its reason."""
 
+        @runtime.celery.task(name=name, bind=True, max_retries=SUBJECT_RETRIES)
+        def call(task: Any, job_id: int, request_id: str | None = None) -> str:
+            try:
+                return run(runtime, job_id, request_id, outside, subject)
+            except Exception as error:  # noqa: BLE001 - each is retried, then the job fails with its reason
+                return retry_or_fail(task, error, who, lambda reason: fail(runtime, job_id, reason))
+
+    outside_call(PULL_TASK, "the bureau", run_pull, bureau, _fail)
     adt = HttpAdt(capped(runtime, HttpBureau.from_env(), "adt", "VIGIL_ADT_CONCURRENCY"))
-
-    @runtime.celery.task(name=PRECHECK_TASK, bind=True, max_retries=SUBJECT_RETRIES)
-    def run_precheck_task(task: Any, precheck_id: int, request_id: str | None = None) -> str:
-        try:
-            return run_precheck(runtime, precheck_id, request_id, adt, subject)
-        except Exception as error:  # noqa: BLE001 - each is retried, then the PreCheck fails with its reason
-            return retry_or_fail(task, error, "ADT", lambda reason: _precheck_failed(runtime, precheck_id, reason))
+    outside_call(PRECHECK_TASK, "ADT", run_precheck, adt, _precheck_failed)

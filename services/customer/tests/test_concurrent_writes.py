@@ -9,7 +9,6 @@ Never a 500.
 
 import contextlib
 import threading
-from datetime import UTC
 
 import pytest
 from helpers import create
@@ -90,11 +89,9 @@ def test_a_property_event_reindexing_a_customer_being_deleted_never_deadlocks(ap
     deleted. The delete holds the record and waits on the terms; a worker that replaced the terms
     before locking the record then waited on the record: a deadlock (a 500, or a 409 with the shared
     mapping) on PostgreSQL. Both now take the record first, so both succeed in turn."""
-    import uuid
-    from datetime import datetime
-
     from vigil_customer import search
     from vigil_customer.tasks import event_consumer
+    from vigil_shared.testing import incoming_event
 
     if runtime.db.engine.dialect.name != "postgresql":
         pytest.skip("row locks and deadlocks are a PostgreSQL matter; SQLite serialises writes")
@@ -109,14 +106,8 @@ def test_a_property_event_reindexing_a_customer_being_deleted_never_deadlocks(ap
         return real_covered_lengths(*args, **kwargs)
 
     monkeypatch.setattr(search, "covered_lengths", hold_after_replacing_terms)
-    event = {
-        "id": str(uuid.uuid4()),
-        "type": "property.created",
-        "version": 1,
-        "source": "property",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "data": {"property_id": 77, "customer_id": record["id"], "account_number": "ACC-77"},
-    }
+    data = {"property_id": 77, "customer_id": record["id"], "account_number": "ACC-77"}
+    event = incoming_event("property.created", data, source="property")
     outcome = {}
 
     def consume():

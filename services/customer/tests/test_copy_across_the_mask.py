@@ -5,8 +5,6 @@ office 2, and may create and move records in both. Copying or moving a record fr
 must not hand them what office 1 masks.
 """
 
-from datetime import UTC
-
 from helpers import create, customer, lead
 
 from vigil_shared.identity import Identity
@@ -113,22 +111,12 @@ def test_a_contact_passcode_or_a_cleared_ssn_in_history_also_blocks_the_move(api
 
 def test_a_customer_with_properties_does_not_move_where_their_pins_would_show(api, runtime):
     """The property service masks PINs and alarm passwords by the owner's location."""
-    import uuid
-    from datetime import datetime
-
     from vigil_customer.tasks import event_consumer
+    from vigil_shared.testing import incoming_event
 
     owner = create(api, customer())
-    assert event_consumer(runtime).consume(
-        {
-            "id": str(uuid.uuid4()),
-            "type": "property.created",
-            "version": 1,
-            "source": "property",
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "data": {"property_id": 77, "customer_id": owner["id"], "account_number": "ACC-77"},
-        }
-    )
+    data = {"property_id": 77, "customer_id": owner["id"], "account_number": "ACC-77"}
+    assert event_consumer(runtime).consume(incoming_event("property.created", data, source="property"))
     moved = api.as_(SPLIT).patch(f"/api/v1/customers/{owner['id']}", json={"location_id": 2})
     assert moved.status_code == 403 and set(moved.json["errors"]) == {"properties.pin"}
     assert api.patch(f"/api/v1/customers/{owner['id']}", json={"location_id": 2}).status_code == 200

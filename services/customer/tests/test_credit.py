@@ -1,13 +1,10 @@
 """What the customer service does for credit: the audited subject read, and an applied check's score."""
 
-import uuid
-from datetime import UTC, datetime
-
 from helpers import create, customer
 
 from vigil_customer.tasks import event_consumer
 from vigil_shared.identity import service_identity
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import identity_with, incoming_event
 
 SUBJECT = "/api/v1/internal/customers/{}/credit-subject"
 CREDIT = service_identity("credit", {"confidential.ssn.view", "confidential.birthdate.view"})
@@ -45,15 +42,7 @@ def test_the_subject_read_is_not_in_the_published_document(api):
 
 
 def applied_event(**data) -> dict:
-    return {
-        "id": str(uuid.uuid4()),
-        "type": "credit.check_applied",
-        "version": 1,
-        "request_id": "req-apply",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "data": data,
-        "source": "credit",
-    }
+    return incoming_event("credit.check_applied", data, source="credit", request_id="req-apply")
 
 
 def test_an_applied_check_sets_the_score_and_tracking_number_with_history(api, runtime):

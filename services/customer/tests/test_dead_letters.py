@@ -1,8 +1,5 @@
 """An event the customer worker can never apply becomes a dead letter at once, and operators retry or discard it."""
 
-import uuid
-from datetime import UTC, datetime
-
 import pytest
 from helpers import create, customer
 from kombu import Connection, Queue
@@ -11,21 +8,14 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from vigil_customer import accounts
 from vigil_customer.tasks import event_consumer
 from vigil_shared.messaging.contracts import handle_event_task
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import identity_with, incoming_event
 
 OPS = "/api/v1/ops/customer/dead-letters"
 
 
 def property_created(customer_id: int, property_id: int = 41) -> dict:
-    return {
-        "id": str(uuid.uuid4()),
-        "type": "property.created",
-        "version": 1,
-        "request_id": "req-dead",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "source": "property",
-        "data": {"property_id": property_id, "customer_id": customer_id, "account_number": "ACC-41"},
-    }
+    data = {"property_id": property_id, "customer_id": customer_id, "account_number": "ACC-41"}
+    return incoming_event("property.created", data, source="property", request_id="req-dead")
 
 
 @pytest.fixture

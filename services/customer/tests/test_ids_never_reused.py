@@ -5,8 +5,7 @@ from datetime import UTC, datetime
 from helpers import create
 from sqlalchemy import text
 
-from vigil_shared import migrations
-from vigil_shared.db import build_engine
+from vigil_shared.testing import migrated_over
 
 
 def test_a_new_customer_never_gets_the_id_of_a_deleted_one(api):
@@ -34,41 +33,32 @@ def test_notes_and_contacts_never_reuse_ids_either(api):
 
 def test_the_migration_keeps_ids_named_by_retained_events_taken(test_databases):
     """Customer 41 was deleted before the upgrade; only its ``customer.deleted`` event still names it."""
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    rows = [
+        (
+            "INSERT INTO outbox_events (event_id, type, version, occurred_at, data) "
+            "VALUES ('e1', 'customer.deleted', 1, :now, :data)",
+            {"now": now, "data": '{"customer_id": 41}'},
+        ),
+        (
+            "INSERT INTO custom_fields (id, key, label, type, options, required, applies_to, "
+            "position, active, version, created_at) VALUES (7, 'gate', 'Gate', 'text', '[]', false, "
+            "'both', 0, true, 1, :now)",
+            {"now": now},
+        ),
+    ]
     url = test_databases.url_for("customer_ids_migration")
-    migrations.upgrade("vigil_customer", url, "0004")
-    engine = build_engine(url)
-    try:
-        now = datetime(2026, 1, 2, tzinfo=UTC)
-        with engine.begin() as conn:
+    with migrated_over("vigil_customer", url, "0004", rows) as engine, engine.begin() as conn:
+        assert conn.execute(text("SELECT key FROM custom_fields WHERE id = 7")).scalar() == "gate"
+        if engine.dialect.name == "sqlite":  # PostgreSQL: a sequence, which never goes back anyway
+            sequence = conn.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'customers'")).scalar()
+            assert sequence == 41
             conn.execute(
                 text(
-                    "INSERT INTO outbox_events (event_id, type, version, occurred_at, data) "
-                    "VALUES ('e1', 'customer.deleted', 1, :now, :data)"
-                ),
-                {"now": now, "data": '{"customer_id": 41}'},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO custom_fields (id, key, label, type, options, required, applies_to, "
-                    "position, active, version, created_at) VALUES (7, 'gate', 'Gate', 'text', '[]', false, "
-                    "'both', 0, true, 1, :now)"
+                    "INSERT INTO custom_fields (key, label, type, options, required, applies_to, "
+                    "position, active, version, created_at) VALUES ('dog', 'Dog', 'text', '[]', "
+                    "false, 'both', 0, true, 1, :now)"
                 ),
                 {"now": now},
             )
-        migrations.upgrade("vigil_customer", url)
-        with engine.begin() as conn:
-            assert conn.execute(text("SELECT key FROM custom_fields WHERE id = 7")).scalar() == "gate"
-            if engine.dialect.name == "sqlite":  # PostgreSQL: a sequence, which never goes back anyway
-                sequence = conn.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'customers'")).scalar()
-                assert sequence == 41
-                conn.execute(
-                    text(
-                        "INSERT INTO custom_fields (key, label, type, options, required, applies_to, "
-                        "position, active, version, created_at) VALUES ('dog', 'Dog', 'text', '[]', "
-                        "false, 'both', 0, true, 1, :now)"
-                    ),
-                    {"now": now},
-                )
-                assert conn.execute(text("SELECT max(id) FROM custom_fields")).scalar() == 8
-    finally:
-        engine.dispose()
+            assert conn.execute(text("SELECT max(id) FROM custom_fields")).scalar() == 8

@@ -1,7 +1,10 @@
-from datetime import UTC
+from datetime import UTC, datetime
+
+from sqlalchemy import text
 
 from vigil_customer.models import Base
-from vigil_shared.testing import assert_migrations_round_trip
+from vigil_shared import migrations
+from vigil_shared.testing import assert_migrations_round_trip, migrated_over
 
 
 def test_migrations_match_the_models_and_go_down_and_up_again(test_databases):
@@ -9,28 +12,14 @@ def test_migrations_match_the_models_and_go_down_and_up_again(test_databases):
 
 
 def test_existing_customers_survive_the_move_to_the_full_record(test_databases):
-    from datetime import datetime
-
-    from sqlalchemy import text
-
-    from vigil_shared import migrations
-    from vigil_shared.db import build_engine
-
+    insert = (
+        "INSERT INTO customers (first_name, last_name, email, email_key, phone, active, "
+        "created_at, updated_at, version) VALUES ('José', 'Núñez', 'J@X.com', 'j@x.com', "
+        "'613-555-1234', true, :now, :now, 1)"
+    )
+    rows = [(insert, {"now": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)})]
     url = test_databases.url_for("customer_data_migration")
-    migrations.upgrade("vigil_customer", url, "0001")
-    engine = build_engine(url)
-    try:
-        now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO customers (first_name, last_name, email, email_key, phone, active, "
-                    "created_at, updated_at, version) VALUES ('José', 'Núñez', 'J@X.com', 'j@x.com', "
-                    "'613-555-1234', true, :now, :now, 1)"
-                ),
-                {"now": now},
-            )
-        migrations.upgrade("vigil_customer", url)
+    with migrated_over("vigil_customer", url, "0001", rows) as engine:
         with engine.connect() as conn:
             row = conn.execute(
                 text("SELECT id, kind, primary_phone, primary_phone_e164, sort_name FROM customers")
@@ -44,44 +33,28 @@ def test_existing_customers_survive_the_move_to_the_full_record(test_databases):
         migrations.downgrade("vigil_customer", url, "0001")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT phone FROM customers")).scalar() == "613-555-1234"
-    finally:
-        engine.dispose()
 
 
 def test_free_text_monitored_by_becomes_the_catalog(test_databases):
-    from sqlalchemy import text
-
-    from vigil_shared import migrations
-    from vigil_shared.db import build_engine
-
+    insert = (
+        "INSERT INTO customers (kind, active, first_name, last_name, sort_name, monitored_by,"
+        " custom_fields, created_at, updated_at, version)"
+        " VALUES ('customer', true, :f, 'X', :f, :m, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)"
+    )
+    named_by = (("A", "ADT"), ("B", " adt "), ("C", "Brinks"), ("D", None), ("E", ""))
+    rows = [(insert, {"f": first, "m": monitored_by}) for first, monitored_by in named_by]
     url = test_databases.url_for("customer_monitored_by_migration")
-    migrations.upgrade("vigil_customer", url, "0006")
-    engine = build_engine(url)
-    try:
-        with engine.begin() as conn:
-            for first, monitored_by in (("A", "ADT"), ("B", " adt "), ("C", "Brinks"), ("D", None), ("E", "")):
-                conn.execute(
-                    text(
-                        "INSERT INTO customers (kind, active, first_name, last_name, sort_name, monitored_by,"
-                        " custom_fields, created_at, updated_at, version)"
-                        " VALUES ('customer', true, :f, 'X', :f, :m, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)"
-                    ),
-                    {"f": first, "m": monitored_by},
-                )
-        migrations.upgrade("vigil_customer", url)
-        with engine.connect() as conn:
-            companies = {
-                row.name_key: (row.id, row.is_adt)
-                for row in conn.execute(text("SELECT id, name_key, is_adt FROM monitoring_companies"))
-            }
-            named = dict(conn.execute(text("SELECT first_name, monitoring_company_id FROM customers")).all())
-        assert set(companies) == {"adt", "brinks"} and companies["adt"][1] and not companies["brinks"][1]
-        assert named == {
-            "A": companies["adt"][0],
-            "B": companies["adt"][0],
-            "C": companies["brinks"][0],
-            "D": None,
-            "E": None,
+    with migrated_over("vigil_customer", url, "0006", rows) as engine, engine.connect() as conn:
+        companies = {
+            row.name_key: (row.id, row.is_adt)
+            for row in conn.execute(text("SELECT id, name_key, is_adt FROM monitoring_companies"))
         }
-    finally:
-        engine.dispose()
+        named = dict(conn.execute(text("SELECT first_name, monitoring_company_id FROM customers")).all())
+    assert set(companies) == {"adt", "brinks"} and companies["adt"][1] and not companies["brinks"][1]
+    assert named == {
+        "A": companies["adt"][0],
+        "B": companies["adt"][0],
+        "C": companies["brinks"][0],
+        "D": None,
+        "E": None,
+    }

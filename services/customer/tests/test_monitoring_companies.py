@@ -1,12 +1,9 @@
 """The monitoring-company catalog (Monitored By) and the ADT PreCheck's rules at customer create."""
 
-import uuid
-from datetime import UTC, datetime
-
 from helpers import create, customer, outbox_events
 
 from vigil_customer.tasks import event_consumer
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import identity_with, incoming_event
 
 COMPANIES = "/api/v1/monitoring-companies"
 ADT_READY = {
@@ -120,22 +117,14 @@ def test_the_dealer_number_is_required_when_the_adt_company_requires_one(api):
 
 
 def station_link(consumer, property_id, customer_id, station):
-    return consumer.consume(
-        {
-            "id": str(uuid.uuid4()),
-            "type": "property.updated",
-            "version": 1,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "data": {
-                "property_id": property_id,
-                "customer_id": customer_id,
-                "changed": ["central_station"],
-                "account_number": f"ACC-{property_id}",
-                "central_station": station,
-            },
-            "source": "property",
-        }
-    )
+    data = {
+        "property_id": property_id,
+        "customer_id": customer_id,
+        "changed": ["central_station"],
+        "account_number": f"ACC-{property_id}",
+        "central_station": station,
+    }
+    return consumer.consume(incoming_event("property.updated", data, source="property"))
 
 
 def test_monitored_by_is_locked_while_a_property_is_linked_to_a_central_station(api, runtime):

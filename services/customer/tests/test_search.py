@@ -1,6 +1,5 @@
 """The list and search: paging with keyset cursors, `q` over every searchable field, filters, totals."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
@@ -11,7 +10,7 @@ from sqlalchemy import update
 from vigil_customer import search
 from vigil_customer.models import Customer
 from vigil_customer.tasks import event_consumer
-from vigil_shared.testing import identity_with
+from vigil_shared.testing import identity_with, incoming_event
 
 
 def ids(response):
@@ -28,14 +27,7 @@ def next_link(response):
 
 
 def property_event(event_type, **data):
-    return {
-        "id": str(uuid.uuid4()),
-        "type": event_type,
-        "version": 1,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "data": data,
-        "source": "property",
-    }
+    return incoming_event(event_type, data, source="property")
 
 
 @pytest.fixture

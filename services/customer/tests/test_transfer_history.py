@@ -1,23 +1,13 @@
 """A property moved to another customer (a new homeowner) shows in both customers' history."""
 
-import uuid
-from datetime import UTC, datetime
-
 from helpers import create, customer
 
 from vigil_customer.tasks import event_consumer
+from vigil_shared.testing import incoming_event
 
 
 def transfer_event(**data) -> dict:
-    return {
-        "id": str(uuid.uuid4()),
-        "type": "property.transferred",
-        "version": 1,
-        "request_id": "req-transfer",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "data": data,
-        "source": "property",
-    }
+    return incoming_event("property.transferred", data, source="property", request_id="req-transfer")
 
 
 def test_a_transfer_is_recorded_in_both_customers_history(api, runtime):

@@ -13,7 +13,6 @@ from .tasks import register_tasks
 
 program = ServiceProgram(
     name="customer",
-    package="vigil_customer",
     messaging=messaging,
     blueprints=[*BLUEPRINTS, operations_blueprint(operations, operation_links)],
     register_tasks=register_tasks,

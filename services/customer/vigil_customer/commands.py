@@ -279,18 +279,13 @@ def update_monitoring_company(ctx: Context, company_id: int, changes: dict) -> M
 
 
 create_tag, update_tag, delete_tag = catalog_commands(
-    "tag",
-    CATALOGS_MANAGE,
-    get=tags.get_tag,
-    create=tags.create_tag,
-    update=tags.update_tag,
-    delete=tags.delete_tag,
+    "tag", CATALOGS_MANAGE, tags.get_tag, tags.create_tag, tags.update_tag, tags.delete_tag
 )
 create_custom_field, update_custom_field, delete_custom_field = catalog_commands(
     "custom_field",
     CATALOGS_MANAGE,
-    get=custom_fields.get_definition,
-    create=custom_fields.create_definition,
-    update=custom_fields.update_definition,
-    delete=custom_fields.delete_definition,
+    custom_fields.get_definition,
+    custom_fields.create_definition,
+    custom_fields.update_definition,
+    custom_fields.delete_definition,
 )

@@ -13,7 +13,7 @@ from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.orm.decl_api import DeclarativeAttributeIntercept
 
-from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
+from vigil_shared.db import EditedRecord, ServiceTables, UTCDateTime, Versioned, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 from vigil_shared.operations import operation_models
 
@@ -41,7 +41,7 @@ class RegistryColumns(DeclarativeAttributeIntercept):
         def __getattr__(cls, name: str) -> Any: ...
 
 
-class Customer(Base, metaclass=RegistryColumns):
+class Customer(EditedRecord, Base, metaclass=RegistryColumns):
     """A customer or a lead (``kind``): the whole Home-page record.
 
     The columns behind the record's fields (``first_name``, ``ssn_enc``, ``primary_phone_e164``…)
@@ -71,11 +71,7 @@ class Customer(Base, metaclass=RegistryColumns):
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     archive_operation_id: Mapped[str | None] = mapped_column(String(48))  # the operation that archived it
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
 
-    __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
         Index("ix_customers_sort", "sort_name", "id", "location_id", "kind"),  # covering: deep pages read no rows
         Index("ix_customers_created", "created_at", "id"),
@@ -165,7 +161,7 @@ class HistoryEntry(Base):
     __table_args__ = (Index("ix_customer_history_customer", "customer_id", "at", "id"),)
 
 
-class Note(Base):
+class Note(EditedRecord, Base):
     """A note, or a ticket (a note with assignee, due date, priority and status)."""
 
     __tablename__ = "customer_notes"
@@ -180,15 +176,11 @@ class Note(Base):
     priority: Mapped[str | None] = mapped_column(String(10))
     status: Mapped[str | None] = mapped_column(String(20))
     created_by: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
 
-    __mapper_args__ = {"version_id_col": version}
     __table_args__ = (Index("ix_customer_notes_customer", "customer_id", "urgent", "created_at"),)
 
 
-class Contact(Base):
+class Contact(EditedRecord, Base):
     """An emergency contact (called in ``call_priority`` order) or another contact of the record."""
 
     __tablename__ = "customer_contacts"
@@ -205,15 +197,11 @@ class Contact(Base):
     call_priority: Mapped[int | None] = mapped_column(Integer)
     passcode_enc: Mapped[str | None] = mapped_column(Text)
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
 
-    __mapper_args__ = {"version_id_col": version}
     __table_args__ = (Index("ix_customer_contacts_customer", "customer_id", "type", "call_priority"),)
 
 
-class Tag(Base):
+class Tag(Versioned, Base):
     """An entry of the company's tag catalog."""
 
     __tablename__ = "tags"
@@ -223,9 +211,6 @@ class Tag(Base):
     name_key: Mapped[str] = mapped_column(String(50), unique=True)
     color: Mapped[str | None] = mapped_column(String(7))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
 class CustomerTag(Base):
@@ -256,7 +241,7 @@ class CustomerFile(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class CustomFieldDefinition(Base):
+class CustomFieldDefinition(Versioned, Base):
     """An admin-defined field of customers and/or leads; values live in ``Customer.custom_fields``."""
 
     __tablename__ = "custom_fields"
@@ -271,12 +256,9 @@ class CustomFieldDefinition(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
 
-class MonitoringCompany(Base):
+class MonitoringCompany(Versioned, Base):
     """The catalog of monitoring companies a customer's *Monitored By* names (it replaced free text).
 
     ``is_adt``: an ADT company, whose customers are created with the ADT PreCheck by default;
@@ -294,6 +276,3 @@ class MonitoringCompany(Base):
     precheck_order_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     requires_dealer_number: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}

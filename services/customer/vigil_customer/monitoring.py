@@ -14,10 +14,9 @@ starts the PreCheck in the background.
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vigil_shared.errors import Problem, conflict, get_or_404, validation_problem
+from vigil_shared.errors import Problem, conflict, flush_unique, get_or_404, validation_problem
 
 from . import record
 from .models import Customer, MonitoringCompany, PropertyAccount
@@ -57,7 +56,7 @@ def create_company(session: Session, data: dict) -> MonitoringCompany:
         active=data.get("active", True),
     )
     session.add(company)
-    _flush(session)
+    flush_unique(session, _taken)
     return company
 
 
@@ -71,16 +70,8 @@ def update_company(session: Session, company: MonitoringCompany, changes: dict) 
     for name in ("is_adt", "precheck_order_enabled", "requires_dealer_number", "active"):
         if name in changes:
             setattr(company, name, changes[name])
-    _flush(session)
+    flush_unique(session, _taken)
     return company
-
-
-def _flush(session: Session) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise _taken() from None
 
 
 def company_errors(session: Session, company_id: int | None) -> dict[str, list[str]]:

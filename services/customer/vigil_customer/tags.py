@@ -7,11 +7,10 @@ removal lands in the record's history.
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
-from vigil_shared.errors import conflict, get_or_404, not_found
+from vigil_shared.errors import conflict, flush_unique, get_or_404, not_found
 
 from . import history
 from .customers import touch
@@ -45,7 +44,7 @@ def create_tag(session: Session, data: dict) -> Tag:
         raise _name_taken()
     tag = Tag(name=data["name"], name_key=data["name"].lower(), color=data.get("color"), created_at=utcnow())
     session.add(tag)
-    _flush(session)
+    flush_unique(session, _name_taken)
     return tag
 
 
@@ -56,7 +55,7 @@ def update_tag(session: Session, tag: Tag, changes: dict) -> Tag:
         tag.name_key = changes["name"].lower()
     for key, value in changes.items():
         setattr(tag, key, value)
-    _flush(session)
+    flush_unique(session, _name_taken)
     return tag
 
 
@@ -66,14 +65,6 @@ def delete_tag(session: Session, tag: Tag) -> int:
     session.delete(tag)
     session.flush()
     return applied
-
-
-def _flush(session: Session) -> None:
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise _name_taken() from None
 
 
 def applied_statement(customer_id: int):

@@ -589,31 +589,13 @@ def test_a_transfer_never_unmasks_the_codes(api, create, known):
     created = create(body=FULL)
     known(11, location_id=2)
     path = f"/api/v1/properties/{created['id']}/transfer"
-    mover = api.as_(
-        Identity(
-            subject="9",
-            username="mover",
-            permissions=frozenset(),
-            locations={
-                1: frozenset({"properties.view", "properties.modify"}),
-                2: frozenset({"properties.view", "properties.modify", CODES_VIEW}),
-            },
-        )
-    )
+    editing = frozenset({"properties.view", "properties.modify"})
+    seeing = editing | {CODES_VIEW}
+    mover = api.as_(Identity(subject="9", username="mover", locations={1: editing, 2: seeing}))
     refused = mover.post(path, json={"to_customer_id": 11})
     assert refused.status_code == 403 and refused.json["permission"] == CODES_VIEW, refused.json
     assert "to_customer_id" in refused.json["errors"] and "4821" not in refused.get_data(as_text=True)
     assert api.get(f"/api/v1/properties/{created['id']}").json["customer_id"] == 7
-    seer = api.as_(
-        Identity(
-            subject="10",
-            username="seer",
-            permissions=frozenset(),
-            locations={
-                1: frozenset({"properties.view", "properties.modify", CODES_VIEW}),
-                2: frozenset({"properties.view", "properties.modify", CODES_VIEW}),
-            },
-        )
-    )
+    seer = api.as_(Identity(subject="10", username="seer", locations={1: seeing, 2: seeing}))
     moved = seer.post(path, json={"to_customer_id": 11})
     assert moved.status_code == 200 and moved.json["pin"] == "4821"

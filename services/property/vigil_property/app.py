@@ -10,7 +10,6 @@ from .tasks import register_tasks
 
 program = ServiceProgram(
     name="property",
-    package="vigil_property",
     messaging=messaging,
     blueprints=BLUEPRINTS,
     register_tasks=register_tasks,

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vigil_shared.archived import report_customer_step
+from vigil_shared.archived import items_by_customer, report_archive_step, report_unarchive_step
 from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem
 from vigil_shared.messaging.contracts import CustomerArchiveRequested, CustomerUnarchiveRequested
@@ -66,28 +66,22 @@ def archive_items(session: Session, customer_ids: list[int]) -> list[dict[str, A
     return [_item(appointment, customer_id) for appointment, customer_id in _future_scheduled(session, customer_ids)]
 
 
-def _report(outbox: Outbox, session: Session, operation_id: str, customer_id: int, result: dict[str, Any]) -> None:
-    report_customer_step(session, outbox, PARTICIPANT, operation_id, customer_id, result)
-
-
 def archive(session: Session, outbox: Outbox, request: CustomerArchiveRequested, as_of: datetime, actor: Actor) -> None:
     rows = _future_scheduled(session, request.customer_ids, lock=True)
-    cancelled: dict[int, list[dict[str, Any]]] = {customer_id: [] for customer_id in request.customer_ids}
+    cancelled = items_by_customer(request.customer_ids)
     for appointment, customer_id in rows:
         appointments.cancel(session, appointment, ARCHIVE_REASON, actor)
         appointment.cancelled_by_operation = request.operation_id
         cancelled[customer_id].append(_item(appointment, customer_id))
     writes.flush(session)
-    for customer_id in request.customer_ids:
-        replica.customer_archived(session, customer_id, True, as_of)
-        _report(outbox, session, request.operation_id, customer_id, {"cancelled": cancelled[customer_id]})
+    report_archive_step(session, outbox, PARTICIPANT, request, replica.customer_archived, as_of, cancelled)
 
 
 def unarchive(
     session: Session, outbox: Outbox, request: CustomerUnarchiveRequested, as_of: datetime, actor: Actor
 ) -> None:
-    restored: dict[int, list[dict[str, Any]]] = {customer_id: [] for customer_id in request.customer_ids}
-    skipped: dict[int, list[dict[str, Any]]] = {customer_id: [] for customer_id in request.customer_ids}
+    restored = items_by_customer(request.customer_ids)
+    skipped = items_by_customer(request.customer_ids)
     if request.restore_cancelled and request.archive_operation_ids:
         rows = session.execute(
             select(Appointment, Property.customer_id)
@@ -107,12 +101,7 @@ def unarchive(
                 restored[customer_id].append(entry)
             else:
                 skipped[customer_id].append(entry | {"reason": reason})
-    for customer_id in request.customer_ids:
-        replica.customer_archived(session, customer_id, False, as_of)
-        result: dict[str, Any] = {"restored": restored[customer_id]}
-        if skipped[customer_id]:
-            result["not_restored"] = skipped[customer_id]
-        _report(outbox, session, request.operation_id, customer_id, result)
+    report_unarchive_step(session, outbox, PARTICIPANT, request, replica.customer_archived, as_of, restored, skipped)
 
 
 def _restore(session: Session, appointment: Appointment, actor: Actor) -> str | None:

@@ -248,13 +248,7 @@ def remove_system(ctx: Context, scoped: Scoped, system_id: int) -> None:
 
 
 create_kind, update_kind, delete_kind = catalog_commands(
-    "kind",
-    CATALOGS_MANAGE,
-    get=systems.get_kind,
-    create=systems.create_kind,
-    update=systems.update_kind,
-    delete=systems.delete_kind,
-    version_attr="row_version",
+    "kind", CATALOGS_MANAGE, systems.get_kind, systems.create_kind, systems.update_kind, systems.delete_kind
 )
 
 

@@ -13,7 +13,8 @@ from datetime import date, datetime
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
-from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
+from vigil_shared import db
+from vigil_shared.db import EditedRecord, ServiceTables, UTCDateTime, service_metadata, utcnow
 from vigil_shared.messaging.outbox import messaging_models
 
 from .account_numbers import account_key as normalised_account
@@ -30,11 +31,21 @@ MONITORING_STATUSES = ("active", "suspended", "cancelled", "in_test")
 SIGNAL_KINDS = ("alarm", "trouble", "restore", "test", "open", "close", "status")
 ACCESS_MANAGERS = ("owner", "tenant", "letting_agent", "other")
 EQUIPMENT_STATUSES = ("installed", "faulty", "removed")
+
+
+class RowVersioned(db.OptimisticLock, db.Timestamps):
+    """Like ``EditedRecord``, with the row's version in ``row_version``: systems have a ``version`` of
+    their own (their software's)."""
+
+    lock_column = "row_version"
+    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 APPOINTMENT_TYPES = ("install", "service", "inspection", "sale")
 APPOINTMENT_STATUSES = ("scheduled", "completed", "cancelled")
 
 
-class Property(Base):
+class Property(EditedRecord, Base):
     __tablename__ = "properties"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -65,11 +76,6 @@ class Property(Base):
     access_notes: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": version}
 
     @validates("account_number")
     def _keep_key(self, _name, value):
@@ -97,7 +103,7 @@ class PropertyHistory(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class SystemKind(Base):
+class SystemKind(RowVersioned, Base):
     """A kind of system an admin defines once ("DSC PowerSeries", "Hikvision NVR") and the fields it asks for.
 
     ``fields`` is a list of ``{"name", "label", "required"}``; a name is either one of the system's
@@ -112,14 +118,9 @@ class SystemKind(Base):
     manufacturer: Mapped[str | None] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(Text)
     fields: Mapped[list] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": row_version}
 
 
-class System(Base):
+class System(RowVersioned, Base):
     """A system of some kind installed at a property, with how to reach and log in to it."""
 
     __tablename__ = "systems"
@@ -134,14 +135,9 @@ class System(Base):
     version: Mapped[str | None] = mapped_column(String(50))  # the system's software or firmware version
     notes: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # the kind's custom fields
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": row_version}
 
 
-class Equipment(Base):
+class Equipment(RowVersioned, Base):
     """A piece of equipment installed at a property (a sensor, a keypad, a camera…)."""
 
     __tablename__ = "equipment"
@@ -155,14 +151,9 @@ class Equipment(Base):
     warranty_end: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20), default="installed")
     notes: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": row_version}
 
 
-class Appointment(Base):
+class Appointment(RowVersioned, Base):
     """A technician or sales visit at a property. Cancelled ones stay, with who cancelled, when and why."""
 
     __tablename__ = "appointments"
@@ -182,11 +173,6 @@ class Appointment(Base):
     # the archive operation that cancelled it (restored only by an unarchive naming that operation)
     cancelled_by_operation: Mapped[str | None] = mapped_column(String(48), index=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    row_version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    __mapper_args__ = {"version_id_col": row_version}
 
 
 class PinGuard(Base):

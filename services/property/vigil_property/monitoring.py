@@ -23,10 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.db import upsert, utcnow
+from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem, conflict, not_found
 from vigil_shared.messaging.contracts import PropertyUpdated
 from vigil_shared.messaging.outbox import Outbox
@@ -36,6 +37,10 @@ from .account_numbers import account_key
 from .history import Actor
 from .models import KnownCustomer, Property, Signal
 
+_LOG_ONCE = tuple(  # [PostgreSQL, SQLite]: a message id already logged for its station is skipped
+    dialect.insert(Signal.__table__).on_conflict_do_nothing(index_elements=["central_station", "message_id"])
+    for dialect in (postgresql, sqlite)
+)
 TEST_INTERVAL = timedelta(hours=25)  # a panel testing daily is overdue after a day and an hour
 
 
@@ -107,15 +112,15 @@ def receive_many(
         }
         for item in items
     ]
-    if rows:
-        session.execute(
-            upsert(session, Signal).on_conflict_do_nothing(index_elements=[Signal.central_station, Signal.message_id]),
-            rows,
-        )
+    if rows:  # a Core insert of the table: the ORM's bulk path costs more than the statement (rows are not loaded)
+        session.execute(_LOG_ONCE[session.get_bind().dialect.name == "sqlite"], rows)
     stations = {row["property_id"]: row["central_station"] for row in rows if row["property_id"] is not None}
-    if stations:  # the first message from a station links the property to it (one query for the batch)
-        for linked in session.scalars(select(Property).where(Property.id.in_(stations))):
-            link_station(session, outbox, linked, stations[linked.id], actor)
+    if stations:  # the first message from a station links the property to it (the link as the match read it)
+        linked_to = {row.id: row.central_station for row in found.values()}
+        for property_id in [pid for pid, station in stations.items() if linked_to.get(pid) != station]:
+            prop = session.get(Property, property_id)  # loaded only when its link changes
+            if prop is not None:
+                link_station(session, outbox, prop, stations[property_id], actor)
     for row in rows:
         if row["kind"] == "status" and row["property_id"] is not None:
             prop = session.get(Property, row["property_id"])

@@ -1,17 +1,13 @@
 """Integrations: central stations posting signed signals and account statuses, and the ids they sent"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0008"
 down_revision = "0007"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table integrations sqlite_autoincrement
           id                                    int        pk
           name                                  str(120)   unique
@@ -32,9 +28,5 @@ def upgrade() -> None:
           message_id      str(100)  pk
           received_at     datetime
           ix_incoming_messages_received_at: index (received_at)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "incoming_messages integrations")
+    """
+)

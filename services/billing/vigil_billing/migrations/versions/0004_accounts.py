@@ -1,17 +1,13 @@
 """known customers (the replica of customer events) and the company's billing settings"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0004"
 down_revision = "0003"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table known_customers
           customer_id     int       noautoinc
           deleted         bool      default=false
@@ -32,9 +28,5 @@ def upgrade() -> None:
           updated_at                       datetime
           version                          int
           pk_billing_settings: primary key (id)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "billing_settings known_customers")
+    """
+)

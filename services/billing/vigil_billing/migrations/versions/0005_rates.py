@@ -1,17 +1,13 @@
 """the MMR rate catalog and the rate assigned to each customer, with its contract term"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0005"
 down_revision = "0004"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table rates
           id                      int       pk
           name                    str(100)  null
@@ -32,9 +28,5 @@ def upgrade() -> None:
           pk_rate_assignments: primary key (customer_id)
           fk_rate_assignments_rate_id_rates: foreign key (rate_id) -> rates (id)
           ix_rate_assignments_rate_id: index (rate_id)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "rate_assignments rates")
+    """
+)

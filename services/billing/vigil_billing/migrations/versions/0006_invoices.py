@@ -1,17 +1,13 @@
 """invoices, their lines and the per-company invoice number counter"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0006"
 down_revision = "0005"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table invoice_counters
           id           int     noautoinc
           last_number  bigint
@@ -48,9 +44,5 @@ def upgrade() -> None:
           pk_invoice_lines: primary key (id)
           fk_invoice_lines_invoice_id_invoices: foreign key (invoice_id) -> invoices (id) on delete CASCADE
           ix_invoice_lines_invoice_id: index (invoice_id)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "invoice_lines invoices invoice_counters")
+    """
+)

@@ -1,17 +1,13 @@
 """billing methods: processor tokens with brand, last four, expiry and holder (never a card number)"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0007"
 down_revision = "0006"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table billing_methods
           id                   int       pk
           customer_id          int
@@ -27,9 +23,5 @@ def upgrade() -> None:
           pk_billing_methods: primary key (id)
           uq_billing_methods_token: unique (token)
           ix_billing_methods_customer_id: index (customer_id)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "billing_methods")
+    """
+)

@@ -1,17 +1,13 @@
 """payments, their allocations to invoices, and refunds"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0008"
 down_revision = "0007"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table payments
           id                                  int       pk
           customer_id                         int
@@ -53,9 +49,5 @@ def upgrade() -> None:
           pk_refunds: primary key (id)
           fk_refunds_payment_id_payments: foreign key (payment_id) -> payments (id)
           ix_refunds_payment_id: index (payment_id)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "refunds payment_allocations payments")
+    """
+)

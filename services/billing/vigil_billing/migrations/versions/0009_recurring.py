@@ -1,17 +1,13 @@
 """recurring invoices and scheduled payments"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0009"
 down_revision = "0008"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table recurring_invoices
           id                                int       pk
           customer_id, bill_to_customer_id  int
@@ -44,9 +40,5 @@ def upgrade() -> None:
           pk_scheduled_payments: primary key (id)
           ix_scheduled_payments_customer_id: index (customer_id)
           ix_scheduled_payments_next_attempt_on: index (next_attempt_on)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "scheduled_payments recurring_invoices")
+    """
+)

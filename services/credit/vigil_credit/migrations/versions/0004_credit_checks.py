@@ -1,17 +1,13 @@
 """credit checks (pulls and manual scores) and the company's credit settings"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0004"
 down_revision = "0003"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table credit_checks sqlite_autoincrement
           id, customer_id    int
           bureau             str(20)   null
@@ -40,9 +36,5 @@ def upgrade() -> None:
           grade_bands      json
           version          int
           pk_credit_settings: primary key (id)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "credit_settings credit_checks")
+    """
+)

@@ -1,17 +1,13 @@
 """ADT PreChecks of customers (at create and refreshed), their answers encrypted"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0005"
 down_revision = "0004"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table prechecks sqlite_autoincrement
           id, customer_id    int
           status, trigger    str(20)
@@ -25,9 +21,5 @@ def upgrade() -> None:
           completed_at       datetime  null
           pk_prechecks: primary key (id)
           ix_prechecks_customer_id: index (customer_id)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "prechecks")
+    """
+)

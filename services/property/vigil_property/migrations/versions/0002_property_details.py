@@ -9,10 +9,27 @@ import sqlalchemy as sa
 from alembic import op
 
 from vigil_shared.db import UTCDateTime
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import create_tables, drop_tables_of
 
 revision = "0002"
 down_revision = "0001"
+
+TABLES = """
+        table property_history
+          id, property_id       int
+          action                str(30)
+          field                 str(50)   null
+          old_value, new_value  text      null
+          reason                str(500)  null
+          actor_id              str(100)  null
+          actor_name            str(150)  null
+          source                str(20)
+          request_id            str(64)   null
+          at                    datetime
+          pk_property_history: primary key (id)
+          fk_property_history_property_id_properties: foreign key (property_id) -> properties (id) on delete CASCADE
+          ix_property_history_property_id: index (property_id)
+    """
 
 PROPERTY_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [
     ("pin_salt", sa.String(32)),
@@ -40,29 +57,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("location_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("location_as_of", UTCDateTime(), nullable=True))
         batch.create_index("ix_known_customers_location_id", ["location_id"])
-    create_tables(
-        op,
-        """
-        table property_history
-          id, property_id       int
-          action                str(30)
-          field                 str(50)   null
-          old_value, new_value  text      null
-          reason                str(500)  null
-          actor_id              str(100)  null
-          actor_name            str(150)  null
-          source                str(20)
-          request_id            str(64)   null
-          at                    datetime
-          pk_property_history: primary key (id)
-          fk_property_history_property_id_properties: foreign key (property_id) -> properties (id) on delete CASCADE
-          ix_property_history_property_id: index (property_id)
-    """,
-    )
+    create_tables(op, TABLES)
 
 
 def downgrade() -> None:
-    drop_tables(op, "property_history")
+    drop_tables_of(op, TABLES)
     with op.batch_alter_table("known_customers") as batch:
         batch.drop_index("ix_known_customers_location_id")
         batch.drop_column("location_as_of")

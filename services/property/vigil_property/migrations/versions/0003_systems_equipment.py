@@ -3,27 +3,13 @@
 import sqlalchemy as sa
 from alembic import op
 
-from vigil_shared.db import UTCDateTime
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import create_tables, drop_tables_of
 
 revision = "0003"
 down_revision = "0002"
 
 
-def _stamps() -> list[sa.Column]:
-    return [
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.Column("row_version", sa.Integer(), nullable=False),
-    ]
-
-
-def upgrade() -> None:
-    with op.batch_alter_table("property_history") as batch:
-        batch.add_column(sa.Column("subject", sa.String(50), nullable=True))
-    create_tables(
-        op,
-        """
+TABLES = """
         table system_kinds
           id                      int
           name                    str(100)
@@ -63,11 +49,16 @@ def upgrade() -> None:
           pk_equipment: primary key (id)
           fk_equipment_property_id_properties: foreign key (property_id) -> properties (id) on delete CASCADE
           ix_equipment_property_id: index (property_id)
-    """,
-    )
+    """
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("property_history") as batch:
+        batch.add_column(sa.Column("subject", sa.String(50), nullable=True))
+    create_tables(op, TABLES)
 
 
 def downgrade() -> None:
-    drop_tables(op, "equipment systems system_kinds")
+    drop_tables_of(op, TABLES)
     with op.batch_alter_table("property_history") as batch:
         batch.drop_column("subject")

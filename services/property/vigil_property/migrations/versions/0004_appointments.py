@@ -1,17 +1,13 @@
 """appointments at properties"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0004"
 down_revision = "0003"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table appointments
           id, property_id         int
           type                    str(20)
@@ -29,9 +25,5 @@ def upgrade() -> None:
           fk_appointments_property_id_properties: foreign key (property_id) -> properties (id) on delete CASCADE
           ix_appointments_property_id: index (property_id)
           ix_appointments_technician_id_starts_at: index (technician_id, starts_at)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "appointments")
+    """
+)

@@ -1,17 +1,13 @@
 """technician portal: wrong-PIN lockout per property, attempt windows per client"""
 
-from alembic import op
-
-from vigil_shared.schema_spec import create_tables, drop_tables
+from vigil_shared.schema_spec import tables_migration
 
 revision = "0005"
 down_revision = "0004"
 
 
-def upgrade() -> None:
-    create_tables(
-        op,
-        """
+upgrade, downgrade = tables_migration(
+    """
         table pin_guards
           property_id                    int       noautoinc
           failures                       int
@@ -23,9 +19,5 @@ def upgrade() -> None:
           window_start  datetime
           attempts      int
           pk_lookup_windows: primary key (client)
-    """,
-    )
-
-
-def downgrade() -> None:
-    drop_tables(op, "lookup_windows pin_guards")
+    """
+)
