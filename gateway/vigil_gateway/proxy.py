@@ -91,7 +91,6 @@ class Origin:
         self.https = parsed.scheme == "https"
         self.host = parsed.hostname
         self.port = parsed.port or (443 if self.https else 80)
-        self.prefix = parsed.path.rstrip("/")  # a base URL with a path keeps it in front of every target
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -143,7 +142,7 @@ class Origin:
                 if conn is None:
                     conn = self._connect()
                 sent = True
-                conn.request(method, self.prefix + target, body=body, headers=headers)
+                conn.request(method, target, body=body, headers=headers)  # a base URL's path is not used, as before
                 response = conn.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as error:
