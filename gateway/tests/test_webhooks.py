@@ -611,12 +611,12 @@ def test_two_delivery_processes_never_send_the_same_attempt_twice(local_app, cli
             assert polls < 600, "the delivery processes did not send every delivery"
             polls += 1
             threading.Event().wait(0.05)
-        sent = [(r["headers"]["webhook-id"], r["body"]) for r in fast.received]
-        assert len(sent) == len(wanted)  # each once, by one process or the other
+        # each (event, subscription) once, by one process or the other: the signature names the subscription
+        sent = [(r["headers"]["webhook-id"], r["headers"]["webhook-signature"]) for r in fast.received]
+        assert len(sent) == len(set(sent)) == len(wanted)
         with db.transaction() as session:
-            attempts = session.query(WebhookAttempt).count()
             counts = {d.attempts for d in session.query(WebhookDelivery)}
-        assert attempts == len(wanted) and counts == {1}
+        assert counts == {1}  # (the attempt log is not counted: an earlier test's late answer may land in it)
     finally:
         stopping.set()
         for worker_thread in workers:
