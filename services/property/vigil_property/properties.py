@@ -167,6 +167,7 @@ _SEARCHED = (Property.account_number, Property.address, Property.city, Property.
 # The property list's filters; ``q`` (when not empty) matches part of any searched column, in any case.
 FILTERS: dict[str, Condition] = {
     "customer_id": lambda customer_id: Property.customer_id == customer_id,
+    "ids": lambda ids: Property.id.in_(ids),
     "account_number": lambda number: Property.account_key == account_key(number),
     "q": lambda q: or_(*(func.lower(column).like(f"%{q.lower()}%") for column in _SEARCHED)) if q else true(),
     "monitoring_status": lambda monitoring_status: Property.monitoring_status == monitoring_status,
@@ -182,7 +183,7 @@ def list_properties(
     page: int,
     per_page: int,
     sort: str = "id",
-    **filters: int | str | bool | None,
+    **filters: int | str | bool | list[int] | None,
 ) -> Page:
     """Properties in the caller's locations, narrowed by :data:`FILTERS`."""
     statement = filtered(_in_locations(select(Property), locations), FILTERS, filters)
