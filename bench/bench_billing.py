@@ -32,7 +32,6 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import date
 
 import benchkit
@@ -70,15 +69,6 @@ def load() -> str:
 def p95(timings: list[float]) -> float:
     ordered = sorted(timings)
     return ordered[max(0, int(len(ordered) * 0.95) - 1)]
-
-
-def timed(action: Callable[[], object], repeat: int) -> list[float]:
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        timings.append((time.perf_counter() - started) * 1000)
-    return timings
 
 
 # The floor of the recurring run: the same writes as hand-written set-based SQL, one transaction.
@@ -248,11 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         with runtime.db.new_session() as session:
             page = ledger.transactions(session, parent, 1, 20)
             assert page.total == args.transactions and len(page.items) == 20
-            timings = timed(lambda: (ledger.transactions(session, parent, 1, 20), session.rollback()), args.repeat)
+            timings = benchkit.per_call_ms(
+                lambda: (ledger.transactions(session, parent, 1, 20), session.rollback()), args.repeat
+            )
         with engine.connect() as conn:
             floor_rows = conn.execute(text(FLOOR_PAGE), {"account": parent}).all()
             assert [int(row.balance) for row in floor_rows] == [item["balance"] for item in page.items]
-            floors = timed(
+            floors = benchkit.per_call_ms(
                 lambda: (conn.execute(text(FLOOR_PAGE), {"account": parent}).all(), conn.rollback()), args.repeat
             )
         print(
@@ -265,14 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         with runtime.db.new_session() as session:
-            timings = timed(
+            timings = benchkit.per_call_ms(
                 lambda: (ledger.ar_aging(session, today, None, 1, 1, 20), session.rollback()), max(5, args.repeat // 20)
             )
             items, counted, _totals = ledger.ar_aging(session, today, None, 1, 1, 20)
         with engine.connect() as conn:
             params = {"today": today, "location": 1}
             assert [int(row.total) for row in conn.execute(text(FLOOR_AGING), params)] == [i["total"] for i in items]
-            floors = timed(
+            floors = benchkit.per_call_ms(
                 lambda: (conn.execute(text(FLOOR_AGING), params).all(), conn.rollback()), max(5, args.repeat // 20)
             )
         print(

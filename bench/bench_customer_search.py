@@ -531,14 +531,7 @@ def floor_page_client(url: str):
 
 def cpu_per_call(fn, runs: int, warmup: int = 20) -> list[float]:
     """CPU of the calling thread per call (ms): the app in process, so its Python, SQLAlchemy and the driver."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        started = time.thread_time()
-        fn()
-        times.append((time.thread_time() - started) * 1000)
-    return times
+    return benchkit.per_call_ms(fn, runs, warmup=warmup, clock=time.thread_time)
 
 
 def measure_deep(get, url: str, runs: int, depth: int) -> None:

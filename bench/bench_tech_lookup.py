@@ -16,6 +16,12 @@ time, divided by the lookups answered: what a lookup costs, not what the idle in
 between lookups (on a loaded machine a slow window would otherwise be charged the idle polling).
 The total is the gateway, the property and customer services, the other Vigil processes (the
 audit write's outbox, the relays) and the PostgreSQL backends of this run.
+
+Each round also measures the floor (``bench/floor_app.py``, role ``tech``) with the same load, on
+the same databases: a bare Flask + SQLAlchemy Core process doing the lookup's two point reads (the
+property by account number, the emergency contacts), the PIN's keyed-hash check and the audit insert,
+under gunicorn with the services' worker model. The best rounds of both are printed side by side,
+CPU per lookup by process, with the ratio of the whole machine's.
 """
 
 from __future__ import annotations
@@ -24,14 +30,47 @@ import argparse
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from urllib.parse import urlparse
 
 import bench_gateway_properties as bench
 import benchkit
 
 GOAL_MS = 10.0
+
+
+def start_floor(env: dict) -> tuple[subprocess.Popen, str]:
+    """The lookup's floor app on the stack's property, customer and gateway databases: (process, base URL)."""
+    gunicorn, *model = bench.floor_gunicorn(env)
+    url = f"http://127.0.0.1:{bench.free_port()}"
+    role = {
+        "FLOOR_ROLE": "tech",
+        "FLOOR_PROPERTY_URL": bench.database_url(env, "property"),
+        "FLOOR_CUSTOMER_URL": bench.database_url(env, "customer"),
+        "FLOOR_GATEWAY_URL": bench.database_url(env, "gateway"),
+        "FLOOR_INDEX_KEY": env.get("VIGIL_PROPERTY_BLIND_INDEX_KEY", ""),
+    }
+    argv = [gunicorn, *model, "-b", urlparse(url).netloc, "floor_app:create_app()"]
+    popen = subprocess.Popen(argv, env=os.environ | role, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    probe = json.dumps({"account_number": "BENCH-1", "pin": "2468"}).encode()
+    while (status := bench.Client(url).request("POST", "/api/v1/tech/lookup", probe)[0]) != 200:
+        if popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the floor app did not start (last answer {status})")
+        time.sleep(0.2)
+    return popen, url
+
+
+def _net(result, idle: dict, duration: float) -> dict[str, float]:
+    """CPU ms per lookup of each group, its idle rate over the window removed."""
+    answered = result.rps * duration
+    return {
+        group: max(0.0, ms - idle.get(group, 0.0) * 1000 * duration / answered) if answered else ms
+        for group, ms in result.cpu_ms.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="keeps the round with the least CPU")
     args = parser.parse_args(argv)
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-")
-    stack = databases = None
+    stack = databases = floor = None
     try:
         stack, databases, backend = bench.start_stack(var_dir)
         data = bench.seed(stack)
         prefix = f"vigil_t{databases.run_id}_" if backend == "postgres" else None
+        floor, floor_url = start_floor(stack.env)
+        floors = {"floor tech": floor}
         lookup = json.dumps({"account_number": "BENCH-1", "pin": "2468"}).encode()
         target = bench.Target(
             "gateway", stack.gateway_url, "POST", "/api/v1/tech/lookup", lookup, bearer=data["token"], vary_address=True
@@ -58,39 +99,57 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         idle_window = 3.0
-        before = bench.cpu_by_group(stack, set(), prefix)
+        floor_target = bench.Target("floor tech", floor_url, "POST", "/api/v1/tech/lookup", lookup, vary_address=True)
+        before = bench.cpu_by_group(stack, set(), prefix, floors)
         time.sleep(idle_window)
-        after = bench.cpu_by_group(stack, set(), prefix)
+        after = bench.cpu_by_group(stack, set(), prefix, floors)
         idle = {group: max(0.0, after[group] - before.get(group, 0.0)) / idle_window for group in after}
-        best = None
+        best: dict[str, tuple[float, dict, bench.Result]] = {}
         with multiprocessing.get_context("fork").Pool(args.processes) as pool:
             for round_ in range(args.rounds):
-                result = bench.measure(
-                    pool, target, args.processes, args.threads, args.warmup, args.duration, round_, stack, prefix
-                )
-                answered = result.rps * args.duration
-                net = {
-                    group: max(0.0, ms - idle.get(group, 0.0) * 1000 * args.duration / answered) if answered else ms
-                    for group, ms in result.cpu_ms.items()
-                }
-                total = sum(ms for group, ms in net.items() if group != "load generator")
-                print(
-                    f"  round {round_ + 1}: {result.rps:.1f} lookups/s, p50 {result.p50_ms:.1f} ms, "
-                    f"p99 {result.p99_ms:.1f} ms, errors {result.errors}; CPU ms per lookup {total:.2f}",
-                    flush=True,
-                )
-                if result.rps and (best is None or total < best[0]):
-                    best = (total, net, result)
-        assert best is not None, "no lookup was answered"
-        total, net, result = best
-        print("CPU ms per lookup, idle background removed (best round):")
-        for group, ms in sorted(net.items(), key=lambda kv: -kv[1]):
-            print(f"  {group:<16}{ms:8.2f}   (idle rate {idle.get(group, 0.0) * 1000:.1f} ms/s)")
+                for index, measured in enumerate((target, floor_target)):
+                    result = bench.measure(
+                        pool,
+                        measured,
+                        args.processes,
+                        args.threads,
+                        args.warmup,
+                        args.duration,
+                        round_ * 2 + index,
+                        stack,
+                        prefix,
+                        floors,
+                    )
+                    net = _net(result, idle, args.duration)
+                    total = sum(ms for group, ms in net.items() if group != "load generator")
+                    print(
+                        f"  round {round_ + 1} {measured.name}: {result.rps:.1f} lookups/s, p50 {result.p50_ms:.1f} ms,"
+                        f" p99 {result.p99_ms:.1f} ms, errors {result.errors}; CPU ms per lookup {total:.2f}",
+                        flush=True,
+                    )
+                    if result.rps and (measured.name not in best or total < best[measured.name][0]):
+                        best[measured.name] = (total, net, result)
+        assert "gateway" in best and "floor tech" in best, "no lookup was answered"
+        total, net, result = best["gateway"]
+        floor_total, floor_net, floor_result = best["floor tech"]
+        print(f"CPU ms per lookup by process, idle background removed (best rounds): {'vigil':>8}{'floor':>8}")
+        for group in sorted(net.keys() | floor_net.keys(), key=lambda g: -net.get(g, 0.0)):
+            print(
+                f"  {group:<16}{net.get(group, 0.0):8.2f}{floor_net.get(group, 0.0):8.2f}"
+                f"   (idle rate {idle.get(group, 0.0) * 1000:.1f} ms/s)"
+            )
+        ratio = f"{total / floor_total:.2f}x" if floor_total > 0 else "n/a"
         verdict = "meets" if total <= GOAL_MS else "misses"
-        print(f"whole machine (without the load generator): {total:.2f} ms: {verdict} the {GOAL_MS:g} ms target")
+        print(
+            f"whole machine (without the load generator): {total:.2f} ms against the floor's {floor_total:.2f} ms"
+            f" ({ratio}); p50 {result.p50_ms:.1f} vs {floor_result.p50_ms:.1f} ms: {verdict} the {GOAL_MS:g} ms target"
+        )
         print(f"(load average {os.getloadavg()[0]:.1f}: other work on this machine skews the figures)")
         return 0 if total <= GOAL_MS else 1
     finally:
+        if floor is not None:
+            floor.terminate()
+            floor.wait(timeout=10)
         benchkit.stop_stack(stack, databases, var_dir)
 
 

@@ -192,7 +192,10 @@ def cpu_by_process(stack, database_prefix: str | None) -> dict[str, float]:
         todo = [process.popen.pid]
         while todo:
             pid = todo.pop()
-            found[process.name] = found.get(process.name, 0.0) + (stats[pid][2] if pid in stats else 0.0)
+            name = process.name
+            if name == "gateway-worker" and pid != process.popen.pid and _deliver_process(pid):
+                name = "gateway-deliver"  # the worker's delivery process, on its own line
+            found[name] = found.get(name, 0.0) + (stats[pid][2] if pid in stats else 0.0)
             todo.extend(children.get(pid, []))
     if database_prefix:
         found["postgres"] = sum(
@@ -202,6 +205,20 @@ def cpu_by_process(stack, database_prefix: str | None) -> dict[str, float]:
     found["bench (receivers)"] = usage.user + usage.system
     found["load generator"] = usage.children_user + usage.children_system  # the finished load processes
     return found
+
+
+def _parent(pid: int) -> int | None:
+    found = _stat(pid)
+    return found[1] if found else None
+
+
+def _deliver_process(pid: int) -> bool:
+    """Whether ``pid`` is a ``vigil-gateway deliver`` process."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().split(b"\0")[-2:-1] == [b"deliver"]
+    except OSError:
+        return False
 
 
 class Receiver:
@@ -254,14 +271,22 @@ def burst(
         run_events()
     finally:
         os.kill(worker, signal.SIGCONT)
-    spy = None
-    if py_spy:  # the threads holding the GIL, sampled without stopping the process
-        spy = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(worker), "--gil"]
-            + ["--nonblocking", "-r", "100", "-f", "raw", "-o", py_spy],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    spies = []
+    if py_spy:  # the threads holding the GIL, sampled without stopping the process; its delivery process too
+        delivering = [
+            int(e)
+            for e in os.listdir("/proc")
+            if e.isdigit() and _deliver_process(int(e)) and _parent(int(e)) == worker
+        ]
+        for pid, out in [(worker, py_spy)] + [(pid, f"{py_spy}.deliver") for pid in delivering]:
+            spies.append(
+                subprocess.Popen(
+                    [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(pid), "--gil"]
+                    + ["--nonblocking", "-r", "100", "-f", "raw", "-o", out],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
     cpu_before = cpu_by_process(stack, prefix)
     started = time.monotonic()
     expected = events * subscribers
@@ -270,7 +295,7 @@ def burst(
         time.sleep(0.05)
     done = receiver.last
     cpu_after = cpu_by_process(stack, prefix)
-    if spy is not None:
+    for spy in spies:
         spy.send_signal(signal.SIGINT)  # py-spy writes its file
         spy.wait(timeout=60)
     delivered = len(receiver.seen)

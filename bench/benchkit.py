@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 
 from vigil_runner.stack import Stack
 from vigil_shared.config import PROCESS_NAMES, Settings
@@ -103,3 +105,18 @@ def percentile(values: list[float], share: float) -> float:
     """The value below which ``share`` (0 to 1) of ``values`` lie; 0 when there are none."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
+
+
+def per_call_ms(
+    action: Callable[[], object], runs: int, *, warmup: int = 0, clock: Callable[[], float] = time.perf_counter
+) -> list[float]:
+    """Milliseconds of ``clock`` for each of ``runs`` calls of ``action``, after ``warmup`` calls not
+    counted (``clock=time.thread_time``: the calling thread's CPU, not the waits)."""
+    for _ in range(warmup):
+        action()
+    times = []
+    for _ in range(runs):
+        started = clock()
+        action()
+        times.append((clock() - started) * 1000)
+    return times

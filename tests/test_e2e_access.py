@@ -23,6 +23,13 @@ METHODS = ("get", "post", "put", "patch", "delete")
 PARAM = re.compile(r"{(\w+)}")
 
 
+def created_ids(**responses) -> dict[str, str]:
+    """Each name's record id (as it stands in a URL), once every response is checked to be a 201."""
+    for response in responses.values():
+        assert response.status_code == 201, response.text
+    return {name: str(response.json()["id"]) for name, response in responses.items()}
+
+
 def operations(doc: dict):
     for path, item in doc["paths"].items():
         for method in METHODS:
@@ -80,16 +87,10 @@ def customer_children(gateway, customer_id: int) -> dict[str, str]:
     contact = gateway.post(f"{base}/contacts", json={"type": "emergency", "name": "Home Contact"})
     upload = gateway.post(f"{base}/files", files={"file": ("home.txt", b"home file\n", "text/plain")})
     tag = gateway.post("/api/v1/tags", json={"name": f"e2e-access-{customer_id}"})
-    for response in (note, contact, upload, tag):
-        assert response.status_code == 201, response.text
+    created = created_ids(note_id=note, contact_id=contact, file_id=upload, tag_id=tag)
     applied = gateway.post(f"{base}/tags", json={"tag_id": tag.json()["id"]})
     assert applied.status_code == 201, applied.text
-    return {
-        "note_id": str(note.json()["id"]),
-        "contact_id": str(contact.json()["id"]),
-        "file_id": str(upload.json()["id"]),
-        "tag_id": str(tag.json()["id"]),
-    }
+    return created
 
 
 PROPERTY_CHILDREN = ("system_id", "equipment_id", "appointment_id")
@@ -106,13 +107,7 @@ def property_children(gateway, property_id: int) -> dict[str, str]:
         f"{base}/appointments",
         json={"type": "service", "starts_at": "2030-01-02T09:00:00Z", "ends_at": "2030-01-02T10:00:00Z"},
     )
-    for response in (system, item, visit):
-        assert response.status_code == 201, response.text
-    return {
-        "system_id": str(system.json()["id"]),
-        "equipment_id": str(item.json()["id"]),
-        "appointment_id": str(visit.json()["id"]),
-    }
+    return created_ids(system_id=system, equipment_id=item, appointment_id=visit)
 
 
 BILLING_CHILDREN = (
@@ -146,15 +141,13 @@ def billing_children(gateway, customer_id: int, processor_url: str) -> dict[str,
         f"/api/v1/customers/{customer_id}/scheduled-payments",
         json={"billing_method_id": method.json()["id"], "amount": 100, "due_date": "2099-01-01"},
     )
-    for response in (recurring, scheduled):
-        assert response.status_code == 201, response.text
-    return {
-        "recurring_invoice_id": str(recurring.json()["id"]),
-        "scheduled_payment_id": str(scheduled.json()["id"]),
-        "invoice_id": str(invoice.json()["id"]),
-        "billing_method_id": str(method.json()["id"]),
-        "payment_id": str(payment.json()["id"]),
-    }
+    return created_ids(
+        recurring_invoice_id=recurring,
+        scheduled_payment_id=scheduled,
+        invoice_id=invoice,
+        billing_method_id=method,
+        payment_id=payment,
+    )
 
 
 def fill(path: str, records: dict[str, str], scope: str) -> str:

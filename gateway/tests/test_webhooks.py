@@ -569,3 +569,126 @@ def test_addresses_that_are_not_public_are_refused(url):
 @pytest.mark.parametrize("url", ["http://93.184.216.34/x", "http://[2606:2800:220:1:248:1893:25c8:1946]/x"])
 def test_public_addresses_are_accepted(url):
     assert webhooks.resolve_destination(url, webhooks.WebhookSettings()).address
+
+
+# --- the delivery process: the pool in a process of its own, beside the intake -----------------------
+
+
+def succeeded_pairs(db) -> set[tuple[int, str]]:
+    """(subscription, event) of every delivery recorded as succeeded."""
+    with db.transaction() as session:
+        rows = session.query(WebhookDelivery.subscription_id, WebhookDelivery.event_id).filter_by(status="succeeded")
+        return {(subscription_id, event_id) for subscription_id, event_id in rows}
+
+
+def test_two_delivery_processes_never_send_the_same_attempt_twice(local_app, client, auth, settings, db):
+    """The intake (``elsewhere``: deliveries made due now, none handed out) and two delivery pools taking
+    them from the rows at once, as two ``vigil-gateway deliver`` processes would: every delivery is sent
+    and recorded exactly once."""
+    fast = Receiver()
+    runtimes = [
+        WebhookRuntime(
+            settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
+        )  # type: ignore[arg-type]
+        for _ in range(3)
+    ]
+    intake, pools = runtimes[0], runtimes[1:]
+    intake.elsewhere = True
+    stopping = threading.Event()
+    workers = [
+        threading.Thread(target=pool.run_delivery_process, args=(stopping, 2, 0.01), daemon=True) for pool in pools
+    ]
+    try:
+        subscriptions = [subscribe(client, auth, fast.url) for _ in range(3)]
+        for worker_thread in workers:
+            worker_thread.start()
+        events = [message() for _ in range(30)]
+        for event in events:
+            assert intake.receive(event) is True
+        wanted = {(s["id"], e["id"]) for s in subscriptions for e in events}
+        polls = 0
+        while not wanted <= succeeded_pairs(db):
+            assert polls < 600, "the delivery processes did not send every delivery"
+            polls += 1
+            threading.Event().wait(0.05)
+        # each (event, subscription) once, by one process or the other: the signature names the subscription
+        sent = [(r["headers"]["webhook-id"], r["headers"]["webhook-signature"]) for r in fast.received]
+        assert len(sent) == len(set(sent)) == len(wanted)
+        with db.transaction() as session:
+            counts = {d.attempts for d in session.query(WebhookDelivery)}
+        assert counts == {1}  # (the attempt log is not counted: an earlier test's late answer may land in it)
+    finally:
+        stopping.set()
+        for worker_thread in workers:
+            worker_thread.join(10)
+        for pool in pools:
+            if pool._senders is not None:
+                pool._senders.shutdown(wait=True)
+        fast.server.shutdown()
+        fast.server.server_close()
+
+
+def test_the_same_attempt_claimed_by_two_pools_at_once_is_sent_once(local_app, client, auth, settings, db, receiver):
+    """Two processes handed the same deliveries (a sweep's lease passed while one still held them): the
+    claim lets one of them send each attempt; the other finds it stale."""
+    pools = [
+        WebhookRuntime(
+            settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
+        )  # type: ignore[arg-type]
+        for _ in range(2)
+    ]
+    pools[0].elsewhere = True
+    for _ in range(4):
+        subscribe(client, auth, receiver.url)
+    pools[0].receive(message())
+    with db.transaction() as session:
+        pairs = [(d.id, d.attempts) for d in session.query(WebhookDelivery)]
+    outcomes: list[list[str]] = []
+    start = threading.Barrier(2)
+
+    def deliver(pool: WebhookRuntime) -> None:
+        start.wait()
+        outcomes.append(pool.deliver_many(pairs, fast=5.0))
+
+    threads = [threading.Thread(target=deliver, args=(pool,)) for pool in pools]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for pool in pools:
+        if pool._senders is not None:
+            pool._senders.shutdown(wait=True)
+    by_delivery = [sorted(pair) for pair in zip(*outcomes, strict=True)]
+    assert by_delivery == [["stale", "succeeded"]] * len(pairs)
+    assert len(receiver.received) == len(pairs)
+
+
+def test_property_records_are_read_in_one_call_for_a_group_of_events(local_app, client, auth, runtime, receiver, db):
+    """Ten property events for one owner: one read of the list filtered by id, not ten reads; a record
+    the list leaves out is read on its own (and not sent when that read finds nothing either)."""
+
+    class ListReader:
+        def __init__(self):
+            self.calls: list[tuple[str, dict | None]] = []
+
+        def get(self, service, path, identity, params=None):
+            assert not any(p.startswith("confidential.") for p in identity.permissions)
+            self.calls.append((path, params))
+            if path == "/api/v1/properties":
+                return {"items": [{"id": i, "city": "Kanata"} for i in params["id"] if i != 5]}
+            return None  # property 5 is not the owner's to read
+
+    reader = ListReader()
+    runtime.reader = reader
+    subscribe(client, auth, receiver.url)
+    for n in range(1, 11):
+        runtime.receive(
+            message("property.monitoring_changed", property_id=n, old_status="active", new_status="suspended")
+        )
+    outcomes = runtime.deliver_many(runtime.sent)
+    assert sorted(outcomes) == ["skipped"] + ["succeeded"] * 9
+    reads = [(path, params) for path, params in reader.calls if "/properties" in path]  # the intake asks for customers
+    assert [path for path, _ in reads] == ["/api/v1/properties", "/api/v1/properties/5"]
+    assert sorted(reads[0][1]["id"]) == list(range(1, 11))
+    bodies = [json.loads(r["body"]) for r in receiver.received]
+    assert sorted(b["data"]["property"]["id"] for b in bodies) == [1, 2, 3, 4, 6, 7, 8, 9, 10]

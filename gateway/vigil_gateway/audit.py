@@ -1,7 +1,9 @@
 """The append-only audit log: sign-ins, credentials, rights, and every unmasked confidential read.
 
-Entries are written in their own short transaction so a refused request (rolled back) still leaves
-its trace; the table itself refuses UPDATE and DELETE (database triggers, see migration 0002).
+Entries are written on their own, outside the request's transaction, so a refused request (rolled
+back) still leaves its trace; in a web request on the thread's kept autocommit connection (one
+round trip, committed before the answer is sent), elsewhere in a short transaction of their own.
+The table itself refuses UPDATE and DELETE (database triggers, see migration 0002).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import logging
 from datetime import datetime
 
-from flask import g, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -24,6 +26,7 @@ log = logging.getLogger("vigil.gateway.audit")
 
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
 _INSERT = insert(AuditEntry)  # built once: every sign-in, lookup and confidential read writes one
+KEPT_CONNECTIONS = "vigil_gateway_identity_cache"  # its per-thread autocommit connection (IdentityCache.write)
 
 
 def record(
@@ -52,8 +55,12 @@ def record(
         details=details or None,
     )
     try:
-        with db.engine.begin() as conn:  # one plain INSERT: this runs on every sign-in and confidential read
-            conn.execute(_INSERT, row)
+        kept = current_app.extensions.get(KEPT_CONNECTIONS) if has_request_context() else None
+        if kept is not None and kept.db is db:
+            kept.write(_INSERT, row)  # every sign-in, technician lookup and confidential read
+        else:
+            with db.engine.begin() as conn:
+                conn.execute(_INSERT, row)
     except Exception:  # an audit write must never be silently lost: it is logged in full instead
         log.exception(
             "audit entry could not be stored",

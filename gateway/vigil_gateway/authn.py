@@ -3,7 +3,6 @@ the services receive (``g.identity``, signed into ``g.identity_token`` for the f
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from datetime import timedelta
 
@@ -114,7 +113,7 @@ def install_authentication(app: Flask, settings: GatewaySettings, db: Database, 
             and not SIGNED_API_PATHS.match(request.path)
         ):
             entry = authenticate(settings, db, cache)
-            g.identity = dataclasses.replace(entry.identity, request_id=g.request_id)
+            g.identity = entry.identity.with_request_id(g.request_id)
             g.user_id, g.session_id, g.key_creator_id = entry.user_id, entry.session_id, entry.key_creator_id
             g.key_id = entry.key_id
             g.identity_token, g.identity_binding = cache.signed_token(

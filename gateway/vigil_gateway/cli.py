@@ -1,4 +1,4 @@
-"""The gateway's command line: ``vigil-gateway migrate|create-admin|web``.
+"""The gateway's command line: ``vigil-gateway migrate|create-admin|web|worker|deliver``.
 
 Like a service's (``vigil_shared.runtime.ServiceProgram.main``): settings from the environment, a
 refused setting is a one-line error and exit status 2, one log configuration per command.
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--reset", action="store_true", help="set a new password on an existing admin")
     commands.add_parser("web", help="serve the public API with gunicorn")
     commands.add_parser("worker", help="keep the change feed and deliver webhooks (the gateway's Celery queue)")
+    commands.add_parser("deliver", help="send the webhook deliveries (started by the worker, beside it)")
     args = parser.parse_args(argv)
     try:
         settings = GatewaySettings.from_env()
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         run_gunicorn(lambda: create_app(settings), settings.base)
     elif args.command == "worker":
         return _run_worker(settings)
+    elif args.command == "deliver":
+        return _run_deliverer(settings)
     return 0
 
 
@@ -62,15 +65,14 @@ def _run_worker(settings: GatewaySettings) -> int:
     runtime = WebhookRuntime.build(settings)
     runtime.register_tasks()
     base = settings.base
-    serve_health(
-        base.bind_host,
-        env_int("VIGIL_GATEWAY_WORKER_HEALTH_PORT", 8100),
-        "gateway-worker",
-        {"database": runtime.db.ping, "broker": lambda: ping_broker(base)},
-    )
-    # deliveries on their own threads, never waiting behind the event intake on the Celery pool's
-    runtime.start_delivery(env_int("VIGIL_WEBHOOK_DELIVERY_THREADS", 2))
+    checks = {"database": runtime.db.ping, "broker": lambda: ping_broker(base)}
     stopping = threading.Event()
+    if env_int("VIGIL_WEBHOOK_DELIVERY_PROCESS", 1):  # the deliveries on the other core
+        runtime.elsewhere = True
+        checks["delivery process"] = DeliveryProcess(stopping).check
+    else:  # deliveries on their own threads, never waiting behind the event intake on the Celery pool's
+        runtime.start_delivery(env_int("VIGIL_WEBHOOK_DELIVERY_THREADS", 2))
+    serve_health(base.bind_host, env_int("VIGIL_GATEWAY_WORKER_HEALTH_PORT", 8100), "gateway-worker", checks)
     threading.Thread(target=runtime.run_sweeper, args=(stopping,), name="webhook-sweep", daemon=True).start()
     try:
         return run_worker(
@@ -83,6 +85,67 @@ def _run_worker(settings: GatewaySettings) -> int:
         )
     finally:
         stopping.set()
+
+
+class DeliveryProcess:
+    """``vigil-gateway deliver``, the worker's child: started again if it ends, ended with the worker
+    (its parent-death signal, also after a kill -9 of the worker)."""
+
+    def __init__(self, stopping) -> None:
+        import subprocess
+        import threading
+
+        self.stopping = stopping
+        self.argv = [sys.argv[0], "deliver"]
+        self.popen = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)  # noqa: S603 - our own program
+        threading.Thread(target=self._watch, name="delivery-process", daemon=True).start()
+
+    def _watch(self) -> None:
+        import logging
+        import subprocess
+
+        while not self.stopping.is_set():
+            code = self.popen.wait()
+            if self.stopping.is_set():
+                return
+            logging.getLogger("vigil.webhooks").error(
+                "the delivery process ended; starting it again", extra={"code": code}
+            )
+            self.stopping.wait(1.0)
+            self.popen = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)  # noqa: S603
+
+    def check(self) -> None:
+        if self.popen.poll() is not None:
+            raise RuntimeError("the delivery process is not running")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the worker ends, however it ends (Linux ``prctl``)."""
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the runner's process group still ends it
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _run_deliverer(settings: GatewaySettings) -> int:
+    """The webhook delivery pool in its own process: takes the due deliveries from the rows."""
+    import signal
+    import threading
+
+    from vigil_shared.config import env_float, env_int
+
+    from .worker import WebhookRuntime
+
+    runtime = WebhookRuntime.build(settings)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    runtime.run_delivery_process(
+        stopping, env_int("VIGIL_WEBHOOK_DELIVERY_THREADS", 2), env_float("VIGIL_WEBHOOK_POLL_INTERVAL", 0.05)
+    )
+    return 0
 
 
 def _create_admin(settings: GatewaySettings, reset: bool) -> None:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import Connection, Executable, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,7 @@ class IdentityCache:
         self._dbapi_error = self._epoch_engine.dialect.loaded_dbapi.Error
         self._entries: dict[tuple, Entry] = {}
         self._lock = threading.Lock()
-        self._held = threading.local()  # conn, pid: this thread's epoch connection
+        self._held = threading.local()  # conn, pid: this thread's autocommit connection (epoch, audit)
 
     def dispose(self) -> None:
         held = getattr(self._held, "conn", None)
@@ -67,14 +67,38 @@ class IdentityCache:
             held.close()
         self._epoch_engine.dispose()
 
-    def _connection(self):
-        """This thread's epoch connection, checked out of the pool once and kept (a web thread reads the
-        epoch on every call; the pool's checkout and return cost about as much as the query)."""
+    def _connection(self) -> Connection:
+        """This thread's autocommit connection, checked out of the pool once and kept (a web thread reads
+        the epoch on every call; the pool's checkout and return cost about as much as the query)."""
         held = getattr(self._held, "conn", None)
         if held is None or self._held.pid != os.getpid():
-            held = self._held.conn = self._epoch_engine.raw_connection()
+            held = self._held.conn = self._epoch_engine.connect()
             self._held.pid = os.getpid()
         return held
+
+    def write(self, statement: Executable, params: dict) -> None:
+        """One write statement on this thread's kept connection, committed when this returns.
+
+        Autocommit: one round trip, where a pooled transaction costs a liveness probe, ``BEGIN`` and
+        ``COMMIT`` besides (the audit entry of every technician lookup and sign-in is written here).
+        A connection the database dropped is discarded and the statement sent once more on a fresh
+        one (an entry may then be written twice, never lost).
+        """
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.execute(statement, params)
+                conn.commit()  # ends SQLAlchemy's own bookkeeping: the statement is already committed
+                return
+            except DBAPIError as error:
+                self._held.conn = None
+                conn.close()
+                if not error.connection_invalidated or attempt == 2:
+                    raise
+            except BaseException:
+                self._held.conn = None
+                conn.close()
+                raise
 
     def epoch(self) -> int:
         """One integer per call, one round trip: an autocommit connection without a liveness probe.
@@ -88,7 +112,9 @@ class IdentityCache:
             conn = self._connection()
             cursor = None
             try:
-                cursor = conn.dbapi_connection.cursor()
+                dbapi_connection = conn.connection.dbapi_connection
+                assert dbapi_connection is not None, "a kept connection is never detached"
+                cursor = dbapi_connection.cursor()
                 cursor.execute(EPOCH_QUERY)
                 row = cursor.fetchone()
                 cursor.close()
@@ -96,11 +122,10 @@ class IdentityCache:
             except self._dbapi_error as error:
                 # A connection the database dropped is discarded and retried once on a fresh one.
                 self._held.conn = None
-                dropped = self._epoch_engine.dialect.is_disconnect(error, conn.dbapi_connection, cursor)
+                dropped = self._epoch_engine.dialect.is_disconnect(error, dbapi_connection, cursor)
                 if dropped:
                     conn.invalidate(error)
-                else:
-                    conn.close()
+                conn.close()
                 if not dropped or attempt == 2:
                     # as SQLAlchemy would have raised it, so the error handlers map it as before
                     raise DBAPIError.instance(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
@@ -231,7 +231,16 @@ class WebhookDelivery(Base):
     """One event for one subscription: its payload as the owner may read it, and its state."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_event"),)
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_event"),
+        # what the delivery process and the sweep look for, often: the pending ones by when they are due
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))

@@ -66,8 +66,12 @@ def call_service(
     json_body=None,
     params: dict | None = None,
     identity: Identity | None = None,
+    signed: tuple[str, str] | None = None,
 ) -> Reply:
-    """One request to a service; ``ServiceUnavailable`` when it cannot be reached."""
+    """One request to a service; ``ServiceUnavailable`` when it cannot be reached.
+
+    As whom: ``identity`` signed for this call, or ``signed`` (a reused token and this call's binding
+    to it, see :func:`vigil_shared.identity.request_binding`), or else the caller's own token."""
     from urllib.parse import urlencode
 
     from urllib3.exceptions import HTTPError as Urllib3Error
@@ -75,7 +79,9 @@ def call_service(
     settings = current_app.extensions["vigil_gateway_settings"]
     pool = current_app.extensions["vigil_gateway_pool"]
     headers = {REQUEST_ID_HEADER: g.get("request_id", ""), "Accept": "application/json"}
-    if identity is not None:
+    if signed is not None:
+        headers[IDENTITY_HEADER], headers[BINDING_HEADER] = signed
+    elif identity is not None:
         headers[IDENTITY_HEADER] = sign_identity(
             identity, settings.base.internal_secret, settings.base.identity_token_ttl
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.errors import conflict, get_or_404, validation_problem
 from vigil_shared.identity import Identity
 
@@ -81,8 +81,7 @@ def create_user(session: Session, passwords: Passwords, data: dict, caller: Iden
         failed_logins=0,
     )
     set_password(passwords, user, data["password"])
-    session.add(user)
-    session.flush()
+    added(session, user)
     if data.get("grants"):
         replace_grants(session, user, data["grants"], caller)
     return user

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from vigil_shared.commands import command
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.errors import conflict, not_found, validation_problem
 
 from . import webhooks
@@ -64,8 +64,7 @@ def create_subscription(
         owner_key_id=ctx.key_id,
         secret=settings.webhook_cipher().encrypt(secret),
     )
-    ctx.session.add(record)
-    ctx.session.flush()
+    added(ctx.session, record)
     ctx.audit("webhook.created", target_type="webhook", target_id=lambda: str(record.id))
     return NewSubscription(record, secret)
 
@@ -233,8 +232,7 @@ def create_integration(
         created_by=ctx.user.id if ctx.user else ctx.key_creator_id,
         secret=settings.webhook_cipher().encrypt(secret),
     )
-    ctx.session.add(record)
-    ctx.session.flush()
+    added(ctx.session, record)
     record.plaintext_secret = secret
     ctx.audit("integration.created", target_type="integration", target_id=lambda: str(record.id))
     return record

@@ -1,8 +1,11 @@
 """The gateway's worker: it receives every domain event (``gateway.handle_event.v1``), keeps it for the
 change feed, and delivers it to the webhook subscriptions that want it.
 
-Deliveries are rows. The intake hands the new ones to this process's delivery pool (dispatcher
-threads, ``VIGIL_WEBHOOK_DELIVERY_THREADS``), not to the broker: the event intake and the deliveries
+Deliveries are rows. By default the delivery pool runs in a second process (``vigil-gateway deliver``,
+started by the worker; :meth:`WebhookRuntime.run_delivery_process`) that takes the due rows, so the
+intake and the deliveries use two cores; with ``VIGIL_WEBHOOK_DELIVERY_PROCESS=0`` the intake hands the
+new ones to this process's delivery pool (dispatcher threads, ``VIGIL_WEBHOOK_DELIVERY_THREADS``), not
+to the broker: the event intake and the deliveries
 never wait on each other's threads, and the pool claims, sends and records many events' deliveries
 at once. Each subscription has its own lane of sender threads, so a slow receiver holds only its
 own. Retries are rows too: a failed attempt sets ``next_attempt_at`` and a sweep in this process
@@ -27,7 +30,7 @@ from typing import Any, cast
 
 import urllib3
 from celery import Celery
-from sqlalchemy import Table, delete, insert, literal, select, true, update
+from sqlalchemy import Table, bindparam, delete, insert, literal, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil_shared.config import env_float
@@ -62,6 +65,11 @@ PAYLOAD_CACHE_SECONDS = 10.0
 DELIVERIES = cast(Table, WebhookDelivery.__table__)  # set-based statements over the deliveries
 
 
+def _rights(identity) -> tuple[str, int]:
+    """Who ``identity`` is and what it holds: bodies are cached under it."""
+    return identity.subject, hash(identity.to_claims().__repr__())
+
+
 @dataclass
 class _Intake:
     """One event waiting to be kept, and what became of it (its deliveries; None for a repeat)."""
@@ -84,6 +92,7 @@ class WebhookRuntime:
     cipher: FieldCipher
     reader: webhooks.ServiceReader
     drift_interval: float = 3600.0
+    elsewhere: bool = False  # the deliveries are sent by the delivery process (``deliver``), not this one
     _cache: dict[tuple[str, str, int], tuple[float, str | None]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _intake_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -131,6 +140,8 @@ class WebhookRuntime:
         if self._work is not None:
             if pairs:
                 self._work.put(pairs)
+        elif self.elsewhere:  # made due now: the delivery process takes them from the rows
+            return
         elif len(pairs) == 1:
             self.enqueue(*pairs[0])
         elif pairs:
@@ -238,7 +249,7 @@ class WebhookRuntime:
             # per event type, whose parameters are the events' positions and the subscriptions' ids (a
             # VALUES list of every row would cost the driver more than the database).
             subscriptions = webhooks.due_subscriptions(session, None)
-            due = now + webhooks.lease(self.hooks)
+            due = now if self.elsewhere else now + webhooks.lease(self.hooks)  # held by this process's pool
             by_type: dict[str, list[int]] = {}
             for entry, position in zip(fresh, positions, strict=True):
                 entry.created = []
@@ -404,22 +415,32 @@ class WebhookRuntime:
         # Every attempt, retries included, goes out with the owner's rights of now: a payload kept from
         # the first attempt would outlive a deactivation or a location taken away. The body is built once
         # per event and set of rights, and signed per subscription.
-        events = {
+        feed = cast(Table, FeedEvent.__table__)
+        events = {  # plain rows with the attributes a payload reads
             e.event_id: e
-            for e in session.scalars(
-                select(FeedEvent).where(FeedEvent.event_id.in_({rows[d].event_id for d in claimed}))
+            for e in session.execute(
+                select(
+                    feed.c.event_id, feed.c.type, feed.c.occurred_at, feed.c.request_id, feed.c.data, feed.c.location_id
+                ).where(feed.c.event_id.in_({rows[d].event_id for d in claimed}))
             )
         }
         sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []
         stored: dict[str, str] = {}  # body: its encrypted form, kept as the body last sent
         payloads: dict[str, list[int]] = {}  # encrypted body: its deliveries
+        secrets: dict[int, list[str]] = {}  # subscription: its signing secrets, for this claim only
+        owners = {
+            subscription_id: self._owner(session, subscriptions[subscription_id], epoch)
+            for subscription_id in {rows[d].subscription_id for d in claimed}
+        }
+        rights = {subscription_id: _rights(owner) for subscription_id, owner in owners.items() if owner is not None}
+        self._prefetch(events, {rows[d].event_id for d in claimed}, owners.values())
         for delivery_id, token in pairs:
             if delivery_id not in claimed or delivery_id in outcomes:
                 continue
             claimed.discard(delivery_id)  # sent once, even if named twice
             row = rows[delivery_id]
             subscription = subscriptions[row.subscription_id]
-            identity = self._owner(session, subscription, epoch)
+            identity = owners[subscription.id]
             if identity is None:
                 if subscription.enabled:
                     webhooks.disable(
@@ -427,17 +448,22 @@ class WebhookRuntime:
                     )
                 outcomes[delivery_id] = "cancelled"
                 continue
-            body = self._payload(events.get(row.event_id), row.event_id, identity)
+            body = self._payload(events.get(row.event_id), row.event_id, identity, rights=rights[subscription.id])
             if body is None:
                 outcomes[delivery_id] = "skipped"  # not the owner's to read
                 continue
             if body not in stored:
                 stored[body] = self.cipher.encrypt(body)
             payloads.setdefault(stored[body], []).append(delivery_id)
-            headers = webhooks.sign(webhooks.signing_secrets(subscription, self.cipher, now), row.event_id, now, body)
+            if subscription.id not in secrets:  # decrypted once per claim, kept no longer
+                secrets[subscription.id] = webhooks.signing_secrets(subscription, self.cipher, now)
+            headers = webhooks.sign(secrets[subscription.id], row.event_id, now, body)
             sends.append((delivery_id, token + 1, subscription.id, subscription.url, body, headers))
-        for payload, ids in payloads.items():  # one statement per event and owner's rights
-            session.execute(update(table).where(table.c.id.in_(ids)).values(payload=payload))
+        if payloads:  # one statement for them all
+            session.execute(
+                update(table).where(table.c.id == bindparam("delivery")).values(payload=bindparam("body")),
+                [{"delivery": d, "body": payload} for payload, ids in payloads.items() for d in ids],
+            )
         ended = {outcome: [d for d, o in outcomes.items() if o == outcome] for outcome in ("cancelled", "skipped")}
         for outcome, ids in ended.items():
             if ids:
@@ -519,6 +545,24 @@ class WebhookRuntime:
             for _ in range(max(1, threads)):
                 self._work.put(None)
             self._results.put(None)
+
+    def run_delivery_process(self, stopping: threading.Event, threads: int, poll: float) -> None:
+        """The delivery process (``vigil-gateway deliver``, beside the worker): its pool takes what is due
+        from the rows, as the sweep does (``SKIP LOCKED`` and a lease, so two processes never take the
+        same rows, and an attempt is claimed once anyway), every ``poll`` seconds while there is none and
+        at once while there is more and the pool has room for it."""
+        self.start_delivery(threads)
+        assert self._work is not None
+        while not stopping.is_set():
+            taken = 0
+            if self._work.qsize() < 2 * MAX_BATCH_EVENTS:
+                try:
+                    taken = self.sweep()
+                except Exception:  # the database is down: try again
+                    log.exception("webhook deliveries not taken")
+            if not taken:
+                stopping.wait(poll)
+        self.stop_delivery(threads)
 
     def _run_dispatcher(self) -> None:
         assert self._work is not None
@@ -602,16 +646,51 @@ class WebhookRuntime:
             self._owners[key] = (epoch, now, identity)
         return identity
 
-    def _payload(self, event: FeedEvent | None, event_id: str, identity) -> str | None:
+    def _prefetch(self, events: dict[str, Any], wanted: set[str], identities) -> None:
+        """Builds the bodies of the property events among ``wanted`` that each owner's rights have none
+        cached for, from the records read in one call per set of rights (not one per event): a record
+        the list does not show that owner is read on its own, as before."""
+        now = time.monotonic()
+        todo: dict[tuple[str, int], tuple[Any, list[FeedEvent]]] = {}
+        for identity in identities:
+            if identity is None:
+                continue
+            rights = _rights(identity)
+            if rights in todo:
+                continue
+            with self._cache_lock:
+                missing = [
+                    event
+                    for event_id in wanted
+                    if (event := events.get(event_id)) is not None
+                    and event.type.startswith("property.")
+                    and not event.type.endswith(".deleted")
+                    and event.data.get("property_id") is not None
+                    and not (
+                        (cached := self._cache.get((event_id, *rights))) is not None
+                        and now - cached[0] < PAYLOAD_CACHE_SECONDS
+                    )
+                ]
+            if len(missing) > 1:
+                todo[rights] = (identity, missing)
+        for identity, missing in todo.values():
+            records = webhooks.read_properties(
+                self.reader, webhooks.without_confidential(identity), (int(e.data["property_id"]) for e in missing)
+            )
+            reader = webhooks.Prefetched(self.reader, records)
+            for event in missing:
+                self._payload(event, event.event_id, identity, reader)
+
+    def _payload(self, event, event_id: str, identity, reader=None, rights=None) -> str | None:
         """The body for one event as ``identity`` reads it; built once per event and set of rights for a
         few seconds, so ten subscriptions of one owner cost one read of the record, not ten."""
-        key = (event_id, identity.subject, hash(identity.to_claims().__repr__()))
+        key = (event_id, *(rights or _rights(identity)))
         now = time.monotonic()
         with self._cache_lock:
             cached = self._cache.get(key)
             if cached is not None and now - cached[0] < PAYLOAD_CACHE_SECONDS:
                 return cached[1]
-        payload = webhooks.build_payload(event, identity, self.reader) if event is not None else None
+        payload = webhooks.build_payload(event, identity, reader or self.reader) if event is not None else None
         body = json.dumps(payload, separators=(",", ":"), default=str) if payload is not None else None
         with self._cache_lock:
             if len(self._cache) > 5000:
@@ -709,18 +788,24 @@ class WebhookRuntime:
     def sweep(self, batch: int = 500) -> int:
         """Sends the deliveries whose next attempt is due (a retry, or a task lost with its worker)."""
         now = utcnow()
-        with self.db.transaction() as session:
-            rows = session.scalars(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
+        table = DELIVERIES
+        taken = (
+            select(table.c.id)
+            .where(table.c.status == "pending", table.c.next_attempt_at <= now)
+            .order_by(table.c.next_attempt_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)  # another process takes the others
+        )
+        with self.db.transaction() as session:  # one statement: they are leased as they are taken
+            rows = session.execute(
+                update(table)
+                .where(table.c.id.in_(taken.scalar_subquery()))
+                .values(next_attempt_at=now + webhooks.lease(self.hooks))
+                .returning(table.c.id, table.c.event_id, table.c.attempts)
             ).all()
-            due: dict[str, list[tuple[int, int]]] = {}
-            for row in rows:
-                due.setdefault(row.event_id, []).append((row.id, row.attempts))
-                row.next_attempt_at = now + webhooks.lease(self.hooks)
+        due: dict[str, list[tuple[int, int]]] = {}
+        for delivery_id, event_id, attempts in sorted(rows):
+            due.setdefault(event_id, []).append((delivery_id, attempts))
         for pairs in due.values():  # one task per event, as at intake
             self.enqueue_many(pairs)
         return len(rows)
@@ -777,7 +862,8 @@ class WebhookRuntime:
         last_prune = 0.0
         while not stopping.wait(self.hooks.sweep_interval):
             try:
-                self.sweep()
+                if not self.elsewhere:
+                    self.sweep()
                 self.check_drift()
                 last_prune += self.hooks.sweep_interval
                 if last_prune > 3600:

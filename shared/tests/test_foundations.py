@@ -182,3 +182,25 @@ def test_no_session_waits_for_a_lock_or_holds_one_idle_for_ever(database):
         with migrating.connect() as conn:
             assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"
         migrating.dispose()
+
+
+def test_psycopg_converts_a_wide_insert_once_and_as_before():
+    from psycopg import _queries
+    from psycopg.adapt import Transformer
+
+    from vigil_shared.db import widen_psycopg_query_cache
+
+    widen_psycopg_query_cache()
+    assert _queries.MAX_CACHED_STATEMENT_PARAMS >= 128 and _queries.MAX_CACHED_STATEMENT_LENGTH >= 8192
+    names = [f"column_{i}" for i in range(100)]  # a customer's INSERT: 100 columns, 4.3 kB
+    query = f"INSERT INTO t ({', '.join(names)}) VALUES ({', '.join(f'%({n})s' for n in names)})"
+    params = {n: i for i, n in enumerate(names)}
+    hits = _queries._query2pg.cache_info().hits
+    converted = []
+    for _ in range(2):
+        pg_query = _queries.PostgresQuery(Transformer())
+        pg_query.convert(query, params)
+        converted.append((pg_query.query, list(pg_query.params or ())))
+    assert _queries._query2pg.cache_info().hits == hits + 1  # the second one was not parsed again
+    assert converted[0] == converted[1]
+    assert converted[0][0] == _queries._query2pg_nocache(query.encode(), "utf-8")[0]

@@ -142,3 +142,16 @@ def test_a_bound_request_id_is_the_gateways_or_the_token_is_refused():
     ):
         with pytest.raises(InvalidIdentity):
             verify_identity(token, SECRET, request_id=request_id, binding=binding)
+
+
+def test_an_identity_for_one_call_is_the_same_as_dataclasses_replace():
+    identity = Identity(
+        "user:7", "ana", permissions=frozenset({"users.view"}), locations={3: frozenset({"properties.view"})}
+    )
+    for request_id in ("req-1", None):
+        copy = identity.with_request_id(request_id)
+        assert copy == dataclasses.replace(identity, request_id=request_id)
+        assert type(copy) is Identity and copy is not identity
+    assert identity.request_id is None  # the cached one is left as it was
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        identity.with_request_id("req-2").request_id = "other"  # type: ignore[misc]

@@ -6,9 +6,12 @@ calls differ. :func:`register_catalog` builds the two views (``<collection>`` an
 the same endpoint names a hand-written ``MethodView`` pair would have, so ``url_for`` and the
 OpenAPI document do not change) from one declaration per operation:
 
-- :class:`Operation` holds what OpenAPI shows for it: the permission (``@requires``, documented as
-  ``x-vigil-permission``), the docstring (summary, then description after a blank line) and the
-  extra answers it documents (``{409: "A tag with this name exists"}``);
+- the catalog names its two permissions once: ``reads`` (list and read; any signed-in caller by
+  default) and ``writes`` (create, update, delete; ``catalogs.manage`` by default), each the view's
+  ``@requires`` (documented as ``x-vigil-permission``), and the
+  wording of its stale ``If-Match`` answers (412 of update, then of delete);
+- :class:`Operation` holds what else OpenAPI shows for it: the docstring (summary, then description
+  after a blank line) and the 409 it documents, if any (``conflict="A tag with this name exists"``);
 - its ``handler`` is the one call the view makes: a query for the reads, a command for the writes
   (:func:`vigil_shared.commands.catalog_commands` makes the usual three).
 
@@ -21,8 +24,8 @@ An operation left out (``delete=None``) is not routed: its method answers 405.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import request, url_for
@@ -34,6 +37,7 @@ from sqlalchemy.orm import Session
 from .authz import requires
 from .http import STALE_VERSION, Page
 from .idempotency import idempotent
+from .permissions import AUTHENTICATED
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 # The services' wording of a stale ``If-Match`` answer (the gateway's is shorter).
@@ -43,17 +47,16 @@ NOT_DELETED = "`If-Match` names an older version; nothing was deleted"
 
 @dataclass(frozen=True)
 class Operation:
-    """One operation of a catalog: who may call it, what it does (its docstring), what it calls.
+    """One operation of a catalog: what it does (its docstring), what it calls, its 409 if any.
 
     Handlers by operation: ``list(session, **query)`` returns the response (:func:`page_response`
     for a paginated one); ``read(session, entry_id)`` the entry; ``create(ctx, data)``,
     ``update(ctx, entry_id, changes)`` and ``delete(ctx, entry_id)`` are commands.
     """
 
-    permission: str
     doc: str
     handler: Callable[..., Any]
-    responses: Mapping[int, str] = field(default_factory=dict)  # more documented answers: status → description
+    conflict: str | None = None  # the 409 answer it documents
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,11 @@ def page_response(page: Page) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 
 def _documented(
-    view: Callable[..., Any], operation: Operation, decorators: list[Decorator], reads: Iterable[str] = ()
+    view: Callable[..., Any],
+    operation: Operation,
+    permission: str,
+    decorators: list[Decorator],
+    reads: Iterable[str] = (),
 ) -> Callable[..., Any]:
     """``view`` with the operation's docstring under ``@requires`` and ``decorators`` (outermost first).
 
@@ -85,22 +92,24 @@ def _documented(
     positional = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     keywords = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in reads]
     view.__signature__ = signature.replace(parameters=[*positional, *keywords])  # type: ignore[attr-defined]
-    for decorator in reversed([requires(operation.permission), *decorators]):
+    for decorator in reversed([requires(permission), *decorators]):
         view = decorator(view)
     return view
 
 
-def _answers(blp: Blueprint, operation: Operation) -> list[Decorator]:
-    return [blp.alt_response(status, description=text) for status, text in operation.responses.items()]
+def _answers(blp: Blueprint, operation: Operation, stale: str | None = None) -> list[Decorator]:
+    """The operation's 409 (if it has one), then the 412 of a stale ``If-Match`` (update, delete)."""
+    answers = {409: operation.conflict, 412: stale}
+    return [blp.alt_response(status, description=text) for status, text in answers.items() if text]
 
 
 def register_catalog(
     blp: Blueprint,
-    *,
-    collection: str,
-    item: str,
-    id_name: str,
+    names: tuple[str, str, str],
     schemas: CatalogSchemas,
+    *,
+    reads: str = AUTHENTICATED,
+    writes: str = "catalogs.manage",
     session: Callable[[], Session],
     context: Callable[[str | None], Any],
     etag_headers: Callable[..., dict[str, str]],
@@ -109,14 +118,17 @@ def register_catalog(
     read: Operation,
     update: Operation,
     delete: Operation | None = None,
+    stale: tuple[str, str] = (NOT_CHANGED, NOT_DELETED),
     path: str = "",
 ) -> tuple[type[MethodView], type[MethodView]]:
     """Routes ``path`` (the list and ``POST``) and ``path/<int:id_name>`` (one entry) on ``blp``.
 
-    ``collection`` and ``item`` name the two views (their endpoints are ``<blueprint>.<name>``);
+    ``names`` are ``(collection, item, id_name)``: the two views (their endpoints are
+    ``<blueprint>.<name>``) and the entry's path argument; ``reads`` and ``writes`` the permissions;
     ``session`` and ``context`` are the service's request session and command context (called with
     the ``If-Match`` for ``PATCH``/``DELETE``); ``etag_headers(entry, **extra)`` the entry's headers.
     """
+    collection, item, id_name = names
 
     def list_entries(self: MethodView, **query: Any) -> Any:
         return list.handler(session(), **query)
@@ -142,27 +154,30 @@ def register_catalog(
         "get": _documented(
             list_entries,
             list,
+            reads,
             [blp.arguments(schemas.query, location="query", as_kwargs=True), blp.response(200, schemas.page)],
             reads=schemas.query().fields,
         ),
         "post": _documented(
             create_entry,
             create,
+            writes,
             [idempotent, blp.arguments(schemas.create), blp.response(201, schemas.item), *_answers(blp, create)],
         ),
     }
     item_methods = {
-        "get": _documented(read_entry, read, [blp.response(200, schemas.item), *_answers(blp, read)], [id_name]),
+        "get": _documented(read_entry, read, reads, [blp.response(200, schemas.item), *_answers(blp, read)], [id_name]),
         "patch": _documented(
             update_entry,
             update,
-            [blp.arguments(schemas.patch), blp.response(200, schemas.item), *_answers(blp, update)],
+            writes,
+            [blp.arguments(schemas.patch), blp.response(200, schemas.item), *_answers(blp, update, stale[0])],
             [id_name],
         ),
     }
     if delete is not None:
         item_methods["delete"] = _documented(
-            delete_entry, delete, [blp.response(204), *_answers(blp, delete)], [id_name]
+            delete_entry, delete, writes, [blp.response(204), *_answers(blp, delete, stale[1])], [id_name]
         )
     collection_view = type(collection, (MethodView,), {"__module__": blp.import_name, **collection_methods})
     item_view = type(item, (MethodView,), {"__module__": blp.import_name, **item_methods})

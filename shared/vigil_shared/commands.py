@@ -32,6 +32,13 @@ class _Anywhere(Enum):
 ANYWHERE: Final = _Anywhere.TOKEN  # "at some location": distinct from None, a record whose location is unknown
 # How the history names the way a change came in, by the kind of caller.
 SOURCES = {"user": "api", "api_key": "integration", "service": "workflow"}
+
+
+def source_of(identity: Identity) -> str:
+    """How the history names a change made by ``identity``: ``api``, ``integration`` or ``workflow``."""
+    return SOURCES.get(identity.kind, "api")
+
+
 _IN_COMMAND = "vigil_in_command"
 _AFTER_COMMIT = "vigil_after_commit"
 
@@ -112,7 +119,7 @@ class Context:
 
     def __post_init__(self) -> None:
         if not self.source:
-            object.__setattr__(self, "source", SOURCES.get(self.identity.kind, "api"))
+            object.__setattr__(self, "source", source_of(self.identity))
         if self.request_id is None:
             object.__setattr__(self, "request_id", self.identity.request_id)
 

@@ -240,6 +240,10 @@ SETTINGS: list[Setting] = [
             Threads of the gateway worker's event intake; its webhook sender threads are four times as many.
         VIGIL_WEBHOOK_DELIVERY_THREADS = 2
             Gateway worker: threads that claim, sign and hand out webhook deliveries (apart from the event intake).
+        VIGIL_WEBHOOK_DELIVERY_PROCESS = 1
+            1: the gateway worker starts vigil-gateway deliver to send webhooks on another core; 0: it sends them.
+        VIGIL_WEBHOOK_POLL_INTERVAL = 0.05
+            Seconds the webhook delivery process waits between looks for new deliveries while it finds none.
         VIGIL_SANDBOX_CENTRAL_STATION_PORT = 8300
             Port of the sandbox central station (make run, e2e).
         VIGIL_DRIFT_CHECK_INTERVAL = 3600

@@ -7,11 +7,11 @@ connection is ever shared between processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from flask import g, has_app_context
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Row,
+    Select,
     Table,
     create_engine,
     event,
@@ -33,6 +34,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+_T = TypeVar("_T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -103,6 +106,39 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+T = TypeVar("T")
+
+
+def added(session: Session, record: T) -> T:
+    """``record`` added to ``session`` and flushed (its id and defaults are set), returned."""
+    session.add(record)
+    session.flush()
+    return record
+
+
+Condition = Callable[[Any], Any]  # a filter's value → the SQL condition it adds
+
+
+def filtered(
+    statement: Select[Any],
+    conditions: Mapping[str, Condition],
+    values: Mapping[str, Any],
+    *,
+    given: Callable[[Any], bool] = lambda value: value is not None,
+) -> Select[Any]:
+    """``statement`` narrowed by the condition of each filter whose value is ``given`` (not None, by
+    default; ``bool`` for a list that takes an empty value as no filter).
+
+    ``conditions`` declares a list's filters once (name → ``value -> condition``); a name it does not
+    declare is a ``TypeError``, as an unknown keyword argument of a hand-written signature would be.
+    """
+    unknown = set(values) - set(conditions)
+    if unknown:
+        raise TypeError(f"unknown filters: {', '.join(sorted(unknown))}")
+    chosen = {name: values[name] for name in conditions if name in values and given(values[name])}
+    return statement.where(*(conditions[name](value) for name, value in chosen.items()))
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite drops the offset otherwise)."""
 
@@ -168,6 +204,8 @@ def build_engine(
         engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if parsed.get_backend_name() == "postgresql":
+        widen_psycopg_query_cache()
     if bounded_waits and parsed.get_backend_name() == "postgresql":
         options["connect_args"] = {
             "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"
@@ -181,6 +219,22 @@ def build_engine(
         pool_recycle=1800,
         **options,
     )
+
+
+# psycopg rewrites a query's ``%(name)s`` placeholders as ``$n`` once per distinct text (an LRU of
+# 128), but only for texts of at most 4 kB and 50 parameters: the ORM's INSERT of a whole record
+# (a customer: 100 columns, 4.3 kB) was parsed again on every create, a twentieth of its CPU.
+# Raised for such statements; the LRU still holds at most 128, a few MB at these sizes (the cap
+# is there against multi-row VALUES inserts of thousands of parameters, which stay uncached).
+PSYCOPG_CACHED_PARAMS = 128
+PSYCOPG_CACHED_LENGTH = 8192
+
+
+def widen_psycopg_query_cache() -> None:
+    from psycopg import _queries  # private: ``test_foundations`` fails if an upgrade renames them
+
+    _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, PSYCOPG_CACHED_PARAMS)
+    _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, PSYCOPG_CACHED_LENGTH)
 
 
 class Timestamps:
@@ -276,14 +330,21 @@ class Database:
 
         For a hot read path whose answer is one statement (a record read by id): no ORM identity
         map, no ``BEGIN``/``ROLLBACK`` round trips and no liveness probe before each use (a request
-        session costs all three, about a third of a property read's CPU). A connection the database
-        dropped (a restart, an idle timeout) is discarded and the read retried once on a fresh one;
-        SQLAlchemy then also replaces the pool's other connections opened before the drop.
+        session costs all three, about a third of a property read's CPU). See :meth:`read`.
+        """
+        return self.read(lambda conn: conn.execute(statement, params).first())
+
+    def read(self, work: Callable[[Connection], _T]) -> _T:
+        """What ``work`` reads on an autocommit connection of :attr:`read_engine` (reads only).
+
+        A connection the database dropped (a restart, an idle timeout) is discarded and ``work`` run
+        once more on a fresh one; SQLAlchemy then also replaces the pool's other connections opened
+        before the drop.
         """
         for attempt in (1, 2):
             try:
                 with self.read_engine.connect() as conn:
-                    return conn.execute(statement, params).first()
+                    return work(conn)
             except DBAPIError as error:
                 if not error.connection_invalidated or attempt == 2:
                     raise

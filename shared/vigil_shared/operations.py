@@ -27,7 +27,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import JSON, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .db import UTCDateTime, utcnow
+from .db import UTCDateTime, added, utcnow
 from .errors import not_found
 from .fields import Timestamp
 from .http import answers, paginate
@@ -186,8 +186,7 @@ def start(
         updated_at=now,
         finished_at=None if steps else now,
     )
-    session.add(operation)
-    session.flush()
+    added(session, operation)
     for position, step in enumerate(steps):
         session.add(
             models.OperationStep(

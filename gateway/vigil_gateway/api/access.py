@@ -38,7 +38,9 @@ blp = Blueprint("access", __name__, url_prefix="/api/v1", description="Roles, of
 
 
 # roles and locations: catalog views wired to the gateway's session, command context and ETags
-catalog_routes = partial(register_catalog, session=db_session, context=context, etag_headers=etag_headers)
+catalog_routes = partial(
+    register_catalog, session=db_session, context=context, etag_headers=etag_headers, stale=(STALE, STALE)
+)
 
 
 def _page(statement, args):
@@ -50,34 +52,21 @@ def _page(statement, args):
 
 catalog_routes(
     blp,
+    ("Roles", "RoleItem", "role_id"),
+    CatalogSchemas(RoleSchema, RoleCreateSchema, RolePatchSchema, PaginationArgs, RolePageSchema),
     path="/roles",
-    collection="Roles",
-    item="RoleItem",
-    id_name="role_id",
-    schemas=CatalogSchemas(RoleSchema, RoleCreateSchema, RolePatchSchema, PaginationArgs, RolePageSchema),
+    reads="roles.manage",
+    writes="roles.manage",
     list=Operation(
-        "roles.manage",
         "List roles.",
         lambda session, page, per_page: page_response(
             paginate(session, select(Role).order_by(Role.name), page, per_page)
         ),
     ),
-    create=Operation(
-        "roles.manage", "Create a role: a named set of permissions from the catalog.", commands.create_role
-    ),
-    read=Operation("roles.manage", "Read one role.", rights.get_role),
-    update=Operation(
-        "roles.manage",
-        "Change a role; every holder's rights change with it on their next call.",
-        commands.update_role,
-        {412: STALE},
-    ),
-    delete=Operation(
-        "roles.manage",
-        "Delete a role no one holds any more.",
-        commands.delete_role,
-        {409: "Users still hold this role", 412: STALE},
-    ),
+    create=Operation("Create a role: a named set of permissions from the catalog.", commands.create_role),
+    read=Operation("Read one role.", rights.get_role),
+    update=Operation("Change a role; every holder's rights change with it on their next call.", commands.update_role),
+    delete=Operation("Delete a role no one holds any more.", commands.delete_role, "Users still hold this role"),
 )
 
 
@@ -86,32 +75,23 @@ catalog_routes(
 
 catalog_routes(
     blp,
+    ("Locations", "LocationItem", "location_id"),
+    CatalogSchemas(LocationSchema, LocationCreateSchema, LocationPatchSchema, PaginationArgs, LocationPageSchema),
     path="/locations",
-    collection="Locations",
-    item="LocationItem",
-    id_name="location_id",
-    schemas=CatalogSchemas(
-        LocationSchema, LocationCreateSchema, LocationPatchSchema, PaginationArgs, LocationPageSchema
-    ),
+    reads=AUTHENTICATED,
+    writes="locations.manage",
     list=Operation(
-        AUTHENTICATED,
         "Office locations I hold rights at (all of them for location, user and role managers).",
         lambda session, page, per_page: page_response(
             paginate(session, rights.visible_locations(session, current_identity()), page, per_page)
         ),
     ),
-    create=Operation("locations.manage", "Open an office location.", commands.create_location),
+    create=Operation("Open an office location.", commands.create_location),
     read=Operation(
-        AUTHENTICATED,
         "Read one office location (404 if I hold no rights there, as for an unknown one).",
         lambda session, location_id: rights.get_location(session, current_identity(), location_id),
     ),
-    update=Operation(
-        "locations.manage",
-        "Rename or deactivate an office location.",
-        commands.update_location,
-        {412: STALE},
-    ),
+    update=Operation("Rename or deactivate an office location.", commands.update_location),
 )
 
 

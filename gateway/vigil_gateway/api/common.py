@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import g
+from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema
 
@@ -14,6 +15,7 @@ from vigil_shared.web import current_identity, if_match, requires  # noqa: F401 
 
 from ..commands import Context
 from ..context import database, db_session, passwords, signed_in_user
+from ..versions import etag_headers
 
 
 def context(version: str | None = None) -> Context:
@@ -64,3 +66,38 @@ def at_version(
         return requires(permission)(view)
 
     return decorate
+
+
+def record_item(
+    blp: Any,
+    name: str,
+    permission: str,
+    schemas: tuple[type[Schema], type[Schema]],
+    commands: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]],
+    docs: tuple[str, str, str],
+) -> type[MethodView]:
+    """The view ``name`` of one record (route it at ``…/<int:<id>>``), all three needing ``permission``:
+    ``GET`` reads it, ``PATCH`` changes it and ``DELETE`` removes it at the version the caller read
+    (:func:`at_version`). ``schemas`` are the record's and its patch body's; ``commands`` are
+    ``read(ctx, id)``, ``update(ctx, id, changes)`` and ``delete(ctx, id)``; ``docs`` their docstrings."""
+    schema, patch_schema = schemas
+    read, update, delete = commands
+
+    def get(self: MethodView, **path: int) -> Any:
+        record = read(context(), *path.values())
+        return record, 200, etag_headers(record)
+
+    def patch(self: MethodView, changes: dict[str, Any], **path: int) -> Any:
+        record = update(context(if_match()), *path.values(), changes)
+        return record, 200, etag_headers(record)
+
+    def remove(self: MethodView, **path: int) -> None:
+        delete(context(if_match()), *path.values())
+
+    get.__doc__, patch.__doc__, remove.__doc__ = docs
+    methods = {
+        "get": blp.read(permission, schema)(get),
+        "patch": at_version(blp, permission, patch_schema, schema)(patch),
+        "delete": at_version(blp, permission)(remove),
+    }
+    return type(name, (MethodView,), {"__module__": blp.import_name, **methods})

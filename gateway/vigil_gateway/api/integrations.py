@@ -34,7 +34,7 @@ from ..webhook_schemas import (
     RotatedSecretSchema,
     RotateSecretSchema,
 )
-from .common import at_version, context, if_match
+from .common import at_version, context, if_match, record_item
 from .webhooks import hook_settings
 
 blp = Blueprint(
@@ -61,24 +61,26 @@ class Integrations(MethodView):
         return record, 201, etag_headers(record, Location=location)
 
 
-@blp.route("/integrations/<int:integration_id>")
-class IntegrationItem(MethodView):
-    @blp.read("integrations.manage", IntegrationSchema)
-    def get(self, integration_id):
-        """Read one integration."""
-        record = hooks_commands.get_integration(context(), integration_id)
-        return record, 200, etag_headers(record)
-
-    @at_version(blp, "integrations.manage", IntegrationPatchSchema, IntegrationSchema)
-    def patch(self, changes, integration_id):
-        """Rename, change the rate limit, disable or enable."""
-        record = hooks_commands.update_integration(context(if_match()), integration_id, changes, hook_settings())
-        return record, 200, etag_headers(record)
-
-    @at_version(blp, "integrations.manage")
-    def delete(self, integration_id):
-        """Remove an integration: its messages are refused from now on."""
-        hooks_commands.delete_integration(context(if_match()), integration_id)
+IntegrationItem = blp.route("/integrations/<int:integration_id>")(
+    record_item(
+        blp,
+        "IntegrationItem",
+        "integrations.manage",
+        (IntegrationSchema, IntegrationPatchSchema),
+        (
+            hooks_commands.get_integration,
+            lambda ctx, integration_id, changes: hooks_commands.update_integration(
+                ctx, integration_id, changes, hook_settings()
+            ),
+            hooks_commands.delete_integration,
+        ),
+        (
+            "Read one integration.",
+            "Rename, change the rate limit, disable or enable.",
+            "Remove an integration: its messages are refused from now on.",
+        ),
+    )
+)
 
 
 @blp.route("/integrations/<int:integration_id>/rotate-secret", methods=["POST"])

@@ -37,7 +37,7 @@ from ..webhook_schemas import (
     SubscriptionPatchSchema,
     SubscriptionSchema,
 )
-from .common import at_version, context, if_match
+from .common import at_version, context, if_match, record_item
 
 FEED_SETTLE = timedelta(seconds=2)
 
@@ -85,24 +85,26 @@ class Subscriptions(MethodView):
         return created.record, 201, etag_headers(created.record, Location=location)
 
 
-@blp.route("/webhooks/<int:subscription_id>")
-class SubscriptionItem(MethodView):
-    @blp.read("webhooks.manage", SubscriptionSchema)
-    def get(self, subscription_id):
-        """Read one subscription; ``disabled_reason`` says why Vigil disabled it."""
-        record = hooks_commands.get_subscription(context(), subscription_id)
-        return record, 200, etag_headers(record)
-
-    @at_version(blp, "webhooks.manage", SubscriptionPatchSchema, SubscriptionSchema)
-    def patch(self, changes, subscription_id):
-        """Change the URL, the event types, the description, or enable it again."""
-        record = hooks_commands.update_subscription(context(if_match()), subscription_id, changes, hook_settings())
-        return record, 200, etag_headers(record)
-
-    @at_version(blp, "webhooks.manage")
-    def delete(self, subscription_id):
-        """Unsubscribe: no more deliveries; its delivery log goes with it."""
-        hooks_commands.delete_subscription(context(if_match()), subscription_id)
+SubscriptionItem = blp.route("/webhooks/<int:subscription_id>")(
+    record_item(
+        blp,
+        "SubscriptionItem",
+        "webhooks.manage",
+        (SubscriptionSchema, SubscriptionPatchSchema),
+        (
+            hooks_commands.get_subscription,
+            lambda ctx, subscription_id, changes: hooks_commands.update_subscription(
+                ctx, subscription_id, changes, hook_settings()
+            ),
+            hooks_commands.delete_subscription,
+        ),
+        (
+            "Read one subscription; ``disabled_reason`` says why Vigil disabled it.",
+            "Change the URL, the event types, the description, or enable it again.",
+            "Unsubscribe: no more deliveries; its delivery log goes with it.",
+        ),
+    )
+)
 
 
 @blp.route("/webhooks/<int:subscription_id>/rotate-secret", methods=["POST"])

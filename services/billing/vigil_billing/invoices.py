@@ -21,7 +21,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.errors import Problem, conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.contracts import InvoiceIssued, InvoiceVoided
@@ -107,9 +107,7 @@ def create_invoice(session: Session, customer: KnownCustomer, data: dict[str, An
         period_key=data.get("period_key"),
     )
     _set_lines(invoice, _lines(data["lines"], settings.tax_rate_bp))
-    session.add(invoice)
-    session.flush()
-    return invoice
+    return added(session, invoice)
 
 
 def update_draft(session: Session, invoice: Invoice, changes: dict[str, Any]) -> Invoice:

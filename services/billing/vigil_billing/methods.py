@@ -15,6 +15,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from vigil_shared import errors
+from vigil_shared.db import added
 from vigil_shared.errors import Problem, conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 
@@ -61,9 +62,7 @@ def add_method(
     )
     if method.is_default and not first:
         _clear_default(session, customer_id)
-    session.add(method)
-    session.flush()
-    return method
+    return added(session, method)
 
 
 def _clear_default(session: Session, customer_id: int) -> None:

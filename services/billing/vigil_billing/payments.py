@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.errors import CONFLICT, Problem, conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.contracts import PaymentFailed, PaymentReceived, PaymentRefunded
@@ -83,15 +83,12 @@ def create_payment(session: Session, outbox: Outbox, customer: KnownCustomer, da
         payment.billing_method_id = billing_method.id
         payment.status = "pending"
         payment.processor_key = f"vigil-payment-{uuid.uuid4().hex}"
-        session.add(payment)
-        session.flush()
-        return payment
+        return added(session, payment)
     if data.get("billing_method_id") is not None:
         raise validation_problem({"billing_method_id": ["Only card and ach payments charge a billing method."]})
     payment.status = "succeeded"
     payment.received_at = utcnow()
-    session.add(payment)
-    session.flush()
+    added(session, payment)
     allocate(session, payment)
     _received(session, outbox, payment)
     return payment
@@ -289,8 +286,7 @@ def refund(
         rest -= back
     payment.amount_refunded += amount
     record = Refund(payment_id=payment.id, amount=amount, processor_refund_id=processor_refund_id, reason=reason)
-    session.add(record)
-    session.flush()
+    added(session, record)
     ledger.post(
         session,
         [

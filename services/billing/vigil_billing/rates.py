@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.errors import Problem, conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 
@@ -73,9 +73,7 @@ def create_rate(session: Session, data: dict[str, Any]) -> Rate:
     settings = company.settings_of(session)
     items = _checked_items(settings, data.get("items"))
     rate = Rate(name=data.get("name"), total=_total(data, items), items=items, active=data.get("active", True))
-    session.add(rate)
-    session.flush()
-    return rate
+    return added(session, rate)
 
 
 def get_rate(session: Session, rate_id: int) -> Rate:

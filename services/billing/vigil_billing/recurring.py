@@ -32,7 +32,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.errors import conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.contracts import InvoiceIssued
@@ -83,9 +83,7 @@ def create_recurring(session: Session, customer: KnownCustomer, data: dict[str, 
         remaining=data.get("count"),
         status="active",
     )
-    session.add(template)
-    session.flush()
-    return template
+    return added(session, template)
 
 
 def get_recurring(session: Session, recurring_id: int) -> RecurringInvoice:
@@ -297,9 +295,7 @@ def create_scheduled(session: Session, customer: KnownCustomer, data: dict[str, 
         attempts=0,
         status="scheduled",
     )
-    session.add(scheduled)
-    session.flush()
-    return scheduled
+    return added(session, scheduled)
 
 
 def get_scheduled(session: Session, scheduled_id: int) -> ScheduledPayment:
@@ -363,8 +359,7 @@ def run_scheduled(
                 unallocated=0,
                 allocate_to=[],
             )
-            session.add(payment)
-            session.flush()
+            added(session, payment)
             scheduled.payment_id, scheduled.attempts, scheduled.status = payment.id, attempt, "processing"
         payment_id = scheduled.payment_id
     assert payment_id is not None

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.commands import Context
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.errors import CONFLICT, Problem, conflict, not_found, validation_problem
 from vigil_shared.messaging.contracts import CreditCheckApplied, CreditCheckRequested
 
@@ -53,8 +53,7 @@ def get_settings(session: Session) -> CreditSettings:
         settings = CreditSettings(
             id=1, repeat_days=DEFAULT_REPEAT_DAYS, grade_bands=DEFAULT_GRADE_BANDS, precheck_rerun_on_change=False
         )
-        session.add(settings)
-        session.flush()
+        added(session, settings)
     return settings
 
 
@@ -144,8 +143,7 @@ def request_pull(ctx: Context, customer: CustomerRef, data: dict[str, Any]) -> C
         requested_by_name=ctx.identity.username,
         request_id=ctx.request_id,
     )
-    session.add(check)
-    session.flush()
+    added(session, check)
     ctx.outbox.add(session, CreditCheckRequested(check_id=check.id, customer_id=customer.customer_id))
     return check
 
@@ -165,9 +163,7 @@ def record_manual(ctx: Context, customer: CustomerRef, data: dict[str, Any]) -> 
         request_id=ctx.request_id,
         run_at=utcnow(),
     )
-    ctx.session.add(check)
-    ctx.session.flush()
-    return check
+    return added(ctx.session, check)
 
 
 def apply(ctx: Context, check: CreditCheck) -> CreditCheck:

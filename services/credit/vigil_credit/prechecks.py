@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.customer_replica import CREDIT_SUBJECT_FIELDS
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.messaging.contracts import PreCheckRequested
 from vigil_shared.messaging.outbox import Outbox
 
@@ -31,8 +31,7 @@ def request(session: Session, outbox: Outbox, customer_id: int, trigger: str, by
     precheck = PreCheck(
         customer_id=customer_id, status="pending", trigger=trigger, reasons=[], attempts=0, requested_by_name=by
     )
-    session.add(precheck)
-    session.flush()
+    added(session, precheck)
     outbox.add(session, PreCheckRequested(precheck_id=precheck.id, customer_id=customer_id))
     return precheck
 

@@ -1,12 +1,16 @@
 """Fast paths pinned to the slower code they replace: same answers, same rows (issue 10's costs)."""
 
-from helpers import create, customer
-from sqlalchemy import select
+from dataclasses import replace
 
-from vigil_customer import history, registry
+from helpers import create, customer, lead, outbox_events
+from sqlalchemy import or_, select
+
+from vigil_customer import duplicates, history, registry
 from vigil_customer.contacts import on_site
-from vigil_customer.models import HistoryEntry
+from vigil_customer.models import Customer, HistoryEntry, messaging
 from vigil_shared.identity import service_identity
+from vigil_shared.messaging.contracts import CustomerCreated, contract_of
+from vigil_shared.messaging.outbox import record_event
 from vigil_shared.testing import identity_with
 
 ON_SITE_FIELDS = ("id", "name", "relation", "role", "phones", "email", "has_key", "call_priority", "is_primary")
@@ -135,3 +139,81 @@ def test_page_one_from_its_kept_statements_is_the_page_built_afresh(api):
         assert afresh.status_code == kept.status_code == 200
         assert kept.json == afresh.json and kept.headers.get("Link") == afresh.headers.get("Link")
         assert afresh.json["items"], args
+
+
+def _find_as_before(session, candidate, exclude_id=None):
+    """The duplicate query as it was built on every create before its statements were kept."""
+    conditions = []
+    if candidate.phones:
+        conditions += [column.in_(sorted(candidate.phones)) for column in duplicates.PHONE_COLUMNS]
+    if candidate.email_key:
+        conditions.append(Customer.email_key == candidate.email_key)
+    if candidate.ssn_index:
+        conditions.append(Customer.ssn_index == candidate.ssn_index)
+    if candidate.name_address_key:
+        conditions.append(Customer.name_address_key == candidate.name_address_key)
+    if not conditions:
+        return []
+    statement = select(*duplicates._COMPARED).where(or_(*conditions)).order_by(Customer.id).limit(80)
+    if exclude_id is not None:
+        statement = statement.where(Customer.id != exclude_id)
+    matches = []
+    for row in session.execute(statement):
+        reasons = []
+        if candidate.phones & {p for p in (getattr(row, c.key) for c in duplicates.PHONE_COLUMNS) if p}:
+            reasons.append("phone")
+        for reason, key in (("email", "email_key"), ("ssn", "ssn_index"), ("name_address", "name_address_key")):
+            if getattr(candidate, key) and getattr(row, key) == getattr(candidate, key):
+                reasons.append(reason)
+        if reasons:
+            matches.append(
+                duplicates.Match(
+                    row.id, f"{row.first_name} {row.last_name}".strip(), row.kind, row.location_id, reasons
+                )
+            )
+    matches.sort(key=lambda m: (-len(m.reasons), m.id))
+    return matches[:20]
+
+
+def test_the_duplicate_check_from_its_kept_statements_finds_what_the_query_built_afresh_finds(api, session):
+    identifying = {"ssn": "123-45-6789", "address_line1": "1 Main St", "zip": "84601"}
+    full = create(api, email="dana@example.com", work_phone="801-555-7000", cell_phone="801-555-7001", **identifying)
+    create(api, customer(email="other@example.com", work_phone="801-555-7001"))
+    create(api, customer(first_name="Dana", last_name="Reyes", address_line1="1 Main St", zip="84601"))
+    create(api, customer(ssn="123-45-6789", first_name="Sam"))
+    whole = duplicates.Candidate.of(session.get(Customer, full["id"]))
+    assert whole.phones and whole.email_key and whole.ssn_index and whole.name_address_key
+    candidates = [
+        whole,
+        replace(whole, phones=frozenset()),
+        replace(whole, email_key=None, ssn_index=None),
+        duplicates.Candidate(phones=whole.phones),
+        duplicates.Candidate(email_key=whole.email_key),
+        duplicates.Candidate(ssn_index=whole.ssn_index),
+        duplicates.Candidate(name_address_key=whole.name_address_key),
+        duplicates.Candidate(phones=frozenset({"+18015550000"})),
+        duplicates.Candidate(),
+    ]
+    for candidate in candidates:
+        for exclude_id in (None, full["id"]):
+            found = duplicates.find(session, candidate, exclude_id=exclude_id)
+            assert found == _find_as_before(session, candidate, exclude_id), (candidate, exclude_id)
+    assert len(duplicates.find(session, whole)) == 4
+
+
+def test_a_created_records_event_row_is_the_row_outbox_add_writes(api, session):
+    everything = {"ssn": "123-45-6789", "business_name": "Reyes Alarms", "address_line1": "2 Main St", "zip": "84601"}
+    full = create(api, email="full@example.com", account_type="commercial", **everything)
+    minimal = create(api, lead())
+    rows = {row.data["customer_id"]: row for row in outbox_events(session, "customer.created")}
+    for record in (full, minimal):
+        row = rows[record["id"]]
+        payload = contract_of(CustomerCreated).read(row.data)  # valid against its contract
+        assert payload.customer_id == record["id"] and payload.location_id == record["location_id"]
+        event = record_event(session, messaging, payload, source="customer", request_id=row.request_id)
+        session.flush()
+        added = session.scalars(select(messaging.OutboxEvent).where(messaging.OutboxEvent.event_id == event.id)).one()
+        assert (row.type, row.version, row.data, row.request_id, row.published_at) == (
+            added.type, added.version, added.data, added.request_id, added.published_at,
+        )  # fmt: skip
+    assert rows[minimal["id"]].data["kind"] == "lead"

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from vigil_shared.archived import refuse_if_archived
 from vigil_shared.commands import catalog_commands, command, forbidden
 from vigil_shared.customer_replica import CREDIT_SUBJECT_FIELDS, CREDIT_SUBJECT_PERMISSIONS
+from vigil_shared.db import Database
 from vigil_shared.errors import validation_problem
 
 from . import archiving, contacts, custom_fields, customers, files, history, monitoring, notes, record, tags
@@ -87,10 +88,12 @@ def load_customer_for(ctx: Context, customer_id: int, permission: str) -> Custom
     return _load(ctx, customer_id, lambda _: permission, lock=not permission.endswith(".view"))
 
 
-def read_emergency_contacts(ctx: Context, customer_id: int) -> list[dict]:
+def read_emergency_contacts(ctx: Context, customer_id: int, db: Database) -> list[dict]:
     """The record's emergency contacts as the technician lookup shows them: 404 without
-    ``contacts.view`` at its location (as ``load_customer_tab``), read with the record in one query."""
-    location_id, listed = contacts.on_site(ctx.session, customer_id)
+    ``contacts.view`` at its location (as ``load_customer_tab``), read with the record in one query,
+    outside any transaction (:meth:`Database.read`: no liveness probe, ``BEGIN`` or ``ROLLBACK``,
+    which cost more than the query on the request session)."""
+    location_id, listed = db.read(lambda conn: contacts.on_site(conn, customer_id))
     ctx.require_on("contacts.view", location_id, "customer")
     return listed
 

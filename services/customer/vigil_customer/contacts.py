@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, true, update
+from sqlalchemy import Connection, bindparam, case, func, select, true, update
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
+from vigil_shared.db import added
 from vigil_shared.errors import get_or_404, not_found, validation_problem
 from vigil_shared.identity import Identity
 from vigil_shared.masking import MASK, mask
@@ -101,8 +102,7 @@ def create_contact(
         passcode_enc=cipher.encrypt(data.get("passcode") or None),
         is_primary=bool(data.get("is_primary")),
     )
-    session.add(contact)
-    session.flush()
+    added(session, contact)
     if contact_type == EMERGENCY:
         _place(session, contact, data.get("call_priority"))
     if contact.is_primary:
@@ -241,7 +241,7 @@ _ON_SITE = (
 )
 
 
-def on_site(session: Session, customer_id: int) -> tuple[int | None, list[dict[str, Any]]]:
+def on_site(session: Session | Connection, customer_id: int) -> tuple[int | None, list[dict[str, Any]]]:
     """The record's location and its emergency contacts in call order, as the on-site answer shows
     them, in one query (404 for an unknown record).
 

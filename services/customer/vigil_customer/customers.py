@@ -474,17 +474,20 @@ def create(
     if copied_from is not None:
         history.record(ctx.session, ctx.actor, copied_from.id, "duplicate", field=None, new=f"copied to #{customer.id}")
     search.reindex(ctx.session, customer, new=True)
-    ctx.outbox.add(
+    # one Core insert, validated once (``add`` validates twice and leaves the row to the commit's flush)
+    ctx.outbox.add_many(
         ctx.session,
-        CustomerCreated(
-            customer_id=customer.id,
-            location_id=customer.location_id,
-            kind="lead" if customer.kind == LEAD else "customer",
-            precheck=precheck,
-            parent_id=customer.parent_customer_id,
-            monitoring_company_id=customer.monitoring_company_id,
-            restricted=_restricted(customer, ["monitoring_company_id"] if customer.monitoring_company_id else []),
-        ),
+        [
+            CustomerCreated(
+                customer_id=customer.id,
+                location_id=customer.location_id,
+                kind="lead" if customer.kind == LEAD else "customer",
+                precheck=precheck,
+                parent_id=customer.parent_customer_id,
+                monitoring_company_id=customer.monitoring_company_id,
+                restricted=_restricted(customer, ["monitoring_company_id"] if customer.monitoring_company_id else []),
+            )
+        ],
     )
     return customer
 

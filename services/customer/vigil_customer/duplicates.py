@@ -9,8 +9,9 @@ each with the reasons it matched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from .models import Customer
@@ -70,25 +71,49 @@ class Match:
         return {"id": self.id, "name": self.name, "kind": self.kind, "reasons": self.reasons}
 
 
+@cache
+def _statement(phones: bool, email: bool, ssn: bool, name_address: bool, exclude: bool) -> Select:
+    """The query for candidates holding these kinds of values, built once per kind (of the table's
+    columns, values as bound parameters): building it on every create cost a third of the check."""
+    table = Customer.__table__.c
+    conditions = []
+    if phones:
+        conditions += [table[column.key].in_(bindparam("phones", expanding=True)) for column in PHONE_COLUMNS]
+    if email:
+        conditions.append(table.email_key == bindparam("email_key"))
+    if ssn:
+        conditions.append(table.ssn_index == bindparam("ssn_index"))
+    if name_address:
+        conditions.append(table.name_address_key == bindparam("name_address_key"))
+    statement = (
+        select(*(table[column.key] for column in _COMPARED))
+        .where(or_(*conditions))
+        .order_by(table.id)
+        .limit(MAX_MATCHES * 4)
+    )
+    return statement.where(table.id != bindparam("exclude_id")) if exclude else statement
+
+
 def find(session: Session, candidate: Candidate, *, exclude_id: int | None = None) -> list[Match]:
     """Existing records that look like ``candidate``, most reasons first."""
-    conditions = []
-    if candidate.phones:
-        phones = sorted(candidate.phones)
-        conditions += [column.in_(phones) for column in PHONE_COLUMNS]
-    if candidate.email_key:
-        conditions.append(Customer.email_key == candidate.email_key)
-    if candidate.ssn_index:
-        conditions.append(Customer.ssn_index == candidate.ssn_index)
-    if candidate.name_address_key:
-        conditions.append(Customer.name_address_key == candidate.name_address_key)
-    if not conditions:
+    if not (candidate.phones or candidate.email_key or candidate.ssn_index or candidate.name_address_key):
         return []
-    statement = select(*_COMPARED).where(or_(*conditions)).order_by(Customer.id).limit(MAX_MATCHES * 4)
-    if exclude_id is not None:
-        statement = statement.where(Customer.id != exclude_id)
+    statement = _statement(
+        bool(candidate.phones),
+        bool(candidate.email_key),
+        bool(candidate.ssn_index),
+        bool(candidate.name_address_key),
+        exclude_id is not None,
+    )
+    values = {
+        "phones": sorted(candidate.phones),
+        "email_key": candidate.email_key,
+        "ssn_index": candidate.ssn_index,
+        "name_address_key": candidate.name_address_key,
+        "exclude_id": exclude_id,
+    }
     matches = []
-    for row in session.execute(statement):
+    for row in session.execute(statement, {name: value for name, value in values.items() if value}):
         reasons = []
         if candidate.phones & {p for p in (getattr(row, column.key) for column in PHONE_COLUMNS) if p}:
             reasons.append("phone")

@@ -14,7 +14,9 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, insert, select
 from sqlalchemy.orm import Session
 
+from vigil_shared.commands import source_of
 from vigil_shared.crypto import FieldCipher
+from vigil_shared.db import Condition, filtered
 from vigil_shared.identity import Identity
 
 from . import registry
@@ -42,9 +44,7 @@ class Actor:
 
     @classmethod
     def of(cls, identity: Identity, source: str | None = None) -> Actor:
-        if source is None:
-            source = {"api_key": "integration", "service": "workflow"}.get(identity.kind, "api")
-        return cls(identity, source)
+        return cls(identity, source_of(identity) if source is None else source)
 
     @property
     def name(self) -> str:
@@ -147,31 +147,21 @@ def record_many(
         session.execute(_INSERT, rows)
 
 
-def query(
-    customer_id: int,
-    *,
-    field: str | None = None,
-    user: str | None = None,
-    source: str | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> Select:
-    """Newest first; ``user`` matches the actor's id or name."""
+# The history list's filters (an empty value filters nothing); ``user`` matches the actor's id or name.
+FILTERS: dict[str, Condition] = {
+    "field": lambda field: HistoryEntry.field == field,
+    "user": lambda user: (HistoryEntry.actor_name == user) | (HistoryEntry.actor_id == user),
+    "source": lambda source: HistoryEntry.source == source,
+    "action": lambda action: HistoryEntry.action == action,
+    "since": lambda since: HistoryEntry.at >= since,
+    "until": lambda until: HistoryEntry.at < until,
+}
+
+
+def query(customer_id: int, **filters: str | datetime | None) -> Select:
+    """Newest first, narrowed by :data:`FILTERS`."""
     statement = select(HistoryEntry).where(HistoryEntry.customer_id == customer_id)
-    if field:
-        statement = statement.where(HistoryEntry.field == field)
-    if user:
-        statement = statement.where((HistoryEntry.actor_name == user) | (HistoryEntry.actor_id == user))
-    if source:
-        statement = statement.where(HistoryEntry.source == source)
-    if action:
-        statement = statement.where(HistoryEntry.action == action)
-    if since:
-        statement = statement.where(HistoryEntry.at >= since)
-    if until:
-        statement = statement.where(HistoryEntry.at < until)
-    return statement.order_by(HistoryEntry.at.desc(), HistoryEntry.id.desc())
+    return filtered(statement, FILTERS, filters, given=bool).order_by(HistoryEntry.at.desc(), HistoryEntry.id.desc())
 
 
 def present(entries: list[HistoryEntry], access, cipher: FieldCipher) -> tuple[list[dict], list[str]]:

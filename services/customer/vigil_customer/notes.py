@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from vigil_shared.db import Condition, added, filtered
 from vigil_shared.errors import get_or_404, validation_problem
 
 from . import history
@@ -40,8 +41,7 @@ def create_note(session: Session, actor: history.Actor, customer_id: int, data: 
         note.due_date = data.get("due_date")
         note.priority = data.get("priority") or "normal"
         note.status = data.get("status") or "open"
-    session.add(note)
-    session.flush()
+    added(session, note)
     history.record(
         session, actor, customer_id, f"{kind}_add", target_type=kind, target_id=note.id, field="text", new=note.text
     )
@@ -97,21 +97,16 @@ def delete_note(session: Session, actor: history.Actor, note: Note) -> None:
     touch(session, note.customer_id)
 
 
-def list_statement(
-    customer_id: int,
-    *,
-    kind: str | None = None,
-    status: str | None = None,
-    open_only: bool | None = None,
-    assignee: str | None = None,
-):
-    statement = select(Note).where(Note.customer_id == customer_id)
-    if kind:
-        statement = statement.where(Note.kind == kind)
-    if status:
-        statement = statement.where(Note.status == status)
-    if assignee:
-        statement = statement.where(Note.assignee == assignee)
+# The notes list's filters (an empty value filters nothing); ``open_only`` is applied on its own.
+FILTERS: dict[str, Condition] = {
+    "kind": lambda kind: Note.kind == kind,
+    "status": lambda status: Note.status == status,
+    "assignee": lambda assignee: Note.assignee == assignee,
+}
+
+
+def list_statement(customer_id: int, *, open_only: bool | None = None, **filters: str | None):
+    statement = filtered(select(Note).where(Note.customer_id == customer_id), FILTERS, filters, given=bool)
     if open_only is True:
         statement = statement.where(or_(Note.kind == "note", Note.status != "closed"))
     elif open_only is False:

@@ -22,10 +22,10 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, bindparam, delete, distinct, false, func, insert, intersect, or_, select, tuple_
+from sqlalchemy import Table, and_, bindparam, delete, distinct, false, func, insert, intersect, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from vigil_shared.errors import validation_problem
@@ -145,8 +145,11 @@ def reindex(session: Session, customer: Customer, *, new: bool = False) -> None:
         }
         for term in sorted(covered)
     ]
-    if rows:
-        session.execute(insert(SearchTerm), rows)
+    if rows:  # a Core insert of the table: the ORM's bulk path cost a sixth of writing the terms
+        session.execute(_INSERT_TERMS, rows)
+
+
+_INSERT_TERMS = insert(cast(Table, SearchTerm.__table__))
 
 
 def reindex_ids(session: Session, customer_ids) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import utcnow
+from vigil_shared.db import added, utcnow
 from vigil_shared.errors import conflict, flush_unique, get_or_404, not_found
 
 from . import history
@@ -80,8 +80,7 @@ def apply(session: Session, actor: history.Actor, customer_id: int, tag: Tag) ->
     """True when newly applied, False when the record already had it."""
     if session.get(CustomerTag, (customer_id, tag.id)) is not None:
         return False
-    session.add(CustomerTag(customer_id=customer_id, tag_id=tag.id, applied_at=utcnow(), applied_by=actor.name))
-    session.flush()
+    added(session, CustomerTag(customer_id=customer_id, tag_id=tag.id, applied_at=utcnow(), applied_by=actor.name))
     history.record(
         session, actor, customer_id, "tag_add", target_type="tag", target_id=tag.id, field="tags", new=tag.name
     )

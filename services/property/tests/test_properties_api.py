@@ -471,6 +471,22 @@ def test_search_filters(api, create):
     assert api.get("/api/v1/properties?sort=nope").status_code == 422
 
 
+def test_the_list_by_ids_shows_only_what_the_reader_may_see(api, known):
+    """``id=1&id=2`` (the gateway's one read for many webhook payloads): the same bodies as single reads
+    for a reader without confidential views, records of other locations left out, at most 100 ids."""
+    known(7, location_id=1)
+    known(8, location_id=2)
+    here = api.post("/api/v1/customers/7/properties", json={"account_number": "HERE"}).json
+    there = api.post("/api/v1/customers/8/properties", json={"account_number": "THERE"}).json
+    clerk = api.as_(identity_with("properties.view"))
+    listed = clerk.get(f"/api/v1/properties?id={here['id']}&id={there['id']}&id={UNKNOWN_ID}").json
+    assert listed["items"] == [clerk.get(f"/api/v1/properties/{here['id']}").json]
+    both = api.get(f"/api/v1/properties?id={here['id']}&id={there['id']}").json["items"]
+    assert [p["id"] for p in both] == [here["id"], there["id"]]
+    assert api.get("/api/v1/properties?" + "&".join(f"id={n}" for n in range(101))).status_code == 422
+    assert api.get("/api/v1/properties?id=x").status_code == 422
+
+
 def test_idempotency_key_replays_the_first_answer(api, known, session):
     known(7)
     headers = {"Idempotency-Key": "create-elm-1"}

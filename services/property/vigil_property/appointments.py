@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
-from vigil_shared.db import utcnow
+from vigil_shared.db import Condition, filtered, utcnow
 from vigil_shared.errors import conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 
@@ -33,22 +33,28 @@ def get_appointment(session: Session, appointment_id: int) -> Appointment:
     return get_or_404(session, Appointment, appointment_id, "appointment")
 
 
+# The appointment list's filters; ``from_``/``to`` keep those overlapping that window.
+FILTERS: dict[str, Condition] = {
+    "property_id": lambda property_id: Appointment.property_id == property_id,
+    "customer_id": lambda customer_id: Property.customer_id == customer_id,
+    "technician": lambda technician: Appointment.technician_id == technician,
+    "from_": lambda from_: Appointment.ends_at > from_,
+    "to": lambda to: Appointment.starts_at < to,
+    "status": lambda status: Appointment.status == status,
+    "type": lambda type_: Appointment.type == type_,
+}
+
+
 def list_appointments(
     session: Session,
     *,
     locations: frozenset[int] | None,
     page: int,
     per_page: int,
-    property_id: int | None = None,
-    customer_id: int | None = None,
-    technician: int | None = None,
-    from_: datetime | None = None,
-    to: datetime | None = None,
-    status: str | None = None,
-    type: str | None = None,
     sort: str = "starts_at",
+    **filters: int | datetime | str | None,
 ) -> Page:
-    """Appointments in the caller's locations; ``from_``/``to`` keep those overlapping that window."""
+    """Appointments in the caller's locations, narrowed by :data:`FILTERS`."""
     statement = (
         select(Appointment)
         .join(Property, Property.id == Appointment.property_id)
@@ -57,20 +63,7 @@ def list_appointments(
     )
     if locations is not None:
         statement = statement.where(KnownCustomer.location_id.in_(sorted(locations)))
-    if property_id is not None:
-        statement = statement.where(Appointment.property_id == property_id)
-    if customer_id is not None:
-        statement = statement.where(Property.customer_id == customer_id)
-    if technician is not None:
-        statement = statement.where(Appointment.technician_id == technician)
-    if from_ is not None:
-        statement = statement.where(Appointment.ends_at > from_)
-    if to is not None:
-        statement = statement.where(Appointment.starts_at < to)
-    if status is not None:
-        statement = statement.where(Appointment.status == status)
-    if type is not None:
-        statement = statement.where(Appointment.type == type)
+    statement = filtered(statement, FILTERS, filters)
     return paginate(session, statement.order_by(SORTS[sort], Appointment.id.asc()), page, per_page)
 
 

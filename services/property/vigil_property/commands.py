@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vigil_shared.archived import refuse_if_archived
@@ -303,15 +304,24 @@ def complete(ctx: Context, appointment: Appointment, notes: str | None = None) -
 # --- the technician portal ----------------------------------------------------------------------------
 
 
-def verify_on_site(ctx: Context, client: str, account_number: str, pin: str) -> Scoped:
+def verify_on_site(ctx: Context, client: str, account_number: str, pin: str, quick: Session) -> Scoped:
     """The property whose account number and PIN match (404 for either wrong, 429 when locked or too fast).
 
     Not one transaction: every attempt and every wrong PIN is committed as soon as it is counted
-    (see :mod:`vigil_property.tech`), so the counts stick though the answer is an error.
+    (see :mod:`vigil_property.tech`), so the counts stick though the answer is an error. ``quick`` is
+    a session on an autocommit connection (:meth:`Database.read_engine`): the attempt is counted and
+    committed, and the candidate read, by one statement without ``BEGIN``/``COMMIT`` or liveness
+    probe; wrong PINs and the clearing of a count take the request's own transactions.
     """
     session, now = ctx.session, utcnow()
-    tech.count_attempt(session, client, now)
-    candidate = tech.find_candidate(session, account_number)
+    for attempt in (1, 2):
+        try:
+            candidate = tech.count_attempt_and_find(quick, client, now, account_number)
+            break
+        except DBAPIError as error:  # a connection the database dropped: once more on a fresh one
+            quick.rollback()
+            if not error.connection_invalidated or attempt == 2:
+                raise
     if candidate is not None:
         tech.ensure_unlocked(candidate, now)
     if not pins.matches(ctx.cipher, candidate.property if candidate else None, pin) or candidate is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vigil_shared.commands import source_of
 from vigil_shared.http import Page, paginate
 from vigil_shared.identity import Identity
 from vigil_shared.masking import MASK
@@ -19,7 +20,6 @@ from vigil_shared.masking import MASK
 from .models import PropertyHistory
 
 CONFIDENTIAL_FIELDS = frozenset({"pin", "password"})
-SOURCES = {"user": "api", "api_key": "integration", "service": "workflow"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Actor:
         return cls(
             id=identity.subject,
             name=identity.username,
-            source=SOURCES.get(identity.kind, "api"),
+            source=source_of(identity),
             request_id=request_id or identity.request_id,
         )
 

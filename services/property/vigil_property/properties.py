@@ -8,12 +8,13 @@ frozen until reactivated, every change in the history and in an event written in
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, or_, select
+from sqlalchemy import ColumnElement, Row, bindparam, delete, func, or_, select, true
 from sqlalchemy.orm import Session, defer
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.db import Database, utcnow
+from vigil_shared.db import Condition, Database, filtered, utcnow
 from vigil_shared.errors import Problem, conflict, not_found, validation_problem
 from vigil_shared.http import Page, paginate
 from vigil_shared.messaging.contracts import (
@@ -52,7 +53,7 @@ PLAIN_FIELDS = (
     "central_station",
     "notes",
 )
-SORTS = {
+SORTS: dict[str, ColumnElement[Any]] = {
     "id": Property.id.asc(),
     "-id": Property.id.desc(),
     "account_number": Property.account_number.asc(),
@@ -161,47 +162,31 @@ def _in_locations(statement, locations: frozenset[int] | None):
     return statement
 
 
+_SEARCHED = (Property.account_number, Property.address, Property.city, Property.postal_code, Property.system_type)
+
+# The property list's filters; ``q`` (when not empty) matches part of any searched column, in any case.
+FILTERS: dict[str, Condition] = {
+    "customer_id": lambda customer_id: Property.customer_id == customer_id,
+    "ids": lambda ids: Property.id.in_(ids),
+    "account_number": lambda number: Property.account_key == account_key(number),
+    "q": lambda q: or_(*(func.lower(column).like(f"%{q.lower()}%") for column in _SEARCHED)) if q else true(),
+    "monitoring_status": lambda monitoring_status: Property.monitoring_status == monitoring_status,
+    "type": lambda type_: Property.type == type_,
+    "active": lambda active: Property.active.is_(active),
+}
+
+
 def list_properties(
     session: Session,
     *,
     locations: frozenset[int] | None,
     page: int,
     per_page: int,
-    customer_id: int | None = None,
-    q: str | None = None,
-    account_number: str | None = None,
-    monitoring_status: str | None = None,
-    type: str | None = None,
-    active: bool | None = None,
     sort: str = "id",
+    **filters: int | str | bool | list[int] | None,
 ) -> Page:
-    statement = _in_locations(select(Property), locations)
-    if customer_id is not None:
-        statement = statement.where(Property.customer_id == customer_id)
-    if account_number is not None:
-        statement = statement.where(Property.account_key == account_key(account_number))
-    if q:
-        pattern = f"%{q.lower()}%"
-        statement = statement.where(
-            or_(
-                *(
-                    func.lower(column).like(pattern)
-                    for column in (
-                        Property.account_number,
-                        Property.address,
-                        Property.city,
-                        Property.postal_code,
-                        Property.system_type,
-                    )
-                )
-            )
-        )
-    if monitoring_status is not None:
-        statement = statement.where(Property.monitoring_status == monitoring_status)
-    if type is not None:
-        statement = statement.where(Property.type == type)
-    if active is not None:
-        statement = statement.where(Property.active.is_(active))
+    """Properties in the caller's locations, narrowed by :data:`FILTERS`."""
+    statement = filtered(_in_locations(select(Property), locations), FILTERS, filters)
     return paginate(session, statement.order_by(SORTS[sort], Property.id.asc()), page, per_page)
 
 

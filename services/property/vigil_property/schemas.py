@@ -12,7 +12,7 @@ import ipaddress
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from vigil_shared.fields import ReadOnlyAwareInput, Timestamp, TrimmedString, text
-from vigil_shared.http import PaginationArgs, page_schema
+from vigil_shared.http import MAX_PER_PAGE, PaginationArgs, page_schema
 from vigil_shared.onsite import TechOnSite
 
 from .models import (
@@ -146,6 +146,12 @@ class PropertyListArgs(PaginationArgs):
     )
     account_number = TrimmedString(validate=validate.Length(max=40))
     customer_id = fields.Integer()
+    ids = fields.List(
+        fields.Integer(),
+        data_key="id",
+        validate=validate.Length(max=MAX_PER_PAGE),
+        metadata={"description": "Only these properties (`id=1&id=2`, at most 100): many reads in one call"},
+    )
     monitoring_status = Choice(MONITORING_STATUSES)
     type = Choice(PROPERTY_TYPES)
     active = fields.Boolean()

@@ -7,7 +7,9 @@
 
 Counts are committed as soon as they are made (one ``INSERT … ON CONFLICT … RETURNING`` each), so
 they stick even though the request that caused them is answered with an error. The state lives in
-the database, so every web worker of the service sees the same counts.
+the database, so every web worker of the service sees the same counts. On PostgreSQL the attempt is
+counted and the candidate read in one statement (:func:`count_attempt_and_find`), run by the lookup
+on an autocommit connection: one round trip, committed before anything is answered.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, bindparam, case, delete, select, update
@@ -38,7 +41,10 @@ RATE_LIMITED = "urn:vigil:problem:rate-limited"
 ACCOUNT_LOCKED = "urn:vigil:problem:account-locked"
 NO_MATCH = "urn:vigil:problem:no-match"
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_INSERTS: dict[str, Any] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}  # dialect -> its upsert-capable insert
 
 
 def _retry_after(until: datetime, now: datetime) -> str:
@@ -64,18 +70,15 @@ def _upsert(session: Session, model):
     return _INSERTS[session.get_bind().dialect.name](model)
 
 
-def count_attempt(session: Session, client: str, now: datetime) -> None:
-    """Counts one attempt for ``client`` and commits it; 429 with ``Retry-After`` past the window's limit.
-
-    One statement: the row is created, or its window restarted or its count raised, atomically.
-    It is a Core statement on the table (the ORM's bulk-insert path costs more than the upsert), and
-    parameters the same on every call, so SQLAlchemy reuses its compiled form.
-    """
+@cache
+def _counting(dialect: str):
+    """The attempt counter's upsert for ``dialect``, built once: the row is created, or its window
+    restarted or its count raised, atomically; it answers the count and the window's start."""
     table = LookupWindow.__table__
     now_param = bindparam("now", type_=table.c.window_start.type)
     expired = table.c.window_start <= bindparam("since", type_=table.c.window_start.type)
-    statement = (
-        _upsert(session, table)
+    return (
+        _INSERTS[dialect](table)
         .values(client=bindparam("client"), window_start=now_param, attempts=1)
         .on_conflict_do_update(
             index_elements=[table.c.client],
@@ -86,7 +89,53 @@ def count_attempt(session: Session, client: str, now: datetime) -> None:
         )
         .returning(table.c.attempts, table.c.window_start)
     )
-    attempts, window_start = session.execute(statement, {"client": client, "now": now, "since": now - WINDOW}).one()
+
+
+@cache
+def _counting_and_finding(dialect: str):
+    """PostgreSQL: the attempt counted and the candidate read in one statement (a data-modifying
+    ``WITH``), one round trip where two statements and a new transaction cost three."""
+    counted = _counting(dialect).cte("counted")
+    return (
+        select(counted.c.attempts, counted.c.window_start, *_CANDIDATE_COLUMNS)
+        .select_from(counted)
+        .outerjoin(
+            Property, Property.account_key == bindparam("account_key", type_=Property.__table__.c.account_key.type)
+        )
+        .outerjoin(PinGuard, PinGuard.property_id == Property.id)
+        .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
+    )
+
+
+def count_attempt(session: Session, client: str, now: datetime) -> None:
+    """Counts one attempt for ``client`` and commits it; 429 with ``Retry-After`` past the window's limit.
+
+    One statement (a Core statement on the table: the ORM's bulk-insert path costs more than the
+    upsert, and the same parameters on every call let SQLAlchemy reuse its compiled form).
+    """
+    row = session.execute(_counting(session.get_bind().dialect.name), _counting_params(client, now)).one()
+    _counted(session, row[0], row[1], now)
+
+
+def count_attempt_and_find(session: Session, client: str, now: datetime, account_number: str) -> Candidate | None:
+    """:func:`count_attempt`, then :func:`find_candidate`: on PostgreSQL in one statement (the attempt
+    still committed before anything is answered, 429 past the limit without a word on the account)."""
+    dialect = session.get_bind().dialect.name
+    if dialect != "postgresql":
+        count_attempt(session, client, now)
+        return find_candidate(session, account_number)
+    params = _counting_params(client, now) | {"account_key": account_key(account_number)}
+    row = session.execute(_counting_and_finding(dialect), params).one()
+    _counted(session, row[0], row[1], now)
+    return None if row[2] is None else Candidate(row[2], row[3], row[4] or 0, row[5])
+
+
+def _counting_params(client: str, now: datetime) -> dict:
+    return {"client": client, "now": now, "since": now - WINDOW}
+
+
+def _counted(session: Session, attempts: int, window_start: datetime, now: datetime) -> None:
+    """Commits the attempt just counted (with, now and then, the pruning of ended windows); 429 past the limit."""
     if random.random() < PRUNE_SHARE:
         prune_windows(session, now)
     session.commit()
@@ -117,8 +166,9 @@ class Candidate:
 
 
 # built once, the account key bound at each call (every lookup reads it)
+_CANDIDATE_COLUMNS = (Property, PinGuard.locked_until, PinGuard.failures, KnownCustomer.location_id)
 _CANDIDATE = (
-    select(Property, PinGuard.locked_until, PinGuard.failures, KnownCustomer.location_id)
+    select(*_CANDIDATE_COLUMNS)
     .outerjoin(PinGuard, PinGuard.property_id == Property.id)
     .outerjoin(KnownCustomer, KnownCustomer.customer_id == Property.customer_id)
     .where(Property.account_key == bindparam("account_key", type_=Property.__table__.c.account_key.type))

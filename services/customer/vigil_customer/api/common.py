@@ -18,6 +18,7 @@ from vigil_shared.web import if_match, loaded, record_rule, request_context, req
 from .. import commands
 from ..customers import Context
 
+A_CUSTOMER = "/api/v1/customers/<int:customer_id>"  # where a record's tabs (contacts, files, notes, tags) live
 LIKELY_DUPLICATES = (
     "Likely duplicates (`matches` you may view: id, name, kind and the reasons you may see; "
     "`other_matches`: how many elsewhere) or the email is in use"

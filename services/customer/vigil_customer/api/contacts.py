@@ -17,12 +17,12 @@ from vigil_shared.web import current_identity, note_confidential_read, request_s
 from .. import commands
 from .. import contacts as domain
 from ..child_schemas import ContactCreateSchema, ContactListArgs, ContactPageSchema, ContactPatchSchema, ContactSchema
-from .common import cipher, context, if_match, loaded, tab_rule
+from .common import A_CUSTOMER, cipher, context, if_match, loaded, tab_rule
 
 blp = Blueprint(
     "customer_contacts",
     __name__,
-    url_prefix="/api/v1/customers/<int:customer_id>/contacts",
+    url_prefix=f"{A_CUSTOMER}/contacts",
     description="Emergency and other contacts of a customer or lead",
 )
 

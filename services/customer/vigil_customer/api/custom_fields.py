@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from vigil_shared.catalog import NOT_CHANGED, NOT_DELETED, CatalogSchemas, Operation
-from vigil_shared.permissions import AUTHENTICATED
+from vigil_shared.catalog import CatalogSchemas, Operation
 
 from .. import commands
 from .. import custom_fields as domain
@@ -28,36 +27,28 @@ blp = Blueprint(
 
 catalog_routes(
     blp,
-    collection="CustomFields",
-    item="CustomFieldItem",
-    id_name="definition_id",
-    schemas=CatalogSchemas(
+    ("CustomFields", "CustomFieldItem", "definition_id"),
+    CatalogSchemas(
         CustomFieldSchema, CustomFieldCreateSchema, CustomFieldPatchSchema, CustomFieldArgs, CustomFieldListSchema
     ),
     list=Operation(
-        AUTHENTICATED,
         "The defined fields in form order; `kind` keeps those of customers or of leads.",
         lambda session, kind=None, include_inactive=False: {
             "items": domain.definitions(session, kind, active_only=not include_inactive)
         },
     ),
     create=Operation(
-        "catalogs.manage",
         "Define a field: text, number, date, select (with options) or checkbox; required or not; per kind.",
         commands.create_custom_field,
-        {409: "A field with this key exists"},
+        conflict="A field with this key exists",
     ),
-    read=Operation(AUTHENTICATED, "One field definition.", domain.get_definition),
+    read=Operation("One field definition.", domain.get_definition),
     update=Operation(
-        "catalogs.manage",
         "Change a field's label, options, required flag, kinds, position or active flag (not key or type).",
         commands.update_custom_field,
-        {409: "A removed option is still used by some records", 412: NOT_CHANGED},
+        conflict="A removed option is still used by some records",
     ),
     delete=Operation(
-        "catalogs.manage",
-        "Remove a field; values already stored are no longer shown or checked.",
-        commands.delete_custom_field,
-        {412: NOT_DELETED},
+        "Remove a field; values already stored are no longer shown or checked.", commands.delete_custom_field
     ),
 )

@@ -20,14 +20,9 @@ from vigil_shared.web import request_session, requires
 from .. import commands
 from .. import files as domain
 from ..child_schemas import FileFormSchema, FilePageSchema, FileSchema, FileUploadSchema
-from .common import context, customer_rule, if_match, loaded, tab_rule
+from .common import A_CUSTOMER, context, customer_rule, if_match, loaded, tab_rule
 
-blp = Blueprint(
-    "customer_files",
-    __name__,
-    url_prefix="/api/v1/customers/<int:customer_id>/files",
-    description="Files of a customer or lead",
-)
+blp = Blueprint("customer_files", __name__, url_prefix=f"{A_CUSTOMER}/files", description="Files of a customer or lead")
 UPLOAD_ENDPOINT = "customer_files.Files"
 FILE_VERSION = 1  # a stored file never changes: to replace one, upload another
 

@@ -12,13 +12,10 @@ from vigil_shared.web import request_session
 from .. import commands
 from .. import notes as domain
 from ..child_schemas import NoteCreateSchema, NoteListArgs, NotePageSchema, NotePatchSchema, NoteSchema
-from .common import context, if_match, loaded, tab_rule
+from .common import A_CUSTOMER, context, if_match, loaded, tab_rule
 
 blp = Blueprint(
-    "customer_notes",
-    __name__,
-    url_prefix="/api/v1/customers/<int:customer_id>/notes",
-    description="Notes and tickets of a customer or lead",
+    "customer_notes", __name__, url_prefix=f"{A_CUSTOMER}/notes", description="Notes and tickets of a customer or lead"
 )
 
 

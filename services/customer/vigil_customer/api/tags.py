@@ -10,58 +10,40 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
-from vigil_shared.catalog import NOT_CHANGED, NOT_DELETED, CatalogSchemas, Operation, page_response
+from vigil_shared.catalog import CatalogSchemas, Operation, page_response
 from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import paginate
-from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session
 
 from .. import commands
 from .. import tags as domain
 from ..child_schemas import ApplyTagSchema, TagCreateSchema, TagListArgs, TagPageSchema, TagPatchSchema, TagSchema
-from .common import catalog_routes, context, loaded, tab_rule
+from .common import A_CUSTOMER, catalog_routes, context, loaded, tab_rule
 
 catalog = Blueprint("tags", __name__, url_prefix="/api/v1/tags", description="The tag catalog")
 applied = Blueprint(
-    "customer_tags",
-    __name__,
-    url_prefix="/api/v1/customers/<int:customer_id>/tags",
-    description="Tags applied to a customer or lead",
+    "customer_tags", __name__, url_prefix=f"{A_CUSTOMER}/tags", description="Tags applied to a customer or lead"
 )
+
+TAG_EXISTS = "A tag with this name (in any case) exists"
 
 
 catalog_routes(
     catalog,
-    collection="TagCatalog",
-    item="TagItem",
-    id_name="tag_id",
-    schemas=CatalogSchemas(TagSchema, TagCreateSchema, TagPatchSchema, TagListArgs, TagPageSchema),
+    ("TagCatalog", "TagItem", "tag_id"),
+    CatalogSchemas(TagSchema, TagCreateSchema, TagPatchSchema, TagListArgs, TagPageSchema),
     list=Operation(
-        AUTHENTICATED,
         "The company's tags by name; `q` matches the start of a name.",
         lambda session, page, per_page, q=None: page_response(
             paginate(session, domain.catalog_statement(q), page, per_page)
         ),
     ),
-    create=Operation(
-        "catalogs.manage",
-        "Add a tag to the catalog.",
-        commands.create_tag,
-        {409: "A tag with this name (in any case) exists"},
-    ),
-    read=Operation(AUTHENTICATED, "One tag of the catalog.", domain.get_tag),
+    create=Operation("Add a tag to the catalog.", commands.create_tag, conflict=TAG_EXISTS),
+    read=Operation("One tag of the catalog.", domain.get_tag),
     update=Operation(
-        "catalogs.manage",
-        "Rename or recolour a tag; records carrying it show the change at once.",
-        commands.update_tag,
-        {409: "A tag with this name (in any case) exists", 412: NOT_CHANGED},
+        "Rename or recolour a tag; records carrying it show the change at once.", commands.update_tag, TAG_EXISTS
     ),
-    delete=Operation(
-        "catalogs.manage",
-        "Remove a tag from the catalog and from every record carrying it.",
-        commands.delete_tag,
-        {412: NOT_DELETED},
-    ),
+    delete=Operation("Remove a tag from the catalog and from every record carrying it.", commands.delete_tag),
 )
 
 

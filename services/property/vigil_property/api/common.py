@@ -14,6 +14,7 @@ from vigil_shared.web import current_identity, current_runtime, if_match, loaded
 
 from .. import commands
 
+A_PROPERTY = "/api/v1/properties/<int:property_id>"  # where a property's systems and equipment live
 INACTIVE = "The property is inactive"  # what a write to anything of an inactive property answers (409)
 
 

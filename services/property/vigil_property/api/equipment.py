@@ -18,13 +18,10 @@ from ..schemas import (
     EquipmentPatchSchema,
     EquipmentSchema,
 )
-from .common import INACTIVE, NOT_DELETED, context, if_match, loaded, property_rule
+from .common import A_PROPERTY, INACTIVE, NOT_DELETED, context, if_match, loaded, property_rule
 
 blp = Blueprint(
-    "equipment",
-    __name__,
-    url_prefix="/api/v1/properties/<int:property_id>/equipment",
-    description="Equipment installed at a property",
+    "equipment", __name__, url_prefix=f"{A_PROPERTY}/equipment", description="Equipment installed at a property"
 )
 
 

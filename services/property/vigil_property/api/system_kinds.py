@@ -11,15 +11,12 @@ from functools import partial
 from flask_smorest import Blueprint
 
 from vigil_shared.catalog import (
-    NOT_CHANGED,
-    NOT_DELETED,
     CatalogSchemas,
     Operation,
     page_response,
     register_catalog,
 )
 from vigil_shared.http import etag_headers
-from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import request_session
 
 from .. import commands
@@ -41,41 +38,36 @@ blp = Blueprint(
 )
 
 
+NAME_TAKEN = "Another kind already has this name"
+
+
 register_catalog(
     blp,
-    collection="SystemKinds",
-    item="SystemKindItem",
-    id_name="kind_id",
-    schemas=CatalogSchemas(
+    ("SystemKinds", "SystemKindItem", "kind_id"),
+    CatalogSchemas(
         SystemKindSchema, SystemKindCreateSchema, SystemKindPatchSchema, SystemKindListArgs, SystemKindPageSchema
     ),
     session=request_session,
     context=context,
     etag_headers=partial(etag_headers, version_attr="row_version"),
     list=Operation(
-        AUTHENTICATED,
         "List system kinds by name.",
         lambda session, page, per_page, q=None: page_response(
             domain.list_kinds(session, page=page, per_page=per_page, q=q)
         ),
     ),
     create=Operation(
-        "catalogs.manage",
-        "Define a system kind and the fields a system of this kind asks for.",
-        commands.create_kind,
-        {409: "Another kind already has this name"},
+        "Define a system kind and the fields a system of this kind asks for.", commands.create_kind, NAME_TAKEN
     ),
-    read=Operation(AUTHENTICATED, "Read one system kind.", domain.get_kind),
+    read=Operation("Read one system kind.", domain.get_kind),
     update=Operation(
-        "catalogs.manage",
         "Rename a kind or change the fields it asks for (existing systems keep their values).",
         commands.update_kind,
-        {409: "Another kind already has this name", 412: NOT_CHANGED},
+        conflict=NAME_TAKEN,
     ),
     delete=Operation(
-        "catalogs.manage",
         "Delete a kind no system uses any more.",
         commands.delete_kind,
-        {409: "Systems of this kind are still assigned to properties", 412: NOT_DELETED},
+        conflict="Systems of this kind are still assigned to properties",
     ),
 )

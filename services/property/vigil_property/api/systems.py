@@ -17,13 +17,13 @@ from vigil_shared.web import request_session
 from .. import commands
 from .. import systems as domain
 from ..schemas import SystemCreateSchema, SystemPageSchema, SystemPatchSchema, SystemSchema
-from .common import INACTIVE, NOT_DELETED, context, if_match, loaded, property_rule
+from .common import A_PROPERTY, INACTIVE, NOT_DELETED, context, if_match, loaded, property_rule
 from .present import system_body
 
 blp = Blueprint(
     "systems",
     __name__,
-    url_prefix="/api/v1/properties/<int:property_id>/systems",
+    url_prefix=f"{A_PROPERTY}/systems",
     description="Systems at a property and how to log in to them",
 )
 

@@ -1,0 +1,130 @@
+"""The forwarding connections (``vigil_gateway.proxy.Origin``): kept alive, never reused once the service
+closed them, and retried only where urllib3 retried (idempotent methods, or nothing sent yet)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from vigil_gateway.proxy import Origin, UpstreamError
+
+
+class RawService:
+    """A tiny HTTP/1.1 server on a socket: answers each request, or (``drop``) reads it and closes unanswered;
+    ``close_after`` closes each connection after that many answers. Counts connections and requests."""
+
+    def __init__(self, *, drop: bool = False, close_after: int | None = None):
+        self.drop, self.close_after = drop, close_after
+        self.connections = 0
+        self.closed = threading.Semaphore(0)  # released as each connection is closed by the server
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            conn.close()
+            self.closed.release()
+
+    def _answer(self, conn: socket.socket) -> None:
+        answered = 0
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            while len(buffer) < length:
+                buffer += conn.recv(65536)
+            buffer = buffer[length:]
+            self.requests.append(head.split(b"\r\n")[0])
+            if self.drop:
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Answer: yes\r\n\r\nok")
+            answered += 1
+            if self.close_after is not None and answered >= self.close_after:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def service(request):
+    server = RawService(**getattr(request, "param", {}))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def origins():
+    made: list[Origin] = []
+
+    def make(port: int) -> Origin:
+        made.append(Origin(f"http://127.0.0.1:{port}", 2.0, 5.0))
+        return made[-1]
+
+    yield make
+    for origin in made:
+        origin.close()
+
+
+def test_connections_are_kept_alive_and_answers_read_whole(service, origins):
+    origin = origins(service.port)
+    for _ in range(3):
+        answer = origin.send("GET", "/api/v1/properties/1?x=1", None, {"Accept": "application/json"})
+        assert answer.status == 200 and answer.data == b"ok" and answer.headers["X-Answer"] == "yes"
+    assert service.connections == 1 and service.requests == [b"GET /api/v1/properties/1?x=1 HTTP/1.1"] * 3
+
+
+@pytest.mark.parametrize("service", [{"close_after": 1}], indirect=True)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_connection_the_service_closed_is_not_reused(service, method, origins):
+    origin = origins(service.port)
+    for _ in range(4):
+        assert origin.send(method, "/a", b"{}", {}).status == 200
+        assert service.closed.acquire(timeout=5)  # the service closed the connection kept in the pool
+    assert len(service.requests) == 4
+
+
+@pytest.mark.parametrize("service", [{"drop": True}], indirect=True)
+def test_a_call_dropped_after_it_was_sent_is_retried_once_for_idempotent_methods_only(service, origins):
+    origin = origins(service.port)
+    with pytest.raises(UpstreamError):
+        origin.send("POST", "/a", b"{}", {})
+    assert len(service.requests) == 1, "a POST that reached the service is never sent twice"
+    with pytest.raises(UpstreamError):
+        origin.send("GET", "/a", None, {})
+    assert len(service.requests) == 3, "a GET is tried once more on a fresh connection"
+
+
+def test_a_service_that_does_not_listen_is_an_upstream_error(origins):
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    origin = origins(port)
+    with pytest.raises(UpstreamError):
+        origin.send("POST", "/a", b"{}", {})
