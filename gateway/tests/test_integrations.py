@@ -226,3 +226,45 @@ def test_verify_answers_like_the_standard_webhooks_library():
     assert [i for i, accepted in enumerate(answers) if accepted] == [0, 1, 2, 3, 8, 10]
     with pytest.raises(integrations.Problem, match="5-minute"):
         integrations.verify(keys, body, cases[-1][1])
+
+
+def test_a_group_waits_for_the_requests_still_being_verified(db):
+    """While a request is verifying its message, the group being gathered waits for it (bounded by the
+    window): both messages go in one call; a request refused meanwhile lets the group go at once."""
+    groups: list[list[str]] = []
+    intake = integrations.Intake(
+        db,
+        integrations.DatabaseRateLimiter(db),
+        lambda station, request_id, items: groups.append([i["message_id"] for i in items]) or [7] * len(items),
+        window=30.0,
+    )
+
+    def message(message_id: str) -> integrations.Message:
+        return integrations.Message(1, "S", 6000, f"{message_id}-{uuid.uuid4().hex}", {"message_id": message_id})
+
+    entered, go, answers = threading.Event(), threading.Event(), []
+
+    def verifying(refused: bool):
+        try:
+            with intake.arriving() as submit:
+                entered.set()
+                go.wait()
+                if refused:
+                    raise integrations.refused("no")
+                answers.append(submit(message("late")))
+        except Exception as error:
+            answers.append(type(error).__name__)
+
+    for refused in (False, True):
+        entered.clear(), go.clear()
+        slow = threading.Thread(target=verifying, args=(refused,))
+        slow.start()
+        entered.wait()
+        first = threading.Thread(target=lambda: answers.append(intake.submit(message("early"))))
+        first.start()
+        with intake._ready:  # queued, and held: the slow request is still on its way
+            assert intake._ready.wait_for(lambda: len(intake._queue) == 1, timeout=30)
+        go.set()
+        slow.join(), first.join()
+    assert groups == [["early", "late"], ["early"]]
+    assert sorted(map(str, answers)) == ["7", "7", "7", "Problem"]

@@ -12,13 +12,14 @@ message that arrived meanwhile, and nothing is answered before it is in the sign
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ log = logging.getLogger("vigil.integrations")
 TOLERANCE_SECONDS = 300
 RATE_LIMITED = "urn:vigil:problem:rate-limited"
 MAX_GROUP = 500
+WINDOW = 0.004  # at most this long a gathered group waits for the requests still being verified
 
 # A group's message ids in one constant statement per integration (compiled once, prepared by the
 # server), the ids passed as one JSON array; the ids returned are the new ones, the others replays.
@@ -242,25 +244,58 @@ def already_received() -> Problem:
 class Intake:
     """Writes the messages of this gateway process in groups (see the module's description)."""
 
-    def __init__(self, db: Database, limiter: RateLimiter, forward: Forward, *, wait: float = 30.0):
+    def __init__(
+        self, db: Database, limiter: RateLimiter, forward: Forward, *, wait: float = 30.0, window: float = WINDOW
+    ):
         self.db = db
         self.limiter = limiter
         self.forward = forward
         self.wait = wait
+        self.window = window
         self._ready = threading.Condition()
         self._queue: list[Message] = []
+        self._coming = 0  # requests being verified that will (most likely) join the next group
         self._pid: int | None = None
 
-    def submit(self, message: Message) -> int | None:
+    def _start(self) -> None:
+        """Under ``_ready``: starts the writing thread on first use in this process (or a forked child)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._queue, self._coming = [], 0
+            threading.Thread(target=self._run, name="vigil-intake", daemon=True).start()
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Callable[[Message], int | None]]:
+        """Wraps a request's verifying: while it runs, the group being gathered waits for its message (at
+        most ``window`` seconds), so a group holds what the request threads bring instead of what
+        happened to be queued. Yields :meth:`submit` for the message; a refused request just leaves."""
+        with self._ready:
+            self._start()
+            self._coming += 1
+        pending = True
+
+        def submit(message: Message) -> int | None:
+            nonlocal pending
+            pending = False
+            return self.submit(message, counted=True)
+
+        try:
+            yield submit
+        finally:
+            if pending:
+                with self._ready:
+                    self._coming -= 1
+                    self._ready.notify_all()
+
+    def submit(self, message: Message, *, counted: bool = False) -> int | None:
         """The message's property id (None: kept unmatched) once it is written; its problem otherwise
         (429 over the rate limit, 409 an id already received, 503 not written)."""
         with self._ready:
-            if self._pid != os.getpid():  # first use in this process (or a forked child)
-                self._pid = os.getpid()
-                self._queue = []
-                threading.Thread(target=self._run, name="vigil-intake", daemon=True).start()
+            self._start()
+            if counted:
+                self._coming -= 1
             self._queue.append(message)
-            self._ready.notify()
+            self._ready.notify_all()
         if not message.done.wait(self.wait):
             raise unavailable()
         if message.problem is not None:
@@ -272,6 +307,13 @@ class Intake:
             with self._ready:
                 while not self._queue:
                     self._ready.wait()
+                # gather: while requests still being verified are on their way, wait for them (bounded)
+                deadline = time.monotonic() + self.window
+                while self._coming > 0 and len(self._queue) < MAX_GROUP:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._ready.wait(left)
                 group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
             try:
                 self.write(group)

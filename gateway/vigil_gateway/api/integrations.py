@@ -4,6 +4,7 @@ account statuses to (no bearer token: each message carries a Standard Webhooks s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import partial
 
 from flask import g, request, url_for
@@ -123,6 +124,11 @@ def _read_integration(integration_id: int) -> Integration | None:
 
 
 def _receive(integration_id: int, kind: str) -> dict:
+    with intake().arriving() as submit:  # the group being gathered waits for this request's message
+        return _verified(integration_id, kind, submit)
+
+
+def _verified(integration_id: int, kind: str, submit: Callable[[integrations.Message], int | None]) -> dict:
     read = partial(_read_integration, integration_id)
     cipher = settings().webhook_cipher
     station = STATIONS.get(integration_id, read, cipher)
@@ -159,7 +165,7 @@ def _receive(integration_id: int, kind: str) -> dict:
         "occurred_at": data["occurred_at"].isoformat() if data.get("occurred_at") else None,
     }
     # counted against the rate limit once signed and valid: unsigned floods cannot use up the allowance
-    property_id = intake().submit(
+    property_id = submit(
         integrations.Message(
             integration_id=integration_id,
             station=station.name,

@@ -274,3 +274,45 @@ def test_monitored_by_reaches_the_replica_from_the_customer_events(api, runtime,
     )
     session.expire_all()
     assert session.get(KnownCustomer, 41).monitoring_company_id == ZETA
+
+
+def test_a_batch_of_signals_to_linked_properties_is_logged_outside_any_transaction(api, site, outbox, monkeypatch):
+    """The common case (signals only, every matched property already linked to the station) is logged
+    by :func:`monitoring.log_signals` in two autocommit statements; a first message to an unlinked
+    property, or a status, goes through the transaction (link or status, history, events)."""
+    from vigil_property import monitoring
+
+    fast: list[list[int | None]] = []
+    log_signals = monitoring.log_signals
+
+    def counted(db, items):
+        result = log_signals(db, items)
+        fast.append(result)
+        return result
+
+    monkeypatch.setattr(monitoring, "log_signals", counted)
+    station = api.as_(STATION)
+
+    def batch(*items):
+        answer = station.post("/api/v1/monitoring/messages/batch", json={"items": list(items)})
+        assert answer.status_code == 200, answer.json
+        return answer.json["property_ids"]
+
+    assert batch(message(kind="test", message_id="f-1")) == [site["id"]]  # links S-1: the transaction
+    assert fast == [None]
+    linked = [data for _, data in outbox("property.updated") if "central_station" in data["changed"]]
+    items = [
+        message(kind="alarm", zone="2", message_id="f-2"),
+        message(account_number="NOBODY-F", message_id="f-3"),
+        zeta(kind="alarm", message_id="f-4"),  # another station: unmatched, like an unknown account
+    ]
+    assert batch(*items) == [site["id"], None, None]
+    assert batch(*items) == [site["id"], None, None]  # sent again: logged once
+    assert fast[1:] == [[site["id"], None, None]] * 2
+    assert [data for _, data in outbox("property.updated") if "central_station" in data["changed"]] == linked
+    log = api.get(f"/api/v1/properties/{site['id']}/signals").json["items"]
+    assert sorted(s["message_id"] for s in log) == ["f-1", "f-2"]
+    unmatched = api.get("/api/v1/monitoring/unmatched").json["items"]
+    assert sorted(s["message_id"] for s in unmatched) == ["f-3", "f-4"]
+    assert batch(message(kind="status", status="suspended", message_id="f-5")) == [site["id"]]
+    assert fast[-1] is None and api.get(f"/api/v1/properties/{site['id']}").json["monitoring_status"] == "suspended"

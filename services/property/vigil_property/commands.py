@@ -357,10 +357,18 @@ def receive_monitoring(ctx: Context, data: dict) -> Signal:
     return monitoring.receive(ctx.session, ctx.outbox, ctx.cipher, data, _station(ctx))
 
 
+def receive_monitoring_batch(ctx: Context, db: Database, items: list[dict]) -> list[int | None]:
+    """Central stations' messages the gateway grouped; each one's property id. Signals that change no
+    property are logged in one statement outside any transaction (:func:`monitoring.log_signals`),
+    the others in one transaction with their history and events."""
+    actor = _station(ctx)
+    logged = monitoring.log_signals(db, items)
+    return logged if logged is not None else _receive_monitoring_batch(ctx, items, actor)
+
+
 @command
-def receive_monitoring_batch(ctx: Context, items: list[dict]) -> list[int | None]:
-    """Central stations' messages the gateway grouped, logged in one transaction; each one's property id."""
-    return monitoring.receive_many(ctx.session, ctx.outbox, ctx.cipher, items, _station(ctx))
+def _receive_monitoring_batch(ctx: Context, items: list[dict], actor: Actor) -> list[int | None]:
+    return monitoring.receive_many(ctx.session, ctx.outbox, ctx.cipher, items, actor)
 
 
 @command

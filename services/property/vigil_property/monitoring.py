@@ -24,10 +24,11 @@ from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
-from vigil_shared.db import utcnow
+from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import Problem, conflict, not_found
 from vigil_shared.messaging.contracts import PropertyUpdated
 from vigil_shared.messaging.outbox import Outbox
@@ -74,17 +75,13 @@ def receive(session: Session, outbox: Outbox, cipher: FieldCipher, data: dict[st
     return found
 
 
-def receive_many(
-    session: Session, outbox: Outbox, cipher: FieldCipher, items: list[dict[str, Any]], actor: Actor
-) -> list[int | None]:
-    """Logs a batch of messages in one statement (the gateway groups what central stations send while
-    the previous batch is written); returns each message's property id (None: kept unmatched).
+def _keys(items: list[dict[str, Any]]) -> set[str]:
+    return {account_key(item["account_number"]) or "" for item in items}
 
-    A message id already logged for its central station is not logged twice (the gateway sends a
-    batch again when it could not learn that the first attempt was written). Status messages then move
-    their property's monitoring status, in order, like :func:`receive`."""
-    keys = {account_key(item["account_number"]) or "" for item in items}
-    found = {row.account_key: row for row in session.execute(_candidates(keys))}
+
+def _log_rows(items: list[dict[str, Any]], found: dict[str, Any]) -> list[dict[str, Any]]:
+    """The signal log's rows of ``items``, each matched (:func:`station_may_write`) among ``found``
+    (the :func:`_candidates` rows by account key)."""
 
     def matched(item: dict[str, Any]) -> int | None:
         row = found.get(account_key(item["account_number"]) or "")
@@ -95,7 +92,7 @@ def receive_many(
         return int(row.id)
 
     now = utcnow()
-    rows = [
+    return [
         {
             "property_id": matched(item),
             "account_number": item["account_number"],
@@ -112,6 +109,47 @@ def receive_many(
         }
         for item in items
     ]
+
+
+def log_signals(db: Database, items: list[dict[str, Any]]) -> list[int | None] | None:
+    """The common case of :func:`receive_many` in two statements outside any transaction: a batch of
+    signals only (no status), none reaching a property not yet linked to its station. The match is read
+    and the rows inserted (one statement: atomic, a message id already logged skipped) on an autocommit
+    connection, with no ``BEGIN``/``COMMIT`` round trips and no liveness probe; each message's property
+    id. ``None``, having written nothing, when the batch changes a property (a status, a first link):
+    :func:`receive_many` then runs it in a transaction with its history and events."""
+    if not items or any(item["kind"] == "status" for item in items):
+        return None
+    for attempt in (1, 2):
+        try:
+            with db.read_engine.connect() as conn:
+                found = {row.account_key: row for row in conn.execute(_candidates(_keys(items)))}
+                rows = _log_rows(items, found)
+                linked_to = {row.id: row.central_station for row in found.values()}
+                if any(
+                    row["property_id"] is not None and linked_to.get(row["property_id"]) != row["central_station"]
+                    for row in rows
+                ):
+                    return None  # a first message links its property: history and an event, in a transaction
+                conn.execute(_LOG_ONCE[conn.dialect.name == "sqlite"], rows)
+            return [row["property_id"] for row in rows]
+        except DBAPIError as error:  # a connection the database dropped: retried once (the insert skips what it wrote)
+            if not error.connection_invalidated or attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def receive_many(
+    session: Session, outbox: Outbox, cipher: FieldCipher, items: list[dict[str, Any]], actor: Actor
+) -> list[int | None]:
+    """Logs a batch of messages in one statement (the gateway groups what central stations send while
+    the previous batch is written); returns each message's property id (None: kept unmatched).
+
+    A message id already logged for its central station is not logged twice (the gateway sends a
+    batch again when it could not learn that the first attempt was written). Status messages then move
+    their property's monitoring status, in order, like :func:`receive`."""
+    found = {row.account_key: row for row in session.execute(_candidates(_keys(items)))}
+    rows = _log_rows(items, found)
     if rows:  # a Core insert of the table: the ORM's bulk path costs more than the statement (rows are not loaded)
         session.execute(_LOG_ONCE[session.get_bind().dialect.name == "sqlite"], rows)
     stations = {row["property_id"]: row["central_station"] for row in rows if row["property_id"] is not None}

@@ -21,7 +21,7 @@ from ..schemas import (
     SignalSchema,
     UnmatchedPageSchema,
 )
-from .common import context, loaded, property_rule
+from .common import context, current_runtime, loaded, property_rule
 
 blp = Blueprint(
     "monitoring",
@@ -46,7 +46,7 @@ def receive_message(data):
 def receive_messages(data):
     """Internal: several verified messages at once, in one transaction (the gateway groups what arrives
     together). A message id already logged for its station is not logged again, so a batch can be re-sent."""
-    return {"property_ids": commands.receive_monitoring_batch(context(), data["items"])}
+    return {"property_ids": commands.receive_monitoring_batch(context(), current_runtime().db, data["items"])}
 
 
 @blp.route("/properties/<int:property_id>/signals", methods=["GET"])
