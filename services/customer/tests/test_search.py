@@ -386,7 +386,7 @@ def test_a_pages_items_are_the_json_the_list_item_schema_would_dump(api, app, se
     listed = api.get("/api/v1/customers").json["items"]
     assert len(listed) == 3 and any(item["archived_at"] for item in listed) and any(item["tags"] for item in listed)
     with app.test_request_context():
-        rows = search.list_customers(session, search.ListQuery(), search.Visibility(None, None)).rows
+        rows = search.list_customers(session.connection(), search.ListQuery(), search.Visibility(None, None)).rows
         tags = search.tags_of(session, [row.id for row in rows])
         expected = CustomerListItemSchema(many=True).dump(
             [present.list_item(row, tags.get(row.id, [])) for row in rows]

@@ -25,7 +25,21 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlencode
 
-from sqlalchemy import Table, and_, bindparam, delete, distinct, false, func, insert, intersect, or_, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    distinct,
+    false,
+    func,
+    insert,
+    intersect,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from vigil_shared.errors import validation_problem
@@ -464,7 +478,7 @@ _ESTIMATES: weakref.WeakKeyDictionary[Any, dict[tuple, tuple[float, int]]] = wea
 _ESTIMATES_KEPT = 512
 
 
-def _estimate(session: Session, statement, key: tuple | None = None) -> int | None:
+def _estimate(conn: Connection, statement, key: tuple | None = None) -> int | None:
     """The planner's row estimate (PostgreSQL); None where the database has none.
 
     The estimate comes from the table's statistics, which change only when the table is analysed,
@@ -473,7 +487,7 @@ def _estimate(session: Session, statement, key: tuple | None = None) -> int | No
     ``key``: what alone determines the statement, when the caller knows (then it is not compiled
     to be looked up); otherwise its SQL and parameters.
     """
-    bind = session.get_bind()
+    bind = conn.engine  # per engine, not per connection: the estimate is the table's
     if bind.dialect.name != "postgresql":
         return None
     estimates = _ESTIMATES.setdefault(bind, {})
@@ -488,7 +502,7 @@ def _estimate(session: Session, statement, key: tuple | None = None) -> int | No
         known = estimates.get(key)
         if known is not None and now - known[0] < ESTIMATE_SECONDS:
             return known[1]
-    plan = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql, params).scalar()
+    plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql, params).scalar()
     if isinstance(plan, str):
         plan = json.loads(plan)
     assert plan is not None, "EXPLAIN answers one row"
@@ -499,7 +513,7 @@ def _estimate(session: Session, statement, key: tuple | None = None) -> int | No
     return rows
 
 
-def _bounded_count(session: Session, statement, *, plain: tuple | None = None) -> tuple[int, bool]:
+def _bounded_count(conn: Connection, statement, *, plain: tuple | None = None) -> tuple[int, bool]:
     """Rows of ``statement`` (one per record): exact up to the limit, then an estimate (exact on SQLite).
 
     ``plain`` (what the filters are made of) says the statement filters on kind and location only,
@@ -508,20 +522,20 @@ def _bounded_count(session: Session, statement, *, plain: tuple | None = None) -
     """
     statement = statement.order_by(None)
     if plain is not None:
-        estimate = _estimate(session, statement, ("plain", *plain))
+        estimate = _estimate(conn, statement, ("plain", *plain))
         if estimate is not None and estimate >= TRUSTED_ESTIMATE:
             return estimate, True
     limited = statement.limit(EXACT_TOTAL_LIMIT + 1).subquery()
-    counted = session.scalar(select(func.count()).select_from(limited)) or 0
+    counted = conn.scalar(select(func.count()).select_from(limited)) or 0
     if counted <= EXACT_TOTAL_LIMIT:
         return counted, False
-    estimate = _estimate(session, statement)
+    estimate = _estimate(conn, statement)
     if estimate is not None:
         return max(estimate, EXACT_TOTAL_LIMIT + 1), True
-    return session.scalar(select(func.count()).select_from(statement.subquery())) or 0, False
+    return conn.scalar(select(func.count()).select_from(statement.subquery())) or 0, False
 
 
-def _term_count(session: Session, matches) -> tuple[int, bool]:
+def _term_count(conn: Connection, matches) -> tuple[int, bool]:
     """Distinct records among matching term rows, reading a bounded number of index entries.
 
     Up to the limit the count is exact. Covered terms are skipped, so a record rarely matches
@@ -531,19 +545,19 @@ def _term_count(session: Session, matches) -> tuple[int, bool]:
     matches = matches.order_by(None)
     for cap in (EXACT_TOTAL_LIMIT * 11 // 10, 4 * EXACT_TOTAL_LIMIT):
         sample = matches.limit(cap).subquery()
-        rows, records = session.execute(select(func.count(), func.count(distinct(sample.c.id)))).one()
+        rows, records = conn.execute(select(func.count(), func.count(distinct(sample.c.id)))).one()
         if rows < cap:
             return records, False
         if records > EXACT_TOTAL_LIMIT:  # already more records than the limit
             break
     distinct_matches = select(matches.subquery().c.id).distinct()
-    estimate = _estimate(session, distinct_matches)
+    estimate = _estimate(conn, distinct_matches)
     if estimate is not None:
         return max(estimate, EXACT_TOTAL_LIMIT + 1), True
-    return session.scalar(select(func.count()).select_from(distinct_matches.subquery())) or 0, False
+    return conn.scalar(select(func.count()).select_from(distinct_matches.subquery())) or 0, False
 
 
-def _first_rows(session: Session, statement, want: int) -> list:
+def _first_rows(conn: Connection, statement, want: int) -> list:
     """The first ``want`` distinct records of an ordered statement whose rows may repeat a record.
 
     Repeats are adjacent (same sort key), so a few extra rows are read and folded; this lets the
@@ -551,7 +565,7 @@ def _first_rows(session: Session, statement, want: int) -> list:
     """
     fetch = want * 2
     while True:
-        rows = session.execute(statement.limit(fetch)).all()
+        rows = conn.execute(statement.limit(fetch)).all()
         unique, last = [], None
         for row in rows:
             if row.id != last:
@@ -576,7 +590,7 @@ class _Match(NamedTuple):
 
 
 def _small_result(
-    session: Session, matches, key, forward: bool, want: int, multi_word: bool
+    conn: Connection, matches, key, forward: bool, want: int, multi_word: bool
 ) -> tuple[list, int] | None:
     """All matches at once when there are few: one read gives the page and the exact total.
 
@@ -585,14 +599,14 @@ def _small_result(
     Returns None when the matches are too many for that.
     """
     if multi_word:  # the join of several words is the costly part: read once, at most the threshold
-        rows = session.execute(matches.order_by(None).limit(SMALL_RESULT)).all()
+        rows = conn.execute(matches.order_by(None).limit(SMALL_RESULT)).all()
         if len(rows) >= SMALL_RESULT:
             return None
     else:  # one word: count a bounded range first, it costs less than fetching a large one
         sample = matches.order_by(None).limit(SMALL_RESULT).subquery()
-        if (session.scalar(select(func.count()).select_from(sample)) or 0) >= SMALL_RESULT:
+        if (conn.scalar(select(func.count()).select_from(sample)) or 0) >= SMALL_RESULT:
             return None
-        rows = session.execute(matches).all()
+        rows = conn.execute(matches).all()
     found = sorted(
         {_Match(row.id, row.sort_name) for row in rows}, key=lambda m: (m.sort_name, m.id), reverse=not forward
     )
@@ -609,7 +623,13 @@ _FIRST_PAGES: dict[tuple, tuple[Any, Any]] = {}
 _FIRST_PAGES_KEPT = 256
 
 
-def list_customers(session: Session, query: ListQuery, visibility: Visibility) -> Result:
+def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -> Result:
+    """A page of the list (and its bounded total), read on ``conn`` with Core statements only.
+
+    A Core connection rather than a session: the list's statements are reads, and the list view runs
+    them on an autocommit connection (``Database.read``: no liveness probe, ``BEGIN`` or ``ROLLBACK``
+    round trips, no ORM execution layer). A caller inside a transaction passes ``session.connection()``.
+    """
     if query.sort not in SORTS:
         raise validation_problem({"sort": [f"One of: {', '.join(SORTS)}."]})
     tokens = query_tokens(query.q) if query.q else []
@@ -640,7 +660,7 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
     if on_terms:
         matches = _term_statement(query, visibility, tokens)
         if not jump:
-            small = _small_result(session, matches, key, forward, want, len(tokens) > 1)
+            small = _small_result(conn, matches, key, forward, want, len(tokens) > 1)
             if small is not None:
                 fetched, counted = small[0], (small[1], False)
         if jump:
@@ -649,7 +669,7 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
         else:
             statement = _term_statement(query, visibility, tokens, walk=True) if _walkable(tokens[0]) else matches
             key_cols = (statement.selected_columns.sort_name, statement.selected_columns.id)
-        counter = lambda: _term_count(session, matches)  # noqa: E731 - deferred until the page is read
+        counter = lambda: _term_count(conn, matches)  # noqa: E731 - deferred until the page is read
     else:
         plain = (
             (visibility.customers, visibility.leads, query.kind, tuple(query.location_id))
@@ -677,9 +697,9 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
                     _FIRST_PAGES.clear()
                 _FIRST_PAGES[first] = built
         if first is not None:  # one row per record, already ordered and limited
-            fetched = session.execute(built[0]).all()
+            fetched = conn.execute(built[0]).all()
         counted_statement = built[1]
-        counter = lambda: _bounded_count(session, counted_statement, plain=plain)  # noqa: E731
+        counter = lambda: _bounded_count(conn, counted_statement, plain=plain)  # noqa: E731
 
     if fetched is None:
         if key is not None:
@@ -688,11 +708,11 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
             statement = statement.where(row_key > bound if forward else row_key < bound)
         statement = statement.order_by(*[c.asc() if forward else c.desc() for c in key_cols])
         if jump:
-            fetched = session.execute(statement.limit(want).offset((page - 1) * query.per_page)).all()
+            fetched = conn.execute(statement.limit(want).offset((page - 1) * query.per_page)).all()
         elif on_terms:
-            fetched = _first_rows(session, statement, want)
+            fetched = _first_rows(conn, statement, want)
         else:  # one row per record
-            fetched = session.execute(statement.limit(want)).all()
+            fetched = conn.execute(statement.limit(want)).all()
     has_more = len(fetched) > query.per_page
     page_rows = list(fetched[: query.per_page])
     if direction == "prev":
@@ -703,7 +723,7 @@ def list_customers(session: Session, query: ListQuery, visibility: Visibility) -
     if not on_terms and not jump:  # the page's rows are already its listed columns
         rows = page_rows
     else:
-        rows_by_id = {c.id: c for c in session.execute(select(*_LISTED).where(Customer.id.in_(ids)))} if ids else {}
+        rows_by_id = {c.id: c for c in conn.execute(select(*_LISTED).where(Customer.id.in_(ids)))} if ids else {}
         rows = [rows_by_id[i] for i in ids if i in rows_by_id]
 
     more_after = has_more if direction == "next" else True
@@ -729,7 +749,7 @@ _TAGS_OF = (
 )
 
 
-def tags_of(session: Session, customer_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+def tags_of(session: Session | Connection, customer_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     """Tags of several records in one query, for list items."""
     if not customer_ids:
         return {}
