@@ -394,3 +394,66 @@ def test_a_pages_items_are_the_json_the_list_item_schema_would_dump(api, app, se
     assert listed == expected
     untagged = api.as_(identity_with("customers.view", locations=(1,))).get("/api/v1/customers").json["items"]
     assert untagged and all("tags" not in item for item in untagged), "no tags.view: no tags key, as the schema"
+
+
+def _intersected_as_before(session, q, visibility):
+    """The records of a several-word search as the ``INTERSECT`` of each word's matches found them
+    before the semi-join (the old statement, rebuilt here)."""
+    from sqlalchemy import intersect, select
+
+    from vigil_customer.models import SearchTerm
+
+    terms = SearchTerm.__table__
+
+    def scoped(token):
+        conditions = [search._token_condition(terms, token)]
+        seen = visibility.condition(terms.c.kind, terms.c.location_id)
+        if seen is not None:
+            conditions.append(seen)
+        return select(terms.c.customer_id.label("id"), terms.c.sort_name.label("sort_name")).where(*conditions)
+
+    both = intersect(*[scoped(token) for token in search.query_tokens(q)]).subquery()
+    return sorted(session.execute(select(both.c.id, both.c.sort_name)).all(), key=lambda r: (r.sort_name, r.id))
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_several_words_find_what_the_intersection_found(api, session, monkeypatch, small):
+    """Several words are matched by a semi-join on the record id (the first word's rows whose record
+    matches every other word): the same records, in the same order, as the intersection before, on
+    the small-result path and on the ordered walk, whichever field each word matches."""
+    words = [("James", "Smith", None), ("Jameson", "Smithers", "Smith Alarm"), ("Smith", "James", None)]
+    made = []
+    for location in (1, 2):
+        for first, last, business in words:
+            made.append(
+                create(
+                    api,
+                    customer(
+                        first_name=first,
+                        last_name=last,
+                        business_name=business,
+                        account_type="commercial" if business else "residential",
+                        location_id=location,
+                        email=f"{first}.{last}{location}@smith.example".lower(),
+                    ),
+                )
+            )
+    if not small:
+        monkeypatch.setattr(search, "SMALL_RESULT", 1)
+    scopes = [search.Visibility(None, None), search.Visibility(frozenset({2}), frozenset({2}))]
+    queries = ["james smith", "smith james", "jam smi", "smith smith.example", "james smith alarm", "jameson smi", "ja sm"]
+    for visibility in scopes:
+        for q in queries:
+            expected = [row.id for row in _intersected_as_before(session, q, visibility)]
+            listed, cursor = [], None
+            while True:
+                page = search.list_customers(
+                    session.connection(), search.ListQuery(q=q, per_page=2, cursor=cursor), visibility
+                )
+                listed += [row.id for row in page.rows]
+                assert page.total == len(expected), (q, visibility)
+                if not page.next_cursor:
+                    break
+                cursor = page.next_cursor
+            assert listed == expected, (q, visibility)
+    assert _intersected_as_before(session, "james smith", scopes[0]), "the test searches find something"
