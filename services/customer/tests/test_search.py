@@ -441,7 +441,15 @@ def test_several_words_find_what_the_intersection_found(api, session, monkeypatc
     if not small:
         monkeypatch.setattr(search, "SMALL_RESULT", 1)
     scopes = [search.Visibility(None, None), search.Visibility(frozenset({2}), frozenset({2}))]
-    queries = ["james smith", "smith james", "jam smi", "smith smith.example", "james smith alarm", "jameson smi", "ja sm"]
+    queries = [
+        "james smith",
+        "smith james",
+        "jam smi",
+        "smith smith.example",
+        "james smith alarm",
+        "jameson smi",
+        "ja sm",
+    ]
     for visibility in scopes:
         for q in queries:
             expected = [row.id for row in _intersected_as_before(session, q, visibility)]
