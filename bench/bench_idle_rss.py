@@ -7,6 +7,11 @@ Starts the whole installation as ``make run`` does (the runner's ``Stack``, in a
 answers ``/readyz``, lets it settle, and prints for each operating-system process (a gunicorn
 master and its workers are listed apart) its RSS, PSS (resident pages shared with other processes
 counted in proportion) and USS (pages of its own), from ``/proc/<pid>/smaps_rollup``.
+
+Every descendant of a started process is measured too, named by its command line: a gunicorn
+worker, a Celery pool child, and the gateway worker's webhook delivery process (``vigil-gateway
+deliver``, started by the worker when ``VIGIL_WEBHOOK_DELIVERY_PROCESS=1``, the default). The run
+fails when that delivery process is missing, so the table never silently leaves it out.
 """
 
 from __future__ import annotations
@@ -30,6 +35,33 @@ def children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):
             found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def descendants(pid: int, depth: int = 1) -> list[tuple[int, int, int]]:
+    """(pid, parent pid, depth) of every process below ``pid``, depth first: a child's children follow it."""
+    found = []
+    for child in children(pid):
+        found.append((child, pid, depth))
+        found += descendants(child, depth + 1)
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    with contextlib.suppress(OSError):
+        return [part.decode() for part in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if part]
+    return []
+
+
+def label(pid: int, parent_pid: int, name: str) -> str:
+    """A descendant's name: ``<name> child`` when it runs its parent's command line (a forked gunicorn
+    or Celery pool worker), else ``<name> <subcommand>`` (the worker's ``vigil-gateway deliver``)."""
+    argv = cmdline(pid)
+    if argv and argv != cmdline(parent_pid):
+        # the script may follow its interpreter (``python …/vigil-gateway deliver``)
+        for at, part in enumerate(argv[:-1]):
+            if Path(part).name.startswith("vigil-"):
+                return f"{name} {argv[at + 1]}"
+    return f"{name} child"
 
 
 def memory(pid: int) -> dict[str, float]:
@@ -61,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             for process in stack.processes:
                 assert process.popen is not None, "started"
                 rows.append((process.name, process.popen.pid, memory(process.popen.pid)))
-                for child in children(process.popen.pid):
-                    rows.append((f"  {process.name} worker", child, memory(child)))
+                for child, parent, depth in descendants(process.popen.pid):
+                    rows.append((f"{'  ' * depth}{label(child, parent, process.name)}", child, memory(child)))
+            if not any(name.strip() == "gateway-worker deliver" for name, _, _ in rows):
+                raise SystemExit("the webhook delivery process (vigil-gateway deliver) was not found")
         finally:
             stack.stop()
     print(f"Idle memory of `make run` (embedded default), {len(rows)} OS processes, load {os.getloadavg()[0]:.1f}:")

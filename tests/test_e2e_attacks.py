@@ -156,6 +156,22 @@ def test_a_refund_whose_answer_was_lost_never_refunds_twice(stack, gateway, loca
     assert_problem(gateway.post(f"{path}/refund", json={"amount": 600}), 422)  # 300 is left, here and there
 
 
+def test_a_lost_refund_asked_again_for_another_amount_never_refunds_twice(stack, gateway, locations):
+    """A refund whose answer was lost may have been made. Asking for another amount sent the same key,
+    which the processor refused as reused; that refusal ended the attempt, and asking for the first amount
+    again sent a new key: the processor refunded it twice while Vigil booked it once. Until the lost
+    attempt is resolved, only its amount may be asked for."""
+    path, _ = card_payment(stack, gateway, new_customer(gateway, locations["home"]), 900)
+    with processor_faults(stack, lose_refund_answers=3):  # every attempt the adapter makes
+        assert_problem(gateway.post(f"{path}/refund", json={"amount": 400}), 503)
+    assert refunded_at_processor(stack, path) == 400  # made; its answer never arrived
+    other = gateway.post(f"{path}/refund", json={"amount": 300})
+    again = gateway.post(f"{path}/refund", json={"amount": 400})
+    assert refunded_at_processor(stack, path) == gateway.get(path).json()["amount_refunded"] == 400
+    assert again.status_code == 200, again.text
+    assert assert_problem(other, 409)["code"] == "refund_unresolved"
+
+
 def test_another_customers_billing_method_cannot_be_charged(stack, gateway, gateway_as, locations):
     victim, payer = new_customer(gateway, locations["home"]), new_customer(gateway, locations["home"])
     card = gateway.post(f"/api/v1/customers/{victim['id']}/billing-methods", json={"token": tokenize(stack)})

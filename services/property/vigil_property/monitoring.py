@@ -200,8 +200,9 @@ def unmatched() -> Select[Any]:
     )
 
 
-def link_station(session: Session, outbox: Outbox, prop: Property, station: str, actor: Actor) -> None:
-    """Links the property to the central station that sent it a message (once; a new station replaces it)."""
+def link_station(session: Session, outbox: Outbox, prop: Property, station: str | None, actor: Actor) -> None:
+    """Links the property to the central station that sent it a message (once; a new station replaces it);
+    ``None`` unlinks it (a transfer to a customer another monitoring company monitors)."""
     if prop.central_station == station:
         return
     history.record(session, prop.id, "updated", actor, field="central_station", old=prop.central_station, new=station)
