@@ -75,6 +75,7 @@ def _run_worker(settings: GatewaySettings) -> int:
     serve_health(base.bind_host, env_int("VIGIL_GATEWAY_WORKER_HEALTH_PORT", 8100), "gateway-worker", checks)
     threading.Thread(target=runtime.run_sweeper, args=(stopping,), name="webhook-sweep", daemon=True).start()
     try:
+        assert runtime.celery is not None, "built with its broker"
         return run_worker(
             runtime.celery,
             name="gateway",
@@ -138,7 +139,7 @@ def _run_deliverer(settings: GatewaySettings) -> int:
 
     from .worker import WebhookRuntime
 
-    runtime = WebhookRuntime.build(settings)
+    runtime = WebhookRuntime.build(settings, broker=False)  # it takes its work from the rows
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

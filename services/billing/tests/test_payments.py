@@ -273,7 +273,9 @@ def test_a_refund_whose_answer_was_lost_is_retried_with_its_key_and_refunds_once
     assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 1200
 
 
-def test_a_lost_refund_is_asked_again_only_for_its_amount_and_never_refunds_twice(api, known, sandbox, charges, session):
+def test_a_lost_refund_is_asked_again_only_for_its_amount_and_never_refunds_twice(
+    api, known, sandbox, charges, session
+):
     """The processor may have made a refund whose answer was lost. Another amount under the same key is
     refused by the processor as a reused key; taking that for a refusal would end the attempt, and the
     next key would refund the lost amount a second time. The lost amount is kept: another amount is
