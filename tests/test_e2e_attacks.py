@@ -537,6 +537,45 @@ def test_a_station_reaches_only_the_properties_it_monitors(gateway, anonymous, l
     assert {linked_account, properties["unlinked"][1], nobody} <= accounts
 
 
+def test_a_station_does_not_follow_a_property_to_a_customer_another_company_monitors(gateway, anonymous, locations):
+    """A property linked to a station by its first message was transferred with the link: the station kept
+    writing statuses into a property whose customer another monitoring company monitors (and that
+    customer's Monitored By was locked to the old station). The transfer unlinks it; the receiving
+    customer's company's station links it again."""
+    stations = []
+    for name in ("Old", "New"):
+        company = monitoring_company(gateway, f"Att {name}")
+        made = gateway.post(
+            "/api/v1/integrations",
+            json={"name": f"Att {name} {uuid.uuid4().hex[:6]}", "monitoring_company_id": company},
+        )
+        assert made.status_code == 201, made.text
+        SECRETS_SHOWN.append(made.json()["secret"])
+        stations.append(made.json())
+    old, new = stations
+    seller = new_customer(gateway, locations["home"], monitoring_company_id=old["monitoring_company_id"])
+    buyer = new_customer(gateway, locations["home"], monitoring_company_id=new["monitoring_company_id"])
+    account = f"ATT-{uuid.uuid4().hex[:8].upper()}"
+    made = gateway.post(f"/api/v1/customers/{seller['id']}/properties", json={"account_number": account})
+    assert made.status_code == 201, made.text
+    path = f"/api/v1/properties/{made.json()['id']}"
+
+    def send(station: dict, kind: str):
+        endpoint = f"/api/v1/integrations/{station['id']}/{'signals' if kind == 'signal' else 'account-status'}"
+        body = {"account_number": account} | ({"type": "test"} if kind == "signal" else {"status": "cancelled"})
+        return signed_post(anonymous, endpoint, station["secret"], body)
+
+    assert send(old, "signal").json() == {"status": "received", "matched": True}
+    assert gateway.get(path).json()["central_station"] == old["name"]
+    moved = gateway.post(f"{path}/transfer", json={"to_customer_id": buyer["id"], "reason": "House sold"})
+    assert moved.status_code == 200, moved.text
+    assert send(old, "status").json() == {"status": "received", "matched": False}
+    assert gateway.get(path).json()["monitoring_status"] != "cancelled"
+    assert moved.json()["central_station"] is None
+    assert send(new, "signal").json() == {"status": "received", "matched": True}
+    assert gateway.get(path).json()["central_station"] == new["name"]
+
+
 # --- locks and scope -------------------------------------------------------------------------------
 
 
