@@ -135,7 +135,7 @@ class Receiver:
 
 def work(stack: Stack, receiver: Receiver, events: int = 20) -> None:
     """Some work for every kind of process: sign-ins and creates through the gateway (the services, their
-    relays and workers), a webhook subscription whose deliveries the delivery process sends (so it
+    relays and workers; confidential values and idempotency keys, so what encrypts them is loaded), a webhook subscription whose deliveries the delivery process sends (so it
     loads what it signs and encrypts with), waited for until the receiver got them all."""
     import requests
 
@@ -159,8 +159,17 @@ def work(stack: Stack, receiver: Receiver, events: int = 20) -> None:
             "primary_phone": f"613-555-{1000 + n:04d}",
             "account_type": "Residential",
             "location_id": location,
+            # confidential values are encrypted (Fernet, so cryptography's core is loaded); a key kept
+            "ssn": f"{200 + n:03d}-45-{6789 + n:04d}",
+            "birthdate": "1970-01-02",
         }
-        made = admin.post(f"{api}/customers", params={"allow_duplicates": "true"}, json=customer, timeout=30)
+        made = admin.post(
+            f"{api}/customers",
+            params={"allow_duplicates": "true"},
+            json=customer,
+            headers={"Idempotency-Key": secrets.token_hex(8)},  # its reply kept encrypted by the gateway
+            timeout=30,
+        )
         assert made.status_code == 201, made.text
         prop = admin.post(f"{api}/customers/{made.json()['id']}/properties", json={"address": "1 Idle"}, timeout=30)
         assert prop.status_code == 201, prop.text
