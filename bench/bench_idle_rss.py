@@ -135,8 +135,9 @@ class Receiver:
 
 def work(stack: Stack, receiver: Receiver, events: int = 20) -> None:
     """Some work for every kind of process: sign-ins and creates through the gateway (the services, their
-    relays and workers; confidential values and idempotency keys, so what encrypts them is loaded), a webhook subscription whose deliveries the delivery process sends (so it
-    loads what it signs and encrypts with), waited for until the receiver got them all."""
+    relays and workers; confidential values and idempotency keys, so what encrypts them is loaded), a
+    webhook subscription whose deliveries the delivery process sends (so it loads what it signs and
+    encrypts with), waited for until the receiver got them all."""
     import requests
 
     api = f"{stack.gateway_url}/api/v1"
