@@ -246,6 +246,27 @@ def test_the_credit_subject_is_closed_to_all_but_the_credit_service(stack, gatew
     assert [h["actor_name"] for h in history if h["action"] == "credit_subject_read"] == ["credit"]
 
 
+def test_a_caller_cannot_send_an_identity_or_binding_through_the_gateway(stack, gateway, gateway_as, locations):
+    """The gateway passes on its own identity token (reused between calls) and the binding of this call's
+    request id to it; a caller's ``X-Vigil-*`` headers never reach a service, even a genuine token of
+    more rights (one that leaked) with its genuine binding."""
+    from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER, request_binding
+
+    customer = new_customer(gateway, locations["home"])
+    outsider = gateway_as(["customers.view", "customers.modify"], [locations["other"]])
+    secret = stack.env["VIGIL_INTERNAL_SECRET"]
+    leaked = sign_identity(service_identity("gateway", {"customers.view", "customers.modify"}), secret)
+    rid = f"att-{uuid.uuid4().hex[:12]}"
+    headers = {IDENTITY_HEADER: leaked, BINDING_HEADER: request_binding(leaked, rid, secret), "X-Request-ID": rid}
+    path = f"/api/v1/customers/{customer['id']}"
+    assert_hidden(outsider.get(path, headers=headers), outsider.get(unknown_path(path, customer["id"])))
+    assert_hidden(
+        outsider.patch(path, json={"city": "Aylmer"}, headers=headers),
+        outsider.patch(unknown_path(path, customer["id"]), json={"city": "Aylmer"}),
+    )
+    assert gateway.get(path).json()["city"] != "Aylmer"
+
+
 # --- webhooks ------------------------------------------------------------------------------------
 
 
