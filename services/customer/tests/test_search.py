@@ -465,3 +465,31 @@ def test_several_words_find_what_the_intersection_found(api, session, monkeypatc
                 cursor = page.next_cursor
             assert listed == expected, (q, visibility)
     assert _intersected_as_before(session, "james smith", scopes[0]), "the test searches find something"
+
+
+def test_a_pages_tags_read_with_its_rows_are_the_tags_of_its_records(api, session):
+    """A page's rows carry their tags (one statement): on every path (page 1 kept, a cursor either way,
+    another sort, a page number, a search) the items, order and tags are what a separate read gives."""
+    tags = [api.post("/api/v1/tags", json={"name": name}).json for name in ("Zulu", "alpha", "Mid")]
+    made = [create(api, customer(first_name=f"Tagq{i}", last_name=f"Rowq{i}")) for i in range(5)]
+    for record, names in zip(made, [(0, 1, 2), (), (1,), (2, 0), ()], strict=True):
+        for n in names:
+            assert api.post(f"/api/v1/customers/{record['id']}/tags", json={"tag_id": tags[n]["id"]}).status_code < 300
+    expected_tags = search.tags_of(session, [r["id"] for r in made])
+    assert [t["name"] for t in expected_tags[made[0]["id"]]] == ["alpha", "Mid", "Zulu"], "by name, as before"
+    for args in ("", "sort=-name", "sort=created", "sort=-id", "q=tagq", "q=tagq%20rowq", "page=2", "q=rowq&page=2"):
+        search._FIRST_PAGES.clear()
+        seen, url = [], f"/api/v1/customers?per_page=2&{args}"
+        while url:
+            response = api.get(url)
+            assert response.status_code == 200, response.json
+            for item in response.json["items"]:
+                seen.append(item["id"])
+                assert item["tags"] == expected_tags.get(item["id"], []), (args, item)
+            url = next_link(response)
+        if "page=2" not in args:
+            assert sorted(seen) == sorted(r["id"] for r in made), args
+    back = api.get("/api/v1/customers?per_page=2")
+    forward = api.get(next_link(back))
+    prev = [part for part in forward.headers["Link"].split(",") if 'rel="prev"' in part][0].split(";")[0].strip("<> ")
+    assert ids(api.get(prev)) == ids(back), "a prev cursor gives the page before, tags folded the same way"

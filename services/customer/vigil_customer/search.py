@@ -278,6 +278,8 @@ class Result:
     estimated: bool
     next_cursor: str | None
     prev_cursor: str | None
+    # each listed record's tags (id, name, color by name), read with its row: no round trip of their own
+    tags: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     def body(self, items: list[dict]) -> dict:
         return {
@@ -626,6 +628,45 @@ def _small_result(
     return found[:want], total
 
 
+# A page's rows come with their tags in the same statement (a round trip of their own before): one row per
+# (record, tag), a record without tags once with empty tag columns, in the page's order then by tag name.
+_TAG_COLUMNS = (Tag.id.label("tag_id"), Tag.name.label("tag_name"), Tag.color.label("tag_color"))
+_TAGGED = cast(Table, CustomerTag.__table__).join(cast(Table, Tag.__table__), Tag.id == CustomerTag.tag_id)
+
+
+def _with_tags(page, key_cols, forward: bool):
+    """``page`` (its listed columns, ordered and limited) with each row's tags beside it."""
+    rows = page.subquery()
+    keys = [rows.c[column.key] for column in key_cols]
+    return (
+        select(rows, *_TAG_COLUMNS)
+        .select_from(rows.outerjoin(_TAGGED, CustomerTag.customer_id == rows.c.id))
+        .order_by(*[k.asc() if forward else k.desc() for k in keys], Tag.name_key)
+    )
+
+
+# the listed columns of the records a search or a page number found, with their tags (built once)
+_LISTED_WITH_TAGS = (
+    select(*_LISTED, *_TAG_COLUMNS)
+    .select_from(cast(Table, Customer.__table__).outerjoin(_TAGGED, CustomerTag.customer_id == Customer.id))
+    .where(Customer.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Customer.id, Tag.name_key)
+)
+
+
+def _fold_tags(rows, tags: dict[int, list[dict[str, Any]]]) -> list:
+    """One row per record from rows repeated per tag (a record's rows are adjacent); its tags into ``tags``."""
+    unique, last = [], None
+    for row in rows:
+        if row.id != last:
+            unique.append(row)
+            last = row.id
+            tags[row.id] = []
+        if row.tag_id is not None:
+            tags[row.id].append({"id": row.tag_id, "name": row.tag_name, "color": row.tag_color})
+    return unique
+
+
 # Page 1 of a list filtered by kind and location only (the list as it opens), by (filters, sort, size):
 # its page statement and count statement, built once (composing them was a tenth of the page's CPU).
 _FIRST_PAGES: dict[tuple, tuple[Any, Any]] = {}
@@ -662,6 +703,7 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
             }
         )
     want = query.per_page + 1
+    tags: dict[int, list[dict[str, Any]]] = {}
 
     on_terms = bool(tokens) and query.sort.lstrip("-") == "name"
     fetched: Sequence[Any] | None = None
@@ -701,12 +743,12 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
             built = (statement, select(Customer.id).where(*conditions))
             if first is not None:
                 ordered = statement.order_by(*[c.asc() if forward else c.desc() for c in key_cols]).limit(want)
-                built = (ordered, built[1])
+                built = (_with_tags(ordered, key_cols, forward), built[1])
                 if len(_FIRST_PAGES) >= _FIRST_PAGES_KEPT:
                     _FIRST_PAGES.clear()
                 _FIRST_PAGES[first] = built
-        if first is not None:  # one row per record, already ordered and limited
-            fetched = conn.execute(built[0]).all()
+        if first is not None:  # one row per record, already ordered and limited, with its tags
+            fetched = _fold_tags(conn.execute(built[0]).all(), tags)
         counted_statement = built[1]
         counter = lambda: _bounded_count(conn, counted_statement, plain=plain)  # noqa: E731
 
@@ -720,8 +762,8 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
             fetched = conn.execute(statement.limit(want).offset((page - 1) * query.per_page)).all()
         elif on_terms:
             fetched = _first_rows(conn, statement, want)
-        else:  # one row per record
-            fetched = conn.execute(statement.limit(want)).all()
+        else:  # one row per record, with its tags
+            fetched = _fold_tags(conn.execute(_with_tags(statement.limit(want), key_cols, forward)).all(), tags)
     has_more = len(fetched) > query.per_page
     page_rows = list(fetched[: query.per_page])
     if direction == "prev":
@@ -729,10 +771,11 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
     ids = [row.id for row in page_rows]
 
     total, estimated = counted or counter()
-    if not on_terms and not jump:  # the page's rows are already its listed columns
+    if not on_terms and not jump:  # the page's rows are already its listed columns (and their tags)
         rows = page_rows
     else:
-        rows_by_id = {c.id: c for c in conn.execute(select(*_LISTED).where(Customer.id.in_(ids)))} if ids else {}
+        listed = _fold_tags(conn.execute(_LISTED_WITH_TAGS, {"ids": ids}).all(), tags) if ids else []
+        rows_by_id = {row.id: row for row in listed}
         rows = [rows_by_id[i] for i in ids if i in rows_by_id]
 
     more_after = has_more if direction == "next" else True
@@ -746,7 +789,7 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
         if rows and page > 1
         else None
     )
-    return Result(rows, page, query.per_page, total, estimated, next_cursor, prev_cursor)
+    return Result(rows, page, query.per_page, total, estimated, next_cursor, prev_cursor, tags)
 
 
 # built once: composing it cost as much as running it (page 1 of the list asks it on every request)

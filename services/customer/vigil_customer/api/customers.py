@@ -69,17 +69,13 @@ def dump_list_items(items: list[dict]) -> list[dict]:
     return [_dump_item(item) for item in items]
 
 
-def _page_and_tags(conn, query: search.ListQuery, vis: search.Visibility):
-    result = search.list_customers(conn, query, vis)
-    return result, search.tags_of(conn, [c.id for c in result.rows])
-
-
 def list_response(query: search.ListQuery, vis: search.Visibility):
     """A page of the list. Its statements are reads only, so they run outside any transaction, on an
     autocommit connection (``Database.read``): the request session's liveness probe, ``BEGIN`` and
-    ``ROLLBACK`` were three round trips more than the page and its tags. Each statement still sees
-    the data as committed when it starts, as under the session's READ COMMITTED."""
-    result, tags = current_runtime().db.read(lambda conn: _page_and_tags(conn, query, vis))
+    ``ROLLBACK`` were three round trips more than the page (whose rows carry their tags). Each
+    statement still sees the data as committed when it starts, as under the session's READ COMMITTED."""
+    result = current_runtime().db.read(lambda conn: search.list_customers(conn, query, vis))
+    tags = result.tags
     identity = current_identity()
     items = [
         present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
@@ -315,7 +311,7 @@ class ParentCandidates(MethodView):
         shown_args = {k: v for k, v in args.items() if v is not None}
         result = family.parent_candidates(session, customer, query, visibility())
         identity = current_identity()
-        tags = search.tags_of(session, [c.id for c in result.rows])
+        tags = result.tags
         items = [
             present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
             for c in result.rows
