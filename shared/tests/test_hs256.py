@@ -119,6 +119,12 @@ def test_malformed_tokens_are_refused(token):
         hs256.decode(token, SECRET, audience=AUD, issuer=ISS)
 
 
+def test_a_signature_segment_with_a_trailing_newline_is_refused():
+    token = signed(HS256, claims())
+    assert ours_accepts(token) is not None
+    assert ours_accepts(token + "\n") is None
+
+
 def test_a_crit_header_is_refused_although_signed():
     token = signed({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}, claims())
     assert ours_accepts(token) is None

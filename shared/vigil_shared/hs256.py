@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 HEADER = b'{"alg":"HS256","typ":"JWT"}'  # as PyJWT writes it (its keys sorted)
-_SEGMENT = re.compile(rb"^[A-Za-z0-9_-]*$")
+_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
 _now = time.time  # the clock (tests move it)
 
 
@@ -37,7 +37,7 @@ def _encode_segment(data: bytes) -> bytes:
 
 
 def _decode_segment(segment: bytes) -> bytes:
-    if not _SEGMENT.match(segment):
+    if not _SEGMENT.fullmatch(segment):  # "$" would let a trailing newline through
         raise InvalidToken("a segment is not base64url")
     try:
         return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
