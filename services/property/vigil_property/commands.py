@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -304,14 +305,15 @@ def complete(ctx: Context, appointment: Appointment, notes: str | None = None) -
 # --- the technician portal ----------------------------------------------------------------------------
 
 
-def verify_on_site(ctx: Context, client: str, account_number: str, pin: str, quick: Session) -> Scoped:
+def verify_on_site(ctx: Context, client: str, account_number: str, pin: str, quick: Connection) -> Scoped:
     """The property whose account number and PIN match (404 for either wrong, 429 when locked or too fast).
 
     Not one transaction: every attempt and every wrong PIN is committed as soon as it is counted
     (see :mod:`vigil_property.tech`), so the counts stick though the answer is an error. ``quick`` is
-    a session on an autocommit connection (:meth:`Database.read_engine`): the attempt is counted and
-    committed, and the candidate read, by one statement without ``BEGIN``/``COMMIT`` or liveness
-    probe; wrong PINs and the clearing of a count take the request's own transactions.
+    an autocommit connection (:meth:`Database.read_engine`): the attempt is counted and committed,
+    and the candidate read, by one statement without ``BEGIN``/``COMMIT`` or liveness probe; wrong
+    PINs and the clearing of a count take the request's own transactions. The property found is a
+    plain row (:data:`tech.CANDIDATE_PROPERTY_COLUMNS`).
     """
     session, now = ctx.session, utcnow()
     for attempt in (1, 2):
