@@ -73,10 +73,10 @@ def _field_dumper(name: str, field: fields.Field[Any]) -> Callable[[Mapping[str,
     return lambda item: field.serialize(name, item)
 
 
-def _plain_nested(field: fields.Field[Any]) -> type[Schema] | None:
+def _plain_nested(field: Any) -> type[Schema] | None:
     """The schema class of a ``Nested`` field that dumps one record with all its fields, else None."""
-    nested: Any = field.nested if type(field) is fields.Nested else None  # type: ignore[attr-defined]
-    if isinstance(nested, type) and not (field.many or field.only or field.exclude):  # type: ignore[attr-defined]
+    nested: Any = field.nested if type(field) is fields.Nested else None
+    if isinstance(nested, type) and not (field.many or field.only or field.exclude):
         return nested
     return None
 

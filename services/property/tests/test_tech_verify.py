@@ -186,7 +186,9 @@ def _on_site_as_the_entities_dumped(app, session, identity, property_id: int, lo
             .order_by(System.id)
         )
         equipment = session.scalars(
-            select(Equipment).where(Equipment.property_id == property_id, Equipment.status != "removed").order_by(Equipment.id)
+            select(Equipment)
+            .where(Equipment.property_id == property_id, Equipment.status != "removed")
+            .order_by(Equipment.id)
         )
         visits = session.scalars(
             select(Appointment)

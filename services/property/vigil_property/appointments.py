@@ -9,7 +9,7 @@ off, with a reason; the archive cascade will use it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -68,7 +68,7 @@ def list_appointments(
     return paginate(session, statement.order_by(SORTS[sort], Appointment.id.asc()), page, per_page)
 
 
-def open_on_site(conn: Connection, property_id: int) -> list[Row[Any]]:
+def open_on_site(conn: Connection, property_id: int) -> Sequence[Row[*tuple[Any, ...]]]:
     """Scheduled visits at the property that have not ended yet, soonest first, as plain rows of what
     the on-site answer shows."""
     return conn.execute(_OPEN, {"property_id": property_id, "now": utcnow()}).all()

@@ -6,6 +6,7 @@ record of a site can be reconstructed after a transfer or a dispute.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select
@@ -29,7 +30,7 @@ def list_equipment(session: Session, property_id: int, *, page: int, per_page: i
     return paginate(session, statement.order_by(Equipment.zone.asc(), Equipment.id.asc()), page, per_page)
 
 
-def on_site(conn: Connection, property_id: int) -> list[Row[Any]]:
+def on_site(conn: Connection, property_id: int) -> Sequence[Row[*tuple[Any, ...]]]:
     """The property's equipment not removed, as plain rows of what the on-site answer shows."""
     return conn.execute(_ON_SITE, {"property_id": property_id}).all()
 

@@ -8,6 +8,7 @@ be emptied later. The password is only ever stored encrypted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, select
@@ -94,7 +95,7 @@ def list_systems(session: Session, property_id: int, *, page: int, per_page: int
     return paginate(session, statement, page, per_page)
 
 
-def on_site(conn: Connection, property_id: int) -> list[Row[Any]]:
+def on_site(conn: Connection, property_id: int) -> Sequence[Row[*tuple[Any, ...]]]:
     """The property's systems with their kinds' names, as plain rows of what the on-site answer shows
     (the password still encrypted), in one query."""
     return conn.execute(_ON_SITE, {"property_id": property_id}).all()
