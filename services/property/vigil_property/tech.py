@@ -245,9 +245,14 @@ def record_failure(session: Session, property_id: int, now: datetime) -> datetim
     return until
 
 
+def has_failures(candidate: Candidate) -> bool:
+    """Whether a right PIN has a count or a lapsed lock to clear."""
+    return bool(candidate.failures or candidate.locked_until is not None)
+
+
 def clear_failures(session: Session, candidate: Candidate) -> None:
     """A right PIN starts the count again (written only when there is something to clear)."""
-    if candidate.failures or candidate.locked_until is not None:
+    if has_failures(candidate):
         session.execute(
             update(PinGuard).where(PinGuard.property_id == candidate.property.id).values(failures=0, locked_until=None)
         )

@@ -7,6 +7,8 @@ document. It still declares its rule like every operation.
 
 from __future__ import annotations
 
+from functools import cache
+
 from flask import jsonify
 from flask.views import MethodView
 
@@ -17,7 +19,7 @@ from vigil_shared.web import requires
 
 from .. import appointments, commands, equipment, systems
 from ..schemas import OnSiteSchema, TechVerifySchema
-from .common import context
+from .common import context, current_identity
 from .present import dump_on_site, on_site_property, on_site_system
 
 blp = InternalBlueprint("tech", __name__, url_prefix="/api/v1/tech")
@@ -35,12 +37,15 @@ class TechVerify(MethodView):
     @blp.response(200, OnSiteSchema)
     def post(self, data):
         """Check an account number and PIN (constant time); 404 for either wrong, 429 when locked or too fast."""
-        ctx = context()
+        runtime, identity = current_runtime(), current_identity()
         # the hot path reads outside any transaction and any ORM session: one autocommit connection, no
-        # probe, no BEGIN/ROLLBACK, plain rows of what the answer shows (no entities to build)
-        with current_runtime().db.read_engine.connect() as quick:
-            found = commands.verify_on_site(ctx, _client(ctx.identity), data["account_number"], data["pin"], quick)
-            identity, prop, location_id = ctx.identity, found.property, found.location_id
+        # probe, no BEGIN/ROLLBACK, plain rows of what the answer shows (no entities to build); the
+        # request's context and session only for a wrong PIN or a count to clear
+        with runtime.db.read_engine.connect() as quick:
+            found = commands.verify_on_site(
+                identity, runtime.cipher, cache(context), _client(identity), data["account_number"], data["pin"], quick
+            )
+            prop, location_id = found.property, found.location_id
             answer = {
                 "property": on_site_property(prop, location_id),
                 "systems": [on_site_system(row, location_id, identity) for row in systems.on_site(quick, prop.id)],
