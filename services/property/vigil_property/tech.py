@@ -22,14 +22,16 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Row, bindparam, case, delete, select, update
+from sqlalchemy import Connection, CursorResult, Integer, Row, bindparam, case, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from vigil_shared.db import utcnow
 from vigil_shared.errors import Problem
 
+from . import appointments, equipment, systems
 from .account_numbers import account_key
-from .models import KnownCustomer, LookupWindow, PinGuard, Property
+from .models import Appointment, KnownCustomer, LookupWindow, PinGuard, Property
 
 MAX_WRONG_PINS = 5
 LOCK_DURATION = timedelta(minutes=15)
@@ -257,3 +259,57 @@ def clear_failures(session: Session, candidate: Candidate) -> None:
             update(PinGuard).where(PinGuard.property_id == candidate.property.id).values(failures=0, locked_until=None)
         )
         session.commit()
+
+
+# --- what the on-site answer shows besides the property: its systems, equipment and open visits ------
+
+# PostgreSQL: the three lists in one statement, each aggregated as JSON (one round trip and one statement
+# to execute where three cost three, with their client-side execution); timestamps written as every
+# Vigil response writes them, dates as ISO dates, which the on-site schema keeps as they are.
+_ON_SITE_RECORDS_PG = text(
+    """
+SELECT
+  (SELECT coalesce(json_agg(json_build_object(
+            'id', s.id, 'kind_id', s.kind_id, 'kind_name', k.name, 'ip_address', s.ip_address, 'port', s.port,
+            'username', s.username, 'password_encrypted', s.password_encrypted, 'version', s.version,
+            'notes', s.notes, 'details', s.details) ORDER BY s.id), '[]')
+     FROM systems s JOIN system_kinds k ON k.id = s.kind_id
+    WHERE s.property_id = :property_id) AS systems,
+  (SELECT coalesce(json_agg(json_build_object(
+            'id', e.id, 'item', e.item, 'zone', e.zone, 'serial_number', e.serial_number,
+            'install_date', e.install_date, 'warranty_end', e.warranty_end, 'status', e.status) ORDER BY e.id), '[]')
+     FROM equipment e
+    WHERE e.property_id = :property_id AND e.status <> 'removed') AS equipment,
+  (SELECT coalesce(json_agg(json_build_object(
+            'id', a.id, 'type', a.type,
+            'starts_at', to_char(a.starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+            'ends_at', to_char(a.ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+            'technician_id', a.technician_id, 'notes', a.notes) ORDER BY a.starts_at, a.id), '[]')
+     FROM appointments a
+    WHERE a.property_id = :property_id AND a.status = 'scheduled' AND a.ends_at >= :now) AS appointments
+"""
+).bindparams(bindparam("property_id", type_=Integer), bindparam("now", type_=Appointment.__table__.c.ends_at.type))
+
+
+@dataclass(frozen=True)
+class OnSiteRecords:
+    """The property's systems (the password still encrypted), equipment not removed and open visits,
+    each a dict of the columns the on-site answer shows, in the answer's order."""
+
+    systems: list[dict[str, Any]]
+    equipment: list[dict[str, Any]]
+    appointments: list[dict[str, Any]]
+
+
+def on_site_records(conn: Connection, property_id: int) -> OnSiteRecords:
+    """What the on-site answer shows besides the property: one statement on PostgreSQL, else the three
+    reads (:func:`systems.on_site`, :func:`equipment.on_site`, :func:`appointments.open_on_site`).
+    ``tests/test_tech_verify.py`` pins both to the entities' dump."""
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_ON_SITE_RECORDS_PG, {"property_id": property_id, "now": utcnow()}).one()
+        return OnSiteRecords(row.systems, row.equipment, row.appointments)
+    return OnSiteRecords(
+        [dict(r._mapping) for r in systems.on_site(conn, property_id)],
+        [dict(r._mapping) for r in equipment.on_site(conn, property_id)],
+        [dict(r._mapping) for r in appointments.open_on_site(conn, property_id)],
+    )

@@ -6,6 +6,8 @@ each unmasked value is reported to the gateway (``note_confidential_read``), whi
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import Response, jsonify
 
 from vigil_shared.fields import schema_dumper
@@ -117,11 +119,12 @@ def on_site_property(prop, location_id: int | None) -> dict:
     return body
 
 
-def on_site_system(row, location_id: int | None, identity: Identity) -> dict:
-    """A system row (``systems.on_site``) as the on-site answer shows it, its password as :func:`system_body`'s."""
-    body = dict(row._mapping)
+def on_site_system(system: dict, location_id: int | None, identity: Identity) -> dict:
+    """A system (``tech.on_site_records``: its columns by name) as the on-site answer shows it, its
+    password as :func:`system_body`'s."""
+    body = dict(system)
     body["details"] = dict(body["details"] or {})
-    body["password"] = system_password(row, location_id, identity)
+    body["password"] = system_password(SimpleNamespace(**system), location_id, identity)
     return body
 
 

@@ -17,7 +17,7 @@ from vigil_shared.identity import Identity
 from vigil_shared.service import current_runtime
 from vigil_shared.web import requires
 
-from .. import appointments, commands, equipment, systems
+from .. import commands, tech
 from ..schemas import OnSiteSchema, TechVerifySchema
 from .common import context, current_identity
 from .present import dump_on_site, on_site_property, on_site_system
@@ -46,11 +46,12 @@ class TechVerify(MethodView):
                 identity, runtime.cipher, cache(context), _client(identity), data["account_number"], data["pin"], quick
             )
             prop, location_id = found.property, found.location_id
-            answer = {
-                "property": on_site_property(prop, location_id),
-                "systems": [on_site_system(row, location_id, identity) for row in systems.on_site(quick, prop.id)],
-                "equipment": [row._mapping for row in equipment.on_site(quick, prop.id)],
-                "open_appointments": [row._mapping for row in appointments.open_on_site(quick, prop.id)],
-            }
+            records = tech.on_site_records(quick, prop.id)
+        answer = {
+            "property": on_site_property(prop, location_id),
+            "systems": [on_site_system(system, location_id, identity) for system in records.systems],
+            "equipment": records.equipment,
+            "open_appointments": records.appointments,
+        }
         # a ready response (flask-smorest passes it through): OnSiteSchema's dump by converters built once
         return jsonify(dump_on_site(answer))
