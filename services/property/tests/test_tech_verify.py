@@ -236,3 +236,20 @@ def test_the_on_site_answer_from_rows_is_the_one_the_entities_dumped(app, api, s
     reported = response.headers.get("X-Vigil-Confidential-Reads")
     assert (json.loads(reported) if reported else None) == reads
     assert (reads is not None) == codes
+
+
+def test_a_customer_not_yet_placed_is_placed_once_by_the_customer_service(api, session, site, customer_service):
+    """The replica without the customer's location: the lookup asks the customer service (on the request's
+    own session, built only then), keeps the answer, and checks the right at that location."""
+    from vigil_property.models import KnownCustomer
+
+    session.execute(update(KnownCustomer).where(KnownCustomer.customer_id == 7).values(location_id=None))
+    session.commit()
+    customer_service.asked.clear()
+    assert verify(api, technician(locations=(2,))).status_code == 403  # placed at 1 by the customer service
+    assert customer_service.asked == [7]
+    session.expire_all()
+    assert session.get(KnownCustomer, 7).location_id == 1  # kept: the next lookup does not ask again
+    found = verify(api, technician())
+    assert found.status_code == 200 and found.json["property"]["location_id"] == 1
+    assert customer_service.asked == [7]
