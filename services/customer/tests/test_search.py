@@ -405,14 +405,14 @@ def _intersected_as_before(session, q, visibility):
 
     terms = SearchTerm.__table__
 
-    def scoped(token):
-        conditions = [search._token_condition(terms, token)]
+    def scoped(token, i):  # (each word's values are parameters named by its place)
+        conditions = [search._token_condition(terms, token, i)]
         seen = visibility.condition(terms.c.kind, terms.c.location_id)
         if seen is not None:
             conditions.append(seen)
         return select(terms.c.customer_id.label("id"), terms.c.sort_name.label("sort_name")).where(*conditions)
 
-    both = intersect(*[scoped(token) for token in search.query_tokens(q)]).subquery()
+    both = intersect(*[scoped(token, i) for i, token in enumerate(search.query_tokens(q))]).subquery()
     return sorted(session.execute(select(both.c.id, both.c.sort_name)).all(), key=lambda r: (r.sort_name, r.id))
 
 
