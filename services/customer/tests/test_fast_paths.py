@@ -12,6 +12,7 @@ from vigil_customer.models import Customer, HistoryEntry, SearchTerm, messaging
 from vigil_shared.identity import service_identity
 from vigil_shared.messaging.contracts import CustomerCreated, contract_of
 from vigil_shared.messaging.outbox import record_event
+from vigil_shared.multi_insert import insert_each
 from vigil_shared.testing import identity_with
 
 ON_SITE_FIELDS = ("id", "name", "relation", "role", "phones", "email", "has_key", "call_priority", "is_primary")
@@ -296,7 +297,8 @@ EVERYTHING = {
 def test_a_created_records_rows_are_the_rows_the_orm_path_wrote(api, session, runtime, monkeypatch):
     made = api.post("/api/v1/custom-fields", json={"key": "gate", "label": "Gate", "type": "text"})
     assert made.status_code == 201, made.json
-    old_paths = {(customers, "_insert"): _orm_insert}
+    # before: the ORM's flush of the record, then one executemany per table for the rest
+    old_paths = {(customers, "_insert"): _orm_insert, (customers, "insert_together"): insert_each}
     for body in (customer(**EVERYTHING, custom_fields={"gate": "north"}), customer(), lead(email="l@example.com")):
         before, after = _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths)
         assert after == before
