@@ -3,6 +3,7 @@
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
 from helpers import create, customer, lead, outbox_events
 from sqlalchemy import delete, or_, select
 
@@ -337,3 +338,18 @@ def test_a_record_written_by_core_is_loaded_as_the_orm_leaves_it(api, session, r
     assert shown["active"] is True and shown["created_by"] == "t" and shown["address_line1"] is None
     stored = session.execute(select(Customer.__table__).where(Customer.id == record.id)).one()._mapping
     assert dict(stored) == shown
+
+
+def test_a_phone_number_parsed_again_is_read_as_the_first_time():
+    from vigil_customer import validation
+
+    parse = validation.parse_phone.__wrapped__  # the parse itself, as it ran every time before
+    for number, state in (("(801) 555-0142", "UT"), ("613 555 0100", "ON"), ("+44 20 7946 0958", None)):
+        first, again = validation.parse_phone(number, state), validation.parse_phone(number, state)
+        assert first == again == parse(number, state)
+    hits = validation.parse_phone.cache_info().hits
+    validation.parse_phone("(801) 555-0142", "UT")
+    assert validation.parse_phone.cache_info().hits == hits + 1
+    for _ in range(2):  # a refusal is not kept: refused each time
+        with pytest.raises(ValueError):
+            validation.parse_phone("555-01", "UT")
