@@ -255,15 +255,18 @@ def _written(session, cipher, customer_id):
     }
 
 
-def _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths):
-    """``body`` created by the code before the fast paths (``old_paths`` patched in), its rows read
-    and the record deleted, then created again by the code as it is: both sets of rows."""
+def _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths, path="/api/v1/customers"):
+    """``body`` posted to ``path`` (a create, or a copy) with the code before the fast paths
+    (``old_paths`` patched in), its rows read and the record deleted, then posted again with the
+    code as it is: both sets of rows."""
     written = []
     for patches in (old_paths, {}):
         with monkeypatch.context() as patched:
             for (module, name), replacement in patches.items():
                 patched.setattr(module, name, replacement)
-            record = create(api, dict(body))
+            response = api.post(f"{path}?allow_duplicates=true", json=dict(body))
+            assert response.status_code == 201, response.json
+            record = response.json
         session.rollback()
         written.append(_written(session, runtime.cipher, record["id"]))
         session.execute(delete(Customer.__table__).where(Customer.id == record["id"]))
@@ -304,6 +307,23 @@ def test_a_created_records_rows_are_the_rows_the_orm_path_wrote(api, session, ru
         before, after = _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths)
         assert after == before
         assert len(after["history"]) > 5 and after["terms"] and len(after["event"]) == 1
+    source = create(api, customer(**EVERYTHING))  # a copy: its rows, and the source's "copied to" entry
+    copies = _create_old_and_new(
+        api,
+        session,
+        runtime,
+        monkeypatch,
+        {"first_name": "Copy"},
+        old_paths,
+        f"/api/v1/customers/{source['id']}/duplicate",
+    )
+    assert copies[1] == copies[0] and copies[1]["history"][0]["new_value"] == f"copy of #{source['id']}"
+    noted = session.scalars(
+        select(HistoryEntry.new_value).where(
+            HistoryEntry.customer_id == source["id"], HistoryEntry.action == "duplicate"
+        )
+    ).all()
+    assert len(noted) == 2 and all(n.startswith("copied to #") for n in noted)
     stored = session.execute(select(Customer.ssn_enc, Customer.abort_code_enc)).all()
     assert stored == [] or all("6789" not in str(row) and "7391" not in str(row) for row in stored)
 

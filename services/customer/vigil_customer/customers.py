@@ -393,8 +393,10 @@ def _insert(session: Session, customer: Customer) -> None:
     ``session.add(customer)`` and a flush would, with one Core ``INSERT`` of the columns that hold a
     value: the ORM's statement names all hundred columns (``NULL`` for most of a new record), and
     processing them cost a tenth of a create (bench/bench_customer_create.py). A column left out is
-    ``NULL`` (none of them has a server default), so the row is the ORM's
-    (``test_a_record_inserted_by_core_is_the_row_the_orm_inserts`` compares them, column by column).
+    one without a default, so ``NULL`` as the ORM wrote it (``kind``, the one column with a server
+    default, has a Python one too and is always sent): the row is the ORM's
+    (``test_a_created_records_rows_are_the_rows_the_orm_path_wrote``), and the object is left as a
+    flush leaves it (``test_a_record_written_by_core_is_loaded_as_the_orm_leaves_it``).
     """
     state = customer.__dict__
     values: dict[str, Any] = {}
