@@ -160,6 +160,18 @@ def test_signatures_follow_standard_webhooks_and_rotation_signs_twice():
         webhooks.verify(new, '{"a":1}', headers | {"webhook-signature": "garbage"})
 
 
+def test_keys_decoded_once_sign_exactly_as_the_reference_library():
+    """The claim decodes each subscription's keys once and signs with them: the headers are the
+    reference library's, byte for byte (secrets with and without padding, bodies with any text)."""
+    moment = datetime(2026, 12, 6, 10, 30, 59, 999999, tzinfo=UTC)
+    for secret in [webhooks.new_secret() for _ in range(5)] + ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]:
+        for body in ('{"a":1}', '{"name":"Zoë \\u2603","n":[1,2]}', ""):
+            mine = webhooks.sign_with_keys(webhooks.signing_keys([secret]), "msg_2", moment, body)
+            assert mine["webhook-signature"] == Webhook(secret).sign("msg_2", moment, body)
+            assert mine["webhook-timestamp"] == str(int(moment.timestamp())) == "1796553059"
+            assert mine == webhooks.sign([secret], "msg_2", moment, body)
+
+
 def test_an_event_is_delivered_signed_with_masked_values(local_app, client, auth, runtime, receiver, db):
     created = subscribe(client, auth, receiver.url, event_types=["customer.updated"])
     event = message()
