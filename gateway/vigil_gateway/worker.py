@@ -30,7 +30,22 @@ from typing import Any, cast
 
 import urllib3
 from celery import Celery
-from sqlalchemy import Table, Text, bindparam, delete, func, insert, literal, select, text, true, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from vigil_shared.config import env_float
@@ -115,6 +130,39 @@ _PG_SUCCEEDED = text(
 _PG_ANSWERED = text(
     "UPDATE webhook_subscriptions SET failing_since = NULL, updated_at = :now "
     "WHERE id = ANY(:ids) AND failing_since IS NOT NULL"
+)
+
+
+# The due deliveries, taken and leased in one statement (built once: the delivery process runs it every
+# poll); ``SKIP LOCKED``: another process takes the others.
+SWEEP = (
+    update(DELIVERIES)
+    .where(
+        DELIVERIES.c.id.in_(
+            select(DELIVERIES.c.id)
+            .where(
+                DELIVERIES.c.status == "pending",
+                DELIVERIES.c.next_attempt_at <= bindparam("now", type_=UTCDateTime()),
+            )
+            .order_by(DELIVERIES.c.next_attempt_at)
+            .limit(bindparam("batch", type_=Integer()))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(next_attempt_at=bindparam("due", type_=UTCDateTime()))
+    .returning(DELIVERIES.c.id, DELIVERIES.c.event_id, DELIVERIES.c.attempts)
+)
+
+
+# The integrations whose drift check is due: asked for (with a list to read), never run, or stale.
+DRIFT_DUE = select(Integration.id, Integration.name, Integration.accounts_url, Integration.monitoring_company_id).where(
+    Integration.accounts_url.is_not(None),
+    or_(
+        and_(Integration.accounts_url != "", Integration.drift_requested_at.is_not(None)),
+        Integration.drift_checked_at.is_(None),
+        Integration.drift_checked_at < bindparam("stale", type_=UTCDateTime()),
+    ),
 )
 
 
@@ -904,21 +952,8 @@ class WebhookRuntime:
     def sweep(self, batch: int = 500) -> int:
         """Sends the deliveries whose next attempt is due (a retry, or a task lost with its worker)."""
         now = utcnow()
-        table = DELIVERIES
-        taken = (
-            select(table.c.id)
-            .where(table.c.status == "pending", table.c.next_attempt_at <= now)
-            .order_by(table.c.next_attempt_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)  # another process takes the others
-        )
-        with self.db.transaction() as session:  # one statement: they are leased as they are taken
-            rows = session.execute(
-                update(table)
-                .where(table.c.id.in_(taken.scalar_subquery()))
-                .values(next_attempt_at=now + webhooks.lease(self.hooks))
-                .returning(table.c.id, table.c.event_id, table.c.attempts)
-            ).all()
+        with self.db.engine.begin() as conn:  # one statement: they are leased as they are taken
+            rows = conn.execute(SWEEP, {"now": now, "due": now + webhooks.lease(self.hooks), "batch": batch}).all()
         due: dict[str, list[tuple[int, int]]] = {}
         for delivery_id, event_id, attempts in sorted(rows):
             due.setdefault(event_id, []).append((delivery_id, attempts))
@@ -939,14 +974,10 @@ class WebhookRuntime:
         """Runs the drift checks that are due (asked for, or older than the interval); returns how many."""
         now = utcnow()
         stale = now - timedelta(seconds=self.drift_interval)
-        with self.db.transaction() as session:
+        with self.db.engine.connect() as conn:  # the sweep asks every interval: one plain statement
             due = [
                 (row.id, row.name, row.accounts_url, row.monitoring_company_id)
-                for row in session.scalars(select(Integration).where(Integration.accounts_url.is_not(None)))
-                if row.accounts_url
-                and row.drift_requested_at is not None
-                or row.drift_checked_at is None
-                or row.drift_checked_at < stale
+                for row in conn.execute(DRIFT_DUE, {"stale": stale})
             ]
         for integration_id, name, url, company_id in due:
             assert url is not None  # selected for having one
