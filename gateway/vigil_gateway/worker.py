@@ -92,13 +92,15 @@ _PG_EVENTS = text(
     "SELECT event_id, type, occurred_at, request_id, data, location_id FROM feed_events WHERE event_id = ANY(:ids)"
 )
 # Claims attempt token + 1 of each delivery still pending at attempt token, and stores in the same row
-# version its body (the one sent) or its end (``skipped``, ``cancelled``: no lease then).
+# version its body (the one sent) or its end (``skipped``, ``cancelled``: no lease then). Each distinct
+# body is passed once (an event's deliveries to one owner share it), each row naming its own by index:
+# psycopg dumps array parameters in Python, and a body per row was a fifth of the process's CPU.
 _PG_CLAIM = text(
     "UPDATE webhook_deliveries AS d SET attempts = v.token + 1, status = v.status, "
-    "payload = COALESCE(v.body, d.payload), updated_at = :now, "
+    "payload = COALESCE((CAST(:bodies AS text[]))[v.body], d.payload), updated_at = :now, "
     "next_attempt_at = CASE WHEN v.status = 'pending' THEN CAST(:due AS timestamptz) END "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS int[]), CAST(:statuses AS text[]), "
-    "CAST(:bodies AS text[])) AS v(id, token, status, body) "
+    "CAST(:body_at AS int[])) AS v(id, token, status, body) "
     "WHERE d.id = v.id AND d.attempts = v.token AND d.status = 'pending' RETURNING d.id"
 )
 _CLAIM_ONE = (
@@ -196,6 +198,10 @@ def _claim_rows(session, pg: bool, plan: list[tuple[int, int, str, str | None]],
     if not plan:
         return set()
     if pg:
+        bodies: dict[str, int] = {}  # body: its index in the array (from 1)
+        for _, _, _, body in plan:
+            if body is not None and body not in bodies:
+                bodies[body] = len(bodies) + 1
         return set(
             session.scalars(
                 _PG_CLAIM,
@@ -205,7 +211,8 @@ def _claim_rows(session, pg: bool, plan: list[tuple[int, int, str, str | None]],
                     "ids": [p[0] for p in plan],
                     "tokens": [p[1] for p in plan],
                     "statuses": [p[2] for p in plan],
-                    "bodies": [p[3] for p in plan],
+                    "body_at": [bodies.get(p[3]) if p[3] is not None else None for p in plan],
+                    "bodies": list(bodies),
                 },
             )
         )
