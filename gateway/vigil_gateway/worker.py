@@ -135,6 +135,31 @@ _PG_ANSWERED = text(
 )
 
 
+# The intake's statements on PostgreSQL (see the claim's below): the group's events known already (the
+# inbox), the group's feed rows in its order, and the delivery rows of one event type, made by the
+# database from the feed rows just written and the wanted subscriptions.
+_PG_KNOWN_EVENTS = text("SELECT event_id FROM feed_events WHERE event_id = ANY(:ids)")
+_PG_FEED = text(
+    "INSERT INTO feed_events (event_id, type, version, occurred_at, received_at, source, request_id, data, "
+    "location_id, customer_id) SELECT v.event_id, v.type, v.version, v.occurred_at, :now, v.source, "
+    "v.request_id, CAST(v.data AS json), v.location_id, v.customer_id FROM unnest(CAST(:event_ids AS text[]), "
+    "CAST(:types AS text[]), CAST(:versions AS int[]), CAST(:occurred AS timestamptz[]), "
+    "CAST(:sources AS text[]), CAST(:request_ids AS text[]), CAST(:data AS text[]), CAST(:locations AS int[]), "
+    "CAST(:customers AS bigint[])) WITH ORDINALITY "
+    "AS v(event_id, type, version, occurred_at, source, request_id, data, location_id, customer_id, n) "
+    "ORDER BY v.n RETURNING event_id, position"
+)
+_PG_FAN = text(
+    "INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, position, status, attempts, "
+    "next_attempt_at, created_at, updated_at) SELECT s.id, f.event_id, f.type, f.position, 'pending', 0, "
+    "CAST(:due AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz) "
+    "FROM feed_events AS f CROSS JOIN unnest(CAST(:subscriptions AS int[])) AS s(id) "
+    "WHERE f.position = ANY(:positions) RETURNING id, event_id"
+)
+SUBSCRIBED = select(WebhookSubscription.id, WebhookSubscription.event_types).where(
+    WebhookSubscription.enabled.is_(True)
+)
+
 # The due deliveries, taken and leased in one statement (built once: the delivery process runs it every
 # poll); ``SKIP LOCKED``: another process takes the others.
 SWEEP = (
@@ -364,9 +389,12 @@ class WebhookRuntime:
     def _keep_many(self, group: list[_Intake]) -> None:
         now = utcnow()
         with self.db.transaction() as session:
-            known = set(
-                session.scalars(select(FeedEvent.event_id).where(FeedEvent.event_id.in_([e.event.id for e in group])))
-            )
+            pg = session.connection().dialect.name == "postgresql"
+            ids = [e.event.id for e in group]
+            if pg:
+                known = set(session.scalars(_PG_KNOWN_EVENTS, {"ids": ids}))
+            else:
+                known = set(session.scalars(select(FeedEvent.event_id).where(FeedEvent.event_id.in_(ids))))
             fresh: list[_Intake] = []
             for entry in group:
                 if entry.event.id in known:  # a repeat (the inbox)
@@ -377,24 +405,46 @@ class WebhookRuntime:
             fresh = self._locate(session, fresh)
             if not fresh:
                 return
-            positions = session.scalars(
-                insert(FeedEvent).returning(FeedEvent.position, sort_by_parameter_order=True),
-                [
-                    {
-                        "event_id": entry.event.id,
-                        "type": entry.event.type,
-                        "version": entry.event.version,
-                        "occurred_at": entry.event.occurred_at,
-                        "received_at": now,
-                        "source": entry.event.source,
-                        "request_id": entry.event.request_id,
-                        "data": entry.data,
-                        "location_id": entry.location_id,
-                        "customer_id": entry.customer_id,
-                    }
-                    for entry in fresh
-                ],
-            ).all()  # one multi-row insert, in order
+            if pg:  # one constant statement, in order (the feed's positions follow the group's order)
+                at: dict[str, int] = dict(
+                    session.execute(
+                        _PG_FEED,
+                        {
+                            "now": now,
+                            "event_ids": [e.event.id for e in fresh],
+                            "types": [e.event.type for e in fresh],
+                            "versions": [e.event.version for e in fresh],
+                            "occurred": [e.event.occurred_at for e in fresh],
+                            "sources": [e.event.source for e in fresh],
+                            "request_ids": [e.event.request_id for e in fresh],
+                            "data": [json.dumps(e.data) for e in fresh],
+                            "locations": [e.location_id for e in fresh],
+                            "customers": [e.customer_id for e in fresh],
+                        },
+                    ).all()
+                )
+                positions = [at[e.event.id] for e in fresh]
+            else:
+                positions = list(
+                    session.scalars(
+                        insert(FeedEvent).returning(FeedEvent.position, sort_by_parameter_order=True),
+                        [
+                            {
+                                "event_id": entry.event.id,
+                                "type": entry.event.type,
+                                "version": entry.event.version,
+                                "occurred_at": entry.event.occurred_at,
+                                "received_at": now,
+                                "source": entry.event.source,
+                                "request_id": entry.event.request_id,
+                                "data": entry.data,
+                                "location_id": entry.location_id,
+                                "customer_id": entry.customer_id,
+                            }
+                            for entry in fresh
+                        ],
+                    )
+                )  # one multi-row insert, in order
             for entry in fresh:
                 data = entry.data
                 if entry.event.type.startswith("customer.") and data.get("location_id") is not None:
@@ -413,7 +463,7 @@ class WebhookRuntime:
             # The delivery rows are made by the database from the feed rows just written: one INSERT … SELECT
             # per event type, whose parameters are the events' positions and the subscriptions' ids (a
             # VALUES list of every row would cost the driver more than the database).
-            subscriptions = webhooks.due_subscriptions(session, None)
+            subscriptions = session.execute(SUBSCRIBED).all()  # (id, event types) of the enabled ones
             due = now if self.elsewhere else now + webhooks.lease(self.hooks)  # held by this process's pool
             by_type: dict[str, list[int]] = {}
             for entry, position in zip(fresh, positions, strict=True):
@@ -421,32 +471,38 @@ class WebhookRuntime:
                 by_type.setdefault(entry.event.type, []).append(position)
             by_id = {entry.event.id: entry for entry in fresh}
             feed, table = cast(Table, FeedEvent.__table__), DELIVERIES
-            for event_type, at in by_type.items():
+            for event_type, at_positions in by_type.items():
                 wanted = [s.id for s in subscriptions if s.event_types is None or event_type in s.event_types]
                 if not wanted:
                     continue
-                made = session.execute(
-                    insert(table)
-                    .from_select(
-                        ["subscription_id", "event_id", "event_type", "position", "status", "attempts"]
-                        + ["next_attempt_at", "created_at", "updated_at"],
-                        select(
-                            WebhookSubscription.id,
-                            feed.c.event_id,
-                            feed.c.type,
-                            feed.c.position,
-                            literal("pending"),
-                            literal(0),
-                            literal(due, table.c.next_attempt_at.type),
-                            literal(now, table.c.created_at.type),
-                            literal(now, table.c.updated_at.type),
+                if pg:
+                    made = session.execute(
+                        _PG_FAN,
+                        {"due": due, "now": now, "subscriptions": wanted, "positions": at_positions},
+                    ).all()
+                else:
+                    made = session.execute(
+                        insert(table)
+                        .from_select(
+                            ["subscription_id", "event_id", "event_type", "position", "status", "attempts"]
+                            + ["next_attempt_at", "created_at", "updated_at"],
+                            select(
+                                WebhookSubscription.id,
+                                feed.c.event_id,
+                                feed.c.type,
+                                feed.c.position,
+                                literal("pending"),
+                                literal(0),
+                                literal(due, table.c.next_attempt_at.type),
+                                literal(now, table.c.created_at.type),
+                                literal(now, table.c.updated_at.type),
+                            )
+                            .select_from(feed.join(WebhookSubscription, true()))  # every wanted pair
+                            .where(feed.c.position.in_(at_positions), WebhookSubscription.id.in_(wanted)),
+                            include_defaults=False,
                         )
-                        .select_from(feed.join(WebhookSubscription, true()))  # every wanted pair
-                        .where(feed.c.position.in_(at), WebhookSubscription.id.in_(wanted)),
-                        include_defaults=False,
-                    )
-                    .returning(table.c.id, table.c.event_id)
-                ).all()
+                        .returning(table.c.id, table.c.event_id)
+                    ).all()
                 for delivery_id, event_id in sorted(made):
                     created = by_id[event_id].created
                     assert created is not None
