@@ -704,3 +704,20 @@ def test_property_records_are_read_in_one_call_for_a_group_of_events(local_app, 
     assert sorted(reads[0][1]["id"]) == list(range(1, 11))
     bodies = [json.loads(r["body"]) for r in receiver.received]
     assert sorted(b["data"]["property"]["id"] for b in bodies) == [1, 2, 3, 4, 6, 7, 8, 9, 10]
+
+
+def test_array_literals_read_back_as_the_values_they_carry(db):
+    """The claim, the recorder and the intake pass their arrays to PostgreSQL as one literal each: every
+    id, code, status and body reads back exactly (quotes, backslashes, commas, braces, blanks, NULL)."""
+    from sqlalchemy import text
+
+    from vigil_gateway.worker import _pg_array
+
+    with db.engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            pytest.skip("the array statements are PostgreSQL's; SQLite runs Core statements")
+        texts = ["a", "", "NULL", "x,y", "{z}", 'q"uote', "back\\slash", 'end\\"', "Zoë ☃", " sp ", None, "t\tn\n"]
+        assert conn.execute(text("SELECT CAST(:a AS text[])"), {"a": _pg_array(texts)}).scalar() == texts
+        numbers = [1, None, 2**40, 0, -3]
+        assert conn.execute(text("SELECT CAST(:a AS bigint[])"), {"a": _pg_array(numbers)}).scalar() == numbers
+        assert conn.execute(text("SELECT CAST(:a AS int[])"), {"a": _pg_array([])}).scalar() == []
