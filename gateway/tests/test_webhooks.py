@@ -25,6 +25,13 @@ LOCAL = webhooks.WebhookSettings(
 )
 
 
+class _Server(ThreadingHTTPServer):
+    """A receiver's listen backlog as a real one's: socketserver's default of 5 drops the connections
+    of several delivery pools opening keep-alive pools at once (a connect timeout, then a retry)."""
+
+    request_queue_size = 128
+
+
 class Receiver:
     def __init__(self):
         self.received: list[dict] = []
@@ -52,7 +59,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
