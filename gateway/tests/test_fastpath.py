@@ -21,7 +21,7 @@ from test_identity import audit_actions
 from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from vigil_gateway.fastpath import FastPath
+from vigil_gateway.fastpath import FastPath, status_line, wsgi_headers
 from vigil_gateway.users import ensure_admin
 from vigil_shared.errors import PROBLEM_JSON
 
@@ -114,7 +114,9 @@ def _call(wsgi, method: str, path: str, headers: dict, **options) -> tuple[str, 
     environ = EnvironBuilder(path=path, method=method, headers=headers, **options).get_environ()
     environ["REMOTE_ADDR"] = "10.1.2.3"
     app_iter, status, response_headers = run_wsgi_app(wsgi, environ, buffered=True)
-    return status, list(response_headers.items()), b"".join(app_iter)
+    # the service's own Date is passed on; two calls may straddle a second
+    headers = [(name, "<the service's>" if name == "Date" else value) for name, value in response_headers.items()]
+    return status, headers, b"".join(app_iter)
 
 
 def both(app, stub, caplog, method: str, path: str, headers: dict | None = None, **options):
@@ -315,3 +317,39 @@ def test_a_service_that_cannot_be_reached_is_called_once_and_answered_by_flask(a
         assert fast == slow and fast[0] == "503 SERVICE UNAVAILABLE" and ("Retry-After", "5") in fast[1]
     finally:
         dropped.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "passed", "plain"),
+    [
+        (200, [("Content-Type", "application/json"), ("ETag", '"1.1"')], True),
+        (
+            201,
+            [("x-content-type-options", "nosniff"), ("Content-Type", "text/csv"), ("X-Content-Type-Options", "x")],
+            True,
+        ),
+        (299, [("Content-Type", "application/json")], True),  # a status werkzeug has no phrase for
+        (422, [("Content-Type", PROBLEM_JSON), ("Retry-After", "3"), ("Vary", "Accept"), ("Vary", "Origin")], True),
+        (200, [("ETag", '"1.1"')], False),  # no Content-Type: werkzeug adds its default
+        (201, [("Content-Type", "application/json"), ("Location", "/api/v1/properties/é")], False),
+        (200, [("Content-Type", "application/json"), ("Content-Location", "/a")], False),
+        (200, [("Content-Type", "application/json"), ("X-Vigil-Confidential-Reads", "[]")], False),
+        (200, [("Content-Type", "application/json"), ("X-Folded", "a\r\n b")], False),
+        (204, [("Content-Type", "application/json")], False),
+        (304, [("Content-Type", "application/json"), ("ETag", '"1.1"')], False),
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_plain_answer_is_what_flasks_response_sends(app, status, passed, plain, method):
+    """``wsgi_headers``/``status_line`` against werkzeug's response with the gateway's hooks applied."""
+    data = b"" if method == "HEAD" else b'{"id": 1}'
+    headers = wsgi_headers(status, passed, data, "rid-1")
+    assert (headers is not None) == plain
+    if headers is None:
+        return
+    response = app.response_class(data, status=status, headers=passed)
+    response.headers["X-Request-ID"] = "rid-1"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    app_iter, expected_status, expected_headers = response.get_wsgi_response({"REQUEST_METHOD": method})
+    assert (status_line(status), headers) == (expected_status, expected_headers)
+    assert b"".join(app_iter) == data

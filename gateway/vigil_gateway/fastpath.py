@@ -33,6 +33,7 @@ from typing import Any
 from flask import Flask, g
 from urllib3.exceptions import HTTPError as Urllib3Error
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import RequestRedirect
 
 from vigil_shared import guards
@@ -104,6 +105,10 @@ class FastPath:
             answer = None
         if answer is None:
             return self.flask(environ, start_response)
+        if isinstance(answer, tuple):
+            status, headers, body = answer
+            start_response(status, headers)
+            return body
         return answer(environ, start_response)
 
     def _answer(self, environ: dict, method: str) -> Any:
@@ -131,7 +136,12 @@ class FastPath:
         except Urllib3Error as error:
             environ[UPSTREAM_FAILED_KEY] = error
             return None
-        response = self.response_class(upstream.data, status=upstream.status, headers=passed_headers(upstream))
+        passed = passed_headers(upstream)
+        plain = wsgi_headers(upstream.status, passed, upstream.data, request_id)
+        if plain is not None:
+            log_request(request_id, method, path, upstream.status, started, entry.identity.username)
+            return status_line(upstream.status), plain, [upstream.data] if method == "GET" else []
+        response = self.response_class(upstream.data, status=upstream.status, headers=passed)
         if CONFIDENTIAL_READS_HEADER in response.headers:
             self._audit(environ, response, request_id, entry)
         response.headers[REQUEST_ID_HEADER] = request_id
@@ -146,3 +156,51 @@ class FastPath:
             g.request_id = request_id
             g.identity = entry.identity.with_request_id(request_id)
             audit.confidential_reads(self.app.extensions["vigil_gateway_db"], response)
+
+
+# What werkzeug's response does more than the plain answer below: a Location or Content-Location made a
+# URI, the audit header popped (the after_request hook), no body or no Content-Length for some statuses.
+_NOT_PLAIN = frozenset({"location", "content-location", CONFIDENTIAL_READS_HEADER.lower()})
+
+
+def wsgi_headers(
+    status: int, passed: list[tuple[str, str]], data: bytes, request_id: str
+) -> list[tuple[str, str]] | None:
+    """The headers Flask sends for ``Response(data, status=status, headers=passed)`` once the gateway's
+    ``after_request`` hooks have set ``X-Request-ID`` and ``nosniff``, in werkzeug's order, or None when
+    the answer needs werkzeug's response itself (see ``_NOT_PLAIN``; a 1xx, 204 or 304; no
+    ``Content-Type``, which werkzeug would add; a value holding a line break, which werkzeug refuses).
+    ``passed`` never holds ``Content-Length`` or ``X-Request-ID`` (:func:`~vigil_gateway.proxy.passed_headers`),
+    so werkzeug appends both; ``nosniff`` replaces the service's own in place, as ``Headers.set`` does."""
+    if status < 200 or status in (204, 304):
+        return None
+    typed = False
+    for name, value in passed:
+        lowered = name.lower()
+        if lowered in _NOT_PLAIN or "\n" in value or "\r" in value:
+            return None
+        if lowered == "content-type":
+            typed = True
+    if not typed:
+        return None
+    headers = [*passed, ("Content-Length", str(len(data))), (REQUEST_ID_HEADER, request_id)]
+    _set(headers, "X-Content-Type-Options", "nosniff")
+    return headers
+
+
+def _set(headers: list[tuple[str, str]], name: str, value: str) -> None:
+    """werkzeug's ``Headers.set``: the first header of that name replaced (name and value), the others
+    of that name dropped; appended when there is none."""
+    lowered = name.lower()
+    for index, (key, _) in enumerate(headers):
+        if key.lower() == lowered:
+            headers[index] = (name, value)
+            headers[index + 1 :] = [item for item in headers[index + 1 :] if item[0].lower() != lowered]
+            return
+    headers.append((name, value))
+
+
+def status_line(status: int) -> str:
+    """werkzeug's status line of a response made with an integer status."""
+    phrase = HTTP_STATUS_CODES.get(status)
+    return f"{status} {phrase.upper()}" if phrase is not None else f"{status} UNKNOWN"
