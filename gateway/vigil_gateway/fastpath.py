@@ -12,15 +12,17 @@ same order:
   ``auth_state.epoch`` read on this call, so a revocation applies on the next call as before);
 - the forwarded headers, target and pooled call (:mod:`vigil_gateway.proxy`);
 - the audit of confidential reads, ``X-Request-ID``, ``nosniff`` and the access log line;
-- the answer built by Flask's own response class, so status, headers and body are Flask's bytes.
+- the answer Flask's response class would send: built by it, or for a plain answer (the common one,
+  :func:`wsgi_headers`) the same status line and headers in the same order, built directly.
 
 It never judges a request differently from Flask: whatever it would not answer exactly as Flask does
 is handed to Flask untouched (falls through): any other method, a body, a path that is one of the
 gateway's own routes or that no service owns, anything the input rules or authentication would refuse
 (so every 401, 404, 405 and 422 is Flask's), an identity not resolved yet (Flask resolves and caches
-it), and any error before the service answered. A service that cannot be reached is not called twice:
-the request is handed to Flask marked (:data:`~vigil_gateway.proxy.UPSTREAM_FAILED_KEY`), which answers
-its 503.
+it), and any error (Flask then meets it again and answers it its way; should that happen after the
+service answered, Flask sends the read once more, which a read allows). A service that cannot be
+reached is not called twice: the request is handed to Flask marked
+(:data:`~vigil_gateway.proxy.UPSTREAM_FAILED_KEY`), which answers its 503.
 """
 
 from __future__ import annotations
