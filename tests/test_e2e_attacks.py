@@ -156,6 +156,22 @@ def test_a_refund_whose_answer_was_lost_never_refunds_twice(stack, gateway, loca
     assert_problem(gateway.post(f"{path}/refund", json={"amount": 600}), 422)  # 300 is left, here and there
 
 
+def test_a_lost_refund_asked_again_for_another_amount_never_refunds_twice(stack, gateway, locations):
+    """A refund whose answer was lost may have been made. Asking for another amount sent the same key,
+    which the processor refused as reused; that refusal ended the attempt, and asking for the first amount
+    again sent a new key: the processor refunded it twice while Vigil booked it once. Until the lost
+    attempt is resolved, only its amount may be asked for."""
+    path, _ = card_payment(stack, gateway, new_customer(gateway, locations["home"]), 900)
+    with processor_faults(stack, lose_refund_answers=3):  # every attempt the adapter makes
+        assert_problem(gateway.post(f"{path}/refund", json={"amount": 400}), 503)
+    assert refunded_at_processor(stack, path) == 400  # made; its answer never arrived
+    other = gateway.post(f"{path}/refund", json={"amount": 300})
+    again = gateway.post(f"{path}/refund", json={"amount": 400})
+    assert refunded_at_processor(stack, path) == gateway.get(path).json()["amount_refunded"] == 400
+    assert again.status_code == 200, again.text
+    assert assert_problem(other, 409)["code"] == "refund_unresolved"
+
+
 def test_another_customers_billing_method_cannot_be_charged(stack, gateway, gateway_as, locations):
     victim, payer = new_customer(gateway, locations["home"]), new_customer(gateway, locations["home"])
     card = gateway.post(f"/api/v1/customers/{victim['id']}/billing-methods", json={"token": tokenize(stack)})
@@ -228,6 +244,27 @@ def test_the_credit_subject_is_closed_to_all_but_the_credit_service(stack, gatew
     assert answered.status_code == 200 and answered.json()["ssn"] == PLANTED_SSN
     history = gateway.get(f"/api/v1/customers/{customer['id']}/history", params={"per_page": 100}).json()["items"]
     assert [h["actor_name"] for h in history if h["action"] == "credit_subject_read"] == ["credit"]
+
+
+def test_a_caller_cannot_send_an_identity_or_binding_through_the_gateway(stack, gateway, gateway_as, locations):
+    """The gateway passes on its own identity token (reused between calls) and the binding of this call's
+    request id to it; a caller's ``X-Vigil-*`` headers never reach a service, even a genuine token of
+    more rights (one that leaked) with its genuine binding."""
+    from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER, request_binding
+
+    customer = new_customer(gateway, locations["home"])
+    outsider = gateway_as(["customers.view", "customers.modify"], [locations["other"]])
+    secret = stack.env["VIGIL_INTERNAL_SECRET"]
+    leaked = sign_identity(service_identity("gateway", {"customers.view", "customers.modify"}), secret)
+    rid = f"att-{uuid.uuid4().hex[:12]}"
+    headers = {IDENTITY_HEADER: leaked, BINDING_HEADER: request_binding(leaked, rid, secret), "X-Request-ID": rid}
+    path = f"/api/v1/customers/{customer['id']}"
+    assert_hidden(outsider.get(path, headers=headers), outsider.get(unknown_path(path, customer["id"])))
+    assert_hidden(
+        outsider.patch(path, json={"city": "Aylmer"}, headers=headers),
+        outsider.patch(unknown_path(path, customer["id"]), json={"city": "Aylmer"}),
+    )
+    assert gateway.get(path).json()["city"] != "Aylmer"
 
 
 # --- webhooks ------------------------------------------------------------------------------------
@@ -519,6 +556,45 @@ def test_a_station_reaches_only_the_properties_it_monitors(gateway, anonymous, l
     held = gateway.get("/api/v1/monitoring/unmatched", params={"per_page": 100}).json()["items"]
     accounts = {s["account_number"] for s in held if s["central_station"] == theirs["name"]}
     assert {linked_account, properties["unlinked"][1], nobody} <= accounts
+
+
+def test_a_station_does_not_follow_a_property_to_a_customer_another_company_monitors(gateway, anonymous, locations):
+    """A property linked to a station by its first message was transferred with the link: the station kept
+    writing statuses into a property whose customer another monitoring company monitors (and that
+    customer's Monitored By was locked to the old station). The transfer unlinks it; the receiving
+    customer's company's station links it again."""
+    stations = []
+    for name in ("Old", "New"):
+        company = monitoring_company(gateway, f"Att {name}")
+        made = gateway.post(
+            "/api/v1/integrations",
+            json={"name": f"Att {name} {uuid.uuid4().hex[:6]}", "monitoring_company_id": company},
+        )
+        assert made.status_code == 201, made.text
+        SECRETS_SHOWN.append(made.json()["secret"])
+        stations.append(made.json())
+    old, new = stations
+    seller = new_customer(gateway, locations["home"], monitoring_company_id=old["monitoring_company_id"])
+    buyer = new_customer(gateway, locations["home"], monitoring_company_id=new["monitoring_company_id"])
+    account = f"ATT-{uuid.uuid4().hex[:8].upper()}"
+    made = gateway.post(f"/api/v1/customers/{seller['id']}/properties", json={"account_number": account})
+    assert made.status_code == 201, made.text
+    path = f"/api/v1/properties/{made.json()['id']}"
+
+    def send(station: dict, kind: str):
+        endpoint = f"/api/v1/integrations/{station['id']}/{'signals' if kind == 'signal' else 'account-status'}"
+        body = {"account_number": account} | ({"type": "test"} if kind == "signal" else {"status": "cancelled"})
+        return signed_post(anonymous, endpoint, station["secret"], body)
+
+    assert send(old, "signal").json() == {"status": "received", "matched": True}
+    assert gateway.get(path).json()["central_station"] == old["name"]
+    moved = gateway.post(f"{path}/transfer", json={"to_customer_id": buyer["id"], "reason": "House sold"})
+    assert moved.status_code == 200, moved.text
+    assert send(old, "status").json() == {"status": "received", "matched": False}
+    assert gateway.get(path).json()["monitoring_status"] != "cancelled"
+    assert moved.json()["central_station"] is None
+    assert send(new, "signal").json() == {"status": "received", "matched": True}
+    assert gateway.get(path).json()["central_station"] == new["name"]
 
 
 # --- locks and scope -------------------------------------------------------------------------------

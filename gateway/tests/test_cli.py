@@ -39,3 +39,30 @@ def test_create_admin_uses_the_configured_password_hashing(monkeypatch, capsys, 
     with db.new_session() as session:
         stored = session.scalar(select(User.password_hash).where(User.username == "ops-admin"))
     assert stored.startswith("$argon2id$v=19$m=8,t=1,p=1$")
+
+
+def test_the_delivery_process_loads_neither_flask_nor_celery_nor_argon2(tmp_path):
+    """Idle memory (issue 10, bench/bench_idle_rss.py): ``vigil-gateway deliver`` takes its work from the
+    rows and serves no request, so it builds no Celery app and loads no Flask (about 14 MB of its 70 MB),
+    nor the password hasher; it still builds what it delivers with."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from vigil_gateway import cli\n"
+        "from vigil_gateway.settings import GatewaySettings\n"
+        "from vigil_gateway.worker import WebhookRuntime\n"
+        "runtime = WebhookRuntime.build(GatewaySettings.from_env(), broker=False)  # as cli._run_deliverer\n"
+        "assert runtime.celery is None and runtime.cipher and runtime.reader\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'werkzeug', 'celery', 'argon2'}))\n"
+    )
+    env = os.environ | {
+        "VIGIL_VAR_DIR": str(tmp_path),
+        "VIGIL_SECRET_KEY": SECRET_KEY,
+        "VIGIL_INTERNAL_SECRET": TEST_SECRET,
+    }
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout

@@ -10,13 +10,12 @@ import argparse
 import sys
 
 from vigil_shared.config import ConfigError, env
-from vigil_shared.db import Database
 from vigil_shared.logs import configure_logging
-from vigil_shared.runtime import run_gunicorn
 
-from .passwords import Passwords
 from .settings import GatewaySettings
-from .users import ensure_admin
+
+# Each command imports what it runs, no more: ``deliver`` (beside every worker) loads no web framework, no
+# Celery and no password hasher (issue 10: idle memory; gateway/tests/test_cli.py keeps them out).
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "create-admin":
         _create_admin(settings, reset=args.reset)
     elif args.command == "web":
+        from vigil_shared.runtime import run_gunicorn
+
         from .app import create_app  # the worker never imports the API's views and schemas
 
         run_gunicorn(lambda: create_app(settings), settings.base)
@@ -75,6 +76,7 @@ def _run_worker(settings: GatewaySettings) -> int:
     serve_health(base.bind_host, env_int("VIGIL_GATEWAY_WORKER_HEALTH_PORT", 8100), "gateway-worker", checks)
     threading.Thread(target=runtime.run_sweeper, args=(stopping,), name="webhook-sweep", daemon=True).start()
     try:
+        assert runtime.celery is not None, "built with its broker"
         return run_worker(
             runtime.celery,
             name="gateway",
@@ -138,7 +140,7 @@ def _run_deliverer(settings: GatewaySettings) -> int:
 
     from .worker import WebhookRuntime
 
-    runtime = WebhookRuntime.build(settings)
+    runtime = WebhookRuntime.build(settings, broker=False)  # it takes its work from the rows
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -149,6 +151,11 @@ def _run_deliverer(settings: GatewaySettings) -> int:
 
 
 def _create_admin(settings: GatewaySettings, reset: bool) -> None:
+    from vigil_shared.db import Database
+
+    from .passwords import Passwords
+    from .users import ensure_admin
+
     db = Database(settings.base.database_url)
     try:
         with db.transaction() as session:

@@ -13,9 +13,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
 
 @dataclass(frozen=True)
 class PasswordHashing:
@@ -52,6 +49,10 @@ class Passwords:
     """Hashes and verifies passwords with one set of parameters."""
 
     def __init__(self, parameters: PasswordHashing = STANDARD):
+        # argon2 where passwords are hashed (the web process, create-admin): the settings name these
+        # parameters in every gateway process, and the worker and delivery process hash none (issue 10)
+        from argon2 import PasswordHasher, Type  # noqa: PLC0415
+
         self.parameters = parameters
         self._hasher = PasswordHasher(
             time_cost=parameters.time_cost,
@@ -69,6 +70,8 @@ class Passwords:
 
     def matches(self, stored_hash: str | None, password: str) -> bool:
         """Constant-time whatever the user: a missing hash (unknown username) is checked against a dummy."""
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError  # noqa: PLC0415
+
         try:
             self._hasher.verify(stored_hash if stored_hash is not None else self._dummy_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):

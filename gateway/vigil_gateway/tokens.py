@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session as DbSession
 
+from vigil_shared import hs256
 from vigil_shared.db import utcnow
 from vigil_shared.identity import decode_token
 
@@ -47,10 +48,8 @@ def _same(a: str, b: str | None) -> bool:
 
 
 def issue_access_token(user_id: int, username: str, session_id: str, secret: str, ttl: int) -> str:
-    import jwt  # noqa: PLC0415 - lazy: PyJWT loads cryptography (8 MB), which the gunicorn master never uses
-
     now = int(time.time())
-    return jwt.encode(
+    return hs256.encode(
         {
             "sub": str(user_id),
             "name": username,
@@ -63,7 +62,6 @@ def issue_access_token(user_id: int, username: str, session_id: str, secret: str
             "jti": uuid.uuid4().hex,
         },
         secret,
-        algorithm="HS256",
     )
 
 
@@ -85,13 +83,11 @@ def verify_access_token(token: str, secret: str) -> dict:
 
 
 def _decode_access_token(token: str, secret: str) -> dict:
-    import jwt  # noqa: PLC0415 - see issue_access_token
-
     try:
         claims = decode_token(
             token, secret, audience=AUDIENCE, issuer=ISSUER, require=("exp", "iat", "sub", "jti", "sid")
         )
-    except jwt.PyJWTError as exc:
+    except hs256.InvalidToken as exc:
         raise InvalidToken(str(exc)) from exc
     if claims.get("typ") != "access":
         raise InvalidToken("not an access token")

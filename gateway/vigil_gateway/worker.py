@@ -26,10 +26,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import urllib3
-from celery import Celery
 from sqlalchemy import Table, bindparam, delete, insert, literal, select, true, update
 from sqlalchemy.exc import IntegrityError
 
@@ -37,7 +36,6 @@ from vigil_shared.config import env_float
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import Database, utcnow
 from vigil_shared.identity import service_identity
-from vigil_shared.messaging.celery_app import make_celery, send_to_queue
 from vigil_shared.messaging.contracts import handle_event_task, parse_event
 
 from . import webhooks
@@ -52,6 +50,9 @@ from .models import (
     WebhookSubscription,
 )
 from .settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger("vigil.webhooks")
 
@@ -88,7 +89,7 @@ class WebhookRuntime:
     settings: GatewaySettings
     hooks: webhooks.WebhookSettings
     db: Database
-    celery: Celery
+    celery: Celery | None  # None in the delivery process, which takes its work from the rows (no broker)
     cipher: FieldCipher
     reader: webhooks.ServiceReader
     drift_interval: float = 3600.0
@@ -115,13 +116,22 @@ class WebhookRuntime:
         self._intake_done = threading.Condition(self._intake_lock)  # a group of events was kept
 
     @classmethod
-    def build(cls, settings: GatewaySettings, hooks: webhooks.WebhookSettings | None = None) -> WebhookRuntime:
+    def build(
+        cls, settings: GatewaySettings, hooks: webhooks.WebhookSettings | None = None, *, broker: bool = True
+    ) -> WebhookRuntime:
+        """``broker=False`` (the delivery process) builds no Celery app: Celery and kombu are not even
+        imported (about 7 MB of the process's memory, issue 10)."""
         base = settings.base
+        celery = None
+        if broker:
+            from vigil_shared.messaging.celery_app import make_celery  # noqa: PLC0415 - see above
+
+            celery = make_celery(base)
         return cls(
             settings=settings,
             hooks=hooks or webhooks.WebhookSettings.from_env(),
             db=Database(base.database_url, pool_size=8),  # the intake, two dispatchers, the recorder, the sweep
-            celery=make_celery(base),
+            celery=celery,
             cipher=settings.webhook_cipher(),
             reader=webhooks.ServiceReader(
                 settings.service_urls, base.internal_secret, base.identity_token_ttl, settings.upstream_timeout
@@ -131,8 +141,15 @@ class WebhookRuntime:
 
     # --- sending tasks ---------------------------------------------------------------------------
 
+    def _broker(self) -> Celery:
+        if self.celery is None:
+            raise RuntimeError("this process was built without a broker (the delivery process)")
+        return self.celery
+
     def enqueue(self, delivery_id: int, token: int) -> None:
-        send_to_queue(self.celery, DELIVER_TASK, self.settings.base.queue_name(), [delivery_id, token])
+        from vigil_shared.messaging.celery_app import send_to_queue  # noqa: PLC0415 - see build
+
+        send_to_queue(self._broker(), DELIVER_TASK, self.settings.base.queue_name(), [delivery_id, token])
 
     def enqueue_many(self, pairs: list[tuple[int, int]]) -> None:
         """An event's deliveries to this process's delivery pool when it runs; else as one task (a single
@@ -145,7 +162,11 @@ class WebhookRuntime:
         elif len(pairs) == 1:
             self.enqueue(*pairs[0])
         elif pairs:
-            send_to_queue(self.celery, DELIVER_MANY_TASK, self.settings.base.queue_name(), [[list(p) for p in pairs]])
+            from vigil_shared.messaging.celery_app import send_to_queue  # noqa: PLC0415 - see build
+
+            send_to_queue(
+                self._broker(), DELIVER_MANY_TASK, self.settings.base.queue_name(), [[list(p) for p in pairs]]
+            )
 
     # --- intake ----------------------------------------------------------------------------------
 
@@ -875,9 +896,9 @@ class WebhookRuntime:
     # --- tasks -----------------------------------------------------------------------------------
 
     def register_tasks(self) -> None:
-        runtime = self
+        runtime, celery = self, self._broker()
 
-        @self.celery.task(
+        @celery.task(
             name=handle_event_task("gateway"),
             autoretry_for=(Exception,),
             retry_backoff=True,
@@ -887,10 +908,10 @@ class WebhookRuntime:
         def handle_event(message: dict[str, Any]) -> bool:
             return runtime.receive(message)
 
-        @self.celery.task(name=DELIVER_TASK)
+        @celery.task(name=DELIVER_TASK)
         def deliver_webhook(delivery_id: int, token: int) -> str:
             return runtime.deliver(delivery_id, token)
 
-        @self.celery.task(name=DELIVER_MANY_TASK)
+        @celery.task(name=DELIVER_MANY_TASK)
         def deliver_webhooks(pairs: list[list[int]]) -> list[str]:
             return runtime.deliver_many([(int(d), int(t)) for d, t in pairs])

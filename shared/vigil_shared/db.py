@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from flask import g, has_app_context
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -303,6 +302,8 @@ class Database:
 
     def request_session(self) -> Session:
         """The session of the current Flask request, closed at teardown."""
+        from flask import g, has_app_context  # noqa: PLC0415 - lazy: workers, relays and the delivery process use no request
+
         assert has_app_context(), "request_session() needs a Flask app context"
         session: Session | None = g.get("_vigil_session")
         if session is None:
@@ -310,6 +311,8 @@ class Database:
         return session
 
     def close_request_session(self, _exc: BaseException | None = None) -> None:
+        from flask import g  # noqa: PLC0415 - see request_session
+
         session = g.pop("_vigil_session", None)
         if session is not None:
             session.close()

@@ -21,6 +21,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import hs256
 from .permissions import GLOBAL, scope_of
 
 IDENTITY_HEADER = "X-Vigil-Identity"
@@ -128,11 +129,9 @@ def sign_identity(identity: Identity, secret: str, ttl_seconds: int = 60) -> str
 def sign_claims(claims: Mapping[str, Any], secret: str, ttl_seconds: int = 60) -> str:
     """An identity token for ``claims`` (an identity's, see :meth:`Identity.to_claims`): issuer, audience,
     a fresh id and a lifetime of ``ttl_seconds`` (valid from 5 seconds ago, for clock skew)."""
-    import jwt  # noqa: PLC0415 - lazy: PyJWT loads cryptography (8 MB), which workers and relays never need
-
     now = int(time.time())
     registered = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 5, "exp": now + ttl_seconds}
-    return jwt.encode({**claims, **registered, "jti": uuid.uuid4().hex}, secret, algorithm="HS256")
+    return hs256.encode({**claims, **registered, "jti": uuid.uuid4().hex}, secret)
 
 
 # token and secret -> its identity and expiry: a token the gateway reuses between calls (one per caller and
@@ -157,8 +156,6 @@ def verify_identity(token: str, secret: str, *, request_id: str | None = None, b
     except TypeError:  # not even a string
         known = None
     if known is None or known[1] + LEEWAY_SECONDS < _clock():
-        import jwt  # noqa: PLC0415 - see sign_claims
-
         try:
             claims = decode_token(
                 token,
@@ -168,7 +165,7 @@ def verify_identity(token: str, secret: str, *, request_id: str | None = None, b
                 require=("exp", "iat", "sub", "aud", "iss"),
                 leeway=LEEWAY_SECONDS,
             )
-        except jwt.PyJWTError as exc:
+        except hs256.InvalidToken as exc:
             raise InvalidIdentity(str(exc)) from exc
         known = (Identity.from_claims(claims), float(claims["exp"]))
         if len(_verified) >= VERIFIED_MAX:
@@ -194,19 +191,8 @@ def decode_token(
     token: str, secret: str, *, audience: str, issuer: str, require: tuple[str, ...], leeway: int = 0
 ) -> dict[str, Any]:
     """The claims of a token Vigil signed: HS256 only (never the algorithm the token names), for this
-    audience and issuer, with the ``require``d claims present; raises ``jwt.PyJWTError`` otherwise."""
-    import jwt  # noqa: PLC0415 - see sign_claims
-
-    claims: dict[str, Any] = jwt.decode(
-        token,
-        secret,
-        algorithms=["HS256"],
-        audience=audience,
-        issuer=issuer,
-        options={"require": list(require)},
-        leeway=leeway,
-    )
-    return claims
+    audience and issuer, with the ``require``d claims present; raises ``hs256.InvalidToken`` otherwise."""
+    return hs256.decode(token, secret, audience=audience, issuer=issuer, require=require, leeway=leeway)
 
 
 def service_identity(

@@ -271,3 +271,51 @@ def test_a_refund_whose_answer_was_lost_is_retried_with_its_key_and_refunds_once
     rest = api.post(f"{path}/refund", json={})
     assert rest.status_code == 200 and rest.json["amount_refunded"] == 1200, rest.json
     assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 1200
+
+
+def test_a_lost_refund_is_asked_again_only_for_its_amount_and_never_refunds_twice(
+    api, known, sandbox, charges, session
+):
+    """The processor may have made a refund whose answer was lost. Another amount under the same key is
+    refused by the processor as a reused key; taking that for a refusal would end the attempt, and the
+    next key would refund the lost amount a second time. The lost amount is kept: another amount is
+    a 409 that changes nothing, and asking for it again gets the first answer."""
+    path = paid_by_card(api, known, sandbox, charges)  # 1200
+    sandbox_control(sandbox, lose_refund_answers=processor.ATTEMPTS)
+    lost = api.post(f"{path}/refund", json={"amount": 400})
+    assert lost.status_code == 503, lost.json
+    assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 400  # made, answer lost
+    others = [api.post(f"{path}/refund", json=other) for other in ({"amount": 300}, {})]
+    resolved = api.post(f"{path}/refund", json={"amount": 400})
+    # the money: what the processor refunded is what Vigil's books say, once
+    assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 400
+    assert resolved.status_code == 200, resolved.json
+    assert (resolved.json["amount_refunded"], resolved.json["refund_pending_amount"]) == (400, None)
+    for refused in others:
+        assert refused.status_code == 409 and refused.json["code"] == "refund_unresolved", refused.json
+        assert "400" in refused.json["detail"]
+    rest = api.post(f"{path}/refund", json={})
+    assert rest.status_code == 200 and rest.json["amount_refunded"] == 1200, rest.json
+    assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 1200
+
+
+def test_a_lost_refunds_amount_is_shown_while_it_is_unresolved(api, known, sandbox, charges):
+    path = paid_by_card(api, known, sandbox, charges)
+    assert api.get(path).json["refund_pending_amount"] is None
+    sandbox_control(sandbox, lose_refund_answers=processor.ATTEMPTS)
+    assert api.post(f"{path}/refund", json={"amount": 400}).status_code == 503
+    assert api.get(path).json["refund_pending_amount"] == 400
+
+
+def test_a_refusal_after_a_lost_answer_ends_the_attempt(api, known, sandbox, charges, session):
+    """A definitive answer to the lost attempt (here a refusal the processor then replays) clears it:
+    the next refund, of any amount, is a new attempt."""
+    path = paid_by_card(api, known, sandbox, charges)
+    sandbox_control(sandbox, refuse_refunds=1, lose_refund_answers=processor.ATTEMPTS)
+    assert api.post(f"{path}/refund", json={"amount": 400}).status_code == 503
+    refused = api.post(f"{path}/refund", json={"amount": 400})  # the replayed refusal
+    assert refused.status_code == 409 and refused.json["code"] == "refund_refused", refused.json
+    assert api.get(path).json["refund_pending_amount"] is None
+    again = api.post(f"{path}/refund", json={"amount": 250})
+    assert again.status_code == 200 and again.json["amount_refunded"] == 250, again.json
+    assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 250

@@ -288,8 +288,10 @@ def create_payment(ctx: Context, customer: KnownCustomer, data: dict) -> Payment
 
 
 def refund_payment(ctx: Context, scoped: ScopedPayment, data: dict) -> Payment:
-    """Refunds through the processor. Not one transaction when the processor refuses: the refusal is
-    committed (it ends the attempt, so the next one sends a new idempotency key) and then answered 409."""
+    """Refunds through the processor. Not one transaction when the processor refuses or its answer is
+    lost: the refusal is committed (it ends the attempt, so the next one sends a new idempotency key) and
+    then answered 409; the lost attempt's amount is committed (the next attempt must ask for it again,
+    under the same key) and then answered 503."""
     refused = _refund(ctx, scoped, data)
     if refused is not None:
         raise refused
@@ -304,6 +306,9 @@ def _refund(ctx: Context, scoped: ScopedPayment, data: dict) -> Problem | None:
     except payments.RefundRefused as refusal:
         payments.count_refusal(ctx.session, payment.id)
         return refusal.problem
+    except payments.RefundUnknown as unknown:
+        payments.keep_pending(ctx.session, payment.id, unknown.amount)
+        return unknown.problem
     return None
 
 

@@ -211,6 +211,9 @@ class Payment(EditedRecord, Base):
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     # refunds the processor refused: each ends an attempt, so the next one sends a new key (payments.refund_key)
     refund_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the amount of the refund attempt whose answer was lost (its outcome unknown): asked again only for
+    # that amount, under the same key, until the processor answers (payments.refund)
+    refund_pending_amount: Mapped[int | None] = mapped_column(BigInteger)
     unallocated: Mapped[int] = mapped_column(BigInteger, default=0)
     # invoices to pay first (ids), as asked when the payment was made; otherwise oldest due first
     allocate_to: Mapped[list] = mapped_column(JSON, default=list)

@@ -212,7 +212,11 @@ def _failed(session: Session, outbox: Outbox, payment: Payment, code: str, messa
 # and a retry gets the first answer; a new key once the attempt has a definitive answer. A success is
 # a ``Refund`` row, a refusal a ``refund_refusals`` count, committed although the answer is a 409
 # (``commands.refund_payment``): a processor replays a refusal for its key, so asking again with the
-# same key could never succeed.
+# same key could never succeed. An attempt whose answer was lost keeps its amount
+# (``refund_pending_amount``, committed with the 503): until the processor answers, a refund is asked
+# for that amount only (409 otherwise). Another amount under the same key would be refused by the
+# processor as a reused key, and that refusal must not end the attempt: the next key would refund again
+# what the lost attempt may already have refunded.
 
 
 class RefundRefused(Exception):
@@ -221,6 +225,16 @@ class RefundRefused(Exception):
     def __init__(self, problem: Problem):
         super().__init__(problem.detail)
         self.problem = problem
+
+
+class RefundUnknown(Exception):
+    """The processor could not be asked, or its answer was lost: the attempt of ``amount`` may have
+    refunded; ``problem`` is the answer (503)."""
+
+    def __init__(self, problem: Problem, amount: int):
+        super().__init__(problem.detail)
+        self.problem = problem
+        self.amount = amount
 
 
 def refund_key(payment: Payment, refunds_done: int) -> str:
@@ -234,7 +248,18 @@ def count_refusal(session: Session, payment_id: int) -> None:
     session.execute(
         update(Payment)
         .where(Payment.id == payment_id)
-        .values(refund_refusals=Payment.refund_refusals + 1)
+        .values(refund_refusals=Payment.refund_refusals + 1, refund_pending_amount=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def keep_pending(session: Session, payment_id: int, amount: int) -> None:
+    """Keeps the amount of an attempt whose outcome is unknown: the next one asks for it again under the
+    same key. Not a change of the payment (no new version)."""
+    session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(refund_pending_amount=amount)
         .execution_options(synchronize_session=False)
     )
 
@@ -251,18 +276,26 @@ def refund(
     amount = left if amount is None else amount
     if amount <= 0 or amount > left:
         raise validation_problem({"amount": [f"At most {left} is left to refund."]})
+    pending = payment.refund_pending_amount
+    if pending is not None and amount != pending:
+        raise conflict(
+            f"A refund of {pending} is unresolved: the processor's answer to it was lost, and it may have "
+            f"been made. Ask for {pending} again to learn its outcome before refunding another amount.",
+            code="refund_unresolved",
+        )
     done = session.scalar(select(func.count()).where(Refund.payment_id == payment.id)) or 0
     processor_refund_id = None
     if payment.method in ("card", "ach"):
         try:
             result = processor.refund(payment.processor_charge_id or "", amount, refund_key(payment, done))
         except ProcessorUnavailable:
-            raise unavailable() from None
+            raise RefundUnknown(unavailable(), amount) from None
         if not result.succeeded:
             raise RefundRefused(
                 conflict(f"The processor refused the refund: {result.failure_message}", code=result.failure_code)
             )
         processor_refund_id = result.charge_id
+    payment.refund_pending_amount = None
     from_credit = min(payment.unallocated, amount)
     payment.unallocated -= from_credit
     rest = amount - from_credit

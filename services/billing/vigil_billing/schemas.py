@@ -326,6 +326,13 @@ class PaymentSchema(Schema):
     failure_code = fields.String(allow_none=True)
     failure_message = fields.String(allow_none=True)
     amount_refunded = fields.Integer()
+    refund_pending_amount = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "A refund whose outcome is unknown (the processor's answer was lost): the next "
+            "refund must ask for this amount, which then resolves it"
+        },
+    )
     unallocated = fields.Integer(metadata={"description": "Credit left once allocated and refunded"})
     allocations = fields.List(fields.Nested(AllocationSchema))
     received_at = Timestamp(allow_none=True)

@@ -316,3 +316,30 @@ def test_a_batch_of_signals_to_linked_properties_is_logged_outside_any_transacti
     assert sorted(s["message_id"] for s in unmatched) == ["f-3", "f-4"]
     assert batch(message(kind="status", status="suspended", message_id="f-5")) == [site["id"]]
     assert fast[-1] is None and api.get(f"/api/v1/properties/{site['id']}").json["monitoring_status"] == "suspended"
+
+
+def test_a_transfer_to_a_customer_another_company_monitors_unlinks_the_property(api, site, known, outbox):
+    """The link Acme's first message made (Acme's company monitors customer 7) does not follow the property
+    to a customer Zeta's company monitors: Acme's messages no longer reach it, Zeta's link it. A transfer
+    between two customers of one company keeps the link."""
+    station = api.as_(STATION)
+    assert station.post("/api/v1/monitoring/messages", json=message(kind="test")).json["property_id"] == site["id"]
+    known(8)  # Acme's company too
+    known(9, monitoring_company_id=ZETA)
+    path = f"/api/v1/properties/{site['id']}"
+    kept = api.post(f"{path}/transfer", json={"to_customer_id": 8})
+    assert kept.status_code == 200 and kept.json["central_station"] == "Acme", kept.json
+    moved = api.post(f"{path}/transfer", json={"to_customer_id": 9})
+    assert moved.status_code == 200 and moved.json["central_station"] is None, moved.json
+    last = [data for _, data in outbox("property.updated") if "central_station" in data["changed"]][-1]
+    assert (last["property_id"], last["customer_id"], last["central_station"]) == (site["id"], 9, None)
+    history = api.get(f"{path}/history").json["items"]
+    assert [(h["field"], h["old_value"], h["new_value"]) for h in history][:2] == [
+        ("central_station", "Acme", None),
+        ("customer_id", "8", "9"),
+    ]
+    status = message(kind="status", status="cancelled", message_id="m-9")
+    assert station.post("/api/v1/monitoring/messages", json=status).json["property_id"] is None
+    assert api.get(path).json["monitoring_status"] == "active"
+    assert station.post("/api/v1/monitoring/messages", json=zeta(kind="test")).json["property_id"] == site["id"]
+    assert api.get(path).json["central_station"] == "Zeta"

@@ -213,14 +213,23 @@ def transfer_property(ctx: Context, scoped: Scoped, to_customer_id: int, reason:
     """Moves the property, with everything attached, to another (live) customer: the new-homeowner case.
 
     Needs ``properties.modify`` at both customers' locations; a transfer that would show the caller
-    codes masked for them where the property is now is refused (403).
+    codes masked for them where the property is now is refused (403). A property linked to a central
+    station is unlinked when the receiving customer's Monitored By is not the giver's.
     """
     ctx.check_version(scoped.property.id, scoped.property.version)
     properties.ensure_editable(scoped.property)
     target = live_customer(ctx, to_customer_id, field="to_customer_id")
     ctx.require("properties.modify", target.location_id)
     _refuse_unmasking_move(ctx, scoped.location_id, target.location_id)
+    giver = replica.known_customer(ctx.session, scoped.property.customer_id)
     properties.transfer_property(ctx.session, ctx.outbox, scoped.property, target.customer_id, actor(ctx), reason)
+    if scoped.property.central_station is not None and (
+        giver is None or giver.monitoring_company_id != target.monitoring_company_id
+    ):
+        # A station reaches only the properties its monitoring company monitors (monitoring.station_may_write):
+        # the link its first message made under the giver's Monitored By does not pass to a customer another
+        # company monitors. Unlinked, the property is matched again by the receiver's company's station.
+        monitoring.link_station(ctx.session, ctx.outbox, scoped.property, None, actor(ctx))
     return Scoped(scoped.property, target.location_id)
 
 

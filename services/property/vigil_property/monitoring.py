@@ -11,8 +11,9 @@ property has it or another station's property does, is kept unmatched for an ope
 never dropped, and answered alike (the same query, the same receipt), so a station learns nothing of
 accounts it does not monitor. The first message an unlinked property gets from its station links it
 (``central_station``, announced with ``property.updated``): the customer service then locks the
-customer's Monitored By until the link is removed (PATCH ``central_station`` null). An operator who
-resolves an unmatched message to a property links it to the message's station.
+customer's Monitored By until the link is removed (PATCH ``central_station`` null, or a transfer to a
+customer another company monitors). An operator who resolves an unmatched message to a property links
+it to the message's station.
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ def unmatched() -> Select[Any]:
     )
 
 
-def link_station(session: Session, outbox: Outbox, prop: Property, station: str, actor: Actor) -> None:
-    """Links the property to the central station that sent it a message (once; a new station replaces it)."""
+def link_station(session: Session, outbox: Outbox, prop: Property, station: str | None, actor: Actor) -> None:
+    """Links the property to the central station that sent it a message (once; a new station replaces it);
+    ``None`` unlinks it (a transfer to a customer another monitoring company monitors)."""
     if prop.central_station == station:
         return
     history.record(session, prop.id, "updated", actor, field="central_station", old=prop.central_station, new=station)

@@ -18,16 +18,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from celery import Celery
 from sqlalchemy import JSON, BigInteger, Integer, String, Table, Text, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ..crypto import FieldCipher
 from ..db import Database, UTCDateTime, utcnow
-from .celery_app import PUBLISH_TIMEOUT, send_to_queue
 from .contracts import (
     Event,
     UnknownContract,
@@ -39,6 +37,9 @@ from .contracts import (
     subscribers,
 )
 from .dead_letters import DeadLetters, worth_retrying
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger("vigil.messaging")
 
@@ -175,6 +176,10 @@ class OutboxRelay:
 
     def publish_pending(self) -> int:
         """One cycle: publish up to ``batch_size`` events; returns how many."""
+        # Celery and kombu are imported where they are used (a relay, a worker): a process that only reads
+        # the outbox's models (the gateway's webhook delivery process) never loads them (issue 10)
+        from .celery_app import send_to_queue  # noqa: PLC0415
+
         OutboxEvent = self.models.OutboxEvent
         with self.db.transaction() as session:
             rows = session.scalars(
@@ -333,6 +338,8 @@ class EventConsumer:
 
     def register_task(self, celery: Celery) -> Any:
         """The Celery task ``<service>.handle_event.v1`` feeding this consumer."""
+        from .celery_app import PUBLISH_TIMEOUT  # noqa: PLC0415 - see publish_pending
+
         consumer = self
 
         @celery.task(  # type: ignore[untyped-decorator]  # Celery ships no type information

@@ -58,7 +58,10 @@ class PaymentItem(MethodView):
         return payment_body(request_session(), scoped.record, scoped.location_id), 200, etag_headers(scoped.record)
 
 
-REFUND_REFUSED = {409: "The payment did not succeed, or the processor refused the refund", 503: PROCESSOR_DOWN}
+REFUND_REFUSED = {
+    409: "The payment did not succeed, the processor refused the refund, or a refund of another amount is unresolved",
+    503: PROCESSOR_DOWN,
+}
 
 
 @blp.route("/payments/<int:payment_id>/refund")
