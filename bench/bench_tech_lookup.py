@@ -1,6 +1,6 @@
 """CPU of one technician lookup for the whole machine (the issue's target: at most 10 ms).
 
-    .venv/bin/python bench/bench_tech_lookup.py [--duration 6] [--threads 4] [--rounds 2]
+    .venv/bin/python bench/bench_tech_lookup.py [--duration 6] [--threads 4] [--rounds 2] [--profile DIR]
 
 Starts Vigil as ``bench_gateway_properties`` does (PostgreSQL + RabbitMQ when they answer, the
 embedded default otherwise), seeds one monitored property with an emergency contact, then:
@@ -22,6 +22,11 @@ the same databases: a bare Flask + SQLAlchemy Core process doing the lookup's tw
 property by account number, the emergency contacts), the PIN's keyed-hash check and the audit insert,
 under gunicorn with the services' worker model. The best rounds of both are printed side by side,
 CPU per lookup by process, with the ratio of the whole machine's.
+
+``--profile DIR`` (py-spy installed in the venv: ``.venv/bin/pip install py-spy``) also samples the
+gunicorn workers of the gateway and the property and customer services during each Vigil round
+(GIL samples, raw collapsed stacks ``DIR/<round>-<process>.txt``, for a flame graph) and prints each
+worker's heaviest frames, inclusive.
 """
 
 from __future__ import annotations
@@ -33,11 +38,15 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from pathlib import Path
 from urllib.parse import urlparse
 
 import bench_gateway_properties as bench
 import benchkit
+import profile_property_read as spy
 
 GOAL_MS = 10.0
 
@@ -73,6 +82,34 @@ def _net(result, idle: dict, duration: float) -> dict[str, float]:
     }
 
 
+PROFILED = ("gateway", "property", "customer")
+
+
+def start_sampling(stack, seconds: float, out: Path, round_: int) -> list[tuple[str, Path, threading.Thread]]:
+    """py-spy on the gunicorn worker of each process a lookup passes, started now for ``seconds``."""
+    processes = {p.name: p.popen.pid for p in stack.processes}
+    samplers = []
+    for name in PROFILED:
+        path = out / f"{round_ + 1}-{name}.txt"
+        sampler = threading.Thread(target=spy.profile, args=(spy.worker_pids(processes[name])[0], seconds, path))
+        sampler.start()
+        samplers.append((name, path, sampler))
+    return samplers
+
+
+def heaviest(path: Path, count: int = 25) -> tuple[int, list[tuple[str, int]]]:
+    """Total samples and the ``count`` frames found in the most samples (each frame once a stack)."""
+    total, under = 0, Counter()
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not samples.isdigit():
+            continue
+        total += int(samples)
+        for frame in set(stack.split(";")):
+            under[frame] += int(samples)
+    return total, under.most_common(count)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=6.0, help="seconds measured per round")
@@ -80,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="keeps the round with the least CPU")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the three workers during each Vigil round")
     args = parser.parse_args(argv)
+    out = Path(args.profile) if args.profile else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     var_dir = tempfile.mkdtemp(prefix="vigil-bench-")
     stack = databases = floor = None
     try:
@@ -108,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         with multiprocessing.get_context("fork").Pool(args.processes) as pool:
             for round_ in range(args.rounds):
                 for index, measured in enumerate((target, floor_target)):
+                    samplers = []
+                    if out is not None and measured is target:
+                        samplers = start_sampling(stack, args.warmup + args.duration - 0.5, out, round_)
                     result = bench.measure(
                         pool,
                         measured,
@@ -120,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
                         prefix,
                         floors,
                     )
+                    for name, path, sampler in samplers:
+                        sampler.join()
+                        samples, frames = heaviest(path)
+                        print(f"    py-spy, {name} worker: {samples} samples holding the GIL (inclusive share)")
+                        for frame, count in frames:
+                            print(f"      {count / max(samples, 1):6.1%}  {frame[:150]}")
                     net = _net(result, idle, args.duration)
                     total = sum(ms for group, ms in net.items() if group != "load generator")
                     print(

@@ -88,7 +88,9 @@ def design_query(session: Session, where: str, params: dict) -> tuple[list, int]
 
 def term_table(session: Session, q: str) -> tuple[list, int]:
     result = search.list_customers(
-        session, search.ListQuery(q=q), search.Visibility(frozenset(VISIBLE_LOCATIONS), frozenset(VISIBLE_LOCATIONS))
+        session.connection(),
+        search.ListQuery(q=q),
+        search.Visibility(frozenset(VISIBLE_LOCATIONS), frozenset(VISIBLE_LOCATIONS)),
     )
     return result.rows, result.total
 

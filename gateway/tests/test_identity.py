@@ -389,3 +389,72 @@ def test_the_epoch_read_survives_a_connection_the_database_dropped(app, client, 
         assert ended >= 1
     assert cache.epoch() == before + 1
     assert client.get("/api/v1/me", headers=auth).status_code == 200
+
+
+AUDIT_ROW = dict(
+    occurred_at=None,  # set per test: now
+    actor_id="7",
+    actor_name="tech",
+    actor_kind="user",
+    client_ip="203.0.113.7",
+    request_id=None,
+    action="tech.lookup",
+    outcome="success",
+    target_type="property",
+    target_id="3",
+    details={"account_number": "ACC-1 %s '", "status": 200, "nested": {"a": [1, None, "é"]}},
+)
+
+
+@pytest.mark.parametrize("empty", [False, True], ids=["filled", "nulls"])
+def test_an_audit_entry_on_the_kept_connection_is_the_row_sqlalchemy_writes(app, db, empty):
+    """The audit entry goes in on the DBAPI connection (statement compiled once, values through the
+    column types' own processors): the stored row must be the one SQLAlchemy's insert stores."""
+    from sqlalchemy import insert
+
+    from vigil_shared.db import utcnow
+
+    cache = app.extensions["vigil_gateway_identity_cache"]
+    row = AUDIT_ROW | {"occurred_at": utcnow()}
+    if empty:
+        row |= {key: None for key in row if key not in ("occurred_at", "action", "outcome")}
+    cache.insert(AuditEntry.__table__, row | {"request_id": f"raw-{empty}"})
+    with db.engine.begin() as conn:
+        conn.execute(insert(AuditEntry), row | {"request_id": f"core-{empty}"})
+    with db.engine.connect() as conn:
+        stored = {
+            r.request_id.split("-")[0]: r._asdict()
+            for r in conn.execute(select(AuditEntry.__table__).where(AuditEntry.request_id.like(f"%-{empty}")))
+        }
+        raw_details, core_details = (
+            conn.execute(
+                text("SELECT CAST(details AS TEXT) FROM audit_entries WHERE request_id = :id"),
+                {"id": f"{kind}-{empty}"},
+            ).scalar()
+            for kind in ("raw", "core")
+        )
+    assert set(stored) == {"raw", "core"}
+    for entry in stored.values():
+        del entry["id"], entry["request_id"]
+    assert stored["raw"] == stored["core"] and stored["raw"]["occurred_at"] == row["occurred_at"]
+    assert raw_details == core_details  # the same JSON text (a null details is JSON null on both)
+
+
+def test_an_audit_entry_survives_a_connection_the_database_dropped(app, db):
+    cache = app.extensions["vigil_gateway_identity_cache"]
+    from vigil_shared.db import utcnow
+
+    cache.insert(AuditEntry.__table__, AUDIT_ROW | {"occurred_at": utcnow(), "request_id": "before-drop"})
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as conn:
+            ended = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state = 'idle' AND starts_with(query, 'INSERT INTO audit_entries')"
+            ).scalar()
+        assert ended >= 1
+    cache.insert(AuditEntry.__table__, AUDIT_ROW | {"occurred_at": utcnow(), "request_id": "after-drop"})
+    with db.engine.connect() as conn:
+        written = conn.execute(
+            select(AuditEntry.request_id).where(AuditEntry.request_id.in_(["before-drop", "after-drop"]))
+        ).scalars()
+        assert sorted(written) == ["after-drop", "before-drop"]

@@ -26,7 +26,8 @@ log = logging.getLogger("vigil.gateway.audit")
 
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
 _INSERT = insert(AuditEntry)  # built once: every sign-in, lookup and confidential read writes one
-KEPT_CONNECTIONS = "vigil_gateway_identity_cache"  # its per-thread autocommit connection (IdentityCache.write)
+_TABLE = AuditEntry.__table__
+KEPT_CONNECTIONS = "vigil_gateway_identity_cache"  # its per-thread autocommit connection (IdentityCache.insert)
 
 
 def record(
@@ -57,7 +58,7 @@ def record(
     try:
         kept = current_app.extensions.get(KEPT_CONNECTIONS) if has_request_context() else None
         if kept is not None and kept.db is db:
-            kept.write(_INSERT, row)  # every sign-in, technician lookup and confidential read
+            kept.insert(_TABLE, row)  # every sign-in, technician lookup and confidential read
         else:
             with db.engine.begin() as conn:
                 conn.execute(_INSERT, row)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, request
+from flask import g, jsonify, request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from vigil_shared.alike import alike
 from vigil_shared.endpoints import Blueprint
 from vigil_shared.errors import Problem
+from vigil_shared.fields import schema_dumper
 from vigil_shared.onsite import TechOnSite
 
 from .. import audit
@@ -70,6 +71,10 @@ class TechLookupResult(TechOnSite):
     # marshmallow types Schema.partial (a load option) as a bool; a field of that name is what it declares here
     partial = fields.Boolean(metadata={"description": "True when a part could not be fetched"})  # type: ignore[assignment]
     unavailable = fields.List(fields.String(), metadata={"description": "Services that did not answer"})
+
+
+# TechLookupResult's dump, by converters built once; gateway/tests/test_tech_lookup.py pins it to the schema's
+dump_lookup_result = schema_dumper(TechLookupResult())
 
 
 # --- audit ---------------------------------------------------------------------------------------
@@ -151,4 +156,8 @@ class TechLookup(MethodView):
         """
         found = look_up_site(data)
         g.tech_site, g.tech_partial = found.property_found, found.partial  # for the audit entry
-        return found.body(), 200, found.headers()
+        # a ready response (flask-smorest passes it through): only TechLookupResult's fields leave, dumped
+        # by converters built once (marshmallow's nested dump of the whole answer was the view's largest part)
+        response = jsonify(dump_lookup_result(found.body()))
+        response.headers.update(found.headers())
+        return response

@@ -386,7 +386,7 @@ def test_a_pages_items_are_the_json_the_list_item_schema_would_dump(api, app, se
     listed = api.get("/api/v1/customers").json["items"]
     assert len(listed) == 3 and any(item["archived_at"] for item in listed) and any(item["tags"] for item in listed)
     with app.test_request_context():
-        rows = search.list_customers(session, search.ListQuery(), search.Visibility(None, None)).rows
+        rows = search.list_customers(session.connection(), search.ListQuery(), search.Visibility(None, None)).rows
         tags = search.tags_of(session, [row.id for row in rows])
         expected = CustomerListItemSchema(many=True).dump(
             [present.list_item(row, tags.get(row.id, [])) for row in rows]
@@ -394,3 +394,102 @@ def test_a_pages_items_are_the_json_the_list_item_schema_would_dump(api, app, se
     assert listed == expected
     untagged = api.as_(identity_with("customers.view", locations=(1,))).get("/api/v1/customers").json["items"]
     assert untagged and all("tags" not in item for item in untagged), "no tags.view: no tags key, as the schema"
+
+
+def _intersected_as_before(session, q, visibility):
+    """The records of a several-word search as the ``INTERSECT`` of each word's matches found them
+    before the semi-join (the old statement, rebuilt here)."""
+    from sqlalchemy import intersect, select
+
+    from vigil_customer.models import SearchTerm
+
+    terms = SearchTerm.__table__
+
+    def scoped(token):
+        conditions = [search._token_condition(terms, token)]
+        seen = visibility.condition(terms.c.kind, terms.c.location_id)
+        if seen is not None:
+            conditions.append(seen)
+        return select(terms.c.customer_id.label("id"), terms.c.sort_name.label("sort_name")).where(*conditions)
+
+    both = intersect(*[scoped(token) for token in search.query_tokens(q)]).subquery()
+    return sorted(session.execute(select(both.c.id, both.c.sort_name)).all(), key=lambda r: (r.sort_name, r.id))
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_several_words_find_what_the_intersection_found(api, session, monkeypatch, small):
+    """Several words are matched by a semi-join on the record id (the first word's rows whose record
+    matches every other word): the same records, in the same order, as the intersection before, on
+    the small-result path and on the ordered walk, whichever field each word matches."""
+    words = [("James", "Smith", None), ("Jameson", "Smithers", "Smith Alarm"), ("Smith", "James", None)]
+    made = []
+    for location in (1, 2):
+        for first, last, business in words:
+            made.append(
+                create(
+                    api,
+                    customer(
+                        first_name=first,
+                        last_name=last,
+                        business_name=business,
+                        account_type="commercial" if business else "residential",
+                        location_id=location,
+                        email=f"{first}.{last}{location}@smith.example".lower(),
+                    ),
+                )
+            )
+    if not small:
+        monkeypatch.setattr(search, "SMALL_RESULT", 1)
+    scopes = [search.Visibility(None, None), search.Visibility(frozenset({2}), frozenset({2}))]
+    queries = [
+        "james smith",
+        "smith james",
+        "jam smi",
+        "smith smith.example",
+        "james smith alarm",
+        "jameson smi",
+        "ja sm",
+    ]
+    for visibility in scopes:
+        for q in queries:
+            expected = [row.id for row in _intersected_as_before(session, q, visibility)]
+            listed, cursor = [], None
+            while True:
+                page = search.list_customers(
+                    session.connection(), search.ListQuery(q=q, per_page=2, cursor=cursor), visibility
+                )
+                listed += [row.id for row in page.rows]
+                assert page.total == len(expected), (q, visibility)
+                if not page.next_cursor:
+                    break
+                cursor = page.next_cursor
+            assert listed == expected, (q, visibility)
+    assert _intersected_as_before(session, "james smith", scopes[0]), "the test searches find something"
+
+
+def test_a_pages_tags_read_with_its_rows_are_the_tags_of_its_records(api, session):
+    """A page's rows carry their tags (one statement): on every path (page 1 kept, a cursor either way,
+    another sort, a page number, a search) the items, order and tags are what a separate read gives."""
+    tags = [api.post("/api/v1/tags", json={"name": name}).json for name in ("Zulu", "alpha", "Mid")]
+    made = [create(api, customer(first_name=f"Tagq{i}", last_name=f"Rowq{i}")) for i in range(5)]
+    for record, names in zip(made, [(0, 1, 2), (), (1,), (2, 0), ()], strict=True):
+        for n in names:
+            assert api.post(f"/api/v1/customers/{record['id']}/tags", json={"tag_id": tags[n]["id"]}).status_code < 300
+    expected_tags = search.tags_of(session, [r["id"] for r in made])
+    assert [t["name"] for t in expected_tags[made[0]["id"]]] == ["alpha", "Mid", "Zulu"], "by name, as before"
+    for args in ("", "sort=-name", "sort=created", "sort=-id", "q=tagq", "q=tagq%20rowq", "page=2", "q=rowq&page=2"):
+        search._FIRST_PAGES.clear()
+        seen, url = [], f"/api/v1/customers?per_page=2&{args}"
+        while url:
+            response = api.get(url)
+            assert response.status_code == 200, response.json
+            for item in response.json["items"]:
+                seen.append(item["id"])
+                assert item["tags"] == expected_tags.get(item["id"], []), (args, item)
+            url = next_link(response)
+        if "page=2" not in args:
+            assert sorted(seen) == sorted(r["id"] for r in made), args
+    back = api.get("/api/v1/customers?per_page=2")
+    forward = api.get(next_link(back))
+    prev = [part for part in forward.headers["Link"].split(",") if 'rel="prev"' in part][0].split(";")[0].strip("<> ")
+    assert ids(api.get(prev)) == ids(back), "a prev cursor gives the page before, tags folded the same way"

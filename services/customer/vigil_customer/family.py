@@ -52,4 +52,4 @@ def parent_candidates(session: Session, customer: Customer, query: search.ListQu
         )
     query.kind = "customer"
     query.parent_candidates_for = customer.id
-    return search.list_customers(session, query, visibility)
+    return search.list_customers(session.connection(), query, visibility)

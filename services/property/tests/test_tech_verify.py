@@ -3,7 +3,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from vigil_property import tech
 from vigil_property.models import LookupWindow, PinGuard, Property
@@ -162,3 +162,94 @@ def test_ended_windows_are_pruned(api, session, site, monkeypatch):
     verify(api, technician(ip="198.51.100.21"))
     session.expire_all()
     assert [w.client for w in session.query(LookupWindow)] == ["198.51.100.21"]
+
+
+def _on_site_as_the_entities_dumped(app, session, identity, property_id: int, location_id: int):
+    """The answer as the lookup built it before its reads became plain rows: ORM entities, the property
+    and system bodies of the other views, and OnSiteSchema's own dump."""
+    from flask import g
+
+    from vigil_property.api.present import property_body, system_body
+    from vigil_property.models import Appointment, Equipment, System, SystemKind
+    from vigil_property.schemas import OnSiteSchema
+    from vigil_shared.onsite import TechSite
+
+    session.expire_all()
+    with app.test_request_context():
+        g.identity = identity
+        prop = session.get(Property, property_id)
+        body = property_body(prop, location_id, with_pin=False)
+        systems = session.execute(
+            select(System, SystemKind)
+            .join(SystemKind, SystemKind.id == System.kind_id)
+            .where(System.property_id == property_id)
+            .order_by(System.id)
+        )
+        equipment = session.scalars(
+            select(Equipment)
+            .where(Equipment.property_id == property_id, Equipment.status != "removed")
+            .order_by(Equipment.id)
+        )
+        visits = session.scalars(
+            select(Appointment)
+            .where(
+                Appointment.property_id == property_id,
+                Appointment.status == "scheduled",
+                Appointment.ends_at >= utcnow(),
+            )
+            .order_by(Appointment.starts_at, Appointment.id)
+        )
+        return OnSiteSchema().dump(
+            {
+                "property": {key: body[key] for key in TechSite().fields},
+                "systems": [system_body(system, kind, location_id, identity) for system, kind in systems],
+                "equipment": list(equipment),
+                "open_appointments": list(visits),
+            }
+        ), g.get("confidential_reads")
+
+
+@pytest.mark.parametrize("codes", [False, True], ids=["masked", "codes shown"])
+def test_the_on_site_answer_from_rows_is_the_one_the_entities_dumped(app, api, session, site, codes):
+    """The lookup reads plain rows and dumps them by kept converters; the JSON (and the confidential reads
+    reported) must be what loading the entities and dumping them through OnSiteSchema gave."""
+    prop_id = site["id"]
+    kind = api.post(
+        "/api/v1/system-kinds",
+        json={"name": "Hik NVR", "fields": [{"name": "channels", "label": "Channels", "required": True}]},
+    ).json
+    api.post(
+        f"/api/v1/properties/{prop_id}/systems",
+        json={"kind_id": kind["id"], "port": 8000, "version": "4.1", "notes": "rack", "details": {"channels": "16"}},
+    )  # no password: null, not masked
+    api.post(
+        f"/api/v1/properties/{prop_id}/equipment",
+        json={"item": "Siren", "serial_number": "SN-9", "install_date": "2024-02-29", "warranty_end": "2027-02-28"},
+    )
+    identity = technician("confidential.installation_codes.view") if codes else technician()
+    response = verify(api, identity)
+    assert response.status_code == 200, response.json
+    expected, reads = _on_site_as_the_entities_dumped(app, session, identity, prop_id, 1)
+    assert response.json == expected
+    assert len(expected["systems"]) == 2 and len(expected["equipment"]) == 2 and expected["open_appointments"]
+    assert expected["equipment"][1]["install_date"] == "2024-02-29"
+    reported = response.headers.get("X-Vigil-Confidential-Reads")
+    assert (json.loads(reported) if reported else None) == reads
+    assert (reads is not None) == codes
+
+
+def test_a_customer_not_yet_placed_is_placed_once_by_the_customer_service(api, session, site, customer_service):
+    """The replica without the customer's location: the lookup asks the customer service (on the request's
+    own session, built only then), keeps the answer, and checks the right at that location."""
+    from vigil_property.models import KnownCustomer
+
+    session.execute(update(KnownCustomer).where(KnownCustomer.customer_id == 7).values(location_id=None))
+    session.commit()
+    customer_service.asked.clear()
+    assert verify(api, technician(locations=(2,))).status_code == 403  # placed at 1 by the customer service
+    assert customer_service.asked == [7]
+    session.expire_all()
+    assert session.get(KnownCustomer, 7).location_id == 1  # kept: the next lookup does not ask again
+    found = verify(api, technician())
+    assert found.status_code == 200 and found.json["property"]["location_id"] == 1
+    assert customer_service.asked == [7]

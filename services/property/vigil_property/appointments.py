@@ -9,10 +9,11 @@ off, with a reason; the archive cascade will use it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import Connection, Row, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import Condition, filtered, utcnow
@@ -67,20 +68,22 @@ def list_appointments(
     return paginate(session, statement.order_by(SORTS[sort], Appointment.id.asc()), page, per_page)
 
 
-def open_appointments(session: Session, property_id: int) -> list[Appointment]:
-    """Scheduled visits at the property that have not ended yet, soonest first."""
-    return list(session.scalars(_OPEN, {"property_id": property_id, "now": utcnow()}))
+def open_on_site(conn: Connection, property_id: int) -> Sequence[Row[*tuple[Any, ...]]]:
+    """Scheduled visits at the property that have not ended yet, soonest first, as plain rows of what
+    the on-site answer shows."""
+    return conn.execute(_OPEN, {"property_id": property_id, "now": utcnow()}).all()
 
 
 # built once, the property and the time bound at each call (the technician lookup reads it on every lookup)
+_APPOINTMENTS = Appointment.__table__
 _OPEN = (
-    select(Appointment)
+    select(*(_APPOINTMENTS.c[name] for name in ("id", "type", "starts_at", "ends_at", "technician_id", "notes")))
     .where(
-        Appointment.property_id == bindparam("property_id"),
-        Appointment.status == "scheduled",
-        Appointment.ends_at >= bindparam("now", type_=Appointment.__table__.c.ends_at.type),
+        _APPOINTMENTS.c.property_id == bindparam("property_id"),
+        _APPOINTMENTS.c.status == "scheduled",
+        _APPOINTMENTS.c.ends_at >= bindparam("now", type_=_APPOINTMENTS.c.ends_at.type),
     )
-    .order_by(Appointment.starts_at, Appointment.id)
+    .order_by(_APPOINTMENTS.c.starts_at, _APPOINTMENTS.c.id)
 )
 
 

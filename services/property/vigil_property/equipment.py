@@ -6,7 +6,10 @@ record of a site can be reconstructed after a transfer or a dispute.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.errors import get_or_404, validation_problem
@@ -27,15 +30,22 @@ def list_equipment(session: Session, property_id: int, *, page: int, per_page: i
     return paginate(session, statement.order_by(Equipment.zone.asc(), Equipment.id.asc()), page, per_page)
 
 
-def equipment_of(session: Session, property_id: int) -> list[Equipment]:
-    return list(session.scalars(_OF_PROPERTY, {"property_id": property_id}))
+def on_site(conn: Connection, property_id: int) -> Sequence[Row[*tuple[Any, ...]]]:
+    """The property's equipment not removed, as plain rows of what the on-site answer shows."""
+    return conn.execute(_ON_SITE, {"property_id": property_id}).all()
 
 
 # built once, the property bound at each call (the technician lookup reads it on every lookup)
-_OF_PROPERTY = (
-    select(Equipment)
-    .where(Equipment.property_id == bindparam("property_id"), Equipment.status != "removed")
-    .order_by(Equipment.id)
+_EQUIPMENT = Equipment.__table__
+_ON_SITE = (
+    select(
+        *(
+            _EQUIPMENT.c[name]
+            for name in ("id", "item", "zone", "serial_number", "install_date", "warranty_end", "status")
+        )
+    )
+    .where(_EQUIPMENT.c.property_id == bindparam("property_id"), _EQUIPMENT.c.status != "removed")
+    .order_by(_EQUIPMENT.c.id)
 )
 
 

@@ -8,7 +8,10 @@ be emptied later. The password is only ever stored encrypted.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.crypto import FieldCipher
@@ -92,17 +95,26 @@ def list_systems(session: Session, property_id: int, *, page: int, per_page: int
     return paginate(session, statement, page, per_page)
 
 
-def systems_with_kinds(session: Session, property_id: int) -> list[tuple[System, SystemKind]]:
-    """The property's systems with their kinds, in one query."""
-    return [(system, kind) for system, kind in session.execute(_WITH_KINDS, {"property_id": property_id})]
+def on_site(conn: Connection, property_id: int) -> Sequence[Row[*tuple[Any, ...]]]:
+    """The property's systems with their kinds' names, as plain rows of what the on-site answer shows
+    (the password still encrypted), in one query."""
+    return conn.execute(_ON_SITE, {"property_id": property_id}).all()
 
 
 # built once, the property bound at each call (the technician lookup reads it on every lookup)
-_WITH_KINDS = (
-    select(System, SystemKind)
-    .join(SystemKind, SystemKind.id == System.kind_id)
-    .where(System.property_id == bindparam("property_id"))
-    .order_by(System.id)
+_SYSTEMS = System.__table__
+_ON_SITE = (
+    select(
+        *(
+            _SYSTEMS.c[name]
+            for name in ("id", "kind_id", "ip_address", "port", "username", "password_encrypted", "version", "notes")
+        ),
+        SystemKind.__table__.c.name.label("kind_name"),
+        _SYSTEMS.c.details,
+    )
+    .select_from(_SYSTEMS.join(SystemKind.__table__, SystemKind.__table__.c.id == _SYSTEMS.c.kind_id))
+    .where(_SYSTEMS.c.property_id == bindparam("property_id"))
+    .order_by(_SYSTEMS.c.id)
 )
 
 

@@ -18,7 +18,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from vigil_shared.service import current_runtime
-from vigil_shared.web import requires
+from vigil_shared.web import current_identity, requires
 
 from .. import commands
 from .common import context
@@ -47,4 +47,4 @@ class EmergencyContacts(MethodView):
     @requires("contacts.view")
     def get(self, customer_id):
         """The emergency contacts of an on-site lookup, in call order (no passcode)."""
-        return {"items": commands.read_emergency_contacts(context(), customer_id, current_runtime().db)}, 200
+        return {"items": commands.read_emergency_contacts(current_identity(), customer_id, current_runtime().db)}, 200

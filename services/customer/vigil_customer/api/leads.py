@@ -47,7 +47,7 @@ class Leads(MethodView):
         if args.get("kind") == "customer":
             raise validation_problem({"kind": ["Only leads are listed here."]})
         vis = search.Visibility(frozenset(), current_identity().location_filter("leads.view"))
-        return list_response(request_session(), search.ListQuery(**(args | {"kind": LEAD})), vis)
+        return list_response(search.ListQuery(**(args | {"kind": LEAD})), vis)
 
     @blp.create("leads.create", CustomerSchema, query=CreateArgs, body=LeadCreateSchema, conflict=LIKELY_DUPLICATES)
     def post(self, data, allow_duplicates=False):

@@ -6,19 +6,22 @@ each unmasked value is reported to the gateway (``note_confidential_read``), whi
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import Response, jsonify
 
 from vigil_shared.fields import schema_dumper
 from vigil_shared.http import etag_headers
 from vigil_shared.identity import Identity
 from vigil_shared.masking import mask
+from vigil_shared.onsite import TechSite
 from vigil_shared.runtime import current_runtime
 from vigil_shared.web import current_identity, note_confidential_read
 
 from .. import pins
 from ..models import Property, System, SystemKind
 from ..properties import ACCESS_COLUMNS, PLAIN_FIELDS
-from ..schemas import PropertySchema
+from ..schemas import OnSiteSchema, PropertySchema
 
 CODES_VIEW = "confidential.installation_codes.view"
 # the property's own columns as shown (the editable ones are the domain's PLAIN_FIELDS); the PIN and access apart
@@ -84,11 +87,47 @@ def system_body(
     }
     body["kind_name"] = kind.name if kind else None
     body["details"] = dict(system.details or {})
-    if system.password_encrypted is None:
-        body["password"] = None
-    elif may_see_codes(location_id, identity):
-        body["password"] = current_runtime().cipher.decrypt(system.password_encrypted)
-        note_confidential_read("system", system.id, ["password"])
-    else:
-        body["password"] = mask(system.password_encrypted)
+    body["password"] = system_password(system, location_id, identity)
     return body
+
+
+def system_password(system, location_id: int | None, identity: Identity | None = None) -> str | None:
+    """A system's password as the caller may see it (``system``: an entity or a row with its ``id`` and
+    ``password_encrypted``): in clear, and noted for the gateway's audit, only with the codes right."""
+    if system.password_encrypted is None:
+        return None
+    if may_see_codes(location_id, identity):
+        password = current_runtime().cipher.decrypt(system.password_encrypted)
+        note_confidential_read("system", system.id, ["password"])
+        return password
+    return mask(system.password_encrypted)
+
+
+# --- the technician lookup's on-site answer, from plain rows (tech.CANDIDATE_PROPERTY_COLUMNS and the
+# on_site reads of systems, equipment and appointments): what OnSiteSchema lets out, no more
+
+ON_SITE_PROPERTY_COLUMNS = tuple(
+    name for name in TechSite().fields if name not in ("location_id", "access")
+)  # the rest of TechSite's fields are the property's own columns
+
+
+def on_site_property(prop, location_id: int | None) -> dict:
+    """The property as the on-site answer shows it: never its PIN (masked or not)."""
+    body = {column: getattr(prop, column) for column in ON_SITE_PROPERTY_COLUMNS}
+    body["location_id"] = location_id
+    body["access"] = {key: getattr(prop, column) for key, column in ACCESS_COLUMNS.items()}
+    return body
+
+
+def on_site_system(system: dict, location_id: int | None, identity: Identity) -> dict:
+    """A system (``tech.on_site_records``: its columns by name) as the on-site answer shows it, its
+    password as :func:`system_body`'s."""
+    body = dict(system)
+    body["details"] = dict(body["details"] or {})
+    body["password"] = system_password(SimpleNamespace(**system), location_id, identity)
+    return body
+
+
+# OnSiteSchema's dump, by converters built once (tests/test_tech_verify.py pins the JSON to the
+# schema's own dump of the entities the lookup loaded before)
+dump_on_site = schema_dumper(OnSiteSchema())
