@@ -128,3 +128,117 @@ def test_a_service_that_does_not_listen_is_an_upstream_error(origins):
     origin = origins(port)
     with pytest.raises(UpstreamError):
         origin.send("POST", "/a", b"{}", {})
+
+
+class CannedService:
+    """Answers each connection's requests with the given raw answers in turn, then closes; keeps what it read."""
+
+    def __init__(self, answers: list[bytes]):
+        self.answers = answers
+        self.received = b""
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            for answered, answer in enumerate(self.answers):
+                while self.received.count(b"\r\n\r\n") <= answered:  # this request's head is whole
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    self.received += chunk
+                conn.sendall(answer)
+                self.received += b"|"  # marks a request answered
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "status", "data", "headers"),
+    [
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-A:  spaced \r\nContent-Length: 2\r\n\r\n{}",
+            200,
+            b"{}",
+            [("Content-Type", "application/json"), ("X-A", "spaced "), ("Content-Length", "2")],
+        ),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n",
+            200,
+            b"abcde",
+            [("Transfer-Encoding", "chunked")],
+        ),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", 200, b"", [("Content-Length", "10")]),
+        ("GET", b'HTTP/1.1 304 Not Modified\r\nETag: "1.2"\r\n\r\n', 304, b"", [("ETag", '"1.2"')]),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", 204, b"", []),
+        (
+            "GET",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nLocation: /a/1\r\nContent-Length: 1\r\n\r\nx",
+            201,
+            b"x",
+            [("Location", "/a/1"), ("Content-Length", "1")],
+        ),
+    ],
+)
+def test_answers_are_read_as_http_client_read_them(method, raw, status, data, headers):
+    """Two calls on one kept connection: each answer read whole, no byte of one left for the next."""
+    service = CannedService([raw, raw])
+    origin = Origin(f"http://127.0.0.1:{service.port}", 2.0, 5.0)
+    try:
+        for _ in range(2):
+            answer = origin.send(method, "/a?b=1", None, {"Accept": "application/json"})
+            assert (answer.status, answer.data, answer.headers.items()) == (status, data, headers)
+        assert service.received.count(b"|") == 2
+        first = service.received.split(b"|")[0]
+        assert first.startswith(f"{method} /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:{service.port}\r\n".encode())
+        assert b"Accept-Encoding: identity\r\nAccept: application/json\r\n\r\n" in first
+    finally:
+        origin.close()
+        service.close()
+
+
+def test_answer_headers_are_looked_up_as_http_client_offered_them():
+    service = CannedService([b"HTTP/1.1 200 OK\r\nX-Twice: 1\r\nx-twice: 2\r\nConnection: close\r\n\r\nrest"])
+    origin = Origin(f"http://127.0.0.1:{service.port}", 2.0, 5.0)
+    try:
+        answer = origin.send("POST", "/a", b"{}", {"Content-Type": "application/json"})
+        assert answer.data == b"rest", "no length: read until the service closed"
+        assert answer.headers["X-TWICE"] == "1" and answer.headers.get("missing") is None
+        assert "x-twice" in answer.headers and dict(answer.headers) == {
+            "X-Twice": "1",
+            "x-twice": "1",
+            "Connection": "close",
+        }
+        assert b"Content-Length: 2\r\n\r\n{}" in service.received
+        assert origin._idle == [], "an answer with Connection: close leaves nothing to reuse"
+    finally:
+        service.close()
+
+
+@pytest.mark.parametrize("raw", [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", b"SSH-2.0-x\r\n\r\n"])
+def test_an_answer_cut_short_or_not_http_is_an_upstream_error(raw):
+    service = CannedService([raw])
+    origin = Origin(f"http://127.0.0.1:{service.port}", 2.0, 5.0)
+    try:
+        with pytest.raises(UpstreamError):
+            origin.send("POST", "/a", b"{}", {})
+    finally:
+        origin.close()
+        service.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("X-A", "a\r\nX-Injected: 1"), ("X-A", "a\nb"), ("X-A", "a\rb"), (" X", "a"), ("X:A", "a"), ("X\r\nY", "a")],
+)
+def test_a_header_that_would_split_the_request_is_refused_before_sending(service, origins, name, value):
+    origin = origins(service.port)
+    with pytest.raises(ValueError):
+        origin.send("GET", "/a", None, {name: value})
+    assert service.requests == []

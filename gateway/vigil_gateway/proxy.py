@@ -1,9 +1,9 @@
 """Forwarding a public request to the service that owns it.
 
-Every public call crosses this hop, so a forwarded call goes out on ``http.client`` itself: pooled
-keep-alive connections per service (:class:`Origin`), explicit timeouts, and about half the CPU of
-the same call made through urllib3 (kept for the gateway's other outgoing calls: webhooks, the
-OpenAPI documents, integrations).
+Every public call crosses this hop, so a forwarded call is one HTTP/1.1 exchange on a socket of its own
+(:mod:`vigil_gateway.wire`): pooled keep-alive connections per service (:class:`Origin`), explicit
+timeouts, and a fraction of the CPU of the same call through urllib3 (kept for the gateway's other
+outgoing calls: webhooks, the OpenAPI documents, integrations) or ``http.client``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from http.client import HTTPMessage
 from urllib.parse import quote, urlsplit
 
 import urllib3
@@ -27,6 +27,8 @@ from werkzeug.routing import RequestRedirect
 from vigil_shared.errors import UNAVAILABLE, Problem, not_found
 from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER
 from vigil_shared.web import REQUEST_ID_HEADER
+
+from .wire import AnswerHeaders, Wire
 
 log = logging.getLogger("vigil.gateway.proxy")
 
@@ -62,6 +64,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
+_REQUEST_ID_LOWER = REQUEST_ID_HEADER.lower()
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 CONNECT_TIMEOUT = 2.0  # seconds
 MAX_IDLE_CONNECTIONS = 32  # per service and process, as urllib3's pools kept; more are opened when needed
@@ -77,7 +80,7 @@ class Upstream:
     """A service's whole answer."""
 
     status: int
-    headers: HTTPMessage
+    headers: AnswerHeaders
     data: bytes
 
 
@@ -92,22 +95,25 @@ class Origin:
         self.host = parsed.hostname
         self.port = parsed.port or (443 if self.https else 80)
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
-        self._idle: list[http.client.HTTPConnection] = []
+        # the Host header, as http.client sent it (the port unless the scheme's default; IPv6 in brackets)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if self.port == (443 if self.https else 80) else f"{host}:{self.port}"
+        self._idle: list[Wire] = []
         self._lock = threading.Lock()
 
-    def _connect(self) -> http.client.HTTPConnection:
-        if self.https:
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.connect_timeout, context=ssl.create_default_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
-        conn.connect()  # sets TCP_NODELAY
-        if conn.sock is not None:
-            conn.sock.settimeout(self.read_timeout)
-        return conn
+    def _connect(self) -> Wire:
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client's connect
+            if self.https:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+            sock.settimeout(self.read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return Wire(sock, self.host_header)
 
-    def _checkout(self) -> http.client.HTTPConnection | None:
+    def _checkout(self) -> Wire | None:
         """An idle connection still open (one the service closed, or that holds unread bytes, is readable
         and dropped, as urllib3 did before reusing one), or None."""
         while True:
@@ -115,11 +121,11 @@ class Origin:
                 if not self._idle:
                     return None
                 conn = self._idle.pop()
-            if conn.sock is not None and not wait_for_read(conn.sock, timeout=0.0):
+            if not wait_for_read(conn.sock, timeout=0.0):
                 return conn
             conn.close()
 
-    def _checkin(self, conn: http.client.HTTPConnection) -> None:
+    def _checkin(self, conn: Wire) -> None:
         with self._lock:
             if len(self._idle) < MAX_IDLE_CONNECTIONS:
                 self._idle.append(conn)
@@ -142,9 +148,7 @@ class Origin:
                 if conn is None:
                     conn = self._connect()
                 sent = True
-                conn.request(method, target, body=body, headers=headers)  # a base URL's path is not used, as before
-                response = conn.getresponse()
-                data = response.read()
+                answer = conn.exchange(method, target, body, headers)  # a base URL's path is not used, as before
             except (OSError, http.client.HTTPException) as error:
                 if conn is not None:
                     conn.close()
@@ -156,11 +160,11 @@ class Origin:
                 if conn is not None:
                     conn.close()
                 raise
-            if response.will_close:
+            if answer.will_close:
                 conn.close()
             else:
                 self._checkin(conn)
-            return Upstream(response.status, response.headers, data)
+            return Upstream(answer.status, answer.headers, answer.data)
 
 
 class UpstreamPool:
@@ -220,39 +224,67 @@ class UpstreamPool:
         }
 
 
+def upstream_headers(environ: dict, request_id: str, identity_token: str, identity_binding: str) -> dict[str, str]:
+    """What a forwarded call sends the service: the caller's :data:`FORWARDED_REQUEST_HEADERS`, this call's
+    request id, the (reused) identity token with ``identity_binding`` binding the request id to it, and
+    where the call came from (as ``request.remote_addr`` and ``request.scheme`` name it)."""
+    headers = {name: environ[key] for name, key in _FORWARDED_ENVIRON if key in environ}
+    headers[REQUEST_ID_HEADER] = request_id
+    headers[IDENTITY_HEADER] = identity_token
+    headers[BINDING_HEADER] = identity_binding
+    headers["X-Forwarded-For"] = environ.get("REMOTE_ADDR") or ""
+    headers["X-Forwarded-Proto"] = environ.get("wsgi.url_scheme", "http")
+    return headers
+
+
+def upstream_target(path: str, query: str) -> str:
+    """The path as the caller sent it (re-quoted), so %2F, spaces and the like reach the service intact."""
+    return quote(path, safe=PATH_SAFE) + (f"?{query}" if query else "")
+
+
+def passed_headers(upstream: Upstream) -> list[tuple[str, str]]:
+    """The service's answer headers the caller receives: neither hop-by-hop ones nor its request id (the
+    gateway sets its own)."""
+    return [
+        (name, value)
+        for name, value in upstream.headers.items()
+        if name.lower() not in HOP_BY_HOP and name.lower() != _REQUEST_ID_LOWER
+    ]
+
+
+def unavailable(service: str, request_id: str, error: BaseException) -> Problem:
+    log.warning(
+        "upstream unavailable", extra={"service": service, "request_id": request_id, "error": type(error).__name__}
+    )
+    return Problem(
+        503,
+        f"The {service} service is unavailable. Try again shortly.",
+        type=UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
+# Set by the WSGI fast path (vigil_gateway.fastpath) when it forwarded a read the service did not answer:
+# the request is handed to Flask, which answers the 503 without sending the read a second time.
+UPSTREAM_FAILED_KEY = "vigil.gateway.upstream_failed"
+
+
 def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str, identity_binding: str) -> Response:
     """``identity_binding`` binds this call's request id to the (reused) identity token."""
     environ = request.environ
-    headers = {name: environ[key] for name, key in _FORWARDED_ENVIRON if key in environ}
-    headers[REQUEST_ID_HEADER] = g.request_id
-    headers[IDENTITY_HEADER] = identity_token
-    headers[BINDING_HEADER] = identity_binding
-    headers["X-Forwarded-For"] = request.remote_addr or ""
-    headers["X-Forwarded-Proto"] = request.scheme
+    failed = environ.pop(UPSTREAM_FAILED_KEY, None)
+    if failed is not None:
+        raise unavailable(service, g.request_id, failed) from None
+    headers = upstream_headers(environ, g.request_id, identity_token, identity_binding)
     # Whole or not at all: the request layer (vigil_shared.guards) has already read a chunked body
     # completely or answered 413, so what is forwarded is never a body cut at the limit.
     body = request.get_data(cache=True) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
-    query = request.query_string.decode("latin-1")
-    # The path as the caller sent it (re-quoted), so %2F, spaces and the like reach the service intact.
-    target = quote(request.path, safe=PATH_SAFE) + (f"?{query}" if query else "")
+    target = upstream_target(request.path, request.query_string.decode("latin-1"))
     try:
         upstream = pool.send(request.method, base_url, target, body=body or None, headers=headers)
     except Urllib3Error as exc:
-        log.warning(
-            "upstream unavailable", extra={"service": service, "request_id": g.request_id, "error": type(exc).__name__}
-        )
-        raise Problem(
-            503,
-            f"The {service} service is unavailable. Try again shortly.",
-            type=UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        ) from None
-    passed = [
-        (name, value)
-        for name, value in upstream.headers.items()
-        if name.lower() not in HOP_BY_HOP and name.lower() != REQUEST_ID_HEADER.lower()
-    ]
-    return Response(upstream.data, status=upstream.status, headers=passed)
+        raise unavailable(service, g.request_id, exc) from None
+    return Response(upstream.data, status=upstream.status, headers=passed_headers(upstream))
 
 
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
