@@ -22,7 +22,8 @@ the embedded defaults otherwise) and measures, one after the other:
    events again, made while the gateway worker is stopped (SIGSTOP), so the fan-out alone is timed
    from when it goes on (``--skip-burst`` leaves it out). ``--slow-seconds`` adds a subscriber whose
    receiver sleeps that long per answer (the others must not wait for it); ``--py-spy FILE`` samples
-   the gateway worker during the burst.
+   the gateway worker during the burst (its delivery process into FILE.deliver, the customer worker
+   into FILE.customer).
 
 The load average is printed before and after each part: the machine may be shared.
 """
@@ -266,6 +267,14 @@ def burst(
     with receiver.lock:
         receiver.seen.clear()
     print(f"burst, before: {load_average()}", flush=True)
+    idle_before = cpu_by_process(stack, prefix)  # what each process spends doing nothing, for comparison
+    time.sleep(3.0)
+    idle = {
+        name: (seconds - idle_before.get(name, 0.0)) * 100 / 3.0
+        for name, seconds in cpu_by_process(stack, prefix).items()
+        if seconds - idle_before.get(name, 0.0) >= 0.01
+    }
+    print("  idle, 3 s before the burst, % of a core: " + ", ".join(f"{n} {v:.0f}" for n, v in sorted(idle.items())))
     os.kill(worker, signal.SIGSTOP)
     try:
         run_events()
@@ -278,7 +287,12 @@ def burst(
             for e in os.listdir("/proc")
             if e.isdigit() and _deliver_process(int(e)) and _parent(int(e)) == worker
         ]
-        for pid, out in [(worker, py_spy)] + [(pid, f"{py_spy}.deliver") for pid in delivering]:
+        customer = [p.popen.pid for p in stack.processes if p.name == "customer-worker"]
+        for pid, out in (
+            [(worker, py_spy)]
+            + [(pid, f"{py_spy}.deliver") for pid in delivering]
+            + [(pid, f"{py_spy}.customer") for pid in customer]
+        ):
             spies.append(
                 subprocess.Popen(
                     [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-p", str(pid), "--gil"]

@@ -25,6 +25,13 @@ LOCAL = webhooks.WebhookSettings(
 )
 
 
+class _Server(ThreadingHTTPServer):
+    """A receiver's listen backlog as a real one's: socketserver's default of 5 drops the connections
+    of several delivery pools opening keep-alive pools at once (a connect timeout, then a retry)."""
+
+    request_queue_size = 128
+
+
 class Receiver:
     def __init__(self):
         self.received: list[dict] = []
@@ -52,7 +59,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -158,6 +165,18 @@ def test_signatures_follow_standard_webhooks_and_rotation_signs_twice():
         webhooks.verify(new, '{"a":1}', stale)
     with pytest.raises(WebhookVerificationError):
         webhooks.verify(new, '{"a":1}', headers | {"webhook-signature": "garbage"})
+
+
+def test_keys_decoded_once_sign_exactly_as_the_reference_library():
+    """The claim decodes each subscription's keys once and signs with them: the headers are the
+    reference library's, byte for byte (secrets with and without padding, bodies with any text)."""
+    moment = datetime(2026, 12, 6, 10, 30, 59, 999999, tzinfo=UTC)
+    for secret in [webhooks.new_secret() for _ in range(5)] + ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]:
+        for body in ('{"a":1}', '{"name":"Zoë \\u2603","n":[1,2]}', ""):
+            mine = webhooks.sign_with_keys(webhooks.signing_keys([secret]), "msg_2", moment, body)
+            assert mine["webhook-signature"] == Webhook(secret).sign("msg_2", moment, body)
+            assert mine["webhook-timestamp"] == str(int(moment.timestamp())) == "1796553059"
+            assert mine == webhooks.sign([secret], "msg_2", moment, body)
 
 
 def test_an_event_is_delivered_signed_with_masked_values(local_app, client, auth, runtime, receiver, db):
@@ -692,3 +711,20 @@ def test_property_records_are_read_in_one_call_for_a_group_of_events(local_app, 
     assert sorted(reads[0][1]["id"]) == list(range(1, 11))
     bodies = [json.loads(r["body"]) for r in receiver.received]
     assert sorted(b["data"]["property"]["id"] for b in bodies) == [1, 2, 3, 4, 6, 7, 8, 9, 10]
+
+
+def test_array_literals_read_back_as_the_values_they_carry(db):
+    """The claim, the recorder and the intake pass their arrays to PostgreSQL as one literal each: every
+    id, code, status and body reads back exactly (quotes, backslashes, commas, braces, blanks, NULL)."""
+    from sqlalchemy import text
+
+    from vigil_gateway.worker import _pg_array
+
+    with db.engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            pytest.skip("the array statements are PostgreSQL's; SQLite runs Core statements")
+        texts = ["a", "", "NULL", "x,y", "{z}", 'q"uote', "back\\slash", 'end\\"', "Zoë ☃", " sp ", None, "t\tn\n"]
+        assert conn.execute(text("SELECT CAST(:a AS text[])"), {"a": _pg_array(texts)}).scalar() == texts
+        numbers = [1, None, 2**40, 0, -3]
+        assert conn.execute(text("SELECT CAST(:a AS bigint[])"), {"a": _pg_array(numbers)}).scalar() == numbers
+        assert conn.execute(text("SELECT CAST(:a AS int[])"), {"a": _pg_array([])}).scalar() == []

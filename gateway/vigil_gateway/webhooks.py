@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import ipaddress
 import json
 import logging
+import math
 import secrets
 import socket
 import threading
@@ -91,12 +94,25 @@ def new_secret() -> str:
 
 def sign(secrets_: Iterable[str], message_id: str, timestamp: datetime, body: str) -> dict[str, str]:
     """The three Standard Webhooks headers; one ``v1,`` signature per secret (two during a rotation)."""
-    signatures = " ".join(Webhook(secret).sign(message_id, timestamp, body) for secret in secrets_)
-    return {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": signatures,
-    }
+    return sign_with_keys(signing_keys(secrets_), message_id, timestamp, body)
+
+
+def signing_keys(secrets_: Iterable[str]) -> list[bytes]:
+    """The HMAC keys of ``whsec_`` secrets, decoded as the reference library does (its ``Webhook``
+    object decodes the secret each time it is built: once per delivery, where a claim needs it once
+    per subscription)."""
+    return [base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==") for secret in secrets_]
+
+
+def sign_with_keys(keys: Iterable[bytes], message_id: str, timestamp: datetime, body: str) -> dict[str, str]:
+    """:func:`sign` with keys already decoded: the same headers as ``standardwebhooks``' ``Webhook.sign``
+    (``v1,`` + base64 of HMAC-SHA256 over ``"{id}.{seconds}.{body}"``; a test compares the two)."""
+    seconds = str(math.floor(timestamp.replace(tzinfo=UTC).timestamp()))
+    signed = f"{message_id}.{seconds}.{body}".encode()
+    signatures = " ".join(
+        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode() for key in keys
+    )
+    return {"webhook-id": message_id, "webhook-timestamp": seconds, "webhook-signature": signatures}
 
 
 def verify(secret: str, body: bytes | str, headers: dict[str, str]) -> None:

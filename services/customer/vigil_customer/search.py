@@ -145,8 +145,15 @@ def reindex(session: Session, customer: Customer, *, new: bool = False) -> None:
             )
         ).all()
         session.execute(delete(SearchTerm).where(SearchTerm.customer_id == customer.id))
-    covered = covered_lengths(terms_of(customer, [a for a in accounts if a is not None]))
-    rows = [
+    rows = term_rows(customer, [a for a in accounts if a is not None])
+    if rows:  # a Core insert of the table: the ORM's bulk path cost a sixth of writing the terms
+        session.execute(_INSERT_TERMS, rows)
+
+
+def term_rows(customer: Customer, accounts: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The search-term rows of ``customer`` (with its property ``accounts``), as :func:`reindex` writes them."""
+    covered = covered_lengths(terms_of(customer, list(accounts)))
+    return [
         {
             "customer_id": customer.id,
             "term": term,
@@ -158,8 +165,6 @@ def reindex(session: Session, customer: Customer, *, new: bool = False) -> None:
         }
         for term in sorted(covered)
     ]
-    if rows:  # a Core insert of the table: the ORM's bulk path cost a sixth of writing the terms
-        session.execute(_INSERT_TERMS, rows)
 
 
 _INSERT_TERMS = insert(cast(Table, SearchTerm.__table__))
