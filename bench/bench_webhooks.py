@@ -257,6 +257,43 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def await_rest(stack, prefix: str | None, quiet: float = 5.0, timeout: float = 180.0) -> tuple[float, str]:
+    """Waits until every service queue but the gateway's is empty (RabbitMQ's count of messages ready)
+    and every process but the gateway worker's used under ``quiet`` % of a core for a second (the
+    messages a worker holds unacknowledged are not counted as ready: its CPU shows them). Returns the
+    seconds waited and what was seen last."""
+    from kombu import Connection  # noqa: PLC0415 - the bench's own dependency, only here
+
+    broker = stack.env.get("VIGIL_BROKER_URL", "")
+    queues = [f"{stack.env['VIGIL_QUEUE_PREFIX']}.{name}" for name in benchkit.SERVICE_QUEUES]
+    if not broker.startswith("amqp"):  # the embedded broker: its workers' CPU alone
+        broker, queues = "memory://", []
+    started = time.monotonic()
+    seen = ""
+    with Connection(broker, connect_timeout=5) as conn:
+        channel = conn.channel()
+        while time.monotonic() - started < timeout:
+            ready = {}
+            for name in queues:
+                try:
+                    ready[name.rsplit(".", 1)[1]] = channel.queue_declare(name, passive=True).message_count
+                except Exception:  # noqa: BLE001 - a queue nobody declared (its channel is closed by the broker)
+                    channel = conn.channel()
+            before = cpu_by_process(stack, prefix)
+            time.sleep(1.0)
+            after = cpu_by_process(stack, prefix)
+            busy = {
+                name: (after[name] - before.get(name, 0.0)) * 100
+                for name in after
+                if not name.startswith(("gateway-worker", "gateway-deliver", "bench", "load"))
+            }
+            seen = "ready messages " + ", ".join(f"{n} {c}" for n, c in sorted(ready.items()))
+            seen += "; % of a core: " + ", ".join(f"{n} {v:.0f}" for n, v in sorted(busy.items()) if v >= 0.5)
+            if not any(ready.values()) and all(v < quiet for v in busy.values()):
+                break
+    return time.monotonic() - started, seen
+
+
 def burst(
     stack, prefix: str | None, receiver: Receiver, run_events, subscribers: int, events: int, py_spy: str | None
 ) -> None:
@@ -278,6 +315,11 @@ def burst(
     os.kill(worker, signal.SIGSTOP)
     try:
         run_events()
+        # The other consumers of the same events (the customer worker's property.updated inbox, one
+        # transaction per event, left from the fan-out and from these events) finish first, so the
+        # burst measures the fan-out alone, not a backlog that is no webhook work.
+        waited, rest = await_rest(stack, prefix)
+        print(f"  at rest after {waited:.1f} s (the gateway worker still stopped): {rest}", flush=True)
     finally:
         os.kill(worker, signal.SIGCONT)
     spies = []
