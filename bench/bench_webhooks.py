@@ -260,7 +260,7 @@ class Receiver:
 
 def await_rest(stack, prefix: str | None, quiet: float = 5.0, timeout: float = 180.0) -> tuple[float, str]:
     """Waits until every service queue but the gateway's is empty (RabbitMQ's count of messages ready)
-    and every process but the gateway worker's used under ``quiet`` % of a core for a second (the
+    and every Vigil process but the gateway worker's used under ``quiet`` % of a core for a second (the
     messages a worker holds unacknowledged are not counted as ready: its CPU shows them). Returns the
     seconds waited and what was seen last."""
     from kombu import Connection  # noqa: PLC0415 - the bench's own dependency, only here
@@ -290,9 +290,10 @@ def await_rest(stack, prefix: str | None, quiet: float = 5.0, timeout: float = 1
             }
             seen = "ready messages " + ", ".join(f"{n} {c}" for n, c in sorted(ready.items()))
             seen += "; % of a core: " + ", ".join(f"{n} {v:.0f}" for n, v in sorted(busy.items()) if v >= 0.5)
-            if not any(ready.values()) and all(v < quiet for v in busy.values()):
-                break
-    return time.monotonic() - started, seen
+            # PostgreSQL is shown, not waited for: the delivery process's polls and autovacuum keep it busy
+            if not any(ready.values()) and all(v < quiet for n, v in busy.items() if n != "postgres"):
+                return time.monotonic() - started, seen
+    return time.monotonic() - started, seen + " (NOT at rest: gave up waiting)"
 
 
 def burst(
