@@ -21,10 +21,10 @@ the embedded defaults otherwise) and measures, one after the other:
    of each process. Goal: 1,000 events to 10 subscribers within 10 s. Then the **burst**: as many
    events again, made while the gateway worker is stopped (SIGSTOP), so the fan-out alone is timed
    from when it goes on, once the other consumers of those events are at rest (their queues empty,
-   their CPU idle: printed, with how long it took) (``--skip-burst`` leaves it out). ``--slow-seconds`` adds a subscriber whose
-   receiver sleeps that long per answer (the others must not wait for it); ``--py-spy FILE`` samples
-   the gateway worker during the burst (its delivery process into FILE.deliver, the customer worker
-   into FILE.customer).
+   their CPU idle: printed, with how long it took) (``--skip-burst`` leaves it out). ``--slow-seconds``
+   adds a subscriber whose receiver sleeps that long per answer (the others must not wait for it);
+   ``--py-spy FILE`` samples the gateway worker during the burst (its delivery process into
+   FILE.deliver, the customer worker into FILE.customer).
 
 The load average is printed before and after each part: the machine may be shared.
 """
