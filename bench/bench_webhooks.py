@@ -258,11 +258,13 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def await_rest(stack, prefix: str | None, quiet: float = 5.0, timeout: float = 180.0) -> tuple[float, str]:
+def await_rest(stack, prefix: str | None, quiet: float = 5.0, timeout: float = 90.0) -> tuple[float, str]:
     """Waits until every service queue but the gateway's is empty (RabbitMQ's count of messages ready)
     and every Vigil process but the gateway worker's used under ``quiet`` % of a core for a second (the
     messages a worker holds unacknowledged are not counted as ready: its CPU shows them). Returns the
-    seconds waited and what was seen last."""
+    seconds waited and what was seen last. Bounded: the gateway worker is stopped meanwhile, and one
+    stopped past RabbitMQ's heartbeat window (two missed, 2 x 60 s) loses its connection, so the burst
+    would time the redelivery (163 s once, after a 180 s wait)."""
     from kombu import Connection  # noqa: PLC0415 - the bench's own dependency, only here
 
     broker = stack.env.get("VIGIL_BROKER_URL", "")
