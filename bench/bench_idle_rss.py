@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+import benchkit
+
 from vigil_runner.stack import Stack
 
 GOAL_MB = 80.0
@@ -138,14 +140,9 @@ def work(stack: Stack, receiver: Receiver, events: int = 20) -> None:
     relays and workers; confidential values and idempotency keys, so what encrypts them is loaded), a
     webhook subscription whose deliveries the delivery process sends (so it loads what it signs and
     encrypts with), waited for until the receiver got them all."""
-    import requests
 
     api = f"{stack.gateway_url}/api/v1"
-    token = requests.post(
-        f"{api}/auth/token", json={"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]}, timeout=30
-    ).json()["access_token"]
-    admin = requests.Session()
-    admin.headers["Authorization"] = f"Bearer {token}"
+    admin = benchkit.admin_session(stack)
     port = receiver.server.server_address[1]
     hook = {"url": f"http://127.0.0.1:{port}/hook", "event_types": ["customer.created"]}
     assert admin.post(f"{api}/webhooks", json=hook, timeout=30).status_code == 201

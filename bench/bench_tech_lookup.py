@@ -197,10 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(load average {os.getloadavg()[0]:.1f}: other work on this machine skews the figures)")
         return 0 if total <= GOAL_MS else 1
     finally:
-        if floor is not None:
-            floor.terminate()
-            floor.wait(timeout=10)
-        benchkit.stop_stack(stack, databases, var_dir)
+        benchkit.stop_stack(stack, databases, var_dir, floor)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
 import benchkit
-import requests
 from bench_gateway_properties import Client, _serves, _stat, cpu_by_group, floor_gunicorn, free_port
 from standardwebhooks.webhooks import Webhook
 
@@ -416,11 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         prefix = f"vigil_t{databases.run_id}" if backend == "postgres" else None
         api = f"{stack.gateway_url}/api/v1"
-        token = requests.post(
-            f"{api}/auth/token", json={"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]}, timeout=30
-        ).json()["access_token"]
-        admin = requests.Session()
-        admin.headers["Authorization"] = f"Bearer {token}"
+        admin = benchkit.admin_session(stack)
         location = admin.post(f"{api}/locations", json={"name": "Bench"}, timeout=30).json()["id"]
         # a station reaches only the properties its monitoring company monitors
         company = admin.post(
@@ -602,10 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         return 0
     finally:
-        if floor is not None:
-            floor.terminate()
-            floor.wait(timeout=10)
-        benchkit.stop_stack(stack, databases, var_dir)
+        benchkit.stop_stack(stack, databases, var_dir, floor)
 
 
 if __name__ == "__main__":

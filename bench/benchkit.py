@@ -10,6 +10,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from vigil_runner.stack import Stack
 from vigil_shared.config import PROCESS_NAMES, Settings
@@ -58,14 +59,34 @@ def start_stack(var_dir: str, settings: dict[str, str] | None = None) -> tuple[S
     return launch(overrides), databases, backend
 
 
-def stop_stack(stack: Stack | None, databases: TestDatabases | None, var_dir: str | None = None) -> None:
-    """Stops what :func:`start_stack` started (either may be missing when starting failed) and removes its files."""
+def stop_stack(
+    stack: Stack | None, databases: TestDatabases | None, var_dir: str | None = None, floor: Any = None
+) -> None:
+    """Stops what :func:`start_stack` started (either may be missing when starting failed), and the bench's
+    floor process if it has one, and removes its files."""
+    if floor is not None:
+        floor.terminate()
+        floor.wait(timeout=10)
     if stack is not None:
         stack.stop()
     if databases is not None:
         databases.drop_all()
     if var_dir is not None:
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def admin_session(stack: Stack):
+    """A ``requests`` session signed in through the gateway as the stack's administrator."""
+    import requests
+
+    token = requests.post(
+        f"{stack.gateway_url}/api/v1/auth/token",
+        json={"username": "admin", "password": stack.env["VIGIL_ADMIN_PASSWORD"]},
+        timeout=30,
+    ).json()["access_token"]
+    admin = requests.Session()
+    admin.headers["Authorization"] = f"Bearer {token}"
+    return admin
 
 
 def delete_queues(prefix: str | None) -> None:

@@ -17,6 +17,7 @@ from . import audit, integrations
 from .aggregates import BLUEPRINTS as AGGREGATE_BLUEPRINTS
 from .api import BLUEPRINTS as API_BLUEPRINTS
 from .authn import API_KEY_HEADER, install_authentication
+from .fastpath import FastPath
 from .identity_cache import IdentityCache
 from .models import IdempotencyRecord
 from .openapi import MergedSpec, docs_blueprint, fetch_service_document
@@ -33,6 +34,10 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     base = settings.base
     db = Database(base.database_url, pool_size=max(base.web_threads, POOL_SIZE))
     app = base_app("gateway", base)
+    pool = UpstreamPool(settings.upstream_timeout)
+    # Forwarded reads are answered below Flask, exactly as Flask answers them (vigil_gateway.fastpath);
+    # ProxyFix, when set, wraps both, so each sees the client's address and scheme.
+    app.wsgi_app = FastPath(app, app.wsgi_app, settings, pool, "proxy")  # type: ignore[method-assign]
     if settings.trusted_proxy_hops:
         # Flask's documented way to add WSGI middleware; its stubs declare wsgi_app a method
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -40,7 +45,6 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
         )
     app.config["OPENAPI_URL_PREFIX"] = None  # the merged document is served below instead
     app.config["API_TITLE"] = "Vigil API"
-    pool = UpstreamPool(settings.upstream_timeout)
     app.extensions.update(
         vigil_gateway_settings=settings,
         vigil_gateway_db=db,

@@ -62,6 +62,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
+_REQUEST_ID_LOWER = REQUEST_ID_HEADER.lower()
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 CONNECT_TIMEOUT = 2.0  # seconds
 MAX_IDLE_CONNECTIONS = 32  # per service and process, as urllib3's pools kept; more are opened when needed
@@ -220,39 +221,67 @@ class UpstreamPool:
         }
 
 
+def upstream_headers(environ: dict, request_id: str, identity_token: str, identity_binding: str) -> dict[str, str]:
+    """What a forwarded call sends the service: the caller's :data:`FORWARDED_REQUEST_HEADERS`, this call's
+    request id, the (reused) identity token with ``identity_binding`` binding the request id to it, and
+    where the call came from (as ``request.remote_addr`` and ``request.scheme`` name it)."""
+    headers = {name: environ[key] for name, key in _FORWARDED_ENVIRON if key in environ}
+    headers[REQUEST_ID_HEADER] = request_id
+    headers[IDENTITY_HEADER] = identity_token
+    headers[BINDING_HEADER] = identity_binding
+    headers["X-Forwarded-For"] = environ.get("REMOTE_ADDR") or ""
+    headers["X-Forwarded-Proto"] = environ.get("wsgi.url_scheme", "http")
+    return headers
+
+
+def upstream_target(path: str, query: str) -> str:
+    """The path as the caller sent it (re-quoted), so %2F, spaces and the like reach the service intact."""
+    return quote(path, safe=PATH_SAFE) + (f"?{query}" if query else "")
+
+
+def passed_headers(upstream: Upstream) -> list[tuple[str, str]]:
+    """The service's answer headers the caller receives: neither hop-by-hop ones nor its request id (the
+    gateway sets its own)."""
+    return [
+        (name, value)
+        for name, value in upstream.headers.items()
+        if name.lower() not in HOP_BY_HOP and name.lower() != _REQUEST_ID_LOWER
+    ]
+
+
+def unavailable(service: str, request_id: str, error: BaseException) -> Problem:
+    log.warning(
+        "upstream unavailable", extra={"service": service, "request_id": request_id, "error": type(error).__name__}
+    )
+    return Problem(
+        503,
+        f"The {service} service is unavailable. Try again shortly.",
+        type=UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
+# Set by the WSGI fast path (vigil_gateway.fastpath) when it forwarded a read the service did not answer:
+# the request is handed to Flask, which answers the 503 without sending the read a second time.
+UPSTREAM_FAILED_KEY = "vigil.gateway.upstream_failed"
+
+
 def forward(pool: UpstreamPool, service: str, base_url: str, identity_token: str, identity_binding: str) -> Response:
     """``identity_binding`` binds this call's request id to the (reused) identity token."""
     environ = request.environ
-    headers = {name: environ[key] for name, key in _FORWARDED_ENVIRON if key in environ}
-    headers[REQUEST_ID_HEADER] = g.request_id
-    headers[IDENTITY_HEADER] = identity_token
-    headers[BINDING_HEADER] = identity_binding
-    headers["X-Forwarded-For"] = request.remote_addr or ""
-    headers["X-Forwarded-Proto"] = request.scheme
+    failed = environ.pop(UPSTREAM_FAILED_KEY, None)
+    if failed is not None:
+        raise unavailable(service, g.request_id, failed) from None
+    headers = upstream_headers(environ, g.request_id, identity_token, identity_binding)
     # Whole or not at all: the request layer (vigil_shared.guards) has already read a chunked body
     # completely or answered 413, so what is forwarded is never a body cut at the limit.
     body = request.get_data(cache=True) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
-    query = request.query_string.decode("latin-1")
-    # The path as the caller sent it (re-quoted), so %2F, spaces and the like reach the service intact.
-    target = quote(request.path, safe=PATH_SAFE) + (f"?{query}" if query else "")
+    target = upstream_target(request.path, request.query_string.decode("latin-1"))
     try:
         upstream = pool.send(request.method, base_url, target, body=body or None, headers=headers)
     except Urllib3Error as exc:
-        log.warning(
-            "upstream unavailable", extra={"service": service, "request_id": g.request_id, "error": type(exc).__name__}
-        )
-        raise Problem(
-            503,
-            f"The {service} service is unavailable. Try again shortly.",
-            type=UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        ) from None
-    passed = [
-        (name, value)
-        for name, value in upstream.headers.items()
-        if name.lower() not in HOP_BY_HOP and name.lower() != REQUEST_ID_HEADER.lower()
-    ]
-    return Response(upstream.data, status=upstream.status, headers=passed)
+        raise unavailable(service, g.request_id, exc) from None
+    return Response(upstream.data, status=upstream.status, headers=passed_headers(upstream))
 
 
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

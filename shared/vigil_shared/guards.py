@@ -29,6 +29,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
+from urllib.parse import unquote_plus
 
 from flask import Flask, current_app, request
 from marshmallow import Schema, class_registry, fields, validate
@@ -275,6 +276,33 @@ def check_request(forms: bool = False) -> None:
             check_text(((name, upload.filename) for name, upload in request.files.items(multi=True)), errors)
         if errors:
             raise validation_problem(errors, "The request holds control characters.")
+
+
+def passes_without_body(environ: dict[str, Any], path: str) -> bool:
+    """Whether :func:`check_request` lets this request through, for a request that sends no body (a GET
+    or HEAD without ``Content-Length`` or ``Transfer-Encoding``), judged on the WSGI environ alone.
+
+    For a WSGI fast path below Flask (the gateway's forwarded reads): False means "let the full request
+    layer judge it", never a different answer. The same rules, on the same text: the path (``path`` as
+    werkzeug decodes it, ``request.path``); every header value and name (werkzeug's names are the
+    environ's keys re-cased, which neither adds nor removes a character); the query string decoded as a
+    whole (``%XX`` escapes never span a ``&`` or ``=``, so the parts hold exactly the characters of the
+    whole; an undecodable byte stays an escape in werkzeug's parts and becomes U+FFFD here, neither a
+    control character nor a surrogate).
+    """
+    if _BAD_PATH.search(path):
+        return False
+    for key, value in environ.items():
+        if (key[:5] == "HTTP_" or key in _HEADER_KEYS) and (
+            _BAD_HEADER.search(key) or (isinstance(value, str) and _BAD_HEADER.search(value))
+        ):
+            return False
+    query = environ.get("QUERY_STRING", "")
+    # a non-ASCII query is left to werkzeug, which decodes it as UTF-8 strictly
+    return not query or (query.isascii() and not _BAD_TEXT.search(unquote_plus(query) if "%" in query else query))
+
+
+_HEADER_KEYS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
 def install(app: Flask, *, forms: bool = False) -> None:

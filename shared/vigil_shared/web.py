@@ -41,6 +41,7 @@ from .service import current_runtime, request_outbox, request_session  # noqa: F
 REQUEST_ID_HEADER = "X-Request-ID"
 CONFIDENTIAL_READS_HEADER = "X-Vigil-Confidential-Reads"  # service → gateway only, recorded in the audit log
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -96,8 +97,30 @@ class VigilApi(Api):  # type: ignore[misc]  # flask-smorest ships no type inform
 
 
 def incoming_request_id() -> str:
-    rid = request.headers.get(REQUEST_ID_HEADER, "")
-    return rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+    return request_id_of(request.environ.get(_REQUEST_ID_ENVIRON, ""))
+
+
+def request_id_of(sent: str) -> str:
+    """The request id a call carries: the one it was sent with when well formed, else a new one."""
+    return sent if _REQUEST_ID_RE.match(sent) else uuid.uuid4().hex
+
+
+def log_request(
+    request_id: str | None, method: str, path: str, status: int, started: float | None, user: str | None
+) -> None:
+    """The access log line of a request (one per request, whichever path answered it)."""
+    log_fields(
+        access_log,
+        "request",
+        {
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+            "user": user,
+        },
+    )
 
 
 def base_app(name: str, settings: Settings) -> Flask:
@@ -126,18 +149,13 @@ def base_app(name: str, settings: Settings) -> Flask:
     def _finish(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
-        started = g.get("started")
-        log_fields(
-            access_log,
-            "request",
-            {
-                "request_id": g.get("request_id"),
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-                "user": getattr(g.get("identity"), "username", None),
-            },
+        log_request(
+            g.get("request_id"),
+            request.method,
+            request.path,
+            response.status_code,
+            g.get("started"),
+            getattr(g.get("identity"), "username", None),
         )
         return response
 

@@ -1,16 +1,19 @@
 """Fast paths pinned to the slower code they replace: same answers, same rows (issue 10's costs)."""
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
+import pytest
 from helpers import create, customer, lead, outbox_events
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 
-from vigil_customer import duplicates, history, registry
+from vigil_customer import customers, duplicates, history, registry
 from vigil_customer.contacts import on_site
-from vigil_customer.models import Customer, HistoryEntry, messaging
+from vigil_customer.models import Customer, HistoryEntry, SearchTerm, messaging
 from vigil_shared.identity import service_identity
 from vigil_shared.messaging.contracts import CustomerCreated, contract_of
 from vigil_shared.messaging.outbox import record_event
+from vigil_shared.multi_insert import insert_each
 from vigil_shared.testing import identity_with
 
 ON_SITE_FIELDS = ("id", "name", "relation", "role", "phones", "email", "has_key", "call_priority", "is_primary")
@@ -217,3 +220,156 @@ def test_a_created_records_event_row_is_the_row_outbox_add_writes(api, session):
             added.type, added.version, added.data, added.request_id, added.published_at,
         )  # fmt: skip
     assert rows[minimal["id"]].data["kind"] == "lead"
+
+
+def _written(session, cipher, customer_id):
+    """Every row a create wrote for ``customer_id`` (record, history, search terms, event), without
+    what differs between two creates of one body: ids, times and the tokens of encrypted values
+    (compared by what they decrypt to)."""
+
+    def plain(row, skipped):
+        return {
+            k: (cipher.decrypt(v) if k.endswith("_enc") else v)
+            for k, v in row._mapping.items()
+            if k not in skipped and not k.endswith("_at")
+        }
+
+    record = session.execute(select(Customer.__table__).where(Customer.id == customer_id)).one()
+    rows = session.execute(
+        select(HistoryEntry.__table__).where(HistoryEntry.customer_id == customer_id).order_by(HistoryEntry.id)
+    )
+    terms = session.execute(
+        select(SearchTerm.__table__).where(SearchTerm.customer_id == customer_id).order_by(SearchTerm.id)
+    )
+    event = [e for e in outbox_events(session, "customer.created") if e.data["customer_id"] == customer_id]
+    return {
+        "record": plain(record, {"id"}),
+        "history": [plain(r, {"id", "at", "customer_id"}) for r in rows],
+        "terms": [
+            plain(t, {"id", "customer_id"}) | ({"term": "#id", "head": "#"} if t.term == f"#{customer_id}" else {})
+            for t in terms
+        ],
+        "event": [
+            (e.type, e.version, {**e.data, "customer_id": None}, bool(e.request_id), e.published_at) for e in event
+        ],
+    }
+
+
+def _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths, path="/api/v1/customers"):
+    """``body`` posted to ``path`` (a create, or a copy) with the code before the fast paths
+    (``old_paths`` patched in), its rows read and the record deleted, then posted again with the
+    code as it is: both sets of rows."""
+    written = []
+    for patches in (old_paths, {}):
+        with monkeypatch.context() as patched:
+            for (module, name), replacement in patches.items():
+                patched.setattr(module, name, replacement)
+            response = api.post(f"{path}?allow_duplicates=true", json=dict(body))
+            assert response.status_code == 201, response.json
+            record = response.json
+        session.rollback()
+        written.append(_written(session, runtime.cipher, record["id"]))
+        session.execute(delete(Customer.__table__).where(Customer.id == record["id"]))
+        session.commit()
+    return written
+
+
+def _orm_insert(session, record):
+    """How a new record was written before ``customers._insert``: the ORM's flush."""
+    session.add(record)
+    customers._flush(session)
+
+
+EVERYTHING = {
+    "ssn": "123-45-6789",
+    "birthdate": "1980-02-03",
+    "email": "Dana.Full@Example.com",
+    "work_phone": "801-555-7000",
+    "cell_phone": "(801) 555-7001",
+    "address_line1": "2 Main St.",
+    "zip": "84601",
+    "business_name": "Reyes Alarm Systems",
+    "account_type": "commercial",
+    "active": False,
+    "mmr": 4599,
+    "abort_code": "7391",
+    "sale_date": "2026-11-02",
+    "contract_term_months": 36,
+}
+
+
+def test_a_created_records_rows_are_the_rows_the_orm_path_wrote(api, session, runtime, monkeypatch):
+    made = api.post("/api/v1/custom-fields", json={"key": "gate", "label": "Gate", "type": "text"})
+    assert made.status_code == 201, made.json
+    # before: the ORM's flush of the record, then one executemany per table for the rest
+    old_paths = {(customers, "_insert"): _orm_insert, (customers, "insert_together"): insert_each}
+    for body in (customer(**EVERYTHING, custom_fields={"gate": "north"}), customer(), lead(email="l@example.com")):
+        before, after = _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths)
+        assert after == before
+        assert len(after["history"]) > 5 and after["terms"] and len(after["event"]) == 1
+    source = create(api, customer(**EVERYTHING))  # a copy: its rows, and the source's "copied to" entry
+    copies = _create_old_and_new(
+        api,
+        session,
+        runtime,
+        monkeypatch,
+        {"first_name": "Copy"},
+        old_paths,
+        f"/api/v1/customers/{source['id']}/duplicate",
+    )
+    assert copies[1] == copies[0] and copies[1]["history"][0]["new_value"] == f"copy of #{source['id']}"
+    noted = session.scalars(
+        select(HistoryEntry.new_value).where(
+            HistoryEntry.customer_id == source["id"], HistoryEntry.action == "duplicate"
+        )
+    ).all()
+    assert len(noted) == 2 and all(n.startswith("copied to #") for n in noted)
+    stored = session.execute(select(Customer.ssn_enc, Customer.abort_code_enc)).all()
+    assert stored == [] or all("6789" not in str(row) and "7391" not in str(row) for row in stored)
+
+
+def test_a_record_written_by_core_is_loaded_as_the_orm_leaves_it(api, session, runtime):
+    """``customers._insert`` leaves the object persistent and loaded: reading it sends no SQL and
+    nothing is left to flush."""
+    from sqlalchemy import event
+
+    from vigil_customer.customers import STARTING_VALUES
+
+    unset = ("currency", "pulse")  # left to their defaults, as an ORM INSERT fills them in
+    record = Customer(kind="customer", created_by="t", **{k: v for k, v in STARTING_VALUES.items() if k not in unset})
+    record.location_id, record.first_name, record.last_name = 1, "Ann", "Lee"
+    record.created_at = record.updated_at = record.last_activity_at = datetime.now(UTC)
+    customers._insert(session, record)
+    statements = []
+
+    def sent(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", sent)
+    try:
+        assert session.get(Customer, record.id) is record
+        shown = {c.key: getattr(record, c.key) for c in Customer.__table__.c}
+        assert not session.dirty and not session.new and record.version == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", sent)
+    assert statements == []
+    assert (shown["currency"], shown["pulse"], shown["custom_fields"], shown["sort_name"]) == ("USD", False, {}, "")
+    assert shown["active"] is True and shown["created_by"] == "t" and shown["address_line1"] is None
+    stored = session.execute(select(Customer.__table__).where(Customer.id == record.id)).one()._mapping
+    assert dict(stored) == shown
+
+
+def test_a_phone_number_parsed_again_is_read_as_the_first_time():
+    from vigil_customer import validation
+
+    parse = validation.parse_phone.__wrapped__  # the parse itself, as it ran every time before
+    for number, state in (("(801) 555-0142", "UT"), ("613 555 0100", "ON"), ("+44 20 7946 0958", None)):
+        first, again = validation.parse_phone(number, state), validation.parse_phone(number, state)
+        assert first == again == parse(number, state)
+    hits = validation.parse_phone.cache_info().hits
+    validation.parse_phone("(801) 555-0142", "UT")
+    assert validation.parse_phone.cache_info().hits == hits + 1
+    for _ in range(2):  # a refusal is not kept: refused each time
+        with pytest.raises(ValueError):
+            validation.parse_phone("555-01", "UT")

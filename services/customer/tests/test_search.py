@@ -405,14 +405,14 @@ def _intersected_as_before(session, q, visibility):
 
     terms = SearchTerm.__table__
 
-    def scoped(token):
-        conditions = [search._token_condition(terms, token)]
+    def scoped(token, i):  # (each word's values are parameters named by its place)
+        conditions = [search._token_condition(terms, token, i)]
         seen = visibility.condition(terms.c.kind, terms.c.location_id)
         if seen is not None:
             conditions.append(seen)
         return select(terms.c.customer_id.label("id"), terms.c.sort_name.label("sort_name")).where(*conditions)
 
-    both = intersect(*[scoped(token) for token in search.query_tokens(q)]).subquery()
+    both = intersect(*[scoped(token, i) for i, token in enumerate(search.query_tokens(q))]).subquery()
     return sorted(session.execute(select(both.c.id, both.c.sort_name)).all(), key=lambda r: (r.sort_name, r.id))
 
 
@@ -493,3 +493,82 @@ def test_a_pages_tags_read_with_its_rows_are_the_tags_of_its_records(api, sessio
     forward = api.get(next_link(back))
     prev = [part for part in forward.headers["Link"].split(",") if 'rel="prev"' in part][0].split(";")[0].strip("<> ")
     assert ids(api.get(prev)) == ids(back), "a prev cursor gives the page before, tags folded the same way"
+
+
+def _search_as_seen(session, q, visibility, **filters):
+    """Every page of a search walked by its cursors (and page 2 by number): rows, totals, links, tags."""
+    seen, cursor = [], None
+    while True:
+        assert len(seen) < 20, (q, "the cursors walk forward")  # (a key bound to stale values would loop)
+        page = search.list_customers(
+            session.connection(), search.ListQuery(q=q, per_page=2, cursor=cursor, **filters), visibility
+        )
+        seen.append(([tuple(row) for row in page.rows], page.total, page.estimated, page.next_cursor, page.tags))
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+    jumped = search.list_customers(
+        session.connection(), search.ListQuery(q=q, per_page=2, page=2, **filters), visibility
+    )
+    seen.append(([tuple(row) for row in jumped.rows], jumped.total, jumped.estimated))
+    return seen
+
+
+@pytest.mark.parametrize("path", ["small", "walk", "estimate"])
+def test_a_kept_search_statement_finds_what_a_freshly_built_one_finds(api, session, monkeypatch, path):
+    """A search of a known shape binds its values to statements kept from an earlier search of that
+    shape: whatever the words, scope and filters, it must list, order and count exactly what the
+    statements built for it alone do (on the small-result path, the ordered walk, and beyond the
+    exact total where the planner's estimate answers)."""
+    people = [
+        ("James", "Smith", 1, "customer"),
+        ("Jameson", "Smithers", 1, "customer"),
+        ("Mary", "Jones", 1, "customer"),
+        ("Mary", "Johnson", 2, "customer"),
+        ("Marty", "Jonas", 2, "lead"),
+        ("James", "Smith", 2, "lead"),
+        ("Robert", "Brown", 1, "customer"),
+        ("Roberta", "Browning", 2, "customer"),
+        ("Jo", "Sm", 1, "customer"),
+    ]
+    for i, (first, last, location, kind) in enumerate(people):
+        body = (lead if kind == "lead" else customer)(
+            first_name=first, last_name=last, location_id=location, email=f"{first}.{last}{i}@mail.example".lower()
+        )
+        create(api, body)
+    if path != "small":
+        monkeypatch.setattr(search, "SMALL_RESULT", 1)
+    if path == "estimate":
+        monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 1)
+    both, first_only = frozenset({1, 2}), frozenset({1})
+    # (first search, the search of the same shape that reuses its statements, scope of each, filters)
+    cases = [
+        ("smi", "jon", search.Visibility(None, None), search.Visibility(None, None), {}),
+        ("james smith", "mary jones", search.Visibility(None, None), search.Visibility(None, None), {}),
+        ("mary jo", "james sm", search.Visibility(None, None), search.Visibility(None, None), {}),
+        ("mary jo", "robert br", search.Visibility(both, both), search.Visibility(first_only, first_only), {}),
+        ("ma", "jo", search.Visibility(first_only, frozenset()), search.Visibility(both, frozenset()), {}),
+        ("jam", "mar", search.Visibility(None, first_only), search.Visibility(None, both), {"kind": "lead"}),
+        ("smith", "jones", search.Visibility(None, None), search.Visibility(None, None), {"location_id": [2]}),
+        ("smith", "jones", search.Visibility(None, None), search.Visibility(None, None), {"kind": "customer"}),
+        ("#1", "#3", search.Visibility(None, None), search.Visibility(None, None), {}),
+        ("12", "3", search.Visibility(None, None), search.Visibility(None, None), {}),
+        ("james smith mail", "mary jones mail", search.Visibility(both, both), search.Visibility(both, both), {}),
+        ("mail.example", "james.smith0", search.Visibility(None, None), search.Visibility(None, None), {}),
+    ]
+    kept_any = False
+    for earlier, q, earlier_scope, scope, filters in cases:
+        search._KEPT.clear()
+        _search_as_seen(session, earlier, earlier_scope, **filters)
+        kept = dict(search._KEPT)
+        assert len(kept) == 1, (earlier, "is kept by its shape")
+        found_kept = _search_as_seen(session, q, scope, **filters)
+        assert kept == search._KEPT, (q, "reused the statements kept for", earlier)
+        search._KEPT.clear()
+        found_fresh = _search_as_seen(session, q, scope, **filters)
+        assert found_kept == found_fresh, (q, earlier, filters)
+        kept_any |= any(page[0] for page in found_kept)
+    assert kept_any, "the searches find something"
+    search._KEPT.clear()
+    _search_as_seen(session, "smith", search.Visibility(None, None), city="Provo")
+    assert not search._KEPT, "a search filtered on the record's columns (values not named) is never kept"

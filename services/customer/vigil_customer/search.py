@@ -145,8 +145,15 @@ def reindex(session: Session, customer: Customer, *, new: bool = False) -> None:
             )
         ).all()
         session.execute(delete(SearchTerm).where(SearchTerm.customer_id == customer.id))
-    covered = covered_lengths(terms_of(customer, [a for a in accounts if a is not None]))
-    rows = [
+    rows = term_rows(customer, [a for a in accounts if a is not None])
+    if rows:  # a Core insert of the table: the ORM's bulk path cost a sixth of writing the terms
+        session.execute(_INSERT_TERMS, rows)
+
+
+def term_rows(customer: Customer, accounts: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The search-term rows of ``customer`` (with its property ``accounts``), as :func:`reindex` writes them."""
+    covered = covered_lengths(terms_of(customer, list(accounts)))
+    return [
         {
             "customer_id": customer.id,
             "term": term,
@@ -158,8 +165,6 @@ def reindex(session: Session, customer: Customer, *, new: bool = False) -> None:
         }
         for term in sorted(covered)
     ]
-    if rows:  # a Core insert of the table: the ORM's bulk path cost a sixth of writing the terms
-        session.execute(_INSERT_TERMS, rows)
 
 
 _INSERT_TERMS = insert(cast(Table, SearchTerm.__table__))
@@ -198,23 +203,56 @@ def query_tokens(q: str) -> list[str]:
     return tokens
 
 
-def _prefix_range(column, prefix: str):
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    return and_(column >= prefix, column < upper)
+def _upper(prefix: str) -> str:
+    """The least string above every string starting with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-def _token_condition(table, token: str):
-    """Terms starting with ``token`` and not covered by a shorter matching term of the same record;
-    a number also matches the record id exactly (``#123``)."""
+def _token_shape(token: str) -> tuple:
+    """What decides the form of a word's condition (not its values): a ``#id``, a short or a prefix
+    word, and whether a number also names a record id."""
+    if _ID_QUERY.match(token):
+        return ("id",)
+    return ("short" if len(token) < HEAD else "prefix", token.isdigit() and len(token) <= 9)
+
+
+def _token_params(token: str, i: int) -> dict[str, Any]:
+    """The values :func:`_token_condition` binds for the ``i``-th word."""
     id_match = _ID_QUERY.match(token)
     if id_match:
-        return and_(table.c.covered == 0, table.c.term == f"#{int(id_match.group(1))}")
-    if len(token) < HEAD:
-        condition = and_(table.c.covered.in_(range(len(token))), table.c.term == token)
-    else:
-        condition = and_(table.c.covered.in_(range(len(token))), _prefix_range(table.c.term, token))
+        return {f"sq_id{i}": f"#{int(id_match.group(1))}"}
+    params: dict[str, Any] = {f"sq_c{i}": list(range(len(token))), f"sq_t{i}": token}
+    if len(token) >= HEAD:
+        params[f"sq_u{i}"] = _upper(token)
     if token.isdigit() and len(token) <= 9:
-        condition = or_(condition, and_(table.c.covered == 0, table.c.term == f"#{int(token)}"))
+        params[f"sq_id{i}"] = f"#{int(token)}"
+    return params
+
+
+def _token_condition(table, token: str, i: int = 0):
+    """Terms starting with ``token`` and not covered by a shorter matching term of the same record;
+    a number also matches the record id exactly (``#123``).
+
+    Its values are named parameters (``sq_…{i}``, see :func:`_token_params`) holding this token's
+    values, so a statement kept for the shape of a search can run another search of that shape.
+    """
+    values = _token_params(token, i)
+
+    def bound(name: str, *, expanding: bool = False):
+        return bindparam(f"{name}{i}", values[f"{name}{i}"], expanding=expanding)
+
+    if _ID_QUERY.match(token):
+        return and_(table.c.covered == 0, table.c.term == bound("sq_id"))
+    if len(token) < HEAD:
+        condition = and_(table.c.covered.in_(bound("sq_c", expanding=True)), table.c.term == bound("sq_t"))
+    else:
+        condition = and_(
+            table.c.covered.in_(bound("sq_c", expanding=True)),
+            table.c.term >= bound("sq_t"),
+            table.c.term < bound("sq_u"),
+        )
+    if token.isdigit() and len(token) <= 9:
+        condition = or_(condition, and_(table.c.covered == 0, table.c.term == bound("sq_id")))
     return condition
 
 
@@ -229,20 +267,40 @@ class Visibility:
     def nothing(self) -> bool:
         return self.customers == frozenset() and self.leads == frozenset()
 
-    def condition(self, kind_col, location_col):
+    def shape(self) -> tuple:
+        """What decides the form of :meth:`condition` (its location lists are values)."""
+        c, leads = self.customers, self.leads
+        return (c is None, leads is None, c is not None and c == leads, bool(c), bool(leads))
+
+    def params(self, names: tuple[str, str]) -> dict[str, list[int]]:
+        """The location lists :meth:`condition` binds under ``names`` (customers, leads)."""
+        return {
+            name: sorted(locations)
+            for name, locations in zip(names, (self.customers, self.leads), strict=True)
+            if locations
+        }
+
+    def condition(self, kind_col, location_col, names: tuple[str, str] | None = None):
+        """``names``: the location lists become these named parameters (for a kept statement)."""
         if self.customers is None and self.leads is None:
             return None
-        if self.customers is not None and self.customers == self.leads:
-            return location_col.in_(sorted(self.customers)) if self.customers else false()
 
-        def part(kind: str, locations):
+        def within(locations, name_index: int):
+            if names is None:
+                return location_col.in_(sorted(locations))
+            return location_col.in_(bindparam(names[name_index], sorted(locations), expanding=True))
+
+        if self.customers is not None and self.customers == self.leads:
+            return within(self.customers, 0) if self.customers else false()
+
+        def part(kind: str, locations, name_index: int):
             if locations is None:
                 return kind_col == kind
             if not locations:
                 return None
-            return and_(kind_col == kind, location_col.in_(sorted(locations)))
+            return and_(kind_col == kind, within(locations, name_index))
 
-        parts = [p for p in (part("customer", self.customers), part("lead", self.leads)) if p is not None]
+        parts = [p for p in (part("customer", self.customers, 0), part("lead", self.leads, 1)) if p is not None]
         return or_(*parts) if parts else false()
 
 
@@ -438,16 +496,16 @@ def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str],
     only that index can serve it); the other words then filter those rows.
     """
 
-    def scoped(table, condition):
+    def scoped(table, condition, i: int):
         conditions = [condition]
-        seen = visibility.condition(table.c.kind, table.c.location_id)
+        seen = visibility.condition(table.c.kind, table.c.location_id, (f"sq_vc{i}", f"sq_vl{i}"))
         if seen is not None:
             conditions.append(seen)
         if query.kind:
-            conditions.append(table.c.kind == query.kind)
+            conditions.append(table.c.kind == bindparam(f"sq_k{i}", query.kind))
         if query.location_id:
-            conditions.append(table.c.location_id.in_(query.location_id))
-        if _needs_customer_table(query):
+            conditions.append(table.c.location_id.in_(bindparam(f"sq_l{i}", list(query.location_id), expanding=True)))
+        if _needs_customer_table(query):  # (its values are not named: such a search is never kept)
             conditions.append(
                 table.c.customer_id.in_(select(Customer.id).where(*_customer_filters(query, Visibility(None, None))))
             )
@@ -459,28 +517,99 @@ def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str],
         statement = scoped(
             terms,
             and_(
-                terms.c.head == first[:HEAD],
-                terms.c.covered < len(first),
-                func.substr(terms.c.term, 1, len(first)) == first,
+                terms.c.head == bindparam("sq_head", first[:HEAD]),
+                terms.c.covered < bindparam("sq_n", len(first)),
+                func.substr(terms.c.term, 1, bindparam("sq_n2", len(first))) == bindparam("sq_first", first),
             ),
+            0,
         )
-        for token in rest:
+        for i, token in enumerate(rest, 1):
             other = terms.alias()
             statement = statement.where(
-                terms.c.customer_id.in_(select(other.c.customer_id).where(_token_condition(other, token)))
+                terms.c.customer_id.in_(select(other.c.customer_id).where(_token_condition(other, token, i)))
             )
         return statement
-    if not rest:
-        return scoped(terms, _token_condition(terms, first))
-    statement = scoped(terms, _token_condition(terms, first))
-    for token in rest:
+    statement = scoped(terms, _token_condition(terms, first, 0), 0)
+    for i, token in enumerate(rest, 1):
         other = terms.alias()
         statement = statement.where(
             terms.c.customer_id.in_(
-                scoped(other, _token_condition(other, token)).with_only_columns(other.c.customer_id)
+                scoped(other, _token_condition(other, token, i), i).with_only_columns(other.c.customer_id)
             )
         )
     return statement
+
+
+def _term_params(query: ListQuery, visibility: Visibility, tokens: list[str]) -> dict[str, Any]:
+    """Every value :func:`_term_statement` names, for this search (walk or not)."""
+    first = tokens[0]
+    params: dict[str, Any] = {"sq_head": first[:HEAD], "sq_n": len(first), "sq_n2": len(first), "sq_first": first}
+    for i, token in enumerate(tokens):
+        params |= _token_params(token, i)
+        params |= visibility.params((f"sq_vc{i}", f"sq_vl{i}"))
+        if query.kind:
+            params[f"sq_k{i}"] = query.kind
+        if query.location_id:
+            params[f"sq_l{i}"] = list(query.location_id)
+    return params
+
+
+class _Kept:
+    """The statements of one shape of search (words and their kinds, scope, filters), built once.
+
+    Building them (the semi-join of each word, its scope, term ranges, the derived count and page
+    statements) cost more Python than the database spent on a common full name (``james smith``:
+    4.9 ms of CPU a search under load), so a search of a known shape only binds its values
+    (:func:`_term_params`) to statements kept here. ``params`` is empty when the statements were built
+    for this very search (their parameters already hold its values).
+    """
+
+    __slots__ = ("matches", "derived", "build_walk")
+
+    def __init__(self, matches, build_walk):
+        self.matches = matches
+        self.build_walk = build_walk
+        self.derived: dict[Any, Any] = {}
+
+    def get(self, name, build):
+        statement = self.derived.get(name)
+        if statement is None:
+            statement = self.derived[name] = build()
+        return statement
+
+
+# by shape (see _shape_of): the search's statements (a search filtered on the record's own columns is not kept)
+_KEPT: dict[tuple, _Kept] = {}
+_KEPT_SHAPES = 256
+
+
+def _shape_of(query: ListQuery, visibility: Visibility, tokens: list[str]) -> tuple | None:
+    if _needs_customer_table(query):
+        return None
+    return (
+        tuple(_token_shape(t) for t in tokens),
+        visibility.shape(),
+        bool(query.kind),
+        bool(query.location_id),
+        _walkable(tokens[0]),
+    )
+
+
+def _kept_search(query: ListQuery, visibility: Visibility, tokens: list[str]) -> tuple[_Kept, dict[str, Any]]:
+    """The statements of this search's shape and the values to bind to them."""
+    shape = _shape_of(query, visibility, tokens)
+    kept = _KEPT.get(shape) if shape is not None else None
+    if kept is not None:
+        return kept, _term_params(query, visibility, tokens)
+    kept = _Kept(
+        _term_statement(query, visibility, tokens),
+        lambda: _term_statement(query, visibility, tokens, walk=True),
+    )
+    if shape is not None:
+        if len(_KEPT) >= _KEPT_SHAPES:
+            _KEPT.clear()
+        _KEPT[shape] = kept
+    return kept, {}
 
 
 ESTIMATE_SECONDS = 30.0  # how long a planner estimate is reused (it moves only when ANALYZE runs)
@@ -489,14 +618,17 @@ _ESTIMATES: weakref.WeakKeyDictionary[Any, dict[tuple, tuple[float, int]]] = wea
 _ESTIMATES_KEPT = 512
 
 
-def _estimate(conn: Connection, statement, key: tuple | None = None) -> int | None:
+def _estimate(
+    conn: Connection, statement, key: tuple | None = None, values: dict[str, Any] | None = None
+) -> int | None:
     """The planner's row estimate (PostgreSQL); None where the database has none.
 
     The estimate comes from the table's statistics, which change only when the table is analysed,
     so the answer for one statement and its parameters is reused for :data:`ESTIMATE_SECONDS`
     (page 1 of an office's list asked for it on every request: a round trip and an EXPLAIN).
     ``key``: what alone determines the statement, when the caller knows (then it is not compiled
-    to be looked up); otherwise its SQL and parameters.
+    to be looked up); otherwise its SQL and parameters. ``values``: named parameters to bind in
+    place of those the statement holds (a kept search's).
     """
     bind = conn.engine  # per engine, not per connection: the estimate is the table's
     if bind.dialect.name != "postgresql":
@@ -506,8 +638,12 @@ def _estimate(conn: Connection, statement, key: tuple | None = None) -> int | No
     known = estimates.get(key) if key is not None else None
     if known is not None and now - known[0] < ESTIMATE_SECONDS:
         return known[1]
-    compiled = statement.compile(dialect=bind.dialect, compile_kwargs={"render_postcompile": True})
-    sql, params = str(compiled), compiled.params
+    if values:
+        expanded = statement.compile(dialect=bind.dialect).construct_expanded_state(values)
+        sql, params = expanded.statement, dict(expanded.parameters)
+    else:
+        compiled = statement.compile(dialect=bind.dialect, compile_kwargs={"render_postcompile": True})
+        sql, params = str(compiled), compiled.params
     if key is None:
         key = (sql, repr(sorted(params.items())))
         known = estimates.get(key)
@@ -546,37 +682,43 @@ def _bounded_count(conn: Connection, statement, *, plain: tuple | None = None) -
     return conn.scalar(select(func.count()).select_from(statement.subquery())) or 0, False
 
 
-def _term_count(conn: Connection, matches) -> tuple[int, bool]:
+def _term_count(conn: Connection, kept: _Kept, params: dict[str, Any]) -> tuple[int, bool]:
     """Distinct records among matching term rows, reading a bounded number of index entries.
 
     Up to the limit the count is exact. Covered terms are skipped, so a record rarely matches
     twice; when some do and the first read hit the limit, a longer read may still find the exact
-    total. Beyond that, the planner's estimate, flagged.
+    total. Beyond that, the planner's estimate, flagged. ``params``: the search's values (``kept``).
     """
-    matches = matches.order_by(None)
-    for cap in (EXACT_TOTAL_LIMIT * 11 // 10, 4 * EXACT_TOTAL_LIMIT):
+    matches = kept.matches.order_by(None)
+
+    def sampled(cap: int):
         sample = matches.limit(cap).subquery()
-        rows, records = conn.execute(select(func.count(), func.count(distinct(sample.c.id)))).one()
+        return select(func.count(), func.count(distinct(sample.c.id)))
+
+    for cap in (EXACT_TOTAL_LIMIT * 11 // 10, 4 * EXACT_TOTAL_LIMIT):
+        rows, records = conn.execute(kept.get(("count", cap), lambda: sampled(cap)), params).one()  # noqa: B023
         if rows < cap:
             return records, False
         if records > EXACT_TOTAL_LIMIT:  # already more records than the limit
             break
-    distinct_matches = select(matches.subquery().c.id).distinct()
-    estimate = _estimate(conn, distinct_matches)
+    distinct_matches = kept.get("distinct", lambda: select(matches.subquery().c.id).distinct())
+    estimate = _estimate(conn, distinct_matches, values=params)
     if estimate is not None:
         return max(estimate, EXACT_TOTAL_LIMIT + 1), True
-    return conn.scalar(select(func.count()).select_from(distinct_matches.subquery())) or 0, False
+    return conn.scalar(select(func.count()).select_from(distinct_matches.subquery()), params) or 0, False
 
 
-def _first_rows(conn: Connection, statement, want: int) -> list:
+def _first_rows(conn: Connection, statement, want: int, kept: _Kept, params: dict[str, Any]) -> list:
     """The first ``want`` distinct records of an ordered statement whose rows may repeat a record.
 
     Repeats are adjacent (same sort key), so a few extra rows are read and folded; this lets the
     database run a top-N sort straight off the index instead of de-duplicating every match.
+    ``kept`` keeps the limited statement by (``statement``, limit); ``params`` binds the search's values.
     """
     fetch = want * 2
     while True:
-        rows = conn.execute(statement.limit(fetch)).all()
+        limited = kept.get((statement, fetch), lambda: statement.limit(fetch))  # noqa: B023
+        rows = conn.execute(limited, params).all()
         unique, last = [], None
         for row in rows:
             if row.id != last:
@@ -601,7 +743,7 @@ class _Match(NamedTuple):
 
 
 def _small_result(
-    conn: Connection, matches, key, forward: bool, want: int, multi_word: bool
+    conn: Connection, kept: _Kept, params: dict[str, Any], key, forward: bool, want: int, multi_word: bool
 ) -> tuple[list, int] | None:
     """All matches at once when there are few: one read gives the page and the exact total.
 
@@ -609,15 +751,19 @@ def _small_result(
     records; reading them unordered and sorting here spares a second pass over the index.
     Returns None when the matches are too many for that.
     """
+    matches = kept.matches
     if multi_word:  # the join of several words is the costly part: read once, at most the threshold
-        rows = conn.execute(matches.order_by(None).limit(SMALL_RESULT)).all()
+        rows = conn.execute(kept.get("small", lambda: matches.order_by(None).limit(SMALL_RESULT)), params).all()
         if len(rows) >= SMALL_RESULT:
             return None
     else:  # one word: count a bounded range first, it costs less than fetching a large one
-        sample = matches.order_by(None).limit(SMALL_RESULT).subquery()
-        if (conn.scalar(select(func.count()).select_from(sample)) or 0) >= SMALL_RESULT:
+        sample = kept.get(
+            "small count",
+            lambda: select(func.count()).select_from(matches.order_by(None).limit(SMALL_RESULT).subquery()),
+        )
+        if (conn.scalar(sample, params) or 0) >= SMALL_RESULT:
             return None
-        rows = conn.execute(matches).all()
+        rows = conn.execute(matches, params).all()
     found = sorted(
         {_Match(row.id, row.sort_name) for row in rows}, key=lambda m: (m.sort_name, m.id), reverse=not forward
     )
@@ -708,19 +854,21 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
     on_terms = bool(tokens) and query.sort.lstrip("-") == "name"
     fetched: Sequence[Any] | None = None
     counted = None
+    params: dict[str, Any] = {}  # the search's values, bound to the statements kept for its shape
     if on_terms:
-        matches = _term_statement(query, visibility, tokens)
+        kept, params = _kept_search(query, visibility, tokens)
+        matches = kept.matches
         if not jump:
-            small = _small_result(conn, matches, key, forward, want, len(tokens) > 1)
+            small = _small_result(conn, kept, params, key, forward, want, len(tokens) > 1)
             if small is not None:
                 fetched, counted = small[0], (small[1], False)
         if jump:
             base = matches.distinct().subquery()
             statement, key_cols = select(base.c.id, base.c.sort_name), (base.c.sort_name, base.c.id)
         elif fetched is None:  # (answered by the small result: the ordered walk is not built)
-            statement = _term_statement(query, visibility, tokens, walk=True) if _walkable(tokens[0]) else matches
+            statement = kept.get("walk", kept.build_walk) if _walkable(tokens[0]) else matches
             key_cols = (statement.selected_columns.sort_name, statement.selected_columns.id)
-        counter = lambda: _term_count(conn, matches)  # noqa: E731 - deferred until the page is read
+        counter = lambda: _term_count(conn, kept, params)  # noqa: E731 - deferred until the page is read
     else:
         plain = (
             (visibility.customers, visibility.leads, query.kind, tuple(query.location_id))
@@ -752,6 +900,20 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
         counted_statement = built[1]
         counter = lambda: _bounded_count(conn, counted_statement, plain=plain)  # noqa: E731
 
+    if fetched is None and on_terms and not jump:  # the ordered walk of a kept search: its key is bound too
+        unordered, keyed, cursor_key = statement, key is not None, key or [None, None]
+
+        def keyset_walk():
+            walk = unordered
+            if keyed:
+                bound = tuple_(bindparam("sq_key0", cursor_key[0]), bindparam("sq_key1", cursor_key[1]))
+                walk = walk.where(tuple_(*key_cols) > bound if forward else tuple_(*key_cols) < bound)
+            return walk.order_by(*[c.asc() if forward else c.desc() for c in key_cols])
+
+        statement = kept.get(("page", forward, keyed), keyset_walk)
+        if keyed:
+            params = params | {"sq_key0": cursor_key[0], "sq_key1": cursor_key[1]}
+        fetched = _first_rows(conn, statement, want, kept, params)
     if fetched is None:
         if key is not None:
             row_key = tuple_(*key_cols) if len(key_cols) > 1 else key_cols[0]
@@ -759,9 +921,7 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
             statement = statement.where(row_key > bound if forward else row_key < bound)
         statement = statement.order_by(*[c.asc() if forward else c.desc() for c in key_cols])
         if jump:
-            fetched = conn.execute(statement.limit(want).offset((page - 1) * query.per_page)).all()
-        elif on_terms:
-            fetched = _first_rows(conn, statement, want)
+            fetched = conn.execute(statement.limit(want).offset((page - 1) * query.per_page), params).all()
         else:  # one row per record, with its tags
             fetched = _fold_tags(conn.execute(_with_tags(statement.limit(want), key_cols, forward)).all(), tags)
     has_more = len(fetched) > query.per_page

@@ -6,6 +6,7 @@ the caller sees under the field's name.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import date
@@ -125,8 +126,12 @@ def normalize_zip(value: str, state: str | None) -> str:
     raise ValueError("Must be a 5-digit ZIP code or a Canadian postal code.")
 
 
+@functools.lru_cache(maxsize=256)
 def parse_phone(value: str, state: str | None = None) -> tuple[str, str]:
-    """``(as entered, E.164)``. Numbers without a country code are read in the state's country."""
+    """``(as entered, E.164)``. Numbers without a country code are read in the state's country.
+
+    Kept for the last few hundred numbers (a pure function of its arguments; a refusal is not kept):
+    a create parsed each of its numbers twice, validating and then storing them."""
     display = value.strip()
     region = country_of_state(state) or "US"
     try:
