@@ -20,10 +20,11 @@ the embedded defaults otherwise) and measures, one after the other:
    deliveries, the time after the last event was accepted, the delivery rate and the CPU per delivery
    of each process. Goal: 1,000 events to 10 subscribers within 10 s. Then the **burst**: as many
    events again, made while the gateway worker is stopped (SIGSTOP), so the fan-out alone is timed
-   from when it goes on (``--skip-burst`` leaves it out). ``--slow-seconds`` adds a subscriber whose
-   receiver sleeps that long per answer (the others must not wait for it); ``--py-spy FILE`` samples
-   the gateway worker during the burst (its delivery process into FILE.deliver, the customer worker
-   into FILE.customer).
+   from when it goes on, once the other consumers of those events are at rest (their queues empty,
+   their CPU idle: printed, with how long it took) (``--skip-burst`` leaves it out). ``--slow-seconds``
+   adds a subscriber whose receiver sleeps that long per answer (the others must not wait for it);
+   ``--py-spy FILE`` samples the gateway worker during the burst (its delivery process into
+   FILE.deliver, the customer worker into FILE.customer).
 
 The load average is printed before and after each part: the machine may be shared.
 """
@@ -256,6 +257,46 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def await_rest(stack, prefix: str | None, quiet: float = 5.0, timeout: float = 90.0) -> tuple[float, str]:
+    """Waits until every service queue but the gateway's is empty (RabbitMQ's count of messages ready)
+    and every Vigil process but the gateway worker's used under ``quiet`` % of a core for a second (the
+    messages a worker holds unacknowledged are not counted as ready: its CPU shows them). Returns the
+    seconds waited and what was seen last. Bounded: the gateway worker is stopped meanwhile, and one
+    stopped past RabbitMQ's heartbeat window (two missed, 2 x 60 s) loses its connection, so the burst
+    would time the redelivery (163 s once, after a 180 s wait)."""
+    from kombu import Connection  # noqa: PLC0415 - the bench's own dependency, only here
+
+    broker = stack.env.get("VIGIL_BROKER_URL", "")
+    queues = [f"{stack.env['VIGIL_QUEUE_PREFIX']}.{name}" for name in benchkit.SERVICE_QUEUES]
+    if not broker.startswith("amqp"):  # the embedded broker: its workers' CPU alone
+        broker, queues = "memory://", []
+    started = time.monotonic()
+    seen = ""
+    with Connection(broker, connect_timeout=5) as conn:
+        channel = conn.channel()
+        while time.monotonic() - started < timeout:
+            ready = {}
+            for name in queues:
+                try:
+                    ready[name.rsplit(".", 1)[1]] = channel.queue_declare(name, passive=True).message_count
+                except Exception:  # noqa: BLE001 - a queue nobody declared (its channel is closed by the broker)
+                    channel = conn.channel()
+            before = cpu_by_process(stack, prefix)
+            time.sleep(1.0)
+            after = cpu_by_process(stack, prefix)
+            busy = {
+                name: (after[name] - before.get(name, 0.0)) * 100
+                for name in after
+                if not name.startswith(("gateway-worker", "gateway-deliver", "bench", "load"))
+            }
+            seen = "ready messages " + ", ".join(f"{n} {c}" for n, c in sorted(ready.items()))
+            seen += "; % of a core: " + ", ".join(f"{n} {v:.0f}" for n, v in sorted(busy.items()) if v >= 0.5)
+            # PostgreSQL is shown, not waited for: the delivery process's polls and autovacuum keep it busy
+            if not any(ready.values()) and all(v < quiet for n, v in busy.items() if n != "postgres"):
+                return time.monotonic() - started, seen
+    return time.monotonic() - started, seen + " (NOT at rest: gave up waiting)"
+
+
 def burst(
     stack, prefix: str | None, receiver: Receiver, run_events, subscribers: int, events: int, py_spy: str | None
 ) -> None:
@@ -277,6 +318,11 @@ def burst(
     os.kill(worker, signal.SIGSTOP)
     try:
         run_events()
+        # The other consumers of the same events (the customer worker's property.updated inbox, one
+        # transaction per event, left from the fan-out and from these events) finish first, so the
+        # burst measures the fan-out alone, not a backlog that is no webhook work.
+        waited, rest = await_rest(stack, prefix)
+        print(f"  at rest after {waited:.1f} s (the gateway worker still stopped): {rest}", flush=True)
     finally:
         os.kill(worker, signal.SIGCONT)
     spies = []

@@ -144,6 +144,9 @@ _PG_ANSWERED = text(
 # inbox), the group's feed rows in its order, and the delivery rows of one event type, made by the
 # database from the feed rows just written and the wanted subscriptions.
 _PG_KNOWN_EVENTS = text("SELECT event_id FROM feed_events WHERE event_id = ANY(CAST(:ids AS text[]))")
+_PG_LOCATIONS = text(
+    "SELECT customer_id, location_id FROM record_locations WHERE customer_id = ANY(CAST(:ids AS bigint[]))"
+)
 _PG_FEED = text(
     "INSERT INTO feed_events (event_id, type, version, occurred_at, received_at, source, request_id, data, "
     "location_id, customer_id) SELECT v.event_id, v.type, v.version, v.occurred_at, :now, v.source, "
@@ -565,13 +568,15 @@ class WebhookRuntime:
         missing = {entry.customer_id for entry in entries if entry.location_id is None and entry.customer_id}
         if not missing:
             return entries
-        known = dict(
-            session.execute(
+        if session.connection().dialect.name == "postgresql":  # a constant text over one array, as the intake's
+            found = session.execute(_PG_LOCATIONS, {"ids": _pg_array(list(missing))})
+        else:
+            found = session.execute(
                 select(RecordLocation.customer_id, RecordLocation.location_id).where(
                     RecordLocation.customer_id.in_(missing)
                 )
-            ).all()
-        )
+            )
+        known = dict(found.all())
         failed: dict[int, Exception] = {}
         for customer_id in missing - set(known):
             try:
