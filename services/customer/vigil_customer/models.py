@@ -101,8 +101,9 @@ class SearchTerm(Base):
     sort_name: Mapped[str] = mapped_column(binary_string(220))
 
     __table_args__ = (
-        # few matches: a range of terms, read at once
-        Index("ix_customer_search_terms_match", "covered", "term", "location_id", "kind", "sort_name", "customer_id"),
+        # few matches: a range of terms, read at once; a term's entries in record order, as the heap
+        # holds them (an index-only scan then rarely switches visibility-map page: migration 0010)
+        Index("ix_customer_search_terms_match", "covered", "term", "location_id", "customer_id", "kind", "sort_name"),
         # many matches: the terms sharing the first three characters, already in name order
         Index(
             "ix_customer_search_terms_walk",
