@@ -6,6 +6,10 @@ visibility-map page: 14,411 buffer hits to read 23,000 entries of ``james smith`
 they follow the heap (terms are written record by record): 291. The columns are the same (an
 index of the same size); ``kind`` and ``sort_name`` stay in it so searches still read it alone.
 Nothing read the old order: a search's ``covered IN (…)`` already made its output unordered.
+
+On PostgreSQL the new index is built ``CONCURRENTLY`` beside the old one, then swapped in, so a large
+install keeps writing customers while it is built (a plain rebuild would hold their search terms'
+writes for the whole build); a build that failed half way leaves an invalid index, dropped on retry.
 """
 
 from alembic import op
@@ -17,11 +21,25 @@ OLD = ["covered", "term", "location_id", "kind", "sort_name", "customer_id"]
 NEW = ["covered", "term", "location_id", "customer_id", "kind", "sort_name"]
 
 
+NAME, TABLE = "ix_customer_search_terms_match", "customer_search_terms"
+
+
+def _rebuild(columns: list[str]) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        op.drop_index(NAME, table_name=TABLE)
+        op.create_index(NAME, TABLE, columns)
+        return
+    building = f"{NAME}_building"
+    with op.get_context().autocommit_block():  # CONCURRENTLY runs outside a transaction
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {building}")
+        op.create_index(building, TABLE, columns, postgresql_concurrently=True)
+        op.drop_index(NAME, table_name=TABLE, postgresql_concurrently=True)
+        op.execute(f"ALTER INDEX {building} RENAME TO {NAME}")
+
+
 def upgrade() -> None:
-    op.drop_index("ix_customer_search_terms_match", table_name="customer_search_terms")
-    op.create_index("ix_customer_search_terms_match", "customer_search_terms", NEW)
+    _rebuild(NEW)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_customer_search_terms_match", table_name="customer_search_terms")
-    op.create_index("ix_customer_search_terms_match", "customer_search_terms", OLD)
+    _rebuild(OLD)
