@@ -499,12 +499,10 @@ def test_a_station_cannot_be_impersonated(gateway, anonymous, locations):
     assert_problem(signed_post(anonymous, status, theirs["secret"], message, message_id=replayed), 409)
 
 
-def test_a_station_reaches_only_the_properties_it_monitors(gateway, anonymous, locations):
-    """A station (or whoever holds its secret) writes nothing into another station's properties: a message
-    for an account it does not monitor answers exactly like an account no property has, and is kept
-    unmatched for an operator; no status, signal or link reaches the property."""
+def stations_of_their_own_companies(gateway, *names: str) -> list[dict]:
+    """One central-station integration per name, each bound to a monitoring company of its own."""
     stations = []
-    for name in ("Ours", "Theirs"):
+    for name in names:
         company = monitoring_company(gateway, f"Att {name}")
         made = gateway.post(
             "/api/v1/integrations",
@@ -513,7 +511,14 @@ def test_a_station_reaches_only_the_properties_it_monitors(gateway, anonymous, l
         assert made.status_code == 201, made.text
         SECRETS_SHOWN.append(made.json()["secret"])
         stations.append(made.json())
-    ours, theirs = stations
+    return stations
+
+
+def test_a_station_reaches_only_the_properties_it_monitors(gateway, anonymous, locations):
+    """A station (or whoever holds its secret) writes nothing into another station's properties: a message
+    for an account it does not monitor answers exactly like an account no property has, and is kept
+    unmatched for an operator; no status, signal or link reaches the property."""
+    ours, theirs = stations_of_their_own_companies(gateway, "Ours", "Theirs")
     properties = {}
     for label in ("linked", "unlinked"):
         customer = new_customer(gateway, locations["home"], monitoring_company_id=ours["monitoring_company_id"])
@@ -563,17 +568,7 @@ def test_a_station_does_not_follow_a_property_to_a_customer_another_company_moni
     writing statuses into a property whose customer another monitoring company monitors (and that
     customer's Monitored By was locked to the old station). The transfer unlinks it; the receiving
     customer's company's station links it again."""
-    stations = []
-    for name in ("Old", "New"):
-        company = monitoring_company(gateway, f"Att {name}")
-        made = gateway.post(
-            "/api/v1/integrations",
-            json={"name": f"Att {name} {uuid.uuid4().hex[:6]}", "monitoring_company_id": company},
-        )
-        assert made.status_code == 201, made.text
-        SECRETS_SHOWN.append(made.json()["secret"])
-        stations.append(made.json())
-    old, new = stations
+    old, new = stations_of_their_own_companies(gateway, "Old", "New")
     seller = new_customer(gateway, locations["home"], monitoring_company_id=old["monitoring_company_id"])
     buyer = new_customer(gateway, locations["home"], monitoring_company_id=new["monitoring_company_id"])
     account = f"ATT-{uuid.uuid4().hex[:8].upper()}"

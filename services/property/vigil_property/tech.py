@@ -32,6 +32,7 @@ from vigil_shared.errors import Problem
 from . import appointments, equipment, systems
 from .account_numbers import account_key
 from .models import Appointment, KnownCustomer, LookupWindow, PinGuard, Property
+from .properties import ACCESS_COLUMNS, PLAIN_FIELDS
 
 MAX_WRONG_PINS = 5
 LOCK_DURATION = timedelta(minutes=15)
@@ -177,20 +178,9 @@ class Candidate:
 CANDIDATE_PROPERTY_COLUMNS = (
     "id",
     "customer_id",
-    "account_number",
-    "type",
-    "system_type",
-    "address",
-    "city",
-    "postal_code",
-    "monitoring_status",
+    *(name for name in PLAIN_FIELDS if name != "central_station"),
     "active",
-    "notes",
-    "access_managed_by",
-    "access_name",
-    "access_phone",
-    "access_email",
-    "access_notes",
+    *ACCESS_COLUMNS.values(),
     "pin_salt",
     "pin_hash",
 )
