@@ -128,7 +128,8 @@ class FastPath:
         entry = cached_entry(self.settings, cache, environ)
         if entry is None:
             return None
-        note_key_use(self.app.extensions["vigil_gateway_db"], entry)
+        if entry.key_id is not None:  # an API key's use is recorded (a user's session has no key to note)
+            note_key_use(self.app.extensions["vigil_gateway_db"], entry)
         base = self.settings.base
         token, binding = cache.signed_token(entry, base.internal_secret, base.identity_token_ttl, request_id)
         headers = upstream_headers(environ, request_id, token, binding)

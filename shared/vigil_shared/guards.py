@@ -249,6 +249,8 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def check_request(forms: bool = False) -> None:
     """Every rule above, for the current request; raises the problem to answer."""
     app = current_app
+    if request.method not in BODY_METHODS and passes_without_body(request.environ, request.path):
+        return  # the same rules on the WSGI environ, without werkzeug's header view and query parsing
     if _BAD_PATH.search(request.path):
         raise not_found("resource")
     errors: dict[str, list[str]] = {}
@@ -292,11 +294,11 @@ def passes_without_body(environ: dict[str, Any], path: str) -> bool:
     """
     if _BAD_PATH.search(path):
         return False
-    for key, value in environ.items():
-        if (key[:5] == "HTTP_" or key in _HEADER_KEYS) and (
-            _BAD_HEADER.search(key) or (isinstance(value, str) and _BAD_HEADER.search(value))
-        ):
-            return False
+    names = [key for key in environ if key[:5] == "HTTP_" or key in _HEADER_KEYS]
+    # names and values, each judged as before: the space between them is no character the rule refuses
+    text = " ".join([*names, *[value for key in names if isinstance(value := environ[key], str)]])
+    if not (text.isascii() and text.isprintable()) and _BAD_HEADER.search(text):  # printable ASCII: no control
+        return False
     query = environ.get("QUERY_STRING", "")
     # a non-ASCII query is left to werkzeug, which decodes it as UTF-8 strictly
     return not query or (query.isascii() and not _BAD_TEXT.search(unquote_plus(query) if "%" in query else query))

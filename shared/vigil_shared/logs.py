@@ -11,25 +11,40 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 _configured = False
 
 
+# json.dumps(entry, default=str) builds an encoder per call; one kept encoder writes the same text
+_ENCODE = json.JSONEncoder(default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, process: str):
         super().__init__()
         self.process_name = process
+        self._second: tuple[int, str] = (-1, "")  # the last whole second logged and its text
+
+    def _timestamp(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, UTC).isoformat()`` with ``Z``: the whole second's text kept."""
+        whole = int(created)
+        second, text = self._second
+        if whole != second:
+            text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (whole, text)
+        micros = round((created - whole) * 1_000_000)
+        if micros >= 1_000_000:  # rounded up to the next second: as datetime rounds it
+            return datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+        return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "process": self.process_name,
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update({key: value for key, value in record.__dict__.items() if key not in _STANDARD and key[:1] != "_"})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODE(entry)
 
 
 def log_fields(logger: logging.Logger, message: str, fields: dict[str, object], level: int = logging.INFO) -> None:
