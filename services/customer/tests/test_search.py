@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from helpers import create, customer, lead
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from vigil_customer import search
 from vigil_customer.models import Customer
@@ -572,3 +572,71 @@ def test_a_kept_search_statement_finds_what_a_freshly_built_one_finds(api, sessi
     search._KEPT.clear()
     _search_as_seen(session, "smith", search.Visibility(None, None), city="Provo")
     assert not search._KEPT, "a search filtered on the record's columns (values not named) is never kept"
+
+
+def test_page_one_in_one_statement_is_what_the_ordered_walk_finds(api, session, monkeypatch):
+    """Page 1 of a search with few matches is one statement (its matches, their distinct records
+    counted, the first page joined to its listed columns and tags). Rows, order, tags, total and links
+    must be what the ordered walk (the path of a large result, a statement per step) gives, whatever
+    the words, sort direction and scope, for records matching twice, and for a search finding nothing."""
+    tag = api.post("/api/v1/tags", json={"name": "Onestep"}).json
+    people = [
+        ("James", "Smith", None, 1),
+        ("Jameson", "Smithers", "Smith Alarm", 1),
+        ("Smith", "James", None, 2),
+        ("John", "Johnson", "Johnson Johns", 2),  # matches "john" through four terms
+        ("James", "Smith", None, 2),
+    ]
+    made = []
+    for i, (first, last, business, location) in enumerate(people):
+        made.append(
+            create(
+                api,
+                customer(
+                    first_name=first,
+                    last_name=last,
+                    business_name=business,
+                    account_type="commercial" if business else "residential",
+                    location_id=location,
+                    email=f"{first}.{last}{i}@smith.example".lower(),
+                ),
+            )
+        )
+    for record in made[::2]:
+        assert api.post(f"/api/v1/customers/{record['id']}/tags", json={"tag_id": tag["id"]}).status_code < 300
+    statements = []
+    engine = session.get_bind()
+
+    def count(*_args):
+        statements.append(1)
+
+    def page_one(q, sort, visibility):
+        statements.clear()
+        with engine.connect() as conn:
+            event.listen(conn, "before_cursor_execute", count)
+            result = search.list_customers(conn, search.ListQuery(q=q, per_page=2, sort=sort), visibility)
+            event.remove(conn, "before_cursor_execute", count)
+        return (
+            [tuple(getattr(row, column.key) for column in search._LISTED) for row in result.rows],
+            result.total,
+            result.estimated,
+            result.next_cursor,
+            result.tags,
+        ), len(statements)
+
+    scopes = [search.Visibility(None, None), search.Visibility(frozenset({2}), frozenset({2}))]
+    queries = ["james smith", "smith", "john", "jam smi", "smith.example james", "nobody", "james nobody"]
+    found_any = False
+    for visibility in scopes:
+        for q in queries:
+            for sort in ("name", "-name"):
+                monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
+                one, one_statements = page_one(q, sort, visibility)
+                monkeypatch.setattr(search, "SMALL_RESULT", 1)
+                walked, _ = page_one(q, sort, visibility)
+                assert one_statements == 1, (q, sort, "page 1 of a small result is one round trip")
+                assert one == walked, (q, sort, visibility)
+                found_any |= bool(one[0])
+    assert found_any
+    monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
+    assert page_one("john", "name", scopes[0])[0][1] == 1, "a record matching through several terms counts once"
