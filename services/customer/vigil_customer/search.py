@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     distinct,
     false,
@@ -790,11 +791,14 @@ def _first_page_statement(matches, forward: bool):
     It was three round trips for one word (bounded count, matches, listed rows) and two for several
     (matches, listed rows), with the matches sorted in Python.
     """
-    found = matches.order_by(None).limit(bindparam("sq_small", SMALL_RESULT)).cte("sq_found")
+    small = bindparam("sq_small", SMALL_RESULT)
+    found = matches.order_by(None).limit(small).cte("sq_found")
+    read = select(func.count()).select_from(found).scalar_subquery()
     records = select(found.c.id, found.c.sort_name).distinct().cte("sq_records")
     order = (records.c.sort_name, records.c.id)
     first = (
         select(records.c.id.label("sq_id"), records.c.sort_name.label("sq_order"))
+        .where(read < small)  # a large result is answered otherwise: no page is sorted and joined
         .order_by(*[c.asc() if forward else c.desc() for c in order])
         .limit(bindparam("sq_want", 21))
         .subquery("sq_first")
@@ -809,8 +813,8 @@ def _first_page_statement(matches, forward: bool):
         .subquery("sq_page")
     )
     counts = select(
-        select(func.count()).select_from(found).scalar_subquery().label("sq_read"),
-        select(func.count()).select_from(records).scalar_subquery().label("sq_total"),
+        read.label("sq_read"),
+        case((read < small, select(func.count()).select_from(records).scalar_subquery())).label("sq_total"),
     ).subquery("sq_counts")
     keys = (page.c.sq_order, page.c.id)
     return (
