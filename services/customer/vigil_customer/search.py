@@ -42,6 +42,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from vigil_shared.errors import validation_problem
 from vigil_shared.guards import INT32_MAX
@@ -791,7 +792,7 @@ def _first_page_statement(matches, forward: bool):
     It was three round trips for one word (bounded count, matches, listed rows) and two for several
     (matches, listed rows), with the matches sorted in Python.
     """
-    small = bindparam("sq_small", SMALL_RESULT)
+    small: BindParameter[int] = bindparam("sq_small", SMALL_RESULT)
     found = matches.order_by(None).limit(small).cte("sq_found")
     read = select(func.count()).select_from(found).scalar_subquery()
     records = select(found.c.id, found.c.sort_name).distinct().cte("sq_records")
