@@ -5,11 +5,13 @@ from datetime import UTC, datetime
 
 import pytest
 from helpers import create, customer, lead, outbox_events
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, event, func, insert, or_, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.engine import Engine
 
 from vigil_customer import customers, duplicates, history, registry
 from vigil_customer.contacts import on_site
-from vigil_customer.models import Customer, HistoryEntry, SearchTerm, messaging
+from vigil_customer.models import Customer, CustomFieldDefinition, HistoryEntry, SearchTerm, messaging
 from vigil_shared.identity import service_identity
 from vigil_shared.messaging.contracts import CustomerCreated, contract_of
 from vigil_shared.messaging.outbox import record_event
@@ -274,8 +276,9 @@ def _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths, pat
     return written
 
 
-def _orm_insert(session, record):
-    """How a new record was written before ``customers._insert``: the ORM's flush."""
+def _orm_insert(session, record, *, definitions=False):
+    """How a new record was written before ``customers._insert``: the ORM's flush (the custom field
+    definitions a create assumed are then read by ``custom_fields.confirm``)."""
     session.add(record)
     customers._flush(session)
 
@@ -373,3 +376,65 @@ def test_a_phone_number_parsed_again_is_read_as_the_first_time():
     for _ in range(2):  # a refusal is not kept: refused each time
         with pytest.raises(ValueError):
             validation.parse_phone("555-01", "UT")
+
+
+def _define_elsewhere(session, **values):
+    """A definition written by another process: this one's catalog writes never heard of it."""
+    session.execute(insert(CustomFieldDefinition.__table__).values(version=1, label=values["key"], **values))
+    session.commit()
+
+
+def _change_elsewhere(session, key, **values):
+    table = CustomFieldDefinition.__table__
+    session.execute(sql_update(table).where(table.c.key == key).values(**values))
+    session.commit()
+
+
+def test_a_create_follows_definitions_changed_by_another_process(api, session):
+    """A create uses the definitions its process read last, unread; the ``INSERT`` returns the current
+    ones, and a refusal reads them: what another process changed meanwhile still decides."""
+    _define_elsewhere(session, key="gate_code", type="text", options=[], required=False, applies_to="both")
+    create(api, customer(custom_fields={"gate_code": "1"}))  # this process now knows gate_code only
+
+    _define_elsewhere(session, key="panel", type="select", options=["DSC"], required=False, applies_to="both")
+    added = create(api, customer(first_name="Added", custom_fields={"panel": "DSC"}))  # refused by the old ones
+    assert added["custom_fields"] == {"panel": "DSC"}
+
+    _change_elsewhere(session, "gate_code", required=True)  # the INSERT finds it required
+    before = session.scalar(select(func.count()).select_from(Customer))
+    missing = api.post("/api/v1/customers?allow_duplicates=true", json=customer(first_name="Missing"))
+    assert missing.status_code == 422, missing.json
+    assert missing.json["errors"] == {"custom_fields.gate_code": ["Required."]}
+    assert session.scalar(select(func.count()).select_from(Customer)) == before  # the row was rolled back
+
+    _change_elsewhere(session, "panel", active=False)
+    gone = api.post(
+        "/api/v1/customers?allow_duplicates=true",
+        json=customer(first_name="Gone", custom_fields={"gate_code": "2", "panel": "DSC"}),
+    )
+    assert gone.status_code == 422 and gone.json["errors"] == {
+        "custom_fields.panel": ["No such custom field for this kind of record."]
+    }
+
+    _change_elsewhere(session, "gate_code", required=False, position=5)  # other definitions, same outcome
+    _change_elsewhere(session, "panel", active=True)
+    made = create(api, customer(first_name="Made", custom_fields={"gate_code": " 3 "}))
+    assert made["custom_fields"] == {"gate_code": "3"}
+    changes = api.get(f"/api/v1/customers/{made['id']}/history?field=custom_fields").json["items"]
+    assert [c["new_value"] for c in changes] == ["gate_code=3"]
+
+
+def test_a_create_reads_no_definitions_its_process_knows(api, runtime):
+    create(api, customer(first_name="First"))
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        create(api, customer(first_name="Second", email="second@example.com"))
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert [s for s in statements if "custom_fields" in s and "INSERT INTO customers" not in s] == []
+    assert any("custom_fields d WHERE" in s or "FROM custom_fields WHERE" in s for s in statements)  # in the INSERT

@@ -15,6 +15,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, load_only, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from vigil_shared import commands
@@ -377,6 +378,12 @@ def _flush(session: Session) -> None:
 _CUSTOMERS = cast(Table, Customer.__table__)
 _COLUMNS = tuple((attribute.key, attribute.columns[0]) for attribute in sa_inspect(Customer).column_attrs)
 _INSERT_CUSTOMER = insert(_CUSTOMERS).returning(_CUSTOMERS.c.id)
+# ... and the active custom field definitions as the transaction sees them once the row is in
+# (custom_fields.assume_known), per dialect
+_INSERT_CHECKING = {
+    name: insert(_CUSTOMERS).returning(_CUSTOMERS.c.id, custom_fields.active_text(name))
+    for name in ("postgresql", "sqlite")
+}
 _HISTORY, _TERMS, _OUTBOX = (cast(Table, m.__table__) for m in (HistoryEntry, SearchTerm, messaging.OutboxEvent))
 FIRST_VERSION = 1  # what the mapper's version counter gives a new row (``version_id_col``)
 
@@ -388,7 +395,7 @@ def _unset_value(column) -> Any:
     return default.arg if default.is_scalar else default.arg(None)
 
 
-def _insert(session: Session, customer: Customer) -> None:
+def _insert(session: Session, customer: Customer, *, definitions: bool = False) -> str | None:
     """Writes the new record's row and makes ``customer`` the session's persistent object for it, as
     ``session.add(customer)`` and a flush would, with one Core ``INSERT`` of the columns that hold a
     value: the ORM's statement names all hundred columns (``NULL`` for most of a new record), and
@@ -397,6 +404,8 @@ def _insert(session: Session, customer: Customer) -> None:
     default, has a Python one too and is always sent): the row is the ORM's
     (``test_a_created_records_rows_are_the_rows_the_orm_path_wrote``), and the object is left as a
     flush leaves it (``test_a_record_written_by_core_is_loaded_as_the_orm_leaves_it``).
+
+    ``definitions``: returns the active custom field definitions' text too (``_INSERT_CHECKING``).
     """
     state = customer.__dict__
     values: dict[str, Any] = {}
@@ -409,8 +418,9 @@ def _insert(session: Session, customer: Customer) -> None:
             row[key] = value
     row[Customer.version.key] = values[Customer.version.key] = FIRST_VERSION
     row.pop("id", None)
+    statement = _INSERT_CHECKING[session.get_bind().dialect.name] if definitions else _INSERT_CUSTOMER
     try:
-        values["id"] = session.execute(_INSERT_CUSTOMER, row).scalar_one()
+        values["id"], *text = session.execute(statement, row).one()
     except IntegrityError:  # a concurrent request took the email between our check and our write
         session.rollback()
         raise _email_in_use() from None
@@ -419,6 +429,7 @@ def _insert(session: Session, customer: Customer) -> None:
             setattr(customer, key, value)
     make_transient_to_detached(customer)  # its values become the loaded state, with nothing to flush
     session.add(customer)
+    return text[0] if text else None
 
 
 _UNSET = object()
@@ -494,28 +505,26 @@ def create(
     copied_from: Customer | None = None,
     run_precheck: bool | None = False,
 ) -> Customer:
-    """A new record. ``run_precheck``: None runs the ADT PreCheck when the monitoring company is ADT."""
-    data = dict(data)
-    kind = data.pop("kind", CUSTOMER)
-    location_id = data.get("location_id")
-    if location_id is None:  # no office to check rights in: report every problem of the body itself
-        raise validation_problem(record.payload_errors(kind, data, data))
-    access = Access(ctx.identity, kind, location_id)
-    if not access.can_record("create"):
-        raise field_forbidden({"location_id": base_permission(kind, "create")})
-    customer = Customer(kind=kind, custom_fields={}, created_by=ctx.actor.name, **STARTING_VALUES)
-    changes = _apply(ctx, customer, data, creating=True)
-    precheck = kind == CUSTOMER and monitoring.precheck_decision(ctx.session, customer, run_precheck, ctx.cipher)
-    if not allow_duplicates:
-        listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)), ctx.identity)
-        if listed or others:
-            raise duplicate_problem(listed, others)
-    if customer.email_key and allow_duplicates:  # otherwise the duplicate check above found no record with it
-        _ensure_email_free(ctx.session, customer.email_key)
+    """A new record. ``run_precheck``: None runs the ADT PreCheck when the monitoring company is ADT.
+
+    The custom field definitions are the ones this process read last, unread (``custom_fields.assume_known``):
+    the ``INSERT`` returns the active ones, and a refusal before it reads them, so a record is never
+    created, nor a request refused, by definitions that changed meanwhile
+    (``test_a_create_follows_definitions_changed_by_another_process``)."""
+    assumed = custom_fields.assume_known(ctx.session)
+    try:
+        customer, changes, precheck = _checked(ctx, data, allow_duplicates, run_precheck)
+    except Problem:
+        if assumed is None or custom_fields.confirm(ctx.session):
+            raise
+        # the refusal may rest on old definitions: judge the request again by the current ones
+        customer, changes, precheck = _checked(ctx, data, allow_duplicates, run_precheck)
     now = utcnow()
     customer.created_at = customer.updated_at = customer.last_activity_at = now
-    _insert(ctx.session, customer)
-    created = f"copy of #{copied_from.id}" if copied_from is not None else kind
+    current = _insert(ctx.session, customer, definitions=assumed is not None)
+    if assumed is not None and not custom_fields.confirm(ctx.session, current):
+        changes = _custom_values_again(ctx, customer, data, changes)
+    created = f"copy of #{copied_from.id}" if copied_from is not None else customer.kind
     actor = ctx.actor
     entries = history.rows_of(
         actor,
@@ -550,6 +559,50 @@ def create(
         ],
     )
     return customer
+
+
+def _checked(
+    ctx: Context, data: dict, allow_duplicates: bool, run_precheck: bool | None
+) -> tuple[Customer, list[tuple[str, Any, Any]], bool]:
+    """The new record, not yet written, once the caller's rights, its values and the duplicate check allow it;
+    with its changes (for the history) and whether the PreCheck runs."""
+    data = dict(data)
+    kind = data.pop("kind", CUSTOMER)
+    location_id = data.get("location_id")
+    if location_id is None:  # no office to check rights in: report every problem of the body itself
+        raise validation_problem(record.payload_errors(kind, data, data))
+    access = Access(ctx.identity, kind, location_id)
+    if not access.can_record("create"):
+        raise field_forbidden({"location_id": base_permission(kind, "create")})
+    customer = Customer(kind=kind, custom_fields={}, created_by=ctx.actor.name, **STARTING_VALUES)
+    changes = _apply(ctx, customer, data, creating=True)
+    precheck = kind == CUSTOMER and monitoring.precheck_decision(ctx.session, customer, run_precheck, ctx.cipher)
+    if not allow_duplicates:
+        listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)), ctx.identity)
+        if listed or others:
+            raise duplicate_problem(listed, others)
+    if customer.email_key and allow_duplicates:  # otherwise the duplicate check above found no record with it
+        _ensure_email_free(ctx.session, customer.email_key)
+    return customer, changes, precheck
+
+
+def _custom_values_again(
+    ctx: Context, customer: Customer, data: dict, changes: list[tuple[str, Any, Any]]
+) -> list[tuple[str, Any, Any]]:
+    """The new record's custom values validated again by the definitions that changed since this process
+    read them: 422 when they refuse them (the command rolls the row back), else the row holds what
+    they make of them. Returns the changes for the history."""
+    merged, errors = custom_fields.validate_values(
+        ctx.session, customer.kind, data.get("custom_fields") or {}, {}, creating=True
+    )
+    if errors:
+        raise validation_problem(errors)
+    if merged == customer.custom_fields:
+        return changes
+    ctx.session.execute(sql_update(_CUSTOMERS).where(_CUSTOMERS.c.id == customer.id).values(custom_fields=merged))
+    set_committed_value(customer, "custom_fields", merged)
+    kept = [change for change in changes if change[0] != "custom_fields"]
+    return kept + [("custom_fields", {}, merged)] if merged else kept
 
 
 def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
