@@ -10,6 +10,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Engine
 
 from vigil_customer import customers, duplicates, history, registry
+from vigil_customer.api import customers as api_customers
 from vigil_customer.contacts import on_site
 from vigil_customer.models import Customer, CustomFieldDefinition, HistoryEntry, SearchTerm, messaging
 from vigil_shared.identity import service_identity
@@ -438,3 +439,41 @@ def test_a_create_reads_no_definitions_its_process_knows(api, runtime):
         event.remove(Engine, "before_cursor_execute", seen)
     assert [s for s in statements if "custom_fields" in s and "INSERT INTO customers" not in s] == []
     assert any("custom_fields d WHERE" in s or "FROM custom_fields WHERE" in s for s in statements)  # in the INSERT
+
+
+def test_a_record_response_is_the_json_the_customer_schema_would_dump(api, monkeypatch):
+    """A record is dumped by converters built once from ``CustomerSchema``: the JSON (values, key order,
+    headers) must be the schema's own dump, for every kind of field, a lead and a masked view."""
+    define = {"key": "gate", "label": "Gate", "type": "text"}
+    assert api.post("/api/v1/custom-fields", json=define).status_code == 201
+    full = create(api, customer(**EVERYTHING, custom_fields={"gate": "north"}))
+    tag = api.post("/api/v1/tags", json={"name": "VIP", "color": "#ff0000"})
+    assert tag.status_code == 201, tag.json
+    assert api.post(f"/api/v1/customers/{full['id']}/tags", json={"tag_id": tag.json["id"]}).status_code in (200, 201)
+    minimal, prospect = create(api, customer(first_name="Min")), create(api, lead(email="l@example.com"))
+    masked = api.as_(identity_with("customers.view", "tags.view", locations=(1,)))
+    reads = [(api, f"/api/v1/customers/{r['id']}") for r in (full, minimal, prospect)]
+    reads += [(masked, f"/api/v1/customers/{full['id']}"), (api, f"/api/v1/leads/{prospect['id']}")]
+    fast = [client.get(path) for client, path in reads]
+    monkeypatch.setattr(api_customers, "_dump_record", api_customers.CustomerSchema().dump)
+    slow = [client.get(path) for client, path in reads]
+    assert fast[0].json["tags"] and fast[0].json["custom_fields"] == {"gate": "north"} and fast[3].json["ssn"]
+    for one, other in zip(fast, slow, strict=True):
+        assert one.status_code == other.status_code == 200
+        assert one.get_data(as_text=True) == other.get_data(as_text=True)
+        assert {**one.headers, "X-Request-ID": ""} == {**other.headers, "X-Request-ID": ""}
+
+
+def test_a_created_record_answers_its_empty_tags_unread(api):
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        made = create(api, customer(first_name="Tagless"))
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert made["tags"] == [] and not [s for s in statements if "customer_tags" in s]
+    assert api.get(f"/api/v1/customers/{made['id']}").json == made
