@@ -8,6 +8,7 @@ everything asked for is allowed and valid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
@@ -407,32 +408,42 @@ def _insert(session: Session, customer: Customer, *, definitions: bool = False) 
 
     ``definitions``: returns the active custom field definitions' text too (``_INSERT_CHECKING``).
     """
-    state = customer.__dict__
-    values: dict[str, Any] = {}
+    state = customer.__dict__  # written directly: the values become the loaded state below either way
     row: dict[str, Any] = {}
-    for key, column in _COLUMNS:
-        value = state[key] if key in state else _unset_value(column)
-        values[key] = value
-        # an explicit None is kept where a default would otherwise fill the column in
-        if value is not None or (key in state and column.default is not None):
-            row[key] = value
-    row[Customer.version.key] = values[Customer.version.key] = FIRST_VERSION
+    for key, has_default, unset in _PLAN:
+        if key in state:
+            value = state[key]
+            if value is not None or has_default:  # an explicit None is kept where a default would fill it in
+                row[key] = value
+        else:
+            state[key] = value = unset()
+            if value is not None:
+                row[key] = value
+    row[_VERSION] = state[_VERSION] = FIRST_VERSION
     row.pop("id", None)
     statement = _INSERT_CHECKING[session.get_bind().dialect.name] if definitions else _INSERT_CUSTOMER
     try:
-        values["id"], *text = session.execute(statement, row).one()
+        state["id"], *text = session.execute(statement, row).one()
     except IntegrityError:  # a concurrent request took the email between our check and our write
         session.rollback()
         raise _email_in_use() from None
-    for key, value in values.items():  # every attribute loaded: nothing is read back on first use
-        if state.get(key, _UNSET) is not value:
-            setattr(customer, key, value)
     make_transient_to_detached(customer)  # its values become the loaded state, with nothing to flush
     session.add(customer)
     return text[0] if text else None
 
 
-_UNSET = object()
+def _unset(column) -> Callable[[], Any]:
+    """The value a column takes in an ORM ``INSERT`` when its attribute was never set (``_unset_value``)."""
+    default = column.default
+    if default is None or default.is_scalar:
+        value = _unset_value(column)
+        return lambda: value
+    return lambda: default.arg(None)
+
+
+# Per column of the record: its attribute, whether it has a default, and its value when never set.
+_PLAN = tuple((key, column.default is not None, _unset(column)) for key, column in _COLUMNS)
+_VERSION = Customer.version.key
 
 
 def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, Any, Any]], action: str) -> None:
