@@ -277,11 +277,12 @@ def _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths, pat
     return written
 
 
-def _orm_insert(session, record, *, definitions=False):
+def _orm_insert(session, record, *, definitions=False, duplicates_of=None, taken=None):
     """How a new record was written before ``customers._insert``: the ORM's flush (the custom field
-    definitions a create assumed are then read by ``custom_fields.confirm``)."""
+    definitions a create assumed are then read by ``custom_fields.confirm``; these bodies match no record)."""
     session.add(record)
     customers._flush(session)
+    return None, False
 
 
 EVERYTHING = {
