@@ -640,3 +640,12 @@ def test_page_one_in_one_statement_is_what_the_ordered_walk_finds(api, session, 
     assert found_any
     monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
     assert page_one("john", "name", scopes[0])[0][1] == 1, "a record matching through several terms counts once"
+
+
+def test_a_cursor_nested_past_the_parsers_depth_is_a_422_not_a_500(api):
+    """Decoding a cursor must not recurse without bound: the field's length bound refuses one nested 5,000 deep."""
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
+    response = api.get(f"/api/v1/customers?cursor={cursor}")
+    assert response.status_code == 422, response.get_data(as_text=True)
