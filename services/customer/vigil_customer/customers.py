@@ -622,8 +622,9 @@ def _written(
 ) -> tuple[Customer, list[tuple[str, Any, Any]], bool, str | None]:
     """The new record checked (``_checked``) and written, unless it is a likely duplicate the caller
     may learn of (409, rolled back). On PostgreSQL the duplicate check is the ``INSERT``'s own
-    (``_insert_statement``): only when it finds another record holding one of the values is the list of
-    matches read (a refused create then leaves a gap in the ids, as a failed insert always did)."""
+    (``_insert_statement``) unless the record holds an SSN (``_CONFIDENTIAL_REASONS``): only when it
+    finds another record holding one of the values is the list of matches read (a refused create then
+    leaves a gap in the ids, as a failed insert always did)."""
     customer, changes, precheck = _checked(ctx, data, allow_duplicates, run_precheck)
     now = utcnow()
     customer.created_at = customer.updated_at = customer.last_activity_at = now
