@@ -177,6 +177,13 @@ def measure(stack, floors, prefix, base_url, path, secret, payloads, senders, du
     return accepted, accepted / took, p50, benchkit.percentile(latencies, 0.99) * 1000, answers, cpu
 
 
+def split_cpu(cpu: dict) -> str:
+    """Vigil's share (its processes and PostgreSQL) apart from the bench's receivers and load generator."""
+    vigil = sum(ms for name, ms in cpu.items() if not name.startswith(("bench", "load")))
+    receivers = cpu.get("bench (receivers)", 0.0)
+    return f"Vigil (its processes + PostgreSQL) {vigil:.2f} ms, the bench's receivers {receivers:.2f} ms"
+
+
 def print_cpu(cpu: dict) -> str:
     return ", ".join(f"{group} {ms:.2f}" for group, ms in sorted(cpu.items(), key=lambda item: -item[1]))
 
@@ -373,7 +380,7 @@ def burst(
     )
     print(
         f"  CPU ms per delivery (the events' intake included): {print_cpu(per_delivery)}; "
-        f"all: {sum(per_delivery.values()):.2f} ms"
+        f"all: {sum(per_delivery.values()):.2f} ms; {split_cpu(per_delivery)}"
     )
     print(f"burst, after: {load_average()}", flush=True)
 
@@ -571,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(
                 f"  CPU ms per delivery: {print_cpu(per_delivery)}; all: {sum(per_delivery.values()):.2f} ms "
-                f"(status changes and their events included)"
+                f"(status changes and their events included); {split_cpu(per_delivery)}"
             )
             if args.slow_seconds:
                 print(

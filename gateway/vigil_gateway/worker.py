@@ -317,7 +317,7 @@ class WebhookRuntime:
     _intake_lock: threading.Lock = field(default_factory=threading.Lock)
     _intake_waiting: list[_Intake] = field(default_factory=list)
     _intake_busy: bool = False
-    _owners: dict[tuple[int | None, int | None], tuple[int | None, float, Any]] = field(default_factory=dict)
+    _owners: dict[tuple[int | None, int | None], tuple[int | None, float, Any, Any]] = field(default_factory=dict)
     connections: webhooks.Connections = field(default_factory=webhooks.Connections)
     _in_flight: dict[int, int] = field(default_factory=dict)  # subscription: attempts being sent now
     _senders: ThreadPoolExecutor | None = None
@@ -618,10 +618,16 @@ class WebhookRuntime:
         now = utcnow()
         with self.db.transaction() as session:
             outcomes, sends = self._claim_many(session, pairs, now)
-        futures = {
-            self._send(subscription_id, url, body, headers): (delivery_id, attempts)
-            for delivery_id, attempts, subscription_id, url, body, headers in sends
-        }
+        if fast == 0 and self._results is not None:  # the pool's path: each answer goes to the recorder
+            for delivery_id, attempts, subscription_id, url, body, headers in sends:
+                self._send(subscription_id, url, body, headers, (delivery_id, attempts))
+                outcomes[delivery_id] = "sending"
+            return [outcomes[delivery_id] for delivery_id, _ in pairs]
+        futures: dict[Future, tuple[int, int]] = {}
+        for delivery_id, attempts, subscription_id, url, body, headers in sends:
+            future = self._send(subscription_id, url, body, headers)
+            assert future is not None  # no record given
+            futures[future] = (delivery_id, attempts)
         done, late = wait(futures, timeout=fast) if fast != 0 else (set(), set(futures))
         if done:
             outcomes |= self._record_many([(*futures[f], f.result()) for f in done])
@@ -684,12 +690,13 @@ class WebhookRuntime:
         events = {e.event_id: e for e in session.execute(*_select_events(pg, wanted_events))} if candidates else {}
         stored: dict[str, str] = {}  # body: its encrypted form, kept as the body last sent
         keys: dict[int, list[bytes]] = {}  # subscription: its signing keys, for this claim only
-        owners = {
+        owned = {
             subscription_id: self._owner(session, subscriptions[subscription_id], epoch)
             for subscription_id in {rows[d].subscription_id for d, _ in candidates}
         }
-        rights = {subscription_id: _rights(owner) for subscription_id, owner in owners.items() if owner is not None}
-        self._prefetch(events, wanted_events, owners.values())
+        owners = {subscription_id: identity for subscription_id, (identity, _) in owned.items()}
+        rights = {subscription_id: held for subscription_id, (identity, held) in owned.items() if identity is not None}
+        self._prefetch(events, wanted_events, owned.values())
         plan: list[tuple[int, int, str, str | None]] = []  # (delivery, token, status after, encrypted body)
         prepared: dict[int, tuple[int, int, str, str, dict[str, str]]] = {}
         for delivery_id, token in candidates:
@@ -737,13 +744,18 @@ class WebhookRuntime:
             )
         return outcomes, sends
 
-    def _send(self, subscription_id: int, url: str, body: str, headers: dict[str, str]) -> Future:
+    def _send(
+        self, subscription_id: int, url: str, body: str, headers: dict[str, str], record: tuple[int, int] | None = None
+    ) -> Future | None:
         """Queues one attempt on its subscription's lane: at most ``LANE_SENDERS`` sender threads work a
-        lane at once, so a slow receiver holds those and never the other subscriptions' threads."""
-        future: Future = Future()
+        lane at once, so a slow receiver holds those and never the other subscriptions' threads. Its
+        answer comes back as the future, or with ``record`` (delivery, attempt number) it goes straight to
+        the recorder (the delivery pool: a future and its callback per delivery were about a tenth of the
+        delivery process's CPU in a burst)."""
+        future: Future | None = Future() if record is None else None
         with self._cache_lock:
             self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
-            self._lanes.setdefault(subscription_id, deque()).append((url, body, headers, future))
+            self._lanes.setdefault(subscription_id, deque()).append((url, body, headers, future, record))
             start = self._lane_senders.get(subscription_id, 0) < LANE_SENDERS
             if start:
                 self._lane_senders[subscription_id] = self._lane_senders.get(subscription_id, 0) + 1
@@ -762,8 +774,9 @@ class WebhookRuntime:
                 if not lane:
                     self._lane_senders[subscription_id] -= 1
                     return
-                url, body, headers, future = lane.popleft()
-                self._started.setdefault(subscription_id, {})[id(future)] = time.monotonic()
+                item = lane.popleft()
+                url, body, headers, future, record = item
+                self._started.setdefault(subscription_id, {})[id(item)] = time.monotonic()
             try:
                 result = webhooks.post(url, body, headers, self.hooks, self.connections)
             except Exception as exc:  # never lose the attempt: it is recorded as failed and retried
@@ -772,9 +785,12 @@ class WebhookRuntime:
             finally:
                 with self._cache_lock:
                     self._in_flight[subscription_id] -= 1
-                    self._started[subscription_id].pop(id(future), None)
+                    self._started[subscription_id].pop(id(item), None)
                     self._room.notify_all()
-            future.set_result(result)
+            if future is not None:
+                future.set_result(result)
+            elif self._results is not None and record is not None:
+                self._results.put((*record, result))
 
     def _slow(self, subscription_id: int, now: float) -> bool:
         """Whether a receiver has had an attempt open longer than ``FAST_SECONDS`` (call with the lock held)."""
@@ -895,18 +911,20 @@ class WebhookRuntime:
                 log.exception("webhook attempts not recorded", extra={"attempts": len(results)})
 
     def _owner(self, session, subscription: WebhookSubscription, epoch: int | None):
-        """The owner's identity, resolved again whenever anyone's access changed (the auth epoch moved,
-        as the gateway's own identity cache does) and at least every few seconds (a key's expiry)."""
+        """The owner's identity and what it holds (:func:`_rights`), resolved again whenever anyone's
+        access changed (the auth epoch moved, as the gateway's own identity cache does) and at least every
+        few seconds (a key's expiry)."""
         key = (subscription.owner_user_id, subscription.owner_key_id)
         now = time.monotonic()
         with self._cache_lock:
             cached = self._owners.get(key)
         if cached is not None and cached[0] == epoch and now - cached[1] < PAYLOAD_CACHE_SECONDS:
-            return cached[2]
+            return cached[2], cached[3]
         identity = webhooks.owner_identity(session, subscription)
+        rights = _rights(identity) if identity is not None else None  # once per resolution, not per claim
         with self._cache_lock:
-            self._owners[key] = (epoch, now, identity)
-        return identity
+            self._owners[key] = (epoch, now, identity, rights)
+        return identity, rights
 
     def _prefetch(self, events: dict[str, Any], wanted: set[str], identities) -> None:
         """Builds the bodies of the property events among ``wanted`` that each owner's rights have none
@@ -914,10 +932,9 @@ class WebhookRuntime:
         the list does not show that owner is read on its own, as before."""
         now = time.monotonic()
         todo: dict[tuple[str, int], tuple[Any, list[FeedEvent]]] = {}
-        for identity in identities:
+        for identity, rights in identities:  # (identity, its rights) of each owner
             if identity is None:
                 continue
-            rights = _rights(identity)
             if rights in todo:
                 continue
             with self._cache_lock:
@@ -935,13 +952,13 @@ class WebhookRuntime:
                 ]
             if len(missing) > 1:
                 todo[rights] = (identity, missing)
-        for identity, missing in todo.values():
+        for rights, (identity, missing) in todo.items():
             records = webhooks.read_properties(
                 self.reader, webhooks.without_confidential(identity), (int(e.data["property_id"]) for e in missing)
             )
             reader = webhooks.Prefetched(self.reader, records)
             for event in missing:
-                self._payload(event, event.event_id, identity, reader)
+                self._payload(event, event.event_id, identity, reader, rights)
 
     def _payload(self, event, event_id: str, identity, reader=None, rights=None) -> str | None:
         """The body for one event as ``identity`` reads it; built once per event and set of rights for a
