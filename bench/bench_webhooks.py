@@ -236,6 +236,7 @@ class Receiver:
         self.seen: set[tuple[str, str]] = set()
         self.slow_seen: set[str] = set()  # webhook-ids the slow subscriber (path /slow) was sent
         self.last = 0.0
+        self.arrivals: list[float] = []  # time.monotonic() of each first arrival (the burst's timeline)
         self.lock = threading.Lock()
         receiver = self
 
@@ -250,8 +251,11 @@ class Receiver:
                         receiver.slow_seen.add(self.headers["webhook-id"])
                 else:
                     with receiver.lock:
-                        receiver.seen.add((self.path, self.headers["webhook-id"]))
-                        receiver.last = time.monotonic()
+                        key = (self.path, self.headers["webhook-id"])
+                        if key not in receiver.seen:
+                            receiver.seen.add(key)
+                            receiver.last = time.monotonic()
+                            receiver.arrivals.append(receiver.last)
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -313,6 +317,7 @@ def burst(
     worker = next(p.popen.pid for p in stack.processes if p.name == "gateway-worker")
     with receiver.lock:
         receiver.seen.clear()
+        receiver.arrivals.clear()
     print(f"burst, before: {load_average()}", flush=True)
     idle_before = cpu_by_process(stack, prefix)  # what each process spends doing nothing, for comparison
     time.sleep(3.0)
@@ -382,6 +387,13 @@ def burst(
         f"  CPU ms per delivery (the events' intake included): {print_cpu(per_delivery)}; "
         f"all: {sum(per_delivery.values()):.2f} ms; {split_cpu(per_delivery)}"
     )
+    with receiver.lock:
+        arrivals = sorted(receiver.arrivals)
+    per_second = [0] * (int(max(took, 0.0)) + 1)
+    for moment in arrivals:
+        if moment >= started:
+            per_second[min(int(moment - started), len(per_second) - 1)] += 1
+    print(f"  deliveries in each second after the worker went on: {per_second}")
     print(f"burst, after: {load_average()}", flush=True)
 
 
