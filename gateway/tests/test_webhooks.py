@@ -19,6 +19,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from vigil_gateway import webhooks
 from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from vigil_gateway.worker import WebhookRuntime
+from vigil_shared.messaging.celery_app import make_celery
+from vigil_shared.messaging.contracts import handle_event_task, handle_events_task
 
 LOCAL = webhooks.WebhookSettings(
     schedule=(0, 0),
@@ -179,6 +181,28 @@ def test_keys_decoded_once_sign_exactly_as_the_reference_library():
             assert mine["webhook-signature"] == Webhook(secret).sign("msg_2", moment, body)
             assert mine["webhook-timestamp"] == str(int(moment.timestamp())) == "1796553059"
             assert mine == webhooks.sign([secret], "msg_2", moment, body)
+
+
+def test_a_relay_cycle_is_kept_as_one_task_in_order_and_retried_whole(local_app, client, auth, runtime, receiver, db):
+    """``handle_events``: a relay cycle's events in one task, kept in their order; a repeat is not
+    delivered again, and a message that cannot be read fails the task only after the others are kept,
+    so its retry finds them as repeats (at least once, no second delivery)."""
+    subscribe(client, auth, receiver.url, event_types=["customer.updated"])
+    first, second, third = message(), message(), message()
+    assert runtime.receive(second) is True
+    assert runtime.receive_many([first, second, third]) == [True, False, True]
+    assert len(runtime.sent) == 3  # second's once, first's and third's
+    fourth = message()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - what a malformed message raises is the parser's
+        runtime.receive_many([fourth, {"id": "x", "type": "customer.updated"}])
+    assert len(runtime.sent) == 4, "the readable event is kept though its task fails"
+    assert runtime.receive_many([fourth]) == [False]  # the retry: a repeat
+    with db.transaction() as session:
+        order = [row.event_id for row in session.query(FeedEvent).order_by(FeedEvent.position)]
+    assert order == [second["id"], first["id"], third["id"], fourth["id"]]
+    with_broker = dataclasses.replace(runtime, celery=make_celery(runtime.settings.base))
+    with_broker.register_tasks()
+    assert {handle_event_task("gateway"), handle_events_task("gateway")} <= set(with_broker._broker().tasks)
 
 
 def test_an_event_is_delivered_signed_with_masked_values(local_app, client, auth, runtime, receiver, db):

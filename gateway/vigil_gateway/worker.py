@@ -51,7 +51,7 @@ from vigil_shared.config import env_float
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import Database, UTCDateTime, utcnow
 from vigil_shared.identity import service_identity
-from vigil_shared.messaging.contracts import handle_event_task, parse_event
+from vigil_shared.messaging.contracts import handle_event_task, handle_events_task, parse_event
 
 from . import webhooks
 from .models import (
@@ -404,13 +404,41 @@ class WebhookRuntime:
         transaction, one at a time in this process: the feed's order is the order the broker delivered
         them, and a commit is shared by every event of a group. The deliveries are handed to the delivery
         pool after the commit."""
-        event = parse_event(message)
-        data = event.data
-        location_id = int(data["location_id"]) if data.get("location_id") is not None else None
-        entry = _Intake(event, data, location_id, data.get("customer_id") or data.get("to_customer_id"))
+        return self.receive_many([message])[0]
+
+    def receive_many(self, messages: list[dict[str, Any]]) -> list[bool]:
+        """:meth:`receive` of a relay cycle's events (one task, ``handle_events``), in their order, kept
+        with the events waiting then. Raises the first error once the others are kept: the task is
+        retried whole and what was kept is a repeat then (at least once, the inbox)."""
+        entries: list[_Intake] = []
+        failed: Exception | None = None
+        for message in messages:
+            try:
+                event = parse_event(message)
+                data = event.data
+                location_id = int(data["location_id"]) if data.get("location_id") is not None else None
+            except Exception as exc:  # this one fails as its own task would; the others are kept
+                failed = failed or exc
+                continue
+            entries.append(_Intake(event, data, location_id, data.get("customer_id") or data.get("to_customer_id")))
+        if entries:
+            self._intake(entries)
+        kept = []
+        for entry in entries:
+            failed = failed or entry.error
+            kept.append(entry.created is not None)
+            if entry.created:
+                self.enqueue_many(entry.created)
+        if failed is not None:
+            raise failed
+        return kept
+
+    def _intake(self, entries: list[_Intake]) -> None:
+        """Waits until ``entries`` are kept (or failed) in a group with whatever else is waiting."""
+        last = entries[-1]
         with self._intake_done:
-            self._intake_waiting.append(entry)
-            while not entry.done:
+            self._intake_waiting.extend(entries)
+            while not last.done:
                 if self._intake_busy:
                     self._intake_done.wait()
                     continue
@@ -428,12 +456,6 @@ class WebhookRuntime:
                     for waiting in group:
                         waiting.done = True
                     self._intake_done.notify_all()
-        if entry.error is not None:
-            raise entry.error
-        if entry.created is None:
-            return False
-        self.enqueue_many(entry.created)
-        return True
 
     def _keep_group(self, group: list[_Intake]) -> None:
         """Keeps a group of events in one transaction; on a conflict (another process took one of them
@@ -1185,6 +1207,16 @@ class WebhookRuntime:
         )
         def handle_event(message: dict[str, Any]) -> bool:
             return runtime.receive(message)
+
+        @celery.task(
+            name=handle_events_task("gateway"),
+            autoretry_for=(Exception,),
+            retry_backoff=True,
+            retry_backoff_max=300,
+            max_retries=10,
+        )
+        def handle_events(messages: list[dict[str, Any]]) -> list[bool]:
+            return runtime.receive_many(messages)
 
         @celery.task(name=DELIVER_TASK)
         def deliver_webhook(delivery_id: int, token: int) -> str:
