@@ -183,6 +183,22 @@ def test_keys_decoded_once_sign_exactly_as_the_reference_library():
             assert mine == webhooks.sign([secret], "msg_2", moment, body)
 
 
+def test_a_long_relay_cycle_is_kept_in_groups_of_a_hundred_in_its_order(runtime, db, monkeypatch):
+    """A thousand events waiting are not one transaction: the first hundred are due (their deliveries
+    made) while the next are written."""
+    from vigil_gateway import worker
+
+    sizes: list[int] = []
+    keep = runtime._keep_group
+    monkeypatch.setattr(runtime, "_keep_group", lambda group: (sizes.append(len(group)), keep(group)))
+    cycle = [message(customer_id=n) for n in range(2 * worker.MAX_INTAKE_GROUP + 30)]
+    assert all(runtime.receive_many(cycle))
+    assert sizes == [worker.MAX_INTAKE_GROUP, worker.MAX_INTAKE_GROUP, 30]
+    with db.transaction() as session:
+        order = [row.event_id for row in session.query(FeedEvent).order_by(FeedEvent.position)]
+    assert order == [sent["id"] for sent in cycle]
+
+
 def test_a_relay_cycle_is_kept_as_one_task_in_order_and_retried_whole(local_app, client, auth, runtime, receiver, db):
     """``handle_events``: a relay cycle's events in one task, kept in their order; a repeat is not
     delivered again, and a message that cannot be read fails the task only after the others are kept,

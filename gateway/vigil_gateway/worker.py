@@ -77,6 +77,10 @@ FAST_SECONDS = 1.0  # a delivery answered by then is recorded with its event's o
 IN_FLIGHT_LIMIT = 16  # attempts one subscription may have waiting for its receiver in this process
 LANE_SENDERS = 4  # sender threads one subscription may hold at once
 MAX_BATCH_EVENTS = 64  # events a dispatcher claims at once
+# Events the intake keeps in one transaction: a burst's first deliveries are due once its first group
+# is kept (a thousand events waiting were one transaction of about half a second, the delivery process
+# idle meanwhile), and the others' statements and commit are still shared by a hundred.
+MAX_INTAKE_GROUP = 100
 PAYLOAD_CACHE_SECONDS = 10.0
 _MIN_CLAIM = int(os.environ.get("BENCH_MIN_CLAIM", "8"))  # TEMP bench toggle
 # While more events wait, a dispatcher claims at least this many at once (when the lanes have room):
@@ -443,7 +447,8 @@ class WebhookRuntime:
                     self._intake_done.wait()
                     continue
                 self._intake_busy = True
-                group, self._intake_waiting = self._intake_waiting, []
+                group = self._intake_waiting[:MAX_INTAKE_GROUP]
+                self._intake_waiting = self._intake_waiting[MAX_INTAKE_GROUP:]
                 self._intake_done.release()
                 try:
                     self._keep_group(group)
