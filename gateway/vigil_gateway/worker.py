@@ -82,12 +82,10 @@ MAX_BATCH_EVENTS = 64  # events a dispatcher claims at once
 # idle meanwhile), and the others' statements and commit are still shared by a hundred.
 MAX_INTAKE_GROUP = 100
 PAYLOAD_CACHE_SECONDS = 10.0
-_MIN_CLAIM = int(os.environ.get("BENCH_MIN_CLAIM", "8"))  # TEMP bench toggle
 # While more events wait, a dispatcher claims at least this many at once (when the lanes have room):
 # taking whatever room one answer made (an event or two) put a claim's statements, its owners' reads of
 # the records and its commit on every event or two of a burst.
-MIN_CLAIM_EVENTS = _MIN_CLAIM
-_CLAIM_LOG = os.environ.get("BENCH_CLAIM_LOG")  # TEMP
+MIN_CLAIM_EVENTS = 8
 DELIVERIES = cast(Table, WebhookDelivery.__table__)  # set-based statements over the deliveries
 
 
@@ -926,9 +924,6 @@ class WebhookRuntime:
                 batch.extend(more)
                 events += 1
             self._claiming += events
-        if _CLAIM_LOG:
-            with open(_CLAIM_LOG, "a") as handle:
-                handle.write(f"{time.monotonic():.3f} {events} {len(batch)}\n")
         return batch, events
 
     def _run_recorder(self) -> None:
