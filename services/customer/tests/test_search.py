@@ -572,3 +572,12 @@ def test_a_kept_search_statement_finds_what_a_freshly_built_one_finds(api, sessi
     search._KEPT.clear()
     _search_as_seen(session, "smith", search.Visibility(None, None), city="Provo")
     assert not search._KEPT, "a search filtered on the record's columns (values not named) is never kept"
+
+
+def test_a_cursor_nested_past_the_parsers_depth_is_a_422_not_a_500(api):
+    """Decoding a cursor must not recurse without bound: the field's length bound refuses one nested 5,000 deep."""
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
+    response = api.get(f"/api/v1/customers?cursor={cursor}")
+    assert response.status_code == 422, response.get_data(as_text=True)
