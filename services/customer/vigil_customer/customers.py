@@ -622,8 +622,9 @@ def _written(
 ) -> tuple[Customer, list[tuple[str, Any, Any]], bool, str | None]:
     """The new record checked (``_checked``) and written, unless it is a likely duplicate the caller
     may learn of (409, rolled back). On PostgreSQL the duplicate check is the ``INSERT``'s own
-    (``_insert_statement``): only when it finds another record holding one of the values is the list of
-    matches read (a refused create then leaves a gap in the ids, as a failed insert always did)."""
+    (``_insert_statement``) unless the record holds an SSN (``_CONFIDENTIAL_REASONS``): only when it
+    finds another record holding one of the values is the list of matches read (a refused create then
+    leaves a gap in the ids, as a failed insert always did)."""
     customer, changes, precheck = _checked(ctx, data, allow_duplicates, run_precheck)
     now = utcnow()
     customer.created_at = customer.updated_at = customer.last_activity_at = now
@@ -635,9 +636,13 @@ def _written(
         listed, others = visible_matches(matches, ctx.identity)
         return duplicate_problem(listed, others) if listed or others else None
 
-    checked_by_insert = candidate is not None and ctx.session.get_bind().dialect.name == "postgresql"
+    checked_by_insert = (
+        candidate is not None
+        and ctx.session.get_bind().dialect.name == "postgresql"
+        and not _holds_confidential_reason(candidate)
+    )
     if candidate is not None and not checked_by_insert and (problem := refused(None)) is not None:
-        raise problem  # SQLite: the check first, as its own statement (no round trip to save)
+        raise problem  # SQLite, or an SSN: the check first, as its own statement
     current, held = _insert(
         ctx.session,
         customer,
@@ -651,6 +656,23 @@ def _written(
             ctx.session.rollback()  # the record was never written, as when the check came first
             raise problem
     return customer, changes, precheck, current
+
+
+# The reasons a match may rest on that only some callers are told (``visible_matches``: the SSN). A
+# candidate holding such a value is checked before its ``INSERT``, always by the same statements: with
+# the check in the ``INSERT`` (``_insert_statement``), a match the caller is not told of still cost the
+# read of the matches, a round trip more than no match, and the time of a create confirmed a guessed
+# SSN (test_a_guessed_ssn_costs_the_statements_of_a_wrong_guess).
+_CONFIDENTIAL_REASONS = tuple(
+    duplicates.REASONS.index(reason)
+    for reason, names in duplicates.REASON_FIELDS.items()
+    if any(name in CONFIDENTIAL for name in names)
+)
+
+
+def _holds_confidential_reason(candidate: duplicates.Candidate) -> bool:
+    held = duplicates.shape(candidate)  # in the order of duplicates.REASONS
+    return any(held[i] for i in _CONFIDENTIAL_REASONS)
 
 
 def _custom_values_again(

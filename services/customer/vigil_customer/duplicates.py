@@ -105,7 +105,7 @@ def _statement(phones: bool, email: bool, ssn: bool, name_address: bool, exclude
 
 
 def shape(candidate: Candidate) -> tuple[bool, bool, bool, bool]:
-    """The kinds of values ``candidate`` holds (all False: it can match nothing)."""
+    """The kinds of values ``candidate`` holds, in the order of ``REASONS`` (all False: it can match nothing)."""
     return (
         bool(candidate.phones),
         bool(candidate.email_key),
