@@ -416,28 +416,30 @@ def _intersected_as_before(session, q, visibility):
     return sorted(session.execute(select(both.c.id, both.c.sort_name)).all(), key=lambda r: (r.sort_name, r.id))
 
 
+def create_person(api, first: str, last: str, business: str | None, location: int, suffix: int) -> dict:
+    """A record named ``first last`` (commercial with ``business``), its email made unique by ``suffix``."""
+    return create(
+        api,
+        customer(
+            first_name=first,
+            last_name=last,
+            business_name=business,
+            account_type="commercial" if business else "residential",
+            location_id=location,
+            email=f"{first}.{last}{suffix}@smith.example".lower(),
+        ),
+    )
+
+
 @pytest.mark.parametrize("small", [True, False])
 def test_several_words_find_what_the_intersection_found(api, session, monkeypatch, small):
     """Several words are matched by a semi-join on the record id (the first word's rows whose record
     matches every other word): the same records, in the same order, as the intersection before, on
     the small-result path and on the ordered walk, whichever field each word matches."""
     words = [("James", "Smith", None), ("Jameson", "Smithers", "Smith Alarm"), ("Smith", "James", None)]
-    made = []
     for location in (1, 2):
         for first, last, business in words:
-            made.append(
-                create(
-                    api,
-                    customer(
-                        first_name=first,
-                        last_name=last,
-                        business_name=business,
-                        account_type="commercial" if business else "residential",
-                        location_id=location,
-                        email=f"{first}.{last}{location}@smith.example".lower(),
-                    ),
-                )
-            )
+            create_person(api, first, last, business, location, suffix=location)
     if not small:
         monkeypatch.setattr(search, "SMALL_RESULT", 1)
     scopes = [search.Visibility(None, None), search.Visibility(frozenset({2}), frozenset({2}))]
@@ -587,21 +589,10 @@ def test_page_one_in_one_statement_is_what_the_ordered_walk_finds(api, session, 
         ("John", "Johnson", "Johnson Johns", 2),  # matches "john" through four terms
         ("James", "Smith", None, 2),
     ]
-    made = []
-    for i, (first, last, business, location) in enumerate(people):
-        made.append(
-            create(
-                api,
-                customer(
-                    first_name=first,
-                    last_name=last,
-                    business_name=business,
-                    account_type="commercial" if business else "residential",
-                    location_id=location,
-                    email=f"{first}.{last}{i}@smith.example".lower(),
-                ),
-            )
-        )
+    made = [
+        create_person(api, first, last, business, location, suffix=i)
+        for i, (first, last, business, location) in enumerate(people)
+    ]
     for record in made[::2]:
         assert api.post(f"/api/v1/customers/{record['id']}/tags", json={"tag_id": tag["id"]}).status_code < 300
     statements = []
