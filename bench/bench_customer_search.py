@@ -308,8 +308,8 @@ def sqlite_load(url: str, count: int) -> None:
         conn.execute(text(f"INSERT INTO customers ({', '.join(COLUMNS)}) VALUES ({placeholders})"), rows)
         conn.execute(
             text(
-                "INSERT INTO property_accounts VALUES (:property_id, :customer_id, :account_number, "
-                ":deleted, :updated_at)"
+                "INSERT INTO property_accounts (property_id, customer_id, account_number, deleted, updated_at) "
+                "VALUES (:property_id, :customer_id, :account_number, :deleted, :updated_at)"
             ),
             accounts,
         )

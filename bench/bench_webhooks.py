@@ -177,6 +177,13 @@ def measure(stack, floors, prefix, base_url, path, secret, payloads, senders, du
     return accepted, accepted / took, p50, benchkit.percentile(latencies, 0.99) * 1000, answers, cpu
 
 
+def split_cpu(cpu: dict) -> str:
+    """Vigil's share (its processes and PostgreSQL) apart from the bench's receivers and load generator."""
+    vigil = sum(ms for name, ms in cpu.items() if not name.startswith(("bench", "load")))
+    receivers = cpu.get("bench (receivers)", 0.0)
+    return f"Vigil (its processes + PostgreSQL) {vigil:.2f} ms, the bench's receivers {receivers:.2f} ms"
+
+
 def print_cpu(cpu: dict) -> str:
     return ", ".join(f"{group} {ms:.2f}" for group, ms in sorted(cpu.items(), key=lambda item: -item[1]))
 
@@ -229,6 +236,7 @@ class Receiver:
         self.seen: set[tuple[str, str]] = set()
         self.slow_seen: set[str] = set()  # webhook-ids the slow subscriber (path /slow) was sent
         self.last = 0.0
+        self.arrivals: list[float] = []  # time.monotonic() of each first arrival (the burst's timeline)
         self.lock = threading.Lock()
         receiver = self
 
@@ -243,8 +251,11 @@ class Receiver:
                         receiver.slow_seen.add(self.headers["webhook-id"])
                 else:
                     with receiver.lock:
-                        receiver.seen.add((self.path, self.headers["webhook-id"]))
-                        receiver.last = time.monotonic()
+                        key = (self.path, self.headers["webhook-id"])
+                        if key not in receiver.seen:
+                            receiver.seen.add(key)
+                            receiver.last = time.monotonic()
+                            receiver.arrivals.append(receiver.last)
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -306,6 +317,7 @@ def burst(
     worker = next(p.popen.pid for p in stack.processes if p.name == "gateway-worker")
     with receiver.lock:
         receiver.seen.clear()
+        receiver.arrivals.clear()
     print(f"burst, before: {load_average()}", flush=True)
     idle_before = cpu_by_process(stack, prefix)  # what each process spends doing nothing, for comparison
     time.sleep(3.0)
@@ -373,8 +385,15 @@ def burst(
     )
     print(
         f"  CPU ms per delivery (the events' intake included): {print_cpu(per_delivery)}; "
-        f"all: {sum(per_delivery.values()):.2f} ms"
+        f"all: {sum(per_delivery.values()):.2f} ms; {split_cpu(per_delivery)}"
     )
+    with receiver.lock:
+        arrivals = sorted(receiver.arrivals)
+    per_second = [0] * (int(max(took, 0.0)) + 1)
+    for moment in arrivals:
+        if moment >= started:
+            per_second[min(int(moment - started), len(per_second) - 1)] += 1
+    print(f"  deliveries in each second after the worker went on: {per_second}")
     print(f"burst, after: {load_average()}", flush=True)
 
 
@@ -571,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(
                 f"  CPU ms per delivery: {print_cpu(per_delivery)}; all: {sum(per_delivery.values()):.2f} ms "
-                f"(status changes and their events included)"
+                f"(status changes and their events included); {split_cpu(per_delivery)}"
             )
             if args.slow_seconds:
                 print(

@@ -1,3 +1,4 @@
+import base64
 import time
 
 import jwt
@@ -74,6 +75,8 @@ def test_invalid_and_expired_tokens_are_refused(client, db):
         algorithm="HS256",
     )
     is_problem(client.get("/api/v1/customers", headers={"Authorization": f"Bearer {forged}"}), 401)
+    nested = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode().rstrip("=")  # parsed before the signature
+    is_problem(client.get("/api/v1/customers", headers={"Authorization": f"Bearer {nested}.e30.x"}), 401)
 
 
 def test_disabling_a_user_stops_its_token_at_once(client, auth, db):

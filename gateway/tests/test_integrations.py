@@ -268,3 +268,20 @@ def test_a_group_waits_for_the_requests_still_being_verified(db):
         slow.join(), first.join()
     assert groups == [["early", "late"], ["early"]]
     assert sorted(map(str, answers)) == ["7", "7", "7", "Problem"]
+
+
+@pytest.mark.parametrize(("content_type", "status"), [("application/json", 400), ("text/plain", 415)])
+def test_a_signed_body_nested_past_the_parsers_depth_is_refused_not_a_500(client, auth, station, content_type, status):
+    """The shared guard judges a JSON body's depth before the intake parses it; another type never gets parsed."""
+    integration = create_integration(client, auth)
+    body = "[" * 5000 + "]" * 5000
+    now = datetime.now(UTC)
+    headers = {
+        "webhook-id": "msg_deep",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(integration["secret"]).sign("msg_deep", now, body),
+        "Content-Type": content_type,
+    }
+    response = client.post(f"/api/v1/integrations/{integration['id']}/signals", data=body, headers=headers)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert station.groups == []

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import queue
+import socket
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from vigil_gateway import webhooks
 from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from vigil_gateway.worker import WebhookRuntime
+from vigil_shared.messaging.celery_app import make_celery
+from vigil_shared.messaging.contracts import handle_event_task, handle_events_task
 
 LOCAL = webhooks.WebhookSettings(
     schedule=(0, 0),
@@ -177,6 +181,44 @@ def test_keys_decoded_once_sign_exactly_as_the_reference_library():
             assert mine["webhook-signature"] == Webhook(secret).sign("msg_2", moment, body)
             assert mine["webhook-timestamp"] == str(int(moment.timestamp())) == "1796553059"
             assert mine == webhooks.sign([secret], "msg_2", moment, body)
+
+
+def test_a_long_relay_cycle_is_kept_in_groups_of_a_hundred_in_its_order(runtime, db, monkeypatch):
+    """A thousand events waiting are not one transaction: the first hundred are due (their deliveries
+    made) while the next are written."""
+    from vigil_gateway import worker
+
+    sizes: list[int] = []
+    keep = runtime._keep_group
+    monkeypatch.setattr(runtime, "_keep_group", lambda group: (sizes.append(len(group)), keep(group)))
+    cycle = [message(customer_id=n) for n in range(2 * worker.MAX_INTAKE_GROUP + 30)]
+    assert all(runtime.receive_many(cycle))
+    assert sizes == [worker.MAX_INTAKE_GROUP, worker.MAX_INTAKE_GROUP, 30]
+    with db.transaction() as session:
+        order = [row.event_id for row in session.query(FeedEvent).order_by(FeedEvent.position)]
+    assert order == [sent["id"] for sent in cycle]
+
+
+def test_a_relay_cycle_is_kept_as_one_task_in_order_and_retried_whole(local_app, client, auth, runtime, receiver, db):
+    """``handle_events``: a relay cycle's events in one task, kept in their order; a repeat is not
+    delivered again, and a message that cannot be read fails the task only after the others are kept,
+    so its retry finds them as repeats (at least once, no second delivery)."""
+    subscribe(client, auth, receiver.url, event_types=["customer.updated"])
+    first, second, third = message(), message(), message()
+    assert runtime.receive(second) is True
+    assert runtime.receive_many([first, second, third]) == [True, False, True]
+    assert len(runtime.sent) == 3  # second's once, first's and third's
+    fourth = message()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - what a malformed message raises is the parser's
+        runtime.receive_many([fourth, {"id": "x", "type": "customer.updated"}])
+    assert len(runtime.sent) == 4, "the readable event is kept though its task fails"
+    assert runtime.receive_many([fourth]) == [False]  # the retry: a repeat
+    with db.transaction() as session:
+        order = [row.event_id for row in session.query(FeedEvent).order_by(FeedEvent.position)]
+    assert order == [second["id"], first["id"], third["id"], fourth["id"]]
+    with_broker = dataclasses.replace(runtime, celery=make_celery(runtime.settings.base))
+    with_broker.register_tasks()
+    assert {handle_event_task("gateway"), handle_events_task("gateway")} <= set(with_broker._broker().tasks)
 
 
 def test_an_event_is_delivered_signed_with_masked_values(local_app, client, auth, runtime, receiver, db):
@@ -427,6 +469,61 @@ def test_a_subscription_with_too_many_attempts_waiting_is_deferred_to_the_sweep(
     assert runtime.deliver(delivery_id, token) == "succeeded"
 
 
+def test_the_sweep_takes_an_events_deliveries_together_when_many_are_due_at_once(
+    local_app, client, auth, runtime, receiver, db
+):
+    """Deliveries due at the same moment (a group of events kept in one transaction) are taken in their
+    events' order, each event's together, whatever order their rows were written in: the dispatchers
+    count what the sweep hands them by events, so pieces of events made claims of two or three."""
+    subscriptions = [subscribe(client, auth, receiver.url)["id"] for _ in range(3)]
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    with db.transaction() as session:
+        for subscription_id in subscriptions:  # rows written event B, event A, event B, …
+            for event_id, position in (("event-b", 2), ("event-a", 1)):
+                session.add(
+                    WebhookDelivery(
+                        subscription_id=subscription_id,
+                        event_id=event_id,
+                        event_type="customer.updated",
+                        position=position,
+                        next_attempt_at=due,
+                    )
+                )
+    assert runtime.sweep(batch=3) == 3
+    with db.transaction() as session:
+        taken = {session.get(WebhookDelivery, delivery_id).event_id for delivery_id, _ in runtime.sent}
+    assert taken == {"event-a"}
+
+
+def test_a_burst_is_claimed_in_groups_not_an_event_each_time_a_lane_moves(runtime):
+    """While more events wait than a claim's minimum, a dispatcher waits until the lanes have room for
+    that many (a claim's statements, its owners' reads and its commit are shared by its group), but it
+    takes a lone event at once; never more than the room."""
+    from vigil_gateway import worker
+
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for n in range(20):
+        work.put([(n * 10 + k, 0) for k in range(3)])  # an event's deliveries
+    runtime._in_flight[1] = worker.IN_FLIGHT_LIMIT - worker.MIN_CLAIM_EVENTS + 2  # room for MIN - 2
+    taken: list = []
+    taker = threading.Thread(target=lambda: taken.append(runtime._take_work(work)))
+    taker.start()
+    taker.join(0.3)
+    assert taker.is_alive() and not taken  # waiting for room for a group
+    with runtime._room:
+        runtime._in_flight[1] = worker.IN_FLIGHT_LIMIT - worker.MIN_CLAIM_EVENTS - 2  # the lane moved on
+        runtime._room.notify_all()
+    taker.join(5)
+    [(batch, events)] = taken
+    assert events == worker.MIN_CLAIM_EVENTS + 2 and len(batch) == 3 * events
+    assert runtime._claiming == events
+    runtime._claiming = 0
+    lone: queue.SimpleQueue = queue.SimpleQueue()
+    lone.put([(999, 0)])
+    runtime._in_flight[1] = worker.IN_FLIGHT_LIMIT - 1  # room for one
+    assert runtime._take_work(lone) == ([(999, 0)], 1)
+
+
 def test_the_delivery_pool_sends_every_event_and_a_stuck_receiver_holds_none(local_app, client, auth, settings, db):
     """The worker's own pool (not the test's hand-run tasks): the events arrive from several threads and
     are kept in groups; three receivers get every delivery while a fourth does not answer at all."""
@@ -588,6 +685,33 @@ def test_addresses_that_are_not_public_are_refused(url):
 @pytest.mark.parametrize("url", ["http://93.184.216.34/x", "http://[2606:2800:220:1:248:1893:25c8:1946]/x"])
 def test_public_addresses_are_accepted(url):
     assert webhooks.resolve_destination(url, webhooks.WebhookSettings()).address
+
+
+def test_a_checked_destination_is_kept_a_few_seconds_then_checked_again(receiver, monkeypatch):
+    """A process's connections keep a URL's check (resolved, judged) ``recheck`` seconds: its requests go
+    to the address that was checked, and a name that moved to a forbidden address is refused once the
+    check is made again."""
+    port = receiver.server.server_address[1]
+    real, answers, asked = socket.getaddrinfo, ["127.0.0.1"], []
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host != "hooks.example":  # the connection itself, to the checked address
+            return real(host, *args, **kwargs)
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[0], args[0] if args else 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    connections = webhooks.Connections(recheck=60.0)
+    url = f"http://hooks.example:{port}/hook"
+    assert webhooks.post(url, "{}", {"webhook-id": "a"}, LOCAL, connections).ok
+    answers[0] = "10.0.0.1"  # the name moves to a private address
+    assert webhooks.post(url, "{}", {"webhook-id": "b"}, LOCAL, connections).ok  # the checked one, kept
+    assert asked == ["hooks.example"]
+    assert [r["headers"]["Host"] for r in receiver.received] == [f"hooks.example:{port}"] * 2
+    connections.recheck = 0.0  # the check has aged
+    refused = webhooks.post(url, "{}", {"webhook-id": "c"}, LOCAL, connections)
+    assert refused.status_code is None and "private" in (refused.error or "")
+    assert len(receiver.received) == 2 and asked == ["hooks.example"] * 2
 
 
 # --- the delivery process: the pool in a process of its own, beside the intake -----------------------

@@ -244,7 +244,7 @@ class WebhookDelivery(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
-    event_id: Mapped[str] = mapped_column(String(36), index=True)
+    event_id: Mapped[str] = mapped_column(String(36))  # looked up with its subscription (the unique index)
     event_type: Mapped[str] = mapped_column(String(100))
     position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))  # the feed event's
     payload: Mapped[str | None] = mapped_column(Text)  # the body last sent, FieldCipher token (built anew each attempt)

@@ -229,23 +229,64 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where one URL's deliveries go now: its checked destination, the pool of connections there and
+    the headers every request to it carries."""
+
+    destination: Destination
+    pool: urllib3.HTTPConnectionPool
+    headers: dict[str, str]
+    checked: float  # time.monotonic() of the check
+
+
+def _fixed_headers(destination: Destination) -> dict[str, str]:
+    host = destination.host if destination.port in (80, 443) else f"{destination.host}:{destination.port}"
+    return {"Host": host, "Content-Type": "application/json", "User-Agent": USER_AGENT}
+
+
 class Connections:
     """Keep-alive connections per checked destination (scheme, address, port, host name), shared by the
-    deliveries of one process: a receiver getting many deliveries gets them over a few connections."""
+    deliveries of one process: a receiver getting many deliveries gets them over a few connections.
 
-    def __init__(self, per_destination: int = 64, most: int = 500):
+    A URL's check (its name resolved, the address judged) is kept ``recheck`` seconds: a receiver sent
+    a thousand deliveries in a second is not resolved a thousand times (``getaddrinfo`` and the
+    address's judging were a tenth of the delivery process's CPU in a burst). Each connection still goes
+    to the address that was checked; a name that moves to a forbidden address is refused from the next
+    check, at most ``recheck`` seconds later."""
+
+    def __init__(self, per_destination: int = 64, most: int = 500, recheck: float = 5.0):
         self.per_destination = per_destination
         self.most = most
+        self.recheck = recheck
         self._pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
+        self._targets: dict[str, Target] = {}
         self._lock = threading.Lock()
+
+    def target(self, url: str, settings: WebhookSettings) -> Target:
+        """The URL's checked target, checked again once ``recheck`` seconds have passed; raises
+        ``UnsafeDestination`` (never kept: the next attempt checks again)."""
+        now = time.monotonic()
+        found = self._targets.get(url)
+        if found is not None and now - found.checked < self.recheck:
+            return found
+        destination = resolve_destination(url, settings)
+        found = Target(destination, self.pool(destination, settings), _fixed_headers(destination), now)
+        with self._lock:
+            if len(self._targets) >= self.most:
+                self._targets.pop(next(iter(self._targets)), None)
+            self._targets[url] = found
+        return found
 
     def pool(self, destination: Destination, settings: WebhookSettings) -> urllib3.HTTPConnectionPool:
         key = (destination.scheme, destination.address, destination.port, destination.host)
         with self._lock:
             found = self._pools.get(key)
             if found is None:
-                if len(self._pools) >= self.most:  # forget the oldest destination
-                    self._pools.pop(next(iter(self._pools))).close()
+                if len(self._pools) >= self.most:  # forget the oldest destination (and the URLs going there)
+                    oldest = self._pools.pop(next(iter(self._pools)))
+                    self._targets = {u: t for u, t in self._targets.items() if t.pool is not oldest}
+                    oldest.close()
                 found = self._pools[key] = _pool(destination, settings, self.per_destination)
             return found
 
@@ -273,22 +314,20 @@ def post(
     bytes kept. With ``connections`` the connection is kept open for the next delivery there."""
     started = time.monotonic()
     try:
-        destination = resolve_destination(url, settings)
+        if connections is not None:
+            target = connections.target(url, settings)
+            destination, pool, fixed = target.destination, target.pool, target.headers
+        else:
+            destination = resolve_destination(url, settings)
+            pool, fixed = _pool(destination, settings, 1), _fixed_headers(destination)
     except UnsafeDestination as exc:
         return AttemptResult(None, 0, None, str(exc))
-    pool = connections.pool(destination, settings) if connections else _pool(destination, settings, 1)
-    host_header = destination.host if destination.port in (80, 443) else f"{destination.host}:{destination.port}"
     try:
         response = pool.urlopen(
             "POST",
             destination.target,
             body=body.encode(),
-            headers={
-                **headers,
-                "Host": host_header,
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-            },
+            headers={**headers, **fixed},
             redirect=False,
             retries=False,
             preload_content=False,

@@ -125,6 +125,15 @@ def test_a_signature_segment_with_a_trailing_newline_is_refused():
     assert ours_accepts(token + "\n") is None
 
 
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_a_deeply_nested_segment_is_refused_not_raised(part):
+    """The header is parsed before the signature is checked: anyone can send one nested past the parser's depth."""
+    nested = b"[" * 5000 + b"]" * 5000
+    token = signed(nested, claims()) if part == "header" else signed(HS256, nested)
+    with pytest.raises(hs256.InvalidToken):
+        hs256.decode(token, SECRET, audience=AUD, issuer=ISS)
+
+
 def test_a_crit_header_is_refused_although_signed():
     token = signed({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}, claims())
     assert ours_accepts(token) is None

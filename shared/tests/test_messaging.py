@@ -12,6 +12,7 @@ from vigil_shared.config import Settings
 from vigil_shared.crypto import FieldCipher, generate_key
 from vigil_shared.messaging.celery_app import make_celery
 from vigil_shared.messaging.contracts import (
+    BATCHED_SUBSCRIBERS,
     CONTRACTS,
     SUBSCRIPTIONS,
     CustomerCreated,
@@ -22,6 +23,7 @@ from vigil_shared.messaging.contracts import (
     UnknownContract,
     contract,
     handle_event_task,
+    handle_events_task,
     new_event,
     parse_event,
     subscribers,
@@ -167,6 +169,35 @@ def test_relay_publishes_to_each_subscriber_queue_once(db):
                 message.ack()
     assert [(task, body["type"]) for task, body in received] == [(handle_event_task("property"), "customer.deleted")]
     assert parse_event(received[0][1]).data == {"customer_id": 9}
+
+
+def test_relay_sends_a_batched_subscriber_one_task_per_cycle_in_order(db):
+    """The gateway (``BATCHED_SUBSCRIBERS``) gets a cycle's events as one ``handle_events`` task, in
+    the outbox's order; the others one task per event as before."""
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    config = settings(queue_prefix=prefix)
+    with db.transaction() as session:
+        for customer_id in (1, 2, 3):
+            Outbox(messaging, "customer").add(session, CustomerDeleted(customer_id=customer_id))
+    relay = OutboxRelay(
+        service="customer", db=db, models=messaging, celery=make_celery(config), queue_name=config.queue_name
+    )
+    assert relay.publish_pending() == 3
+    received: dict[str, list] = {"gateway": [], "property": []}
+    with Connection("memory://") as conn:
+        for name, got in received.items():
+            with conn.SimpleQueue(Queue(f"{prefix}.{name}")) as simple:
+                while True:
+                    try:
+                        sent = simple.get(timeout=0.5)
+                    except simple.Empty:
+                        break
+                    got.append((sent.headers["task"], sent.payload[0][0]))
+                    sent.ack()
+    [(task, events)] = received["gateway"]
+    assert task == handle_events_task("gateway") and "gateway" in BATCHED_SUBSCRIBERS
+    assert [parse_event(event).data["customer_id"] for event in events] == [1, 2, 3]
+    assert [task for task, _ in received["property"]] == [handle_event_task("property")] * 3
 
 
 def _consumer(db) -> EventConsumer:

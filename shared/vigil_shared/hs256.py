@@ -79,7 +79,7 @@ def decode(
     header_segment, payload_segment, signature_segment = parts
     try:
         header = json.loads(_decode_segment(header_segment))
-    except ValueError:
+    except (ValueError, RecursionError):  # read before the signature: a nested header must not become a 500
         raise InvalidToken("the header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "HS256" or "crit" in header:
         raise InvalidToken("the header does not name HS256")
@@ -89,7 +89,7 @@ def decode(
         raise InvalidToken("the signature does not match")
     try:
         claims = json.loads(_decode_segment(payload_segment))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidToken("the payload is not JSON") from None
     if not isinstance(claims, dict):
         raise InvalidToken("the payload is not a JSON object")

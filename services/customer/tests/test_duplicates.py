@@ -1,7 +1,10 @@
 """Likely duplicates on create: one engine, four reasons, an explicit override."""
 
+import re
+
 from helpers import create, customer, outbox_events
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from vigil_customer import duplicates
 from vigil_customer.models import Customer
@@ -87,6 +90,36 @@ def test_a_guessed_ssn_is_never_confirmed_to_a_caller_who_sees_it_masked(api):
         {"id": target["id"], "name": "Vic Tim", "kind": "customer", "reasons": ["ssn"]},
         {"id": right.json["id"], "name": "Dana Reyes", "kind": "customer", "reasons": ["ssn"]},
     ]
+
+
+def _statements_of(client, body) -> list[str]:
+    """The statements a create runs, values left out (what its duration depends on)."""
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(re.sub(r"\s+", " ", statement))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        response = client.post("/api/v1/customers", json=body)
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert response.status_code == 201, response.json
+    return statements
+
+
+def test_a_guessed_ssn_costs_the_statements_of_a_wrong_guess(api):
+    """No timing tells a guessed SSN either: a create whose SSN only a record the caller may not see
+    unmasked holds runs the very statements of one whose SSN nobody holds. (On PostgreSQL the
+    ``INSERT``'s own duplicate check found the hidden match, and only then were the matches read: one
+    statement and round trip more, so the right guess answered measurably slower.)"""
+    create(api, customer(location_id=1, ssn="123-45-4893"))
+    create(api, customer(location_id=2, ssn="123-45-4893"))
+    attacker = api.as_(identity_with("customers.view", "customers.create", locations=(1,)))
+    _statements_of(attacker, customer(first_name="Warm", ssn="123-45-1111"))  # definitions known, as a busy process
+    right = _statements_of(attacker, customer(first_name="Right", ssn="123-45-4893"))
+    wrong = _statements_of(attacker, customer(first_name="Wrong", ssn="123-45-4894"))
+    assert right == wrong
 
 
 def test_ssn_reasons_are_dropped_but_other_visible_reasons_still_listed(api):

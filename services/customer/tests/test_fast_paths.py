@@ -5,11 +5,14 @@ from datetime import UTC, datetime
 
 import pytest
 from helpers import create, customer, lead, outbox_events
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, event, func, insert, or_, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.engine import Engine
 
 from vigil_customer import customers, duplicates, history, registry
+from vigil_customer.api import customers as api_customers
 from vigil_customer.contacts import on_site
-from vigil_customer.models import Customer, HistoryEntry, SearchTerm, messaging
+from vigil_customer.models import Customer, CustomFieldDefinition, HistoryEntry, SearchTerm, messaging
 from vigil_shared.identity import service_identity
 from vigil_shared.messaging.contracts import CustomerCreated, contract_of
 from vigil_shared.messaging.outbox import record_event
@@ -274,10 +277,12 @@ def _create_old_and_new(api, session, runtime, monkeypatch, body, old_paths, pat
     return written
 
 
-def _orm_insert(session, record):
-    """How a new record was written before ``customers._insert``: the ORM's flush."""
+def _orm_insert(session, record, *, definitions=False, duplicates_of=None, taken=None):
+    """How a new record was written before ``customers._insert``: the ORM's flush (the custom field
+    definitions a create assumed are then read by ``custom_fields.confirm``; these bodies match no record)."""
     session.add(record)
     customers._flush(session)
+    return None, False
 
 
 EVERYTHING = {
@@ -373,3 +378,103 @@ def test_a_phone_number_parsed_again_is_read_as_the_first_time():
     for _ in range(2):  # a refusal is not kept: refused each time
         with pytest.raises(ValueError):
             validation.parse_phone("555-01", "UT")
+
+
+def _define_elsewhere(session, **values):
+    """A definition written by another process: this one's catalog writes never heard of it."""
+    session.execute(insert(CustomFieldDefinition.__table__).values(version=1, label=values["key"], **values))
+    session.commit()
+
+
+def _change_elsewhere(session, key, **values):
+    table = CustomFieldDefinition.__table__
+    session.execute(sql_update(table).where(table.c.key == key).values(**values))
+    session.commit()
+
+
+def test_a_create_follows_definitions_changed_by_another_process(api, session):
+    """A create uses the definitions its process read last, unread; the ``INSERT`` returns the current
+    ones, and a refusal reads them: what another process changed meanwhile still decides."""
+    _define_elsewhere(session, key="gate_code", type="text", options=[], required=False, applies_to="both")
+    create(api, customer(custom_fields={"gate_code": "1"}))  # this process now knows gate_code only
+
+    _define_elsewhere(session, key="panel", type="select", options=["DSC"], required=False, applies_to="both")
+    added = create(api, customer(first_name="Added", custom_fields={"panel": "DSC"}))  # refused by the old ones
+    assert added["custom_fields"] == {"panel": "DSC"}
+
+    _change_elsewhere(session, "gate_code", required=True)  # the INSERT finds it required
+    before = session.scalar(select(func.count()).select_from(Customer))
+    missing = api.post("/api/v1/customers?allow_duplicates=true", json=customer(first_name="Missing"))
+    assert missing.status_code == 422, missing.json
+    assert missing.json["errors"] == {"custom_fields.gate_code": ["Required."]}
+    assert session.scalar(select(func.count()).select_from(Customer)) == before  # the row was rolled back
+
+    _change_elsewhere(session, "panel", active=False)
+    gone = api.post(
+        "/api/v1/customers?allow_duplicates=true",
+        json=customer(first_name="Gone", custom_fields={"gate_code": "2", "panel": "DSC"}),
+    )
+    assert gone.status_code == 422 and gone.json["errors"] == {
+        "custom_fields.panel": ["No such custom field for this kind of record."]
+    }
+
+    _change_elsewhere(session, "gate_code", required=False, position=5)  # other definitions, same outcome
+    _change_elsewhere(session, "panel", active=True)
+    made = create(api, customer(first_name="Made", custom_fields={"gate_code": " 3 "}))
+    assert made["custom_fields"] == {"gate_code": "3"}
+    changes = api.get(f"/api/v1/customers/{made['id']}/history?field=custom_fields").json["items"]
+    assert [c["new_value"] for c in changes] == ["gate_code=3"]
+
+
+def test_a_create_reads_no_definitions_its_process_knows(api, runtime):
+    create(api, customer(first_name="First"))
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        create(api, customer(first_name="Second", email="second@example.com"))
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert [s for s in statements if "custom_fields" in s and "INSERT INTO customers" not in s] == []
+    assert any("custom_fields d WHERE" in s or "FROM custom_fields WHERE" in s for s in statements)  # in the INSERT
+
+
+def test_a_record_response_is_the_json_the_customer_schema_would_dump(api, monkeypatch):
+    """A record is dumped by converters built once from ``CustomerSchema``: the JSON (values, key order,
+    headers) must be the schema's own dump, for every kind of field, a lead and a masked view."""
+    define = {"key": "gate", "label": "Gate", "type": "text"}
+    assert api.post("/api/v1/custom-fields", json=define).status_code == 201
+    full = create(api, customer(**EVERYTHING, custom_fields={"gate": "north"}))
+    tag = api.post("/api/v1/tags", json={"name": "VIP", "color": "#ff0000"})
+    assert tag.status_code == 201, tag.json
+    assert api.post(f"/api/v1/customers/{full['id']}/tags", json={"tag_id": tag.json["id"]}).status_code in (200, 201)
+    minimal, prospect = create(api, customer(first_name="Min")), create(api, lead(email="l@example.com"))
+    masked = api.as_(identity_with("customers.view", "tags.view", locations=(1,)))
+    reads = [(api, f"/api/v1/customers/{r['id']}") for r in (full, minimal, prospect)]
+    reads += [(masked, f"/api/v1/customers/{full['id']}"), (api, f"/api/v1/leads/{prospect['id']}")]
+    fast = [client.get(path) for client, path in reads]
+    monkeypatch.setattr(api_customers, "_dump_record", api_customers.CustomerSchema().dump)
+    slow = [client.get(path) for client, path in reads]
+    assert fast[0].json["tags"] and fast[0].json["custom_fields"] == {"gate": "north"} and fast[3].json["ssn"]
+    for one, other in zip(fast, slow, strict=True):
+        assert one.status_code == other.status_code == 200
+        assert one.get_data(as_text=True) == other.get_data(as_text=True)
+        assert {**one.headers, "X-Request-ID": ""} == {**other.headers, "X-Request-ID": ""}
+
+
+def test_a_created_record_answers_its_empty_tags_unread(api):
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        made = create(api, customer(first_name="Tagless"))
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert made["tags"] == [] and not [s for s in statements if "customer_tags" in s]
+    assert api.get(f"/api/v1/customers/{made['id']}").json == made

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from helpers import create, customer, lead
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from vigil_customer import search
 from vigil_customer.models import Customer
@@ -416,28 +416,30 @@ def _intersected_as_before(session, q, visibility):
     return sorted(session.execute(select(both.c.id, both.c.sort_name)).all(), key=lambda r: (r.sort_name, r.id))
 
 
+def create_person(api, first: str, last: str, business: str | None, location: int, suffix: int) -> dict:
+    """A record named ``first last`` (commercial with ``business``), its email made unique by ``suffix``."""
+    return create(
+        api,
+        customer(
+            first_name=first,
+            last_name=last,
+            business_name=business,
+            account_type="commercial" if business else "residential",
+            location_id=location,
+            email=f"{first}.{last}{suffix}@smith.example".lower(),
+        ),
+    )
+
+
 @pytest.mark.parametrize("small", [True, False])
 def test_several_words_find_what_the_intersection_found(api, session, monkeypatch, small):
     """Several words are matched by a semi-join on the record id (the first word's rows whose record
     matches every other word): the same records, in the same order, as the intersection before, on
     the small-result path and on the ordered walk, whichever field each word matches."""
     words = [("James", "Smith", None), ("Jameson", "Smithers", "Smith Alarm"), ("Smith", "James", None)]
-    made = []
     for location in (1, 2):
         for first, last, business in words:
-            made.append(
-                create(
-                    api,
-                    customer(
-                        first_name=first,
-                        last_name=last,
-                        business_name=business,
-                        account_type="commercial" if business else "residential",
-                        location_id=location,
-                        email=f"{first}.{last}{location}@smith.example".lower(),
-                    ),
-                )
-            )
+            create_person(api, first, last, business, location, suffix=location)
     if not small:
         monkeypatch.setattr(search, "SMALL_RESULT", 1)
     scopes = [search.Visibility(None, None), search.Visibility(frozenset({2}), frozenset({2}))]
@@ -572,3 +574,69 @@ def test_a_kept_search_statement_finds_what_a_freshly_built_one_finds(api, sessi
     search._KEPT.clear()
     _search_as_seen(session, "smith", search.Visibility(None, None), city="Provo")
     assert not search._KEPT, "a search filtered on the record's columns (values not named) is never kept"
+
+
+def test_page_one_in_one_statement_is_what_the_ordered_walk_finds(api, session, monkeypatch):
+    """Page 1 of a search with few matches is one statement (its matches, their distinct records
+    counted, the first page joined to its listed columns and tags). Rows, order, tags, total and links
+    must be what the ordered walk (the path of a large result, a statement per step) gives, whatever
+    the words, sort direction and scope, for records matching twice, and for a search finding nothing."""
+    tag = api.post("/api/v1/tags", json={"name": "Onestep"}).json
+    people = [
+        ("James", "Smith", None, 1),
+        ("Jameson", "Smithers", "Smith Alarm", 1),
+        ("Smith", "James", None, 2),
+        ("John", "Johnson", "Johnson Johns", 2),  # matches "john" through four terms
+        ("James", "Smith", None, 2),
+    ]
+    made = [
+        create_person(api, first, last, business, location, suffix=i)
+        for i, (first, last, business, location) in enumerate(people)
+    ]
+    for record in made[::2]:
+        assert api.post(f"/api/v1/customers/{record['id']}/tags", json={"tag_id": tag["id"]}).status_code < 300
+    statements = []
+    engine = session.get_bind()
+
+    def count(*_args):
+        statements.append(1)
+
+    def page_one(q, sort, visibility):
+        statements.clear()
+        with engine.connect() as conn:
+            event.listen(conn, "before_cursor_execute", count)
+            result = search.list_customers(conn, search.ListQuery(q=q, per_page=2, sort=sort), visibility)
+            event.remove(conn, "before_cursor_execute", count)
+        return (
+            [tuple(getattr(row, column.key) for column in search._LISTED) for row in result.rows],
+            result.total,
+            result.estimated,
+            result.next_cursor,
+            result.tags,
+        ), len(statements)
+
+    scopes = [search.Visibility(None, None), search.Visibility(frozenset({2}), frozenset({2}))]
+    queries = ["james smith", "smith", "john", "jam smi", "smith.example james", "nobody", "james nobody"]
+    found_any = False
+    for visibility in scopes:
+        for q in queries:
+            for sort in ("name", "-name"):
+                monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
+                one, one_statements = page_one(q, sort, visibility)
+                monkeypatch.setattr(search, "SMALL_RESULT", 1)
+                walked, _ = page_one(q, sort, visibility)
+                assert one_statements == 1, (q, sort, "page 1 of a small result is one round trip")
+                assert one == walked, (q, sort, visibility)
+                found_any |= bool(one[0])
+    assert found_any
+    monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
+    assert page_one("john", "name", scopes[0])[0][1] == 1, "a record matching through several terms counts once"
+
+
+def test_a_cursor_nested_past_the_parsers_depth_is_a_422_not_a_500(api):
+    """Decoding a cursor must not recurse without bound: the field's length bound refuses one nested 5,000 deep."""
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
+    response = api.get(f"/api/v1/customers?cursor={cursor}")
+    assert response.status_code == 422, response.get_data(as_text=True)

@@ -6,10 +6,12 @@ depend on them); its label, options, required flag, kinds and position may chang
 
 from __future__ import annotations
 
+import json
 from datetime import date
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, String, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,29 +33,112 @@ def definitions(session: Session, kind: str | None = None, *, active_only: bool 
 
 
 _ACTIVE = "vigil_customer.active_custom_fields"  # session.info key: the active definitions, as rows
-_DEFINITIONS = CustomFieldDefinition.__table__.c
-# Built once, of the table's columns (a Core statement: no ORM compile step); the rows are the same.
-_ACTIVE_ROWS = (
-    select(_DEFINITIONS.key, _DEFINITIONS.type, _DEFINITIONS.options, _DEFINITIONS.required, _DEFINITIONS.applies_to)
-    .where(_DEFINITIONS.active.is_(True))
-    .order_by(_DEFINITIONS.position, _DEFINITIONS.id)
-)
+_ASSUMED = "vigil_customer.assumed_custom_fields"  # session.info key: the text they were assumed from
 
 
-def _active(session: Session, kind: str) -> list[Any]:
-    """The active definitions for ``kind`` (rows of key, type, options, required, applies_to), in order.
+class Definition(NamedTuple):
+    """What validating and showing a value needs of an active definition."""
+
+    key: str
+    type: str
+    options: list[str] | None
+    required: bool
+    applies_to: str
+
+
+# The active definitions as one JSON text, in order: read as the definitions themselves, and compared
+# with a process's last read to know they are still the same (``assume_known``/``confirm``).
+_COLUMNS_JSON = 'd."key", d.type, {options}, d.required, d.applies_to'
+_ACTIVE_JSON = {
+    "postgresql": f"(SELECT coalesce(json_agg(json_build_array({_COLUMNS_JSON.format(options='d.options')})"
+    " ORDER BY d.position, d.id), '[]')::text FROM custom_fields d WHERE d.active)",
+    "sqlite": f"(SELECT coalesce(json_group_array(json_array({_COLUMNS_JSON.format(options='json(d.options)')})), '[]')"
+    " FROM (SELECT * FROM custom_fields WHERE active ORDER BY position, id) d)",
+}
+# Per database (its URL): the text of the active definitions last read in this process, and their rows.
+_KNOWN: dict[str, tuple[str, tuple[Definition, ...]]] = {}
+
+
+def active_text(dialect_name: str) -> ColumnElement[str]:
+    """A scalar expression of the active definitions' JSON text (``_ACTIVE_JSON``)."""
+    return literal_column(_ACTIVE_JSON[dialect_name], String())
+
+
+@cache
+def _read_statement(dialect_name: str) -> Select:
+    return select(active_text(dialect_name))
+
+
+def _parse(text: str) -> tuple[Definition, ...]:
+    return tuple(
+        Definition(key, kind, options, bool(required), applies_to)
+        for key, kind, options, required, applies_to in json.loads(text)
+    )
+
+
+def _database(session: Session) -> str:
+    return str(session.get_bind().engine.url)
+
+
+def _remember(session: Session, text: str) -> tuple[Definition, ...]:
+    """The rows of ``text``, now the session's (current) and the process's last known definitions."""
+    known = _KNOWN.get(_database(session))
+    rows = known[1] if known is not None and known[0] == text else _parse(text)
+    _KNOWN[_database(session)] = (text, rows)
+    session.info[_ACTIVE] = rows
+    session.info.pop(_ASSUMED, None)
+    return rows
+
+
+def _read(session: Session) -> tuple[Definition, ...]:
+    return _remember(session, session.execute(_read_statement(session.get_bind().dialect.name)).scalar_one())
+
+
+def _active(session: Session, kind: str) -> list[Definition]:
+    """The active definitions for ``kind``, in order.
 
     Read once per session (a request's session lives for that request): a create validates the
     new record's custom values and then shows them, and read them twice. The writes below forget them.
     """
     rows = session.info.get(_ACTIVE)
     if rows is None:
-        rows = session.info[_ACTIVE] = session.execute(_ACTIVE_ROWS).all()
+        rows = _read(session)
     return [d for d in rows if d.applies_to in (kind, "both")]
+
+
+def assume_known(session: Session) -> str | None:
+    """Lets the session use the definitions this process read last, unread, for a create that checks
+    them afterwards in its own ``INSERT`` (``active_text`` in its ``RETURNING``): the statement they
+    cost was a tenth of a create (bench/bench_customer_create.py). Returns the text they were read
+    as (for :func:`confirm`), or None when the session reads them as before (none known yet, or the
+    session holds its own)."""
+    if _ACTIVE in session.info:
+        return None
+    known = _KNOWN.get(_database(session))
+    if known is None:
+        return None
+    session.info[_ACTIVE] = known[1]
+    session.info[_ASSUMED] = known[0]
+    return known[0]
+
+
+def confirm(session: Session, text: str | None = None) -> bool:
+    """Whether the definitions the session assumed (:func:`assume_known`) are the active ones: ``text``
+    as the database answered it in the same transaction, else read now. When they are not, the
+    session holds the current ones from then on (validate again with them)."""
+    assumed = session.info.get(_ASSUMED)
+    if assumed is None:
+        return True
+    if text is None:
+        text = session.execute(_read_statement(session.get_bind().dialect.name)).scalar_one()
+    _remember(session, text)
+    return text == assumed
 
 
 def _forget(session: Session) -> None:
     session.info.pop(_ACTIVE, None)
+    session.info.pop(_ASSUMED, None)
+    _KNOWN.pop(_database(session), None)
 
 
 def get_definition(session: Session, definition_id: int) -> CustomFieldDefinition:

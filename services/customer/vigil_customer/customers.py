@@ -8,13 +8,16 @@ everything asked for is allowed and valid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Insert, Integer, Table, insert, literal_column, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, load_only, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from vigil_shared import commands
@@ -376,7 +379,23 @@ def _flush(session: Session) -> None:
 # ORM INSERT when its attribute was never set: its scalar or callable default, else NULL.
 _CUSTOMERS = cast(Table, Customer.__table__)
 _COLUMNS = tuple((attribute.key, attribute.columns[0]) for attribute in sa_inspect(Customer).column_attrs)
-_INSERT_CUSTOMER = insert(_CUSTOMERS).returning(_CUSTOMERS.c.id)
+
+
+@cache
+def _insert_statement(dialect: str, definitions: bool, kinds: tuple[bool, bool, bool, bool] | None) -> Insert:
+    """The record's ``INSERT``, returning its id; with ``definitions``, the active custom field definitions
+    as the transaction sees them (``custom_fields.assume_known``); with ``kinds``, whether another record
+    holds one of its identifying values (``duplicates.held_elsewhere``)."""
+    returned: list[Any] = [_CUSTOMERS.c.id]
+    if definitions:
+        returned.append(custom_fields.active_text(dialect))
+    if kinds is not None:
+        returned.append(
+            duplicates.held_elsewhere(kinds, literal_column(f"{_CUSTOMERS.name}.id", Integer()))
+        )  # the new row's
+    return insert(_CUSTOMERS).returning(*returned)
+
+
 _HISTORY, _TERMS, _OUTBOX = (cast(Table, m.__table__) for m in (HistoryEntry, SearchTerm, messaging.OutboxEvent))
 FIRST_VERSION = 1  # what the mapper's version counter gives a new row (``version_id_col``)
 
@@ -388,7 +407,14 @@ def _unset_value(column) -> Any:
     return default.arg if default.is_scalar else default.arg(None)
 
 
-def _insert(session: Session, customer: Customer) -> None:
+def _insert(
+    session: Session,
+    customer: Customer,
+    *,
+    definitions: bool = False,
+    duplicates_of: duplicates.Candidate | None = None,
+    taken: Callable[[], Problem] = lambda: _email_in_use(),
+) -> tuple[str | None, bool]:
     """Writes the new record's row and makes ``customer`` the session's persistent object for it, as
     ``session.add(customer)`` and a flush would, with one Core ``INSERT`` of the columns that hold a
     value: the ORM's statement names all hundred columns (``NULL`` for most of a new record), and
@@ -397,31 +423,54 @@ def _insert(session: Session, customer: Customer) -> None:
     default, has a Python one too and is always sent): the row is the ORM's
     (``test_a_created_records_rows_are_the_rows_the_orm_path_wrote``), and the object is left as a
     flush leaves it (``test_a_record_written_by_core_is_loaded_as_the_orm_leaves_it``).
+
+    Returns the active custom field definitions' text with ``definitions`` (else None), and, with
+    ``duplicates_of``, whether another record holds one of its identifying values (else False): see
+    ``_insert_statement``. ``taken``: the problem when another record holds its email (the transaction is
+    rolled back).
     """
-    state = customer.__dict__
-    values: dict[str, Any] = {}
+    state = customer.__dict__  # written directly: the values become the loaded state below either way
     row: dict[str, Any] = {}
-    for key, column in _COLUMNS:
-        value = state[key] if key in state else _unset_value(column)
-        values[key] = value
-        # an explicit None is kept where a default would otherwise fill the column in
-        if value is not None or (key in state and column.default is not None):
-            row[key] = value
-    row[Customer.version.key] = values[Customer.version.key] = FIRST_VERSION
+    for key, has_default, unset in _PLAN:
+        if key in state:
+            value = state[key]
+            if value is not None or has_default:  # an explicit None is kept where a default would fill it in
+                row[key] = value
+        else:
+            state[key] = value = unset()
+            if value is not None:
+                row[key] = value
+    row[_VERSION] = state[_VERSION] = FIRST_VERSION
     row.pop("id", None)
+    kinds = None
+    if duplicates_of is not None and any(kinds := duplicates.shape(duplicates_of)):
+        row.update(duplicates.parameters(duplicates_of, duplicates.PREFIX))
+    else:
+        kinds = None
+    statement = _insert_statement(session.get_bind().dialect.name, definitions, kinds)
     try:
-        values["id"] = session.execute(_INSERT_CUSTOMER, row).scalar_one()
-    except IntegrityError:  # a concurrent request took the email between our check and our write
+        state["id"], *more = session.execute(statement, row).one()
+    except IntegrityError:  # another record holds the email (a concurrent request, past our check)
         session.rollback()
-        raise _email_in_use() from None
-    for key, value in values.items():  # every attribute loaded: nothing is read back on first use
-        if state.get(key, _UNSET) is not value:
-            setattr(customer, key, value)
+        raise taken() from None
     make_transient_to_detached(customer)  # its values become the loaded state, with nothing to flush
     session.add(customer)
+    text = more.pop(0) if definitions else None
+    return text, bool(more and more[0])
 
 
-_UNSET = object()
+def _unset(column) -> Callable[[], Any]:
+    """The value a column takes in an ORM ``INSERT`` when its attribute was never set (``_unset_value``)."""
+    default = column.default
+    if default is None or default.is_scalar:
+        value = _unset_value(column)
+        return lambda: value
+    return lambda: default.arg(None)
+
+
+# Per column of the record: its attribute, whether it has a default, and its value when never set.
+_PLAN = tuple((key, column.default is not None, _unset(column)) for key, column in _COLUMNS)
+_VERSION = Customer.version.key
 
 
 def _record_changes(ctx: Context, customer: Customer, changes: list[tuple[str, Any, Any]], action: str) -> None:
@@ -494,28 +543,23 @@ def create(
     copied_from: Customer | None = None,
     run_precheck: bool | None = False,
 ) -> Customer:
-    """A new record. ``run_precheck``: None runs the ADT PreCheck when the monitoring company is ADT."""
-    data = dict(data)
-    kind = data.pop("kind", CUSTOMER)
-    location_id = data.get("location_id")
-    if location_id is None:  # no office to check rights in: report every problem of the body itself
-        raise validation_problem(record.payload_errors(kind, data, data))
-    access = Access(ctx.identity, kind, location_id)
-    if not access.can_record("create"):
-        raise field_forbidden({"location_id": base_permission(kind, "create")})
-    customer = Customer(kind=kind, custom_fields={}, created_by=ctx.actor.name, **STARTING_VALUES)
-    changes = _apply(ctx, customer, data, creating=True)
-    precheck = kind == CUSTOMER and monitoring.precheck_decision(ctx.session, customer, run_precheck, ctx.cipher)
-    if not allow_duplicates:
-        listed, others = visible_matches(duplicates.find(ctx.session, duplicates.Candidate.of(customer)), ctx.identity)
-        if listed or others:
-            raise duplicate_problem(listed, others)
-    if customer.email_key and allow_duplicates:  # otherwise the duplicate check above found no record with it
-        _ensure_email_free(ctx.session, customer.email_key)
-    now = utcnow()
-    customer.created_at = customer.updated_at = customer.last_activity_at = now
-    _insert(ctx.session, customer)
-    created = f"copy of #{copied_from.id}" if copied_from is not None else kind
+    """A new record. ``run_precheck``: None runs the ADT PreCheck when the monitoring company is ADT.
+
+    The custom field definitions are the ones this process read last, unread (``custom_fields.assume_known``):
+    the ``INSERT`` returns the active ones, and a refusal before it reads them, so a record is never
+    created, nor a request refused, by definitions that changed meanwhile
+    (``test_a_create_follows_definitions_changed_by_another_process``)."""
+    assumed = custom_fields.assume_known(ctx.session)
+    try:
+        customer, changes, precheck, current = _written(ctx, data, allow_duplicates, run_precheck, assumed is not None)
+    except Problem:
+        if assumed is None or custom_fields.confirm(ctx.session):
+            raise
+        # the refusal may rest on old definitions (nothing is written): judge the request again by the current ones
+        customer, changes, precheck, current = _written(ctx, data, allow_duplicates, run_precheck, False)
+    if assumed is not None and current is not None and not custom_fields.confirm(ctx.session, current):
+        changes = _custom_values_again(ctx, customer, data, changes)
+    created = f"copy of #{copied_from.id}" if copied_from is not None else customer.kind
     actor = ctx.actor
     entries = history.rows_of(
         actor,
@@ -550,6 +594,104 @@ def create(
         ],
     )
     return customer
+
+
+def _checked(
+    ctx: Context, data: dict, allow_duplicates: bool, run_precheck: bool | None
+) -> tuple[Customer, list[tuple[str, Any, Any]], bool]:
+    """The new record, not yet written, once the caller's rights, its values and the duplicate check allow it;
+    with its changes (for the history) and whether the PreCheck runs."""
+    data = dict(data)
+    kind = data.pop("kind", CUSTOMER)
+    location_id = data.get("location_id")
+    if location_id is None:  # no office to check rights in: report every problem of the body itself
+        raise validation_problem(record.payload_errors(kind, data, data))
+    access = Access(ctx.identity, kind, location_id)
+    if not access.can_record("create"):
+        raise field_forbidden({"location_id": base_permission(kind, "create")})
+    customer = Customer(kind=kind, custom_fields={}, created_by=ctx.actor.name, **STARTING_VALUES)
+    changes = _apply(ctx, customer, data, creating=True)
+    precheck = kind == CUSTOMER and monitoring.precheck_decision(ctx.session, customer, run_precheck, ctx.cipher)
+    if customer.email_key and allow_duplicates:  # otherwise the duplicate check finds a record with it
+        _ensure_email_free(ctx.session, customer.email_key)
+    return customer, changes, precheck
+
+
+def _written(
+    ctx: Context, data: dict, allow_duplicates: bool, run_precheck: bool | None, definitions: bool
+) -> tuple[Customer, list[tuple[str, Any, Any]], bool, str | None]:
+    """The new record checked (``_checked``) and written, unless it is a likely duplicate the caller
+    may learn of (409, rolled back). On PostgreSQL the duplicate check is the ``INSERT``'s own
+    (``_insert_statement``) unless the record holds an SSN (``_CONFIDENTIAL_REASONS``): only when it
+    finds another record holding one of the values is the list of matches read (a refused create then
+    leaves a gap in the ids, as a failed insert always did)."""
+    customer, changes, precheck = _checked(ctx, data, allow_duplicates, run_precheck)
+    now = utcnow()
+    customer.created_at = customer.updated_at = customer.last_activity_at = now
+    candidate = None if allow_duplicates else duplicates.Candidate.of(customer)
+
+    def refused(exclude_id: int | None) -> Problem | None:
+        assert candidate is not None
+        matches = duplicates.find(ctx.session, candidate, exclude_id=exclude_id)
+        listed, others = visible_matches(matches, ctx.identity)
+        return duplicate_problem(listed, others) if listed or others else None
+
+    checked_by_insert = (
+        candidate is not None
+        and ctx.session.get_bind().dialect.name == "postgresql"
+        and not _holds_confidential_reason(candidate)
+    )
+    if candidate is not None and not checked_by_insert and (problem := refused(None)) is not None:
+        raise problem  # SQLite, or an SSN: the check first, as its own statement
+    current, held = _insert(
+        ctx.session,
+        customer,
+        definitions=definitions,
+        duplicates_of=candidate if checked_by_insert else None,
+        taken=lambda: (refused(None) if candidate is not None else None) or _email_in_use(),
+    )
+    if held:
+        problem = refused(customer.id)
+        if problem is not None:
+            ctx.session.rollback()  # the record was never written, as when the check came first
+            raise problem
+    return customer, changes, precheck, current
+
+
+# The reasons a match may rest on that only some callers are told (``visible_matches``: the SSN). A
+# candidate holding such a value is checked before its ``INSERT``, always by the same statements: with
+# the check in the ``INSERT`` (``_insert_statement``), a match the caller is not told of still cost the
+# read of the matches, a round trip more than no match, and the time of a create confirmed a guessed
+# SSN (test_a_guessed_ssn_costs_the_statements_of_a_wrong_guess).
+_CONFIDENTIAL_REASONS = tuple(
+    duplicates.REASONS.index(reason)
+    for reason, names in duplicates.REASON_FIELDS.items()
+    if any(name in CONFIDENTIAL for name in names)
+)
+
+
+def _holds_confidential_reason(candidate: duplicates.Candidate) -> bool:
+    held = duplicates.shape(candidate)  # in the order of duplicates.REASONS
+    return any(held[i] for i in _CONFIDENTIAL_REASONS)
+
+
+def _custom_values_again(
+    ctx: Context, customer: Customer, data: dict, changes: list[tuple[str, Any, Any]]
+) -> list[tuple[str, Any, Any]]:
+    """The new record's custom values validated again by the definitions that changed since this process
+    read them: 422 when they refuse them (the command rolls the row back), else the row holds what
+    they make of them. Returns the changes for the history."""
+    merged, errors = custom_fields.validate_values(
+        ctx.session, customer.kind, data.get("custom_fields") or {}, {}, creating=True
+    )
+    if errors:
+        raise validation_problem(errors)
+    if merged == customer.custom_fields:
+        return changes
+    ctx.session.execute(sql_update(_CUSTOMERS).where(_CUSTOMERS.c.id == customer.id).values(custom_fields=merged))
+    set_committed_value(customer, "custom_fields", merged)
+    kept = [change for change in changes if change[0] != "custom_fields"]
+    return kept + [("custom_fields", {}, merged)] if merged else kept
 
 
 def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
 from .models import Customer
@@ -71,49 +72,84 @@ class Match:
         return {"id": self.id, "name": self.name, "kind": self.kind, "reasons": self.reasons}
 
 
+def _conditions(
+    phones: bool, email: bool, ssn: bool, name_address: bool, table: Any = None, prefix: str = ""
+) -> ColumnElement[bool]:
+    """Any of the candidate's values held by a record of ``table`` (the customers, or an alias of them;
+    values as bound parameters, see :func:`parameters`)."""
+    table = (Customer.__table__ if table is None else table).c
+    conditions = []
+    if phones:
+        conditions += [table[column.key].in_(bindparam(f"{prefix}phones", expanding=True)) for column in PHONE_COLUMNS]
+    if email:
+        conditions.append(table.email_key == bindparam(f"{prefix}email_key"))
+    if ssn:
+        conditions.append(table.ssn_index == bindparam(f"{prefix}ssn_index"))
+    if name_address:
+        conditions.append(table.name_address_key == bindparam(f"{prefix}name_address_key"))
+    return or_(*conditions)
+
+
 @cache
 def _statement(phones: bool, email: bool, ssn: bool, name_address: bool, exclude: bool) -> Select:
     """The query for candidates holding these kinds of values, built once per kind (of the table's
     columns, values as bound parameters): building it on every create cost a third of the check."""
     table = Customer.__table__.c
-    conditions = []
-    if phones:
-        conditions += [table[column.key].in_(bindparam("phones", expanding=True)) for column in PHONE_COLUMNS]
-    if email:
-        conditions.append(table.email_key == bindparam("email_key"))
-    if ssn:
-        conditions.append(table.ssn_index == bindparam("ssn_index"))
-    if name_address:
-        conditions.append(table.name_address_key == bindparam("name_address_key"))
     statement = (
         select(*(table[column.key] for column in _COMPARED))
-        .where(or_(*conditions))
+        .where(_conditions(phones, email, ssn, name_address))
         .order_by(table.id)
         .limit(MAX_MATCHES * 4)
     )
     return statement.where(table.id != bindparam("exclude_id")) if exclude else statement
 
 
-def find(session: Session, candidate: Candidate, *, exclude_id: int | None = None) -> list[Match]:
-    """Existing records that look like ``candidate``, most reasons first."""
-    if not (candidate.phones or candidate.email_key or candidate.ssn_index or candidate.name_address_key):
-        return []
-    statement = _statement(
+def shape(candidate: Candidate) -> tuple[bool, bool, bool, bool]:
+    """The kinds of values ``candidate`` holds, in the order of ``REASONS`` (all False: it can match nothing)."""
+    return (
         bool(candidate.phones),
         bool(candidate.email_key),
         bool(candidate.ssn_index),
         bool(candidate.name_address_key),
-        exclude_id is not None,
     )
+
+
+@cache
+def held_elsewhere(kinds: tuple[bool, bool, bool, bool], new_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """Whether a record other than ``new_id`` holds any of a candidate's values (of these ``kinds``), on
+    PostgreSQL (SQLite's ``RETURNING`` names columns without their table, the alias's too): a
+    create's ``INSERT`` returns it (``customers._insert``), so a create that matches nothing is checked
+    by the statement that writes it. The parameters are :func:`parameters`' with ``PREFIX`` (the names
+    of the columns are the ``INSERT``'s own)."""
+    other = Customer.__table__.alias("other")
+    held = select(other.c.id).where(_conditions(*kinds, table=other, prefix=PREFIX), other.c.id != new_id)
+    return exists(held)
+
+
+PREFIX = "other_"
+
+
+def parameters(candidate: Candidate, prefix: str = "") -> dict[str, object]:
+    """The values of :func:`_conditions`' bound parameters that ``candidate`` holds."""
     values = {
         "phones": sorted(candidate.phones),
         "email_key": candidate.email_key,
         "ssn_index": candidate.ssn_index,
         "name_address_key": candidate.name_address_key,
-        "exclude_id": exclude_id,
     }
+    return {prefix + name: value for name, value in values.items() if value}
+
+
+def find(session: Session, candidate: Candidate, *, exclude_id: int | None = None) -> list[Match]:
+    """Existing records that look like ``candidate``, most reasons first."""
+    if not (candidate.phones or candidate.email_key or candidate.ssn_index or candidate.name_address_key):
+        return []
+    statement = _statement(*shape(candidate), exclude_id is not None)
+    values = parameters(candidate)
+    if exclude_id is not None:
+        values["exclude_id"] = exclude_id
     matches = []
-    for row in session.execute(statement, {name: value for name, value in values.items() if value}):
+    for row in session.execute(statement, values):
         reasons = []
         if candidate.phones & {p for p in (getattr(row, column.key) for column in PHONE_COLUMNS) if p}:
             reasons.append("phone")

@@ -21,7 +21,10 @@ ALWAYS = registry.ALWAYS_SHOWN
 LIST_FIELDS = tuple(registry.output_fields(listed_only=True))
 
 
-def customer_view(session: Session, customer, identity: Identity, cipher: FieldCipher, *, audit: bool = True) -> dict:
+def customer_view(
+    session: Session, customer, identity: Identity, cipher: FieldCipher, *, audit: bool = True, tags: list | None = None
+) -> dict:
+    """``tags``: the record's tags when the caller knows them (none on a record just created), else read."""
     access = Access(identity, customer.kind, customer.location_id)
     body = {name: getattr(customer, name) for name in ALWAYS}
     unmasked = []
@@ -51,7 +54,7 @@ def customer_view(session: Session, customer, identity: Identity, cipher: FieldC
                 value = record.masked(name, value)
         body[name] = value
     if access.can("tags.view"):
-        body["tags"] = search.tags_of(session, [customer.id]).get(customer.id, [])
+        body["tags"] = tags if tags is not None else search.tags_of(session, [customer.id]).get(customer.id, [])
     if audit and unmasked:
         note_confidential_read("customer", customer.id, unmasked)
     return body

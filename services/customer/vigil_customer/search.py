@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     distinct,
     false,
@@ -37,9 +38,11 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from vigil_shared.errors import validation_problem
 from vigil_shared.guards import INT32_MAX
@@ -745,7 +748,8 @@ class _Match(NamedTuple):
 def _small_result(
     conn: Connection, kept: _Kept, params: dict[str, Any], key, forward: bool, want: int, multi_word: bool
 ) -> tuple[list, int] | None:
-    """All matches at once when there are few: one read gives the page and the exact total.
+    """All matches at once when there are few: one read gives the page and the exact total (a page after
+    a cursor; page 1 is :func:`_first_page`, which also reads the listed columns in the same statement).
 
     Most searches (a name and a surname, an email, a phone number, an account) match a handful of
     records; reading them unordered and sorting here spares a second pass over the index.
@@ -753,15 +757,18 @@ def _small_result(
     """
     matches = kept.matches
     if multi_word:  # the join of several words is the costly part: read once, at most the threshold
-        rows = conn.execute(kept.get("small", lambda: matches.order_by(None).limit(SMALL_RESULT)), params).all()
+        small = kept.get("small", lambda: matches.order_by(None).limit(bindparam("sq_small", SMALL_RESULT)))
+        rows = conn.execute(small, params | {"sq_small": SMALL_RESULT}).all()
         if len(rows) >= SMALL_RESULT:
             return None
     else:  # one word: count a bounded range first, it costs less than fetching a large one
         sample = kept.get(
             "small count",
-            lambda: select(func.count()).select_from(matches.order_by(None).limit(SMALL_RESULT).subquery()),
+            lambda: select(func.count()).select_from(
+                matches.order_by(None).limit(bindparam("sq_small", SMALL_RESULT)).subquery()
+            ),
         )
-        if (conn.scalar(sample, params) or 0) >= SMALL_RESULT:
+        if (conn.scalar(sample, params | {"sq_small": SMALL_RESULT}) or 0) >= SMALL_RESULT:
             return None
         rows = conn.execute(matches, params).all()
     found = sorted(
@@ -772,6 +779,62 @@ def _small_result(
         bound = (key[0], key[1])
         found = [m for m in found if ((m.sort_name, m.id) > bound if forward else (m.sort_name, m.id) < bound)]
     return found[:want], total
+
+
+def _first_page_statement(matches, forward: bool):
+    """Page 1 of a search in one statement: its listed rows with their tags, the exact total, and how
+    many index entries it read (at most :data:`SMALL_RESULT`, to tell a small result from a large one).
+    Both limits are parameters (``sq_small``, ``sq_want``), bound when it runs: the statement is kept.
+
+    The matches (at most ``SMALL_RESULT`` rows, unordered, from the match index alone) are read once;
+    their distinct records are counted and the first ``want`` in name order joined to their listed
+    columns and tags. A search with no match still answers one row (the counts, the rest NULL).
+    It was three round trips for one word (bounded count, matches, listed rows) and two for several
+    (matches, listed rows), with the matches sorted in Python.
+    """
+    small: BindParameter[int] = bindparam("sq_small", SMALL_RESULT)
+    found = matches.order_by(None).limit(small).cte("sq_found")
+    read = select(func.count()).select_from(found).scalar_subquery()
+    records = select(found.c.id, found.c.sort_name).distinct().cte("sq_records")
+    order = (records.c.sort_name, records.c.id)
+    first = (
+        select(records.c.id.label("sq_id"), records.c.sort_name.label("sq_order"))
+        .where(read < small)  # a large result is answered otherwise: no page is sorted and joined
+        .order_by(*[c.asc() if forward else c.desc() for c in order])
+        .limit(bindparam("sq_want", 21))
+        .subquery("sq_first")
+    )
+    page = (
+        select(first.c.sq_order, *_LISTED, *_TAG_COLUMNS, Tag.name_key.label("tag_key"))
+        .select_from(
+            first.join(cast(Table, Customer.__table__), Customer.id == first.c.sq_id).outerjoin(
+                _TAGGED, CustomerTag.customer_id == Customer.id
+            )
+        )
+        .subquery("sq_page")
+    )
+    counts = select(
+        read.label("sq_read"),
+        case((read < small, select(func.count()).select_from(records).scalar_subquery())).label("sq_total"),
+    ).subquery("sq_counts")
+    keys = (page.c.sq_order, page.c.id)
+    return (
+        select(counts.c.sq_read, counts.c.sq_total, *[c for c in page.c if c.key not in ("sq_order", "tag_key")])
+        .select_from(counts.outerjoin(page, true()))
+        .order_by(*[k.asc() if forward else k.desc() for k in keys], page.c.tag_key)
+    )
+
+
+def _first_page(
+    conn: Connection, kept: _Kept, params: dict[str, Any], forward: bool, want: int, tags: dict
+) -> tuple[list, int] | None:
+    """Page 1 of a search with few matches (its listed rows, their tags into ``tags``) and its exact
+    total, in one round trip (:func:`_first_page_statement`); None when the matches are too many."""
+    statement = kept.get(("first page", forward), lambda: _first_page_statement(kept.matches, forward))
+    rows = conn.execute(statement, params | {"sq_small": SMALL_RESULT, "sq_want": want}).all()
+    if rows[0].sq_read >= SMALL_RESULT:
+        return None
+    return _fold_tags([row for row in rows if row.id is not None], tags), rows[0].sq_total
 
 
 # A page's rows come with their tags in the same statement (a round trip of their own before): one row per
@@ -854,11 +917,16 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
     on_terms = bool(tokens) and query.sort.lstrip("-") == "name"
     fetched: Sequence[Any] | None = None
     counted = None
+    listed_read = False  # the page's rows already are its listed columns, with their tags
     params: dict[str, Any] = {}  # the search's values, bound to the statements kept for its shape
     if on_terms:
         kept, params = _kept_search(query, visibility, tokens)
         matches = kept.matches
-        if not jump:
+        if not jump and key is None:  # page 1: one statement when the matches are few
+            first_page = _first_page(conn, kept, params, forward, want, tags)
+            if first_page is not None:
+                fetched, counted, listed_read = first_page[0], (first_page[1], False), True
+        elif not jump:
             small = _small_result(conn, kept, params, key, forward, want, len(tokens) > 1)
             if small is not None:
                 fetched, counted = small[0], (small[1], False)
@@ -926,12 +994,14 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
             fetched = _fold_tags(conn.execute(_with_tags(statement.limit(want), key_cols, forward)).all(), tags)
     has_more = len(fetched) > query.per_page
     page_rows = list(fetched[: query.per_page])
+    for row in fetched[query.per_page :] if listed_read else ():  # the look-ahead row is not listed
+        tags.pop(row.id, None)
     if direction == "prev":
         page_rows.reverse()
     ids = [row.id for row in page_rows]
 
     total, estimated = counted or counter()
-    if not on_terms and not jump:  # the page's rows are already its listed columns (and their tags)
+    if (not on_terms and not jump) or listed_read:  # the page's rows are already its listed columns (and tags)
         rows = page_rows
     else:
         listed = _fold_tags(conn.execute(_LISTED_WITH_TAGS, {"ids": ids}).all(), tags) if ids else []

@@ -460,10 +460,20 @@ for _participant in ARCHIVE_PARTICIPANTS:
     SUBSCRIPTIONS[_participant] = SUBSCRIPTIONS.get(_participant, frozenset()) | _SAGA_EVENTS
 
 HANDLE_EVENT_TASK = "{service}.handle_event.v1"
+# The subscribers whose worker takes a relay cycle's events as one task (a list of messages, in order):
+# the gateway keeps every event of a group in one transaction, so one task per event was its Celery
+# overhead alone (issue 14). Each event stays idempotent (the gateway's feed is its inbox) and a
+# failed task is retried whole: the events it already kept are repeats then.
+HANDLE_EVENTS_TASK = "{service}.handle_events.v1"
+BATCHED_SUBSCRIBERS = frozenset({"gateway"})
 
 
 def handle_event_task(service: str) -> str:
     return HANDLE_EVENT_TASK.format(service=service)
+
+
+def handle_events_task(service: str) -> str:
+    return HANDLE_EVENTS_TASK.format(service=service)
 
 
 def subscribers(event_type: str) -> list[str]:

@@ -27,10 +27,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from ..crypto import FieldCipher
 from ..db import Database, UTCDateTime, utcnow
 from .contracts import (
+    BATCHED_SUBSCRIBERS,
     Event,
     UnknownContract,
     contract_of,
     handle_event_task,
+    handle_events_task,
     message,
     new_event,
     parse_event,
@@ -189,6 +191,7 @@ class OutboxRelay:
                 .limit(self.batch_size)
                 .with_for_update(skip_locked=True)
             ).all()
+            batched: dict[str, list[dict[str, Any]]] = {}  # subscriber: this cycle's messages, in order
             for row in rows:
                 sent = message(
                     row.event_id,
@@ -200,6 +203,9 @@ class OutboxRelay:
                     request_id=row.request_id,
                 )
                 for subscriber in subscribers(row.type):
+                    if subscriber in BATCHED_SUBSCRIBERS:
+                        batched.setdefault(subscriber, []).append(sent)
+                        continue
                     send_to_queue(
                         self.celery,
                         handle_event_task(subscriber),
@@ -212,6 +218,8 @@ class OutboxRelay:
                     "event published",
                     extra={"event_id": row.event_id, "event_type": row.type, "request_id": row.request_id},
                 )
+            for subscriber, sent_many in batched.items():  # published before the rows are marked, as above
+                send_to_queue(self.celery, handle_events_task(subscriber), self.queue_name(subscriber), [sent_many])
         self.last_cycle_ok = time.monotonic()
         return len(rows)
 

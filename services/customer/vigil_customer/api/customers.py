@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request, url_for
+from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 
 from vigil_shared import operations
@@ -53,9 +53,20 @@ def visibility() -> search.Visibility:
     return search.Visibility(identity.location_filter("customers.view"), identity.location_filter("leads.view"))
 
 
-def record_response(session, customer, status: int = 200, **headers):
-    body = present.customer_view(session, customer, current_identity(), cipher())
-    return body, status, etag_headers(customer, **headers)
+# CustomerSchema's dump of a record's view, by converters built once (the schema's per-value machinery
+# was about a twentieth of a create's CPU, bench/bench_customer_create.py); test_fast_paths.py pins the
+# JSON to the schema's own dump.
+_dump_record = schema_dumper(CustomerSchema())
+
+
+def record_response(session, customer, status: int = 200, *, new: bool = False, **headers) -> Response:
+    """The record as the caller sees it, as a ready response with its ``ETag`` (a ``Response`` passes
+    flask-smorest's schema untouched). ``new``: a record created by this request, which has no tags yet."""
+    body = present.customer_view(session, customer, current_identity(), cipher(), tags=[] if new else None)
+    response = jsonify(_dump_record(body))
+    response.status_code = status
+    response.headers.update(etag_headers(customer, **headers))
+    return response
 
 
 # A page's twenty items are dumped by converters built once from CustomerListItemSchema instead of its
@@ -118,7 +129,11 @@ class Customers(MethodView):
             context(), data, allow_duplicates=allow_duplicates, run_precheck=run_precheck
         )
         return record_response(
-            request_session(), customer, 201, Location=url_for("customers.CustomerItem", customer_id=customer.id)
+            request_session(),
+            customer,
+            201,
+            new=True,
+            Location=url_for("customers.CustomerItem", customer_id=customer.id),
         )
 
 
@@ -193,7 +208,7 @@ class DuplicateCustomer(MethodView):
         """
         copy = commands.duplicate_customer(context(), loaded(), overrides)
         return record_response(
-            request_session(), copy, 201, Location=url_for("customers.CustomerItem", customer_id=copy.id)
+            request_session(), copy, 201, new=True, Location=url_for("customers.CustomerItem", customer_id=copy.id)
         )
 
 

@@ -56,7 +56,7 @@ class Leads(MethodView):
             raise validation_problem({"kind": ["Only leads are created here."]})
         record = commands.create_customer(context(), data | {"kind": LEAD}, allow_duplicates=allow_duplicates)
         return record_response(
-            request_session(), record, 201, Location=url_for("leads.LeadItem", customer_id=record.id)
+            request_session(), record, 201, new=True, Location=url_for("leads.LeadItem", customer_id=record.id)
         )
 
 
