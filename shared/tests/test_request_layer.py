@@ -431,3 +431,34 @@ def test_gunicorn_refusals_are_problem_json():
         "detail": "The request headers are too large or too many.",
         "request_id": "abc",
     }
+
+
+def test_the_access_lines_timestamp_is_the_isoformat_of_its_time():
+    """The formatter keeps each second's text: every time still reads as ``datetime.isoformat`` did,
+    rounding to the microsecond included (up into the next second too)."""
+    import random
+    from datetime import UTC, datetime
+
+    from vigil_shared.logs import JsonFormatter
+
+    formatter = JsonFormatter("test")
+    moments = [0.0, 1.0, 1.5, 1_700_000_000.0, 1_700_000_000.9999996, 1_700_000_000.0000004, 1_700_000_001.000001]
+    rng = random.Random(7)
+    moments += [rng.uniform(0, 4e9) for _ in range(20_000)]
+    moments += [rng.randint(0, 4_000_000_000) + rng.choice((0.9999995, 0.9999996, 0.0000005)) for _ in range(2_000)]
+    for moment in moments:
+        expected = datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+        assert formatter._timestamp(moment) == expected, moment
+
+
+def test_a_new_request_id_is_a_uuid4_in_hex():
+    import uuid
+
+    from vigil_shared.web import new_request_id, request_id_of
+
+    made = {new_request_id() for _ in range(2_000)}
+    assert len(made) == 2_000
+    for request_id in made:
+        parsed = uuid.UUID(hex=request_id)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == request_id
+    assert request_id_of("bad id!") != "bad id!" and uuid.UUID(hex=request_id_of("")).version == 4
