@@ -66,10 +66,13 @@ def instructions(out_dir: Path, name: str) -> int:
 
 
 def run_once(name: str, argv: list[str], env: dict, path: str, headers: dict, out_dir: Path, reads: int, args) -> int:
-    """(instructions, answered reads) of one process started under callgrind, sent ``args.warmup`` then
-    ``reads`` reads, then stopped (gunicorn's master and worker exit, and callgrind writes their counts)."""
+    """The reads answered by one process started under callgrind, sent ``args.warmup`` then ``reads``
+    reads, then stopped: gunicorn's master and worker exit and callgrind writes their counts (a forked
+    worker cannot be asked for a dump while it runs: ``callgrind_control`` only reaches the master)."""
     port = free_port()
-    env = env | {name_var: str(port) for name_var in env.get("_PORT_VARS", "").split(",") if name_var}
+    port_vars = env.get("_PORT_VARS", "")
+    env = {key: value for key, value in env.items() if key != "_PORT_VARS"}
+    env |= {name_var: str(port) for name_var in port_vars.split(",") if name_var}
     argv = [part.replace("{port}", str(port)) for part in argv]
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
