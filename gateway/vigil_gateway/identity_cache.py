@@ -12,7 +12,6 @@ it per call by an HMAC (:meth:`IdentityCache.signed_token`).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from vigil_shared.db import Database, build_engine
 from vigil_shared.identity import Identity, request_binding, sign_claims
+from vigil_shared.pid import current_pid
 
 from .models import AuthState
 
@@ -73,9 +73,9 @@ class IdentityCache:
         """This thread's autocommit connection, checked out of the pool once and kept (a web thread reads
         the epoch on every call; the pool's checkout and return cost about as much as the query)."""
         held = getattr(self._held, "conn", None)
-        if held is None or self._held.pid != os.getpid():
+        if held is None or self._held.pid != current_pid():
             held = self._held.conn = self._epoch_engine.connect()
-            self._held.pid = os.getpid()
+            self._held.pid = current_pid()
         return held
 
     def insert(self, table: Table, row: dict[str, Any]) -> None:

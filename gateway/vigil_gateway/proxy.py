@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import os
 import ssl
 import threading
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from werkzeug.routing import RequestRedirect
 
 from vigil_shared.errors import UNAVAILABLE, Problem, not_found
 from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER
+from vigil_shared.pid import current_pid
 from vigil_shared.web import REQUEST_ID_HEADER
 
 log = logging.getLogger("vigil.gateway.proxy")
@@ -178,11 +178,11 @@ class UpstreamPool:
 
     @property
     def pool(self) -> urllib3.PoolManager:
-        if self._pool is None or self._pid != os.getpid():
+        if self._pool is None or self._pid != current_pid():
             with self._lock:
-                if self._pool is None or self._pid != os.getpid():
+                if self._pool is None or self._pid != current_pid():
                     self._pool = urllib3.PoolManager(num_pools=16, maxsize=32, block=False)
-                    self._pid = os.getpid()
+                    self._pid = current_pid()
         return self._pool
 
     def request(self, method: str, url: str, *, body: bytes | None, headers: dict) -> urllib3.BaseHTTPResponse:
@@ -198,13 +198,13 @@ class UpstreamPool:
         connection the service closed is noticed before it is reused; a failed call is retried once on
         a fresh connection for idempotent methods, and for others only when nothing was sent (the
         connect failed); any failure is an :class:`UpstreamError` (a urllib3 ``HTTPError``)."""
-        pools = self._origins if self._origins_pid == os.getpid() else None
+        pools = self._origins if self._origins_pid == current_pid() else None
         origin = pools.get(base_url) if pools is not None else None
         if origin is None:
             origin = Origin(base_url, CONNECT_TIMEOUT, self.read_timeout)
             with self._lock:
-                if self._origins_pid != os.getpid():
-                    self._origins, self._origins_pid = {}, os.getpid()
+                if self._origins_pid != current_pid():
+                    self._origins, self._origins_pid = {}, current_pid()
                 origin = self._origins.setdefault(base_url, origin)
         return origin.send(method, target, body, headers)
 

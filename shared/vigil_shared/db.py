@@ -6,7 +6,6 @@ connection is ever shared between processes.
 
 from __future__ import annotations
 
-import os
 import select
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +34,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from .pid import current_pid
 
 _T = TypeVar("_T")
 
@@ -327,12 +328,12 @@ class Database:
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None or self._pid != os.getpid():
+        if self._engine is None or self._pid != current_pid():
             if self._engine is not None:
                 self._engine.dispose(close=False)  # inherited over fork: drop, never close the parent's sockets
             self._engine = build_engine(self.url, pool_size=self.pool_size)
             self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)
-            self._pid = os.getpid()
+            self._pid = current_pid()
         return self._engine
 
     def new_session(self) -> Session:
@@ -367,11 +368,11 @@ class Database:
     def read_engine(self) -> Engine:
         """An autocommit engine for :meth:`read_first` and other single statements on a hot path (the
         gateway's rate-limit upsert): created on first use, re-created after fork."""
-        if self._read_engine is None or self._read_pid != os.getpid():
+        if self._read_engine is None or self._read_pid != current_pid():
             if self._read_engine is not None:
                 self._read_engine.dispose(close=False)
             self._read_engine = build_engine(self.url, autocommit=True, pool_size=self.pool_size)
-            self._read_pid = os.getpid()
+            self._read_pid = current_pid()
         return self._read_engine
 
     def read_first(self, statement: Executable, params: dict[str, Any]) -> Row[Any] | None:

@@ -64,6 +64,9 @@ def configure_logging(level: str = "INFO", process: str = "vigil") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # A record's pid (``os.getpid()``, a system call per log line) is never written: not a JSON field
+    # (``_STANDARD``), and no handler but this one is installed.
+    logging.logProcesses = False
     for noisy in ("urllib3", "amqp", "kombu", "celery.worker.strategy", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
     _configured = True
