@@ -1,5 +1,7 @@
 """Users, roles, locations, sessions, API keys, login throttling and the audit log."""
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -458,3 +460,41 @@ def test_an_audit_entry_survives_a_connection_the_database_dropped(app, db):
             select(AuditEntry.request_id).where(AuditEntry.request_id.in_(["before-drop", "after-drop"]))
         ).scalars()
         assert sorted(written) == ["after-drop", "before-drop"]
+
+
+def test_on_sqlite_the_epoch_is_read_again_after_any_commit_and_only_then(app, db, monkeypatch):
+    """On SQLite the epoch is not queried while the WAL-index header stands still; a bump committed by
+    another process changes the header and applies on the very next call."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("the WAL-index header is SQLite's")
+    cache = app.extensions["vigil_gateway_identity_cache"]
+    before = cache.epoch()
+    assert cache._wal_signal() is not None, "a file database in WAL mode is watched"
+    queries = []
+    real = cache._on_dbapi
+    monkeypatch.setattr(cache, "_on_dbapi", lambda sql, *a, **kw: queries.append(sql) or real(sql, *a, **kw))
+    assert [cache.epoch() for _ in range(3)] == [before] * 3
+    assert queries == []
+    bumped = subprocess.run(  # another process, SQLite's own client: nothing of this process is told
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+            " c.execute('UPDATE auth_state SET epoch = epoch + 1 WHERE id = 1'); c.close()",
+            db.engine.url.database,
+        ],
+        check=True,
+    )
+    assert bumped.returncode == 0
+    assert cache.epoch() == before + 1
+    assert len(queries) == 1
+    from sqlalchemy import insert  # noqa: PLC0415 - as the audit test above
+
+    from vigil_shared.db import utcnow  # noqa: PLC0415
+
+    with db.engine.begin() as conn:  # any commit, even one that leaves the epoch alone, has it read again
+        conn.execute(insert(AuditEntry), AUDIT_ROW | {"occurred_at": utcnow()})
+    assert cache.epoch() == before + 1
+    assert len(queries) == 2
+    assert cache.epoch() == before + 1
+    assert len(queries) == 2
