@@ -46,12 +46,39 @@ print(sorted({module.split(".")[0] for module in sys.modules} & {"celery", "komb
 """
 
 
-def test_web_processes_load_neither_celery_nor_kombu(tmp_path: Path) -> None:
+def loaded_in_a_fresh_process(code: str, var_dir: Path) -> str:
+    """What ``code`` prints, run in a fresh interpreter on its own ``var/`` (SQLite databases, secrets)."""
     env = (
         os.environ
-        | load_or_create_secrets(tmp_path)
-        | {"VIGIL_VAR_DIR": str(tmp_path), "VIGIL_INTERNAL_SECRET": TEST_SECRET, "VIGIL_LOG_LEVEL": "WARNING"}
+        | load_or_create_secrets(var_dir)
+        | {"VIGIL_VAR_DIR": str(var_dir), "VIGIL_INTERNAL_SECRET": TEST_SECRET, "VIGIL_LOG_LEVEL": "WARNING"}
     )
-    result = subprocess.run([sys.executable, "-c", WEB_PROCESS], capture_output=True, text=True, env=env, timeout=180)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]", result.stdout
+    return result.stdout.strip()
+
+
+def test_web_processes_load_neither_celery_nor_kombu(tmp_path: Path) -> None:
+    assert loaded_in_a_fresh_process(WEB_PROCESS, tmp_path) == "[]"
+
+
+CUSTOMER_WEB_PROCESS = """
+import sys
+from vigil_shared import gunicorn_worker, migrations
+from vigil_shared.testing import identity_headers
+from vigil_customer.app import create_app
+
+app = create_app()
+migrations.upgrade("vigil_customer", app.extensions["vigil_runtime"].db.url)
+body = {"location_id": 1, "first_name": "Dana", "last_name": "Reyes", "city": "Provo", "state": "UT",
+        "primary_phone": "801-555-0100", "account_type": "residential", "ssn": "200-45-6789"}
+created = app.test_client().post("/api/v1/customers", json=body, headers=identity_headers())
+assert created.status_code == 201, created.get_data(as_text=True)
+print(sorted({module.split(".")[0] for module in sys.modules} & {"celery", "kombu", "urllib3"}))
+"""
+
+
+def test_the_customer_web_process_loads_no_http_client(tmp_path: Path) -> None:
+    """The customer service imports ``customer_replica`` for the credit subject's fields only; it never
+    asks itself, so urllib3 (4 MB) is loaded at the first lookup of a service that does."""
+    assert loaded_in_a_fresh_process(CUSTOMER_WEB_PROCESS, tmp_path) == "[]"
