@@ -80,5 +80,5 @@ print(sorted({module.split(".")[0] for module in sys.modules} & {"celery", "komb
 
 def test_the_customer_web_process_loads_no_http_client(tmp_path: Path) -> None:
     """The customer service imports ``customer_replica`` for the credit subject's fields only; it never
-    asks itself, so urllib3 (4 MB) is loaded at the first lookup of a service that does."""
+    asks itself, so urllib3 is loaded at the first lookup of a service that does."""
     assert loaded_in_a_fresh_process(CUSTOMER_WEB_PROCESS, tmp_path) == "[]"
