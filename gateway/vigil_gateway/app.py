@@ -10,7 +10,6 @@ from vigil_shared.config import SERVICES
 from vigil_shared.db import POOL_SIZE, Database
 from vigil_shared.idempotency import register_idempotency
 from vigil_shared.identity import IDENTITY_HEADER, service_identity, sign_identity
-from vigil_shared.messaging.celery_app import ping_broker
 from vigil_shared.web import REQUEST_ID_HEADER, VigilApi, add_health_routes, base_app, enforce_json_bodies
 
 from . import audit, integrations
@@ -102,5 +101,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
             raise unrouted()  # 405 with the real Allow on the gateway's own resources, else 404
         return forward(pool, service, settings.service_urls[service], g.identity_token, g.identity_binding)
 
-    add_health_routes(app, {"database": db.ping, "broker": lambda: ping_broker(base)})
+    # Ready while its database answers: the broker is the gateway worker's (its own /readyz), and a web
+    # process that never publishes does not load Celery or kombu (vigil_shared.service).
+    add_health_routes(app, {"database": db.ping})
     return app

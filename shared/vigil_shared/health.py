@@ -23,9 +23,11 @@ def add_health_routes(
     """``/healthz``: the process answers. ``/readyz``: it can serve requests (503 otherwise).
 
     A web process serves requests as long as its database answers: writes go to the outbox, which
-    the relay publishes once the broker is back. So a failing ``optional`` check (the broker)
-    leaves it ready and is reported in the body as ``degraded``; a load balancer keeps the API up.
-    Workers and relays (``runtime.serve_health``) still need every check, the broker included.
+    the relay publishes once the broker is back. The services and the gateway pass their database
+    only (the broker's health is their relay's and worker's, and a web process loads no broker
+    client: ``vigil_shared.service``); a failing ``optional`` check, should one be passed (the
+    broker), leaves it ready and is reported in the body as ``degraded``. Workers and relays
+    (``runtime.serve_health``) need every check, the broker included.
     """
 
     @app.get("/healthz")

@@ -16,7 +16,6 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from kombu.exceptions import OperationalError as BrokerOperationalError
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,11 +25,12 @@ from .commands import Context, command
 from .errors import conflict, not_found, unavailable
 from .fields import Timestamp
 from .http import PaginationArgs, answers, page_schema, paginate
+from .messaging.dead_letters import is_broker_error
 from .service import ServiceRuntime, current_runtime, request_session
 from .web import request_context
 
 OPS_PERMISSION = "ops.manage"
-BROKER_ERRORS = (BrokerOperationalError, ConnectionError, TimeoutError)
+BROKER_ERRORS = (ConnectionError, TimeoutError)  # and kombu's (is_broker_error), without importing kombu here
 
 
 # --- commands: what an operator changes, from a view or a script alike -------------------------------
@@ -88,7 +88,9 @@ def send_dead_letter_again(ctx: Context, runtime: ServiceRuntime, event_id: str)
     letter, message = _mark_for_retry(ctx, runtime, event_id)
     try:
         runtime.deliver_to_self(message)
-    except BROKER_ERRORS as exc:
+    except Exception as exc:
+        if not (isinstance(exc, BROKER_ERRORS) or is_broker_error(exc)):
+            raise
         _unmark_retry(ctx, letter)
         raise unavailable("The message broker is unavailable; nothing was sent. Try again shortly.") from exc
     return letter

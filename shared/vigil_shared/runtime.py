@@ -27,7 +27,6 @@ from .config import ConfigError, Settings, default_port, env, env_int
 from .health import run_checks
 from .idempotency import register_idempotency
 from .logs import configure_logging
-from .messaging.celery_app import run_worker
 from .messaging.outbox import MessagingModels, OutboxRelay
 from .ops import ops_blueprint
 
@@ -143,7 +142,7 @@ class ServiceProgram:
             runtime.settings,
             runtime.db,
             [*self.blueprints, ops_blueprint(self.name)],
-            runtime.ready_checks(),
+            runtime.web_ready_checks(),
             multipart_endpoints=frozenset(self.multipart_endpoints),
         )
         app.extensions[EXTENSION] = runtime
@@ -194,6 +193,8 @@ class ServiceProgram:
         return 0
 
     def _run_worker(self, settings: Settings) -> int:
+        from .messaging.celery_app import run_worker  # noqa: PLC0415 - not in web processes (service.py)
+
         runtime = self.runtime(settings)
         self.register_tasks(runtime)
         # The engine (and with it the SQLAlchemy dialect and the database driver, imported on first use)

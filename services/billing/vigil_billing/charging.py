@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil_shared.db import utcnow
-from vigil_shared.messaging.celery_app import send_to_queue
 from vigil_shared.service import current_runtime
 
 from .models import Payment
@@ -30,7 +29,7 @@ Sender = Callable[[int], None]
 def _send(payment_id: int) -> None:
     runtime = current_runtime()
     try:
-        send_to_queue(runtime.celery, CHARGE_TASK, runtime.settings.queue_name(), [payment_id])
+        runtime.send_task(CHARGE_TASK, [payment_id])
     except Exception as exc:  # noqa: BLE001 - the sweep sends it again; the payment is safe as pending
         log.warning("charge not sent; the sweep will", extra={"payment_id": payment_id, "error": type(exc).__name__})
 
@@ -53,5 +52,4 @@ RUN_DUE_TASK = "billing.run_due.v1"
 
 
 def request_run_due(day: str | None) -> None:
-    runtime = current_runtime()
-    send_to_queue(runtime.celery, RUN_DUE_TASK, runtime.settings.queue_name(), [day])
+    current_runtime().send_task(RUN_DUE_TASK, [day])

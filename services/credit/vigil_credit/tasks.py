@@ -22,7 +22,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vigil_shared.config import env_int
-from vigil_shared.messaging.celery_app import send_to_queue
 from vigil_shared.messaging.contracts import (
     CreditCheckRequested,
     CustomerCreated,
@@ -64,9 +63,7 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
         # sent before the inbox row commits: a failure after the send runs the job at most twice, and
         # the second run finds it done (or asks the bureau or ADT with the same key)
         args = [job_id, event.request_id]
-        send_to_queue(
-            runtime.celery, task_name, runtime.settings.queue_name(), args, headers={"request_id": event.request_id}
-        )
+        runtime.send_task(task_name, args, headers={"request_id": event.request_id})
 
     @consumer.on(CreditCheckRequested)
     def check_requested(session: Session, event: Event[CreditCheckRequested]) -> None:

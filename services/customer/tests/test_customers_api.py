@@ -411,10 +411,10 @@ def test_request_id_is_echoed_or_generated(api):
     assert len(api.get("/healthz").headers["X-Request-ID"]) == 32
 
 
-def test_readyz_reports_database_and_broker(api):
+def test_web_readyz_checks_the_database_and_workers_the_broker_too(api, runtime):
     response = api.get("/readyz")
-    assert response.status_code == 200
-    assert set(response.json["checks"]) == {"database", "broker"}
+    assert response.status_code == 200 and response.json["checks"] == {"database": {"status": "ok"}}
+    assert set(runtime.ready_checks()) == {"database", "broker"}  # the worker's and the relay's /readyz
 
 
 def test_customer_rows_are_real(session, api):

@@ -540,9 +540,10 @@ def test_every_operation_documents_its_permission(app):
                     assert "Idempotency-Key" in names, f"POST {path}"
 
 
-def test_readyz_reports_database_and_broker(api):
+def test_web_readyz_checks_the_database_and_workers_the_broker_too(api, runtime):
     response = api.get("/readyz")
-    assert response.status_code == 200 and set(response.json["checks"]) == {"database", "broker"}
+    assert response.status_code == 200 and response.json["checks"] == {"database": {"status": "ok"}}
+    assert set(runtime.ready_checks()) == {"database", "broker"}  # the worker's and the relay's /readyz
 
 
 def test_rotate_keys_re_encrypts_pins_under_the_new_key(app, api, known, session):

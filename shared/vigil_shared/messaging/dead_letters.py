@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import uuid
 from typing import Any
 
-from kombu.exceptions import OperationalError as BrokerOperationalError
 from marshmallow import ValidationError
 from sqlalchemy import delete
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError, StatementError
@@ -54,15 +54,24 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     DisconnectionError,
     PoolTimeoutError,  # no pooled connection came free in time
     StaleDataError,  # another transaction changed or removed the row first
-    BrokerOperationalError,  # kombu could not reach the broker
     ConnectionError,
     TimeoutError,
 )
 
 
+def is_broker_error(error: BaseException) -> bool:
+    """kombu could not reach the broker.
+
+    Looked up without importing kombu: a process that never loaded it (a web process, which writes its
+    events to the outbox) cannot have raised one of its errors, and must not load it for the asking.
+    """
+    kombu_exceptions = sys.modules.get("kombu.exceptions")
+    return kombu_exceptions is not None and isinstance(error, kombu_exceptions.OperationalError)
+
+
 def is_transient(error: BaseException) -> bool:
     """True when the same event may well succeed if tried again later."""
-    if isinstance(error, TRANSIENT_ERRORS):
+    if isinstance(error, TRANSIENT_ERRORS) or is_broker_error(error):
         return True
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
