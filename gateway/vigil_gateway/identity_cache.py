@@ -67,6 +67,7 @@ class IdentityCache:
         self._signal: WalSignal | None = None
         self._signal_pid: int | None = None
         self._known: tuple[bytes, int] | None = None
+        self._inherited: list[WalSignal] = []
 
     def dispose(self) -> None:
         if self._signal is not None and self._signal_pid == current_pid():
@@ -150,7 +151,8 @@ class IdentityCache:
             return self._signal
         with self._lock:
             if self._signal_pid != current_pid():
-                # a parent's signal is dropped, not closed: its locks and map are the parent's
+                if self._signal is not None:  # a parent's: kept, never closed here (its locks are the parent's)
+                    self._inherited.append(self._signal)
                 self._signal = WalSignal.open(self._epoch_engine.url.database, EPOCH_QUERY)
                 self._known = None
                 self._signal_pid = current_pid()
