@@ -198,7 +198,10 @@ class RecordLocation(Base):
 
     __tablename__ = "record_locations"
 
-    customer_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # the customer service's id, never generated here (the migration's "noautoinc")
+    customer_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     location_id: Mapped[int | None] = mapped_column(Integer)
 
 
