@@ -24,6 +24,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import bench_gateway_properties as bench
@@ -119,6 +121,28 @@ def count(name: str, argv: list[str], env: dict, path: str, headers: dict, out_d
     return extra / max(results.get("long", 0), 1), results.get("long", 0)
 
 
+@contextmanager
+def read_stack() -> Iterator[tuple]:
+    """A Vigil of its own with one property to read and the floor apps beside it, stopped afterwards:
+    (stack, backend, seeded data, its environment, the floor processes, the read's path, the identity
+    header the property service takes)."""
+    var_dir = tempfile.mkdtemp(prefix="vigil-bench-")
+    stack = databases = None
+    floor: dict = {}
+    try:
+        stack, databases, backend = bench.start_stack(var_dir)
+        data = bench.seed(stack)
+        env = dict(stack.env)
+        floor = bench.start_floor(env)
+        identity = sign_identity(
+            bench._identity(data["user_id"], data["location_id"], None), env["VIGIL_INTERNAL_SECRET"], 3600
+        )
+        yield stack, backend, data, env, floor, f"/api/v1/properties/{data['property_id']}", identity
+    finally:
+        bench.stop_floor(floor)
+        benchkit.stop_stack(stack, databases, var_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
@@ -127,20 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="floor row,property,floor hop,gateway")
     parser.add_argument("--out", default=None, help="keep callgrind's files here (for callgrind_annotate)")
     args = parser.parse_args(argv)
-    var_dir = tempfile.mkdtemp(prefix="vigil-bench-")
     out_dir = Path(args.out or tempfile.mkdtemp(prefix="vigil-callgrind-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    stack = databases = None
-    floor: dict = {}
-    try:
-        stack, databases, backend = bench.start_stack(var_dir)
-        data = bench.seed(stack)
-        env = dict(stack.env)
-        floor = bench.start_floor(env)
-        read_path = f"/api/v1/properties/{data['property_id']}"
-        identity = sign_identity(
-            bench._identity(data["user_id"], data["location_id"], None), env["VIGIL_INTERNAL_SECRET"], 3600
-        )
+    with read_stack() as (stack, backend, data, env, floor, read_path, identity):
         gunicorn, *model = bench.floor_gunicorn(env)
         floor_argv = [gunicorn, *model, "-b", "127.0.0.1:{port}", "floor_app:create_app()"]
         direct = {IDENTITY_HEADER: identity, "Accept": "application/json"}
@@ -173,9 +186,6 @@ def main(argv: list[str] | None = None) -> int:
         if "gateway" in counts and "floor hop" in counts:
             print(f"  gateway / floor hop: {counts['gateway'] / counts['floor hop']:.2f}x")
         return 0
-    finally:
-        bench.stop_floor(floor)
-        benchkit.stop_stack(stack, databases, var_dir)
 
 
 if __name__ == "__main__":

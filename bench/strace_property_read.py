@@ -21,11 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import bench_gateway_properties as bench
-import benchkit
-from count_property_read import load
+from count_property_read import load, read_stack
 
-from vigil_shared.identity import IDENTITY_HEADER, sign_identity
+from vigil_shared.identity import IDENTITY_HEADER
 from vigil_shared.testing import describe_backend
 
 
@@ -65,18 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="floor row,property,floor hop,gateway")
     parser.add_argument("--trace", default=None, help="also write each process's calls for 3 reads into this folder")
     args = parser.parse_args(argv)
-    var_dir = tempfile.mkdtemp(prefix="vigil-bench-")
-    stack = databases = None
-    floor: dict = {}
-    try:
-        stack, databases, backend = bench.start_stack(var_dir)
-        data = bench.seed(stack)
-        env = dict(stack.env)
-        floor = bench.start_floor(env)
-        path = f"/api/v1/properties/{data['property_id']}"
-        identity = sign_identity(
-            bench._identity(data["user_id"], data["location_id"], None), env["VIGIL_INTERNAL_SECRET"], 3600
-        )
+    with read_stack() as (stack, backend, data, env, floor, path, identity):
         by_name = {process.name: process.popen.pid for process in stack.processes}
         plans = {
             "floor row": (floor["floor row"][0].pid, floor["floor row"][1], {}),
@@ -103,9 +90,6 @@ def main(argv: list[str] | None = None) -> int:
                 tracer.send_signal(signal.SIGINT)
                 tracer.wait(timeout=30)
         return 0
-    finally:
-        bench.stop_floor(floor)
-        benchkit.stop_stack(stack, databases, var_dir)
 
 
 if __name__ == "__main__":
