@@ -355,8 +355,9 @@ def test_web_processes_stay_ready_while_the_broker_is_down(stack, name):
         response = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=15)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["status"] == "degraded" and body["checks"]["database"]["status"] == "ok"
-        assert body["checks"]["broker"]["status"] == "degraded"
+        # a web process's events go to its own outbox, so the broker is the relay's check, not its own
+        assert body["status"] == "ready" and set(body["checks"]) == {"database"}
+        assert body["checks"]["database"]["status"] == "ok"
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=20)
