@@ -1198,23 +1198,19 @@ class WebhookRuntime:
     def register_tasks(self) -> None:
         runtime, celery = self, self._broker()
 
-        @celery.task(
-            name=handle_event_task("gateway"),
-            autoretry_for=(Exception,),
-            retry_backoff=True,
-            retry_backoff_max=300,
-            max_retries=10,
-        )
+        # an event's intake is retried with backoff until it is kept (the feed and deliveries need it)
+        retried: dict[str, Any] = {
+            "autoretry_for": (Exception,),
+            "retry_backoff": True,
+            "retry_backoff_max": 300,
+            "max_retries": 10,
+        }
+
+        @celery.task(name=handle_event_task("gateway"), **retried)
         def handle_event(message: dict[str, Any]) -> bool:
             return runtime.receive(message)
 
-        @celery.task(
-            name=handle_events_task("gateway"),
-            autoretry_for=(Exception,),
-            retry_backoff=True,
-            retry_backoff_max=300,
-            max_retries=10,
-        )
+        @celery.task(name=handle_events_task("gateway"), **retried)
         def handle_events(messages: list[dict[str, Any]]) -> list[bool]:
             return runtime.receive_many(messages)
 
