@@ -4,11 +4,13 @@ closed them, and retried only where urllib3 retried (idempotent methods, or noth
 from __future__ import annotations
 
 import socket
+import struct
 import threading
+import time
 
 import pytest
 
-from vigil_gateway.proxy import Origin, UpstreamError
+from vigil_gateway.proxy import KernelTimedSocket, Origin, UpstreamError
 
 
 class RawService:
@@ -128,3 +130,98 @@ def test_a_service_that_does_not_listen_is_an_upstream_error(origins):
     origin = origins(port)
     with pytest.raises(UpstreamError):
         origin.send("POST", "/a", b"{}", {})
+
+
+class SilentService:
+    """Accepts connections and reads what is sent, never answering."""
+
+    def __init__(self):
+        self.connections: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.mark.parametrize(("method", "body", "attempts"), [("GET", None, 2), ("POST", b"{}", 1)])
+def test_a_service_that_does_not_answer_in_time_is_an_upstream_error(method, body, attempts):
+    silent = SilentService()
+    origin = Origin(f"http://127.0.0.1:{silent.port}", 2.0, 0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="TimeoutError"):
+            origin.send(method, "/a", body, {})
+        waited = time.monotonic() - started
+        # the read timeout bounds each attempt; a read is tried once more on a fresh connection
+        assert 0.2 * attempts - 0.05 <= waited < 0.2 * attempts + 1.0
+        assert len(silent.connections) == attempts
+    finally:
+        origin.close()
+        silent.close()
+
+
+def test_plain_connections_wait_with_kernel_timeouts_not_a_poll_per_call(service, origins):
+    """Each send and receive is one system call: the socket blocks, the kernel bounds its waits."""
+    origin = origins(service.port)
+    assert origin.send("GET", "/a", None, {}).status == 200
+    (conn,) = origin._idle
+    assert isinstance(conn.sock, KernelTimedSocket) and conn.sock.gettimeout() is None
+    received = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.calcsize("ll"))
+    sent = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.calcsize("ll"))
+    assert struct.unpack("ll", received) == struct.unpack("ll", sent) == (5, 0)
+
+
+def test_a_read_on_kept_connections_the_service_closed_is_sent_again_on_a_fresh_one(origins, monkeypatch):
+    """A bodiless read takes a kept connection without polling it first; if the service closed it, the read
+    fails before any byte of an answer and goes out once more on a new connection, never on another kept
+    one (which may be as stale)."""
+    server = RawService(close_after=1)
+    origin = origins(server.port)
+    try:
+        barrier = threading.Barrier(3)
+
+        def read() -> None:
+            barrier.wait()
+            assert origin.send("GET", "/warm", None, {}).status == 200
+
+        threads = [threading.Thread(target=read) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        kept = len(origin._idle)
+        assert kept >= 1
+        for _ in range(server.connections):
+            assert server.closed.acquire(timeout=5)  # the service closed every connection
+        polls: list[object] = []
+        monkeypatch.setattr("vigil_gateway.proxy.wait_for_read", lambda *args, **kwargs: polls.append(args))
+        before = server.connections
+        answer = origin.send("GET", "/again", None, {})
+        assert answer.status == 200 and answer.data == b"ok"
+        assert polls == [], "a bodiless read is not preceded by a liveness poll"
+        assert server.connections == before + 1, "one new connection, after one stale one failed"
+        assert server.requests.count(b"GET /again HTTP/1.1") == 1
+        assert len(origin._idle) == kept  # the stale one closed and dropped, the new one kept
+    finally:
+        server.close()
+
+
+def test_a_call_with_a_body_is_sent_only_on_a_connection_seen_open(service, origins):
+    origin = origins(service.port)
+    assert origin.send("POST", "/a", b"{}", {}).status == 200
+    (conn,) = origin._idle
+    conn.sock.shutdown(socket.SHUT_RD)  # as a connection the service closed: readable (EOF) at once
+    assert origin.send("POST", "/b", b"{}", {}).status == 200
+    assert service.connections == 2 and service.requests[-1] == b"POST /b HTTP/1.1"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import ssl
+import struct
 import threading
 from dataclasses import dataclass
 from http.client import HTTPMessage
@@ -82,6 +84,40 @@ class Upstream:
     data: bytes
 
 
+class KernelTimedSocket(socket.socket):
+    """A blocking socket whose waits the kernel bounds (``SO_RCVTIMEO``/``SO_SNDTIMEO``, see
+    :func:`kernel_timed`): each send and receive is one system call. A socket with a Python timeout polls
+    before every one of them, and each poll lets go of the GIL once more. A wait that runs out is the
+    same ``TimeoutError`` (``socket.timeout``) a Python timeout raises."""
+
+    __slots__ = ()
+
+    def recv_into(self, buffer, nbytes=0, flags=0):  # type: ignore[no-untyped-def]  # socket's own signature
+        try:
+            return super().recv_into(buffer, nbytes, flags)
+        except BlockingIOError:  # EAGAIN: SO_RCVTIMEO ran out
+            raise TimeoutError("timed out") from None
+
+    def sendall(self, data, flags=0):  # type: ignore[no-untyped-def]
+        try:
+            return super().sendall(data, flags)
+        except BlockingIOError:  # EAGAIN: SO_SNDTIMEO ran out
+            raise TimeoutError("timed out") from None
+
+
+def kernel_timed(sock: socket.socket, timeout: float | None) -> KernelTimedSocket:
+    """``sock`` (connected, plain TCP) as a :class:`KernelTimedSocket` whose every send and receive waits at
+    most ``timeout`` seconds (None: no bound, as ``settimeout(None)``)."""
+    timed = KernelTimedSocket(sock.family, sock.type, sock.proto, sock.detach())
+    timed.settimeout(None)
+    if timeout is not None:
+        seconds = max(timeout, 0.000001)  # a zero timeval would mean "wait for ever"
+        timeval = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
+        timed.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        timed.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    return timed
+
+
 class Origin:
     """Keep-alive ``http.client`` connections to one service, the most recently used first."""
 
@@ -105,18 +141,22 @@ class Origin:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
         conn.connect()  # sets TCP_NODELAY
         if conn.sock is not None:
-            conn.sock.settimeout(self.read_timeout)
+            if self.https:
+                conn.sock.settimeout(self.read_timeout)
+            else:
+                conn.sock = kernel_timed(conn.sock, self.read_timeout)
         return conn
 
-    def _checkout(self) -> http.client.HTTPConnection | None:
-        """An idle connection still open (one the service closed, or that holds unread bytes, is readable
-        and dropped, as urllib3 did before reusing one), or None."""
+    def _checkout(self, probe: bool) -> http.client.HTTPConnection | None:
+        """An idle connection, or None. With ``probe``, one still open: one the service closed, or that holds
+        unread bytes, is readable and dropped, as urllib3 does before reusing one. Without it (a bodiless
+        idempotent call, see :meth:`send`) the connection is taken as it is."""
         while True:
             with self._lock:
                 if not self._idle:
                     return None
                 conn = self._idle.pop()
-            if conn.sock is not None and not wait_for_read(conn.sock, timeout=0.0):
+            if conn.sock is not None and not (probe and wait_for_read(conn.sock, timeout=0.0)):
                 return conn
             conn.close()
 
@@ -135,9 +175,17 @@ class Origin:
             conn.close()
 
     def send(self, method: str, target: str, body: bytes | None, headers: dict) -> Upstream:
+        """One exchange. A failed call is tried once more, on a fresh connection: for an idempotent method
+        whatever failed, for another only when nothing was sent (the connect failed). So a bodiless
+        idempotent call (a forwarded read) takes an idle connection without the liveness poll: should the
+        service have closed it, the call fails before any byte of an answer and is sent again on a new
+        connection, as a read allows. A call with a body, or not idempotent, is sent only on a connection
+        seen open, and never twice once it may have reached the service."""
+        idempotent = method in IDEMPOTENT_METHODS
+        probe = body is not None or not idempotent
         retry = True
         while True:
-            conn = self._checkout()
+            conn = self._checkout(probe) if retry else None
             sent = False
             try:
                 if conn is None:
@@ -149,7 +197,7 @@ class Origin:
             except (OSError, http.client.HTTPException) as error:
                 if conn is not None:
                     conn.close()
-                if retry and (method in IDEMPOTENT_METHODS or not sent):
+                if retry and (idempotent or not sent):
                     retry = False
                     continue
                 raise UpstreamError(f"{type(error).__name__}: {error}") from error
