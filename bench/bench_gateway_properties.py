@@ -19,6 +19,9 @@ a minimal forwarding hop (bare Flask + one pooled call) in front of it, each its
 process with the service's worker model. Every Vigil figure is printed as a ratio to its floor: CPU
 per request of each process (``/proc/<pid>/stat``, the process and its workers), p50 and p99. On a
 shared machine the CPU per request and the ratios are the figures to trust, not the throughput.
+With ``--rounds`` 2 or more, every other round runs in the reverse order and each ratio is also taken
+within each round (a figure and its floor measured seconds apart, under about the same load) and
+printed as its median and range over the rounds.
 
 Lookups are rate limited per client address (20 a minute), so the load plays many technicians: every
 20 lookups come from another address (``X-Forwarded-For``, trusted for one proxy hop here; in the
@@ -493,6 +496,44 @@ def print_floor_ratios(best: dict[str, Result]) -> list[bool]:
     return [service_ok, hop_ok]
 
 
+# (label, Vigil measurement, its process, floor measurement, its process) of each ratio paired by round
+PAIRED = (
+    ("property / floor app", "direct", "property", "floor row", "floor row"),
+    ("gateway / floor app", "gateway", "gateway", "floor row", "floor row"),
+    ("gateway / floor hop", "gateway", "gateway", "floor hop", "floor hop"),
+    ("property behind the gateway / floor app behind the hop", "gateway", "property", "floor hop", "floor row"),
+)
+
+
+def paired(values: list[float]) -> str:
+    """The median of per-round ratios and their range."""
+    if not values:
+        return "n/a"
+    return f"median {statistics.median(values):.2f}x (range {min(values):.2f}-{max(values):.2f}x, {len(values)} rounds)"
+
+
+def print_paired_ratios(rounds: dict[str, list[Result]]) -> None:
+    """Each ratio of CPU per read taken within one round (a Vigil figure and its floor measured seconds
+    apart, under about the same load), then its median and range over the rounds; and the throughput
+    share likewise. The best-round figures above take each side's least-CPU round on its own, which may
+    come from different loads."""
+    print("  paired by round (each ratio within one round; the load moves less within a round than across):")
+    count = min(len(results) for results in rounds.values())
+    for label, vigil, vigil_group, floor, floor_group in PAIRED:
+        ratios = [
+            _cpu(rounds[vigil][i], vigil_group) / _cpu(rounds[floor][i], floor_group)
+            for i in range(count)
+            if _cpu(rounds[floor][i], floor_group) > 0
+        ]
+        print(f"    {label}: {paired(ratios)}")
+    shares = [rounds["gateway"][i].rps / rounds["direct"][i].rps for i in range(count) if rounds["direct"][i].rps]
+    if shares:
+        print(
+            f"    through the gateway: median {statistics.median(shares):.0%} of direct"
+            f" (range {min(shares):.0%}-{max(shares):.0%})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds measured per figure")
@@ -503,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         default=1,
-        help="measure each figure this many times, keep the round with the least CPU per request",
+        help="measure each figure this many times (every other round in the reverse order), keep the round with"
+        " the least CPU per request; from 2, also print each ratio taken within a round (median and range)",
     )
     parser.add_argument("--only-read", action="store_true", help="the property read and its floor only")
     parser.add_argument(
@@ -599,8 +641,11 @@ def main(argv: list[str] | None = None) -> int:
             for title, targets in pairs:
                 print(title, flush=True)
                 best: dict[str, Result] = {}
+                rounds: dict[str, list[Result]] = {target.name: [] for target in targets}
                 for round_ in range(args.rounds):
-                    for target in targets:
+                    # every other round in the reverse order: a load that rises or falls through a round
+                    # weighs on the figures measured first in one round and last in the next alike
+                    for target in targets if round_ % 2 == 0 else targets[::-1]:
                         result = measure(
                             pool,
                             target,
@@ -613,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"vigil_t{databases.run_id}_" if backend == "postgres" else None,
                             floor_pids,
                         )
+                        rounds[target.name].append(result)
                         if target.name not in best or (
                             result.rps and sum(result.cpu_ms.values()) < sum(best[target.name].cpu_ms.values())
                         ):
@@ -631,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    CPU ms per request, {target.name}: {sum(spent.values()):.2f} = {parts}")
                 if "floor row" in best:
                     targets_met += print_floor_ratios(best)
+                    if args.rounds > 1:
+                        print_paired_ratios(rounds)
                 share = best["gateway"].rps / best["direct"].rps if best["direct"].rps else 0.0
                 shares.append(share)
                 verdict = "meets" if share >= GOAL else "misses"

@@ -3,6 +3,8 @@ closed them, and retried only where urllib3 retried (idempotent methods, or noth
 
 from __future__ import annotations
 
+import http.client
+import io
 import socket
 import struct
 import threading
@@ -10,7 +12,7 @@ import time
 
 import pytest
 
-from vigil_gateway.proxy import KernelTimedSocket, Origin, UpstreamError
+from vigil_gateway.proxy import KernelTimedSocket, Origin, UpstreamAnswer, UpstreamError
 
 
 class RawService:
@@ -225,3 +227,91 @@ def test_a_call_with_a_body_is_sent_only_on_a_connection_seen_open(service, orig
     conn.sock.shutdown(socket.SHUT_RD)  # as a connection the service closed: readable (EOF) at once
     assert origin.send("POST", "/b", b"{}", {}).status == 200
     assert service.connections == 2 and service.requests[-1] == b"POST /b HTTP/1.1"
+
+
+class _Answered:
+    """A socket stand-in holding one answer's bytes (what HTTPResponse reads through ``makefile``)."""
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.raw)
+
+
+_BODY = b'{"id":1}'
+ANSWERS = [
+    (
+        "GET",
+        b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 8\r\nETag: "1.1"\r\n\r\n' + _BODY,
+    ),
+    (
+        "GET",
+        b"HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nX-Empty:\r\nX-Spaced:   v  \r\n"
+        b"Content-Length: 8\r\n\r\n" + _BODY,
+    ),
+    ("GET", b"HTTP/1.1 200 OK\r\nX-Folded: one\r\n two\r\nContent-Length: 8\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\r\nX-Tab:\ta\tb\r\nContent-Length: 8\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\r\nX-Cr: a\rb\r\nContent-Length: 8\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\r\nX-Latin: caf\xe9\x85x\r\nContent-Length: 8\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\r\nnot a field\r\nContent-Length: 8\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\r\n: no name\r\nContent-Length: 8\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\nContent-Length: 8\nX-Lf: only\n\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n" + _BODY + b"\r\n0\r\n\r\n"),
+    ("GET", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 8\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\n" + _BODY),
+    ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n" + _BODY),
+    ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"),
+    ("GET", b"HTTP/1.1 204 NO CONTENT\r\nX-Request-ID: r\r\n\r\n"),
+    ("GET", b"HTTP/1.1 304 NOT MODIFIED\r\nETag: x\r\n\r\n"),
+    (
+        "POST",
+        b"HTTP/1.1 100 Continue\r\nX-Early: 1\r\n\r\n"
+        b"HTTP/1.1 201 CREATED\r\nLocation: /a/1\r\nContent-Length: 8\r\n\r\n" + _BODY,
+    ),
+    ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Cut: short"),
+]
+
+
+@pytest.mark.parametrize(("method", "raw"), ANSWERS)
+def test_an_answer_reads_as_http_client_reads_it(method, raw):
+    """The header block is split without the email parser only where that gives the very same fields."""
+    ours, stdlib = (
+        UpstreamAnswer(_Answered(raw), method=method),
+        http.client.HTTPResponse(_Answered(raw), method=method),
+    )
+    ours.begin()
+    stdlib.begin()
+    assert type(ours.headers) is type(stdlib.headers) is http.client.HTTPMessage
+    assert ours.headers.items() == stdlib.headers.items()
+    assert dict(ours.headers) == dict(stdlib.headers)
+    for attribute in ("status", "reason", "version", "chunked", "will_close", "length"):
+        assert getattr(ours, attribute) == getattr(stdlib, attribute), attribute
+    assert _body(ours) == _body(stdlib)
+
+
+def _body(response: http.client.HTTPResponse) -> object:
+    try:
+        return response.read()
+    except http.client.HTTPException as error:  # an answer cut short
+        return type(error)
+
+
+def test_a_header_block_over_http_clients_limits_is_refused_as_it_was():
+    too_many = b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n"
+    too_long = b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 70_000 + b"\r\n\r\n"
+    for raw in (too_many, too_long):
+        with pytest.raises(http.client.HTTPException):
+            UpstreamAnswer(_Answered(raw), method="GET").begin()
+
+
+def test_a_plain_header_block_is_split_without_the_email_parser(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the email parser was used")
+
+    monkeypatch.setattr("vigil_gateway.proxy.email.parser.Parser", refuse)
+    answer = UpstreamAnswer(_Answered(ANSWERS[0][1]), method="GET")
+    answer.begin()
+    assert answer.headers["etag"] == '"1.1"' and answer.read() == _BODY
