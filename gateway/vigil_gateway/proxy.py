@@ -99,7 +99,8 @@ def parse_header_block(fp: Any) -> HTTPMessage:
     else (a folded line, a tab or any other control character, a byte over 127, a line that is not a
     field, a block cut short) goes to the email parser ``http.client.parse_headers`` uses, as it was read,
     so it is read exactly as before."""
-    lines = http.client._read_headers(fp)  # the stdlib's reading and its limits (line length, count)
+    # the stdlib's reading and its limits (line length, count)
+    lines = http.client._read_headers(fp)  # type: ignore[attr-defined]
     block = b"".join(lines)
     if not _PLAIN_BLOCK.fullmatch(block):
         return email.parser.Parser(_class=HTTPMessage).parsestr(block.decode("iso-8859-1"))
@@ -120,7 +121,7 @@ class UpstreamAnswer(http.client.HTTPResponse):
         if self.headers is not None:
             return
         while True:  # until a final (not 100) answer
-            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+            version, status, reason = self._read_status()
             if status != http.client.CONTINUE:
                 break
             http.client._read_headers(self.fp)  # the 100 answer's headers, skipped
@@ -139,7 +140,7 @@ class UpstreamAnswer(http.client.HTTPResponse):
             self.chunk_left = None
         else:
             self.chunked = False
-        self.will_close = self._check_close()  # type: ignore[attr-defined]
+        self.will_close = self._check_close()
         self.length = None
         length = self.headers.get("content-length")
         if length and not self.chunked:
@@ -154,7 +155,7 @@ class UpstreamAnswer(http.client.HTTPResponse):
             status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED)
             or 100 <= status < 200
             or self._method == "HEAD"
-        ):  # type: ignore[attr-defined]
+        ):
             self.length = 0
         if not self.will_close and not self.chunked and self.length is None:
             self.will_close = True
@@ -168,13 +169,13 @@ class KernelTimedSocket(socket.socket):
 
     __slots__ = ()
 
-    def recv_into(self, buffer, nbytes=0, flags=0):  # type: ignore[no-untyped-def]  # socket's own signature
+    def recv_into(self, buffer, nbytes=0, flags=0):
         try:
             return super().recv_into(buffer, nbytes, flags)
         except BlockingIOError:  # EAGAIN: SO_RCVTIMEO ran out
             raise TimeoutError("timed out") from None
 
-    def sendall(self, data, flags=0):  # type: ignore[no-untyped-def]
+    def sendall(self, data, flags=0):
         try:
             return super().sendall(data, flags)
         except BlockingIOError:  # EAGAIN: SO_SNDTIMEO ran out
