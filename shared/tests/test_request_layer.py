@@ -21,7 +21,7 @@ from vigil_shared import guards
 from vigil_shared.config import Settings
 from vigil_shared.db import Database, ServiceTables, service_metadata
 from vigil_shared.errors import get_or_404
-from vigil_shared.gunicorn_worker import problem_http_response, refusal_of
+from vigil_shared.gunicorn_worker import ProblemThreadWorker, problem_http_response, refusal_of
 from vigil_shared.http import check_if_match, etag_headers
 from vigil_shared.messaging.celery_app import ping_broker
 from vigil_shared.runtime import serve_health
@@ -462,3 +462,17 @@ def test_a_new_request_id_is_a_uuid4_in_hex():
         parsed = uuid.UUID(hex=request_id)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == request_id
     assert request_id_of("bad id!") != "bad id!" and uuid.UUID(hex=request_id_of("")).version == 4
+
+
+def test_a_web_worker_beats_its_heartbeat_at_most_once_a_second(monkeypatch):
+    """gthread beat on every turn of its event loop (a system call, twice a kept-alive request); the
+    arbiter needs one beat within its timeout."""
+    beats: list[float] = []
+    worker = ProblemThreadWorker.__new__(ProblemThreadWorker)
+    worker.tmp = type("Tmp", (), {"notify": lambda self: beats.append(clock[0])})()
+    clock = [100.0]
+    monkeypatch.setattr("vigil_shared.gunicorn_worker.time.monotonic", lambda: clock[0])
+    for step in range(30):  # 3 seconds in steps of 0.1
+        clock[0] = 100.0 + step / 10
+        worker.notify()
+    assert beats == [100.0, 101.0, 102.0]

@@ -4,12 +4,16 @@ gunicorn refuses some requests before the app sees them: a request line over ``l
 (414), headers over ``limit_request_field_size``/``limit_request_fields`` (431), malformed request
 lines, headers or chunk framing (400). Its stock answer is an HTML page; callers of a JSON API get
 the same RFC 9457 document, ``X-Request-ID`` and ``nosniff`` as from the app, whatever the size.
+
+It also beats its heartbeat at most once a second (:data:`HEARTBEAT_SECONDS`) instead of on every turn
+of its event loop.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from http import HTTPStatus
 from ssl import SSLError
@@ -56,8 +60,23 @@ def problem_http_response(status: int, detail: str, request_id: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+# How often a worker tells the arbiter it is alive, at most: far within the arbiter's timeout (60 s).
+HEARTBEAT_SECONDS = 1.0
+
+
 class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type information
     """gthread, with problem+json refusals (set as ``worker_class`` by ``runtime.run_gunicorn``)."""
+
+    _last_beat = float("-inf")
+
+    def notify(self) -> None:
+        """The heartbeat (a system call setting a file's times, which the arbiter reads) at most once a
+        second. gthread beats on every turn of its event loop, which turns twice for each request on a
+        kept-alive connection; gunicorn asks for one beat within its timeout."""
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_SECONDS:
+            self._last_beat = now
+            super().notify()
 
     def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
         status, detail = refusal_of(exc)
