@@ -389,8 +389,14 @@ def database_url(env: dict, name: str) -> str:
     return env.get(f"VIGIL_{name.upper()}_DATABASE_URL") or f"sqlite:///{env['VIGIL_VAR_DIR']}/{name}.db"
 
 
-def floor_gunicorn(env: dict, worker_class: str = "gthread") -> list[str]:
-    """gunicorn serving ``bench/floor_app.py`` with the services' worker model (workers, threads)."""
+# The worker class Vigil's web processes run (vigil_shared.runtime.run_gunicorn): gunicorn's gthread with
+# problem+json refusals and a heartbeat at most once a second. The floor runs the same one, so a ratio to
+# the floor compares what the app does, not the server loop around it.
+SERVICE_WORKER_CLASS = "vigil_shared.gunicorn_worker.ProblemThreadWorker"
+
+
+def floor_gunicorn(env: dict, worker_class: str = SERVICE_WORKER_CLASS) -> list[str]:
+    """gunicorn serving ``bench/floor_app.py`` with the services' worker model (worker class, workers, threads)."""
     return [
         str(Path(sys.executable).parent / "gunicorn"),
         "-k",
@@ -406,11 +412,11 @@ def floor_gunicorn(env: dict, worker_class: str = "gthread") -> list[str]:
     ]
 
 
-def start_floor(env: dict, worker_class: str = "gthread") -> dict[str, tuple[subprocess.Popen, str]]:
+def start_floor(env: dict, worker_class: str = SERVICE_WORKER_CLASS) -> dict[str, tuple[subprocess.Popen, str]]:
     """The floor app on the property database and the floor hop in front of it: name → (process, base URL).
 
-    Each runs under gunicorn with the service's worker model (gthread, the same workers and threads)
-    unless ``worker_class`` names another, to compare gunicorn's worker models on the floor itself.
+    Each runs under gunicorn with the service's worker model (Vigil's gthread worker, the same workers and
+    threads) unless ``worker_class`` names another, to compare gunicorn's worker models on the floor itself.
     """
     gunicorn, *model = floor_gunicorn(env, worker_class)
     row_url, hop_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
@@ -550,8 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-read", action="store_true", help="the property read and its floor only")
     parser.add_argument(
         "--floor-worker-class",
-        default="gthread",
-        help="gunicorn worker class of the floor processes (sync, gthread, gevent if installed)",
+        default=SERVICE_WORKER_CLASS,
+        help="gunicorn worker class of the floor processes (default: the one Vigil's web processes run;"
+        " gthread for gunicorn's own, sync, gevent if installed)",
     )
     args = parser.parse_args(argv)
 

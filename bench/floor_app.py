@@ -1,7 +1,8 @@
 """The floor a property read is measured against: the least a Flask process can do to serve the same row.
 
-Two tiny WSGI apps, each run by the benchmarks as its own gunicorn process with the service's
-worker model (``gthread``, same workers and threads):
+Tiny WSGI apps, each run by the benchmarks as its own gunicorn process with the service's worker
+model (Vigil's web worker, ``vigil_shared.gunicorn_worker.ProblemThreadWorker``: gthread with a heartbeat
+at most once a second; same workers and threads):
 
 - ``row``: Flask + SQLAlchemy Core, ``GET /api/v1/properties/<id>`` reads the property and its
   customer's location in one query from the property service's own database and answers the JSON
