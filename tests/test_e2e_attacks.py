@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import Gateway, assert_hidden, assert_problem, customer_body, unique_phone, unknown_path
+from conftest import UNKNOWN_ID, Gateway, assert_hidden, assert_problem, customer_body, unique_phone, unknown_path
 from standardwebhooks.webhooks import Webhook
 from test_e2e_at_rest import _database_urls, _scan_databases, _scan_files
 from test_e2e_webhooks import monitoring_company, signed_post
@@ -215,6 +215,25 @@ def signed_in(stack, gateway, permissions, location_id) -> Gateway:
     caller = Gateway(stack.gateway_url, token.json()["access_token"])
     caller.user_id = user.json()["id"]  # type: ignore[attr-defined]
     return caller
+
+
+def test_a_sub_customer_cannot_bill_a_customer_of_an_office_not_held(gateway, gateway_as, locations):
+    """A sub-customer's invoices are owed by its parent. Linking one's own customer to another office's
+    put an invoice on that office's account, and the refusals told which ids existed there."""
+    victim, mine = new_customer(gateway, locations["other"]), new_customer(gateway, locations["home"])
+    victims_sub = new_customer(gateway, locations["other"], parent_customer_id=victim["id"])
+    rights = ["customers.view", "customers.modify", "customers.sale_info.view", "customers.sale_info.modify"]
+    clerk = gateway_as([*rights, "billing.view", "billing.manage"], [locations["home"]])
+    path = f"/api/v1/customers/{mine['id']}"
+    unknown = assert_problem(clerk.patch(path, json={"parent_customer_id": UNKNOWN_ID}), 422)
+    for parent in (victim, victims_sub):
+        refused = assert_problem(clerk.patch(path, json={"parent_customer_id": parent["id"]}), 422)
+        assert refused["errors"] == unknown["errors"]
+    line = {"description": "Not yours", "quantity": 1, "unit_price": 99_999}
+    invoice = clerk.post(f"{path}/invoices", json={"issue": True, "lines": [line]})
+    assert invoice.status_code == 201, invoice.text
+    assert invoice.json()["bill_to_customer_id"] == mine["id"]
+    assert gateway.get(f"/api/v1/customers/{victim['id']}/transactions").json()["total"] == 0
 
 
 # --- credit: the internal subject read -----------------------------------------------------------

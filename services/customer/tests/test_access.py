@@ -273,3 +273,27 @@ def test_the_archive_targets_never_name_a_sub_customer_where_the_caller_may_not_
     everywhere = as_(api, "customers.view", "customers.archive", locations=(1, 2))
     listed = everywhere.get(f"/api/v1/customers/{parent['id']}/archive-targets")
     assert listed.status_code == 200 and [s["name"] for s in listed.json["sub_customers"]] == ["Dana Hiddenstone"]
+
+
+def test_a_parent_is_only_one_the_caller_may_view(api):
+    """A sub-customer's invoices are billed to its parent: linking one to a customer of an office the
+    caller does not hold put debts on that office's account, and the answer told which ids exist there
+    and which are sub-customers. Such a parent answers as an unknown id does."""
+    there = create(api, customer(location_id=2, last_name="Farparent"))
+    there_sub = create(api, customer(location_id=2, last_name="Farsub", parent_customer_id=there["id"]))
+    mine = create(api, customer(last_name="Nearsub"))
+    sales = ("customers.sale_info.view", "customers.sale_info.modify")
+    clerk = as_(api, *EDIT, *sales, "customers.create")
+    path = f"/api/v1/customers/{mine['id']}"
+    unknown = clerk.patch(path, json={"parent_customer_id": 99_999})
+    assert unknown.status_code == 422, unknown.json
+    for parent_id in (there["id"], there_sub["id"]):
+        refused = clerk.patch(path, json={"parent_customer_id": parent_id})
+        assert (refused.status_code, refused.json["errors"]) == (unknown.status_code, unknown.json["errors"])
+        body = customer(last_name="Newsub", parent_customer_id=parent_id)
+        created = clerk.post("/api/v1/customers?allow_duplicates=true", json=body)
+        assert (created.status_code, created.json["errors"]) == (unknown.status_code, unknown.json["errors"])
+    assert api.get(path).json["parent_customer_id"] is None
+    both = as_(api, *EDIT, *sales, locations=(1, 2))
+    linked = both.patch(path, json={"parent_customer_id": there["id"]})
+    assert linked.status_code == 200 and linked.json["parent_customer_id"] == there["id"]
