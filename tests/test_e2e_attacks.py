@@ -611,6 +611,30 @@ def test_a_station_does_not_follow_a_property_to_a_customer_another_company_moni
     assert gateway.get(path).json()["central_station"] == new["name"]
 
 
+# --- the technician portal ------------------------------------------------------------------------
+
+
+def test_a_technician_of_another_office_cannot_lock_an_account_out(gateway, gateway_as, locations):
+    """Five wrong PINs lock an account for its own technicians too. From a technician of another office
+    they counted: any holder of the portal right could lock every account whose number they knew, and the
+    "locked" answer told them the account existed (an unknown one is never locked)."""
+    customer = new_customer(gateway, locations["home"])
+    account = f"ATT-{uuid.uuid4().hex[:8]}"
+    site = {"account_number": account, "pin": "2468", "address": "1 Main St", "city": "Ottawa"}
+    assert gateway.post(f"/api/v1/customers/{customer['id']}/properties", json=site).status_code == 201
+    outsider = gateway_as(["tech_portal.use"], [locations["other"]])
+    for _ in range(6):
+        answer = assert_problem(
+            outsider.post("/api/v1/tech/lookup", json={"account_number": account, "pin": "0000"}), 404
+        )
+        assert answer["type"] == "urn:vigil:problem:no-match"
+    right = assert_problem(outsider.post("/api/v1/tech/lookup", json={"account_number": account, "pin": "2468"}), 404)
+    assert right["type"] == "urn:vigil:problem:no-match"
+    own = gateway_as(["tech_portal.use"], [locations["home"]])
+    found = own.post("/api/v1/tech/lookup", json={"account_number": account, "pin": "2468"})
+    assert found.status_code == 200, found.text
+
+
 # --- locks and scope -------------------------------------------------------------------------------
 
 

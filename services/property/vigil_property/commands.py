@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vigil_shared.archived import refuse_if_archived
-from vigil_shared.commands import Context, catalog_commands, command, forbidden, refuse_on_record
+from vigil_shared.commands import Context, catalog_commands, command, refuse_on_record
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import FORBIDDEN, Problem, not_found
@@ -327,7 +327,8 @@ def verify_on_site(
     pin: str,
     quick: Connection,
 ) -> Scoped:
-    """The property whose account number and PIN match (404 for either wrong, 429 when locked or too fast).
+    """The property whose account number and PIN match (404 for either wrong, and for a property where the
+    caller may not use the portal; 429 when locked or too fast).
 
     Not one transaction: every attempt and every wrong PIN is committed as soon as it is counted
     (see :mod:`vigil_property.tech`), so the counts stick though the answer is an error. ``quick`` is
@@ -347,21 +348,23 @@ def verify_on_site(
             quick.rollback()
             if not error.connection_invalidated or attempt == 2:
                 raise
+    location_id = None
+    if candidate is not None:
+        location_id = candidate.location_id
+        if location_id is None:  # not replicated with its location yet: ask once, keep the answer
+            ctx = context()
+            location_id = customer_location(ctx, candidate.property.customer_id)
+            ctx.session.commit()
+        if not identity.can(TECH_PORTAL, location_id):
+            # another office's account is no account to this caller: no lock shown, no wrong PIN counted
+            # (or an outsider could lock it and learn it exists), no word on whether the PIN is right
+            candidate = None
     if candidate is not None:
         tech.ensure_unlocked(candidate, now)
     if not pins.matches(cipher, candidate.property if candidate else None, pin) or candidate is None:
         if candidate is not None and (until := tech.record_failure(context().session, candidate.property.id, now)):
             raise tech.locked(until, now)
         raise tech.no_match()
-    location_id = candidate.location_id
-    if location_id is None:  # not replicated with its location yet: ask once, keep the answer
-        ctx = context()
-        location_id = customer_location(ctx, candidate.property.customer_id)
-        ctx.session.commit()
-    if not identity.can(
-        TECH_PORTAL, location_id
-    ):  # Context.require's rule and answer (403), said once the PIN is right
-        raise forbidden(TECH_PORTAL)
     if tech.has_failures(candidate):
         tech.clear_failures(context().session, candidate)
     return Scoped(candidate.property, location_id)  # type: ignore[arg-type]  # a row with the attributes used
