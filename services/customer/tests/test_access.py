@@ -239,6 +239,23 @@ def test_history_leaves_out_sections_the_reader_may_not_view(api):
     assert "sold_by" not in fields and "first_name" in fields
 
 
+def test_the_history_does_not_count_the_changes_it_leaves_out(api):
+    """The hidden entries were left out of the page but not of its ``total``: narrowed by ``field`` and a
+    time range, the count told how often and when a field the reader may not view had changed."""
+    record = create(api, customer(sold_by="rep"))
+    for rep in ("rep 2", "rep 3"):
+        assert api.patch(f"/api/v1/customers/{record['id']}", json={"sold_by": rep}).status_code == 200
+    path = f"/api/v1/customers/{record['id']}/history"
+    assert api.get(path, query_string={"field": "sold_by"}).json["total"] == 3
+    reader = as_(api, *READ, "history.view")
+    hidden = reader.get(path, query_string={"field": "sold_by"}).json
+    assert (hidden["total"], hidden["items"]) == (0, [])
+    everything = reader.get(path, query_string={"per_page": 1}).json
+    visible = {e["field"] for e in reader.get(path, query_string={"per_page": 100}).json["items"]}
+    assert everything["total"] == len(reader.get(path, query_string={"per_page": 100}).json["items"])
+    assert "sold_by" not in visible
+
+
 def test_the_admin_fixture_holds_everything():
     assert ADMIN.can("confidential.ssn.view", 1) and ADMIN.can("customers.modify", 2)
 
