@@ -288,15 +288,34 @@ def remove_equipment(ctx: Context, scoped: Scoped, equipment_id: int) -> None:
 # --- appointments -------------------------------------------------------------------------------------
 
 
+def _clash_named_only_if_visible(ctx: Context, problem: Problem) -> Problem:
+    """A double booking's 409 names the appointment it clashes with only to a caller who may view that
+    appointment: a technician works for several offices, and the id of a visit in one the caller does
+    not hold is not theirs to learn (the 409 itself they get: the technician is not free)."""
+    clash = problem.extra.get("conflicting_appointment_id")
+    if clash is not None:
+        found = appointments.get_appointment(ctx.session, clash)
+        location_id = properties.property_with_location(ctx.session, found.property_id)[1]
+        if not ctx.can("appointments.view", location_id):
+            del problem.extra["conflicting_appointment_id"]
+    return problem
+
+
 @command
 def schedule(ctx: Context, scoped: Scoped, data: dict) -> Appointment:
-    return appointments.schedule(ctx.session, scoped.property, data, actor(ctx))
+    try:
+        return appointments.schedule(ctx.session, scoped.property, data, actor(ctx))
+    except Problem as problem:
+        raise _clash_named_only_if_visible(ctx, problem) from None
 
 
 @command
 def reschedule(ctx: Context, scoped: Scoped, appointment: Appointment, changes: dict) -> Appointment:
     ctx.check_version(appointment.id, appointment.row_version)
-    appointments.reschedule(ctx.session, scoped.property, appointment, changes, actor(ctx))
+    try:
+        appointments.reschedule(ctx.session, scoped.property, appointment, changes, actor(ctx))
+    except Problem as problem:
+        raise _clash_named_only_if_visible(ctx, problem) from None
     return appointment
 
 
