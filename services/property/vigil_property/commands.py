@@ -247,6 +247,7 @@ def add_system(ctx: Context, scoped: Scoped, data: dict) -> System:
 def update_system(ctx: Context, scoped: Scoped, system_id: int, changes: dict) -> System:
     """Changes a system; changing a stored password needs ``confidential.installation_codes.modify``."""
     system = as_read(ctx, systems.get_system, scoped, system_id)
+    changes = systems.without_masked_echo(system, changes)
     if "password" in changes and system.password_encrypted is not None:
         ctx.require(CODES_MODIFY, scoped.location_id, field="password")
     systems.update_system(ctx.session, ctx.cipher, scoped.property, system, changes, actor(ctx))
