@@ -635,6 +635,31 @@ def test_a_technician_of_another_office_cannot_lock_an_account_out(gateway, gate
     assert found.status_code == 200, found.text
 
 
+# --- input ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_moment_utc_cannot_hold_is_a_422_everywhere(gateway, locations, moment):
+    """A time whose offset puts it outside years 1 to 9999 in UTC parsed, then failed as it was stored or
+    compared: a 500 from the gateway's own lists and keys and from every service."""
+    customer = new_customer(gateway, locations["home"])
+    site = gateway.post(f"/api/v1/customers/{customer['id']}/properties", json={"address": "1 Main St"})
+    assert site.status_code == 201, site.text
+    visit = {"type": "service", "starts_at": moment, "ends_at": "2026-12-01T10:00:00Z"}
+    key = {"name": "att", "permissions": ["customers.view"], "location_ids": [locations["home"]], "expires_at": moment}
+    for method, path, params, body in (
+        ("GET", "/api/v1/audit", {"from": moment}, None),
+        ("POST", "/api/v1/api-keys", None, key),
+        ("GET", "/api/v1/customers", {"created_from": moment}, None),
+        ("GET", f"/api/v1/customers/{customer['id']}/history", {"since": moment}, None),
+        ("GET", "/api/v1/appointments", {"from": moment}, None),
+        ("GET", f"/api/v1/properties/{site.json()['id']}/signals", {"since": moment}, None),
+        ("POST", f"/api/v1/properties/{site.json()['id']}/appointments", None, visit),
+    ):
+        answer = assert_problem(gateway.request(method, path, params=params, json=body), 422)
+        assert answer["errors"], answer
+
+
 # --- locks and scope -------------------------------------------------------------------------------
 
 
