@@ -239,6 +239,24 @@ def test_history_leaves_out_sections_the_reader_may_not_view(api):
     assert "sold_by" not in fields and "first_name" in fields
 
 
+def test_the_history_shows_no_tab_the_reader_may_not_view(api):
+    """A note's text, a contact's name and a file's name are written to the record's history: a reader
+    holding ``history.view`` but not the tab's own permission read them there."""
+    record = create(api)
+    base = f"/api/v1/customers/{record['id']}"
+    assert api.post(f"{base}/notes", json={"text": "Key under the mat"}).status_code == 201
+    contact = {"type": "emergency", "name": "Nora Neighbour", "phones": [{"label": "m", "number": "801-555-0199"}]}
+    assert api.post(f"{base}/contacts", json=contact).status_code == 201
+    reader = as_(api, *READ, "history.view")
+    assert reader.get(f"{base}/notes").status_code == reader.get(f"{base}/contacts").status_code == 403
+    seen = reader.get(f"{base}/history", query_string={"per_page": 100}).json
+    assert {e["target_type"] for e in seen["items"]} == {"customer"} and seen["total"] == len(seen["items"])
+    assert "Key under the mat" not in json.dumps(seen) and "Nora" not in json.dumps(seen)
+    tabs = as_(api, *READ, "history.view", "notes.view", "contacts.view")
+    shown = {e["target_type"] for e in tabs.get(f"{base}/history", query_string={"per_page": 100}).json["items"]}
+    assert shown == {"customer", "note", "contact"}
+
+
 def test_the_history_does_not_count_the_changes_it_leaves_out(api):
     """The hidden entries were left out of the page but not of its ``total``: narrowed by ``field`` and a
     time range, the count told how often and when a field the reader may not view had changed."""
