@@ -730,10 +730,18 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
 
 
 def _restricted(customer: Customer, names: list[str]) -> dict[str, str]:
-    """The fields among ``names`` an event's reader sees only with their section's view permission."""
-    return {
+    """The fields among ``names`` an event's reader sees only with their section's view permission, and
+    the event's own copies of such a field's value: ``parent_id`` (the record's ``parent_customer_id``,
+    a sale-information field) is in every ``customer.created`` and ``customer.updated``, whatever
+    changed, so its reader needs the same permission as the field's."""
+    restricted = {
         name: permission for name in names if (permission := section_view_permission(name, customer.kind)) is not None
     }
+    if customer.parent_customer_id is not None:
+        permission = section_view_permission("parent_customer_id", customer.kind)
+        if permission is not None:
+            restricted["parent_id"] = permission
+    return restricted
 
 
 def convert(ctx: Context, lead: Customer, data: dict) -> Customer:
