@@ -473,6 +473,24 @@ def test_the_feed_shows_another_office_nothing(gateway, gateway_as, locations):
     assert whole_feed(gateway_as(["notes.view"], [locations["home"]])) == []
 
 
+def test_the_feed_gives_no_parent_to_a_reader_who_may_not_see_it(gateway, gateway_as, locations):
+    """``parent_id`` rode in every customer event, whatever changed: a reader holding ``customers.view``
+    but not ``customers.sale_info.view`` never sees the parent on the record, and saw it there."""
+    parent = new_customer(gateway, locations["home"])
+    sub = new_customer(gateway, locations["home"], parent_customer_id=parent["id"])
+    assert gateway.patch(f"/api/v1/customers/{sub['id']}", json={"city": "Vanier"}).status_code == 200
+
+    def events_of(caller) -> list[dict]:
+        return [i["data"] for i in whole_feed(caller) if i["data"].get("customer_id") == sub["id"]]
+
+    gateway.wait_for(lambda: len(events_of(gateway)) == 2, what="the sub-customer's events in the feed")
+    assert all(data["parent_id"] == parent["id"] for data in events_of(gateway))
+    reader = gateway_as(["customers.view"], [locations["home"]])
+    assert "parent_customer_id" not in reader.get(f"/api/v1/customers/{sub['id']}").json()
+    seen = events_of(reader)
+    assert len(seen) == 2 and all("parent_id" not in data for data in seen), seen
+
+
 # --- central stations ----------------------------------------------------------------------------
 
 

@@ -206,6 +206,19 @@ def strict_client(app_with, db):
     return app.test_client()
 
 
+def test_a_username_without_an_account_is_locked_alike(strict_client, db):
+    """Only an existing account was ever locked: after enough failures in a row its "locked" 429 (a
+    quarter of an hour) told that the username exists, where another one kept answering 401."""
+    answers = {}
+    for username in ("admin", "nobody-here"):
+        for _ in range(3):
+            problem(strict_client.post("/api/v1/auth/token", json={"username": username, "password": "wrong"}), 401)
+        locked = strict_client.post("/api/v1/auth/token", json={"username": username, "password": "wrong"})
+        body = problem(locked, 429)
+        answers[username] = (body["type"], body["title"], body["detail"], int(locked.headers["Retry-After"]) // 10)
+    assert answers["admin"] == answers["nobody-here"] and answers["admin"][3] in (59, 60)
+
+
 def test_repeated_failures_lock_the_account(strict_client, db):
     for _ in range(3):
         problem(strict_client.post("/api/v1/auth/token", json={"username": "admin", "password": "wrong"}), 401)
