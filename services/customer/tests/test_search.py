@@ -277,6 +277,19 @@ def test_query_tokens():
     assert search.query_tokens("  ,  ") == []
 
 
+def test_a_search_is_at_most_ten_different_words(api):
+    """Each word is one more condition joined to the others: 100 one-letter words (or a few characters
+    folding into many words: U+FDFA is four) kept the request and a database connection busy for seconds."""
+    assert search.query_tokens("a " * 100) == ["a"]
+    assert len(search.query_tokens("\ufdfa")) == 4 and len(search.query_tokens("\ufdfa" * 50)) == 5
+    record = create(api, customer(first_name="Dana", last_name="Reyes"))
+    found = api.get("/api/v1/customers", query_string={"q": "dana " * 30 + "reyes"})
+    assert found.status_code == 200 and [i["id"] for i in found.json["items"]] == [record["id"]]
+    refused = api.get("/api/v1/customers", query_string={"q": " ".join(f"w{i}" for i in range(11))})
+    assert refused.status_code == 422 and refused.json["errors"] == {"q": ["At most 10 different words."]}
+    assert api.get("/api/v1/customers", query_string={"q": " ".join(f"w{i}" for i in range(10))}).status_code == 200
+
+
 def test_an_empty_query_after_folding_returns_nothing(api):
     create(api)
     response = api.get("/api/v1/customers", query_string={"q": "..."})

@@ -136,7 +136,7 @@ class CustomerListArgs(PaginationArgs):
         validate=validate.Length(min=1, max=200),
         metadata={
             "description": "Words matching the start of a name, business or DBA name, email, phone digits "
-            "(any format), customer id or property account number"
+            "(any format), customer id or property account number; at most 10 different words"
         },
     )
     cursor = fields.String(
