@@ -290,6 +290,19 @@ def test_a_search_is_at_most_ten_different_words(api):
     assert api.get("/api/v1/customers", query_string={"q": " ".join(f"w{i}" for i in range(10))}).status_code == 200
 
 
+def test_a_list_filters_by_at_most_ten_tags(api):
+    """Each tag filter is one more condition: 600 of them (one tag repeated will do) kept the request busy
+    for seconds. A tag named twice counts once, and more than 10 answer 422."""
+    vip = api.post("/api/v1/tags", json={"name": "VIP"}).json
+    tagged = create(api, customer(first_name="Tagged"))
+    create(api, customer(first_name="Plain"))
+    api.post(f"/api/v1/customers/{tagged['id']}/tags", json={"tag_id": vip["id"]})
+    found = api.get("/api/v1/customers", query_string=[("tag", "vip"), ("tag", " VIP ")])
+    assert found.status_code == 200 and [i["id"] for i in found.json["items"]] == [tagged["id"]]
+    refused = api.get("/api/v1/customers", query_string=[("tag", "vip")] * 11)
+    assert refused.status_code == 422 and set(refused.json["errors"]) == {"tag"}
+
+
 def test_an_empty_query_after_folding_returns_nothing(api):
     create(api)
     response = api.get("/api/v1/customers", query_string={"q": "..."})

@@ -455,7 +455,7 @@ def _customer_filters(query: ListQuery, visibility: Visibility) -> list:
         conditions.append(Customer.last_activity_at >= query.activity_from)
     if query.activity_to:
         conditions.append(Customer.last_activity_at < query.activity_to)
-    for tag_name in query.tag:
+    for tag_name in dict.fromkeys(name.strip().lower() for name in query.tag):  # a tag twice asks nothing more
         conditions.append(
             Customer.id.in_(
                 select(CustomerTag.customer_id)
