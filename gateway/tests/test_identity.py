@@ -129,35 +129,6 @@ def test_the_last_admin_cannot_be_removed(client, auth):
     problem(client.patch(f"/api/v1/users/{admin_id}", headers=auth, json={"active": False}), 409)
 
 
-def test_administrators_deactivating_each_other_at_once_leave_one(client, auth, db):
-    """Each change counted the administrators before the other committed, so two at once (each one
-    deactivating the other) both went through and left none (PostgreSQL; SQLite's writers take turns)."""
-    from vigil_gateway.models import User
-
-    admins = [make_user(client, auth, f"boss{i}", is_admin=True)["id"] for i in range(2)]
-    me = client.get("/api/v1/me", headers=auth).json["id"]
-    assert client.patch(f"/api/v1/users/{me}", headers=auth, json={"active": False}).status_code == 200
-    for _ in range(3):  # a race: a few rounds, the one left bringing the other back after each
-        headers = [bearer(sign_in(client, f"boss{i}", PASSWORD)) for i in range(2)]
-        barrier, answers = threading.Barrier(2), []
-
-        def deactivate(caller, target, barrier=barrier, answers=answers):
-            barrier.wait()
-            answers.append(client.patch(f"/api/v1/users/{target}", headers=caller, json={"active": False}).status_code)
-
-        threads = [threading.Thread(target=deactivate, args=(headers[i], admins[1 - i])) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        with db.new_session() as session:
-            active = session.scalars(select(User.id).where(User.is_admin.is_(True), User.active.is_(True))).all()
-        assert len(active) == 1 and sorted(answers) == [200, 409], answers
-        left = admins.index(active[0])
-        back = client.patch(f"/api/v1/users/{admins[1 - left]}", headers=headers[left], json={"active": True})
-        assert back.status_code == 200, back.json
-
-
 def test_refresh_rotates_and_a_replayed_refresh_token_closes_the_session(client, auth, db):
     make_user(client, auth, "hank")
     first = sign_in(client, "hank", PASSWORD)
@@ -544,3 +515,32 @@ def test_on_sqlite_the_epoch_is_read_again_after_any_commit_and_only_then(app, d
     assert len(queries) == 2
     assert cache.epoch() == before + 1
     assert len(queries) == 2
+
+
+def test_administrators_deactivating_each_other_at_once_leave_one(client, auth, db):
+    """Each change counted the administrators before the other committed, so two at once (each one
+    deactivating the other) both went through and left none (PostgreSQL; SQLite's writers take turns)."""
+    from vigil_gateway.models import User
+
+    admins = [make_user(client, auth, f"boss{i}", is_admin=True)["id"] for i in range(2)]
+    me = client.get("/api/v1/me", headers=auth).json["id"]
+    assert client.patch(f"/api/v1/users/{me}", headers=auth, json={"active": False}).status_code == 200
+    for _ in range(3):  # a race: a few rounds, the one left bringing the other back after each
+        headers = [bearer(sign_in(client, f"boss{i}", PASSWORD)) for i in range(2)]
+        barrier, answers = threading.Barrier(2), []
+
+        def deactivate(caller, target, barrier=barrier, answers=answers):
+            barrier.wait()
+            answers.append(client.patch(f"/api/v1/users/{target}", headers=caller, json={"active": False}).status_code)
+
+        threads = [threading.Thread(target=deactivate, args=(headers[i], admins[1 - i])) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with db.new_session() as session:
+            active = session.scalars(select(User.id).where(User.is_admin.is_(True), User.active.is_(True))).all()
+        assert len(active) == 1 and sorted(answers) == [200, 409], answers
+        left = admins.index(active[0])
+        back = client.patch(f"/api/v1/users/{admins[1 - left]}", headers=headers[left], json={"active": True})
+        assert back.status_code == 200, back.json

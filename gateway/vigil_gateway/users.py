@@ -87,11 +87,7 @@ def create_user(session: Session, passwords: Passwords, data: dict, caller: Iden
     return user
 
 
-def active_admins(session: Session, *, lock: bool = False) -> int:
-    """How many active administrators there are; with ``lock``, their rows are held until the commit."""
-    if lock:
-        statement = select(User.id).where(User.is_admin.is_(True), User.active.is_(True)).with_for_update()
-        return len(session.scalars(statement).all())
+def active_admins(session: Session) -> int:
     return (
         session.scalar(select(func.count()).select_from(User).where(User.is_admin.is_(True), User.active.is_(True)))
         or 0
@@ -99,15 +95,14 @@ def active_admins(session: Session, *, lock: bool = False) -> int:
 
 
 def would_remove_last_admin(session: Session, user: User, changes: dict) -> bool:
-    """Whether ``changes`` would leave no active administrator. The active administrators' rows are locked
-    before they are counted: two changes at once (each administrator deactivating the other) each counted
-    the other still active, and both went through, leaving none."""
+    """Whether ``changes`` would leave no active administrator, as committed now: the caller has made
+    changes to users take turns first (``update_user``), and ``user`` is read again (another change may
+    have deactivated them meanwhile)."""
     losing = (changes.get("active") is False and user.active) or (changes.get("is_admin") is False and user.is_admin)
-    if not (losing and user.is_admin and user.active):
+    if not losing:
         return False
-    remaining = active_admins(session, lock=True)
-    session.refresh(user)  # as it is now that the others' changes are in
-    return bool(user.is_admin and user.active and remaining <= 1)
+    session.refresh(user)
+    return bool(user.is_admin and user.active and active_admins(session) <= 1)
 
 
 @dataclass(frozen=True)
