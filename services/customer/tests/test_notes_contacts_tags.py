@@ -173,6 +173,8 @@ def test_a_passcode_masked_for_the_caller_cannot_be_guessed_by_sending_it_back(a
     answers = [editor.patch(f"{url}/{contact['id']}", json={"passcode": guess}) for guess in ("red-1", "blue-42")]
     assert [a.status_code for a in answers] == [403, 403]
     assert answers[0].json["errors"] == answers[1].json["errors"]
+    copied = api.post(url, json={"type": "emergency", "name": "Ann again", "passcode": "***"})
+    assert copied.status_code == 422 and set(copied.json["errors"]) == {"passcode"}  # a mask is never a passcode
     reader = as_(api, "contacts.view", "contacts.modify", "confidential.installation_codes.view")
     unchanged = reader.patch(f"{url}/{contact['id']}", json={"passcode": "blue-42", "has_key": True})
     assert unchanged.status_code == 200 and unchanged.json["passcode"] == "blue-42"  # seen, so sent back as is

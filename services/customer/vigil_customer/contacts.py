@@ -90,6 +90,8 @@ def create_contact(
 ) -> Contact:
     contact_type = data["type"]
     _check_type(contact_type, data)
+    if data.get("passcode") == MASK:  # what a caller is shown of one (a contact copied from a read)
+        raise validation_problem({"passcode": ["Send the full value; a masked value cannot be saved."]})
     contact = Contact(
         customer_id=customer.id,
         type=contact_type,
