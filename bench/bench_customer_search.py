@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_customer_search.py                  # 1,000,000 on PostgreSQL + 100,000 on SQLite
     .venv/bin/python bench/bench_customer_search.py --customers 200000 --skip-sqlite
+    .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only
 
 What it does:
 1. Loads customers with realistically skewed names into a fresh PostgreSQL database. Surnames and
@@ -14,7 +15,8 @@ What it does:
    timed: a name fragment (common, full and rare), an email, a phone number as typed, and an
    account number.
 3. Times the same searches as naive SQL, each with a trigram index: `ILIKE '%…%'`, `ORDER BY`
-   name, `LIMIT 20`, plus a `count(*)`.
+   name, `LIMIT 20`, plus a `count(*)`. Service and naive requests are interleaved one by one (on
+   the same sample, alternating which goes first), and each kind prints service / naive for p50 and p95.
 4. Times deep pages. A keyset cursor at row 500,000 (as the `Link` headers give) is compared with
    `page=25001` through the service and with raw `OFFSET 500000`.
 5. Repeats the service searches on SQLite with 100,000 customers.
@@ -385,6 +387,24 @@ def timed(fn, samples: list, runs: int, warmup: int = 5) -> tuple[list[float], o
     return times, last
 
 
+def timed_pair(first, second, samples: list, runs: int, warmup: int = 5) -> tuple[list[float], list[float]]:
+    """Both callables timed request by request, interleaved, on the same sample each time: each pair's
+    order alternates (first, second, second, first…), so both see the same machine (on a shared box the
+    load moves within seconds, and blocks of one then the other compared two different machines)."""
+    for i in range(warmup):
+        first(samples[i % len(samples)])
+        second(samples[i % len(samples)])
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(runs):
+        sample = samples[i % len(samples)]
+        for which in (0, 1) if i % 2 == 0 else (1, 0):
+            fn = (first, second)[which]
+            started = time.perf_counter()
+            fn(sample)
+            times[which].append((time.perf_counter() - started) * 1000)
+    return times
+
+
 class GatewayIdentity:
     """The identity headers the gateway sends for one caller (``vigil_gateway.identity_cache``): one
     token reused for half its lifetime, and each call's request id bound to it by an HMAC. So the
@@ -496,15 +516,17 @@ def report(rows: list[tuple], target: float | None) -> bool:
     ok = True
     print(
         f"  {'search':<24}{'service p50':>12}{'service p95':>12}{'naive p50':>11}{'naive p95':>11}"
-        f"{'matches':>10}  queries (matches of the first)"
+        f"{'ratio p50':>10}{'ratio p95':>10}{'matches':>10}  queries (matches of the first)"
     )
     for label, service_times, naive_times, total, estimated, example in rows:
         p95 = percentile(service_times, 95)
         ok &= target is None or p95 <= target
         naive = (
             f"{percentile(naive_times, 50):>9.1f}ms{percentile(naive_times, 95):>9.1f}ms"
+            f"{percentile(service_times, 50) / percentile(naive_times, 50):>9.2f}x"
+            f"{p95 / percentile(naive_times, 95):>9.2f}x"
             if naive_times
-            else f"{'-':>11}{'-':>11}"
+            else f"{'-':>11}{'-':>11}{'-':>10}{'-':>10}"
         )
         shown_total = f"~{total:,}" if estimated else f"{total:,}"
         print(f"  {label:<24}{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}{shown_total:>10}  {example}")
@@ -517,12 +539,15 @@ def measure_searches(get, url: str, runs: int, naive: bool) -> list[tuple]:
     engine = create_engine(url) if naive else None
     for label, values in picks.items():
         values = [v for v in values if v]
-        service_times, body = timed(lambda q: get("/api/v1/customers", q=q), values, runs)
-        naive_times = []
-        if engine is not None:
+        service = lambda q: get("/api/v1/customers", q=q)  # noqa: E731
+        naive_times: list[float] = []
+        if engine is not None:  # interleaved request by request: both on the same machine
             with engine.connect() as conn:
                 # B023: the lambda is called at once, inside this iteration
-                naive_times, _ = timed(lambda v: naive_query(conn, naive_kind(label), v), values, runs)  # noqa: B023
+                naive = lambda v: naive_query(conn, naive_kind(label), v)  # noqa: B023, E731
+                service_times, naive_times = timed_pair(service, naive, values, runs)
+        else:
+            service_times, _ = timed(service, values, runs)
         first = get("/api/v1/customers", q=values[0])
         example = f"{values[0]!r}" + (f" and {len(values) - 1} more" if len(values) > 1 else "")
         rows.append((label, service_times, naive_times, first["total"], first["total_estimated"], example))
@@ -674,8 +699,9 @@ def run_postgres(args) -> bool:
                 "naive SQL beside it:"
             )
             ok = report(measure_searches(get, url, args.runs, naive=True), 30.0)
-            print("\n  deep pages:")
-            measure_deep(get, url, args.runs, min(500_000, int(args.customers * 0.55)))
+            if not args.searches_only:
+                print("\n  deep pages:")
+                measure_deep(get, url, args.runs, min(500_000, int(args.customers * 0.55)))
         return ok
     finally:
         if not args.keep and not reuse:
@@ -708,6 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database afterwards")
+    parser.add_argument("--searches-only", action="store_true", help="page 1 of the searches only, no deep pages")
     parser.add_argument("--database", help="measure a database kept by an earlier --keep run (no load; kept)")
     args = parser.parse_args(argv)
     results = []
