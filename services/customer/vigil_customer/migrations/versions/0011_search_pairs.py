@@ -4,8 +4,8 @@ Why: a search of two common words (``james smith``) joined each word's range of 
 (18,700 and 11,100 entries at 1,000,000 customers) to find its 126 records, as slow as the naive
 trigram SQL; the pair rows of ``jam`` + ``smi`` are a few hundred entries of one index.
 
-Which terms pair (``vigil_customer.search.pairable``): those a search word of three letters or more
-(``a``-``z``) can match, i.e. whose first ``max(covered + 1, 3)`` characters are letters. Every
+Which terms pair (``vigil_customer.search.pairable``): those a search word of four letters or more
+(``a``-``z``) can match, i.e. whose first ``max(covered + 1, 4)`` characters are letters. Every
 other term of the record that starts so covers none of them, so each record's pairs are every two
 such terms, ``lo`` < ``hi`` in byte order.
 
@@ -30,10 +30,10 @@ def _binary(length: int):
 
 
 def pairable_sql(alias: str, dialect: str) -> str:
-    """The SQL of ``search.pairable`` on the term row ``alias``: its first max(covered + 1, 3) characters are a-z."""
-    prefix = f"substr({alias}.term, 1, {'greatest' if dialect == 'postgresql' else 'max'}({alias}.covered + 1, 3))"
+    """The SQL of ``search.pairable`` on the term row ``alias``: its first max(covered + 1, 4) characters are a-z."""
+    prefix = f"substr({alias}.term, 1, {'greatest' if dialect == 'postgresql' else 'max'}({alias}.covered + 1, 4))"
     letters = f"{prefix} !~ '[^a-z]'" if dialect == "postgresql" else f"{prefix} NOT GLOB '*[^a-z]*'"
-    return f"length({alias}.term) >= 3 AND {letters}"
+    return f"length({alias}.term) >= 4 AND {letters}"
 
 
 def upgrade() -> None:
