@@ -40,12 +40,12 @@ from pathlib import Path
 
 import benchkit
 from flask import Flask, jsonify
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from vigil_customer import search
 from vigil_customer.app import program
-from vigil_customer.models import Customer
+from vigil_customer.models import Customer, SearchPair, SearchTerm
 from vigil_shared import migrations
 from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER, Identity, request_binding, sign_claims
 from vigil_shared.testing import TEST_SECRET, postgres_admin_url
@@ -227,6 +227,21 @@ def row_terms(row: tuple, account: str | None) -> set[str]:
     return terms
 
 
+def pairs_from_terms(dialect: str) -> str:
+    """The pairs of the terms already written, by migration 0011's own backfill: the rows the service
+    writes with the terms (``test_pairs_written_with_the_terms_are_what_the_migration_derives_from_them``)."""
+    import importlib.util
+
+    path = Path(search.__file__).parent / "migrations" / "versions" / "0011_search_pairs.py"
+    spec = importlib.util.spec_from_file_location("search_pairs_migration", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    return migration.PAIRS_FROM_TERMS.format(
+        a=migration.pairable_sql("a", dialect), b=migration.pairable_sql("b", dialect)
+    )
+
+
 def pg_load(url: str, count: int) -> None:
     import psycopg
 
@@ -236,7 +251,7 @@ def pg_load(url: str, count: int) -> None:
         conn.execute("SET max_parallel_maintenance_workers = 2")
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('customers', 'customer_search_terms', "
-            "'property_accounts') AND indexname NOT LIKE 'pk_%' AND indexname NOT LIKE 'uq_%'"
+            "'customer_search_pairs', 'property_accounts') AND indexname NOT LIKE 'pk_%' AND indexname NOT LIKE 'uq_%'"
         ).fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
@@ -274,6 +289,9 @@ def pg_load(url: str, count: int) -> None:
             copy.write("".join(lines))
         print(f"  {terms:,} search terms copied in {time.perf_counter() - started:.1f} s", flush=True)
         started = time.perf_counter()
+        pairs = conn.execute(pairs_from_terms("postgresql")).rowcount
+        print(f"  {pairs:,} search pairs derived from them in {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
         conn.execute("ALTER TABLE customers ADD CONSTRAINT uq_customers_email_key UNIQUE (email_key)")
         for _, definition in indexes:
             conn.execute(definition)
@@ -286,6 +304,7 @@ def pg_load(url: str, count: int) -> None:
         started = time.perf_counter()
         conn.execute("VACUUM (ANALYZE) customers")
         conn.execute("VACUUM (ANALYZE) customer_search_terms")
+        conn.execute("VACUUM (ANALYZE) customer_search_pairs")
         conn.execute("VACUUM (ANALYZE) property_accounts")
         print(f"  vacuum and analyze in {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -316,31 +335,15 @@ def sqlite_load(url: str, count: int) -> None:
             accounts,
         )
     by_customer = {a["customer_id"]: [a["account_number"]] for a in accounts}
-    term_rows = []
+    term_rows, pair_rows = [], []
     for values in rows:
         customer = Customer(**{k: v for k, v in values.items() if k != "custom_fields"})
-        terms = search.covered_lengths(search.terms_of(customer, by_customer.get(customer.id, [])))
-        for term, covered in terms.items():
-            term_rows.append(
-                {
-                    "customer_id": customer.id,
-                    "term": term,
-                    "head": term[: search.HEAD],
-                    "covered": covered,
-                    "kind": customer.kind,
-                    "location_id": customer.location_id,
-                    "sort_name": customer.sort_name,
-                }
-            )
+        terms, pairs = search.search_rows(customer, by_customer.get(customer.id, []))  # as the service writes them
+        term_rows += terms
+        pair_rows += pairs
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO customer_search_terms (customer_id, term, head, covered, kind, location_id, "
-                "sort_name) VALUES (:customer_id, :term, :head, :covered, :kind, :location_id, "
-                ":sort_name)"
-            ),
-            term_rows,
-        )
+        conn.execute(insert(SearchTerm.__table__), term_rows)
+        conn.execute(insert(SearchPair.__table__), pair_rows)
         conn.execute(text("ANALYZE"))
     engine.dispose()
 
@@ -363,8 +366,13 @@ def check_terms(url: str, sample: int = 300) -> None:
                 ).all()
             )
             assert stored == expected, (customer.id, set(stored.items()) ^ set(expected.items()))
+            pairs = session.execute(
+                text("SELECT lo, hi FROM customer_search_pairs WHERE customer_id = :c"), {"c": customer.id}
+            ).all()
+            expected_pairs = {(p["lo"], p["hi"]) for p in search.search_rows(customer, list(accounts))[1]}
+            assert {tuple(p) for p in pairs} == expected_pairs, (customer.id, expected_pairs)
     engine.dispose()
-    print(f"  terms of {sample} sampled records equal the service's own term builder", flush=True)
+    print(f"  terms and pairs of {sample} sampled records equal the service's own", flush=True)
 
 
 # --- measuring ------------------------------------------------------------------------------------

@@ -36,6 +36,15 @@ def pairable_sql(alias: str, dialect: str) -> str:
     return f"length({alias}.term) >= 4 AND {letters}"
 
 
+PAIRS_FROM_TERMS = """
+    INSERT INTO customer_search_pairs (customer_id, lo, hi, lo_head, hi_head, kind, location_id, sort_name)
+    SELECT a.customer_id, a.term, b.term, substr(a.term, 1, 3), substr(b.term, 1, 3), a.kind, a.location_id,
+           a.sort_name
+    FROM customer_search_terms a JOIN customer_search_terms b ON b.customer_id = a.customer_id AND a.term < b.term
+    WHERE {a} AND {b}
+"""
+
+
 def upgrade() -> None:
     op.create_table(
         TABLE,
@@ -56,13 +65,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("customer_id", "lo", "hi", name=op.f("pk_customer_search_pairs")),
     )
     dialect = op.get_bind().dialect.name
-    op.execute(f"""
-        INSERT INTO {TABLE} (customer_id, lo, hi, lo_head, hi_head, kind, location_id, sort_name)
-        SELECT a.customer_id, a.term, b.term, substr(a.term, 1, 3), substr(b.term, 1, 3), a.kind, a.location_id,
-               a.sort_name
-        FROM customer_search_terms a JOIN customer_search_terms b ON b.customer_id = a.customer_id AND a.term < b.term
-        WHERE {pairable_sql("a", dialect)} AND {pairable_sql("b", dialect)}
-    """)
+    op.execute(PAIRS_FROM_TERMS.format(a=pairable_sql("a", dialect), b=pairable_sql("b", dialect)))
     op.create_index(
         "ix_customer_search_pairs_match",
         TABLE,
