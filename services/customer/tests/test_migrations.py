@@ -71,7 +71,7 @@ def test_search_pairs_are_backfilled_from_the_terms_of_existing_records(test_dat
     )
     term = (
         "INSERT INTO customer_search_terms (customer_id, term, head, covered, kind, location_id, sort_name)"
-        " VALUES (7, :t, substr(:t, 1, 3), :c, 'lead', 3, 'smith james')"
+        " VALUES (7, :t, :h, :c, 'lead', 3, 'smith james')"
     )
     terms = {
         "#7": 0,
@@ -82,7 +82,7 @@ def test_search_pairs_are_backfilled_from_the_terms_of_existing_records(test_dat
         "lee": 0,
         "6135551234": 0,
     }
-    rows = [(record, {}), *((term, {"t": t, "c": c}) for t, c in terms.items())]
+    rows = [(record, {}), *((term, {"t": t, "h": t[:3], "c": c}) for t, c in terms.items())]
     url = test_databases.url_for("customer_search_pairs_migration")
     with migrated_over("vigil_customer", url, "0010", rows) as engine, engine.connect() as conn:
         pairs = conn.execute(
