@@ -709,7 +709,7 @@ def _walked_pages(session, q: str, visibility, sort: str) -> list[tuple]:
 def test_two_letter_words_read_from_the_pair_table_find_what_the_term_ranges_find(api, session, monkeypatch, small):
     """Two words of four letters or more are read from the pair table (``customer_search_pairs``) instead
     of joining each word's range of the term table: the same rows, order, totals, cursors and tags on
-    every page, either sort direction and scope, on the small result and on the ordered walk, whichever
+    every page, either sort direction (and by date) and scope, on the small result and on the ordered walk, whichever
     field each word matches (a name, a business word, an email no name covers, a domain, folded or
     hyphenated words); a third word is still joined. Without the pair table's rows, the paired searches
     find nothing (the test reads them)."""
@@ -743,7 +743,7 @@ def test_two_letter_words_read_from_the_pair_table_find_what_the_term_ranges_fin
     found = 0
     for visibility in scopes:
         for q in paired + not_paired:
-            for sort in ("name", "-name"):
+            for sort in ("name", "-name", "-created"):
                 search._KEPT.clear()
                 through_pairs = _walked_pages(session, q, visibility, sort)
                 monkeypatch.setattr(search, "_paired_words", lambda tokens: None)
