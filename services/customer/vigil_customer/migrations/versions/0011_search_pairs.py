@@ -5,9 +5,10 @@ Why: a search of two common words (``james smith``) joined each word's range of 
 trigram SQL; the pair rows of ``jam`` + ``smi`` are a few hundred entries of one index.
 
 Which terms pair (``vigil_customer.search.pairable``): those a search word of four letters or more
-(``a``-``z``) can match, i.e. whose first ``max(covered + 1, 4)`` characters are letters. Every
-other term of the record that starts so covers none of them, so each record's pairs are every two
-such terms, ``lo`` < ``hi`` in byte order.
+(``a``-``z``) can match, i.e. whose first ``max(covered + 1, 4)`` characters are letters (such a word
+is the first characters of a term it matches, and longer than its ``covered``). A record's pairs are
+every two such terms, ``lo`` < ``hi`` in byte order: it holds two such words exactly when it holds a
+pair of terms matching them.
 
 The backfill derives them in SQL from the term table, on PostgreSQL and SQLite alike (the same rows
 the service writes: test_migrations checks it). Records written by the old code after the backfill
