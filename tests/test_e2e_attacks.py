@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import Gateway, assert_hidden, assert_problem, customer_body, unique_phone, unknown_path
+from conftest import UNKNOWN_ID, Gateway, assert_hidden, assert_problem, customer_body, unique_phone, unknown_path
 from standardwebhooks.webhooks import Webhook
 from test_e2e_at_rest import _database_urls, _scan_databases, _scan_files
 from test_e2e_webhooks import monitoring_company, signed_post
@@ -215,6 +215,25 @@ def signed_in(stack, gateway, permissions, location_id) -> Gateway:
     caller = Gateway(stack.gateway_url, token.json()["access_token"])
     caller.user_id = user.json()["id"]  # type: ignore[attr-defined]
     return caller
+
+
+def test_a_sub_customer_cannot_bill_a_customer_of_an_office_not_held(gateway, gateway_as, locations):
+    """A sub-customer's invoices are owed by its parent. Linking one's own customer to another office's
+    put an invoice on that office's account, and the refusals told which ids existed there."""
+    victim, mine = new_customer(gateway, locations["other"]), new_customer(gateway, locations["home"])
+    victims_sub = new_customer(gateway, locations["other"], parent_customer_id=victim["id"])
+    rights = ["customers.view", "customers.modify", "customers.sale_info.view", "customers.sale_info.modify"]
+    clerk = gateway_as([*rights, "billing.view", "billing.manage"], [locations["home"]])
+    path = f"/api/v1/customers/{mine['id']}"
+    unknown = assert_problem(clerk.patch(path, json={"parent_customer_id": UNKNOWN_ID}), 422)
+    for parent in (victim, victims_sub):
+        refused = assert_problem(clerk.patch(path, json={"parent_customer_id": parent["id"]}), 422)
+        assert refused["errors"] == unknown["errors"]
+    line = {"description": "Not yours", "quantity": 1, "unit_price": 99_999}
+    invoice = clerk.post(f"{path}/invoices", json={"issue": True, "lines": [line]})
+    assert invoice.status_code == 201, invoice.text
+    assert invoice.json()["bill_to_customer_id"] == mine["id"]
+    assert gateway.get(f"/api/v1/customers/{victim['id']}/transactions").json()["total"] == 0
 
 
 # --- credit: the internal subject read -----------------------------------------------------------
@@ -454,6 +473,24 @@ def test_the_feed_shows_another_office_nothing(gateway, gateway_as, locations):
     assert whole_feed(gateway_as(["notes.view"], [locations["home"]])) == []
 
 
+def test_the_feed_gives_no_parent_to_a_reader_who_may_not_see_it(gateway, gateway_as, locations):
+    """``parent_id`` rode in every customer event, whatever changed: a reader holding ``customers.view``
+    but not ``customers.sale_info.view`` never sees the parent on the record, and saw it there."""
+    parent = new_customer(gateway, locations["home"])
+    sub = new_customer(gateway, locations["home"], parent_customer_id=parent["id"])
+    assert gateway.patch(f"/api/v1/customers/{sub['id']}", json={"city": "Vanier"}).status_code == 200
+
+    def events_of(caller) -> list[dict]:
+        return [i["data"] for i in whole_feed(caller) if i["data"].get("customer_id") == sub["id"]]
+
+    gateway.wait_for(lambda: len(events_of(gateway)) == 2, what="the sub-customer's events in the feed")
+    assert all(data["parent_id"] == parent["id"] for data in events_of(gateway))
+    reader = gateway_as(["customers.view"], [locations["home"]])
+    assert "parent_customer_id" not in reader.get(f"/api/v1/customers/{sub['id']}").json()
+    seen = events_of(reader)
+    assert len(seen) == 2 and all("parent_id" not in data for data in seen), seen
+
+
 # --- central stations ----------------------------------------------------------------------------
 
 
@@ -590,6 +627,55 @@ def test_a_station_does_not_follow_a_property_to_a_customer_another_company_moni
     assert moved.json()["central_station"] is None
     assert send(new, "signal").json() == {"status": "received", "matched": True}
     assert gateway.get(path).json()["central_station"] == new["name"]
+
+
+# --- the technician portal ------------------------------------------------------------------------
+
+
+def test_a_technician_of_another_office_cannot_lock_an_account_out(gateway, gateway_as, locations):
+    """Five wrong PINs lock an account for its own technicians too. From a technician of another office
+    they counted: any holder of the portal right could lock every account whose number they knew, and the
+    "locked" answer told them the account existed (an unknown one is never locked)."""
+    customer = new_customer(gateway, locations["home"])
+    account = f"ATT-{uuid.uuid4().hex[:8]}"
+    site = {"account_number": account, "pin": "2468", "address": "1 Main St", "city": "Ottawa"}
+    assert gateway.post(f"/api/v1/customers/{customer['id']}/properties", json=site).status_code == 201
+    outsider = gateway_as(["tech_portal.use"], [locations["other"]])
+    for _ in range(6):
+        answer = assert_problem(
+            outsider.post("/api/v1/tech/lookup", json={"account_number": account, "pin": "0000"}), 404
+        )
+        assert answer["type"] == "urn:vigil:problem:no-match"
+    right = assert_problem(outsider.post("/api/v1/tech/lookup", json={"account_number": account, "pin": "2468"}), 404)
+    assert right["type"] == "urn:vigil:problem:no-match"
+    own = gateway_as(["tech_portal.use"], [locations["home"]])
+    found = own.post("/api/v1/tech/lookup", json={"account_number": account, "pin": "2468"})
+    assert found.status_code == 200, found.text
+
+
+# --- input ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_moment_utc_cannot_hold_is_a_422_everywhere(gateway, locations, moment):
+    """A time whose offset puts it outside years 1 to 9999 in UTC parsed, then failed as it was stored or
+    compared: a 500 from the gateway's own lists and keys and from every service."""
+    customer = new_customer(gateway, locations["home"])
+    site = gateway.post(f"/api/v1/customers/{customer['id']}/properties", json={"address": "1 Main St"})
+    assert site.status_code == 201, site.text
+    visit = {"type": "service", "starts_at": moment, "ends_at": "2026-12-01T10:00:00Z"}
+    key = {"name": "att", "permissions": ["customers.view"], "location_ids": [locations["home"]], "expires_at": moment}
+    for method, path, params, body in (
+        ("GET", "/api/v1/audit", {"from": moment}, None),
+        ("POST", "/api/v1/api-keys", None, key),
+        ("GET", "/api/v1/customers", {"created_from": moment}, None),
+        ("GET", f"/api/v1/customers/{customer['id']}/history", {"since": moment}, None),
+        ("GET", "/api/v1/appointments", {"from": moment}, None),
+        ("GET", f"/api/v1/properties/{site.json()['id']}/signals", {"since": moment}, None),
+        ("POST", f"/api/v1/properties/{site.json()['id']}/appointments", None, visit),
+    ):
+        answer = assert_problem(gateway.request(method, path, params=params, json=body), 422)
+        assert answer["errors"], answer
 
 
 # --- locks and scope -------------------------------------------------------------------------------

@@ -206,6 +206,19 @@ def strict_client(app_with, db):
     return app.test_client()
 
 
+def test_a_username_without_an_account_is_locked_alike(strict_client, db):
+    """Only an existing account was ever locked: after enough failures in a row its "locked" 429 (a
+    quarter of an hour) told that the username exists, where another one kept answering 401."""
+    answers = {}
+    for username in ("admin", "nobody-here"):
+        for _ in range(3):
+            problem(strict_client.post("/api/v1/auth/token", json={"username": username, "password": "wrong"}), 401)
+        locked = strict_client.post("/api/v1/auth/token", json={"username": username, "password": "wrong"})
+        body = problem(locked, 429)
+        answers[username] = (body["type"], body["title"], body["detail"], int(locked.headers["Retry-After"]) // 10)
+    assert answers["admin"] == answers["nobody-here"] and answers["admin"][3] in (59, 60)
+
+
 def test_repeated_failures_lock_the_account(strict_client, db):
     for _ in range(3):
         problem(strict_client.post("/api/v1/auth/token", json={"username": "admin", "password": "wrong"}), 401)
@@ -502,3 +515,32 @@ def test_on_sqlite_the_epoch_is_read_again_after_any_commit_and_only_then(app, d
     assert len(queries) == 2
     assert cache.epoch() == before + 1
     assert len(queries) == 2
+
+
+def test_administrators_deactivating_each_other_at_once_leave_one(client, auth, db):
+    """Each change counted the administrators before the other committed, so two at once (each one
+    deactivating the other) both went through and left none (PostgreSQL; SQLite's writers take turns)."""
+    from vigil_gateway.models import User
+
+    admins = [make_user(client, auth, f"boss{i}", is_admin=True)["id"] for i in range(2)]
+    me = client.get("/api/v1/me", headers=auth).json["id"]
+    assert client.patch(f"/api/v1/users/{me}", headers=auth, json={"active": False}).status_code == 200
+    for _ in range(3):  # a race: a few rounds, the one left bringing the other back after each
+        headers = [bearer(sign_in(client, f"boss{i}", PASSWORD)) for i in range(2)]
+        barrier, answers = threading.Barrier(2), []
+
+        def deactivate(caller, target, barrier=barrier, answers=answers):
+            barrier.wait()
+            answers.append(client.patch(f"/api/v1/users/{target}", headers=caller, json={"active": False}).status_code)
+
+        threads = [threading.Thread(target=deactivate, args=(headers[i], admins[1 - i])) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with db.new_session() as session:
+            active = session.scalars(select(User.id).where(User.is_admin.is_(True), User.active.is_(True))).all()
+        assert len(active) == 1 and sorted(answers) == [200, 409], answers
+        left = admins.index(active[0])
+        back = client.patch(f"/api/v1/users/{admins[1 - left]}", headers=headers[left], json={"active": True})
+        assert back.status_code == 200, back.json

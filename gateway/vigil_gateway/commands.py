@@ -129,6 +129,11 @@ def update_user(ctx: Context, user_id: int, changes: dict) -> User:
     session = ctx.session
     user = get_user(session, user_id)
     rights.ensure_can_act_on(session, ctx.identity, ctx.user, user)
+    # Rights may change: cached identities are resolved again. First, because the row it writes makes
+    # changes to users take turns (PostgreSQL's row lock, SQLite's one writer): the last-administrator
+    # rule below then counts what the others committed. Counted before it, two administrators
+    # deactivating each other at once each saw the other active, and both went through.
+    bump(session)
     if would_remove_last_admin(session, user, changes):
         raise conflict("Vigil needs at least one active administrator.")
     claim_next_version(session, user, ctx.if_match)
@@ -139,7 +144,6 @@ def update_user(ctx: Context, user_id: int, changes: dict) -> User:
     if "grants" in changes:
         replace_grants(session, user, changes["grants"], ctx.identity)
     revoked = revoke_sessions(session, user.id) if before["active"] and not user.active else 0
-    bump(session)  # rights may have changed: cached identities are resolved again
 
     def audit_changes():
         after = {"active": user.active, "is_admin": user.is_admin, "grants": _grant_view(user)}

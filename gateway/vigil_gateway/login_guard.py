@@ -15,7 +15,7 @@ import math
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Table, case, literal, update
+from sqlalchemy import Table, case, delete, literal, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -50,15 +50,26 @@ def _window(session: Session, key: str, length: timedelta) -> LoginFailures | No
     return row
 
 
+# A username no active account has is locked like an account after as many failures in a row, with the
+# same answer, so whether an account exists cannot be told from a lockout: its failures count under
+# ``ghost:<name>`` (kept as long as an account's count, which only a success ends) and its lock under
+# ``ghost-lock:<name>`` (the row's window is the lock).
+GHOST_COUNT_WINDOW = timedelta(days=30)
+
+
+def _locked(retry_after: float) -> Throttled:
+    return Throttled("This account is locked after repeated failed sign-ins. Try again later.", retry_after, "locked")
+
+
 def check(session: Session, policy: LoginPolicy, username: str, address: str | None, user: User | None) -> None:
     """Raises :class:`Throttled` when this attempt must not even be checked."""
     now = utcnow()
     if user is not None and user.locked_until is not None and user.locked_until > now:
-        raise Throttled(
-            "This account is locked after repeated failed sign-ins. Try again later.",
-            (user.locked_until - now).total_seconds(),
-            "locked",
-        )
+        raise _locked((user.locked_until - now).total_seconds())
+    if user is None or not user.active:
+        lock = _window(session, f"ghost-lock:{username.lower()}", timedelta(seconds=policy.lockout_seconds))
+        if lock is not None:
+            raise _locked((lock.window_start + timedelta(seconds=policy.lockout_seconds) - now).total_seconds())
     # (window key, its length, failures allowed in it, the reason given, whose failures)
     windows = [
         (f"user:{username.lower()}", USER_WINDOW, policy.failures_per_user_per_minute, "username", "for this username")
@@ -99,6 +110,18 @@ def _count(session: Session, key: str, length: timedelta) -> int:
     return session.execute(statement).scalar_one()
 
 
+def _restart(session: Session, key: str) -> None:
+    """``key``'s window starts now (whatever it held)."""
+    table = cast(Table, LoginFailures.__table__)
+    insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+    now = literal(utcnow(), table.c.window_start.type)
+    session.execute(
+        insert.values(scope_key=key, window_start=now, count=1).on_conflict_do_update(
+            index_elements=[table.c.scope_key], set_={"window_start": now, "count": 1}
+        )
+    )
+
+
 def record_failure(
     session: Session, policy: LoginPolicy, username: str, address: str | None, user: User | None
 ) -> bool:
@@ -107,6 +130,10 @@ def record_failure(
     if address:
         _count(session, f"addr:{address}", ADDRESS_WINDOW)
     if user is None:
+        ghost = username.lower()
+        if _count(session, f"ghost:{ghost}", GHOST_COUNT_WINDOW) >= policy.lockout_threshold:
+            _restart(session, f"ghost-lock:{ghost}")
+            session.execute(delete(LoginFailures).where(LoginFailures.scope_key == f"ghost:{ghost}"))
         return False
     failures = session.execute(
         update(User)

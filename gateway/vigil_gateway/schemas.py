@@ -184,7 +184,7 @@ class ApiKeyCreateSchema(Schema):
     location_ids = fields.List(
         fields.Integer(), allow_none=True, load_default=None, metadata={"description": "null: every location"}
     )
-    expires_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    expires_at = Timestamp(allow_none=True, load_default=None)
 
     @validates("location_ids")
     def _unique(self, value, **_):
@@ -212,8 +212,8 @@ class AuditArgs(PaginationArgs):
     outcome = fields.String(validate=validate.OneOf(["success", "failure", "denied"]))
     target_type = fields.String(validate=validate.Length(max=40))
     target_id = fields.String(validate=validate.Length(max=64))
-    since = fields.AwareDateTime(data_key="from")
-    until = fields.AwareDateTime(data_key="to")
+    since = Timestamp(data_key="from")
+    until = Timestamp(data_key="to")
 
 
 UserPageSchema = page_schema(UserSchema, "UserPage")

@@ -95,8 +95,14 @@ def active_admins(session: Session) -> int:
 
 
 def would_remove_last_admin(session: Session, user: User, changes: dict) -> bool:
+    """Whether ``changes`` would leave no active administrator, as committed now: the caller has made
+    changes to users take turns first (``update_user``), and ``user`` is read again (another change may
+    have deactivated them meanwhile)."""
     losing = (changes.get("active") is False and user.active) or (changes.get("is_admin") is False and user.is_admin)
-    return bool(losing and user.is_admin and user.active and active_admins(session) <= 1)
+    if not losing:
+        return False
+    session.refresh(user)
+    return bool(user.is_admin and user.active and active_admins(session) <= 1)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ class DeliveryArgs(PaginationArgs):
 
 
 class ReplaySchema(Schema):
-    since = fields.AwareDateTime(required=True, metadata={"description": "Every event received since then"})
+    since = Timestamp(required=True, metadata={"description": "Every event received since then"})
 
 
 class ReplayedSchema(Schema):
@@ -224,13 +224,13 @@ class IncomingSignalSchema(Schema):
     zone = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=40))
     user = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=40))
     description = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=300))
-    occurred_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    occurred_at = Timestamp(allow_none=True, load_default=None)
 
 
 class IncomingStatusSchema(Schema):
     account_number = TrimmedString(required=True, validate=validate.Length(min=1, max=40))
     status = fields.String(required=True, validate=validate.OneOf(ACCOUNT_STATUSES))
-    occurred_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    occurred_at = Timestamp(allow_none=True, load_default=None)
 
 
 class IncomingReceiptSchema(Schema):

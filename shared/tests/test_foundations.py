@@ -204,3 +204,22 @@ def test_psycopg_converts_a_wide_insert_once_and_as_before():
     assert _queries._query2pg.cache_info().hits == hits + 1  # the second one was not parsed again
     assert converted[0] == converted[1]
     assert converted[0][0] == _queries._query2pg_nocache(query.encode(), "utf-8")[0]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_moment_utc_cannot_hold_is_a_422_not_a_500(moment):
+    """Such a moment parsed, then failed where it was turned into UTC: as it was stored or compared (500)."""
+    from datetime import UTC, datetime
+
+    from marshmallow import Schema, ValidationError
+
+    from vigil_shared.fields import Timestamp
+
+    class Args(Schema):
+        at = Timestamp()
+
+    with pytest.raises(ValidationError) as refused:
+        Args().load({"at": moment})
+    assert "outside years 1 to 9999" in refused.value.messages["at"][0]
+    assert Args().load({"at": "2026-11-22T09:03:00-05:00"})["at"] == datetime(2026, 11, 22, 14, 3, tzinfo=UTC)
+    assert Args().load({"at": "2026-11-22T14:03:00"})["at"].tzinfo is UTC  # offset-less: UTC

@@ -20,10 +20,27 @@ class TrimmedString(fields.String):
 
 
 class Timestamp(fields.AwareDateTime):
-    """A moment in UTC written as every Vigil response writes it: ``2026-11-22T14:03:00Z``."""
+    """A moment in UTC written as every Vigil response writes it: ``2026-11-22T14:03:00Z``.
+
+    Read, an offset-less time is taken as UTC and every moment is turned into UTC: one UTC cannot hold
+    (``0001-01-01T00:00:00+01:00``, ``9999-12-31T23:59:59-01:00``) is refused (422) here, where it
+    would otherwise fail as it is stored or compared (a 500). Every moment a request carries (body or
+    query) is this field.
+    """
+
+    default_error_messages = {
+        "out_of_range": "Not a moment that can be stored: it falls outside years 1 to 9999 in UTC."
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(format="iso", default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("out_of_range") from None
 
     def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:

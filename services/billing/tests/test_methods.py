@@ -84,3 +84,29 @@ def test_the_adapter_gives_up_on_a_network_error_card(sandbox):
     token = sandbox.tokenize("4000000000000119")
     with pytest.raises(processor.ProcessorUnavailable):
         processor.processor().charge(token, 100, "USD", "pay-net")
+
+
+def test_a_customer_keeps_one_default_method_whatever_runs_at_once(api, known, sandbox, session):
+    """Each make-default cleared the default it saw and set its own: four at once left the customer with
+    several defaults (PostgreSQL; on SQLite writers take turns anyway)."""
+    import threading
+
+    known(7)
+    methods = [
+        api.post("/api/v1/customers/7/billing-methods", json={"token": sandbox.tokenize()}).json for _ in range(4)
+    ]
+    for _ in range(3):
+        barrier, answers = threading.Barrier(len(methods)), []
+
+        def make_default(method, barrier=barrier, answers=answers):
+            barrier.wait()
+            answers.append(api.post(f"/api/v1/billing-methods/{method['id']}/make-default").status_code)
+
+        threads = [threading.Thread(target=make_default, args=(method,)) for method in methods]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert set(answers) <= {200, 409}, answers
+        session.expire_all()
+        assert [m.is_default for m in session.query(BillingMethod)].count(True) == 1

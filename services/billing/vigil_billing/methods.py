@@ -19,7 +19,7 @@ from vigil_shared.db import added
 from vigil_shared.errors import Problem, conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
 
-from .models import BillingMethod
+from .models import BillingMethod, KnownCustomer
 from .processor import Processor, ProcessorUnavailable
 
 
@@ -46,6 +46,7 @@ def add_method(
         )
     ):
         raise validation_problem({"token": ["The card has expired."]})
+    _serialize_defaults(session, customer_id)
     if session.scalar(select(BillingMethod.id).where(BillingMethod.token == facts.token)) is not None:
         raise conflict("This token is already a billing method.", errors={"token": ["Already on file."]})
     first = session.scalar(select(BillingMethod.id).where(BillingMethod.customer_id == customer_id).limit(1)) is None
@@ -65,6 +66,14 @@ def add_method(
     return added(session, method)
 
 
+def _serialize_defaults(session: Session, customer_id: int) -> None:
+    """Holds the customer's replica row until the commit, so writes that choose the customer's default
+    method (an add, a make-default) run one after the other. Without it, two at once each cleared the
+    default they saw and set their own: the customer was left with several defaults (and two first
+    methods added at once were both made default)."""
+    session.execute(select(KnownCustomer.customer_id).where(KnownCustomer.customer_id == customer_id).with_for_update())
+
+
 def _clear_default(session: Session, customer_id: int) -> None:
     session.execute(
         update(BillingMethod)
@@ -75,6 +84,8 @@ def _clear_default(session: Session, customer_id: int) -> None:
 
 
 def make_default(session: Session, method: BillingMethod) -> BillingMethod:
+    _serialize_defaults(session, method.customer_id)
+    session.refresh(method)
     if not method.is_default:
         _clear_default(session, method.customer_id)
         session.refresh(method)

@@ -239,6 +239,41 @@ def test_history_leaves_out_sections_the_reader_may_not_view(api):
     assert "sold_by" not in fields and "first_name" in fields
 
 
+def test_the_history_shows_no_tab_the_reader_may_not_view(api):
+    """A note's text, a contact's name and a file's name are written to the record's history: a reader
+    holding ``history.view`` but not the tab's own permission read them there."""
+    record = create(api)
+    base = f"/api/v1/customers/{record['id']}"
+    assert api.post(f"{base}/notes", json={"text": "Key under the mat"}).status_code == 201
+    contact = {"type": "emergency", "name": "Nora Neighbour", "phones": [{"label": "m", "number": "801-555-0199"}]}
+    assert api.post(f"{base}/contacts", json=contact).status_code == 201
+    reader = as_(api, *READ, "history.view")
+    assert reader.get(f"{base}/notes").status_code == reader.get(f"{base}/contacts").status_code == 403
+    seen = reader.get(f"{base}/history", query_string={"per_page": 100}).json
+    assert {e["target_type"] for e in seen["items"]} == {"customer"} and seen["total"] == len(seen["items"])
+    assert "Key under the mat" not in json.dumps(seen) and "Nora" not in json.dumps(seen)
+    tabs = as_(api, *READ, "history.view", "notes.view", "contacts.view")
+    shown = {e["target_type"] for e in tabs.get(f"{base}/history", query_string={"per_page": 100}).json["items"]}
+    assert shown == {"customer", "note", "contact"}
+
+
+def test_the_history_does_not_count_the_changes_it_leaves_out(api):
+    """The hidden entries were left out of the page but not of its ``total``: narrowed by ``field`` and a
+    time range, the count told how often and when a field the reader may not view had changed."""
+    record = create(api, customer(sold_by="rep"))
+    for rep in ("rep 2", "rep 3"):
+        assert api.patch(f"/api/v1/customers/{record['id']}", json={"sold_by": rep}).status_code == 200
+    path = f"/api/v1/customers/{record['id']}/history"
+    assert api.get(path, query_string={"field": "sold_by"}).json["total"] == 3
+    reader = as_(api, *READ, "history.view")
+    hidden = reader.get(path, query_string={"field": "sold_by"}).json
+    assert (hidden["total"], hidden["items"]) == (0, [])
+    everything = reader.get(path, query_string={"per_page": 1}).json
+    visible = {e["field"] for e in reader.get(path, query_string={"per_page": 100}).json["items"]}
+    assert everything["total"] == len(reader.get(path, query_string={"per_page": 100}).json["items"])
+    assert "sold_by" not in visible
+
+
 def test_the_admin_fixture_holds_everything():
     assert ADMIN.can("confidential.ssn.view", 1) and ADMIN.can("customers.modify", 2)
 
@@ -273,3 +308,27 @@ def test_the_archive_targets_never_name_a_sub_customer_where_the_caller_may_not_
     everywhere = as_(api, "customers.view", "customers.archive", locations=(1, 2))
     listed = everywhere.get(f"/api/v1/customers/{parent['id']}/archive-targets")
     assert listed.status_code == 200 and [s["name"] for s in listed.json["sub_customers"]] == ["Dana Hiddenstone"]
+
+
+def test_a_parent_is_only_one_the_caller_may_view(api):
+    """A sub-customer's invoices are billed to its parent: linking one to a customer of an office the
+    caller does not hold put debts on that office's account, and the answer told which ids exist there
+    and which are sub-customers. Such a parent answers as an unknown id does."""
+    there = create(api, customer(location_id=2, last_name="Farparent"))
+    there_sub = create(api, customer(location_id=2, last_name="Farsub", parent_customer_id=there["id"]))
+    mine = create(api, customer(last_name="Nearsub"))
+    sales = ("customers.sale_info.view", "customers.sale_info.modify")
+    clerk = as_(api, *EDIT, *sales, "customers.create")
+    path = f"/api/v1/customers/{mine['id']}"
+    unknown = clerk.patch(path, json={"parent_customer_id": 99_999})
+    assert unknown.status_code == 422, unknown.json
+    for parent_id in (there["id"], there_sub["id"]):
+        refused = clerk.patch(path, json={"parent_customer_id": parent_id})
+        assert (refused.status_code, refused.json["errors"]) == (unknown.status_code, unknown.json["errors"])
+        body = customer(last_name="Newsub", parent_customer_id=parent_id)
+        created = clerk.post("/api/v1/customers?allow_duplicates=true", json=body)
+        assert (created.status_code, created.json["errors"]) == (unknown.status_code, unknown.json["errors"])
+    assert api.get(path).json["parent_customer_id"] is None
+    both = as_(api, *EDIT, *sales, locations=(1, 2))
+    linked = both.patch(path, json={"parent_customer_id": there["id"]})
+    assert linked.status_code == 200 and linked.json["parent_customer_id"] == there["id"]

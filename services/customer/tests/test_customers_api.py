@@ -71,6 +71,21 @@ def test_an_update_names_the_changed_fields_a_section_permission_guards(api, ses
     }
 
 
+def test_an_events_parent_id_is_restricted_as_the_parent_field_is(api, session):
+    """``parent_id`` (the sale-information field ``parent_customer_id``) is in every created and updated
+    event: the change feed and webhooks gave it to readers who may not view that section."""
+    parent = create(api, customer(last_name="Parent"))
+    sub = create(api, customer(last_name="Sub", parent_customer_id=parent["id"]))
+    assert api.patch(f"/api/v1/customers/{sub['id']}", json={"city": "Kanata"}).status_code == 200
+    events = [e for e in outbox_events(session) if e.data["customer_id"] == sub["id"]]
+    assert [e.type for e in events] == ["customer.created", "customer.updated"]
+    for event in events:
+        assert event.data["parent_id"] == parent["id"]
+        assert event.data["restricted"]["parent_id"] == "customers.sale_info.view"
+    [parents] = [e for e in outbox_events(session) if e.data["customer_id"] == parent["id"]]
+    assert "parent_id" not in parents.data["restricted"]  # no parent: nothing to restrict
+
+
 def test_events_follow_their_contracts(api, session):
     create(api)
     for row in outbox_events(session):

@@ -158,8 +158,26 @@ def test_a_saved_passcode_needs_the_confidential_permission_to_change(api):
     assert changed.json["passcode"] == "red"
     passcode_history = [a for a in history_actions(api, record["id"]) if a[1] == "passcode"]
     assert passcode_history[0][2:] == ("blue", "red")
-    masked_history = as_(api, "history.view").get(f"/api/v1/customers/{record['id']}/history?field=passcode")
+    reader = as_(api, "history.view", "contacts.view")
+    masked_history = reader.get(f"/api/v1/customers/{record['id']}/history?field=passcode")
     assert [(e["old_value"], e["new_value"]) for e in masked_history.json["items"]][0] == ("***", "***")
+
+
+def test_a_passcode_masked_for_the_caller_cannot_be_guessed_by_sending_it_back(api):
+    """Sending the saved passcode answered 200 ("unchanged") and any other 403: a caller who sees only
+    ``***`` could try passcodes without limit and learn the right one."""
+    record = create(api)
+    url = f"/api/v1/customers/{record['id']}/contacts"
+    contact = api.post(url, json={"type": "emergency", "name": "Ann", "passcode": "blue-42"}).json
+    editor = as_(api, "contacts.view", "contacts.modify")
+    answers = [editor.patch(f"{url}/{contact['id']}", json={"passcode": guess}) for guess in ("red-1", "blue-42")]
+    assert [a.status_code for a in answers] == [403, 403]
+    assert answers[0].json["errors"] == answers[1].json["errors"]
+    copied = api.post(url, json={"type": "emergency", "name": "Ann again", "passcode": "***"})
+    assert copied.status_code == 422 and set(copied.json["errors"]) == {"passcode"}  # a mask is never a passcode
+    reader = as_(api, "contacts.view", "contacts.modify", "confidential.installation_codes.view")
+    unchanged = reader.patch(f"{url}/{contact['id']}", json={"passcode": "blue-42", "has_key": True})
+    assert unchanged.status_code == 200 and unchanged.json["passcode"] == "blue-42"  # seen, so sent back as is
 
 
 def test_contact_rules(api):

@@ -277,6 +277,32 @@ def test_query_tokens():
     assert search.query_tokens("  ,  ") == []
 
 
+def test_a_search_is_at_most_ten_different_words(api):
+    """Each word is one more condition joined to the others: 100 one-letter words (or a few characters
+    folding into many words: U+FDFA is four) kept the request and a database connection busy for seconds."""
+    assert search.query_tokens("a " * 100) == ["a"]
+    assert len(search.query_tokens("\ufdfa")) == 4 and len(search.query_tokens("\ufdfa" * 50)) == 5
+    record = create(api, customer(first_name="Dana", last_name="Reyes"))
+    found = api.get("/api/v1/customers", query_string={"q": "dana " * 30 + "reyes"})
+    assert found.status_code == 200 and [i["id"] for i in found.json["items"]] == [record["id"]]
+    refused = api.get("/api/v1/customers", query_string={"q": " ".join(f"w{i}" for i in range(11))})
+    assert refused.status_code == 422 and refused.json["errors"] == {"q": ["At most 10 different words."]}
+    assert api.get("/api/v1/customers", query_string={"q": " ".join(f"w{i}" for i in range(10))}).status_code == 200
+
+
+def test_a_list_filters_by_at_most_ten_tags(api):
+    """Each tag filter is one more condition: 600 of them (one tag repeated will do) kept the request busy
+    for seconds. A tag named twice counts once, and more than 10 answer 422."""
+    vip = api.post("/api/v1/tags", json={"name": "VIP"}).json
+    tagged = create(api, customer(first_name="Tagged"))
+    create(api, customer(first_name="Plain"))
+    api.post(f"/api/v1/customers/{tagged['id']}/tags", json={"tag_id": vip["id"]})
+    found = api.get("/api/v1/customers", query_string=[("tag", "vip"), ("tag", " VIP ")])
+    assert found.status_code == 200 and [i["id"] for i in found.json["items"]] == [tagged["id"]]
+    refused = api.get("/api/v1/customers", query_string=[("tag", "vip")] * 11)
+    assert refused.status_code == 422 and set(refused.json["errors"]) == {"tag"}
+
+
 def test_an_empty_query_after_folding_returns_nothing(api):
     create(api)
     response = api.get("/api/v1/customers", query_string={"q": "..."})

@@ -90,6 +90,8 @@ def create_contact(
 ) -> Contact:
     contact_type = data["type"]
     _check_type(contact_type, data)
+    if data.get("passcode") == MASK:  # what a caller is shown of one (a contact copied from a read)
+        raise validation_problem({"passcode": ["Send the full value; a masked value cannot be saved."]})
     contact = Contact(
         customer_id=customer.id,
         type=contact_type,
@@ -131,8 +133,12 @@ def update_contact(
     if "passcode" in changes:
         saved = cipher.decrypt(contact.passcode_enc)
         wanted = changes["passcode"] or None
-        if wanted == saved or (saved is not None and wanted == MASK):
-            del changes["passcode"]  # unchanged, or the mask the caller was shown
+        sees = identity.can(PASSCODE_VIEW, customer.location_id)
+        if (wanted == saved and (sees or saved is None)) or (saved is not None and wanted == MASK):
+            # unchanged, or the mask the caller was shown; a value they cannot see is "unchanged" only to
+            # those who see it, or else the answer (200 for the right one, 403 otherwise) would let anyone
+            # guess it without limit
+            del changes["passcode"]
         elif wanted == MASK:
             raise validation_problem({"passcode": ["Send the full value; a masked value cannot be saved."]})
         elif saved is not None and not identity.can(PASSCODE_MODIFY, customer.location_id):

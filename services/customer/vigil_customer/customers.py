@@ -252,7 +252,7 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
     merged = {} if creating else {name: record.read(customer, name, ctx.cipher) for name in RULE_FIELDS[kind]}
     merged.update(values)
     for name, messages in _rule_errors(
-        ctx.session, customer, kind, merged, changed, values, creating, reported=set(errors)
+        ctx, customer, kind, merged, changed, values, creating, reported=set(errors)
     ).items():
         errors.setdefault(name, []).extend(messages)
     for name in changed:
@@ -284,7 +284,7 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
 
 
 def _rule_errors(
-    session: Session,
+    ctx: Context,
     customer: Customer,
     kind: str,
     merged: dict,
@@ -296,6 +296,7 @@ def _rule_errors(
     """Rules across fields: required per kind, cancellation, ZIP against a new state, parent customer.
 
     ``reported`` names fields whose value was already refused (not "missing" then)."""
+    session = ctx.session
     errors: dict[str, list[str]] = {}
     for name in REQUIRED[kind]:
         value = merged.get(name)
@@ -322,18 +323,25 @@ def _rule_errors(
             errors.setdefault("zip", []).append(f"Does not match the new state: {exc}")
     parent_id = changed.get("parent_customer_id")
     if parent_id is not None:
-        errors.update(_parent_errors(session, customer, parent_id))
+        errors.update(_parent_errors(ctx, customer, parent_id))
     if changed.get("monitoring_company_id") is not None:
         errors.update(monitoring.company_errors(session, changed["monitoring_company_id"]))
     return errors
 
 
-def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict[str, list[str]]:
-    """A flat two-level hierarchy: only top-level customers can be parents."""
+def _parent_errors(ctx: Context, customer: Customer, parent_id: int) -> dict[str, list[str]]:
+    """A flat two-level hierarchy: only top-level customers can be parents; and only one the caller may
+    view, the others answering as an unknown id does. A sub-customer's invoices are billed to its parent,
+    so a link to a customer of an office the caller does not hold would put debts on that office's
+    account, and the answer would tell which ids exist there (and which are sub-customers)."""
     if customer.id is not None and parent_id == customer.id:
         return {"parent_customer_id": ["A customer cannot be its own parent."]}
-    parent = session.get(Customer, parent_id)
-    if parent is None or parent.kind != CUSTOMER:
+    parent = ctx.session.get(Customer, parent_id)
+    if (
+        parent is None
+        or parent.kind != CUSTOMER
+        or not ctx.identity.can(base_permission(CUSTOMER, "view"), parent.location_id)
+    ):
         return {"parent_customer_id": ["No such customer."]}
     if parent.parent_customer_id is not None:
         return {
@@ -341,7 +349,8 @@ def _parent_errors(session: Session, customer: Customer, parent_id: int) -> dict
         }
     if (
         customer.id is not None
-        and session.scalar(select(Customer.id).where(Customer.parent_customer_id == customer.id).limit(1)) is not None
+        and ctx.session.scalar(select(Customer.id).where(Customer.parent_customer_id == customer.id).limit(1))
+        is not None
     ):
         return {"parent_customer_id": ["This customer has sub-customers, so it cannot become one."]}
     return {}
@@ -723,10 +732,18 @@ def update(ctx: Context, customer: Customer, changes: dict) -> list[str]:
 
 
 def _restricted(customer: Customer, names: list[str]) -> dict[str, str]:
-    """The fields among ``names`` an event's reader sees only with their section's view permission."""
-    return {
+    """The fields among ``names`` an event's reader sees only with their section's view permission, and
+    the event's own copies of such a field's value: ``parent_id`` (the record's ``parent_customer_id``,
+    a sale-information field) is in every ``customer.created`` and ``customer.updated``, whatever
+    changed, so its reader needs the same permission as the field's."""
+    restricted = {
         name: permission for name in names if (permission := section_view_permission(name, customer.kind)) is not None
     }
+    if customer.parent_customer_id is not None:
+        permission = section_view_permission("parent_customer_id", customer.kind)
+        if permission is not None:
+            restricted["parent_id"] = permission
+    return restricted
 
 
 def convert(ctx: Context, lead: Customer, data: dict) -> Customer:

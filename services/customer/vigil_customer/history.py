@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, insert, select
+from sqlalchemy import Select, Table, insert, or_, select
 from sqlalchemy.orm import Session
 
 from vigil_shared.commands import source_of
@@ -170,28 +170,59 @@ FILTERS: dict[str, Condition] = {
 }
 
 
-def query(customer_id: int, **filters: str | datetime | None) -> Select:
-    """Newest first, narrowed by :data:`FILTERS`."""
+# The record's tabs, by the ``target_type`` of their entries, and the permission that shows each tab: a
+# change to one (a note's text, a contact's name and phones, a file's name) is history only to callers
+# who may see the tab itself.
+TAB_PERMISSIONS = {
+    "note": "notes.view",
+    "ticket": "notes.view",
+    "contact": "contacts.view",
+    "file": "files.view",
+    "tag": "tags.view",
+    "property": "properties.view",
+}
+
+
+def hidden_fields(access) -> list[str]:
+    """The record's fields on a section ``access`` may not view (sale, installation): their changes are
+    left out of its history."""
+    return sorted(name for name in SECTIONED if not access.can_view_field(name))
+
+
+def hidden_tabs(access) -> list[str]:
+    """The ``target_type`` of the entries of tabs ``access`` may not view (:data:`TAB_PERMISSIONS`)."""
+    return sorted(target for target, permission in TAB_PERMISSIONS.items() if not access.can(permission))
+
+
+def query(customer_id: int, access, **filters: str | datetime | None) -> Select:
+    """Newest first, narrowed by :data:`FILTERS`, without the changes to :func:`hidden_fields` and
+    :func:`hidden_tabs`: left out by the query itself, so the page's ``total`` does not count them (a
+    count of a hidden field's changes, narrowed by ``field`` and a time range, would tell how often and
+    when it changed)."""
     statement = select(HistoryEntry).where(HistoryEntry.customer_id == customer_id)
+    hidden = hidden_fields(access)
+    if hidden:
+        statement = statement.where(
+            or_(
+                HistoryEntry.target_type != "customer",
+                HistoryEntry.field.is_(None),
+                HistoryEntry.field.not_in(hidden),
+            )
+        )
+    tabs = hidden_tabs(access)
+    if tabs:
+        statement = statement.where(HistoryEntry.target_type.not_in(tabs))
     return filtered(statement, FILTERS, filters, given=bool).order_by(HistoryEntry.at.desc(), HistoryEntry.id.desc())
 
 
 def present(entries: list[HistoryEntry], access, cipher: FieldCipher) -> tuple[list[dict], list[str]]:
-    """Entries as the caller may see them, and the confidential fields shown unmasked.
-
-    Changes to a section the caller may not view (sale, installation) are left out; confidential
-    values are masked unless the caller holds that field's confidential view permission.
+    """Entries (of :func:`query` with the same ``access``) as the caller may see them, and the confidential
+    fields shown unmasked: confidential values are masked unless the caller holds that field's
+    confidential view permission.
     """
     shown: set[str] = set()
     items = []
     for entry in entries:
-        if (
-            entry.target_type == "customer"
-            and entry.field
-            and entry.field in SECTIONED
-            and not access.can_view_field(entry.field)
-        ):
-            continue
         old, new = entry.old_value, entry.new_value
         if entry.confidential:
             old, new = cipher.decrypt(entry.old_value_enc), cipher.decrypt(entry.new_value_enc)

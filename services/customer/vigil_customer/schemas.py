@@ -131,12 +131,15 @@ class CustomerPageSchema(Schema):
     total_estimated = fields.Boolean(required=True)
 
 
+MAX_TAG_FILTERS = 10
+
+
 class CustomerListArgs(PaginationArgs):
     q = TrimmedString(
         validate=validate.Length(min=1, max=200),
         metadata={
             "description": "Words matching the start of a name, business or DBA name, email, phone digits "
-            "(any format), customer id or property account number"
+            "(any format), customer id or property account number; at most 10 different words"
         },
     )
     cursor = fields.String(
@@ -149,7 +152,14 @@ class CustomerListArgs(PaginationArgs):
     archived = fields.String(load_default="all", validate=validate.OneOf(["all", "only", "none"]))
     location_id = fields.List(fields.Integer(validate=validate.Range(min=1)), load_default=list)
     account_type = Choice(["residential", "commercial"])
-    tag = fields.List(TrimmedString(validate=validate.Length(min=1, max=50)), load_default=list)
+    # each tag is one more condition (a record has every tag named): hundreds of them kept a request and a
+    # database connection busy for seconds
+    tag = fields.List(
+        TrimmedString(validate=validate.Length(min=1, max=50)),
+        load_default=list,
+        validate=validate.Length(max=MAX_TAG_FILTERS),
+        metadata={"description": f"Records having every one of these tags (at most {MAX_TAG_FILTERS})"},
+    )
     city = TrimmedString(validate=validate.Length(max=100))
     state = TrimmedString(validate=validate.Length(max=2))
     created_from, created_to = alike(2, Timestamp)

@@ -55,6 +55,10 @@ EXACT_TOTAL_LIMIT = 10_000
 NUMBERED_ROWS = EXACT_TOTAL_LIMIT  # a bare page number may skip this many records (OFFSET); deeper takes a cursor
 TRUSTED_ESTIMATE = 5 * EXACT_TOTAL_LIMIT  # a planner's estimate this far beyond the limit is not counted
 SMALL_RESULT = 2_000  # up to this many matching index entries, one read answers page and total
+# Each word of a search is one more condition joined to the others: 100 of them (200 characters of
+# one-letter words, or a few characters that fold into many, as U+FDFA folds into four words) kept a
+# request and a database connection busy for seconds to minutes. Nobody searches a name with more.
+MAX_WORDS = 10
 HEAD = 3  # search words shorter than this match whole words only; longer ones walk the terms sharing it
 TERM_MAX = 120
 _WORD_SPLIT = re.compile(r"[^\w'@.+-]+", re.UNICODE)
@@ -223,11 +227,13 @@ def query_tokens(q: str) -> list[str]:
         if len(digits) == 11 and digits.startswith("1"):
             digits = digits[1:]
         return [digits]
-    tokens = []
+    tokens: list[str] = []
     for word in _WORD_SPLIT.split(fold(q)):
-        word = word.strip(".'-+")
-        if word:
-            tokens.append(word[:TERM_MAX])
+        word = word.strip(".'-+")[:TERM_MAX]
+        if word and word not in tokens:  # a word twice asks nothing more
+            tokens.append(word)
+    if len(tokens) > MAX_WORDS:
+        raise validation_problem({"q": [f"At most {MAX_WORDS} different words."]})
     return tokens
 
 
@@ -474,7 +480,7 @@ def _customer_filters(query: ListQuery, visibility: Visibility) -> list:
         conditions.append(Customer.last_activity_at >= query.activity_from)
     if query.activity_to:
         conditions.append(Customer.last_activity_at < query.activity_to)
-    for tag_name in query.tag:
+    for tag_name in dict.fromkeys(name.strip().lower() for name in query.tag):  # a tag twice asks nothing more
         conditions.append(
             Customer.id.in_(
                 select(CustomerTag.customer_id)

@@ -87,6 +87,23 @@ def test_a_technician_cannot_be_booked_twice_at_once(api, known, site, book):
     assert book(elsewhere, starts="2026-12-01T08:30:00Z", ends="2026-12-01T09:30:00Z").status_code == 201
 
 
+def test_a_clash_names_the_other_visit_only_to_a_caller_who_may_view_it(api, known, site, book):
+    """A technician serves several offices: the 409 named the id of the visit it clashed with, although
+    the caller could not view it (a record of an office they do not hold)."""
+    known(8, location_id=2)
+    theirs = book(api.post("/api/v1/customers/8/properties", json={}).json).json
+    scheduler = api.as_(identity_with("appointments.view", "appointments.modify", "properties.view", locations=(1,)))
+    clash = book(site, starts="2026-12-01T09:30:00Z", ends=ELEVEN, client=scheduler)
+    assert clash.status_code == 409 and set(clash.json["errors"]) == {"starts_at"}
+    assert "conflicting_appointment_id" not in clash.json
+    mine = book(site, starts=TEN, ends=ELEVEN, client=scheduler).json
+    moved = scheduler.patch(f"/api/v1/appointments/{mine['id']}", json={"starts_at": "2026-12-01T09:30:00Z"})
+    assert moved.status_code == 409 and "conflicting_appointment_id" not in moved.json
+    everywhere = api.as_(identity_with("appointments.view", "appointments.modify", locations=(1, 2)))
+    named = book(site, starts="2026-12-01T09:30:00Z", ends=ELEVEN, client=everywhere)
+    assert named.status_code == 409 and named.json["conflicting_appointment_id"] == theirs["id"]
+
+
 def test_rescheduling_into_a_clash_is_refused_and_changes_nothing(api, site, book):
     first = book(site).json
     second = book(site, starts=TEN, ends=ELEVEN, technician=13).json

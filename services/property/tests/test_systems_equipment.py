@@ -139,6 +139,31 @@ def test_password_is_masked_and_its_change_needs_the_confidential_permission(api
     assert api.get(path).json["password"] == "6666-new"
 
 
+def test_a_system_sent_back_as_read_keeps_its_password(api, site, panel):
+    """The masked password a caller was shown (``***``), sent back with the rest of the system, was saved
+    as the panel's password: the real one was lost. It is no change now, for whoever sends it."""
+    system = add_panel(api, site, panel).json
+    path = system_path(site, system["id"])
+    for rights in (("properties.view", "properties.modify", CODES_MODIFY), ("properties.view", "properties.modify")):
+        editor = api.as_(identity_with(*rights))
+        seen = editor.get(path).json
+        assert seen["password"] == "***"
+        echoed = editor.patch(path, json={"password": seen["password"], "version": "4.3"})
+        assert echoed.status_code == 200 and echoed.json["version"] == "4.3"
+        assert api.get(path).json["password"] == "5555-secret"
+    assert not [
+        e for e in api.get(f"/api/v1/properties/{site['id']}/history").json["items"] if e["field"] == "password"
+    ]
+    kind = api.post("/api/v1/system-kinds", json={"name": "Bare NVR"}).json
+    for body in ({"kind_id": kind["id"], "password": "***"}, {"kind_id": kind["id"]}):
+        made = api.post(system_path(site), json=body)
+        if made.status_code == 201:
+            refused = api.patch(system_path(site, made.json["id"]), json={"password": "***"})
+        else:
+            refused = made
+        assert refused.status_code == 422 and set(refused.json["errors"]) == {"password"}
+
+
 def test_a_password_may_be_entered_where_none_is_stored(api, site, known):
     kind = api.post("/api/v1/system-kinds", json={"name": "Hikvision NVR"}).json
     editor = api.as_(identity_with("properties.view", "properties.modify"))

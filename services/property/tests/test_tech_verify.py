@@ -125,8 +125,22 @@ def test_only_technicians_of_the_propertys_location(api, site):
     refused = nobody.post(VERIFY, json={"account_number": "ACC-77", "pin": "2468"})
     assert refused.status_code == 403 and refused.json["permission"] == "tech_portal.use"
     elsewhere = technician(locations=(2,))
-    assert verify(api, elsewhere).status_code == 403
-    assert verify(api, elsewhere, pin="1111").status_code == 404  # no hint without the PIN
+    unknown = verify(api, elsewhere, account="NOPE")
+    assert unknown.status_code == 404
+    for pin in ("2468", "1111"):  # right or wrong, the very answer an unknown account gets
+        answer = verify(api, elsewhere, pin=pin)
+        assert (answer.status_code, answer.json) == (404, unknown.json | {"request_id": answer.json["request_id"]})
+
+
+def test_a_technician_of_another_office_can_neither_lock_an_account_nor_learn_it_exists(api, session, site):
+    """Wrong PINs from a technician who may not use the portal where the property is counted against it:
+    the fifth locked it (its own technicians were refused for 15 minutes) and answered "locked", which an
+    unknown account never does."""
+    elsewhere = technician(locations=(2,), ip="198.51.100.30")
+    answers = {verify(api, elsewhere, pin="0000").json["type"] for _ in range(tech.MAX_WRONG_PINS + 1)}
+    assert answers == {tech.NO_MATCH}
+    assert session.scalar(select(PinGuard.failures).where(PinGuard.property_id == site["id"])) in (None, 0)
+    assert verify(api, technician()).status_code == 200
 
 
 def test_a_property_without_a_stored_pin_has_the_default(api, session, site):
@@ -246,7 +260,7 @@ def test_a_customer_not_yet_placed_is_placed_once_by_the_customer_service(api, s
     session.execute(update(KnownCustomer).where(KnownCustomer.customer_id == 7).values(location_id=None))
     session.commit()
     customer_service.asked.clear()
-    assert verify(api, technician(locations=(2,))).status_code == 403  # placed at 1 by the customer service
+    assert verify(api, technician(locations=(2,))).status_code == 404  # placed at 1 by the customer service
     assert customer_service.asked == [7]
     session.expire_all()
     assert session.get(KnownCustomer, 7).location_id == 1  # kept: the next lookup does not ask again

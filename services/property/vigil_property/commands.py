@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from vigil_shared.archived import refuse_if_archived
-from vigil_shared.commands import Context, catalog_commands, command, forbidden, refuse_on_record
+from vigil_shared.commands import Context, catalog_commands, command, refuse_on_record
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.db import Database, utcnow
 from vigil_shared.errors import FORBIDDEN, Problem, not_found
@@ -247,6 +247,7 @@ def add_system(ctx: Context, scoped: Scoped, data: dict) -> System:
 def update_system(ctx: Context, scoped: Scoped, system_id: int, changes: dict) -> System:
     """Changes a system; changing a stored password needs ``confidential.installation_codes.modify``."""
     system = as_read(ctx, systems.get_system, scoped, system_id)
+    changes = systems.without_masked_echo(system, changes)
     if "password" in changes and system.password_encrypted is not None:
         ctx.require(CODES_MODIFY, scoped.location_id, field="password")
     systems.update_system(ctx.session, ctx.cipher, scoped.property, system, changes, actor(ctx))
@@ -288,15 +289,34 @@ def remove_equipment(ctx: Context, scoped: Scoped, equipment_id: int) -> None:
 # --- appointments -------------------------------------------------------------------------------------
 
 
+def _clash_named_only_if_visible(ctx: Context, problem: Problem) -> Problem:
+    """A double booking's 409 names the appointment it clashes with only to a caller who may view that
+    appointment: a technician works for several offices, and the id of a visit in one the caller does
+    not hold is not theirs to learn (the 409 itself they get: the technician is not free)."""
+    clash = problem.extra.get("conflicting_appointment_id")
+    if clash is not None:
+        found = appointments.get_appointment(ctx.session, clash)
+        location_id = properties.property_with_location(ctx.session, found.property_id)[1]
+        if not ctx.can("appointments.view", location_id):
+            del problem.extra["conflicting_appointment_id"]
+    return problem
+
+
 @command
 def schedule(ctx: Context, scoped: Scoped, data: dict) -> Appointment:
-    return appointments.schedule(ctx.session, scoped.property, data, actor(ctx))
+    try:
+        return appointments.schedule(ctx.session, scoped.property, data, actor(ctx))
+    except Problem as problem:
+        raise _clash_named_only_if_visible(ctx, problem) from None
 
 
 @command
 def reschedule(ctx: Context, scoped: Scoped, appointment: Appointment, changes: dict) -> Appointment:
     ctx.check_version(appointment.id, appointment.row_version)
-    appointments.reschedule(ctx.session, scoped.property, appointment, changes, actor(ctx))
+    try:
+        appointments.reschedule(ctx.session, scoped.property, appointment, changes, actor(ctx))
+    except Problem as problem:
+        raise _clash_named_only_if_visible(ctx, problem) from None
     return appointment
 
 
@@ -327,7 +347,8 @@ def verify_on_site(
     pin: str,
     quick: Connection,
 ) -> Scoped:
-    """The property whose account number and PIN match (404 for either wrong, 429 when locked or too fast).
+    """The property whose account number and PIN match (404 for either wrong, and for a property where the
+    caller may not use the portal; 429 when locked or too fast).
 
     Not one transaction: every attempt and every wrong PIN is committed as soon as it is counted
     (see :mod:`vigil_property.tech`), so the counts stick though the answer is an error. ``quick`` is
@@ -347,21 +368,23 @@ def verify_on_site(
             quick.rollback()
             if not error.connection_invalidated or attempt == 2:
                 raise
+    location_id = None
+    if candidate is not None:
+        location_id = candidate.location_id
+        if location_id is None:  # not replicated with its location yet: ask once, keep the answer
+            ctx = context()
+            location_id = customer_location(ctx, candidate.property.customer_id)
+            ctx.session.commit()
+        if not identity.can(TECH_PORTAL, location_id):
+            # another office's account is no account to this caller: no lock shown, no wrong PIN counted
+            # (or an outsider could lock it and learn it exists), no word on whether the PIN is right
+            candidate = None
     if candidate is not None:
         tech.ensure_unlocked(candidate, now)
     if not pins.matches(cipher, candidate.property if candidate else None, pin) or candidate is None:
         if candidate is not None and (until := tech.record_failure(context().session, candidate.property.id, now)):
             raise tech.locked(until, now)
         raise tech.no_match()
-    location_id = candidate.location_id
-    if location_id is None:  # not replicated with its location yet: ask once, keep the answer
-        ctx = context()
-        location_id = customer_location(ctx, candidate.property.customer_id)
-        ctx.session.commit()
-    if not identity.can(
-        TECH_PORTAL, location_id
-    ):  # Context.require's rule and answer (403), said once the PIN is right
-        raise forbidden(TECH_PORTAL)
     if tech.has_failures(candidate):
         tech.clear_failures(context().session, candidate)
     return Scoped(candidate.property, location_id)  # type: ignore[arg-type]  # a row with the attributes used

@@ -469,7 +469,7 @@ class MonitoringMessageSchema(Schema):
     zone = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=40))
     user = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=40))
     description = TrimmedString(allow_none=True, load_default=None, validate=validate.Length(max=300))
-    occurred_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    occurred_at = Timestamp(allow_none=True, load_default=None)
 
     @validates_schema
     def _status_needs_value(self, data, **_):
@@ -511,7 +511,7 @@ class SignalSchema(Schema):
 
 class SignalArgs(PaginationArgs):
     kind = Choice(("status", *SIGNAL_TYPES))
-    since = fields.AwareDateTime()
+    since = Timestamp()
 
 
 class SignalPageSchema(page_schema(SignalSchema, "SignalPageBase")):  # type: ignore[misc]

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from vigil_shared.crypto import FieldCipher
 from vigil_shared.errors import Problem, conflict, get_or_404, validation_problem
 from vigil_shared.http import Page, paginate
+from vigil_shared.masking import MASK
 
 from . import history, writes
 from .history import Actor
@@ -174,8 +175,24 @@ def _kind_for(session: Session, kind_id: int) -> SystemKind:
     return kind
 
 
+MASKED_PASSWORD = "Send the full value; a masked value cannot be saved."
+
+
+def without_masked_echo(system: System, changes: dict) -> dict:
+    """``changes`` without a password that is the mask a caller was shown (``***``): sending the system
+    back as read changes nothing (it was saved as the password, and the panel's real one was lost). A
+    mask where no password is stored is refused (422), as on a new system."""
+    if changes.get("password") != MASK:
+        return changes
+    if system.password_encrypted is None:
+        raise validation_problem({"password": [MASKED_PASSWORD]})
+    return {name: value for name, value in changes.items() if name != "password"}
+
+
 def add_system(session: Session, cipher: FieldCipher, prop: Property, data: dict, actor: Actor) -> System:
     ensure_editable(prop)
+    if data.get("password") == MASK:
+        raise validation_problem({"password": [MASKED_PASSWORD]})
     kind = _kind_for(session, data["kind_id"])
     values = {name: data.get(name) for name in PLAIN_COLUMNS}
     details = data.get("details") or {}

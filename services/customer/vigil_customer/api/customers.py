@@ -222,11 +222,9 @@ class CustomerHistory(MethodView):
         values are masked unless you hold their view permission; sections you may not view are left out.
         """
         session, customer = request_session(), loaded()
-        statement = history.query(customer.id, **filters)
-        result = paginate(session, statement, page, per_page)
-        items, shown = history.present(
-            result.items, Access(current_identity(), customer.kind, customer.location_id), cipher()
-        )
+        access = Access(current_identity(), customer.kind, customer.location_id)
+        result = paginate(session, history.query(customer.id, access, **filters), page, per_page)
+        items, shown = history.present(result.items, access, cipher())
         if shown:
             note_confidential_read("customer_history", customer.id, shown)
         page_out = Page(items=items, page=result.page, per_page=result.per_page, total=result.total)
