@@ -732,7 +732,7 @@ def _walked_pages(session, q: str, visibility, sort: str) -> list[tuple]:
 
 
 @pytest.mark.parametrize("small", [True, False])
-def test_two_letter_words_read_from_the_pair_table_find_what_the_term_ranges_find(api, session, monkeypatch, small):
+def test_two_words_of_letters_read_from_the_pair_table_find_what_the_term_ranges_find(api, session, monkeypatch, small):
     """Two words of four letters or more are read from the pair table (``customer_search_pairs``) instead
     of joining each word's range of the term table: the same rows, order, totals, cursors and tags on
     every page, either sort direction (and by date) and scope, on the small result and on the ordered walk, whichever
