@@ -29,8 +29,9 @@ from flask import Flask, jsonify, request
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
+from vigil_customer import search
 from vigil_customer.app import program
-from vigil_customer.models import Customer, HistoryEntry, SearchTerm, messaging
+from vigil_customer.models import Customer, HistoryEntry, SearchPair, SearchTerm, messaging
 from vigil_shared import migrations
 from vigil_shared.identity import Identity
 from vigil_shared.testing import identity_headers, postgres_admin_url
@@ -93,12 +94,13 @@ def floor(url: str, count: int) -> list[float]:
     """The floor of a create, in the same run and database: a bare Flask app (no identity, no rights,
     no ORM, no schema, no duplicate check, no validation) that takes the same JSON body and writes
     what the service writes for it, with Core statements in one transaction: the record's row, its
-    search terms (the service's own term builder), one history row per field and the outbox row,
+    search terms and the pairs of its words of four letters or more, one history row per field and the outbox row,
     then answers the row as JSON."""
     engine = create_engine(url, pool_size=2)
-    customers, terms, history, outbox = (
+    customers, terms, pairs, history, outbox = (
         Customer.__table__,
         SearchTerm.__table__,
+        SearchPair.__table__,
         HistoryEntry.__table__,
         messaging.OutboxEvent.__table__,
     )
@@ -122,6 +124,14 @@ def floor(url: str, count: int) -> list[float]:
                 [{"customer_id": row.id, "term": w[:120], "head": w[:3], "covered": 0, "kind": "customer",
                   "location_id": row.location_id, "sort_name": name} for w in sorted(words)],
             )  # fmt: skip
+            paired = [w[:120] for w in sorted(words) if search.pairable(w[:120], 0)]
+            if len(paired) > 1:
+                conn.execute(
+                    insert(pairs),
+                    [{"customer_id": row.id, "lo": lo, "hi": hi, "lo_head": lo[:3], "hi_head": hi[:3],
+                      "kind": "customer", "location_id": row.location_id, "sort_name": name}
+                     for i, lo in enumerate(paired) for hi in paired[i + 1:]],
+                )  # fmt: skip
             conn.execute(
                 insert(history),
                 [{"customer_id": row.id, "at": now, "actor_name": "floor", "source": "api", "action": "create",

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_customer_search.py                  # 1,000,000 on PostgreSQL + 100,000 on SQLite
     .venv/bin/python bench/bench_customer_search.py --customers 200000 --skip-sqlite
+    .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only
 
 What it does:
 1. Loads customers with realistically skewed names into a fresh PostgreSQL database. Surnames and
@@ -14,7 +15,8 @@ What it does:
    timed: a name fragment (common, full and rare), an email, a phone number as typed, and an
    account number.
 3. Times the same searches as naive SQL, each with a trigram index: `ILIKE '%…%'`, `ORDER BY`
-   name, `LIMIT 20`, plus a `count(*)`.
+   name, `LIMIT 20`, plus a `count(*)`. Service and naive requests are interleaved one by one (on
+   the same sample, alternating which goes first), and each kind prints service / naive for p50 and p95.
 4. Times deep pages. A keyset cursor at row 500,000 (as the `Link` headers give) is compared with
    `page=25001` through the service and with raw `OFFSET 500000`.
 5. Repeats the service searches on SQLite with 100,000 customers.
@@ -38,12 +40,12 @@ from pathlib import Path
 
 import benchkit
 from flask import Flask, jsonify
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from vigil_customer import search
 from vigil_customer.app import program
-from vigil_customer.models import Customer
+from vigil_customer.models import Customer, SearchPair, SearchTerm
 from vigil_shared import migrations
 from vigil_shared.identity import BINDING_HEADER, IDENTITY_HEADER, Identity, request_binding, sign_claims
 from vigil_shared.testing import TEST_SECRET, postgres_admin_url
@@ -225,6 +227,21 @@ def row_terms(row: tuple, account: str | None) -> set[str]:
     return terms
 
 
+def pairs_from_terms(dialect: str) -> str:
+    """The pairs of the terms already written, by migration 0011's own backfill: the rows the service
+    writes with the terms (``test_pairs_written_with_the_terms_are_what_the_migration_derives_from_them``)."""
+    import importlib.util
+
+    path = Path(search.__file__).parent / "migrations" / "versions" / "0011_search_pairs.py"
+    spec = importlib.util.spec_from_file_location("search_pairs_migration", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    return migration.PAIRS_FROM_TERMS.format(
+        a=migration.pairable_sql("a", dialect), b=migration.pairable_sql("b", dialect)
+    )
+
+
 def pg_load(url: str, count: int) -> None:
     import psycopg
 
@@ -234,7 +251,7 @@ def pg_load(url: str, count: int) -> None:
         conn.execute("SET max_parallel_maintenance_workers = 2")
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('customers', 'customer_search_terms', "
-            "'property_accounts') AND indexname NOT LIKE 'pk_%' AND indexname NOT LIKE 'uq_%'"
+            "'customer_search_pairs', 'property_accounts') AND indexname NOT LIKE 'pk_%' AND indexname NOT LIKE 'uq_%'"
         ).fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
@@ -272,6 +289,12 @@ def pg_load(url: str, count: int) -> None:
             copy.write("".join(lines))
         print(f"  {terms:,} search terms copied in {time.perf_counter() - started:.1f} s", flush=True)
         started = time.perf_counter()
+        # its indexes are not built yet: a nested loop would scan the term table once per term (hours)
+        conn.execute("SET enable_nestloop = off")
+        pairs = conn.execute(pairs_from_terms("postgresql")).rowcount
+        conn.execute("RESET enable_nestloop")
+        print(f"  {pairs:,} search pairs derived from them in {time.perf_counter() - started:.1f} s", flush=True)
+        started = time.perf_counter()
         conn.execute("ALTER TABLE customers ADD CONSTRAINT uq_customers_email_key UNIQUE (email_key)")
         for _, definition in indexes:
             conn.execute(definition)
@@ -284,6 +307,7 @@ def pg_load(url: str, count: int) -> None:
         started = time.perf_counter()
         conn.execute("VACUUM (ANALYZE) customers")
         conn.execute("VACUUM (ANALYZE) customer_search_terms")
+        conn.execute("VACUUM (ANALYZE) customer_search_pairs")
         conn.execute("VACUUM (ANALYZE) property_accounts")
         print(f"  vacuum and analyze in {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -314,31 +338,15 @@ def sqlite_load(url: str, count: int) -> None:
             accounts,
         )
     by_customer = {a["customer_id"]: [a["account_number"]] for a in accounts}
-    term_rows = []
+    term_rows, pair_rows = [], []
     for values in rows:
         customer = Customer(**{k: v for k, v in values.items() if k != "custom_fields"})
-        terms = search.covered_lengths(search.terms_of(customer, by_customer.get(customer.id, [])))
-        for term, covered in terms.items():
-            term_rows.append(
-                {
-                    "customer_id": customer.id,
-                    "term": term,
-                    "head": term[: search.HEAD],
-                    "covered": covered,
-                    "kind": customer.kind,
-                    "location_id": customer.location_id,
-                    "sort_name": customer.sort_name,
-                }
-            )
+        terms, pairs = search.search_rows(customer, by_customer.get(customer.id, []))  # as the service writes them
+        term_rows += terms
+        pair_rows += pairs
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO customer_search_terms (customer_id, term, head, covered, kind, location_id, "
-                "sort_name) VALUES (:customer_id, :term, :head, :covered, :kind, :location_id, "
-                ":sort_name)"
-            ),
-            term_rows,
-        )
+        conn.execute(insert(SearchTerm.__table__), term_rows)
+        conn.execute(insert(SearchPair.__table__), pair_rows)
         conn.execute(text("ANALYZE"))
     engine.dispose()
 
@@ -361,8 +369,13 @@ def check_terms(url: str, sample: int = 300) -> None:
                 ).all()
             )
             assert stored == expected, (customer.id, set(stored.items()) ^ set(expected.items()))
+            pairs = session.execute(
+                text("SELECT lo, hi FROM customer_search_pairs WHERE customer_id = :c"), {"c": customer.id}
+            ).all()
+            expected_pairs = {(p["lo"], p["hi"]) for p in search.search_rows(customer, list(accounts))[1]}
+            assert {tuple(p) for p in pairs} == expected_pairs, (customer.id, expected_pairs)
     engine.dispose()
-    print(f"  terms of {sample} sampled records equal the service's own term builder", flush=True)
+    print(f"  terms and pairs of {sample} sampled records equal the service's own", flush=True)
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -383,6 +396,24 @@ def timed(fn, samples: list, runs: int, warmup: int = 5) -> tuple[list[float], o
         last = fn(samples[i % len(samples)])
         times.append((time.perf_counter() - started) * 1000)
     return times, last
+
+
+def timed_pair(first, second, samples: list, runs: int, warmup: int = 5) -> tuple[list[float], list[float]]:
+    """Both callables timed request by request, interleaved, on the same sample each time: each pair's
+    order alternates (first, second, second, first…), so both see the same machine (on a shared box the
+    load moves within seconds, and blocks of one then the other compared two different machines)."""
+    for i in range(warmup):
+        first(samples[i % len(samples)])
+        second(samples[i % len(samples)])
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(runs):
+        sample = samples[i % len(samples)]
+        for which in (0, 1) if i % 2 == 0 else (1, 0):
+            fn = (first, second)[which]
+            started = time.perf_counter()
+            fn(sample)
+            times[which].append((time.perf_counter() - started) * 1000)
+    return times
 
 
 class GatewayIdentity:
@@ -496,15 +527,17 @@ def report(rows: list[tuple], target: float | None) -> bool:
     ok = True
     print(
         f"  {'search':<24}{'service p50':>12}{'service p95':>12}{'naive p50':>11}{'naive p95':>11}"
-        f"{'matches':>10}  queries (matches of the first)"
+        f"{'ratio p50':>10}{'ratio p95':>10}{'matches':>10}  queries (matches of the first)"
     )
     for label, service_times, naive_times, total, estimated, example in rows:
         p95 = percentile(service_times, 95)
         ok &= target is None or p95 <= target
         naive = (
             f"{percentile(naive_times, 50):>9.1f}ms{percentile(naive_times, 95):>9.1f}ms"
+            f"{percentile(service_times, 50) / percentile(naive_times, 50):>9.2f}x"
+            f"{p95 / percentile(naive_times, 95):>9.2f}x"
             if naive_times
-            else f"{'-':>11}{'-':>11}"
+            else f"{'-':>11}{'-':>11}{'-':>10}{'-':>10}"
         )
         shown_total = f"~{total:,}" if estimated else f"{total:,}"
         print(f"  {label:<24}{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}{shown_total:>10}  {example}")
@@ -517,12 +550,15 @@ def measure_searches(get, url: str, runs: int, naive: bool) -> list[tuple]:
     engine = create_engine(url) if naive else None
     for label, values in picks.items():
         values = [v for v in values if v]
-        service_times, body = timed(lambda q: get("/api/v1/customers", q=q), values, runs)
-        naive_times = []
-        if engine is not None:
+        service = lambda q: get("/api/v1/customers", q=q)  # noqa: E731
+        naive_times: list[float] = []
+        if engine is not None:  # interleaved request by request: both on the same machine
             with engine.connect() as conn:
                 # B023: the lambda is called at once, inside this iteration
-                naive_times, _ = timed(lambda v: naive_query(conn, naive_kind(label), v), values, runs)  # noqa: B023
+                naive = lambda v: naive_query(conn, naive_kind(label), v)  # noqa: B023, E731
+                service_times, naive_times = timed_pair(service, naive, values, runs)
+        else:
+            service_times, _ = timed(service, values, runs)
         first = get("/api/v1/customers", q=values[0])
         example = f"{values[0]!r}" + (f" and {len(values) - 1} more" if len(values) > 1 else "")
         rows.append((label, service_times, naive_times, first["total"], first["total_estimated"], example))
@@ -674,8 +710,9 @@ def run_postgres(args) -> bool:
                 "naive SQL beside it:"
             )
             ok = report(measure_searches(get, url, args.runs, naive=True), 30.0)
-            print("\n  deep pages:")
-            measure_deep(get, url, args.runs, min(500_000, int(args.customers * 0.55)))
+            if not args.searches_only:
+                print("\n  deep pages:")
+                measure_deep(get, url, args.runs, min(500_000, int(args.customers * 0.55)))
         return ok
     finally:
         if not args.keep and not reuse:
@@ -708,6 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database afterwards")
+    parser.add_argument("--searches-only", action="store_true", help="page 1 of the searches only, no deep pages")
     parser.add_argument("--database", help="measure a database kept by an earlier --keep run (no load; kept)")
     args = parser.parse_args(argv)
     results = []

@@ -58,3 +58,39 @@ def test_free_text_monitored_by_becomes_the_catalog(test_databases):
         "D": None,
         "E": None,
     }
+
+
+def test_search_pairs_are_backfilled_from_the_terms_of_existing_records(test_databases):
+    """Migration 0011 derives the pairs of records written before it from their search terms: every two
+    terms a word of four letters or more can match (not ``#id``, digits, three letters, or an email a
+    name covers), lower first, with the record's kind, location and sort key."""
+    record = (
+        "INSERT INTO customers (id, kind, location_id, active, first_name, last_name, sort_name, custom_fields,"
+        " created_at, updated_at, version)"
+        " VALUES (7, 'lead', 3, true, 'James', 'Smith', 'smith james', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)"
+    )
+    term = (
+        "INSERT INTO customer_search_terms (customer_id, term, head, covered, kind, location_id, sort_name)"
+        " VALUES (7, :t, :h, :c, 'lead', 3, 'smith james')"
+    )
+    terms = {
+        "#7": 0,
+        "james": 0,
+        "smith": 0,
+        "james.smith@corp.example": 5,
+        "corp.example": 0,
+        "lee": 0,
+        "6135551234": 0,
+    }
+    rows = [(record, {}), *((term, {"t": t, "h": t[:3], "c": c}) for t, c in terms.items())]
+    url = test_databases.url_for("customer_search_pairs_migration")
+    with migrated_over("vigil_customer", url, "0010", rows) as engine, engine.connect() as conn:
+        pairs = conn.execute(
+            text(
+                "SELECT customer_id, lo, hi, lo_head, hi_head, kind, location_id, sort_name FROM customer_search_pairs"
+            )
+        ).all()
+    assert {tuple(p) for p in pairs} == {
+        (7, lo, hi, lo[:3], hi[:3], "lead", 3, "smith james")
+        for lo, hi in (("corp.example", "james"), ("corp.example", "smith"), ("james", "smith"))
+    }

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from helpers import create, customer, lead
-from sqlalchemy import event, update
+from sqlalchemy import event, text, update
 
 from vigil_customer import search
 from vigil_customer.models import Customer
@@ -666,3 +666,142 @@ def test_a_cursor_nested_past_the_parsers_depth_is_a_422_not_a_500(api):
     cursor = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
     response = api.get(f"/api/v1/customers?cursor={cursor}")
     assert response.status_code == 422, response.get_data(as_text=True)
+
+
+def _pairs_derived_by_the_migration(session) -> set[tuple]:
+    """The pair rows migration 0011's backfill derives in SQL from the term table (run in place of the
+    stored ones, in the test's transaction)."""
+    import importlib.util
+    from pathlib import Path
+
+    import vigil_customer
+
+    path = Path(vigil_customer.__file__).parent / "migrations" / "versions" / "0011_search_pairs.py"
+    spec = importlib.util.spec_from_file_location("search_pairs_migration", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    dialect = session.get_bind().dialect.name
+    session.execute(text("DELETE FROM customer_search_pairs"))
+    session.execute(
+        text(
+            migration.PAIRS_FROM_TERMS.format(
+                a=migration.pairable_sql("a", dialect), b=migration.pairable_sql("b", dialect)
+            )
+        )
+    )
+    return _stored_pairs(session)
+
+
+def _stored_pairs(session) -> set[tuple]:
+    return set(
+        session.execute(
+            text(
+                "SELECT customer_id, lo, hi, lo_head, hi_head, kind, location_id, sort_name FROM customer_search_pairs"
+            )
+        ).all()
+    )
+
+
+PAIRED_PEOPLE = [
+    # (first, last, business, location, email)
+    ("James", "Smith", None, 1, "james.smith@corp.example"),  # the email is covered by "james"
+    ("Jameson", "Smithers", "Smith Alarm Systems", 1, None),
+    ("Smith", "James", None, 2, "smithjames@corp.example"),  # an email no name word covers
+    ("Bob", "Jones", None, 2, "smithbob@mail.example"),  # "smith" only through the email
+    ("Mary-Jane", "O'Brien", None, 1, None),  # hyphen and apostrophe: whole words and their parts
+    ("Zoëlle", "Åberg", None, 2, None),  # folded to a-z
+    ("Anna", "Straße", None, 1, None),  # "straße": its first four characters are letters, not all of it
+    ("Lee", "Kim", None, 2, None),  # three-letter names never pair
+    ("James", "Smith", None, 2, None),
+]
+
+
+def _walked_pages(session, q: str, visibility, sort: str) -> list[tuple]:
+    """Every page of a search by its cursors: rows (listed columns), total, flag, cursors and tags."""
+    pages, cursor = [], None
+    while True:
+        page = search.list_customers(
+            session.connection(), search.ListQuery(q=q, per_page=2, sort=sort, cursor=cursor), visibility
+        )
+        rows = [tuple(getattr(row, column.key) for column in search._LISTED) for row in page.rows]
+        pages.append((rows, page.total, page.estimated, page.next_cursor, page.prev_cursor, page.tags))
+        if not page.next_cursor:
+            return pages
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_two_words_of_letters_read_from_the_pair_table_find_what_the_term_ranges_find(api, session, monkeypatch, small):
+    """Two words of four letters or more are read from the pair table (``customer_search_pairs``) instead
+    of joining each word's range of the term table: the same rows, order, totals, cursors and tags on
+    every page, either sort direction (and by date) and scope, on the small result and on the ordered walk, whichever
+    field each word matches (a name, a business word, an email no name covers, a domain, folded or
+    hyphenated words); a third word is still joined. Without the pair table's rows, the paired searches
+    find nothing (the test reads them)."""
+    for i, (first, last, business, location, email) in enumerate(PAIRED_PEOPLE):
+        made = create_person(api, first, last, business, location, suffix=i)
+        if email:
+            assert api.patch(f"/api/v1/customers/{made['id']}", json={"email": email}).status_code == 200
+    if not small:
+        monkeypatch.setattr(search, "SMALL_RESULT", 1)
+    scopes = [search.Visibility(None, None), search.Visibility(frozenset({2}), frozenset({2}))]
+    paired = [
+        "james smith",
+        "smith james",
+        "jame smit",
+        "smith alarm",
+        "systems jameson",
+        "smith corp",
+        "corp smithjames",
+        "smithbob mail",
+        "mary obrien",
+        "maryjane obrien",
+        "zoelle aberg",
+        "anna stra",
+        "james smith example",
+        "smith nobody",
+    ]
+    not_paired = ["anna straße", "lee kim", "jam smi", "jame jameson", "smith smith", "o'brien mary", "james"]
+    assert all(search._paired_words(search.query_tokens(q)) for q in paired)
+    assert not any(search._paired_words(search.query_tokens(q)) for q in not_paired)
+    real = search._paired_words
+    found = 0
+    for visibility in scopes:
+        for q in paired + not_paired:
+            for sort in ("name", "-name", "-created"):
+                search._KEPT.clear()
+                through_pairs = _walked_pages(session, q, visibility, sort)
+                monkeypatch.setattr(search, "_paired_words", lambda tokens: None)
+                search._KEPT.clear()
+                through_terms = _walked_pages(session, q, visibility, sort)
+                monkeypatch.setattr(search, "_paired_words", real)
+                assert through_pairs == through_terms, (q, visibility, sort)
+                found += through_pairs[0][1]
+    assert found > 40
+    search._KEPT.clear()
+    session.execute(text("DELETE FROM customer_search_pairs"))
+    assert _walked_pages(session, "smith corp", scopes[0], "name")[0][1] == 0, "read from the pair table"
+
+
+def test_pairs_written_with_the_terms_are_what_the_migration_derives_from_them(api, session, consumer):
+    """The pair rows the service writes (create, rename, a change of location, an account number from the
+    property service, a conversion, a delete) are the rows migration 0011's backfill derives from the
+    term table, so records written before it search the same as records written after."""
+    made = [
+        create_person(api, first, last, business, location, suffix=i)
+        for i, (first, last, business, location, _) in enumerate(PAIRED_PEOPLE)
+    ]
+    api.patch(f"/api/v1/customers/{made[0]['id']}", json={"last_name": "Smithson", "location_id": 2})
+    api.patch(f"/api/v1/customers/{made[3]['id']}", json={"email": "abcdef.jones@mail.example"})
+    assert consumer.consume(
+        property_event("property.created", property_id=10, customer_id=made[1]["id"], account_number="ABCD-77")
+    )
+    assert api.delete(f"/api/v1/customers/{made[2]['id']}").status_code < 300
+    session.expire_all()
+    stored = _stored_pairs(session)
+    assert stored == _pairs_derived_by_the_migration(session)
+    by_record = {row[0] for row in stored}
+    assert made[2]["id"] not in by_record and made[1]["id"] in by_record
+    assert any(row[0] == made[1]["id"] and "abcd-77" in row[1:3] for row in stored), "four letters first: it pairs"
+    assert any(row[0] == made[0]["id"] and row[6] == 2 and "smithson" in row[1:3] for row in stored)

@@ -42,7 +42,7 @@ from .access import (
     unmasked_by_move,
     visible_field,
 )
-from .models import Contact, Customer, CustomerFile, HistoryEntry, PropertyAccount, SearchTerm, messaging
+from .models import Contact, Customer, CustomerFile, HistoryEntry, PropertyAccount, SearchPair, SearchTerm, messaging
 
 DUPLICATES = "urn:vigil:problem:duplicates"
 REQUIRED = record.REQUIRED
@@ -405,7 +405,9 @@ def _insert_statement(dialect: str, definitions: bool, kinds: tuple[bool, bool, 
     return insert(_CUSTOMERS).returning(*returned)
 
 
-_HISTORY, _TERMS, _OUTBOX = (cast(Table, m.__table__) for m in (HistoryEntry, SearchTerm, messaging.OutboxEvent))
+_HISTORY, _TERMS, _PAIRS, _OUTBOX = (
+    cast(Table, m.__table__) for m in (HistoryEntry, SearchTerm, SearchPair, messaging.OutboxEvent)
+)
 FIRST_VERSION = 1  # what the mapper's version counter gives a new row (``version_id_col``)
 
 
@@ -598,7 +600,7 @@ def create(
         ctx.session,
         [
             (_HISTORY, entries),
-            (_TERMS, search.term_rows(customer)),
+            *zip((_TERMS, _PAIRS), search.search_rows(customer), strict=True),
             (_OUTBOX, ctx.outbox.event_rows([event])),
         ],
     )

@@ -118,6 +118,41 @@ class SearchTerm(Base):
     )
 
 
+class SearchPair(Base):
+    """Two search terms of one record that a letter word can match (``james`` and ``smith``), kept as
+    one row keyed by both heads, so a search of two such words reads the records holding both from
+    one narrow index range (a few hundred entries) instead of joining each word's range (tens of
+    thousands for two common words). ``lo`` < ``hi`` in byte order; kind, location and sort key ride
+    along as in the term table. Which terms pair: :func:`vigil_customer.search.pairable` (written with
+    the terms, by the same code; migration 0011 derived them in SQL for records written before).
+    """
+
+    __tablename__ = "customer_search_pairs"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    lo: Mapped[str] = mapped_column(binary_string(120), primary_key=True)
+    hi: Mapped[str] = mapped_column(binary_string(120), primary_key=True)
+    lo_head: Mapped[str] = mapped_column(binary_string(3))
+    hi_head: Mapped[str] = mapped_column(binary_string(3))
+    kind: Mapped[str] = mapped_column(String(10))
+    location_id: Mapped[int | None] = mapped_column(Integer)
+    sort_name: Mapped[str] = mapped_column(binary_string(220))
+
+    __table_args__ = (
+        Index(
+            "ix_customer_search_pairs_match",
+            "lo_head",
+            "hi_head",
+            "lo",
+            "hi",
+            "location_id",
+            "customer_id",
+            "kind",
+            "sort_name",
+        ),
+    )
+
+
 class PropertyAccount(Base):
     """Replica of the property service's account numbers, fed by property events (search by account).
 
