@@ -540,7 +540,9 @@ def test_administrators_deactivating_each_other_at_once_leave_one(client, auth, 
             thread.join()
         with db.new_session() as session:
             active = session.scalars(select(User.id).where(User.is_admin.is_(True), User.active.is_(True))).all()
-        assert len(active) == 1 and sorted(answers) == [200, 409], answers
+        # the loser is refused by the last-administrator rule (409), or, when the winner committed
+        # before the loser's call was authenticated, as a deactivated caller (401): one is left either way
+        assert len(active) == 1 and sorted(answers) in ([200, 409], [200, 401]), answers
         left = admins.index(active[0])
         back = client.patch(f"/api/v1/users/{admins[1 - left]}", headers=headers[left], json={"active": True})
         assert back.status_code == 200, back.json
