@@ -546,3 +546,33 @@ def test_administrators_deactivating_each_other_at_once_leave_one(client, auth, 
         left = admins.index(active[0])
         back = client.patch(f"/api/v1/users/{admins[1 - left]}", headers=headers[left], json={"active": True})
         assert back.status_code == 200, back.json
+
+
+def test_ended_sign_in_windows_are_removed_and_running_ones_kept(db):
+    """Every username and address tried left a row for ever (each unknown name two)."""
+    from datetime import timedelta
+
+    from vigil_gateway.login_guard import prune_ended_windows
+    from vigil_gateway.models import LoginFailures
+    from vigil_gateway.settings import LoginPolicy
+    from vigil_shared.db import utcnow
+
+    now = utcnow()
+    ages = {  # key: seconds since its window started
+        "user:old": 61,
+        "user:new": 30,
+        "addr:10.0.0.1": 15 * 60 + 1,
+        "addr:10.0.0.2": 14 * 60,
+        "ghost:old": 30 * 86400 + 1,
+        "ghost:new": 29 * 86400,
+        "ghost-lock:old": 601,
+        "ghost-lock:new": 599,
+    }
+    with db.transaction() as session:
+        for key, age in ages.items():
+            session.add(LoginFailures(scope_key=key, window_start=now - timedelta(seconds=age), count=1))
+    with db.transaction() as session:
+        prune_ended_windows(session, LoginPolicy(lockout_seconds=600), now)
+    with db.new_session() as session:
+        kept = sorted(session.scalars(select(LoginFailures.scope_key)).all())
+    assert kept == sorted(key for key in ages if key.endswith("new") or key.endswith(".2"))

@@ -12,10 +12,11 @@ the account), so concurrent failures never overwrite each other's increments.
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, case, delete, literal, update
+from sqlalchemy import Table, and_, case, delete, literal, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -122,10 +123,37 @@ def _restart(session: Session, key: str) -> None:
     )
 
 
+# One failure in a hundred also removes every window that has ended (a later failure under its key
+# would start a new one anyway), so names and addresses tried once are not kept for ever.
+PRUNE_SHARE = 0.01
+
+
+def prune_ended_windows(session: Session, policy: LoginPolicy, now: datetime) -> None:
+    """Deletes the windows that are over: exactly those :func:`_count` would restart."""
+    lengths = {
+        "user:": USER_WINDOW,
+        "addr:": ADDRESS_WINDOW,
+        "ghost:": GHOST_COUNT_WINDOW,
+        "ghost-lock:": timedelta(seconds=policy.lockout_seconds),
+    }
+    session.execute(
+        delete(LoginFailures).where(
+            or_(
+                *(
+                    and_(LoginFailures.scope_key.startswith(prefix), LoginFailures.window_start <= now - length)
+                    for prefix, length in lengths.items()
+                )
+            )
+        )
+    )
+
+
 def record_failure(
     session: Session, policy: LoginPolicy, username: str, address: str | None, user: User | None
 ) -> bool:
     """Counts a failed attempt; returns True when it locked the account."""
+    if random.random() < PRUNE_SHARE:
+        prune_ended_windows(session, policy, utcnow())
     _count(session, f"user:{username.lower()}", USER_WINDOW)
     if address:
         _count(session, f"addr:{address}", ADDRESS_WINDOW)

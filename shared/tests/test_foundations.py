@@ -223,3 +223,37 @@ def test_a_moment_utc_cannot_hold_is_a_422_not_a_500(moment):
     assert "outside years 1 to 9999" in refused.value.messages["at"][0]
     assert Args().load({"at": "2026-11-22T09:03:00-05:00"})["at"] == datetime(2026, 11, 22, 14, 3, tzinfo=UTC)
     assert Args().load({"at": "2026-11-22T14:03:00"})["at"].tzinfo is UTC  # offset-less: UTC
+
+
+def test_a_row_read_for_update_cannot_change_until_the_commit_on_every_backend(db):
+    """``SELECT … FOR UPDATE`` then a write from what was read (a default method chosen, a counter
+    moved on): on PostgreSQL the row lock makes such writes take turns. SQLite has no row locks and
+    drops the clause, and its driver begins a transaction only at the first write, so each of these
+    read the same value and all but one update was lost."""
+    import threading
+
+    from conftest import Note
+    from sqlalchemy import select
+
+    with db.transaction() as session:
+        session.add(Note(id=1, text="0"))
+    start, errors = threading.Barrier(4), []
+
+    def add_one():
+        try:
+            start.wait()
+            for _ in range(5):
+                with db.transaction() as session:
+                    note = session.scalar(select(Note).where(Note.id == 1).with_for_update())
+                    note.text = str(int(note.text) + 1)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with db.transaction() as session:
+        assert session.get(Note, 1).text == "20"

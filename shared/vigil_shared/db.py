@@ -160,6 +160,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+def _write_lock_before_reading_for_update(
+    _conn: Connection, cursor: Any, _statement: str, _parameters: Any, context: Any, _executemany: bool
+) -> None:
+    """On SQLite a ``SELECT … FOR UPDATE`` takes the database's write lock (``BEGIN IMMEDIATE``) first.
+
+    SQLite has no row locks and drops the clause, and its driver begins a transaction only at the
+    first write: a read-then-write (choose a default, move a counter on) read the same row in two
+    sessions at once and one write was lost. With the write lock taken at the read, such sessions take
+    turns as PostgreSQL's row lock makes them (more broadly: SQLite has one writer at a time anyway).
+    A transaction already writing holds the lock; an autocommit connection is left alone.
+    """
+    compiled = getattr(context, "compiled", None)
+    # the statement's FOR UPDATE request, which SQLite's compiler leaves out of the SQL text
+    if compiled is None or getattr(compiled.statement, "_for_update_arg", None) is None:
+        return
+    dbapi_connection = cursor.connection
+    if dbapi_connection.isolation_level is not None and not dbapi_connection.in_transaction:
+        cursor.execute("BEGIN IMMEDIATE")
+
+
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -205,6 +225,7 @@ def build_engine(
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "before_cursor_execute", _write_lock_before_reading_for_update)
         return engine
     if parsed.get_backend_name() == "postgresql":
         widen_psycopg_query_cache()

@@ -110,3 +110,30 @@ def test_a_customer_keeps_one_default_method_whatever_runs_at_once(api, known, s
         assert set(answers) <= {200, 409}, answers
         session.expire_all()
         assert [m.is_default for m in session.query(BillingMethod)].count(True) == 1
+
+
+def test_two_first_methods_added_at_once_leave_one_default(api, known, sandbox, session):
+    """The first method added becomes the default: two added at once each saw none and both became it
+    (SQLite, before a read for update took the write lock there)."""
+    import threading
+
+    for customer_id in range(11, 31):
+        known(customer_id)
+        tokens = [sandbox.tokenize() for _ in range(4)]
+        barrier, answers = threading.Barrier(len(tokens)), []
+
+        def add(token, customer_id=customer_id, barrier=barrier, answers=answers):
+            barrier.wait()
+            answers.append(
+                api.post(f"/api/v1/customers/{customer_id}/billing-methods", json={"token": token}).status_code
+            )
+
+        threads = [threading.Thread(target=add, args=(token,)) for token in tokens]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == [201] * 4, answers
+        session.expire_all()
+        defaults = session.query(BillingMethod).filter_by(customer_id=customer_id, is_default=True).count()
+        assert defaults == 1

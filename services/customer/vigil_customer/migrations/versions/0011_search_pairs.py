@@ -12,7 +12,7 @@ pair of terms matching them.
 
 The backfill derives them in SQL from the term table, on PostgreSQL and SQLite alike (the same rows
 the service writes: test_migrations checks it). Records written by the old code after the backfill
-and before the new code runs would miss their pairs: migrate with the old code stopped, as for 0003.
+and before the new code runs would miss their pairs: migrate with the old code stopped (README › Production).
 """
 
 import sqlalchemy as sa
