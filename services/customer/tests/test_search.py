@@ -659,6 +659,44 @@ def test_page_one_in_one_statement_is_what_the_ordered_walk_finds(api, session, 
     assert page_one("john", "name", scopes[0])[0][1] == 1, "a record matching through several terms counts once"
 
 
+def test_page_one_of_a_large_result_counts_in_its_first_statement(api, session, monkeypatch):
+    """Page 1 of a search with too many matches for the one-statement page: that statement's read also
+    makes the bounded count's first pass, so page 1 is three round trips (that statement, the ordered
+    walk, the listed rows), not four with the count reading the same entries again. Rows, order, tags,
+    total and links are those of the one-statement page over the same records."""
+    for i in range(6):
+        create_person(api, ["James", "Mary", "Ann"][i % 3], "Smith", None, 1 + i % 2, suffix=i)
+    engine = session.get_bind()
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    def page_one(q):
+        statements.clear()
+        with engine.connect() as conn:
+            event.listen(conn, "before_cursor_execute", count)
+            result = search.list_customers(conn, search.ListQuery(q=q, per_page=2), search.Visibility(None, None))
+            event.remove(conn, "before_cursor_execute", count)
+        return (
+            [tuple(getattr(row, column.key) for column in search._LISTED) for row in result.rows],
+            result.total,
+            result.estimated,
+            result.next_cursor,
+            result.tags,
+        ), len(statements)
+
+    monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 100)  # the count's first bound (110) above SMALL_RESULT
+    for q in ("smith", "smi"):
+        monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
+        small, _ = page_one(q)
+        monkeypatch.setattr(search, "SMALL_RESULT", 2)  # a large result for the same records
+        large, large_statements = page_one(q)
+        assert large == small, q
+        assert small[1] == 6 and not small[2], (q, small[1:3])
+        assert large_statements == 3, (q, statements)
+
+
 def test_a_cursor_nested_past_the_parsers_depth_is_a_422_not_a_500(api):
     """Decoding a cursor must not recurse without bound: the field's length bound refuses one nested 5,000 deep."""
     import base64
