@@ -15,15 +15,10 @@ import pytest
 from vigil_gateway.proxy import KernelTimedSocket, Origin, UpstreamAnswer, UpstreamError
 
 
-class RawService:
-    """A tiny HTTP/1.1 server on a socket: answers each request, or (``drop``) reads it and closes unanswered;
-    ``close_after`` closes each connection after that many answers. Counts connections and requests."""
+class Listener:
+    """A socket on a free port whose accepted connections go to ``accepted`` (in the accepting thread)."""
 
-    def __init__(self, *, drop: bool = False, close_after: int | None = None):
-        self.drop, self.close_after = drop, close_after
-        self.connections = 0
-        self.closed = threading.Semaphore(0)  # released as each connection is closed by the server
-        self.requests: list[bytes] = []
+    def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -34,8 +29,26 @@ class RawService:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self.accepted(conn)
+
+    def accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class RawService(Listener):
+    """A tiny HTTP/1.1 server on a socket: answers each request, or (``drop``) reads it and closes unanswered;
+    ``close_after`` closes each connection after that many answers. Counts connections and requests."""
+
+    def __init__(self, *, drop: bool = False, close_after: int | None = None):
+        self.drop, self.close_after = drop, close_after
+        self.connections = 0
+        self.closed = threading.Semaphore(0)  # released as each connection is closed by the server
+        self.requests: list[bytes] = []
+        super().__init__()
+
+    def accepted(self, conn: socket.socket) -> None:
+        self.connections += 1
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -134,22 +147,15 @@ def test_a_service_that_does_not_listen_is_an_upstream_error(origins):
         origin.send("POST", "/a", b"{}", {})
 
 
-class SilentService:
+class SilentService(Listener):
     """Accepts connections and reads what is sent, never answering."""
 
     def __init__(self):
         self.connections: list[socket.socket] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
+    def accepted(self, conn: socket.socket) -> None:
+        self.connections.append(conn)
 
     def close(self) -> None:
         self.listener.close()
