@@ -9,6 +9,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -16,23 +17,20 @@ from vigil_gateway.proxy import KernelTimedSocket, Origin, UpstreamAnswer, Upstr
 
 
 class Listener:
-    """A socket on a free port whose accepted connections go to ``accepted`` (in the accepting thread)."""
+    """A socket on a free port; each accepted connection is handed to ``on_accept`` (in the accepting thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_accept: Callable[[socket.socket], None]) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, args=(on_accept,), daemon=True).start()
 
-    def _accept(self) -> None:
+    def _accept(self, on_accept: Callable[[socket.socket], None]) -> None:
         while True:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            self.accepted(conn)
-
-    def accepted(self, conn: socket.socket) -> None:
-        raise NotImplementedError
+            on_accept(conn)
 
 
 class RawService(Listener):
@@ -44,9 +42,9 @@ class RawService(Listener):
         self.connections = 0
         self.closed = threading.Semaphore(0)  # released as each connection is closed by the server
         self.requests: list[bytes] = []
-        super().__init__()
+        super().__init__(self._accepted)
 
-    def accepted(self, conn: socket.socket) -> None:
+    def _accepted(self, conn: socket.socket) -> None:
         self.connections += 1
         threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
@@ -152,10 +150,7 @@ class SilentService(Listener):
 
     def __init__(self):
         self.connections: list[socket.socket] = []
-        super().__init__()
-
-    def accepted(self, conn: socket.socket) -> None:
-        self.connections.append(conn)
+        super().__init__(self.connections.append)
 
     def close(self) -> None:
         self.listener.close()
