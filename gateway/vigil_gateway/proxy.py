@@ -15,6 +15,7 @@ import re
 import socket
 import ssl
 import struct
+import sys
 import threading
 from dataclasses import dataclass
 from http.client import HTTPMessage
@@ -161,6 +162,10 @@ class UpstreamAnswer(http.client.HTTPResponse):
             self.will_close = True
 
 
+# UpstreamAnswer.begin is the standard library's of these versions; on any other the stdlib's own is used.
+READS_ANSWERS_ITSELF = (3, 11) <= sys.version_info[:2] <= (3, 13)
+
+
 class KernelTimedSocket(socket.socket):
     """A blocking socket whose waits the kernel bounds (``SO_RCVTIMEO``/``SO_SNDTIMEO``, see
     :func:`kernel_timed`): each send and receive is one system call. A socket with a Python timeout polls
@@ -216,7 +221,8 @@ class Origin:
             )
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
-        conn.response_class = UpstreamAnswer
+        if READS_ANSWERS_ITSELF:
+            conn.response_class = UpstreamAnswer
         conn.connect()  # sets TCP_NODELAY
         if conn.sock is not None:
             if self.https:
