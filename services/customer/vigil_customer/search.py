@@ -39,6 +39,7 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
+    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
@@ -801,6 +802,12 @@ def _term_count(
     return conn.scalar(select(func.count()).select_from(distinct_matches.subquery()), params) or 0, False
 
 
+def _ordered(kept: _Kept, tokens: list[str]):
+    """The statement whose rows in name order are the search's records in name order: the walk of the
+    first word's terms when it can be walked (the walk index keeps them in that order), else the matches."""
+    return kept.get("walk", kept.build_walk) if _walkable(tokens[0]) else kept.matches
+
+
 def _first_rows(conn: Connection, statement, want: int, kept: _Kept, params: dict[str, Any]) -> list:
     """The first ``want`` distinct records of an ordered statement whose rows may repeat a record.
 
@@ -871,38 +878,60 @@ def _small_result(
     return found[:want], total
 
 
-def _first_page_statement(matches, forward: bool):
-    """Page 1 of a search in one statement: its listed rows with their tags when the matches are few,
-    and in any case how many index entries it read and their distinct records. The limits are
-    parameters (``sq_small``, ``sq_cap``, ``sq_want``), bound when it runs: the statement is kept.
+def _first_page_statement(matches, ordered, forward: bool):
+    """Page 1 of a search in one statement: how many index entries it read and their distinct records,
+    and the page's listed rows with their tags, whether the matches are few or many. The limits are
+    parameters (``sq_small``, ``sq_cap``, ``sq_want``, ``sq_fetch``), bound when it runs: the statement
+    is kept.
 
     The matches (at most ``sq_cap`` rows, unordered, from the match index alone) are read once; their
-    rows and distinct records are counted, and when they are fewer than ``sq_small`` the first ``want``
-    records in name order are joined to their listed columns and tags. With ``sq_cap`` the first
-    bound of :func:`_term_count`, a large result's first count is this statement's (it was a round
-    trip of its own, which read again the entries this one had read). A search with no match still
-    answers one row (the counts, the rest NULL). It was three round trips for one word (bounded
-    count, matches, listed rows) and two for several (matches, listed rows), with the matches sorted
-    in Python.
+    rows and distinct records are counted. When they are fewer than ``sq_small``, the first ``want``
+    of those records in name order are the page; otherwise the first ``sq_fetch`` entries of ``ordered``
+    (the ordered walk: a name-order index read that stops there) and their first ``want`` distinct
+    records are. Either branch is gated by the count (a one-time filter: the other is not read), and the
+    page is joined to its listed columns and tags. With ``sq_cap`` the first bound of
+    :func:`_term_count`, a large result's first count is this statement's. A search with no match still
+    answers one row (the counts, the rest NULL).
+
+    It was three round trips for one word (bounded count, matches, listed rows) and two for several
+    (matches, listed rows), with the matches sorted in Python; then one for a small result and three
+    for a large one (this statement with its count, the walk, the listed rows): the walk's entries may
+    repeat a record, so :func:`list_customers` reads the walk again the old way when this one's
+    ``sq_fetch`` entries hold fewer than ``want`` records.
     """
     small: BindParameter[int] = bindparam("sq_small", SMALL_RESULT)
+    want: BindParameter[int] = bindparam("sq_want", 21)
     # counted in one pass, not materialized: a CTE of 11,000 rows read three times cost more than
     # the separate count did (6.3 against 4.2 ms for `smi`, EXPLAIN ANALYZE)
     counted = matches.order_by(None).limit(bindparam("sq_cap", SMALL_RESULT)).subquery("sq_counted")
     counts = select(func.count().label("sq_read"), func.count(distinct(counted.c.id)).label("sq_total")).cte(
         "sq_counts"
     )
-    found = matches.order_by(None).limit(small).subquery("sq_found")
-    records = select(found.c.id, found.c.sort_name).distinct().subquery("sq_records")
-    order = (records.c.sort_name, records.c.id)
-    first = (
-        select(records.c.id.label("sq_id"), records.c.sort_name.label("sq_order"))
-        # a large result is answered otherwise: no page is read again, sorted and joined
-        .where(select(counts.c.sq_read).scalar_subquery() < small)
-        .order_by(*[c.asc() if forward else c.desc() for c in order])
-        .limit(bindparam("sq_want", 21))
-        .subquery("sq_first")
+    read = select(counts.c.sq_read).scalar_subquery()
+
+    def first_records(rows, name: str):
+        """The first ``want`` distinct records of ``rows`` in the page's order."""
+        records = select(rows.c.id, rows.c.sort_name).distinct().subquery(f"{name}_records")
+        order = (records.c.sort_name, records.c.id)
+        return (
+            select(records.c.id.label("sq_id"), records.c.sort_name.label("sq_order"))
+            .order_by(*[c.asc() if forward else c.desc() for c in order])
+            .limit(want)
+            .subquery(name)
+        )
+
+    # few: all the matches (the match index, unordered), their records sorted
+    few = first_records(matches.order_by(None).where(read < small).limit(small).subquery("sq_found"), "sq_few")
+    # many: the walk's first entries, already in the page's order
+    keys = (ordered.selected_columns.sort_name, ordered.selected_columns.id)
+    walked = (
+        ordered.where(read >= small)
+        .order_by(*[c.asc() if forward else c.desc() for c in keys])
+        .limit(bindparam("sq_fetch", 42))
+        .subquery("sq_walked")
     )
+    many = first_records(walked, "sq_many")
+    first = union_all(select(few.c.sq_id, few.c.sq_order), select(many.c.sq_id, many.c.sq_order)).subquery("sq_first")
     page = (
         select(first.c.sq_order, *_LISTED, *_TAG_COLUMNS, Tag.name_key.label("tag_key"))
         .select_from(
@@ -912,30 +941,48 @@ def _first_page_statement(matches, forward: bool):
         )
         .subquery("sq_page")
     )
-    keys = (page.c.sq_order, page.c.id)
+    page_keys = (page.c.sq_order, page.c.id)
     return (
         select(counts.c.sq_read, counts.c.sq_total, *[c for c in page.c if c.key not in ("sq_order", "tag_key")])
         .select_from(counts.outerjoin(page, true()))
-        .order_by(*[k.asc() if forward else k.desc() for k in keys], page.c.tag_key)
+        .order_by(*[k.asc() if forward else k.desc() for k in page_keys], page.c.tag_key)
     )
 
 
+class _PageOne(NamedTuple):
+    rows: list | None  # the page's listed rows (look-ahead row included), or None: read it otherwise
+    first_count: tuple[int, int] | None  # the first count of _term_count, when it was read as that is
+    total: int | None  # the exact total, when the matches were few
+
+
 def _first_page(
-    conn: Connection, kept: _Kept, params: dict[str, Any], forward: bool, want: int, tags: dict
-) -> tuple[list | None, tuple[int, int] | None]:
-    """Page 1 of a search with few matches (its listed rows, their tags into ``tags``; None when the
-    matches are too many) in one round trip (:func:`_first_page_statement`), and the index entries it
-    read with their distinct records: with a page, its exact total; without, the first count of
-    :func:`_term_count` (entries read up to its first bound), or None when that bound is below
-    :data:`SMALL_RESULT` (only where a test lowers the limit)."""
-    statement = kept.get(("first page", forward), lambda: _first_page_statement(kept.matches, forward))
+    conn: Connection, kept: _Kept, ordered, params: dict[str, Any], forward: bool, want: int, tags: dict
+) -> _PageOne:
+    """Page 1 of a search in one round trip (:func:`_first_page_statement`): its listed rows, their
+    tags into ``tags``, and the index entries it read with their distinct records: with few matches,
+    the exact total; with many, the first count of :func:`_term_count` (entries read up to its first
+    bound; None when that bound is below :data:`SMALL_RESULT`, only where a test lowers the limit).
+    ``ordered``: builds the ordered walk of this search (when the kept statement is first built).
+    The rows are None when a large result's walked entries held fewer than ``want`` records and more
+    match (a record matching through many terms): the caller walks further."""
+    statement = kept.get(("first page", forward), lambda: _first_page_statement(kept.matches, ordered(), forward))
     cap = max(SMALL_RESULT, _FIRST_COUNT_CAP())
-    rows = conn.execute(statement, params | {"sq_small": SMALL_RESULT, "sq_cap": cap, "sq_want": want}).all()
+    values = {"sq_small": SMALL_RESULT, "sq_cap": cap, "sq_want": want, "sq_fetch": 2 * want}
+    rows = conn.execute(statement, params | values).all()
+    read, records = rows[0].sq_read, rows[0].sq_total
     # the first count of _term_count, when this read was bounded as that count is (SMALL_RESULT below it)
-    counted = (rows[0].sq_read, rows[0].sq_total) if cap == _FIRST_COUNT_CAP() else None
-    if rows[0].sq_read >= SMALL_RESULT:
-        return None, counted
-    return _fold_tags([row for row in rows if row.id is not None], tags), (rows[0].sq_read, rows[0].sq_total)
+    counted = (read, records) if cap == _FIRST_COUNT_CAP() else None
+    found: dict[int, list[dict[str, Any]]] = {}
+    listed = _fold_tags([row for row in rows if row.id is not None], found)
+    if read < SMALL_RESULT:
+        tags.update(found)
+        return _PageOne(listed, (read, records), records)
+    # fewer records than the page holds: all of them (every match counted), or the walked entries
+    # repeated records (one matching through many terms) and _first_rows reads further
+    if len(listed) < want and not (read < cap and len(listed) == records):
+        return _PageOne(None, counted, None)
+    tags.update(found)
+    return _PageOne(listed, counted, None)
 
 
 # A page's rows come with their tags in the same statement (a round trip of their own before): one row per
@@ -1024,11 +1071,13 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
     if on_terms:
         kept, params = _kept_search(query, visibility, tokens)
         matches = kept.matches
-        if not jump and key is None:  # page 1: one statement when the matches are few
-            first_page, first_count = _first_page(conn, kept, params, forward, want, tags)
-            if first_page is not None:
-                assert first_count is not None, "a page's total is always counted"
-                fetched, counted, listed_read = first_page, (first_count[1], False), True
+        if not jump and key is None:  # page 1: one statement, its listed rows and the first count
+            one = _first_page(conn, kept, lambda: _ordered(kept, tokens), params, forward, want, tags)
+            first_count = one.first_count
+            if one.total is not None:
+                counted = (one.total, False)
+            if one.rows is not None:
+                fetched, listed_read = one.rows, True
         elif not jump:
             small = _small_result(conn, kept, params, key, forward, want, len(tokens) > 1)
             if small is not None:
@@ -1037,7 +1086,7 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
             base = matches.distinct().subquery()
             statement, key_cols = select(base.c.id, base.c.sort_name), (base.c.sort_name, base.c.id)
         elif fetched is None:  # (answered by the small result: the ordered walk is not built)
-            statement = kept.get("walk", kept.build_walk) if _walkable(tokens[0]) else matches
+            statement = _ordered(kept, tokens)
             key_cols = (statement.selected_columns.sort_name, statement.selected_columns.id)
         counter = lambda: _term_count(conn, kept, params, first_count)  # noqa: E731 - deferred until the page is read
     else:
