@@ -796,7 +796,9 @@ def _term_count(
         if records > EXACT_TOTAL_LIMIT:  # already more records than the limit
             break
     distinct_matches = kept.get("distinct", lambda: select(matches.subquery().c.id).distinct())
-    estimate = _estimate(conn, distinct_matches, values=params)
+    # known by the kept statement and the search's values: a reused estimate is not compiled to be looked up
+    known = (distinct_matches, *sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+    estimate = _estimate(conn, distinct_matches, known if params else None, values=params)
     if estimate is not None:
         return max(estimate, EXACT_TOTAL_LIMIT + 1), True
     return conn.scalar(select(func.count()).select_from(distinct_matches.subquery()), params) or 0, False
