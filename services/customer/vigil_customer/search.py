@@ -39,7 +39,6 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
-    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
@@ -880,36 +879,33 @@ def _small_result(
     return found[:want], total
 
 
-def _first_page_statement(matches, ordered, forward: bool):
-    """Page 1 of a search in one statement: how many index entries it read and their distinct records,
-    and the page's listed rows with their tags, whether the matches are few or many. The limits are
-    parameters (``sq_small``, ``sq_cap``, ``sq_want``, ``sq_fetch``), bound when it runs: the statement
-    is kept.
+FEW, MANY, WALK = "few", "many", "walk"  # the forms of page 1's statement (_first_page_statement)
 
-    The matches (at most ``sq_cap`` rows, unordered, from the match index alone) are read once; their
-    rows and distinct records are counted. When they are fewer than ``sq_small``, the first ``want``
-    of those records in name order are the page; otherwise the first ``sq_fetch`` entries of ``ordered``
-    (the ordered walk: a name-order index read that stops there) and their first ``want`` distinct
-    records are. Either branch is gated by the count (a one-time filter: the other is not read), and the
-    page is joined to its listed columns and tags. With ``sq_cap`` the first bound of
-    :func:`_term_count`, a large result's first count is this statement's. A search with no match still
-    answers one row (the counts, the rest NULL).
 
-    It was three round trips for one word (bounded count, matches, listed rows) and two for several
-    (matches, listed rows), with the matches sorted in Python; then one for a small result and three
-    for a large one (this statement with its count, the walk, the listed rows): the walk's entries may
-    repeat a record, so :func:`list_customers` reads the walk again the old way when this one's
-    ``sq_fetch`` entries hold fewer than ``want`` records.
+def _first_page_statement(matches, ordered, forward: bool, form: str):
+    """Page 1 of a search in one statement, its listed rows joined to their tags. The limits are
+    parameters (``sq_small``, ``sq_cap``, ``sq_want``, ``sq_fetch``), bound when it runs: it is kept.
+
+    - :data:`FEW`: the matches (at most ``sq_cap`` rows, unordered, from the match index alone) are
+      read once; their rows and distinct records are counted, and when they are fewer than
+      ``sq_small`` the first ``want`` records in name order are the page (otherwise no page: a
+      one-time filter, the page's part is not read).
+    - :data:`MANY`: the same counts, and the page is the first ``want`` distinct records of the first
+      ``sq_fetch`` entries of ``ordered`` (the ordered walk: a name-order index read that stops there).
+      Right whatever the result's size, but a small result reads more of the walk index than its matches.
+    - :data:`WALK`: that page alone, no count (after a :data:`FEW` statement found the result large).
+
+    With ``sq_cap`` the first bound of :func:`_term_count`, a large result's first count is this
+    statement's. A search with no match still answers one row (the counts, the rest NULL).
+
+    One statement holding both pages (a ``UNION ALL`` of the few and the walked records, each gated by
+    the count) was tried: one round trip whatever the size, but PostgreSQL plans a small result's
+    statement on every run (its generic plan looks costlier than the custom ones), and planning the
+    walk's branch too cost 0.3-1.0 ms more per small search (the most common kind), so the form is chosen
+    by what the same search found last time (:func:`_first_page`).
     """
     small: BindParameter[int] = bindparam("sq_small", SMALL_RESULT)
     want: BindParameter[int] = bindparam("sq_want", 21)
-    # counted in one pass, not materialized: a CTE of 11,000 rows read three times cost more than
-    # the separate count did (6.3 against 4.2 ms for `smi`, EXPLAIN ANALYZE)
-    counted = matches.order_by(None).limit(bindparam("sq_cap", SMALL_RESULT)).subquery("sq_counted")
-    counts = select(func.count().label("sq_read"), func.count(distinct(counted.c.id)).label("sq_total")).cte(
-        "sq_counts"
-    )
-    read = select(counts.c.sq_read).scalar_subquery()
 
     def first_records(rows, name: str):
         """The first ``want`` distinct records of ``rows`` in the page's order."""
@@ -922,18 +918,19 @@ def _first_page_statement(matches, ordered, forward: bool):
             .subquery(name)
         )
 
-    # few: all the matches (the match index, unordered), their records sorted
-    few = first_records(matches.order_by(None).where(read < small).limit(small).subquery("sq_found"), "sq_few")
-    # many: the walk's first entries, already in the page's order
-    keys = (ordered.selected_columns.sort_name, ordered.selected_columns.id)
-    walked = (
-        ordered.where(read >= small)
-        .order_by(*[c.asc() if forward else c.desc() for c in keys])
-        .limit(bindparam("sq_fetch", 42))
-        .subquery("sq_walked")
+    # counted in one pass, not materialized: a CTE of 11,000 rows read three times cost more than
+    # the separate count did (6.3 against 4.2 ms for `smi`, EXPLAIN ANALYZE)
+    counted = matches.order_by(None).limit(bindparam("sq_cap", SMALL_RESULT)).subquery("sq_counted")
+    counts = select(func.count().label("sq_read"), func.count(distinct(counted.c.id)).label("sq_total")).cte(
+        "sq_counts"
     )
-    many = first_records(walked, "sq_many")
-    first = union_all(select(few.c.sq_id, few.c.sq_order), select(many.c.sq_id, many.c.sq_order)).subquery("sq_first")
+    if form == FEW:  # all the matches (the match index, unordered), their records sorted, when few
+        few = matches.order_by(None).where(select(counts.c.sq_read).scalar_subquery() < small).limit(small)
+        first = first_records(few.subquery("sq_found"), "sq_first")
+    else:  # the walk's first entries, already in the page's order
+        keys = (ordered.selected_columns.sort_name, ordered.selected_columns.id)
+        walked = ordered.order_by(*[c.asc() if forward else c.desc() for c in keys]).limit(bindparam("sq_fetch", 42))
+        first = first_records(walked.subquery("sq_walked"), "sq_first")
     page = (
         select(first.c.sq_order, *_LISTED, *_TAG_COLUMNS, Tag.name_key.label("tag_key"))
         .select_from(
@@ -944,11 +941,13 @@ def _first_page_statement(matches, ordered, forward: bool):
         .subquery("sq_page")
     )
     page_keys = (page.c.sq_order, page.c.id)
-    return (
-        select(counts.c.sq_read, counts.c.sq_total, *[c for c in page.c if c.key not in ("sq_order", "tag_key")])
-        .select_from(counts.outerjoin(page, true()))
-        .order_by(*[k.asc() if forward else k.desc() for k in page_keys], page.c.tag_key)
+    listed = [c for c in page.c if c.key not in ("sq_order", "tag_key")]
+    statement = (
+        select(*listed)
+        if form == WALK
+        else select(counts.c.sq_read, counts.c.sq_total, *listed).select_from(counts.outerjoin(page, true()))
     )
+    return statement.order_by(*[k.asc() if forward else k.desc() for k in page_keys], page.c.tag_key)
 
 
 class _PageOne(NamedTuple):
@@ -957,33 +956,64 @@ class _PageOne(NamedTuple):
     total: int | None  # the exact total, when the matches were few
 
 
+# Searches (by words, scope and filters) whose page 1 last found many matches: their next page 1 reads
+# the walk with the count (:data:`MANY`, one round trip) instead of the sorted small result (:data:`FEW`).
+_LARGE: dict[tuple, bool] = {}
+_LARGE_KEPT = 4096
+
+
 def _first_page(
-    conn: Connection, kept: _Kept, ordered, params: dict[str, Any], forward: bool, want: int, tags: dict
+    conn: Connection,
+    kept: _Kept,
+    ordered,
+    params: dict[str, Any],
+    forward: bool,
+    want: int,
+    tags: dict,
+    known: tuple | None,
 ) -> _PageOne:
-    """Page 1 of a search in one round trip (:func:`_first_page_statement`): its listed rows, their
-    tags into ``tags``, and the index entries it read with their distinct records: with few matches,
-    the exact total; with many, the first count of :func:`_term_count` (entries read up to its first
-    bound; None when that bound is below :data:`SMALL_RESULT`, only where a test lowers the limit).
-    ``ordered``: builds the ordered walk of this search (when the kept statement is first built).
-    The rows are None when a large result's walked entries held fewer than ``want`` records and more
-    match (a record matching through many terms): the caller walks further."""
-    statement = kept.get(("first page", forward), lambda: _first_page_statement(kept.matches, ordered(), forward))
+    """Page 1 of a search (:func:`_first_page_statement`): its listed rows, their tags into ``tags``,
+    and the index entries it read with their distinct records: with few matches, the exact total;
+    with many, the first count of :func:`_term_count` (entries read up to its first bound; None when
+    that bound is below :data:`SMALL_RESULT`, only where a test lowers the limit). ``ordered``: builds
+    the ordered walk of this search (when a kept statement is first built). ``known``: what identifies
+    this search (its words, scope and filters), or None when it is not kept.
+
+    One round trip for a small result, and for a large one found large the last time (:data:`MANY`);
+    a large result not known as such is two (:data:`FEW`, then :data:`WALK`), and is remembered. The
+    rows are None when a large result's walked entries held fewer than ``want`` records and more match
+    (a record matching through many terms): the caller walks further."""
     cap = max(SMALL_RESULT, _FIRST_COUNT_CAP())
     values = {"sq_small": SMALL_RESULT, "sq_cap": cap, "sq_want": want, "sq_fetch": 2 * want}
-    rows = conn.execute(statement, params | values).all()
+    form = MANY if known is not None and known in _LARGE else FEW
+
+    def statement(form: str):
+        return kept.get(
+            ("first page", forward, form), lambda: _first_page_statement(kept.matches, ordered(), forward, form)
+        )
+
+    rows = conn.execute(statement(form), params | values).all()
     read, records = rows[0].sq_read, rows[0].sq_total
     # the first count of _term_count, when this read was bounded as that count is (SMALL_RESULT below it)
     counted = (read, records) if cap == _FIRST_COUNT_CAP() else None
+    if known is not None:
+        if read >= SMALL_RESULT and form == FEW:
+            if len(_LARGE) >= _LARGE_KEPT:
+                _LARGE.clear()
+            _LARGE[known] = True
+        elif read < SMALL_RESULT and form == MANY:
+            _LARGE.pop(known, None)
+    if form == FEW and read >= SMALL_RESULT:  # no page read: the walk's first entries, a round trip more
+        rows = conn.execute(statement(WALK), params | values).all()
     found: dict[int, list[dict[str, Any]]] = {}
     listed = _fold_tags([row for row in rows if row.id is not None], found)
-    if read < SMALL_RESULT:
-        tags.update(found)
-        return _PageOne(listed, (read, records), records)
     # fewer records than the page holds: all of them (every match counted), or the walked entries
     # repeated records (one matching through many terms) and _first_rows reads further
     if len(listed) < want and not (read < cap and len(listed) == records):
         return _PageOne(None, counted, None)
     tags.update(found)
+    if read < SMALL_RESULT:
+        return _PageOne(listed, (read, records), records)
     return _PageOne(listed, counted, None)
 
 
@@ -1074,7 +1104,12 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
         kept, params = _kept_search(query, visibility, tokens)
         matches = kept.matches
         if not jump and key is None:  # page 1: one statement, its listed rows and the first count
-            one = _first_page(conn, kept, lambda: _ordered(kept, tokens), params, forward, want, tags)
+            known = (
+                (tuple(tokens), visibility.customers, visibility.leads, query.kind, tuple(query.location_id))
+                if _shape_of(query, visibility, tokens) is not None
+                else None
+            )
+            one = _first_page(conn, kept, lambda: _ordered(kept, tokens), params, forward, want, tags, known)
             first_count = one.first_count
             if one.total is not None:
                 counted = (one.total, False)
