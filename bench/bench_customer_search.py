@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_customer_search.py                  # 1,000,000 on PostgreSQL + 100,000 on SQLite
     .venv/bin/python bench/bench_customer_search.py --customers 200000 --skip-sqlite
     .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only
+    .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only --baseline main
 
 What it does:
 1. Loads customers with realistically skewed names into a fresh PostgreSQL database. Surnames and
@@ -21,6 +22,10 @@ What it does:
    user's session sends them: the p95 target is checked there, because between interleaved requests
    the naive SQL passes hundreds of MB of heap through shared_buffers and evicts the service's pages
    (`--order interleaved` checks it on the pairs instead; docs/performance.md has the measurements).
+   Each block request's CPU in process is printed too (`cpu p50`). With `--baseline REV`, each block
+   request is alternated with the same request answered by `search.py` as at git revision `REV`
+   (loaded beside this one; both checked to answer every sample alike): code before and after a
+   change on the same machine, request by request.
 4. Times deep pages. A keyset cursor at row 500,000 (as the `Link` headers give) is compared with
    `page=25001` through the service and with raw `OFFSET 500000`.
 5. Repeats the service searches on SQLite with 100,000 customers.
