@@ -5,8 +5,10 @@ opaque key (never the caller's file name), written to a temporary name and renam
 a reader never sees half a file. Given the service's :class:`~vigil_shared.crypto.FieldCipher`, it
 writes each chunk as a Fernet token on a line of its own after a marker (:data:`SEALED`): uploads
 are credit applications and signed contracts, and no confidential value is kept at rest in
-plaintext, files included. A file written before (no marker) is read as it is. In production, ``VIGIL_VAR_DIR`` (or just its ``customer-files``
-folder) goes on a persistent volume shared by every customer web process.
+plaintext, files included. A file written before (no marker) is read as it is.
+
+In production, ``VIGIL_VAR_DIR`` (or just its ``customer-files`` folder) goes on a persistent volume
+shared by every customer web process.
 """
 
 from __future__ import annotations
