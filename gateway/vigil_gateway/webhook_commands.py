@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from vigil_shared.commands import command
 from vigil_shared.db import added, utcnow
@@ -32,6 +32,30 @@ def get_subscription(ctx: Context, subscription_id: int) -> WebhookSubscription:
     found = ctx.session.get(WebhookSubscription, subscription_id)
     if found is None or not owns(ctx, found):
         raise not_found("webhook subscription")
+    return found
+
+
+def readable_deliveries(statement: Select[Any], identity: Any) -> Select[Any]:
+    """``statement`` (selecting deliveries) narrowed to those of events ``identity`` may see in the feed
+    (:func:`webhooks.readable_events`): a delivery skipped because its owner may not read its event is not
+    theirs to see either, nor is its existence, its time or its count."""
+    events, _ = webhooks.readable_events(select(FeedEvent.event_id), identity)
+    return statement.where(WebhookDelivery.event_id.in_(events.scalar_subquery()))
+
+
+def get_delivery(ctx: Context, subscription_id: int, delivery_id: int) -> WebhookDelivery:
+    """One delivery of a subscription of the caller's, of an event the caller may see (404 otherwise)."""
+    record = get_subscription(ctx, subscription_id)
+    found = ctx.session.scalar(
+        readable_deliveries(
+            select(WebhookDelivery).where(
+                WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == record.id
+            ),
+            ctx.identity,
+        )
+    )
+    if found is None:
+        raise not_found("delivery")
     return found
 
 
@@ -146,11 +170,9 @@ def _requeue(delivery: WebhookDelivery) -> None:
 def replay_delivery(ctx: Context, subscription_id: int, delivery_id: int) -> WebhookDelivery:
     ctx.require("webhooks.manage")
     record = get_subscription(ctx, subscription_id)
+    delivery = get_delivery(ctx, subscription_id, delivery_id)
     if not record.enabled:
         raise conflict("The subscription is disabled; enable it before replaying.")
-    delivery = ctx.session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.subscription_id != record.id:
-        raise not_found("delivery")
     _requeue(delivery)
     ctx.audit("webhook.replayed", target_type="webhook", target_id=str(record.id), details={"delivery": delivery_id})
     return delivery
@@ -164,9 +186,8 @@ def replay_since(ctx: Context, subscription_id: int, since: datetime) -> int:
     record = get_subscription(ctx, subscription_id)
     if not record.enabled:
         raise conflict("The subscription is disabled; enable it before replaying.")
-    events = ctx.session.scalars(
-        select(FeedEvent).where(FeedEvent.received_at >= since).order_by(FeedEvent.position).limit(10_000)
-    ).all()
+    readable, _ = webhooks.readable_events(select(FeedEvent).where(FeedEvent.received_at >= since), ctx.identity)
+    events = ctx.session.scalars(readable.order_by(FeedEvent.position).limit(10_000)).all()
     existing = {
         d.event_id: d
         for d in ctx.session.scalars(
