@@ -1,16 +1,19 @@
 """Another attacker's pass through the real stack: each test is a way in that was open, now closed.
 
 - a doubled slash answered by Werkzeug's HTML redirect, naming the internal address of the service;
-- an ``Idempotency-Key`` replay showing a value unmasked after the caller lost the right to read it.
+- an ``Idempotency-Key`` replay showing a value unmasked after the caller lost the right to read it;
+- an operator (``ops.manage`` alone) running the billing due job for a later day: cards charged early.
 """
 
 from __future__ import annotations
 
 import random
 import secrets
+import time
 import uuid
 
 import pytest
+import requests
 from conftest import Gateway, assert_problem, customer_body, unique_phone
 
 SSN = f"{random.randint(100, 665)}-{random.randint(10, 99)}-{random.randint(1000, 9999)}"
@@ -69,3 +72,34 @@ def test_a_replayed_reply_never_outlives_the_right_that_unmasked_it(stack, gatew
     # and nothing was made again
     found = gateway.get("/api/v1/customers", params={"q": original["last_name"], "per_page": 100}).json()
     assert [c["id"] for c in found["items"] if c["id"] != original["id"]] == [copy.json()["id"]]
+
+
+def test_an_operator_cannot_run_the_due_job_for_a_day_still_ahead(stack, gateway, locations):
+    """``POST /billing/run-due`` needs ``ops.manage`` only. Asked for 2099, the worker charged a scheduled
+    payment due then, at once, for an operator who may not even read the customer's payments."""
+    customer = gateway.post(
+        "/api/v1/customers",
+        params={"allow_duplicates": "true"},
+        json=customer_body(locations["home"], primary_phone=unique_phone()),
+    ).json()
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "holder": "Early Bird"}
+    token = requests.post(f"{stack.env['VIGIL_PROCESSOR_URL']}/v1/tokens", json=card, timeout=10).json()["token"]
+    method = gateway.post(f"/api/v1/customers/{customer['id']}/billing-methods", json={"token": token}).json()
+    scheduled = gateway.post(
+        f"/api/v1/customers/{customer['id']}/scheduled-payments",
+        json={"billing_method_id": method["id"], "amount": 12_345, "due_date": "2099-01-01"},
+    )
+    assert scheduled.status_code == 201, scheduled.text
+    role = gateway.post("/api/v1/roles", json={"name": f"ops-{uuid.uuid4().hex[:8]}", "permissions": ["ops.manage"]})
+    name, password = f"ops-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(16)
+    grants = [{"role_id": role.json()["id"], "location_id": None}]
+    assert gateway.post("/api/v1/users", json={"username": name, "password": password, "grants": grants}).ok
+    operator = Gateway(stack.gateway_url, credentials={"username": name, "password": password})
+    assert operator.get(f"/api/v1/customers/{customer['id']}/payments").status_code in (403, 404)
+    refused = assert_problem(operator.post("/api/v1/billing/run-due", json={"date": "2099-01-01"}), 422)
+    assert "date" in refused["errors"]
+    assert operator.post("/api/v1/billing/run-due", json={}).status_code == 202  # today's run: not due yet
+    time.sleep(3)
+    listed = gateway.get(f"/api/v1/customers/{customer['id']}/scheduled-payments").json()["items"]
+    assert [item["status"] for item in listed] == ["scheduled"]
+    assert gateway.get(f"/api/v1/customers/{customer['id']}/payments").json()["total"] == 0
