@@ -12,7 +12,7 @@ from vigil_shared.commands import command
 from vigil_shared.db import added, utcnow
 from vigil_shared.errors import conflict, not_found, validation_problem
 
-from . import webhooks
+from . import rights, webhooks
 from .commands import Context
 from .models import FeedEvent, Integration, WebhookDelivery, WebhookSubscription
 from .settings import GatewaySettings
@@ -235,11 +235,28 @@ def _name_free(ctx: Context, name: str, exclude: int | None = None) -> None:
         raise conflict("An integration with this name exists.", {"name": ["Already in use."]})
 
 
+# What a central station's signed messages do: change the monitoring status of the properties it monitors
+# (and link those of its monitoring company not linked yet), in whatever office they are.
+STATION_REACH = ("properties.modify",)
+
+
+def ensure_may_hand_a_station(ctx: Context) -> None:
+    """403 unless the caller holds :data:`STATION_REACH` at every location, those opened later included.
+
+    An integration's secret is a credential: whoever holds it signs account statuses that change the
+    monitoring status of the station's properties in every office. ``integrations.manage`` is company-wide
+    but gives no right over properties, so making an integration, being shown a new secret, or pointing
+    one at another monitoring company needs those rights where the station reaches ("nobody gives what
+    they do not hold", as for API keys and grants: :func:`rights.ensure_can_grant`)."""
+    rights.ensure_can_grant(ctx.session, ctx.identity, STATION_REACH, None, field="integration")
+
+
 @command
 def create_integration(
     ctx: Context, data: dict[str, Any], settings: GatewaySettings, hooks: webhooks.WebhookSettings
 ) -> Integration:
     ctx.require("integrations.manage")
+    ensure_may_hand_a_station(ctx)
     _name_free(ctx, data["name"])
     if data.get("accounts_url"):
         _check_url(data["accounts_url"], hooks, "accounts_url")
@@ -265,6 +282,8 @@ def update_integration(
 ) -> Integration:
     ctx.require("integrations.manage")
     record = get_integration(ctx, integration_id)
+    if "monitoring_company_id" in changes and changes["monitoring_company_id"] != record.monitoring_company_id:
+        ensure_may_hand_a_station(ctx)
     claim_next_version(ctx.session, record, ctx.if_match)
     if changes.get("accounts_url"):
         _check_url(changes["accounts_url"], hooks, "accounts_url")
@@ -284,7 +303,9 @@ def rotate_integration_secret(
     ctx: Context, integration_id: int, overlap_seconds: int, settings: GatewaySettings
 ) -> tuple[str, datetime | None]:
     ctx.require("integrations.manage")
-    return _rotate(ctx, get_integration(ctx, integration_id), overlap_seconds, settings, "integration")
+    record = get_integration(ctx, integration_id)
+    ensure_may_hand_a_station(ctx)
+    return _rotate(ctx, record, overlap_seconds, settings, "integration")
 
 
 @command
