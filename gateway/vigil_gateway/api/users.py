@@ -110,7 +110,12 @@ def me():
 
 
 @blp.route("/me/password", methods=["POST"])
-@blp.operation(AUTHENTICATED, status=204, body=PasswordChangeSchema)
+@blp.operation(
+    AUTHENTICATED,
+    status=204,
+    body=PasswordChangeSchema,
+    answers={429: "Too many wrong current passwords: throttled like failed sign-ins (with `Retry-After`)"},
+)
 def change_my_password(body):
     """Change my own password; my other sessions end."""
     policy = settings().login_policy
