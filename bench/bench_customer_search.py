@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_customer_search.py                  # 1,000,000 on PostgreSQL + 100,000 on SQLite
     .venv/bin/python bench/bench_customer_search.py --customers 200000 --skip-sqlite
     .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only
+    .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only --baseline main
 
 What it does:
 1. Loads customers with realistically skewed names into a fresh PostgreSQL database. Surnames and
@@ -21,6 +22,10 @@ What it does:
    user's session sends them: the p95 target is checked there, because between interleaved requests
    the naive SQL passes hundreds of MB of heap through shared_buffers and evicts the service's pages
    (`--order interleaved` checks it on the pairs instead; docs/performance.md has the measurements).
+   Each block request's CPU in process is printed too (`cpu p50`). With `--baseline REV`, each block
+   request is alternated with the same request answered by `search.py` as at git revision `REV`
+   (loaded beside this one; both checked to answer every sample alike): code before and after a
+   change on the same machine, request by request.
 4. Times deep pages. A keyset cursor at row 500,000 (as the `Link` headers give) is compared with
    `page=25001` through the service and with raw `OFFSET 500000`.
 5. Repeats the service searches on SQLite with 100,000 customers.
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import random
 import sys
 import tempfile
@@ -527,19 +533,22 @@ def naive_kind(label: str) -> str:
     return {"email": "email", "phone as typed": "phone", "account number": "account"}.get(label, "name")
 
 
-def report(rows: list[tuple], target: float | None) -> bool:
+def report(rows: list[tuple], target: float | None, baseline: str | None = None) -> bool:
     """One line per kind. ``target`` (p95, ms) is checked on the block of service requests when there is
     one (a session's requests one after another, as a user sees them), else on the interleaved ones;
-    the ratios to the naive SQL are always those of the interleaved pairs (same sample, same moment)."""
+    the ratios to the naive SQL are always those of the interleaved pairs (same sample, same moment).
+    ``cpu p50``: CPU per request in process (the block's, else the service's). With ``baseline``, a
+    second line per kind: the same block requests answered by the baseline's code, alternated with
+    these one by one."""
     ok = True
     blocked = any(row[3] for row in rows)
     print(
         f"  {'search':<24}"
         + (f"{'block p50':>10}{'block p95':>10}" if blocked else "")
-        + f"{'service p50':>12}{'service p95':>12}{'naive p50':>11}{'naive p95':>11}"
+        + f"{'cpu p50':>9}{'service p50':>12}{'service p95':>12}{'naive p50':>11}{'naive p95':>11}"
         f"{'ratio p50':>10}{'ratio p95':>10}{'matches':>10}  queries (matches of the first)"
     )
-    for label, service_times, naive_times, block_times, total, estimated, example in rows:
+    for label, service_times, naive_times, block_times, cpu, base, total, estimated, example in rows:
         p95 = percentile(service_times, 95)
         ok &= target is None or percentile(block_times or service_times, 95) <= target
         block = (
@@ -556,18 +565,82 @@ def report(rows: list[tuple], target: float | None) -> bool:
         )
         shown_total = f"~{total:,}" if estimated else f"{total:,}"
         print(
-            f"  {label:<24}{block}{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}"
+            f"  {label:<24}{block}{percentile(cpu, 50):>7.2f}ms"
+            f"{percentile(service_times, 50):>10.1f}ms{p95:>10.1f}ms{naive}"
             f"{shown_total:>10}  {example}"
         )
+        if base is not None:
+            base_times, base_cpu = base
+            print(
+                f"  {'  ' + (baseline or 'baseline') + ', alternated':<24}"
+                f"{percentile(base_times, 50):>8.1f}ms{percentile(base_times, 95):>8.1f}ms"
+                f"{percentile(base_cpu, 50):>7.2f}ms   (block p50 / p95 of this code over the baseline's: "
+                f"{percentile(block_times, 50) / percentile(base_times, 50):.2f}x / "
+                f"{percentile(block_times, 95) / percentile(base_times, 95):.2f}x)"
+            )
     return ok
 
 
-def measure_searches(get, url: str, runs: int, naive: bool, block: bool = False) -> list[tuple]:
+def with_cpu(fn, cpu: list[float]):
+    """``fn``, each call's CPU of the calling thread (ms) appended to ``cpu``: the app runs in process,
+    so its Python, SQLAlchemy and the driver (not the database's)."""
+
+    def call(sample):
+        started = time.thread_time()
+        try:
+            return fn(sample)
+        finally:
+            cpu.append((time.thread_time() - started) * 1000)
+
+    return call
+
+
+def load_baseline(revision: str):
+    """``vigil_customer.search`` as it is at git ``revision`` (e.g. ``main``), loaded beside this one as
+    ``vigil_customer.search_at_baseline`` (its own kept statements): the same service can then answer
+    a request with either module's ``list_customers``, request by request."""
+    import importlib.util
+    import subprocess
+
+    source = subprocess.run(
+        ["git", "show", f"{revision}:services/customer/vigil_customer/search.py"],
+        cwd=Path(__file__).resolve().parent,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    spec = importlib.util.spec_from_loader("vigil_customer.search_at_baseline", loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "vigil_customer"
+    sys.modules[spec.name] = module
+    exec(compile(source, f"<{revision}:search.py>", "exec"), module.__dict__)  # noqa: S102 - our own file at a revision
+    return module
+
+
+def as_baseline(baseline, fn):
+    """``fn`` run with the service answering through ``baseline``'s ``list_customers``."""
+
+    def call(sample):
+        own = search.list_customers
+        search.list_customers = baseline.list_customers
+        try:
+            return fn(sample)
+        finally:
+            search.list_customers = own
+
+    return call
+
+
+def measure_searches(get, url: str, runs: int, naive: bool, block: bool = False, baseline=None) -> list[tuple]:
     """Page 1 of each kind of search. With ``naive``, each service request is paired with the naive SQL
     (interleaved, :func:`timed_pair`): the ratios. With ``block`` too, the same searches again as
     ``runs`` service requests one after another (after the pairs): the p95 a session sees, whose
     statements are not interleaved with naive ones that pass hundreds of MB of heap through
-    shared_buffers (see docs/performance.md: they evict the match index's pages between two searches)."""
+    shared_buffers (see docs/performance.md: they evict the match index's pages between two searches).
+    With ``baseline`` (:func:`load_baseline`), the block's requests alternate with the same requests
+    answered by the baseline's code (same sample, alternating which goes first), after checking that
+    both answer each sample with the same body. Each block request's CPU in process is kept too."""
     picks = samples_from(url)
     rows = []
     engine = create_engine(url) if naive else None
@@ -576,18 +649,39 @@ def measure_searches(get, url: str, runs: int, naive: bool, block: bool = False)
         service = lambda q: get("/api/v1/customers", q=q)  # noqa: E731
         naive_times: list[float] = []
         block_times: list[float] = []
+        cpu: list[float] = []
+        base: tuple[list[float], list[float]] | None = None
         if engine is not None:  # interleaved request by request: both on the same machine
             with engine.connect() as conn:
                 # B023: the lambda is called at once, inside this iteration
                 naive = lambda v: naive_query(conn, naive_kind(label), v)  # noqa: B023, E731
                 service_times, naive_times = timed_pair(service, naive, values, runs)
-            if block:
-                block_times, _ = timed(service, values, runs)
+            if block and baseline is not None:
+                previous = as_baseline(baseline, service)
+                for value in values:
+                    assert service(value) == previous(value), (label, value, "answered otherwise by the baseline")
+                base_cpu: list[float] = []
+                block_times, base_times = timed_pair(with_cpu(service, cpu), with_cpu(previous, base_cpu), values, runs)
+                base = (base_times, base_cpu[-runs:])
+            elif block:
+                block_times, _ = timed(with_cpu(service, cpu), values, runs)
         else:
-            service_times, _ = timed(service, values, runs)
+            service_times, _ = timed(with_cpu(service, cpu), values, runs)
         first = get("/api/v1/customers", q=values[0])
         example = f"{values[0]!r}" + (f" and {len(values) - 1} more" if len(values) > 1 else "")
-        rows.append((label, service_times, naive_times, block_times, first["total"], first["total_estimated"], example))
+        rows.append(
+            (
+                label,
+                service_times,
+                naive_times,
+                block_times,
+                cpu[-runs:],
+                base,
+                first["total"],
+                first["total_estimated"],
+                example,
+            )
+        )
     if engine is not None:
         engine.dispose()
     return rows
@@ -732,14 +826,18 @@ def run_postgres(args) -> bool:
         with tempfile.TemporaryDirectory() as var_dir:
             _, get = service_client(url, var_dir)
             block = args.order == "both"
+            baseline = load_baseline(args.baseline) if args.baseline and block else None
             print(
                 f"\n  page 1, {args.runs} requests per search through the service (target p95 <= 30 ms"
                 + (", checked on the block" if block else "")
                 + "), interleaved with the naive SQL"
                 + (f", then {args.runs} in a block" if block else "")
-                + ":"
+                + (f" alternated with the same requests answered by {args.baseline}'s search.py" if baseline else "")
+                + f" (load average {' / '.join(f'{v:.1f}' for v in os.getloadavg())}):"
             )
-            ok = report(measure_searches(get, url, args.runs, naive=True, block=block), 30.0)
+            rows = measure_searches(get, url, args.runs, naive=True, block=block, baseline=baseline)
+            ok = report(rows, 30.0, args.baseline)
+            print(f"  load average after: {' / '.join(f'{v:.1f}' for v in os.getloadavg())}")
             if not args.searches_only:
                 print("\n  deep pages:")
                 measure_deep(get, url, args.runs, min(500_000, int(args.customers * 0.55)))
@@ -784,6 +882,12 @@ def main(argv: list[str] | None = None) -> int:
         "(the p95 target); interleaved: the pairs only, the p95 target checked on them",
     )
     parser.add_argument("--database", help="measure a database kept by an earlier --keep run (no load; kept)")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also answer the block's requests with search.py as at git revision REV (e.g. main), "
+        "alternated with this code's one by one, each sample checked to answer the same",
+    )
     args = parser.parse_args(argv)
     results = []
     if not args.skip_postgres:

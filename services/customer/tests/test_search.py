@@ -608,12 +608,14 @@ def test_a_kept_search_statement_finds_what_a_freshly_built_one_finds(api, sessi
     kept_any = False
     for earlier, q, earlier_scope, scope, filters in cases:
         search._KEPT.clear()
+        search._LARGE.clear()  # (page 1 of each run read in the same form)
         _search_as_seen(session, earlier, earlier_scope, **filters)
         kept = dict(search._KEPT)
         assert len(kept) == 1, (earlier, "is kept by its shape")
         found_kept = _search_as_seen(session, q, scope, **filters)
         assert kept == search._KEPT, (q, "reused the statements kept for", earlier)
         search._KEPT.clear()
+        search._LARGE.clear()
         found_fresh = _search_as_seen(session, q, scope, **filters)
         assert found_kept == found_fresh, (q, earlier, filters)
         kept_any |= any(page[0] for page in found_kept)
@@ -623,11 +625,19 @@ def test_a_kept_search_statement_finds_what_a_freshly_built_one_finds(api, sessi
     assert not search._KEPT, "a search filtered on the record's columns (values not named) is never kept"
 
 
+def _walked_in_steps(monkeypatch):
+    """Page 1 read as a page after a cursor is: the ordered walk, the bounded count and the listed rows
+    each a statement of their own (what page 1 of a large result was before it became one statement)."""
+    monkeypatch.setattr(search, "_first_page", lambda *_args: search._PageOne(None, None, None))
+
+
 def test_page_one_in_one_statement_is_what_the_ordered_walk_finds(api, session, monkeypatch):
-    """Page 1 of a search with few matches is one statement (its matches, their distinct records
-    counted, the first page joined to its listed columns and tags). Rows, order, tags, total and links
-    must be what the ordered walk (the path of a large result, a statement per step) gives, whatever
-    the words, sort direction and scope, for records matching twice, and for a search finding nothing."""
+    """Page 1 of a search is one statement (its matches counted; with few, their distinct records
+    sorted; with many, the first entries of the ordered walk; the page joined to its listed columns
+    and tags), two when a large result is not known as one. Rows, order, tags, total and links must
+    be what the walk read step by step gives, whatever the words, sort direction and scope, for
+    records matching twice, for a search finding nothing, and for a search remembered as large that
+    is small now."""
     tag = api.post("/api/v1/tags", json={"name": "Onestep"}).json
     people = [
         ("James", "Smith", None, 1),
@@ -654,39 +664,65 @@ def test_page_one_in_one_statement_is_what_the_ordered_walk_finds(api, session, 
     for visibility in scopes:
         for q in queries:
             for sort in ("name", "-name"):
-                monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
-                one, one_statements = page_one(q, sort, visibility)
-                monkeypatch.setattr(search, "SMALL_RESULT", 1)
-                walked, _ = page_one(q, sort, visibility)
-                assert one_statements == 1, (q, sort, "page 1 of a small result is one round trip")
-                assert one == walked, (q, sort, visibility)
+                with monkeypatch.context() as patched:
+                    _walked_in_steps(patched)
+                    walked, _ = page_one(q, sort, visibility)
+                monkeypatch.setattr(search, "_LARGE", {})
+                # few matches, then (the same records) many: not known as many (the count, then the
+                # walk), then known (one statement), then few again (known as many: walked, forgotten)
+                for small_result, trips in ((2_000, 1), (1, 2), (1, 1), (2_000, 1), (2_000, 1)):
+                    monkeypatch.setattr(search, "SMALL_RESULT", small_result)
+                    one, one_statements = page_one(q, sort, visibility)
+                    assert one == walked, (q, sort, visibility, small_result)
+                    if one[1] or small_result == 2_000:  # (nothing found is never many)
+                        assert one_statements == trips, (q, sort, small_result, one_statements)
                 found_any |= bool(one[0])
     assert found_any
     monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
     assert page_one("john", "name", scopes[0])[0][1] == 1, "a record matching through several terms counts once"
 
 
-def test_page_one_of_a_large_result_counts_in_its_first_statement(api, session, monkeypatch):
-    """Page 1 of a search with too many matches for the one-statement page: that statement's read also
-    makes the bounded count's first pass, so page 1 is three round trips (that statement, the ordered
-    walk, the listed rows), not four with the count reading the same entries again. Rows, order, tags,
-    total and links are those of the one-statement page over the same records."""
+def test_page_one_of_a_large_result_is_one_statement(api, session, monkeypatch):
+    """Page 1 of a search with too many matches for the sorted small result: the same statement counts
+    them (the bounded count's first pass) and reads the first entries of the ordered walk with their
+    records' listed columns and tags, so page 1 is one round trip once the search is known to be large
+    (it was four, then three: that statement, the walk, the listed rows), and two the first time (the
+    count and small page's statement, then the walk's page). Rows, order, tags, total and links are
+    those of the page of few matches over the same records. When the walked entries repeat records (one matching through
+    more terms than the page's look-ahead), the walk is read further as before: still the same page."""
+    tag = api.post("/api/v1/tags", json={"name": "Large"}).json
     for i in range(6):
-        create_person(api, ["James", "Mary", "Ann"][i % 3], "Smith", None, 1 + i % 2, suffix=i)
+        made = create_person(api, ["James", "Mary", "Ann"][i % 3], "Smith", None, 1 + i % 2, suffix=i)
+        if i % 2:
+            assert api.post(f"/api/v1/customers/{made['id']}/tags", json={"tag_id": tag["id"]}).status_code < 300
     engine = session.get_bind()
 
-    def page_one(q):
-        return page_one_with_statements(engine, search.ListQuery(q=q, per_page=2), search.Visibility(None, None))
+    def page_one(q, sort="name"):
+        query = search.ListQuery(q=q, per_page=2, sort=sort)
+        return page_one_with_statements(engine, query, search.Visibility(None, None))
 
     monkeypatch.setattr(search, "EXACT_TOTAL_LIMIT", 100)  # the count's first bound (110) above SMALL_RESULT
-    for q in ("smith", "smi"):
-        monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
-        small, _ = page_one(q)
-        monkeypatch.setattr(search, "SMALL_RESULT", 2)  # a large result for the same records
-        large, statements = page_one(q)
-        assert large == small, q
-        assert small[1] == 6 and not small[2], (q, small[1:3])
-        assert len(statements) == 3, (q, statements)
+    monkeypatch.setattr(search, "_LARGE", {})
+    for q in ("smith", "smi", "smi jam", "ann smi"):
+        for sort in ("name", "-name"):
+            monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
+            small, _ = page_one(q, sort)
+            monkeypatch.setattr(search, "SMALL_RESULT", 2)  # a large result for the same records
+            for trips in (2, 1, 1):  # not known as large: the count, then the walk; then known: one
+                large, statements = page_one(q, sort)
+                assert large == small, (q, sort)
+                assert len(statements) == trips, (q, sort, statements)
+            assert small[1] == (6 if " " not in q else 2) and not small[2], (q, small[1:3])
+    # first in name order and matching "smi" through seven terms: the look-ahead's six entries hold one record
+    for suffix in (6, 7):
+        create_person(api, "Smiz", "Aardvark", "Smia Smib Smic Smid Smie Smif", 1, suffix=suffix)
+    monkeypatch.setattr(search, "SMALL_RESULT", 2_000)
+    small, _ = page_one("smi")
+    monkeypatch.setattr(search, "SMALL_RESULT", 2)
+    for _known in (False, True):
+        large, statements = page_one("smi")
+        assert large == small and small[1] == 8, small[1:3]
+        assert len(statements) > 2 - _known, "the walk read further"
 
 
 def test_a_cursor_nested_past_the_parsers_depth_is_a_422_not_a_500(api):

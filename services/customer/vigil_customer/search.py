@@ -795,10 +795,18 @@ def _term_count(
         if records > EXACT_TOTAL_LIMIT:  # already more records than the limit
             break
     distinct_matches = kept.get("distinct", lambda: select(matches.subquery().c.id).distinct())
-    estimate = _estimate(conn, distinct_matches, values=params)
+    # known by the kept statement and the search's values: a reused estimate is not compiled to be looked up
+    known = (distinct_matches, *sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+    estimate = _estimate(conn, distinct_matches, known if params else None, values=params)
     if estimate is not None:
         return max(estimate, EXACT_TOTAL_LIMIT + 1), True
     return conn.scalar(select(func.count()).select_from(distinct_matches.subquery()), params) or 0, False
+
+
+def _ordered(kept: _Kept, tokens: list[str]):
+    """The statement whose rows in name order are the search's records in name order: the walk of the
+    first word's terms when it can be walked (the walk index keeps them in that order), else the matches."""
+    return kept.get("walk", kept.build_walk) if _walkable(tokens[0]) else kept.matches
 
 
 def _first_rows(conn: Connection, statement, want: int, kept: _Kept, params: dict[str, Any]) -> list:
@@ -871,38 +879,58 @@ def _small_result(
     return found[:want], total
 
 
-def _first_page_statement(matches, forward: bool):
-    """Page 1 of a search in one statement: its listed rows with their tags when the matches are few,
-    and in any case how many index entries it read and their distinct records. The limits are
-    parameters (``sq_small``, ``sq_cap``, ``sq_want``), bound when it runs: the statement is kept.
+FEW, MANY, WALK = "few", "many", "walk"  # the forms of page 1's statement (_first_page_statement)
 
-    The matches (at most ``sq_cap`` rows, unordered, from the match index alone) are read once; their
-    rows and distinct records are counted, and when they are fewer than ``sq_small`` the first ``want``
-    records in name order are joined to their listed columns and tags. With ``sq_cap`` the first
-    bound of :func:`_term_count`, a large result's first count is this statement's (it was a round
-    trip of its own, which read again the entries this one had read). A search with no match still
-    answers one row (the counts, the rest NULL). It was three round trips for one word (bounded
-    count, matches, listed rows) and two for several (matches, listed rows), with the matches sorted
-    in Python.
+
+def _first_page_statement(matches, ordered, forward: bool, form: str):
+    """Page 1 of a search in one statement, its listed rows joined to their tags. The limits are
+    parameters (``sq_small``, ``sq_cap``, ``sq_want``, ``sq_fetch``), bound when it runs: it is kept.
+
+    - :data:`FEW`: the matches (at most ``sq_cap`` rows, unordered, from the match index alone) are
+      read once; their rows and distinct records are counted, and when they are fewer than
+      ``sq_small`` the first ``want`` records in name order are the page (otherwise no page: a
+      one-time filter, the page's part is not read).
+    - :data:`MANY`: the same counts, and the page is the first ``want`` distinct records of the first
+      ``sq_fetch`` entries of ``ordered`` (the ordered walk: a name-order index read that stops there).
+      Right whatever the result's size, but a small result reads more of the walk index than its matches.
+    - :data:`WALK`: that page alone, no count (after a :data:`FEW` statement found the result large).
+
+    With ``sq_cap`` the first bound of :func:`_term_count`, a large result's first count is this
+    statement's. A search with no match still answers one row (the counts, the rest NULL).
+
+    One statement holding both pages (a ``UNION ALL`` of the few and the walked records, each gated by
+    the count) was tried: one round trip whatever the size, but PostgreSQL plans a small result's
+    statement on every run (its generic plan looks costlier than the custom ones), and planning the
+    walk's branch too cost 0.3-1.0 ms more per small search (the most common kind), so the form is chosen
+    by what the same search found last time (:func:`_first_page`).
     """
     small: BindParameter[int] = bindparam("sq_small", SMALL_RESULT)
+    want: BindParameter[int] = bindparam("sq_want", 21)
+
+    def first_records(rows, name: str):
+        """The first ``want`` distinct records of ``rows`` in the page's order."""
+        records = select(rows.c.id, rows.c.sort_name).distinct().subquery(f"{name}_records")
+        order = (records.c.sort_name, records.c.id)
+        return (
+            select(records.c.id.label("sq_id"), records.c.sort_name.label("sq_order"))
+            .order_by(*[c.asc() if forward else c.desc() for c in order])
+            .limit(want)
+            .subquery(name)
+        )
+
     # counted in one pass, not materialized: a CTE of 11,000 rows read three times cost more than
     # the separate count did (6.3 against 4.2 ms for `smi`, EXPLAIN ANALYZE)
     counted = matches.order_by(None).limit(bindparam("sq_cap", SMALL_RESULT)).subquery("sq_counted")
     counts = select(func.count().label("sq_read"), func.count(distinct(counted.c.id)).label("sq_total")).cte(
         "sq_counts"
     )
-    found = matches.order_by(None).limit(small).subquery("sq_found")
-    records = select(found.c.id, found.c.sort_name).distinct().subquery("sq_records")
-    order = (records.c.sort_name, records.c.id)
-    first = (
-        select(records.c.id.label("sq_id"), records.c.sort_name.label("sq_order"))
-        # a large result is answered otherwise: no page is read again, sorted and joined
-        .where(select(counts.c.sq_read).scalar_subquery() < small)
-        .order_by(*[c.asc() if forward else c.desc() for c in order])
-        .limit(bindparam("sq_want", 21))
-        .subquery("sq_first")
-    )
+    if form == FEW:  # all the matches (the match index, unordered), their records sorted, when few
+        few = matches.order_by(None).where(select(counts.c.sq_read).scalar_subquery() < small).limit(small)
+        first = first_records(few.subquery("sq_found"), "sq_first")
+    else:  # the walk's first entries, already in the page's order
+        keys = (ordered.selected_columns.sort_name, ordered.selected_columns.id)
+        walked = ordered.order_by(*[c.asc() if forward else c.desc() for c in keys]).limit(bindparam("sq_fetch", 42))
+        first = first_records(walked.subquery("sq_walked"), "sq_first")
     page = (
         select(first.c.sq_order, *_LISTED, *_TAG_COLUMNS, Tag.name_key.label("tag_key"))
         .select_from(
@@ -912,30 +940,81 @@ def _first_page_statement(matches, forward: bool):
         )
         .subquery("sq_page")
     )
-    keys = (page.c.sq_order, page.c.id)
-    return (
-        select(counts.c.sq_read, counts.c.sq_total, *[c for c in page.c if c.key not in ("sq_order", "tag_key")])
-        .select_from(counts.outerjoin(page, true()))
-        .order_by(*[k.asc() if forward else k.desc() for k in keys], page.c.tag_key)
+    page_keys = (page.c.sq_order, page.c.id)
+    listed = [c for c in page.c if c.key not in ("sq_order", "tag_key")]
+    statement = (
+        select(*listed)
+        if form == WALK
+        else select(counts.c.sq_read, counts.c.sq_total, *listed).select_from(counts.outerjoin(page, true()))
     )
+    return statement.order_by(*[k.asc() if forward else k.desc() for k in page_keys], page.c.tag_key)
+
+
+class _PageOne(NamedTuple):
+    rows: list | None  # the page's listed rows (look-ahead row included), or None: read it otherwise
+    first_count: tuple[int, int] | None  # the first count of _term_count, when it was read as that is
+    total: int | None  # the exact total, when the matches were few
+
+
+# Searches (by words, scope and filters) whose page 1 last found many matches: their next page 1 reads
+# the walk with the count (:data:`MANY`, one round trip) instead of the sorted small result (:data:`FEW`).
+_LARGE: dict[tuple, bool] = {}
+_LARGE_KEPT = 4096
 
 
 def _first_page(
-    conn: Connection, kept: _Kept, params: dict[str, Any], forward: bool, want: int, tags: dict
-) -> tuple[list | None, tuple[int, int] | None]:
-    """Page 1 of a search with few matches (its listed rows, their tags into ``tags``; None when the
-    matches are too many) in one round trip (:func:`_first_page_statement`), and the index entries it
-    read with their distinct records: with a page, its exact total; without, the first count of
-    :func:`_term_count` (entries read up to its first bound), or None when that bound is below
-    :data:`SMALL_RESULT` (only where a test lowers the limit)."""
-    statement = kept.get(("first page", forward), lambda: _first_page_statement(kept.matches, forward))
+    conn: Connection,
+    kept: _Kept,
+    ordered,
+    params: dict[str, Any],
+    forward: bool,
+    want: int,
+    tags: dict,
+    known: tuple | None,
+) -> _PageOne:
+    """Page 1 of a search (:func:`_first_page_statement`): its listed rows, their tags into ``tags``,
+    and the index entries it read with their distinct records: with few matches, the exact total;
+    with many, the first count of :func:`_term_count` (entries read up to its first bound; None when
+    that bound is below :data:`SMALL_RESULT`, only where a test lowers the limit). ``ordered``: builds
+    the ordered walk of this search (when a kept statement is first built). ``known``: what identifies
+    this search (its words, scope and filters), or None when it is not kept.
+
+    One round trip for a small result, and for a large one found large the last time (:data:`MANY`);
+    a large result not known as such is two (:data:`FEW`, then :data:`WALK`), and is remembered. The
+    rows are None when a large result's walked entries held fewer than ``want`` records and more match
+    (a record matching through many terms): the caller walks further."""
     cap = max(SMALL_RESULT, _FIRST_COUNT_CAP())
-    rows = conn.execute(statement, params | {"sq_small": SMALL_RESULT, "sq_cap": cap, "sq_want": want}).all()
+    values = {"sq_small": SMALL_RESULT, "sq_cap": cap, "sq_want": want, "sq_fetch": 2 * want}
+    form = MANY if known is not None and known in _LARGE else FEW
+
+    def statement(form: str):
+        return kept.get(
+            ("first page", forward, form), lambda: _first_page_statement(kept.matches, ordered(), forward, form)
+        )
+
+    rows = conn.execute(statement(form), params | values).all()
+    read, records = rows[0].sq_read, rows[0].sq_total
     # the first count of _term_count, when this read was bounded as that count is (SMALL_RESULT below it)
-    counted = (rows[0].sq_read, rows[0].sq_total) if cap == _FIRST_COUNT_CAP() else None
-    if rows[0].sq_read >= SMALL_RESULT:
-        return None, counted
-    return _fold_tags([row for row in rows if row.id is not None], tags), (rows[0].sq_read, rows[0].sq_total)
+    counted = (read, records) if cap == _FIRST_COUNT_CAP() else None
+    if known is not None:
+        if read >= SMALL_RESULT and form == FEW:
+            if len(_LARGE) >= _LARGE_KEPT:
+                _LARGE.clear()
+            _LARGE[known] = True
+        elif read < SMALL_RESULT and form == MANY:
+            _LARGE.pop(known, None)
+    if form == FEW and read >= SMALL_RESULT:  # no page read: the walk's first entries, a round trip more
+        rows = conn.execute(statement(WALK), params | values).all()
+    found: dict[int, list[dict[str, Any]]] = {}
+    listed = _fold_tags([row for row in rows if row.id is not None], found)
+    # fewer records than the page holds: all of them (every match counted), or the walked entries
+    # repeated records (one matching through many terms) and _first_rows reads further
+    if len(listed) < want and not (read < cap and len(listed) == records):
+        return _PageOne(None, counted, None)
+    tags.update(found)
+    if read < SMALL_RESULT:
+        return _PageOne(listed, (read, records), records)
+    return _PageOne(listed, counted, None)
 
 
 # A page's rows come with their tags in the same statement (a round trip of their own before): one row per
@@ -1024,11 +1103,18 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
     if on_terms:
         kept, params = _kept_search(query, visibility, tokens)
         matches = kept.matches
-        if not jump and key is None:  # page 1: one statement when the matches are few
-            first_page, first_count = _first_page(conn, kept, params, forward, want, tags)
-            if first_page is not None:
-                assert first_count is not None, "a page's total is always counted"
-                fetched, counted, listed_read = first_page, (first_count[1], False), True
+        if not jump and key is None:  # page 1: one statement, its listed rows and the first count
+            known = (
+                (tuple(tokens), visibility.customers, visibility.leads, query.kind, tuple(query.location_id))
+                if _shape_of(query, visibility, tokens) is not None
+                else None
+            )
+            one = _first_page(conn, kept, lambda: _ordered(kept, tokens), params, forward, want, tags, known)
+            first_count = one.first_count
+            if one.total is not None:
+                counted = (one.total, False)
+            if one.rows is not None:
+                fetched, listed_read = one.rows, True
         elif not jump:
             small = _small_result(conn, kept, params, key, forward, want, len(tokens) > 1)
             if small is not None:
@@ -1037,7 +1123,7 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
             base = matches.distinct().subquery()
             statement, key_cols = select(base.c.id, base.c.sort_name), (base.c.sort_name, base.c.id)
         elif fetched is None:  # (answered by the small result: the ordered walk is not built)
-            statement = kept.get("walk", kept.build_walk) if _walkable(tokens[0]) else matches
+            statement = _ordered(kept, tokens)
             key_cols = (statement.selected_columns.sort_name, statement.selected_columns.id)
         counter = lambda: _term_count(conn, kept, params, first_count)  # noqa: E731 - deferred until the page is read
     else:
