@@ -174,7 +174,7 @@ def test_an_invoice_is_issued_numbered_and_voided(gateway, gateway_as, locations
     assert_hidden(elsewhere.get(invoice_path), elsewhere.get(unknown_path(invoice_path, draft.json()["id"])))
     gateway.wait_for(
         lambda: any(
-            e["type"] == "invoice.voided" and e["data"]["invoice_id"] == second.json()["id"]
+            e["type"] == "invoice.voided" and e["request_id"] == voided.headers["X-Request-ID"]
             for e in gateway.get("/api/v1/ops/billing/outbox", params={"per_page": 100}).json()["items"]
         ),
         what="invoice.voided in the billing outbox",

@@ -128,7 +128,7 @@ def test_leads_follow_lead_permissions_and_convert(gateway, gateway_as, home, ot
     history = gateway.get(f"{url}/history", params={"action": "convert"}).json()["items"]
     assert {e["field"] for e in history} == {"kind", "location_id", "sold_by", "account_type"}
     events = gateway.get("/api/v1/ops/customer/outbox", params={"type": "customer.converted", "per_page": 100}).json()
-    assert any(e["data"]["customer_id"] == lead["id"] for e in events["items"])
+    assert any(e["request_id"] == converted.headers["X-Request-ID"] for e in events["items"])
 
 
 # --- history --------------------------------------------------------------------------------------

@@ -593,3 +593,26 @@ def test_ended_sign_in_windows_are_removed_and_running_ones_kept(db):
     with db.new_session() as session:
         kept = sorted(session.scalars(select(LoginFailures.scope_key)).all())
     assert kept == sorted(key for key in ages if key.endswith("new") or key.endswith(".2"))
+
+
+def test_a_failed_sign_in_keeps_no_typed_username(client, auth, db):
+    """A password typed into the username field must not be stored: the throttling windows key a name by
+    its keyed hash, and the audit names an account by its id (and its own username), else no one."""
+    typed = "Hunter2-Typed-As-Username"
+    with db.new_session() as session:
+        before = session.scalar(text("SELECT coalesce(max(id), 0) FROM audit_entries"))
+    problem(client.post("/api/v1/auth/token", json={"username": typed, "password": "x"}), 401)
+    problem(client.post("/api/v1/auth/token", json={"username": "ADMIN", "password": "wrong"}), 401)
+    with db.new_session() as session:
+        keys = session.scalars(select(LoginFailures.scope_key)).all()
+        rows = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "auth.login", AuditEntry.id > before)
+        ).all()
+        admin_id = session.scalar(text("SELECT id FROM users WHERE username = 'admin'"))
+    stored = " ".join(keys) + " ".join(str(vars(row)) for row in rows)
+    assert typed.lower() not in stored.lower() and "admin" not in " ".join(keys).lower()
+    assert all(key.startswith("addr:") or len(key.split(":", 1)[1]) == 64 for key in keys), keys
+    unknown = [row for row in rows if row.outcome == "failure" and row.target_id is None]
+    assert [(row.actor_name, row.details) for row in unknown] == [(None, {"account": "none"})]
+    [known] = [row for row in rows if row.outcome == "failure" and row.target_id is not None]
+    assert (known.actor_name, known.target_id) == ("admin", str(admin_id))

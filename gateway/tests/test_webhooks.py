@@ -906,3 +906,20 @@ def test_array_literals_read_back_as_the_values_they_carry(db):
         numbers = [1, None, 2**40, 0, -3]
         assert conn.execute(text("SELECT CAST(:a AS bigint[])"), {"a": _pg_array(numbers)}).scalar() == numbers
         assert conn.execute(text("SELECT CAST(:a AS int[])"), {"a": _pg_array([])}).scalar() == []
+
+
+@pytest.mark.parametrize("listed", [{}, {"items": None}, {"items": "x"}, {"accounts": []}, "x", 5, None, [1, "a"]])
+def test_a_station_account_list_that_is_not_one_is_an_error_never_an_empty_station(listed):
+    """A 200 without a list of accounts is malformed: read as no accounts, the drift report would call
+    every Vigil account missing at the station."""
+    from vigil_gateway.webhooks import station_accounts
+
+    with pytest.raises(ValueError, match="account list"):
+        station_accounts(listed)
+
+
+def test_a_station_account_list_reads_both_shapes():
+    from vigil_gateway.webhooks import station_accounts
+
+    assert station_accounts([{"account_number": "1"}]) == [{"account_number": "1"}]
+    assert station_accounts({"items": []}) == []

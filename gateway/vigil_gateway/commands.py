@@ -395,38 +395,41 @@ def sign_in(
     and committed before the refusal, so throttling and lockout hold across attempts."""
     username = credentials["username"]
     user = find_user(session, username)
+    # the audit names the account (its id and its own username), never what was typed: a password typed
+    # into the username field would be kept; a name that matches no account is recorded as just that
     attempt = partial(
         audit.record,
         database,
         "auth.login",
-        actor_name=username,
-        target_type="user",
+        actor_name=user.username if user else None,
+        target_type="user" if user else None,
         target_id=user.id if user else None,
     )
+    unknown = None if user else {"account": "none"}
     try:
         login_guard.check(session, config.login_policy, username, address, user)
     except login_guard.Throttled as throttled:
-        attempt(audit.DENIED, details={"reason": throttled.reason})
+        attempt(audit.DENIED, details={"reason": throttled.reason, **(unknown or {})})
         raise
     if not password_matches(passwords, user, credentials["password"]) or user is None or not user.active:
         locked = login_guard.record_failure(
             session, config.login_policy, username, address, user if user and user.active else None
         )
         session.commit()
-        attempt(audit.FAILURE)
+        attempt(audit.FAILURE, details=unknown)
         if locked:
             assert user is not None  # record_failure locks a known user only
             audit.record(
                 database,
                 "auth.lockout",
                 audit.SUCCESS,
-                actor_name=username,
+                actor_name=user.username,
                 target_type="user",
                 target_id=user.id,
                 details={"seconds": config.login_policy.lockout_seconds},
             )
         raise _refused()
-    login_guard.record_success(session, user)
+    login_guard.record_success(session, config.login_policy, user)
     rehash_if_needed(passwords, user, credentials["password"])
     pair = open_session(
         session,

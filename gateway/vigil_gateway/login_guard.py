@@ -7,10 +7,16 @@
 Counters live in the gateway database so every gateway process shares them, and every count is
 one atomic statement (an upsert with ``RETURNING`` for the windows, ``UPDATE … SET n = n + 1`` for
 the account), so concurrent failures never overwrite each other's increments.
+
+A username is kept in a window's key only as an HMAC-SHA256 of its lower-case form under a key derived
+from ``VIGIL_SECRET_KEY`` (:func:`name_key`): whatever was typed into the username field (a password,
+at times) is never stored. The same name gives the same key, so every limit counts exactly as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import random
 from datetime import datetime, timedelta
@@ -44,6 +50,11 @@ class Throttled(Problem):
         self.reason = reason
 
 
+def name_key(policy: LoginPolicy, username: str) -> str:
+    """What a username is counted under: the hex HMAC-SHA256 of its lower-case form (never the name)."""
+    return hmac.new(policy.name_secret.encode(), username.lower().encode(), hashlib.sha256).hexdigest()
+
+
 def _window(session: Session, key: str, length: timedelta) -> LoginFailures | None:
     row = session.get(LoginFailures, key)
     if row is not None and row.window_start + length <= utcnow():
@@ -53,8 +64,8 @@ def _window(session: Session, key: str, length: timedelta) -> LoginFailures | No
 
 # A username no active account has is locked like an account after as many failures in a row, with the
 # same answer, so whether an account exists cannot be told from a lockout: its failures count under
-# ``ghost:<name>`` (kept as long as an account's count, which only a success ends) and its lock under
-# ``ghost-lock:<name>`` (the row's window is the lock).
+# ``ghost:<name key>`` (kept as long as an account's count, which only a success ends) and its lock under
+# ``ghost-lock:<name key>`` (the row's window is the lock).
 GHOST_COUNT_WINDOW = timedelta(days=30)
 
 
@@ -68,12 +79,18 @@ def check(session: Session, policy: LoginPolicy, username: str, address: str | N
     if user is not None and user.locked_until is not None and user.locked_until > now:
         raise _locked((user.locked_until - now).total_seconds())
     if user is None or not user.active:
-        lock = _window(session, f"ghost-lock:{username.lower()}", timedelta(seconds=policy.lockout_seconds))
+        lock = _window(session, f"ghost-lock:{name_key(policy, username)}", timedelta(seconds=policy.lockout_seconds))
         if lock is not None:
             raise _locked((lock.window_start + timedelta(seconds=policy.lockout_seconds) - now).total_seconds())
     # (window key, its length, failures allowed in it, the reason given, whose failures)
     windows = [
-        (f"user:{username.lower()}", USER_WINDOW, policy.failures_per_user_per_minute, "username", "for this username")
+        (
+            f"user:{name_key(policy, username)}",
+            USER_WINDOW,
+            policy.failures_per_user_per_minute,
+            "username",
+            "for this username",
+        )
     ]
     if address:
         windows.insert(
@@ -154,11 +171,11 @@ def record_failure(
     """Counts a failed attempt; returns True when it locked the account."""
     if random.random() < PRUNE_SHARE:
         prune_ended_windows(session, policy, utcnow())
-    _count(session, f"user:{username.lower()}", USER_WINDOW)
+    _count(session, f"user:{name_key(policy, username)}", USER_WINDOW)
     if address:
         _count(session, f"addr:{address}", ADDRESS_WINDOW)
     if user is None:
-        ghost = username.lower()
+        ghost = name_key(policy, username)
         if _count(session, f"ghost:{ghost}", GHOST_COUNT_WINDOW) >= policy.lockout_threshold:
             _restart(session, f"ghost-lock:{ghost}")
             session.execute(delete(LoginFailures).where(LoginFailures.scope_key == f"ghost:{ghost}"))
@@ -181,9 +198,9 @@ def record_failure(
     return False
 
 
-def record_success(session: Session, user: User) -> None:
+def record_success(session: Session, policy: LoginPolicy, user: User) -> None:
     user.failed_logins = 0
     user.locked_until = None
-    row = session.get(LoginFailures, f"user:{user.username.lower()}")
+    row = session.get(LoginFailures, f"user:{name_key(policy, user.username)}")
     if row is not None:
         session.delete(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,9 @@ class LoginPolicy:
     failures_per_address_per_15min: int = 30
     lockout_threshold: int = 10
     lockout_seconds: int = 900
+    # the key of the HMAC a username is kept under in the throttling windows (never the name itself: a
+    # password typed into the username field would be stored); GatewaySettings derives it from its secret
+    name_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,11 @@ class GatewaySettings:
     login_policy: LoginPolicy
     trusted_proxy_hops: int
     password_hashing: PasswordHashing = STANDARD
+
+    def __post_init__(self) -> None:
+        if not self.login_policy.name_secret:  # derived from the one secret, like the ciphers below
+            secret = hashlib.sha256(f"vigil-gateway-login-names:{self.secret_key}".encode()).hexdigest()
+            object.__setattr__(self, "login_policy", dataclasses.replace(self.login_policy, name_secret=secret))
 
     @classmethod
     def from_env(cls, **overrides) -> GatewaySettings:

@@ -353,6 +353,17 @@ def post(
             pool.close()
 
 
+def station_accounts(listed: Any) -> list[dict[str, Any]]:
+    """A central station's account list (a list, or ``{"items": [...]}``) as read from its answer.
+
+    Anything else is malformed (``ValueError``, the drift check's error): read as an empty station, it
+    would report every Vigil account missing there."""
+    accounts = listed.get("items") if isinstance(listed, dict) else listed
+    if not isinstance(accounts, list) or not all(isinstance(account, dict) for account in accounts):
+        raise ValueError("the central station's account list is malformed")
+    return accounts
+
+
 def fetch_json(url: str, settings: WebhookSettings, limit: int = 20 * 1024 * 1024) -> Any:
     """GET a JSON document from an outside system (a central station's account list) with the same
     destination checks, no redirects and short timeouts as a webhook delivery. Raises ``RuntimeError``."""

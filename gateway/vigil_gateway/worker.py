@@ -1157,8 +1157,7 @@ class WebhookRuntime:
             assert url is not None  # selected for having one
             report, error = None, None
             try:
-                listed = webhooks.fetch_json(url, self.hooks)
-                accounts = listed.get("items", []) if isinstance(listed, dict) else listed
+                accounts = webhooks.station_accounts(webhooks.fetch_json(url, self.hooks))
                 identity = service_identity("gateway", permissions={"integrations.manage"})
                 report = self.reader.post(
                     "property",

@@ -257,3 +257,24 @@ def test_a_row_read_for_update_cannot_change_until_the_commit_on_every_backend(d
     assert errors == []
     with db.transaction() as session:
         assert session.get(Note, 1).text == "20"
+
+
+def test_every_answered_moment_is_the_shared_timestamp_field():
+    """A schema that writes a moment with marshmallow's own field writes ``+00:00`` and microseconds where
+    every Vigil response writes ``Z`` (the credit service did): responses use ``vigil_shared.fields.Timestamp``."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    own = re.compile(r"fields\.(Aware|Naive)?DateTime\(")
+    allowed = {root / "shared/vigil_shared/messaging/contracts.py"}  # reads incoming envelopes; writes its own Z
+    packages = [*root.glob("services/*/vigil_*"), root / "gateway/vigil_gateway", root / "shared/vigil_shared"]
+    found = [
+        f"{path.relative_to(root)}:{n}"
+        for package in packages
+        for path in package.rglob("*.py")
+        if path not in allowed and "migrations" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if own.search(line)
+    ]
+    assert found == []

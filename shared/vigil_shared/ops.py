@@ -97,13 +97,20 @@ def send_dead_letter_again(ctx: Context, runtime: ServiceRuntime, event_id: str)
 
 
 class OutboxEventSchema(Schema):
+    """An event as an operator sees it: what runs the pipeline, never the event's ``data``.
+
+    ``ops.manage`` is the right to operate the pipeline, not to read every office's business data (credit
+    scores, amounts, names): the payload is left out whatever else the caller holds. An event's effect is
+    read through the API of the record it concerns, under that record's own rights; ``request_id`` ties an
+    event to the request that wrote it.
+    """
+
     event_id = fields.String()
     type = fields.String()
     version = fields.Integer()
     occurred_at = Timestamp()
     published_at = Timestamp(allow_none=True)
-    request_id = fields.String(allow_none=True)
-    data = fields.Dict()
+    request_id = fields.String(allow_none=True, metadata={"description": "The request that wrote the event"})
 
 
 class ProcessedEventSchema(Schema):

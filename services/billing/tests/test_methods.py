@@ -1,5 +1,9 @@
+import json
+
+import pytest
+
 from vigil_billing.models import BillingMethod
-from vigil_billing.processor import HttpProcessor
+from vigil_billing.processor import HttpProcessor, ProcessorUnavailable
 from vigil_shared.testing import assert_hidden, identity_with, unknown_path
 
 
@@ -137,3 +141,67 @@ def test_two_first_methods_added_at_once_leave_one_default(api, known, sandbox, 
         session.expire_all()
         defaults = session.query(BillingMethod).filter_by(customer_id=customer_id, is_default=True).count()
         assert defaults == 1
+
+
+class _Answer:
+    def __init__(self, status, body):
+        self.status, self.data = status, json.dumps(body).encode()
+
+
+def _answering(status, body, attempts=1):
+    """An adapter whose processor answers every request with ``status`` and ``body``."""
+    adapter = HttpProcessor("http://processor.invalid", "sk_test_unit", attempts=attempts, backoff=0.0)
+    adapter.http = type("Http", (), {"request": lambda self, *a, **k: _Answer(status, body)})()
+    return adapter
+
+
+MALFORMED_TOKENS = [
+    {"kind": "card", "brand": "visa", "last4": "4242"},  # no token
+    {"token": None, "last4": "4242"},
+    {"token": {"id": "tok"}, "last4": "4242"},
+    {"token": "tok_1", "last4": None},
+    {"token": "tok_1", "last4": "42a2"},
+    {"token": "tok_1", "last4": "4242", "kind": "bitcoin"},
+    {"token": "tok_1", "last4": "4242", "exp_month": "twelve", "exp_year": 2099},
+    {"token": "tok_1", "last4": "4242", "exp_month": 13, "exp_year": 2099},
+    {"token": "tok_1", "last4": "4242", "brand": {"name": "visa"}},
+    {"token": "tok_1", "last4": "4242", "holder": ["Dana"]},
+    {"token": "x" * 101, "last4": "4242"},
+]
+
+
+@pytest.mark.parametrize("facts", MALFORMED_TOKENS)
+def test_a_malformed_token_answer_is_an_outage_and_stores_nothing(api, known, session, facts):
+    """A 200 that lacks what the processor's contract promises is no fact to keep: 503, nothing written."""
+    from vigil_billing import processor
+
+    known(7)
+    processor.use(_answering(200, facts))
+    response = api.post("/api/v1/customers/7/billing-methods", json={"token": "tok_1"})
+    assert response.status_code == 503, response.json
+    assert response.headers["Content-Type"] == "application/problem+json" and response.headers["Retry-After"]
+    assert session.query(BillingMethod).count() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "succeeded"},  # no charge id
+        {"status": "succeeded", "id": {"x": 1}},
+        {"status": "succeeded", "id": ""},
+        ["succeeded"],
+    ],
+)
+def test_a_malformed_charge_or_refund_answer_is_an_outage(body):
+    adapter = _answering(200, body)
+    with pytest.raises(ProcessorUnavailable):
+        adapter.charge("tok_1", 100, "USD", "key-1")
+    with pytest.raises(ProcessorUnavailable):
+        adapter.refund("ch_1", 100, "key-2")
+
+
+def test_a_refusal_with_odd_fields_keeps_text_only():
+    refused = _answering(402, {"status": "failed", "id": {"x": 1}, "failure_code": ["a"], "soft_decline": "no"})
+    result = refused.charge("tok_1", 100, "USD", "key-1")
+    assert result.status == "failed" and result.charge_id is None and isinstance(result.failure_code, str)
+    assert result.soft_decline is False

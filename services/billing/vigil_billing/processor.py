@@ -6,7 +6,10 @@ tokens are made by the client, Vigil reads a token's safe facts back (brand, las
 holder), charges and refunds it. Every charge and refund carries an idempotency key chosen by
 billing (one per payment), so a retry — by this adapter after a timeout, or by a Celery task run
 again after a crash — never charges twice. Timeouts are bounded; connection errors and 5xx answers
-are retried with backoff (same key), then reported as ``unavailable``.
+are retried with backoff (same key), then reported as ``unavailable``. So is a 2xx answer that lacks
+what the processor's contract promises (a token without its token or last four, a success without its
+charge id, a field of the wrong type): an external system's malformed answer is never kept, and never a
+500; the same key asks again later.
 
 Nothing here logs or returns a card number: Vigil never has one.
 """
@@ -35,6 +38,33 @@ BACKOFF = 0.5  # seconds before the second attempt; doubles after
 
 class ProcessorUnavailable(Exception):
     """The processor did not answer (network, timeout, 5xx) after every attempt."""
+
+
+class ProcessorMalformed(ProcessorUnavailable):
+    """The processor answered, but not as its contract says: handled as an outage (nothing kept)."""
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """A string field of at most ``limit`` characters, else None."""
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+def _optional(data: dict[str, Any], name: str, check: Any) -> Any:
+    """``data[name]`` when absent/null or passing ``check``; else the answer is malformed."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if not check(value):
+        raise ProcessorMalformed(f"the processor's {name} is malformed")
+    return value
+
+
+def _month(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 12
+
+
+def _year(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1900 <= value <= 9999
 
 
 @dataclass(frozen=True)
@@ -109,15 +139,7 @@ class HttpProcessor:
         status, data = self._call("GET", f"/v1/tokens/{quote(token, safe='')}")
         if status != 200:
             return None
-        return TokenFacts(
-            token=str(data["token"]),
-            kind=str(data.get("kind") or "card"),
-            brand=data.get("brand"),
-            last4=str(data.get("last4") or "")[-4:],
-            exp_month=data.get("exp_month"),
-            exp_year=data.get("exp_year"),
-            holder=data.get("holder"),
-        )
+        return _token_facts(data)
 
     def charge(self, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeResult:
         status, data = self._call(
@@ -130,20 +152,44 @@ class HttpProcessor:
         return _result(status, data)
 
 
+def _token_facts(data: dict[str, Any]) -> TokenFacts:
+    """A token's facts as billing keeps them; ``ProcessorMalformed`` when the answer is not what they are."""
+    token, last4 = _text(data.get("token"), 100), data.get("last4")
+    if token is None or not (isinstance(last4, str) and len(last4) == 4 and last4.isdigit()):
+        raise ProcessorMalformed("the processor's token answer lacks its token or last four digits")
+    kind = data.get("kind") or "card"
+    if kind not in ("card", "ach"):
+        raise ProcessorMalformed("the processor's token kind is unknown")
+    return TokenFacts(
+        token=token,
+        kind=kind,
+        brand=_optional(data, "brand", lambda v: _text(v, 30) is not None),
+        last4=last4,
+        exp_month=_optional(data, "exp_month", _month),
+        exp_year=_optional(data, "exp_year", _year),
+        holder=_optional(data, "holder", lambda v: _text(v, 100) is not None),
+    )
+
+
 def _result(status: int, data: dict[str, Any], token: str | None = None) -> ChargeResult:
     if status in (200, 201) and data.get("status") == "succeeded":
-        return ChargeResult("succeeded", data.get("id"))
+        charge_id = _text(data.get("id"), 80)
+        if charge_id is None:  # money may have moved: not a refusal, asked again later with the same key
+            raise ProcessorMalformed("the processor's success names no charge id")
+        return ChargeResult("succeeded", charge_id)
+    if status in (200, 201) and data.get("status") != "failed":
+        raise ProcessorMalformed("the processor's answer is neither a success nor a refusal")
     found = data.get("error")
     error: dict[str, Any] = found if isinstance(found, dict) else {}
+    code = data.get("failure_code") or error.get("code")
+    words = data.get("failure_message") or error.get("message")
     return ChargeResult(
         "failed",
-        data.get("id"),
-        failure_code=str(data.get("failure_code") or error.get("code") or f"http_{status}")[:60],
+        _text(data.get("id"), 80),
+        failure_code=(code if isinstance(code, str) else f"http_{status}")[:60],
         # the processor's words may echo a card number or the token: stored, and shown to billing viewers
-        failure_message=(
-            scrub(str(data.get("failure_message") or error.get("message") or "Refused by the processor."), token) or ""
-        )[:200],
-        soft_decline=bool(data.get("soft_decline")),
+        failure_message=(scrub(words if isinstance(words, str) else "Refused by the processor.", token) or "")[:200],
+        soft_decline=data.get("soft_decline") is True,
     )
 
 

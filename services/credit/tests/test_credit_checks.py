@@ -331,3 +331,18 @@ def test_a_reason_never_echoes_the_subjects_ssn_or_birthdate(api, runtime, custo
         assert "***" in reason, reason
         for value in ("1980", "02/03", "0203", "0750", "123"):
             assert value not in reason, reason
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"result": "hit", "score": 712, "transaction_id": {"id": 1}},
+        {"result": "hit", "score": 712, "transaction_id": "T" * 101},
+        {"result": "no_hit", "message": {"text": "none"}},
+    ],
+)
+def test_a_malformed_bureau_answer_is_a_failure_with_a_reason_never_kept_garbage(answer):
+    from vigil_credit.bureau import _answer
+
+    with pytest.raises(BureauFailure, match="could not be read"):
+        _answer(answer)

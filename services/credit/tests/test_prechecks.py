@@ -138,3 +138,25 @@ def test_precheck_reasons_and_errors_never_echo_the_subjects_ssn_or_birthdate(ap
         assert "***" in words, words
         for value in ("1980", "02/03", "0750", "123.45"):
             assert value not in words, words
+
+
+class _Posting:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def post(self, path, body, key, who):
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"result": "approved", "reference": {"id": 1}},
+        {"result": "approved", "reference": "R" * 101},
+        {"result": "declined", "reference": "ADT-1", "reasons": "not a list"},
+        {"result": "declined", "reference": "ADT-1", "reasons": [{"code": 1}]},
+    ],
+)
+def test_a_malformed_adt_answer_is_a_failure_with_a_reason_never_kept_garbage(answer):
+    with pytest.raises(BureauFailure, match="could not be read"):
+        HttpAdt(_Posting(answer)).precheck({}, "key-1")

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from vigil_shared.masking import scrub
 
-from .bureau import BureauFailure, HttpBureau
+from .bureau import BureauFailure, HttpBureau, answered_text
 
 RESULTS = ("approved", "declined", "manual_review")
 
@@ -42,12 +42,14 @@ class HttpAdt:
         status = answer.get("result")
         if status not in RESULTS:
             raise BureauFailure("ADT PreCheck's answer could not be read.")
-        given = answer.get("reasons")
-        reasons: list[Any] = given if isinstance(given, list) else []
-        reference = answer.get("reference")
+        reasons = answer.get("reasons")
+        if reasons is None:
+            reasons = []
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            raise BureauFailure("ADT PreCheck's answer could not be read: its reasons are malformed.")
         return PreCheckAnswer(
             status=str(status),
-            reference=str(reference)[:100] if reference else None,
-            reasons=[(scrub(str(r)) or "")[:200] for r in reasons][:20],
+            reference=answered_text(answer, "reference", 100, "ADT PreCheck"),
+            reasons=[(scrub(r) or "")[:200] for r in reasons][:20],
             raw=answer,
         )

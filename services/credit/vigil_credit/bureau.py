@@ -131,6 +131,17 @@ def _json(data: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def answered_text(answer: dict[str, Any], name: str, limit: int, who: str) -> str | None:
+    """A text field of an external answer: absent or empty is None; anything but a string of at most
+    ``limit`` characters makes the answer unreadable (a failure with a reason, never stored as garbage)."""
+    value = answer.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise BureauFailure(f"{who}'s answer could not be read: its {name} is malformed.")
+    return value
+
+
 def _answer(answer: dict[str, Any]) -> BureauAnswer:
     status = OUTCOMES.get(str(answer.get("result")))
     if status is None:
@@ -138,11 +149,12 @@ def _answer(answer: dict[str, Any]) -> BureauAnswer:
     score = answer.get("score")
     if status == "complete" and (not isinstance(score, int) or isinstance(score, bool) or not 300 <= score <= 850):
         raise BureauFailure("The bureau's answer carried no valid score.")
-    transaction_id = answer.get("transaction_id")
+    transaction_id = answered_text(answer, "transaction_id", 100, "The bureau")
+    message = answered_text(answer, "message", 10_000, "The bureau")
     return BureauAnswer(
         status=status,
-        transaction_id=str(transaction_id)[:100] if transaction_id else None,
+        transaction_id=transaction_id,
         score=score if status == "complete" else None,
-        reason=None if status == "complete" else (scrub(str(answer.get("message") or status)) or "")[:500],
+        reason=None if status == "complete" else (scrub(message or status) or "")[:500],
         raw=answer,
     )

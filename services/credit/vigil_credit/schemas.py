@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from vigil_shared.fields import TrimmedString
+from vigil_shared.fields import Timestamp, TrimmedString
 from vigil_shared.http import PaginationArgs, page_schema
 
 from .models import BUREAUS, PRECHECK_STATUSES, STATUSES
@@ -59,12 +59,12 @@ class CreditCheckSchema(Schema):
     reason = fields.String(allow_none=True, metadata={"description": "Why it failed, had no hit or is frozen"})
     attempts = fields.Integer()
     applied = fields.Boolean()
-    applied_at = fields.AwareDateTime(allow_none=True)
+    applied_at = Timestamp(allow_none=True)
     applied_by = fields.String(allow_none=True)
     skipped = fields.Boolean()
     requested_by_name = fields.String(allow_none=True)
-    created_at = fields.AwareDateTime()
-    run_at = fields.AwareDateTime(allow_none=True)
+    created_at = Timestamp()
+    run_at = Timestamp(allow_none=True)
     has_previous_address = fields.Boolean()
 
 
@@ -109,8 +109,8 @@ class PreCheckSchema(Schema):
     error = fields.String(allow_none=True, metadata={"description": "Why it could not run"})
     attempts = fields.Integer()
     requested_by_name = fields.String(allow_none=True)
-    created_at = fields.AwareDateTime()
-    completed_at = fields.AwareDateTime(allow_none=True)
+    created_at = Timestamp()
+    completed_at = Timestamp(allow_none=True)
 
 
 class PreCheckStatusSchema(Schema):

@@ -256,6 +256,22 @@ def test_deleting_a_catalog_tag_removes_it_everywhere(api):
     assert api.get(f"/api/v1/customers/{record['id']}/tags").json["total"] == 0
 
 
+def test_deleting_a_tag_tells_nothing_of_the_records_that_had_it(api, session):
+    """The catalog is company-wide, its manager may be scoped to some offices: the answer to a delete, and
+    what the domain gives back to any caller that could pass it on, counts no record of any office."""
+    from vigil_customer import tags as domain
+
+    tag = api.post("/api/v1/tags", json={"name": "VIP"}).json
+    elsewhere = create(api, customer(location_id=2))
+    api.post(f"/api/v1/customers/{elsewhere['id']}/tags", json={"tag_id": tag["id"]})
+    manager = as_(api, "catalogs.manage", "tags.view", "customers.view")
+    deleted = manager.delete(f"/api/v1/tags/{tag['id']}")
+    assert deleted.status_code == 204 and deleted.get_data() == b""
+    other = api.post("/api/v1/tags", json={"name": "Gold"}).json
+    api.post(f"/api/v1/customers/{elsewhere['id']}/tags", json={"tag_id": other["id"]})
+    assert domain.delete_tag(session, domain.get_tag(session, other["id"])) is None
+
+
 def _call_list(api, url):
     return [(c["name"], c["call_priority"]) for c in api.get(f"{url}?type=emergency").json["items"]]
 
