@@ -33,7 +33,7 @@ def with_ssn_and_birthdate(gateway, location_id, first, last, phone, duplicates=
 
 @pytest.fixture(scope="session")
 def secret_customer(gateway, locations) -> dict:
-    return with_ssn_and_birthdate(gateway, locations["home"], "Cora", "Secret", "613-555-0199")
+    return with_ssn_and_birthdate(gateway, locations["home"], "Cora", "Secret", unique_phone("613"))
 
 
 def test_callers_without_the_permission_see_masked_values_everywhere(gateway_as, locations, secret_customer):
