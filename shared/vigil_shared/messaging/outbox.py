@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from sqlalchemy import JSON, BigInteger, Integer, String, Table, Text, delete, insert, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -240,7 +241,8 @@ class OutboxRelay:
         while True:
             with self.db.transaction() as session:
                 old = select(ProcessedEvent.event_id).where(ProcessedEvent.processed_at < cutoff).limit(PRUNE_BATCH)
-                removed = session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(old))).rowcount
+                result = session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(old)))
+                removed = cast(CursorResult[Any], result).rowcount
             if removed < PRUNE_BATCH:
                 return
 
