@@ -6,7 +6,8 @@ customers with an SSN and a birthdate (created, read, patched, duplicated, with 
 ``Idempotency-Key``), a property with an alarm PIN, a system with a panel password and a user with
 a password; then it waits until every event has been published and scans
 - every text, JSON and binary column of every table of the gateway's and each service's database,
-- every file under the stack's var/ folder (logs, the embedded broker's messages, uploads and the
+- every file under the stack's var/ folder (logs, the embedded broker's messages, uploads (a credit
+  application holding the planted SSN and birthdate is uploaded) and the
   SQLite files themselves, so rows deleted but left in free pages count as well),
 for each planted value in the forms it is typed in (``123-45-6789``, ``123456789``, …).
 On RabbitMQ, messages are consumed by the time it scans; their content is also in the outbox
@@ -90,6 +91,11 @@ def _plant(gateway, stack, planted: dict) -> dict:
     assert gateway.get(f"{path}/history").status_code == 200
     gateway.post(f"{path}/duplicate", json={"location_id": location_id}, headers={"Idempotency-Key": uuid.uuid4().hex})
     gateway.get("/api/v1/customers", params={"q": planted["ssn"]})  # searched for, as a user would
+    # a scanned credit application uploaded to the record (its bytes are encrypted on disk)
+    application = f"Credit application\nSSN {planted['ssn']}\nDOB {planted['birthdate']}\n".encode()
+    uploaded = gateway.post(f"{path}/files", files={"file": ("application.txt", application, "text/plain")})
+    assert uploaded.status_code == 201, uploaded.text
+    assert gateway.get(f"{path}/files/{uploaded.json()['id']}/content").content == application
 
     prop = gateway.post(
         f"/api/v1/customers/{customer['id']}/properties",

@@ -183,6 +183,23 @@ def test_password_change_and_reset(client, auth):
     sign_in(client, "jack", "reset-by-the-admin")
 
 
+def test_guessing_the_current_password_is_throttled_like_a_sign_in(client, auth):
+    """``POST /me/password`` checks the current password: with a stolen session (15 minutes, or as long as
+    its refresh token lasts) it answered every guess, unthrottled, where sign-in allows 5 a minute. A
+    guess found there is the password itself, which outlives the session that was stolen."""
+    make_user(client, auth, "kim")
+    stolen = bearer(sign_in(client, "kim", PASSWORD))
+    guess = {"current_password": "wrong-guess", "new_password": "the-attackers-password"}
+    for _ in range(5):
+        problem(client.post("/api/v1/me/password", headers=stolen, json=guess), 401)
+    throttled = problem(
+        client.post("/api/v1/me/password", headers=stolen, json=guess | {"current_password": PASSWORD}), 429
+    )
+    assert throttled["type"] == "urn:vigil:problem:rate-limited"
+    # the guesses count where sign-ins count: the same budget, whichever door they knock on
+    problem(client.post("/api/v1/auth/token", json={"username": "kim", "password": PASSWORD}), 429)
+
+
 def test_failed_logins_are_throttled_per_username(client):
     for _ in range(5):
         problem(client.post("/api/v1/auth/token", json={"username": "admin", "password": "wrong"}), 401)

@@ -474,3 +474,41 @@ def test_an_account_holding_a_right_everywhere_is_not_taken_over_by_one_holding_
         ).status_code
         == 204
     )
+
+
+# --- central-station integrations ------------------------------------------------------------------
+
+
+def test_a_station_credential_is_handed_out_only_by_someone_who_may_change_every_property(client, auth, world):
+    """An integration's secret signs a central station's account statuses and signals, which change the
+    monitoring status of the properties it monitors in every office. ``integrations.manage`` alone (a
+    company-wide right) was enough to make one, or to rotate its secret and be shown the new one: the
+    manager could then cancel the monitoring of properties in offices where they may change nothing."""
+    body = {"name": "Rogue station", "rate_limit_per_minute": 60}
+    made = client.post("/api/v1/integrations", json={"name": "Real station", "rate_limit_per_minute": 60}, headers=auth)
+    assert made.status_code == 201, made.json
+    station = f"/api/v1/integrations/{made.json['id']}"
+    north_only = make_role(
+        client, auth, "Stations north", ["integrations.manage", "properties.view", "properties.modify"]
+    )
+    managers = {
+        "alone": make_role(client, auth, "Stations", ["integrations.manage"]),
+        "north": north_only,
+    }
+    for name, role in managers.items():
+        where = world["north"] if name == "north" else None
+        make_user(client, auth, f"ivan-{name}", grants=[{"role_id": role, "location_id": where}])
+        manager = bearer(sign_in(client, f"ivan-{name}", PASSWORD))
+        refused(client.post("/api/v1/integrations", json=body, headers=manager))
+        refused(client.post(f"{station}/rotate-secret", json={"overlap_seconds": 0}, headers=manager))
+        etag = client.get(station, headers=manager).headers["ETag"]
+        refused(client.patch(station, json={"monitoring_company_id": 1}, headers=manager | {"If-Match": etag}))
+        changed = client.patch(station, json={"rate_limit_per_minute": 30}, headers=manager | {"If-Match": etag})
+        assert changed.status_code == 200, changed.json
+    everywhere = make_role(
+        client, auth, "Stations all", ["integrations.manage", "properties.view", "properties.modify"]
+    )
+    make_user(client, auth, "ivan-all", grants=[{"role_id": everywhere, "location_id": None}])
+    manager = bearer(sign_in(client, "ivan-all", PASSWORD))
+    assert client.post("/api/v1/integrations", json=body, headers=manager).status_code == 201
+    assert client.post(f"{station}/rotate-secret", json={"overlap_seconds": 0}, headers=manager).status_code == 200

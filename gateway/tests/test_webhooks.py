@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from vigil_gateway import webhooks
@@ -303,7 +304,7 @@ def test_replay_and_the_feed(local_app, client, auth, runtime, receiver, db, mon
         json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
         headers=auth,
     )
-    assert since.status_code == 202 and since.json["replayed"] == 2
+    assert since.status_code == 202 and since.json["replayed"] == 1  # not the event the feed does not show
     feed = client.get("/api/v1/events", headers=auth).json
     assert [item["type"] for item in feed["items"]] == ["customer.updated"]
     after = client.get(f"/api/v1/events?after={feed['next_cursor']}", headers=auth).json
@@ -610,6 +611,19 @@ class LocatedReader:
         return {"items": []} if path.endswith("/history") else {"id": 1, "city": "Kanata"}
 
 
+class OfficesReader:
+    """Stands in for the customer service: each customer at its location, readable with customers.view there."""
+
+    def __init__(self, locations: dict[int, int]):
+        self.locations = locations
+
+    def get(self, service, path, identity, params=None):
+        customer_id = int(path.split("/customers/")[1].split("/")[0])
+        if not identity.can("customers.view", self.locations.get(customer_id)):
+            return None
+        return {"items": []} if path.endswith("/history") else {"id": customer_id, "city": "Kanata"}
+
+
 def first_attempt_fails(client, auth, runtime, receiver, db):
     """An owner at a new location, subscribed; the first attempt of one event about it answered 500."""
     location = client.post("/api/v1/locations", json={"name": f"Hooks {uuid.uuid4().hex[:6]}"}, headers=auth)
@@ -661,6 +675,46 @@ def test_a_retry_after_the_owner_lost_the_location_is_skipped(local_app, client,
     assert moved.status_code == 200, moved.json
     assert runtime.deliver(delivery_id, 1) == "skipped"
     assert len(receiver.received) == 1
+
+
+def test_deliveries_show_no_event_the_owner_may_not_read(local_app, client, auth, runtime, receiver, db):
+    """Every subscription wanting a type gets a delivery of each such event, skipped at send time when the
+    owner may not read it. The owner's delivery list showed those too (event id, type, when), and a replay
+    counted them: how many customers another office created, changed or deleted, and when (the feed
+    shows them nothing)."""
+    home = client.post("/api/v1/locations", json={"name": f"Own {uuid.uuid4().hex[:6]}"}, headers=auth).json["id"]
+    other = client.post("/api/v1/locations", json={"name": f"Not {uuid.uuid4().hex[:6]}"}, headers=auth).json["id"]
+    runtime.reader = OfficesReader({1: home, 2: other, 3: other, 4: other})
+    _user, headers, _role = hook_owner(client, auth, home)
+    created = subscribe(client, headers, receiver.url, event_types=["customer.updated"])
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    runtime.receive(message(location_id=home, customer_id=1))
+    hidden = [message(location_id=other, customer_id=2 + n) for n in range(3)]
+    for event in hidden:
+        runtime.receive(event)
+    for delivery_id, token in list(runtime.sent):
+        runtime.deliver(delivery_id, token)
+    path = f"/api/v1/webhooks/{created['id']}/deliveries"
+    listed = client.get(path, headers=headers).json
+    assert {item["event_id"] for item in listed["items"]}.isdisjoint({event["id"] for event in hidden})
+    assert listed["total"] == 1
+    assert client.get(path, query_string={"status": "skipped"}, headers=headers).json["total"] == 0
+    with db.transaction() as session:
+        skipped = session.scalars(
+            select(WebhookDelivery.id).where(
+                WebhookDelivery.subscription_id == created["id"], WebhookDelivery.status == "skipped"
+            )
+        ).all()
+    assert len(skipped) == 3
+    for delivery_id in skipped:
+        assert client.get(f"{path}/{delivery_id}", headers=headers).status_code == 404
+        assert client.post(f"{path}/{delivery_id}/replay", headers=headers).status_code == 404
+    replayed = client.post(
+        f"/api/v1/webhooks/{created['id']}/replay", json={"since": since.isoformat()}, headers=headers
+    )
+    assert replayed.json["replayed"] == 1
+    # an administrator sees every delivery
+    assert client.get(path, headers=auth).json["total"] == 4
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from . import audit, login_guard, rights
 from .identity_cache import bump
 from .models import Location, Role, Session, User
 from .passwords import Passwords
-from .settings import GatewaySettings
+from .settings import GatewaySettings, LoginPolicy
 from .tokens import (
     InvalidToken,
     NewApiKey,
@@ -182,13 +182,39 @@ def reset_password(ctx: Context, user_id: int, password: str) -> None:
     ctx.audit("user.password_reset", target_type="user", target_id=user_id, details={"sessions_revoked": revoked})
 
 
-def change_my_password(ctx: Context, current_password: str, new_password: str) -> None:
+def change_my_password(
+    ctx: Context,
+    current_password: str,
+    new_password: str,
+    policy: LoginPolicy | None = None,
+    address: str | None = None,
+) -> None:
     """Changes the signed-in user's own password; their other sessions end. A wrong current password
-    is audited as a failure and answers 401."""
+    is audited as a failure and answers 401.
+
+    The current password is checked under ``policy`` exactly as a sign-in is (:mod:`login_guard`: per
+    username, per address, the account's lockout), and a wrong one counts as a failed sign-in: whoever
+    holds a stolen session must not guess the password here faster than at ``/auth/token``, since the
+    password outlives the session it was guessed with."""
     user = ctx.user
     if user is None:
         raise Problem(400, "API keys have no password.")
+    if policy is not None:
+        login_guard.check(ctx.session, policy, user.username, address, user)
     if not password_matches(ctx.passwords, user, current_password):
+        if policy is not None:
+            locked = login_guard.record_failure(ctx.session, policy, user.username, address, user)
+            ctx.session.commit()
+            if locked:
+                audit.record(
+                    ctx.database,
+                    "auth.lockout",
+                    audit.SUCCESS,
+                    actor_name=user.username,
+                    target_type="user",
+                    target_id=user.id,
+                    details={"seconds": policy.lockout_seconds},
+                )
         audit.record(
             ctx.database,
             "user.password_change",

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from vigil_shared.commands import command
 from vigil_shared.db import added, utcnow
 from vigil_shared.errors import conflict, not_found, validation_problem
 
-from . import webhooks
+from . import rights, webhooks
 from .commands import Context
 from .models import FeedEvent, Integration, WebhookDelivery, WebhookSubscription
 from .settings import GatewaySettings
@@ -32,6 +32,30 @@ def get_subscription(ctx: Context, subscription_id: int) -> WebhookSubscription:
     found = ctx.session.get(WebhookSubscription, subscription_id)
     if found is None or not owns(ctx, found):
         raise not_found("webhook subscription")
+    return found
+
+
+def readable_deliveries(statement: Select[Any], identity: Any) -> Select[Any]:
+    """``statement`` (selecting deliveries) narrowed to those of events ``identity`` may see in the feed
+    (:func:`webhooks.readable_events`): a delivery skipped because its owner may not read its event is not
+    theirs to see either, nor is its existence, its time or its count."""
+    events, _ = webhooks.readable_events(select(FeedEvent.event_id), identity)
+    return statement.where(WebhookDelivery.event_id.in_(events.scalar_subquery()))
+
+
+def get_delivery(ctx: Context, subscription_id: int, delivery_id: int) -> WebhookDelivery:
+    """One delivery of a subscription of the caller's, of an event the caller may see (404 otherwise)."""
+    record = get_subscription(ctx, subscription_id)
+    found = ctx.session.scalar(
+        readable_deliveries(
+            select(WebhookDelivery).where(
+                WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == record.id
+            ),
+            ctx.identity,
+        )
+    )
+    if found is None:
+        raise not_found("delivery")
     return found
 
 
@@ -146,11 +170,9 @@ def _requeue(delivery: WebhookDelivery) -> None:
 def replay_delivery(ctx: Context, subscription_id: int, delivery_id: int) -> WebhookDelivery:
     ctx.require("webhooks.manage")
     record = get_subscription(ctx, subscription_id)
+    delivery = get_delivery(ctx, subscription_id, delivery_id)
     if not record.enabled:
         raise conflict("The subscription is disabled; enable it before replaying.")
-    delivery = ctx.session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.subscription_id != record.id:
-        raise not_found("delivery")
     _requeue(delivery)
     ctx.audit("webhook.replayed", target_type="webhook", target_id=str(record.id), details={"delivery": delivery_id})
     return delivery
@@ -164,9 +186,8 @@ def replay_since(ctx: Context, subscription_id: int, since: datetime) -> int:
     record = get_subscription(ctx, subscription_id)
     if not record.enabled:
         raise conflict("The subscription is disabled; enable it before replaying.")
-    events = ctx.session.scalars(
-        select(FeedEvent).where(FeedEvent.received_at >= since).order_by(FeedEvent.position).limit(10_000)
-    ).all()
+    readable, _ = webhooks.readable_events(select(FeedEvent).where(FeedEvent.received_at >= since), ctx.identity)
+    events = ctx.session.scalars(readable.order_by(FeedEvent.position).limit(10_000)).all()
     existing = {
         d.event_id: d
         for d in ctx.session.scalars(
@@ -214,11 +235,28 @@ def _name_free(ctx: Context, name: str, exclude: int | None = None) -> None:
         raise conflict("An integration with this name exists.", {"name": ["Already in use."]})
 
 
+# What a central station's signed messages do: change the monitoring status of the properties it monitors
+# (and link those of its monitoring company not linked yet), in whatever office they are.
+STATION_REACH = ("properties.modify",)
+
+
+def ensure_may_hand_a_station(ctx: Context) -> None:
+    """403 unless the caller holds :data:`STATION_REACH` at every location, those opened later included.
+
+    An integration's secret is a credential: whoever holds it signs account statuses that change the
+    monitoring status of the station's properties in every office. ``integrations.manage`` is company-wide
+    but gives no right over properties, so making an integration, being shown a new secret, or pointing
+    one at another monitoring company needs those rights where the station reaches ("nobody gives what
+    they do not hold", as for API keys and grants: :func:`rights.ensure_can_grant`)."""
+    rights.ensure_can_grant(ctx.session, ctx.identity, STATION_REACH, None, field="integration")
+
+
 @command
 def create_integration(
     ctx: Context, data: dict[str, Any], settings: GatewaySettings, hooks: webhooks.WebhookSettings
 ) -> Integration:
     ctx.require("integrations.manage")
+    ensure_may_hand_a_station(ctx)
     _name_free(ctx, data["name"])
     if data.get("accounts_url"):
         _check_url(data["accounts_url"], hooks, "accounts_url")
@@ -244,6 +282,8 @@ def update_integration(
 ) -> Integration:
     ctx.require("integrations.manage")
     record = get_integration(ctx, integration_id)
+    if "monitoring_company_id" in changes and changes["monitoring_company_id"] != record.monitoring_company_id:
+        ensure_may_hand_a_station(ctx)
     claim_next_version(ctx.session, record, ctx.if_match)
     if changes.get("accounts_url"):
         _check_url(changes["accounts_url"], hooks, "accounts_url")
@@ -263,7 +303,9 @@ def rotate_integration_secret(
     ctx: Context, integration_id: int, overlap_seconds: int, settings: GatewaySettings
 ) -> tuple[str, datetime | None]:
     ctx.require("integrations.manage")
-    return _rotate(ctx, get_integration(ctx, integration_id), overlap_seconds, settings, "integration")
+    record = get_integration(ctx, integration_id)
+    ensure_may_hand_a_station(ctx)
+    return _rotate(ctx, record, overlap_seconds, settings, "integration")
 
 
 @command

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, false, func, or_, select
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -35,7 +35,7 @@ from vigil_shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from vigil_shared.messaging.contracts import CONTRACTS
 
 from .access import api_key_identity, user_identity
-from .models import ApiKey, FeedEvent, Integration, User, WebhookSubscription
+from .models import ApiKey, FeedEvent, Integration, RecordLocation, User, WebhookSubscription
 
 log = logging.getLogger("vigil.webhooks")
 
@@ -453,6 +453,32 @@ def visible(identity: Identity, event_type: str, location_id: int | None) -> boo
     if location_id is None:
         return identity.is_service
     return identity.can(permission, location_id)
+
+
+def readable_events(statement: Select[Any], identity: Identity) -> tuple[Select[Any], ColumnElement[Any]]:
+    """``statement`` (selecting from ``feed_events``) narrowed to the events ``identity`` may see, as the
+    change feed shows them, and the column of each event's location.
+
+    An event kept before its customer's location was known (a deletion taken in by one worker process
+    while another took in the creation) takes the location learnt since. The same rule serves every
+    place that names events: the feed, and a subscription's deliveries and replays, where a delivery of
+    an event its owner may not read (skipped when sent) once showed its id, type and time, and a replay
+    counted it: how often another office's customers were created, changed or deleted, and when."""
+    statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
+    location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
+    if not identity.is_service:
+        readable = {kind: sorted(identity.locations_with(permission)) for kind, permission in VIEW_PERMISSION.items()}
+        statement = statement.where(
+            or_(
+                *(
+                    FeedEvent.type.startswith(f"{kind}.") & location_id.in_(locations)
+                    for kind, locations in readable.items()
+                    if locations
+                ),
+                false(),
+            )
+        )
+    return statement, location_id
 
 
 def readable_data(data: dict[str, Any], identity: Identity, location_id: int | None) -> dict[str, Any]:

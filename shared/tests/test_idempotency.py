@@ -68,7 +68,7 @@ def test_stored_replies_and_fingerprints_reveal_nothing(db, cipher):
         stored = json.dumps([row.response_body, row.response_headers, row.request_hash])
     for secret in (SSN, "123456789", PIN, "/things/1"):
         assert secret not in stored
-    assert set(row.response_headers) == {"sealed"}
+    assert set(row.response_headers) == {"sealed", "rights"}
     plain = hashlib.sha256(b"POST /things?\n" + body).hexdigest()
     assert row.request_hash != plain
 
@@ -79,3 +79,31 @@ def test_a_reply_sealed_under_keys_no_longer_held_is_refused_not_rerun(db, ciphe
     response = other.test_client().post("/things", json={}, headers={"Idempotency-Key": "k3"})
     assert response.status_code == 422 and "Idempotency-Key" in response.json["errors"]
     assert other.made == []
+
+
+def test_a_reply_never_outlives_the_rights_it_was_made_under(db, cipher):
+    """The first reply showed what the caller could read then (an SSN unmasked). Replayed after a right was
+    taken away, it showed it again: a stored reply is shown only to the same caller holding at least the
+    rights it was made under; otherwise 409, and the request is not run again."""
+    app = make_app(db, cipher)
+    rights = {"permissions": frozenset({"users.manage"}), "locations": {1: frozenset({"confidential.ssn.view"})}}
+
+    @app.before_request
+    def _rights():
+        g.identity = Identity(subject="7", username="clerk", **rights)
+
+    client = app.test_client()
+    key = {"Idempotency-Key": "k-rights"}
+    assert client.post("/things", json={}, headers=key).status_code == 201
+    rights["locations"] = {1: frozenset({"confidential.ssn.view"}), 2: frozenset({"customers.view"})}
+    assert client.post("/things", json={}, headers=key).headers["Idempotent-Replayed"] == "true"  # more is fine
+    for lost in (
+        {"permissions": frozenset(), "locations": {1: frozenset({"confidential.ssn.view"})}},
+        {"permissions": frozenset({"users.manage"}), "locations": {1: frozenset()}},
+        {"permissions": frozenset({"users.manage"}), "locations": {}},
+    ):
+        rights.update(lost)
+        refused = client.post("/things", json={}, headers=key)
+        assert refused.status_code == 409 and SSN not in refused.get_data(as_text=True)
+        assert refused.mimetype == "application/problem+json"
+    assert len(app.made) == 1

@@ -308,6 +308,16 @@ def test_unsupported_methods_answer_405_with_the_real_methods(client):
     assert {"GET", "PATCH"} <= allowed and not allowed & {"PUT", "POST", "DELETE"}
 
 
+def test_a_doubled_slash_is_a_404_never_an_html_redirect_naming_the_internal_address(client):
+    """Werkzeug answered ``/api/v1/cards//1`` with a 308 HTML page whose ``Location`` named the
+    service's own host and port: through the gateway, the caller learnt where the services listen."""
+    card = client.post("/api/v1/cards", json={"text": "t"}).get_json()
+    for path in (f"/api/v1/cards//{card['id']}", f"/api/v1//cards/{card['id']}", "/api/v1//cards"):
+        response = client.get(path)
+        problem(response, 404)
+        assert "Location" not in response.headers
+
+
 def test_every_response_carries_nosniff(client, service):
     card = client.post("/api/v1/cards", json={"text": "t"})
     responses = [

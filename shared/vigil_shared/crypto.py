@@ -83,6 +83,21 @@ class FieldCipher:
     def decrypt(self, token: Text) -> Text:
         return self._with_any_key(self._multi.decrypt, token)
 
+    def encrypt_bytes(self, data: bytes) -> bytes:
+        """A Fernet token (url-safe base64, no line break) of ``data``: a stored file's chunk."""
+        return self._multi.encrypt(data)
+
+    def decrypt_bytes(self, token: bytes) -> bytes:
+        from cryptography.fernet import InvalidToken  # noqa: PLC0415 - lazy, see above
+
+        try:
+            return self._multi.decrypt(token)
+        except InvalidToken as exc:
+            raise DecryptionError("no configured key decrypts this value") from exc
+
+    def is_current_bytes(self, token: bytes) -> bool:
+        return self.is_current(token.decode())
+
     def is_current(self, token: str) -> bool:
         """True when the primary key encrypted ``token`` (nothing to rotate)."""
         from cryptography.fernet import InvalidToken  # noqa: PLC0415 - lazy, see above

@@ -33,11 +33,13 @@ from .authz import current_identity
 from .crypto import DecryptionError, FieldCipher
 from .db import Database, utcnow
 from .errors import CONFLICT, Problem, validation_problem
+from .identity import Identity
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 KEY_LIFETIME = timedelta(hours=24)
 REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 SEALED = "sealed"  # response_headers holds {"sealed": <Fernet token of the headers>}
+RIGHTS = "rights"  # and {"rights": <Fernet token of the rights the reply was made under>}
 PRUNE_EVERY = 600.0  # seconds between two deletions of expired keys by one process
 EXTENSION = "vigil_idempotency"
 
@@ -57,17 +59,27 @@ class IdempotencyStore:
         assert fingerprint is not None, "a digest is never empty"
         return fingerprint
 
-    def seal(self, record: Any, response: Response) -> None:
+    def seal(self, record: Any, response: Response, identity: Identity) -> None:
         headers = {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers}
         record.response_status = response.status_code
         record.response_body = self.cipher.encrypt(response.get_data(as_text=True))
-        record.response_headers = {SEALED: self.cipher.encrypt(json.dumps(headers))}
+        record.response_headers = {
+            SEALED: self.cipher.encrypt(json.dumps(headers)),
+            RIGHTS: self.cipher.encrypt(json.dumps(_rights_of(identity))),
+        }
 
-    def replay(self, record: Any) -> Response:
+    def replay(self, record: Any, identity: Identity) -> Response:
         headers = record.response_headers or {}
         body = record.response_body
         if SEALED in headers:
             try:
+                if RIGHTS in headers and not _holds(identity, json.loads(self.cipher.decrypt(headers[RIGHTS]))):
+                    raise Problem(
+                        409,
+                        "Your rights have changed since this key's first request: its answer is not shown again, "
+                        "and the request is not run again. Read the record, or use a new key.",
+                        type=CONFLICT,
+                    )
                 headers = json.loads(self.cipher.decrypt(headers[SEALED]))
                 body = self.cipher.decrypt(body)
             except DecryptionError:
@@ -92,6 +104,26 @@ class IdempotencyStore:
             self._last_prune = now
         with self.db.transaction() as session:
             session.execute(delete(self.Record).where(self.Record.expires_at < utcnow()))
+
+
+def _rights_of(identity: Identity) -> dict[str, Any]:
+    return {
+        "permissions": sorted(identity.permissions),
+        "locations": {str(location): sorted(perms) for location, perms in identity.locations.items()},
+    }
+
+
+def _holds(identity: Identity, rights: dict[str, Any]) -> bool:
+    """Whether ``identity`` holds every right a stored reply was made under (it may hold more).
+
+    A reply shows what its caller could read then (an SSN unmasked, a record of an office): replayed to
+    a caller who has lost a right since, it would outlive the rights it came from."""
+    if not set(rights.get("permissions", ())) <= identity.permissions:
+        return False
+    return all(
+        set(perms) <= identity.locations.get(int(location), frozenset())
+        for location, perms in rights.get("locations", {}).items()
+    )
 
 
 def register_idempotency(app: Flask, db: Database, record_model: type[Any], cipher: FieldCipher) -> IdempotencyStore:
@@ -164,7 +196,7 @@ def idempotent(view: View) -> View:
                 raise validation_problem({IDEMPOTENCY_HEADER: ["Already used for a different request."]})
             if existing.state != "done":
                 raise Problem(409, "A request with this Idempotency-Key is still being processed.", type=CONFLICT)
-            return store.replay(existing)
+            return store.replay(existing, current_identity())
         try:
             response = make_response(view(*args, **kwargs))
         except BaseException:
@@ -177,7 +209,7 @@ def idempotent(view: View) -> View:
             record = session.get(Record, (caller, key))
             assert record is not None, "this request holds the key"
             record.state = "done"
-            store.seal(record, response)
+            store.seal(record, response, current_identity())
         store.prune()
         return response
 

@@ -39,3 +39,80 @@ def scrub(text: str | None, *known: str | None) -> str | None:
         if value:
             text = text.replace(value, MASK)
     return _SSN.sub(MASK, _CARD.sub(MASK, text))
+
+
+# A run of digit groups joined by at most two separators ("1980-02-03", "02/03/1980", "123.45.0750",
+# "123 45 0750"): where an outside system may write a date or a number in any of its usual forms.
+_DIGIT_RUN = re.compile(r"(?<![\w])\d+(?:[^\w\n]{1,2}\d+)*(?![\w])")
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+# "February 3, 1980", "Feb. 3 1980", "3 Feb 1980": the month by name
+_NAMED_DATES = (
+    re.compile(rf"(?<![\w]){_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{2,4}})(?![\w])", re.IGNORECASE),
+    re.compile(rf"(?<![\w])(\d{{1,2}})(?:st|nd|rd|th)?\s+{_MONTH},?\s+(\d{{2,4}})(?![\w])", re.IGNORECASE),
+)
+
+
+def _date_parts(iso: str) -> tuple[int, int, int] | None:
+    try:
+        year, month, day = (int(part) for part in iso[:10].split("-"))
+    except ValueError:
+        return None
+    return year, month, day
+
+
+def _spells(groups: list[str], date: tuple[int, int, int]) -> bool:
+    """Whether these digit groups (a slice of a run's) write ``date``: three groups in year-month-day, month-day-year or
+    day-month-year order (a two-digit year too), or one group of its digits run together."""
+    year, month, day = date
+    years = {year, year % 100}
+    if len(groups) == 3:
+        a, b, c = (int(group) for group in groups)
+        return (a in years and (b, c) == (month, day)) or (c in years and (a, b) in ((month, day), (day, month)))
+    if len(groups) == 1 and len(groups[0]) in (6, 8):
+        run = groups[0]
+        padded = (f"{month:02d}", f"{day:02d}")
+        for y in (f"{year:04d}", f"{year % 100:02d}"):
+            if run in (y + padded[0] + padded[1], padded[0] + padded[1] + y, padded[1] + padded[0] + y):
+                return True
+    return False
+
+
+def scrub_subject(text: str | None, ssn: str | None = None, birthdate: str | None = None) -> str | None:
+    """:func:`scrub`, and the subject's own SSN and birthdate in whatever form they are written.
+
+    An outside system's words about a person (a bureau's reason, ADT's) are shown to callers who may not
+    read that person's SSN or birthdate. Shape alone misses them: a date is not SSN-shaped, and a bureau
+    may write ``123.45.6789``. Knowing the values, every run of digits (with its separators) that holds
+    the whole SSN or spells the birthdate is masked whole."""
+    if not text:
+        return text
+    ssn_digits = "".join(ch for ch in ssn or "" if ch.isdigit())
+    date = _date_parts(birthdate) if birthdate else None
+
+    def masked(match: re.Match[str]) -> str:
+        run = match.group(0)
+        digits = "".join(ch for ch in run if ch.isdigit())
+        if len(ssn_digits) >= 9 and ssn_digits in digits:
+            return MASK
+        groups = re.findall(r"\d+", run)
+        if date is not None and any(_spells(groups[i : i + size], date) for i in range(len(groups)) for size in (1, 3)):
+            return MASK
+        return run
+
+    text = _DIGIT_RUN.sub(masked, text)
+    if date is not None:
+        year, month, day = date
+
+        def named(match: re.Match[str]) -> str:
+            words = [part for part in match.groups() if part]
+            name = next(part for part in words if not part.isdigit())
+            numbers = [int(part) for part in words if part.isdigit()]
+            same = _MONTHS.index(name.lower()) + 1 == month and numbers == [day, numbers[1]]
+            return MASK if same and numbers[1] in (year, year % 100) else match.group(0)
+
+        for pattern in _NAMED_DATES:
+            text = pattern.sub(named, text)
+    return scrub(text)

@@ -127,6 +127,8 @@ class ServiceProgram:
     blueprints: list[Any] = field(default_factory=list)  # flask-smorest Blueprints
     register_tasks: Callable[[ServiceRuntime], None] = lambda runtime: None
     encrypted_columns: list[Any] = field(default_factory=list)  # model attributes holding FieldCipher tokens
+    # what else ``rotate-keys`` re-encrypts under the first key (the customer service's stored files): a count
+    rotate_more: Callable[[ServiceRuntime], int] | None = None
     multipart_endpoints: frozenset[str] = frozenset()  # endpoints taking multipart/form-data (uploads)
     # a Celery beat (``<name> beat``) sending the periodic tasks ``register_tasks`` puts in ``beat_schedule``
     beat: bool = False
@@ -185,7 +187,10 @@ class ServiceProgram:
         elif args.command == "revision":
             migrations.revision(self.package, settings.database_url, args.message)
         elif args.command == "rotate-keys":
-            rotated = rotate_keys(self.runtime(settings), [*self.encrypted_columns, self.messaging.DeadLetter.message])
+            runtime = self.runtime(settings)
+            rotated = rotate_keys(runtime, [*self.encrypted_columns, self.messaging.DeadLetter.message])
+            if self.rotate_more is not None:
+                rotated += self.rotate_more(runtime)
             print(f"re-encrypted {rotated} value(s) under the current key")
         elif args.command == "web":
             run_gunicorn(lambda: self.create_app(settings), settings)

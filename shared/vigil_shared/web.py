@@ -147,6 +147,12 @@ def base_app(name: str, settings: Settings) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
     )
     app.extensions["vigil_settings"] = settings
+    # Every input from outside is untrusted, and bad input gets problem+json: Werkzeug's own answer to
+    # a doubled slash (``/api/v1/customers//1``) was a 308 HTML page whose ``Location`` named the host
+    # and port the request reached, so a service's answer through the gateway told a caller where the
+    # services listen. Without merging, such a path matches no route: a 404 problem like any other.
+    # (Set before any route is added: each rule takes the map's setting when it is bound.)
+    app.url_map.merge_slashes = False
 
     @app.before_request
     def _start() -> None:

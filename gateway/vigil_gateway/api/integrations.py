@@ -45,6 +45,11 @@ blp = Blueprint(
 )
 
 
+STATION_REACH_REFUSED = (
+    "A station's secret changes properties in every office: it needs `properties.modify` at every location too"
+)
+
+
 @blp.route("/integrations")
 class Integrations(MethodView):
     @blp.read("integrations.manage", IntegrationPageSchema, query=PaginationArgs, query_kwargs=False)
@@ -53,7 +58,9 @@ class Integrations(MethodView):
         result = paginate(db_session(), select(Integration).order_by(Integration.id), args["page"], args["per_page"])
         return result.body(), 200, result.headers()
 
-    @blp.create("integrations.manage", IntegrationCreatedSchema, body=IntegrationCreateSchema)
+    @blp.create(
+        "integrations.manage", IntegrationCreatedSchema, body=IntegrationCreateSchema, forbidden=STATION_REACH_REFUSED
+    )
     def post(self, data):
         """Add a central station; its signing secret is in this response only."""
         record = hooks_commands.create_integration(context(), data, settings(), hook_settings())
@@ -84,7 +91,14 @@ IntegrationItem = blp.route("/integrations/<int:integration_id>")(
 
 
 @blp.route("/integrations/<int:integration_id>/rotate-secret", methods=["POST"])
-@at_version(blp, "integrations.manage", RotateSecretSchema, RotatedSecretSchema, once=True)
+@at_version(
+    blp,
+    "integrations.manage",
+    RotateSecretSchema,
+    RotatedSecretSchema,
+    once=True,
+    refusals={403: STATION_REACH_REFUSED},
+)
 def rotate_integration_secret(data, integration_id):
     """A new signing secret, shown once; messages signed with the old one are accepted for ``overlap_seconds``."""
     secret, until = hooks_commands.rotate_integration_secret(

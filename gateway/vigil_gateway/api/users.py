@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import url_for
+from flask import request, url_for
 from flask.views import MethodView
 from sqlalchemy import func, or_, select
 
@@ -10,7 +10,7 @@ from vigil_shared.permissions import AUTHENTICATED, CATALOG
 from vigil_shared.web import current_identity
 
 from .. import commands
-from ..context import db_session, signed_in_user
+from ..context import db_session, settings, signed_in_user
 from ..models import Location, User
 from ..schemas import (
     MeSchema,
@@ -110,10 +110,16 @@ def me():
 
 
 @blp.route("/me/password", methods=["POST"])
-@blp.operation(AUTHENTICATED, status=204, body=PasswordChangeSchema)
+@blp.operation(
+    AUTHENTICATED,
+    status=204,
+    body=PasswordChangeSchema,
+    answers={429: "Too many wrong current passwords: throttled like failed sign-ins (with `Retry-After`)"},
+)
 def change_my_password(body):
     """Change my own password; my other sessions end."""
-    commands.change_my_password(context(), body["current_password"], body["new_password"])
+    policy = settings().login_policy
+    commands.change_my_password(context(), body["current_password"], body["new_password"], policy, request.remote_addr)
 
 
 @blp.route("/permissions", methods=["GET"])

@@ -6,11 +6,10 @@ from datetime import timedelta
 
 from flask import current_app, url_for
 from flask.views import MethodView
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import select
 
 from vigil_shared.db import utcnow
 from vigil_shared.endpoints import Blueprint
-from vigil_shared.errors import not_found
 from vigil_shared.http import PaginationArgs, paginate
 from vigil_shared.permissions import AUTHENTICATED
 from vigil_shared.web import current_identity
@@ -18,7 +17,7 @@ from vigil_shared.web import current_identity
 from .. import webhook_commands as hooks_commands
 from .. import webhooks
 from ..context import db_session, settings
-from ..models import FeedEvent, RecordLocation, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from ..models import FeedEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from ..versions import etag_headers
 from ..webhook_schemas import (
     AttemptSchema,
@@ -123,7 +122,9 @@ def rotate_secret(data, subscription_id):
 def deliveries(args, subscription_id):
     """The subscription's deliveries, newest first."""
     record = hooks_commands.get_subscription(context(), subscription_id)
-    statement = select(WebhookDelivery).where(WebhookDelivery.subscription_id == record.id)
+    statement = hooks_commands.readable_deliveries(
+        select(WebhookDelivery).where(WebhookDelivery.subscription_id == record.id), current_identity()
+    )
     if args.get("status"):
         statement = statement.where(WebhookDelivery.status == args["status"])
     statement = statement.order_by(WebhookDelivery.id.desc())
@@ -136,10 +137,7 @@ def deliveries(args, subscription_id):
 @blp.doc(responses={"200": {"content": {"application/json": {"schema": DeliveryDetailSchema}}}})
 def delivery(subscription_id, delivery_id):
     """One delivery with every attempt: status code, latency and the first bytes of the answer."""
-    record = hooks_commands.get_subscription(context(), subscription_id)
-    found = db_session().get(WebhookDelivery, delivery_id)
-    if found is None or found.subscription_id != record.id:
-        raise not_found("delivery")
+    found = hooks_commands.get_delivery(context(), subscription_id, delivery_id)
     attempts = (
         db_session()
         .scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == found.id).order_by(WebhookAttempt.id))
@@ -181,24 +179,7 @@ def change_feed(args):
         statement = statement.where(FeedEvent.position > int(args["after"]))
     if args["types"]:
         statement = statement.where(FeedEvent.type.in_({t.strip() for t in args["types"].split(",") if t.strip()}))
-    # An event kept before its customer's location was known (a deletion taken in by one worker
-    # process while another took in the creation) takes the location learnt since.
-    statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
-    location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
-    if not identity.is_service:
-        readable = {
-            kind: sorted(identity.locations_with(permission)) for kind, permission in webhooks.VIEW_PERMISSION.items()
-        }
-        statement = statement.where(
-            or_(
-                *(
-                    FeedEvent.type.startswith(f"{kind}.") & location_id.in_(locations)
-                    for kind, locations in readable.items()
-                    if locations
-                ),
-                false(),
-            )
-        )
+    statement, location_id = webhooks.readable_events(statement, identity)
     rows = db_session().execute(statement.add_columns(location_id).limit(args["limit"])).all()
     items = [
         {

@@ -243,3 +243,25 @@ def test_rights_on_recurring_and_scheduled(api, known):
     assert_hidden(outsider.get(listed), outsider.get(unknown_path(listed, 7)))
     assert api.as_(identity_with("billing.manage", locations=(1,))).post("/api/v1/billing/run-due").status_code == 403
     assert RecurringInvoice  # imported for the model's table
+
+
+def test_the_due_job_is_never_asked_for_a_day_still_ahead(api, monkeypatch):
+    """``POST /billing/run-due`` needs ``ops.manage`` only. Asked for a later day, the worker charged every
+    scheduled payment due by then and issued every recurring period up to it: an operator holding no
+    billing right charged customers' cards years early. The due job runs for today or a day gone by."""
+    from datetime import UTC, datetime, timedelta
+
+    from vigil_billing import charging
+
+    asked: list = []
+    monkeypatch.setattr(charging, "request_run_due", asked.append)
+    today = datetime.now(UTC).date()
+    operator = api.as_(identity_with("ops.manage"))
+    for ahead in (today + timedelta(days=1), date(2099, 1, 1)):
+        refused = operator.post("/api/v1/billing/run-due", json={"date": ahead.isoformat()})
+        assert refused.status_code == 422 and "date" in refused.json["errors"], refused.json
+    assert asked == []
+    for day in (today, today - timedelta(days=40)):
+        assert operator.post("/api/v1/billing/run-due", json={"date": day.isoformat()}).status_code == 202
+    assert operator.post("/api/v1/billing/run-due", json={}).status_code == 202
+    assert asked == [today.isoformat(), (today - timedelta(days=40)).isoformat(), None]

@@ -352,8 +352,15 @@ def cancel_scheduled(ctx: Context, scheduled: ScheduledPayment) -> ScheduledPaym
 
 
 def request_run_due(ctx: Context, day: date | None) -> None:
-    """Asks the worker to run the due job now (for ``day``); the beat runs it every minute anyway."""
+    """Asks the worker to run the due job now (for ``day``); the beat runs it every minute anyway.
+
+    ``day`` is today or a day gone by (422 otherwise). The job charges every scheduled payment due by
+    ``day`` and issues every recurring period up to it, and this needs ``ops.manage`` alone: for a day
+    still ahead, an operator holding no billing right charged customers' cards and billed them early
+    ("nobody gains what they do not hold"). A day gone by finds only what today's run finds anyway."""
     ctx.require("ops.manage")
+    if day is not None and day > today():
+        raise validation_problem({"date": ["The due job runs for today or an earlier day, never a day still ahead."]})
     charging.request_run_due(day.isoformat() if day else None)
 
 

@@ -412,7 +412,12 @@ ScheduledPageSchema = page_schema(ScheduledSchema, "ScheduledPaymentPage")
 
 
 class RunDueSchema(Input):
-    date = fields.Date(allow_none=True, metadata={"description": "The day to run for; today when absent"})
+    date = fields.Date(
+        allow_none=True,
+        metadata={
+            "description": "The day to run for (today or earlier; a later day is refused, 422); today when absent"
+        },
+    )
 
 
 # --- ledger, statements, AR aging --------------------------------------------------------------------------

@@ -309,3 +309,25 @@ def test_an_outsiders_apply_answers_404_without_waiting_on_a_held_check(api, run
             holder.rollback()
     assert_hidden(answer, unknown)
     assert api.post(path).status_code == 200  # the check itself is fine
+
+
+ECHOES = [
+    "Subject DOB 1980-02-03 does not match the file",
+    "DOB 02/03/1980 and SSN 123.45.0750 do not match",
+    "No file for 19800203 / 123 45 0750",
+    "SSN on file 123-45-0750",
+]
+
+
+@pytest.mark.parametrize("echo", ECHOES)
+def test_a_reason_never_echoes_the_subjects_ssn_or_birthdate(api, runtime, customers, echo):
+    """A bureau's words are shown to every credit viewer, who may not read the subject's SSN or birthdate:
+    the subject's own values are masked in whatever form the bureau wrote them, not only SSN-shaped runs."""
+    customers.subjects[7] = {"first_name": "Dana", "ssn": "123-45-0750", "birthdate": "1980-02-03"}
+    for bureau in (FakeBureau(failure=f"refused (400): {echo}"), FakeBureau(BureauAnswer("no_hit", "T", reason=echo))):
+        check_id = api.post(URL, json={"bureau": "equifax", "confirm_repeat": True}).json["id"]
+        pull(runtime, customers, check_id, bureau)
+        reason = api.get(f"/api/v1/credit-checks/{check_id}").json["reason"]
+        assert "***" in reason, reason
+        for value in ("1980", "02/03", "0203", "0750", "123"):
+            assert value not in reason, reason

@@ -123,3 +123,18 @@ def test_adt_reasons_echoing_the_ssn_are_kept_masked():
 
     answer = adt.HttpAdt(Echo()).precheck({"ssn": "123-45-6789"}, "key-1")  # type: ignore[arg-type]
     assert answer.reasons == ["SSN *** failed identity verification"]
+
+
+def test_precheck_reasons_and_errors_never_echo_the_subjects_ssn_or_birthdate(api, runtime, customers):
+    """ADT's reasons and refusals are shown to every credit viewer: the subject's SSN and birthdate are
+    masked in whatever form ADT wrote them."""
+    customers.subjects[7] = {"first_name": "Dana", "ssn": "123-45-0750", "birthdate": "1980-02-03"}
+    echo = "DOB 02/03/1980 and SSN 123.45.0750 do not match"
+    declined = FakeAdt(PreCheckAnswer("declined", "ADT-3", [echo], {}))
+    tasks.run_precheck(runtime, api.post(URL).json["id"], None, declined, customers.subject)
+    tasks.run_precheck(runtime, api.post(URL).json["id"], None, FakeAdt(failure=f"refused: {echo}"), customers.subject)
+    shown = api.get(URL).json["history"]
+    for words in (shown[0]["error"], *shown[1]["reasons"]):
+        assert "***" in words, words
+        for value in ("1980", "02/03", "0750", "123.45"):
+            assert value not in words, words

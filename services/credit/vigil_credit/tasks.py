@@ -14,6 +14,7 @@ external part outside any database transaction:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vigil_shared.config import env_int
+from vigil_shared.masking import scrub_subject
 from vigil_shared.messaging.contracts import (
     CreditCheckRequested,
     CustomerCreated,
@@ -98,6 +100,15 @@ def event_consumer(runtime: ServiceRuntime) -> EventConsumer:
     return consumer
 
 
+def _unsaid(person: dict[str, Any]) -> Callable[[str | None], str | None]:
+    """Masks the subject's own SSN and birthdate, in whatever form they are written, in an outside
+    system's words (a bureau's or ADT's reason, a refusal). Those words are kept and shown to every
+    caller with ``credit.view``, who may not read either value ("reveal a confidential value through
+    an error, a reason"); the adapters mask SSN-shaped runs only, not knowing the subject."""
+    ssn, birthdate = person.get("ssn"), person.get("birthdate")
+    return lambda words: scrub_subject(words, ssn, str(birthdate) if birthdate else None)
+
+
 def precheck_key(precheck_id: int) -> str:
     return f"vigil-precheck-{precheck_id}"
 
@@ -116,12 +127,14 @@ def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | No
     except customer_client.CustomerGone:
         return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
     took.lap("subject_s")
+    unsaid = _unsaid(person)
     try:
         answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
     except BureauFailure as failure:
-        return _precheck_failed(runtime, precheck_id, failure.reason)
+        return _precheck_failed(runtime, precheck_id, unsaid(failure.reason) or "")
     finally:
         del person
+    answer = dataclasses.replace(answer, reasons=[unsaid(reason) or "" for reason in answer.reasons])
     took.lap("adt_s")  # waiting for a slot included
     with runtime.db.transaction() as session:
         done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
@@ -172,12 +185,14 @@ def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bur
         return _fail(runtime, check_id, "The customer has no SSN; a bureau pull needs one.")
     if request.get("previous_address"):
         person = person | {"previous_address": request["previous_address"]}
+    unsaid = _unsaid(person)
     try:
         answer = bureau.pull(bureau_name, person, request.get("options") or {}, idempotency_key(check_id))
     except BureauFailure as failure:
-        return _fail(runtime, check_id, failure.reason)
+        return _fail(runtime, check_id, unsaid(failure.reason) or "")
     finally:
         del person
+    answer = dataclasses.replace(answer, reason=unsaid(answer.reason))
     with runtime.db.transaction() as session:
         done = checks.finish_pull(session, runtime.cipher, check_id, answer)
     log.info("credit pull finished", extra={"check_id": check_id, "status": answer.status, "request_id": request_id})

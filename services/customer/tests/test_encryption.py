@@ -1,5 +1,6 @@
 """Confidential values at rest: ciphertext only, re-encrypted by `vigil-customer rotate-keys`."""
 
+import io
 from dataclasses import replace
 
 from helpers import create, customer
@@ -43,3 +44,26 @@ def test_rotate_keys_re_encrypts_every_confidential_column(api, runtime, session
     entries = session.scalars(select(HistoryEntry).where(HistoryEntry.new_value_enc.isnot(None))).all()
     assert {only_new.decrypt(e.new_value_enc) for e in entries} == {"123-45-6789", "1980-02-03", "R-1", "R-2"}
     assert old_cipher is runtime.cipher
+
+
+def test_rotate_keys_re_encrypts_stored_files_too(api, runtime, tmp_path):
+    """``rotate-keys`` re-encrypts uploaded files under the first key (and seals one written in plaintext
+    by an earlier version), so the old key can be dropped without losing a file."""
+    from vigil_customer.app import reseal_files
+    from vigil_customer.storage import LocalFileStore
+
+    store = LocalFileStore(tmp_path, runtime.cipher)
+    contents = b"SSN 219-09-9998\n" + b"y" * 150_000
+    sealed = store.put(io.BytesIO(contents), 10**6)
+    legacy = LocalFileStore(tmp_path).put(io.BytesIO(b"SSN 219-09-9997"), 100)
+    new_key = generate_key()
+    rotated = replace(
+        runtime, cipher=FieldCipher([new_key, *runtime.settings.encryption_keys], runtime.settings.blind_index_key)
+    )
+    assert LocalFileStore(tmp_path, rotated.cipher).reseal() == 2
+    assert LocalFileStore(tmp_path, rotated.cipher).reseal() == 0, "a second run has nothing to do"
+    only_new = LocalFileStore(tmp_path, FieldCipher([new_key], runtime.settings.blind_index_key))
+    assert b"".join(only_new.open(sealed.key)) == contents
+    assert b"".join(only_new.open(legacy.key)) == b"SSN 219-09-9997"
+    assert all(b"219-09" not in path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+    assert callable(reseal_files) and program.rotate_more is reseal_files

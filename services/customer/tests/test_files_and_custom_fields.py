@@ -53,6 +53,32 @@ def runtime_app(api):
     return api._client.application.app_context()
 
 
+def test_a_files_bytes_are_encrypted_at_rest_and_read_back_whole(api, runtime):
+    """Dealers upload credit applications and signed contracts: a file holding an SSN was written to disk
+    as it came ("no confidential value at rest in plaintext: not in ... files"). Each chunk is now a
+    Fernet token under the service's keys; the download, its size and its sha256 are the original's."""
+    record = create(api)
+    secret = b"Credit application\nSSN: 219-09-9998\nDOB: 1970-01-01\n"
+    content = secret + b"z" * (200 * 1024)  # several chunks
+    item = upload(api, record["id"], content, "application.txt", "text/plain").json
+    with runtime_app(api):
+        stored = [p.read_bytes() for p in files_domain.var_dir().joinpath("customer-files").rglob("*") if p.is_file()]
+    assert stored and all(b"219-09-9998" not in data and b"zzzz" not in data for data in stored if data)
+    downloaded = api.get(f"/api/v1/customers/{record['id']}/files/{item['id']}/content")
+    assert downloaded.status_code == 200 and downloaded.data == content
+    assert item["size"] == len(content) and downloaded.headers["Content-Length"] == str(len(content))
+
+
+def test_a_file_stored_before_encryption_is_still_read(api, runtime):
+    record = create(api)
+    item = upload(api, record["id"], b"old plain words\n", "old.txt", "text/plain").json
+    with runtime_app(api):
+        store = files_domain.file_store()
+        key = files_domain.get_file(runtime.db.new_session(), record["id"], item["id"]).storage_key
+        store._path(key).write_bytes(b"old plain words\n")  # as an earlier version wrote it
+    assert api.get(f"/api/v1/customers/{record['id']}/files/{item['id']}/content").data == b"old plain words\n"
+
+
 def test_content_types_are_checked_against_the_bytes(api):
     record = create(api)
     assert upload(api, record["id"], PNG, "photo.png", "image/png").status_code == 201

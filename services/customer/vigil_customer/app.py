@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from vigil_shared.config import var_dir
 from vigil_shared.operations import operations_blueprint
-from vigil_shared.runtime import ServiceProgram
+from vigil_shared.runtime import ServiceProgram, ServiceRuntime
 
 from .api import BLUEPRINTS, MULTIPART_ENDPOINTS
 from .archiving import operation_links
 from .models import Contact, Customer, HistoryEntry, messaging, operations
 from .record import ENCRYPTED
+from .storage import LocalFileStore
 from .tasks import register_tasks
+
+
+def reseal_files(runtime: ServiceRuntime) -> int:
+    """``rotate-keys``: the stored files' bytes, re-encrypted under the first key too."""
+    return LocalFileStore(var_dir() / "customer-files", runtime.cipher).reseal()
+
 
 program = ServiceProgram(
     name="customer",
@@ -25,6 +33,7 @@ program = ServiceProgram(
         HistoryEntry.old_value_enc,
         HistoryEntry.new_value_enc,
     ],
+    rotate_more=reseal_files,
 )
 create_app = program.create_app
 

@@ -58,7 +58,10 @@ ALLOWED: dict[str, Callable[[bytes], bool]] = {
 def file_store() -> FileStore:
     store = current_app.extensions.get("vigil_customer_file_store")
     if store is None:
-        store = current_app.extensions["vigil_customer_file_store"] = LocalFileStore(var_dir() / "customer-files")
+        cipher = current_app.extensions["vigil_runtime"].cipher
+        store = current_app.extensions["vigil_customer_file_store"] = LocalFileStore(
+            var_dir() / "customer-files", cipher
+        )
     return store
 
 

@@ -2,8 +2,13 @@
 
 The default :class:`LocalFileStore` keeps each file under ``$VIGIL_VAR_DIR/customer-files`` by an
 opaque key (never the caller's file name), written to a temporary name and renamed into place, so
-a reader never sees half a file. In production, ``VIGIL_VAR_DIR`` (or just its ``customer-files``
-folder) goes on a persistent volume shared by every customer web process.
+a reader never sees half a file. Given the service's :class:`~vigil_shared.crypto.FieldCipher`, it
+writes each chunk as a Fernet token on a line of its own after a marker (:data:`SEALED`): uploads
+are credit applications and signed contracts, and no confidential value is kept at rest in
+plaintext, files included. A file written before (no marker) is read as it is.
+
+In production, ``VIGIL_VAR_DIR`` (or just its ``customer-files`` folder) goes on a persistent volume
+shared by every customer web process.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from vigil_shared.crypto import FieldCipher
 
 CHUNK = 64 * 1024
+SEALED = b"vigil-sealed-file-v1\n"  # then one Fernet token of each chunk a line
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -49,8 +58,9 @@ class FileStore(Protocol):
 class LocalFileStore:
     """Files on a local (or mounted) filesystem, fanned out into 256 folders by key."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cipher: FieldCipher | None = None):
         self.root = Path(root)
+        self.cipher = cipher
 
     def _path(self, key: str) -> Path:
         if not _KEY.match(key):
@@ -65,6 +75,8 @@ class LocalFileStore:
         digest, size = hashlib.sha256(), 0
         try:
             with open(temporary, "wb") as out:
+                if self.cipher is not None:
+                    out.write(SEALED)
                 while True:
                     chunk = stream.read(CHUNK)
                     if not chunk:
@@ -73,7 +85,7 @@ class LocalFileStore:
                     if size > max_bytes:
                         raise TooLarge()
                     digest.update(chunk)
-                    out.write(chunk)
+                    out.write(self.cipher.encrypt_bytes(chunk) + b"\n" if self.cipher is not None else chunk)
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -84,15 +96,56 @@ class LocalFileStore:
         path = self._path(key)
         handle = open(path, "rb")  # noqa: SIM115 - chunks() below closes it, once the response is sent
 
+        sealed = handle.read(len(SEALED)) == SEALED
+        if not sealed:
+            handle.seek(0)  # written before files were encrypted: read as it is
+
         def chunks() -> Iterator[bytes]:
             with handle:
-                while True:
-                    chunk = handle.read(CHUNK)
-                    if not chunk:
-                        return
-                    yield chunk
+                yield from _plain_chunks(handle, self.cipher if sealed else None)
 
         return chunks()
 
+    def reseal(self) -> int:
+        """Rewrites every file under the cipher's first key (``rotate-keys``; a plaintext one gets
+        encrypted): each is written to a temporary name and renamed into place. Returns how many."""
+        if self.cipher is None:
+            return 0
+        count = 0
+        for path in sorted(self.root.glob("??/*")):
+            if not _KEY.match(path.name):
+                continue
+            with open(path, "rb") as handle:
+                sealed = handle.read(len(SEALED)) == SEALED
+                first = handle.readline().rstrip(b"\n") if sealed else b""
+                if sealed and (not first or self.cipher.is_current_bytes(first)):
+                    continue
+                handle.seek(len(SEALED) if sealed else 0)
+                temporary = path.with_suffix(".part")
+                try:
+                    with open(temporary, "wb") as out:
+                        out.write(SEALED)
+                        for chunk in _plain_chunks(handle, self.cipher if sealed else None):
+                            out.write(self.cipher.encrypt_bytes(chunk) + b"\n")
+                    os.replace(temporary, path)
+                except BaseException:
+                    temporary.unlink(missing_ok=True)
+                    raise
+            count += 1
+        return count
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def _plain_chunks(handle: BinaryIO, cipher: FieldCipher | None) -> Iterator[bytes]:
+    """The file's bytes from ``handle``'s position: its token lines decrypted, or as they are."""
+    while True:
+        if cipher is None:
+            chunk = handle.read(CHUNK)
+        else:
+            line = handle.readline().rstrip(b"\n")
+            chunk = cipher.decrypt_bytes(line) if line else b""
+        if not chunk:
+            return
+        yield chunk
