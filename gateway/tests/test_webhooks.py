@@ -923,3 +923,45 @@ def test_a_station_account_list_reads_both_shapes():
 
     assert station_accounts([{"account_number": "1"}]) == [{"account_number": "1"}]
     assert station_accounts({"items": []}) == []
+
+
+def test_an_archive_of_several_customers_is_delivered_with_the_records_the_owner_reads(
+    local_app, client, auth, runtime, receiver
+):
+    """``customer.archive_requested`` names ``customer_ids`` (a parent and its sub-customers), not one
+    ``customer_id``: its payload carries the records the owner may read (a soak found it raising
+    ``KeyError`` on every attempt, never sent)."""
+    created = subscribe(client, auth, receiver.url, event_types=["customer.archive_requested"])
+    event = message("customer.archive_requested", operation_id="customer-op1", customer_ids=[1, 2])
+    del event["data"]["customer_id"], event["data"]["changed"]
+    assert runtime.receive(event) is True
+    [(delivery_id, token)] = runtime.sent
+    assert runtime.deliver(delivery_id, token) == "succeeded"
+    body = Webhook(created["secret"]).verify(receiver.received[0]["body"], receiver.received[0]["headers"])
+    assert body["data"]["customer_ids"] == [1, 2] and len(body["data"]["customers"]) == 2
+    assert body["data"]["customers"][0]["ssn"] == "***-**-6789"
+
+
+def test_an_event_whose_payload_cannot_be_built_holds_back_none_of_the_others(
+    local_app, client, auth, runtime, receiver, db
+):
+    """One delivery whose body cannot be built (its record's service answers 500, say) is tried again
+    later on its own; the other deliveries claimed with it go out now (a soak saw one such event fail
+    every batch it was claimed with, again and again)."""
+
+    class Failing(Reader):
+        def get(self, service, path, identity, params=None):
+            if path == "/api/v1/customers/13":
+                raise RuntimeError("the customer service answered 500")
+            return super().get(service, path, identity, params)
+
+    runtime.reader = Failing()
+    subscribe(client, auth, receiver.url, event_types=["customer.updated"])
+    for customer_id in (12, 13, 14):
+        runtime.receive(message(customer_id=customer_id))
+    outcomes = runtime.deliver_many(runtime.sent)
+    assert outcomes.count("succeeded") == 2 and len(receiver.received) == 2
+    with db.transaction() as session:
+        held = [d for d in session.query(WebhookDelivery).all() if d.status == "pending"]
+        assert len(held) == 1 and held[0].attempts == 0
+        assert held[0].next_attempt_at.replace(tzinfo=None) > datetime.now(UTC).replace(tzinfo=None)

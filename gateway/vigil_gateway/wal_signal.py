@@ -17,7 +17,13 @@ header is read from a read-only map of the file: no system call, the GIL kept.
 The map stays valid only while the ``-shm`` file is neither truncated nor deleted, which SQLite does
 only when a connection finds itself the last one on the database (it must take the exclusive lock on
 the database file, or on the file's "DMS" byte when it opens). An anchor connection held by this
-process for as long as the map lives keeps the shared locks that prevent both. Anything this module
+process for as long as the map lives keeps the shared locks that prevent both.
+
+Those are POSIX record locks, which belong to the process: closing *any* descriptor of the file drops
+every lock the process holds on it, SQLite's own included (then the next process to open the database
+believes it is alone, truncates the ``-shm`` file and rebuilds it, and this process's maps of it, SQLite's
+and ours, raise ``SIGBUS``). So the descriptor the map is made from, and the map, are opened once per
+process and file and never closed (:data:`_MAPS`): two descriptors per watched database. Anything this module
 does not recognise (another journal mode, a header version other than 3007000, a memory database, a
 file it cannot map) turns the signal off: the epoch is then read on every call, as before.
 """
@@ -32,6 +38,27 @@ from pathlib import Path
 
 HEADER_BYTES = 48  # one copy of the WAL-index header (WalIndexHdr, in the machine's byte order)
 HEADER_VERSION = 3007000  # iVersion of the header this reads (SQLite's WALINDEX_MAX_VERSION)
+
+# (pid, device, inode) of a -shm file -> its descriptor and map in this process, never closed: closing
+# either would drop this process's record locks on the file, those of its SQLite connections included.
+_MAPS: dict[tuple[int, int, int], tuple[int, mmap.mmap]] = {}
+
+
+def _header_map(path: str) -> mmap.mmap | None:
+    """A read-only map of the first two header copies of the ``-shm`` file at ``path``, made once in
+    this process (an anchor connection must already hold SQLite's shared lock on the file); None when
+    the file is too short to hold them."""
+    stat = os.stat(path)  # no descriptor: known by its device and inode
+    key = (os.getpid(), stat.st_dev, stat.st_ino)
+    known = _MAPS.get(key)
+    if known is not None:
+        return known[1]
+    if stat.st_size < 2 * HEADER_BYTES:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    shm = mmap.mmap(fd, 2 * HEADER_BYTES, access=mmap.ACCESS_READ)
+    _MAPS[key] = (fd, shm)
+    return shm
 
 
 class WalSignal:
@@ -55,11 +82,10 @@ class WalSignal:
                 anchor.close()
                 return None
             anchor.execute(probe).fetchall()
-            with open(f"{database}-shm", "rb") as handle:
-                if os.fstat(handle.fileno()).st_size < 2 * HEADER_BYTES:
-                    anchor.close()
-                    return None
-                shm = mmap.mmap(handle.fileno(), 2 * HEADER_BYTES, access=mmap.ACCESS_READ)
+            shm = _header_map(f"{database}-shm")
+            if shm is None:
+                anchor.close()
+                return None
         except (OSError, ValueError, sqlite3.Error):
             anchor.close()
             return None
@@ -81,5 +107,6 @@ class WalSignal:
         return first
 
     def close(self) -> None:
-        self._shm.close()
+        """Closes the anchor; the map and its descriptor stay (see :data:`_MAPS`), never read again by this
+        watch. A later watch of the same file uses them again."""
         self._anchor.close()

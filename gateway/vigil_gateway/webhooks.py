@@ -601,6 +601,17 @@ def build_payload(event: FeedEvent, identity: Identity, reader: ServiceReader) -
     if action == "deleted":
         if not visible(reading, event.type, event.location_id):
             return None
+    elif kind == "customer" and "customer_id" not in data:
+        # archive and unarchive name a parent and its sub-customers (``customer_ids``): the records the
+        # owner may read are sent, and nothing when they may read none
+        records = [
+            record
+            for customer_id in data.get("customer_ids") or []
+            if (record := reader.get("customer", f"/api/v1/customers/{int(customer_id)}", reading)) is not None
+        ]
+        if not records:
+            return None
+        data["customers"] = records
     elif kind == "customer":
         record = reader.get("customer", f"/api/v1/customers/{int(data['customer_id'])}", reading)
         if record is None:

@@ -82,6 +82,9 @@ MAX_BATCH_EVENTS = 64  # events a dispatcher claims at once
 # idle meanwhile), and the others' statements and commit are still shared by a hundred.
 MAX_INTAKE_GROUP = 100
 PAYLOAD_CACHE_SECONDS = 10.0
+# A delivery whose body could not be built (the record's service is down, or the event cannot be read)
+# is tried again this much later, on its own: the deliveries claimed with it go out meanwhile.
+UNBUILT_RETRY_SECONDS = 30.0
 # While more events wait, a dispatcher claims at least this many at once (when the lanes have room):
 # taking whatever room one answer made (an event or two) put a claim's statements, its owners' reads of
 # the records and its commit on every event or two of a burst.
@@ -730,7 +733,10 @@ class WebhookRuntime:
         }
         owners = {subscription_id: identity for subscription_id, (identity, _) in owned.items()}
         rights = {subscription_id: held for subscription_id, (identity, held) in owned.items() if identity is not None}
-        self._prefetch(events, wanted_events, owned.values())
+        try:
+            self._prefetch(events, wanted_events, owned.values())
+        except Exception:  # only a shortcut: each body is built (or fails) on its own below
+            log.warning("webhook records not read together", exc_info=True)
         plan: list[tuple[int, int, str, str | None]] = []  # (delivery, token, status after, encrypted body)
         prepared: dict[int, tuple[int, int, str, str, dict[str, str]]] = {}
         for delivery_id, token in candidates:
@@ -744,7 +750,12 @@ class WebhookRuntime:
                     )
                 plan.append((delivery_id, token, "cancelled", None))
                 continue
-            body = self._payload(events.get(row.event_id), row.event_id, identity, rights=rights[subscription.id])
+            try:
+                body = self._payload(events.get(row.event_id), row.event_id, identity, rights=rights[subscription.id])
+            except Exception:  # the record's service is down, or the event cannot be read: this one waits
+                log.exception("webhook payload not built", extra={"delivery_id": delivery_id, "event_id": row.event_id})
+                outcomes[delivery_id] = "unbuilt"
+                continue
             if body is None:
                 plan.append((delivery_id, token, "skipped", None))  # not the owner's to read
                 continue
@@ -775,6 +786,17 @@ class WebhookRuntime:
                 update(DELIVERIES)
                 .where(DELIVERIES.c.id.in_(deferred))
                 .values(next_attempt_at=now + timedelta(seconds=1))
+            )
+        unbuilt = [d for d, o in outcomes.items() if o == "unbuilt"]
+        for delivery_id in unbuilt:  # rare: one statement each, and only while still this attempt's
+            session.execute(
+                update(DELIVERIES)
+                .where(
+                    DELIVERIES.c.id == delivery_id,
+                    DELIVERIES.c.status == "pending",
+                    DELIVERIES.c.attempts == rows[delivery_id].attempts,
+                )
+                .values(next_attempt_at=now + timedelta(seconds=UNBUILT_RETRY_SECONDS))
             )
         return outcomes, sends
 

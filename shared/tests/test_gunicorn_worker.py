@@ -7,6 +7,7 @@ these tests check that it does, and that it never keeps a connection's thread fr
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import subprocess
 import sys
@@ -127,3 +128,31 @@ def test_a_connection_beyond_the_threads_is_served_while_others_keep_their_threa
             client.communicate(timeout=30)
     assert still_busy == [True, True]
     assert waited < 1.0
+
+
+def test_gunicorn_s_own_lines_are_json_lines_like_every_other(tmp_path: Path) -> None:
+    """gunicorn's messages (start, a worker booted, a worker killed by a signal) go through Vigil's JSON
+    handler. gunicorn's own handler formats ``%(process)d``, which is None since Vigil stops recording
+    pids: every one of those lines was a ``--- Logging error ---`` traceback instead (a soak found a
+    gateway worker's death by SIGBUS only in such a traceback's arguments)."""
+    script = textwrap.dedent(
+        """
+        from gunicorn.config import Config
+        from vigil_shared.gunicorn_worker import JsonGunicornLogger
+        from vigil_shared.logs import configure_logging
+        configure_logging("INFO", process="tiny-web")
+        cfg = Config()
+        cfg.set("errorlog", "-")
+        cfg.set("loglevel", "info")
+        log = JsonGunicornLogger(cfg)
+        log.info("Booting worker with pid: %s", 4242)
+        log.warning("Worker (pid:%s) was sent %s!", 4243, "SIGBUS")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert "Logging error" not in done.stderr, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["level"], line["msg"], line["process"]) for line in lines] == [
+        ("info", "Booting worker with pid: 4242", "tiny-web"),
+        ("warning", "Worker (pid:4243) was sent SIGBUS!", "tiny-web"),
+    ]

@@ -277,3 +277,26 @@ def test_celery_app_is_configured_for_at_least_once_delivery():
     assert conf.task_time_limit  # a stuck pooled task is replaced and its message redelivered
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_default_queue == "vigil.customer"
+
+
+def test_the_relay_s_hourly_prune_also_ends_the_inbox_s_old_entries(db):
+    """``processed_events`` (the inbox) was never pruned: a row per event per consumer, for ever (a soak
+    of half an hour added thousands per service). An entry is kept ``INBOX_RETENTION``: far beyond any
+    redelivery (the broker's within minutes, an operator's from the outbox, which keeps events
+    ``OUTBOX_RETENTION``), then removed by the relay's hourly prune with the outbox's old rows."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from vigil_shared.db import utcnow  # noqa: PLC0415
+    from vigil_shared.messaging.outbox import INBOX_RETENTION, OUTBOX_RETENTION  # noqa: PLC0415
+
+    assert INBOX_RETENTION > OUTBOX_RETENTION
+    consumer = _consumer(db)
+    old, recent = (new_event(CustomerDeleted(customer_id=n), source="customer").to_message() for n in (5, 6))
+    assert consumer.consume(old) and consumer.consume(recent)
+    with db.transaction() as session:
+        session.get(messaging.ProcessedEvent, old["id"]).processed_at = utcnow() - INBOX_RETENTION - timedelta(hours=1)
+    relay = OutboxRelay(service="property", db=db, models=messaging, celery=None, queue_name=settings().queue_name)
+    relay.prune()
+    with db.new_session() as session:
+        assert session.get(messaging.ProcessedEvent, old["id"]) is None
+        assert session.get(messaging.ProcessedEvent, recent["id"]) is not None

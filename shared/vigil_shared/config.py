@@ -158,6 +158,10 @@ SETTINGS: list[Setting] = [
             Seconds the outbox relay waits between polls when idle.
         VIGIL_LOG_LEVEL = INFO
             Log level of every process (logs are JSON lines on stderr).
+        VIGIL_LOG_MAX_BYTES = 52428800
+            vigil-run: a process's log (var/log/<process>.log) is rotated once this large (0: never).
+        VIGIL_LOG_BACKUPS = 3
+            vigil-run: rotated logs kept per process (<process>.log.1 the latest).
         """
     ),
     *BUREAU.settings(),

@@ -21,11 +21,25 @@ from http import HTTPStatus
 from ssl import SSLError
 from typing import Any
 
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import ThreadWorker
 
 from .errors import PROBLEM_JSON
+
+
+class JsonGunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no type information
+    """gunicorn's own messages (started, a worker booted, a worker killed by a signal) as the process's
+    JSON lines: through the root handler ``vigil_shared.logs`` installs, not gunicorn's own, whose format
+    reads ``%(process)d``, a pid Vigil's records no longer carry (``logging.logProcesses``)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.close()
+        self.error_log.handlers = []
+        self.error_log.propagate = True
+
 
 # gunicorn refusal → (status, what the caller is told); anything else it parses badly is a 400.
 _REFUSALS = (

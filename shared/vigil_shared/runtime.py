@@ -82,7 +82,7 @@ def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
     """Serves the app with gunicorn's threaded worker, whose own refusals (414, 431, 400) are problem+json."""
     from gunicorn.app.base import BaseApplication
 
-    from .gunicorn_worker import ProblemThreadWorker
+    from .gunicorn_worker import JsonGunicornLogger, ProblemThreadWorker
 
     class VigilWeb(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type information
         def load_config(self) -> None:
@@ -93,6 +93,11 @@ def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
                 "worker_class": ProblemThreadWorker,
                 "accesslog": None,  # the app logs one JSON line per request itself
                 "errorlog": "-",
+                "logger_class": JsonGunicornLogger,  # gunicorn's own lines as JSON lines too
+                # gunicorn's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl): every web
+                # process of every Vigil on the machine took it from the one before; the runner,
+                # compose or Kubernetes supervise them instead
+                "control_socket_disable": True,
                 "loglevel": settings.log_level.lower(),
                 "timeout": 60,
                 "graceful_timeout": 10,

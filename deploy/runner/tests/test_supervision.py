@@ -174,3 +174,45 @@ def test_make_install_does_not_print_setuptools_editable_notices():
     assert result.returncode == 0, result.stderr
     assert "Editable installation" not in result.stdout + result.stderr
     assert "BuildBackendWarning" not in result.stdout + result.stderr
+
+
+def test_a_log_over_its_limit_is_rotated_while_its_process_keeps_writing(tmp_path):
+    """``var/log/<process>.log`` is kept under ``VIGIL_LOG_MAX_BYTES``: past it, the runner moves its
+    content to ``.1`` (``.1`` to ``.2`` …, ``VIGIL_LOG_BACKUPS`` kept) and empties it; the process keeps
+    its descriptor and writes on at the start of the emptied file, no hole before (it appends). A soak
+    of half an hour wrote 45 MB of logs, and nothing ever shrank them."""
+    env = dict(os.environ, VIGIL_VAR_DIR=str(tmp_path), VIGIL_LOG_MAX_BYTES="20000", VIGIL_LOG_BACKUPS="2")
+    stack = Stack(env=env, log_dir=tmp_path / "log")
+    chatty = Process(
+        "chatty",
+        [
+            sys.executable,
+            "-u",
+            "-c",
+            "import time\nn = 0\nwhile True:\n    n += 1; print('line', n); time.sleep(0.0005)",
+        ],
+        "",
+    )
+    try:
+        stack.start([chatty])
+        log = tmp_path / "log" / "chatty.log"
+        rotations = 0
+        deadline = time.monotonic() + 30
+        while rotations < 4 and time.monotonic() < deadline:
+            if log.stat().st_size > 20000:
+                stack.rotate_logs()
+                rotations += 1
+            time.sleep(0.05)
+        assert rotations == 4
+        wait_until(lambda: log.stat().st_size > 100, what="the process to write on")
+        kept = sorted(p.name for p in log.parent.iterdir())
+        assert kept == ["chatty.log", "chatty.log.1", "chatty.log.2"]  # two backups, no more
+        assert not log.read_bytes().startswith(b"\0"), "written on from the start, no hole"
+        for backup in (log.with_name("chatty.log.1"), log.with_name("chatty.log.2")):
+            numbers = [int(line.split()[1]) for line in backup.read_text().splitlines() if line.count(" ") == 1]
+            assert numbers and numbers == sorted(numbers)
+        assert chatty.running()
+        stack.supervise()  # below the limit: nothing moves
+        assert sorted(p.name for p in log.parent.iterdir()) == kept
+    finally:
+        stack.stop(timeout=5)

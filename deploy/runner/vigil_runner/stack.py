@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +54,9 @@ BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that died
 BACKOFF_MAX = 30.0  # the delay doubles with every quick death, up to this
 STABLE_AFTER = 60.0  # a process up this long has recovered: its next death restarts after BACKOFF_FIRST
 PR_SET_PDEATHSIG = 1
+LOG_MAX_BYTES = 50 * 1024 * 1024  # VIGIL_LOG_MAX_BYTES: a process's log is rotated past this size
+LOG_BACKUPS = 3  # VIGIL_LOG_BACKUPS: rotated logs kept (<process>.log.1 is the latest)
+LOG_CHECK_SECONDS = 10.0  # how often supervision looks at the logs' sizes
 
 
 @dataclass
@@ -73,6 +77,31 @@ class Process:
 
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+
+def rotate_log(path: Path, max_bytes: int, backups: int) -> bool:
+    """Rotates ``path`` once it holds ``max_bytes`` or more: ``.1`` becomes ``.2`` and so on (``backups``
+    kept), the log's content is copied to ``.1`` and the log emptied. Its writers keep their descriptor:
+    they opened it to append, so they write on at the start of the emptied file, without a hole. Only
+    what a writer adds between the last read of the copy and the truncation, a moment, is lost."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if max_bytes <= 0 or size < max_bytes:
+        return False
+    if backups <= 0:
+        os.truncate(path, 0)
+        return True
+    for number in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{number}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{number + 1}"))
+    with open(path, "rb") as source, open(path.with_name(f"{path.name}.1"), "wb") as copy:
+        shutil.copyfileobj(source, copy, 1 << 20)
+        copy.write(source.read())  # what was written during the copy, then at once the truncation
+        os.truncate(path, 0)
+    return True
 
 
 def backoff_delay(quick_deaths: int) -> float:
@@ -213,6 +242,7 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
     admin_message: str = ""
     lock: RunLock | None = None
+    logs_checked_at: float = 0.0
 
     @classmethod
     def from_environment(
@@ -425,7 +455,21 @@ class Stack:
                 process.restarts += 1
                 report.append(f"{process.name} restarted (pid {process.pid}, restart {process.restarts})")
                 self._write_lock()
+        if now - self.logs_checked_at >= LOG_CHECK_SECONDS:
+            self.logs_checked_at = now
+            self.rotate_logs()
         return report
+
+    def rotate_logs(self) -> None:
+        """Keeps every process's log under ``VIGIL_LOG_MAX_BYTES`` (:func:`rotate_log`)."""
+        max_bytes = int(self.env.get("VIGIL_LOG_MAX_BYTES") or LOG_MAX_BYTES)
+        backups = int(self.env.get("VIGIL_LOG_BACKUPS") or LOG_BACKUPS)
+        for process in self.processes:
+            if process.log_path is not None:
+                try:
+                    rotate_log(process.log_path, max_bytes, backups)
+                except OSError as exc:  # a full disk, say: supervision goes on
+                    print(f"vigil-run: {process.log_path} not rotated: {exc}", file=sys.stderr)
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

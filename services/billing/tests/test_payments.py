@@ -319,3 +319,34 @@ def test_a_refusal_after_a_lost_answer_ends_the_attempt(api, known, sandbox, cha
     again = api.post(f"{path}/refund", json={"amount": 250})
     assert again.status_code == 200 and again.json["amount_refunded"] == 250, again.json
     assert sandbox_charge(sandbox, charge_of(session, path))["amount_refunded"] == 250
+
+
+def test_the_due_job_charges_only_payments_whose_charge_was_lost_not_those_still_retrying(
+    api, known, sandbox, charges, runtime, session
+):
+    """The beat's due job (every minute) charges card payments left pending because their charge task
+    was lost. It took every payment pending for a minute, so those whose task was still retrying with
+    backoff (the processor down: about five minutes of retries) were charged again inline each minute:
+    a soak with a card the processor always refused with 503 saw each run take 32-47 s of the billing
+    worker, and 770 billing events queued behind it. Now only a payment pending longer than the task's
+    whole retry window counts as lost."""
+    from datetime import date, timedelta  # noqa: PLC0415
+
+    from vigil_billing.tasks import run_due  # noqa: PLC0415
+    from vigil_shared.db import utcnow  # noqa: PLC0415
+
+    known(7)
+    retrying, lost = (pay_by_card(api, sandbox, amount).json["id"] for amount in (300, 400))
+    for payment_id, age in ((retrying, timedelta(minutes=3)), (lost, charging.STALE_AFTER + timedelta(minutes=1))):
+        session.get(Payment, payment_id).created_at = utcnow() - age
+    session.commit()
+    calls = []
+
+    class Down:
+        def charge(self, token, amount, currency, key):
+            calls.append(amount)
+            raise ProcessorUnavailable("down")
+
+    processor.use(Down())
+    run_due(runtime, date.today())
+    assert calls == [400]

@@ -41,7 +41,15 @@ def request_charge(payment_id: int) -> None:
     send(payment_id)
 
 
-def stale_pending(session: Session, older_than: timedelta = timedelta(minutes=1)) -> list[int]:
+# A card payment still pending this long after it was made has lost its charge task: the task's own
+# retries (tasks.CHARGE_RETRIES, with backoff: about five minutes, each attempt up to three processor
+# calls with their timeouts) are over by then. Before, the due job took every payment pending for a
+# minute and charged again, inline, those whose task was still retrying: under a processor outage each
+# run held the billing worker for most of the minute and billing events queued behind it.
+STALE_AFTER = timedelta(minutes=15)
+
+
+def stale_pending(session: Session, older_than: timedelta = STALE_AFTER) -> list[int]:
     cutoff = utcnow() - older_than
     return list(
         session.scalars(select(Payment.id).where(Payment.status == "pending", Payment.created_at < cutoff).limit(500))

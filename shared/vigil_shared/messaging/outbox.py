@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from sqlalchemy import JSON, BigInteger, Integer, String, Table, Text, delete, insert, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("vigil.messaging")
 
 OUTBOX_RETENTION = timedelta(days=7)
+# How long a consumer remembers an event it processed (``processed_events``, the inbox): far beyond any
+# redelivery, the broker's (minutes) or an operator's from the outbox (which keeps events OUTBOX_RETENTION).
+INBOX_RETENTION = timedelta(days=30)
+PRUNE_BATCH = 5000  # inbox rows removed per transaction, so the prune never holds SQLite's write lock long
 RETRIES = 10  # of a transient failure, with backoff up to 5 minutes apart; then the event is a dead letter
 
 P = TypeVar("P")
@@ -224,11 +229,22 @@ class OutboxRelay:
         return len(rows)
 
     def prune(self) -> None:
+        """Hourly: the outbox's events published ``OUTBOX_RETENTION`` ago, expired idempotent replies, and
+        the inbox's entries older than ``INBOX_RETENTION`` (the consumer shares this database)."""
         OutboxEvent = self.models.OutboxEvent
         IdempotencyRecord = self.models.IdempotencyRecord
+        ProcessedEvent = self.models.ProcessedEvent
         with self.db.transaction() as session:
             session.execute(delete(OutboxEvent).where(OutboxEvent.published_at < utcnow() - OUTBOX_RETENTION))
             session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < utcnow()))
+        cutoff = utcnow() - INBOX_RETENTION
+        while True:
+            with self.db.transaction() as session:
+                old = select(ProcessedEvent.event_id).where(ProcessedEvent.processed_at < cutoff).limit(PRUNE_BATCH)
+                result = session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(old)))
+                removed = cast(CursorResult[Any], result).rowcount
+            if removed < PRUNE_BATCH:
+                return
 
     def run_forever(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
