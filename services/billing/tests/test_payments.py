@@ -350,3 +350,24 @@ def test_the_due_job_charges_only_payments_whose_charge_was_lost_not_those_still
     processor.use(Down())
     run_due(runtime, date.today())
     assert calls == [400]
+
+
+def test_a_charge_task_asks_the_processor_once_and_leaves_the_waiting_to_its_retry(
+    api, known, sandbox, charges, monkeypatch
+):
+    """The adapter's own retries sleep between attempts; inside the worker that sleep held its one
+    thread while every other billing task waited. A task asks once: Celery retries it later with the
+    same idempotency key (``CHARGE_RETRIES``), and the web path keeps the adapter's quick retries."""
+    known(7)
+    payment_id = pay_by_card(api, sandbox, 300).json["id"]
+    down = processor.HttpProcessor("http://127.0.0.1:9", "sk_test_unit", attempts=3, backoff=5.0)
+    processor.use(down)
+    sleeps: list[float] = []
+    monkeypatch.setattr(processor.time, "sleep", sleeps.append)
+    with pytest.raises(ProcessorUnavailable):
+        charges.run()
+    assert sleeps == [] and charges.requested == [payment_id]
+    assert processor.background_processor().attempts == 1 and down.attempts == 3
+    with pytest.raises(ProcessorUnavailable):  # a request still gets the adapter's retries before its 503
+        down.charge("tok_x", 100, "USD", "key-1")
+    assert sleeps == [5.0, 10.0]

@@ -16,6 +16,7 @@ Nothing here logs or returns a card number: Vigil never has one.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -111,6 +112,14 @@ class HttpProcessor:
             maxsize=8, timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT), retries=False
         )
 
+    def single_attempt(self) -> HttpProcessor:
+        """This processor making one attempt per call, on the same connection pool."""
+        if self.attempts == 1:
+            return self
+        once = copy.copy(self)
+        once.attempts = 1
+        return once
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, key: str | None = None):
         headers = {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
         if key:
@@ -202,6 +211,15 @@ def processor() -> Processor:
     if _configured is None:
         _configured = HttpProcessor(PROCESSOR.url(), env("VIGIL_PROCESSOR_API_KEY", "sk_test_vigil_sandbox"))
     return _configured
+
+
+def background_processor() -> Processor:
+    """The configured processor as a task or the beat calls it: one attempt per call, no sleep between
+    attempts. Their work is tried again later by Celery's retry or the next run, with the same
+    idempotency key; sleeping between attempts inside a task held the billing worker's one thread (a
+    soak with a processor answering 503 for one card saw the queue back up behind those sleeps)."""
+    configured = processor()
+    return configured.single_attempt() if isinstance(configured, HttpProcessor) else configured
 
 
 def use(replacement: Processor | None) -> None:

@@ -50,7 +50,7 @@ def charge_payment(runtime: ServiceRuntime, payment_id: int, attempt: int = 1) -
     """Charges a pending payment once (see :func:`vigil_billing.payments.run_charge`)."""
     outbox = runtime.outbox()
     try:
-        return payments.run_charge(runtime.db.transaction, outbox, processor.processor(), payment_id)
+        return payments.run_charge(runtime.db.transaction, outbox, processor.background_processor(), payment_id)
     except ProcessorUnavailable:
         if attempt > CHARGE_RETRIES:
             return payments.fail_payment(
@@ -67,7 +67,7 @@ def run_due(runtime: ServiceRuntime, day: date | None = None) -> recurring.RunRe
     """The beat job: issue due recurring invoices (once per period), run due scheduled payments, and
     charge card payments left pending (their send was lost)."""
     today = day or utcnow().date()
-    outbox, adapter = runtime.outbox(), processor.processor()
+    outbox, adapter = runtime.outbox(), processor.background_processor()
     issued = recurring.run_due_invoices(runtime.db.transaction, outbox, today)
     scheduled = recurring.run_due_payments(runtime.db.transaction, outbox, adapter, today)
     with runtime.db.transaction() as session:
