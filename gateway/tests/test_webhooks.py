@@ -965,3 +965,22 @@ def test_an_event_whose_payload_cannot_be_built_holds_back_none_of_the_others(
         held = [d for d in session.query(WebhookDelivery).all() if d.status == "pending"]
         assert len(held) == 1 and held[0].attempts == 0
         assert held[0].next_attempt_at.replace(tzinfo=None) > datetime.now(UTC).replace(tzinfo=None)
+
+
+def test_only_the_types_a_subscription_is_sent_can_be_subscribed_to(local_app, client, auth, runtime, receiver, db):
+    """Invoice, payment, credit and operation events have no payload built for a subscriber: naming one is
+    a 422 listing the types, and a subscription to every type makes no delivery for them (a soak saw
+    thousands made and skipped, each row kept for 30 days)."""
+    refused = client.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "event_types": ["invoice.issued"]}, headers=auth
+    )
+    assert refused.status_code == 422 and "customer.updated" in json.dumps(refused.json), refused.json
+    subscribe(client, auth, receiver.url)
+    invoice = message("invoice.issued", invoice_id=3, number=1001, total=1200, currency="USD", due_date="2026-12-31")
+    del invoice["data"]["changed"], invoice["data"]["location_id"]
+    invoice["source"] = "billing"
+    assert runtime.receive(invoice) is True
+    assert runtime.sent == []
+    with db.transaction() as session:
+        assert session.query(WebhookDelivery).count() == 0
+    assert runtime.receive(message()) is True and len(runtime.sent) == 1

@@ -40,7 +40,11 @@ from .models import ApiKey, FeedEvent, Integration, RecordLocation, User, Webhoo
 log = logging.getLogger("vigil.webhooks")
 
 SECRET_PREFIX = "whsec_"
-EVENT_TYPES = frozenset(event_type for event_type, _ in CONTRACTS)
+# The events a subscription can receive: those about a customer or a property, sent with the record as
+# the owner reads it (build_payload). Invoices, payments, credit checks and operations have no payload
+# built for them: such a type is refused when subscribing, never accepted and then always skipped.
+DELIVERED_KINDS = ("customer", "property")
+EVENT_TYPES = frozenset(event_type for event_type, _ in CONTRACTS if event_type.partition(".")[0] in DELIVERED_KINDS)
 # About three days: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h and seven times 10 h.
 DEFAULT_SCHEDULE = (5, 300, 1800, 7200, 18000, *(36000,) * 7)
 EXCERPT_BYTES = 300

@@ -559,7 +559,7 @@ class WebhookRuntime:
             feed, table = cast(Table, FeedEvent.__table__), DELIVERIES
             for event_type, at_positions in by_type.items():
                 wanted = [s.id for s in subscriptions if s.event_types is None or event_type in s.event_types]
-                if not wanted:
+                if not wanted or event_type not in webhooks.EVENT_TYPES:  # a type no subscription is sent
                     continue
                 if pg:
                     made = session.execute(
