@@ -8,11 +8,14 @@ the same RFC 9457 document, ``X-Request-ID`` and ``nosniff`` as from the app, wh
 It also beats its heartbeat at most once a second (:data:`HEARTBEAT_SECONDS`) instead of on every turn
 of its event loop, and a thread that answered on a kept-alive connection waits a moment for that
 connection's next request itself (:data:`LINGER_MS`) instead of handing it back to the event loop.
+
+And it keeps its memory from growing under load (:func:`limit_malloc_arenas`, :class:`IdleTrim`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
 import time
@@ -84,19 +87,91 @@ HEARTBEAT_SECONDS = 1.0
 LINGER_MS = 5
 
 
+# glibc's malloc gives each thread that allocates an arena of its own, up to eight per core, and an arena
+# keeps what was freed in it for its next allocations, in pieces that later allocations fit badly. A web
+# worker's eight threads (and SQLite, which allocates without holding the GIL) made nine arenas: under a
+# sustained mix of customer requests (bench/soak_rss.py) the customer web worker's thread arenas held 55
+# MB resident, 30 MB of it free, and that free part grew for as long as the load lasted. Two arenas:
+# see docs/performance.md (memory under sustained load) for the figures. glibc's own ``MALLOC_ARENA_MAX``,
+# when the environment sets it, decides instead.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number (glibc's malloc.h)
+
+
+def _glibc() -> Any:
+    """The process's C library through ``ctypes`` when it is glibc, else None (musl, macOS)."""
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return None
+    except (ValueError, OSError):
+        return None
+    import ctypes  # noqa: PLC0415 - half a megabyte, loaded by web workers only
+
+    return ctypes.CDLL(None)
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """At most ``arenas`` malloc arenas in this process (glibc's ``M_ARENA_MAX``), unless the environment
+    sets ``MALLOC_ARENA_MAX``. Called before the worker's threads start (an arena is made at a thread's
+    first allocation). Whether the limit was set here."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    libc = _glibc()
+    return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+# After a burst, the free memory in the middle of the heap stays resident until malloc happens to reuse
+# it: a worker idle for this long after serving gives it back (``malloc_trim``), once per idle spell.
+IDLE_TRIM_SECONDS = 2.0
+
+
+class IdleTrim:
+    """When to give freed memory back: once the worker has been idle :data:`IDLE_TRIM_SECONDS` after
+    serving (never twice without a request between, never while requests keep coming)."""
+
+    def __init__(self, trim: Any, idle_seconds: float = IDLE_TRIM_SECONDS) -> None:
+        self.trim = trim  # called with no argument
+        self.idle_seconds = idle_seconds
+        self.last_served: float | None = None  # when the last request was answered, None: trimmed since
+
+    def served(self, now: float) -> None:
+        self.last_served = now
+
+    def tick(self, now: float) -> bool:
+        """Trims when due; whether it did."""
+        last = self.last_served
+        if last is None or now - last < self.idle_seconds:
+            return False
+        self.last_served = None
+        self.trim()
+        return True
+
+
 class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type information
     """gthread, with problem+json refusals (set as ``worker_class`` by ``runtime.run_gunicorn``)."""
 
     _last_beat = float("-inf")
+    _idle_trim: IdleTrim | None = None
+
+    def init_process(self) -> None:
+        """Limits the malloc arenas before any thread starts, then serves (gthread's own start)."""
+        limit_malloc_arenas()
+        libc = _glibc()
+        if libc is not None:
+            self._idle_trim = IdleTrim(lambda: libc.malloc_trim(0))
+        super().init_process()
 
     def notify(self) -> None:
         """The heartbeat (a system call setting a file's times, which the arbiter reads) at most once a
         second. gthread beats on every turn of its event loop, which turns twice for each request on a
-        kept-alive connection; gunicorn asks for one beat within its timeout."""
+        kept-alive connection; gunicorn asks for one beat within its timeout. The event loop turns at
+        least once a second when idle, so this is also where freed memory is given back when due."""
         now = time.monotonic()
         if now - self._last_beat >= HEARTBEAT_SECONDS:
             self._last_beat = now
             super().notify()
+        if self._idle_trim is not None:
+            self._idle_trim.tick(now)
 
     def handle(self, conn: Any) -> Any:
         """gthread's handling of one request, then of the connection's next ones while they come soon.
@@ -113,6 +188,8 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         outcome = super().handle(conn)
         while outcome is True and self._next_request_comes(conn):
             outcome = super().handle(conn)
+        if self._idle_trim is not None:
+            self._idle_trim.served(time.monotonic())
         return outcome
 
     def _next_request_comes(self, conn: Any) -> bool:
