@@ -13,6 +13,8 @@ Every ``VIGIL_MEMPROBE_SECONDS`` (15) a daemon thread appends one JSON line to
   (free but kept), ``keepcost``;
 - ``py_blocks``: ``sys.getallocatedblocks()`` (the Python heap's live blocks), ``gc_objects``
   (objects the collector tracks, frozen ones apart);
+- the entries of the bounded caches that hold statements (SQLAlchemy's compiled cache per engine, the
+  customer search's ``_KEPT``, ``_FIRST_PAGES`` and ``_LARGE``);
 - with ``VIGIL_MEMPROBE_TRACEMALLOC=1``, in a forked child only (a gunicorn worker, a Celery pool
   process): ``tracemalloc``'s traced bytes since the fork and its own overhead, and every 8th sample
   the top allocation sites in ``<pid>.top.txt``.
@@ -89,6 +91,20 @@ def _probe_main() -> None:  # noqa: C901 - one loop, kept in one place
             out[name + "_high"] = high.value
         return out
 
+    def cache_sizes() -> dict[str, object]:
+        """Entries of the bounded caches that hold statements: SQLAlchemy's compiled cache of each engine,
+        and the customer search's kept shapes, first pages and large searches."""
+        sizes: dict[str, object] = {}
+        if "sqlalchemy.engine.base" in sys.modules:
+            engine_type = sys.modules["sqlalchemy.engine.base"].Engine
+            engines = [o for o in gc.get_objects() if isinstance(o, engine_type)]
+            sizes["compiled_cache"] = [len(e._compiled_cache or ()) for e in engines]
+        search = sys.modules.get("vigil_customer.search")
+        if search is not None:
+            for name in ("_KEPT", "_FIRST_PAGES", "_LARGE"):
+                sizes[f"search{name}"] = len(getattr(search, name, ()))
+        return sizes
+
     def sample(path: str, forked: bool, count: int) -> None:
         import tracemalloc
 
@@ -108,6 +124,7 @@ def _probe_main() -> None:  # noqa: C901 - one loop, kept in one place
             "gc_objects": len(gc.get_objects()),
             "gc_frozen": gc.get_freeze_count(),
         }
+        line |= cache_sizes()
         if tracemalloc.is_tracing():
             line["traced"] = tracemalloc.get_traced_memory()[0]
             line["traced_overhead"] = tracemalloc.get_tracemalloc_memory()
