@@ -166,9 +166,14 @@ def record_manual(ctx: Context, customer: CustomerRef, data: dict[str, Any]) -> 
     return added(ctx.session, check)
 
 
-def apply(ctx: Context, check: CreditCheck) -> CreditCheck:
-    """Makes ``check`` the customer's active one; the customer service sets its score on the event."""
+def apply(ctx: Context, check: CreditCheck, *, shows_result: bool = True) -> CreditCheck:
+    """Makes ``check`` the customer's active one; the customer service sets its score on the event.
+
+    ``shows_result``: whether the caller may read the check's result (``credit.view``); a refusal names
+    its outcome (no hit, frozen, failed…) only then."""
     if check.status not in ("complete", "manual") or check.score is None:
+        if not shows_result:
+            raise conflict("The check has no score to apply (it is still running, or had no score).")
         raise conflict(f"A {check.status} check has no score to apply.", errors={"status": [check.status]})
     if check.applied:
         return check  # applying twice changes nothing

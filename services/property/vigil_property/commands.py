@@ -199,7 +199,15 @@ def update_property(ctx: Context, scoped: Scoped, changes: dict) -> Scoped:
     ctx.check_version(scoped.property.id, scoped.property.version)
     if "pin" in changes:
         ctx.require(CODES_MODIFY, scoped.location_id, field="pin")
-    properties.update_property(ctx.session, ctx.outbox, ctx.cipher, scoped.property, changes, actor(ctx))
+    properties.update_property(
+        ctx.session,
+        ctx.outbox,
+        ctx.cipher,
+        scoped.property,
+        changes,
+        actor(ctx),
+        sees_pin=ctx.can(CODES_VIEW, scoped.location_id),
+    )
     return scoped
 
 
@@ -250,7 +258,15 @@ def update_system(ctx: Context, scoped: Scoped, system_id: int, changes: dict) -
     changes = systems.without_masked_echo(system, changes)
     if "password" in changes and system.password_encrypted is not None:
         ctx.require(CODES_MODIFY, scoped.location_id, field="password")
-    systems.update_system(ctx.session, ctx.cipher, scoped.property, system, changes, actor(ctx))
+    systems.update_system(
+        ctx.session,
+        ctx.cipher,
+        scoped.property,
+        system,
+        changes,
+        actor(ctx),
+        sees_password=ctx.can(CODES_VIEW, scoped.location_id),
+    )
     return system
 
 
