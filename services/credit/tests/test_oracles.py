@@ -46,3 +46,14 @@ def test_a_manual_score_answers_its_grade_only_to_a_credit_viewer(api, customers
     assert blind.status_code == 201 and all(blind.json[name] is None for name in RESULT), blind.json
     seen = api.as_(identity_with("credit.create", "credit.view")).post(f"{URL}/manual", json={"score": 640})
     assert seen.status_code == 201 and (seen.json["score"], seen.json["grade"]) == (640, "C")
+
+
+def test_a_repeat_pull_names_the_earlier_check_only_to_a_credit_viewer(api, customers):
+    """The refusal must warn of a second hard inquiry; which check it was, and when, is the Credit tab's."""
+    earlier = api.post(URL, json={"bureau": "equifax"}).json
+    runner = api.as_(identity_with("credit.create")).post(URL, json={"bureau": "equifax"})
+    assert runner.status_code == 409 and runner.json["errors"] == {"confirm_repeat": ["Confirm the repeat pull."]}
+    assert "previous_check_id" not in runner.json and str(earlier["id"]) not in runner.json["detail"]
+    assert earlier["created_at"][:10] not in runner.json["detail"]
+    viewer = api.as_(identity_with("credit.create", "credit.view")).post(URL, json={"bureau": "equifax"})
+    assert viewer.status_code == 409 and viewer.json["previous_check_id"] == earlier["id"]

@@ -123,6 +123,14 @@ def request_pull(ctx: Context, customer: CustomerRef, data: dict[str, Any]) -> C
         .limit(1)
     )
     if previous is not None and not data.get("confirm_repeat"):
+        if not ctx.can("credit.view", customer.location_id):  # which check, and when, is the Credit tab's
+            raise Problem(
+                409,
+                f"This customer's {bureau} file was pulled within the last {settings.repeat_days} days; another "
+                "pull is a second hard inquiry. Send confirm_repeat: true to pull again anyway.",
+                type=REPEAT,
+                errors={"confirm_repeat": ["Confirm the repeat pull."]},
+            )
         raise Problem(
             409,
             f"This customer's {bureau} file was pulled on {previous.created_at:%Y-%m-%d} (check {previous.id}); "
