@@ -84,3 +84,21 @@ def test_a_kind_in_use_elsewhere_is_refused_without_a_count(api, site, panel):
     refused = api.delete(f"/api/v1/system-kinds/{panel['id']}")
     assert refused.status_code == 409
     assert "in_use" not in refused.json and "2" not in refused.json["detail"]
+
+
+def test_a_transfer_to_another_offices_customer_answers_as_an_unknown_one(api, site_with_pin, known):
+    """A transfer to a customer of an office where the caller may not modify properties answered 403 (an
+    archived one 409), an unknown id 422: which ids are customers there, and which are archived, could be
+    read off the answers. A property created under such a customer already answers as for an unknown one."""
+    prop = site_with_pin()
+    known(11, location_id=2)
+    known(12, location_id=2, archived=True)
+    mover = api.as_(identity_with("properties.view", "properties.modify"))
+    path = f"/api/v1/properties/{prop['id']}/transfer"
+    answers = {}
+    for target in (11, 12, 99_999):
+        response = mover.post(path, json={"to_customer_id": target})
+        answers[target] = (response.status_code, response.json.get("errors"), response.json.get("detail"))
+    assert answers[11] == answers[12] == answers[99_999], answers
+    assert answers[11][0] == 422
+    assert api.get(f"/api/v1/properties/{prop['id']}").json["customer_id"] == 7
