@@ -162,3 +162,31 @@ def test_a_caller_who_sees_the_value_still_changes_nothing_by_sending_it_back(ap
     caller = as_(api, *EDIT, "history.view", "confidential.ssn.view", "confidential.ssn.modify")
     status, moved, history = _answer(caller, record["id"], "ssn", SECRET["ssn"])
     assert (status, moved) == (200, False) and history == 1  # the create's entry only
+
+
+def test_a_blocked_unarchive_names_the_parent_only_to_who_may_see_it(api):
+    """A sub-customer whose parent is still archived cannot be unarchived (seed 001); the refusal named
+    the parent (id and unarchive link) to a caller who may not view it, or not see the link at all."""
+    parent = create(api, customer(location_id=2, last_name="Farparent"))
+    sub = create(api, customer(last_name="Nearsub", parent_customer_id=parent["id"]))
+    assert api.post(f"/api/v1/customers/{parent['id']}/archive", json={"confirm": True}).status_code == 202
+    assert api.get(f"/api/v1/customers/{sub['id']}").json["archived_at"] is not None
+    path = f"/api/v1/customers/{sub['id']}/unarchive"
+    here = as_(api, "customers.view", "customers.unarchive", "customers.sale_info.view")
+    blocked = here.post(path, json={"confirm": True})
+    assert blocked.status_code == 409 and blocked.json["type"] == "urn:vigil:problem:parent-archived", blocked.json
+    assert "parent_customer_id" not in blocked.json and "unarchive" not in blocked.json
+    assert f"customer {parent['id']}" not in blocked.json["detail"]
+    assert f"/customers/{parent['id']}/" not in blocked.json["detail"]
+    both = api.as_(
+        Identity(
+            subject="user:both",
+            username="both",
+            locations={
+                1: frozenset({"customers.view", "customers.unarchive", "customers.sale_info.view"}),
+                2: frozenset({"customers.view"}),
+            },
+        )
+    )
+    named = both.post(path, json={"confirm": True})
+    assert named.status_code == 409 and named.json["parent_customer_id"] == parent["id"]
