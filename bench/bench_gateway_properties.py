@@ -55,6 +55,7 @@ from vigil_shared.testing import TestDatabases, describe_backend
 
 LOOKUPS_PER_ADDRESS = 20  # the property service's limit per client address and minute
 GOAL = 0.70  # through the gateway, at least this share of the direct throughput
+FLOOR_SHARE = ("the bare floor hop", "floor hop", "floor row")  # the same share without Vigil
 SERVICE_FLOOR_GOAL = 1.5  # the property service's CPU per read, at most this many times the floor app's
 HOP_FLOOR_GOAL = 1.0  # the gateway's CPU per forwarded read, at most the floor app's (forwarding <= serving)
 # What the benchmark's technician holds at the bench location: an office or field user, who sees the
@@ -532,12 +533,15 @@ def print_paired_ratios(rounds: dict[str, list[Result]]) -> None:
             if _cpu(rounds[floor][i], floor_group) > 0
         ]
         print(f"    {label}: {paired(ratios)}")
-    shares = [rounds["gateway"][i].rps / rounds["direct"][i].rps for i in range(count) if rounds["direct"][i].rps]
-    if shares:
-        print(
-            f"    through the gateway: median {statistics.median(shares):.0%} of direct"
-            f" (range {min(shares):.0%}-{max(shares):.0%})"
-        )
+    for label, through, straight in (("through the gateway", "gateway", "direct"), FLOOR_SHARE):
+        if through not in rounds or straight not in rounds:
+            continue
+        shares = [rounds[through][i].rps / rounds[straight][i].rps for i in range(count) if rounds[straight][i].rps]
+        if shares:
+            print(
+                f"    {label}: median {statistics.median(shares):.0%} of {straight}"
+                f" (range {min(shares):.0%}-{max(shares):.0%})"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -694,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
                     " wall throughput on a shared machine is noisy)",
                     flush=True,
                 )
+                if best.get("floor row") and best["floor row"].rps:
+                    # what the cores allow any hop: the bare forwarding hop's share of the bare row, same run
+                    floor_share = best["floor hop"].rps / best["floor row"].rps
+                    print(f"  (the bare floor hop keeps {floor_share:.0%} of the floor row's throughput in this run)")
                 if "direct+contacts" in best and best["direct+contacts"].rps:
                     pair = best["gateway"].rps / best["direct+contacts"].rps
                     print(

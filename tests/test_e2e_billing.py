@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import os
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import conftest
 import pytest
@@ -270,19 +270,21 @@ def recurring_invoices_of(gateway, customer_id: int) -> list[dict]:
 
 def test_the_due_job_run_twice_for_a_day_issues_one_invoice(gateway, locations):
     customer = new_customer(gateway, locations["home"], "Monthly")
+    start = (datetime.now(UTC).date() - timedelta(days=60)).replace(day=1)  # the first of a past month
+    run_day, next_period = (start + timedelta(days=14)).isoformat(), (start + timedelta(days=32)).replace(day=1)
     made = gateway.post(
         f"/api/v1/customers/{customer['id']}/recurring-invoices",
-        json={"lines": [{"description": "Monitoring", "unit_price": 2999}], "start_date": "2026-01-01"},
+        json={"lines": [{"description": "Monitoring", "unit_price": 2999}], "start_date": start.isoformat()},
     )
     assert made.status_code == 201, made.text
     for _ in range(2):
-        assert gateway.post("/api/v1/billing/run-due", json={"date": "2026-01-15"}).status_code == 202
+        assert gateway.post("/api/v1/billing/run-due", json={"date": run_day}).status_code == 202
     gateway.wait_for(lambda: recurring_invoices_of(gateway, customer["id"]), what="the due job to issue the period")
-    gateway.post("/api/v1/billing/run-due", json={"date": "2026-01-15"})
+    gateway.post("/api/v1/billing/run-due", json={"date": run_day})
     gateway.wait_for(
         lambda: (
             gateway.get(f"/api/v1/customers/{customer['id']}/recurring-invoices").json()["items"][0]["next_date"]
-            == "2026-02-01"
+            == next_period.isoformat()
         ),
         what="the template to move to its next period",
     )
@@ -291,19 +293,22 @@ def test_the_due_job_run_twice_for_a_day_issues_one_invoice(gateway, locations):
 
 def test_a_kill_9_of_the_billing_worker_mid_run_leaves_no_double_invoice(stack, gateway, locations):
     customers = [new_customer(gateway, locations["home"], f"Killed{n}") for n in range(12)]
+    # 360 days ago (within the 12 months a template may start back) to yesterday: exactly 12 monthly periods
+    today = datetime.now(UTC).date()
+    start, run_day = (today - timedelta(days=360)).isoformat(), (today - timedelta(days=1)).isoformat()
     for customer in customers:
         response = gateway.post(
             f"/api/v1/customers/{customer['id']}/recurring-invoices",
-            json={"lines": [{"description": "Monitoring", "unit_price": 1000}], "start_date": "2025-01-01"},
+            json={"lines": [{"description": "Monitoring", "unit_price": 1000}], "start_date": start},
         )
         assert response.status_code == 201, response.text
-    assert gateway.post("/api/v1/billing/run-due", json={"date": "2025-12-31"}).status_code == 202
+    assert gateway.post("/api/v1/billing/run-due", json={"date": run_day}).status_code == 202
     [worker] = [p for p in stack.processes if p.name == "billing-worker"]
     gateway.wait_for(lambda: recurring_invoices_of(gateway, customers[0]["id"]), what="the run to start", interval=0.02)
     os.killpg(worker.popen.pid, signal.SIGKILL)
     worker.popen.wait(20)
     restart(stack, worker, wait_ready=False)
-    assert gateway.post("/api/v1/billing/run-due", json={"date": "2025-12-31"}).status_code == 202
+    assert gateway.post("/api/v1/billing/run-due", json={"date": run_day}).status_code == 202
     for customer in customers:
         gateway.wait_for(
             lambda c=customer: len(recurring_invoices_of(gateway, c["id"])) >= 12,

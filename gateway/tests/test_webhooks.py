@@ -942,6 +942,26 @@ def test_an_archive_of_several_customers_is_delivered_with_the_records_the_owner
     assert body["data"]["customers"][0]["ssn"] == "***-**-6789"
 
 
+def test_an_archive_names_no_customer_the_owner_may_not_read(local_app, client, auth, runtime, receiver):
+    """A parent archived with a sub-customer of an office the owner does not hold: the payload carried
+    that sub-customer's id in ``customer_ids`` all the same (an id of another office, and that it is a
+    sub-customer of the parent: the parent link is a sale-information field)."""
+
+    class OneOffice(Reader):
+        def get(self, service, path, identity, params=None):
+            return None if path == "/api/v1/customers/2" else super().get(service, path, identity, params)
+
+    runtime.reader = OneOffice()
+    created = subscribe(client, auth, receiver.url, event_types=["customer.archive_requested"])
+    event = message("customer.archive_requested", operation_id="customer-op2", customer_ids=[1, 2])
+    del event["data"]["customer_id"], event["data"]["changed"]
+    assert runtime.receive(event) is True
+    [(delivery_id, token)] = runtime.sent
+    assert runtime.deliver(delivery_id, token) == "succeeded"
+    body = Webhook(created["secret"]).verify(receiver.received[0]["body"], receiver.received[0]["headers"])
+    assert body["data"]["customer_ids"] == [1] and len(body["data"]["customers"]) == 1
+
+
 def test_an_event_whose_payload_cannot_be_built_holds_back_none_of_the_others(
     local_app, client, auth, runtime, receiver, db
 ):

@@ -75,17 +75,17 @@ def _locked(retry_after: float) -> Throttled:
 
 def check(session: Session, policy: LoginPolicy, username: str, address: str | None, user: User | None) -> None:
     """Raises :class:`Throttled` when this attempt must not even be checked."""
-    now = utcnow()
+    now, named = utcnow(), name_key(policy, username)
     if user is not None and user.locked_until is not None and user.locked_until > now:
         raise _locked((user.locked_until - now).total_seconds())
     if user is None or not user.active:
-        lock = _window(session, f"ghost-lock:{name_key(policy, username)}", timedelta(seconds=policy.lockout_seconds))
+        lock = _window(session, f"ghost-lock:{named}", timedelta(seconds=policy.lockout_seconds))
         if lock is not None:
             raise _locked((lock.window_start + timedelta(seconds=policy.lockout_seconds) - now).total_seconds())
     # (window key, its length, failures allowed in it, the reason given, whose failures)
     windows = [
         (
-            f"user:{name_key(policy, username)}",
+            f"user:{named}",
             USER_WINDOW,
             policy.failures_per_user_per_minute,
             "username",
@@ -171,14 +171,14 @@ def record_failure(
     """Counts a failed attempt; returns True when it locked the account."""
     if random.random() < PRUNE_SHARE:
         prune_ended_windows(session, policy, utcnow())
-    _count(session, f"user:{name_key(policy, username)}", USER_WINDOW)
+    named = name_key(policy, username)
+    _count(session, f"user:{named}", USER_WINDOW)
     if address:
         _count(session, f"addr:{address}", ADDRESS_WINDOW)
     if user is None:
-        ghost = name_key(policy, username)
-        if _count(session, f"ghost:{ghost}", GHOST_COUNT_WINDOW) >= policy.lockout_threshold:
-            _restart(session, f"ghost-lock:{ghost}")
-            session.execute(delete(LoginFailures).where(LoginFailures.scope_key == f"ghost:{ghost}"))
+        if _count(session, f"ghost:{named}", GHOST_COUNT_WINDOW) >= policy.lockout_threshold:
+            _restart(session, f"ghost-lock:{named}")
+            session.execute(delete(LoginFailures).where(LoginFailures.scope_key == f"ghost:{named}"))
         return False
     failures = session.execute(
         update(User)

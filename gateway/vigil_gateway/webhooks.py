@@ -607,15 +607,17 @@ def build_payload(event: FeedEvent, identity: Identity, reader: ServiceReader) -
             return None
     elif kind == "customer" and "customer_id" not in data:
         # archive and unarchive name a parent and its sub-customers (``customer_ids``): the records the
-        # owner may read are sent, and nothing when they may read none
-        records = [
-            record
+        # owner may read are sent, and nothing when they may read none; ``customer_ids`` names those
+        # only (another office's id, or that it is a sub-customer of this parent, is not theirs to learn)
+        readable = [
+            (int(customer_id), record)
             for customer_id in data.get("customer_ids") or []
             if (record := reader.get("customer", f"/api/v1/customers/{int(customer_id)}", reading)) is not None
         ]
-        if not records:
+        if not readable:
             return None
-        data["customers"] = records
+        data["customer_ids"] = [customer_id for customer_id, _ in readable]
+        data["customers"] = [record for _, record in readable]
     elif kind == "customer":
         record = reader.get("customer", f"/api/v1/customers/{int(data['customer_id'])}", reading)
         if record is None:

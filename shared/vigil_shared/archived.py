@@ -47,7 +47,18 @@ def refuse_if_archived(archived: bool, customer_id: int) -> None:
         raise archived_problem(customer_id)
 
 
-def parent_archived_problem(customer_id: int, parent_id: int) -> Problem:
+def parent_archived_problem(customer_id: int, parent_id: int | None) -> Problem:
+    """409: the sub-customer's parent is still archived. ``parent_id``: None for a caller who may not see
+    the parent (its office, or the link, a sale-information field): the refusal then names no parent."""
+    if parent_id is None:
+        return Problem(
+            409,
+            f"Customer {customer_id} is a sub-customer whose parent customer is still archived. "
+            "The parent must be unarchived first, by someone who may see it.",
+            type=ARCHIVED_PARENT,
+            title="The parent customer is archived",
+            customer_id=customer_id,
+        )
     return Problem(
         409,
         f"Customer {customer_id} is a sub-customer of customer {parent_id}, which is still archived. "

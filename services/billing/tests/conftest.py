@@ -1,5 +1,8 @@
+from datetime import date
+
 import pytest
 
+from vigil_billing import recurring
 from vigil_billing.app import program
 
 pytest_plugins = ["vigil_shared.pytest_plugin"]
@@ -18,6 +21,13 @@ def known(known):
         known(customer_id, location_id, deleted, kind="customer", parent_id=parent_id)
 
     return add
+
+
+@pytest.fixture
+def any_start(monkeypatch):
+    """Recurring invoices may start on the fixed past dates a test runs the due job on, whatever today is
+    (the backdating limit is tested on its own)."""
+    monkeypatch.setattr(recurring, "earliest_start", lambda today: date.min)
 
 
 @pytest.fixture(scope="session")

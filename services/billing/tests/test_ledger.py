@@ -1,6 +1,7 @@
 import io
 from datetime import date, timedelta
 
+import pytest
 from pypdf import PdfReader
 
 from vigil_billing.tasks import event_consumer, run_due
@@ -87,6 +88,7 @@ def test_ar_aging_by_bucket_and_location(api, known):
     assert api.get("/api/v1/customers/7/billing").json["past_due"] == 600
 
 
+@pytest.mark.usefixtures("any_start")
 def test_a_date_range_and_later_pages_keep_the_running_balance_of_all_history(api, known, runtime):
     known(7)
     api.post(

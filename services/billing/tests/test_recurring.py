@@ -1,5 +1,5 @@
 import threading
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -12,6 +12,8 @@ from vigil_shared.messaging.outbox import Outbox
 from vigil_shared.testing import assert_hidden, identity_with, unknown_path
 
 LINES = [{"description": "Monitoring", "unit_price": 2999, "tax_rate_bp": 0}]
+REAL_EARLIEST_START = recurring.earliest_start
+pytestmark = pytest.mark.usefixtures("any_start")
 
 
 def template(api, customer_id=7, **body):
@@ -53,6 +55,20 @@ def test_months_keep_the_anchor_day():
     assert add_months(date(2026, 1, 31), 1, 31) == date(2026, 2, 28)
     assert add_months(date(2026, 2, 28), 1, 31) == date(2026, 3, 31)
     assert add_months(date(2026, 11, 15), 3, 15) == date(2027, 2, 15)
+
+
+def test_a_template_starts_at_most_twelve_months_ago(api, known, monkeypatch):
+    """Every past period is invoiced at the next run: a mistyped year must not bill thousands."""
+    monkeypatch.setattr(recurring, "earliest_start", REAL_EARLIEST_START)
+    known(7)
+    today = datetime.now(UTC).date()
+    assert recurring.earliest_start(date(2026, 3, 31)) == date(2025, 3, 31)
+    assert recurring.earliest_start(date(2024, 2, 29)) == date(2023, 2, 28)
+    for too_early in ("0026-01-31", (today - timedelta(days=400)).isoformat()):
+        refused = api.post("/api/v1/customers/7/recurring-invoices", json={"lines": LINES, "start_date": too_early})
+        assert refused.status_code == 422 and "start_date" in refused.json["errors"], refused.json
+    assert api.get("/api/v1/customers/7/recurring-invoices").json["total"] == 0
+    template(api, start_date=(today - timedelta(days=360)).isoformat())
 
 
 def test_a_period_is_invoiced_once_however_often_the_job_runs(api, known, runtime, session, outbox):

@@ -330,7 +330,7 @@ def load_scheduled(ctx: Context, scheduled_id: int, permission: str) -> Schedule
 @command
 def create_recurring(ctx: Context, customer: KnownCustomer, data: dict) -> RecurringInvoice:
     ctx.require("billing.manage", customer.location_id)
-    return recurring.create_recurring(ctx.session, customer, data)
+    return recurring.create_recurring(ctx.session, customer, data, today())
 
 
 @command

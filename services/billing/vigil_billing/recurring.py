@@ -57,6 +57,9 @@ SOFT_FAILURES = frozenset({"insufficient_funds", "processor_unavailable"})
 BATCH = 1000  # templates issued per transaction by the job
 CLASHES = 10  # batches one run redoes after a concurrent run's unique-key clash, before giving up
 CATCH_UP_LIMIT = 36  # periods one run issues for one template at most (a template created far in the past)
+# How far back a new template may start: its past periods are all invoiced at the next run, so a mistyped
+# year (0026 for 2026) would bill a customer thousands of periods; a year covers a late set-up.
+BACKDATING_MONTHS = 12
 
 
 def add_months(day: date, months: int, anchor_day: int) -> date:
@@ -68,7 +71,15 @@ def add_months(day: date, months: int, anchor_day: int) -> date:
 # --- recurring invoices ---------------------------------------------------------------------------------
 
 
-def create_recurring(session: Session, customer: KnownCustomer, data: dict[str, Any]) -> RecurringInvoice:
+def earliest_start(today: date) -> date:
+    return add_months(today, -BACKDATING_MONTHS, today.day)
+
+
+def create_recurring(session: Session, customer: KnownCustomer, data: dict[str, Any], today: date) -> RecurringInvoice:
+    if data["start_date"] < earliest_start(today):
+        raise validation_problem(
+            {"start_date": [f"At most {BACKDATING_MONTHS} months ago: every period since then is invoiced at once."]}
+        )
     if data.get("end_date") and data["end_date"] < data["start_date"]:
         raise validation_problem({"end_date": ["Before the start date."]})
     template = RecurringInvoice(

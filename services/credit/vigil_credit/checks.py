@@ -123,6 +123,14 @@ def request_pull(ctx: Context, customer: CustomerRef, data: dict[str, Any]) -> C
         .limit(1)
     )
     if previous is not None and not data.get("confirm_repeat"):
+        if not ctx.can("credit.view", customer.location_id):  # which check, and when, is the Credit tab's
+            raise Problem(
+                409,
+                f"This customer's {bureau} file was pulled within the last {settings.repeat_days} days; another "
+                "pull is a second hard inquiry. Send confirm_repeat: true to pull again anyway.",
+                type=REPEAT,
+                errors={"confirm_repeat": ["Confirm the repeat pull."]},
+            )
         raise Problem(
             409,
             f"This customer's {bureau} file was pulled on {previous.created_at:%Y-%m-%d} (check {previous.id}); "
@@ -166,9 +174,14 @@ def record_manual(ctx: Context, customer: CustomerRef, data: dict[str, Any]) -> 
     return added(ctx.session, check)
 
 
-def apply(ctx: Context, check: CreditCheck) -> CreditCheck:
-    """Makes ``check`` the customer's active one; the customer service sets its score on the event."""
+def apply(ctx: Context, check: CreditCheck, *, shows_result: bool = True) -> CreditCheck:
+    """Makes ``check`` the customer's active one; the customer service sets its score on the event.
+
+    ``shows_result``: whether the caller may read the check's result (``credit.view``); a refusal names
+    its outcome (no hit, frozen, failed…) only then."""
     if check.status not in ("complete", "manual") or check.score is None:
+        if not shows_result:
+            raise conflict("The check has no score to apply (it is still running, or had no score).")
         raise conflict(f"A {check.status} check has no score to apply.", errors={"status": [check.status]})
     if check.applied:
         return check  # applying twice changes nothing

@@ -81,7 +81,7 @@ def enter_manual_score(ctx: Context, customer: CustomerRef, data: dict[str, Any]
 @command
 def apply_check(ctx: Context, check: CreditCheck, customer: CustomerRef) -> CreditCheck:
     ctx.require("credit.apply", customer.location_id)
-    return checks.apply(ctx, check)
+    return checks.apply(ctx, check, shows_result=ctx.can("credit.view", customer.location_id))
 
 
 @command

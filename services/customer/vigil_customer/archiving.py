@@ -27,6 +27,7 @@ from vigil_shared.messaging.contracts import (
 )
 
 from . import history
+from .access import CUSTOMER, section_view_permission
 from .customers import Context
 from .models import Customer, operations
 
@@ -132,7 +133,11 @@ def unarchive(ctx: Context, customer: Customer, scope: Scope, restore_cancelled:
     if customer.parent_customer_id is not None:
         parent = ctx.session.get(Customer, customer.parent_customer_id)
         if parent is not None and parent.archived_at is not None:
-            raise parent_archived_problem(customer.id, parent.id)
+            identity = ctx.identity
+            link = section_view_permission("parent_customer_id", CUSTOMER) or "customers.view"
+            # the parent is named only to who may view it and see the link (a sale-information field)
+            named = identity.can("customers.view", parent.location_id) and identity.can(link, customer.location_id)
+            raise parent_archived_problem(customer.id, parent.id if named else None)
     subs = sub_customers(ctx.session, customer.id, archived=True, lock=True) if scope == "parent_and_children" else []
     for sub in subs:
         ctx.require("customers.unarchive", sub.location_id)

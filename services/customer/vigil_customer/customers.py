@@ -222,7 +222,15 @@ def _apply(ctx: Context, customer: Customer, incoming: dict, *, creating: bool) 
             del values[name]
         elif name in CONFIDENTIAL and _is_mask(values[name]):
             errors.setdefault(name, []).append("Send the full value; a masked value cannot be saved.")
-    changed = {name: value for name, value in values.items() if value != current.get(name)}
+    # A saved confidential value the caller cannot see is written whatever they send (with the right to
+    # change it): were the same value "no change", the answer (the same ETag, no history entry) would
+    # confirm a guess of it.
+    changed = {
+        name: value
+        for name, value in values.items()
+        if value != current.get(name)
+        or (name in CONFIDENTIAL and current.get(name) is not None and not access.can_see_confidential(name))
+    }
 
     refusals = {}
     for name in incoming:

@@ -158,7 +158,10 @@ class CustomerListArgs(PaginationArgs):
         TrimmedString(validate=validate.Length(min=1, max=50)),
         load_default=list,
         validate=validate.Length(max=MAX_TAG_FILTERS),
-        metadata={"description": f"Records having every one of these tags (at most {MAX_TAG_FILTERS})"},
+        metadata={
+            "description": f"Records having every one of these tags (at most {MAX_TAG_FILTERS}), among those of "
+            "the locations where you hold `tags.view`"
+        },
     )
     city = TrimmedString(validate=validate.Length(max=100))
     state = TrimmedString(validate=validate.Length(max=2))

@@ -300,6 +300,18 @@ class Visibility:
     def nothing(self) -> bool:
         return self.customers == frozenset() and self.leads == frozenset()
 
+    def within(self, locations: frozenset[int] | None) -> Visibility:
+        """Only the rows of ``locations`` too (None: no narrowing). A filter on something seen by its
+        own permission (a tag: ``tags.view``) may only pick among the rows where the caller sees it:
+        a record it leaves out elsewhere would tell what that record carries."""
+        if locations is None:
+            return self
+
+        def narrowed(seen: frozenset[int] | None) -> frozenset[int]:
+            return locations if seen is None else seen & locations
+
+        return Visibility(narrowed(self.customers), narrowed(self.leads))
+
     def shape(self) -> tuple:
         """What decides the form of :meth:`condition` (its location lists are values)."""
         c, leads = self.customers, self.leads

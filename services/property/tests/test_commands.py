@@ -25,9 +25,9 @@ def test_a_property_is_created_and_transferred_without_flask(runtime, known, out
         )
         property_id = created.property.id
         scoped = commands.load_property(ctx, property_id, "properties.modify")
-        with pytest.raises(Problem) as refused:  # no right where customer 9 is: nothing moves
+        with pytest.raises(Problem) as refused:  # no right where customer 9 is: as an unknown one, nothing moves
             commands.transfer_property(ctx, scoped, 9)
-        assert refused.value.status == 403
+        assert refused.value.status == 422
         stale = Context.of(runtime, session, CLERK, if_match='"0.0"')
         with pytest.raises(Problem) as outdated:
             commands.transfer_property(stale, commands.load_property(stale, property_id, "properties.modify"), 8)

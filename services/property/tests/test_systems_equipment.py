@@ -85,7 +85,7 @@ def test_kind_field_definitions_are_validated(api, fields, field):
 def test_a_kind_in_use_cannot_be_deleted(api, site, panel):
     system = add_panel(api, site, panel).json
     refused = api.delete(f"/api/v1/system-kinds/{panel['id']}")
-    assert refused.status_code == 409 and refused.json["in_use"] == 1
+    assert refused.status_code == 409 and "in_use" not in refused.json
     assert api.delete(system_path(site, system["id"])).status_code == 204
     assert api.delete(f"/api/v1/system-kinds/{panel['id']}").status_code == 204
     assert api.get(f"/api/v1/system-kinds/{panel['id']}").status_code == 404

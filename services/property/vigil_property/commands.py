@@ -81,17 +81,11 @@ def refuse_archived(ctx: Context, customer_id: int) -> None:
     refuse_if_archived(replica.is_archived(ctx.session, customer_id), customer_id)
 
 
-def live_customer(ctx: Context, customer_id: int, field: str = "customer_id") -> KnownCustomer:
-    """The customer's replica entry, confirmed by the customer service; 422 naming ``field`` when there
-    is no such (live) customer. For writes that attach a record to the customer (create, transfer):
-    the replica may not have heard of a deletion that has already answered 204."""
-    known = confirmed_customer(ctx, customer_id, field)
-    refuse_if_archived(known.archived, customer_id)
-    return known
-
-
 def confirmed_customer(ctx: Context, customer_id: int, field: str = "customer_id") -> KnownCustomer:
-    """:func:`live_customer` before its archived check (which comes after the caller's rights are checked)."""
+    """The customer's replica entry, confirmed by the customer service; 422 naming ``field`` when there is
+    no such (live) customer. For writes that attach a record to the customer (create, transfer): the replica
+    may not have heard of a deletion that has already answered 204. Its archived check comes after the
+    caller's rights are checked (:func:`confirm_customer`, :func:`transfer_property`)."""
     known = replica.resolve(ctx.session, customer_id, lookup, confirm=True)
     if known is None:
         raise properties.no_such_customer(field)
@@ -199,7 +193,15 @@ def update_property(ctx: Context, scoped: Scoped, changes: dict) -> Scoped:
     ctx.check_version(scoped.property.id, scoped.property.version)
     if "pin" in changes:
         ctx.require(CODES_MODIFY, scoped.location_id, field="pin")
-    properties.update_property(ctx.session, ctx.outbox, ctx.cipher, scoped.property, changes, actor(ctx))
+    properties.update_property(
+        ctx.session,
+        ctx.outbox,
+        ctx.cipher,
+        scoped.property,
+        changes,
+        actor(ctx),
+        sees_pin=ctx.can(CODES_VIEW, scoped.location_id),
+    )
     return scoped
 
 
@@ -214,14 +216,17 @@ def set_active(ctx: Context, scoped: Scoped, active: bool, reason: str | None = 
 def transfer_property(ctx: Context, scoped: Scoped, to_customer_id: int, reason: str | None = None) -> Scoped:
     """Moves the property, with everything attached, to another (live) customer: the new-homeowner case.
 
-    Needs ``properties.modify`` at both customers' locations; a transfer that would show the caller
-    codes masked for them where the property is now is refused (403). A property linked to a central
-    station is unlinked when the receiving customer's Monitored By is not the giver's.
+    Needs ``properties.modify`` at both customers' locations: a receiving customer where the caller lacks
+    it answers the 422 of an unknown one, archived or not (which ids are customers there is not theirs to
+    learn), as a property created under it does. A transfer that would show the caller codes masked for
+    them where the property is now is refused (403). A property linked to a central station is unlinked
+    when the receiving customer's Monitored By is not the giver's.
     """
     ctx.check_version(scoped.property.id, scoped.property.version)
     properties.ensure_editable(scoped.property)
-    target = live_customer(ctx, to_customer_id, field="to_customer_id")
-    ctx.require("properties.modify", target.location_id)
+    target = confirmed_customer(ctx, to_customer_id, field="to_customer_id")
+    ctx.require_on("properties.modify", target.location_id, properties.no_such_customer("to_customer_id"))
+    refuse_if_archived(target.archived, to_customer_id)
     _refuse_unmasking_move(ctx, scoped.location_id, target.location_id)
     giver = replica.known_customer(ctx.session, scoped.property.customer_id)
     properties.transfer_property(ctx.session, ctx.outbox, scoped.property, target.customer_id, actor(ctx), reason)
@@ -250,7 +255,15 @@ def update_system(ctx: Context, scoped: Scoped, system_id: int, changes: dict) -
     changes = systems.without_masked_echo(system, changes)
     if "password" in changes and system.password_encrypted is not None:
         ctx.require(CODES_MODIFY, scoped.location_id, field="password")
-    systems.update_system(ctx.session, ctx.cipher, scoped.property, system, changes, actor(ctx))
+    systems.update_system(
+        ctx.session,
+        ctx.cipher,
+        scoped.property,
+        system,
+        changes,
+        actor(ctx),
+        sees_password=ctx.can(CODES_VIEW, scoped.location_id),
+    )
     return system
 
 

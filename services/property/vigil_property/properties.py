@@ -255,14 +255,25 @@ def create_property(
 
 
 def update_property(
-    session: Session, outbox: Outbox, cipher: FieldCipher, prop: Property, changes: dict, actor: Actor
+    session: Session,
+    outbox: Outbox,
+    cipher: FieldCipher,
+    prop: Property,
+    changes: dict,
+    actor: Actor,
+    *,
+    sees_pin: bool = True,
 ) -> list[str]:
-    """Applies ``changes`` (API fields); returns the names of the fields that really changed."""
+    """Applies ``changes`` (API fields); returns the names of the fields that really changed.
+
+    ``sees_pin``: whether the caller sees the PIN unmasked. One who does not has the PIN they send
+    written whatever it is: were the stored one "no change", the answer (the same ETag, no history
+    entry) would confirm a guess of it."""
     ensure_editable(prop)
     values = _columns(changes)
     changed = sorted(column for column, value in values.items() if getattr(prop, column) != value)
     new_pin = changes.get("pin")
-    pin_changed = new_pin is not None and not pins.matches(cipher, prop, new_pin)
+    pin_changed = new_pin is not None and (not sees_pin or not pins.matches(cipher, prop, new_pin))
     if not changed and not pin_changed:
         return []
     if "account_number" in changed:

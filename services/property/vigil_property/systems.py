@@ -80,10 +80,12 @@ def update_kind(session: Session, kind: SystemKind, changes: dict) -> SystemKind
 
 
 def delete_kind(session: Session, kind: SystemKind) -> None:
-    """A kind some property still uses cannot go (409): remove those systems first."""
-    in_use = session.scalar(select(func.count()).select_from(System).where(System.kind_id == kind.id))
-    if in_use:
-        raise conflict(f"{in_use} system(s) at properties are of this kind. Remove them first.", in_use=in_use)
+    """A kind some property still uses cannot go (409): remove those systems first.
+
+    The answer counts nothing: the systems are in every office, and the catalog's manager
+    (``catalogs.manage``, company-wide) may work in some of them only, so no number of them may reach it."""
+    if session.scalar(select(System.id).where(System.kind_id == kind.id).limit(1)) is not None:
+        raise conflict("Systems at properties are of this kind. Remove them first.")
     session.delete(kind)
     writes.flush(session, lambda: conflict("Systems of this kind were added meanwhile. Remove them first."))
 
@@ -208,9 +210,20 @@ def add_system(session: Session, cipher: FieldCipher, prop: Property, data: dict
 
 
 def update_system(
-    session: Session, cipher: FieldCipher, prop: Property, system: System, changes: dict, actor: Actor
+    session: Session,
+    cipher: FieldCipher,
+    prop: Property,
+    system: System,
+    changes: dict,
+    actor: Actor,
+    *,
+    sees_password: bool = True,
 ) -> list[str]:
-    """Applies ``changes``; ``details`` changes only the keys it names (null removes one)."""
+    """Applies ``changes``; ``details`` changes only the keys it names (null removes one).
+
+    ``sees_password``: whether the caller sees the password unmasked. One who does not has a stored
+    password they send written whatever it is: were the same one "no change", the answer (the same
+    ETag, no history entry) would confirm a guess of it."""
     ensure_editable(prop)
     kind = session.get(SystemKind, system.kind_id)
     assert kind is not None, "a system's kind is a foreign key"
@@ -248,7 +261,10 @@ def update_system(
                 )
                 changed.append(f"details.{key}")
         system.details = details
-    if password_changes and _password_of(cipher, system) != changes["password"]:
+    if password_changes and (
+        _password_of(cipher, system) != changes["password"]
+        or (not sees_password and system.password_encrypted is not None)
+    ):
         history.record(
             session,
             prop.id,

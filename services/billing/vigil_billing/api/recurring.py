@@ -66,7 +66,8 @@ class CustomerRecurring(MethodView):
     @blp.create("billing.manage", RecurringSchema, rule=live_customer_rule, body=RecurringCreateSchema)
     def post(self, data, customer_id):
         """Set up a recurring invoice: issued every `interval_months` from `start_date`, once per period,
-        until `end_date` or `count` issues. A sub-customer's new one bills its parent."""
+        until `end_date` or `count` issues. A sub-customer's new one bills its parent. `start_date` may be
+        up to 12 months ago (every period since it is invoiced at the next run), not earlier."""
         endpoint = "recurring.RecurringCancel"
         return _created(commands.create_recurring, data, RecurringSchema, endpoint, "recurring_invoice_id")
 

@@ -9,6 +9,7 @@ from vigil_shared.customer_replica import CUSTOMER_SERVICE_DOWN
 from vigil_shared.endpoints import Blueprint
 from vigil_shared.http import etag_headers, paginate
 from vigil_shared.web import (
+    current_identity,
     current_runtime,
     if_match,
     loaded,
@@ -18,7 +19,8 @@ from vigil_shared.web import (
 )
 
 from .. import checks, commands, prechecks
-from ..models import CreditCheck
+from ..checks import CustomerRef
+from ..models import FINISHED, CreditCheck
 from ..schemas import (
     CreditCheckCreateSchema,
     CreditCheckListArgs,
@@ -39,8 +41,16 @@ customer_rule = loader_rule(commands.load_customer, "customer_id", request_conte
 check_rule = loader_rule(commands.load_check, "check_id", request_context)
 
 
-def present(check: CreditCheck) -> dict:
-    return {
+# A check's result: shown only to callers holding ``credit.view`` at the customer's location. Applying
+# or skipping a check (``credit.apply``), pulling one or entering a score (``credit.create``) answers it
+# to others with these left empty, and its status once it is an outcome (no hit, frozen, failed…): those
+# rights act on a check, they do not read it.
+RESULT = ("score", "grade", "transaction_id", "reason")
+VIEW = "credit.view"
+
+
+def present(check: CreditCheck, shows_result: bool = True) -> dict:
+    shown = {
         column: getattr(check, column)
         for column in (
             "id",
@@ -60,19 +70,25 @@ def present(check: CreditCheck) -> dict:
             "run_at",
         )
     } | {"skipped": check.skipped_at is not None, "has_previous_address": _has_previous_address(check)}
+    if shows_result:
+        return shown
+    return shown | dict.fromkeys(RESULT) | ({"status": None} if check.status in FINISHED else {})
 
 
 def _has_previous_address(check: CreditCheck) -> bool:
     return bool(checks.request_view(check, current_runtime().cipher).get("previous_address"))
 
 
-def answer(check: CreditCheck, status: int = 200, **headers):
-    return present(check), status, etag_headers(check, **headers)
+def answer(check: CreditCheck, customer: CustomerRef | None = None, status: int = 200, **headers):
+    """The check as the caller may read it: its result only with ``credit.view`` at ``customer``'s location
+    (None: the caller read it with that right)."""
+    shows = customer is None or current_identity().can(VIEW, customer.location_id)
+    return present(check, shows), status, etag_headers(check, **headers)
 
 
-def created(check: CreditCheck, status: int):
+def created(check: CreditCheck, customer: CustomerRef, status: int):
     """A new check's answer (202 while a pull runs), with its ``Location`` to poll."""
-    return answer(check, status, Location=url_for("credit.CreditCheckItem", check_id=check.id))
+    return answer(check, customer, status, Location=url_for("credit.CreditCheckItem", check_id=check.id))
 
 
 REPEAT_PULL = "The same bureau was pulled within the company's repeat days: send `confirm_repeat: true`"
@@ -96,15 +112,18 @@ class CustomerCreditChecks(MethodView):
         longer `pending` or `running`. Each pull is a hard inquiry: a repeat of the same bureau within
         the company's repeat days is refused (409) unless `confirm_repeat` is true.
         """
-        return created(commands.request_check(request_context(), loaded(), data), 202)
+        customer = loaded()
+        return created(commands.request_check(request_context(), customer, data), customer, 202)
 
 
 @blp.route("/customers/<int:customer_id>/credit-checks/manual")
 class ManualScore(MethodView):
     @blp.create("credit.create", CreditCheckSchema, rule=customer_rule, body=ManualScoreSchema)
     def post(self, data, customer_id):
-        """Enter a score by hand; its letter grade comes from the company's grade bands. Apply it like a pull."""
-        return created(commands.enter_manual_score(request_context(), loaded(), data), 201)
+        """Enter a score by hand; its letter grade comes from the company's grade bands. Apply it like a pull.
+        The answer shows the score and grade only with `credit.view`."""
+        customer = loaded()
+        return created(commands.enter_manual_score(request_context(), customer, data), customer, 201)
 
 
 @blp.route("/credit-checks/<int:check_id>")
@@ -124,9 +143,10 @@ class ApplyCheck(MethodView):
     @blp.operation("credit.apply", CreditCheckSchema, rule=check_rule, conflict=NO_SCORE)
     def post(self, check_id):
         """Make this check the customer's active one: the customer's beacon score and credit tracking
-        number are set from it (and recorded in the customer's history) moments later."""
+        number are set from it (and recorded in the customer's history) moments later. The answer shows
+        the check's result (score, grade, transaction id, reason, outcome) only with `credit.view`."""
         check, customer = loaded()
-        return answer(commands.apply_check(request_context(), check, customer))
+        return answer(commands.apply_check(request_context(), check, customer), customer)
 
 
 @blp.route("/credit-checks/<int:check_id>/skip")
@@ -135,9 +155,10 @@ class SkipCheck(MethodView):
         "credit.apply", CreditCheckSchema, rule=check_rule, conflict="The check is still running, or is the applied one"
     )
     def post(self, check_id):
-        """Leave the check on the Credit tab without applying it; it can be applied later."""
+        """Leave the check on the Credit tab without applying it; it can be applied later. The answer
+        shows the check's result only with `credit.view`."""
         check, customer = loaded()
-        return answer(commands.skip_check(request_context(), check, customer))
+        return answer(commands.skip_check(request_context(), check, customer), customer)
 
 
 @blp.route("/credit-settings")

@@ -13,7 +13,7 @@ from vigil_shared.operations import OperationSchema
 from vigil_shared.web import current_identity, current_runtime, note_confidential_read, request_session
 
 from .. import archiving, commands, family, history, present, search
-from ..access import Access
+from ..access import CUSTOMER, Access, section_view_permission
 from ..schemas import (
     ArchiveSchema,
     ArchiveTargetsSchema,
@@ -84,10 +84,15 @@ def list_response(query: search.ListQuery, vis: search.Visibility):
     """A page of the list. Its statements are reads only, so they run outside any transaction, on an
     autocommit connection (``Database.read``): the request session's liveness probe, ``BEGIN`` and
     ``ROLLBACK`` were three round trips more than the page (whose rows carry their tags). Each
-    statement still sees the data as committed when it starts, as under the session's READ COMMITTED."""
+    statement still sees the data as committed when it starts, as under the session's READ COMMITTED.
+
+    A ``tag`` filter looks only where the caller holds ``tags.view``: the items' tags are left out
+    elsewhere, and a filter by tag would list exactly the records carrying it all the same."""
+    identity = current_identity()
+    if query.tag:
+        vis = vis.within(identity.location_filter("tags.view"))
     result = current_runtime().db.read(lambda conn: search.list_customers(conn, query, vis))
     tags = result.tags
-    identity = current_identity()
     items = [
         present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)
         for c in result.rows
@@ -301,9 +306,18 @@ class SubCustomers(MethodView):
     @blp.read("customers.view", FamilySchema, rule=own_rule)
     def get(self, customer_id):
         """The customer's parent and sub-customers you may view, with the header line: "Sub-customer
-        of {name}" on a sub-customer, "{N} sub-customers" on a parent, none otherwise."""
+        of {name}" on a sub-customer, "{N} sub-customers" on a parent, none otherwise.
+
+        The link is a sub-customer's `parent_customer_id`, on the sale card: a parent is shown only with
+        `customers.sale_info.view` at this customer's location, a sub-customer only with it at its own."""
         identity = current_identity()
-        return family.family_of(request_session(), loaded(), lambda loc: identity.can("customers.view", loc))
+        link = section_view_permission("parent_customer_id", CUSTOMER) or "customers.view"
+        return family.family_of(
+            request_session(),
+            loaded(),
+            lambda loc: identity.can("customers.view", loc),
+            lambda loc: identity.can(link, loc),
+        )
 
 
 HAS_CHILDREN = "The customer has sub-customers, so it cannot become one"
@@ -317,13 +331,16 @@ class ParentCandidates(MethodView):
     def get(self, customer_id, **args):
         """Customers this one may be linked to as its parent (the Parent Customer picker), by name,
         business name, account number or customer id: top-level customers only, never itself.
-        Refused (409) on a customer that has sub-customers: the hierarchy is two levels deep."""
+        Refused (409) on a customer that has sub-customers: the hierarchy is two levels deep.
+        Candidates are those of the locations where you hold `customers.sale_info.view`: the link to a
+        parent is a sale-information field, and the picker leaves sub-customers out."""
         session, customer = request_session(), loaded()
         commands.require_modify(context(), customer)
         query = search.ListQuery(**args)
         shown_args = {k: v for k, v in args.items() if v is not None}
-        result = family.parent_candidates(session, customer, query, visibility())
         identity = current_identity()
+        link = section_view_permission("parent_customer_id", CUSTOMER) or "customers.view"
+        result = family.parent_candidates(session, customer, query, visibility().within(identity.location_filter(link)))
         tags = result.tags
         items = [
             present.list_item(c, tags.get(c.id, []) if identity.can("tags.view", c.location_id) else None)

@@ -1,0 +1,192 @@
+"""Oracles: no filter, relation or answer tells a caller a value they may not see on the record.
+
+A value hidden by a permission (a tag without ``tags.view``, the parent customer without
+``customers.sale_info.view``, an SSN or birthdate without its confidential view) must not come
+back through a list filter, another endpoint, or whether a write changed anything.
+"""
+
+from helpers import create, customer
+
+from vigil_shared.identity import Identity
+from vigil_shared.testing import identity_with
+
+EDIT = ("customers.view", "customers.modify", "customers.contact_info.modify")
+
+
+def as_(api, *permissions, locations=(1,)):
+    return api.as_(identity_with(*permissions, locations=locations))
+
+
+# --- a tag filter ----------------------------------------------------------------------------------
+
+
+def test_a_tag_filter_finds_nothing_where_the_caller_may_not_see_tags(api):
+    """Without ``tags.view`` a record's tags are left out of the list; filtering by a tag's name
+    told which records carry it all the same (``?tag=Bad payer`` listing exactly those)."""
+    api.post("/api/v1/tags", json={"name": "Bad payer"})
+    marked = create(api, customer(first_name="Marked"))
+    create(api, customer(first_name="Clean"))
+    assert api.post(f"/api/v1/customers/{marked['id']}/tags", json={"name": "Bad payer"}).status_code == 201
+
+    reader = as_(api, "customers.view")
+    listed = reader.get("/api/v1/customers?tag=bad%20payer")
+    assert listed.status_code == 200, listed.json
+    assert listed.json["total"] == 0 and listed.json["items"] == []
+    searched = reader.get("/api/v1/customers?tag=bad%20payer&q=marked")
+    assert searched.json["total"] == 0 and searched.json["items"] == []
+    assert reader.get("/api/v1/customers").json["total"] >= 2, "the list itself is unchanged"
+
+    tagger = as_(api, "customers.view", "tags.view")
+    shown = tagger.get("/api/v1/customers?tag=bad%20payer").json
+    assert [c["id"] for c in shown["items"]] == [marked["id"]]
+
+
+def test_a_tag_filter_reaches_only_the_offices_where_tags_are_seen(api):
+    api.post("/api/v1/tags", json={"name": "Key holder"})
+    here = create(api, customer(first_name="Here"))
+    there = create(api, customer(first_name="There", location_id=2))
+    for record in (here, there):
+        assert api.post(f"/api/v1/customers/{record['id']}/tags", json={"name": "Key holder"}).status_code == 201
+    split = Identity(
+        subject="user:split",
+        username="split",
+        locations={1: frozenset({"customers.view", "tags.view"}), 2: frozenset({"customers.view"})},
+    )
+    listed = api.as_(split).get("/api/v1/customers?tag=key%20holder").json
+    assert [c["id"] for c in listed["items"]] == [here["id"]] and listed["total"] == 1
+
+
+# --- the parent customer (a sale-information field) --------------------------------------------------
+
+
+def test_the_family_shows_the_parent_only_to_callers_who_see_sale_information(api):
+    """``parent_customer_id`` sits on the sale card, left out of the record without
+    ``customers.sale_info.view``; ``/sub-customers`` (and the summary built from it) named the parent
+    and listed the sub-customers to any viewer."""
+    parent = create(api, customer(last_name="Parentson"))
+    sub = create(api, customer(last_name="Subson", parent_customer_id=parent["id"]))
+
+    viewer = as_(api, "customers.view")
+    assert "parent_customer_id" not in viewer.get(f"/api/v1/customers/{sub['id']}").json
+    of_sub = viewer.get(f"/api/v1/customers/{sub['id']}/sub-customers")
+    assert of_sub.status_code == 200, of_sub.json
+    assert of_sub.json["parent"] is None and of_sub.json["header"] is None
+    assert "Parentson" not in of_sub.get_data(as_text=True)
+    of_parent = viewer.get(f"/api/v1/customers/{parent['id']}/sub-customers")
+    assert of_parent.json["items"] == [] and of_parent.json["total"] == 0 and of_parent.json["header"] is None
+    assert "Subson" not in of_parent.get_data(as_text=True)
+
+    seller = as_(api, "customers.view", "customers.sale_info.view")
+    assert seller.get(f"/api/v1/customers/{sub['id']}/sub-customers").json["parent"]["id"] == parent["id"]
+    listed = seller.get(f"/api/v1/customers/{parent['id']}/sub-customers").json
+    assert [s["id"] for s in listed["items"]] == [sub["id"]] and listed["header"] == "1 sub-customer"
+
+
+def test_a_sub_customer_is_listed_only_where_its_sale_information_is_seen(api):
+    parent = create(api, customer(last_name="Parentson"))
+    near = create(api, customer(last_name="Nearsub", parent_customer_id=parent["id"]))
+    create(api, customer(location_id=2, last_name="Farsub", parent_customer_id=parent["id"]))
+    split = Identity(
+        subject="user:split",
+        username="split",
+        locations={
+            1: frozenset({"customers.view", "customers.sale_info.view"}),
+            2: frozenset({"customers.view"}),
+        },
+    )
+    listed = api.as_(split).get(f"/api/v1/customers/{parent['id']}/sub-customers")
+    assert [s["id"] for s in listed.json["items"]] == [near["id"]], listed.json
+    assert "Farsub" not in listed.get_data(as_text=True)
+
+
+def test_the_parent_picker_tells_no_sub_customer_apart_without_sale_information(api):
+    """The picker lists top-level customers only: without ``customers.sale_info.view`` the customers it
+    left out were exactly the sub-customers (a link the record hides)."""
+    parent = create(api, customer(last_name="Pickparent"))
+    sub = create(api, customer(last_name="Picksub", parent_customer_id=parent["id"]))
+    loner = create(api, customer(last_name="Picklone"))
+    path = f"/api/v1/customers/{loner['id']}/parent-candidates?q=pick"
+    editor = as_(api, *EDIT)
+    listed = editor.get(path)
+    assert listed.status_code == 200, listed.json
+    assert listed.json["items"] == [] and listed.json["total"] == 0
+    seller = as_(api, *EDIT, "customers.sale_info.view", "customers.sale_info.modify")
+    shown = [c["id"] for c in seller.get(path).json["items"]]
+    assert parent["id"] in shown and sub["id"] not in shown
+
+
+# --- a write whose effect depends on a value the caller cannot see ------------------------------------
+
+SECRET = {"ssn": "123-45-6789", "birthdate": "1980-02-03", "abort_code": "4242"}
+GUESSES = {
+    "ssn": ("123-45-6789", "123-45-6780"),
+    "birthdate": ("1980-02-03", "1980-02-04"),
+    "abort_code": ("4242", "4243"),
+}
+RIGHTS = {
+    "ssn": ("confidential.ssn.modify",),
+    "birthdate": ("confidential.birthdate.modify",),
+    "abort_code": (
+        "customers.installation_info.view",
+        "customers.installation_info.modify",
+        "confidential.installation_codes.modify",
+    ),
+}
+
+
+def _answer(caller, record_id, field, value):
+    before = caller.get(f"/api/v1/customers/{record_id}")
+    response = caller.patch(
+        f"/api/v1/customers/{record_id}", json={field: value}, headers={"If-Match": before.headers["ETag"]}
+    )
+    history = caller.get(f"/api/v1/customers/{record_id}/history?field={field}").json["total"]
+    return response.status_code, before.headers["ETag"] != response.headers.get("ETag"), history
+
+
+def test_rewriting_a_value_the_caller_cannot_see_answers_alike_right_or_wrong(api):
+    """Whoever may change a saved SSN (or birthdate) without seeing it could send a guess: the right
+    one changed nothing (same ETag, no history entry), any other replaced it. Sent by such a caller,
+    the value is written either way, so the answer is the same whatever is stored."""
+    for field, (right, wrong) in GUESSES.items():
+        answers = []
+        for guess in (right, wrong):
+            record = create(api, customer(**SECRET))
+            caller = as_(api, *EDIT, "history.view", *RIGHTS[field])
+            answers.append(_answer(caller, record["id"], field, guess))
+        assert answers[0] == answers[1], (field, answers)
+        assert answers[0][0] == 200
+
+
+def test_a_caller_who_sees_the_value_still_changes_nothing_by_sending_it_back(api):
+    record = create(api, customer(**SECRET))
+    caller = as_(api, *EDIT, "history.view", "confidential.ssn.view", "confidential.ssn.modify")
+    status, moved, history = _answer(caller, record["id"], "ssn", SECRET["ssn"])
+    assert (status, moved) == (200, False) and history == 1  # the create's entry only
+
+
+def test_a_blocked_unarchive_names_the_parent_only_to_who_may_see_it(api):
+    """A sub-customer whose parent is still archived cannot be unarchived (seed 001); the refusal named
+    the parent (id and unarchive link) to a caller who may not view it, or not see the link at all."""
+    parent = create(api, customer(location_id=2, last_name="Farparent"))
+    sub = create(api, customer(last_name="Nearsub", parent_customer_id=parent["id"]))
+    assert api.post(f"/api/v1/customers/{parent['id']}/archive", json={"confirm": True}).status_code == 202
+    assert api.get(f"/api/v1/customers/{sub['id']}").json["archived_at"] is not None
+    path = f"/api/v1/customers/{sub['id']}/unarchive"
+    here = as_(api, "customers.view", "customers.unarchive", "customers.sale_info.view")
+    blocked = here.post(path, json={"confirm": True})
+    assert blocked.status_code == 409 and blocked.json["type"] == "urn:vigil:problem:parent-archived", blocked.json
+    assert "parent_customer_id" not in blocked.json and "unarchive" not in blocked.json
+    assert f"customer {parent['id']}" not in blocked.json["detail"]
+    assert f"/customers/{parent['id']}/" not in blocked.json["detail"]
+    both = api.as_(
+        Identity(
+            subject="user:both",
+            username="both",
+            locations={
+                1: frozenset({"customers.view", "customers.unarchive", "customers.sale_info.view"}),
+                2: frozenset({"customers.view"}),
+            },
+        )
+    )
+    named = both.post(path, json={"confirm": True})
+    assert named.status_code == 409 and named.json["parent_customer_id"] == parent["id"]
