@@ -925,19 +925,24 @@ def test_a_station_account_list_reads_both_shapes():
     assert station_accounts({"items": []}) == []
 
 
+def _archive_of_two_delivered(client, auth, runtime, receiver, operation_id: str) -> dict:
+    """``customer.archive_requested`` of customers 1 and 2 delivered to a new subscription: the body sent."""
+    created = subscribe(client, auth, receiver.url, event_types=["customer.archive_requested"])
+    event = message("customer.archive_requested", operation_id=operation_id, customer_ids=[1, 2])
+    del event["data"]["customer_id"], event["data"]["changed"]
+    assert runtime.receive(event) is True
+    [(delivery_id, token)] = runtime.sent
+    assert runtime.deliver(delivery_id, token) == "succeeded"
+    return Webhook(created["secret"]).verify(receiver.received[0]["body"], receiver.received[0]["headers"])
+
+
 def test_an_archive_of_several_customers_is_delivered_with_the_records_the_owner_reads(
     local_app, client, auth, runtime, receiver
 ):
     """``customer.archive_requested`` names ``customer_ids`` (a parent and its sub-customers), not one
     ``customer_id``: its payload carries the records the owner may read (a soak found it raising
     ``KeyError`` on every attempt, never sent)."""
-    created = subscribe(client, auth, receiver.url, event_types=["customer.archive_requested"])
-    event = message("customer.archive_requested", operation_id="customer-op1", customer_ids=[1, 2])
-    del event["data"]["customer_id"], event["data"]["changed"]
-    assert runtime.receive(event) is True
-    [(delivery_id, token)] = runtime.sent
-    assert runtime.deliver(delivery_id, token) == "succeeded"
-    body = Webhook(created["secret"]).verify(receiver.received[0]["body"], receiver.received[0]["headers"])
+    body = _archive_of_two_delivered(client, auth, runtime, receiver, "customer-op1")
     assert body["data"]["customer_ids"] == [1, 2] and len(body["data"]["customers"]) == 2
     assert body["data"]["customers"][0]["ssn"] == "***-**-6789"
 
@@ -952,13 +957,7 @@ def test_an_archive_names_no_customer_the_owner_may_not_read(local_app, client, 
             return None if path == "/api/v1/customers/2" else super().get(service, path, identity, params)
 
     runtime.reader = OneOffice()
-    created = subscribe(client, auth, receiver.url, event_types=["customer.archive_requested"])
-    event = message("customer.archive_requested", operation_id="customer-op2", customer_ids=[1, 2])
-    del event["data"]["customer_id"], event["data"]["changed"]
-    assert runtime.receive(event) is True
-    [(delivery_id, token)] = runtime.sent
-    assert runtime.deliver(delivery_id, token) == "succeeded"
-    body = Webhook(created["secret"]).verify(receiver.received[0]["body"], receiver.received[0]["headers"])
+    body = _archive_of_two_delivered(client, auth, runtime, receiver, "customer-op2")
     assert body["data"]["customer_ids"] == [1] and len(body["data"]["customers"]) == 1
 
 

@@ -41,34 +41,19 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """A gunicorn of one worker and two threads with Vigil's worker class, and its address."""
-    (tmp_path / "tiny_app.py").write_text(APP)
-    # a long wait, so that a thread held for a connection would show as a third connection left unanswered
-    (tmp_path / "settings.py").write_text("import vigil_shared.gunicorn_worker as w\nw.LINGER_MS = 2000\n")
+@contextlib.contextmanager
+def _gunicorn(
+    tmp_path: Path, app: str, threads: int, env: dict[str, str] | None = None, settings: str = ""
+) -> Iterator[int]:
+    """A gunicorn of one worker with Vigil's worker class serving ``app`` (module source), and its port."""
+    (tmp_path / "tiny_app.py").write_text(app)
+    (tmp_path / "settings.py").write_text(settings)
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--worker-class",
-        "vigil_shared.gunicorn_worker.ProblemThreadWorker",
-        "--workers",
-        "1",
-        "--threads",
-        "2",
-        "--keep-alive",
-        "30",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--config",
-        str(tmp_path / "settings.py"),
-        "--chdir",
-        str(tmp_path),
-        "tiny_app:app",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "gunicorn", "--worker-class", "vigil_shared.gunicorn_worker.ProblemThreadWorker"]
+    command += ["--workers", "1", "--threads", str(threads), "--keep-alive", "30", "--bind", f"127.0.0.1:{port}"]
+    command += ["--config", str(tmp_path / "settings.py"), "--chdir", str(tmp_path), "tiny_app:app"]
+    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | (env or {})
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -79,10 +64,20 @@ def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise
                 time.sleep(0.05)
-        yield "127.0.0.1", port
+        yield port
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A gunicorn of one worker and two threads with Vigil's worker class, and its address."""
+    # a long wait, so that a thread held for a connection would show as a third connection left unanswered
+    with _gunicorn(
+        tmp_path, APP, threads=2, settings="import vigil_shared.gunicorn_worker as w\nw.LINGER_MS = 2000\n"
+    ) as port:
+        yield "127.0.0.1", port
 
 
 def _ask(connection: http.client.HTTPConnection) -> str:
@@ -211,32 +206,6 @@ TRIM_SETTINGS = textwrap.dedent(
     w.IdleTrim.tick = tick
     """
 )
-
-
-@contextlib.contextmanager
-def _gunicorn(tmp_path: Path, app: str, threads: int, env: dict[str, str] | None = None, settings: str = ""):
-    (tmp_path / "tiny_app.py").write_text(app)
-    (tmp_path / "settings.py").write_text(settings)
-    port = _free_port()
-    command = [sys.executable, "-m", "gunicorn", "--worker-class", "vigil_shared.gunicorn_worker.ProblemThreadWorker"]
-    command += ["--workers", "1", "--threads", str(threads), "--bind", f"127.0.0.1:{port}"]
-    command += ["--config", str(tmp_path / "settings.py"), "--chdir", str(tmp_path), "tiny_app:app"]
-    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | (env or {})
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _get(port: int, path: str) -> str:
