@@ -278,3 +278,18 @@ def test_every_answered_moment_is_the_shared_timestamp_field():
         if own.search(line)
     ]
     assert found == []
+
+
+def test_a_pooled_sqlite_connection_keeps_a_bounded_statement_cache(tmp_path):
+    """Each connection's prepared statements cost memory in every web process's dozen connections."""
+    from sqlalchemy import event, text
+
+    from vigil_shared.db import SQLITE_CACHED_STATEMENTS, build_engine
+
+    engine = build_engine(f"sqlite:///{tmp_path / 'cache.db'}")
+    asked: dict = {}
+    event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: asked.update(cparams))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    engine.dispose()
+    assert asked["cached_statements"] == SQLITE_CACHED_STATEMENTS == 32
