@@ -216,3 +216,17 @@ def test_a_log_over_its_limit_is_rotated_while_its_process_keeps_writing(tmp_pat
         assert sorted(p.name for p in log.parent.iterdir()) == kept
     finally:
         stack.stop(timeout=5)
+
+
+def test_no_two_processes_of_a_stack_are_given_the_same_port(tmp_path, monkeypatch):
+    """Ports are drawn at random below the ephemeral range; a stack of twenty-odd processes once drew
+    one port twice (a service's web and another's relay), and one of them never started."""
+    from vigil_runner import stack as stack_module
+
+    draws = iter([23583] * 3 + list(range(20_000, 20_100)))
+    monkeypatch.setattr(stack_module.secrets, "choice", lambda _range: next(draws))
+    made = stack_module.Stack.from_environment(
+        {"VIGIL_VAR_DIR": str(tmp_path)}, dynamic_ports=True, inherit_vigil_settings=False
+    )
+    ports = [int(v) for k, v in made.env.items() if k.endswith("_PORT")]
+    assert len(ports) > 15 and len(set(ports)) == len(ports)

@@ -29,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,13 +197,17 @@ def _ephemeral_ports_start() -> int:
         return 32768
 
 
-def free_port() -> int:
-    """A port nothing listens on, chosen below the kernel's ephemeral range: a port from that range
-    (``bind(0)``) can be handed to an outgoing connection before the process given it binds it, which
-    made a stack of twenty-odd processes fail to start now and then ("Address already in use")."""
+def free_port(taken: Collection[int] = ()) -> int:
+    """A port nothing listens on and not in ``taken``, chosen below the kernel's ephemeral range: a port
+    from that range (``bind(0)``) can be handed to an outgoing connection before the process given it
+    binds it, which made a stack of twenty-odd processes fail to start now and then ("Address already
+    in use"). ``taken``: the ports already chosen for the same stack, which nothing listens on yet
+    either (two of its processes were once given the same port)."""
     start = _ephemeral_ports_start()
     for _ in range(100):
         port = secrets.choice(range(max(1024, start - 12_000), start))
+        if port in taken:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -249,6 +254,14 @@ class Stack:
         cls, overrides: dict[str, str] | None = None, dynamic_ports: bool = False, inherit_vigil_settings: bool = True
     ) -> Stack:
         """``dynamic_ports`` and ``inherit_vigil_settings=False`` let a test run beside a running Vigil."""
+        chosen: set[int] = set()
+
+        def pick() -> int:
+            """A free port no other process of this stack was given."""
+            port = free_port(chosen)
+            chosen.add(port)
+            return port
+
         env = {k: v for k, v in os.environ.items() if inherit_vigil_settings or not k.startswith("VIGIL_")}
         env |= overrides or {}
         var_dir = Path(env.get("VIGIL_VAR_DIR") or "./var").resolve()
@@ -259,31 +272,29 @@ class Stack:
         for name in DEFAULT_PORTS:
             key = f"VIGIL_{name.upper()}_PORT"
             if dynamic_ports or not env.get(key):
-                env[key] = str(free_port() if dynamic_ports else default_port(name))
+                env[key] = str(pick() if dynamic_ports else default_port(name))
         for name in SERVICES:
             upper = name.upper()
             for kind in ("worker", "relay"):
                 key = f"VIGIL_{upper}_{kind.upper()}_HEALTH_PORT"
                 if dynamic_ports or not env.get(key):
-                    env[key] = str(free_port() if dynamic_ports else default_port(name, kind))
+                    env[key] = str(pick() if dynamic_ports else default_port(name, kind))
             env[f"VIGIL_{upper}_URL"] = f"http://127.0.0.1:{env[f'VIGIL_{upper}_PORT']}"
         if dynamic_ports or not env.get("VIGIL_SANDBOX_CENTRAL_STATION_PORT"):
-            env["VIGIL_SANDBOX_CENTRAL_STATION_PORT"] = str(
-                free_port() if dynamic_ports else SANDBOX_CENTRAL_STATION_PORT
-            )
+            env["VIGIL_SANDBOX_CENTRAL_STATION_PORT"] = str(pick() if dynamic_ports else SANDBOX_CENTRAL_STATION_PORT)
         if dynamic_ports or not env.get("VIGIL_GATEWAY_WORKER_HEALTH_PORT"):
             env["VIGIL_GATEWAY_WORKER_HEALTH_PORT"] = str(
-                free_port() if dynamic_ports else default_port("gateway", "worker")
+                pick() if dynamic_ports else default_port("gateway", "worker")
             )
         for name, port in SANDBOXES.items():
             key = f"VIGIL_{name.upper()}_PORT"
             if dynamic_ports or not env.get(key):
-                env[key] = str(free_port() if dynamic_ports else port)
+                env[key] = str(pick() if dynamic_ports else port)
             if dynamic_ports or not env.get(f"VIGIL_{name.upper()}_URL"):
                 env[f"VIGIL_{name.upper()}_URL"] = f"http://127.0.0.1:{env[key]}"
         for key, port in SANDBOX_PORTS.items():
             if dynamic_ports or not env.get(key):
-                env[key] = str(free_port() if dynamic_ports else port)
+                env[key] = str(pick() if dynamic_ports else port)
         if dynamic_ports or not env.get("VIGIL_PROCESSOR_URL"):
             env["VIGIL_PROCESSOR_URL"] = f"http://127.0.0.1:{env['VIGIL_PROCESSOR_PORT']}"
         env.setdefault("PYTHONUNBUFFERED", "1")
