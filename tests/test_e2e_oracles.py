@@ -6,9 +6,10 @@ through the gateway, the only door."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
-from conftest import customer_body, new_customer, unique_phone
+from conftest import Gateway, customer_body, new_customer, unique_phone
 
 SSN = "219-09-4417"
 
@@ -77,3 +78,38 @@ def test_etags_are_versions_and_no_read_answers_304(gateway, gateway_as, locatio
     assert masked.headers["ETag"].startswith(f'"{record["id"]}.')
     again = reader.get(f"/api/v1/customers/{record['id']}", headers={"If-None-Match": masked.headers["ETag"]})
     assert again.status_code == 200 and again.json() == masked.json()
+
+
+def test_an_operation_withholds_its_results_once_its_owner_lost_the_right_it_ran_under(stack, gateway, locations):
+    """``GET /operations/{id}`` kept showing its owner every step's result (what archiving cancelled) after
+    ``customers.archive`` was taken from them; the rights are checked again at each read."""
+    record = new_customer(gateway, locations["home"], "Archived", f"Oracle{uuid.uuid4().hex[:6]}")
+    permissions = ["customers.view", "customers.archive"]
+    role = gateway.post("/api/v1/roles", json={"name": f"arc-{uuid.uuid4().hex[:8]}", "permissions": permissions})
+    assert role.status_code == 201, role.text
+    name, password = f"arc-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(16)
+    grants = [{"role_id": role.json()["id"], "location_id": locations["home"]}]
+    assert gateway.post("/api/v1/users", json={"username": name, "password": password, "grants": grants}).ok
+    clerk = Gateway(stack.gateway_url, credentials={"username": name, "password": password})
+    started = clerk.post(f"/api/v1/customers/{record['id']}/archive", json={"confirm": True})
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]
+
+    def finished():
+        body = clerk.get(location).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    done = clerk.wait_for(finished, timeout=60, what="the archive operation")
+    assert [s["withheld"] for s in done["steps"]] == [False] * len(done["steps"])
+    assert any(s["result"] for s in done["steps"])
+    role_path = f"/api/v1/roles/{role.json()['id']}"
+    narrowed = gateway.patch(
+        role_path,
+        json={"permissions": ["customers.view"]},
+        headers={"If-Match": gateway.get(role_path).headers["ETag"]},
+    )
+    assert narrowed.status_code == 200, narrowed.text
+    after = clerk.get(location)
+    assert after.status_code == 200, after.text
+    assert (after.json()["status"], after.json()["progress"]) == (done["status"], done["progress"])
+    assert all(s["withheld"] and s["result"] is None and s["error"] is None for s in after.json()["steps"])

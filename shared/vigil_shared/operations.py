@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -249,7 +250,15 @@ def steps_of(session: Session, models: OperationModels, operation_id: str) -> li
     )
 
 
-def present(operation: Any, steps: list[Any] | None, links: dict[str, str] | None = None) -> dict[str, Any]:
+def present(
+    operation: Any,
+    steps: list[Any] | None,
+    links: dict[str, str] | None = None,
+    readable: Callable[[Any], bool] | None = None,
+) -> dict[str, Any]:
+    """The operation as its owner reads it. ``readable(step)``: whether the caller still holds, now,
+    the right the step's result came from; a step it is not keeps its participant, target and status
+    but its ``result`` and ``error`` are withheld (null, ``withheld: true``)."""
     body: dict[str, Any] = {
         "id": operation.id,
         "kind": operation.kind,
@@ -263,16 +272,18 @@ def present(operation: Any, steps: list[Any] | None, links: dict[str, str] | Non
         "links": {"self": f"/api/v1/operations/{operation.id}", **(links or {})},
     }
     if steps is not None:
+        shown = [readable is None or readable(s) for s in steps]
         body["steps"] = [
             {
                 "participant": s.participant,
                 "target": {"type": s.target_type, "id": s.target_id},
                 "status": s.status,
-                "result": s.result,
-                "error": s.error,
+                "result": s.result if show else None,
+                "error": s.error if show else None,
+                "withheld": not show,
                 "finished_at": s.finished_at,
             }
-            for s in steps
+            for s, show in zip(steps, shown, strict=True)
         ]
     return body
 
@@ -308,6 +319,13 @@ class StepSchema(Schema):
         allow_none=True, metadata={"description": "What the step changed: item ids, counts, links to them"}
     )
     error = fields.String(allow_none=True)
+    withheld = fields.Boolean(
+        metadata={
+            "description": "True when `result` and `error` are withheld (null): you no longer hold, at the "
+            "step's record, the right the operation ran under (it was moved to another office, or your "
+            "rights there changed). Status and progress stay shown."
+        }
+    )
     finished_at = When(allow_none=True)
 
 
@@ -339,9 +357,13 @@ class OperationListArgs(Schema):
     kind = fields.String(validate=validate.Length(max=60))
 
 
-def operations_blueprint(models: OperationModels, links: Any = None) -> Blueprint:
+def operations_blueprint(models: OperationModels, links: Any = None, readable: Any = None) -> Blueprint:
     """``GET /api/v1/operations`` and ``/operations/{id}`` of one service: the caller's own only
-    (another caller's operation answers 404). ``links(operation)`` adds links to what it changed."""
+    (another caller's operation answers 404). ``links(operation)`` adds links to what it changed.
+    ``readable(session, identity, operation, steps)`` answers, at read time, which steps' results the
+    caller may still read (a predicate on a step, see :func:`present`): the rights the operation ran
+    under may have been lost since, and a result names records (appointments, invoices) the caller
+    may no longer see. Without it every step is shown."""
     from .authz import current_identity, requires
     from .permissions import AUTHENTICATED
     from .service import request_session
@@ -373,11 +395,20 @@ def operations_blueprint(models: OperationModels, links: Any = None) -> Blueprin
         @requires(AUTHENTICATED)
         @answers(blp, 200, OperationSchema, not_found="No such operation, or it is not yours")
         def get(self, operation_id: str) -> Any:
-            """One of your operations: status, progress, and each step's result or error."""
+            """One of your operations: status, progress, and each step's result or error.
+
+            A step's `result` and `error` are shown only while you still hold, at the step's record,
+            the right the operation ran under (`customers.archive` for an archive, `customers.unarchive`
+            for an unarchive), checked when you read it: after the record moved to an office where you
+            lack it, or the right was taken from you, the step answers `withheld: true` with both null.
+            The operation's status and progress stay shown to you, who started it."""
             session = request_session()
+            identity = current_identity()
             operation = session.get(models.Operation, operation_id) if ID_PATTERN.match(operation_id) else None
-            if operation is None or operation.owner != current_identity().subject:
+            if operation is None or operation.owner != identity.subject:
                 raise not_found("operation")
-            return present(operation, steps_of(session, models, operation.id), links_of(operation))
+            steps = steps_of(session, models, operation.id)
+            shown = readable(session, identity, operation, steps) if readable is not None else None
+            return present(operation, steps, links_of(operation), shown)
 
     return blp

@@ -190,3 +190,51 @@ def test_a_blocked_unarchive_names_the_parent_only_to_who_may_see_it(api):
     )
     named = both.post(path, json={"confirm": True})
     assert named.status_code == 409 and named.json["parent_customer_id"] == parent["id"]
+
+
+# --- an operation's results, read after the rights they came from were lost ------------------------
+
+
+def _clerk(*rights_by_location: tuple[int, tuple[str, ...]]):
+    return Identity(
+        subject="user:archivist",
+        username="archivist",
+        locations={location: frozenset(rights) for location, rights in rights_by_location},
+    )
+
+
+def test_an_operation_shows_its_owner_no_result_where_they_lost_the_right_it_ran_under(api):
+    """``GET /operations/{id}`` showed its owner every step's result (what was archived, the appointments
+    and invoices cancelled) after the owner lost ``customers.archive`` at a record's office: the rights
+    are checked again when it is read, and a step where they are gone shows neither result nor error."""
+    parent = create(api, customer(last_name="Nearparent"))
+    sub = create(api, customer(last_name="Farsub", location_id=2, parent_customer_id=parent["id"]))
+    rights = ("customers.view", "customers.archive")
+    started = api.as_(_clerk((1, rights), (2, rights))).post(
+        f"/api/v1/customers/{parent['id']}/archive", json={"confirm": True}
+    )
+    assert started.status_code == 202, started.json
+    path = started.headers["Location"].removeprefix("http://localhost")
+
+    def own_steps(caller):
+        answer = caller.get(path)
+        assert answer.status_code == 200, answer.json
+        return answer.json, {
+            int(s["target"]["id"]): (s["result"], s["withheld"])
+            for s in answer.json["steps"]
+            if s["participant"] == "customer"
+        }
+
+    whole, steps = own_steps(api.as_(_clerk((1, rights), (2, rights))))
+    assert steps[sub["id"]][0]["archived"][0]["id"] == sub["id"] and steps[sub["id"]][1] is False
+    assert steps[parent["id"]][1] is False
+
+    _, here_only = own_steps(api.as_(_clerk((1, rights), (2, ("customers.view",)))))
+    assert here_only[sub["id"]] == (None, True), "no longer allowed to archive there: withheld"
+    assert here_only[parent["id"]][0] == steps[parent["id"]][0]
+
+    body, none = own_steps(api.as_(_clerk((1, ("customers.view",)))))
+    assert all(result is None and withheld for result, withheld in none.values())
+    assert all(s["result"] is None and s["error"] is None for s in body["steps"])
+    assert (body["status"], body["progress"]) == (whole["status"], whole["progress"]), "status stays shown"
+    assert api.as_(identity_with("customers.view", "customers.archive", username="other")).get(path).status_code == 404

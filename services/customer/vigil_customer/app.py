@@ -7,7 +7,7 @@ from vigil_shared.operations import operations_blueprint
 from vigil_shared.runtime import ServiceProgram, ServiceRuntime
 
 from .api import BLUEPRINTS, MULTIPART_ENDPOINTS
-from .archiving import operation_links
+from .archiving import operation_links, readable_steps
 from .models import Contact, Customer, HistoryEntry, messaging, operations
 from .record import ENCRYPTED
 from .storage import LocalFileStore
@@ -22,7 +22,7 @@ def reseal_files(runtime: ServiceRuntime) -> int:
 program = ServiceProgram(
     name="customer",
     messaging=messaging,
-    blueprints=[*BLUEPRINTS, operations_blueprint(operations, operation_links)],
+    blueprints=[*BLUEPRINTS, operations_blueprint(operations, operation_links, readable_steps)],
     register_tasks=register_tasks,
     multipart_endpoints=MULTIPART_ENDPOINTS,
     # every column holding FieldCipher tokens, re-encrypted by `vigil-customer rotate-keys`

@@ -10,6 +10,7 @@ for another service, so a crash anywhere leaves either nothing or a complete, re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from vigil_shared import operations as ops
 from vigil_shared.archived import parent_archived_problem
 from vigil_shared.db import utcnow
 from vigil_shared.errors import conflict
+from vigil_shared.identity import Identity
 from vigil_shared.messaging.contracts import (
     ARCHIVE_PARTICIPANTS,
     CustomerArchiveRequested,
@@ -180,6 +182,29 @@ def step_reported(session: Session, report: OperationStepDone) -> bool:
         result=report.result,
         error=(report.error or "failed") if report.status == "failed" else None,
     )
+
+
+# the right each kind of operation ran under, at every record it acted on (checked again when it is read)
+OPERATION_PERMISSIONS = {ARCHIVE: "customers.archive", UNARCHIVE: "customers.unarchive"}
+
+
+def readable_steps(session: Session, identity: Identity, operation: Any, steps: list[Any]) -> Callable[[Any], bool]:
+    """Which steps' results the operation's owner may read now: those on a customer where they still hold
+    the right the operation ran under (:data:`OPERATION_PERMISSIONS`), at its current location. A step's
+    result names what was cancelled or restored (appointments, invoices, payments): after the record
+    moved to an office where the caller lacks that right, or the right was taken from them, it is
+    withheld. A kind of operation not listed, or a record gone since, shows no result."""
+    permission = OPERATION_PERMISSIONS.get(operation.kind)
+    ids = {int(s.target_id) for s in steps if s.target_type == "customer" and s.target_id.isdigit()}
+    if permission is None or not ids:
+        return lambda step: False
+    located = dict(session.execute(select(Customer.id, Customer.location_id).where(Customer.id.in_(ids))).all())
+    allowed = {customer_id for customer_id, location in located.items() if identity.can(permission, location)}
+
+    def readable(step: Any) -> bool:
+        return step.target_type == "customer" and step.target_id.isdigit() and int(step.target_id) in allowed
+
+    return readable
 
 
 def operation_links(operation: Any) -> dict[str, str]:
