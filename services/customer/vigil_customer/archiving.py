@@ -198,7 +198,9 @@ def readable_steps(session: Session, identity: Identity, operation: Any, steps: 
     ids = {int(s.target_id) for s in steps if s.target_type == "customer" and s.target_id.isdigit()}
     if permission is None or not ids:
         return lambda step: False
-    located = dict(session.execute(select(Customer.id, Customer.location_id).where(Customer.id.in_(ids))).all())
+    located: dict[int, int | None] = dict(
+        session.execute(select(Customer.id, Customer.location_id).where(Customer.id.in_(ids))).all()
+    )
     allowed = {customer_id for customer_id, location in located.items() if identity.can(permission, location)}
 
     def readable(step: Any) -> bool:
