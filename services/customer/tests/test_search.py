@@ -871,3 +871,150 @@ def test_pairs_written_with_the_terms_are_what_the_migration_derives_from_them(a
     assert made[2]["id"] not in by_record and made[1]["id"] in by_record
     assert any(row[0] == made[1]["id"] and "abcd-77" in row[1:3] for row in stored), "four letters first: it pairs"
     assert any(row[0] == made[0]["id"] and row[6] == 2 and "smithson" in row[1:3] for row in stored)
+
+
+# --- account numbers only where the caller may see properties -----------------------------------------
+
+
+def _accounts_people(api, consumer):
+    """Records holding property account numbers, in two offices (name: record)."""
+    people = {
+        "dana": ("Dana", "Quillby", None, 1, "ACC-4411", "801-555-0101"),
+        "evan": ("Evan", "Quillby", None, 2, "ACC-4412", "801-555-0102"),
+        "fay": ("Fay", "Quillby", "Unit 4413", 1, "ACC-4413", "801-555-0103"),  # 4413: an own word too
+        "hal": ("Hal", "Quillon", None, 2, "ABCD-77", "801-555-0104"),  # abcd-77 pairs (four letters)
+        "ivy": ("Ivy", "Quillby", None, 1, "ACC-555", "801-555-0142"),  # 555 prefixes her phone's 5550142
+    }
+    made = {}
+    for i, (key, (first, last, business, location, account, phone)) in enumerate(people.items()):
+        made[key] = create(
+            api,
+            customer(
+                first_name=first,
+                last_name=last,
+                business_name=business,
+                account_type="commercial" if business else "residential",
+                location_id=location,
+                primary_phone=phone,
+            ),
+        )
+        event = property_event(
+            "property.created", property_id=900 + i, customer_id=made[key]["id"], account_number=account
+        )
+        assert consumer.consume(event)
+    return made
+
+
+def _found_ids(session, q, visibility, sort):
+    """The ids of every page of a search walked by its cursors, and the total it gave."""
+    found, cursor = [], None
+    while True:
+        page = search.list_customers(
+            session.connection(), search.ListQuery(q=q, per_page=2, cursor=cursor, sort=sort), visibility
+        )
+        found += [row.id for row in page.rows]
+        assert page.total == len(set(found)) or page.next_cursor, (q, "the total counts what is listed")
+        if not page.next_cursor:
+            return found
+        cursor = page.next_cursor
+
+
+ACCOUNT_SEARCHES = {
+    # q: (keys found by a caller seeing properties everywhere, keys found by one seeing none)
+    "acc-4411": ({"dana"}, set()),
+    "acc4412": ({"evan"}, set()),
+    "4411": ({"dana"}, set()),
+    "4413": ({"fay"}, {"fay"}),  # the business name's word
+    "acc-4413": ({"fay"}, set()),
+    "acc": ({"dana", "evan", "fay", "ivy"}, set()),
+    "quillby acc-4412": ({"evan"}, set()),
+    "quillby acc": ({"dana", "evan", "fay", "ivy"}, set()),  # (walked when large: the other word's terms)
+    "acc-4411 dana": ({"dana"}, set()),
+    "abcd quillon": ({"hal"}, set()),  # the pair table
+    "quillon abcd-77": ({"hal"}, set()),
+    "555": ({"dana", "evan", "fay", "hal", "ivy"}, {"dana", "evan", "fay", "hal", "ivy"}),  # phones' 555…
+    "5550142": ({"ivy"}, {"ivy"}),
+    "quillby": ({"dana", "evan", "fay", "ivy"}, {"dana", "evan", "fay", "ivy"}),
+}
+
+
+@pytest.mark.parametrize("path", ["small", "walk"])
+def test_an_account_number_finds_a_record_only_where_the_caller_may_see_properties(
+    api, session, consumer, monkeypatch, path
+):
+    """Searching ``q=ACC-4411`` told a caller without ``properties.view`` which customer holds account
+    number ACC-4411. Account terms now match only where the caller holds it; a word that is also the
+    record's own (a business name's ``4413``) still finds it, and a hidden account number never keeps
+    a record's own word from matching (``555`` of ``ACC-555`` prefixing the phone's ``5550142``)."""
+    made = _accounts_people(api, consumer)
+    by_id = {record["id"]: key for key, record in made.items()}
+    if path == "walk":
+        monkeypatch.setattr(search, "SMALL_RESULT", 1)
+    both = frozenset({1, 2})
+    scopes = {
+        "everywhere": search.Visibility(both, both, None),
+        "both offices": search.Visibility(both, both, both),
+        "nowhere": search.Visibility(both, both, frozenset()),
+        "office 1 only": search.Visibility(both, both, frozenset({1})),
+        "office 2 only (service scope)": search.Visibility(None, None, frozenset({2})),
+    }
+    for name, visibility in scopes.items():
+        for q, (seeing, blind) in ACCOUNT_SEARCHES.items():
+            for sort in ("name", "id"):
+                search._KEPT.clear()
+                search._LARGE.clear()
+                found = {by_id[i] for i in _found_ids(session, q, visibility, sort) if i in by_id}
+                if visibility.accounts is None or visibility.accounts == both:
+                    expected = seeing
+                elif not visibility.accounts:
+                    expected = blind
+                else:
+                    expected = blind | {k for k in seeing if made[k]["location_id"] in visibility.accounts}
+                assert found == expected, (name, q, sort)
+
+
+def test_a_kept_search_binds_the_account_locations_as_values(api, session, consumer):
+    """The offices where account numbers match are values of a kept statement, not its shape: a search
+    kept for one caller's offices finds, for another's, what a freshly built one does."""
+    _accounts_people(api, consumer)
+    both = frozenset({1, 2})
+    first, second = search.Visibility(None, None, frozenset({1})), search.Visibility(None, None, frozenset({2}))
+    for earlier, q in (("acc-4411", "acc-4412"), ("quillby acc-4411", "quillby acc"), ("abcd quillon", "abcd quill")):
+        search._KEPT.clear()
+        search._LARGE.clear()
+        _search_as_seen(session, earlier, first)
+        kept = dict(search._KEPT)
+        found_kept = _search_as_seen(session, q, second)
+        assert kept == search._KEPT, (q, "reused the statements kept for", earlier)
+        search._KEPT.clear()
+        search._LARGE.clear()
+        assert found_kept == _search_as_seen(session, q, second), q
+    shapes = {
+        search.Visibility(both, both, accounts).shape()
+        for accounts in (None, both, frozenset(), frozenset({1}), frozenset({2}), frozenset({3}), frozenset({1, 3}))
+    }
+    assert len(shapes) == 3, "all, none or some offices: three shapes whatever the offices"
+
+
+def test_terms_carry_their_source_and_own_terms_are_covered_by_own_terms_only(api, session, consumer):
+    made = _accounts_people(api, consumer)
+    rows = session.execute(
+        text("SELECT term, covered, source FROM customer_search_terms WHERE customer_id = :c"), {"c": made["ivy"]["id"]}
+    ).all()
+    stored = {row.term: (row.covered, row.source) for row in rows}
+    assert stored["acc-555"] == (0, 1) and stored["555"] == (0, 1) and stored["acc555"] == (0, 1)
+    assert stored["5550142"] == (0, 0), "not covered by the account's 555"
+    assert stored["ivy"] == (0, 0)
+    fay = dict(
+        session.execute(
+            text("SELECT term, source FROM customer_search_terms WHERE customer_id = :c"), {"c": made["fay"]["id"]}
+        ).all()
+    )
+    assert fay["4413"] == 0 and fay["acc-4413"] == 1
+    pairs = dict(
+        session.execute(
+            text("SELECT lo || ' ' || hi, source FROM customer_search_pairs WHERE customer_id = :c"),
+            {"c": made["hal"]["id"]},
+        ).all()
+    )
+    assert pairs == {"abcd-77 abcd77": 1, "abcd-77 quillon": 1, "abcd77 quillon": 1}, "an account term's pairs"

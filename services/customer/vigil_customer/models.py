@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, SmallInteger, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.orm.decl_api import DeclarativeAttributeIntercept
 
@@ -79,6 +79,9 @@ class Customer(EditedRecord, Base, metaclass=RegistryColumns):
     )
 
 
+OWN_TERM, ACCOUNT_TERM = 0, 1  # SearchTerm.source / SearchPair.source
+
+
 class SearchTerm(Base):
     """One searchable word of a record (name, business, DBA, email, phone digits, account number).
 
@@ -87,6 +90,12 @@ class SearchTerm(Base):
     the longest *other* term of the same record that is a prefix of this one (``john`` covers
     ``john.smith@example.com``): a search word no longer than that already matches the shorter
     term, so the index skips the covered entries and a record rarely matches twice.
+
+    ``source`` says where the term comes from: :data:`OWN_TERM` (0), the record's own fields (seen by
+    whoever sees the record), or :data:`ACCOUNT_TERM` (1), only a property account number (from the
+    replica), which matches only where the caller holds ``properties.view`` (a term that is both is
+    the record's own). An own term's ``covered`` counts own terms only, so a hidden account number
+    never keeps a name from matching; an account term's counts every other term.
     """
 
     __tablename__ = "customer_search_terms"
@@ -99,11 +108,22 @@ class SearchTerm(Base):
     kind: Mapped[str] = mapped_column(String(10))
     location_id: Mapped[int | None] = mapped_column(Integer)
     sort_name: Mapped[str] = mapped_column(binary_string(220))
+    source: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # OWN_TERM or ACCOUNT_TERM
 
     __table_args__ = (
         # few matches: a range of terms, read at once; a term's entries in record order, as the heap
-        # holds them (an index-only scan then rarely switches visibility-map page: migration 0010)
-        Index("ix_customer_search_terms_match", "covered", "term", "location_id", "customer_id", "kind", "sort_name"),
+        # holds them (an index-only scan then rarely switches visibility-map page: migration 0010);
+        # ``source`` last, so a caller without ``properties.view`` somewhere still reads the index alone
+        Index(
+            "ix_customer_search_terms_match",
+            "covered",
+            "term",
+            "location_id",
+            "customer_id",
+            "kind",
+            "sort_name",
+            "source",
+        ),
         # many matches: the terms sharing the first three characters, already in name order
         Index(
             "ix_customer_search_terms_walk",
@@ -114,6 +134,7 @@ class SearchTerm(Base):
             "term",
             "location_id",
             "kind",
+            "source",
         ),
     )
 
@@ -125,6 +146,8 @@ class SearchPair(Base):
     thousands for two common words). ``lo`` < ``hi`` in byte order; kind, location and sort key ride
     along as in the term table. Which terms pair: :func:`vigil_customer.search.pairable` (written with
     the terms, by the same code; migration 0011 derived them in SQL for records written before).
+    ``source`` is :data:`ACCOUNT_TERM` when either term is one (the pair then matches only where the
+    caller holds ``properties.view``), else :data:`OWN_TERM`.
     """
 
     __tablename__ = "customer_search_pairs"
@@ -137,6 +160,7 @@ class SearchPair(Base):
     kind: Mapped[str] = mapped_column(String(10))
     location_id: Mapped[int | None] = mapped_column(Integer)
     sort_name: Mapped[str] = mapped_column(binary_string(220))
+    source: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # OWN_TERM or ACCOUNT_TERM
 
     __table_args__ = (
         Index(
@@ -149,6 +173,7 @@ class SearchPair(Base):
             "customer_id",
             "kind",
             "sort_name",
+            "source",
         ),
     )
 

@@ -47,7 +47,7 @@ from vigil_shared.errors import validation_problem
 from vigil_shared.guards import INT32_MAX
 
 from . import registry
-from .models import Customer, CustomerTag, PropertyAccount, SearchPair, SearchTerm, Tag
+from .models import ACCOUNT_TERM, OWN_TERM, Customer, CustomerTag, PropertyAccount, SearchPair, SearchTerm, Tag
 from .validation import fold, national_digits, searched_phone
 
 EXACT_TOTAL_LIMIT = 10_000
@@ -110,7 +110,9 @@ EMAIL_FIELDS = tuple(f.name for f in registry.FIELDS if f.search == "email")
 PHONE_FIELDS = tuple(f.name for f in registry.FIELDS if f.search == "phone")
 
 
-def terms_of(customer: Customer, account_numbers: list[str]) -> set[str]:
+def own_terms(customer: Customer) -> set[str]:
+    """The terms of the record's own fields (names, email, phones, ``#id``): whoever sees the record
+    may find it by them."""
     terms: set[str] = {f"#{customer.id}"}
     for name in WORD_FIELDS:
         terms |= _word_terms(getattr(customer, name))
@@ -121,16 +123,47 @@ def terms_of(customer: Customer, account_numbers: list[str]) -> set[str]:
             terms.add(email.split("@")[-1])
     for name in PHONE_FIELDS:
         terms |= _phone_terms(getattr(customer, f"{name}_e164"))
+    return {t[:TERM_MAX] for t in terms if t}
+
+
+def account_terms(account_numbers: Sequence[str]) -> set[str]:
+    """The terms of the record's property account numbers (the replica): a caller finds the record by
+    them only where they hold ``properties.view`` (:attr:`Visibility.accounts`)."""
+    terms: set[str] = set()
     for number in account_numbers:
         terms |= _account_terms(number)
     return {t[:TERM_MAX] for t in terms if t}
 
 
-def covered_lengths(terms: set[str]) -> dict[str, int]:
-    """For each term, the length of the longest other term of the same record that prefixes it."""
+def terms_of(customer: Customer, account_numbers: list[str]) -> set[str]:
+    return own_terms(customer) | account_terms(account_numbers)
+
+
+def sourced_terms(own: set[str], accounts: set[str]) -> dict[str, int]:
+    """Each term with its source: :data:`OWN_TERM` for the record's own, :data:`ACCOUNT_TERM` for an
+    account number's that is not also one of its own (``1001`` of ``ACC-1001`` and of ``Unit 1001`` in
+    the business name stays the record's own: it finds the record by its name)."""
+    return dict.fromkeys(own, OWN_TERM) | dict.fromkeys(accounts - own, ACCOUNT_TERM)
+
+
+def covered_lengths(terms: set[str] | dict[str, int]) -> dict[str, int]:
+    """For each term, the length of the longest other term of the same record that prefixes it.
+
+    ``terms`` with their sources (:func:`sourced_terms`): an own term is covered by own terms only (an
+    account term may be hidden from the caller, and must not keep the name from matching), an account
+    term by any other term (who sees it sees the record's own terms too). A set: all own terms."""
+    sources = terms if isinstance(terms, dict) else dict.fromkeys(terms, OWN_TERM)
+    own = [t for t, source in sources.items() if source == OWN_TERM]
     return {
-        term: max((len(other) for other in terms if other != term and term.startswith(other)), default=0)
-        for term in terms
+        term: max(
+            (
+                len(other)
+                for other in (own if source == OWN_TERM else sources)
+                if other != term and term.startswith(other)
+            ),
+            default=0,
+        )
+        for term, source in sources.items()
     }
 
 
@@ -181,16 +214,32 @@ def search_rows(customer: Customer, accounts: Sequence[str] = ()) -> tuple[list[
     with a name, a domain, account numbers starting with letters): 3 for a person with a name and an
     email, 10-15 with a business name, at most about 3,600 for 200-character business and DBA names
     made of four-letter words (the fields' lengths bound it)."""
-    covered = covered_lengths(terms_of(customer, list(accounts)))
+    sources = sourced_terms(own_terms(customer), account_terms(accounts))
+    covered = covered_lengths(sources)
     record = {"kind": customer.kind, "location_id": customer.location_id, "sort_name": customer.sort_name}
     ordered = sorted(covered)
     terms = [
-        {"customer_id": customer.id, "term": term, "head": term[:HEAD], "covered": covered[term], **record}
+        {
+            "customer_id": customer.id,
+            "term": term,
+            "head": term[:HEAD],
+            "covered": covered[term],
+            "source": sources[term],
+            **record,
+        }
         for term in ordered
     ]
     paired = [term for term in ordered if pairable(term, covered[term])]
     pairs = [
-        {"customer_id": customer.id, "lo": lo, "hi": hi, "lo_head": lo[:HEAD], "hi_head": hi[:HEAD], **record}
+        {
+            "customer_id": customer.id,
+            "lo": lo,
+            "hi": hi,
+            "lo_head": lo[:HEAD],
+            "hi_head": hi[:HEAD],
+            "source": max(sources[lo], sources[hi]),
+            **record,
+        }
         for i, lo in enumerate(paired)
         for hi in paired[i + 1 :]
     ]
@@ -289,12 +338,21 @@ def _token_condition(table, token: str, i: int = 0):
     return condition
 
 
+ALL_ACCOUNTS, NO_ACCOUNTS, SOME_ACCOUNTS = "all", "none", "some"  # Visibility.account_mode
+
+
 @dataclass
 class Visibility:
-    """Locations whose rows the caller may list, per kind; None means every location (services)."""
+    """Locations whose rows the caller may list, per kind; None means every location (services).
+
+    ``accounts``: the locations where a property account number finds a record (the caller's
+    ``properties.view``); None, every location. Elsewhere only the record's own terms match
+    (:data:`~vigil_customer.models.OWN_TERM`): a caller who may not see properties there would
+    otherwise learn which customer holds account number X by searching for it."""
 
     customers: frozenset[int] | None
     leads: frozenset[int] | None
+    accounts: frozenset[int] | None = None
 
     @property
     def nothing(self) -> bool:
@@ -310,20 +368,58 @@ class Visibility:
         def narrowed(seen: frozenset[int] | None) -> frozenset[int]:
             return locations if seen is None else seen & locations
 
-        return Visibility(narrowed(self.customers), narrowed(self.leads))
+        return Visibility(narrowed(self.customers), narrowed(self.leads), self.accounts)
+
+    def _seen(self) -> frozenset[int] | None:
+        """Every location whose rows are listed (None: every location)."""
+        if self.customers is None or self.leads is None:
+            return None
+        return self.customers | self.leads
+
+    def account_mode(self) -> str:
+        """:data:`ALL_ACCOUNTS` when account numbers match wherever rows are listed (no condition: the
+        common case, a role that sees customers sees their properties), :data:`NO_ACCOUNTS` when they
+        match nowhere listed (own terms only), else :data:`SOME_ACCOUNTS`."""
+        seen = self._seen()
+        if self.accounts is None or (seen is not None and seen <= self.accounts):
+            return ALL_ACCOUNTS
+        if not self.accounts or (seen is not None and not seen & self.accounts):
+            return NO_ACCOUNTS
+        return SOME_ACCOUNTS
+
+    def _account_locations(self) -> list[int]:
+        seen, accounts = self._seen(), self.accounts or frozenset()
+        return sorted(accounts if seen is None else accounts & seen)
+
+    def account_condition(self, source_col, location_col, name: str):
+        """Rows of an account term only where ``accounts`` reaches (None: no condition). ``name``: the
+        location list's named parameter (for a kept statement). Both columns are in the term and pair
+        indexes, so the scans stay index-only; the list is a value, not a shape (:meth:`shape`)."""
+        mode = self.account_mode()
+        if mode == ALL_ACCOUNTS:
+            return None
+        own = source_col == OWN_TERM
+        if mode == NO_ACCOUNTS:
+            return own
+        return or_(own, location_col.in_(bindparam(name, self._account_locations(), expanding=True)))
 
     def shape(self) -> tuple:
-        """What decides the form of :meth:`condition` (its location lists are values)."""
+        """What decides the form of :meth:`condition` and :meth:`account_condition` (their location
+        lists are values)."""
         c, leads = self.customers, self.leads
-        return (c is None, leads is None, c is not None and c == leads, bool(c), bool(leads))
+        return (c is None, leads is None, c is not None and c == leads, bool(c), bool(leads), self.account_mode())
 
-    def params(self, names: tuple[str, str]) -> dict[str, list[int]]:
-        """The location lists :meth:`condition` binds under ``names`` (customers, leads)."""
-        return {
+    def params(self, names: tuple[str, str], accounts: str | None = None) -> dict[str, list[int]]:
+        """The location lists :meth:`condition` binds under ``names`` (customers, leads), and
+        :meth:`account_condition` under ``accounts``."""
+        values = {
             name: sorted(locations)
             for name, locations in zip(names, (self.customers, self.leads), strict=True)
             if locations
         }
+        if accounts is not None and self.account_mode() == SOME_ACCOUNTS:
+            values[accounts] = self._account_locations()
+        return values
 
     def condition(self, kind_col, location_col, names: tuple[str, str] | None = None):
         """``names``: the location lists become these named parameters (for a kept statement)."""
@@ -549,6 +645,9 @@ def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str],
         seen = visibility.condition(table.c.kind, table.c.location_id, (f"sq_vc{i}", f"sq_vl{i}"))
         if seen is not None:
             conditions.append(seen)
+        accounts = visibility.account_condition(table.c.source, table.c.location_id, f"sq_va{i}")
+        if accounts is not None:
+            conditions.append(accounts)
         if query.kind:
             conditions.append(table.c.kind == bindparam(f"sq_k{i}", query.kind))
         if query.location_id:
@@ -573,8 +672,13 @@ def _term_statement(query: ListQuery, visibility: Visibility, tokens: list[str],
         )
         for i, token in enumerate(rest, 1):
             other = terms.alias()
+            # (the record's location is the first word's: only the account terms' condition repeats)
+            accounts = visibility.account_condition(other.c.source, other.c.location_id, f"sq_va{i}")
+            matched = _token_condition(other, token, i)
             statement = statement.where(
-                terms.c.customer_id.in_(select(other.c.customer_id).where(_token_condition(other, token, i)))
+                terms.c.customer_id.in_(
+                    select(other.c.customer_id).where(matched if accounts is None else and_(matched, accounts))
+                )
             )
         return statement
     paired = _paired_words(tokens)
@@ -640,7 +744,7 @@ def _term_params(query: ListQuery, visibility: Visibility, tokens: list[str]) ->
         params |= {"sq_phi": hi, "sq_phu": _upper(hi)}
     for i, token in enumerate(tokens):
         params |= _token_params(token, i)
-        params |= visibility.params((f"sq_vc{i}", f"sq_vl{i}"))
+        params |= visibility.params((f"sq_vc{i}", f"sq_vl{i}"), f"sq_va{i}")
         if query.kind:
             params[f"sq_k{i}"] = query.kind
         if query.location_id:
@@ -1117,7 +1221,14 @@ def list_customers(conn: Connection, query: ListQuery, visibility: Visibility) -
         matches = kept.matches
         if not jump and key is None:  # page 1: one statement, its listed rows and the first count
             known = (
-                (tuple(tokens), visibility.customers, visibility.leads, query.kind, tuple(query.location_id))
+                (
+                    tuple(tokens),
+                    visibility.customers,
+                    visibility.leads,
+                    visibility.accounts,
+                    query.kind,
+                    tuple(query.location_id),
+                )
                 if _shape_of(query, visibility, tokens) is not None
                 else None
             )

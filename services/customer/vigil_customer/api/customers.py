@@ -49,8 +49,14 @@ blp = Blueprint("customers", __name__, url_prefix="/api/v1/customers", descripti
 
 
 def visibility() -> search.Visibility:
+    """What the caller's list and search reach: customers and leads where they may view them, and a
+    property account number finds a record only where they also hold ``properties.view``."""
     identity = current_identity()
-    return search.Visibility(identity.location_filter("customers.view"), identity.location_filter("leads.view"))
+    return search.Visibility(
+        identity.location_filter("customers.view"),
+        identity.location_filter("leads.view"),
+        identity.location_filter("properties.view"),
+    )
 
 
 # CustomerSchema's dump of a record's view, by converters built once (the schema's per-value machinery
@@ -114,7 +120,8 @@ class Customers(MethodView):
         """List and search customers and leads of the locations you may view, 20 a page.
 
         `q` matches the start of any word of the name, business or DBA name, email, phone digits in
-        any format, the customer id and property account numbers. `total` is exact up to 10,000 and
+        any format, the customer id and property account numbers (an account number only finds
+        records where you also hold `properties.view`). `total` is exact up to 10,000 and
         flagged `total_estimated` beyond. Follow the `Link` headers (they carry a keyset `cursor`)
         to page deep without slowing down; a bare `page` number reaches the first 10,000 records
         (deeper is a 422 that points at the cursor). Leads appear only where you also hold `leads.view`.

@@ -46,7 +46,10 @@ class Leads(MethodView):
         """List and search the leads of the locations where you hold `leads.view` (as `/customers` does)."""
         if args.get("kind") == "customer":
             raise validation_problem({"kind": ["Only leads are listed here."]})
-        vis = search.Visibility(frozenset(), current_identity().location_filter("leads.view"))
+        identity = current_identity()
+        vis = search.Visibility(
+            frozenset(), identity.location_filter("leads.view"), identity.location_filter("properties.view")
+        )
         return list_response(search.ListQuery(**(args | {"kind": LEAD})), vis)
 
     @blp.create("leads.create", CustomerSchema, query=CreateArgs, body=LeadCreateSchema, conflict=LIKELY_DUPLICATES)
