@@ -113,3 +113,28 @@ def test_an_operation_withholds_its_results_once_its_owner_lost_the_right_it_ran
     assert after.status_code == 200, after.text
     assert (after.json()["status"], after.json()["progress"]) == (done["status"], done["progress"])
     assert all(s["withheld"] and s["result"] is None and s["error"] is None for s in after.json()["steps"])
+
+
+def test_an_account_number_names_its_customer_only_to_who_may_see_properties(gateway, gateway_as, locations):
+    """``q=<account number>`` told a caller without ``properties.view`` which customer holds it."""
+    number = f"ORC-{uuid.uuid4().int % 10**9:09d}"
+    holder = new_customer(gateway, locations["home"], "Holder", f"Oracle{uuid.uuid4().hex[:6]}")
+    made = gateway.post(
+        f"/api/v1/customers/{holder['id']}/properties", json={"address": "1 Oracle Rd", "account_number": number}
+    )
+    assert made.status_code == 201, made.text
+
+    def found(caller, q):
+        listed = caller.get("/api/v1/customers", params={"q": q})
+        assert listed.status_code == 200, listed.text
+        return [c["id"] for c in listed.json()["items"]], listed.json()["total"]
+
+    gateway.wait_for(lambda: found(gateway, number)[0] == [holder["id"]], what="the account number in the replica")
+    blind = gateway_as(["customers.view"], [locations["home"]])
+    elsewhere = gateway_as(["customers.view", "properties.view"], [locations["other"]])
+    for q in (number, number.replace("-", ""), number.split("-")[1]):
+        assert found(blind, q) == ([], 0), q
+    assert found(elsewhere, number) == ([], 0)
+    assert found(blind, holder["last_name"])[0] == [holder["id"]], "the record itself is listed"
+    seeing = gateway_as(["customers.view", "properties.view"], [locations["home"]])
+    assert found(seeing, number) == ([holder["id"]], 1)
