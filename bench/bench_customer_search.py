@@ -12,7 +12,7 @@ What it does:
    Rows go in with COPY; the search terms are derived in SQL, checked against the service's own
    term builder on a sample, and the indexes are built after the load.
 2. Times page 1 of `GET /api/v1/customers?q=…` through the customer service (the Flask app with
-   a signed identity holding `customers.view` in 3 of 5 locations). Four kinds of search are
+   a signed identity holding `customers.view` and `properties.view` in 3 of 5 locations). Four kinds of search are
    timed: a name fragment (common, full and rare), an email, a phone number as typed, and an
    account number.
 3. Times the same searches as naive SQL, each with a trigram index: `ILIKE '%…%'`, `ORDER BY`
@@ -222,33 +222,36 @@ def generate(count: int, seed: int = 7):
 # --- loading --------------------------------------------------------------------------------------
 
 
-def row_terms(row: tuple, account: str | None) -> set[str]:
-    """The search terms the service writes for a generated row (ASCII names: folding is lower-casing).
+def row_terms(row: tuple, account: str | None) -> dict[str, int]:
+    """The search terms the service writes for a generated row, with their source (ASCII names: folding
+    is lower-casing): the record's own, and an account number's (``search.sourced_terms``).
 
-    ``check_terms`` compares a sample with the service's own ``search.terms_of``.
+    ``check_terms`` compares a sample with the service's own ``search.search_rows``.
     """
     cid, email, e164, business = row[0], row[5], row[8], row[12]
-    terms = {f"#{cid}", row[3].lower(), row[4].lower(), email, email.split("@")[1], e164[2:], e164[5:]}
+    own = {f"#{cid}", row[3].lower(), row[4].lower(), email, email.split("@")[1], e164[2:], e164[5:]}
     if business:
-        terms.update(business.lower().split())
+        own.update(business.lower().split())
+    accounts: set[str] = set()
     if account:
         folded = account.lower()
-        terms.update({folded, folded.replace("-", ""), folded.rsplit("-", 1)[1]})
-    return terms
+        accounts.update({folded, folded.replace("-", ""), folded.rsplit("-", 1)[1]})
+    return search.sourced_terms(own, accounts)
 
 
 def pairs_from_terms(dialect: str) -> str:
-    """The pairs of the terms already written, by migration 0011's own backfill: the rows the service
-    writes with the terms (``test_pairs_written_with_the_terms_are_what_the_migration_derives_from_them``)."""
+    """The pairs of the terms already written, by migration 0012's own SQL (0011's, with the pair's
+    source): the rows the service writes with the terms
+    (``test_pairs_written_with_the_terms_are_what_the_migration_derives_from_them``)."""
     import importlib.util
 
-    path = Path(search.__file__).parent / "migrations" / "versions" / "0011_search_pairs.py"
-    spec = importlib.util.spec_from_file_location("search_pairs_migration", path)
+    path = Path(search.__file__).parent / "migrations" / "versions" / "0012_account_terms_by_source.py"
+    spec = importlib.util.spec_from_file_location("account_terms_migration", path)
     assert spec is not None and spec.loader is not None
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
     return migration.PAIRS_FROM_TERMS.format(
-        a=migration.pairable_sql("a", dialect), b=migration.pairable_sql("b", dialect)
+        a=migration.pairable_sql("a", dialect), b=migration.pairable_sql("b", dialect), where=""
     )
 
 
@@ -282,14 +285,16 @@ def pg_load(url: str, count: int) -> None:
         started = time.perf_counter()
         terms = 0
         with conn.cursor().copy(
-            "COPY customer_search_terms (customer_id, term, head, covered, kind, location_id, sort_name) FROM STDIN"
+            "COPY customer_search_terms (customer_id, term, head, covered, kind, location_id, sort_name, source)"
+            " FROM STDIN"
         ) as copy:
             lines = []
             for row, account in generate(count):
-                prefix, suffix = f"{row[0]}\t", f"\t{row[1]}\t{row[2]}\t{row[14]}\n"
+                prefix, suffix = f"{row[0]}\t", f"\t{row[1]}\t{row[2]}\t{row[14]}"
+                sources = row_terms(row, account)
                 lines.extend(
-                    f"{prefix}{term}\t{term[:3]}\t{covered}{suffix}"
-                    for term, covered in search.covered_lengths(row_terms(row, account)).items()
+                    f"{prefix}{term}\t{term[:3]}\t{covered}{suffix}\t{sources[term]}\n"
+                    for term, covered in search.covered_lengths(sources).items()
                 )
                 if len(lines) >= 100_000:
                     terms += len(lines)
@@ -372,17 +377,20 @@ def check_terms(url: str, sample: int = 300) -> None:
             accounts = session.scalars(
                 text("SELECT account_number FROM property_accounts WHERE customer_id = :c"), {"c": customer.id}
             ).all()
-            expected = search.covered_lengths(search.terms_of(customer, list(accounts)))
-            stored = dict(
-                session.execute(
-                    text("SELECT term, covered FROM customer_search_terms WHERE customer_id = :c"), {"c": customer.id}
+            term_rows, pair_rows = search.search_rows(customer, list(accounts))
+            expected = {t["term"]: (t["covered"], t["source"]) for t in term_rows}
+            stored = {
+                term: (covered, source)
+                for term, covered, source in session.execute(
+                    text("SELECT term, covered, source FROM customer_search_terms WHERE customer_id = :c"),
+                    {"c": customer.id},
                 ).all()
-            )
+            }
             assert stored == expected, (customer.id, set(stored.items()) ^ set(expected.items()))
             pairs = session.execute(
-                text("SELECT lo, hi FROM customer_search_pairs WHERE customer_id = :c"), {"c": customer.id}
+                text("SELECT lo, hi, source FROM customer_search_pairs WHERE customer_id = :c"), {"c": customer.id}
             ).all()
-            expected_pairs = {(p["lo"], p["hi"]) for p in search.search_rows(customer, list(accounts))[1]}
+            expected_pairs = {(p["lo"], p["hi"], p["source"]) for p in pair_rows}
             assert {tuple(p) for p in pairs} == expected_pairs, (customer.id, expected_pairs)
     engine.dispose()
     print(f"  terms and pairs of {sample} sampled records equal the service's own", flush=True)
@@ -453,7 +461,9 @@ def service_client(url: str, var_dir: str):
     settings = benchkit.service_settings("customer", url, var_dir)
     app = program.create_app(settings)
     client = app.test_client()
-    perms = frozenset({"customers.view", "leads.view", "tags.view"})
+    # properties.view where customers are seen (the common role): account numbers match everywhere listed,
+    # so no condition on the terms' source is added (search.Visibility.account_mode)
+    perms = frozenset({"customers.view", "leads.view", "tags.view", "properties.view"})
     user = GatewayIdentity(
         Identity(subject="bench", username="bench", locations={loc: perms for loc in VISIBLE_LOCATIONS})
     )
