@@ -166,8 +166,11 @@ def test_account_terms_are_told_from_the_records_own_by_migration_0012(test_data
     assert (8, "4413", 0, 0) in expected_terms and (8, "abcd-77", 0, 1) in expected_terms
     assert any(p[0] == 8 and p[3] == 1 for p in expected_pairs) and any(p[0] == 8 and p[3] == 0 for p in expected_pairs)
     migrations.downgrade("vigil_customer", url, "0011")
-    with engine.connect() as conn:
-        covered_back = dict(
-            conn.execute(text("SELECT term, covered FROM customer_search_terms WHERE customer_id = 7")).all()
-        )
+    try:
+        with engine.connect() as conn:
+            covered_back = dict(
+                conn.execute(text("SELECT term, covered FROM customer_search_terms WHERE customer_id = 7")).all()
+            )
+    finally:
+        engine.dispose()
     assert covered_back["5550142"] == 3, "covered by every other term again, as the old code writes it"
