@@ -6,6 +6,8 @@ name, business name, DBA name, email (whole address or its domain), a phone numb
 its id (``#123`` or a bare number). Each record's words sit in ``customer_search_terms`` with its
 kind, location and sort key, so a search is a range scan of one narrow index, page 1 and its
 bounded count are read from that index alone, and no ``%…%`` scan or full ``count(*)`` is needed.
+An account number's terms carry their source and match only where the caller holds
+``properties.view`` (:attr:`Visibility.accounts`), a condition on the same index entries.
 
 Totals are exact up to :data:`EXACT_TOTAL_LIMIT`; beyond it the planner's estimate is returned
 and flagged. Pages carry a keyset cursor in their ``Link`` headers, so walking deep into a list
