@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 
 import pytest
 from conftest import customer_body, unique_phone
 from standardwebhooks.webhooks import Webhook
+from test_e2e_at_rest import _scan_databases, _scan_files
 from test_e2e_billing import settled, tokenize
 from test_e2e_webhooks import Receiver
 
@@ -129,3 +131,16 @@ def test_billing_and_credit_events_are_delivered_signed_as_each_owner_reads_them
     assert not any("score" in json.dumps(body) or "credit_check" in json.dumps(body) for _, body in sent_blind.values())
     own = blind.get(f"/api/v1/webhooks/{subscriptions['blind']['id']}/deliveries").json()["items"]
     assert {d["event_type"] for d in own if d["event_id"] in event_ids} == {"invoice.issued", "payment.received"}
+
+    # at rest: the bodies sent are kept encrypted in the gateway's database (a marker only a body holds is
+    # not there), and neither the card number nor the customer's SSN is in any database, log or file
+    needles = {
+        "card number": re.compile(CARD.encode()),
+        "SSN": re.compile(re.escape(ssn).encode() + b"|" + ssn.replace("-", "").encode()),
+        "payload body": re.compile(rb'"billing_method": ?\{'),
+    }
+    assert needles["payload body"].search(received["payment.received"][0]["body"])  # it finds a body
+    found = _scan_databases(stack, needles) + _scan_files(
+        stack, {k: v for k, v in needles.items() if k != "payload body"}
+    )
+    assert not found, "in plaintext at rest:\n" + "\n".join(found)
