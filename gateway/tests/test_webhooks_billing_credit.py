@@ -358,3 +358,30 @@ def test_each_type_reads_its_record(local_app, client, auth, runtime, receiver, 
     assert read in services.reads
     key = {"invoice": "invoice", "payment": "payment", "credit": "credit_check"}[event_type.split(".")[0]]
     assert body["data"][key]["id"] == 29
+
+
+def test_an_api_key_subscription_delivers_with_the_keys_own_narrower_rights(
+    local_app,  # noqa: F811
+    client,
+    auth,
+    runtime,  # noqa: F811
+    receiver,  # noqa: F811
+):
+    """A key made by an administrator for one office and billing only: another office's invoice is not
+    sent, nor a credit check of its own office (the key holds no ``credit.view``, its maker does)."""
+    home, other = offices(client, auth)
+    runtime.reader = Services({30: home, 31: other})
+    key = client.post(
+        "/api/v1/api-keys",
+        headers=auth,
+        json={"name": f"crm-{uuid.uuid4().hex[:6]}", "permissions": ["webhooks.manage", "billing.view"]}
+        | {"location_ids": [home]},
+    )
+    assert key.status_code == 201, key.json
+    created = subscribe(client, {"X-API-Key": key.json["key"]}, receiver.url)
+    for customer_id in (31, 30):
+        runtime.receive(invoice_issued(customer_id))
+        runtime.receive(check_applied(customer_id))
+    assert sorted(deliver_all(runtime)) == ["skipped", "skipped", "skipped", "succeeded"]
+    [body] = bodies(receiver, created["secret"])
+    assert (body["type"], body["data"]["customer_id"]) == ("invoice.issued", 30)
