@@ -238,3 +238,38 @@ def test_an_operation_shows_its_owner_no_result_where_they_lost_the_right_it_ran
     assert all(s["result"] is None and s["error"] is None for s in body["steps"])
     assert (body["status"], body["progress"]) == (whole["status"], whole["progress"]), "status stays shown"
     assert api.as_(identity_with("customers.view", "customers.archive", username="other")).get(path).status_code == 404
+
+
+# --- a property account number ---------------------------------------------------------------------
+
+
+def test_an_account_number_finds_records_only_where_the_caller_may_see_properties(api, runtime):
+    """``q=ACC-…`` told a caller without ``properties.view`` which customer holds that account number."""
+    from vigil_customer.tasks import event_consumer
+    from vigil_shared.testing import incoming_event
+
+    consumer = event_consumer(runtime)
+    here = create(api, customer(last_name="Holderhere"))
+    there = create(api, customer(last_name="Holderthere", location_id=2))
+    for property_id, record in ((71, here), (72, there)):
+        data = {"property_id": property_id, "customer_id": record["id"], "account_number": f"ORA-77{property_id}"}
+        assert consumer.consume(incoming_event("property.created", data, source="property"))
+    split = api.as_(
+        Identity(
+            subject="user:split",
+            username="split",
+            locations={1: frozenset({"customers.view", "properties.view"}), 2: frozenset({"customers.view"})},
+        )
+    )
+
+    def found(caller, q, path="/api/v1/customers"):
+        answer = caller.get(path, query_string={"q": q})
+        assert answer.status_code == 200, answer.json
+        return [c["id"] for c in answer.json["items"]], answer.json["total"]
+
+    assert found(split, "ora-7771") == ([here["id"]], 1)
+    assert found(split, "ora-7772") == ([], 0), "no properties.view where it is"
+    assert found(split, "ora") == ([here["id"]], 1)
+    assert found(split, "holderthere") == ([there["id"]], 1), "the record itself is listed"
+    assert found(as_(api, "customers.view", locations=(1, 2)), "7771") == ([], 0)
+    assert found(api, "ora") == ([here["id"], there["id"]], 2), "a service sees every account (by name: here, there)"
