@@ -133,8 +133,10 @@ def event_message(n: int) -> dict:
     }
 
 
-def sizes(db) -> dict[str, int]:
-    """Bytes of each table of the gateway's webhooks and feed, its indexes included."""
+def sizes(db, full: bool = False) -> dict[str, int]:
+    """Bytes of each table of the gateway's webhooks and feed, its indexes included (PostgreSQL: after a
+    ``VACUUM``, the room of dead row versions still counted as the table's; ``full``: ``VACUUM FULL``,
+    the live rows alone)."""
     from sqlalchemy import text  # noqa: PLC0415 - the child process imports REF's copy
 
     tables = ("feed_events", "webhook_deliveries", "webhook_attempts", "webhook_bodies", "record_locations")
@@ -145,8 +147,16 @@ def sizes(db) -> dict[str, int]:
             for table in tables:
                 if conn.scalar(text("SELECT to_regclass(:t)"), {"t": table}) is None:
                     continue
-                conn.execute(text(f"VACUUM {table}"))
+                conn.execute(text(f"VACUUM {'FULL ' if full else ''}{table}"))
                 found[table] = conn.scalar(text("SELECT pg_total_relation_size(:t)"), {"t": table})
+                for name, size in conn.execute(
+                    text(
+                        "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
+                        "WHERE indrelid = to_regclass(:t)"
+                    ),
+                    {"t": table},
+                ):
+                    found[f"{table} · {name}"] = size
             return found
         rows = conn.execute(
             text(
@@ -155,6 +165,14 @@ def sizes(db) -> dict[str, int]:
             )
         ).all()
         found = {name: int(size) for name, size in rows if name in tables}
+        for table, name, size in conn.execute(
+            text(
+                "SELECT m.tbl_name, m.name, SUM(s.pgsize) FROM dbstat AS s JOIN sqlite_master AS m "
+                "ON m.name = s.name WHERE m.type = 'index' GROUP BY m.name"
+            )
+        ).all():
+            if table in tables:
+                found[f"{table} · {name}"] = int(size)
         conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))  # the file as it is once the WAL is in it
         page = conn.scalar(text("PRAGMA page_size"))
         found["(file: pages in use)"] = (conn.scalar(text("PRAGMA page_count")) - conn.scalar(text("PRAGMA freelist_count"))) * page
@@ -228,6 +246,7 @@ def measure(events: int, subscriptions: int, backend: str) -> dict:
             deliveries = conn.scalar(select(WebhookDelivery.id).order_by(WebhookDelivery.id.desc()).limit(1)) or 0
             succeeded = conn.scalar(text("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'succeeded'"))
         fresh = sizes(db)
+        fresh_full = sizes(db, full=True) if backend == "postgres" else None
         # 8 days later: every row's time moved back, then the worker's prune (and what it runs after)
         back = timedelta(days=8)
         with db.engine.begin() as conn:
@@ -251,7 +270,7 @@ def measure(events: int, subscriptions: int, backend: str) -> dict:
                 conn.execute(text(f"UPDATE {table} SET " + ", ".join(f"{c} = :{c}" for c in columns)), values)
         del update
         runtime.prune()
-        later = sizes(db)
+        later = sizes(db, full=backend == "postgres")
         db.dispose()
         return {
             "events": events,
@@ -261,6 +280,7 @@ def measure(events: int, subscriptions: int, backend: str) -> dict:
             "raw_event_bytes": raw / events,
             "body_bytes": sum(bodies) / max(1, len(bodies)),
             "fresh": fresh,
+            "fresh_full": fresh_full,
             "later": later,
             "backend": backend,
         }
@@ -301,7 +321,11 @@ def report(results: list[dict]) -> None:
         f"floor: the raw event JSON {first['raw_event_bytes']:.0f} B per event; "
         f"the body as sent {first['body_bytes']:.0f} B per delivery"
     )
-    for moment, title in (("fresh", "every delivery succeeded"), ("later", "8 days later, after the prune")):
+    moments = [("fresh", "every delivery succeeded")]
+    if first.get("fresh_full"):
+        moments += [("fresh_full", "the same, after VACUUM FULL (live rows only)")]
+    later = "8 days later, after the prune" + (" and VACUUM FULL" if first.get("fresh_full") else "")
+    for moment, title in [*moments, ("later", later)]:
         print(f"\n{title}: bytes per event (per delivery)")
         names = sorted({name for r in results for name in r[moment]})
         header = "| table | " + " | ".join(r["code"] for r in results) + " |"
@@ -313,9 +337,7 @@ def report(results: list[dict]) -> None:
                 value = r[moment].get(name)
                 cells.append("—" if value is None else f"{value / events:,.0f} ({value / deliveries:,.0f})")
             print(f"| {name} | " + " | ".join(cells) + " |")
-        totals = [
-            sum(v for k, v in r[moment].items() if not k.startswith("(")) for r in results
-        ]
+        totals = [sum(v for k, v in r[moment].items() if not k.startswith("(") and " · " not in k) for r in results]
         print("| **tables in all** | " + " | ".join(f"**{t / events:,.0f}** ({t / deliveries:,.0f})" for t in totals) + " |")
 
 

@@ -253,3 +253,15 @@ def test_the_migration_empties_the_bodies_kept_per_delivery(tmp_path):
         migrations.downgrade("vigil_gateway", url, "0013")
     finally:
         databases.drop_all()
+
+
+def test_with_a_body_retention_of_zero_no_body_is_kept_and_deliveries_go_on(
+    local_app, client, auth, runtime, receiver, db
+):
+    runtime.hooks = dataclasses.replace(LOCAL, body_retention_days=0)
+    subscribe(client, auth, receiver.url)
+    subscribe(client, auth, receiver.url)
+    runtime.receive(message())
+    assert deliver_all(runtime) == ["succeeded"] * 2
+    assert len(receiver.received) == 2
+    assert bodies(db) == [] and set(body_ids(db).values()) == {None}

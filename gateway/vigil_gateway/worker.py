@@ -755,6 +755,7 @@ class WebhookRuntime:
         wanted_events = {rows[d].event_id for d, _ in candidates}
         events = {e.event_id: e for e in session.execute(*_select_events(pg, wanted_events))} if candidates else {}
         digests: dict[str, str] = {}  # body: its digest, the key it is kept under (webhook_bodies)
+        keep_bodies = self.hooks.body_retention_days > 0  # 0: no body is kept, the delivery log only
         sealed: dict[str, bytes] = {}  # digest: the body compressed and encrypted
         keys: dict[int, list[bytes]] = {}  # subscription: its signing keys, for this claim only
         owned = {
@@ -789,14 +790,14 @@ class WebhookRuntime:
             if body is None:
                 plan.append((delivery_id, token, "skipped", None))  # not the owner's to read
                 continue
-            if body not in digests:
+            if body not in digests and keep_bodies:
                 digest = digests[body] = webhooks.body_digest(self.cipher, body)
                 sealed[digest] = webhooks.seal_body(self.cipher, body)
             if subscription.id not in keys:  # decrypted once per claim, kept no longer
                 keys[subscription.id] = webhooks.signing_keys(webhooks.signing_secrets(subscription, self.cipher, now))
             headers = webhooks.sign_with_keys(keys[subscription.id], row.event_id, now, body)
             prepared[delivery_id] = (token + 1, subscription.id, subscription.url, body, headers)
-            plan.append((delivery_id, token, "pending", digests[body]))
+            plan.append((delivery_id, token, "pending", digests.get(body)))
         kept = _keep_bodies(session, pg, sealed, now)
         claimed = _claim_rows(
             session,
