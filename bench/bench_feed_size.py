@@ -104,7 +104,12 @@ class Reader:
             return {
                 "items": [
                     {"request_id": "req-1", "field": "city", "old_value": "Ottawa", "new_value": "Kanata"},
-                    {"request_id": "req-1", "field": "phone", "old_value": "+1 613 555 0100", "new_value": "+1 613 555 0142"},
+                    {
+                        "request_id": "req-1",
+                        "field": "phone",
+                        "old_value": "+1 613 555 0100",
+                        "new_value": "+1 613 555 0142",
+                    },
                 ]
             }
         if path == "/api/v1/properties":
@@ -175,7 +180,9 @@ def sizes(db, full: bool = False) -> dict[str, int]:
                 found[f"{table} · {name}"] = int(size)
         conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))  # the file as it is once the WAL is in it
         page = conn.scalar(text("PRAGMA page_size"))
-        found["(file: pages in use)"] = (conn.scalar(text("PRAGMA page_count")) - conn.scalar(text("PRAGMA freelist_count"))) * page
+        found["(file: pages in use)"] = (
+            conn.scalar(text("PRAGMA page_count")) - conn.scalar(text("PRAGMA freelist_count"))
+        ) * page
         found["(file: free pages)"] = conn.scalar(text("PRAGMA freelist_count")) * page
         found["(file on disk)"] = os.path.getsize(db.engine.url.database)
         return found
@@ -338,7 +345,11 @@ def report(results: list[dict]) -> None:
                 cells.append("—" if value is None else f"{value / events:,.0f} ({value / deliveries:,.0f})")
             print(f"| {name} | " + " | ".join(cells) + " |")
         totals = [sum(v for k, v in r[moment].items() if not k.startswith("(") and " · " not in k) for r in results]
-        print("| **tables in all** | " + " | ".join(f"**{t / events:,.0f}** ({t / deliveries:,.0f})" for t in totals) + " |")
+        print(
+            "| **tables in all** | "
+            + " | ".join(f"**{t / events:,.0f}** ({t / deliveries:,.0f})" for t in totals)
+            + " |"
+        )
 
 
 def main() -> None:

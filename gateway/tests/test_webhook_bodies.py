@@ -11,14 +11,44 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from test_webhooks import LOCAL, Reader, Receiver, message, subscribe
 
-from test_webhooks import LOCAL, Reader, local_app, message, receiver, runtime, subscribe  # noqa: F401 - fixtures
 from vigil_gateway import webhooks
 from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookBody, WebhookDelivery
 from vigil_gateway.worker import WebhookRuntime
 from vigil_shared import migrations
 from vigil_shared.db import Database
 from vigil_shared.testing import TestDatabases
+
+
+@pytest.fixture
+def receiver():
+    running = Receiver()
+    yield running
+    running.server.shutdown()
+    running.server.server_close()
+
+
+@pytest.fixture
+def local_app(app):
+    app.extensions["vigil_gateway_webhooks"] = LOCAL
+    yield app
+    app.extensions.pop("vigil_gateway_webhooks", None)
+
+
+@pytest.fixture
+def runtime(settings, db):
+    """The worker's runtime, its deliveries' (id, attempt) pairs collected in ``sent`` as they are made."""
+    sent: list[tuple[int, int]] = []
+    hooks = WebhookRuntime(
+        settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
+    )  # type: ignore[arg-type]
+    hooks.enqueue_many = lambda pairs: sent.extend(pairs)  # type: ignore[method-assign]
+    hooks.enqueue = lambda delivery_id, token: sent.append((delivery_id, token))  # type: ignore[method-assign]
+    hooks.sent = sent  # type: ignore[attr-defined]
+    yield hooks
+    if hooks._senders is not None:
+        hooks._senders.shutdown(wait=True)
 
 
 class ByOwnerReader(Reader):
@@ -190,8 +220,11 @@ def sqlite_gateway(tmp_path, settings):
     url = databases.url_for("gateway_pages")
     migrations.upgrade("vigil_gateway", url)
     database = Database(url)
-    yield database, WebhookRuntime(
-        settings=settings, hooks=LOCAL, db=database, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
+    yield (
+        database,
+        WebhookRuntime(
+            settings=settings, hooks=LOCAL, db=database, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
+        ),
     )  # type: ignore[arg-type]
     database.dispose()
     databases.drop_all()

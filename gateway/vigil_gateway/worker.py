@@ -291,7 +291,9 @@ def _keep_bodies(session, pg: bool, sealed: dict[str, bytes], now) -> dict[str, 
         sqlite_insert(WebhookBody).on_conflict_do_nothing(index_elements=["digest"]),
         [{"digest": digest, "sealed": sealed[digest], "created_at": now} for digest in digests],
     )
-    return dict(session.execute(select(WebhookBody.digest, WebhookBody.id).where(WebhookBody.digest.in_(digests))).all())
+    return dict(
+        session.execute(select(WebhookBody.digest, WebhookBody.id).where(WebhookBody.digest.in_(digests))).all()
+    )
 
 
 def _claim_rows(session, pg: bool, plan: list[tuple[int, int, str, int | None]], now, due) -> set[int]:

@@ -10,8 +10,11 @@
 - On SQLite the file is rebuilt once with ``auto_vacuum = INCREMENTAL`` (``VACUUM``, outside the
   migration's transaction; it needs the file's size again in free disk space for a moment): from then on
   the worker's prune hands the pages it freed back to the file system (``PRAGMA incremental_vacuum``),
-  where before the file only grew.
+  where before the file only grew. If another process holds the file meanwhile, the rebuild is left
+  (a warning says how to run it with Vigil stopped) and the file behaves as before until then.
 """
+
+import logging
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,6 +23,8 @@ from vigil_shared.db import UTCDateTime
 
 revision = "0014"
 down_revision = "0013"
+
+log = logging.getLogger("alembic.runtime.migration")
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -42,7 +47,14 @@ def upgrade() -> None:
     if bind.dialect.name == "sqlite" and bind.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:
         with op.get_context().autocommit_block():
             bind.exec_driver_sql("PRAGMA auto_vacuum = INCREMENTAL")
-            bind.exec_driver_sql("VACUUM")
+            try:
+                bind.exec_driver_sql("VACUUM")
+            except sa.exc.OperationalError as exc:  # another process holds the file: the schema is what counts
+                log.warning(
+                    "gateway database not rebuilt with auto_vacuum=INCREMENTAL (%s); with Vigil stopped run: "
+                    "sqlite3 <gateway.db> 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'",
+                    exc.orig,
+                )
 
 
 def downgrade() -> None:
