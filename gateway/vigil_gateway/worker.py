@@ -127,7 +127,7 @@ _PG_CLAIM = text(
 _PG_KEEP_BODIES = text(
     "INSERT INTO webhook_bodies (digest, sealed, created_at) SELECT v.digest, decode(v.sealed, 'base64'), :now "
     "FROM unnest(CAST(:digests AS text[]), CAST(:sealed AS text[])) AS v(digest, sealed) "
-    "ON CONFLICT (digest) DO NOTHING"
+    "ORDER BY v.digest ON CONFLICT (digest) DO NOTHING"
 )
 _PG_BODY_IDS = text("SELECT digest, id FROM webhook_bodies WHERE digest = ANY(CAST(:digests AS text[]))")
 _CLAIM_ONE = (
@@ -273,10 +273,13 @@ def _select_events(pg: bool, event_ids: set[str]) -> tuple[Any, ...]:
 
 def _keep_bodies(session, pg: bool, sealed: dict[str, bytes], now) -> dict[str, int]:
     """Keeps each (digest: sealed body) not kept yet, in one statement (one per body on SQLite); returns
-    every digest's row id. A body another claimer keeps at the same moment is found, not kept twice."""
+    every digest's row id. A body another claimer keeps at the same moment is found, not kept twice; in
+    the digests' order, so two claimers keeping the same bodies wait for each other in one order (never
+    a deadlock). A body the prune dropped between the two statements is missing (the delivery is sent
+    anyway, naming none)."""
     if not sealed:
         return {}
-    digests = list(sealed)
+    digests = sorted(sealed)
     if pg:
         session.execute(
             _PG_KEEP_BODIES,
@@ -804,7 +807,7 @@ class WebhookRuntime:
         claimed = _claim_rows(
             session,
             pg,
-            [(d, t, status, kept[digest] if digest is not None else None) for d, t, status, digest in plan],
+            [(d, t, status, kept.get(digest) if digest is not None else None) for d, t, status, digest in plan],
             now,
             now + webhooks.lease(self.hooks),
         )
