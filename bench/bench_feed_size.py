@@ -190,7 +190,7 @@ def sizes(db, full: bool = False) -> dict[str, int]:
 
 def measure(events: int, subscriptions: int, backend: str) -> dict:
     """One run on a fresh database with this process's ``vigil_gateway``; the figures as a dict."""
-    from sqlalchemy import select, text, update  # noqa: PLC0415
+    from sqlalchemy import select, text  # noqa: PLC0415
 
     from vigil_gateway import webhooks  # noqa: PLC0415
     from vigil_gateway import worker as worker_module  # noqa: PLC0415
@@ -275,7 +275,6 @@ def measure(events: int, subscriptions: int, backend: str) -> dict:
                     continue
                 values = {c: datetime.now(UTC) - back for c in columns}
                 conn.execute(text(f"UPDATE {table} SET " + ", ".join(f"{c} = :{c}" for c in columns)), values)
-        del update
         runtime.prune()
         later = sizes(db, full=backend == "postgres")
         db.dispose()

@@ -716,8 +716,9 @@ class WebhookRuntime:
         ``cancelled``, ``skipped``, ``deferred``) and the sends (delivery, attempt number, subscription,
         URL, body, headers).
 
-        The bodies are built first for the deliveries that look claimable, then one statement claims
-        them all and stores each one's body and end (pending, ``skipped``, ``cancelled``) only where the
+        The bodies are built first for the deliveries that look claimable and each distinct one kept once
+        (:func:`_keep_bodies`), then one statement claims them all and stores each one's body id and end
+        (pending, ``skipped``, ``cancelled``) only where the
         attempt count is still ``token`` and the row pending (:func:`_claim_rows`): a second copy of a
         task, or another process, claims none of them twice, and one new row version per delivery, not
         three (claim, body, end), is what PostgreSQL writes."""
