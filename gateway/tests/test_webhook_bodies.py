@@ -17,6 +17,7 @@ from vigil_gateway import webhooks
 from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookBody, WebhookDelivery
 from vigil_gateway.worker import WebhookRuntime
 from vigil_shared import migrations
+from vigil_shared.config import ConfigError
 from vigil_shared.db import Database
 from vigil_shared.testing import TestDatabases, choose_backend
 
@@ -303,3 +304,12 @@ def test_with_a_body_retention_of_zero_no_body_is_kept_and_deliveries_go_on(
     assert deliver_all(runtime) == ["succeeded"] * 2
     assert len(receiver.received) == 2
     assert bodies(db) == [] and set(body_ids(db).values()) == {None}
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "99999"])
+def test_a_body_retention_that_is_not_a_number_of_days_is_refused_at_start(monkeypatch, value):
+    monkeypatch.setenv("VIGIL_WEBHOOK_BODY_RETENTION_DAYS", value)
+    with pytest.raises(ConfigError, match="VIGIL_WEBHOOK_BODY_RETENTION_DAYS"):
+        webhooks.WebhookSettings.from_env()
+    monkeypatch.setenv("VIGIL_WEBHOOK_BODY_RETENTION_DAYS", "0.5")
+    assert webhooks.WebhookSettings.from_env().body_retention_days == 0.5

@@ -81,6 +81,9 @@ class WebhookSettings:
             )
         except ValueError as exc:
             raise ConfigError(f"webhook settings: {exc}") from exc
+        body_retention_days = env_float("VIGIL_WEBHOOK_BODY_RETENTION_DAYS", 7)
+        if not 0 <= body_retention_days <= 3650:  # NaN included
+            raise ConfigError("VIGIL_WEBHOOK_BODY_RETENTION_DAYS must be a number of days from 0 to 3650")
         return cls(
             schedule=schedule,
             disable_after=env_float("VIGIL_WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600.0),
@@ -89,7 +92,7 @@ class WebhookSettings:
             sweep_interval=env_float("VIGIL_WEBHOOK_SWEEP_INTERVAL", 1.0),
             concurrency=int(env_float("VIGIL_WEBHOOK_CONCURRENCY", 8)),
             feed_retention_days=int(env_float("VIGIL_FEED_RETENTION_DAYS", 30)),
-            body_retention_days=env_float("VIGIL_WEBHOOK_BODY_RETENTION_DAYS", 7),
+            body_retention_days=body_retention_days,
         )
 
 
