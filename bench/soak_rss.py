@@ -1,6 +1,6 @@
 """Memory of the web processes under sustained load on the embedded default (``make run``'s shape).
 
-    .venv/bin/python bench/soak_rss.py [--minutes 10] [--clients 8] [--sample 20] [--probe]
+    .venv/bin/python bench/soak_rss.py [--minutes 10] [--clients 8] [--sample 20] [--idle 45] [--probe]
         [--tracemalloc] [--env NAME=VALUE ...] [--out /tmp/soak.jsonl] [--trim]
 
 Starts a Vigil of its own (the runner's ``Stack`` on free ports, SQLite databases and broker, as
@@ -23,7 +23,9 @@ process to ``malloc_trim(0)`` once the load has stopped: what glibc kept free bu
 code instead: the baseline in the same sitting).
 
 Prints, per process, the RSS at the start of the load, after the first minute, at each quarter,
-at the end and idle after it, and the requests answered; the samples go to ``--out`` (JSON lines).
+at the end and idle after it (15 s and ``--idle`` seconds after: an idle web worker above
+``VIGIL_WEB_RECYCLE_RSS_MB`` hands its place to a fresh one after ``VIGIL_WEB_RECYCLE_IDLE_SECONDS``),
+and the requests answered; the samples go to ``--out`` (JSON lines).
 """
 
 from __future__ import annotations
@@ -371,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--sample", type=float, default=20.0, help="seconds between samples")
+    parser.add_argument(
+        "--idle", type=float, default=45.0, help="seconds idle after the load before the last sample (15 and this)"
+    )
     parser.add_argument("--probe", action="store_true", help="in-process figures (bench/memprobe)")
     parser.add_argument("--tracemalloc", action="store_true", help="with --probe: tracemalloc in forked workers")
     parser.add_argument("--trim", action="store_true", help="with --probe: malloc_trim(0) in every process at the end")
@@ -425,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
             load.stop()
             time.sleep(15)
             history.append(sample(stack, "idle after", started, load, out))
+            if args.idle > 15:  # an idle web worker above its ceiling is replaced after VIGIL_WEB_RECYCLE_IDLE_SECONDS
+                time.sleep(args.idle - 15)
+                history.append(sample(stack, f"idle {args.idle:g}s", started, load, out))
             if args.probe and args.trim:
                 (probe_dir / "trim").write_text("1")
                 time.sleep(5)

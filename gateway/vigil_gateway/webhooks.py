@@ -41,10 +41,11 @@ from .models import ApiKey, FeedEvent, Integration, RecordLocation, User, Webhoo
 log = logging.getLogger("vigil.webhooks")
 
 SECRET_PREFIX = "whsec_"
-# The events a subscription can receive: those about a customer or a property, sent with the record as
-# the owner reads it (build_payload). Invoices, payments, credit checks and operations have no payload
-# built for them: such a type is refused when subscribing, never accepted and then always skipped.
-DELIVERED_KINDS = ("customer", "property")
+# The events a subscription can receive: those about a customer, a property, an invoice, a payment or a
+# credit check / ADT PreCheck, each sent with the record as the owner reads it (build_payload).
+# Operations (``operation.step_done``, the archive saga's internal reports) have no payload built for
+# them: such a type is refused when subscribing, never accepted and then always skipped.
+DELIVERED_KINDS = ("customer", "property", "invoice", "payment", "credit")
 EVENT_TYPES = frozenset(event_type for event_type, _ in CONTRACTS if event_type.partition(".")[0] in DELIVERED_KINDS)
 # About three days: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h and seven times 10 h.
 DEFAULT_SCHEDULE = (5, 300, 1800, 7200, 18000, *(36000,) * 7)
@@ -484,7 +485,24 @@ def without_confidential(identity: Identity) -> Identity:
 
 # --- payloads ------------------------------------------------------------------------------------
 
-VIEW_PERMISSION = {"customer": "customers.view", "property": "properties.view"}
+# The right that reads each kind's records at their customer's location, as each service's read API asks
+# for it: ``billing.view`` for invoices and payments, ``credit.view`` for credit checks and PreChecks
+# (their score, grade, transaction id and reason are the Credit tab's, never shown without it).
+VIEW_PERMISSION = {
+    "customer": "customers.view",
+    "property": "properties.view",
+    "invoice": "billing.view",
+    "payment": "billing.view",
+    "credit": "credit.view",
+}
+# The record each billing or credit event is about: (service, path of its single read, id in the event,
+# key of the record in ``data``). A PreCheck has no single read: see :func:`_precheck`.
+RECORD_READS: dict[str, tuple[str, str, str, str]] = {
+    "invoice": ("billing", "/api/v1/invoices/{}", "invoice_id", "invoice"),
+    "payment": ("billing", "/api/v1/payments/{}", "payment_id", "payment"),
+    "credit.check_requested": ("credit", "/api/v1/credit-checks/{}", "check_id", "credit_check"),
+    "credit.check_applied": ("credit", "/api/v1/credit-checks/{}", "check_id", "credit_check"),
+}
 
 
 def visible(identity: Identity, event_type: str, location_id: int | None) -> bool:
@@ -661,9 +679,69 @@ def build_payload(event: FeedEvent, identity: Identity, reader: ServiceReader) -
         data["property"] = record
         if "changed" in data:
             data["changed"] = [name for name in data["changed"] if name in record]
+    elif kind in ("invoice", "payment", "credit"):
+        if not _billing_or_credit(event, data, reading, reader):
+            return None
     else:
         return None
     return {"id": event.event_id, "type": event.type, "timestamp": iso(event.occurred_at), "data": data}
+
+
+def _billing_or_credit(event: FeedEvent, data: dict[str, Any], reading: Identity, reader: ServiceReader) -> bool:
+    """Adds to ``data`` the invoice, payment (with its billing method), credit check or PreCheck the event
+    is about, as the owner reads it now through the billing or credit service's own read (its rights at
+    the customer's location now, its masks: a billing method shows its last four digits only); False
+    when the owner may not read it (another office, no ``billing.view`` / ``credit.view``) or it is gone.
+
+    The service decides, as for customers and properties. A credit check's result (score, grade,
+    transaction id, reason, and the score and tracking number ``credit.check_applied`` carries) is the
+    Credit tab's: besides the credit service's answer (it reads a check only to ``credit.view``), an
+    owner holding ``credit.view`` nowhere is never sent a credit event, whatever a service answers."""
+    kind = event.type.partition(".")[0]
+    if not reading.can_anywhere(VIEW_PERMISSION[kind]):
+        return False
+    if event.type == "credit.precheck_requested":
+        record, key = _precheck(data, reading, reader), "precheck"
+    else:
+        service, path, id_field, key = RECORD_READS.get(event.type) or RECORD_READS[kind]
+        record = reader.get(service, path.format(int(data[id_field])), reading)
+    if not isinstance(record, dict):
+        return False
+    if kind == "payment":
+        method_id = record.get("billing_method_id")
+        method = (
+            reader.get("billing", f"/api/v1/billing-methods/{int(method_id)}", reading)
+            if isinstance(method_id, int)
+            else None
+        )
+        record = record | {"billing_method": _masked_method(method)}
+    data[key] = record
+    return True
+
+
+def _precheck(data: dict[str, Any], identity: Identity, reader: ServiceReader) -> dict[str, Any] | None:
+    """The PreCheck ``data`` names, from its customer's PreCheck history (the credit service's read)."""
+    found = reader.get("credit", f"/api/v1/customers/{int(data['customer_id'])}/precheck", identity)
+    history = found.get("history") if isinstance(found, dict) else None
+    for item in history if isinstance(history, list) else []:
+        if isinstance(item, dict) and item.get("id") == data.get("precheck_id"):
+            return item
+    return None
+
+
+# A billing method as the billing API shows it: brand, last four, expiry and holder, never a number.
+METHOD_FIELDS = ("id", "customer_id", "location_id", "kind", "brand", "last4", "exp_month", "exp_year", "holder")
+
+
+def _masked_method(method: Any) -> dict[str, Any] | None:
+    """The billing method the billing API answered (None when removed or not readable), its fields only;
+    ``last4`` is the last four characters whatever came (a longer value is never passed on)."""
+    if not isinstance(method, dict):
+        return None
+    shown = {name: method.get(name) for name in METHOD_FIELDS if name in method}
+    if shown.get("last4") is not None:
+        shown["last4"] = str(shown["last4"])[-4:]
+    return shown
 
 
 def _customer_changes(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil_shared.gunicorn_worker import IdleTrim, _glibc
+from vigil_shared.gunicorn_worker import IdleRecycle, IdleTrim, _glibc
 
 APP = textwrap.dedent(
     """
@@ -273,3 +273,74 @@ def test_idle_trim_trims_once_per_idle_spell_after_serving() -> None:
     assert not trim.tick(203.0)
     assert trim.tick(204.5)
     assert len(calls) == 2
+
+
+PID_APP = textwrap.dedent(
+    """
+    import os, time
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            time.sleep(1.5)
+        body = str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+    """
+)
+
+
+def _recycling(rss_mb: int, idle_seconds: float) -> str:
+    """A settings file giving the worker class an :class:`IdleRecycle` ceiling and idle spell."""
+    return (
+        "import vigil_shared.gunicorn_worker as w\n"
+        f"w.ProblemThreadWorker.recycle_rss_mb = {rss_mb}\n"
+        f"w.ProblemThreadWorker.recycle_idle_seconds = {idle_seconds}\n"
+    )
+
+
+def _serving_pid_changes(port: int, first: str, within: float) -> str | None:
+    """The pid answering once it is not ``first`` (every answer a 200 meanwhile), or None. Asks every
+    1.5 s: long enough for the worker to be idle (0.5 s) and to look (at least once a second)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        time.sleep(1.5)
+        pid = _get(port, "/")  # asserts a 200: a request is never refused while the worker changes
+        if pid != first:
+            return pid
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="resident memory is read from /proc")
+def test_an_idle_worker_above_its_memory_ceiling_hands_its_place_to_a_fresh_one(tmp_path: Path) -> None:
+    with _gunicorn(tmp_path, PID_APP, threads=2, settings=_recycling(1, 0.5)) as port:
+        first = _get(port, "/")
+        fresh = _serving_pid_changes(port, first, within=20)
+        assert fresh is not None and fresh != first
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="resident memory is read from /proc")
+def test_a_worker_is_never_replaced_with_a_request_in_progress_nor_below_its_ceiling(tmp_path: Path) -> None:
+    with _gunicorn(tmp_path, PID_APP, threads=2, settings=_recycling(1, 0.5)) as port:
+        first = _get(port, "/")
+        assert _get(port, "/slow") == first  # idle 0.5 s long before it ends: answered by the same worker
+    with _gunicorn(tmp_path, PID_APP, threads=2, settings=_recycling(100_000, 0.3)) as port:
+        first = _get(port, "/")
+        assert _serving_pid_changes(port, first, within=3) is None
+
+
+def test_idle_recycle_checks_memory_once_per_idle_spell_and_never_while_busy() -> None:
+    resident = [200]
+    recycle = IdleRecycle(lambda: resident[0], ceiling=100, idle_seconds=30.0)
+    assert not recycle.tick(100.0, busy=False)  # nothing served since start
+    recycle.served(100.0)
+    assert not recycle.tick(129.0, busy=False)  # idle 29 s
+    assert not recycle.tick(131.0, busy=True)  # a request in progress
+    assert recycle.tick(131.0, busy=False) and recycle.found == 200
+    assert not recycle.tick(500.0, busy=False)  # checked once per idle spell
+    resident[0] = 50
+    recycle.served(600.0)
+    assert not recycle.tick(631.0, busy=False)  # below the ceiling
+    resident[0] = 200
+    assert not recycle.tick(700.0, busy=False)  # not checked again until something is served
+    unknown = IdleRecycle(lambda: None, ceiling=100, idle_seconds=1.0)
+    unknown.served(0.0)
+    assert not unknown.tick(5.0, busy=False)  # no resident figure: never

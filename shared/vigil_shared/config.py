@@ -151,6 +151,10 @@ SETTINGS: list[Setting] = [
             gunicorn worker processes per HTTP service.
         VIGIL_WEB_THREADS = 8
             Threads per gunicorn worker.
+        VIGIL_WEB_RECYCLE_RSS_MB = 80
+            A web worker idle with more than this many MB resident hands its place to a fresh one (0: never).
+        VIGIL_WEB_RECYCLE_IDLE_SECONDS = 30
+            Seconds a web worker must have been idle before that check.
         VIGIL_WORKER_CONCURRENCY = 1
             Celery worker processes per service (on the embedded broker, 1 runs each task in the worker itself);
             the credit worker is a pool of VIGIL_CREDIT_WORKER_THREADS threads instead.
@@ -321,6 +325,12 @@ def service_url(service: str) -> str:
     return env(f"VIGIL_{service.upper()}_URL", f"http://127.0.0.1:{port}").rstrip("/")
 
 
+# An idle web worker holding more than this many MB resident hands its place to a fresh one (0: never),
+# after this many seconds without a request (vigil_shared.gunicorn_worker.IdleRecycle).
+WEB_RECYCLE_RSS_MB = 80
+WEB_RECYCLE_IDLE_SECONDS = 30.0
+
+
 @dataclass(frozen=True)
 class Settings:
     """What one process (a service or the gateway) needs to run."""
@@ -338,6 +348,8 @@ class Settings:
     bind_host: str
     web_workers: int
     web_threads: int
+    web_recycle_rss_mb: int
+    web_recycle_idle_seconds: float
     worker_concurrency: int
     relay_interval: float
     max_body_bytes: int
@@ -375,6 +387,8 @@ class Settings:
             bind_host=env("VIGIL_BIND_HOST", "127.0.0.1"),
             web_workers=env_int("VIGIL_WEB_WORKERS", 1),
             web_threads=env_int("VIGIL_WEB_THREADS", 8),
+            web_recycle_rss_mb=env_int("VIGIL_WEB_RECYCLE_RSS_MB", WEB_RECYCLE_RSS_MB),
+            web_recycle_idle_seconds=env_float("VIGIL_WEB_RECYCLE_IDLE_SECONDS", WEB_RECYCLE_IDLE_SECONDS),
             worker_concurrency=env_int("VIGIL_WORKER_CONCURRENCY", 1),
             relay_interval=env_float("VIGIL_RELAY_INTERVAL", 0.2),
             max_body_bytes=env_int("VIGIL_MAX_BODY_BYTES", 1024 * 1024),

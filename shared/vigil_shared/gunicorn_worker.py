@@ -9,17 +9,21 @@ It also beats its heartbeat at most once a second (:data:`HEARTBEAT_SECONDS`) in
 of its event loop, and a thread that answered on a kept-alive connection waits a moment for that
 connection's next request itself (:data:`LINGER_MS`) instead of handing it back to the event loop.
 
-And it keeps its memory from growing under load (:func:`limit_malloc_arenas`, :class:`IdleTrim`).
+And it keeps its memory from growing under load (:func:`limit_malloc_arenas`, :class:`IdleTrim`), and
+hands its place to a fresh worker once idle when its memory stayed high anyway (:class:`IdleRecycle`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
 from ssl import SSLError
 from typing import Any
@@ -28,7 +32,10 @@ from gunicorn import glogging, util
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import ThreadWorker
 
+from .config import WEB_RECYCLE_IDLE_SECONDS, WEB_RECYCLE_RSS_MB
 from .errors import PROBLEM_JSON
+
+log = logging.getLogger("vigil.web")
 
 
 class JsonGunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no type information
@@ -147,11 +154,68 @@ class IdleTrim:
         return True
 
 
+def resident_bytes() -> int | None:
+    """This process's resident memory (RSS, as ``ps`` and the idle RSS target count it); None where
+    ``/proc`` has no ``statm``."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class IdleRecycle:
+    """When a worker hands its place to a fresh one: once it has been idle ``idle_seconds`` after serving,
+    nothing in progress, with more than ``ceiling`` bytes resident. Checked once per idle spell.
+
+    What a burst of varied requests leaves behind stays resident after the idle trim (:class:`IdleTrim`):
+    statement caches, Python's object arenas, which it returns only when wholly empty, and malloc's
+    pieces between them. After a sustained mix of customer requests the customer web worker idled at
+    115-135 MB where a fresh one holds 62 (``bench/soak_rss.py``; see docs/performance.md). As uWSGI's
+    ``reload-on-rss`` does, the worker then stops taking connections and ends once its own are done
+    (gunicorn's graceful stop, as after ``max_requests``), and the arbiter forks a fresh one: the socket
+    stays open, so a request arriving meanwhile waits for it instead of being refused. Never under
+    load, never with a request in progress: only the first request after a long idle spell may pay a
+    fresh worker's first statements.
+    """
+
+    def __init__(self, resident: Callable[[], int | None], ceiling: int, idle_seconds: float) -> None:
+        self.resident = resident
+        self.ceiling = ceiling
+        self.idle_seconds = idle_seconds
+        self.last_served: float | None = None  # when the last request was answered, None: checked since
+        self.found: int | None = None  # the resident bytes that made the last check due
+
+    def served(self, now: float) -> None:
+        self.last_served = now
+
+    def tick(self, now: float, busy: bool) -> bool:
+        """Whether the worker should hand its place over now (checks its memory once per idle spell)."""
+        last = self.last_served
+        if busy or last is None or now - last < self.idle_seconds:
+            return False
+        self.last_served = None
+        self.found = self.resident()
+        return self.found is not None and self.found > self.ceiling
+
+
 class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type information
     """gthread, with problem+json refusals (set as ``worker_class`` by ``runtime.run_gunicorn``)."""
 
     _last_beat = float("-inf")
     _idle_trim: IdleTrim | None = None
+    _idle_recycle: IdleRecycle | None = None
+    alive: bool  # gunicorn's: the worker serves while it is true
+    _in_progress = 0  # requests being handled (``handle``), under ``_in_progress_lock``
+    # resident memory above which an idle worker hands its place to a fresh one (0: never), and after
+    # how long idle; ``run_gunicorn`` sets them from the process's settings (VIGIL_WEB_RECYCLE_*)
+    recycle_rss_mb: int = WEB_RECYCLE_RSS_MB
+    recycle_idle_seconds: float = WEB_RECYCLE_IDLE_SECONDS
+
+    @classmethod
+    def recycling(cls, rss_mb: int, idle_seconds: float) -> type[ProblemThreadWorker]:
+        """This worker class with the given :class:`IdleRecycle` ceiling and idle spell."""
+        return type(cls.__name__, (cls,), {"recycle_rss_mb": rss_mb, "recycle_idle_seconds": idle_seconds})
 
     def init_process(self) -> None:
         """Limits the malloc arenas before any thread starts, then serves (gthread's own start)."""
@@ -159,19 +223,36 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         libc = _glibc()
         if libc is not None:
             self._idle_trim = IdleTrim(lambda: libc.malloc_trim(0))
+        if self.recycle_rss_mb > 0 and resident_bytes() is not None:
+            self._idle_recycle = IdleRecycle(
+                resident_bytes, self.recycle_rss_mb * 1024 * 1024, self.recycle_idle_seconds
+            )
+        self._in_progress = 0
+        self._in_progress_lock = threading.Lock()
         super().init_process()
 
     def notify(self) -> None:
         """The heartbeat (a system call setting a file's times, which the arbiter reads) at most once a
         second. gthread beats on every turn of its event loop, which turns twice for each request on a
         kept-alive connection; gunicorn asks for one beat within its timeout. The event loop turns at
-        least once a second when idle, so this is also where freed memory is given back when due."""
+        least once a second when idle, so this is also where freed memory is given back when due, and
+        where an idle worker still holding too much hands its place over (:class:`IdleRecycle`)."""
         now = time.monotonic()
         if now - self._last_beat >= HEARTBEAT_SECONDS:
             self._last_beat = now
             super().notify()
         if self._idle_trim is not None:
             self._idle_trim.tick(now)
+        recycle = self._idle_recycle
+        if recycle is not None and self.alive and recycle.tick(now, busy=self._in_progress > 0):
+            log.info(
+                "web worker handing its place to a fresh one: %.1f MB resident after %.0f s idle, above "
+                "VIGIL_WEB_RECYCLE_RSS_MB=%d",
+                (recycle.found or 0) / 1024 / 1024,
+                recycle.idle_seconds,
+                self.recycle_rss_mb,
+            )
+            self.alive = False  # gthread's graceful stop; the arbiter forks the next worker
 
     def handle(self, conn: Any) -> Any:
         """gthread's handling of one request, then of the connection's next ones while they come soon.
@@ -185,11 +266,20 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         thread stops waiting as soon as the worker holds more connections than threads, and a wait
         lasts at most :data:`LINGER_MS`, so a new connection waits no longer than that for a thread.
         """
-        outcome = super().handle(conn)
-        while outcome is True and self._next_request_comes(conn):
+        with self._in_progress_lock:
+            self._in_progress += 1
+        try:
             outcome = super().handle(conn)
-        if self._idle_trim is not None:
-            self._idle_trim.served(time.monotonic())
+            while outcome is True and self._next_request_comes(conn):
+                outcome = super().handle(conn)
+        finally:
+            with self._in_progress_lock:
+                self._in_progress -= 1
+            now = time.monotonic()
+            if self._idle_trim is not None:
+                self._idle_trim.served(now)
+            if self._idle_recycle is not None:
+                self._idle_recycle.served(now)
         return outcome
 
     def _next_request_comes(self, conn: Any) -> bool:

@@ -90,7 +90,9 @@ def run_gunicorn(app_factory: Callable[[], Flask], settings: Settings) -> None:
                 "bind": f"{settings.bind_host}:{settings.port}",
                 "workers": settings.web_workers,
                 "threads": settings.web_threads,
-                "worker_class": ProblemThreadWorker,
+                "worker_class": ProblemThreadWorker.recycling(
+                    settings.web_recycle_rss_mb, settings.web_recycle_idle_seconds
+                ),
                 "accesslog": None,  # the app logs one JSON line per request itself
                 "errorlog": "-",
                 "logger_class": JsonGunicornLogger,  # gunicorn's own lines as JSON lines too

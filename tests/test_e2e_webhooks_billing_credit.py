@@ -1,0 +1,146 @@
+"""Webhooks for billing and credit events, through the gateway: an invoice issued, a card payment charged
+at the sandbox processor and a credit check pulled from the sandbox bureau and applied reach a
+subscriber signed, each with its record as the subscription's owner reads it (the billing method's last
+four digits only, the check's score only with ``credit.view``); another office's owner, and an owner who
+runs and applies checks without ``credit.view``, get nothing they may not read."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import uuid
+
+import pytest
+from conftest import customer_body, unique_phone
+from standardwebhooks.webhooks import Webhook
+from test_e2e_at_rest import _scan_databases, _scan_files
+from test_e2e_billing import settled, tokenize
+from test_e2e_webhooks import Receiver
+
+CARD = "4242424242424242"
+TYPES = ["invoice.issued", "payment.received", "credit.check_applied"]
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    running = Receiver()
+    yield running
+    running.close()
+
+
+def subscribe(owner, receiver, path: str) -> dict:
+    response = owner.post("/api/v1/webhooks", json={"url": receiver.url(path), "event_types": TYPES})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def deliveries(gateway, subscription: dict) -> list[dict]:
+    return gateway.get(f"/api/v1/webhooks/{subscription['id']}/deliveries", params={"per_page": 100}).json()["items"]
+
+
+def test_billing_and_credit_events_are_delivered_signed_as_each_owner_reads_them(
+    stack, gateway, gateway_as, receiver, locations
+):
+    home, other = locations["home"], locations["other"]
+    reader = gateway_as(["webhooks.manage", "billing.view", "credit.view"], [home])
+    outsider = gateway_as(["webhooks.manage", "billing.view", "credit.view", "customers.view"], [other])
+    blind = gateway_as(["webhooks.manage", "billing.view", "credit.create", "credit.apply"], [home])
+    tag = uuid.uuid4().hex[:6]
+    paths = {name: f"/{name}-{tag}" for name in ("reader", "outsider", "blind")}
+    subscriptions = {
+        "reader": subscribe(reader, receiver, paths["reader"]),
+        "outsider": subscribe(outsider, receiver, paths["outsider"]),
+        "blind": subscribe(blind, receiver, paths["blind"]),
+    }
+
+    ssn = f"{random.randint(100, 665)}-{random.randint(10, 99)}-0750"  # the sandbox bureau: a hit scoring 499
+    made = gateway.post(
+        "/api/v1/customers?allow_duplicates=true",
+        json=customer_body(home, primary_phone=unique_phone(), ssn=ssn, birthdate="1975-04-12"),
+    )
+    assert made.status_code == 201, made.text
+    customer = made.json()
+    base = f"/api/v1/customers/{customer['id']}"
+    bill = gateway.post(
+        f"{base}/invoices", json={"lines": [{"description": "Monitoring", "unit_price": 3000}], "issue": True}
+    )
+    assert bill.status_code == 201, bill.text
+    card = gateway.post(f"{base}/billing-methods", json={"token": tokenize(stack, CARD)})
+    assert card.status_code == 201, card.text
+    charge = gateway.post(
+        f"{base}/payments", json={"method": "card", "amount": 3000, "billing_method_id": card.json()["id"]}
+    )
+    assert charge.status_code == 202, charge.text
+    assert settled(gateway, charge.json()["id"])["status"] == "succeeded"
+    pulled = gateway.post(f"{base}/credit-checks", json={"bureau": "equifax"})
+    assert pulled.status_code == 202, pulled.text
+    check = gateway.wait_for(
+        lambda: (c := gateway.get(f"/api/v1/credit-checks/{pulled.json()['id']}").json())["status"] == "complete" and c,
+        timeout=180,
+        what="the credit pull",
+    )
+    applied = blind.post(f"/api/v1/credit-checks/{check['id']}/apply")  # applying is not reading the result
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["score"] is None
+
+    def mine(path: str) -> dict[str, tuple[dict, dict]]:
+        found = {}
+        for request in receiver.at(path):
+            body = json.loads(request["body"])
+            if body["data"]["customer_id"] == customer["id"]:
+                found[body["type"]] = (request, body)
+        return found
+
+    received = gateway.wait_for(
+        lambda: (got := mine(paths["reader"])) and len(got) == 3 and got, timeout=120, what="the three deliveries"
+    )
+    for request, body in received.values():
+        verified = Webhook(subscriptions["reader"]["secret"]).verify(request["body"], request["headers"])
+        assert verified == body and verified["id"] == request["headers"]["webhook-id"]
+        assert ssn not in request["body"].decode() and ssn.replace("-", "") not in request["body"].decode()
+    invoice = received["invoice.issued"][1]["data"]
+    assert invoice["invoice"]["id"] == bill.json()["id"] and invoice["invoice"]["total"] == 3000
+    payment = received["payment.received"][1]["data"]["payment"]
+    assert payment["id"] == charge.json()["id"] and payment["status"] == "succeeded"
+    assert payment["billing_method"]["last4"] == "4242" and payment["billing_method"]["brand"] == "visa"
+    assert CARD not in received["payment.received"][0]["body"].decode()
+    credit = received["credit.check_applied"][1]["data"]
+    assert credit["score"] == 499 and credit["credit_check"]["grade"] == "F" and credit["credit_check"]["applied"]
+
+    # the others' deliveries of the same events end as their owners may read the records (an administrator
+    # sees every one; other tests' events are left aside)
+    event_ids = {body["id"]: body["type"] for _, body in received.values()}
+
+    def ended(name: str):
+        items = [d for d in deliveries(gateway, subscriptions[name]) if d["event_id"] in event_ids]
+        return items if len(items) == 3 and all(d["status"] != "pending" for d in items) else None
+
+    outsiders = gateway.wait_for(lambda: ended("outsider"), what="the other office's deliveries to end")
+    assert {d["status"] for d in outsiders} == {"skipped"} and mine(paths["outsider"]) == {}
+    listed = outsider.get(f"/api/v1/webhooks/{subscriptions['outsider']['id']}/deliveries").json()["items"]
+    assert not {d["event_id"] for d in listed} & set(event_ids)  # not even that they happened
+    blinds = gateway.wait_for(lambda: ended("blind"), what="the credit-blind owner's deliveries to end")
+    assert {(d["event_type"], d["status"]) for d in blinds} == {
+        ("invoice.issued", "succeeded"),
+        ("payment.received", "succeeded"),
+        ("credit.check_applied", "skipped"),
+    }
+    sent_blind = mine(paths["blind"])
+    assert sorted(sent_blind) == ["invoice.issued", "payment.received"]
+    assert not any("score" in json.dumps(body) or "credit_check" in json.dumps(body) for _, body in sent_blind.values())
+    own = blind.get(f"/api/v1/webhooks/{subscriptions['blind']['id']}/deliveries").json()["items"]
+    assert {d["event_type"] for d in own if d["event_id"] in event_ids} == {"invoice.issued", "payment.received"}
+
+    # at rest: the bodies sent are kept encrypted in the gateway's database (a marker only a body holds is
+    # not there), and neither the card number nor the customer's SSN is in any database, log or file
+    needles = {
+        "card number": re.compile(CARD.encode()),
+        "SSN": re.compile(re.escape(ssn).encode() + b"|" + ssn.replace("-", "").encode()),
+        "payload body": re.compile(rb'"billing_method": ?\{'),
+    }
+    assert needles["payload body"].search(received["payment.received"][0]["body"])  # it finds a body
+    found = _scan_databases(stack, needles) + _scan_files(
+        stack, {k: v for k, v in needles.items() if k != "payload body"}
+    )
+    assert not found, "in plaintext at rest:\n" + "\n".join(found)
