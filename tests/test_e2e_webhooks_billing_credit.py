@@ -12,7 +12,7 @@ import re
 import uuid
 
 import pytest
-from conftest import customer_body, unique_phone
+from conftest import customer_body, new_customer, unique_phone
 from standardwebhooks.webhooks import Webhook
 from test_e2e_at_rest import _scan_databases, _scan_files
 from test_e2e_billing import settled, tokenize
@@ -144,3 +144,47 @@ def test_billing_and_credit_events_are_delivered_signed_as_each_owner_reads_them
         stack, {k: v for k, v in needles.items() if k != "payload body"}
     )
     assert not found, "in plaintext at rest:\n" + "\n".join(found)
+
+
+def feed_end(caller) -> str | None:
+    """The cursor after every event the caller is listed now."""
+    cursor = None
+    while True:
+        page = caller.get("/api/v1/events", params={"limit": 500} | ({"after": cursor} if cursor else {})).json()
+        if not page["items"]:
+            return page["next_cursor"] or cursor
+        cursor = page["next_cursor"]
+
+
+def test_a_customers_billing_events_follow_it_to_another_office(gateway, gateway_as, locations):
+    """An invoice event names no location: the change feed lists it where its customer is now, where the
+    billing API reads the invoice (a move takes the billing along), so the office the customer left no
+    longer reads its totals there and the office it joined does."""
+    home, other = locations["home"], locations["other"]
+    left = gateway_as(["billing.view"], [home])
+    joined = gateway_as(["billing.view"], [other])
+    cursor = feed_end(gateway)
+    customer = new_customer(gateway, home, "Moving", "Payer")
+    bill = gateway.post(
+        f"/api/v1/customers/{customer['id']}/invoices",
+        json={"lines": [{"description": "Monitoring", "unit_price": 4321}], "issue": True},
+    )
+    assert bill.status_code == 201, bill.text
+
+    def listed(caller) -> list[dict]:
+        page = caller.get("/api/v1/events", params={"after": cursor, "types": "invoice.issued", "limit": 500})
+        assert page.status_code == 200, page.text
+        return [item for item in page.json()["items"] if item["data"]["invoice_id"] == bill.json()["id"]]
+
+    [issued] = gateway.wait_for(lambda: listed(left), timeout=60, what="the invoice in the home office's feed")
+    assert issued["data"]["total"] == 4321 and listed(joined) == []
+
+    moved = gateway.patch(f"/api/v1/customers/{customer['id']}", json={"location_id": other})
+    assert moved.status_code == 200, moved.text
+    gateway.wait_for(
+        lambda: joined.get(f"/api/v1/invoices/{bill.json()['id']}").status_code == 200,
+        what="the billing service to move the invoice",
+    )
+    gateway.wait_for(lambda: listed(joined), timeout=60, what="the invoice in the other office's feed")
+    assert listed(left) == []  # the office it left reads neither the invoice nor its total
+    assert left.get(f"/api/v1/invoices/{bill.json()['id']}").status_code == 404
