@@ -110,7 +110,7 @@ def _unsaid(person: dict[str, Any]) -> Callable[[str | None], str | None]:
 
 
 def _untold(person: dict[str, Any]) -> Callable[[str | None], str | None]:
-    """An outside system's reference (a bureau's transaction id) masked whole when it holds the subject's own
+    """An outside system's reference (a bureau's transaction id, ADT's PreCheck reference) masked whole when it holds the subject's own
     SSN or birthdate, in whatever form (as :func:`_unsaid` finds them); otherwise kept as it came, however many
     digits it has. It becomes the customer's credit tracking number, shown beside the record, and travels in
     ``credit.check_applied`` (the gateway's change feed and webhook payloads)."""
@@ -141,14 +141,16 @@ def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | No
     except customer_client.CustomerGone:
         return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
     took.lap("subject_s")
-    unsaid = _unsaid(person)
+    unsaid, untold = _unsaid(person), _untold(person)
     try:
         answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
     except BureauFailure as failure:
         return _precheck_failed(runtime, precheck_id, unsaid(failure.reason) or "")
     finally:
         del person
-    answer = dataclasses.replace(answer, reasons=[unsaid(reason) or "" for reason in answer.reasons])
+    answer = dataclasses.replace(
+        answer, reasons=[unsaid(reason) or "" for reason in answer.reasons], reference=untold(answer.reference)
+    )
     took.lap("adt_s")  # waiting for a slot included
     with runtime.db.transaction() as session:
         done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
