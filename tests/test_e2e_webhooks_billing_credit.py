@@ -12,6 +12,7 @@ import re
 import uuid
 
 import pytest
+import requests
 from conftest import customer_body, new_customer, unique_phone
 from standardwebhooks.webhooks import Webhook
 from test_e2e_at_rest import _scan_databases, _scan_files
@@ -188,3 +189,42 @@ def test_a_customers_billing_events_follow_it_to_another_office(gateway, gateway
     gateway.wait_for(lambda: listed(joined), timeout=60, what="the invoice in the other office's feed")
     assert listed(left) == []  # the office it left reads neither the invoice nor its total
     assert left.get(f"/api/v1/invoices/{bill.json()['id']}").status_code == 404
+
+
+def test_a_decline_echoing_the_card_and_token_reaches_no_payment_feed_or_store(stack, gateway, gateway_as, locations):
+    """A processor's failure code is its words, as its message is: a decline naming the card number and the
+    token is stored masked, and so is the ``failure_code`` of ``payment.failed`` that the gateway keeps in
+    its change feed (plaintext) and shows to billing viewers."""
+    declining = "4000000000000002"
+    customer = new_customer(gateway, locations["home"], "Echoed", "Decline")
+    base = f"/api/v1/customers/{customer['id']}"
+    token = tokenize(stack, declining)
+    card = gateway.post(f"{base}/billing-methods", json={"token": token})
+    assert card.status_code == 201, card.text
+    control = requests.post(
+        f"{stack.env['VIGIL_PROCESSOR_URL']}/sandbox/control", json={"echo_declines": 1}, timeout=10
+    )
+    assert control.status_code == 200 and control.json()["echo_declines"] == 1, control.text
+    charge = gateway.post(
+        f"{base}/payments", json={"method": "card", "amount": 1500, "billing_method_id": card.json()["id"]}
+    )
+    assert charge.status_code == 202, charge.text
+    failed = settled(gateway, charge.json()["id"])
+    assert failed["status"] == "failed" and failed["failure_code"].startswith("card_declined"), failed
+    assert declining not in json.dumps(failed) and token not in json.dumps(failed), failed
+
+    reader = gateway_as(["billing.view"], [locations["home"]])
+
+    def in_feed():
+        page = reader.get("/api/v1/events", params={"types": "payment.failed", "limit": 500})
+        found = [i for i in page.json()["items"] if i["data"]["payment_id"] == charge.json()["id"]]
+        return found[0] if found else None
+
+    event = gateway.wait_for(in_feed, timeout=60, what="payment.failed in the change feed")
+    assert event["data"]["failure_code"] == failed["failure_code"]
+    needles = {"card number": re.compile(declining.encode()), "token": re.compile(re.escape(token).encode())}
+    found = [  # the sandbox keeps its own answers (the echo included): it is the processor, not Vigil
+        line for line in _scan_databases(stack, needles) + _scan_files(stack, needles) if "sandbox-" not in line
+    ]
+    assert not [line for line in found if "card number" in line], "in plaintext at rest:\n" + "\n".join(found)
+    assert not [line for line in found if "token" in line and "billing" not in line], "\n".join(found)
