@@ -419,7 +419,9 @@ def test_billing_and_credit_events_follow_their_customer_to_another_office(
     runtime.sent.clear()
 
     def listed(headers) -> list[str]:
-        feed = client.get("/api/v1/events", query_string={"types": "invoice.issued,credit.check_applied"}, headers=headers)
+        feed = client.get(
+            "/api/v1/events", query_string={"types": "invoice.issued,credit.check_applied"}, headers=headers
+        )
         return [item["id"] for item in feed.json["items"] if item["data"]["customer_id"] == 32]
 
     assert listed(left) == [issued["id"], applied["id"]] and listed(joined) == []

@@ -110,10 +110,10 @@ def _unsaid(person: dict[str, Any]) -> Callable[[str | None], str | None]:
 
 
 def _untold(person: dict[str, Any]) -> Callable[[str | None], str | None]:
-    """An outside system's reference (a bureau's transaction id, ADT's PreCheck reference) masked whole when it holds the subject's own
-    SSN or birthdate, in whatever form (as :func:`_unsaid` finds them); otherwise kept as it came, however many
-    digits it has. It becomes the customer's credit tracking number, shown beside the record, and travels in
-    ``credit.check_applied`` (the gateway's change feed and webhook payloads)."""
+    """An outside system's reference (a bureau's transaction id, ADT's PreCheck reference) masked whole when
+    it holds the subject's own SSN or birthdate, in whatever form (as :func:`_unsaid` finds them); otherwise
+    kept as it came, however many digits it has. A transaction id becomes the customer's credit tracking
+    number and travels in ``credit.check_applied`` (the gateway's change feed and webhook payloads)."""
     ssn, birthdate = person.get("ssn"), person.get("birthdate")
 
     def untold(reference: str | None) -> str | None:
