@@ -18,7 +18,7 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from vigil_gateway import webhooks
-from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookBody, WebhookDelivery, WebhookSubscription
 from vigil_gateway.worker import WebhookRuntime
 from vigil_shared.messaging.celery_app import make_celery
 from vigil_shared.messaging.contracts import handle_event_task, handle_events_task
@@ -238,7 +238,8 @@ def test_an_event_is_delivered_signed_with_masked_values(local_app, client, auth
     with db.transaction() as session:
         [attempt] = session.query(WebhookAttempt).all()
         assert attempt.status_code == 200 and attempt.response_excerpt == "hello"
-        assert event["id"] not in (session.get(WebhookDelivery, delivery_id).payload or "")  # encrypted
+        kept = session.get(WebhookBody, session.get(WebhookDelivery, delivery_id).body_id)
+        assert kept is not None and event["id"].encode() not in kept.sealed  # encrypted
 
 
 def test_failures_retry_then_fail_and_redirects_are_not_followed(local_app, client, auth, runtime, receiver, db):

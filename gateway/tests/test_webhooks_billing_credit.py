@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from test_webhooks import hook_owner, local_app, message, receiver, runtime, subscribe  # noqa: F401 - fixtures
 
 from vigil_gateway import webhooks
-from vigil_gateway.models import FeedEvent, WebhookDelivery
+from vigil_gateway.models import FeedEvent, WebhookBody, WebhookDelivery
 
 CARD_NUMBER = "4242424242424242"
 
@@ -156,7 +156,9 @@ def test_an_invoice_is_delivered_as_the_owner_reads_it_and_stored_encrypted(
     assert body["data"]["invoice"] == {"id": 21, "customer_id": 21, "location_id": home, "status": "issued"}
     with db.transaction() as session:
         [delivery] = session.query(WebhookDelivery).all()
-        assert delivery.payload and "3246" not in delivery.payload and issued["id"] not in delivery.payload
+        kept = session.get(WebhookBody, delivery.body_id)  # the body as sent, kept compressed and encrypted
+        assert kept is not None and b"3246" not in kept.sealed and issued["id"].encode() not in kept.sealed
+        assert webhooks.open_body(runtime.cipher, kept.sealed) == receiver.received[0]["body"].decode()
         assert session.query(FeedEvent).one().location_id == home  # learnt from the customer service
 
 

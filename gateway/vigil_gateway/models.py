@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from vigil_shared.db import ServiceTables, UTCDateTime, service_metadata, utcnow
@@ -250,13 +262,33 @@ class WebhookDelivery(Base):
     event_id: Mapped[str] = mapped_column(String(36))  # looked up with its subscription (the unique index)
     event_type: Mapped[str] = mapped_column(String(100))
     position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))  # the feed event's
-    payload: Mapped[str | None] = mapped_column(Text)  # the body last sent, FieldCipher token (built anew each attempt)
+    # The body last sent (built anew each attempt): a ``webhook_bodies`` row, shared by every delivery that
+    # sent the same body, kept ``VIGIL_WEBHOOK_BODY_RETENTION_DAYS`` (no foreign key: the prune drops a
+    # body without writing its deliveries' rows, so an id may name a body no longer kept).
+    body_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    # no longer written (migration 0014 emptied it): each body was kept once per delivery, uncompressed
+    payload: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|succeeded|failed|skipped
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class WebhookBody(Base):
+    """A webhook body as sent, kept once however many deliveries sent it (an event's deliveries to owners
+    who read it alike, and its retries while the record is unchanged): compressed (zlib), then encrypted
+    (the webhook cipher), kept ``VIGIL_WEBHOOK_BODY_RETENTION_DAYS`` after it was first sent."""
+
+    __tablename__ = "webhook_bodies"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    # a keyed HMAC of the body (the webhook cipher's blind index): equal bodies find one row, and it says
+    # nothing of the body to whoever reads the table without the gateway's secret
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # the Fernet token's bytes (webhooks.seal_body)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class WebhookAttempt(Base):

@@ -97,7 +97,8 @@ class GatewaySettings:
         return FieldCipher([derive("vigil-gateway-replies")], derive("vigil-gateway-reply-index"))
 
     def webhook_cipher(self) -> FieldCipher:
-        """Encrypts webhook signing secrets and the payloads kept for re-sending (derived like ``reply_cipher``)."""
+        """Encrypts webhook signing secrets and the bodies kept as sent (``webhook_bodies``; derived like
+        ``reply_cipher``), and keys the bodies' digests (its blind index)."""
 
         def derive(purpose: str) -> str:
             return base64.urlsafe_b64encode(hashlib.sha256(f"{purpose}:{self.secret_key}".encode()).digest()).decode()

@@ -162,7 +162,8 @@ def _rotate(
 
 def _requeue(delivery: WebhookDelivery) -> None:
     delivery.status = "pending"
-    delivery.payload = None  # built again with the owner's rights of now
+    # its body is built again with the owner's rights of now (the one last sent, if still kept, stays
+    # named until then: a body ages out after body_retention_days, and a replay never needs it)
     delivery.next_attempt_at = utcnow()  # the worker's sweep sends it
 
 

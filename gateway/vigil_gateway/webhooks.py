@@ -17,6 +17,7 @@ import secrets
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,8 @@ class WebhookSettings:
     sweep_interval: float = 1.0
     concurrency: int = 8
     feed_retention_days: int = 30
+    # a delivery's body as sent (webhook_bodies) is kept this long; its log (status, attempts) the feed's
+    body_retention_days: float = 7
 
     @classmethod
     def from_env(cls) -> WebhookSettings:
@@ -79,6 +82,9 @@ class WebhookSettings:
             )
         except ValueError as exc:
             raise ConfigError(f"webhook settings: {exc}") from exc
+        body_retention_days = env_float("VIGIL_WEBHOOK_BODY_RETENTION_DAYS", 7)
+        if not 0 <= body_retention_days <= 3650:  # NaN included
+            raise ConfigError("VIGIL_WEBHOOK_BODY_RETENTION_DAYS must be a number of days from 0 to 3650")
         return cls(
             schedule=schedule,
             disable_after=env_float("VIGIL_WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600.0),
@@ -87,6 +93,7 @@ class WebhookSettings:
             sweep_interval=env_float("VIGIL_WEBHOOK_SWEEP_INTERVAL", 1.0),
             concurrency=int(env_float("VIGIL_WEBHOOK_CONCURRENCY", 8)),
             feed_retention_days=int(env_float("VIGIL_FEED_RETENTION_DAYS", 30)),
+            body_retention_days=body_retention_days,
         )
 
 
@@ -140,6 +147,27 @@ def signing_secrets(subscription: WebhookSubscription | Integration, cipher: Fie
     ):
         current.append(cipher.decrypt(subscription.previous_secret))
     return [s for s in current if s]
+
+
+# --- bodies kept (webhook_bodies) ----------------------------------------------------------------
+
+
+def body_digest(cipher: FieldCipher, body: str) -> str:
+    """The key a body is kept under: a keyed HMAC (the cipher's blind index), so equal bodies share a row
+    and the table says nothing of a body (not even a guessed one's presence) without the secret."""
+    digest = cipher.blind_index(body, normalize=lambda value: value)
+    assert digest is not None  # a body is never empty
+    return digest
+
+
+def seal_body(cipher: FieldCipher, body: str) -> bytes:
+    """A body as kept: zlib-compressed, then encrypted (Fernet), the token's bytes without base64."""
+    return base64.urlsafe_b64decode(cipher.encrypt_bytes(zlib.compress(body.encode(), 6)))
+
+
+def open_body(cipher: FieldCipher, sealed: bytes) -> str:
+    """The body :func:`seal_body` kept (``DecryptionError`` if no key reads it)."""
+    return zlib.decompress(cipher.decrypt_bytes(base64.urlsafe_b64encode(sealed))).decode()
 
 
 # --- destination safety --------------------------------------------------------------------------

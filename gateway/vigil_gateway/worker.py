@@ -15,6 +15,7 @@ The ``gateway.deliver_webhook(s).v1`` tasks still work (a message sent by an ear
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -30,9 +31,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import urllib3
 from sqlalchemy import (
+    BigInteger,
     Integer,
     Table,
-    Text,
     and_,
     bindparam,
     delete,
@@ -45,6 +46,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from vigil_shared.config import env_float
@@ -61,6 +63,7 @@ from .models import (
     Integration,
     RecordLocation,
     WebhookAttempt,
+    WebhookBody,
     WebhookDelivery,
     WebhookSubscription,
 )
@@ -108,17 +111,25 @@ _PG_EVENTS = text(
     "WHERE event_id = ANY(CAST(:ids AS text[]))"
 )
 # Claims attempt token + 1 of each delivery still pending at attempt token, and stores in the same row
-# version its body (the one sent) or its end (``skipped``, ``cancelled``: no lease then). Each distinct
-# body is passed once (an event's deliveries to one owner share it), each row naming its own by index:
-# psycopg dumps array parameters in Python, and a body per row was a fifth of the process's CPU.
+# version the id of its body (the one sent, kept once in ``webhook_bodies``: :func:`_keep_bodies`) or
+# its end (``skipped``, ``cancelled``: no lease then).
 _PG_CLAIM = text(
     "UPDATE webhook_deliveries AS d SET attempts = v.token + 1, status = v.status, "
-    "payload = COALESCE((CAST(:bodies AS text[]))[v.body], d.payload), updated_at = :now, "
+    "body_id = COALESCE(v.body, d.body_id), updated_at = :now, "
     "next_attempt_at = CASE WHEN v.status = 'pending' THEN CAST(:due AS timestamptz) END "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS int[]), CAST(:statuses AS text[]), "
-    "CAST(:body_at AS int[])) AS v(id, token, status, body) "
+    "CAST(:body_ids AS bigint[])) AS v(id, token, status, body) "
     "WHERE d.id = v.id AND d.attempts = v.token AND d.status = 'pending' RETURNING d.id"
 )
+# The bodies of a claim, each kept once (an event's deliveries to owners who read it alike, and its
+# retries while the record is unchanged, find the row by its digest), then their ids. Each body is
+# passed as standard base64 of its sealed bytes (an array of text, as the other statements' arrays).
+_PG_KEEP_BODIES = text(
+    "INSERT INTO webhook_bodies (digest, sealed, created_at) SELECT v.digest, decode(v.sealed, 'base64'), :now "
+    "FROM unnest(CAST(:digests AS text[]), CAST(:sealed AS text[])) AS v(digest, sealed) "
+    "ORDER BY v.digest ON CONFLICT (digest) DO NOTHING"
+)
+_PG_BODY_IDS = text("SELECT digest, id FROM webhook_bodies WHERE digest = ANY(CAST(:digests AS text[]))")
 _CLAIM_ONE = (
     update(DELIVERIES)
     .where(
@@ -129,7 +140,7 @@ _CLAIM_ONE = (
     .values(
         attempts=DELIVERIES.c.attempts + 1,
         status=bindparam("new_status"),
-        payload=func.coalesce(bindparam("body", type_=Text()), DELIVERIES.c.payload),
+        body_id=func.coalesce(bindparam("body", type_=BigInteger()), DELIVERIES.c.body_id),
         next_attempt_at=bindparam("due", type_=UTCDateTime()),
     )
 )
@@ -260,16 +271,40 @@ def _select_events(pg: bool, event_ids: set[str]) -> tuple[Any, ...]:
     )
 
 
-def _claim_rows(session, pg: bool, plan: list[tuple[int, int, str, str | None]], now, due) -> set[int]:
-    """Claims each (delivery, token, status after, encrypted body) of ``plan`` whose row is still pending
+def _keep_bodies(session, pg: bool, sealed: dict[str, bytes], now) -> dict[str, int]:
+    """Keeps each (digest: sealed body) not kept yet, in one statement (one per body on SQLite); returns
+    every digest's row id. A body another claimer keeps at the same moment is found, not kept twice; in
+    the digests' order, so two claimers keeping the same bodies wait for each other in one order (never
+    a deadlock). A body the prune dropped between the two statements is missing (the delivery is sent
+    anyway, naming none)."""
+    if not sealed:
+        return {}
+    digests = sorted(sealed)
+    if pg:
+        session.execute(
+            _PG_KEEP_BODIES,
+            {
+                "now": now,
+                "digests": _pg_array(digests),
+                "sealed": _pg_array([base64.b64encode(sealed[d]).decode() for d in digests]),
+            },
+        )
+        return dict(session.execute(_PG_BODY_IDS, {"digests": _pg_array(digests)}).all())
+    session.execute(
+        sqlite_insert(WebhookBody).on_conflict_do_nothing(index_elements=["digest"]),
+        [{"digest": digest, "sealed": sealed[digest], "created_at": now} for digest in digests],
+    )
+    return dict(
+        session.execute(select(WebhookBody.digest, WebhookBody.id).where(WebhookBody.digest.in_(digests))).all()
+    )
+
+
+def _claim_rows(session, pg: bool, plan: list[tuple[int, int, str, int | None]], now, due) -> set[int]:
+    """Claims each (delivery, token, status after, kept body's id) of ``plan`` whose row is still pending
     at attempt ``token``; returns the ids claimed. One statement on PostgreSQL, one per row on SQLite."""
     if not plan:
         return set()
     if pg:
-        bodies: dict[str, int] = {}  # body: its index in the array (from 1)
-        for _, _, _, body in plan:
-            if body is not None and body not in bodies:
-                bodies[body] = len(bodies) + 1
         return set(
             session.scalars(
                 _PG_CLAIM,
@@ -279,8 +314,7 @@ def _claim_rows(session, pg: bool, plan: list[tuple[int, int, str, str | None]],
                     "ids": _pg_array([p[0] for p in plan]),
                     "tokens": _pg_array([p[1] for p in plan]),
                     "statuses": _pg_array([p[2] for p in plan]),
-                    "body_at": _pg_array([bodies.get(p[3]) if p[3] is not None else None for p in plan]),
-                    "bodies": _pg_array(list(bodies)),
+                    "body_ids": _pg_array([p[3] for p in plan]),
                 },
             )
         )
@@ -682,8 +716,9 @@ class WebhookRuntime:
         ``cancelled``, ``skipped``, ``deferred``) and the sends (delivery, attempt number, subscription,
         URL, body, headers).
 
-        The bodies are built first for the deliveries that look claimable, then one statement claims
-        them all and stores each one's body and end (pending, ``skipped``, ``cancelled``) only where the
+        The bodies are built first for the deliveries that look claimable and each distinct one kept once
+        (:func:`_keep_bodies`), then one statement claims them all and stores each one's body id and end
+        (pending, ``skipped``, ``cancelled``) only where the
         attempt count is still ``token`` and the row pending (:func:`_claim_rows`): a second copy of a
         task, or another process, claims none of them twice, and one new row version per delivery, not
         three (claim, body, end), is what PostgreSQL writes."""
@@ -725,7 +760,9 @@ class WebhookRuntime:
         # per event and set of rights, and signed per subscription.
         wanted_events = {rows[d].event_id for d, _ in candidates}
         events = {e.event_id: e for e in session.execute(*_select_events(pg, wanted_events))} if candidates else {}
-        stored: dict[str, str] = {}  # body: its encrypted form, kept as the body last sent
+        digests: dict[str, str] = {}  # body: its digest, the key it is kept under (webhook_bodies)
+        keep_bodies = self.hooks.body_retention_days > 0  # 0: no body is kept, the delivery log only
+        sealed: dict[str, bytes] = {}  # digest: the body compressed and encrypted
         keys: dict[int, list[bytes]] = {}  # subscription: its signing keys, for this claim only
         owned = {
             subscription_id: self._owner(session, subscriptions[subscription_id], epoch)
@@ -737,7 +774,7 @@ class WebhookRuntime:
             self._prefetch(events, wanted_events, owned.values())
         except Exception:  # only a shortcut: each body is built (or fails) on its own below
             log.warning("webhook records not read together", exc_info=True)
-        plan: list[tuple[int, int, str, str | None]] = []  # (delivery, token, status after, encrypted body)
+        plan: list[tuple[int, int, str, str | None]] = []  # (delivery, token, status after, body's digest)
         prepared: dict[int, tuple[int, int, str, str, dict[str, str]]] = {}
         for delivery_id, token in candidates:
             row = rows[delivery_id]
@@ -759,14 +796,22 @@ class WebhookRuntime:
             if body is None:
                 plan.append((delivery_id, token, "skipped", None))  # not the owner's to read
                 continue
-            if body not in stored:
-                stored[body] = self.cipher.encrypt(body)
+            if body not in digests and keep_bodies:
+                digest = digests[body] = webhooks.body_digest(self.cipher, body)
+                sealed[digest] = webhooks.seal_body(self.cipher, body)
             if subscription.id not in keys:  # decrypted once per claim, kept no longer
                 keys[subscription.id] = webhooks.signing_keys(webhooks.signing_secrets(subscription, self.cipher, now))
             headers = webhooks.sign_with_keys(keys[subscription.id], row.event_id, now, body)
             prepared[delivery_id] = (token + 1, subscription.id, subscription.url, body, headers)
-            plan.append((delivery_id, token, "pending", stored[body]))
-        claimed = _claim_rows(session, pg, plan, now, now + webhooks.lease(self.hooks))
+            plan.append((delivery_id, token, "pending", digests.get(body)))
+        kept = _keep_bodies(session, pg, sealed, now)
+        claimed = _claim_rows(
+            session,
+            pg,
+            [(d, t, status, kept.get(digest) if digest is not None else None) for d, t, status, digest in plan],
+            now,
+            now + webhooks.lease(self.hooks),
+        )
         sends: list[tuple[int, int, int, str, str, dict[str, str]]] = []
         for delivery_id, _, status, _ in plan:
             if delivery_id not in claimed:
@@ -1158,13 +1203,42 @@ class WebhookRuntime:
         return len(rows)
 
     def prune(self) -> None:
-        """The feed keeps ``feed_retention_days``; deliveries and their attempts as long."""
-        cutoff = utcnow() - timedelta(days=self.hooks.feed_retention_days)
+        """The feed keeps ``feed_retention_days``; deliveries and their attempts (the delivery log) as
+        long; the bodies sent ``body_retention_days``. On SQLite the pages freed go back to the file
+        system (:meth:`give_back_free_pages`)."""
+        now = utcnow()
+        cutoff = now - timedelta(days=self.hooks.feed_retention_days)
         with self.db.transaction() as session:
             session.execute(delete(WebhookDelivery).where(WebhookDelivery.created_at < cutoff))
             session.execute(delete(FeedEvent).where(FeedEvent.received_at < cutoff))
+            bodies_cutoff = now - timedelta(days=self.hooks.body_retention_days)
+            session.execute(delete(WebhookBody).where(WebhookBody.created_at < bodies_cutoff))
             # a replayed id is refused by its timestamp after 5 minutes; its id is kept a day
-            session.execute(delete(IncomingMessage).where(IncomingMessage.received_at < utcnow() - timedelta(days=1)))
+            session.execute(delete(IncomingMessage).where(IncomingMessage.received_at < now - timedelta(days=1)))
+        self.give_back_free_pages()
+
+    def give_back_free_pages(self, step: int = 2000) -> int:
+        """SQLite (``auto_vacuum = INCREMENTAL``, migration 0014): hands the file's free pages back to the
+        file system, ``step`` pages (8 MB) a transaction so the other writers wait at most one step's
+        time; returns how many. SQLite reuses free pages for new rows anyway, but never shrinks the file
+        without this. PostgreSQL's autovacuum makes dead rows' room reusable in place (no-op here)."""
+        given = 0
+        with self.db.engine.connect() as conn:
+            if conn.dialect.name != "sqlite" or conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:
+                return 0
+        while True:
+            with self.db.engine.connect() as conn:
+                free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
+                if not free:
+                    break
+                conn.exec_driver_sql(f"PRAGMA incremental_vacuum({int(step)})")
+                left = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
+            if left >= free:  # nothing moved (another connection holds the file): the next prune goes on
+                break
+            given += free - left
+        with self.db.engine.connect() as conn:  # the file shrinks once the WAL is copied into it
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        return given
 
     def check_drift(self) -> int:
         """Runs the drift checks that are due (asked for, or older than the interval); returns how many."""

@@ -258,6 +258,8 @@ SETTINGS: list[Setting] = [
             Seconds between central-station drift checks.
         VIGIL_FEED_RETENTION_DAYS = 30
             Days the change feed and webhook delivery logs are kept.
+        VIGIL_WEBHOOK_BODY_RETENTION_DAYS = 7
+            Days a webhook body as sent is kept (compressed, encrypted); the delivery log stays longer.
         """
     ),
 ]
