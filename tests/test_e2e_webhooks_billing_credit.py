@@ -12,7 +12,8 @@ import re
 import uuid
 
 import pytest
-from conftest import customer_body, unique_phone
+import requests
+from conftest import customer_body, new_customer, unique_phone
 from standardwebhooks.webhooks import Webhook
 from test_e2e_at_rest import _scan_databases, _scan_files
 from test_e2e_billing import settled, tokenize
@@ -144,3 +145,86 @@ def test_billing_and_credit_events_are_delivered_signed_as_each_owner_reads_them
         stack, {k: v for k, v in needles.items() if k != "payload body"}
     )
     assert not found, "in plaintext at rest:\n" + "\n".join(found)
+
+
+def feed_end(caller) -> str | None:
+    """The cursor after every event the caller is listed now."""
+    cursor = None
+    while True:
+        page = caller.get("/api/v1/events", params={"limit": 500} | ({"after": cursor} if cursor else {})).json()
+        if not page["items"]:
+            return page["next_cursor"] or cursor
+        cursor = page["next_cursor"]
+
+
+def test_a_customers_billing_events_follow_it_to_another_office(gateway, gateway_as, locations):
+    """An invoice event names no location: the change feed lists it where its customer is now, where the
+    billing API reads the invoice (a move takes the billing along), so the office the customer left no
+    longer reads its totals there and the office it joined does."""
+    home, other = locations["home"], locations["other"]
+    left = gateway_as(["billing.view"], [home])
+    joined = gateway_as(["billing.view"], [other])
+    cursor = feed_end(gateway)
+    customer = new_customer(gateway, home, "Moving", "Payer")
+    bill = gateway.post(
+        f"/api/v1/customers/{customer['id']}/invoices",
+        json={"lines": [{"description": "Monitoring", "unit_price": 4321}], "issue": True},
+    )
+    assert bill.status_code == 201, bill.text
+
+    def listed(caller) -> list[dict]:
+        page = caller.get("/api/v1/events", params={"after": cursor, "types": "invoice.issued", "limit": 500})
+        assert page.status_code == 200, page.text
+        return [item for item in page.json()["items"] if item["data"]["invoice_id"] == bill.json()["id"]]
+
+    [issued] = gateway.wait_for(lambda: listed(left), timeout=60, what="the invoice in the home office's feed")
+    assert issued["data"]["total"] == 4321 and listed(joined) == []
+
+    moved = gateway.patch(f"/api/v1/customers/{customer['id']}", json={"location_id": other})
+    assert moved.status_code == 200, moved.text
+    gateway.wait_for(
+        lambda: joined.get(f"/api/v1/invoices/{bill.json()['id']}").status_code == 200,
+        what="the billing service to move the invoice",
+    )
+    gateway.wait_for(lambda: listed(joined), timeout=60, what="the invoice in the other office's feed")
+    assert listed(left) == []  # the office it left reads neither the invoice nor its total
+    assert left.get(f"/api/v1/invoices/{bill.json()['id']}").status_code == 404
+
+
+def test_a_decline_echoing_the_card_and_token_reaches_no_payment_feed_or_store(stack, gateway, gateway_as, locations):
+    """A processor's failure code is its words, as its message is: a decline naming the card number and the
+    token is stored masked, and so is the ``failure_code`` of ``payment.failed`` that the gateway keeps in
+    its change feed (plaintext) and shows to billing viewers."""
+    declining = "4000000000000002"
+    customer = new_customer(gateway, locations["home"], "Echoed", "Decline")
+    base = f"/api/v1/customers/{customer['id']}"
+    token = tokenize(stack, declining)
+    card = gateway.post(f"{base}/billing-methods", json={"token": token})
+    assert card.status_code == 201, card.text
+    control = requests.post(
+        f"{stack.env['VIGIL_PROCESSOR_URL']}/sandbox/control", json={"echo_declines": 1}, timeout=10
+    )
+    assert control.status_code == 200 and control.json()["echo_declines"] == 1, control.text
+    charge = gateway.post(
+        f"{base}/payments", json={"method": "card", "amount": 1500, "billing_method_id": card.json()["id"]}
+    )
+    assert charge.status_code == 202, charge.text
+    failed = settled(gateway, charge.json()["id"])
+    assert failed["status"] == "failed" and failed["failure_code"].startswith("card_declined"), failed
+    assert declining not in json.dumps(failed) and token not in json.dumps(failed), failed
+
+    reader = gateway_as(["billing.view"], [locations["home"]])
+
+    def in_feed():
+        page = reader.get("/api/v1/events", params={"types": "payment.failed", "limit": 500})
+        found = [i for i in page.json()["items"] if i["data"]["payment_id"] == charge.json()["id"]]
+        return found[0] if found else None
+
+    event = gateway.wait_for(in_feed, timeout=60, what="payment.failed in the change feed")
+    assert event["data"]["failure_code"] == failed["failure_code"]
+    needles = {"card number": re.compile(declining.encode()), "token": re.compile(re.escape(token).encode())}
+    found = [  # the sandbox keeps its own answers (the echo included): it is the processor, not Vigil
+        line for line in _scan_databases(stack, needles) + _scan_files(stack, needles) if "sandbox-" not in line
+    ]
+    assert not [line for line in found if "card number" in line], "in plaintext at rest:\n" + "\n".join(found)
+    assert not [line for line in found if "token" in line and "billing" not in line], "\n".join(found)

@@ -387,3 +387,51 @@ def test_an_api_key_subscription_delivers_with_the_keys_own_narrower_rights(
     assert sorted(deliver_all(runtime)) == ["skipped", "skipped", "skipped", "succeeded"]
     [body] = bodies(receiver, created["secret"])
     assert (body["type"], body["data"]["customer_id"]) == ("invoice.issued", 30)
+
+
+def test_billing_and_credit_events_follow_their_customer_to_another_office(
+    local_app,  # noqa: F811
+    client,
+    auth,
+    runtime,  # noqa: F811
+    receiver,  # noqa: F811
+    monkeypatch,
+):
+    """A billing or credit event names no location: its services read its record at the customer's location
+    *now* (a customer moving office moves its billing and its checks). The change feed, the deliveries and
+    a replay follow the same rule: once the customer is in another office, its invoices' totals and its
+    scores are no longer listed, counted or replayed to the office it left, but are to the one it is in.
+    The same holds for an invoice the broker hands the gateway before the move that preceded it."""
+    from vigil_gateway.api import webhooks as webhook_views
+
+    monkeypatch.setattr(webhook_views, "FEED_SETTLE", timedelta(0))
+    home, other = offices(client, auth)
+    services = runtime.reader = Services({32: home})
+    readers = ("webhooks.manage", "customers.view", "billing.view", "credit.view")
+    _u, left, _r = hook_owner(client, auth, home, readers)
+    _u, joined, _r = hook_owner(client, auth, other, readers)
+    subscription = subscribe(client, left, receiver.url, event_types=["invoice.issued", "credit.check_applied"])
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    created = message("customer.created", customer_id=32, location_id=home)
+    del created["data"]["changed"]
+    runtime.receive(created)
+    issued, applied = invoice_issued(32), check_applied(32)
+    runtime.receive(issued)
+    runtime.receive(applied)
+    runtime.sent.clear()
+
+    def listed(headers) -> list[str]:
+        feed = client.get(
+            "/api/v1/events", query_string={"types": "invoice.issued,credit.check_applied"}, headers=headers
+        )
+        return [item["id"] for item in feed.json["items"] if item["data"]["customer_id"] == 32]
+
+    assert listed(left) == [issued["id"], applied["id"]] and listed(joined) == []
+
+    services.locations[32] = other  # the customer moves; the gateway hears of it after the billing events
+    runtime.receive(message("customer.updated", customer_id=32, location_id=other, changed=["location_id"]))
+    assert listed(left) == []  # neither the total nor the score of a customer no longer theirs
+    assert listed(joined) == [issued["id"], applied["id"]]  # what the billing and credit APIs show them now
+    path = f"/api/v1/webhooks/{subscription['id']}"
+    assert client.get(f"{path}/deliveries", headers=left).json["total"] == 0
+    assert client.post(f"{path}/replay", json={"since": since.isoformat()}, headers=left).json["replayed"] == 0

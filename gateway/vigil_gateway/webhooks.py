@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
-from sqlalchemy import ColumnElement, Select, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, false, func, or_, select
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -505,6 +505,11 @@ RECORD_READS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# The kinds whose events carry no location of their own: each is listed (feed, deliveries, replays) at its
+# customer's current location, the one its service reads the record at (see :func:`readable_events`).
+LOCATED_NOW = ("invoice", "payment", "credit")
+
+
 def visible(identity: Identity, event_type: str, location_id: int | None) -> bool:
     """Whether a reader may see an event of this type about a record at ``location_id`` (the change feed
     and deletions, which have no record left to ask the service about)."""
@@ -524,9 +529,20 @@ def readable_events(statement: Select[Any], identity: Identity) -> tuple[Select[
     while another took in the creation) takes the location learnt since. The same rule serves every
     place that names events: the feed, and a subscription's deliveries and replays, where a delivery of
     an event its owner may not read (skipped when sent) once showed its id, type and time, and a replay
-    counted it: how often another office's customers were created, changed or deleted, and when."""
+    counted it: how often another office's customers were created, changed or deleted, and when.
+
+    A billing or credit event names no location (:data:`LOCATED_NOW`): it is where its customer is now, as
+    the billing and credit services read its record (a customer moving office takes its billing and its
+    checks along; the office it left reads none of them, nor a total or a score in the feed), which also
+    places right an invoice the gateway took in before hearing of the move that preceded it."""
     statement = statement.outerjoin(RecordLocation, RecordLocation.customer_id == FeedEvent.customer_id)
-    location_id = func.coalesce(FeedEvent.location_id, RecordLocation.location_id)
+    location_id = case(
+        (
+            or_(*(FeedEvent.type.startswith(f"{kind}.") for kind in LOCATED_NOW)),
+            func.coalesce(RecordLocation.location_id, FeedEvent.location_id),
+        ),
+        else_=func.coalesce(FeedEvent.location_id, RecordLocation.location_id),
+    )
     if not identity.is_service:
         readable = {kind: sorted(identity.locations_with(permission)) for kind, permission in VIEW_PERMISSION.items()}
         statement = statement.where(

@@ -80,8 +80,11 @@ def _spells(groups: list[str], date: tuple[int, int, int]) -> bool:
     return False
 
 
-def scrub_subject(text: str | None, ssn: str | None = None, birthdate: str | None = None) -> str | None:
-    """:func:`scrub`, and the subject's own SSN and birthdate in whatever form they are written.
+def scrub_subject(
+    text: str | None, ssn: str | None = None, birthdate: str | None = None, *, shapes: bool = True
+) -> str | None:
+    """:func:`scrub`, and the subject's own SSN and birthdate in whatever form they are written
+    (``shapes=False``: the subject's values only, not every run shaped like a card number or an SSN).
 
     An outside system's words about a person (a bureau's reason, ADT's) are shown to callers who may not
     read that person's SSN or birthdate. Shape alone misses them: a date is not SSN-shaped, and a bureau
@@ -115,4 +118,4 @@ def scrub_subject(text: str | None, ssn: str | None = None, birthdate: str | Non
 
         for pattern in _NAMED_DATES:
             text = pattern.sub(named, text)
-    return scrub(text)
+    return scrub(text) if shapes else text

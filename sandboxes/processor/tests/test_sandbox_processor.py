@@ -105,6 +105,15 @@ def test_a_refused_refund_is_replayed_for_its_key_and_a_lost_answer_was_still_ma
     assert client.post("/sandbox/control", json={"refuse_refunds": -1}).status_code == 400
 
 
+def test_echo_declines_writes_the_card_and_token_into_the_next_declines(client):
+    token = tokenize(client, "4000000000000002")["token"]
+    assert client.post("/sandbox/control", json={"echo_declines": 1}).json["echo_declines"] == 1
+    echoed = charge(client, token, "e1").json
+    assert echoed["failure_code"] == f"card_declined_4000000000000002_{token}"
+    assert "4000000000000002" in echoed["failure_message"] and token in echoed["failure_message"]
+    assert charge(client, token, "e2").json["failure_code"] == "card_declined"  # the next one is plain
+
+
 def test_bank_accounts(client):
     facts = client.post("/v1/tokens", json={"routing_number": "110000000", "account_number": "000123456789"}).json
     assert facts["kind"] == "ach" and facts["last4"] == "6789"

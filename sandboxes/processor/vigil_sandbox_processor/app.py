@@ -26,8 +26,10 @@ Refusals and lost answers, for the whole sandbox (``POST /sandbox/control``):
 refusal is what its ``Idempotency-Key`` replays from then on); ``{"lose_refund_answers": n}`` makes
 the next ``n`` refund requests, replays included, answer 503 *after* the refund is done and remembered
 under its key, as when a timeout loses the answer: a retry with the same key gets the first answer,
-one with a new key would refund again. ``GET /sandbox/charges/<id>`` shows a charge with what was
-refunded of it.
+one with a new key would refund again. ``{"echo_declines": n}`` makes the next ``n`` declines write
+their test card's number and the token into their ``failure_code`` and ``failure_message``, as a
+careless processor might (Vigil stores and forwards neither). ``GET /sandbox/charges/<id>`` shows a
+charge with what was refunded of it.
 
 Bank accounts (ACH): routing ``110000000``, account ``000123456789`` approves, ``000111111116``
 declines with ``insufficient_funds``. State (tokens, charges, idempotency keys) lives in a SQLite
@@ -69,6 +71,10 @@ MESSAGES = {
     "insufficient_funds": "The account has insufficient funds.",
     "expired_card": "The card has expired.",
 }
+
+
+# The test card of each decline, which ``echo_declines`` writes into the decline's code and message.
+ECHOED = {behaviour: number for number, (_, behaviour) in CARDS.items() if behaviour in MESSAGES}
 
 
 def luhn_ok(number: str) -> bool:
@@ -147,7 +153,7 @@ def create_app(store_path: str | None = None) -> Flask:
     store = Store(store_path)
     app.extensions["sandbox_store"] = store
     charge_lock = threading.Lock()
-    faults = {"refuse_refunds": 0, "lose_refund_answers": 0}  # what POST /sandbox/control asked for
+    faults = {"refuse_refunds": 0, "lose_refund_answers": 0, "echo_declines": 0}  # POST /sandbox/control
 
     def authorised() -> bool:
         header = request.headers.get("Authorization", "")
@@ -256,10 +262,15 @@ def create_app(store_path: str | None = None) -> Flask:
                 "created": datetime.now(UTC).isoformat(),
             }
             if behaviour in MESSAGES:
+                code, message = behaviour, MESSAGES[behaviour]
+                if faults["echo_declines"] > 0:  # a careless processor: its words name the card and the token
+                    faults["echo_declines"] -= 1
+                    echoed = f"{ECHOED[behaviour]}_{data.get('token')}"
+                    code, message = f"{behaviour}_{echoed}", f"{message} ({echoed})"
                 result |= {
                     "status": "failed",
-                    "failure_code": behaviour,
-                    "failure_message": MESSAGES[behaviour],
+                    "failure_code": code,
+                    "failure_message": message,
                     "soft_decline": behaviour in SOFT_DECLINES,
                 }
                 store.put_charge(result)

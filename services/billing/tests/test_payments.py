@@ -210,6 +210,19 @@ def test_a_processor_message_echoing_a_card_number_or_the_token_is_stored_masked
     assert refused.failure_message == "refund of *** refused"
 
 
+def test_a_processor_failure_code_echoing_a_card_number_or_the_token_is_stored_masked():
+    """The failure code is the processor's words as much as its message: it is stored, shown to billing
+    viewers and carried by ``payment.failed`` (kept by the gateway's change feed in plaintext and sent to
+    webhook subscribers), so a card number or the token in it never is."""
+    result = processor._result(
+        402, {"status": "failed", "failure_code": "declined_4000000000000002_tok_secret_77"}, "tok_secret_77"
+    )
+    assert result.failure_code == "declined_***_***"
+    refused = processor._result(402, {"error": {"code": "card 4000 0000 0000 0002 refused", "message": "no"}})
+    assert refused.failure_code == "card *** refused"
+    assert processor._result(402, {"status": "failed", "failure_code": "card_declined"}).failure_code == "card_declined"
+
+
 def sandbox_control(sandbox, **faults):
     import requests
 

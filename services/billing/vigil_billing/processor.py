@@ -195,7 +195,9 @@ def _result(status: int, data: dict[str, Any], token: str | None = None) -> Char
     return ChargeResult(
         "failed",
         _text(data.get("id"), 80),
-        failure_code=(code if isinstance(code, str) else f"http_{status}")[:60],
+        # the code is the processor's words too: stored, shown, and carried by ``payment.failed`` (the
+        # gateway's change feed and webhook payloads), so it is scrubbed like the message
+        failure_code=((scrub(code, token) or "") if isinstance(code, str) else f"http_{status}")[:60],
         # the processor's words may echo a card number or the token: stored, and shown to billing viewers
         failure_message=(scrub(words if isinstance(words, str) else "Refused by the processor.", token) or "")[:200],
         soft_decline=data.get("soft_decline") is True,

@@ -333,6 +333,26 @@ def test_a_reason_never_echoes_the_subjects_ssn_or_birthdate(api, runtime, custo
             assert value not in reason, reason
 
 
+def test_a_transaction_id_echoing_the_subjects_ssn_is_kept_masked(api, runtime, customers, outbox):
+    """A bureau's transaction id is its words too: it becomes the customer's credit tracking number and
+    travels in ``credit.check_applied`` (kept by the gateway's change feed in plaintext, sent to webhook
+    subscribers), so one holding the subject's SSN or birthdate is masked whole; a plain id is kept as is
+    (however many digits it has: it is not masked for its shape, only for holding the subject's values)."""
+    customers.subjects[7] = {"first_name": "Dana", "ssn": "123-45-0750", "birthdate": "1980-02-03"}
+    echoing = BureauAnswer("complete", "EQ-123450750-19800203", score=712, raw={"result": "hit", "score": 712})
+    check_id = api.post(URL, json={"bureau": "equifax", "confirm_repeat": True}).json["id"]
+    pull(runtime, customers, check_id, FakeBureau(echoing))
+    kept = api.get(f"/api/v1/credit-checks/{check_id}").json["transaction_id"]
+    assert kept == "***", kept
+    assert api.post(f"/api/v1/credit-checks/{check_id}/apply").status_code == 200
+    [(_, data)] = outbox("credit.check_applied")
+    assert data["tracking_number"] == kept
+    plain = api.post(URL, json={"bureau": "equifax", "confirm_repeat": True}).json["id"]
+    long_id = BureauAnswer("complete", "EQ-4000000000000002", score=712, raw={"result": "hit", "score": 712})
+    pull(runtime, customers, plain, FakeBureau(long_id))
+    assert api.get(f"/api/v1/credit-checks/{plain}").json["transaction_id"] == "EQ-4000000000000002"
+
+
 @pytest.mark.parametrize(
     "answer",
     [

@@ -140,6 +140,18 @@ def test_precheck_reasons_and_errors_never_echo_the_subjects_ssn_or_birthdate(ap
             assert value not in words, words
 
 
+def test_an_adt_reference_holding_the_subjects_ssn_is_kept_masked(api, runtime, customers):
+    """ADT's reference is shown to every credit viewer and sent in ``credit.precheck_requested`` webhook
+    payloads: one holding the subject's SSN or birthdate is masked whole, a plain one kept as it came."""
+    customers.subjects[7] = {"first_name": "Dana", "ssn": "123-45-0750", "birthdate": "1980-02-03"}
+    echoing = FakeAdt(PreCheckAnswer("approved", "ADT-123450750", [], {}))
+    tasks.run_precheck(runtime, api.post(URL).json["id"], None, echoing, customers.subject)
+    plain = FakeAdt(PreCheckAnswer("approved", "ADT-4000000000000002", [], {}))
+    tasks.run_precheck(runtime, api.post(URL).json["id"], None, plain, customers.subject)
+    shown = api.get(URL).json["history"]
+    assert [item["reference"] for item in shown] == ["ADT-4000000000000002", "***"]
+
+
 class _Posting:
     def __init__(self, answer):
         self.answer = answer

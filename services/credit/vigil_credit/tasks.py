@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vigil_shared.config import env_int
-from vigil_shared.masking import scrub_subject
+from vigil_shared.masking import MASK, scrub_subject
 from vigil_shared.messaging.contracts import (
     CreditCheckRequested,
     CustomerCreated,
@@ -109,6 +109,20 @@ def _unsaid(person: dict[str, Any]) -> Callable[[str | None], str | None]:
     return lambda words: scrub_subject(words, ssn, str(birthdate) if birthdate else None)
 
 
+def _untold(person: dict[str, Any]) -> Callable[[str | None], str | None]:
+    """An outside system's reference (a bureau's transaction id, ADT's PreCheck reference) masked whole when
+    it holds the subject's own SSN or birthdate, in whatever form (as :func:`_unsaid` finds them); otherwise
+    kept as it came, however many digits it has. A transaction id becomes the customer's credit tracking
+    number and travels in ``credit.check_applied`` (the gateway's change feed and webhook payloads)."""
+    ssn, birthdate = person.get("ssn"), person.get("birthdate")
+
+    def untold(reference: str | None) -> str | None:
+        holds = reference and scrub_subject(reference, ssn, str(birthdate) if birthdate else None, shapes=False)
+        return MASK if reference and holds != reference else reference
+
+    return untold
+
+
 def precheck_key(precheck_id: int) -> str:
     return f"vigil-precheck-{precheck_id}"
 
@@ -127,14 +141,16 @@ def run_precheck(runtime: ServiceRuntime, precheck_id: int, request_id: str | No
     except customer_client.CustomerGone:
         return _precheck_failed(runtime, precheck_id, "The customer no longer exists.")
     took.lap("subject_s")
-    unsaid = _unsaid(person)
+    unsaid, untold = _unsaid(person), _untold(person)
     try:
         answer = adt.precheck({name: person.get(name) for name in prechecks.ADT_FIELDS}, precheck_key(precheck_id))
     except BureauFailure as failure:
         return _precheck_failed(runtime, precheck_id, unsaid(failure.reason) or "")
     finally:
         del person
-    answer = dataclasses.replace(answer, reasons=[unsaid(reason) or "" for reason in answer.reasons])
+    answer = dataclasses.replace(
+        answer, reasons=[unsaid(reason) or "" for reason in answer.reasons], reference=untold(answer.reference)
+    )
     took.lap("adt_s")  # waiting for a slot included
     with runtime.db.transaction() as session:
         done = prechecks.finish(session, runtime.cipher, precheck_id, answer)
@@ -185,14 +201,14 @@ def run_pull(runtime: ServiceRuntime, check_id: int, request_id: str | None, bur
         return _fail(runtime, check_id, "The customer has no SSN; a bureau pull needs one.")
     if request.get("previous_address"):
         person = person | {"previous_address": request["previous_address"]}
-    unsaid = _unsaid(person)
+    unsaid, untold = _unsaid(person), _untold(person)
     try:
         answer = bureau.pull(bureau_name, person, request.get("options") or {}, idempotency_key(check_id))
     except BureauFailure as failure:
         return _fail(runtime, check_id, unsaid(failure.reason) or "")
     finally:
         del person
-    answer = dataclasses.replace(answer, reason=unsaid(answer.reason))
+    answer = dataclasses.replace(answer, reason=unsaid(answer.reason), transaction_id=untold(answer.transaction_id))
     with runtime.db.transaction() as session:
         done = checks.finish_pull(session, runtime.cipher, check_id, answer)
     log.info("credit pull finished", extra={"check_id": check_id, "status": answer.status, "request_id": request_id})
