@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_customer_search.py --customers 200000 --skip-sqlite
     .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only
     .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only --baseline main
+    .venv/bin/python bench/bench_customer_search.py --database <kept> --skip-sqlite --searches-only --account-view some
 
 What it does:
 1. Loads customers with realistically skewed names into a fresh PostgreSQL database. Surnames and
@@ -12,7 +13,9 @@ What it does:
    Rows go in with COPY; the search terms are derived in SQL, checked against the service's own
    term builder on a sample, and the indexes are built after the load.
 2. Times page 1 of `GET /api/v1/customers?q=…` through the customer service (the Flask app with
-   a signed identity holding `customers.view` and `properties.view` in 3 of 5 locations). Four kinds of search are
+   a signed identity holding `customers.view` and `properties.view` in 3 of 5 locations; with
+   `--account-view some`, `properties.view` in two of them only, so every search carries the
+   account terms' condition; `none`, in none). Four kinds of search are
    timed: a name fragment (common, full and rare), an email, a phone number as typed, and an
    account number.
 3. Times the same searches as naive SQL, each with a trigram index: `ILIKE '%…%'`, `ORDER BY`
@@ -457,15 +460,25 @@ class GatewayIdentity:
         }
 
 
-def service_client(url: str, var_dir: str):
+def service_client(url: str, var_dir: str, account_view: str = "all"):
+    """The service's test client as the bench user. ``account_view``: where the user holds
+    ``properties.view`` among the locations it sees: ``all`` (the common role: account numbers match
+    everywhere listed, so no condition on the terms' source is added, search.Visibility.account_mode),
+    ``some`` (the first two: every search carries ``source = 0 OR location_id IN (…)``) or ``none``
+    (``source = 0``; account numbers then match nothing)."""
     settings = benchkit.service_settings("customer", url, var_dir)
     app = program.create_app(settings)
     client = app.test_client()
-    # properties.view where customers are seen (the common role): account numbers match everywhere listed,
-    # so no condition on the terms' source is added (search.Visibility.account_mode)
-    perms = frozenset({"customers.view", "leads.view", "tags.view", "properties.view"})
+    seen = frozenset({"customers.view", "leads.view", "tags.view"})
+    with_properties = {"all": VISIBLE_LOCATIONS, "some": VISIBLE_LOCATIONS[:2], "none": ()}[account_view]
     user = GatewayIdentity(
-        Identity(subject="bench", username="bench", locations={loc: perms for loc in VISIBLE_LOCATIONS})
+        Identity(
+            subject="bench",
+            username="bench",
+            locations={
+                loc: seen | {"properties.view"} if loc in with_properties else seen for loc in VISIBLE_LOCATIONS
+            },
+        )
     )
 
     def get(path: str, **params):
@@ -834,7 +847,8 @@ def run_postgres(args) -> bool:
             conn.execute(text("ANALYZE property_accounts"))
             print(f"  trigram indexes for the naive queries built in {time.perf_counter() - started:.0f} s")
         with tempfile.TemporaryDirectory() as var_dir:
-            _, get = service_client(url, var_dir)
+            _, get = service_client(url, var_dir, args.account_view)
+            print(f"  the bench user holds properties.view in {args.account_view} of the locations it sees")
             block = args.order == "both"
             baseline = load_baseline(args.baseline) if args.baseline and block else None
             print(
@@ -898,7 +912,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also answer the block's requests with search.py as at git revision REV (e.g. main), "
         "alternated with this code's one by one, each sample checked to answer the same",
     )
+    parser.add_argument(
+        "--account-view",
+        choices=("all", "some", "none"),
+        default="all",
+        help="where the bench user holds properties.view among the locations it sees (PostgreSQL): all "
+        "(default), some (two of three: the account terms' condition on every search), none",
+    )
     args = parser.parse_args(argv)
+    if args.account_view != "all" and args.baseline:
+        parser.error("--baseline compares answers, which differ from a baseline without account conditions")
     results = []
     if not args.skip_postgres:
         results.append(("PostgreSQL", run_postgres(args)))
