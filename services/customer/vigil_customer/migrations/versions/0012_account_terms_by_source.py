@@ -17,7 +17,9 @@ records holding a live property account (their own fields and account numbers, b
 this revision's rules, as migration 0002 did), written to a work table, and the rest is SQL. ``source``
 is the last column of the match, walk and pair indexes, so a search still reads them alone; the three
 are built again. Migrate with the old code stopped (README › Production): a record it re-indexes in
-between would get its account terms as its own.
+between would get its account terms as its own. On PostgreSQL both tables are then vacuumed and
+analysed, outside the migration's transaction (``vigil_shared.migrations.vacuum_analyze``): most of
+their rows were rewritten.
 """
 
 import itertools
@@ -29,6 +31,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import vigil_shared.db  # noqa: F401 - keeps autogenerate imports stable
+from vigil_shared.migrations import vacuum_analyze
 
 revision = "0012"
 down_revision = "0011"
@@ -198,6 +201,7 @@ def upgrade() -> None:
     op.drop_table(WORK)
     for name, table, columns in INDEXES:
         op.create_index(name, table, [*columns, "source"])
+    vacuum_analyze(op, TERMS, PAIRS)  # most rows rewritten: index-only scans need the visibility map again
 
 
 def downgrade() -> None:
@@ -213,3 +217,4 @@ def downgrade() -> None:
             batch.drop_column("source")
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns)
+    vacuum_analyze(op, TERMS, PAIRS)
