@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from flask import Flask, jsonify, request
+from webhook_receiver import LOCAL, Receiver
 from werkzeug.serving import make_server
 
 from vigil_gateway.app import create_app
@@ -211,3 +212,18 @@ def make_user(client, auth, username, grants=(), **fields):
     )
     assert response.status_code == 201, response.json
     return response.json
+
+
+@pytest.fixture
+def receiver():
+    running = Receiver()
+    yield running
+    running.server.shutdown()
+    running.server.server_close()
+
+
+@pytest.fixture
+def local_app(app):
+    app.extensions["vigil_gateway_webhooks"] = LOCAL
+    yield app
+    app.extensions.pop("vigil_gateway_webhooks", None)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from test_webhooks import LOCAL, Reader, Receiver, message, subscribe
+from test_webhooks import LOCAL, Reader, message, subscribe
 
 from vigil_gateway import webhooks
 from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookBody, WebhookDelivery
@@ -20,21 +20,6 @@ from vigil_shared import migrations
 from vigil_shared.config import ConfigError
 from vigil_shared.db import Database
 from vigil_shared.testing import TestDatabases, choose_backend
-
-
-@pytest.fixture
-def receiver():
-    running = Receiver()
-    yield running
-    running.server.shutdown()
-    running.server.server_close()
-
-
-@pytest.fixture
-def local_app(app):
-    app.extensions["vigil_gateway_webhooks"] = LOCAL
-    yield app
-    app.extensions.pop("vigil_gateway_webhooks", None)
 
 
 @pytest.fixture

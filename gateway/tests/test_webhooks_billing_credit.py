@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks.webhooks import Webhook
-from test_webhooks import hook_owner, local_app, message, receiver, runtime, subscribe  # noqa: F401 - fixtures
+from test_webhooks import hook_owner, message, runtime, subscribe  # noqa: F401 - fixtures
 
 from vigil_gateway import webhooks
 from vigil_gateway.models import FeedEvent, WebhookBody, WebhookDelivery
