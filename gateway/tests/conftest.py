@@ -4,7 +4,7 @@ import threading
 
 import pytest
 from flask import Flask, jsonify, request
-from webhook_receiver import LOCAL, Receiver
+from webhook_receiver import LOCAL, Reader, Receiver
 from werkzeug.serving import make_server
 
 from vigil_gateway.app import create_app
@@ -12,6 +12,7 @@ from vigil_gateway.models import Base
 from vigil_gateway.passwords import FAST_FOR_TESTS, Passwords
 from vigil_gateway.settings import GatewaySettings
 from vigil_gateway.users import ensure_admin
+from vigil_gateway.worker import WebhookRuntime
 from vigil_shared import migrations
 from vigil_shared.config import Settings
 from vigil_shared.db import Database
@@ -227,3 +228,18 @@ def local_app(app):
     app.extensions["vigil_gateway_webhooks"] = LOCAL
     yield app
     app.extensions.pop("vigil_gateway_webhooks", None)
+
+
+@pytest.fixture
+def runtime(settings, db):
+    """The webhook worker's runtime, its deliveries' (id, attempt) pairs collected in ``sent`` as they are made."""
+    sent: list[tuple[int, int]] = []
+    hooks = WebhookRuntime(
+        settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
+    )  # type: ignore[arg-type]
+    hooks.enqueue = lambda delivery_id, token: sent.append((delivery_id, token))  # type: ignore[method-assign]
+    hooks.enqueue_many = lambda pairs: sent.extend(pairs)  # type: ignore[method-assign]
+    hooks.sent = sent  # type: ignore[attr-defined]
+    yield hooks
+    if hooks._senders is not None:
+        hooks._senders.shutdown(wait=True)

@@ -22,21 +22,6 @@ from vigil_shared.db import Database
 from vigil_shared.testing import TestDatabases, choose_backend
 
 
-@pytest.fixture
-def runtime(settings, db):
-    """The worker's runtime, its deliveries' (id, attempt) pairs collected in ``sent`` as they are made."""
-    sent: list[tuple[int, int]] = []
-    hooks = WebhookRuntime(
-        settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
-    )  # type: ignore[arg-type]
-    hooks.enqueue_many = lambda pairs: sent.extend(pairs)  # type: ignore[method-assign]
-    hooks.enqueue = lambda delivery_id, token: sent.append((delivery_id, token))  # type: ignore[method-assign]
-    hooks.sent = sent  # type: ignore[attr-defined]
-    yield hooks
-    if hooks._senders is not None:
-        hooks._senders.shutdown(wait=True)
-
-
 class ByOwnerReader(Reader):
     """Every record visible, its city as each owner reads it (owners who read alike get one body)."""
 

@@ -14,37 +14,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from webhook_receiver import LOCAL, Receiver
+from webhook_receiver import LOCAL, Reader, Receiver
 
 from vigil_gateway import webhooks
 from vigil_gateway.models import FeedEvent, WebhookAttempt, WebhookBody, WebhookDelivery, WebhookSubscription
 from vigil_gateway.worker import WebhookRuntime
 from vigil_shared.messaging.celery_app import make_celery
 from vigil_shared.messaging.contracts import handle_event_task, handle_events_task
-
-
-class Reader:
-    """Stands in for the services: every record is visible, with a masked SSN."""
-
-    def get(self, service, path, identity, params=None):
-        assert not any(p.startswith("confidential.") for p in identity.permissions)
-        if path.endswith("/history"):
-            return {"items": []}
-        return {"id": 1, "ssn": "***-**-6789", "city": "Kanata"}
-
-
-@pytest.fixture
-def runtime(settings, db):
-    sent: list[tuple[int, int]] = []
-    hooks = WebhookRuntime(
-        settings=settings, hooks=LOCAL, db=db, celery=None, cipher=settings.webhook_cipher(), reader=Reader()
-    )  # type: ignore[arg-type]
-    hooks.enqueue = lambda delivery_id, token: sent.append((delivery_id, token))  # type: ignore[method-assign]
-    hooks.enqueue_many = lambda pairs: sent.extend(pairs)  # type: ignore[method-assign]
-    hooks.sent = sent  # type: ignore[attr-defined]
-    yield hooks
-    if hooks._senders is not None:
-        hooks._senders.shutdown(wait=True)
 
 
 def message(event_type="customer.updated", **data) -> dict:

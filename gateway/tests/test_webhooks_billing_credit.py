@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks.webhooks import Webhook
-from test_webhooks import hook_owner, message, runtime, subscribe  # noqa: F401 - fixtures
+from test_webhooks import hook_owner, message, subscribe
 
 from vigil_gateway import webhooks
 from vigil_gateway.models import FeedEvent, WebhookBody, WebhookDelivery
@@ -106,17 +106,17 @@ def offices(client, auth) -> tuple[int, int]:
     return home, other
 
 
-def deliver_all(runtime) -> list[str]:  # noqa: F811 - the fixture
+def deliver_all(runtime) -> list[str]:
     outcomes = [runtime.deliver(delivery_id, token) for delivery_id, token in runtime.sent]
     runtime.sent.clear()
     return outcomes
 
 
-def bodies(receiver, secret: str) -> list[dict]:  # noqa: F811 - the fixture
+def bodies(receiver, secret: str) -> list[dict]:
     return [Webhook(secret).verify(r["body"], r["headers"]) for r in receiver.received]
 
 
-def test_billing_and_credit_types_can_be_subscribed_to(local_app, client, auth, receiver):  # noqa: F811
+def test_billing_and_credit_types_can_be_subscribed_to(local_app, client, auth, receiver):
     types = sorted(t for t in webhooks.EVENT_TYPES if t.split(".")[0] in ("invoice", "payment", "credit"))
     assert types == [
         "credit.check_applied",
@@ -136,11 +136,11 @@ def test_billing_and_credit_types_can_be_subscribed_to(local_app, client, auth, 
 
 
 def test_an_invoice_is_delivered_as_the_owner_reads_it_and_stored_encrypted(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
     db,
 ):
     home, _other = offices(client, auth)
@@ -163,11 +163,11 @@ def test_an_invoice_is_delivered_as_the_owner_reads_it_and_stored_encrypted(
 
 
 def test_a_payment_carries_its_billing_method_as_the_billing_api_masks_it(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
 ):
     home, _other = offices(client, auth)
     services = runtime.reader = Services({22: home})
@@ -190,11 +190,11 @@ def test_a_payment_carries_its_billing_method_as_the_billing_api_masks_it(
 
 
 def test_a_removed_billing_method_leaves_the_payment_without_one(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
 ):
     home, _other = offices(client, auth)
 
@@ -211,11 +211,11 @@ def test_a_removed_billing_method_leaves_the_payment_without_one(
 
 
 def test_a_credit_check_and_its_score_go_only_to_an_owner_holding_credit_view(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
     db,
     monkeypatch,
 ):
@@ -254,11 +254,11 @@ def test_a_credit_check_and_its_score_go_only_to_an_owner_holding_credit_view(
 
 
 def test_another_offices_invoice_payment_and_check_are_not_delivered(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
 ):
     home, other = offices(client, auth)
     runtime.reader = Services({25: home, 26: other})
@@ -285,11 +285,11 @@ def test_another_offices_invoice_payment_and_check_are_not_delivered(
 
 
 def test_a_retry_after_the_owner_lost_billing_view_is_skipped(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
 ):
     home, _other = offices(client, auth)
     runtime.reader = Services({27: home})
@@ -308,11 +308,11 @@ def test_a_retry_after_the_owner_lost_billing_view_is_skipped(
 
 
 def test_an_owner_without_billing_view_anywhere_gets_no_invoice_whatever_a_service_answers(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
 ):
     """The services decide who reads a record; the gateway sends no billing or credit record to an owner
     holding the view right nowhere, should a service answer one all the same."""
@@ -350,7 +350,7 @@ def test_an_owner_without_billing_view_anywhere_gets_no_invoice_whatever_a_servi
         ("credit.check_requested", {"check_id": 29}, ("credit", "/api/v1/credit-checks/29")),
     ],
 )
-def test_each_type_reads_its_record(local_app, client, auth, runtime, receiver, event_type, data, read):  # noqa: F811
+def test_each_type_reads_its_record(local_app, client, auth, runtime, receiver, event_type, data, read):
     home, _other = offices(client, auth)
     services = runtime.reader = Services({29: home})
     created = subscribe(client, auth, receiver.url, event_types=[event_type])
@@ -363,11 +363,11 @@ def test_each_type_reads_its_record(local_app, client, auth, runtime, receiver, 
 
 
 def test_an_api_key_subscription_delivers_with_the_keys_own_narrower_rights(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
 ):
     """A key made by an administrator for one office and billing only: another office's invoice is not
     sent, nor a credit check of its own office (the key holds no ``credit.view``, its maker does)."""
@@ -390,11 +390,11 @@ def test_an_api_key_subscription_delivers_with_the_keys_own_narrower_rights(
 
 
 def test_billing_and_credit_events_follow_their_customer_to_another_office(
-    local_app,  # noqa: F811
+    local_app,
     client,
     auth,
-    runtime,  # noqa: F811
-    receiver,  # noqa: F811
+    runtime,
+    receiver,
     monkeypatch,
 ):
     """A billing or credit event names no location: its services read its record at the customer's location

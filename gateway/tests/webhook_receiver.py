@@ -1,5 +1,5 @@
-"""A local webhook receiver and the webhook settings the gateway's webhook tests deliver with (their
-fixtures are in conftest.py)."""
+"""What the gateway's webhook tests deliver with: a local receiver, a stand-in for the services the
+payloads are read from, and the webhook settings (their fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
@@ -56,3 +56,13 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+class Reader:
+    """Stands in for the services: every record is visible, with a masked SSN."""
+
+    def get(self, service, path, identity, params=None):
+        assert not any(p.startswith("confidential.") for p in identity.permissions)
+        if path.endswith("/history"):
+            return {"items": []}
+        return {"id": 1, "ssn": "***-**-6789", "city": "Kanata"}
